@@ -1,0 +1,46 @@
+// swift-tools-version: 6.1
+// mrepo: git for model checkpoints.
+//
+// Dependencies point one way: mrepo (CLI) → Repo → Merge → Delta.
+// System C libraries come in as systemLibrary targets (see docs/guide.md, "Building").
+import PackageDescription
+
+let package = Package(
+    name: "mrepo",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "mrepo", targets: ["mrepo"]),
+        .executable(name: "mrepo-bench", targets: ["mrepo-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+    ],
+    targets: [
+        // System libraries (Debian: libzstd-dev, libopenblas-dev, libssl-dev; SQLite comes through GRDB).
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+
+        // Tensors and bytes: safetensors I/O, dtypes, hashing, the lossless chunk codec.
+        .target(name: "Delta", dependencies: ["CZstd", "CCrypto"]),
+        // Task-vector math on one tensor at a time.
+        .target(name: "Merge", dependencies: ["Delta", "COpenBLAS"]),
+        // Object store, SQLite history, refs, working tree, hooks and every command's logic.
+        .target(name: "Repo", dependencies: ["Merge", "Delta", .product(name: "GRDB", package: "GRDB.swift")]),
+        // Seeded synthetic checkpoints (transformer-shaped families) for the demo, tests and benchmarks.
+        .target(name: "ModelFactory", dependencies: ["Delta"]),
+        // The command-line tool: parses, calls one Repo API, prints.
+        .executableTarget(name: "mrepo", dependencies: [
+            "Repo", "ModelFactory",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        // Benchmarks (not tests): `swift run -c release mrepo-bench`.
+        .executableTarget(name: "mrepo-bench", dependencies: ["Delta", "ModelFactory"]),
+
+        .testTarget(name: "DeltaTests", dependencies: ["Delta", "ModelFactory"]),
+        .testTarget(name: "MergeTests", dependencies: ["Merge", "Delta"]),
+        .testTarget(name: "RepoTests", dependencies: ["Repo", "ModelFactory"]),
+        .testTarget(name: "CLITests", dependencies: ["mrepo", "Delta", "ModelFactory"]),
+    ]
+)

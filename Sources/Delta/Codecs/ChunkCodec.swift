@@ -1,0 +1,346 @@
+/// How a tensor's bits are turned into a residual before byte-plane splitting.
+///
+/// Every encoding is a bijection on bit patterns, so decoding is bit-exact for any input,
+/// NaN payloads, negative zero and subnormals included.
+public enum TensorEncoding: UInt8, Sendable, CaseIterable, CustomStringConvertible {
+    /// No reference. Floating-point words are rotated left by one bit, so the exponent
+    /// fills the top byte and the sign joins the lowest mantissa byte.
+    case whole = 0
+    /// Bitwise XOR with the reference tensor's word.
+    case xor = 1
+    /// Difference of the words as ordered integers, zigzag-coded (small changes of either
+    /// sign give small unsigned numbers). Floats are first mapped to integers that sort like
+    /// the float values, so a tiny change across zero or a binade stays a small number.
+    case integerDelta = 2
+    /// ``integerDelta`` with the elements grouped by the exponent of their reference value
+    /// before plane splitting (a stable counting sort the decoder repeats from the reference).
+    /// A fine-tune's update is about the same size in absolute terms everywhere, so its size
+    /// in units of the last place depends on the reference's exponent; grouping puts alike
+    /// residuals together, and zstd's per-block statistics then code them more tightly.
+    case integerDeltaByExponent = 3
+
+    public var description: String {
+        switch self {
+        case .whole: return "whole"
+        case .xor: return "xor"
+        case .integerDelta: return "int-delta"
+        case .integerDeltaByExponent: return "int-delta/exp"
+        }
+    }
+
+    /// Whether decoding needs a reference tensor.
+    public var needsReference: Bool { self != .whole }
+
+    /// The delta encoding mrepo uses for a dtype when a reference exists: the ordered-integer
+    /// difference grouped by reference exponent for floating-point dtypes, the plain integer
+    /// difference for integers, XOR for `BOOL`.
+    /// (docs/benchmarks.md, "Codec choice", has the measurements.)
+    public static func preferredDelta(for dtype: DType) -> TensorEncoding {
+        if dtype.isFloatingPoint { return .integerDeltaByExponent }
+        return dtype == .bool ? .xor : .integerDelta
+    }
+
+    /// Scratch bytes the codec needs per chunk byte (planes, and the grouped words).
+    public static let scratchFactor = 2
+}
+
+/// How the planes of one chunk are stored.
+public enum ChunkCoder: UInt8, Sendable {
+    /// Planes stored as they are (chosen when compression would not shrink them).
+    case raw = 0
+    /// Planes concatenated into one zstd frame with a content checksum.
+    case zstd = 1
+}
+
+/// Encodes and decodes one chunk of a tensor: residual transform, byte-plane split, zstd.
+public enum ChunkCodec {
+    /// Encodes `source` (whole elements of `dtype`) against the matching chunk of the reference.
+    ///
+    /// - Parameters:
+    ///   - planes: scratch of at least `TensorEncoding.scratchFactor × source.count` bytes.
+    ///   - output: at least `Zstd.compressBound(source.count)` bytes.
+    /// - Returns: the coder used and the number of bytes written to `output`.
+    public static func encode(dtype: DType, encoding: TensorEncoding, level: Int32,
+                              source: UnsafeRawBufferPointer, reference: UnsafeRawBufferPointer?,
+                              planes: UnsafeMutableRawBufferPointer,
+                              output: UnsafeMutableRawBufferPointer) -> (ChunkCoder, Int) {
+        precondition(source.count % dtype.byteSize == 0, "chunks hold whole elements")
+        precondition(!encoding.needsReference || reference?.count == source.count, "reference chunk matches in size")
+        let planeBytes = UnsafeMutableRawBufferPointer(rebasing: planes[0..<source.count])
+        if encoding == .integerDeltaByExponent {
+            let words = UnsafeMutableRawBufferPointer(rebasing: planes[source.count..<(2 * source.count)])
+            groupedResiduals(dtype: dtype, source: source, reference: reference!, words: words)
+            split(dtype: dtype, encoding: .whole, plainWords: true, source: UnsafeRawBufferPointer(words), reference: nil, planes: planeBytes)
+        } else {
+            split(dtype: dtype, encoding: encoding, source: source, reference: reference, planes: planeBytes)
+        }
+        if let n = Zstd.compress(UnsafeRawBufferPointer(planeBytes), into: output, level: level), n < source.count {
+            return (.zstd, n)
+        }
+        output.baseAddress!.copyMemory(from: planeBytes.baseAddress!, byteCount: source.count)
+        return (.raw, source.count)
+    }
+
+    /// Decodes one chunk into `destination` (the chunk's original bytes).
+    ///
+    /// - Parameters:
+    ///   - planes: scratch of at least `TensorEncoding.scratchFactor × destination.count` bytes.
+    /// - Throws: ``DeltaError/corruptData(object:problem:)`` naming `object` when the stored
+    ///   bytes do not decode.
+    public static func decode(dtype: DType, encoding: TensorEncoding, coder: ChunkCoder,
+                              stored: UnsafeRawBufferPointer, reference: UnsafeRawBufferPointer?,
+                              planes: UnsafeMutableRawBufferPointer,
+                              destination: UnsafeMutableRawBufferPointer, object: String) throws(DeltaError) {
+        let planeBytes = UnsafeMutableRawBufferPointer(rebasing: planes[0..<destination.count])
+        switch coder {
+        case .raw:
+            guard stored.count == destination.count else {
+                throw .corruptData(object: object, problem: "raw chunk holds \(stored.count) bytes, expected \(destination.count)")
+            }
+            if destination.count > 0 { planeBytes.baseAddress!.copyMemory(from: stored.baseAddress!, byteCount: stored.count) }
+        case .zstd:
+            do {
+                try Zstd.decompress(stored, into: planeBytes)
+            } catch {
+                throw .corruptData(object: object, problem: "zstd: \(error.message)")
+            }
+        }
+        if encoding.needsReference, reference?.count != destination.count {
+            throw .corruptData(object: object, problem: "reference chunk is missing or has the wrong size")
+        }
+        if encoding == .integerDeltaByExponent {
+            let words = UnsafeMutableRawBufferPointer(rebasing: planes[destination.count..<(2 * destination.count)])
+            join(dtype: dtype, encoding: .whole, plainWords: true, planes: UnsafeRawBufferPointer(planeBytes), reference: nil, destination: words)
+            ungroupResiduals(dtype: dtype, words: UnsafeRawBufferPointer(words), reference: reference!, destination: destination)
+        } else {
+            join(dtype: dtype, encoding: encoding, planes: UnsafeRawBufferPointer(planeBytes), reference: reference,
+                 destination: destination)
+        }
+    }
+
+    // MARK: - Transforms
+
+    static func split(dtype: DType, encoding: TensorEncoding, plainWords: Bool = false, source: UnsafeRawBufferPointer,
+                      reference: UnsafeRawBufferPointer?, planes: UnsafeMutableRawBufferPointer) {
+        let float = dtype.isFloatingPoint && !plainWords
+        switch dtype.byteSize {
+        case 1: splitWords(UInt8.self, float: float, encoding, source, reference, planes)
+        case 2: splitWords(UInt16.self, float: float, encoding, source, reference, planes)
+        case 4: splitWords(UInt32.self, float: float, encoding, source, reference, planes)
+        default: splitWords(UInt64.self, float: float, encoding, source, reference, planes)
+        }
+    }
+
+    static func join(dtype: DType, encoding: TensorEncoding, plainWords: Bool = false, planes: UnsafeRawBufferPointer,
+                     reference: UnsafeRawBufferPointer?, destination: UnsafeMutableRawBufferPointer) {
+        let float = dtype.isFloatingPoint && !plainWords
+        switch dtype.byteSize {
+        case 1: joinWords(UInt8.self, float: float, encoding, planes, reference, destination)
+        case 2: joinWords(UInt16.self, float: float, encoding, planes, reference, destination)
+        case 4: joinWords(UInt32.self, float: float, encoding, planes, reference, destination)
+        default: joinWords(UInt64.self, float: float, encoding, planes, reference, destination)
+        }
+    }
+
+    /// Maps a sign-magnitude float word to an unsigned integer that orders like the float.
+    @inline(__always)
+    static func ordered<W: FixedWidthInteger & UnsignedInteger>(_ u: W) -> W {
+        let signBit = W(1) << (W.bitWidth - 1)
+        let negative = W(0) &- (u >> (W.bitWidth - 1))  // all ones when the sign bit is set
+        return u ^ (negative | signBit)
+    }
+
+    @inline(__always)
+    static func unordered<W: FixedWidthInteger & UnsignedInteger>(_ o: W) -> W {
+        let signBit = W(1) << (W.bitWidth - 1)
+        let negative = (o >> (W.bitWidth - 1)) &- 1  // all ones when the original was negative
+        return o ^ (negative | signBit)
+    }
+
+    @inline(__always)
+    static func zigzag<W: FixedWidthInteger & UnsignedInteger>(_ d: W) -> W {
+        let sign = W(0) &- (d >> (W.bitWidth - 1))
+        return (d << 1) ^ sign
+    }
+
+    @inline(__always)
+    static func unzigzag<W: FixedWidthInteger & UnsignedInteger>(_ z: W) -> W {
+        (z >> 1) ^ (W(0) &- (z & 1))
+    }
+
+    @inline(__always)
+    static func rotateLeft<W: FixedWidthInteger & UnsignedInteger>(_ u: W) -> W {
+        (u << 1) | (u >> (W.bitWidth - 1))
+    }
+
+    @inline(__always)
+    static func rotateRight<W: FixedWidthInteger & UnsignedInteger>(_ u: W) -> W {
+        (u >> 1) | (u << (W.bitWidth - 1))
+    }
+
+    @inline(__always)
+    static func forward<W: FixedWidthInteger & UnsignedInteger>(_ u: W, _ r: W, float: Bool, _ encoding: TensorEncoding) -> W {
+        switch encoding {
+        case .whole: return float ? rotateLeft(u) : u
+        case .xor: return u ^ r
+        case .integerDelta, .integerDeltaByExponent: return float ? zigzag(ordered(u) &- ordered(r)) : zigzag(u &- r)
+        }
+    }
+
+    @inline(__always)
+    static func inverse<W: FixedWidthInteger & UnsignedInteger>(_ v: W, _ r: W, float: Bool, _ encoding: TensorEncoding) -> W {
+        switch encoding {
+        case .whole: return float ? rotateRight(v) : v
+        case .xor: return v ^ r
+        case .integerDelta, .integerDeltaByExponent: return float ? unordered(ordered(r) &+ unzigzag(v)) : r &+ unzigzag(v)
+        }
+    }
+
+    // MARK: - Grouping by reference exponent
+
+    /// The exponent field's position and width for a floating-point dtype.
+    static func exponentField(_ dtype: DType) -> (shift: Int, buckets: Int) {
+        let mantissa: Int
+        switch dtype {
+        case .f64: mantissa = 52
+        case .f32: mantissa = 23
+        case .bf16: mantissa = 7
+        case .f16: mantissa = 10
+        case .f8e4m3: mantissa = 3
+        case .f8e5m2: mantissa = 2
+        default: mantissa = 0
+        }
+        return (mantissa, 1 << dtype.exponentBits)
+    }
+
+    static func groupedResiduals(dtype: DType, source: UnsafeRawBufferPointer, reference: UnsafeRawBufferPointer,
+                                 words: UnsafeMutableRawBufferPointer) {
+        switch dtype.byteSize {
+        case 1: group(UInt8.self, dtype, source, reference, words)
+        case 2: group(UInt16.self, dtype, source, reference, words)
+        case 4: group(UInt32.self, dtype, source, reference, words)
+        default: group(UInt64.self, dtype, source, reference, words)
+        }
+    }
+
+    static func ungroupResiduals(dtype: DType, words: UnsafeRawBufferPointer, reference: UnsafeRawBufferPointer,
+                                 destination: UnsafeMutableRawBufferPointer) {
+        switch dtype.byteSize {
+        case 1: ungroup(UInt8.self, dtype, words, reference, destination)
+        case 2: ungroup(UInt16.self, dtype, words, reference, destination)
+        case 4: ungroup(UInt32.self, dtype, words, reference, destination)
+        default: ungroup(UInt64.self, dtype, words, reference, destination)
+        }
+    }
+
+    /// Start position of each exponent bucket (a counting sort's prefix sums).
+    private static func bucketStarts<W: FixedWidthInteger & UnsignedInteger>(
+        _: W.Type, _ dtype: DType, _ reference: UnsafeRawBufferPointer, _ n: Int
+    ) -> [Int] {
+        let (shift, buckets) = exponentField(dtype)
+        let mask = W(buckets - 1)
+        var counts = [Int](repeating: 0, count: buckets + 1)
+        let ref = reference.baseAddress!
+        let width = MemoryLayout<W>.size
+        counts.withUnsafeMutableBufferPointer { c in
+            for i in 0..<n {
+                let r = ref.loadUnaligned(fromByteOffset: i * width, as: W.self)
+                c[Int((r >> shift) & mask) + 1] += 1
+            }
+            for b in 1...buckets { c[b] += c[b - 1] }
+        }
+        return counts
+    }
+
+    private static func group<W: FixedWidthInteger & UnsignedInteger>(
+        _: W.Type, _ dtype: DType, _ source: UnsafeRawBufferPointer, _ reference: UnsafeRawBufferPointer,
+        _ words: UnsafeMutableRawBufferPointer
+    ) {
+        let width = MemoryLayout<W>.size
+        let n = source.count / width
+        guard n > 0 else { return }
+        let (shift, buckets) = exponentField(dtype)
+        let mask = W(buckets - 1)
+        var next = bucketStarts(W.self, dtype, reference, n)
+        let src = source.baseAddress!, ref = reference.baseAddress!, out = words.baseAddress!
+        next.withUnsafeMutableBufferPointer { pos in
+            for i in 0..<n {
+                let u = src.loadUnaligned(fromByteOffset: i * width, as: W.self)
+                let r = ref.loadUnaligned(fromByteOffset: i * width, as: W.self)
+                let b = Int((r >> shift) & mask)
+                out.storeBytes(of: zigzag(ordered(u) &- ordered(r)), toByteOffset: pos[b] * width, as: W.self)
+                pos[b] += 1
+            }
+        }
+    }
+
+    private static func ungroup<W: FixedWidthInteger & UnsignedInteger>(
+        _: W.Type, _ dtype: DType, _ words: UnsafeRawBufferPointer, _ reference: UnsafeRawBufferPointer,
+        _ destination: UnsafeMutableRawBufferPointer
+    ) {
+        let width = MemoryLayout<W>.size
+        let n = destination.count / width
+        guard n > 0 else { return }
+        let (shift, buckets) = exponentField(dtype)
+        let mask = W(buckets - 1)
+        var next = bucketStarts(W.self, dtype, reference, n)
+        let inp = words.baseAddress!, ref = reference.baseAddress!, dst = destination.baseAddress!
+        next.withUnsafeMutableBufferPointer { pos in
+            for i in 0..<n {
+                let r = ref.loadUnaligned(fromByteOffset: i * width, as: W.self)
+                let b = Int((r >> shift) & mask)
+                let v = inp.load(fromByteOffset: pos[b] * width, as: W.self)
+                pos[b] += 1
+                dst.storeBytes(of: unordered(ordered(r) &+ unzigzag(v)), toByteOffset: i * width, as: W.self)
+            }
+        }
+    }
+
+    private static func splitWords<W: FixedWidthInteger & UnsignedInteger>(
+        _: W.Type, float: Bool, _ encoding: TensorEncoding, _ source: UnsafeRawBufferPointer,
+        _ reference: UnsafeRawBufferPointer?, _ planes: UnsafeMutableRawBufferPointer
+    ) {
+        let width = MemoryLayout<W>.size
+        let n = source.count / width
+        guard n > 0 else { return }
+        let src = source.baseAddress!
+        let ref = reference?.baseAddress
+        let out = planes.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        if width == 1 {
+            for i in 0..<n {
+                let u = src.load(fromByteOffset: i, as: W.self)
+                let r = ref.map { $0.load(fromByteOffset: i, as: W.self) } ?? 0
+                out[i] = UInt8(truncatingIfNeeded: forward(u, r, float: float, encoding))
+            }
+            return
+        }
+        for i in 0..<n {
+            let u = src.loadUnaligned(fromByteOffset: i * width, as: W.self)
+            let r = ref?.loadUnaligned(fromByteOffset: i * width, as: W.self) ?? 0
+            let v = forward(u, r, float: float, encoding)
+            for k in 0..<width {
+                out[k * n + i] = UInt8(truncatingIfNeeded: v >> (8 * k))
+            }
+        }
+    }
+
+    private static func joinWords<W: FixedWidthInteger & UnsignedInteger>(
+        _: W.Type, float: Bool, _ encoding: TensorEncoding, _ planes: UnsafeRawBufferPointer,
+        _ reference: UnsafeRawBufferPointer?, _ destination: UnsafeMutableRawBufferPointer
+    ) {
+        let width = MemoryLayout<W>.size
+        let n = destination.count / width
+        guard n > 0 else { return }
+        let inp = planes.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        let ref = reference?.baseAddress
+        let dst = destination.baseAddress!
+        for i in 0..<n {
+            var v: W = 0
+            for k in 0..<width {
+                v |= W(inp[k * n + i]) << (8 * k)
+            }
+            let r = ref?.loadUnaligned(fromByteOffset: i * width, as: W.self) ?? 0
+            dst.storeBytes(of: inverse(v, r, float: float, encoding), toByteOffset: i * width, as: W.self)
+        }
+    }
+}

@@ -1,0 +1,212 @@
+/// Produces the decoded bytes of chunk `index` of a reference tensor into a buffer of exactly
+/// that chunk's size. Called from worker threads.
+public typealias ChunkSource = @Sendable (_ index: Int, _ into: UnsafeMutableRawBufferPointer) throws -> Void
+
+/// Parameters of the lossless codec.
+public struct CodecOptions: Sendable, Equatable {
+    /// Uncompressed bytes per chunk. Chunks are coded independently (and in parallel).
+    public var chunkByteCount: Int
+    /// zstd level for the byte planes.
+    public var level: Int32
+
+    /// 4 MiB chunks at zstd level 1: measured in docs/benchmarks.md ("Codec choice").
+    public static let `default` = CodecOptions(chunkByteCount: 4 << 20, level: 1)
+
+    public init(chunkByteCount: Int, level: Int32) {
+        precondition(chunkByteCount > 0 && chunkByteCount % 8 == 0, "chunks hold whole elements of every dtype")
+        self.chunkByteCount = chunkByteCount
+        self.level = level
+    }
+}
+
+/// The header of an encoded tensor (docs/format.md §4.2). All integers little-endian.
+///
+/// ```
+/// magic            4   "MRTN"
+/// version          1   1
+/// encoding         1   TensorEncoding
+/// dtype            1   DType.code
+/// rank             1
+/// chunkByteCount   4   u32
+/// byteCount        8   u64
+/// shape            8 × rank, u64 each
+/// reference       32   identity of the reference tensor (zeros when encoding is whole)
+/// ```
+/// Chunk records follow: `coder (1) | reserved (3) | storedByteCount (u32) | stored bytes`.
+public struct EncodedTensorHeader: Sendable, Equatable {
+    public var encoding: TensorEncoding
+    public var dtype: DType
+    public var shape: Shape
+    public var byteCount: Int
+    public var chunkByteCount: Int
+    public var reference: Digest?
+
+    public static let magic: [UInt8] = Array("MRTN".utf8)
+    public static let version: UInt8 = 1
+
+    public init(encoding: TensorEncoding, dtype: DType, shape: Shape, byteCount: Int, chunkByteCount: Int, reference: Digest?) {
+        self.encoding = encoding
+        self.dtype = dtype
+        self.shape = shape
+        self.byteCount = byteCount
+        self.chunkByteCount = chunkByteCount
+        self.reference = reference
+    }
+
+    /// Number of chunks.
+    public var chunkCount: Int { byteCount == 0 ? 0 : (byteCount + chunkByteCount - 1) / chunkByteCount }
+
+    /// The byte range of chunk `index` within the tensor.
+    public func chunkRange(_ index: Int) -> Range<Int> {
+        let start = index * chunkByteCount
+        return start..<min(byteCount, start + chunkByteCount)
+    }
+
+    public func serialized() -> [UInt8] {
+        var out = EncodedTensorHeader.magic
+        out.append(EncodedTensorHeader.version)
+        out.append(encoding.rawValue)
+        out.append(dtype.code)
+        out.append(UInt8(shape.count))
+        out.appendLE(UInt32(chunkByteCount))
+        out.appendLE(UInt64(byteCount))
+        for dim in shape { out.appendLE(UInt64(dim)) }
+        out.append(contentsOf: (reference ?? .zero).bytes)
+        return out
+    }
+
+    /// Parses a header at the start of `bytes`.
+    /// - Returns: the header and its length in bytes.
+    public static func parse(_ bytes: UnsafeRawBufferPointer, object: String) throws(DeltaError) -> (EncodedTensorHeader, Int) {
+        var r = ByteReader(bytes)
+        func bad(_ problem: String) -> DeltaError { .corruptData(object: object, problem: problem) }
+        guard let m = r.bytes(4), Array(m) == magic else { throw bad("not an encoded tensor (bad magic)") }
+        guard let version = r.u8(), version == EncodedTensorHeader.version else { throw bad("unknown tensor encoding version") }
+        guard let enc = r.u8(), let encoding = TensorEncoding(rawValue: enc) else { throw bad("unknown tensor encoding") }
+        guard let code = r.u8(), let dtype = DType(code: code) else { throw bad("unknown dtype code") }
+        guard let rank = r.u8(), let chunk = r.u32(), let count = r.u64() else { throw bad("header is truncated") }
+        var shape: Shape = []
+        for _ in 0..<rank {
+            guard let dim = r.u64(), dim <= UInt64(Int.max) else { throw bad("header is truncated") }
+            shape.append(Int(dim))
+        }
+        guard let refBytes = r.bytes(32), let ref = Digest(bytes: refBytes) else { throw bad("header is truncated") }
+        guard chunk > 0, Int(chunk) % 8 == 0 else { throw bad("invalid chunk size \(chunk)") }
+        guard count <= UInt64(Int.max), let elements = shape.elementCount, elements * dtype.byteSize == Int(count) else {
+            throw bad("byte count \(count) disagrees with \(dtype.rawValue) × \(shape.shapeDescription)")
+        }
+        let header = EncodedTensorHeader(encoding: encoding, dtype: dtype, shape: shape, byteCount: Int(count),
+                                         chunkByteCount: Int(chunk), reference: ref == .zero ? nil : ref)
+        if encoding.needsReference, header.reference == nil { throw bad("delta encoding without a reference") }
+        return (header, r.offset)
+    }
+}
+
+/// A parsed, read-only view of an encoded tensor's bytes (usually a mapped object file).
+public struct EncodedTensor: @unchecked Sendable {
+    public let header: EncodedTensorHeader
+    /// Where each chunk's stored bytes are, and how they are coded.
+    public let chunks: [(coder: ChunkCoder, range: Range<Int>)]
+    /// Bytes of the whole encoding (header and chunks).
+    public let bytes: UnsafeRawBufferPointer
+    /// Keeps `bytes` valid.
+    private let owner: AnyObject?
+    /// Name used in error messages.
+    public let name: String
+
+    /// Parses the header and chunk table of `bytes`.
+    /// - Parameters:
+    ///   - offset: where the encoded tensor starts within `bytes`.
+    ///   - owner: an object that keeps `bytes` alive (e.g. the ``MappedFile``).
+    public init(bytes: UnsafeRawBufferPointer, offset: Int = 0, owner: AnyObject?, name: String) throws(DeltaError) {
+        let view = UnsafeRawBufferPointer(rebasing: bytes[offset...])
+        let (header, headerLength) = try EncodedTensorHeader.parse(view, object: name)
+        var r = ByteReader(view)
+        r.offset = headerLength
+        var chunks: [(coder: ChunkCoder, range: Range<Int>)] = []
+        chunks.reserveCapacity(header.chunkCount)
+        for i in 0..<header.chunkCount {
+            guard let c = r.u8(), let coder = ChunkCoder(rawValue: c), r.bytes(3) != nil, let length = r.u32() else {
+                throw .corruptData(object: name, problem: "chunk \(i) record is truncated or has an unknown coder")
+            }
+            let start = r.offset
+            guard r.bytes(Int(length)) != nil else {
+                throw .corruptData(object: name, problem: "chunk \(i) runs past the end (\(length) bytes at \(start))")
+            }
+            chunks.append((coder, start..<(start + Int(length))))
+        }
+        guard r.offset == view.count else {
+            throw .corruptData(object: name, problem: "\(view.count - r.offset) bytes after the last chunk")
+        }
+        self.header = header
+        self.chunks = chunks
+        self.bytes = view
+        self.owner = owner
+        self.name = name
+    }
+
+    /// Total stored bytes (header and chunks).
+    public var storedByteCount: Int { bytes.count }
+
+    /// Decodes chunk `index` into `destination` (exactly that chunk's size).
+    ///
+    /// - Parameters:
+    ///   - reference: produces the reference's chunk when the encoding is a delta.
+    ///   - scratch: at least `TensorEncoding.scratchFactor + 1` chunk sizes of scratch space.
+    public func decodeChunk(_ index: Int, into destination: UnsafeMutableRawBufferPointer,
+                            reference: ChunkSource?, scratch: UnsafeMutableRawBufferPointer) throws {
+        let range = header.chunkRange(index)
+        precondition(destination.count == range.count, "destination matches the chunk")
+        let k = TensorEncoding.scratchFactor
+        let planes = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<(k * range.count)])
+        var refBytes: UnsafeRawBufferPointer?
+        if header.encoding.needsReference {
+            guard let reference else {
+                throw DeltaError.corruptData(object: name, problem: "delta chunk decoded without its reference")
+            }
+            let refBuffer = UnsafeMutableRawBufferPointer(rebasing: scratch[(k * range.count)..<((k + 1) * range.count)])
+            try reference(index, refBuffer)
+            refBytes = UnsafeRawBufferPointer(refBuffer)
+        }
+        let chunk = chunks[index]
+        try ChunkCodec.decode(dtype: header.dtype, encoding: header.encoding, coder: chunk.coder,
+                              stored: UnsafeRawBufferPointer(rebasing: bytes[chunk.range]), reference: refBytes,
+                              planes: planes, destination: destination, object: "\(name) chunk \(index)")
+    }
+}
+
+// MARK: - Little-endian helpers
+
+extension Array where Element == UInt8 {
+    mutating func appendLE<T: FixedWidthInteger>(_ value: T) {
+        var v = value.littleEndian
+        Swift.withUnsafeBytes(of: &v) { append(contentsOf: $0) }
+    }
+}
+
+/// Reads little-endian integers from a buffer, returning nil past its end.
+public struct ByteReader {
+    let bytes: UnsafeRawBufferPointer
+    public var offset = 0
+
+    public init(_ bytes: UnsafeRawBufferPointer) {
+        self.bytes = bytes
+    }
+
+    public mutating func bytes(_ count: Int) -> UnsafeRawBufferPointer.SubSequence? {
+        guard count >= 0, count <= bytes.count - offset else { return nil }
+        defer { offset += count }
+        return bytes[offset..<(offset + count)]
+    }
+
+    public mutating func u8() -> UInt8? { integer(UInt8.self) }
+    public mutating func u32() -> UInt32? { integer(UInt32.self) }
+    public mutating func u64() -> UInt64? { integer(UInt64.self) }
+
+    private mutating func integer<T: FixedWidthInteger>(_: T.Type) -> T? {
+        let size = MemoryLayout<T>.size
+        guard size <= bytes.count - offset else { return nil }
+        defer { offset += size }
+        return T(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: T.self))
+    }
+}

@@ -1,0 +1,64 @@
+import Dispatch
+import Foundation
+import Synchronization
+
+/// Data-parallel loops over the machine's cores.
+public enum Parallel {
+    /// Worker count: `MREPO_THREADS` when set, else the number of active processors.
+    public static let workerCount: Int = {
+        if let text = ProcessInfo.processInfo.environment["MREPO_THREADS"], let n = Int(text), n > 0 { return n }
+        return max(1, ProcessInfo.processInfo.activeProcessorCount)
+    }()
+
+    /// Runs `body(0..<count)` on all cores and rethrows the first error.
+    ///
+    /// Iterations after a failure still run, but see `failed == true` and should return early.
+    public static func forEach(_ count: Int, _ body: (_ index: Int, _ failed: () -> Bool) throws -> Void) throws {
+        guard count > 0 else { return }
+        if count == 1 || workerCount == 1 {
+            for i in 0..<count { try body(i, { false }) }
+            return
+        }
+        let state = FailureState()
+        withoutActuallyEscaping(body) { body in
+            let box = UnsafeSendable(body)
+            DispatchQueue.concurrentPerform(iterations: count) { i in
+                if state.failed { return }
+                do {
+                    try box.value(i, { state.failed })
+                } catch {
+                    state.record(error)
+                }
+            }
+        }
+        if let error = state.firstError { throw error }
+    }
+}
+
+/// The first error of a parallel loop, and whether one happened.
+private final class FailureState: Sendable {
+    private let flag = Atomic<Bool>(false)
+    private let error = Mutex<(any Error)?>(nil)
+
+    var failed: Bool { flag.load(ordering: .relaxed) }
+    var firstError: (any Error)? { error.withLock { $0 } }
+
+    func record(_ e: any Error) {
+        flag.store(true, ordering: .relaxed)
+        error.withLock { if $0 == nil { $0 = e } }
+    }
+}
+
+/// A buffer of raw bytes owned by one window slot of a pipeline, reused across windows.
+final class ScratchBuffer: @unchecked Sendable {
+    let bytes: UnsafeMutableRawBufferPointer
+    var used = 0
+
+    init(count: Int) {
+        bytes = .allocate(byteCount: max(count, 1), alignment: 64)
+    }
+
+    deinit { bytes.deallocate() }
+
+    var filled: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: bytes[0..<used]) }
+}

@@ -1,0 +1,223 @@
+/// Streams one tensor through the chunk codec on all cores with bounded memory.
+///
+/// Chunks are processed in windows of a few per core. While the workers code the chunks of one
+/// window, one more job hashes the tensor's bytes in order and hands the previous window's
+/// results to the sink, so hashing, coding and writing overlap. Memory stays at two windows of
+/// chunks, whatever the tensor's size.
+public enum TensorPipeline {
+    /// What ``encode(dtype:shape:source:encoding:reference:options:sink:didProcess:)`` produced.
+    public struct EncodeResult: Sendable {
+        /// The tensor's identity (``TensorHasher``).
+        public var digest: Digest
+        /// Bytes handed to the sink (header and chunk records).
+        public var storedByteCount: Int
+    }
+
+    /// A delta reference: its identity and a way to produce its decoded chunks.
+    public struct Reference: Sendable {
+        public var digest: Digest
+        public var chunks: ChunkSource
+        public init(digest: Digest, chunks: @escaping ChunkSource) {
+            self.digest = digest
+            self.chunks = chunks
+        }
+    }
+
+    static var windowSize: Int { max(2, 2 * Parallel.workerCount) }
+
+    /// What the identity hash of the streamed bytes covers.
+    public enum Identity: Sendable {
+        /// A tensor: ``TensorHasher`` (dtype, shape, bytes).
+        case tensor
+        /// A non-tensor file: ``BlobHasher`` (byte count, bytes).
+        case blob
+
+        func hasher(dtype: DType, shape: Shape, byteCount: Int) -> SHA256 {
+            let sha = SHA256()
+            switch self {
+            case .tensor: sha.update(TensorHasher.prefix(dtype: dtype, shape: shape))
+            case .blob: sha.update(BlobHasher.prefix(byteCount: byteCount))
+            }
+            return sha
+        }
+    }
+
+    /// Encodes `source` and streams the encoded bytes to `sink`.
+    ///
+    /// - Parameters:
+    ///   - encoding: `.whole`, or a delta encoding when `reference` is given.
+    ///   - reference: the reference tensor (same dtype and shape, same chunk size).
+    ///   - sink: receives the encoded bytes in order, on one thread at a time.
+    ///   - didProcess: called with each source byte range after it has been hashed and coded
+    ///     (callers release mapped pages there and advance progress bars).
+    public static func encode(dtype: DType, shape: Shape, source: UnsafeRawBufferPointer, encoding: TensorEncoding,
+                              reference: Reference?, options: CodecOptions, identity: Identity = .tensor,
+                              sink: (UnsafeRawBufferPointer) throws -> Void,
+                              didProcess: ((Range<Int>) -> Void)? = nil) throws -> EncodeResult {
+        let encoding = reference == nil ? TensorEncoding.whole : encoding
+        let header = EncodedTensorHeader(encoding: encoding, dtype: dtype, shape: shape, byteCount: source.count,
+                                         chunkByteCount: options.chunkByteCount, reference: reference?.digest)
+        var stored = 0
+        let headerBytes = header.serialized()
+        try headerBytes.withUnsafeBytes { try sink($0) }
+        stored += headerBytes.count
+
+        let hasher = identity.hasher(dtype: dtype, shape: shape, byteCount: source.count)
+        let chunkCount = header.chunkCount
+        let window = windowSize
+        let slotCount = min(window, max(chunkCount, 1))
+        let chunkSize = min(options.chunkByteCount, max(source.count, 1))
+        let banks = (0..<2).map { _ in
+            (0..<slotCount).map { _ in EncodeSlot(chunkSize: chunkSize) }
+        }
+        let windowCount = (chunkCount + window - 1) / window
+        var storedTotal = stored
+        let storedBox = CounterBox()
+
+        func flush(_ w: Int) throws {
+            let bank = banks[w % 2]
+            let first = w * window
+            let last = min(chunkCount, first + window)
+            for i in first..<last {
+                let slot = bank[i - first]
+                try sink(slot.output.filled)
+                storedBox.value += slot.output.used
+            }
+            didProcess?(header.chunkRange(first).lowerBound..<header.chunkRange(last - 1).upperBound)
+        }
+
+        for w in 0..<windowCount {
+            let first = w * window
+            let last = min(chunkCount, first + window)
+            let bank = banks[w % 2]
+            try Parallel.forEach(last - first + 1) { job, failed in
+                if job == 0 {
+                    let range = header.chunkRange(first).lowerBound..<header.chunkRange(last - 1).upperBound
+                    hasher.update(UnsafeRawBufferPointer(rebasing: source[range]))
+                    if w > 0 { try flush(w - 1) }
+                    return
+                }
+                if failed() { return }
+                let index = first + job - 1
+                let range = header.chunkRange(index)
+                let slot = bank[job - 1]
+                var refBytes: UnsafeRawBufferPointer?
+                if let reference {
+                    let refBuffer = UnsafeMutableRawBufferPointer(rebasing: slot.reference.bytes[0..<range.count])
+                    try reference.chunks(index, refBuffer)
+                    refBytes = UnsafeRawBufferPointer(refBuffer)
+                }
+                let out = slot.output.bytes
+                let (coder, n) = ChunkCodec.encode(
+                    dtype: dtype, encoding: encoding, level: options.level,
+                    source: UnsafeRawBufferPointer(rebasing: source[range]), reference: refBytes,
+                    planes: slot.planes.bytes, output: UnsafeMutableRawBufferPointer(rebasing: out[8...]))
+                out[0] = coder.rawValue
+                out[1] = 0; out[2] = 0; out[3] = 0
+                out.storeBytes(of: UInt32(n).littleEndian, toByteOffset: 4, as: UInt32.self)
+                slot.output.used = 8 + n
+            }
+        }
+        if windowCount == 0 {
+            hasher.update(source)
+        } else {
+            try flush(windowCount - 1)
+        }
+        storedTotal += storedBox.value
+        let digest = hasher.finalize()
+        return EncodeResult(digest: digest, storedByteCount: storedTotal)
+    }
+
+    /// Decodes a tensor, streams its bytes to `sink`, and verifies its identity.
+    ///
+    /// - Parameters:
+    ///   - expected: the identity the bytes must hash to; nil skips the check.
+    ///   - sink: receives the decoded bytes in order, on one thread at a time.
+    /// - Returns: the identity of the decoded bytes.
+    /// - Throws: ``DeltaError/corruptData(object:problem:)`` when a chunk does not decode or the
+    ///   bytes hash to something other than `expected`. Bytes already given to `sink` must then be
+    ///   discarded by the caller.
+    @discardableResult
+    public static func decode(_ tensor: EncodedTensor, reference: ChunkSource?, expected: Digest?, identity: Identity = .tensor,
+                              sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Digest {
+        let header = tensor.header
+        let hasher = identity.hasher(dtype: header.dtype, shape: header.shape, byteCount: header.byteCount)
+        let chunkCount = header.chunkCount
+        let window = windowSize
+        let slotCount = min(window, max(chunkCount, 1))
+        let chunkSize = min(header.chunkByteCount, max(header.byteCount, 1))
+        let banks = (0..<2).map { _ in
+            (0..<slotCount).map { _ in DecodeSlot(chunkSize: chunkSize) }
+        }
+        let windowCount = (chunkCount + window - 1) / window
+
+        func flush(_ w: Int) throws {
+            let bank = banks[w % 2]
+            let first = w * window
+            let last = min(chunkCount, first + window)
+            for i in first..<last {
+                let out = bank[i - first].output.filled
+                hasher.update(out)
+                try sink(out)
+            }
+        }
+
+        for w in 0..<windowCount {
+            let first = w * window
+            let last = min(chunkCount, first + window)
+            let bank = banks[w % 2]
+            try Parallel.forEach(last - first + 1) { job, failed in
+                if job == 0 {
+                    if w > 0 { try flush(w - 1) }
+                    return
+                }
+                if failed() { return }
+                let index = first + job - 1
+                let slot = bank[job - 1]
+                let count = header.chunkRange(index).count
+                slot.output.used = count
+                try tensor.decodeChunk(index, into: UnsafeMutableRawBufferPointer(rebasing: slot.output.bytes[0..<count]),
+                                       reference: reference, scratch: slot.scratch.bytes)
+            }
+        }
+        if windowCount > 0 { try flush(windowCount - 1) }
+        let digest = hasher.finalize()
+        if let expected, digest != expected {
+            throw DeltaError.corruptData(object: tensor.name, problem: "decoded bytes hash to \(digest.short), expected \(expected.short)")
+        }
+        return digest
+    }
+
+    /// Decodes a whole tensor into memory and verifies its identity.
+    public static func decodeToArray(_ tensor: EncodedTensor, reference: ChunkSource?, expected: Digest?,
+                                     identity: Identity = .tensor) throws -> [UInt8] {
+        var out = [UInt8]()
+        out.reserveCapacity(tensor.header.byteCount)
+        try decode(tensor, reference: reference, expected: expected, identity: identity) { out.append(contentsOf: $0) }
+        return out
+    }
+}
+
+private final class EncodeSlot: @unchecked Sendable {
+    let planes: ScratchBuffer
+    let reference: ScratchBuffer
+    let output: ScratchBuffer
+    init(chunkSize: Int) {
+        planes = ScratchBuffer(count: TensorEncoding.scratchFactor * chunkSize)
+        reference = ScratchBuffer(count: chunkSize)
+        output = ScratchBuffer(count: Zstd.compressBound(chunkSize) + 8)
+    }
+}
+
+private final class DecodeSlot: @unchecked Sendable {
+    let scratch: ScratchBuffer
+    let output: ScratchBuffer
+    init(chunkSize: Int) {
+        scratch = ScratchBuffer(count: (TensorEncoding.scratchFactor + 1) * chunkSize)
+        output = ScratchBuffer(count: chunkSize)
+    }
+}
+
+final class CounterBox: @unchecked Sendable {
+    var value = 0
+}

@@ -1,0 +1,147 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Writes a file so that it appears whole or not at all.
+///
+/// Bytes go to a temporary file in the destination's directory. ``commit()`` flushes them to
+/// disk (`fsync`), renames the temporary file over the destination, and syncs the directory.
+/// A crash at any instant leaves either the old file or the new one, plus at most a temporary
+/// file whose name starts with ``temporaryPrefix``, which readers ignore and `gc` removes.
+public final class AtomicFileWriter {
+    /// Every temporary file mrepo writes starts with this prefix.
+    public static let temporaryPrefix = ".mrepo-tmp-"
+
+    public let destination: String
+    public let temporaryPath: String
+    private var fd: Int32
+    private var buffer: UnsafeMutableRawBufferPointer
+    private var buffered = 0
+    private var finished = false
+    /// Bytes written so far.
+    public private(set) var byteCount = 0
+
+    /// Creates the temporary file next to `destination`.
+    /// - Parameter permissions: mode of the final file; the default is `0o644`.
+    public init(destination: String, permissions: mode_t = 0o644) throws {
+        self.destination = destination
+        let (dir, name) = splitPath(destination)
+        let suffix = UInt64.random(in: 0...UInt64.max)
+        temporaryPath = (dir.isEmpty ? "" : dir + "/") + AtomicFileWriter.temporaryPrefix
+            + "\(getpid())-\(String(suffix, radix: 36))-" + name
+        fd = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, permissions)
+        guard fd >= 0 else { throw DeltaError.io(path: destination, reason: "cannot create temporary file: \(errnoDescription())") }
+        buffer = .allocate(byteCount: 1 << 20, alignment: 64)
+    }
+
+    deinit {
+        if !finished { abort() }
+        buffer.deallocate()
+    }
+
+    /// Appends bytes.
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        guard bytes.count > 0 else { return }
+        byteCount += bytes.count
+        if buffered + bytes.count <= buffer.count {
+            buffer.baseAddress!.advanced(by: buffered).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+            buffered += bytes.count
+            return
+        }
+        try flush()
+        if bytes.count >= buffer.count / 2 {
+            try writeAll(bytes)
+        } else {
+            buffer.baseAddress!.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+            buffered = bytes.count
+        }
+    }
+
+    /// Appends the bytes of an array.
+    public func write(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { (raw) throws in try write(raw) }
+    }
+
+    private func flush() throws {
+        guard buffered > 0 else { return }
+        try writeAll(UnsafeRawBufferPointer(start: buffer.baseAddress, count: buffered))
+        buffered = 0
+    }
+
+    private func writeAll(_ bytes: UnsafeRawBufferPointer) throws {
+        var done = 0
+        while done < bytes.count {
+            let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw DeltaError.io(path: destination, reason: "write failed: \(errnoDescription())")
+            }
+            done += n
+        }
+    }
+
+    /// Flushes, syncs and renames the file into place, then syncs its directory.
+    /// - Parameter syncDirectory: sync the directory after the rename; callers that rename many
+    ///   files into one directory may pass `false` and sync it once (``syncDirectory(_:)``).
+    public func commit(syncDirectory: Bool = true) throws {
+        try commit(renamingTo: destination, syncDirectory: syncDirectory)
+    }
+
+    /// Like ``commit(syncDirectory:)``, but renames the file to `target` (in the same file system),
+    /// for writers that learn the final name only at the end (content-addressed objects).
+    public func commit(renamingTo target: String, syncDirectory: Bool) throws {
+        precondition(!finished, "commit or abort is called once")
+        do {
+            try flush()
+            guard fsync(fd) == 0 else { throw DeltaError.io(path: destination, reason: "fsync failed: \(errnoDescription())") }
+        } catch {
+            abort()
+            throw error
+        }
+        close(fd)
+        fd = -1
+        finished = true
+        guard rename(temporaryPath, target) == 0 else {
+            let reason = errnoDescription()
+            unlink(temporaryPath)
+            throw DeltaError.io(path: target, reason: "rename failed: \(reason)")
+        }
+        if syncDirectory {
+            try AtomicFileWriter.syncDirectory(splitPath(target).dir)
+        }
+    }
+
+    /// Closes and deletes the temporary file.
+    public func abort() {
+        guard !finished else { return }
+        finished = true
+        if fd >= 0 { close(fd) }
+        fd = -1
+        unlink(temporaryPath)
+    }
+
+    /// Flushes a directory's entries to disk, making renames into it durable.
+    public static func syncDirectory(_ dir: String) throws {
+        let path = dir.isEmpty ? "." : dir
+        let dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard dfd >= 0 else { throw DeltaError.io(path: path, reason: "cannot open directory: \(errnoDescription())") }
+        defer { close(dfd) }
+        guard fsync(dfd) == 0 else { throw DeltaError.io(path: path, reason: "fsync failed: \(errnoDescription())") }
+    }
+
+    /// Writes a whole file atomically.
+    public static func write(_ bytes: [UInt8], to path: String, permissions: mode_t = 0o644) throws {
+        let writer = try AtomicFileWriter(destination: path, permissions: permissions)
+        try writer.write(bytes)
+        try writer.commit()
+    }
+}
+
+/// Splits `a/b/c` into (`a/b`, `c`).
+public func splitPath(_ path: String) -> (dir: String, name: String) {
+    guard let slash = path.lastIndex(of: "/") else { return ("", path) }
+    let dir = String(path[..<slash])
+    return (dir.isEmpty ? "/" : dir, String(path[path.index(after: slash)...]))
+}

@@ -1,0 +1,131 @@
+/// Converts tensor elements to and from `Float` for arithmetic (merges, diffs).
+///
+/// Narrow formats are rounded to nearest, ties to even, as PyTorch does. `F8_E4M3` has no
+/// infinity: finite values beyond its range saturate to ±448 and infinities become NaN.
+public enum FloatConversion {
+    /// Converts `bytes` (whole elements of `dtype`) to `Float`s.
+    public static func toFloat(_ dtype: DType, _ bytes: UnsafeRawBufferPointer, into out: UnsafeMutableBufferPointer<Float>) {
+        let n = bytes.count / dtype.byteSize
+        precondition(out.count >= n, "output holds every element")
+        guard n > 0 else { return }
+        let p = bytes.baseAddress!
+        switch dtype {
+        case .f32:
+            for i in 0..<n { out[i] = p.loadUnaligned(fromByteOffset: 4 * i, as: Float.self) }
+        case .bf16:
+            for i in 0..<n { out[i] = Float(bitPattern: UInt32(p.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) << 16) }
+        case .f16:
+            for i in 0..<n { out[i] = Float(Float16(bitPattern: p.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
+        case .f64:
+            for i in 0..<n { out[i] = Float(p.loadUnaligned(fromByteOffset: 8 * i, as: Double.self)) }
+        case .f8e4m3:
+            for i in 0..<n { out[i] = e4m3Table[Int(p.load(fromByteOffset: i, as: UInt8.self))] }
+        case .f8e5m2:
+            for i in 0..<n { out[i] = Float(Float16(bitPattern: UInt16(p.load(fromByteOffset: i, as: UInt8.self)) << 8)) }
+        case .i64: for i in 0..<n { out[i] = Float(p.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self)) }
+        case .i32: for i in 0..<n { out[i] = Float(p.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self)) }
+        case .i16: for i in 0..<n { out[i] = Float(p.loadUnaligned(fromByteOffset: 2 * i, as: Int16.self)) }
+        case .i8: for i in 0..<n { out[i] = Float(p.load(fromByteOffset: i, as: Int8.self)) }
+        case .u64: for i in 0..<n { out[i] = Float(p.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)) }
+        case .u32: for i in 0..<n { out[i] = Float(p.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)) }
+        case .u16: for i in 0..<n { out[i] = Float(p.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) }
+        case .u8, .bool: for i in 0..<n { out[i] = Float(p.load(fromByteOffset: i, as: UInt8.self)) }
+        }
+    }
+
+    /// Converts `Float`s to elements of `dtype`, rounding to nearest even.
+    /// Integer dtypes round to the nearest integer and clamp to the type's range.
+    public static func fromFloat(_ dtype: DType, _ values: UnsafeBufferPointer<Float>, into out: UnsafeMutableRawBufferPointer) {
+        let n = values.count
+        precondition(out.count >= n * dtype.byteSize, "output holds every element")
+        guard n > 0 else { return }
+        let p = out.baseAddress!
+        switch dtype {
+        case .f32:
+            for i in 0..<n { p.storeBytes(of: values[i], toByteOffset: 4 * i, as: Float.self) }
+        case .bf16:
+            for i in 0..<n { p.storeBytes(of: bfloat16Bits(values[i]), toByteOffset: 2 * i, as: UInt16.self) }
+        case .f16:
+            for i in 0..<n { p.storeBytes(of: Float16(values[i]).bitPattern, toByteOffset: 2 * i, as: UInt16.self) }
+        case .f64:
+            for i in 0..<n { p.storeBytes(of: Double(values[i]), toByteOffset: 8 * i, as: Double.self) }
+        case .f8e4m3:
+            for i in 0..<n { p.storeBytes(of: e4m3Bits(values[i]), toByteOffset: i, as: UInt8.self) }
+        case .f8e5m2:
+            for i in 0..<n { p.storeBytes(of: e5m2Bits(values[i]), toByteOffset: i, as: UInt8.self) }
+        case .i64: for i in 0..<n { p.storeBytes(of: clampInt(values[i], Int64.self), toByteOffset: 8 * i, as: Int64.self) }
+        case .i32: for i in 0..<n { p.storeBytes(of: clampInt(values[i], Int32.self), toByteOffset: 4 * i, as: Int32.self) }
+        case .i16: for i in 0..<n { p.storeBytes(of: clampInt(values[i], Int16.self), toByteOffset: 2 * i, as: Int16.self) }
+        case .i8: for i in 0..<n { p.storeBytes(of: clampInt(values[i], Int8.self), toByteOffset: i, as: Int8.self) }
+        case .u64: for i in 0..<n { p.storeBytes(of: clampInt(values[i], UInt64.self), toByteOffset: 8 * i, as: UInt64.self) }
+        case .u32: for i in 0..<n { p.storeBytes(of: clampInt(values[i], UInt32.self), toByteOffset: 4 * i, as: UInt32.self) }
+        case .u16: for i in 0..<n { p.storeBytes(of: clampInt(values[i], UInt16.self), toByteOffset: 2 * i, as: UInt16.self) }
+        case .u8: for i in 0..<n { p.storeBytes(of: clampInt(values[i], UInt8.self), toByteOffset: i, as: UInt8.self) }
+        case .bool: for i in 0..<n { p.storeBytes(of: values[i] != 0 ? UInt8(1) : 0, toByteOffset: i, as: UInt8.self) }
+        }
+    }
+
+    /// Float32 → bfloat16 bits, round to nearest even; NaN stays a quiet NaN.
+    @inline(__always)
+    public static func bfloat16Bits(_ x: Float) -> UInt16 {
+        let u = x.bitPattern
+        if x.isNaN { return UInt16(truncatingIfNeeded: (u >> 16) | 0x40) }
+        let rounded = u &+ 0x7FFF &+ ((u >> 16) & 1)
+        return UInt16(truncatingIfNeeded: rounded >> 16)
+    }
+
+    /// Float32 → F8_E4M3 (bias 7, no infinity, NaN = 0x7F).
+    public static func e4m3Bits(_ x: Float) -> UInt8 {
+        let sign: UInt8 = x.sign == .minus ? 0x80 : 0
+        if x.isNaN || x.isInfinite { return sign | 0x7F }
+        return sign | minifloatMagnitude(abs(x), exponentBits: 4, mantissaBits: 3, maxFinite: 0x7E)
+    }
+
+    /// Float32 → F8_E5M2 (bias 15, IEEE-like with infinity and NaN).
+    public static func e5m2Bits(_ x: Float) -> UInt8 {
+        let sign: UInt8 = x.sign == .minus ? 0x80 : 0
+        if x.isNaN { return sign | 0x7E }
+        if x.isInfinite { return sign | 0x7C }
+        let m = minifloatMagnitude(abs(x), exponentBits: 5, mantissaBits: 2, maxFinite: 0x7B)
+        return sign | m
+    }
+
+    /// Rounds a non-negative finite value to a small float format (nearest, ties to even), saturating at `maxFinite`.
+    static func minifloatMagnitude(_ a: Float, exponentBits: Int, mantissaBits: Int, maxFinite: UInt8) -> UInt8 {
+        if a == 0 { return 0 }
+        let bias = (1 << (exponentBits - 1)) - 1
+        let minExponent = 1 - bias
+        var e = max(Int(a.exponent), minExponent)
+        var q = (a * Float(sign: .plus, exponent: mantissaBits - e, significand: 1)).rounded(.toNearestOrEven)
+        let implicit = Float(1 << mantissaBits)
+        if q >= 2 * implicit {
+            e += 1
+            q = implicit
+        }
+        let code: Int
+        if q >= implicit {
+            code = ((e + bias) << mantissaBits) | (Int(q) - (1 << mantissaBits))
+        } else {
+            code = Int(q)
+        }
+        return code > Int(maxFinite) ? maxFinite : UInt8(code)
+    }
+
+    static let e4m3Table: [Float] = (0..<256).map { b in
+        let sign: Float = b & 0x80 != 0 ? -1 : 1
+        let e = (b >> 3) & 0xF
+        let m = b & 7
+        if e == 15 && m == 7 { return .nan }
+        if e == 0 { return sign * Float(m) / 8 * Float(sign: .plus, exponent: -6, significand: 1) }
+        return sign * (1 + Float(m) / 8) * Float(sign: .plus, exponent: e - 7, significand: 1)
+    }
+
+    @inline(__always)
+    static func clampInt<T: FixedWidthInteger>(_ x: Float, _: T.Type) -> T {
+        if x.isNaN { return 0 }
+        let r = x.rounded(.toNearestOrEven)
+        if r <= Float(T.min) { return T.min }
+        if r >= Float(T.max) { return T.max }
+        return T(r)
+    }
+}

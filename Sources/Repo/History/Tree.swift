@@ -1,0 +1,199 @@
+import Delta
+import Foundation
+
+/// One tensor of a safetensors file in a tree.
+public struct TreeTensor: Sendable, Equatable, Hashable {
+    public var name: String
+    public var dtype: DType
+    public var shape: Shape
+    /// Byte range of the tensor's data within the file's data section.
+    public var dataOffsets: Range<Int>
+    /// The tensor object.
+    public var objectID: ObjectID
+
+    public init(name: String, dtype: DType, shape: Shape, dataOffsets: Range<Int>, objectID: ObjectID) {
+        self.name = name
+        self.dtype = dtype
+        self.shape = shape
+        self.dataOffsets = dataOffsets
+        self.objectID = objectID
+    }
+
+    public var byteCount: Int { dataOffsets.count }
+}
+
+/// One file of a tree.
+public struct TreeFile: Sendable, Equatable {
+    public enum Kind: String, Sendable, Codable {
+        /// Any file, stored whole as a blob.
+        case blob
+        /// A safetensors file: its header bytes are a blob, each tensor is an object.
+        case safetensors
+    }
+
+    /// Relative, normalised path (`model-00001-of-00002.safetensors`, `1_Pooling/config.json`).
+    public var path: String
+    public var kind: Kind
+    /// The blob holding the file (blob) or the file's header bytes (safetensors).
+    public var objectID: ObjectID
+    /// Size of the file.
+    public var byteCount: Int
+    /// Whether the file has an executable bit.
+    public var executable: Bool
+    /// Tensors in header order (safetensors only).
+    public var tensors: [TreeTensor]
+
+    public init(path: String, kind: Kind, objectID: ObjectID, byteCount: Int, executable: Bool, tensors: [TreeTensor] = []) {
+        self.path = path
+        self.kind = kind
+        self.objectID = objectID
+        self.byteCount = byteCount
+        self.executable = executable
+        self.tensors = tensors
+    }
+
+    /// A digest of everything that makes up the file: equal identities mean byte-identical files.
+    public var identity: String {
+        var text = "\(kind.rawValue):\(objectID.hex):\(byteCount):\(executable ? 1 : 0)"
+        for t in tensors { text += ":" + t.objectID.hex }
+        return SHA256.hash(Array(text.utf8)).hex
+    }
+}
+
+/// The content of a commit: files by path.
+public struct Tree: Sendable, Equatable {
+    /// Files sorted by path.
+    public private(set) var files: [TreeFile]
+
+    public init(files: [TreeFile]) {
+        self.files = files.sorted { $0.path < $1.path }
+    }
+
+    public static let empty = Tree(files: [])
+
+    public func file(at path: String) -> TreeFile? {
+        files.first { $0.path == path }
+    }
+
+    /// Total size of the files.
+    public var logicalByteCount: Int { files.reduce(0) { $0 + $1.byteCount } }
+    public var tensorCount: Int { files.reduce(0) { $0 + $1.tensors.count } }
+
+    /// Every tensor with the file that holds it.
+    public var allTensors: [(path: String, tensor: TreeTensor)] {
+        files.flatMap { f in f.tensors.map { (f.path, $0) } }
+    }
+
+    /// Tensors by name. When two files hold a tensor of the same name, the first file (by path) wins.
+    public var tensorsByName: [String: TreeTensor] {
+        var out: [String: TreeTensor] = [:]
+        for f in files {
+            for t in f.tensors where out[t.name] == nil { out[t.name] = t }
+        }
+        return out
+    }
+
+    /// Every object the tree refers to directly (headers, blobs, tensors).
+    public var objectIDs: Set<ObjectID> {
+        var ids = Set<ObjectID>()
+        for f in files {
+            ids.insert(f.objectID)
+            for t in f.tensors { ids.insert(t.objectID) }
+        }
+        return ids
+    }
+
+    /// The tree's identity: SHA-256 of its canonical listing (docs/format.md §4.4).
+    public var id: ObjectID {
+        let sha = SHA256()
+        sha.update("mrepo-tree v1\n")
+        for f in files {
+            sha.update("file \(f.kind.rawValue) \(f.executable ? "755" : "644") \(f.byteCount) \(f.objectID.hex) \(f.path)\n")
+            for t in f.tensors {
+                sha.update("tensor \(t.dtype.rawValue) \(t.shape.map(String.init).joined(separator: ",")) \(t.dataOffsets.lowerBound) \(t.dataOffsets.upperBound) \(t.objectID.hex) \(t.name)\n")
+            }
+        }
+        return sha.finalize()
+    }
+}
+
+/// A recorded commit.
+public struct Commit: Sendable, Equatable {
+    public var id: ObjectID
+    public var treeID: ObjectID
+    public var parents: [ObjectID]
+    /// The commit whose tensors this commit's tensors are coded against (nil for a root).
+    public var base: ObjectID?
+    /// `Name <email>`.
+    public var author: String
+    /// Seconds since 1970.
+    public var timestamp: Double
+    public var message: String
+    /// Evaluation numbers recorded with `--metric name=value`, in the order given.
+    public var metrics: [Metric]
+    /// Further facts (lossy storage, merge recipe, ...) as a JSON object.
+    public var extra: JSONValue
+    /// 1 + the largest generation of the parents (0 for a root); orders commits topologically.
+    public var generation: Int
+
+    public struct Metric: Sendable, Equatable, Codable {
+        public var name: String
+        public var value: Double
+        public init(name: String, value: Double) {
+            self.name = name
+            self.value = value
+        }
+    }
+
+    /// The first line of the message.
+    public var subject: String {
+        String(message.split(separator: "\n", omittingEmptySubsequences: false).first ?? "")
+    }
+
+    public var date: Date { Date(timeIntervalSince1970: timestamp) }
+
+    /// The commit's identity: SHA-256 over its canonical text (docs/format.md §4.5).
+    public static func computeID(treeID: ObjectID, parents: [ObjectID], base: ObjectID?, author: String,
+                                 timestamp: Double, message: String, metrics: [Metric], extra: JSONValue) -> ObjectID {
+        var text = "mrepo-commit v1\ntree \(treeID.hex)\n"
+        for p in parents { text += "parent \(p.hex)\n" }
+        if let base { text += "base \(base.hex)\n" }
+        text += "author \(author)\n"
+        text += "time \(Int64((timestamp * 1000).rounded()))\n"
+        text += "metrics \(JSONValue.object(metrics.map { JSONMember($0.name, .double($0.value)) }).serialized())\n"
+        text += "extra \(extra.serialized())\n\n"
+        text += message
+        return SHA256.hash(Array(text.utf8))
+    }
+}
+
+/// A branch or a tag.
+public struct Ref: Sendable, Equatable {
+    public enum Kind: String, Sendable, Codable { case branch, tag }
+    public var name: String
+    public var kind: Kind
+    public var target: ObjectID
+    /// A tag's message (annotated tags), else nil.
+    public var message: String?
+    public var timestamp: Double
+}
+
+/// What HEAD points at.
+public enum Head: Sendable, Equatable {
+    /// On a branch; `commit` is nil while the branch has no commits yet.
+    case branch(String, commit: ObjectID?)
+    /// Detached at a commit.
+    case detached(ObjectID)
+
+    public var commit: ObjectID? {
+        switch self {
+        case let .branch(_, commit): return commit
+        case let .detached(id): return id
+        }
+    }
+
+    public var branchName: String? {
+        if case let .branch(name, _) = self { return name }
+        return nil
+    }
+}

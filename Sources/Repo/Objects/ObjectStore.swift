@@ -1,0 +1,293 @@
+import Delta
+import Foundation
+import Synchronization
+
+/// The identity of a stored object: the SHA-256 of its content (docs/format.md §3).
+public typealias ObjectID = Digest
+
+/// What an object holds.
+public enum ObjectKind: UInt8, Sendable, Codable {
+    /// A tensor, identified by ``TensorHasher`` (dtype, shape, bytes).
+    case tensor = 1
+    /// A non-tensor file or a safetensors header, identified by ``BlobHasher``.
+    case blob = 2
+}
+
+/// Facts about one stored object, as the `object` table records them.
+public struct ObjectInfo: Sendable, Equatable {
+    public var id: ObjectID
+    public var kind: ObjectKind
+    public var encoding: TensorEncoding
+    /// The object this one is a delta against.
+    public var reference: ObjectID?
+    /// Decoded size.
+    public var logicalByteCount: Int
+    /// Size of the object file.
+    public var storedByteCount: Int
+    /// Length of the delta chain below this object (0 for whole objects).
+    public var depth: Int
+}
+
+/// Immutable, content-addressed object files under `.mrepo/objects`.
+///
+/// An object file is `objects/<first 2 hex digits>/<remaining 62>`: an 8-byte header
+/// (`"MROB"`, version, kind, 2 reserved bytes) followed by an encoded tensor (``EncodedTensor``).
+/// Objects are written to a temporary file, synced, and renamed into place; a file under its
+/// final name is therefore always complete. Nothing here touches the database: the caller records
+/// objects in the `object` table after they are durable.
+public final class ObjectStore: @unchecked Sendable {
+    public let root: String
+    public static let magic: [UInt8] = Array("MROB".utf8)
+    public static let version: UInt8 = 1
+    public static let headerByteCount = 8
+    /// Longest delta chain the writer builds; a deeper reference makes the tensor be stored whole.
+    public static let maxDepth = 4
+
+    private let openObjects = Mutex<[ObjectID: MappedFile]>([:])
+
+    public init(root: String) {
+        self.root = root
+    }
+
+    /// The path of an object's file.
+    public func path(for id: ObjectID) -> String {
+        let hex = id.hex
+        return root + "/" + hex.prefix(2) + "/" + hex.dropFirst(2)
+    }
+
+    /// Whether an object's file exists.
+    public func exists(_ id: ObjectID) -> Bool {
+        var st = stat()
+        return stat(path(for: id), &st) == 0
+    }
+
+    // MARK: - Reading
+
+    /// Maps an object file and checks its header.
+    public func open(_ id: ObjectID) throws -> (kind: ObjectKind, tensor: EncodedTensor) {
+        let map: MappedFile
+        if let cached = openObjects.withLock({ $0[id] }) {
+            map = cached
+        } else {
+            do {
+                map = try MappedFile(path: path(for: id))
+            } catch {
+                throw RepoError.corruptObject(object: id.short, problem: "missing object file (\(error))")
+            }
+        }
+        let bytes = map.bytes
+        guard bytes.count >= ObjectStore.headerByteCount, Array(bytes[0..<4]) == ObjectStore.magic else {
+            throw RepoError.corruptObject(object: id.short, problem: "not an mrepo object (bad magic)")
+        }
+        guard bytes[4] == ObjectStore.version else {
+            throw RepoError.unsupportedFormat(path: path(for: id), problem: "object version \(bytes[4]) is newer than this mrepo understands")
+        }
+        guard let kind = ObjectKind(rawValue: bytes[5]) else {
+            throw RepoError.corruptObject(object: id.short, problem: "unknown object kind \(bytes[5])")
+        }
+        do {
+            let tensor = try EncodedTensor(bytes: bytes, offset: ObjectStore.headerByteCount, owner: map, name: "object \(id.short)")
+            return (kind, tensor)
+        } catch {
+            throw RepoError.delta(error)
+        }
+    }
+
+    /// Keeps objects mapped for the rest of an operation (delta references are read once per chunk).
+    public func retainMapping(_ id: ObjectID) {
+        guard openObjects.withLock({ $0[id] }) == nil, let map = try? MappedFile(path: path(for: id)) else { return }
+        openObjects.withLock { $0[id] = map }
+    }
+
+    /// Releases mappings kept by ``retainMapping(_:)``.
+    public func releaseMappings() {
+        openObjects.withLock { $0.removeAll() }
+    }
+
+    /// A source of decoded chunks of a tensor object, following its delta chain.
+    public func chunkSource(for id: ObjectID, depth: Int = 0) throws -> ChunkSource {
+        guard depth <= 64 else { throw RepoError.corruptObject(object: id.short, problem: "delta chain is too deep (a cycle?)") }
+        let (_, tensor) = try open(id)
+        let reference = try tensor.header.reference.map { try chunkSource(for: $0, depth: depth + 1) }
+        let chunkSize = tensor.header.chunkByteCount
+        return { index, into in
+            let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: (TensorEncoding.scratchFactor + 1) * chunkSize, alignment: 64)
+            defer { scratch.deallocate() }
+            try tensor.decodeChunk(index, into: into, reference: reference, scratch: scratch)
+        }
+    }
+
+    /// Decodes a tensor or blob object, streaming its bytes to `sink`, and verifies its identity.
+    ///
+    /// - Throws: ``RepoError/corruptObject(object:problem:)`` when the object is missing, does not
+    ///   decode, or hashes to something other than `id`. Bytes already given to `sink` must then be
+    ///   discarded.
+    public func decode(_ id: ObjectID, sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+        let (kind, tensor) = try open(id)
+        let reference = try tensor.header.reference.map { try chunkSource(for: $0) }
+        do {
+            try TensorPipeline.decode(tensor, reference: reference, expected: id,
+                                      identity: kind == .blob ? .blob : .tensor, sink: sink)
+        } catch let error as DeltaError {
+            if case let .corruptData(_, problem) = error {
+                throw RepoError.corruptObject(object: id.short, problem: problem)
+            }
+            throw RepoError.delta(error)
+        }
+    }
+
+    /// Decodes a whole object into memory (for blobs and small tensors).
+    public func read(_ id: ObjectID) throws -> [UInt8] {
+        var out = [UInt8]()
+        try decode(id) { out.append(contentsOf: $0) }
+        return out
+    }
+
+    /// The header of a tensor object without decoding it.
+    public func header(of id: ObjectID) throws -> EncodedTensorHeader {
+        try open(id).tensor.header
+    }
+
+    // MARK: - Writing
+
+    /// Objects written by one operation: which files are new, which directories need syncing.
+    ///
+    /// ``finish()`` makes every rename durable. ``rollback()`` deletes the objects this batch
+    /// created, so a failed command leaves the store as it found it.
+    public final class Batch: @unchecked Sendable {
+        let store: ObjectStore
+        private let state = Mutex<(created: [ObjectID], dirs: Set<String>)>(([], []))
+
+        init(store: ObjectStore) {
+            self.store = store
+        }
+
+        func record(_ id: ObjectID, dir: String) {
+            state.withLock {
+                $0.created.append(id)
+                $0.dirs.insert(dir)
+            }
+        }
+
+        /// Objects this batch created.
+        public var created: [ObjectID] { state.withLock { $0.created } }
+
+        /// Syncs every directory an object was renamed into.
+        public func finish() throws {
+            let dirs = state.withLock { $0.dirs }
+            for dir in dirs.sorted() { try AtomicFileWriter.syncDirectory(dir) }
+            try AtomicFileWriter.syncDirectory(store.root)
+        }
+
+        /// Deletes the objects this batch created.
+        public func rollback() {
+            let ids = state.withLock { s -> [ObjectID] in
+                defer { s.created.removeAll() }
+                return s.created
+            }
+            for id in ids { unlink(store.path(for: id)) }
+        }
+    }
+
+    public func makeBatch() -> Batch { Batch(store: self) }
+
+    /// What a write produced.
+    public struct WriteResult: Sendable {
+        public var info: ObjectInfo
+        /// False when an identical object was already stored (the new encoding was discarded).
+        public var isNew: Bool
+    }
+
+    /// Encodes and stores a tensor (or a blob's bytes), unless an identical object exists.
+    ///
+    /// - Parameters:
+    ///   - reference: the object to code the tensor against (same dtype, shape and chunk size).
+    ///   - kind: `.tensor` or `.blob` (blobs are stored as U8 data and identified by ``BlobHasher``).
+    ///   - didProcess: called with source byte ranges as they are done.
+    public func write(kind: ObjectKind, dtype: DType, shape: Shape, source: UnsafeRawBufferPointer,
+                      reference: (info: ObjectInfo, header: EncodedTensorHeader)?, options: CodecOptions,
+                      batch: Batch, didProcess: ((Range<Int>) -> Void)? = nil) throws -> WriteResult {
+        var ref: TensorPipeline.Reference?
+        var encoding = TensorEncoding.whole
+        var codec = options
+        if let reference, kind == .tensor, reference.info.depth < ObjectStore.maxDepth,
+           reference.header.dtype == dtype, reference.header.shape == shape {
+            ref = TensorPipeline.Reference(digest: reference.info.id, chunks: try chunkSource(for: reference.info.id))
+            encoding = TensorEncoding.preferredDelta(for: dtype)
+            codec = CodecOptions(chunkByteCount: reference.header.chunkByteCount, level: options.level)
+        }
+        let writer = try AtomicFileWriter(destination: root + "/incoming")
+        var header = ObjectStore.magic
+        header += [ObjectStore.version, kind.rawValue, 0, 0]
+        try writer.write(header)
+        let result: TensorPipeline.EncodeResult
+        do {
+            result = try TensorPipeline.encode(dtype: dtype, shape: shape, source: source, encoding: encoding,
+                                               reference: ref, options: codec, identity: kind == .blob ? .blob : .tensor,
+                                               sink: { try writer.write($0) }, didProcess: didProcess)
+        } catch {
+            writer.abort()
+            throw error
+        }
+        let id = result.digest
+        let info = ObjectInfo(id: id, kind: kind, encoding: ref == nil ? .whole : encoding, reference: ref?.digest,
+                              logicalByteCount: source.count, storedByteCount: ObjectStore.headerByteCount + result.storedByteCount,
+                              depth: ref == nil ? 0 : (reference?.info.depth ?? 0) + 1)
+        if exists(id) {
+            writer.abort()
+            return WriteResult(info: info, isNew: false)
+        }
+        let dir = root + "/" + id.hex.prefix(2)
+        if mkdir(dir, 0o755) != 0 && errno != EEXIST {
+            writer.abort()
+            throw RepoError.io(path: dir, reason: errnoDescription())
+        }
+        try writer.commit(renamingTo: path(for: id), syncDirectory: false)
+        batch.record(id, dir: dir)
+        return WriteResult(info: info, isNew: true)
+    }
+
+    /// Stores a small blob held in memory.
+    public func writeBlob(_ bytes: [UInt8], options: CodecOptions, batch: Batch) throws -> WriteResult {
+        try bytes.withUnsafeBytes { raw in
+            try write(kind: .blob, dtype: .u8, shape: [raw.count], source: raw, reference: nil, options: options, batch: batch)
+        }
+    }
+
+    /// Reads the stored facts of an object from its file (used by fsck and to rebuild the index).
+    public func inspect(_ id: ObjectID) throws -> ObjectInfo {
+        let (kind, tensor) = try open(id)
+        var st = stat()
+        stat(path(for: id), &st)
+        return ObjectInfo(id: id, kind: kind, encoding: tensor.header.encoding, reference: tensor.header.reference,
+                          logicalByteCount: tensor.header.byteCount, storedByteCount: Int(st.st_size), depth: 0)
+    }
+
+    /// Every object file and every leftover temporary file in the store.
+    public func listFiles() -> (objects: [ObjectID], temporary: [String]) {
+        var objects: [ObjectID] = []
+        var temporary: [String] = []
+        let fm = FileManager.default
+        guard let top = try? fm.contentsOfDirectory(atPath: root) else { return ([], []) }
+        for entry in top.sorted() {
+            if entry.hasPrefix(AtomicFileWriter.temporaryPrefix) {
+                temporary.append(root + "/" + entry)
+                continue
+            }
+            guard entry.count == 2, let names = try? fm.contentsOfDirectory(atPath: root + "/" + entry) else { continue }
+            for name in names.sorted() {
+                if name.hasPrefix(AtomicFileWriter.temporaryPrefix) {
+                    temporary.append(root + "/" + entry + "/" + name)
+                } else if let id = ObjectID(hex: entry + name) {
+                    objects.append(id)
+                }
+            }
+        }
+        return (objects, temporary)
+    }
+
+    /// Deletes an object file.
+    public func remove(_ id: ObjectID) {
+        unlink(path(for: id))
+    }
+}

@@ -1,0 +1,224 @@
+import Delta
+import Foundation
+
+/// What to commit and how.
+public struct CommitOptions: Sendable {
+    /// The commit message.
+    public var message: String
+    /// Import this checkpoint folder instead of the working tree (`--from`); the working tree is
+    /// then updated to the new commit.
+    public var sourceDirectory: String?
+    /// Code tensors against this revision's tensors instead of the history's first commit (`--base`).
+    public var base: String?
+    /// Evaluation numbers (`--metric name=value`).
+    public var metrics: [Commit.Metric]
+    /// `Name <email>`; nil takes it from `MREPO_AUTHOR`, git's config, or the user name.
+    public var author: String?
+    /// Record a commit even when the tree did not change.
+    public var allowEmpty: Bool
+    /// Follow symbolic links to regular files (`--dereference`).
+    public var followSymlinks: Bool
+    /// With `sourceDirectory`: overwrite uncommitted changes in the working tree.
+    public var force: Bool
+    /// Further facts to record in the commit (merge recipes, lossy settings).
+    public var extra: [JSONMember]
+    /// Extra parents (merge commits).
+    public var extraParents: [ObjectID]
+
+    public init(message: String, sourceDirectory: String? = nil, base: String? = nil, metrics: [Commit.Metric] = [],
+                author: String? = nil, allowEmpty: Bool = false, followSymlinks: Bool = false, force: Bool = false,
+                extra: [JSONMember] = [], extraParents: [ObjectID] = []) {
+        self.message = message
+        self.sourceDirectory = sourceDirectory
+        self.base = base
+        self.metrics = metrics
+        self.author = author
+        self.allowEmpty = allowEmpty
+        self.followSymlinks = followSymlinks
+        self.force = force
+        self.extra = extra
+        self.extraParents = extraParents
+    }
+}
+
+/// What a commit stored.
+public struct CommitResult: Sendable {
+    public var commit: Commit
+    public var branch: String?
+    /// Files and tensors in the tree.
+    public var fileCount: Int
+    public var tensorCount: Int
+    /// Size of the files.
+    public var logicalByteCount: Int
+    /// Objects this commit added, and their size on disk.
+    public var newObjectCount: Int
+    public var newStoredByteCount: Int
+    /// Files reused from the stat cache without being read.
+    public var unchangedFileCount: Int
+}
+
+extension Repository {
+    /// Snapshots the working tree (or `options.sourceDirectory`) as a new commit on the current branch.
+    ///
+    /// Order of work: scan and validate every file (a bad file aborts here, before anything is
+    /// written), run the `pre-commit` hook, write and sync the objects, then record objects, tree,
+    /// commit and the branch move in one database transaction. A failure before that transaction
+    /// deletes the objects written so far.
+    public func commit(_ options: CommitOptions, wait: Bool = false) throws -> CommitResult {
+        try withWriteLock(wait: wait) { try commitLocked(options) }
+    }
+
+    func commitLocked(_ options: CommitOptions) throws -> CommitResult {
+        let head = try history.head()
+        let parent = head.commit
+        let parentCommit = try parent.map { try commit($0) }
+        let parentTree = try parentCommit.map { try history.tree($0.treeID) } ?? .empty
+        let sourceRoot = try options.sourceDirectory.map(validatedSource) ?? root
+        let fromWorktree = sourceRoot == root
+
+        if !fromWorktree, !options.force {
+            let dirty = try status(against: parentTree).changes.map(\.path)
+            if !dirty.isEmpty { throw RepoError.dirtyWorktree(operation: "commit --from (which updates the working tree)", paths: dirty) }
+        }
+
+        // 1. Scan and validate.
+        let scanned = try FolderScanner.scan(root: sourceRoot, ignore: IgnoreRules(file: sourceRoot + "/.mrepoignore"),
+                                             followSymlinks: options.followSymlinks)
+        let snap = Snapshotter(objects: objects, options: codecOptions)
+        let cache = fromWorktree ? try history.statCache() : [:]
+        let prepared = try snap.prepare(scanned, cache: cache)
+
+        // 2. The pre-commit hook sees the folder before anything is written.
+        let author = options.author ?? Repository.defaultAuthor()
+        let metricsJSON = JSONValue.object(options.metrics.map { JSONMember($0.name, .double($0.value)) }).serialized()
+        var hookEnv = [
+            "MREPO_SOURCE": sourceRoot, "MREPO_MESSAGE": options.message, "MREPO_AUTHOR": author,
+            "MREPO_METRICS": metricsJSON, "MREPO_BRANCH": head.branchName ?? "", "MREPO_PARENT": parent?.hex ?? "",
+        ]
+        try runHook("pre-commit", environment: hookEnv)
+
+        // 3. Delta references: the base commit's tensors.
+        let baseCommit: ObjectID?
+        if let rev = options.base {
+            baseCommit = try resolve(rev)
+        } else {
+            baseCommit = parentCommit.map { $0.base ?? $0.id }
+        }
+        let references = try referenceTensors(of: baseCommit)
+
+        // 4. Store objects.
+        let batch = objects.makeBatch()
+        var files: [TreeFile] = []
+        var newInfos: [ObjectInfo] = []
+        var reused = 0
+        do {
+            let total = prepared.reduce(0) { $0 + $1.byteCount }
+            let counter = ProgressCounter(progress, title: "commit", total: total)
+            var seen = Set<ObjectID>()
+            for file in prepared {
+                if file.cached != nil { reused += 1 }
+                let (entry, infos) = try snap.store(file, references: references, known: { try self.history.objectInfo($0) },
+                                                    batch: batch, progress: counter)
+                files.append(entry)
+                for info in infos where seen.insert(info.id).inserted { newInfos.append(info) }
+            }
+            counter.finish()
+            // Objects reused from the stat cache must still exist.
+            for file in files {
+                for id in [file.objectID] + file.tensors.map(\.objectID) where !objects.exists(id) {
+                    throw RepoError.corruptObject(object: id.short, problem: "recorded for \(file.path) but missing from the store; run 'mrepo fsck'")
+                }
+            }
+            let tree = Tree(files: files)
+            if !options.allowEmpty, parentCommit?.treeID == tree.id, options.extraParents.isEmpty {
+                throw RepoError.nothingToCommit
+            }
+            try batch.finish()
+
+            // 5. Record everything in one transaction.
+            var generation = 0
+            let parents = (parent.map { [$0] } ?? []) + options.extraParents
+            for p in parents { generation = max(generation, (try history.commit(p)?.generation ?? 0) + 1) }
+            let timestamp = (Date().timeIntervalSince1970 * 1000).rounded() / 1000
+            var extra = options.extra
+            if !extra.contains(where: { $0.key == "storage" }) {
+                extra.append(JSONMember("storage", .string("lossless")))
+            }
+            let extraJSON = JSONValue.object(extra)
+            let id = Commit.computeID(treeID: tree.id, parents: parents, base: baseCommit, author: author, timestamp: timestamp,
+                                      message: options.message, metrics: options.metrics, extra: extraJSON)
+            let commit = Commit(id: id, treeID: tree.id, parents: parents, base: baseCommit, author: author, timestamp: timestamp,
+                                message: options.message, metrics: options.metrics, extra: extraJSON, generation: generation)
+            let statEntries = fromWorktree ? zip(prepared, files).map { StatCacheEntry(path: $1.path, stat: $0.scanned.stat, identity: FileIdentityCoding.encode($1)) } : []
+            let kind = parents.count > 1 ? "merge" : (parent == nil ? "commit (initial)" : "commit")
+            try history.recordCommit(objects: newInfos, tree: tree, commit: commit, expectedHead: parent,
+                                     reflogMessage: "\(kind): \(commit.subject)", statEntries: statEntries)
+
+            // 6. A folder imported from elsewhere becomes the working tree's content.
+            if !fromWorktree {
+                let entries = try materialize(tree, over: parentTree, force: true)
+                history.saveStatCacheOpportunistically(entries, removing: [])
+            }
+            hookEnv["MREPO_COMMIT"] = id.hex
+            try? runHook("post-commit", environment: hookEnv)
+            return CommitResult(commit: commit, branch: head.branchName, fileCount: tree.files.count, tensorCount: tree.tensorCount,
+                                logicalByteCount: tree.logicalByteCount, newObjectCount: batch.created.count,
+                                newStoredByteCount: newInfos.reduce(0) { $0 + $1.storedByteCount }, unchangedFileCount: reused)
+        } catch {
+            batch.rollback()
+            throw error
+        }
+    }
+
+    /// The tensors of a commit usable as delta references, by name.
+    func referenceTensors(of commit: ObjectID?) throws -> [String: Snapshotter.Reference] {
+        guard let commit else { return [:] }
+        var out: [String: Snapshotter.Reference] = [:]
+        for (name, tensor) in try tree(of: commit).tensorsByName {
+            guard let info = try history.objectInfo(tensor.objectID), info.kind == .tensor else { continue }
+            guard let header = try? objects.header(of: tensor.objectID) else { continue }
+            objects.retainMapping(tensor.objectID)
+            out[name] = (info, header)
+        }
+        return out
+    }
+
+    private func validatedSource(_ path: String) throws -> String {
+        let dir = Repository.absolutePath(path)
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
+            throw RepoError.io(path: path, reason: "no such directory")
+        }
+        if dir == root { return root }
+        if dir.hasPrefix(root + "/") {
+            throw RepoError.invalidArgument("--from \(path): the folder is inside the working tree; commit the working tree instead")
+        }
+        return dir
+    }
+
+    /// `MREPO_AUTHOR`, else git's `user.name <user.email>`, else the login name.
+    public static func defaultAuthor() -> String {
+        let env = ProcessInfo.processInfo.environment
+        if let a = env["MREPO_AUTHOR"], !a.isEmpty { return a }
+        if let name = gitConfig("user.name") {
+            return "\(name) <\(gitConfig("user.email") ?? "")>"
+        }
+        let user = env["USER"] ?? env["LOGNAME"] ?? "unknown"
+        return "\(user) <\(user)@\(ProcessInfo.processInfo.hostName)>"
+    }
+
+    private static func gitConfig(_ key: String) -> String? {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["git", "config", "--get", key]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return nil }
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else { return nil }
+        let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return text.isEmpty ? nil : text
+    }
+}

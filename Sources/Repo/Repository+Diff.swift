@@ -1,0 +1,184 @@
+import Delta
+import Foundation
+import Merge
+
+/// One tensor in a numeric diff.
+public struct TensorDiff: Sendable {
+    public enum Status: String, Sendable, Codable {
+        case added, removed, changed, unchanged
+        /// dtype or shape differ: no element-wise numbers.
+        case retyped
+    }
+
+    public var name: String
+    /// The file holding the tensor on the new side (the old side for removed tensors).
+    public var path: String
+    public var status: Status
+    public var oldDType: DType?
+    public var newDType: DType?
+    public var oldShape: Shape?
+    public var newShape: Shape?
+    public var elementCount: Int
+    /// ‖new − old‖₂.
+    public var changeNorm: Double?
+    /// ‖new − old‖₂ / ‖old‖₂.
+    public var relativeChange: Double?
+    /// Fraction of elements whose bits changed.
+    public var changedFraction: Double?
+    /// cos(old − base, new − base) when both sides changed the tensor since their merge base.
+    public var cosine: Double?
+}
+
+/// A file that is not a tensor container, or whose header alone changed.
+public struct FileDiff: Sendable {
+    public var path: String
+    public var status: TensorDiff.Status
+}
+
+/// A numeric diff between two trees.
+public struct DiffReport: Sendable {
+    public var oldName: String
+    public var newName: String
+    public var oldCommit: ObjectID?
+    public var newCommit: ObjectID?
+    public var mergeBase: ObjectID?
+    public var tensors: [TensorDiff]
+    public var files: [FileDiff]
+
+    public var changedTensors: [TensorDiff] { tensors.filter { $0.status != .unchanged } }
+}
+
+extension Repository {
+    /// Compares two revisions, or a revision with the working tree (`new == nil`), tensor by tensor.
+    ///
+    /// Tensors are matched by name across files, so a re-sharded checkpoint compares cleanly.
+    /// Identical objects are not read. Changed tensors are streamed in blocks; memory stays at a
+    /// few blocks whatever the tensor size.
+    public func diff(old: String, new: String?) throws -> DiffReport {
+        let oldID = try resolve(old)
+        let oldTree = try tree(of: oldID)
+        let newID = try new.map { try resolve($0) }
+        var worktreeFiles: [String: SafetensorsFile] = [:]
+        var newTree: Tree
+        if let newID {
+            newTree = try tree(of: newID)
+        } else {
+            let (_, current) = try status(against: oldTree)
+            newTree = Tree(files: Array(current.values))
+            for f in newTree.files where f.kind == .safetensors {
+                do {
+                    worktreeFiles[f.path] = try SafetensorsFile(path: root + "/" + f.path, displayName: f.path)
+                } catch {
+                    throw RepoError.delta(error)
+                }
+            }
+        }
+        let baseID = try newID.flatMap { try mergeBases([oldID, $0]).first }
+        let baseTensors = try baseID.map { try tree(of: $0).tensorsByName } ?? [:]
+
+        var files: [FileDiff] = []
+        for path in Set(oldTree.files.map(\.path)).union(newTree.files.map(\.path)).sorted() {
+            let a = oldTree.file(at: path), b = newTree.file(at: path)
+            switch (a, b) {
+            case (nil, _?): files.append(FileDiff(path: path, status: .added))
+            case (_?, nil): files.append(FileDiff(path: path, status: .removed))
+            case let (a?, b?) where a.identity != b.identity:
+                files.append(FileDiff(path: path, status: a.kind == .blob || a.objectID != b.objectID ? .changed : .unchanged))
+            default: break
+            }
+        }
+        files.removeAll { $0.status == .unchanged }
+
+        let oldByName = oldTree.allTensors.reduce(into: [String: (String, TreeTensor)]()) { if $0[$1.tensor.name] == nil { $0[$1.tensor.name] = ($1.path, $1.tensor) } }
+        let newByName = newTree.allTensors.reduce(into: [String: (String, TreeTensor)]()) { if $0[$1.tensor.name] == nil { $0[$1.tensor.name] = ($1.path, $1.tensor) } }
+        let names = Set(oldByName.keys).union(newByName.keys).sorted()
+        let total = names.reduce(0) { sum, n in
+            guard let a = oldByName[n]?.1, let b = newByName[n]?.1, a.objectID != b.objectID else { return sum }
+            return sum + a.byteCount
+        }
+        let counter = ProgressCounter(progress, title: "diff", total: total)
+        var out: [TensorDiff] = []
+        for name in names {
+            let a = oldByName[name], b = newByName[name]
+            var d = TensorDiff(name: name, path: (b ?? a)!.0, status: .unchanged, oldDType: a?.1.dtype, newDType: b?.1.dtype,
+                               oldShape: a?.1.shape, newShape: b?.1.shape,
+                               elementCount: ((b ?? a)!.1.shape.elementCount ?? 0))
+            guard let (_, ta) = a else { d.status = .added; out.append(d); continue }
+            guard let (pb, tb) = b else { d.status = .removed; out.append(d); continue }
+            if ta.dtype != tb.dtype || ta.shape != tb.shape { d.status = .retyped; out.append(d); continue }
+            if ta.objectID == tb.objectID { out.append(d); continue }
+            let oldReader = try TensorReader(store: objects, object: ta.objectID)
+            let newReader: TensorReader
+            if let file = worktreeFiles[pb], let info = file.tensor(named: name) {
+                newReader = TensorReader(file: file, tensor: info)
+            } else {
+                newReader = try TensorReader(store: objects, object: tb.objectID)
+            }
+            var baseReader: TensorReader?
+            if let bt = baseTensors[name], bt.dtype == ta.dtype, bt.shape == ta.shape, bt.objectID != ta.objectID, bt.objectID != tb.objectID {
+                baseReader = try TensorReader(store: objects, object: bt.objectID)
+            }
+            let (change, pair) = try compare(oldReader, newReader, base: baseReader, progress: counter)
+            try oldReader.finish()
+            try newReader.finish()
+            try baseReader?.finish()
+            d.status = change.changedCount == 0 ? .unchanged : .changed
+            d.changeNorm = change.changeNorm
+            d.relativeChange = change.relativeChange
+            d.changedFraction = change.changedFraction
+            d.cosine = pair?.cosine
+            out.append(d)
+        }
+        counter.finish()
+        objects.releaseMappings()
+        return DiffReport(oldName: old, newName: new ?? "working tree", oldCommit: oldID, newCommit: newID, mergeBase: baseID,
+                          tensors: out, files: files)
+    }
+
+    /// Streams two versions (and optionally their merge base) of a tensor in blocks.
+    private func compare(_ a: TensorReader, _ b: TensorReader, base: TensorReader?, progress: ProgressCounter)
+        throws -> (ChangeStatistics, TaskVectorPairStatistics?) {
+        let dtype = a.dtype
+        let elementSize = dtype.byteSize
+        let blockElements = max(1, (1 << 20) / elementSize)
+        var change = ChangeStatistics()
+        var pair = base == nil ? nil : TaskVectorPairStatistics()
+        let fa = UnsafeMutableBufferPointer<Float>.allocate(capacity: blockElements)
+        let fb = UnsafeMutableBufferPointer<Float>.allocate(capacity: blockElements)
+        let fm = UnsafeMutableBufferPointer<Float>.allocate(capacity: blockElements)
+        defer { fa.deallocate(); fb.deallocate(); fm.deallocate() }
+        var start = 0
+        while start < a.elementCount {
+            let count = min(blockElements, a.elementCount - start)
+            let range = (start * elementSize)..<((start + count) * elementSize)
+            let ra = try a.bytes(range)
+            // Convert before reading the next input: a reader's bytes are valid until its next call.
+            FloatConversion.toFloat(dtype, ra, into: fa)
+            let aBytes = Array(ra)
+            let rb = try b.bytes(range)
+            FloatConversion.toFloat(dtype, rb, into: fb)
+            var changed = 0
+            aBytes.withUnsafeBytes { pa in
+                changed = countDifferences(pa, rb, elementSize: elementSize)
+            }
+            let va = UnsafeBufferPointer(rebasing: fa[0..<count]), vb = UnsafeBufferPointer(rebasing: fb[0..<count])
+            change.add(old: va, new: vb, changed: changed)
+            if let base {
+                FloatConversion.toFloat(dtype, try base.bytes(range), into: fm)
+                pair?.add(base: UnsafeBufferPointer(rebasing: fm[0..<count]), a: va, b: vb)
+            }
+            progress.add(range.count)
+            start += count
+        }
+        return (change, pair)
+    }
+
+    private func countDifferences(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer, elementSize: Int) -> Int {
+        var changed = 0
+        let n = a.count / elementSize
+        for i in 0..<n where memcmp(a.baseAddress! + i * elementSize, b.baseAddress! + i * elementSize, elementSize) != 0 {
+            changed += 1
+        }
+        return changed
+    }
+}

@@ -1,0 +1,130 @@
+import Delta
+import Foundation
+
+/// A branch as `branch` lists it.
+public struct BranchInfo: Sendable {
+    public var name: String
+    public var target: ObjectID
+    public var isCurrent: Bool
+    public var subject: String
+}
+
+extension Repository {
+    // MARK: - Graph
+
+    /// Commits reachable from `starts`, newest first (by timestamp, then generation), as `log` lists them.
+    ///
+    /// - Parameter firstParent: follow only first parents.
+    public func log(from starts: [ObjectID], limit: Int? = nil, firstParent: Bool = false) throws -> [Commit] {
+        var out: [Commit] = []
+        var seen = Set<ObjectID>()
+        var frontier: [Commit] = []
+        for s in starts where seen.insert(s).inserted { frontier.append(try commit(s)) }
+        while !frontier.isEmpty {
+            if let limit, out.count >= limit { break }
+            let i = frontier.indices.max { a, b in
+                (frontier[a].timestamp, frontier[a].generation) < (frontier[b].timestamp, frontier[b].generation)
+            }!
+            let c = frontier.remove(at: i)
+            out.append(c)
+            for p in firstParent ? Array(c.parents.prefix(1)) : c.parents where seen.insert(p).inserted {
+                frontier.append(try commit(p))
+            }
+        }
+        return out
+    }
+
+    /// Every ancestor of a commit, itself included.
+    public func ancestors(of id: ObjectID) throws -> Set<ObjectID> {
+        var seen: Set<ObjectID> = [id]
+        var stack = [id]
+        while let c = stack.popLast() {
+            for p in try history.parents(of: c) where seen.insert(p).inserted { stack.append(p) }
+        }
+        return seen
+    }
+
+    /// Whether `a` is an ancestor of (or equal to) `b`.
+    public func isAncestor(_ a: ObjectID, of b: ObjectID) throws -> Bool {
+        try ancestors(of: b).contains(a)
+    }
+
+    /// The best common ancestors of several commits: common ancestors that are not ancestors of
+    /// another common ancestor, sorted by generation (highest first) and then by id, so the first
+    /// one is a deterministic choice.
+    public func mergeBases(_ commits: [ObjectID]) throws -> [ObjectID] {
+        guard let first = commits.first else { return [] }
+        var common = try ancestors(of: first)
+        for c in commits.dropFirst() { common.formIntersection(try ancestors(of: c)) }
+        var best = common
+        for c in common {
+            for p in try ancestors(of: c) where p != c { best.remove(p) }
+        }
+        return try best.map { (id: $0, gen: try commit($0).generation) }
+            .sorted { ($0.gen, $1.id) > ($1.gen, $0.id) }
+            .map(\.id)
+    }
+
+    // MARK: - Branches and tags
+
+    public func branches() throws -> [BranchInfo] {
+        let head = try history.head()
+        return try history.refs(kind: .branch).map {
+            BranchInfo(name: $0.name, target: $0.target, isCurrent: head.branchName == $0.name, subject: try commit($0.target).subject)
+        }
+    }
+
+    /// Creates a branch at a revision (default HEAD) without switching to it.
+    @discardableResult
+    public func createBranch(_ name: String, at revision: String? = nil, wait: Bool = false) throws -> ObjectID {
+        try RefNames.validate(name)
+        return try withWriteLock(wait: wait) {
+            let target = try revision.map { try resolve($0) } ?? resolve("HEAD")
+            try history.createRef(name: name, kind: .branch, target: target, message: "branch: created from \(revision ?? "HEAD")")
+            return target
+        }
+    }
+
+    /// Deletes a branch. Without `force`, refuses a branch whose commits are not all reachable from HEAD.
+    public func deleteBranch(_ name: String, force: Bool = false, wait: Bool = false) throws -> ObjectID {
+        try withWriteLock(wait: wait) {
+            guard let ref = try history.ref(named: name), ref.kind == .branch else { throw RepoError.unknownRef(name) }
+            if try history.head().branchName == name {
+                throw RepoError.invalidArgument("cannot delete branch '\(name)': it is the current branch; switch to another branch first")
+            }
+            if !force, let head = try history.head().commit, !(try isAncestor(ref.target, of: head)) {
+                throw RepoError.invalidArgument("branch '\(name)' is not fully merged into HEAD; use -D to delete it anyway")
+            }
+            try history.deleteRef(name: name, kind: .branch)
+            return ref.target
+        }
+    }
+
+    public func tags() throws -> [Ref] {
+        try history.refs(kind: .tag)
+    }
+
+    /// Creates a tag at a revision (default HEAD), with an optional message.
+    @discardableResult
+    public func createTag(_ name: String, at revision: String? = nil, message: String? = nil, wait: Bool = false) throws -> ObjectID {
+        try RefNames.validate(name)
+        return try withWriteLock(wait: wait) {
+            let target = try revision.map { try resolve($0) } ?? resolve("HEAD")
+            try history.createRef(name: name, kind: .tag, target: target, message: "tag: \(name)", tagMessage: message)
+            return target
+        }
+    }
+
+    public func deleteTag(_ name: String, wait: Bool = false) throws {
+        try withWriteLock(wait: wait) { try history.deleteRef(name: name, kind: .tag) }
+    }
+
+    /// Branch and tag names pointing at each commit, for decorating `log`.
+    public func decorations() throws -> [ObjectID: [String]] {
+        var out: [ObjectID: [String]] = [:]
+        for r in try history.refs() {
+            out[r.target, default: []].append(r.kind == .tag ? "tag: \(r.name)" : r.name)
+        }
+        return out
+    }
+}

@@ -1,0 +1,268 @@
+import Delta
+import Foundation
+import GRDB
+
+/// What `fsck` found.
+public struct FsckReport: Sendable {
+    /// Problems: the repository is not intact.
+    public var errors: [String] = []
+    /// Facts worth knowing that do not harm the history (leftovers of interrupted commands).
+    public var warnings: [String] = []
+    public var commitCount = 0
+    public var objectCount = 0
+    public var verifiedBytes = 0
+    public var isClean: Bool { errors.isEmpty }
+}
+
+/// What `gc` removed.
+public struct GCReport: Sendable {
+    public var removedCommits = 0
+    public var removedObjects = 0
+    public var freedBytes = 0
+    public var removedTemporaryFiles = 0
+}
+
+/// Storage of one commit.
+public struct CommitUsage: Sendable {
+    public var id: ObjectID
+    public var subject: String
+    public var names: [String]
+    /// Size of the commit's files.
+    public var logicalByteCount: Int
+    /// Stored size of the objects this commit was the first to use.
+    public var newStoredByteCount: Int
+    /// Logical size of the data behind those new objects.
+    public var newLogicalByteCount: Int
+}
+
+/// Logical versus stored bytes, per commit and for the repository.
+public struct UsageReport: Sendable {
+    public var commits: [CommitUsage]
+    /// Sum of every commit's logical size (what keeping each checkpoint as a copy would cost).
+    public var logicalByteCount: Int
+    /// Size of all object files.
+    public var storedByteCount: Int
+    /// Size of the history database (with its WAL).
+    public var databaseByteCount: Int
+    public var objectCount: Int
+}
+
+extension Repository {
+    // MARK: - fsck
+
+    /// Checks the whole repository: database integrity, every commit and tree id, every ref, and
+    /// every object, decoded and re-hashed. Objects are named by the commit, file and tensor that
+    /// use them.
+    public func fsck() throws -> FsckReport {
+        var report = FsckReport()
+        // Database.
+        try history.read { db in
+            let integrity = try String.fetchAll(db, sql: "PRAGMA integrity_check")
+            if integrity != ["ok"] { report.errors.append("history database: integrity check: \(integrity.prefix(3).joined(separator: "; "))") }
+            let fk = try Row.fetchAll(db, sql: "PRAGMA foreign_key_check")
+            if !fk.isEmpty { report.errors.append("history database: \(fk.count) broken references (foreign key check)") }
+        }
+        let head = try history.head()
+        if case let .detached(id) = head, try history.commit(id) == nil {
+            report.errors.append("HEAD: points at missing commit \(id.short)")
+        }
+        // Commits and trees.
+        var users: [ObjectID: String] = [:]
+        var treesChecked = Set<ObjectID>()
+        let commits = try history.allCommits()
+        report.commitCount = commits.count
+        let known = Set(commits.map(\.id))
+        for c in commits {
+            let recomputed = Commit.computeID(treeID: c.treeID, parents: c.parents, base: c.base, author: c.author, timestamp: c.timestamp,
+                                              message: c.message, metrics: c.metrics, extra: c.extra)
+            if recomputed != c.id { report.errors.append("commit \(c.id.short): content does not hash to its id (\(recomputed.short))") }
+            for p in c.parents where !known.contains(p) { report.errors.append("commit \(c.id.short): parent \(p.short) is missing") }
+            if let b = c.base, !known.contains(b) { report.errors.append("commit \(c.id.short): base \(b.short) is missing") }
+            guard treesChecked.insert(c.treeID).inserted else { continue }
+            let tree = try history.tree(c.treeID)
+            if tree.id != c.treeID { report.errors.append("tree \(c.treeID.short) (commit \(c.id.short)): entries do not hash to its id") }
+            for f in tree.files {
+                if (try? PathPolicy.normalize(f.path)) == nil { report.errors.append("tree \(c.treeID.short): unsafe path '\(f.path)'") }
+                if users[f.objectID] == nil { users[f.objectID] = "commit \(c.id.short) \(f.path)\(f.kind == .safetensors ? " (header)" : "")" }
+                for t in f.tensors where users[t.objectID] == nil {
+                    users[t.objectID] = "commit \(c.id.short) \(f.path) tensor '\(t.name)'"
+                }
+            }
+        }
+        // Objects.
+        let infos = try history.allObjects()
+        let recorded = Dictionary(infos.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        for (id, user) in users where recorded[id] == nil {
+            report.errors.append("object \(id.short) (\(user)): not recorded in the object index")
+        }
+        let counter = ProgressCounter(progress, title: "fsck", total: infos.reduce(0) { $0 + $1.logicalByteCount })
+        for info in infos.sorted(by: { $0.id < $1.id }) {
+            let name = users[info.id].map { "object \(info.id.short) (\($0))" } ?? "object \(info.id.short)"
+            if let ref = info.reference, recorded[ref] == nil {
+                report.errors.append("\(name): delta reference \(ref.short) is missing")
+            }
+            guard objects.exists(info.id) else {
+                report.errors.append("\(name): object file is missing")
+                continue
+            }
+            do {
+                var count = 0
+                try objects.decode(info.id) { count += $0.count }
+                if count != info.logicalByteCount {
+                    report.errors.append("\(name): decodes to \(count) bytes, the index records \(info.logicalByteCount)")
+                }
+                report.verifiedBytes += count
+            } catch {
+                report.errors.append("\(name): \(RepoError.wrap(error).description.replacingOccurrences(of: "object \(info.id.short): ", with: ""))")
+            }
+            counter.add(info.logicalByteCount)
+            report.objectCount += 1
+        }
+        counter.finish()
+        objects.releaseMappings()
+        // Files the index does not know.
+        let (files, temporary) = objects.listFiles()
+        let dangling = files.filter { recorded[$0] == nil }
+        if !dangling.isEmpty {
+            report.warnings.append("\(dangling.count) unreferenced object file\(dangling.count == 1 ? "" : "s") (left by an interrupted command; 'mrepo gc' removes them)")
+        }
+        if !temporary.isEmpty {
+            report.warnings.append("\(temporary.count) temporary file\(temporary.count == 1 ? "" : "s") in the object store (left by an interrupted command; 'mrepo gc' removes them)")
+        }
+        return report
+    }
+
+    // MARK: - gc
+
+    /// Removes commits, trees and objects that no branch, tag, HEAD or reflog entry reaches,
+    /// and files left by interrupted commands.
+    ///
+    /// The database forgets unreachable data first, in one transaction; the files go after. A
+    /// crash in between leaves unreferenced files, which the next `gc` removes.
+    public func gc(pruneReflog: Bool = false, wait: Bool = false) throws -> GCReport {
+        try withWriteLock(wait: wait) {
+            var report = GCReport()
+            let reachableCommits = try reachableCommitIDs(includeReflog: !pruneReflog)
+            var keepObjects = Set<ObjectID>()
+            var keepTrees = Set<ObjectID>()
+            for id in reachableCommits {
+                guard let c = try history.commit(id) else { continue }
+                if keepTrees.insert(c.treeID).inserted {
+                    keepObjects.formUnion(try history.tree(c.treeID).objectIDs)
+                }
+                keepObjects.formUnion(extraObjects(of: c))
+            }
+            let infos = try history.allObjects()
+            let byID = Dictionary(infos.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+            var stack = Array(keepObjects)
+            while let id = stack.popLast() {
+                if let ref = byID[id]?.reference, keepObjects.insert(ref).inserted { stack.append(ref) }
+            }
+            let doomed = infos.filter { !keepObjects.contains($0.id) }.sorted { $0.depth > $1.depth }
+            try history.write { db in
+                let allCommits = try String.fetchAll(db, sql: #"SELECT id FROM "commit""#).compactMap(ObjectID.init(hex:))
+                let deadCommits = allCommits.filter { !reachableCommits.contains($0) }
+                for id in deadCommits {
+                    try db.execute(sql: #"DELETE FROM "commit" WHERE id = ?"#, arguments: [id.hex])
+                }
+                report.removedCommits = deadCommits.count
+                let allTrees = try String.fetchAll(db, sql: "SELECT id FROM tree").compactMap(ObjectID.init(hex:))
+                for id in allTrees where !keepTrees.contains(id) {
+                    try db.execute(sql: "DELETE FROM tree WHERE id = ?", arguments: [id.hex])
+                }
+                for o in doomed {
+                    try db.execute(sql: "DELETE FROM object WHERE id = ?", arguments: [o.id.hex])
+                }
+                if pruneReflog { try db.execute(sql: "DELETE FROM reflog") }
+                try db.execute(sql: "DELETE FROM statCache")
+            }
+            for o in doomed {
+                objects.remove(o.id)
+                report.removedObjects += 1
+                report.freedBytes += o.storedByteCount
+            }
+            let (files, temporary) = objects.listFiles()
+            for id in files where byID[id] == nil {
+                report.freedBytes += FileStat.of(objects.path(for: id))?.size ?? 0
+                objects.remove(id)
+                report.removedObjects += 1
+            }
+            for path in temporary {
+                unlink(path)
+                report.removedTemporaryFiles += 1
+            }
+            return report
+        }
+    }
+
+    /// Commits reachable from refs, HEAD, and (optionally) the reflog, with parents and delta bases.
+    func reachableCommitIDs(includeReflog: Bool) throws -> Set<ObjectID> {
+        var roots: [ObjectID] = try history.refs().map(\.target)
+        if let h = try history.head().commit { roots.append(h) }
+        if includeReflog {
+            for e in try history.reflog(limit: Int.max) {
+                if let o = e.old { roots.append(o) }
+                if let n = e.new { roots.append(n) }
+            }
+        }
+        roots.append(contentsOf: try pinnedCommits())
+        var seen = Set<ObjectID>()
+        var stack = roots
+        while let id = stack.popLast() {
+            guard seen.insert(id).inserted, let c = try history.commit(id) else { continue }
+            stack.append(contentsOf: c.parents)
+            if let b = c.base { stack.append(b) }
+        }
+        return seen.filter { (try? history.commit($0)) != nil }
+    }
+
+    /// Commits kept alive by state outside refs (an unfinished merge). Empty unless a merge is in progress.
+    func pinnedCommits() throws -> [ObjectID] { [] }
+
+    /// Objects a commit needs beyond its tree (recorded in `extra`, e.g. a reversible merge's basis).
+    func extraObjects(of commit: Commit) -> Set<ObjectID> {
+        var out = Set<ObjectID>()
+        func visit(_ v: JSONValue) {
+            switch v {
+            case let .object(members):
+                for m in members {
+                    if m.key.hasSuffix("object"), let s = m.value.stringValue, let id = ObjectID(hex: s) { out.insert(id) }
+                    visit(m.value)
+                }
+            case let .array(items):
+                items.forEach(visit)
+            default:
+                break
+            }
+        }
+        visit(commit.extra)
+        return out
+    }
+
+    // MARK: - du
+
+    /// Logical and stored bytes per commit (oldest first) and for the whole repository.
+    public func usage() throws -> UsageReport {
+        let commits = try history.allCommits()
+        let infos = Dictionary(try history.allObjects().map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        let names = try decorations()
+        var seen = Set<ObjectID>()
+        var rows: [CommitUsage] = []
+        var logical = 0
+        for c in commits {
+            let tree = try history.tree(c.treeID)
+            var newStored = 0
+            var newLogical = 0
+            for id in tree.objectIDs.union(extraObjects(of: c)) where seen.insert(id).inserted {
+                newStored += infos[id]?.storedByteCount ?? 0
+                newLogical += infos[id]?.logicalByteCount ?? 0
+            }
+            logical += tree.logicalByteCount
+            rows.append(CommitUsage(id: c.id, subject: c.subject, names: names[c.id] ?? [], logicalByteCount: tree.logicalByteCount,
+                                    newStoredByteCount: newStored, newLogicalByteCount: newLogical))
+        }
+        let db = ["", "-wal"].reduce(0) { $0 + (FileStat.of(history.path + $1)?.size ?? 0) }
+        return UsageReport(commits: rows, logicalByteCount: logical, storedByteCount: infos.values.reduce(0) { $0 + $1.storedByteCount },
+                           databaseByteCount: db, objectCount: infos.count)
+    }
+}

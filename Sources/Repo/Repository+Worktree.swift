@@ -1,0 +1,285 @@
+import Delta
+import Foundation
+
+/// The working tree compared with HEAD.
+public struct WorktreeStatus: Sendable {
+    public enum ChangeKind: String, Sendable, Codable {
+        case added, modified, deleted
+    }
+
+    public struct Change: Sendable, Equatable {
+        public var path: String
+        public var kind: ChangeKind
+        /// For a modified safetensors file: how many tensors differ (added, removed or changed).
+        public var changedTensors: Int?
+        public var tensorCount: Int?
+    }
+
+    public var head: Head
+    public var changes: [Change]
+    public var isClean: Bool { changes.isEmpty }
+}
+
+/// What a switch or checkout did to the working tree.
+public struct CheckoutResult: Sendable {
+    public var head: Head
+    public var writtenFiles: Int
+    public var removedFiles: Int
+    public var unchangedFiles: Int
+}
+
+/// What an export wrote.
+public struct ExportResult: Sendable {
+    public var commit: ObjectID
+    public var directory: String
+    public var fileCount: Int
+    public var byteCount: Int
+}
+
+extension Repository {
+    /// Compares the working tree with HEAD. Files whose size, times and inode match the stat
+    /// cache are not read; the others are hashed, tensor by tensor.
+    public func status() throws -> WorktreeStatus {
+        let head = try history.head()
+        let tree = try head.commit.map { try self.tree(of: $0) } ?? .empty
+        return WorktreeStatus(head: head, changes: try status(against: tree).changes)
+    }
+
+    /// The working tree's files and their differences from `tree`.
+    func status(against tree: Tree) throws -> (changes: [WorktreeStatus.Change], current: [String: TreeFile]) {
+        let scanned = try FolderScanner.scan(root: root, ignore: IgnoreRules(file: root + "/.mrepoignore"))
+        let snap = Snapshotter(objects: objects, options: codecOptions)
+        let cache = try history.statCache()
+        let prepared = try snap.prepare(scanned, cache: cache)
+        let counter = ProgressCounter(progress, title: "status", total: prepared.filter { $0.cached == nil }.reduce(0) { $0 + $1.byteCount })
+        var current: [String: TreeFile] = [:]
+        var fresh: [StatCacheEntry] = []
+        for file in prepared {
+            let entry = try snap.identify(file, progress: file.cached == nil ? counter : nil)
+            current[entry.path] = entry
+            if file.cached == nil {
+                fresh.append(StatCacheEntry(path: entry.path, stat: file.scanned.stat, identity: FileIdentityCoding.encode(entry)))
+            }
+        }
+        counter.finish()
+        let stale = cache.keys.filter { current[$0] == nil }
+        history.saveStatCacheOpportunistically(fresh, removing: Array(stale))
+
+        var changes: [WorktreeStatus.Change] = []
+        let paths = Set(current.keys).union(tree.files.map(\.path)).sorted()
+        for path in paths {
+            let old = tree.file(at: path)
+            let new = current[path]
+            switch (old, new) {
+            case (nil, let n?):
+                changes.append(.init(path: path, kind: .added, changedTensors: n.kind == .safetensors ? n.tensors.count : nil, tensorCount: n.tensors.count))
+            case (_?, nil):
+                changes.append(.init(path: path, kind: .deleted, changedTensors: nil, tensorCount: nil))
+            case let (o?, n?) where o.identity != n.identity:
+                var changed: Int?
+                if n.kind == .safetensors {
+                    let before = Dictionary(o.tensors.map { ($0.name, $0.objectID) }, uniquingKeysWith: { a, _ in a })
+                    let after = Dictionary(n.tensors.map { ($0.name, $0.objectID) }, uniquingKeysWith: { a, _ in a })
+                    changed = Set(before.keys).union(after.keys).filter { before[$0] != after[$0] }.count
+                }
+                changes.append(.init(path: path, kind: .modified, changedTensors: changed, tensorCount: n.tensors.count))
+            default:
+                break
+            }
+        }
+        return (changes, current)
+    }
+
+    // MARK: - Switch and checkout
+
+    /// Switches to a branch, updating the working tree (`switch NAME`, `switch -c NAME [START]`).
+    ///
+    /// - Parameters:
+    ///   - create: create the branch at `startPoint` (default HEAD) first.
+    ///   - force: overwrite uncommitted changes.
+    public func switchBranch(_ name: String, create: Bool = false, startPoint: String? = nil, force: Bool = false,
+                             wait: Bool = false) throws -> CheckoutResult {
+        try withWriteLock(wait: wait) {
+            let head = try history.head()
+            if create {
+                try RefNames.validate(name)
+                if try history.ref(named: name) != nil { throw RepoError.refExists(name) }
+                guard let start = try startPoint.map({ try resolve($0) }) ?? head.commit else {
+                    // No commits yet: rename the unborn branch.
+                    try history.setHead(.branch(name, commit: nil), expected: head, message: "switch: unborn branch \(name)")
+                    return CheckoutResult(head: .branch(name, commit: nil), writtenFiles: 0, removedFiles: 0, unchangedFiles: 0)
+                }
+                var result = try moveHead(to: start, newHead: .branch(name, commit: start), from: head, force: force,
+                                          message: "switch: created \(name) at \(start.short)") {
+                    try self.history.createRef(name: name, kind: .branch, target: start, message: "branch: created from \(startPoint ?? "HEAD")")
+                }
+                result.head = .branch(name, commit: start)
+                return result
+            }
+            guard let ref = try history.ref(named: name), ref.kind == .branch else {
+                if try history.ref(named: name)?.kind == .tag {
+                    throw RepoError.invalidArgument("'\(name)' is a tag; use 'mrepo checkout \(name)' to look at it (detached HEAD)")
+                }
+                throw RepoError.unknownRef(name)
+            }
+            return try moveHead(to: ref.target, newHead: .branch(name, commit: ref.target), from: head, force: force,
+                                message: "switch: moving to \(name)")
+        }
+    }
+
+    /// Checks out a revision: a branch name switches to the branch; anything else detaches HEAD
+    /// at that commit.
+    public func checkout(_ revision: String, force: Bool = false, wait: Bool = false) throws -> CheckoutResult {
+        if try history.ref(named: revision)?.kind == .branch {
+            return try switchBranch(revision, force: force, wait: wait)
+        }
+        return try withWriteLock(wait: wait) {
+            let target = try resolve(revision)
+            let head = try history.head()
+            return try moveHead(to: target, newHead: .detached(target), from: head, force: force, message: "checkout: moving to \(revision)")
+        }
+    }
+
+    private func moveHead(to target: ObjectID, newHead: Head, from head: Head, force: Bool, message: String,
+                          beforeHeadMove: (() throws -> Void)? = nil) throws -> CheckoutResult {
+        let oldTree = try head.commit.map { try self.tree(of: $0) } ?? .empty
+        let newTree = try tree(of: target)
+        var stats = MaterializeStats()
+        let entries = try materialize(newTree, over: oldTree, force: force, stats: &stats)
+        try beforeHeadMove?()
+        try history.setHead(newHead, expected: head, message: message, statEntries: entries)
+        return CheckoutResult(head: newHead, writtenFiles: stats.written, removedFiles: stats.removed, unchangedFiles: stats.unchanged)
+    }
+
+    struct MaterializeStats {
+        var written = 0, removed = 0, unchanged = 0
+    }
+
+    @discardableResult
+    func materialize(_ newTree: Tree, over oldTree: Tree, force: Bool) throws -> [StatCacheEntry] {
+        var stats = MaterializeStats()
+        return try materialize(newTree, over: oldTree, force: force, stats: &stats)
+    }
+
+    /// Makes the working tree hold `newTree`, given that it held `oldTree`.
+    ///
+    /// Files already equal to the target are not touched. Without `force`, a local change to a
+    /// path that differs between the trees (or an untracked file in the way) stops the operation
+    /// before anything is written. Each file is written to a temporary file, verified, synced
+    /// and renamed into place.
+    func materialize(_ newTree: Tree, over oldTree: Tree, force: Bool, stats: inout MaterializeStats) throws -> [StatCacheEntry] {
+        let (changes, current) = try status(against: oldTree)
+        if !force {
+            var blocked: [String] = []
+            for change in changes {
+                let before = oldTree.file(at: change.path)?.identity
+                let after = newTree.file(at: change.path)?.identity
+                if change.kind == .added {
+                    if let after, current[change.path]?.identity != after { blocked.append(change.path) }
+                } else if before != after {
+                    blocked.append(change.path)
+                }
+            }
+            if !blocked.isEmpty { throw RepoError.dirtyWorktree(operation: "switching", paths: blocked) }
+        }
+        for file in newTree.files {
+            _ = try PathPolicy.normalize(file.path)
+        }
+        let toWrite = newTree.files.filter { current[$0.path]?.identity != $0.identity }
+        let counter = ProgressCounter(progress, title: "checkout", total: toWrite.reduce(0) { $0 + $1.byteCount })
+        var entries: [StatCacheEntry] = []
+        for file in newTree.files {
+            let destination = root + "/" + file.path
+            if current[file.path]?.identity == file.identity {
+                stats.unchanged += 1
+                if let st = FileStat.of(destination) { entries.append(StatCacheEntry(path: file.path, stat: st, identity: FileIdentityCoding.encode(file))) }
+                continue
+            }
+            try PathPolicy.checkNoSymlinkParents(root: root, path: file.path)
+            try writeFile(file, to: destination, progress: counter)
+            stats.written += 1
+            if let st = FileStat.of(destination) { entries.append(StatCacheEntry(path: file.path, stat: st, identity: FileIdentityCoding.encode(file))) }
+        }
+        counter.finish()
+        let keep = Set(newTree.files.map(\.path))
+        for file in oldTree.files where !keep.contains(file.path) && current[file.path] != nil {
+            try PathPolicy.checkNoSymlinkParents(root: root, path: file.path)
+            unlink(root + "/" + file.path)
+            stats.removed += 1
+            removeEmptyParents(of: file.path)
+        }
+        return entries
+    }
+
+    private func removeEmptyParents(of path: String) {
+        var dir = splitPath(path).dir
+        while !dir.isEmpty, dir != "/" {
+            if rmdir(root + "/" + dir) != 0 { break }
+            dir = dir.contains("/") ? splitPath(dir).dir : ""
+        }
+    }
+
+    /// Writes one file of a tree, atomically, verifying every object it decodes.
+    func writeFile(_ file: TreeFile, to destination: String, progress: ProgressCounter?) throws {
+        let dir = splitPath(destination).dir
+        do {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        } catch {
+            throw RepoError.io(path: dir, reason: "cannot create directory")
+        }
+        let writer = try AtomicFileWriter(destination: destination, permissions: file.executable ? 0o755 : 0o644)
+        do {
+            try objects.decode(file.objectID) { try writer.write($0) }
+            progress?.add(writer.byteCount)
+            if file.kind == .safetensors {
+                var offset = writer.byteCount
+                let headerEnd = offset
+                for t in file.tensors.sorted(by: { $0.dataOffsets.lowerBound < $1.dataOffsets.lowerBound }) {
+                    guard headerEnd + t.dataOffsets.lowerBound == offset else {
+                        throw RepoError.corruptObject(object: file.objectID.short, problem: "\(file.path): tensor '\(t.name)' does not follow the previous one")
+                    }
+                    try objects.decode(t.objectID) { try writer.write($0) }
+                    progress?.add(t.byteCount)
+                    offset = writer.byteCount
+                }
+            }
+            guard writer.byteCount == file.byteCount else {
+                throw RepoError.corruptObject(object: file.objectID.short, problem: "\(file.path): rebuilt \(writer.byteCount) bytes, the tree records \(file.byteCount)")
+            }
+            try writer.commit()
+        } catch {
+            writer.abort()
+            if case let RepoError.corruptObject(object, problem) = error {
+                throw RepoError.corruptObject(object: object, problem: "\(file.path): \(problem); nothing was written")
+            }
+            throw error
+        }
+    }
+
+    // MARK: - Export
+
+    /// Writes every file of a commit into `directory`, byte for byte as committed.
+    ///
+    /// Each file is written atomically and every tensor's hash is verified before its file is
+    /// renamed into place: a file that does not verify is never written.
+    public func export(_ revision: String, to directory: String) throws -> ExportResult {
+        let id = try resolve(revision)
+        let tree = try tree(of: id)
+        let dir = Repository.absolutePath(directory)
+        if dir == root { throw RepoError.invalidArgument("export into the working tree itself; use 'mrepo checkout' instead") }
+        do {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        } catch {
+            throw RepoError.io(path: directory, reason: "cannot create directory")
+        }
+        let counter = ProgressCounter(progress, title: "export", total: tree.logicalByteCount)
+        for file in tree.files {
+            let path = try PathPolicy.normalize(file.path)
+            try PathPolicy.checkNoSymlinkParents(root: dir, path: path)
+            try writeFile(file, to: dir + "/" + path, progress: counter)
+        }
+        counter.finish()
+        objects.releaseMappings()
+        return ExportResult(commit: id, directory: dir, fileCount: tree.files.count, byteCount: tree.logicalByteCount)
+    }
+}

@@ -1,0 +1,265 @@
+import Delta
+import Foundation
+
+/// An mrepo repository: a working tree with a `.mrepo` directory holding the object store and the
+/// history database.
+///
+/// Every command is one method (in `Repository+<Command>.swift`). Commands that write take the
+/// repository's write lock for their whole run; readers never take it.
+public final class Repository: @unchecked Sendable {
+    /// The working tree: the folder that holds `.mrepo`.
+    public let root: String
+    /// `<root>/.mrepo`.
+    public let metaDirectory: String
+    public let history: HistoryDatabase
+    public let objects: ObjectStore
+    /// Receives progress of long operations (nil: silent).
+    public var progress: (any ProgressSink)?
+    /// Codec parameters for new objects.
+    public var codecOptions = CodecOptions.default
+
+    /// Name of the metadata directory inside the working tree.
+    public static let directoryName = ".mrepo"
+
+    init(root: String) throws {
+        self.root = root
+        metaDirectory = root + "/" + Repository.directoryName
+        history = try HistoryDatabase(path: metaDirectory + "/mrepo.db", create: false)
+        objects = ObjectStore(root: metaDirectory + "/objects")
+    }
+
+    /// Creates a repository in `path` (which is created if missing).
+    ///
+    /// - Parameters:
+    ///   - installSampleHooks: install the sample hooks (`pre-commit` refusing NaN/Inf, ...) as active hooks.
+    ///   - initialBranch: the name of the first branch; the default is `main`.
+    @discardableResult
+    public static func initialize(at path: String, installSampleHooks: Bool = false, initialBranch: String = "main") throws -> Repository {
+        let root = absolutePath(path)
+        try RefNames.validate(initialBranch)
+        let meta = root + "/" + directoryName
+        if FileManager.default.fileExists(atPath: meta) { throw RepoError.alreadyARepository(path: root) }
+        do {
+            try FileManager.default.createDirectory(atPath: meta + "/objects", withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: meta + "/hooks", withIntermediateDirectories: true)
+        } catch {
+            throw RepoError.io(path: meta, reason: "cannot create the repository directory: \(error.localizedDescription)")
+        }
+        _ = try HistoryDatabase(path: meta + "/mrepo.db", create: true)
+        let repo = try Repository(root: root)
+        if initialBranch != "main" {
+            try repo.history.setHead(.branch(initialBranch, commit: nil), expected: nil, message: "init")
+        }
+        for sample in HookSamples.all {
+            let target = meta + "/hooks/" + sample.name + (installSampleHooks ? "" : ".sample")
+            try AtomicFileWriter.write(Array(sample.script.utf8), to: target, permissions: 0o755)
+        }
+        try AtomicFileWriter.syncDirectory(root)
+        return repo
+    }
+
+    /// Opens the repository that contains `path` (searching parent folders, as git does).
+    public static func open(at path: String = FileManager.default.currentDirectoryPath) throws -> Repository {
+        var dir = absolutePath(path)
+        while true {
+            var isDir: ObjCBool = false
+            if FileManager.default.fileExists(atPath: dir + "/" + directoryName, isDirectory: &isDir), isDir.boolValue {
+                return try Repository(root: dir)
+            }
+            if dir == "/" || dir.isEmpty { break }
+            dir = splitPath(dir).dir
+        }
+        throw RepoError.notARepository(path: absolutePath(path))
+    }
+
+    /// Takes the write lock for the duration of `body`.
+    ///
+    /// - Parameter wait: wait for another writer to finish instead of failing.
+    public func withWriteLock<T>(wait: Bool = false, _ body: () throws -> T) throws -> T {
+        let lock = try WriteLock(path: metaDirectory + "/lock", wait: wait)
+        defer { lock.release() }
+        defer { objects.releaseMappings() }
+        return try body()
+    }
+
+    // MARK: - Revisions
+
+    /// The commit a revision names: `HEAD`, a branch, a tag, a full or unique-prefix (≥ 4 digits)
+    /// commit id, each followed by any number of `~N` (N-th first-parent ancestor) and `^N`
+    /// (N-th parent).
+    public func resolve(_ revision: String) throws -> ObjectID {
+        var (base, suffix) = splitRevision(revision)
+        var id = try resolveBase(base, whole: revision)
+        while !suffix.isEmpty {
+            let op = suffix.removeFirst()
+            var digits = ""
+            while let c = suffix.first, c.isNumber {
+                digits.append(c)
+                suffix.removeFirst()
+            }
+            let n = digits.isEmpty ? 1 : (Int(digits) ?? -1)
+            guard n >= 0 else { throw RepoError.unknownRevision(revision) }
+            base = ""
+            if op == "~" {
+                for _ in 0..<n {
+                    guard let parent = try history.parents(of: id).first else {
+                        throw RepoError.invalidArgument("'\(revision)': \(id.short) has no parent")
+                    }
+                    id = parent
+                }
+            } else {
+                if n == 0 { continue }
+                let parents = try history.parents(of: id)
+                guard n <= parents.count else {
+                    throw RepoError.invalidArgument("'\(revision)': \(id.short) has \(parents.count) parent\(parents.count == 1 ? "" : "s")")
+                }
+                id = parents[n - 1]
+            }
+        }
+        return id
+    }
+
+    private func splitRevision(_ rev: String) -> (String, String) {
+        guard let i = rev.firstIndex(where: { $0 == "~" || $0 == "^" }) else { return (rev, "") }
+        return (String(rev[..<i]), String(rev[i...]))
+    }
+
+    private func resolveBase(_ base: String, whole: String) throws -> ObjectID {
+        if base == "HEAD" || base == "@" {
+            guard let id = try history.head().commit else {
+                throw RepoError.invalidArgument("HEAD has no commits yet (branch '\(try history.head().branchName ?? "")' is unborn)")
+            }
+            return id
+        }
+        if let ref = try history.ref(named: base) { return ref.target }
+        let lower = base.lowercased()
+        if lower.count >= 4, lower.allSatisfy({ $0.isHexDigit }) {
+            let matches = try history.commitIDs(withPrefix: lower)
+            if matches.count == 1 { return matches[0] }
+            if matches.count > 1 { throw RepoError.ambiguousRevision(whole, candidates: matches.map(\.short)) }
+        }
+        throw RepoError.unknownRevision(whole)
+    }
+
+    /// The commit HEAD points at, or nil on an unborn branch.
+    public func headCommit() throws -> ObjectID? {
+        try history.head().commit
+    }
+
+    /// The commit record for an id that must exist.
+    public func commit(_ id: ObjectID) throws -> Commit {
+        guard let c = try history.commit(id) else { throw RepoError.unknownRevision(id.hex) }
+        return c
+    }
+
+    /// The tree of a commit.
+    public func tree(of commit: ObjectID) throws -> Tree {
+        try history.tree(try self.commit(commit).treeID)
+    }
+
+    // MARK: - Hooks
+
+    /// Runs `.mrepo/hooks/<name>` if it exists and is executable.
+    /// - Throws: ``RepoError/hookRejected(hook:status:)`` when it exits non-zero.
+    public func runHook(_ name: String, environment: [String: String]) throws {
+        try HookRunner.run(path: metaDirectory + "/hooks/" + name, name: name, workingDirectory: root, environment: environment)
+    }
+
+    static func absolutePath(_ path: String) -> String {
+        let full = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        return URL(fileURLWithPath: full).standardizedFileURL.path
+    }
+}
+
+/// Branch and tag name rules (a subset of git's `check-ref-format`).
+public enum RefNames {
+    public static func validate(_ name: String) throws {
+        func bad(_ reason: String) -> RepoError { .invalidRefName(name, reason: reason) }
+        if name.isEmpty { throw bad("empty") }
+        if name == "HEAD" || name == "@" { throw bad("reserved") }
+        if name.hasPrefix("-") { throw bad("must not start with '-'") }
+        if name.hasPrefix(".") || name.hasSuffix(".") || name.hasSuffix("/") || name.hasPrefix("/") {
+            throw bad("must not start or end with '.' or '/'")
+        }
+        if name.contains("..") || name.contains("//") || name.contains("@{") { throw bad("must not contain '..', '//' or '@{'") }
+        for c in name.unicodeScalars where c.value < 0x21 || c.value == 0x7F || "~^:?*[\\".unicodeScalars.contains(c) {
+            throw bad("must not contain spaces, control characters or any of ~^:?*[\\")
+        }
+        if name.hasSuffix(".lock") { throw bad("must not end with '.lock'") }
+    }
+}
+
+/// The repository's write lock: an exclusive `flock` on `.mrepo/lock`, released by the kernel
+/// when the process ends, however it ends.
+final class WriteLock {
+    private var fd: Int32
+
+    init(path: String, wait: Bool) throws {
+        fd = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw RepoError.io(path: path, reason: "cannot open lock file: \(errnoDescription())") }
+        if flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) != 0 {
+            let code = errno
+            var buffer = [UInt8](repeating: 0, count: 32)
+            let n = pread(fd, &buffer, buffer.count, 0)
+            Glibc.close(fd)
+            fd = -1
+            if code == EWOULDBLOCK {
+                let text = n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : ""
+                throw RepoError.repositoryLocked(path: splitPath(splitPath(path).dir).dir, pid: Int(text))
+            }
+            throw RepoError.io(path: path, reason: "cannot lock: \(errnoDescription(code))")
+        }
+        let pid = Array("\(getpid())\n".utf8)
+        _ = ftruncate(fd, 0)
+        _ = pwrite(fd, pid, pid.count, 0)
+    }
+
+    func release() {
+        guard fd >= 0 else { return }
+        _ = ftruncate(fd, 0)
+        flock(fd, LOCK_UN)
+        Glibc.close(fd)
+        fd = -1
+    }
+
+    deinit { release() }
+}
+
+/// Receives the progress of a long operation. Calls may come from any thread.
+public protocol ProgressSink: AnyObject, Sendable {
+    /// A phase starts; `total` is in bytes (or items when `unit` says so).
+    func start(_ title: String, total: Int, unit: ProgressUnit)
+    /// `done` units of the current phase are complete.
+    func update(_ done: Int)
+    /// The phase ended.
+    func finish()
+}
+
+public enum ProgressUnit: Sendable {
+    case bytes, items
+}
+
+/// Adds up progress from worker threads and forwards it.
+final class ProgressCounter: @unchecked Sendable {
+    private let sink: (any ProgressSink)?
+    private let lock = NSLock()
+    private var done = 0
+
+    init(_ sink: (any ProgressSink)?, title: String, total: Int, unit: ProgressUnit = .bytes) {
+        self.sink = sink
+        sink?.start(title, total: total, unit: unit)
+    }
+
+    func add(_ n: Int) {
+        guard let sink else { return }
+        lock.lock()
+        done += n
+        let value = done
+        lock.unlock()
+        sink.update(value)
+    }
+
+    func finish() {
+        sink?.finish()
+    }
+}

@@ -1,0 +1,133 @@
+import Delta
+import Foundation
+
+/// Turns the files of a checkpoint folder into tree entries: hashing them (status) or storing
+/// them in the object store (commit).
+struct Snapshotter {
+    let objects: ObjectStore
+    let options: CodecOptions
+
+    /// A delta reference for a tensor: the object and its header.
+    typealias Reference = (info: ObjectInfo, header: EncodedTensorHeader)
+
+    /// A file whose header was validated and whose size is known, ready to be hashed or stored.
+    struct PreparedFile {
+        var scanned: ScannedFile
+        /// The open safetensors file, or nil for a blob.
+        var safetensors: SafetensorsFile?
+        /// An entry reused from the stat cache (nothing to read).
+        var cached: TreeFile?
+
+        var byteCount: Int { scanned.stat.size }
+    }
+
+    /// Opens every file and validates every safetensors header, before anything is written.
+    func prepare(_ files: [ScannedFile], cache: [String: StatCacheEntry]) throws -> [PreparedFile] {
+        try files.map { file in
+            if let entry = cache[file.path], entry.matches(file.stat),
+               let tree = FileIdentityCoding.decode(entry.identity, path: file.path) {
+                return PreparedFile(scanned: file, safetensors: nil, cached: tree)
+            }
+            guard isSafetensorsPath(file.path) else { return PreparedFile(scanned: file, safetensors: nil, cached: nil) }
+            do throws(DeltaError) {
+                let st = try SafetensorsFile(path: file.absolutePath, displayName: file.path)
+                return PreparedFile(scanned: file, safetensors: st, cached: nil)
+            } catch {
+                throw RepoError.delta(error)
+            }
+        }
+    }
+
+    /// The tree entry of a file, computed by hashing (nothing is stored).
+    func identify(_ file: PreparedFile, progress: ProgressCounter?) throws -> TreeFile {
+        if let cached = file.cached {
+            progress?.add(file.byteCount)
+            return cached
+        }
+        let executable = file.scanned.stat.isExecutable
+        guard let st = file.safetensors else {
+            let map = try mapped(file.scanned)
+            let id = BlobHasher.hash(map.bytes)
+            progress?.add(map.count)
+            return TreeFile(path: file.scanned.path, kind: .blob, objectID: id, byteCount: map.count, executable: executable)
+        }
+        let headerID = BlobHasher.hash(st.headerBytes)
+        progress?.add(st.header.dataStart)
+        let infos = st.tensors
+        var ids = [ObjectID](repeating: .zero, count: infos.count)
+        try ids.withUnsafeMutableBufferPointer { buffer in
+            let out = UnsafeSendableIDs(buffer)
+            // Largest first, so the two cores finish together.
+            let order = infos.indices.sorted { infos[$0].byteCount > infos[$1].byteCount }
+            try Parallel.forEach(order.count) { k, _ in
+                let i = order[k]
+                let t = infos[i]
+                out.buffer[i] = TensorHasher.hash(dtype: t.dtype, shape: t.shape, bytes: st.data(of: t))
+                st.release(t)
+                progress?.add(t.byteCount)
+            }
+        }
+        return TreeFile(path: file.scanned.path, kind: .safetensors, objectID: headerID, byteCount: st.map.count,
+                        executable: executable,
+                        tensors: zip(infos, ids).map { TreeTensor(name: $0.name, dtype: $0.dtype, shape: $0.shape, dataOffsets: $0.dataOffsets, objectID: $1) })
+    }
+
+    /// Stores a file's objects and returns its tree entry with the objects written or found.
+    ///
+    /// - Parameters:
+    ///   - references: delta references by tensor name (the base commit's tensors).
+    ///   - known: looks up an object's recorded facts (nil when the database has no row for it).
+    func store(_ file: PreparedFile, references: [String: Reference], known: (ObjectID) throws -> ObjectInfo?,
+               batch: ObjectStore.Batch, progress: ProgressCounter?) throws -> (TreeFile, [ObjectInfo]) {
+        if let cached = file.cached {
+            progress?.add(file.byteCount)
+            return (cached, [])
+        }
+        var infos: [ObjectInfo] = []
+        func note(_ result: ObjectStore.WriteResult) throws {
+            if result.isNew {
+                infos.append(result.info)
+            } else if try known(result.info.id) == nil {
+                // The file exists from an interrupted command but was never recorded: record what it holds.
+                infos.append(try objects.inspect(result.info.id))
+            }
+        }
+        let executable = file.scanned.stat.isExecutable
+        guard let st = file.safetensors else {
+            let map = try mapped(file.scanned)
+            let result = try objects.write(kind: .blob, dtype: .u8, shape: [map.count], source: map.bytes, reference: nil,
+                                           options: options, batch: batch,
+                                           didProcess: { range in map.release(range); progress?.add(range.count) })
+            try note(result)
+            return (TreeFile(path: file.scanned.path, kind: .blob, objectID: result.info.id, byteCount: map.count, executable: executable), infos)
+        }
+        let header = try objects.write(kind: .blob, dtype: .u8, shape: [st.header.dataStart], source: st.headerBytes,
+                                       reference: nil, options: options, batch: batch)
+        try note(header)
+        progress?.add(st.header.dataStart)
+        var tensors: [TreeTensor] = []
+        for t in st.tensors {
+            let reference = references[t.name].flatMap { $0.header.dtype == t.dtype && $0.header.shape == t.shape ? $0 : nil }
+            let result = try objects.write(kind: .tensor, dtype: t.dtype, shape: t.shape, source: st.data(of: t),
+                                           reference: reference, options: options, batch: batch,
+                                           didProcess: { range in st.release(t, range: range); progress?.add(range.count) })
+            try note(result)
+            tensors.append(TreeTensor(name: t.name, dtype: t.dtype, shape: t.shape, dataOffsets: t.dataOffsets, objectID: result.info.id))
+        }
+        return (TreeFile(path: file.scanned.path, kind: .safetensors, objectID: header.info.id, byteCount: st.map.count,
+                         executable: executable, tensors: tensors), infos)
+    }
+
+    private func mapped(_ file: ScannedFile) throws -> MappedFile {
+        do {
+            return try MappedFile(path: file.absolutePath)
+        } catch {
+            throw RepoError.delta(error)
+        }
+    }
+}
+
+struct UnsafeSendableIDs: @unchecked Sendable {
+    let buffer: UnsafeMutableBufferPointer<ObjectID>
+    init(_ buffer: UnsafeMutableBufferPointer<ObjectID>) { self.buffer = buffer }
+}

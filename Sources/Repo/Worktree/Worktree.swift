@@ -1,0 +1,196 @@
+import Delta
+import Foundation
+
+/// The `lstat` facts mrepo compares to decide whether a file changed.
+public struct FileStat: Sendable, Equatable {
+    public var size: Int
+    public var mtimeNs: Int64
+    public var ctimeNs: Int64
+    public var inode: UInt64
+    public var device: UInt64
+    public var mode: UInt32
+
+    public var isRegular: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFREG) }
+    public var isDirectory: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFDIR) }
+    public var isSymlink: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFLNK) }
+    public var isExecutable: Bool { mode & 0o100 != 0 }
+
+    /// `lstat` of a path, or nil when it does not exist.
+    public static func of(_ path: String, followLinks: Bool = false) -> FileStat? {
+        var st = stat()
+        let rc = followLinks ? stat(path, &st) : lstat(path, &st)
+        guard rc == 0 else { return nil }
+        return FileStat(size: Int(st.st_size),
+                        mtimeNs: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec),
+                        ctimeNs: Int64(st.st_ctim.tv_sec) * 1_000_000_000 + Int64(st.st_ctim.tv_nsec),
+                        inode: UInt64(st.st_ino), device: UInt64(st.st_dev), mode: UInt32(st.st_mode))
+    }
+
+    static func nowNs() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+}
+
+/// Rules that keep paths inside the working tree.
+public enum PathPolicy {
+    /// Checks a relative path from a tree (or the user) and returns it normalised.
+    ///
+    /// Rejects absolute paths, `..`, empty and `.` components, NUL and backslashes, and anything
+    /// inside `.mrepo` or `.git`.
+    public static func normalize(_ path: String) throws -> String {
+        guard !path.isEmpty else { throw RepoError.unsafePath(path, reason: "empty path") }
+        guard !path.hasPrefix("/") else { throw RepoError.unsafePath(path, reason: "absolute paths are not allowed in a tree") }
+        guard !path.contains("\0"), !path.contains("\\") else { throw RepoError.unsafePath(path, reason: "path contains NUL or a backslash") }
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        for part in parts {
+            if part.isEmpty || part == "." { throw RepoError.unsafePath(path, reason: "empty or '.' path component") }
+            if part == ".." { throw RepoError.unsafePath(path, reason: "'..' would escape the working tree") }
+        }
+        if parts[0] == ".mrepo" || parts[0] == ".git" {
+            throw RepoError.unsafePath(path, reason: "'\(parts[0])' is reserved")
+        }
+        return path
+    }
+
+    /// Checks that no directory between `root` and `root/path` is a symbolic link, so writing
+    /// the file cannot land outside the working tree.
+    public static func checkNoSymlinkParents(root: String, path: String) throws {
+        var current = root
+        let parts = path.split(separator: "/")
+        for part in parts.dropLast() {
+            current += "/" + part
+            if let st = FileStat.of(current), st.isSymlink {
+                throw RepoError.unsafePath(path, reason: "'\(current)' is a symbolic link; refusing to write through it")
+            }
+        }
+        if let st = FileStat.of(root + "/" + path), st.isSymlink {
+            throw RepoError.unsafePath(path, reason: "is a symbolic link in the working tree; refusing to overwrite it")
+        }
+    }
+}
+
+/// Which files a snapshot leaves out: `.mrepo`, `.git`, temporary files, and the patterns of
+/// `.mrepoignore` (one glob per line; `#` comments; a pattern with a `/` matches the path from the
+/// top, one without matches a name at any depth; a trailing `/` matches directories only).
+public struct IgnoreRules: Sendable {
+    var patterns: [(glob: String, anchored: Bool, directoryOnly: Bool)] = []
+
+    public init(file: String?) {
+        guard let file, let text = try? String(contentsOfFile: file, encoding: .utf8) else { return }
+        for raw in text.split(whereSeparator: \.isNewline) {
+            var line = raw.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            var directoryOnly = false
+            if line.hasSuffix("/") {
+                directoryOnly = true
+                line.removeLast()
+            }
+            if line.hasPrefix("/") { line.removeFirst() }
+            patterns.append((line, line.contains("/"), directoryOnly))
+        }
+    }
+
+    public func ignores(_ relativePath: String, isDirectory: Bool) -> Bool {
+        let name = relativePath.split(separator: "/").last.map(String.init) ?? relativePath
+        if relativePath == ".mrepo" || relativePath == ".git" || name.hasPrefix(AtomicFileWriter.temporaryPrefix) { return true }
+        for p in patterns {
+            if p.directoryOnly && !isDirectory { continue }
+            let subject = p.anchored ? relativePath : name
+            if fnmatch(p.glob, subject, 0) == 0 { return true }
+        }
+        return false
+    }
+}
+
+/// A regular file found in a checkpoint folder.
+public struct ScannedFile: Sendable {
+    /// Path relative to the folder.
+    public var path: String
+    /// The file to read (differs from `root/path` only when a symbolic link was followed).
+    public var absolutePath: String
+    public var stat: FileStat
+}
+
+/// Lists the files of a checkpoint folder.
+public enum FolderScanner {
+    /// Every regular file under `root`, sorted by path.
+    ///
+    /// - Parameter followSymlinks: follow links to regular files (`--dereference`); otherwise a
+    ///   symbolic link is an error, since a tree never stores one.
+    public static func scan(root: String, ignore: IgnoreRules, followSymlinks: Bool = false) throws -> [ScannedFile] {
+        var out: [ScannedFile] = []
+        try walk(root: root, relative: "", ignore: ignore, followSymlinks: followSymlinks, into: &out)
+        return out.sorted { $0.path < $1.path }
+    }
+
+    private static func walk(root: String, relative: String, ignore: IgnoreRules, followSymlinks: Bool, into out: inout [ScannedFile]) throws {
+        let dir = relative.isEmpty ? root : root + "/" + relative
+        let names: [String]
+        do {
+            names = try FileManager.default.contentsOfDirectory(atPath: dir)
+        } catch {
+            throw RepoError.io(path: dir, reason: "cannot list directory")
+        }
+        for name in names.sorted() {
+            let rel = relative.isEmpty ? name : relative + "/" + name
+            let abs = root + "/" + rel
+            guard var st = FileStat.of(abs) else { continue }
+            if ignore.ignores(rel, isDirectory: st.isDirectory) { continue }
+            if st.isSymlink {
+                guard followSymlinks, let target = FileStat.of(abs, followLinks: true), target.isRegular || target.isDirectory else {
+                    throw RepoError.unsafePath(rel, reason: "is a symbolic link; trees never store links (pass --dereference to store the file it points to, or list it in .mrepoignore)")
+                }
+                st = target
+            }
+            if st.isDirectory {
+                try walk(root: root, relative: rel, ignore: ignore, followSymlinks: followSymlinks, into: &out)
+            } else if st.isRegular {
+                _ = try PathPolicy.normalize(rel)
+                out.append(ScannedFile(path: rel, absolutePath: abs, stat: st))
+            }
+        }
+    }
+}
+
+/// Whether a file is stored tensor by tensor.
+public func isSafetensorsPath(_ path: String) -> Bool {
+    path.hasSuffix(".safetensors")
+}
+
+/// Serialises a ``TreeFile`` for the stat cache.
+enum FileIdentityCoding {
+    static func encode(_ file: TreeFile) -> String {
+        var members = [
+            JSONMember("kind", .string(file.kind.rawValue)),
+            JSONMember("object", .string(file.objectID.hex)),
+            JSONMember("size", .int(file.byteCount)),
+            JSONMember("exec", .bool(file.executable)),
+        ]
+        if !file.tensors.isEmpty {
+            members.append(JSONMember("tensors", .array(file.tensors.map { t in
+                .array([.string(t.name), .string(t.dtype.rawValue), .array(t.shape.map { .int($0) }),
+                        .int(t.dataOffsets.lowerBound), .int(t.dataOffsets.upperBound), .string(t.objectID.hex)])
+            })))
+        }
+        return JSONValue.object(members).serialized()
+    }
+
+    static func decode(_ text: String, path: String) -> TreeFile? {
+        guard let v = try? JSONValue.parse(Array(text.utf8)),
+              let kind = v["kind"]?.stringValue.flatMap(TreeFile.Kind.init(rawValue:)),
+              let object = v["object"]?.stringValue.flatMap(ObjectID.init(hex:)),
+              let size = v["size"]?.intValue
+        else { return nil }
+        var tensors: [TreeTensor] = []
+        for item in v["tensors"]?.arrayValue ?? [] {
+            guard let a = item.arrayValue, a.count == 6, let name = a[0].stringValue,
+                  let dtype = a[1].stringValue.flatMap(DType.init(rawValue:)), let shape = a[2].arrayValue?.compactMap(\.intValue),
+                  let begin = a[3].intValue, let end = a[4].intValue, let id = a[5].stringValue.flatMap(ObjectID.init(hex:))
+            else { return nil }
+            tensors.append(TreeTensor(name: name, dtype: dtype, shape: shape, dataOffsets: begin..<end, objectID: id))
+        }
+        return TreeFile(path: path, kind: kind, objectID: object, byteCount: size, executable: v["exec"] == .bool(true), tensors: tensors)
+    }
+}

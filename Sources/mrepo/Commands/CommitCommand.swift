@@ -1,0 +1,156 @@
+import ArgumentParser
+import Delta
+import Foundation
+import Repo
+
+struct CommitCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "commit",
+        abstract: "Record the working tree (or a checkpoint folder) as a new commit.",
+        discussion: """
+            Every file of the folder is recorded (like 'git add -A && git commit'); list files to leave \
+            out in .mrepoignore. Safetensors files are validated and stored tensor by tensor: a tensor \
+            whose name, dtype and shape match a tensor of the base commit is stored as a lossless \
+            delta against it, other tensors are stored whole, identical tensors once. Unchanged files \
+            are recognised by the stat cache and not read again.
+            """)
+
+    @OptionGroup var repository: RepositoryOptions
+    @OptionGroup var lock: LockOptions
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("The commit message.", valueName: "message"))
+    var message: String
+
+    @Option(name: .customLong("from"), help: ArgumentHelp(
+        "Import this checkpoint folder (as a trainer wrote it) instead of the working tree; the working tree is then updated to the new commit.",
+        valueName: "dir"))
+    var source: String?
+
+    @Option(help: ArgumentHelp(
+        "Store tensors as deltas against this revision's tensors. The default is the first commit of the current history.",
+        valueName: "rev"))
+    var base: String?
+
+    @Option(name: .customLong("metric"), help: ArgumentHelp(
+        "Record an evaluation number with the commit, e.g. --metric eval_loss=1.83 (repeatable; used by 'mrepo merge --method mwa' and hooks).",
+        valueName: "name=value"))
+    var metrics: [String] = []
+
+    @Option(help: ArgumentHelp("Author as 'Name <email>'. The default is $MREPO_AUTHOR, else git's user.name and user.email.", valueName: "author"))
+    var author: String?
+
+    @Flag(help: "Record a commit even if nothing changed.")
+    var allowEmpty = false
+
+    @Flag(help: "Follow symbolic links to files (as in a Hugging Face cache snapshot) and store what they point to.")
+    var dereference = false
+
+    @Flag(help: "With --from: overwrite uncommitted changes in the working tree.")
+    var force = false
+
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+
+    func validate() throws {
+        for m in metrics where parseMetric(m) == nil {
+            throw ValidationError("--metric '\(m)': expected name=value with a number, e.g. eval_loss=1.83")
+        }
+    }
+
+    func parseMetric(_ text: String) -> Commit.Metric? {
+        guard let eq = text.firstIndex(of: "="), eq != text.startIndex else { return nil }
+        let name = String(text[..<eq]).trimmingCharacters(in: .whitespaces)
+        guard let value = Double(text[text.index(after: eq)...].trimmingCharacters(in: .whitespaces)), value.isFinite else { return nil }
+        return Commit.Metric(name: name, value: value)
+    }
+
+    func run() throws {
+        let repo = try repository.open()
+        let options = CommitOptions(message: message, sourceDirectory: source.map(repository.path), base: base,
+                                    metrics: metrics.compactMap(parseMetric), author: author, allowEmpty: allowEmpty,
+                                    followSymlinks: dereference, force: force)
+        let started = Date()
+        let result = try repo.commit(options, wait: lock.wait)
+        let seconds = Date().timeIntervalSince(started)
+        if json {
+            printJSON(.obj([
+                "commit": .string(result.commit.id.hex),
+                "branch": .opt(result.branch),
+                "files": .int(result.fileCount),
+                "tensors": .int(result.tensorCount),
+                "logical_bytes": .int(result.logicalByteCount),
+                "new_objects": .int(result.newObjectCount),
+                "new_stored_bytes": .int(result.newStoredByteCount),
+                "unchanged_files": .int(result.unchangedFileCount),
+                "seconds": .double(seconds),
+            ]))
+            return
+        }
+        guard !repository.quiet else { return }
+        let root = result.commit.parents.isEmpty ? " (root-commit)" : ""
+        print("[\(result.branch ?? "detached HEAD") \(result.commit.id.short)\(root)] \(result.commit.subject)")
+        let ratio = result.newStoredByteCount > 0
+            ? String(format: ", %.1fx smaller than the files", Double(result.logicalByteCount) / Double(result.newStoredByteCount)) : ""
+        print(" \(result.fileCount) files, \(result.tensorCount) tensors, \(Format.bytes(result.logicalByteCount)); stored \(Format.bytes(result.newStoredByteCount)) new in \(result.newObjectCount) objects\(ratio)")
+    }
+}
+
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Show the branch and the files that differ from HEAD.",
+        discussion: "Files whose size, modification time and inode match the stat cache are not read; other files are hashed tensor by tensor.")
+
+    @OptionGroup var repository: RepositoryOptions
+
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+
+    @Flag(name: .shortAndLong, help: "One line per changed file: A (added), M (modified) or D (deleted), then the path.")
+    var short = false
+
+    func run() throws {
+        let repo = try repository.open()
+        let status = try repo.status()
+        if json {
+            printJSON(.obj([
+                "branch": .opt(status.head.branchName),
+                "head": .opt(status.head.commit?.hex),
+                "clean": .bool(status.isClean),
+                "changes": .array(status.changes.map { c in
+                    .obj(["path": .string(c.path), "status": .string(c.kind.rawValue),
+                          "changed_tensors": c.changedTensors.map { .int($0) } ?? .null,
+                          "tensors": c.tensorCount.map { .int($0) } ?? .null])
+                }),
+            ]))
+            return
+        }
+        if short {
+            for c in status.changes {
+                print("\(c.kind == .added ? "A" : c.kind == .modified ? "M" : "D") \(c.path)")
+            }
+            return
+        }
+        switch status.head {
+        case let .branch(name, commit):
+            print("On branch \(name)" + (commit == nil ? " (no commits yet)" : ""))
+        case let .detached(id):
+            print("HEAD detached at \(id.short)")
+        }
+        if status.isClean {
+            print("nothing to commit, working tree clean")
+            return
+        }
+        print("Changes not committed:")
+        for c in status.changes {
+            var detail = ""
+            if c.kind == .modified, let n = c.changedTensors, let total = c.tensorCount {
+                detail = "  (\(n) of \(total) tensors differ)"
+            } else if c.kind == .added, let n = c.tensorCount, n > 0 {
+                detail = "  (\(n) tensors)"
+            }
+            let label = c.kind == .added ? "new file:" : c.kind == .modified ? "modified:" : "deleted: "
+            print("  \(label)  \(c.path)\(detail)")
+        }
+    }
+}

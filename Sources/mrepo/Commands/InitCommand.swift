@@ -1,0 +1,35 @@
+import ArgumentParser
+import Foundation
+import Repo
+
+struct InitCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "init",
+        abstract: "Create a repository in a folder (the current one by default).",
+        discussion: """
+            Creates .mrepo (the history database and the object store) in the folder. The folder itself \
+            becomes the working tree: put checkpoint files there and run 'mrepo commit', or import \
+            folders from elsewhere with 'mrepo commit --from DIR'. Sample hooks are written to \
+            .mrepo/hooks/*.sample; --hooks installs them as active hooks.
+            """)
+
+    @Argument(help: ArgumentHelp("Folder to create the repository in (created if missing).", valueName: "dir"))
+    var directory: String = "."
+
+    @Flag(help: "Install the sample hooks as active hooks: pre-commit refuses tensors holding NaN or Inf, post-commit logs each commit to .mrepo/commits.log.")
+    var hooks = false
+
+    @Option(name: [.customShort("b"), .long], help: ArgumentHelp("Name of the first branch.", valueName: "name"))
+    var initialBranch = "main"
+
+    @Flag(name: .shortAndLong, help: "Print nothing on success.")
+    var quiet = false
+
+    func run() throws {
+        let repo = try Repository.initialize(at: directory, installSampleHooks: hooks, initialBranch: initialBranch)
+        if !quiet {
+            print("Initialized empty mrepo repository in \(repo.metaDirectory)")
+            if hooks { print("Installed hooks: pre-commit (refuses NaN/Inf), post-commit (logs to .mrepo/commits.log)") }
+        }
+    }
+}

@@ -1,0 +1,220 @@
+import ArgumentParser
+import Delta
+import Foundation
+import Repo
+
+struct LogCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "log",
+        abstract: "List commits, newest first.")
+
+    @OptionGroup var repository: RepositoryOptions
+
+    @Argument(help: ArgumentHelp("Revisions to start from. The default is HEAD.", valueName: "rev"))
+    var revisions: [String] = []
+
+    @Flag(help: "One line per commit: short id, branch and tag names, subject.")
+    var oneline = false
+
+    @Flag(help: "Print the commits as a JSON array.")
+    var json = false
+
+    @Option(name: [.customShort("n"), .customLong("max-count")], help: ArgumentHelp("Show at most this many commits.", valueName: "n"))
+    var maxCount: Int?
+
+    @Flag(help: "Follow only the first parent of merge commits.")
+    var firstParent = false
+
+    func run() throws {
+        let repo = try repository.open()
+        let starts: [ObjectID]
+        if revisions.isEmpty {
+            guard let head = try repo.headCommit() else {
+                if json { printJSON(.array([])) } else { print("No commits yet.") }
+                return
+            }
+            starts = [head]
+        } else {
+            starts = try revisions.map { try repo.resolve($0) }
+        }
+        let commits = try repo.log(from: starts, limit: maxCount, firstParent: firstParent)
+        let names = try repo.decorations()
+        let head = try repo.history.head()
+        if json {
+            printJSON(.array(commits.map { CommitJSON.make($0, names: names[$0.id] ?? []) }))
+            return
+        }
+        for (i, c) in commits.enumerated() {
+            var decoration = names[c.id] ?? []
+            if head.commit == c.id {
+                if let b = head.branchName, let k = decoration.firstIndex(of: b) {
+                    decoration[k] = "HEAD -> \(b)"
+                } else {
+                    decoration.insert("HEAD", at: 0)
+                }
+            }
+            let deco = decoration.isEmpty ? "" : " (\(decoration.joined(separator: ", ")))"
+            if oneline {
+                print("\(c.id.short)\(deco) \(c.subject)")
+                continue
+            }
+            if i > 0 { print("") }
+            print("commit \(c.id.hex)\(deco)")
+            if c.parents.count > 1 { print("Merge:   \(c.parents.map(\.short).joined(separator: " "))") }
+            print("Author:  \(c.author)")
+            print("Date:    \(Format.date(c.timestamp))")
+            if let base = c.base { print("Base:    \(base.short)") }
+            if !c.metrics.isEmpty {
+                print("Metrics: " + c.metrics.map { "\($0.name)=\(Format.number($0.value, digits: 4))" }.joined(separator: " "))
+            }
+            print("")
+            for line in c.message.split(separator: "\n", omittingEmptySubsequences: false) { print("    \(line)") }
+        }
+    }
+}
+
+enum CommitJSON {
+    static func make(_ c: Commit, names: [String]) -> JSONValue {
+        .obj([
+            "id": .string(c.id.hex),
+            "parents": .array(c.parents.map { .string($0.hex) }),
+            "base": .opt(c.base?.hex),
+            "tree": .string(c.treeID.hex),
+            "author": .string(c.author),
+            "date": .string(Format.iso(c.timestamp)),
+            "timestamp": .double(c.timestamp),
+            "message": .string(c.message),
+            "metrics": .object(c.metrics.map { JSONMember($0.name, .double($0.value)) }),
+            "refs": .array(names.map { .string($0) }),
+            "extra": c.extra,
+        ])
+    }
+}
+
+struct ShowCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "show",
+        abstract: "Show a commit: its message, metrics, files and how they are stored.")
+
+    @OptionGroup var repository: RepositoryOptions
+
+    @Argument(help: ArgumentHelp("The commit to show. The default is HEAD.", valueName: "rev"))
+    var revision = "HEAD"
+
+    @Flag(help: "Print the commit as JSON.")
+    var json = false
+
+    @Flag(help: "List every tensor with its dtype, shape, object and encoding.")
+    var tensors = false
+
+    func run() throws {
+        let repo = try repository.open()
+        let id = try repo.resolve(revision)
+        let c = try repo.commit(id)
+        let tree = try repo.history.tree(c.treeID)
+        let names = try repo.decorations()[id] ?? []
+        var encodings: [String: Int] = [:]
+        var stored = 0
+        var objectInfo: [ObjectID: ObjectInfo] = [:]
+        for id in tree.objectIDs {
+            if let info = try repo.history.objectInfo(id) { objectInfo[id] = info }
+        }
+        for (_, t) in tree.allTensors {
+            let enc = objectInfo[t.objectID].map { $0.encoding.description } ?? "?"
+            encodings[enc, default: 0] += 1
+        }
+        for info in objectInfo.values { stored += info.storedByteCount }
+        if json {
+            var out = CommitJSON.make(c, names: names)
+            guard case var .object(members) = out else { return }
+            members.append(JSONMember("files", .array(tree.files.map { f in
+                var m: [JSONMember] = [
+                    JSONMember("path", .string(f.path)), JSONMember("kind", .string(f.kind.rawValue)),
+                    JSONMember("bytes", .int(f.byteCount)), JSONMember("object", .string(f.objectID.hex)),
+                ]
+                if f.kind == .safetensors {
+                    m.append(JSONMember("tensors", .array(f.tensors.map { t in
+                        let info = objectInfo[t.objectID]
+                        return .obj(["name": .string(t.name), "dtype": .string(t.dtype.rawValue), "shape": .shape(t.shape),
+                                     "object": .string(t.objectID.hex), "encoding": .opt(info?.encoding.description),
+                                     "reference": .opt(info?.reference?.hex), "stored_bytes": info.map { .int($0.storedByteCount) } ?? .null])
+                    })))
+                }
+                return .object(m)
+            })))
+            members.append(JSONMember("logical_bytes", .int(tree.logicalByteCount)))
+            members.append(JSONMember("stored_bytes", .int(stored)))
+            out = .object(members)
+            printJSON(out)
+            return
+        }
+        print("commit \(c.id.hex)" + (names.isEmpty ? "" : " (\(names.joined(separator: ", ")))"))
+        if !c.parents.isEmpty { print("Parents: \(c.parents.map(\.short).joined(separator: " "))") }
+        print("Author:  \(c.author)")
+        print("Date:    \(Format.date(c.timestamp))")
+        if let base = c.base { print("Base:    \(base.short) (tensors are stored as deltas against it)") }
+        if !c.metrics.isEmpty {
+            print("Metrics: " + c.metrics.map { "\($0.name)=\(Format.number($0.value, digits: 4))" }.joined(separator: " "))
+        }
+        print("")
+        for line in c.message.split(separator: "\n", omittingEmptySubsequences: false) { print("    \(line)") }
+        print("")
+        let storage = c.extra["storage"]?.stringValue ?? "lossless"
+        print("Storage: \(storage); \(tree.files.count) files, \(tree.tensorCount) tensors, \(Format.bytes(tree.logicalByteCount)) "
+            + "(objects of this tree: \(Format.bytes(stored)) stored)")
+        if !encodings.isEmpty {
+            print("Encodings: " + encodings.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        }
+        if case let .object(members) = c.extra {
+            for m in members where m.key != "storage" {
+                print("\(m.key): \(m.value.serialized())")
+            }
+        }
+        print("")
+        let rows = tree.files.map { f in
+            [f.path, f.kind == .safetensors ? "\(f.tensors.count) tensors" : "file", Format.bytes(f.byteCount)]
+        }
+        print(Format.table(["path", "content", "size"], rows, right: [2]))
+        if tensors {
+            print("")
+            let trows = tree.allTensors.map { p, t -> [String] in
+                let info = objectInfo[t.objectID]
+                return [t.name, t.dtype.rawValue, Format.shape(t.shape), t.objectID.short, info?.encoding.description ?? "?",
+                        info.map { Format.bytes($0.storedByteCount) } ?? "?", p]
+            }
+            print(Format.table(["tensor", "dtype", "shape", "object", "encoding", "stored", "file"], trows, right: [5]))
+        }
+    }
+}
+
+struct ReflogCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reflog",
+        abstract: "Show where HEAD and the branches have pointed, newest first.")
+
+    @OptionGroup var repository: RepositoryOptions
+
+    @Argument(help: ArgumentHelp("Show only this ref (HEAD or a branch or tag name).", valueName: "ref"))
+    var ref: String?
+
+    @Option(name: [.customShort("n"), .customLong("max-count")], help: ArgumentHelp("Show at most this many entries.", valueName: "n"))
+    var maxCount = 50
+
+    @Flag(help: "Print the entries as JSON.")
+    var json = false
+
+    func run() throws {
+        let repo = try repository.open()
+        let entries = try repo.history.reflog(ref: ref, limit: maxCount)
+        if json {
+            printJSON(.array(entries.map {
+                .obj(["ref": .string($0.ref), "old": .opt($0.old?.hex), "new": .opt($0.new?.hex),
+                      "date": .string(Format.iso($0.timestamp)), "message": .string($0.message)])
+            }))
+            return
+        }
+        for e in entries {
+            print("\(e.new?.short ?? "(deleted)   ")  \(e.ref.padding(toLength: 12, withPad: " ", startingAt: 0))  \(Format.date(e.timestamp))  \(e.message)")
+        }
+    }
+}

@@ -1,0 +1,91 @@
+import ArgumentParser
+import Delta
+import Foundation
+import Repo
+
+/// mrepo's version, recorded in merge recipes and printed by `--version`.
+let mrepoVersion = "0.1.0"
+
+@main
+struct MrepoCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mrepo",
+        abstract: "Git for model checkpoints: version, diff, store and merge safetensors models.",
+        discussion: """
+            A repository is a folder of checkpoint files (safetensors, sharded or not, plus config and \
+            tokenizer files) with a .mrepo directory beside them. Tensors are stored losslessly as \
+            compressed deltas against the history's first commit, so ten fine-tunes of one base cost \
+            far less than ten copies. Revisions are written as in git: a branch or tag name, HEAD, a \
+            commit id or a unique prefix of at least 4 digits, followed by ~N or ^N.
+            """,
+        version: mrepoVersion,
+        groupedSubcommands: [
+            CommandGroup(name: "Start", subcommands: [InitCommand.self]),
+            CommandGroup(name: "Record and inspect", subcommands: [
+                CommitCommand.self, StatusCommand.self, LogCommand.self, ShowCommand.self, DiffCommand.self, ReflogCommand.self,
+            ]),
+            CommandGroup(name: "Branches and tags", subcommands: [
+                BranchCommand.self, SwitchCommand.self, CheckoutCommand.self, TagCommand.self,
+            ]),
+            CommandGroup(name: "Models", subcommands: [ExportCommand.self, CheckCommand.self, SynthCommand.self]),
+            CommandGroup(name: "Maintenance", subcommands: [DuCommand.self, FsckCommand.self, GCCommand.self]),
+        ]
+    )
+
+    /// Runs the command; errors become one line on standard error and a non-zero exit status.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let error as RepoError {
+            ErrorReporter.fail(error.description)
+        } catch let error as DeltaError {
+            ErrorReporter.fail(error.description)
+        } catch let error as DecodingError {
+            ErrorReporter.fail("invalid input: \(error)")
+        } catch {
+            exit(withError: error)
+        }
+    }
+}
+
+/// Prints `mrepo: error: ...` and exits with status 2.
+enum ErrorReporter {
+    static func fail(_ message: String) -> Never {
+        let line = message.replacingOccurrences(of: "\n", with: " ")
+        FileHandle.standardError.write(Data("mrepo: error: \(line)\n".utf8))
+        Foundation.exit(2)
+    }
+
+    static func warn(_ message: String) {
+        FileHandle.standardError.write(Data("mrepo: warning: \(message)\n".utf8))
+    }
+}
+
+/// Options every command that works on a repository shares.
+struct RepositoryOptions: ParsableArguments {
+    @Option(name: .customShort("C"), help: ArgumentHelp("Run as if mrepo was started in this folder.", valueName: "dir"))
+    var directory: String?
+
+    @Flag(name: .shortAndLong, help: "Print no progress bar and no informational lines.")
+    var quiet = false
+
+    /// Opens the repository and attaches a progress bar when standard output is a terminal.
+    func open() throws -> Repository {
+        let repo = try Repository.open(at: directory ?? FileManager.default.currentDirectoryPath)
+        repo.progress = ProgressBar.make(quiet: quiet)
+        return repo
+    }
+
+    /// A path given on the command line, relative to `-C` when given.
+    func path(_ p: String) -> String {
+        guard let directory, !p.hasPrefix("/") else { return p }
+        return directory + "/" + p
+    }
+}
+
+/// `--wait`, for commands that write.
+struct LockOptions: ParsableArguments {
+    @Flag(help: "If another mrepo command is writing to the repository, wait for it instead of failing.")
+    var wait = false
+}

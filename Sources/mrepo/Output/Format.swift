@@ -1,0 +1,82 @@
+import Delta
+import Foundation
+import Repo
+
+/// Text formatting shared by the commands.
+enum Format {
+    /// `1.23 GB`, `512 kB`, `17 B` (decimal units, as model hubs print sizes).
+    static func bytes(_ n: Int) -> String {
+        let units = ["B", "kB", "MB", "GB", "TB"]
+        var value = Double(n)
+        var unit = 0
+        while abs(value) >= 1000, unit < units.count - 1 {
+            value /= 1000
+            unit += 1
+        }
+        if unit == 0 { return "\(n) B" }
+        return String(format: value >= 100 ? "%.0f %@" : (value >= 10 ? "%.1f %@" : "%.2f %@"), value, units[unit])
+    }
+
+    static func ratio(_ a: Int, _ b: Int) -> String {
+        guard b > 0 else { return "-" }
+        return String(format: "%.3f", Double(a) / Double(b))
+    }
+
+    static func number(_ x: Double?, digits: Int = 3) -> String {
+        guard let x, x.isFinite else { return "-" }
+        if x == 0 { return "0" }
+        if abs(x) >= 1e-3 && abs(x) < 1e5 { return String(format: "%.\(digits)f", x) }
+        return String(format: "%.\(max(1, digits - 1))e", x)
+    }
+
+    static func percent(_ x: Double?) -> String {
+        guard let x else { return "-" }
+        if x > 0 && x < 0.001 { return "<0.1%" }
+        return String(format: "%.1f%%", x * 100)
+    }
+
+    static func date(_ timestamp: Double) -> String {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.dateFormat = "yyyy-MM-dd HH:mm:ss Z"
+        return f.string(from: Date(timeIntervalSince1970: timestamp))
+    }
+
+    static func iso(_ timestamp: Double) -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f.string(from: Date(timeIntervalSince1970: timestamp))
+    }
+
+    /// Left-aligned columns; columns listed in `right` are right-aligned.
+    static func table(_ header: [String], _ rows: [[String]], right: Set<Int> = []) -> String {
+        let all = [header] + rows
+        let widths = header.indices.map { c in all.map { $0.indices.contains(c) ? $0[c].count : 0 }.max() ?? 0 }
+        return all.map { row in
+            row.enumerated().map { c, cell in
+                let pad = String(repeating: " ", count: max(0, widths[c] - cell.count))
+                return right.contains(c) ? pad + cell : cell + (c == row.count - 1 ? "" : pad)
+            }.joined(separator: "  ")
+        }.joined(separator: "\n")
+    }
+
+    static func shape(_ s: Shape?) -> String {
+        guard let s else { return "-" }
+        return "[" + s.map(String.init).joined(separator: ", ") + "]"
+    }
+}
+
+/// Builds JSON output values.
+extension JSONValue {
+    static func opt(_ x: Double?) -> JSONValue { x.map { .double($0) } ?? .null }
+    static func opt(_ s: String?) -> JSONValue { s.map { .string($0) } ?? .null }
+    static func shape(_ s: Shape?) -> JSONValue { s.map { .array($0.map { .int($0) }) } ?? .null }
+    static func obj(_ pairs: KeyValuePairs<String, JSONValue>) -> JSONValue {
+        .object(pairs.map { JSONMember($0.key, $0.value) })
+    }
+}
+
+/// Prints a JSON document to standard output.
+func printJSON(_ value: JSONValue) {
+    print(value.prettySerialized())
+}
