@@ -19,11 +19,14 @@ let package = Package(
     targets: [
         // System libraries (Debian: libzstd-dev, libopenblas-dev, libssl-dev; SQLite comes through GRDB).
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
-        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        // OpenBLAS's C ABI; the library itself is loaded with dlopen on first use (see the shim).
+        .systemLibrary(name: "COpenBLAS"),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // syncfs and sync_file_range, which Swift's Glibc module hides.
+        .systemLibrary(name: "CLinux"),
 
         // Tensors and bytes: safetensors I/O, dtypes, hashing, the lossless chunk codec.
-        .target(name: "Delta", dependencies: ["CZstd", "CCrypto"]),
+        .target(name: "Delta", dependencies: ["CZstd", "CCrypto", "CLinux"]),
         // Task-vector math on one tensor at a time.
         .target(name: "Merge", dependencies: ["Delta", "COpenBLAS"]),
         // Object store, SQLite history, refs, working tree, hooks and every command's logic.

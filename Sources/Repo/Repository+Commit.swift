@@ -125,7 +125,7 @@ extension Repository {
             counter.finish()
             // Objects reused from the stat cache must still exist.
             for file in files {
-                for id in [file.objectID] + file.tensors.map(\.objectID) where !objects.exists(id) {
+                for id in [file.objectID] + file.tensors.map(\.objectID) where !objects.exists(id) && !batch.contains(id) {
                     throw RepoError.corruptObject(object: id.short, problem: "recorded for \(file.path) but missing from the store; run 'mrepo fsck'")
                 }
             }
@@ -134,6 +134,7 @@ extension Repository {
                 throw RepoError.nothingToCommit
             }
             try batch.finish()
+            CrashPoint.reach("commit.objects-durable")
 
             // 5. Record everything in one transaction.
             var generation = 0
@@ -153,6 +154,7 @@ extension Repository {
             let kind = parents.count > 1 ? "merge" : (parent == nil ? "commit (initial)" : "commit")
             try history.recordCommit(objects: newInfos, tree: tree, commit: commit, expectedHead: parent,
                                      reflogMessage: "\(kind): \(commit.subject)", statEntries: statEntries)
+            CrashPoint.reach("commit.recorded")
 
             // 6. A folder imported from elsewhere becomes the working tree's content.
             if !fromWorktree {

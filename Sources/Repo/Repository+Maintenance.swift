@@ -176,7 +176,9 @@ extension Repository {
                 if pruneReflog { try db.execute(sql: "DELETE FROM reflog") }
                 try db.execute(sql: "DELETE FROM statCache")
             }
+            CrashPoint.reach("gc.recorded")
             for o in doomed {
+                CrashPoint.reach("gc.remove")
                 objects.remove(o.id)
                 report.removedObjects += 1
                 report.freedBytes += o.storedByteCount

@@ -146,6 +146,7 @@ extension Repository {
         let newTree = try tree(of: target)
         var stats = MaterializeStats()
         let entries = try materialize(newTree, over: oldTree, force: force, stats: &stats)
+        CrashPoint.reach("checkout.files-written")
         try beforeHeadMove?()
         try history.setHead(newHead, expected: head, message: message, statEntries: entries)
         return CheckoutResult(head: newHead, writtenFiles: stats.written, removedFiles: stats.removed, unchangedFiles: stats.unchanged)
@@ -169,6 +170,8 @@ extension Repository {
     /// and renamed into place.
     func materialize(_ newTree: Tree, over oldTree: Tree, force: Bool, stats: inout MaterializeStats) throws -> [StatCacheEntry] {
         let (changes, current) = try status(against: oldTree)
+        // Local changes to paths the two trees agree on are carried over, as git does.
+        var carried = Set<String>()
         if !force {
             var blocked: [String] = []
             for change in changes {
@@ -178,6 +181,8 @@ extension Repository {
                     if let after, current[change.path]?.identity != after { blocked.append(change.path) }
                 } else if before != after {
                     blocked.append(change.path)
+                } else {
+                    carried.insert(change.path)
                 }
             }
             if !blocked.isEmpty { throw RepoError.dirtyWorktree(operation: "switching", paths: blocked) }
@@ -185,10 +190,10 @@ extension Repository {
         for file in newTree.files {
             _ = try PathPolicy.normalize(file.path)
         }
-        let toWrite = newTree.files.filter { current[$0.path]?.identity != $0.identity }
+        let toWrite = newTree.files.filter { current[$0.path]?.identity != $0.identity && !carried.contains($0.path) }
         let counter = ProgressCounter(progress, title: "checkout", total: toWrite.reduce(0) { $0 + $1.byteCount })
         var entries: [StatCacheEntry] = []
-        for file in newTree.files {
+        for file in newTree.files where !carried.contains(file.path) {
             let destination = root + "/" + file.path
             if current[file.path]?.identity == file.identity {
                 stats.unchanged += 1
@@ -197,6 +202,7 @@ extension Repository {
             }
             try PathPolicy.checkNoSymlinkParents(root: root, path: file.path)
             try writeFile(file, to: destination, progress: counter)
+            CrashPoint.reach("checkout.file")
             stats.written += 1
             if let st = FileStat.of(destination) { entries.append(StatCacheEntry(path: file.path, stat: st, identity: FileIdentityCoding.encode(file))) }
         }
@@ -277,6 +283,7 @@ extension Repository {
             let path = try PathPolicy.normalize(file.path)
             try PathPolicy.checkNoSymlinkParents(root: dir, path: path)
             try writeFile(file, to: dir + "/" + path, progress: counter)
+            CrashPoint.reach("export.file")
         }
         counter.finish()
         objects.releaseMappings()

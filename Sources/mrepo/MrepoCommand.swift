@@ -34,8 +34,16 @@ struct MrepoCommand: ParsableCommand {
 
     /// Runs the command; errors become one line on standard error and a non-zero exit status.
     static func main() {
+        // `mrepo -C DIR <command>`, as git takes it: change directory before parsing.
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        while arguments.count >= 2, arguments[0] == "-C" {
+            guard FileManager.default.changeCurrentDirectoryPath(arguments[1]) else {
+                ErrorReporter.fail("cannot change to '\(arguments[1])': no such directory")
+            }
+            arguments.removeFirst(2)
+        }
         do {
-            var command = try parseAsRoot()
+            var command = try parseAsRoot(arguments)
             try command.run()
         } catch let error as RepoError {
             ErrorReporter.fail(error.description)

@@ -178,21 +178,139 @@ public enum ChunkCodec {
         (u >> 1) | (u << (W.bitWidth - 1))
     }
 
-    @inline(__always)
-    static func forward<W: FixedWidthInteger & UnsignedInteger>(_ u: W, _ r: W, float: Bool, _ encoding: TensorEncoding) -> W {
-        switch encoding {
-        case .whole: return float ? rotateLeft(u) : u
-        case .xor: return u ^ r
-        case .integerDelta, .integerDeltaByExponent: return float ? zigzag(ordered(u) &- ordered(r)) : zigzag(u &- r)
+    private static func splitWords<W: FixedWidthInteger & UnsignedInteger>(
+        _: W.Type, float: Bool, _ encoding: TensorEncoding, _ source: UnsafeRawBufferPointer,
+        _ reference: UnsafeRawBufferPointer?, _ planes: UnsafeMutableRawBufferPointer
+    ) {
+        let n = source.count / MemoryLayout<W>.size
+        guard n > 0 else { return }
+        let src = source.baseAddress!, out = planes.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        let ref = reference?.baseAddress ?? src
+        switch (encoding, float) {
+        case (.whole, true): splitLoop(W.self, RotateLeft.self, n, src, ref, out)
+        case (.whole, false): splitLoop(W.self, Identity.self, n, src, ref, out)
+        case (.xor, _): splitLoop(W.self, Xor.self, n, src, ref, out)
+        case (.integerDelta, true), (.integerDeltaByExponent, true): splitLoop(W.self, OrderedDelta.self, n, src, ref, out)
+        case (.integerDelta, false), (.integerDeltaByExponent, false): splitLoop(W.self, IntegerDelta.self, n, src, ref, out)
+        }
+    }
+
+    private static func joinWords<W: FixedWidthInteger & UnsignedInteger>(
+        _: W.Type, float: Bool, _ encoding: TensorEncoding, _ planes: UnsafeRawBufferPointer,
+        _ reference: UnsafeRawBufferPointer?, _ destination: UnsafeMutableRawBufferPointer
+    ) {
+        let n = destination.count / MemoryLayout<W>.size
+        guard n > 0 else { return }
+        let inp = planes.baseAddress!.assumingMemoryBound(to: UInt8.self), dst = destination.baseAddress!
+        let ref = reference?.baseAddress ?? UnsafeRawPointer(dst)
+        switch (encoding, float) {
+        case (.whole, true): joinLoop(W.self, RotateLeft.self, n, inp, ref, dst)
+        case (.whole, false): joinLoop(W.self, Identity.self, n, inp, ref, dst)
+        case (.xor, _): joinLoop(W.self, Xor.self, n, inp, ref, dst)
+        case (.integerDelta, true), (.integerDeltaByExponent, true): joinLoop(W.self, OrderedDelta.self, n, inp, ref, dst)
+        case (.integerDelta, false), (.integerDeltaByExponent, false): joinLoop(W.self, IntegerDelta.self, n, inp, ref, dst)
+        }
+    }
+
+    /// One residual transform, applied element by element. Loops are specialised per transform
+    /// and word width, with no branch inside, so the compiler vectorises them.
+    protocol WordTransform {
+        static func forward<W: FixedWidthInteger & UnsignedInteger>(_ u: W, _ r: W) -> W
+        static func inverse<W: FixedWidthInteger & UnsignedInteger>(_ v: W, _ r: W) -> W
+    }
+
+    enum Identity: WordTransform {
+        @inline(__always) static func forward<W: FixedWidthInteger & UnsignedInteger>(_ u: W, _ r: W) -> W { u }
+        @inline(__always) static func inverse<W: FixedWidthInteger & UnsignedInteger>(_ v: W, _ r: W) -> W { v }
+    }
+
+    enum RotateLeft: WordTransform {
+        @inline(__always) static func forward<W: FixedWidthInteger & UnsignedInteger>(_ u: W, _ r: W) -> W { rotateLeft(u) }
+        @inline(__always) static func inverse<W: FixedWidthInteger & UnsignedInteger>(_ v: W, _ r: W) -> W { rotateRight(v) }
+    }
+
+    enum Xor: WordTransform {
+        @inline(__always) static func forward<W: FixedWidthInteger & UnsignedInteger>(_ u: W, _ r: W) -> W { u ^ r }
+        @inline(__always) static func inverse<W: FixedWidthInteger & UnsignedInteger>(_ v: W, _ r: W) -> W { v ^ r }
+    }
+
+    enum IntegerDelta: WordTransform {
+        @inline(__always) static func forward<W: FixedWidthInteger & UnsignedInteger>(_ u: W, _ r: W) -> W { zigzag(u &- r) }
+        @inline(__always) static func inverse<W: FixedWidthInteger & UnsignedInteger>(_ v: W, _ r: W) -> W { r &+ unzigzag(v) }
+    }
+
+    enum OrderedDelta: WordTransform {
+        @inline(__always) static func forward<W: FixedWidthInteger & UnsignedInteger>(_ u: W, _ r: W) -> W {
+            zigzag(ordered(u) &- ordered(r))
+        }
+        @inline(__always) static func inverse<W: FixedWidthInteger & UnsignedInteger>(_ v: W, _ r: W) -> W {
+            unordered(ordered(r) &+ unzigzag(v))
         }
     }
 
     @inline(__always)
-    static func inverse<W: FixedWidthInteger & UnsignedInteger>(_ v: W, _ r: W, float: Bool, _ encoding: TensorEncoding) -> W {
-        switch encoding {
-        case .whole: return float ? rotateRight(v) : v
-        case .xor: return v ^ r
-        case .integerDelta, .integerDeltaByExponent: return float ? unordered(ordered(r) &+ unzigzag(v)) : r &+ unzigzag(v)
+    private static func splitLoop<W: FixedWidthInteger & UnsignedInteger, T: WordTransform>(
+        _: W.Type, _: T.Type, _ n: Int, _ src: UnsafeRawPointer, _ ref: UnsafeRawPointer, _ out: UnsafeMutablePointer<UInt8>
+    ) {
+        let width = MemoryLayout<W>.size
+        switch width {
+        case 1:
+            for i in 0..<n {
+                out[i] = UInt8(truncatingIfNeeded: T.forward(src.loadUnaligned(fromByteOffset: i, as: W.self),
+                                                            ref.loadUnaligned(fromByteOffset: i, as: W.self)))
+            }
+        case 2:
+            let p1 = out + n
+            for i in 0..<n {
+                let v = T.forward(src.loadUnaligned(fromByteOffset: 2 * i, as: W.self), ref.loadUnaligned(fromByteOffset: 2 * i, as: W.self))
+                out[i] = UInt8(truncatingIfNeeded: v)
+                p1[i] = UInt8(truncatingIfNeeded: v >> 8)
+            }
+        case 4:
+            let p1 = out + n, p2 = out + 2 * n, p3 = out + 3 * n
+            for i in 0..<n {
+                let v = T.forward(src.loadUnaligned(fromByteOffset: 4 * i, as: W.self), ref.loadUnaligned(fromByteOffset: 4 * i, as: W.self))
+                out[i] = UInt8(truncatingIfNeeded: v)
+                p1[i] = UInt8(truncatingIfNeeded: v >> 8)
+                p2[i] = UInt8(truncatingIfNeeded: v >> 16)
+                p3[i] = UInt8(truncatingIfNeeded: v >> 24)
+            }
+        default:
+            for i in 0..<n {
+                let v = T.forward(src.loadUnaligned(fromByteOffset: width * i, as: W.self), ref.loadUnaligned(fromByteOffset: width * i, as: W.self))
+                for k in 0..<width { out[k * n + i] = UInt8(truncatingIfNeeded: v >> (8 * k)) }
+            }
+        }
+    }
+
+    @inline(__always)
+    private static func joinLoop<W: FixedWidthInteger & UnsignedInteger, T: WordTransform>(
+        _: W.Type, _: T.Type, _ n: Int, _ inp: UnsafePointer<UInt8>, _ ref: UnsafeRawPointer, _ dst: UnsafeMutableRawPointer
+    ) {
+        let width = MemoryLayout<W>.size
+        switch width {
+        case 1:
+            for i in 0..<n {
+                dst.storeBytes(of: T.inverse(W(inp[i]), ref.loadUnaligned(fromByteOffset: i, as: W.self)), toByteOffset: i, as: W.self)
+            }
+        case 2:
+            let p1 = inp + n
+            for i in 0..<n {
+                let v = W(inp[i]) | W(p1[i]) << 8
+                dst.storeBytes(of: T.inverse(v, ref.loadUnaligned(fromByteOffset: 2 * i, as: W.self)), toByteOffset: 2 * i, as: W.self)
+            }
+        case 4:
+            let p1 = inp + n, p2 = inp + 2 * n, p3 = inp + 3 * n
+            for i in 0..<n {
+                let v = W(inp[i]) | W(p1[i]) << 8 | W(p2[i]) << 16 | W(p3[i]) << 24
+                dst.storeBytes(of: T.inverse(v, ref.loadUnaligned(fromByteOffset: 4 * i, as: W.self)), toByteOffset: 4 * i, as: W.self)
+            }
+        default:
+            for i in 0..<n {
+                var v: W = 0
+                for k in 0..<width { v |= W(inp[k * n + i]) << (8 * k) }
+                dst.storeBytes(of: T.inverse(v, ref.loadUnaligned(fromByteOffset: width * i, as: W.self)), toByteOffset: width * i, as: W.self)
+            }
         }
     }
 
@@ -233,23 +351,45 @@ public enum ChunkCodec {
         }
     }
 
-    /// Start position of each exponent bucket (a counting sort's prefix sums).
-    private static func bucketStarts<W: FixedWidthInteger & UnsignedInteger>(
+    /// Elements are sorted by (exponent bucket of the reference element, element index mod
+    /// `lanes`), bucket-major, stable within each (bucket, lane). Four independent lanes keep
+    /// the counting sort's position counters out of each other's way (one counter per lane
+    /// breaks the store-to-load dependency between neighbouring elements).
+    static let lanes = 4
+
+    /// Start position of each (bucket, lane) run: `starts[lane * buckets + bucket]`.
+    private static func laneStarts<W: FixedWidthInteger & UnsignedInteger>(
         _: W.Type, _ dtype: DType, _ reference: UnsafeRawBufferPointer, _ n: Int
     ) -> [Int] {
         let (shift, buckets) = exponentField(dtype)
         let mask = W(buckets - 1)
-        var counts = [Int](repeating: 0, count: buckets + 1)
-        let ref = reference.baseAddress!
         let width = MemoryLayout<W>.size
+        let ref = reference.baseAddress!
+        var counts = [Int](repeating: 0, count: lanes * buckets)
         counts.withUnsafeMutableBufferPointer { c in
-            for i in 0..<n {
-                let r = ref.loadUnaligned(fromByteOffset: i * width, as: W.self)
-                c[Int((r >> shift) & mask) + 1] += 1
+            let c0 = c.baseAddress!, c1 = c0 + buckets, c2 = c1 + buckets, c3 = c2 + buckets
+            var i = 0
+            while i + 4 <= n {
+                c0[Int((ref.loadUnaligned(fromByteOffset: i * width, as: W.self) >> shift) & mask)] += 1
+                c1[Int((ref.loadUnaligned(fromByteOffset: (i + 1) * width, as: W.self) >> shift) & mask)] += 1
+                c2[Int((ref.loadUnaligned(fromByteOffset: (i + 2) * width, as: W.self) >> shift) & mask)] += 1
+                c3[Int((ref.loadUnaligned(fromByteOffset: (i + 3) * width, as: W.self) >> shift) & mask)] += 1
+                i += 4
             }
-            for b in 1...buckets { c[b] += c[b - 1] }
+            while i < n {
+                c[(i % lanes) * buckets + Int((ref.loadUnaligned(fromByteOffset: i * width, as: W.self) >> shift) & mask)] += 1
+                i += 1
+            }
         }
-        return counts
+        var starts = [Int](repeating: 0, count: lanes * buckets)
+        var running = 0
+        for b in 0..<buckets {
+            for l in 0..<lanes {
+                starts[l * buckets + b] = running
+                running += counts[l * buckets + b]
+            }
+        }
+        return starts
     }
 
     private static func group<W: FixedWidthInteger & UnsignedInteger>(
@@ -261,15 +401,26 @@ public enum ChunkCodec {
         guard n > 0 else { return }
         let (shift, buckets) = exponentField(dtype)
         let mask = W(buckets - 1)
-        var next = bucketStarts(W.self, dtype, reference, n)
-        let src = source.baseAddress!, ref = reference.baseAddress!, out = words.baseAddress!
+        var next = laneStarts(W.self, dtype, reference, n)
+        let src = source.baseAddress!, ref = reference.baseAddress!
+        let out = words.baseAddress!.assumingMemoryBound(to: W.self)
         next.withUnsafeMutableBufferPointer { pos in
-            for i in 0..<n {
-                let u = src.loadUnaligned(fromByteOffset: i * width, as: W.self)
+            let p0 = pos.baseAddress!, p1 = p0 + buckets, p2 = p1 + buckets, p3 = p2 + buckets
+            @inline(__always) func put(_ i: Int, _ p: UnsafeMutablePointer<Int>) {
                 let r = ref.loadUnaligned(fromByteOffset: i * width, as: W.self)
+                let u = src.loadUnaligned(fromByteOffset: i * width, as: W.self)
                 let b = Int((r >> shift) & mask)
-                out.storeBytes(of: zigzag(ordered(u) &- ordered(r)), toByteOffset: pos[b] * width, as: W.self)
-                pos[b] += 1
+                out[p[b]] = OrderedDelta.forward(u, r)
+                p[b] += 1
+            }
+            var i = 0
+            while i + 4 <= n {
+                put(i, p0); put(i + 1, p1); put(i + 2, p2); put(i + 3, p3)
+                i += 4
+            }
+            while i < n {
+                put(i, p0 + (i % lanes) * buckets)
+                i += 1
             }
         }
     }
@@ -283,64 +434,28 @@ public enum ChunkCodec {
         guard n > 0 else { return }
         let (shift, buckets) = exponentField(dtype)
         let mask = W(buckets - 1)
-        var next = bucketStarts(W.self, dtype, reference, n)
-        let inp = words.baseAddress!, ref = reference.baseAddress!, dst = destination.baseAddress!
+        var next = laneStarts(W.self, dtype, reference, n)
+        let inp = words.baseAddress!.assumingMemoryBound(to: W.self), ref = reference.baseAddress!
+        let dst = destination.baseAddress!
         next.withUnsafeMutableBufferPointer { pos in
-            for i in 0..<n {
+            let p0 = pos.baseAddress!, p1 = p0 + buckets, p2 = p1 + buckets, p3 = p2 + buckets
+            @inline(__always) func take(_ i: Int, _ p: UnsafeMutablePointer<Int>) {
                 let r = ref.loadUnaligned(fromByteOffset: i * width, as: W.self)
                 let b = Int((r >> shift) & mask)
-                let v = inp.load(fromByteOffset: pos[b] * width, as: W.self)
-                pos[b] += 1
-                dst.storeBytes(of: unordered(ordered(r) &+ unzigzag(v)), toByteOffset: i * width, as: W.self)
+                let v = inp[p[b]]
+                p[b] += 1
+                dst.storeBytes(of: OrderedDelta.inverse(v, r), toByteOffset: i * width, as: W.self)
+            }
+            var i = 0
+            while i + 4 <= n {
+                take(i, p0); take(i + 1, p1); take(i + 2, p2); take(i + 3, p3)
+                i += 4
+            }
+            while i < n {
+                take(i, p0 + (i % lanes) * buckets)
+                i += 1
             }
         }
     }
 
-    private static func splitWords<W: FixedWidthInteger & UnsignedInteger>(
-        _: W.Type, float: Bool, _ encoding: TensorEncoding, _ source: UnsafeRawBufferPointer,
-        _ reference: UnsafeRawBufferPointer?, _ planes: UnsafeMutableRawBufferPointer
-    ) {
-        let width = MemoryLayout<W>.size
-        let n = source.count / width
-        guard n > 0 else { return }
-        let src = source.baseAddress!
-        let ref = reference?.baseAddress
-        let out = planes.baseAddress!.assumingMemoryBound(to: UInt8.self)
-        if width == 1 {
-            for i in 0..<n {
-                let u = src.load(fromByteOffset: i, as: W.self)
-                let r = ref.map { $0.load(fromByteOffset: i, as: W.self) } ?? 0
-                out[i] = UInt8(truncatingIfNeeded: forward(u, r, float: float, encoding))
-            }
-            return
-        }
-        for i in 0..<n {
-            let u = src.loadUnaligned(fromByteOffset: i * width, as: W.self)
-            let r = ref?.loadUnaligned(fromByteOffset: i * width, as: W.self) ?? 0
-            let v = forward(u, r, float: float, encoding)
-            for k in 0..<width {
-                out[k * n + i] = UInt8(truncatingIfNeeded: v >> (8 * k))
-            }
-        }
-    }
-
-    private static func joinWords<W: FixedWidthInteger & UnsignedInteger>(
-        _: W.Type, float: Bool, _ encoding: TensorEncoding, _ planes: UnsafeRawBufferPointer,
-        _ reference: UnsafeRawBufferPointer?, _ destination: UnsafeMutableRawBufferPointer
-    ) {
-        let width = MemoryLayout<W>.size
-        let n = destination.count / width
-        guard n > 0 else { return }
-        let inp = planes.baseAddress!.assumingMemoryBound(to: UInt8.self)
-        let ref = reference?.baseAddress
-        let dst = destination.baseAddress!
-        for i in 0..<n {
-            var v: W = 0
-            for k in 0..<width {
-                v |= W(inp[k * n + i]) << (8 * k)
-            }
-            let r = ref?.loadUnaligned(fromByteOffset: i * width, as: W.self) ?? 0
-            dst.storeBytes(of: inverse(v, r, float: float, encoding), toByteOffset: i * width, as: W.self)
-        }
-    }
 }

@@ -54,7 +54,7 @@ public struct EncodedTensorHeader: Sendable, Equatable {
     }
 
     /// Number of chunks.
-    public var chunkCount: Int { byteCount == 0 ? 0 : (byteCount + chunkByteCount - 1) / chunkByteCount }
+    public var chunkCount: Int { byteCount == 0 ? 0 : (byteCount - 1) / chunkByteCount + 1 }
 
     /// The byte range of chunk `index` within the tensor.
     public func chunkRange(_ index: Int) -> Range<Int> {
@@ -92,7 +92,9 @@ public struct EncodedTensorHeader: Sendable, Equatable {
         }
         guard let refBytes = r.bytes(32), let ref = Digest(bytes: refBytes) else { throw bad("header is truncated") }
         guard chunk > 0, Int(chunk) % 8 == 0 else { throw bad("invalid chunk size \(chunk)") }
-        guard count <= UInt64(Int.max), let elements = shape.elementCount, elements * dtype.byteSize == Int(count) else {
+        guard count <= UInt64(Int.max), let elements = shape.elementCount,
+              case let (expected, overflow) = elements.multipliedReportingOverflow(by: dtype.byteSize), !overflow, expected == Int(count)
+        else {
             throw bad("byte count \(count) disagrees with \(dtype.rawValue) × \(shape.shapeDescription)")
         }
         let header = EncodedTensorHeader(encoding: encoding, dtype: dtype, shape: shape, byteCount: Int(count),
@@ -124,7 +126,8 @@ public struct EncodedTensor: @unchecked Sendable {
         var r = ByteReader(view)
         r.offset = headerLength
         var chunks: [(coder: ChunkCoder, range: Range<Int>)] = []
-        chunks.reserveCapacity(header.chunkCount)
+        // Each chunk record takes at least 8 bytes: a corrupt byte count must not reserve more.
+        chunks.reserveCapacity(min(header.chunkCount, (view.count - headerLength) / 8))
         for i in 0..<header.chunkCount {
             guard let c = r.u8(), let coder = ChunkCoder(rawValue: c), r.bytes(3) != nil, let length = r.u32() else {
                 throw .corruptData(object: name, problem: "chunk \(i) record is truncated or has an unknown coder")

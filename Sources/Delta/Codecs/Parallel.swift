@@ -49,6 +49,32 @@ private final class FailureState: Sendable {
     }
 }
 
+/// Reuses scratch buffers across tensors: a fresh multi-megabyte allocation costs a page fault
+/// per page every time it is touched.
+final class ScratchPool: Sendable {
+    static let shared = ScratchPool()
+    private let free = Mutex<[Int: [ScratchBuffer]]>([:])
+    /// Bytes kept for reuse at most (the working set of one pipeline).
+    private let limit = 160 << 20
+
+    func take(_ count: Int) -> ScratchBuffer {
+        let size = max(count, 1)
+        if let b = free.withLock({ $0[size]?.popLast() }) { return b }
+        return ScratchBuffer(count: size)
+    }
+
+    func give(_ buffers: [ScratchBuffer]) {
+        free.withLock { pools in
+            var kept = pools.reduce(0) { $0 + $1.key * $1.value.count }
+            for b in buffers where kept + b.bytes.count <= limit {
+                b.used = 0
+                pools[b.bytes.count, default: []].append(b)
+                kept += b.bytes.count
+            }
+        }
+    }
+}
+
 /// A buffer of raw bytes owned by one window slot of a pipeline, reused across windows.
 final class ScratchBuffer: @unchecked Sendable {
     let bytes: UnsafeMutableRawBufferPointer
@@ -61,4 +87,11 @@ final class ScratchBuffer: @unchecked Sendable {
     deinit { bytes.deallocate() }
 
     var filled: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: bytes[0..<used]) }
+}
+
+/// Runs `body` with a pooled scratch buffer of at least `count` bytes.
+public func withScratch<T>(_ count: Int, _ body: (UnsafeMutableRawBufferPointer) throws -> T) rethrows -> T {
+    let buffer = ScratchPool.shared.take(count)
+    defer { ScratchPool.shared.give([buffer]) }
+    return try body(buffer.bytes)
 }

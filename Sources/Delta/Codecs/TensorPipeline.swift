@@ -86,21 +86,27 @@ public enum TensorPipeline {
             didProcess?(header.chunkRange(first).lowerBound..<header.chunkRange(last - 1).upperBound)
         }
 
+        // Jobs of one window: 0 hashes this window's source, 1 writes the previous window's
+        // output, the rest code this window's chunks. Hashing and writing are the two serial
+        // parts; as separate jobs they run on different cores.
         for w in 0..<windowCount {
             let first = w * window
             let last = min(chunkCount, first + window)
             let bank = banks[w % 2]
-            try Parallel.forEach(last - first + 1) { job, failed in
+            try Parallel.forEach(last - first + 2) { job, failed in
                 if job == 0 {
                     let range = header.chunkRange(first).lowerBound..<header.chunkRange(last - 1).upperBound
                     hasher.update(UnsafeRawBufferPointer(rebasing: source[range]))
+                    return
+                }
+                if job == 1 {
                     if w > 0 { try flush(w - 1) }
                     return
                 }
                 if failed() { return }
-                let index = first + job - 1
+                let index = first + job - 2
                 let range = header.chunkRange(index)
-                let slot = bank[job - 1]
+                let slot = bank[job - 2]
                 var refBytes: UnsafeRawBufferPointer?
                 if let reference {
                     let refBuffer = UnsafeMutableRawBufferPointer(rebasing: slot.reference.bytes[0..<range.count])
@@ -151,36 +157,43 @@ public enum TensorPipeline {
         }
         let windowCount = (chunkCount + window - 1) / window
 
-        func flush(_ w: Int) throws {
+        func outputs(_ w: Int) -> [UnsafeRawBufferPointer] {
             let bank = banks[w % 2]
             let first = w * window
             let last = min(chunkCount, first + window)
-            for i in first..<last {
-                let out = bank[i - first].output.filled
-                hasher.update(out)
-                try sink(out)
-            }
+            return (first..<last).map { bank[$0 - first].output.filled }
         }
 
+        // Jobs of one window: 0 hashes and 1 writes the previous window's bytes (the serial
+        // parts, on different cores), the rest decode this window's chunks.
         for w in 0..<windowCount {
             let first = w * window
             let last = min(chunkCount, first + window)
             let bank = banks[w % 2]
-            try Parallel.forEach(last - first + 1) { job, failed in
+            try Parallel.forEach(last - first + 2) { job, failed in
                 if job == 0 {
-                    if w > 0 { try flush(w - 1) }
+                    if w > 0 { for out in outputs(w - 1) { hasher.update(out) } }
+                    return
+                }
+                if job == 1 {
+                    if w > 0 { for out in outputs(w - 1) { try sink(out) } }
                     return
                 }
                 if failed() { return }
-                let index = first + job - 1
-                let slot = bank[job - 1]
+                let index = first + job - 2
+                let slot = bank[job - 2]
                 let count = header.chunkRange(index).count
                 slot.output.used = count
                 try tensor.decodeChunk(index, into: UnsafeMutableRawBufferPointer(rebasing: slot.output.bytes[0..<count]),
                                        reference: reference, scratch: slot.scratch.bytes)
             }
         }
-        if windowCount > 0 { try flush(windowCount - 1) }
+        if windowCount > 0 {
+            for out in outputs(windowCount - 1) {
+                hasher.update(out)
+                try sink(out)
+            }
+        }
         let digest = hasher.finalize()
         if let expected, digest != expected {
             throw DeltaError.corruptData(object: tensor.name, problem: "decoded bytes hash to \(digest.short), expected \(expected.short)")
@@ -203,19 +216,21 @@ private final class EncodeSlot: @unchecked Sendable {
     let reference: ScratchBuffer
     let output: ScratchBuffer
     init(chunkSize: Int) {
-        planes = ScratchBuffer(count: TensorEncoding.scratchFactor * chunkSize)
-        reference = ScratchBuffer(count: chunkSize)
-        output = ScratchBuffer(count: Zstd.compressBound(chunkSize) + 8)
+        planes = ScratchPool.shared.take(TensorEncoding.scratchFactor * chunkSize)
+        reference = ScratchPool.shared.take(chunkSize)
+        output = ScratchPool.shared.take(Zstd.compressBound(chunkSize) + 8)
     }
+    deinit { ScratchPool.shared.give([planes, reference, output]) }
 }
 
 private final class DecodeSlot: @unchecked Sendable {
     let scratch: ScratchBuffer
     let output: ScratchBuffer
     init(chunkSize: Int) {
-        scratch = ScratchBuffer(count: (TensorEncoding.scratchFactor + 1) * chunkSize)
-        output = ScratchBuffer(count: chunkSize)
+        scratch = ScratchPool.shared.take((TensorEncoding.scratchFactor + 1) * chunkSize)
+        output = ScratchPool.shared.take(chunkSize)
     }
+    deinit { ScratchPool.shared.give([scratch, output]) }
 }
 
 final class CounterBox: @unchecked Sendable {

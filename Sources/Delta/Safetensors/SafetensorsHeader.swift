@@ -143,6 +143,8 @@ public struct SafetensorsHeader: Sendable, Equatable {
             guard let dim = item.intValue, dim >= 0 else { throw bad("shape must be a list of non-negative integers") }
             shape.append(dim)
         }
+        // Object headers store the rank in one byte (EncodedTensorHeader).
+        guard shape.count <= 255 else { throw bad("shape has \(shape.count) dimensions; at most 255 are supported") }
         guard let offsets = member.value["data_offsets"]?.arrayValue else { throw bad("missing 'data_offsets'") }
         guard offsets.count == 2, let begin = offsets[0].intValue, let end = offsets[1].intValue,
               begin >= 0, end >= begin

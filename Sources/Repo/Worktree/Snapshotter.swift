@@ -87,7 +87,7 @@ struct Snapshotter {
         func note(_ result: ObjectStore.WriteResult) throws {
             if result.isNew {
                 infos.append(result.info)
-            } else if try known(result.info.id) == nil {
+            } else if !batch.contains(result.info.id), try known(result.info.id) == nil {
                 // The file exists from an interrupted command but was never recorded: record what it holds.
                 infos.append(try objects.inspect(result.info.id))
             }
@@ -112,6 +112,7 @@ struct Snapshotter {
                                            reference: reference, options: options, batch: batch,
                                            didProcess: { range in st.release(t, range: range); progress?.add(range.count) })
             try note(result)
+            if let reference { objects.releasePages(of: reference.info.id) }
             tensors.append(TreeTensor(name: t.name, dtype: t.dtype, shape: t.shape, dataOffsets: t.dataOffsets, objectID: result.info.id))
         }
         return (TreeFile(path: file.scanned.path, kind: .safetensors, objectID: header.info.id, byteCount: st.map.count,

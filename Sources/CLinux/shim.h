@@ -1,0 +1,4 @@
+/* Linux calls that glibc declares only under _GNU_SOURCE, which Swift's Glibc module does not set. */
+int syncfs(int fd);
+int sync_file_range(int fd, long long offset, long long nbytes, unsigned int flags);
+#define MREPO_SYNC_FILE_RANGE_WRITE 2

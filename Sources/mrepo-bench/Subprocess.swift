@@ -1,0 +1,75 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs a command, measuring its wall time and peak resident set (from `wait4`'s rusage).
+struct Measured {
+    var seconds: Double
+    var peakRSSBytes: Int
+    var status: Int32
+    var output: String
+}
+
+enum Subprocess {
+    /// Runs `arguments[0]` (searched in PATH) with the remaining arguments.
+    /// - Parameters:
+    ///   - captureOutput: capture standard output (else it is discarded).
+    @discardableResult
+    static func run(_ arguments: [String], captureOutput: Bool = false,
+                    environment: [String: String] = [:]) throws -> Measured {
+        var fileActions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&fileActions)
+        defer { posix_spawn_file_actions_destroy(&fileActions) }
+        let outPath = NSTemporaryDirectory() + "/mrepo-bench-out-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        if captureOutput {
+            posix_spawn_file_actions_addopen(&fileActions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        } else {
+            posix_spawn_file_actions_addopen(&fileActions, 1, "/dev/null", O_WRONLY, 0)
+        }
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        let envStrings = env.map { "\($0)=\($1)" }
+        var pid: pid_t = 0
+        let argv = arguments.map { strdup($0) } + [nil]
+        let envp = envStrings.map { strdup($0) } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        let start = now()
+        let rc = posix_spawnp(&pid, arguments[0], &fileActions, nil, argv, envp)
+        guard rc == 0 else { throw BenchError("cannot run \(arguments[0]): \(String(cString: strerror(rc)))") }
+        var status: Int32 = 0
+        var usage = rusage()
+        while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
+        let seconds = now() - start
+        var output = ""
+        if captureOutput {
+            output = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
+            unlink(outPath)
+        }
+        let exit = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        return Measured(seconds: seconds, peakRSSBytes: Int(usage.ru_maxrss) * 1024, status: exit, output: output)
+    }
+
+    /// Runs a command and fails unless it exits 0.
+    @discardableResult
+    static func check(_ arguments: [String], captureOutput: Bool = false) throws -> Measured {
+        let m = try run(arguments, captureOutput: captureOutput)
+        guard m.status == 0 else { throw BenchError("\(arguments.joined(separator: " ")) exited with \(m.status)") }
+        return m
+    }
+
+    static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+}
+
+struct BenchError: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}

@@ -1,0 +1,127 @@
+import Foundation
+import Testing
+
+/// The outcome of one run of the mrepo binary.
+struct CLIResult {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+
+    var stderrLines: [String] { stderr.split(separator: "\n").map(String.init) }
+}
+
+/// Runs the built `mrepo` executable in a temporary directory.
+final class CLISandbox {
+    let root: String
+    var environment: [String: String] = [
+        "MREPO_AUTHOR": "Test User <test@example.com>",
+        // Tests make many small repositories on a shared disk; the crash tests turn this back on.
+        "MREPO_FSYNC": "0",
+    ]
+
+    init() throws {
+        let base = FileManager.default.temporaryDirectory.path + "/mrepo-cli-\(getpid())-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
+        root = URL(fileURLWithPath: base).resolvingSymlinksInPath().path
+    }
+
+    deinit {
+        try? FileManager.default.removeItem(atPath: root)
+    }
+
+    /// The mrepo binary built beside the test bundle.
+    static let binary: String = {
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        for _ in 0..<4 {
+            let candidate = dir.appendingPathComponent("mrepo").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        let fallback = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent(".build/debug/mrepo").path
+        return fallback
+    }()
+
+    /// Runs `mrepo args...` in `directory` (relative to the sandbox; default the sandbox itself).
+    @discardableResult
+    func run(_ args: [String], in directory: String? = nil, environment extra: [String: String] = [:]) throws -> CLIResult {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: CLISandbox.binary)
+        process.arguments = args
+        process.currentDirectoryURL = URL(fileURLWithPath: directory.map { $0.hasPrefix("/") ? $0 : root + "/" + $0 } ?? root)
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        for (k, v) in extra { env[k] = v }
+        process.environment = env
+        let tmp = FileManager.default.temporaryDirectory.path
+        let outPath = tmp + "/mrepo-cli-out-\(UUID().uuidString)", errPath = tmp + "/mrepo-cli-err-\(UUID().uuidString)"
+        _ = FileManager.default.createFile(atPath: outPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: errPath, contents: nil)
+        defer {
+            try? FileManager.default.removeItem(atPath: outPath)
+            try? FileManager.default.removeItem(atPath: errPath)
+        }
+        let out = FileHandle(forWritingAtPath: outPath)!, err = FileHandle(forWritingAtPath: errPath)!
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        try out.close()
+        try err.close()
+        let status = process.terminationReason == .uncaughtSignal ? -process.terminationStatus : process.terminationStatus
+        return CLIResult(status: status, stdout: String(decoding: FileManager.default.contents(atPath: outPath) ?? Data(), as: UTF8.self),
+                         stderr: String(decoding: FileManager.default.contents(atPath: errPath) ?? Data(), as: UTF8.self))
+    }
+
+    /// Runs and requires exit status 0.
+    @discardableResult
+    func ok(_ args: [String], in directory: String? = nil, environment: [String: String] = [:],
+            sourceLocation: SourceLocation = #_sourceLocation) throws -> CLIResult {
+        let r = try run(args, in: directory, environment: environment)
+        #expect(r.status == 0, "mrepo \(args.joined(separator: " ")) failed: \(r.stderr)", sourceLocation: sourceLocation)
+        return r
+    }
+
+    func path(_ relative: String) -> String { root + "/" + relative }
+
+    func read(_ relative: String) -> Data? { FileManager.default.contents(atPath: path(relative)) }
+
+    /// Writes a synthetic model family (base, math, code, chat) of the tiny architecture.
+    func makeFamily(_ name: String = "family", extra: [String] = []) throws {
+        try ok(["synth", name, "--size", "tiny"] + extra)
+    }
+
+    /// Every file under a folder (relative paths), excluding `.mrepo`.
+    func files(under relative: String) -> [String] {
+        let base = path(relative)
+        let all = FileManager.default.enumerator(atPath: base)?.compactMap { $0 as? String } ?? []
+        return all.filter { p in
+            var isDir: ObjCBool = false
+            _ = FileManager.default.fileExists(atPath: base + "/" + p, isDirectory: &isDir)
+            return !isDir.boolValue && !p.hasPrefix(".mrepo") && !p.hasPrefix(".stdout-") && !p.hasPrefix(".stderr-")
+        }.sorted()
+    }
+
+    /// Whether two folders hold the same files with the same bytes.
+    func sameFiles(_ a: String, _ b: String) -> Bool {
+        let fa = files(under: a), fb = files(under: b)
+        guard fa == fb else { return false }
+        return fa.allSatisfy { read(a + "/" + $0) == read(b + "/" + $0) }
+    }
+
+    /// Parses JSON printed by a `--json` command.
+    func json(_ r: CLIResult) throws -> Any {
+        try JSONSerialization.jsonObject(with: Data(r.stdout.utf8), options: [.fragmentsAllowed])
+    }
+}
+
+/// Asserts that a failed run printed exactly one line, starting `mrepo: error:`, with no stack trace.
+func expectOneLineError(_ r: CLIResult, status: Int32 = 2, contains fragment: String,
+                        sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(r.status == status, "exit status \(r.status), stderr: \(r.stderr)", sourceLocation: sourceLocation)
+    #expect(r.stderrLines.count == 1, "expected one line on stderr, got: \(r.stderr)", sourceLocation: sourceLocation)
+    #expect(r.stderr.hasPrefix("mrepo: error: "), "stderr: \(r.stderr)", sourceLocation: sourceLocation)
+    #expect(r.stderr.contains(fragment), "'\(fragment)' not in: \(r.stderr)", sourceLocation: sourceLocation)
+    #expect(!r.stderr.contains("Fatal error") && !r.stderr.contains("backtrace"), sourceLocation: sourceLocation)
+}

@@ -1,0 +1,144 @@
+import Foundation
+import Testing
+
+/// Kills the real binary with SIGKILL at chosen instants (`MREPO_KILL_AT`, see `CrashPoint`) and
+/// checks that the repository stays intact: `fsck` passes, the previous state exports byte for
+/// byte, and the interrupted command succeeds when run again.
+@Suite struct CrashSafetyTests {
+    /// A repository with the base committed on main and the math fine-tune in the working tree.
+    func prepared() throws -> CLISandbox {
+        let s = try CLISandbox()
+        s.environment["MREPO_FSYNC"] = "1"
+        try s.makeFamily()
+        try s.ok(["init", "-q", "repo"])
+        try s.ok(["commit", "-q", "--from", "../family/base", "-m", "base"], in: "repo")
+        try s.ok(["switch", "-q", "-c", "math"], in: "repo")
+        for name in s.files(under: "family/math") {
+            try? FileManager.default.removeItem(atPath: s.path("repo/\(name)"))
+            try FileManager.default.copyItem(atPath: s.path("family/math/\(name)"), toPath: s.path("repo/\(name)"))
+        }
+        return s
+    }
+
+    func expectIntact(_ s: CLISandbox, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let fsck = try s.run(["fsck"], in: "repo")
+        #expect(fsck.status == 0, "fsck after a crash: \(fsck.stdout)\(fsck.stderr)", sourceLocation: sourceLocation)
+        #expect(!fsck.stdout.contains("error:"), sourceLocation: sourceLocation)
+    }
+
+    func exportMatches(_ s: CLISandbox, _ rev: String, _ folder: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let out = "out-\(UUID().uuidString.prefix(6))"
+        try s.ok(["export", rev, "../\(out)"], in: "repo", sourceLocation: sourceLocation)
+        #expect(s.sameFiles(out, folder), "export of \(rev) differs from \(folder)", sourceLocation: sourceLocation)
+    }
+
+    @Test(arguments: ["write:1", "write:4", "object.written:1", "object.written:5", "object.renamed:1", "object.renamed:3",
+                      "commit.objects-durable"])
+    func commitKilledBeforeRecording(point: String) throws {
+        let s = try prepared()
+        let r = try s.run(["commit", "-m", "math"], in: "repo", environment: ["MREPO_KILL_AT": point])
+        #expect(r.status == -9, "the kill point \(point) was not reached (status \(r.status))")
+        try expectIntact(s)
+        // The previous state is intact: one commit, and it exports as the base.
+        #expect(try s.ok(["log", "--oneline"], in: "repo").stdout.split(separator: "\n").count == 1)
+        try exportMatches(s, "HEAD", "family/base")
+        // Running the command again succeeds; gc then removes what the crash left.
+        try s.ok(["commit", "-q", "-m", "math"], in: "repo")
+        try exportMatches(s, "HEAD", "family/math")
+        try s.ok(["gc", "-q"], in: "repo")
+        let fsck = try s.ok(["fsck"], in: "repo")
+        #expect(!fsck.stdout.contains("warning:"), "gc leaves nothing behind: \(fsck.stdout)")
+    }
+
+    @Test func commitKilledAfterRecording() throws {
+        let s = try prepared()
+        let r = try s.run(["commit", "-m", "math"], in: "repo", environment: ["MREPO_KILL_AT": "commit.recorded"])
+        #expect(r.status == -9)
+        try expectIntact(s)
+        #expect(try s.ok(["log", "--oneline"], in: "repo").stdout.split(separator: "\n").count == 2)
+        try exportMatches(s, "HEAD", "family/math")
+        try exportMatches(s, "HEAD~1", "family/base")
+    }
+
+    @Test(arguments: ["checkout.file:1", "checkout.file:2", "checkout.files-written", "write:2"])
+    func switchKilled(point: String) throws {
+        let s = try prepared()
+        try s.ok(["commit", "-q", "-m", "math"], in: "repo")
+        let r = try s.run(["switch", "main"], in: "repo", environment: ["MREPO_KILL_AT": point])
+        #expect(r.status == -9, "the kill point \(point) was not reached (status \(r.status))")
+        try expectIntact(s)
+        // HEAD did not move; forcing the switch again finishes the job.
+        #expect(try s.ok(["status"], in: "repo").stdout.hasPrefix("On branch math"))
+        try s.ok(["switch", "--force", "main"], in: "repo")
+        #expect(s.sameFiles("repo", "family/base"))
+        try exportMatches(s, "math", "family/math")
+    }
+
+    @Test(arguments: ["gc.recorded", "gc.remove:2"])
+    func gcKilled(point: String) throws {
+        let s = try prepared()
+        try s.ok(["commit", "-q", "-m", "math"], in: "repo")
+        try s.ok(["switch", "-q", "main"], in: "repo")
+        try s.ok(["branch", "-q", "-D", "math"], in: "repo")
+        let r = try s.run(["gc", "--prune-reflog"], in: "repo", environment: ["MREPO_KILL_AT": point])
+        #expect(r.status == -9)
+        try expectIntact(s)
+        try exportMatches(s, "main", "family/base")
+        try s.ok(["gc", "-q"], in: "repo")
+        let fsck = try s.ok(["fsck"], in: "repo")
+        #expect(!fsck.stdout.contains("warning:"))
+    }
+
+    @Test(arguments: ["export.file:1", "write:3"])
+    func exportKilled(point: String) throws {
+        let s = try prepared()
+        try s.ok(["commit", "-q", "-m", "math"], in: "repo")
+        let r = try s.run(["export", "HEAD", "../partial"], in: "repo", environment: ["MREPO_KILL_AT": point])
+        #expect(r.status == -9)
+        try expectIntact(s)
+        // Every file under its final name is complete; only temporary files can be partial.
+        for name in s.files(under: "partial") where !name.hasPrefix(".mrepo-tmp-") {
+            #expect(s.read("partial/\(name)") == s.read("family/math/\(name)"), "\(name) is not the committed file")
+        }
+        try exportMatches(s, "HEAD", "family/math")
+    }
+
+    /// A second writer gets "locked by pid N"; readers are not blocked.
+    @Test func secondWriterIsRefusedWhileTheFirstHoldsTheLock() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.ok(["init", "-q", "repo"])
+        try s.ok(["commit", "-q", "--from", "../family/base", "-m", "base"], in: "repo")
+        // A pre-commit hook that announces itself and waits for a go, while its commit holds the lock.
+        let ready = s.path("ready"), go = s.path("go")
+        #expect(mkfifo(ready, 0o600) == 0 && mkfifo(go, 0o600) == 0)
+        let hook = s.path("repo/.mrepo/hooks/pre-commit")
+        try Data("#!/bin/sh\necho started > '\(ready)'\nread line < '\(go)'\n".utf8).write(to: URL(fileURLWithPath: hook))
+        #expect(chmod(hook, 0o755) == 0)
+        try Data("x".utf8).write(to: URL(fileURLWithPath: s.path("repo/notes.txt")))
+
+        let first = Process()
+        first.executableURL = URL(fileURLWithPath: CLISandbox.binary)
+        first.arguments = ["commit", "-q", "-m", "first"]
+        first.currentDirectoryURL = URL(fileURLWithPath: s.path("repo"))
+        first.environment = ProcessInfo.processInfo.environment.merging(s.environment) { _, b in b }
+        try first.run()
+        // Blocks until the hook (inside the first commit, lock held) writes.
+        let fd = open(ready, O_RDONLY)
+        var buffer = [UInt8](repeating: 0, count: 16)
+        let n = read(fd, &buffer, buffer.count)
+        close(fd)
+        #expect(n > 0 && String(decoding: buffer[0..<max(n, 0)], as: UTF8.self) == "started\n")
+
+        let second = try s.run(["commit", "-m", "second"], in: "repo")
+        expectOneLineError(second, contains: "repository is locked by pid \(first.processIdentifier)")
+        #expect(try s.run(["log", "--oneline"], in: "repo").status == 0, "readers are not blocked")
+
+        let wfd = open(go, O_WRONLY)
+        _ = write(wfd, "go\n", 3)
+        close(wfd)
+        first.waitUntilExit()
+        #expect(first.terminationStatus == 0)
+        #expect(try s.ok(["log", "--oneline"], in: "repo").stdout.split(separator: "\n").count == 2)
+    }
+}

@@ -1,0 +1,194 @@
+import Delta
+import Foundation
+@testable import Repo
+import Testing
+
+@Suite struct RepositoryTests {
+    // MARK: - init and open
+
+    @Test func initializeCreatesTheLayoutAndRefusesTwice() throws {
+        try withTemporaryDirectory { dir in
+            let repo = try Repository.initialize(at: dir + "/r")
+            #expect(repo.root == dir + "/r")
+            #expect(FileManager.default.fileExists(atPath: dir + "/r/.mrepo/mrepo.db"))
+            #expect(FileManager.default.fileExists(atPath: dir + "/r/.mrepo/objects"))
+            // Sample hooks are installed inactive.
+            #expect(FileManager.default.fileExists(atPath: dir + "/r/.mrepo/hooks/pre-commit.sample"))
+            #expect(!FileManager.default.fileExists(atPath: dir + "/r/.mrepo/hooks/pre-commit"))
+            #expect(try repo.history.head() == .branch("main", commit: nil))
+            #expect(throws: RepoError.alreadyARepository(path: dir + "/r")) {
+                try Repository.initialize(at: dir + "/r")
+            }
+            let other = try Repository.initialize(at: dir + "/o", initialBranch: "trunk")
+            #expect(try other.history.head() == .branch("trunk", commit: nil))
+            #expect(throws: RepoError.invalidRefName("bad name", reason: "must not contain spaces, control characters or any of ~^:?*[\\")) {
+                try Repository.initialize(at: dir + "/p", initialBranch: "bad name")
+            }
+        }
+    }
+
+    @Test func openSearchesParentFolders() throws {
+        try withTemporaryDirectory { dir in
+            let repo = try Repository.initialize(at: dir + "/r")
+            try FileManager.default.createDirectory(atPath: dir + "/r/a/b", withIntermediateDirectories: true)
+            #expect(try Repository.open(at: dir + "/r/a/b").root == repo.root)
+            #expect(throws: RepoError.notARepository(path: dir)) { _ = try Repository.open(at: dir) }
+        }
+    }
+
+    // MARK: - Revisions
+
+    @Test func revisionsResolve() throws {
+        try withRepository { repo, _ in
+            try writeFile("1", to: repo.root + "/f.txt")
+            let c1 = try repo.commitAll("c1").commit.id
+            try writeFile("2", to: repo.root + "/f.txt")
+            let c2 = try repo.commitAll("c2").commit.id
+            try repo.createTag("v2")
+            try writeFile("3", to: repo.root + "/f.txt")
+            let c3 = try repo.commitAll("c3").commit.id
+
+            #expect(try repo.resolve("HEAD") == c3)
+            #expect(try repo.resolve("@") == c3)
+            #expect(try repo.resolve("main") == c3)
+            #expect(try repo.resolve("v2") == c2)
+            #expect(try repo.resolve("HEAD~1") == c2)
+            #expect(try repo.resolve("HEAD~") == c2)
+            #expect(try repo.resolve("HEAD~2") == c1)
+            #expect(try repo.resolve("HEAD^") == c2)
+            #expect(try repo.resolve("HEAD^^") == c1)
+            #expect(try repo.resolve("HEAD~0") == c3)
+            #expect(try repo.resolve("v2~1") == c1)
+            #expect(try repo.resolve(c2.hex) == c2)
+            #expect(try repo.resolve(c2.hex.uppercased()) == c2)
+            #expect(try repo.resolve(String(c1.hex.prefix(8))) == c1)
+            #expect(try repo.resolve(String(c3.hex.prefix(12)) + "~2") == c1)
+
+            #expect(throws: RepoError.invalidArgument("'HEAD~3': \(c1.short) has no parent")) { try repo.resolve("HEAD~3") }
+            #expect(throws: RepoError.invalidArgument("'HEAD^2': \(c3.short) has 1 parent")) { try repo.resolve("HEAD^2") }
+            #expect(throws: RepoError.unknownRevision("nope")) { try repo.resolve("nope") }
+            #expect(throws: RepoError.unknownRevision("nope~1")) { try repo.resolve("nope~1") }
+            // Fewer than four hex digits is never a prefix.
+            #expect(throws: RepoError.unknownRevision(String(c1.hex.prefix(3)))) { try repo.resolve(String(c1.hex.prefix(3))) }
+            #expect(RepoError.unknownRevision("nope").description == "unknown revision 'nope'")
+        }
+    }
+
+    @Test func secondParentOfAMergeCommit() throws {
+        try withRepository { repo, _ in
+            try writeFile("base", to: repo.root + "/f.txt")
+            let c1 = try repo.commitAll("c1").commit.id
+            _ = try repo.switchBranch("side", create: true)
+            try writeFile("side", to: repo.root + "/g.txt")
+            let side = try repo.commitAll("side").commit.id
+            _ = try repo.switchBranch("main")
+            try writeFile("main", to: repo.root + "/f.txt")
+            let c2 = try repo.commitAll("c2").commit.id
+            let merge = try repo.commitAll("merge", extraParents: [side]).commit
+            #expect(merge.parents == [c2, side])
+            #expect(merge.generation == 2)
+
+            #expect(try repo.resolve("HEAD^1") == c2)
+            #expect(try repo.resolve("HEAD^2") == side)
+            #expect(try repo.resolve("HEAD^2~1") == c1)
+            #expect(try repo.resolve("HEAD~1") == c2)
+            #expect(try repo.resolve("HEAD~2") == c1)
+            #expect(try repo.resolve("HEAD^0") == merge.id)
+            #expect(throws: RepoError.invalidArgument("'HEAD^3': \(merge.id.short) has 2 parents")) { try repo.resolve("HEAD^3") }
+            #expect(try repo.mergeBases([c2, side]) == [c1])
+            #expect(try repo.isAncestor(side, of: merge.id))
+            #expect(try !repo.isAncestor(side, of: c2))
+            // log lists every commit once, newest first.
+            #expect(Set(try repo.log(from: [merge.id]).map(\.id)) == [merge.id, c2, side, c1])
+            #expect(try repo.log(from: [merge.id], firstParent: true).map(\.id) == [merge.id, c2, c1])
+            #expect(try repo.log(from: [merge.id], limit: 2).count == 2)
+        }
+    }
+
+    @Test func ambiguousPrefixNamesTheCandidates() throws {
+        try withRepository { repo, _ in
+            try writeFile("x", to: repo.root + "/x.txt")
+            let root = try repo.commitAll("root").commit
+            // Find two commit texts whose ids share their first four hex digits (a birthday search
+            // over a few hundred candidates), then record both.
+            var byPrefix: [String: Commit] = [:]
+            var pair: (Commit, Commit)?
+            for i in 0..<100_000 where pair == nil {
+                let message = "candidate \(i)"
+                let id = Commit.computeID(treeID: root.treeID, parents: [root.id], base: root.id, author: testAuthor,
+                                          timestamp: 1000, message: message, metrics: [], extra: .object([]))
+                let commit = Commit(id: id, treeID: root.treeID, parents: [root.id], base: root.id, author: testAuthor,
+                                    timestamp: 1000, message: message, metrics: [], extra: .object([]), generation: 1)
+                let prefix = String(id.hex.prefix(4))
+                if let other = byPrefix[prefix] { pair = (other, commit) } else { byPrefix[prefix] = commit }
+            }
+            let (a, b) = try #require(pair)
+            let tree = try repo.tree(of: root.id)
+            try repo.history.recordCommit(objects: [], tree: tree, commit: a, expectedHead: root.id, reflogMessage: "test")
+            try repo.history.recordCommit(objects: [], tree: tree, commit: b, expectedHead: a.id, reflogMessage: "test")
+
+            let prefix = String(a.id.hex.prefix(4))
+            let candidates = [a.id, b.id].sorted().map(\.short)
+            let error = thrownError { _ = try repo.resolve(prefix) }
+            #expect(error as? RepoError == .ambiguousRevision(prefix, candidates: candidates))
+            #expect((error as? RepoError)?.description == "ambiguous revision '\(prefix)': matches \(candidates.joined(separator: ", "))")
+            // A longer prefix is unique again.
+            #expect(try repo.resolve(String(a.id.hex.prefix(16))) == a.id)
+            #expect(try repo.resolve(String(b.id.hex.prefix(16))) == b.id)
+        }
+    }
+
+    @Test func unbornHeadHasNoCommit() throws {
+        try withRepository { (repo, _) throws in
+            #expect(try repo.headCommit() == nil)
+            #expect(throws: RepoError.invalidArgument("HEAD has no commits yet (branch 'main' is unborn)")) { try repo.resolve("HEAD") }
+            #expect(try repo.status().isClean)
+        }
+    }
+
+    // MARK: - Ref names
+
+    @Test(arguments: ["", "HEAD", "@", "-x", ".hidden", "x.", "x/", "/x", "a..b", "a//b", "a@{b", "a b", "a~1", "a^", "a:b",
+                      "a?", "a*", "a[", "a\\b", "x.lock", "tab\tname"])
+    func invalidRefNames(name: String) {
+        #expect(throws: RepoError.self) { try RefNames.validate(name) }
+    }
+
+    @Test(arguments: ["main", "feature/x", "v1.0", "exp-2024_01", "ünïcode"])
+    func validRefNames(name: String) throws {
+        try RefNames.validate(name)
+    }
+
+    // MARK: - The write lock
+
+    @Test func secondWriterIsRefusedWhileTheLockIsHeld() throws {
+        try withRepository { repo, _ in
+            try writeFile("x", to: repo.root + "/x.txt")
+            let pid = Int(getpid())
+            try repo.withWriteLock {
+                let other = try Repository.open(at: repo.root)
+                let error = thrownError { try other.commitAll("blocked") }
+                #expect(error as? RepoError == .repositoryLocked(path: repo.root, pid: pid))
+                #expect((error as? RepoError)?.description
+                    == "\(repo.root): repository is locked by pid \(pid) (another mrepo command is writing); retry, or pass --wait")
+                #expect(throws: RepoError.repositoryLocked(path: repo.root, pid: pid)) { try other.createBranch("b") }
+                #expect(throws: RepoError.repositoryLocked(path: repo.root, pid: pid)) { _ = try other.gc() }
+                // Readers do not take the lock.
+                #expect(try other.status().changes.count == 1)
+            }
+            #expect(try repo.history.allCommits().isEmpty)
+            // Released: the commit goes through now.
+            let other = try Repository.open(at: repo.root)
+            #expect(try other.commitAll("after").commit.parents.isEmpty)
+        }
+    }
+
+    @Test func lockIsReleasedWhenTheBodyThrows() throws {
+        try withRepository { repo, _ in
+            struct Boom: Error {}
+            #expect(throws: Boom.self) { try repo.withWriteLock { () throws -> Void in throw Boom() } }
+            try writeFile("x", to: repo.root + "/x.txt")
+            #expect(try Repository.open(at: repo.root).commitAll("ok").fileCount == 1)
+        }
+    }
+}

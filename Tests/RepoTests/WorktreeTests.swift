@@ -1,0 +1,144 @@
+import Delta
+import Foundation
+import Repo
+import Testing
+
+@Suite struct WorktreeTests {
+    // MARK: - PathPolicy
+
+    @Test(arguments: [
+        ("", "empty path"),
+        ("/etc/passwd", "absolute paths are not allowed in a tree"),
+        ("..", "'..' would escape the working tree"),
+        ("../x", "'..' would escape the working tree"),
+        ("a/../../x", "'..' would escape the working tree"),
+        ("a/..", "'..' would escape the working tree"),
+        ("a//b", "empty or '.' path component"),
+        ("a/./b", "empty or '.' path component"),
+        ("a/", "empty or '.' path component"),
+        ("a\\b", "path contains NUL or a backslash"),
+        ("a\0b", "path contains NUL or a backslash"),
+        (".mrepo/mrepo.db", "'.mrepo' is reserved"),
+        (".mrepo", "'.mrepo' is reserved"),
+        (".git/config", "'.git' is reserved"),
+    ])
+    func unsafePathsAreRejected(path: String, reason: String) {
+        #expect(throws: RepoError.unsafePath(path, reason: reason)) { _ = try PathPolicy.normalize(path) }
+    }
+
+    @Test(arguments: ["model.safetensors", "1_Pooling/config.json", "a/b/c.txt", "x/.mrepo/y", ".mrepoignore", "..hidden", "a..b"])
+    func safePathsAreKept(path: String) throws {
+        #expect(try PathPolicy.normalize(path) == path)
+    }
+
+    @Test func symlinkParentsAreDetected() throws {
+        try withTemporaryDirectory { dir in
+            try FileManager.default.createDirectory(atPath: dir + "/root/real", withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: dir + "/elsewhere", withIntermediateDirectories: true)
+            try FileManager.default.createSymbolicLink(atPath: dir + "/root/link", withDestinationPath: dir + "/elsewhere")
+            try FileManager.default.createSymbolicLink(atPath: dir + "/root/real/file", withDestinationPath: dir + "/elsewhere/f")
+            try PathPolicy.checkNoSymlinkParents(root: dir + "/root", path: "real/new.txt")
+            try PathPolicy.checkNoSymlinkParents(root: dir + "/root", path: "missing/dir/new.txt")
+            #expect(throws: RepoError.unsafePath("link/x/y.txt", reason: "'\(dir)/root/link' is a symbolic link; refusing to write through it")) {
+                try PathPolicy.checkNoSymlinkParents(root: dir + "/root", path: "link/x/y.txt")
+            }
+            #expect(throws: RepoError.unsafePath("real/file", reason: "is a symbolic link in the working tree; refusing to overwrite it")) {
+                try PathPolicy.checkNoSymlinkParents(root: dir + "/root", path: "real/file")
+            }
+        }
+    }
+
+    // MARK: - Symbolic links in a commit
+
+    @Test func committingATreeWithASymlinkFailsAndWritesNothing() throws {
+        try withRepository { repo, dir in
+            try writeFile("target", to: dir + "/target.txt")
+            try writeFloats([("w", [1, 2])], to: repo.root + "/a.safetensors")
+            try writeFile("b", to: repo.root + "/b.txt")
+            try FileManager.default.createSymbolicLink(atPath: repo.root + "/link.txt", withDestinationPath: dir + "/target.txt")
+            let error = thrownError { try repo.commitAll("with link") }
+            guard case let .unsafePath(path, reason)? = error as? RepoError else {
+                Issue.record("expected unsafePath, got \(String(describing: error))")
+                return
+            }
+            #expect(path == "link.txt")
+            #expect(reason.hasPrefix("is a symbolic link; trees never store links"))
+            #expect(try repo.headCommit() == nil)
+            #expect(repo.objectFiles.isEmpty)
+            #expect(try repo.history.allObjects().isEmpty)
+
+            // --dereference stores the file the link points to.
+            let result = try repo.commitAll("dereferenced", followSymlinks: true)
+            let file = try #require(try repo.tree(of: result.commit.id).file(at: "link.txt"))
+            #expect(file.kind == .blob)
+            #expect(try repo.objects.read(file.objectID) == Array("target".utf8))
+            // A link listed in .mrepoignore is left out instead.
+            try writeFile("link.txt\n", to: repo.root + "/.mrepoignore")
+            let ignored = try repo.commitAll("ignored")
+            #expect(try repo.tree(of: ignored.commit.id).file(at: "link.txt") == nil)
+        }
+    }
+
+    @Test func symlinkedDirectoryIsRefusedToo() throws {
+        try withRepository { repo, dir in
+            try writeFile("x", to: dir + "/outside/x.txt")
+            try FileManager.default.createSymbolicLink(atPath: repo.root + "/data", withDestinationPath: dir + "/outside")
+            #expect(throws: RepoError.self) { try repo.commitAll("dir link") }
+            #expect(repo.objectFiles.isEmpty)
+        }
+    }
+
+    // MARK: - IgnoreRules and FolderScanner
+
+    @Test func ignoreRules() throws {
+        try withTemporaryDirectory { dir in
+            try writeFile("""
+                # comment
+                *.log
+
+                /build/
+                cache/
+                sub/exact.txt
+                   spaced.tmp   
+                """, to: dir + "/.mrepoignore")
+            let rules = IgnoreRules(file: dir + "/.mrepoignore")
+            #expect(rules.ignores("train.log", isDirectory: false))
+            #expect(rules.ignores("deep/down/train.log", isDirectory: false))
+            #expect(rules.ignores("build", isDirectory: true))
+            #expect(!rules.ignores("build", isDirectory: false))
+            #expect(rules.ignores("cache", isDirectory: true))
+            #expect(rules.ignores("x/cache", isDirectory: true))
+            #expect(!rules.ignores("cache", isDirectory: false))
+            #expect(rules.ignores("sub/exact.txt", isDirectory: false))
+            #expect(!rules.ignores("other/sub/exact.txt", isDirectory: false))
+            #expect(rules.ignores("spaced.tmp", isDirectory: false))
+            #expect(!rules.ignores("# comment", isDirectory: false))
+            #expect(!rules.ignores("model.safetensors", isDirectory: false))
+            // Always left out, with or without a file.
+            let none = IgnoreRules(file: nil)
+            #expect(none.ignores(".mrepo", isDirectory: true))
+            #expect(none.ignores(".git", isDirectory: true))
+            #expect(none.ignores("a/" + AtomicFileWriter.temporaryPrefix + "1-x-model.safetensors", isDirectory: false))
+            #expect(!none.ignores(".gitignore", isDirectory: false))
+        }
+    }
+
+    @Test func folderScannerListsRegularFilesSorted() throws {
+        try withTemporaryDirectory { dir in
+            for name in ["b.txt", "a/z.txt", "a/b/c.bin", "skip.log", ".mrepo/objects/x", ".git/HEAD", "logs/x.log"] {
+                try writeFile("x", to: dir + "/" + name)
+            }
+            try writeFile("*.log\n", to: dir + "/.mrepoignore")
+            try FileManager.default.createDirectory(atPath: dir + "/empty-dir", withIntermediateDirectories: true)
+            let files = try FolderScanner.scan(root: dir, ignore: IgnoreRules(file: dir + "/.mrepoignore"))
+            #expect(files.map(\.path) == [".mrepoignore", "a/b/c.bin", "a/z.txt", "b.txt"])
+            #expect(files.allSatisfy { $0.absolutePath == dir + "/" + $0.path && $0.stat.isRegular && $0.stat.size > 0 })
+        }
+    }
+
+    @Test func isSafetensorsPathIsBySuffix() {
+        #expect(isSafetensorsPath("a/model.safetensors"))
+        #expect(!isSafetensorsPath("model.safetensors.index.json"))
+        #expect(!isSafetensorsPath("model.bin"))
+    }
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Sets everything up and runs the demo on a small model family that mrepo generates itself
+# (no downloads): a base and three fine-tunes of a BERT-shaped checkpoint, committed on branches.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+echo "== building mrepo (release; the first build takes a few minutes)"
+swift build -c release --product mrepo 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\]' || true
+M="$PWD/.build/release/mrepo"
+[ -x "$M" ] || { echo "demo: build failed" >&2; exit 1; }
+export MREPO_AUTHOR="mrepo demo <demo@example.com>"
+
+rm -rf demo && mkdir demo && cd demo
+step() { printf '\n== %s\n' "$*"; }
+
+step "generate a model family: base + math, code (light fine-tunes) + chat (heavy fine-tune)"
+"$M" synth family --size small
+
+step "mrepo init; commit the base on main; each fine-tune on its own branch"
+"$M" init repo
+cd repo
+"$M" commit --from ../family/base -m "base: synthetic BERT-small" --metric eval_loss=2.31
+"$M" tag v0-base
+loss=(math=1.92 code=1.97 chat=1.74)
+for entry in "${loss[@]}"; do
+  ft=${entry%%=*}
+  "$M" switch -q -c "$ft" main
+  "$M" commit --from "../family/$ft" -m "$ft fine-tune" --metric "eval_loss=${entry#*=}"
+done
+"$M" switch -q main
+
+step "mrepo log --oneline math code chat"
+"$M" log --oneline math code chat
+
+step "mrepo show chat"
+"$M" show chat
+
+step "mrepo diff math code   (per tensor; cos = cosine of the two task vectors against their merge base)"
+"$M" diff math code | head -n 14
+echo "..."
+"$M" diff math code | tail -n 1
+
+step "mrepo du   (logical vs stored bytes)"
+"$M" du
+
+step "mrepo export chat ../chat-export   (byte for byte)"
+"$M" export chat ../chat-export
+cmp ../family/chat/model.safetensors ../chat-export/model.safetensors && echo "model.safetensors is identical to the committed file"
+
+step "mrepo fsck"
+"$M" fsck
+printf '\nThe demo repository is in %s\n' "$PWD"

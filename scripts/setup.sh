@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the system packages mrepo builds against (Debian/Ubuntu), if any is missing.
+#   libzstd-dev      zstd compression (the byte-plane codec)
+#   libopenblas-dev  BLAS and LAPACK (merges, low-rank deltas)
+#   libssl-dev       SHA-256 from OpenSSL's libcrypto
+#   libsqlite3-dev   SQLite, for GRDB
+#   pkg-config       lets SwiftPM find the above
+#   zstd             the zstd CLI, the benchmark's reference
+set -euo pipefail
+packages=(libzstd-dev libopenblas-dev libssl-dev libsqlite3-dev pkg-config zstd)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -q >/dev/null || echo "setup: apt-get update failed, trying the install anyway" >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}" >/dev/null
+fi
+command -v swift >/dev/null || { echo "setup: swift is not on PATH (Swift 6.1 or newer is needed)" >&2; exit 1; }
