@@ -15,6 +15,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // System libraries (Debian: libzstd-dev, libopenblas-dev, libssl-dev; SQLite comes through GRDB).
@@ -28,7 +29,7 @@ let package = Package(
         // Tensors and bytes: safetensors I/O, dtypes, hashing, the lossless chunk codec.
         .target(name: "Delta", dependencies: ["CZstd", "CCrypto", "CLinux"]),
         // Task-vector math on one tensor at a time.
-        .target(name: "Merge", dependencies: ["Delta", "COpenBLAS"]),
+        .target(name: "Merge", dependencies: ["Delta", "COpenBLAS", .product(name: "Yams", package: "Yams")]),
         // Object store, SQLite history, refs, working tree, hooks and every command's logic.
         .target(name: "Repo", dependencies: ["Merge", "Delta", .product(name: "GRDB", package: "GRDB.swift")]),
         // Seeded synthetic checkpoints (transformer-shaped families) for the demo, tests and benchmarks.

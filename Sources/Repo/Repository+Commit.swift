@@ -69,6 +69,7 @@ extension Repository {
     }
 
     func commitLocked(_ options: CommitOptions) throws -> CommitResult {
+        try refuseDuringMerge("commit")
         let head = try history.head()
         let parent = head.commit
         let parentCommit = try parent.map { try commit($0) }

@@ -152,6 +152,13 @@ extension Repository {
                 }
                 keepObjects.formUnion(extraObjects(of: c))
             }
+            if let state = try history.mergeState() {
+                keepObjects.formUnion(state.objects)
+                if let ready = state.readyTree {
+                    keepTrees.insert(ready)
+                    keepObjects.formUnion(try history.tree(ready).objectIDs)
+                }
+            }
             let infos = try history.allObjects()
             let byID = Dictionary(infos.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
             var stack = Array(keepObjects)
@@ -218,8 +225,10 @@ extension Repository {
         return seen.filter { (try? history.commit($0)) != nil }
     }
 
-    /// Commits kept alive by state outside refs (an unfinished merge). Empty unless a merge is in progress.
-    func pinnedCommits() throws -> [ObjectID] { [] }
+    /// Commits kept alive by state outside refs: an unfinished merge's inputs.
+    func pinnedCommits() throws -> [ObjectID] {
+        try history.mergeState()?.commits ?? []
+    }
 
     /// Objects a commit needs beyond its tree (recorded in `extra`, e.g. a reversible merge's basis).
     func extraObjects(of commit: Commit) -> Set<ObjectID> {

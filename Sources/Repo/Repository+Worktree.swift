@@ -127,6 +127,18 @@ extension Repository {
         }
     }
 
+    /// Starts a branch with no history (`switch --orphan`): its first commit has no parent. The
+    /// working tree is left as it is.
+    public func switchToOrphan(_ name: String, wait: Bool = false) throws {
+        try RefNames.validate(name)
+        try withWriteLock(wait: wait) {
+            try refuseDuringMerge("switching")
+            if try history.ref(named: name) != nil { throw RepoError.refExists(name) }
+            let head = try history.head()
+            try history.setHead(.branch(name, commit: nil), expected: head, message: "switch: orphan branch \(name)")
+        }
+    }
+
     /// Checks out a revision: a branch name switches to the branch; anything else detaches HEAD
     /// at that commit.
     public func checkout(_ revision: String, force: Bool = false, wait: Bool = false) throws -> CheckoutResult {
@@ -142,6 +154,7 @@ extension Repository {
 
     private func moveHead(to target: ObjectID, newHead: Head, from head: Head, force: Bool, message: String,
                           beforeHeadMove: (() throws -> Void)? = nil) throws -> CheckoutResult {
+        try refuseDuringMerge("switching")
         let oldTree = try head.commit.map { try self.tree(of: $0) } ?? .empty
         let newTree = try tree(of: target)
         var stats = MaterializeStats()
@@ -259,6 +272,13 @@ extension Repository {
                 throw RepoError.corruptObject(object: object, problem: "\(file.path): \(problem); nothing was written")
             }
             throw error
+        }
+    }
+
+    /// Commands that move HEAD or record commits wait until a merge in progress is finished.
+    func refuseDuringMerge(_ operation: String) throws {
+        if try history.mergeState() != nil {
+            throw RepoError.invalidArgument("\(operation) is not possible while a merge is in progress; finish it with 'mrepo merge --continue' or 'mrepo merge --abort'")
         }
     }
 

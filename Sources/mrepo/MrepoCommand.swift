@@ -1,6 +1,7 @@
 import ArgumentParser
 import Delta
 import Foundation
+import Merge
 import Repo
 
 /// mrepo's version, recorded in merge recipes and printed by `--version`.
@@ -27,6 +28,7 @@ struct MrepoCommand: ParsableCommand {
             CommandGroup(name: "Branches and tags", subcommands: [
                 BranchCommand.self, SwitchCommand.self, CheckoutCommand.self, TagCommand.self,
             ]),
+            CommandGroup(name: "Merge models", subcommands: [MergeCommand.self, ResolveCommand.self]),
             CommandGroup(name: "Models", subcommands: [ExportCommand.self, CheckCommand.self, SynthCommand.self]),
             CommandGroup(name: "Maintenance", subcommands: [DuCommand.self, FsckCommand.self, GCCommand.self]),
         ]
@@ -48,6 +50,8 @@ struct MrepoCommand: ParsableCommand {
         } catch let error as RepoError {
             ErrorReporter.fail(error.description)
         } catch let error as DeltaError {
+            ErrorReporter.fail(error.description)
+        } catch let error as MergeError {
             ErrorReporter.fail(error.description)
         } catch let error as DecodingError {
             ErrorReporter.fail("invalid input: \(error)")

@@ -213,7 +213,7 @@ import Testing
         let s = try CLISandbox()
         try s.ok(["init", "--hooks", "repo"])
         let project = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        for name in ["pre-commit", "post-commit"] {
+        for name in ["pre-commit", "post-commit", "pre-merge-commit", "post-merge"] {
             let shipped = FileManager.default.contents(atPath: project.appendingPathComponent("hooks/\(name)").path)
             #expect(shipped != nil && shipped == s.read("repo/.mrepo/hooks/\(name)"), "hooks/\(name) differs from the installed sample")
         }
@@ -221,7 +221,7 @@ import Testing
 
     /// Every parameter of every command has help text.
     @Test(arguments: ["init", "commit", "status", "log", "show", "diff", "reflog", "branch", "switch", "checkout", "tag",
-                      "export", "check", "synth", "du", "fsck", "gc"])
+                      "export", "check", "synth", "du", "fsck", "gc", "merge", "resolve"])
     func helpExplainsEveryParameter(command: String) throws {
         let s = try CLISandbox()
         let help = try s.ok(["help", command]).stdout

@@ -110,6 +110,9 @@ import Testing
         #expect(FloatConversion.e5m2Bits(1) == 0x3C)
         #expect(FloatConversion.e5m2Bits(-2) == 0xC0)
         #expect(FloatConversion.e5m2Bits(57344) == 0x7B)  // largest finite
+        #expect(FloatConversion.e5m2Bits(58000) == 0x7B)  // rounds down to the largest finite
+        #expect(FloatConversion.e5m2Bits(1e6) == 0x7C)  // overflows to infinity, as PyTorch does
+        #expect(FloatConversion.e5m2Bits(-1e6) == 0xFC)
         #expect(FloatConversion.e5m2Bits(.infinity) == 0x7C)
         #expect(FloatConversion.e5m2Bits(-.infinity) == 0xFC)
         #expect(FloatConversion.e5m2Bits(.nan) & 0x7F > 0x7C)

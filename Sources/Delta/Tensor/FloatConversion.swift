@@ -2,6 +2,7 @@
 ///
 /// Narrow formats are rounded to nearest, ties to even, as PyTorch does. `F8_E4M3` has no
 /// infinity: finite values beyond its range saturate to ±448 and infinities become NaN.
+/// `F8_E5M2`, `F16` and `BF16` overflow to infinity.
 public enum FloatConversion {
     /// Converts `bytes` (whole elements of `dtype`) to `Float`s.
     public static func toFloat(_ dtype: DType, _ bytes: UnsafeRawBufferPointer, into out: UnsafeMutableBufferPointer<Float>) {
@@ -86,7 +87,8 @@ public enum FloatConversion {
         let sign: UInt8 = x.sign == .minus ? 0x80 : 0
         if x.isNaN { return sign | 0x7E }
         if x.isInfinite { return sign | 0x7C }
-        let m = minifloatMagnitude(abs(x), exponentBits: 5, mantissaBits: 2, maxFinite: 0x7B)
+        // Like IEEE formats (and PyTorch), values that round beyond the largest finite number become infinity.
+        let m = minifloatMagnitude(abs(x), exponentBits: 5, mantissaBits: 2, maxFinite: 0x7C)
         return sign | m
     }
 

@@ -147,6 +147,7 @@ public final class HistoryDatabase: @unchecked Sendable {
                 );
                 """)
         }
+        registerMergeMigration(&m)
         return m
     }
 

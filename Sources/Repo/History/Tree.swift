@@ -107,10 +107,11 @@ public struct Tree: Sendable, Equatable {
     public var id: ObjectID {
         let sha = SHA256()
         sha.update("mrepo-tree v1\n")
+        // Names are written as JSON strings, so no name can forge a line break of the listing.
         for f in files {
-            sha.update("file \(f.kind.rawValue) \(f.executable ? "755" : "644") \(f.byteCount) \(f.objectID.hex) \(f.path)\n")
+            sha.update("file \(f.kind.rawValue) \(f.executable ? "755" : "644") \(f.byteCount) \(f.objectID.hex) \(JSONValue.string(f.path).serialized())\n")
             for t in f.tensors {
-                sha.update("tensor \(t.dtype.rawValue) \(t.shape.map(String.init).joined(separator: ",")) \(t.dataOffsets.lowerBound) \(t.dataOffsets.upperBound) \(t.objectID.hex) \(t.name)\n")
+                sha.update("tensor \(t.dtype.rawValue) \(t.shape.map(String.init).joined(separator: ",")) \(t.dataOffsets.lowerBound) \(t.dataOffsets.upperBound) \(t.objectID.hex) \(JSONValue.string(t.name).serialized())\n")
             }
         }
         return sha.finalize()
@@ -158,7 +159,7 @@ public struct Commit: Sendable, Equatable {
         var text = "mrepo-commit v1\ntree \(treeID.hex)\n"
         for p in parents { text += "parent \(p.hex)\n" }
         if let base { text += "base \(base.hex)\n" }
-        text += "author \(author)\n"
+        text += "author \(JSONValue.string(author).serialized())\n"
         text += "time \(Int64((timestamp * 1000).rounded()))\n"
         text += "metrics \(JSONValue.object(metrics.map { JSONMember($0.name, .double($0.value)) }).serialized())\n"
         text += "extra \(extra.serialized())\n\n"

@@ -47,7 +47,7 @@ public enum HookSamples {
         public var script: String
     }
 
-    public static let all: [Sample] = [preCommit, postCommit]
+    public static let all: [Sample] = [preCommit, postCommit, preMergeCommit, postMerge]
 
     /// Refuses a commit whose tensors hold NaN or Inf.
     public static let preCommit = Sample(name: "pre-commit", script: """
@@ -70,6 +70,78 @@ public enum HookSamples {
         # Its exit status is reported but cannot undo the commit.
         printf '%s\\t%s\\t%s\\t%s\\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$MREPO_COMMIT" "${MREPO_BRANCH:-detached}" "$MREPO_METRICS" \\
             >> "$MREPO_ROOT/.mrepo/commits.log"
+
+        """)
+
+    /// An evaluation gate: scores the merge candidate and compares it with the parents' metrics.
+    public static let preMergeCommit = Sample(name: "pre-merge-commit", script: #"""
+        #!/usr/bin/env python3
+        """mrepo pre-merge-commit hook: an evaluation gate for merges.
+
+        Runs before a merge commit is recorded, with the candidate model written out as files.
+        Environment from mrepo: MREPO_CANDIDATE (folder holding the merged model), MREPO_REPORT
+        (the conflict report, JSON), MREPO_PARENT_METRICS (JSON: parent commit -> {metric: value}),
+        MREPO_MERGE_BRANCHES, MREPO_MERGE_BASE. A non-zero exit rejects the merge; nothing is written.
+
+        Configure it with:
+          MREPO_EVAL_CMD      command that evaluates a model folder (given as its last argument) and
+                              prints one number; unset: the gate only reports and lets the merge pass
+          MREPO_EVAL_METRIC   the parents' metric to compare with (default eval_loss, as recorded by
+                              'mrepo commit --metric eval_loss=...')
+          MREPO_EVAL_HIGHER   set to 1 when higher scores are better (accuracy); default: lower is better
+          MREPO_EVAL_POLICY   worst (default): the merge must score at least as well as the worst parent;
+                              best: as well as the best parent; mean: as well as the parents' mean
+          MREPO_EVAL_TOLERANCE relative slack (default 0)
+        """
+        import json, os, shlex, subprocess, sys
+
+        candidate = os.environ["MREPO_CANDIDATE"]
+        metric = os.environ.get("MREPO_EVAL_METRIC", "eval_loss")
+        higher = os.environ.get("MREPO_EVAL_HIGHER") == "1"
+        policy = os.environ.get("MREPO_EVAL_POLICY", "worst")
+        tolerance = float(os.environ.get("MREPO_EVAL_TOLERANCE", "0"))
+        parents = json.loads(os.environ.get("MREPO_PARENT_METRICS", "{}"))
+        values = [m[metric] for m in parents.values() if metric in m]
+
+        command = os.environ.get("MREPO_EVAL_CMD")
+        if not command:
+            print(f"pre-merge-commit: MREPO_EVAL_CMD is not set; not gating ({len(values)} parents record {metric})")
+            sys.exit(0)
+        out = subprocess.run(shlex.split(command) + [candidate], capture_output=True, text=True)
+        if out.returncode != 0:
+            print(f"pre-merge-commit: evaluation failed ({out.returncode}): {out.stderr.strip()[:200]}")
+            sys.exit(1)
+        try:
+            score = float(out.stdout.strip().split()[-1])
+        except (ValueError, IndexError):
+            print(f"pre-merge-commit: evaluation printed no number: {out.stdout.strip()[:200]!r}")
+            sys.exit(1)
+        if not values:
+            print(f"pre-merge-commit: {metric} = {score:g}; no parent records {metric}, nothing to compare with")
+            sys.exit(0)
+        if policy == "best":
+            reference = max(values) if higher else min(values)
+        elif policy == "mean":
+            reference = sum(values) / len(values)
+        else:
+            reference = min(values) if higher else max(values)
+        slack = abs(reference) * tolerance
+        ok = score >= reference - slack if higher else score <= reference + slack
+        verdict = "passes" if ok else "fails"
+        print(f"pre-merge-commit: {metric} = {score:g}, {policy} parent = {reference:g}: the merge {verdict} the gate")
+        sys.exit(0 if ok else 1)
+
+        """#)
+
+    /// Logs each merge with its method and classes.
+    public static let postMerge = Sample(name: "post-merge", script: """
+        #!/bin/sh
+        # mrepo post-merge hook: append each merge commit to .mrepo/merges.log.
+        #
+        # Environment: MREPO_COMMIT (the merge commit), MREPO_MERGE_BRANCHES, MREPO_MERGE_BASE.
+        # Its exit status is reported but cannot undo the merge.
+        printf '%s\t%s\tmerged %s\tbase %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$MREPO_COMMIT" "$MREPO_MERGE_BRANCHES" "$MREPO_MERGE_BASE" \
+            >> "$MREPO_ROOT/.mrepo/merges.log"
 
         """)
 }

@@ -113,7 +113,12 @@ struct StatusCommand: ParsableCommand {
         let repo = try repository.open()
         let status = try repo.status()
         if json {
+            let merge = try repo.mergeInProgress()
             printJSON(.obj([
+                "merge_in_progress": merge.map { m in
+                    .obj(["branches": .array(m.branches.map { .string($0) }), "method": .string(m.method), "ready": .bool(m.ready),
+                          "unresolved": .array(m.unresolved.map { .obj(["tensor": .string($0.tensor), "reason": .string($0.reason)]) })])
+                } ?? .null,
                 "branch": .opt(status.head.branchName),
                 "head": .opt(status.head.commit?.hex),
                 "clean": .bool(status.isClean),
@@ -136,6 +141,17 @@ struct StatusCommand: ParsableCommand {
             print("On branch \(name)" + (commit == nil ? " (no commits yet)" : ""))
         case let .detached(id):
             print("HEAD detached at \(id.short)")
+        }
+        if let merge = try repo.mergeInProgress() {
+            print("Merging \(merge.branches.joined(separator: ", ")) (\(merge.method)), merge base \(merge.base.short).")
+            if merge.ready {
+                print("  All tensors merged; the working tree holds the result. 'mrepo merge --continue' commits it.")
+            } else if merge.unresolved.isEmpty {
+                print("  All conflicts resolved; run 'mrepo merge --continue'.")
+            } else {
+                print("  Unresolved tensors (settle with 'mrepo resolve GLOB --ours|--theirs|--base|--method M'):")
+                for u in merge.unresolved { print("    \(u.tensor): \(u.reason)") }
+            }
         }
         if status.isClean {
             print("nothing to commit, working tree clean")

@@ -16,7 +16,7 @@ struct InitCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("Folder to create the repository in (created if missing).", valueName: "dir"))
     var directory: String = "."
 
-    @Flag(help: "Install the sample hooks as active hooks: pre-commit refuses tensors holding NaN or Inf, post-commit logs each commit to .mrepo/commits.log.")
+    @Flag(help: "Install the sample hooks as active hooks: pre-commit refuses tensors holding NaN or Inf, post-commit logs each commit, pre-merge-commit gates merges on an evaluation command (MREPO_EVAL_CMD), post-merge logs each merge.")
     var hooks = false
 
     @Option(name: [.customShort("b"), .long], help: ArgumentHelp("Name of the first branch.", valueName: "name"))
@@ -29,7 +29,10 @@ struct InitCommand: ParsableCommand {
         let repo = try Repository.initialize(at: directory, installSampleHooks: hooks, initialBranch: initialBranch)
         if !quiet {
             print("Initialized empty mrepo repository in \(repo.metaDirectory)")
-            if hooks { print("Installed hooks: pre-commit (refuses NaN/Inf), post-commit (logs to .mrepo/commits.log)") }
+            if hooks {
+                print("Installed hooks: pre-commit (refuses NaN/Inf), post-commit (logs to .mrepo/commits.log),")
+                print("  pre-merge-commit (evaluation gate, see MREPO_EVAL_CMD in it), post-merge (logs to .mrepo/merges.log)")
+            }
         }
     }
 }

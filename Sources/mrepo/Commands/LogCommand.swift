@@ -107,10 +107,27 @@ struct ShowCommand: ParsableCommand {
     @Flag(help: "List every tensor with its dtype, shape, object and encoding.")
     var tensors = false
 
+    @Flag(help: "For a merge commit: print its conflict report (every tensor; with --json, the full report).")
+    var report = false
+
     func run() throws {
         let repo = try repository.open()
         let id = try repo.resolve(revision)
         let c = try repo.commit(id)
+        if report {
+            guard let r = try repo.mergeReport(of: id) else {
+                throw RepoError.invalidArgument("\(revision) (\(id.short)) is not a merge commit made by mrepo merge; it has no conflict report")
+            }
+            if json { printJSON(r); return }
+            let rows = (r["tensors"]?.arrayValue ?? []).map { t -> [String] in
+                let m = t["metrics"]
+                return [t["name"]?.stringValue ?? "", t["class"]?.stringValue ?? "", Format.number(m?["min_cosine"]?.doubleValue),
+                        Format.number(m?["sign_conflict"]?.doubleValue), Format.number(m?["conflicting_mass"]?.doubleValue),
+                        t["conflict"]?.stringValue ?? t["resolution"]?.stringValue ?? t["source"]?.stringValue ?? ""]
+            }
+            print(Format.table(["tensor", "class", "min cos", "sign conflict", "conflicting mass", "note"], rows, right: [2, 3, 4]))
+            return
+        }
         let tree = try repo.history.tree(c.treeID)
         let names = try repo.decorations()[id] ?? []
         var encodings: [String: Int] = [:]
@@ -165,8 +182,22 @@ struct ShowCommand: ParsableCommand {
         if !encodings.isEmpty {
             print("Encodings: " + encodings.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         }
+        if let merge = c.extra["merge"], let recipe = merge["recipe"] {
+            let experts = (recipe["experts"]?.arrayValue ?? []).map { e -> String in
+                let params = e["parameters"]?.objectValue ?? []
+                return (e["name"]?.stringValue ?? "?") + (params.isEmpty ? "" : " (" + params.map { "\($0.key)=\($0.value.serialized())" }.joined(separator: ", ") + ")")
+            }
+            print("Merge:   \(recipe["method"]?.stringValue ?? "?") of \(experts.joined(separator: ", ")); merge base \(merge["base"]?.stringValue?.prefix(12) ?? "?"); seed \(recipe["seed"]?.serialized() ?? "0"); \(merge["tool"]?.stringValue ?? "")")
+            let params = recipe["parameters"]?.objectValue ?? []
+            if !params.isEmpty { print("         parameters: " + params.map { "\($0.key)=\($0.value.serialized())" }.joined(separator: ", ")) }
+            for key in ["lines", "consensus"] { if let v = recipe[key] { print("         \(key): \(v.serialized())") } }
+            if let summary = merge["summary"]?.objectValue {
+                print("         tensors: " + summary.filter { $0.value.intValue != 0 }.map { "\($0.value.serialized()) \($0.key)" }.joined(separator: ", ")
+                    + " ('mrepo show --report \(revision)' lists them)")
+            }
+        }
         if case let .object(members) = c.extra {
-            for m in members where m.key != "storage" {
+            for m in members where m.key != "storage" && m.key != "merge" {
                 print("\(m.key): \(m.value.serialized())")
             }
         }

@@ -1,0 +1,36 @@
+/// An error from configuring or running a merge. ``description`` is one line.
+public enum MergeError: Error, CustomStringConvertible, Equatable, Sendable {
+    /// No method with this id; `known` lists the valid ones.
+    case unknownMethod(String, known: [String])
+    /// A parameter the method does not take; `known` lists the valid ones.
+    case unknownParameter(method: String, parameter: String, known: [String])
+    /// A parameter value outside its range, or of the wrong kind.
+    case invalidParameter(method: String, parameter: String, problem: String)
+    /// A required parameter was not given.
+    case missingParameter(method: String, parameter: String)
+    /// The inputs do not fit the method (count, base, shapes).
+    case invalidInputs(method: String, problem: String)
+    /// A tensor that cannot be merged as given.
+    case tensor(name: String, problem: String)
+    /// A recipe file that cannot be read.
+    case invalidRecipe(file: String, problem: String)
+
+    public var description: String {
+        switch self {
+        case let .unknownMethod(name, known):
+            return "unknown merge method '\(name)'; valid methods: \(known.joined(separator: ", "))"
+        case let .unknownParameter(method, parameter, known):
+            return "\(method) has no parameter '\(parameter)'; valid parameters: \(known.isEmpty ? "none" : known.joined(separator: ", "))"
+        case let .invalidParameter(method, parameter, problem):
+            return "\(method): parameter '\(parameter)' \(problem)"
+        case let .missingParameter(method, parameter):
+            return "\(method): parameter '\(parameter)' is required"
+        case let .invalidInputs(method, problem):
+            return "\(method): \(problem)"
+        case let .tensor(name, problem):
+            return "tensor '\(name)': \(problem)"
+        case let .invalidRecipe(file, problem):
+            return "\(file): \(problem)"
+        }
+    }
+}

@@ -1,0 +1,94 @@
+/// The inputs of one tensor's merge: the merge base and each expert, as `Float` (Float32).
+public struct TensorMergeInput: Sendable {
+    public var context: TensorContext
+    /// The merge base's values; nil for methods that do not use one.
+    public var base: [Float]?
+    /// Each expert's values, in the merge's input order.
+    public var experts: [[Float]]
+    public var parameters: ParameterSet
+    /// Seed of this tensor's random streams (the merge seed mixed with the tensor name).
+    public var seed: UInt64
+
+    public init(context: TensorContext, base: [Float]?, experts: [[Float]], parameters: ParameterSet, seed: UInt64) {
+        self.context = context
+        self.base = base
+        self.experts = experts
+        self.parameters = parameters
+        self.seed = seed
+    }
+
+    public var elementCount: Int { experts.first?.count ?? base?.count ?? 0 }
+}
+
+/// What a method produced for one tensor.
+public struct TensorMergeOutput: Sendable {
+    public var values: [Float]
+    /// Per expert, the fraction of its task vector's elements kept after sparsification (nil: no sparsification).
+    public var keptFraction: [Double]?
+    /// Free-form facts for the report (e.g. Model Stock's `t`).
+    public var notes: [String: Double]
+
+    public init(values: [Float], keptFraction: [Double]? = nil, notes: [String: Double] = [:]) {
+        self.values = values
+        self.keptFraction = keptFraction
+        self.notes = notes
+    }
+}
+
+/// A model-merging method: it declares its parameters and merges one tensor at a time.
+///
+/// Parameter names and method ids are mergekit's, so recipes carry over. Methods are value types
+/// without state; everything a tensor needs arrives in ``TensorMergeInput``.
+public protocol MergeMethod: Sendable {
+    /// mergekit's id, e.g. `ties`.
+    static var id: String { get }
+    static var displayName: String { get }
+    /// Where the method is described.
+    static var paper: String { get }
+    /// One paragraph for `mrepo merge --help-method` and docs/merging.md.
+    static var summary: String { get }
+    /// Parameters that apply to the whole merge (`--set NAME=VALUE`).
+    static var parameters: [ParameterSpec] { get }
+    /// Parameters given per expert (`--weight NAME=VALUE`, `--expert NAME:PARAM=VALUE`).
+    static var expertParameters: [ParameterSpec] { get }
+    /// Whether the method needs the merge base (task-vector methods do).
+    static var requiresBase: Bool { get }
+    /// How many experts the method accepts.
+    static var expertCount: ClosedRange<Int> { get }
+    /// Whether the result depends on the random seed.
+    static var usesSeed: Bool { get }
+
+    init()
+
+    /// Merges one floating-point tensor.
+    func merge(_ input: TensorMergeInput) throws -> TensorMergeOutput
+}
+
+extension MergeMethod {
+    public static var usesSeed: Bool { false }
+    public static var expertParameters: [ParameterSpec] { [] }
+
+    /// Every parameter name, global and per expert.
+    static var allParameterNames: [String] {
+        (parameters + expertParameters).map(\.name)
+    }
+}
+
+/// Every merge method mrepo knows, in documentation order. A static list: adding a method is one
+/// file plus one line here, and nothing registers itself as a side effect of loading.
+public enum MethodRegistry {
+    public static let all: [any MergeMethod.Type] = [
+        Linear.self, TaskArithmetic.self, TIES.self, DARELinear.self, DARETIES.self,
+        Breadcrumbs.self, BreadcrumbsTIES.self, DELLA.self, DELLALinear.self,
+        SLERP.self, ModelStock.self, MWA.self, LayerSwap.self,
+    ]
+
+    public static var ids: [String] { all.map { $0.id } }
+
+    /// The method with this id.
+    /// - Throws: ``MergeError/unknownMethod(_:known:)`` listing the valid ids.
+    public static func method(named id: String) throws -> any MergeMethod.Type {
+        guard let m = all.first(where: { $0.id == id }) else { throw MergeError.unknownMethod(id, known: ids) }
+        return m
+    }
+}

@@ -1,0 +1,210 @@
+import Delta
+
+/// Everything that determines a merge's result: the method, its parameters, the seed and the
+/// options that apply to any task-vector method. Recorded in the merge commit.
+public struct MergeRecipe: Sendable, Equatable {
+    public var method: String
+    /// Parameters that apply to every expert and tensor (`--set`).
+    public var parameters: [String: ParameterValue]
+    /// Per-expert parameters, in expert order (`--weight`, `--expert`).
+    public var expertParameters: [[String: ParameterValue]]
+    /// The experts' names as given (branches, tags or commits), in order.
+    public var experts: [String]
+    public var seed: UInt64
+    /// LiNeS: scale the merged task vector by α + β·ℓ/(L−1) (α outside blocks).
+    public var lines: (alpha: Double, beta: Double)?
+    /// Consensus (TALL masks): keep only elements that at least `k` experts' TALL masks select.
+    public var consensus: (k: Int, lambda: Double)?
+
+    public init(method: String, parameters: [String: ParameterValue] = [:], expertParameters: [[String: ParameterValue]] = [],
+                experts: [String], seed: UInt64 = 0, lines: (alpha: Double, beta: Double)? = nil,
+                consensus: (k: Int, lambda: Double)? = nil) {
+        self.method = method
+        self.parameters = parameters
+        self.expertParameters = expertParameters
+        self.experts = experts
+        self.seed = seed
+        self.lines = lines
+        self.consensus = consensus
+    }
+
+    public static func == (a: MergeRecipe, b: MergeRecipe) -> Bool {
+        a.method == b.method && a.parameters == b.parameters && a.expertParameters == b.expertParameters
+            && a.experts == b.experts && a.seed == b.seed && a.lines?.alpha == b.lines?.alpha && a.lines?.beta == b.lines?.beta
+            && a.consensus?.k == b.consensus?.k && a.consensus?.lambda == b.consensus?.lambda
+    }
+
+    /// The recipe as JSON (the merge commit's `recipe`).
+    public var json: JSONValue {
+        func encode(_ v: ParameterValue) -> JSONValue {
+            switch v {
+            case let .number(x): return .double(x)
+            case let .gradient(xs): return .array(xs.map { .double($0) })
+            case let .flag(b): return .bool(b)
+            case let .text(t): return .string(t)
+            case let .conditional(cs):
+                return .array(cs.map { c in
+                    .object((c.filter.map { [JSONMember("filter", .string($0))] } ?? []) + [JSONMember("value", encode(c.value))])
+                })
+            }
+        }
+        func encode(_ d: [String: ParameterValue]) -> JSONValue {
+            .object(d.keys.sorted().map { JSONMember($0, encode(d[$0]!)) })
+        }
+        var members = [
+            JSONMember("method", .string(method)),
+            JSONMember("parameters", encode(parameters)),
+            JSONMember("experts", .array(experts.enumerated().map { i, name in
+                .object([JSONMember("name", .string(name)),
+                         JSONMember("parameters", encode(i < expertParameters.count ? expertParameters[i] : [:]))])
+            })),
+            JSONMember("seed", .number(String(seed))),
+        ]
+        if let lines { members.append(JSONMember("lines", .object([JSONMember("alpha", .double(lines.alpha)), JSONMember("beta", .double(lines.beta))]))) }
+        if let consensus { members.append(JSONMember("consensus", .object([JSONMember("k", .int(consensus.k)), JSONMember("lambda", .double(consensus.lambda))]))) }
+        return .object(members)
+    }
+}
+
+/// A validated recipe, ready to merge tensors.
+public struct MergePlan: Sendable {
+    public let recipe: MergeRecipe
+    public let method: any MergeMethod.Type
+    let parameterSet: ParameterSet
+    let instance: any MergeMethod
+
+    /// Checks the method, every parameter's name and range, required parameters and the expert count.
+    public init(_ recipe: MergeRecipe) throws {
+        let method = try MergePlan.validateParameters(recipe)
+        guard method.expertCount.contains(recipe.experts.count) else {
+            let range = method.expertCount
+            let wanted = range.lowerBound == range.upperBound ? "exactly \(range.lowerBound)" : "\(range.lowerBound) to \(range.upperBound)"
+            throw MergeError.invalidInputs(method: method.id, problem: "takes \(wanted) experts, got \(recipe.experts.count)")
+        }
+        var defaults: [String: ParameterValue] = [:]
+        for spec in method.parameters + method.expertParameters { if let d = spec.defaultValue { defaults[spec.name] = d } }
+        self.recipe = recipe
+        self.method = method
+        self.parameterSet = ParameterSet(global: recipe.parameters, perExpert: recipe.expertParameters, defaults: defaults)
+        self.instance = method.init()
+    }
+
+    /// Checks the method and every parameter (names, ranges, required ones), but not the experts' count.
+    @discardableResult
+    public static func validateParameters(_ recipe: MergeRecipe) throws -> any MergeMethod.Type {
+        let method = try MethodRegistry.method(named: recipe.method)
+        let id = method.id
+        let global = method.parameters, perExpert = method.expertParameters
+        let known = (global + perExpert).map(\.name)
+        for (name, value) in recipe.parameters {
+            // A per-expert parameter given globally applies to every expert (mergekit allows it).
+            guard let spec = (global + perExpert).first(where: { $0.name == name }) else {
+                throw MergeError.unknownParameter(method: id, parameter: name, known: known)
+            }
+            try spec.validate(value, method: id)
+        }
+        for params in recipe.expertParameters {
+            for (name, value) in params {
+                guard let spec = perExpert.first(where: { $0.name == name }) else {
+                    throw MergeError.unknownParameter(method: id, parameter: name, known: perExpert.map(\.name))
+                }
+                try spec.validate(value, method: id)
+            }
+        }
+        for spec in global where spec.defaultValue == nil && recipe.parameters[spec.name] == nil {
+            throw MergeError.missingParameter(method: id, parameter: spec.name)
+        }
+        for spec in perExpert where spec.defaultValue == nil {
+            for i in 0..<recipe.experts.count where recipe.parameters[spec.name] == nil
+                && (i >= recipe.expertParameters.count || recipe.expertParameters[i][spec.name] == nil) {
+                throw MergeError.missingParameter(method: id, parameter: "\(spec.name) (for \(recipe.experts[i]))")
+            }
+        }
+        if recipe.lines != nil || recipe.consensus != nil, !method.requiresBase {
+            throw MergeError.invalidInputs(method: id, problem: "LiNeS and consensus masks apply to task-vector methods only")
+        }
+        if let c = recipe.consensus, c.k < 0 || c.lambda < 0 {
+            throw MergeError.invalidParameter(method: id, parameter: "consensus", problem: "needs k ≥ 0 and λ ≥ 0")
+        }
+        return method
+    }
+
+    /// Merges one floating-point tensor and measures its conflicts.
+    ///
+    /// - Parameters:
+    ///   - base: the merge base's values (needed by task-vector methods and for the metrics).
+    ///   - experts: each expert's values, in recipe order.
+    public func merge(_ context: TensorContext, base: [Float]?, experts: [[Float]]) throws -> (values: [Float], metrics: ConflictMetrics) {
+        let seed = recipe.seed ^ SeededRandom.fnv1a(context.name)
+        let input = TensorMergeInput(context: context, base: method.requiresBase ? base : nil, experts: experts,
+                                     parameters: parameterSet, seed: seed)
+        var output = try instance.merge(input)
+        if let base, method.requiresBase, recipe.consensus != nil || recipe.lines != nil {
+            output.values = postprocess(context, base: base, experts: experts, merged: output.values)
+        }
+        let metrics = ConflictMetrics.measure(base: base, experts: experts, merged: output.values,
+                                              keptFraction: output.keptFraction, tallLambda: recipe.consensus?.lambda ?? 1,
+                                              notes: output.notes)
+        return (output.values, metrics)
+    }
+
+    /// Consensus masks, then LiNeS scaling, on the merged task vector τ_M = θ_M − θ₀.
+    func postprocess(_ context: TensorContext, base: [Float], experts: [[Float]], merged: [Float]) -> [Float] {
+        var tau = Kernels.subtract(merged, base)
+        if let c = recipe.consensus {
+            let lambda = Float(c.lambda)
+            for j in 0..<tau.count {
+                var count = 0
+                for e in experts {
+                    let t = e[j] - base[j]
+                    if abs(t) > lambda * abs(tau[j] - t) { count += 1 }
+                }
+                if count < c.k { tau[j] = 0 }
+            }
+        }
+        if let l = recipe.lines {
+            let scale: Double
+            if let layer = context.layer, context.layerCount > 1 {
+                scale = l.alpha + l.beta * Double(layer) / Double(context.layerCount - 1)
+            } else {
+                scale = l.alpha
+            }
+            let f = Float(scale)
+            for j in 0..<tau.count { tau[j] *= f }
+        }
+        return Kernels.add(base, tau)
+    }
+}
+
+extension MergeRecipe {
+    /// Reads a recipe back from its JSON form (``json``).
+    public init?(json v: JSONValue) {
+        func decode(_ j: JSONValue) -> ParameterValue? {
+            switch j {
+            case let .number(t): return Double(t).map { .number($0) }
+            case let .bool(b): return .flag(b)
+            case let .string(s): return .text(s)
+            case let .array(items):
+                if items.allSatisfy({ if case .number = $0 { return true } else { return false } }) {
+                    return .gradient(items.compactMap(\.doubleValue))
+                }
+                return .conditional(items.compactMap { item in
+                    decode(item["value"] ?? .null).map { ParameterCondition(filter: item["filter"]?.stringValue, value: $0) }
+                })
+            default: return nil
+            }
+        }
+        func decodeMap(_ j: JSONValue?) -> [String: ParameterValue] {
+            var out: [String: ParameterValue] = [:]
+            for m in j?.objectValue ?? [] { out[m.key] = decode(m.value) }
+            return out
+        }
+        guard let method = v["method"]?.stringValue, let experts = v["experts"]?.arrayValue else { return nil }
+        self.init(method: method, parameters: decodeMap(v["parameters"]),
+                  expertParameters: experts.map { decodeMap($0["parameters"]) },
+                  experts: experts.compactMap { $0["name"]?.stringValue },
+                  seed: v["seed"].flatMap { if case let .number(t) = $0 { return UInt64(t) } else { return nil } } ?? 0)
+        if let l = v["lines"], let a = l["alpha"]?.doubleValue, let b = l["beta"]?.doubleValue { lines = (a, b) }
+        if let c = v["consensus"], let k = c["k"]?.intValue, let lambda = c["lambda"]?.doubleValue { consensus = (k, lambda) }
+    }
+}

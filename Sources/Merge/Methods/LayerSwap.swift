@@ -1,0 +1,57 @@
+/// Layer swapping: the first expert (the task expert) everywhere, except the bottom and top
+/// blocks, which come from the second expert (e.g. a language expert), with optional linear
+/// transition zones between.
+///
+/// Block ℓ of L takes ω(ℓ)·θ₂ + (1 − ω(ℓ))·θ₁ with ω = 1 in the bottom `bottom` and top `top`
+/// blocks, ramping to 0 over `transition` blocks, 0 elsewhere. Tensors outside blocks follow the
+/// nearer group: embeddings go with the bottom blocks, everything after the last block (final
+/// norm, pooler, head) with the top blocks.
+public struct LayerSwap: MergeMethod {
+    public static let id = "layer_swap"
+    public static let displayName = "Layer swapping"
+    public static let paper = "https://arxiv.org/abs/2410.01335"
+    public static let summary = "Per-layer choice of source: the second expert's bottom and top blocks are swapped into the first expert, with optional linear transitions. Embeddings follow the bottom group, final norm and head the top group."
+    public static let requiresBase = false
+    public static let expertCount: ClosedRange<Int> = 2...2
+    public static let parameters = [
+        ParameterSpec("bottom", .integer(range: 0...10_000), default: .number(1), help: "Number of lowest blocks taken from the second expert."),
+        ParameterSpec("top", .integer(range: 0...10_000), default: .number(1), help: "Number of highest blocks taken from the second expert."),
+        ParameterSpec("transition", .integer(range: 0...10_000), default: .number(0), help: "Width in blocks of the linear blend between swapped and kept blocks."),
+    ]
+
+    public init() {}
+
+    /// The second expert's share for block ℓ of L.
+    static func omega(layer: Int, layers: Int, bottom: Int, top: Int, transition: Int) -> Double {
+        if layer < bottom || layer >= layers - top { return 1 }
+        let z = Double(transition)
+        guard z > 0 else { return 0 }
+        let aboveBottom = Double(layer - bottom + 1)  // 1 for the first block above the bottom group
+        let belowTop = Double(layers - top - layer)  // 1 for the last block below the top group
+        let fromBottom = aboveBottom <= z ? 1 - aboveBottom / (z + 1) : 0
+        let fromTop = belowTop <= z ? 1 - belowTop / (z + 1) : 0
+        return max(fromBottom, fromTop)
+    }
+
+    public func merge(_ input: TensorMergeInput) throws -> TensorMergeOutput {
+        let ctx = input.context
+        let p = input.parameters
+        let bottom = Int(p.number("bottom", ctx) ?? 1), top = Int(p.number("top", ctx) ?? 1)
+        let transition = Int(p.number("transition", ctx) ?? 0)
+        let omega: Double
+        if let layer = ctx.layer {
+            omega = Self.omega(layer: layer, layers: max(ctx.layerCount, layer + 1), bottom: bottom, top: top, transition: transition)
+        } else {
+            let lower = ctx.name.lowercased()
+            let isBottom = lower.contains("embed") || lower.contains("wte") || lower.contains("wpe")
+            omega = (isBottom ? bottom : top) > 0 ? 1 : 0
+        }
+        let a = input.experts[0], b = input.experts[1]
+        if omega == 0 { return TensorMergeOutput(values: a, notes: ["second_share": 0]) }
+        if omega == 1 { return TensorMergeOutput(values: b, notes: ["second_share": 1]) }
+        let w = Float(omega)
+        var out = [Float](repeating: 0, count: a.count)
+        for j in 0..<a.count { out[j] = w * b[j] + (1 - w) * a[j] }
+        return TensorMergeOutput(values: out, notes: ["second_share": omega])
+    }
+}

@@ -1,0 +1,49 @@
+/// Model Stock: moves from the base toward the experts' average by a ratio set by how aligned
+/// their task vectors are: t = N·cos / (1 + (N−1)·cos), θ = t·mean(θᵢ) + (1 − t)·θ₀.
+public struct ModelStock: MergeMethod {
+    public static let id = "model_stock"
+    public static let displayName = "Model Stock"
+    public static let paper = "https://arxiv.org/abs/2403.19522"
+    public static let summary = "Interpolates between the base and the experts' average with t = N·cos/(1+(N−1)·cos), where cos is the mean pairwise cosine of the task vectors (per tensor, or per row with filter_wise). No hyperparameters."
+    public static let requiresBase = true
+    public static let expertCount: ClosedRange<Int> = 2...64
+    public static let parameters = [
+        ParameterSpec("filter_wise", .flag, default: .flag(false), help: "Compute t per row (output filter) instead of per tensor."),
+    ]
+
+    public init() {}
+
+    public func merge(_ input: TensorMergeInput) throws -> TensorMergeOutput {
+        guard let base = input.base else { throw MergeError.invalidInputs(method: Self.id, problem: "needs the merge base") }
+        let ctx = input.context
+        let rows = (input.parameters.flag("filter_wise", ctx) ?? false) && ctx.shape.count >= 2 ? ctx.shape[0] : 1
+        let n = base.count
+        let width = n / max(rows, 1)
+        let deltas = input.experts.map { Kernels.subtract($0, base) }
+        let k = Double(deltas.count)
+        var out = [Float](repeating: 0, count: n)
+        var tSum = 0.0
+        for r in 0..<max(rows, 1) {
+            let range = (r * width)..<(r == rows - 1 ? n : (r + 1) * width)
+            var cosSum = 0.0, pairs = 0.0
+            for i in 0..<deltas.count {
+                for j in (i + 1)..<deltas.count {
+                    let a = Array(deltas[i][range]), b = Array(deltas[j][range])
+                    let denominator = max(Kernels.norm(a) * Kernels.norm(b), 1e-6)
+                    cosSum += min(max(Kernels.dot(a, b) / denominator, -1), 1)
+                    pairs += 1
+                }
+            }
+            let cos = cosSum / pairs
+            let t = k * cos / (1 + (k - 1) * cos)
+            tSum += t
+            for j in range {
+                var mean = 0.0
+                for e in input.experts { mean += Double(e[j]) }
+                mean /= k
+                out[j] = Float(t * mean + (1 - t) * Double(base[j]))
+            }
+        }
+        return TensorMergeOutput(values: out, notes: ["t": tSum / Double(max(rows, 1))])
+    }
+}

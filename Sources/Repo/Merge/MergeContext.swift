@@ -1,0 +1,321 @@
+import Delta
+import Foundation
+import Merge
+
+/// One merge's inputs, loaded: the base and expert trees, the plan and the options.
+struct MergeContext {
+    let repository: Repository
+    let baseID: ObjectID
+    let experts: [(name: String, commit: ObjectID)]
+    let plan: MergePlan
+    let options: MergeOptions
+    let baseTree: Tree
+    let expertTrees: [Tree]
+    let baseTensors: [String: InputTensor]
+    let expertTensors: [[String: InputTensor]]
+
+    init(repository: Repository, base: ObjectID, experts: [(name: String, commit: ObjectID)], plan: MergePlan, options: MergeOptions) throws {
+        self.repository = repository
+        baseID = base
+        self.experts = experts
+        self.plan = plan
+        self.options = options
+        baseTree = try repository.tree(of: base)
+        expertTrees = try experts.map { try repository.tree(of: $0.commit) }
+        func index(_ t: Tree) -> [String: InputTensor] {
+            var out: [String: InputTensor] = [:]
+            for (path, tensor) in t.allTensors where out[tensor.name] == nil { out[tensor.name] = InputTensor(path: path, tensor: tensor) }
+            return out
+        }
+        baseTensors = index(baseTree)
+        expertTensors = expertTrees.map(index)
+    }
+
+    /// Every tensor name of every input, in the first expert's file order, then the others'.
+    var allNames: [String] {
+        var seen = Set<String>()
+        var out: [String] = []
+        for t in expertTrees + [baseTree] {
+            for (_, tensor) in t.allTensors where seen.insert(tensor.name).inserted { out.append(tensor.name) }
+        }
+        return out
+    }
+
+    var optionsJSON: JSONValue {
+        .object([
+            JSONMember("vocabulary", options.vocabulary.map { .string($0.rawValue) } ?? .null),
+            JSONMember("file_rule", .string(options.fileRule.rawValue)),
+            JSONMember("dtype", options.outputDType.map { .string($0.rawValue) } ?? .null),
+        ])
+    }
+
+    /// (experts + 2) × the largest tensor the method would merge, in Float32.
+    var estimatedPeakBytes: Int {
+        let largest = allNames.compactMap { name -> Int? in
+            guard case .merge = decision(for: name) else { return nil }
+            return expertTensors.compactMap { $0[name]?.tensor.shape.elementCount }.max()
+        }.max() ?? 0
+        return (experts.count + 2) * largest * 4 + 160 << 20
+    }
+
+    // MARK: - Classification
+
+    enum Decision {
+        case take(ObjectID, MergeClass, source: String?)
+        case delete(source: String)
+        case merge
+        case conflict(String)
+        case nonFloat(ObjectID, remark: String?)
+        /// Vocabulary rows differ; merge the common rows and settle the rest by policy.
+        case vocabulary(VocabularyPolicy)
+    }
+
+    func decision(for name: String) -> Decision {
+        let base = baseTensors[name]?.tensor
+        let sides = expertTensors.map { $0[name]?.tensor }
+        guard let base else {
+            // Added: on one side, or identically on several.
+            let present = sides.enumerated().compactMap { i, t in t.map { (i, $0) } }
+            let distinct = Set(present.map(\.1.objectID))
+            if distinct.count == 1, let first = present.first {
+                return .take(first.1.objectID, .added, source: experts[first.0].name)
+            }
+            return .conflict("added differently by \(present.map { experts[$0.0].name }.joined(separator: ", "))")
+        }
+        var changed: [(Int, TreeTensor)] = []
+        var deleted: [Int] = []
+        var retyped: [(Int, TreeTensor)] = []
+        for (i, side) in sides.enumerated() {
+            guard let t = side else { deleted.append(i); continue }
+            if t.objectID == base.objectID { continue }
+            if t.dtype != base.dtype || t.shape != base.shape { retyped.append((i, t)) } else { changed.append((i, t)) }
+        }
+        if changed.isEmpty && deleted.isEmpty && retyped.isEmpty { return .take(base.objectID, .unchanged, source: nil) }
+        if !deleted.isEmpty {
+            if changed.isEmpty && retyped.isEmpty { return .delete(source: deleted.map { experts[$0].name }.joined(separator: ", ")) }
+            return .conflict("deleted by \(deleted.map { experts[$0].name }.joined(separator: ", ")), changed by \((changed + retyped).map { experts[$0.0].name }.joined(separator: ", "))")
+        }
+        if !retyped.isEmpty {
+            let vocabShape = retyped.allSatisfy { $0.1.dtype == base.dtype && $0.1.shape.count == 2 && base.shape.count == 2 && $0.1.shape[1] == base.shape[1] }
+            let context = TensorContext(name: name, shape: base.shape, layerCount: 0)
+            if vocabShape, context.isVocabularyMatrix {
+                if let policy = options.vocabulary { return .vocabulary(policy) }
+                let rows = ([base] + sides.compactMap { $0 }).map { "\($0.shape[0])" }
+                return .conflict("vocabulary sizes differ (rows \(Set(rows).sorted().joined(separator: ", "))); choose --vocab base|union|common")
+            }
+            let who = retyped.map { "\(experts[$0.0].name) (\($0.1.dtype.rawValue) \($0.1.shape.shapeDescription))" }.joined(separator: ", ")
+            return .conflict("dtype or shape changed: base \(base.dtype.rawValue) \(base.shape.shapeDescription), \(who)")
+        }
+        let distinct = Set(changed.map(\.1.objectID))
+        if distinct.count == 1 {
+            return .take(changed[0].1.objectID, .oneSided, source: changed.map { experts[$0.0].name }.joined(separator: ", "))
+        }
+        if !base.dtype.isFloatingPoint {
+            return .nonFloat(base.objectID, remark: "inputs disagree (\(changed.map { experts[$0.0].name }.joined(separator: ", ")) changed it); the merge base's value is kept")
+        }
+        return .merge
+    }
+
+    /// The report of a dry run: classes, no numbers.
+    func classify(layerCount: Int) throws -> ConflictReport {
+        var tensors: [TensorReport] = []
+        for name in allNames {
+            let elements = (baseTensors[name] ?? expertTensors.lazy.compactMap { $0[name] }.first)?.tensor.shape.elementCount ?? 0
+            var r: TensorReport
+            switch decision(for: name) {
+            case let .take(_, cls, source): r = TensorReport(name: name, mergeClass: cls, elementCount: elements, source: source)
+            case let .delete(source): r = TensorReport(name: name, mergeClass: .deleted, elementCount: elements, source: source)
+            case .merge, .vocabulary: r = TensorReport(name: name, mergeClass: .merged, elementCount: elements)
+            case let .conflict(reason):
+                r = TensorReport(name: name, mergeClass: .conflict, elementCount: elements)
+                r.conflict = reason
+            case let .nonFloat(_, remark):
+                r = TensorReport(name: name, mergeClass: .nonFloat, elementCount: elements)
+                if let remark { r.remarks.append(remark) }
+            }
+            tensors.append(r)
+        }
+        return ConflictReport(method: plan.recipe.method, experts: experts.map(\.name), baseName: baseID.short, tensors: tensors,
+                              files: fileOutcomes().map { ($0.path, $0.outcome) })
+    }
+
+    // MARK: - Running
+
+    struct RunResult {
+        var decided: [String: ObjectID] = [:]
+        var unresolved: [String: String] = [:]
+        var report: ConflictReport
+        var newObjects: [ObjectInfo] = []
+    }
+
+    func run(layerCount: Int, batch: ObjectStore.Batch, progress: (any ProgressSink)?) throws -> RunResult {
+        var result = RunResult(report: try classify(layerCount: layerCount))
+        let toMerge = result.report.tensors.filter { $0.mergeClass == .merged }
+        let counter = ProgressCounter(progress, title: "merge", total: toMerge.count, unit: .items)
+        for (index, entry) in result.report.tensors.enumerated() {
+            let name = entry.name
+            switch decision(for: name) {
+            case let .take(id, _, _), let .nonFloat(id, _):
+                result.decided[name] = id
+            case .delete:
+                break
+            case let .conflict(reason):
+                result.unresolved[name] = reason
+            case .merge, .vocabulary:
+                let context = TensorContext(name: name, shape: (baseTensors[name] ?? expertTensors.compactMap { $0[name] }.first!).tensor.shape,
+                                            layerCount: layerCount)
+                let (info, metrics, remarks) = try mergeTensor(name, context: context, batch: batch, thresholds: options.thresholds)
+                var r = result.report.tensors[index]
+                r.metrics = metrics
+                r.remarks += remarks
+                if let info {
+                    result.decided[name] = info.id
+                    if !result.newObjects.contains(where: { $0.id == info.id }) { result.newObjects.append(info) }
+                } else if let metrics, let violation = options.thresholds.violation(metrics) {
+                    r.conflict = violation
+                    result.unresolved[name] = violation
+                }
+                result.report.tensors[index] = r
+                counter.add(1)
+            }
+        }
+        counter.finish()
+        for (name, reason) in result.unresolved {
+            if let i = result.report.tensors.firstIndex(where: { $0.name == name }) {
+                result.report.tensors[i].conflict = reason
+                if result.report.tensors[i].mergeClass != .merged { result.report.tensors[i].mergeClass = .conflict }
+            }
+        }
+        return result
+    }
+
+    /// Decodes a tensor object into Float32 values.
+    func floats(_ id: ObjectID) throws -> [Float] {
+        let header = try repository.objects.header(of: id)
+        var out = [Float](repeating: 0, count: header.byteCount / header.dtype.byteSize)
+        var filled = 0
+        try out.withUnsafeMutableBufferPointer { p in
+            try repository.objects.decode(id) { bytes in
+                let n = bytes.count / header.dtype.byteSize
+                FloatConversion.toFloat(header.dtype, bytes, into: UnsafeMutableBufferPointer(rebasing: p[filled..<(filled + n)]))
+                filled += n
+            }
+        }
+        return out
+    }
+
+    /// Merges one tensor with the plan (or the given one); stores the result unless it trips a threshold.
+    func mergeTensor(_ name: String, context: TensorContext, batch: ObjectStore.Batch, thresholds: ConflictThresholds,
+                     plan override: MergePlan? = nil) throws -> (ObjectInfo?, ConflictMetrics?, [String]) {
+        let plan = override ?? self.plan
+        guard let baseInput = baseTensors[name] else { throw RepoError.failed("tensor '\(name)' has no merge base") }
+        var remarks: [String] = []
+        let baseValues = try floats(baseInput.tensor.objectID)
+        var expertValues = try expertTensors.map { try floats(($0[name] ?? baseInput).tensor.objectID) }
+        var shape = baseInput.tensor.shape
+        var extraRows: (rows: Int, values: [Float])?
+        if case let .vocabulary(policy) = decision(for: name) {
+            (expertValues, shape, extraRows, remarks) = rectifyVocabulary(name, base: baseValues, baseShape: baseInput.tensor.shape,
+                                                                         experts: expertValues, policy: policy)
+        }
+        let columns = shape.count == 2 ? shape[1] : 1
+        let commonRows = shape.count == 2 ? shape[0] : 1
+        let baseCommon = shape == baseInput.tensor.shape ? baseValues : Array(baseValues.prefix(commonRows * columns))
+        var mergedContext = context
+        mergedContext.shape = shape
+        var (values, metrics) = try plan.merge(mergedContext, base: baseCommon, experts: expertValues)
+        if override == nil, thresholds.violation(metrics) != nil { return (nil, metrics, remarks) }
+        if let extra = extraRows { values += extra.values; shape = [commonRows + extra.rows, columns] }
+        let dtype = options.outputDType ?? baseInput.tensor.dtype
+        var bytes = [UInt8](repeating: 0, count: values.count * dtype.byteSize)
+        values.withUnsafeBufferPointer { v in bytes.withUnsafeMutableBytes { FloatConversion.fromFloat(dtype, v, into: $0) } }
+        let reference: (info: ObjectInfo, header: EncodedTensorHeader)?
+        if let info = try repository.history.objectInfo(baseInput.tensor.objectID) {
+            reference = (info, try repository.objects.header(of: info.id))
+        } else {
+            reference = nil
+        }
+        let written = try bytes.withUnsafeBytes { raw in
+            try repository.objects.write(kind: .tensor, dtype: dtype, shape: shape, source: raw, reference: reference,
+                                         options: repository.codecOptions, batch: batch)
+        }
+        repository.objects.releasePages(of: baseInput.tensor.objectID)
+        var info = written.info
+        if !written.isNew, let known = try repository.history.objectInfo(info.id) { info = known }
+        return (info, metrics, remarks)
+    }
+
+    /// Brings vocabulary matrices to common rows; returns the rows to append after merging.
+    func rectifyVocabulary(_ name: String, base: [Float], baseShape: Shape, experts: [[Float]], policy: VocabularyPolicy)
+        -> ([[Float]], Shape, (rows: Int, values: [Float])?, [String]) {
+        let columns = baseShape[1]
+        let rows = [baseShape[0]] + expertTensors.map { $0[name]?.tensor.shape[0] ?? baseShape[0] }
+        let minRows = rows.min()!, maxRows = rows.max()!
+        var remarks: [String] = []
+        let target: Int
+        switch policy {
+        case .common: target = minRows
+        case .base: target = baseShape[0]
+        case .union: target = maxRows
+        }
+        let trimmed = experts.map { Array($0.prefix(minRows * columns)) }
+        var extra: [Float] = []
+        if target > minRows {
+            for r in minRows..<target {
+                var sum = [Double](repeating: 0, count: columns)
+                var count = 0
+                for (i, e) in experts.enumerated() where rows[i + 1] > r {
+                    for c in 0..<columns { sum[c] += Double(e[r * columns + c]) }
+                    count += 1
+                }
+                if count == 0, baseShape[0] > r {
+                    for c in 0..<columns { sum[c] = Double(base[r * columns + c]) }
+                    count = 1
+                }
+                extra += sum.map { Float($0 / Double(max(count, 1))) }
+            }
+            remarks.append("vocabulary \(policy.rawValue): rows \(minRows)..<\(target) not shared by every input were taken as the mean of the inputs that have them")
+        }
+        for (i, e) in experts.enumerated() where rows[i + 1] > target {
+            remarks.append("vocabulary \(policy.rawValue): rows \(target)..<\(rows[i + 1]) of \(self.experts[i].name) were dropped")
+            _ = e
+        }
+        if baseShape[0] > target { remarks.append("vocabulary \(policy.rawValue): rows \(target)..<\(baseShape[0]) of the merge base were dropped") }
+        return (trimmed, [minRows, columns], target > minRows ? (target - minRows, extra) : nil, remarks)
+    }
+
+    // MARK: - Files
+
+    /// Non-tensor files: three-way by content, settled by the file rule on conflict.
+    func fileOutcomes() -> [(path: String, file: TreeFile?, outcome: String)] {
+        var paths = Set(baseTree.files.filter { $0.kind == .blob }.map(\.path))
+        for t in expertTrees { paths.formUnion(t.files.filter { $0.kind == .blob }.map(\.path)) }
+        var out: [(String, TreeFile?, String)] = []
+        for path in paths.sorted() {
+            if path == "README.md" || path == "merge_recipe.yml" {
+                out.append((path, nil, "replaced by the merge's \(path == "README.md" ? "model card" : "recipe")"))
+                continue
+            }
+            let base = baseTree.file(at: path)
+            let sides = expertTrees.map { $0.file(at: path) }
+            let changed = sides.enumerated().filter { $0.element?.identity != base?.identity }
+            let distinct = Set(changed.map { $0.element?.identity ?? "deleted" })
+            if changed.isEmpty {
+                if let base { out.append((path, base, "unchanged")) }
+            } else if distinct.count == 1 {
+                let (i, f) = changed[0]
+                out.append((path, f, f == nil ? "deleted by \(experts[i].name)" : "taken from \(experts[i].name)"))
+            } else {
+                let pick: TreeFile?
+                let who: String
+                switch options.fileRule {
+                case .ours: pick = sides.first ?? nil; who = experts.first?.name ?? "ours"
+                case .theirs: pick = sides.last ?? nil; who = experts.last?.name ?? "theirs"
+                case .base: pick = base; who = "the merge base"
+                }
+                out.append((path, pick, "changed on several sides; kept \(who)'s version (--file-conflict \(options.fileRule.rawValue))"))
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,145 @@
+import Delta
+import Foundation
+import Merge
+
+extension MergeContext {
+    /// Lays the merged tensors out as files: the first expert's files and tensor order, tensors
+    /// added elsewhere in the files that hold them there. A file whose tensor layout is unchanged
+    /// keeps its header bytes; others get a new header with the same metadata. A model card
+    /// (README.md) and the recipe (merge_recipe.yml) are added.
+    func buildTree(decided: [String: ObjectID], recipe: MergeRecipe, report: ConflictReport, recipeYAML: String,
+                   batch: ObjectStore.Batch, newObjects: inout [ObjectInfo]) throws -> Tree {
+        let template = expertTrees.first ?? baseTree
+        let store = repository.objects
+        var placed = Set<String>()
+        var files: [TreeFile] = []
+        var layoutChanged = false
+        // Tensors by file: the template's files first, then files other experts add.
+        var layout: [(path: String, names: [String], source: TreeFile)] = []
+        for f in template.files where f.kind == .safetensors {
+            layout.append((f.path, f.tensors.sorted { $0.dataOffsets.lowerBound < $1.dataOffsets.lowerBound }.map(\.name), f))
+        }
+        for tree in expertTrees.dropFirst() + [baseTree] {
+            for f in tree.files where f.kind == .safetensors {
+                let extra = f.tensors.map(\.name).filter { name in decided[name] != nil && !layout.contains { $0.names.contains(name) } }
+                guard !extra.isEmpty else { continue }
+                layoutChanged = true
+                if let i = layout.firstIndex(where: { $0.path == f.path }) {
+                    layout[i].names += extra
+                } else {
+                    layout.append((f.path, extra, f))
+                }
+            }
+        }
+        for entry in layout {
+            var tensors: [TreeTensor] = []
+            var offset = 0
+            for name in entry.names {
+                guard let id = decided[name], placed.insert(name).inserted else { continue }
+                let header = try store.header(of: id)
+                tensors.append(TreeTensor(name: name, dtype: header.dtype, shape: header.shape,
+                                          dataOffsets: offset..<(offset + header.byteCount), objectID: id))
+                offset += header.byteCount
+            }
+            if tensors.isEmpty { layoutChanged = true; continue }
+            let source = entry.source
+            // The template's header bytes fit when names, dtypes, shapes and order are unchanged.
+            let sameLayout = source.tensors.count == tensors.count
+                && zip(source.tensors.sorted { $0.dataOffsets.lowerBound < $1.dataOffsets.lowerBound }, tensors).allSatisfy {
+                    $0.name == $1.name && $0.dtype == $1.dtype && $0.shape == $1.shape
+                }
+            if sameLayout {
+                // Keep the header and its offsets (and header order) exactly.
+                let byName = Dictionary(tensors.map { ($0.name, $0.objectID) }, uniquingKeysWith: { a, _ in a })
+                let kept = source.tensors.map { t -> TreeTensor in
+                    var t = t
+                    t.objectID = byName[t.name]!
+                    return t
+                }
+                files.append(TreeFile(path: entry.path, kind: .safetensors, objectID: source.objectID, byteCount: source.byteCount,
+                                      executable: source.executable, tensors: kept))
+                continue
+            }
+            layoutChanged = true
+            let headerBytes = try store.read(source.objectID)
+            let metadata = try metadataOf(headerBytes, file: entry.path)
+            let (bytes, infos) = SafetensorsHeader.encode(tensors: tensors.map { ($0.name, $0.dtype, $0.shape) }, metadata: metadata)
+            let blob = try store.writeBlob(bytes, options: repository.codecOptions, batch: batch)
+            if blob.isNew { newObjects.append(blob.info) }
+            let rebuilt = zip(tensors, infos).map { t, info in
+                TreeTensor(name: t.name, dtype: t.dtype, shape: t.shape, dataOffsets: info.dataOffsets, objectID: t.objectID)
+            }
+            files.append(TreeFile(path: entry.path, kind: .safetensors, objectID: blob.info.id,
+                                  byteCount: bytes.count + (infos.last?.dataOffsets.upperBound ?? 0), executable: source.executable, tensors: rebuilt))
+        }
+        // Other files, three-way; the shard index is rebuilt when tensors moved between files.
+        for outcome in fileOutcomes() {
+            guard var file = outcome.file else { continue }
+            if ShardIndex.isIndexFile(file.path), layoutChanged {
+                let weightMap = files.flatMap { f in f.tensors.map { ($0.name, f.path) } }
+                let total = files.reduce(0) { $0 + $1.tensors.reduce(0) { $0 + $1.byteCount } }
+                let index = ShardIndex(weightMap: weightMap, metadata: .object([JSONMember("total_size", .int(total))]))
+                let blob = try store.writeBlob(index.serialized(), options: repository.codecOptions, batch: batch)
+                if blob.isNew { newObjects.append(blob.info) }
+                file = TreeFile(path: file.path, kind: .blob, objectID: blob.info.id, byteCount: index.serialized().count, executable: false)
+            }
+            files.append(file)
+        }
+        // The model card and the recipe.
+        for (path, text) in [("README.md", modelCard(recipe: recipe, report: report, recipeYAML: recipeYAML)), ("merge_recipe.yml", recipeYAML)] {
+            let bytes = Array(text.utf8)
+            let blob = try store.writeBlob(bytes, options: repository.codecOptions, batch: batch)
+            if blob.isNew { newObjects.append(blob.info) }
+            files.removeAll { $0.path == path }
+            files.append(TreeFile(path: path, kind: .blob, objectID: blob.info.id, byteCount: bytes.count, executable: false))
+        }
+        return Tree(files: files)
+    }
+
+    private func metadataOf(_ headerBytes: [UInt8], file: String) throws -> [(key: String, value: String)]? {
+        guard headerBytes.count > 8, let root = try? JSONValue.parse(Array(headerBytes[8...])) else {
+            throw RepoError.corruptObject(object: file, problem: "stored header does not parse")
+        }
+        return root["__metadata__"]?.objectValue?.compactMap { m in m.value.stringValue.map { (m.key, $0) } }
+    }
+
+    /// A Hugging Face model card with the recipe, as merge tools on the Hub write one.
+    func modelCard(recipe: MergeRecipe, report: ConflictReport, recipeYAML: String) -> String {
+        let method = (try? MethodRegistry.method(named: recipe.method))
+        let counts = report.classCounts
+        var card = """
+            ---
+            library_name: transformers
+            tags:
+            - merge
+            - mrepo
+            - \(recipe.method)
+            base_model: \(baseID.hex)
+            ---
+            # Merge of \(experts.map(\.name).joined(separator: ", "))
+
+            This model was merged with mrepo \(Repository.toolVersion) using \(method?.displayName ?? recipe.method)\(method.map { " (\($0.paper))" } ?? ""),
+            from the merge base `\(baseID.short)`. Arithmetic in float32, reductions in float64.
+
+            ## Inputs
+
+            | role | name | commit |
+            |---|---|---|
+            | merge base | | `\(baseID.hex)` |
+
+            """
+        for e in experts { card += "| expert | \(e.name) | `\(e.commit.hex)` |\n" }
+        card += "\n## Recipe\n\n```yaml\n\(recipeYAML)```\n\n## Conflict report\n\n"
+        card += "| " + MergeClass.allCases.map(\.rawValue).joined(separator: " | ") + " |\n|" + String(repeating: "---|", count: MergeClass.allCases.count) + "\n"
+        card += "| " + MergeClass.allCases.map { "\(counts[$0] ?? 0)" }.joined(separator: " | ") + " |\n"
+        let top = report.topConflicts(5).filter { $0.metrics != nil }
+        if !top.isEmpty {
+            card += "\nMost conflicting tensors (conflicting mass, sign conflict, smallest cosine):\n\n"
+            for t in top {
+                let m = t.metrics!
+                card += String(format: "- `%@`: %.3f, %.3f, %@\n", t.name, m.conflictingMass, m.signConflict, m.minCosine.map { String(format: "%.3f", $0) } ?? "-")
+            }
+        }
+        return card
+    }
+}

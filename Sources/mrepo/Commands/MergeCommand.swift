@@ -1,0 +1,374 @@
+import ArgumentParser
+import Delta
+import Foundation
+import Merge
+import Repo
+
+struct MergeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "merge",
+        abstract: "Merge branches into the current one, tensor by tensor, with a model-merging method.",
+        discussion: """
+            From the merge base (the branches' best common ancestor), a tensor changed on one side only \
+            is taken bit for bit; a tensor changed on several sides is merged by the method (task vectors \
+            θ − θ_base in float32); dtype or shape changes, tensors added differently, and tensors deleted \
+            on one side but changed on another are conflicts. The result is a per-tensor conflict report \
+            (cosine between task vectors, sign conflict, conflicting mass, what was trimmed). When HEAD is \
+            the merge base, the branches are the experts (an octopus merge: mrepo merge math code chat); \
+            otherwise HEAD is one of them. Thresholds turn bad tensors into conflicts: the merge then \
+            stops (exit 1), 'mrepo resolve' settles them, and 'merge --continue' or '--abort' ends it. \
+            Methods and their parameters: 'mrepo merge --list-methods', 'mrepo merge --help-method NAME', \
+            and docs/merging.md.
+            """)
+
+    @OptionGroup var repository: RepositoryOptions
+    @OptionGroup var lock: LockOptions
+
+    @Argument(help: ArgumentHelp("Branches (or any revisions) to merge into HEAD.", valueName: "branch"))
+    var branches: [String] = []
+
+    @Option(help: ArgumentHelp("Merge method (mergekit's ids): linear, task_arithmetic, ties, dare_linear, dare_ties, breadcrumbs, breadcrumbs_ties, della, della_linear, slerp, model_stock, mwa, layer_swap. The default is ties.", valueName: "method"))
+    var method: String?
+
+    @Option(name: .customLong("set"), help: ArgumentHelp(
+        "A method parameter, e.g. --set lambda=0.8, --set 't=[0, 0.5, 1]' (a gradient over depth), or --set 'density[*.attention.*]=0.3' (only for tensors matching the glob). Repeatable.",
+        valueName: "name=value"))
+    var settings: [String] = []
+
+    @Option(name: .customLong("weight"), help: ArgumentHelp("An expert's weight, e.g. --weight math=0.7 (repeatable; the current branch is named by its branch name).", valueName: "branch=w"))
+    var weights: [String] = []
+
+    @Option(name: .customLong("expert"), help: ArgumentHelp("Any per-expert parameter, e.g. --expert math:density=0.3 (repeatable).", valueName: "branch:name=value"))
+    var expertSettings: [String] = []
+
+    @Option(help: ArgumentHelp("A mergekit YAML recipe (models named by branch, tag or commit); command-line options override it.", valueName: "file"))
+    var config: String?
+
+    @Option(help: ArgumentHelp("Use this revision as the merge base (required when the branches share no ancestor).", valueName: "rev"))
+    var base: String?
+
+    @Option(help: ArgumentHelp("Seed of the random methods (DARE, DELLA); the same recipe and seed give the same bytes.", valueName: "n"))
+    var seed: UInt64?
+
+    @Option(help: ArgumentHelp("Write merged tensors in this dtype (F32, BF16, F16, ...); the default is the inputs' dtype.", valueName: "dtype"))
+    var dtype: String?
+
+    @Option(help: ArgumentHelp("Embedding and LM-head row counts that differ: keep the base's rows, the union of all rows, or the common rows. Without it such tensors are conflicts.", valueName: "base|union|common"))
+    var vocab: String?
+
+    @Option(help: ArgumentHelp("LiNeS: scale the merged task vector by α + β·layer/(L−1) (α outside blocks), e.g. --lines 0.3,0.7.", valueName: "alpha,beta"))
+    var lines: String?
+
+    @Option(help: ArgumentHelp("Consensus (TALL masks): keep elements selected by at least k experts' masks |τᵢ| > λ·|τ_merged − τᵢ|, e.g. --consensus 2 or --consensus 2,0.6 (default λ 1).", valueName: "k[,lambda]"))
+    var consensus: String?
+
+    @Option(help: ArgumentHelp("Stop on tensors whose sign-conflict fraction exceeds this, e.g. 0.4.", valueName: "fraction"))
+    var maxSignConflict: Double?
+
+    @Option(help: ArgumentHelp("Stop on tensors whose smallest task-vector cosine is below this, e.g. -0.1.", valueName: "cosine"))
+    var minCosine: Double?
+
+    @Option(help: ArgumentHelp("Stop on tensors whose conflicting mass exceeds this.", valueName: "fraction"))
+    var maxConflictingMass: Double?
+
+    @Option(help: ArgumentHelp("Non-tensor files changed on several sides: keep ours, theirs (the last branch), or the base's.", valueName: "ours|theirs|base"))
+    var fileConflict = "ours"
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("The merge commit's message.", valueName: "message"))
+    var message: String?
+
+    @Flag(help: "Merge, write the result to the working tree, but do not commit; 'merge --continue' commits it.")
+    var noCommit = false
+
+    @Flag(help: "Print the plan (each tensor's class) and the estimated peak memory; write nothing.")
+    var dryRun = false
+
+    @Option(help: ArgumentHelp("Also write the conflict report as a self-contained HTML page with a heatmap.", valueName: "file.html"))
+    var report: String?
+
+    @Flag(help: "Print the conflict report as JSON.")
+    var json = false
+
+    @Flag(name: .customLong("continue"), help: "Finish a merge whose conflicts are resolved.")
+    var continueMerge = false
+
+    @Flag(help: "Abandon the merge in progress; branches and the working tree return to how they were.")
+    var abort = false
+
+    @Flag(help: "List the merge methods.")
+    var listMethods = false
+
+    @Option(help: ArgumentHelp("Describe a method and its parameters.", valueName: "method"))
+    var helpMethod: String?
+
+    func validate() throws {
+        let modes = [continueMerge, abort, listMethods, helpMethod != nil].filter { $0 }.count
+        if modes > 1 { throw ValidationError("--continue, --abort, --list-methods and --help-method exclude each other") }
+        if modes == 0 && branches.isEmpty && config == nil { throw ValidationError("name the branches to merge (or --continue / --abort)") }
+        if let vocab, VocabularyPolicy(rawValue: vocab) == nil { throw ValidationError("--vocab must be base, union or common") }
+        if FileConflictRule(rawValue: fileConflict) == nil { throw ValidationError("--file-conflict must be ours, theirs or base") }
+        if let dtype, DType(parsing: dtype) == nil { throw ValidationError("--dtype: unknown dtype '\(dtype)'") }
+        if noCommit && dryRun { throw ValidationError("--no-commit and --dry-run exclude each other") }
+    }
+
+    func run() throws {
+        if listMethods {
+            for m in MethodRegistry.all { print("\(m.id.padding(toLength: 18, withPad: " ", startingAt: 0)) \(m.displayName): \(m.summary)") }
+            return
+        }
+        if let helpMethod {
+            let m = try MethodRegistry.method(named: helpMethod)
+            print("\(m.id): \(m.displayName)\n\(m.summary)\nPaper: \(m.paper)\nNeeds the merge base: \(m.requiresBase ? "yes" : "no"); experts: \(m.expertCount.lowerBound)...\(m.expertCount.upperBound); seeded: \(m.usesSeed ? "yes" : "no")\n")
+            for (title, specs) in [("Parameters (--set NAME=VALUE)", m.parameters), ("Per-expert parameters (--weight BRANCH=W, --expert BRANCH:NAME=VALUE, or --set for all)", m.expertParameters)] where !specs.isEmpty {
+                print(title + ":")
+                for s in specs {
+                    print("  \(s.name.padding(toLength: 14, withPad: " ", startingAt: 0)) \(s.rangeDescription), default \(s.defaultValue.map { "\($0)" } ?? "required"). \(s.help)")
+                }
+            }
+            return
+        }
+        let repo = try repository.open()
+        if abort {
+            try repo.abortMerge(wait: lock.wait)
+            if !repository.quiet { print("Merge aborted; HEAD and the working tree are as before the merge.") }
+            return
+        }
+        if continueMerge {
+            let commit = try repo.continueMerge(message: message, wait: lock.wait)
+            if !repository.quiet { print("[\(try repo.history.head().branchName ?? "detached HEAD") \(commit.id.short)] \(commit.subject)") }
+            return
+        }
+        let options = try makeOptions()
+        let outcome = try repo.merge(options, wait: lock.wait)
+        try present(outcome, repo: repo)
+    }
+
+    func makeOptions() throws -> MergeOptions {
+        var recipe = MergeRecipe(method: method ?? "ties", experts: [])
+        var branchList = branches
+        var baseRev = base
+        var outDType = dtype.flatMap(DType.init(parsing:))
+        var expertParams: [String: [String: ParameterValue]] = [:]
+        if let config {
+            let path = repository.path(config)
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw RepoError.io(path: config, reason: "cannot read the recipe") }
+            let r = try MergekitRecipe.parse(text, file: config)
+            recipe.method = method ?? r.method
+            recipe.parameters = r.parameters
+            if let s = r.seed { recipe.seed = s }
+            var models = r.models
+            if let b = r.baseModel {
+                baseRev = baseRev ?? b
+                if r.method != SLERP.id { models.removeAll { $0.name == b } }
+            }
+            if branchList.isEmpty { branchList = models.map(\.name) }
+            for m in models { expertParams[m.name, default: [:]].merge(m.parameters) { _, b in b } }
+            if outDType == nil, let od = r.outDType { outDType = DType(parsing: od) }
+        }
+        for s in settings {
+            let (name, glob, value) = try parseSetting(s)
+            if let glob {
+                var conditions: [ParameterCondition] = []
+                if case let .conditional(existing)? = recipe.parameters[name] { conditions = existing }
+                else if let existing = recipe.parameters[name] { conditions = [ParameterCondition(filter: nil, value: existing)] }
+                conditions.insert(ParameterCondition(filter: glob, value: value), at: 0)
+                recipe.parameters[name] = .conditional(conditions)
+            } else {
+                recipe.parameters[name] = value
+            }
+        }
+        for w in weights {
+            guard let eq = w.lastIndex(of: "="), let x = Double(w[w.index(after: eq)...]) else {
+                throw ValidationError("--weight '\(w)': expected BRANCH=NUMBER")
+            }
+            expertParams[String(w[..<eq]), default: [:]]["weight"] = .number(x)
+        }
+        for e in expertSettings {
+            guard let colon = e.firstIndex(of: ":") else { throw ValidationError("--expert '\(e)': expected BRANCH:NAME=VALUE") }
+            let (name, _, value) = try parseSetting(String(e[e.index(after: colon)...]))
+            expertParams[String(e[..<colon]), default: [:]][name] = value
+        }
+        if let seed { recipe.seed = seed }
+        if let lines {
+            let parts = lines.split(separator: ",").compactMap { Double($0) }
+            guard parts.count == 2 else { throw ValidationError("--lines expects ALPHA,BETA, e.g. 0.3,0.7") }
+            recipe.lines = (parts[0], parts[1])
+        }
+        if let consensus {
+            let parts = consensus.split(separator: ",")
+            guard let k = parts.first.flatMap({ Int($0) }), parts.count <= 2 else { throw ValidationError("--consensus expects K or K,LAMBDA") }
+            recipe.consensus = (k, parts.count == 2 ? (Double(parts[1]) ?? 1) : 1)
+        }
+        // Per-expert parameters by name; the repository orders them once it knows the experts.
+        recipe.experts = Array(expertParams.keys).sorted()
+        recipe.expertParameters = recipe.experts.map { expertParams[$0]! }
+        return MergeOptions(branches: branchList, recipe: recipe, base: baseRev, message: message, outputDType: outDType,
+                            vocabulary: vocab.flatMap(VocabularyPolicy.init(rawValue:)),
+                            thresholds: ConflictThresholds(maxSignConflict: maxSignConflict, minCosine: minCosine, maxConflictingMass: maxConflictingMass),
+                            fileRule: FileConflictRule(rawValue: fileConflict) ?? .ours, noCommit: noCommit, dryRun: dryRun)
+    }
+
+    /// `name=value` or `name[glob]=value`.
+    func parseSetting(_ text: String) throws -> (String, String?, ParameterValue) {
+        guard let eq = text.firstIndex(of: "=") else { throw ValidationError("'\(text)': expected NAME=VALUE") }
+        var name = String(text[..<eq])
+        var glob: String?
+        if let open = name.firstIndex(of: "["), name.hasSuffix("]") {
+            glob = String(name[name.index(after: open)..<name.index(before: name.endIndex)])
+            name = String(name[..<open])
+        }
+        return (name, glob, ParameterValue.parse(String(text[text.index(after: eq)...])))
+    }
+
+    func present(_ outcome: MergeOutcome, repo: Repository) throws {
+        let report = outcome.report
+        if let path = report.isEmptyMerge ? nil : self.report {
+            let html = report.html(title: "mrepo merge: \(report.experts.joined(separator: ", ")) (\(report.method))", recipe: outcome.recipeYAML)
+            try AtomicFileWriter.write(Array(html.utf8), to: repository.path(path))
+        }
+        if json {
+            var doc = report.json
+            if case var .object(members) = doc {
+                let status: String
+                switch outcome.status {
+                case let .committed(c): status = "committed"; members.insert(JSONMember("commit", .string(c.id.hex)), at: 0)
+                case let .fastForward(id): status = "fast-forward"; members.insert(JSONMember("commit", .string(id.hex)), at: 0)
+                case .upToDate: status = "up-to-date"
+                case .conflicted: status = "conflicted"
+                case .ready: status = "ready"
+                case .planned: status = "planned"
+                }
+                members.insert(JSONMember("status", .string(status)), at: 0)
+                members.insert(JSONMember("merge_base", outcome.base.map { .string($0.hex) } ?? .null), at: 1)
+                members.insert(JSONMember("estimated_peak_bytes", .int(outcome.estimatedPeakBytes)), at: 2)
+                doc = .object(members)
+            }
+            printJSON(doc)
+        } else {
+            printTable(outcome)
+        }
+        if case .conflicted = outcome.status { throw ExitCode(1) }
+    }
+
+    func printTable(_ outcome: MergeOutcome) {
+        let report = outcome.report
+        switch outcome.status {
+        case .upToDate:
+            print("Already up to date.")
+            return
+        case let .fastForward(id):
+            print("Fast-forward to \(id.short).")
+            return
+        default:
+            break
+        }
+        if let base = outcome.base {
+            var line = "Merge base \(base.short)"
+            if outcome.baseCandidates.count > 1 {
+                line += " (chosen among \(outcome.baseCandidates.count) best common ancestors: \(outcome.baseCandidates.map(\.short).joined(separator: ", ")); pass --base to pick another)"
+            }
+            print(line + "; experts: \(report.experts.joined(separator: ", ")); method \(report.method).")
+        }
+        let counts = report.classCounts
+        print(MergeClass.allCases.map { "\(counts[$0] ?? 0) \($0.rawValue)" }.joined(separator: ", "))
+        for f in report.files where f.outcome != "unchanged" { print("  file \(f.path): \(f.outcome)") }
+        if case .planned = outcome.status {
+            print("Estimated peak memory: \(Format.bytes(outcome.estimatedPeakBytes)) ((experts + 2) × the largest merged tensor in float32, plus buffers).")
+            let rows = report.tensors.filter { $0.mergeClass != .unchanged }.map { t in
+                [t.mergeClass.rawValue, t.name, t.source ?? "", t.conflict ?? ""]
+            }
+            if !rows.isEmpty { print(Format.table(["class", "tensor", "from", "conflict"], rows)) }
+            return
+        }
+        let top = report.topConflicts(repository.quiet ? 0 : 15)
+        if !top.isEmpty {
+            print("")
+            print(Format.table(["tensor", "min cos", "sign conflict", "conflicting mass", "kept", "TALL none", "status"], top.map { t in
+                let m = t.metrics
+                return [t.name, Format.number(m?.minCosine), Format.number(m?.signConflict), Format.number(m?.conflictingMass),
+                        m?.keptFraction.map { $0.map { String(format: "%.2f", $0) }.joined(separator: "/") } ?? "-",
+                        Format.number(m?.tallNone), t.conflict ?? "merged"]
+            }, right: [1, 2, 3, 5]))
+        }
+        switch outcome.status {
+        case let .committed(c):
+            print("\nMerge made by the '\(report.method)' method: \(c.id.short) \(c.subject)")
+        case .conflicted:
+            print("\nMerge stopped: \(report.unresolved.count) unresolved tensor\(report.unresolved.count == 1 ? "" : "s"):")
+            for t in report.unresolved.prefix(20) { print("  \(t.name): \(t.conflict ?? "")") }
+            print("Settle them with 'mrepo resolve GLOB --ours|--theirs|--base|--method M', then 'mrepo merge --continue' (or 'mrepo merge --abort').")
+        case .ready:
+            print("\nMerged into the working tree without committing; 'mrepo merge --continue' commits it, 'mrepo merge --abort' drops it.")
+        default:
+            break
+        }
+        if let path = self.report { print("Report: \(path)") }
+    }
+}
+
+extension ConflictReport {
+    var isEmptyMerge: Bool { tensors.isEmpty && files.isEmpty }
+}
+
+struct ResolveCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "resolve",
+        abstract: "Settle unresolved tensors of a stopped merge.",
+        discussion: "Patterns are globs over tensor names ('*.attention.*', 'encoder.layer.3.*'). When none is left, 'mrepo merge --continue' records the merge.")
+
+    @OptionGroup var repository: RepositoryOptions
+    @OptionGroup var lock: LockOptions
+
+    @Argument(help: ArgumentHelp("Tensor name patterns (globs).", valueName: "glob"))
+    var patterns: [String]
+
+    @Flag(help: "Take the current branch's tensor.")
+    var ours = false
+
+    @Flag(help: "Take a merged branch's tensor (the last branch, or the one named with --branch).")
+    var theirs = false
+
+    @Option(help: ArgumentHelp("With --theirs: which merged branch.", valueName: "branch"))
+    var branch: String?
+
+    @Flag(name: .customLong("base"), help: "Keep the merge base's tensor.")
+    var useBase = false
+
+    @Option(help: ArgumentHelp("Merge these tensors with another method (thresholds do not apply).", valueName: "method"))
+    var method: String?
+
+    @Option(name: .customLong("set"), help: ArgumentHelp("A parameter of --method, e.g. --set density=0.3 (repeatable).", valueName: "name=value"))
+    var settings: [String] = []
+
+    @Option(help: ArgumentHelp("Seed for --method.", valueName: "n"))
+    var seed: UInt64 = 0
+
+    func validate() throws {
+        let count = [ours, theirs, useBase, method != nil].filter { $0 }.count
+        if count != 1 { throw ValidationError("choose exactly one of --ours, --theirs, --base, --method") }
+        if branch != nil && !theirs { throw ValidationError("--branch goes with --theirs") }
+    }
+
+    func run() throws {
+        let repo = try repository.open()
+        let resolution: Resolution
+        if ours {
+            resolution = .ours
+        } else if theirs {
+            resolution = .theirs(branch)
+        } else if useBase {
+            resolution = .base
+        } else {
+            var recipe = MergeRecipe(method: method!, experts: [], seed: seed)
+            for s in settings {
+                guard let eq = s.firstIndex(of: "=") else { throw ValidationError("'\(s)': expected NAME=VALUE") }
+                recipe.parameters[String(s[..<eq])] = ParameterValue.parse(String(s[s.index(after: eq)...]))
+            }
+            resolution = .method(recipe)
+        }
+        let (resolved, remaining) = try repo.resolveMerge(patterns, with: resolution, wait: lock.wait)
+        guard !repository.quiet else { return }
+        print("Resolved \(resolved.count) tensor\(resolved.count == 1 ? "" : "s"); \(remaining.count) unresolved.")
+        if remaining.isEmpty { print("All conflicts are resolved; run 'mrepo merge --continue'.") }
+    }
+}

@@ -1,0 +1,276 @@
+import Delta
+import Foundation
+import Testing
+
+/// `mrepo merge` end to end: classes, methods, conflicts, resolve/continue/abort, reproducibility.
+@Suite struct MergeCLITests {
+    /// A repository with the tiny family: base on main, math/code/chat on branches.
+    func family() throws -> CLISandbox {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.ok(["init", "-q", "repo"])
+        try s.ok(["commit", "-q", "--from", "../family/base", "-m", "base", "--metric", "eval_loss=2.5"], in: "repo")
+        for (ft, loss) in [("math", "1.9"), ("code", "2.0"), ("chat", "1.7")] {
+            try s.ok(["switch", "-q", "-c", ft, "main"], in: "repo")
+            try s.ok(["commit", "-q", "--from", "../family/\(ft)", "-m", ft, "--metric", "eval_loss=\(loss)"], in: "repo")
+        }
+        try s.ok(["switch", "-q", "main"], in: "repo")
+        return s
+    }
+
+    /// Writes a checkpoint folder with the given float32 tensors (and int64 ones when named `ids*`).
+    func writeModel(_ s: CLISandbox, _ folder: String, _ tensors: [(String, Shape, [Float])]) throws {
+        try FileManager.default.createDirectory(atPath: s.path(folder), withIntermediateDirectories: true)
+        let entries = tensors.map { name, shape, values -> (name: String, dtype: DType, shape: Shape, bytes: [UInt8]) in
+            if name.hasPrefix("ids") {
+                var bytes = [UInt8]()
+                for v in values { withUnsafeBytes(of: Int64(v).littleEndian) { bytes += $0 } }
+                return (name, .i64, shape, bytes)
+            }
+            var bytes = [UInt8]()
+            for v in values { withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes += $0 } }
+            return (name, .f32, shape, bytes)
+        }
+        try SafetensorsWriter.write(path: s.path(folder + "/model.safetensors"), tensors: entries, metadata: [("format", "pt")])
+    }
+
+    func report(_ r: CLIResult) throws -> [String: Any] {
+        try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+    }
+
+    func tensors(_ report: [String: Any]) -> [String: [String: Any]] {
+        var out: [String: [String: Any]] = [:]
+        for t in report["tensors"] as? [[String: Any]] ?? [] { out[t["name"] as? String ?? ""] = t }
+        return out
+    }
+
+    @Test func octopusTIESMergeWithReport() throws {
+        let s = try family()
+        let r = try s.ok(["merge", "math", "code", "chat", "--method", "ties", "--set", "density=0.5", "--json",
+                          "--report", "../report.html"], in: "repo")
+        let doc = try report(r)
+        #expect(doc["status"] as? String == "committed")
+        let classes = try #require(doc["classes"] as? [String: Int])
+        #expect(classes["merged"] ?? 0 > 0)
+        #expect(classes["unchanged"] == 4, "pooler weight and bias, position ids and token types are untouched")
+        let byName = tensors(doc)
+        let query = try #require(byName["encoder.layer.0.attention.self.query.weight"])
+        let metrics = try #require(query["metrics"] as? [String: Any])
+        #expect((metrics["cosines"] as? [Any])?.count == 3)
+        #expect((metrics["kept_fraction"] as? [Double])?.allSatisfy { abs($0 - 0.5) < 0.01 } == true)
+        #expect(((metrics["sign_conflict"] as? Double) ?? -1) > 0.3)
+
+        let log = try #require(try s.json(try s.ok(["log", "--json", "-n", "1"], in: "repo")) as? [[String: Any]])
+        #expect((log[0]["parents"] as? [String])?.count == 4)
+        let merge = try #require((log[0]["extra"] as? [String: Any])?["merge"] as? [String: Any])
+        #expect((merge["recipe"] as? [String: Any])?["method"] as? String == "ties")
+        #expect(merge["tool"] as? String == "mrepo 0.1.0")
+
+        // The exported model carries a model card and the recipe; the working tree holds the merge.
+        try s.ok(["export", "HEAD", "../out"], in: "repo")
+        let card = String(decoding: s.read("out/README.md") ?? Data(), as: UTF8.self)
+        #expect(card.contains("merge_method: ties") && card.contains("| expert | chat |"))
+        #expect(s.read("out/merge_recipe.yml") != nil)
+        #expect(s.sameFiles("out", "repo"))
+        let html = String(decoding: s.read("report.html") ?? Data(), as: UTF8.self)
+        #expect(html.contains("<svg") && !html.contains("<script"))
+        #expect(try s.ok(["show", "HEAD"], in: "repo").stdout.contains("Merge:   ties of math, code, chat"))
+        try s.ok(["fsck"], in: "repo")
+    }
+
+    @Test func sameRecipeAndSeedGiveIdenticalBytes() throws {
+        let a = try family(), b = try family()
+        for s in [a, b] {
+            try s.ok(["merge", "math", "code", "chat", "--method", "dare_ties", "--set", "density=0.4", "--seed", "7"], in: "repo")
+            try s.ok(["export", "HEAD", "../out"], in: "repo")
+        }
+        #expect(a.read("out/model.safetensors") == b.read("out/model.safetensors"))
+        // Another seed drops other elements.
+        let c = try family()
+        try c.ok(["merge", "math", "code", "chat", "--method", "dare_ties", "--set", "density=0.4", "--seed", "8"], in: "repo")
+        try c.ok(["export", "HEAD", "../out"], in: "repo")
+        #expect(c.read("out/model.safetensors") != a.read("out/model.safetensors"))
+    }
+
+    @Test func fastForwardAndUpToDate() throws {
+        let s = try family()
+        #expect(try s.ok(["merge", "math"], in: "repo").stdout.contains("Fast-forward"))
+        #expect(s.sameFiles("repo", "family/math"))
+        #expect(try s.ok(["merge", "main"], in: "repo").stdout.contains("Already up to date"))
+    }
+
+    /// Thresholds stop the merge; status lists the conflicts; resolve settles them; continue commits.
+    @Test func conflictResolveContinue() throws {
+        let s = try family()
+        let head = try s.ok(["log", "--oneline", "-n", "1"], in: "repo").stdout
+        let stopped = try s.run(["merge", "math", "code", "--method", "ties", "--max-sign-conflict", "0.3"], in: "repo")
+        #expect(stopped.status == 1, "\(stopped.stderr)")
+        #expect(stopped.stdout.contains("Merge stopped"))
+        let status = try s.ok(["status"], in: "repo").stdout
+        #expect(status.contains("Unresolved tensors") && status.contains("sign conflict"))
+        expectOneLineError(try s.run(["commit", "-m", "x"], in: "repo"), contains: "merge is in progress")
+        expectOneLineError(try s.run(["merge", "--continue"], in: "repo"), contains: "still unresolved")
+        try s.ok(["resolve", "encoder.*", "--method", "task_arithmetic", "--set", "lambda=0.5"], in: "repo")
+        let rest = try s.ok(["resolve", "*", "--theirs", "--branch", "code"], in: "repo").stdout
+        #expect(rest.contains("run 'mrepo merge --continue'"))
+        try s.ok(["merge", "--continue"], in: "repo")
+        #expect(try s.ok(["log", "--oneline", "-n", "1"], in: "repo").stdout != head)
+        #expect(try s.ok(["status", "--short"], in: "repo").stdout.isEmpty)
+        try s.ok(["fsck"], in: "repo")
+    }
+
+    /// Abort returns refs and the working tree to exactly what they were.
+    @Test(arguments: [["--max-sign-conflict", "0.3"], ["--no-commit"]])
+    func abortRestoresEverything(extra: [String]) throws {
+        let s = try family()
+        let refs = try s.ok(["branch", "--json"], in: "repo").stdout
+        let before = try FileManager.default.contentsOfDirectory(atPath: s.path("repo")).sorted()
+        let r = try s.run(["merge", "math", "chat", "--method", "ties"] + extra, in: "repo")
+        #expect(r.status == (extra.contains("--no-commit") ? 0 : 1))
+        if extra.contains("--no-commit") { #expect(!s.sameFiles("repo", "family/base")) }
+        try s.ok(["merge", "--abort"], in: "repo")
+        #expect(try s.ok(["branch", "--json"], in: "repo").stdout == refs)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: s.path("repo")).sorted() == before)
+        #expect(s.sameFiles("repo", "family/base"))
+        #expect(try s.ok(["status", "--short"], in: "repo").stdout.isEmpty)
+        try s.ok(["fsck"], in: "repo")
+        try s.ok(["gc", "-q"], in: "repo")
+        try s.ok(["fsck"], in: "repo")
+    }
+
+    /// Deletion, addition, shape change, non-float disagreement and vocabulary growth, classified.
+    @Test func threeWayClasses() throws {
+        let s = try CLISandbox()
+        let ramp = (0..<8).map { Float($0) / 10 }
+        try writeModel(s, "base", [("a", [8], ramp), ("b", [2, 4], ramp), ("c", [8], ramp), ("d", [8], ramp),
+                                   ("ids", [4], [0, 1, 2, 3]), ("word_embeddings.weight", [2, 4], ramp)])
+        // x: changes a, deletes c, adds e, changes ids, adds a vocabulary row.
+        try writeModel(s, "x", [("a", [8], ramp.map { $0 + 0.1 }), ("b", [2, 4], ramp), ("d", [8], ramp), ("e", [4], [1, 2, 3, 4]),
+                                ("ids", [4], [0, 1, 2, 9]), ("word_embeddings.weight", [3, 4], ramp + [1, 1, 1, 1])])
+        // y: changes a and d, reshapes b, changes ids differently.
+        try writeModel(s, "y", [("a", [8], ramp.map { $0 - 0.05 }), ("b", [4, 2], ramp), ("c", [8], ramp), ("d", [8], ramp.map { $0 * 2 }),
+                                ("ids", [4], [0, 1, 2, 7]), ("word_embeddings.weight", [2, 4], ramp)])
+        try s.ok(["init", "-q", "repo"])
+        try s.ok(["commit", "-q", "--from", "../base", "-m", "base"], in: "repo")
+        for b in ["x", "y"] {
+            try s.ok(["switch", "-q", "-c", b, "main"], in: "repo")
+            try s.ok(["commit", "-q", "--from", "../\(b)", "-m", b], in: "repo")
+        }
+        try s.ok(["switch", "-q", "main"], in: "repo")
+        let r = try s.run(["merge", "x", "y", "--method", "task_arithmetic", "--json"], in: "repo")
+        #expect(r.status == 1)
+        let byName = tensors(try report(r))
+        #expect(byName["a"]?["class"] as? String == "merged")
+        #expect(byName["b"]?["class"] as? String == "conflict")
+        #expect((byName["b"]?["conflict"] as? String)?.contains("shape changed") == true)
+        #expect(byName["c"]?["class"] as? String == "deleted")
+        #expect(byName["d"]?["class"] as? String == "one-sided")
+        #expect(byName["e"]?["class"] as? String == "added")
+        #expect(byName["ids"]?["class"] as? String == "non-float")
+        #expect((byName["word_embeddings.weight"]?["conflict"] as? String)?.contains("--vocab") == true)
+        try s.ok(["merge", "--abort"], in: "repo")
+
+        let u = try s.run(["merge", "x", "y", "--method", "task_arithmetic", "--vocab", "union", "--json"], in: "repo")
+        let union = tensors(try report(u))
+        #expect(union["word_embeddings.weight"]?["class"] as? String == "merged")
+        #expect((union["word_embeddings.weight"]?["remarks"] as? [String])?.first?.contains("rows 2..<3") == true)
+        try s.ok(["resolve", "b", "--base"], in: "repo")
+        try s.ok(["merge", "--continue"], in: "repo")
+        let show = try #require(try s.json(try s.ok(["show", "--json"], in: "repo")) as? [String: Any])
+        let files = try #require(show["files"] as? [[String: Any]])
+        let model = try #require(files.first { $0["path"] as? String == "model.safetensors" }?["tensors"] as? [[String: Any]])
+        let names = Set(model.compactMap { $0["name"] as? String })
+        #expect(names == ["a", "b", "d", "e", "ids", "word_embeddings.weight"])
+        #expect(model.first { $0["name"] as? String == "word_embeddings.weight" }?["shape"] as? [Int] == [3, 4])
+        // task_arithmetic: a = base + (x − base) + (y − base).
+        try s.ok(["export", "HEAD", "../out"], in: "repo")
+        let file = try SafetensorsFile(path: s.path("out/model.safetensors"))
+        let a = try #require(file.tensor(named: "a"))
+        let values = file.data(of: a).withMemoryRebound(to: Float.self) { Array($0) }
+        for (i, v) in values.enumerated() { #expect(abs(v - (ramp[i] + 0.05)) < 1e-6) }
+        try s.ok(["fsck"], in: "repo")
+    }
+
+    @Test func criss_crossPicksOneBaseAndSaysSo() throws {
+        let s = try family()
+        // Two branches that each merge the other: two best common ancestors.
+        try s.ok(["switch", "-q", "-c", "p", "math"], in: "repo")
+        try s.ok(["switch", "-q", "-c", "q", "code"], in: "repo")
+        try s.ok(["merge", "-q", "math", "--method", "linear"], in: "repo")
+        try s.ok(["switch", "-q", "p"], in: "repo")
+        try s.ok(["merge", "-q", "code", "--method", "linear"], in: "repo")
+        let r = try s.ok(["merge", "q", "--method", "ties", "--dry-run"], in: "repo").stdout
+        #expect(r.contains("chosen among 2 best common ancestors"))
+    }
+
+    @Test func badInputIsOneLineAndWritesNothing() throws {
+        let s = try family()
+        let objects = s.files(under: "repo/.mrepo/objects")
+        let plan = try s.ok(["merge", "--dry-run", "math", "code", "chat"], in: "repo").stdout
+        #expect(plan.contains("Estimated peak memory") && plan.contains("merged"))
+        #expect(s.files(under: "repo/.mrepo/objects") == objects, "a dry run writes nothing")
+        expectOneLineError(try s.run(["merge", "math", "--method", "nope"], in: "repo"), contains: "unknown merge method 'nope'; valid methods: linear, task_arithmetic, ties")
+        expectOneLineError(try s.run(["merge", "math", "code", "--set", "bogus=1"], in: "repo"), contains: "ties has no parameter 'bogus'; valid parameters: lambda, normalize, rescale, weight, density")
+        expectOneLineError(try s.run(["merge", "math", "code", "--set", "density=1.5"], in: "repo"), contains: "parameter 'density' must be in (0, 1], got 1.5")
+        expectOneLineError(try s.run(["merge", "math", "nosuch"], in: "repo"), contains: "unknown revision 'nosuch'")
+        expectOneLineError(try s.run(["merge", "math", "code", "--method", "slerp"], in: "repo"), contains: "slerp: parameter 't' is required")
+        try Data("models:\n  - model: math\n  - model: ghost\nmerge_method: ties\nbase_model: main\n".utf8)
+            .write(to: URL(fileURLWithPath: s.path("recipe.yml")))
+        expectOneLineError(try s.run(["merge", "--config", "../recipe.yml"], in: "repo"), contains: "unknown revision 'ghost'")
+        try s.ok(["switch", "-q", "--orphan", "island"], in: "repo")
+        try s.ok(["commit", "-q", "--allow-empty", "-m", "unrelated"], in: "repo")
+        expectOneLineError(try s.run(["merge", "math"], in: "repo"), contains: "no common ancestor; name one with --base REV")
+        try s.ok(["switch", "-q", "--force", "main"], in: "repo")
+        try Data("dirty\n".utf8).write(to: URL(fileURLWithPath: s.path("repo/config.json")))
+        expectOneLineError(try s.run(["merge", "math", "code"], in: "repo"), contains: "merging would overwrite uncommitted changes in config.json")
+        #expect(try s.ok(["log", "--oneline", "main"], in: "repo").stdout.split(separator: "\n").count == 1, "main did not move")
+    }
+
+    /// A mergekit recipe, and MWA weights from the recorded metrics.
+    @Test func mergekitRecipeAndMetricWeights() throws {
+        let s = try family()
+        try Data("""
+            models:
+              - model: math
+                parameters: {weight: 0.7, density: 0.6}
+              - model: code
+                parameters: {weight: 0.3, density: [0.4, 0.8]}
+            merge_method: ties
+            base_model: main
+            parameters: {normalize: true}
+            """.utf8).write(to: URL(fileURLWithPath: s.path("recipe.yml")))
+        let r = try report(try s.ok(["merge", "--config", "../recipe.yml", "--json"], in: "repo"))
+        #expect(r["experts"] as? [String] == ["math", "code"])
+        let card = String(decoding: s.read("repo/merge_recipe.yml") ?? Data(), as: UTF8.self)
+        #expect(card.contains("weight: 0.7") && card.contains("density: [0.4, 0.8]"))
+        try s.ok(["switch", "-q", "-c", "soup", "main~1"], in: "repo")
+        let mwa = try report(try s.ok(["merge", "math", "code", "chat", "--method", "mwa", "--set", "penalty=2", "--json"], in: "repo"))
+        let notes = (tensors(mwa)["encoder.layer.0.attention.self.query.weight"]?["metrics"] as? [String: Any])?["notes"] as? [String: Double]
+        // Weights ∝ loss^-2 over losses 1.9, 2.0, 1.7, normalised.
+        let raw: [Double] = [1.9, 2.0, 1.7].map { (x: Double) -> Double in 1 / (x * x) }
+        let total: Double = raw.reduce(0, +)
+        let expected: Double = raw[2] / total
+        let got: Double = notes?["weight_2"] ?? 0
+        #expect(abs(got - expected) < 1e-9)
+    }
+
+    /// The sample pre-merge-commit gate rejects a merge that scores worse than every parent.
+    @Test func evaluationGateRejectsAWorseMerge() throws {
+        let s = try family()
+        let hooks = s.path("repo/.mrepo/hooks")
+        try FileManager.default.copyItem(atPath: hooks + "/pre-merge-commit.sample", toPath: hooks + "/pre-merge-commit")
+        #expect(chmod(hooks + "/pre-merge-commit", 0o755) == 0)
+        let eval = s.path("eval.sh")
+        try Data("#!/bin/sh\ntest -f \"$1/model.safetensors\" && echo 3.5\n".utf8).write(to: URL(fileURLWithPath: eval))
+        #expect(chmod(eval, 0o755) == 0)
+        let head = try s.ok(["log", "--oneline", "-n", "1"], in: "repo").stdout
+        let r = try s.run(["merge", "math", "code", "--method", "ties"], in: "repo", environment: ["MREPO_EVAL_CMD": eval])
+        // The hook's own line, then mrepo's one-line error.
+        #expect(r.status == 2)
+        #expect(r.stderrLines.first?.contains("eval_loss = 3.5, worst parent = 2") == true)
+        #expect(r.stderrLines.last?.hasPrefix("mrepo: error: pre-merge-commit hook rejected the operation") == true)
+        #expect(try s.ok(["log", "--oneline", "-n", "1"], in: "repo").stdout == head)
+        try Data("#!/bin/sh\necho 1.5\n".utf8).write(to: URL(fileURLWithPath: eval))
+        try s.ok(["merge", "math", "code", "--method", "ties"], in: "repo", environment: ["MREPO_EVAL_CMD": eval])
+    }
+}
