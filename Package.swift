@@ -43,7 +43,7 @@ let package = Package(
         .executableTarget(name: "mrepo-bench", dependencies: ["Delta", "ModelFactory"]),
 
         .testTarget(name: "DeltaTests", dependencies: ["Delta", "ModelFactory"]),
-        .testTarget(name: "MergeTests", dependencies: ["Merge", "Delta"]),
+        .testTarget(name: "MergeTests", dependencies: ["Merge", "Delta"], exclude: ["Golden"]),
         .testTarget(name: "RepoTests", dependencies: ["Repo", "ModelFactory"]),
         .testTarget(name: "CLITests", dependencies: ["mrepo", "Delta", "ModelFactory"]),
     ]

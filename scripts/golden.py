@@ -29,8 +29,13 @@ partly aligned (model_stock's t is away from 0 and 1, TIES elections see real co
 The script asserts the task vectors have no tied magnitudes, so top-k masks are unambiguous and
 mrepo's tie rule (earlier index first) versus torch's unstable argsort cannot matter.
 
-Every float is written as Python's repr of the float32 value widened to float64, which Swift reads
-back to the same Float bit pattern.
+Each case is one line of the JSON file. Every float is written as Python's repr of the float32
+value widened to float64, which Swift reads back to the same Float bit pattern.
+
+mergekit 0.1.5 versus the 0.1.4 the reference spec describes, for these methods: magnitude keeps
+max(1, floor(density*n)) (0.1.4 asserted k > 0); magnitude_outliers keeps I[n_bot : n_bot + target]
+(0.1.4's I[n_bot:-n_top] zeroed everything when n_top == 0); model_stock keeps the base where
+1 + (N-1)*cos is within 1e-6 of 0. None of these cases reaches those edges.
 """
 
 import json
@@ -91,6 +96,7 @@ def run_case(name, method, shape, base, experts, global_params, expert_params, u
     assert out.dtype == torch.float32 and list(out.shape) == shape
     return {
         "name": name,
+        "method": method,
         "shape": shape,
         "call": call,
         "parameters": {"global": global_params, "experts": expert_params},
@@ -162,9 +168,14 @@ def main():
             "cases": cases,
         }
         path = os.path.join(OUT_DIR, f"{method}.json")
+        # One line per case keeps the files small and their diffs readable.
+        header = {k: v for k, v in doc.items() if k != "cases"}
+        lines = json.dumps(header, indent=1)[:-2] + ',\n "cases": [\n'
+        lines += ",\n".join("  " + json.dumps(c, separators=(",", ":")) for c in cases)
+        lines += "\n ]\n}\n"
+        json.loads(lines)
         with open(path, "w") as f:
-            json.dump(doc, f, indent=1)
-            f.write("\n")
+            f.write(lines)
         print(f"wrote {os.path.relpath(path)}: {len(cases)} cases (mergekit {version})")
 
 
@@ -174,6 +185,7 @@ def slerp_case(name, shape, v0, v1, t):
     assert out.dtype == torch.float32 and list(out.shape) == shape
     return {
         "name": name,
+        "method": "slerp",
         "shape": shape,
         "call": "merge_tensors([v0, v1], 'slerp', parameters={'t': T}, base_index=0, dtype=torch.float32)",
         "parameters": {"global": {"t": t}, "experts": [{}, {}]},

@@ -153,7 +153,7 @@ public struct ParameterSpec: Sendable {
             if case .text = value { throw bad("must be a number, got '\(value)'") }
             if case .flag = value { throw bad("must be a number, got '\(value)'") }
             for x in value.numbers {
-                let ok = x.isFinite || r.upperBound == .infinity
+                let ok = !x.isNaN && (x.isFinite || r.upperBound == .infinity)
                 let below = lo ? x <= r.lowerBound : x < r.lowerBound
                 let above = hi ? x >= r.upperBound : x > r.upperBound
                 if !ok || below || above { throw bad("must be in \(rangeDescription), got \(ParameterValue.format(x))") }

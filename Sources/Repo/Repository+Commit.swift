@@ -70,6 +70,8 @@ extension Repository {
 
     func commitLocked(_ options: CommitOptions) throws -> CommitResult {
         try refuseDuringMerge("commit")
+        let metricNames = options.metrics.map(\.name)
+        if Set(metricNames).count != metricNames.count { throw RepoError.invalidArgument("each metric name may be given once") }
         let head = try history.head()
         let parent = head.commit
         let parentCommit = try parent.map { try commit($0) }
@@ -77,16 +79,17 @@ extension Repository {
         let sourceRoot = try options.sourceDirectory.map(validatedSource) ?? root
         let fromWorktree = sourceRoot == root
 
-        if !fromWorktree, !options.force {
-            let dirty = try status(against: parentTree).changes.map(\.path)
-            if !dirty.isEmpty { throw RepoError.dirtyWorktree(operation: "commit --from (which updates the working tree)", paths: dirty) }
-        }
-
         // 1. Scan and validate.
         let scanned = try FolderScanner.scan(root: sourceRoot, ignore: IgnoreRules(file: sourceRoot + "/.mrepoignore"),
                                              followSymlinks: options.followSymlinks)
+        if !fromWorktree, !options.force {
+            // The import rewrites tracked files and files at the imported paths; other untracked files stay.
+            let incoming = Set(scanned.map(\.path))
+            let dirty = try status(against: parentTree).changes.filter { $0.kind != .added || incoming.contains($0.path) }.map(\.path)
+            if !dirty.isEmpty { throw RepoError.dirtyWorktree(operation: "commit --from (which updates the working tree)", paths: dirty) }
+        }
         let snap = Snapshotter(objects: objects, options: codecOptions)
-        let cache = fromWorktree ? try history.statCache() : [:]
+        let cache = fromWorktree ? try storedStatCache() : [:]
         let prepared = try snap.prepare(scanned, cache: cache)
 
         // 2. The pre-commit hook sees the folder before anything is written.
@@ -112,6 +115,7 @@ extension Repository {
         var files: [TreeFile] = []
         var newInfos: [ObjectInfo] = []
         var reused = 0
+        var recorded: (Commit, Tree, [ObjectInfo])?
         do {
             let total = prepared.reduce(0) { $0 + $1.byteCount }
             let counter = ProgressCounter(progress, title: "commit", total: total)
@@ -155,21 +159,47 @@ extension Repository {
             let kind = parents.count > 1 ? "merge" : (parent == nil ? "commit (initial)" : "commit")
             try history.recordCommit(objects: newInfos, tree: tree, commit: commit, expectedHead: parent,
                                      reflogMessage: "\(kind): \(commit.subject)", statEntries: statEntries)
-            CrashPoint.reach("commit.recorded")
-
-            // 6. A folder imported from elsewhere becomes the working tree's content.
-            if !fromWorktree {
-                let entries = try materialize(tree, over: parentTree, force: true)
-                history.saveStatCacheOpportunistically(entries, removing: [])
-            }
-            hookEnv["MREPO_COMMIT"] = id.hex
-            try? runHook("post-commit", environment: hookEnv)
-            return CommitResult(commit: commit, branch: head.branchName, fileCount: tree.files.count, tensorCount: tree.tensorCount,
-                                logicalByteCount: tree.logicalByteCount, newObjectCount: batch.created.count,
-                                newStoredByteCount: newInfos.reduce(0) { $0 + $1.storedByteCount }, unchangedFileCount: reused)
+            recorded = (commit, tree, newInfos)
         } catch {
+            // Before the transaction nothing refers to the new objects: delete them.
             batch.rollback()
             throw error
+        }
+        // From here on the commit exists; a failure below leaves it intact.
+        let (newCommit, tree, storedInfos) = recorded!
+        CrashPoint.reach("commit.recorded")
+        // 6. A folder imported from elsewhere becomes the working tree's content.
+        if !fromWorktree {
+            let entries = try materialize(tree, over: parentTree, force: true)
+            history.saveStatCacheOpportunistically(entries, removing: [])
+        }
+        hookEnv["MREPO_COMMIT"] = newCommit.id.hex
+        runHookReportingFailure("post-commit", environment: hookEnv)
+        return CommitResult(commit: newCommit, branch: head.branchName, fileCount: tree.files.count, tensorCount: tree.tensorCount,
+                            logicalByteCount: tree.logicalByteCount, newObjectCount: storedInfos.count,
+                            newStoredByteCount: storedInfos.reduce(0) { $0 + $1.storedByteCount }, unchangedFileCount: reused)
+    }
+
+    /// Stat-cache entries whose objects are all recorded: `status` caches what it only hashed,
+    /// and a commit must read such files again to store them.
+    func storedStatCache() throws -> [String: StatCacheEntry] {
+        var known: [ObjectID: Bool] = [:]
+        return try history.statCache().filter { _, entry in
+            guard let file = FileIdentityCoding.decode(entry.identity, path: entry.path) else { return false }
+            for id in [file.objectID] + file.tensors.map(\.objectID) {
+                if known[id] == nil { known[id] = try history.objectInfo(id) != nil }
+                if known[id] == false { return false }
+            }
+            return true
+        }
+    }
+
+    /// Runs a hook that cannot undo anything (post-commit, post-merge); a failure is reported, not thrown.
+    func runHookReportingFailure(_ name: String, environment: [String: String]) {
+        do {
+            try runHook(name, environment: environment)
+        } catch {
+            FileHandle.standardError.write(Data("mrepo: warning: \(RepoError.wrap(error).description.replacingOccurrences(of: "; nothing was written", with: ""))\n".utf8))
         }
     }
 

@@ -10,7 +10,7 @@ struct Options {
     var size = "bench"
     var dtypes: [DType] = [.f32, .bf16]
     var work = FileManager.default.currentDirectoryPath + "/.bench"
-    var sections: Set<String> = ["storage", "codec", "real"]
+    var sections: Set<String> = ["storage", "merge", "codec", "real"]
     var realData: String? = {
         let env = ProcessInfo.processInfo.environment["REALDATA"] ?? (NSHomeDirectory() + "/.cache/mrepo-realdata")
         return FileManager.default.fileExists(atPath: env + "/base/model.safetensors") ? env : nil
@@ -45,11 +45,12 @@ struct Options {
             case "-h", "--help":
                 print("""
                     usage: mrepo-bench [--size bench|minilm|small] [--dtypes F32,BF16] [--work DIR]
-                                       [--sections storage,codec,real] [--realdata DIR] [--keep] [--no-fsync] [--repeat N]
+                                       [--sections storage,merge,codec,real] [--realdata DIR] [--keep] [--no-fsync] [--repeat N]
                       --size      generated family: bench is about 1.2 GB per fp32 checkpoint (default)
                       --dtypes    which families to generate and measure (default F32,BF16)
                       --work      scratch folder (default ./.bench; needs about 12 GB for --size bench)
                       --sections  storage: commit/export through the mrepo binary vs the zstd CLI;
+                                  merge: ties and dare_ties of the three fine-tunes (needs storage);
                                   codec: encodings, zstd levels and chunk sizes, in process;
                                   real: the same codec figures on real checkpoints, if present
                       --realdata  folder made by shared/data/make-real-checkpoints.sh (default $REALDATA)
@@ -174,8 +175,53 @@ func storageSection(_ o: Options, arch: Architecture, dtype: DType, mrepo: Strin
         rows.append(row)
         FileHandle.standardError.write(Data("  \(dtype.rawValue) \(model): stored \(mb(stored)) vs zstd -3 \(mb(zstdBytes)); commit \(String(format: "%.2f", row.commit.seconds)) s, export \(String(format: "%.2f", row.export.seconds)) s\n".utf8))
     }
+    if o.sections.contains("merge") {
+        mergeRows[dtype] = try mergeSection(o, repo: repos[0], rows: rows, mrepo: mrepo, env: env)
+    }
     if !o.keep { for repo in repos { try? FileManager.default.removeItem(atPath: repo) } }
     return rows
+}
+
+nonisolated(unsafe) var mergeRows: [DType: [(method: String, merge: Measured, inputsExport: Double)]] = [:]
+
+/// Merges the three fine-tunes with each method on its own branch; compares with exporting every input once.
+func mergeSection(_ o: Options, repo: String, rows: [StorageRow], mrepo: String, env: [String: String]) throws
+    -> [(method: String, merge: Measured, inputsExport: Double)] {
+    let inputsExport = rows.reduce(0) { $0 + $1.export.seconds }
+    var out: [(String, Measured, Double)] = []
+    for method in ["ties", "dare_ties"] {
+        var runs: [Measured] = []
+        for attempt in 0..<o.repeats {
+            let branch = "merge-\(method)-\(attempt)"
+            try Subprocess.check([mrepo, "-C", repo, "switch", "-q", "--force", "-c", branch, "main"])
+            try settle(warm: [repo + "/.mrepo/objects"])
+            let m = try Subprocess.run([mrepo, "-C", repo, "merge", "-q", "math", "code", "chat", "--method", method,
+                                        "--set", "density=0.5", "--seed", "1"], environment: env)
+            guard m.status == 0 else { throw BenchError("mrepo merge --method \(method) failed") }
+            runs.append(m)
+            try Subprocess.check([mrepo, "-C", repo, "switch", "-q", "--force", "main"])
+        }
+        var best = runs.min { $0.seconds < $1.seconds }!
+        best.peakRSSBytes = runs.map(\.peakRSSBytes).max()!
+        out.append((method, best, inputsExport))
+        FileHandle.standardError.write(Data("  merge \(method): \(String(format: "%.2f", best.seconds)) s, \(best.peakRSSBytes / 1_048_576) MiB\n".utf8))
+    }
+    return out
+}
+
+func printMerges(_ arch: Architecture) {
+    guard !mergeRows.isEmpty else { return }
+    print("### Merge (\(arch.name) family: three fine-tunes into the base, density 0.5, with the commit and the checkout)\n")
+    print("| dtype | method | `mrepo merge` | export of all four inputs | ratio (target < 2) | peak RSS (target < 1 GiB) |")
+    print("|---|---|---|---|---|---|")
+    for (dtype, list) in mergeRows.sorted(by: { $0.key.rawValue > $1.key.rawValue }) {
+        for r in list {
+            let cells = [dtype.rawValue, r.method, String(format: "%.2f s", r.merge.seconds), String(format: "%.2f s", r.inputsExport),
+                         String(format: "%.2f", r.merge.seconds / r.inputsExport), "\(r.merge.peakRSSBytes / 1_048_576) MiB"]
+            print("| " + cells.joined(separator: " | ") + " |")
+        }
+    }
+    print("")
 }
 
 /// Syncs (no dirty pages left for the next command to wait on) and reads `warm` (files or folders) once.
@@ -335,6 +381,7 @@ do {
             let rows = try storageSection(o, arch: arch, dtype: dtype, mrepo: mrepo)
             printStorage(rows, arch: arch, noSync: o.noSync)
         }
+        printMerges(arch)
     }
     if o.sections.contains("codec") {
         let mini = Architecture.minilm

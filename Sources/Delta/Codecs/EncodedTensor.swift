@@ -81,7 +81,10 @@ public struct EncodedTensorHeader: Sendable, Equatable {
         var r = ByteReader(bytes)
         func bad(_ problem: String) -> DeltaError { .corruptData(object: object, problem: problem) }
         guard let m = r.bytes(4), Array(m) == magic else { throw bad("not an encoded tensor (bad magic)") }
-        guard let version = r.u8(), version == EncodedTensorHeader.version else { throw bad("unknown tensor encoding version") }
+        guard let version = r.u8() else { throw bad("header is truncated") }
+        guard version == EncodedTensorHeader.version else {
+            throw .unsupported(what: "\(object): tensor encoding version \(version) (this mrepo reads version \(EncodedTensorHeader.version)); upgrade mrepo")
+        }
         guard let enc = r.u8(), let encoding = TensorEncoding(rawValue: enc) else { throw bad("unknown tensor encoding") }
         guard let code = r.u8(), let dtype = DType(code: code) else { throw bad("unknown dtype code") }
         guard let rank = r.u8(), let chunk = r.u32(), let count = r.u64() else { throw bad("header is truncated") }
@@ -100,6 +103,8 @@ public struct EncodedTensorHeader: Sendable, Equatable {
         let header = EncodedTensorHeader(encoding: encoding, dtype: dtype, shape: shape, byteCount: Int(count),
                                          chunkByteCount: Int(chunk), reference: ref == .zero ? nil : ref)
         if encoding.needsReference, header.reference == nil { throw bad("delta encoding without a reference") }
+        if !encoding.needsReference, header.reference != nil { throw bad("whole encoding with a reference") }
+        if encoding == .integerDeltaByExponent, !dtype.isFloatingPoint { throw bad("exponent grouping on non-float dtype \(dtype.rawValue)") }
         return (header, r.offset)
     }
 }
@@ -159,7 +164,9 @@ public struct EncodedTensor: @unchecked Sendable {
     public func decodeChunk(_ index: Int, into destination: UnsafeMutableRawBufferPointer,
                             reference: ChunkSource?, scratch: UnsafeMutableRawBufferPointer) throws {
         let range = header.chunkRange(index)
-        precondition(destination.count == range.count, "destination matches the chunk")
+        guard index < chunks.count, destination.count == range.count else {
+            throw DeltaError.corruptData(object: name, problem: "chunk \(index) asked for \(destination.count) bytes, holds \(range.count) (a delta reference with another chunk size?)")
+        }
         let k = TensorEncoding.scratchFactor
         let planes = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<(k * range.count)])
         var refBytes: UnsafeRawBufferPointer?

@@ -54,7 +54,9 @@ public enum TensorPipeline {
                               reference: Reference?, options: CodecOptions, identity: Identity = .tensor,
                               sink: (UnsafeRawBufferPointer) throws -> Void,
                               didProcess: ((Range<Int>) -> Void)? = nil) throws -> EncodeResult {
-        let encoding = reference == nil ? TensorEncoding.whole : encoding
+        var encoding = reference == nil ? TensorEncoding.whole : encoding
+        // Exponent grouping needs an exponent; integers get the plain integer difference.
+        if encoding == .integerDeltaByExponent, !dtype.isFloatingPoint { encoding = .integerDelta }
         let header = EncodedTensorHeader(encoding: encoding, dtype: dtype, shape: shape, byteCount: source.count,
                                          chunkByteCount: options.chunkByteCount, reference: reference?.digest)
         var stored = 0
@@ -127,7 +129,7 @@ public enum TensorPipeline {
         if windowCount == 0 {
             hasher.update(source)
         } else {
-            try flush(windowCount - 1)
+            try withExtendedLifetime(banks) { try flush(windowCount - 1) }
         }
         storedTotal += storedBox.value
         let digest = hasher.finalize()
@@ -189,9 +191,12 @@ public enum TensorPipeline {
             }
         }
         if windowCount > 0 {
-            for out in outputs(windowCount - 1) {
-                hasher.update(out)
-                try sink(out)
+            // The buffers are the banks' memory: keep the banks alive while their bytes are read.
+            try withExtendedLifetime(banks) {
+                for out in outputs(windowCount - 1) {
+                    hasher.update(out)
+                    try sink(out)
+                }
             }
         }
         let digest = hasher.finalize()

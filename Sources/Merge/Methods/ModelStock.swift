@@ -35,7 +35,10 @@ public struct ModelStock: MergeMethod {
                 }
             }
             let cos = cosSum / pairs
-            let t = k * cos / (1 + (k - 1) * cos)
+            // At 1 + (N−1)·cos = 0 (e.g. two opposite task vectors) t has no finite value; keep the
+            // base there (t = 0), as mergekit ≥ 0.1.5 does, instead of returning NaN or huge values.
+            let divisor = 1 + (k - 1) * cos
+            let t = abs(divisor) < 1e-6 ? 0 : k * cos / divisor
             tSum += t
             for j in range {
                 var mean = 0.0

@@ -344,7 +344,7 @@ public final class HistoryDatabase: @unchecked Sendable {
     ///   - expectedHead: the commit HEAD pointed at when the command started; if HEAD moved since,
     ///     nothing is written and ``RepoError/concurrentUpdate(ref:)`` is thrown.
     func recordCommit(objects: [ObjectInfo], tree: Tree, commit: Commit, expectedHead: ObjectID?,
-                      reflogMessage: String, statEntries: [StatCacheEntry] = []) throws {
+                      reflogMessage: String, statEntries: [StatCacheEntry] = [], clearMergeState: Bool = false) throws {
         try write { db in
             let head = try HistoryDatabase.head(db)
             guard head.commit == expectedHead else {
@@ -356,11 +356,13 @@ public final class HistoryDatabase: @unchecked Sendable {
             switch head {
             case let .branch(name, old):
                 try HistoryDatabase.setRef(db, name: name, kind: .branch, target: commit.id, old: old, message: reflogMessage)
+                try HistoryDatabase.logRef(db, "HEAD", old: old, new: commit.id, message: reflogMessage)
             case let .detached(old):
                 try db.execute(sql: "UPDATE head SET branch = NULL, commitID = ? WHERE id = 1", arguments: [commit.id.hex])
                 try HistoryDatabase.logRef(db, "HEAD", old: old, new: commit.id, message: reflogMessage)
             }
             for entry in statEntries { try entry.save(db) }
+            if clearMergeState { try db.execute(sql: "DELETE FROM mergeState") }
         }
     }
 

@@ -129,6 +129,7 @@ extension Repository {
                                 estimatedPeakBytes: context.estimatedPeakBytes, recipeYAML: recipeYAML(recipe, base: baseID))
         }
         let batch = objects.makeBatch()
+        var committed: (RecordedMerge, ConflictReport)?
         do {
             var result = try context.run(layerCount: layerCount, batch: batch, progress: progress)
             let message = options.message ?? "Merge \(branches.map(\.name).joined(separator: ", ")) into \(headName) (\(recipe.method))"
@@ -157,18 +158,40 @@ extension Repository {
                 return MergeOutcome(status: .ready, report: result.report, base: baseID, baseCandidates: candidates,
                                     estimatedPeakBytes: context.estimatedPeakBytes, recipeYAML: recipeYAML(recipe, base: baseID))
             }
-            let commit = try commitMerge(state: state, tree: tree, objects: result.newObjects, report: result.report)
-            return MergeOutcome(status: .committed(commit), report: result.report, base: baseID, baseCandidates: candidates,
-                                estimatedPeakBytes: context.estimatedPeakBytes, recipeYAML: recipeYAML(recipe, base: baseID))
+            let recorded = try recordMerge(state: state, tree: tree, objects: result.newObjects, report: result.report)
+            committed = (recorded, result.report)
         } catch {
+            // Nothing refers to this batch's objects until the merge is recorded.
             batch.rollback()
             throw error
         }
+        let (recorded, report) = committed!
+        try finishMerge(recorded)
+        return MergeOutcome(status: .committed(recorded.commit), report: report, base: baseID, baseCandidates: candidates,
+                            estimatedPeakBytes: context.estimatedPeakBytes, recipeYAML: recipeYAML(recipe, base: baseID))
     }
 
-    /// Runs the pre-merge-commit hook on the candidate, records the merge commit, checks it out,
-    /// runs post-merge, and clears any merge state.
-    func commitMerge(state: MergeState, tree: Tree, objects newObjects: [ObjectInfo], report: ConflictReport) throws -> Commit {
+    /// A recorded merge commit and what finishing it needs.
+    struct RecordedMerge {
+        var commit: Commit
+        var tree: Tree
+        /// What the working tree holds now (HEAD's tree, or the candidate after --no-commit).
+        var from: Tree
+        var hookEnvironment: [String: String]
+    }
+
+    /// Checks the merge out into the working tree and runs post-merge (after the commit is recorded).
+    func finishMerge(_ recorded: RecordedMerge) throws {
+        let entries = try materialize(recorded.tree, over: recorded.from, force: true)
+        history.saveStatCacheOpportunistically(entries, removing: [])
+        var env = recorded.hookEnvironment
+        env["MREPO_COMMIT"] = recorded.commit.id.hex
+        runHookReportingFailure("post-merge", environment: env)
+    }
+
+    /// Runs the pre-merge-commit hook on the candidate, then records the merge commit and clears any
+    /// merge state, in one transaction. ``finishMerge(_:)`` then updates the working tree.
+    func recordMerge(state: MergeState, tree: Tree, objects newObjects: [ObjectInfo], report: ConflictReport) throws -> RecordedMerge {
         let head = try history.head()
         guard head.commit == state.head else { throw RepoError.concurrentUpdate(ref: head.branchName ?? "HEAD") }
         let headCommit = try commit(state.head)
@@ -221,15 +244,11 @@ extension Repository {
                             message: state.message, metrics: [], extra: extra, generation: generation)
         let oldTree = try self.tree(of: state.head)
         try history.recordCommit(objects: newObjects, tree: tree, commit: commit, expectedHead: state.head,
-                                 reflogMessage: "merge \(state.branches.map(\.name).joined(separator: ", ")): \(commit.subject)")
-        try history.setMergeState(nil)
+                                 reflogMessage: "merge \(state.branches.map(\.name).joined(separator: ", ")): \(commit.subject)",
+                                 clearMergeState: true)
         // The working tree holds HEAD's files, or the candidate after --no-commit.
         let from = try state.readyTree.map { try history.tree($0) } ?? oldTree
-        let entries = try materialize(tree, over: from, force: true)
-        history.saveStatCacheOpportunistically(entries, removing: [])
-        hookEnv["MREPO_COMMIT"] = id.hex
-        try? runHook("post-merge", environment: hookEnv)
-        return commit
+        return RecordedMerge(commit: commit, tree: tree, from: from, hookEnvironment: hookEnv)
     }
 
     private func moveHeadForward(_ head: Head, to target: ObjectID, message: String) throws -> ObjectID {

@@ -113,21 +113,26 @@ extension Repository {
             if let message { state.message = message }
             let report = try savedReport(state)
             if let ready = state.readyTree {
-                return try commitMerge(state: state, tree: try history.tree(ready), objects: [], report: report)
+                let recorded = try recordMerge(state: state, tree: try history.tree(ready), objects: [], report: report)
+                try finishMerge(recorded)
+                return recorded.commit
             }
             let context = try self.context(of: state)
             let batch = objects.makeBatch()
+            let recorded: RecordedMerge
             do {
                 var newObjects: [ObjectInfo] = []
                 let recipe = context.plan.recipe
                 let tree = try context.buildTree(decided: state.decided, recipe: recipe, report: report,
                                                  recipeYAML: recipeYAML(recipe, base: state.base), batch: batch, newObjects: &newObjects)
                 try batch.finish()
-                return try commitMerge(state: state, tree: tree, objects: newObjects, report: report)
+                recorded = try recordMerge(state: state, tree: tree, objects: newObjects, report: report)
             } catch {
                 batch.rollback()
                 throw error
             }
+            try finishMerge(recorded)
+            return recorded.commit
         }
     }
 

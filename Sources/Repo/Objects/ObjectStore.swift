@@ -286,8 +286,16 @@ public final class ObjectStore: @unchecked Sendable {
         let (kind, tensor) = try open(id)
         var st = stat()
         stat(path(for: id), &st)
+        // The chain length below this object.
+        var depth = 0
+        var next = tensor.header.reference
+        while let ref = next {
+            depth += 1
+            guard depth <= 64 else { throw RepoError.corruptObject(object: id.short, problem: "delta chain is too deep (a cycle?)") }
+            next = try open(ref).tensor.header.reference
+        }
         return ObjectInfo(id: id, kind: kind, encoding: tensor.header.encoding, reference: tensor.header.reference,
-                          logicalByteCount: tensor.header.byteCount, storedByteCount: Int(st.st_size), depth: 0)
+                          logicalByteCount: tensor.header.byteCount, storedByteCount: Int(st.st_size), depth: depth)
     }
 
     /// Every object file and every leftover temporary file in the store.

@@ -55,6 +55,8 @@ struct CommitCommand: ParsableCommand {
         for m in metrics where parseMetric(m) == nil {
             throw ValidationError("--metric '\(m)': expected name=value with a number, e.g. eval_loss=1.83")
         }
+        let names = metrics.compactMap { parseMetric($0)?.name }
+        if Set(names).count != names.count { throw ValidationError("--metric: each name may be given once") }
     }
 
     func parseMetric(_ text: String) -> Commit.Metric? {
@@ -89,9 +91,10 @@ struct CommitCommand: ParsableCommand {
         guard !repository.quiet else { return }
         let root = result.commit.parents.isEmpty ? " (root-commit)" : ""
         print("[\(result.branch ?? "detached HEAD") \(result.commit.id.short)\(root)] \(result.commit.subject)")
-        let ratio = result.newStoredByteCount > 0
-            ? String(format: ", %.1fx smaller than the files", Double(result.logicalByteCount) / Double(result.newStoredByteCount)) : ""
-        print(" \(result.fileCount) files, \(result.tensorCount) tensors, \(Format.bytes(result.logicalByteCount)); stored \(Format.bytes(result.newStoredByteCount)) new in \(result.newObjectCount) objects\(ratio)")
+        let objects = result.newObjectCount == 1 ? "1 object" : "\(result.newObjectCount) objects"
+        let stored = result.newObjectCount == 0 ? "nothing new to store"
+            : "stored \(Format.bytes(result.newStoredByteCount)) new in \(objects) (\(Format.ratio(result.newStoredByteCount, result.logicalByteCount)) of the files' size)"
+        print(" \(result.fileCount) file\(result.fileCount == 1 ? "" : "s"), \(result.tensorCount) tensors, \(Format.bytes(result.logicalByteCount)); \(stored)")
     }
 }
 

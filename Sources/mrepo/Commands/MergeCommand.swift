@@ -98,6 +98,9 @@ struct MergeCommand: ParsableCommand {
     @Flag(help: "List the merge methods.")
     var listMethods = false
 
+    @Flag(help: "With --list-methods: print every method and its parameters as Markdown (docs/merging.md embeds it).")
+    var markdown = false
+
     @Option(help: ArgumentHelp("Describe a method and its parameters.", valueName: "method"))
     var helpMethod: String?
 
@@ -113,6 +116,10 @@ struct MergeCommand: ParsableCommand {
 
     func run() throws {
         if listMethods {
+            if markdown {
+                print(MethodCatalog.markdown())
+                return
+            }
             for m in MethodRegistry.all { print("\(m.id.padding(toLength: 18, withPad: " ", startingAt: 0)) \(m.displayName): \(m.summary)") }
             return
         }

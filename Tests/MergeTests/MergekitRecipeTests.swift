@@ -1,0 +1,118 @@
+import Testing
+
+@testable import Merge
+
+/// mergekit YAML recipes in the `models:` form.
+@Suite struct MergekitRecipeTests {
+    func parseError(_ yaml: String) -> String? {
+        do {
+            _ = try MergekitRecipe.parse(yaml, file: "recipe.yaml")
+            return nil
+        } catch {
+            return String(describing: error)
+        }
+    }
+
+    @Test func modelsForm() throws {
+        let yaml = """
+            models:
+              - model: math
+                parameters: {weight: 0.6, density: 0.5}
+              - model: code
+                parameters: {weight: 0.4, density: [0.3, 0.7]}
+              - model: main
+            merge_method: ties
+            base_model: main
+            parameters: {normalize: true, lambda: 1.0, rescale: false}
+            dtype: float32
+            out_dtype: bfloat16
+            seed: 42
+            name: my-merge
+            """
+        let r = try MergekitRecipe.parse(yaml, file: "recipe.yaml")
+        #expect(r.method == "ties")
+        #expect(r.baseModel == "main")
+        #expect(r.models.map(\.name) == ["math", "code", "main"])
+        #expect(r.models[0].parameters == ["weight": .number(0.6), "density": .number(0.5)])
+        #expect(r.models[1].parameters == ["weight": .number(0.4), "density": .gradient([0.3, 0.7])])
+        #expect(r.models[2].parameters.isEmpty)
+        #expect(r.parameters == ["normalize": .flag(true), "lambda": .number(1), "rescale": .flag(false)])
+        #expect(r.dtype == "float32")
+        #expect(r.outDType == "bfloat16")
+        #expect(r.seed == 42)
+        // The parsed values form a recipe mrepo accepts.
+        let experts = r.models.filter { $0.name != r.baseModel }
+        let plan = try MergePlan(MergeRecipe(method: r.method, parameters: r.parameters, expertParameters: experts.map(\.parameters),
+                                             experts: experts.map(\.name), seed: r.seed ?? 0))
+        #expect(plan.method.id == "ties")
+    }
+
+    /// §0.5's SLERP example with per-module depth schedules.
+    @Test func perModuleScheduleSection05() throws {
+        let yaml = """
+            merge_method: slerp
+            base_model: base
+            models:
+              - model: base
+              - model: chat
+            parameters:
+              t:
+                - filter: self_attn
+                  value: [0, 0.5, 0.3, 0.7, 1]
+                - filter: mlp
+                  value: [1, 0.5, 0.7, 0.3, 0]
+                - value: 0.5
+            dtype: bfloat16
+            """
+        let r = try MergekitRecipe.parse(yaml, file: "slerp.yaml")
+        let t = try #require(r.parameters["t"])
+        #expect(t == .conditional([
+            ParameterCondition(filter: "self_attn", value: .gradient([0, 0.5, 0.3, 0.7, 1])),
+            ParameterCondition(filter: "mlp", value: .gradient([1, 0.5, 0.7, 0.3, 0])),
+            ParameterCondition(filter: nil, value: .number(0.5)),
+        ]))
+        let attention = TensorContext(name: "model.layers.8.self_attn.q_proj.weight", shape: [4, 4], layerCount: 32)
+        let value = try #require(t.resolve(for: attention)?.numberValue)
+        #expect(abs(value - 0.4935) < 5e-5)
+        let norm = TensorContext(name: "model.layers.8.post_attention_layernorm.weight", shape: [4], layerCount: 32)
+        #expect(t.resolve(for: norm) == .number(0.5))
+        _ = try MergePlan(MergeRecipe(method: r.method, parameters: r.parameters, experts: r.models.map(\.name)))
+    }
+
+    @Test func integerModelNamesAndMissingParameters() throws {
+        let r = try MergekitRecipe.parse("merge_method: linear\nmodels:\n  - model: 7\n  - model: v2\n", file: "r.yaml")
+        #expect(r.models.map(\.name) == ["7", "v2"])
+        #expect(r.parameters.isEmpty && r.baseModel == nil && r.seed == nil && r.dtype == nil)
+    }
+
+    @Test func rejectsSlices() {
+        let yaml = """
+            slices:
+              - sources:
+                  - model: a
+                    layer_range: [0, 16]
+            merge_method: passthrough
+            """
+        #expect(parseError(yaml) == "recipe.yaml: 'slices' recipes are not supported; use the 'models' form")
+    }
+
+    @Test func rejectsTokenizerSurgery() {
+        #expect(parseError("merge_method: linear\nmodels:\n  - model: a\ntokenizer_source: union\n")
+            == "recipe.yaml: 'tokenizer_source' (tokenizer surgery) is not supported; merge models that share a vocabulary, or choose --vocab")
+    }
+
+    @Test func malformedRecipes() {
+        #expect(parseError("merge_method: linear\nmodels:\n  - model: a\nmystery: 1\n") == "recipe.yaml: unknown key 'mystery'")
+        #expect(parseError("models:\n  - model: a\n") == "recipe.yaml: missing 'merge_method'")
+        #expect(parseError("merge_method: linear\n") == "recipe.yaml: missing 'models' list")
+        #expect(parseError("merge_method: linear\nmodels: []\n") == "recipe.yaml: missing 'models' list")
+        #expect(parseError("merge_method: linear\nmodels:\n  - name: a\n") == "recipe.yaml: models[0] needs 'model: NAME'")
+        #expect(parseError("- 1\n- 2\n") == "recipe.yaml: expected a mapping at the top level")
+        #expect(parseError("merge_method: linear\nmodels:\n  - model: a\nparameters: 3\n") == "recipe.yaml: parameters must be a mapping")
+        #expect(parseError("merge_method: ties\nmodels:\n  - model: a\nparameters:\n  density:\n    - filter: mlp\n")
+            == "recipe.yaml: parameters.density[0] must be {filter, value}")
+        #expect(parseError("merge_method: ties\nmodels:\n  - model: a\n    parameters: {weight: {x: 1}}\n")
+            == "recipe.yaml: models[0].parameters.weight has an unsupported value")
+        #expect(parseError("merge_method: [unclosed\n")?.hasPrefix("recipe.yaml: not valid YAML: ") == true)
+    }
+}
