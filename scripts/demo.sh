@@ -43,6 +43,15 @@ echo "..."
 step "mrepo du   (logical vs stored bytes)"
 "$M" du
 
+step "mrepo merge math code chat --method ties   (an octopus merge from the base, with its conflict report)"
+"$M" switch -q -c merged main
+"$M" merge math code chat --method ties --set density=0.5 --report ../merge-report.html
+echo "(the HTML report with its heatmap is in $(cd .. && pwd)/merge-report.html)"
+
+step "mrepo show merged   (the recipe and the class counts are recorded in the merge commit)"
+"$M" show merged | sed -n '1,16p'
+"$M" switch -q main
+
 step "mrepo export chat ../chat-export   (byte for byte)"
 "$M" export chat ../chat-export
 cmp ../family/chat/model.safetensors ../chat-export/model.safetensors && echo "model.safetensors is identical to the committed file"

@@ -36,6 +36,7 @@ struct MrepoCommand: ParsableCommand {
 
     /// Runs the command; errors become one line on standard error and a non-zero exit status.
     static func main() {
+        MemoryPolicy.configure()
         // `mrepo -C DIR <command>`, as git takes it: change directory before parsing.
         var arguments = Array(CommandLine.arguments.dropFirst())
         while arguments.count >= 2, arguments[0] == "-C" {

@@ -10,9 +10,8 @@ import Testing
 
     func apply(_ method: Sparsifier, _ x: [Float], density: Double, gamma: Double = 0.01, epsilon: Double = 0.15,
                rows: Int = 1, rescale: Bool = false, seed: UInt64 = 0) throws -> ([Float], Double) {
-        var rng = SeededRandom(seed: seed)
-        return try Sparsify.apply(method, x, density: density, gamma: gamma, epsilon: epsilon, rows: rows,
-                                  rescale: rescale, rng: &rng, name: "t")
+        try Sparsify.apply(method, x, density: density, gamma: gamma, epsilon: epsilon, rows: rows,
+                           rescale: rescale, seed: seed, name: "t")
     }
 
     // MARK: - Magnitude (TIES trim)
@@ -154,10 +153,9 @@ import Testing
     }
 
     func keepFrequencies(_ x: [Float], rows: Int, density: Double, epsilon: Double, trials: Int) -> [Double] {
-        var rng = SeededRandom(seed: 2024)
         var counts = [Int](repeating: 0, count: x.count)
-        for _ in 0..<trials {
-            let mask = Sparsify.dellaMask(x, density: density, epsilon: epsilon, rows: rows, rng: &rng)
+        for trial in 0..<trials {
+            let mask = Sparsify.dellaMask(x, density: density, epsilon: epsilon, rows: rows, seed: 2024 &+ UInt64(trial))
             for (i, m) in mask.enumerated() where m { counts[i] += 1 }
         }
         return counts.map { Double($0) / Double(trials) }

@@ -66,6 +66,27 @@ public enum FloatConversion {
         }
     }
 
+    /// Converts `count` Floats stored at the start of `buffer` to `dtype`, writing the result at the
+    /// start of the same buffer. Works for every dtype of at most 4 bytes (each element is written
+    /// at or before where it was read); wider dtypes are converted through a copy.
+    public static func fromFloatInPlace(_ dtype: DType, count: Int, _ buffer: UnsafeMutableRawBufferPointer) {
+        guard dtype != .f32, count > 0 else { return }
+        if dtype.byteSize > 4 {
+            let copy = Array(UnsafeBufferPointer(start: buffer.baseAddress!.assumingMemoryBound(to: Float.self), count: count))
+            copy.withUnsafeBufferPointer { fromFloat(dtype, $0, into: buffer) }
+            return
+        }
+        let p = buffer.baseAddress!
+        let size = dtype.byteSize
+        // Element by element, in order: element i is read from offset 4i before offset size·i ≤ 4i is written.
+        for i in 0..<count {
+            let x = p.load(fromByteOffset: 4 * i, as: Float.self)
+            withUnsafePointer(to: x) { px in
+                fromFloat(dtype, UnsafeBufferPointer(start: px, count: 1), into: UnsafeMutableRawBufferPointer(start: p + size * i, count: size))
+            }
+        }
+    }
+
     /// Float32 → bfloat16 bits, round to nearest even; NaN stays a quiet NaN.
     @inline(__always)
     public static func bfloat16Bits(_ x: Float) -> UInt16 {

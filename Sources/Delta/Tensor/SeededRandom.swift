@@ -1,6 +1,6 @@
 /// xoshiro256** seeded through SplitMix64: fast, reproducible on every platform.
 public struct SeededRandom: RandomNumberGenerator, Sendable {
-    private var s0, s1, s2, s3: UInt64
+    @usableFromInline var s0, s1, s2, s3: UInt64
 
     public init(seed: UInt64) {
         var x = seed
@@ -19,7 +19,7 @@ public struct SeededRandom: RandomNumberGenerator, Sendable {
         self.init(seed: seed ^ SeededRandom.fnv1a(stream) &* 0x9E37_79B9_7F4A_7C15 ^ index &* 0xD1B5_4A32_D192_ED03)
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public mutating func next() -> UInt64 {
         let result = ((s1 &* 5) << 7 | (s1 &* 5) >> 57) &* 9
         let t = s1 << 17
@@ -33,7 +33,7 @@ public struct SeededRandom: RandomNumberGenerator, Sendable {
     }
 
     /// Uniform in [0, 1).
-    @inline(__always)
+    @inlinable @inline(__always)
     public mutating func uniform() -> Double {
         Double(next() >> 11) * 0x1p-53
     }

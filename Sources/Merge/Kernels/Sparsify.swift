@@ -13,91 +13,421 @@ public enum Sparsifier: String, Sendable {
     case dellaMagprune
 }
 
-/// Thins one task vector.
-enum Sparsify {
-    /// Applies a sparsifier; returns the thinned vector and the fraction kept.
-    ///
-    /// - Parameters:
-    ///   - rescale: multiply the survivors so the L1 norm is unchanged (mergekit's `rescale`).
-    ///   - rng: the stream for random sparsifiers (one per tensor and expert).
-    static func apply(_ method: Sparsifier, _ x: [Float], density: Double, gamma: Double, epsilon: Double,
-                      rows: Int, rescale: Bool, rng: inout SeededRandom, name: String) throws -> ([Float], Double) {
-        if density >= 1 { return (x, 1) }
-        let n = x.count
-        var mask: [Bool]
-        switch method {
+/// Which elements of one expert's task vector δ = θ − θ₀ survive, and the L1 rescale factor.
+///
+/// Built in a first pass over the expert and the base, applied element by element in a second,
+/// so no task vector is held in memory: a merge needs the inputs and the output only.
+/// Random decisions come from one stream per block of ``Kernels/block`` elements (seeded by the
+/// tensor's seed, the expert and the block), so both passes, and every thread count, see the same draws.
+struct DeltaMask: Sendable {
+    enum Rule: Sendable {
+        case all
+        case top(TopK)
+        /// In the top `keep` and not in the top `drop` (Breadcrumbs).
+        case band(keep: TopK, drop: TopK)
+        case bernoulli(p: Double, seed: UInt64)
+        /// Precomputed, one byte per element (DELLA's per-row ranks).
+        case explicit([UInt8])
+        /// Precomputed, one bit per element (DARE's draws, made once in the first pass).
+        case bits([UInt64])
+    }
+
+    var rule: Rule
+    /// Survivors are multiplied by this (the L1 rescale; 1 without it).
+    var scale: Float
+    var keptFraction: Double
+
+    /// Exact top-k membership by magnitude, ties broken by position (earlier first).
+    struct TopK: Sendable {
+        /// Bit pattern of the k-th largest magnitude.
+        var threshold: UInt32
+        /// How many elements equal to the threshold are kept.
+        var need: Int
+        /// Per block: elements equal to the threshold in earlier blocks.
+        var equalBefore: [Int]
+        var k: Int
+    }
+
+    /// Per-block state of the second pass: every constant the hot loop needs, as plain scalars
+    /// (no arrays or enum payloads are touched per element).
+    struct Cursor {
+        var kind: UInt8 = 0
+        var threshold1: UInt32 = 0, rankBase1 = 0, need1 = 0
+        var threshold2: UInt32 = 0, rankBase2 = 0, need2 = 0
+        /// Bernoulli: keep when a 32-bit draw is below this (p·2³²).
+        var keepBelow: UInt64 = 0
+        var rng: SeededRandom
+        /// The upper half of the last 64-bit draw, for the next element.
+        var spare: UInt64 = 0
+        var hasSpare = false
+        var explicit: UnsafePointer<UInt8>?
+        var words: UnsafePointer<UInt64>?
+
+        /// One Bernoulli decision. Each 64-bit draw serves two elements (low half, then high half).
+        @inline(__always)
+        mutating func bernoulli() -> Bool {
+            let draw: UInt64
+            if hasSpare {
+                draw = spare
+                hasSpare = false
+            } else {
+                let r = rng.next()
+                draw = r & 0xFFFF_FFFF
+                spare = r >> 32
+                hasSpare = true
+            }
+            return draw < keepBelow
+        }
+    }
+
+    static func magnitudeBits(_ e: Float, _ b: Float) -> UInt32 { (e - b).bitPattern & 0x7FFF_FFFF }
+
+    // MARK: - Building
+
+    /// First pass: decides the rule and measures the L1 norms for the rescale.
+    static func build(_ sparsifier: Sparsifier?, expert: UnsafeBufferPointer<Float>, base: UnsafeBufferPointer<Float>,
+                      density: Double, gamma: Double, epsilon: Double, rows: Int, rescale: Bool, seed: UInt64,
+                      name: String) throws -> DeltaMask {
+        let n = expert.count
+        guard let sparsifier, density < 1, n > 0 else { return DeltaMask(rule: .all, scale: 1, keptFraction: 1) }
+        let rule: Rule
+        switch sparsifier {
         case .magnitude:
             let k = Int((density * Double(n)).rounded(.down))
             guard k > 0 else {
                 throw MergeError.tensor(name: name, problem: "density \(density) keeps no element of \(n); raise density")
             }
-            mask = Kernels.topKMask(x, k: k)
+            rule = .top(topK(expert, base, k: k))
         case .bernoulli:
-            mask = bernoulliMask(n, keep: density, rng: &rng)
+            rule = .bits(bernoulliBits(n, p: density, seed: seed))
         case .magnitudeOutliers:
-            mask = outlierMask(x, density: density, gamma: gamma)
+            let target = Int((density * Double(n)).rounded(.down))
+            var nTop = Int((gamma * Double(n)).rounded(.down))
+            var nBot = n - target - nTop
+            if nBot < 0 {
+                nTop += nBot
+                nBot = 0
+            }
+            rule = .band(keep: topK(expert, base, k: n - nBot), drop: topK(expert, base, k: nTop))
         case .dellaMagprune:
             guard density - epsilon > 0, density + epsilon < 1 else {
                 throw MergeError.tensor(name: name, problem: "DELLA needs 0 < density − epsilon and density + epsilon < 1 (density \(density), epsilon \(epsilon))")
             }
-            mask = dellaMask(x, density: density, epsilon: epsilon, rows: rows, rng: &rng)
+            rule = .explicit(dellaMask(expert, base, density: density, epsilon: epsilon, rows: rows, seed: seed))
         }
-        var out = [Float](repeating: 0, count: n)
-        var kept = 0
-        for i in 0..<n where mask[i] {
-            out[i] = x[i]
-            kept += 1
+        var mask = DeltaMask(rule: rule, scale: 1, keptFraction: 1)
+        if !rescale {
+            // The kept fraction is exact for top-k; random and banded rules report it from the merge pass.
+            switch rule {
+            case let .top(t): mask.keptFraction = Double(t.k) / Double(n)
+            case let .bits(words): mask.keptFraction = Double(words.reduce(0) { $0 + $1.nonzeroBitCount }) / Double(n)
+            default: mask.keptFraction = .nan
+            }
+            return mask
         }
-        if rescale {
-            let before = Kernels.l1(x), after = Kernels.l1(out)
-            if before >= 1e-7, after >= 1e-7 {
-                let f = Float(before / after)
-                for i in 0..<n { out[i] *= f }
+        // Second look: how many survive, and the L1 norms before and after.
+        let blocks = (n + Kernels.block - 1) / Kernels.block
+        var partial = [(kept: Int, before: Double, after: Double)](repeating: (0, 0, 0), count: blocks)
+        partial.withUnsafeMutableBufferPointer { out in
+            let o = UnsafeSendableTriples(out), e = SendableConst(expert), b = SendableConst(base), m = mask
+            Kernels.blocks(n) { r in
+                let blockIndex = r.lowerBound / Kernels.block
+                var cursor = m.cursor(block: blockIndex)
+                var kept = 0, before = 0.0, after = 0.0
+                if let words = cursor.words {
+                    // Precomputed draws: branch-free sums in four Double lanes.
+                    var b4 = SIMD4<Double>(), a4 = SIMD4<Double>()
+                    var j = r.lowerBound
+                    while j + 4 <= r.upperBound {
+                        let d = SIMD4<Float>(e.p[j] - b.p[j], e.p[j + 1] - b.p[j + 1], e.p[j + 2] - b.p[j + 2], e.p[j + 3] - b.p[j + 3])
+                        let a = SIMD4<Double>(Double(abs(d[0])), Double(abs(d[1])), Double(abs(d[2])), Double(abs(d[3])))
+                        let word = words[j >> 6] >> UInt64(j & 63)
+                        let bits = SIMD4<Double>(Double(word & 1), Double(word >> 1 & 1), Double(word >> 2 & 1), Double(word >> 3 & 1))
+                        b4 += a
+                        a4 += a * bits
+                        kept &+= (word & 0xF).nonzeroBitCount
+                        j += 4
+                    }
+                    before = b4.sum()
+                    after = a4.sum()
+                    while j < r.upperBound {
+                        let a = Double(abs(e.p[j] - b.p[j]))
+                        let bit = words[j >> 6] >> UInt64(j & 63) & 1
+                        before += a
+                        after += bit != 0 ? a : 0
+                        kept &+= Int(bit)
+                        j += 1
+                    }
+                } else {
+                    for j in r {
+                        let d = e.p[j] - b.p[j]
+                        let a = Double(abs(d))
+                        before += a
+                        if DeltaMask.keep(&cursor, d, j) {
+                            kept += 1
+                            after += a
+                        }
+                    }
+                }
+                o.p[blockIndex] = (kept, before, after)
             }
         }
-        return (out, n == 0 ? 1 : Double(kept) / Double(n))
-    }
-
-    static func bernoulliMask(_ n: Int, keep p: Double, rng: inout SeededRandom) -> [Bool] {
-        // 53-bit uniform against p: exact and seedable.
-        var mask = [Bool](repeating: false, count: n)
-        for i in 0..<n { mask[i] = rng.uniform() < p }
+        withExtendedLifetime(mask) {}
+        let kept = partial.reduce(0) { $0 + $1.kept }
+        let before = partial.reduce(0.0) { $0 + $1.before }, after = partial.reduce(0.0) { $0 + $1.after }
+        mask.keptFraction = Double(kept) / Double(n)
+        if rescale, before >= 1e-7, after >= 1e-7 { mask.scale = Float(before / after) }
         return mask
     }
 
-    /// Breadcrumbs: ascending by magnitude (ties by position), keep ranks in [nBot, n − nTop).
-    static func outlierMask(_ x: [Float], density: Double, gamma: Double) -> [Bool] {
-        let n = x.count
-        let target = Int((density * Double(n)).rounded(.down))
-        var nTop = Int((gamma * Double(n)).rounded(.down))
-        var nBot = n - target - nTop
-        if nBot < 0 {
-            nTop += nBot
-            nBot = 0
+    /// The k largest magnitudes of e − b: a radix select on the bit patterns, then the count of
+    /// threshold-equal elements per block.
+    static func topK(_ e: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>, k: Int) -> TopK {
+        let n = e.count
+        let blocks = (n + Kernels.block - 1) / Kernels.block
+        if k >= n { return TopK(threshold: 0, need: n, equalBefore: [Int](repeating: 0, count: blocks), k: n) }
+        if k <= 0 { return TopK(threshold: UInt32.max, need: 0, equalBefore: [Int](repeating: 0, count: blocks), k: 0) }
+        // Pass 1: top 16 bits.
+        let high = histogram(e, b, within: nil)
+        var remaining = k
+        var bucket = (1 << 16) - 1
+        while bucket > 0, high[bucket] < remaining {
+            remaining -= high[bucket]
+            bucket -= 1
         }
-        let keepTopWithoutOutliers = Kernels.topKMask(x, k: n - nBot)
-        let outliers = Kernels.topKMask(x, k: nTop)
-        return zip(keepTopWithoutOutliers, outliers).map { $0 && !$1 }
+        let hb = UInt32(bucket)
+        var greater = k - remaining
+        // Pass 2: low 16 bits inside that bucket.
+        let low = histogram(e, b, within: hb)
+        var sub = (1 << 16) - 1
+        while sub > 0, low[sub] < remaining {
+            remaining -= low[sub]
+            greater += low[sub]
+            sub -= 1
+        }
+        let threshold = hb << 16 | UInt32(sub)
+        // Pass 3: elements equal to the threshold, per block.
+        var equal = [Int](repeating: 0, count: blocks)
+        equal.withUnsafeMutableBufferPointer { out in
+            let o = UnsafeSendableInts(out), x = SendableConst(e), y = SendableConst(b)
+            Kernels.blocks(n) { r in
+                var c = 0
+                for j in r where magnitudeBits(x.p[j], y.p[j]) == threshold { c += 1 }
+                o.p[r.lowerBound / Kernels.block] = c
+            }
+        }
+        var before = [Int](repeating: 0, count: blocks)
+        for i in 1..<max(blocks, 1) { before[i] = before[i - 1] + equal[i - 1] }
+        return TopK(threshold: threshold, need: k - greater, equalBefore: before, k: k)
     }
 
-    /// DELLA MagPrune: per row (dim 0 of a 2-D tensor; a 1-D tensor is one row), rank entries by
-    /// magnitude ascending; keep probability (ρ−ε) + 2ε·rank/(C−1).
-    static func dellaMask(_ x: [Float], density: Double, epsilon: Double, rows: Int, rng: inout SeededRandom) -> [Bool] {
-        let n = x.count
+    /// A 65536-bin histogram of the magnitudes' bits, computed on every core: of the top 16 bits
+    /// (`within == nil`), or of the low 16 bits of magnitudes whose top 16 bits are `within`.
+    private static func histogram(_ e: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>, within: UInt32?) -> [Int] {
+        let n = e.count
+        let parts = max(1, min(Parallel.workerCount, n / Kernels.block))
+        var counts = [Int](repeating: 0, count: parts << 16)
+        counts.withUnsafeMutableBufferPointer { out in
+            let o = UnsafeSendableInts(out), x = SendableConst(e), y = SendableConst(b)
+            try? Parallel.forEach(parts) { part, _ in
+                let start = n * part / parts, end = n * (part + 1) / parts
+                let h = o.p.baseAddress! + (part << 16)
+                let xp = x.p.baseAddress!, yp = y.p.baseAddress!
+                if let high = within {
+                    for j in start..<end {
+                        let bits = magnitudeBits(xp[j], yp[j])
+                        if bits >> 16 == high { h[Int(bits & 0xFFFF)] += 1 }
+                    }
+                } else {
+                    for j in start..<end { h[Int(magnitudeBits(xp[j], yp[j]) >> 16)] += 1 }
+                }
+            }
+        }
+        var total = [Int](repeating: 0, count: 1 << 16)
+        for part in 0..<parts {
+            for i in 0..<(1 << 16) { total[i] += counts[(part << 16) + i] }
+        }
+        return total
+    }
+
+    /// DARE's keep decisions, one bit per element, drawn block by block (the stream of a block
+    /// depends only on the seed and the block index).
+    static func bernoulliBits(_ n: Int, p: Double, seed: UInt64) -> [UInt64] {
+        var bits = [UInt64](repeating: 0, count: (n + 63) / 64)
+        let rule = DeltaMask(rule: .bernoulli(p: p, seed: seed), scale: 1, keptFraction: 1)
+        bits.withUnsafeMutableBufferPointer { out in
+            let o = UnsafeSendableWords(out)
+            Kernels.blocks(n) { r in
+                var c = rule.cursor(block: r.lowerBound / Kernels.block)
+                var j = r.lowerBound
+                // Blocks start at multiples of 64, so each word belongs to one block.
+                let below = c.keepBelow
+                while j < r.upperBound {
+                    // 32 draws of 64 bits give 64 decisions: low half, then high half, as Cursor.bernoulli().
+                    var word: UInt64 = 0
+                    for pair in 0..<32 {
+                        let draw = c.rng.next()
+                        let low: UInt64 = draw & 0xFFFF_FFFF < below ? 1 : 0
+                        let high: UInt64 = draw >> 32 < below ? 1 : 0
+                        word |= low << UInt64(2 * pair) | high << UInt64(2 * pair + 1)
+                    }
+                    let end = min(r.upperBound, j + 64)
+                    if end - j < 64 { word &= (1 << UInt64(end - j)) - 1 }
+                    o.p[j >> 6] = word
+                    j = end
+                }
+            }
+        }
+        return bits
+    }
+
+    /// DELLA's keep decisions: per row, rank by magnitude (ties by position) and draw with
+    /// probability (ρ−ε) + 2ε·rank/(C−1). One random stream per row.
+    static func dellaMask(_ e: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>, density: Double, epsilon: Double,
+                          rows: Int, seed: UInt64) -> [UInt8] {
+        let n = e.count
         let r = max(1, rows)
         let c = n / r
-        var mask = [Bool](repeating: false, count: n)
-        var order = [Int](repeating: 0, count: c)
-        for row in 0..<r {
-            let start = row * c
-            for j in 0..<c { order[j] = j }
-            order.sort { (abs(x[start + $0]), $0) < (abs(x[start + $1]), $1) }
-            for (rank, j) in order.enumerated() {
-                let position = c > 1 ? Double(rank) / Double(c - 1) : 0.5
-                let q = (density - epsilon) + 2 * epsilon * position
-                mask[start + j] = rng.uniform() < q
+        var mask = [UInt8](repeating: 0, count: n)
+        mask.withUnsafeMutableBufferPointer { out in
+            let o = UnsafeSendableBytes(out), x = SendableConst(e), y = SendableConst(b)
+            try? Parallel.forEach(r) { row, _ in
+                let start = row * c
+                let magnitude = (0..<c).map { abs(x.p[start + $0] - y.p[start + $0]) }
+                let order = (0..<c).sorted { (magnitude[$0], $0) < (magnitude[$1], $1) }
+                var rng = SeededRandom(seed: seed, stream: "della-row", index: UInt64(row))
+                var decisions = [UInt8](repeating: 0, count: c)
+                for (rank, j) in order.enumerated() {
+                    let position = c > 1 ? Double(rank) / Double(c - 1) : 0.5
+                    decisions[j] = rng.uniform() < (density - epsilon) + 2 * epsilon * position ? 1 : 0
+                }
+                for j in 0..<c { o.p[start + j] = decisions[j] }
             }
         }
         return mask
     }
+
+    // MARK: - Applying
+
+    /// The second pass's state for one block. For `.explicit` the mask array must outlive the cursor.
+    func cursor(block: Int) -> Cursor {
+        var c = Cursor(rng: SeededRandom(seed: UInt64(block)))
+        switch rule {
+        case .all:
+            c.kind = 0
+        case let .top(t):
+            c.kind = 1
+            (c.threshold1, c.rankBase1, c.need1) = (t.threshold, block < t.equalBefore.count ? t.equalBefore[block] : 0, t.need)
+        case let .band(keep, drop):
+            c.kind = 2
+            (c.threshold1, c.rankBase1, c.need1) = (keep.threshold, block < keep.equalBefore.count ? keep.equalBefore[block] : 0, keep.need)
+            (c.threshold2, c.rankBase2, c.need2) = (drop.threshold, block < drop.equalBefore.count ? drop.equalBefore[block] : 0, drop.need)
+        case let .bernoulli(p, seed):
+            c.kind = 3
+            c.keepBelow = UInt64((min(max(p, 0), 1) * 4_294_967_296).rounded(.down))
+            c.rng = SeededRandom(seed: seed, stream: "bernoulli", index: UInt64(block))
+        case let .explicit(mask):
+            c.kind = 4
+            c.explicit = mask.withUnsafeBufferPointer { $0.baseAddress }
+        case let .bits(words):
+            c.kind = 5
+            c.words = words.withUnsafeBufferPointer { $0.baseAddress }
+        }
+        return c
+    }
+
+    /// Whether element `j` (task-vector value `d`) survives. Call in index order within a block.
+    @inline(__always)
+    static func keep(_ c: inout Cursor, _ d: Float, _ j: Int) -> Bool {
+        switch c.kind {
+        case 0:
+            return true
+        case 1:
+            let bits = d.bitPattern & 0x7FFF_FFFF
+            if bits > c.threshold1 { return true }
+            if bits < c.threshold1 { return false }
+            c.rankBase1 += 1
+            return c.rankBase1 - 1 < c.need1
+        case 2:
+            let bits = d.bitPattern & 0x7FFF_FFFF
+            var inKeep = bits > c.threshold1
+            if bits == c.threshold1 {
+                inKeep = c.rankBase1 < c.need1
+                c.rankBase1 += 1
+            }
+            var inDrop = bits > c.threshold2
+            if bits == c.threshold2 {
+                inDrop = c.rankBase2 < c.need2
+                c.rankBase2 += 1
+            }
+            return inKeep && !inDrop
+        case 3:
+            return c.bernoulli()
+        case 5:
+            return c.words![j >> 6] >> UInt64(j & 63) & 1 != 0
+        default:
+            return c.explicit![j] != 0
+        }
+    }
+}
+
+/// Thins one task vector held in memory (the building block the methods stream; kept for tests
+/// and for callers that hold δ).
+enum Sparsify {
+    /// Applies a sparsifier; returns the thinned vector and the fraction kept.
+    static func apply(_ method: Sparsifier, _ x: [Float], density: Double, gamma: Double, epsilon: Double,
+                      rows: Int, rescale: Bool, seed: UInt64, name: String) throws -> ([Float], Double) {
+        let zeros = [Float](repeating: 0, count: x.count)
+        return try x.withUnsafeBufferPointer { px in
+            try zeros.withUnsafeBufferPointer { pz in
+                let mask = try DeltaMask.build(method, expert: px, base: pz, density: density, gamma: gamma, epsilon: epsilon,
+                                               rows: rows, rescale: rescale, seed: seed, name: name)
+                var out = [Float](repeating: 0, count: x.count)
+                var kept = 0
+                var blockStart = -1
+                var cursor = mask.cursor(block: 0)
+                for j in 0..<x.count {
+                    if j / Kernels.block != blockStart {
+                        blockStart = j / Kernels.block
+                        cursor = mask.cursor(block: blockStart)
+                    }
+                    if DeltaMask.keep(&cursor, x[j], j) {
+                        out[j] = x[j] * mask.scale
+                        kept += 1
+                    }
+                }
+                return (out, x.isEmpty ? 1 : Double(kept) / Double(x.count))
+            }
+        }
+    }
+
+    /// DELLA's keep decisions for a task vector held in memory.
+    static func dellaMask(_ x: [Float], density: Double, epsilon: Double, rows: Int, seed: UInt64) -> [Bool] {
+        let zeros = [Float](repeating: 0, count: x.count)
+        return x.withUnsafeBufferPointer { px in
+            zeros.withUnsafeBufferPointer { pz in
+                DeltaMask.dellaMask(px, pz, density: density, epsilon: epsilon, rows: rows, seed: seed).map { $0 != 0 }
+            }
+        }
+    }
+}
+
+struct UnsafeSendableInts: @unchecked Sendable {
+    let p: UnsafeMutableBufferPointer<Int>
+    init(_ p: UnsafeMutableBufferPointer<Int>) { self.p = p }
+}
+
+struct UnsafeSendableBytes: @unchecked Sendable {
+    let p: UnsafeMutableBufferPointer<UInt8>
+    init(_ p: UnsafeMutableBufferPointer<UInt8>) { self.p = p }
+}
+
+struct UnsafeSendableTriples: @unchecked Sendable {
+    let p: UnsafeMutableBufferPointer<(kept: Int, before: Double, after: Double)>
+    init(_ p: UnsafeMutableBufferPointer<(kept: Int, before: Double, after: Double)>) { self.p = p }
+}
+
+struct UnsafeSendableWords: @unchecked Sendable {
+    let p: UnsafeMutableBufferPointer<UInt64>
+    init(_ p: UnsafeMutableBufferPointer<UInt64>) { self.p = p }
 }

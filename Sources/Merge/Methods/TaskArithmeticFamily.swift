@@ -40,8 +40,11 @@ public struct GeneralizedTaskArithmetic<Configuration: TaskArithmeticConfigurati
                           help: Configuration.electsSign
                             ? "Divide by the sum of the weights of the experts that agree with the elected sign (TIES' disjoint mean)."
                             : "Divide the weighted sum by the sum of the weights (an average instead of a sum)."),
+            // Kept for every method of the family, as mergekit accepts it for all of them (recipes carry over).
             ParameterSpec("rescale", .flag, default: .flag(Configuration.rescaleByDefault),
-                          help: "After sparsifying, scale the kept deltas so the task vector's L1 norm is unchanged."),
+                          help: Configuration.sparsifier == nil
+                            ? "Accepted for mergekit recipes; without sparsification it changes nothing."
+                            : "After sparsifying, scale the kept deltas so the task vector's L1 norm is unchanged."),
         ]
     }
 
@@ -72,78 +75,185 @@ public struct GeneralizedTaskArithmetic<Configuration: TaskArithmeticConfigurati
         let ctx = input.context
         let p = input.parameters
         let n = base.count
-        var deltas: [[Float]] = []
-        var kept: [Double]? = Configuration.sparsifier == nil ? nil : []
-        for (i, expert) in input.experts.enumerated() {
-            var d = Kernels.subtract(expert, base)
-            if let sparsifier = Configuration.sparsifier {
-                var rng = SeededRandom(seed: input.seed, stream: "sparsify", index: UInt64(i))
-                let density = p.number("density", expert: i, ctx) ?? 1
-                let (thin, fraction) = try Sparsify.apply(
-                    sparsifier, d, density: density, gamma: p.number("gamma", expert: i, ctx) ?? 0.01,
-                    epsilon: p.number("epsilon", expert: i, ctx) ?? 0.15, rows: ctx.shape.count >= 2 ? ctx.shape[0] : 1,
-                    rescale: p.flag("rescale", ctx) ?? Configuration.rescaleByDefault, rng: &rng, name: ctx.name)
-                d = thin
-                kept?.append(fraction)
-            }
-            deltas.append(d)
-        }
-        let weights = (0..<input.experts.count).map { Float(p.number("weight", expert: $0, ctx) ?? 1) }
-        let normalize = p.flag("normalize", ctx) ?? Configuration.normalizeByDefault
-        let lambda = Float(p.number("lambda", ctx) ?? 1)
-        let mixed = Self.combine(deltas, weights: weights, count: n, electSign: Configuration.electsSign, normalize: normalize)
-        var out = [Float](repeating: 0, count: n)
-        out.withUnsafeMutableBufferPointer { po in
-            base.withUnsafeBufferPointer { pb in
-                mixed.withUnsafeBufferPointer { pm in
-                    let o = SendableMutable(po), b = SendableConst(pb), m = SendableConst(pm)
-                    Kernels.blocks(n) { r in
-                        for j in r { o.p[j] = b.p[j] + (lambda == 1 ? m.p[j] : m.p[j] * lambda) }
-                    }
+        let k = input.experts.count
+        let rescale = p.flag("rescale", ctx) ?? Configuration.rescaleByDefault
+        // Pass 1, per expert: which deltas survive, and the L1 rescale factor.
+        var masks: [DeltaMask] = []
+        try base.withUnsafeBufferPointer { pb in
+            for (i, expert) in input.experts.enumerated() {
+                try expert.withUnsafeBufferPointer { pe in
+                    masks.append(try DeltaMask.build(
+                        Configuration.sparsifier, expert: pe, base: pb, density: p.number("density", expert: i, ctx) ?? 1,
+                        gamma: p.number("gamma", expert: i, ctx) ?? 0.01, epsilon: p.number("epsilon", expert: i, ctx) ?? 0.15,
+                        rows: ctx.shape.count >= 2 ? ctx.shape[0] : 1, rescale: rescale,
+                        seed: input.seed &+ UInt64(i) &* 0x9E37_79B9_7F4A_7C15, name: ctx.name))
                 }
             }
         }
-        return TensorMergeOutput(values: out, keptFraction: kept)
-    }
-
-    /// Weighted combination of task vectors, with optional sign election and normalisation.
-    static func combine(_ deltas: [[Float]], weights: [Float], count n: Int, electSign: Bool, normalize: Bool) -> [Float] {
-        var mixed = [Float](repeating: 0, count: n)
+        let weights = (0..<k).map { Float(p.number("weight", expert: $0, ctx) ?? 1) }
+        let normalize = p.flag("normalize", ctx) ?? Configuration.normalizeByDefault
+        let lambda = Float(p.number("lambda", ctx) ?? 1)
         let totalWeight = weights.reduce(0, +)
-        let pointers = deltas.map { d in d.withUnsafeBufferPointer { SendableConst($0) } }
-        // The arrays outlive this call: `deltas` holds them.
-        withExtendedLifetime(deltas) {
-            mixed.withUnsafeMutableBufferPointer { pm in
-                let m = SendableMutable(pm)
-                Kernels.blocks(n) { r in
-                    for j in r {
-                        if electSign {
-                            var s: Float = 0
-                            for (i, d) in pointers.enumerated() { s += weights[i] * d.p[j] }
-                            let majority: Float = s >= 0 ? 1 : -1
-                            var acc: Float = 0, div: Float = 0
-                            for (i, d) in pointers.enumerated() {
-                                let wd = weights[i] * d.p[j]
-                                if (wd > 0 && majority > 0) || (wd < 0 && majority < 0) {
-                                    acc += wd
-                                    div += weights[i]
-                                }
-                            }
-                            if normalize {
-                                m.p[j] = acc / (div == 0 ? 1 : div)
-                            } else {
-                                m.p[j] = acc
-                            }
-                        } else {
-                            var acc: Float = 0
-                            for (i, d) in pointers.enumerated() { acc += weights[i] * d.p[j] }
-                            m.p[j] = normalize ? acc / (abs(totalWeight) < 1e-8 ? 1 : totalWeight) : acc
+        let electSign = Configuration.electsSign
+        // Pass 2, element by element: thinned, weighted deltas; sign election; normalisation; λ.
+        var out = [Float](repeating: 0, count: n)
+        var keptCounts = [Int](repeating: 0, count: ((n + Kernels.block - 1) / Kernels.block) * k)
+        let pointers = input.experts.map { e in e.withUnsafeBufferPointer { SendableConst($0) } }
+        withExtendedLifetime(input.experts) {
+            out.withUnsafeMutableBufferPointer { po in
+                base.withUnsafeBufferPointer { pb in
+                    let o = SendableMutable(po), b = SendableConst(pb)
+                    let scales = masks.map(\.scale)
+                    keptCounts.withUnsafeMutableBufferPointer { kc in
+                        let counts = UnsafeSendableInts(kc)
+                        Kernels.blocks(n) { r in
+                            Self.mergeBlock(r, base: b.p.baseAddress!, experts: pointers.map { $0.p.baseAddress! }, masks: masks,
+                                            weights: weights, scales: scales, electSign: electSign, normalize: normalize,
+                                            totalWeight: totalWeight, lambda: lambda, out: o.p.baseAddress!,
+                                            kept: counts.p.baseAddress! + (r.lowerBound / Kernels.block) * k)
                         }
                     }
                 }
             }
         }
-        return mixed
+        withExtendedLifetime(masks) {}
+        let kept = masks.enumerated().map { i, m -> Double in
+            guard m.keptFraction.isNaN else { return m.keptFraction }
+            var total = 0
+            for block in stride(from: i, to: keptCounts.count, by: k) { total += keptCounts[block] }
+            return n == 0 ? 1 : Double(total) / Double(n)
+        }
+        return TensorMergeOutput(values: out, keptFraction: Configuration.sparsifier == nil ? nil : kept)
+    }
+
+    /// vᵢ = w·((xᵢ − bᵢ)·f) for every element, or only where |xᵢ − bᵢ| is above `threshold` (its
+    /// bit pattern is greater), 0 elsewhere. Eight lanes at a time; returns how many elements equal
+    /// the threshold (left at 0 for the caller to settle).
+    @inline(__always)
+    static func weightedDeltas(_ x: UnsafePointer<Float>, _ b: UnsafePointer<Float>, into v: UnsafeMutablePointer<Float>,
+                               count: Int, weight w: Float, scale f: Float, threshold: UInt32?) -> Int {
+        let rx = UnsafeRawPointer(x), rb = UnsafeRawPointer(b), rv = UnsafeMutableRawPointer(v)
+        let magnitude = SIMD8<UInt32>(repeating: 0x7FFF_FFFF)
+        let t = SIMD8<UInt32>(repeating: threshold ?? 0)
+        var equal = SIMD8<UInt32>(repeating: 0)
+        var j = 0
+        while j + 8 <= count {
+            let d = rx.loadUnaligned(fromByteOffset: 4 * j, as: SIMD8<Float>.self) - rb.loadUnaligned(fromByteOffset: 4 * j, as: SIMD8<Float>.self)
+            var value = (d * f) * w
+            if threshold != nil {
+                let bits = unsafeBitCast(d, to: SIMD8<UInt32>.self) & magnitude
+                value = SIMD8<Float>(repeating: 0).replacing(with: value, where: bits .> t)
+                equal &+= SIMD8<UInt32>(repeating: 0).replacing(with: 1, where: bits .== t)
+            }
+            rv.storeBytes(of: value, toByteOffset: 4 * j, as: SIMD8<Float>.self)
+            j += 8
+        }
+        var rest = 0
+        while j < count {
+            let d = x[j] - b[j]
+            let bits = d.bitPattern & 0x7FFF_FFFF
+            if let threshold {
+                v[j] = bits > threshold ? w * (d * f) : 0
+                rest += bits == threshold ? 1 : 0
+            } else {
+                v[j] = w * (d * f)
+            }
+            j += 1
+        }
+        return Int(equal.wrappedSum()) + rest
+    }
+
+    /// Pass 2 over one block: each expert's thinned, weighted deltas into a row of a block buffer
+    /// (one loop per expert, specialised by mask kind, so the common cases vectorise), then the
+    /// element-wise election and sum. Same operation order as mergekit: v = w·(δ·scale); S = Σ v;
+    /// the agreeing v and w summed; divided; times λ; added to the base.
+    static func mergeBlock(_ r: Range<Int>, base: UnsafePointer<Float>, experts: [UnsafePointer<Float>], masks: [DeltaMask],
+                           weights: [Float], scales: [Float], electSign: Bool, normalize: Bool, totalWeight: Float,
+                           lambda: Float, out: UnsafeMutablePointer<Float>, kept: UnsafeMutablePointer<Int>) {
+        let k = experts.count
+        let len = r.count
+        let r0 = r.lowerBound
+        let blockIndex = r0 / Kernels.block
+        let v = UnsafeMutablePointer<Float>.allocate(capacity: k * len)
+        let sum = UnsafeMutablePointer<Float>.allocate(capacity: len)
+        defer { v.deallocate(); sum.deallocate() }
+        let b = base + r0
+        for i in 0..<k {
+            let x = experts[i] + r0
+            let vi = v + i * len
+            let w = weights[i], f = scales[i]
+            var c = masks[i].cursor(block: blockIndex)
+            switch c.kind {
+            case 0:
+                _ = Self.weightedDeltas(x, b, into: vi, count: len, weight: w, scale: f, threshold: nil)
+            case 1:
+                // Elements equal to the threshold (rare) are left out here and fixed up after.
+                let t = c.threshold1
+                let equal = Self.weightedDeltas(x, b, into: vi, count: len, weight: w, scale: f, threshold: t)
+                if equal > 0 {
+                    for jj in 0..<len {
+                        let d = x[jj] - b[jj]
+                        guard d.bitPattern & 0x7FFF_FFFF == t else { continue }
+                        if c.rankBase1 < c.need1 { vi[jj] = w * (d * f) }
+                        c.rankBase1 += 1
+                    }
+                }
+            case 5:
+                // DARE: the draws are bits made in the first pass; branch-free select.
+                let words = c.words!
+                for jj in 0..<len {
+                    let j = r0 + jj
+                    let d = x[jj] - b[jj]
+                    let mask = UInt32(truncatingIfNeeded: 0 &- (words[j >> 6] >> UInt64(j & 63) & 1))
+                    vi[jj] = Float(bitPattern: (w * (d * f)).bitPattern & mask)
+                }
+            default:
+                var count = 0
+                for jj in 0..<len {
+                    let d = x[jj] - b[jj]
+                    let keep = DeltaMask.keep(&c, d, r0 + jj)
+                    count &+= keep ? 1 : 0
+                    vi[jj] = keep ? w * (d * f) : 0
+                }
+                kept[i] = count
+            }
+        }
+        for jj in 0..<len { sum[jj] = v[jj] }
+        for i in 1..<max(k, 1) {
+            let vi = v + i * len
+            for jj in 0..<len { sum[jj] += vi[jj] }
+        }
+        if electSign {
+            // acc and div reuse the first two rows' space only after they are read: use fresh buffers.
+            let acc = UnsafeMutablePointer<Float>.allocate(capacity: len)
+            let div = UnsafeMutablePointer<Float>.allocate(capacity: len)
+            defer { acc.deallocate(); div.deallocate() }
+            acc.initialize(repeating: 0, count: len)
+            div.initialize(repeating: 0, count: len)
+            for i in 0..<k {
+                let vi = v + i * len
+                let w = weights[i]
+                for jj in 0..<len {
+                    let x = vi[jj]
+                    let agrees = sum[jj] >= 0 ? x > 0 : x < 0
+                    let mask: UInt32 = agrees ? 0xFFFF_FFFF : 0
+                    acc[jj] += Float(bitPattern: x.bitPattern & mask)
+                    div[jj] += Float(bitPattern: w.bitPattern & mask)
+                }
+            }
+            for jj in 0..<len {
+                var mixed = normalize ? acc[jj] / (div[jj] == 0 ? 1 : div[jj]) : acc[jj]
+                if lambda != 1 { mixed *= lambda }
+                out[r0 + jj] = b[jj] + mixed
+            }
+        } else {
+            let divisor: Float = abs(totalWeight) < 1e-8 ? 1 : totalWeight
+            for jj in 0..<len {
+                var mixed = normalize ? sum[jj] / divisor : sum[jj]
+                if lambda != 1 { mixed *= lambda }
+                out[r0 + jj] = b[jj] + mixed
+            }
+        }
     }
 }
 

@@ -25,6 +25,12 @@ public struct ConflictMetrics: Sendable, Equatable {
     public var mergedRelativeUpdate: Double?
     public var keptFraction: [Double]?
     public var notes: [String: Double] = [:]
+    /// Elements the figures were measured on: all of them, or a sample of evenly spaced blocks
+    /// for tensors over ``sampleElements`` elements.
+    public var measuredElements = 0
+
+    /// Tensors larger than this are measured on a sample of about this many elements.
+    public static let sampleElements = 1 << 19
 
     public init() {}
 
@@ -41,7 +47,7 @@ public struct ConflictMetrics: Sendable, Equatable {
     /// Measures a merged tensor. With no base (methods that do not use one), only the experts'
     /// distances to the merge are measured.
     static func measure(base: [Float]?, experts: [[Float]], merged: [Float], keptFraction: [Double]?, tallLambda: Double,
-                        notes: [String: Double]) -> ConflictMetrics {
+                        notes: [String: Double], sampleElements: Int = ConflictMetrics.sampleElements) -> ConflictMetrics {
         var m = ConflictMetrics()
         m.keptFraction = keptFraction
         m.notes = notes
@@ -51,10 +57,14 @@ public struct ConflictMetrics: Sendable, Equatable {
         guard let base, n > 0 else { return m }
         let tl = Float(tallLambda)
         let blockCount = (n + Kernels.block - 1) / Kernels.block
-        // Per block: [dots (k×k upper incl. diagonal), signConflict, multiNonzero, conflicting, totalMass,
-        //             far (k), tall0, tall1, tall2, mergedDelta², base²]
+        // Large tensors are measured on every `stride`-th block (at least ``sampleElements`` elements):
+        // the figures are fractions and cosines, which such a sample estimates closely.
+        let stride = max(1, blockCount / max(1, sampleElements / Kernels.block))
+        let measured = stride == 1 ? n : (0..<blockCount).filter { $0 % stride == 0 }.reduce(0) { $0 + min(Kernels.block, n - $1 * Kernels.block) }
+        m.measuredElements = measured
+        // Per block: dots (k×k upper incl. diagonal), then the counters of `Column`.
         let pairCount = k * (k + 1) / 2
-        let width = pairCount + 4 + k + 3 + 2
+        let width = pairCount + Column.count + k
         var partial = [Double](repeating: 0, count: blockCount * width)
         let pointers = experts.map { e in e.withUnsafeBufferPointer { SendableConst($0) } }
         withExtendedLifetime(experts) {
@@ -64,47 +74,10 @@ public struct ConflictMetrics: Sendable, Equatable {
                         let b = SendableConst(pb), mm = SendableConst(pm)
                         let out = SendableDoubles(pp)
                         Kernels.blocks(n) { r in
-                            let row = (r.lowerBound / Kernels.block) * width
-                            var acc = [Double](repeating: 0, count: width)
-                            var tau = [Float](repeating: 0, count: k)
-                            for j in r {
-                                let b0 = b.p[j], mj = mm.p[j]
-                                var pos = 0, neg = 0
-                                var sum: Float = 0
-                                for i in 0..<k {
-                                    let t = pointers[i].p[j] - b0
-                                    tau[i] = t
-                                    sum += t
-                                    if t > 0 { pos += 1 } else if t < 0 { neg += 1 }
-                                }
-                                var d = 0
-                                for i in 0..<k {
-                                    for i2 in i..<k {
-                                        acc[d] += Double(tau[i]) * Double(tau[i2])
-                                        d += 1
-                                    }
-                                }
-                                if pos + neg >= 2 {
-                                    acc[pairCount + 1] += 1
-                                    if pos > 0 && neg > 0 { acc[pairCount] += 1 }
-                                }
-                                let elected: Float = sum >= 0 ? 1 : -1
-                                let tauM = mj - b0
-                                var selected = 0
-                                for i in 0..<k {
-                                    let t = tau[i]
-                                    let mass = Double(abs(t))
-                                    acc[pairCount + 3] += mass
-                                    if (t > 0 && elected < 0) || (t < 0 && elected > 0) { acc[pairCount + 2] += mass }
-                                    let e = pointers[i].p[j]
-                                    if abs(mj - e) > abs(b0 - e) { acc[pairCount + 4 + i] += 1 }
-                                    if abs(t) > tl * abs(tauM - t) { selected += 1 }
-                                }
-                                acc[pairCount + 4 + k + min(selected, 2)] += 1
-                                acc[pairCount + 4 + k + 3] += Double(tauM) * Double(tauM)
-                                acc[pairCount + 4 + k + 4] += Double(b0) * Double(b0)
-                            }
-                            for c in 0..<width { out.p[row + c] = acc[c] }
+                            let blockIndex = r.lowerBound / Kernels.block
+                            guard blockIndex % stride == 0 else { return }
+                            measureBlock(r, base: b.p.baseAddress!, merged: mm.p.baseAddress!, experts: pointers.map { $0.p.baseAddress! },
+                                         tallLambda: tl, into: out.p.baseAddress! + blockIndex * width)
                         }
                     }
                 }
@@ -130,16 +103,143 @@ public struct ConflictMetrics: Sendable, Equatable {
                 m.cosines.append(denominator > 0 ? dots[i][i2] / denominator : nil)
             }
         }
-        let multi = total[pairCount + 1]
-        m.signConflict = multi > 0 ? total[pairCount] / multi : 0
-        m.conflictingMass = total[pairCount + 3] > 0 ? total[pairCount + 2] / total[pairCount + 3] : 0
-        m.farFromExpert = (0..<k).map { total[pairCount + 4 + $0] / Double(n) }
-        m.tallNone = total[pairCount + 4 + k] / Double(n)
-        m.tallOne = total[pairCount + 4 + k + 1] / Double(n)
-        m.tallShared = total[pairCount + 4 + k + 2] / Double(n)
-        let baseNorm = total[pairCount + 4 + k + 4]
-        m.mergedRelativeUpdate = baseNorm > 0 ? (total[pairCount + 4 + k + 3] / baseNorm).squareRoot() : nil
+        let c = pairCount
+        let multi = total[c + Column.multiNonzero]
+        m.signConflict = multi > 0 ? total[c + Column.signConflict] / multi : 0
+        m.conflictingMass = total[c + Column.mass] > 0 ? total[c + Column.conflictingMass] / total[c + Column.mass] : 0
+        let counted = Double(measured)
+        m.farFromExpert = (0..<k).map { total[c + Column.count + $0] / counted }
+        m.tallNone = total[c + Column.tallNone] / counted
+        m.tallOne = total[c + Column.tallOne] / counted
+        m.tallShared = total[c + Column.tallShared] / counted
+        let baseNorm = total[c + Column.baseSquares]
+        m.mergedRelativeUpdate = baseNorm > 0 ? (total[c + Column.mergedSquares] / baseNorm).squareRoot() : nil
         return m
+    }
+
+    /// Counters after the k(k+1)/2 dot products, then one far-from-expert count per expert.
+    enum Column {
+        static let signConflict = 0, multiNonzero = 1, conflictingMass = 2, mass = 3
+        static let tallNone = 4, tallOne = 5, tallShared = 6, mergedSquares = 7, baseSquares = 8
+        static let count = 9
+    }
+
+    /// All counters of one block, loop by loop over block-sized buffers (no per-element allocation;
+    /// Double sums in four independent lanes).
+    static func measureBlock(_ r: Range<Int>, base: UnsafePointer<Float>, merged: UnsafePointer<Float>, experts: [UnsafePointer<Float>],
+                             tallLambda tl: Float, into acc: UnsafeMutablePointer<Double>) {
+        let k = experts.count, len = r.count, r0 = r.lowerBound
+        let b = base + r0, mg = merged + r0
+        let tau = UnsafeMutablePointer<Float>.allocate(capacity: k * len)
+        let tauSum = UnsafeMutablePointer<Float>.allocate(capacity: len)
+        let positive = UnsafeMutablePointer<Int32>.allocate(capacity: len)
+        let negative = UnsafeMutablePointer<Int32>.allocate(capacity: len)
+        let selected = UnsafeMutablePointer<Int32>.allocate(capacity: len)
+        defer { tau.deallocate(); tauSum.deallocate(); positive.deallocate(); negative.deallocate(); selected.deallocate() }
+        tauSum.initialize(repeating: 0, count: len)
+        positive.initialize(repeating: 0, count: len)
+        negative.initialize(repeating: 0, count: len)
+        selected.initialize(repeating: 0, count: len)
+        let pairCount = k * (k + 1) / 2
+        for i in 0..<k {
+            let x = experts[i] + r0, t = tau + i * len
+            var far = 0
+            for jj in 0..<len {
+                let d = x[jj] - b[jj]
+                t[jj] = d
+                tauSum[jj] += d
+                positive[jj] &+= d > 0 ? 1 : 0
+                negative[jj] &+= d < 0 ? 1 : 0
+                let tauM = mg[jj] - b[jj]
+                selected[jj] &+= abs(d) > tl * abs(tauM - d) ? 1 : 0
+                far &+= abs(mg[jj] - x[jj]) > abs(b[jj] - x[jj]) ? 1 : 0
+            }
+            acc[pairCount + Column.count + i] = Double(far)
+        }
+        // Dot products of every pair (and each τ with itself).
+        var d = 0
+        for i in 0..<k {
+            for i2 in i..<k {
+                acc[d] = dot(tau + i * len, tau + i2 * len, len)
+                d += 1
+            }
+        }
+        var multi = 0, conflict = 0, none = 0, one = 0, shared = 0
+        for jj in 0..<len {
+            let p = positive[jj], q = negative[jj]
+            multi &+= p &+ q >= 2 ? 1 : 0
+            conflict &+= p > 0 && q > 0 ? 1 : 0
+            let s = selected[jj]
+            none &+= s == 0 ? 1 : 0
+            one &+= s == 1 ? 1 : 0
+            shared &+= s >= 2 ? 1 : 0
+        }
+        var mass = (0.0, 0.0, 0.0, 0.0), against = (0.0, 0.0, 0.0, 0.0)
+        for i in 0..<k {
+            let t = tau + i * len
+            var jj = 0
+            while jj + 4 <= len {
+                mass.0 += Double(abs(t[jj])); mass.1 += Double(abs(t[jj + 1]))
+                mass.2 += Double(abs(t[jj + 2])); mass.3 += Double(abs(t[jj + 3]))
+                against.0 += disagrees(t[jj], tauSum[jj]) ? Double(abs(t[jj])) : 0
+                against.1 += disagrees(t[jj + 1], tauSum[jj + 1]) ? Double(abs(t[jj + 1])) : 0
+                against.2 += disagrees(t[jj + 2], tauSum[jj + 2]) ? Double(abs(t[jj + 2])) : 0
+                against.3 += disagrees(t[jj + 3], tauSum[jj + 3]) ? Double(abs(t[jj + 3])) : 0
+                jj += 4
+            }
+            while jj < len {
+                mass.0 += Double(abs(t[jj]))
+                against.0 += disagrees(t[jj], tauSum[jj]) ? Double(abs(t[jj])) : 0
+                jj += 1
+            }
+        }
+        var mergedSquares = (0.0, 0.0), baseSquares = (0.0, 0.0)
+        var jj = 0
+        while jj + 2 <= len {
+            let u0 = Double(mg[jj] - b[jj]), u1 = Double(mg[jj + 1] - b[jj + 1])
+            mergedSquares.0 += u0 * u0; mergedSquares.1 += u1 * u1
+            baseSquares.0 += Double(b[jj]) * Double(b[jj]); baseSquares.1 += Double(b[jj + 1]) * Double(b[jj + 1])
+            jj += 2
+        }
+        if jj < len {
+            let u = Double(mg[jj] - b[jj])
+            mergedSquares.0 += u * u
+            baseSquares.0 += Double(b[jj]) * Double(b[jj])
+        }
+        let c = pairCount
+        acc[c + Column.signConflict] = Double(conflict)
+        acc[c + Column.multiNonzero] = Double(multi)
+        acc[c + Column.conflictingMass] = (against.0 + against.1) + (against.2 + against.3)
+        acc[c + Column.mass] = (mass.0 + mass.1) + (mass.2 + mass.3)
+        acc[c + Column.tallNone] = Double(none)
+        acc[c + Column.tallOne] = Double(one)
+        acc[c + Column.tallShared] = Double(shared)
+        acc[c + Column.mergedSquares] = mergedSquares.0 + mergedSquares.1
+        acc[c + Column.baseSquares] = baseSquares.0 + baseSquares.1
+    }
+
+    /// Whether a delta's sign differs from the elected sign sgn(Σ τ) (ties elect +).
+    @inline(__always)
+    static func disagrees(_ t: Float, _ sum: Float) -> Bool {
+        sum >= 0 ? t < 0 : t > 0
+    }
+
+    /// Σ aᵢbᵢ in Double, four independent lanes.
+    static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Double {
+        var s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+        var i = 0
+        while i + 4 <= n {
+            s0 += Double(a[i]) * Double(b[i])
+            s1 += Double(a[i + 1]) * Double(b[i + 1])
+            s2 += Double(a[i + 2]) * Double(b[i + 2])
+            s3 += Double(a[i + 3]) * Double(b[i + 3])
+            i += 4
+        }
+        while i < n {
+            s0 += Double(a[i]) * Double(b[i])
+            i += 1
+        }
+        return (s0 + s1) + (s2 + s3)
     }
 }
 

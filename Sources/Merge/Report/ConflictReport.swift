@@ -174,6 +174,7 @@ public struct ConflictReport: Sendable {
                 JSONMember("tall", .object([JSONMember("none", .double(m.tallNone)), JSONMember("one", .double(m.tallOne)),
                                             JSONMember("shared", .double(m.tallShared))])),
                 JSONMember("merged_relative_update", opt(m.mergedRelativeUpdate)),
+                JSONMember("measured_elements", .int(m.measuredElements)),
             ]
             if let k = m.keptFraction { members.append(JSONMember("kept_fraction", .array(k.map { .double($0) }))) }
             if !m.notes.isEmpty { members.append(JSONMember("notes", .object(m.notes.keys.sorted().map { JSONMember($0, .double(m.notes[$0]!)) }))) }

@@ -190,12 +190,15 @@ struct MergeContext {
     }
 
     /// Decodes a tensor object into Float32 values.
-    func floats(_ id: ObjectID) throws -> [Float] {
+    ///
+    /// - Parameter reference: a tensor whose raw bytes the caller holds; an object coded against it
+    ///   copies its chunks instead of decoding them again (the merge base, for each expert).
+    func floats(_ id: ObjectID, reference: (id: ObjectID, bytes: UnsafeRawBufferPointer)? = nil) throws -> [Float] {
         let header = try repository.objects.header(of: id)
         var out = [Float](repeating: 0, count: header.byteCount / header.dtype.byteSize)
         var filled = 0
         try out.withUnsafeMutableBufferPointer { p in
-            try repository.objects.decode(id) { bytes in
+            try repository.objects.decode(id, knownReference: reference) { bytes in
                 let n = bytes.count / header.dtype.byteSize
                 FloatConversion.toFloat(header.dtype, bytes, into: UnsafeMutableBufferPointer(rebasing: p[filled..<(filled + n)]))
                 filled += n
@@ -204,14 +207,39 @@ struct MergeContext {
         return out
     }
 
+    /// Decodes the merge base's tensor, keeping its raw bytes (the reference of the experts' deltas).
+    func baseTensor(_ id: ObjectID) throws -> (floats: [Float], raw: [UInt8]?) {
+        let header = try repository.objects.header(of: id)
+        if header.dtype == .f32 {
+            // Float32 values are their own raw bytes.
+            return (try floats(id), nil)
+        }
+        var raw = [UInt8]()
+        raw.reserveCapacity(header.byteCount)
+        try repository.objects.decode(id) { raw.append(contentsOf: $0) }
+        var out = [Float](repeating: 0, count: header.byteCount / header.dtype.byteSize)
+        raw.withUnsafeBytes { r in out.withUnsafeMutableBufferPointer { FloatConversion.toFloat(header.dtype, r, into: $0) } }
+        return (out, raw)
+    }
+
     /// Merges one tensor with the plan (or the given one); stores the result unless it trips a threshold.
     func mergeTensor(_ name: String, context: TensorContext, batch: ObjectStore.Batch, thresholds: ConflictThresholds,
                      plan override: MergePlan? = nil) throws -> (ObjectInfo?, ConflictMetrics?, [String]) {
         let plan = override ?? self.plan
         guard let baseInput = baseTensors[name] else { throw RepoError.failed("tensor '\(name)' has no merge base") }
         var remarks: [String] = []
-        let baseValues = try floats(baseInput.tensor.objectID)
-        var expertValues = try expertTensors.map { try floats(($0[name] ?? baseInput).tensor.objectID) }
+        let t0 = Date()
+        let baseID = baseInput.tensor.objectID
+        let (baseValues, baseRaw) = try baseTensor(baseID)
+        var expertValues: [[Float]] = try expertTensors.map { tensors in
+            let id = (tensors[name] ?? baseInput).tensor.objectID
+            if id == baseID { return baseValues }
+            if let baseRaw {
+                return try baseRaw.withUnsafeBytes { try floats(id, reference: (baseID, $0)) }
+            }
+            return try baseValues.withUnsafeBytes { try floats(id, reference: (baseID, $0)) }
+        }
+        Timing.add("decode", Date().timeIntervalSince(t0))
         var shape = baseInput.tensor.shape
         var extraRows: (rows: Int, values: [Float])?
         if case let .vocabulary(policy) = decision(for: name) {
@@ -223,26 +251,45 @@ struct MergeContext {
         let baseCommon = shape == baseInput.tensor.shape ? baseValues : Array(baseValues.prefix(commonRows * columns))
         var mergedContext = context
         mergedContext.shape = shape
+        let t1 = Date()
         var (values, metrics) = try plan.merge(mergedContext, base: baseCommon, experts: expertValues)
+        Timing.add("merge+metrics", Date().timeIntervalSince(t1))
+        let t2 = Date()
+        defer { Timing.add("encode", Date().timeIntervalSince(t2)) }
         if override == nil, thresholds.violation(metrics) != nil { return (nil, metrics, remarks) }
         if let extra = extraRows { values += extra.values; shape = [commonRows + extra.rows, columns] }
         let dtype = options.outputDType ?? baseInput.tensor.dtype
-        var bytes = [UInt8](repeating: 0, count: values.count * dtype.byteSize)
-        values.withUnsafeBufferPointer { v in bytes.withUnsafeMutableBytes { FloatConversion.fromFloat(dtype, v, into: $0) } }
+        // Float32 output is the values' own bytes; other dtypes are converted in place into the
+        // front of the same buffer (each narrower element lands before the ones still to be read).
+        let byteCount = values.count * dtype.byteSize
+        if dtype != .f32 {
+            values.withUnsafeMutableBufferPointer { v in
+                let raw = UnsafeMutableRawBufferPointer(v)
+                FloatConversion.fromFloatInPlace(dtype, count: v.count, raw)
+            }
+        }
         let reference: (info: ObjectInfo, header: EncodedTensorHeader)?
         if let info = try repository.history.objectInfo(baseInput.tensor.objectID) {
             reference = (info, try repository.objects.header(of: info.id))
         } else {
             reference = nil
         }
-        let written = try bytes.withUnsafeBytes { raw in
-            try repository.objects.write(kind: .tensor, dtype: dtype, shape: shape, source: raw, reference: reference,
-                                         options: repository.codecOptions, batch: batch)
+        let written = try values.withUnsafeBytes { raw in
+            try withBaseBytes(baseValues: baseValues, baseRaw: baseRaw) { known in
+                try repository.objects.write(kind: .tensor, dtype: dtype, shape: shape, source: UnsafeRawBufferPointer(rebasing: raw[0..<byteCount]),
+                                             reference: reference, options: repository.codecOptions, batch: batch, referenceBytes: known)
+            }
         }
         repository.objects.releasePages(of: baseInput.tensor.objectID)
         var info = written.info
         if !written.isNew, let known = try repository.history.objectInfo(info.id) { info = known }
         return (info, metrics, remarks)
+    }
+
+    /// The merge base tensor's raw bytes: kept aside for narrow dtypes, the Float32 values themselves otherwise.
+    func withBaseBytes<T>(baseValues: [Float], baseRaw: [UInt8]?, _ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
+        if let baseRaw { return try baseRaw.withUnsafeBytes(body) }
+        return try baseValues.withUnsafeBytes(body)
     }
 
     /// Brings vocabulary matrices to common rows; returns the rows to append after merging.
@@ -317,5 +364,19 @@ struct MergeContext {
             }
         }
         return out
+    }
+}
+
+/// Phase timings for `MREPO_DEBUG_TIMING=1` (printed at exit of a merge).
+enum Timing {
+    nonisolated(unsafe) static var totals: [String: Double] = [:]
+    static let enabled = getenv("MREPO_DEBUG_TIMING") != nil
+    static func add(_ phase: String, _ seconds: Double) {
+        guard enabled else { return }
+        totals[phase, default: 0] += seconds
+    }
+    static func report() {
+        guard enabled else { return }
+        for (k, v) in totals.sorted(by: { $0.key < $1.key }) { FileHandle.standardError.write(Data("\(k): \(String(format: "%.2f", v)) s\n".utf8)) }
     }
 }

@@ -87,6 +87,8 @@ extension Repository {
                                 base: nil, baseCandidates: [], estimatedPeakBytes: 0, recipeYAML: "")
         }
         if !options.dryRun {
+            let ts = Date()
+            defer { Timing.add("status", Date().timeIntervalSince(ts)) }
             let dirty = try status(against: try tree(of: headID)).changes.map(\.path)
             if !dirty.isEmpty { throw RepoError.dirtyWorktree(operation: "merging", paths: dirty) }
         }
@@ -131,7 +133,9 @@ extension Repository {
         let batch = objects.makeBatch()
         var committed: (RecordedMerge, ConflictReport)?
         do {
+            let tr = Date()
             var result = try context.run(layerCount: layerCount, batch: batch, progress: progress)
+            Timing.add("run", Date().timeIntervalSince(tr))
             let message = options.message ?? "Merge \(branches.map(\.name).joined(separator: ", ")) into \(headName) (\(recipe.method))"
             let reportBlob = try objects.writeBlob(Array(result.report.json.serialized().utf8), options: codecOptions, batch: batch)
             if reportBlob.isNew { result.newObjects.append(reportBlob.info) }
@@ -166,7 +170,10 @@ extension Repository {
             throw error
         }
         let (recorded, report) = committed!
+        let tf = Date()
         try finishMerge(recorded)
+        Timing.add("checkout", Date().timeIntervalSince(tf))
+        Timing.report()
         return MergeOutcome(status: .committed(recorded.commit), report: report, base: baseID, baseCandidates: candidates,
                             estimatedPeakBytes: context.estimatedPeakBytes, recipeYAML: recipeYAML(recipe, base: baseID))
     }

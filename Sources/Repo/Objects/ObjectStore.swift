@@ -134,9 +134,20 @@ public final class ObjectStore: @unchecked Sendable {
     /// - Throws: ``RepoError/corruptObject(object:problem:)`` when the object is missing, does not
     ///   decode, or hashes to something other than `id`. Bytes already given to `sink` must then be
     ///   discarded.
-    public func decode(_ id: ObjectID, sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+    public func decode(_ id: ObjectID, knownReference: (id: ObjectID, bytes: UnsafeRawBufferPointer)? = nil,
+                       sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         let (kind, tensor) = try open(id)
-        let reference = try tensor.header.reference.map { try chunkSource(for: $0) }
+        let reference: ChunkSource?
+        if let known = knownReference, tensor.header.reference == known.id, known.bytes.count == tensor.header.byteCount {
+            // The caller already holds the reference's bytes: copy its chunks instead of decoding them again.
+            let bytes = UnsafeSendable(known.bytes), chunk = tensor.header.chunkByteCount
+            reference = { index, into in
+                let start = index * chunk
+                into.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes.value[start..<(start + into.count)]))
+            }
+        } else {
+            reference = try tensor.header.reference.map { try chunkSource(for: $0) }
+        }
         do {
             try TensorPipeline.decode(tensor, reference: reference, expected: id,
                                       identity: kind == .blob ? .blob : .tensor, sink: sink)
@@ -238,13 +249,23 @@ public final class ObjectStore: @unchecked Sendable {
     ///   - didProcess: called with source byte ranges as they are done.
     public func write(kind: ObjectKind, dtype: DType, shape: Shape, source: UnsafeRawBufferPointer,
                       reference: (info: ObjectInfo, header: EncodedTensorHeader)?, options: CodecOptions,
-                      batch: Batch, didProcess: ((Range<Int>) -> Void)? = nil) throws -> WriteResult {
+                      batch: Batch, referenceBytes: UnsafeRawBufferPointer? = nil,
+                      didProcess: ((Range<Int>) -> Void)? = nil) throws -> WriteResult {
         var ref: TensorPipeline.Reference?
         var encoding = TensorEncoding.whole
         var codec = options
         if let reference, kind == .tensor, reference.info.depth < ObjectStore.maxDepth,
            reference.header.dtype == dtype, reference.header.shape == shape {
-            ref = TensorPipeline.Reference(digest: reference.info.id, chunks: try chunkSource(for: reference.info.id))
+            if let known = referenceBytes, known.count == reference.header.byteCount {
+                // The caller holds the reference's bytes: copy its chunks instead of decoding them.
+                let bytes = UnsafeSendable(known), chunk = reference.header.chunkByteCount
+                ref = TensorPipeline.Reference(digest: reference.info.id) { index, into in
+                    let start = index * chunk
+                    into.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes.value[start..<(start + into.count)]))
+                }
+            } else {
+                ref = TensorPipeline.Reference(digest: reference.info.id, chunks: try chunkSource(for: reference.info.id))
+            }
             encoding = TensorEncoding.preferredDelta(for: dtype)
             codec = CodecOptions(chunkByteCount: reference.header.chunkByteCount, level: options.level)
         }
@@ -325,4 +346,10 @@ public final class ObjectStore: @unchecked Sendable {
     public func remove(_ id: ObjectID) {
         unlink(path(for: id))
     }
+}
+
+/// Wraps a value handed to worker threads that only read it.
+struct UnsafeSendable<Value>: @unchecked Sendable {
+    var value: Value
+    init(_ value: Value) { self.value = value }
 }
