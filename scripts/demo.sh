@@ -36,9 +36,10 @@ step "mrepo show chat"
 "$M" show chat
 
 step "mrepo diff math code   (per tensor; cos = cosine of the two task vectors against their merge base)"
-"$M" diff math code | head -n 14
+diff_out=$("$M" diff math code)
+printf '%s\n' "$diff_out" | head -n 14
 echo "..."
-"$M" diff math code | tail -n 1
+printf '%s\n' "$diff_out" | tail -n 1
 
 step "mrepo du   (logical vs stored bytes)"
 "$M" du
@@ -49,7 +50,8 @@ step "mrepo merge math code chat --method ties   (an octopus merge from the base
 echo "(the HTML report with its heatmap is in $(cd .. && pwd)/merge-report.html)"
 
 step "mrepo show merged   (the recipe and the class counts are recorded in the merge commit)"
-"$M" show merged | sed -n '1,16p'
+show_out=$("$M" show merged)
+printf '%s\n' "$show_out" | sed -n '1,16p'
 "$M" switch -q main
 
 step "mrepo export chat ../chat-export   (byte for byte)"

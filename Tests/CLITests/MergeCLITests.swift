@@ -274,3 +274,17 @@ import Testing
         try s.ok(["merge", "math", "code", "--method", "ties"], in: "repo", environment: ["MREPO_EVAL_CMD": eval])
     }
 }
+
+/// docs/merging.md embeds the generated method catalogue; it must match the code.
+@Suite struct MergeDocsTests {
+    @Test func methodCatalogueInDocsIsCurrent() throws {
+        let s = try CLISandbox()
+        let generated = try s.ok(["merge", "--list-methods", "--markdown"]).stdout
+        let project = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let doc = try String(contentsOf: project.appendingPathComponent("docs/merging.md"), encoding: .utf8)
+        let begin = try #require(doc.range(of: "<!-- methods:begin -->\n"))
+        let end = try #require(doc.range(of: "<!-- methods:end -->"))
+        #expect(String(doc[begin.upperBound..<end.lowerBound]) == generated,
+                "regenerate with: mrepo merge --list-methods --markdown (between the methods markers of docs/merging.md)")
+    }
+}
