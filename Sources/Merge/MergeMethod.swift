@@ -80,7 +80,7 @@ public enum MethodRegistry {
     public static let all: [any MergeMethod.Type] = [
         Linear.self, TaskArithmetic.self, TIES.self, DARELinear.self, DARETIES.self,
         Breadcrumbs.self, BreadcrumbsTIES.self, DELLA.self, DELLALinear.self,
-        SLERP.self, ModelStock.self, MWA.self, LayerSwap.self,
+        SLERP.self, ModelStock.self, MWA.self, LayerSwap.self, RMM.self,
     ]
 
     public static var ids: [String] { all.map { $0.id } }

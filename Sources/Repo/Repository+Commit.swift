@@ -24,10 +24,14 @@ public struct CommitOptions: Sendable {
     public var extra: [JSONMember]
     /// Extra parents (merge commits).
     public var extraParents: [ObjectID]
+    /// The base model commit of a LoRA adapter folder (`--adapter-of`); default: the parent's base, or the parent.
+    public var adapterOf: String?
+    /// Store 2-D task vectors as truncated SVDs (`--lowrank R` / `--energy E`; lossy).
+    public var lowRank: LowRankPolicy?
 
     public init(message: String, sourceDirectory: String? = nil, base: String? = nil, metrics: [Commit.Metric] = [],
                 author: String? = nil, allowEmpty: Bool = false, followSymlinks: Bool = false, force: Bool = false,
-                extra: [JSONMember] = [], extraParents: [ObjectID] = []) {
+                extra: [JSONMember] = [], extraParents: [ObjectID] = [], adapterOf: String? = nil, lowRank: LowRankPolicy? = nil) {
         self.message = message
         self.sourceDirectory = sourceDirectory
         self.base = base
@@ -38,6 +42,8 @@ public struct CommitOptions: Sendable {
         self.force = force
         self.extra = extra
         self.extraParents = extraParents
+        self.adapterOf = adapterOf
+        self.lowRank = lowRank
     }
 }
 
@@ -55,6 +61,12 @@ public struct CommitResult: Sendable {
     public var newStoredByteCount: Int
     /// Files reused from the stat cache without being read.
     public var unchangedFileCount: Int
+    /// The LoRA adapter the commit holds, if any.
+    public var adapter: AdapterRecord?
+    /// Tensors stored low-rank (lossy), with their errors.
+    public var lowRankTensors: [LowRankTensorRecord] = []
+    /// Things worth telling the user.
+    public var notes: [String] = []
 }
 
 extension Repository {
@@ -75,7 +87,8 @@ extension Repository {
         let head = try history.head()
         let parent = head.commit
         let parentCommit = try parent.map { try commit($0) }
-        let parentTree = try parentCommit.map { try history.tree($0.treeID) } ?? .empty
+        // What the working tree holds: HEAD's tree, or a view written over it (an expert rebuilt from a merge).
+        let worktreeTree = try worktreeBaseline(head: head).tree
         let sourceRoot = try options.sourceDirectory.map(validatedSource) ?? root
         let fromWorktree = sourceRoot == root
 
@@ -85,12 +98,15 @@ extension Repository {
         if !fromWorktree, !options.force {
             // The import rewrites tracked files and files at the imported paths; other untracked files stay.
             let incoming = Set(scanned.map(\.path))
-            let dirty = try status(against: parentTree).changes.filter { $0.kind != .added || incoming.contains($0.path) }.map(\.path)
+            let dirty = try status(against: worktreeTree).changes.filter { $0.kind != .added || incoming.contains($0.path) }.map(\.path)
             if !dirty.isEmpty { throw RepoError.dirtyWorktree(operation: "commit --from (which updates the working tree)", paths: dirty) }
         }
-        let snap = Snapshotter(objects: objects, options: codecOptions)
-        let cache = fromWorktree ? try storedStatCache() : [:]
+        var snap = Snapshotter(objects: objects, options: codecOptions)
+        snap.lowRank = options.lowRank
+        // A low-rank commit reads every tensor (the stat cache cannot say what a low-rank object holds).
+        let cache = fromWorktree && options.lowRank == nil ? try storedStatCache() : [:]
         let prepared = try snap.prepare(scanned, cache: cache)
+        let (adapter, adapterNote) = try adapterRecord(for: prepared, sourceRoot: sourceRoot, adapterOf: options.adapterOf, parent: parentCommit)
 
         // 2. The pre-commit hook sees the folder before anything is written.
         let author = options.author ?? Repository.defaultAuthor()
@@ -114,6 +130,8 @@ extension Repository {
         let batch = objects.makeBatch()
         var files: [TreeFile] = []
         var newInfos: [ObjectInfo] = []
+        var lowRankRecords: [LowRankTensorRecord] = []
+        var lossyPaths = Set<String>()
         var reused = 0
         var recorded: (Commit, Tree, [ObjectInfo])?
         do {
@@ -122,9 +140,11 @@ extension Repository {
             var seen = Set<ObjectID>()
             for file in prepared {
                 if file.cached != nil { reused += 1 }
-                let (entry, infos) = try snap.store(file, references: references, known: { try self.history.objectInfo($0) },
-                                                    batch: batch, progress: counter)
+                let (entry, infos, records) = try snap.store(file, references: references, known: { try self.history.objectInfo($0) },
+                                                             batch: batch, progress: counter)
                 files.append(entry)
+                lowRankRecords += records
+                if !records.isEmpty { lossyPaths.insert(entry.path) }
                 for info in infos where seen.insert(info.id).inserted { newInfos.append(info) }
             }
             counter.finish()
@@ -147,15 +167,24 @@ extension Repository {
             for p in parents { generation = max(generation, (try history.commit(p)?.generation ?? 0) + 1) }
             let timestamp = (Date().timeIntervalSince1970 * 1000).rounded() / 1000
             var extra = options.extra
+            if let policy = options.lowRank, !lowRankRecords.isEmpty {
+                extra.removeAll { $0.key == "storage" }
+                extra.append(JSONMember("storage", .string("lossy")))
+                extra.append(Repository.lossyRecord(policy: policy, tensors: lowRankRecords))
+            }
             if !extra.contains(where: { $0.key == "storage" }) {
                 extra.append(JSONMember("storage", .string("lossless")))
             }
+            if let adapter { extra.append(adapter.json) }
             let extraJSON = JSONValue.object(extra)
             let id = Commit.computeID(treeID: tree.id, parents: parents, base: baseCommit, author: author, timestamp: timestamp,
                                       message: options.message, metrics: options.metrics, extra: extraJSON)
             let commit = Commit(id: id, treeID: tree.id, parents: parents, base: baseCommit, author: author, timestamp: timestamp,
                                 message: options.message, metrics: options.metrics, extra: extraJSON, generation: generation)
-            let statEntries = fromWorktree ? zip(prepared, files).map { StatCacheEntry(path: $1.path, stat: $0.scanned.stat, identity: FileIdentityCoding.encode($1)) } : []
+            // Files stored low-rank differ from what the working tree holds: no stat-cache entry for them.
+            let statEntries = fromWorktree ? zip(prepared, files).filter { !lossyPaths.contains($1.path) }.map {
+                StatCacheEntry(path: $1.path, stat: $0.scanned.stat, identity: FileIdentityCoding.encode($1))
+            } : []
             let kind = parents.count > 1 ? "merge" : (parent == nil ? "commit (initial)" : "commit")
             try history.recordCommit(objects: newInfos, tree: tree, commit: commit, expectedHead: parent,
                                      reflogMessage: "\(kind): \(commit.subject)", statEntries: statEntries)
@@ -170,14 +199,24 @@ extension Repository {
         CrashPoint.reach("commit.recorded")
         // 6. A folder imported from elsewhere becomes the working tree's content.
         if !fromWorktree {
-            let entries = try materialize(tree, over: parentTree, force: true)
+            let entries = try materialize(tree, over: worktreeTree, force: true)
             history.saveStatCacheOpportunistically(entries, removing: [])
         }
         hookEnv["MREPO_COMMIT"] = newCommit.id.hex
         runHookReportingFailure("post-commit", environment: hookEnv)
+        var notes: [String] = []
+        if let adapterNote { notes.append(adapterNote) }
+        if options.lowRank != nil {
+            if lowRankRecords.isEmpty {
+                notes.append("no tensor was stored low-rank (none is a 2-D floating-point change against the base where factors pay); the commit is lossless")
+            } else if fromWorktree {
+                notes.append("the working tree keeps the exact weights, so 'mrepo status' shows \(lossyPaths.sorted().joined(separator: ", ")) as modified against this approximate commit")
+            }
+        }
         return CommitResult(commit: newCommit, branch: head.branchName, fileCount: tree.files.count, tensorCount: tree.tensorCount,
                             logicalByteCount: tree.logicalByteCount, newObjectCount: storedInfos.count,
-                            newStoredByteCount: storedInfos.reduce(0) { $0 + $1.storedByteCount }, unchangedFileCount: reused)
+                            newStoredByteCount: storedInfos.reduce(0) { $0 + $1.storedByteCount }, unchangedFileCount: reused,
+                            adapter: adapter, lowRankTensors: lowRankRecords, notes: notes)
     }
 
     /// Stat-cache entries whose objects are all recorded: `status` caches what it only hashed,

@@ -41,7 +41,7 @@ extension Repository {
     /// cache are not read; the others are hashed, tensor by tensor.
     public func status() throws -> WorktreeStatus {
         let head = try history.head()
-        let tree = try head.commit.map { try self.tree(of: $0) } ?? .empty
+        let tree = try worktreeBaseline(head: head).tree
         return WorktreeStatus(head: head, changes: try status(against: tree).changes)
     }
 
@@ -155,7 +155,7 @@ extension Repository {
     private func moveHead(to target: ObjectID, newHead: Head, from head: Head, force: Bool, message: String,
                           beforeHeadMove: (() throws -> Void)? = nil) throws -> CheckoutResult {
         try refuseDuringMerge("switching")
-        let oldTree = try head.commit.map { try self.tree(of: $0) } ?? .empty
+        let oldTree = try worktreeBaseline(head: head).tree
         let newTree = try tree(of: target)
         var stats = MaterializeStats()
         let entries = try materialize(newTree, over: oldTree, force: force, stats: &stats)

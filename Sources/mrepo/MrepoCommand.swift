@@ -28,7 +28,7 @@ struct MrepoCommand: ParsableCommand {
             CommandGroup(name: "Branches and tags", subcommands: [
                 BranchCommand.self, SwitchCommand.self, CheckoutCommand.self, TagCommand.self,
             ]),
-            CommandGroup(name: "Merge models", subcommands: [MergeCommand.self, ResolveCommand.self]),
+            CommandGroup(name: "Merge models", subcommands: [MergeCommand.self, ResolveCommand.self, ExpertsCommand.self]),
             CommandGroup(name: "Models", subcommands: [ExportCommand.self, CheckCommand.self, SynthCommand.self]),
             CommandGroup(name: "Maintenance", subcommands: [DuCommand.self, FsckCommand.self, GCCommand.self]),
         ]
@@ -68,6 +68,10 @@ enum ErrorReporter {
         let line = message.replacingOccurrences(of: "\n", with: " ")
         FileHandle.standardError.write(Data("mrepo: error: \(line)\n".utf8))
         Foundation.exit(2)
+    }
+
+    static func note(_ message: String) {
+        FileHandle.standardError.write(Data("mrepo: note: \(message)\n".utf8))
     }
 
     static func warn(_ message: String) {

@@ -6,7 +6,7 @@ import Testing
     /// 64-byte chunks: every size below crosses several chunks, and several windows of chunks.
     static let options = CodecOptions(chunkByteCount: 64, level: 1)
 
-    @Test(arguments: DType.allCases, TensorEncoding.allCases)
+    @Test(arguments: DType.allCases, TensorEncoding.lossless)
     func roundTripIsBitExact(dtype: DType, encoding: TensorEncoding) throws {
         // 0 (empty), 1, less than a chunk, and sizes that are not multiples of the chunk size.
         for count in [0, 1, 7, 37, 101, 333] {
@@ -38,7 +38,7 @@ import Testing
         let source = testTensor(dtype, elementCount: count, seed: 21)
         var reference = randomBytes(source.count, seed: 22)
         if dtype == .bool { reference = reference.map { $0 & 1 } }
-        for encoding in TensorEncoding.allCases {
+        for encoding in TensorEncoding.lossless {
             let ref = encoding.needsReference ? reference : nil
             let (encoded, result) = try encodeTensor(source, dtype: dtype, shape: [count], encoding: encoding, reference: ref,
                                                      options: Self.options)

@@ -19,7 +19,7 @@ import Testing
 
     @Test func registryListsMergekitIdsInDocumentationOrder() throws {
         #expect(MethodRegistry.ids == ["linear", "task_arithmetic", "ties", "dare_linear", "dare_ties", "breadcrumbs",
-                                       "breadcrumbs_ties", "della", "della_linear", "slerp", "model_stock", "mwa", "layer_swap"])
+                                       "breadcrumbs_ties", "della", "della_linear", "slerp", "model_stock", "mwa", "layer_swap", "rmm"])
         #expect(try MethodRegistry.method(named: "ties").id == "ties")
         for method in MethodRegistry.all {
             #expect(!method.displayName.isEmpty && !method.summary.isEmpty && method.paper.hasPrefix("https://"), "\(method.id)")
@@ -29,7 +29,7 @@ import Testing
     @Test func taskVectorMethodsNeedTheBase() {
         let needBase = MethodRegistry.all.filter { $0.requiresBase }.map { $0.id }
         #expect(needBase == ["task_arithmetic", "ties", "dare_linear", "dare_ties", "breadcrumbs", "breadcrumbs_ties",
-                             "della", "della_linear", "model_stock"])
+                             "della", "della_linear", "model_stock", "rmm"])
     }
 
     /// §2.1: mergekit's defaults for normalize and rescale per task-arithmetic method.
@@ -57,10 +57,16 @@ import Testing
             let n = method.expertCount.lowerBound
             var params: [String: ParameterValue] = [:]
             if method.id == "slerp" { params["t"] = .number(0.5) }
+            if method.id == "rmm" { params["basis"] = .number(1) }
             let perExpert: [[String: ParameterValue]] = method.id == "mwa" ? (0..<n).map { _ in ["metric_value": .number(1)] } : []
             let plan = try MergePlan(MergeRecipe(method: method.id, parameters: params, expertParameters: perExpert,
                                                  experts: (0..<n).map { "e\($0)" }))
             let ctx = TensorContext(name: "model.layers.1.mlp.weight", shape: [2, 4], layerCount: 3)
+            // A reversible merge works on whole adapters; tensor by tensor it explains itself.
+            if method.id == "rmm" {
+                #expect(throws: MergeError.self) { try plan.merge(ctx, base: [0], experts: [[0], [0]]) }
+                continue
+            }
             let base = randomValues(8, seed: 1)
             let experts = (0..<n).map { randomValues(8, seed: 2 + UInt64($0)) }
             let out = try plan.merge(ctx, base: base, experts: experts)
@@ -72,7 +78,7 @@ import Testing
 
     @Test func unknownMethodListsTheValidOnes() {
         #expect(planError(MergeRecipe(method: "frankenmerge", experts: ["a", "b"]))
-            == "unknown merge method 'frankenmerge'; valid methods: linear, task_arithmetic, ties, dare_linear, dare_ties, breadcrumbs, breadcrumbs_ties, della, della_linear, slerp, model_stock, mwa, layer_swap")
+            == "unknown merge method 'frankenmerge'; valid methods: linear, task_arithmetic, ties, dare_linear, dare_ties, breadcrumbs, breadcrumbs_ties, della, della_linear, slerp, model_stock, mwa, layer_swap, rmm")
         #expect(throws: MergeError.unknownMethod("x", known: MethodRegistry.ids)) { try MethodRegistry.method(named: "x") }
     }
 

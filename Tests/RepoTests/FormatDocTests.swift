@@ -197,7 +197,7 @@ import Testing
         for e in TensorEncoding.allCases {
             Self.expectDocumented("| \(e.rawValue) | \(e) |")
         }
-        #expect(TensorEncoding(rawValue: 4) == nil)
+        #expect(TensorEncoding(rawValue: 5) == nil)
         #expect(ChunkCoder(rawValue: 0) == .raw && ChunkCoder(rawValue: 1) == .zstd && ChunkCoder(rawValue: 2) == nil)
         Self.expectDocumented("| 0 | raw |")
         Self.expectDocumented("| 1 | zstd |")

@@ -18,6 +18,9 @@ public enum TensorEncoding: UInt8, Sendable, CaseIterable, CustomStringConvertib
     /// in units of the last place depends on the reference's exponent; grouping puts alike
     /// residuals together, and zstd's per-block statistics then code them more tightly.
     case integerDeltaByExponent = 3
+    /// The reference plus a product of low-rank Float32 factors (lossy: `commit --lowrank`, a
+    /// reversible merge's view). See ``LowRankCodec``.
+    case lowRank = 4
 
     public var description: String {
         switch self {
@@ -25,11 +28,15 @@ public enum TensorEncoding: UInt8, Sendable, CaseIterable, CustomStringConvertib
         case .xor: return "xor"
         case .integerDelta: return "int-delta"
         case .integerDeltaByExponent: return "int-delta/exp"
+        case .lowRank: return "low-rank"
         }
     }
 
     /// Whether decoding needs a reference tensor.
     public var needsReference: Bool { self != .whole }
+
+    /// The encodings of the byte-plane codec (every one but ``lowRank``).
+    public static let lossless: [TensorEncoding] = [.whole, .xor, .integerDelta, .integerDeltaByExponent]
 
     /// The delta encoding mrepo uses for a dtype when a reference exists: the ordered-integer
     /// difference grouped by reference exponent for floating-point dtypes, the plain integer
@@ -65,6 +72,7 @@ public enum ChunkCodec {
                               planes: UnsafeMutableRawBufferPointer,
                               output: UnsafeMutableRawBufferPointer) -> (ChunkCoder, Int) {
         precondition(source.count % dtype.byteSize == 0, "chunks hold whole elements")
+        precondition(encoding != .lowRank, "low-rank tensors are encoded by LowRankCodec")
         precondition(!encoding.needsReference || reference?.count == source.count, "reference chunk matches in size")
         let planeBytes = UnsafeMutableRawBufferPointer(rebasing: planes[0..<source.count])
         if encoding == .integerDeltaByExponent {
@@ -91,6 +99,7 @@ public enum ChunkCodec {
                               stored: UnsafeRawBufferPointer, reference: UnsafeRawBufferPointer?,
                               planes: UnsafeMutableRawBufferPointer,
                               destination: UnsafeMutableRawBufferPointer, object: String) throws(DeltaError) {
+        if encoding == .lowRank { throw .corruptData(object: object, problem: "a low-rank tensor has no chunk records") }
         let planeBytes = UnsafeMutableRawBufferPointer(rebasing: planes[0..<destination.count])
         switch coder {
         case .raw:
@@ -192,6 +201,7 @@ public enum ChunkCodec {
         case (.xor, _): splitLoop(W.self, Xor.self, n, src, ref, out)
         case (.integerDelta, true), (.integerDeltaByExponent, true): splitLoop(W.self, OrderedDelta.self, n, src, ref, out)
         case (.integerDelta, false), (.integerDeltaByExponent, false): splitLoop(W.self, IntegerDelta.self, n, src, ref, out)
+        case (.lowRank, _): preconditionFailure("low-rank tensors have no byte planes (LowRankCodec)")
         }
     }
 
@@ -209,6 +219,7 @@ public enum ChunkCodec {
         case (.xor, _): joinLoop(W.self, Xor.self, n, inp, ref, dst)
         case (.integerDelta, true), (.integerDeltaByExponent, true): joinLoop(W.self, OrderedDelta.self, n, inp, ref, dst)
         case (.integerDelta, false), (.integerDeltaByExponent, false): joinLoop(W.self, IntegerDelta.self, n, inp, ref, dst)
+        case (.lowRank, _): preconditionFailure("low-rank tensors have no byte planes (LowRankCodec)")
         }
     }
 

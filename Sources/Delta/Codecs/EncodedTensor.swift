@@ -32,7 +32,8 @@ public struct CodecOptions: Sendable, Equatable {
 /// shape            8 × rank, u64 each
 /// reference       32   identity of the reference tensor (zeros when encoding is whole)
 /// ```
-/// Chunk records follow: `coder (1) | reserved (3) | storedByteCount (u32) | stored bytes`.
+/// Chunk records follow: `coder (1) | reserved (3) | storedByteCount (u32) | stored bytes`; a
+/// ``TensorEncoding/lowRank`` tensor has its factor section instead (``LowRankCodec``).
 public struct EncodedTensorHeader: Sendable, Equatable {
     public var encoding: TensorEncoding
     public var dtype: DType
@@ -105,6 +106,7 @@ public struct EncodedTensorHeader: Sendable, Equatable {
         if encoding.needsReference, header.reference == nil { throw bad("delta encoding without a reference") }
         if !encoding.needsReference, header.reference != nil { throw bad("whole encoding with a reference") }
         if encoding == .integerDeltaByExponent, !dtype.isFloatingPoint { throw bad("exponent grouping on non-float dtype \(dtype.rawValue)") }
+        if encoding == .lowRank, shape.count != 2 || !LowRankCodec.supports(dtype) { throw bad("low-rank encoding of a \(dtype.rawValue) \(shape.shapeDescription) tensor") }
         return (header, r.offset)
     }
 }
@@ -120,6 +122,8 @@ public struct EncodedTensor: @unchecked Sendable {
     private let owner: AnyObject?
     /// Name used in error messages.
     public let name: String
+    /// The factors of a ``TensorEncoding/lowRank`` tensor (nil for the lossless encodings).
+    public let factors: LowRankFactors?
 
     /// Parses the header and chunk table of `bytes`.
     /// - Parameters:
@@ -130,6 +134,19 @@ public struct EncodedTensor: @unchecked Sendable {
         let (header, headerLength) = try EncodedTensorHeader.parse(view, object: name)
         var r = ByteReader(view)
         r.offset = headerLength
+        if header.encoding == .lowRank {
+            let (factors, end) = try LowRankCodec.decodeFactors(view, offset: headerLength, header: header, object: name)
+            guard end == view.count else {
+                throw .corruptData(object: name, problem: "\(view.count - end) bytes after the low-rank factors")
+            }
+            self.header = header
+            self.chunks = []
+            self.bytes = view
+            self.owner = owner
+            self.name = name
+            self.factors = factors
+            return
+        }
         var chunks: [(coder: ChunkCoder, range: Range<Int>)] = []
         // Each chunk record takes at least 8 bytes: a corrupt byte count must not reserve more.
         chunks.reserveCapacity(min(header.chunkCount, (view.count - headerLength) / 8))
@@ -151,6 +168,7 @@ public struct EncodedTensor: @unchecked Sendable {
         self.bytes = view
         self.owner = owner
         self.name = name
+        factors = nil
     }
 
     /// Total stored bytes (header and chunks).
@@ -164,6 +182,17 @@ public struct EncodedTensor: @unchecked Sendable {
     public func decodeChunk(_ index: Int, into destination: UnsafeMutableRawBufferPointer,
                             reference: ChunkSource?, scratch: UnsafeMutableRawBufferPointer) throws {
         let range = header.chunkRange(index)
+        if let factors {
+            guard index < header.chunkCount, destination.count == range.count, let reference else {
+                throw DeltaError.corruptData(object: name, problem: "low-rank chunk \(index) asked for \(destination.count) bytes without its reference")
+            }
+            let k = TensorEncoding.scratchFactor
+            let refBuffer = UnsafeMutableRawBufferPointer(rebasing: scratch[(k * range.count)..<((k + 1) * range.count)])
+            try reference(index, refBuffer)
+            LowRankCodec.decode(factors, dtype: header.dtype, byteRange: range, reference: UnsafeRawBufferPointer(refBuffer),
+                                scratch: UnsafeMutableRawBufferPointer(rebasing: scratch[0..<(k * range.count)]), destination: destination)
+            return
+        }
         guard index < chunks.count, destination.count == range.count else {
             throw DeltaError.corruptData(object: name, problem: "chunk \(index) asked for \(destination.count) bytes, holds \(range.count) (a delta reference with another chunk size?)")
         }

@@ -148,6 +148,7 @@ public final class HistoryDatabase: @unchecked Sendable {
                 """)
         }
         registerMergeMigration(&m)
+        registerViewMigration(&m)
         return m
     }
 
@@ -361,6 +362,7 @@ public final class HistoryDatabase: @unchecked Sendable {
                 try db.execute(sql: "UPDATE head SET branch = NULL, commitID = ? WHERE id = 1", arguments: [commit.id.hex])
                 try HistoryDatabase.logRef(db, "HEAD", old: old, new: commit.id, message: reflogMessage)
             }
+            try HistoryDatabase.clearView(db)
             for entry in statEntries { try entry.save(db) }
             if clearMergeState { try db.execute(sql: "DELETE FROM mergeState") }
         }
@@ -459,6 +461,7 @@ public final class HistoryDatabase: @unchecked Sendable {
                 try db.execute(sql: "UPDATE head SET branch = NULL, commitID = ? WHERE id = 1", arguments: [id.hex])
             }
             try HistoryDatabase.logRef(db, "HEAD", old: current.commit, new: head.commit, message: message)
+            try HistoryDatabase.clearView(db)
             for path in removedPaths { try db.execute(sql: "DELETE FROM statCache WHERE path = ?", arguments: [path]) }
             for entry in statEntries { try entry.save(db) }
         }

@@ -8,7 +8,7 @@ extension MergeContext {
     /// keeps its header bytes; others get a new header with the same metadata. A model card
     /// (README.md) and the recipe (merge_recipe.yml) are added.
     func buildTree(decided: [String: ObjectID], recipe: MergeRecipe, report: ConflictReport, recipeYAML: String,
-                   batch: ObjectStore.Batch, newObjects: inout [ObjectInfo]) throws -> Tree {
+                   batch: ObjectStore.Batch, newObjects: inout [ObjectInfo], card: String? = nil) throws -> Tree {
         let template = expertTrees.first ?? baseTree
         let store = repository.objects
         var placed = Set<String>()
@@ -86,7 +86,7 @@ extension MergeContext {
             files.append(file)
         }
         // The model card and the recipe.
-        for (path, text) in [("README.md", modelCard(recipe: recipe, report: report, recipeYAML: recipeYAML)), ("merge_recipe.yml", recipeYAML)] {
+        for (path, text) in [("README.md", card ?? modelCard(recipe: recipe, report: report, recipeYAML: recipeYAML)), ("merge_recipe.yml", recipeYAML)] {
             let bytes = Array(text.utf8)
             let blob = try store.writeBlob(bytes, options: repository.codecOptions, batch: batch)
             if blob.isNew { newObjects.append(blob.info) }

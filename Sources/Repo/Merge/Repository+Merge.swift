@@ -28,6 +28,8 @@ public struct MergeOutcome: Sendable {
     public var estimatedPeakBytes: Int
     /// The recipe in mergekit's YAML form.
     public var recipeYAML: String
+    /// A reversible merge's measurements (``RMM``).
+    public var reversible: ReversibleMergeReport? = nil
 }
 
 /// How an unresolved tensor is settled by `mrepo resolve`.
@@ -105,7 +107,7 @@ extension Repository {
             baseID = first
         }
         // One branch that contains HEAD: fast-forward, as git does.
-        if branches.count == 1, baseID == headID, !options.dryRun, !options.noCommit, options.base == nil {
+        if branches.count == 1, baseID == headID, options.recipe.method != RMM.id, !options.dryRun, !options.noCommit, options.base == nil {
             let target = branches[0].commit
             let result = try moveHeadForward(head, to: target, message: "merge \(branches[0].name): fast-forward")
             return MergeOutcome(status: .fastForward(result), report: ConflictReport(method: "fast-forward", experts: [branches[0].name], baseName: "HEAD", tensors: [], files: []),
@@ -121,6 +123,10 @@ extension Repository {
         // Per-expert parameters were given by branch name; order them by expert.
         recipe.expertParameters = try orderedExpertParameters(options.recipe, experts: experts.map(\.name))
         if recipe.method == MWA.id { try fillMetricValues(&recipe, experts: experts) }
+        if recipe.method == RMM.id {
+            return try mergeReversible(options: options, recipe: recipe, head: head, headID: headID, mergeBase: baseID,
+                                       branches: branches, experts: experts)
+        }
         let plan = try MergePlan(recipe)
 
         let context = try MergeContext(repository: self, base: baseID, experts: experts, plan: plan, options: options)
@@ -198,7 +204,8 @@ extension Repository {
 
     /// Runs the pre-merge-commit hook on the candidate, then records the merge commit and clears any
     /// merge state, in one transaction. ``finishMerge(_:)`` then updates the working tree.
-    func recordMerge(state: MergeState, tree: Tree, objects newObjects: [ObjectInfo], report: ConflictReport) throws -> RecordedMerge {
+    func recordMerge(state: MergeState, tree: Tree, objects newObjects: [ObjectInfo], report: ConflictReport,
+                     extraMembers: [JSONMember] = [], hookReport: JSONValue? = nil) throws -> RecordedMerge {
         let head = try history.head()
         guard head.commit == state.head else { throw RepoError.concurrentUpdate(ref: head.branchName ?? "HEAD") }
         let headCommit = try commit(state.head)
@@ -216,7 +223,7 @@ extension Repository {
                 try writeFile(file, to: candidate + "/" + file.path, progress: nil)
             }
             let reportPath = metaDirectory + "/merge-report.json"
-            try AtomicFileWriter.write(Array(report.json.prettySerialized().utf8), to: reportPath)
+            try AtomicFileWriter.write(Array((hookReport ?? report.json).prettySerialized().utf8), to: reportPath)
             defer { try? FileManager.default.removeItem(atPath: reportPath) }
             hookEnv["MREPO_CANDIDATE"] = candidate
             hookEnv["MREPO_REPORT"] = reportPath
@@ -241,7 +248,7 @@ extension Repository {
                 JSONMember("summary", .object(MergeClass.allCases.map { JSONMember($0.rawValue, .int(report.classCounts[$0] ?? 0)) })),
                 JSONMember("report_object", state.reportObject.map { .string($0.hex) } ?? .null),
             ])),
-        ])
+        ] + extraMembers)
         let timestamp = (Date().timeIntervalSince1970 * 1000).rounded() / 1000
         let author = Repository.defaultAuthor()
         let baseForDeltas = headCommit.base ?? headCommit.id
@@ -271,6 +278,7 @@ extension Repository {
                 try db.execute(sql: "UPDATE head SET commitID = ? WHERE id = 1", arguments: [target.hex])
                 try HistoryDatabase.logRef(db, "HEAD", old: old, new: target, message: message)
             }
+            try HistoryDatabase.clearView(db)
             for e in entries { try e.save(db) }
         }
         return target

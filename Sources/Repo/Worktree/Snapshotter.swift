@@ -6,6 +6,8 @@ import Foundation
 struct Snapshotter {
     let objects: ObjectStore
     let options: CodecOptions
+    /// Store 2-D task vectors as truncated SVDs (`commit --lowrank`).
+    var lowRank: LowRankPolicy?
 
     /// A delta reference for a tensor: the object and its header.
     typealias Reference = (info: ObjectInfo, header: EncodedTensorHeader)
@@ -78,11 +80,12 @@ struct Snapshotter {
     ///   - references: delta references by tensor name (the base commit's tensors).
     ///   - known: looks up an object's recorded facts (nil when the database has no row for it).
     func store(_ file: PreparedFile, references: [String: Reference], known: (ObjectID) throws -> ObjectInfo?,
-               batch: ObjectStore.Batch, progress: ProgressCounter?) throws -> (TreeFile, [ObjectInfo]) {
+               batch: ObjectStore.Batch, progress: ProgressCounter?) throws -> (TreeFile, [ObjectInfo], [LowRankTensorRecord]) {
         if let cached = file.cached {
             progress?.add(file.byteCount)
-            return (cached, [])
+            return (cached, [], [])
         }
+        var lowRankRecords: [LowRankTensorRecord] = []
         var infos: [ObjectInfo] = []
         func note(_ result: ObjectStore.WriteResult) throws {
             if result.isNew {
@@ -99,7 +102,7 @@ struct Snapshotter {
                                            options: options, batch: batch,
                                            didProcess: { range in map.release(range); progress?.add(range.count) })
             try note(result)
-            return (TreeFile(path: file.scanned.path, kind: .blob, objectID: result.info.id, byteCount: map.count, executable: executable), infos)
+            return (TreeFile(path: file.scanned.path, kind: .blob, objectID: result.info.id, byteCount: map.count, executable: executable), infos, [])
         }
         let header = try objects.write(kind: .blob, dtype: .u8, shape: [st.header.dataStart], source: st.headerBytes,
                                        reference: nil, options: options, batch: batch)
@@ -108,6 +111,16 @@ struct Snapshotter {
         var tensors: [TreeTensor] = []
         for t in st.tensors {
             let reference = references[t.name].flatMap { $0.header.dtype == t.dtype && $0.header.shape == t.shape ? $0 : nil }
+            if let policy = lowRank, let reference,
+               let (result, record) = try storeLowRank(t, source: st.data(of: t), reference: reference, policy: policy, batch: batch) {
+                try note(result)
+                lowRankRecords.append(record)
+                st.release(t)
+                progress?.add(t.byteCount)
+                objects.releasePages(of: reference.info.id)
+                tensors.append(TreeTensor(name: t.name, dtype: t.dtype, shape: t.shape, dataOffsets: t.dataOffsets, objectID: result.info.id))
+                continue
+            }
             let result = try objects.write(kind: .tensor, dtype: t.dtype, shape: t.shape, source: st.data(of: t),
                                            reference: reference, options: options, batch: batch,
                                            didProcess: { range in st.release(t, range: range); progress?.add(range.count) })
@@ -116,7 +129,7 @@ struct Snapshotter {
             tensors.append(TreeTensor(name: t.name, dtype: t.dtype, shape: t.shape, dataOffsets: t.dataOffsets, objectID: result.info.id))
         }
         return (TreeFile(path: file.scanned.path, kind: .safetensors, objectID: header.info.id, byteCount: st.map.count,
-                         executable: executable, tensors: tensors), infos)
+                         executable: executable, tensors: tensors), infos, lowRankRecords)
     }
 
     private func mapped(_ file: ScannedFile) throws -> MappedFile {

@@ -160,7 +160,15 @@ struct CheckoutCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "checkout",
         abstract: "Update the working tree to a revision.",
-        discussion: "A branch name switches to the branch. Any other revision (a tag, a commit id, HEAD~2) detaches HEAD at that commit.")
+        discussion: """
+            A branch name switches to the branch. Any other revision (a tag, a commit id, HEAD~2) \
+            detaches HEAD at that commit.
+
+            On a reversible merge (merge --method rmm), --expert NAME writes that expert rebuilt from \
+            the merge's basis, and --view picks another view than the stored default (task \
+            arithmetic of the rebuilt experts). HEAD is then detached at the merge, and 'status' \
+            compares the working tree with what was written.
+            """)
 
     @OptionGroup var repository: RepositoryOptions
     @OptionGroup var lock: LockOptions
@@ -168,11 +176,37 @@ struct CheckoutCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("The revision to check out.", valueName: "rev"))
     var revision: String
 
+    @Option(help: ArgumentHelp("Reversible merges: rebuild this expert (its name in the merge, or a commit id prefix).", valueName: "name"))
+    var expert: String?
+
+    @Option(help: ArgumentHelp(
+        "Reversible merges: ta (the stored default: task arithmetic of the rebuilt experts, truncated), ta-full (the same, exact), mean (the experts' mean).",
+        valueName: "view"))
+    var view: String?
+
+    @Flag(help: "With --expert or --view on an adapter merge: write the dense model θ_base + ΔW instead of an adapter.")
+    var fold = false
+
     @Flag(name: .shortAndLong, help: "Discard uncommitted changes in files the checkout rewrites.")
     var force = false
 
+    func validate() throws {
+        if expert != nil, view != nil { throw ValidationError("--expert and --view: give one of them") }
+        if let view, ReversibleView(rawValue: view) == nil {
+            throw ValidationError("--view '\(view)': expected one of \(ReversibleView.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+    }
+
     func run() throws {
         let repo = try repository.open()
+        if expert != nil || view != nil || fold {
+            let (result, description) = try repo.checkoutReversible(revision, view: view.flatMap(ReversibleView.init(rawValue:)), expert: expert,
+                                                                    fold: fold, force: force, wait: lock.wait)
+            guard !repository.quiet else { return }
+            print("HEAD is now at \(result.head.commit?.short ?? "") (detached); the working tree holds \(description)")
+            print("\(result.writtenFiles) files written, \(result.removedFiles) removed, \(result.unchangedFiles) unchanged")
+            return
+        }
         let result = try repo.checkout(revision, force: force, wait: lock.wait)
         guard !repository.quiet else { return }
         switch result.head {

@@ -36,6 +36,10 @@ struct SynthCommand: ParsableCommand {
             Writes DIR/base and one folder per fine-tune (math and code: light, median relative change 5e-4; \
             chat: heavy, 4e-2), each a Hugging Face style folder with a BERT-shaped checkpoint, config.json \
             and tokenizer files. Values are seeded: the same options give the same bytes.
+
+            --adapters N also writes N PEFT LoRA adapters of the base (DIR/lora-math, DIR/lora-code, \
+            DIR/lora-chat, then DIR/lora-4, ...), trained-looking: a shared lora_A initialisation with \
+            a little drift, independent lora_B. --lora-rank and --lora-targets shape them.
             """)
 
     enum Size: String, ExpressibleByArgument, CaseIterable {
@@ -57,21 +61,49 @@ struct SynthCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Random seed of the base model.", valueName: "n"))
     var seed: UInt64 = 42
 
+    @Option(help: ArgumentHelp("Also write this many LoRA adapters of the base.", valueName: "n"))
+    var adapters = 0
+
+    @Option(help: ArgumentHelp("Rank r of the adapters (lora_alpha is 2r).", valueName: "r"))
+    var loraRank = 8
+
+    @Option(help: ArgumentHelp("Modules the adapters adapt, comma-separated suffixes, or 'all' for every attention and MLP projection.", valueName: "list"))
+    var loraTargets = "query,value"
+
+    @Flag(help: "Write only the adapters (the base folder must exist).")
+    var adaptersOnly = false
+
     func validate() throws {
         guard let d = DType(parsing: dtype), [.f32, .bf16, .f16].contains(d) else {
             throw ValidationError("--dtype must be F32, BF16 or F16")
         }
         if shards < 1 { throw ValidationError("--shards must be at least 1") }
+        if adapters < 0 || loraRank < 1 { throw ValidationError("--adapters must be ≥ 0 and --lora-rank ≥ 1") }
+    }
+
+    func adapterSpecs() -> [LoRASpec] {
+        let targets = loraTargets == "all" ? LoRASpec.allProjections : loraTargets.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
+        return (0..<adapters).map { i in
+            let name = i < LoRASpec.standardAdapters.count ? LoRASpec.standardAdapters[i].name : "lora-\(i + 1)"
+            return LoRASpec(name: name, seed: 101 + UInt64(i), rank: loraRank, alpha: Double(2 * loraRank), targets: targets)
+        }
     }
 
     func run() throws {
         let arch = Architecture.all.first { $0.name == size.rawValue }!
         let factory = ModelFactory(architecture: arch, dtype: DType(parsing: dtype)!, seed: seed)
-        try factory.writeCheckpoint(to: directory + "/base", shards: shards)
-        for ft in FineTune.standardFamily {
-            try factory.writeCheckpoint(to: directory + "/" + ft.name, fineTune: ft, shards: shards)
+        if !adaptersOnly {
+            try factory.writeCheckpoint(to: directory + "/base", shards: shards)
+            for ft in FineTune.standardFamily {
+                try factory.writeCheckpoint(to: directory + "/" + ft.name, fineTune: ft, shards: shards)
+            }
+            print("Wrote \(arch.name) family (\(arch.parameterCount) parameters each, \(factory.dtype.rawValue)) to \(directory): base, "
+                + FineTune.standardFamily.map(\.name).joined(separator: ", "))
         }
-        print("Wrote \(arch.name) family (\(arch.parameterCount) parameters each, \(factory.dtype.rawValue)) to \(directory): base, "
-            + FineTune.standardFamily.map(\.name).joined(separator: ", "))
+        let specs = adapterSpecs()
+        for spec in specs { try factory.writeAdapter(spec, to: directory + "/" + spec.name) }
+        if !specs.isEmpty {
+            print("Wrote \(specs.count) LoRA adapters (r = \(loraRank), targets \(specs[0].targets.joined(separator: ", "))): \(specs.map(\.name).joined(separator: ", "))")
+        }
     }
 }

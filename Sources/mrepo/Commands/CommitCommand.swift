@@ -1,6 +1,7 @@
 import ArgumentParser
 import Delta
 import Foundation
+import Merge
 import Repo
 
 struct CommitCommand: ParsableCommand {
@@ -13,6 +14,15 @@ struct CommitCommand: ParsableCommand {
             whose name, dtype and shape match a tensor of the base commit is stored as a lossless \
             delta against it, other tensors are stored whole, identical tensors once. Unchanged files \
             are recognised by the stat cache and not read again.
+
+            A PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors) is recorded \
+            as an adapter of a base model commit: --adapter-of, else the base of the parent's \
+            adapter, else the parent commit itself. Its lora_A/lora_B pairs are checked against the \
+            base's weights; 'mrepo export --fold' then writes the dense model θ + (alpha/r)·B·A.
+
+            --lowrank R or --energy E store each 2-D task vector (a matrix changed against the \
+            base) as a truncated SVD instead: lossy, opt-in, and recorded in the commit with the \
+            relative Frobenius error of every tensor. 1-D tensors stay exact.
             """)
 
     @OptionGroup var repository: RepositoryOptions
@@ -48,10 +58,27 @@ struct CommitCommand: ParsableCommand {
     @Flag(help: "With --from: overwrite uncommitted changes in the working tree.")
     var force = false
 
+    @Option(name: .customLong("adapter-of"), help: ArgumentHelp(
+        "The base model commit of the LoRA adapter being committed (default: the parent's adapter base, else the parent commit).",
+        valueName: "rev"))
+    var adapterOf: String?
+
+    @Option(name: .customLong("lowrank"), help: ArgumentHelp(
+        "Lossy: store each 2-D task vector as a truncated SVD of this rank (its error is measured and recorded).", valueName: "rank"))
+    var lowRank: Int?
+
+    @Option(help: ArgumentHelp(
+        "Lossy: like --lowrank, with the smallest rank that keeps this fraction of each task vector's energy (e.g. 0.99).",
+        valueName: "fraction"))
+    var energy: Double?
+
     @Flag(help: "Print the result as JSON.")
     var json = false
 
     func validate() throws {
+        if lowRank != nil, energy != nil { throw ValidationError("--lowrank and --energy: give one of them") }
+        if let r = lowRank, r < 1 { throw ValidationError("--lowrank must be at least 1, got \(r)") }
+        if let e = energy, !(e > 0 && e <= 1) { throw ValidationError("--energy must be in (0, 1], got \(e)") }
         for m in metrics where parseMetric(m) == nil {
             throw ValidationError("--metric '\(m)': expected name=value with a number, e.g. eval_loss=1.83")
         }
@@ -70,7 +97,8 @@ struct CommitCommand: ParsableCommand {
         let repo = try repository.open()
         let options = CommitOptions(message: message, sourceDirectory: source.map(repository.path), base: base,
                                     metrics: metrics.compactMap(parseMetric), author: author, allowEmpty: allowEmpty,
-                                    followSymlinks: dereference, force: force)
+                                    followSymlinks: dereference, force: force, adapterOf: adapterOf,
+                                    lowRank: lowRank.map { LowRankPolicy(choice: .rank($0)) } ?? energy.map { LowRankPolicy(choice: .energy($0)) })
         let started = Date()
         let result = try repo.commit(options, wait: lock.wait)
         let seconds = Date().timeIntervalSince(started)
@@ -85,9 +113,19 @@ struct CommitCommand: ParsableCommand {
                 "new_stored_bytes": .int(result.newStoredByteCount),
                 "unchanged_files": .int(result.unchangedFileCount),
                 "seconds": .double(seconds),
+                "adapter": result.adapter.map { a in .obj(["base": .string(a.base.hex), "r": .int(a.rank), "alpha": .double(a.alpha),
+                                                           "targets": .array(a.targets.map { .string($0) }), "modules": .int(a.moduleCount)]) } ?? .null,
+                "lossy": result.lowRankTensors.isEmpty ? .null : .obj([
+                    "tensors": .int(result.lowRankTensors.count),
+                    "max_relative_error": .double(result.lowRankTensors.map(\.relativeError).max() ?? 0),
+                    "stored_bytes": .int(result.lowRankTensors.reduce(0) { $0 + $1.storedByteCount }),
+                    "dense_bytes": .int(result.lowRankTensors.reduce(0) { $0 + $1.logicalByteCount }),
+                ]),
+                "notes": .array(result.notes.map { .string($0) }),
             ]))
             return
         }
+        for note in result.notes { ErrorReporter.note(note) }
         guard !repository.quiet else { return }
         let root = result.commit.parents.isEmpty ? " (root-commit)" : ""
         print("[\(result.branch ?? "detached HEAD") \(result.commit.id.short)\(root)] \(result.commit.subject)")
@@ -95,6 +133,15 @@ struct CommitCommand: ParsableCommand {
         let stored = result.newObjectCount == 0 ? "nothing new to store"
             : "stored \(Format.bytes(result.newStoredByteCount)) new in \(objects) (\(Format.ratio(result.newStoredByteCount, result.logicalByteCount)) of the files' size)"
         print(" \(result.fileCount) file\(result.fileCount == 1 ? "" : "s"), \(result.tensorCount) tensors, \(Format.bytes(result.logicalByteCount)); \(stored)")
+        if let a = result.adapter {
+            print(" LoRA adapter of \(a.base.short): r=\(a.rank), alpha=\(Format.number(a.alpha, digits: 1)), \(a.moduleCount) modules (\(a.targets.joined(separator: ", ")))")
+        }
+        if !result.lowRankTensors.isEmpty {
+            let t = result.lowRankTensors
+            let stored = t.reduce(0) { $0 + $1.storedByteCount }, dense = t.reduce(0) { $0 + $1.logicalByteCount }
+            let errors = t.map(\.relativeError)
+            print(" lossy: \(t.count) tensors stored low-rank in \(Format.bytes(stored)) instead of \(Format.bytes(dense)) (\(Format.ratio(stored, dense))); relative error mean \(String(format: "%.4f", errors.reduce(0, +) / Double(errors.count))), max \(String(format: "%.4f", errors.max() ?? 0))")
+        }
     }
 }
 
@@ -124,6 +171,7 @@ struct StatusCommand: ParsableCommand {
                 } ?? .null,
                 "branch": .opt(status.head.branchName),
                 "head": .opt(status.head.commit?.hex),
+                "view": .opt(try repo.currentView()?.description),
                 "clean": .bool(status.isClean),
                 "changes": .array(status.changes.map { c in
                     .obj(["path": .string(c.path), "status": .string(c.kind.rawValue),
@@ -144,6 +192,9 @@ struct StatusCommand: ParsableCommand {
             print("On branch \(name)" + (commit == nil ? " (no commits yet)" : ""))
         case let .detached(id):
             print("HEAD detached at \(id.short)")
+        }
+        if let view = try repo.currentView() {
+            print("The working tree holds \(view.description), rebuilt from the reversible merge \(view.commit.short); changes are relative to it.")
         }
         if let merge = try repo.mergeInProgress() {
             print("Merging \(merge.branches.joined(separator: ", ")) (\(merge.method)), merge base \(merge.base.short).")

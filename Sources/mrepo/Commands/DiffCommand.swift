@@ -13,6 +13,11 @@ struct DiffCommand: ParsableCommand {
             or shape changed); ‖Δ‖, the L2 norm of the change; rel, that norm relative to the old tensor's; \
             changed, the fraction of elements whose bits differ; cos, the cosine between the two sides' \
             task vectors against their merge base, when both sides changed the tensor since then.
+
+            Between two LoRA adapter commits the comparison is per adapted module, computed from the \
+            factors without forming ΔW = (alpha/r)·B·A: ‖ΔW‖ of each side, cos, the cosine between \
+            the two ΔW's, ‖ΔW₂−ΔW₁‖, and each side's effective rank (exp of the entropy of its \
+            normalised singular values). --tensors compares the adapter files tensor by tensor instead.
             """)
 
     @OptionGroup var repository: RepositoryOptions
@@ -26,12 +31,19 @@ struct DiffCommand: ParsableCommand {
     @Flag(help: "List unchanged tensors too.")
     var all = false
 
+    @Flag(help: "Between adapters: compare the lora_A/lora_B tensors element by element instead of the ΔW's.")
+    var tensors = false
+
     func validate() throws {
         if revisions.count > 2 { throw ValidationError("diff takes at most two revisions") }
     }
 
     func run() throws {
         let repo = try repository.open()
+        if revisions.count == 2, !tensors, try repo.isAdapter(revisions[0]), try repo.isAdapter(revisions[1]) {
+            try printAdapterDiff(try repo.adapterDiff(old: revisions[0], new: revisions[1]))
+            return
+        }
         let report = try repo.diff(old: revisions.first ?? "HEAD", new: revisions.count > 1 ? revisions[1] : nil)
         let shown = all ? report.tensors : report.changedTensors
         if json {
@@ -85,11 +97,50 @@ struct DiffCommand: ParsableCommand {
     }
 }
 
+extension DiffCommand {
+    func printAdapterDiff(_ r: AdapterDiffReport) throws {
+        if json {
+            printJSON(.obj([
+                "old": .string(r.oldName), "new": .string(r.newName), "old_commit": .string(r.oldCommit.hex), "new_commit": .string(r.newCommit.hex),
+                "old_base": .string(r.oldBase.hex), "new_base": .string(r.newBase.hex),
+                "modules": .array(r.rows.map { m in
+                    .obj(["module": .string(m.module), "base_tensor": .string(m.baseTensor),
+                          "old_rank": m.oldRank.map { .int($0) } ?? .null, "new_rank": m.newRank.map { .int($0) } ?? .null,
+                          "old_norm": .double(m.oldNorm), "new_norm": .double(m.newNorm), "cosine": .opt(m.cosine),
+                          "difference_norm": .opt(m.differenceNorm),
+                          "old_effective_rank": .opt(m.oldEffectiveRank), "new_effective_rank": .opt(m.newEffectiveRank)])
+                }),
+            ]))
+            return
+        }
+        print("adapter diff \(r.oldName) → \(r.newName) (ΔW per module, from the factors)")
+        if r.oldBase != r.newBase { print("  note: the adapters have different bases (\(r.oldBase.short), \(r.newBase.short))") }
+        let rows = r.rows.map { m -> [String] in
+            [m.module, "\(m.oldRank.map(String.init) ?? "-")→\(m.newRank.map(String.init) ?? "-")", Format.number(m.oldNorm, digits: 4),
+             Format.number(m.newNorm, digits: 4), Format.number(m.cosine), Format.number(m.differenceNorm, digits: 4),
+             Format.number(m.oldEffectiveRank, digits: 2), Format.number(m.newEffectiveRank, digits: 2)]
+        }
+        print(Format.table(["module", "rank", "‖ΔW₁‖", "‖ΔW₂‖", "cos", "‖ΔW₂−ΔW₁‖", "erank₁", "erank₂"], rows, right: [2, 3, 4, 5, 6, 7]))
+        let cosines = r.rows.compactMap(\.cosine)
+        if !cosines.isEmpty {
+            print(String(format: "%d modules; mean cos %.3f", r.rows.count, cosines.reduce(0, +) / Double(cosines.count)))
+        }
+    }
+}
+
 struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export",
         abstract: "Write the files of a revision into a folder, byte for byte as committed.",
-        discussion: "Every tensor's hash is verified before its file is renamed into place; a file that does not verify is never written. Existing files of the same names are replaced, others are left alone.")
+        discussion: """
+            Every tensor's hash is verified before its file is renamed into place; a file that does not \
+            verify is never written. Existing files of the same names are replaced, others are left alone. \
+            A lossy commit (commit --lowrank) exports its approximation, with a warning.
+
+            --fold writes a LoRA adapter commit as its dense model: the base commit's files with every \
+            adapted weight replaced by θ + (alpha/r)·B·A. On a reversible merge, --expert NAME writes \
+            that expert rebuilt from the basis, --view another view (see 'mrepo checkout --help').
+            """)
 
     @OptionGroup var repository: RepositoryOptions
 
@@ -99,19 +150,50 @@ struct ExportCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("The folder to write into (created if missing).", valueName: "dir"))
     var directory: String
 
+    @Flag(help: "Adapters: write the dense model θ_base + ΔW instead of the adapter files.")
+    var fold = false
+
+    @Option(help: ArgumentHelp("Reversible merges: rebuild this expert (its name in the merge, or a commit id prefix).", valueName: "name"))
+    var expert: String?
+
+    @Option(help: ArgumentHelp("Reversible merges: ta (default), ta-full or mean.", valueName: "view"))
+    var view: String?
+
     @Flag(help: "Print the result as JSON.")
     var json = false
+
+    func validate() throws {
+        if expert != nil, view != nil { throw ValidationError("--expert and --view: give one of them") }
+        if let view, ReversibleView(rawValue: view) == nil {
+            throw ValidationError("--view '\(view)': expected one of \(ReversibleView.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+    }
 
     func run() throws {
         let repo = try repository.open()
         let started = Date()
-        let result = try repo.export(revision, to: repository.path(directory))
+        let result: ExportResult
+        if expert != nil || view != nil {
+            result = try repo.exportReversible(revision, view: view.flatMap(ReversibleView.init(rawValue:)), expert: expert, fold: fold,
+                                               to: repository.path(directory))
+        } else if fold {
+            result = try repo.exportFolded(revision, to: repository.path(directory))
+        } else {
+            result = try repo.export(revision, to: repository.path(directory))
+        }
         let seconds = Date().timeIntervalSince(started)
+        let lossy = LossySummary(commit: try repo.commit(result.commit))
+        if let lossy, !json {
+            ErrorReporter.warn("\(result.commit.short) is a lossy commit (\(lossy.method), \(lossy.setting)): \(lossy.tensorCount) tensors are approximate, relative error up to \(String(format: "%.4f", lossy.maxRelativeError))")
+        }
         if json {
             printJSON(.obj(["commit": .string(result.commit.hex), "directory": .string(result.directory),
-                            "files": .int(result.fileCount), "bytes": .int(result.byteCount), "seconds": .double(seconds)]))
+                            "files": .int(result.fileCount), "bytes": .int(result.byteCount), "seconds": .double(seconds),
+                            "lossy": .bool(lossy != nil),
+                            "max_relative_error": .opt(lossy?.maxRelativeError)]))
         } else if !repository.quiet {
-            print("Exported \(result.commit.short) to \(result.directory): \(result.fileCount) files, \(Format.bytes(result.byteCount))")
+            let what = expert.map { "expert \($0) of " } ?? view.map { "view \($0) of " } ?? ""
+            print("Exported \(what)\(result.commit.short)\(fold ? " (folded)" : "") to \(result.directory): \(result.fileCount) files, \(Format.bytes(result.byteCount))")
         }
     }
 }

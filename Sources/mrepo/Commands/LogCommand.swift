@@ -1,6 +1,7 @@
 import ArgumentParser
 import Delta
 import Foundation
+import Merge
 import Repo
 
 struct LogCommand: ParsableCommand {
@@ -119,6 +120,10 @@ struct ShowCommand: ParsableCommand {
                 throw RepoError.invalidArgument("\(revision) (\(id.short)) is not a merge commit made by mrepo merge; it has no conflict report")
             }
             if json { printJSON(r); return }
+            if let reversible = ReversibleMergeReport(json: r) {
+                ReversiblePrinter.summary(reversible, commit: id)
+                return
+            }
             let rows = (r["tensors"]?.arrayValue ?? []).map { t -> [String] in
                 let m = t["metrics"]
                 return [t["name"]?.stringValue ?? "", t["class"]?.stringValue ?? "", Format.number(m?["min_cosine"]?.doubleValue),
@@ -196,8 +201,22 @@ struct ShowCommand: ParsableCommand {
                     + " ('mrepo show --report \(revision)' lists them)")
             }
         }
+        if let lossy = LossySummary(commit: c) {
+            print("Lossy:   \(lossy.method) \(lossy.setting): \(lossy.tensorCount) tensors in \(Format.bytes(lossy.storedByteCount)) instead of \(Format.bytes(lossy.denseByteCount)) "
+                + "(saves \(Format.percent(1 - Double(lossy.storedByteCount) / Double(max(lossy.denseByteCount, 1))))); relative Frobenius error mean "
+                + "\(Format.number(lossy.meanRelativeError, digits: 4)), max \(Format.number(lossy.maxRelativeError, digits: 4)) (--tensors lists each)")
+        }
+        if let a = c.extra["adapter"] {
+            print("Adapter: LoRA of \(a["base"]?.stringValue?.prefix(12) ?? "?"), r=\(a["r"]?.serialized() ?? "?"), alpha=\(a["alpha"]?.serialized() ?? "?"), "
+                + "\(a["modules"]?.serialized() ?? "?") modules (\((a["targets"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ", ")))")
+        }
+        if let r = c.extra["rmm"] {
+            let experts = (r["experts"]?.arrayValue ?? []).compactMap { $0["name"]?.stringValue }
+            print("RMM:     \(r["variant"]?.stringValue ?? "?") basis K=\(r["basis"]?.serialized() ?? "?") over \(experts.joined(separator: ", ")); "
+                + "'mrepo experts \(revision)' lists the rebuild errors, 'mrepo checkout \(revision) --expert NAME' rebuilds one")
+        }
         if case let .object(members) = c.extra {
-            for m in members where m.key != "storage" && m.key != "merge" {
+            for m in members where !["storage", "merge", "lossy", "adapter", "rmm"].contains(m.key) {
                 print("\(m.key): \(m.value.serialized())")
             }
         }
@@ -213,7 +232,11 @@ struct ShowCommand: ParsableCommand {
                 return [t.name, t.dtype.rawValue, Format.shape(t.shape), t.objectID.short, info?.encoding.description ?? "?",
                         info.map { Format.bytes($0.storedByteCount) } ?? "?", p]
             }
-            print(Format.table(["tensor", "dtype", "shape", "object", "encoding", "stored", "file"], trows, right: [5]))
+            let lossyErrors = Dictionary((LossySummary(commit: c)?.tensors ?? []).map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+            let rows = lossyErrors.isEmpty ? trows : zip(tree.allTensors, trows).map { pt, row in
+                row + [lossyErrors[pt.tensor.name].map { "rank \($0.rank), error \(Format.number($0.relativeError, digits: 4))" } ?? ""]
+            }
+            print(Format.table(["tensor", "dtype", "shape", "object", "encoding", "stored", "file"] + (lossyErrors.isEmpty ? [] : ["low-rank"]), rows, right: [5]))
         }
     }
 }

@@ -19,6 +19,11 @@ struct MergeCommand: ParsableCommand {
             stops (exit 1), 'mrepo resolve' settles them, and 'merge --continue' or '--abort' ends it. \
             Methods and their parameters: 'mrepo merge --list-methods', 'mrepo merge --help-method NAME', \
             and docs/merging.md.
+
+            --method rmm --basis K is a reversible merge of LoRA adapters of one base (or of full \
+            fine-tunes, reduced to --set rank=R): the commit keeps a basis from which every expert is \
+            rebuilt ('mrepo experts', 'mrepo checkout MERGE --expert NAME'); its working tree is a \
+            task-arithmetic view of the rebuilt experts.
             """)
 
     @OptionGroup var repository: RepositoryOptions
@@ -27,8 +32,11 @@ struct MergeCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("Branches (or any revisions) to merge into HEAD.", valueName: "branch"))
     var branches: [String] = []
 
-    @Option(help: ArgumentHelp("Merge method (mergekit's ids): linear, task_arithmetic, ties, dare_linear, dare_ties, breadcrumbs, breadcrumbs_ties, della, della_linear, slerp, model_stock, mwa, layer_swap. The default is ties.", valueName: "method"))
+    @Option(help: ArgumentHelp("Merge method (mergekit's ids): linear, task_arithmetic, ties, dare_linear, dare_ties, breadcrumbs, breadcrumbs_ties, della, della_linear, slerp, model_stock, mwa, layer_swap, rmm. The default is ties.", valueName: "method"))
     var method: String?
+
+    @Option(help: ArgumentHelp("rmm: the basis size K, 1 ≤ K ≤ N − 1 (K = N − 1 rebuilds every expert exactly). Same as --set basis=K.", valueName: "K"))
+    var basis: Int?
 
     @Option(name: .customLong("set"), help: ArgumentHelp(
         "A method parameter, e.g. --set lambda=0.8, --set 't=[0, 0.5, 1]' (a gradient over depth), or --set 'density[*.attention.*]=0.3' (only for tensors matching the glob). Repeatable.",
@@ -196,6 +204,10 @@ struct MergeCommand: ParsableCommand {
             expertParams[String(e[..<colon]), default: [:]][name] = value
         }
         if let seed { recipe.seed = seed }
+        if let basis {
+            if recipe.method != RMM.id { throw ValidationError("--basis applies to --method rmm") }
+            recipe.parameters["basis"] = .number(Double(basis))
+        }
         if let lines {
             let parts = lines.split(separator: ",").compactMap { Double($0) }
             guard parts.count == 2 else { throw ValidationError("--lines expects ALPHA,BETA, e.g. 0.3,0.7") }
@@ -228,6 +240,21 @@ struct MergeCommand: ParsableCommand {
     }
 
     func present(_ outcome: MergeOutcome, repo: Repository) throws {
+        if let reversible = outcome.reversible, case let .committed(c) = outcome.status {
+            if json {
+                var doc = reversible.json
+                if case var .object(members) = doc {
+                    members.insert(JSONMember("status", .string("committed")), at: 0)
+                    members.insert(JSONMember("commit", .string(c.id.hex)), at: 1)
+                    doc = .object(members)
+                }
+                printJSON(doc)
+            } else if !repository.quiet {
+                print("[\(try repo.history.head().branchName ?? "detached HEAD") \(c.id.short)] \(c.subject)")
+                ReversiblePrinter.summary(reversible, commit: c.id)
+            }
+            return
+        }
         let report = outcome.report
         if let path = report.isEmptyMerge ? nil : self.report {
             let html = report.html(title: "mrepo merge: \(report.experts.joined(separator: ", ")) (\(report.method))", recipe: outcome.recipeYAML)

@@ -1,0 +1,236 @@
+import Delta
+import Foundation
+import GRDB
+
+/// A file to write that is computed, not stored: a folded model, an expert rebuilt from a
+/// reversible merge, a view. Tensors are produced one at a time, so memory stays at one tensor.
+enum OutputFile {
+    /// A file of a tree, written byte for byte from the store.
+    case stored(TreeFile)
+    /// A safetensors file: header bytes (with the 8-byte length) and its tensors in data order.
+    case safetensors(path: String, header: [UInt8], tensors: [GeneratedTensor])
+    /// A small file held in memory.
+    case bytes(path: String, [UInt8])
+
+    var path: String {
+        switch self {
+        case let .stored(f): return f.path
+        case let .safetensors(path, _, _), let .bytes(path, _): return path
+        }
+    }
+
+    var byteCount: Int {
+        switch self {
+        case let .stored(f): return f.byteCount
+        case let .safetensors(_, header, tensors): return header.count + (tensors.last?.dataOffsets.upperBound ?? 0)
+        case let .bytes(_, b): return b.count
+        }
+    }
+}
+
+/// One tensor of a generated safetensors file.
+struct GeneratedTensor {
+    var name: String
+    var dtype: DType
+    var shape: Shape
+    var dataOffsets: Range<Int>
+    /// Produces the tensor's bytes (exactly `dataOffsets.count`).
+    var produce: () throws -> [UInt8]
+}
+
+/// A working tree that holds something computed from a commit rather than the commit's tree:
+/// an expert rebuilt from a reversible merge, or another view of it.
+public struct WorktreeView: Sendable {
+    /// The commit HEAD was detached at when the view was written.
+    public var commit: ObjectID
+    /// What the working tree holds, e.g. `expert math`.
+    public var description: String
+    /// The files written, as tree entries (their tensors need not be in the store).
+    var files: [TreeFile]
+
+    var tree: Tree { Tree(files: files) }
+}
+
+extension HistoryDatabase {
+    static func registerViewMigration(_ m: inout DatabaseMigrator) {
+        m.registerMigration("v3-worktree-view") { db in
+            try db.execute(sql: """
+                CREATE TABLE worktreeView (
+                    id INTEGER PRIMARY KEY CHECK (id = 1),
+                    commitID TEXT NOT NULL,
+                    description TEXT NOT NULL,
+                    files TEXT NOT NULL
+                );
+                """)
+        }
+    }
+
+    /// The view the working tree holds, if any.
+    func worktreeView() throws -> WorktreeView? {
+        try read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM worktreeView WHERE id = 1"),
+                  let commit = ObjectID(hex: row["commitID"] as String),
+                  let list = try? JSONValue.parse(Array((row["files"] as String).utf8)).arrayValue
+            else { return nil }
+            var files: [TreeFile] = []
+            for item in list {
+                guard let path = item["path"]?.stringValue, let identity = item["identity"]?.stringValue,
+                      let f = FileIdentityCoding.decode(identity, path: path) else { return nil }
+                files.append(f)
+            }
+            return WorktreeView(commit: commit, description: row["description"], files: files)
+        }
+    }
+
+    /// Detaches HEAD at `view.commit` and records that the working tree holds `view`, in one transaction.
+    func setHead(view: WorktreeView, expected: Head, message: String, statEntries: [StatCacheEntry]) throws {
+        try write { db in
+            let current = try HistoryDatabase.head(db)
+            guard current == expected else { throw RepoError.concurrentUpdate(ref: "HEAD") }
+            try db.execute(sql: "UPDATE head SET branch = NULL, commitID = ? WHERE id = 1", arguments: [view.commit.hex])
+            try HistoryDatabase.logRef(db, "HEAD", old: current.commit, new: view.commit, message: message)
+            let files = JSONValue.array(view.files.map {
+                .object([JSONMember("path", .string($0.path)), JSONMember("identity", .string(FileIdentityCoding.encode($0)))])
+            })
+            try db.execute(sql: "INSERT OR REPLACE INTO worktreeView(id, commitID, description, files) VALUES (1, ?, ?, ?)",
+                           arguments: [view.commit.hex, view.description, files.serialized()])
+            for entry in statEntries { try entry.save(db) }
+        }
+    }
+
+    static func clearView(_ db: Database) throws {
+        try db.execute(sql: "DELETE FROM worktreeView")
+    }
+}
+
+extension Repository {
+    /// What the working tree is meant to hold: HEAD's tree, or the view written over it.
+    func worktreeBaseline(head: Head) throws -> (tree: Tree, view: WorktreeView?) {
+        if let view = try history.worktreeView(), view.commit == head.commit, head.branchName == nil {
+            return (view.tree, view)
+        }
+        return (try head.commit.map { try self.tree(of: $0) } ?? .empty, nil)
+    }
+
+    /// The view the working tree holds, if any (for `status`).
+    public func currentView() throws -> (commit: ObjectID, description: String)? {
+        let head = try history.head()
+        guard let view = try worktreeBaseline(head: head).view else { return nil }
+        return (view.commit, view.description)
+    }
+
+    /// Writes one output file atomically and returns its tree entry (tensor ids are the hashes of
+    /// the bytes written).
+    func writeOutput(_ file: OutputFile, to destination: String, progress: ProgressCounter?) throws -> TreeFile {
+        switch file {
+        case let .stored(f):
+            try writeFile(f, to: destination, progress: progress)
+            return f
+        case let .bytes(path, bytes):
+            try makeParent(of: destination)
+            try AtomicFileWriter.write(bytes, to: destination)
+            progress?.add(bytes.count)
+            return TreeFile(path: path, kind: .blob, objectID: bytes.withUnsafeBytes { BlobHasher.hash($0) }, byteCount: bytes.count, executable: false)
+        case let .safetensors(path, header, tensors):
+            try makeParent(of: destination)
+            let writer = try AtomicFileWriter(destination: destination, permissions: 0o644)
+            do {
+                try writer.write(header)
+                var entries: [TreeTensor] = []
+                for t in tensors {
+                    guard writer.byteCount == header.count + t.dataOffsets.lowerBound else {
+                        throw RepoError.failed("\(path): tensor '\(t.name)' is out of order")
+                    }
+                    let bytes = try t.produce()
+                    guard bytes.count == t.dataOffsets.count else {
+                        throw RepoError.failed("\(path): tensor '\(t.name)' produced \(bytes.count) bytes, expected \(t.dataOffsets.count)")
+                    }
+                    try writer.write(bytes)
+                    progress?.add(bytes.count)
+                    let id = bytes.withUnsafeBytes { TensorHasher.hash(dtype: t.dtype, shape: t.shape, bytes: $0) }
+                    entries.append(TreeTensor(name: t.name, dtype: t.dtype, shape: t.shape, dataOffsets: t.dataOffsets, objectID: id))
+                }
+                let total = writer.byteCount
+                try writer.commit()
+                return TreeFile(path: path, kind: .safetensors, objectID: header.withUnsafeBytes { BlobHasher.hash($0) }, byteCount: total,
+                                executable: false, tensors: entries)
+            } catch {
+                writer.abort()
+                throw error
+            }
+        }
+    }
+
+    private func makeParent(of destination: String) throws {
+        let dir = splitPath(destination).dir
+        do {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        } catch {
+            throw RepoError.io(path: dir, reason: "cannot create directory")
+        }
+    }
+
+    /// Writes computed files into a folder outside the working tree.
+    func exportOutputs(_ outputs: [OutputFile], to directory: String) throws -> (directory: String, fileCount: Int, byteCount: Int) {
+        let dir = Repository.absolutePath(directory)
+        if dir == root { throw RepoError.invalidArgument("export into the working tree itself; use 'mrepo checkout' instead") }
+        do {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        } catch {
+            throw RepoError.io(path: directory, reason: "cannot create directory")
+        }
+        let counter = ProgressCounter(progress, title: "export", total: outputs.reduce(0) { $0 + $1.byteCount })
+        var bytes = 0
+        for file in outputs {
+            let path = try PathPolicy.normalize(file.path)
+            try PathPolicy.checkNoSymlinkParents(root: dir, path: path)
+            bytes += try writeOutput(file, to: dir + "/" + path, progress: counter).byteCount
+        }
+        counter.finish()
+        objects.releaseMappings()
+        return (dir, outputs.count, bytes)
+    }
+
+    /// Replaces the working tree's content with computed files and records them as a view of
+    /// `commit` (HEAD detaches there). Local changes stop it unless `force`.
+    func checkoutOutputs(_ outputs: [OutputFile], commit: ObjectID, description: String, force: Bool) throws -> CheckoutResult {
+        try refuseDuringMerge("switching")
+        let head = try history.head()
+        let (oldTree, _) = try worktreeBaseline(head: head)
+        let (changes, current) = try status(against: oldTree)
+        if !force, !changes.isEmpty {
+            throw RepoError.dirtyWorktree(operation: "checking out \(description)", paths: changes.map(\.path))
+        }
+        let counter = ProgressCounter(progress, title: "checkout", total: outputs.reduce(0) { $0 + $1.byteCount })
+        var files: [TreeFile] = []
+        var entries: [StatCacheEntry] = []
+        var written = 0, unchanged = 0
+        for file in outputs {
+            let path = try PathPolicy.normalize(file.path)
+            let destination = root + "/" + path
+            if case let .stored(f) = file, current[path]?.identity == f.identity {
+                unchanged += 1
+                files.append(f)
+                if let st = FileStat.of(destination) { entries.append(StatCacheEntry(path: path, stat: st, identity: FileIdentityCoding.encode(f))) }
+                continue
+            }
+            try PathPolicy.checkNoSymlinkParents(root: root, path: path)
+            let entry = try writeOutput(file, to: destination, progress: counter)
+            files.append(entry)
+            written += 1
+            if let st = FileStat.of(destination) { entries.append(StatCacheEntry(path: path, stat: st, identity: FileIdentityCoding.encode(entry))) }
+        }
+        counter.finish()
+        let keep = Set(outputs.map(\.path))
+        var removed = 0
+        for path in current.keys where !keep.contains(path) && oldTree.file(at: path) != nil {
+            try PathPolicy.checkNoSymlinkParents(root: root, path: path)
+            unlink(root + "/" + path)
+            removed += 1
+        }
+        objects.releaseMappings()
+        let view = WorktreeView(commit: commit, description: description, files: files)
+        try history.setHead(view: view, expected: head, message: "checkout: \(description) of \(commit.short)", statEntries: entries)
+        return CheckoutResult(head: .detached(commit), writtenFiles: written, removedFiles: removed, unchangedFiles: unchanged)
+    }
+}

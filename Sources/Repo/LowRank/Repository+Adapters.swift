@@ -1,0 +1,336 @@
+import Delta
+import Foundation
+import Merge
+
+/// What a commit records about the LoRA adapter it holds (`extra.adapter`, docs/format.md §5).
+public struct AdapterRecord: Sendable, Equatable {
+    /// The base model commit the adapter applies to.
+    public var base: ObjectID
+    public var rank: Int
+    public var alpha: Double
+    public var useRSLoRA: Bool
+    /// Adapted module-name suffixes (`query`, `value`, ...).
+    public var targets: [String]
+    /// Number of adapted modules.
+    public var moduleCount: Int
+
+    var json: JSONMember {
+        JSONMember("adapter", .object([
+            JSONMember("format", .string("peft-lora")),
+            JSONMember("base", .string(base.hex)),
+            JSONMember("r", .int(rank)),
+            JSONMember("alpha", .double(alpha)),
+            JSONMember("rslora", .bool(useRSLoRA)),
+            JSONMember("targets", .array(targets.map { .string($0) })),
+            JSONMember("modules", .int(moduleCount)),
+        ]))
+    }
+
+    init(base: ObjectID, rank: Int, alpha: Double, useRSLoRA: Bool, targets: [String], moduleCount: Int) {
+        self.base = base
+        self.rank = rank
+        self.alpha = alpha
+        self.useRSLoRA = useRSLoRA
+        self.targets = targets
+        self.moduleCount = moduleCount
+    }
+
+    init?(commit: Commit) {
+        guard let a = commit.extra["adapter"], let base = a["base"]?.stringValue.flatMap(ObjectID.init(hex:)) else { return nil }
+        self.base = base
+        rank = a["r"]?.intValue ?? 0
+        alpha = a["alpha"]?.doubleValue ?? 0
+        useRSLoRA = a["rslora"] == .bool(true)
+        targets = a["targets"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        moduleCount = a["modules"]?.intValue ?? 0
+    }
+}
+
+/// An adapter commit, understood against its base model commit.
+struct LoadedAdapter {
+    var commit: ObjectID
+    var tree: Tree
+    var adapter: LoRAAdapter
+    var base: ObjectID
+    var baseTree: Tree
+    /// `adapter_model.safetensors` in `tree`.
+    var weights: TreeFile
+
+    func tensor(_ name: String) -> TreeTensor? { weights.tensors.first { $0.name == name } }
+}
+
+extension Repository {
+    // MARK: - Reading adapters
+
+    /// The adapter a commit holds.
+    /// - Throws: when the commit is not an adapter commit, or its base is gone.
+    func loadAdapter(_ id: ObjectID) throws -> LoadedAdapter {
+        let c = try commit(id)
+        guard let record = AdapterRecord(commit: c) else {
+            throw RepoError.invalidArgument("commit \(id.short) is not a LoRA adapter (commit a folder with adapter_config.json and adapter_model.safetensors)")
+        }
+        guard try history.commit(record.base) != nil else {
+            throw RepoError.invalidArgument("adapter \(id.short): its base model commit \(record.base.short) is not in the repository")
+        }
+        let tree = try history.tree(c.treeID)
+        guard let configFile = tree.file(at: LoRAConfig.fileName), let weights = tree.file(at: LoRAConfig.weightsFileName) else {
+            throw RepoError.corruptObject(object: id.short, problem: "adapter commit without \(LoRAConfig.fileName) or \(LoRAConfig.weightsFileName)")
+        }
+        let config = try wrapAdapterError { try LoRAConfig(json: try objects.read(configFile.objectID), file: LoRAConfig.fileName) }
+        let baseTree = try self.tree(of: record.base)
+        let adapter = try resolveAdapter(config: config, tensors: weights.tensors.map { ($0.name, $0.dtype, $0.shape) }, baseTree: baseTree, base: record.base)
+        return LoadedAdapter(commit: id, tree: tree, adapter: adapter, base: record.base, baseTree: baseTree, weights: weights)
+    }
+
+    func resolveAdapter(config: LoRAConfig, tensors: [(name: String, dtype: DType, shape: Shape)], baseTree: Tree, base: ObjectID) throws -> LoRAAdapter {
+        let shapes = baseTree.tensorsByName.mapValues(\.shape)
+        let result: Result<LoRAAdapter, MergeError>
+        do {
+            result = .success(try LoRAAdapter.resolve(config: config, tensors: tensors, baseTensors: shapes, file: LoRAConfig.weightsFileName))
+        } catch {
+            result = .failure(error)
+        }
+        switch result {
+        case let .success(adapter): return adapter
+        case let .failure(.invalidRecipe(file, problem)):
+            throw RepoError.invalidArgument("\(file) is not an adapter of commit \(base.short): \(problem); name its base model commit with --adapter-of REV")
+        case let .failure(error): throw error
+        }
+    }
+
+    /// A module's factors with the scale folded into L: L = scale·lora_B (out × r), R = lora_A (r × in).
+    func adapterFactors(_ loaded: LoadedAdapter, _ module: LoRAModule) throws -> LowRankFactors {
+        guard let a = loaded.tensor(module.aName), let b = loaded.tensor(module.bName) else {
+            throw RepoError.corruptObject(object: loaded.commit.short, problem: "adapter tensors of '\(module.module)' are missing")
+        }
+        var left = try tensorFloats(b.objectID)
+        let right = try tensorFloats(a.objectID)
+        let s = Float(module.scale)
+        for i in left.indices { left[i] *= s }
+        return LowRankFactors(rows: module.rows, columns: module.columns, rank: module.rank, left: left, right: right)
+    }
+
+    /// A stored tensor's values as Float32.
+    func tensorFloats(_ id: ObjectID) throws -> [Float] {
+        let header = try objects.header(of: id)
+        var out = [Float](repeating: 0, count: header.byteCount / header.dtype.byteSize)
+        var filled = 0
+        try out.withUnsafeMutableBufferPointer { p in
+            try objects.decode(id) { bytes in
+                let n = bytes.count / header.dtype.byteSize
+                FloatConversion.toFloat(header.dtype, bytes, into: UnsafeMutableBufferPointer(rebasing: p[filled..<(filled + n)]))
+                filled += n
+            }
+        }
+        return out
+    }
+
+    func wrapAdapterError<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch {
+            if case let MergeError.invalidRecipe(file, problem) = error { throw RepoError.invalidArgument("\(file): \(problem)") }
+            throw error
+        }
+    }
+
+    // MARK: - Committing adapters
+
+    /// The `adapter` record of a folder being committed, or nil when it holds no LoRA adapter.
+    ///
+    /// The base is `--adapter-of`, else the base of the adapter the parent commit holds, else the
+    /// parent commit itself (an adapter committed on a branch of its base model).
+    func adapterRecord(for prepared: [Snapshotter.PreparedFile], sourceRoot: String, adapterOf: String?,
+                       parent: Commit?) throws -> (AdapterRecord?, note: String?) {
+        guard let configFile = prepared.first(where: { $0.scanned.path == LoRAConfig.fileName }),
+              let weights = prepared.first(where: { $0.scanned.path == LoRAConfig.weightsFileName })
+        else {
+            if adapterOf != nil {
+                throw RepoError.invalidArgument("--adapter-of: the folder has no \(LoRAConfig.fileName) and \(LoRAConfig.weightsFileName)")
+            }
+            return (nil, nil)
+        }
+        let bytes: [UInt8]
+        do {
+            bytes = try Array(Data(contentsOf: URL(fileURLWithPath: configFile.scanned.absolutePath)))
+        } catch {
+            throw RepoError.io(path: configFile.scanned.path, reason: "cannot read: \(error.localizedDescription)")
+        }
+        let parsed: Result<LoRAConfig, MergeError>
+        do {
+            parsed = .success(try LoRAConfig(json: bytes, file: LoRAConfig.fileName))
+        } catch {
+            parsed = .failure(error)
+        }
+        let config: LoRAConfig
+        switch parsed {
+        case let .success(c): config = c
+        case let .failure(error):
+            let text = error.description
+            if text.contains("not supported"), adapterOf == nil { return (nil, "\(text); committed as plain files") }
+            throw RepoError.invalidArgument(text)
+        }
+        let base: ObjectID
+        if let rev = adapterOf {
+            base = try resolve(rev)
+        } else if let parent, let record = AdapterRecord(commit: parent) {
+            base = record.base
+        } else if let parent {
+            base = parent.id
+        } else {
+            throw RepoError.invalidArgument("\(LoRAConfig.weightsFileName): an adapter needs its base model in the repository; commit the base first and name it with --adapter-of REV")
+        }
+        let tensors: [(name: String, dtype: DType, shape: Shape)]
+        if let st = weights.safetensors {
+            tensors = st.tensors.map { ($0.name, $0.dtype, $0.shape) }
+        } else if let cached = weights.cached {
+            tensors = cached.tensors.sorted { $0.dataOffsets.lowerBound < $1.dataOffsets.lowerBound }.map { ($0.name, $0.dtype, $0.shape) }
+        } else {
+            throw RepoError.invalidArgument("\(LoRAConfig.weightsFileName): not a safetensors file")
+        }
+        let adapter = try resolveAdapter(config: config, tensors: tensors, baseTree: try tree(of: base), base: base)
+        return (AdapterRecord(base: base, rank: config.rank, alpha: config.alpha, useRSLoRA: config.useRSLoRA,
+                              targets: adapter.targetSuffixes, moduleCount: adapter.modules.count), nil)
+    }
+
+    // MARK: - Folding
+
+    /// The base model's files with each adapted weight replaced by θ + ΔW (and `modules_to_save`
+    /// tensors replaced whole). `delta` gives ΔW of a module in B·A orientation (rows × columns).
+    func foldedOutputs(baseTree: Tree, modules: [LoRAModule], replacements: [String: ObjectID],
+                       delta: @escaping (LoRAModule) throws -> [Float]) throws -> [OutputFile] {
+        let byBase = Dictionary(modules.map { ($0.baseTensor, $0) }, uniquingKeysWith: { a, _ in a })
+        var outputs: [OutputFile] = []
+        for file in baseTree.files {
+            guard file.kind == .safetensors, file.tensors.contains(where: { byBase[$0.name] != nil || replacements[$0.name] != nil }) else {
+                outputs.append(.stored(file))
+                continue
+            }
+            let header = try objects.read(file.objectID)
+            var tensors: [GeneratedTensor] = []
+            for t in file.tensors.sorted(by: { $0.dataOffsets.lowerBound < $1.dataOffsets.lowerBound }) {
+                let produce: () throws -> [UInt8]
+                if let module = byBase[t.name] {
+                    guard t.dtype.isFloatingPoint else { throw RepoError.invalidArgument("cannot fold into '\(t.name)': it is \(t.dtype.rawValue)") }
+                    produce = { [objects] in
+                        var values = try self.tensorFloats(t.objectID)
+                        let d = try delta(module)
+                        if module.transposed {
+                            let rows = module.rows, cols = module.columns
+                            for i in 0..<rows { for j in 0..<cols { values[j * rows + i] += d[i * cols + j] } }
+                        } else {
+                            for i in values.indices { values[i] += d[i] }
+                        }
+                        objects.releasePages(of: t.objectID)
+                        return Self.bytes(values, as: t.dtype)
+                    }
+                } else if let replacement = replacements[t.name] {
+                    let h = try objects.header(of: replacement)
+                    guard h.dtype == t.dtype, h.shape == t.shape else {
+                        throw RepoError.invalidArgument("cannot fold: the adapter's replacement for '\(t.name)' is \(h.dtype.rawValue) \(h.shape.shapeDescription), the base's \(t.dtype.rawValue) \(t.shape.shapeDescription)")
+                    }
+                    produce = { try self.objects.read(replacement) }
+                } else {
+                    produce = { try self.objects.read(t.objectID) }
+                }
+                tensors.append(GeneratedTensor(name: t.name, dtype: t.dtype, shape: t.shape, dataOffsets: t.dataOffsets, produce: produce))
+            }
+            outputs.append(.safetensors(path: file.path, header: header, tensors: tensors))
+        }
+        return outputs
+    }
+
+    /// Float32 values in a floating-point dtype's bytes (round to nearest even).
+    static func bytes(_ values: [Float], as dtype: DType) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: values.count * dtype.byteSize)
+        values.withUnsafeBufferPointer { v in
+            out.withUnsafeMutableBytes { FloatConversion.fromFloat(dtype, v, into: $0) }
+        }
+        return out
+    }
+
+    /// Writes an adapter commit as a dense model: its base with θ + ΔW (`export --fold`).
+    public func exportFolded(_ revision: String, to directory: String) throws -> ExportResult {
+        let id = try resolve(revision)
+        if try ReversibleMergeRecord(commit: commit(id)) != nil {
+            return try exportReversible(revision, view: nil, expert: nil, fold: true, to: directory)
+        }
+        let loaded = try loadAdapter(id)
+        var replacements: [String: ObjectID] = [:]
+        for r in loaded.adapter.replacements {
+            if let t = loaded.tensor(r.adapterName) { replacements[r.baseName] = t.objectID }
+        }
+        let outputs = try foldedOutputs(baseTree: loaded.baseTree, modules: loaded.adapter.modules, replacements: replacements) { module in
+            let f = try self.adapterFactors(loaded, module)
+            return try LinearAlgebra.multiply(f.left, f.right, m: f.rows, n: f.columns, k: f.rank)
+        }
+        let result = try exportOutputs(outputs, to: directory)
+        return ExportResult(commit: id, directory: result.directory, fileCount: result.fileCount, byteCount: result.byteCount)
+    }
+
+    // MARK: - Diff
+
+    /// Compares two adapter commits module by module, from their factors (no ΔW is formed).
+    public func adapterDiff(old: String, new: String) throws -> AdapterDiffReport {
+        let a = try loadAdapter(try resolve(old))
+        let b = try loadAdapter(try resolve(new))
+        var rows: [AdapterDiffReport.Row] = []
+        let modulesB = Dictionary(b.adapter.modules.map { ($0.baseTensor, $0) }, uniquingKeysWith: { x, _ in x })
+        var seen = Set<String>()
+        for m in a.adapter.modules + b.adapter.modules where seen.insert(m.baseTensor).inserted {
+            let ma = a.adapter.modules.first { $0.baseTensor == m.baseTensor }
+            let mb = modulesB[m.baseTensor]
+            let fa = try ma.map { try adapterFactors(a, $0) }
+            let fb = try mb.map { try adapterFactors(b, $0) }
+            let na = fa.map { LowRank.squaredNorm($0).squareRoot() } ?? 0
+            let nb = fb.map { LowRank.squaredNorm($0).squareRoot() } ?? 0
+            var cosine: Double?
+            var difference: Double?
+            if let fa, let fb {
+                let dot = LowRank.innerProduct(fa, fb)
+                if na > 0, nb > 0 { cosine = dot / (na * nb) }
+                difference = max(0, na * na + nb * nb - 2 * dot).squareRoot()
+            }
+            rows.append(AdapterDiffReport.Row(
+                module: m.module, baseTensor: m.baseTensor, oldRank: ma?.rank, newRank: mb?.rank, oldNorm: na, newNorm: nb,
+                cosine: cosine, differenceNorm: difference,
+                oldEffectiveRank: try fa.map { LowRank.effectiveRank(try LowRank.singularValues($0)) },
+                newEffectiveRank: try fb.map { LowRank.effectiveRank(try LowRank.singularValues($0)) }))
+        }
+        objects.releaseMappings()
+        return AdapterDiffReport(oldName: old, newName: new, oldCommit: a.commit, newCommit: b.commit, oldBase: a.base, newBase: b.base, rows: rows)
+    }
+
+    /// Whether a revision holds a LoRA adapter.
+    public func isAdapter(_ revision: String) throws -> Bool {
+        AdapterRecord(commit: try commit(try resolve(revision))) != nil
+    }
+}
+
+/// `diff` between two adapters: per module, from the factors.
+public struct AdapterDiffReport: Sendable {
+    public struct Row: Sendable {
+        public var module: String
+        public var baseTensor: String
+        public var oldRank: Int?
+        public var newRank: Int?
+        /// ‖ΔW‖_F on each side (0 when the module is not adapted there).
+        public var oldNorm: Double
+        public var newNorm: Double
+        /// cos(ΔW_old, ΔW_new) = ⟨ΔW_old, ΔW_new⟩ / (‖ΔW_old‖‖ΔW_new‖), nil when a side is missing or zero.
+        public var cosine: Double?
+        /// ‖ΔW_new − ΔW_old‖_F.
+        public var differenceNorm: Double?
+        /// exp(entropy of the normalised singular values) of each ΔW.
+        public var oldEffectiveRank: Double?
+        public var newEffectiveRank: Double?
+    }
+
+    public var oldName: String
+    public var newName: String
+    public var oldCommit: ObjectID
+    public var newCommit: ObjectID
+    public var oldBase: ObjectID
+    public var newBase: ObjectID
+    public var rows: [Row]
+}
