@@ -54,6 +54,37 @@ show_out=$("$M" show merged)
 printf '%s\n' "$show_out" | sed -n '1,16p'
 "$M" switch -q main
 
+step "LoRA adapters: three PEFT adapters of the base (lora_A/lora_B of query and value, r = 8), each on its own branch"
+"$M" synth ../family --size small --adapters 3 --adapters-only
+for a in lora-math lora-code lora-chat; do
+  "$M" switch -q -c "$a" main
+  "$M" commit --from "../family/$a" -m "$a adapter"
+done
+
+step "mrepo diff lora-math lora-code   (per adapted module, from the factors: ‖ΔW‖, cosine, effective rank)"
+adiff=$("$M" diff lora-math lora-code)
+printf '%s\n' "$adiff" | head -n 6
+echo "..."
+printf '%s\n' "$adiff" | tail -n 1
+
+step "mrepo merge lora-math lora-code lora-chat --method rmm --basis 1   (reversible: a basis of 1, approximate)"
+"$M" switch -q -c rmm-k1 main
+"$M" merge lora-math lora-code lora-chat --method rmm --basis 1
+
+step "mrepo merge ... --method rmm --basis 2   (K = N − 1: every expert is rebuilt exactly)"
+"$M" switch -q -c rmm main
+"$M" merge lora-math lora-code lora-chat --method rmm --basis 2 --set baselines=false
+
+step "mrepo checkout rmm --expert lora-code   (revert one expert from the merge commit)"
+"$M" checkout rmm --expert lora-code
+"$M" status
+echo "-- the rebuilt expert against the committed one (mrepo diff lora-code: committed → working tree):"
+"$M" diff lora-code | tail -n 3
+
+step "mrepo export rmm ../lora-code-folded --expert lora-code --fold   (the dense model θ_base + ΔW)"
+"$M" export rmm ../lora-code-folded --expert lora-code --fold
+"$M" switch -q main
+
 step "mrepo export chat ../chat-export   (byte for byte)"
 "$M" export chat ../chat-export
 cmp ../family/chat/model.safetensors ../chat-export/model.safetensors && echo "model.safetensors is identical to the committed file"

@@ -199,8 +199,12 @@ extension Repository {
         CrashPoint.reach("commit.recorded")
         // 6. A folder imported from elsewhere becomes the working tree's content.
         if !fromWorktree {
-            let entries = try materialize(tree, over: worktreeTree, force: true)
-            history.saveStatCacheOpportunistically(entries, removing: [])
+            do {
+                let entries = try materialize(tree, over: worktreeTree, force: true)
+                history.saveStatCacheOpportunistically(entries, removing: [])
+            } catch {
+                throw RepoError.failed("commit \(newCommit.id.short) was recorded, but updating the working tree to it failed: \(RepoError.wrap(error).description); run 'mrepo checkout --force \(head.branchName ?? newCommit.id.short)'")
+            }
         }
         hookEnv["MREPO_COMMIT"] = newCommit.id.hex
         runHookReportingFailure("post-commit", environment: hookEnv)
@@ -209,7 +213,7 @@ extension Repository {
         if options.lowRank != nil {
             if lowRankRecords.isEmpty {
                 notes.append("no tensor was stored low-rank (none is a 2-D floating-point change against the base where factors pay); the commit is lossless")
-            } else if fromWorktree {
+            } else if fromWorktree, lowRankRecords.contains(where: { $0.relativeError > 0 }) {
                 notes.append("the working tree keeps the exact weights, so 'mrepo status' shows \(lossyPaths.sorted().joined(separator: ", ")) as modified against this approximate commit")
             }
         }

@@ -221,6 +221,10 @@ extension Repository {
             guard seen.insert(id).inserted, let c = try history.commit(id) else { continue }
             stack.append(contentsOf: c.parents)
             if let b = c.base { stack.append(b) }
+            // An adapter needs its base model; a reversible merge needs the model its basis applies to.
+            for key in ["adapter", "rmm"] {
+                if let b = c.extra[key]?["base"]?.stringValue.flatMap(ObjectID.init(hex:)) { stack.append(b) }
+            }
         }
         return seen.filter { (try? history.commit($0)) != nil }
     }

@@ -109,6 +109,15 @@ extension Repository {
                     try history.setHead(.branch(name, commit: nil), expected: head, message: "switch: unborn branch \(name)")
                     return CheckoutResult(head: .branch(name, commit: nil), writtenFiles: 0, removedFiles: 0, unchangedFiles: 0)
                 }
+                if start == head.commit, try worktreeBaseline(head: head).view != nil {
+                    // As git does for `switch -c` at HEAD, the working tree is kept: here it holds a
+                    // model rebuilt from HEAD (a reversible merge's expert), ready to be committed.
+                    try refuseDuringMerge("switching")
+                    try history.createRef(name: name, kind: .branch, target: start, message: "branch: created from \(startPoint ?? "HEAD")")
+                    try history.setHead(.branch(name, commit: start), expected: head,
+                                        message: "switch: created \(name) at \(start.short), keeping the working tree")
+                    return CheckoutResult(head: .branch(name, commit: start), writtenFiles: 0, removedFiles: 0, unchangedFiles: 0)
+                }
                 var result = try moveHead(to: start, newHead: .branch(name, commit: start), from: head, force: force,
                                           message: "switch: created \(name) at \(start.short)") {
                     try self.history.createRef(name: name, kind: .branch, target: start, message: "branch: created from \(startPoint ?? "HEAD")")

@@ -30,6 +30,12 @@ enum Subprocess {
         }
         var env = ProcessInfo.processInfo.environment
         for (k, v) in environment { env[k] = v }
+        // Peak RSS through GNU time: a child spawned from this (large) process inherits its high-water
+        // mark at exec (posix_spawn shares the address space until then), so wait4's ru_maxrss would
+        // report the benchmark's own size; time forks from a small process and reports the real child's.
+        let rssPath = outPath + ".rss"
+        let timed = FileManager.default.isExecutableFile(atPath: "/usr/bin/time")
+        let arguments = timed ? ["/usr/bin/time", "-f", "%M", "-o", rssPath] + arguments : arguments
         let envStrings = env.map { "\($0)=\($1)" }
         var pid: pid_t = 0
         let argv = arguments.map { strdup($0) } + [nil]
@@ -51,7 +57,15 @@ enum Subprocess {
             unlink(outPath)
         }
         let exit = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        return Measured(seconds: seconds, peakRSSBytes: Int(usage.ru_maxrss) * 1024, status: exit, output: output)
+        var peak = Int(usage.ru_maxrss) * 1024
+        if timed {
+            let text = (try? String(contentsOfFile: rssPath, encoding: .utf8)) ?? ""
+            unlink(rssPath)
+            if let kb = text.split(separator: "\n").last(where: { Int($0.trimmingCharacters(in: .whitespaces)) != nil }).flatMap({ Int($0.trimmingCharacters(in: .whitespaces)) }) {
+                peak = kb * 1024
+            }
+        }
+        return Measured(seconds: seconds, peakRSSBytes: peak, status: exit, output: output)
     }
 
     /// Runs a command and fails unless it exits 0.

@@ -10,7 +10,7 @@ struct Options {
     var size = "bench"
     var dtypes: [DType] = [.f32, .bf16]
     var work = FileManager.default.currentDirectoryPath + "/.bench"
-    var sections: Set<String> = ["storage", "merge", "codec", "real"]
+    var sections: Set<String> = ["storage", "merge", "rmm", "codec", "real"]
     var realData: String? = {
         let env = ProcessInfo.processInfo.environment["REALDATA"] ?? (NSHomeDirectory() + "/.cache/mrepo-realdata")
         return FileManager.default.fileExists(atPath: env + "/base/model.safetensors") ? env : nil
@@ -45,12 +45,13 @@ struct Options {
             case "-h", "--help":
                 print("""
                     usage: mrepo-bench [--size bench|minilm|small] [--dtypes F32,BF16] [--work DIR]
-                                       [--sections storage,merge,codec,real] [--realdata DIR] [--keep] [--no-fsync] [--repeat N]
+                                       [--sections storage,merge,rmm,codec,real] [--realdata DIR] [--keep] [--no-fsync] [--repeat N]
                       --size      generated family: bench is about 1.2 GB per fp32 checkpoint (default)
                       --dtypes    which families to generate and measure (default F32,BF16)
                       --work      scratch folder (default ./.bench; needs about 12 GB for --size bench)
                       --sections  storage: commit/export through the mrepo binary vs the zstd CLI;
                                   merge: ties and dare_ties of the three fine-tunes (needs storage);
+                                  rmm: reversible merges of 8 LoRA adapters (r = 16) for K = 1..7, one revert;
                                   codec: encodings, zstd levels and chunk sizes, in process;
                                   real: the same codec figures on real checkpoints, if present
                       --realdata  folder made by shared/data/make-real-checkpoints.sh (default $REALDATA)
@@ -382,6 +383,9 @@ do {
             printStorage(rows, arch: arch, noSync: o.noSync)
         }
         printMerges(arch)
+    }
+    if o.sections.contains("rmm") {
+        try rmmSection(o, arch: arch, mrepo: try mrepoBinary())
     }
     if o.sections.contains("codec") {
         let mini = Architecture.minilm

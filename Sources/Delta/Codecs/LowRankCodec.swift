@@ -3,7 +3,7 @@
 /// reversible merge's default view; its identity is the hash of the decoded bytes, which are
 /// the same on every machine because ``LowRankProduct`` sums in a fixed order.
 ///
-/// Layout after the encoded-tensor header (docs/format.md §4.3), all integers little-endian:
+/// Layout after the encoded-tensor header (docs/format.md §4.6), all integers little-endian:
 /// ```
 /// rank           u32
 /// coder          u8     ChunkCoder of the factor planes
@@ -132,11 +132,24 @@ public enum LowRankCodec {
         else { throw bad("low-rank factor section is truncated") }
         let rows = header.shape[0], columns = header.shape[1], rank = Int(rank32)
         guard rank > 0, rank <= min(rows, columns) else { throw bad("low-rank rank \(rank) does not fit a \(rows)×\(columns) tensor") }
-        let count = rank * (rows + columns)
-        var planes = [UInt8](repeating: 0, count: 4 * count)
+        // The size the factors must have, checked against what is stored before any memory is
+        // reserved: a corrupt header may declare a huge shape and rank.
+        let (sides, o1) = rows.addingReportingOverflow(columns)
+        let (count, o2) = rank.multipliedReportingOverflow(by: sides)
+        let (byteCount, o3) = count.multipliedReportingOverflow(by: 4)
+        guard !o1, !o2, !o3 else { throw bad("low-rank rank \(rank) of a \(rows)×\(columns) tensor overflows") }
         switch coder {
         case .raw:
-            guard stored.count == planes.count else { throw bad("low-rank factors hold \(stored.count) bytes, expected \(planes.count)") }
+            guard stored.count == byteCount else { throw bad("low-rank factors hold \(stored.count) bytes, expected \(byteCount)") }
+        case .zstd:
+            let declared = Zstd.frameContentSize(UnsafeRawBufferPointer(rebasing: stored))
+            guard declared == byteCount else {
+                throw bad("low-rank factors decompress to \(declared.map(String.init) ?? "an unknown size") bytes, expected \(byteCount)")
+            }
+        }
+        var planes = [UInt8](repeating: 0, count: byteCount)
+        switch coder {
+        case .raw:
             planes.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: stored)) }
         case .zstd:
             do {

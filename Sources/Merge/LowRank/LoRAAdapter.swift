@@ -142,7 +142,12 @@ public struct LoRAAdapter: Sendable {
     /// Tensors that replace base tensors whole (`modules_to_save`), adapter name → base name.
     public var replacements: [(adapterName: String, baseName: String)]
 
-    /// Target-module suffixes actually present (e.g. `query`, `value`).
+    /// The config's `target_modules` as PEFT matches them (a list of suffixes, or one pattern).
+    public var targetModules: [String] {
+        config.targetPattern.map { [$0] } ?? (config.targetModules.isEmpty ? modules.map(\.module) : config.targetModules)
+    }
+
+    /// Last name components of the adapted modules (e.g. `query`, `value`), for display.
     public var targetSuffixes: [String] {
         var seen: [String] = []
         for m in modules {

@@ -17,12 +17,14 @@ public enum RMMBaselines {
     }
 
     /// Task arithmetic with λ = 1/N (the scale that minimises the summed reconstruction error of
-    /// a sum), TIES and DARE-TIES at density 0.5.
+    /// a sum), TIES and DARE-TIES at density 0.5, both normalised (the mean of the agreeing
+    /// experts), so that each is compared at the scale of one expert.
     public static func methods(expertCount n: Int) -> [Method] {
         [
             Method(id: "task_arithmetic", label: "task arithmetic (λ = 1/N)", parameters: ["lambda": .number(1 / Double(n))], expertParameters: [:]),
-            Method(id: "ties", label: "TIES (density 0.5)", parameters: [:], expertParameters: ["density": .number(0.5)]),
-            Method(id: "dare_ties", label: "DARE-TIES (density 0.5)", parameters: [:], expertParameters: ["density": .number(0.5)]),
+            Method(id: "ties", label: "TIES (density 0.5, disjoint mean)", parameters: ["normalize": .flag(true)], expertParameters: ["density": .number(0.5)]),
+            Method(id: "dare_ties", label: "DARE-TIES (density 0.5, rescaled, disjoint mean)", parameters: ["normalize": .flag(true)],
+                   expertParameters: ["density": .number(0.5)]),
         ]
     }
 

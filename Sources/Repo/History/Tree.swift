@@ -103,7 +103,7 @@ public struct Tree: Sendable, Equatable {
         return ids
     }
 
-    /// The tree's identity: SHA-256 of its canonical listing (docs/format.md §4.4).
+    /// The tree's identity: SHA-256 of its canonical listing (docs/format.md §3.3).
     public var id: ObjectID {
         let sha = SHA256()
         sha.update("mrepo-tree v1\n")
@@ -153,7 +153,7 @@ public struct Commit: Sendable, Equatable {
 
     public var date: Date { Date(timeIntervalSince1970: timestamp) }
 
-    /// The commit's identity: SHA-256 over its canonical text (docs/format.md §4.5).
+    /// The commit's identity: SHA-256 over its canonical text (docs/format.md §3.4).
     public static func computeID(treeID: ObjectID, parents: [ObjectID], base: ObjectID?, author: String,
                                  timestamp: Double, message: String, metrics: [Metric], extra: JSONValue) -> ObjectID {
         var text = "mrepo-commit v1\ntree \(treeID.hex)\n"

@@ -80,7 +80,8 @@ extension Snapshotter {
         guard t.shape.count == 2, LowRankCodec.supports(t.dtype), reference.header.dtype == t.dtype, reference.header.shape == t.shape,
               reference.info.depth < ObjectStore.maxDepth else { return nil }
         let rows = t.shape[0], columns = t.shape[1]
-        guard rows > 1, columns > 1 else { return nil }
+        // Small tensors: the object's fixed overhead outweighs any saving.
+        guard rows > 1, columns > 1, t.byteCount >= 4096 else { return nil }
         // Factors cost 4·r·(rows + columns) bytes; beyond half the tensor's bytes they do not pay.
         let maxRank = (rows * columns * t.dtype.byteSize / 2) / (4 * (rows + columns))
         guard maxRank >= 1 else { return nil }

@@ -2,7 +2,7 @@ import Delta
 import Foundation
 import Merge
 
-/// What a commit records about the LoRA adapter it holds (`extra.adapter`, docs/format.md §5).
+/// What a commit records about the LoRA adapter it holds (`extra.adapter`, docs/format.md §3.7).
 public struct AdapterRecord: Sendable, Equatable {
     /// The base model commit the adapter applies to.
     public var base: ObjectID
@@ -190,7 +190,7 @@ extension Repository {
         }
         let adapter = try resolveAdapter(config: config, tensors: tensors, baseTree: try tree(of: base), base: base)
         return (AdapterRecord(base: base, rank: config.rank, alpha: config.alpha, useRSLoRA: config.useRSLoRA,
-                              targets: adapter.targetSuffixes, moduleCount: adapter.modules.count), nil)
+                              targets: adapter.targetModules, moduleCount: adapter.modules.count), nil)
     }
 
     // MARK: - Folding

@@ -2,7 +2,7 @@ import Delta
 import Foundation
 import Merge
 
-/// What a reversible merge commit records (`extra.rmm`, docs/format.md §5).
+/// What a reversible merge commit records (`extra.rmm`, docs/format.md §3.7; its basis file: §4.7).
 public struct ReversibleMergeRecord: Sendable {
     public var kind: String
     public var variant: String
@@ -146,7 +146,7 @@ extension Repository {
 
         // Inputs, module by module (loaded lazily so memory stays at one module).
         var remarks: [String] = []
-        var modulePlan: [(module: String, baseTensor: String, load: () throws -> ReversibleInput)] = []
+        var modulePlan: [(module: String, baseTensor: String, elements: Int, load: () throws -> ReversibleInput)] = []
         var loadedAdapters: [LoadedAdapter] = []
         var viewSpec: (rank: Int, dtype: DType, config: LoRAConfig)?
         var passThrough: [String: ObjectID] = [:]   // full fine-tunes: tensors the view takes as they are
@@ -167,7 +167,7 @@ extension Repository {
             let viewRank = settings.viewRank > 0 ? settings.viewRank : (ranks.max() ?? 8)
             viewSpec = (viewRank, LowRankCodec.supports(dtype) ? dtype : .f32, first.adapter.config)
             for module in first.adapter.modules {
-                modulePlan.append((module.module, module.baseTensor, {
+                modulePlan.append((module.module, module.baseTensor, module.rows * module.columns, {
                     let mods = try loadedAdapters.map { a -> LoRAModule in
                         guard let m = a.adapter.modules.first(where: { $0.baseTensor == module.baseTensor }) else {
                             throw RepoError.failed("module \(module.module) missing")
@@ -200,7 +200,7 @@ extension Repository {
                     continue
                 }
                 let rows = b.shape[0], columns = b.shape[1]
-                modulePlan.append((name, name, {
+                modulePlan.append((name, name, rows * columns, {
                     let baseValues = try self.tensorFloats(b.objectID)
                     var dense: [[Float]] = []
                     var factors: [LowRankFactors] = []
@@ -230,9 +230,12 @@ extension Repository {
 
         if options.dryRun {
             let report = ConflictReport(method: RMM.id, experts: experts.map(\.name), baseName: base.short,
-                                        tensors: modulePlan.map { TensorReport(name: $0.baseTensor, mergeClass: .merged, elementCount: 0) }, files: [])
-            return MergeOutcome(status: .planned, report: report, base: base, baseCandidates: [base], estimatedPeakBytes: 0,
-                                recipeYAML: recipeYAML(recipe, base: base))
+                                        tensors: modulePlan.map { TensorReport(name: $0.baseTensor, mergeClass: .merged, elementCount: $0.elements) }, files: [])
+            // Dense task vectors of the largest module: N + 2 with the baselines or for full fine-tunes, 2 otherwise.
+            let largest = modulePlan.map(\.elements).max() ?? 0
+            let copies = settings.baselines || kind == "full" || settings.variant == .dense ? n + 2 : 2
+            return MergeOutcome(status: .planned, report: report, base: base, baseCandidates: [base],
+                                estimatedPeakBytes: copies * largest * 4 + 64 << 20, recipeYAML: recipeYAML(recipe, base: base))
         }
 
         // Fit, measure and store, module by module.
@@ -256,13 +259,17 @@ extension Repository {
         var finalReport: ReversibleMergeReport?
         do {
             for entry in modulePlan {
+                var t0 = Date()
+                func lap(_ phase: String) { Timing.add(phase, Date().timeIntervalSince(t0)); t0 = Date() }
                 let input = try entry.load()
+                lap("rmm load")
                 let useDense = input.factors == nil || Set(input.factors!.map(\.rank)).count > 1 || settings.variant == .dense
                 let variant: RMMVariant = useDense ? .dense : settings.variant
                 let fitInputs: RMMExperts = useDense
                     ? .dense(input.dense ?? input.factors!.map { $0.dense() }, rows: input.rows, columns: input.columns)
                     : .factors(input.factors!)
                 let fit = try ReversibleMerge.fit(fitInputs, variant: variant, k: settings.basis, center: settings.center)
+                lap("rmm fit")
                 // Errors against what was committed: the dense task vector for full fine-tunes, the factors for adapters.
                 var errors: [Double] = []
                 var rebuilt: [RMMRebuilt] = []
@@ -286,6 +293,7 @@ extension Repository {
                         energyKept[i] += fit.expertTotals[i] * (i < fit.expertEnergy.count ? fit.expertEnergy[i] : 1)
                     }
                 }
+                lap("rmm errors")
                 var baselines: [(name: String, errors: [Double])] = []
                 if settings.baselines {
                     let inputs: RMMExperts = input.factors.map { .factors($0) } ?? fitInputs
@@ -295,6 +303,7 @@ extension Repository {
                         baselineErrors[b.name, default: []].append(b.errors)
                     }
                 }
+                lap("rmm baselines")
                 // Store the basis.
                 for (suffix, shape) in RMMModule.layout(variant: fit.variant, k: fit.k, rows: fit.rows, columns: fit.columns, rank: fit.rank,
                                                        experts: n, center: fit.center) {
@@ -318,8 +327,9 @@ extension Repository {
                 } else {
                     expertBytes += expertParams * 4
                 }
+                lap("rmm store")
                 // The default view: λ·Σ rebuilt experts, truncated.
-                let viewRankWanted = viewSpec?.rank ?? settings.rank
+                let viewRankWanted = settings.viewRank > 0 ? settings.viewRank : (viewSpec?.rank ?? settings.rank)
                 let sum: LowRankFactors
                 let truncation: LowRank.Truncation
                 if case .factors = rebuilt[0] {
@@ -375,6 +385,7 @@ extension Repository {
                     }
                     objects.releasePages(of: baseEntry.objectID)
                 }
+                lap("rmm view")
                 moduleReports.append(ReversibleMergeReport.Module(
                     name: input.module, baseTensor: input.baseTensor, rows: input.rows, columns: input.columns, rank: fit.rank, k: fit.k,
                     variant: fit.variant.rawValue, retainedEnergy: fit.retainedEnergy, errors: errors, expertEnergy: fit.expertEnergy,
@@ -447,7 +458,7 @@ extension Repository {
             let report = ReversibleMergeReport(
                 variant: settings.variant.rawValue, basis: settings.basis, center: settings.center, kind: kind, experts: expertSummaries,
                 modules: moduleReports, baselines: baselineSummaries, storedParameters: storedParams, expertParameters: expertParams,
-                storedBytes: storedBytes, expertBytes: expertBytes, formulaRatio: formula, viewRank: viewSpec?.rank ?? settings.rank,
+                storedBytes: storedBytes, expertBytes: expertBytes, formulaRatio: formula, viewRank: viewSpec?.rank ?? (settings.viewRank > 0 ? settings.viewRank : settings.rank),
                 viewLambda: settings.viewLambda, viewRetainedEnergy: viewTotal > 0 ? viewKept / viewTotal : 1, remarks: remarks)
             finalReport = report
             let reportBlob = try objects.writeBlob(Array(report.json.serialized().utf8), options: codecOptions, batch: batch)
@@ -488,7 +499,7 @@ extension Repository {
                 for f in loadedAdapters[0].tree.files where f.kind == .blob && ![LoRAConfig.fileName, "README.md", "merge_recipe.yml"].contains(f.path) {
                     files.append(f)
                 }
-                let targets = loadedAdapters[0].adapter.targetSuffixes
+                let targets = loadedAdapters[0].adapter.targetModules
                 try addBlob(LoRAConfig.fileName, Array(LoRAConfig.json(rank: spec.rank, alpha: Double(spec.rank), targetModules: targets,
                                                                         baseModel: spec.config.baseModel, taskType: spec.config.taskType).utf8))
                 try addBlob("README.md", Array(card.utf8))
@@ -509,7 +520,7 @@ extension Repository {
             var extra = [record.json]
             if let spec = viewSpec {
                 extra.append(AdapterRecord(base: base, rank: spec.rank, alpha: Double(spec.rank), useRSLoRA: false,
-                                           targets: loadedAdapters[0].adapter.targetSuffixes, moduleCount: modulePlan.count).json)
+                                           targets: loadedAdapters[0].adapter.targetModules, moduleCount: modulePlan.count).json)
             }
             let message = options.message ?? "Reversible merge of \(experts.map(\.name).joined(separator: ", ")) (rmm, basis \(settings.basis))"
             let state = MergeState(head: headID, branches: branches, base: base, recipe: recipe.json, message: message,
@@ -523,7 +534,10 @@ extension Repository {
             batch.rollback()
             throw error
         }
+        let tf = Date()
         try finishMerge(recorded!)
+        Timing.add("checkout", Date().timeIntervalSince(tf))
+        Timing.report()
         var outcome = MergeOutcome(status: .committed(recorded!.commit), report: ConflictReport(method: RMM.id, experts: experts.map(\.name), baseName: base.short, tensors: [], files: []),
                                    base: base, baseCandidates: [base], estimatedPeakBytes: 0, recipeYAML: recipeYAML(recipe, base: base))
         outcome.reversible = finalReport

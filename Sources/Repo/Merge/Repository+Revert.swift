@@ -91,6 +91,11 @@ extension Repository {
 
     /// The files of an expert rebuilt from a reversible merge, or of one of its views.
     func reversibleOutputs(_ id: ObjectID, expert: String?, view: ReversibleView?, fold: Bool) throws -> (outputs: [OutputFile], description: String) {
+        let (outputs, what) = try reversibleOutputsLocked(id, expert: expert, view: view, fold: fold)
+        return (outputs, "\(what) of the reversible merge \(id.short)")
+    }
+
+    private func reversibleOutputsLocked(_ id: ObjectID, expert: String?, view: ReversibleView?, fold: Bool) throws -> (outputs: [OutputFile], description: String) {
         let loaded = try loadReversible(id)
         let baseTree = try tree(of: loaded.record.base)
         // One module's task vector, in B·A orientation, for `which` (an expert index, or a view).
@@ -223,7 +228,7 @@ extension Repository {
             }
             var outputs: [OutputFile] = loaded.tree.files.filter { ![LoRAConfig.weightsFileName, LoRAConfig.fileName].contains($0.path) }.map { .stored($0) }
             outputs.append(.safetensors(path: LoRAConfig.weightsFileName, header: header, tensors: tensors))
-            outputs.append(.bytes(path: LoRAConfig.fileName, Array(LoRAConfig.json(rank: viewRank, alpha: Double(viewRank), targetModules: template.adapter.targetSuffixes,
+            outputs.append(.bytes(path: LoRAConfig.fileName, Array(LoRAConfig.json(rank: viewRank, alpha: Double(viewRank), targetModules: template.adapter.targetModules,
                                                                                     baseModel: template.adapter.config.baseModel, taskType: template.adapter.config.taskType).utf8)))
             return (outputs, description)
         }
@@ -245,9 +250,12 @@ extension Repository {
             description = "view \(v.rawValue)"
         }
         let baseTensors = baseTree.tensorsByName
+        // The mean view averages the task vectors outside the basis too (the stored view sums them with λ).
+        let expertTensors = view == .mean ? try loaded.record.experts.map { try tree(of: $0.commit).tensorsByName } : []
         var outputs: [OutputFile] = []
         for file in layoutTree.files {
-            guard file.kind == .safetensors, file.tensors.contains(where: { loaded.meta(forBaseTensor: $0.name) != nil }) else {
+            guard file.kind == .safetensors,
+                  !expertTensors.isEmpty || file.tensors.contains(where: { loaded.meta(forBaseTensor: $0.name) != nil }) else {
                 outputs.append(.stored(file))
                 continue
             }
@@ -260,6 +268,19 @@ extension Repository {
                         let d = try rebuilt(meta, which).dense()
                         for j in values.indices { values[j] += d[j] }
                         self.objects.releasePages(of: base.objectID)
+                        return Self.bytes(values, as: t.dtype)
+                    }
+                } else if !expertTensors.isEmpty, t.dtype.isFloatingPoint, let base = baseTensors[t.name],
+                          expertTensors.allSatisfy({ $0[t.name]?.dtype == t.dtype && $0[t.name]?.shape == t.shape }),
+                          expertTensors.contains(where: { $0[t.name]?.objectID != base.objectID }) {
+                    produce = {
+                        let baseValues = try self.tensorFloats(base.objectID)
+                        var values = baseValues
+                        let c = 1 / Float(expertTensors.count)
+                        for e in expertTensors {
+                            let x = try self.tensorFloats(e[t.name]!.objectID)
+                            for j in values.indices { values[j] += c * (x[j] - baseValues[j]) }
+                        }
                         return Self.bytes(values, as: t.dtype)
                     }
                 } else {
@@ -303,6 +324,12 @@ extension Repository {
                                    wait: Bool = false) throws -> (CheckoutResult, description: String) {
         try withWriteLock(wait: wait) {
             let id = try resolve(revision)
+            if fold, expert == nil, view == nil, ReversibleMergeRecord(commit: try commit(id)) == nil {
+                // A plain adapter, folded into its base.
+                let outputs = try foldAdapterOutputs(try loadAdapter(id), factors: nil)
+                let description = "adapter \(id.short) folded into its base"
+                return (try checkoutOutputs(outputs, commit: id, description: description, force: force), description)
+            }
             let (outputs, description) = try reversibleOutputs(id, expert: expert, view: view, fold: fold)
             if view == nil || view == .ta, expert == nil, !fold {
                 let head = try history.head()

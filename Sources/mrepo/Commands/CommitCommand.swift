@@ -194,7 +194,7 @@ struct StatusCommand: ParsableCommand {
             print("HEAD detached at \(id.short)")
         }
         if let view = try repo.currentView() {
-            print("The working tree holds \(view.description), rebuilt from the reversible merge \(view.commit.short); changes are relative to it.")
+            print("The working tree holds \(view.description) (written by 'mrepo checkout'); changes are relative to it.")
         }
         if let merge = try repo.mergeInProgress() {
             print("Merging \(merge.branches.joined(separator: ", ")) (\(merge.method)), merge base \(merge.base.short).")

@@ -184,7 +184,7 @@ struct ExportCommand: ParsableCommand {
         let seconds = Date().timeIntervalSince(started)
         let lossy = LossySummary(commit: try repo.commit(result.commit))
         if let lossy, !json {
-            ErrorReporter.warn("\(result.commit.short) is a lossy commit (\(lossy.method), \(lossy.setting)): \(lossy.tensorCount) tensors are approximate, relative error up to \(String(format: "%.4f", lossy.maxRelativeError))")
+            ErrorReporter.warn("\(result.commit.short) is a lossy commit (\(lossy.method), \(lossy.setting)): \(lossy.tensorCount) tensors are approximate, relative error up to \(Format.number(lossy.maxRelativeError, digits: 4))")
         }
         if json {
             printJSON(.obj(["commit": .string(result.commit.hex), "directory": .string(result.directory),

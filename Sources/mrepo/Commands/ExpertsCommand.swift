@@ -64,6 +64,7 @@ enum ReversiblePrinter {
         }
         print(Format.table(["expert", "commit", "rank", "mean err", "max err", "whole err", "retained"], rows, right: [2, 3, 4, 5, 6]))
         var storage = "Storage: basis \(Format.bytes(r.storedBytes)) against \(Format.bytes(r.expertBytes)) for the \(r.experts.count) experts"
+            + (r.kind == "full" ? " (their rank-\(r.experts.first?.rank ?? 0) reductions, in Float32)" : "")
         storage += String(format: "; %.1f%% of their Float32 values", 100 * r.parameterRatio)
         if let f = r.formulaRatio { storage += String(format: " (formula (k(r+N)+r)/(rN) = %.1f%%)", 100 * f) }
         print(storage)

@@ -208,6 +208,9 @@ struct MergeCommand: ParsableCommand {
             if recipe.method != RMM.id { throw ValidationError("--basis applies to --method rmm") }
             recipe.parameters["basis"] = .number(Double(basis))
         }
+        if recipe.method == RMM.id, recipe.parameters["basis"] == nil {
+            throw ValidationError("--method rmm needs --basis K, the basis size (1 ≤ K ≤ N − 1; K = N − 1 rebuilds every expert exactly)")
+        }
         if let lines {
             let parts = lines.split(separator: ",").compactMap { Double($0) }
             guard parts.count == 2 else { throw ValidationError("--lines expects ALPHA,BETA, e.g. 0.3,0.7") }
