@@ -156,6 +156,9 @@ extension Repository {
             }
             let tree = Tree(files: files)
             if !options.allowEmpty, parentCommit?.treeID == tree.id, options.extraParents.isEmpty {
+                if options.lowRank != nil {
+                    throw RepoError.invalidArgument("nothing to commit: the low-rank approximation equals HEAD's (commit without --lowrank to store the exact weights)")
+                }
                 throw RepoError.nothingToCommit
             }
             try batch.finish()

@@ -56,7 +56,7 @@ public struct LoRAConfig: Sendable, Equatable {
         if root["use_dora"] == .bool(true) { throw bad("DoRA adapters (use_dora: true) are not supported: their magnitude vectors are not a low-rank delta") }
         guard let r = root["r"]?.intValue, r > 0 else { throw bad("'r' must be a positive integer") }
         rank = r
-        alpha = root["lora_alpha"]?.doubleValue ?? Double(r)
+        alpha = root["lora_alpha"]?.doubleValue ?? 8  // PEFT's default
         switch root["target_modules"] {
         case let .array(items)?:
             targetModules = items.compactMap(\.stringValue)

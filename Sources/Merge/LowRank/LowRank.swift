@@ -62,7 +62,8 @@ public enum LowRank {
         let (values, vectors) = try LinearAlgebra.symmetricEigen(gram.map(Double.init), n: s)
         // Components, largest first.
         var order = Array((0..<s).reversed())
-        order.removeAll { values[$0] <= values[s - 1] * 1e-12 || values[$0] <= 0 }
+        // Eigenvalues below float32 noise of the Gram matrix carry no signal.
+        order.removeAll { values[$0] <= values[s - 1] * 1e-6 || values[$0] <= 0 }
         var keep = order.count
         switch choice {
         case let .rank(r): keep = min(keep, max(0, r))

@@ -101,6 +101,11 @@ extension HistoryDatabase {
     static func clearView(_ db: Database) throws {
         try db.execute(sql: "DELETE FROM worktreeView")
     }
+
+    /// Forgets the view (the working tree was rewritten to something else).
+    func clearWorktreeView() throws {
+        try write { try HistoryDatabase.clearView($0) }
+    }
 }
 
 extension Repository {

@@ -91,7 +91,7 @@ extension Repository {
         if !options.dryRun {
             let ts = Date()
             defer { Timing.add("status", Date().timeIntervalSince(ts)) }
-            let dirty = try status(against: try tree(of: headID)).changes.map(\.path)
+            let dirty = try status(against: try worktreeBaseline(head: head).tree).changes.map(\.path)
             if !dirty.isEmpty { throw RepoError.dirtyWorktree(operation: "merging", paths: dirty) }
         }
         let candidates: [ObjectID]
@@ -163,8 +163,10 @@ extension Repository {
                 try history.insertTree(tree, objects: result.newObjects)
                 state.readyTree = tree.id
                 try history.setMergeState(state)
-                let entries = try materialize(tree, over: try self.tree(of: headID), force: false)
+                let entries = try materialize(tree, over: try worktreeBaseline(head: head).tree, force: false)
                 history.saveStatCacheOpportunistically(entries, removing: [])
+                // The working tree now holds the candidate, not a view written over HEAD.
+                try history.clearWorktreeView()
                 return MergeOutcome(status: .ready, report: result.report, base: baseID, baseCandidates: candidates,
                                     estimatedPeakBytes: context.estimatedPeakBytes, recipeYAML: recipeYAML(recipe, base: baseID))
             }
@@ -256,7 +258,8 @@ extension Repository {
                                   message: state.message, metrics: [], extra: extra)
         let commit = Commit(id: id, treeID: tree.id, parents: parents, base: baseForDeltas, author: author, timestamp: timestamp,
                             message: state.message, metrics: [], extra: extra, generation: generation)
-        let oldTree = try self.tree(of: state.head)
+        // What the working tree holds: HEAD's tree, or a view written over it (an expert rebuilt from a merge).
+        let oldTree = try worktreeBaseline(head: head).tree
         try history.recordCommit(objects: newObjects, tree: tree, commit: commit, expectedHead: state.head,
                                  reflogMessage: "merge \(state.branches.map(\.name).joined(separator: ", ")): \(commit.subject)",
                                  clearMergeState: true)
@@ -266,7 +269,7 @@ extension Repository {
     }
 
     private func moveHeadForward(_ head: Head, to target: ObjectID, message: String) throws -> ObjectID {
-        let oldTree = try head.commit.map { try self.tree(of: $0) } ?? .empty
+        let oldTree = try worktreeBaseline(head: head).tree
         let entries = try materialize(try tree(of: target), over: oldTree, force: false)
         try history.write { db in
             let current = try HistoryDatabase.head(db)

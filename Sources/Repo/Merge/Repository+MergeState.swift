@@ -143,6 +143,7 @@ extension Repository {
             if let ready = state.readyTree {
                 let entries = try materialize(try tree(of: state.head), over: try history.tree(ready), force: true)
                 history.saveStatCacheOpportunistically(entries, removing: [])
+                try history.clearWorktreeView()
             }
             try history.setMergeState(nil)
         }

@@ -1,0 +1,381 @@
+import Delta
+import Foundation
+import Testing
+
+/// LoRA adapters, lossy low-rank commits and reversible merges end to end, through the built
+/// binary. Results are checked against tensors read here with Delta's reader.
+///
+/// Test bodies stay at function level (no `#expect` with a closure inside another closure): the
+/// Swift 6.3 compiler can give such closures the same symbol as a neighbouring closure.
+@Suite struct ReversibleCLITests {
+    // MARK: - Fixtures
+
+    /// `fam` (tiny family and three rank-4 adapters), and `repo` with the base on main and each
+    /// adapter on a branch: math, code, chat.
+    func adapterSandbox() throws -> CLISandbox {
+        let s = try CLISandbox()
+        try s.ok(["synth", "fam", "--size", "tiny", "--adapters", "3", "--lora-rank", "4"])
+        try s.ok(["init", "-q", "repo"])
+        try s.ok(["commit", "-q", "--from", "../fam/base", "-m", "base"], in: "repo")
+        for name in ["math", "code", "chat"] {
+            try s.ok(["switch", "-q", "-c", name, "main"], in: "repo")
+            let r = try s.ok(["commit", "--from", "../fam/lora-\(name)", "-m", "lora \(name)"], in: "repo")
+            #expect(r.stdout.contains("LoRA adapter of ") && r.stdout.contains("r=4, alpha=8.0, 4 modules (query, value)"), "\(r.stdout)")
+        }
+        try s.ok(["switch", "-q", "main"], in: "repo")
+        return s
+    }
+
+    func object(_ value: Any?) throws -> [String: Any] { try #require(value as? [String: Any]) }
+
+    func lastCommit(_ s: CLISandbox, _ rev: String = "HEAD") throws -> [String: Any] {
+        let log = try #require(try s.json(try s.ok(["log", "--json", "-n", "1", rev], in: "repo")) as? [[String: Any]])
+        return try object(log.first)
+    }
+
+    func tensors(_ path: String) throws -> SafetensorsFile { try SafetensorsFile(path: path) }
+
+    func floats(_ f: SafetensorsFile, _ name: String) throws -> [Double] {
+        let t = try #require(f.tensor(named: name), "\(name) in \(f.path)")
+        var out = [Float](repeating: 0, count: t.byteCount / t.dtype.byteSize)
+        out.withUnsafeMutableBufferPointer { FloatConversion.toFloat(t.dtype, f.data(of: t), into: $0) }
+        return out.map(Double.init)
+    }
+
+    func bytes(_ f: SafetensorsFile, _ name: String) throws -> [UInt8] {
+        Array(f.data(of: try #require(f.tensor(named: name), "\(name) in \(f.path)")))
+    }
+
+    func norm(_ a: [Double]) -> Double { a.reduce(0) { $0 + $1 * $1 }.squareRoot() }
+    func minus(_ a: [Double], _ b: [Double]) -> [Double] { zip(a, b).map { $0 - $1 } }
+
+    /// scale·B·A of a module of a PEFT adapter file.
+    func delta(_ adapter: SafetensorsFile, _ module: String, scale: Double) throws -> [Double] {
+        let a = try #require(adapter.tensor(named: "base_model.model.\(module).lora_A.weight"))
+        let b = try #require(adapter.tensor(named: "base_model.model.\(module).lora_B.weight"))
+        let r = a.shape[0], rows = b.shape[0], columns = a.shape[1]
+        let av = try floats(adapter, a.name), bv = try floats(adapter, b.name)
+        var out = [Double](repeating: 0, count: rows * columns)
+        for i in 0..<rows { for k in 0..<r { for j in 0..<columns { out[i * columns + j] += scale * bv[i * r + k] * av[k * columns + j] } } }
+        return out
+    }
+
+    let modules = ["encoder.layer.0.attention.self.query", "encoder.layer.0.attention.self.value",
+                   "encoder.layer.1.attention.self.query", "encoder.layer.1.attention.self.value"]
+
+    /// What the repository holds, as `log`, `branch` and the object store show it.
+    func repositoryState(_ s: CLISandbox) throws -> String {
+        let log = try s.ok(["log", "--oneline", "main", "math", "code", "chat"], in: "repo").stdout
+        let branches = try s.ok(["branch"], in: "repo").stdout
+        let objects = (FileManager.default.enumerator(atPath: s.path("repo/.mrepo/objects"))?.compactMap { $0 as? String } ?? []).sorted()
+        return log + branches + objects.joined(separator: ",")
+    }
+
+    // MARK: - Adapters
+
+    @Test func adapterCommitsExportsAndDiff() throws {
+        let s = try adapterSandbox()
+        let baseID = try #require(try lastCommit(s, "main")["id"] as? String)
+        let adapter = try object(try object(try lastCommit(s, "math")["extra"])["adapter"])
+        #expect(adapter["base"] as? String == baseID)
+        #expect(adapter["r"] as? Int == 4 && adapter["alpha"] as? Double == 8 && adapter["modules"] as? Int == 4)
+        #expect(adapter["targets"] as? [String] == ["query", "value"] && adapter["format"] as? String == "peft-lora")
+        #expect(try s.ok(["show", "math"], in: "repo").stdout.contains("Adapter: LoRA of \(baseID.prefix(12))"))
+        #expect(try s.ok(["du"], in: "repo").stdout.contains("lora adapter"))
+
+        // Without --fold: the adapter as committed.
+        try s.ok(["export", "math", "../plain"], in: "repo")
+        #expect(s.sameFiles("plain", "fam/lora-math"))
+        // With --fold: θ_base + (alpha/r)·B·A, every other tensor and file the base's.
+        try s.ok(["export", "math", "../folded", "--fold"], in: "repo")
+        #expect(s.files(under: "folded") == s.files(under: "fam/base"))
+        let base = try tensors(s.path("fam/base/model.safetensors")), folded = try tensors(s.path("folded/model.safetensors"))
+        let lora = try tensors(s.path("fam/lora-math/adapter_model.safetensors"))
+        #expect(folded.tensors.map(\.name) == base.tensors.map(\.name))
+        for t in base.tensors {
+            let module = String(t.name.dropLast(".weight".count))
+            if modules.contains(module) {
+                let d = try delta(lora, module, scale: 2)
+                let expected = zip(try floats(base, t.name), d).map { $0 + $1 }
+                let diff = minus(try floats(folded, t.name), expected)
+                #expect(norm(diff) < 1e-6 * norm(expected) && norm(d) > 1e-3 * norm(expected), "\(t.name)")
+            } else {
+                #expect(try bytes(folded, t.name) == (try bytes(base, t.name)), "\(t.name)")
+            }
+        }
+        for file in ["config.json", "tokenizer.json", "tokenizer_config.json"] { #expect(s.read("folded/" + file) == s.read("fam/base/" + file)) }
+
+        // diff between adapters: per module, from the factors; checked densely here.
+        let diff = try object(try s.json(try s.ok(["diff", "math", "code", "--json"], in: "repo")))
+        let rows = try #require(diff["modules"] as? [[String: Any]])
+        #expect(rows.compactMap { $0["module"] as? String } == modules)
+        let other = try tensors(s.path("fam/lora-code/adapter_model.safetensors"))
+        for row in rows {
+            let module = try #require(row["module"] as? String)
+            let a = try delta(lora, module, scale: 2), b = try delta(other, module, scale: 2)
+            let na = norm(a), nb = norm(b), dot = zip(a, b).reduce(0) { $0 + $1.0 * $1.1 }
+            #expect(abs((row["old_norm"] as? Double ?? 0) - na) < 1e-6 * na)
+            #expect(abs((row["new_norm"] as? Double ?? 0) - nb) < 1e-6 * nb)
+            #expect(abs((row["cosine"] as? Double ?? 9) - dot / (na * nb)) < 1e-5, "\(module)")
+            #expect(abs((row["difference_norm"] as? Double ?? 0) - norm(minus(b, a))) < 1e-5 * norm(minus(b, a)))
+            #expect((row["old_rank"] as? Int) == 4 && (row["old_effective_rank"] as? Double ?? 0) > 1)
+        }
+        let text = try s.ok(["diff", "math", "code"], in: "repo").stdout
+        #expect(text.contains("adapter diff math → code") && text.contains("4 modules; mean cos"))
+        // --tensors compares the files instead.
+        #expect(!(try s.ok(["diff", "math", "code", "--tensors"], in: "repo").stdout.contains("adapter diff")))
+        try s.ok(["fsck"], in: "repo")
+    }
+
+    @Test func adapterOfAnotherModelIsRefusedAndChangesNothing() throws {
+        let s = try adapterSandbox()
+        try s.ok(["synth", "small", "--size", "small", "--adapters", "1", "--lora-rank", "2", "--adapters-only"])
+        let before = try repositoryState(s)
+        let fsck = try s.ok(["fsck"], in: "repo").stdout
+        for args in [["commit", "--from", "../small/lora-math", "-m", "small adapter"],
+                     ["commit", "--from", "../small/lora-math", "-m", "small adapter", "--adapter-of", "main"]] {
+            let r = try s.run(args, in: "repo")
+            expectOneLineError(r, contains: "is not an adapter of commit")
+            #expect(r.stderr.contains("B·A is 128×128 but base tensor"), "\(r.stderr)")
+        }
+        #expect(try repositoryState(s) == before)
+        #expect(try s.ok(["fsck"], in: "repo").stdout == fsck)
+        #expect(try s.ok(["status", "--short"], in: "repo").stdout.isEmpty)
+        #expect(s.sameFiles("repo", "fam/base"))
+    }
+
+    // MARK: - Lossy commits
+
+    @Test func lowRankCommitRecordsWarnsAndMeasures() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.ok(["init", "-q", "repo"])
+        try s.ok(["commit", "-q", "--from", "../family/base", "-m", "base"], in: "repo")
+        // Option checks.
+        for args in [["--lowrank", "2", "--energy", "0.9"], ["--lowrank", "0"], ["--energy", "1.5"], ["--energy", "0"]] {
+            let r = try s.run(["commit", "--from", "../family/chat", "-m", "x"] + args, in: "repo")
+            #expect(r.status == 64, "\(args): \(r.stderr)")
+        }
+        let r = try s.ok(["commit", "--from", "../family/chat", "--lowrank", "2", "-m", "lossy chat"], in: "repo")
+        #expect(r.stdout.contains("tensors stored low-rank in"), "\(r.stdout)")
+        let extra = try object(try lastCommit(s)["extra"])
+        #expect(extra["storage"] as? String == "lossy")
+        let lossy = try object(extra["lossy"])
+        #expect(lossy["method"] as? String == "lowrank" && lossy["rank"] as? Int == 2)
+        let recorded = try object(lossy["tensors"])
+        #expect(recorded.count == lossy["tensor_count"] as? Int && !recorded.isEmpty)
+        #expect((lossy["stored_bytes"] as? Int ?? 0) < (lossy["dense_bytes"] as? Int ?? 0) / 2)
+
+        // export warns on stderr, and the errors it causes are the recorded ones.
+        let exported = try s.ok(["export", "HEAD", "../out"], in: "repo")
+        #expect(exported.stderr.hasPrefix("mrepo: warning: ") && exported.stderr.contains("is a lossy commit (lowrank, rank 2)"), "\(exported.stderr)")
+        let original = try tensors(s.path("family/chat/model.safetensors")), base = try tensors(s.path("family/base/model.safetensors"))
+        let out = try tensors(s.path("out/model.safetensors"))
+        for t in original.tensors {
+            guard let entry = recorded[t.name] as? [String: Any] else {
+                #expect(try bytes(out, t.name) == (try bytes(original, t.name)), "\(t.name) is not lossy and must be exact")
+                continue
+            }
+            #expect(t.shape.count == 2 && entry["rank"] as? Int == 2)
+            let theta = try floats(original, t.name)
+            let measured = norm(minus(try floats(out, t.name), theta)) / norm(minus(theta, try floats(base, t.name)))
+            let error = try #require(entry["relative_error"] as? Double)
+            #expect(abs(measured - error) < 1e-9 + 1e-9 * error, "\(t.name): measured \(measured), recorded \(error)")
+        }
+        let json = try object(try s.json(try s.ok(["export", "HEAD", "../out2", "--json"], in: "repo")))
+        #expect(json["lossy"] as? Bool == true && json["max_relative_error"] as? Double == lossy["max_relative_error"] as? Double)
+
+        // show and du tell what was saved; fsck is clean; the tree from the folder is clean.
+        let show = try s.ok(["show", "HEAD"], in: "repo").stdout
+        #expect(show.contains("Lossy:   lowrank rank 2") && show.contains("saves"), "\(show)")
+        #expect(show.contains("low-rank"), "encodings list the low-rank objects")
+        #expect(try s.ok(["show", "HEAD", "--tensors"], in: "repo").stdout.contains("rank 2, error "))
+        let du = try s.ok(["du"], in: "repo").stdout
+        #expect(du.contains("lossy rank 2") && du.contains("saves"), "\(du)")
+        try s.ok(["fsck"], in: "repo")
+        #expect(try s.ok(["status", "--short"], in: "repo").stdout.isEmpty)
+
+        // In place: the working tree keeps the exact weights, so status shows the difference.
+        try s.ok(["switch", "-q", "-c", "inplace", "main~1"], in: "repo")
+        for file in s.files(under: "family/chat") {
+            try FileManager.default.removeItem(atPath: s.path("repo/" + file))
+            try FileManager.default.copyItem(atPath: s.path("family/chat/" + file), toPath: s.path("repo/" + file))
+        }
+        let inPlace = try s.ok(["commit", "--lowrank", "2", "-m", "in place"], in: "repo")
+        #expect(inPlace.stderr.contains("mrepo: note: ") && inPlace.stderr.contains("mrepo status"), "\(inPlace.stderr)")
+        #expect(try s.ok(["status", "--short"], in: "repo").stdout == "M model.safetensors\n")
+        #expect(s.read("repo/model.safetensors") == s.read("family/chat/model.safetensors"))
+        try s.ok(["fsck"], in: "repo")
+    }
+
+    // MARK: - Reversible merges of adapters
+
+    @Test func reversibleMergeOfAdapters() throws {
+        let s = try adapterSandbox()
+        let before = try repositoryState(s)
+        // K must be below N.
+        expectOneLineError(try s.run(["merge", "math", "code", "chat", "--method", "rmm", "--basis", "3"], in: "repo"), contains: "N − 1 = 2")
+        #expect(try s.run(["merge", "math", "--basis", "2"], in: "repo").status == 64, "--basis is for rmm")
+        #expect(try repositoryState(s) == before)
+
+        let merged = try s.ok(["merge", "math", "code", "chat", "--method", "rmm", "--basis", "2"], in: "repo")
+        #expect(merged.stdout.contains("RMM position basis K = 2 over 3 adapters, 4 modules"), "\(merged.stdout)")
+        let mergeID = try #require(try lastCommit(s)["id"] as? String)
+        #expect((try lastCommit(s)["parents"] as? [String])?.count == 4)
+        #expect(s.files(under: "repo") == ["README.md", "adapter_config.json", "adapter_model.safetensors", "merge_recipe.yml", "rmm.safetensors"])
+        #expect(try s.ok(["status", "--short"], in: "repo").stdout.isEmpty)
+
+        // The measurements.
+        let report = try object(try s.json(try s.ok(["experts", "--json"], in: "repo")))
+        #expect(report["commit"] as? String == mergeID && report["kind"] as? String == "adapter" && report["basis"] as? Int == 2)
+        let storage = try object(report["storage"])
+        #expect(storage["stored_parameters"] as? Int == (2 * (4 + 3) + 4) * 32 * 4)
+        #expect(storage["expert_parameters"] as? Int == 3 * 4 * 32 * 4)
+        #expect(storage["formula_ratio"] as? Double == 1.5 && storage["parameter_ratio"] as? Double == 1.5)
+        #expect((storage["stored_bytes"] as? Int ?? 0) > 0 && (storage["expert_bytes"] as? Int ?? 0) > 0)
+        let experts = try #require(report["experts"] as? [[String: Any]])
+        #expect(experts.compactMap { $0["name"] as? String } == ["math", "code", "chat"])
+        let modulesJSON = try #require(report["modules"] as? [[String: Any]])
+        #expect(modulesJSON.compactMap { $0["name"] as? String } == modules)
+        for m in modulesJSON {
+            let errors = try #require(m["errors"] as? [Double])
+            #expect(errors.count == 3 && errors.allSatisfy { $0 < 1e-5 }, "\(errors)")
+            #expect((m["expert_energy"] as? [Double])?.count == 3)
+            let baselines = try object(m["baselines"])
+            #expect(Set(baselines.keys) == ["task_arithmetic/factors", "ties/factors", "dare_ties/factors",
+                                           "task_arithmetic/dense", "ties/dense", "dare_ties/dense"])
+            for value in baselines.values {
+                let e = try #require(value as? [Double])
+                #expect(e.count == 3 && e.allSatisfy { $0.isFinite && $0 > 0.1 })
+            }
+        }
+        #expect(try s.ok(["experts"], in: "repo").stdout.contains("formula (k(r+N)+r)/(rN) = 150.0%"))
+        #expect(try s.ok(["show", "HEAD"], in: "repo").stdout.contains("RMM:     position basis K=2 over math, code, chat"))
+        #expect(try s.ok(["du"], in: "repo").stdout.contains("rmm K=2"))
+
+        // An expert, checked out: its adapter again (up to float rounding), a clean tree that says what it holds.
+        let checkout = try s.ok(["checkout", mergeID, "--expert", "code"], in: "repo")
+        #expect(checkout.stdout.contains("expert code"), "\(checkout.stdout)")
+        #expect(s.files(under: "repo") == ["README.md", "adapter_config.json", "adapter_model.safetensors"])
+        let rebuilt = try tensors(s.path("repo/adapter_model.safetensors")), code = try tensors(s.path("fam/lora-code/adapter_model.safetensors"))
+        #expect(rebuilt.tensors.map(\.name) == code.tensors.map(\.name))
+        for t in code.tensors {
+            #expect(rebuilt.tensor(named: t.name)?.shape == t.shape && rebuilt.tensor(named: t.name)?.dtype == t.dtype)
+            let x = try floats(rebuilt, t.name), y = try floats(code, t.name)
+            let largest = y.map(abs).max() ?? 0
+            let worst = zip(x, y).map { abs($0 - $1) }.max() ?? 0
+            #expect(worst <= 1e-5 * largest, "\(t.name): \(worst) of \(largest)")
+        }
+        #expect(s.read("repo/adapter_config.json") == s.read("fam/lora-code/adapter_config.json"))
+        let status = try object(try s.json(try s.ok(["status", "--json"], in: "repo")))
+        #expect((status["view"] as? String)?.contains("expert code") == true, "\(status)")
+        #expect((status["changes"] as? [Any])?.isEmpty == true, "\(status)")
+        let statusText = try s.ok(["status"], in: "repo").stdout
+        #expect(statusText.contains("expert code") && statusText.contains("HEAD detached at"), "\(statusText)")
+        // export --expert writes the same files.
+        try s.ok(["export", "main", "../expert-code", "--expert", "code"], in: "repo")
+        #expect(s.sameFiles("expert-code", "repo"))
+
+        // Wrong names and option mixes.
+        let unknown = try s.run(["checkout", mergeID, "--expert", "nobody"], in: "repo")
+        expectOneLineError(unknown, contains: "'nobody' is not an expert")
+        #expect(unknown.stderr.contains("(experts: math, code, chat)"))
+        #expect(try s.run(["checkout", mergeID, "--expert", "code", "--view", "mean"], in: "repo").status == 64)
+        #expect(try s.run(["export", mergeID, "../v", "--view", "bogus"], in: "repo").status == 64)
+
+        // Back on the branch: the view is gone.
+        try s.ok(["switch", "-q", "main"], in: "repo")
+        #expect(!(try s.ok(["status"], in: "repo").stdout.contains("expert code")))
+        #expect(s.files(under: "repo").contains("rmm.safetensors"))
+        #expect(try s.ok(["status", "--short"], in: "repo").stdout.isEmpty)
+
+        // gc after deleting the expert branches: the merge still rebuilds them.
+        for name in ["math", "code", "chat"] { try s.ok(["branch", "-D", name], in: "repo") }
+        try s.ok(["gc"], in: "repo")
+        try s.ok(["export", "main", "../after-gc", "--expert", "code"], in: "repo")
+        #expect(s.sameFiles("after-gc", "expert-code"))
+        try s.ok(["fsck"], in: "repo")
+    }
+
+    @Test func adaptersWithOtherModulesOrRanks() throws {
+        let s = try adapterSandbox()
+        try s.ok(["synth", "wide", "--size", "tiny", "--adapters", "1", "--lora-rank", "4", "--lora-targets", "all", "--adapters-only"])
+        try s.ok(["synth", "low", "--size", "tiny", "--adapters", "1", "--lora-rank", "2", "--adapters-only"])
+        for (branch, folder) in [("wide", "wide/lora-math"), ("low", "low/lora-math")] {
+            try s.ok(["switch", "-q", "-c", branch, "main"], in: "repo")
+            try s.ok(["commit", "-q", "--from", "../" + folder, "-m", branch], in: "repo")
+        }
+        try s.ok(["switch", "-q", "main"], in: "repo")
+        let different = try s.run(["merge", "math", "code", "wide", "--method", "rmm", "--basis", "2"], in: "repo")
+        expectOneLineError(different, contains: "adapt different modules")
+
+        let merged = try s.ok(["merge", "math", "code", "low", "--method", "rmm", "--basis", "2"], in: "repo")
+        #expect(merged.stdout.contains("note: the adapters' ranks differ (2, 4)") && merged.stdout.contains("dense"), "\(merged.stdout)")
+        let report = try object(try s.json(try s.ok(["experts", "--json"], in: "repo")))
+        let modulesJSON = try #require(report["modules"] as? [[String: Any]])
+        #expect(modulesJSON.allSatisfy { $0["variant"] as? String == "dense" })
+        #expect(modulesJSON.allSatisfy { ($0["errors"] as? [Double])?.allSatisfy { $0 < 1e-5 } == true })
+        // The rank-2 expert comes back in its own layout, with its products.
+        try s.ok(["export", "HEAD", "../low-back", "--expert", "low"], in: "repo")
+        let back = try tensors(s.path("low-back/adapter_model.safetensors")), low = try tensors(s.path("low/lora-math/adapter_model.safetensors"))
+        #expect(back.tensors.map(\.shape) == low.tensors.map(\.shape))
+        for module in modules {
+            let x = try delta(back, module, scale: 2), y = try delta(low, module, scale: 2)
+            #expect(norm(minus(x, y)) < 1e-5 * norm(y), "\(module)")
+        }
+        try s.ok(["fsck"], in: "repo")
+    }
+
+    // MARK: - Reversible merges of full fine-tunes
+
+    @Test func reversibleMergesOfFullFineTunes() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.ok(["init", "-q", "repo"])
+        try s.ok(["commit", "-q", "--from", "../family/base", "-m", "base"], in: "repo")
+        for name in ["math", "code", "chat"] {
+            try s.ok(["switch", "-q", "-c", name, "main"], in: "repo")
+            try s.ok(["commit", "-q", "--from", "../family/\(name)", "-m", name], in: "repo")
+        }
+        // PT-SVD: each 2-D task vector reduced to rank 4 first.
+        try s.ok(["switch", "-q", "-c", "ptsvd", "main"], in: "repo")
+        let pt = try s.ok(["merge", "math", "code", "chat", "--method", "rmm", "--basis", "2", "--set", "rank=4"], in: "repo")
+        #expect(pt.stdout.contains("over 3 full fine-tunes") && pt.stdout.contains("reduced to rank 4"), "\(pt.stdout)")
+        let ptReport = try object(try s.json(try s.ok(["experts", "--json"], in: "repo")))
+        #expect(ptReport["kind"] as? String == "full")
+        let ptModules = try #require(ptReport["modules"] as? [[String: Any]])
+        #expect(!ptModules.isEmpty)
+        for m in ptModules {
+            let reduction = try #require(m["reduction_errors"] as? [Double]), errors = try #require(m["errors"] as? [Double])
+            #expect(reduction.count == 3 && zip(errors, reduction).allSatisfy { abs($0 - $1) < 1e-4 }, "\(m["name"] ?? "")")
+        }
+        #expect(s.files(under: "repo").contains("rmm.safetensors") && s.files(under: "repo").contains("model.safetensors"))
+        #expect(try s.ok(["status", "--short"], in: "repo").stdout.isEmpty)
+
+        // The dense variant keeps full fine-tunes exactly with K = N − 1.
+        try s.ok(["switch", "-q", "-c", "dense", "main"], in: "repo")
+        try s.ok(["merge", "math", "code", "chat", "--method", "rmm", "--basis", "2", "--set", "variant=dense"], in: "repo")
+        let denseReport = try object(try s.json(try s.ok(["experts", "dense", "--json"], in: "repo")))
+        let denseModules = try #require(denseReport["modules"] as? [[String: Any]])
+        let moduleNames = Set(denseModules.compactMap { $0["base_tensor"] as? String })
+        for name in ["math", "chat"] {
+            try s.ok(["export", "dense", "../back-\(name)", "--expert", name], in: "repo")
+            let back = try tensors(s.path("back-\(name)/model.safetensors")), original = try tensors(s.path("family/\(name)/model.safetensors"))
+            let base = try tensors(s.path("family/base/model.safetensors"))
+            #expect(back.tensors.map(\.name) == original.tensors.map(\.name))
+            for t in original.tensors {
+                if !moduleNames.contains(t.name) {
+                    #expect(try bytes(back, t.name) == (try bytes(original, t.name)), "\(name) \(t.name)")
+                    continue
+                }
+                let y = try floats(original, t.name), x = try floats(back, t.name)
+                let d = minus(y, try floats(base, t.name))
+                #expect(norm(minus(x, y)) <= 1e-5 * norm(d), "\(name) \(t.name)")
+            }
+            for file in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+                #expect(s.read("back-\(name)/" + file) == s.read("family/\(name)/" + file))
+            }
+        }
+        try s.ok(["fsck"], in: "repo")
+    }
+}
