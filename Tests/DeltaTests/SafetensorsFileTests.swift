@@ -37,7 +37,8 @@ import Testing
             #expect(file.tensor(named: "missing") == nil)
             // Data follows the header directly, in the declared order, with no gaps.
             let fileBytes = try readBytes(path)
-            #expect(fileBytes.count == file.header.dataStart + tensors.reduce(0) { $0 + $1.bytes.count })
+            let dataByteCount = tensors.reduce(0) { $0 + $1.bytes.count }
+            #expect(fileBytes.count == file.header.dataStart + dataByteCount)
             #expect(Array(fileBytes[file.header.dataStart...]) == tensors.flatMap(\.bytes))
             #expect(Array(file.headerBytes) == Array(fileBytes[0..<file.header.dataStart]))
             // The header is the compact JSON padded with spaces.
@@ -61,7 +62,9 @@ import Testing
             // Padding is spaces only.
             let json = Array(bytes[8..<(8 + n)])
             let end = try #require(json.lastIndex(of: UInt8(ascii: "}")))
-            #expect(json[(end + 1)...].allSatisfy { $0 == 0x20 })
+            let padding = Array(json[(end + 1)...])
+            let paddingIsSpaces = padding.allSatisfy { $0 == 0x20 }
+            #expect(paddingIsSpaces, "padding bytes: \(padding)")
             #expect(json.count - end - 1 < 8)
         }
     }
@@ -86,18 +89,18 @@ import Testing
     @Test func writerRejectsDuplicatesExtraBytesAndMissingBytes() throws {
         try withTemporaryDirectory { dir in
             let path = dir + "/bad.safetensors"
-            #expect(throws: DeltaError.invalidTensor(file: path, tensor: "a", problem: "declared twice")) {
+            expectThrows(DeltaError.invalidTensor(file: path, tensor: "a", problem: "declared twice")) {
                 _ = try SafetensorsWriter(path: path, tensors: [("a", .u8, [1]), ("a", .u8, [1])], metadata: nil)
             }
             do {
                 let extra = try SafetensorsWriter(path: path, tensors: [("a", .u8, [2])], metadata: nil)
-                #expect(throws: DeltaError.invalidHeader(file: path, problem: "more bytes written than the header declares")) {
+                expectThrows(DeltaError.invalidHeader(file: path, problem: "more bytes written than the header declares")) {
                     try extra.write([1, 2, 3])
                 }
             }
             let short = try SafetensorsWriter(path: path, tensors: [("a", .u8, [2]), ("b", .u8, [4])], metadata: nil)
             try short.write([1, 2, 3])
-            #expect(throws: DeltaError.invalidTensor(file: path, tensor: "b", problem: "only 1 of 4 bytes written")) {
+            expectThrows(DeltaError.invalidTensor(file: path, tensor: "b", problem: "only 1 of 4 bytes written")) {
                 try short.finish()
             }
             // Nothing was written under the final name, and no temporary file is left behind.

@@ -1,6 +1,7 @@
 import Delta
 import Foundation
 import ModelFactory
+import Testing
 
 // Shared helpers for the Delta tests: temporary folders, hand-built safetensors files, bit patterns.
 
@@ -197,4 +198,34 @@ func decodeTensor(_ encoded: [UInt8], reference: [UInt8]?, expected: Digest?, id
 /// ``TensorHasher/hash(dtype:shape:bytes:)`` of an array.
 func tensorDigest(_ dtype: DType, _ shape: Shape, _ bytes: [UInt8]) -> Digest {
     bytes.withUnsafeBytes { TensorHasher.hash(dtype: dtype, shape: shape, bytes: $0) }
+}
+
+// Swift 6.3.1 can run the wrong closure when a closure literal inside `#expect`/`#require` sits
+// inside another closure literal (for example the body passed to `withTemporaryDirectory`): it may share
+// a symbol with a neighbouring closure of the same type. Inside such bodies, keep closures out of
+// the macros: hoist the closure-bearing expression into a local first, and write
+// `#expect(throws: X) { ... }` as `expectThrows(X) { ... }`.
+
+/// `#expect(throws: expected) { try body() }`, with no closure inside the macro: records an issue
+/// unless `body` throws an error equal to `expected`.
+func expectThrows<E: Error & Equatable, R>(_ expected: E, sourceLocation: SourceLocation = #_sourceLocation,
+                                            _ body: () throws -> R) {
+    do {
+        _ = try body()
+        Issue.record("Expected \(expected) to be thrown, but nothing was thrown", sourceLocation: sourceLocation)
+    } catch {
+        #expect(error as? E == expected, "Expected \(expected), got \(type(of: error)): \(error)", sourceLocation: sourceLocation)
+    }
+}
+
+/// `#expect(throws: E.self) { try body() }`, with no closure inside the macro: records an issue
+/// unless `body` throws an error of type `E`.
+func expectThrows<E: Error, R>(_ errorType: E.Type, sourceLocation: SourceLocation = #_sourceLocation,
+                               _ body: () throws -> R) {
+    do {
+        _ = try body()
+        Issue.record("Expected an error of type \(E.self) to be thrown, but nothing was thrown", sourceLocation: sourceLocation)
+    } catch {
+        #expect(error is E, "Expected an error of type \(E.self), got \(type(of: error)): \(error)", sourceLocation: sourceLocation)
+    }
 }

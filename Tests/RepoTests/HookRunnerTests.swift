@@ -73,7 +73,7 @@ import Testing
         try withTemporaryDirectory { dir in
             try writeFile("#!/bin/sh\nexit \"$CODE\"\n", to: dir + "/hook", executable: true)
             try HookRunner.run(path: dir + "/hook", name: "test", workingDirectory: dir, environment: ["CODE": "0"])
-            #expect(throws: RepoError.hookRejected(hook: "test", status: 42)) {
+            expectThrows(RepoError.hookRejected(hook: "test", status: 42)) {
                 try HookRunner.run(path: dir + "/hook", name: "test", workingDirectory: dir, environment: ["CODE": "42"])
             }
             // A missing hook is not an error.

@@ -34,7 +34,8 @@ import Testing
 
             let result = try repo.commitAll("everything")
             #expect(result.fileCount == before.count)
-            #expect(result.logicalByteCount == before.values.reduce(0) { $0 + $1.bytes.count })
+            let beforeByteCount = before.values.reduce(0) { $0 + $1.bytes.count }
+            #expect(result.logicalByteCount == beforeByteCount)
             #expect(result.tensorCount == Architecture.tiny.tensors.count + 4)
             #expect(result.branch == "main")
             #expect(result.commit.parents.isEmpty)
@@ -50,7 +51,8 @@ import Testing
             #expect(after["blob.bin"]?.executable == false)
             // No temporary files are left in the export.
             let all = FileManager.default.enumerator(atPath: dir + "/export")?.compactMap { $0 as? String } ?? []
-            #expect(!all.contains { $0.contains(AtomicFileWriter.temporaryPrefix) })
+            let temporary = all.filter { $0.contains(AtomicFileWriter.temporaryPrefix) }
+            #expect(temporary.isEmpty, "temporary files left in the export: \(temporary)")
             // The tree records the hand-made header's tensors in header order.
             let custom = try #require(try repo.tree(of: result.commit.id).file(at: "custom.safetensors"))
             #expect(custom.kind == .safetensors)
@@ -63,7 +65,7 @@ import Testing
         try withRepository { repo, _ in
             try writeFile("x", to: repo.root + "/x.txt")
             try repo.commitAll("x")
-            #expect(throws: RepoError.invalidArgument("export into the working tree itself; use 'mrepo checkout' instead")) {
+            expectThrows(RepoError.invalidArgument("export into the working tree itself; use 'mrepo checkout' instead")) {
                 _ = try repo.export("HEAD", to: repo.root)
             }
         }
@@ -131,7 +133,7 @@ import Testing
             #expect(info.depth == 2)
             // The chain decodes: the export equals the checkpoint.
             #expect(try repo.fsck().isClean)
-            #expect(throws: RepoError.unknownRevision("nope")) {
+            expectThrows(RepoError.unknownRevision("nope")) {
                 try repo.commitAll("again", base: "nope", allowEmpty: true)
             }
         }
@@ -164,7 +166,7 @@ import Testing
         try withRepository { repo, _ in
             try writeFile("a", to: repo.root + "/a.txt")
             let first = try repo.commitAll("a")
-            #expect(throws: RepoError.nothingToCommit) { try repo.commitAll("again") }
+            expectThrows(RepoError.nothingToCommit) { try repo.commitAll("again") }
             let empty = try repo.commitAll("empty", allowEmpty: true)
             #expect(empty.commit.treeID == first.commit.treeID)
             #expect(empty.commit.parents == [first.commit.id])
@@ -216,7 +218,7 @@ import Testing
             let objects = repo.objectFiles
             try writeFloats([("w", [5, 6, 7, 8])], to: repo.root + "/a.safetensors")
             try writeFile(truncated, to: repo.root + "/b.safetensors")
-            #expect(throws: RepoError.self) { try repo.commitAll("bad again") }
+            expectThrows(RepoError.self) { try repo.commitAll("bad again") }
             #expect(try repo.headCommit() == first.commit.id)
             #expect(repo.objectFiles == objects)
             #expect(try repo.history.allCommits().count == 1)
@@ -275,7 +277,7 @@ import Testing
             #expect(try repo.status().isClean)
             // A folder inside the working tree is refused.
             try FileManager.default.createDirectory(atPath: repo.root + "/inner", withIntermediateDirectories: true)
-            #expect(throws: RepoError.self) {
+            expectThrows(RepoError.self) {
                 _ = try repo.commit(CommitOptions(message: "x", sourceDirectory: repo.root + "/inner", author: testAuthor))
             }
         }

@@ -13,15 +13,16 @@ import Testing
             let listed = try repo.branches()
             #expect(listed.map(\.name) == ["feature", "main", "old"])
             #expect(listed.map(\.isCurrent) == [false, true, false])
-            #expect(listed.allSatisfy { $0.target == c1 && $0.subject == "first" })
-            #expect(throws: RepoError.refExists("feature")) { try repo.createBranch("feature") }
-            #expect(throws: RepoError.invalidRefName("a..b", reason: "must not contain '..', '//' or '@{'")) { try repo.createBranch("a..b") }
-            #expect(throws: RepoError.unknownRevision("nowhere")) { try repo.createBranch("x", at: "nowhere") }
+            let atFirst = listed.allSatisfy { $0.target == c1 && $0.subject == "first" }
+            #expect(atFirst, "\(listed)")
+            expectThrows(RepoError.refExists("feature")) { try repo.createBranch("feature") }
+            expectThrows(RepoError.invalidRefName("a..b", reason: "must not contain '..', '//' or '@{'")) { try repo.createBranch("a..b") }
+            expectThrows(RepoError.unknownRevision("nowhere")) { try repo.createBranch("x", at: "nowhere") }
 
             // A merged branch is deleted with plain -d.
             #expect(try repo.deleteBranch("feature") == c1)
             #expect(try repo.branches().map(\.name) == ["main", "old"])
-            #expect(throws: RepoError.unknownRef("feature")) { _ = try repo.deleteBranch("feature") }
+            expectThrows(RepoError.unknownRef("feature")) { _ = try repo.deleteBranch("feature") }
             #expect(try repo.history.reflog(ref: "feature").first?.message == "delete branch")
         }
     }
@@ -33,11 +34,11 @@ import Testing
             _ = try repo.switchBranch("side", create: true)
             try writeFile("2", to: repo.root + "/f.txt")
             let side = try repo.commitAll("on side").commit.id
-            #expect(throws: RepoError.invalidArgument("cannot delete branch 'side': it is the current branch; switch to another branch first")) {
+            expectThrows(RepoError.invalidArgument("cannot delete branch 'side': it is the current branch; switch to another branch first")) {
                 _ = try repo.deleteBranch("side", force: true)
             }
             _ = try repo.switchBranch("main")
-            #expect(throws: RepoError.invalidArgument("branch 'side' is not fully merged into HEAD; use -D to delete it anyway")) {
+            expectThrows(RepoError.invalidArgument("branch 'side' is not fully merged into HEAD; use -D to delete it anyway")) {
                 _ = try repo.deleteBranch("side")
             }
             #expect(try repo.history.ref(named: "side")?.target == side)
@@ -60,20 +61,20 @@ import Testing
             #expect(tags[0].message == "the first")
             #expect(tags[1].message == nil)
             #expect(try repo.resolve("v1") == c1)
-            #expect(throws: RepoError.refExists("v1")) { try repo.createTag("v1") }
+            expectThrows(RepoError.refExists("v1")) { try repo.createTag("v1") }
             // Tags and branches share one namespace.
-            #expect(throws: RepoError.refExists("v1")) { try repo.createBranch("v1") }
+            expectThrows(RepoError.refExists("v1")) { try repo.createBranch("v1") }
             #expect(try repo.decorations()[c1] == ["tag: v1"])
             #expect(Set(try repo.decorations()[c2] ?? []) == ["main", "tag: v2"])
             // A tag is not a branch: it cannot be deleted as one, nor switched to.
-            #expect(throws: RepoError.unknownRef("v1")) { _ = try repo.deleteBranch("v1") }
-            #expect(throws: RepoError.invalidArgument("'v1' is a tag; use 'mrepo checkout v1' to look at it (detached HEAD)")) {
+            expectThrows(RepoError.unknownRef("v1")) { _ = try repo.deleteBranch("v1") }
+            expectThrows(RepoError.invalidArgument("'v1' is a tag; use 'mrepo checkout v1' to look at it (detached HEAD)")) {
                 _ = try repo.switchBranch("v1")
             }
             try repo.deleteTag("v1")
             #expect(try repo.tags().map(\.name) == ["v2"])
-            #expect(throws: RepoError.unknownRef("v1")) { try repo.deleteTag("v1") }
-            #expect(throws: RepoError.unknownRef("main")) { try repo.deleteTag("main") }
+            expectThrows(RepoError.unknownRef("v1")) { try repo.deleteTag("v1") }
+            expectThrows(RepoError.unknownRef("main")) { try repo.deleteTag("main") }
         }
     }
 

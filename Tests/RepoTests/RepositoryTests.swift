@@ -16,12 +16,12 @@ import Testing
             #expect(FileManager.default.fileExists(atPath: dir + "/r/.mrepo/hooks/pre-commit.sample"))
             #expect(!FileManager.default.fileExists(atPath: dir + "/r/.mrepo/hooks/pre-commit"))
             #expect(try repo.history.head() == .branch("main", commit: nil))
-            #expect(throws: RepoError.alreadyARepository(path: dir + "/r")) {
+            expectThrows(RepoError.alreadyARepository(path: dir + "/r")) {
                 try Repository.initialize(at: dir + "/r")
             }
             let other = try Repository.initialize(at: dir + "/o", initialBranch: "trunk")
             #expect(try other.history.head() == .branch("trunk", commit: nil))
-            #expect(throws: RepoError.invalidRefName("bad name", reason: "must not contain spaces, control characters or any of ~^:?*[\\")) {
+            expectThrows(RepoError.invalidRefName("bad name", reason: "must not contain spaces, control characters or any of ~^:?*[\\")) {
                 try Repository.initialize(at: dir + "/p", initialBranch: "bad name")
             }
         }
@@ -32,7 +32,7 @@ import Testing
             let repo = try Repository.initialize(at: dir + "/r")
             try FileManager.default.createDirectory(atPath: dir + "/r/a/b", withIntermediateDirectories: true)
             #expect(try Repository.open(at: dir + "/r/a/b").root == repo.root)
-            #expect(throws: RepoError.notARepository(path: dir)) { _ = try Repository.open(at: dir) }
+            expectThrows(RepoError.notARepository(path: dir)) { _ = try Repository.open(at: dir) }
         }
     }
 
@@ -64,12 +64,12 @@ import Testing
             #expect(try repo.resolve(String(c1.hex.prefix(8))) == c1)
             #expect(try repo.resolve(String(c3.hex.prefix(12)) + "~2") == c1)
 
-            #expect(throws: RepoError.invalidArgument("'HEAD~3': \(c1.short) has no parent")) { try repo.resolve("HEAD~3") }
-            #expect(throws: RepoError.invalidArgument("'HEAD^2': \(c3.short) has 1 parent")) { try repo.resolve("HEAD^2") }
-            #expect(throws: RepoError.unknownRevision("nope")) { try repo.resolve("nope") }
-            #expect(throws: RepoError.unknownRevision("nope~1")) { try repo.resolve("nope~1") }
+            expectThrows(RepoError.invalidArgument("'HEAD~3': \(c1.short) has no parent")) { try repo.resolve("HEAD~3") }
+            expectThrows(RepoError.invalidArgument("'HEAD^2': \(c3.short) has 1 parent")) { try repo.resolve("HEAD^2") }
+            expectThrows(RepoError.unknownRevision("nope")) { try repo.resolve("nope") }
+            expectThrows(RepoError.unknownRevision("nope~1")) { try repo.resolve("nope~1") }
             // Fewer than four hex digits is never a prefix.
-            #expect(throws: RepoError.unknownRevision(String(c1.hex.prefix(3)))) { try repo.resolve(String(c1.hex.prefix(3))) }
+            expectThrows(RepoError.unknownRevision(String(c1.hex.prefix(3)))) { try repo.resolve(String(c1.hex.prefix(3))) }
             #expect(RepoError.unknownRevision("nope").description == "unknown revision 'nope'")
         }
     }
@@ -94,7 +94,7 @@ import Testing
             #expect(try repo.resolve("HEAD~1") == c2)
             #expect(try repo.resolve("HEAD~2") == c1)
             #expect(try repo.resolve("HEAD^0") == merge.id)
-            #expect(throws: RepoError.invalidArgument("'HEAD^3': \(merge.id.short) has 2 parents")) { try repo.resolve("HEAD^3") }
+            expectThrows(RepoError.invalidArgument("'HEAD^3': \(merge.id.short) has 2 parents")) { try repo.resolve("HEAD^3") }
             #expect(try repo.mergeBases([c2, side]) == [c1])
             #expect(try repo.isAncestor(side, of: merge.id))
             #expect(try !repo.isAncestor(side, of: c2))
@@ -141,7 +141,7 @@ import Testing
     @Test func unbornHeadHasNoCommit() throws {
         try withRepository { (repo, _) throws in
             #expect(try repo.headCommit() == nil)
-            #expect(throws: RepoError.invalidArgument("HEAD has no commits yet (branch 'main' is unborn)")) { try repo.resolve("HEAD") }
+            expectThrows(RepoError.invalidArgument("HEAD has no commits yet (branch 'main' is unborn)")) { try repo.resolve("HEAD") }
             #expect(try repo.status().isClean)
         }
     }
@@ -171,8 +171,8 @@ import Testing
                 #expect(error as? RepoError == .repositoryLocked(path: repo.root, pid: pid))
                 #expect((error as? RepoError)?.description
                     == "\(repo.root): repository is locked by pid \(pid) (another mrepo command is writing); retry, or pass --wait")
-                #expect(throws: RepoError.repositoryLocked(path: repo.root, pid: pid)) { try other.createBranch("b") }
-                #expect(throws: RepoError.repositoryLocked(path: repo.root, pid: pid)) { _ = try other.gc() }
+                expectThrows(RepoError.repositoryLocked(path: repo.root, pid: pid)) { try other.createBranch("b") }
+                expectThrows(RepoError.repositoryLocked(path: repo.root, pid: pid)) { _ = try other.gc() }
                 // Readers do not take the lock.
                 #expect(try other.status().changes.count == 1)
             }
@@ -186,7 +186,7 @@ import Testing
     @Test func lockIsReleasedWhenTheBodyThrows() throws {
         try withRepository { repo, _ in
             struct Boom: Error {}
-            #expect(throws: Boom.self) { try repo.withWriteLock { () throws -> Void in throw Boom() } }
+            expectThrows(Boom.self) { try repo.withWriteLock { () throws -> Void in throw Boom() } }
             try writeFile("x", to: repo.root + "/x.txt")
             #expect(try Repository.open(at: repo.root).commitAll("ok").fileCount == 1)
         }

@@ -10,8 +10,10 @@ import Testing
     @Test func statusIsCleanAfterACommit() throws {
         try withRepository { repo, _ in
             try repo.writeModel()
-            #expect(try repo.status().changes.count == 5)
-            #expect(try repo.status().changes.allSatisfy { $0.kind == .added })
+            let changes = try repo.status().changes
+            #expect(changes.count == 5)
+            let allAdded = changes.allSatisfy { $0.kind == .added }
+            #expect(allAdded, "\(changes)")
             let result = try repo.commitAll("base")
             let status = try repo.status()
             #expect(status.isClean)
@@ -180,7 +182,7 @@ import Testing
             #expect(try repo.status().isClean)
             // Switching to the branch already checked out writes nothing.
             #expect(try repo.switchBranch("main").writtenFiles == 0)
-            #expect(throws: RepoError.unknownRef("nope")) { _ = try repo.switchBranch("nope") }
+            expectThrows(RepoError.unknownRef("nope")) { _ = try repo.switchBranch("nope") }
         }
     }
 
@@ -210,7 +212,7 @@ import Testing
         try withRepository { repo, _ in
             _ = try makeTwoBranches(repo)
             try writeFile("mine", to: repo.root + "/extra.json")
-            #expect(throws: RepoError.dirtyWorktree(operation: "switching", paths: ["extra.json"])) {
+            expectThrows(RepoError.dirtyWorktree(operation: "switching", paths: ["extra.json"])) {
                 _ = try repo.switchBranch("side")
             }
             #expect(try readFile(repo.root + "/extra.json") == Array("mine".utf8))
@@ -245,7 +247,7 @@ import Testing
             let created = try repo.switchBranch("old", create: true, startPoint: "HEAD~1")
             #expect(created.head == .branch("old", commit: c1))
             #expect(try readFile(repo.root + "/f.txt") == Array("1".utf8))
-            #expect(throws: RepoError.refExists("trunk")) { _ = try repo.switchBranch("trunk", create: true) }
+            expectThrows(RepoError.refExists("trunk")) { _ = try repo.switchBranch("trunk", create: true) }
         }
     }
 
@@ -310,7 +312,7 @@ import Testing
             try FileManager.default.createDirectory(atPath: dir + "/outside", withIntermediateDirectories: true)
             try FileManager.default.createDirectory(atPath: dir + "/export", withIntermediateDirectories: true)
             try FileManager.default.createSymbolicLink(atPath: dir + "/export/sub", withDestinationPath: dir + "/outside")
-            #expect(throws: RepoError.unsafePath("sub/a.txt", reason: "'\(dir)/export/sub' is a symbolic link; refusing to write through it")) {
+            expectThrows(RepoError.unsafePath("sub/a.txt", reason: "'\(dir)/export/sub' is a symbolic link; refusing to write through it")) {
                 _ = try repo.export("HEAD", to: dir + "/export")
             }
             #expect(try FileManager.default.contentsOfDirectory(atPath: dir + "/outside").isEmpty)

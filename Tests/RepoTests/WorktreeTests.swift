@@ -39,10 +39,10 @@ import Testing
             try FileManager.default.createSymbolicLink(atPath: dir + "/root/real/file", withDestinationPath: dir + "/elsewhere/f")
             try PathPolicy.checkNoSymlinkParents(root: dir + "/root", path: "real/new.txt")
             try PathPolicy.checkNoSymlinkParents(root: dir + "/root", path: "missing/dir/new.txt")
-            #expect(throws: RepoError.unsafePath("link/x/y.txt", reason: "'\(dir)/root/link' is a symbolic link; refusing to write through it")) {
+            expectThrows(RepoError.unsafePath("link/x/y.txt", reason: "'\(dir)/root/link' is a symbolic link; refusing to write through it")) {
                 try PathPolicy.checkNoSymlinkParents(root: dir + "/root", path: "link/x/y.txt")
             }
-            #expect(throws: RepoError.unsafePath("real/file", reason: "is a symbolic link in the working tree; refusing to overwrite it")) {
+            expectThrows(RepoError.unsafePath("real/file", reason: "is a symbolic link in the working tree; refusing to overwrite it")) {
                 try PathPolicy.checkNoSymlinkParents(root: dir + "/root", path: "real/file")
             }
         }
@@ -83,7 +83,7 @@ import Testing
         try withRepository { repo, dir in
             try writeFile("x", to: dir + "/outside/x.txt")
             try FileManager.default.createSymbolicLink(atPath: repo.root + "/data", withDestinationPath: dir + "/outside")
-            #expect(throws: RepoError.self) { try repo.commitAll("dir link") }
+            expectThrows(RepoError.self) { try repo.commitAll("dir link") }
             #expect(repo.objectFiles.isEmpty)
         }
     }
@@ -132,7 +132,8 @@ import Testing
             try FileManager.default.createDirectory(atPath: dir + "/empty-dir", withIntermediateDirectories: true)
             let files = try FolderScanner.scan(root: dir, ignore: IgnoreRules(file: dir + "/.mrepoignore"))
             #expect(files.map(\.path) == [".mrepoignore", "a/b/c.bin", "a/z.txt", "b.txt"])
-            #expect(files.allSatisfy { $0.absolutePath == dir + "/" + $0.path && $0.stat.isRegular && $0.stat.size > 0 })
+            let allRegular = files.allSatisfy { $0.absolutePath == dir + "/" + $0.path && $0.stat.isRegular && $0.stat.size > 0 }
+            #expect(allRegular, "\(files)")
         }
     }
 
