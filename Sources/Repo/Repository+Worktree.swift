@@ -293,13 +293,8 @@ extension Repository {
 
     // MARK: - Export
 
-    /// Writes every file of a commit into `directory`, byte for byte as committed.
-    ///
-    /// Each file is written atomically and every tensor's hash is verified before its file is
-    /// renamed into place: a file that does not verify is never written.
-    public func export(_ revision: String, to directory: String) throws -> ExportResult {
-        let id = try resolve(revision)
-        let tree = try tree(of: id)
+    /// The absolute path of an export folder, created if missing; never the working tree.
+    func exportDirectory(_ directory: String) throws -> String {
         let dir = Repository.absolutePath(directory)
         if dir == root { throw RepoError.invalidArgument("export into the working tree itself; use 'mrepo checkout' instead") }
         do {
@@ -307,6 +302,17 @@ extension Repository {
         } catch {
             throw RepoError.io(path: directory, reason: "cannot create directory")
         }
+        return dir
+    }
+
+    /// Writes every file of a commit into `directory`, byte for byte as committed.
+    ///
+    /// Each file is written atomically and every tensor's hash is verified before its file is
+    /// renamed into place: a file that does not verify is never written.
+    public func export(_ revision: String, to directory: String) throws -> ExportResult {
+        let id = try resolve(revision)
+        let tree = try tree(of: id)
+        let dir = try exportDirectory(directory)
         let counter = ProgressCounter(progress, title: "export", total: tree.logicalByteCount)
         for file in tree.files {
             let path = try PathPolicy.normalize(file.path)

@@ -275,7 +275,7 @@ func printStorage(_ rows: [StorageRow], arch: Architecture, noSync: Bool) {
         let cells: [String] = [r.dtype.rawValue, "\(r.model) (\(kind))", mb(r.fileBytes), mb(r.zstdBytes), mb(r.storedBytes), ratioText, targetText, verdict]
         print("| " + cells.joined(separator: " | ") + " |")
     }
-    print("\n### Speed and memory (\(arch.name) family\(noSync ? ", mrepo with MREPO_FSYNC=0" : ", mrepo syncing every file to disk")))\n")
+    print("\n### Speed and memory (\(arch.name) family\(noSync ? ", mrepo with MREPO_FSYNC=0" : ", mrepo syncing every file to disk"))\n")
     print("| dtype | checkpoint | `mrepo commit` | `zstd -T2 -3` | ratio | `mrepo export` | `zstd -d` | ratio | `cp` | commit peak RSS | export peak RSS |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows {

@@ -177,13 +177,7 @@ extension Repository {
 
     /// Writes computed files into a folder outside the working tree.
     func exportOutputs(_ outputs: [OutputFile], to directory: String) throws -> (directory: String, fileCount: Int, byteCount: Int) {
-        let dir = Repository.absolutePath(directory)
-        if dir == root { throw RepoError.invalidArgument("export into the working tree itself; use 'mrepo checkout' instead") }
-        do {
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        } catch {
-            throw RepoError.io(path: directory, reason: "cannot create directory")
-        }
+        let dir = try exportDirectory(directory)
         let counter = ProgressCounter(progress, title: "export", total: outputs.reduce(0) { $0 + $1.byteCount })
         var bytes = 0
         for file in outputs {
