@@ -200,6 +200,11 @@ extension Repository {
                 unlink(path)
                 report.removedTemporaryFiles += 1
             }
+            // A merge's prepared checkout files, left by a merge that was interrupted.
+            if FileManager.default.fileExists(atPath: metaDirectory + "/prepared") {
+                try? FileManager.default.removeItem(atPath: metaDirectory + "/prepared")
+                report.removedTemporaryFiles += 1
+            }
             return report
         }
     }

@@ -190,7 +190,11 @@ extension Repository {
     /// path that differs between the trees (or an untracked file in the way) stops the operation
     /// before anything is written. Each file is written to a temporary file, verified, synced
     /// and renamed into place.
-    func materialize(_ newTree: Tree, over oldTree: Tree, force: Bool, stats: inout MaterializeStats) throws -> [StatCacheEntry] {
+    ///
+    /// - Parameter prepared: files already written and synced elsewhere on this file system (path →
+    ///   temporary file), renamed into place instead of being decoded again.
+    func materialize(_ newTree: Tree, over oldTree: Tree, force: Bool, stats: inout MaterializeStats,
+                     prepared: [String: String] = [:]) throws -> [StatCacheEntry] {
         let (changes, current) = try status(against: oldTree)
         // Local changes to paths the two trees agree on are carried over, as git does.
         var carried = Set<String>()
@@ -223,7 +227,12 @@ extension Repository {
                 continue
             }
             try PathPolicy.checkNoSymlinkParents(root: root, path: file.path)
-            try writeFile(file, to: destination, progress: counter)
+            if let temporary = prepared[file.path] {
+                try placePrepared(temporary, at: destination, executable: file.executable)
+                counter.add(file.byteCount)
+            } else {
+                try writeFile(file, to: destination, progress: counter)
+            }
             CrashPoint.reach("checkout.file")
             stats.written += 1
             if let st = FileStat.of(destination) { entries.append(StatCacheEntry(path: file.path, stat: st, identity: FileIdentityCoding.encode(file))) }
@@ -245,6 +254,21 @@ extension Repository {
             if rmdir(root + "/" + dir) != 0 { break }
             dir = dir.contains("/") ? splitPath(dir).dir : ""
         }
+    }
+
+    /// Renames a file written and synced elsewhere (a prepared merge result) into place.
+    private func placePrepared(_ temporary: String, at destination: String, executable: Bool) throws {
+        let dir = splitPath(destination).dir
+        do {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        } catch {
+            throw RepoError.io(path: dir, reason: "cannot create directory")
+        }
+        if executable { chmod(temporary, 0o755) }
+        guard rename(temporary, destination) == 0 else {
+            throw RepoError.io(path: destination, reason: "rename failed: \(errnoDescription())")
+        }
+        try AtomicFileWriter.syncDirectory(dir)
     }
 
     /// Writes one file of a tree, atomically, verifying every object it decodes.

@@ -92,6 +92,28 @@ import Testing
         #expect(c.read("out/model.safetensors") != a.read("out/model.safetensors"))
     }
 
+    /// The merge's working tree (written while the merge runs, or decoded after it when the
+    /// layout changes, as with `--dtype`) is byte for byte what `export` gives back.
+    @Test(arguments: [[], ["--dtype", "BF16"]])
+    func mergedWorkingTreeEqualsExport(extra: [String]) throws {
+        let s = try CLISandbox()
+        try s.makeFamily(extra: ["--shards", "2"])
+        try s.ok(["init", "-q", "repo"])
+        try s.ok(["commit", "-q", "--from", "../family/base", "-m", "base"], in: "repo")
+        for ft in ["math", "code"] {
+            try s.ok(["switch", "-q", "-c", ft, "main"], in: "repo")
+            try s.ok(["commit", "-q", "--from", "../family/\(ft)", "-m", ft], in: "repo")
+        }
+        try s.ok(["switch", "-q", "main"], in: "repo")
+        try s.ok(["merge", "-q", "math", "code", "--method", "ties", "--set", "density=0.5"] + extra, in: "repo")
+        try s.ok(["export", "-q", "HEAD", "../out"], in: "repo")
+        #expect(s.files(under: "out").filter { $0.hasSuffix(".safetensors") }.count == 2)
+        #expect(s.sameFiles("out", "repo"))
+        #expect(try s.ok(["status", "--short"], in: "repo").stdout.isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: s.path("repo/.mrepo/prepared")))
+        try s.ok(["fsck"], in: "repo")
+    }
+
     @Test func fastForwardAndUpToDate() throws {
         let s = try family()
         #expect(try s.ok(["merge", "math"], in: "repo").stdout.contains("Fast-forward"))

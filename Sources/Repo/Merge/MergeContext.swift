@@ -13,6 +13,8 @@ struct MergeContext {
     let expertTrees: [Tree]
     let baseTensors: [String: InputTensor]
     let expertTensors: [[String: InputTensor]]
+    /// Receives each merged tensor's bytes for the checkout (nil: nothing is prepared).
+    var prepared: PreparedCheckout?
 
     init(repository: Repository, base: ObjectID, experts: [(name: String, commit: ObjectID)], plan: MergePlan, options: MergeOptions) throws {
         self.repository = repository
@@ -273,6 +275,9 @@ struct MergeContext {
             reference = (info, try repository.objects.header(of: info.id))
         } else {
             reference = nil
+        }
+        if override == nil, extraRows == nil {
+            values.withUnsafeBytes { raw in prepared?.write(name, UnsafeRawBufferPointer(rebasing: raw[0..<byteCount])) }
         }
         let written = try values.withUnsafeBytes { raw in
             try withBaseBytes(baseValues: baseValues, baseRaw: baseRaw) { known in

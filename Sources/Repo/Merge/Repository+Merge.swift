@@ -129,7 +129,7 @@ extension Repository {
         }
         let plan = try MergePlan(recipe)
 
-        let context = try MergeContext(repository: self, base: baseID, experts: experts, plan: plan, options: options)
+        var context = try MergeContext(repository: self, base: baseID, experts: experts, plan: plan, options: options)
         let layerCount = TensorContext.layerCount(of: context.allNames)
         if options.dryRun {
             let report = try context.classify(layerCount: layerCount)
@@ -138,6 +138,11 @@ extension Repository {
         }
         let batch = objects.makeBatch()
         var committed: (RecordedMerge, ConflictReport)?
+        // The merged files are written as the merge goes, for the checkout (an optimisation only).
+        if !options.noCommit {
+            context.prepared = try? PreparedCheckout(repository: self, template: context.expertTrees.first ?? context.baseTree)
+        }
+        defer { context.prepared?.discard() }
         do {
             let tr = Date()
             var result = try context.run(layerCount: layerCount, batch: batch, progress: progress)
@@ -179,7 +184,7 @@ extension Repository {
         }
         let (recorded, report) = committed!
         let tf = Date()
-        try finishMerge(recorded)
+        try finishMerge(recorded, prepared: context.prepared)
         Timing.add("checkout", Date().timeIntervalSince(tf))
         Timing.report()
         return MergeOutcome(status: .committed(recorded.commit), report: report, base: baseID, baseCandidates: candidates,
@@ -196,8 +201,10 @@ extension Repository {
     }
 
     /// Checks the merge out into the working tree and runs post-merge (after the commit is recorded).
-    func finishMerge(_ recorded: RecordedMerge) throws {
-        let entries = try materialize(recorded.tree, over: recorded.from, force: true)
+    func finishMerge(_ recorded: RecordedMerge, prepared: PreparedCheckout? = nil) throws {
+        let ready = prepared?.finish(for: recorded.tree, store: objects) ?? [:]
+        var stats = MaterializeStats()
+        let entries = try materialize(recorded.tree, over: recorded.from, force: true, stats: &stats, prepared: ready)
         history.saveStatCacheOpportunistically(entries, removing: [])
         var env = recorded.hookEnvironment
         env["MREPO_COMMIT"] = recorded.commit.id.hex

@@ -1,0 +1,116 @@
+import Delta
+import Foundation
+
+/// The merged model's files, written while the merge runs, so that checking the merge out renames
+/// them into place instead of decoding every merged tensor a second time.
+///
+/// Each safetensors file of the layout template (the first expert's files) gets a temporary copy
+/// under `.mrepo/prepared`, sized and headed like the template; every merged tensor is written to
+/// its place as soon as it is computed. When the merge is recorded, the files whose tree entry kept
+/// the template's header get their remaining tensors (taken from an input unchanged) decoded into
+/// place, are synced, and renamed into the working tree. Anything unusual (another layout, a write
+/// error) just leaves that file to the ordinary checkout: this is an optimisation, never a source of
+/// truth, and a crash leaves at most the temporary folder, which the next merge removes.
+final class PreparedCheckout: @unchecked Sendable {
+    private struct File {
+        var path: String
+        var temporary: String
+        var fd: Int32
+        var headerObject: ObjectID
+        var headerLength: Int
+        var byteCount: Int
+        var executable: Bool
+        var pending: Set<String>
+        var failed = false
+    }
+
+    let directory: String
+    private var files: [File] = []
+    private var places: [String: (file: Int, offset: Int, count: Int)] = [:]
+
+    init(repository: Repository, template: Tree) throws {
+        directory = repository.metaDirectory + "/prepared"
+        try? FileManager.default.removeItem(atPath: directory)
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw RepoError.io(path: directory, reason: "cannot create directory")
+        }
+        for (i, f) in template.files.enumerated() where f.kind == .safetensors {
+            let header = try repository.objects.read(f.objectID)
+            let temporary = directory + "/\(i).safetensors"
+            let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { continue }
+            guard ftruncate(fd, off_t(f.byteCount)) == 0, PreparedCheckout.write(fd, header, at: 0) else {
+                close(fd)
+                continue
+            }
+            files.append(File(path: f.path, temporary: temporary, fd: fd, headerObject: f.objectID, headerLength: header.count,
+                              byteCount: f.byteCount, executable: f.executable, pending: Set(f.tensors.map(\.name))))
+            for t in f.tensors where places[t.name] == nil {
+                places[t.name] = (files.count - 1, header.count + t.dataOffsets.lowerBound, t.byteCount)
+            }
+        }
+    }
+
+    deinit { discard() }
+
+    /// Puts a merged tensor's bytes at its place (when the template has it with that size).
+    func write(_ name: String, _ bytes: UnsafeRawBufferPointer) {
+        guard let p = places[name], bytes.count == p.count, !files[p.file].failed else { return }
+        if PreparedCheckout.write(files[p.file].fd, bytes, at: p.offset) {
+            files[p.file].pending.remove(name)
+        } else {
+            files[p.file].failed = true
+        }
+    }
+
+    /// Completes the files whose entry in `tree` is the prepared layout, syncs them, and returns
+    /// them by path (temporary files to rename into the working tree).
+    func finish(for tree: Tree, store: ObjectStore) -> [String: String] {
+        var out: [String: String] = [:]
+        for i in files.indices {
+            let f = files[i]
+            guard !f.failed, f.fd >= 0, let entry = tree.file(at: f.path), entry.kind == .safetensors,
+                  entry.objectID == f.headerObject, entry.byteCount == f.byteCount, entry.executable == f.executable
+            else { continue }
+            var ok = true
+            for t in entry.tensors where f.pending.contains(t.name) {
+                guard let bytes = try? store.read(t.objectID), bytes.count == t.byteCount,
+                      bytes.withUnsafeBytes({ PreparedCheckout.write(f.fd, $0, at: f.headerLength + t.dataOffsets.lowerBound) })
+                else { ok = false; break }
+            }
+            if ok, AtomicFileWriter.syncEnabled, fsync(f.fd) != 0 { ok = false }
+            close(f.fd)
+            files[i].fd = -1
+            if ok { out[f.path] = f.temporary }
+        }
+        return out
+    }
+
+    /// Closes and deletes everything not renamed away.
+    func discard() {
+        for i in files.indices where files[i].fd >= 0 {
+            close(files[i].fd)
+            files[i].fd = -1
+        }
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    private static func write(_ fd: Int32, _ bytes: [UInt8], at offset: Int) -> Bool {
+        bytes.withUnsafeBytes { write(fd, $0, at: offset) }
+    }
+
+    private static func write(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int) -> Bool {
+        var done = 0
+        while done < bytes.count {
+            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                return false
+            }
+            done += n
+        }
+        return true
+    }
+}
