@@ -50,7 +50,7 @@ struct Options {
                       --dtypes    which families to generate and measure (default F32,BF16)
                       --work      scratch folder (default ./.bench; needs about 12 GB for --size bench)
                       --sections  storage: commit/export through the mrepo binary vs the zstd CLI;
-                                  merge: ties and dare_ties of the three fine-tunes (needs storage);
+                                  merge: ties and dare_ties of the three fine-tunes (runs storage too: its exports are the reference);
                                   rmm: reversible merges of 8 LoRA adapters (r = 16) for K = 1..7, one revert;
                                   codec: encodings, zstd levels and chunk sizes, in process;
                                   real: the same codec figures on real checkpoints, if present
@@ -64,6 +64,8 @@ struct Options {
             }
             i += 1
         }
+        // The merge is timed against the storage section's exports, in its repositories.
+        if o.sections.contains("merge") { o.sections.insert("storage") }
         return o
     }
 }
