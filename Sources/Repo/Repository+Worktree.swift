@@ -227,8 +227,7 @@ extension Repository {
                 continue
             }
             try PathPolicy.checkNoSymlinkParents(root: root, path: file.path)
-            if let temporary = prepared[file.path] {
-                try placePrepared(temporary, at: destination, executable: file.executable)
+            if let temporary = prepared[file.path], try placePrepared(temporary, at: destination, executable: file.executable) {
                 counter.add(file.byteCount)
             } else {
                 try writeFile(file, to: destination, progress: counter)
@@ -256,8 +255,9 @@ extension Repository {
         }
     }
 
-    /// Renames a file written and synced elsewhere (a prepared merge result) into place.
-    private func placePrepared(_ temporary: String, at destination: String, executable: Bool) throws {
+    /// Renames a file written and synced elsewhere (a prepared merge result) into place; false
+    /// (the temporary file removed) when it cannot be renamed, e.g. from another file system.
+    private func placePrepared(_ temporary: String, at destination: String, executable: Bool) throws -> Bool {
         let dir = splitPath(destination).dir
         do {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -266,9 +266,11 @@ extension Repository {
         }
         if executable { chmod(temporary, 0o755) }
         guard rename(temporary, destination) == 0 else {
-            throw RepoError.io(path: destination, reason: "rename failed: \(errnoDescription())")
+            unlink(temporary)
+            return false
         }
         try AtomicFileWriter.syncDirectory(dir)
+        return true
     }
 
     /// Writes one file of a tree, atomically, verifying every object it decodes.

@@ -4,12 +4,19 @@ import Foundation
 import Glibc
 #endif
 
-/// Runs a command, measuring its wall time and peak resident set (from `wait4`'s rusage).
+/// One run of a command: its wall time and peak resident set (reported by GNU time).
 struct Measured {
     var seconds: Double
     var peakRSSBytes: Int
     var status: Int32
     var output: String
+
+    /// The fastest of several runs, with the largest peak memory among them.
+    static func best(_ runs: [Measured]) -> Measured {
+        var m = runs.min { $0.seconds < $1.seconds }!
+        m.peakRSSBytes = runs.map(\.peakRSSBytes).max()!
+        return m
+    }
 }
 
 enum Subprocess {

@@ -128,11 +128,7 @@ func storageSection(_ o: Options, arch: Architecture, dtype: DType, mrepo: Strin
     var rows: [StorageRow] = []
     var env = ["MREPO_AUTHOR": "bench <bench@example.com>"]
     if o.noSync { env["MREPO_FSYNC"] = "0" }
-    func best(_ runs: [Measured]) -> Measured {
-        var m = runs.min { $0.seconds < $1.seconds }!
-        m.peakRSSBytes = runs.map(\.peakRSSBytes).max()!
-        return m
-    }
+    let best = Measured.best
     for model in models {
         let file = family + "/" + model + "/model.safetensors"
         let bytes = fileSize(file)
@@ -204,8 +200,7 @@ func mergeSection(_ o: Options, repo: String, rows: [StorageRow], mrepo: String,
             runs.append(m)
             try Subprocess.check([mrepo, "-C", repo, "switch", "-q", "--force", "main"])
         }
-        var best = runs.min { $0.seconds < $1.seconds }!
-        best.peakRSSBytes = runs.map(\.peakRSSBytes).max()!
+        let best = Measured.best(runs)
         out.append((method, best, inputsExport))
         FileHandle.standardError.write(Data("  merge \(method): \(String(format: "%.2f", best.seconds)) s, \(best.peakRSSBytes / 1_048_576) MiB\n".utf8))
     }

@@ -4,9 +4,6 @@ import Foundation
 import Merge
 import Repo
 
-/// mrepo's version, recorded in merge recipes and printed by `--version`.
-let mrepoVersion = "0.1.0"
-
 @main
 struct MrepoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -19,7 +16,7 @@ struct MrepoCommand: ParsableCommand {
             far less than ten copies. Revisions are written as in git: a branch or tag name, HEAD, a \
             commit id or a unique prefix of at least 4 digits, followed by ~N or ^N.
             """,
-        version: mrepoVersion,
+        version: Repository.toolVersion,
         groupedSubcommands: [
             CommandGroup(name: "Start", subcommands: [InitCommand.self]),
             CommandGroup(name: "Record and inspect", subcommands: [
@@ -45,9 +42,19 @@ struct MrepoCommand: ParsableCommand {
             }
             arguments.removeFirst(2)
         }
+        var command: ParsableCommand
         do {
-            var command = try parseAsRoot(arguments)
+            command = try parseAsRoot(arguments)
+        } catch {
+            exit(withError: error)
+        }
+        do {
             try command.run()
+        } catch let error as ValidationError {
+            // A check that needs more than the command line (a recipe file, say): the same exit
+            // status as a usage error found while parsing, in one line.
+            let name = type(of: command).configuration.commandName.map { " \($0)" } ?? ""
+            ErrorReporter.fail("\(error.message) (see 'mrepo\(name) --help')", status: ExitCode.validationFailure.rawValue)
         } catch let error as RepoError {
             ErrorReporter.fail(error.description)
         } catch let error as DeltaError {
@@ -56,18 +63,20 @@ struct MrepoCommand: ParsableCommand {
             ErrorReporter.fail(error.description)
         } catch let error as DecodingError {
             ErrorReporter.fail("invalid input: \(error)")
+        } catch let error as CocoaError {
+            ErrorReporter.fail((error.filePath.map { "\($0): " } ?? "") + error.localizedDescription)
         } catch {
             exit(withError: error)
         }
     }
 }
 
-/// Prints `mrepo: error: ...` and exits with status 2.
+/// Prints `mrepo: error: ...` and exits with status 2 (or the one given).
 enum ErrorReporter {
-    static func fail(_ message: String) -> Never {
+    static func fail(_ message: String, status: Int32 = 2) -> Never {
         let line = message.replacingOccurrences(of: "\n", with: " ")
         FileHandle.standardError.write(Data("mrepo: error: \(line)\n".utf8))
-        Foundation.exit(2)
+        Foundation.exit(status)
     }
 
     static func note(_ message: String) {

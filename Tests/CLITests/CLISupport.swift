@@ -99,7 +99,7 @@ final class CLISandbox {
         return all.filter { p in
             var isDir: ObjCBool = false
             _ = FileManager.default.fileExists(atPath: base + "/" + p, isDirectory: &isDir)
-            return !isDir.boolValue && !p.hasPrefix(".mrepo") && !p.hasPrefix(".stdout-") && !p.hasPrefix(".stderr-")
+            return !isDir.boolValue && !p.hasPrefix(".mrepo")
         }.sorted()
     }
 

@@ -93,8 +93,8 @@ import Testing
     }
 
     /// The merge's working tree (written while the merge runs, or decoded after it when the
-    /// layout changes, as with `--dtype`) is byte for byte what `export` gives back.
-    @Test(arguments: [[], ["--dtype", "BF16"]])
+    /// layout changes, as with `--dtype`, narrower or wider) is byte for byte what `export` gives back.
+    @Test(arguments: [[], ["--dtype", "BF16"], ["--dtype", "F64"]])
     func mergedWorkingTreeEqualsExport(extra: [String]) throws {
         let s = try CLISandbox()
         try s.makeFamily(extra: ["--shards", "2"])

@@ -172,6 +172,18 @@ import Testing
         #expect(back.map(\.bitPattern) == values.map(\.bitPattern), "\(dtype)")
     }
 
+    /// In place (the merge's output path) gives the same bytes as converting into a new buffer,
+    /// across block boundaries, for every dtype of at most 4 bytes.
+    @Test(arguments: DType.allCases.filter { $0.byteSize <= 4 })
+    func inPlaceConversionMatchesCopying(dtype: DType) {
+        var rng = SystemRandomNumberGenerator()
+        let values = (0..<2500).map { i in Float(i % 7 == 0 ? -3 : 1) * Float.random(in: 0..<100, using: &rng) }
+        var buffer = values
+        buffer.withUnsafeMutableBufferPointer { FloatConversion.fromFloatInPlace(dtype, count: values.count, UnsafeMutableRawBufferPointer($0)) }
+        let inPlace = buffer.withUnsafeBytes { Array($0[0..<(values.count * dtype.byteSize)]) }
+        #expect(inPlace == fromFloats(dtype, values), "\(dtype)")
+    }
+
     @Test func wideIntegersAndDoublesConvertToFloat() {
         #expect(toFloats(.i64, bytesOf([Int64(-5), 1 << 50])) == [-5, 0x1p50])
         #expect(toFloats(.u64, bytesOf([UInt64.max])) == [0x1p64])

@@ -66,23 +66,25 @@ public enum FloatConversion {
         }
     }
 
-    /// Converts `count` Floats stored at the start of `buffer` to `dtype`, writing the result at the
-    /// start of the same buffer. Works for every dtype of at most 4 bytes (each element is written
-    /// at or before where it was read); wider dtypes are converted through a copy.
+    /// Converts `count` Floats stored at the start of `buffer` to `dtype`, a dtype of at most 4
+    /// bytes, writing the result at the start of the same buffer.
     public static func fromFloatInPlace(_ dtype: DType, count: Int, _ buffer: UnsafeMutableRawBufferPointer) {
+        precondition(dtype.byteSize <= 4, "in-place conversion narrows or keeps the element size")
+        precondition(buffer.count >= 4 * count, "buffer holds every Float")
         guard dtype != .f32, count > 0 else { return }
-        if dtype.byteSize > 4 {
-            let copy = Array(UnsafeBufferPointer(start: buffer.baseAddress!.assumingMemoryBound(to: Float.self), count: count))
-            copy.withUnsafeBufferPointer { fromFloat(dtype, $0, into: buffer) }
-            return
-        }
         let p = buffer.baseAddress!
         let size = dtype.byteSize
-        // Element by element, in order: element i is read from offset 4i before offset size·i ≤ 4i is written.
-        for i in 0..<count {
-            let x = p.load(fromByteOffset: 4 * i, as: Float.self)
-            withUnsafePointer(to: x) { px in
-                fromFloat(dtype, UnsafeBufferPointer(start: px, count: 1), into: UnsafeMutableRawBufferPointer(start: p + size * i, count: size))
+        // Block by block, in order, through a copy: block [s, e) is written to [size·s, size·e), at or
+        // below 4·e, where the next block's reads begin.
+        let block = 1024
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: block) { temp in
+            var start = 0
+            while start < count {
+                let n = min(block, count - start)
+                temp.baseAddress!.update(from: (p + 4 * start).assumingMemoryBound(to: Float.self), count: n)
+                fromFloat(dtype, UnsafeBufferPointer(rebasing: temp[0..<n]),
+                          into: UnsafeMutableRawBufferPointer(start: p + size * start, count: size * n))
+                start += n
             }
         }
     }

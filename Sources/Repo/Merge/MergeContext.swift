@@ -16,6 +16,9 @@ struct MergeContext {
     /// Receives each merged tensor's bytes for the checkout (nil: nothing is prepared).
     var prepared: PreparedCheckout?
 
+    /// The tree whose files and tensor order the merge result follows: the first expert's.
+    var layoutTemplate: Tree { expertTrees.first ?? baseTree }
+
     init(repository: Repository, base: ObjectID, experts: [(name: String, commit: ObjectID)], plan: MergePlan, options: MergeOptions) throws {
         self.repository = repository
         baseID = base
@@ -182,12 +185,6 @@ struct MergeContext {
             }
         }
         counter.finish()
-        for (name, reason) in result.unresolved {
-            if let i = result.report.tensors.firstIndex(where: { $0.name == name }) {
-                result.report.tensors[i].conflict = reason
-                if result.report.tensors[i].mergeClass != .merged { result.report.tensors[i].mergeClass = .conflict }
-            }
-        }
         return result
     }
 
@@ -261,14 +258,22 @@ struct MergeContext {
         if override == nil, thresholds.violation(metrics) != nil { return (nil, metrics, remarks) }
         if let extra = extraRows { values += extra.values; shape = [commonRows + extra.rows, columns] }
         let dtype = options.outputDType ?? baseInput.tensor.dtype
-        // Float32 output is the values' own bytes; other dtypes are converted in place into the
-        // front of the same buffer (each narrower element lands before the ones still to be read).
+        // Float32 output is the values' own bytes; narrower dtypes are converted in place into the
+        // front of the same buffer, wider ones (F64, 64-bit integers) into a buffer of their own.
         let byteCount = values.count * dtype.byteSize
-        if dtype != .f32 {
+        var wide: [UInt8]?
+        if dtype.byteSize > 4 {
+            var out = [UInt8](repeating: 0, count: byteCount)
+            values.withUnsafeBufferPointer { v in out.withUnsafeMutableBytes { FloatConversion.fromFloat(dtype, v, into: $0) } }
+            wide = out
+        } else if dtype != .f32 {
             values.withUnsafeMutableBufferPointer { v in
-                let raw = UnsafeMutableRawBufferPointer(v)
-                FloatConversion.fromFloatInPlace(dtype, count: v.count, raw)
+                FloatConversion.fromFloatInPlace(dtype, count: v.count, UnsafeMutableRawBufferPointer(v))
             }
+        }
+        func withOutputBytes<T>(_ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
+            if let wide { return try wide.withUnsafeBytes(body) }
+            return try values.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[0..<byteCount])) }
         }
         let reference: (info: ObjectInfo, header: EncodedTensorHeader)?
         if let info = try repository.history.objectInfo(baseInput.tensor.objectID) {
@@ -277,11 +282,11 @@ struct MergeContext {
             reference = nil
         }
         if override == nil, extraRows == nil {
-            values.withUnsafeBytes { raw in prepared?.write(name, UnsafeRawBufferPointer(rebasing: raw[0..<byteCount])) }
+            withOutputBytes { prepared?.write(name, $0) }
         }
-        let written = try values.withUnsafeBytes { raw in
+        let written = try withOutputBytes { output in
             try withBaseBytes(baseValues: baseValues, baseRaw: baseRaw) { known in
-                try repository.objects.write(kind: .tensor, dtype: dtype, shape: shape, source: UnsafeRawBufferPointer(rebasing: raw[0..<byteCount]),
+                try repository.objects.write(kind: .tensor, dtype: dtype, shape: shape, source: output,
                                              reference: reference, options: repository.codecOptions, batch: batch, referenceBytes: known)
             }
         }
@@ -328,9 +333,8 @@ struct MergeContext {
             }
             remarks.append("vocabulary \(policy.rawValue): rows \(minRows)..<\(target) not shared by every input were taken as the mean of the inputs that have them")
         }
-        for (i, e) in experts.enumerated() where rows[i + 1] > target {
+        for i in self.experts.indices where rows[i + 1] > target {
             remarks.append("vocabulary \(policy.rawValue): rows \(target)..<\(rows[i + 1]) of \(self.experts[i].name) were dropped")
-            _ = e
         }
         if baseShape[0] > target { remarks.append("vocabulary \(policy.rawValue): rows \(target)..<\(baseShape[0]) of the merge base were dropped") }
         return (trimmed, [minRows, columns], target > minRows ? (target - minRows, extra) : nil, remarks)

@@ -9,7 +9,7 @@ extension MergeContext {
     /// (README.md) and the recipe (merge_recipe.yml) are added.
     func buildTree(decided: [String: ObjectID], recipe: MergeRecipe, report: ConflictReport, recipeYAML: String,
                    batch: ObjectStore.Batch, newObjects: inout [ObjectInfo], card: String? = nil) throws -> Tree {
-        let template = expertTrees.first ?? baseTree
+        let template = layoutTemplate
         let store = repository.objects
         var placed = Set<String>()
         var files: [TreeFile] = []

@@ -21,6 +21,7 @@ final class PreparedCheckout: @unchecked Sendable {
         var byteCount: Int
         var executable: Bool
         var pending: Set<String>
+        var written = 0
         var failed = false
     }
 
@@ -60,30 +61,43 @@ final class PreparedCheckout: @unchecked Sendable {
         guard let p = places[name], bytes.count == p.count, !files[p.file].failed else { return }
         if PreparedCheckout.write(files[p.file].fd, bytes, at: p.offset) {
             files[p.file].pending.remove(name)
+            files[p.file].written += 1
         } else {
             files[p.file].failed = true
         }
     }
 
     /// Completes the files whose entry in `tree` is the prepared layout, syncs them, and returns
-    /// them by path (temporary files to rename into the working tree).
+    /// them by path (temporary files to rename into the working tree). A file that received no
+    /// merged tensor is left to the ordinary checkout, which skips it when it is unchanged.
     func finish(for tree: Tree, store: ObjectStore) -> [String: String] {
         var out: [String: String] = [:]
-        for i in files.indices {
+        for i in files.indices where files[i].fd >= 0 {
             let f = files[i]
-            guard !f.failed, f.fd >= 0, let entry = tree.file(at: f.path), entry.kind == .safetensors,
-                  entry.objectID == f.headerObject, entry.byteCount == f.byteCount, entry.executable == f.executable
-            else { continue }
-            var ok = true
-            for t in entry.tensors where f.pending.contains(t.name) {
-                guard let bytes = try? store.read(t.objectID), bytes.count == t.byteCount,
-                      bytes.withUnsafeBytes({ PreparedCheckout.write(f.fd, $0, at: f.headerLength + t.dataOffsets.lowerBound) })
-                else { ok = false; break }
+            var ok = false
+            if !f.failed, f.written > 0, let entry = tree.file(at: f.path), entry.kind == .safetensors,
+               entry.objectID == f.headerObject, entry.byteCount == f.byteCount, entry.executable == f.executable {
+                ok = entry.tensors.filter { f.pending.contains($0.name) }.allSatisfy { t in
+                    // Streamed and verified by the store, as the ordinary checkout does.
+                    var offset = f.headerLength + t.dataOffsets.lowerBound
+                    let end = offset + t.byteCount
+                    do {
+                        try store.decode(t.objectID) { chunk in
+                            guard offset + chunk.count <= end, PreparedCheckout.write(f.fd, chunk, at: offset) else {
+                                throw RepoError.io(path: f.temporary, reason: "cannot write")
+                            }
+                            offset += chunk.count
+                        }
+                    } catch {
+                        return false
+                    }
+                    return offset == end
+                }
+                if ok, AtomicFileWriter.syncEnabled, fsync(f.fd) != 0 { ok = false }
             }
-            if ok, AtomicFileWriter.syncEnabled, fsync(f.fd) != 0 { ok = false }
             close(f.fd)
             files[i].fd = -1
-            if ok { out[f.path] = f.temporary }
+            if ok { out[f.path] = f.temporary } else { unlink(f.temporary) }
         }
         return out
     }

@@ -140,7 +140,7 @@ extension Repository {
         var committed: (RecordedMerge, ConflictReport)?
         // The merged files are written as the merge goes, for the checkout (an optimisation only).
         if !options.noCommit {
-            context.prepared = try? PreparedCheckout(repository: self, template: context.expertTrees.first ?? context.baseTree)
+            context.prepared = try? PreparedCheckout(repository: self, template: context.layoutTemplate)
         }
         defer { context.prepared?.discard() }
         do {
@@ -156,7 +156,6 @@ extension Repository {
                                    decided: result.decided, unresolved: result.unresolved, reportObject: reportBlob.info.id,
                                    readyTree: nil, options: context.optionsJSON)
             if !result.unresolved.isEmpty {
-                try batch.finish()
                 try history.setMergeState(state, objects: result.newObjects)
                 return MergeOutcome(status: .conflicted, report: result.report, base: baseID, baseCandidates: candidates,
                                     estimatedPeakBytes: context.estimatedPeakBytes, recipeYAML: recipeYAML(recipe, base: baseID))
@@ -350,7 +349,8 @@ extension Repository {
         return out
     }
 
-    static let toolVersion = "0.1.0"
+    /// mrepo's version: recorded in merge recipes and model cards, printed by `mrepo --version`.
+    public static let toolVersion = "0.1.0"
 }
 
 extension HistoryDatabase {

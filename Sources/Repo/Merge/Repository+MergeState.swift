@@ -61,22 +61,18 @@ extension Repository {
                     return try MergePlan(recipe)
                 }()
                 for name in matching {
-                    let label: String
                     var chosen: ObjectID?
                     switch resolution {
                     case .ours:
                         chosen = context.expertTensors.first?[name]?.tensor.objectID
-                        label = "ours"
                     case let .theirs(branch):
                         let index = branch.map { b in context.experts.firstIndex { $0.name == b } } ?? context.experts.indices.last
                         guard let index else { throw RepoError.invalidArgument("'\(branch ?? "")' is not an input of this merge") }
                         chosen = context.expertTensors[index][name]?.tensor.objectID
-                        label = "theirs:\(context.experts[index].name)"
                     case .base:
                         chosen = context.baseTensors[name]?.tensor.objectID
-                        label = "base"
                     case .method:
-                        guard let plan = overridePlan else { continue }
+                        let plan = overridePlan!
                         guard context.baseTensors[name] != nil, context.expertTensors.allSatisfy({ $0[name]?.tensor.shape == context.baseTensors[name]?.tensor.shape }) else {
                             throw RepoError.invalidArgument("'\(name)' cannot be merged by a method (its shapes differ or it has no merge base); use --ours, --theirs or --base")
                         }
@@ -87,11 +83,9 @@ extension Repository {
                             chosen = info.id
                             if !newObjects.contains(where: { $0.id == info.id }) { newObjects.append(info) }
                         }
-                        label = "method:\(plan.recipe.method)"
                     }
                     state.unresolved[name] = nil
-                    if let chosen { state.decided[name] = chosen } else { state.decided[name] = nil }
-                    _ = label
+                    state.decided[name] = chosen
                 }
                 try batch.finish()
                 try history.setMergeState(state, objects: newObjects)

@@ -317,12 +317,11 @@ extension Repository {
                 }
                 let expertParams = input.factors.map { $0.reduce(0) { $0 + $1.parameterCount } } ?? n * input.rows * input.columns
                 if kind == "adapter" {
-                    for (i, a) in loadedAdapters.enumerated() {
+                    for a in loadedAdapters {
                         let m = a.adapter.modules.first { $0.baseTensor == input.baseTensor }!
                         for name in [m.aName, m.bName] {
                             if let t = a.tensor(name), let info = try history.objectInfo(t.objectID) { expertBytes += info.storedByteCount }
                         }
-                        _ = i
                     }
                 } else {
                     expertBytes += expertParams * 4

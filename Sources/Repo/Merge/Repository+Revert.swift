@@ -211,7 +211,6 @@ extension Repository {
                 default: rank = r
                 }
                 viewRank = max(viewRank, rank)
-                _ = rank
             }
             let dtype = template.tensor(modules[0].aName)?.dtype ?? .f32
             for m in modules {

@@ -99,7 +99,7 @@ struct ShowCommand: ParsableCommand {
 
     @OptionGroup var repository: RepositoryOptions
 
-    @Argument(help: ArgumentHelp("The commit to show. The default is HEAD.", valueName: "rev"))
+    @Argument(help: ArgumentHelp("The commit to show.", valueName: "rev"))
     var revision = "HEAD"
 
     @Flag(help: "Print the commit as JSON.")
@@ -260,6 +260,11 @@ struct ReflogCommand: ParsableCommand {
     func run() throws {
         let repo = try repository.open()
         let entries = try repo.history.reflog(ref: ref, limit: maxCount)
+        // A ref that never moved has no entries; a name that is no ref at all is an error, as elsewhere.
+        if let ref, entries.isEmpty, ref != "HEAD",
+           try !repo.branches().contains(where: { $0.name == ref }), try !repo.tags().contains(where: { $0.name == ref }) {
+            throw RepoError.unknownRef(ref)
+        }
         if json {
             printJSON(.array(entries.map {
                 .obj(["ref": .string($0.ref), "old": .opt($0.old?.hex), "new": .opt($0.new?.hex),

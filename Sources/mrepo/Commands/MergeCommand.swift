@@ -120,6 +120,15 @@ struct MergeCommand: ParsableCommand {
         if FileConflictRule(rawValue: fileConflict) == nil { throw ValidationError("--file-conflict must be ours, theirs or base") }
         if let dtype, DType(parsing: dtype) == nil { throw ValidationError("--dtype: unknown dtype '\(dtype)'") }
         if noCommit && dryRun { throw ValidationError("--no-commit and --dry-run exclude each other") }
+        if let report {
+            // Checked before merging: the report is written after the merge is recorded.
+            let folder = URL(fileURLWithPath: repository.path(report)).deletingLastPathComponent().path
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue,
+                  FileManager.default.isWritableFile(atPath: folder) else {
+                throw ValidationError("--report \(report): folder '\(folder)' does not exist or is not writable")
+            }
+        }
     }
 
     func run() throws {
@@ -174,11 +183,16 @@ struct MergeCommand: ParsableCommand {
             var models = r.models
             if let b = r.baseModel {
                 baseRev = baseRev ?? b
-                if r.method != SLERP.id { models.removeAll { $0.name == b } }
+                if recipe.method != SLERP.id { models.removeAll { $0.name == b } }
             }
             if branchList.isEmpty { branchList = models.map(\.name) }
             for m in models { expertParams[m.name, default: [:]].merge(m.parameters) { _, b in b } }
-            if outDType == nil, let od = r.outDType { outDType = DType(parsing: od) }
+            if outDType == nil, let od = r.outDType {
+                guard let parsed = DType(parsing: od) else {
+                    throw MergeError.invalidRecipe(file: config, problem: "out_dtype '\(od)' is not a dtype (F32, BF16, F16, ...)")
+                }
+                outDType = parsed
+            }
         }
         for s in settings {
             let (name, glob, value) = try parseSetting(s)
@@ -212,14 +226,19 @@ struct MergeCommand: ParsableCommand {
             throw ValidationError("--method rmm needs --basis K, the basis size (1 ≤ K ≤ N − 1; K = N − 1 rebuilds every expert exactly)")
         }
         if let lines {
-            let parts = lines.split(separator: ",").compactMap { Double($0) }
-            guard parts.count == 2 else { throw ValidationError("--lines expects ALPHA,BETA, e.g. 0.3,0.7") }
-            recipe.lines = (parts[0], parts[1])
+            let parts = lines.split(separator: ",", omittingEmptySubsequences: false).map { Double($0) }
+            guard parts.count == 2, let alpha = parts[0], let beta = parts[1] else {
+                throw ValidationError("--lines expects ALPHA,BETA, e.g. 0.3,0.7")
+            }
+            recipe.lines = (alpha, beta)
         }
         if let consensus {
-            let parts = consensus.split(separator: ",")
-            guard let k = parts.first.flatMap({ Int($0) }), parts.count <= 2 else { throw ValidationError("--consensus expects K or K,LAMBDA") }
-            recipe.consensus = (k, parts.count == 2 ? (Double(parts[1]) ?? 1) : 1)
+            let parts = consensus.split(separator: ",", omittingEmptySubsequences: false)
+            let lambda = parts.count == 2 ? Double(parts[1]) : 1
+            guard let k = parts.first.flatMap({ Int($0) }), parts.count <= 2, let lambda else {
+                throw ValidationError("--consensus expects K or K,LAMBDA, e.g. 2 or 2,0.6")
+            }
+            recipe.consensus = (k, lambda)
         }
         // Per-expert parameters by name; the repository orders them once it knows the experts.
         recipe.experts = Array(expertParams.keys).sorted()
@@ -289,6 +308,11 @@ struct MergeCommand: ParsableCommand {
 
     func printTable(_ outcome: MergeOutcome) {
         let report = outcome.report
+        if repository.quiet {
+            // Quiet: only what the user must act on.
+            if case .conflicted = outcome.status { printUnresolved(report) }
+            return
+        }
         switch outcome.status {
         case .upToDate:
             print("Already up to date.")
@@ -317,7 +341,7 @@ struct MergeCommand: ParsableCommand {
             if !rows.isEmpty { print(Format.table(["class", "tensor", "from", "conflict"], rows)) }
             return
         }
-        let top = report.topConflicts(repository.quiet ? 0 : 15)
+        let top = report.topConflicts(15)
         if !top.isEmpty {
             print("")
             print(Format.table(["tensor", "min cos", "sign conflict", "conflicting mass", "kept", "TALL none", "status"], top.map { t in
@@ -331,15 +355,20 @@ struct MergeCommand: ParsableCommand {
         case let .committed(c):
             print("\nMerge made by the '\(report.method)' method: \(c.id.short) \(c.subject)")
         case .conflicted:
-            print("\nMerge stopped: \(report.unresolved.count) unresolved tensor\(report.unresolved.count == 1 ? "" : "s"):")
-            for t in report.unresolved.prefix(20) { print("  \(t.name): \(t.conflict ?? "")") }
-            print("Settle them with 'mrepo resolve GLOB --ours|--theirs|--base|--method M', then 'mrepo merge --continue' (or 'mrepo merge --abort').")
+            print("")
+            printUnresolved(report)
         case .ready:
             print("\nMerged into the working tree without committing; 'mrepo merge --continue' commits it, 'mrepo merge --abort' drops it.")
         default:
             break
         }
         if let path = self.report { print("Report: \(path)") }
+    }
+
+    func printUnresolved(_ report: ConflictReport) {
+        print("Merge stopped: \(report.unresolved.count) unresolved tensor\(report.unresolved.count == 1 ? "" : "s"):")
+        for t in report.unresolved.prefix(20) { print("  \(t.name): \(t.conflict ?? "")") }
+        print("Settle them with 'mrepo resolve GLOB --ours|--theirs|--base|--method M', then 'mrepo merge --continue' (or 'mrepo merge --abort').")
     }
 }
 
