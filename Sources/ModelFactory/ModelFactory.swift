@@ -207,11 +207,11 @@ public struct ModelFactory: Sendable {
         var out = [Float](repeating: 0, count: n)
         let seed = self.seed
         out.withUnsafeMutableBufferPointer { buffer in
-            let base = UnsafeSendableBuffer(buffer)
+            let base = UnsafeSendable(buffer)
             try? Parallel.forEach((n + block - 1) / block) { b, _ in
                 var rng = SeededRandom(seed: seed, stream: stream, index: UInt64(b))
                 let end = min(n, (b + 1) * block)
-                for i in (b * block)..<end { base.buffer[i] = draw(&rng) }
+                for i in (b * block)..<end { base.value[i] = draw(&rng) }
             }
         }
         return out
@@ -231,8 +231,3 @@ public struct ModelFactory: Sendable {
     }
 }
 
-/// A mutable buffer shared by parallel workers that write disjoint indices.
-struct UnsafeSendableBuffer<T>: @unchecked Sendable {
-    let buffer: UnsafeMutableBufferPointer<T>
-    init(_ buffer: UnsafeMutableBufferPointer<T>) { self.buffer = buffer }
-}

@@ -244,8 +244,11 @@ extension Repository {
     func runHookReportingFailure(_ name: String, environment: [String: String]) {
         do {
             try runHook(name, environment: environment)
+        } catch let RepoError.hookRejected(hook, status) {
+            // Too late to reject anything: the operation stands.
+            FileHandle.standardError.write(Data("mrepo: warning: \(hook) hook failed (exit status \(status))\n".utf8))
         } catch {
-            FileHandle.standardError.write(Data("mrepo: warning: \(RepoError.wrap(error).description.replacingOccurrences(of: "; nothing was written", with: ""))\n".utf8))
+            FileHandle.standardError.write(Data("mrepo: warning: \(RepoError.wrap(error).description)\n".utf8))
         }
     }
 

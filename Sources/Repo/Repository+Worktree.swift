@@ -161,7 +161,7 @@ extension Repository {
         }
     }
 
-    private func moveHead(to target: ObjectID, newHead: Head, from head: Head, force: Bool, message: String,
+    func moveHead(to target: ObjectID, newHead: Head, from head: Head, force: Bool, message: String,
                           beforeHeadMove: (() throws -> Void)? = nil) throws -> CheckoutResult {
         try refuseDuringMerge("switching")
         let oldTree = try worktreeBaseline(head: head).tree
@@ -259,11 +259,7 @@ extension Repository {
     /// (the temporary file removed) when it cannot be renamed, e.g. from another file system.
     private func placePrepared(_ temporary: String, at destination: String, executable: Bool) throws -> Bool {
         let dir = splitPath(destination).dir
-        do {
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        } catch {
-            throw RepoError.io(path: dir, reason: "cannot create directory")
-        }
+        try createDirectory(dir)
         if executable { chmod(temporary, 0o755) }
         guard rename(temporary, destination) == 0 else {
             unlink(temporary)
@@ -273,14 +269,19 @@ extension Repository {
         return true
     }
 
+    /// Creates a folder and its parents; the error names `shown` (default: the folder).
+    func createDirectory(_ path: String, shownAs shown: String? = nil) throws {
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        } catch {
+            throw RepoError.io(path: shown ?? path, reason: "cannot create directory")
+        }
+    }
+
     /// Writes one file of a tree, atomically, verifying every object it decodes.
     func writeFile(_ file: TreeFile, to destination: String, progress: ProgressCounter?) throws {
         let dir = splitPath(destination).dir
-        do {
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        } catch {
-            throw RepoError.io(path: dir, reason: "cannot create directory")
-        }
+        try createDirectory(dir)
         let writer = try AtomicFileWriter(destination: destination, permissions: file.executable ? 0o755 : 0o644)
         do {
             try objects.decode(file.objectID) { try writer.write($0) }
@@ -323,11 +324,7 @@ extension Repository {
     func exportDirectory(_ directory: String) throws -> String {
         let dir = Repository.absolutePath(directory)
         if dir == root { throw RepoError.invalidArgument("export into the working tree itself; use 'mrepo checkout' instead") }
-        do {
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        } catch {
-            throw RepoError.io(path: directory, reason: "cannot create directory")
-        }
+        try createDirectory(dir, shownAs: directory)
         return dir
     }
 

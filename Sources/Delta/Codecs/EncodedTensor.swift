@@ -2,6 +2,16 @@
 /// that chunk's size. Called from worker threads.
 public typealias ChunkSource = @Sendable (_ index: Int, _ into: UnsafeMutableRawBufferPointer) throws -> Void
 
+/// The chunks of a tensor whose bytes are already in memory: copied, not decoded. `bytes` must
+/// stay valid while the source is used.
+public func memoryChunkSource(_ bytes: UnsafeRawBufferPointer, chunkByteCount: Int) -> ChunkSource {
+    let bytes = UnsafeSendable(bytes)
+    return { index, into in
+        let start = index * chunkByteCount
+        into.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes.value[start..<(start + into.count)]))
+    }
+}
+
 /// Parameters of the lossless codec.
 public struct CodecOptions: Sendable, Equatable {
     /// Uncompressed bytes per chunk. Chunks are coded independently (and in parallel).

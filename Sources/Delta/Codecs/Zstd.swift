@@ -79,8 +79,9 @@ final class ContextPool<Context>: Sendable {
     }
 }
 
-/// Wraps a value that is handed between threads but used by one at a time.
-struct UnsafeSendable<Value>: @unchecked Sendable {
-    var value: Value
-    init(_ value: Value) { self.value = value }
+/// Wraps a value handed to other threads that the caller keeps safe: used by one thread at a
+/// time, or (pointers) only read, or written at indices no other thread touches.
+public struct UnsafeSendable<Value>: @unchecked Sendable {
+    public var value: Value
+    public init(_ value: Value) { self.value = value }
 }

@@ -357,11 +357,10 @@ public final class HistoryDatabase: @unchecked Sendable {
             switch head {
             case let .branch(name, old):
                 try HistoryDatabase.setRef(db, name: name, kind: .branch, target: commit.id, old: old, message: reflogMessage)
-                try HistoryDatabase.logRef(db, "HEAD", old: old, new: commit.id, message: reflogMessage)
-            case let .detached(old):
-                try db.execute(sql: "UPDATE head SET branch = NULL, commitID = ? WHERE id = 1", arguments: [commit.id.hex])
-                try HistoryDatabase.logRef(db, "HEAD", old: old, new: commit.id, message: reflogMessage)
+            case .detached:
+                try HistoryDatabase.detachHead(db, at: commit.id)
             }
+            try HistoryDatabase.logRef(db, "HEAD", old: head.commit, new: commit.id, message: reflogMessage)
             try HistoryDatabase.clearView(db)
             for entry in statEntries { try entry.save(db) }
             if clearMergeState { try db.execute(sql: "DELETE FROM mergeState") }
@@ -449,6 +448,11 @@ public final class HistoryDatabase: @unchecked Sendable {
         }
     }
 
+    /// Detaches HEAD at a commit (no reflog entry: the caller writes it).
+    static func detachHead(_ db: Database, at id: ObjectID) throws {
+        try db.execute(sql: "UPDATE head SET branch = NULL, commitID = ? WHERE id = 1", arguments: [id.hex])
+    }
+
     /// Points HEAD at a branch (which may not exist yet) or detaches it at a commit.
     func setHead(_ head: Head, expected: Head?, message: String, statEntries: [StatCacheEntry] = [], removedPaths: [String] = []) throws {
         try write { db in
@@ -458,7 +462,7 @@ public final class HistoryDatabase: @unchecked Sendable {
             case let .branch(name, _):
                 try db.execute(sql: "UPDATE head SET branch = ?, commitID = NULL WHERE id = 1", arguments: [name])
             case let .detached(id):
-                try db.execute(sql: "UPDATE head SET branch = NULL, commitID = ? WHERE id = 1", arguments: [id.hex])
+                try HistoryDatabase.detachHead(db, at: id)
             }
             try HistoryDatabase.logRef(db, "HEAD", old: current.commit, new: head.commit, message: message)
             try HistoryDatabase.clearView(db)

@@ -30,12 +30,26 @@ enum OutputFile {
 
 /// One tensor of a generated safetensors file.
 struct GeneratedTensor {
+    enum Source {
+        /// A stored tensor, taken as it is (streamed, verified by its id).
+        case stored(ObjectID)
+        /// Computes the tensor's bytes (exactly `dataOffsets.count`).
+        case computed(() throws -> [UInt8])
+    }
+
     var name: String
     var dtype: DType
     var shape: Shape
     var dataOffsets: Range<Int>
-    /// Produces the tensor's bytes (exactly `dataOffsets.count`).
-    var produce: () throws -> [UInt8]
+    var source: Source
+
+    init(name: String, dtype: DType, shape: Shape, dataOffsets: Range<Int>, source: Source) {
+        (self.name, self.dtype, self.shape, self.dataOffsets, self.source) = (name, dtype, shape, dataOffsets, source)
+    }
+
+    init(name: String, dtype: DType, shape: Shape, dataOffsets: Range<Int>, produce: @escaping () throws -> [UInt8]) {
+        self.init(name: name, dtype: dtype, shape: shape, dataOffsets: dataOffsets, source: .computed(produce))
+    }
 }
 
 /// A working tree that holds something computed from a commit rather than the commit's tree:
@@ -87,7 +101,7 @@ extension HistoryDatabase {
         try write { db in
             let current = try HistoryDatabase.head(db)
             guard current == expected else { throw RepoError.concurrentUpdate(ref: "HEAD") }
-            try db.execute(sql: "UPDATE head SET branch = NULL, commitID = ? WHERE id = 1", arguments: [view.commit.hex])
+            try HistoryDatabase.detachHead(db, at: view.commit)
             try HistoryDatabase.logRef(db, "HEAD", old: current.commit, new: view.commit, message: message)
             let files = JSONValue.array(view.files.map {
                 .object([JSONMember("path", .string($0.path)), JSONMember("identity", .string(FileIdentityCoding.encode($0)))])
@@ -132,12 +146,12 @@ extension Repository {
             try writeFile(f, to: destination, progress: progress)
             return f
         case let .bytes(path, bytes):
-            try makeParent(of: destination)
+            try createDirectory(splitPath(destination).dir)
             try AtomicFileWriter.write(bytes, to: destination)
             progress?.add(bytes.count)
             return TreeFile(path: path, kind: .blob, objectID: bytes.withUnsafeBytes { BlobHasher.hash($0) }, byteCount: bytes.count, executable: false)
         case let .safetensors(path, header, tensors):
-            try makeParent(of: destination)
+            try createDirectory(splitPath(destination).dir)
             let writer = try AtomicFileWriter(destination: destination, permissions: 0o644)
             do {
                 try writer.write(header)
@@ -146,13 +160,23 @@ extension Repository {
                     guard writer.byteCount == header.count + t.dataOffsets.lowerBound else {
                         throw RepoError.failed("\(path): tensor '\(t.name)' is out of order")
                     }
-                    let bytes = try t.produce()
-                    guard bytes.count == t.dataOffsets.count else {
-                        throw RepoError.failed("\(path): tensor '\(t.name)' produced \(bytes.count) bytes, expected \(t.dataOffsets.count)")
+                    let id: ObjectID
+                    switch t.source {
+                    case let .stored(stored):
+                        try objects.decode(stored) { chunk in
+                            try writer.write(chunk)
+                            progress?.add(chunk.count)
+                        }
+                        id = stored
+                    case let .computed(produce):
+                        let bytes = try produce()
+                        try writer.write(bytes)
+                        progress?.add(bytes.count)
+                        id = bytes.withUnsafeBytes { TensorHasher.hash(dtype: t.dtype, shape: t.shape, bytes: $0) }
                     }
-                    try writer.write(bytes)
-                    progress?.add(bytes.count)
-                    let id = bytes.withUnsafeBytes { TensorHasher.hash(dtype: t.dtype, shape: t.shape, bytes: $0) }
+                    guard writer.byteCount == header.count + t.dataOffsets.upperBound else {
+                        throw RepoError.failed("\(path): tensor '\(t.name)' produced \(writer.byteCount - header.count - t.dataOffsets.lowerBound) bytes, expected \(t.dataOffsets.count)")
+                    }
                     entries.append(TreeTensor(name: t.name, dtype: t.dtype, shape: t.shape, dataOffsets: t.dataOffsets, objectID: id))
                 }
                 let total = writer.byteCount
@@ -163,15 +187,6 @@ extension Repository {
                 writer.abort()
                 throw error
             }
-        }
-    }
-
-    private func makeParent(of destination: String) throws {
-        let dir = splitPath(destination).dir
-        do {
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        } catch {
-            throw RepoError.io(path: dir, reason: "cannot create directory")
         }
     }
 

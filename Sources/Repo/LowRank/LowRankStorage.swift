@@ -30,19 +30,17 @@ public struct LowRankTensorRecord: Sendable, Equatable {
 
 extension ObjectStore {
     /// Stores an already encoded tensor whose identity the caller computed by decoding it.
-    func writeEncoded(_ encoded: [UInt8], id: ObjectID, info: ObjectInfo, batch: Batch) throws -> WriteResult {
-        if exists(id) || batch.contains(id) { return WriteResult(info: info, isNew: false) }
+    func writeEncoded(_ encoded: [UInt8], info: ObjectInfo, batch: Batch) throws -> WriteResult {
+        if exists(info.id) || batch.contains(info.id) { return WriteResult(info: info, isNew: false) }
         let writer = try AtomicFileWriter(destination: root + "/incoming")
         do {
-            try writer.write(ObjectStore.magic + [ObjectStore.version, ObjectKind.tensor.rawValue, 0, 0])
+            try writer.write(ObjectStore.fileHeader(.tensor))
             try writer.write(encoded)
         } catch {
             writer.abort()
             throw error
         }
-        batch.add(id, temporary: try writer.closeUnsynced())
-        CrashPoint.reach("object.written")
-        return WriteResult(info: info, isNew: true)
+        return try stage(writer, info: info, batch: batch)
     }
 
     /// Encodes θ_ref + L·R as a low-rank object, decodes it to learn its identity, and stores it.
@@ -68,7 +66,7 @@ extension ObjectStore {
         let info = ObjectInfo(id: digest, kind: .tensor, encoding: .lowRank, reference: reference.info.id,
                               logicalByteCount: shape[0] * shape[1] * dtype.byteSize,
                               storedByteCount: ObjectStore.headerByteCount + encoded.count, depth: reference.info.depth + 1)
-        return (try writeEncoded(encoded, id: digest, info: info, batch: batch), decoded)
+        return (try writeEncoded(encoded, info: info, batch: batch), decoded)
     }
 }
 
@@ -87,15 +85,7 @@ extension Snapshotter {
         guard maxRank >= 1 else { return nil }
         var original = [Float](repeating: 0, count: rows * columns)
         original.withUnsafeMutableBufferPointer { FloatConversion.toFloat(t.dtype, source, into: $0) }
-        var base = [Float](repeating: 0, count: rows * columns)
-        var filled = 0
-        try base.withUnsafeMutableBufferPointer { out in
-            try objects.decode(reference.info.id) { bytes in
-                let n = bytes.count / t.dtype.byteSize
-                FloatConversion.toFloat(t.dtype, bytes, into: UnsafeMutableBufferPointer(rebasing: out[filled..<(filled + n)]))
-                filled += n
-            }
-        }
+        var base = try objects.floats(reference.info.id)
         var delta = [Float](repeating: 0, count: rows * columns)
         var deltaNorm = 0.0
         for i in delta.indices {

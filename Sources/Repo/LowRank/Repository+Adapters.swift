@@ -103,26 +103,11 @@ extension Repository {
         guard let a = loaded.tensor(module.aName), let b = loaded.tensor(module.bName) else {
             throw RepoError.corruptObject(object: loaded.commit.short, problem: "adapter tensors of '\(module.module)' are missing")
         }
-        var left = try tensorFloats(b.objectID)
-        let right = try tensorFloats(a.objectID)
+        var left = try objects.floats(b.objectID)
+        let right = try objects.floats(a.objectID)
         let s = Float(module.scale)
         for i in left.indices { left[i] *= s }
         return LowRankFactors(rows: module.rows, columns: module.columns, rank: module.rank, left: left, right: right)
-    }
-
-    /// A stored tensor's values as Float32.
-    func tensorFloats(_ id: ObjectID) throws -> [Float] {
-        let header = try objects.header(of: id)
-        var out = [Float](repeating: 0, count: header.byteCount / header.dtype.byteSize)
-        var filled = 0
-        try out.withUnsafeMutableBufferPointer { p in
-            try objects.decode(id) { bytes in
-                let n = bytes.count / header.dtype.byteSize
-                FloatConversion.toFloat(header.dtype, bytes, into: UnsafeMutableBufferPointer(rebasing: p[filled..<(filled + n)]))
-                filled += n
-            }
-        }
-        return out
     }
 
     func wrapAdapterError<T>(_ body: () throws -> T) throws -> T {
@@ -209,11 +194,11 @@ extension Repository {
             let header = try objects.read(file.objectID)
             var tensors: [GeneratedTensor] = []
             for t in file.tensors.sorted(by: { $0.dataOffsets.lowerBound < $1.dataOffsets.lowerBound }) {
-                let produce: () throws -> [UInt8]
+                let source: GeneratedTensor.Source
                 if let module = byBase[t.name] {
                     guard t.dtype.isFloatingPoint else { throw RepoError.invalidArgument("cannot fold into '\(t.name)': it is \(t.dtype.rawValue)") }
-                    produce = { [objects] in
-                        var values = try self.tensorFloats(t.objectID)
+                    source = .computed { [objects] in
+                        var values = try self.objects.floats(t.objectID)
                         let d = try delta(module)
                         if module.transposed {
                             let rows = module.rows, cols = module.columns
@@ -229,11 +214,11 @@ extension Repository {
                     guard h.dtype == t.dtype, h.shape == t.shape else {
                         throw RepoError.invalidArgument("cannot fold: the adapter's replacement for '\(t.name)' is \(h.dtype.rawValue) \(h.shape.shapeDescription), the base's \(t.dtype.rawValue) \(t.shape.shapeDescription)")
                     }
-                    produce = { try self.objects.read(replacement) }
+                    source = .stored(replacement)
                 } else {
-                    produce = { try self.objects.read(t.objectID) }
+                    source = .stored(t.objectID)
                 }
-                tensors.append(GeneratedTensor(name: t.name, dtype: t.dtype, shape: t.shape, dataOffsets: t.dataOffsets, produce: produce))
+                tensors.append(GeneratedTensor(name: t.name, dtype: t.dtype, shape: t.shape, dataOffsets: t.dataOffsets, source: source))
             }
             outputs.append(.safetensors(path: file.path, header: header, tensors: tensors))
         }
@@ -255,15 +240,7 @@ extension Repository {
         if try ReversibleMergeRecord(commit: commit(id)) != nil {
             return try exportReversible(revision, view: nil, expert: nil, fold: true, to: directory)
         }
-        let loaded = try loadAdapter(id)
-        var replacements: [String: ObjectID] = [:]
-        for r in loaded.adapter.replacements {
-            if let t = loaded.tensor(r.adapterName) { replacements[r.baseName] = t.objectID }
-        }
-        let outputs = try foldedOutputs(baseTree: loaded.baseTree, modules: loaded.adapter.modules, replacements: replacements) { module in
-            let f = try self.adapterFactors(loaded, module)
-            return try LinearAlgebra.multiply(f.left, f.right, m: f.rows, n: f.columns, k: f.rank)
-        }
+        let outputs = try foldAdapterOutputs(try loadAdapter(id), factors: nil)
         let result = try exportOutputs(outputs, to: directory)
         return ExportResult(commit: id, directory: result.directory, fileCount: result.fileCount, byteCount: result.byteCount)
     }

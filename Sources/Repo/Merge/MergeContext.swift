@@ -193,17 +193,7 @@ struct MergeContext {
     /// - Parameter reference: a tensor whose raw bytes the caller holds; an object coded against it
     ///   copies its chunks instead of decoding them again (the merge base, for each expert).
     func floats(_ id: ObjectID, reference: (id: ObjectID, bytes: UnsafeRawBufferPointer)? = nil) throws -> [Float] {
-        let header = try repository.objects.header(of: id)
-        var out = [Float](repeating: 0, count: header.byteCount / header.dtype.byteSize)
-        var filled = 0
-        try out.withUnsafeMutableBufferPointer { p in
-            try repository.objects.decode(id, knownReference: reference) { bytes in
-                let n = bytes.count / header.dtype.byteSize
-                FloatConversion.toFloat(header.dtype, bytes, into: UnsafeMutableBufferPointer(rebasing: p[filled..<(filled + n)]))
-                filled += n
-            }
-        }
-        return out
+        try repository.objects.floats(id, knownReference: reference)
     }
 
     /// Decodes the merge base's tensor, keeping its raw bytes (the reference of the experts' deltas).

@@ -32,11 +32,7 @@ final class PreparedCheckout: @unchecked Sendable {
     init(repository: Repository, template: Tree) throws {
         directory = repository.metaDirectory + "/prepared"
         try? FileManager.default.removeItem(atPath: directory)
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        } catch {
-            throw RepoError.io(path: directory, reason: "cannot create directory")
-        }
+        try repository.createDirectory(directory)
         for (i, f) in template.files.enumerated() where f.kind == .safetensors {
             let header = try repository.objects.read(f.objectID)
             let temporary = directory + "/\(i).safetensors"

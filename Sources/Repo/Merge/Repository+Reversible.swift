@@ -201,12 +201,12 @@ extension Repository {
                 }
                 let rows = b.shape[0], columns = b.shape[1]
                 modulePlan.append((name, name, rows * columns, {
-                    let baseValues = try self.tensorFloats(b.objectID)
+                    let baseValues = try self.objects.floats(b.objectID)
                     var dense: [[Float]] = []
                     var factors: [LowRankFactors] = []
                     var reduction: [Double] = []
                     for t in context.expertTensors {
-                        var d = try self.tensorFloats(t[name]!.tensor.objectID)
+                        var d = try self.objects.floats(t[name]!.tensor.objectID)
                         for j in d.indices { d[j] -= baseValues[j] }
                         if settings.variant != .dense {
                             let tr = try LowRank.truncate(d, rows: rows, columns: columns, choice: .rank(settings.rank))
@@ -371,7 +371,7 @@ extension Repository {
                         note(r)
                         decided[input.baseTensor] = r.info.id
                     } else {
-                        var values = try tensorFloats(baseEntry.objectID)
+                        var values = try objects.floats(baseEntry.objectID)
                         let d = viewFactors.rank > 0 ? viewFactors.dense() : []
                         for j in d.indices { values[j] += d[j] }
                         let bytes = Self.bytes(values, as: baseEntry.dtype)
@@ -415,10 +415,10 @@ extension Repository {
                         remarks.append("'\(name)' (\(b.dtype.rawValue)) differs between experts; the view keeps the base's value, each expert's own is rebuilt exactly")
                         continue
                     }
-                    var values = try tensorFloats(b.objectID)
+                    var values = try objects.floats(b.objectID)
                     let baseValues = values
                     for id in ids where id != b.objectID {
-                        let e = try tensorFloats(id)
+                        let e = try objects.floats(id)
                         for j in values.indices { values[j] += Float(settings.viewLambda) * (e[j] - baseValues[j]) }
                     }
                     let bytes = Self.bytes(values, as: b.dtype)

@@ -73,7 +73,7 @@ extension Repository {
             guard let t = loaded.tensors[name + "." + suffix], t.shape == shape else {
                 throw RepoError.corruptObject(object: loaded.commit.id.short, problem: "\(ReversibleMergeRecord.fileName) lacks '\(name).\(suffix)' \(shape.shapeDescription)")
             }
-            arrays[suffix] = (shape, try tensorFloats(t.objectID))
+            arrays[suffix] = (shape, try objects.floats(t.objectID))
         }
         return RMMModule(variant: variant, k: k, rows: rows, columns: columns, rank: rank, expertCount: loaded.expertCount,
                          center: loaded.record.center, arrays: arrays)
@@ -180,18 +180,18 @@ extension Repository {
                     guard file.path == LoRAConfig.weightsFileName else { outputs.append(.stored(file)); continue }
                     let header = try objects.read(file.objectID)
                     let tensors = file.tensors.sorted { $0.dataOffsets.lowerBound < $1.dataOffsets.lowerBound }.map { t -> GeneratedTensor in
-                        let produce: () throws -> [UInt8]
+                        let source: GeneratedTensor.Source
                         if let m = byA[t.name] {
-                            produce = { Self.bytes(try factors(m).right, as: t.dtype) }
+                            source = .computed { Self.bytes(try factors(m).right, as: t.dtype) }
                         } else if let m = byB[t.name] {
-                            produce = {
+                            source = .computed {
                                 let s = Float(m.scale)
                                 return Self.bytes(try factors(m).left.map { $0 / s }, as: t.dtype)
                             }
                         } else {
-                            produce = { try self.objects.read(t.objectID) }
+                            source = .stored(t.objectID)
                         }
-                        return GeneratedTensor(name: t.name, dtype: t.dtype, shape: t.shape, dataOffsets: t.dataOffsets, produce: produce)
+                        return GeneratedTensor(name: t.name, dtype: t.dtype, shape: t.shape, dataOffsets: t.dataOffsets, source: source)
                     }
                     outputs.append(.safetensors(path: file.path, header: header, tensors: tensors))
                 }
@@ -260,10 +260,10 @@ extension Repository {
             }
             let header = try objects.read(file.objectID)
             let tensors = file.tensors.sorted { $0.dataOffsets.lowerBound < $1.dataOffsets.lowerBound }.map { t -> GeneratedTensor in
-                let produce: () throws -> [UInt8]
+                let source: GeneratedTensor.Source
                 if let meta = loaded.meta(forBaseTensor: t.name), let base = baseTensors[t.name] {
-                    produce = {
-                        var values = try self.tensorFloats(base.objectID)
+                    source = .computed {
+                        var values = try self.objects.floats(base.objectID)
                         let d = try rebuilt(meta, which).dense()
                         for j in values.indices { values[j] += d[j] }
                         self.objects.releasePages(of: base.objectID)
@@ -272,20 +272,20 @@ extension Repository {
                 } else if !expertTensors.isEmpty, t.dtype.isFloatingPoint, let base = baseTensors[t.name],
                           expertTensors.allSatisfy({ $0[t.name]?.dtype == t.dtype && $0[t.name]?.shape == t.shape }),
                           expertTensors.contains(where: { $0[t.name]?.objectID != base.objectID }) {
-                    produce = {
-                        let baseValues = try self.tensorFloats(base.objectID)
+                    source = .computed {
+                        let baseValues = try self.objects.floats(base.objectID)
                         var values = baseValues
                         let c = 1 / Float(expertTensors.count)
                         for e in expertTensors {
-                            let x = try self.tensorFloats(e[t.name]!.objectID)
+                            let x = try self.objects.floats(e[t.name]!.objectID)
                             for j in values.indices { values[j] += c * (x[j] - baseValues[j]) }
                         }
                         return Self.bytes(values, as: t.dtype)
                     }
                 } else {
-                    produce = { try self.objects.read(t.objectID) }
+                    source = .stored(t.objectID)
                 }
-                return GeneratedTensor(name: t.name, dtype: t.dtype, shape: t.shape, dataOffsets: t.dataOffsets, produce: produce)
+                return GeneratedTensor(name: t.name, dtype: t.dtype, shape: t.shape, dataOffsets: t.dataOffsets, source: source)
             }
             outputs.append(.safetensors(path: file.path, header: header, tensors: tensors))
         }
@@ -332,19 +332,11 @@ extension Repository {
             let (outputs, description) = try reversibleOutputs(id, expert: expert, view: view, fold: fold)
             if view == nil || view == .ta, expert == nil, !fold {
                 let head = try history.head()
-                let result = try checkoutDetached(id, from: head, force: force)
+                let result = try moveHead(to: id, newHead: .detached(id), from: head, force: force, message: "checkout: moving to \(id.short)")
                 return (result, description)
             }
             return (try checkoutOutputs(outputs, commit: id, description: description, force: force), description)
         }
     }
 
-    private func checkoutDetached(_ id: ObjectID, from head: Head, force: Bool) throws -> CheckoutResult {
-        try refuseDuringMerge("switching")
-        let oldTree = try worktreeBaseline(head: head).tree
-        var stats = MaterializeStats()
-        let entries = try materialize(try tree(of: id), over: oldTree, force: force, stats: &stats)
-        try history.setHead(.detached(id), expected: head, message: "checkout: moving to \(id.short)", statEntries: entries)
-        return CheckoutResult(head: .detached(id), writtenFiles: stats.written, removedFiles: stats.removed, unchangedFiles: stats.unchanged)
-    }
 }

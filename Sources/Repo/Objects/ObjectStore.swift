@@ -42,6 +42,9 @@ public final class ObjectStore: @unchecked Sendable {
     public static let headerByteCount = 8
     /// Longest delta chain the writer builds; a deeper reference makes the tensor be stored whole.
     public static let maxDepth = 4
+    /// The longest delta chain a reader follows: far beyond what writers make (``maxDepth``), so
+    /// only a damaged store (a cycle) reaches it.
+    static let readableDepth = 64
 
     private let openObjects = Mutex<[ObjectID: MappedFile]>([:])
 
@@ -104,7 +107,7 @@ public final class ObjectStore: @unchecked Sendable {
     public func releasePages(of id: ObjectID) {
         var next: ObjectID? = id
         var depth = 0
-        while let current = next, depth < 64, let map = openObjects.withLock({ $0[current] }) {
+        while let current = next, depth < ObjectStore.readableDepth, let map = openObjects.withLock({ $0[current] }) {
             map.release(0..<map.count)
             next = (try? EncodedTensorHeader.parse(UnsafeRawBufferPointer(rebasing: map.bytes[ObjectStore.headerByteCount...]), object: ""))?.0.reference
             depth += 1
@@ -118,7 +121,7 @@ public final class ObjectStore: @unchecked Sendable {
 
     /// A source of decoded chunks of a tensor object, following its delta chain.
     public func chunkSource(for id: ObjectID, depth: Int = 0) throws -> ChunkSource {
-        guard depth <= 64 else { throw RepoError.corruptObject(object: id.short, problem: "delta chain is too deep (a cycle?)") }
+        guard depth <= ObjectStore.readableDepth else { throw RepoError.corruptObject(object: id.short, problem: "delta chain is too deep (a cycle?)") }
         let (_, tensor) = try open(id)
         let reference = try tensor.header.reference.map { try chunkSource(for: $0, depth: depth + 1) }
         let chunkSize = tensor.header.chunkByteCount
@@ -140,11 +143,7 @@ public final class ObjectStore: @unchecked Sendable {
         let reference: ChunkSource?
         if let known = knownReference, tensor.header.reference == known.id, known.bytes.count == tensor.header.byteCount {
             // The caller already holds the reference's bytes: copy its chunks instead of decoding them again.
-            let bytes = UnsafeSendable(known.bytes), chunk = tensor.header.chunkByteCount
-            reference = { index, into in
-                let start = index * chunk
-                into.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes.value[start..<(start + into.count)]))
-            }
+            reference = memoryChunkSource(known.bytes, chunkByteCount: tensor.header.chunkByteCount)
         } else {
             reference = try tensor.header.reference.map { try chunkSource(for: $0) }
         }
@@ -157,6 +156,21 @@ public final class ObjectStore: @unchecked Sendable {
             }
             throw RepoError.delta(error)
         }
+    }
+
+    /// Decodes a float (or any numeric) tensor object into Float32 values, verifying it.
+    public func floats(_ id: ObjectID, knownReference: (id: ObjectID, bytes: UnsafeRawBufferPointer)? = nil) throws -> [Float] {
+        let header = try header(of: id)
+        var out = [Float](repeating: 0, count: header.byteCount / header.dtype.byteSize)
+        var filled = 0
+        try out.withUnsafeMutableBufferPointer { p in
+            try decode(id, knownReference: knownReference) { bytes in
+                let n = bytes.count / header.dtype.byteSize
+                FloatConversion.toFloat(header.dtype, bytes, into: UnsafeMutableBufferPointer(rebasing: p[filled..<(filled + n)]))
+                filled += n
+            }
+        }
+        return out
     }
 
     /// Decodes a whole object into memory (for blobs and small tensors).
@@ -258,11 +272,8 @@ public final class ObjectStore: @unchecked Sendable {
            reference.header.dtype == dtype, reference.header.shape == shape {
             if let known = referenceBytes, known.count == reference.header.byteCount {
                 // The caller holds the reference's bytes: copy its chunks instead of decoding them.
-                let bytes = UnsafeSendable(known), chunk = reference.header.chunkByteCount
-                ref = TensorPipeline.Reference(digest: reference.info.id) { index, into in
-                    let start = index * chunk
-                    into.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes.value[start..<(start + into.count)]))
-                }
+                ref = TensorPipeline.Reference(digest: reference.info.id,
+                                               chunks: memoryChunkSource(known, chunkByteCount: reference.header.chunkByteCount))
             } else {
                 ref = TensorPipeline.Reference(digest: reference.info.id, chunks: try chunkSource(for: reference.info.id))
             }
@@ -270,9 +281,7 @@ public final class ObjectStore: @unchecked Sendable {
             codec = CodecOptions(chunkByteCount: reference.header.chunkByteCount, level: options.level)
         }
         let writer = try AtomicFileWriter(destination: root + "/incoming")
-        var header = ObjectStore.magic
-        header += [ObjectStore.version, kind.rawValue, 0, 0]
-        try writer.write(header)
+        try writer.write(ObjectStore.fileHeader(kind))
         let result: TensorPipeline.EncodeResult
         do {
             result = try TensorPipeline.encode(dtype: dtype, shape: shape, source: source, encoding: encoding,
@@ -286,11 +295,22 @@ public final class ObjectStore: @unchecked Sendable {
         let info = ObjectInfo(id: id, kind: kind, encoding: ref == nil ? .whole : encoding, reference: ref?.digest,
                               logicalByteCount: source.count, storedByteCount: ObjectStore.headerByteCount + result.storedByteCount,
                               depth: ref == nil ? 0 : (reference?.info.depth ?? 0) + 1)
-        if exists(id) || batch.contains(id) {
+        return try stage(writer, info: info, batch: batch)
+    }
+
+    /// The first bytes of every object file: magic, format version, kind, two reserved bytes.
+    static func fileHeader(_ kind: ObjectKind) -> [UInt8] {
+        ObjectStore.magic + [ObjectStore.version, kind.rawValue, 0, 0]
+    }
+
+    /// Hands a written object file to the batch, or drops it when the store or the batch already
+    /// has the object.
+    func stage(_ writer: AtomicFileWriter, info: ObjectInfo, batch: Batch) throws -> WriteResult {
+        if exists(info.id) || batch.contains(info.id) {
             writer.abort()
             return WriteResult(info: info, isNew: false)
         }
-        batch.add(id, temporary: try writer.closeUnsynced())
+        batch.add(info.id, temporary: try writer.closeUnsynced())
         CrashPoint.reach("object.written")
         return WriteResult(info: info, isNew: true)
     }
@@ -312,7 +332,7 @@ public final class ObjectStore: @unchecked Sendable {
         var next = tensor.header.reference
         while let ref = next {
             depth += 1
-            guard depth <= 64 else { throw RepoError.corruptObject(object: id.short, problem: "delta chain is too deep (a cycle?)") }
+            guard depth <= ObjectStore.readableDepth else { throw RepoError.corruptObject(object: id.short, problem: "delta chain is too deep (a cycle?)") }
             next = try open(ref).tensor.header.reference
         }
         return ObjectInfo(id: id, kind: kind, encoding: tensor.header.encoding, reference: tensor.header.reference,
@@ -348,8 +368,3 @@ public final class ObjectStore: @unchecked Sendable {
     }
 }
 
-/// Wraps a value handed to worker threads that only read it.
-struct UnsafeSendable<Value>: @unchecked Sendable {
-    var value: Value
-    init(_ value: Value) { self.value = value }
-}

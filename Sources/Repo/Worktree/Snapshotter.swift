@@ -58,13 +58,13 @@ struct Snapshotter {
         let infos = st.tensors
         var ids = [ObjectID](repeating: .zero, count: infos.count)
         try ids.withUnsafeMutableBufferPointer { buffer in
-            let out = UnsafeSendableIDs(buffer)
+            let out = UnsafeSendable(buffer)
             // Largest first, so the two cores finish together.
             let order = infos.indices.sorted { infos[$0].byteCount > infos[$1].byteCount }
             try Parallel.forEach(order.count) { k, _ in
                 let i = order[k]
                 let t = infos[i]
-                out.buffer[i] = TensorHasher.hash(dtype: t.dtype, shape: t.shape, bytes: st.data(of: t))
+                out.value[i] = TensorHasher.hash(dtype: t.dtype, shape: t.shape, bytes: st.data(of: t))
                 st.release(t)
                 progress?.add(t.byteCount)
             }
@@ -141,7 +141,3 @@ struct Snapshotter {
     }
 }
 
-struct UnsafeSendableIDs: @unchecked Sendable {
-    let buffer: UnsafeMutableBufferPointer<ObjectID>
-    init(_ buffer: UnsafeMutableBufferPointer<ObjectID>) { self.buffer = buffer }
-}
