@@ -95,11 +95,10 @@ public struct MergePlan: Sendable {
         let method = try MethodRegistry.method(named: recipe.method)
         let id = method.id
         let global = method.parameters, perExpert = method.expertParameters
-        let known = (global + perExpert).map(\.name)
         for (name, value) in recipe.parameters {
             // A per-expert parameter given globally applies to every expert (mergekit allows it).
             guard let spec = (global + perExpert).first(where: { $0.name == name }) else {
-                throw MergeError.unknownParameter(method: id, parameter: name, known: known)
+                throw MergeError.unknownParameter(method: id, parameter: name, known: method.allParameterNames)
             }
             try spec.validate(value, method: id)
         }
@@ -156,8 +155,7 @@ public struct MergePlan: Sendable {
             for j in 0..<tau.count {
                 var count = 0
                 for e in experts {
-                    let t = e[j] - base[j]
-                    if abs(t) > lambda * abs(tau[j] - t) { count += 1 }
+                    if ConflictMetrics.tallSelects(e[j] - base[j], merged: tau[j], lambda: lambda) { count += 1 }
                 }
                 if count < c.k { tau[j] = 0 }
             }

@@ -157,6 +157,15 @@ public final class Repository: @unchecked Sendable {
         try history.tree(try self.commit(commit).treeID)
     }
 
+    /// How the objects of a tree are stored (encoding, reference, stored bytes), by id.
+    public func objectInfos(of tree: Tree) throws -> [ObjectID: ObjectInfo] {
+        var out: [ObjectID: ObjectInfo] = [:]
+        for id in tree.objectIDs {
+            if let info = try history.objectInfo(id) { out[id] = info }
+        }
+        return out
+    }
+
     // MARK: - Hooks
 
     /// Runs `.mrepo/hooks/<name>` if it exists and is executable.

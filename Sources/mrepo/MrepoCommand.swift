@@ -110,6 +110,30 @@ struct RepositoryOptions: ParsableArguments {
     }
 }
 
+/// `--expert NAME | --view V` of checkout and export: what to rebuild from a reversible merge.
+struct ReversibleViewOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Reversible merges: rebuild this expert (its name in the merge, or a commit id prefix).", valueName: "name"))
+    var expert: String?
+
+    @Option(help: ArgumentHelp(
+        "Reversible merges: ta (the stored default: task arithmetic of the rebuilt experts, truncated), ta-full (the same, exact), mean (the experts' mean).",
+        valueName: "view"))
+    var view: String?
+
+    func validate() throws {
+        if expert != nil, view != nil { throw ValidationError("--expert and --view: give one of them") }
+        if let view, ReversibleView(rawValue: view) == nil {
+            throw ValidationError("--view '\(view)': expected one of \(ReversibleView.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+    }
+
+    /// Whether either option was given.
+    var isGiven: Bool { expert != nil || view != nil }
+
+    /// The parsed `--view` (validated already).
+    var parsedView: ReversibleView? { view.flatMap(ReversibleView.init(rawValue:)) }
+}
+
 /// `--wait`, for commands that write.
 struct LockOptions: ParsableArguments {
     @Flag(help: "If another mrepo command is writing to the repository, wait for it instead of failing.")

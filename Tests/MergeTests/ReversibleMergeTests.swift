@@ -185,6 +185,37 @@ import Testing
         #expect(productErrors(module, inputs).allSatisfy { $0 < 1e-5 })
     }
 
+    /// The layer variant concatenates the experts' factors: different ranks are an error, not a crash.
+    @Test func layerVariantNeedsEqualRanks() throws {
+        var inputs = experts(3, rank: 4)
+        inputs[1] = Dense.factors(rows: 9, columns: 7, rank: 3, seed: 6)
+        let error = mergeError { _ = try ReversibleMerge.fit(.factors(inputs), variant: .layer, k: 2) }
+        guard case let .invalidInputs(method, problem)? = error else {
+            Issue.record("\(String(describing: error))")
+            return
+        }
+        #expect(method == "rmm")
+        #expect(problem.contains("different ranks") && problem.contains("variant=dense"))
+    }
+
+    /// Experts of different shapes, or dense experts of the wrong size, are rejected by every variant.
+    @Test func everyVariantRejectsMismatchedShapes() throws {
+        var inputs = experts(3)
+        inputs[2] = Dense.factors(rows: 8, columns: 7, rank: 4, seed: 5)
+        for v in RMMVariant.allCases {
+            let error = mergeError { _ = try ReversibleMerge.fit(.factors(inputs), variant: v, k: 2) }
+            var shapes = false
+            if case let .invalidInputs(_, problem)? = error { shapes = problem.contains("different shapes") }
+            #expect(shapes, "\(v): \(String(describing: error))")
+        }
+        var dense = (0..<3).map { randomValues(6 * 10, seed: 400 + UInt64($0)) }
+        dense[1].removeLast()
+        let error = mergeError { _ = try ReversibleMerge.fit(.dense(dense, rows: 6, columns: 10), variant: .dense, k: 2) }
+        var sized = false
+        if case let .invalidInputs(_, problem)? = error { sized = problem.contains("expert 1 has 59 values") }
+        #expect(sized, "\(String(describing: error))")
+    }
+
     @Test func storageFollowsTheLayout() throws {
         let n = 5, rows = 9, columns = 7, r = 4
         let inputs = experts(n, rows: rows, columns: columns, rank: r)

@@ -366,7 +366,10 @@ public enum ChunkCodec {
     /// `lanes`), bucket-major, stable within each (bucket, lane). Four independent lanes keep
     /// the counting sort's position counters out of each other's way (one counter per lane
     /// breaks the store-to-load dependency between neighbouring elements).
-    static let lanes = 4
+    ///
+    /// A format constant, not a tuning knob: the order is part of the stored bytes
+    /// (docs/format.md), and the unrolled loops below are written for exactly four lanes.
+    private static let lanes = 4
 
     /// Start position of each (bucket, lane) run: `starts[lane * buckets + bucket]`.
     private static func laneStarts<W: FixedWidthInteger & UnsignedInteger>(

@@ -142,43 +142,39 @@ public struct EncodedTensor: @unchecked Sendable {
     public init(bytes: UnsafeRawBufferPointer, offset: Int = 0, owner: AnyObject?, name: String) throws(DeltaError) {
         let view = UnsafeRawBufferPointer(rebasing: bytes[offset...])
         let (header, headerLength) = try EncodedTensorHeader.parse(view, object: name)
-        var r = ByteReader(view)
-        r.offset = headerLength
+        var chunks: [(coder: ChunkCoder, range: Range<Int>)] = []
+        var factors: LowRankFactors?
         if header.encoding == .lowRank {
-            let (factors, end) = try LowRankCodec.decodeFactors(view, offset: headerLength, header: header, object: name)
+            let (decoded, end) = try LowRankCodec.decodeFactors(view, offset: headerLength, header: header, object: name)
             guard end == view.count else {
                 throw .corruptData(object: name, problem: "\(view.count - end) bytes after the low-rank factors")
             }
-            self.header = header
-            self.chunks = []
-            self.bytes = view
-            self.owner = owner
-            self.name = name
-            self.factors = factors
-            return
-        }
-        var chunks: [(coder: ChunkCoder, range: Range<Int>)] = []
-        // Each chunk record takes at least 8 bytes: a corrupt byte count must not reserve more.
-        chunks.reserveCapacity(min(header.chunkCount, (view.count - headerLength) / 8))
-        for i in 0..<header.chunkCount {
-            guard let c = r.u8(), let coder = ChunkCoder(rawValue: c), r.bytes(3) != nil, let length = r.u32() else {
-                throw .corruptData(object: name, problem: "chunk \(i) record is truncated or has an unknown coder")
+            factors = decoded
+        } else {
+            var r = ByteReader(view)
+            r.offset = headerLength
+            // Each chunk record takes at least 8 bytes: a corrupt byte count must not reserve more.
+            chunks.reserveCapacity(min(header.chunkCount, (view.count - headerLength) / 8))
+            for i in 0..<header.chunkCount {
+                guard let c = r.u8(), let coder = ChunkCoder(rawValue: c), r.bytes(3) != nil, let length = r.u32() else {
+                    throw .corruptData(object: name, problem: "chunk \(i) record is truncated or has an unknown coder")
+                }
+                let start = r.offset
+                guard r.bytes(Int(length)) != nil else {
+                    throw .corruptData(object: name, problem: "chunk \(i) runs past the end (\(length) bytes at \(start))")
+                }
+                chunks.append((coder, start..<(start + Int(length))))
             }
-            let start = r.offset
-            guard r.bytes(Int(length)) != nil else {
-                throw .corruptData(object: name, problem: "chunk \(i) runs past the end (\(length) bytes at \(start))")
+            guard r.offset == view.count else {
+                throw .corruptData(object: name, problem: "\(view.count - r.offset) bytes after the last chunk")
             }
-            chunks.append((coder, start..<(start + Int(length))))
-        }
-        guard r.offset == view.count else {
-            throw .corruptData(object: name, problem: "\(view.count - r.offset) bytes after the last chunk")
         }
         self.header = header
         self.chunks = chunks
         self.bytes = view
         self.owner = owner
         self.name = name
-        factors = nil
+        self.factors = factors
     }
 
     /// Total stored bytes (header and chunks).

@@ -104,11 +104,10 @@ public enum LowRankCodec {
         var out = header.serialized()
         let values = factors.left + factors.right
         let count = values.count
+        // Byte planes of the Float32 words, as the lossless codec splits 4-byte integers.
         var planes = [UInt8](repeating: 0, count: 4 * count)
         values.withUnsafeBytes { src in
-            for i in 0..<count {
-                for b in 0..<4 { planes[b * count + i] = src[4 * i + b] }
-            }
+            planes.withUnsafeMutableBytes { ChunkCodec.split(dtype: .u32, encoding: .whole, source: src, reference: nil, planes: $0) }
         }
         let compressed = planes.withUnsafeBytes { Zstd.compress($0, level: level) }
         let useZstd = !compressed.isEmpty && compressed.count < planes.count
@@ -147,22 +146,21 @@ public enum LowRankCodec {
                 throw bad("low-rank factors decompress to \(declared.map(String.init) ?? "an unknown size") bytes, expected \(byteCount)")
             }
         }
-        var planes = [UInt8](repeating: 0, count: byteCount)
+        var values = [Float](repeating: 0, count: count)
+        func join(_ planes: UnsafeRawBufferPointer) {
+            values.withUnsafeMutableBytes { ChunkCodec.join(dtype: .u32, encoding: .whole, planes: planes, reference: nil, destination: $0) }
+        }
         switch coder {
         case .raw:
-            planes.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: stored)) }
+            join(UnsafeRawBufferPointer(rebasing: stored))
         case .zstd:
+            var planes = [UInt8](repeating: 0, count: byteCount)
             do {
                 try planes.withUnsafeMutableBytes { try Zstd.decompress(UnsafeRawBufferPointer(rebasing: stored), into: $0) }
             } catch {
                 throw bad("low-rank factors do not decompress (\(error))")
             }
-        }
-        var values = [Float](repeating: 0, count: count)
-        values.withUnsafeMutableBytes { dst in
-            for i in 0..<count {
-                for b in 0..<4 { dst[4 * i + b] = planes[b * count + i] }
-            }
+            planes.withUnsafeBytes { join($0) }
         }
         let factors = LowRankFactors(rows: rows, columns: columns, rank: rank,
                                      left: Array(values[0..<(rows * rank)]), right: Array(values[(rows * rank)...]))

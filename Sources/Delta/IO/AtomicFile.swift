@@ -21,6 +21,8 @@ public final class AtomicFileWriter {
     public private(set) var byteCount = 0
     /// Bytes up to which writeback has been started.
     private var kickedUpTo = 0
+    /// Bytes handed to the file (byteCount minus what is still buffered).
+    private var writtenToFile = 0
     /// Writeback is started every this many bytes, so the final sync has little left to wait for.
     static let writebackStep = 32 << 20
 
@@ -99,16 +101,27 @@ public final class AtomicFileWriter {
         }
     }
 
-    private var writtenToFile = 0
-
     /// Flushes and closes the temporary file without syncing or renaming it, for callers that
     /// sync many files at once (``syncFileSystem(containing:)``) and then rename them.
     /// - Returns: the temporary file's path.
     public func closeUnsynced() throws -> String {
+        try finishFile(durable: false)
+        return temporaryPath
+    }
+
+    /// Flushes and closes the file: synced (`durable`), or with its write-back started only.
+    /// On failure the temporary file is removed.
+    private func finishFile(durable: Bool) throws {
         precondition(!finished, "commit or abort is called once")
         do {
             try flush()
-            if AtomicFileWriter.syncEnabled { _ = sync_file_range(fd, Int64(kickedUpTo), 0, UInt32(MREPO_SYNC_FILE_RANGE_WRITE)) }
+            if durable {
+                guard !AtomicFileWriter.syncEnabled || fsync(fd) == 0 else {
+                    throw DeltaError.io(path: destination, reason: "fsync failed: \(errnoDescription())")
+                }
+            } else if AtomicFileWriter.syncEnabled {
+                _ = sync_file_range(fd, Int64(kickedUpTo), 0, UInt32(MREPO_SYNC_FILE_RANGE_WRITE))
+            }
         } catch {
             abort()
             throw error
@@ -116,7 +129,6 @@ public final class AtomicFileWriter {
         close(fd)
         fd = -1
         finished = true
-        return temporaryPath
     }
 
     /// Flushes every file system buffer of the file system holding `path` to disk (`syncfs`).
@@ -138,19 +150,7 @@ public final class AtomicFileWriter {
     /// Like ``commit(syncDirectory:)``, but renames the file to `target` (in the same file system),
     /// for writers that learn the final name only at the end (content-addressed objects).
     public func commit(renamingTo target: String, syncDirectory: Bool) throws {
-        precondition(!finished, "commit or abort is called once")
-        do {
-            try flush()
-            guard !AtomicFileWriter.syncEnabled || fsync(fd) == 0 else {
-                throw DeltaError.io(path: destination, reason: "fsync failed: \(errnoDescription())")
-            }
-        } catch {
-            abort()
-            throw error
-        }
-        close(fd)
-        fd = -1
-        finished = true
+        try finishFile(durable: true)
         guard rename(temporaryPath, target) == 0 else {
             let reason = errnoDescription()
             unlink(temporaryPath)

@@ -102,7 +102,7 @@ public enum FloatConversion {
     public static func e4m3Bits(_ x: Float) -> UInt8 {
         let sign: UInt8 = x.sign == .minus ? 0x80 : 0
         if x.isNaN || x.isInfinite { return sign | 0x7F }
-        return sign | minifloatMagnitude(abs(x), exponentBits: 4, mantissaBits: 3, maxFinite: 0x7E)
+        return sign | minifloatMagnitude(abs(x), exponentBits: 4, mantissaBits: 3, saturation: 0x7E)
     }
 
     /// Float32 → F8_E5M2 (bias 15, IEEE-like with infinity and NaN).
@@ -111,12 +111,13 @@ public enum FloatConversion {
         if x.isNaN { return sign | 0x7E }
         if x.isInfinite { return sign | 0x7C }
         // Like IEEE formats (and PyTorch), values that round beyond the largest finite number become infinity.
-        let m = minifloatMagnitude(abs(x), exponentBits: 5, mantissaBits: 2, maxFinite: 0x7C)
+        let m = minifloatMagnitude(abs(x), exponentBits: 5, mantissaBits: 2, saturation: 0x7C)
         return sign | m
     }
 
-    /// Rounds a non-negative finite value to a small float format (nearest, ties to even), saturating at `maxFinite`.
-    static func minifloatMagnitude(_ a: Float, exponentBits: Int, mantissaBits: Int, maxFinite: UInt8) -> UInt8 {
+    /// Rounds a non-negative finite value to a small float format (nearest, ties to even); codes
+    /// beyond `saturation` become `saturation` (the largest finite code for E4M3, infinity for E5M2).
+    static func minifloatMagnitude(_ a: Float, exponentBits: Int, mantissaBits: Int, saturation: UInt8) -> UInt8 {
         if a == 0 { return 0 }
         let bias = (1 << (exponentBits - 1)) - 1
         let minExponent = 1 - bias
@@ -133,7 +134,7 @@ public enum FloatConversion {
         } else {
             code = Int(q)
         }
-        return code > Int(maxFinite) ? maxFinite : UInt8(code)
+        return code > Int(saturation) ? saturation : UInt8(code)
     }
 
     static let e4m3Table: [Float] = (0..<256).map { b in

@@ -11,9 +11,7 @@ import Synchronization
 /// that need it: low-rank commits, reversible merges, adapter diffs.
 public enum LinearAlgebra {
     fileprivate struct Library: @unchecked Sendable {
-        let ssyevd: mrepo_ssyevd_fn
         let dsyevd: mrepo_dsyevd_fn
-        let sgesdd: mrepo_sgesdd_fn
         let dgesdd: mrepo_dgesdd_fn
         let sgemm: mrepo_cblas_sgemm_fn
     }
@@ -28,55 +26,25 @@ public enum LinearAlgebra {
             guard let p = dlsym(handle, name) else { return nil }
             return unsafeBitCast(p, to: T.self)
         }
-        guard let ssyevd = symbol("ssyevd_", mrepo_ssyevd_fn.self), let dsyevd = symbol("dsyevd_", mrepo_dsyevd_fn.self),
-              let sgesdd = symbol("sgesdd_", mrepo_sgesdd_fn.self), let dgesdd = symbol("dgesdd_", mrepo_dgesdd_fn.self),
+        guard let dsyevd = symbol("dsyevd_", mrepo_dsyevd_fn.self), let dgesdd = symbol("dgesdd_", mrepo_dgesdd_fn.self),
               let sgemm = symbol("cblas_sgemm", mrepo_cblas_sgemm_fn.self)
         else {
-            return .failure(.invalidInputs(method: "linear algebra", problem: "the OpenBLAS library found lacks LAPACK (dsyevd_, sgesdd_); install libopenblas-dev"))
+            return .failure(.invalidInputs(method: "linear algebra", problem: "the OpenBLAS library found lacks LAPACK (dsyevd_, dgesdd_); install libopenblas-dev"))
         }
-        return .success(Library(ssyevd: ssyevd, dsyevd: dsyevd, sgesdd: sgesdd, dgesdd: dgesdd, sgemm: sgemm))
+        return .success(Library(dsyevd: dsyevd, dgesdd: dgesdd, sgemm: sgemm))
     }()
 
-    private static func library() throws -> Library { try loaded.get() }
-
-    fileprivate static func loadedLibrary() throws -> Library { try loaded.get() }
+    fileprivate static func library() throws -> Library { try loaded.get() }
 
     /// Eigenvalues (ascending) and eigenvectors (columns, column-major) of a symmetric n×n matrix
     /// given in column-major order (row-major is the same for a symmetric matrix).
     public static func symmetricEigen(_ matrix: [Double], n: Int) throws -> (values: [Double], vectors: [Double]) {
         precondition(matrix.count == n * n, "an n×n matrix")
         if n == 0 { return ([], []) }
-        let lib = try library()
+        let solver = SymmetricEigenSolver(n: n)
         var a = matrix
-        var w = [Double](repeating: 0, count: n)
-        var nn = Int32(n), lda = Int32(n), info: Int32 = 0
-        var lwork: Int32 = -1, liwork: Int32 = -1
-        var workQuery = 0.0
-        var iworkQuery: Int32 = 0
-        // Workspace query, then the decomposition.
-        a.withUnsafeMutableBufferPointer { pa in
-            w.withUnsafeMutableBufferPointer { pw in
-                lib.dsyevd("V", "U", &nn, pa.baseAddress, &lda, pw.baseAddress, &workQuery, &lwork, &iworkQuery, &liwork, &info, 1, 1)
-            }
-        }
-        lwork = Int32(workQuery)
-        liwork = iworkQuery
-        var work = [Double](repeating: 0, count: Int(max(lwork, 1)))
-        var iwork = [Int32](repeating: 0, count: Int(max(liwork, 1)))
-        a.withUnsafeMutableBufferPointer { pa in
-            w.withUnsafeMutableBufferPointer { pw in
-                work.withUnsafeMutableBufferPointer { pwork in
-                    iwork.withUnsafeMutableBufferPointer { piwork in
-                        lib.dsyevd("V", "U", &nn, pa.baseAddress, &lda, pw.baseAddress, pwork.baseAddress, &lwork,
-                                   piwork.baseAddress, &liwork, &info, 1, 1)
-                    }
-                }
-            }
-        }
-        guard info == 0 else {
-            throw MergeError.invalidInputs(method: "linear algebra", problem: "dsyevd failed to converge (info \(info))")
-        }
-        return (w, a)
+        try a.withUnsafeMutableBufferPointer { try solver.solve($0.baseAddress!) }
+        return (solver.values, a)
     }
 
     /// Thin SVD of a row-major m×n matrix: A = U·diag(s)·Vᵀ with U m×p and Vᵀ p×n (p = min(m, n)),
@@ -174,7 +142,7 @@ public final class SymmetricEigenSolver {
     /// a[j·n ..< (j+1)·n]) and sets ``values`` (ascending).
     public func solve(_ a: UnsafeMutablePointer<Double>) throws {
         guard n > 0 else { return }
-        let lib = try LinearAlgebra.loadedLibrary()
+        let lib = try LinearAlgebra.library()
         var nn = Int32(n), lda = Int32(n), info: Int32 = 0
         var lwork = Int32(work.count), liwork = Int32(iwork.count)
         values.withUnsafeMutableBufferPointer { w in

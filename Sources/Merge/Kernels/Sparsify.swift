@@ -25,7 +25,6 @@ struct DeltaMask: Sendable {
         case top(TopK)
         /// In the top `keep` and not in the top `drop` (Breadcrumbs).
         case band(keep: TopK, drop: TopK)
-        case bernoulli(p: Double, seed: UInt64)
         /// Precomputed, one byte per element (DELLA's per-row ranks).
         case explicit([UInt8])
         /// Precomputed, one bit per element (DARE's draws, made once in the first pass).
@@ -51,33 +50,12 @@ struct DeltaMask: Sendable {
     /// Per-block state of the second pass: every constant the hot loop needs, as plain scalars
     /// (no arrays or enum payloads are touched per element).
     struct Cursor {
+        /// 0 all, 1 top, 2 band, 4 explicit, 5 bits (see ``DeltaMask/cursor(block:)``).
         var kind: UInt8 = 0
         var threshold1: UInt32 = 0, rankBase1 = 0, need1 = 0
         var threshold2: UInt32 = 0, rankBase2 = 0, need2 = 0
-        /// Bernoulli: keep when a 32-bit draw is below this (p·2³²).
-        var keepBelow: UInt64 = 0
-        var rng: SeededRandom
-        /// The upper half of the last 64-bit draw, for the next element.
-        var spare: UInt64 = 0
-        var hasSpare = false
         var explicit: UnsafePointer<UInt8>?
         var words: UnsafePointer<UInt64>?
-
-        /// One Bernoulli decision. Each 64-bit draw serves two elements (low half, then high half).
-        @inline(__always)
-        mutating func bernoulli() -> Bool {
-            let draw: UInt64
-            if hasSpare {
-                draw = spare
-                hasSpare = false
-            } else {
-                let r = rng.next()
-                draw = r & 0xFFFF_FFFF
-                spare = r >> 32
-                hasSpare = true
-            }
-            return draw < keepBelow
-        }
     }
 
     static func magnitudeBits(_ e: Float, _ b: Float) -> UInt32 { (e - b).bitPattern & 0x7FFF_FFFF }
@@ -129,7 +107,7 @@ struct DeltaMask: Sendable {
         let blocks = (n + Kernels.block - 1) / Kernels.block
         var partial = [(kept: Int, before: Double, after: Double)](repeating: (0, 0, 0), count: blocks)
         partial.withUnsafeMutableBufferPointer { out in
-            let o = UnsafeSendableTriples(out), e = SendableConst(expert), b = SendableConst(base), m = mask
+            let o = UnsafeSendable(out), e = UnsafeSendable(expert), b = UnsafeSendable(base), m = mask
             Kernels.blocks(n) { r in
                 let blockIndex = r.lowerBound / Kernels.block
                 var cursor = m.cursor(block: blockIndex)
@@ -139,7 +117,7 @@ struct DeltaMask: Sendable {
                     var b4 = SIMD4<Double>(), a4 = SIMD4<Double>()
                     var j = r.lowerBound
                     while j + 4 <= r.upperBound {
-                        let d = SIMD4<Float>(e.p[j] - b.p[j], e.p[j + 1] - b.p[j + 1], e.p[j + 2] - b.p[j + 2], e.p[j + 3] - b.p[j + 3])
+                        let d = SIMD4<Float>(e.value[j] - b.value[j], e.value[j + 1] - b.value[j + 1], e.value[j + 2] - b.value[j + 2], e.value[j + 3] - b.value[j + 3])
                         let a = SIMD4<Double>(Double(abs(d[0])), Double(abs(d[1])), Double(abs(d[2])), Double(abs(d[3])))
                         let word = words[j >> 6] >> UInt64(j & 63)
                         let bits = SIMD4<Double>(Double(word & 1), Double(word >> 1 & 1), Double(word >> 2 & 1), Double(word >> 3 & 1))
@@ -151,7 +129,7 @@ struct DeltaMask: Sendable {
                     before = b4.sum()
                     after = a4.sum()
                     while j < r.upperBound {
-                        let a = Double(abs(e.p[j] - b.p[j]))
+                        let a = Double(abs(e.value[j] - b.value[j]))
                         let bit = words[j >> 6] >> UInt64(j & 63) & 1
                         before += a
                         after += bit != 0 ? a : 0
@@ -160,7 +138,7 @@ struct DeltaMask: Sendable {
                     }
                 } else {
                     for j in r {
-                        let d = e.p[j] - b.p[j]
+                        let d = e.value[j] - b.value[j]
                         let a = Double(abs(d))
                         before += a
                         if DeltaMask.keep(&cursor, d, j) {
@@ -169,14 +147,14 @@ struct DeltaMask: Sendable {
                         }
                     }
                 }
-                o.p[blockIndex] = (kept, before, after)
+                o.value[blockIndex] = (kept, before, after)
             }
         }
         withExtendedLifetime(mask) {}
         let kept = partial.reduce(0) { $0 + $1.kept }
         let before = partial.reduce(0.0) { $0 + $1.before }, after = partial.reduce(0.0) { $0 + $1.after }
         mask.keptFraction = Double(kept) / Double(n)
-        if rescale, before >= 1e-7, after >= 1e-7 { mask.scale = Float(before / after) }
+        if before >= 1e-7, after >= 1e-7 { mask.scale = Float(before / after) }
         return mask
     }
 
@@ -209,11 +187,11 @@ struct DeltaMask: Sendable {
         // Pass 3: elements equal to the threshold, per block.
         var equal = [Int](repeating: 0, count: blocks)
         equal.withUnsafeMutableBufferPointer { out in
-            let o = UnsafeSendableInts(out), x = SendableConst(e), y = SendableConst(b)
+            let o = UnsafeSendable(out), x = UnsafeSendable(e), y = UnsafeSendable(b)
             Kernels.blocks(n) { r in
                 var c = 0
-                for j in r where magnitudeBits(x.p[j], y.p[j]) == threshold { c += 1 }
-                o.p[r.lowerBound / Kernels.block] = c
+                for j in r where magnitudeBits(x.value[j], y.value[j]) == threshold { c += 1 }
+                o.value[r.lowerBound / Kernels.block] = c
             }
         }
         var before = [Int](repeating: 0, count: blocks)
@@ -228,11 +206,11 @@ struct DeltaMask: Sendable {
         let parts = max(1, min(Parallel.workerCount, n / Kernels.block))
         var counts = [Int](repeating: 0, count: parts << 16)
         counts.withUnsafeMutableBufferPointer { out in
-            let o = UnsafeSendableInts(out), x = SendableConst(e), y = SendableConst(b)
+            let o = UnsafeSendable(out), x = UnsafeSendable(e), y = UnsafeSendable(b)
             try? Parallel.forEach(parts) { part, _ in
                 let start = n * part / parts, end = n * (part + 1) / parts
-                let h = o.p.baseAddress! + (part << 16)
-                let xp = x.p.baseAddress!, yp = y.p.baseAddress!
+                let h = o.value.baseAddress! + (part << 16)
+                let xp = x.value.baseAddress!, yp = y.value.baseAddress!
                 if let high = within {
                     for j in start..<end {
                         let bits = magnitudeBits(xp[j], yp[j])
@@ -251,29 +229,28 @@ struct DeltaMask: Sendable {
     }
 
     /// DARE's keep decisions, one bit per element, drawn block by block (the stream of a block
-    /// depends only on the seed and the block index).
+    /// depends only on the seed and the block index): element kept when its 32-bit draw is below p·2³².
     static func bernoulliBits(_ n: Int, p: Double, seed: UInt64) -> [UInt64] {
         var bits = [UInt64](repeating: 0, count: (n + 63) / 64)
-        let rule = DeltaMask(rule: .bernoulli(p: p, seed: seed), scale: 1, keptFraction: 1)
+        let below = UInt64((min(max(p, 0), 1) * 4_294_967_296).rounded(.down))
         bits.withUnsafeMutableBufferPointer { out in
-            let o = UnsafeSendableWords(out)
+            let o = UnsafeSendable(out)
             Kernels.blocks(n) { r in
-                var c = rule.cursor(block: r.lowerBound / Kernels.block)
+                var rng = SeededRandom(seed: seed, stream: "bernoulli", index: UInt64(r.lowerBound / Kernels.block))
                 var j = r.lowerBound
                 // Blocks start at multiples of 64, so each word belongs to one block.
-                let below = c.keepBelow
                 while j < r.upperBound {
-                    // 32 draws of 64 bits give 64 decisions: low half, then high half, as Cursor.bernoulli().
+                    // 32 draws of 64 bits give 64 decisions: each draw's low half, then its high half.
                     var word: UInt64 = 0
                     for pair in 0..<32 {
-                        let draw = c.rng.next()
+                        let draw = rng.next()
                         let low: UInt64 = draw & 0xFFFF_FFFF < below ? 1 : 0
                         let high: UInt64 = draw >> 32 < below ? 1 : 0
                         word |= low << UInt64(2 * pair) | high << UInt64(2 * pair + 1)
                     }
                     let end = min(r.upperBound, j + 64)
                     if end - j < 64 { word &= (1 << UInt64(end - j)) - 1 }
-                    o.p[j >> 6] = word
+                    o.value[j >> 6] = word
                     j = end
                 }
             }
@@ -290,10 +267,10 @@ struct DeltaMask: Sendable {
         let c = n / r
         var mask = [UInt8](repeating: 0, count: n)
         mask.withUnsafeMutableBufferPointer { out in
-            let o = UnsafeSendableBytes(out), x = SendableConst(e), y = SendableConst(b)
+            let o = UnsafeSendable(out), x = UnsafeSendable(e), y = UnsafeSendable(b)
             try? Parallel.forEach(r) { row, _ in
                 let start = row * c
-                let magnitude = (0..<c).map { abs(x.p[start + $0] - y.p[start + $0]) }
+                let magnitude = (0..<c).map { abs(x.value[start + $0] - y.value[start + $0]) }
                 let order = (0..<c).sorted { (magnitude[$0], $0) < (magnitude[$1], $1) }
                 var rng = SeededRandom(seed: seed, stream: "della-row", index: UInt64(row))
                 var decisions = [UInt8](repeating: 0, count: c)
@@ -301,7 +278,7 @@ struct DeltaMask: Sendable {
                     let position = c > 1 ? Double(rank) / Double(c - 1) : 0.5
                     decisions[j] = rng.uniform() < (density - epsilon) + 2 * epsilon * position ? 1 : 0
                 }
-                for j in 0..<c { o.p[start + j] = decisions[j] }
+                for j in 0..<c { o.value[start + j] = decisions[j] }
             }
         }
         return mask
@@ -311,7 +288,7 @@ struct DeltaMask: Sendable {
 
     /// The second pass's state for one block. For `.explicit` the mask array must outlive the cursor.
     func cursor(block: Int) -> Cursor {
-        var c = Cursor(rng: SeededRandom(seed: UInt64(block)))
+        var c = Cursor()
         switch rule {
         case .all:
             c.kind = 0
@@ -322,10 +299,6 @@ struct DeltaMask: Sendable {
             c.kind = 2
             (c.threshold1, c.rankBase1, c.need1) = (keep.threshold, block < keep.equalBefore.count ? keep.equalBefore[block] : 0, keep.need)
             (c.threshold2, c.rankBase2, c.need2) = (drop.threshold, block < drop.equalBefore.count ? drop.equalBefore[block] : 0, drop.need)
-        case let .bernoulli(p, seed):
-            c.kind = 3
-            c.keepBelow = UInt64((min(max(p, 0), 1) * 4_294_967_296).rounded(.down))
-            c.rng = SeededRandom(seed: seed, stream: "bernoulli", index: UInt64(block))
         case let .explicit(mask):
             c.kind = 4
             c.explicit = mask.withUnsafeBufferPointer { $0.baseAddress }
@@ -361,8 +334,6 @@ struct DeltaMask: Sendable {
                 c.rankBase2 += 1
             }
             return inKeep && !inDrop
-        case 3:
-            return c.bernoulli()
         case 5:
             return c.words![j >> 6] >> UInt64(j & 63) & 1 != 0
         default:
@@ -410,24 +381,4 @@ enum Sparsify {
             }
         }
     }
-}
-
-struct UnsafeSendableInts: @unchecked Sendable {
-    let p: UnsafeMutableBufferPointer<Int>
-    init(_ p: UnsafeMutableBufferPointer<Int>) { self.p = p }
-}
-
-struct UnsafeSendableBytes: @unchecked Sendable {
-    let p: UnsafeMutableBufferPointer<UInt8>
-    init(_ p: UnsafeMutableBufferPointer<UInt8>) { self.p = p }
-}
-
-struct UnsafeSendableTriples: @unchecked Sendable {
-    let p: UnsafeMutableBufferPointer<(kept: Int, before: Double, after: Double)>
-    init(_ p: UnsafeMutableBufferPointer<(kept: Int, before: Double, after: Double)>) { self.p = p }
-}
-
-struct UnsafeSendableWords: @unchecked Sendable {
-    let p: UnsafeMutableBufferPointer<UInt64>
-    init(_ p: UnsafeMutableBufferPointer<UInt64>) { self.p = p }
 }

@@ -86,7 +86,7 @@ public enum LowRank {
         var sigma = [Double](repeating: 0, count: keep)
         if wide {
             // R' = Uᵀ·A (keep × n); σ_c = ‖row c‖.
-            right = try multiplyArrays(u, a, m: keep, n: n, k: m, transposeA: true)
+            right = try LinearAlgebra.multiply(u, a, m: keep, n: n, k: m, transposeA: true)
             for c in 0..<keep {
                 var ss = 0.0
                 for j in 0..<n { ss += Double(right[c * n + j]) * Double(right[c * n + j]) }
@@ -100,7 +100,7 @@ public enum LowRank {
             }
         } else {
             // L' = A·V (m × keep); σ_c = ‖column c‖.
-            left = try multiplyArrays(a, u, m: m, n: keep, k: n)
+            left = try LinearAlgebra.multiply(a, u, m: m, n: keep, k: n)
             for c in 0..<keep {
                 var ss = 0.0
                 for i in 0..<m { ss += Double(left[i * keep + c]) * Double(left[i * keep + c]) }
@@ -128,7 +128,7 @@ public enum LowRank {
             return Truncation(factors: LowRankFactors(rows: m, columns: n, rank: 0, left: [], right: []), singularValues: [], retainedEnergy: 1, norm: 0)
         }
         // P = LᵀL = V Λ Vᵀ; L = Q Λ^½ Vᵀ with orthonormal Q = L V Λ^-½.
-        let lGram = try multiplyArrays(product.left, product.left, m: p, n: p, k: m, transposeA: true)
+        let lGram = try LinearAlgebra.multiply(product.left, product.left, m: p, n: p, k: m, transposeA: true)
         let (lv, lvec) = try LinearAlgebra.symmetricEigen(lGram.map(Double.init), n: p)
         let lmax = lv.last ?? 0
         let kept = (0..<p).reversed().filter { lv[$0] > max(lmax * 1e-10, 0) }
@@ -145,10 +145,10 @@ public enum LowRank {
                 vHalfT[c * p + i] = Float(lvec[j * p + i] * root)
             }
         }
-        let qL = try multiplyArrays(product.left, vInv, m: m, n: q, k: p)          // m × q
-        let mid = try multiplyArrays(vHalfT, product.right, m: q, n: n, k: p)      // q × n
+        let qL = try LinearAlgebra.multiply(product.left, vInv, m: m, n: q, k: p)          // m × q
+        let mid = try LinearAlgebra.multiply(vHalfT, product.right, m: q, n: n, k: p)      // q × n
         // M Mᵀ = U Σ² Uᵀ.
-        let mGram = try multiplyArrays(mid, mid, m: q, n: q, k: n, transposeB: true)
+        let mGram = try LinearAlgebra.multiply(mid, mid, m: q, n: q, k: n, transposeB: true)
         let (mv, mvec) = try LinearAlgebra.symmetricEigen(mGram.map(Double.init), n: q)
         let total = mv.reduce(0) { $0 + max($1, 0) }
         let order = (0..<q).reversed().filter { mv[$0] > 0 }
@@ -165,8 +165,8 @@ public enum LowRank {
                 uInvT[c * q + i] = Float(mvec[j * q + i] / root)
             }
         }
-        let left = try multiplyArrays(qL, uHalf, m: m, n: keep, k: q)
-        let right = try multiplyArrays(uInvT, mid, m: keep, n: n, k: q)
+        let left = try LinearAlgebra.multiply(qL, uHalf, m: m, n: keep, k: q)
+        let right = try LinearAlgebra.multiply(uInvT, mid, m: keep, n: n, k: q)
         var factors = LowRankFactors(rows: m, columns: n, rank: keep, left: left, right: right)
         fixSigns(&factors)
         let retained = sigma.reduce(0) { $0 + $1 * $1 }
@@ -298,9 +298,5 @@ public enum LowRank {
             }
         }
         return out
-    }
-
-    static func multiplyArrays(_ a: [Float], _ b: [Float], m: Int, n: Int, k: Int, transposeA: Bool = false, transposeB: Bool = false) throws -> [Float] {
-        try LinearAlgebra.multiply(a, b, m: m, n: n, k: k, transposeA: transposeA, transposeB: transposeB)
     }
 }

@@ -36,9 +36,8 @@ public enum RMMBaselines {
         public var errors: [Double]
     }
 
-    /// Runs every baseline on one module's experts.
-    ///
-    /// - Parameter dense: the experts' dense task vectors when the caller already holds them.
+    /// Runs every baseline on one module's experts (factor baselines only when all ranks agree;
+    /// dense baselines always, on L·R for factors).
     public static func evaluate(module: String, experts: RMMExperts, layerCount: Int, seed: UInt64) throws -> [Result] {
         let n = experts.count
         var out: [Result] = []

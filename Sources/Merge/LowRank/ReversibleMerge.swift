@@ -168,6 +168,7 @@ public enum ReversibleMerge {
         guard k >= 1, k < n else {
             throw MergeError.invalidParameter(method: "rmm", parameter: "basis", problem: "is \(k); it must be between 1 and N − 1 = \(n - 1) (a basis of N or more vectors stores more than the experts themselves)")
         }
+        try validate(experts, variant: variant)
         switch (variant, experts) {
         case let (.position, .factors(f)):
             return try fitPositions(f, k: k, center: center)
@@ -207,16 +208,35 @@ public enum ReversibleMerge {
             module.expertTotals = totals
             return module
         case (_, .dense):
-            throw MergeError.invalidInputs(method: "rmm", problem: "the \(variant.rawValue) variant needs low-rank factors; dense experts take variant=dense")
+            preconditionFailure("validate(_:variant:) rejects dense experts for the \(variant.rawValue) variant")
         }
     }
 
-    /// Per-position PCA of the rows of L and the columns of R.
+    /// Checks that the experts fit `variant` (at least one expert): one shape for all, one rank for
+    /// the factor variants, dense experts only for `dense`.
+    static func validate(_ experts: RMMExperts, variant: RMMVariant) throws {
+        switch experts {
+        case let .factors(f):
+            let rows = f[0].rows, columns = f[0].columns, r = f[0].rank
+            for (i, x) in f.enumerated() where x.rows != rows || x.columns != columns {
+                throw MergeError.invalidInputs(method: "rmm", problem: "experts have different shapes (expert 0 is \(rows)×\(columns), expert \(i) is \(x.rows)×\(x.columns))")
+            }
+            for (i, x) in f.enumerated() where variant != .dense && x.rank != r {
+                throw MergeError.invalidInputs(method: "rmm", problem: "experts have different ranks (expert 0 has rank \(r), expert \(i) rank \(x.rank)); the \(variant.rawValue) variant needs one rank, use variant=dense")
+            }
+        case let .dense(d, rows, columns):
+            guard variant == .dense else {
+                throw MergeError.invalidInputs(method: "rmm", problem: "the \(variant.rawValue) variant needs low-rank factors; dense experts take variant=dense")
+            }
+            for (i, x) in d.enumerated() where x.count != rows * columns {
+                throw MergeError.invalidInputs(method: "rmm", problem: "expert \(i) has \(x.count) values, not \(rows)×\(columns) = \(rows * columns)")
+            }
+        }
+    }
+
+    /// Per-position PCA of the rows of L and the columns of R (experts validated by ``validate(_:variant:)``).
     static func fitPositions(_ f: [LowRankFactors], k: Int, center: Bool) throws -> RMMModule {
         let n = f.count, rows = f[0].rows, columns = f[0].columns, r = f[0].rank
-        for x in f where x.rank != r || x.rows != rows || x.columns != columns {
-            throw MergeError.invalidInputs(method: "rmm", problem: "experts have different ranks or shapes (\(r) vs \(x.rank)); use variant=dense")
-        }
         // Positions × r matrices per expert: L as is, R transposed.
         let leftSide = f.map(\.left)
         let rightSide = f.map { x -> [Float] in
@@ -269,7 +289,8 @@ public enum ReversibleMerge {
             try basis.withUnsafeMutableBufferPointer { pb in
                 try coeff.withUnsafeMutableBufferPointer { pc in
                     try partial.withUnsafeMutableBufferPointer { pp in
-                        let out = SendableBuffers(mean: pm, basis: pb, coeff: pc, partial: pp)
+                        // Workers write disjoint positions of each buffer.
+                        let out = UnsafeSendable((mean: pm, basis: pb, coeff: pc, partial: pp))
                         try Parallel.forEach(workers) { w, failed in
                             let solver = SymmetricEigenSolver(n: n)
                             var c = [Double](repeating: 0, count: r * n)   // centred X, r × n
@@ -284,7 +305,7 @@ public enum ReversibleMerge {
                                         for i in 0..<n { mu += Double(x[i][p * r + a]) }
                                         mu /= Double(n)
                                     }
-                                    out.mean[p * r + a] = Float(mu)
+                                    out.value.mean[p * r + a] = Float(mu)
                                     for i in 0..<n { c[a * n + i] = Double(x[i][p * r + a]) - Double(Float(mu)) }
                                 }
                                 // G = CᵀC (n × n).
@@ -322,22 +343,22 @@ public enum ReversibleMerge {
                                         if abs(u[a]) > abs(biggest) { biggest = u[a] }
                                     }
                                     let sign = biggest < 0 ? -1.0 : 1.0
-                                    for a in 0..<r { out.basis[(p * r + a) * k + cc] = Float(sign * u[a]) }
-                                    for i in 0..<n { out.coeff[(p * k + cc) * n + i] = Float(sign * sigma * g[j * n + i]) }
+                                    for a in 0..<r { out.value.basis[(p * r + a) * k + cc] = Float(sign * u[a]) }
+                                    for i in 0..<n { out.value.coeff[(p * k + cc) * n + i] = Float(sign * sigma * g[j * n + i]) }
                                 }
                                 // Residual per expert (in the stored precision).
                                 for i in 0..<n {
                                     var res = 0.0
                                     for a in 0..<r {
                                         var s = 0.0
-                                        for cc in 0..<k { s += Double(out.basis[(p * r + a) * k + cc]) * Double(out.coeff[(p * k + cc) * n + i]) }
+                                        for cc in 0..<k { s += Double(out.value.basis[(p * r + a) * k + cc]) * Double(out.value.coeff[(p * k + cc) * n + i]) }
                                         let d = c[a * n + i] - s
                                         res += d * d
                                     }
                                     acc.expertResidual[i] += res
                                 }
                             }
-                            out.partial[w] = acc
+                            out.value.partial[w] = acc
                         }
                     }
                 }
@@ -411,12 +432,4 @@ public enum ReversibleMerge {
         }
         return (mean, basis, coeff.flatMap { $0 }, total > 0 ? min(1, keptEnergy / total) : 1, perExpert, kept, diag)
     }
-}
-
-/// Buffers the position fit's workers write, each to its own positions.
-private struct SendableBuffers: @unchecked Sendable {
-    let mean: UnsafeMutableBufferPointer<Float>
-    let basis: UnsafeMutableBufferPointer<Float>
-    let coeff: UnsafeMutableBufferPointer<Float>
-    let partial: UnsafeMutableBufferPointer<(total: Double, kept: Double, expertTotal: [Double], expertResidual: [Double])>
 }

@@ -1,3 +1,4 @@
+import Delta
 import Foundation
 
 /// Weighted average of the experts themselves (a model soup): θ = Σ wᵢθᵢ / Σ wᵢ. No base is used.
@@ -31,15 +32,15 @@ public struct Linear: MergeMethod {
             let w = weights[i]
             out.withUnsafeMutableBufferPointer { po in
                 e.withUnsafeBufferPointer { pe in
-                    let o = SendableMutable(po), x = SendableConst(pe)
-                    Kernels.blocks(n) { r in for j in r { o.p[j] += w * x.p[j] } }
+                    let o = UnsafeSendable(po), x = UnsafeSendable(pe)
+                    Kernels.blocks(n) { r in for j in r { o.value[j] += w * x.value[j] } }
                 }
             }
         }
         if normalize {
             out.withUnsafeMutableBufferPointer { po in
-                let o = SendableMutable(po)
-                Kernels.blocks(n) { r in for j in r { o.p[j] /= total } }
+                let o = UnsafeSendable(po)
+                Kernels.blocks(n) { r in for j in r { o.value[j] /= total } }
             }
         }
         return TensorMergeOutput(values: out)

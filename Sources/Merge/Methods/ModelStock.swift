@@ -20,17 +20,29 @@ public struct ModelStock: MergeMethod {
         let n = base.count
         let width = n / max(rows, 1)
         let deltas = input.experts.map { Kernels.subtract($0, base) }
-        let k = Double(deltas.count)
+        let count = deltas.count
+        let k = Double(count)
         var out = [Float](repeating: 0, count: n)
         var tSum = 0.0
+        // Per row, the Gram table of the task vectors' slices: G[i][j] = τᵢ·τⱼ, ‖τᵢ‖ = √G[i][i].
+        var gram = [Double](repeating: 0, count: count * count)
         for r in 0..<max(rows, 1) {
             let range = (r * width)..<(r == rows - 1 ? n : (r + 1) * width)
+            for i in 0..<count {
+                for j in i..<count {
+                    gram[i * count + j] = deltas[i].withUnsafeBufferPointer { a in
+                        deltas[j].withUnsafeBufferPointer { b in
+                            guard let x = a.baseAddress, let y = b.baseAddress else { return 0 }
+                            return Kernels.dot(x + range.lowerBound, y + range.lowerBound, count: range.count)
+                        }
+                    }
+                }
+            }
             var cosSum = 0.0, pairs = 0.0
-            for i in 0..<deltas.count {
-                for j in (i + 1)..<deltas.count {
-                    let a = Array(deltas[i][range]), b = Array(deltas[j][range])
-                    let denominator = max(Kernels.norm(a) * Kernels.norm(b), 1e-6)
-                    cosSum += min(max(Kernels.dot(a, b) / denominator, -1), 1)
+            for i in 0..<count {
+                for j in (i + 1)..<count {
+                    let denominator = max(gram[i * count + i].squareRoot() * gram[j * count + j].squareRoot(), 1e-6)
+                    cosSum += min(max(gram[i * count + j] / denominator, -1), 1)
                     pairs += 1
                 }
             }

@@ -1,3 +1,4 @@
+import Delta
 import Foundation
 
 /// Spherical interpolation between two experts, per tensor (mergekit's `slerp`).
@@ -29,8 +30,8 @@ public struct SLERP: MergeMethod {
         out.withUnsafeMutableBufferPointer { po in
             v0.withUnsafeBufferPointer { pa in
                 v1.withUnsafeBufferPointer { pb in
-                    let o = SendableMutable(po), a = SendableConst(pa), b = SendableConst(pb)
-                    Kernels.blocks(po.count) { r in for j in r { o.p[j] = f0 * a.p[j] + f1 * b.p[j] } }
+                    let o = UnsafeSendable(po), a = UnsafeSendable(pa), b = UnsafeSendable(pb)
+                    Kernels.blocks(po.count) { r in for j in r { o.value[j] = f0 * a.value[j] + f1 * b.value[j] } }
                 }
             }
         }

@@ -98,19 +98,19 @@ public struct GeneralizedTaskArithmetic<Configuration: TaskArithmeticConfigurati
         // Pass 2, element by element: thinned, weighted deltas; sign election; normalisation; λ.
         var out = [Float](repeating: 0, count: n)
         var keptCounts = [Int](repeating: 0, count: ((n + Kernels.block - 1) / Kernels.block) * k)
-        let pointers = input.experts.map { e in e.withUnsafeBufferPointer { SendableConst($0) } }
+        let pointers = input.experts.map { e in e.withUnsafeBufferPointer { UnsafeSendable($0) } }
         withExtendedLifetime(input.experts) {
             out.withUnsafeMutableBufferPointer { po in
                 base.withUnsafeBufferPointer { pb in
-                    let o = SendableMutable(po), b = SendableConst(pb)
+                    let o = UnsafeSendable(po), b = UnsafeSendable(pb)
                     let scales = masks.map(\.scale)
                     keptCounts.withUnsafeMutableBufferPointer { kc in
-                        let counts = UnsafeSendableInts(kc)
+                        let counts = UnsafeSendable(kc)
                         Kernels.blocks(n) { r in
-                            Self.mergeBlock(r, base: b.p.baseAddress!, experts: pointers.map { $0.p.baseAddress! }, masks: masks,
+                            Self.mergeBlock(r, base: b.value.baseAddress!, experts: pointers.map { $0.value.baseAddress! }, masks: masks,
                                             weights: weights, scales: scales, electSign: electSign, normalize: normalize,
-                                            totalWeight: totalWeight, lambda: lambda, out: o.p.baseAddress!,
-                                            kept: counts.p.baseAddress! + (r.lowerBound / Kernels.block) * k)
+                                            totalWeight: totalWeight, lambda: lambda, out: o.value.baseAddress!,
+                                            kept: counts.value.baseAddress! + (r.lowerBound / Kernels.block) * k)
                         }
                     }
                 }

@@ -1,3 +1,5 @@
+import Delta
+
 /// How much the experts' task vectors τᵢ = θᵢ − θ₀ disagree on one tensor, and what the merge did.
 ///
 /// Definitions (docs/merging.md, "Conflict report"):
@@ -66,18 +68,18 @@ public struct ConflictMetrics: Sendable, Equatable {
         let pairCount = k * (k + 1) / 2
         let width = pairCount + Column.count + k
         var partial = [Double](repeating: 0, count: blockCount * width)
-        let pointers = experts.map { e in e.withUnsafeBufferPointer { SendableConst($0) } }
+        let pointers = experts.map { e in e.withUnsafeBufferPointer { UnsafeSendable($0) } }
         withExtendedLifetime(experts) {
             base.withUnsafeBufferPointer { pb in
                 merged.withUnsafeBufferPointer { pm in
                     partial.withUnsafeMutableBufferPointer { pp in
-                        let b = SendableConst(pb), mm = SendableConst(pm)
-                        let out = SendableDoubles(pp)
+                        let b = UnsafeSendable(pb), mm = UnsafeSendable(pm)
+                        let out = UnsafeSendable(pp)
                         Kernels.blocks(n) { r in
                             let blockIndex = r.lowerBound / Kernels.block
                             guard blockIndex % stride == 0 else { return }
-                            measureBlock(r, base: b.p.baseAddress!, merged: mm.p.baseAddress!, experts: pointers.map { $0.p.baseAddress! },
-                                         tallLambda: tl, into: out.p.baseAddress! + blockIndex * width)
+                            measureBlock(r, base: b.value.baseAddress!, merged: mm.value.baseAddress!, experts: pointers.map { $0.value.baseAddress! },
+                                         tallLambda: tl, into: out.value.baseAddress! + blockIndex * width)
                         }
                     }
                 }
@@ -151,7 +153,7 @@ public struct ConflictMetrics: Sendable, Equatable {
                 positive[jj] &+= d > 0 ? 1 : 0
                 negative[jj] &+= d < 0 ? 1 : 0
                 let tauM = mg[jj] - b[jj]
-                selected[jj] &+= abs(d) > tl * abs(tauM - d) ? 1 : 0
+                selected[jj] &+= tallSelects(d, merged: tauM, lambda: tl) ? 1 : 0
                 far &+= abs(mg[jj] - x[jj]) > abs(b[jj] - x[jj]) ? 1 : 0
             }
             acc[pairCount + Column.count + i] = Double(far)
@@ -160,7 +162,7 @@ public struct ConflictMetrics: Sendable, Equatable {
         var d = 0
         for i in 0..<k {
             for i2 in i..<k {
-                acc[d] = dot(tau + i * len, tau + i2 * len, len)
+                acc[d] = Kernels.dot(tau + i * len, tau + i2 * len, count: len)
                 d += 1
             }
         }
@@ -224,26 +226,9 @@ public struct ConflictMetrics: Sendable, Equatable {
         sum >= 0 ? t < 0 : t > 0
     }
 
-    /// Σ aᵢbᵢ in Double, four independent lanes.
-    static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Double {
-        var s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
-        var i = 0
-        while i + 4 <= n {
-            s0 += Double(a[i]) * Double(b[i])
-            s1 += Double(a[i + 1]) * Double(b[i + 1])
-            s2 += Double(a[i + 2]) * Double(b[i + 2])
-            s3 += Double(a[i + 3]) * Double(b[i + 3])
-            i += 4
-        }
-        while i < n {
-            s0 += Double(a[i]) * Double(b[i])
-            i += 1
-        }
-        return (s0 + s1) + (s2 + s3)
+    /// Whether expert τᵢ's TALL mask selects an element: |τᵢ| > λ·|τ_M − τᵢ|.
+    @inline(__always)
+    static func tallSelects(_ tau: Float, merged tauM: Float, lambda: Float) -> Bool {
+        abs(tau) > lambda * abs(tauM - tau)
     }
-}
-
-struct SendableDoubles: @unchecked Sendable {
-    let p: UnsafeMutableBufferPointer<Double>
-    init(_ p: UnsafeMutableBufferPointer<Double>) { self.p = p }
 }

@@ -74,9 +74,7 @@ extension ConflictReport {
                 let fill: String
                 var tip = "layer \(layer) \(module): \(t.mergeClass.rawValue)"
                 if let m = t.metrics {
-                    let v = min(1, m.conflictingMass / maxMass)
-                    let g = Int(255 - 200 * v), b = Int(255 - 230 * v)
-                    fill = "rgb(255,\(g),\(b))"
+                    fill = heatColour(min(1, m.conflictingMass / maxMass))
                     tip += String(format: ", conflicting mass %.3f, sign conflict %.3f", m.conflictingMass, m.signConflict)
                     if let cos = m.minCosine { tip += String(format: ", min cos %.3f", cos) }
                 } else {
@@ -91,12 +89,16 @@ extension ConflictReport {
         }
         let legendY = headerHeight + layerIDs.count * cell + 20
         for i in 0...10 {
-            let v = Double(i) / 10
-            svg += "<rect x=\"\(labelWidth + i * 18)\" y=\"\(legendY)\" width=\"18\" height=\"12\" fill=\"rgb(255,\(Int(255 - 200 * v)),\(Int(255 - 230 * v)))\"/>\n"
+            svg += "<rect x=\"\(labelWidth + i * 18)\" y=\"\(legendY)\" width=\"18\" height=\"12\" fill=\"\(heatColour(Double(i) / 10))\"/>\n"
         }
         svg += "<text x=\"\(labelWidth + 11 * 18 + 6)\" y=\"\(legendY + 10)\">0 … \(String(format: "%.3f", maxMass))</text>\n"
         svg += "</svg>\n"
         return svg
+    }
+
+    /// The heatmap's colour for a conflicting mass `v` in [0, 1] (white to red).
+    private func heatColour(_ v: Double) -> String {
+        "rgb(255,\(Int(255 - 200 * v)),\(Int(255 - 230 * v)))"
     }
 
     private func f(_ x: Double?) -> String {

@@ -145,6 +145,9 @@ public struct LossySummary: Sendable {
     /// Per tensor: rank and relative error.
     public var tensors: [(name: String, rank: Int, relativeError: Double)]
 
+    /// The fraction of the dense bytes the low-rank tensors save.
+    public var savedFraction: Double { 1 - Double(storedByteCount) / Double(max(denseByteCount, 1)) }
+
     public init?(commit: Commit) {
         guard let l = commit.extra["lossy"] else { return nil }
         method = l["method"]?.stringValue ?? "lowrank"

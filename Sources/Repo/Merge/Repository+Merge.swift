@@ -128,13 +128,14 @@ extension Repository {
                                        branches: branches, experts: experts)
         }
         let plan = try MergePlan(recipe)
+        let yaml = recipeYAML(recipe, base: baseID)
 
         var context = try MergeContext(repository: self, base: baseID, experts: experts, plan: plan, options: options)
         let layerCount = TensorContext.layerCount(of: context.allNames)
         if options.dryRun {
             let report = try context.classify(layerCount: layerCount)
             return MergeOutcome(status: .planned, report: report, base: baseID, baseCandidates: candidates,
-                                estimatedPeakBytes: context.estimatedPeakBytes, recipeYAML: recipeYAML(recipe, base: baseID))
+                                estimatedPeakBytes: context.estimatedPeakBytes, recipeYAML: yaml)
         }
         let batch = objects.makeBatch()
         var committed: (RecordedMerge, ConflictReport)?
@@ -158,10 +159,10 @@ extension Repository {
             if !result.unresolved.isEmpty {
                 try history.setMergeState(state, objects: result.newObjects)
                 return MergeOutcome(status: .conflicted, report: result.report, base: baseID, baseCandidates: candidates,
-                                    estimatedPeakBytes: context.estimatedPeakBytes, recipeYAML: recipeYAML(recipe, base: baseID))
+                                    estimatedPeakBytes: context.estimatedPeakBytes, recipeYAML: yaml)
             }
             let tree = try context.buildTree(decided: result.decided, recipe: recipe, report: result.report,
-                                              recipeYAML: recipeYAML(recipe, base: baseID), batch: batch, newObjects: &result.newObjects)
+                                              recipeYAML: yaml, batch: batch, newObjects: &result.newObjects)
             try batch.finish()
             if options.noCommit {
                 try history.insertTree(tree, objects: result.newObjects)
@@ -172,7 +173,7 @@ extension Repository {
                 // The working tree now holds the candidate, not a view written over HEAD.
                 try history.clearWorktreeView()
                 return MergeOutcome(status: .ready, report: result.report, base: baseID, baseCandidates: candidates,
-                                    estimatedPeakBytes: context.estimatedPeakBytes, recipeYAML: recipeYAML(recipe, base: baseID))
+                                    estimatedPeakBytes: context.estimatedPeakBytes, recipeYAML: yaml)
             }
             let recorded = try recordMerge(state: state, tree: tree, objects: result.newObjects, report: result.report)
             committed = (recorded, result.report)
@@ -187,7 +188,7 @@ extension Repository {
         Timing.add("checkout", Date().timeIntervalSince(tf))
         Timing.report()
         return MergeOutcome(status: .committed(recorded.commit), report: report, base: baseID, baseCandidates: candidates,
-                            estimatedPeakBytes: context.estimatedPeakBytes, recipeYAML: recipeYAML(recipe, base: baseID))
+                            estimatedPeakBytes: context.estimatedPeakBytes, recipeYAML: yaml)
     }
 
     /// A recorded merge commit and what finishing it needs.
@@ -320,15 +321,10 @@ extension Repository {
 
     /// The recipe in mergekit's YAML form (re-runnable with `mrepo merge --config`).
     func recipeYAML(_ recipe: MergeRecipe, base: ObjectID) -> String {
+        // As ParameterValue prints itself, except conditions: mergekit's list of {filter, value}.
         func yaml(_ v: ParameterValue) -> String {
-            switch v {
-            case let .number(x): return ParameterValue.format(x)
-            case let .gradient(xs): return "[" + xs.map(ParameterValue.format).joined(separator: ", ") + "]"
-            case let .flag(b): return b ? "true" : "false"
-            case let .text(t): return t
-            case let .conditional(cs):
-                return "[" + cs.map { c in (c.filter.map { "{filter: \($0), value: " } ?? "{value: ") + yaml(c.value) + "}" }.joined(separator: ", ") + "]"
-            }
+            guard case let .conditional(cs) = v else { return v.description }
+            return "[" + cs.map { c in (c.filter.map { "{filter: \($0), value: " } ?? "{value: ") + yaml(c.value) + "}" }.joined(separator: ", ") + "]"
         }
         var out = "merge_method: \(recipe.method)\nbase_model: \(base.hex)\nmodels:\n"
         for (i, name) in recipe.experts.enumerated() {

@@ -152,7 +152,7 @@ struct SwitchCommand: ParsableCommand {
         let result = try repo.switchBranch(branch, create: create, startPoint: startPoint, force: force, wait: lock.wait)
         guard !repository.quiet else { return }
         print((create ? "Switched to a new branch '\(branch)'" : "Switched to branch '\(branch)'")
-            + " (\(result.writtenFiles) files written, \(result.removedFiles) removed, \(result.unchangedFiles) unchanged)")
+            + " (\(result.filesSummary))")
     }
 }
 
@@ -176,13 +176,7 @@ struct CheckoutCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("The revision to check out.", valueName: "rev"))
     var revision: String
 
-    @Option(help: ArgumentHelp("Reversible merges: rebuild this expert (its name in the merge, or a commit id prefix).", valueName: "name"))
-    var expert: String?
-
-    @Option(help: ArgumentHelp(
-        "Reversible merges: ta (the stored default: task arithmetic of the rebuilt experts, truncated), ta-full (the same, exact), mean (the experts' mean).",
-        valueName: "view"))
-    var view: String?
+    @OptionGroup var reversible: ReversibleViewOptions
 
     @Flag(help: "With --expert or --view on an adapter merge: write the dense model θ_base + ΔW instead of an adapter.")
     var fold = false
@@ -190,21 +184,14 @@ struct CheckoutCommand: ParsableCommand {
     @Flag(name: .shortAndLong, help: "Discard uncommitted changes in files the checkout rewrites.")
     var force = false
 
-    func validate() throws {
-        if expert != nil, view != nil { throw ValidationError("--expert and --view: give one of them") }
-        if let view, ReversibleView(rawValue: view) == nil {
-            throw ValidationError("--view '\(view)': expected one of \(ReversibleView.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
-    }
-
     func run() throws {
         let repo = try repository.open()
-        if expert != nil || view != nil || fold {
-            let (result, description) = try repo.checkoutReversible(revision, view: view.flatMap(ReversibleView.init(rawValue:)), expert: expert,
+        if reversible.isGiven || fold {
+            let (result, description) = try repo.checkoutReversible(revision, view: reversible.parsedView, expert: reversible.expert,
                                                                     fold: fold, force: force, wait: lock.wait)
             guard !repository.quiet else { return }
             print("HEAD is now at \(result.head.commit?.short ?? "") (detached); the working tree holds \(description)")
-            print("\(result.writtenFiles) files written, \(result.removedFiles) removed, \(result.unchangedFiles) unchanged")
+            print(result.filesSummary)
             return
         }
         let result = try repo.checkout(revision, force: force, wait: lock.wait)
@@ -213,6 +200,11 @@ struct CheckoutCommand: ParsableCommand {
         case let .branch(name, _): print("Switched to branch '\(name)'")
         case let .detached(id): print("HEAD is now at \(id.short) (detached)")
         }
-        print("\(result.writtenFiles) files written, \(result.removedFiles) removed, \(result.unchangedFiles) unchanged")
+        print(result.filesSummary)
     }
+}
+
+extension CheckoutResult {
+    /// "N files written, N removed, N unchanged".
+    var filesSummary: String { "\(writtenFiles) files written, \(removedFiles) removed, \(unchangedFiles) unchanged" }
 }

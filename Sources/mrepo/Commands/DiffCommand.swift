@@ -153,28 +153,17 @@ struct ExportCommand: ParsableCommand {
     @Flag(help: "Adapters: write the dense model θ_base + ΔW instead of the adapter files.")
     var fold = false
 
-    @Option(help: ArgumentHelp("Reversible merges: rebuild this expert (its name in the merge, or a commit id prefix).", valueName: "name"))
-    var expert: String?
-
-    @Option(help: ArgumentHelp("Reversible merges: ta (default), ta-full or mean.", valueName: "view"))
-    var view: String?
+    @OptionGroup var reversible: ReversibleViewOptions
 
     @Flag(help: "Print the result as JSON.")
     var json = false
-
-    func validate() throws {
-        if expert != nil, view != nil { throw ValidationError("--expert and --view: give one of them") }
-        if let view, ReversibleView(rawValue: view) == nil {
-            throw ValidationError("--view '\(view)': expected one of \(ReversibleView.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
-    }
 
     func run() throws {
         let repo = try repository.open()
         let started = Date()
         let result: ExportResult
-        if expert != nil || view != nil {
-            result = try repo.exportReversible(revision, view: view.flatMap(ReversibleView.init(rawValue:)), expert: expert, fold: fold,
+        if reversible.isGiven {
+            result = try repo.exportReversible(revision, view: reversible.parsedView, expert: reversible.expert, fold: fold,
                                                to: repository.path(directory))
         } else if fold {
             result = try repo.exportFolded(revision, to: repository.path(directory))
@@ -192,7 +181,7 @@ struct ExportCommand: ParsableCommand {
                             "lossy": .bool(lossy != nil),
                             "max_relative_error": .opt(lossy?.maxRelativeError)]))
         } else if !repository.quiet {
-            let what = expert.map { "expert \($0) of " } ?? view.map { "view \($0) of " } ?? ""
+            let what = reversible.expert.map { "expert \($0) of " } ?? reversible.view.map { "view \($0) of " } ?? ""
             print("Exported \(what)\(result.commit.short)\(fold ? " (folded)" : "") to \(result.directory): \(result.fileCount) files, \(Format.bytes(result.byteCount))")
         }
     }

@@ -133,19 +133,14 @@ struct ShowCommand: ParsableCommand {
             print(Format.table(["tensor", "class", "min cos", "sign conflict", "conflicting mass", "note"], rows, right: [2, 3, 4]))
             return
         }
-        let tree = try repo.history.tree(c.treeID)
+        let tree = try repo.tree(of: id)
         let names = try repo.decorations()[id] ?? []
+        let objectInfo = try repo.objectInfos(of: tree)
         var encodings: [String: Int] = [:]
-        var stored = 0
-        var objectInfo: [ObjectID: ObjectInfo] = [:]
-        for id in tree.objectIDs {
-            if let info = try repo.history.objectInfo(id) { objectInfo[id] = info }
-        }
         for (_, t) in tree.allTensors {
-            let enc = objectInfo[t.objectID].map { $0.encoding.description } ?? "?"
-            encodings[enc, default: 0] += 1
+            encodings[objectInfo[t.objectID].map { $0.encoding.description } ?? "?", default: 0] += 1
         }
-        for info in objectInfo.values { stored += info.storedByteCount }
+        let stored = objectInfo.values.reduce(0) { $0 + $1.storedByteCount }
         if json {
             var out = CommitJSON.make(c, names: names)
             guard case var .object(members) = out else { return }
@@ -203,7 +198,7 @@ struct ShowCommand: ParsableCommand {
         }
         if let lossy = LossySummary(commit: c) {
             print("Lossy:   \(lossy.method) \(lossy.setting): \(lossy.tensorCount) tensors in \(Format.bytes(lossy.storedByteCount)) instead of \(Format.bytes(lossy.denseByteCount)) "
-                + "(saves \(Format.percent(1 - Double(lossy.storedByteCount) / Double(max(lossy.denseByteCount, 1))))); relative Frobenius error mean "
+                + "(saves \(Format.percent(lossy.savedFraction))); relative Frobenius error mean "
                 + "\(Format.number(lossy.meanRelativeError, digits: 4)), max \(Format.number(lossy.maxRelativeError, digits: 4)) (--tensors lists each)")
         }
         if let a = c.extra["adapter"] {

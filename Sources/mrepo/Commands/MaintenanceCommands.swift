@@ -51,7 +51,7 @@ extension DuCommand {
     /// What kind of commit: a lossy one with its saving, an adapter, a reversible merge.
     func kind(_ c: Commit) -> String {
         if let l = LossySummary(commit: c) {
-            return "lossy \(l.setting): \(Format.bytes(l.storedByteCount)) for \(Format.bytes(l.denseByteCount)) (saves \(Format.percent(1 - Double(l.storedByteCount) / Double(max(l.denseByteCount, 1)))))"
+            return "lossy \(l.setting): \(Format.bytes(l.storedByteCount)) for \(Format.bytes(l.denseByteCount)) (saves \(Format.percent(l.savedFraction)))"
         }
         if let r = c.extra["rmm"] { return "rmm K=\(r["basis"]?.serialized() ?? "?")" }
         if c.extra["adapter"] != nil { return "lora adapter" }
