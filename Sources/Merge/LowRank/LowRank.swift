@@ -214,6 +214,51 @@ public enum LowRank {
         return nr > 0 ? (diff / nr).squareRoot() : (diff > 0 ? .infinity : 0)
     }
 
+    /// ‖x‖²_F of a dense matrix, summed in order in Double.
+    public static func squaredNorm(_ x: [Float]) -> Double {
+        var s = 0.0
+        for v in x { s += Double(v) * Double(v) }
+        return s
+    }
+
+    /// ‖x − reference‖_F / ‖reference‖_F of dense matrices (∞ when only the reference is zero).
+    public static func relativeError(_ x: [Float], reference: [Float]) -> Double {
+        precondition(x.count == reference.count, "matrices of one shape")
+        var d = 0.0, r = 0.0
+        for j in x.indices {
+            let e = Double(x[j]) - Double(reference[j])
+            d += e * e
+            r += Double(reference[j]) * Double(reference[j])
+        }
+        return r > 0 ? (d / r).squareRoot() : (d > 0 ? .infinity : 0)
+    }
+
+    /// The same product with rank `rank` ≥ its own: zero columns of L and rows of R appended.
+    public static func padded(_ f: LowRankFactors, to rank: Int) -> LowRankFactors {
+        guard f.rank < rank else { return f }
+        var left = [Float](repeating: 0, count: f.rows * rank)
+        var right = [Float](repeating: 0, count: rank * f.columns)
+        for i in 0..<f.rows { for c in 0..<f.rank { left[i * rank + c] = f.left[i * f.rank + c] } }
+        for c in 0..<f.rank { for j in 0..<f.columns { right[c * f.columns + j] = f.right[c * f.columns + j] } }
+        return LowRankFactors(rows: f.rows, columns: f.columns, rank: rank, left: left, right: right)
+    }
+
+    /// Σ scale·Lᵢ·Rᵢ as one product: L = [scale·L₁ … scale·L_N], R = [R₁; …; R_N].
+    public static func concatenate(_ parts: [LowRankFactors], scale: Float) -> LowRankFactors {
+        let rows = parts[0].rows, columns = parts[0].columns
+        let total = parts.reduce(0) { $0 + $1.rank }
+        var left = [Float](repeating: 0, count: rows * total)
+        var right: [Float] = []
+        right.reserveCapacity(total * columns)
+        var offset = 0
+        for p in parts {
+            for i in 0..<rows { for c in 0..<p.rank { left[i * total + offset + c] = scale * p.left[i * p.rank + c] } }
+            right += p.right
+            offset += p.rank
+        }
+        return LowRankFactors(rows: rows, columns: columns, rank: total, left: left, right: right)
+    }
+
     /// The nonzero singular values of L·R, descending (from two r×r problems).
     public static func singularValues(_ x: LowRankFactors) throws -> [Double] {
         let r = x.rank

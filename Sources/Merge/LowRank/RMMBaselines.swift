@@ -71,26 +71,12 @@ public enum RMMBaselines {
             columns = c
             dense = d
         }
-        let norms = dense.map { d -> Double in
-            var s = 0.0
-            for x in d { s += Double(x) * Double(x) }
-            return s
-        }
+        // A zero expert counts as rebuilt exactly (error 0), not infinitely badly.
+        let isZero = dense.map { LowRank.squaredNorm($0) == 0 }
         let context = TensorContext(name: module, shape: [rows, columns], layerCount: layerCount)
         for m in methods(expertCount: n) {
             let merged = try plan(m).merge(context, base: [Float](repeating: 0, count: rows * columns), experts: dense).values
-            let errors = (0..<n).map { i -> Double in
-                var s = 0.0
-                merged.withUnsafeBufferPointer { a in
-                    dense[i].withUnsafeBufferPointer { b in
-                        for j in 0..<a.count {
-                            let d = Double(a[j]) - Double(b[j])
-                            s += d * d
-                        }
-                    }
-                }
-                return norms[i] > 0 ? (s / norms[i]).squareRoot() : 0
-            }
+            let errors = (0..<n).map { i in isZero[i] ? 0 : LowRank.relativeError(merged, reference: dense[i]) }
             out.append(Result(name: m.id + "/dense", errors: errors))
         }
         return out

@@ -45,6 +45,29 @@ public enum RMMRebuilt: Sendable {
         case let .dense(d): return d
         }
     }
+
+    /// The factors, when the expert was rebuilt as factors.
+    public var factors: LowRankFactors? {
+        if case let .factors(f) = self { return f }
+        return nil
+    }
+
+    /// λ·Σ parts: one concatenated product when every part is factors, else a dense sum.
+    public static func weightedSum(_ parts: [RMMRebuilt], lambda: Float, rows: Int, columns: Int) -> RMMRebuilt {
+        let factors = parts.compactMap(\.factors)
+        if !factors.isEmpty, factors.count == parts.count { return .factors(LowRank.concatenate(factors, scale: lambda)) }
+        return .dense(denseSum(parts, lambda: lambda, count: rows * columns))
+    }
+
+    /// λ·Σ parts as a dense matrix, summed part by part in Float32.
+    public static func denseSum(_ parts: [RMMRebuilt], lambda: Float, count: Int) -> [Float] {
+        var total = [Float](repeating: 0, count: count)
+        for p in parts {
+            let d = p.dense()
+            for j in total.indices { total[j] += lambda * d[j] }
+        }
+        return total
+    }
 }
 
 /// The fitted basis of one module: what a reversible merge stores for it.

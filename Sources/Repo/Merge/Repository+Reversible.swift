@@ -211,7 +211,7 @@ extension Repository {
                         if settings.variant != .dense {
                             let tr = try LowRank.truncate(d, rows: rows, columns: columns, choice: .rank(settings.rank))
                             var f = tr.factors
-                            if f.rank < settings.rank { f = Self.padded(f, to: min(settings.rank, min(rows, columns))) }
+                            if f.rank < settings.rank { f = LowRank.padded(f, to: min(settings.rank, min(rows, columns))) }
                             factors.append(f)
                             reduction.append(tr.relativeError)
                         }
@@ -282,10 +282,10 @@ extension Repository {
                         err = LowRank.relativeError(f, reference: reference[i])
                     default:
                         let ref = input.dense?[i] ?? input.factors![i].dense()
-                        err = Self.relativeError(r.dense(), reference: ref)
+                        err = LowRank.relativeError(r.dense(), reference: ref)
                     }
                     errors.append(err)
-                    let norm = input.dense.map { Self.squaredNorm($0[i]) } ?? LowRank.squaredNorm(input.factors![i])
+                    let norm = input.dense.map { LowRank.squaredNorm($0[i]) } ?? LowRank.squaredNorm(input.factors![i])
                     expertSq[i].append(err * err * norm)
                     expertNorms[i].append(norm)
                     if i < fit.expertTotals.count {
@@ -329,24 +329,14 @@ extension Repository {
                 lap("rmm store")
                 // The default view: λ·Σ rebuilt experts, truncated.
                 let viewRankWanted = settings.viewRank > 0 ? settings.viewRank : (viewSpec?.rank ?? settings.rank)
-                let sum: LowRankFactors
                 let truncation: LowRank.Truncation
-                if case .factors = rebuilt[0] {
-                    let parts = rebuilt.map { r -> LowRankFactors in if case let .factors(f) = r { return f }; fatalError("mixed rebuilds") }
-                    sum = Self.concatenate(parts, scale: Float(settings.viewLambda))
-                    truncation = try LowRank.truncateProduct(sum, rank: viewRankWanted)
-                } else {
-                    var total = [Float](repeating: 0, count: input.rows * input.columns)
-                    let lambda = Float(settings.viewLambda)
-                    for r in rebuilt {
-                        let d = r.dense()
-                        for j in total.indices { total[j] += lambda * d[j] }
-                    }
-                    truncation = try LowRank.truncate(total, rows: input.rows, columns: input.columns, choice: .rank(viewRankWanted))
+                switch RMMRebuilt.weightedSum(rebuilt, lambda: Float(settings.viewLambda), rows: input.rows, columns: input.columns) {
+                case let .factors(sum): truncation = try LowRank.truncateProduct(sum, rank: viewRankWanted)
+                case let .dense(total): truncation = try LowRank.truncate(total, rows: input.rows, columns: input.columns, choice: .rank(viewRankWanted))
                 }
                 viewKept += truncation.retainedEnergy * truncation.norm * truncation.norm
                 viewTotal += truncation.norm * truncation.norm
-                let viewFactors = Self.padded(truncation.factors, to: min(viewRankWanted, min(input.rows, input.columns)))
+                let viewFactors = LowRank.padded(truncation.factors, to: min(viewRankWanted, min(input.rows, input.columns)))
                 if let spec = viewSpec {
                     let prefix = "base_model.model." + input.module
                     for (suffix, values, shape) in [(".lora_A.weight", viewFactors.right, [viewFactors.rank, input.columns]),
@@ -541,48 +531,6 @@ extension Repository {
                                    base: base, baseCandidates: [base], estimatedPeakBytes: 0, recipeYAML: recipeYAML(recipe, base: base))
         outcome.reversible = finalReport
         return outcome
-    }
-
-    /// Factors with zero components appended up to `rank` (a view or reduction of lower rank keeps a fixed layout).
-    static func padded(_ f: LowRankFactors, to rank: Int) -> LowRankFactors {
-        guard f.rank < rank else { return f }
-        var left = [Float](repeating: 0, count: f.rows * rank)
-        var right = [Float](repeating: 0, count: rank * f.columns)
-        for i in 0..<f.rows { for c in 0..<f.rank { left[i * rank + c] = f.left[i * f.rank + c] } }
-        for c in 0..<f.rank { for j in 0..<f.columns { right[c * f.columns + j] = f.right[c * f.columns + j] } }
-        return LowRankFactors(rows: f.rows, columns: f.columns, rank: rank, left: left, right: right)
-    }
-
-    /// Σ scale·Lᵢ·Rᵢ as one product: L = [scale·L₁ … scale·L_N], R = [R₁; …; R_N].
-    static func concatenate(_ parts: [LowRankFactors], scale: Float) -> LowRankFactors {
-        let rows = parts[0].rows, columns = parts[0].columns
-        let total = parts.reduce(0) { $0 + $1.rank }
-        var left = [Float](repeating: 0, count: rows * total)
-        var right: [Float] = []
-        right.reserveCapacity(total * columns)
-        var offset = 0
-        for p in parts {
-            for i in 0..<rows { for c in 0..<p.rank { left[i * total + offset + c] = scale * p.left[i * p.rank + c] } }
-            right += p.right
-            offset += p.rank
-        }
-        return LowRankFactors(rows: rows, columns: columns, rank: total, left: left, right: right)
-    }
-
-    static func squaredNorm(_ x: [Float]) -> Double {
-        var s = 0.0
-        for v in x { s += Double(v) * Double(v) }
-        return s
-    }
-
-    static func relativeError(_ x: [Float], reference: [Float]) -> Double {
-        var d = 0.0, r = 0.0
-        for j in x.indices {
-            let e = Double(x[j]) - Double(reference[j])
-            d += e * e
-            r += Double(reference[j]) * Double(reference[j])
-        }
-        return r > 0 ? (d / r).squareRoot() : (d > 0 ? .infinity : 0)
     }
 
     /// The model card of a reversible merge.

@@ -108,12 +108,9 @@ extension Repository {
             case let .view(v):
                 let parts = (0..<module.expertCount).map { module.rebuild($0) }
                 let lambda: Float = v == .mean ? 1 / Float(parts.count) : Float(try viewLambda(loaded))
-                if case .factors = parts[0], v == .taFull {
-                    return .factors(Self.concatenate(parts.map { if case let .factors(f) = $0 { return f }; fatalError() }, scale: lambda))
-                }
-                if case .factors = parts[0], v == .mean {
+                let fs = parts.compactMap(\.factors)
+                if fs.count == parts.count, v == .mean {
                     // The mean of the factors: the basis with zero coefficients (separate averaging).
-                    let fs = parts.map { if case let .factors(f) = $0 { return f }; fatalError() }
                     var left = [Float](repeating: 0, count: fs[0].left.count), right = [Float](repeating: 0, count: fs[0].right.count)
                     for f in fs {
                         for j in left.indices { left[j] += f.left[j] / Float(fs.count) }
@@ -121,12 +118,8 @@ extension Repository {
                     }
                     return .factors(LowRankFactors(rows: fs[0].rows, columns: fs[0].columns, rank: fs[0].rank, left: left, right: right))
                 }
-                var total = [Float](repeating: 0, count: module.rows * module.columns)
-                for p in parts {
-                    let d = p.dense()
-                    for j in total.indices { total[j] += lambda * d[j] }
-                }
-                return .dense(total)
+                if fs.count == parts.count, v == .taFull { return .factors(LowRank.concatenate(fs, scale: lambda)) }
+                return .dense(RMMRebuilt.denseSum(parts, lambda: lambda, count: module.rows * module.columns))
             }
         }
 
@@ -163,7 +156,7 @@ extension Repository {
                 case let .dense(d):
                     let rank: Int
                     if case .view(.taFull) = which { rank = min(module.rows, module.columns) } else { rank = module.rank }
-                    f = Self.padded(try LowRank.truncate(d, rows: module.rows, columns: module.columns, choice: .rank(rank)).factors, to: rank)
+                    f = LowRank.padded(try LowRank.truncate(d, rows: module.rows, columns: module.columns, choice: .rank(rank)).factors, to: rank)
                 }
                 cache = [module.baseTensor: f]
                 return f
@@ -220,7 +213,7 @@ extension Repository {
             let (header, infos) = SafetensorsHeader.encode(tensors: layout.map { ($0.name, $0.dtype, $0.shape) }, metadata: [("format", "pt")])
             let tensors = zip(layout, infos).map { entry, info -> GeneratedTensor in
                 GeneratedTensor(name: entry.name, dtype: entry.dtype, shape: entry.shape, dataOffsets: info.dataOffsets) {
-                    let f = Self.padded(try factors(entry.module), to: viewRank)
+                    let f = LowRank.padded(try factors(entry.module), to: viewRank)
                     // Scale 1: lora_B carries the whole product.
                     return Self.bytes(entry.isA ? f.right : f.left, as: entry.dtype)
                 }
