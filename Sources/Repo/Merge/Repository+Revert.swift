@@ -97,7 +97,6 @@ extension Repository {
 
     private func reversibleOutputsLocked(_ id: ObjectID, expert: String?, view: ReversibleView?, fold: Bool) throws -> (outputs: [OutputFile], description: String) {
         let loaded = try loadReversible(id)
-        let baseTree = try tree(of: loaded.record.base)
         // One module's task vector, in B·A orientation, for `which` (an expert index, or a view).
         enum Which { case expert(Int), view(ReversibleView) }
         func rebuilt(_ meta: JSONValue, _ which: Which) throws -> RMMRebuilt {
@@ -241,7 +240,7 @@ extension Repository {
             layoutTree = loaded.tree
             description = "view \(v.rawValue)"
         }
-        let baseTensors = baseTree.tensorsByName
+        let baseTensors = try tree(of: loaded.record.base).tensorsByName
         // The mean view averages the task vectors outside the basis too (the stored view sums them with λ).
         let expertTensors = view == .mean ? try loaded.record.experts.map { try tree(of: $0.commit).tensorsByName } : []
         var outputs: [OutputFile] = []

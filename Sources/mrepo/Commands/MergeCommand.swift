@@ -168,69 +168,31 @@ struct MergeCommand: ParsableCommand {
     }
 
     func makeOptions() throws -> MergeOptions {
-        var recipe = MergeRecipe(method: method ?? "ties", experts: [])
-        var branchList = branches
-        var baseRev = base
-        var outDType = dtype.flatMap(DType.init(parsing:))
-        var expertParams: [String: [String: ParameterValue]] = [:]
-        if let config {
-            let path = repository.path(config)
-            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw RepoError.io(path: config, reason: "cannot read the recipe") }
-            let r = try MergekitRecipe.parse(text, file: config)
-            recipe.method = method ?? r.method
-            recipe.parameters = r.parameters
-            if let s = r.seed { recipe.seed = s }
-            var models = r.models
-            if let b = r.baseModel {
-                baseRev = baseRev ?? b
-                if recipe.method != SLERP.id { models.removeAll { $0.name == b } }
-            }
-            if branchList.isEmpty { branchList = models.map(\.name) }
-            for m in models { expertParams[m.name, default: [:]].merge(m.parameters) { _, b in b } }
-            if outDType == nil, let od = r.outDType {
-                guard let parsed = DType(parsing: od) else {
-                    throw MergeError.invalidRecipe(file: config, problem: "out_dtype '\(od)' is not a dtype (F32, BF16, F16, ...)")
-                }
-                outDType = parsed
-            }
-        }
-        for s in settings {
-            let (name, glob, value) = try parseSetting(s)
-            if let glob {
-                var conditions: [ParameterCondition] = []
-                if case let .conditional(existing)? = recipe.parameters[name] { conditions = existing }
-                else if let existing = recipe.parameters[name] { conditions = [ParameterCondition(filter: nil, value: existing)] }
-                conditions.insert(ParameterCondition(filter: glob, value: value), at: 0)
-                recipe.parameters[name] = .conditional(conditions)
-            } else {
-                recipe.parameters[name] = value
-            }
-        }
+        var request = MergeRequest()
+        request.method = method
+        request.branches = branches
+        request.base = base
+        request.outputDType = dtype.flatMap(DType.init(parsing:))
+        request.seed = seed
+        request.basis = basis
+        request.settings = try settings.map(Self.parseSetting)
         for w in weights {
             guard let eq = w.lastIndex(of: "="), let x = Double(w[w.index(after: eq)...]) else {
                 throw ValidationError("--weight '\(w)': expected BRANCH=NUMBER")
             }
-            expertParams[String(w[..<eq]), default: [:]]["weight"] = .number(x)
+            request.expertSettings.append((String(w[..<eq]), "weight", .number(x)))
         }
         for e in expertSettings {
             guard let colon = e.firstIndex(of: ":") else { throw ValidationError("--expert '\(e)': expected BRANCH:NAME=VALUE") }
-            let (name, _, value) = try parseSetting(String(e[e.index(after: colon)...]))
-            expertParams[String(e[..<colon]), default: [:]][name] = value
-        }
-        if let seed { recipe.seed = seed }
-        if let basis {
-            if recipe.method != RMM.id { throw ValidationError("--basis applies to --method rmm") }
-            recipe.parameters["basis"] = .number(Double(basis))
-        }
-        if recipe.method == RMM.id, recipe.parameters["basis"] == nil {
-            throw ValidationError("--method rmm needs --basis K, the basis size (1 ≤ K ≤ N − 1; K = N − 1 rebuilds every expert exactly)")
+            let (name, _, value) = try Self.parseSetting(String(e[e.index(after: colon)...]))
+            request.expertSettings.append((String(e[..<colon]), name, value))
         }
         if let lines {
             let parts = lines.split(separator: ",", omittingEmptySubsequences: false).map { Double($0) }
             guard parts.count == 2, let alpha = parts[0], let beta = parts[1] else {
                 throw ValidationError("--lines expects ALPHA,BETA, e.g. 0.3,0.7")
             }
-            recipe.lines = (alpha, beta)
+            request.lines = (alpha, beta)
         }
         if let consensus {
             let parts = consensus.split(separator: ",", omittingEmptySubsequences: false)
@@ -238,19 +200,29 @@ struct MergeCommand: ParsableCommand {
             guard let k = parts.first.flatMap({ Int($0) }), parts.count <= 2, let lambda else {
                 throw ValidationError("--consensus expects K or K,LAMBDA, e.g. 2 or 2,0.6")
             }
-            recipe.consensus = (k, lambda)
+            request.consensus = (k, lambda)
         }
-        // Per-expert parameters by name; the repository orders them once it knows the experts.
-        recipe.experts = Array(expertParams.keys).sorted()
-        recipe.expertParameters = recipe.experts.map { expertParams[$0]! }
-        return MergeOptions(branches: branchList, recipe: recipe, base: baseRev, message: message, outputDType: outDType,
-                            vocabulary: vocab.flatMap(VocabularyPolicy.init(rawValue:)),
+        var mergekit: MergekitRecipe?
+        if let config {
+            guard let text = try? String(contentsOfFile: repository.path(config), encoding: .utf8) else {
+                throw RepoError.io(path: config, reason: "cannot read the recipe")
+            }
+            mergekit = try MergekitRecipe.parse(text, file: config)
+        }
+        let assembled: MergeRequest.Assembled
+        do {
+            assembled = try request.assemble(over: mergekit, file: config ?? "recipe")
+        } catch {
+            throw ValidationError(error.description)
+        }
+        return MergeOptions(branches: assembled.branches, recipe: assembled.recipe, base: assembled.base, message: message,
+                            outputDType: assembled.outputDType, vocabulary: vocab.flatMap(VocabularyPolicy.init(rawValue:)),
                             thresholds: ConflictThresholds(maxSignConflict: maxSignConflict, minCosine: minCosine, maxConflictingMass: maxConflictingMass),
                             fileRule: FileConflictRule(rawValue: fileConflict) ?? .ours, noCommit: noCommit, dryRun: dryRun)
     }
 
     /// `name=value` or `name[glob]=value`.
-    func parseSetting(_ text: String) throws -> (String, String?, ParameterValue) {
+    static func parseSetting(_ text: String) throws -> (name: String, glob: String?, value: ParameterValue) {
         guard let eq = text.firstIndex(of: "=") else { throw ValidationError("'\(text)': expected NAME=VALUE") }
         var name = String(text[..<eq])
         var glob: String?
@@ -427,8 +399,9 @@ struct ResolveCommand: ParsableCommand {
         } else {
             var recipe = MergeRecipe(method: method!, experts: [], seed: seed)
             for s in settings {
-                guard let eq = s.firstIndex(of: "=") else { throw ValidationError("'\(s)': expected NAME=VALUE") }
-                recipe.parameters[String(s[..<eq])] = ParameterValue.parse(String(s[s.index(after: eq)...]))
+                let (name, glob, value) = try MergeCommand.parseSetting(s)
+                if glob != nil { throw ValidationError("'\(s)': resolve takes no glob in --set (the patterns choose the tensors)") }
+                recipe.parameters[name] = value
             }
             resolution = .method(recipe)
         }
