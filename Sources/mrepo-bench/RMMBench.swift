@@ -22,15 +22,11 @@ func rmmSection(_ o: Options, arch: Architecture, mrepo: String) throws {
     let folder = "\(o.work)/rmm-\(arch.name)"
     let factory = ModelFactory(architecture: arch, dtype: .f32)
     let specs = (0..<n).map { LoRASpec(name: "lora-\($0 + 1)", seed: 201 + UInt64($0), rank: rank, alpha: Double(2 * rank), targets: LoRASpec.allProjections) }
-    if !FileManager.default.fileExists(atPath: folder + "/.complete") {
-        FileHandle.standardError.write(Data("generating the \(arch.name) base and \(n) adapters in \(folder)\n".utf8))
-        try? FileManager.default.removeItem(atPath: folder)
+    try generateOnce(folder, what: "\(arch.name) base and \(n) adapters") {
         try factory.writeCheckpoint(to: folder + "/base")
         for s in specs { try factory.writeAdapter(s, to: folder + "/" + s.name) }
-        _ = FileManager.default.createFile(atPath: folder + "/.complete", contents: nil)
     }
-    var env = ["MREPO_AUTHOR": "bench <bench@example.com>"]
-    if o.noSync { env["MREPO_FSYNC"] = "0" }
+    let env = o.mrepoEnvironment
     let repo = o.work + "/repo-rmm"
     try? FileManager.default.removeItem(atPath: repo)
     try Subprocess.check([mrepo, "init", "-q", repo])

@@ -21,6 +21,13 @@ struct Options {
     /// Run mrepo with MREPO_FSYNC=0 (no disk barriers), to compare compute with the zstd CLI, which does not sync.
     var noSync = false
 
+    /// The environment of every timed mrepo command.
+    var mrepoEnvironment: [String: String] {
+        var env = ["MREPO_AUTHOR": "bench <bench@example.com>"]
+        if noSync { env["MREPO_FSYNC"] = "0" }
+        return env
+    }
+
     static func parse(_ args: [String]) throws -> Options {
         var o = Options()
         var i = 0
@@ -111,13 +118,7 @@ func storageSection(_ o: Options, arch: Architecture, dtype: DType, mrepo: Strin
     let family = "\(o.work)/family-\(arch.name)-\(dtype.rawValue)"
     let factory = ModelFactory(architecture: arch, dtype: dtype)
     let models = ["base"] + FineTune.standardFamily.map(\.name)
-    if !FileManager.default.fileExists(atPath: family + "/.complete") {
-        FileHandle.standardError.write(Data("generating \(arch.name) \(dtype.rawValue) family in \(family)\n".utf8))
-        try? FileManager.default.removeItem(atPath: family)
-        try factory.writeCheckpoint(to: family + "/base")
-        for ft in FineTune.standardFamily { try factory.writeCheckpoint(to: family + "/" + ft.name, fineTune: ft) }
-        _ = FileManager.default.createFile(atPath: family + "/.complete", contents: nil)
-    }
+    try generateOnce(family, what: "\(arch.name) \(dtype.rawValue) family") { try factory.writeFamily(to: family) }
     // `repeat` identical repositories, so every timed command runs `repeat` times; the best run counts
     // (the machine is shared and its write speed varies from run to run).
     let repos = (0..<o.repeats).map { "\(o.work)/repo-\(arch.name)-\(dtype.rawValue)-\($0)" }
@@ -126,8 +127,7 @@ func storageSection(_ o: Options, arch: Architecture, dtype: DType, mrepo: Strin
         try Subprocess.check([mrepo, "init", "-q", repo])
     }
     var rows: [StorageRow] = []
-    var env = ["MREPO_AUTHOR": "bench <bench@example.com>"]
-    if o.noSync { env["MREPO_FSYNC"] = "0" }
+    let env = o.mrepoEnvironment
     let best = Measured.best
     for model in models {
         let file = family + "/" + model + "/model.safetensors"
@@ -220,6 +220,23 @@ func printMerges(_ arch: Architecture) {
         }
     }
     print("")
+}
+
+/// Writes generated inputs into `folder` unless a complete earlier run left them there.
+func generateOnce(_ folder: String, what: String, _ write: () throws -> Void) throws {
+    guard !FileManager.default.fileExists(atPath: folder + "/.complete") else { return }
+    FileHandle.standardError.write(Data("generating the \(what) in \(folder)\n".utf8))
+    try? FileManager.default.removeItem(atPath: folder)
+    try write()
+    _ = FileManager.default.createFile(atPath: folder + "/.complete", contents: nil)
+}
+
+extension ModelFactory {
+    /// The base and the standard fine-tunes, one folder each.
+    func writeFamily(to folder: String) throws {
+        try writeCheckpoint(to: folder + "/base")
+        for ft in FineTune.standardFamily { try writeCheckpoint(to: folder + "/" + ft.name, fineTune: ft) }
+    }
 }
 
 /// Syncs (no dirty pages left for the next command to wait on) and reads `warm` (files or folders) once.
@@ -388,11 +405,8 @@ do {
         let mini = Architecture.minilm
         for dtype in o.dtypes {
             let folder = "\(o.work)/family-\(mini.name)-\(dtype.rawValue)"
-            if !FileManager.default.fileExists(atPath: folder + "/.complete") {
-                let f = ModelFactory(architecture: mini, dtype: dtype)
-                try f.writeCheckpoint(to: folder + "/base")
-                for ft in FineTune.standardFamily { try f.writeCheckpoint(to: folder + "/" + ft.name, fineTune: ft) }
-                _ = FileManager.default.createFile(atPath: folder + "/.complete", contents: nil)
+            try generateOnce(folder, what: "\(mini.name) \(dtype.rawValue) family") {
+                try ModelFactory(architecture: mini, dtype: dtype).writeFamily(to: folder)
             }
             try codecTable(title: "Codec choice: generated \(mini.name) family, \(dtype.rawValue) (ratio to `zstd -3` of the same file)",
                            folder: folder, models: [("base", "base"), ("math (light)", "math"), ("code (light)", "code"), ("chat (heavy)", "chat")],

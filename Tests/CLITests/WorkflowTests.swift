@@ -208,6 +208,21 @@ import Testing
         #expect(String(decoding: s.read("repo/.mrepo/commits.log") ?? Data(), as: UTF8.self).split(separator: "\n").count == 1)
     }
 
+    /// A post-commit hook runs after the commit is recorded: its failure is a warning naming it, and
+    /// the commit stands.
+    @Test func failingPostCommitHookWarnsAndTheCommitStands() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.ok(["init", "-q", "repo"])
+        let hook = s.path("repo/.mrepo/hooks/post-commit")
+        try Data("#!/bin/sh\nexit 3\n".utf8).write(to: URL(fileURLWithPath: hook))
+        #expect(chmod(hook, 0o755) == 0)
+        let r = try s.run(["commit", "-q", "--from", "../family/base", "-m", "base"], in: "repo")
+        #expect(r.status == 0)
+        #expect(r.stderr == "mrepo: warning: post-commit hook failed (exit status 3)\n", "\(r.stderr)")
+        #expect(try s.ok(["log", "--oneline"], in: "repo").stdout.split(separator: "\n").count == 1)
+    }
+
     /// The sample hooks shipped in hooks/ are the ones `mrepo init --hooks` installs.
     @Test func shippedHooksMatchInstalledSamples() throws {
         let s = try CLISandbox()
