@@ -87,7 +87,7 @@ public enum MethodRegistry {
 
     /// The method with this id.
     /// - Throws: ``MergeError/unknownMethod(_:known:)`` listing the valid ids.
-    public static func method(named id: String) throws -> any MergeMethod.Type {
+    public static func method(named id: String) throws(MergeError) -> any MergeMethod.Type {
         guard let m = all.first(where: { $0.id == id }) else { throw MergeError.unknownMethod(id, known: ids) }
         return m
     }

@@ -2,7 +2,7 @@ import Delta
 
 /// What a merge is asked for on the command line, already parsed: a method, parameters, per-expert
 /// settings and options. Over a mergekit recipe file, what is given here wins.
-public struct MergeRequest {
+public struct MergeRequest: Sendable {
     public var method: String?
     /// The revisions to merge (empty: the recipe's models).
     public var branches: [String] = []
@@ -18,44 +18,102 @@ public struct MergeRequest {
     public var basis: Int?
     public var lines: (alpha: Double, beta: Double)?
     public var consensus: (k: Int, lambda: Double)?
+    /// Options over the recipe's `mrepo:` block (nil or empty: the recipe's, else the defaults).
+    public var oneSided: OneSidedRule?
+    public var vocabulary: VocabularyPolicy?
+    public var fileConflict: FileConflictRule?
+    public var thresholds = ConflictThresholds()
 
     public init() {}
 
     /// What to merge, and how.
-    public struct Assembled {
+    public struct Assembled: Sendable {
+        /// The method, parameters, seed and post-processing. `experts` are the names as given (the
+        /// recipe's models, or the branches), in order; per-expert parameters are in
+        /// ``expertParameters``, keyed by the name that gave them.
         public var recipe: MergeRecipe
-        public var branches: [String]
+        /// The revisions to merge, in order.
+        public var inputs: [String]
+        /// True when the inputs are exactly the experts (a recipe's `models:`); false for branches
+        /// named on the command line, where the current branch is an expert too (as in git).
+        public var inputsAreExperts: Bool
+        /// Per-expert parameters by the name that gave them, in the order given.
+        public var expertParameters: [(name: String, parameters: [String: ParameterValue])]
         public var base: String?
+        /// The dtype every floating-point tensor is written in (`--dtype`, `out_dtype`, else `dtype`).
         public var outputDType: DType?
+        /// The recipe's `dtype` as written (mergekit's compute dtype), recorded as given.
+        public var dtype: String?
+        public var tokenizerSource: String?
+        public var extensions: MergeExtensions
+        /// Whether a method, a parameter or a recipe was given: such a merge is never a fast-forward.
+        public var isExplicit: Bool
+    }
+
+    /// Whether anything beyond the branches was asked for (a method, parameters, a seed, options).
+    public var asksForMethod: Bool {
+        method != nil || !settings.isEmpty || !expertSettings.isEmpty || seed != nil || basis != nil || lines != nil
+            || consensus != nil || outputDType != nil
     }
 
     /// The recipe this request makes, over `mergekit` (read from `file`) when one is given.
     ///
-    /// The recipe's `base_model` becomes the merge base (and leaves the model list, except for
-    /// SLERP, whose two endpoints may include it); a setting with a glob is tried before the ones
-    /// already there. Experts are ordered by name; the repository orders them once it knows them.
+    /// The recipe's `base_model` becomes the merge base. It leaves the model list for methods that
+    /// use a merge base (its task vector is zero); for the others (SLERP, linear) it stays an input,
+    /// and SLERP's base model is its `t = 0` end. A setting with a glob is tried before the ones
+    /// already there. The order of the experts is the recipe's (or the command line's): it is the
+    /// order of the sums, so it is kept.
     public func assemble(over mergekit: MergekitRecipe?, file: String = "recipe") throws(MergeError) -> Assembled {
-        var recipe = MergeRecipe(method: method ?? "ties", experts: [])
-        var branches = self.branches
+        var recipe = MergeRecipe(method: method ?? mergekit?.method ?? "ties", experts: [])
+        var inputs = branches
         var base = self.base
         var outputDType = self.outputDType
-        var expertParameters: [String: [String: ParameterValue]] = [:]
+        var perExpert: [(name: String, parameters: [String: ParameterValue])] = []
+        var dtype: String?
+        var extensions = MergeExtensions()
+        func addExpertParameter(_ name: String, _ key: String, _ value: ParameterValue) {
+            if let i = perExpert.firstIndex(where: { $0.name == name }) {
+                perExpert[i].parameters[key] = value
+            } else {
+                perExpert.append((name, [key: value]))
+            }
+        }
+        let methodType = try MethodRegistry.method(named: recipe.method)
         if let mergekit {
-            recipe.method = method ?? mergekit.method
             recipe.parameters = mergekit.parameters
             if let s = mergekit.seed { recipe.seed = s }
+            recipe.lines = mergekit.lines
+            recipe.consensus = mergekit.consensus
+            extensions = mergekit.extensions
             var models = mergekit.models
             if let b = mergekit.baseModel {
                 base = base ?? b
-                if recipe.method != SLERP.id { models.removeAll { $0.name == b } }
+                if methodType.requiresBase {
+                    models.removeAll { $0.name == b }
+                } else if let i = models.firstIndex(where: { $0.name == b }) {
+                    // SLERP's base model is its t = 0 end (mergekit's pattern), whatever its place in the list.
+                    if recipe.method == SLERP.id { models.insert(models.remove(at: i), at: 0) }
+                } else {
+                    throw .invalidRecipe(file: file, problem: recipe.method == SLERP.id
+                        ? "slerp's base_model '\(b)' must be one of its two models (the t = 0 end)"
+                        : "\(recipe.method) does not use a merge base, and base_model '\(b)' is not among the models (mergekit would add it as one more input); list it under models, or drop base_model")
+                }
             }
-            if branches.isEmpty { branches = models.map(\.name) }
-            for m in models { expertParameters[m.name, default: [:]].merge(m.parameters) { _, new in new } }
-            if outputDType == nil, let text = mergekit.outDType {
+            if base == nil { base = mergekit.extensions.mergeBase }
+            if inputs.isEmpty { inputs = models.map(\.name) }
+            for m in models { for (k, v) in m.parameters { addExpertParameter(m.name, k, v) } }
+            dtype = mergekit.dtype
+            if outputDType == nil, let text = mergekit.outDType ?? mergekit.dtype {
                 guard let parsed = DType(parsing: text) else {
-                    throw .invalidRecipe(file: file, problem: "out_dtype '\(text)' is not a dtype (F32, BF16, F16, ...)")
+                    throw .invalidRecipe(file: file, problem: "\(mergekit.outDType != nil ? "out_dtype" : "dtype") '\(text)' is not a dtype (float32, bfloat16, float16, ...)")
+                }
+                guard parsed.isFloatingPoint else {
+                    throw .invalidRecipe(file: file, problem: "\(mergekit.outDType != nil ? "out_dtype" : "dtype") '\(text)' is not a floating-point dtype")
                 }
                 outputDType = parsed
+            }
+            if let d = mergekit.dtype, DType(parsing: d) == nil {
+                throw .invalidRecipe(file: file, problem: "dtype '\(d)' is not a dtype (float32, bfloat16, float16, ...)")
             }
         }
         for (name, glob, value) in settings {
@@ -72,7 +130,7 @@ public struct MergeRequest {
             conditions.insert(ParameterCondition(filter: glob, value: value), at: 0)
             recipe.parameters[name] = .conditional(conditions)
         }
-        for (expert, name, value) in expertSettings { expertParameters[expert, default: [:]][name] = value }
+        for (expert, name, value) in expertSettings { addExpertParameter(expert, name, value) }
         if let seed { recipe.seed = seed }
         if let basis {
             guard recipe.method == RMM.id else {
@@ -84,10 +142,28 @@ public struct MergeRequest {
             throw .invalidParameter(method: RMM.id, parameter: "basis",
                                     problem: "is required: --basis K, the basis size (1 ≤ K ≤ N − 1; K = N − 1 rebuilds every expert exactly)")
         }
-        recipe.lines = lines
-        recipe.consensus = consensus
-        recipe.experts = expertParameters.keys.sorted()
-        recipe.expertParameters = recipe.experts.map { expertParameters[$0]! }
-        return Assembled(recipe: recipe, branches: branches, base: base, outputDType: outputDType)
+        if let lines { recipe.lines = lines }
+        if let consensus { recipe.consensus = consensus }
+        if let oneSided { extensions.oneSided = oneSided }
+        if let vocabulary { extensions.vocabulary = vocabulary }
+        if let fileConflict { extensions.fileConflict = fileConflict }
+        if let t = thresholds.maxSignConflict { extensions.thresholds.maxSignConflict = t }
+        if let t = thresholds.minCosine { extensions.thresholds.minCosine = t }
+        if let t = thresholds.maxConflictingMass { extensions.thresholds.maxConflictingMass = t }
+        if let outputDType, !outputDType.isFloatingPoint {
+            throw .invalidParameter(method: recipe.method, parameter: "dtype", problem: "'\(outputDType.rawValue)' is not a floating-point dtype")
+        }
+        let tokenizerSource = mergekit?.tokenizerSource
+        if tokenizerSource == "base" || tokenizerSource == "union" {
+            // Applied to vocabulary matrices when their rows differ (--vocab); a no-op otherwise.
+            if extensions.vocabulary == nil { extensions.vocabulary = VocabularyPolicy(rawValue: tokenizerSource!) }
+        } else if let source = tokenizerSource {
+            throw .invalidRecipe(file: file, problem: "tokenizer_source '\(source)' is not supported; use 'base' or 'union' (the --vocab policies)")
+        }
+        recipe.experts = inputs
+        return Assembled(recipe: recipe, inputs: inputs, inputsAreExperts: mergekit != nil && branches.isEmpty,
+                         expertParameters: perExpert, base: base, outputDType: outputDType, dtype: dtype,
+                         tokenizerSource: tokenizerSource, extensions: extensions,
+                         isExplicit: mergekit != nil || asksForMethod)
     }
 }

@@ -153,10 +153,11 @@ public struct ParameterSpec: Sendable {
             if case .text = value { throw bad("must be a number, got '\(value)'") }
             if case .flag = value { throw bad("must be a number, got '\(value)'") }
             for x in value.numbers {
-                let ok = !x.isNaN && (x.isFinite || r.upperBound == .infinity)
+                let ok = x.isFinite
                 let below = lo ? x <= r.lowerBound : x < r.lowerBound
                 let above = hi ? x >= r.upperBound : x > r.upperBound
-                if !ok || below || above { throw bad("must be in \(rangeDescription), got \(ParameterValue.format(x))") }
+                if !ok { throw bad("must be a finite number, got \(x)") }
+                if below || above { throw bad("must be in \(rangeDescription), got \(ParameterValue.format(x))") }
             }
         case let .integer(r):
             for x in value.numbers where x != x.rounded() || x < Double(r.lowerBound) || x > Double(r.upperBound) {
@@ -262,4 +263,8 @@ public struct ParameterSet: Sendable {
     public func number(_ name: String, expert: Int, _ tensor: TensorContext) -> Double? {
         value(name, expert: expert, tensor)?.numberValue
     }
+}
+
+extension ParameterCondition: Codable {
+    enum CodingKeys: String, CodingKey { case filter, value }
 }

@@ -36,6 +36,8 @@ public enum RepoError: Error, CustomStringConvertible, Equatable, Sendable {
     case delta(DeltaError)
     /// A system call failed.
     case io(path: String, reason: String)
+    /// A database row or stored record that cannot be read (what it is, and why).
+    case corruptRecord(String, problem: String)
     /// The request itself is wrong (bad flag combination, bad value).
     case invalidArgument(String)
     /// Anything else, already phrased for the user.
@@ -61,7 +63,10 @@ public enum RepoError: Error, CustomStringConvertible, Equatable, Sendable {
             return "invalid name '\(name)': \(reason)"
         case let .dirtyWorktree(operation, paths):
             let list = paths.prefix(3).joined(separator: ", ") + (paths.count > 3 ? " and \(paths.count - 3) more" : "")
-            return "\(operation) would overwrite uncommitted changes in \(list); commit them, or pass --force to discard them"
+            // Only switch and checkout take --force; other commands say how to get a clean tree.
+            let takesForce = operation.hasPrefix("switching") || operation.hasPrefix("checking out")
+            return "\(operation) would overwrite uncommitted changes in \(list); "
+                + (takesForce ? "commit them, or pass --force to discard them" : "commit them first, or discard them with 'mrepo checkout --force HEAD'")
         case let .repositoryLocked(path, pid):
             let who = pid.map { "pid \($0)" } ?? "another process"
             return "\(path): repository is locked by \(who) (another mrepo command is writing); retry, or pass --wait"
@@ -79,6 +84,8 @@ public enum RepoError: Error, CustomStringConvertible, Equatable, Sendable {
             return error.description
         case let .io(path, reason):
             return "\(path): \(reason)"
+        case let .corruptRecord(what, problem):
+            return "\(what) is unreadable (\(problem)); run 'mrepo fsck'"
         case let .invalidArgument(message):
             return message
         case let .failed(message):

@@ -22,13 +22,41 @@ import Testing
 
     @Test func recipeAloneGivesItsModelsBaseAndDtype() throws {
         let assembled = try MergeRequest().assemble(over: try MergekitRecipe.parse(yaml, file: "r.yml"), file: "r.yml")
-        #expect(assembled.branches == ["math", "code"], "the base model leaves the list")
+        #expect(assembled.inputs == ["math", "code"], "the base model leaves the list")
+        #expect(assembled.inputsAreExperts, "a recipe's models are the experts")
+        #expect(assembled.isExplicit)
         #expect(assembled.base == "main")
         #expect(assembled.outputDType == .bf16)
         #expect(assembled.recipe.method == "ties" && assembled.recipe.seed == 3)
         #expect(assembled.recipe.parameters == ["density": .number(0.5)])
-        #expect(assembled.recipe.experts == ["code", "math"])
-        #expect(assembled.recipe.expertParameters == [[:], ["weight": .number(0.6)]])
+        #expect(assembled.recipe.experts == ["math", "code"], "the recipe's order is the order of the sums")
+        #expect(assembled.expertParameters.map(\.name) == ["math"])
+        #expect(assembled.expertParameters.first?.parameters == ["weight": .number(0.6)])
+    }
+
+    /// mergekit writes its compute dtype when out_dtype is not given; mrepo computes in float32
+    /// but writes that dtype, and records the recipe's dtype as written.
+    @Test func dtypeIsTheDefaultOutputDtype() throws {
+        let text = yaml.replacingOccurrences(of: "out_dtype: bfloat16", with: "dtype: float16")
+        let assembled = try MergeRequest().assemble(over: try MergekitRecipe.parse(text, file: "r.yml"), file: "r.yml")
+        #expect(assembled.outputDType == .f16)
+        #expect(assembled.dtype == "float16")
+    }
+
+    @Test func plainBranchesAreNotExplicit() throws {
+        var request = MergeRequest()
+        request.branches = ["code"]
+        let plain = try request.assemble(over: nil)
+        #expect(!plain.isExplicit && !plain.inputsAreExperts && plain.recipe.method == "ties")
+        request.settings = [("lambda", nil, .number(0.5))]
+        #expect(try request.assemble(over: nil).isExplicit, "a parameter makes it a real merge")
+    }
+
+    @Test func tokenizerSourceMapsToTheVocabularyPolicy() throws {
+        let union = try MergeRequest().assemble(over: try MergekitRecipe.parse(yaml + "\ntokenizer_source: union", file: "r.yml"))
+        #expect(union.extensions.vocabulary == .union && union.tokenizerSource == "union")
+        let model = try MergekitRecipe.parse(yaml + "\ntokenizer_source: math", file: "r.yml")
+        #expect(throws: MergeError.self) { try MergeRequest().assemble(over: model, file: "r.yml") }
     }
 
     @Test func commandLineWins() throws {
@@ -40,17 +68,27 @@ import Testing
         request.settings = [("density", nil, .number(0.3))]
         request.expertSettings = [("math", "weight", .number(0.9))]
         let assembled = try request.assemble(over: try MergekitRecipe.parse(yaml, file: "r.yml"))
-        #expect(assembled.branches == ["math"] && assembled.base == "HEAD~1" && assembled.outputDType == .f16)
+        #expect(assembled.inputs == ["math"] && assembled.base == "HEAD~1" && assembled.outputDType == .f16)
+        #expect(!assembled.inputsAreExperts, "branches on the command line merge into HEAD")
         #expect(assembled.recipe.seed == 9 && assembled.recipe.parameters["density"] == .number(0.3))
-        #expect(assembled.recipe.expertParameters[assembled.recipe.experts.firstIndex(of: "math")!] == ["weight": .number(0.9)])
+        #expect(assembled.expertParameters.first { $0.name == "math" }?.parameters == ["weight": .number(0.9)])
     }
 
-    /// SLERP's endpoints may include the recipe's base model, also when --method says slerp.
-    @Test func slerpKeepsTheBaseModelAsAnEndpoint() throws {
-        var request = MergeRequest()
-        request.method = SLERP.id
-        let assembled = try request.assemble(over: try MergekitRecipe.parse(yaml, file: "r.yml"))
-        #expect(assembled.branches == ["math", "code", "main"])
+    /// SLERP's base model is one of its two models, its t = 0 end (mergekit's pattern).
+    @Test func slerpBaseModelIsTheFirstEndpoint() throws {
+        let text = """
+            merge_method: slerp
+            base_model: chat
+            models:
+              - model: base
+              - model: chat
+            parameters: {t: 0.3}
+            """
+        let assembled = try MergeRequest().assemble(over: try MergekitRecipe.parse(text, file: "s.yml"))
+        #expect(assembled.inputs == ["chat", "base"])
+        #expect(assembled.base == "chat")
+        let outside = text.replacingOccurrences(of: "base_model: chat", with: "base_model: other")
+        #expect(throws: MergeError.self) { try MergeRequest().assemble(over: try MergekitRecipe.parse(outside, file: "s.yml")) }
     }
 
     /// A glob setting is tried before the plain value already there (latest first).

@@ -93,12 +93,14 @@ import Testing
                     layer_range: [0, 16]
             merge_method: passthrough
             """
-        #expect(parseError(yaml) == "recipe.yaml: 'slices' recipes are not supported; use the 'models' form")
+        #expect(parseError(yaml) == "recipe.yaml: 'slices' and 'modules' recipes are not supported; use the 'models' form")
     }
 
-    @Test func rejectsTokenizerSurgery() {
-        #expect(parseError("merge_method: linear\nmodels:\n  - model: a\ntokenizer_source: union\n")
-            == "recipe.yaml: 'tokenizer_source' (tokenizer surgery) is not supported; merge models that share a vocabulary, or choose --vocab")
+    /// tokenizer_source is read (it maps onto --vocab); chat templates are not merged.
+    @Test func tokenizerSourceIsReadAndChatTemplateRefused() throws {
+        #expect(try MergekitRecipe.parse("merge_method: linear\nmodels:\n  - model: a\ntokenizer_source: union\n", file: "r").tokenizerSource == "union")
+        #expect(try MergekitRecipe.parse("merge_method: linear\nmodels:\n  - model: a\ntokenizer:\n  source: base\n", file: "r").tokenizerSource == "base")
+        #expect(parseError("merge_method: linear\nmodels:\n  - model: a\nchat_template: chatml\n")?.contains("chat_template") == true)
     }
 
     @Test func malformedRecipes() {

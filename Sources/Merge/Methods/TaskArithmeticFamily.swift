@@ -40,6 +40,9 @@ public struct GeneralizedTaskArithmetic<Configuration: TaskArithmeticConfigurati
                           help: Configuration.electsSign
                             ? "Divide by the sum of the weights of the experts that agree with the elected sign (TIES' disjoint mean)."
                             : "Divide the weighted sum by the sum of the weights (an average instead of a sum)."),
+            // mergekit's int8_mask only changes the dtype of its sign masks, never the result.
+            ParameterSpec("int8_mask", .flag, default: .flag(false),
+                          help: "Accepted for mergekit recipes (most published TIES and DARE recipes set it); it changes nothing: the masks are booleans either way."),
             // Kept for every method of the family, as mergekit accepts it for all of them (recipes carry over).
             ParameterSpec("rescale", .flag, default: .flag(Configuration.rescaleByDefault),
                           help: Configuration.sparsifier == nil

@@ -210,3 +210,57 @@ public struct ConflictReport: Sendable {
         ])
     }
 }
+
+extension ConflictThresholds: Codable {
+    enum CodingKeys: String, CodingKey {
+        case maxSignConflict = "max_sign_conflict"
+        case minCosine = "min_cosine"
+        case maxConflictingMass = "max_conflicting_mass"
+    }
+}
+
+extension ConflictReport {
+    /// Reads a report back from its JSON form (``json``), as stored with a merge commit.
+    /// - Throws: ``MergeError/invalidRecipe(file:problem:)`` naming `source` when a member does not fit.
+    public init(json v: JSONValue, source: String = "the merge report") throws {
+        func bad(_ problem: String) -> MergeError { .invalidRecipe(file: source, problem: problem) }
+        guard let method = v["method"]?.stringValue, let experts = v["experts"]?.arrayValue?.compactMap(\.stringValue),
+              let tensors = v["tensors"]?.arrayValue else {
+            throw bad("is not a conflict report (method, experts and tensors are required)")
+        }
+        func doubles(_ j: JSONValue?) -> [Double] { (j?.arrayValue ?? []).compactMap(\.doubleValue) }
+        var out: [TensorReport] = []
+        for (i, t) in tensors.enumerated() {
+            guard let name = t["name"]?.stringValue, let cls = t["class"]?.stringValue.flatMap(MergeClass.init(rawValue:)) else {
+                throw bad("tensors[\(i)] needs a name and a class")
+            }
+            var r = TensorReport(name: name, mergeClass: cls, elementCount: t["elements"]?.intValue ?? 0, source: t["source"]?.stringValue)
+            r.conflict = t["conflict"]?.stringValue
+            r.resolution = t["resolution"]?.stringValue
+            r.remarks = (t["remarks"]?.arrayValue ?? []).compactMap(\.stringValue)
+            if let m = t["metrics"] {
+                var metrics = ConflictMetrics()
+                metrics.elementCount = r.elementCount
+                metrics.taskVectorNorms = doubles(m["task_vector_norms"])
+                metrics.cosines = (m["cosines"]?.arrayValue ?? []).map(\.doubleValue)
+                metrics.signConflict = m["sign_conflict"]?.doubleValue ?? 0
+                metrics.conflictingMass = m["conflicting_mass"]?.doubleValue ?? 0
+                metrics.farFromExpert = doubles(m["far_from_expert"])
+                metrics.tallNone = m["tall"]?["none"]?.doubleValue ?? 0
+                metrics.tallOne = m["tall"]?["one"]?.doubleValue ?? 0
+                metrics.tallShared = m["tall"]?["shared"]?.doubleValue ?? 0
+                metrics.mergedRelativeUpdate = m["merged_relative_update"]?.doubleValue
+                metrics.measuredElements = m["measured_elements"]?.intValue ?? 0
+                if let k = m["kept_fraction"] { metrics.keptFraction = doubles(k) }
+                for n in m["notes"]?.objectValue ?? [] { metrics.notes[n.key] = n.value.doubleValue }
+                r.metrics = metrics
+            }
+            out.append(r)
+        }
+        let files = (v["files"]?.arrayValue ?? []).compactMap { f -> (String, String)? in
+            guard let p = f["path"]?.stringValue, let o = f["outcome"]?.stringValue else { return nil }
+            return (p, o)
+        }
+        self.init(method: method, experts: experts, baseName: v["base"]?.stringValue ?? "", tensors: out, files: files)
+    }
+}

@@ -15,6 +15,10 @@ struct MergeContext {
     let expertTensors: [[String: InputTensor]]
     /// Receives each merged tensor's bytes for the checkout (nil: nothing is prepared).
     var prepared: PreparedCheckout?
+    /// Each tensor's class, decided once.
+    private(set) var decisions: [String: Decision] = [:]
+    /// Resolutions of a recorded merge to replay, by tensor.
+    let resolutions: [String: RecordedResolution]
 
     /// The tree whose files and tensor order the merge result follows: the first expert's.
     var layoutTemplate: Tree { expertTrees.first ?? baseTree }
@@ -34,6 +38,8 @@ struct MergeContext {
         }
         baseTensors = index(baseTree)
         expertTensors = expertTrees.map(index)
+        resolutions = Dictionary(options.resolutions.map { ($0.tensor, $0) }, uniquingKeysWith: { _, last in last })
+        for name in allNames { decisions[name] = decide(name) }
     }
 
     /// Every tensor name of every input, in the first expert's file order, then the others'.
@@ -44,14 +50,6 @@ struct MergeContext {
             for (_, tensor) in t.allTensors where seen.insert(tensor.name).inserted { out.append(tensor.name) }
         }
         return out
-    }
-
-    var optionsJSON: JSONValue {
-        .object([
-            JSONMember("vocabulary", options.vocabulary.map { .string($0.rawValue) } ?? .null),
-            JSONMember("file_rule", .string(options.fileRule.rawValue)),
-            JSONMember("dtype", options.outputDType.map { .string($0.rawValue) } ?? .null),
-        ])
     }
 
     /// (experts + 2) × the largest tensor the method would merge, in Float32.
@@ -68,14 +66,17 @@ struct MergeContext {
     enum Decision {
         case take(ObjectID, MergeClass, source: String?)
         case delete(source: String)
-        case merge
+        /// Merged by the method; `changedBy` names the expert when only one changed it.
+        case merge(changedBy: String?)
         case conflict(String)
         case nonFloat(ObjectID, remark: String?)
         /// Vocabulary rows differ; merge the common rows and settle the rest by policy.
         case vocabulary(VocabularyPolicy)
     }
 
-    func decision(for name: String) -> Decision {
+    func decision(for name: String) -> Decision { decisions[name] ?? .conflict("unknown tensor") }
+
+    private func decide(_ name: String) -> Decision {
         let base = baseTensors[name]?.tensor
         let sides = expertTensors.map { $0[name]?.tensor }
         guard let base else {
@@ -112,13 +113,15 @@ struct MergeContext {
             return .conflict("dtype or shape changed: base \(base.dtype.rawValue) \(base.shape.shapeDescription), \(who)")
         }
         let distinct = Set(changed.map(\.1.objectID))
-        if distinct.count == 1 {
-            return .take(changed[0].1.objectID, .oneSided, source: changed.map { experts[$0.0].name }.joined(separator: ", "))
+        let who = changed.map { experts[$0.0].name }.joined(separator: ", ")
+        // Integers are never averaged: a one-sided change is taken, disagreement keeps the base.
+        if distinct.count == 1, options.oneSided == .take || !base.dtype.isFloatingPoint {
+            return .take(changed[0].1.objectID, .oneSided, source: who)
         }
         if !base.dtype.isFloatingPoint {
-            return .nonFloat(base.objectID, remark: "inputs disagree (\(changed.map { experts[$0.0].name }.joined(separator: ", ")) changed it); the merge base's value is kept")
+            return .nonFloat(base.objectID, remark: "inputs disagree (\(who) changed it); the merge base's value is kept")
         }
-        return .merge
+        return .merge(changedBy: distinct.count == 1 ? who : nil)
     }
 
     /// The report of a dry run: classes, no numbers.
@@ -130,7 +133,8 @@ struct MergeContext {
             switch decision(for: name) {
             case let .take(_, cls, source): r = TensorReport(name: name, mergeClass: cls, elementCount: elements, source: source)
             case let .delete(source): r = TensorReport(name: name, mergeClass: .deleted, elementCount: elements, source: source)
-            case .merge, .vocabulary: r = TensorReport(name: name, mergeClass: .merged, elementCount: elements)
+            case let .merge(changedBy): r = TensorReport(name: name, mergeClass: .merged, elementCount: elements, source: changedBy)
+            case .vocabulary: r = TensorReport(name: name, mergeClass: .merged, elementCount: elements)
             case let .conflict(reason):
                 r = TensorReport(name: name, mergeClass: .conflict, elementCount: elements)
                 r.conflict = reason
@@ -151,6 +155,12 @@ struct MergeContext {
         var unresolved: [String: String] = [:]
         var report: ConflictReport
         var newObjects: [ObjectInfo] = []
+        /// Recorded resolutions that were applied.
+        var replayed: [RecordedResolution] = []
+
+        mutating func add(_ info: ObjectInfo) {
+            if !newObjects.contains(where: { $0.id == info.id }) { newObjects.append(info) }
+        }
     }
 
     func run(layerCount: Int, batch: ObjectStore.Batch, progress: (any ProgressSink)?) throws -> RunResult {
@@ -159,9 +169,24 @@ struct MergeContext {
         let counter = ProgressCounter(progress, title: "merge", total: toMerge.count, unit: .items)
         for (index, entry) in result.report.tensors.enumerated() {
             let name = entry.name
+            if let recorded = resolutions[name] {
+                if let chosen = try replay(recorded, name: name, layerCount: layerCount, batch: batch) {
+                    result.decided[name] = chosen.id
+                    if let new = chosen.new { result.add(new) }
+                }
+                result.report.tensors[index].resolution = recorded.summary
+                result.replayed.append(recorded)
+                continue
+            }
             switch decision(for: name) {
             case let .take(id, _, _), let .nonFloat(id, _):
-                result.decided[name] = id
+                if let cast = try castIfNeeded(id, name: name, batch: batch) {
+                    result.decided[name] = cast.id
+                    result.add(cast.info)
+                    result.report.tensors[index].remarks.append("written as \(cast.dtype.rawValue) (the output dtype)")
+                } else {
+                    result.decided[name] = id
+                }
             case .delete:
                 break
             case let .conflict(reason):
@@ -175,7 +200,7 @@ struct MergeContext {
                 r.remarks += remarks
                 if let info {
                     result.decided[name] = info.id
-                    if !result.newObjects.contains(where: { $0.id == info.id }) { result.newObjects.append(info) }
+                    result.add(info)
                 } else if let metrics, let violation = options.thresholds.violation(metrics) {
                     r.conflict = violation
                     result.unresolved[name] = violation
@@ -248,22 +273,9 @@ struct MergeContext {
         if override == nil, thresholds.violation(metrics) != nil { return (nil, metrics, remarks) }
         if let extra = extraRows { values += extra.values; shape = [commonRows + extra.rows, columns] }
         let dtype = options.outputDType ?? baseInput.tensor.dtype
-        // Float32 output is the values' own bytes; narrower dtypes are converted in place into the
-        // front of the same buffer, wider ones (F64, 64-bit integers) into a buffer of their own.
-        let byteCount = values.count * dtype.byteSize
-        var wide: [UInt8]?
-        if dtype.byteSize > 4 {
-            var out = [UInt8](repeating: 0, count: byteCount)
-            values.withUnsafeBufferPointer { v in out.withUnsafeMutableBytes { FloatConversion.fromFloat(dtype, v, into: $0) } }
-            wide = out
-        } else if dtype != .f32 {
-            values.withUnsafeMutableBufferPointer { v in
-                FloatConversion.fromFloatInPlace(dtype, count: v.count, UnsafeMutableRawBufferPointer(v))
-            }
-        }
+        let output = MergeContext.outputBytes(&values, as: dtype)
         func withOutputBytes<T>(_ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
-            if let wide { return try wide.withUnsafeBytes(body) }
-            return try values.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[0..<byteCount])) }
+            try output.withBytes(of: values, body)
         }
         let reference: (info: ObjectInfo, header: EncodedTensorHeader)?
         if let info = try repository.history.objectInfo(baseInput.tensor.objectID) {
@@ -284,6 +296,81 @@ struct MergeContext {
         var info = written.info
         if !written.isNew, let known = try repository.history.objectInfo(info.id) { info = known }
         return (info, metrics, remarks)
+    }
+
+    /// Where a tensor's output bytes are: the front of its Float32 buffer (converted in place for
+    /// narrower dtypes), or a buffer of their own for wider ones (F64).
+    struct OutputBytes {
+        var wide: [UInt8]?
+        var byteCount: Int
+
+        func withBytes<T>(of values: [Float], _ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
+            if let wide { return try wide.withUnsafeBytes(body) }
+            return try values.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[0..<byteCount])) }
+        }
+    }
+
+    /// Converts Float32 values to `dtype`: in place into the front of the same buffer for narrower
+    /// dtypes, into a buffer of their own for wider ones.
+    static func outputBytes(_ values: inout [Float], as dtype: DType) -> OutputBytes {
+        let byteCount = values.count * dtype.byteSize
+        if dtype.byteSize > 4 {
+            var out = [UInt8](repeating: 0, count: byteCount)
+            values.withUnsafeBufferPointer { v in out.withUnsafeMutableBytes { FloatConversion.fromFloat(dtype, v, into: $0) } }
+            return OutputBytes(wide: out, byteCount: byteCount)
+        }
+        if dtype != .f32 {
+            values.withUnsafeMutableBufferPointer { v in
+                FloatConversion.fromFloatInPlace(dtype, count: v.count, UnsafeMutableRawBufferPointer(v))
+            }
+        }
+        return OutputBytes(wide: nil, byteCount: byteCount)
+    }
+
+    /// A floating-point tensor taken from an input, re-written in the output dtype when one is set
+    /// and differs (mergekit casts every tensor it writes); nil when the tensor stays as it is.
+    func castIfNeeded(_ id: ObjectID, name: String, batch: ObjectStore.Batch) throws -> (id: ObjectID, dtype: DType, info: ObjectInfo)? {
+        guard let target = options.outputDType else { return nil }
+        let header = try repository.objects.header(of: id)
+        guard header.dtype.isFloatingPoint, header.dtype != target else { return nil }
+        var values = try repository.objects.floats(id, knownReference: nil)
+        let output = MergeContext.outputBytes(&values, as: target)
+        let written = try output.withBytes(of: values) { bytes in
+            try repository.objects.write(kind: .tensor, dtype: target, shape: header.shape, source: bytes, reference: nil,
+                                         options: repository.codecOptions, batch: batch, referenceBytes: nil)
+        }
+        var info = written.info
+        if !written.isNew, let known = try repository.history.objectInfo(info.id) { info = known }
+        return (info.id, target, info)
+    }
+
+    /// Applies a recorded resolution to one tensor; nil when it leaves the tensor out (the chosen
+    /// side deleted it).
+    func replay(_ r: RecordedResolution, name: String, layerCount: Int, batch: ObjectStore.Batch) throws -> (id: ObjectID, new: ObjectInfo?)? {
+        func known(_ id: ObjectID?) throws -> (id: ObjectID, new: ObjectInfo?)? {
+            guard let id else { return nil }
+            if let cast = try castIfNeeded(id, name: name, batch: batch) { return (cast.id, cast.info) }
+            return (id, nil)
+        }
+        switch r.how {
+        case .base:
+            return try known(baseTensors[name]?.tensor.objectID)
+        case .expert:
+            guard let hex = r.expert, let i = experts.firstIndex(where: { $0.commit.hex.hasPrefix(hex.lowercased()) }) else {
+                throw RepoError.invalidArgument("the recipe resolves '\(name)' with the tensor of expert \(r.expert ?? "?"), which is not an expert of this merge")
+            }
+            return try known(expertTensors[i][name]?.tensor.objectID)
+        case .method:
+            var recipe = MergeRecipe(method: r.method ?? "", parameters: r.parameters ?? [:], experts: experts.map(\.name), seed: r.seed ?? 0)
+            recipe.expertParameters = Array(repeating: [:], count: experts.count)
+            let plan = try MergePlan(recipe)
+            guard let base = baseTensors[name], expertTensors.allSatisfy({ $0[name]?.tensor.shape == base.tensor.shape }) else {
+                throw RepoError.invalidArgument("the recipe merges '\(name)' with \(recipe.method), but its shapes differ between the inputs")
+            }
+            let (info, _, _) = try mergeTensor(name, context: TensorContext(name: name, shape: base.tensor.shape, layerCount: layerCount),
+                                               batch: batch, thresholds: ConflictThresholds(), plan: plan)
+            return info.map { ($0.id, $0) }
+        }
     }
 
     /// The merge base tensor's raw bytes: kept aside for narrow dtypes, the Float32 values themselves otherwise.

@@ -3,39 +3,47 @@ import Foundation
 import GRDB
 import Merge
 
-/// What to do with vocabulary matrices (embeddings, LM heads) whose row counts differ.
-public enum VocabularyPolicy: String, Sendable, CaseIterable {
-    /// Keep the base's rows: rows beyond them are dropped (and listed in the report).
-    case base
-    /// Keep every row of the largest input: rows only some inputs have are averaged over those.
-    case union
-    /// Keep the rows all inputs share.
-    case common
-}
-
-/// How a non-tensor file changed on several sides is settled.
-public enum FileConflictRule: String, Sendable, CaseIterable {
-    /// Take the current branch's version (the first expert's when HEAD is the merge base).
-    case ours
-    /// Take the last merged branch's version.
-    case theirs
-    /// Keep the merge base's version.
-    case base
-}
-
-/// Everything about a merge that is not the recipe: inputs and policies.
+/// Everything about a merge: its inputs, the recipe, and the policies around it.
 public struct MergeOptions: Sendable {
-    /// Revisions to merge into HEAD.
+    /// Whether a merge that could move HEAD forward does (git's `--ff`, `--no-ff`, `--ff-only`).
+    public enum FastForward: String, Sendable, CaseIterable {
+        /// Move HEAD forward when the only branch contains it and nothing asks for a method.
+        case allowed
+        /// Always record a merge commit (`--no-ff`).
+        case never
+        /// Only move HEAD forward; refuse anything else (`--ff-only`).
+        case only
+    }
+
+    /// Revisions to merge into HEAD, in order.
     public var branches: [String]
+    /// True when `branches` are exactly the experts (a recipe's models); false when HEAD is an
+    /// expert too unless it is the merge base (branches named on the command line, as in git).
+    public var inputsAreExperts = false
     public var recipe: MergeRecipe
+    /// Per-expert parameters by the name (any revision) that gave them. When empty, the recipe's
+    /// `expertParameters` are taken, aligned with its `experts`.
+    public var expertParameters: [(name: String, parameters: [String: ParameterValue])] = []
     /// Use this revision as the merge base instead of the common ancestor.
     public var base: String?
     public var message: String?
-    /// Write merged tensors in this dtype (default: the inputs' dtype).
+    /// Write every floating-point tensor in this dtype (default: each tensor keeps its dtype).
     public var outputDType: DType?
+    /// The recipe's `dtype` as written (mergekit's compute dtype; mrepo computes in float32).
+    public var dtype: String?
+    public var tokenizerSource: String?
     public var vocabulary: VocabularyPolicy?
     public var thresholds: ConflictThresholds
     public var fileRule: FileConflictRule
+    /// Whether tensors changed by only some experts are merged by the method (the default) or taken.
+    public var oneSided: OneSidedRule = .merge
+    /// Resolutions of a recorded merge, replayed when its recipe runs again.
+    public var resolutions: [RecordedResolution] = []
+    public var fastForward: FastForward = .allowed
+    /// Whether a method, parameters or a recipe were given: such a merge is never a fast-forward.
+    public var isExplicit = true
+    /// Metrics recorded on the merge commit (`--metric`).
+    public var metrics: [Commit.Metric] = []
     /// Stop before committing; the merged model is written to the working tree for inspection.
     public var noCommit: Bool
     /// Plan only: classify, estimate memory, write nothing.
@@ -55,15 +63,71 @@ public struct MergeOptions: Sendable {
         self.noCommit = noCommit
         self.dryRun = dryRun
     }
+
+    /// The options of an assembled request (command line over a recipe file).
+    public init(_ assembled: MergeRequest.Assembled, message: String? = nil, fastForward: FastForward = .allowed,
+                metrics: [Commit.Metric] = [], noCommit: Bool = false, dryRun: Bool = false) {
+        let e = assembled.extensions
+        self.init(branches: assembled.inputs, recipe: assembled.recipe, base: assembled.base, message: message,
+                  outputDType: assembled.outputDType, vocabulary: e.vocabulary, thresholds: e.thresholds,
+                  fileRule: e.fileConflict ?? .ours, noCommit: noCommit, dryRun: dryRun)
+        inputsAreExperts = assembled.inputsAreExperts
+        expertParameters = assembled.expertParameters
+        dtype = assembled.dtype
+        tokenizerSource = assembled.tokenizerSource
+        oneSided = e.oneSided ?? .merge
+        resolutions = e.resolutions
+        self.fastForward = fastForward
+        isExplicit = assembled.isExplicit
+        self.metrics = metrics
+    }
+}
+
+/// A named input of a merge: an expert or a merged branch.
+struct MergeInput: Sendable, Codable, Equatable {
+    var name: String
+    var commit: ObjectID
+}
+
+/// The options of a merge that shape its result beyond the recipe, as recorded in the merge
+/// state and in the merge commit (`extra.merge.options`).
+struct RecordedMergeOptions: Sendable, Codable, Equatable {
+    var vocabulary: VocabularyPolicy?
+    var fileRule: FileConflictRule
+    /// The dtype every floating-point tensor was written in (nil: each kept its dtype).
+    var dtype: String?
+    var oneSided: OneSidedRule?
+    var thresholds: ConflictThresholds?
+    /// The recipe's own `dtype` (mergekit's compute dtype), as written.
+    var recipeDType: String?
+    var tokenizerSource: String?
+
+    enum CodingKeys: String, CodingKey {
+        case vocabulary, fileRule = "file_rule", dtype, oneSided = "one_sided", thresholds
+        case recipeDType = "recipe_dtype", tokenizerSource = "tokenizer_source"
+    }
+
+    init(_ options: MergeOptions) {
+        vocabulary = options.vocabulary
+        fileRule = options.fileRule
+        dtype = options.outputDType?.rawValue
+        oneSided = options.oneSided
+        thresholds = options.thresholds.isEmpty ? nil : options.thresholds
+        recipeDType = options.dtype
+        tokenizerSource = options.tokenizerSource
+    }
 }
 
 /// A merge that stopped before its commit (conflicts, or `--no-commit`), kept in the database
 /// until `merge --continue` or `merge --abort`.
-struct MergeState: Sendable {
+struct MergeState: Sendable, Codable {
     /// HEAD when the merge started.
     var head: ObjectID
     /// The other parents, in order, with the names they were given.
-    var branches: [(name: String, commit: ObjectID)]
+    var branches: [MergeInput]
+    /// The experts, in order (absent in states written before experts were recorded: HEAD unless
+    /// it is the merge base, then the branches).
+    var experts: [MergeInput]?
     var base: ObjectID
     var recipe: JSONValue
     var message: String
@@ -75,58 +139,20 @@ struct MergeState: Sendable {
     var reportObject: ObjectID?
     /// Set when the merge finished but waits for `--continue` (`--no-commit`); the working tree then holds it.
     var readyTree: ObjectID?
-    /// Everything needed to rebuild the tree: the options as JSON.
-    var options: JSONValue
+    var options: RecordedMergeOptions
+    /// How tensors were settled by `resolve` (or replayed from a recipe), in order.
+    var resolutions: [RecordedResolution]?
+    /// Metrics to record on the merge commit.
+    var metrics: [Commit.Metric]?
 
-    var json: JSONValue {
-        .object([
-            JSONMember("head", .string(head.hex)),
-            JSONMember("branches", .array(branches.map { .object([JSONMember("name", .string($0.name)), JSONMember("commit", .string($0.commit.hex))]) })),
-            JSONMember("base", .string(base.hex)),
-            JSONMember("recipe", recipe),
-            JSONMember("message", .string(message)),
-            JSONMember("decided", .object(decided.keys.sorted().map { JSONMember($0, .string(decided[$0]!.hex)) })),
-            JSONMember("unresolved", .object(unresolved.keys.sorted().map { JSONMember($0, .string(unresolved[$0]!)) })),
-            JSONMember("report_object", reportObject.map { .string($0.hex) } ?? .null),
-            JSONMember("ready_tree", readyTree.map { .string($0.hex) } ?? .null),
-            JSONMember("options", options),
-        ])
+    enum CodingKeys: String, CodingKey {
+        case head, branches, experts, base, recipe, message, decided, unresolved
+        case reportObject = "report_object", readyTree = "ready_tree", options, resolutions, metrics
     }
 
-    init(head: ObjectID, branches: [(name: String, commit: ObjectID)], base: ObjectID, recipe: JSONValue, message: String,
-         decided: [String: ObjectID], unresolved: [String: String], reportObject: ObjectID?, readyTree: ObjectID?, options: JSONValue) {
-        self.head = head
-        self.branches = branches
-        self.base = base
-        self.recipe = recipe
-        self.message = message
-        self.decided = decided
-        self.unresolved = unresolved
-        self.reportObject = reportObject
-        self.readyTree = readyTree
-        self.options = options
-    }
-
-    init?(json v: JSONValue) {
-        guard let head = v["head"]?.stringValue.flatMap(ObjectID.init(hex:)),
-              let base = v["base"]?.stringValue.flatMap(ObjectID.init(hex:)),
-              let branches = v["branches"]?.arrayValue, let recipe = v["recipe"], let message = v["message"]?.stringValue
-        else { return nil }
-        self.head = head
-        self.base = base
-        self.branches = branches.compactMap { b in
-            guard let n = b["name"]?.stringValue, let c = b["commit"]?.stringValue.flatMap(ObjectID.init(hex:)) else { return nil }
-            return (n, c)
-        }
-        self.recipe = recipe
-        self.message = message
-        decided = [:]
-        for m in v["decided"]?.objectValue ?? [] { decided[m.key] = m.value.stringValue.flatMap(ObjectID.init(hex:)) }
-        unresolved = [:]
-        for m in v["unresolved"]?.objectValue ?? [] { unresolved[m.key] = m.value.stringValue ?? "" }
-        reportObject = v["report_object"]?.stringValue.flatMap(ObjectID.init(hex:))
-        readyTree = v["ready_tree"]?.stringValue.flatMap(ObjectID.init(hex:))
-        options = v["options"] ?? .object([])
+    /// The experts, as recorded or as older states imply them.
+    var expertList: [MergeInput] {
+        experts ?? ((head == base ? [] : [MergeInput(name: "HEAD", commit: head)]) + branches)
     }
 
     /// Objects the state keeps alive (gc must not remove them).
@@ -134,7 +160,7 @@ struct MergeState: Sendable {
         Set(decided.values).union([reportObject].compactMap { $0 })
     }
 
-    var commits: [ObjectID] { [head, base] + branches.map(\.commit) }
+    var commits: [ObjectID] { [head, base] + branches.map(\.commit) + (experts ?? []).map(\.commit) }
 }
 
 extension HistoryDatabase {
@@ -149,21 +175,25 @@ extension HistoryDatabase {
         }
     }
 
+    /// The merge in progress, or nil. A row that cannot be read is an error, never "no merge".
     func mergeState() throws -> MergeState? {
         try read { db in
-            guard let text = try String.fetchOne(db, sql: "SELECT state FROM mergeState WHERE id = 1"),
-                  let v = try? JSONValue.parse(Array(text.utf8))
-            else { return nil }
-            return MergeState(json: v)
+            guard let text = try String.fetchOne(db, sql: "SELECT state FROM mergeState WHERE id = 1") else { return nil }
+            do {
+                return try JSONValueCoding.decode(MergeState.self, from: try JSONValue.parse(Array(text.utf8)))
+            } catch {
+                throw RepoError.corruptRecord("the merge in progress (table mergeState)", problem: "\(error)".prefix(200).description)
+            }
         }
     }
 
     /// Saves (or, with nil, clears) the merge state, with the objects it references recorded in the same transaction.
     func setMergeState(_ state: MergeState?, objects: [ObjectInfo] = []) throws {
+        let text = try state.map { try JSONValueCoding.encode($0).serialized() }
         try write { db in
             try HistoryDatabase.insert(db, objects: objects)
-            if let state {
-                try db.execute(sql: "INSERT OR REPLACE INTO mergeState(id, state) VALUES (1, ?)", arguments: [state.json.serialized()])
+            if let text {
+                try db.execute(sql: "INSERT OR REPLACE INTO mergeState(id, state) VALUES (1, ?)", arguments: [text])
             } else {
                 try db.execute(sql: "DELETE FROM mergeState")
             }

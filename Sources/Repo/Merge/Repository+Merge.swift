@@ -26,15 +26,17 @@ public struct MergeOutcome: Sendable {
     public var baseCandidates: [ObjectID]
     /// Estimated peak memory of the tensor merges: (experts + 2) × the largest merged tensor in Float32.
     public var estimatedPeakBytes: Int
-    /// The recipe in mergekit's YAML form.
+    /// The recipe in mergekit's YAML form (re-runnable with `mrepo merge --config`).
     public var recipeYAML: String
     /// A reversible merge's measurements (``RMM``).
     public var reversible: ReversibleMergeReport? = nil
+    /// Things the user should know that did not stop the merge (a failed post-merge hook).
+    public var warnings: [String] = []
 }
 
 /// How an unresolved tensor is settled by `mrepo resolve`.
 public enum Resolution: Sendable {
-    /// The current branch's tensor.
+    /// The current branch's tensor (the first expert's when HEAD is the merge base).
     case ours
     /// A merged branch's tensor (the last one when nil).
     case theirs(String?)
@@ -50,15 +52,27 @@ struct InputTensor {
     var tensor: TreeTensor
 }
 
+/// A merge's inputs, resolved to commits.
+struct ResolvedMerge {
+    var head: Head
+    var headID: ObjectID
+    /// The merge commit's parents beyond HEAD.
+    var branches: [MergeInput]
+    /// The models whose task vectors are merged, in order.
+    var experts: [MergeInput]
+    var base: ObjectID
+    var candidates: [ObjectID]
+}
+
 extension Repository {
     // MARK: - merge
 
     /// Merges branches into HEAD (docs/merging.md).
     ///
-    /// Tensors changed on one side only are taken bit for bit; tensors changed on several sides are
-    /// merged by the recipe's method, from the merge base; shape or dtype changes, add/add and
-    /// modify/delete are conflicts. Nothing is written before the recipe, the inputs and the
-    /// working tree have been checked.
+    /// By default the recipe's method applies to every floating-point tensor some expert changed,
+    /// as in mergekit; with `oneSided = .take`, a tensor changed on one side only is taken bit for
+    /// bit (git's rule). Shape or dtype changes, add/add and modify/delete are conflicts. Nothing
+    /// is written before the recipe, the inputs and the working tree have been checked.
     public func merge(_ options: MergeOptions, wait: Bool = false) throws -> MergeOutcome {
         try withWriteLock(wait: wait) { try mergeLocked(options) }
     }
@@ -75,18 +89,20 @@ extension Repository {
         try MergePlan.validateParameters(check)
         let head = try history.head()
         guard let headID = head.commit else { throw RepoError.invalidArgument("HEAD has no commits yet; commit before merging") }
-        var branches: [(name: String, commit: ObjectID)] = []
-        for name in options.branches {
-            let id = try resolve(name)
-            if branches.contains(where: { $0.commit == id }) { continue }
-            branches.append((name, id))
-        }
-        // Branches HEAD already contains add nothing.
-        let headAncestors = try ancestors(of: headID)
-        branches.removeAll { headAncestors.contains($0.commit) }
-        if branches.isEmpty {
-            return MergeOutcome(status: .upToDate, report: ConflictReport(method: options.recipe.method, experts: [], baseName: "", tensors: [], files: []),
-                                base: nil, baseCandidates: [], estimatedPeakBytes: 0, recipeYAML: "")
+        let empty = ConflictReport(method: options.recipe.method, experts: [], baseName: "", tensors: [], files: [])
+        let inputs: ResolvedMerge
+        switch try resolveMerge(options, head: head, headID: headID) {
+        case .upToDate:
+            if options.fastForward == .only, options.isExplicit {
+                throw RepoError.invalidArgument("--ff-only: nothing to merge, and a merge with a method is never a fast-forward")
+            }
+            return MergeOutcome(status: .upToDate, report: empty, base: nil, baseCandidates: [], estimatedPeakBytes: 0, recipeYAML: "")
+        case let .fastForward(name, target, base):
+            let result = try moveHeadForward(head, to: target, message: "merge \(name): fast-forward")
+            return MergeOutcome(status: .fastForward(result), report: ConflictReport(method: "fast-forward", experts: [name], baseName: "HEAD", tensors: [], files: []),
+                                base: base, baseCandidates: [base], estimatedPeakBytes: 0, recipeYAML: "")
+        case let .merge(resolved):
+            inputs = resolved
         }
         if !options.dryRun {
             let ts = Date()
@@ -94,47 +110,27 @@ extension Repository {
             let dirty = try status(against: try worktreeBaseline(head: head).tree).changes.map(\.path)
             if !dirty.isEmpty { throw RepoError.dirtyWorktree(operation: "merging", paths: dirty) }
         }
-        let candidates: [ObjectID]
-        let baseID: ObjectID
-        if let rev = options.base {
-            baseID = try resolve(rev)
-            candidates = [baseID]
-        } else {
-            candidates = try mergeBases([headID] + branches.map(\.commit))
-            guard let first = candidates.first else {
-                throw RepoError.invalidArgument("\(options.branches.joined(separator: ", ")) and HEAD have no common ancestor; name one with --base REV")
-            }
-            baseID = first
-        }
-        // One branch that contains HEAD: fast-forward, as git does.
-        if branches.count == 1, baseID == headID, options.recipe.method != RMM.id, !options.dryRun, !options.noCommit, options.base == nil {
-            let target = branches[0].commit
-            let result = try moveHeadForward(head, to: target, message: "merge \(branches[0].name): fast-forward")
-            return MergeOutcome(status: .fastForward(result), report: ConflictReport(method: "fast-forward", experts: [branches[0].name], baseName: "HEAD", tensors: [], files: []),
-                                base: baseID, baseCandidates: candidates, estimatedPeakBytes: 0, recipeYAML: "")
-        }
-        // Experts: HEAD (unless it is the merge base), then each branch.
-        let headName = head.branchName ?? "HEAD"
-        var experts: [(name: String, commit: ObjectID)] = []
-        if headID != baseID { experts.append((headName, headID)) }
-        experts += branches
+        var options = options
+        // One expert without a method is git's merge of a branch: its tensors as they are.
+        if !options.isExplicit, inputs.experts.count == 1 { options.oneSided = .take }
         var recipe = options.recipe
-        recipe.experts = experts.map(\.name)
-        // Per-expert parameters were given by branch name; order them by expert.
-        recipe.expertParameters = try orderedExpertParameters(options.recipe, experts: experts.map(\.name))
-        if recipe.method == MWA.id { try fillMetricValues(&recipe, experts: experts) }
+        recipe.experts = inputs.experts.map(\.name)
+        recipe.expertParameters = try orderedExpertParameters(options, experts: inputs.experts)
+        try refuseAdapterExperts(inputs.experts, method: recipe.method)
+        if recipe.method == MWA.id { try fillMetricValues(&recipe, experts: inputs.experts) }
         if recipe.method == RMM.id {
-            return try mergeReversible(options: options, recipe: recipe, head: head, headID: headID, mergeBase: baseID,
-                                       branches: branches, experts: experts)
+            return try mergeReversible(options: options, recipe: recipe, head: head, headID: inputs.headID, mergeBase: inputs.base,
+                                       branches: inputs.branches.map { ($0.name, $0.commit) }, experts: inputs.experts.map { ($0.name, $0.commit) })
         }
         let plan = try MergePlan(recipe)
-        let yaml = recipeYAML(recipe, base: baseID)
+        let yaml = recordedRecipe(recipe, options: options, base: inputs.base, experts: inputs.experts, resolutions: options.resolutions).yaml()
 
-        var context = try MergeContext(repository: self, base: baseID, experts: experts, plan: plan, options: options)
+        var context = try MergeContext(repository: self, base: inputs.base, experts: inputs.experts.map { ($0.name, $0.commit) },
+                                       plan: plan, options: options)
         let layerCount = TensorContext.layerCount(of: context.allNames)
         if options.dryRun {
             let report = try context.classify(layerCount: layerCount)
-            return MergeOutcome(status: .planned, report: report, base: baseID, baseCandidates: candidates,
+            return MergeOutcome(status: .planned, report: report, base: inputs.base, baseCandidates: inputs.candidates,
                                 estimatedPeakBytes: context.estimatedPeakBytes, recipeYAML: yaml)
         }
         let batch = objects.makeBatch()
@@ -144,35 +140,36 @@ extension Repository {
             context.prepared = try? PreparedCheckout(repository: self, template: context.layoutTemplate)
         }
         defer { context.prepared?.discard() }
+        let headName = head.branchName ?? "HEAD"
         do {
             let tr = Date()
             var result = try context.run(layerCount: layerCount, batch: batch, progress: progress)
             Timing.add("run", Date().timeIntervalSince(tr))
-            let message = options.message ?? "Merge \(branches.map(\.name).joined(separator: ", ")) into \(headName) (\(recipe.method))"
+            let message = options.message ?? "Merge \(inputs.branches.map(\.name).joined(separator: ", ")) into \(headName) (\(recipe.method))"
             let reportBlob = try objects.writeBlob(Array(result.report.json.serialized().utf8), options: codecOptions, batch: batch)
             if reportBlob.isNew { result.newObjects.append(reportBlob.info) }
             // Merged tensors become readable under their names (the tree is built from their headers).
             try batch.finish()
-            var state = MergeState(head: headID, branches: branches, base: baseID, recipe: recipe.json, message: message,
-                                   decided: result.decided, unresolved: result.unresolved, reportObject: reportBlob.info.id,
-                                   readyTree: nil, options: context.optionsJSON)
+            var state = MergeState(head: inputs.headID, branches: inputs.branches, experts: inputs.experts, base: inputs.base,
+                                   recipe: recipe.json, message: message, decided: result.decided, unresolved: result.unresolved,
+                                   reportObject: reportBlob.info.id, readyTree: nil, options: RecordedMergeOptions(options),
+                                   resolutions: result.replayed, metrics: options.metrics)
             if !result.unresolved.isEmpty {
                 try history.setMergeState(state, objects: result.newObjects)
-                return MergeOutcome(status: .conflicted, report: result.report, base: baseID, baseCandidates: candidates,
+                return MergeOutcome(status: .conflicted, report: result.report, base: inputs.base, baseCandidates: inputs.candidates,
                                     estimatedPeakBytes: context.estimatedPeakBytes, recipeYAML: yaml)
             }
             let tree = try context.buildTree(decided: result.decided, recipe: recipe, report: result.report,
                                               recipeYAML: yaml, batch: batch, newObjects: &result.newObjects)
             try batch.finish()
             if options.noCommit {
-                try history.insertTree(tree, objects: result.newObjects)
                 state.readyTree = tree.id
-                try history.setMergeState(state)
+                try history.insertTree(tree, objects: result.newObjects, mergeState: state)
                 let entries = try materialize(tree, over: try worktreeBaseline(head: head).tree, force: false)
                 history.saveStatCacheOpportunistically(entries, removing: [])
                 // The working tree now holds the candidate, not a view written over HEAD.
                 try history.clearWorktreeView()
-                return MergeOutcome(status: .ready, report: result.report, base: baseID, baseCandidates: candidates,
+                return MergeOutcome(status: .ready, report: result.report, base: inputs.base, baseCandidates: inputs.candidates,
                                     estimatedPeakBytes: context.estimatedPeakBytes, recipeYAML: yaml)
             }
             let recorded = try recordMerge(state: state, tree: tree, objects: result.newObjects, report: result.report)
@@ -184,95 +181,158 @@ extension Repository {
         }
         let (recorded, report) = committed!
         let tf = Date()
-        try finishMerge(recorded, prepared: context.prepared)
+        let warnings = try finishMerge(recorded, prepared: context.prepared)
         Timing.add("checkout", Date().timeIntervalSince(tf))
         Timing.report()
-        return MergeOutcome(status: .committed(recorded.commit), report: report, base: baseID, baseCandidates: candidates,
-                            estimatedPeakBytes: context.estimatedPeakBytes, recipeYAML: yaml)
+        var outcome = MergeOutcome(status: .committed(recorded.commit), report: report, base: inputs.base, baseCandidates: inputs.candidates,
+                                   estimatedPeakBytes: context.estimatedPeakBytes, recipeYAML: yaml)
+        outcome.warnings = warnings
+        return outcome
     }
 
-    /// A recorded merge commit and what finishing it needs.
-    struct RecordedMerge {
-        var commit: Commit
-        var tree: Tree
-        /// What the working tree holds now (HEAD's tree, or the candidate after --no-commit).
-        var from: Tree
-        var hookEnvironment: [String: String]
+    // MARK: - Inputs
+
+    enum InputPlan {
+        case upToDate
+        case fastForward(name: String, target: ObjectID, base: ObjectID)
+        case merge(ResolvedMerge)
     }
 
-    /// Checks the merge out into the working tree and runs post-merge (after the commit is recorded).
-    func finishMerge(_ recorded: RecordedMerge, prepared: PreparedCheckout? = nil) throws {
-        let ready = prepared?.finish(for: recorded.tree, store: objects) ?? [:]
-        var stats = MaterializeStats()
-        let entries = try materialize(recorded.tree, over: recorded.from, force: true, stats: &stats, prepared: ready)
-        history.saveStatCacheOpportunistically(entries, removing: [])
-        var env = recorded.hookEnvironment
-        env["MREPO_COMMIT"] = recorded.commit.id.hex
-        runHookReportingFailure("post-merge", environment: env)
-    }
-
-    /// Runs the pre-merge-commit hook on the candidate, then records the merge commit and clears any
-    /// merge state, in one transaction. ``finishMerge(_:)`` then updates the working tree.
-    func recordMerge(state: MergeState, tree: Tree, objects newObjects: [ObjectInfo], report: ConflictReport,
-                     extraMembers: [JSONMember] = [], hookReport: JSONValue? = nil) throws -> RecordedMerge {
-        let head = try history.head()
-        guard head.commit == state.head else { throw RepoError.concurrentUpdate(ref: head.branchName ?? "HEAD") }
-        let headCommit = try commit(state.head)
-        var hookEnv = ["MREPO_MERGE_BASE": state.base.hex, "MREPO_MERGE_HEAD": state.head.hex,
-                       "MREPO_MERGE_BRANCHES": state.branches.map(\.name).joined(separator: " "),
-                       "MREPO_MERGE_COMMITS": state.branches.map(\.commit.hex).joined(separator: " "),
-                       "MREPO_MESSAGE": state.message, "MREPO_BRANCH": head.branchName ?? ""]
-        let hookPath = metaDirectory + "/hooks/pre-merge-commit"
-        if FileManager.default.isExecutableFile(atPath: hookPath) {
-            // The gate sees the candidate as files, and the conflict report.
-            let candidate = metaDirectory + "/merge-candidate"
-            try? FileManager.default.removeItem(atPath: candidate)
-            defer { try? FileManager.default.removeItem(atPath: candidate) }
-            for file in tree.files {
-                try writeFile(file, to: candidate + "/" + file.path, progress: nil)
-            }
-            let reportPath = metaDirectory + "/merge-report.json"
-            try AtomicFileWriter.write(Array((hookReport ?? report.json).prettySerialized().utf8), to: reportPath)
-            defer { try? FileManager.default.removeItem(atPath: reportPath) }
-            hookEnv["MREPO_CANDIDATE"] = candidate
-            hookEnv["MREPO_REPORT"] = reportPath
-            hookEnv["MREPO_PARENT_METRICS"] = JSONValue.object(([headCommit] + (try state.branches.map { try self.commit($0.commit) })).map { c in
-                JSONMember(c.id.hex, .object(c.metrics.map { JSONMember($0.name, .double($0.value)) }))
-            }).serialized()
-            try runHook("pre-merge-commit", environment: hookEnv)
+    /// Resolves the merge's inputs: the experts, the other parents, the merge base; or decides that
+    /// there is nothing to merge, or that HEAD can move forward.
+    func resolveMerge(_ options: MergeOptions, head: Head, headID: ObjectID) throws -> InputPlan {
+        var named: [MergeInput] = []
+        for name in options.branches {
+            let id = try resolveInput(name)
+            if named.contains(where: { $0.commit == id }) { continue }
+            named.append(MergeInput(name: name, commit: id))
         }
-        let parents = [state.head] + state.branches.map(\.commit)
-        var generation = 0
-        for p in parents { generation = max(generation, (try history.commit(p)?.generation ?? 0) + 1) }
-        let extra = JSONValue.object([
-            JSONMember("storage", .string("lossless")),
-            JSONMember("merge", .object([
-                JSONMember("recipe", state.recipe),
-                JSONMember("base", .string(state.base.hex)),
-                JSONMember("inputs", .array(([("HEAD", state.head)] + state.branches).map {
-                    .object([JSONMember("name", .string($0.0)), JSONMember("commit", .string($0.1.hex))])
-                })),
-                JSONMember("tool", .string("mrepo \(Repository.toolVersion)")),
-                JSONMember("compute_dtype", .string("float32")),
-                JSONMember("summary", .object(MergeClass.allCases.map { JSONMember($0.rawValue, .int(report.classCounts[$0] ?? 0)) })),
-                JSONMember("report_object", state.reportObject.map { .string($0.hex) } ?? .null),
-            ])),
-        ] + extraMembers)
-        let timestamp = (Date().timeIntervalSince1970 * 1000).rounded() / 1000
-        let author = Repository.defaultAuthor()
-        let baseForDeltas = headCommit.base ?? headCommit.id
-        let id = Commit.computeID(treeID: tree.id, parents: parents, base: baseForDeltas, author: author, timestamp: timestamp,
-                                  message: state.message, metrics: [], extra: extra)
-        let commit = Commit(id: id, treeID: tree.id, parents: parents, base: baseForDeltas, author: author, timestamp: timestamp,
-                            message: state.message, metrics: [], extra: extra, generation: generation)
-        // What the working tree holds: HEAD's tree, or a view written over it (an expert rebuilt from a merge).
-        let oldTree = try worktreeBaseline(head: head).tree
-        try history.recordCommit(objects: newObjects, tree: tree, commit: commit, expectedHead: state.head,
-                                 reflogMessage: "merge \(state.branches.map(\.name).joined(separator: ", ")): \(commit.subject)",
-                                 clearMergeState: true)
-        // The working tree holds HEAD's files, or the candidate after --no-commit.
-        let from = try state.readyTree.map { try history.tree($0) } ?? oldTree
-        return RecordedMerge(commit: commit, tree: tree, from: from, hookEnvironment: hookEnv)
+        let headName = head.branchName ?? "HEAD"
+        let headAncestors = try ancestors(of: headID)
+        if options.inputsAreExperts {
+            // A recipe's models are the experts, exactly; HEAD is the first parent.
+            let base: ObjectID
+            var candidates: [ObjectID]
+            if let rev = options.base {
+                base = try resolveInput(rev)
+                candidates = [base]
+            } else {
+                candidates = try mergeBases(named.count == 1 ? [headID, named[0].commit] : named.map(\.commit))
+                guard let first = candidates.first else {
+                    throw RepoError.invalidArgument("the recipe's models \(named.map(\.name).joined(separator: ", ")) have no common ancestor; give base_model (or --base REV)")
+                }
+                base = first
+            }
+            var contained = try ancestors(of: base).contains(headID)
+            for e in named where !contained { contained = try ancestors(of: e.commit).contains(headID) }
+            guard contained else {
+                throw RepoError.invalidArgument("HEAD (\(headName), \(headID.short)) is neither the merge base nor one of the recipe's models, nor an ancestor of one: its changes would be dropped; switch to the merge base or to one of the models (mrepo switch -c NAME REV) and run the merge there")
+            }
+            let branches = named.filter { $0.commit != headID && !headAncestors.contains($0.commit) }
+            if branches.isEmpty, named.allSatisfy({ headAncestors.contains($0.commit) }), !named.contains(where: { $0.commit == headID }) {
+                return .upToDate
+            }
+            return .merge(ResolvedMerge(head: head, headID: headID, branches: branches, experts: named, base: base, candidates: candidates))
+        }
+        // Branches HEAD already contains add nothing.
+        let branches = named.filter { !headAncestors.contains($0.commit) }
+        if branches.isEmpty { return .upToDate }
+        let candidates: [ObjectID]
+        let base: ObjectID
+        if let rev = options.base {
+            base = try resolveInput(rev)
+            candidates = [base]
+        } else {
+            candidates = try mergeBases([headID] + branches.map(\.commit))
+            guard let first = candidates.first else {
+                throw RepoError.invalidArgument("\(options.branches.joined(separator: ", ")) and HEAD have no common ancestor; name one with --base REV")
+            }
+            base = first
+        }
+        // One branch that contains HEAD, and nothing asked of the method: fast-forward, as git does.
+        let canFastForward = branches.count == 1 && base == headID && options.base == nil
+        let plain = !options.isExplicit && !options.dryRun && !options.noCommit && options.metrics.isEmpty && options.message == nil
+        if options.fastForward == .only {
+            guard canFastForward, !options.isExplicit else {
+                throw RepoError.invalidArgument(options.isExplicit
+                    ? "--ff-only: a merge with a method, parameters or a recipe is never a fast-forward"
+                    : "--ff-only: HEAD (\(headName)) cannot fast-forward to \(branches.map(\.name).joined(separator: ", ")); the branches have diverged")
+            }
+            return .fastForward(name: branches[0].name, target: branches[0].commit, base: base)
+        }
+        if canFastForward, plain, options.fastForward == .allowed {
+            return .fastForward(name: branches[0].name, target: branches[0].commit, base: base)
+        }
+        // Experts: HEAD (unless it is the merge base), then each branch.
+        var experts: [MergeInput] = []
+        if headID != base { experts.append(MergeInput(name: headName, commit: headID)) }
+        experts += branches
+        return .merge(ResolvedMerge(head: head, headID: headID, branches: branches, experts: experts, base: base, candidates: candidates))
+    }
+
+    /// Resolves a merge input; a name that is no revision gets a hint when it looks like a folder
+    /// or a Hugging Face model id (mergekit recipes name models that way).
+    func resolveInput(_ name: String) throws -> ObjectID {
+        do {
+            return try resolve(name)
+        } catch RepoError.unknownRevision(_) {
+            throw RepoError.invalidArgument(Repository.importHint(name))
+        } catch RepoError.unknownRef(_) {
+            throw RepoError.invalidArgument(Repository.importHint(name))
+        }
+    }
+
+    static func importHint(_ name: String) -> String {
+        let looksLikePath = name.hasPrefix("/") || name.hasPrefix(".") || name.hasPrefix("~") || FileManager.default.fileExists(atPath: name)
+        if looksLikePath {
+            return "'\(name)' is a folder, not a revision of this repository; import it first (mrepo switch -c NAME BASE; mrepo commit --from \(name) -m MESSAGE) and name the branch NAME in the recipe"
+        }
+        let parts = name.split(separator: "/", omittingEmptySubsequences: false)
+        if parts.count == 2, parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy { $0.isLetter || $0.isNumber || "-_.".contains($0) } }) {
+            return "'\(name)' looks like a Hugging Face model id, not a revision of this repository; download it (huggingface-cli download \(name) --local-dir DIR), import it (mrepo switch -c NAME BASE; mrepo commit --from DIR -m MESSAGE) and name the branch NAME in the recipe"
+        }
+        return "unknown revision '\(name)' (a branch, tag or commit of this repository)"
+    }
+
+    /// Per-expert parameters, given by any name that resolves to an expert, in expert order.
+    private func orderedExpertParameters(_ options: MergeOptions, experts: [MergeInput]) throws -> [[String: ParameterValue]] {
+        var given = options.expertParameters
+        if given.isEmpty {
+            let recipe = options.recipe
+            given = recipe.experts.enumerated().compactMap { i, name in
+                i < recipe.expertParameters.count && !recipe.expertParameters[i].isEmpty ? (name, recipe.expertParameters[i]) : nil
+            }
+        }
+        var out = [[String: ParameterValue]](repeating: [:], count: experts.count)
+        for (name, parameters) in given {
+            var index = experts.firstIndex { $0.name == name }
+            if index == nil, let id = try? resolve(name) { index = experts.firstIndex { $0.commit == id } }
+            guard let index else {
+                throw RepoError.invalidArgument("per-expert parameters name '\(name)', which is not an expert of this merge (experts: \(experts.map(\.name).joined(separator: ", ")))")
+            }
+            out[index].merge(parameters) { _, new in new }
+        }
+        return out
+    }
+
+    /// LoRA adapters merge as adapters (rmm) or folded into their base, not tensor by tensor against a full model.
+    private func refuseAdapterExperts(_ experts: [MergeInput], method: String) throws {
+        guard method != RMM.id else { return }
+        let adapters = try experts.filter { AdapterRecord(commit: try commit($0.commit)) != nil }
+        guard !adapters.isEmpty else { return }
+        throw RepoError.invalidArgument("\(adapters.map(\.name).joined(separator: ", ")) \(adapters.count == 1 ? "is a LoRA adapter" : "are LoRA adapters"): \(method) merges full models tensor by tensor; merge adapters with --method rmm (a reversible merge of the adapters), or fold each into its base model (mrepo export --fold REV DIR; mrepo commit --from DIR) and merge the folded models")
+    }
+
+    /// MWA: each expert's metric value comes from its commit.
+    private func fillMetricValues(_ recipe: inout MergeRecipe, experts: [MergeInput]) throws {
+        var metric = "eval_loss"
+        if case let .text(m)? = recipe.parameters["metric"] { metric = m }
+        for (i, e) in experts.enumerated() {
+            guard let value = try commit(e.commit).metrics.first(where: { $0.name == metric })?.value else {
+                throw RepoError.invalidArgument("mwa: \(e.name) (\(e.commit.short)) has no metric '\(metric)'; record it with 'mrepo commit --metric \(metric)=VALUE' (or 'mrepo merge --metric' on a merge), or choose another with --set metric=NAME")
+            }
+            recipe.expertParameters[i]["metric_value"] = .number(value)
+        }
     }
 
     private func moveHeadForward(_ head: Head, to target: ObjectID, message: String) throws -> ObjectID {
@@ -294,67 +354,54 @@ extension Repository {
         return target
     }
 
-    /// Per-expert parameters keyed by expert name become a list in expert order.
-    private func orderedExpertParameters(_ recipe: MergeRecipe, experts: [String]) throws -> [[String: ParameterValue]] {
-        // The caller passes parameters in `expertParameters` aligned with `recipe.experts` (the names it used).
-        var byName: [String: [String: ParameterValue]] = [:]
-        for (i, name) in recipe.experts.enumerated() where i < recipe.expertParameters.count {
-            byName[name] = recipe.expertParameters[i]
-        }
-        for name in byName.keys where !experts.contains(name) {
-            throw RepoError.invalidArgument("per-expert parameters name '\(name)', which is not an expert of this merge (experts: \(experts.joined(separator: ", ")))")
-        }
-        return experts.map { byName[$0] ?? [:] }
-    }
+    // MARK: - The recorded recipe
 
-    /// MWA: each expert's metric value comes from its commit.
-    private func fillMetricValues(_ recipe: inout MergeRecipe, experts: [(name: String, commit: ObjectID)]) throws {
-        var metric = "eval_loss"
-        if case let .text(m)? = recipe.parameters["metric"] { metric = m }
-        for (i, e) in experts.enumerated() {
-            guard let value = try commit(e.commit).metrics.first(where: { $0.name == metric })?.value else {
-                throw RepoError.invalidArgument("mwa: \(e.name) (\(e.commit.short)) has no metric '\(metric)'; record it with 'mrepo commit --metric \(metric)=VALUE' or choose --set metric=NAME")
-            }
-            recipe.expertParameters[i]["metric_value"] = .number(value)
+    /// The recipe in mergekit's YAML form, naming every model by its commit, with mrepo's options
+    /// and the resolutions: `mrepo merge --config` re-runs it on any branch whose HEAD is the merge
+    /// base or one of the models.
+    func recordedRecipe(_ recipe: MergeRecipe, options: MergeOptions, base: ObjectID, experts: [MergeInput],
+                        resolutions: [RecordedResolution]) -> MergekitRecipe {
+        let method = try? MethodRegistry.method(named: recipe.method)
+        let models = experts.enumerated().map { i, e in
+            MergekitRecipe.Model(name: e.commit.hex, parameters: i < recipe.expertParameters.count
+                ? recipe.expertParameters[i].filter { $0.key != "metric_value" } : [:])
         }
-    }
-
-    /// The recipe in mergekit's YAML form (re-runnable with `mrepo merge --config`).
-    func recipeYAML(_ recipe: MergeRecipe, base: ObjectID) -> String {
-        // As ParameterValue prints itself, except conditions: mergekit's list of {filter, value}.
-        func yaml(_ v: ParameterValue) -> String {
-            guard case let .conditional(cs) = v else { return v.description }
-            return "[" + cs.map { c in (c.filter.map { "{filter: \($0), value: " } ?? "{value: ") + yaml(c.value) + "}" }.joined(separator: ", ") + "]"
+        var baseModel: String?
+        var ext = MergeExtensions(oneSided: options.oneSided, vocabulary: options.vocabulary, fileConflict: options.fileRule,
+                                  thresholds: options.thresholds, resolutions: resolutions)
+        if method?.requiresBase ?? true {
+            baseModel = base.hex
+        } else if recipe.method == SLERP.id {
+            // mergekit's slerp: base_model is one of the two models, the t = 0 end.
+            baseModel = models.first?.name
+            if base != experts.first?.commit { ext.mergeBase = base.hex }
+        } else {
+            ext.mergeBase = base.hex
         }
-        var out = "merge_method: \(recipe.method)\nbase_model: \(base.hex)\nmodels:\n"
-        for (i, name) in recipe.experts.enumerated() {
-            out += "  - model: \(name)\n"
-            let params = i < recipe.expertParameters.count ? recipe.expertParameters[i] : [:]
-            if !params.isEmpty {
-                out += "    parameters:\n"
-                for k in params.keys.sorted() { out += "      \(k): \(yaml(params[k]!))\n" }
-            }
-        }
-        if !recipe.parameters.isEmpty {
-            out += "parameters:\n"
-            for k in recipe.parameters.keys.sorted() { out += "  \(k): \(yaml(recipe.parameters[k]!))\n" }
-        }
-        out += "dtype: float32\nseed: \(recipe.seed)\n"
-        if let l = recipe.lines { out += "# mrepo: lines alpha=\(l.alpha) beta=\(l.beta)\n" }
-        if let c = recipe.consensus { out += "# mrepo: consensus k=\(c.k) lambda=\(c.lambda)\n" }
+        var out = MergekitRecipe(method: recipe.method, baseModel: baseModel, models: models, parameters: recipe.parameters,
+                                 dtype: options.dtype, outDType: options.outputDType.map { $0.torchName.isEmpty ? $0.rawValue : $0.torchName },
+                                 seed: recipe.seed, tokenizerSource: options.tokenizerSource, extensions: ext)
+        out.lines = recipe.lines
+        out.consensus = recipe.consensus
+        out.header = ["Recorded by mrepo \(Repository.toolVersion). Re-run with: mrepo merge --config merge_recipe.yml",
+                      "(on a branch whose HEAD is the merge base or one of the models).",
+                      "merge base \(base.short)" + experts.map { ", \($0.name) = \($0.commit.short)" }.joined()]
         return out
     }
 
     /// mrepo's version: recorded in merge recipes and model cards, printed by `mrepo --version`.
-    public static let toolVersion = "0.1.0"
+    public static let toolVersion = "0.2.0"
 }
 
 extension HistoryDatabase {
-    /// Records a tree (and the objects it needs) without a commit: a `--no-commit` merge's candidate.
-    func insertTree(_ tree: Tree, objects: [ObjectInfo]) throws {
+    /// Records a `--no-commit` merge's candidate tree (and the objects it needs) and the merge
+    /// state that points at it, in one transaction.
+    func insertTree(_ tree: Tree, objects: [ObjectInfo], mergeState state: MergeState) throws {
+        let text = try JSONValueCoding.encode(state).serialized()
         try write { db in
             try HistoryDatabase.insert(db, objects: objects)
             try HistoryDatabase.insert(db, tree: tree)
+            try db.execute(sql: "INSERT OR REPLACE INTO mergeState(id, state) VALUES (1, ?)", arguments: [text])
         }
     }
 }

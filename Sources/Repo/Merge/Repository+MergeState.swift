@@ -23,19 +23,27 @@ extension Repository {
                                ready: state.readyTree != nil)
     }
 
+    /// The recipe and options of a merge in progress, as the merge started.
+    func savedOptions(_ state: MergeState) throws -> MergeOptions {
+        guard let recipe = MergeRecipe(json: state.recipe) else {
+            throw RepoError.corruptRecord("the recipe of the merge in progress", problem: "it does not decode; run 'mrepo merge --abort'")
+        }
+        let o = state.options
+        var options = MergeOptions(branches: state.branches.map(\.name), recipe: recipe, vocabulary: o.vocabulary, fileRule: o.fileRule)
+        options.outputDType = o.dtype.flatMap(DType.init(rawValue:))
+        options.oneSided = o.oneSided ?? .take
+        options.thresholds = o.thresholds ?? ConflictThresholds()
+        options.dtype = o.recipeDType
+        options.tokenizerSource = o.tokenizerSource
+        options.metrics = state.metrics ?? []
+        return options
+    }
+
     /// Rebuilds the merge's context from its saved state.
     func context(of state: MergeState) throws -> MergeContext {
-        guard let recipe = MergeRecipe(json: state.recipe) else { throw RepoError.failed("the saved merge recipe is unreadable; run 'mrepo merge --abort'") }
-        let headName = try history.head().branchName ?? "HEAD"
-        var experts: [(name: String, commit: ObjectID)] = []
-        if state.head != state.base { experts.append((headName, state.head)) }
-        experts += state.branches
-        let o = state.options
-        var options = MergeOptions(branches: state.branches.map(\.name), recipe: recipe,
-                                   vocabulary: o["vocabulary"]?.stringValue.flatMap(VocabularyPolicy.init(rawValue:)),
-                                   fileRule: o["file_rule"]?.stringValue.flatMap(FileConflictRule.init(rawValue:)) ?? .ours)
-        options.outputDType = o["dtype"]?.stringValue.flatMap(DType.init(rawValue:))
-        return try MergeContext(repository: self, base: state.base, experts: experts, plan: try MergePlan(recipe), options: options)
+        let options = try savedOptions(state)
+        return try MergeContext(repository: self, base: state.base, experts: state.expertList.map { ($0.name, $0.commit) },
+                                plan: try MergePlan(options.recipe), options: options)
     }
 
     /// Settles unresolved tensors whose names match any of `patterns` (globs).
@@ -48,45 +56,47 @@ extension Repository {
                 throw RepoError.invalidArgument("no unresolved tensor matches \(patterns.joined(separator: " ")); unresolved: \(state.unresolved.keys.sorted().prefix(5).joined(separator: ", "))")
             }
             let context = try self.context(of: state)
+            // What each tensor is settled with, as it will be recorded (and replayed by a re-run).
+            let template: RecordedResolution
+            switch resolution {
+            case .ours:
+                guard let first = context.experts.first else { throw RepoError.invalidArgument("this merge has no expert") }
+                template = RecordedResolution(tensor: "", how: .expert, option: "ours", expert: first.commit.hex)
+            case let .theirs(branch):
+                var index = branch.map { b in context.experts.firstIndex { $0.name == b } } ?? context.experts.indices.last
+                if index == nil, let branch, let id = try? resolve(branch) { index = context.experts.firstIndex { $0.commit == id } }
+                guard let index else {
+                    throw RepoError.invalidArgument("'\(branch ?? "")' is not an expert of this merge (experts: \(context.experts.map(\.name).joined(separator: ", ")))")
+                }
+                template = RecordedResolution(tensor: "", how: .expert, option: "theirs", expert: context.experts[index].commit.hex)
+            case .base:
+                template = RecordedResolution(tensor: "", how: .base, option: "base")
+            case let .method(recipe):
+                var check = recipe
+                check.experts = context.experts.map(\.name)
+                check.expertParameters = Array(repeating: [:], count: check.experts.count)
+                _ = try MergePlan(check)
+                template = RecordedResolution(tensor: "", how: .method, option: "method", method: recipe.method,
+                                              parameters: recipe.parameters, seed: recipe.seed)
+            }
             let batch = objects.makeBatch()
             var newObjects: [ObjectInfo] = []
             do {
                 let layerCount = TensorContext.layerCount(of: context.allNames)
-                let overridePlan: MergePlan? = try {
-                    guard case var .method(recipe) = resolution else { return nil }
-                    recipe.experts = context.experts.map(\.name)
-                    if recipe.expertParameters.count != recipe.experts.count {
-                        recipe.expertParameters = Array(repeating: [:], count: recipe.experts.count)
-                    }
-                    return try MergePlan(recipe)
-                }()
+                var recorded = state.resolutions ?? []
                 for name in matching {
-                    var chosen: ObjectID?
-                    switch resolution {
-                    case .ours:
-                        chosen = context.expertTensors.first?[name]?.tensor.objectID
-                    case let .theirs(branch):
-                        let index = branch.map { b in context.experts.firstIndex { $0.name == b } } ?? context.experts.indices.last
-                        guard let index else { throw RepoError.invalidArgument("'\(branch ?? "")' is not an input of this merge") }
-                        chosen = context.expertTensors[index][name]?.tensor.objectID
-                    case .base:
-                        chosen = context.baseTensors[name]?.tensor.objectID
-                    case .method:
-                        let plan = overridePlan!
-                        guard context.baseTensors[name] != nil, context.expertTensors.allSatisfy({ $0[name]?.tensor.shape == context.baseTensors[name]?.tensor.shape }) else {
-                            throw RepoError.invalidArgument("'\(name)' cannot be merged by a method (its shapes differ or it has no merge base); use --ours, --theirs or --base")
-                        }
-                        let shape = context.baseTensors[name]!.tensor.shape
-                        let (info, _, _) = try context.mergeTensor(name, context: TensorContext(name: name, shape: shape, layerCount: layerCount),
-                                                                   batch: batch, thresholds: ConflictThresholds(), plan: plan)
-                        if let info {
-                            chosen = info.id
-                            if !newObjects.contains(where: { $0.id == info.id }) { newObjects.append(info) }
-                        }
+                    var r = template
+                    r.tensor = name
+                    if r.how == .method, context.baseTensors[name] == nil {
+                        throw RepoError.invalidArgument("'\(name)' cannot be merged by a method (it has no merge base); use --ours, --theirs or --base")
                     }
+                    let chosen = try context.replay(r, name: name, layerCount: layerCount, batch: batch)
+                    if let new = chosen?.new, !newObjects.contains(where: { $0.id == new.id }) { newObjects.append(new) }
                     state.unresolved[name] = nil
-                    state.decided[name] = chosen
+                    state.decided[name] = chosen?.id
+                    recorded.append(r)
                 }
+                state.resolutions = recorded
                 try batch.finish()
                 try history.setMergeState(state, objects: newObjects)
             } catch {
@@ -98,35 +108,43 @@ extension Repository {
     }
 
     /// Finishes a merge: all conflicts must be resolved.
-    public func continueMerge(message: String? = nil, wait: Bool = false) throws -> Commit {
+    /// - Returns: the merge commit, and warnings (a failed post-merge hook).
+    public func continueMerge(message: String? = nil, wait: Bool = false) throws -> (commit: Commit, warnings: [String]) {
         try withWriteLock(wait: wait) {
             guard var state = try history.mergeState() else { throw RepoError.invalidArgument("no merge in progress") }
             guard state.unresolved.isEmpty else {
                 throw RepoError.invalidArgument("\(state.unresolved.count) tensors are still unresolved (\(state.unresolved.keys.sorted().prefix(3).joined(separator: ", ")), ...); settle them with 'mrepo resolve'")
             }
             if let message { state.message = message }
-            let report = try savedReport(state)
             if let ready = state.readyTree {
+                let report = try savedReport(state)
                 let recorded = try recordMerge(state: state, tree: try history.tree(ready), objects: [], report: report)
-                try finishMerge(recorded)
-                return recorded.commit
+                return (recorded.commit, try finishMerge(recorded))
             }
             let context = try self.context(of: state)
             let batch = objects.makeBatch()
             let recorded: RecordedMerge
             do {
                 var newObjects: [ObjectInfo] = []
+                // The stored report lists the settled tensors as resolved, and how.
+                var report = try savedReport(state)
+                let settled = Dictionary((state.resolutions ?? []).map { ($0.tensor, $0.summary) }, uniquingKeysWith: { _, last in last })
+                for i in report.tensors.indices { if let s = settled[report.tensors[i].name] { report.tensors[i].resolution = s } }
+                let blob = try objects.writeBlob(Array(report.json.serialized().utf8), options: codecOptions, batch: batch)
+                if blob.isNew { newObjects.append(blob.info) }
+                state.reportObject = blob.info.id
                 let recipe = context.plan.recipe
+                let yaml = recordedRecipe(recipe, options: context.options, base: state.base, experts: state.expertList,
+                                          resolutions: state.resolutions ?? []).yaml()
                 let tree = try context.buildTree(decided: state.decided, recipe: recipe, report: report,
-                                                 recipeYAML: recipeYAML(recipe, base: state.base), batch: batch, newObjects: &newObjects)
+                                                 recipeYAML: yaml, batch: batch, newObjects: &newObjects)
                 try batch.finish()
                 recorded = try recordMerge(state: state, tree: tree, objects: newObjects, report: report)
             } catch {
                 batch.rollback()
                 throw error
             }
-            try finishMerge(recorded)
-            return recorded.commit
+            return (recorded.commit, try finishMerge(recorded))
         }
     }
 
@@ -143,30 +161,18 @@ extension Repository {
         }
     }
 
+    /// The conflict report saved with a merge in progress.
     private func savedReport(_ state: MergeState) throws -> ConflictReport {
-        // The summary needed for the card comes from the saved JSON; the per-tensor details stay in the blob.
-        var report = ConflictReport(method: state.recipe["method"]?.stringValue ?? "", experts: state.branches.map(\.name),
-                                    baseName: state.base.short, tensors: [], files: [])
-        if let id = state.reportObject, let bytes = try? objects.read(id), let v = try? JSONValue.parse(bytes) {
-            report.tensors = (v["tensors"]?.arrayValue ?? []).compactMap { t in
-                guard let name = t["name"]?.stringValue, let cls = t["class"]?.stringValue.flatMap(MergeClass.init(rawValue:)) else { return nil }
-                var r = TensorReport(name: name, mergeClass: cls, elementCount: t["elements"]?.intValue ?? 0)
-                if let m = t["metrics"] {
-                    var metrics = ConflictMetrics()
-                    metrics.conflictingMass = m["conflicting_mass"]?.doubleValue ?? 0
-                    metrics.signConflict = m["sign_conflict"]?.doubleValue ?? 0
-                    metrics.cosines = (m["cosines"]?.arrayValue ?? []).map(\.doubleValue)
-                    r.metrics = metrics
-                }
-                return r
-            }
+        guard let id = state.reportObject else {
+            return ConflictReport(method: state.recipe["method"]?.stringValue ?? "", experts: state.expertList.map(\.name),
+                                  baseName: state.base.short, tensors: [], files: [])
         }
-        return report
+        return try ConflictReport(json: try JSONValue.parse(try objects.read(id)), source: "the merge report (object \(id.short))")
     }
 
     /// The conflict report recorded with a merge commit, as JSON (nil for other commits).
     public func mergeReport(of id: ObjectID) throws -> JSONValue? {
-        guard let hex = try commit(id).extra["merge"]?["report_object"]?.stringValue, let report = ObjectID(hex: hex) else { return nil }
+        guard let report = try MergeRecord(commit: try commit(id))?.reportObject else { return nil }
         return try JSONValue.parse(try objects.read(report))
     }
 }

@@ -235,7 +235,8 @@ extension Repository {
             let largest = modulePlan.map(\.elements).max() ?? 0
             let copies = settings.baselines || kind == "full" || settings.variant == .dense ? n + 2 : 2
             return MergeOutcome(status: .planned, report: report, base: base, baseCandidates: [base],
-                                estimatedPeakBytes: copies * largest * 4 + 64 << 20, recipeYAML: recipeYAML(recipe, base: base))
+                                estimatedPeakBytes: copies * largest * 4 + 64 << 20,
+                                recipeYAML: recordedRecipe(recipe, options: options, base: base, experts: experts.map { MergeInput(name: $0.name, commit: $0.commit) }, resolutions: []).yaml())
         }
 
         // Fit, measure and store, module by module.
@@ -257,6 +258,7 @@ extension Repository {
         let counter = ProgressCounter(progress, title: "rmm", total: modulePlan.count, unit: .items)
         var recorded: RecordedMerge?
         var finalReport: ReversibleMergeReport?
+        var recordedYAML = ""
         do {
             for entry in modulePlan {
                 var t0 = Date()
@@ -454,7 +456,9 @@ extension Repository {
             note(reportBlob)
 
             // The tree: the view, rmm.safetensors, model card and recipe.
-            let yaml = recipeYAML(recipe, base: base)
+            let yaml = recordedRecipe(recipe, options: options, base: base, experts: experts.map { MergeInput(name: $0.name, commit: $0.commit) },
+                                      resolutions: []).yaml()
+            recordedYAML = yaml
             let card = reversibleModelCard(report: report, base: base, experts: experts, recipeYAML: yaml)
             let metadata: [(key: String, value: String)] = [
                 ("format", "mrepo-rmm"), ("version", "1"), ("kind", kind), ("variant", settings.variant.rawValue),
@@ -512,8 +516,10 @@ extension Repository {
                                            targets: loadedAdapters[0].adapter.targetModules, moduleCount: modulePlan.count).json)
             }
             let message = options.message ?? "Reversible merge of \(experts.map(\.name).joined(separator: ", ")) (rmm, basis \(settings.basis))"
-            let state = MergeState(head: headID, branches: branches, base: base, recipe: recipe.json, message: message,
-                                   decided: [:], unresolved: [:], reportObject: reportBlob.info.id, readyTree: nil, options: context.optionsJSON)
+            let state = MergeState(head: headID, branches: branches.map { MergeInput(name: $0.name, commit: $0.commit) },
+                                   experts: experts.map { MergeInput(name: $0.name, commit: $0.commit) }, base: base, recipe: recipe.json,
+                                   message: message, decided: [:], unresolved: [:], reportObject: reportBlob.info.id, readyTree: nil,
+                                   options: RecordedMergeOptions(options), resolutions: nil, metrics: options.metrics)
             let summary = ConflictReport(method: RMM.id, experts: experts.map(\.name), baseName: base.short,
                                          tensors: moduleReports.map { TensorReport(name: $0.baseTensor, mergeClass: .merged, elementCount: $0.rows * $0.columns) },
                                          files: [])
@@ -524,12 +530,13 @@ extension Repository {
             throw error
         }
         let tf = Date()
-        try finishMerge(recorded!)
+        let warnings = try finishMerge(recorded!)
         Timing.add("checkout", Date().timeIntervalSince(tf))
         Timing.report()
         var outcome = MergeOutcome(status: .committed(recorded!.commit), report: ConflictReport(method: RMM.id, experts: experts.map(\.name), baseName: base.short, tensors: [], files: []),
-                                   base: base, baseCandidates: [base], estimatedPeakBytes: 0, recipeYAML: recipeYAML(recipe, base: base))
+                                   base: base, baseCandidates: [base], estimatedPeakBytes: 0, recipeYAML: recordedYAML)
         outcome.reversible = finalReport
+        outcome.warnings = warnings
         return outcome
     }
 

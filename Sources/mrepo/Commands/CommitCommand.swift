@@ -79,24 +79,17 @@ struct CommitCommand: ParsableCommand {
         if lowRank != nil, energy != nil { throw ValidationError("--lowrank and --energy: give one of them") }
         if let r = lowRank, r < 1 { throw ValidationError("--lowrank must be at least 1, got \(r)") }
         if let e = energy, !(e > 0 && e <= 1) { throw ValidationError("--energy must be in (0, 1], got \(e)") }
-        for m in metrics where parseMetric(m) == nil {
+        for m in metrics where Metric.parse(m) == nil {
             throw ValidationError("--metric '\(m)': expected name=value with a number, e.g. eval_loss=1.83")
         }
-        let names = metrics.compactMap { parseMetric($0)?.name }
+        let names = metrics.compactMap { Metric.parse($0)?.name }
         if Set(names).count != names.count { throw ValidationError("--metric: each name may be given once") }
-    }
-
-    func parseMetric(_ text: String) -> Commit.Metric? {
-        guard let eq = text.firstIndex(of: "="), eq != text.startIndex else { return nil }
-        let name = String(text[..<eq]).trimmingCharacters(in: .whitespaces)
-        guard let value = Double(text[text.index(after: eq)...].trimmingCharacters(in: .whitespaces)), value.isFinite else { return nil }
-        return Commit.Metric(name: name, value: value)
     }
 
     func run() throws {
         let repo = try repository.open()
         let options = CommitOptions(message: message, sourceDirectory: source.map(repository.path), base: base,
-                                    metrics: metrics.compactMap(parseMetric), author: author, allowEmpty: allowEmpty,
+                                    metrics: metrics.compactMap(Metric.parse), author: author, allowEmpty: allowEmpty,
                                     followSymlinks: dereference, force: force, adapterOf: adapterOf,
                                     lowRank: lowRank.map { LowRankPolicy(choice: .rank($0)) } ?? energy.map { LowRankPolicy(choice: .energy($0)) })
         let started = Date()

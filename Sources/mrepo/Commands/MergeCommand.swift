@@ -9,16 +9,23 @@ struct MergeCommand: ParsableCommand {
         commandName: "merge",
         abstract: "Merge branches into the current one, tensor by tensor, with a model-merging method.",
         discussion: """
-            From the merge base (the branches' best common ancestor), a tensor changed on one side only \
-            is taken bit for bit; a tensor changed on several sides is merged by the method (task vectors \
-            θ − θ_base in float32); dtype or shape changes, tensors added differently, and tensors deleted \
-            on one side but changed on another are conflicts. The result is a per-tensor conflict report \
-            (cosine between task vectors, sign conflict, conflicting mass, what was trimmed). When HEAD is \
-            the merge base, the branches are the experts (an octopus merge: mrepo merge math code chat); \
-            otherwise HEAD is one of them. Thresholds turn bad tensors into conflicts: the merge then \
-            stops (exit 1), 'mrepo resolve' settles them, and 'merge --continue' or '--abort' ends it. \
-            Methods and their parameters: 'mrepo merge --list-methods', 'mrepo merge --help-method NAME', \
-            and docs/merging.md.
+            From the merge base (the branches' best common ancestor), the method merges every \
+            floating-point tensor some expert changed (task vectors θ − θ_base, in float32), as mergekit \
+            does, so a recipe gives the same numbers whatever each branch touched; --one-sided take \
+            applies git's rule instead (a tensor changed on one side only is taken bit for bit). Dtype or \
+            shape changes, tensors added differently, and tensors deleted on one side but changed on \
+            another are conflicts. The result is a per-tensor conflict report (cosine between task \
+            vectors, sign conflict, conflicting mass, what was trimmed). When HEAD is the merge base, the \
+            branches are the experts (an octopus merge: mrepo merge math code chat); otherwise HEAD is \
+            one of them. With --config, the recipe's models are the experts, in its order. A single \
+            branch that contains HEAD is fast-forwarded, as in git, unless a method, a parameter or a \
+            recipe is given (then it is a real merge: mrepo merge code --method task_arithmetic --set \
+            lambda=0.5 interpolates toward code) or --no-ff. Thresholds turn bad tensors into \
+            conflicts: the merge then stops (exit 1), 'mrepo resolve' settles them, and 'merge \
+            --continue' or '--abort' ends it. Every merge commit holds merge_recipe.yml, which 'mrepo \
+            merge --config merge_recipe.yml' re-runs bit for bit, resolutions included. Methods and their \
+            parameters: 'mrepo merge --list-methods', 'mrepo merge --help-method NAME', and \
+            docs/merging.md.
 
             --method rmm --basis K is a reversible merge of LoRA adapters of one base (or of full \
             fine-tunes, reduced to --set rank=R): the commit keeps a basis from which every expert is \
@@ -32,7 +39,7 @@ struct MergeCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("Branches (or any revisions) to merge into HEAD.", valueName: "branch"))
     var branches: [String] = []
 
-    @Option(help: ArgumentHelp("Merge method (mergekit's ids): linear, task_arithmetic, ties, dare_linear, dare_ties, breadcrumbs, breadcrumbs_ties, della, della_linear, slerp, model_stock, mwa, layer_swap, rmm. The default is ties.", valueName: "method"))
+    @Option(help: ArgumentHelp("Merge method (mergekit's ids): \(MethodRegistry.ids.joined(separator: ", ")). The default is ties.", valueName: "method"))
     var method: String?
 
     @Option(help: ArgumentHelp("rmm: the basis size K, 1 ≤ K ≤ N − 1 (K = N − 1 rebuilds every expert exactly). Same as --set basis=K.", valueName: "K"))
@@ -58,11 +65,23 @@ struct MergeCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Seed of the random methods (DARE, DELLA); the same recipe and seed give the same bytes.", valueName: "n"))
     var seed: UInt64?
 
-    @Option(help: ArgumentHelp("Write merged tensors in this dtype (F32, BF16, F16, ...); the default is the inputs' dtype.", valueName: "dtype"))
+    @Option(help: ArgumentHelp("Write every floating-point tensor in this dtype (F32, BF16, F16, or mergekit's float32, bfloat16, ...), as mergekit's out_dtype; the default is each tensor's own dtype (or the recipe's out_dtype, else its dtype).", valueName: "dtype"))
     var dtype: String?
 
-    @Option(help: ArgumentHelp("Embedding and LM-head row counts that differ: keep the base's rows, the union of all rows, or the common rows. Without it such tensors are conflicts.", valueName: "base|union|common"))
-    var vocab: String?
+    @Option(help: ArgumentHelp("Embedding and LM-head row counts that differ: keep the base's rows, the union of all rows, or the common rows (a recipe's tokenizer_source base|union sets it). Without it such tensors are conflicts.", valueName: "policy"))
+    var vocab: VocabularyPolicy?
+
+    @Option(help: ArgumentHelp("Tensors only some experts changed: merge (the method's math applies, as in mergekit; the default) or take (git's rule: taken bit for bit).", valueName: "rule"))
+    var oneSided: OneSidedRule?
+
+    @Flag(name: .customLong("no-ff"), help: "Record a merge commit even when HEAD could fast-forward (without a method, the branch's tensors are taken as they are).")
+    var noFastForward = false
+
+    @Flag(name: .customLong("ff-only"), help: "Only fast-forward; refuse when the branches have diverged or a method is given.")
+    var fastForwardOnly = false
+
+    @Option(name: .customLong("metric"), help: ArgumentHelp("Record an evaluation number with the merge commit, e.g. --metric eval_loss=1.71 (repeatable; 'mwa' and eval gates read it).", valueName: "name=value"))
+    var metrics: [String] = []
 
     @Option(help: ArgumentHelp("LiNeS: scale the merged task vector by α + β·layer/(L−1) (α outside blocks), e.g. --lines 0.3,0.7.", valueName: "alpha,beta"))
     var lines: String?
@@ -79,8 +98,8 @@ struct MergeCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Stop on tensors whose conflicting mass exceeds this.", valueName: "fraction"))
     var maxConflictingMass: Double?
 
-    @Option(help: ArgumentHelp("Non-tensor files changed on several sides: keep ours, theirs (the last branch), or the base's.", valueName: "ours|theirs|base"))
-    var fileConflict = "ours"
+    @Option(help: ArgumentHelp("Non-tensor files changed on several sides: keep ours, theirs (the last branch), or the base's. The default is ours.", valueName: "rule"))
+    var fileConflict: FileConflictRule?
 
     @Option(name: .shortAndLong, help: ArgumentHelp("The merge commit's message.", valueName: "message"))
     var message: String?
@@ -91,7 +110,7 @@ struct MergeCommand: ParsableCommand {
     @Flag(help: "Print the plan (each tensor's class) and the estimated peak memory; write nothing.")
     var dryRun = false
 
-    @Option(help: ArgumentHelp("Also write the conflict report as a self-contained HTML page with a heatmap.", valueName: "file.html"))
+    @Option(help: ArgumentHelp("Also write the report as a self-contained HTML page (the conflict report with a heatmap; for rmm, the reversible merge's errors and storage). 'mrepo show MERGE --report FILE' writes it later.", valueName: "file.html"))
     var report: String?
 
     @Flag(help: "Print the conflict report as JSON.")
@@ -116,10 +135,13 @@ struct MergeCommand: ParsableCommand {
         let modes = [continueMerge, abort, listMethods, helpMethod != nil].filter { $0 }.count
         if modes > 1 { throw ValidationError("--continue, --abort, --list-methods and --help-method exclude each other") }
         if modes == 0 && branches.isEmpty && config == nil { throw ValidationError("name the branches to merge (or --continue / --abort)") }
-        if let vocab, VocabularyPolicy(rawValue: vocab) == nil { throw ValidationError("--vocab must be base, union or common") }
-        if FileConflictRule(rawValue: fileConflict) == nil { throw ValidationError("--file-conflict must be ours, theirs or base") }
         if let dtype, DType(parsing: dtype) == nil { throw ValidationError("--dtype: unknown dtype '\(dtype)'") }
+        if let dtype, let d = DType(parsing: dtype), !d.isFloatingPoint { throw ValidationError("--dtype: '\(dtype)' is not a floating-point dtype") }
         if noCommit && dryRun { throw ValidationError("--no-commit and --dry-run exclude each other") }
+        if noFastForward && fastForwardOnly { throw ValidationError("--no-ff and --ff-only exclude each other") }
+        for m in metrics where Metric.parse(m) == nil {
+            throw ValidationError("--metric '\(m)': expected name=value with a finite number, e.g. eval_loss=1.71")
+        }
         if let report {
             // Checked before merging: the report is written after the merge is recorded.
             let folder = URL(fileURLWithPath: repository.path(report)).deletingLastPathComponent().path
@@ -158,12 +180,14 @@ struct MergeCommand: ParsableCommand {
             return
         }
         if continueMerge {
-            let commit = try repo.continueMerge(message: message, wait: lock.wait)
+            let (commit, warnings) = try repo.continueMerge(message: message, wait: lock.wait)
+            for w in warnings { ErrorReporter.warn(w) }
             if !repository.quiet { print("[\(try repo.history.head().branchName ?? "detached HEAD") \(commit.id.short)] \(commit.subject)") }
             return
         }
         let options = try makeOptions()
         let outcome = try repo.merge(options, wait: lock.wait)
+        for w in outcome.warnings { ErrorReporter.warn(w) }
         try present(outcome, repo: repo)
     }
 
@@ -175,6 +199,10 @@ struct MergeCommand: ParsableCommand {
         request.outputDType = dtype.flatMap(DType.init(parsing:))
         request.seed = seed
         request.basis = basis
+        request.oneSided = oneSided
+        request.vocabulary = vocab
+        request.fileConflict = fileConflict
+        request.thresholds = ConflictThresholds(maxSignConflict: maxSignConflict, minCosine: minCosine, maxConflictingMass: maxConflictingMass)
         request.settings = try settings.map(Self.parseSetting)
         for w in weights {
             guard let eq = w.lastIndex(of: "="), let x = Double(w[w.index(after: eq)...]) else {
@@ -215,10 +243,8 @@ struct MergeCommand: ParsableCommand {
         } catch {
             throw ValidationError(error.description)
         }
-        return MergeOptions(branches: assembled.branches, recipe: assembled.recipe, base: assembled.base, message: message,
-                            outputDType: assembled.outputDType, vocabulary: vocab.flatMap(VocabularyPolicy.init(rawValue:)),
-                            thresholds: ConflictThresholds(maxSignConflict: maxSignConflict, minCosine: minCosine, maxConflictingMass: maxConflictingMass),
-                            fileRule: FileConflictRule(rawValue: fileConflict) ?? .ours, noCommit: noCommit, dryRun: dryRun)
+        return MergeOptions(assembled, message: message, fastForward: noFastForward ? .never : fastForwardOnly ? .only : .allowed,
+                            metrics: metrics.compactMap(Metric.parse), noCommit: noCommit, dryRun: dryRun)
     }
 
     /// `name=value` or `name[glob]=value`.

@@ -1,0 +1,189 @@
+import Delta
+import Foundation
+import Merge
+
+/// What a merge commit records (`extra.merge`, docs/format.md §3.6).
+struct MergeRecord: Sendable, Codable {
+    var recipe: JSONValue
+    var base: ObjectID
+    /// HEAD, then the other parents, with the names they were given.
+    var inputs: [MergeInput]
+    /// The experts whose task vectors were merged, in order (absent in older merges: `inputs`
+    /// without HEAD when HEAD was the merge base).
+    var experts: [MergeInput]?
+    var tool: String
+    var computeDType: String
+    var summary: [String: Int]
+    var reportObject: ObjectID?
+    var options: RecordedMergeOptions?
+    /// How the unresolved tensors were settled, in order.
+    var resolutions: [RecordedResolution]?
+
+    enum CodingKeys: String, CodingKey {
+        case recipe, base, inputs, experts, tool, computeDType = "compute_dtype", summary, reportObject = "report_object", options, resolutions
+    }
+
+    /// The summary in class order (the canonical text keeps this order).
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(recipe, forKey: .recipe)
+        try c.encode(base, forKey: .base)
+        try c.encode(inputs, forKey: .inputs)
+        try c.encodeIfPresent(experts, forKey: .experts)
+        try c.encode(tool, forKey: .tool)
+        try c.encode(computeDType, forKey: .computeDType)
+        try c.encode(JSONValue.object(MergeClass.allCases.map { JSONMember($0.rawValue, .int(summary[$0.rawValue] ?? 0)) }), forKey: .summary)
+        try c.encode(reportObject.map { JSONValue.string($0.hex) } ?? .null, forKey: .reportObject)
+        try c.encodeIfPresent(options, forKey: .options)
+        if let resolutions, !resolutions.isEmpty { try c.encode(resolutions, forKey: .resolutions) }
+    }
+
+    /// The record of a merge commit, or nil for other commits.
+    /// - Throws: ``RepoError/corruptRecord(_:problem:)`` when the member is there but unreadable.
+    init?(commit: Commit) throws {
+        guard let member = commit.extra["merge"] else { return nil }
+        do {
+            self = try JSONValueCoding.decode(MergeRecord.self, from: member)
+        } catch {
+            throw RepoError.corruptRecord("the merge record of commit \(commit.id.short)", problem: "\(error)".prefix(200).description)
+        }
+    }
+
+    init(recipe: JSONValue, base: ObjectID, inputs: [MergeInput], experts: [MergeInput]?, summary: [String: Int], reportObject: ObjectID?,
+         options: RecordedMergeOptions?, resolutions: [RecordedResolution]?) {
+        self.recipe = recipe
+        self.base = base
+        self.inputs = inputs
+        self.experts = experts
+        tool = "mrepo \(Repository.toolVersion)"
+        computeDType = "float32"
+        self.summary = summary
+        self.reportObject = reportObject
+        self.options = options
+        self.resolutions = resolutions
+    }
+}
+
+/// A merge commit as `show` presents it.
+public struct MergeSummary: Sendable {
+    public var method: String
+    public var base: ObjectID
+    public var experts: [(name: String, commit: ObjectID)]
+    public var resolutions: [RecordedResolution]
+    public var thresholds: ConflictThresholds
+    public var oneSided: OneSidedRule?
+    public var outputDType: String?
+    public var recipe: JSONValue
+}
+
+extension Repository {
+    /// A merge commit's record, for `show`; nil for other commits.
+    public func mergeSummary(of id: ObjectID) throws -> MergeSummary? {
+        guard let record = try MergeRecord(commit: try commit(id)) else { return nil }
+        let experts = record.experts ?? Array(record.inputs.dropFirst())
+        return MergeSummary(method: record.recipe["method"]?.stringValue ?? "?", base: record.base,
+                            experts: experts.map { ($0.name, $0.commit) }, resolutions: record.resolutions ?? [],
+                            thresholds: record.options?.thresholds ?? ConflictThresholds(), oneSided: record.options?.oneSided,
+                            outputDType: record.options?.dtype, recipe: record.recipe)
+    }
+
+    /// A recorded merge commit and what finishing it needs.
+    struct RecordedMerge {
+        var commit: Commit
+        var tree: Tree
+        /// What the working tree holds now (HEAD's tree, or the candidate after --no-commit).
+        var from: Tree
+        var hookEnvironment: [String: String]
+    }
+
+    /// Checks the merge out into the working tree and runs post-merge (after the commit is recorded).
+    /// - Returns: warnings (a failed post-merge hook): the merge stands.
+    func finishMerge(_ recorded: RecordedMerge, prepared: PreparedCheckout? = nil) throws -> [String] {
+        let ready = prepared?.finish(for: recorded.tree, store: objects) ?? [:]
+        var stats = MaterializeStats()
+        let entries = try materialize(recorded.tree, over: recorded.from, force: true, stats: &stats, prepared: ready)
+        history.saveStatCacheOpportunistically(entries, removing: [])
+        var env = recorded.hookEnvironment
+        env["MREPO_COMMIT"] = recorded.commit.id.hex
+        return runPostHook("post-merge", environment: env).map { [$0] } ?? []
+    }
+
+    /// Runs a hook after the fact: a failure cannot undo anything, so it becomes a warning.
+    func runPostHook(_ name: String, environment: [String: String]) -> String? {
+        do {
+            try runHook(name, environment: environment)
+            return nil
+        } catch let RepoError.hookRejected(hook, status) {
+            return "\(hook) hook failed (exit status \(status))"
+        } catch {
+            return RepoError.wrap(error).description
+        }
+    }
+
+    /// Runs the pre-merge-commit hook on the candidate, then records the merge commit and clears any
+    /// merge state, in one transaction. ``finishMerge(_:prepared:)`` then updates the working tree.
+    func recordMerge(state: MergeState, tree: Tree, objects newObjects: [ObjectInfo], report: ConflictReport,
+                     extraMembers: [JSONMember] = [], hookReport: JSONValue? = nil) throws -> RecordedMerge {
+        let head = try history.head()
+        guard head.commit == state.head else { throw RepoError.concurrentUpdate(ref: head.branchName ?? "HEAD") }
+        let headCommit = try commit(state.head)
+        let experts = state.expertList
+        var hookEnv = ["MREPO_MERGE_BASE": state.base.hex, "MREPO_MERGE_HEAD": state.head.hex,
+                       "MREPO_MERGE_BRANCHES": state.branches.map(\.name).joined(separator: " "),
+                       "MREPO_MERGE_COMMITS": state.branches.map(\.commit.hex).joined(separator: " "),
+                       "MREPO_MERGE_EXPERTS": experts.map(\.commit.hex).joined(separator: " "),
+                       "MREPO_MESSAGE": state.message, "MREPO_BRANCH": head.branchName ?? ""]
+        let hookPath = metaDirectory + "/hooks/pre-merge-commit"
+        if FileManager.default.isExecutableFile(atPath: hookPath) {
+            // The gate sees the candidate as files, and the conflict report.
+            let candidate = metaDirectory + "/merge-candidate"
+            try? FileManager.default.removeItem(atPath: candidate)
+            defer { try? FileManager.default.removeItem(atPath: candidate) }
+            for file in tree.files {
+                try writeFile(file, to: candidate + "/" + file.path, progress: nil)
+            }
+            let reportPath = metaDirectory + "/merge-report.json"
+            try AtomicFileWriter.write(Array((hookReport ?? report.json).prettySerialized().utf8), to: reportPath)
+            defer { try? FileManager.default.removeItem(atPath: reportPath) }
+            hookEnv["MREPO_CANDIDATE"] = candidate
+            hookEnv["MREPO_REPORT"] = reportPath
+            func metrics(_ commits: [Commit]) -> String {
+                JSONValue.object(commits.map { c in
+                    JSONMember(c.id.hex, .object(c.metrics.map { JSONMember($0.name, .double($0.value)) }))
+                }).serialized()
+            }
+            hookEnv["MREPO_PARENT_METRICS"] = metrics([headCommit] + (try state.branches.map { try self.commit($0.commit) }))
+            // The gate compares the merge with its experts (not with a parent that is the merge base).
+            hookEnv["MREPO_EXPERT_METRICS"] = metrics(try experts.map { try self.commit($0.commit) })
+            try runHook("pre-merge-commit", environment: hookEnv)
+        }
+        let parents = [state.head] + state.branches.map(\.commit)
+        var generation = 0
+        for p in parents { generation = max(generation, (try history.commit(p)?.generation ?? 0) + 1) }
+        let summary = Dictionary(uniqueKeysWithValues: MergeClass.allCases.map { ($0.rawValue, report.classCounts[$0] ?? 0) })
+        let record = MergeRecord(recipe: state.recipe, base: state.base,
+                                 inputs: [MergeInput(name: "HEAD", commit: state.head)] + state.branches,
+                                 experts: state.experts, summary: summary, reportObject: state.reportObject,
+                                 options: state.options, resolutions: state.resolutions)
+        let extra = JSONValue.object([
+            JSONMember("storage", .string("lossless")),
+            JSONMember("merge", try JSONValueCoding.encode(record)),
+        ] + extraMembers)
+        let timestamp = (Date().timeIntervalSince1970 * 1000).rounded() / 1000
+        let author = Repository.defaultAuthor()
+        let baseForDeltas = headCommit.base ?? headCommit.id
+        let metrics = state.metrics ?? []
+        let id = Commit.computeID(treeID: tree.id, parents: parents, base: baseForDeltas, author: author, timestamp: timestamp,
+                                  message: state.message, metrics: metrics, extra: extra)
+        let commit = Commit(id: id, treeID: tree.id, parents: parents, base: baseForDeltas, author: author, timestamp: timestamp,
+                            message: state.message, metrics: metrics, extra: extra, generation: generation)
+        // What the working tree holds: HEAD's tree, or a view written over it (an expert rebuilt from a merge).
+        let oldTree = try worktreeBaseline(head: head).tree
+        try history.recordCommit(objects: newObjects, tree: tree, commit: commit, expectedHead: state.head,
+                                 reflogMessage: "merge \(state.branches.map(\.name).joined(separator: ", ")): \(commit.subject)",
+                                 clearMergeState: true)
+        // The working tree holds HEAD's files, or the candidate after --no-commit.
+        let from = try state.readyTree.map { try history.tree($0) } ?? oldTree
+        return RecordedMerge(commit: commit, tree: tree, from: from, hookEnvironment: hookEnv)
+    }
+}
