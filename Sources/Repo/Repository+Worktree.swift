@@ -184,17 +184,47 @@ extension Repository {
         return try materialize(newTree, over: oldTree, force: force, stats: &stats)
     }
 
-    /// Makes the working tree hold `newTree`, given that it held `oldTree`.
+    /// Makes the working tree hold `newTree`, given that it held `oldTree`: ``stageCheckout(_:over:force:prepared:)``
+    /// then ``finishCheckout(_:)``. A failure before the renames (a local change in the way, a
+    /// corrupt object, a full disk) leaves the working tree as it was.
+    func materialize(_ newTree: Tree, over oldTree: Tree, force: Bool, stats: inout MaterializeStats,
+                     prepared: [String: String] = [:]) throws -> [StatCacheEntry] {
+        let checkout = try stageCheckout(newTree, over: oldTree, force: force, prepared: prepared)
+        let entries = try finishCheckout(checkout)
+        stats = checkout.stats
+        return entries
+    }
+
+    /// A checkout whose new and changed files are written and verified beside their destinations
+    /// (temporary files), but not yet renamed into place.
+    struct StagedCheckout {
+        let staging = FileStaging()
+        var stats = MaterializeStats()
+        /// Stat-cache entries of the files already equal to the target.
+        var unchangedEntries: [StatCacheEntry] = []
+        /// The staged files, as the tree entries to record for them.
+        var staged: [TreeFile] = []
+        /// Working-tree paths the target drops, deleted after the renames.
+        var removals: [String] = []
+
+        /// Deletes the temporary files and the folders created for them.
+        func rollback() { staging.rollback() }
+    }
+
+    /// The first half of a checkout: writes every file of `newTree` that the working tree (which
+    /// held `oldTree`) lacks to a temporary file beside its destination, verifying every object it
+    /// decodes, and changes nothing else. On failure the temporary files and the folders made for
+    /// them are deleted: the working tree is as it was.
     ///
     /// Files already equal to the target are not touched. Without `force`, a local change to a
     /// path that differs between the trees (or an untracked file in the way) stops the operation
-    /// before anything is written. Each file is written to a temporary file, verified, synced
-    /// and renamed into place.
+    /// before anything is written; local changes to paths the trees agree on are carried over.
+    /// Until ``finishCheckout(_:)`` the disk holds both the old and the new version of every
+    /// changed file.
     ///
     /// - Parameter prepared: files already written and synced elsewhere on this file system (path →
-    ///   temporary file), renamed into place instead of being decoded again.
-    func materialize(_ newTree: Tree, over oldTree: Tree, force: Bool, stats: inout MaterializeStats,
-                     prepared: [String: String] = [:]) throws -> [StatCacheEntry] {
+    ///   temporary file), moved beside their destination instead of being decoded again.
+    func stageCheckout(_ newTree: Tree, over oldTree: Tree, force: Bool, prepared: [String: String] = [:]) throws -> StagedCheckout {
         let (changes, current) = try status(against: oldTree)
         // Local changes to paths the two trees agree on are carried over, as git does.
         var carried = Set<String>()
@@ -213,36 +243,67 @@ extension Repository {
             }
             if !blocked.isEmpty { throw RepoError.dirtyWorktree(operation: "switching", paths: blocked) }
         }
+        var checkout = StagedCheckout()
+        var toWrite: [TreeFile] = []
         for file in newTree.files {
             _ = try PathPolicy.normalize(file.path)
-        }
-        let toWrite = newTree.files.filter { current[$0.path]?.identity != $0.identity && !carried.contains($0.path) }
-        let counter = ProgressCounter(progress, title: "checkout", total: toWrite.reduce(0) { $0 + $1.byteCount })
-        var entries: [StatCacheEntry] = []
-        for file in newTree.files where !carried.contains(file.path) {
-            let destination = root + "/" + file.path
+            if carried.contains(file.path) { continue }
             if current[file.path]?.identity == file.identity {
-                stats.unchanged += 1
-                if let st = FileStat.of(destination) { entries.append(StatCacheEntry(path: file.path, stat: st, identity: FileIdentityCoding.encode(file))) }
-                continue
-            }
-            try PathPolicy.checkNoSymlinkParents(root: root, path: file.path)
-            if let temporary = prepared[file.path], try placePrepared(temporary, at: destination, executable: file.executable) {
-                counter.add(file.byteCount)
+                checkout.stats.unchanged += 1
+                if let st = FileStat.of(root + "/" + file.path) {
+                    checkout.unchangedEntries.append(StatCacheEntry(path: file.path, stat: st, identity: FileIdentityCoding.encode(file)))
+                }
             } else {
-                try writeFile(file, to: destination, progress: counter)
+                try PathPolicy.checkNoSymlinkParents(root: root, path: file.path)
+                toWrite.append(file)
             }
-            CrashPoint.reach("checkout.file")
-            stats.written += 1
-            if let st = FileStat.of(destination) { entries.append(StatCacheEntry(path: file.path, stat: st, identity: FileIdentityCoding.encode(file))) }
+        }
+        let keep = Set(newTree.files.map(\.path))
+        checkout.removals = oldTree.files.map(\.path).filter { !keep.contains($0) && current[$0] != nil }
+        for path in checkout.removals { try PathPolicy.checkNoSymlinkParents(root: root, path: path) }
+
+        let counter = ProgressCounter(progress, title: "checkout", total: toWrite.reduce(0) { $0 + $1.byteCount })
+        do {
+            for file in toWrite {
+                let destination = root + "/" + file.path
+                if let temporary = prepared[file.path], try checkout.staging.adopt(temporary, for: destination, executable: file.executable) {
+                    counter.add(file.byteCount)
+                } else {
+                    try stage(file, at: destination, in: checkout.staging, progress: counter)
+                }
+                checkout.staged.append(file)
+            }
+        } catch {
+            checkout.rollback()
+            throw error
         }
         counter.finish()
-        let keep = Set(newTree.files.map(\.path))
-        for file in oldTree.files where !keep.contains(file.path) && current[file.path] != nil {
-            try PathPolicy.checkNoSymlinkParents(root: root, path: file.path)
-            unlink(root + "/" + file.path)
-            stats.removed += 1
-            removeEmptyParents(of: file.path)
+        checkout.stats.written = toWrite.count
+        checkout.stats.removed = checkout.removals.count
+        return checkout
+    }
+
+    /// The second half of a checkout: syncs the staged files and renames them into place, then
+    /// deletes the files the target drops. Returns the stat-cache entries of the files in place.
+    /// Only an I/O error while renaming can leave the working tree partly updated (the remaining
+    /// temporary files are deleted); running the checkout again with `--force` finishes it.
+    func finishCheckout(_ checkout: StagedCheckout) throws -> [StatCacheEntry] {
+        CrashPoint.reach("checkout.staged")
+        do {
+            try checkout.staging.commit(didRename: { CrashPoint.reach("checkout.file") })
+        } catch {
+            checkout.rollback()
+            throw error
+        }
+        var entries = checkout.unchangedEntries
+        for file in checkout.staged {
+            if let st = FileStat.of(root + "/" + file.path) {
+                entries.append(StatCacheEntry(path: file.path, stat: st, identity: FileIdentityCoding.encode(file)))
+            }
+        }
+        for path in checkout.removals {
+            unlink(root + "/" + path)
+            removeEmptyParents(of: path)
         }
         return entries
     }
@@ -255,20 +316,6 @@ extension Repository {
         }
     }
 
-    /// Renames a file written and synced elsewhere (a prepared merge result) into place; false
-    /// (the temporary file removed) when it cannot be renamed, e.g. from another file system.
-    private func placePrepared(_ temporary: String, at destination: String, executable: Bool) throws -> Bool {
-        let dir = splitPath(destination).dir
-        try createDirectory(dir)
-        if executable { chmod(temporary, 0o755) }
-        guard rename(temporary, destination) == 0 else {
-            unlink(temporary)
-            return false
-        }
-        try AtomicFileWriter.syncDirectory(dir)
-        return true
-    }
-
     /// Creates a folder and its parents; the error names `shown` (default: the folder).
     func createDirectory(_ path: String, shownAs shown: String? = nil) throws {
         do {
@@ -278,36 +325,31 @@ extension Repository {
         }
     }
 
-    /// Writes one file of a tree, atomically, verifying every object it decodes.
-    func writeFile(_ file: TreeFile, to destination: String, progress: ProgressCounter?) throws {
-        let dir = splitPath(destination).dir
-        try createDirectory(dir)
-        let writer = try AtomicFileWriter(destination: destination, permissions: file.executable ? 0o755 : 0o644)
+    /// Writes one file of a tree to a temporary file beside `destination`, kept by `staging` until
+    /// it commits, verifying every object it decodes.
+    func stage(_ file: TreeFile, at destination: String, in staging: FileStaging, progress: ProgressCounter?) throws {
         do {
-            try objects.decode(file.objectID) { try writer.write($0) }
-            progress?.add(writer.byteCount)
-            if file.kind == .safetensors {
-                var offset = writer.byteCount
-                let headerEnd = offset
-                for t in file.tensors.sorted(by: { $0.dataOffsets.lowerBound < $1.dataOffsets.lowerBound }) {
-                    guard headerEnd + t.dataOffsets.lowerBound == offset else {
-                        throw RepoError.corruptObject(object: file.objectID.short, problem: "\(file.path): tensor '\(t.name)' does not follow the previous one")
+            try staging.write(to: destination, permissions: file.executable ? 0o755 : 0o644) { writer in
+                try objects.decode(file.objectID) { try writer.write($0) }
+                progress?.add(writer.byteCount)
+                if file.kind == .safetensors {
+                    var offset = writer.byteCount
+                    let headerEnd = offset
+                    for t in file.tensors.sorted(by: { $0.dataOffsets.lowerBound < $1.dataOffsets.lowerBound }) {
+                        guard headerEnd + t.dataOffsets.lowerBound == offset else {
+                            throw RepoError.corruptObject(object: file.objectID.short, problem: "\(file.path): tensor '\(t.name)' does not follow the previous one")
+                        }
+                        try objects.decode(t.objectID) { try writer.write($0) }
+                        progress?.add(t.byteCount)
+                        offset = writer.byteCount
                     }
-                    try objects.decode(t.objectID) { try writer.write($0) }
-                    progress?.add(t.byteCount)
-                    offset = writer.byteCount
+                }
+                guard writer.byteCount == file.byteCount else {
+                    throw RepoError.corruptObject(object: file.objectID.short, problem: "\(file.path): rebuilt \(writer.byteCount) bytes, the tree records \(file.byteCount)")
                 }
             }
-            guard writer.byteCount == file.byteCount else {
-                throw RepoError.corruptObject(object: file.objectID.short, problem: "\(file.path): rebuilt \(writer.byteCount) bytes, the tree records \(file.byteCount)")
-            }
-            try writer.commit()
-        } catch {
-            writer.abort()
-            if case let RepoError.corruptObject(object, problem) = error {
-                throw RepoError.corruptObject(object: object, problem: "\(file.path): \(problem); nothing was written")
-            }
-            throw error
+        } catch let RepoError.corruptObject(object, problem) {
+            throw RepoError.corruptObject(object: object, problem: "\(file.path): \(problem); nothing was written")
         }
     }
 
@@ -320,31 +362,42 @@ extension Repository {
 
     // MARK: - Export
 
-    /// The absolute path of an export folder, created if missing; never the working tree.
-    func exportDirectory(_ directory: String) throws -> String {
+    /// The absolute path of an export folder, created (by `staging`, which deletes it again on
+    /// rollback) if missing; never the working tree.
+    func exportDirectory(_ directory: String, staging: FileStaging) throws -> String {
         let dir = Repository.absolutePath(directory)
         if dir == root { throw RepoError.invalidArgument("export into the working tree itself; use 'mrepo checkout' instead") }
-        try createDirectory(dir, shownAs: directory)
+        try staging.createDirectory(dir, shownAs: directory)
         return dir
     }
 
     /// Writes every file of a commit into `directory`, byte for byte as committed.
     ///
-    /// Each file is written atomically and every tensor's hash is verified before its file is
-    /// renamed into place: a file that does not verify is never written.
+    /// All or nothing: every file is written to a temporary file beside its destination and every
+    /// tensor's hash verified; only then are the files synced and renamed into place. A failure
+    /// before that deletes the temporary files and any folder the export created, so files already
+    /// in `directory` are untouched and a new folder is not left behind. Until the renames the disk
+    /// holds both versions of a file the export replaces.
     public func export(_ revision: String, to directory: String) throws -> ExportResult {
         let id = try resolve(revision)
         let tree = try tree(of: id)
-        let dir = try exportDirectory(directory)
-        let counter = ProgressCounter(progress, title: "export", total: tree.logicalByteCount)
-        for file in tree.files {
-            let path = try PathPolicy.normalize(file.path)
-            try PathPolicy.checkNoSymlinkParents(root: dir, path: path)
-            try writeFile(file, to: dir + "/" + path, progress: counter)
-            CrashPoint.reach("export.file")
+        let staging = FileStaging()
+        defer { objects.releaseMappings() }
+        do {
+            let dir = try exportDirectory(directory, staging: staging)
+            let counter = ProgressCounter(progress, title: "export", total: tree.logicalByteCount)
+            for file in tree.files {
+                let path = try PathPolicy.normalize(file.path)
+                try PathPolicy.checkNoSymlinkParents(root: dir, path: path)
+                try stage(file, at: dir + "/" + path, in: staging, progress: counter)
+            }
+            counter.finish()
+            CrashPoint.reach("export.staged")
+            try staging.commit(didRename: { CrashPoint.reach("export.file") })
+            return ExportResult(commit: id, directory: dir, fileCount: tree.files.count, byteCount: tree.logicalByteCount)
+        } catch {
+            staging.rollback()
+            throw error
         }
-        counter.finish()
-        objects.releaseMappings()
-        return ExportResult(commit: id, directory: dir, fileCount: tree.files.count, byteCount: tree.logicalByteCount)
     }
 }

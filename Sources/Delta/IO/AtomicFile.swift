@@ -38,13 +38,18 @@ public final class AtomicFileWriter {
     /// - Parameter permissions: mode of the final file; the default is `0o644`.
     public init(destination: String, permissions: mode_t = 0o644) throws {
         self.destination = destination
-        let (dir, name) = splitPath(destination)
-        let suffix = UInt64.random(in: 0...UInt64.max)
-        temporaryPath = (dir.isEmpty ? "" : dir + "/") + AtomicFileWriter.temporaryPrefix
-            + "\(getpid())-\(String(suffix, radix: 36))-" + name
+        temporaryPath = AtomicFileWriter.temporaryPath(for: destination)
         fd = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, permissions)
         guard fd >= 0 else { throw DeltaError.io(path: destination, reason: "cannot create temporary file: \(errnoDescription())") }
         buffer = .allocate(byteCount: 1 << 20, alignment: 64)
+    }
+
+    /// A fresh temporary file name in `destination`'s directory:
+    /// `.mrepo-tmp-<pid>-<random>-<name>`.
+    public static func temporaryPath(for destination: String) -> String {
+        let (dir, name) = splitPath(destination)
+        let suffix = UInt64.random(in: 0...UInt64.max)
+        return (dir.isEmpty ? "" : dir + "/") + temporaryPrefix + "\(getpid())-\(String(suffix, radix: 36))-" + name
     }
 
     deinit {
@@ -168,6 +173,16 @@ public final class AtomicFileWriter {
         if fd >= 0 { close(fd) }
         fd = -1
         unlink(temporaryPath)
+    }
+
+    /// Flushes a closed file's data to disk (a file left by ``closeUnsynced()``, before it is
+    /// renamed); errors name `shown` (default: the file).
+    public static func syncFile(_ path: String, shownAs shown: String? = nil) throws {
+        guard syncEnabled else { return }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw DeltaError.io(path: shown ?? path, reason: "cannot open: \(errnoDescription())") }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw DeltaError.io(path: shown ?? path, reason: "fsync failed: \(errnoDescription())") }
     }
 
     /// Flushes a directory's entries to disk, making renames into it durable.

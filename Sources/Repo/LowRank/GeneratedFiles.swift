@@ -138,24 +138,22 @@ extension Repository {
         return (view.commit, view.description)
     }
 
-    /// Writes one output file atomically and returns its tree entry (tensor ids are the hashes of
-    /// the bytes written).
-    func writeOutput(_ file: OutputFile, to destination: String, progress: ProgressCounter?) throws -> TreeFile {
+    /// Writes one output file to a temporary file beside `destination`, kept by `staging` until it
+    /// commits, and returns its tree entry (tensor ids are the hashes of the bytes written).
+    func stage(_ file: OutputFile, at destination: String, in staging: FileStaging, progress: ProgressCounter?) throws -> TreeFile {
         switch file {
         case let .stored(f):
-            try writeFile(f, to: destination, progress: progress)
+            try stage(f, at: destination, in: staging, progress: progress)
             return f
         case let .bytes(path, bytes):
-            try createDirectory(splitPath(destination).dir)
-            try AtomicFileWriter.write(bytes, to: destination)
+            try staging.write(to: destination) { try $0.write(bytes) }
             progress?.add(bytes.count)
             return TreeFile(path: path, kind: .blob, objectID: bytes.withUnsafeBytes { BlobHasher.hash($0) }, byteCount: bytes.count, executable: false)
         case let .safetensors(path, header, tensors):
-            try createDirectory(splitPath(destination).dir)
-            let writer = try AtomicFileWriter(destination: destination, permissions: 0o644)
-            do {
+            var entries: [TreeTensor] = []
+            var total = 0
+            try staging.write(to: destination) { writer in
                 try writer.write(header)
-                var entries: [TreeTensor] = []
                 for t in tensors {
                     guard writer.byteCount == header.count + t.dataOffsets.lowerBound else {
                         throw RepoError.failed("\(path): tensor '\(t.name)' is out of order")
@@ -179,34 +177,41 @@ extension Repository {
                     }
                     entries.append(TreeTensor(name: t.name, dtype: t.dtype, shape: t.shape, dataOffsets: t.dataOffsets, objectID: id))
                 }
-                let total = writer.byteCount
-                try writer.commit()
-                return TreeFile(path: path, kind: .safetensors, objectID: header.withUnsafeBytes { BlobHasher.hash($0) }, byteCount: total,
-                                executable: false, tensors: entries)
-            } catch {
-                writer.abort()
-                throw error
+                total = writer.byteCount
             }
+            return TreeFile(path: path, kind: .safetensors, objectID: header.withUnsafeBytes { BlobHasher.hash($0) }, byteCount: total,
+                            executable: false, tensors: entries)
         }
     }
 
-    /// Writes computed files into a folder outside the working tree.
+    /// Writes computed files into a folder outside the working tree, all or nothing, as
+    /// ``export(_:to:)`` does: every file is staged and verified before any is renamed into place.
     func exportOutputs(_ outputs: [OutputFile], to directory: String) throws -> (directory: String, fileCount: Int, byteCount: Int) {
-        let dir = try exportDirectory(directory)
-        let counter = ProgressCounter(progress, title: "export", total: outputs.reduce(0) { $0 + $1.byteCount })
-        var bytes = 0
-        for file in outputs {
-            let path = try PathPolicy.normalize(file.path)
-            try PathPolicy.checkNoSymlinkParents(root: dir, path: path)
-            bytes += try writeOutput(file, to: dir + "/" + path, progress: counter).byteCount
+        let staging = FileStaging()
+        defer { objects.releaseMappings() }
+        do {
+            let dir = try exportDirectory(directory, staging: staging)
+            let counter = ProgressCounter(progress, title: "export", total: outputs.reduce(0) { $0 + $1.byteCount })
+            var bytes = 0
+            for file in outputs {
+                let path = try PathPolicy.normalize(file.path)
+                try PathPolicy.checkNoSymlinkParents(root: dir, path: path)
+                bytes += try stage(file, at: dir + "/" + path, in: staging, progress: counter).byteCount
+            }
+            counter.finish()
+            CrashPoint.reach("export.staged")
+            try staging.commit(didRename: { CrashPoint.reach("export.file") })
+            return (dir, outputs.count, bytes)
+        } catch {
+            staging.rollback()
+            throw error
         }
-        counter.finish()
-        objects.releaseMappings()
-        return (dir, outputs.count, bytes)
     }
 
     /// Replaces the working tree's content with computed files and records them as a view of
-    /// `commit` (HEAD detaches there). Local changes stop it unless `force`.
+    /// `commit` (HEAD detaches there). Local changes stop it unless `force`. Like any checkout it
+    /// stages every file first (``stageCheckout(_:over:force:prepared:)``): a failure before the
+    /// renames leaves the working tree and HEAD as they were.
     func checkoutOutputs(_ outputs: [OutputFile], commit: ObjectID, description: String, force: Bool) throws -> CheckoutResult {
         try refuseDuringMerge("switching")
         let head = try history.head()
@@ -215,36 +220,45 @@ extension Repository {
         if !force, !changes.isEmpty {
             throw RepoError.dirtyWorktree(operation: "checking out \(description)", paths: changes.map(\.path))
         }
-        let counter = ProgressCounter(progress, title: "checkout", total: outputs.reduce(0) { $0 + $1.byteCount })
+        var checkout = StagedCheckout()
         var files: [TreeFile] = []
-        var entries: [StatCacheEntry] = []
-        var written = 0, unchanged = 0
+        var toWrite: [(path: String, file: OutputFile)] = []
         for file in outputs {
             let path = try PathPolicy.normalize(file.path)
-            let destination = root + "/" + path
             if case let .stored(f) = file, current[path]?.identity == f.identity {
-                unchanged += 1
+                checkout.stats.unchanged += 1
                 files.append(f)
-                if let st = FileStat.of(destination) { entries.append(StatCacheEntry(path: path, stat: st, identity: FileIdentityCoding.encode(f))) }
+                if let st = FileStat.of(root + "/" + path) {
+                    checkout.unchangedEntries.append(StatCacheEntry(path: path, stat: st, identity: FileIdentityCoding.encode(f)))
+                }
                 continue
             }
             try PathPolicy.checkNoSymlinkParents(root: root, path: path)
-            let entry = try writeOutput(file, to: destination, progress: counter)
-            files.append(entry)
-            written += 1
-            if let st = FileStat.of(destination) { entries.append(StatCacheEntry(path: path, stat: st, identity: FileIdentityCoding.encode(entry))) }
+            toWrite.append((path, file))
+        }
+        let keep = Set(outputs.map(\.path))
+        checkout.removals = current.keys.filter { !keep.contains($0) && oldTree.file(at: $0) != nil }.sorted()
+        for path in checkout.removals { try PathPolicy.checkNoSymlinkParents(root: root, path: path) }
+        let counter = ProgressCounter(progress, title: "checkout", total: outputs.reduce(0) { $0 + $1.byteCount })
+        do {
+            for (path, file) in toWrite {
+                let entry = try stage(file, at: root + "/" + path, in: checkout.staging, progress: counter)
+                files.append(entry)
+                checkout.staged.append(entry)
+            }
+        } catch {
+            checkout.rollback()
+            objects.releaseMappings()
+            throw error
         }
         counter.finish()
-        let keep = Set(outputs.map(\.path))
-        var removed = 0
-        for path in current.keys where !keep.contains(path) && oldTree.file(at: path) != nil {
-            try PathPolicy.checkNoSymlinkParents(root: root, path: path)
-            unlink(root + "/" + path)
-            removed += 1
-        }
         objects.releaseMappings()
+        checkout.stats.written = toWrite.count
+        checkout.stats.removed = checkout.removals.count
+        let entries = try finishCheckout(checkout)
         let view = WorktreeView(commit: commit, description: description, files: files)
         try history.setHead(view: view, expected: head, message: "checkout: \(description) of \(commit.short)", statEntries: entries)
-        return CheckoutResult(head: .detached(commit), writtenFiles: written, removedFiles: removed, unchangedFiles: unchanged)
+        return CheckoutResult(head: .detached(commit), writtenFiles: checkout.stats.written, removedFiles: checkout.stats.removed,
+                              unchangedFiles: checkout.stats.unchanged)
     }
 }

@@ -135,6 +135,7 @@ extension Repository {
         }
         let batch = objects.makeBatch()
         var committed: (RecordedMerge, ConflictReport)?
+        var readyCheckout: (StagedCheckout, ConflictReport)?
         // The merged files are written as the merge goes, for the checkout (an optimisation only).
         if !options.noCommit {
             context.prepared = try? PreparedCheckout(repository: self, template: context.layoutTemplate)
@@ -163,25 +164,38 @@ extension Repository {
                                               recipeYAML: yaml, batch: batch, newObjects: &result.newObjects)
             try batch.finish()
             if options.noCommit {
-                state.readyTree = tree.id
-                try history.insertTree(tree, objects: result.newObjects, mergeState: state)
-                let entries = try materialize(tree, over: try worktreeBaseline(head: head).tree, force: false)
-                history.saveStatCacheOpportunistically(entries, removing: [])
-                // The working tree now holds the candidate, not a view written over HEAD.
-                try history.clearWorktreeView()
-                return MergeOutcome(status: .ready, report: result.report, base: inputs.base, baseCandidates: inputs.candidates,
-                                    estimatedPeakBytes: context.estimatedPeakBytes, recipeYAML: yaml)
+                // The candidate's files are staged (written and verified) before the merge state
+                // names them: a corrupt object stops the merge with nothing recorded or written.
+                let checkout = try stageCheckout(tree, over: try worktreeBaseline(head: head).tree, force: false)
+                do {
+                    state.readyTree = tree.id
+                    try history.insertTree(tree, objects: result.newObjects, mergeState: state)
+                } catch {
+                    checkout.rollback()
+                    throw error
+                }
+                readyCheckout = (checkout, result.report)
+            } else {
+                let recorded = try recordMerge(state: state, tree: tree, objects: result.newObjects, report: result.report,
+                                               prepared: context.prepared)
+                committed = (recorded, result.report)
             }
-            let recorded = try recordMerge(state: state, tree: tree, objects: result.newObjects, report: result.report)
-            committed = (recorded, result.report)
         } catch {
             // Nothing refers to this batch's objects until the merge is recorded.
             batch.rollback()
             throw error
         }
+        if case let (checkout, report)? = readyCheckout {
+            let entries = try finishCheckout(checkout)
+            history.saveStatCacheOpportunistically(entries, removing: [])
+            // The working tree now holds the candidate, not a view written over HEAD.
+            try history.clearWorktreeView()
+            return MergeOutcome(status: .ready, report: report, base: inputs.base, baseCandidates: inputs.candidates,
+                                estimatedPeakBytes: context.estimatedPeakBytes, recipeYAML: yaml)
+        }
         let (recorded, report) = committed!
         let tf = Date()
-        let warnings = try finishMerge(recorded, prepared: context.prepared)
+        let warnings = try finishMerge(recorded)
         Timing.add("checkout", Date().timeIntervalSince(tf))
         Timing.report()
         var outcome = MergeOutcome(status: .committed(recorded.commit), report: report, base: inputs.base, baseCandidates: inputs.candidates,

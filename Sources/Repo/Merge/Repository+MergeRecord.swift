@@ -91,17 +91,24 @@ extension Repository {
     struct RecordedMerge {
         var commit: Commit
         var tree: Tree
-        /// What the working tree holds now (HEAD's tree, or the candidate after --no-commit).
-        var from: Tree
+        /// The merge's files, staged in the working tree before the commit was recorded.
+        var checkout: StagedCheckout
         var hookEnvironment: [String: String]
     }
 
-    /// Checks the merge out into the working tree and runs post-merge (after the commit is recorded).
+    /// Renames the merge's staged files into place and runs post-merge (after the commit is
+    /// recorded). Every file was written and verified before the commit was recorded, so only an
+    /// I/O error while renaming can fail here; HEAD has then already moved to the recorded merge
+    /// (which stays: the commit is complete), and the error says how to finish the checkout.
     /// - Returns: warnings (a failed post-merge hook): the merge stands.
-    func finishMerge(_ recorded: RecordedMerge, prepared: PreparedCheckout? = nil) throws -> [String] {
-        let ready = prepared?.finish(for: recorded.tree, store: objects) ?? [:]
-        var stats = MaterializeStats()
-        let entries = try materialize(recorded.tree, over: recorded.from, force: true, stats: &stats, prepared: ready)
+    func finishMerge(_ recorded: RecordedMerge) throws -> [String] {
+        let entries: [StatCacheEntry]
+        do {
+            entries = try finishCheckout(recorded.checkout)
+        } catch {
+            let branch = (try? history.head())?.branchName
+            throw RepoError.failed("merge commit \(recorded.commit.id.short) was recorded, but updating the working tree to it failed: \(RepoError.wrap(error).description); run 'mrepo checkout --force \(branch ?? recorded.commit.id.short)'")
+        }
         history.saveStatCacheOpportunistically(entries, removing: [])
         var env = recorded.hookEnvironment
         env["MREPO_COMMIT"] = recorded.commit.id.hex
@@ -120,10 +127,17 @@ extension Repository {
         }
     }
 
-    /// Runs the pre-merge-commit hook on the candidate, then records the merge commit and clears any
-    /// merge state, in one transaction. ``finishMerge(_:prepared:)`` then updates the working tree.
+    /// Runs the pre-merge-commit hook on the candidate, stages the merge's files in the working tree
+    /// (written and verified beside their destinations), then records the merge commit and clears
+    /// any merge state, in one transaction. ``finishMerge(_:)`` then renames the files into place.
+    /// A failure before the record (a refusing hook, a corrupt object) leaves the working tree, HEAD
+    /// and the merge state as they were.
+    ///
+    /// - Parameter prepared: the merged files written while the merge ran, moved into place
+    ///   instead of being decoded again.
     func recordMerge(state: MergeState, tree: Tree, objects newObjects: [ObjectInfo], report: ConflictReport,
-                     extraMembers: [JSONMember] = [], hookReport: JSONValue? = nil) throws -> RecordedMerge {
+                     extraMembers: [JSONMember] = [], hookReport: JSONValue? = nil,
+                     prepared: PreparedCheckout? = nil) throws -> RecordedMerge {
         let head = try history.head()
         guard head.commit == state.head else { throw RepoError.concurrentUpdate(ref: head.branchName ?? "HEAD") }
         let headCommit = try commit(state.head)
@@ -139,8 +153,15 @@ extension Repository {
             let candidate = metaDirectory + "/merge-candidate"
             try? FileManager.default.removeItem(atPath: candidate)
             defer { try? FileManager.default.removeItem(atPath: candidate) }
-            for file in tree.files {
-                try writeFile(file, to: candidate + "/" + file.path, progress: nil)
+            let staging = FileStaging()
+            do {
+                for file in tree.files {
+                    try stage(file, at: candidate + "/" + file.path, in: staging, progress: nil)
+                }
+                try staging.commit()
+            } catch {
+                staging.rollback()
+                throw error
             }
             let reportPath = metaDirectory + "/merge-report.json"
             try AtomicFileWriter.write(Array((hookReport ?? report.json).prettySerialized().utf8), to: reportPath)
@@ -177,13 +198,20 @@ extension Repository {
                                   message: state.message, metrics: metrics, extra: extra)
         let commit = Commit(id: id, treeID: tree.id, parents: parents, base: baseForDeltas, author: author, timestamp: timestamp,
                             message: state.message, metrics: metrics, extra: extra, generation: generation)
-        // What the working tree holds: HEAD's tree, or a view written over it (an expert rebuilt from a merge).
-        let oldTree = try worktreeBaseline(head: head).tree
-        try history.recordCommit(objects: newObjects, tree: tree, commit: commit, expectedHead: state.head,
-                                 reflogMessage: "merge \(state.branches.map(\.name).joined(separator: ", ")): \(commit.subject)",
-                                 clearMergeState: true)
-        // The working tree holds HEAD's files, or the candidate after --no-commit.
-        let from = try state.readyTree.map { try history.tree($0) } ?? oldTree
-        return RecordedMerge(commit: commit, tree: tree, from: from, hookEnvironment: hookEnv)
+        // The working tree holds HEAD's files (or a view written over them: an expert rebuilt from a
+        // merge), or the candidate after --no-commit.
+        let from = try state.readyTree.map { try history.tree($0) } ?? worktreeBaseline(head: head).tree
+        // Every file of the merge is written and verified before the commit is recorded.
+        let ready = prepared?.finish(for: tree, store: objects) ?? [:]
+        let checkout = try stageCheckout(tree, over: from, force: true, prepared: ready)
+        do {
+            try history.recordCommit(objects: newObjects, tree: tree, commit: commit, expectedHead: state.head,
+                                     reflogMessage: "merge \(state.branches.map(\.name).joined(separator: ", ")): \(commit.subject)",
+                                     clearMergeState: true)
+        } catch {
+            checkout.rollback()
+            throw error
+        }
+        return RecordedMerge(commit: commit, tree: tree, checkout: checkout, hookEnvironment: hookEnv)
     }
 }

@@ -1,0 +1,128 @@
+import Delta
+import Foundation
+
+/// Files written under temporary names beside their destinations and renamed into place only
+/// once every one of them is written and verified: a command that fails while writing leaves
+/// its destination as it found it.
+///
+/// ``write(to:permissions:_:)`` writes one file to a temporary file (``AtomicFileWriter``) in its
+/// destination's folder and closes it without waiting for the disk; ``adopt(_:for:executable:)``
+/// moves a file already written elsewhere beside its destination instead. ``commit(didRename:)``
+/// syncs every temporary file, renames each over its destination, then syncs the folders.
+/// ``rollback()`` deletes every temporary file not yet renamed, then the folders the staging
+/// created when they are empty; pre-existing files are never touched.
+///
+/// Only paths are held, so memory does not grow with the files. Until the renames the file
+/// system holds both the old and the new version of every file being replaced.
+final class FileStaging {
+    private struct Staged {
+        var temporary: String
+        var destination: String
+        /// Already durable (an adopted file); not synced again.
+        var synced: Bool
+    }
+
+    private var staged: [Staged] = []
+    /// How many of `staged` are renamed into place (they are renamed in order).
+    private var renamed = 0
+    /// Folders created for the files, each after its parent.
+    private var created: [String] = []
+    private var finished = false
+
+    /// Files staged so far.
+    var count: Int { staged.count }
+
+    deinit {
+        // A staging dropped without commit or rollback (an error path) leaves nothing behind.
+        if !finished { rollback() }
+    }
+
+    /// Creates a folder and its missing parents, remembering the ones it created; the error names
+    /// `shown` (default: the folder).
+    func createDirectory(_ dir: String, shownAs shown: String? = nil) throws {
+        guard !dir.isEmpty else { return }
+        var missing: [String] = []
+        var d = dir
+        while !d.isEmpty, d != "/", FileStat.of(d) == nil {
+            missing.append(d)
+            d = splitPath(d).dir
+        }
+        guard !missing.isEmpty else {
+            if let st = FileStat.of(dir, followLinks: true), st.isDirectory { return }
+            throw RepoError.io(path: shown ?? dir, reason: "cannot create directory")
+        }
+        for folder in missing.reversed() {
+            guard mkdir(folder, 0o755) == 0 else {
+                throw RepoError.io(path: shown ?? dir, reason: "cannot create directory")
+            }
+            created.append(folder)
+        }
+    }
+
+    /// Writes one file: `body` writes its bytes to a temporary file beside `destination`, which
+    /// is then closed (not yet synced) and kept for ``commit(didRename:)``. If `body` throws, the
+    /// temporary file is deleted.
+    func write(to destination: String, permissions: mode_t = 0o644, _ body: (AtomicFileWriter) throws -> Void) throws {
+        try createDirectory(splitPath(destination).dir)
+        let writer = try AtomicFileWriter(destination: destination, permissions: permissions)
+        do {
+            try body(writer)
+            let temporary = try writer.closeUnsynced()
+            staged.append(Staged(temporary: temporary, destination: destination, synced: false))
+        } catch {
+            writer.abort()
+            throw error
+        }
+    }
+
+    /// Moves a file already written and synced on the same file system (a prepared merge result)
+    /// beside `destination`, as if it had been written there. False, with `file` deleted, when it
+    /// cannot be moved, e.g. from another file system: the caller then writes the file itself.
+    func adopt(_ file: String, for destination: String, executable: Bool) throws -> Bool {
+        try createDirectory(splitPath(destination).dir)
+        if executable { chmod(file, 0o755) }
+        let temporary = AtomicFileWriter.temporaryPath(for: destination)
+        guard rename(file, temporary) == 0 else {
+            unlink(file)
+            return false
+        }
+        staged.append(Staged(temporary: temporary, destination: destination, synced: true))
+        return true
+    }
+
+    /// Makes the staged files durable, renames each over its destination (calling `didRename`
+    /// after each), and syncs the folders that changed. A failure here can leave some files
+    /// renamed; ``rollback()`` then deletes the rest.
+    func commit(didRename: () -> Void = {}) throws {
+        precondition(!finished, "commit or rollback is called once")
+        for file in staged[renamed...] where !file.synced {
+            try AtomicFileWriter.syncFile(file.temporary, shownAs: file.destination)
+        }
+        while renamed < staged.count {
+            let file = staged[renamed]
+            guard rename(file.temporary, file.destination) == 0 else {
+                throw RepoError.io(path: file.destination, reason: "rename failed: \(errnoDescription())")
+            }
+            renamed += 1
+            didRename()
+        }
+        // The folders holding renamed files, and those holding a folder created for them.
+        var folders: [String] = []
+        var seen = Set<String>()
+        for dir in staged.map({ splitPath($0.destination).dir }) + created.map({ splitPath($0).dir }) where seen.insert(dir).inserted {
+            folders.append(dir)
+        }
+        for dir in folders { try AtomicFileWriter.syncDirectory(dir) }
+        finished = true
+    }
+
+    /// Deletes every temporary file not renamed into place, then each folder this staging created
+    /// that is empty (deepest first).
+    func rollback() {
+        for file in staged[renamed...] { unlink(file.temporary) }
+        staged.removeSubrange(renamed...)
+        for dir in created.reversed() { rmdir(dir) }
+        created.removeAll()
+        finished = true
+    }
+}
