@@ -4,21 +4,8 @@ extension ConflictReport {
     /// One self-contained HTML page: the summary, an SVG heatmap of conflicting mass per layer and
     /// module, the worst tensors and the per-layer aggregates. No script, no network.
     public func html(title: String, recipe: String) -> String {
-        var out = """
-            <!DOCTYPE html>
-            <html lang="en"><head><meta charset="utf-8"><title>\(escape(title))</title>
-            <style>
-            body { font: 14px/1.45 system-ui, sans-serif; margin: 2em; color: #222; max-width: 1200px; }
-            h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.6em; }
-            table { border-collapse: collapse; margin: .6em 0; } td, th { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
-            th { background: #f3f3f3; } td.l, th.l { text-align: left; }
-            pre { background: #f6f6f6; padding: .8em; overflow-x: auto; }
-            .bad { color: #b00020; font-weight: 600; } .legend { font-size: 12px; color: #555; }
-            </style></head><body>
-            <h1>\(escape(title))</h1>
-            <p>Method <b>\(escape(method))</b>, experts \(experts.map { "<b>\(escape($0))</b>" }.joined(separator: ", ")), merge base <b>\(escape(baseName))</b>.</p>
-
-            """
+        var out = HTMLPage.head(title: title)
+        out += "<p>Method <b>\(escape(method))</b>, experts \(experts.map { "<b>\(escape($0))</b>" }.joined(separator: ", ")), merge base <b>\(escape(baseName))</b>.</p>\n"
         let counts = classCounts
         out += "<table><tr>" + MergeClass.allCases.map { "<th>\($0.rawValue)</th>" }.joined() + "<th>unresolved</th></tr><tr>"
         out += MergeClass.allCases.map { "<td>\(counts[$0] ?? 0)</td>" }.joined()
@@ -41,6 +28,14 @@ extension ConflictReport {
         if !files.isEmpty {
             out += "<h2>Other files</h2>\n<table><tr><th class=\"l\">file</th><th class=\"l\">outcome</th></tr>\n"
             for file in files { out += "<tr><td class=\"l\">\(escape(file.path))</td><td class=\"l\">\(escape(file.outcome))</td></tr>\n" }
+            out += "</table>\n"
+        }
+        let resolved = tensors.filter { $0.resolution != nil }
+        if !resolved.isEmpty {
+            out += "<h2>Resolutions</h2>\n<table><tr><th class=\"l\">tensor</th><th class=\"l\">why it stopped</th><th class=\"l\">settled with</th></tr>\n"
+            for t in resolved {
+                out += "<tr><td class=\"l\">\(escape(t.name))</td><td class=\"l\">\(escape(t.conflict ?? "-"))</td><td class=\"l\">\(escape(t.resolution ?? ""))</td></tr>\n"
+            }
             out += "</table>\n"
         }
         out += "<h2>Recipe</h2>\n<pre>\(escape(recipe))</pre>\n"
@@ -101,13 +96,7 @@ extension ConflictReport {
         "rgb(255,\(Int(255 - 200 * v)),\(Int(255 - 230 * v)))"
     }
 
-    private func f(_ x: Double?) -> String {
-        guard let x, x.isFinite else { return "-" }
-        return String(format: abs(x) >= 100 ? "%.0f" : "%.3f", x)
-    }
+    private func f(_ x: Double?) -> String { HTMLPage.number(x) }
 
-    private func escape(_ s: String) -> String {
-        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
-            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
-    }
+    private func escape(_ s: String) -> String { HTMLPage.escape(s) }
 }

@@ -80,17 +80,19 @@ public enum HookSamples {
 
         Runs before a merge commit is recorded, with the candidate model written out as files.
         Environment from mrepo: MREPO_CANDIDATE (folder holding the merged model), MREPO_REPORT
-        (the conflict report, JSON), MREPO_PARENT_METRICS (JSON: parent commit -> {metric: value}),
-        MREPO_MERGE_BRANCHES, MREPO_MERGE_BASE. A non-zero exit rejects the merge; nothing is written.
+        (the conflict report, JSON), MREPO_EXPERT_METRICS (JSON: each expert's commit -> {metric: value};
+        the experts are the models whose task vectors were merged, never the merge base),
+        MREPO_PARENT_METRICS (the same for the merge commit's parents), MREPO_MERGE_BRANCHES,
+        MREPO_MERGE_BASE. A non-zero exit rejects the merge; nothing is written.
 
         Configure it with:
           MREPO_EVAL_CMD      command that evaluates a model folder (given as its last argument) and
                               prints one number; unset: the gate only reports and lets the merge pass
-          MREPO_EVAL_METRIC   the parents' metric to compare with (default eval_loss, as recorded by
+          MREPO_EVAL_METRIC   the experts' metric to compare with (default eval_loss, as recorded by
                               'mrepo commit --metric eval_loss=...')
           MREPO_EVAL_HIGHER   set to 1 when higher scores are better (accuracy); default: lower is better
-          MREPO_EVAL_POLICY   worst (default): the merge must score at least as well as the worst parent;
-                              best: as well as the best parent; mean: as well as the parents' mean
+          MREPO_EVAL_POLICY   worst (default): the merge must score at least as well as the worst expert;
+                              best: as well as the best expert; mean: as well as the experts' mean
           MREPO_EVAL_TOLERANCE relative slack (default 0)
         """
         import json, os, shlex, subprocess, sys
@@ -100,12 +102,15 @@ public enum HookSamples {
         higher = os.environ.get("MREPO_EVAL_HIGHER") == "1"
         policy = os.environ.get("MREPO_EVAL_POLICY", "worst")
         tolerance = float(os.environ.get("MREPO_EVAL_TOLERANCE", "0"))
-        parents = json.loads(os.environ.get("MREPO_PARENT_METRICS", "{}"))
-        values = [m[metric] for m in parents.values() if metric in m]
+        if policy not in ("worst", "best", "mean"):
+            print(f"pre-merge-commit: MREPO_EVAL_POLICY must be worst, best or mean, not {policy!r}")
+            sys.exit(1)
+        experts = json.loads(os.environ.get("MREPO_EXPERT_METRICS") or os.environ.get("MREPO_PARENT_METRICS", "{}"))
+        values = [m[metric] for m in experts.values() if metric in m]
 
         command = os.environ.get("MREPO_EVAL_CMD")
         if not command:
-            print(f"pre-merge-commit: MREPO_EVAL_CMD is not set; not gating ({len(values)} parents record {metric})")
+            print(f"pre-merge-commit: MREPO_EVAL_CMD is not set; not gating ({len(values)} of {len(experts)} experts record {metric})")
             sys.exit(0)
         out = subprocess.run(shlex.split(command) + [candidate], capture_output=True, text=True)
         if out.returncode != 0:
@@ -117,7 +122,7 @@ public enum HookSamples {
             print(f"pre-merge-commit: evaluation printed no number: {out.stdout.strip()[:200]!r}")
             sys.exit(1)
         if not values:
-            print(f"pre-merge-commit: {metric} = {score:g}; no parent records {metric}, nothing to compare with")
+            print(f"pre-merge-commit: {metric} = {score:g}; no expert records {metric}, nothing to compare with")
             sys.exit(0)
         if policy == "best":
             reference = max(values) if higher else min(values)
@@ -128,7 +133,7 @@ public enum HookSamples {
         slack = abs(reference) * tolerance
         ok = score >= reference - slack if higher else score <= reference + slack
         verdict = "passes" if ok else "fails"
-        print(f"pre-merge-commit: {metric} = {score:g}, {policy} parent = {reference:g}: the merge {verdict} the gate")
+        print(f"pre-merge-commit: {metric} = {score:g}, {policy} of {len(values)} experts = {reference:g}: the merge {verdict} the gate")
         sys.exit(0 if ok else 1)
 
         """#)

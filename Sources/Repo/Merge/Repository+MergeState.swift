@@ -175,4 +175,23 @@ extension Repository {
         guard let report = try MergeRecord(commit: try commit(id))?.reportObject else { return nil }
         return try JSONValue.parse(try objects.read(report))
     }
+
+    /// A merge commit's report as one self-contained HTML page (the conflict report with its
+    /// heatmap, or a reversible merge's errors and storage).
+    /// - Throws: when `id` is not a merge commit made by `mrepo merge`.
+    public func mergeReportHTML(of id: ObjectID) throws -> String {
+        let c = try commit(id)
+        guard let record = try MergeRecord(commit: c), let reportID = record.reportObject else {
+            throw RepoError.invalidArgument("\(id.short) is not a merge commit made by mrepo merge; it has no report")
+        }
+        let json = try JSONValue.parse(try objects.read(reportID))
+        let tree = try tree(of: id)
+        let recipe = try tree.file(at: "merge_recipe.yml").map { String(decoding: try objects.read($0.objectID), as: UTF8.self) } ?? ""
+        let experts = (record.experts ?? Array(record.inputs.dropFirst())).map(\.name).joined(separator: ", ")
+        if let reversible = ReversibleMergeReport(json: json) {
+            return reversible.html(title: "mrepo merge \(id.short): \(experts) (rmm)", recipe: recipe)
+        }
+        let report = try ConflictReport(json: json, source: "the report of merge \(id.short)")
+        return report.html(title: "mrepo merge \(id.short): \(experts) (\(report.method))", recipe: recipe)
+    }
 }

@@ -79,11 +79,14 @@ extension Repository {
                          center: loaded.record.center, arrays: arrays)
     }
 
-    /// Which expert `name` is: a name as the merge recorded it, or a commit id prefix.
+    /// Which expert `name` is: a name as the merge recorded it, a commit id prefix, or any revision
+    /// that resolves to an expert's commit.
     func expertIndex(_ loaded: LoadedReversible, _ name: String) throws -> Int {
         if let i = loaded.record.experts.firstIndex(where: { $0.name == name }) { return i }
         let lower = name.lowercased()
         if lower.count >= 4, let i = loaded.record.experts.firstIndex(where: { $0.commit.hex.hasPrefix(lower) }) { return i }
+        // Any revision that resolves to an expert's commit (a branch at it, a tag, HEAD~2, ...).
+        if let id = try? resolve(name), let i = loaded.record.experts.firstIndex(where: { $0.commit == id }) { return i }
         throw RepoError.invalidArgument("'\(name)' is not an expert of the merge \(loaded.commit.id.short) (experts: \(loaded.record.experts.map(\.name).joined(separator: ", ")))")
     }
 

@@ -108,14 +108,22 @@ struct ShowCommand: ParsableCommand {
     @Flag(help: "List every tensor with its dtype, shape, object and encoding.")
     var tensors = false
 
-    @Flag(help: "For a merge commit: print its conflict report (every tensor; with --json, the full report).")
-    var report = false
+    @Flag(help: "For a merge commit: print its conflict report, every tensor (with --json, the full report).")
+    var conflicts = false
+
+    @Option(help: ArgumentHelp("For a merge commit: write its report as a self-contained HTML page (the conflict report with its heatmap, or a reversible merge's errors and storage).", valueName: "file.html"))
+    var report: String?
 
     func run() throws {
         let repo = try repository.open()
         let id = try repo.resolve(revision)
         let c = try repo.commit(id)
-        if report {
+        if let report {
+            try AtomicFileWriter.write(Array(try repo.mergeReportHTML(of: id).utf8), to: repository.path(report))
+            if !repository.quiet { print("Report: \(report)") }
+            return
+        }
+        if conflicts {
             guard let r = try repo.mergeReport(of: id) else {
                 throw RepoError.invalidArgument("\(revision) (\(id.short)) is not a merge commit made by mrepo merge; it has no conflict report")
             }
@@ -191,9 +199,24 @@ struct ShowCommand: ParsableCommand {
             let params = recipe["parameters"]?.objectValue ?? []
             if !params.isEmpty { print("         parameters: " + params.map { "\($0.key)=\($0.value.serialized())" }.joined(separator: ", ")) }
             for key in ["lines", "consensus"] { if let v = recipe[key] { print("         \(key): \(v.serialized())") } }
+            if let m = try repo.mergeSummary(of: id) {
+                var rules: [String] = []
+                if let r = m.oneSided { rules.append("one-sided tensors: \(r.rawValue)") }
+                if let d = m.outputDType { rules.append("written as \(d)") }
+                let t = m.thresholds
+                let limits = [("max sign conflict", t.maxSignConflict), ("min cosine", t.minCosine), ("max conflicting mass", t.maxConflictingMass)]
+                    .compactMap { k, v in v.map { "\(k) \(Format.number($0))" } }
+                if !limits.isEmpty { rules.append("thresholds: " + limits.joined(separator: ", ")) }
+                if !rules.isEmpty { print("         " + rules.joined(separator: "; ")) }
+                if !m.resolutions.isEmpty {
+                    print("         resolved \(m.resolutions.count) tensor\(m.resolutions.count == 1 ? "" : "s") by hand (replayed by its merge_recipe.yml):")
+                    for r in m.resolutions.prefix(20) { print("           \(r.tensor): \(r.summary)") }
+                    if m.resolutions.count > 20 { print("           ... and \(m.resolutions.count - 20) more ('mrepo show --json' lists them)") }
+                }
+            }
             if let summary = merge["summary"]?.objectValue {
                 print("         tensors: " + summary.filter { $0.value.intValue != 0 }.map { "\($0.value.serialized()) \($0.key)" }.joined(separator: ", ")
-                    + " ('mrepo show --report \(revision)' lists them)")
+                    + " ('mrepo show --conflicts \(revision)' lists them)")
             }
         }
         if let lossy = LossySummary(commit: c) {

@@ -261,6 +261,11 @@ struct MergeCommand: ParsableCommand {
 
     func present(_ outcome: MergeOutcome, repo: Repository) throws {
         if let reversible = outcome.reversible, case let .committed(c) = outcome.status {
+            if let path = self.report {
+                let html = reversible.html(title: "mrepo merge \(c.id.short): \(reversible.experts.map(\.name).joined(separator: ", ")) (rmm)",
+                                           recipe: outcome.recipeYAML)
+                try AtomicFileWriter.write(Array(html.utf8), to: repository.path(path))
+            }
             if json {
                 var doc = reversible.json
                 if case var .object(members) = doc {
