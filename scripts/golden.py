@@ -26,8 +26,8 @@ the other model (t = 1), which is mrepo's order too.
 Inputs: fixed torch seed, float32, shapes 8x16 and 64. Experts are base + a shared direction + an
 individual one, all of unit-ish scale, so task vectors are comparable in size to the weights and
 partly aligned (model_stock's t is away from 0 and 1, TIES elections see real conflicts).
-The script asserts the task vectors have no tied magnitudes, so top-k masks are unambiguous and
-mrepo's tie rule (earlier index first) versus torch's unstable argsort cannot matter.
+The script asserts the task vectors have no tied magnitudes, so top-k masks are unambiguous here;
+tied magnitudes (which elements torch's sort keeps) are covered by scripts/golden_ties.py.
 
 Each case is one line of the JSON file. Every float is written as Python's repr of the float32
 value widened to float64, which Swift reads back to the same Float bit pattern.

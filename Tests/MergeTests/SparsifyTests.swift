@@ -56,6 +56,80 @@ import Testing
         #expect(out == [0, -0.05, 0.3, -0.7, 0.01, 0.45, -0.2, 0.6, -0.02, 0.15])
     }
 
+    // MARK: - Ties at a threshold (torch's order)
+
+    /// Magnitudes of few levels, either sign, over several blocks of ``Kernels/block`` (no zeros, so
+    /// an output element is nonzero exactly when kept).
+    static func tiedVector(_ n: Int, levels: [Float], seed: UInt64) -> [Float] {
+        var rng = SeededRandom(seed: seed)
+        return (0..<n).map { _ in levels[Int(rng.uniform() * Double(levels.count))] * (rng.uniform() < 0.5 ? -1 : 1) }
+    }
+
+    /// TIES' trim keeps `argsort(|δ|, descending=True)[:k]` as torch orders it (the std::sort port),
+    /// in the rescale pass and the apply pass alike, and the L1 rescale uses that set.
+    @Test(arguments: [false, true])
+    func magnitudeKeepsTorchsChoiceAmongTies(rescale: Bool) throws {
+        let n = 3 * Kernels.block + 4321
+        let x = Self.tiedVector(n, levels: [0.25, 0.5, 0.75, 1, 1.5], seed: 11)
+        let k = n / 2
+        let expected = Set(ReferenceIntrosort.order(x, descending: true).prefix(k))
+        let (out, kept) = try apply(.magnitude, x, density: 0.5, rescale: rescale)
+        let mine = Set(out.indices.filter { out[$0] != 0 })
+        #expect(mine == expected)
+        #expect(kept == Double(k) / Double(n))
+        let scale = rescale ? Float(Kernels.l1(x) / expected.reduce(0.0) { $0 + Double(abs(x[$1])) }) : 1
+        let scaled = out.indices.allSatisfy { out[$0] == (expected.contains($0) ? x[$0] * scale : 0) }
+        #expect(scaled)
+    }
+
+    /// Breadcrumbs keeps `sort(|δ|).indices[nBot : nBot + target]` as torch orders it, whether the two
+    /// thresholds tie in different magnitudes or in the same one.
+    @Test(arguments: [([Float](arrayLiteral: 0.25, 0.5, 0.75, 1, 1.5), 0.5, 0.1), ([0.5, 1], 0.2, 0.1)])
+    func magnitudeOutliersKeepTorchsChoiceAmongTies(levels: [Float], density: Double, gamma: Double) throws {
+        let n = 2 * Kernels.block + 999
+        let x = Self.tiedVector(n, levels: levels, seed: 12)
+        let target = Int(density * Double(n)), nTop = Int(gamma * Double(n))
+        let nBot = n - target - nTop
+        let ascending = ReferenceIntrosort.order(x, descending: false)
+        let expected = Set(ascending[nBot..<(nBot + target)])
+        // The test is only meaningful when both cuts split ties.
+        #expect(abs(x[ascending[nBot - 1]]) == abs(x[ascending[nBot]]))
+        #expect(abs(x[ascending[nBot + target - 1]]) == abs(x[ascending[nBot + target]]))
+        for rescale in [false, true] {
+            let (out, kept) = try apply(.magnitudeOutliers, x, density: density, gamma: gamma, rescale: rescale)
+            #expect(Set(out.indices.filter { out[$0] != 0 }) == expected, "rescale \(rescale)")
+            #expect(kept == Double(target) / Double(n))
+        }
+    }
+
+    /// Above the replay's size bound the earlier indices among the ties are kept, and the fallback is counted.
+    @Test func tiesFallBackToPositionAboveTheBound() {
+        let x = Self.tiedVector(1000, levels: [0.5, 1], seed: 13)
+        let zeros = [Float](repeating: 0, count: x.count)
+        let k = 600
+        let (fallback, exact) = x.withUnsafeBufferPointer { e in
+            zeros.withUnsafeBufferPointer { b in
+                (DeltaMask.magnitudeTop(e, b, k: k, limit: 999), DeltaMask.magnitudeTop(e, b, k: k))
+            }
+        }
+        let large = x.indices.filter { abs(x[$0]) == 1 }
+        let small = x.indices.filter { abs(x[$0]) == 0.5 }
+        // k and the band's cuts (100 and 600 in ascending order) fall inside runs of ties.
+        #expect(large.count < k && small.count > 100 && small.count < 600)
+        #expect(fallback.positional == 1 && exact.positional == 0)
+        #expect(fallback.0.chosen == nil && exact.0.chosen != nil)
+        let band = x.withUnsafeBufferPointer { e in
+            zeros.withUnsafeBufferPointer { b in DeltaMask.outlierBand(e, b, below: 100, kept: 500, limit: 999) }
+        }
+        #expect(band.positional == 2)
+        // Positional: all magnitudes 1 (the larger), then the first of the 0.5s.
+        let positional = Set(large + small.prefix(k - large.count))
+        let mask = DeltaMask(rule: .top(fallback.0), scale: 1, keptFraction: 1)
+        var cursor = mask.cursor(block: 0)
+        let kept = Set(x.indices.filter { DeltaMask.keep(&cursor, x[$0], $0) })
+        #expect(kept == positional)
+    }
+
     // MARK: - L1 rescale
 
     /// §7: L1 rescale of [.9, −.05, .3, −.7, .01, .45] with mask [1, 0, 1, 0, 1, 1]. The mask comes

@@ -220,4 +220,35 @@ import Testing
         expectClose(out.values, [0, 0, 0.6, 0, 0, 0.9, -0.4, 1.2, 0, 0.3])
         #expect(out.metrics.keptFraction == [0.5])
     }
+
+    /// Tied magnitudes over several blocks: the merge pass (its vectorised trim, then the per-block
+    /// fix-up of threshold-equal elements) keeps torch's set for TIES, as the band rule does for
+    /// Breadcrumbs. One expert of weight 1, so the output is θ₀ plus the kept part of δ.
+    @Test func tiedTaskVectorsKeepTorchsSetAcrossBlocks() throws {
+        let n = 3 * Kernels.block + 777
+        var rng = SeededRandom(seed: 60)
+        let levels: [Float] = [0.125, 0.25, 0.375, 0.5]
+        let base = randomValues(n, seed: 61).map { ($0 * 256).rounded() / 256 }
+        let delta = (0..<n).map { _ in levels[Int(rng.uniform() * 4)] * (rng.uniform() < 0.5 ? -1 : 1) }
+        let expert = zip(base, delta).map { $0 + $1 }
+        #expect(zip(expert, base).map { $0 - $1 } == delta, "exact task vector")
+        let descending = ReferenceIntrosort.order(delta, descending: true)
+        let ascending = ReferenceIntrosort.order(delta, descending: false)
+        let k = n / 2
+        let tiesSet = Set(descending.prefix(k))
+        let ties = try merge("ties", experts: [["weight": .number(1), "density": .number(0.5)]], base: base, [expert])
+        let tiesKept = Set((0..<n).filter { ties.values[$0] != base[$0] })
+        #expect(tiesKept == tiesSet)
+        #expect(ties.metrics.keptFraction == [Double(k) / Double(n)])
+        #expect(ties.metrics.notes["ties_by_position"] == nil)
+
+        let target = Int(0.5 * Double(n)), nTop = Int(0.1 * Double(n))
+        let nBot = n - target - nTop
+        let bandSet = Set(ascending[nBot..<(nBot + target)])
+        let crumbs = try merge("breadcrumbs", experts: [["weight": .number(1), "density": .number(0.5), "gamma": .number(0.1)]],
+                               base: base, [expert])
+        let crumbsKept = Set((0..<n).filter { crumbs.values[$0] != base[$0] })
+        #expect(crumbsKept == bandSet)
+        #expect(crumbs.metrics.keptFraction == [Double(target) / Double(n)])
+    }
 }

@@ -98,22 +98,26 @@ public enum Kernels {
 
     // MARK: - Exact top-k by magnitude
 
-    /// Marks the `k` elements of largest magnitude (ties broken by position, earlier first).
+    /// Marks the `k` elements of largest magnitude, as `torch.argsort(|x|, descending=True)[:k]` on
+    /// CPU does: among magnitudes equal to the k-th largest, the ones torch's sort ranks first.
     ///
-    /// The rule the magnitude sparsifiers apply in merges (``DeltaMask/topK(_:_:k:)`` against a zero
-    /// base): exact and O(n), a radix select on the magnitudes' bit patterns (for non-negative floats,
-    /// bit order is value order). NaN counts as the largest magnitude.
+    /// The rule the magnitude sparsifiers apply in merges (``DeltaMask/magnitudeTop(_:_:k:)`` against
+    /// a zero base): a radix select on the magnitudes' bit patterns (for non-negative floats, bit order
+    /// is value order), then, only when the threshold is tied, a replay of torch's sort
+    /// (``TorchSortOrder``); above ``TorchSortOrder/maxCount`` elements the earlier indices among the
+    /// ties win. NaN counts as the largest magnitude.
     public static func topKMask(_ x: [Float], k: Int) -> [Bool] {
         let zeros = [Float](repeating: 0, count: x.count)
         return x.withUnsafeBufferPointer { px in
             zeros.withUnsafeBufferPointer { pz in
-                let mask = DeltaMask(rule: .top(DeltaMask.topK(px, pz, k: k)), scale: 1, keptFraction: 1)
+                let mask = DeltaMask(rule: .top(DeltaMask.magnitudeTop(px, pz, k: k).0), scale: 1, keptFraction: 1)
                 var out = [Bool](repeating: false, count: px.count)
                 var cursor = mask.cursor(block: 0)
                 for j in 0..<px.count {
                     if j % block == 0 { cursor = mask.cursor(block: j / block) }
                     out[j] = DeltaMask.keep(&cursor, px[j] - pz[j], j)
                 }
+                withExtendedLifetime(mask) {}
                 return out
             }
         }

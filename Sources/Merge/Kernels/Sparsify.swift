@@ -2,6 +2,10 @@ import Delta
 import Foundation
 
 /// How a task vector is thinned before merging (mergekit's `sparsify.py`).
+///
+/// For the two magnitude rules, the elements whose magnitude equals a threshold are chosen as torch's
+/// CPU sort orders them (``TorchSortOrder``), so the kept set is mergekit's; in tensors of more than
+/// ``TorchSortOrder/maxCount`` elements the earlier indices among them win instead.
 public enum Sparsifier: String, Sendable {
     /// Keep the ⌊ρ·n⌋ largest magnitudes (TIES trim).
     case magnitude
@@ -19,6 +23,14 @@ public enum Sparsifier: String, Sendable {
 /// so no task vector is held in memory: a merge needs the inputs and the output only.
 /// Random decisions come from one stream per block of ``Kernels/block`` elements (seeded by the
 /// tensor's seed, the expert and the block), so both passes, and every thread count, see the same draws.
+///
+/// The magnitude rules keep exactly mergekit's set. Elements above a threshold magnitude are in,
+/// below are out; of the elements equal to it, the ones torch's `argsort`/`sort` puts inside the
+/// slice are in. When the first pass finds more threshold-equal elements than are kept, it replays
+/// torch's sort (``TorchSortOrder``) and stores the choice as one bit per threshold-equal element,
+/// which the second pass reads only at elements equal to the threshold. Tensors of more than
+/// ``TorchSortOrder/maxCount`` elements skip the replay and keep the earlier indices among the ties
+/// (``positionalTies`` counts such thresholds; merges report it as the note `ties_by_position`).
 struct DeltaMask: Sendable {
     enum Rule: Sendable {
         case all
@@ -35,8 +47,12 @@ struct DeltaMask: Sendable {
     /// Survivors are multiplied by this (the L1 rescale; 1 without it).
     var scale: Float
     var keptFraction: Double
+    /// How many thresholds had ties the replay of torch's sort could not settle (tensor above
+    /// ``TorchSortOrder/maxCount``), so that the earlier indices among the tied elements were kept.
+    var positionalTies = 0
 
-    /// Exact top-k membership by magnitude, ties broken by position (earlier first).
+    /// Exact top-k membership by magnitude: the k largest magnitudes, and among the elements equal to
+    /// the k-th largest, the ones torch's sort ranks first (see ``DeltaMask``).
     struct TopK: Sendable {
         /// Bit pattern of the k-th largest magnitude.
         var threshold: UInt32
@@ -45,6 +61,14 @@ struct DeltaMask: Sendable {
         /// Per block: elements equal to the threshold in earlier blocks.
         var equalBefore: [Int]
         var k: Int
+        /// How many elements equal the threshold.
+        var equalCount: Int
+        /// Which threshold-equal elements are kept: bit r for the r-th of them in index order. nil keeps
+        /// the first `need` (the same when `need == equalCount`; the positional fallback otherwise).
+        var chosen: [UInt64]?
+
+        /// More elements equal the threshold than are kept: which ones is the sort's choice.
+        var isAmbiguous: Bool { need > 0 && need < equalCount }
     }
 
     /// Per-block state of the second pass: every constant the hot loop needs, as plain scalars
@@ -54,6 +78,8 @@ struct DeltaMask: Sendable {
         var kind: UInt8 = 0
         var threshold1: UInt32 = 0, rankBase1 = 0, need1 = 0
         var threshold2: UInt32 = 0, rankBase2 = 0, need2 = 0
+        /// ``TopK/chosen`` of each threshold (nil: the first `need`).
+        var chosen1: UnsafePointer<UInt64>?, chosen2: UnsafePointer<UInt64>?
         var explicit: UnsafePointer<UInt8>?
         var words: UnsafePointer<UInt64>?
     }
@@ -69,13 +95,16 @@ struct DeltaMask: Sendable {
         let n = expert.count
         guard let sparsifier, density < 1, n > 0 else { return DeltaMask(rule: .all, scale: 1, keptFraction: 1) }
         let rule: Rule
+        var positionalTies = 0
         switch sparsifier {
         case .magnitude:
             let k = Int((density * Double(n)).rounded(.down))
             guard k > 0 else {
                 throw MergeError.tensor(name: name, problem: "density \(density) keeps no element of \(n); raise density")
             }
-            rule = .top(topK(expert, base, k: k))
+            let (top, positional) = magnitudeTop(expert, base, k: k)
+            rule = .top(top)
+            positionalTies = positional
         case .bernoulli:
             rule = .bits(bernoulliBits(n, p: density, seed: seed))
         case .magnitudeOutliers:
@@ -86,14 +115,16 @@ struct DeltaMask: Sendable {
                 nTop += nBot
                 nBot = 0
             }
-            rule = .band(keep: topK(expert, base, k: n - nBot), drop: topK(expert, base, k: nTop))
+            let band = outlierBand(expert, base, below: nBot, kept: target)
+            rule = .band(keep: band.keep, drop: band.drop)
+            positionalTies = band.positional
         case .dellaMagprune:
             guard density - epsilon > 0, density + epsilon < 1 else {
                 throw MergeError.tensor(name: name, problem: "DELLA needs 0 < density − epsilon and density + epsilon < 1 (density \(density), epsilon \(epsilon))")
             }
             rule = .explicit(dellaMask(expert, base, density: density, epsilon: epsilon, rows: rows, seed: seed))
         }
-        var mask = DeltaMask(rule: rule, scale: 1, keptFraction: 1)
+        var mask = DeltaMask(rule: rule, scale: 1, keptFraction: 1, positionalTies: positionalTies)
         if !rescale {
             // The kept fraction is exact for top-k; random and banded rules report it from the merge pass.
             switch rule {
@@ -158,13 +189,54 @@ struct DeltaMask: Sendable {
         return mask
     }
 
+    /// TIES' trim: the k largest magnitudes of e − b, as mergekit's `argsort(|δ|, descending=True)[:k]`
+    /// keeps them. Returns how many thresholds fell back to the positional rule (0 or 1): tensors of
+    /// more than `limit` elements (``TorchSortOrder/maxCount``; tests lower it).
+    static func magnitudeTop(_ e: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>, k: Int,
+                             limit: Int = TorchSortOrder.maxCount) -> (TopK, positional: Int) {
+        var top = topK(e, b, k: k)
+        guard top.isAmbiguous else { return (top, 0) }
+        guard let splits = TorchSortOrder.tieSplits(e, b, descending: true, cuts: [.init(boundary: top.k, tie: top.threshold)],
+                                                    limit: limit) else {
+            return (top, 1)
+        }
+        top.chosen = splits[0].before
+        return (top, 0)
+    }
+
+    /// Breadcrumbs' band: mergekit keeps `sort(|δ|).indices[below : below + kept]` (ascending), i.e. the
+    /// top n − below magnitudes (`keep`) minus the top n − below − kept (`drop`). Among ties at either
+    /// threshold, the top sets hold the elements torch's ascending sort puts at or after the slice's
+    /// start (`keep`) or end (`drop`). `positional` counts thresholds that fell back to the positional rule
+    /// (tensors of more than `limit` elements).
+    static func outlierBand(_ e: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>, below: Int, kept: Int,
+                            limit: Int = TorchSortOrder.maxCount) -> (keep: TopK, drop: TopK, positional: Int) {
+        let n = e.count
+        var keep = topK(e, b, k: n - below), drop = topK(e, b, k: n - below - kept)
+        var cuts: [TorchSortOrder.Cut] = []
+        if keep.isAmbiguous { cuts.append(.init(boundary: below, tie: keep.threshold)) }
+        if drop.isAmbiguous { cuts.append(.init(boundary: below + kept, tie: drop.threshold)) }
+        guard !cuts.isEmpty else { return (keep, drop, 0) }
+        guard let splits = TorchSortOrder.tieSplits(e, b, descending: false, cuts: cuts, limit: limit) else {
+            return (keep, drop, cuts.count)
+        }
+        var next = 0
+        if keep.isAmbiguous {
+            keep.chosen = splits[next].after
+            next += 1
+        }
+        if drop.isAmbiguous { drop.chosen = splits[next].after }
+        return (keep, drop, 0)
+    }
+
     /// The k largest magnitudes of e − b: a radix select on the bit patterns, then the count of
-    /// threshold-equal elements per block.
+    /// threshold-equal elements per block. Among the threshold-equal elements the first `need` are
+    /// marked kept; ``magnitudeTop(_:_:k:)`` and ``outlierBand(_:_:below:kept:)`` settle them as torch does.
     static func topK(_ e: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>, k: Int) -> TopK {
         let n = e.count
         let blocks = (n + Kernels.block - 1) / Kernels.block
-        if k >= n { return TopK(threshold: 0, need: n, equalBefore: [Int](repeating: 0, count: blocks), k: n) }
-        if k <= 0 { return TopK(threshold: UInt32.max, need: 0, equalBefore: [Int](repeating: 0, count: blocks), k: 0) }
+        if k >= n { return TopK(threshold: 0, need: n, equalBefore: [Int](repeating: 0, count: blocks), k: n, equalCount: n) }
+        if k <= 0 { return TopK(threshold: UInt32.max, need: 0, equalBefore: [Int](repeating: 0, count: blocks), k: 0, equalCount: 0) }
         // Pass 1: top 16 bits.
         let high = histogram(e, b, within: nil)
         var remaining = k
@@ -196,7 +268,8 @@ struct DeltaMask: Sendable {
         }
         var before = [Int](repeating: 0, count: blocks)
         for i in 1..<max(blocks, 1) { before[i] = before[i - 1] + equal[i - 1] }
-        return TopK(threshold: threshold, need: k - greater, equalBefore: before, k: k)
+        return TopK(threshold: threshold, need: k - greater, equalBefore: before, k: k,
+                    equalCount: blocks > 0 ? before[blocks - 1] + equal[blocks - 1] : 0)
     }
 
     /// A 65536-bin histogram of the magnitudes' bits, computed on every core: of the top 16 bits
@@ -286,7 +359,7 @@ struct DeltaMask: Sendable {
 
     // MARK: - Applying
 
-    /// The second pass's state for one block. For `.explicit` the mask array must outlive the cursor.
+    /// The second pass's state for one block. The mask (its arrays) must outlive the cursor.
     func cursor(block: Int) -> Cursor {
         var c = Cursor()
         switch rule {
@@ -295,10 +368,13 @@ struct DeltaMask: Sendable {
         case let .top(t):
             c.kind = 1
             (c.threshold1, c.rankBase1, c.need1) = (t.threshold, block < t.equalBefore.count ? t.equalBefore[block] : 0, t.need)
+            c.chosen1 = t.chosen?.withUnsafeBufferPointer { $0.baseAddress }
         case let .band(keep, drop):
             c.kind = 2
             (c.threshold1, c.rankBase1, c.need1) = (keep.threshold, block < keep.equalBefore.count ? keep.equalBefore[block] : 0, keep.need)
             (c.threshold2, c.rankBase2, c.need2) = (drop.threshold, block < drop.equalBefore.count ? drop.equalBefore[block] : 0, drop.need)
+            c.chosen1 = keep.chosen?.withUnsafeBufferPointer { $0.baseAddress }
+            c.chosen2 = drop.chosen?.withUnsafeBufferPointer { $0.baseAddress }
         case let .explicit(mask):
             c.kind = 4
             c.explicit = mask.withUnsafeBufferPointer { $0.baseAddress }
@@ -307,6 +383,13 @@ struct DeltaMask: Sendable {
             c.words = words.withUnsafeBufferPointer { $0.baseAddress }
         }
         return c
+    }
+
+    /// Whether the threshold-equal element of rank `rank` (index order) is in: its bit, or else rank < need.
+    @inline(__always)
+    static func chosen(_ words: UnsafePointer<UInt64>?, rank: Int, need: Int) -> Bool {
+        guard let words else { return rank < need }
+        return words[rank >> 6] >> UInt64(rank & 63) & 1 != 0
     }
 
     /// Whether element `j` (task-vector value `d`) survives. Call in index order within a block.
@@ -320,17 +403,17 @@ struct DeltaMask: Sendable {
             if bits > c.threshold1 { return true }
             if bits < c.threshold1 { return false }
             c.rankBase1 += 1
-            return c.rankBase1 - 1 < c.need1
+            return chosen(c.chosen1, rank: c.rankBase1 - 1, need: c.need1)
         case 2:
             let bits = d.bitPattern & 0x7FFF_FFFF
             var inKeep = bits > c.threshold1
             if bits == c.threshold1 {
-                inKeep = c.rankBase1 < c.need1
+                inKeep = chosen(c.chosen1, rank: c.rankBase1, need: c.need1)
                 c.rankBase1 += 1
             }
             var inDrop = bits > c.threshold2
             if bits == c.threshold2 {
-                inDrop = c.rankBase2 < c.need2
+                inDrop = chosen(c.chosen2, rank: c.rankBase2, need: c.need2)
                 c.rankBase2 += 1
             }
             return inKeep && !inDrop
@@ -367,6 +450,7 @@ enum Sparsify {
                         kept += 1
                     }
                 }
+                withExtendedLifetime(mask) {}
                 return (out, x.isEmpty ? 1 : Double(kept) / Double(x.count))
             }
         }

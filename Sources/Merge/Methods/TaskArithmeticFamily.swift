@@ -126,7 +126,11 @@ public struct GeneralizedTaskArithmetic<Configuration: TaskArithmeticConfigurati
             for block in stride(from: i, to: keptCounts.count, by: k) { total += keptCounts[block] }
             return n == 0 ? 1 : Double(total) / Double(n)
         }
-        return TensorMergeOutput(values: out, keptFraction: Configuration.sparsifier == nil ? nil : kept)
+        // Tied thresholds not settled by replaying torch's sort (tensors above TorchSortOrder.maxCount,
+        // see DeltaMask): the earlier indices among the tied elements were kept.
+        let positional = masks.reduce(0) { $0 + $1.positionalTies }
+        return TensorMergeOutput(values: out, keptFraction: Configuration.sparsifier == nil ? nil : kept,
+                                 notes: positional > 0 ? ["ties_by_position": Double(positional)] : [:])
     }
 
     /// vᵢ = w·((xᵢ − bᵢ)·f) for every element, or only where |xᵢ − bᵢ| is above `threshold` (its
@@ -197,7 +201,7 @@ public struct GeneralizedTaskArithmetic<Configuration: TaskArithmeticConfigurati
                     for jj in 0..<len {
                         let d = x[jj] - b[jj]
                         guard d.bitPattern & 0x7FFF_FFFF == t else { continue }
-                        if c.rankBase1 < c.need1 { vi[jj] = w * (d * f) }
+                        if DeltaMask.chosen(c.chosen1, rank: c.rankBase1, need: c.need1) { vi[jj] = w * (d * f) }
                         c.rankBase1 += 1
                     }
                 }
