@@ -278,24 +278,29 @@ import Testing
         #expect(abs(got - expected) < 1e-9)
     }
 
-    /// The sample pre-merge-commit gate rejects a merge that scores worse than every parent.
+    /// The sample pre-merge-commit gate compares with the experts, not with the merge base: a merge
+    /// that scores better than the base (2.5) but worse than both experts (1.9, 2.0) is rejected.
     @Test func evaluationGateRejectsAWorseMerge() throws {
         let s = try family()
         let hooks = s.path("repo/.mrepo/hooks")
         try FileManager.default.copyItem(atPath: hooks + "/pre-merge-commit.sample", toPath: hooks + "/pre-merge-commit")
         #expect(chmod(hooks + "/pre-merge-commit", 0o755) == 0)
         let eval = s.path("eval.sh")
-        try Data("#!/bin/sh\ntest -f \"$1/model.safetensors\" && echo 3.5\n".utf8).write(to: URL(fileURLWithPath: eval))
+        try Data("#!/bin/sh\ntest -f \"$1/model.safetensors\" && echo 2.2\n".utf8).write(to: URL(fileURLWithPath: eval))
         #expect(chmod(eval, 0o755) == 0)
         let head = try s.ok(["log", "--oneline", "-n", "1"], in: "repo").stdout
         let r = try s.run(["merge", "math", "code", "--method", "ties"], in: "repo", environment: ["MREPO_EVAL_CMD": eval])
         // The hook's own line, then mrepo's one-line error.
         #expect(r.status == 2)
-        #expect(r.stderrLines.first?.contains("eval_loss = 3.5, worst parent = 2") == true)
+        #expect(r.stderrLines.first?.contains("eval_loss = 2.2, worst of 2 experts = 2") == true)
         #expect(r.stderrLines.last?.hasPrefix("mrepo: error: pre-merge-commit hook rejected the operation") == true)
         #expect(try s.ok(["log", "--oneline", "-n", "1"], in: "repo").stdout == head)
+        // The mean policy: 1.95 is the experts' mean; 1.96 fails it, 1.5 passes every policy.
+        try Data("#!/bin/sh\necho 1.96\n".utf8).write(to: URL(fileURLWithPath: eval))
+        let mean = try s.run(["merge", "math", "code", "--method", "ties"], in: "repo", environment: ["MREPO_EVAL_CMD": eval, "MREPO_EVAL_POLICY": "mean"])
+        #expect(mean.status == 2 && mean.stderrLines.first?.contains("mean of 2 experts = 1.95") == true)
         try Data("#!/bin/sh\necho 1.5\n".utf8).write(to: URL(fileURLWithPath: eval))
-        try s.ok(["merge", "math", "code", "--method", "ties"], in: "repo", environment: ["MREPO_EVAL_CMD": eval])
+        try s.ok(["merge", "math", "code", "--method", "ties"], in: "repo", environment: ["MREPO_EVAL_CMD": eval, "MREPO_EVAL_POLICY": "best"])
     }
 }
 
