@@ -46,7 +46,14 @@ struct MrepoCommand: ParsableCommand {
         do {
             command = try parseAsRoot(arguments)
         } catch {
-            exit(withError: error)
+            // Help and --version print in full; a usage error is one line naming the command's help.
+            let code = exitCode(for: error)
+            guard code != .success else { exit(withError: error) }
+            let message = MrepoCommand.message(for: error).split(separator: "\n").first.map(String.init) ?? "invalid usage"
+            let text = message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message
+            let name = arguments.first.flatMap { first in MrepoCommand.configuration.groupedSubcommands
+                .flatMap(\.subcommands).first { $0.configuration.commandName == first }.map { _ in " " + first } } ?? ""
+            ErrorReporter.fail("\(text) (see 'mrepo\(name) --help')", status: code.rawValue)
         }
         do {
             try command.run()

@@ -1,3 +1,4 @@
+import Delta
 import Foundation
 import Testing
 
@@ -114,6 +115,50 @@ final class CLISandbox {
     func json(_ r: CLIResult) throws -> Any {
         try JSONSerialization.jsonObject(with: Data(r.stdout.utf8), options: [.fragmentsAllowed])
     }
+}
+
+extension CLISandbox {
+    /// Writes a checkpoint folder with the given float32 tensors (and int64 ones when named `ids*`).
+    func writeModel(_ folder: String, _ tensors: [(String, Shape, [Float])], dtype: DType = .f32) throws {
+        try FileManager.default.createDirectory(atPath: path(folder), withIntermediateDirectories: true)
+        let entries = tensors.map { name, shape, values -> (name: String, dtype: DType, shape: Shape, bytes: [UInt8]) in
+            if name.hasPrefix("ids") {
+                var bytes = [UInt8]()
+                for v in values { withUnsafeBytes(of: Int64(v).littleEndian) { bytes += $0 } }
+                return (name, .i64, shape, bytes)
+            }
+            var bytes = [UInt8](repeating: 0, count: values.count * dtype.byteSize)
+            values.withUnsafeBufferPointer { v in bytes.withUnsafeMutableBytes { FloatConversion.fromFloat(dtype, v, into: $0) } }
+            return (name, dtype, shape, bytes)
+        }
+        try SafetensorsWriter.write(path: path(folder + "/model.safetensors"), tensors: entries, metadata: [("format", "pt")])
+    }
+
+    /// The float values of one tensor of a safetensors file under the sandbox.
+    func floats(_ file: String, _ tensor: String) throws -> [Float] {
+        let f = try SafetensorsFile(path: path(file))
+        let t = try #require(f.tensor(named: tensor))
+        var out = [Float](repeating: 0, count: t.shape.reduce(1, *))
+        out.withUnsafeMutableBufferPointer { o in FloatConversion.toFloat(t.dtype, f.data(of: t), into: o) }
+        return out
+    }
+
+    /// The dtype of one tensor of a safetensors file under the sandbox.
+    func dtype(_ file: String, _ tensor: String) throws -> DType? {
+        try SafetensorsFile(path: path(file)).tensor(named: tensor)?.dtype
+    }
+}
+
+/// The report printed by `merge --json`.
+func mergeReport(_ r: CLIResult) throws -> [String: Any] {
+    try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+}
+
+/// A report's tensors by name.
+func tensorsByName(_ report: [String: Any]) -> [String: [String: Any]] {
+    var out: [String: [String: Any]] = [:]
+    for t in report["tensors"] as? [[String: Any]] ?? [] { out[t["name"] as? String ?? ""] = t }
+    return out
 }
 
 /// Asserts that a failed run printed exactly one line, starting `mrepo: error:`, with no stack trace.

@@ -18,31 +18,13 @@ import Testing
         return s
     }
 
-    /// Writes a checkpoint folder with the given float32 tensors (and int64 ones when named `ids*`).
     func writeModel(_ s: CLISandbox, _ folder: String, _ tensors: [(String, Shape, [Float])]) throws {
-        try FileManager.default.createDirectory(atPath: s.path(folder), withIntermediateDirectories: true)
-        let entries = tensors.map { name, shape, values -> (name: String, dtype: DType, shape: Shape, bytes: [UInt8]) in
-            if name.hasPrefix("ids") {
-                var bytes = [UInt8]()
-                for v in values { withUnsafeBytes(of: Int64(v).littleEndian) { bytes += $0 } }
-                return (name, .i64, shape, bytes)
-            }
-            var bytes = [UInt8]()
-            for v in values { withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes += $0 } }
-            return (name, .f32, shape, bytes)
-        }
-        try SafetensorsWriter.write(path: s.path(folder + "/model.safetensors"), tensors: entries, metadata: [("format", "pt")])
+        try s.writeModel(folder, tensors)
     }
 
-    func report(_ r: CLIResult) throws -> [String: Any] {
-        try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
-    }
+    func report(_ r: CLIResult) throws -> [String: Any] { try mergeReport(r) }
 
-    func tensors(_ report: [String: Any]) -> [String: [String: Any]] {
-        var out: [String: [String: Any]] = [:]
-        for t in report["tensors"] as? [[String: Any]] ?? [] { out[t["name"] as? String ?? ""] = t }
-        return out
-    }
+    func tensors(_ report: [String: Any]) -> [String: [String: Any]] { tensorsByName(report) }
 
     @Test func octopusTIESMergeWithReport() throws {
         let s = try family()
