@@ -218,8 +218,23 @@ import Testing
         #expect(try s.run(["merge", "math", "--basis", "2"], in: "repo").status == 64, "--basis is for rmm")
         #expect(try repositoryState(s) == before)
 
-        let merged = try s.ok(["merge", "math", "code", "chat", "--method", "rmm", "--basis", "2"], in: "repo")
+        // Adapters are not merged tensor by tensor against the full base model.
+        expectOneLineError(try s.run(["merge", "math", "code", "--method", "ties"], in: "repo"),
+                           contains: "math, code are LoRA adapters: ties merges full models tensor by tensor; merge adapters with --method rmm")
+        #expect(try s.run(["merge", "math", "code", "--dry-run"], in: "repo").stderr.contains("mrepo export --fold"))
+        #expect(try repositoryState(s) == before)
+
+        let merged = try s.ok(["merge", "math", "code", "chat", "--method", "rmm", "--basis", "2", "--report", "../rmm.html"], in: "repo")
         #expect(merged.stdout.contains("RMM position basis K = 2 over 3 adapters, 4 modules"), "\(merged.stdout)")
+        let page = String(decoding: s.read("rmm.html") ?? Data(), as: UTF8.self)
+        #expect(page.contains("Reversible merge (rmm)") && page.contains("Experts rebuilt from the basis"))
+        try s.ok(["show", "-q", "HEAD", "--report", "../again.html"], in: "repo")
+        #expect(s.read("again.html") == s.read("rmm.html"))
+        // --expert takes any revision that resolves to an expert's commit.
+        try s.ok(["branch", "code-again", "code"], in: "repo")
+        try s.ok(["export", "HEAD", "../by-branch", "--expert", "code-again"], in: "repo")
+        try s.ok(["export", "HEAD", "../by-name", "--expert", "code"], in: "repo")
+        #expect(s.sameFiles("by-branch", "by-name"))
         let mergeID = try #require(try lastCommit(s)["id"] as? String)
         #expect((try lastCommit(s)["parents"] as? [String])?.count == 4)
         #expect(s.files(under: "repo") == ["README.md", "adapter_config.json", "adapter_model.safetensors", "merge_recipe.yml", "rmm.safetensors"])
