@@ -142,14 +142,12 @@ import Testing
 
     // MARK: - Sparsifying members
 
-    /// mergekit ≤ 0.1.4 asserts k = ⌊ρ·n⌋ > 0; mrepo reports the tensor instead. (mergekit 0.1.5
-    /// keeps max(1, k) elements: a deliberate difference, documented in the error.)
-    @Test func densityThatKeepsNothingIsAnError() {
+    /// mergekit 0.1.5 keeps max(1, ⌊ρ·n⌋) elements (≤ 0.1.4 asserted ⌊ρ·n⌋ > 0): a small tensor at
+    /// a low density keeps its largest element.
+    @Test func densityThatRoundsToNothingKeepsOneElement() throws {
         let ctx = TensorContext(name: "model.norm.weight", shape: [5], layerCount: 1)
-        let error = mergeError {
-            _ = try merge("ties", ["density": .number(0.1)], base: [0, 0, 0, 0, 0], [[1, 2, 3, 4, 5]], context: ctx)
-        }
-        #expect(error?.description == "tensor 'model.norm.weight': density 0.1 keeps no element of 5; raise density")
+        let out = try merge("ties", ["density": .number(0.1)], base: [0, 0, 0, 0, 0], [[1, -2, 3, 5, 4]], context: ctx)
+        #expect(out.values == [0, 0, 0, 5, 0])
     }
 
     @Test func dellaWindowOutsideTheUnitIntervalIsAnError() {

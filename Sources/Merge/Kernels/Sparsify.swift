@@ -98,10 +98,8 @@ struct DeltaMask: Sendable {
         var positionalTies = 0
         switch sparsifier {
         case .magnitude:
-            let k = Int((density * Double(n)).rounded(.down))
-            guard k > 0 else {
-                throw MergeError.tensor(name: name, problem: "density \(density) keeps no element of \(n); raise density")
-            }
+            // mergekit 0.1.5: a positive density keeps at least one element of a non-empty tensor.
+            let k = max(1, Int((density * Double(n)).rounded(.down)))
             let (top, positional) = magnitudeTop(expert, base, k: k)
             rule = .top(top)
             positionalTies = positional
