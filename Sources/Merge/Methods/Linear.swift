@@ -33,7 +33,9 @@ public struct Linear: MergeMethod {
             out.withUnsafeMutableBufferPointer { po in
                 e.withUnsafeBufferPointer { pe in
                     let o = UnsafeSendable(po), x = UnsafeSendable(pe)
-                    Kernels.blocks(n) { r in for j in r { o.value[j] += w * x.value[j] } }
+                    // Fused multiply-add, as torch's CPU addcmul_ compiles (mergekit accumulates with it):
+                    // the same rounding, so mergekit's numbers to the bit.
+                    Kernels.blocks(n) { r in for j in r { o.value[j].addProduct(x.value[j], w) } }
                 }
             }
         }

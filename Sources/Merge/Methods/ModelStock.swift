@@ -52,11 +52,14 @@ public struct ModelStock: MergeMethod {
             let divisor = 1 + (k - 1) * cos
             let t = abs(divisor) < 1e-6 ? 0 : k * cos / divisor
             tSum += t
+            // Element by element in float32, in mergekit's order (sum(ws) / count, then
+            // t·average + (1 − t)·w₀, each product rounded): its numbers to the bit whenever t agrees.
+            let tf = Float(t), rest = 1 - Float(t), kf = Float(count)
             for j in range {
-                var mean = 0.0
-                for e in input.experts { mean += Double(e[j]) }
-                mean /= k
-                out[j] = Float(t * mean + (1 - t) * Double(base[j]))
+                var sum: Float = 0
+                for e in input.experts { sum += e[j] }
+                let average = sum / kf
+                out[j] = tf * average + rest * base[j]
             }
         }
         return TensorMergeOutput(values: out, notes: ["t": tSum / Double(max(rows, 1))])
