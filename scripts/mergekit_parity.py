@@ -404,7 +404,8 @@ def compare(mrepo_dir, mk_dir, inputs, cuts=None):
         tot_el += numel
         tot_ident += ident
         max_abs_all = max(max_abs_all, max_abs)
-        max_ref_all = max(max_ref_all, ref)
+        if b.is_floating_point():  # an integer tensor (position_ids) is no scale for the weights
+            max_ref_all = max(max_ref_all, ref)
         rows.append(row)
     both = [r for r in rows if r["presence"] == "both"]
     summary = {
@@ -466,10 +467,14 @@ def print_recipe(res, top):
           f"(differing: {s['elements'] - s['elements_identical']}, beyond 4 ulp {s['elements_beyond_4ulp']}"
           + ("" if s["elements_at_topk_ties"] is None else f", on a tied top-k cut {s['elements_at_topk_ties']}")
           + f"); "
-          f"max abs {fmt_g(s['max_abs'])}; max rel {fmt_g(s['max_rel'])}")
+          f"max abs {fmt_g(s['max_abs'])}; max rel {fmt_g(s['max_rel'])} (per tensor), "
+          f"{fmt_g(s['max_abs_over_max_ref'])} (max abs / max |b| of all float tensors)")
     for key in ("only_mrepo", "only_mergekit", "dtype_mismatch", "shape_mismatch"):
         if s[key]:
             print(f"  {key}: {', '.join(s[key])}")
+    files = res.get("files", {})
+    if files.get("both_differ"):
+        print(f"  files in both outputs that differ: {', '.join(files['both_differ'])}")
     rows = [r for r in res["tensors"] if r["presence"] == "both" and r.get("max_rel", 0) > 0]
     rows.sort(key=lambda r: -r["max_rel"])
     if not rows:
@@ -655,7 +660,7 @@ def main():
         if mk["rc"] == 0 and os.path.isdir(mr_out) and not any(e.startswith("mrepo export") for e in errors):
             try:
                 res["summary"], res["tensors"] = compare(mr_out, mk_out, inputs, tie_cuts(rec["recipe"]))
-                res["files"] = {"mrepo": sorted(os.listdir(mr_out)), "mergekit": sorted(os.listdir(mk_out))}
+                res["files"] = compare_files(mr_out, mk_out)
             except Exception as e:  # keep going: record it
                 errors.append(f"comparison failed: {type(e).__name__}: {e}")
         if errors:
@@ -677,12 +682,37 @@ def main():
             "recipes": results,
         }
         with open(args.json, "w") as f:
-            json.dump(doc, f, indent=1, default=str)
+            json.dump(finite(doc), f, indent=1, default=str, allow_nan=False)
         print(f"\nJSON: {args.json}")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     else:
         print(f"kept {work}")
+
+
+def compare_files(mr_out, mk_out):
+    """The two outputs' top-level files, and which non-tensor files both have but differ."""
+    a, b = set(os.listdir(mr_out)), set(os.listdir(mk_out))
+    differ = []
+    for f in sorted(a & b):
+        pa, pb = os.path.join(mr_out, f), os.path.join(mk_out, f)
+        if f.endswith(".safetensors") or f == "README.md" or not (os.path.isfile(pa) and os.path.isfile(pb)):
+            continue
+        with open(pa, "rb") as fa, open(pb, "rb") as fb:
+            if fa.read() != fb.read():
+                differ.append(f)
+    return {"only_mrepo": sorted(a - b), "only_mergekit": sorted(b - a), "both_differ": differ}
+
+
+def finite(obj):
+    """JSON without Infinity/NaN literals: non-finite floats become strings."""
+    if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [finite(v) for v in obj]
+    return obj
 
 
 def last_lines(text, n=6):
