@@ -49,8 +49,10 @@ import Glibc
 import Darwin
 #endif
 
-/// The text of the current `errno`, e.g. "No space left on device".
+/// The text of the current `errno`, e.g. "Permission denied"; a full disk (or quota) reads
+/// "disk full (No space left on device)", so that every command says so in the same words.
 @inline(never)
 public func errnoDescription(_ code: Int32 = errno) -> String {
-    String(cString: strerror(code))
+    let text = String(cString: strerror(code))
+    return code == ENOSPC || code == EDQUOT ? "disk full (\(text))" : text
 }

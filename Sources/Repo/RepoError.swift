@@ -36,6 +36,8 @@ public enum RepoError: Error, CustomStringConvertible, Equatable, Sendable {
     case delta(DeltaError)
     /// A system call failed.
     case io(path: String, reason: String)
+    /// The file system holding `path` has no room left (SQLITE_FULL, ENOSPC).
+    case diskFull(path: String)
     /// A database row or stored record that cannot be read (what it is, and why).
     case corruptRecord(String, problem: String)
     /// The request itself is wrong (bad flag combination, bad value).
@@ -84,6 +86,8 @@ public enum RepoError: Error, CustomStringConvertible, Equatable, Sendable {
             return error.description
         case let .io(path, reason):
             return "\(path): \(reason)"
+        case let .diskFull(path):
+            return "\(path): disk full (no space left on device); free some space and run the command again"
         case let .corruptRecord(what, problem):
             return "\(what) is unreadable (\(problem)); run 'mrepo fsck'"
         case let .invalidArgument(message):

@@ -95,6 +95,8 @@ extension Repository {
         // 1. Scan and validate.
         let scanned = try FolderScanner.scan(root: sourceRoot, ignore: IgnoreRules(file: sourceRoot + "/.mrepoignore"),
                                              followSymlinks: options.followSymlinks)
+        try FolderScanner.checkNormalization(scanned)
+        try checkShardIndexes(scanned)
         if !fromWorktree, !options.force {
             // The import rewrites tracked files and files at the imported paths; other untracked files stay.
             let incoming = Set(scanned.map(\.path))
@@ -224,6 +226,27 @@ extension Repository {
                             logicalByteCount: tree.logicalByteCount, newObjectCount: storedInfos.count,
                             newStoredByteCount: storedInfos.reduce(0) { $0 + $1.storedByteCount }, unchangedFileCount: reused,
                             adapter: adapter, lowRankTensors: lowRankRecords, notes: notes)
+    }
+
+    /// Refuses a shard index (`*.safetensors.index.json`) with an entry that points outside its
+    /// folder or at a shard the folder lacks: a loader would fail on the checkpoint.
+    func checkShardIndexes(_ files: [ScannedFile]) throws {
+        let paths = Set(files.map(\.path))
+        for file in files where ShardIndex.isIndexFile(splitPath(file.path).name) {
+            let bytes: [UInt8]
+            do {
+                bytes = try Array(Data(contentsOf: URL(fileURLWithPath: file.absolutePath)))
+            } catch {
+                throw RepoError.io(path: file.path, reason: "cannot read: \(error.localizedDescription)")
+            }
+            let dir = splitPath(file.path).dir
+            do throws(DeltaError) {
+                let index = try ShardIndex.parse(bytes, file: file.path)
+                try index.checkShardsExist(file: file.path) { paths.contains(dir.isEmpty ? $0 : dir + "/" + $0) }
+            } catch {
+                throw RepoError.delta(error)
+            }
+        }
     }
 
     /// Stat-cache entries whose objects are all recorded: `status` caches what it only hashed,

@@ -63,7 +63,7 @@ extension Repository {
         if let newID {
             newTree = try tree(of: newID)
         } else {
-            let (_, current) = try status(against: oldTree)
+            let current = try status(against: oldTree).current
             newTree = Tree(files: Array(current.values))
             for f in newTree.files where f.kind == .safetensors {
                 do {

@@ -96,13 +96,22 @@ extension Repository {
             report.errors.append("object \(id.short) (\(user)): not recorded in the object index")
         }
         let counter = ProgressCounter(progress, title: "fsck", total: infos.reduce(0) { $0 + $1.logicalByteCount })
+        // A gc interrupted on a full disk has deleted the files of objects it was about to forget
+        // before their rows: harmless to anything a branch, tag, HEAD or merge needs.
+        var live: Set<ObjectID>?
+        var forgotten = 0
         for info in infos.sorted(by: { $0.id < $1.id }) {
             let name = users[info.id].map { "object \(info.id.short) (\($0))" } ?? "object \(info.id.short)"
             if let ref = info.reference, recorded[ref] == nil {
                 report.errors.append("\(name): delta reference \(ref.short) is missing")
             }
             guard objects.exists(info.id) else {
-                report.errors.append("\(name): object file is missing")
+                if live == nil { live = try liveData(includeReflog: false).objects }
+                if live?.contains(info.id) == true {
+                    report.errors.append("\(name): object file is missing")
+                } else {
+                    forgotten += 1
+                }
                 continue
             }
             do {
@@ -126,6 +135,9 @@ extension Repository {
         if !dangling.isEmpty {
             report.warnings.append("\(dangling.count) unreferenced object file\(dangling.count == 1 ? "" : "s") (left by an interrupted command; 'mrepo gc' removes them)")
         }
+        if forgotten > 0 {
+            report.warnings.append("\(forgotten) object\(forgotten == 1 ? "" : "s") that no branch, tag or HEAD needs \(forgotten == 1 ? "has" : "have") no file (left by an interrupted 'mrepo gc'; 'mrepo gc --prune-reflog' forgets them)")
+        }
         if !temporary.isEmpty {
             report.warnings.append("\(temporary.count) temporary file\(temporary.count == 1 ? "" : "s") in the object store (left by an interrupted command; 'mrepo gc' removes them)")
         }
@@ -137,76 +149,119 @@ extension Repository {
     /// Removes commits, trees and objects that no branch, tag, HEAD or reflog entry reaches,
     /// and files left by interrupted commands.
     ///
-    /// The database forgets unreachable data first, in one transaction; the files go after. A
-    /// crash in between leaves unreferenced files, which the next `gc` removes.
+    /// Files nothing records go first (temporary files, unrecorded objects, a merge's prepared
+    /// files): that needs no database change. Then the database forgets unreachable data, in one
+    /// transaction, and their files go after. A crash in between leaves unreferenced files, which
+    /// the next `gc` removes. On a full disk even that transaction needs room in the WAL: if it
+    /// fails for want of space, the unreachable objects' files are deleted first and the
+    /// transaction is run again (a crash in between leaves rows for unreachable objects whose files
+    /// are gone: `fsck` reports them as a warning and running the `gc` again forgets them).
     public func gc(pruneReflog: Bool = false, wait: Bool = false) throws -> GCReport {
         try withWriteLock(wait: wait) {
             var report = GCReport()
-            let reachableCommits = try reachableCommitIDs(includeReflog: !pruneReflog)
-            var keepObjects = Set<ObjectID>()
-            var keepTrees = Set<ObjectID>()
-            for id in reachableCommits {
-                guard let c = try history.commit(id) else { continue }
-                if keepTrees.insert(c.treeID).inserted {
-                    keepObjects.formUnion(try history.tree(c.treeID).objectIDs)
-                }
-                keepObjects.formUnion(extraObjects(of: c))
-            }
-            if let state = try history.mergeState() {
-                keepObjects.formUnion(state.objects)
-                if let ready = state.readyTree {
-                    keepTrees.insert(ready)
-                    keepObjects.formUnion(try history.tree(ready).objectIDs)
-                }
-            }
+            let live = try liveData(includeReflog: !pruneReflog)
             let infos = try history.allObjects()
             let byID = Dictionary(infos.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-            var stack = Array(keepObjects)
-            while let id = stack.popLast() {
-                if let ref = byID[id]?.reference, keepObjects.insert(ref).inserted { stack.append(ref) }
-            }
-            let doomed = infos.filter { !keepObjects.contains($0.id) }.sorted { $0.depth > $1.depth }
-            try history.write { db in
-                let allCommits = try String.fetchAll(db, sql: #"SELECT id FROM "commit""#).compactMap(ObjectID.init(hex:))
-                let deadCommits = allCommits.filter { !reachableCommits.contains($0) }
-                for id in deadCommits {
-                    try db.execute(sql: #"DELETE FROM "commit" WHERE id = ?"#, arguments: [id.hex])
-                }
-                report.removedCommits = deadCommits.count
-                let allTrees = try String.fetchAll(db, sql: "SELECT id FROM tree").compactMap(ObjectID.init(hex:))
-                for id in allTrees where !keepTrees.contains(id) {
-                    try db.execute(sql: "DELETE FROM tree WHERE id = ?", arguments: [id.hex])
-                }
+            let doomed = infos.filter { !live.objects.contains($0.id) }.sorted { $0.depth > $1.depth }
+            removeUnrecordedFiles(recorded: byID, report: &report)
+            var removed = false
+            func removeDoomed() {
+                guard !removed else { return }
+                removed = true
                 for o in doomed {
-                    try db.execute(sql: "DELETE FROM object WHERE id = ?", arguments: [o.id.hex])
+                    CrashPoint.reach("gc.remove")
+                    objects.remove(o.id)
+                    report.removedObjects += 1
+                    report.freedBytes += o.storedByteCount
                 }
-                if pruneReflog { try db.execute(sql: "DELETE FROM reflog") }
-                try db.execute(sql: "DELETE FROM statCache")
+            }
+            do {
+                try forget(live: live, doomed: doomed, pruneReflog: pruneReflog, report: &report)
+            } catch RepoError.diskFull {
+                removeDoomed()
+                try forget(live: live, doomed: doomed, pruneReflog: pruneReflog, report: &report)
             }
             CrashPoint.reach("gc.recorded")
-            for o in doomed {
-                CrashPoint.reach("gc.remove")
-                objects.remove(o.id)
-                report.removedObjects += 1
-                report.freedBytes += o.storedByteCount
-            }
-            let (files, temporary) = objects.listFiles()
-            for id in files where byID[id] == nil {
-                report.freedBytes += FileStat.of(objects.path(for: id))?.size ?? 0
-                objects.remove(id)
-                report.removedObjects += 1
-            }
-            for path in temporary {
-                unlink(path)
-                report.removedTemporaryFiles += 1
-            }
-            // A merge's prepared checkout files, left by a merge that was interrupted.
-            if FileManager.default.fileExists(atPath: metaDirectory + "/prepared") {
-                try? FileManager.default.removeItem(atPath: metaDirectory + "/prepared")
-                report.removedTemporaryFiles += 1
-            }
+            removeDoomed()
             return report
         }
+    }
+
+    /// Deletes what no row records: temporary files and unrecorded objects in the store, and the
+    /// prepared checkout files of an interrupted merge.
+    private func removeUnrecordedFiles(recorded: [ObjectID: ObjectInfo], report: inout GCReport) {
+        let (files, temporary) = objects.listFiles()
+        for path in temporary {
+            unlink(path)
+            report.removedTemporaryFiles += 1
+        }
+        for id in files where recorded[id] == nil {
+            report.freedBytes += FileStat.of(objects.path(for: id))?.size ?? 0
+            objects.remove(id)
+            report.removedObjects += 1
+        }
+        if FileManager.default.fileExists(atPath: metaDirectory + "/prepared") {
+            try? FileManager.default.removeItem(atPath: metaDirectory + "/prepared")
+            report.removedTemporaryFiles += 1
+        }
+    }
+
+    /// The database forgets unreachable commits, trees and objects (and the reflog and stat cache
+    /// as asked), in one transaction.
+    private func forget(live: LiveData, doomed: [ObjectInfo], pruneReflog: Bool, report: inout GCReport) throws {
+        report.removedCommits = try history.write { db in
+            let allCommits = try String.fetchAll(db, sql: #"SELECT id FROM "commit""#).compactMap(ObjectID.init(hex:))
+            let deadCommits = allCommits.filter { !live.commits.contains($0) }
+            for id in deadCommits {
+                try db.execute(sql: #"DELETE FROM "commit" WHERE id = ?"#, arguments: [id.hex])
+            }
+            let allTrees = try String.fetchAll(db, sql: "SELECT id FROM tree").compactMap(ObjectID.init(hex:))
+            for id in allTrees where !live.trees.contains(id) {
+                try db.execute(sql: "DELETE FROM tree WHERE id = ?", arguments: [id.hex])
+            }
+            for o in doomed {
+                try db.execute(sql: "DELETE FROM object WHERE id = ?", arguments: [o.id.hex])
+            }
+            if pruneReflog { try db.execute(sql: "DELETE FROM reflog") }
+            try db.execute(sql: "DELETE FROM statCache")
+            return deadCommits.count
+        }
+    }
+
+    /// What the history still needs.
+    struct LiveData {
+        var commits: Set<ObjectID>
+        var trees: Set<ObjectID>
+        /// Objects of those trees and commits, an unfinished merge's, and their delta references.
+        var objects: Set<ObjectID>
+    }
+
+    /// The commits, trees and objects that refs, HEAD, an unfinished merge and (optionally) the
+    /// reflog reach.
+    func liveData(includeReflog: Bool) throws -> LiveData {
+        let reachableCommits = try reachableCommitIDs(includeReflog: includeReflog)
+        var keepObjects = Set<ObjectID>()
+        var keepTrees = Set<ObjectID>()
+        for id in reachableCommits {
+            guard let c = try history.commit(id) else { continue }
+            if keepTrees.insert(c.treeID).inserted {
+                keepObjects.formUnion(try history.tree(c.treeID).objectIDs)
+            }
+            keepObjects.formUnion(extraObjects(of: c))
+        }
+        if let state = try history.mergeState() {
+            keepObjects.formUnion(state.objects)
+            if let ready = state.readyTree {
+                keepTrees.insert(ready)
+                keepObjects.formUnion(try history.tree(ready).objectIDs)
+            }
+        }
+        let references = Dictionary(try history.allObjects().map { ($0.id, $0.reference) }, uniquingKeysWith: { a, _ in a })
+        var stack = Array(keepObjects)
+        while let id = stack.popLast() {
+            if let ref = references[id] ?? nil, keepObjects.insert(ref).inserted { stack.append(ref) }
+        }
+        return LiveData(commits: reachableCommits, trees: keepTrees, objects: keepObjects)
     }
 
     /// Commits reachable from refs, HEAD, and (optionally) the reflog, with parents and delta bases.

@@ -17,7 +17,41 @@ public struct WorktreeStatus: Sendable {
 
     public var head: Head
     public var changes: [Change]
+    /// Folders holding their own `.mrepo`: nested repositories, left out of every commit.
+    public var nestedRepositories: [String] = []
+    /// Pairs of paths that differ only in Unicode normalisation (NFC and NFD): both are listed in
+    /// `changes`, and `commit` refuses them until one is renamed.
+    public var normalizationTwins: [(String, String)] = []
     public var isClean: Bool { changes.isEmpty }
+}
+
+/// The working tree compared with a tree.
+struct WorktreeComparison {
+    var changes: [WorktreeStatus.Change]
+    /// The files found, as tree entries, by path.
+    var current: [String: TreeFile]
+    var nestedRepositories: [String]
+    var normalizationTwins: [(String, String)]
+
+    /// Refuses to write over a working tree whose paths cannot be told apart as strings.
+    func checkWritable() throws {
+        if let (a, b) = normalizationTwins.first { throw FolderScanner.normalizationError(a, b) }
+    }
+}
+
+/// A path compared byte for byte: Swift's `String` equality treats the NFC and NFD spellings of a
+/// name as equal, a file system does not.
+struct ExactPath: Hashable, Comparable {
+    var path: String
+
+    static func == (a: ExactPath, b: ExactPath) -> Bool { a.path.utf8.elementsEqual(b.path.utf8) }
+    func hash(into hasher: inout Hasher) {
+        for byte in path.utf8 { hasher.combine(byte) }
+    }
+    static func < (a: ExactPath, b: ExactPath) -> Bool {
+        if a.path != b.path { return a.path < b.path }
+        return a.path.utf8.lexicographicallyPrecedes(b.path.utf8)
+    }
 }
 
 /// What a switch or checkout did to the working tree.
@@ -42,21 +76,27 @@ extension Repository {
     public func status() throws -> WorktreeStatus {
         let head = try history.head()
         let tree = try worktreeBaseline(head: head).tree
-        return WorktreeStatus(head: head, changes: try status(against: tree).changes)
+        let comparison = try status(against: tree)
+        return WorktreeStatus(head: head, changes: comparison.changes, nestedRepositories: comparison.nestedRepositories,
+                              normalizationTwins: comparison.normalizationTwins)
     }
 
-    /// The working tree's files and their differences from `tree`.
-    func status(against tree: Tree) throws -> (changes: [WorktreeStatus.Change], current: [String: TreeFile]) {
-        let scanned = try FolderScanner.scan(root: root, ignore: IgnoreRules(file: root + "/.mrepoignore"))
+    /// The working tree's files and their differences from `tree`. Paths are compared byte for
+    /// byte, so two names that differ only in Unicode normalisation are two entries.
+    func status(against tree: Tree) throws -> WorktreeComparison {
+        let scan = try FolderScanner.scanFolder(root: root, ignore: IgnoreRules(file: root + "/.mrepoignore"))
+        let scanned = scan.files
         let snap = Snapshotter(objects: objects, options: codecOptions)
         let cache = try history.statCache()
         let prepared = try snap.prepare(scanned, cache: cache)
         let counter = ProgressCounter(progress, title: "status", total: prepared.filter { $0.cached == nil }.reduce(0) { $0 + $1.byteCount })
         var current: [String: TreeFile] = [:]
+        var found: [ExactPath: TreeFile] = [:]
         var fresh: [StatCacheEntry] = []
         for file in prepared {
             let entry = try snap.identify(file, progress: file.cached == nil ? counter : nil)
             current[entry.path] = entry
+            found[ExactPath(path: entry.path)] = entry
             if file.cached == nil {
                 fresh.append(StatCacheEntry(path: entry.path, stat: file.scanned.stat, identity: FileIdentityCoding.encode(entry)))
             }
@@ -66,10 +106,11 @@ extension Repository {
         history.saveStatCacheOpportunistically(fresh, removing: Array(stale))
 
         var changes: [WorktreeStatus.Change] = []
-        let paths = Set(current.keys).union(tree.files.map(\.path)).sorted()
-        for path in paths {
-            let old = tree.file(at: path)
-            let new = current[path]
+        let recorded = Dictionary(tree.files.map { (ExactPath(path: $0.path), $0) }, uniquingKeysWith: { a, _ in a })
+        for exact in Set(found.keys).union(recorded.keys).sorted() {
+            let path = exact.path
+            let old = recorded[exact]
+            let new = found[exact]
             switch (old, new) {
             case (nil, let n?):
                 changes.append(.init(path: path, kind: .added, changedTensors: n.kind == .safetensors ? n.tensors.count : nil, tensorCount: n.tensors.count))
@@ -87,7 +128,8 @@ extension Repository {
                 break
             }
         }
-        return (changes, current)
+        return WorktreeComparison(changes: changes, current: current, nestedRepositories: scan.nestedRepositories,
+                                  normalizationTwins: FolderScanner.normalizationTwins(scanned.map(\.path)))
     }
 
     // MARK: - Switch and checkout
@@ -225,12 +267,15 @@ extension Repository {
     /// - Parameter prepared: files already written and synced elsewhere on this file system (path →
     ///   temporary file), moved beside their destination instead of being decoded again.
     func stageCheckout(_ newTree: Tree, over oldTree: Tree, force: Bool, prepared: [String: String] = [:]) throws -> StagedCheckout {
-        let (changes, current) = try status(against: oldTree)
+        let comparison = try status(against: oldTree)
+        try comparison.checkWritable()
+        let (changes, current) = (comparison.changes, comparison.current)
         // Local changes to paths the two trees agree on are carried over, as git does.
         var carried = Set<String>()
         if !force {
             var blocked: [String] = []
-            for change in changes {
+            // A nested repository's files are its own: they neither block nor are touched.
+            for change in changes where !isInsideNestedRepository(change.path) {
                 let before = oldTree.file(at: change.path)?.identity
                 let after = newTree.file(at: change.path)?.identity
                 if change.kind == .added {
@@ -247,7 +292,9 @@ extension Repository {
         var toWrite: [TreeFile] = []
         for file in newTree.files {
             _ = try PathPolicy.normalize(file.path)
-            if carried.contains(file.path) { continue }
+            // A tree recorded before the folder became a nested repository still lists its files:
+            // they are left as the nested repository has them.
+            if carried.contains(file.path) || isInsideNestedRepository(file.path) { continue }
             if current[file.path]?.identity == file.identity {
                 checkout.stats.unchanged += 1
                 if let st = FileStat.of(root + "/" + file.path) {
@@ -261,6 +308,7 @@ extension Repository {
         let keep = Set(newTree.files.map(\.path))
         checkout.removals = oldTree.files.map(\.path).filter { !keep.contains($0) && current[$0] != nil }
         for path in checkout.removals { try PathPolicy.checkNoSymlinkParents(root: root, path: path) }
+        try makeRoom(for: toWrite.map(\.path), removals: checkout.removals, force: force, staging: checkout.staging)
 
         let counter = ProgressCounter(progress, title: "checkout", total: toWrite.reduce(0) { $0 + $1.byteCount })
         do {
@@ -363,10 +411,18 @@ extension Repository {
     // MARK: - Export
 
     /// The absolute path of an export folder, created (by `staging`, which deletes it again on
-    /// rollback) if missing; never the working tree.
+    /// rollback) if missing; never the working tree itself nor anything inside `.mrepo`, however
+    /// symbolic links lead there.
     func exportDirectory(_ directory: String, staging: FileStaging) throws -> String {
         let dir = Repository.absolutePath(directory)
-        if dir == root { throw RepoError.invalidArgument("export into the working tree itself; use 'mrepo checkout' instead") }
+        let real = Repository.resolvingLinks(dir)
+        if dir == root || real == Repository.resolvingLinks(root) {
+            throw RepoError.invalidArgument("export into the working tree itself; use 'mrepo checkout' instead")
+        }
+        let store = Repository.resolvingLinks(metaDirectory)
+        if real == store || real.hasPrefix(store + "/") || dir == metaDirectory || dir.hasPrefix(metaDirectory + "/") {
+            throw RepoError.invalidArgument("export into \(directory): the folder is inside the repository's own store (\(Repository.directoryName)); choose a folder outside it")
+        }
         try staging.createDirectory(dir, shownAs: directory)
         return dir
     }

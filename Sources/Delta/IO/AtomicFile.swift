@@ -35,10 +35,13 @@ public final class AtomicFileWriter {
     }()
 
     /// Creates the temporary file next to `destination`.
-    /// - Parameter permissions: mode of the final file; the default is `0o644`.
-    public init(destination: String, permissions: mode_t = 0o644) throws {
+    /// - Parameters:
+    ///   - permissions: mode of the final file; the default is `0o644`.
+    ///   - temporaryDirectory: where to create the temporary file instead, on the same file system
+    ///     (for a destination whose folder does not exist yet).
+    public init(destination: String, permissions: mode_t = 0o644, temporaryDirectory: String? = nil) throws {
         self.destination = destination
-        temporaryPath = AtomicFileWriter.temporaryPath(for: destination)
+        temporaryPath = AtomicFileWriter.temporaryPath(for: temporaryDirectory.map { $0 + "/" + splitPath(destination).name } ?? destination)
         fd = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, permissions)
         guard fd >= 0 else { throw DeltaError.io(path: destination, reason: "cannot create temporary file: \(errnoDescription())") }
         buffer = .allocate(byteCount: 1 << 20, alignment: 64)

@@ -80,7 +80,8 @@ public struct SafetensorsHeader: Sendable, Equatable {
     /// Parses and validates a header.
     ///
     /// Rejects, with a one-line error naming `file`: an oversized or truncated header, JSON that is
-    /// invalid or has duplicate keys, an unknown dtype, a shape or offsets that are not
+    /// invalid or has duplicate keys, a tensor name holding a control character (U+0000–U+001F,
+    /// U+007F), an unknown dtype, a shape or offsets that are not
     /// non-negative integers, a byte length that disagrees with dtype × shape, offsets outside
     /// the data section, overlapping tensors, and data bytes that belong to no tensor.
     ///
@@ -134,6 +135,12 @@ public struct SafetensorsHeader: Sendable, Equatable {
     private static func parseTensor(_ member: JSONMember, dataByteCount: Int, file: String) throws(DeltaError) -> TensorInfo {
         let name = member.key
         func bad(_ problem: String) -> DeltaError { .invalidTensor(file: file, tensor: name, problem: problem) }
+        // SQLite keeps a TEXT value only up to a NUL, and a line break would split every listing
+        // and error that names the tensor: such names are refused, shown escaped.
+        if let c = DisplayText.firstControlCharacter(in: name) {
+            throw .invalidTensor(file: file, tensor: DisplayText.escaping(name),
+                                 problem: "tensor names must not contain control characters (found \(DisplayText.codePoint(c)))")
+        }
         guard member.value.objectValue != nil else { throw bad("entry is not an object") }
         guard let dtypeText = member.value["dtype"]?.stringValue else { throw bad("missing 'dtype'") }
         guard let dtype = DType(rawValue: dtypeText) else { throw bad("unknown dtype '\(dtypeText)'") }

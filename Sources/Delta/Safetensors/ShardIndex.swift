@@ -39,14 +39,28 @@ public struct ShardIndex: Sendable, Equatable {
         var pairs: [(tensor: String, file: String)] = []
         for member in map {
             guard let shard = member.value.stringValue else {
-                throw .invalidShardIndex(file: file, problem: "weight_map entry '\(member.key)' is not a file name")
+                throw .invalidShardIndex(file: file, problem: "weight_map entry '\(DisplayText.escaping(member.key))' is not a file name")
             }
-            guard !shard.contains("/"), !shard.hasPrefix(".") else {
-                throw .invalidShardIndex(file: file, problem: "weight_map entry '\(member.key)' names '\(shard)', outside the checkpoint folder")
+            let key = DisplayText.escaping(member.key)
+            guard !shard.contains("/"), !shard.contains("\\"), !shard.hasPrefix(".") else {
+                throw .invalidShardIndex(file: file, problem: "weight_map entry '\(key)' names '\(DisplayText.escaping(shard))', outside the checkpoint folder")
+            }
+            guard !shard.isEmpty, DisplayText.firstControlCharacter(in: shard) == nil else {
+                throw .invalidShardIndex(file: file, problem: "weight_map entry '\(key)' names '\(DisplayText.escaping(shard))', which is not a file name")
             }
             pairs.append((member.key, shard))
         }
         return ShardIndex(weightMap: pairs, metadata: root["metadata"])
+    }
+
+    /// Checks that every shard the index names is a file of its folder; `exists` answers for a
+    /// shard's name (relative to the index's folder). The error names the first entry that points
+    /// at a missing shard.
+    public func checkShardsExist(file: String, exists: (String) -> Bool) throws(DeltaError) {
+        for shard in shardFiles where !exists(shard) {
+            let entry = weightMap.first { $0.file == shard }!.tensor
+            throw .invalidShardIndex(file: file, problem: "weight_map entry '\(DisplayText.escaping(entry))' names shard '\(shard)', which is not in the folder")
+        }
     }
 
     /// Serializes an index as the Hugging Face libraries write it (two-space indent, sorted keys).

@@ -24,6 +24,8 @@ public struct LoRAConfig: Sendable, Equatable {
     public var baseModel: String?
     /// `task_type`, informational.
     public var taskType: String?
+    /// The pattern keys that are regular expressions, compiled once (`init(json:file:)`).
+    var compiled: [String: BoundedRegex] = [:]
 
     public static func == (a: LoRAConfig, b: LoRAConfig) -> Bool {
         a.rank == b.rank && a.alpha == b.alpha && a.targetModules == b.targetModules && a.targetPattern == b.targetPattern
@@ -56,7 +58,7 @@ public struct LoRAConfig: Sendable, Equatable {
         if root["use_dora"] == .bool(true) { throw bad("DoRA adapters (use_dora: true) are not supported: their magnitude vectors are not a low-rank delta") }
         guard let r = root["r"]?.intValue, r > 0 else { throw bad("'r' must be a positive integer") }
         rank = r
-        alpha = root["lora_alpha"]?.doubleValue ?? 8  // PEFT's default
+        alpha = try LoRAConfig.alpha(root["lora_alpha"], field: "'lora_alpha'", file: file) ?? 8  // PEFT's default
         switch root["target_modules"] {
         case let .array(items)?:
             targetModules = items.compactMap(\.stringValue)
@@ -70,26 +72,101 @@ public struct LoRAConfig: Sendable, Equatable {
         }
         useRSLoRA = root["use_rslora"] == .bool(true)
         fanInFanOut = root["fan_in_fan_out"] == .bool(true)
-        rankPattern = (root["rank_pattern"]?.objectValue ?? []).compactMap { m in m.value.intValue.map { (m.key, $0) } }
-        alphaPattern = (root["alpha_pattern"]?.objectValue ?? []).compactMap { m in m.value.doubleValue.map { (m.key, $0) } }
+        rankPattern = []
+        alphaPattern = []
+        // Every override is checked here, so that a bad one stops the commit instead of being
+        // dropped (or hanging it: see BoundedRegex).
+        for (field, value) in [("rank_pattern", root["rank_pattern"]), ("alpha_pattern", root["alpha_pattern"])] {
+            guard let value, value != .null else { continue }
+            guard let members = value.objectValue else { throw bad("'\(field)' must be an object of module patterns") }
+            for m in members {
+                let name = "'\(field)' entry '\(DisplayText.escaping(m.key))'"
+                if let regex = try LoRAConfig.compilePattern(m.key, field: name, file: file) { compiled[m.key] = regex }
+                if field == "rank_pattern" {
+                    guard let r = m.value.intValue, r > 0 else { throw bad("\(name) must be a positive integer rank") }
+                    rankPattern.append((m.key, r))
+                } else {
+                    alphaPattern.append((m.key, try LoRAConfig.alpha(m.value, field: name, file: file)!))
+                }
+            }
+        }
         baseModel = root["base_model_name_or_path"]?.stringValue
         taskType = root["task_type"]?.stringValue
     }
 
-    /// The rank and alpha PEFT uses for a module (pattern keys match a module-name suffix).
-    public func rankAndAlpha(module: String) -> (rank: Int, alpha: Double) {
-        func matches(_ key: String) -> Bool {
-            module == key || module.hasSuffix("." + key) || (try? Regex(key)).map { module.wholeMatch(of: $0) != nil } == true
+    /// Steps of pattern matching allowed for one adapter (all its modules against all its
+    /// patterns): well under a second, and far more than real configs need.
+    public static let patternBudget = 20_000_000
+
+    /// An alpha: a number whose scale stays finite in float32; nil when absent (`null` included).
+    static func alpha(_ value: JSONValue?, field: String, file: String) throws(MergeError) -> Double? {
+        guard let value, value != .null else { return nil }
+        guard let a = value.doubleValue else {
+            throw .invalidRecipe(file: file, problem: "\(field) must be a number, not \(DisplayText.escaping(value.serialized()))")
         }
-        let r = rankPattern.first { matches($0.key) }?.value ?? rank
-        let a = alphaPattern.first { matches($0.key) }?.value ?? alpha
+        guard a.isFinite, abs(a) <= Double(Float.greatestFiniteMagnitude) else {
+            throw .invalidRecipe(file: file, problem: "\(field) is \(DisplayText.escaping(value.serialized())), which is not a finite float32 number")
+        }
+        return a
+    }
+
+    /// A pattern key compiled (nil for a literal key), or an error naming it when mrepo cannot match
+    /// it in bounded time (see ``BoundedRegex``).
+    static func compilePattern(_ key: String, field: String, file: String) throws(MergeError) -> BoundedRegex? {
+        guard !BoundedRegex.isLiteral(key) else { return nil }
+        do {
+            return try BoundedRegex(key)
+        } catch {
+            throw .invalidRecipe(file: file, problem: "\(field): \(error.message)")
+        }
+    }
+
+    /// The rank and alpha PEFT uses for a module: the first `rank_pattern` / `alpha_pattern` key
+    /// that equals the module name, is a suffix of it after a `.`, or (as a regular expression)
+    /// matches all of it.
+    ///
+    /// - Parameter budget: matching steps left (``patternBudget`` for a whole adapter); exceeding
+    ///   it throws an error naming the file.
+    public func rankAndAlpha(module: String, budget: inout Int) throws(MergeError) -> (rank: Int, alpha: Double) {
+        let r = try overrides(module: module, budget: &budget)
+        return (r.rank ?? rank, r.alpha ?? alpha)
+    }
+
+    /// The `rank_pattern` and `alpha_pattern` values for a module, nil where no key matches.
+    func overrides(module: String, budget: inout Int) throws(MergeError) -> (rank: Int?, alpha: Double?) {
+        var exhausted = false
+        func matches(_ key: String) -> Bool {
+            if module == key || module.hasSuffix("." + key) { return true }
+            guard !exhausted, !BoundedRegex.isLiteral(key), let regex = compiled[key] ?? (try? BoundedRegex(key)) else { return false }
+            do {
+                return try regex.wholeMatch(module, budget: &budget)
+            } catch {
+                exhausted = true
+                return false
+            }
+        }
+        let r = rankPattern.first { matches($0.key) }?.value
+        let a = alphaPattern.first { matches($0.key) }?.value
+        if exhausted {
+            throw .invalidRecipe(file: LoRAConfig.fileName, problem: "matching 'rank_pattern' and 'alpha_pattern' against the adapter's modules exceeds \(LoRAConfig.patternBudget) steps; use fewer or simpler patterns")
+        }
         return (r, a)
+    }
+
+    /// ``rankAndAlpha(module:budget:)`` for one module, with a whole adapter's budget (the config's
+    /// defaults if even that is exceeded).
+    public func rankAndAlpha(module: String) -> (rank: Int, alpha: Double) {
+        var budget = LoRAConfig.patternBudget
+        return (try? rankAndAlpha(module: module, budget: &budget)) ?? (rank, alpha)
     }
 
     /// ΔW = scale · B·A with scale = alpha / r (or alpha / √r with rsLoRA).
     public func scale(module: String, rank actual: Int) -> Double {
-        let (_, a) = rankAndAlpha(module: module)
-        return useRSLoRA ? a / Double(actual).squareRoot() : a / Double(actual)
+        scale(alpha: rankAndAlpha(module: module).alpha, rank: actual)
+    }
+
+    func scale(alpha a: Double, rank actual: Int) -> Double {
+        useRSLoRA ? a / Double(actual).squareRoot() : a / Double(actual)
     }
 
     /// A minimal PEFT config for an adapter mrepo writes (a merge's view).
@@ -199,6 +276,7 @@ public struct LoRAAdapter: Sendable {
             }
         }
         var modules: [LoRAModule] = []
+        var budget = LoRAConfig.patternBudget
         for module in order {
             guard let a = aTensors[module] else { throw bad("module '\(module)' has lora_B but no lora_A") }
             guard let b = bTensors[module] else { throw bad("module '\(module)' has lora_A but no lora_B") }
@@ -217,8 +295,15 @@ public struct LoRAAdapter: Sendable {
             guard baseShape == expected else {
                 throw bad("module '\(module)': B·A is \(out)×\(inFeatures) but base tensor '\(baseName)' is \(baseShape.shapeDescription)")
             }
+            let overrides = try config.overrides(module: module, budget: &budget)
+            let configured = overrides.rank ?? config.rank, alpha = overrides.alpha ?? config.alpha
+            // PEFT builds each module with the configured rank and could not load these factors.
+            guard configured == rank else {
+                let field = overrides.rank != nil ? "'rank_pattern'" : "'r'"
+                throw .invalidRecipe(file: LoRAConfig.fileName, problem: "\(field) gives module '\(module)' rank \(configured), but its lora_A in \(file) is \(a.1.shapeDescription) (rank \(rank))")
+            }
             modules.append(LoRAModule(module: module, aName: a.0, bName: b.0, baseTensor: baseName, baseShape: baseShape, rank: rank,
-                                      scale: config.scale(module: module, rank: rank), transposed: transposed))
+                                      scale: config.scale(alpha: alpha, rank: rank), transposed: transposed))
         }
         guard !modules.isEmpty else { throw bad("no lora_A/lora_B tensor pairs") }
         return LoRAAdapter(config: config, modules: modules, replacements: replacements)

@@ -8,13 +8,22 @@ import GRDB
 /// WAL mode: readers never wait for the writer. Every write method is one transaction that keeps
 /// the invariants (an object row only for a durable object file; a ref only to a recorded commit).
 public final class HistoryDatabase: @unchecked Sendable {
-    let pool: DatabasePool
+    /// A pool of connections (WAL: readers never wait), or on a full disk one connection in
+    /// exclusive locking mode (see ``init(path:create:)``).
+    let pool: any DatabaseWriter
     public let path: String
 
     /// The repository format this build writes, and the newest it reads.
     public static let formatVersion = 1
 
     /// Opens (or creates) the database and applies pending migrations.
+    ///
+    /// On a full disk a connection pool cannot open: SQLite must create and size the WAL index
+    /// (`mrepo.db-shm`, 32 KiB) and GRDB writes to the WAL on open; a read-only connection needs
+    /// the same WAL index. The database is then opened with a single connection in exclusive
+    /// locking mode, which keeps the WAL index in memory: every read works (`log`, `status`,
+    /// `fsck`, ...), a write fails with ``RepoError/diskFull(path:)`` unless space was freed, and
+    /// other processes wait while the command runs.
     public init(path: String, create: Bool) throws {
         self.path = path
         var config = Configuration()
@@ -24,14 +33,25 @@ public final class HistoryDatabase: @unchecked Sendable {
         do {
             pool = try DatabasePool(path: path, configuration: config)
         } catch {
-            throw RepoError.io(path: path, reason: "cannot open the history database: \(error)")
+            guard !create, HistoryDatabase.isDiskFull(error, path: path) else {
+                throw HistoryDatabase.failure(error, path: path, context: "cannot open the history database")
+            }
+            config.prepareDatabase { db in try db.execute(sql: "PRAGMA locking_mode = EXCLUSIVE") }
+            do {
+                pool = try DatabaseQueue(path: path, configuration: config)
+            } catch {
+                throw HistoryDatabase.failure(error, path: path, context: "cannot open the history database")
+            }
         }
         let migrator = HistoryDatabase.migrator
         do {
             if try pool.read({ try migrator.hasBeenSuperseded($0) }) {
                 throw RepoError.unsupportedFormat(path: path, problem: "the history database was written by a newer mrepo; upgrade mrepo to use this repository")
             }
-            try migrator.migrate(pool)
+            // Migrating takes the write lock even when there is nothing to do: look first.
+            if try !pool.read({ try migrator.hasCompletedMigrations($0) }) {
+                try migrator.migrate(pool)
+            }
             if create {
                 try pool.write { db in
                     try db.execute(sql: "INSERT OR REPLACE INTO meta(key, value) VALUES ('formatVersion', ?)", arguments: ["\(HistoryDatabase.formatVersion)"])
@@ -45,11 +65,28 @@ public final class HistoryDatabase: @unchecked Sendable {
             guard v <= HistoryDatabase.formatVersion else {
                 throw RepoError.unsupportedFormat(path: path, problem: "repository format \(v) is newer than this mrepo understands (\(HistoryDatabase.formatVersion))")
             }
-        } catch let error as RepoError {
-            throw error
         } catch {
-            throw RepoError.io(path: path, reason: "history database: \(error)")
+            throw HistoryDatabase.failure(error, path: path, context: "history database")
         }
+    }
+
+    /// Whether an SQLite error comes from a full disk: SQLITE_FULL, or an I/O error (SQLite's
+    /// word for a WAL index it cannot size) while the file system has almost no room left.
+    static func isDiskFull(_ error: any Error, path: String) -> Bool {
+        if case RepoError.diskFull = error { return true }
+        guard let e = error as? DatabaseError else { return false }
+        switch e.resultCode {
+        case .SQLITE_FULL: return true
+        case .SQLITE_IOERR, .SQLITE_CANTOPEN: return DiskSpace.isLow(near: path)
+        default: return false
+        }
+    }
+
+    /// The one-line error for a database failure.
+    static func failure(_ error: any Error, path: String, context: String) -> RepoError {
+        if let e = error as? RepoError { return e }
+        if isDiskFull(error, path: path) { return .diskFull(path: path) }
+        return .io(path: path, reason: "\(context): \(error)")
     }
 
     static var migrator: DatabaseMigrator {
@@ -158,10 +195,8 @@ public final class HistoryDatabase: @unchecked Sendable {
     func read<T>(_ body: (Database) throws -> T) throws -> T {
         do {
             return try pool.read(body)
-        } catch let error as RepoError {
-            throw error
         } catch {
-            throw RepoError.io(path: path, reason: "history database: \(error)")
+            throw HistoryDatabase.failure(error, path: path, context: "history database")
         }
     }
 
@@ -181,7 +216,7 @@ public final class HistoryDatabase: @unchecked Sendable {
         } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY {
             throw RepoError.repositoryLocked(path: path, pid: nil)
         } catch {
-            throw RepoError.io(path: path, reason: "history database: \(error)")
+            throw HistoryDatabase.failure(error, path: path, context: "history database")
         }
     }
 

@@ -216,7 +216,11 @@ extension Repository {
         try refuseDuringMerge("switching")
         let head = try history.head()
         let (oldTree, _) = try worktreeBaseline(head: head)
-        let (changes, current) = try status(against: oldTree)
+        let comparison = try status(against: oldTree)
+        try comparison.checkWritable()
+        let current = comparison.current
+        // A nested repository's files are its own: they neither block nor are touched.
+        let changes = comparison.changes.filter { !isInsideNestedRepository($0.path) }
         if !force, !changes.isEmpty {
             throw RepoError.dirtyWorktree(operation: "checking out \(description)", paths: changes.map(\.path))
         }
@@ -225,6 +229,7 @@ extension Repository {
         var toWrite: [(path: String, file: OutputFile)] = []
         for file in outputs {
             let path = try PathPolicy.normalize(file.path)
+            if isInsideNestedRepository(path) { continue }
             if case let .stored(f) = file, current[path]?.identity == f.identity {
                 checkout.stats.unchanged += 1
                 files.append(f)
@@ -239,6 +244,7 @@ extension Repository {
         let keep = Set(outputs.map(\.path))
         checkout.removals = current.keys.filter { !keep.contains($0) && oldTree.file(at: $0) != nil }.sorted()
         for path in checkout.removals { try PathPolicy.checkNoSymlinkParents(root: root, path: path) }
+        try makeRoom(for: toWrite.map(\.path), removals: checkout.removals, force: force, staging: checkout.staging)
         let counter = ProgressCounter(progress, title: "checkout", total: outputs.reduce(0) { $0 + $1.byteCount })
         do {
             for (path, file) in toWrite {

@@ -92,6 +92,9 @@ extension Repository {
         }
         switch result {
         case let .success(adapter): return adapter
+        case let .failure(.invalidRecipe(file, problem)) where file == LoRAConfig.fileName:
+            // The config itself is wrong (a rank that disagrees with the factors, patterns too costly to match).
+            throw RepoError.invalidArgument("\(file): \(problem)")
         case let .failure(.invalidRecipe(file, problem)):
             throw RepoError.invalidArgument("\(file) is not an adapter of commit \(base.short): \(problem); name its base model commit with --adapter-of REV")
         case let .failure(error): throw error

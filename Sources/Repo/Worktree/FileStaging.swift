@@ -14,15 +14,30 @@ import Foundation
 ///
 /// Only paths are held, so memory does not grow with the files. Until the renames the file
 /// system holds both the old and the new version of every file being replaced.
+///
+/// A checkout that turns a file into a folder (or a folder into a file) registers what stands in
+/// the way with ``removeBeforeRenaming(_:files:)``: ``commit(didRename:)`` removes it after every
+/// file is synced, just before the renames. A file staged under a folder that does not exist yet
+/// because a registered file stands there is written beside that file, and its folders are
+/// created at the commit.
 final class FileStaging {
     private struct Staged {
         var temporary: String
         var destination: String
         /// Already durable (an adopted file); not synced again.
         var synced: Bool
+        /// The destination's folder is created at the commit (a registered file stands in its way).
+        var deferredFolder = false
+    }
+
+    /// Something in the way: a file, or a folder with the files in it (absolute paths).
+    private struct Obstacle {
+        var path: String
+        var files: [String]
     }
 
     private var staged: [Staged] = []
+    private var obstacles: [Obstacle] = []
     /// How many of `staged` are renamed into place (they are renamed in order).
     private var renamed = 0
     /// Folders created for the files, each after its parent.
@@ -63,12 +78,12 @@ final class FileStaging {
     /// is then closed (not yet synced) and kept for ``commit(didRename:)``. If `body` throws, the
     /// temporary file is deleted.
     func write(to destination: String, permissions: mode_t = 0o644, _ body: (AtomicFileWriter) throws -> Void) throws {
-        try createDirectory(splitPath(destination).dir)
-        let writer = try AtomicFileWriter(destination: destination, permissions: permissions)
+        let deferredIn = try prepareFolder(of: destination)
+        let writer = try AtomicFileWriter(destination: destination, permissions: permissions, temporaryDirectory: deferredIn)
         do {
             try body(writer)
             let temporary = try writer.closeUnsynced()
-            staged.append(Staged(temporary: temporary, destination: destination, synced: false))
+            staged.append(Staged(temporary: temporary, destination: destination, synced: false, deferredFolder: deferredIn != nil))
         } catch {
             writer.abort()
             throw error
@@ -79,15 +94,63 @@ final class FileStaging {
     /// beside `destination`, as if it had been written there. False, with `file` deleted, when it
     /// cannot be moved, e.g. from another file system: the caller then writes the file itself.
     func adopt(_ file: String, for destination: String, executable: Bool) throws -> Bool {
-        try createDirectory(splitPath(destination).dir)
+        let deferredIn = try prepareFolder(of: destination)
         if executable { chmod(file, 0o755) }
-        let temporary = AtomicFileWriter.temporaryPath(for: destination)
+        let temporary = AtomicFileWriter.temporaryPath(for: deferredIn.map { $0 + "/" + splitPath(destination).name } ?? destination)
         guard rename(file, temporary) == 0 else {
             unlink(file)
             return false
         }
-        staged.append(Staged(temporary: temporary, destination: destination, synced: true))
+        staged.append(Staged(temporary: temporary, destination: destination, synced: true, deferredFolder: deferredIn != nil))
         return true
+    }
+
+    /// Registers a file, or a folder holding exactly `files`, that stands where a staged file or
+    /// its folder goes; ``commit(didRename:)`` removes it before the renames. Register before
+    /// staging the files it blocks.
+    func removeBeforeRenaming(_ path: String, files: [String] = []) {
+        obstacles.append(Obstacle(path: path, files: files))
+    }
+
+    /// Creates the destination's folder, or, when a registered file stands where one of its
+    /// folders goes, returns the folder of that file, where the temporary file is written instead.
+    private func prepareFolder(of destination: String) throws -> String? {
+        let dir = splitPath(destination).dir
+        var d = dir
+        while !d.isEmpty, d != "/" {
+            if obstacles.contains(where: { $0.path == d && $0.files.isEmpty }) { return splitPath(d).dir }
+            d = splitPath(d).dir
+        }
+        try createDirectory(dir)
+        return nil
+    }
+
+    /// Removes the registered obstacles: files, then the folders emptied of the files they held.
+    private func removeObstacles() throws {
+        for obstacle in obstacles {
+            guard !obstacle.files.isEmpty || FileStat.of(obstacle.path)?.isDirectory == true else {
+                if unlink(obstacle.path) != 0, errno != ENOENT {
+                    throw RepoError.io(path: obstacle.path, reason: "cannot remove the file in the way: \(errnoDescription())")
+                }
+                continue
+            }
+            var folders = Set<String>()
+            for file in obstacle.files {
+                if unlink(file) != 0, errno != ENOENT {
+                    throw RepoError.io(path: file, reason: "cannot remove: \(errnoDescription())")
+                }
+                var d = splitPath(file).dir
+                while d.count > obstacle.path.count, d.hasPrefix(obstacle.path + "/") {
+                    folders.insert(d)
+                    d = splitPath(d).dir
+                }
+            }
+            for folder in folders.sorted(by: { $0.count > $1.count }) { rmdir(folder) }
+            guard rmdir(obstacle.path) == 0 else {
+                throw RepoError.io(path: obstacle.path, reason: "cannot remove the folder in the way: \(errnoDescription())")
+            }
+        }
+        obstacles.removeAll()
     }
 
     /// Makes the staged files durable, renames each over its destination (calling `didRename`
@@ -98,8 +161,10 @@ final class FileStaging {
         for file in staged[renamed...] where !file.synced {
             try AtomicFileWriter.syncFile(file.temporary, shownAs: file.destination)
         }
+        try removeObstacles()
         while renamed < staged.count {
             let file = staged[renamed]
+            if file.deferredFolder { try createDirectory(splitPath(file.destination).dir) }
             guard rename(file.temporary, file.destination) == 0 else {
                 throw RepoError.io(path: file.destination, reason: "rename failed: \(errnoDescription())")
             }

@@ -92,6 +92,19 @@ public struct IgnoreRules: Sendable {
         }
     }
 
+    /// ``ignores(_:isDirectory:)`` for a path whose bytes are not valid UTF-8: the globs are
+    /// matched against the raw bytes.
+    public func ignores(rawPath: [UInt8], isDirectory: Bool) -> Bool {
+        let name = Array(rawPath.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).last ?? rawPath[...])
+        if name.starts(with: Array(AtomicFileWriter.temporaryPrefix.utf8)) { return true }
+        func cString(_ bytes: [UInt8]) -> [CChar] { bytes.map { CChar(bitPattern: $0) } + [0] }
+        for p in patterns {
+            if p.directoryOnly && !isDirectory { continue }
+            if fnmatch(p.glob, cString(p.anchored ? rawPath : name), 0) == 0 { return true }
+        }
+        return false
+    }
+
     public func ignores(_ relativePath: String, isDirectory: Bool) -> Bool {
         let name = relativePath.split(separator: "/").last.map(String.init) ?? relativePath
         if relativePath == ".mrepo" || relativePath == ".git" || name.hasPrefix(AtomicFileWriter.temporaryPrefix) { return true }
@@ -113,44 +126,133 @@ public struct ScannedFile: Sendable {
     public var stat: FileStat
 }
 
+/// The files of a checkpoint folder, and the nested repositories left out.
+public struct FolderScan: Sendable {
+    /// Regular files, sorted by path.
+    public var files: [ScannedFile]
+    /// Folders holding their own `.mrepo` (relative paths): another repository's files, never
+    /// entered, never stored.
+    public var nestedRepositories: [String]
+}
+
 /// Lists the files of a checkpoint folder.
+///
+/// Names are read as the bytes the file system holds: a name that is not valid UTF-8 or that
+/// holds a control character is refused with its bytes escaped (unless `.mrepoignore` lists
+/// it), never dropped.
 public enum FolderScanner {
     /// Every regular file under `root`, sorted by path.
     ///
     /// - Parameter followSymlinks: follow links to regular files (`--dereference`); otherwise a
-    ///   symbolic link is an error, since a tree never stores one.
+    ///   symbolic link is an error, since a tree never stores one. A link to a folder is an error
+    ///   either way: following one could leave the folder.
     public static func scan(root: String, ignore: IgnoreRules, followSymlinks: Bool = false) throws -> [ScannedFile] {
-        var out: [ScannedFile] = []
-        try walk(root: root, relative: "", ignore: ignore, followSymlinks: followSymlinks, into: &out)
-        return out.sorted { $0.path < $1.path }
+        try scanFolder(root: root, ignore: ignore, followSymlinks: followSymlinks).files
     }
 
-    private static func walk(root: String, relative: String, ignore: IgnoreRules, followSymlinks: Bool, into out: inout [ScannedFile]) throws {
+    /// ``scan(root:ignore:followSymlinks:)`` with the nested repositories it left out.
+    public static func scanFolder(root: String, ignore: IgnoreRules, followSymlinks: Bool = false) throws -> FolderScan {
+        var out = FolderScan(files: [], nestedRepositories: [])
+        try walk(root: root, relative: "", ignore: ignore, followSymlinks: followSymlinks, into: &out)
+        out.files.sort { $0.path < $1.path }
+        return out
+    }
+
+    /// Whether a folder holds its own repository (anything named `.mrepo`, as git treats `.git`).
+    public static func isNestedRepository(_ folder: String) -> Bool {
+        FileStat.of(folder + "/" + Repository.directoryName) != nil
+    }
+
+    private static func walk(root: String, relative: String, ignore: IgnoreRules, followSymlinks: Bool, into out: inout FolderScan) throws {
         let dir = relative.isEmpty ? root : root + "/" + relative
-        let names: [String]
-        do {
-            names = try FileManager.default.contentsOfDirectory(atPath: dir)
-        } catch {
-            throw RepoError.io(path: dir, reason: "cannot list directory")
-        }
-        for name in names.sorted() {
+        for bytes in try entries(of: dir) {
+            let relativeBytes = relative.isEmpty ? bytes : Array(relative.utf8) + [UInt8(ascii: "/")] + bytes
+            guard let name = String(validating: bytes, as: UTF8.self) else {
+                if ignore.ignores(rawPath: relativeBytes, isDirectory: isDirectory(Array(root.utf8) + [UInt8(ascii: "/")] + relativeBytes)) { continue }
+                throw RepoError.unsafePath(DisplayText.escaping(bytes: relativeBytes),
+                                           reason: "the name is not valid UTF-8 (shown with its bytes escaped); rename it, or list it in .mrepoignore")
+            }
             let rel = relative.isEmpty ? name : relative + "/" + name
             let abs = root + "/" + rel
             guard var st = FileStat.of(abs) else { continue }
             if ignore.ignores(rel, isDirectory: st.isDirectory) { continue }
+            if let c = DisplayText.firstControlCharacter(in: name) {
+                throw RepoError.unsafePath(DisplayText.escaping(rel),
+                                           reason: "the name holds a control character (\(DisplayText.codePoint(c))); rename it, or list it in .mrepoignore")
+            }
             if st.isSymlink {
-                guard followSymlinks, let target = FileStat.of(abs, followLinks: true), target.isRegular || target.isDirectory else {
+                guard followSymlinks else {
                     throw RepoError.unsafePath(rel, reason: "is a symbolic link; trees never store links (pass --dereference to store the file it points to, or list it in .mrepoignore)")
+                }
+                guard let target = FileStat.of(abs, followLinks: true), target.isRegular else {
+                    let what = FileStat.of(abs, followLinks: true)?.isDirectory == true ? "a folder" : "nothing mrepo can store"
+                    throw RepoError.unsafePath(rel, reason: "is a symbolic link to \(what); --dereference follows links to regular files only (copy the folder in, or list the link in .mrepoignore)")
                 }
                 st = target
             }
             if st.isDirectory {
+                if isNestedRepository(abs) {
+                    out.nestedRepositories.append(rel)
+                    continue
+                }
                 try walk(root: root, relative: rel, ignore: ignore, followSymlinks: followSymlinks, into: &out)
             } else if st.isRegular {
                 _ = try PathPolicy.normalize(rel)
-                out.append(ScannedFile(path: rel, absolutePath: abs, stat: st))
+                out.files.append(ScannedFile(path: rel, absolutePath: abs, stat: st))
             }
         }
+    }
+
+    /// The names in a folder as raw bytes, sorted, without `.` and `..`.
+    static func entries(of dir: String) throws -> [[UInt8]] {
+        guard let handle = opendir(dir) else { throw RepoError.io(path: dir, reason: "cannot list directory: \(errnoDescription())") }
+        defer { closedir(handle) }
+        var names: [[UInt8]] = []
+        while let entry = readdir(handle) {
+            let name = withUnsafePointer(to: &entry.pointee.d_name) { tuple in
+                tuple.withMemoryRebound(to: CChar.self, capacity: MemoryLayout.size(ofValue: tuple.pointee)) { c in
+                    Array(UnsafeRawBufferPointer(start: c, count: strlen(c)))
+                }
+            }
+            if name == [0x2E] || name == [0x2E, 0x2E] { continue }
+            names.append(name)
+        }
+        return names.sorted { $0.lexicographicallyPrecedes($1) }
+    }
+
+    private static func isDirectory(_ pathBytes: [UInt8]) -> Bool {
+        var st = stat()
+        let rc = (pathBytes + [0]).withUnsafeBufferPointer { p in
+            p.withMemoryRebound(to: CChar.self) { lstat($0.baseAddress!, &st) }
+        }
+        return rc == 0 && st.st_mode & S_IFMT == S_IFDIR
+    }
+
+    /// Refuses two files whose paths differ only in Unicode normalisation (NFC and NFD spellings
+    /// of the same name): Swift and mrepo's trees treat such paths as one, the file system as two.
+    public static func checkNormalization(_ files: [ScannedFile]) throws {
+        if let (a, b) = normalizationTwins(files.map(\.path)).first {
+            throw normalizationError(a, b)
+        }
+    }
+
+    /// Pairs of paths that are equal as Swift strings (canonically equivalent) but differ in bytes.
+    static func normalizationTwins(_ paths: [String]) -> [(String, String)] {
+        var first: [String: String] = [:]
+        var twins: [(String, String)] = []
+        for path in paths {
+            if let other = first[path] {
+                if !other.utf8.elementsEqual(path.utf8) { twins.append((other, path)) }
+            } else {
+                first[path] = path
+            }
+        }
+        return twins
+    }
+
+    static func normalizationError(_ a: String, _ b: String) -> RepoError {
+        .unsafePath(DisplayText.escapingNonASCII(a),
+                    reason: "differs from '\(DisplayText.escapingNonASCII(b))' only in Unicode normalisation (NFC and NFD); mrepo stores one spelling per name: rename or remove one of them")
     }
 }
 

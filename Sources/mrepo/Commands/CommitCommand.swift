@@ -166,6 +166,8 @@ struct StatusCommand: ParsableCommand {
                 "head": .opt(status.head.commit?.hex),
                 "view": .opt(try repo.currentView()?.description),
                 "clean": .bool(status.isClean),
+                "nested_repositories": .array(status.nestedRepositories.map { .string($0) }),
+                "normalization_twins": .array(status.normalizationTwins.map { .array([.string($0.0), .string($0.1)]) }),
                 "changes": .array(status.changes.map { c in
                     .obj(["path": .string(c.path), "status": .string(c.kind.rawValue),
                           "changed_tensors": c.changedTensors.map { .int($0) } ?? .null,
@@ -202,18 +204,28 @@ struct StatusCommand: ParsableCommand {
         }
         if status.isClean {
             print("nothing to commit, working tree clean")
-            return
-        }
-        print("Changes not committed:")
-        for c in status.changes {
-            var detail = ""
-            if c.kind == .modified, let n = c.changedTensors, let total = c.tensorCount {
-                detail = "  (\(n) of \(total) tensors differ)"
-            } else if c.kind == .added, let n = c.tensorCount, n > 0 {
-                detail = "  (\(n) tensors)"
+        } else {
+            print("Changes not committed:")
+            for c in status.changes {
+                var detail = ""
+                if c.kind == .modified, let n = c.changedTensors, let total = c.tensorCount {
+                    detail = "  (\(n) of \(total) tensors differ)"
+                } else if c.kind == .added, let n = c.tensorCount, n > 0 {
+                    detail = "  (\(n) tensors)"
+                }
+                let label = c.kind == .added ? "new file:" : c.kind == .modified ? "modified:" : "deleted: "
+                print("  \(label)  \(c.path)\(detail)")
             }
-            let label = c.kind == .added ? "new file:" : c.kind == .modified ? "modified:" : "deleted: "
-            print("  \(label)  \(c.path)\(detail)")
+        }
+        if !status.normalizationTwins.isEmpty {
+            print("Names that differ only in Unicode normalisation (commit refuses them; rename one):")
+            for (a, b) in status.normalizationTwins {
+                print("  \(DisplayText.escapingNonASCII(a))  \(DisplayText.escapingNonASCII(b))")
+            }
+        }
+        if !status.nestedRepositories.isEmpty {
+            print("Nested repositories (left out of commits, never touched by switch or checkout):")
+            for path in status.nestedRepositories { print("  \(path)/") }
         }
     }
 }

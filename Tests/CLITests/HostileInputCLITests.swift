@@ -1,0 +1,177 @@
+import Delta
+import Foundation
+import Testing
+
+/// Mounting a tmpfs needs root (CAP_SYS_ADMIN); where it is not allowed the full-disk test is
+/// skipped.
+enum TinyDisk {
+    static func run(_ arguments: [String]) -> Int32 {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = arguments
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return -1 }
+        p.waitUntilExit()
+        return p.terminationStatus
+    }
+
+    static let mountAllowed: Bool = {
+        let dir = NSTemporaryDirectory() + "mrepo-mount-probe-\(getpid())"
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        guard run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", dir]) == 0 else { return false }
+        _ = run(["umount", dir])
+        return true
+    }()
+
+    /// Fills the file system holding `path` (a new file) until a write fails.
+    static func fill(_ path: String) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        let block = [UInt8](repeating: 0x55, count: 4096)
+        while block.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) > 0 {}
+        // The last few bytes of a partly free block.
+        while write(fd, block, 1) > 0 {}
+    }
+}
+
+/// End to end: hostile files and a full disk get one-line errors and leave the repository intact.
+@Suite struct HostileInputCLITests {
+    @Test(.enabled(if: TinyDisk.mountAllowed, "mounting a tmpfs is not permitted here"))
+    func aFullDiskStillReadsAndGCFreesSpace() throws {
+        let s = try CLISandbox()
+        try s.makeFamily("fam")
+        try FileManager.default.createDirectory(atPath: s.path("disk"), withIntermediateDirectories: true)
+        try #require(TinyDisk.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", s.path("disk")]) == 0)
+        defer { _ = TinyDisk.run(["umount", "-l", s.path("disk")]) }
+        try s.ok(["init", "disk/repo"])
+        try s.ok(["commit", "--from", s.path("fam/base"), "-m", "base"], in: "disk/repo")
+        try s.ok(["switch", "-c", "scratch"], in: "disk/repo")
+        try s.ok(["commit", "--from", s.path("fam/chat"), "-m", "chat"], in: "disk/repo")
+        try s.ok(["switch", "main"], in: "disk/repo")
+        try s.ok(["branch", "-D", "scratch"], in: "disk/repo")
+        TinyDisk.fill(s.path("disk/fill"))
+        #expect((DiskSpace.available(near: s.path("disk")) ?? 1) == 0)
+
+        // Reading commands work.
+        #expect(try s.ok(["log", "--oneline"], in: "disk/repo").stdout.contains("base"))
+        #expect(try s.ok(["status"], in: "disk/repo").stdout.contains("working tree clean"))
+        #expect(try s.ok(["fsck"], in: "disk/repo").stdout.hasPrefix("ok: 2 commits"))
+        // Writing ones say so in one line and change nothing.
+        expectOneLineError(try s.run(["commit", "--allow-empty", "-m", "more"], in: "disk/repo"), contains: "disk full")
+        expectOneLineError(try s.run(["commit", "--from", s.path("fam/math"), "-m", "math"], in: "disk/repo"), contains: "disk full")
+        #expect(try s.ok(["log", "--oneline"], in: "disk/repo").stdout.split(separator: "\n").count == 1)
+
+        // gc frees space: on a full disk it deletes the files first. Killed there, it leaves rows
+        // whose files are gone, which fsck reports as a warning and the next gc forgets.
+        let killed = try s.run(["gc", "--prune-reflog"], in: "disk/repo", environment: ["MREPO_KILL_AT": "gc.remove:3"])
+        #expect(killed.status == -9, "the kill point was not reached: \(killed.stderr)")
+        let interrupted = try s.ok(["fsck"], in: "disk/repo")
+        #expect(interrupted.stdout.contains("2 objects that no branch, tag or HEAD needs have no file")
+                    || interrupted.stderr.contains("2 objects that no branch, tag or HEAD needs have no file"),
+                "\(interrupted.stdout)\(interrupted.stderr)")
+        let gc = try s.ok(["gc", "--prune-reflog"], in: "disk/repo")
+        #expect(gc.stdout.contains("removed 1 commits"), "\(gc.stdout)")
+        #expect((DiskSpace.available(near: s.path("disk")) ?? 0) > 0)
+        let fsck = try s.ok(["fsck"], in: "disk/repo")
+        #expect(fsck.stdout.hasPrefix("ok: 1 commits") && !fsck.stderr.contains("warning"), "\(fsck.stdout)\(fsck.stderr)")
+        try s.ok(["export", "HEAD", s.path("out")], in: "disk/repo")
+        #expect(s.sameFiles("out", "fam/base"))
+    }
+
+    @Test func hostileAdapterConfigsAreRefusedAtCommit() throws {
+        let s = try CLISandbox()
+        try s.ok(["synth", "fam", "--size", "tiny", "--adapters", "1", "--lora-rank", "4"])
+        try s.ok(["init", "repo"])
+        try s.ok(["commit", "--from", "../fam/base", "-m", "base"], in: "repo")
+        try s.ok(["switch", "-c", "lora"], in: "repo")
+        let configBytes = try #require(s.read("fam/lora-math/adapter_config.json"))
+        let original = try #require(try JSONSerialization.jsonObject(with: configBytes) as? [String: Any])
+        func commit(_ changes: [String: Any]) throws -> CLIResult {
+            var config = original
+            for (k, v) in changes { config[k] = v }
+            try? FileManager.default.removeItem(atPath: s.path("lora"))
+            try FileManager.default.copyItem(atPath: s.path("fam/lora-math"), toPath: s.path("lora"))
+            var text = String(decoding: try JSONSerialization.data(withJSONObject: config, options: [.sortedKeys]), as: UTF8.self)
+            // JSONSerialization cannot write 1e400: splice it in.
+            text = text.replacingOccurrences(of: "\"__1e400__\"", with: "1e400")
+            try Data(text.utf8).write(to: URL(fileURLWithPath: s.path("lora/adapter_config.json")))
+            return try s.run(["commit", "--from", "../lora", "-m", "lora"], in: "repo")
+        }
+        let cases: [([String: Any], String)] = [
+            (["lora_alpha": "__1e400__"], "adapter_config.json: 'lora_alpha' is 1e400, which is not a finite float32 number"),
+            (["lora_alpha": "sixteen"], #"adapter_config.json: 'lora_alpha' must be a number, not "sixteen""#),
+            (["r": 2], "adapter_config.json: 'r' gives module"),
+            (["rank_pattern": ["query": 8]], "adapter_config.json: 'rank_pattern' gives module"),
+            (["rank_pattern": ["(?<=x)query": 4]], "adapter_config.json: 'rank_pattern' entry '(?<=x)query': '(?' groups"),
+            (["alpha_pattern": ["value": "x"]], "adapter_config.json: 'alpha_pattern' entry 'value' must be a number"),
+        ]
+        for (changes, message) in cases {
+            expectOneLineError(try commit(changes), contains: message)
+        }
+        #expect(try s.ok(["log", "--oneline"], in: "repo").stdout.split(separator: "\n").count == 1)
+        // Patterns that hang a backtracking engine are matched in bounded time.
+        let slow = try commit(["rank_pattern": ["(.*a){20}": 2, "((query)+)+x": 3], "alpha_pattern": ["(\\w+\\.?)+\\.value": 4]])
+        #expect(slow.status == 0, "\(slow.stderr)")
+        #expect(try s.ok(["fsck"], in: "repo").status == 0)
+    }
+
+    @Test func hostileFilesGetOneLineErrorsAndChangeNothing() throws {
+        let s = try CLISandbox()
+        try s.makeFamily("fam")
+        try s.ok(["init", "repo"])
+        try s.ok(["commit", "--from", "../fam/base", "-m", "base"], in: "repo")
+        func log() throws -> String { try s.ok(["log", "--oneline"], in: "repo").stdout }
+        let before = try log()
+
+        // A tensor name with a NUL.
+        try Data(safetensorsFile(#"{"a\u0000b":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}"#, data: [1]))
+            .write(to: URL(fileURLWithPath: s.path("repo/extra.safetensors")))
+        expectOneLineError(try s.run(["commit", "-m", "nul"], in: "repo"),
+                           contains: "extra.safetensors: tensor 'a\\x00b': tensor names must not contain control characters (found U+0000)")
+        #expect(try s.run(["check", "repo/extra.safetensors"]).status != 0)
+        try FileManager.default.removeItem(atPath: s.path("repo/extra.safetensors"))
+
+        // A name that is not UTF-8.
+        let raw = Array(s.path("repo/caf").utf8) + [0xE9, 0]
+        let fd = raw.withUnsafeBufferPointer { p in p.withMemoryRebound(to: CChar.self) { open($0.baseAddress!, O_WRONLY | O_CREAT, 0o644) } }
+        close(fd)
+        expectOneLineError(try s.run(["status"], in: "repo"), contains: "caf\\xE9: the name is not valid UTF-8")
+        expectOneLineError(try s.run(["commit", "-m", "latin-1"], in: "repo"), contains: "caf\\xE9: the name is not valid UTF-8")
+        _ = raw.withUnsafeBufferPointer { p in p.withMemoryRebound(to: CChar.self) { unlink($0.baseAddress!) } }
+
+        // A shard index pointing outside the folder or at a missing shard.
+        for (shard, problem) in [("../x.safetensors", "names '../x.safetensors', outside the checkpoint folder"),
+                                 ("gone.safetensors", "names shard 'gone.safetensors', which is not in the folder")] {
+            try Data(#"{"weight_map": {"w": "\#(shard)"}}"#.utf8).write(to: URL(fileURLWithPath: s.path("repo/model.safetensors.index.json")))
+            expectOneLineError(try s.run(["commit", "-m", "index"], in: "repo"),
+                               contains: "model.safetensors.index.json: weight_map entry 'w' " + problem)
+        }
+        try FileManager.default.removeItem(atPath: s.path("repo/model.safetensors.index.json"))
+
+        // Exports into the store.
+        for destination in [".mrepo", ".mrepo/objects", "./sub/../.mrepo/x"] {
+            expectOneLineError(try s.run(["export", "HEAD", destination], in: "repo"), contains: "inside the repository's own store")
+        }
+        #expect(try log() == before)
+        #expect(try s.ok(["status"], in: "repo").stdout.contains("working tree clean"))
+        #expect(try s.ok(["fsck"], in: "repo").status == 0)
+
+        // A nested repository is listed by status, never committed.
+        try s.ok(["init", "repo/inner"])
+        try Data("{}".utf8).write(to: URL(fileURLWithPath: s.path("repo/inner/config.json")))
+        let status = try s.ok(["status"], in: "repo").stdout
+        #expect(status.contains("Nested repositories") && status.contains("  inner/"), "\(status)")
+        let json = try #require(try s.json(try s.ok(["status", "--json"], in: "repo")) as? [String: Any])
+        #expect(json["nested_repositories"] as? [String] == ["inner"] && json["clean"] as? Bool == true)
+        expectOneLineError(try s.run(["commit", "-m", "inner"], in: "repo"), contains: "nothing to commit")
+    }
+
+    /// The bytes of a safetensors file with the header text exactly as given.
+    func safetensorsFile(_ json: String, data: [UInt8]) -> [UInt8] {
+        let text = Array(json.utf8)
+        return withUnsafeBytes(of: UInt64(text.count).littleEndian) { Array($0) } + text + data
+    }
+}
