@@ -23,11 +23,11 @@ func weighted(_ weights: [Double], _ extra: [String: ParameterValue] = [:]) -> [
 
 /// Validates a recipe for `method` and merges one tensor.
 func merge(_ method: String, _ parameters: [String: ParameterValue] = [:], experts perExpert: [[String: ParameterValue]] = [],
-           base: [Float]?, _ experts: [[Float]], seed: UInt64 = 0,
+           base: [Float]?, _ experts: [[Float]], seed: UInt64 = 0, expertMetrics: [[String: Double]] = [],
            context: TensorContext? = nil) throws -> (values: [Float], metrics: ConflictMetrics) {
     let names = experts.indices.map { "expert\($0)" }
     let plan = try MergePlan(MergeRecipe(method: method, parameters: parameters, expertParameters: perExpert,
-                                         experts: names, seed: seed))
+                                         experts: names, seed: seed), expertMetrics: expertMetrics)
     let count = experts.first?.count ?? base?.count ?? 0
     return try plan.merge(context ?? TensorContext(name: "model.layers.0.mlp.weight", shape: [count], layerCount: 1),
                           base: base, experts: experts)

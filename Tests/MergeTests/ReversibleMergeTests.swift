@@ -316,8 +316,7 @@ import Testing
         #expect(RMM.id == "rmm" && RMM.requiresBase)
         let specs = Dictionary(RMM.parameters.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         #expect(Set(specs.keys) == ["basis", "variant", "center", "rank", "view_rank", "view_lambda", "baselines"])
-        let input = TensorMergeInput(context: Section7.context, base: Section7.base, experts: Section7.experts,
-                                     parameters: ParameterSet(global: [:], perExpert: []), seed: 0)
-        #expect(throws: MergeError.self) { _ = try RMM().merge(input) }
+        let rmmByTensor = RMM.mergesTensorByTensor, tiesByTensor = TIES.mergesTensorByTensor
+        #expect(!rmmByTensor && tiesByTensor)
     }
 }

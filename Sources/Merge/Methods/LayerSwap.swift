@@ -6,7 +6,7 @@
 /// blocks, ramping to 0 over `transition` blocks, 0 elsewhere. Tensors outside blocks follow the
 /// nearer group: embeddings go with the bottom blocks, everything after the last block (final
 /// norm, pooler, head) with the top blocks.
-public struct LayerSwap: MergeMethod {
+public struct LayerSwap: TensorMergeMethod {
     public static let id = "layer_swap"
     public static let displayName = "Layer swapping"
     public static let paper = "https://arxiv.org/abs/2410.01335"

@@ -2,7 +2,7 @@ import Delta
 import Foundation
 
 /// Weighted average of the experts themselves (a model soup): θ = Σ wᵢθᵢ / Σ wᵢ. No base is used.
-public struct Linear: MergeMethod {
+public struct Linear: TensorMergeMethod {
     public static let id = "linear"
     public static let displayName = "Linear (model soup)"
     public static let paper = "https://arxiv.org/abs/2203.05482"
@@ -55,7 +55,7 @@ public struct Linear: MergeMethod {
 /// penalty factor (0 gives the uniform average). The metric values come from each expert commit's
 /// `--metric NAME=VALUE`. The published paper's exact formula was not available; this is the
 /// power-law form its abstract describes.
-public struct MWA: MergeMethod {
+public struct MWA: TensorMergeMethod {
     public static let id = "mwa"
     public static let displayName = "Metrics-Weighted Averaging"
     public static let paper = "https://arxiv.org/abs/2504.18580"
@@ -67,12 +67,12 @@ public struct MWA: MergeMethod {
         ParameterSpec("mode", .choice(["loss", "score"]), default: .text("loss"), help: "loss: lower is better (wᵢ ∝ mᵢ^−κ); score: higher is better (wᵢ ∝ mᵢ^κ)."),
         ParameterSpec("penalty", .number(range: 0...1000), default: .number(1), help: "Penalty factor κ ≥ 0: how strongly the metric separates the weights; 0 is the uniform average."),
     ]
-    public static let expertParameters = [
-        ParameterSpec("metric_value", .number(range: 0...(.infinity), lowerOpen: true), default: nil,
-                      help: "The expert's metric value; filled in from the commit's recorded metrics."),
-    ]
-
     public init() {}
+
+    /// The commit metric named by `metric` (default `eval_loss`), which every expert must record.
+    public static func expertMetrics(_ parameters: ParameterSet) -> [String] {
+        [parameters.text("metric") ?? "eval_loss"]
+    }
 
     /// The normalised weights for metric values.
     public static func weights(metrics: [Double], mode: String, penalty: Double) -> [Double] {
@@ -83,10 +83,11 @@ public struct MWA: MergeMethod {
 
     public func merge(_ input: TensorMergeInput) throws -> TensorMergeOutput {
         let ctx = input.context
+        let metric = Self.expertMetrics(input.parameters)[0]
         var metrics: [Double] = []
         for i in 0..<input.experts.count {
-            guard let m = input.parameters.number("metric_value", expert: i, ctx) else {
-                throw MergeError.missingParameter(method: Self.id, parameter: "metric_value")
+            guard i < input.expertMetrics.count, let m = input.expertMetrics[i][metric] else {
+                throw MergeError.missingExpertMetric(method: Self.id, metric: metric, expert: "expert \(i + 1)")
             }
             metrics.append(m)
         }

@@ -1,6 +1,6 @@
 /// Model Stock: moves from the base toward the experts' average by a ratio set by how aligned
 /// their task vectors are: t = N·cos / (1 + (N−1)·cos), θ = t·mean(θᵢ) + (1 − t)·θ₀.
-public struct ModelStock: MergeMethod {
+public struct ModelStock: TensorMergeMethod {
     public static let id = "model_stock"
     public static let displayName = "Model Stock"
     public static let paper = "https://arxiv.org/abs/2403.19522"

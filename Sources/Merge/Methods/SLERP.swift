@@ -6,7 +6,7 @@ import Foundation
 /// The tensors are flattened; with normalised directions u₀, u₁ and θ = acos(u₀·u₁),
 /// the result is sin((1−t)θ)/sin θ · v₀ + sin(tθ)/sin θ · v₁ on the original (unnormalised)
 /// vectors. Nearly colinear pairs (|cos| > 0.9995) fall back to linear interpolation.
-public struct SLERP: MergeMethod {
+public struct SLERP: TensorMergeMethod {
     public static let id = "slerp"
     public static let displayName = "SLERP"
     public static let paper = "https://en.wikipedia.org/wiki/Slerp"

@@ -23,7 +23,7 @@ public protocol TaskArithmeticConfiguration: Sendable {
 ///    deltas of that sign count;
 /// 4. sum, divided by the sum of the (agreeing) weights when `normalize`;
 /// 5. times λ, added to θ₀.
-public struct GeneralizedTaskArithmetic<Configuration: TaskArithmeticConfiguration>: MergeMethod {
+public struct GeneralizedTaskArithmetic<Configuration: TaskArithmeticConfiguration>: TensorMergeMethod {
     public static var id: String { Configuration.id }
     public static var displayName: String { Configuration.displayName }
     public static var paper: String { Configuration.paper }

@@ -164,7 +164,10 @@ struct MergeCommand: ParsableCommand {
         }
         if let helpMethod {
             let m = try MethodRegistry.method(named: helpMethod)
-            print("\(m.id): \(m.displayName)\n\(m.summary)\nPaper: \(m.paper)\nNeeds the merge base: \(m.requiresBase ? "yes" : "no"); experts: \(m.expertCount.lowerBound)...\(m.expertCount.upperBound); seeded: \(m.usesSeed ? "yes" : "no")\n")
+            print("\(m.id): \(m.displayName)\n\(m.summary)\nPaper: \(m.paper)\nNeeds the merge base: \(m.requiresBase ? "yes" : "no"); experts: \(m.expertCount.lowerBound)...\(m.expertCount.upperBound); seeded: \(m.usesSeed ? "yes" : "no"); runs \(m.mergesTensorByTensor ? "tensor by tensor" : "on whole models")")
+            let metrics = m.expertMetrics(m.defaultParameters)
+            if !metrics.isEmpty { print("Reads each expert's commit metric: \(metrics.joined(separator: ", ")) (the 'metric' parameter; commit --metric records it)") }
+            print("")
             for (title, specs) in [("Parameters (--set NAME=VALUE)", m.parameters), ("Per-expert parameters (--weight BRANCH=W, --expert BRANCH:NAME=VALUE, or --set for all)", m.expertParameters)] where !specs.isEmpty {
                 print(title + ":")
                 for s in specs {
