@@ -141,6 +141,7 @@ extension Repository {
             for file in prepared {
                 if file.cached != nil { reused += 1 }
                 let (entry, infos, records) = try snap.store(file, references: references, known: { try self.history.objectInfo($0) },
+                                                             knownDigest: { f in try self.history.read { try HistoryDatabase.knownDigest($0, of: f) } },
                                                              batch: batch, progress: counter)
                 files.append(entry)
                 lowRankRecords += records

@@ -480,7 +480,8 @@ extension Repository {
                 let blob = try objects.writeBlob(bytes, options: codecOptions, batch: batch)
                 note(blob)
                 files.removeAll { $0.path == path }
-                files.append(TreeFile(path: path, kind: .blob, objectID: blob.info.id, byteCount: bytes.count, executable: false))
+                files.append(TreeFile(path: path, kind: .blob, objectID: blob.info.id, byteCount: bytes.count, executable: false,
+                                      sha256: SHA256.hash(bytes)))
             }
             try addSafetensors(ReversibleMergeRecord.fileName, rmmTensors, metadata: metadata)
             // Objects become readable under their names (the tree is built from their headers).
