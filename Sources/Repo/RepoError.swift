@@ -40,6 +40,9 @@ public enum RepoError: Error, CustomStringConvertible, Equatable, Sendable {
     case diskFull(path: String)
     /// A database row or stored record that cannot be read (what it is, and why).
     case corruptRecord(String, problem: String)
+    /// A tree whose rows do not describe the files committed (a damaged or altered history
+    /// database): what, and how it was found out.
+    case corruptTree(String, problem: String)
     /// The request itself is wrong (bad flag combination, bad value).
     case invalidArgument(String)
     /// Anything else, already phrased for the user.
@@ -90,6 +93,8 @@ public enum RepoError: Error, CustomStringConvertible, Equatable, Sendable {
             return "\(path): disk full (no space left on device); free some space and run the command again"
         case let .corruptRecord(what, problem):
             return "\(what) is unreadable (\(problem)); run 'mrepo fsck'"
+        case let .corruptTree(what, problem):
+            return "\(what): \(problem); nothing was written; run 'mrepo fsck'"
         case let .invalidArgument(message):
             return message
         case let .failed(message):

@@ -107,6 +107,7 @@ struct RepositoryOptions: ParsableArguments {
     func open() throws -> Repository {
         let repo = try Repository.open(at: directory ?? FileManager.default.currentDirectoryPath)
         repo.progress = ProgressBar.make(quiet: quiet)
+        if !quiet { repo.waitNotice = { ErrorReporter.note($0) } }
         return repo
     }
 

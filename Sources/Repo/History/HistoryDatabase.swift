@@ -186,6 +186,7 @@ public final class HistoryDatabase: @unchecked Sendable {
         }
         registerMergeMigration(&m)
         registerViewMigration(&m)
+        registerDigestMigration(&m)
         return m
     }
 
@@ -318,7 +319,8 @@ public final class HistoryDatabase: @unchecked Sendable {
         return Tree(files: fileRows.map { row in
             TreeFile(path: row["path"], kind: TreeFile.Kind(rawValue: row["kind"]) ?? .blob, objectID: ObjectID(hex: row["objectID"])!,
                      byteCount: row["byteCount"], executable: (row["executable"] as Int) != 0,
-                     tensors: tensorsByPath[row["path"]] ?? [])
+                     tensors: tensorsByPath[row["path"]] ?? [],
+                     sha256: (row["sha256"] as String?).flatMap(ObjectID.init(hex:)))
         })
     }
 
@@ -416,16 +418,26 @@ public final class HistoryDatabase: @unchecked Sendable {
 
     static func insert(_ db: Database, tree: Tree) throws {
         let id = tree.id.hex
-        if try Bool.fetchOne(db, sql: "SELECT 1 FROM tree WHERE id = ?", arguments: [id]) == true { return }
+        var digests: [String: Digest] = [:]
+        for f in tree.files {
+            if let d = try f.sha256 ?? knownDigest(db, of: f) { digests[f.path] = d }
+        }
+        if try Bool.fetchOne(db, sql: "SELECT 1 FROM tree WHERE id = ?", arguments: [id]) == true {
+            // The same tree recorded before, perhaps by an older mrepo: add the digests it lacks.
+            for (path, d) in digests {
+                try db.execute(sql: "UPDATE treeFile SET sha256 = ? WHERE treeID = ? AND path = ? AND sha256 IS NULL", arguments: [d.hex, id, path])
+            }
+            return
+        }
         try db.execute(sql: "INSERT INTO tree(id, fileCount, tensorCount, logicalBytes) VALUES (?, ?, ?, ?)",
                        arguments: [id, tree.files.count, tree.tensorCount, tree.logicalByteCount])
-        let fileStatement = try db.makeStatement(sql: "INSERT INTO treeFile(treeID, path, kind, objectID, byteCount, executable) VALUES (?, ?, ?, ?, ?, ?)")
+        let fileStatement = try db.makeStatement(sql: "INSERT INTO treeFile(treeID, path, kind, objectID, byteCount, executable, sha256) VALUES (?, ?, ?, ?, ?, ?, ?)")
         let tensorStatement = try db.makeStatement(sql: """
             INSERT INTO treeTensor(treeID, path, position, name, dtype, shape, beginOffset, endOffset, objectID)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
             """)
         for f in tree.files {
-            try fileStatement.execute(arguments: [id, f.path, f.kind.rawValue, f.objectID.hex, f.byteCount, f.executable ? 1 : 0])
+            try fileStatement.execute(arguments: [id, f.path, f.kind.rawValue, f.objectID.hex, f.byteCount, f.executable ? 1 : 0, digests[f.path]?.hex])
             for (i, t) in f.tensors.enumerated() {
                 try tensorStatement.execute(arguments: [id, f.path, i, t.name, t.dtype.rawValue, t.shape.map(String.init).joined(separator: ","),
                                                         t.dataOffsets.lowerBound, t.dataOffsets.upperBound, t.objectID.hex])

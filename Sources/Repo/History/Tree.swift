@@ -42,14 +42,20 @@ public struct TreeFile: Sendable, Equatable {
     public var executable: Bool
     /// Tensors in header order (safetensors only).
     public var tensors: [TreeTensor]
+    /// The SHA-256 of the file's bytes, when known: recorded at commit (`treeFile.sha256`) and
+    /// checked whenever the file is rebuilt. Not part of the tree's id or of ``identity``, which
+    /// the objects determine; nil in trees of older versions and where mrepo never had the bytes.
+    public var sha256: Digest?
 
-    public init(path: String, kind: Kind, objectID: ObjectID, byteCount: Int, executable: Bool, tensors: [TreeTensor] = []) {
+    public init(path: String, kind: Kind, objectID: ObjectID, byteCount: Int, executable: Bool, tensors: [TreeTensor] = [],
+                sha256: Digest? = nil) {
         self.path = path
         self.kind = kind
         self.objectID = objectID
         self.byteCount = byteCount
         self.executable = executable
         self.tensors = tensors
+        self.sha256 = sha256
     }
 
     /// A digest of everything that makes up the file: equal identities mean byte-identical files.
@@ -73,6 +79,19 @@ public struct Tree: Sendable, Equatable {
 
     public func file(at path: String) -> TreeFile? {
         files.first { $0.path == path }
+    }
+
+    /// The tree with the SHA-256 of files it lacks filled in from `known` (files with the same
+    /// identity, hence the same bytes).
+    func fillingDigests(from known: [TreeFile]) -> Tree {
+        var digests: [String: Digest] = [:]
+        for f in known { if let d = f.sha256 { digests[f.identity] = d } }
+        guard !digests.isEmpty else { return self }
+        var copy = self
+        for i in copy.files.indices where copy.files[i].sha256 == nil {
+            copy.files[i].sha256 = digests[copy.files[i].identity]
+        }
+        return copy
     }
 
     /// Total size of the files.

@@ -187,7 +187,7 @@ extension Repository {
     /// Writes computed files into a folder outside the working tree, all or nothing, as
     /// ``export(_:to:)`` does: every file is staged and verified before any is renamed into place.
     func exportOutputs(_ outputs: [OutputFile], to directory: String) throws -> (directory: String, fileCount: Int, byteCount: Int) {
-        let staging = FileStaging()
+        let staging = FileStaging(journal: journal)
         defer { objects.releaseMappings() }
         do {
             let dir = try exportDirectory(directory, staging: staging)
@@ -224,7 +224,7 @@ extension Repository {
         if !force, !changes.isEmpty {
             throw RepoError.dirtyWorktree(operation: "checking out \(description)", paths: changes.map(\.path))
         }
-        var checkout = StagedCheckout()
+        var checkout = StagedCheckout(staging: FileStaging(journal: journal))
         var files: [TreeFile] = []
         var toWrite: [(path: String, file: OutputFile)] = []
         for file in outputs {

@@ -169,7 +169,7 @@ extension Repository {
                 let checkout = try stageCheckout(tree, over: try worktreeBaseline(head: head).tree, force: false)
                 do {
                     state.readyTree = tree.id
-                    try history.insertTree(tree, objects: result.newObjects, mergeState: state)
+                    try history.insertTree(tree.fillingDigests(from: checkout.staged), objects: result.newObjects, mergeState: state)
                 } catch {
                     checkout.rollback()
                     throw error

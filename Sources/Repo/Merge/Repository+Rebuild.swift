@@ -38,6 +38,10 @@ private enum RebuiltPart {
 extension Repository {
     /// The record and measurements of a reversible merge commit (`mrepo experts`).
     public func reversibleReport(_ revision: String) throws -> (commit: Commit, record: ReversibleMergeRecord, report: ReversibleMergeReport) {
+        try withReadLock { try reversibleReportLocked(revision) }
+    }
+
+    private func reversibleReportLocked(_ revision: String) throws -> (commit: Commit, record: ReversibleMergeRecord, report: ReversibleMergeReport) {
         let c = try commit(try resolve(revision))
         guard let record = ReversibleMergeRecord(commit: c) else {
             throw RepoError.invalidArgument("\(revision) (\(c.id.short)) is not a reversible merge (merge with --method rmm)")
@@ -315,10 +319,12 @@ extension Repository {
 
     /// `export MERGE DIR --expert NAME | --view V [--fold]`, and `export ADAPTER DIR --fold`.
     public func exportReversible(_ revision: String, view: ReversibleView?, expert: String?, fold: Bool, to directory: String) throws -> ExportResult {
-        let id = try resolve(revision)
-        let (outputs, _) = try rebuiltOutputs(id, expert: expert, view: view, fold: fold)
-        let result = try exportOutputs(outputs, to: directory)
-        return ExportResult(commit: id, directory: result.directory, fileCount: result.fileCount, byteCount: result.byteCount)
+        try withReadLock {
+            let id = try resolve(revision)
+            let (outputs, _) = try rebuiltOutputs(id, expert: expert, view: view, fold: fold)
+            let result = try exportOutputs(outputs, to: directory)
+            return ExportResult(commit: id, directory: result.directory, fileCount: result.fileCount, byteCount: result.byteCount)
+        }
     }
 
     /// `checkout MERGE --expert NAME | --view V [--fold]`, and `checkout ADAPTER --fold`: the

@@ -159,7 +159,8 @@ extension Repository {
             for (path, bytes) in [(LoRAConfig.fileName, Array(config.utf8)), ("README.md", Array(card.utf8)), ("merge_recipe.yml", Array(recipeYAML.utf8))] {
                 let blob = try writer.blob(bytes)
                 files.removeAll { $0.path == path }
-                files.append(TreeFile(path: path, kind: .blob, objectID: blob.id, byteCount: bytes.count, executable: false))
+                files.append(TreeFile(path: path, kind: .blob, objectID: blob.id, byteCount: bytes.count, executable: false,
+                                      sha256: SHA256.hash(bytes)))
             }
             tree = Tree(files: files)
         } else {

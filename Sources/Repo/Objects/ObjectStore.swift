@@ -47,9 +47,23 @@ public final class ObjectStore: @unchecked Sendable {
     static let readableDepth = 64
 
     private let openObjects = Mutex<[ObjectID: MappedFile]>([:])
+    /// Where the store notes that this process writes temporary files into `root`.
+    let journal: WriteJournal?
 
     public init(root: String) {
         self.root = root
+        journal = nil
+    }
+
+    init(root: String, journal: WriteJournal) {
+        self.root = root
+        self.journal = journal
+    }
+
+    /// A temporary file for a new object, in `root` (named after its content when it is complete).
+    func incomingWriter() throws -> AtomicFileWriter {
+        journal?.note(directory: root)
+        return try AtomicFileWriter(destination: root + "/incoming")
     }
 
     /// The path of an object's file.
@@ -280,7 +294,7 @@ public final class ObjectStore: @unchecked Sendable {
             encoding = TensorEncoding.preferredDelta(for: dtype)
             codec = CodecOptions(chunkByteCount: reference.header.chunkByteCount, level: options.level)
         }
-        let writer = try AtomicFileWriter(destination: root + "/incoming")
+        let writer = try incomingWriter()
         try writer.write(ObjectStore.fileHeader(kind))
         let result: TensorPipeline.EncodeResult
         do {

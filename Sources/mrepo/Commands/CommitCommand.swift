@@ -171,7 +171,8 @@ struct StatusCommand: ParsableCommand {
                 "changes": .array(status.changes.map { c in
                     .obj(["path": .string(c.path), "status": .string(c.kind.rawValue),
                           "changed_tensors": c.changedTensors.map { .int($0) } ?? .null,
-                          "tensors": c.tensorCount.map { .int($0) } ?? .null])
+                          "tensors": c.tensorCount.map { .int($0) } ?? .null,
+                          "reason": c.reason.map { .string($0) } ?? .null])
                 }),
             ]))
             return
@@ -208,7 +209,9 @@ struct StatusCommand: ParsableCommand {
             print("Changes not committed:")
             for c in status.changes {
                 var detail = ""
-                if c.kind == .modified, let n = c.changedTensors, let total = c.tensorCount {
+                if let reason = c.reason {
+                    detail = "  (unreadable: \(reason))"
+                } else if c.kind == .modified, let n = c.changedTensors, let total = c.tensorCount {
                     detail = "  (\(n) of \(total) tensors differ)"
                 } else if c.kind == .added, let n = c.tensorCount, n > 0 {
                     detail = "  (\(n) tensors)"

@@ -119,7 +119,7 @@ struct ShowCommand: ParsableCommand {
         let id = try repo.resolve(revision)
         let c = try repo.commit(id)
         if let report {
-            try AtomicFileWriter.write(Array(try repo.mergeReportHTML(of: id).utf8), to: repository.path(report))
+            try repo.writeFile(Array(try repo.mergeReportHTML(of: id).utf8), to: repository.path(report))
             if !repository.quiet { print("Report: \(report)") }
             return
         }

@@ -267,7 +267,7 @@ struct MergeCommand: ParsableCommand {
             if let path = self.report {
                 let html = reversible.html(title: "mrepo merge \(c.id.short): \(reversible.experts.map(\.name).joined(separator: ", ")) (rmm)",
                                            recipe: outcome.recipeYAML)
-                try AtomicFileWriter.write(Array(html.utf8), to: repository.path(path))
+                try repo.writeFile(Array(html.utf8), to: repository.path(path))
             }
             if json {
                 var doc = reversible.json
@@ -286,7 +286,7 @@ struct MergeCommand: ParsableCommand {
         let report = outcome.report
         if let path = report.isEmptyMerge ? nil : self.report {
             let html = report.html(title: "mrepo merge: \(report.experts.joined(separator: ", ")) (\(report.method))", recipe: outcome.recipeYAML)
-            try AtomicFileWriter.write(Array(html.utf8), to: repository.path(path))
+            try repo.writeFile(Array(html.utf8), to: repository.path(path))
         }
         if json {
             var doc = report.json
