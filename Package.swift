@@ -40,7 +40,10 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Benchmarks (not tests): `swift run -c release mrepo-bench`.
-        .executableTarget(name: "mrepo-bench", dependencies: ["Delta", "ModelFactory"]),
+        .executableTarget(name: "mrepo-bench", dependencies: [
+            "Delta", "ModelFactory",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
 
         .testTarget(name: "DeltaTests", dependencies: ["Delta", "ModelFactory"]),
         .testTarget(name: "MergeTests", dependencies: ["Merge", "Delta"], exclude: ["Golden"]),
