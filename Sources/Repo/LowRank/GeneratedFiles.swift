@@ -66,19 +66,6 @@ public struct WorktreeView: Sendable {
 }
 
 extension HistoryDatabase {
-    static func registerViewMigration(_ m: inout DatabaseMigrator) {
-        m.registerMigration("v3-worktree-view") { db in
-            try db.execute(sql: """
-                CREATE TABLE worktreeView (
-                    id INTEGER PRIMARY KEY CHECK (id = 1),
-                    commitID TEXT NOT NULL,
-                    description TEXT NOT NULL,
-                    files TEXT NOT NULL
-                );
-                """)
-        }
-    }
-
     /// The view the working tree holds, if any.
     func worktreeView() throws -> WorktreeView? {
         try read { db in
