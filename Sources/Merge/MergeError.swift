@@ -15,7 +15,10 @@ public enum MergeError: Error, CustomStringConvertible, Equatable, Sendable {
     /// A recipe file that cannot be read.
     case invalidRecipe(file: String, problem: String)
 
-    public var description: String {
+    /// One line whatever the names in it hold (``Swift/String/escapingControlCharacters``).
+    public var description: String { message.escapingControlCharacters }
+
+    private var message: String {
         switch self {
         case let .unknownMethod(name, known):
             return "unknown merge method '\(name)'; valid methods: \(known.joined(separator: ", "))"

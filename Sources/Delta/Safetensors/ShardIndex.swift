@@ -41,6 +41,11 @@ public struct ShardIndex: Sendable, Equatable {
             guard let shard = member.value.stringValue else {
                 throw .invalidShardIndex(file: file, problem: "weight_map entry '\(member.key)' is not a file name")
             }
+            // A name the folder cannot hold as written: empty, or with a control character (NUL
+            // ends the name a system call sees; a newline splits every listing).
+            guard !shard.isEmpty, !shard.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+                throw .invalidShardIndex(file: file, problem: "weight_map entry '\(member.key)' names '\(shard)', which is not a file name")
+            }
             guard !shard.contains("/"), !shard.hasPrefix(".") else {
                 throw .invalidShardIndex(file: file, problem: "weight_map entry '\(member.key)' names '\(shard)', outside the checkpoint folder")
             }

@@ -56,7 +56,12 @@ public struct LoRAConfig: Sendable, Equatable {
         if root["use_dora"] == .bool(true) { throw bad("DoRA adapters (use_dora: true) are not supported: their magnitude vectors are not a low-rank delta") }
         guard let r = root["r"]?.intValue, r > 0 else { throw bad("'r' must be a positive integer") }
         rank = r
-        alpha = root["lora_alpha"]?.doubleValue ?? 8  // PEFT's default
+        // PEFT's default is 8. An infinite alpha (1e999) would fold infinities into every weight.
+        alpha = 8
+        if let value = root["lora_alpha"] {
+            guard let a = value.doubleValue, a.isFinite else { throw bad("'lora_alpha' must be a finite number") }
+            alpha = a
+        }
         switch root["target_modules"] {
         case let .array(items)?:
             targetModules = items.compactMap(\.stringValue)
@@ -70,8 +75,16 @@ public struct LoRAConfig: Sendable, Equatable {
         }
         useRSLoRA = root["use_rslora"] == .bool(true)
         fanInFanOut = root["fan_in_fan_out"] == .bool(true)
-        rankPattern = (root["rank_pattern"]?.objectValue ?? []).compactMap { m in m.value.intValue.map { (m.key, $0) } }
-        alphaPattern = (root["alpha_pattern"]?.objectValue ?? []).compactMap { m in m.value.doubleValue.map { (m.key, $0) } }
+        rankPattern = []
+        for m in root["rank_pattern"]?.objectValue ?? [] {
+            guard let r = m.value.intValue, r > 0 else { throw bad("rank_pattern['\(m.key)'] must be a positive integer") }
+            rankPattern.append((m.key, r))
+        }
+        alphaPattern = []
+        for m in root["alpha_pattern"]?.objectValue ?? [] {
+            guard let a = m.value.doubleValue, a.isFinite else { throw bad("alpha_pattern['\(m.key)'] must be a finite number") }
+            alphaPattern.append((m.key, a))
+        }
         baseModel = root["base_model_name_or_path"]?.stringValue
         taskType = root["task_type"]?.stringValue
     }
