@@ -40,6 +40,8 @@ public struct FuzzDriver {
     public var maxFindings = 20
     /// Called before each input runs (`mrepo-fuzz` keeps a copy for its crash handler).
     public var willRun: ((_ input: [UInt8], _ iteration: Int) -> Void)?
+    /// Called before the input of an iteration is made (a crash here is the mutator's).
+    public var willMutate: ((_ iteration: Int) -> Void)?
     /// Called every `progressInterval` iterations.
     public var progress: ((FuzzReport) -> Void)?
     public var progressInterval = 10_000
@@ -69,6 +71,7 @@ public struct FuzzDriver {
             if i < seeds.count {
                 input = seeds[i]
             } else {
+                willMutate?(i)
                 var m = Mutator(rng: SeededRandom(seed: seed, stream: target.name, index: UInt64(i)),
                                 dialect: target.dialect, maxBytes: target.maxInputBytes)
                 let parent = m.pick(pool)

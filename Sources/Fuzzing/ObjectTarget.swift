@@ -194,7 +194,7 @@ enum ObjectTarget {
         let r = m.pick(records)
         switch m.below(5) {
         case 0: out[r.lowerBound] = UInt8(m.below(3))
-        case 1: put(&out, m.chance(2) ? m.pick(Mutator.interestingIntegers) : UInt64(r.count - 8 + m.below(5) - 2),
+        case 1: put(&out, m.chance(2) ? m.pick(Mutator.interestingIntegers) : UInt64(truncatingIfNeeded: r.count - 8 + m.below(5) - 2),
                     at: r.lowerBound + 4, width: 4)
         case 2 where r.count > 8: out[r.lowerBound + 8 + m.below(r.count - 8)] ^= UInt8(1) << UInt8(m.below(8))
         case 3: out.removeSubrange(r)

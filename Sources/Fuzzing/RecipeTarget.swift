@@ -89,7 +89,8 @@ enum RecipeTarget {
         """,
     ]
 
-    /// An alias bomb (9⁹ values in under 2 KB), nesting past the reader's limit, a key with a newline.
+    /// An alias bomb (9⁹ values in under 2 KB), the bomb as a mapping key, nesting past the reader's
+    /// limit, a key with a newline.
     static let hostile: [String] = {
         var list = "&c0 [" + [String](repeating: "{value: 1}", count: 9).joined(separator: ", ") + "]"
         for level in 1...9 {
@@ -97,6 +98,7 @@ enum RecipeTarget {
         }
         return [
             "merge_method: linear\nmodels:\n  - model: a\n    parameters: {weight: \(list)}\n",
+            "merge_method: linear\nmodels:\n  - model: a\n    parameters: {weight: \(list)}\n  - {*c9 : 1}\n",
             "merge_method: linear\nmodels:\n  - model: a\n    parameters:\n      weight: "
                 + String(repeating: "[{value: ", count: 40) + "1" + String(repeating: "}]", count: 40) + "\n",
             "merge_method: linear\nmodels:\n  - model: a\n\"bad\\nkey\": 1\n",

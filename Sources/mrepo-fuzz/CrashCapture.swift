@@ -17,6 +17,8 @@ enum CrashCapture {
     nonisolated(unsafe) static var capacity = 1
     nonisolated(unsafe) static var length = 0
     nonisolated(unsafe) static var iteration = 0
+    /// True while the driver makes the next input (a crash there is the mutator's, not the target's).
+    nonisolated(unsafe) static var mutating = false
     nonisolated(unsafe) static var crashPath: UnsafeMutablePointer<CChar>?
     nonisolated(unsafe) static var hangPath: UnsafeMutablePointer<CChar>?
     nonisolated(unsafe) static var altStack: UnsafeMutableRawPointer?
@@ -58,7 +60,14 @@ enum CrashCapture {
         input.withUnsafeBufferPointer { buffer.update(from: $0.baseAddress!, count: n) }
         length = n
         CrashCapture.iteration = iteration
+        mutating = false
         startedAt.store(DispatchTime.now().uptimeNanoseconds, ordering: .releasing)
+    }
+
+    /// Called before the driver makes the input of `iteration`.
+    static func willMutate(iteration: Int) {
+        CrashCapture.iteration = iteration
+        mutating = true
     }
 
     static func didRun() {
@@ -67,9 +76,18 @@ enum CrashCapture {
 
     /// Saves the input, says where, and lets the signal take its course (the default action).
     static func handle(_ sig: Int32) {
-        save(to: crashPath)
         say("mrepo-fuzz: signal ")
         sayNumber(Int(sig))
+        if mutating {
+            // The mutator's own bug: the same seed and iteration count reproduce it.
+            say(" while making the input of iteration ")
+            sayNumber(iteration)
+            say(" (a bug in the mutator; rerun with the same seed)\n")
+            signal(sig, SIG_DFL)
+            raise(sig)
+            return
+        }
+        save(to: crashPath)
         say(" at iteration ")
         sayNumber(iteration)
         say("; input saved to ")

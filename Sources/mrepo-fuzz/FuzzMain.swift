@@ -97,6 +97,7 @@ func run(_ o: Options) -> Int32 {
         driver.extraCorpus = corpus(o.corpus, target: t.name)
         driver.slowLimit = o.slowSeconds > 0 ? o.slowSeconds : nil
         driver.willRun = { input, i in CrashCapture.willRun(input, iteration: i) }
+        driver.willMutate = { i in CrashCapture.willMutate(iteration: i) }
         driver.progress = { r in
             FileHandle.standardError.write(Data("  \(t.name): \(r.iterations) iterations, \(Int(r.iterationsPerSecond))/s, \(r.findings.count) findings\n".utf8))
         }

@@ -78,6 +78,25 @@ import Testing
         #expect(recipeProblem(yaml) == "recipe.yaml: has more than 100000 values (aliases count each time they are used)")
     }
 
+    /// Found by the fuzzer (as a hang): a mapping key that is an alias of the bomb above. Yams
+    /// looks for duplicate keys by hashing each key in full, aliases followed (9⁹ values), before
+    /// the reader counts anything.
+    @Test func aliasAsAMappingKeyIsRefusedBeforeItIsExpanded() {
+        var list = "&c0 [" + [String](repeating: "{value: 1}", count: 9).joined(separator: ", ") + "]"
+        for level in 1...9 {
+            list = "&c\(level) [{value: \(list)}, " + [String](repeating: "{value: *c\(level - 1)}", count: 8).joined(separator: ", ") + "]"
+        }
+        let prefix = "merge_method: linear\nmodels:\n  - model: a\n    parameters: {weight: \(list)}\n"
+        #expect(recipeProblem(prefix + "  - {*c9 : 1}\n") == "recipe.yaml: has a mapping key that starts with '*' (an alias)")
+        #expect(recipeProblem(prefix + "  - ? *c9\n    : 1\n") == "recipe.yaml: has a mapping key that starts with '*' (an alias)")
+        #expect(recipeProblem(prefix + "  - {[*c9]: 1}\n") == "recipe.yaml: has a mapping key that is not a single value")
+        // A syntax error after such a key is reported without parsing the aliases.
+        #expect(recipeProblem(prefix + "  - {*c9 : 1}\n  - [unclosed\n")?.hasPrefix("recipe.yaml: not valid YAML: ") == true)
+        // Aliases as values, and '*' inside names, are fine.
+        let fine = "merge_method: linear\nmodels:\n  - model: a\n    parameters: &p {weight: 0.5}\n  - model: b*\n    parameters: *p\n"
+        #expect(recipeProblem(fine) == nil)
+    }
+
     @Test func deepNestingIsRefused() {
         let flow = "merge_method: linear\nmodels:\n  - model: a\n    parameters: {weight: " + String(repeating: "[", count: 5000) + "]\n"
         #expect(recipeProblem(flow)?.hasPrefix("recipe.yaml: not valid YAML") == true)
