@@ -162,6 +162,7 @@ func writeSeeds(_ args: ArraySlice<String>) -> Int32 {
     return 0
 }
 
+#if !MREPO_LIBFUZZER
 @main
 enum FuzzMain {
     static func main() {
@@ -182,3 +183,4 @@ enum FuzzMain {
         }
     }
 }
+#endif
