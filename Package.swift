@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .executable(name: "mrepo", targets: ["mrepo"]),
         .executable(name: "mrepo-bench", targets: ["mrepo-bench"]),
+        .executable(name: "mrepo-fuzz", targets: ["mrepo-fuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -46,10 +47,15 @@ let package = Package(
             "Delta", "ModelFactory",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        // Seeded mutation fuzzing of every parser of untrusted bytes (docs/fuzzing.md).
+        .target(name: "Fuzzing", dependencies: ["Repo", "Merge", "Delta"]),
+        // The fuzz driver: `scripts/fuzz.sh`, or `swift run -c release mrepo-fuzz --help`.
+        .executableTarget(name: "mrepo-fuzz", dependencies: ["Fuzzing"]),
 
         .testTarget(name: "DeltaTests", dependencies: ["Delta", "ModelFactory"]),
         .testTarget(name: "MergeTests", dependencies: ["Merge", "Delta"], exclude: ["Golden", "Fixtures"]),
         .testTarget(name: "RepoTests", dependencies: ["Repo", "ModelFactory"]),
         .testTarget(name: "CLITests", dependencies: ["mrepo", "Delta", "ModelFactory"]),
+        .testTarget(name: "FuzzTests", dependencies: ["Fuzzing", "Repo", "Merge", "Delta"]),
     ]
 )
