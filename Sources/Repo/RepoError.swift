@@ -80,6 +80,8 @@ public enum RepoError: Error, CustomStringConvertible, Equatable, Sendable {
     case notAReversibleMerge(commit: String, revision: String?)
     /// `--expert NAME` names none of a reversible merge's experts.
     case unknownExpert(String, merge: String, experts: [String])
+    /// A refusal about linked working trees (`mrepo worktree`, a branch checked out elsewhere).
+    case worktree(WorktreeError)
     /// The request itself is wrong (bad flag combination, bad value).
     case invalidArgument(String)
     /// Anything else, already phrased for the user.
@@ -177,6 +179,8 @@ public enum RepoError: Error, CustomStringConvertible, Equatable, Sendable {
             return "commit \(commit) is not a reversible merge; --expert and --view apply to merges made with --method rmm"
         case let .unknownExpert(name, merge, experts):
             return "'\(name)' is not an expert of the merge \(merge) (experts: \(experts.joined(separator: ", ")))"
+        case let .worktree(error):
+            return error.description
         case let .invalidArgument(message):
             return message
         case let .failed(message):

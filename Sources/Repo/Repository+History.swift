@@ -97,7 +97,7 @@ extension Repository {
                 throw RepoError.deletingCurrentBranch(name)
             }
             if let path = try history.branchesCheckedOutElsewhere()[name] {
-                throw RepoError.invalidArgument("cannot delete branch '\(name)': it is checked out in the working tree at \(path)")
+                throw RepoError.worktree(.deletingCheckedOutBranch(branch: name, worktree: path))
             }
             if !force, let head = try history.head().commit, !(try isAncestor(ref.target, of: head)) {
                 throw RepoError.branchNotMerged(name)

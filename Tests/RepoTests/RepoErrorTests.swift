@@ -3,8 +3,8 @@ import Testing
 
 @testable import Repo
 
-/// Tests assert refusals by their ``RepoError`` case; this suite pins the one-line text each case
-/// prints, which the CLI shows and the guide quotes.
+/// Tests assert refusals by their ``RepoError`` case; this suite pins the one-line text of the cases
+/// added for that (and of ``WorktreeError``), which the CLI shows and the guide quotes.
 @Suite struct RepoErrorTests {
     @Test(arguments: [
         (RepoError.unbornBranch("main"), "HEAD has no commits yet (branch 'main' is unborn)"),
@@ -38,6 +38,14 @@ import Testing
         (.notAReversibleMerge(commit: "2483a4116122", revision: nil),
          "commit 2483a4116122 is not a reversible merge; --expert and --view apply to merges made with --method rmm"),
         (.unknownExpert("nobody", merge: "bdb4edc16275", experts: ["a", "b"]), "'nobody' is not an expert of the merge bdb4edc16275 (experts: a, b)"),
+        (.worktree(.branchCheckedOut(branch: "math", worktree: "/w/math-job", folderGone: false)),
+         "branch 'math' is already checked out in the working tree at /w/math-job; work on it there, or use another branch"),
+        (.worktree(.branchCheckedOut(branch: "math", worktree: "/w/math-job", folderGone: true)),
+         "branch 'math' is already checked out in the working tree at /w/math-job (its folder is gone: 'mrepo worktree prune' forgets it); work on it there, or use another branch"),
+        (.worktree(.uncommittedChanges("/w/job", paths: ["a", "b", "c", "d", "e"])),
+         "/w/job: has uncommitted changes in a, b, c and 2 more; commit them, or pass --force to delete them too"),
+        (.worktree(.untrackedFiles("/w/job", paths: ["optimizer.pt"])),
+         "/w/job: holds files mrepo does not track (optimizer.pt); pass --force to delete them too"),
     ])
     func descriptionIsTheOneLineMessage(error: RepoError, message: String) {
         #expect(error.description == message)
