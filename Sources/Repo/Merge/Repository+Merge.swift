@@ -384,6 +384,7 @@ extension Repository {
                                  seed: recipe.seed, tokenizerSource: options.tokenizerSource, extensions: ext)
         out.lines = recipe.lines
         out.consensus = recipe.consensus
+        out.balance = recipe.balance
         out.header = ["Recorded by mrepo \(Repository.toolVersion). Re-run with: mrepo merge --config merge_recipe.yml",
                       "(on a branch whose HEAD is the merge base or one of the models).",
                       "merge base \(base.short)" + experts.map { ", \($0.name) = \($0.commit.short)" }.joined()]
