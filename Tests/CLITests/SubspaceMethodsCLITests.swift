@@ -96,4 +96,36 @@ import Testing
         let knots = try s.ok(["merge", "--help-method", "knots"], in: "repo").stdout
         #expect(knots.contains("density") && knots.contains("ties | task_arithmetic"))
     }
+
+    /// KnOTS on folded LoRA adapters: the shared basis of two rank-4 adapters has rank 8, and
+    /// merging the coordinates by task arithmetic gives task arithmetic of the folded models.
+    @Test func knotsOnFoldedAdapters() throws {
+        let s = try CLISandbox()
+        try s.synth("fam", ["--size", "tiny", "--adapters", "2", "--lora-rank", "4"])
+        try s.ok(["init", "-q", "repo"])
+        try s.ok(["commit", "-q", "--from", "../fam/base", "-m", "base"], in: "repo")
+        for name in ["math", "code"] {
+            try s.ok(["switch", "-q", "-c", "lora-\(name)", "main"], in: "repo")
+            try s.ok(["commit", "-q", "--from", "../fam/lora-\(name)", "-m", "lora \(name)"], in: "repo")
+            try s.ok(["export", "lora-\(name)", "../folded-\(name)", "--fold"], in: "repo")
+            try s.ok(["switch", "-q", "-c", name, "main"], in: "repo")
+            try s.ok(["commit", "-q", "--from", "../folded-\(name)", "-m", "folded \(name)"], in: "repo")
+        }
+        try s.ok(["switch", "-q", "-c", "k", "main"], in: "repo")
+        let r = try mergeReport(try s.ok(["merge", "math", "code", "--method", "knots", "--json"], in: "repo"))
+        let query = "encoder.layer.0.attention.self.query.weight"
+        let notes = ((tensorsByName(r)[query]?["metrics"] as? [String: Any])?["notes"] as? [String: Double])
+        #expect(notes?["knots_rank"] == 8, "\(String(describing: notes))")
+        try s.ok(["switch", "-q", "-c", "kta", "main"], in: "repo")
+        try s.ok(["merge", "-q", "math", "code", "--method", "knots", "--set", "merge=task_arithmetic"], in: "repo")
+        try s.ok(["export", "HEAD", "../kta"], in: "repo")
+        try s.ok(["switch", "-q", "-c", "ta", "main"], in: "repo")
+        try s.ok(["merge", "-q", "math", "code", "--method", "task_arithmetic"], in: "repo")
+        try s.ok(["export", "HEAD", "../ta"], in: "repo")
+        let knots = try s.floats("kta/model.safetensors", query), ta = try s.floats("ta/model.safetensors", query)
+        let base = try s.floats("fam/base/model.safetensors", query)
+        #expect(knots.count == ta.count && knots != base)
+        let worst = zip(knots, ta).map { abs($0 - $1) }.max() ?? 1
+        #expect(worst < 1e-5, "max |knots(ta) − ta| = \(worst)")
+    }
 }
