@@ -119,6 +119,9 @@ public struct MergePlan: Sendable {
         if recipe.balance == .norm, !method.requiresBase {
             throw .invalidInputs(method: id, problem: "--balance norm rescales task vectors, and \(id) does not use a merge base; use it with a task-vector method")
         }
+        if recipe.balance == .norm, !method.mergesTensorByTensor {
+            throw .invalidInputs(method: id, problem: "--balance norm rescales task vectors tensor by tensor, and \(id) merges whole models; use it with a tensor-by-tensor method")
+        }
         if let c = recipe.consensus, c.k < 0 || c.lambda < 0 {
             throw .invalidParameter(method: id, parameter: "consensus", problem: "needs k ≥ 0 and λ ≥ 0")
         }

@@ -139,6 +139,10 @@ import Testing
         bad.balance = .norm
         let refusal = mergeError { _ = try MergePlan(bad) }
         #expect(refusal?.description.contains("--balance norm") == true)
+        var rmm = MergeRecipe(method: "rmm", parameters: ["basis": .number(1)], experts: ["a", "b"])
+        rmm.balance = .norm
+        let wholeModel = mergeError { _ = try MergePlan(rmm) }
+        #expect(wholeModel?.description.contains("merges whole models") == true)
     }
 
     /// Out-of-range parameters are refused with one line naming the parameter.
