@@ -61,6 +61,9 @@ public struct CommitResult: Sendable {
     public var newStoredByteCount: Int
     /// Files reused from the stat cache without being read.
     public var unchangedFileCount: Int
+    /// `commit --from`: working-tree files moved into place from the copies made while hashing
+    /// (the others were decoded from their objects).
+    public var copiedFileCount = 0
     /// The LoRA adapter the commit holds, if any.
     public var adapter: AdapterRecord?
     /// Tensors stored low-rank (lossy), with their errors.
@@ -128,8 +131,11 @@ extension Repository {
         }
         let references = try referenceTensors(of: baseCommit)
 
-        // 4. Store objects.
+        // 4. Store objects. A folder imported into the working tree is copied from the bytes as
+        // they are hashed: the checkout after the commit moves the copies into place.
         let batch = objects.makeBatch()
+        let copies = !fromWorktree ? try FileCopies(metaDirectory: metaDirectory) : nil
+        defer { copies?.discard() }
         var files: [TreeFile] = []
         var newInfos: [ObjectInfo] = []
         var lowRankRecords: [LowRankTensorRecord] = []
@@ -142,9 +148,9 @@ extension Repository {
             var seen = Set<ObjectID>()
             for file in prepared {
                 if file.cached != nil { reused += 1 }
-                let (entry, infos, records) = try snap.store(file, references: references, known: { try self.history.objectInfo($0) },
+                let (entry, infos, records) = try snap.store(file, references: references, recorded: { try self.history.recordedObjects($0) },
                                                              knownDigest: { f in try self.history.read { try HistoryDatabase.knownDigest($0, of: f) } },
-                                                             batch: batch, progress: counter)
+                                                             batch: batch, copies: copies, progress: counter)
                 files.append(entry)
                 lowRankRecords += records
                 if !records.isEmpty { lossyPaths.insert(entry.path) }
@@ -152,7 +158,7 @@ extension Repository {
             }
             counter.finish()
             // Objects reused from the stat cache must still exist.
-            for file in files {
+            for file in prepared.compactMap(\.cached) {
                 for id in [file.objectID] + file.tensors.map(\.objectID) where !objects.exists(id) && !batch.contains(id) {
                     throw RepoError.corruptObject(object: id.short, problem: "recorded for \(file.path) but missing from the store; run 'mrepo fsck'")
                 }
@@ -165,6 +171,7 @@ extension Repository {
                 throw RepoError.nothingToCommit
             }
             try batch.finish()
+            try copies?.sync()
             CrashPoint.reach("commit.objects-durable")
 
             // 5. Record everything in one transaction.
@@ -203,13 +210,16 @@ extension Repository {
         // From here on the commit exists; a failure below leaves it intact.
         let (newCommit, tree, storedInfos) = recorded!
         CrashPoint.reach("commit.recorded")
-        // 6. A folder imported from elsewhere becomes the working tree's content. The delta
-        // references kept mapped for storing are let go first: decoding every tensor against them
-        // would otherwise keep all their pages resident.
+        // 6. A folder imported from elsewhere becomes the working tree's content: the copies made
+        // while storing are moved into place (verified by their SHA-256, computed from the bytes
+        // written); a file without one is decoded.
         objects.releaseMappings()
+        var copied = 0
         if !fromWorktree {
             do {
-                let entries = try materialize(tree, over: worktreeTree, force: true)
+                var stats = MaterializeStats()
+                let entries = try materialize(tree, over: worktreeTree, force: true, stats: &stats, prepared: copies?.files ?? [:])
+                copied = stats.moved
                 history.saveStatCacheOpportunistically(entries, removing: [])
             } catch {
                 throw RepoError.failed("commit \(newCommit.id.short) was recorded, but updating the working tree to it failed: \(RepoError.wrap(error).description); run 'mrepo checkout --force \(head.branchName ?? newCommit.id.short)'")
@@ -229,7 +239,7 @@ extension Repository {
         return CommitResult(commit: newCommit, branch: head.branchName, fileCount: tree.files.count, tensorCount: tree.tensorCount,
                             logicalByteCount: tree.logicalByteCount, newObjectCount: storedInfos.count,
                             newStoredByteCount: storedInfos.reduce(0) { $0 + $1.storedByteCount }, unchangedFileCount: reused,
-                            adapter: adapter, lowRankTensors: lowRankRecords, notes: notes)
+                            copiedFileCount: copied, adapter: adapter, lowRankTensors: lowRankRecords, notes: notes)
     }
 
     /// Refuses a shard index (`*.safetensors.index.json`) with an entry that points outside its
@@ -256,15 +266,11 @@ extension Repository {
     /// Stat-cache entries whose objects are all recorded: `status` caches what it only hashed,
     /// and a commit must read such files again to store them.
     func storedStatCache() throws -> [String: StatCacheEntry] {
-        var known: [ObjectID: Bool] = [:]
-        return try history.statCache().filter { _, entry in
-            guard let file = FileIdentityCoding.decode(entry.identity, path: entry.path) else { return false }
-            for id in [file.objectID] + file.tensors.map(\.objectID) {
-                if known[id] == nil { known[id] = try history.objectInfo(id) != nil }
-                if known[id] == false { return false }
-            }
-            return true
+        let entries = try history.statCache().compactMapValues { entry in
+            FileIdentityCoding.decode(entry.identity, path: entry.path).map { (entry, [$0.objectID] + $0.tensors.map(\.objectID)) }
         }
+        let recorded = try history.recordedObjects(Set(entries.values.flatMap(\.1)))
+        return entries.filter { $0.value.1.allSatisfy(recorded.contains) }.mapValues(\.0)
     }
 
     /// Runs a hook that cannot undo anything (post-commit, post-merge); a failure is reported, not thrown.
@@ -279,17 +285,11 @@ extension Repository {
         }
     }
 
-    /// The tensors of a commit usable as delta references, by name.
-    func referenceTensors(of commit: ObjectID?) throws -> [String: Snapshotter.Reference] {
-        guard let commit else { return [:] }
-        var out: [String: Snapshotter.Reference] = [:]
-        for (name, tensor) in try tree(of: commit).tensorsByName {
-            guard let info = try history.objectInfo(tensor.objectID), info.kind == .tensor else { continue }
-            guard let header = try? objects.header(of: tensor.objectID) else { continue }
-            objects.retainMapping(tensor.objectID)
-            out[name] = (info, header)
-        }
-        return out
+    /// The tensors of a commit usable as delta references, by name (one query; each object's
+    /// header is read when a tensor is coded against it).
+    func referenceTensors(of commit: ObjectID?) throws -> ReferenceIndex {
+        guard let commit else { return ReferenceIndex(objects: objects, entries: [:]) }
+        return ReferenceIndex(objects: objects, entries: try history.tensorObjects(ofTree: try self.commit(commit).treeID))
     }
 
     private func validatedSource(_ path: String) throws -> String {

@@ -1,0 +1,132 @@
+import Delta
+import Foundation
+import ModelFactory
+@testable import Repo
+import Testing
+
+/// The paths a commit takes through its input: hashing first and encoding only what is missing,
+/// copying the input into the working tree, tensors laid out in another order than the base's.
+@Suite struct CommitPathTests {
+    /// Leftover copy folders (`.mrepo/.mrepo-tmp-*-copies`).
+    func copyFolders(_ repo: Repository) throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: repo.metaDirectory).filter { $0.hasSuffix("-copies") }
+    }
+
+    /// A base in `state_dict()` order and fine-tunes as `save_file` writes them (every tensor
+    /// elsewhere), in F32 and BF16, in one and in two shards: each commit comes back bit for bit,
+    /// and the fine-tunes' tensors are deltas against the base's.
+    @Test(arguments: [DType.f32, .bf16])
+    func reorderedFineTunesComeBackBitForBit(dtype: DType) throws {
+        try withRepository { repo, dir in
+            let factory = ModelFactory(architecture: .tiny, dtype: dtype, seed: 42)
+            for shards in [1, 2] {
+                let family = dir + "/family-\(shards)"
+                try factory.writeFamily(to: family, layout: .reordered, shards: shards)
+                var opts = CommitOptions(message: "base \(shards)", sourceDirectory: family + "/base", author: testAuthor)
+                opts.force = true
+                let base = try repo.commit(opts)
+                for ft in FineTune.standardFamily {
+                    let result = try repo.commit(CommitOptions(message: ft.name, sourceDirectory: family + "/" + ft.name,
+                                                                 base: base.commit.id.hex, author: testAuthor))
+                    #expect(result.commit.base == base.commit.id)
+                    #expect(sameFiles(try snapshot(repo.root), try snapshot(family + "/" + ft.name)))
+                    let out = dir + "/export-\(shards)-\(ft.name)"
+                    _ = try repo.export(result.commit.id.hex, to: out)
+                    #expect(sameFiles(try snapshot(out), try snapshot(family + "/" + ft.name)), "\(dtype) \(shards) \(ft.name)")
+                    // Changed float tensors are stored against the base's tensor of the same name.
+                    let baseTensors = try repo.tensors(of: base.commit.id.hex)
+                    var deltas = 0
+                    for (name, t) in try repo.tensors(of: result.commit.id.hex) where t.objectID != baseTensors[name]?.objectID && t.dtype == dtype {
+                        let info = try #require(try repo.history.objectInfo(t.objectID))
+                        #expect(info.reference == baseTensors[name]?.objectID, "\(name)")
+                        deltas += 1
+                    }
+                    #expect(deltas > 0)
+                }
+            }
+            #expect(try repo.fsck().errors.isEmpty)
+        }
+    }
+
+    /// Content whose tensors are all stored (here: the base written in another order) adds only
+    /// the header blobs, and its tree names the stored tensor objects.
+    @Test func storedTensorsAreNotStoredAgain() throws {
+        try withRepository { repo, dir in
+            try tinyFactory.writeCheckpoint(to: dir + "/a", order: .stateDict)
+            try tinyFactory.writeCheckpoint(to: dir + "/b", order: .saveFile)
+            let first = try repo.commit(CommitOptions(message: "a", sourceDirectory: dir + "/a", author: testAuthor))
+            let before = repo.objectFiles
+            let second = try repo.commit(CommitOptions(message: "b", sourceDirectory: dir + "/b", author: testAuthor))
+            let headers = try repo.tree(of: second.commit.id).files.filter { $0.kind == .safetensors }.map(\.objectID)
+            #expect(second.newObjectCount == headers.count)
+            #expect(repo.objectFiles.subtracting(before) == Set(headers))
+            #expect(try repo.tensors(of: second.commit.id.hex).mapValues(\.objectID) == repo.tensors(of: first.commit.id.hex).mapValues(\.objectID))
+            #expect(sameFiles(try snapshot(repo.root), try snapshot(dir + "/b")))
+
+            // The same folder once more, as another commit's content: nothing new at all.
+            try FileManager.default.copyItem(atPath: dir + "/a", toPath: dir + "/a2")
+            try writeFile("another file", to: dir + "/a2/notes.txt")
+            let third = try repo.commit(CommitOptions(message: "a2", sourceDirectory: dir + "/a2", author: testAuthor))
+            #expect(third.newObjectCount == 1)
+        }
+    }
+
+    /// An object file left by an interrupted commit (no row) is recorded, not rewritten.
+    @Test func anUnrecordedObjectFileIsRecorded() throws {
+        try withRepository { repo, dir in
+            try tinyFactory.writeCheckpoint(to: dir + "/a")
+            let first = try repo.commit(CommitOptions(message: "a", sourceDirectory: dir + "/a", author: testAuthor))
+            let tensors = try repo.tensors(of: first.commit.id.hex)
+            // A second repository holding the same objects as files only.
+            let other = try Repository.initialize(at: dir + "/other")
+            other.codecOptions = smallChunks
+            try FileManager.default.removeItem(atPath: other.metaDirectory + "/objects")
+            try FileManager.default.copyItem(atPath: repo.metaDirectory + "/objects", toPath: other.metaDirectory + "/objects")
+            let result = try other.commit(CommitOptions(message: "a", sourceDirectory: dir + "/a", author: testAuthor))
+            #expect(result.newObjectCount == repo.objectFiles.count)
+            for t in tensors.values { #expect(try other.history.objectInfo(t.objectID) != nil) }
+            #expect(try other.fsck().errors.isEmpty)
+        }
+    }
+
+    /// `commit --from` writes the working tree from the copies it made while hashing: every
+    /// written file is a copy, the copies' folder is gone afterwards, and the files match.
+    @Test func commitFromCopiesTheInputIntoTheWorkingTree() throws {
+        try withRepository { repo, dir in
+            try tinyFactory.writeCheckpoint(to: dir + "/base", shards: 2)
+            try writeFile("#!/bin/sh\n", to: dir + "/base/run.sh", executable: true)
+            let base = try repo.commit(CommitOptions(message: "base", sourceDirectory: dir + "/base", author: testAuthor))
+            #expect(base.copiedFileCount == base.fileCount)
+            #expect(sameFiles(try snapshot(repo.root), try snapshot(dir + "/base")))
+            try tinyFactory.writeCheckpoint(to: dir + "/ft", fineTune: .light("math", seed: 11), shards: 2)
+            let ft = try repo.commit(CommitOptions(message: "ft", sourceDirectory: dir + "/ft", author: testAuthor))
+            // Only the files that differ from the working tree are written (the config files are equal).
+            #expect(ft.copiedFileCount > 0 && ft.copiedFileCount < ft.fileCount)
+            #expect(sameFiles(try snapshot(repo.root), try snapshot(dir + "/ft")))
+            #expect(try repo.status().isClean)
+            #expect(try copyFolders(repo).isEmpty)
+            // A commit that fails leaves no copies either.
+            try writeFile("#!/bin/sh\nexit 1\n", to: repo.metaDirectory + "/hooks/pre-commit", executable: true)
+            _ = thrownError { _ = try repo.commit(CommitOptions(message: "refused", sourceDirectory: dir + "/base", author: testAuthor)) }
+            #expect(try copyFolders(repo).isEmpty)
+            #expect(try repo.headCommit() == ft.commit.id)
+        }
+    }
+
+    /// A copy whose bytes are not what the tree records is not taken: the file is decoded instead.
+    @Test func aCopyWithAnotherDigestIsNotTaken() throws {
+        try withRepository { repo, dir in
+            try writeFile("v1", to: repo.root + "/a.txt")
+            try repo.commitAll("v1")
+            let tree = try repo.tree(of: try #require(try repo.headCommit()))
+            try writeFile("v2", to: repo.root + "/a.txt")
+            let wrong = repo.metaDirectory + "/.mrepo-tmp-\(getpid())-x-wrong"
+            try writeFile("not v1", to: wrong)
+            var stats = Repository.MaterializeStats()
+            _ = try repo.materialize(tree, over: tree, force: true, stats: &stats,
+                                     prepared: ["a.txt": PreparedFile(temporary: wrong, sha256: Digest.zero)])
+            #expect(stats.moved == 0)
+            #expect(try readFile(repo.root + "/a.txt") == Array("v1".utf8))
+        }
+    }
+}
