@@ -5,7 +5,8 @@ import ModelFactory
 import Testing
 
 /// The paths a commit takes through its input: hashing first and encoding only what is missing,
-/// copying the input into the working tree, tensors laid out in another order than the base's.
+/// copying the input into the working tree, tensors laid out in another order than the base's,
+/// and `commit --branch`.
 @Suite struct CommitPathTests {
     /// Leftover copy folders (`.mrepo/.mrepo-tmp-*-copies`).
     func copyFolders(_ repo: Repository) throws -> [String] {
@@ -127,6 +128,65 @@ import Testing
                                      prepared: ["a.txt": PreparedFile(temporary: wrong, sha256: Digest.zero)])
             #expect(stats.moved == 0)
             #expect(try readFile(repo.root + "/a.txt") == Array("v1".utf8))
+        }
+    }
+
+    @Test func commitOntoABranchLeavesHeadAndTheWorkingTree() throws {
+        try withRepository { repo, dir in
+            try repo.writeModel()
+            let base = try repo.commitAll("base")
+            let worktree = try snapshot(repo.root)
+            try tinyFactory.writeCheckpoint(to: dir + "/gpu0", fineTune: .light("math", seed: 11))
+            try tinyFactory.writeCheckpoint(to: dir + "/gpu0b", fineTune: .light("math", seed: 12))
+            var opts = CommitOptions(message: "gpu0 step 1", sourceDirectory: dir + "/gpu0", author: testAuthor)
+            opts.branch = "gpu0"
+            let first = try repo.commit(opts)
+            #expect(first.branch == "gpu0")
+            #expect(first.commit.parents == [base.commit.id])
+            #expect(first.commit.base == base.commit.id)
+            #expect(first.copiedFileCount == 0)
+            #expect(first.notes.contains { $0.hasPrefix("created branch 'gpu0'") })
+            #expect(try repo.resolve("gpu0") == first.commit.id)
+            #expect(try repo.headCommit() == base.commit.id)
+            #expect(try repo.history.head().branchName == "main")
+            #expect(sameFiles(try snapshot(repo.root), worktree))
+            #expect(try repo.status().isClean)
+            #expect(try copyFolders(repo).isEmpty)
+
+            // The next commit onto the branch follows its tip, and stores its tensors against the base.
+            opts.sourceDirectory = dir + "/gpu0b"
+            opts.message = "gpu0 step 2"
+            let second = try repo.commit(opts)
+            #expect(second.commit.parents == [first.commit.id])
+            #expect(second.commit.base == base.commit.id)
+            #expect(try repo.resolve("gpu0") == second.commit.id)
+            #expect(try repo.headCommit() == base.commit.id)
+            _ = try repo.export("gpu0", to: dir + "/out")
+            #expect(sameFiles(try snapshot(dir + "/out"), try snapshot(dir + "/gpu0b")))
+        }
+    }
+
+    @Test func commitOntoABranchRefusesWhatItCannotDo() throws {
+        try withRepository { repo, dir in
+            try repo.writeModel()
+            try repo.commitAll("base")
+            _ = try repo.createTag("v1", at: "HEAD")
+            try tinyFactory.writeCheckpoint(to: dir + "/ft", fineTune: .light("math", seed: 11))
+            let objectsBefore = repo.objectFiles
+            for (branch, message) in [
+                ("main", "--branch main: 'main' is the current branch; commit --from DIR without --branch updates it and the working tree"),
+                ("v1", "--branch v1: 'v1' is a tag, not a branch"),
+            ] {
+                var opts = CommitOptions(message: "x", sourceDirectory: dir + "/ft", author: testAuthor)
+                opts.branch = branch
+                let error = thrownError { _ = try repo.commit(opts) }
+                #expect(error as? RepoError == .invalidArgument(message))
+            }
+            var fromWorktree = CommitOptions(message: "x", author: testAuthor)
+            fromWorktree.branch = "elsewhere"
+            #expect(thrownError { _ = try repo.commit(fromWorktree) } != nil)
+            #expect(repo.objectFiles == objectsBefore)
+            #expect(try repo.branches().map(\.name) == ["main"])
         }
     }
 }

@@ -1,7 +1,8 @@
 import Delta
 import GRDB
 
-/// The reads a commit makes in bulk (one transaction each, not one per tensor).
+/// The reads a commit makes in bulk (one transaction each, not one per tensor), and the
+/// transaction of `commit --branch`.
 extension HistoryDatabase {
     /// Which of `ids` have an `object` row.
     func recordedObjects(_ ids: some Collection<ObjectID>) throws -> Set<ObjectID> {
@@ -43,6 +44,25 @@ extension HistoryDatabase {
                 for t in byPath[path]! where out[t.name] == nil { out[t.name] = t.entry }
             }
             return out
+        }
+    }
+
+    /// Records objects, a tree and a commit, and moves `branch` from `expected` (nil: the branch
+    /// must not exist yet, and is created) to the commit, in one transaction. HEAD is not moved
+    /// (its reflog notes the move when it is on that branch); the working tree is not involved.
+    func recordCommit(objects: [ObjectInfo], tree: Tree, commit: Commit, onto branch: String, expected: ObjectID?,
+                      reflogMessage: String) throws {
+        try write { db in
+            let current = try HistoryDatabase.ref(db, branch)
+            if let current, current.kind != .branch { throw RepoError.invalidArgument("'\(branch)' is a tag, not a branch") }
+            guard current?.target == expected else { throw RepoError.concurrentUpdate(ref: branch) }
+            try HistoryDatabase.insert(db, objects: objects)
+            try HistoryDatabase.insert(db, tree: tree)
+            try HistoryDatabase.insert(db, commit: commit)
+            try HistoryDatabase.setRef(db, name: branch, kind: .branch, target: commit.id, old: expected, message: reflogMessage)
+            if case let .branch(name, _) = try HistoryDatabase.head(db), name == branch {
+                try HistoryDatabase.logRef(db, "HEAD", old: expected, new: commit.id, message: reflogMessage)
+            }
         }
     }
 }
