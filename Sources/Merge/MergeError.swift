@@ -17,7 +17,10 @@ public enum MergeError: Error, CustomStringConvertible, Equatable, Sendable {
     /// An expert lacks a commit metric the method needs (MWA), or its value is unusable.
     case missingExpertMetric(method: String, metric: String, expert: String)
 
-    public var description: String {
+    /// One line whatever the names in it hold (``Swift/String/escapingControlCharacters``).
+    public var description: String { message.escapingControlCharacters }
+
+    private var message: String {
         switch self {
         case let .unknownMethod(name, known):
             return "unknown merge method '\(name)'; valid methods: \(known.joined(separator: ", "))"

@@ -48,7 +48,10 @@ public enum RepoError: Error, CustomStringConvertible, Equatable, Sendable {
     /// Anything else, already phrased for the user.
     case failed(String)
 
-    public var description: String {
+    /// One line whatever the names in it hold (``Swift/String/escapingControlCharacters``).
+    public var description: String { message.escapingControlCharacters }
+
+    private var message: String {
         switch self {
         case let .notARepository(path):
             return "not an mrepo repository (or any parent up to /): \(path); run 'mrepo init' first"

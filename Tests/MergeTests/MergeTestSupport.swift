@@ -3,9 +3,9 @@ import Testing
 
 @testable import Merge
 
-// Shared helpers for the merge tests: the reference's §7 fixtures, a one-call merge, tolerances.
+// Shared helpers for the merge tests: the reference vectors (Fixtures/README.md), a one-call merge, tolerances.
 
-/// The inputs of /work/shared/reference/merge-methods.md §7 (2×3 tensors, flattened row-major).
+/// The reference inputs of `Fixtures/README.md` (2×3 tensors, flattened row-major).
 enum Section7 {
     static let base: [Float] = [0.1, -0.2, 0.3, 0.0, 0.5, -0.5]
     static let model1: [Float] = [0.6, -0.3, 0.5, -0.3, 0.55, -0.1]

@@ -49,7 +49,7 @@ extension HistoryDatabase {
 
     /// Records objects, a tree and a commit, and moves `branch` from `expected` (nil: the branch
     /// must not exist yet, and is created) to the commit, in one transaction. HEAD is not moved
-    /// (its reflog notes the move when it is on that branch); the working tree is not involved.
+    /// (the caller refuses HEAD's own branch, and holds the write lock); the working tree is not involved.
     func recordCommit(objects: [ObjectInfo], tree: Tree, commit: Commit, onto branch: String, expected: ObjectID?,
                       reflogMessage: String) throws {
         try write { db in
@@ -60,9 +60,6 @@ extension HistoryDatabase {
             try HistoryDatabase.insert(db, tree: tree)
             try HistoryDatabase.insert(db, commit: commit)
             try HistoryDatabase.setRef(db, name: branch, kind: .branch, target: commit.id, old: expected, message: reflogMessage)
-            if case let .branch(name, _) = try HistoryDatabase.head(db), name == branch {
-                try HistoryDatabase.logRef(db, "HEAD", old: expected, new: commit.id, message: reflogMessage)
-            }
         }
     }
 }

@@ -4,13 +4,6 @@ import GRDB
 /// The SHA-256 of each file of a tree (`treeFile.sha256`, docs/format.md §6.3): recorded at commit,
 /// checked whenever a file is rebuilt. Not part of the tree id, so it changes no id.
 extension HistoryDatabase {
-    static func registerDigestMigration(_ m: inout DatabaseMigrator) {
-        m.registerMigration("v4-file-sha256") { db in
-            // Additive: NULL in the rows of older trees, which are then not checked.
-            try db.execute(sql: "ALTER TABLE treeFile ADD COLUMN sha256 TEXT")
-        }
-    }
-
     /// The SHA-256 recorded for a file of another tree with the same identity (the same objects,
     /// hence the same bytes), if any.
     static func knownDigest(_ db: Database, of file: TreeFile) throws -> Digest? {

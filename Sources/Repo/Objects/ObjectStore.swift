@@ -144,16 +144,22 @@ public final class ObjectStore: @unchecked Sendable {
         guard depth <= ObjectStore.readableDepth else { throw RepoError.corruptObject(object: id.short, problem: "delta chain is too deep (a cycle?)") }
         let (_, tensor, map) = try openMapped(id)
         let reference = try tensor.header.reference.map { try chunkSource(for: $0, depth: depth + 1) }
-        let chunkSize = tensor.header.chunkByteCount
+        let scratchSize = ObjectStore.chunkScratchByteCount(tensor.header)
         // Each chunk of a reference is read once per tensor coded against it: its pages go once
         // it is decoded, so a large reference never stays resident whole.
         let release = ObjectStore.chunkReleaser(tensor, map: map)
         return { index, into in
-            try withScratch((TensorEncoding.scratchFactor + 1) * chunkSize) { scratch in
+            try withScratch(scratchSize) { scratch in
                 try tensor.decodeChunk(index, into: into, reference: reference, scratch: scratch)
             }
             release?(index)
         }
+    }
+
+    /// Scratch space to decode any one chunk of a tensor. No chunk is larger than the tensor: sized
+    /// by the declared chunk size alone (a u32 field), it could be gigabytes for a tensor of a few bytes.
+    static func chunkScratchByteCount(_ header: EncodedTensorHeader) -> Int {
+        (TensorEncoding.scratchFactor + 1) * max(1, min(header.chunkByteCount, header.byteCount))
     }
 
     /// Decodes a tensor or blob object, streaming its bytes to `sink`, and verifies its identity.
