@@ -321,6 +321,7 @@ extension Repository {
         if head.branchName == branch {
             throw RepoError.invalidArgument("--branch \(branch): '\(branch)' is the current branch; commit --from DIR without --branch updates it and the working tree")
         }
+        if let path = try history.branchesCheckedOutElsewhere()[branch] { throw HistoryDatabase.branchInUse(branch, at: path) }
         guard let ref = try history.ref(named: branch) else { return (branch, head.commit, true) }
         guard ref.kind == .branch else { throw RepoError.invalidArgument("--branch \(branch): '\(branch)' is a tag, not a branch") }
         return (branch, ref.target, false)

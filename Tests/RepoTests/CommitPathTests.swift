@@ -182,11 +182,18 @@ import Testing
                 let error = thrownError { _ = try repo.commit(opts) }
                 #expect(error as? RepoError == .invalidArgument(message))
             }
+            // A branch another working tree has checked out moves only there.
+            try repo.createBranch("linked")
+            try repo.addWorktree(at: dir + "/wt", revision: "linked")
+            var linked = CommitOptions(message: "x", sourceDirectory: dir + "/ft", author: testAuthor)
+            linked.branch = "linked"
+            let inUse = thrownError { _ = try repo.commit(linked) }
+            #expect((inUse as? RepoError)?.description.contains("branch 'linked' is already checked out in the working tree at") == true)
             var fromWorktree = CommitOptions(message: "x", author: testAuthor)
             fromWorktree.branch = "elsewhere"
             #expect(thrownError { _ = try repo.commit(fromWorktree) } != nil)
             #expect(repo.objectFiles == objectsBefore)
-            #expect(try repo.branches().map(\.name) == ["main"])
+            #expect(try repo.branches().map(\.name) == ["linked", "main"])
         }
     }
 }

@@ -49,13 +49,15 @@ extension HistoryDatabase {
 
     /// Records objects, a tree and a commit, and moves `branch` from `expected` (nil: the branch
     /// must not exist yet, and is created) to the commit, in one transaction. HEAD is not moved
-    /// (the caller refuses HEAD's own branch, and holds the write lock); the working tree is not involved.
+    /// (the caller refuses HEAD's own branch, and holds the write lock), nor is any working tree.
     func recordCommit(objects: [ObjectInfo], tree: Tree, commit: Commit, onto branch: String, expected: ObjectID?,
                       reflogMessage: String) throws {
         try write { db in
             let current = try HistoryDatabase.ref(db, branch)
             if let current, current.kind != .branch { throw RepoError.invalidArgument("'\(branch)' is a tag, not a branch") }
             guard current?.target == expected else { throw RepoError.concurrentUpdate(ref: branch) }
+            // Another working tree on that branch would find it moved under its files.
+            try refuseBranchInUse(db, branch)
             try HistoryDatabase.insert(db, objects: objects)
             try HistoryDatabase.insert(db, tree: tree)
             try HistoryDatabase.insert(db, commit: commit)
