@@ -62,11 +62,15 @@ extension Snapshotter {
 
         let fileHash = SHA256()
         let copy = try copies?.begin()
+        // Where the file system shares blocks, the copy is a reflink made before the file is read
+        // (the check that the file did not change while it was read covers it too); elsewhere the
+        // copy is written from the bytes as they are hashed.
+        let cloned = copy?.cloneContents(of: file.scanned.absolutePath) ?? false
         var ids = [ObjectID](repeating: .zero, count: pieces.count)
         var infos: [ObjectInfo] = []
         do {
             for (segment, large) in Snapshotter.segments(pieces) {
-                try hashSegment(segment, of: pieces, in: map, fileHash: fileHash, copy: copy, ids: &ids, dropPages: large)
+                try hashSegment(segment, of: pieces, in: map, fileHash: fileHash, copy: cloned ? nil : copy, ids: &ids, dropPages: large)
                 infos += try storeMissing(segment, of: pieces, ids: ids, map: map, references: references, recorded: recorded,
                                           batch: batch, progress: progress)
                 map.release(pieces[segment.lowerBound].range.lowerBound..<pieces[segment.upperBound - 1].range.upperBound)
@@ -222,8 +226,8 @@ final class ReferenceIndex {
     }
 }
 
-/// Copies of the files a `commit --from` stores, written from the bytes as they are hashed into a
-/// temporary folder in `.mrepo`: the working tree's next content, moved into place once the commit
+/// Copies of the files a `commit --from` stores, written from the bytes as they are hashed (or
+/// reflinks, where the file system has them) into a temporary folder in `.mrepo`: the working tree's next content, moved into place once the commit
 /// is recorded (``Repository/stageCheckout(_:over:force:prepared:)``) instead of decoding every
 /// object again. A crash leaves the folder to the next command's sweep (docs/format.md §7.4).
 final class FileCopies {
