@@ -28,6 +28,7 @@ struct MrepoCommand: ParsableCommand {
             ]),
             CommandGroup(name: "Merge models", subcommands: [MergeCommand.self, ResolveCommand.self, ExpertsCommand.self]),
             CommandGroup(name: "Models", subcommands: [ExportCommand.self, CheckCommand.self, SynthCommand.self]),
+            CommandGroup(name: "Share", subcommands: [ServeCommand.self]),
             CommandGroup(name: "Maintenance", subcommands: [DuCommand.self, FsckCommand.self, GCCommand.self]),
         ]
     )

@@ -92,6 +92,11 @@ public final class ObjectStore: @unchecked Sendable {
                 throw RepoError.corruptObject(object: id.short, problem: "missing object file (\(error))")
             }
         }
+        return try open(id, map: map)
+    }
+
+    /// Checks the header of a mapped object file and parses its encoded tensor.
+    func open(_ id: ObjectID, map: MappedFile) throws -> (kind: ObjectKind, tensor: EncodedTensor) {
         let bytes = map.bytes
         guard bytes.count >= ObjectStore.headerByteCount, Array(bytes[0..<4]) == ObjectStore.magic else {
             throw RepoError.corruptObject(object: id.short, problem: "not an mrepo object (bad magic)")
