@@ -125,6 +125,29 @@ extension HistoryDatabase {
             // Additive: NULL in the rows of older trees, which are then not checked.
             try db.execute(sql: "ALTER TABLE treeFile ADD COLUMN sha256 TEXT")
         }
+        // Remotes, their remote-tracking refs and the upstream of each branch (docs/remotes.md).
+        m.registerMigration("v5-remotes") { db in
+            try db.execute(sql: """
+                CREATE TABLE remote (
+                    name TEXT PRIMARY KEY NOT NULL,
+                    url TEXT NOT NULL,
+                    lazy INTEGER NOT NULL DEFAULT 0
+                );
+                CREATE TABLE remoteRef (
+                    remote TEXT NOT NULL REFERENCES remote(name) ON DELETE CASCADE ON UPDATE CASCADE,
+                    name TEXT NOT NULL,
+                    kind TEXT NOT NULL CHECK (kind IN ('branch', 'tag')),
+                    commitID TEXT NOT NULL REFERENCES "commit"(id),
+                    timestamp REAL NOT NULL,
+                    PRIMARY KEY (remote, name)
+                );
+                CREATE TABLE upstream (
+                    branch TEXT PRIMARY KEY NOT NULL,
+                    remote TEXT NOT NULL REFERENCES remote(name) ON DELETE CASCADE ON UPDATE CASCADE,
+                    remoteBranch TEXT NOT NULL
+                );
+                """)
+        }
         return m
     }
 }

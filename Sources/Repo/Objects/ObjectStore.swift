@@ -47,6 +47,9 @@ public final class ObjectStore: @unchecked Sendable {
     static let readableDepth = 64
 
     private let openObjects = Mutex<[ObjectID: MappedFile]>([:])
+    /// Called for an object whose file is missing before reading it fails: a lazy clone fetches
+    /// the file (and its delta references) from its remote here.
+    let missingFileHandler = Mutex<(@Sendable (ObjectID) throws -> Void)?>(nil)
     /// Where the store notes that this process writes temporary files into `root`.
     let journal: WriteJournal?
 
@@ -86,6 +89,7 @@ public final class ObjectStore: @unchecked Sendable {
         if let cached = openObjects.withLock({ $0[id] }) {
             map = cached
         } else {
+            if !exists(id), let fetch = missingFileHandler.withLock({ $0 }) { try fetch(id) }
             do {
                 map = try MappedFile(path: path(for: id))
             } catch {
