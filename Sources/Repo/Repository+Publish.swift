@@ -61,7 +61,8 @@ extension Repository {
     }
 
     /// Records a commit on `branch` made of its current tree with `changes` applied, without
-    /// touching the working tree or HEAD (HEAD follows when `branch` is its branch, as in git).
+    /// touching the working tree. The branch HEAD names is accepted only in a bare repository
+    /// (HEAD then follows it), as for pushes.
     ///
     /// - Parameters:
     ///   - expectedParent: when given, the commit the branch must point at now (else
@@ -78,6 +79,11 @@ extension Repository {
             let parent = existing?.target
             if parent == nil, head.branchName != branch { throw RepoError.unknownRevision(branch) }
             if let expectedParent, expectedParent != parent { throw RepoError.concurrentUpdate(ref: branch) }
+            // As for pushes: the checked-out branch of a repository with a working tree stays
+            // where its files are, unless the repository is bare.
+            if head.branchName == branch, try history.meta("bare") != "1" {
+                throw RepoError.invalidArgument("'\(branch)' is the checked-out branch of this repository; commit to another branch, or serve a bare repository ('mrepo init --bare'); nothing was changed")
+            }
             let parentCommit = try parent.map { try commit($0) }
             var files: [String: TreeFile] = [:]
             if let parent { for f in try verifiedTree(of: parent).files { files[f.path] = f } }

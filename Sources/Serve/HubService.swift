@@ -149,6 +149,11 @@ struct HubService: HTTPResponder, Sendable {
                 throw HubError.notFound()
             }
         }
+        // /{ns}/{name}/mrepo/v1/…: mrepo's own protocol (clone, fetch, push).
+        if c.count >= 5, c[2] == "mrepo", c[3] == "v1" {
+            let repo = try registry.repository(c[0], c[1])
+            return try await mrepoProtocol(repo, id: c[0] + "/" + c[1], method: method, rest: Array(c.dropFirst(4)), request: request)
+        }
         // /{ns}/{name}/resolve/{rev}/{path}
         if c.count >= 5, c[2] == "resolve", method == .get || method == .head {
             try requireRead(request)

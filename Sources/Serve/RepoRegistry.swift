@@ -68,7 +68,8 @@ final class RepoRegistry: Sendable {
         guard let realParent = RepoRegistry.realPath(root + "/" + namespace), realParent.hasPrefix(root + "/") else {
             throw HubError.badRequest("\(namespace): not a folder inside the served root")
         }
-        _ = try Repository.initialize(at: realParent + "/" + name)
+        // Bare: clients commit to its main branch, which no working tree holds.
+        _ = try Repository.initialize(at: realParent + "/" + name, bare: true)
         return (try repository(namespace, name), false)
     }
 

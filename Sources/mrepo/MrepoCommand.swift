@@ -27,11 +27,10 @@ struct MrepoCommand: ParsableCommand {
                 BranchCommand.self, SwitchCommand.self, CheckoutCommand.self, TagCommand.self,
             ]),
             CommandGroup(name: "Share", subcommands: [
-                RemoteCommand.self, CloneCommand.self, FetchCommand.self, PushCommand.self, PullCommand.self,
+                RemoteCommand.self, CloneCommand.self, FetchCommand.self, PushCommand.self, PullCommand.self, ServeCommand.self,
             ]),
             CommandGroup(name: "Merge models", subcommands: [MergeCommand.self, ResolveCommand.self, ExpertsCommand.self]),
             CommandGroup(name: "Models", subcommands: [ExportCommand.self, CheckCommand.self, SynthCommand.self]),
-            CommandGroup(name: "Share", subcommands: [ServeCommand.self]),
             CommandGroup(name: "Maintenance", subcommands: [DuCommand.self, FsckCommand.self, GCCommand.self]),
         ]
     )

@@ -94,6 +94,11 @@ struct PublishTests {
                 }
             }
             #expect(try repo.resolve("upload") == commit.id)
+            // The checked-out branch of a repository with a working tree is refused, as for pushes.
+            expectThrows(RepoError.self) {
+                try repo.commitFiles(toBranch: "main", changes: [.delete(path: "config.json")], message: "x", author: testAuthor)
+            }
+            #expect(try repo.resolve("main") == base)
             let fsck = try repo.fsck()
             #expect(fsck.errors.isEmpty, "\(fsck.errors)")
         }
@@ -101,7 +106,8 @@ struct PublishTests {
 
     @Test("the first commit of an unborn branch, and a revision resolved only by name or a 40+ digit id")
     func unbornAndExactResolve() throws {
-        try withRepository { repo, dir in
+        try withTemporaryDirectory { dir in
+            let repo = try Repository.initialize(at: dir + "/repo", bare: true)
             try writeFile("a\n", to: dir + "/a.txt")
             let commit = try repo.commitFiles(toBranch: "main", changes: [.write(path: "a.txt", source: dir + "/a.txt")],
                                               message: "first", author: testAuthor)
