@@ -167,4 +167,25 @@ struct ServeHubTests {
         #expect(!FileManager.default.fileExists(atPath: s.path("served/ns/n")))
         #expect(try s.ok(["branch"], in: "served/ns/m").stdout.contains("x") == false)
     }
+
+    @Test("clients that disconnect mid-transfer, then 32 concurrent downloads: all complete and exact, bounded memory, read locks released")
+    func concurrentAndBrokenDownloads() throws {
+        let s = try CLISandbox()
+        // 6 MB: 32 whole copies held at once would take the server well past the bound the script checks.
+        try s.ok(["synth", "family", "--size", "small", "--fine-tunes", "none"])
+        try FileManager.default.createDirectory(atPath: s.path("served/ns"), withIntermediateDirectories: true)
+        try s.ok(["init", "served/ns/big"])
+        try s.ok(["commit", "--from", s.path("family/base"), "-m", "base"], in: "served/ns/big")
+        let weights = try #require(s.files(under: "family/base").first { $0.hasSuffix(".safetensors") })
+        let digest = try #require(try runProgram("/usr/bin/env", ["sha256sum", s.path("family/base/" + weights)]).1.split(separator: " ").first)
+        let server = try ServerProcess(s, ["served"])
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("scripts/serve_stress_check.py").path
+        let (status, out) = try runProgram("/usr/bin/env", ["python3", script, server.url, "/ns/big/resolve/main/" + weights, String(digest),
+                                                           String(server.process.processIdentifier), CLISandbox.binary, s.path("served/ns/big"),
+                                                           // Resident memory of an idle server is about 90 MiB (debug build).
+                                                           "256"])
+        #expect(status == 0, "\(out)")
+        #expect(server.stop() == 0, "the server survived and stops cleanly")
+    }
 }
