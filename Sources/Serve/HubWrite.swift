@@ -132,8 +132,6 @@ extension HubService {
             ])))
             out.append(.object(members))
         }
-        var headers = HTTPFields()
-        headers[.contentType] = "application/vnd.git-lfs+json"
         var response = Responses.json(.object([JSONMember("transfer", .string("basic")), JSONMember("objects", .array(out))]))
         response.headers[.contentType] = "application/vnd.git-lfs+json"
         return response
