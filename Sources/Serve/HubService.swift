@@ -70,7 +70,9 @@ struct HubService: HTTPResponder, Sendable {
     }
 
     func requireRead(_ request: Request) throws {
-        guard try access(request) != nil else { throw HubError.invalidCredentials }
+        guard try access(request) != nil else {
+            throw HubError(status: .unauthorized, message: "Authentication required: send a token (Authorization: Bearer TOKEN)")
+        }
     }
 
     func requireWrite(_ request: Request) throws {
