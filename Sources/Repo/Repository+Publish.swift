@@ -79,9 +79,9 @@ extension Repository {
             let parent = existing?.target
             if parent == nil, head.branchName != branch { throw RepoError.unknownRevision(branch) }
             if let expectedParent, expectedParent != parent { throw RepoError.concurrentUpdate(ref: branch) }
-            // As for pushes: the checked-out branch of a repository with a working tree stays
-            // where its files are, unless the repository is bare.
-            if head.branchName == branch, try history.meta("bare") != "1" {
+            // As for pushes: a branch checked out in any working tree stays where its files are,
+            // unless the repository is bare.
+            if try history.meta("bare") != "1", try history.allHeads().values.contains(where: { $0.branchName == branch }) {
                 throw RepoError.invalidArgument("'\(branch)' is the checked-out branch of this repository; commit to another branch, or serve a bare repository ('mrepo init --bare'); nothing was changed")
             }
             let parentCommit = try parent.map { try commit($0) }
@@ -147,8 +147,8 @@ extension Repository {
                     try HistoryDatabase.insert(db, tree: tree)
                     try HistoryDatabase.insert(db, commit: commit)
                     try HistoryDatabase.setRef(db, name: branch, kind: .branch, target: commit.id, old: parent, message: reflog)
-                    if try HistoryDatabase.head(db).branchName == branch {
-                        try HistoryDatabase.logRef(db, "HEAD", old: parent, new: commit.id, message: reflog)
+                    for (worktree, h) in try HistoryDatabase.allHeads(db) where h.branchName == branch {
+                        try HistoryDatabase.logRef(db, HistoryDatabase.headLogName(worktree), old: parent, new: commit.id, message: reflog)
                     }
                 }
                 return commit
