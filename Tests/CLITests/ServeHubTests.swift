@@ -189,4 +189,37 @@ struct ServeHubTests {
         #expect(status == 0, "\(out)")
         #expect(server.stop() == 0, "the server survived and stops cleanly")
     }
+
+    @Test("a tree of 1,100 files is listed in pages of 1,000 that huggingface_hub follows through the Link header")
+    func treePaging() throws {
+        let python = hubPython()
+        try #require(FileManager.default.isExecutableFile(atPath: python), "no Python with huggingface_hub at \(python): run scripts/setup.sh")
+        let s = try CLISandbox()
+        for i in 0..<1100 {
+            let dir = s.path("files/part\(i % 3)")
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try "\(i)\n".write(toFile: dir + "/f\(i).txt", atomically: false, encoding: .utf8)
+        }
+        try FileManager.default.createDirectory(atPath: s.path("served/ns"), withIntermediateDirectories: true)
+        try s.ok(["init", "served/ns/many"])
+        try s.ok(["commit", "--from", s.path("files"), "-m", "many files"], in: "served/ns/many")
+        let server = try ServerProcess(s, ["served"])
+        let (status, out) = try runProgram(python, ["-c", """
+            import os, sys
+            os.environ["HF_ENDPOINT"] = sys.argv[1]
+            os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+            from huggingface_hub import HfApi
+            api = HfApi(endpoint=sys.argv[1])
+            entries = list(api.list_repo_tree("ns/many", recursive=True))
+            files = [e.path for e in entries if type(e).__name__ == "RepoFile"]
+            folders = [e.path for e in entries if type(e).__name__ == "RepoFolder"]
+            top = [e.path for e in api.list_repo_tree("ns/many")]
+            sub = [e.path for e in api.list_repo_tree("ns/many", path_in_repo="part1")]
+            print(len(files), len(set(files)), sorted(folders), sorted(top), len(sub))
+            """, server.url])
+        #expect(server.stop() == 0)
+        #expect(status == 0)
+        #expect(out.trimmingCharacters(in: .whitespacesAndNewlines)
+            == "1100 1100 ['part0', 'part1', 'part2'] ['part0', 'part1', 'part2'] 367")
+    }
 }
