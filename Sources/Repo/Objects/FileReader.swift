@@ -160,7 +160,8 @@ extension ObjectStore {
             throw RepoError.corruptObject(object: id.short, problem: "missing object file (\(error))")
         }
         maps.append(map)
-        return try open(id, map: map)
+        let (kind, tensor, _) = try open(id, map: map)
+        return (kind, tensor)
     }
 
     /// ``chunkSource(for:depth:)`` that hands out the maps of the delta chain.
