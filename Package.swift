@@ -18,6 +18,13 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        // The HTTP server of `mrepo serve`. Traits off: swift-configuration is not needed (docs/serving.md
+        // notes the cold-build time this package adds).
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        // Named for their products only; Hummingbird depends on them already (no extra build).
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         // System libraries (Debian: libzstd-dev, libopenblas-dev, libssl-dev; SQLite comes through GRDB).
@@ -37,9 +44,15 @@ let package = Package(
         .target(name: "Repo", dependencies: ["Merge", "Delta", .product(name: "GRDB", package: "GRDB.swift")]),
         // Seeded synthetic checkpoints (transformer-shaped families) for the demo, tests and benchmarks.
         .target(name: "ModelFactory", dependencies: ["Delta"]),
+        // `mrepo serve`: the Hugging Face Hub API and mrepo's own protocol over HTTP (Hummingbird).
+        .target(name: "Serve", dependencies: [
+            "Repo", "Delta", "CCrypto", .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+        ]),
         // The command-line tool: parses, calls one Repo API, prints.
         .executableTarget(name: "mrepo", dependencies: [
-            "Repo", "ModelFactory",
+            "Repo", "ModelFactory", "Serve",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Benchmarks (not tests): `swift run -c release mrepo-bench`.
@@ -58,6 +71,7 @@ let package = Package(
         .testTarget(name: "MergeTests", dependencies: ["MrepoTestSupport", "Merge", "Delta"], exclude: ["Golden", "Fixtures"]),
         .testTarget(name: "RepoTests", dependencies: ["MrepoTestSupport", "Repo", "ModelFactory"]),
         .testTarget(name: "CLITests", dependencies: ["MrepoTestSupport", "mrepo", "Delta", "ModelFactory"]),
+        .testTarget(name: "ServeTests", dependencies: ["MrepoTestSupport", "Serve", "Repo", "Delta", "ModelFactory"]),
         .testTarget(name: "FuzzTests", dependencies: ["MrepoTestSupport", "Fuzzing", "Repo", "Merge", "Delta"]),
     ]
 )

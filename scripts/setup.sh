@@ -6,8 +6,12 @@
 #   libsqlite3-dev   SQLite, for GRDB
 #   pkg-config       lets SwiftPM find the above
 #   zstd             the zstd CLI, the benchmark's reference
+#   python3-venv     the venv below
+# and a Python venv (~/.cache/mrepo-venv, or $MREPO_VENV) holding the real huggingface_hub client, which
+# the tests of `mrepo serve` drive (Tests/CLITests/ServeHubTests.swift, scripts/hub_client_check.py).
 set -euo pipefail
 packages=(libzstd-dev libopenblas-dev libssl-dev libsqlite3-dev pkg-config zstd)
+command -v python3 >/dev/null && python3 -c "import venv, ensurepip" 2>/dev/null || packages+=(python3 python3-venv)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -20,3 +24,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}" >/dev/null
 fi
 command -v swift >/dev/null || { echo "setup: swift is not on PATH (Swift 6.1 or newer is needed)" >&2; exit 1; }
+
+# The Hugging Face client the serve tests run (pinned: the version docs/serving.md was checked against).
+venv="${MREPO_VENV:-$HOME/.cache/mrepo-venv}"
+if ! "$venv/bin/python" -c "import huggingface_hub, sys; sys.exit(huggingface_hub.__version__ != '2.4.0')" 2>/dev/null; then
+  echo "setup: creating $venv with huggingface_hub 2.4.0" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "huggingface_hub==2.4.0"
+fi

@@ -86,6 +86,12 @@ public enum RepoError: Error, CustomStringConvertible, Equatable, Sendable {
     case invalidArgument(String)
     /// Anything else, already phrased for the user.
     case failed(String)
+    /// A remote failed or refused a request: what it said, with the remote's URL.
+    case remote(String)
+    /// A push that is not a fast-forward of what the remote's ref holds now.
+    case nonFastForward(ref: String, remote: String)
+    /// A remote ref moved between reading it and updating it (another pusher won).
+    case remoteRefMoved(ref: String, remote: String)
 
     /// One line whatever the names in it hold (``Swift/String/escapingControlCharacters``).
     public var description: String { message.escapingControlCharacters }
@@ -185,6 +191,12 @@ public enum RepoError: Error, CustomStringConvertible, Equatable, Sendable {
             return message
         case let .failed(message):
             return message
+        case let .remote(message):
+            return message
+        case let .nonFastForward(ref, remote):
+            return "\(remote): push of '\(ref)' refused: not a fast-forward of the remote's '\(ref)' (fetch and merge first, or pass --force); the remote is unchanged"
+        case let .remoteRefMoved(ref, remote):
+            return "\(remote): '\(ref)' moved on the remote while this command ran (another push won); the remote ref is unchanged, fetch and try again"
         }
     }
 }

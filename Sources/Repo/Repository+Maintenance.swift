@@ -109,12 +109,22 @@ extension Repository {
         // before their rows: harmless to anything a branch, tag, HEAD or merge needs.
         var live: Set<ObjectID>?
         var forgotten = 0
+        let lazy = try lazyRemote() != nil
+        var notFetched = 0
+        for r in try history.remoteRefs() where !known.contains(r.target) {
+            report.errors.append("remote-tracking ref \(r.fullName): points at missing commit \(r.target.short)")
+        }
         for info in infos.sorted(by: { $0.id < $1.id }) {
             let name = users[info.id].map { "object \(info.id.short) (\($0))" } ?? "object \(info.id.short)"
             if let ref = info.reference, recorded[ref] == nil {
                 report.errors.append("\(name): delta reference \(ref.short) is missing")
             }
             guard objects.exists(info.id) else {
+                if lazy {
+                    // A lazy clone fetches this file on first use.
+                    notFetched += 1
+                    continue
+                }
                 if live == nil { live = try liveData(includeReflog: false).objects }
                 if live?.contains(info.id) == true {
                     report.errors.append("\(name): object file is missing")
@@ -149,6 +159,9 @@ extension Repository {
         }
         if forgotten > 0 {
             report.warnings.append("\(forgotten) object\(forgotten == 1 ? "" : "s") that no branch, tag or HEAD needs \(forgotten == 1 ? "has" : "have") no file (left by an interrupted 'mrepo gc'; 'mrepo gc --prune-reflog' forgets them)")
+        }
+        if notFetched > 0 {
+            report.warnings.append("\(notFetched) object\(notFetched == 1 ? "" : "s") not fetched yet (a lazy clone reads them from its remote on first use; 'mrepo fetch --objects REV' fetches them now)")
         }
         if !temporary.isEmpty {
             report.warnings.append("\(temporary.count) temporary file\(temporary.count == 1 ? "" : "s") in the object store (left by an interrupted command; 'mrepo gc' removes them)")
@@ -330,6 +343,8 @@ extension Repository {
     func reachableCommitIDs(includeReflog: Bool) throws -> Set<ObjectID> {
         var roots: [ObjectID] = try history.refs().map(\.target)
         roots.append(contentsOf: try history.allHeads().values.compactMap(\.commit))
+        // What the remotes were last seen at stays, as in git.
+        roots += try history.remoteRefs().map(\.target)
         if includeReflog {
             for e in try history.reflog(limit: Int.max) {
                 if let o = e.old { roots.append(o) }

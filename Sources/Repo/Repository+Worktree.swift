@@ -180,6 +180,16 @@ extension Repository {
                 result.head = .branch(name, commit: start)
                 return result
             }
+            if try history.ref(named: name) == nil, let tracking = try trackingCandidate(name) {
+                // As git does: a branch that exists only on a remote starts here, tracking it.
+                var result = try moveHead(to: tracking.target, newHead: .branch(name, commit: tracking.target), from: head, force: force,
+                                          message: "switch: created \(name) from \(tracking.fullName)") {
+                    try self.history.createRef(name: name, kind: .branch, target: tracking.target, message: "branch: created from \(tracking.fullName)")
+                    try self.history.setUpstream(of: name, to: Upstream(remote: tracking.remote, branch: tracking.name))
+                }
+                result.head = .branch(name, commit: tracking.target)
+                return result
+            }
             guard let ref = try history.ref(named: name), ref.kind == .branch else {
                 if try history.ref(named: name)?.kind == .tag {
                     throw RepoError.switchToTag(name)

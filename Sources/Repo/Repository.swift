@@ -27,6 +27,9 @@ public final class Repository: @unchecked Sendable {
     public var codecOptions = CodecOptions.default
     /// Told when a command has to wait for another (gc for readers, a reader for gc).
     public var waitNotice: (@Sendable (String) -> Void)?
+    /// Where remotes read credentials and endpoints (S3's `AWS_*` variables): the process's
+    /// environment unless set.
+    public var transportEnvironment: [String: String] = ProcessInfo.processInfo.environment
     /// The folders this process writes temporary files into (docs/format.md §7.4).
     let journal: WriteJournal
     /// How many write and read locks this object holds: a reader called inside a writer, or
@@ -50,6 +53,14 @@ public final class Repository: @unchecked Sendable {
         journal = WriteJournal(metaDirectory: metaDirectory)
         objects = ObjectStore(root: metaDirectory + "/objects", journal: journal)
         ownsJournal = true
+        if (try? history.remotes().contains { $0.lazy }) == true { readMissingObjectsLazily() }
+    }
+
+    /// Makes reads of a missing object file fetch it from the lazy remote (a lazy clone).
+    func readMissingObjectsLazily() {
+        objects.missingFileHandler.withLock {
+            $0 = { [weak self] id in try self?.ensureObjectFiles([id]) }
+        }
     }
 
     /// The same repository seen from another of its working trees, sharing this object's
@@ -83,7 +94,10 @@ public final class Repository: @unchecked Sendable {
     ///   - installSampleHooks: install the sample hooks (`pre-commit` refusing NaN/Inf, ...) as active hooks.
     ///   - initialBranch: the name of the first branch; the default is `main`.
     @discardableResult
-    public static func initialize(at path: String, installSampleHooks: Bool = false, initialBranch: String = "main") throws -> Repository {
+    ///   - bare: a repository that others push to: pushes may move the branch HEAD names, whose
+    ///     files the working tree then no longer holds (nobody works in it).
+    public static func initialize(at path: String, installSampleHooks: Bool = false, initialBranch: String = "main",
+                                  bare: Bool = false) throws -> Repository {
         let root = absolutePath(path)
         try RefNames.validate(initialBranch)
         let meta = root + "/" + directoryName
@@ -97,6 +111,7 @@ public final class Repository: @unchecked Sendable {
         _ = try HistoryDatabase(path: meta + "/mrepo.db", create: true)
         let repo = try Repository(root: root)
         repo.journal.note(directory: meta + "/hooks")
+        if bare { try repo.history.setMeta("bare", "1") }
         if initialBranch != "main" {
             try repo.history.setHead(.branch(initialBranch, commit: nil), expected: nil, message: "init")
         }
@@ -138,6 +153,30 @@ public final class Repository: @unchecked Sendable {
         }
         defer { objects.releaseMappings() }
         return try body()
+    }
+
+    /// Takes the write lock for the duration of an asynchronous `body` (fetch, clone, pull).
+    public func withWriteLock<T>(wait: Bool = false, async body: () async throws -> T) async throws -> T {
+        let lock = try WriteLock(path: metaDirectory + "/lock", wait: wait)
+        writeLocks.add(1, ordering: .relaxed)
+        defer {
+            writeLocks.subtract(1, ordering: .relaxed)
+            lock.release()
+            objects.releaseMappings()
+        }
+        return try await body()
+    }
+
+    /// Holds the read lock (gc waits) for an asynchronous reader (push).
+    func withReadLock<T>(async body: () async throws -> T) async throws -> T {
+        if writeLocks.load(ordering: .relaxed) > 0 || readLocks.load(ordering: .relaxed) > 0 { return try await body() }
+        let lock = ReaderBarrier.shared(path: gcLockPath, notice: waitNotice)
+        readLocks.add(1, ordering: .relaxed)
+        defer {
+            readLocks.subtract(1, ordering: .relaxed)
+            lock?.release()
+        }
+        return try await body()
     }
 
     /// `.mrepo/gc.lock`: readers share it, gc holds it exclusively.
@@ -215,6 +254,11 @@ public final class Repository: @unchecked Sendable {
             return id
         }
         if let ref = try history.ref(named: base) { return ref.target }
+        // `origin/main`: a remote-tracking ref (a local branch of that name wins, as in git).
+        if let slash = base.firstIndex(of: "/"),
+           let tracking = try history.remoteRef(remote: String(base[..<slash]), name: String(base[base.index(after: slash)...])) {
+            return tracking.target
+        }
         let lower = base.lowercased()
         if lower.count >= 4, lower.allSatisfy({ $0.isHexDigit }) {
             let matches = try history.commitIDs(withPrefix: lower)

@@ -26,6 +26,9 @@ struct MrepoCommand: ParsableCommand {
             CommandGroup(name: "Branches and tags", subcommands: [
                 BranchCommand.self, SwitchCommand.self, CheckoutCommand.self, TagCommand.self, WorktreeCommand.self,
             ]),
+            CommandGroup(name: "Share", subcommands: [
+                RemoteCommand.self, CloneCommand.self, FetchCommand.self, PushCommand.self, PullCommand.self, ServeCommand.self,
+            ]),
             CommandGroup(name: "Merge models", subcommands: [MergeCommand.self, ResolveCommand.self, ExpertsCommand.self]),
             CommandGroup(name: "Models", subcommands: [ExportCommand.self, CheckCommand.self, SynthCommand.self]),
             CommandGroup(name: "Maintenance", subcommands: [DuCommand.self, FsckCommand.self, GCCommand.self]),

@@ -42,13 +42,16 @@ extension HistoryDatabase {
 
     /// The HEAD of every working tree, by worktree key ('' for the main one).
     public func allHeads() throws -> [String: Head] {
-        try read { db in
-            var out: [String: Head] = [:]
-            for id in try String.fetchAll(db, sql: "SELECT worktree FROM head") {
-                out[id] = try HistoryDatabase.head(db, worktree: id)
-            }
-            return out
+        try read { db in try HistoryDatabase.allHeads(db) }
+    }
+
+    /// The HEAD of every working tree, inside a transaction.
+    static func allHeads(_ db: Database) throws -> [String: Head] {
+        var out: [String: Head] = [:]
+        for id in try String.fetchAll(db, sql: "SELECT worktree FROM head") {
+            out[id] = try HistoryDatabase.head(db, worktree: id)
         }
+        return out
     }
 
     /// The branches checked out in the other working trees, with the folder of each.

@@ -179,6 +179,29 @@ extension HistoryDatabase {
                 DROP TABLE worktreeViewV1;
                 """)
         }
+        // Remotes, their remote-tracking refs and the upstream of each branch (docs/remotes.md).
+        m.registerMigration("v6-remotes") { db in
+            try db.execute(sql: """
+                CREATE TABLE remote (
+                    name TEXT PRIMARY KEY NOT NULL,
+                    url TEXT NOT NULL,
+                    lazy INTEGER NOT NULL DEFAULT 0
+                );
+                CREATE TABLE remoteRef (
+                    remote TEXT NOT NULL REFERENCES remote(name) ON DELETE CASCADE ON UPDATE CASCADE,
+                    name TEXT NOT NULL,
+                    kind TEXT NOT NULL CHECK (kind IN ('branch', 'tag')),
+                    commitID TEXT NOT NULL REFERENCES "commit"(id),
+                    timestamp REAL NOT NULL,
+                    PRIMARY KEY (remote, name)
+                );
+                CREATE TABLE upstream (
+                    branch TEXT PRIMARY KEY NOT NULL,
+                    remote TEXT NOT NULL REFERENCES remote(name) ON DELETE CASCADE ON UPDATE CASCADE,
+                    remoteBranch TEXT NOT NULL
+                );
+                """)
+        }
         return m
     }
 }

@@ -337,7 +337,7 @@ extension Repository {
         throw RepoError.invalidArgument("\(adapters.map(\.name).joined(separator: ", ")) \(adapters.count == 1 ? "is a LoRA adapter" : "are LoRA adapters"): \(method) merges full models tensor by tensor; merge adapters with --method rmm (a reversible merge of the adapters), or fold each into its base model (mrepo export --fold REV DIR; mrepo commit --from DIR) and merge the folded models (knots is made for them)")
     }
 
-    private func moveHeadForward(_ head: Head, to target: ObjectID, message: String) throws -> ObjectID {
+    func moveHeadForward(_ head: Head, to target: ObjectID, message: String) throws -> ObjectID {
         let oldTree = try worktreeBaseline(head: head).tree
         let entries = try materialize(try tree(of: target), over: oldTree, force: false)
         try history.write { db in

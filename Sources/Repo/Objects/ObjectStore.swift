@@ -47,6 +47,9 @@ public final class ObjectStore: @unchecked Sendable {
     static let readableDepth = 64
 
     private let openObjects = Mutex<[ObjectID: MappedFile]>([:])
+    /// Called for an object whose file is missing before reading it fails: a lazy clone fetches
+    /// the file (and its delta references) from its remote here.
+    let missingFileHandler = Mutex<(@Sendable (ObjectID) throws -> Void)?>(nil)
     /// Where the store notes that this process writes temporary files into `root`.
     let journal: WriteJournal?
 
@@ -92,12 +95,18 @@ public final class ObjectStore: @unchecked Sendable {
         if let cached = openObjects.withLock({ $0[id] }) {
             map = cached
         } else {
+            if !exists(id), let fetch = missingFileHandler.withLock({ $0 }) { try fetch(id) }
             do {
                 map = try MappedFile(path: path(for: id))
             } catch {
                 throw RepoError.corruptObject(object: id.short, problem: "missing object file (\(error))")
             }
         }
+        return try open(id, map: map)
+    }
+
+    /// Checks the header of a mapped object file and parses its encoded tensor.
+    func open(_ id: ObjectID, map: MappedFile) throws -> (kind: ObjectKind, tensor: EncodedTensor, map: MappedFile) {
         let bytes = map.bytes
         guard bytes.count >= ObjectStore.headerByteCount, Array(bytes[0..<4]) == ObjectStore.magic else {
             throw RepoError.corruptObject(object: id.short, problem: "not an mrepo object (bad magic)")

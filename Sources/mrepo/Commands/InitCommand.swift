@@ -22,11 +22,14 @@ struct InitCommand: ParsableCommand {
     @Option(name: [.customShort("b"), .long], help: ArgumentHelp("Name of the first branch.", valueName: "name"))
     var initialBranch = "main"
 
+    @Flag(help: "A repository others push to: a push may move the branch HEAD names (no one works in its working tree).")
+    var bare = false
+
     @Flag(name: .shortAndLong, help: "Print nothing on success.")
     var quiet = false
 
     func run() throws {
-        let repo = try Repository.initialize(at: directory, installSampleHooks: hooks, initialBranch: initialBranch)
+        let repo = try Repository.initialize(at: directory, installSampleHooks: hooks, initialBranch: initialBranch, bare: bare)
         if !quiet {
             print("Initialized empty mrepo repository in \(repo.metaDirectory)")
             if hooks {

@@ -21,6 +21,7 @@ struct StatusCommand: ParsableCommand {
     func run() throws {
         let repo = try repository.open()
         let status = try repo.status()
+        let tracking = try repo.trackingStatus()
         if json {
             let merge = try repo.mergeInProgress()
             printJSON(.obj([
@@ -30,6 +31,7 @@ struct StatusCommand: ParsableCommand {
                 } ?? .null,
                 "branch": .opt(status.head.branchName),
                 "head": .opt(status.head.commit?.hex),
+                "upstream": tracking.map { .obj(["name": .string($0.upstream), "ahead": .int($0.ahead), "behind": .int($0.behind)]) } ?? .null,
                 "view": .opt(try repo.currentView()?.description),
                 "clean": .bool(status.isClean),
                 "nested_repositories": .array(status.nestedRepositories.map { .string($0) }),
@@ -52,6 +54,7 @@ struct StatusCommand: ParsableCommand {
         switch status.head {
         case let .branch(name, commit):
             print("On branch \(name)" + (commit == nil ? " (no commits yet)" : ""))
+            if let t = tracking { print(TrackingText.line(t)) }
         case let .detached(id):
             print("HEAD detached at \(id.short)")
         }
@@ -95,6 +98,20 @@ struct StatusCommand: ParsableCommand {
         if !status.nestedRepositories.isEmpty {
             print("Nested repositories (left out of commits, never touched by switch or checkout):")
             for path in status.nestedRepositories { print("  \(path)/") }
+        }
+    }
+}
+
+
+/// `Your branch is ahead of 'origin/main' by 2 commits.`, as git words it.
+enum TrackingText {
+    static func line(_ t: TrackingStatus) -> String {
+        func commits(_ n: Int) -> String { "\(n) commit\(n == 1 ? "" : "s")" }
+        switch (t.ahead, t.behind) {
+        case (0, 0): return "Your branch is up to date with '\(t.upstream)'."
+        case let (a, 0): return "Your branch is ahead of '\(t.upstream)' by \(commits(a))."
+        case let (0, b): return "Your branch is behind '\(t.upstream)' by \(commits(b)) (use 'mrepo pull' to fast-forward)."
+        case let (a, b): return "Your branch and '\(t.upstream)' have diverged: \(a) and \(b) different commits (merge with 'mrepo merge \(t.upstream)')."
         }
     }
 }

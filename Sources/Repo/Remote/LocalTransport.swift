@@ -1,0 +1,105 @@
+import Delta
+import Foundation
+
+/// A remote that is another mrepo repository on this machine (a path or a `file://` URL), as git
+/// reads a local clone's source directly. The other repository does the receiving itself:
+/// objects are verified before they are renamed into its store, commits recorded in one
+/// transaction under its write lock, refs moved by compare-and-swap.
+public final class LocalTransport: RemoteTransport, @unchecked Sendable {
+    public let url: String
+    /// The other repository.
+    public let repository: Repository
+
+    /// Opens the repository at `path` (which must hold `.mrepo` itself: no search upwards).
+    public init(path: String, url: String) throws {
+        self.url = url
+        let root = Repository.absolutePath(path)
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: root + "/" + Repository.directoryName, isDirectory: &isDir), isDir.boolValue else {
+            throw RepoError.remote("\(url): not an mrepo repository (no .mrepo folder there)")
+        }
+        repository = try Repository(root: root)
+        LeftoverSweeper.sweep(metaDirectory: repository.metaDirectory)
+    }
+
+    public func listRefs() async throws -> [String: RemoteRef] {
+        var out: [String: RemoteRef] = [:]
+        for r in try repository.history.refs() { out[r.name] = RemoteRef(name: r.name, kind: r.kind, target: r.target) }
+        return out
+    }
+
+    public func missingObjects(_ ids: [ObjectID]) async throws -> Set<ObjectID> {
+        repository.missingObjectFiles(ids)
+    }
+
+    public func getObject(_ id: ObjectID, to destination: String) async throws -> Int {
+        let source = repository.objects.path(for: id)
+        guard FileStat.of(source) != nil else {
+            throw RepoError.remote("\(url): object \(id.short) is not there (is that repository a lazy clone?)")
+        }
+        return try FileCopy.copy(from: source, to: destination)
+    }
+
+    public func putObject(_ id: ObjectID, from source: String, byteCount: Int) async throws {
+        if repository.objects.exists(id) { return }
+        let incoming = repository.objects.incomingPath()
+        do {
+            _ = try FileCopy.copy(from: source, to: incoming)
+        } catch {
+            unlink(incoming)
+            throw error
+        }
+        try repository.receiveObject(id, file: incoming)
+    }
+
+    public func missingCommits(_ ids: [ObjectID]) async throws -> Set<ObjectID> {
+        try repository.missingCommits(ids)
+    }
+
+    public func getCommit(_ id: ObjectID) async throws -> CommitRecord {
+        guard try repository.history.commit(id) != nil else { throw RepoError.remote("\(url): commit \(id.short) is not there") }
+        return try repository.commitRecord(id)
+    }
+
+    public func putCommits(_ records: [CommitRecord]) async throws {
+        try repository.withWriteLock(wait: true) { try repository.receiveCommits(records) }
+    }
+
+    public func updateRef(_ update: RefUpdate) async throws {
+        try repository.applyRefUpdate(update, shownAs: url)
+    }
+}
+
+/// Copies a file in bounded memory (1 MiB at a time), creating or truncating the destination.
+enum FileCopy {
+    static func copy(from source: String, to destination: String) throws -> Int {
+        let input = open(source, O_RDONLY | O_CLOEXEC)
+        guard input >= 0 else { throw RepoError.io(path: source, reason: "cannot open: \(errnoDescription())") }
+        defer { close(input) }
+        let output = open(destination, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard output >= 0 else { throw RepoError.io(path: destination, reason: "cannot create: \(errnoDescription())") }
+        defer { close(output) }
+        var total = 0
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { buffer.deallocate() }
+        while true {
+            let n = read(input, buffer.baseAddress, buffer.count)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw RepoError.io(path: source, reason: "read failed: \(errnoDescription())")
+            }
+            if n == 0 { break }
+            var written = 0
+            while written < n {
+                let w = write(output, buffer.baseAddress! + written, n - written)
+                if w < 0 {
+                    if errno == EINTR { continue }
+                    throw errno == ENOSPC ? RepoError.diskFull(path: destination) : RepoError.io(path: destination, reason: "write failed: \(errnoDescription())")
+                }
+                written += w
+            }
+            total += n
+        }
+        return total
+    }
+}

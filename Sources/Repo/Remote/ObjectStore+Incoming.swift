@@ -1,0 +1,77 @@
+import Delta
+import Foundation
+
+/// Objects that arrive from another repository: written to a temporary file in the store,
+/// verified (decoded and hashed against their id) and only then renamed into place.
+extension ObjectStore {
+    /// A new temporary path in the store for an object being received (noted in the journal,
+    /// so a killed transfer leaves nothing behind after the next command).
+    public func incomingPath() -> String {
+        journal?.note(directory: root)
+        return AtomicFileWriter.temporaryPath(for: root + "/incoming")
+    }
+
+    /// Checks that the file at `path` is a complete object file whose content is `id`: the
+    /// header, every chunk decoded (against its delta reference, which must be stored here
+    /// already) and the digest of the decoded bytes. Returns the facts for its `object` row.
+    ///
+    /// - Throws: ``RepoError/corruptObject(object:problem:)`` saying what is wrong.
+    public func verifyIncoming(_ id: ObjectID, path: String) throws -> ObjectInfo {
+        func bad(_ problem: String) -> RepoError { .corruptObject(object: id.short, problem: "received object rejected: \(problem)") }
+        let map: MappedFile
+        do {
+            map = try MappedFile(path: path)
+        } catch {
+            throw bad("cannot read it (\(error))")
+        }
+        let bytes = map.bytes
+        guard bytes.count >= ObjectStore.headerByteCount, Array(bytes[0..<4]) == ObjectStore.magic else { throw bad("not an mrepo object (bad magic)") }
+        guard bytes[4] == ObjectStore.version else { throw bad("object version \(bytes[4]) is not one this mrepo understands") }
+        guard let kind = ObjectKind(rawValue: bytes[5]) else { throw bad("unknown object kind \(bytes[5])") }
+        let tensor: EncodedTensor
+        do {
+            tensor = try EncodedTensor(bytes: bytes, offset: ObjectStore.headerByteCount, owner: map, name: "object \(id.short)")
+        } catch {
+            throw bad("\(error)")
+        }
+        var depth = 0
+        var reference: ChunkSource?
+        if let ref = tensor.header.reference {
+            guard kind == .tensor else { throw bad("a blob coded against another object") }
+            guard ref != id else { throw bad("it names itself as its delta reference") }
+            guard exists(ref) else { throw bad("its delta reference \(ref.short) is not stored here (send references first)") }
+            let refHeader = try header(of: ref)
+            guard refHeader.dtype == tensor.header.dtype, refHeader.shape == tensor.header.shape else {
+                throw bad("its delta reference \(ref.short) has another dtype or shape")
+            }
+            depth = try inspect(ref).depth + 1
+            reference = try chunkSource(for: ref)
+        }
+        do {
+            _ = try TensorPipeline.decode(tensor, reference: reference, expected: id, identity: kind == .blob ? .blob : .tensor) { _ in }
+        } catch {
+            let text = (error as? DeltaError).map { "\($0)" } ?? RepoError.wrap(error).description
+            throw bad(text.contains("digest") || text.contains("hash") ? "its content does not hash to its id" : text)
+        }
+        return ObjectInfo(id: id, kind: kind, encoding: tensor.header.encoding, reference: tensor.header.reference,
+                          logicalByteCount: tensor.header.byteCount, storedByteCount: map.count, depth: depth)
+    }
+
+    /// Moves a verified incoming file to the object's final name, durably (file synced, then
+    /// renamed, then the folder synced). An object stored meanwhile wins; the file is deleted.
+    public func install(_ id: ObjectID, from path: String) throws {
+        if exists(id) {
+            unlink(path)
+            return
+        }
+        try AtomicFileWriter.syncFile(path, shownAs: self.path(for: id))
+        let dir = root + "/" + id.hex.prefix(2)
+        if mkdir(dir, 0o755) != 0 && errno != EEXIST {
+            throw RepoError.io(path: dir, reason: errnoDescription())
+        }
+        guard rename(path, self.path(for: id)) == 0 else {
+            throw RepoError.io(path: self.path(for: id), reason: "rename failed: \(errnoDescription())")
+        }
+        try AtomicFileWriter.syncDirectory(dir)
+    }
+}

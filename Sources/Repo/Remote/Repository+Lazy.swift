@@ -1,0 +1,49 @@
+import Delta
+import Foundation
+
+/// Lazy clones (`clone --lazy`): commits, trees, object rows and blobs are fetched at once; a
+/// tensor object's file is fetched from the lazy remote the first time something reads it
+/// (checkout, export, diff, merge), with its delta references, verified like any received object.
+extension Repository {
+    /// The remote that missing object files come from, if this is a lazy clone.
+    public func lazyRemote() throws -> RemoteConfig? {
+        try history.remotes().first { $0.lazy }
+    }
+
+    /// Makes sure the object files of `ids` (and of their delta references) are here, fetching
+    /// those a lazy clone has not read yet.
+    /// - Throws: ``RepoError/corruptObject(object:problem:)`` for a missing file outside a lazy
+    ///   clone, or whatever the fetch failed with.
+    public func ensureObjectFiles(_ ids: some Sequence<ObjectID>) throws {
+        let missing = Array(ids).filter { !objects.exists($0) }
+        guard !missing.isEmpty else { return }
+        guard try lazyRemote() != nil else {
+            throw RepoError.corruptObject(object: missing[0].short, problem: "missing object file")
+        }
+        _ = try runBlocking { [self] in try await fetchMissingObjects(missing) }
+    }
+
+    /// Fetches the files of `ids` and of the references below them from the lazy remote.
+    /// Returns the bytes received.
+    func fetchMissingObjects(_ ids: [ObjectID]) async throws -> Int {
+        var infos: [ObjectID: ObjectInfo] = [:]
+        var stack = ids
+        while let id = stack.popLast() {
+            guard infos[id] == nil, !objects.exists(id) else { continue }
+            guard let info = try history.objectInfo(id) else {
+                throw RepoError.corruptObject(object: id.short, problem: "missing object file, and not recorded either")
+            }
+            infos[id] = info
+            if let r = info.reference { stack.append(r) }
+        }
+        guard !infos.isEmpty else { return 0 }
+        guard let remote = try lazyRemote() else {
+            throw RepoError.corruptObject(object: infos.keys.sorted()[0].short, problem: "missing object file")
+        }
+        let transport = try Transports.open(remote.url, environment: transportEnvironment)
+        let list = Array(infos.values)
+        let counter = ProgressCounter(progress, title: "fetch objects from \(remote.name)", total: list.reduce(0) { $0 + $1.storedByteCount })
+        defer { counter.finish() }
+        return try await ObjectMover(repository: self, transport: transport, progress: counter).download(list)
+    }
+}

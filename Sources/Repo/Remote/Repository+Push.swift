@@ -1,0 +1,177 @@
+import Delta
+import Foundation
+
+/// What `push` sends.
+public struct PushOptions: Sendable {
+    public var remote: String
+    /// `NAME` (the same name on the remote) or `LOCAL:REMOTE`; empty: the current branch.
+    public var refs: [String] = []
+    /// Every branch.
+    public var all = false
+    /// Every tag, besides the refs named.
+    public var tags = false
+    /// Move remote refs even when that is not a fast-forward (still by compare-and-swap).
+    public var force = false
+    /// Remote branches or tags to delete.
+    public var delete: [String] = []
+    /// Record the remote branch as the upstream of each local branch pushed.
+    public var setUpstream = false
+
+    public init(remote: String) {
+        self.remote = remote
+    }
+}
+
+extension Repository {
+    /// Pushes branches and tags: the commits the remote lacks and the objects they need (only
+    /// those it lacks: ids are asked for first), references before deltas, then the commit
+    /// records, then each ref by compare-and-swap against what the remote listed at the start.
+    ///
+    /// Nothing is sent when a ref would not fast-forward (without `force`): the error names it.
+    /// Two pushers racing for one branch cannot both win: the loser's compare-and-swap fails
+    /// (``RepoError/remoteRefMoved(ref:remote:)``) and its objects, though sent, change nothing.
+    public func push(_ options: PushOptions) async throws -> TransferResult {
+        guard let remote = try history.remote(named: options.remote) else {
+            throw RepoError.invalidArgument("no remote named '\(options.remote)' (see 'mrepo remote -v')")
+        }
+        let transport = try Transports.open(remote.url, environment: transportEnvironment)
+        let items = try pushItems(options, remote: remote.name)
+        guard !items.isEmpty else { throw RepoError.invalidArgument("nothing to push (no branch or tag named)") }
+        var result = TransferResult(remote: remote.name)
+        let remoteRefs = try await transport.listRefs()
+        // Refuse before sending anything: a push that is not a fast-forward changes nothing.
+        var updates: [RefUpdate] = []
+        for item in items {
+            let expected = remoteRefs[item.remoteName]?.targetID
+            if let existing = remoteRefs[item.remoteName], existing.kind != item.kind, item.local != nil {
+                throw RepoError.remote("\(remote.url): '\(item.remoteName)' is a \(existing.kind.rawValue) there, not a \(item.kind.rawValue)")
+            }
+            if item.local == nil && expected == nil {
+                throw RepoError.remote("\(remote.url): no branch or tag '\(item.remoteName)' to delete")
+            }
+            if expected == item.local { continue }
+            if let expected, let new = item.local, !options.force {
+                let known = try history.commit(expected) != nil
+                let forward = known ? try isAncestor(expected, of: new) : false
+                if item.kind == .tag || !forward {
+                    throw RepoError.nonFastForward(ref: item.remoteName, remote: remote.url)
+                }
+            }
+            updates.append(RefUpdate(name: item.remoteName, kind: item.remoteKind(remoteRefs), expected: expected, new: item.local, force: options.force))
+        }
+        try await withReadLock {
+            let records = try await recordsToPush(updates.compactMap(\.newID), remoteRefs: remoteRefs, transport: transport)
+            let contents = try records.map { try $0.validate() }
+            let needed = Repository.objectsNeeded(by: contents)
+            let counter = ProgressCounter(progress, title: "push \(remote.name)", total: 0)
+            let mover = ObjectMover(repository: self, transport: transport, progress: counter)
+            let missing = try await mover.remoteMissing(needed.map(\.id))
+            let toSend = needed.filter { missing.contains($0.id) }
+            counter.finish()
+            let sendCounter = ProgressCounter(progress, title: "push \(remote.name)", total: toSend.reduce(0) { $0 + $1.storedByteCount })
+            defer { sendCounter.finish() }
+            result.bytes += try await ObjectMover(repository: self, transport: transport, progress: sendCounter).upload(toSend)
+            result.objects = toSend.count
+            result.skippedObjects = needed.count - toSend.count
+            if !records.isEmpty {
+                try await transport.putCommits(records)
+                result.bytes += records.reduce(0) { $0 + $1.encoded().count }
+            }
+            result.commits = records.count
+        }
+        // Refs last, one compare-and-swap each.
+        var firstError: (any Error)?
+        for u in updates {
+            do {
+                try await transport.updateRef(u)
+                result.refs.append(RefChange(name: u.name, kind: u.kind, old: u.expectedID, new: u.newID, forced: u.force))
+            } catch {
+                firstError = firstError ?? error
+                result.rejected.append((u.name, RepoError.wrap(error).description))
+            }
+        }
+        try withWriteLock(wait: true) {
+            try history.updateRemoteRefs(remote: remote.name, result.refs.map { ($0.name, $0.kind, $0.new) }, message: "push \(remote.name)")
+            if options.setUpstream {
+                for item in items where item.kind == .branch && item.local != nil && !result.rejected.contains(where: { $0.name == item.remoteName }) {
+                    try history.setUpstream(of: item.localName, to: Upstream(remote: remote.name, branch: item.remoteName))
+                }
+            }
+        }
+        if let firstError { throw firstError }
+        return result
+    }
+
+    /// One ref to push: the local commit (nil to delete) and the name on the remote.
+    struct PushItem {
+        var localName: String
+        var remoteName: String
+        var kind: Ref.Kind
+        var local: ObjectID?
+
+        func remoteKind(_ remoteRefs: [String: RemoteRef]) -> Ref.Kind {
+            local == nil ? (remoteRefs[remoteName]?.kind ?? kind) : kind
+        }
+    }
+
+    func pushItems(_ options: PushOptions, remote: String) throws -> [PushItem] {
+        var items: [PushItem] = []
+        func add(_ local: String, _ remoteName: String) throws {
+            guard let ref = try history.ref(named: local) else { throw RepoError.unknownRef(local) }
+            try RefNames.validate(remoteName)
+            items.append(PushItem(localName: local, remoteName: remoteName, kind: ref.kind, local: ref.target))
+        }
+        for spec in options.refs {
+            if let colon = spec.firstIndex(of: ":") {
+                try add(String(spec[..<colon]), String(spec[spec.index(after: colon)...]))
+            } else {
+                try add(spec, spec)
+            }
+        }
+        if options.all {
+            for b in try history.refs(kind: .branch) where !items.contains(where: { $0.localName == b.name }) { try add(b.name, b.name) }
+        }
+        if options.tags {
+            for t in try history.refs(kind: .tag) where !items.contains(where: { $0.localName == t.name }) { try add(t.name, t.name) }
+        }
+        for name in options.delete {
+            try RefNames.validate(name)
+            items.append(PushItem(localName: name, remoteName: name, kind: .branch, local: nil))
+        }
+        if options.refs.isEmpty && !options.all && !options.tags && options.delete.isEmpty {
+            guard let branch = try history.head().branchName, try history.ref(named: branch) != nil else {
+                throw RepoError.invalidArgument("HEAD is not on a branch with commits; name the branch to push")
+            }
+            let up = try history.upstream(of: branch)
+            try add(branch, up?.remote == remote ? up!.branch : branch)
+        }
+        return items
+    }
+
+    /// The records of the commits reachable from `targets` that the remote lacks: commits below
+    /// what the remote's refs point at (when this repository knows them) are not even asked about.
+    func recordsToPush(_ targets: [ObjectID], remoteRefs: [String: RemoteRef], transport: any RemoteTransport) async throws -> [CommitRecord] {
+        var onRemote = Set<ObjectID>()
+        for r in remoteRefs.values {
+            if let t = r.targetID, try history.commit(t) != nil { onRemote.formUnion(try ancestors(of: t)) }
+        }
+        var candidates: [ObjectID] = []
+        var seen = Set<ObjectID>()
+        var stack = targets
+        while let id = stack.popLast() {
+            guard !onRemote.contains(id), seen.insert(id).inserted else { continue }
+            candidates.append(id)
+            let c = try commit(id)
+            stack += c.parents
+            if let b = c.base { stack.append(b) }
+        }
+        var missing = Set<ObjectID>()
+        var start = 0
+        while start < candidates.count {
+            let end = min(candidates.count, start + RemoteTransportLimits.negotiationBatch)
+            missing.formUnion(try await transport.missingCommits(Array(candidates[start..<end])))
+            start = end
+        }
+        return try candidates.filter { missing.contains($0) }.map { try commitRecord($0) }
+    }
+}

@@ -1,0 +1,164 @@
+import Delta
+import Foundation
+import GRDB
+
+/// The two ends of a transfer as a repository sees them: what it holds, the records it gives,
+/// and how it takes objects, commits and ref updates from another repository. ``LocalTransport``
+/// calls these on the other repository; `mrepo serve` calls them for HTTP clients.
+extension Repository {
+    // MARK: - Giving
+
+    /// Which of `ids` have no object file here.
+    public func missingObjectFiles(_ ids: [ObjectID]) -> Set<ObjectID> {
+        Set(ids.filter { !objects.exists($0) })
+    }
+
+    /// Which of `ids` have no commit row here.
+    public func missingCommits(_ ids: [ObjectID]) throws -> Set<ObjectID> {
+        try history.read { db in
+            var out = Set<ObjectID>()
+            for id in ids where try Row.fetchOne(db, sql: #"SELECT 1 FROM "commit" WHERE id = ?"#, arguments: [id.hex]) == nil {
+                out.insert(id)
+            }
+            return out
+        }
+    }
+
+    /// The transfer record of a commit: its rows, its tree's rows, and the rows of every object it
+    /// needs (tree, `extra`, and their delta references).
+    public func commitRecord(_ id: ObjectID) throws -> CommitRecord {
+        let c = try commit(id)
+        let tree = try history.tree(c.treeID)
+        var infos: [ObjectID: ObjectInfo] = [:]
+        var stack = Array(tree.objectIDs.union(extraObjects(of: c)))
+        while let next = stack.popLast() {
+            guard infos[next] == nil else { continue }
+            guard let info = try history.objectInfo(next) else {
+                throw RepoError.corruptObject(object: next.short, problem: "commit \(id.short) needs it but it is not recorded; run 'mrepo fsck'")
+            }
+            infos[next] = info
+            if let r = info.reference { stack.append(r) }
+        }
+        return CommitRecord(commit: c, tree: tree, objects: Array(infos.values))
+    }
+
+    /// Every object a set of records needs, shallowest first (references before the deltas on them).
+    static func objectsNeeded(by records: [CommitRecord.Contents]) -> [ObjectInfo] {
+        var byID: [ObjectID: ObjectInfo] = [:]
+        for r in records { for o in r.objects { byID[o.id] = o } }
+        return byID.values.sorted { ($0.depth, $0.id) < ($1.depth, $1.id) }
+    }
+
+    // MARK: - Taking
+
+    /// Verifies the object file at `file` (a temporary file in this store, see
+    /// ``ObjectStore/incomingPath()``) and moves it into place. The file is gone afterwards,
+    /// whatever happens.
+    @discardableResult
+    public func receiveObject(_ id: ObjectID, file: String) throws -> ObjectInfo {
+        defer { unlink(file) }
+        if objects.exists(id) { return try objects.inspect(id) }
+        let info = try objects.verifyIncoming(id, path: file)
+        try objects.install(id, from: file)
+        return info
+    }
+
+    /// Records commits (checked with ``CommitRecord/validate()``; parents before children, or
+    /// any order: they are sorted) in one transaction. Every object a record names must have a file
+    /// here unless `allowMissingObjects` (a lazy clone records the rows and fetches files later).
+    /// Object rows come from the files when present, so a record cannot misdescribe them.
+    public func receiveCommits(_ records: [CommitRecord], allowMissingObjects: Bool = false) throws {
+        let contents = try Repository.parentsFirst(records.map { try $0.validate() })
+        guard !contents.isEmpty else { return }
+        // Read the files before the transaction (no I/O on files inside it).
+        var rows: [ObjectID: ObjectInfo] = [:]
+        for o in Repository.objectsNeeded(by: contents) {
+            if objects.exists(o.id) {
+                rows[o.id] = try objects.inspect(o.id)
+            } else if allowMissingObjects {
+                rows[o.id] = o
+            } else {
+                throw RepoError.corruptObject(object: o.id.short, problem: "needed by a received commit but not sent (send objects before commits)")
+            }
+        }
+        try history.write { db in
+            for c in contents {
+                var commit = c.commit
+                var generation = 0
+                for p in commit.parents + (commit.base.map { [$0] } ?? []) {
+                    guard let g = try HistoryDatabase.generation(db, p) else {
+                        throw RepoError.corruptRecord("commit record \(commit.id.short)", problem: "its parent or base \(p.short) is neither here nor sent")
+                    }
+                    if commit.parents.contains(p) { generation = max(generation, g + 1) }
+                }
+                commit.generation = generation
+                let needed = c.objects.compactMap { rows[$0.id] }
+                try HistoryDatabase.insert(db, objects: needed)
+                try HistoryDatabase.insert(db, tree: c.tree)
+                try HistoryDatabase.insert(db, commit: commit)
+            }
+        }
+    }
+
+    /// Orders checked records so that every parent and base comes before its children.
+    static func parentsFirst(_ contents: [CommitRecord.Contents]) throws -> [CommitRecord.Contents] {
+        let byID = Dictionary(contents.map { ($0.commit.id, $0) }, uniquingKeysWith: { a, _ in a })
+        var out: [CommitRecord.Contents] = []
+        var state: [ObjectID: Bool] = [:]  // false: visiting, true: done
+        for start in contents.map(\.commit.id) {
+            var stack: [(ObjectID, Bool)] = [(start, false)]
+            while let (id, expanded) = stack.popLast() {
+                if expanded {
+                    state[id] = true
+                    if let c = byID[id] { out.append(c) }
+                    continue
+                }
+                if state[id] != nil { continue }
+                guard let c = byID[id] else { continue }
+                state[id] = false
+                stack.append((id, true))
+                for p in c.commit.parents + (c.commit.base.map { [$0] } ?? []) where state[p] == nil { stack.append((p, false)) }
+            }
+        }
+        return out
+    }
+
+    /// Applies one ref update from a push, by compare-and-swap, in one transaction: the ref must
+    /// point at `update.expected` now; without `force` a branch may only move forward and a tag
+    /// not at all. The branch checked out in a repository with a working tree is refused (its
+    /// files would no longer match it), as git does, unless the repository is bare
+    /// (`mrepo init --bare`).
+    public func applyRefUpdate(_ update: RefUpdate, shownAs remote: String) throws {
+        try RefNames.validate(update.name)
+        let bare = try history.meta("bare") == "1"
+        try withWriteLock(wait: true) {
+            try history.write { db in
+                let current = try HistoryDatabase.ref(db, update.name)
+                if let current, current.kind != update.kind {
+                    throw RepoError.remote("\(remote): '\(update.name)' is a \(current.kind.rawValue) there, not a \(update.kind.rawValue); nothing was changed")
+                }
+                guard current?.target.hex == update.expected else { throw RepoError.remoteRefMoved(ref: update.name, remote: remote) }
+                if !bare, update.kind == .branch, try HistoryDatabase.allHeads(db).values.contains(where: { $0.branchName == update.name }) {
+                    throw RepoError.remote("\(remote): '\(update.name)' is the checked-out branch of that repository; push to another branch, or make the remote bare ('mrepo init --bare'); nothing was changed")
+                }
+                guard let newHex = update.new else {
+                    guard current != nil else { throw RepoError.remote("\(remote): no branch or tag '\(update.name)' to delete") }
+                    try db.execute(sql: "DELETE FROM ref WHERE name = ?", arguments: [update.name])
+                    try HistoryDatabase.logRef(db, update.name, old: current?.target, new: nil, message: "push: delete")
+                    return
+                }
+                guard let new = ObjectID(hex: newHex), try HistoryDatabase.generation(db, new) != nil else {
+                    throw RepoError.remote("\(remote): commit \(newHex.prefix(12)) of '\(update.name)' was not received; nothing was changed")
+                }
+                if let current, !update.force, current.target != new {
+                    let forward = try HistoryDatabase.isAncestor(db, current.target, of: new)
+                    if update.kind == .tag || !forward {
+                        throw RepoError.nonFastForward(ref: update.name, remote: remote)
+                    }
+                }
+                try HistoryDatabase.setRef(db, name: update.name, kind: update.kind, target: new, old: current?.target,
+                                           message: update.force ? "push (forced)" : "push")
+            }
+        }
+    }
+}

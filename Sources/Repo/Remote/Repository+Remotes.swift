@@ -1,0 +1,184 @@
+import Delta
+import Foundation
+import GRDB
+
+/// How a branch stands against its upstream (`status`).
+public struct TrackingStatus: Sendable, Equatable {
+    /// `origin/main`.
+    public var upstream: String
+    /// Commits on the branch that the upstream lacks.
+    public var ahead: Int
+    /// Commits on the upstream that the branch lacks.
+    public var behind: Int
+}
+
+/// What `pull` did.
+public enum PullOutcome: Sendable {
+    case upToDate
+    case fastForward(from: ObjectID?, to: ObjectID)
+}
+
+extension Repository {
+    // MARK: - Configuration
+
+    /// Adds a remote (`remote add NAME URL`); the URL is checked for form, not reached.
+    public func addRemote(_ name: String, url: String, lazy: Bool = false, wait: Bool = false) throws {
+        try Repository.validateRemoteName(name)
+        _ = try RemoteLocation(parsing: url)
+        try withWriteLock(wait: wait) { try history.addRemote(RemoteConfig(name: name, url: url, lazy: lazy)) }
+    }
+
+    public func removeRemote(_ name: String, wait: Bool = false) throws {
+        try withWriteLock(wait: wait) { try history.removeRemote(name) }
+    }
+
+    public func renameRemote(_ old: String, to new: String, wait: Bool = false) throws {
+        try Repository.validateRemoteName(new)
+        try withWriteLock(wait: wait) { try history.renameRemote(old, to: new) }
+    }
+
+    public func setRemoteURL(_ name: String, url: String, wait: Bool = false) throws {
+        _ = try RemoteLocation(parsing: url)
+        try withWriteLock(wait: wait) { try history.setRemote(name, url: url) }
+    }
+
+    /// A remote's name is the first part of `NAME/branch`: a ref name without `/`.
+    static func validateRemoteName(_ name: String) throws {
+        try RefNames.validate(name)
+        if name.contains("/") { throw RepoError.invalidRefName(name, reason: "a remote's name must not contain '/'") }
+    }
+
+    // MARK: - Clone
+
+    /// Clones the repository at `url` into `directory` (default: the last part of the URL):
+    /// `init`, the remote `origin`, a fetch, then the branch `branch` (default: `main` when the
+    /// remote has it, else its first branch) created from `origin/BRANCH`, tracking it, and checked out.
+    /// A clone that fails removes the folder it created.
+    public static func clone(url: String, into directory: String?, branch: String? = nil, lazy: Bool = false,
+                             progress: (any ProgressSink)? = nil,
+                             environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> (Repository, TransferResult) {
+        let location = try RemoteLocation(parsing: url)
+        let name = directory ?? Repository.defaultCloneDirectory(location, url: url)
+        let dest = absolutePath(name)
+        let existed = FileManager.default.fileExists(atPath: dest)
+        if existed, let entries = try? FileManager.default.contentsOfDirectory(atPath: dest), !entries.isEmpty {
+            throw RepoError.invalidArgument("destination '\(name)' already exists and is not an empty folder")
+        }
+        // Reach the remote before creating anything.
+        _ = try await Transports.open(url, environment: environment).listRefs()
+        do {
+            let repo = try initialize(at: dest)
+            repo.progress = progress
+            repo.transportEnvironment = environment
+            try repo.history.addRemote(RemoteConfig(name: "origin", url: url, lazy: lazy))
+            if lazy { repo.readMissingObjectsLazily() }
+            let result = try await repo.fetch(remote: "origin", lazy: lazy)
+            let branches = try repo.history.remoteRefs(remote: "origin").filter { $0.kind == .branch }
+            let chosen = branch ?? (branches.contains { $0.name == "main" } ? "main" : branches.first?.name)
+            if let chosen {
+                guard let tracking = branches.first(where: { $0.name == chosen }) else {
+                    throw RepoError.invalidArgument("remote branch '\(chosen)' not found in \(url)")
+                }
+                try repo.withWriteLock {
+                    try repo.startBranch(chosen, at: tracking.target, upstream: Upstream(remote: "origin", branch: chosen), message: "clone: from \(url)")
+                }
+            }
+            return (repo, result)
+        } catch {
+            if existed {
+                for entry in (try? FileManager.default.contentsOfDirectory(atPath: dest)) ?? [] {
+                    try? FileManager.default.removeItem(atPath: dest + "/" + entry)
+                }
+            } else {
+                try? FileManager.default.removeItem(atPath: dest)
+            }
+            throw error
+        }
+    }
+
+    static func defaultCloneDirectory(_ location: RemoteLocation, url: String) -> String {
+        let trimmed = url.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+        let last = trimmed.split(separator: "/").last.map(String.init) ?? "clone"
+        if case .local = location, last.hasSuffix(".mrepo") { return String(last.dropLast(6)) }
+        return last
+    }
+
+    // MARK: - Pull
+
+    /// Fetches `remote`, then fast-forwards the current branch to `remote/branch` (default: its
+    /// upstream, else the branch of the same name). Branches that diverged are not merged: a model
+    /// merge needs a method, so the error says which `mrepo merge` to run.
+    public func pull(remote name: String?, branch: String?, wait: Bool = false) async throws -> (PullOutcome, TransferResult) {
+        let head = try history.head()
+        guard let current = head.branchName else { throw RepoError.invalidArgument("HEAD is detached; switch to a branch to pull into") }
+        let upstream = try history.upstream(of: current)
+        let remoteName = name ?? upstream?.remote ?? "origin"
+        let remoteBranch = branch ?? (upstream?.remote == remoteName ? upstream?.branch : nil) ?? current
+        let fetched = try await fetch(remote: remoteName, wait: wait)
+        guard let tracking = try history.remoteRef(remote: remoteName, name: remoteBranch), tracking.kind == .branch else {
+            throw RepoError.invalidArgument("remote '\(remoteName)' has no branch '\(remoteBranch)'")
+        }
+        let outcome: PullOutcome = try withWriteLock(wait: wait) {
+            let head = try history.head()
+            guard let local = head.commit else {
+                try startBranch(current, at: tracking.target, upstream: nil, message: "pull: from \(tracking.fullName)")
+                return .fastForward(from: nil, to: tracking.target)
+            }
+            if try isAncestor(tracking.target, of: local) { return .upToDate }
+            guard try isAncestor(local, of: tracking.target) else {
+                throw RepoError.invalidArgument("'\(current)' and '\(tracking.fullName)' have diverged; merge them with 'mrepo merge \(tracking.fullName)' (a model merge takes a method)")
+            }
+            try refuseDuringMerge("pulling")
+            _ = try moveHeadForward(head, to: tracking.target, message: "pull \(remoteName): fast-forward")
+            return .fastForward(from: local, to: tracking.target)
+        }
+        return (outcome, fetched)
+    }
+
+    /// Gives the unborn branch HEAD is on (or a new one) its first commit: writes the commit's
+    /// files into the working tree (refusing to overwrite untracked files that differ), then in one
+    /// transaction creates the branch, points HEAD at it and records the upstream.
+    func startBranch(_ name: String, at target: ObjectID, upstream: Upstream?, message: String) throws {
+        let head = try history.head()
+        guard head.commit == nil else { throw RepoError.concurrentUpdate(ref: head.branchName ?? "HEAD") }
+        try refuseDuringMerge("switching")
+        let entries = try materialize(try verifiedTree(of: target), over: .empty, force: false)
+        try history.write { db in
+            guard try history.head(db) == head else { throw RepoError.concurrentUpdate(ref: "HEAD") }
+            try history.refuseBranchInUse(db, name)
+            try HistoryDatabase.setRef(db, name: name, kind: .branch, target: target, old: nil, message: message)
+            try db.execute(sql: "UPDATE head SET branch = ?, commitID = NULL WHERE worktree = ?", arguments: [name, history.worktree])
+            try HistoryDatabase.logRef(db, history.headLogName, old: nil, new: target, message: message)
+            try history.clearView(db)
+            for e in entries { try e.save(db, worktree: history.worktree) }
+            if let upstream {
+                try db.execute(sql: "INSERT OR REPLACE INTO upstream(branch, remote, remoteBranch) VALUES (?, ?, ?)",
+                               arguments: [name, upstream.remote, upstream.branch])
+            }
+        }
+    }
+
+    // MARK: - Tracking
+
+    /// The upstream of the current branch (`origin/main`) and how far each side is ahead, or nil.
+    public func trackingStatus() throws -> TrackingStatus? {
+        guard let branch = try history.head().branchName, let local = try history.ref(named: branch)?.target else { return nil }
+        let upstream = try history.upstream(of: branch) ?? {
+            try history.remoteRef(remote: "origin", name: branch).map { Upstream(remote: $0.remote, branch: $0.name) }
+        }()
+        guard let upstream, let tracking = try history.remoteRef(remote: upstream.remote, name: upstream.branch) else { return nil }
+        let mine = try ancestors(of: local)
+        let theirs = try ancestors(of: tracking.target)
+        return TrackingStatus(upstream: tracking.fullName, ahead: mine.subtracting(theirs).count, behind: theirs.subtracting(mine).count)
+    }
+
+    /// The remote-tracking branch that `switch NAME` starts a new branch from, when NAME exists on
+    /// exactly one remote and not locally.
+    func trackingCandidate(_ name: String) throws -> RemoteTrackingRef? {
+        let matches = try history.remoteRefs().filter { $0.name == name && $0.kind == .branch }
+        if matches.count > 1 {
+            throw RepoError.invalidArgument("'\(name)' is a branch of several remotes (\(matches.map(\.fullName).joined(separator: ", "))); use 'mrepo switch -c \(name) REMOTE/\(name)'")
+        }
+        return matches.first
+    }
+}

@@ -1,0 +1,69 @@
+import ArgumentParser
+import Foundation
+import Repo
+
+struct PushCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "push",
+        abstract: "Send branches and tags to a remote.",
+        discussion: """
+            Sends the commits the remote lacks and only the objects it does not hold (it is asked first, by \
+            id), each verified by the receiving repository, then moves each remote ref by compare-and-swap. \
+            A push that is not a fast-forward of what the remote holds is refused and changes nothing, \
+            unless --force; of two pushes racing for one branch, one wins and the other is refused. REF is \
+            a branch or tag, or LOCAL:REMOTE; the default is the current branch (to its upstream).
+            """)
+
+    @OptionGroup var repository: RepositoryOptions
+
+    @Argument(help: ArgumentHelp("The remote (default: the current branch's upstream remote, else origin).", valueName: "remote"))
+    var remote: String?
+
+    @Argument(help: ArgumentHelp("Branches or tags to push (NAME or LOCAL:REMOTE).", valueName: "ref"))
+    var refs: [String] = []
+
+    @Flag(help: "Push every branch.")
+    var all = false
+
+    @Flag(help: "Push every tag too.")
+    var tags = false
+
+    @Flag(name: .shortAndLong, help: "Move remote refs even when that is not a fast-forward (still refused if the remote ref moved meanwhile).")
+    var force = false
+
+    @Option(name: .customLong("delete"), help: ArgumentHelp("Delete this branch or tag on the remote (repeatable).", valueName: "ref"))
+    var deletions: [String] = []
+
+    @Flag(name: [.customShort("u"), .long], help: "Make the remote branch the upstream of each branch pushed (for pull, status and push).")
+    var setUpstream = false
+
+    @Flag(help: "Print what was sent as JSON.")
+    var json = false
+
+    func run() throws {
+        let repo = try repository.open()
+        if json { repo.progress = nil }
+        var options = PushOptions(remote: try remote ?? defaultRemote(repo))
+        options.refs = refs
+        options.all = all
+        options.tags = tags
+        options.force = force
+        options.delete = deletions
+        options.setUpstream = setUpstream
+        let opts = options
+        let result = try runBlocking { try await repo.push(opts) }
+        if json {
+            printJSON(TransferOutput.json(result, sent: true))
+        } else if !repository.quiet {
+            print("To \(try repo.history.remote(named: options.remote)?.url ?? options.remote)")
+            TransferOutput.printRefs(result)
+            if result.refs.isEmpty { print("Everything up-to-date") }
+            print(TransferOutput.summary(result, verb: "Sent"))
+        }
+    }
+
+    private func defaultRemote(_ repo: Repository) throws -> String {
+        if let branch = try repo.history.head().branchName, let up = try repo.history.upstream(of: branch) { return up.remote }
+        return "origin"
+    }
+}
