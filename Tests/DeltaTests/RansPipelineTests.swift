@@ -84,6 +84,32 @@ import Testing
         }
     }
 
+    @Test func batchEncodingWritesTheSameBytesAsThePipeline() throws {
+        // Commit codes many tensors through TensorBatch: with rANS asked for, it must choose
+        // exactly as TensorPipeline does (version 2 header, rows for the blocks).
+        let f32 = Self.bytes(Self.weights(rows: 40, columns: 300, seed: 11), .f32)
+        let bf16 = Self.bytes(Self.weights(rows: 33, columns: 77, seed: 12), .bf16)
+        let options = CodecOptions(chunkByteCount: 16 << 10, level: 1, rans: true)
+        let tensors: [(DType, Shape, [UInt8])] = [(.f32, [40, 300], f32), (.bf16, [33, 77], bf16), (.u8, [100], randomBytes(100, seed: 13))]
+        var batched = [[UInt8]](repeating: [], count: tensors.count)
+        try f32.withUnsafeBytes { a in
+            try bf16.withUnsafeBytes { b in
+                try tensors[2].2.withUnsafeBytes { c in
+                    let jobs = zip(tensors, [a, b, c]).map { t, raw in
+                        TensorEncodeJob(dtype: t.0, shape: t.1, source: raw, encoding: .whole, reference: nil, options: options)
+                    }
+                    try TensorBatch.encode(jobs, sink: { i, bytes in batched[i].append(contentsOf: bytes) }, finished: { _, _ in })
+                }
+            }
+        }
+        for (i, t) in tensors.enumerated() {
+            let (single, _) = try encodeTensor(t.2, dtype: t.0, shape: t.1, encoding: .whole, reference: nil, options: options)
+            #expect(batched[i] == single, "\(t.0)")
+        }
+        #expect(batched[0][4] == 2 && batched[2][4] == 1)
+        #expect(try Self.coders(batched[0]).contains(.rans))
+    }
+
     @Test func withoutRANSFloatTensorsAreWrittenAsBefore() throws {
         #expect(CodecOptions.default.rans == CodecOptions.ransRequested)
         let source = Self.bytes(Self.weights(rows: 64, columns: 128, seed: 10), .f32)

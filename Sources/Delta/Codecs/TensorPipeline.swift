@@ -57,6 +57,7 @@ public enum TensorPipeline {
         var encoding = reference == nil ? TensorEncoding.whole : encoding
         // Exponent grouping needs an exponent; integers get the plain integer difference.
         if encoding == .integerDeltaByExponent, !dtype.isFloatingPoint { encoding = .integerDelta }
+        // The same choice as TensorBatch's, so both paths write the same bytes.
         let coders = options.rans ? ChunkCoderOptions.writer(dtype: dtype, shape: shape, byteCount: source.count, encoding: encoding) : .zstdOnly
         let header = EncodedTensorHeader(encoding: encoding, dtype: dtype, shape: shape, byteCount: source.count,
                                          chunkByteCount: options.chunkByteCount, reference: reference?.digest,
