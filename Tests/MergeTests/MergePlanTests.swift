@@ -10,7 +10,8 @@ import Testing
 
     @Test func registryListsMergekitIdsInDocumentationOrder() throws {
         #expect(MethodRegistry.ids == ["linear", "task_arithmetic", "ties", "dare_linear", "dare_ties", "breadcrumbs",
-                                       "breadcrumbs_ties", "della", "della_linear", "slerp", "model_stock", "mwa", "layer_swap", "rmm"])
+                                       "breadcrumbs_ties", "della", "della_linear", "slerp", "model_stock", "mwa", "layer_swap", "rmm",
+                                       "tsv", "iso_c", "iso_cts", "wudi", "cart", "pcb", "knots"])
         #expect(try MethodRegistry.method(named: "ties").id == "ties")
         for method in MethodRegistry.all {
             #expect(!method.displayName.isEmpty && !method.summary.isEmpty && method.paper.hasPrefix("https://"), "\(method.id)")
@@ -20,7 +21,7 @@ import Testing
     @Test func taskVectorMethodsNeedTheBase() {
         let needBase = MethodRegistry.all.filter { $0.requiresBase }.map { $0.id }
         #expect(needBase == ["task_arithmetic", "ties", "dare_linear", "dare_ties", "breadcrumbs", "breadcrumbs_ties",
-                             "della", "della_linear", "model_stock", "rmm"])
+                             "della", "della_linear", "model_stock", "rmm", "tsv", "iso_c", "iso_cts", "wudi", "pcb", "knots"])
     }
 
     /// §2.1: mergekit's defaults for normalize and rescale per task-arithmetic method.
@@ -72,7 +73,7 @@ import Testing
 
     @Test func unknownMethodListsTheValidOnes() {
         #expect(planError(MergeRecipe(method: "frankenmerge", experts: ["a", "b"]))
-            == "unknown merge method 'frankenmerge'; valid methods: linear, task_arithmetic, ties, dare_linear, dare_ties, breadcrumbs, breadcrumbs_ties, della, della_linear, slerp, model_stock, mwa, layer_swap, rmm")
+            == "unknown merge method 'frankenmerge'; valid methods: linear, task_arithmetic, ties, dare_linear, dare_ties, breadcrumbs, breadcrumbs_ties, della, della_linear, slerp, model_stock, mwa, layer_swap, rmm, tsv, iso_c, iso_cts, wudi, cart, pcb, knots")
         #expect(throws: MergeError.unknownMethod("x", known: MethodRegistry.ids)) { try MethodRegistry.method(named: "x") }
     }
 

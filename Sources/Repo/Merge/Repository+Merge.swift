@@ -334,7 +334,7 @@ extension Repository {
         guard method != RMM.id else { return }
         let adapters = try experts.filter { AdapterRecord(commit: try commit($0.commit)) != nil }
         guard !adapters.isEmpty else { return }
-        throw RepoError.invalidArgument("\(adapters.map(\.name).joined(separator: ", ")) \(adapters.count == 1 ? "is a LoRA adapter" : "are LoRA adapters"): \(method) merges full models tensor by tensor; merge adapters with --method rmm (a reversible merge of the adapters), or fold each into its base model (mrepo export --fold REV DIR; mrepo commit --from DIR) and merge the folded models")
+        throw RepoError.invalidArgument("\(adapters.map(\.name).joined(separator: ", ")) \(adapters.count == 1 ? "is a LoRA adapter" : "are LoRA adapters"): \(method) merges full models tensor by tensor; merge adapters with --method rmm (a reversible merge of the adapters), or fold each into its base model (mrepo export --fold REV DIR; mrepo commit --from DIR) and merge the folded models (knots is made for them)")
     }
 
     private func moveHeadForward(_ head: Head, to target: ObjectID, message: String) throws -> ObjectID {
@@ -384,6 +384,7 @@ extension Repository {
                                  seed: recipe.seed, tokenizerSource: options.tokenizerSource, extensions: ext)
         out.lines = recipe.lines
         out.consensus = recipe.consensus
+        out.balance = recipe.balance
         out.header = ["Recorded by mrepo \(Repository.toolVersion). Re-run with: mrepo merge --config merge_recipe.yml",
                       "(on a branch whose HEAD is the merge base or one of the models).",
                       "merge base \(base.short)" + experts.map { ", \($0.name) = \($0.commit.short)" }.joined()]
