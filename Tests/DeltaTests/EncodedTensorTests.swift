@@ -88,7 +88,9 @@ private func tensorError(_ bytes: [UInt8]) -> DeltaError? {
         }
         #expect(parseHeaderError(damaged(7, 3))?.description == "obj: corrupt: header is truncated")
         // A newer encoding version is not corruption: this build cannot read it.
-        #expect(parseHeaderError(damaged(4, 2)) == .unsupported(what: "obj: tensor encoding version 2 (this mrepo reads version 1); upgrade mrepo"))
+        #expect(parseHeaderError(damaged(4, 3)) == .unsupported(what: "obj: tensor encoding version 3 (this mrepo reads versions 1 to 2); upgrade mrepo"))
+        #expect(parseHeaderError(damaged(4, 0)) == .unsupported(what: "obj: tensor encoding version 0 (this mrepo reads versions 1 to 2); upgrade mrepo"))
+        #expect(parseHeaderError(damaged(4, 2)) == nil)
     }
 
     @Test func chunkTableErrors() throws {

@@ -52,11 +52,15 @@ public enum TensorEncoding: UInt8, Sendable, CaseIterable, CustomStringConvertib
 }
 
 /// How the planes of one chunk are stored.
-public enum ChunkCoder: UInt8, Sendable {
+public enum ChunkCoder: UInt8, Sendable, CaseIterable {
     /// Planes stored as they are (chosen when compression would not shrink them).
     case raw = 0
     /// Planes concatenated into one zstd frame with a content checksum.
     case zstd = 1
+    /// Each plane raw or coded with static 12-bit frequency tables (one, one per block, or one per
+    /// byte of the next more significant plane) into one interleaved rANS stream (``RansCodec``).
+    /// Only in encoded tensors of version 2 (docs/format.md §5.5).
+    case rans = 2
 }
 
 /// Encodes and decodes one chunk of a tensor: residual transform, byte-plane split, zstd.
@@ -66,11 +70,14 @@ public enum ChunkCodec {
     /// - Parameters:
     ///   - planes: scratch of at least `TensorEncoding.scratchFactor × source.count` bytes.
     ///   - output: at least `Zstd.compressBound(source.count)` bytes.
+    ///   - coders: whether rANS may be used, and the rows its blocks may follow.
+    ///   - firstElement: the index of the chunk's first element in the tensor (for the rows).
     /// - Returns: the coder used and the number of bytes written to `output`.
     public static func encode(dtype: DType, encoding: TensorEncoding, level: Int32,
                               source: UnsafeRawBufferPointer, reference: UnsafeRawBufferPointer?,
                               planes: UnsafeMutableRawBufferPointer,
-                              output: UnsafeMutableRawBufferPointer) -> (ChunkCoder, Int) {
+                              output: UnsafeMutableRawBufferPointer,
+                              coders: ChunkCoderOptions = .zstdOnly, firstElement: Int = 0) -> (ChunkCoder, Int) {
         precondition(source.count % dtype.byteSize == 0, "chunks hold whole elements")
         precondition(encoding != .lowRank, "low-rank tensors are encoded by LowRankCodec")
         precondition(!encoding.needsReference || reference?.count == source.count, "reference chunk matches in size")
@@ -82,11 +89,33 @@ public enum ChunkCodec {
         } else {
             split(dtype: dtype, encoding: encoding, source: source, reference: reference, planes: planeBytes)
         }
-        if let n = Zstd.compress(UnsafeRawBufferPointer(planeBytes), into: output, level: level), n < source.count {
+        if coders.rans, source.count > 0 {
+            // The second half of the scratch is free once the planes are split.
+            let streamScratch = UnsafeMutableRawBufferPointer(rebasing: planes[source.count..<(2 * source.count)])
+            let rows = coders.rowLength.map { RansPlanner.Rows(length: $0, offset: firstElement) }
+            guard let n = RansCodec.encode(planes: UnsafeRawBufferPointer(planeBytes), width: dtype.byteSize, rows: rows,
+                                           output: output, scratch: streamScratch, limit: source.count)
+            else { return zstdOrRaw(planeBytes, level: level, output: output) }
+            if source.count >= ChunkCoderOptions.zstdTrialBelow { return (.rans, n) }
+            // A small chunk: keep rANS's bytes aside while zstd tries.
+            return withScratch(n) { kept in
+                kept.baseAddress!.copyMemory(from: output.baseAddress!, byteCount: n)
+                if let z = Zstd.compress(UnsafeRawBufferPointer(planeBytes), into: output, level: level), z < n { return (.zstd, z) }
+                output.baseAddress!.copyMemory(from: kept.baseAddress!, byteCount: n)
+                return (.rans, n)
+            }
+        }
+        return zstdOrRaw(planeBytes, level: level, output: output)
+    }
+
+    /// The planes as one zstd frame, or raw when that is not smaller.
+    private static func zstdOrRaw(_ planes: UnsafeMutableRawBufferPointer, level: Int32,
+                                  output: UnsafeMutableRawBufferPointer) -> (ChunkCoder, Int) {
+        if let n = Zstd.compress(UnsafeRawBufferPointer(planes), into: output, level: level), n < planes.count {
             return (.zstd, n)
         }
-        output.baseAddress!.copyMemory(from: planeBytes.baseAddress!, byteCount: source.count)
-        return (.raw, source.count)
+        if planes.count > 0 { output.baseAddress!.copyMemory(from: planes.baseAddress!, byteCount: planes.count) }
+        return (.raw, planes.count)
     }
 
     /// Decodes one chunk into `destination` (the chunk's original bytes).
@@ -112,6 +141,15 @@ public enum ChunkCodec {
                 try Zstd.decompress(stored, into: planeBytes)
             } catch {
                 throw .corruptData(object: object, problem: "zstd: \(error.message)")
+            }
+        case .rans:
+            guard destination.count > 0 else { throw .corruptData(object: object, problem: "rans: empty chunk") }
+            // The second half of the scratch holds the block selectors until the planes are joined.
+            let selectors = UnsafeMutableRawBufferPointer(rebasing: planes[destination.count..<(2 * destination.count)])
+            do {
+                try RansCodec.decode(stored, width: dtype.byteSize, into: planeBytes, scratch: selectors)
+            } catch {
+                throw .corruptData(object: object, problem: "rans: \(error.message)")
             }
         }
         if encoding.needsReference, reference?.count != destination.count {

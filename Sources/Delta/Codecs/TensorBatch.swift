@@ -36,7 +36,13 @@ public struct TensorEncodeJob: @unchecked Sendable {
         var encoding = reference == nil ? TensorEncoding.whole : encoding
         if encoding == .integerDeltaByExponent, !dtype.isFloatingPoint { encoding = .integerDelta }
         return EncodedTensorHeader(encoding: encoding, dtype: dtype, shape: shape, byteCount: source.count,
-                                   chunkByteCount: options.chunkByteCount, reference: reference?.digest)
+                                   chunkByteCount: options.chunkByteCount, reference: reference?.digest,
+                                   version: coders(encoding).rans ? 2 : 1)
+    }
+
+    /// The coders the chunks may use (rANS only when the options ask for it).
+    func coders(_ encoding: TensorEncoding) -> ChunkCoderOptions {
+        options.rans ? ChunkCoderOptions.writer(dtype: dtype, shape: shape, byteCount: source.count, encoding: encoding) : .zstdOnly
     }
 }
 
@@ -70,6 +76,7 @@ public enum TensorBatch {
                               finished: (_ job: Int, _ storedByteCount: Int) throws -> Void,
                               didProcess: ((_ job: Int, Range<Int>) -> Void)? = nil) throws {
         let headers = jobs.map(\.header)
+        let coders = zip(jobs, headers).map { $0.coders($1.encoding) }
         let headerBytes = headers.map { $0.serialized() }
         let plan = WindowPlan(headers: headers, outputBytes: { Zstd.compressBound($0) + 8 })
         guard !plan.windows.isEmpty else { return }
@@ -122,7 +129,8 @@ public enum TensorBatch {
                         dtype: job.dtype, encoding: header.encoding, level: job.options.level,
                         source: UnsafeRawBufferPointer(rebasing: job.source[entry.range]), reference: refBytes,
                         planes: UnsafeMutableRawBufferPointer(rebasing: scratch[0..<(TensorEncoding.scratchFactor * n)]),
-                        output: UnsafeMutableRawBufferPointer(rebasing: out[8...]))
+                        output: UnsafeMutableRawBufferPointer(rebasing: out[8...]),
+                        coders: coders[entry.job], firstElement: entry.range.lowerBound / job.dtype.byteSize)
                     out[0] = coder.rawValue
                     out[1] = 0; out[2] = 0; out[3] = 0
                     out.storeBytes(of: UInt32(count).littleEndian, toByteOffset: 4, as: UInt32.self)

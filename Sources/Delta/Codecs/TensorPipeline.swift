@@ -57,8 +57,11 @@ public enum TensorPipeline {
         var encoding = reference == nil ? TensorEncoding.whole : encoding
         // Exponent grouping needs an exponent; integers get the plain integer difference.
         if encoding == .integerDeltaByExponent, !dtype.isFloatingPoint { encoding = .integerDelta }
+        // The same choice as TensorBatch's, so both paths write the same bytes.
+        let coders = options.rans ? ChunkCoderOptions.writer(dtype: dtype, shape: shape, byteCount: source.count, encoding: encoding) : .zstdOnly
         let header = EncodedTensorHeader(encoding: encoding, dtype: dtype, shape: shape, byteCount: source.count,
-                                         chunkByteCount: options.chunkByteCount, reference: reference?.digest)
+                                         chunkByteCount: options.chunkByteCount, reference: reference?.digest,
+                                         version: coders.rans ? 2 : 1)
         var stored = 0
         let headerBytes = header.serialized()
         try headerBytes.withUnsafeBytes { try sink($0) }
@@ -119,7 +122,8 @@ public enum TensorPipeline {
                 let (coder, n) = ChunkCodec.encode(
                     dtype: dtype, encoding: encoding, level: options.level,
                     source: UnsafeRawBufferPointer(rebasing: source[range]), reference: refBytes,
-                    planes: slot.planes.bytes, output: UnsafeMutableRawBufferPointer(rebasing: out[8...]))
+                    planes: slot.planes.bytes, output: UnsafeMutableRawBufferPointer(rebasing: out[8...]),
+                    coders: coders, firstElement: range.lowerBound / dtype.byteSize)
                 out[0] = coder.rawValue
                 out[1] = 0; out[2] = 0; out[3] = 0
                 out.storeBytes(of: UInt32(n).littleEndian, toByteOffset: 4, as: UInt32.self)

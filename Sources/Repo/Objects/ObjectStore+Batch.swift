@@ -31,7 +31,7 @@ extension ObjectStore {
                reference.header.dtype == item.dtype, reference.header.shape == item.shape {
                 job.reference = TensorPipeline.Reference(digest: reference.info.id, chunks: try chunkSource(for: reference.info.id))
                 job.encoding = TensorEncoding.preferredDelta(for: item.dtype)
-                job.options = CodecOptions(chunkByteCount: reference.header.chunkByteCount, level: options.level)
+                job.options = CodecOptions(chunkByteCount: reference.header.chunkByteCount, level: options.level, rans: options.rans)
                 depth = reference.info.depth + 1
             }
             jobs.append(job)

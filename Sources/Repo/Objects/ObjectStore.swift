@@ -317,7 +317,7 @@ public final class ObjectStore: @unchecked Sendable {
                 ref = TensorPipeline.Reference(digest: reference.info.id, chunks: try chunkSource(for: reference.info.id))
             }
             encoding = TensorEncoding.preferredDelta(for: dtype)
-            codec = CodecOptions(chunkByteCount: reference.header.chunkByteCount, level: options.level)
+            codec = CodecOptions(chunkByteCount: reference.header.chunkByteCount, level: options.level, rans: options.rans)
         }
         let writer = try incomingWriter()
         try writer.write(ObjectStore.fileHeader(kind))
