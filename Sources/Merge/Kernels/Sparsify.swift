@@ -93,7 +93,8 @@ struct DeltaMask: Sendable {
                       density: Double, gamma: Double, epsilon: Double, rows: Int, rescale: Bool, seed: UInt64,
                       name: String) throws -> DeltaMask {
         let n = expert.count
-        guard let sparsifier, density < 1, n > 0 else { return DeltaMask(rule: .all, scale: 1, keptFraction: 1) }
+        if let mask = independentOfValues(sparsifier, count: n, density: density, rescale: rescale, seed: seed) { return mask }
+        guard let sparsifier else { return DeltaMask(rule: .all, scale: 1, keptFraction: 1) }
         let rule: Rule
         var positionalTies = 0
         switch sparsifier {
@@ -185,6 +186,16 @@ struct DeltaMask: Sendable {
         mask.keptFraction = Double(kept) / Double(n)
         if before >= 1e-7, after >= 1e-7 { mask.scale = Float(before / after) }
         return mask
+    }
+
+    /// The mask when it does not depend on the task vector's values (no sparsifier, density 1, or
+    /// DARE's draws without the rescale), as ``build(_:expert:base:density:gamma:epsilon:rows:rescale:seed:name:)``
+    /// would make it; nil when it does. Such a mask lets a tensor be merged a range at a time.
+    static func independentOfValues(_ sparsifier: Sparsifier?, count n: Int, density: Double, rescale: Bool, seed: UInt64) -> DeltaMask? {
+        guard let sparsifier, density < 1, n > 0 else { return DeltaMask(rule: .all, scale: 1, keptFraction: 1) }
+        guard sparsifier == .bernoulli, !rescale else { return nil }
+        let words = bernoulliBits(n, p: density, seed: seed)
+        return DeltaMask(rule: .bits(words), scale: 1, keptFraction: Double(words.reduce(0) { $0 + $1.nonzeroBitCount }) / Double(n))
     }
 
     /// TIES' trim: the k largest magnitudes of e − b, as mergekit's `argsort(|δ|, descending=True)[:k]`

@@ -50,73 +50,116 @@ public struct ConflictMetrics: Sendable, Equatable {
     /// distances to the merge are measured.
     static func measure(base: [Float]?, experts: [[Float]], merged: [Float], keptFraction: [Double]?, tallLambda: Double,
                         notes: [String: Double], sampleElements: Int = ConflictMetrics.sampleElements) -> ConflictMetrics {
-        var m = ConflictMetrics()
-        m.keptFraction = keptFraction
-        m.notes = notes
         let n = merged.count
-        m.elementCount = n
-        let k = experts.count
-        guard let base, n > 0 else { return m }
-        let tl = Float(tallLambda)
-        let blockCount = (n + Kernels.block - 1) / Kernels.block
-        // Large tensors are measured on every `stride`-th block (at least ``sampleElements`` elements):
-        // the figures are fractions and cosines, which such a sample estimates closely.
-        let stride = max(1, blockCount / max(1, sampleElements / Kernels.block))
-        let measured = stride == 1 ? n : (0..<blockCount).filter { $0 % stride == 0 }.reduce(0) { $0 + min(Kernels.block, n - $1 * Kernels.block) }
-        m.measuredElements = measured
-        // Per block: dots (k×k upper incl. diagonal), then the counters of `Column`.
-        let pairCount = k * (k + 1) / 2
-        let width = pairCount + Column.count + k
-        var partial = [Double](repeating: 0, count: blockCount * width)
-        let pointers = experts.map { e in e.withUnsafeBufferPointer { UnsafeSendable($0) } }
+        let accumulator = Accumulator(count: n, experts: experts.count, measures: base != nil, tallLambda: tallLambda,
+                                      sampleElements: sampleElements)
+        let pointers = experts.map { e in e.withUnsafeBufferPointer { UnsafeSendable($0.baseAddress) } }
         withExtendedLifetime(experts) {
-            base.withUnsafeBufferPointer { pb in
-                merged.withUnsafeBufferPointer { pm in
-                    partial.withUnsafeMutableBufferPointer { pp in
-                        let b = UnsafeSendable(pb), mm = UnsafeSendable(pm)
-                        let out = UnsafeSendable(pp)
+            if let base, n > 0 {
+                base.withUnsafeBufferPointer { pb in
+                    merged.withUnsafeBufferPointer { pm in
+                        let b = UnsafeSendable(pb.baseAddress!), mm = UnsafeSendable(pm.baseAddress!)
                         Kernels.blocks(n) { r in
-                            let blockIndex = r.lowerBound / Kernels.block
-                            guard blockIndex % stride == 0 else { return }
-                            measureBlock(r, base: b.value.baseAddress!, merged: mm.value.baseAddress!, experts: pointers.map { $0.value.baseAddress! },
-                                         tallLambda: tl, into: out.value.baseAddress! + blockIndex * width)
+                            guard accumulator.measures(r) else { return }
+                            accumulator.measure(r, base: b.value + r.lowerBound, experts: pointers.map { $0.value! + r.lowerBound },
+                                                merged: mm.value + r.lowerBound)
                         }
                     }
                 }
             }
         }
-        var total = [Double](repeating: 0, count: width)
-        for blockIndex in 0..<blockCount {
-            for c in 0..<width { total[c] += partial[blockIndex * width + c] }
+        return accumulator.finish(keptFraction: keptFraction, notes: notes)
+    }
+
+    /// The figures of one tensor, gathered block by block (``Kernels/blocks(_:_:)``'s blocks, in any
+    /// order and on any thread) and combined in block order, so they do not depend on the order
+    /// the blocks ran in. Large tensors are measured on every `stride`-th block (at least
+    /// ``sampleElements`` elements): the figures are fractions and cosines, which such a sample
+    /// estimates closely.
+    final class Accumulator: @unchecked Sendable {
+        let count: Int
+        let expertCount: Int
+        /// False without a base: nothing is measured but the element count.
+        let enabled: Bool
+        let tallLambda: Float
+        let blockCount: Int
+        let stride: Int
+        let width: Int
+        private let partial: UnsafeMutablePointer<Double>
+
+        init(count n: Int, experts k: Int, measures: Bool, tallLambda: Double, sampleElements: Int = ConflictMetrics.sampleElements) {
+            count = n
+            expertCount = k
+            enabled = measures && n > 0
+            self.tallLambda = Float(tallLambda)
+            blockCount = (n + Kernels.block - 1) / Kernels.block
+            stride = max(1, blockCount / max(1, sampleElements / Kernels.block))
+            // Per block: dots (k×k upper incl. diagonal), then the counters of `Column`.
+            width = k * (k + 1) / 2 + Column.count + k
+            let size = enabled ? blockCount * width : 1
+            partial = .allocate(capacity: size)
+            partial.initialize(repeating: 0, count: size)
         }
-        var d = 0
-        var dots = [[Double]](repeating: [Double](repeating: 0, count: k), count: k)
-        for i in 0..<k {
-            for i2 in i..<k {
-                dots[i][i2] = total[d]
-                dots[i2][i] = total[d]
-                d += 1
+
+        deinit { partial.deallocate() }
+
+        /// Whether the block starting at `r.lowerBound` is measured.
+        func measures(_ r: Range<Int>) -> Bool {
+            enabled && (r.lowerBound / Kernels.block) % stride == 0
+        }
+
+        /// Measures block `r` (one of ``Kernels/blocks(_:_:)``'s ranges); every pointer is at the
+        /// block's first element.
+        func measure(_ r: Range<Int>, base: UnsafePointer<Float>, experts: [UnsafePointer<Float>], merged: UnsafePointer<Float>) {
+            guard measures(r) else { return }
+            ConflictMetrics.measureBlock(count: r.count, base: base, merged: merged, experts: experts, tallLambda: tallLambda,
+                                         into: partial + (r.lowerBound / Kernels.block) * width)
+        }
+
+        /// The figures, from every measured block.
+        func finish(keptFraction: [Double]?, notes: [String: Double]) -> ConflictMetrics {
+            var m = ConflictMetrics()
+            m.keptFraction = keptFraction
+            m.notes = notes
+            m.elementCount = count
+            guard enabled else { return m }
+            let n = count, k = expertCount
+            let measured = stride == 1 ? n : (0..<blockCount).filter { $0 % stride == 0 }.reduce(0) { $0 + min(Kernels.block, n - $1 * Kernels.block) }
+            m.measuredElements = measured
+            let pairCount = k * (k + 1) / 2
+            var total = [Double](repeating: 0, count: width)
+            for blockIndex in 0..<blockCount {
+                for c in 0..<width { total[c] += partial[blockIndex * width + c] }
             }
-        }
-        m.taskVectorNorms = (0..<k).map { dots[$0][$0].squareRoot() }
-        for i in 0..<k {
-            for i2 in (i + 1)..<max(k, i + 1) {
-                let denominator = m.taskVectorNorms[i] * m.taskVectorNorms[i2]
-                m.cosines.append(denominator > 0 ? dots[i][i2] / denominator : nil)
+            var d = 0
+            var dots = [[Double]](repeating: [Double](repeating: 0, count: k), count: k)
+            for i in 0..<k {
+                for i2 in i..<k {
+                    dots[i][i2] = total[d]
+                    dots[i2][i] = total[d]
+                    d += 1
+                }
             }
+            m.taskVectorNorms = (0..<k).map { dots[$0][$0].squareRoot() }
+            for i in 0..<k {
+                for i2 in (i + 1)..<max(k, i + 1) {
+                    let denominator = m.taskVectorNorms[i] * m.taskVectorNorms[i2]
+                    m.cosines.append(denominator > 0 ? dots[i][i2] / denominator : nil)
+                }
+            }
+            let c = pairCount
+            let multi = total[c + Column.multiNonzero]
+            m.signConflict = multi > 0 ? total[c + Column.signConflict] / multi : 0
+            m.conflictingMass = total[c + Column.mass] > 0 ? total[c + Column.conflictingMass] / total[c + Column.mass] : 0
+            let counted = Double(measured)
+            m.farFromExpert = (0..<k).map { total[c + Column.count + $0] / counted }
+            m.tallNone = total[c + Column.tallNone] / counted
+            m.tallOne = total[c + Column.tallOne] / counted
+            m.tallShared = total[c + Column.tallShared] / counted
+            let baseNorm = total[c + Column.baseSquares]
+            m.mergedRelativeUpdate = baseNorm > 0 ? (total[c + Column.mergedSquares] / baseNorm).squareRoot() : nil
+            return m
         }
-        let c = pairCount
-        let multi = total[c + Column.multiNonzero]
-        m.signConflict = multi > 0 ? total[c + Column.signConflict] / multi : 0
-        m.conflictingMass = total[c + Column.mass] > 0 ? total[c + Column.conflictingMass] / total[c + Column.mass] : 0
-        let counted = Double(measured)
-        m.farFromExpert = (0..<k).map { total[c + Column.count + $0] / counted }
-        m.tallNone = total[c + Column.tallNone] / counted
-        m.tallOne = total[c + Column.tallOne] / counted
-        m.tallShared = total[c + Column.tallShared] / counted
-        let baseNorm = total[c + Column.baseSquares]
-        m.mergedRelativeUpdate = baseNorm > 0 ? (total[c + Column.mergedSquares] / baseNorm).squareRoot() : nil
-        return m
     }
 
     /// Counters after the k(k+1)/2 dot products, then one far-from-expert count per expert.
@@ -126,98 +169,153 @@ public struct ConflictMetrics: Sendable, Equatable {
         static let count = 9
     }
 
-    /// All counters of one block, loop by loop over block-sized buffers (no per-element allocation;
-    /// Double sums in four independent lanes).
-    static func measureBlock(_ r: Range<Int>, base: UnsafePointer<Float>, merged: UnsafePointer<Float>, experts: [UnsafePointer<Float>],
+    /// All counters of one block, loop by loop over block-sized buffers, eight or four elements at a
+    /// time. Every Double sum keeps its lanes (element i of a block in lane i mod 4, or mod 2 for the
+    /// squares, the tail in lane 0) and their order, so the figures do not depend on the vector width.
+    /// `base`, `merged` and `experts` point at the block's first element.
+    static func measureBlock(count len: Int, base b: UnsafePointer<Float>, merged mg: UnsafePointer<Float>, experts: [UnsafePointer<Float>],
                              tallLambda tl: Float, into acc: UnsafeMutablePointer<Double>) {
-        let k = experts.count, len = r.count, r0 = r.lowerBound
-        let b = base + r0, mg = merged + r0
-        let tau = UnsafeMutablePointer<Float>.allocate(capacity: k * len)
-        let tauSum = UnsafeMutablePointer<Float>.allocate(capacity: len)
-        let positive = UnsafeMutablePointer<Int32>.allocate(capacity: len)
-        let negative = UnsafeMutablePointer<Int32>.allocate(capacity: len)
-        let selected = UnsafeMutablePointer<Int32>.allocate(capacity: len)
-        defer { tau.deallocate(); tauSum.deallocate(); positive.deallocate(); negative.deallocate(); selected.deallocate() }
-        tauSum.initialize(repeating: 0, count: len)
-        positive.initialize(repeating: 0, count: len)
-        negative.initialize(repeating: 0, count: len)
-        selected.initialize(repeating: 0, count: len)
-        let pairCount = k * (k + 1) / 2
-        for i in 0..<k {
-            let x = experts[i] + r0, t = tau + i * len
-            var far = 0
-            for jj in 0..<len {
-                let d = x[jj] - b[jj]
-                t[jj] = d
-                tauSum[jj] += d
-                positive[jj] &+= d > 0 ? 1 : 0
-                negative[jj] &+= d < 0 ? 1 : 0
-                let tauM = mg[jj] - b[jj]
-                selected[jj] &+= tallSelects(d, merged: tauM, lambda: tl) ? 1 : 0
-                far &+= abs(mg[jj] - x[jj]) > abs(b[jj] - x[jj]) ? 1 : 0
+        let k = experts.count
+        let stride = Kernels.block
+        precondition(len <= stride, "one block at a time")
+        BlockScratch.with(floats: (k + 4) * stride) { scratch in
+            let tau = scratch, tauSum = scratch + k * stride
+            let counters = UnsafeMutableRawPointer(scratch + (k + 1) * stride).bindMemory(to: Int32.self, capacity: 3 * stride)
+            defer { UnsafeMutableRawPointer(counters).bindMemory(to: Float.self, capacity: 3 * stride) }
+            let positive = counters, negative = counters + stride, selected = counters + 2 * stride
+            tauSum.initialize(repeating: 0, count: len)
+            counters.initialize(repeating: 0, count: 3 * stride)
+            let pairCount = k * (k + 1) / 2
+            let rb = UnsafeRawPointer(b), rm = UnsafeRawPointer(mg)
+            let sign = SIMD8<UInt32>(repeating: 0x7FFF_FFFF)
+            @inline(__always) func abs8(_ v: SIMD8<Float>) -> SIMD8<Float> { unsafeBitCast(unsafeBitCast(v, to: SIMD8<UInt32>.self) & sign, to: SIMD8<Float>.self) }
+            let one = SIMD8<Int32>(repeating: 1), zero = SIMD8<Int32>()
+            let tl8 = SIMD8<Float>(repeating: tl)
+            for i in 0..<k {
+                let x = experts[i], t = tau + i * stride
+                let rx = UnsafeRawPointer(x), rt = UnsafeMutableRawPointer(t), rs = UnsafeMutableRawPointer(tauSum)
+                let rp = UnsafeMutableRawPointer(positive), rn = UnsafeMutableRawPointer(negative), rsel = UnsafeMutableRawPointer(selected)
+                var far8 = SIMD8<Int32>()
+                var jj = 0
+                while jj + 8 <= len {
+                    let o = 4 * jj
+                    let xv = rx.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+                    let bv = rb.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+                    let mv = rm.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+                    let d = xv - bv
+                    rt.storeBytes(of: d, toByteOffset: o, as: SIMD8<Float>.self)
+                    rs.storeBytes(of: rs.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self) + d, toByteOffset: o, as: SIMD8<Float>.self)
+                    rp.storeBytes(of: rp.loadUnaligned(fromByteOffset: o, as: SIMD8<Int32>.self) &+ zero.replacing(with: one, where: d .> 0),
+                                  toByteOffset: o, as: SIMD8<Int32>.self)
+                    rn.storeBytes(of: rn.loadUnaligned(fromByteOffset: o, as: SIMD8<Int32>.self) &+ zero.replacing(with: one, where: d .< 0),
+                                  toByteOffset: o, as: SIMD8<Int32>.self)
+                    let tauM = mv - bv
+                    let picks = abs8(d) .> tl8 * abs8(tauM - d)
+                    rsel.storeBytes(of: rsel.loadUnaligned(fromByteOffset: o, as: SIMD8<Int32>.self) &+ zero.replacing(with: one, where: picks),
+                                    toByteOffset: o, as: SIMD8<Int32>.self)
+                    far8 &+= zero.replacing(with: one, where: abs8(mv - xv) .> abs8(bv - xv))
+                    jj += 8
+                }
+                var far = Int(far8.wrappedSum())
+                while jj < len {
+                    let d = x[jj] - b[jj]
+                    t[jj] = d
+                    tauSum[jj] += d
+                    positive[jj] &+= d > 0 ? 1 : 0
+                    negative[jj] &+= d < 0 ? 1 : 0
+                    let tauM = mg[jj] - b[jj]
+                    selected[jj] &+= tallSelects(d, merged: tauM, lambda: tl) ? 1 : 0
+                    far &+= abs(mg[jj] - x[jj]) > abs(b[jj] - x[jj]) ? 1 : 0
+                    jj += 1
+                }
+                acc[pairCount + Column.count + i] = Double(far)
             }
-            acc[pairCount + Column.count + i] = Double(far)
-        }
-        // Dot products of every pair (and each τ with itself).
-        var d = 0
-        for i in 0..<k {
-            for i2 in i..<k {
-                acc[d] = Kernels.dot(tau + i * len, tau + i2 * len, count: len)
-                d += 1
+            // Dot products of every pair (and each τ with itself).
+            var d = 0
+            for i in 0..<k {
+                for i2 in i..<k {
+                    acc[d] = Kernels.dot(tau + i * stride, tau + i2 * stride, count: len)
+                    d += 1
+                }
             }
-        }
-        var multi = 0, conflict = 0, none = 0, one = 0, shared = 0
-        for jj in 0..<len {
-            let p = positive[jj], q = negative[jj]
-            multi &+= p &+ q >= 2 ? 1 : 0
-            conflict &+= p > 0 && q > 0 ? 1 : 0
-            let s = selected[jj]
-            none &+= s == 0 ? 1 : 0
-            one &+= s == 1 ? 1 : 0
-            shared &+= s >= 2 ? 1 : 0
-        }
-        var mass = (0.0, 0.0, 0.0, 0.0), against = (0.0, 0.0, 0.0, 0.0)
-        for i in 0..<k {
-            let t = tau + i * len
+            var multi8 = SIMD8<Int32>(), conflict8 = SIMD8<Int32>(), none8 = SIMD8<Int32>(), one8 = SIMD8<Int32>(), shared8 = SIMD8<Int32>()
+            let two = SIMD8<Int32>(repeating: 2)
             var jj = 0
-            while jj + 4 <= len {
-                mass.0 += Double(abs(t[jj])); mass.1 += Double(abs(t[jj + 1]))
-                mass.2 += Double(abs(t[jj + 2])); mass.3 += Double(abs(t[jj + 3]))
-                against.0 += disagrees(t[jj], tauSum[jj]) ? Double(abs(t[jj])) : 0
-                against.1 += disagrees(t[jj + 1], tauSum[jj + 1]) ? Double(abs(t[jj + 1])) : 0
-                against.2 += disagrees(t[jj + 2], tauSum[jj + 2]) ? Double(abs(t[jj + 2])) : 0
-                against.3 += disagrees(t[jj + 3], tauSum[jj + 3]) ? Double(abs(t[jj + 3])) : 0
-                jj += 4
+            let rp = UnsafeRawPointer(positive), rn = UnsafeRawPointer(negative), rsel = UnsafeRawPointer(selected)
+            while jj + 8 <= len {
+                let p = rp.loadUnaligned(fromByteOffset: 4 * jj, as: SIMD8<Int32>.self)
+                let q = rn.loadUnaligned(fromByteOffset: 4 * jj, as: SIMD8<Int32>.self)
+                let s = rsel.loadUnaligned(fromByteOffset: 4 * jj, as: SIMD8<Int32>.self)
+                multi8 &+= zero.replacing(with: one, where: p &+ q .>= two)
+                conflict8 &+= zero.replacing(with: one, where: (p .> zero) .& (q .> zero))
+                none8 &+= zero.replacing(with: one, where: s .== zero)
+                one8 &+= zero.replacing(with: one, where: s .== one)
+                shared8 &+= zero.replacing(with: one, where: s .>= two)
+                jj += 8
             }
+            var multi = Int(multi8.wrappedSum()), conflict = Int(conflict8.wrappedSum())
+            var none = Int(none8.wrappedSum()), single = Int(one8.wrappedSum()), shared = Int(shared8.wrappedSum())
             while jj < len {
-                mass.0 += Double(abs(t[jj]))
-                against.0 += disagrees(t[jj], tauSum[jj]) ? Double(abs(t[jj])) : 0
+                let p = positive[jj], q = negative[jj]
+                multi &+= p &+ q >= 2 ? 1 : 0
+                conflict &+= p > 0 && q > 0 ? 1 : 0
+                let s = selected[jj]
+                none &+= s == 0 ? 1 : 0
+                single &+= s == 1 ? 1 : 0
+                shared &+= s >= 2 ? 1 : 0
                 jj += 1
             }
+            // Update mass, and the mass against the elected sign: four Double lanes shared by every
+            // expert, one expert after the other.
+            var mass = SIMD4<Double>(), against = SIMD4<Double>()
+            let sign4 = SIMD4<UInt32>(repeating: 0x7FFF_FFFF)
+            let rsum = UnsafeRawPointer(tauSum)
+            for i in 0..<k {
+                let t = tau + i * stride
+                let rt = UnsafeRawPointer(t)
+                var jj = 0
+                while jj + 4 <= len {
+                    let tv = rt.loadUnaligned(fromByteOffset: 4 * jj, as: SIMD4<Float>.self)
+                    let sv = rsum.loadUnaligned(fromByteOffset: 4 * jj, as: SIMD4<Float>.self)
+                    let a = unsafeBitCast(unsafeBitCast(tv, to: SIMD4<UInt32>.self) & sign4, to: SIMD4<Float>.self)
+                    let nonNegative = sv .>= 0
+                    let disagrees = (nonNegative .& (tv .< 0)) .| (.!nonNegative .& (tv .> 0))
+                    mass += SIMD4<Double>(a)
+                    // +0 where the sign agrees, as the scalar form adds.
+                    against += SIMD4<Double>(SIMD4<Float>().replacing(with: a, where: disagrees))
+                    jj += 4
+                }
+                while jj < len {
+                    mass[0] += Double(abs(t[jj]))
+                    against[0] += disagrees(t[jj], tauSum[jj]) ? Double(abs(t[jj])) : 0
+                    jj += 1
+                }
+            }
+            var squares = SIMD2<Double>(), baseSquares = SIMD2<Double>()
+            jj = 0
+            while jj + 2 <= len {
+                let u = SIMD2<Double>(Double(mg[jj] - b[jj]), Double(mg[jj + 1] - b[jj + 1]))
+                let w = SIMD2<Double>(Double(b[jj]), Double(b[jj + 1]))
+                squares += u * u
+                baseSquares += w * w
+                jj += 2
+            }
+            if jj < len {
+                let u = Double(mg[jj] - b[jj])
+                squares[0] += u * u
+                baseSquares[0] += Double(b[jj]) * Double(b[jj])
+            }
+            let c = pairCount
+            acc[c + Column.signConflict] = Double(conflict)
+            acc[c + Column.multiNonzero] = Double(multi)
+            acc[c + Column.conflictingMass] = (against[0] + against[1]) + (against[2] + against[3])
+            acc[c + Column.mass] = (mass[0] + mass[1]) + (mass[2] + mass[3])
+            acc[c + Column.tallNone] = Double(none)
+            acc[c + Column.tallOne] = Double(single)
+            acc[c + Column.tallShared] = Double(shared)
+            acc[c + Column.mergedSquares] = squares[0] + squares[1]
+            acc[c + Column.baseSquares] = baseSquares[0] + baseSquares[1]
         }
-        var mergedSquares = (0.0, 0.0), baseSquares = (0.0, 0.0)
-        var jj = 0
-        while jj + 2 <= len {
-            let u0 = Double(mg[jj] - b[jj]), u1 = Double(mg[jj + 1] - b[jj + 1])
-            mergedSquares.0 += u0 * u0; mergedSquares.1 += u1 * u1
-            baseSquares.0 += Double(b[jj]) * Double(b[jj]); baseSquares.1 += Double(b[jj + 1]) * Double(b[jj + 1])
-            jj += 2
-        }
-        if jj < len {
-            let u = Double(mg[jj] - b[jj])
-            mergedSquares.0 += u * u
-            baseSquares.0 += Double(b[jj]) * Double(b[jj])
-        }
-        let c = pairCount
-        acc[c + Column.signConflict] = Double(conflict)
-        acc[c + Column.multiNonzero] = Double(multi)
-        acc[c + Column.conflictingMass] = (against.0 + against.1) + (against.2 + against.3)
-        acc[c + Column.mass] = (mass.0 + mass.1) + (mass.2 + mass.3)
-        acc[c + Column.tallNone] = Double(none)
-        acc[c + Column.tallOne] = Double(one)
-        acc[c + Column.tallShared] = Double(shared)
-        acc[c + Column.mergedSquares] = mergedSquares.0 + mergedSquares.1
-        acc[c + Column.baseSquares] = baseSquares.0 + baseSquares.1
     }
 
     /// Whether a delta's sign differs from the elected sign sgn(Σ τ) (ties elect +).

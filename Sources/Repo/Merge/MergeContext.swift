@@ -19,6 +19,8 @@ struct MergeContext {
     private(set) var decisions: [String: Decision] = [:]
     /// Resolutions of a recorded merge to replay, by tensor.
     let resolutions: [String: RecordedResolution]
+    /// Working memory reused by every tensor merge.
+    let buffers = MergeBuffers()
 
     /// The tree whose files and tensor order the merge result follows: the first expert's.
     var layoutTemplate: Tree { expertTrees.first ?? baseTree }
@@ -236,13 +238,14 @@ struct MergeContext {
         return (out, raw)
     }
 
-    /// Merges one tensor with the plan (or the given one); stores the result unless it trips a threshold.
-    func mergeTensor(_ name: String, context: TensorContext, batch: ObjectStore.Batch, thresholds: ConflictThresholds,
-                     plan override: MergePlan? = nil) throws -> (ObjectInfo?, ConflictMetrics?, [String]) {
+    /// ``mergeTensor(_:context:batch:thresholds:plan:)`` for a vocabulary merge, whose inputs differ
+    /// in rows: Float32 arrays brought to common rows, merged, the extra rows appended.
+    func mergeTensorArrays(_ name: String, context: TensorContext, batch: ObjectStore.Batch, thresholds: ConflictThresholds,
+                           plan override: MergePlan? = nil) throws -> (ObjectInfo?, ConflictMetrics?, [String]) {
         let plan = override ?? self.plan
         guard let baseInput = baseTensors[name] else { throw RepoError.failed("tensor '\(name)' has no merge base") }
         var remarks: [String] = []
-        let t0 = Date()
+        let t0 = Timing.now()
         let baseID = baseInput.tensor.objectID
         let (baseValues, baseRaw) = try baseTensor(baseID)
         var expertValues: [[Float]] = try expertTensors.map { tensors in
@@ -253,7 +256,7 @@ struct MergeContext {
             }
             return try baseValues.withUnsafeBytes { try floats(id, reference: (baseID, $0)) }
         }
-        Timing.add("decode", Date().timeIntervalSince(t0))
+        Timing.add("decode", since: t0)
         var shape = baseInput.tensor.shape
         var extraRows: (rows: Int, values: [Float])?
         if case let .vocabulary(policy) = decision(for: name) {
@@ -265,36 +268,23 @@ struct MergeContext {
         let baseCommon = shape == baseInput.tensor.shape ? baseValues : Array(baseValues.prefix(commonRows * columns))
         var mergedContext = context
         mergedContext.shape = shape
-        let t1 = Date()
+        let t1 = Timing.now()
         var (values, metrics) = try plan.merge(mergedContext, base: baseCommon, experts: expertValues)
-        Timing.add("merge+metrics", Date().timeIntervalSince(t1))
-        let t2 = Date()
-        defer { Timing.add("encode", Date().timeIntervalSince(t2)) }
+        Timing.add("merge+metrics", since: t1)
+        let t2 = Timing.now()
+        defer { Timing.add("encode", since: t2) }
         if override == nil, thresholds.violation(metrics) != nil { return (nil, metrics, remarks) }
         if let extra = extraRows { values += extra.values; shape = [commonRows + extra.rows, columns] }
         let dtype = options.outputDType ?? baseInput.tensor.dtype
-        let output = MergeContext.outputBytes(&values, as: dtype)
-        func withOutputBytes<T>(_ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
-            try output.withBytes(of: values, body)
-        }
-        let reference: (info: ObjectInfo, header: EncodedTensorHeader)?
-        if let info = try repository.history.objectInfo(baseInput.tensor.objectID) {
-            reference = (info, try repository.objects.header(of: info.id))
-        } else {
-            reference = nil
-        }
-        if override == nil, extraRows == nil {
-            withOutputBytes { prepared?.write(name, $0) }
-        }
-        let written = try withOutputBytes { output in
-            try withBaseBytes(baseValues: baseValues, baseRaw: baseRaw) { known in
-                try repository.objects.write(kind: .tensor, dtype: dtype, shape: shape, source: output,
-                                             reference: reference, options: repository.codecOptions, batch: batch, referenceBytes: known)
+        let header = try repository.objects.header(of: baseID)
+        let info = try values.withUnsafeMutableBufferPointer { v in
+            try withOutputBytes(v, as: dtype) { output in
+                if override == nil, extraRows == nil { prepared?.write(name, output) }
+                return try withBaseBytes(baseValues: baseValues, baseRaw: baseRaw) { known in
+                    try writeMerged(output, dtype: dtype, shape: shape, base: baseID, baseHeader: header, baseBytes: known, batch: batch)
+                }
             }
         }
-        repository.objects.releasePages(of: baseInput.tensor.objectID)
-        var info = written.info
-        if !written.isNew, let known = try repository.history.objectInfo(info.id) { info = known }
         return (info, metrics, remarks)
     }
 
@@ -453,16 +443,49 @@ struct MergeContext {
     }
 }
 
-/// Phase timings for `MREPO_DEBUG_TIMING=1` (printed at exit of a merge).
+/// Phase timings for `MREPO_DEBUG_TIMING=1` (printed at exit of a merge): wall time, and the
+/// CPU time of every thread of the process over the same span.
 enum Timing {
-    nonisolated(unsafe) static var totals: [String: Double] = [:]
+    nonisolated(unsafe) static var totals: [String: (wall: Double, cpu: Double)] = [:]
     static let enabled = getenv("MREPO_DEBUG_TIMING") != nil
+
+    /// A point in time: wall clock and process CPU.
+    struct Mark {
+        var wall: Double
+        var cpu: Double
+    }
+
+    static func now() -> Mark {
+        guard enabled else { return Mark(wall: 0, cpu: 0) }
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        var cpu = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu)
+        return Mark(wall: Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9, cpu: Double(cpu.tv_sec) + Double(cpu.tv_nsec) * 1e-9)
+    }
+
+    /// Adds the span from `start` to now to `phase`.
+    static func add(_ phase: String, since start: Mark) {
+        guard enabled else { return }
+        let end = now()
+        let old = totals[phase] ?? (0, 0)
+        totals[phase] = (old.wall + end.wall - start.wall, old.cpu + end.cpu - start.cpu)
+    }
+
+    /// Wall seconds only (callers that time with `Date`).
     static func add(_ phase: String, _ seconds: Double) {
         guard enabled else { return }
-        totals[phase, default: 0] += seconds
+        let old = totals[phase] ?? (0, 0)
+        totals[phase] = (old.wall + seconds, old.cpu)
     }
+
     static func report() {
         guard enabled else { return }
-        for (k, v) in totals.sorted(by: { $0.key < $1.key }) { FileHandle.standardError.write(Data("\(k): \(String(format: "%.2f", v)) s\n".utf8)) }
+        for (k, v) in totals.sorted(by: { $0.key < $1.key }) {
+            FileHandle.standardError.write(Data("\(k): \(String(format: "%.3f", v.wall)) s wall, \(String(format: "%.3f", v.cpu)) s cpu\n".utf8))
+        }
+        var cpu = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu)
+        FileHandle.standardError.write(Data("process cpu so far: \(String(format: "%.3f", Double(cpu.tv_sec) + Double(cpu.tv_nsec) * 1e-9)) s\n".utf8))
     }
 }
