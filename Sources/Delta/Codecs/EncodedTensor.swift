@@ -206,9 +206,13 @@ public struct EncodedTensor: @unchecked Sendable {
     /// Decodes chunk `index` into `destination` (exactly that chunk's size) against the reference's
     /// chunk held by the caller (nil for whole encodings).
     ///
-    /// - Parameter scratch: at least `TensorEncoding.scratchFactor` chunk sizes of scratch space.
+    /// - Parameters:
+    ///   - scratch: at least `TensorEncoding.scratchFactor` chunk sizes of scratch space.
+    ///   - positions: the reference chunk's ``ChunkCodec/groupPositions(dtype:reference:into:)``, when the
+    ///     caller has them (used by ``TensorEncoding/integerDeltaByExponent``).
     public func decodeChunk(_ index: Int, into destination: UnsafeMutableRawBufferPointer,
-                            referenceChunk: UnsafeRawBufferPointer?, scratch: UnsafeMutableRawBufferPointer) throws {
+                            referenceChunk: UnsafeRawBufferPointer?, scratch: UnsafeMutableRawBufferPointer,
+                            positions: UnsafePointer<UInt32>? = nil) throws {
         let range = header.chunkRange(index)
         let k = TensorEncoding.scratchFactor
         if let factors {
@@ -229,7 +233,8 @@ public struct EncodedTensor: @unchecked Sendable {
         let chunk = chunks[index]
         try ChunkCodec.decode(dtype: header.dtype, encoding: header.encoding, coder: chunk.coder,
                               stored: UnsafeRawBufferPointer(rebasing: bytes[chunk.range]), reference: header.encoding.needsReference ? referenceChunk : nil,
-                              planes: planes, destination: destination, object: "\(name) chunk \(index)")
+                              planes: planes, destination: destination, object: "\(name) chunk \(index)",
+                              positions: header.encoding == .integerDeltaByExponent ? positions : nil)
     }
 
     /// Drops the stored bytes of chunk `index` from the process's resident set when they are a

@@ -169,6 +169,10 @@ struct MergeContext {
         var result = RunResult(report: try classify(layerCount: layerCount))
         let toMerge = result.report.tensors.filter { $0.mergeClass == .merged }
         let counter = ProgressCounter(progress, title: "merge", total: toMerge.count, unit: .items)
+        // Tensors of a method that needs no whole input are merged first, chunk by chunk, several at once.
+        let ts = Timing.now()
+        let streamed = try runStreaming(try streamingJobs(result.report, layerCount: layerCount), batch: batch, counter: counter)
+        Timing.add("streamed", since: ts)
         for (index, entry) in result.report.tensors.enumerated() {
             let name = entry.name
             if let recorded = resolutions[name] {
@@ -194,6 +198,12 @@ struct MergeContext {
             case let .conflict(reason):
                 result.unresolved[name] = reason
             case .merge, .vocabulary:
+                if let (info, metrics) = streamed[name] {
+                    result.report.tensors[index].metrics = metrics
+                    result.decided[name] = info.id
+                    result.add(info)
+                    continue
+                }
                 let context = TensorContext(name: name, shape: (baseTensors[name] ?? expertTensors.compactMap { $0[name] }.first!).tensor.shape,
                                             layerCount: layerCount)
                 let (info, metrics, remarks) = try mergeTensor(name, context: context, batch: batch, thresholds: options.thresholds)
