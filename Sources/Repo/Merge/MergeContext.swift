@@ -199,9 +199,16 @@ struct MergeContext {
                 result.unresolved[name] = reason
             case .merge, .vocabulary:
                 if let (info, metrics) = streamed[name] {
-                    result.report.tensors[index].metrics = metrics
-                    result.decided[name] = info.id
-                    result.add(info)
+                    var r = result.report.tensors[index]
+                    r.metrics = metrics
+                    if let info {
+                        result.decided[name] = info.id
+                        result.add(info)
+                    } else if let violation = options.thresholds.violation(metrics) {
+                        r.conflict = violation
+                        result.unresolved[name] = violation
+                    }
+                    result.report.tensors[index] = r
                     continue
                 }
                 let context = TensorContext(name: name, shape: (baseTensors[name] ?? expertTensors.compactMap { $0[name] }.first!).tensor.shape,
