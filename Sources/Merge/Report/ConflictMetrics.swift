@@ -169,114 +169,113 @@ public struct ConflictMetrics: Sendable, Equatable {
         static let count = 9
     }
 
-    /// All counters of one block, loop by loop over block-sized buffers, eight or four elements at a
-    /// time. Every Double sum keeps its lanes (element i of a block in lane i mod 4, or mod 2 for the
-    /// squares, the tail in lane 0) and their order, so the figures do not depend on the vector width.
-    /// `base`, `merged` and `experts` point at the block's first element.
+    /// All counters of one block, in three passes over the inputs: element by element (sign and
+    /// TALL counts, the sum of the task vectors, the squares), the dot products of every pair of task
+    /// vectors, then expert by expert (the update mass). Task vectors τᵢ = θᵢ − θ₀ are formed in
+    /// Float32 as they are read, never stored. Every Double sum keeps its lanes (element i of a block
+    /// in lane i mod 4, or mod 2 for the squares, the tail in lane 0) and their order, so the figures
+    /// do not depend on the vector width or the pass structure. Pointers are at the block's first element.
     static func measureBlock(count len: Int, base b: UnsafePointer<Float>, merged mg: UnsafePointer<Float>, experts: [UnsafePointer<Float>],
                              tallLambda tl: Float, into acc: UnsafeMutablePointer<Double>) {
         let k = experts.count
-        let stride = Kernels.block
-        precondition(len <= stride, "one block at a time")
-        BlockScratch.with(floats: (k + 4) * stride) { scratch in
-            let tau = scratch, tauSum = scratch + k * stride
-            let counters = UnsafeMutableRawPointer(scratch + (k + 1) * stride).bindMemory(to: Int32.self, capacity: 3 * stride)
-            defer { UnsafeMutableRawPointer(counters).bindMemory(to: Float.self, capacity: 3 * stride) }
-            let positive = counters, negative = counters + stride, selected = counters + 2 * stride
-            tauSum.initialize(repeating: 0, count: len)
-            counters.initialize(repeating: 0, count: 3 * stride)
-            let pairCount = k * (k + 1) / 2
-            let rb = UnsafeRawPointer(b), rm = UnsafeRawPointer(mg)
-            let sign = SIMD8<UInt32>(repeating: 0x7FFF_FFFF)
-            @inline(__always) func abs8(_ v: SIMD8<Float>) -> SIMD8<Float> { unsafeBitCast(unsafeBitCast(v, to: SIMD8<UInt32>.self) & sign, to: SIMD8<Float>.self) }
-            let one = SIMD8<Int32>(repeating: 1), zero = SIMD8<Int32>()
+        precondition(len <= Kernels.block, "one block at a time")
+        let pairCount = k * (k + 1) / 2
+        BlockScratch.with(floats: Kernels.block) { tauSum in
+            let far = UnsafeMutablePointer<SIMD8<Int32>>.allocate(capacity: max(k, 1))
+            defer { far.deallocate() }
+            far.initialize(repeating: SIMD8<Int32>(), count: max(k, 1))
+            let rb = UnsafeRawPointer(b), rm = UnsafeRawPointer(mg), rs = UnsafeMutableRawPointer(tauSum)
+            let magnitude = SIMD8<UInt32>(repeating: 0x7FFF_FFFF)
+            @inline(__always) func abs8(_ v: SIMD8<Float>) -> SIMD8<Float> {
+                unsafeBitCast(unsafeBitCast(v, to: SIMD8<UInt32>.self) & magnitude, to: SIMD8<Float>.self)
+            }
+            let one = SIMD8<Int32>(repeating: 1), two = SIMD8<Int32>(repeating: 2), zero = SIMD8<Int32>()
             let tl8 = SIMD8<Float>(repeating: tl)
-            for i in 0..<k {
-                let x = experts[i], t = tau + i * stride
-                let rx = UnsafeRawPointer(x), rt = UnsafeMutableRawPointer(t), rs = UnsafeMutableRawPointer(tauSum)
-                let rp = UnsafeMutableRawPointer(positive), rn = UnsafeMutableRawPointer(negative), rsel = UnsafeMutableRawPointer(selected)
-                var far8 = SIMD8<Int32>()
-                var jj = 0
-                while jj + 8 <= len {
-                    let o = 4 * jj
-                    let xv = rx.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
-                    let bv = rb.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
-                    let mv = rm.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
-                    let d = xv - bv
-                    rt.storeBytes(of: d, toByteOffset: o, as: SIMD8<Float>.self)
-                    rs.storeBytes(of: rs.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self) + d, toByteOffset: o, as: SIMD8<Float>.self)
-                    rp.storeBytes(of: rp.loadUnaligned(fromByteOffset: o, as: SIMD8<Int32>.self) &+ zero.replacing(with: one, where: d .> 0),
-                                  toByteOffset: o, as: SIMD8<Int32>.self)
-                    rn.storeBytes(of: rn.loadUnaligned(fromByteOffset: o, as: SIMD8<Int32>.self) &+ zero.replacing(with: one, where: d .< 0),
-                                  toByteOffset: o, as: SIMD8<Int32>.self)
-                    let tauM = mv - bv
-                    let picks = abs8(d) .> tl8 * abs8(tauM - d)
-                    rsel.storeBytes(of: rsel.loadUnaligned(fromByteOffset: o, as: SIMD8<Int32>.self) &+ zero.replacing(with: one, where: picks),
-                                    toByteOffset: o, as: SIMD8<Int32>.self)
-                    far8 &+= zero.replacing(with: one, where: abs8(mv - xv) .> abs8(bv - xv))
-                    jj += 8
-                }
-                var far = Int(far8.wrappedSum())
-                while jj < len {
-                    let d = x[jj] - b[jj]
-                    t[jj] = d
-                    tauSum[jj] += d
-                    positive[jj] &+= d > 0 ? 1 : 0
-                    negative[jj] &+= d < 0 ? 1 : 0
-                    let tauM = mg[jj] - b[jj]
-                    selected[jj] &+= tallSelects(d, merged: tauM, lambda: tl) ? 1 : 0
-                    far &+= abs(mg[jj] - x[jj]) > abs(b[jj] - x[jj]) ? 1 : 0
-                    jj += 1
-                }
-                acc[pairCount + Column.count + i] = Double(far)
-            }
-            // Dot products of every pair (and each τ with itself).
-            var d = 0
-            for i in 0..<k {
-                for i2 in i..<k {
-                    acc[d] = Kernels.dot(tau + i * stride, tau + i2 * stride, count: len)
-                    d += 1
-                }
-            }
-            var multi8 = SIMD8<Int32>(), conflict8 = SIMD8<Int32>(), none8 = SIMD8<Int32>(), one8 = SIMD8<Int32>(), shared8 = SIMD8<Int32>()
-            let two = SIMD8<Int32>(repeating: 2)
+            var multi8 = zero, conflict8 = zero, none8 = zero, one8 = zero, shared8 = zero
+            var squares = SIMD2<Double>(), baseSquares = SIMD2<Double>()
             var jj = 0
-            let rp = UnsafeRawPointer(positive), rn = UnsafeRawPointer(negative), rsel = UnsafeRawPointer(selected)
             while jj + 8 <= len {
-                let p = rp.loadUnaligned(fromByteOffset: 4 * jj, as: SIMD8<Int32>.self)
-                let q = rn.loadUnaligned(fromByteOffset: 4 * jj, as: SIMD8<Int32>.self)
-                let s = rsel.loadUnaligned(fromByteOffset: 4 * jj, as: SIMD8<Int32>.self)
-                multi8 &+= zero.replacing(with: one, where: p &+ q .>= two)
-                conflict8 &+= zero.replacing(with: one, where: (p .> zero) .& (q .> zero))
-                none8 &+= zero.replacing(with: one, where: s .== zero)
-                one8 &+= zero.replacing(with: one, where: s .== one)
-                shared8 &+= zero.replacing(with: one, where: s .>= two)
+                let o = 4 * jj
+                let bv = rb.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+                let mv = rm.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+                let tauM = mv - bv
+                var sum = SIMD8<Float>(), positive = zero, negative = zero, selected = zero
+                for i in 0..<k {
+                    let xv = UnsafeRawPointer(experts[i]).loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+                    let d = xv - bv
+                    sum += d
+                    positive &+= zero.replacing(with: one, where: d .> 0)
+                    negative &+= zero.replacing(with: one, where: d .< 0)
+                    selected &+= zero.replacing(with: one, where: abs8(d) .> tl8 * abs8(tauM - d))
+                    far[i] &+= zero.replacing(with: one, where: abs8(mv - xv) .> abs8(bv - xv))
+                }
+                rs.storeBytes(of: sum, toByteOffset: o, as: SIMD8<Float>.self)
+                multi8 &+= zero.replacing(with: one, where: positive &+ negative .>= two)
+                conflict8 &+= zero.replacing(with: one, where: (positive .> zero) .& (negative .> zero))
+                none8 &+= zero.replacing(with: one, where: selected .== zero)
+                one8 &+= zero.replacing(with: one, where: selected .== one)
+                shared8 &+= zero.replacing(with: one, where: selected .>= two)
+                // The squares in pairs (lanes: even and odd elements), in element order.
+                for p in Swift.stride(from: 0, to: 8, by: 2) {
+                    let u = SIMD2<Double>(Double(tauM[p]), Double(tauM[p + 1]))
+                    let w = SIMD2<Double>(Double(bv[p]), Double(bv[p + 1]))
+                    squares += u * u
+                    baseSquares += w * w
+                }
                 jj += 8
             }
             var multi = Int(multi8.wrappedSum()), conflict = Int(conflict8.wrappedSum())
             var none = Int(none8.wrappedSum()), single = Int(one8.wrappedSum()), shared = Int(shared8.wrappedSum())
+            var farCounts = (0..<k).map { Int(far[$0].wrappedSum()) }
+            let tail = jj
             while jj < len {
-                let p = positive[jj], q = negative[jj]
-                multi &+= p &+ q >= 2 ? 1 : 0
-                conflict &+= p > 0 && q > 0 ? 1 : 0
-                let s = selected[jj]
-                none &+= s == 0 ? 1 : 0
-                single &+= s == 1 ? 1 : 0
-                shared &+= s >= 2 ? 1 : 0
+                var sum: Float = 0
+                var p = 0, q = 0, s = 0
+                let tauM = mg[jj] - b[jj]
+                for i in 0..<k {
+                    let x = experts[i][jj]
+                    let d = x - b[jj]
+                    sum += d
+                    p += d > 0 ? 1 : 0
+                    q += d < 0 ? 1 : 0
+                    s += tallSelects(d, merged: tauM, lambda: tl) ? 1 : 0
+                    farCounts[i] += abs(mg[jj] - x) > abs(b[jj] - x) ? 1 : 0
+                }
+                tauSum[jj] = sum
+                multi += p + q >= 2 ? 1 : 0
+                conflict += p > 0 && q > 0 ? 1 : 0
+                none += s == 0 ? 1 : 0
+                single += s == 1 ? 1 : 0
+                shared += s >= 2 ? 1 : 0
                 jj += 1
             }
+            // Squares of the tail: pairs, then a last single element in lane 0.
+            var t = tail
+            while t + 2 <= len {
+                let u = SIMD2<Double>(Double(mg[t] - b[t]), Double(mg[t + 1] - b[t + 1]))
+                let w = SIMD2<Double>(Double(b[t]), Double(b[t + 1]))
+                squares += u * u
+                baseSquares += w * w
+                t += 2
+            }
+            if t < len {
+                let u = Double(mg[t] - b[t])
+                squares[0] += u * u
+                baseSquares[0] += Double(b[t]) * Double(b[t])
+            }
+            for i in 0..<k { acc[pairCount + Column.count + i] = Double(farCounts[i]) }
+            // Dot products of every pair (and each τ with itself), all in one pass.
+            dots(count: len, base: b, experts: experts, into: acc)
             // Update mass, and the mass against the elected sign: four Double lanes shared by every
             // expert, one expert after the other.
             var mass = SIMD4<Double>(), against = SIMD4<Double>()
             let sign4 = SIMD4<UInt32>(repeating: 0x7FFF_FFFF)
-            let rsum = UnsafeRawPointer(tauSum)
             for i in 0..<k {
-                let t = tau + i * stride
-                let rt = UnsafeRawPointer(t)
+                let x = experts[i], rx = UnsafeRawPointer(x)
                 var jj = 0
                 while jj + 4 <= len {
-                    let tv = rt.loadUnaligned(fromByteOffset: 4 * jj, as: SIMD4<Float>.self)
-                    let sv = rsum.loadUnaligned(fromByteOffset: 4 * jj, as: SIMD4<Float>.self)
+                    let tv = rx.loadUnaligned(fromByteOffset: 4 * jj, as: SIMD4<Float>.self) - rb.loadUnaligned(fromByteOffset: 4 * jj, as: SIMD4<Float>.self)
+                    let sv = rs.loadUnaligned(fromByteOffset: 4 * jj, as: SIMD4<Float>.self)
                     let a = unsafeBitCast(unsafeBitCast(tv, to: SIMD4<UInt32>.self) & sign4, to: SIMD4<Float>.self)
                     let nonNegative = sv .>= 0
                     let disagrees = (nonNegative .& (tv .< 0)) .| (.!nonNegative .& (tv .> 0))
@@ -286,24 +285,11 @@ public struct ConflictMetrics: Sendable, Equatable {
                     jj += 4
                 }
                 while jj < len {
-                    mass[0] += Double(abs(t[jj]))
-                    against[0] += disagrees(t[jj], tauSum[jj]) ? Double(abs(t[jj])) : 0
+                    let t = x[jj] - b[jj]
+                    mass[0] += Double(abs(t))
+                    against[0] += disagrees(t, tauSum[jj]) ? Double(abs(t)) : 0
                     jj += 1
                 }
-            }
-            var squares = SIMD2<Double>(), baseSquares = SIMD2<Double>()
-            jj = 0
-            while jj + 2 <= len {
-                let u = SIMD2<Double>(Double(mg[jj] - b[jj]), Double(mg[jj + 1] - b[jj + 1]))
-                let w = SIMD2<Double>(Double(b[jj]), Double(b[jj + 1]))
-                squares += u * u
-                baseSquares += w * w
-                jj += 2
-            }
-            if jj < len {
-                let u = Double(mg[jj] - b[jj])
-                squares[0] += u * u
-                baseSquares[0] += Double(b[jj]) * Double(b[jj])
             }
             let c = pairCount
             acc[c + Column.signConflict] = Double(conflict)
@@ -316,6 +302,45 @@ public struct ConflictMetrics: Sendable, Equatable {
             acc[c + Column.mergedSquares] = squares[0] + squares[1]
             acc[c + Column.baseSquares] = baseSquares[0] + baseSquares[1]
         }
+    }
+
+    /// τᵢ·τⱼ for every pair i ≤ j, into `acc[0..<k(k+1)/2]` in (0,0), (0,1), …, (1,1), … order: each
+    /// summed as ``Kernels/dot(_:_:count:)`` sums it (four lanes, tail in lane 0), in one pass.
+    static func dots(count len: Int, base b: UnsafePointer<Float>, experts: [UnsafePointer<Float>], into acc: UnsafeMutablePointer<Double>) {
+        let k = experts.count
+        let pairs = k * (k + 1) / 2
+        let sums = UnsafeMutablePointer<SIMD4<Double>>.allocate(capacity: max(pairs, 1))
+        let deltas = UnsafeMutablePointer<SIMD4<Double>>.allocate(capacity: max(k, 1))
+        defer { sums.deallocate(); deltas.deallocate() }
+        sums.initialize(repeating: SIMD4<Double>(), count: max(pairs, 1))
+        deltas.initialize(repeating: SIMD4<Double>(), count: max(k, 1))
+        let rb = UnsafeRawPointer(b)
+        var jj = 0
+        while jj + 4 <= len {
+            let bv = rb.loadUnaligned(fromByteOffset: 4 * jj, as: SIMD4<Float>.self)
+            for i in 0..<k {
+                deltas[i] = SIMD4<Double>(UnsafeRawPointer(experts[i]).loadUnaligned(fromByteOffset: 4 * jj, as: SIMD4<Float>.self) - bv)
+            }
+            var p = 0
+            for i in 0..<k {
+                for i2 in i..<k {
+                    sums[p] += deltas[i] * deltas[i2]
+                    p += 1
+                }
+            }
+            jj += 4
+        }
+        while jj < len {
+            var p = 0
+            for i in 0..<k {
+                for i2 in i..<k {
+                    sums[p][0] += Double(experts[i][jj] - b[jj]) * Double(experts[i2][jj] - b[jj])
+                    p += 1
+                }
+            }
+            jj += 1
+        }
+        for p in 0..<pairs { acc[p] = (sums[p][0] + sums[p][1]) + (sums[p][2] + sums[p][3]) }
     }
 
     /// Whether a delta's sign differs from the elected sign sgn(Σ τ) (ties elect +).

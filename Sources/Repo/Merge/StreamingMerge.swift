@@ -500,13 +500,13 @@ private final class JobRun: @unchecked Sendable {
         if writer == nil {
             // Opened at the first chunk's completion and handed over at the last: few files are
             // open at once, whatever the number of tensors.
-            let w = try AtomicFileWriter(destination: store.root + "/incoming")
-            try w.write(ObjectStore.fileHeader(.tensor))
+            // Records are written as they are (no copy into a buffer); the two headers go first in one write.
+            let w = try AtomicFileWriter(destination: store.root + "/incoming", bufferByteCount: 0)
             let header = EncodedTensorHeader(encoding: encoding, dtype: job.header.dtype, shape: job.header.shape,
                                              byteCount: job.header.byteCount, chunkByteCount: job.header.chunkByteCount,
                                              reference: job.base.id)
             let bytes = header.serialized()
-            try w.write(bytes)
+            try w.write(ObjectStore.fileHeader(.tensor) + bytes)
             stored = bytes.count
             writer = w
         }
