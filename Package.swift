@@ -1,16 +1,18 @@
 // swift-tools-version: 6.1
 // mrepo: git for model checkpoints.
 //
-// Dependencies point one way: mrepo (CLI) → Repo → Merge → Delta.
+// Dependencies point one way: mrepo (CLI) → Repo → Merge → Delta (ARCHITECTURE.md).
 // System C libraries come in as systemLibrary targets (see docs/guide.md, "Building").
+// Linux only: the Delta and Repo layers call Glibc (syncfs, sync_file_range, flock, mmap) directly,
+// so no other platform is declared.
 import PackageDescription
 
 let package = Package(
     name: "mrepo",
-    platforms: [.macOS(.v14)],
     products: [
         .executable(name: "mrepo", targets: ["mrepo"]),
         .executable(name: "mrepo-bench", targets: ["mrepo-bench"]),
+        .executable(name: "mrepo-fuzz", targets: ["mrepo-fuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -30,7 +32,8 @@ let package = Package(
         .target(name: "CKernels"),
         // Tensors and bytes: safetensors I/O, dtypes, hashing, the lossless chunk codec.
         .target(name: "Delta", dependencies: ["CZstd", "CCrypto", "CLinux", "CKernels"]),
-        // Task-vector math on one tensor at a time.
+        // Merge math: methods (one file each), kernels, conflict metrics and reports, LoRA and low-rank
+        // algebra, reversible merges, mergekit recipes. No storage.
         .target(name: "Merge", dependencies: ["Delta", "CKernels", "COpenBLAS", .product(name: "Yams", package: "Yams")]),
         // Object store, SQLite history, refs, working tree, hooks and every command's logic.
         .target(name: "Repo", dependencies: ["Merge", "Delta", .product(name: "GRDB", package: "GRDB.swift")]),
@@ -42,11 +45,19 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Benchmarks (not tests): `swift run -c release mrepo-bench`.
-        .executableTarget(name: "mrepo-bench", dependencies: ["Delta", "ModelFactory"]),
+        .executableTarget(name: "mrepo-bench", dependencies: [
+            "Delta", "ModelFactory",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        // Seeded mutation fuzzing of every parser of untrusted bytes (docs/fuzzing.md).
+        .target(name: "Fuzzing", dependencies: ["Repo", "Merge", "Delta"]),
+        // The fuzz driver: `scripts/fuzz.sh`, or `swift run -c release mrepo-fuzz --help`.
+        .executableTarget(name: "mrepo-fuzz", dependencies: ["Fuzzing"]),
 
         .testTarget(name: "DeltaTests", dependencies: ["Delta", "ModelFactory"]),
-        .testTarget(name: "MergeTests", dependencies: ["Merge", "Delta"], exclude: ["Golden"]),
+        .testTarget(name: "MergeTests", dependencies: ["Merge", "Delta"], exclude: ["Golden", "Fixtures"]),
         .testTarget(name: "RepoTests", dependencies: ["Repo", "ModelFactory"]),
         .testTarget(name: "CLITests", dependencies: ["mrepo", "Delta", "ModelFactory"]),
+        .testTarget(name: "FuzzTests", dependencies: ["Fuzzing", "Repo", "Merge", "Delta"]),
     ]
 )

@@ -21,7 +21,10 @@ public enum DeltaError: Error, CustomStringConvertible, Equatable, Sendable {
     /// A feature of the data that this build does not support.
     case unsupported(what: String)
 
-    public var description: String {
+    /// One line whatever the names in it hold (``Swift/String/escapingControlCharacters``).
+    public var description: String { message.escapingControlCharacters }
+
+    private var message: String {
         switch self {
         case let .invalidHeader(file, problem):
             return "\(file): \(problem)"
@@ -40,6 +43,36 @@ public enum DeltaError: Error, CustomStringConvertible, Equatable, Sendable {
         case let .unsupported(what):
             return "unsupported: \(what)"
         }
+    }
+}
+
+extension String {
+    /// The text with control characters and line separators written as escapes (`\n`, `\r`,
+    /// `\t`, `\u{1B}`): names taken from a file (a tensor, a key, a dtype) may hold any of them,
+    /// and an error message must stay one line that a terminal shows as it is.
+    public var escapingControlCharacters: String {
+        guard unicodeScalars.contains(where: String.needsEscape) else { return self }
+        var out = String.UnicodeScalarView()
+        for scalar in unicodeScalars {
+            guard String.needsEscape(scalar) else {
+                out.append(scalar)
+                continue
+            }
+            let escape: String
+            switch scalar {
+            case "\n": escape = "\\n"
+            case "\r": escape = "\\r"
+            case "\t": escape = "\\t"
+            default: escape = "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
+            }
+            out.append(contentsOf: escape.unicodeScalars)
+        }
+        return String(out)
+    }
+
+    /// C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
+    static func needsEscape(_ s: Unicode.Scalar) -> Bool {
+        s.value < 0x20 || (0x7F...0x9F).contains(s.value) || s.value == 0x2028 || s.value == 0x2029
     }
 }
 

@@ -14,8 +14,13 @@ public enum MergeError: Error, CustomStringConvertible, Equatable, Sendable {
     case tensor(name: String, problem: String)
     /// A recipe file that cannot be read.
     case invalidRecipe(file: String, problem: String)
+    /// An expert lacks a commit metric the method needs (MWA), or its value is unusable.
+    case missingExpertMetric(method: String, metric: String, expert: String)
 
-    public var description: String {
+    /// One line whatever the names in it hold (``Swift/String/escapingControlCharacters``).
+    public var description: String { message.escapingControlCharacters }
+
+    private var message: String {
         switch self {
         case let .unknownMethod(name, known):
             return "unknown merge method '\(name)'; valid methods: \(known.joined(separator: ", "))"
@@ -31,6 +36,8 @@ public enum MergeError: Error, CustomStringConvertible, Equatable, Sendable {
             return "tensor '\(name)': \(problem)"
         case let .invalidRecipe(file, problem):
             return "\(file): \(problem)"
+        case let .missingExpertMetric(method, metric, expert):
+            return "\(method): \(expert) records no usable metric '\(metric)' (a finite, positive value); record it with 'mrepo commit --metric \(metric)=VALUE' (or 'mrepo merge --metric' on a merge), or choose another with --set metric=NAME"
         }
     }
 }

@@ -8,13 +8,17 @@ public struct TensorMergeInput: Sendable {
     public var parameters: ParameterSet
     /// Seed of this tensor's random streams (the merge seed mixed with the tensor name).
     public var seed: UInt64
+    /// Per expert, the commit metrics the method declared it needs (``MergeMethod/expertMetrics(_:)``).
+    public var expertMetrics: [[String: Double]]
 
-    public init(context: TensorContext, base: [Float]?, experts: [[Float]], parameters: ParameterSet, seed: UInt64) {
+    public init(context: TensorContext, base: [Float]?, experts: [[Float]], parameters: ParameterSet, seed: UInt64,
+                expertMetrics: [[String: Double]] = []) {
         self.context = context
         self.base = base
         self.experts = experts
         self.parameters = parameters
         self.seed = seed
+        self.expertMetrics = expertMetrics
     }
 
     public var elementCount: Int { experts.first?.count ?? base?.count ?? 0 }
@@ -35,10 +39,11 @@ public struct TensorMergeOutput: Sendable {
     }
 }
 
-/// A model-merging method: it declares its parameters and merges one tensor at a time.
+/// What a model-merging method is: its id, its parameters, and what it needs from the repository.
 ///
-/// Parameter names and method ids are mergekit's, so recipes carry over. Methods are value types
-/// without state; everything a tensor needs arrives in ``TensorMergeInput``.
+/// How it runs is a separate conformance: ``TensorMergeMethod`` merges one tensor at a time (every
+/// method but ``RMM``); a whole-model method (``RMM``) is run by the repository over every adapted
+/// module at once. Parameter names and method ids are mergekit's, so recipes carry over.
 public protocol MergeMethod: Sendable {
     /// mergekit's id, e.g. `ties`.
     static var id: String { get }
@@ -57,7 +62,15 @@ public protocol MergeMethod: Sendable {
     static var expertCount: ClosedRange<Int> { get }
     /// Whether the result depends on the random seed.
     static var usesSeed: Bool { get }
+    /// Commit metrics (`commit --metric NAME=VALUE`) every expert must record, given the merge's
+    /// parameters: MWA weighs experts by one. Values must be finite and positive.
+    static func expertMetrics(_ parameters: ParameterSet) -> [String]
+    /// Checks what parameter specs cannot say alone (ranges that depend on the expert count).
+    static func validate(_ parameters: ParameterSet, expertCount: Int) throws(MergeError)
+}
 
+/// A method that merges one floating-point tensor at a time.
+public protocol TensorMergeMethod: MergeMethod {
     init()
 
     /// Merges one floating-point tensor.
@@ -67,11 +80,23 @@ public protocol MergeMethod: Sendable {
 extension MergeMethod {
     public static var usesSeed: Bool { false }
     public static var expertParameters: [ParameterSpec] { [] }
+    public static func expertMetrics(_ parameters: ParameterSet) -> [String] { [] }
+    public static func validate(_ parameters: ParameterSet, expertCount: Int) throws(MergeError) {}
 
     /// Every parameter name, global and per expert.
     static var allParameterNames: [String] {
         (parameters + expertParameters).map(\.name)
     }
+
+    /// The parameters with nothing given: every default.
+    public static var defaultParameters: ParameterSet {
+        var defaults: [String: ParameterValue] = [:]
+        for spec in parameters + expertParameters { if let d = spec.defaultValue { defaults[spec.name] = d } }
+        return ParameterSet(global: [:], perExpert: [], defaults: defaults)
+    }
+
+    /// Whether the method merges tensor by tensor (false: a whole-model job, run by the repository).
+    public static var mergesTensorByTensor: Bool { self is any TensorMergeMethod.Type }
 }
 
 /// Every merge method mrepo knows, in documentation order. A static list: adding a method is one

@@ -61,15 +61,19 @@ public final class TensorStream: @unchecked Sendable {
         usesBase = plan.method.requiresBase && hasBase
         accumulator = ConflictMetrics.Accumulator(count: n, experts: expertCount, measures: hasBase,
                                                   tallLambda: plan.recipe.consensus?.lambda ?? 1)
-        if let blockMethod = plan.instance as? any BlockMergeMethod {
+        guard let instance = plan.instance else {
+            throw MergeError.invalidInputs(method: plan.method.id, problem: "merges whole models, not tensor by tensor")
+        }
+        if let blockMethod = instance as? any BlockMergeMethod {
             merger = try blockMethod.prepare(BlockMergeInput(
                 context: context, count: n, expertCount: expertCount, base: usesBase ? wholeBase : nil, experts: wholeExperts,
-                hasBase: usesBase, parameters: plan.parameterSet, seed: seed))
+                hasBase: usesBase, parameters: plan.parameterSet, seed: seed, expertMetrics: plan.expertMetrics))
         } else {
             guard let wholeExperts else { preconditionFailure("methods without a block form get whole inputs") }
-            merger = try ArrayMerger(plan.instance.merge(TensorMergeInput(
+            merger = try ArrayMerger(instance.merge(TensorMergeInput(
                 context: context, base: usesBase ? wholeBase.map { Array(UnsafeBufferPointer(start: $0, count: n)) } : nil,
-                experts: wholeExperts.map { Array(UnsafeBufferPointer(start: $0, count: n)) }, parameters: plan.parameterSet, seed: seed)),
+                experts: wholeExperts.map { Array(UnsafeBufferPointer(start: $0, count: n)) }, parameters: plan.parameterSet, seed: seed,
+                expertMetrics: plan.expertMetrics)),
                 count: n)
         }
         post = usesBase && (plan.recipe.consensus != nil || plan.recipe.lines != nil)

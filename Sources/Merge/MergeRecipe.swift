@@ -66,66 +66,76 @@ public struct MergeRecipe: Sendable, Equatable {
     }
 }
 
-/// A validated recipe, ready to merge tensors.
+/// A validated recipe, ready to merge tensors: the one place where a recipe is checked.
 public struct MergePlan: Sendable {
     public let recipe: MergeRecipe
     public let method: any MergeMethod.Type
     let parameterSet: ParameterSet
-    let instance: any MergeMethod
+    /// The tensor-by-tensor implementation (nil for a whole-model method such as rmm).
+    let instance: (any TensorMergeMethod)?
+    /// Per expert, the commit metrics the method needs.
+    let expertMetrics: [[String: Double]]
 
-    /// Checks the method, every parameter's name and range, required parameters and the expert count.
-    public init(_ recipe: MergeRecipe) throws {
-        let method = try MergePlan.validateParameters(recipe)
-        guard method.expertCount.contains(recipe.experts.count) else {
-            let range = method.expertCount
-            let wanted = range.lowerBound == range.upperBound ? "exactly \(range.lowerBound)" : "\(range.lowerBound) to \(range.upperBound)"
-            throw MergeError.invalidInputs(method: method.id, problem: "takes \(wanted) experts, got \(recipe.experts.count)")
-        }
-        var defaults: [String: ParameterValue] = [:]
-        for spec in method.parameters + method.expertParameters { if let d = spec.defaultValue { defaults[spec.name] = d } }
-        self.recipe = recipe
-        self.method = method
-        self.parameterSet = ParameterSet(global: recipe.parameters, perExpert: recipe.expertParameters, defaults: defaults)
-        self.instance = method.init()
-    }
-
-    /// Checks the method and every parameter (names, ranges, required ones), but not the experts' count.
-    @discardableResult
-    public static func validateParameters(_ recipe: MergeRecipe) throws -> any MergeMethod.Type {
+    /// Checks the method, every parameter's name and range, required parameters, the expert count,
+    /// the method's own rules (rmm's basis against the experts) and the expert metrics it needs.
+    ///
+    /// - Parameter expertMetrics: per expert (in recipe order), the metrics recorded on its commit.
+    public init(_ recipe: MergeRecipe, expertMetrics: [[String: Double]] = []) throws(MergeError) {
         let method = try MethodRegistry.method(named: recipe.method)
         let id = method.id
         let global = method.parameters, perExpert = method.expertParameters
         for (name, value) in recipe.parameters {
             // A per-expert parameter given globally applies to every expert (mergekit allows it).
             guard let spec = (global + perExpert).first(where: { $0.name == name }) else {
-                throw MergeError.unknownParameter(method: id, parameter: name, known: method.allParameterNames)
+                throw .unknownParameter(method: id, parameter: name, known: method.allParameterNames)
             }
             try spec.validate(value, method: id)
         }
         for params in recipe.expertParameters {
             for (name, value) in params {
                 guard let spec = perExpert.first(where: { $0.name == name }) else {
-                    throw MergeError.unknownParameter(method: id, parameter: name, known: perExpert.map(\.name))
+                    throw .unknownParameter(method: id, parameter: name, known: perExpert.map(\.name))
                 }
                 try spec.validate(value, method: id)
             }
         }
         for spec in global where spec.defaultValue == nil && recipe.parameters[spec.name] == nil {
-            throw MergeError.missingParameter(method: id, parameter: spec.name)
+            throw .missingParameter(method: id, parameter: spec.name + (spec.name == "basis" ? " (--basis K)" : ""))
         }
         for spec in perExpert where spec.defaultValue == nil {
             for i in 0..<recipe.experts.count where recipe.parameters[spec.name] == nil
                 && (i >= recipe.expertParameters.count || recipe.expertParameters[i][spec.name] == nil) {
-                throw MergeError.missingParameter(method: id, parameter: "\(spec.name) (for \(recipe.experts[i]))")
+                throw .missingParameter(method: id, parameter: "\(spec.name) (for \(recipe.experts[i]))")
             }
         }
         if recipe.lines != nil || recipe.consensus != nil, !method.requiresBase {
-            throw MergeError.invalidInputs(method: id, problem: "LiNeS and consensus masks apply to task-vector methods only")
+            throw .invalidInputs(method: id, problem: "LiNeS and consensus masks apply to task-vector methods only")
         }
         if let c = recipe.consensus, c.k < 0 || c.lambda < 0 {
-            throw MergeError.invalidParameter(method: id, parameter: "consensus", problem: "needs k ≥ 0 and λ ≥ 0")
+            throw .invalidParameter(method: id, parameter: "consensus", problem: "needs k ≥ 0 and λ ≥ 0")
         }
-        return method
+        guard method.expertCount.contains(recipe.experts.count) else {
+            let range = method.expertCount
+            let wanted = range.lowerBound == range.upperBound ? "exactly \(range.lowerBound)" : "\(range.lowerBound) to \(range.upperBound)"
+            throw .invalidInputs(method: id, problem: "takes \(wanted) experts, got \(recipe.experts.count)")
+        }
+        var defaults: [String: ParameterValue] = [:]
+        for spec in method.parameters + method.expertParameters { if let d = spec.defaultValue { defaults[spec.name] = d } }
+        let parameterSet = ParameterSet(global: recipe.parameters, perExpert: recipe.expertParameters, defaults: defaults)
+        try method.validate(parameterSet, expertCount: recipe.experts.count)
+        for metric in method.expertMetrics(parameterSet) {
+            for (i, name) in recipe.experts.enumerated() {
+                let value = i < expertMetrics.count ? expertMetrics[i][metric] : nil
+                guard let value, value.isFinite, value > 0 else {
+                    throw .missingExpertMetric(method: id, metric: metric, expert: name)
+                }
+            }
+        }
+        self.recipe = recipe
+        self.method = method
+        self.parameterSet = parameterSet
+        self.instance = (method as? any TensorMergeMethod.Type)?.init()
+        self.expertMetrics = expertMetrics
     }
 
     /// Merges one floating-point tensor and measures its conflicts.
@@ -134,16 +144,18 @@ public struct MergePlan: Sendable {
     ///   - base: the merge base's values (needed by task-vector methods and for the metrics).
     ///   - experts: each expert's values, in recipe order.
     public func merge(_ context: TensorContext, base: [Float]?, experts: [[Float]]) throws -> (values: [Float], metrics: ConflictMetrics) {
+        guard instance != nil else {
+            throw MergeError.invalidInputs(method: method.id, problem: "merges whole models, not tensor by tensor")
+        }
         let n = experts.first?.count ?? base?.count ?? 0
         guard experts.allSatisfy({ $0.count == n }), base.map({ $0.count == n }) ?? true else {
             throw MergeError.invalidInputs(method: method.id, problem: "the inputs of tensor '\(context.name)' differ in element count")
         }
         var values = [Float](repeating: 0, count: n)
-        let pointers = experts.map { e in e.withUnsafeBufferPointer { UnsafeSendable($0.baseAddress ?? BlockMergeRun.empty) } }
-        let metrics = try withExtendedLifetime(experts) {
+        let metrics = try BlockMergeRun.withPointers(experts) { pointers in
             try BlockMergeRun.withOptionalPointer(base) { b in
                 try values.withUnsafeMutableBufferPointer { out in
-                    try merge(context, base: b, experts: pointers.map(\.value), into: out)
+                    try merge(context, base: b, experts: pointers, into: out)
                 }
             }
         }

@@ -138,10 +138,6 @@ public struct MergeRequest: Sendable {
             }
             recipe.parameters["basis"] = .number(Double(basis))
         }
-        if recipe.method == RMM.id, recipe.parameters["basis"] == nil {
-            throw .invalidParameter(method: RMM.id, parameter: "basis",
-                                    problem: "is required: --basis K, the basis size (1 ≤ K ≤ N − 1; K = N − 1 rebuilds every expert exactly)")
-        }
         if let lines { recipe.lines = lines }
         if let consensus { recipe.consensus = consensus }
         if let oneSided { extensions.oneSided = oneSided }

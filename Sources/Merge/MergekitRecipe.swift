@@ -105,7 +105,10 @@ public struct MergekitRecipe: Sendable, Equatable {
             }
             let document: Node?
             do {
+                try refuseAliasKeys(text)
                 document = try Yams.compose(yaml: text)
+            } catch let error as MergeError {
+                throw error
             } catch {
                 throw bad("not valid YAML: \(String(describing: error).split(separator: "\n").first ?? "")")
             }

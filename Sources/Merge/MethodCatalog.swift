@@ -8,6 +8,11 @@ public enum MethodCatalog {
             out += "Needs the merge base: \(m.requiresBase ? "yes" : "no"). Experts: "
             out += m.expertCount.lowerBound == m.expertCount.upperBound ? "exactly \(m.expertCount.lowerBound)" : "\(m.expertCount.lowerBound) or more"
             out += ". Seeded: \(m.usesSeed ? "yes" : "no"). Reference: <\(m.paper)>.\n\n"
+            out += m.mergesTensorByTensor ? "" : "Runs on whole models (every adapted module at once), not tensor by tensor.\n\n"
+            let metrics = m.expertMetrics(m.defaultParameters)
+            if !metrics.isEmpty {
+                out += "Reads from each expert's commit the metric \(metrics.map { "`\($0)`" }.joined(separator: ", ")) (by default; recorded with `commit --metric` or `merge --metric`).\n\n"
+            }
             let rows = m.parameters.map { ($0, "global") } + m.expertParameters.map { ($0, "per expert") }
             if rows.isEmpty {
                 out += "No parameters.\n"

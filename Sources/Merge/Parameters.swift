@@ -146,7 +146,7 @@ public struct ParameterSpec: Sendable {
     }
 
     /// Checks a value against the kind and range.
-    func validate(_ value: ParameterValue, method: String) throws {
+    func validate(_ value: ParameterValue, method: String) throws(MergeError) {
         func bad(_ problem: String) -> MergeError { .invalidParameter(method: method, parameter: name, problem: problem) }
         switch kind {
         case let .number(r, lo, hi):

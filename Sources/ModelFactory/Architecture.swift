@@ -1,26 +1,41 @@
 import Delta
 
-/// The shape of a BERT-style encoder, named as Hugging Face's `BertModel` names its tensors.
+/// The shape of a transformer, named as Hugging Face's model classes name its tensors.
 ///
-/// The generated checkpoints use the tensor names of `sentence-transformers/all-MiniLM-L6-v2`
+/// A BERT-style encoder uses the tensor names of `sentence-transformers/all-MiniLM-L6-v2`
 /// (`embeddings.word_embeddings.weight`, `encoder.layer.3.attention.self.query.weight`, ...), so the
 /// generated family and the real MiniLM family (`shared/data/make-real-checkpoints.sh`) can be
-/// compared tensor for tensor.
+/// compared tensor for tensor. A Llama-style decoder (`Family.llama`) uses `LlamaForCausalLM`'s
+/// names (`model.layers.3.self_attn.q_proj.weight`, ...), see Architecture+Llama.swift.
 public struct Architecture: Sendable, Equatable {
+    /// Which model class's tensors and config the architecture has.
+    public enum Family: String, Sendable, Equatable {
+        case bert, llama
+    }
+
     public var name: String
     public var hidden: Int
     public var layers: Int
     public var vocab: Int
     public var intermediate: Int
     public var maxPositions: Int
+    public var family: Family
+    /// Attention heads and key/value heads (grouped-query attention when fewer); the head
+    /// dimension is hidden / heads.
+    public var heads: Int
+    public var kvHeads: Int
 
-    public init(name: String, hidden: Int, layers: Int, vocab: Int, intermediate: Int, maxPositions: Int) {
+    public init(name: String, hidden: Int, layers: Int, vocab: Int, intermediate: Int, maxPositions: Int,
+                family: Family = .bert, heads: Int? = nil, kvHeads: Int? = nil) {
         self.name = name
         self.hidden = hidden
         self.layers = layers
         self.vocab = vocab
         self.intermediate = intermediate
         self.maxPositions = maxPositions
+        self.family = family
+        self.heads = heads ?? max(1, hidden / 64)
+        self.kvHeads = kvHeads ?? self.heads
     }
 
     /// A few kilobytes: for unit tests.
@@ -32,7 +47,7 @@ public struct Architecture: Sendable, Equatable {
     /// A BERT-large-like encoder of about 1.2 GB in fp32: the benchmark family.
     public static let bench = Architecture(name: "bench", hidden: 1024, layers: 22, vocab: 30522, intermediate: 4096, maxPositions: 512)
 
-    public static let all: [Architecture] = [.tiny, .small, .minilm, .bench]
+    public static let all: [Architecture] = [.tiny, .small, .minilm, .bench, .llamaTiny, .llama3b]
 
     /// What a tensor is, which decides how its values are distributed.
     public enum Kind: Sendable, Equatable {
@@ -47,8 +62,13 @@ public struct Architecture: Sendable, Equatable {
         public var elementCount: Int { shape.elementCount ?? 0 }
     }
 
-    /// Every tensor, in the order `BertModel.state_dict()` lists them.
+    /// Every tensor, in the order the model's `state_dict()` lists them.
     public var tensors: [TensorSpec] {
+        family == .llama ? llamaTensors : bertTensors
+    }
+
+    /// `BertModel.state_dict()`'s tensors.
+    private var bertTensors: [TensorSpec] {
         var out: [TensorSpec] = [
             TensorSpec(name: "embeddings.position_ids", shape: [1, maxPositions], kind: .positionIDs),
             TensorSpec(name: "embeddings.word_embeddings.weight", shape: [vocab, hidden], kind: .embedding),
@@ -84,7 +104,8 @@ public struct Architecture: Sendable, Equatable {
 
     /// A Hugging Face `config.json` for this shape.
     public func configJSON(dtype: DType) -> String {
-        """
+        if family == .llama { return llamaConfigJSON(dtype: dtype) }
+        return """
         {
           "architectures": ["BertModel"],
           "attention_probs_dropout_prob": 0.1,
@@ -96,7 +117,7 @@ public struct Architecture: Sendable, Equatable {
           "layer_norm_eps": 1e-12,
           "max_position_embeddings": \(maxPositions),
           "model_type": "bert",
-          "num_attention_heads": \(max(1, hidden / 64)),
+          "num_attention_heads": \(heads),
           "num_hidden_layers": \(layers),
           "pad_token_id": 0,
           "torch_dtype": "\(dtype.torchName)",

@@ -40,12 +40,18 @@ public enum RepoError: Error, CustomStringConvertible, Equatable, Sendable {
     case diskFull(path: String)
     /// A database row or stored record that cannot be read (what it is, and why).
     case corruptRecord(String, problem: String)
+    /// A tree whose rows do not describe the files committed (a damaged or altered history
+    /// database): what, and how it was found out.
+    case corruptTree(String, problem: String)
     /// The request itself is wrong (bad flag combination, bad value).
     case invalidArgument(String)
     /// Anything else, already phrased for the user.
     case failed(String)
 
-    public var description: String {
+    /// One line whatever the names in it hold (``Swift/String/escapingControlCharacters``).
+    public var description: String { message.escapingControlCharacters }
+
+    private var message: String {
         switch self {
         case let .notARepository(path):
             return "not an mrepo repository (or any parent up to /): \(path); run 'mrepo init' first"
@@ -90,6 +96,8 @@ public enum RepoError: Error, CustomStringConvertible, Equatable, Sendable {
             return "\(path): disk full (no space left on device); free some space and run the command again"
         case let .corruptRecord(what, problem):
             return "\(what) is unreadable (\(problem)); run 'mrepo fsck'"
+        case let .corruptTree(what, problem):
+            return "\(what): \(problem); nothing was written; run 'mrepo fsck'"
         case let .invalidArgument(message):
             return message
         case let .failed(message):

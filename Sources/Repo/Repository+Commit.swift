@@ -143,6 +143,7 @@ extension Repository {
             for file in prepared {
                 if file.cached != nil { reused += 1 }
                 let (entry, infos, records) = try snap.store(file, references: references, known: { try self.history.objectInfo($0) },
+                                                             knownDigest: { f in try self.history.read { try HistoryDatabase.knownDigest($0, of: f) } },
                                                              batch: batch, progress: counter)
                 files.append(entry)
                 lowRankRecords += records
@@ -202,7 +203,10 @@ extension Repository {
         // From here on the commit exists; a failure below leaves it intact.
         let (newCommit, tree, storedInfos) = recorded!
         CrashPoint.reach("commit.recorded")
-        // 6. A folder imported from elsewhere becomes the working tree's content.
+        // 6. A folder imported from elsewhere becomes the working tree's content. The delta
+        // references kept mapped for storing are let go first: decoding every tensor against them
+        // would otherwise keep all their pages resident.
+        objects.releaseMappings()
         if !fromWorktree {
             do {
                 let entries = try materialize(tree, over: worktreeTree, force: true)

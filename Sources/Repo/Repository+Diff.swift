@@ -55,6 +55,10 @@ extension Repository {
     /// Identical objects are not read. Changed tensors are streamed in blocks; memory stays at a
     /// few blocks whatever the tensor size.
     public func diff(old: String, new: String?) throws -> DiffReport {
+        try withReadLock { try diffLocked(old: old, new: new) }
+    }
+
+    private func diffLocked(old: String, new: String?) throws -> DiffReport {
         let oldID = try resolve(old)
         let oldTree = try tree(of: oldID)
         let newID = try new.map { try resolve($0) }
@@ -65,7 +69,8 @@ extension Repository {
         } else {
             let current = try status(against: oldTree).current
             newTree = Tree(files: Array(current.values))
-            for f in newTree.files where f.kind == .safetensors {
+            // A safetensors file that does not parse (status hashed it as a blob) fails here with the codec's error.
+            for f in newTree.files where f.kind == .safetensors || isSafetensorsPath(f.path) {
                 do {
                     worktreeFiles[f.path] = try SafetensorsFile(path: root + "/" + f.path, displayName: f.path)
                 } catch {

@@ -54,6 +54,10 @@ extension Repository {
     /// every object, decoded and re-hashed. Objects are named by the commit, file and tensor that
     /// use them.
     public func fsck() throws -> FsckReport {
+        try withReadLock { try fsckLocked() }
+    }
+
+    private func fsckLocked() throws -> FsckReport {
         var report = FsckReport()
         // Database.
         try history.read { db in
@@ -114,6 +118,9 @@ extension Repository {
                 }
                 continue
             }
+            if let problem = referenceChainProblem(info, recorded: recorded) {
+                report.errors.append("\(name): broken reference chain: \(problem)")
+            }
             do {
                 var count = 0
                 try objects.decode(info.id) { count += $0.count }
@@ -144,6 +151,41 @@ extension Repository {
         return report
     }
 
+    /// What is wrong with an object's reference chain, if anything: the row and the file must
+    /// name the same reference, a reference must be a tensor object of the same dtype and shape
+    /// (and chunk size, for a lossless delta), blobs have none, and following the rows must end.
+    func referenceChainProblem(_ info: ObjectInfo, recorded: [ObjectID: ObjectInfo]) -> String? {
+        let header: EncodedTensorHeader
+        do {
+            header = try objects.header(of: info.id)
+        } catch {
+            return nil  // decoding reports the unreadable file
+        }
+        if header.reference != info.reference {
+            return "the object file names reference \(header.reference?.short ?? "none"), the index \(info.reference?.short ?? "none")"
+        }
+        guard let ref = info.reference else { return nil }
+        if info.kind != .tensor { return "a blob is coded against \(ref.short); blobs are stored whole" }
+        guard let refInfo = recorded[ref] else { return nil }  // reported as missing
+        if refInfo.kind != .tensor { return "reference \(ref.short) is a blob, not a tensor" }
+        guard let refHeader = try? objects.header(of: ref) else { return "reference \(ref.short) has no readable object file" }
+        if refHeader.dtype != header.dtype || refHeader.shape != header.shape {
+            return "reference \(ref.short) is \(refHeader.dtype.rawValue) \(refHeader.shape), the object \(header.dtype.rawValue) \(header.shape)"
+        }
+        if header.encoding != .lowRank, refHeader.chunkByteCount != header.chunkByteCount {
+            return "reference \(ref.short) has chunks of \(refHeader.chunkByteCount) bytes, the object \(header.chunkByteCount)"
+        }
+        var seen: Set<ObjectID> = [info.id]
+        var next: ObjectID? = ref
+        while let current = next {
+            guard seen.insert(current).inserted, seen.count <= ObjectStore.readableDepth + 1 else {
+                return "following the references from \(ref.short) never ends (a cycle)"
+            }
+            next = recorded[current]?.reference
+        }
+        return nil
+    }
+
     // MARK: - gc
 
     /// Removes commits, trees and objects that no branch, tag, HEAD or reflog entry reaches,
@@ -156,8 +198,14 @@ extension Repository {
     /// fails for want of space, the unreachable objects' files are deleted first and the
     /// transaction is run again (a crash in between leaves rows for unreachable objects whose files
     /// are gone: `fsck` reports them as a warning and running the `gc` again forgets them).
+    ///
+    /// gc first waits until no reader (export, diff, status, fsck) holds `.mrepo/gc.lock`, and
+    /// holds it exclusively to the end, so it never deletes an object a reader is using; only
+    /// then does it take the write lock (failing at once, or waiting with `wait`, as writers do).
     public func gc(pruneReflog: Bool = false, wait: Bool = false) throws -> GCReport {
-        try withWriteLock(wait: wait) {
+        let barrier = try ReaderBarrier.exclusive(path: gcLockPath, notice: waitNotice)
+        defer { barrier.release() }
+        return try withWriteLock(wait: wait) {
             var report = GCReport()
             let live = try liveData(includeReflog: !pruneReflog)
             let infos = try history.allObjects()
@@ -183,6 +231,14 @@ extension Repository {
             }
             CrashPoint.reach("gc.recorded")
             removeDoomed()
+            // Temporary files and folders of processes that are gone: in `.mrepo`, every folder
+            // of the store and of the working tree, wherever a journal was lost.
+            report.removedTemporaryFiles += LeftoverSweeper.sweepAll(root: root, metaDirectory: metaDirectory, objectsRoot: objects.root)
+            // Fixed-name folders of mrepo 0.1.0 merges (the lock shows no writer uses them now).
+            for legacy in ["merge-candidate", "merge-report.json"] where FileStat.of(metaDirectory + "/" + legacy) != nil {
+                try? FileManager.default.removeItem(atPath: metaDirectory + "/" + legacy)
+                report.removedTemporaryFiles += 1
+            }
             return report
         }
     }
@@ -190,16 +246,15 @@ extension Repository {
     /// Deletes what no row records: temporary files and unrecorded objects in the store, and the
     /// prepared checkout files of an interrupted merge.
     private func removeUnrecordedFiles(recorded: [ObjectID: ObjectInfo], report: inout GCReport) {
-        let (files, temporary) = objects.listFiles()
-        for path in temporary {
-            unlink(path)
-            report.removedTemporaryFiles += 1
-        }
+        // Temporary files of processes that are gone go with the leftover sweep at the end (a running
+        // process's files are never touched); here only object files nothing records.
+        let files = objects.listFiles().objects
         for id in files where recorded[id] == nil {
             report.freedBytes += FileStat.of(objects.path(for: id))?.size ?? 0
             objects.remove(id)
             report.removedObjects += 1
         }
+        // The fixed-name folder of mrepo 0.1.0 merges (the write lock shows no merge uses it now).
         if FileManager.default.fileExists(atPath: metaDirectory + "/prepared") {
             try? FileManager.default.removeItem(atPath: metaDirectory + "/prepared")
             report.removedTemporaryFiles += 1

@@ -13,6 +13,8 @@ public struct WorktreeStatus: Sendable {
         /// For a modified safetensors file: how many tensors differ (added, removed or changed).
         public var changedTensors: Int?
         public var tensorCount: Int?
+        /// Why the file cannot be read (a truncated or damaged safetensors file): the codec's error.
+        public var reason: String?
     }
 
     public var head: Head
@@ -74,11 +76,13 @@ extension Repository {
     /// Compares the working tree with HEAD. Files whose size, times and inode match the stat
     /// cache are not read; the others are hashed, tensor by tensor.
     public func status() throws -> WorktreeStatus {
-        let head = try history.head()
-        let tree = try worktreeBaseline(head: head).tree
-        let comparison = try status(against: tree)
-        return WorktreeStatus(head: head, changes: comparison.changes, nestedRepositories: comparison.nestedRepositories,
-                              normalizationTwins: comparison.normalizationTwins)
+        try withReadLock {
+            let head = try history.head()
+            let tree = try worktreeBaseline(head: head).tree
+            let comparison = try status(against: tree)
+            return WorktreeStatus(head: head, changes: comparison.changes, nestedRepositories: comparison.nestedRepositories,
+                                  normalizationTwins: comparison.normalizationTwins)
+        }
     }
 
     /// The working tree's files and their differences from `tree`. Paths are compared byte for
@@ -88,16 +92,21 @@ extension Repository {
         let scanned = scan.files
         let snap = Snapshotter(objects: objects, options: codecOptions)
         let cache = try history.statCache()
-        let prepared = try snap.prepare(scanned, cache: cache)
+        // A safetensors file that does not parse is a change (hashed as a blob), not an error.
+        let prepared = try snap.prepare(scanned, cache: cache, tolerant: true)
         let counter = ProgressCounter(progress, title: "status", total: prepared.filter { $0.cached == nil }.reduce(0) { $0 + $1.byteCount })
         var current: [String: TreeFile] = [:]
         var found: [ExactPath: TreeFile] = [:]
         var fresh: [StatCacheEntry] = []
+        var unreadable: [String: String] = [:]
         for file in prepared {
             let entry = try snap.identify(file, progress: file.cached == nil ? counter : nil)
             current[entry.path] = entry
             found[ExactPath(path: entry.path)] = entry
-            if file.cached == nil {
+            if let reason = file.unreadable {
+                // Not cached: the next status reads it again and gives the reason again.
+                unreadable[entry.path] = reason
+            } else if file.cached == nil {
                 fresh.append(StatCacheEntry(path: entry.path, stat: file.scanned.stat, identity: FileIdentityCoding.encode(entry)))
             }
         }
@@ -111,6 +120,10 @@ extension Repository {
             let path = exact.path
             let old = recorded[exact]
             let new = found[exact]
+            if let reason = unreadable[path] {
+                changes.append(.init(path: path, kind: old == nil ? .added : .modified, reason: reason))
+                continue
+            }
             switch (old, new) {
             case (nil, let n?):
                 changes.append(.init(path: path, kind: .added, changedTensors: n.kind == .safetensors ? n.tensors.count : nil, tensorCount: n.tensors.count))
@@ -207,7 +220,7 @@ extension Repository {
                           beforeHeadMove: (() throws -> Void)? = nil) throws -> CheckoutResult {
         try refuseDuringMerge("switching")
         let oldTree = try worktreeBaseline(head: head).tree
-        let newTree = try tree(of: target)
+        let newTree = try verifiedTree(of: target)
         var stats = MaterializeStats()
         let entries = try materialize(newTree, over: oldTree, force: force, stats: &stats)
         CrashPoint.reach("checkout.files-written")
@@ -230,7 +243,7 @@ extension Repository {
     /// then ``finishCheckout(_:)``. A failure before the renames (a local change in the way, a
     /// corrupt object, a full disk) leaves the working tree as it was.
     func materialize(_ newTree: Tree, over oldTree: Tree, force: Bool, stats: inout MaterializeStats,
-                     prepared: [String: String] = [:]) throws -> [StatCacheEntry] {
+                     prepared: [String: PreparedFile] = [:]) throws -> [StatCacheEntry] {
         let checkout = try stageCheckout(newTree, over: oldTree, force: force, prepared: prepared)
         let entries = try finishCheckout(checkout)
         stats = checkout.stats
@@ -240,7 +253,7 @@ extension Repository {
     /// A checkout whose new and changed files are written and verified beside their destinations
     /// (temporary files), but not yet renamed into place.
     struct StagedCheckout {
-        let staging = FileStaging()
+        let staging: FileStaging
         var stats = MaterializeStats()
         /// Stat-cache entries of the files already equal to the target.
         var unchangedEntries: [StatCacheEntry] = []
@@ -266,7 +279,7 @@ extension Repository {
     ///
     /// - Parameter prepared: files already written and synced elsewhere on this file system (path →
     ///   temporary file), moved beside their destination instead of being decoded again.
-    func stageCheckout(_ newTree: Tree, over oldTree: Tree, force: Bool, prepared: [String: String] = [:]) throws -> StagedCheckout {
+    func stageCheckout(_ newTree: Tree, over oldTree: Tree, force: Bool, prepared: [String: PreparedFile] = [:]) throws -> StagedCheckout {
         let comparison = try status(against: oldTree)
         try comparison.checkWritable()
         let (changes, current) = (comparison.changes, comparison.current)
@@ -280,7 +293,8 @@ extension Repository {
                 let after = newTree.file(at: change.path)?.identity
                 if change.kind == .added {
                     if let after, current[change.path]?.identity != after { blocked.append(change.path) }
-                } else if before != after {
+                } else if before != after || change.reason != nil {
+                    // An unreadable file is never carried over: what it holds cannot be known.
                     blocked.append(change.path)
                 } else {
                     carried.insert(change.path)
@@ -288,7 +302,7 @@ extension Repository {
             }
             if !blocked.isEmpty { throw RepoError.dirtyWorktree(operation: "switching", paths: blocked) }
         }
-        var checkout = StagedCheckout()
+        var checkout = StagedCheckout(staging: FileStaging(journal: journal))
         var toWrite: [TreeFile] = []
         for file in newTree.files {
             _ = try PathPolicy.normalize(file.path)
@@ -314,12 +328,14 @@ extension Repository {
         do {
             for file in toWrite {
                 let destination = root + "/" + file.path
-                if let temporary = prepared[file.path], try checkout.staging.adopt(temporary, for: destination, executable: file.executable) {
+                var staged = file
+                if let ready = prepared[file.path], try checkout.staging.adopt(ready.temporary, for: destination, executable: file.executable) {
                     counter.add(file.byteCount)
+                    staged.sha256 = file.sha256 ?? ready.sha256
                 } else {
-                    try stage(file, at: destination, in: checkout.staging, progress: counter)
+                    staged.sha256 = try stage(file, at: destination, in: checkout.staging, progress: counter)
                 }
-                checkout.staged.append(file)
+                checkout.staged.append(staged)
             }
         } catch {
             checkout.rollback()
@@ -374,11 +390,19 @@ extension Repository {
     }
 
     /// Writes one file of a tree to a temporary file beside `destination`, kept by `staging` until
-    /// it commits, verifying every object it decodes.
-    func stage(_ file: TreeFile, at destination: String, in staging: FileStaging, progress: ProgressCounter?) throws {
+    /// it commits, verifying every object it decodes and, when the tree records it, the SHA-256 of
+    /// the whole file (a row naming another valid object would otherwise go unnoticed).
+    /// - Returns: the SHA-256 of the bytes written.
+    @discardableResult
+    func stage(_ file: TreeFile, at destination: String, in staging: FileStaging, progress: ProgressCounter?) throws -> Digest {
+        let sha = SHA256()
         do {
             try staging.write(to: destination, permissions: file.executable ? 0o755 : 0o644) { writer in
-                try objects.decode(file.objectID) { try writer.write($0) }
+                func put(_ bytes: UnsafeRawBufferPointer) throws {
+                    sha.update(bytes)
+                    try writer.write(bytes)
+                }
+                try objects.decode(file.objectID, sink: put)
                 progress?.add(writer.byteCount)
                 if file.kind == .safetensors {
                     var offset = writer.byteCount
@@ -387,7 +411,7 @@ extension Repository {
                         guard headerEnd + t.dataOffsets.lowerBound == offset else {
                             throw RepoError.corruptObject(object: file.objectID.short, problem: "\(file.path): tensor '\(t.name)' does not follow the previous one")
                         }
-                        try objects.decode(t.objectID) { try writer.write($0) }
+                        try objects.decode(t.objectID, sink: put)
                         progress?.add(t.byteCount)
                         offset = writer.byteCount
                     }
@@ -395,10 +419,17 @@ extension Repository {
                 guard writer.byteCount == file.byteCount else {
                     throw RepoError.corruptObject(object: file.objectID.short, problem: "\(file.path): rebuilt \(writer.byteCount) bytes, the tree records \(file.byteCount)")
                 }
+                if let expected = file.sha256 {
+                    let actual = sha.finalize()
+                    guard actual == expected else {
+                        throw RepoError.corruptTree(file.path, problem: "the rebuilt file's SHA-256 is \(actual.short), the tree records \(expected.short) (the history database names the wrong objects)")
+                    }
+                }
             }
         } catch let RepoError.corruptObject(object, problem) {
             throw RepoError.corruptObject(object: object, problem: "\(file.path): \(problem); nothing was written")
         }
+        return file.sha256 ?? sha.finalize()
     }
 
     /// Commands that move HEAD or record commits wait until a merge in progress is finished.
@@ -435,9 +466,14 @@ extension Repository {
     /// in `directory` are untouched and a new folder is not left behind. Until the renames the disk
     /// holds both versions of a file the export replaces.
     public func export(_ revision: String, to directory: String) throws -> ExportResult {
+        try withReadLock { try exportLocked(revision, to: directory) }
+    }
+
+    private func exportLocked(_ revision: String, to directory: String) throws -> ExportResult {
         let id = try resolve(revision)
-        let tree = try tree(of: id)
-        let staging = FileStaging()
+        let tree = try verifiedTree(of: id)
+        CrashPoint.reach("export.resolved")
+        let staging = FileStaging(journal: journal)
         defer { objects.releaseMappings() }
         do {
             let dir = try exportDirectory(directory, staging: staging)

@@ -1,5 +1,6 @@
 import Delta
 import Foundation
+import Synchronization
 
 /// An mrepo repository: a working tree with a `.mrepo` directory holding the object store and the
 /// history database.
@@ -17,6 +18,14 @@ public final class Repository: @unchecked Sendable {
     public var progress: (any ProgressSink)?
     /// Codec parameters for new objects.
     public var codecOptions = CodecOptions.default
+    /// Told when a command has to wait for another (gc for readers, a reader for gc).
+    public var waitNotice: (@Sendable (String) -> Void)?
+    /// The folders this process writes temporary files into (docs/format.md §7.4).
+    let journal: WriteJournal
+    /// How many write and read locks this object holds: a reader called inside a writer, or
+    /// inside another reader, takes no further lock.
+    private let writeLocks = Atomic<Int>(0)
+    private let readLocks = Atomic<Int>(0)
 
     /// Name of the metadata directory inside the working tree.
     public static let directoryName = ".mrepo"
@@ -25,7 +34,12 @@ public final class Repository: @unchecked Sendable {
         self.root = root
         metaDirectory = root + "/" + Repository.directoryName
         history = try HistoryDatabase(path: metaDirectory + "/mrepo.db", create: false)
-        objects = ObjectStore(root: metaDirectory + "/objects")
+        journal = WriteJournal(metaDirectory: metaDirectory)
+        objects = ObjectStore(root: metaDirectory + "/objects", journal: journal)
+    }
+
+    deinit {
+        journal.close()
     }
 
     /// Creates a repository in `path` (which is created if missing).
@@ -47,6 +61,7 @@ public final class Repository: @unchecked Sendable {
         }
         _ = try HistoryDatabase(path: meta + "/mrepo.db", create: true)
         let repo = try Repository(root: root)
+        repo.journal.note(directory: meta + "/hooks")
         if initialBranch != "main" {
             try repo.history.setHead(.branch(initialBranch, commit: nil), expected: nil, message: "init")
         }
@@ -58,13 +73,16 @@ public final class Repository: @unchecked Sendable {
         return repo
     }
 
-    /// Opens the repository that contains `path` (searching parent folders, as git does).
+    /// Opens the repository that contains `path` (searching parent folders, as git does), and
+    /// deletes the temporary files that crashed commands left (``LeftoverSweeper``).
     public static func open(at path: String = FileManager.default.currentDirectoryPath) throws -> Repository {
         var dir = absolutePath(path)
         while true {
             var isDir: ObjCBool = false
             if FileManager.default.fileExists(atPath: dir + "/" + directoryName, isDirectory: &isDir), isDir.boolValue {
-                return try Repository(root: dir)
+                let repo = try Repository(root: dir)
+                LeftoverSweeper.sweep(metaDirectory: repo.metaDirectory)
+                return repo
             }
             if dir == "/" || dir.isEmpty { break }
             dir = splitPath(dir).dir
@@ -77,9 +95,38 @@ public final class Repository: @unchecked Sendable {
     /// - Parameter wait: wait for another writer to finish instead of failing.
     public func withWriteLock<T>(wait: Bool = false, _ body: () throws -> T) throws -> T {
         let lock = try WriteLock(path: metaDirectory + "/lock", wait: wait)
-        defer { lock.release() }
+        writeLocks.add(1, ordering: .relaxed)
+        defer {
+            writeLocks.subtract(1, ordering: .relaxed)
+            lock.release()
+        }
         defer { objects.releaseMappings() }
         return try body()
+    }
+
+    /// `.mrepo/gc.lock`: readers share it, gc holds it exclusively.
+    var gcLockPath: String { metaDirectory + "/gc.lock" }
+
+    /// Runs a reader that needs the objects it reads to stay (export, diff, status, a merge's
+    /// report): it holds `.mrepo/gc.lock` shared, so `gc` waits for it, and it waits for a `gc`
+    /// that runs. Inside a writer (which excludes gc already) it takes no lock.
+    func withReadLock<T>(_ body: () throws -> T) throws -> T {
+        if writeLocks.load(ordering: .relaxed) > 0 || readLocks.load(ordering: .relaxed) > 0 { return try body() }
+        let lock = ReaderBarrier.shared(path: gcLockPath, notice: waitNotice)
+        readLocks.add(1, ordering: .relaxed)
+        defer {
+            readLocks.subtract(1, ordering: .relaxed)
+            lock?.release()
+        }
+        return try body()
+    }
+
+    /// Writes a file atomically (a report the user asked for), noting its folder in the journal
+    /// so a crash leaves no temporary file behind.
+    public func writeFile(_ bytes: [UInt8], to path: String, permissions: mode_t = 0o644) throws {
+        let full = Repository.absolutePath(path)
+        journal.note(directory: splitPath(full).dir)
+        try AtomicFileWriter.write(bytes, to: full, permissions: permissions)
     }
 
     // MARK: - Revisions
@@ -157,6 +204,18 @@ public final class Repository: @unchecked Sendable {
         try history.tree(try self.commit(commit).treeID)
     }
 
+    /// The tree of a commit, checked against its id first: a cheap guard, before files are written
+    /// from it, against rows that were altered (fsck checks every tree this way).
+    func verifiedTree(of commit: ObjectID) throws -> Tree {
+        let c = try self.commit(commit)
+        let tree = try history.tree(c.treeID)
+        guard tree.id == c.treeID else {
+            throw RepoError.corruptTree("tree \(c.treeID.short) of commit \(commit.short)",
+                                        problem: "its rows do not hash to its id (the history database was altered)")
+        }
+        return tree
+    }
+
     /// How the objects of a tree are stored (encoding, reference, stored bytes), by id.
     public func objectInfos(of tree: Tree) throws -> [ObjectID: ObjectInfo] {
         var out: [ObjectID: ObjectInfo] = [:]
@@ -196,42 +255,6 @@ public enum RefNames {
         }
         if name.hasSuffix(".lock") { throw bad("must not end with '.lock'") }
     }
-}
-
-/// The repository's write lock: an exclusive `flock` on `.mrepo/lock`, released by the kernel
-/// when the process ends, however it ends.
-final class WriteLock {
-    private var fd: Int32
-
-    init(path: String, wait: Bool) throws {
-        fd = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw RepoError.io(path: path, reason: "cannot open lock file: \(errnoDescription())") }
-        if flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) != 0 {
-            let code = errno
-            var buffer = [UInt8](repeating: 0, count: 32)
-            let n = pread(fd, &buffer, buffer.count, 0)
-            Glibc.close(fd)
-            fd = -1
-            if code == EWOULDBLOCK {
-                let text = n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : ""
-                throw RepoError.repositoryLocked(path: splitPath(splitPath(path).dir).dir, pid: Int(text))
-            }
-            throw RepoError.io(path: path, reason: "cannot lock: \(errnoDescription(code))")
-        }
-        let pid = Array("\(getpid())\n".utf8)
-        _ = ftruncate(fd, 0)
-        _ = pwrite(fd, pid, pid.count, 0)
-    }
-
-    func release() {
-        guard fd >= 0 else { return }
-        _ = ftruncate(fd, 0)
-        flock(fd, LOCK_UN)
-        Glibc.close(fd)
-        fd = -1
-    }
-
-    deinit { release() }
 }
 
 /// Receives the progress of a long operation. Calls may come from any thread.

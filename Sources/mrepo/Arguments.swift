@@ -7,6 +7,7 @@ import Repo
 extension VocabularyPolicy: ExpressibleByArgument {}
 extension FileConflictRule: ExpressibleByArgument {}
 extension OneSidedRule: ExpressibleByArgument {}
+extension ReversibleView: ExpressibleByArgument {}
 
 /// `NAME=VALUE` metrics (`commit --metric`, `merge --metric`).
 enum Metric {

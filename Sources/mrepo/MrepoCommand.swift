@@ -14,7 +14,8 @@ struct MrepoCommand: ParsableCommand {
             tokenizer files) with a .mrepo directory beside them. Tensors are stored losslessly as \
             compressed deltas against the history's first commit, so ten fine-tunes of one base cost \
             far less than ten copies. Revisions are written as in git: a branch or tag name, HEAD, a \
-            commit id or a unique prefix of at least 4 digits, followed by ~N or ^N.
+            commit id or a unique prefix of at least 4 digits, followed by ~N or ^N. -C DIR (before \
+            or after the command name) runs as if mrepo was started in DIR.
             """,
         version: Repository.toolVersion,
         groupedSubcommands: [
@@ -34,13 +35,25 @@ struct MrepoCommand: ParsableCommand {
     /// Runs the command; errors become one line on standard error and a non-zero exit status.
     static func main() {
         MemoryPolicy.configure()
-        // `mrepo -C DIR <command>`, as git takes it: change directory before parsing.
-        var arguments = Array(CommandLine.arguments.dropFirst())
-        while arguments.count >= 2, arguments[0] == "-C" {
-            guard FileManager.default.changeCurrentDirectoryPath(arguments[1]) else {
-                ErrorReporter.fail("cannot change to '\(arguments[1])': no such directory")
+        // `-C DIR`, as git takes it (also after the command name): change directory before
+        // parsing, in order, so every path on the command line is relative to DIR. The one place
+        // that handles it.
+        var arguments: [String] = []
+        var rest = Array(CommandLine.arguments.dropFirst())[...]
+        while let argument = rest.popFirst() {
+            if argument == "--" {
+                arguments.append(argument)
+                arguments += rest
+                break
             }
-            arguments.removeFirst(2)
+            guard argument == "-C" else {
+                arguments.append(argument)
+                continue
+            }
+            guard let dir = rest.popFirst() else { ErrorReporter.fail("-C needs a directory (see 'mrepo --help')", status: 64) }
+            guard FileManager.default.changeCurrentDirectoryPath(dir) else {
+                ErrorReporter.fail("cannot change to '\(dir)': no such directory")
+            }
         }
         var command: ParsableCommand
         do {
@@ -97,23 +110,16 @@ enum ErrorReporter {
 
 /// Options every command that works on a repository shares.
 struct RepositoryOptions: ParsableArguments {
-    @Option(name: .customShort("C"), help: ArgumentHelp("Run as if mrepo was started in this folder.", valueName: "dir"))
-    var directory: String?
-
     @Flag(name: .shortAndLong, help: "Print no progress bar and no informational lines.")
     var quiet = false
 
-    /// Opens the repository and attaches a progress bar when standard output is a terminal.
+    /// Opens the repository of the current folder (`-C DIR` has changed to it) and attaches a
+    /// progress bar when standard output is a terminal.
     func open() throws -> Repository {
-        let repo = try Repository.open(at: directory ?? FileManager.default.currentDirectoryPath)
+        let repo = try Repository.open(at: FileManager.default.currentDirectoryPath)
         repo.progress = ProgressBar.make(quiet: quiet)
+        if !quiet { repo.waitNotice = { ErrorReporter.note($0) } }
         return repo
-    }
-
-    /// A path given on the command line, relative to `-C` when given.
-    func path(_ p: String) -> String {
-        guard let directory, !p.hasPrefix("/") else { return p }
-        return directory + "/" + p
     }
 }
 
@@ -125,20 +131,17 @@ struct ReversibleViewOptions: ParsableArguments {
     @Option(help: ArgumentHelp(
         "Reversible merges: ta (the stored default: task arithmetic of the rebuilt experts, truncated), ta-full (the same, exact), mean (the experts' mean).",
         valueName: "view"))
-    var view: String?
+    var view: ReversibleView?
 
     func validate() throws {
         if expert != nil, view != nil { throw ValidationError("--expert and --view: give one of them") }
-        if let view, ReversibleView(rawValue: view) == nil {
-            throw ValidationError("--view '\(view)': expected one of \(ReversibleView.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
     }
 
     /// Whether either option was given.
     var isGiven: Bool { expert != nil || view != nil }
 
-    /// The parsed `--view` (validated already).
-    var parsedView: ReversibleView? { view.flatMap(ReversibleView.init(rawValue:)) }
+    /// The parsed `--view`.
+    var parsedView: ReversibleView? { view }
 }
 
 /// `--wait`, for commands that write.

@@ -111,6 +111,108 @@ import Testing
         try exportMatches(s, "HEAD", "family/math")
     }
 
+    // MARK: - Leftovers: the next command cleans up
+
+    /// Every `.mrepo-tmp-*` entry under the repository (`.mrepo` included), and the fixed-name
+    /// temporary folders of older versions.
+    func leftovers(_ s: CLISandbox) -> [String] {
+        let all = FileManager.default.enumerator(atPath: s.path("repo"))?.compactMap { $0 as? String } ?? []
+        return all.filter { p in
+            let name = p.split(separator: "/").last.map(String.init) ?? p
+            return name.hasPrefix(".mrepo-tmp-") || [".mrepo/prepared", ".mrepo/merge-candidate", ".mrepo/merge-report.json"].contains(p)
+        }.sorted()
+    }
+
+    /// base on main; math and code committed on their branches; HEAD on main.
+    func family() throws -> CLISandbox {
+        let s = try CLISandbox()
+        s.environment["MREPO_FSYNC"] = "1"
+        try s.makeFamily()
+        try s.ok(["init", "-q", "repo"])
+        try s.ok(["commit", "-q", "--from", "../family/base", "-m", "base"], in: "repo")
+        for name in ["math", "code"] {
+            try s.ok(["switch", "-q", "-c", name, "main"], in: "repo")
+            try s.ok(["commit", "-q", "--from", "../family/\(name)", "-m", name], in: "repo")
+        }
+        try s.ok(["switch", "-q", "main"], in: "repo")
+        return s
+    }
+
+    /// The state each writing command starts from, its arguments, and the commits (revision →
+    /// folder) that exist before it runs.
+    func scenario(_ command: String, point: String) throws -> (CLISandbox, [String], [String: String]) {
+        switch command {
+        case "commit":
+            return (try prepared(), ["commit", "-m", "math"], ["main": "family/base"])
+        case "commit-from":
+            let s = try prepared()
+            try s.ok(["checkout", "-q", "--force", "HEAD"], in: "repo")
+            return (s, ["commit", "--from", "../family/math", "-m", "math"], ["main": "family/base"])
+        case "switch", "checkout":
+            let s = try prepared()
+            try s.ok(["commit", "-q", "-m", "math"], in: "repo")
+            return (s, command == "switch" ? ["switch", "main"] : ["checkout", "HEAD~1"], ["main": "family/base", "math": "family/math"])
+        case "merge":
+            let s = try family()
+            if point == "merge.candidate" {
+                // A gate hook makes the merge write its candidate and report for it first.
+                let hook = s.path("repo/.mrepo/hooks/pre-merge-commit")
+                try Data("#!/bin/sh\nexit 0\n".utf8).write(to: URL(fileURLWithPath: hook))
+                #expect(chmod(hook, 0o755) == 0)
+            }
+            return (s, ["merge", "math", "code", "--method", "ties", "--set", "density=0.5"],
+                    ["main": "family/base", "math": "family/math", "code": "family/code"])
+        case "resolve":
+            let s = try family()
+            let stopped = try s.run(["merge", "math", "code", "--method", "ties", "--max-sign-conflict", "0.3"], in: "repo")
+            #expect(stopped.status == 1, "the merge stops on conflicts: \(stopped.stderr)")
+            return (s, ["resolve", "*", "--method", "task_arithmetic", "--set", "lambda=0.5"],
+                    ["main": "family/base", "math": "family/math", "code": "family/code"])
+        default:
+            let s = try prepared()
+            try s.ok(["commit", "-q", "-m", "math"], in: "repo")
+            try s.ok(["switch", "-q", "main"], in: "repo")
+            try s.ok(["branch", "-q", "-D", "math"], in: "repo")
+            return (s, ["gc", "--prune-reflog"], ["main": "family/base"])
+        }
+    }
+
+    /// A writing command killed at one of its crash points leaves temporary files and folders;
+    /// the next command, even a reader, deletes them (their process is gone), and the repository
+    /// is intact.
+    @Test(arguments: [
+        "commit@write:1", "commit@object.written:2", "commit@object.renamed:2", "commit@commit.objects-durable", "commit@commit.recorded",
+        "commit-from@object.written:2", "commit-from@commit.recorded", "commit-from@checkout.staged", "commit-from@checkout.file:1",
+        "switch@write:2", "switch@checkout.staged", "switch@checkout.file:1",
+        "checkout@checkout.staged", "checkout@checkout.file:1",
+        "merge@object.written:3", "merge@merge.candidate", "merge@merge.staged", "merge@checkout.file:1",
+        "resolve@object.written:1",
+        "gc@gc.recorded", "gc@gc.remove:2",
+    ])
+    func killedWriterLeavesNothingAfterTheNextCommand(_ killCase: String) throws {
+        let parts = killCase.split(separator: "@").map(String.init)
+        let (command, point) = (parts[0], parts[1])
+        let (s, args, named) = try scenario(command, point: point)
+        // The commits as they are before the command (which may move the branches).
+        var earlier: [String: String] = [:]
+        for (rev, folder) in named {
+            earlier[String(try s.ok(["log", "--oneline", "-n", "1", rev], in: "repo").stdout.prefix(12))] = folder
+        }
+        #expect(earlier.count == named.count)
+        let r = try s.run(args, in: "repo", environment: ["MREPO_KILL_AT": point])
+        #expect(r.status == -9, "the kill point \(point) was not reached (status \(r.status)): \(r.stderr)")
+        if point != "gc.remove:2", point != "gc.recorded" {
+            #expect(!leftovers(s).isEmpty, "a kill at \(point) leaves temporary files (else this case tests nothing)")
+        }
+        // One read-only command.
+        try s.ok(command == "merge" || command == "resolve" ? ["log", "--oneline"] : ["status"], in: "repo")
+        #expect(leftovers(s).isEmpty, "left after a kill at \(point) and one more command: \(leftovers(s))")
+        try expectIntact(s)
+        for (rev, folder) in earlier.sorted(by: { $0.key < $1.key }) {
+            try exportMatches(s, rev, folder)
+        }
+    }
+
     /// A second writer gets "locked by pid N"; readers are not blocked.
     @Test func secondWriterIsRefusedWhileTheFirstHoldsTheLock() throws {
         let s = try CLISandbox()

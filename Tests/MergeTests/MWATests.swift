@@ -32,7 +32,7 @@ import Testing
     @Test func mergeIsTheWeightedSoup() throws {
         let s = Section7.self
         let metrics = [0.5, 1.0, 2.0]
-        let out = try merge("mwa", experts: metrics.map { ["metric_value": .number($0)] }, base: s.base, s.experts)
+        let out = try merge("mwa", base: s.base, s.experts, expertMetrics: metrics.map { ["eval_loss": $0] })
         let w = MWA.weights(metrics: metrics, mode: "loss", penalty: 1)
         let soup = try merge("linear", experts: weighted(w), base: nil, s.experts)
         expectClose(out.values, soup.values)
@@ -41,30 +41,33 @@ import Testing
 
     @Test func identicalExpertsGiveTheExpert() throws {
         let e = randomValues(100, seed: 1)
-        let out = try merge("mwa", ["mode": .text("score"), "penalty": .number(3)],
-                            experts: [0.2, 0.9].map { ["metric_value": .number($0)] }, base: nil, [e, e])
+        let out = try merge("mwa", ["mode": .text("score"), "penalty": .number(3), "metric": .text("accuracy")],
+                            base: nil, [e, e], expertMetrics: [0.2, 0.9].map { ["accuracy": $0] })
         expectClose(out.values, e)
     }
 
+    /// MWA declares the commit metric it needs; the plan checks every expert has a usable value.
     @Test func validation() {
-        func planError(_ recipe: MergeRecipe) -> String? {
+        func planError(_ recipe: MergeRecipe, _ metrics: [[String: Double]] = []) -> String? {
             do {
-                _ = try MergePlan(recipe)
+                _ = try MergePlan(recipe, expertMetrics: metrics)
                 return nil
             } catch {
                 return String(describing: error)
             }
         }
-        #expect(planError(MergeRecipe(method: "mwa", expertParameters: [["metric_value": .number(1)]], experts: ["a", "b"]))
-            == "mwa: parameter 'metric_value (for b)' is required")
-        #expect(planError(MergeRecipe(method: "mwa", expertParameters: [["metric_value": .number(0)], ["metric_value": .number(1)]],
-                                      experts: ["a", "b"]))
-            == "mwa: parameter 'metric_value' must be in (0, inf], got 0")
-        #expect(planError(MergeRecipe(method: "mwa", parameters: ["mode": .text("best"), "metric_value": .number(1)], experts: ["a", "b"]))
+        #expect(MWA.expertMetrics(ParameterSet(global: [:], perExpert: [])) == ["eval_loss"])
+        #expect(MWA.expertMetrics(ParameterSet(global: ["metric": .text("acc")], perExpert: [])) == ["acc"])
+        let missing = planError(MergeRecipe(method: "mwa", experts: ["a", "b"]), [["eval_loss": 1]])
+        #expect(missing?.hasPrefix("mwa: b records no usable metric 'eval_loss'") == true, "\(missing ?? "")")
+        let zero = planError(MergeRecipe(method: "mwa", experts: ["a", "b"]), [["eval_loss": 0], ["eval_loss": 1]])
+        #expect(zero?.hasPrefix("mwa: a records no usable metric 'eval_loss'") == true)
+        #expect(planError(MergeRecipe(method: "mwa", parameters: ["mode": .text("best")], experts: ["a", "b"]), [["eval_loss": 1], ["eval_loss": 2]])
             == "mwa: parameter 'mode' must be one of loss, score, got 'best'")
-        #expect(planError(MergeRecipe(method: "mwa", parameters: ["metric_value": .number(1)], experts: ["a"]))
-            == "mwa: takes 2 to 64 experts, got 1")
-        // A global metric_value covers every expert.
-        #expect(planError(MergeRecipe(method: "mwa", parameters: ["metric_value": .number(1)], experts: ["a", "b"])) == nil)
+        #expect(planError(MergeRecipe(method: "mwa", experts: ["a"]), [["eval_loss": 1]]) == "mwa: takes 2 to 64 experts, got 1")
+        #expect(planError(MergeRecipe(method: "mwa", experts: ["a", "b"]), [["eval_loss": 1], ["eval_loss": 2]]) == nil)
+        // There is no per-expert parameter to fake the metric with.
+        #expect(planError(MergeRecipe(method: "mwa", expertParameters: [["metric_value": .number(1)], [:]], experts: ["a", "b"]),
+                          [["eval_loss": 1], ["eval_loss": 2]])?.contains("has no parameter 'metric_value'") == true)
     }
 }

@@ -58,9 +58,10 @@ import Testing
             var params: [String: ParameterValue] = [:]
             if method.id == "slerp" { params["t"] = .number(0.5) }
             if method.id == "rmm" { params["basis"] = .number(1) }
-            let perExpert: [[String: ParameterValue]] = method.id == "mwa" ? (0..<n).map { _ in ["metric_value": .number(1)] } : []
-            let plan = try MergePlan(MergeRecipe(method: method.id, parameters: params, expertParameters: perExpert,
-                                                 experts: (0..<n).map { "e\($0)" }))
+            // MWA declares the metric it reads from each expert's commit.
+            let metrics = (0..<n).map { i in Dictionary(uniqueKeysWithValues: method.expertMetrics(ParameterSet(global: params, perExpert: [])).map { ($0, 1.0 + Double(i)) }) }
+            let plan = try MergePlan(MergeRecipe(method: method.id, parameters: params, experts: (0..<n).map { "e\($0)" }),
+                                     expertMetrics: metrics)
             let ctx = TensorContext(name: "model.layers.1.mlp.weight", shape: [2, 4], layerCount: 3)
             // A reversible merge works on whole adapters; tensor by tensor it explains itself.
             if method.id == "rmm" {
@@ -143,13 +144,20 @@ import Testing
         #expect(planError(MergeRecipe(method: "linear", experts: (0..<65).map { "e\($0)" })) == "linear: takes 1 to 64 experts, got 65")
     }
 
-    /// `validateParameters` checks everything but the expert count.
-    @Test func validateParametersLeavesTheExpertCount() throws {
-        let method = try MergePlan.validateParameters(MergeRecipe(method: "slerp", parameters: ["t": .number(0.5)], experts: ["a"]))
-        #expect(method.id == "slerp")
-        #expect(throws: MergeError.missingParameter(method: "slerp", parameter: "t")) {
-            try MergePlan.validateParameters(MergeRecipe(method: "slerp", experts: ["a", "b"]))
+    /// The plan is the one validation point: rmm's basis is checked against the experts there.
+    @Test func rmmBasisIsCheckedAgainstTheExperts() throws {
+        func planError(_ recipe: MergeRecipe) -> String? {
+            do { _ = try MergePlan(recipe); return nil } catch { return String(describing: error) }
         }
+        #expect(planError(MergeRecipe(method: "rmm", parameters: ["basis": .number(2)], experts: ["a", "b", "c"])) == nil)
+        #expect(planError(MergeRecipe(method: "rmm", parameters: ["basis": .number(3)], experts: ["a", "b", "c"]))?
+            .hasPrefix("rmm: parameter 'basis' is 3 with 3 experts: it must be between 1 and N − 1 = 2") == true)
+        #expect(planError(MergeRecipe(method: "rmm", experts: ["a", "b"])) == "rmm: parameter 'basis (--basis K)' is required")
+        let plan = try MergePlan(MergeRecipe(method: "rmm", parameters: ["basis": .number(1)], experts: ["a", "b"]))
+        let byTensor = plan.method.mergesTensorByTensor
+        #expect(!byTensor)
+        let merged = mergeError { _ = try plan.merge(TensorContext(name: "w", shape: [1], layerCount: 1), base: [0], experts: [[1], [2]]) }
+        #expect(merged?.description == "rmm: merges whole models, not tensor by tensor")
     }
 
     // MARK: - LiNeS and consensus

@@ -109,7 +109,6 @@ import Testing
         #expect(throws: MergeError.self) { try ties.assemble(over: nil) }
         var rmm = MergeRequest()
         rmm.method = RMM.id
-        #expect(throws: MergeError.self) { try rmm.assemble(over: nil) }
         rmm.basis = 2
         #expect(try rmm.assemble(over: nil).recipe.parameters["basis"] == .number(2))
     }

@@ -3,9 +3,9 @@ import Testing
 
 @testable import Merge
 
-// Shared helpers for the merge tests: the reference's §7 fixtures, a one-call merge, tolerances.
+// Shared helpers for the merge tests: the reference vectors (Fixtures/README.md), a one-call merge, tolerances.
 
-/// The inputs of /work/shared/reference/merge-methods.md §7 (2×3 tensors, flattened row-major).
+/// The reference inputs of `Fixtures/README.md` (2×3 tensors, flattened row-major).
 enum Section7 {
     static let base: [Float] = [0.1, -0.2, 0.3, 0.0, 0.5, -0.5]
     static let model1: [Float] = [0.6, -0.3, 0.5, -0.3, 0.55, -0.1]
@@ -23,11 +23,11 @@ func weighted(_ weights: [Double], _ extra: [String: ParameterValue] = [:]) -> [
 
 /// Validates a recipe for `method` and merges one tensor.
 func merge(_ method: String, _ parameters: [String: ParameterValue] = [:], experts perExpert: [[String: ParameterValue]] = [],
-           base: [Float]?, _ experts: [[Float]], seed: UInt64 = 0,
+           base: [Float]?, _ experts: [[Float]], seed: UInt64 = 0, expertMetrics: [[String: Double]] = [],
            context: TensorContext? = nil) throws -> (values: [Float], metrics: ConflictMetrics) {
     let names = experts.indices.map { "expert\($0)" }
     let plan = try MergePlan(MergeRecipe(method: method, parameters: parameters, expertParameters: perExpert,
-                                         experts: names, seed: seed))
+                                         experts: names, seed: seed), expertMetrics: expertMetrics)
     let count = experts.first?.count ?? base?.count ?? 0
     return try plan.merge(context ?? TensorContext(name: "model.layers.0.mlp.weight", shape: [count], layerCount: 1),
                           base: base, experts: experts)

@@ -5,7 +5,7 @@ import Testing
 @testable import Merge
 
 /// ``ReversibleMerge``: fitting a basis per module and rebuilding each expert from it
-/// (/work/shared/reference/merge-methods.md §4), and the single-model baselines it is compared with.
+/// (the reference check of `Fixtures/README.md`), and the single-model baselines it is compared with.
 @Suite struct ReversibleMergeTests {
     /// N experts of one module, rank r, with a shared component (as adapters from one init are).
     func experts(_ n: Int, rows: Int = 9, columns: Int = 7, rank: Int = 4, seed: UInt64 = 1) -> [LowRankFactors] {
@@ -242,7 +242,7 @@ import Testing
     }
 
     @Test func formulaMatchesTheReferenceNumbers() {
-        // merge-methods.md §4.2, n = 8.
+        // The storage formula of Fixtures/README.md, n = 8.
         for (k, r, expected) in [(1, 16, 0.3125), (2, 16, 0.5), (3, 16, 0.6875), (4, 16, 0.875), (4, 64, 0.6875), (2, 128, 0.390625)] {
             #expect(abs(ReversibleMergeReport.formulaRatio(k: k, rank: r, experts: 8, center: true) - expected) < 1e-12, "k \(k) r \(r)")
         }
@@ -316,8 +316,7 @@ import Testing
         #expect(RMM.id == "rmm" && RMM.requiresBase)
         let specs = Dictionary(RMM.parameters.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         #expect(Set(specs.keys) == ["basis", "variant", "center", "rank", "view_rank", "view_lambda", "baselines"])
-        let input = TensorMergeInput(context: Section7.context, base: Section7.base, experts: Section7.experts,
-                                     parameters: ParameterSet(global: [:], perExpert: []), seed: 0)
-        #expect(throws: MergeError.self) { _ = try RMM().merge(input) }
+        let rmmByTensor = RMM.mergesTensorByTensor, tiesByTensor = TIES.mergesTensorByTensor
+        #expect(!rmmByTensor && tiesByTensor)
     }
 }

@@ -153,10 +153,11 @@ import Testing
             try writeFile("hello", to: repo.root + "/a.txt")
             try repo.commitAll("a")
             let recorded = repo.objectFiles
-            // An object file no commit records (as an interrupted commit leaves it) and a temporary file.
+            // An object file no commit records (as an interrupted commit leaves it) and a temporary
+            // file of a process that is gone.
             let stray = SHA256.hash([1, 2, 3])
             try writeFile("stray", to: repo.objects.path(for: stray))
-            try writeFile("tmp", to: repo.objects.root + "/" + AtomicFileWriter.temporaryPrefix + "1-x-incoming")
+            try writeFile("tmp", to: repo.objects.root + "/" + AtomicFileWriter.temporaryPrefix + "\(try deadPid())-x-incoming")
             #expect(try repo.fsck().warnings.count == 2)
             let report = try repo.gc()
             #expect(report.removedObjects == 1)

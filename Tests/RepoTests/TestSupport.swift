@@ -54,6 +54,15 @@ extension Repository {
     }
 }
 
+/// The pid of a process that has ended (and been reaped): the owner of a crash's leftovers.
+func deadPid() throws -> pid_t {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/true")
+    try p.run()
+    p.waitUntilExit()
+    return p.processIdentifier
+}
+
 /// Writes bytes to a file, creating its folder.
 func writeFile(_ bytes: [UInt8], to path: String, executable: Bool = false) throws {
     try FileManager.default.createDirectory(atPath: splitPath(path).dir, withIntermediateDirectories: true)

@@ -160,8 +160,22 @@ public struct EncodedTensor: @unchecked Sendable {
                     throw .corruptData(object: name, problem: "chunk \(i) record is truncated or has an unknown coder")
                 }
                 let start = r.offset
-                guard r.bytes(Int(length)) != nil else {
+                guard let stored = r.bytes(Int(length)) else {
                     throw .corruptData(object: name, problem: "chunk \(i) runs past the end (\(length) bytes at \(start))")
+                }
+                // Checked before any chunk is decoded: decoding reserves memory for the chunk's
+                // size, which a damaged header may put in the gigabytes.
+                let size = header.chunkRange(i).count
+                switch coder {
+                case .raw:
+                    guard stored.count == size else {
+                        throw .corruptData(object: name, problem: "chunk \(i) is raw with \(stored.count) bytes, the chunk has \(size)")
+                    }
+                case .zstd:
+                    let declared = Zstd.frameContentSize(UnsafeRawBufferPointer(rebasing: stored))
+                    guard declared == size else {
+                        throw .corruptData(object: name, problem: "chunk \(i) is a zstd frame of \(declared.map { "\($0) bytes" } ?? "no declared size"), the chunk has \(size) bytes")
+                    }
                 }
                 chunks.append((coder, start..<(start + Int(length))))
             }
@@ -187,6 +201,11 @@ public struct EncodedTensor: @unchecked Sendable {
     ///   - scratch: at least `TensorEncoding.scratchFactor + 1` chunk sizes of scratch space.
     public func decodeChunk(_ index: Int, into destination: UnsafeMutableRawBufferPointer,
                             reference: ChunkSource?, scratch: UnsafeMutableRawBufferPointer) throws {
+        // A delta with more chunks than its (damaged) reference asks for chunks the reference
+        // does not have: refuse before computing a range past the end.
+        guard index >= 0, index < header.chunkCount else {
+            throw DeltaError.corruptData(object: name, problem: "chunk \(index) asked for, the tensor has \(header.chunkCount) (a delta reference with another chunk size?)")
+        }
         let range = header.chunkRange(index)
         let k = TensorEncoding.scratchFactor
         var refBytes: UnsafeRawBufferPointer?

@@ -8,8 +8,9 @@ public enum CheckpointCheck {
         public var file: String
         public var tensor: String?
         public var problem: String
+        /// One line, whatever the names in it hold.
         public var description: String {
-            tensor.map { "\(file): tensor '\($0)': \(problem)" } ?? "\(file): \(problem)"
+            (tensor.map { "\(file): tensor '\($0)': \(problem)" } ?? "\(file): \(problem)").escapingControlCharacters
         }
     }
 

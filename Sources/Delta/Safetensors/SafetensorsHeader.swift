@@ -60,9 +60,11 @@ public struct SafetensorsHeader: Sendable, Equatable {
     ///   - file: the name used in error messages.
     /// - Returns: `n`, the byte count of the JSON header that follows.
     public static func headerLength(first8: UnsafeRawBufferPointer, fileSize: Int, file: String) throws(DeltaError) -> Int {
-        guard fileSize >= 8, first8.count >= 8 else {
+        guard fileSize >= 8 else {
             throw .invalidHeader(file: file, problem: "file is \(fileSize) bytes, too short for a safetensors header (needs at least 8)")
         }
+        // The file is long enough but the caller read less of it (a short read).
+        guard first8.count >= 8 else { throw .truncatedData(file: file, expected: 8, actual: first8.count) }
         var length: UInt64 = 0
         for i in (0..<8).reversed() { length = length << 8 | UInt64(first8[i]) }
         guard length <= UInt64(maxHeaderByteCount) else {

@@ -14,6 +14,8 @@ struct BlockMergeInput {
     var hasBase: Bool
     var parameters: ParameterSet
     var seed: UInt64
+    /// Per expert, the commit metrics the method declared (``MergeMethod/expertMetrics(_:)``).
+    var expertMetrics: [[String: Double]] = []
 }
 
 /// Pass 2 of a method on one tensor: any block of the result, from that block of the inputs and
@@ -32,7 +34,7 @@ protocol BlockMerger: AnyObject, Sendable {
 /// the whole inputs when ``readsInputs(_:parameters:expertCount:)``: thresholds, norms, cosines), the returned
 /// ``BlockMerger`` computes the result block by block. The array form of ``MergeMethod/merge(_:)``
 /// runs the same code (``mergeArrays(_:)``), so both give the same bits.
-protocol BlockMergeMethod: MergeMethod {
+protocol BlockMergeMethod: TensorMergeMethod {
     /// Whether ``prepare(_:)`` reads the inputs' values; when it does not, a tensor can be merged
     /// one range at a time without holding it whole.
     func readsInputs(_ context: TensorContext, parameters: ParameterSet, expertCount: Int) -> Bool
@@ -50,20 +52,16 @@ extension BlockMergeMethod {
             throw MergeError.invalidInputs(method: Self.id, problem: "the base has \(base.count) elements, the experts \(n)")
         }
         var out = [Float](repeating: 0, count: n)
-        let kept: [Double]?, notes: [String: Double]
-        let pointers = input.experts.map { e in e.withUnsafeBufferPointer { UnsafeSendable($0.baseAddress ?? BlockMergeRun.empty) } }
-        (kept, notes) = try withExtendedLifetime(input.experts) {
+        let (kept, notes) = try BlockMergeRun.withPointers(input.experts) { experts in
             try BlockMergeRun.withOptionalPointer(input.base) { base in
-                let experts = pointers.map(\.value)
                 let merger = try prepare(BlockMergeInput(context: input.context, count: n, expertCount: experts.count, base: base,
-                                                         experts: experts, hasBase: base != nil, parameters: input.parameters, seed: input.seed))
-                let b = UnsafeSendable(base)
+                                                         experts: experts, hasBase: base != nil, parameters: input.parameters, seed: input.seed,
+                                                         expertMetrics: input.expertMetrics))
                 out.withUnsafeMutableBufferPointer { po in
-                    let o = UnsafeSendable(po.baseAddress)
-                    guard n > 0 else { return }
+                    guard n > 0, let o = po.baseAddress else { return }
                     Kernels.blocks(n) { r in
-                        merger.mergeBlock(r, base: b.value.map { $0 + r.lowerBound }, experts: experts.map { $0 + r.lowerBound },
-                                          into: o.value! + r.lowerBound)
+                        merger.mergeBlock(r, base: base.map { $0 + r.lowerBound }, experts: experts.map { $0 + r.lowerBound },
+                                          into: o + r.lowerBound)
                     }
                 }
                 return merger.finish()
@@ -80,6 +78,22 @@ enum BlockMergeRun {
     static func withOptionalPointer<T>(_ values: [Float]?, _ body: (UnsafePointer<Float>?) throws -> T) rethrows -> T {
         guard let values else { return try body(nil) }
         return try values.withUnsafeBufferPointer { try body($0.baseAddress ?? empty) }
+    }
+
+    /// Runs `body` with a pointer to every array's elements, each valid only inside `body` (the
+    /// arrays' buffers are pinned by nested `withUnsafeBufferPointer` calls, one per array).
+    static func withPointers<T>(_ arrays: [[Float]], _ body: ([UnsafePointer<Float>]) throws -> T) rethrows -> T {
+        var pointers: [UnsafePointer<Float>] = []
+        pointers.reserveCapacity(arrays.count)
+        func pin(_ i: Int) throws -> T {
+            guard i < arrays.count else { return try body(pointers) }
+            return try arrays[i].withUnsafeBufferPointer { buffer in
+                pointers.append(buffer.baseAddress ?? empty)
+                defer { pointers.removeLast() }
+                return try pin(i + 1)
+            }
+        }
+        return try pin(0)
     }
 }
 

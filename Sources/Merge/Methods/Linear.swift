@@ -82,12 +82,12 @@ public struct MWA: BlockMergeMethod {
         ParameterSpec("mode", .choice(["loss", "score"]), default: .text("loss"), help: "loss: lower is better (wᵢ ∝ mᵢ^−κ); score: higher is better (wᵢ ∝ mᵢ^κ)."),
         ParameterSpec("penalty", .number(range: 0...1000), default: .number(1), help: "Penalty factor κ ≥ 0: how strongly the metric separates the weights; 0 is the uniform average."),
     ]
-    public static let expertParameters = [
-        ParameterSpec("metric_value", .number(range: 0...(.infinity), lowerOpen: true), default: nil,
-                      help: "The expert's metric value; filled in from the commit's recorded metrics."),
-    ]
-
     public init() {}
+
+    /// The commit metric named by `metric` (default `eval_loss`), which every expert must record.
+    public static func expertMetrics(_ parameters: ParameterSet) -> [String] {
+        [parameters.text("metric") ?? "eval_loss"]
+    }
 
     /// The normalised weights for metric values.
     public static func weights(metrics: [Double], mode: String, penalty: Double) -> [Double] {
@@ -102,10 +102,11 @@ public struct MWA: BlockMergeMethod {
 
     func prepare(_ input: BlockMergeInput) throws -> any BlockMerger {
         let ctx = input.context
+        let metric = Self.expertMetrics(input.parameters)[0]
         var metrics: [Double] = []
         for i in 0..<input.expertCount {
-            guard let m = input.parameters.number("metric_value", expert: i, ctx) else {
-                throw MergeError.missingParameter(method: Self.id, parameter: "metric_value")
+            guard i < input.expertMetrics.count, let m = input.expertMetrics[i][metric] else {
+                throw MergeError.missingExpertMetric(method: Self.id, metric: metric, expert: "expert \(i + 1)")
             }
             metrics.append(m)
         }

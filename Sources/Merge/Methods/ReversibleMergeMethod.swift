@@ -1,8 +1,8 @@
 import Foundation
 
-/// Reversible model merging, declared for the registry (parameters, help, recipes). It does not
-/// merge tensor by tensor: a reversible merge fits a basis per adapted module over all experts
-/// at once (``ReversibleMerge``), and the repository runs it as a whole.
+/// Reversible model merging, declared for the registry (parameters, help, recipes, validation). It
+/// is a whole-model method, not a ``TensorMergeMethod``: a reversible merge fits a basis per adapted
+/// module over all experts at once (``ReversibleMergeJob``), and the repository runs it.
 public struct RMM: MergeMethod {
     public static let id = "rmm"
     public static let displayName = "Reversible model merging (RMM)"
@@ -27,9 +27,12 @@ public struct RMM: MergeMethod {
                       help: "Compare with task arithmetic, TIES and DARE on the factors and on the dense task vectors (reconstruction error per expert). Costs N dense task vectors per module."),
     ]
 
-    public init() {}
-
-    public func merge(_ input: TensorMergeInput) throws -> TensorMergeOutput {
-        throw MergeError.invalidInputs(method: Self.id, problem: "a reversible merge works on whole adapters, not tensor by tensor; run it with 'mrepo merge --method rmm --basis K'")
+    /// The basis size is bounded by the number of experts: K = N − 1 already rebuilds every expert exactly.
+    public static func validate(_ parameters: ParameterSet, expertCount n: Int) throws(MergeError) {
+        guard let k = parameters.global["basis"]?.numberValue else { return }
+        guard k >= 1, Double(n - 1) >= k else {
+            throw MergeError.invalidParameter(method: id, parameter: "basis",
+                problem: "is \(ParameterValue.format(k)) with \(n) experts: it must be between 1 and N − 1 = \(n - 1) (K = N − 1 rebuilds every expert exactly; a larger basis would store more than the experts)")
+        }
     }
 }

@@ -89,106 +89,6 @@ public final class HistoryDatabase: @unchecked Sendable {
         return .io(path: path, reason: "\(context): \(error)")
     }
 
-    static var migrator: DatabaseMigrator {
-        var m = DatabaseMigrator()
-        m.registerMigration("v1-history") { db in
-            try db.execute(sql: """
-                CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
-                CREATE TABLE object (
-                    id TEXT PRIMARY KEY NOT NULL,
-                    kind INTEGER NOT NULL,
-                    encoding INTEGER NOT NULL,
-                    referenceID TEXT REFERENCES object(id),
-                    logicalBytes INTEGER NOT NULL,
-                    storedBytes INTEGER NOT NULL,
-                    depth INTEGER NOT NULL
-                );
-                CREATE INDEX objectReference ON object(referenceID);
-                CREATE TABLE tree (
-                    id TEXT PRIMARY KEY NOT NULL,
-                    fileCount INTEGER NOT NULL,
-                    tensorCount INTEGER NOT NULL,
-                    logicalBytes INTEGER NOT NULL
-                );
-                CREATE TABLE treeFile (
-                    treeID TEXT NOT NULL REFERENCES tree(id) ON DELETE CASCADE,
-                    path TEXT NOT NULL,
-                    kind TEXT NOT NULL,
-                    objectID TEXT NOT NULL REFERENCES object(id),
-                    byteCount INTEGER NOT NULL,
-                    executable INTEGER NOT NULL,
-                    PRIMARY KEY (treeID, path)
-                );
-                CREATE TABLE treeTensor (
-                    treeID TEXT NOT NULL,
-                    path TEXT NOT NULL,
-                    position INTEGER NOT NULL,
-                    name TEXT NOT NULL,
-                    dtype TEXT NOT NULL,
-                    shape TEXT NOT NULL,
-                    beginOffset INTEGER NOT NULL,
-                    endOffset INTEGER NOT NULL,
-                    objectID TEXT NOT NULL REFERENCES object(id),
-                    PRIMARY KEY (treeID, path, position),
-                    FOREIGN KEY (treeID, path) REFERENCES treeFile(treeID, path) ON DELETE CASCADE
-                );
-                CREATE INDEX treeTensorObject ON treeTensor(objectID);
-                CREATE TABLE "commit" (
-                    id TEXT PRIMARY KEY NOT NULL,
-                    treeID TEXT NOT NULL REFERENCES tree(id),
-                    baseID TEXT REFERENCES "commit"(id),
-                    author TEXT NOT NULL,
-                    timestamp REAL NOT NULL,
-                    message TEXT NOT NULL,
-                    metrics TEXT NOT NULL,
-                    extra TEXT NOT NULL,
-                    generation INTEGER NOT NULL
-                );
-                CREATE TABLE commitParent (
-                    commitID TEXT NOT NULL REFERENCES "commit"(id) ON DELETE CASCADE,
-                    position INTEGER NOT NULL,
-                    parentID TEXT NOT NULL REFERENCES "commit"(id),
-                    PRIMARY KEY (commitID, position)
-                );
-                CREATE INDEX commitParentParent ON commitParent(parentID);
-                CREATE TABLE ref (
-                    name TEXT PRIMARY KEY NOT NULL,
-                    kind TEXT NOT NULL CHECK (kind IN ('branch', 'tag')),
-                    commitID TEXT NOT NULL REFERENCES "commit"(id),
-                    message TEXT,
-                    timestamp REAL NOT NULL
-                );
-                CREATE TABLE head (
-                    id INTEGER PRIMARY KEY CHECK (id = 1),
-                    branch TEXT,
-                    commitID TEXT REFERENCES "commit"(id),
-                    CHECK ((branch IS NULL) <> (commitID IS NULL))
-                );
-                CREATE TABLE reflog (
-                    id INTEGER PRIMARY KEY AUTOINCREMENT,
-                    ref TEXT NOT NULL,
-                    oldID TEXT,
-                    newID TEXT,
-                    timestamp REAL NOT NULL,
-                    message TEXT NOT NULL
-                );
-                CREATE TABLE statCache (
-                    path TEXT PRIMARY KEY NOT NULL,
-                    size INTEGER NOT NULL,
-                    mtimeNs INTEGER NOT NULL,
-                    ctimeNs INTEGER NOT NULL,
-                    inode INTEGER NOT NULL,
-                    device INTEGER NOT NULL,
-                    recordedNs INTEGER NOT NULL,
-                    identity TEXT NOT NULL
-                );
-                """)
-        }
-        registerMergeMigration(&m)
-        registerViewMigration(&m)
-        return m
-    }
-
     // MARK: - Reading
 
     /// Runs a read transaction.
@@ -318,7 +218,8 @@ public final class HistoryDatabase: @unchecked Sendable {
         return Tree(files: fileRows.map { row in
             TreeFile(path: row["path"], kind: TreeFile.Kind(rawValue: row["kind"]) ?? .blob, objectID: ObjectID(hex: row["objectID"])!,
                      byteCount: row["byteCount"], executable: (row["executable"] as Int) != 0,
-                     tensors: tensorsByPath[row["path"]] ?? [])
+                     tensors: tensorsByPath[row["path"]] ?? [],
+                     sha256: (row["sha256"] as String?).flatMap(ObjectID.init(hex:)))
         })
     }
 
@@ -416,16 +317,26 @@ public final class HistoryDatabase: @unchecked Sendable {
 
     static func insert(_ db: Database, tree: Tree) throws {
         let id = tree.id.hex
-        if try Bool.fetchOne(db, sql: "SELECT 1 FROM tree WHERE id = ?", arguments: [id]) == true { return }
+        var digests: [String: Digest] = [:]
+        for f in tree.files {
+            if let d = try f.sha256 ?? knownDigest(db, of: f) { digests[f.path] = d }
+        }
+        if try Bool.fetchOne(db, sql: "SELECT 1 FROM tree WHERE id = ?", arguments: [id]) == true {
+            // The same tree recorded before, perhaps by an older mrepo: add the digests it lacks.
+            for (path, d) in digests {
+                try db.execute(sql: "UPDATE treeFile SET sha256 = ? WHERE treeID = ? AND path = ? AND sha256 IS NULL", arguments: [d.hex, id, path])
+            }
+            return
+        }
         try db.execute(sql: "INSERT INTO tree(id, fileCount, tensorCount, logicalBytes) VALUES (?, ?, ?, ?)",
                        arguments: [id, tree.files.count, tree.tensorCount, tree.logicalByteCount])
-        let fileStatement = try db.makeStatement(sql: "INSERT INTO treeFile(treeID, path, kind, objectID, byteCount, executable) VALUES (?, ?, ?, ?, ?, ?)")
+        let fileStatement = try db.makeStatement(sql: "INSERT INTO treeFile(treeID, path, kind, objectID, byteCount, executable, sha256) VALUES (?, ?, ?, ?, ?, ?, ?)")
         let tensorStatement = try db.makeStatement(sql: """
             INSERT INTO treeTensor(treeID, path, position, name, dtype, shape, beginOffset, endOffset, objectID)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
             """)
         for f in tree.files {
-            try fileStatement.execute(arguments: [id, f.path, f.kind.rawValue, f.objectID.hex, f.byteCount, f.executable ? 1 : 0])
+            try fileStatement.execute(arguments: [id, f.path, f.kind.rawValue, f.objectID.hex, f.byteCount, f.executable ? 1 : 0, digests[f.path]?.hex])
             for (i, t) in f.tensors.enumerated() {
                 try tensorStatement.execute(arguments: [id, f.path, i, t.name, t.dtype.rawValue, t.shape.map(String.init).joined(separator: ","),
                                                         t.dataOffsets.lowerBound, t.dataOffsets.upperBound, t.objectID.hex])

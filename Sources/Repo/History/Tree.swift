@@ -42,14 +42,20 @@ public struct TreeFile: Sendable, Equatable {
     public var executable: Bool
     /// Tensors in header order (safetensors only).
     public var tensors: [TreeTensor]
+    /// The SHA-256 of the file's bytes, when known: recorded at commit (`treeFile.sha256`) and
+    /// checked whenever the file is rebuilt. Not part of the tree's id or of ``identity``, which
+    /// the objects determine; nil in trees of older versions and where mrepo never had the bytes.
+    public var sha256: Digest?
 
-    public init(path: String, kind: Kind, objectID: ObjectID, byteCount: Int, executable: Bool, tensors: [TreeTensor] = []) {
+    public init(path: String, kind: Kind, objectID: ObjectID, byteCount: Int, executable: Bool, tensors: [TreeTensor] = [],
+                sha256: Digest? = nil) {
         self.path = path
         self.kind = kind
         self.objectID = objectID
         self.byteCount = byteCount
         self.executable = executable
         self.tensors = tensors
+        self.sha256 = sha256
     }
 
     /// A digest of everything that makes up the file: equal identities mean byte-identical files.
@@ -73,6 +79,19 @@ public struct Tree: Sendable, Equatable {
 
     public func file(at path: String) -> TreeFile? {
         files.first { $0.path == path }
+    }
+
+    /// The tree with the SHA-256 of files it lacks filled in from `known` (files with the same
+    /// identity, hence the same bytes).
+    func fillingDigests(from known: [TreeFile]) -> Tree {
+        var digests: [String: Digest] = [:]
+        for f in known { if let d = f.sha256 { digests[f.identity] = d } }
+        guard !digests.isEmpty else { return self }
+        var copy = self
+        for i in copy.files.indices where copy.files[i].sha256 == nil {
+            copy.files[i].sha256 = digests[copy.files[i].identity]
+        }
+        return copy
     }
 
     /// Total size of the files.
@@ -115,86 +134,5 @@ public struct Tree: Sendable, Equatable {
             }
         }
         return sha.finalize()
-    }
-}
-
-/// A recorded commit.
-public struct Commit: Sendable, Equatable {
-    public var id: ObjectID
-    public var treeID: ObjectID
-    public var parents: [ObjectID]
-    /// The commit whose tensors this commit's tensors are coded against (nil for a root).
-    public var base: ObjectID?
-    /// `Name <email>`.
-    public var author: String
-    /// Seconds since 1970.
-    public var timestamp: Double
-    public var message: String
-    /// Evaluation numbers recorded with `--metric name=value`, in the order given.
-    public var metrics: [Metric]
-    /// Further facts (lossy storage, merge recipe, ...) as a JSON object.
-    public var extra: JSONValue
-    /// 1 + the largest generation of the parents (0 for a root); orders commits topologically.
-    public var generation: Int
-
-    public struct Metric: Sendable, Equatable, Codable {
-        public var name: String
-        public var value: Double
-        public init(name: String, value: Double) {
-            self.name = name
-            self.value = value
-        }
-    }
-
-    /// The first line of the message.
-    public var subject: String {
-        String(message.split(separator: "\n", omittingEmptySubsequences: false).first ?? "")
-    }
-
-    public var date: Date { Date(timeIntervalSince1970: timestamp) }
-
-    /// The commit's identity: SHA-256 over its canonical text (docs/format.md §3.4).
-    public static func computeID(treeID: ObjectID, parents: [ObjectID], base: ObjectID?, author: String,
-                                 timestamp: Double, message: String, metrics: [Metric], extra: JSONValue) -> ObjectID {
-        var text = "mrepo-commit v1\ntree \(treeID.hex)\n"
-        for p in parents { text += "parent \(p.hex)\n" }
-        if let base { text += "base \(base.hex)\n" }
-        text += "author \(JSONValue.string(author).serialized())\n"
-        text += "time \(Int64((timestamp * 1000).rounded()))\n"
-        text += "metrics \(JSONValue.object(metrics.map { JSONMember($0.name, .double($0.value)) }).serialized())\n"
-        text += "extra \(extra.serialized())\n\n"
-        text += message
-        return SHA256.hash(Array(text.utf8))
-    }
-}
-
-/// A branch or a tag.
-public struct Ref: Sendable, Equatable {
-    public enum Kind: String, Sendable, Codable { case branch, tag }
-    public var name: String
-    public var kind: Kind
-    public var target: ObjectID
-    /// A tag's message (annotated tags), else nil.
-    public var message: String?
-    public var timestamp: Double
-}
-
-/// What HEAD points at.
-public enum Head: Sendable, Equatable {
-    /// On a branch; `commit` is nil while the branch has no commits yet.
-    case branch(String, commit: ObjectID?)
-    /// Detached at a commit.
-    case detached(ObjectID)
-
-    public var commit: ObjectID? {
-        switch self {
-        case let .branch(_, commit): return commit
-        case let .detached(id): return id
-        }
-    }
-
-    public var branchName: String? {
-        if case let .branch(name, _) = self { return name }
-        return nil
     }
 }

@@ -66,19 +66,6 @@ public struct WorktreeView: Sendable {
 }
 
 extension HistoryDatabase {
-    static func registerViewMigration(_ m: inout DatabaseMigrator) {
-        m.registerMigration("v3-worktree-view") { db in
-            try db.execute(sql: """
-                CREATE TABLE worktreeView (
-                    id INTEGER PRIMARY KEY CHECK (id = 1),
-                    commitID TEXT NOT NULL,
-                    description TEXT NOT NULL,
-                    files TEXT NOT NULL
-                );
-                """)
-        }
-    }
-
     /// The view the working tree holds, if any.
     func worktreeView() throws -> WorktreeView? {
         try read { db in
@@ -187,7 +174,7 @@ extension Repository {
     /// Writes computed files into a folder outside the working tree, all or nothing, as
     /// ``export(_:to:)`` does: every file is staged and verified before any is renamed into place.
     func exportOutputs(_ outputs: [OutputFile], to directory: String) throws -> (directory: String, fileCount: Int, byteCount: Int) {
-        let staging = FileStaging()
+        let staging = FileStaging(journal: journal)
         defer { objects.releaseMappings() }
         do {
             let dir = try exportDirectory(directory, staging: staging)
@@ -224,7 +211,7 @@ extension Repository {
         if !force, !changes.isEmpty {
             throw RepoError.dirtyWorktree(operation: "checking out \(description)", paths: changes.map(\.path))
         }
-        var checkout = StagedCheckout()
+        var checkout = StagedCheckout(staging: FileStaging(journal: journal))
         var files: [TreeFile] = []
         var toWrite: [(path: String, file: OutputFile)] = []
         for file in outputs {

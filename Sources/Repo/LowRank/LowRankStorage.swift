@@ -32,7 +32,7 @@ extension ObjectStore {
     /// Stores an already encoded tensor whose identity the caller computed by decoding it.
     func writeEncoded(_ encoded: [UInt8], info: ObjectInfo, batch: Batch) throws -> WriteResult {
         if exists(info.id) || batch.contains(info.id) { return WriteResult(info: info, isNew: false) }
-        let writer = try AtomicFileWriter(destination: root + "/incoming")
+        let writer = try incomingWriter()
         do {
             try writer.write(ObjectStore.fileHeader(.tensor))
             try writer.write(encoded)

@@ -237,21 +237,24 @@ extension Repository {
         return out
     }
 
-    /// Writes an adapter commit as a dense model: its base with θ + ΔW (`export --fold`).
+    /// Writes an adapter commit (or a reversible merge's view) as a dense model: its base with θ + ΔW (`export --fold`).
     public func exportFolded(_ revision: String, to directory: String) throws -> ExportResult {
-        let id = try resolve(revision)
-        if try ReversibleMergeRecord(commit: commit(id)) != nil {
-            return try exportReversible(revision, view: nil, expert: nil, fold: true, to: directory)
+        try withReadLock {
+            let id = try resolve(revision)
+            let (outputs, _) = try rebuiltOutputs(id, expert: nil, view: nil, fold: true)
+            let result = try exportOutputs(outputs, to: directory)
+            return ExportResult(commit: id, directory: result.directory, fileCount: result.fileCount, byteCount: result.byteCount)
         }
-        let outputs = try foldAdapterOutputs(try loadAdapter(id), factors: nil)
-        let result = try exportOutputs(outputs, to: directory)
-        return ExportResult(commit: id, directory: result.directory, fileCount: result.fileCount, byteCount: result.byteCount)
     }
 
     // MARK: - Diff
 
     /// Compares two adapter commits module by module, from their factors (no ΔW is formed).
     public func adapterDiff(old: String, new: String) throws -> AdapterDiffReport {
+        try withReadLock { try adapterDiffLocked(old: old, new: new) }
+    }
+
+    private func adapterDiffLocked(old: String, new: String) throws -> AdapterDiffReport {
         let a = try loadAdapter(try resolve(old))
         let b = try loadAdapter(try resolve(new))
         var rows: [AdapterDiffReport.Row] = []

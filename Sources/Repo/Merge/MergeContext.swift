@@ -386,42 +386,14 @@ struct MergeContext {
         return try baseValues.withUnsafeBytes(body)
     }
 
-    /// Brings vocabulary matrices to common rows; returns the rows to append after merging.
+    /// Brings vocabulary matrices to common rows (``Vocabulary/rectify``); returns the rows to
+    /// append after merging.
     func rectifyVocabulary(_ name: String, base: [Float], baseShape: Shape, experts: [[Float]], policy: VocabularyPolicy)
         -> ([[Float]], Shape, (rows: Int, values: [Float])?, [String]) {
-        let columns = baseShape[1]
-        let rows = [baseShape[0]] + expertTensors.map { $0[name]?.tensor.shape[0] ?? baseShape[0] }
-        let minRows = rows.min()!, maxRows = rows.max()!
-        var remarks: [String] = []
-        let target: Int
-        switch policy {
-        case .common: target = minRows
-        case .base: target = baseShape[0]
-        case .union: target = maxRows
-        }
-        let trimmed = experts.map { Array($0.prefix(minRows * columns)) }
-        var extra: [Float] = []
-        if target > minRows {
-            for r in minRows..<target {
-                var sum = [Double](repeating: 0, count: columns)
-                var count = 0
-                for (i, e) in experts.enumerated() where rows[i + 1] > r {
-                    for c in 0..<columns { sum[c] += Double(e[r * columns + c]) }
-                    count += 1
-                }
-                if count == 0, baseShape[0] > r {
-                    for c in 0..<columns { sum[c] = Double(base[r * columns + c]) }
-                    count = 1
-                }
-                extra += sum.map { Float($0 / Double(max(count, 1))) }
-            }
-            remarks.append("vocabulary \(policy.rawValue): rows \(minRows)..<\(target) not shared by every input were taken as the mean of the inputs that have them")
-        }
-        for i in self.experts.indices where rows[i + 1] > target {
-            remarks.append("vocabulary \(policy.rawValue): rows \(target)..<\(rows[i + 1]) of \(self.experts[i].name) were dropped")
-        }
-        if baseShape[0] > target { remarks.append("vocabulary \(policy.rawValue): rows \(target)..<\(baseShape[0]) of the merge base were dropped") }
-        return (trimmed, [minRows, columns], target > minRows ? (target - minRows, extra) : nil, remarks)
+        let rows = expertTensors.map { $0[name]?.tensor.shape[0] ?? baseShape[0] }
+        let r = Vocabulary.rectify(base: base, baseRows: baseShape[0], columns: baseShape[1], experts: experts, expertRows: rows,
+                                   expertNames: self.experts.map(\.name), policy: policy)
+        return (r.experts, [r.commonRows, baseShape[1]], r.extra, r.remarks)
     }
 
     // MARK: - Files

@@ -164,17 +164,6 @@ struct MergeState: Sendable, Codable {
 }
 
 extension HistoryDatabase {
-    static func registerMergeMigration(_ m: inout DatabaseMigrator) {
-        m.registerMigration("v2-merge-state") { db in
-            try db.execute(sql: """
-                CREATE TABLE mergeState (
-                    id INTEGER PRIMARY KEY CHECK (id = 1),
-                    state TEXT NOT NULL
-                );
-                """)
-        }
-    }
-
     /// The merge in progress, or nil. A row that cannot be read is an error, never "no merge".
     func mergeState() throws -> MergeState? {
         try read { db in

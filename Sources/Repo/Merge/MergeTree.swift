@@ -81,7 +81,8 @@ extension MergeContext {
                 let index = ShardIndex(weightMap: weightMap, metadata: .object([JSONMember("total_size", .int(total))]))
                 let blob = try store.writeBlob(index.serialized(), options: repository.codecOptions, batch: batch)
                 if blob.isNew { newObjects.append(blob.info) }
-                file = TreeFile(path: file.path, kind: .blob, objectID: blob.info.id, byteCount: index.serialized().count, executable: false)
+                file = TreeFile(path: file.path, kind: .blob, objectID: blob.info.id, byteCount: index.serialized().count, executable: false,
+                                sha256: SHA256.hash(index.serialized()))
             }
             files.append(file)
         }
@@ -91,7 +92,8 @@ extension MergeContext {
             let blob = try store.writeBlob(bytes, options: repository.codecOptions, batch: batch)
             if blob.isNew { newObjects.append(blob.info) }
             files.removeAll { $0.path == path }
-            files.append(TreeFile(path: path, kind: .blob, objectID: blob.info.id, byteCount: bytes.count, executable: false))
+            files.append(TreeFile(path: path, kind: .blob, objectID: blob.info.id, byteCount: bytes.count, executable: false,
+                                  sha256: SHA256.hash(bytes)))
         }
         return Tree(files: files)
     }

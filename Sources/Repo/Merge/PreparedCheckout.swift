@@ -5,12 +5,18 @@ import Foundation
 /// them into place instead of decoding every merged tensor a second time.
 ///
 /// Each safetensors file of the layout template (the first expert's files) gets a temporary copy
-/// under `.mrepo/prepared`, sized and headed like the template; every merged tensor is written to
-/// its place as soon as it is computed. When the merge is recorded, the files whose tree entry kept
-/// the template's header get their remaining tensors (taken from an input unchanged) decoded into
-/// place, are synced, and renamed into the working tree. Anything unusual (another layout, a write
+/// under `.mrepo/.mrepo-tmp-<pid>-<random>-prepared`, sized and headed like the template; every
+/// merged tensor is written to its place as soon as it is computed. When the merge is recorded,
+/// the files whose tree entry kept the template's header get their remaining tensors (taken from an
+/// input unchanged) decoded into place, are synced, and renamed into the working tree. Anything unusual (another layout, a write
 /// error) just leaves that file to the ordinary checkout: this is an optimisation, never a source of
-/// truth, and a crash leaves at most the temporary folder, which the next merge removes.
+/// truth, and a crash leaves at most the temporary folder, which the next command removes.
+/// A complete file written elsewhere on the working tree's file system, ready to be moved into place.
+struct PreparedFile {
+    var temporary: String
+    var sha256: Digest?
+}
+
 final class PreparedCheckout: @unchecked Sendable {
     private struct File {
         var path: String
@@ -32,8 +38,8 @@ final class PreparedCheckout: @unchecked Sendable {
     private let lock = NSLock()
 
     init(repository: Repository, template: Tree) throws {
-        directory = repository.metaDirectory + "/prepared"
-        try? FileManager.default.removeItem(atPath: directory)
+        // `.mrepo/.mrepo-tmp-<pid>-<random>-prepared`: a crash leaves it to the next command's sweep.
+        directory = TemporaryName.path(in: repository.metaDirectory, name: "prepared")
         try repository.createDirectory(directory)
         for (i, f) in template.files.enumerated() where f.kind == .safetensors {
             let header = try repository.objects.read(f.objectID)
@@ -87,10 +93,11 @@ final class PreparedCheckout: @unchecked Sendable {
     }
 
     /// Completes the files whose entry in `tree` is the prepared layout, syncs them, and returns
-    /// them by path (temporary files to rename into the working tree). A file that received no
-    /// merged tensor is left to the ordinary checkout, which skips it when it is unchanged.
-    func finish(for tree: Tree, store: ObjectStore) -> [String: String] {
-        var out: [String: String] = [:]
+    /// them by path (temporary files to rename into the working tree, with their SHA-256). A file
+    /// that received no merged tensor is left to the ordinary checkout, which skips it when it is
+    /// unchanged.
+    func finish(for tree: Tree, store: ObjectStore) -> [String: PreparedFile] {
+        var out: [String: PreparedFile] = [:]
         for i in files.indices where files[i].fd >= 0 {
             let f = files[i]
             var ok = false
@@ -116,7 +123,12 @@ final class PreparedCheckout: @unchecked Sendable {
             }
             close(f.fd)
             files[i].fd = -1
-            if ok { out[f.path] = f.temporary } else { unlink(f.temporary) }
+            // Written out of order, so hashed once complete (from the page cache).
+            if ok, let map = try? MappedFile(path: f.temporary) {
+                out[f.path] = PreparedFile(temporary: f.temporary, sha256: Snapshotter.fileDigest(map))
+            } else {
+                unlink(f.temporary)
+            }
         }
         return out
     }

@@ -82,11 +82,9 @@ extension Repository {
             throw RepoError.invalidArgument("a merge is in progress; finish it with 'mrepo merge --continue' or 'mrepo merge --abort'")
         }
         guard !options.branches.isEmpty else { throw RepoError.invalidArgument("name at least one branch to merge") }
-        // The recipe is checked first, whatever the branches turn out to need.
-        var check = options.recipe
-        check.expertParameters = []
-        if check.method == MWA.id { check.parameters["metric_value"] = .number(1) }
-        try MergePlan.validateParameters(check)
+        // The method must exist before anything else is looked at; the recipe is validated once,
+        // by MergePlan, when the experts are known (nothing is written before that).
+        _ = try MethodRegistry.method(named: options.recipe.method)
         let head = try history.head()
         guard let headID = head.commit else { throw RepoError.invalidArgument("HEAD has no commits yet; commit before merging") }
         let empty = ConflictReport(method: options.recipe.method, experts: [], baseName: "", tensors: [], files: [])
@@ -117,12 +115,14 @@ extension Repository {
         recipe.experts = inputs.experts.map(\.name)
         recipe.expertParameters = try orderedExpertParameters(options, experts: inputs.experts)
         try refuseAdapterExperts(inputs.experts, method: recipe.method)
-        if recipe.method == MWA.id { try fillMetricValues(&recipe, experts: inputs.experts) }
-        if recipe.method == RMM.id {
+        let metrics = try inputs.experts.map { e in
+            Dictionary(try commit(e.commit).metrics.map { ($0.name, $0.value) }, uniquingKeysWith: { _, last in last })
+        }
+        let plan = try MergePlan(recipe, expertMetrics: metrics)
+        if !plan.method.mergesTensorByTensor {
             return try mergeReversible(options: options, recipe: recipe, head: head, headID: inputs.headID, mergeBase: inputs.base,
                                        branches: inputs.branches.map { ($0.name, $0.commit) }, experts: inputs.experts.map { ($0.name, $0.commit) })
         }
-        let plan = try MergePlan(recipe)
         let yaml = recordedRecipe(recipe, options: options, base: inputs.base, experts: inputs.experts, resolutions: options.resolutions).yaml()
 
         let tc = Timing.now()
@@ -175,7 +175,7 @@ extension Repository {
                 let checkout = try stageCheckout(tree, over: try worktreeBaseline(head: head).tree, force: false)
                 do {
                     state.readyTree = tree.id
-                    try history.insertTree(tree, objects: result.newObjects, mergeState: state)
+                    try history.insertTree(tree.fillingDigests(from: checkout.staged), objects: result.newObjects, mergeState: state)
                 } catch {
                     checkout.rollback()
                     throw error
@@ -345,18 +345,6 @@ extension Repository {
         throw RepoError.invalidArgument("\(adapters.map(\.name).joined(separator: ", ")) \(adapters.count == 1 ? "is a LoRA adapter" : "are LoRA adapters"): \(method) merges full models tensor by tensor; merge adapters with --method rmm (a reversible merge of the adapters), or fold each into its base model (mrepo export --fold REV DIR; mrepo commit --from DIR) and merge the folded models")
     }
 
-    /// MWA: each expert's metric value comes from its commit.
-    private func fillMetricValues(_ recipe: inout MergeRecipe, experts: [MergeInput]) throws {
-        var metric = "eval_loss"
-        if case let .text(m)? = recipe.parameters["metric"] { metric = m }
-        for (i, e) in experts.enumerated() {
-            guard let value = try commit(e.commit).metrics.first(where: { $0.name == metric })?.value else {
-                throw RepoError.invalidArgument("mwa: \(e.name) (\(e.commit.short)) has no metric '\(metric)'; record it with 'mrepo commit --metric \(metric)=VALUE' (or 'mrepo merge --metric' on a merge), or choose another with --set metric=NAME")
-            }
-            recipe.expertParameters[i]["metric_value"] = .number(value)
-        }
-    }
-
     private func moveHeadForward(_ head: Head, to target: ObjectID, message: String) throws -> ObjectID {
         let oldTree = try worktreeBaseline(head: head).tree
         let entries = try materialize(try tree(of: target), over: oldTree, force: false)
@@ -385,8 +373,7 @@ extension Repository {
                         resolutions: [RecordedResolution]) -> MergekitRecipe {
         let method = try? MethodRegistry.method(named: recipe.method)
         let models = experts.enumerated().map { i, e in
-            MergekitRecipe.Model(name: e.commit.hex, parameters: i < recipe.expertParameters.count
-                ? recipe.expertParameters[i].filter { $0.key != "metric_value" } : [:])
+            MergekitRecipe.Model(name: e.commit.hex, parameters: i < recipe.expertParameters.count ? recipe.expertParameters[i] : [:])
         }
         var baseModel: String?
         var ext = MergeExtensions(oneSided: options.oneSided, vocabulary: options.vocabulary, fileConflict: options.fileRule,

@@ -150,10 +150,10 @@ extension Repository {
         let hookPath = metaDirectory + "/hooks/pre-merge-commit"
         if FileManager.default.isExecutableFile(atPath: hookPath) {
             // The gate sees the candidate as files, and the conflict report.
-            let candidate = metaDirectory + "/merge-candidate"
-            try? FileManager.default.removeItem(atPath: candidate)
+            // Temporary names: a crash leaves them to the next command's sweep.
+            let candidate = TemporaryName.path(in: metaDirectory, name: "merge-candidate")
             defer { try? FileManager.default.removeItem(atPath: candidate) }
-            let staging = FileStaging()
+            let staging = FileStaging(journal: journal)
             do {
                 for file in tree.files {
                     try stage(file, at: candidate + "/" + file.path, in: staging, progress: nil)
@@ -163,7 +163,7 @@ extension Repository {
                 staging.rollback()
                 throw error
             }
-            let reportPath = metaDirectory + "/merge-report.json"
+            let reportPath = TemporaryName.path(in: metaDirectory, name: "merge-report.json")
             try AtomicFileWriter.write(Array((hookReport ?? report.json).prettySerialized().utf8), to: reportPath)
             defer { try? FileManager.default.removeItem(atPath: reportPath) }
             hookEnv["MREPO_CANDIDATE"] = candidate
@@ -176,6 +176,7 @@ extension Repository {
             hookEnv["MREPO_PARENT_METRICS"] = metrics([headCommit] + (try state.branches.map { try self.commit($0.commit) }))
             // The gate compares the merge with its experts (not with a parent that is the merge base).
             hookEnv["MREPO_EXPERT_METRICS"] = metrics(try experts.map { try self.commit($0.commit) })
+            CrashPoint.reach("merge.candidate")
             try runHook("pre-merge-commit", environment: hookEnv)
         }
         let parents = [state.head] + state.branches.map(\.commit)
@@ -207,6 +208,10 @@ extension Repository {
         Timing.add("record.prepared", since: tp)
         let ts = Timing.now()
         let checkout = try stageCheckout(tree, over: from, force: true, prepared: ready)
+        // The staging hashed every file it wrote: the merge records their SHA-256 (the tree's id
+        // does not include them).
+        let tree = tree.fillingDigests(from: checkout.staged)
+        CrashPoint.reach("merge.staged")
         Timing.add("record.stage", since: ts)
         let tdb = Timing.now()
         defer { Timing.add("record.db", since: tdb) }

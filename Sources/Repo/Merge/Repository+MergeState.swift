@@ -172,14 +172,20 @@ extension Repository {
 
     /// The conflict report recorded with a merge commit, as JSON (nil for other commits).
     public func mergeReport(of id: ObjectID) throws -> JSONValue? {
-        guard let report = try MergeRecord(commit: try commit(id))?.reportObject else { return nil }
-        return try JSONValue.parse(try objects.read(report))
+        try withReadLock {
+            guard let report = try MergeRecord(commit: try commit(id))?.reportObject else { return nil }
+            return try JSONValue.parse(try objects.read(report))
+        }
     }
 
     /// A merge commit's report as one self-contained HTML page (the conflict report with its
     /// heatmap, or a reversible merge's errors and storage).
     /// - Throws: when `id` is not a merge commit made by `mrepo merge`.
     public func mergeReportHTML(of id: ObjectID) throws -> String {
+        try withReadLock { try mergeReportHTMLLocked(of: id) }
+    }
+
+    private func mergeReportHTMLLocked(of id: ObjectID) throws -> String {
         let c = try commit(id)
         guard let record = try MergeRecord(commit: c), let reportID = record.reportObject else {
             throw RepoError.invalidArgument("\(id.short) is not a merge commit made by mrepo merge; it has no report")

@@ -501,7 +501,7 @@ private final class JobRun: @unchecked Sendable {
             // Opened at the first chunk's completion and handed over at the last: few files are
             // open at once, whatever the number of tensors.
             // Records are written as they are (no copy into a buffer); the two headers go first in one write.
-            let w = try AtomicFileWriter(destination: store.root + "/incoming", bufferByteCount: 0)
+            let w = try store.incomingWriter(bufferByteCount: 0)
             let header = EncodedTensorHeader(encoding: encoding, dtype: job.header.dtype, shape: job.header.shape,
                                              byteCount: job.header.byteCount, chunkByteCount: job.header.chunkByteCount,
                                              reference: job.base.id)

@@ -47,9 +47,25 @@ public final class ObjectStore: @unchecked Sendable {
     static let readableDepth = 64
 
     private let openObjects = Mutex<[ObjectID: MappedFile]>([:])
+    /// Where the store notes that this process writes temporary files into `root`.
+    let journal: WriteJournal?
 
     public init(root: String) {
         self.root = root
+        journal = nil
+    }
+
+    init(root: String, journal: WriteJournal) {
+        self.root = root
+        self.journal = journal
+    }
+
+    /// A temporary file for a new object, in `root` (named after its content when it is complete).
+    ///
+    /// - Parameter bufferByteCount: the writer's buffer (0 for a caller that writes large pieces).
+    func incomingWriter(bufferByteCount: Int = 1 << 20) throws -> AtomicFileWriter {
+        journal?.note(directory: root)
+        return try AtomicFileWriter(destination: root + "/incoming", bufferByteCount: bufferByteCount)
     }
 
     /// The path of an object's file.
@@ -124,12 +140,18 @@ public final class ObjectStore: @unchecked Sendable {
         guard depth <= ObjectStore.readableDepth else { throw RepoError.corruptObject(object: id.short, problem: "delta chain is too deep (a cycle?)") }
         let (_, tensor) = try open(id)
         let reference = try tensor.header.reference.map { try chunkSource(for: $0, depth: depth + 1) }
-        let chunkSize = tensor.header.chunkByteCount
+        let scratchSize = ObjectStore.chunkScratchByteCount(tensor.header)
         return { index, into in
-            try withScratch((TensorEncoding.scratchFactor + 1) * chunkSize) { scratch in
+            try withScratch(scratchSize) { scratch in
                 try tensor.decodeChunk(index, into: into, reference: reference, scratch: scratch)
             }
         }
+    }
+
+    /// Scratch space to decode any one chunk of a tensor. No chunk is larger than the tensor: sized
+    /// by the declared chunk size alone (a u32 field), it could be gigabytes for a tensor of a few bytes.
+    static func chunkScratchByteCount(_ header: EncodedTensorHeader) -> Int {
+        (TensorEncoding.scratchFactor + 1) * max(1, min(header.chunkByteCount, header.byteCount))
     }
 
     /// Decodes a tensor or blob object, streaming its bytes to `sink`, and verifies its identity.
@@ -297,7 +319,7 @@ public final class ObjectStore: @unchecked Sendable {
             encoding = TensorEncoding.preferredDelta(for: dtype)
             codec = CodecOptions(chunkByteCount: reference.header.chunkByteCount, level: options.level)
         }
-        let writer = try AtomicFileWriter(destination: root + "/incoming")
+        let writer = try incomingWriter()
         try writer.write(ObjectStore.fileHeader(kind))
         let result: TensorPipeline.EncodeResult
         do {

@@ -13,7 +13,9 @@ import Foundation
 /// created when they are empty; pre-existing files are never touched.
 ///
 /// Only paths are held, so memory does not grow with the files. Until the renames the file
-/// system holds both the old and the new version of every file being replaced.
+/// system holds both the old and the new version of every file being replaced. Every folder that
+/// receives a temporary file, and every folder created for one, is noted in the journal first, so
+/// the next command deletes what a crash leaves (``LeftoverSweeper``).
 ///
 /// A checkout that turns a file into a folder (or a folder into a file) registers what stands in
 /// the way with ``removeBeforeRenaming(_:files:)``: ``commit(didRename:)`` removes it after every
@@ -43,6 +45,11 @@ final class FileStaging {
     /// Folders created for the files, each after its parent.
     private var created: [String] = []
     private var finished = false
+    private let journal: WriteJournal?
+
+    init(journal: WriteJournal?) {
+        self.journal = journal
+    }
 
     /// Files staged so far.
     var count: Int { staged.count }
@@ -67,6 +74,7 @@ final class FileStaging {
             throw RepoError.io(path: shown ?? dir, reason: "cannot create directory")
         }
         for folder in missing.reversed() {
+            journal?.note(created: folder)
             guard mkdir(folder, 0o755) == 0 else {
                 throw RepoError.io(path: shown ?? dir, reason: "cannot create directory")
             }
@@ -79,6 +87,7 @@ final class FileStaging {
     /// temporary file is deleted.
     func write(to destination: String, permissions: mode_t = 0o644, _ body: (AtomicFileWriter) throws -> Void) throws {
         let deferredIn = try prepareFolder(of: destination)
+        journal?.note(directory: deferredIn ?? splitPath(destination).dir)
         let writer = try AtomicFileWriter(destination: destination, permissions: permissions, temporaryDirectory: deferredIn)
         do {
             try body(writer)
@@ -95,6 +104,7 @@ final class FileStaging {
     /// cannot be moved, e.g. from another file system: the caller then writes the file itself.
     func adopt(_ file: String, for destination: String, executable: Bool) throws -> Bool {
         let deferredIn = try prepareFolder(of: destination)
+        journal?.note(directory: deferredIn ?? splitPath(destination).dir)
         if executable { chmod(file, 0o755) }
         let temporary = AtomicFileWriter.temporaryPath(for: deferredIn.map { $0 + "/" + splitPath(destination).name } ?? destination)
         guard rename(file, temporary) == 0 else {

@@ -19,12 +19,18 @@ struct Snapshotter {
         var safetensors: SafetensorsFile?
         /// An entry reused from the stat cache (nothing to read).
         var cached: TreeFile?
+        /// Why a safetensors file cannot be read as one (with `tolerant` only); it is then hashed as a blob.
+        var unreadable: String?
 
         var byteCount: Int { scanned.stat.size }
     }
 
     /// Opens every file and validates every safetensors header, before anything is written.
-    func prepare(_ files: [ScannedFile], cache: [String: StatCacheEntry]) throws -> [PreparedFile] {
+    ///
+    /// - Parameter tolerant: a safetensors file that does not parse (truncated, not safetensors)
+    ///   is not an error but a file with a reason (`status` lists it as changed); otherwise the
+    ///   codec's error is thrown.
+    func prepare(_ files: [ScannedFile], cache: [String: StatCacheEntry], tolerant: Bool = false) throws -> [PreparedFile] {
         try files.map { file in
             if let entry = cache[file.path], entry.matches(file.stat),
                let tree = FileIdentityCoding.decode(entry.identity, path: file.path) {
@@ -35,7 +41,8 @@ struct Snapshotter {
                 let st = try SafetensorsFile(path: file.absolutePath, displayName: file.path)
                 return PreparedFile(scanned: file, safetensors: st, cached: nil)
             } catch {
-                throw RepoError.delta(error)
+                guard tolerant else { throw RepoError.delta(error) }
+                return PreparedFile(scanned: file, safetensors: nil, cached: nil, unreadable: error.description)
             }
         }
     }
@@ -79,9 +86,16 @@ struct Snapshotter {
     /// - Parameters:
     ///   - references: delta references by tensor name (the base commit's tensors).
     ///   - known: looks up an object's recorded facts (nil when the database has no row for it).
+    ///   - knownDigest: the SHA-256 recorded for a file with the same identity, if any.
     func store(_ file: PreparedFile, references: [String: Reference], known: (ObjectID) throws -> ObjectInfo?,
+               knownDigest: (TreeFile) throws -> Digest? = { _ in nil },
                batch: ObjectStore.Batch, progress: ProgressCounter?) throws -> (TreeFile, [ObjectInfo], [LowRankTensorRecord]) {
-        if let cached = file.cached {
+        if var cached = file.cached {
+            // An entry `status` wrote, or one of an older version, has no digest: take the one
+            // recorded for the same content, or read the file once.
+            if cached.sha256 == nil {
+                cached.sha256 = try knownDigest(cached) ?? Snapshotter.fileDigest(try mapped(file.scanned))
+            }
             progress?.add(file.byteCount)
             return (cached, [], [])
         }
@@ -102,7 +116,8 @@ struct Snapshotter {
                                            options: options, batch: batch,
                                            didProcess: { range in map.release(range); progress?.add(range.count) })
             try note(result)
-            return (TreeFile(path: file.scanned.path, kind: .blob, objectID: result.info.id, byteCount: map.count, executable: executable), infos, [])
+            return (TreeFile(path: file.scanned.path, kind: .blob, objectID: result.info.id, byteCount: map.count, executable: executable,
+                             sha256: Snapshotter.fileDigest(map)), infos, [])
         }
         let header = try objects.write(kind: .blob, dtype: .u8, shape: [st.header.dataStart], source: st.headerBytes,
                                        reference: nil, options: options, batch: batch)
@@ -128,8 +143,25 @@ struct Snapshotter {
             if let reference { objects.releasePages(of: reference.info.id) }
             tensors.append(TreeTensor(name: t.name, dtype: t.dtype, shape: t.shape, dataOffsets: t.dataOffsets, objectID: result.info.id))
         }
+        // A file stored low-rank is not what the tree rebuilds: its digest is unknown.
         return (TreeFile(path: file.scanned.path, kind: .safetensors, objectID: header.info.id, byteCount: st.map.count,
-                         executable: executable, tensors: tensors), infos, lowRankRecords)
+                         executable: executable, tensors: tensors, sha256: lowRankRecords.isEmpty ? Snapshotter.fileDigest(st.map) : nil),
+                infos, lowRankRecords)
+    }
+
+    /// The SHA-256 of a whole file (recorded in its tree entry), read 4 MiB at a time, each
+    /// window's pages dropped once hashed so memory stays bounded.
+    static func fileDigest(_ map: MappedFile) -> Digest {
+        let sha = SHA256()
+        let step = 4 << 20
+        var offset = 0
+        while offset < map.count {
+            let range = offset..<min(map.count, offset + step)
+            sha.update(map.bytes(in: range))
+            map.release(range)
+            offset = range.upperBound
+        }
+        return sha.finalize()
     }
 
     private func mapped(_ file: ScannedFile) throws -> MappedFile {

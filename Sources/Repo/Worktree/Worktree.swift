@@ -276,6 +276,8 @@ enum FileIdentityCoding {
                         .int(t.dataOffsets.lowerBound), .int(t.dataOffsets.upperBound), .string(t.objectID.hex)])
             })))
         }
+        // The file's SHA-256 when known, so a commit reusing this entry records it too.
+        if let sha = file.sha256 { members.append(JSONMember("sha256", .string(sha.hex))) }
         return JSONValue.object(members).serialized()
     }
 
@@ -293,6 +295,7 @@ enum FileIdentityCoding {
             else { return nil }
             tensors.append(TreeTensor(name: name, dtype: dtype, shape: shape, dataOffsets: begin..<end, objectID: id))
         }
-        return TreeFile(path: path, kind: kind, objectID: object, byteCount: size, executable: v["exec"] == .bool(true), tensors: tensors)
+        return TreeFile(path: path, kind: kind, objectID: object, byteCount: size, executable: v["exec"] == .bool(true), tensors: tensors,
+                        sha256: v["sha256"]?.stringValue.flatMap(ObjectID.init(hex:)))
     }
 }

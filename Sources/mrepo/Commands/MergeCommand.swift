@@ -144,7 +144,7 @@ struct MergeCommand: ParsableCommand {
         }
         if let report {
             // Checked before merging: the report is written after the merge is recorded.
-            let folder = URL(fileURLWithPath: repository.path(report)).deletingLastPathComponent().path
+            let folder = URL(fileURLWithPath: report).deletingLastPathComponent().path
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue,
                   FileManager.default.isWritableFile(atPath: folder) else {
@@ -164,7 +164,10 @@ struct MergeCommand: ParsableCommand {
         }
         if let helpMethod {
             let m = try MethodRegistry.method(named: helpMethod)
-            print("\(m.id): \(m.displayName)\n\(m.summary)\nPaper: \(m.paper)\nNeeds the merge base: \(m.requiresBase ? "yes" : "no"); experts: \(m.expertCount.lowerBound)...\(m.expertCount.upperBound); seeded: \(m.usesSeed ? "yes" : "no")\n")
+            print("\(m.id): \(m.displayName)\n\(m.summary)\nPaper: \(m.paper)\nNeeds the merge base: \(m.requiresBase ? "yes" : "no"); experts: \(m.expertCount.lowerBound)...\(m.expertCount.upperBound); seeded: \(m.usesSeed ? "yes" : "no"); runs \(m.mergesTensorByTensor ? "tensor by tensor" : "on whole models")")
+            let metrics = m.expertMetrics(m.defaultParameters)
+            if !metrics.isEmpty { print("Reads each expert's commit metric: \(metrics.joined(separator: ", ")) (the 'metric' parameter; commit --metric records it)") }
+            print("")
             for (title, specs) in [("Parameters (--set NAME=VALUE)", m.parameters), ("Per-expert parameters (--weight BRANCH=W, --expert BRANCH:NAME=VALUE, or --set for all)", m.expertParameters)] where !specs.isEmpty {
                 print(title + ":")
                 for s in specs {
@@ -232,7 +235,7 @@ struct MergeCommand: ParsableCommand {
         }
         var mergekit: MergekitRecipe?
         if let config {
-            guard let text = try? String(contentsOfFile: repository.path(config), encoding: .utf8) else {
+            guard let text = try? String(contentsOfFile: config, encoding: .utf8) else {
                 throw RepoError.io(path: config, reason: "cannot read the recipe")
             }
             mergekit = try MergekitRecipe.parse(text, file: config)
@@ -258,187 +261,8 @@ struct MergeCommand: ParsableCommand {
         }
         return (name, glob, ParameterValue.parse(String(text[text.index(after: eq)...])))
     }
-
-    func present(_ outcome: MergeOutcome, repo: Repository) throws {
-        if let reversible = outcome.reversible, case let .committed(c) = outcome.status {
-            if let path = self.report {
-                let html = reversible.html(title: "mrepo merge \(c.id.short): \(reversible.experts.map(\.name).joined(separator: ", ")) (rmm)",
-                                           recipe: outcome.recipeYAML)
-                try AtomicFileWriter.write(Array(html.utf8), to: repository.path(path))
-            }
-            if json {
-                var doc = reversible.json
-                if case var .object(members) = doc {
-                    members.insert(JSONMember("status", .string("committed")), at: 0)
-                    members.insert(JSONMember("commit", .string(c.id.hex)), at: 1)
-                    doc = .object(members)
-                }
-                printJSON(doc)
-            } else if !repository.quiet {
-                print("[\(try repo.history.head().branchName ?? "detached HEAD") \(c.id.short)] \(c.subject)")
-                ReversiblePrinter.summary(reversible, commit: c.id)
-            }
-            return
-        }
-        let report = outcome.report
-        if let path = report.isEmptyMerge ? nil : self.report {
-            let html = report.html(title: "mrepo merge: \(report.experts.joined(separator: ", ")) (\(report.method))", recipe: outcome.recipeYAML)
-            try AtomicFileWriter.write(Array(html.utf8), to: repository.path(path))
-        }
-        if json {
-            var doc = report.json
-            if case var .object(members) = doc {
-                let status: String
-                switch outcome.status {
-                case let .committed(c): status = "committed"; members.insert(JSONMember("commit", .string(c.id.hex)), at: 0)
-                case let .fastForward(id): status = "fast-forward"; members.insert(JSONMember("commit", .string(id.hex)), at: 0)
-                case .upToDate: status = "up-to-date"
-                case .conflicted: status = "conflicted"
-                case .ready: status = "ready"
-                case .planned: status = "planned"
-                }
-                members.insert(JSONMember("status", .string(status)), at: 0)
-                members.insert(JSONMember("merge_base", outcome.base.map { .string($0.hex) } ?? .null), at: 1)
-                members.insert(JSONMember("estimated_peak_bytes", .int(outcome.estimatedPeakBytes)), at: 2)
-                doc = .object(members)
-            }
-            printJSON(doc)
-        } else {
-            printTable(outcome)
-        }
-        if case .conflicted = outcome.status { throw ExitCode(1) }
-    }
-
-    func printTable(_ outcome: MergeOutcome) {
-        let report = outcome.report
-        if repository.quiet {
-            // Quiet: only what the user must act on.
-            if case .conflicted = outcome.status { printUnresolved(report) }
-            return
-        }
-        switch outcome.status {
-        case .upToDate:
-            print("Already up to date.")
-            return
-        case let .fastForward(id):
-            print("Fast-forward to \(id.short).")
-            return
-        default:
-            break
-        }
-        if let base = outcome.base {
-            var line = "Merge base \(base.short)"
-            if outcome.baseCandidates.count > 1 {
-                line += " (chosen among \(outcome.baseCandidates.count) best common ancestors: \(outcome.baseCandidates.map(\.short).joined(separator: ", ")); pass --base to pick another)"
-            }
-            print(line + "; experts: \(report.experts.joined(separator: ", ")); method \(report.method).")
-        }
-        let counts = report.classCounts
-        print(MergeClass.allCases.map { "\(counts[$0] ?? 0) \($0.rawValue)" }.joined(separator: ", "))
-        for f in report.files where f.outcome != "unchanged" { print("  file \(f.path): \(f.outcome)") }
-        if case .planned = outcome.status {
-            print("Estimated peak memory: \(Format.bytes(outcome.estimatedPeakBytes)) ((experts + 2) × the largest merged tensor in float32, plus buffers).")
-            let rows = report.tensors.filter { $0.mergeClass != .unchanged }.map { t in
-                [t.mergeClass.rawValue, t.name, t.source ?? "", t.conflict ?? ""]
-            }
-            if !rows.isEmpty { print(Format.table(["class", "tensor", "from", "conflict"], rows)) }
-            return
-        }
-        let top = report.topConflicts(15)
-        if !top.isEmpty {
-            print("")
-            print(Format.table(["tensor", "min cos", "sign conflict", "conflicting mass", "kept", "TALL none", "status"], top.map { t in
-                let m = t.metrics
-                return [t.name, Format.number(m?.minCosine), Format.number(m?.signConflict), Format.number(m?.conflictingMass),
-                        m?.keptFraction.map { $0.map { String(format: "%.2f", $0) }.joined(separator: "/") } ?? "-",
-                        Format.number(m?.tallNone), t.conflict ?? "merged"]
-            }, right: [1, 2, 3, 5]))
-        }
-        switch outcome.status {
-        case let .committed(c):
-            print("\nMerge made by the '\(report.method)' method: \(c.id.short) \(c.subject)")
-        case .conflicted:
-            print("")
-            printUnresolved(report)
-        case .ready:
-            print("\nMerged into the working tree without committing; 'mrepo merge --continue' commits it, 'mrepo merge --abort' drops it.")
-        default:
-            break
-        }
-        if let path = self.report { print("Report: \(path)") }
-    }
-
-    func printUnresolved(_ report: ConflictReport) {
-        print("Merge stopped: \(report.unresolved.count) unresolved tensor\(report.unresolved.count == 1 ? "" : "s"):")
-        for t in report.unresolved.prefix(20) { print("  \(t.name): \(t.conflict ?? "")") }
-        print("Settle them with 'mrepo resolve GLOB --ours|--theirs|--base|--method M', then 'mrepo merge --continue' (or 'mrepo merge --abort').")
-    }
 }
 
 extension ConflictReport {
     var isEmptyMerge: Bool { tensors.isEmpty && files.isEmpty }
-}
-
-struct ResolveCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "resolve",
-        abstract: "Settle unresolved tensors of a stopped merge.",
-        discussion: "Patterns are globs over tensor names ('*.attention.*', 'encoder.layer.3.*'). When none is left, 'mrepo merge --continue' records the merge.")
-
-    @OptionGroup var repository: RepositoryOptions
-    @OptionGroup var lock: LockOptions
-
-    @Argument(help: ArgumentHelp("Tensor name patterns (globs).", valueName: "glob"))
-    var patterns: [String]
-
-    @Flag(help: "Take the current branch's tensor.")
-    var ours = false
-
-    @Flag(help: "Take a merged branch's tensor (the last branch, or the one named with --branch).")
-    var theirs = false
-
-    @Option(help: ArgumentHelp("With --theirs: which merged branch.", valueName: "branch"))
-    var branch: String?
-
-    @Flag(name: .customLong("base"), help: "Keep the merge base's tensor.")
-    var useBase = false
-
-    @Option(help: ArgumentHelp("Merge these tensors with another method (thresholds do not apply).", valueName: "method"))
-    var method: String?
-
-    @Option(name: .customLong("set"), help: ArgumentHelp("A parameter of --method, e.g. --set density=0.3 (repeatable).", valueName: "name=value"))
-    var settings: [String] = []
-
-    @Option(help: ArgumentHelp("Seed for --method.", valueName: "n"))
-    var seed: UInt64 = 0
-
-    func validate() throws {
-        let count = [ours, theirs, useBase, method != nil].filter { $0 }.count
-        if count != 1 { throw ValidationError("choose exactly one of --ours, --theirs, --base, --method") }
-        if branch != nil && !theirs { throw ValidationError("--branch goes with --theirs") }
-    }
-
-    func run() throws {
-        let repo = try repository.open()
-        let resolution: Resolution
-        if ours {
-            resolution = .ours
-        } else if theirs {
-            resolution = .theirs(branch)
-        } else if useBase {
-            resolution = .base
-        } else {
-            var recipe = MergeRecipe(method: method!, experts: [], seed: seed)
-            for s in settings {
-                let (name, glob, value) = try MergeCommand.parseSetting(s)
-                if glob != nil { throw ValidationError("'\(s)': resolve takes no glob in --set (the patterns choose the tensors)") }
-                recipe.parameters[name] = value
-            }
-            resolution = .method(recipe)
-        }
-        let (resolved, remaining) = try repo.resolveMerge(patterns, with: resolution, wait: lock.wait)
-        guard !repository.quiet else { return }
-        print("Resolved \(resolved.count) tensor\(resolved.count == 1 ? "" : "s"); \(remaining.count) unresolved.")
-        if remaining.isEmpty { print("All conflicts are resolved; run 'mrepo merge --continue'.") }
-    }
 }

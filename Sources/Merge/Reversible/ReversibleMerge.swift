@@ -1,183 +1,6 @@
 import Delta
 import Foundation
 
-/// Reversible model merging (RMM; Alipour and Amiri, arXiv 2510.14163, as reconstructed in
-/// docs/merging.md): instead of one merged model, keep a compact basis from which each expert's
-/// low-rank task vector can be rebuilt by a linear combination. Closed form, no data.
-///
-/// Three variants, all per module (one adapted weight matrix):
-/// - ``RMMVariant/position``: for every row of L and every column of R (a "position"), the N
-///   experts' r-dimensional vectors are centred and reduced to their top-k principal directions.
-///   Storage per position: r (mean) + k·r (basis) + k·N (coefficients), against N·r for the
-///   experts, i.e. the ratio (k(r+N)+r)/(rN).
-/// - ``RMMVariant/layer``: one coefficient vector per expert per module: the experts' flattened
-///   factors are centred and reduced together (≈ (k+1)/N of the adapters).
-/// - ``RMMVariant/dense``: the same on the dense task vectors ΔW = L·R (product space), for
-///   adapters whose ranks differ and for full fine-tunes kept exactly; its basis is dense.
-///
-/// With k ≥ N − 1 (centred) the basis spans every expert, so rebuilds are exact up to rounding.
-public enum RMMVariant: String, Sendable, CaseIterable {
-    case position, layer, dense
-}
-
-/// A module's experts: low-rank factors with the adapter scale folded into L, or dense deltas.
-public enum RMMExperts: Sendable {
-    case factors([LowRankFactors])
-    case dense([[Float]], rows: Int, columns: Int)
-
-    public var count: Int {
-        switch self {
-        case let .factors(f): return f.count
-        case let .dense(d, _, _): return d.count
-        }
-    }
-}
-
-/// One expert rebuilt from a basis.
-public enum RMMRebuilt: Sendable {
-    case factors(LowRankFactors)
-    case dense([Float])
-
-    /// The dense task vector (rows × columns).
-    public func dense() -> [Float] {
-        switch self {
-        case let .factors(f): return f.dense()
-        case let .dense(d): return d
-        }
-    }
-
-    /// The factors, when the expert was rebuilt as factors.
-    public var factors: LowRankFactors? {
-        if case let .factors(f) = self { return f }
-        return nil
-    }
-
-    /// λ·Σ parts: one concatenated product when every part is factors, else a dense sum.
-    public static func weightedSum(_ parts: [RMMRebuilt], lambda: Float, rows: Int, columns: Int) -> RMMRebuilt {
-        let factors = parts.compactMap(\.factors)
-        if !factors.isEmpty, factors.count == parts.count { return .factors(LowRank.concatenate(factors, scale: lambda)) }
-        return .dense(denseSum(parts, lambda: lambda, count: rows * columns))
-    }
-
-    /// λ·Σ parts as a dense matrix, summed part by part in Float32.
-    public static func denseSum(_ parts: [RMMRebuilt], lambda: Float, count: Int) -> [Float] {
-        var total = [Float](repeating: 0, count: count)
-        for p in parts {
-            let d = p.dense()
-            for j in total.indices { total[j] += lambda * d[j] }
-        }
-        return total
-    }
-}
-
-/// The fitted basis of one module: what a reversible merge stores for it.
-public struct RMMModule: Sendable {
-    public var variant: RMMVariant
-    /// Basis size actually kept (≤ the requested one; smaller when the experts span less).
-    public var k: Int
-    public var rows: Int
-    public var columns: Int
-    /// Rank of the experts' factors (0 for dense).
-    public var rank: Int
-    public var expertCount: Int
-    public var center: Bool
-    /// Stored arrays by suffix (`left.mean`, `left.basis`, `coeff`, ...), with their shapes.
-    public var arrays: [String: (shape: Shape, values: [Float])]
-    /// Σ kept eigenvalues / Σ all eigenvalues of the centred experts (1 when nothing varies).
-    public var retainedEnergy: Double
-    /// Per expert: the fraction of its centred vector's energy the basis keeps.
-    public var expertEnergy: [Double]
-    /// Per expert: its centred vector's energy (to weigh ``expertEnergy`` across modules).
-    public var expertTotals: [Double] = []
-
-    public init(variant: RMMVariant, k: Int, rows: Int, columns: Int, rank: Int, expertCount: Int, center: Bool,
-                arrays: [String: (shape: Shape, values: [Float])], retainedEnergy: Double = 1, expertEnergy: [Double] = []) {
-        self.variant = variant
-        self.k = k
-        self.rows = rows
-        self.columns = columns
-        self.rank = rank
-        self.expertCount = expertCount
-        self.center = center
-        self.arrays = arrays
-        self.retainedEnergy = retainedEnergy
-        self.expertEnergy = expertEnergy
-    }
-
-    /// The array suffixes and shapes a module of this variant stores.
-    public static func layout(variant: RMMVariant, k: Int, rows: Int, columns: Int, rank r: Int, experts n: Int, center: Bool) -> [(String, Shape)] {
-        var out: [(String, Shape)] = []
-        switch variant {
-        case .position:
-            if center { out += [("left.mean", [rows, r]), ("right.mean", [columns, r])] }
-            out += [("left.basis", [rows, r, k]), ("left.coeff", [rows, k, n]), ("right.basis", [columns, r, k]), ("right.coeff", [columns, k, n])]
-        case .layer:
-            if center { out += [("left.mean", [rows, r]), ("right.mean", [r, columns])] }
-            out += [("left.basis", [k, rows, r]), ("right.basis", [k, r, columns]), ("coeff", [k, n])]
-        case .dense:
-            if center { out += [("mean", [rows, columns])] }
-            out += [("basis", [k, rows, columns]), ("coeff", [k, n])]
-        }
-        return out
-    }
-
-    /// Float32 values stored for this module.
-    public var storedParameterCount: Int { arrays.values.reduce(0) { $0 + $1.values.count } }
-
-    private func values(_ key: String) -> [Float]? { arrays[key]?.values }
-
-    /// Rebuilds expert `i`.
-    public func rebuild(_ i: Int) -> RMMRebuilt {
-        precondition(i >= 0 && i < expertCount, "an expert of the merge")
-        let n = expertCount, r = rank
-        switch variant {
-        case .position:
-            let left = Self.rebuildPositions(mean: values("left.mean"), basis: values("left.basis") ?? [], coeff: values("left.coeff") ?? [],
-                                             positions: rows, r: r, k: k, n: n, expert: i)
-            let rightT = Self.rebuildPositions(mean: values("right.mean"), basis: values("right.basis") ?? [], coeff: values("right.coeff") ?? [],
-                                               positions: columns, r: r, k: k, n: n, expert: i)
-            var right = [Float](repeating: 0, count: r * columns)
-            for j in 0..<columns { for a in 0..<r { right[a * columns + j] = rightT[j * r + a] } }
-            return .factors(LowRankFactors(rows: rows, columns: columns, rank: r, left: left, right: right))
-        case .layer:
-            let coeff = values("coeff") ?? []
-            let left = Self.combine(mean: values("left.mean"), basis: values("left.basis") ?? [], count: rows * r, k: k, weights: (0..<k).map { coeff[$0 * n + i] })
-            let right = Self.combine(mean: values("right.mean"), basis: values("right.basis") ?? [], count: r * columns, k: k, weights: (0..<k).map { coeff[$0 * n + i] })
-            return .factors(LowRankFactors(rows: rows, columns: columns, rank: r, left: left, right: right))
-        case .dense:
-            let coeff = values("coeff") ?? []
-            return .dense(Self.combine(mean: values("mean"), basis: values("basis") ?? [], count: rows * columns, k: k,
-                                       weights: (0..<k).map { coeff[$0 * n + i] }))
-        }
-    }
-
-    /// x̂[p] = μ[p] + U[p]·W[p][:, i] for every position p (sums in Float64, ascending c).
-    static func rebuildPositions(mean: [Float]?, basis: [Float], coeff: [Float], positions: Int, r: Int, k: Int, n: Int, expert i: Int) -> [Float] {
-        var out = [Float](repeating: 0, count: positions * r)
-        for p in 0..<positions {
-            for a in 0..<r {
-                var s = Double(mean?[p * r + a] ?? 0)
-                for c in 0..<k { s += Double(basis[(p * r + a) * k + c]) * Double(coeff[(p * k + c) * n + i]) }
-                out[p * r + a] = Float(s)
-            }
-        }
-        return out
-    }
-
-    /// μ + Σ_c w_c·E_c over `count` values.
-    static func combine(mean: [Float]?, basis: [Float], count: Int, k: Int, weights: [Float]) -> [Float] {
-        var out = [Double](repeating: 0, count: count)
-        if let mean { for j in 0..<count { out[j] = Double(mean[j]) } }
-        for c in 0..<k {
-            let w = Double(weights[c])
-            if w == 0 { continue }
-            let base = c * count
-            for j in 0..<count { out[j] += w * Double(basis[base + j]) }
-        }
-        return out.map { Float($0) }
-    }
-}
-
 /// Fitting and evaluating reversible merges.
 public enum ReversibleMerge {
     /// Fits the basis of one module.
@@ -198,38 +21,26 @@ public enum ReversibleMerge {
         case let (.layer, .factors(f)):
             let rows = f[0].rows, columns = f[0].columns, r = f[0].rank
             let vectors = f.map { $0.left + $0.right }
-            let (mean, basis, coeff, energy, perExpert, kept, totals) = try fitVectors(vectors, k: k, center: center)
-            var arrays: [String: (shape: Shape, values: [Float])] = [:]
-            if let mean {
-                arrays["left.mean"] = ([rows, r], Array(mean[0..<(rows * r)]))
-                arrays["right.mean"] = ([r, columns], Array(mean[(rows * r)...]))
-            }
+            let fit = try fitVectors(vectors, k: k, center: center)
+            // Each basis vector (and the mean) is L's rows·r values, then R's r·columns.
+            let len = rows * r, width = vectors[0].count
             var lb: [Float] = [], rb: [Float] = []
-            let len = rows * r
-            for c in 0..<kept {
-                let v = basis[(c * vectors[0].count)..<((c + 1) * vectors[0].count)]
+            for c in 0..<fit.kept {
+                let v = fit.basis[(c * width)..<((c + 1) * width)]
                 lb += v.prefix(len)
                 rb += v.dropFirst(len)
             }
-            arrays["left.basis"] = ([kept, rows, r], lb)
-            arrays["right.basis"] = ([kept, r, columns], rb)
-            arrays["coeff"] = ([kept, n], coeff)
-            var module = RMMModule(variant: .layer, k: kept, rows: rows, columns: columns, rank: r, expertCount: n, center: center,
-                                   arrays: arrays, retainedEnergy: energy, expertEnergy: perExpert)
-            module.expertTotals = totals
-            return module
+            let basis = RMMModule.LayerBasis(mean: fit.mean.map { (Array($0[0..<len]), Array($0[len...])) }, leftBasis: lb, rightBasis: rb,
+                                             coeff: fit.coeff)
+            return RMMModule(basis: .layer(basis), k: fit.kept, rows: rows, columns: columns, rank: r, expertCount: n,
+                             retainedEnergy: fit.retainedEnergy, expertEnergy: fit.expertEnergy, expertTotals: fit.expertTotals)
         case let (.dense, .factors(f)):
             return try fit(.dense(f.map { $0.dense() }, rows: f[0].rows, columns: f[0].columns), variant: .dense, k: k, center: center)
         case let (.dense, .dense(d, rows, columns)):
-            let (mean, basis, coeff, energy, perExpert, kept, totals) = try fitVectors(d, k: k, center: center)
-            var arrays: [String: (shape: Shape, values: [Float])] = [:]
-            if let mean { arrays["mean"] = ([rows, columns], mean) }
-            arrays["basis"] = ([kept, rows, columns], basis)
-            arrays["coeff"] = ([kept, n], coeff)
-            var module = RMMModule(variant: .dense, k: kept, rows: rows, columns: columns, rank: 0, expertCount: n, center: center,
-                                   arrays: arrays, retainedEnergy: energy, expertEnergy: perExpert)
-            module.expertTotals = totals
-            return module
+            let fit = try fitVectors(d, k: k, center: center)
+            return RMMModule(basis: .dense(RMMModule.DenseBasis(mean: fit.mean, basis: fit.basis, coeff: fit.coeff)), k: fit.kept, rows: rows,
+                             columns: columns, rank: 0, expertCount: n, retainedEnergy: fit.retainedEnergy, expertEnergy: fit.expertEnergy,
+                             expertTotals: fit.expertTotals)
         case (_, .dense):
             preconditionFailure("validate(_:variant:) rejects dense experts for the \(variant.rawValue) variant")
         }
@@ -269,25 +80,17 @@ public enum ReversibleMerge {
         }
         let left = try fitSide(leftSide, positions: rows, r: r, k: k, center: center)
         let right = try fitSide(rightSide, positions: columns, r: r, k: k, center: center)
-        var arrays: [String: (shape: Shape, values: [Float])] = [:]
-        if center {
-            arrays["left.mean"] = ([rows, r], left.mean)
-            arrays["right.mean"] = ([columns, r], right.mean)
-        }
-        arrays["left.basis"] = ([rows, r, k], left.basis)
-        arrays["left.coeff"] = ([rows, k, n], left.coeff)
-        arrays["right.basis"] = ([columns, r, k], right.basis)
-        arrays["right.coeff"] = ([columns, k, n], right.coeff)
+        let basis = RMMModule.PositionBasis(mean: center ? (left.mean, right.mean) : nil, leftBasis: left.basis, leftCoeff: left.coeff,
+                                            rightBasis: right.basis, rightCoeff: right.coeff)
         let total = left.total + right.total
         let kept = left.kept + right.kept
         let perExpert = (0..<n).map { i -> Double in
             let t = left.expertTotal[i] + right.expertTotal[i]
             return t > 0 ? max(0, 1 - (left.expertResidual[i] + right.expertResidual[i]) / t) : 1
         }
-        var module = RMMModule(variant: .position, k: k, rows: rows, columns: columns, rank: r, expertCount: n, center: center,
-                               arrays: arrays, retainedEnergy: total > 0 ? min(1, kept / total) : 1, expertEnergy: perExpert)
-        module.expertTotals = (0..<n).map { left.expertTotal[$0] + right.expertTotal[$0] }
-        return module
+        return RMMModule(basis: .position(basis), k: k, rows: rows, columns: columns, rank: r, expertCount: n,
+                         retainedEnergy: total > 0 ? min(1, kept / total) : 1, expertEnergy: perExpert,
+                         expertTotals: (0..<n).map { left.expertTotal[$0] + right.expertTotal[$0] })
     }
 
     struct SideFit {
@@ -399,9 +202,25 @@ public enum ReversibleMerge {
         return fit
     }
 
+    /// What ``fitVectors(_:k:center:)`` finds.
+    struct VectorFit {
+        /// The experts' mean (nil uncentred).
+        var mean: [Float]?
+        /// `kept` basis vectors, one after the other.
+        var basis: [Float]
+        /// [kept, n]: each expert's coefficients.
+        var coeff: [Float]
+        /// Basis vectors kept (≤ k: directions without variance are dropped).
+        var kept: Int
+        /// Σ kept eigenvalues / Σ eigenvalues.
+        var retainedEnergy: Double
+        /// Per expert: the fraction of its centred energy the basis keeps, and that energy.
+        var expertEnergy: [Double]
+        var expertTotals: [Double]
+    }
+
     /// PCA of whole vectors (one per expert) through the N × N Gram matrix.
-    static func fitVectors(_ v: [[Float]], k: Int, center: Bool) throws
-        -> (mean: [Float]?, basis: [Float], coeff: [Float], energy: Double, perExpert: [Double], kept: Int, totals: [Double]) {
+    static func fitVectors(_ v: [[Float]], k: Int, center: Bool) throws -> VectorFit {
         let n = v.count, len = v[0].count
         var mean: [Float]?
         var c = v
@@ -453,6 +272,7 @@ public enum ReversibleMerge {
             for cc in 0..<kept { captured += Double(coeff[cc][i]) * Double(coeff[cc][i]) }
             perExpert[i] = min(1, max(0, captured / diag[i]))
         }
-        return (mean, basis, coeff.flatMap { $0 }, total > 0 ? min(1, keptEnergy / total) : 1, perExpert, kept, diag)
+        return VectorFit(mean: mean, basis: basis, coeff: coeff.flatMap { $0 }, kept: kept, retainedEnergy: total > 0 ? min(1, keptEnergy / total) : 1,
+                         expertEnergy: perExpert, expertTotals: diag)
     }
 }

@@ -1,0 +1,21 @@
+import Delta
+import GRDB
+
+/// The SHA-256 of each file of a tree (`treeFile.sha256`, docs/format.md §6.3): recorded at commit,
+/// checked whenever a file is rebuilt. Not part of the tree id, so it changes no id.
+extension HistoryDatabase {
+    /// The SHA-256 recorded for a file of another tree with the same identity (the same objects,
+    /// hence the same bytes), if any.
+    static func knownDigest(_ db: Database, of file: TreeFile) throws -> Digest? {
+        let rows = try Row.fetchAll(db, sql: """
+            SELECT treeID, path, sha256 FROM treeFile
+            WHERE objectID = ? AND byteCount = ? AND kind = ? AND sha256 IS NOT NULL LIMIT 8
+            """, arguments: [file.objectID.hex, file.byteCount, file.kind.rawValue])
+        for row in rows {
+            let tensors = try String.fetchAll(db, sql: "SELECT objectID FROM treeTensor WHERE treeID = ? AND path = ? ORDER BY position",
+                                              arguments: [row["treeID"] as String, row["path"] as String])
+            if tensors == file.tensors.map(\.objectID.hex), let d = (row["sha256"] as String?).flatMap(Digest.init(hex:)) { return d }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,22 @@
+import Delta
+import Foundation
+
+/// What HEAD points at.
+public enum Head: Sendable, Equatable {
+    /// On a branch; `commit` is nil while the branch has no commits yet.
+    case branch(String, commit: ObjectID?)
+    /// Detached at a commit.
+    case detached(ObjectID)
+
+    public var commit: ObjectID? {
+        switch self {
+        case let .branch(_, commit): return commit
+        case let .detached(id): return id
+        }
+    }
+
+    public var branchName: String? {
+        if case let .branch(name, _) = self { return name }
+        return nil
+    }
+}

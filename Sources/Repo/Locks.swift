@@ -1,0 +1,104 @@
+import Delta
+import Foundation
+
+/// The repository's write lock: an exclusive `flock` on `.mrepo/lock`, released by the kernel
+/// when the process ends, however it ends.
+final class WriteLock {
+    private var fd: Int32
+
+    init(path: String, wait: Bool) throws {
+        fd = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw RepoError.io(path: path, reason: "cannot open lock file: \(errnoDescription())") }
+        if flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) != 0 {
+            let code = errno
+            var buffer = [UInt8](repeating: 0, count: 32)
+            let n = pread(fd, &buffer, buffer.count, 0)
+            Glibc.close(fd)
+            fd = -1
+            if code == EWOULDBLOCK {
+                let text = n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : ""
+                throw RepoError.repositoryLocked(path: splitPath(splitPath(path).dir).dir, pid: Int(text))
+            }
+            throw RepoError.io(path: path, reason: "cannot lock: \(errnoDescription(code))")
+        }
+        let pid = Array("\(getpid())\n".utf8)
+        _ = ftruncate(fd, 0)
+        _ = pwrite(fd, pid, pid.count, 0)
+    }
+
+    func release() {
+        guard fd >= 0 else { return }
+        _ = ftruncate(fd, 0)
+        flock(fd, LOCK_UN)
+        Glibc.close(fd)
+        fd = -1
+    }
+
+    deinit { release() }
+}
+
+/// `.mrepo/gc.lock`, which keeps `gc` from deleting objects a reader is using: readers hold it
+/// shared for their whole run, `gc` exclusively (and writes its pid into it). Released by the
+/// kernel when the process ends, however it ends.
+final class ReaderBarrier {
+    private var fd: Int32
+    private let exclusive: Bool
+
+    private init(fd: Int32, exclusive: Bool) {
+        self.fd = fd
+        self.exclusive = exclusive
+    }
+
+    /// A reader's shared lock, waiting while gc runs; nil when the file cannot be opened (a
+    /// read-only repository, where gc cannot run either).
+    static func shared(path: String, notice: ((String) -> Void)?) -> ReaderBarrier? {
+        var fd = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        if fd < 0 { fd = Glibc.open(path, O_RDONLY | O_CLOEXEC) }
+        guard fd >= 0 else { return nil }
+        if flock(fd, LOCK_SH | LOCK_NB) != 0 {
+            var buffer = [UInt8](repeating: 0, count: 32)
+            let n = pread(fd, &buffer, buffer.count, 0)
+            let pid = n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : ""
+            notice?("waiting for gc\(pid.isEmpty ? "" : " (pid \(pid))") to finish")
+            CrashPoint.reach("read.wait-gc")
+            while flock(fd, LOCK_SH) != 0 {
+                guard errno == EINTR else {
+                    Glibc.close(fd)
+                    return nil
+                }
+            }
+        }
+        return ReaderBarrier(fd: fd, exclusive: false)
+    }
+
+    /// gc's exclusive lock, waiting until no reader holds the shared one.
+    static func exclusive(path: String, notice: ((String) -> Void)?) throws -> ReaderBarrier {
+        let fd = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw RepoError.io(path: path, reason: "cannot open lock file: \(errnoDescription())") }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            notice?("waiting for commands reading the repository (export, diff, status) to finish")
+            CrashPoint.reach("gc.wait-readers")
+            while flock(fd, LOCK_EX) != 0 {
+                guard errno == EINTR else {
+                    let reason = errnoDescription()
+                    Glibc.close(fd)
+                    throw RepoError.io(path: path, reason: "cannot lock: \(reason)")
+                }
+            }
+        }
+        let pid = Array("\(getpid())\n".utf8)
+        _ = ftruncate(fd, 0)
+        _ = pwrite(fd, pid, pid.count, 0)
+        return ReaderBarrier(fd: fd, exclusive: true)
+    }
+
+    func release() {
+        guard fd >= 0 else { return }
+        if exclusive { _ = ftruncate(fd, 0) }
+        flock(fd, LOCK_UN)
+        Glibc.close(fd)
+        fd = -1
+    }
+
+    deinit { release() }
+}

@@ -1,0 +1,177 @@
+import Delta
+import Foundation
+
+/// Temporary names: `.mrepo-tmp-<pid>-<random>-<name>` (``AtomicFileWriter/temporaryPath(for:)``).
+enum TemporaryName {
+    /// The writer's pid in a temporary name, or nil when `name` is not one.
+    static func pid(of name: String) -> pid_t? {
+        guard name.hasPrefix(AtomicFileWriter.temporaryPrefix) else { return nil }
+        let rest = name.dropFirst(AtomicFileWriter.temporaryPrefix.count)
+        guard let dash = rest.firstIndex(of: "-"), let pid = pid_t(rest[..<dash]), pid > 0 else { return nil }
+        return pid
+    }
+
+    /// A fresh temporary path for this process in `directory`, ending in `-<name>`.
+    static func path(in directory: String, name: String) -> String {
+        AtomicFileWriter.temporaryPath(for: directory + "/" + name)
+    }
+}
+
+/// Which processes are gone, asked once per pid.
+struct ProcessLiveness {
+    private var known: [pid_t: Bool] = [:]
+
+    /// Whether `name` is a temporary file of a process that no longer runs. Never true for this
+    /// process's files; a pid that exists, whoever owns it (EPERM), counts as running.
+    mutating func isLeftover(_ name: String) -> Bool {
+        guard let pid = TemporaryName.pid(of: name), pid != getpid() else { return false }
+        if let dead = known[pid] { return dead }
+        let dead = kill(pid, 0) != 0 && errno == ESRCH
+        known[pid] = dead
+        return dead
+    }
+}
+
+/// The folders this process writes temporary files into, so that a later command can delete what
+/// a crash left there by listing those folders only (docs/format.md §7.4).
+///
+/// The journal is `.mrepo/.mrepo-tmp-<pid>-<random>-journal`, created at the first note, one line
+/// per folder: `dir <JSON path>` (temporary files of this process may appear in it) or
+/// `mkdir <JSON path>` (created for such files, deleted again if found empty). A line is written
+/// before the first temporary file goes into its folder. The journal is deleted when the
+/// repository object is released; one whose process is gone is itself a leftover.
+final class WriteJournal: @unchecked Sendable {
+    let path: String
+    private let lock = NSLock()
+    private var fd: Int32 = -1
+    private var noted = Set<String>()
+
+    init(metaDirectory: String) {
+        path = TemporaryName.path(in: metaDirectory, name: "journal")
+    }
+
+    deinit { close() }
+
+    /// Temporary files of this process may appear in `directory`.
+    func note(directory: String) { append("dir", directory) }
+
+    /// `directory` is about to be created for temporary files.
+    func note(created directory: String) { append("mkdir", directory) }
+
+    private func append(_ kind: String, _ directory: String) {
+        let dir = directory.hasPrefix("/") ? directory : FileManager.default.currentDirectoryPath + "/" + directory
+        lock.lock()
+        defer { lock.unlock() }
+        guard noted.insert(kind + " " + dir).inserted else { return }
+        if fd < 0 {
+            fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+            // Without a journal (a read-only .mrepo) only gc finds what a crash leaves.
+            guard fd >= 0 else { return }
+        }
+        let line = Array("\(kind) \(JSONValue.string(dir).serialized())\n".utf8)
+        _ = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    }
+
+    /// Deletes the journal: every temporary file of this process is gone by now.
+    func close() {
+        lock.lock()
+        defer { lock.unlock() }
+        guard fd >= 0 else { return }
+        Glibc.close(fd)
+        fd = -1
+        unlink(path)
+        noted.removeAll()
+    }
+}
+
+/// Deletes temporary files and folders that processes which are no longer running left behind.
+enum LeftoverSweeper {
+    /// What every command does when it opens the repository: lists `.mrepo`, deletes the
+    /// temporary files and folders of dead processes there (a merge's prepared files and
+    /// candidate, reports), and replays their journals, listing only the folders they name.
+    /// - Returns: how many files and folders were deleted.
+    @discardableResult
+    static func sweep(metaDirectory: String) -> Int {
+        var liveness = ProcessLiveness()
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: metaDirectory) else { return 0 }
+        let leftovers = names.filter { liveness.isLeftover($0) }.sorted()
+        guard !leftovers.isEmpty else { return 0 }
+        var removed = 0
+        for name in leftovers where name.hasSuffix("-journal") {
+            removed += replay(metaDirectory + "/" + name, &liveness)
+        }
+        for name in leftovers where !name.hasSuffix("-journal") {
+            removed += remove(metaDirectory + "/" + name)
+        }
+        return removed
+    }
+
+    /// gc's sweep: ``sweep(metaDirectory:)``, then every folder of the object store and of the
+    /// working tree (not `.mrepo`, `.git`, folders `.mrepoignore` leaves out, or symbolic links).
+    @discardableResult
+    static func sweepAll(root: String, metaDirectory: String, objectsRoot: String) -> Int {
+        var removed = sweep(metaDirectory: metaDirectory)
+        var liveness = ProcessLiveness()
+        removed += sweepFolder(objectsRoot, &liveness)
+        for sub in (try? FileManager.default.contentsOfDirectory(atPath: objectsRoot)) ?? [] where sub.count == 2 {
+            removed += sweepFolder(objectsRoot + "/" + sub, &liveness)
+        }
+        removed += sweepTree(root: root, relative: "", ignore: IgnoreRules(file: root + "/.mrepoignore"), &liveness)
+        return removed
+    }
+
+    /// Deletes a dead process's temporary files in the folders its journal names, then the
+    /// folders it created that are now empty, then the journal.
+    private static func replay(_ journal: String, _ liveness: inout ProcessLiveness) -> Int {
+        var removed = 0
+        let text = (try? String(contentsOfFile: journal, encoding: .utf8)) ?? ""
+        var created: [String] = []
+        for line in text.split(separator: "\n") {
+            guard let space = line.firstIndex(of: " "),
+                  let dir = (try? JSONValue.parse(Array(line[line.index(after: space)...].utf8)))?.stringValue else { continue }
+            switch line[..<space] {
+            case "dir": removed += sweepFolder(dir, &liveness)
+            case "mkdir": created.append(dir)
+            default: break
+            }
+        }
+        for dir in created.reversed() where rmdir(dir) == 0 { removed += 1 }
+        unlink(journal)
+        return removed
+    }
+
+    /// Deletes the leftovers directly in one folder.
+    private static func sweepFolder(_ dir: String, _ liveness: inout ProcessLiveness) -> Int {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return 0 }
+        var removed = 0
+        for name in names where liveness.isLeftover(name) {
+            removed += remove(dir + "/" + name)
+        }
+        return removed
+    }
+
+    private static func sweepTree(root: String, relative: String, ignore: IgnoreRules, _ liveness: inout ProcessLiveness) -> Int {
+        let dir = relative.isEmpty ? root : root + "/" + relative
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return 0 }
+        var removed = 0
+        for name in names {
+            if liveness.isLeftover(name) {
+                removed += remove(dir + "/" + name)
+                continue
+            }
+            let rel = relative.isEmpty ? name : relative + "/" + name
+            guard let st = FileStat.of(dir + "/" + name), st.isDirectory, !ignore.ignores(rel, isDirectory: true) else { continue }
+            removed += sweepTree(root: root, relative: rel, ignore: ignore, &liveness)
+        }
+        return removed
+    }
+
+    /// Deletes a file, or a folder with its content (never following a symbolic link).
+    private static func remove(_ path: String) -> Int {
+        guard let st = FileStat.of(path) else { return 0 }
+        if st.isDirectory {
+            return (try? FileManager.default.removeItem(atPath: path)) == nil ? 0 : 1
+        }
+        return unlink(path) == 0 ? 1 : 0
+    }
+}

@@ -1,0 +1,63 @@
+import ArgumentParser
+import Delta
+import Foundation
+import Repo
+
+struct ExportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export",
+        abstract: "Write the files of a revision into a folder, byte for byte as committed.",
+        discussion: """
+            Every tensor's hash is verified before its file is renamed into place; a file that does not \
+            verify is never written. Existing files of the same names are replaced, others are left alone. \
+            A lossy commit (commit --lowrank) exports its approximation, with a warning.
+
+            --fold writes a LoRA adapter commit as its dense model: the base commit's files with every \
+            adapted weight replaced by θ + (alpha/r)·B·A. On a reversible merge, --expert NAME writes \
+            that expert rebuilt from the basis, --view another view (see 'mrepo checkout --help').
+            """)
+
+    @OptionGroup var repository: RepositoryOptions
+
+    @Argument(help: ArgumentHelp("The revision to export.", valueName: "rev"))
+    var revision: String
+
+    @Argument(help: ArgumentHelp("The folder to write into (created if missing).", valueName: "dir"))
+    var directory: String
+
+    @Flag(help: "Adapters: write the dense model θ_base + ΔW instead of the adapter files.")
+    var fold = false
+
+    @OptionGroup var reversible: ReversibleViewOptions
+
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+
+    func run() throws {
+        let repo = try repository.open()
+        let started = Date()
+        let result: ExportResult
+        if reversible.isGiven {
+            result = try repo.exportReversible(revision, view: reversible.parsedView, expert: reversible.expert, fold: fold,
+                                               to: directory)
+        } else if fold {
+            result = try repo.exportFolded(revision, to: directory)
+        } else {
+            result = try repo.export(revision, to: directory)
+        }
+        let seconds = Date().timeIntervalSince(started)
+        let lossy = LossySummary(commit: try repo.commit(result.commit))
+        if let lossy, !json {
+            ErrorReporter.warn("\(result.commit.short) is a lossy commit (\(lossy.method), \(lossy.setting)): \(lossy.tensorCount) tensors are approximate, relative error up to \(Format.number(lossy.maxRelativeError, digits: 4))")
+        }
+        if json {
+            printJSON(.obj(["commit": .string(result.commit.hex), "directory": .string(result.directory),
+                            "files": .int(result.fileCount), "bytes": .int(result.byteCount), "seconds": .double(seconds),
+                            "lossy": .bool(lossy != nil),
+                            "max_relative_error": .opt(lossy?.maxRelativeError)]))
+        } else if !repository.quiet {
+            let what = reversible.expert.map { "expert \($0) of " } ?? reversible.view.map { "view \($0) of " } ?? ""
+            print("Exported \(what)\(result.commit.short)\(fold ? " (folded)" : "") to \(result.directory): \(result.fileCount) files, \(Format.bytes(result.byteCount))")
+        }
+    }
+}

@@ -1,0 +1,42 @@
+import ArgumentParser
+import Delta
+import Foundation
+import Merge
+import Repo
+
+struct ReflogCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reflog",
+        abstract: "Show where HEAD and the branches have pointed, newest first.")
+
+    @OptionGroup var repository: RepositoryOptions
+
+    @Argument(help: ArgumentHelp("Show only this ref (HEAD or a branch or tag name).", valueName: "ref"))
+    var ref: String?
+
+    @Option(name: [.customShort("n"), .customLong("max-count")], help: ArgumentHelp("Show at most this many entries.", valueName: "n"))
+    var maxCount = 50
+
+    @Flag(help: "Print the entries as JSON.")
+    var json = false
+
+    func run() throws {
+        let repo = try repository.open()
+        let entries = try repo.history.reflog(ref: ref, limit: maxCount)
+        // A ref that never moved has no entries; a name that is no ref at all is an error, as elsewhere.
+        if let ref, entries.isEmpty, ref != "HEAD",
+           try !repo.branches().contains(where: { $0.name == ref }), try !repo.tags().contains(where: { $0.name == ref }) {
+            throw RepoError.unknownRef(ref)
+        }
+        if json {
+            printJSON(.array(entries.map {
+                .obj(["ref": .string($0.ref), "old": .opt($0.old?.hex), "new": .opt($0.new?.hex),
+                      "date": .string(Format.iso($0.timestamp)), "message": .string($0.message)])
+            }))
+            return
+        }
+        for e in entries {
+            print("\(e.new?.short ?? "(deleted)   ")  \(e.ref.padding(toLength: 12, withPad: " ", startingAt: 0))  \(Format.date(e.timestamp))  \(e.message)")
+        }
+    }
+}

@@ -1,0 +1,172 @@
+import ArgumentParser
+import Delta
+import Foundation
+import Merge
+import Repo
+
+struct ShowCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "show",
+        abstract: "Show a commit: its message, metrics, files and how they are stored.")
+
+    @OptionGroup var repository: RepositoryOptions
+
+    @Argument(help: ArgumentHelp("The commit to show.", valueName: "rev"))
+    var revision = "HEAD"
+
+    @Flag(help: "Print the commit as JSON.")
+    var json = false
+
+    @Flag(help: "List every tensor with its dtype, shape, object and encoding.")
+    var tensors = false
+
+    @Flag(help: "For a merge commit: print its conflict report, every tensor (with --json, the full report).")
+    var conflicts = false
+
+    @Option(help: ArgumentHelp("For a merge commit: write its report as a self-contained HTML page (the conflict report with its heatmap, or a reversible merge's errors and storage).", valueName: "file.html"))
+    var report: String?
+
+    func run() throws {
+        let repo = try repository.open()
+        let id = try repo.resolve(revision)
+        let c = try repo.commit(id)
+        if let report {
+            try repo.writeFile(Array(try repo.mergeReportHTML(of: id).utf8), to: report)
+            if !repository.quiet { print("Report: \(report)") }
+            return
+        }
+        if conflicts {
+            guard let r = try repo.mergeReport(of: id) else {
+                throw RepoError.invalidArgument("\(revision) (\(id.short)) is not a merge commit made by mrepo merge; it has no conflict report")
+            }
+            if json { printJSON(r); return }
+            if let reversible = ReversibleMergeReport(json: r) {
+                ReversiblePrinter.summary(reversible, commit: id)
+                return
+            }
+            let rows = (r["tensors"]?.arrayValue ?? []).map { t -> [String] in
+                let m = t["metrics"]
+                return [t["name"]?.stringValue ?? "", t["class"]?.stringValue ?? "", Format.number(m?["min_cosine"]?.doubleValue),
+                        Format.number(m?["sign_conflict"]?.doubleValue), Format.number(m?["conflicting_mass"]?.doubleValue),
+                        t["conflict"]?.stringValue ?? t["resolution"]?.stringValue ?? t["source"]?.stringValue ?? ""]
+            }
+            print(Format.table(["tensor", "class", "min cos", "sign conflict", "conflicting mass", "note"], rows, right: [2, 3, 4]))
+            return
+        }
+        let tree = try repo.tree(of: id)
+        let names = try repo.decorations()[id] ?? []
+        let objectInfo = try repo.objectInfos(of: tree)
+        var encodings: [String: Int] = [:]
+        for (_, t) in tree.allTensors {
+            encodings[objectInfo[t.objectID].map { $0.encoding.description } ?? "?", default: 0] += 1
+        }
+        let stored = objectInfo.values.reduce(0) { $0 + $1.storedByteCount }
+        if json {
+            var out = CommitJSON.make(c, names: names)
+            guard case var .object(members) = out else { return }
+            members.append(JSONMember("files", .array(tree.files.map { f in
+                var m: [JSONMember] = [
+                    JSONMember("path", .string(f.path)), JSONMember("kind", .string(f.kind.rawValue)),
+                    JSONMember("bytes", .int(f.byteCount)), JSONMember("object", .string(f.objectID.hex)),
+                ]
+                if f.kind == .safetensors {
+                    m.append(JSONMember("tensors", .array(f.tensors.map { t in
+                        let info = objectInfo[t.objectID]
+                        return .obj(["name": .string(t.name), "dtype": .string(t.dtype.rawValue), "shape": .shape(t.shape),
+                                     "object": .string(t.objectID.hex), "encoding": .opt(info?.encoding.description),
+                                     "reference": .opt(info?.reference?.hex), "stored_bytes": info.map { .int($0.storedByteCount) } ?? .null])
+                    })))
+                }
+                return .object(m)
+            })))
+            members.append(JSONMember("logical_bytes", .int(tree.logicalByteCount)))
+            members.append(JSONMember("stored_bytes", .int(stored)))
+            out = .object(members)
+            printJSON(out)
+            return
+        }
+        print("commit \(c.id.hex)" + (names.isEmpty ? "" : " (\(names.joined(separator: ", ")))"))
+        if !c.parents.isEmpty { print("Parents: \(c.parents.map(\.short).joined(separator: " "))") }
+        print("Author:  \(c.author)")
+        print("Date:    \(Format.date(c.timestamp))")
+        if let base = c.base { print("Base:    \(base.short) (tensors are stored as deltas against it)") }
+        if !c.metrics.isEmpty {
+            print("Metrics: " + c.metrics.map { "\($0.name)=\(Format.number($0.value, digits: 4))" }.joined(separator: " "))
+        }
+        print("")
+        for line in c.message.split(separator: "\n", omittingEmptySubsequences: false) { print("    \(line)") }
+        print("")
+        let storage = c.extra["storage"]?.stringValue ?? "lossless"
+        print("Storage: \(storage); \(tree.files.count) files, \(tree.tensorCount) tensors, \(Format.bytes(tree.logicalByteCount)) "
+            + "(objects of this tree: \(Format.bytes(stored)) stored)")
+        if !encodings.isEmpty {
+            print("Encodings: " + encodings.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        }
+        if let merge = c.extra["merge"], let recipe = merge["recipe"] {
+            let experts = (recipe["experts"]?.arrayValue ?? []).map { e -> String in
+                let params = e["parameters"]?.objectValue ?? []
+                return (e["name"]?.stringValue ?? "?") + (params.isEmpty ? "" : " (" + params.map { "\($0.key)=\($0.value.serialized())" }.joined(separator: ", ") + ")")
+            }
+            print("Merge:   \(recipe["method"]?.stringValue ?? "?") of \(experts.joined(separator: ", ")); merge base \(merge["base"]?.stringValue?.prefix(12) ?? "?"); seed \(recipe["seed"]?.serialized() ?? "0"); \(merge["tool"]?.stringValue ?? "")")
+            let params = recipe["parameters"]?.objectValue ?? []
+            if !params.isEmpty { print("         parameters: " + params.map { "\($0.key)=\($0.value.serialized())" }.joined(separator: ", ")) }
+            for key in ["lines", "consensus"] { if let v = recipe[key] { print("         \(key): \(v.serialized())") } }
+            if let m = try repo.mergeSummary(of: id) {
+                var rules: [String] = []
+                if let r = m.oneSided { rules.append("one-sided tensors: \(r.rawValue)") }
+                if let d = m.outputDType { rules.append("written as \(d)") }
+                let t = m.thresholds
+                let limits = [("max sign conflict", t.maxSignConflict), ("min cosine", t.minCosine), ("max conflicting mass", t.maxConflictingMass)]
+                    .compactMap { k, v in v.map { "\(k) \(Format.number($0))" } }
+                if !limits.isEmpty { rules.append("thresholds: " + limits.joined(separator: ", ")) }
+                if !rules.isEmpty { print("         " + rules.joined(separator: "; ")) }
+                if !m.resolutions.isEmpty {
+                    print("         resolved \(m.resolutions.count) tensor\(m.resolutions.count == 1 ? "" : "s") by hand (replayed by its merge_recipe.yml):")
+                    for r in m.resolutions.prefix(20) { print("           \(r.tensor): \(r.summary)") }
+                    if m.resolutions.count > 20 { print("           ... and \(m.resolutions.count - 20) more ('mrepo show --json' lists them)") }
+                }
+            }
+            if let summary = merge["summary"]?.objectValue {
+                print("         tensors: " + summary.filter { $0.value.intValue != 0 }.map { "\($0.value.serialized()) \($0.key)" }.joined(separator: ", ")
+                    + " ('mrepo show --conflicts \(revision)' lists them)")
+            }
+        }
+        if let lossy = LossySummary(commit: c) {
+            print("Lossy:   \(lossy.method) \(lossy.setting): \(lossy.tensorCount) tensors in \(Format.bytes(lossy.storedByteCount)) instead of \(Format.bytes(lossy.denseByteCount)) "
+                + "(saves \(Format.percent(lossy.savedFraction))); relative Frobenius error mean "
+                + "\(Format.number(lossy.meanRelativeError, digits: 4)), max \(Format.number(lossy.maxRelativeError, digits: 4)) (--tensors lists each)")
+        }
+        if let a = c.extra["adapter"] {
+            print("Adapter: LoRA of \(a["base"]?.stringValue?.prefix(12) ?? "?"), r=\(a["r"]?.serialized() ?? "?"), alpha=\(a["alpha"]?.serialized() ?? "?"), "
+                + "\(a["modules"]?.serialized() ?? "?") modules (\((a["targets"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ", ")))")
+        }
+        if let r = c.extra["rmm"] {
+            let experts = (r["experts"]?.arrayValue ?? []).compactMap { $0["name"]?.stringValue }
+            print("RMM:     \(r["variant"]?.stringValue ?? "?") basis K=\(r["basis"]?.serialized() ?? "?") over \(experts.joined(separator: ", ")); "
+                + "'mrepo experts \(revision)' lists the rebuild errors, 'mrepo checkout \(revision) --expert NAME' rebuilds one")
+        }
+        if case let .object(members) = c.extra {
+            for m in members where !["storage", "merge", "lossy", "adapter", "rmm"].contains(m.key) {
+                print("\(m.key): \(m.value.serialized())")
+            }
+        }
+        print("")
+        let rows = tree.files.map { f in
+            [f.path, f.kind == .safetensors ? "\(f.tensors.count) tensors" : "file", Format.bytes(f.byteCount)]
+        }
+        print(Format.table(["path", "content", "size"], rows, right: [2]))
+        if tensors {
+            print("")
+            let trows = tree.allTensors.map { p, t -> [String] in
+                let info = objectInfo[t.objectID]
+                return [t.name, t.dtype.rawValue, Format.shape(t.shape), t.objectID.short, info?.encoding.description ?? "?",
+                        info.map { Format.bytes($0.storedByteCount) } ?? "?", p]
+            }
+            let lossyErrors = Dictionary((LossySummary(commit: c)?.tensors ?? []).map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+            let rows = lossyErrors.isEmpty ? trows : zip(tree.allTensors, trows).map { pt, row in
+                row + [lossyErrors[pt.tensor.name].map { "rank \($0.rank), error \(Format.number($0.relativeError, digits: 4))" } ?? ""]
+            }
+            print(Format.table(["tensor", "dtype", "shape", "object", "encoding", "stored", "file"] + (lossyErrors.isEmpty ? [] : ["low-rank"]), rows, right: [5]))
+        }
+    }
+}

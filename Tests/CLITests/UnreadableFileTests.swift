@@ -1,0 +1,53 @@
+import Foundation
+import Testing
+
+/// A truncated or damaged safetensors file in the working tree is a change, as git lists a
+/// changed file: `status` names it with the codec's reason, and commands that need a clean tree
+/// refuse with the usual message instead of failing on the file.
+@Suite struct UnreadableFileTests {
+    func truncatedModel() throws -> CLISandbox {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.ok(["init", "-q", "repo"])
+        try s.ok(["commit", "-q", "--from", "../family/base", "-m", "base"], in: "repo")
+        // A trainer killed while writing: the file stops in the middle of its data.
+        let path = s.path("repo/model.safetensors")
+        let bytes = try #require(s.read("repo/model.safetensors"))
+        try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: path))
+        return s
+    }
+
+    @Test func statusListsATruncatedFileAsModifiedWithTheReason() throws {
+        let s = try truncatedModel()
+        let r = try s.ok(["status"], in: "repo")
+        let line = r.stdout.split(separator: "\n").first { $0.contains("model.safetensors") }.map(String.init) ?? ""
+        // The codec's own words: the header promises more data than the file holds.
+        #expect(line.hasPrefix("  modified:  model.safetensors  (unreadable: model.safetensors: tensor '"), "\(r.stdout)")
+        #expect(line.contains("data section has"), "\(line)")
+        #expect(try s.ok(["status", "--short"], in: "repo").stdout == "M model.safetensors\n")
+        let json = try #require(try s.json(try s.ok(["status", "--json"], in: "repo")) as? [String: Any])
+        let changes = try #require(json["changes"] as? [[String: Any]])
+        #expect(changes.count == 1 && changes.first?["status"] as? String == "modified")
+        #expect((changes.first?["reason"] as? String)?.isEmpty == false)
+        #expect(json["clean"] as? Bool == false)
+        // Asked again, it gives the reason again (an unreadable file is not cached).
+        #expect(try s.ok(["status"], in: "repo").stdout.contains("(unreadable: "))
+    }
+
+    @Test func commandsThatNeedACleanTreeRefuseWithTheDirtyTreeMessage() throws {
+        let s = try truncatedModel()
+        expectOneLineError(try s.run(["switch", "-c", "next"], in: "repo"),
+                           contains: "switching would overwrite uncommitted changes in model.safetensors")
+        #expect(!(try s.ok(["branch"], in: "repo").stdout.contains("next")), "the refused switch created no branch")
+        expectOneLineError(try s.run(["commit", "--from", "../family/math", "-m", "math"], in: "repo"),
+                           contains: "would overwrite uncommitted changes in model.safetensors")
+        // Committing or diffing the file itself needs its tensors: the codec's error, in one line.
+        expectOneLineError(try s.run(["commit", "-m", "broken"], in: "repo"), contains: "model.safetensors")
+        expectOneLineError(try s.run(["diff"], in: "repo"), contains: "model.safetensors")
+        #expect(try s.ok(["log", "--oneline"], in: "repo").stdout.split(separator: "\n").count == 1)
+        // --force discards the broken file, as it discards any change.
+        try s.ok(["switch", "-q", "--force", "-c", "next"], in: "repo")
+        #expect(s.sameFiles("repo", "family/base"))
+        #expect(try s.ok(["status", "--short"], in: "repo").stdout.isEmpty)
+    }
+}
