@@ -134,12 +134,12 @@ public enum Kernels {
             zeros.withUnsafeBufferPointer { pz in
                 let mask = DeltaMask(rule: .top(DeltaMask.magnitudeTop(px, pz, k: k).0), scale: 1, keptFraction: 1)
                 var out = [Bool](repeating: false, count: px.count)
-                var cursor = mask.cursor(block: 0)
-                for j in 0..<px.count {
-                    if j % block == 0 { cursor = mask.cursor(block: j / block) }
-                    out[j] = DeltaMask.keep(&cursor, px[j] - pz[j], j)
+                mask.withCursor(block: 0) { cursor in
+                    for j in 0..<px.count {
+                        if j % block == 0 { mask.reposition(&cursor, block: j / block) }
+                        out[j] = DeltaMask.keep(&cursor, px[j] - pz[j], j)
+                    }
                 }
-                withExtendedLifetime(mask) {}
                 return out
             }
         }

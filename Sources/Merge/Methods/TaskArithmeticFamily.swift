@@ -229,40 +229,41 @@ public struct GeneralizedTaskArithmetic<Configuration: TaskArithmeticConfigurati
             let x = experts[i]
             let vi = v + i * Kernels.block
             let w = weights[i], f = scales[i]
-            var c = masks[i].cursor(block: blockIndex)
-            switch c.kind {
-            case 0:
-                _ = Self.weightedDeltas(x, b, into: vi, count: len, weight: w, scale: f, threshold: nil)
-            case 1:
-                // Elements equal to the threshold (rare) are left out here and fixed up after.
-                let t = c.threshold1
-                let equal = Self.weightedDeltas(x, b, into: vi, count: len, weight: w, scale: f, threshold: t)
-                if equal > 0 {
+            masks[i].withCursor(block: blockIndex) { c in
+                switch c.kind {
+                case 0:
+                    _ = Self.weightedDeltas(x, b, into: vi, count: len, weight: w, scale: f, threshold: nil)
+                case 1:
+                    // Elements equal to the threshold (rare) are left out here and fixed up after.
+                    let t = c.threshold1
+                    let equal = Self.weightedDeltas(x, b, into: vi, count: len, weight: w, scale: f, threshold: t)
+                    if equal > 0 {
+                        for jj in 0..<len {
+                            let d = x[jj] - b[jj]
+                            guard d.bitPattern & 0x7FFF_FFFF == t else { continue }
+                            if DeltaMask.chosen(c.chosen1, rank: c.rankBase1, need: c.need1) { vi[jj] = w * (d * f) }
+                            c.rankBase1 += 1
+                        }
+                    }
+                case 5:
+                    // DARE: the draws are bits made in the first pass; branch-free select.
+                    let words = c.words!
+                    for jj in 0..<len {
+                        let j = r0 + jj
+                        let d = x[jj] - b[jj]
+                        let mask = UInt32(truncatingIfNeeded: 0 &- (words[j >> 6] >> UInt64(j & 63) & 1))
+                        vi[jj] = Float(bitPattern: (w * (d * f)).bitPattern & mask)
+                    }
+                default:
+                    var count = 0
                     for jj in 0..<len {
                         let d = x[jj] - b[jj]
-                        guard d.bitPattern & 0x7FFF_FFFF == t else { continue }
-                        if DeltaMask.chosen(c.chosen1, rank: c.rankBase1, need: c.need1) { vi[jj] = w * (d * f) }
-                        c.rankBase1 += 1
+                        let keep = DeltaMask.keep(&c, d, r0 + jj)
+                        count &+= keep ? 1 : 0
+                        vi[jj] = keep ? w * (d * f) : 0
                     }
+                    kept[i] = count
                 }
-            case 5:
-                // DARE: the draws are bits made in the first pass; branch-free select.
-                let words = c.words!
-                for jj in 0..<len {
-                    let j = r0 + jj
-                    let d = x[jj] - b[jj]
-                    let mask = UInt32(truncatingIfNeeded: 0 &- (words[j >> 6] >> UInt64(j & 63) & 1))
-                    vi[jj] = Float(bitPattern: (w * (d * f)).bitPattern & mask)
-                }
-            default:
-                var count = 0
-                for jj in 0..<len {
-                    let d = x[jj] - b[jj]
-                    let keep = DeltaMask.keep(&c, d, r0 + jj)
-                    count &+= keep ? 1 : 0
-                    vi[jj] = keep ? w * (d * f) : 0
-                }
-                kept[i] = count
             }
         }
         for jj in 0..<len { sum[jj] = v[jj] }

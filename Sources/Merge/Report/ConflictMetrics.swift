@@ -53,16 +53,15 @@ public struct ConflictMetrics: Sendable, Equatable {
         let n = merged.count
         let accumulator = Accumulator(count: n, experts: experts.count, measures: base != nil, tallLambda: tallLambda,
                                       sampleElements: sampleElements)
-        let pointers = experts.map { e in e.withUnsafeBufferPointer { UnsafeSendable($0.baseAddress) } }
-        withExtendedLifetime(experts) {
-            if let base, n > 0 {
+        if let base, n > 0 {
+            BlockMergeRun.withPointers(experts) { pointers in
                 base.withUnsafeBufferPointer { pb in
                     merged.withUnsafeBufferPointer { pm in
-                        let b = UnsafeSendable(pb.baseAddress!), mm = UnsafeSendable(pm.baseAddress!)
+                        let b = pb.baseAddress!, mm = pm.baseAddress!
                         Kernels.blocks(n) { r in
                             guard accumulator.measures(r) else { return }
-                            accumulator.measure(r, base: b.value + r.lowerBound, experts: pointers.map { $0.value! + r.lowerBound },
-                                                merged: mm.value + r.lowerBound)
+                            accumulator.measure(r, base: b + r.lowerBound, experts: pointers.map { $0 + r.lowerBound },
+                                                merged: mm + r.lowerBound)
                         }
                     }
                 }
