@@ -40,7 +40,7 @@ extension MergePlan {
 /// One tensor's merge, fed block by block: the method's second pass, the post-processing
 /// (consensus, LiNeS) and the conflict metrics. Blocks may come in any order and on any thread;
 /// ``finish()`` gives the metrics once every block is done.
-public final class TensorStream: @unchecked Sendable {
+public final class TensorStream: Sendable {
     let merger: any BlockMerger
     let accumulator: ConflictMetrics.Accumulator
     let post: Bool
@@ -139,7 +139,7 @@ extension MergePlan {
 }
 
 /// A method without a block form: its whole result, handed out block by block.
-private final class ArrayMerger: BlockMerger, @unchecked Sendable {
+private final class ArrayMerger: BlockMerger, Sendable {
     let output: TensorMergeOutput
 
     init(_ output: TensorMergeOutput, count: Int) throws {

@@ -54,7 +54,7 @@ public struct LayerSwap: BlockMergeMethod {
     }
 
     /// ω·θ₂ + (1 − ω)·θ₁; either expert as it is at ω = 0 and ω = 1.
-    final class Merger: BlockMerger, @unchecked Sendable {
+    final class Merger: BlockMerger, Sendable {
         let omega: Double
 
         init(omega: Double) {

@@ -30,7 +30,7 @@ public struct Linear: BlockMergeMethod {
     }
 
     /// θ = Σ wᵢθᵢ, divided by Σ wᵢ when normalising.
-    final class Merger: BlockMerger, @unchecked Sendable {
+    final class Merger: BlockMerger, Sendable {
         let weights: [Float]
         let normalize: Bool
         let total: Float

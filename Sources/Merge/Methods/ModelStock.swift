@@ -60,7 +60,7 @@ public struct ModelStock: BlockMergeMethod {
 
     /// Element by element in float32, in mergekit's order (sum(ws) / count, then t·average +
     /// (1 − t)·w₀, each product rounded): its numbers to the bit whenever t agrees.
-    final class Merger: BlockMerger, @unchecked Sendable {
+    final class Merger: BlockMerger, Sendable {
         let ts: [Float]
         let width: Int
         let t: Double

@@ -32,7 +32,7 @@ public struct SLERP: BlockMergeMethod {
         return Merger(f0: Float(c0), f1: Float(c1), t: t)
     }
 
-    final class Merger: BlockMerger, @unchecked Sendable {
+    final class Merger: BlockMerger, Sendable {
         let f0, f1: Float
         let t: Double
 

@@ -153,7 +153,7 @@ private final class WorkQueue: @unchecked Sendable {
         self.runs = runs
         // The largest tensor held whole, and room for a few small ones beside it.
         let largest = runs.map(\.wholeByteCount).max() ?? 0
-        budget = largest + (Int(ProcessInfo.processInfo.environment["MREPO_EXTRA"] ?? "") ?? max(largest / 8, 16 << 20))
+        budget = largest + max(largest / 8, 16 << 20)
         outstanding = runs.reduce(0) { $0 + $1.itemCount }
     }
 
