@@ -182,10 +182,11 @@ extension Repository {
             }
             guard let ref = try history.ref(named: name), ref.kind == .branch else {
                 if try history.ref(named: name)?.kind == .tag {
-                    throw RepoError.invalidArgument("'\(name)' is a tag; use 'mrepo checkout \(name)' to look at it (detached HEAD)")
+                    throw RepoError.switchToTag(name)
                 }
                 throw RepoError.unknownRef(name)
             }
+            if name != head.branchName { try refuseBranchCheckedOutElsewhere(name) }
             return try moveHead(to: ref.target, newHead: .branch(name, commit: ref.target), from: head, force: force,
                                 message: "switch: moving to \(name)")
         }
@@ -198,6 +199,7 @@ extension Repository {
         try withWriteLock(wait: wait) {
             try refuseDuringMerge("switching")
             if try history.ref(named: name) != nil { throw RepoError.refExists(name) }
+            try refuseBranchCheckedOutElsewhere(name)
             let head = try history.head()
             try history.setHead(.branch(name, commit: nil), expected: head, message: "switch: orphan branch \(name)")
         }
@@ -448,11 +450,11 @@ extension Repository {
         let dir = Repository.absolutePath(directory)
         let real = Repository.resolvingLinks(dir)
         if dir == root || real == Repository.resolvingLinks(root) {
-            throw RepoError.invalidArgument("export into the working tree itself; use 'mrepo checkout' instead")
+            throw RepoError.exportIntoWorktree
         }
         let store = Repository.resolvingLinks(metaDirectory)
         if real == store || real.hasPrefix(store + "/") || dir == metaDirectory || dir.hasPrefix(metaDirectory + "/") {
-            throw RepoError.invalidArgument("export into \(directory): the folder is inside the repository's own store (\(Repository.directoryName)); choose a folder outside it")
+            throw RepoError.exportIntoStore(directory: directory)
         }
         try staging.createDirectory(dir, shownAs: directory)
         return dir
