@@ -528,70 +528,23 @@ public enum ChunkCodec {
         }
     }
 
+    /// Elements are sorted by (exponent bucket of the reference element, element index mod 4),
+    /// bucket-major, stable within each (bucket, lane): ``ExponentGrouping``. The order is part of
+    /// the stored bytes (docs/format.md §5.4).
     private static func group<W: FixedWidthInteger & UnsignedInteger>(
         _: W.Type, _ dtype: DType, _ source: UnsafeRawBufferPointer, _ reference: UnsafeRawBufferPointer,
         _ words: UnsafeMutableRawBufferPointer
     ) {
-        let width = MemoryLayout<W>.size
-        let n = source.count / width
-        guard n > 0 else { return }
         let (shift, buckets) = exponentField(dtype)
-        let mask = W(buckets - 1)
-        var next = laneStarts(W.self, dtype, reference, n)
-        let src = source.baseAddress!, ref = reference.baseAddress!
-        let out = words.baseAddress!.assumingMemoryBound(to: W.self)
-        next.withUnsafeMutableBufferPointer { pos in
-            let p0 = pos.baseAddress!, p1 = p0 + buckets, p2 = p1 + buckets, p3 = p2 + buckets
-            @inline(__always) func put(_ i: Int, _ p: UnsafeMutablePointer<Int>) {
-                let r = ref.loadUnaligned(fromByteOffset: i * width, as: W.self)
-                let u = src.loadUnaligned(fromByteOffset: i * width, as: W.self)
-                let b = Int((r >> shift) & mask)
-                out[p[b]] = OrderedDelta.forward(u, r)
-                p[b] += 1
-            }
-            var i = 0
-            while i + 4 <= n {
-                put(i, p0); put(i + 1, p1); put(i + 2, p2); put(i + 3, p3)
-                i += 4
-            }
-            while i < n {
-                put(i, p0 + (i % lanes) * buckets)
-                i += 1
-            }
-        }
+        ExponentGrouping.group(W.self, shift: shift, buckets: buckets, source, reference, words)
     }
 
     private static func ungroup<W: FixedWidthInteger & UnsignedInteger>(
         _: W.Type, _ dtype: DType, _ words: UnsafeRawBufferPointer, _ reference: UnsafeRawBufferPointer,
         _ destination: UnsafeMutableRawBufferPointer
     ) {
-        let width = MemoryLayout<W>.size
-        let n = destination.count / width
-        guard n > 0 else { return }
         let (shift, buckets) = exponentField(dtype)
-        let mask = W(buckets - 1)
-        var next = laneStarts(W.self, dtype, reference, n)
-        let inp = words.baseAddress!.assumingMemoryBound(to: W.self), ref = reference.baseAddress!
-        let dst = destination.baseAddress!
-        next.withUnsafeMutableBufferPointer { pos in
-            let p0 = pos.baseAddress!, p1 = p0 + buckets, p2 = p1 + buckets, p3 = p2 + buckets
-            @inline(__always) func take(_ i: Int, _ p: UnsafeMutablePointer<Int>) {
-                let r = ref.loadUnaligned(fromByteOffset: i * width, as: W.self)
-                let b = Int((r >> shift) & mask)
-                let v = inp[p[b]]
-                p[b] += 1
-                dst.storeBytes(of: OrderedDelta.inverse(v, r), toByteOffset: i * width, as: W.self)
-            }
-            var i = 0
-            while i + 4 <= n {
-                take(i, p0); take(i + 1, p1); take(i + 2, p2); take(i + 3, p3)
-                i += 4
-            }
-            while i < n {
-                take(i, p0 + (i % lanes) * buckets)
-                i += 1
-            }
-        }
+        ExponentGrouping.ungroup(W.self, shift: shift, buckets: buckets, words, reference, destination)
     }
 
 }
