@@ -35,11 +35,13 @@ let package = Package(
         // syncfs and sync_file_range, which Swift's Glibc module hides.
         .systemLibrary(name: "CLinux"),
 
+        // Hot loops in C, for instructions chosen at run time by what the processor offers (FMA, AVX2).
+        .target(name: "CKernels"),
         // Tensors and bytes: safetensors I/O, dtypes, hashing, the lossless chunk codec.
-        .target(name: "Delta", dependencies: ["CZstd", "CCrypto", "CLinux"]),
+        .target(name: "Delta", dependencies: ["CZstd", "CCrypto", "CLinux", "CKernels"]),
         // Merge math: methods (one file each), kernels, conflict metrics and reports, LoRA and low-rank
         // algebra, reversible merges, mergekit recipes. No storage.
-        .target(name: "Merge", dependencies: ["Delta", "COpenBLAS", .product(name: "Yams", package: "Yams")]),
+        .target(name: "Merge", dependencies: ["Delta", "CKernels", "COpenBLAS", .product(name: "Yams", package: "Yams")]),
         // Object store, SQLite history, refs, working tree, hooks and every command's logic.
         .target(name: "Repo", dependencies: ["Merge", "Delta", .product(name: "GRDB", package: "GRDB.swift")]),
         // Seeded synthetic checkpoints (transformer-shaped families) for the demo, tests and benchmarks.

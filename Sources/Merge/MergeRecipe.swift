@@ -155,48 +155,22 @@ public struct MergePlan: Sendable {
     ///   - base: the merge base's values (needed by task-vector methods and for the metrics).
     ///   - experts: each expert's values, in recipe order.
     public func merge(_ context: TensorContext, base: [Float]?, experts: [[Float]]) throws -> (values: [Float], metrics: ConflictMetrics) {
-        let seed = recipe.seed ^ SeededRandom.fnv1a(context.name)
-        guard let instance else {
+        guard instance != nil else {
             throw MergeError.invalidInputs(method: method.id, problem: "merges whole models, not tensor by tensor")
         }
-        var inputs = experts
-        if recipe.balance == .norm, method.requiresBase, let base { inputs = TaskVectorBalance.balanced(experts, base: base).experts }
-        let input = TensorMergeInput(context: context, base: method.requiresBase ? base : nil, experts: inputs,
-                                     parameters: parameterSet, seed: seed, expertMetrics: expertMetrics)
-        var output = try instance.merge(input)
-        if let base, method.requiresBase, recipe.consensus != nil || recipe.lines != nil {
-            output.values = postprocess(context, base: base, experts: experts, merged: output.values)
+        let n = experts.first?.count ?? base?.count ?? 0
+        guard experts.allSatisfy({ $0.count == n }), base.map({ $0.count == n }) ?? true else {
+            throw MergeError.invalidInputs(method: method.id, problem: "the inputs of tensor '\(context.name)' differ in element count")
         }
-        let metrics = ConflictMetrics.measure(base: base, experts: experts, merged: output.values,
-                                              keptFraction: output.keptFraction, tallLambda: recipe.consensus?.lambda ?? 1,
-                                              notes: output.notes)
-        return (output.values, metrics)
-    }
-
-    /// Consensus masks, then LiNeS scaling, on the merged task vector τ_M = θ_M − θ₀.
-    func postprocess(_ context: TensorContext, base: [Float], experts: [[Float]], merged: [Float]) -> [Float] {
-        var tau = Kernels.subtract(merged, base)
-        if let c = recipe.consensus {
-            let lambda = Float(c.lambda)
-            for j in 0..<tau.count {
-                var count = 0
-                for e in experts {
-                    if ConflictMetrics.tallSelects(e[j] - base[j], merged: tau[j], lambda: lambda) { count += 1 }
+        var values = [Float](repeating: 0, count: n)
+        let metrics = try BlockMergeRun.withPointers(experts) { pointers in
+            try BlockMergeRun.withOptionalPointer(base) { b in
+                try values.withUnsafeMutableBufferPointer { out in
+                    try merge(context, base: b, experts: pointers, into: out)
                 }
-                if count < c.k { tau[j] = 0 }
             }
         }
-        if let l = recipe.lines {
-            let scale: Double
-            if let layer = context.layer, context.layerCount > 1 {
-                scale = l.alpha + l.beta * Double(layer) / Double(context.layerCount - 1)
-            } else {
-                scale = l.alpha
-            }
-            let f = Float(scale)
-            for j in 0..<tau.count { tau[j] *= f }
-        }
-        return Kernels.add(base, tau)
+        return (values, metrics)
     }
 }
 

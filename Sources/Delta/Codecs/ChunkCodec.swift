@@ -1,3 +1,5 @@
+import CKernels
+
 /// How a tensor's bits are turned into a residual before byte-plane splitting.
 ///
 /// Every encoding is a bijection on bit patterns, so decoding is bit-exact for any input,
@@ -73,18 +75,25 @@ public enum ChunkCodec {
     ///   - coders: whether rANS may be used, and the rows its blocks may follow.
     ///   - firstElement: the index of the chunk's first element in the tensor (for the rows).
     /// - Returns: the coder used and the number of bytes written to `output`.
+    ///   - positions: for ``TensorEncoding/integerDeltaByExponent``, the reference chunk's
+    ///     ``groupPositions(dtype:reference:into:)`` when the caller has them (they are computed otherwise).
     public static func encode(dtype: DType, encoding: TensorEncoding, level: Int32,
                               source: UnsafeRawBufferPointer, reference: UnsafeRawBufferPointer?,
                               planes: UnsafeMutableRawBufferPointer,
                               output: UnsafeMutableRawBufferPointer,
-                              coders: ChunkCoderOptions = .zstdOnly, firstElement: Int = 0) -> (ChunkCoder, Int) {
+                              coders: ChunkCoderOptions = .zstdOnly, firstElement: Int = 0,
+                              positions: UnsafePointer<UInt32>? = nil) -> (ChunkCoder, Int) {
         precondition(source.count % dtype.byteSize == 0, "chunks hold whole elements")
         precondition(encoding != .lowRank, "low-rank tensors are encoded by LowRankCodec")
         precondition(!encoding.needsReference || reference?.count == source.count, "reference chunk matches in size")
         let planeBytes = UnsafeMutableRawBufferPointer(rebasing: planes[0..<source.count])
         if encoding == .integerDeltaByExponent {
             let words = UnsafeMutableRawBufferPointer(rebasing: planes[source.count..<(2 * source.count)])
-            groupedResiduals(dtype: dtype, source: source, reference: reference!, words: words)
+            if let positions {
+                groupedResiduals(dtype: dtype, source: source, reference: reference!, positions: positions, words: words)
+            } else {
+                groupedResiduals(dtype: dtype, source: source, reference: reference!, words: words)
+            }
             split(dtype: dtype, encoding: .whole, plainWords: true, source: UnsafeRawBufferPointer(words), reference: nil, planes: planeBytes)
         } else {
             split(dtype: dtype, encoding: encoding, source: source, reference: reference, planes: planeBytes)
@@ -124,10 +133,13 @@ public enum ChunkCodec {
     ///   - planes: scratch of at least `TensorEncoding.scratchFactor × destination.count` bytes.
     /// - Throws: ``DeltaError/corruptData(object:problem:)`` naming `object` when the stored
     ///   bytes do not decode.
+    ///   - positions: for ``TensorEncoding/integerDeltaByExponent``, the reference chunk's
+    ///     ``groupPositions(dtype:reference:into:)`` when the caller has them (they are computed otherwise).
     public static func decode(dtype: DType, encoding: TensorEncoding, coder: ChunkCoder,
                               stored: UnsafeRawBufferPointer, reference: UnsafeRawBufferPointer?,
                               planes: UnsafeMutableRawBufferPointer,
-                              destination: UnsafeMutableRawBufferPointer, object: String) throws(DeltaError) {
+                              destination: UnsafeMutableRawBufferPointer, object: String,
+                              positions: UnsafePointer<UInt32>? = nil) throws(DeltaError) {
         if encoding == .lowRank { throw .corruptData(object: object, problem: "a low-rank tensor has no chunk records") }
         let planeBytes = UnsafeMutableRawBufferPointer(rebasing: planes[0..<destination.count])
         switch coder {
@@ -158,7 +170,11 @@ public enum ChunkCodec {
         if encoding == .integerDeltaByExponent {
             let words = UnsafeMutableRawBufferPointer(rebasing: planes[destination.count..<(2 * destination.count)])
             join(dtype: dtype, encoding: .whole, plainWords: true, planes: UnsafeRawBufferPointer(planeBytes), reference: nil, destination: words)
-            ungroupResiduals(dtype: dtype, words: UnsafeRawBufferPointer(words), reference: reference!, destination: destination)
+            if let positions {
+                ungroupResiduals(dtype: dtype, words: UnsafeRawBufferPointer(words), reference: reference!, positions: positions, destination: destination)
+            } else {
+                ungroupResiduals(dtype: dtype, words: UnsafeRawBufferPointer(words), reference: reference!, destination: destination)
+            }
         } else {
             join(dtype: dtype, encoding: encoding, planes: UnsafeRawBufferPointer(planeBytes), reference: reference,
                  destination: destination)
@@ -397,6 +413,157 @@ public enum ChunkCodec {
         case 2: ungroup(UInt16.self, dtype, words, reference, destination)
         case 4: ungroup(UInt32.self, dtype, words, reference, destination)
         default: ungroup(UInt64.self, dtype, words, reference, destination)
+        }
+    }
+
+    /// Elements are sorted by (exponent bucket of the reference element, element index mod
+    /// `lanes`), bucket-major, stable within each (bucket, lane). Four independent lanes keep
+    /// the counting sort's position counters out of each other's way (one counter per lane
+    /// breaks the store-to-load dependency between neighbouring elements).
+    ///
+    /// A format constant, not a tuning knob: the order is part of the stored bytes
+    /// (docs/format.md), and the unrolled loops below are written for exactly four lanes.
+    private static let lanes = 4
+
+    /// Start position of each (bucket, lane) run: `starts[lane * buckets + bucket]`.
+    private static func laneStarts<W: FixedWidthInteger & UnsignedInteger>(
+        _: W.Type, _ dtype: DType, _ reference: UnsafeRawBufferPointer, _ n: Int
+    ) -> [Int] {
+        let (shift, buckets) = exponentField(dtype)
+        let mask = W(buckets - 1)
+        let width = MemoryLayout<W>.size
+        let ref = reference.baseAddress!
+        var counts = [Int](repeating: 0, count: lanes * buckets)
+        counts.withUnsafeMutableBufferPointer { c in
+            let c0 = c.baseAddress!, c1 = c0 + buckets, c2 = c1 + buckets, c3 = c2 + buckets
+            var i = 0
+            while i + 4 <= n {
+                c0[Int((ref.loadUnaligned(fromByteOffset: i * width, as: W.self) >> shift) & mask)] += 1
+                c1[Int((ref.loadUnaligned(fromByteOffset: (i + 1) * width, as: W.self) >> shift) & mask)] += 1
+                c2[Int((ref.loadUnaligned(fromByteOffset: (i + 2) * width, as: W.self) >> shift) & mask)] += 1
+                c3[Int((ref.loadUnaligned(fromByteOffset: (i + 3) * width, as: W.self) >> shift) & mask)] += 1
+                i += 4
+            }
+            while i < n {
+                c[(i % lanes) * buckets + Int((ref.loadUnaligned(fromByteOffset: i * width, as: W.self) >> shift) & mask)] += 1
+                i += 1
+            }
+        }
+        var starts = [Int](repeating: 0, count: lanes * buckets)
+        var running = 0
+        for b in 0..<buckets {
+            for l in 0..<lanes {
+                starts[l * buckets + b] = running
+                running += counts[l * buckets + b]
+            }
+        }
+        return starts
+    }
+
+    /// Where each element of a chunk goes in ``TensorEncoding/integerDeltaByExponent``'s grouped
+    /// order, from the reference chunk alone: `positions[i]` is element i's place among the grouped
+    /// words. Computed once per reference chunk, they serve every delta coded against it (each
+    /// expert of a merge, and the merged result), which then gathers or scatters without the
+    /// counting sort's per-element counter updates.
+    public static func groupPositions(dtype: DType, reference: UnsafeRawBufferPointer, into positions: UnsafeMutablePointer<UInt32>) {
+        switch dtype.byteSize {
+        case 1: positionsOf(UInt8.self, dtype, reference, positions)
+        case 2: positionsOf(UInt16.self, dtype, reference, positions)
+        case 4: positionsOf(UInt32.self, dtype, reference, positions)
+        default: positionsOf(UInt64.self, dtype, reference, positions)
+        }
+    }
+
+    static func groupedResiduals(dtype: DType, source: UnsafeRawBufferPointer, reference: UnsafeRawBufferPointer,
+                                 positions: UnsafePointer<UInt32>, words: UnsafeMutableRawBufferPointer) {
+        if dtype.byteSize == 4, let s = source.baseAddress, let r = reference.baseAddress, let w = words.baseAddress {
+            mrepo_group_u32(s.assumingMemoryBound(to: UInt32.self), r.assumingMemoryBound(to: UInt32.self), positions,
+                            w.assumingMemoryBound(to: UInt32.self), source.count / 4)
+            return
+        }
+        switch dtype.byteSize {
+        case 1: scatter(UInt8.self, source, reference, positions, words)
+        case 2: scatter(UInt16.self, source, reference, positions, words)
+        case 4: scatter(UInt32.self, source, reference, positions, words)
+        default: scatter(UInt64.self, source, reference, positions, words)
+        }
+    }
+
+    static func ungroupResiduals(dtype: DType, words: UnsafeRawBufferPointer, reference: UnsafeRawBufferPointer,
+                                 positions: UnsafePointer<UInt32>, destination: UnsafeMutableRawBufferPointer) {
+        // Float32: a gather in C (AVX2 where the processor has it), the same integer arithmetic.
+        if dtype.byteSize == 4, let w = words.baseAddress, let r = reference.baseAddress, let d = destination.baseAddress {
+            mrepo_ungroup_u32(w.assumingMemoryBound(to: UInt32.self), r.assumingMemoryBound(to: UInt32.self), positions,
+                              d.assumingMemoryBound(to: UInt32.self), destination.count / 4)
+            return
+        }
+        switch dtype.byteSize {
+        case 1: gather(UInt8.self, words, reference, positions, destination)
+        case 2: gather(UInt16.self, words, reference, positions, destination)
+        case 4: gather(UInt32.self, words, reference, positions, destination)
+        default: gather(UInt64.self, words, reference, positions, destination)
+        }
+    }
+
+    /// The counting sort of ``group(_:_:_:_:_:)``, recording each element's position.
+    private static func positionsOf<W: FixedWidthInteger & UnsignedInteger>(
+        _: W.Type, _ dtype: DType, _ reference: UnsafeRawBufferPointer, _ out: UnsafeMutablePointer<UInt32>
+    ) {
+        let width = MemoryLayout<W>.size
+        let n = reference.count / width
+        guard n > 0 else { return }
+        precondition(n <= Int(UInt32.max), "a chunk's positions fit 32 bits")
+        let (shift, buckets) = exponentField(dtype)
+        let mask = W(buckets - 1)
+        var next = laneStarts(W.self, dtype, reference, n)
+        let ref = reference.baseAddress!
+        next.withUnsafeMutableBufferPointer { pos in
+            let p0 = pos.baseAddress!, p1 = p0 + buckets, p2 = p1 + buckets, p3 = p2 + buckets
+            @inline(__always) func place(_ i: Int, _ p: UnsafeMutablePointer<Int>) {
+                let b = Int((ref.loadUnaligned(fromByteOffset: i * width, as: W.self) >> shift) & mask)
+                out[i] = UInt32(truncatingIfNeeded: p[b])
+                p[b] += 1
+            }
+            var i = 0
+            while i + 4 <= n {
+                place(i, p0); place(i + 1, p1); place(i + 2, p2); place(i + 3, p3)
+                i += 4
+            }
+            while i < n {
+                place(i, p0 + (i % lanes) * buckets)
+                i += 1
+            }
+        }
+    }
+
+    private static func scatter<W: FixedWidthInteger & UnsignedInteger>(
+        _: W.Type, _ source: UnsafeRawBufferPointer, _ reference: UnsafeRawBufferPointer, _ positions: UnsafePointer<UInt32>,
+        _ words: UnsafeMutableRawBufferPointer
+    ) {
+        let width = MemoryLayout<W>.size
+        let n = source.count / width
+        guard n > 0 else { return }
+        let src = source.baseAddress!, ref = reference.baseAddress!
+        let out = words.baseAddress!.assumingMemoryBound(to: W.self)
+        for i in 0..<n {
+            let r = ref.loadUnaligned(fromByteOffset: i * width, as: W.self)
+            let u = src.loadUnaligned(fromByteOffset: i * width, as: W.self)
+            out[Int(positions[i])] = OrderedDelta.forward(u, r)
+        }
+    }
+
+    private static func gather<W: FixedWidthInteger & UnsignedInteger>(
+        _: W.Type, _ words: UnsafeRawBufferPointer, _ reference: UnsafeRawBufferPointer, _ positions: UnsafePointer<UInt32>,
+        _ destination: UnsafeMutableRawBufferPointer
+    ) {
+        let width = MemoryLayout<W>.size
+        let n = destination.count / width
+        guard n > 0 else { return }
+        let inp = words.baseAddress!.assumingMemoryBound(to: W.self), ref = reference.baseAddress!
+        let dst = destination.baseAddress!
+        for i in 0..<n {
+            let r = ref.loadUnaligned(fromByteOffset: i * width, as: W.self)
+            dst.storeBytes(of: OrderedDelta.inverse(inp[Int(positions[i])], r), toByteOffset: i * width, as: W.self)
         }
     }
 

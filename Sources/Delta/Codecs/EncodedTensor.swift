@@ -234,35 +234,62 @@ public struct EncodedTensor: @unchecked Sendable {
             throw DeltaError.corruptData(object: name, problem: "chunk \(index) asked for, the tensor has \(header.chunkCount) (a delta reference with another chunk size?)")
         }
         let range = header.chunkRange(index)
-        if let factors {
-            guard index < header.chunkCount, destination.count == range.count, let reference else {
-                throw DeltaError.corruptData(object: name, problem: "low-rank chunk \(index) asked for \(destination.count) bytes without its reference")
+        let k = TensorEncoding.scratchFactor
+        var refBytes: UnsafeRawBufferPointer?
+        if header.encoding.needsReference, index < header.chunkCount {
+            guard let reference else {
+                throw DeltaError.corruptData(object: name, problem: factors == nil ? "delta chunk decoded without its reference"
+                    : "low-rank chunk \(index) asked for \(destination.count) bytes without its reference")
             }
-            let k = TensorEncoding.scratchFactor
             let refBuffer = UnsafeMutableRawBufferPointer(rebasing: scratch[(k * range.count)..<((k + 1) * range.count)])
             try reference(index, refBuffer)
-            LowRankCodec.decode(factors, dtype: header.dtype, byteRange: range, reference: UnsafeRawBufferPointer(refBuffer),
+            refBytes = UnsafeRawBufferPointer(refBuffer)
+        }
+        try decodeChunk(index, into: destination, referenceChunk: refBytes,
+                        scratch: UnsafeMutableRawBufferPointer(rebasing: scratch[0..<(k * range.count)]))
+    }
+
+    /// Decodes chunk `index` into `destination` (exactly that chunk's size) against the reference's
+    /// chunk held by the caller (nil for whole encodings).
+    ///
+    /// - Parameters:
+    ///   - scratch: at least `TensorEncoding.scratchFactor` chunk sizes of scratch space.
+    ///   - positions: the reference chunk's ``ChunkCodec/groupPositions(dtype:reference:into:)``, when the
+    ///     caller has them (used by ``TensorEncoding/integerDeltaByExponent``).
+    public func decodeChunk(_ index: Int, into destination: UnsafeMutableRawBufferPointer,
+                            referenceChunk: UnsafeRawBufferPointer?, scratch: UnsafeMutableRawBufferPointer,
+                            positions: UnsafePointer<UInt32>? = nil) throws {
+        let range = header.chunkRange(index)
+        let k = TensorEncoding.scratchFactor
+        if let factors {
+            guard index < header.chunkCount, destination.count == range.count, let referenceChunk, referenceChunk.count == range.count else {
+                throw DeltaError.corruptData(object: name, problem: "low-rank chunk \(index) asked for \(destination.count) bytes without its reference")
+            }
+            LowRankCodec.decode(factors, dtype: header.dtype, byteRange: range, reference: referenceChunk,
                                 scratch: UnsafeMutableRawBufferPointer(rebasing: scratch[0..<(k * range.count)]), destination: destination)
             return
         }
         guard index < chunks.count, destination.count == range.count else {
             throw DeltaError.corruptData(object: name, problem: "chunk \(index) asked for \(destination.count) bytes, holds \(range.count) (a delta reference with another chunk size?)")
         }
-        let k = TensorEncoding.scratchFactor
         let planes = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<(k * range.count)])
-        var refBytes: UnsafeRawBufferPointer?
-        if header.encoding.needsReference {
-            guard let reference else {
-                throw DeltaError.corruptData(object: name, problem: "delta chunk decoded without its reference")
-            }
-            let refBuffer = UnsafeMutableRawBufferPointer(rebasing: scratch[(k * range.count)..<((k + 1) * range.count)])
-            try reference(index, refBuffer)
-            refBytes = UnsafeRawBufferPointer(refBuffer)
+        if header.encoding.needsReference, referenceChunk == nil {
+            throw DeltaError.corruptData(object: name, problem: "delta chunk decoded without its reference")
         }
         let chunk = chunks[index]
         try ChunkCodec.decode(dtype: header.dtype, encoding: header.encoding, coder: chunk.coder,
-                              stored: UnsafeRawBufferPointer(rebasing: bytes[chunk.range]), reference: refBytes,
-                              planes: planes, destination: destination, object: "\(name) chunk \(index)")
+                              stored: UnsafeRawBufferPointer(rebasing: bytes[chunk.range]), reference: header.encoding.needsReference ? referenceChunk : nil,
+                              planes: planes, destination: destination, object: "\(name) chunk \(index)",
+                              positions: header.encoding == .integerDeltaByExponent ? positions : nil)
+    }
+
+    /// Drops the stored bytes of chunk `index` from the process's resident set when they are a
+    /// mapped file's pages (they are read again from the page cache if needed).
+    public func releaseStoredBytes(ofChunk index: Int) {
+        guard let map = owner as? MappedFile, index < chunks.count, let start = bytes.baseAddress, let fileStart = map.bytes.baseAddress else { return }
+        let offset = start - UnsafeRawPointer(fileStart)
+        let range = chunks[index].range
+        map.release((offset + range.lowerBound)..<(offset + range.upperBound))
     }
 }
 

@@ -13,13 +13,23 @@ public enum TensorPipeline {
         public var storedByteCount: Int
     }
 
-    /// A delta reference: its identity and a way to produce its decoded chunks.
-    public struct Reference: Sendable {
+    /// A delta reference: its identity and a way to produce its decoded chunks, or its bytes.
+    public struct Reference: @unchecked Sendable {
         public var digest: Digest
         public var chunks: ChunkSource
+        /// The reference's decoded bytes, when the caller holds them: read in place, not copied.
+        public var bytes: UnsafeRawBufferPointer?
+
         public init(digest: Digest, chunks: @escaping ChunkSource) {
             self.digest = digest
             self.chunks = chunks
+        }
+
+        /// A reference whose bytes the caller holds (valid while the encoding runs).
+        public init(digest: Digest, bytes: UnsafeRawBufferPointer, chunkByteCount: Int) {
+            self.digest = digest
+            self.chunks = memoryChunkSource(bytes, chunkByteCount: chunkByteCount)
+            self.bytes = bytes
         }
     }
 
@@ -50,10 +60,12 @@ public enum TensorPipeline {
     ///   - sink: receives the encoded bytes in order, on one thread at a time.
     ///   - didProcess: called with each source byte range after it has been hashed and coded
     ///     (callers release mapped pages there and advance progress bars).
+    ///   - window: chunks coded at once (two windows are in memory); the default keeps every core
+    ///     busy with a few chunks each.
     public static func encode(dtype: DType, shape: Shape, source: UnsafeRawBufferPointer, encoding: TensorEncoding,
                               reference: Reference?, options: CodecOptions, identity: Identity = .tensor,
                               sink: (UnsafeRawBufferPointer) throws -> Void,
-                              didProcess: ((Range<Int>) -> Void)? = nil) throws -> EncodeResult {
+                              didProcess: ((Range<Int>) -> Void)? = nil, window requestedWindow: Int? = nil) throws -> EncodeResult {
         var encoding = reference == nil ? TensorEncoding.whole : encoding
         // Exponent grouping needs an exponent; integers get the plain integer difference.
         if encoding == .integerDeltaByExponent, !dtype.isFloatingPoint { encoding = .integerDelta }
@@ -69,11 +81,12 @@ public enum TensorPipeline {
 
         let hasher = identity.hasher(dtype: dtype, shape: shape, byteCount: source.count)
         let chunkCount = header.chunkCount
-        let window = windowSize
+        let window = max(1, requestedWindow ?? windowSize)
         let slotCount = min(window, max(chunkCount, 1))
         let chunkSize = min(options.chunkByteCount, max(source.count, 1))
+        let referenceBytes = reference?.bytes.flatMap { $0.count == source.count ? $0 : nil }
         let banks = (0..<2).map { _ in
-            (0..<slotCount).map { _ in EncodeSlot(chunkSize: chunkSize) }
+            (0..<slotCount).map { _ in EncodeSlot(chunkSize: chunkSize, copiesReference: reference != nil && referenceBytes == nil) }
         }
         let windowCount = (chunkCount + window - 1) / window
         var storedTotal = stored
@@ -113,8 +126,10 @@ public enum TensorPipeline {
                 let range = header.chunkRange(index)
                 let slot = bank[job - 2]
                 var refBytes: UnsafeRawBufferPointer?
-                if let reference {
-                    let refBuffer = UnsafeMutableRawBufferPointer(rebasing: slot.reference.bytes[0..<range.count])
+                if let referenceBytes {
+                    refBytes = UnsafeRawBufferPointer(rebasing: referenceBytes[range])
+                } else if let reference, let copy = slot.reference {
+                    let refBuffer = UnsafeMutableRawBufferPointer(rebasing: copy.bytes[0..<range.count])
                     try reference.chunks(index, refBuffer)
                     refBytes = UnsafeRawBufferPointer(refBuffer)
                 }
@@ -222,14 +237,15 @@ public enum TensorPipeline {
 
 private final class EncodeSlot: @unchecked Sendable {
     let planes: ScratchBuffer
-    let reference: ScratchBuffer
+    /// The reference's chunk, copied (nil when the reference's bytes are read in place).
+    let reference: ScratchBuffer?
     let output: ScratchBuffer
-    init(chunkSize: Int) {
+    init(chunkSize: Int, copiesReference: Bool) {
         planes = ScratchPool.shared.take(TensorEncoding.scratchFactor * chunkSize)
-        reference = ScratchPool.shared.take(chunkSize)
+        reference = copiesReference ? ScratchPool.shared.take(chunkSize) : nil
         output = ScratchPool.shared.take(Zstd.compressBound(chunkSize) + 8)
     }
-    deinit { ScratchPool.shared.give([planes, reference, output]) }
+    deinit { ScratchPool.shared.give([planes, output] + (reference.map { [$0] } ?? [])) }
 }
 
 private final class DecodeSlot: @unchecked Sendable {

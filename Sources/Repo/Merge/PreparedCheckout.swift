@@ -34,6 +34,8 @@ final class PreparedCheckout: @unchecked Sendable {
     let directory: String
     private var files: [File] = []
     private var places: [String: (file: Int, offset: Int, count: Int)] = [:]
+    /// Guards `files` for merges that write tensors from several threads (``writePart(_:_:at:)``).
+    private let lock = NSLock()
 
     init(repository: Repository, template: Tree) throws {
         // `.mrepo/.mrepo-tmp-<pid>-<random>-prepared`: a crash leaves it to the next command's sweep.
@@ -60,13 +62,34 @@ final class PreparedCheckout: @unchecked Sendable {
 
     /// Puts a merged tensor's bytes at its place (when the template has it with that size).
     func write(_ name: String, _ bytes: UnsafeRawBufferPointer) {
-        guard let p = places[name], bytes.count == p.count, !files[p.file].failed else { return }
-        if PreparedCheckout.write(files[p.file].fd, bytes, at: p.offset) {
-            files[p.file].pending.remove(name)
-            files[p.file].written += 1
-        } else {
-            files[p.file].failed = true
+        guard let p = places[name], bytes.count == p.count else { return }
+        writePart(name, bytes, at: 0)
+        completed(name)
+    }
+
+    /// Puts part of a merged tensor's bytes, `offset` bytes into the tensor, at its place. Safe to
+    /// call from several threads; ``completed(_:)`` then says every part is written.
+    func writePart(_ name: String, _ bytes: UnsafeRawBufferPointer, at offset: Int) {
+        guard let p = places[name], offset >= 0, offset + bytes.count <= p.count else { return }
+        let (fd, failed) = lock.withLock { (files[p.file].fd, files[p.file].failed) }
+        guard !failed, fd >= 0 else { return }
+        if !PreparedCheckout.write(fd, bytes, at: p.offset + offset) {
+            lock.withLock { files[p.file].failed = true }
         }
+    }
+
+    /// Marks a tensor whose parts are all written (``writePart(_:_:at:)``) as in place.
+    func completed(_ name: String) {
+        guard let p = places[name] else { return }
+        lock.withLock {
+            guard !files[p.file].failed else { return }
+            if files[p.file].pending.remove(name) != nil { files[p.file].written += 1 }
+        }
+    }
+
+    /// Whether the template has a place for a tensor of `byteCount` bytes named `name`.
+    func hasPlace(for name: String, byteCount: Int) -> Bool {
+        places[name]?.count == byteCount
     }
 
     /// Completes the files whose entry in `tree` is the prepared layout, syncs them, and returns

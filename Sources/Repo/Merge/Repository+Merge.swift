@@ -103,8 +103,8 @@ extension Repository {
             inputs = resolved
         }
         if !options.dryRun {
-            let ts = Date()
-            defer { Timing.add("status", Date().timeIntervalSince(ts)) }
+            let ts = Timing.now()
+            defer { Timing.add("status", since: ts) }
             let dirty = try status(against: try worktreeBaseline(head: head).tree).changes.map(\.path)
             if !dirty.isEmpty { throw RepoError.dirtyWorktree(operation: "merging", paths: dirty) }
         }
@@ -125,8 +125,10 @@ extension Repository {
         }
         let yaml = recordedRecipe(recipe, options: options, base: inputs.base, experts: inputs.experts, resolutions: options.resolutions).yaml()
 
+        let tc = Timing.now()
         var context = try MergeContext(repository: self, base: inputs.base, experts: inputs.experts.map { ($0.name, $0.commit) },
                                        plan: plan, options: options)
+        Timing.add("context", since: tc)
         let layerCount = TensorContext.layerCount(of: context.allNames)
         if options.dryRun {
             let report = try context.classify(layerCount: layerCount)
@@ -143,14 +145,16 @@ extension Repository {
         defer { context.prepared?.discard() }
         let headName = head.branchName ?? "HEAD"
         do {
-            let tr = Date()
+            let tr = Timing.now()
             var result = try context.run(layerCount: layerCount, batch: batch, progress: progress)
-            Timing.add("run", Date().timeIntervalSince(tr))
+            Timing.add("run", since: tr)
+            let tb = Timing.now()
             let message = options.message ?? "Merge \(inputs.branches.map(\.name).joined(separator: ", ")) into \(headName) (\(recipe.method))"
             let reportBlob = try objects.writeBlob(Array(result.report.json.serialized().utf8), options: codecOptions, batch: batch)
             if reportBlob.isNew { result.newObjects.append(reportBlob.info) }
             // Merged tensors become readable under their names (the tree is built from their headers).
             try batch.finish()
+            Timing.add("report+finish1", since: tb)
             var state = MergeState(head: inputs.headID, branches: inputs.branches, experts: inputs.experts, base: inputs.base,
                                    recipe: recipe.json, message: message, decided: result.decided, unresolved: result.unresolved,
                                    reportObject: reportBlob.info.id, readyTree: nil, options: RecordedMergeOptions(options),
@@ -160,9 +164,11 @@ extension Repository {
                 return MergeOutcome(status: .conflicted, report: result.report, base: inputs.base, baseCandidates: inputs.candidates,
                                     estimatedPeakBytes: context.estimatedPeakBytes, recipeYAML: yaml)
             }
+            let tt = Timing.now()
             let tree = try context.buildTree(decided: result.decided, recipe: recipe, report: result.report,
                                               recipeYAML: yaml, batch: batch, newObjects: &result.newObjects)
             try batch.finish()
+            Timing.add("tree+finish2", since: tt)
             if options.noCommit {
                 // The candidate's files are staged (written and verified) before the merge state
                 // names them: a corrupt object stops the merge with nothing recorded or written.
@@ -176,8 +182,10 @@ extension Repository {
                 }
                 readyCheckout = (checkout, result.report)
             } else {
+                let trec = Timing.now()
                 let recorded = try recordMerge(state: state, tree: tree, objects: result.newObjects, report: result.report,
                                                prepared: context.prepared)
+                Timing.add("record", since: trec)
                 committed = (recorded, result.report)
             }
         } catch {
@@ -194,9 +202,9 @@ extension Repository {
                                 estimatedPeakBytes: context.estimatedPeakBytes, recipeYAML: yaml)
         }
         let (recorded, report) = committed!
-        let tf = Date()
+        let tf = Timing.now()
         let warnings = try finishMerge(recorded)
-        Timing.add("checkout", Date().timeIntervalSince(tf))
+        Timing.add("checkout", since: tf)
         Timing.report()
         var outcome = MergeOutcome(status: .committed(recorded.commit), report: report, base: inputs.base, baseCandidates: inputs.candidates,
                                    estimatedPeakBytes: context.estimatedPeakBytes, recipeYAML: yaml)

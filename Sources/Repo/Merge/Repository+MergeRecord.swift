@@ -203,12 +203,18 @@ extension Repository {
         // merge), or the candidate after --no-commit.
         let from = try state.readyTree.map { try history.tree($0) } ?? worktreeBaseline(head: head).tree
         // Every file of the merge is written and verified before the commit is recorded.
+        let tp = Timing.now()
         let ready = prepared?.finish(for: tree, store: objects) ?? [:]
+        Timing.add("record.prepared", since: tp)
+        let ts = Timing.now()
         let checkout = try stageCheckout(tree, over: from, force: true, prepared: ready)
         // The staging hashed every file it wrote: the merge records their SHA-256 (the tree's id
         // does not include them).
         let tree = tree.fillingDigests(from: checkout.staged)
         CrashPoint.reach("merge.staged")
+        Timing.add("record.stage", since: ts)
+        let tdb = Timing.now()
+        defer { Timing.add("record.db", since: tdb) }
         do {
             try history.recordCommit(objects: newObjects, tree: tree, commit: commit, expectedHead: state.head,
                                      reflogMessage: "merge \(state.branches.map(\.name).joined(separator: ", ")): \(commit.subject)",

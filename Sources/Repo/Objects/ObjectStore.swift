@@ -64,9 +64,11 @@ public final class ObjectStore: @unchecked Sendable {
     }
 
     /// A temporary file for a new object, in `root` (named after its content when it is complete).
-    func incomingWriter() throws -> AtomicFileWriter {
+    ///
+    /// - Parameter bufferByteCount: the writer's buffer (0 for a caller that writes large pieces).
+    func incomingWriter(bufferByteCount: Int = 1 << 20) throws -> AtomicFileWriter {
         journal?.note(directory: root)
-        return try AtomicFileWriter(destination: root + "/incoming")
+        return try AtomicFileWriter(destination: root + "/incoming", bufferByteCount: bufferByteCount)
     }
 
     /// The path of an object's file.
@@ -197,6 +199,24 @@ public final class ObjectStore: @unchecked Sendable {
         }
     }
 
+    /// Decodes several tensor objects at once, on every core, straight into their destinations
+    /// (``TensorPipeline/decode(into:)``), verifying each one's identity.
+    ///
+    /// - Throws: ``RepoError/corruptObject(object:problem:)`` naming the object that does not decode
+    ///   or hashes to something else; the destinations then hold garbage.
+    public func decode(into targets: [(id: ObjectID, target: TensorPipeline.DecodeTarget)]) throws {
+        do {
+            try TensorPipeline.decode(into: targets.map(\.target))
+        } catch let error as DeltaError {
+            if case let .corruptData(object, problem) = error {
+                // Targets are named "object <short id>" (and " chunk <n>" for a chunk's failure).
+                let id = targets.first { object == $0.target.tensor.name || object.hasPrefix($0.target.tensor.name + " ") }?.id
+                throw RepoError.corruptObject(object: id?.short ?? object, problem: problem)
+            }
+            throw RepoError.delta(error)
+        }
+    }
+
     /// Decodes a float (or any numeric) tensor object into Float32 values, verifying it.
     public func floats(_ id: ObjectID, knownReference: (id: ObjectID, bytes: UnsafeRawBufferPointer)? = nil) throws -> [Float] {
         let header = try header(of: id)
@@ -303,16 +323,15 @@ public final class ObjectStore: @unchecked Sendable {
     public func write(kind: ObjectKind, dtype: DType, shape: Shape, source: UnsafeRawBufferPointer,
                       reference: (info: ObjectInfo, header: EncodedTensorHeader)?, options: CodecOptions,
                       batch: Batch, referenceBytes: UnsafeRawBufferPointer? = nil,
-                      didProcess: ((Range<Int>) -> Void)? = nil) throws -> WriteResult {
+                      didProcess: ((Range<Int>) -> Void)? = nil, window: Int? = nil) throws -> WriteResult {
         var ref: TensorPipeline.Reference?
         var encoding = TensorEncoding.whole
         var codec = options
         if let reference, kind == .tensor, reference.info.depth < ObjectStore.maxDepth,
            reference.header.dtype == dtype, reference.header.shape == shape {
             if let known = referenceBytes, known.count == reference.header.byteCount {
-                // The caller holds the reference's bytes: copy its chunks instead of decoding them.
-                ref = TensorPipeline.Reference(digest: reference.info.id,
-                                               chunks: memoryChunkSource(known, chunkByteCount: reference.header.chunkByteCount))
+                // The caller holds the reference's bytes: read them in place instead of decoding them.
+                ref = TensorPipeline.Reference(digest: reference.info.id, bytes: known, chunkByteCount: reference.header.chunkByteCount)
             } else {
                 ref = TensorPipeline.Reference(digest: reference.info.id, chunks: try chunkSource(for: reference.info.id))
             }
@@ -325,7 +344,7 @@ public final class ObjectStore: @unchecked Sendable {
         do {
             result = try TensorPipeline.encode(dtype: dtype, shape: shape, source: source, encoding: encoding,
                                                reference: ref, options: codec, identity: kind == .blob ? .blob : .tensor,
-                                               sink: { try writer.write($0) }, didProcess: didProcess)
+                                               sink: { try writer.write($0) }, didProcess: didProcess, window: window)
         } catch {
             writer.abort()
             throw error
