@@ -7,19 +7,40 @@ import Synchronization
 ///
 /// Every command is one method (in `Repository+<Command>.swift`). Commands that write take the
 /// repository's write lock for their whole run; readers never take it.
-public final class Repository: @unchecked Sendable {
+public final class Repository: Sendable {
     /// The working tree: the folder that holds `.mrepo`.
     public let root: String
     /// `<root>/.mrepo`.
     public let metaDirectory: String
     public let history: HistoryDatabase
     public let objects: ObjectStore
+
+    /// What the caller may set after opening; commands read it from worker threads.
+    private struct Settings {
+        var progress: (any ProgressSink)?
+        var codecOptions = CodecOptions.default
+        var waitNotice: (@Sendable (String) -> Void)?
+    }
+
+    private let settings = Mutex(Settings())
+
     /// Receives progress of long operations (nil: silent).
-    public var progress: (any ProgressSink)?
+    public var progress: (any ProgressSink)? {
+        get { settings.withLock { $0.progress } }
+        set { settings.withLock { $0.progress = newValue } }
+    }
+
     /// Codec parameters for new objects.
-    public var codecOptions = CodecOptions.default
+    public var codecOptions: CodecOptions {
+        get { settings.withLock { $0.codecOptions } }
+        set { settings.withLock { $0.codecOptions = newValue } }
+    }
+
     /// Told when a command has to wait for another (gc for readers, a reader for gc).
-    public var waitNotice: (@Sendable (String) -> Void)?
+    public var waitNotice: (@Sendable (String) -> Void)? {
+        get { settings.withLock { $0.waitNotice } }
+        set { settings.withLock { $0.waitNotice = newValue } }
+    }
     /// The folders this process writes temporary files into (docs/format.md §7.4).
     let journal: WriteJournal
     /// How many write and read locks this object holds: a reader called inside a writer, or
@@ -272,10 +293,9 @@ public enum ProgressUnit: Sendable {
 }
 
 /// Adds up progress from worker threads and forwards it.
-final class ProgressCounter: @unchecked Sendable {
+final class ProgressCounter: Sendable {
     private let sink: (any ProgressSink)?
-    private let lock = NSLock()
-    private var done = 0
+    private let done = Mutex(0)
 
     init(_ sink: (any ProgressSink)?, title: String, total: Int, unit: ProgressUnit = .bytes) {
         self.sink = sink
@@ -284,10 +304,10 @@ final class ProgressCounter: @unchecked Sendable {
 
     func add(_ n: Int) {
         guard let sink else { return }
-        lock.lock()
-        done += n
-        let value = done
-        lock.unlock()
+        let value = done.withLock { total in
+            total += n
+            return total
+        }
         sink.update(value)
     }
 

@@ -216,7 +216,7 @@ public enum TensorPipeline {
     }
 }
 
-private final class EncodeSlot: @unchecked Sendable {
+private final class EncodeSlot {
     let planes: ScratchBuffer
     let reference: ScratchBuffer
     let output: ScratchBuffer
@@ -228,7 +228,7 @@ private final class EncodeSlot: @unchecked Sendable {
     deinit { ScratchPool.shared.give([planes, reference, output]) }
 }
 
-private final class DecodeSlot: @unchecked Sendable {
+private final class DecodeSlot {
     let scratch: ScratchBuffer
     let output: ScratchBuffer
     init(chunkSize: Int) {
@@ -238,6 +238,6 @@ private final class DecodeSlot: @unchecked Sendable {
     deinit { ScratchPool.shared.give([scratch, output]) }
 }
 
-final class CounterBox: @unchecked Sendable {
+final class CounterBox {
     var value = 0
 }

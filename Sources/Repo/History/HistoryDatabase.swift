@@ -7,7 +7,7 @@ import GRDB
 ///
 /// WAL mode: readers never wait for the writer. Every write method is one transaction that keeps
 /// the invariants (an object row only for a durable object file; a ref only to a recorded commit).
-public final class HistoryDatabase: @unchecked Sendable {
+public final class HistoryDatabase: Sendable {
     /// A pool of connections (WAL: readers never wait), or on a full disk one connection in
     /// exclusive locking mode (see ``init(path:create:)``).
     let pool: any DatabaseWriter

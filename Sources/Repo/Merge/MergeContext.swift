@@ -15,6 +15,8 @@ struct MergeContext {
     let expertTensors: [[String: InputTensor]]
     /// Receives each merged tensor's bytes for the checkout (nil: nothing is prepared).
     var prepared: PreparedCheckout?
+    /// Where the per-tensor phases add their time (`MREPO_DEBUG_TIMING`).
+    var timer = PhaseTimer.disabled
     /// Each tensor's class, decided once.
     private(set) var decisions: [String: Decision] = [:]
     /// Resolutions of a recorded merge to replay, by tensor.
@@ -242,7 +244,7 @@ struct MergeContext {
         let plan = override ?? self.plan
         guard let baseInput = baseTensors[name] else { throw RepoError.failed("tensor '\(name)' has no merge base") }
         var remarks: [String] = []
-        let t0 = Date()
+        let t0 = timer.now()
         let baseID = baseInput.tensor.objectID
         let (baseValues, baseRaw) = try baseTensor(baseID)
         var expertValues: [[Float]] = try expertTensors.map { tensors in
@@ -253,7 +255,7 @@ struct MergeContext {
             }
             return try baseValues.withUnsafeBytes { try floats(id, reference: (baseID, $0)) }
         }
-        Timing.add("decode", Date().timeIntervalSince(t0))
+        timer.add("decode", since: t0)
         var shape = baseInput.tensor.shape
         var extraRows: (rows: Int, values: [Float])?
         if case let .vocabulary(policy) = decision(for: name) {
@@ -265,11 +267,11 @@ struct MergeContext {
         let baseCommon = shape == baseInput.tensor.shape ? baseValues : Array(baseValues.prefix(commonRows * columns))
         var mergedContext = context
         mergedContext.shape = shape
-        let t1 = Date()
+        let t1 = timer.now()
         var (values, metrics) = try plan.merge(mergedContext, base: baseCommon, experts: expertValues)
-        Timing.add("merge+metrics", Date().timeIntervalSince(t1))
-        let t2 = Date()
-        defer { Timing.add("encode", Date().timeIntervalSince(t2)) }
+        timer.add("merge+metrics", since: t1)
+        let t2 = timer.now()
+        defer { timer.add("encode", since: t2) }
         if override == nil, thresholds.violation(metrics) != nil { return (nil, metrics, remarks) }
         if let extra = extraRows { values += extra.values; shape = [commonRows + extra.rows, columns] }
         let dtype = options.outputDType ?? baseInput.tensor.dtype
@@ -422,19 +424,5 @@ struct MergeContext {
             }
         }
         return out
-    }
-}
-
-/// Phase timings for `MREPO_DEBUG_TIMING=1` (printed at exit of a merge).
-enum Timing {
-    nonisolated(unsafe) static var totals: [String: Double] = [:]
-    static let enabled = getenv("MREPO_DEBUG_TIMING") != nil
-    static func add(_ phase: String, _ seconds: Double) {
-        guard enabled else { return }
-        totals[phase, default: 0] += seconds
-    }
-    static func report() {
-        guard enabled else { return }
-        for (k, v) in totals.sorted(by: { $0.key < $1.key }) { FileHandle.standardError.write(Data("\(k): \(String(format: "%.2f", v)) s\n".utf8)) }
     }
 }

@@ -32,6 +32,8 @@ public struct MergeOutcome: Sendable {
     public var reversible: ReversibleMergeReport? = nil
     /// Things the user should know that did not stop the merge (a failed post-merge hook).
     public var warnings: [String] = []
+    /// Time per phase, when `MREPO_DEBUG_TIMING` is set (``PhaseTimer``).
+    public var phaseTimes: [PhaseTimer.Phase] = []
 }
 
 /// How an unresolved tensor is settled by `mrepo resolve`.
@@ -86,6 +88,7 @@ extension Repository {
         // by MergePlan, when the experts are known (nothing is written before that).
         _ = try MethodRegistry.method(named: options.recipe.method)
         let head = try history.head()
+        let timer = PhaseTimer.fromEnvironment()
         guard let headID = head.commit else { throw RepoError.invalidArgument("HEAD has no commits yet; commit before merging") }
         let empty = ConflictReport(method: options.recipe.method, experts: [], baseName: "", tensors: [], files: [])
         let inputs: ResolvedMerge
@@ -103,8 +106,8 @@ extension Repository {
             inputs = resolved
         }
         if !options.dryRun {
-            let ts = Date()
-            defer { Timing.add("status", Date().timeIntervalSince(ts)) }
+            let ts = timer.now()
+            defer { timer.add("status", since: ts) }
             let dirty = try status(against: try worktreeBaseline(head: head).tree).changes.map(\.path)
             if !dirty.isEmpty { throw RepoError.dirtyWorktree(operation: "merging", paths: dirty) }
         }
@@ -127,6 +130,7 @@ extension Repository {
 
         var context = try MergeContext(repository: self, base: inputs.base, experts: inputs.experts.map { ($0.name, $0.commit) },
                                        plan: plan, options: options)
+        context.timer = timer
         let layerCount = TensorContext.layerCount(of: context.allNames)
         if options.dryRun {
             let report = try context.classify(layerCount: layerCount)
@@ -143,9 +147,9 @@ extension Repository {
         defer { context.prepared?.discard() }
         let headName = head.branchName ?? "HEAD"
         do {
-            let tr = Date()
+            let tr = timer.now()
             var result = try context.run(layerCount: layerCount, batch: batch, progress: progress)
-            Timing.add("run", Date().timeIntervalSince(tr))
+            timer.add("run", since: tr)
             let message = options.message ?? "Merge \(inputs.branches.map(\.name).joined(separator: ", ")) into \(headName) (\(recipe.method))"
             let reportBlob = try objects.writeBlob(Array(result.report.json.serialized().utf8), options: codecOptions, batch: batch)
             if reportBlob.isNew { result.newObjects.append(reportBlob.info) }
@@ -194,13 +198,13 @@ extension Repository {
                                 estimatedPeakBytes: context.estimatedPeakBytes, recipeYAML: yaml)
         }
         let (recorded, report) = committed!
-        let tf = Date()
+        let tf = timer.now()
         let warnings = try finishMerge(recorded)
-        Timing.add("checkout", Date().timeIntervalSince(tf))
-        Timing.report()
+        timer.add("checkout", since: tf)
         var outcome = MergeOutcome(status: .committed(recorded.commit), report: report, base: inputs.base, baseCandidates: inputs.candidates,
                                    estimatedPeakBytes: context.estimatedPeakBytes, recipeYAML: yaml)
         outcome.warnings = warnings
+        outcome.phaseTimes = timer.phases
         return outcome
     }
 

@@ -35,7 +35,7 @@ public struct ObjectInfo: Sendable, Equatable {
 /// Objects are written to a temporary file, synced, and renamed into place; a file under its
 /// final name is therefore always complete. Nothing here touches the database: the caller records
 /// objects in the `object` table after they are durable.
-public final class ObjectStore: @unchecked Sendable {
+public final class ObjectStore: Sendable {
     public let root: String
     public static let magic: [UInt8] = Array("MROB".utf8)
     public static let version: UInt8 = 1
@@ -213,7 +213,7 @@ public final class ObjectStore: @unchecked Sendable {
     /// file system once, renames every object to its final name, and syncs again, so hundreds of
     /// objects cost two disk barriers instead of one each. ``rollback()`` deletes everything this
     /// batch wrote, so a failed command leaves the store as it found it.
-    public final class Batch: @unchecked Sendable {
+    public final class Batch: Sendable {
         let store: ObjectStore
         private let state = Mutex<(pending: [ObjectID: String], created: [ObjectID])>(([:], []))
 
