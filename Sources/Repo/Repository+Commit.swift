@@ -176,12 +176,12 @@ extension Repository {
             if let policy = options.lowRank, !lowRankRecords.isEmpty {
                 extra.removeAll { $0.key == "storage" }
                 extra.append(JSONMember("storage", .string("lossy")))
-                extra.append(Repository.lossyRecord(policy: policy, tensors: lowRankRecords))
+                extra.append(try LossyRecord(policy: policy, tensors: lowRankRecords).jsonMember())
             }
             if !extra.contains(where: { $0.key == "storage" }) {
                 extra.append(JSONMember("storage", .string("lossless")))
             }
-            if let adapter { extra.append(adapter.json) }
+            if let adapter { extra.append(try adapter.jsonMember()) }
             let extraJSON = JSONValue.object(extra)
             let id = Commit.computeID(treeID: tree.id, parents: parents, base: baseCommit, author: author, timestamp: timestamp,
                                       message: options.message, metrics: options.metrics, extra: extraJSON)

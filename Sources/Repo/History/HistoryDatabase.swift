@@ -104,12 +104,12 @@ public final class HistoryDatabase: Sendable {
     func write<T>(_ body: (Database) throws -> T) throws -> T {
         do {
             return try pool.writeWithoutTransaction { db in
-                var result: T?
+                var result: Result<T, any Error> = .failure(RepoError.failed("the transaction did not run"))
                 try db.inTransaction(.immediate) {
-                    result = try body(db)
+                    result = .success(try body(db))
                     return .commit
                 }
-                return result!
+                return try result.get()
             }
         } catch let error as RepoError {
             throw error
@@ -128,13 +128,14 @@ public final class HistoryDatabase: Sendable {
         guard let row = try Row.fetchOne(db, sql: "SELECT branch, commitID FROM head WHERE id = 1") else {
             return .branch("main", commit: nil)
         }
-        if let branch: String = row["branch"] {
-            let target = try String.fetchOne(db, sql: "SELECT commitID FROM ref WHERE name = ? AND kind = 'branch'", arguments: [branch])
-            return .branch(branch, commit: target.flatMap { ObjectID(hex: $0) })
+        let r = RowReader(row: row, table: "head", key: "1")
+        if let branch = try r.value("branch", String?.self) {
+            guard let refRow = try Row.fetchOne(db, sql: "SELECT commitID FROM ref WHERE name = ? AND kind = 'branch'", arguments: [branch]) else {
+                return .branch(branch, commit: nil)
+            }
+            return .branch(branch, commit: try RowReader(row: refRow, table: "ref", key: branch).id("commitID"))
         }
-        let id: String = row["commitID"]
-        guard let commit = ObjectID(hex: id) else { throw RepoError.failed("HEAD holds an invalid commit id '\(id)'") }
-        return .detached(commit)
+        return .detached(try r.id("commitID"))
     }
 
     public func commit(_ id: ObjectID) throws -> Commit? {
@@ -143,36 +144,26 @@ public final class HistoryDatabase: Sendable {
 
     static func commit(_ db: Database, _ id: ObjectID) throws -> Commit? {
         guard let row = try Row.fetchOne(db, sql: #"SELECT * FROM "commit" WHERE id = ?"#, arguments: [id.hex]) else { return nil }
-        let parents = try String.fetchAll(db, sql: "SELECT parentID FROM commitParent WHERE commitID = ? ORDER BY position", arguments: [id.hex])
-        return try HistoryDatabase.commit(from: row, parents: parents.compactMap(ObjectID.init(hex:)))
-    }
-
-    static func commit(from row: Row, parents: [ObjectID]) throws -> Commit {
-        let metricsText: String = row["metrics"]
-        let extraText: String = row["extra"]
-        let metrics = (try? JSONValue.parse(Array(metricsText.utf8)))?.objectValue?.compactMap { m -> Commit.Metric? in
-            m.value.doubleValue.map { Commit.Metric(name: m.key, value: $0) }
-        } ?? []
-        let extra = (try? JSONValue.parse(Array(extraText.utf8))) ?? .object([])
-        return Commit(id: ObjectID(hex: row["id"])!, treeID: ObjectID(hex: row["treeID"])!, parents: parents,
-                      base: (row["baseID"] as String?).flatMap(ObjectID.init(hex:)), author: row["author"],
-                      timestamp: row["timestamp"], message: row["message"], metrics: metrics, extra: extra,
-                      generation: row["generation"])
+        let parents = try CommitParentRow.fetchAll(db, sql: "SELECT * FROM commitParent WHERE commitID = ? ORDER BY position", arguments: [id.hex])
+        return try CommitRow(row: row, parents: parents.map(\.parent)).commit
     }
 
     /// Commits whose id starts with `prefix` (lower-case hex).
     public func commitIDs(withPrefix prefix: String) throws -> [ObjectID] {
         try read { db in
             try String.fetchAll(db, sql: #"SELECT id FROM "commit" WHERE id >= ? AND id < ? ORDER BY id LIMIT 20"#,
-                                arguments: [prefix, prefix + "g"]).compactMap(ObjectID.init(hex:))
+                                arguments: [prefix, prefix + "g"]).map { text in
+                guard let id = ObjectID(hex: text) else { throw RepoError.corruptRecord("commit row \(text.prefix(16))", problem: "its id is not 64 hex digits") }
+                return id
+            }
         }
     }
 
     /// Parents of many commits at once (for graph walks).
     public func parents(of id: ObjectID) throws -> [ObjectID] {
         try read { db in
-            try String.fetchAll(db, sql: "SELECT parentID FROM commitParent WHERE commitID = ? ORDER BY position", arguments: [id.hex])
-                .compactMap(ObjectID.init(hex:))
+            try CommitParentRow.fetchAll(db, sql: "SELECT * FROM commitParent WHERE commitID = ? ORDER BY position", arguments: [id.hex])
+                .map(\.parent)
         }
     }
 
@@ -181,21 +172,15 @@ public final class HistoryDatabase: Sendable {
     }
 
     static func ref(_ db: Database, _ name: String) throws -> Ref? {
-        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM ref WHERE name = ?", arguments: [name]) else { return nil }
-        return refFrom(row)
-    }
-
-    static func refFrom(_ row: Row) -> Ref {
-        Ref(name: row["name"], kind: Ref.Kind(rawValue: row["kind"]) ?? .branch, target: ObjectID(hex: row["commitID"])!,
-            message: row["message"], timestamp: row["timestamp"])
+        try RefRow.fetchOne(db, sql: "SELECT * FROM ref WHERE name = ?", arguments: [name])?.ref
     }
 
     public func refs(kind: Ref.Kind? = nil) throws -> [Ref] {
         try read { db in
             if let kind {
-                return try Row.fetchAll(db, sql: "SELECT * FROM ref WHERE kind = ? ORDER BY name", arguments: [kind.rawValue]).map(HistoryDatabase.refFrom)
+                return try RefRow.fetchAll(db, sql: "SELECT * FROM ref WHERE kind = ? ORDER BY name", arguments: [kind.rawValue]).map(\.ref)
             }
-            return try Row.fetchAll(db, sql: "SELECT * FROM ref ORDER BY name").map(HistoryDatabase.refFrom)
+            return try RefRow.fetchAll(db, sql: "SELECT * FROM ref ORDER BY name").map(\.ref)
         }
     }
 
@@ -204,22 +189,14 @@ public final class HistoryDatabase: Sendable {
     }
 
     static func tree(_ db: Database, _ id: ObjectID) throws -> Tree {
-        let fileRows = try Row.fetchAll(db, sql: "SELECT * FROM treeFile WHERE treeID = ? ORDER BY path", arguments: [id.hex])
-        let tensorRows = try Row.fetchAll(db, sql: "SELECT * FROM treeTensor WHERE treeID = ? ORDER BY path, position", arguments: [id.hex])
+        let fileRows = try TreeFileRow.fetchAll(db, sql: "SELECT * FROM treeFile WHERE treeID = ? ORDER BY path", arguments: [id.hex])
+        let tensorRows = try TreeTensorRow.fetchAll(db, sql: "SELECT * FROM treeTensor WHERE treeID = ? ORDER BY path, position", arguments: [id.hex])
         var tensorsByPath: [String: [TreeTensor]] = [:]
-        for row in tensorRows {
-            let shapeText: String = row["shape"]
-            let shape = shapeText.isEmpty ? [] : shapeText.split(separator: ",").compactMap { Int($0) }
-            let t = TreeTensor(name: row["name"], dtype: DType(rawValue: row["dtype"]) ?? .u8, shape: shape,
-                               dataOffsets: (row["beginOffset"] as Int)..<(row["endOffset"] as Int),
-                               objectID: ObjectID(hex: row["objectID"])!)
-            tensorsByPath[row["path"], default: []].append(t)
-        }
+        for row in tensorRows { tensorsByPath[row.path, default: []].append(row.tensor) }
         return Tree(files: fileRows.map { row in
-            TreeFile(path: row["path"], kind: TreeFile.Kind(rawValue: row["kind"]) ?? .blob, objectID: ObjectID(hex: row["objectID"])!,
-                     byteCount: row["byteCount"], executable: (row["executable"] as Int) != 0,
-                     tensors: tensorsByPath[row["path"]] ?? [],
-                     sha256: (row["sha256"] as String?).flatMap(ObjectID.init(hex:)))
+            var file = row.file
+            file.tensors = tensorsByPath[file.path] ?? []
+            return file
         })
     }
 
@@ -228,31 +205,25 @@ public final class HistoryDatabase: Sendable {
     }
 
     static func objectInfo(_ db: Database, _ id: ObjectID) throws -> ObjectInfo? {
-        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM object WHERE id = ?", arguments: [id.hex]) else { return nil }
-        return objectInfoFrom(row)
-    }
-
-    static func objectInfoFrom(_ row: Row) -> ObjectInfo {
-        ObjectInfo(id: ObjectID(hex: row["id"])!, kind: ObjectKind(rawValue: UInt8(row["kind"] as Int)) ?? .blob,
-                   encoding: TensorEncoding(rawValue: UInt8(row["encoding"] as Int)) ?? .whole,
-                   reference: (row["referenceID"] as String?).flatMap(ObjectID.init(hex:)),
-                   logicalByteCount: row["logicalBytes"], storedByteCount: row["storedBytes"], depth: row["depth"])
+        try ObjectRow.fetchOne(db, sql: "SELECT * FROM object WHERE id = ?", arguments: [id.hex])?.info
     }
 
     /// Every recorded object.
     public func allObjects() throws -> [ObjectInfo] {
-        try read { db in try Row.fetchAll(db, sql: "SELECT * FROM object").map(HistoryDatabase.objectInfoFrom) }
+        try read { db in try ObjectRow.fetchAll(db, sql: "SELECT * FROM object").map(\.info) }
     }
 
     /// Every recorded commit, oldest generation first.
     public func allCommits() throws -> [Commit] {
         try read { db in
-            var parents: [String: [ObjectID]] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT commitID, parentID FROM commitParent ORDER BY commitID, position") {
-                parents[row["commitID"], default: []].append(ObjectID(hex: row["parentID"])!)
+            var parents: [ObjectID: [ObjectID]] = [:]
+            for row in try CommitParentRow.fetchAll(db, sql: "SELECT commitID, parentID FROM commitParent ORDER BY commitID, position") {
+                parents[row.commit, default: []].append(row.parent)
             }
-            return try Row.fetchAll(db, sql: #"SELECT * FROM "commit" ORDER BY generation, timestamp"#).map {
-                try HistoryDatabase.commit(from: $0, parents: parents[$0["id"]] ?? [])
+            return try Row.fetchAll(db, sql: #"SELECT * FROM "commit" ORDER BY generation, timestamp"#).map { row in
+                var commit = try CommitRow(row: row).commit
+                commit.parents = parents[commit.id] ?? []
+                return commit
             }
         }
     }
@@ -265,9 +236,10 @@ public final class HistoryDatabase: Sendable {
             } else {
                 rows = try Row.fetchAll(db, sql: "SELECT * FROM reflog ORDER BY id DESC LIMIT ?", arguments: [limit])
             }
-            return rows.map {
-                ReflogEntry(ref: $0["ref"], old: ($0["oldID"] as String?).flatMap(ObjectID.init(hex:)),
-                            new: ($0["newID"] as String?).flatMap(ObjectID.init(hex:)), timestamp: $0["timestamp"], message: $0["message"])
+            return try rows.map { row in
+                let r = RowReader(row: row, table: "reflog", key: row.keyText("id"))
+                return ReflogEntry(ref: try r.value("ref"), old: try r.optionalID("oldID"), new: try r.optionalID("newID"),
+                                   timestamp: try r.value("timestamp"), message: try r.value("message"))
             }
         }
     }
@@ -423,7 +395,7 @@ public final class HistoryDatabase: Sendable {
         try read { db in
             var out: [String: StatCacheEntry] = [:]
             for row in try Row.fetchAll(db, sql: "SELECT * FROM statCache") {
-                let e = StatCacheEntry(row: row)
+                let e = try StatCacheEntry(row: row)
                 out[e.path] = e
             }
             return out
@@ -467,15 +439,16 @@ public struct StatCacheEntry: Sendable, Equatable {
     /// The file's content, as a ``TreeFile`` serialised by ``FileIdentityCoding``.
     public var identity: String
 
-    init(row: Row) {
-        path = row["path"]
-        size = row["size"]
-        mtimeNs = row["mtimeNs"]
-        ctimeNs = row["ctimeNs"]
-        inode = UInt64(bitPattern: row["inode"] as Int64)
-        device = UInt64(bitPattern: row["device"] as Int64)
-        recordedNs = row["recordedNs"]
-        identity = row["identity"]
+    init(row: Row) throws {
+        let r = RowReader(row: row, table: "statCache", key: row.keyText("path"))
+        path = try r.value("path")
+        size = try r.value("size")
+        mtimeNs = try r.value("mtimeNs")
+        ctimeNs = try r.value("ctimeNs")
+        inode = UInt64(bitPattern: try r.value("inode", Int64.self))
+        device = UInt64(bitPattern: try r.value("device", Int64.self))
+        recordedNs = try r.value("recordedNs")
+        identity = try r.value("identity")
     }
 
     init(path: String, stat: FileStat, identity: String) {

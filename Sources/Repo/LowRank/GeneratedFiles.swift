@@ -65,21 +65,32 @@ public struct WorktreeView: Sendable {
     var tree: Tree { Tree(files: files) }
 }
 
+/// One file of a view as `worktreeView.files` records it: its path and ``FileIdentityCoding`` text.
+struct WorktreeViewFile: Codable {
+    var path: String
+    var identity: String
+}
+
 extension HistoryDatabase {
     /// The view the working tree holds, if any.
     func worktreeView() throws -> WorktreeView? {
         try read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM worktreeView WHERE id = 1"),
-                  let commit = ObjectID(hex: row["commitID"] as String),
-                  let list = try? JSONValue.parse(Array((row["files"] as String).utf8)).arrayValue
-            else { return nil }
-            var files: [TreeFile] = []
-            for item in list {
-                guard let path = item["path"]?.stringValue, let identity = item["identity"]?.stringValue,
-                      let f = FileIdentityCoding.decode(identity, path: path) else { return nil }
-                files.append(f)
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM worktreeView WHERE id = 1") else { return nil }
+            let r = RowReader(row: row, table: "worktreeView", key: "1")
+            let text: String = try r.value("files")
+            let list: [WorktreeViewFile]
+            do {
+                list = try JSONValueCoding.decode([WorktreeViewFile].self, from: try JSONValue.parse(Array(text.utf8)))
+            } catch {
+                throw r.corrupt("files: \(String("\(error)".prefix(200)))")
             }
-            return WorktreeView(commit: commit, description: row["description"], files: files)
+            let files = try list.map { item in
+                guard let f = FileIdentityCoding.decode(item.identity, path: item.path) else {
+                    throw r.corrupt("the identity of '\(item.path.prefix(200))' does not decode")
+                }
+                return f
+            }
+            return WorktreeView(commit: try r.id("commitID"), description: try r.value("description"), files: files)
         }
     }
 
@@ -90,9 +101,7 @@ extension HistoryDatabase {
             guard current == expected else { throw RepoError.concurrentUpdate(ref: "HEAD") }
             try HistoryDatabase.detachHead(db, at: view.commit)
             try HistoryDatabase.logRef(db, "HEAD", old: current.commit, new: view.commit, message: message)
-            let files = JSONValue.array(view.files.map {
-                .object([JSONMember("path", .string($0.path)), JSONMember("identity", .string(FileIdentityCoding.encode($0)))])
-            })
+            let files = try JSONValueCoding.encode(view.files.map { WorktreeViewFile(path: $0.path, identity: FileIdentityCoding.encode($0)) })
             try db.execute(sql: "INSERT OR REPLACE INTO worktreeView(id, commitID, description, files) VALUES (1, ?, ?, ?)",
                            arguments: [view.commit.hex, view.description, files.serialized()])
             for entry in statEntries { try entry.save(db) }

@@ -336,7 +336,7 @@ extension Repository {
     /// LoRA adapters merge as adapters (rmm) or folded into their base, not tensor by tensor against a full model.
     private func refuseAdapterExperts(_ experts: [MergeInput], method: String) throws {
         guard method != RMM.id else { return }
-        let adapters = try experts.filter { AdapterRecord(commit: try commit($0.commit)) != nil }
+        let adapters = try experts.filter { try commit($0.commit).record(AdapterRecord.self) != nil }
         guard !adapters.isEmpty else { return }
         throw RepoError.invalidArgument("\(adapters.map(\.name).joined(separator: ", ")) \(adapters.count == 1 ? "is a LoRA adapter" : "are LoRA adapters"): \(method) merges full models tensor by tensor; merge adapters with --method rmm (a reversible merge of the adapters), or fold each into its base model (mrepo export --fold REV DIR; mrepo commit --from DIR) and merge the folded models")
     }

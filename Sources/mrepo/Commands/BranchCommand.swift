@@ -49,9 +49,7 @@ struct BranchCommand: ParsableCommand {
         }
         let branches = try repo.branches()
         if json {
-            printJSON(.array(branches.map {
-                .obj(["name": .string($0.name), "commit": .string($0.target.hex), "current": .bool($0.isCurrent), "subject": .string($0.subject)])
-            }))
+            try printJSON(branches.map { BranchDocument(name: $0.name, commit: $0.target.hex, current: $0.isCurrent, subject: $0.subject) })
             return
         }
         if branches.isEmpty, let head = try? repo.history.head(), let b = head.branchName {

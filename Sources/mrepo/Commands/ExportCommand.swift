@@ -46,15 +46,14 @@ struct ExportCommand: ParsableCommand {
             result = try repo.export(revision, to: directory)
         }
         let seconds = Date().timeIntervalSince(started)
-        let lossy = LossySummary(commit: try repo.commit(result.commit))
+        let lossy = try repo.commit(result.commit).record(LossyRecord.self)
         if let lossy, !json {
-            ErrorReporter.warn("\(result.commit.short) is a lossy commit (\(lossy.method), \(lossy.setting)): \(lossy.tensorCount) tensors are approximate, relative error up to \(Format.number(lossy.maxRelativeError, digits: 4))")
+            ErrorReporter.warn("\(result.commit.short) is a lossy commit (\(lossy.method), \(lossy.settingDescription)): \(lossy.tensorCount) tensors are approximate, relative error up to \(Format.number(lossy.maxRelativeError, digits: 4))")
         }
         if json {
-            printJSON(.obj(["commit": .string(result.commit.hex), "directory": .string(result.directory),
-                            "files": .int(result.fileCount), "bytes": .int(result.byteCount), "seconds": .double(seconds),
-                            "lossy": .bool(lossy != nil),
-                            "max_relative_error": .opt(lossy?.maxRelativeError)]))
+            try printJSON(ExportDocument(commit: result.commit.hex, directory: result.directory, files: result.fileCount,
+                                         bytes: result.byteCount, seconds: seconds, lossy: lossy != nil,
+                                         maxRelativeError: OrNull(lossy?.maxRelativeError)))
         } else if !repository.quiet {
             let what = reversible.expert.map { "expert \($0) of " } ?? reversible.view.map { "view \($0) of " } ?? ""
             print("Exported \(what)\(result.commit.short)\(fold ? " (folded)" : "") to \(result.directory): \(result.fileCount) files, \(Format.bytes(result.byteCount))")
