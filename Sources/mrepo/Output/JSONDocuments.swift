@@ -217,6 +217,8 @@ struct BranchDocument: Encodable {
     var commit: String
     var current: Bool
     var subject: String
+    /// The working tree that has the branch checked out, if another one does.
+    var worktree: OrNull<String>
 }
 
 /// One line of `tag --json`.
@@ -331,4 +333,15 @@ struct StatusDocument: Encodable {
                    reason: OrNull(c.reason))
         }
     }
+}
+
+/// One line of `worktree list --json`.
+struct WorktreeDocument: Encodable {
+    var path: String
+    var id: String
+    var main: Bool
+    var current: Bool
+    var head: OrNull<String>
+    var branch: OrNull<String>
+    var prunable: Bool
 }
