@@ -143,7 +143,7 @@ extension Repository {
             for file in prepared {
                 if file.cached != nil { reused += 1 }
                 let (entry, infos, records) = try snap.store(file, references: references, known: { try self.history.objectInfo($0) },
-                                                             knownDigest: { f in try self.history.read { try HistoryDatabase.knownDigest($0, of: f) } },
+                                                             knownDigest: { f in try self.history.knownDigest(of: f) },
                                                              batch: batch, progress: counter)
                 files.append(entry)
                 lowRankRecords += records
@@ -256,15 +256,12 @@ extension Repository {
     /// Stat-cache entries whose objects are all recorded: `status` caches what it only hashed,
     /// and a commit must read such files again to store them.
     func storedStatCache() throws -> [String: StatCacheEntry] {
-        var known: [ObjectID: Bool] = [:]
-        return try history.statCache().filter { _, entry in
-            guard let file = FileIdentityCoding.decode(entry.identity, path: entry.path) else { return false }
-            for id in [file.objectID] + file.tensors.map(\.objectID) {
-                if known[id] == nil { known[id] = try history.objectInfo(id) != nil }
-                if known[id] == false { return false }
-            }
-            return true
+        let files = try history.statCache().compactMapValues { entry in
+            FileIdentityCoding.decode(entry.identity, path: entry.path).map { (entry, $0) }
         }
+        // One query for every object the cached files name.
+        let known = try history.objectInfos(files.values.flatMap { [$0.1.objectID] + $0.1.tensors.map(\.objectID) })
+        return files.filter { _, e in ([e.1.objectID] + e.1.tensors.map(\.objectID)).allSatisfy { known[$0] != nil } }.mapValues(\.0)
     }
 
     /// Runs a hook that cannot undo anything (post-commit, post-merge); a failure is reported, not thrown.
@@ -283,8 +280,10 @@ extension Repository {
     func referenceTensors(of commit: ObjectID?) throws -> [String: Snapshotter.Reference] {
         guard let commit else { return [:] }
         var out: [String: Snapshotter.Reference] = [:]
-        for (name, tensor) in try tree(of: commit).tensorsByName {
-            guard let info = try history.objectInfo(tensor.objectID), info.kind == .tensor else { continue }
+        let tensors = try tree(of: commit).tensorsByName
+        let infos = try history.objectInfos(tensors.values.map(\.objectID))
+        for (name, tensor) in tensors {
+            guard let info = infos[tensor.objectID], info.kind == .tensor else { continue }
             guard let header = try? objects.header(of: tensor.objectID) else { continue }
             objects.retainMapping(tensor.objectID)
             out[name] = (info, header)

@@ -275,11 +275,7 @@ public final class Repository: Sendable {
 
     /// How the objects of a tree are stored (encoding, reference, stored bytes), by id.
     public func objectInfos(of tree: Tree) throws -> [ObjectID: ObjectInfo] {
-        var out: [ObjectID: ObjectInfo] = [:]
-        for id in tree.objectIDs {
-            if let info = try history.objectInfo(id) { out[id] = info }
-        }
-        return out
+        try history.objectInfos(tree.objectIDs)
     }
 
     // MARK: - Hooks

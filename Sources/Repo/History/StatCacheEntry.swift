@@ -41,10 +41,7 @@ public struct StatCacheEntry: Sendable, Equatable {
 
     /// Saves the entry as the given working tree's.
     func save(_ db: Database, worktree: String) throws {
-        try db.execute(sql: """
-            INSERT OR REPLACE INTO statCache(worktree, path, size, mtimeNs, ctimeNs, inode, device, recordedNs, identity)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """, arguments: [worktree, path, size, mtimeNs, ctimeNs, Int64(bitPattern: inode), Int64(bitPattern: device), recordedNs, identity])
+        try StatCacheRow(worktree: worktree, entry: self).insert(db, onConflict: .replace)
     }
 
     /// Whether the file on disk is still the one this entry describes.

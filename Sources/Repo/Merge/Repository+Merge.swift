@@ -344,19 +344,7 @@ extension Repository {
     private func moveHeadForward(_ head: Head, to target: ObjectID, message: String) throws -> ObjectID {
         let oldTree = try worktreeBaseline(head: head).tree
         let entries = try materialize(try tree(of: target), over: oldTree, force: false)
-        try history.write { db in
-            let current = try history.head(db)
-            guard current == head else { throw RepoError.concurrentUpdate(ref: head.branchName ?? "HEAD") }
-            switch head {
-            case let .branch(name, old):
-                try HistoryDatabase.setRef(db, name: name, kind: .branch, target: target, old: old, message: message)
-            case let .detached(old):
-                try history.detachHead(db, at: target)
-                try HistoryDatabase.logRef(db, history.headLogName, old: old, new: target, message: message)
-            }
-            try history.clearView(db)
-            for e in entries { try e.save(db, worktree: history.worktree) }
-        }
+        try history.moveHead(head, to: target, message: message, statEntries: entries)
         return target
     }
 
@@ -396,17 +384,4 @@ extension Repository {
 
     /// mrepo's version: recorded in merge recipes and model cards, printed by `mrepo --version`.
     public static let toolVersion = "0.2.0"
-}
-
-extension HistoryDatabase {
-    /// Records a `--no-commit` merge's candidate tree (and the objects it needs) and the merge
-    /// state that points at it, in one transaction.
-    func insertTree(_ tree: Tree, objects: [ObjectInfo], mergeState state: MergeState) throws {
-        let text = try JSONValueCoding.encode(state).serialized()
-        try write { db in
-            try HistoryDatabase.insert(db, objects: objects)
-            try HistoryDatabase.insert(db, tree: tree)
-            try db.execute(sql: "INSERT OR REPLACE INTO mergeState(worktree, state) VALUES (?, ?)", arguments: [worktree, text])
-        }
-    }
 }
