@@ -207,7 +207,7 @@ public final class Repository: Sendable {
             if op == "~" {
                 for _ in 0..<n {
                     guard let parent = try history.parents(of: id).first else {
-                        throw RepoError.invalidArgument("'\(revision)': \(id.short) has no parent")
+                        throw RepoError.missingParent(revision: revision, commit: id.short, parents: 0)
                     }
                     id = parent
                 }
@@ -215,7 +215,7 @@ public final class Repository: Sendable {
                 if n == 0 { continue }
                 let parents = try history.parents(of: id)
                 guard n <= parents.count else {
-                    throw RepoError.invalidArgument("'\(revision)': \(id.short) has \(parents.count) parent\(parents.count == 1 ? "" : "s")")
+                    throw RepoError.missingParent(revision: revision, commit: id.short, parents: parents.count)
                 }
                 id = parents[n - 1]
             }
@@ -231,7 +231,7 @@ public final class Repository: Sendable {
     private func resolveBase(_ base: String, whole: String) throws -> ObjectID {
         if base == "HEAD" || base == "@" {
             guard let id = try history.head().commit else {
-                throw RepoError.invalidArgument("HEAD has no commits yet (branch '\(try history.head().branchName ?? "")' is unborn)")
+                throw RepoError.unbornBranch(try history.head().branchName ?? "")
             }
             return id
         }
