@@ -67,6 +67,8 @@ public struct CommitResult: Sendable {
     public var lowRankTensors: [LowRankTensorRecord] = []
     /// Things worth telling the user.
     public var notes: [String] = []
+    /// Things the user should know that did not stop the commit (a failed post-commit hook).
+    public var warnings: [String] = []
 }
 
 extension Repository {
@@ -216,7 +218,8 @@ extension Repository {
             }
         }
         hookEnv["MREPO_COMMIT"] = newCommit.id.hex
-        runHookReportingFailure("post-commit", environment: hookEnv)
+        // Too late to reject anything: a failing post-commit hook is a warning, the commit stands.
+        let warnings = runPostHook("post-commit", environment: hookEnv).map { [$0] } ?? []
         var notes: [String] = []
         if let adapterNote { notes.append(adapterNote) }
         if options.lowRank != nil {
@@ -229,7 +232,7 @@ extension Repository {
         return CommitResult(commit: newCommit, branch: head.branchName, fileCount: tree.files.count, tensorCount: tree.tensorCount,
                             logicalByteCount: tree.logicalByteCount, newObjectCount: storedInfos.count,
                             newStoredByteCount: storedInfos.reduce(0) { $0 + $1.storedByteCount }, unchangedFileCount: reused,
-                            adapter: adapter, lowRankTensors: lowRankRecords, notes: notes)
+                            adapter: adapter, lowRankTensors: lowRankRecords, notes: notes, warnings: warnings)
     }
 
     /// Refuses a shard index (`*.safetensors.index.json`) with an entry that points outside its
@@ -262,18 +265,6 @@ extension Repository {
         // One query for every object the cached files name.
         let known = try history.objectInfos(files.values.flatMap { [$0.1.objectID] + $0.1.tensors.map(\.objectID) })
         return files.filter { _, e in ([e.1.objectID] + e.1.tensors.map(\.objectID)).allSatisfy { known[$0] != nil } }.mapValues(\.0)
-    }
-
-    /// Runs a hook that cannot undo anything (post-commit, post-merge); a failure is reported, not thrown.
-    func runHookReportingFailure(_ name: String, environment: [String: String]) {
-        do {
-            try runHook(name, environment: environment)
-        } catch let RepoError.hookRejected(hook, status) {
-            // Too late to reject anything: the operation stands.
-            FileHandle.standardError.write(Data("mrepo: warning: \(hook) hook failed (exit status \(status))\n".utf8))
-        } catch {
-            FileHandle.standardError.write(Data("mrepo: warning: \(RepoError.wrap(error).description)\n".utf8))
-        }
     }
 
     /// The tensors of a commit usable as delta references, by name.

@@ -288,6 +288,18 @@ public final class Repository: Sendable {
         try HookRunner.run(path: metaDirectory + "/hooks/" + name, name: name, workingDirectory: root, environment: env)
     }
 
+    /// Runs a hook after the fact: a failure cannot undo anything, so it becomes a warning.
+    func runPostHook(_ name: String, environment: [String: String]) -> String? {
+        do {
+            try runHook(name, environment: environment)
+            return nil
+        } catch let RepoError.hookRejected(hook, status) {
+            return "\(hook) hook failed (exit status \(status))"
+        } catch {
+            return RepoError.wrap(error).description
+        }
+    }
+
     static func absolutePath(_ path: String) -> String {
         let full = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
         return URL(fileURLWithPath: full).standardizedFileURL.path

@@ -111,18 +111,6 @@ extension Repository {
         return runPostHook("post-merge", environment: env).map { [$0] } ?? []
     }
 
-    /// Runs a hook after the fact: a failure cannot undo anything, so it becomes a warning.
-    func runPostHook(_ name: String, environment: [String: String]) -> String? {
-        do {
-            try runHook(name, environment: environment)
-            return nil
-        } catch let RepoError.hookRejected(hook, status) {
-            return "\(hook) hook failed (exit status \(status))"
-        } catch {
-            return RepoError.wrap(error).description
-        }
-    }
-
     /// Runs the pre-merge-commit hook on the candidate, stages the merge's files in the working tree
     /// (written and verified beside their destinations), then records the merge commit and clears
     /// any merge state, in one transaction. ``finishMerge(_:)`` then renames the files into place.

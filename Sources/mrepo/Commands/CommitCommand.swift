@@ -94,6 +94,7 @@ struct CommitCommand: ParsableCommand {
                                     lowRank: lowRank.map { LowRankPolicy(choice: .rank($0)) } ?? energy.map { LowRankPolicy(choice: .energy($0)) })
         let started = Date()
         let result = try repo.commit(options, wait: lock.wait)
+        for w in result.warnings { ErrorReporter.warn(w) }
         let seconds = Date().timeIntervalSince(started)
         if json {
             try printJSON(CommitResultDocument(result, seconds: seconds))

@@ -36,17 +36,10 @@ struct ExportCommand: ParsableCommand {
     func run() throws {
         let repo = try repository.open()
         let started = Date()
-        let result: ExportResult
-        if reversible.isGiven {
-            result = try repo.exportReversible(revision, view: reversible.parsedView, expert: reversible.expert, fold: fold,
-                                               to: directory)
-        } else if fold {
-            result = try repo.exportFolded(revision, to: directory)
-        } else {
-            result = try repo.export(revision, to: directory)
-        }
+        let result = try repo.export(revision, as: Materialization(expert: reversible.expert, view: reversible.parsedView, fold: fold),
+                                     to: directory)
         let seconds = Date().timeIntervalSince(started)
-        let lossy = try repo.commit(result.commit).record(LossyRecord.self)
+        let lossy = result.lossy
         if let lossy, !json {
             ErrorReporter.warn("\(result.commit.short) is a lossy commit (\(lossy.method), \(lossy.settingDescription)): \(lossy.tensorCount) tensors are approximate, relative error up to \(Format.number(lossy.maxRelativeError, digits: 4))")
         }
