@@ -95,6 +95,12 @@ public final class ObjectStore: Sendable {
     /// Maps an object file (or, given `temporary`, a new object's file not yet renamed into place)
     /// and checks its header.
     public func open(_ id: ObjectID, temporary: String? = nil) throws -> (kind: ObjectKind, tensor: EncodedTensor) {
+        let (kind, tensor, _) = try openMapped(id, temporary: temporary)
+        return (kind, tensor)
+    }
+
+    /// ``open(_:temporary:)``, with the mapping the tensor's bytes live in.
+    func openMapped(_ id: ObjectID, temporary: String? = nil) throws -> (kind: ObjectKind, tensor: EncodedTensor, map: MappedFile) {
         let map: MappedFile
         if temporary == nil, let cached = openObjects.withLock({ $0[id] }) {
             map = cached
@@ -117,7 +123,7 @@ public final class ObjectStore: Sendable {
         }
         do {
             let tensor = try EncodedTensor(bytes: bytes, offset: ObjectStore.headerByteCount, owner: map, name: "object \(id.short)")
-            return (kind, tensor)
+            return (kind, tensor, map)
         } catch {
             throw RepoError.delta(error)
         }
@@ -150,13 +156,17 @@ public final class ObjectStore: Sendable {
     /// - Parameter pending: new objects not yet renamed into place, by id (verify-after-write).
     public func chunkSource(for id: ObjectID, depth: Int = 0, pending: [ObjectID: String] = [:]) throws -> ChunkSource {
         guard depth <= ObjectStore.readableDepth else { throw RepoError.corruptObject(object: id.short, problem: "delta chain is too deep (a cycle?)") }
-        let (_, tensor) = try open(id, temporary: pending[id])
+        let (_, tensor, map) = try openMapped(id, temporary: pending[id])
         let reference = try tensor.header.reference.map { try chunkSource(for: $0, depth: depth + 1, pending: pending) }
         let scratchSize = ObjectStore.chunkScratchByteCount(tensor.header)
+        // Each chunk of a reference is read once per tensor coded against it: its pages go once
+        // it is decoded, so a large reference never stays resident whole.
+        let release = ObjectStore.chunkReleaser(tensor, map: map)
         return { index, into in
             try withScratch(scratchSize) { scratch in
                 try tensor.decodeChunk(index, into: into, reference: reference, scratch: scratch)
             }
+            release?(index)
         }
     }
 

@@ -124,6 +124,7 @@ struct CommitResultDocument: Encodable {
     var newObjects: Int
     var newStoredBytes: Int
     var unchangedFiles: Int
+    var copiedFiles: Int
     var seconds: Double
     var adapter: OrNull<Adapter>
     var lossy: OrNull<Lossy>
@@ -131,7 +132,7 @@ struct CommitResultDocument: Encodable {
 
     enum CodingKeys: String, CodingKey {
         case commit, branch, files, tensors, logicalBytes = "logical_bytes", newObjects = "new_objects"
-        case newStoredBytes = "new_stored_bytes", unchangedFiles = "unchanged_files", seconds, adapter, lossy, notes
+        case newStoredBytes = "new_stored_bytes", unchangedFiles = "unchanged_files", copiedFiles = "copied_files", seconds, adapter, lossy, notes
     }
 
     init(_ result: CommitResult, seconds: Double) {
@@ -143,6 +144,7 @@ struct CommitResultDocument: Encodable {
         newObjects = result.newObjectCount
         newStoredBytes = result.newStoredByteCount
         unchangedFiles = result.unchangedFileCount
+        copiedFiles = result.copiedFileCount
         self.seconds = seconds
         adapter = OrNull(result.adapter.map { Adapter(base: $0.base.hex, r: $0.rank, alpha: $0.alpha, targets: $0.targets, modules: $0.moduleCount) })
         let low = result.lowRankTensors
