@@ -75,6 +75,8 @@ public struct CommitResult: Sendable {
     public var lowRankTensors: [LowRankTensorRecord] = []
     /// Things worth telling the user.
     public var notes: [String] = []
+    /// Things the user should know that did not stop the commit (a failed post-commit hook).
+    public var warnings: [String] = []
 }
 
 extension Repository {
@@ -157,7 +159,7 @@ extension Repository {
             for file in prepared {
                 if file.cached != nil { reused += 1 }
                 let (entry, infos, records) = try snap.store(file, references: references, recorded: { try self.history.recordedObjects($0) },
-                                                             knownDigest: { f in try self.history.read { try HistoryDatabase.knownDigest($0, of: f) } },
+                                                             knownDigest: { f in try self.history.knownDigest(of: f) },
                                                              batch: batch, copies: copies, progress: counter)
                 files.append(entry)
                 lowRankRecords += records
@@ -191,12 +193,12 @@ extension Repository {
             if let policy = options.lowRank, !lowRankRecords.isEmpty {
                 extra.removeAll { $0.key == "storage" }
                 extra.append(JSONMember("storage", .string("lossy")))
-                extra.append(Repository.lossyRecord(policy: policy, tensors: lowRankRecords))
+                extra.append(try LossyRecord(policy: policy, tensors: lowRankRecords).jsonMember())
             }
             if !extra.contains(where: { $0.key == "storage" }) {
                 extra.append(JSONMember("storage", .string("lossless")))
             }
-            if let adapter { extra.append(adapter.json) }
+            if let adapter { extra.append(try adapter.jsonMember()) }
             let extraJSON = JSONValue.object(extra)
             let id = Commit.computeID(treeID: tree.id, parents: parents, base: baseCommit, author: author, timestamp: timestamp,
                                       message: options.message, metrics: options.metrics, extra: extraJSON)
@@ -239,7 +241,8 @@ extension Repository {
             }
         }
         hookEnv["MREPO_COMMIT"] = newCommit.id.hex
-        runHookReportingFailure("post-commit", environment: hookEnv)
+        // Too late to reject anything: a failing post-commit hook is a warning, the commit stands.
+        let warnings = runPostHook("post-commit", environment: hookEnv).map { [$0] } ?? []
         var notes: [String] = []
         if let branch = options.branch, target.created {
             notes.append("created branch '\(branch)'" + (parent.map { " at \($0.short) (HEAD)" } ?? " (a root commit: HEAD has no commit)"))
@@ -255,7 +258,7 @@ extension Repository {
         return CommitResult(commit: newCommit, branch: target.branch, fileCount: tree.files.count, tensorCount: tree.tensorCount,
                             logicalByteCount: tree.logicalByteCount, newObjectCount: storedInfos.count,
                             newStoredByteCount: storedInfos.reduce(0) { $0 + $1.storedByteCount }, unchangedFileCount: reused,
-                            copiedFileCount: copied, adapter: adapter, lowRankTensors: lowRankRecords, notes: notes)
+                            copiedFileCount: copied, adapter: adapter, lowRankTensors: lowRankRecords, notes: notes, warnings: warnings)
     }
 
     /// Refuses a shard index (`*.safetensors.index.json`) with an entry that points outside its
@@ -287,18 +290,6 @@ extension Repository {
         }
         let recorded = try history.recordedObjects(Set(entries.values.flatMap(\.1)))
         return entries.filter { $0.value.1.allSatisfy(recorded.contains) }.mapValues(\.0)
-    }
-
-    /// Runs a hook that cannot undo anything (post-commit, post-merge); a failure is reported, not thrown.
-    func runHookReportingFailure(_ name: String, environment: [String: String]) {
-        do {
-            try runHook(name, environment: environment)
-        } catch let RepoError.hookRejected(hook, status) {
-            // Too late to reject anything: the operation stands.
-            FileHandle.standardError.write(Data("mrepo: warning: \(hook) hook failed (exit status \(status))\n".utf8))
-        } catch {
-            FileHandle.standardError.write(Data("mrepo: warning: \(RepoError.wrap(error).description)\n".utf8))
-        }
     }
 
     /// The tensors of a commit usable as delta references, by name (one query; each object's

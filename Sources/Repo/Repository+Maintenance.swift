@@ -60,12 +60,7 @@ extension Repository {
     private func fsckLocked() throws -> FsckReport {
         var report = FsckReport()
         // Database.
-        try history.read { db in
-            let integrity = try String.fetchAll(db, sql: "PRAGMA integrity_check")
-            if integrity != ["ok"] { report.errors.append("history database: integrity check: \(integrity.prefix(3).joined(separator: "; "))") }
-            let fk = try Row.fetchAll(db, sql: "PRAGMA foreign_key_check")
-            if !fk.isEmpty { report.errors.append("history database: \(fk.count) broken references (foreign key check)") }
-        }
+        report.errors += try history.integrityProblems()
         // Every working tree's HEAD; a linked one whose folder is gone still holds its branch.
         for (worktree, head) in try history.allHeads().sorted(by: { $0.key < $1.key }) {
             if case let .detached(id) = head, try history.commit(id) == nil {
@@ -283,23 +278,8 @@ extension Repository {
     /// The database forgets unreachable commits, trees and objects (and the reflog and stat cache
     /// as asked), in one transaction.
     private func forget(live: LiveData, doomed: [ObjectInfo], pruneReflog: Bool, report: inout GCReport) throws {
-        report.removedCommits = try history.write { db in
-            let allCommits = try String.fetchAll(db, sql: #"SELECT id FROM "commit""#).compactMap(ObjectID.init(hex:))
-            let deadCommits = allCommits.filter { !live.commits.contains($0) }
-            for id in deadCommits {
-                try db.execute(sql: #"DELETE FROM "commit" WHERE id = ?"#, arguments: [id.hex])
-            }
-            let allTrees = try String.fetchAll(db, sql: "SELECT id FROM tree").compactMap(ObjectID.init(hex:))
-            for id in allTrees where !live.trees.contains(id) {
-                try db.execute(sql: "DELETE FROM tree WHERE id = ?", arguments: [id.hex])
-            }
-            for o in doomed {
-                try db.execute(sql: "DELETE FROM object WHERE id = ?", arguments: [o.id.hex])
-            }
-            if pruneReflog { try db.execute(sql: "DELETE FROM reflog") }
-            try db.execute(sql: "DELETE FROM statCache")
-            return deadCommits.count
-        }
+        report.removedCommits = try history.forget(keepingCommits: live.commits, trees: live.trees, deleting: doomed.map(\.id),
+                                                   pruneReflog: pruneReflog)
     }
 
     /// What the history still needs.

@@ -70,6 +70,8 @@ public struct ExportResult: Sendable {
     public var directory: String
     public var fileCount: Int
     public var byteCount: Int
+    /// The commit's lossy record, when its tensors are approximations (``export(_:as:to:)``).
+    public var lossy: LossyRecord? = nil
 }
 
 extension Repository {

@@ -12,7 +12,7 @@ import Synchronization
 /// main working tree's `.mrepo` directory ("store") and its own key: objects, refs, commits, the
 /// reflog, hooks and the locks are the store's, HEAD, the stat cache, a merge in progress and a
 /// view are the working tree's (``HistoryDatabase/worktree``).
-public final class Repository: @unchecked Sendable {
+public final class Repository: Sendable {
     /// The working tree: the folder that holds `.mrepo` (a directory, or a linked working tree's file).
     public let root: String
     /// The store: `<main working tree>/.mrepo`, shared by every working tree.
@@ -21,15 +21,40 @@ public final class Repository: @unchecked Sendable {
     public let worktreeID: String
     public let history: HistoryDatabase
     public let objects: ObjectStore
+
+    /// What the caller may set after opening; commands read it from worker threads.
+    private struct Settings {
+        var transportEnvironment: [String: String] = ProcessInfo.processInfo.environment
+        var progress: (any ProgressSink)?
+        var codecOptions = CodecOptions.default
+        var waitNotice: (@Sendable (String) -> Void)?
+    }
+
+    private let settings = Mutex(Settings())
+
     /// Receives progress of long operations (nil: silent).
-    public var progress: (any ProgressSink)?
+    public var progress: (any ProgressSink)? {
+        get { settings.withLock { $0.progress } }
+        set { settings.withLock { $0.progress = newValue } }
+    }
+
     /// Codec parameters for new objects.
-    public var codecOptions = CodecOptions.default
+    public var codecOptions: CodecOptions {
+        get { settings.withLock { $0.codecOptions } }
+        set { settings.withLock { $0.codecOptions = newValue } }
+    }
+
     /// Told when a command has to wait for another (gc for readers, a reader for gc).
-    public var waitNotice: (@Sendable (String) -> Void)?
+    public var waitNotice: (@Sendable (String) -> Void)? {
+        get { settings.withLock { $0.waitNotice } }
+        set { settings.withLock { $0.waitNotice = newValue } }
+    }
     /// Where remotes read credentials and endpoints (S3's `AWS_*` variables): the process's
     /// environment unless set.
-    public var transportEnvironment: [String: String] = ProcessInfo.processInfo.environment
+    public var transportEnvironment: [String: String] {
+        get { settings.withLock { $0.transportEnvironment } }
+        set { settings.withLock { $0.transportEnvironment = newValue } }
+    }
     /// The folders this process writes temporary files into (docs/format.md §7.4).
     let journal: WriteJournal
     /// How many write and read locks this object holds: a reader called inside a writer, or
@@ -298,11 +323,7 @@ public final class Repository: @unchecked Sendable {
 
     /// How the objects of a tree are stored (encoding, reference, stored bytes), by id.
     public func objectInfos(of tree: Tree) throws -> [ObjectID: ObjectInfo] {
-        var out: [ObjectID: ObjectInfo] = [:]
-        for id in tree.objectIDs {
-            if let info = try history.objectInfo(id) { out[id] = info }
-        }
-        return out
+        try history.objectInfos(tree.objectIDs)
     }
 
     // MARK: - Hooks
@@ -313,6 +334,18 @@ public final class Repository: @unchecked Sendable {
         // MREPO_DIR: the store, where a hook keeps its logs (a linked working tree's .mrepo is a file).
         let env = environment.merging(["MREPO_DIR": metaDirectory]) { given, _ in given }
         try HookRunner.run(path: metaDirectory + "/hooks/" + name, name: name, workingDirectory: root, environment: env)
+    }
+
+    /// Runs a hook after the fact: a failure cannot undo anything, so it becomes a warning.
+    func runPostHook(_ name: String, environment: [String: String]) -> String? {
+        do {
+            try runHook(name, environment: environment)
+            return nil
+        } catch let RepoError.hookRejected(hook, status) {
+            return "\(hook) hook failed (exit status \(status))"
+        } catch {
+            return RepoError.wrap(error).description
+        }
     }
 
     static func absolutePath(_ path: String) -> String {
@@ -354,10 +387,9 @@ public enum ProgressUnit: Sendable {
 }
 
 /// Adds up progress from worker threads and forwards it.
-final class ProgressCounter: @unchecked Sendable {
+final class ProgressCounter: Sendable {
     private let sink: (any ProgressSink)?
-    private let lock = NSLock()
-    private var done = 0
+    private let done = Mutex(0)
 
     init(_ sink: (any ProgressSink)?, title: String, total: Int, unit: ProgressUnit = .bytes) {
         self.sink = sink
@@ -366,10 +398,10 @@ final class ProgressCounter: @unchecked Sendable {
 
     func add(_ n: Int) {
         guard let sink else { return }
-        lock.lock()
-        done += n
-        let value = done
-        lock.unlock()
+        let value = done.withLock { total in
+            total += n
+            return total
+        }
         sink.update(value)
     }
 

@@ -28,7 +28,7 @@ import Testing
 
     @Test func adapterCommitRecordsItsBase() throws {
         let head = try repo.commit(try repo.resolve("lora-math"))
-        let record = try #require(AdapterRecord(commit: head))
+        let record = try #require(try head.record(AdapterRecord.self))
         #expect(record.base == base)
         #expect(record.rank == 4 && record.alpha == 8 && !record.useRSLoRA)
         #expect(record.targets == ["query", "value"])

@@ -30,7 +30,7 @@ import Testing
         #expect(basis.modules.map(\.baseTensor) == report.modules.map(\.baseTensor))
         // rank 4, alpha 8: every adapter's scale is 2; the module metadata records it.
         #expect(basis.modules.allSatisfy { $0.scales == [2, 2, 2] && $0.transposed == false && $0.rank == 4 && $0.k == 2 })
-        let record = try #require(ReversibleMergeRecord(commit: commit))
+        let record = try #require(try commit.record(ReversibleMergeRecord.self))
         #expect(record.expertKind == .adapter && record.kind == "adapter" && record.base == base)
         // The loader reads the same file, and every stored module comes back with the report's shape.
         let loaded = try repo.loadReversible(commit.id)
@@ -51,7 +51,7 @@ import Testing
         #expect(basis.layout.map(\.name) == file.tensors.map(\.name))
         #expect(basis.modules.map(\.module) == report.modules.map(\.name))
         #expect(basis.modules.allSatisfy { $0.module == $0.baseTensor && $0.scales == nil && $0.transposed == nil && $0.rank == 2 })
-        #expect(ReversibleMergeRecord(commit: commit)?.expertKind == .full)
+        #expect(try commit.record(ReversibleMergeRecord.self)?.expertKind == .full)
     }
 
     @Test func aBasisFileThatDoesNotMatchItsRecordIsCorrupt() throws {
@@ -59,10 +59,10 @@ import Testing
         let repo = fixture.repo
         let (commit, _) = try repo.reversibleMerge(["lora-math", "lora-code", "lora-chat"], ["basis": .number(1)])
         // Rewrite the commit's rmm record with one expert fewer than the file names.
-        var record = try #require(ReversibleMergeRecord(commit: commit))
+        var record = try #require(try commit.record(ReversibleMergeRecord.self))
         record.experts.removeLast()
         var forged = commit
-        forged.extra = .object((commit.extra.objectValue ?? []).map { $0.key == "rmm" ? record.json : $0 })
+        forged.extra = .object((commit.extra.objectValue ?? []).map { $0.key == "rmm" ? (try? record.jsonMember()) ?? $0 : $0 })
         #expect(try repo.loadReversible(commit: commit).modules.count == 4)
         expectThrows(RepoError.corruptObject(object: commit.id.short, problem: "rmm.safetensors does not match the commit's rmm record (experts, center)")) {
             _ = try repo.loadReversible(commit: forged)

@@ -84,7 +84,7 @@ import Testing
         #expect(m.report.experts.map(\.name) == names)
         #expect(m.report.modules.count == 4 && m.report.modules.allSatisfy { $0.variant == variant && $0.errors.count == 3 })
         #expect(m.report.experts.allSatisfy { $0.maxError < 1e-5 && $0.globalError < 1e-5 }, "\(m.report.experts.map(\.maxError))")
-        let record = try #require(ReversibleMergeRecord(commit: m.commit))
+        let record = try #require(try m.commit.record(ReversibleMergeRecord.self))
         #expect(record.base == base && record.basis == 2 && record.variant == variant && record.kind == "adapter")
         let expertCommits = try names.map { try repo.resolve($0) }
         #expect(record.experts.map(\.name) == names && record.experts.map(\.commit) == expertCommits)
@@ -257,7 +257,7 @@ import Testing
         // The baselines rebuild nothing: far worse than the merge's own errors.
         #expect(report.baselines.allSatisfy { $0.meanError > 0.1 })
         // The merge commit is also an adapter of the base, and carries the basis file.
-        #expect(AdapterRecord(commit: commit)?.base == record.base)
+        #expect(try commit.record(AdapterRecord.self)?.base == record.base)
         let loaded = try repo.loadReversible(commit.id)
         #expect(loaded.modules.count == 4 && loaded.tensors.count == 4 * 6)
     }
@@ -378,8 +378,8 @@ import Testing
         let head = try repo.resolve("HEAD")
         let m = try rmm(repo, ["lora-code", "lora-chat"], basis: 2)
         #expect(m.report.experts.map(\.name) == names)
-        #expect(ReversibleMergeRecord(commit: m.commit)?.experts.first?.commit == head)
-        #expect(ReversibleMergeRecord(commit: m.commit)?.base == base)
+        #expect(try m.commit.record(ReversibleMergeRecord.self)?.experts.first?.commit == head)
+        #expect(try m.commit.record(ReversibleMergeRecord.self)?.base == base)
         #expect(try repo.resolve("lora-math") == m.commit.id, "the merge is recorded on the current branch")
         _ = try repo.exportReversible("HEAD", view: nil, expert: "lora-math", fold: false, to: dir + "/x")
         try expectSameAdapter(dir + "/x/adapter_model.safetensors", dir + "/lora-math/adapter_model.safetensors", factors: true)
@@ -415,7 +415,7 @@ import Testing
         for name in names { _ = try repo.deleteBranch(name, force: true) }
         _ = try repo.gc()
         #expect(try repo.fsck().isClean)
-        for e in try #require(ReversibleMergeRecord(commit: m.commit)).experts { #expect(try repo.history.commit(e.commit) != nil) }
+        for e in try #require(try m.commit.record(ReversibleMergeRecord.self)).experts { #expect(try repo.history.commit(e.commit) != nil) }
         _ = try repo.exportReversible(m.commit.id.hex, view: nil, expert: "lora-chat", fold: true, to: dir + "/after")
         #expect(sameFiles(try snapshot(dir + "/before"), try snapshot(dir + "/after")))
         _ = try repo.checkoutReversible("HEAD", view: nil, expert: "lora-math", fold: false)

@@ -138,6 +138,12 @@ public struct EncodedTensorHeader: Sendable, Equatable {
 }
 
 /// A parsed, read-only view of an encoded tensor's bytes (usually a mapped object file).
+///
+/// `@unchecked Sendable` (one of three, see ``UnsafeSendable``): `bytes` is a raw pointer, which the
+/// compiler cannot prove shareable, but it is only ever read, and `owner` (a ``MappedFile``, itself
+/// immutable) keeps it valid for as long as any copy of this value lives. A view made without an
+/// owner is used inside the caller's `withUnsafeBytes` scope only. Worker threads decode chunks of
+/// one tensor at once through ``ChunkSource`` closures that capture it.
 public struct EncodedTensor: @unchecked Sendable {
     public let header: EncodedTensorHeader
     /// Where each chunk's stored bytes are, and how they are coded.
@@ -145,7 +151,7 @@ public struct EncodedTensor: @unchecked Sendable {
     /// Bytes of the whole encoding (header and chunks).
     public let bytes: UnsafeRawBufferPointer
     /// Keeps `bytes` valid.
-    private let owner: AnyObject?
+    private let owner: (any AnyObject & Sendable)?
     /// Name used in error messages.
     public let name: String
     /// The factors of a ``TensorEncoding/lowRank`` tensor (nil for the lossless encodings).
@@ -155,7 +161,7 @@ public struct EncodedTensor: @unchecked Sendable {
     /// - Parameters:
     ///   - offset: where the encoded tensor starts within `bytes`.
     ///   - owner: an object that keeps `bytes` alive (e.g. the ``MappedFile``).
-    public init(bytes: UnsafeRawBufferPointer, offset: Int = 0, owner: AnyObject?, name: String) throws(DeltaError) {
+    public init(bytes: UnsafeRawBufferPointer, offset: Int = 0, owner: (any AnyObject & Sendable)?, name: String) throws(DeltaError) {
         let view = UnsafeRawBufferPointer(rebasing: bytes[offset...])
         let (header, headerLength) = try EncodedTensorHeader.parse(view, object: name)
         var chunks: [(coder: ChunkCoder, range: Range<Int>)] = []

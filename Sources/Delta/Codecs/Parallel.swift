@@ -53,13 +53,15 @@ private final class FailureState: Sendable {
 /// per page every time it is touched.
 final class ScratchPool: Sendable {
     static let shared = ScratchPool()
-    private let free = Mutex<[Int: [ScratchBuffer]]>([:])
+    /// Buffers in the pool belong to no thread; `take` hands each to one caller, `give` takes it
+    /// back when that caller is done with it (the hand-over ``UnsafeSendable`` describes).
+    private let free = Mutex<[Int: [UnsafeSendable<ScratchBuffer>]]>([:])
     /// Bytes kept for reuse at most (the working set of one pipeline).
     private let limit = 160 << 20
 
     func take(_ count: Int) -> ScratchBuffer {
         let size = ScratchPool.sizeClass(count)
-        if let b = free.withLock({ $0[size]?.popLast() }) { return b }
+        if let b = free.withLock({ $0[size]?.popLast() }) { return b.value }
         return ScratchBuffer(count: size)
     }
 
@@ -73,19 +75,20 @@ final class ScratchPool: Sendable {
     }
 
     func give(_ buffers: [ScratchBuffer]) {
+        let buffers = buffers.map { UnsafeSendable($0) }
         free.withLock { pools in
             var kept = pools.reduce(0) { $0 + $1.key * $1.value.count }
-            for b in buffers where kept + b.bytes.count <= limit {
-                b.used = 0
-                pools[b.bytes.count, default: []].append(b)
-                kept += b.bytes.count
+            for b in buffers where kept + b.value.bytes.count <= limit {
+                b.value.used = 0
+                pools[b.value.bytes.count, default: []].append(b)
+                kept += b.value.bytes.count
             }
         }
     }
 }
 
 /// A buffer of raw bytes owned by one window slot of a pipeline, reused across windows.
-final class ScratchBuffer: @unchecked Sendable {
+final class ScratchBuffer {
     let bytes: UnsafeMutableRawBufferPointer
     var used = 0
 

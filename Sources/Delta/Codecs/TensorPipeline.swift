@@ -235,7 +235,7 @@ public enum TensorPipeline {
     }
 }
 
-private final class EncodeSlot: @unchecked Sendable {
+private final class EncodeSlot {
     let planes: ScratchBuffer
     /// The reference's chunk, copied (nil when the reference's bytes are read in place).
     let reference: ScratchBuffer?
@@ -248,7 +248,7 @@ private final class EncodeSlot: @unchecked Sendable {
     deinit { ScratchPool.shared.give([planes, output] + (reference.map { [$0] } ?? [])) }
 }
 
-private final class DecodeSlot: @unchecked Sendable {
+private final class DecodeSlot {
     let scratch: ScratchBuffer
     let output: ScratchBuffer
     init(chunkSize: Int) {
@@ -258,6 +258,6 @@ private final class DecodeSlot: @unchecked Sendable {
     deinit { ScratchPool.shared.give([scratch, output]) }
 }
 
-final class CounterBox: @unchecked Sendable {
+final class CounterBox {
     var value = 0
 }

@@ -33,15 +33,16 @@ extension HistoryDatabase {
                 """, arguments: [tree.hex])
             var byPath: [String: [ReferenceIndex.Entry.Named]] = [:]
             for row in rows {
-                let shapeText: String = row["tensorShape"]
+                let r = RowReader(row: row, table: "treeTensor", key: tree.short)
+                let shapeText: String = try r.value("tensorShape")
                 let shape = shapeText.isEmpty ? [] : shapeText.split(separator: ",").compactMap { Int($0) }
-                guard let dtype = DType(rawValue: row["tensorDType"]) else { continue }
-                byPath[row["tensorPath"], default: []].append(
-                    .init(name: row["tensorName"], entry: ReferenceIndex.Entry(info: HistoryDatabase.objectInfoFrom(row), dtype: dtype, shape: shape)))
+                let dtype = try r.raw("tensorDType", as: DType.self)
+                byPath[try r.value("tensorPath"), default: []].append(
+                    .init(name: try r.value("tensorName"), entry: ReferenceIndex.Entry(info: try ObjectRow(row: row).info, dtype: dtype, shape: shape)))
             }
             var out: [String: ReferenceIndex.Entry] = [:]
-            for path in byPath.keys.sorted(by: <) {
-                for t in byPath[path]! where out[t.name] == nil { out[t.name] = t.entry }
+            for (_, tensors) in byPath.sorted(by: { $0.key < $1.key }) {
+                for t in tensors where out[t.name] == nil { out[t.name] = t.entry }
             }
             return out
         }

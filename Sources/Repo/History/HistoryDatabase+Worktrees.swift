@@ -34,8 +34,9 @@ extension HistoryDatabase {
     /// Every linked working tree, oldest first.
     public func linkedWorktrees() throws -> [LinkedWorktreeRecord] {
         try read { db in
-            try Row.fetchAll(db, sql: "SELECT id, path, created FROM worktree ORDER BY created, id").map {
-                LinkedWorktreeRecord(id: $0["id"], path: $0["path"], created: $0["created"])
+            try Row.fetchAll(db, sql: "SELECT id, path, created FROM worktree ORDER BY created, id").map { row in
+                let r = RowReader(row: row, table: "worktree", key: row.keyText("id"))
+                return LinkedWorktreeRecord(id: try r.value("id"), path: try r.value("path"), created: try r.value("created"))
             }
         }
     }
@@ -59,7 +60,8 @@ extension HistoryDatabase {
         try read { db in
             var out: [String: String] = [:]
             for row in try Row.fetchAll(db, sql: "SELECT worktree, branch FROM head WHERE branch IS NOT NULL AND worktree <> ?", arguments: [worktree]) {
-                out[row["branch"]] = try HistoryDatabase.worktreePath(db, row["worktree"], mainRoot: mainRoot)
+                let r = RowReader(row: row, table: "head", key: row.keyText("worktree"))
+                out[try r.value("branch", String.self)] = try HistoryDatabase.worktreePath(db, try r.value("worktree"), mainRoot: mainRoot)
             }
             return out
         }

@@ -16,15 +16,16 @@ public struct StatCacheEntry: Sendable, Equatable {
     /// The file's content, as a ``TreeFile`` serialised by ``FileIdentityCoding``.
     public var identity: String
 
-    init(row: Row) {
-        path = row["path"]
-        size = row["size"]
-        mtimeNs = row["mtimeNs"]
-        ctimeNs = row["ctimeNs"]
-        inode = UInt64(bitPattern: row["inode"] as Int64)
-        device = UInt64(bitPattern: row["device"] as Int64)
-        recordedNs = row["recordedNs"]
-        identity = row["identity"]
+    init(row: Row) throws {
+        let r = RowReader(row: row, table: "statCache", key: row.keyText("path"))
+        path = try r.value("path")
+        size = try r.value("size")
+        mtimeNs = try r.value("mtimeNs")
+        ctimeNs = try r.value("ctimeNs")
+        inode = UInt64(bitPattern: try r.value("inode", Int64.self))
+        device = UInt64(bitPattern: try r.value("device", Int64.self))
+        recordedNs = try r.value("recordedNs")
+        identity = try r.value("identity")
     }
 
     init(path: String, stat: FileStat, identity: String) {
@@ -40,10 +41,7 @@ public struct StatCacheEntry: Sendable, Equatable {
 
     /// Saves the entry as the given working tree's.
     func save(_ db: Database, worktree: String) throws {
-        try db.execute(sql: """
-            INSERT OR REPLACE INTO statCache(worktree, path, size, mtimeNs, ctimeNs, inode, device, recordedNs, identity)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """, arguments: [worktree, path, size, mtimeNs, ctimeNs, Int64(bitPattern: inode), Int64(bitPattern: device), recordedNs, identity])
+        try StatCacheRow(worktree: worktree, entry: self).insert(db, onConflict: .replace)
     }
 
     /// Whether the file on disk is still the one this entry describes.

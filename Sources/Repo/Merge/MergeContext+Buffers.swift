@@ -89,20 +89,20 @@ extension MergeContext {
         let plan = override ?? self.plan
         guard let baseInput = baseTensors[name] else { throw RepoError.failed("tensor '\(name)' has no merge base") }
         let baseID = baseInput.tensor.objectID
-        let t0 = Timing.now()
+        let t0 = timer.now()
         let inputs = try loadInputs(name, base: baseID)
-        Timing.add("decode", since: t0)
+        timer.add("decode", since: t0)
         let n = inputs.count
-        let t1 = Timing.now()
+        let t1 = timer.now()
         let output = inputs.writable.map { inputs.experts[$0] } ?? buffers.floats("output", count: n)
         var mergedContext = context
         mergedContext.shape = baseInput.tensor.shape
         let metrics = try plan.merge(mergedContext, base: UnsafePointer(inputs.base.baseAddress!),
                                      experts: inputs.experts.map { UnsafePointer($0.baseAddress!) }, into: output)
-        Timing.add("merge+metrics", since: t1)
+        timer.add("merge+metrics", since: t1)
         if override == nil, thresholds.violation(metrics) != nil { return (nil, metrics, []) }
-        let t2 = Timing.now()
-        defer { Timing.add("encode", since: t2) }
+        let t2 = timer.now()
+        defer { timer.add("encode", since: t2) }
         let dtype = options.outputDType ?? baseInput.tensor.dtype
         let written = try withOutputBytes(output, as: dtype) { bytes in
             if override == nil { prepared?.write(name, bytes) }

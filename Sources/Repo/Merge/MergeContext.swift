@@ -15,6 +15,8 @@ struct MergeContext {
     let expertTensors: [[String: InputTensor]]
     /// Receives each merged tensor's bytes for the checkout (nil: nothing is prepared).
     var prepared: PreparedCheckout?
+    /// Where the per-tensor phases add their time (`MREPO_DEBUG_TIMING`).
+    var timer = PhaseTimer.disabled
     /// Each tensor's class, decided once.
     private(set) var decisions: [String: Decision] = [:]
     /// Resolutions of a recorded merge to replay, by tensor.
@@ -170,9 +172,9 @@ struct MergeContext {
         let toMerge = result.report.tensors.filter { $0.mergeClass == .merged }
         let counter = ProgressCounter(progress, title: "merge", total: toMerge.count, unit: .items)
         // Tensors of a method that needs no whole input are merged first, chunk by chunk, several at once.
-        let ts = Timing.now()
+        let ts = timer.now()
         let streamed = try runStreaming(try streamingJobs(result.report, layerCount: layerCount), batch: batch, counter: counter)
-        Timing.add("streamed", since: ts)
+        timer.add("streamed", since: ts)
         for (index, entry) in result.report.tensors.enumerated() {
             let name = entry.name
             if let recorded = resolutions[name] {
@@ -262,7 +264,7 @@ struct MergeContext {
         let plan = override ?? self.plan
         guard let baseInput = baseTensors[name] else { throw RepoError.failed("tensor '\(name)' has no merge base") }
         var remarks: [String] = []
-        let t0 = Timing.now()
+        let t0 = timer.now()
         let baseID = baseInput.tensor.objectID
         let (baseValues, baseRaw) = try baseTensor(baseID)
         var expertValues: [[Float]] = try expertTensors.map { tensors in
@@ -273,7 +275,7 @@ struct MergeContext {
             }
             return try baseValues.withUnsafeBytes { try floats(id, reference: (baseID, $0)) }
         }
-        Timing.add("decode", since: t0)
+        timer.add("decode", since: t0)
         var shape = baseInput.tensor.shape
         var extraRows: (rows: Int, values: [Float])?
         if case let .vocabulary(policy) = decision(for: name) {
@@ -285,11 +287,11 @@ struct MergeContext {
         let baseCommon = shape == baseInput.tensor.shape ? baseValues : Array(baseValues.prefix(commonRows * columns))
         var mergedContext = context
         mergedContext.shape = shape
-        let t1 = Timing.now()
+        let t1 = timer.now()
         var (values, metrics) = try plan.merge(mergedContext, base: baseCommon, experts: expertValues)
-        Timing.add("merge+metrics", since: t1)
-        let t2 = Timing.now()
-        defer { Timing.add("encode", since: t2) }
+        timer.add("merge+metrics", since: t1)
+        let t2 = timer.now()
+        defer { timer.add("encode", since: t2) }
         if override == nil, thresholds.violation(metrics) != nil { return (nil, metrics, remarks) }
         if let extra = extraRows { values += extra.values; shape = [commonRows + extra.rows, columns] }
         let dtype = options.outputDType ?? baseInput.tensor.dtype

@@ -43,7 +43,7 @@ extension Repository {
 
     private func reversibleReportLocked(_ revision: String) throws -> (commit: Commit, record: ReversibleMergeRecord, report: ReversibleMergeReport) {
         let c = try commit(try resolve(revision))
-        guard let record = ReversibleMergeRecord(commit: c) else {
+        guard let record = try c.record(ReversibleMergeRecord.self) else {
             throw RepoError.notAReversibleMerge(commit: c.id.short, revision: revision)
         }
         guard let object = record.reportObject, let v = try? JSONValue.parse(try objects.read(object)),
@@ -60,7 +60,7 @@ extension Repository {
     /// A reversible merge commit with its basis file's header, checked against the commit's record.
     func loadReversible(commit c: Commit) throws -> LoadedReversible {
         let id = c.id
-        guard let record = ReversibleMergeRecord(commit: c) else {
+        guard let record = try c.record(ReversibleMergeRecord.self) else {
             throw RepoError.notAReversibleMerge(commit: id.short, revision: nil)
         }
         let tree = try history.tree(c.treeID)
@@ -111,7 +111,7 @@ extension Repository {
     /// hold. The one place that tells a plain adapter (folded into its base) from a reversible
     /// merge (an expert or a view rebuilt from its basis).
     func rebuiltOutputs(_ id: ObjectID, expert: String?, view: ReversibleView?, fold: Bool) throws -> (outputs: [OutputFile], description: String) {
-        if fold, expert == nil, view == nil, ReversibleMergeRecord(commit: try commit(id)) == nil {
+        if fold, expert == nil, view == nil, try commit(id).record(ReversibleMergeRecord.self) == nil {
             return (try foldAdapterOutputs(try loadAdapter(id), factors: nil), "adapter \(id.short) folded into its base")
         }
         let loaded = try loadReversible(id)

@@ -49,10 +49,9 @@ struct BranchCommand: ParsableCommand {
         }
         let branches = try repo.branches()
         if json {
-            printJSON(.array(branches.map {
-                .obj(["name": .string($0.name), "commit": .string($0.target.hex), "current": .bool($0.isCurrent), "subject": .string($0.subject),
-                      "worktree": .opt($0.worktree)])
-            }))
+            try printJSON(branches.map {
+                BranchDocument(name: $0.name, commit: $0.target.hex, current: $0.isCurrent, subject: $0.subject, worktree: OrNull($0.worktree))
+            })
             return
         }
         if branches.isEmpty, let head = try? repo.history.head(), let b = head.branchName {

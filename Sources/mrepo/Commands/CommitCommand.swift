@@ -106,29 +106,10 @@ struct CommitCommand: ParsableCommand {
                                     branch: branch)
         let started = Date()
         let result = try repo.commit(options, wait: lock.wait)
+        for w in result.warnings { ErrorReporter.warn(w) }
         let seconds = Date().timeIntervalSince(started)
         if json {
-            printJSON(.obj([
-                "commit": .string(result.commit.id.hex),
-                "branch": .opt(result.branch),
-                "files": .int(result.fileCount),
-                "tensors": .int(result.tensorCount),
-                "logical_bytes": .int(result.logicalByteCount),
-                "new_objects": .int(result.newObjectCount),
-                "new_stored_bytes": .int(result.newStoredByteCount),
-                "unchanged_files": .int(result.unchangedFileCount),
-                "copied_files": .int(result.copiedFileCount),
-                "seconds": .double(seconds),
-                "adapter": result.adapter.map { a in .obj(["base": .string(a.base.hex), "r": .int(a.rank), "alpha": .double(a.alpha),
-                                                           "targets": .array(a.targets.map { .string($0) }), "modules": .int(a.moduleCount)]) } ?? .null,
-                "lossy": result.lowRankTensors.isEmpty ? .null : .obj([
-                    "tensors": .int(result.lowRankTensors.count),
-                    "max_relative_error": .double(result.lowRankTensors.map(\.relativeError).max() ?? 0),
-                    "stored_bytes": .int(result.lowRankTensors.reduce(0) { $0 + $1.storedByteCount }),
-                    "dense_bytes": .int(result.lowRankTensors.reduce(0) { $0 + $1.logicalByteCount }),
-                ]),
-                "notes": .array(result.notes.map { .string($0) }),
-            ]))
+            try printJSON(CommitResultDocument(result, seconds: seconds))
             return
         }
         for note in result.notes { ErrorReporter.note(note) }

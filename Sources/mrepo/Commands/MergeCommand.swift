@@ -193,6 +193,9 @@ struct MergeCommand: ParsableCommand {
         }
         let options = try makeOptions()
         let outcome = try repo.merge(options, wait: lock.wait)
+        for phase in outcome.phaseTimes {
+            FileHandle.standardError.write(Data("\(phase.name): \(String(format: "%.2f", phase.seconds)) s\n".utf8))
+        }
         for w in outcome.warnings { ErrorReporter.warn(w) }
         try present(outcome, repo: repo)
     }

@@ -80,10 +80,10 @@ extension WorktreeCommand {
             let repo = try repository.open()
             let trees = try repo.worktrees()
             if json {
-                printJSON(.array(trees.map { t in
-                    .obj(["path": .string(t.path), "id": .string(t.id), "main": .bool(t.isMain), "current": .bool(t.isCurrent),
-                          "head": .opt(t.head.commit?.hex), "branch": .opt(t.head.branchName), "prunable": .bool(t.isPrunable)])
-                }))
+                try printJSON(trees.map { t in
+                    WorktreeDocument(path: t.path, id: t.id, main: t.isMain, current: t.isCurrent, head: OrNull(t.head.commit?.hex),
+                                     branch: OrNull(t.head.branchName), prunable: t.isPrunable)
+                })
                 return
             }
             let width = trees.map(\.path.count).max() ?? 0
