@@ -28,6 +28,11 @@ public struct CommitOptions: Sendable {
     public var adapterOf: String?
     /// Store 2-D task vectors as truncated SVDs (`--lowrank R` / `--energy E`; lossy).
     public var lowRank: LowRankPolicy?
+    /// Replace HEAD instead of adding a child (`commit --amend`): same parents; an empty message
+    /// keeps HEAD's, and HEAD's metrics are kept unless given again.
+    public var amend = false
+    /// Record the working tree as a stash entry (`stash`): no ref moves, no hook runs.
+    public var stash = false
 
     public init(message: String, sourceDirectory: String? = nil, base: String? = nil, metrics: [Commit.Metric] = [],
                 author: String? = nil, allowEmpty: Bool = false, followSymlinks: Bool = false, force: Bool = false,
@@ -87,6 +92,18 @@ extension Repository {
         let head = try history.head()
         let parent = head.commit
         let parentCommit = try parent.map { try commit($0) }
+        var options = options
+        if options.amend || options.stash {
+            guard let parentCommit else {
+                throw RepoError.invalidArgument(options.amend ? "nothing to amend: HEAD has no commits yet" : "nothing to stash on: HEAD has no commits yet")
+            }
+            if options.amend {
+                if options.message.isEmpty { options.message = parentCommit.message }
+                let given = Set(options.metrics.map(\.name))
+                options.metrics = parentCommit.metrics.filter { !given.contains($0.name) } + options.metrics
+                options.allowEmpty = true
+            }
+        }
         // What the working tree holds: HEAD's tree, or a view written over it (an expert rebuilt from a merge).
         let worktreeTree = try worktreeBaseline(head: head).tree
         let sourceRoot = try options.sourceDirectory.map(validatedSource) ?? root
@@ -117,12 +134,15 @@ extension Repository {
             "MREPO_SOURCE": sourceRoot, "MREPO_MESSAGE": options.message, "MREPO_AUTHOR": author,
             "MREPO_METRICS": metricsJSON, "MREPO_BRANCH": head.branchName ?? "", "MREPO_PARENT": parent?.hex ?? "",
         ]
-        try runHook("pre-commit", environment: hookEnv)
+        if !options.stash { try runHook("pre-commit", environment: hookEnv) }
 
         // 3. Delta references: the base commit's tensors.
         let baseCommit: ObjectID?
         if let rev = options.base {
             baseCommit = try resolve(rev)
+        } else if options.amend {
+            // The replaced commit is not a reference: it is about to be unreachable.
+            baseCommit = parentCommit?.base
         } else {
             baseCommit = parentCommit.map { $0.base ?? $0.id }
         }
@@ -162,6 +182,7 @@ extension Repository {
                 if options.lowRank != nil {
                     throw RepoError.invalidArgument("nothing to commit: the low-rank approximation equals HEAD's (commit without --lowrank to store the exact weights)")
                 }
+                if options.stash { throw RepoError.invalidArgument("no local changes to save") }
                 throw RepoError.nothingToCommit
             }
             try batch.finish()
@@ -169,7 +190,7 @@ extension Repository {
 
             // 5. Record everything in one transaction.
             var generation = 0
-            let parents = (parent.map { [$0] } ?? []) + options.extraParents
+            let parents = (options.amend ? parentCommit!.parents : (parent.map { [$0] } ?? [])) + options.extraParents
             for p in parents { generation = max(generation, (try history.commit(p)?.generation ?? 0) + 1) }
             let timestamp = (Date().timeIntervalSince1970 * 1000).rounded() / 1000
             var extra = options.extra
@@ -191,9 +212,14 @@ extension Repository {
             let statEntries = fromWorktree ? zip(prepared, files).filter { !lossyPaths.contains($1.path) }.map {
                 StatCacheEntry(path: $1.path, stat: $0.scanned.stat, identity: FileIdentityCoding.encode($1))
             } : []
-            let kind = parents.count > 1 ? "merge" : (parent == nil ? "commit (initial)" : "commit")
-            try history.recordCommit(objects: newInfos, tree: tree, commit: commit, expectedHead: parent,
-                                     reflogMessage: "\(kind): \(commit.subject)", statEntries: statEntries)
+            let kind = options.amend ? "commit (amend)" : parents.count > 1 ? "merge" : (parent == nil ? "commit (initial)" : "commit")
+            if options.stash {
+                try history.recordStash(objects: newInfos, tree: tree, commit: commit, branch: head.branchName)
+            } else {
+                try history.recordCommit(objects: newInfos, tree: tree, commit: commit, expectedHead: parent,
+                                         reflogMessage: "\(kind): \(commit.subject)", statEntries: statEntries,
+                                         origHead: options.amend ? parent : nil)
+            }
             recorded = (commit, tree, newInfos)
         } catch {
             // Before the transaction nothing refers to the new objects: delete them.
@@ -216,7 +242,7 @@ extension Repository {
             }
         }
         hookEnv["MREPO_COMMIT"] = newCommit.id.hex
-        runHookReportingFailure("post-commit", environment: hookEnv)
+        if !options.stash { runHookReportingFailure("post-commit", environment: hookEnv) }
         var notes: [String] = []
         if let adapterNote { notes.append(adapterNote) }
         if options.lowRank != nil {

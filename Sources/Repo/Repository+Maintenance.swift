@@ -344,9 +344,9 @@ extension Repository {
         return seen.filter { (try? history.commit($0)) != nil }
     }
 
-    /// Commits kept alive by state outside refs: an unfinished merge's inputs.
+    /// Commits kept alive by state outside refs: an unfinished merge's inputs, stashes, ORIG_HEAD.
     func pinnedCommits() throws -> [ObjectID] {
-        try history.mergeState()?.commits ?? []
+        (try history.mergeState()?.commits ?? []) + (try history.stashes().map(\.commit)) + [try history.origHead()].compactMap { $0 }
     }
 
     /// Objects a commit needs beyond its tree (recorded in `extra`, e.g. a reversible merge's basis).

@@ -170,11 +170,11 @@ extension Repository {
                     try refuseDuringMerge("switching")
                     try history.createRef(name: name, kind: .branch, target: start, message: "branch: created from \(startPoint ?? "HEAD")")
                     try history.setHead(.branch(name, commit: start), expected: head,
-                                        message: "switch: created \(name) at \(start.short), keeping the working tree")
+                                        message: "switch: moving from \(head.displayName) to \(name) (created at \(start.short), keeping the working tree)")
                     return CheckoutResult(head: .branch(name, commit: start), writtenFiles: 0, removedFiles: 0, unchangedFiles: 0)
                 }
                 var result = try moveHead(to: start, newHead: .branch(name, commit: start), from: head, force: force,
-                                          message: "switch: created \(name) at \(start.short)") {
+                                          message: "switch: moving from \(head.displayName) to \(name) (created at \(start.short))") {
                     try self.history.createRef(name: name, kind: .branch, target: start, message: "branch: created from \(startPoint ?? "HEAD")")
                 }
                 result.head = .branch(name, commit: start)
@@ -187,7 +187,7 @@ extension Repository {
                 throw RepoError.unknownRef(name)
             }
             return try moveHead(to: ref.target, newHead: .branch(name, commit: ref.target), from: head, force: force,
-                                message: "switch: moving to \(name)")
+                                message: "switch: moving from \(head.displayName) to \(name)")
         }
     }
 
@@ -212,7 +212,7 @@ extension Repository {
         return try withWriteLock(wait: wait) {
             let target = try resolve(revision)
             let head = try history.head()
-            return try moveHead(to: target, newHead: .detached(target), from: head, force: force, message: "checkout: moving to \(revision)")
+            return try moveHead(to: target, newHead: .detached(target), from: head, force: force, message: "checkout: moving from \(head.displayName) to \(revision)")
         }
     }
 
@@ -465,13 +465,20 @@ extension Repository {
     /// before that deletes the temporary files and any folder the export created, so files already
     /// in `directory` are untouched and a new folder is not left behind. Until the renames the disk
     /// holds both versions of a file the export replaces.
-    public func export(_ revision: String, to directory: String) throws -> ExportResult {
-        try withReadLock { try exportLocked(revision, to: directory) }
+    ///
+    /// - Parameter only: export only the file at this path, or the files under this folder (`REV:path`).
+    public func export(_ revision: String, to directory: String, only: String? = nil) throws -> ExportResult {
+        try withReadLock { try exportLocked(revision, to: directory, only: only) }
     }
 
-    private func exportLocked(_ revision: String, to directory: String) throws -> ExportResult {
+    private func exportLocked(_ revision: String, to directory: String, only: String?) throws -> ExportResult {
         let id = try resolve(revision)
-        let tree = try verifiedTree(of: id)
+        var tree = try verifiedTree(of: id)
+        if let only {
+            let spec = Repository.normalizedPathSpec(only)
+            tree = Tree(files: tree.files.filter { PathSpec.matches(spec, file: $0.path) })
+            if tree.files.isEmpty { throw RepoError.invalidArgument("path '\(only)' does not exist in \(revision) (\(id.short))") }
+        }
         CrashPoint.reach("export.resolved")
         let staging = FileStaging(journal: journal)
         defer { objects.releaseMappings() }

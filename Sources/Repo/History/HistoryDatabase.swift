@@ -281,7 +281,8 @@ public final class HistoryDatabase: @unchecked Sendable {
     ///   - expectedHead: the commit HEAD pointed at when the command started; if HEAD moved since,
     ///     nothing is written and ``RepoError/concurrentUpdate(ref:)`` is thrown.
     func recordCommit(objects: [ObjectInfo], tree: Tree, commit: Commit, expectedHead: ObjectID?,
-                      reflogMessage: String, statEntries: [StatCacheEntry] = [], clearMergeState: Bool = false) throws {
+                      reflogMessage: String, statEntries: [StatCacheEntry] = [], clearMergeState: Bool = false,
+                      origHead: ObjectID? = nil) throws {
         try write { db in
             let head = try HistoryDatabase.head(db)
             guard head.commit == expectedHead else {
@@ -300,6 +301,7 @@ public final class HistoryDatabase: @unchecked Sendable {
             try HistoryDatabase.clearView(db)
             for entry in statEntries { try entry.save(db) }
             if clearMergeState { try db.execute(sql: "DELETE FROM mergeState") }
+            try HistoryDatabase.setOrigHead(db, origHead)
         }
     }
 

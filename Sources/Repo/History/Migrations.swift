@@ -125,6 +125,11 @@ extension HistoryDatabase {
             // Additive: NULL in the rows of older trees, which are then not checked.
             try db.execute(sql: "ALTER TABLE treeFile ADD COLUMN sha256 TEXT")
         }
+        // Notes and metrics added to commits after the fact, and stashed working trees (mrepo 0.3.0).
+        m.registerMigration("v5-annotations") { db in
+            // Additive: new tables only; a commit's id and rows never change.
+            try db.execute(sql: HistoryDatabase.annotationsSchema)
+        }
         return m
     }
 }

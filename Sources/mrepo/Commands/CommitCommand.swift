@@ -29,7 +29,10 @@ struct CommitCommand: ParsableCommand {
     @OptionGroup var lock: LockOptions
 
     @Option(name: .shortAndLong, help: ArgumentHelp("The commit message.", valueName: "message"))
-    var message: String
+    var message: String?
+
+    @Flag(help: "Replace HEAD instead of adding a commit: same parents, the working tree's files, HEAD's message and metrics unless given again. ORIG_HEAD keeps the replaced commit.")
+    var amend = false
 
     @Option(name: .customLong("from"), help: ArgumentHelp(
         "Import this checkpoint folder (as a trainer wrote it) instead of the working tree; the working tree is then updated to the new commit.",
@@ -76,6 +79,7 @@ struct CommitCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
+        if message == nil && !amend { throw ValidationError("Missing expected argument '--message <message>'") }
         if lowRank != nil, energy != nil { throw ValidationError("--lowrank and --energy: give one of them") }
         if let r = lowRank, r < 1 { throw ValidationError("--lowrank must be at least 1, got \(r)") }
         if let e = energy, !(e > 0 && e <= 1) { throw ValidationError("--energy must be in (0, 1], got \(e)") }
@@ -88,10 +92,11 @@ struct CommitCommand: ParsableCommand {
 
     func run() throws {
         let repo = try repository.open()
-        let options = CommitOptions(message: message, sourceDirectory: source, base: base,
+        var options = CommitOptions(message: message ?? "", sourceDirectory: source, base: base,
                                     metrics: metrics.compactMap(Metric.parse), author: author, allowEmpty: allowEmpty,
                                     followSymlinks: dereference, force: force, adapterOf: adapterOf,
                                     lowRank: lowRank.map { LowRankPolicy(choice: .rank($0)) } ?? energy.map { LowRankPolicy(choice: .energy($0)) })
+        options.amend = amend
         let started = Date()
         let result = try repo.commit(options, wait: lock.wait)
         let seconds = Date().timeIntervalSince(started)

@@ -19,7 +19,7 @@ struct ExportCommand: ParsableCommand {
 
     @OptionGroup var repository: RepositoryOptions
 
-    @Argument(help: ArgumentHelp("The revision to export.", valueName: "rev"))
+    @Argument(help: ArgumentHelp("The revision to export; REV:path exports one file (or the files under a folder) of it.", valueName: "rev"))
     var revision: String
 
     @Argument(help: ArgumentHelp("The folder to write into (created if missing).", valueName: "dir"))
@@ -42,6 +42,8 @@ struct ExportCommand: ParsableCommand {
                                                to: directory)
         } else if fold {
             result = try repo.exportFolded(revision, to: directory)
+        } else if let (rev, path) = Repository.splitPathRevision(revision) {
+            result = try repo.export(rev, to: directory, only: path)
         } else {
             result = try repo.export(revision, to: directory)
         }
