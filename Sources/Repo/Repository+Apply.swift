@@ -71,7 +71,7 @@ extension Repository {
         var committed: Commit?
         if case let .committed(c) = outcome.status {
             committed = c
-            try history.write { db in try HistoryDatabase.setOrigHead(db, headID) }
+            try history.write { db in try history.setOrigHead(db, headID) }
         }
         return ApplyResult(commit: committed, exact: false, merge: outcome)
     }

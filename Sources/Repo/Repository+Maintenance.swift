@@ -66,9 +66,14 @@ extension Repository {
             let fk = try Row.fetchAll(db, sql: "PRAGMA foreign_key_check")
             if !fk.isEmpty { report.errors.append("history database: \(fk.count) broken references (foreign key check)") }
         }
-        let head = try history.head()
-        if case let .detached(id) = head, try history.commit(id) == nil {
-            report.errors.append("HEAD: points at missing commit \(id.short)")
+        // Every working tree's HEAD; a linked one whose folder is gone still holds its branch.
+        for (worktree, head) in try history.allHeads().sorted(by: { $0.key < $1.key }) {
+            if case let .detached(id) = head, try history.commit(id) == nil {
+                report.errors.append("HEAD\(worktree.isEmpty ? "" : " of working tree '\(worktree)'"): points at missing commit \(id.short)")
+            }
+        }
+        for record in try history.linkedWorktrees() where !linksHere(record) {
+            report.warnings.append("working tree '\(record.id)' at \(record.path) is gone or no longer links here ('mrepo worktree prune' forgets it)")
         }
         // Commits and trees.
         var users: [ObjectID: String] = [:]
@@ -232,8 +237,9 @@ extension Repository {
             CrashPoint.reach("gc.recorded")
             removeDoomed()
             // Temporary files and folders of processes that are gone: in `.mrepo`, every folder
-            // of the store and of the working tree, wherever a journal was lost.
-            report.removedTemporaryFiles += LeftoverSweeper.sweepAll(root: root, metaDirectory: metaDirectory, objectsRoot: objects.root)
+            // of the store and of every working tree, wherever a journal was lost.
+            let roots = [mainRoot] + (try history.linkedWorktrees().filter(linksHere).map(\.path))
+            report.removedTemporaryFiles += LeftoverSweeper.sweepAll(roots: roots, metaDirectory: metaDirectory, objectsRoot: objects.root)
             // Fixed-name folders of mrepo 0.1.0 merges (the lock shows no writer uses them now).
             for legacy in ["merge-candidate", "merge-report.json"] where FileStat.of(metaDirectory + "/" + legacy) != nil {
                 try? FileManager.default.removeItem(atPath: metaDirectory + "/" + legacy)
@@ -291,7 +297,7 @@ extension Repository {
         var objects: Set<ObjectID>
     }
 
-    /// The commits, trees and objects that refs, HEAD, an unfinished merge and (optionally) the
+    /// The commits, trees and objects that refs, every working tree's HEAD and unfinished merge, and (optionally) the
     /// reflog reach.
     func liveData(includeReflog: Bool) throws -> LiveData {
         let reachableCommits = try reachableCommitIDs(includeReflog: includeReflog)
@@ -304,7 +310,8 @@ extension Repository {
             }
             keepObjects.formUnion(extraObjects(of: c))
         }
-        if let state = try history.mergeState() {
+        // Every working tree's merge in progress.
+        for state in try history.allMergeStates() {
             keepObjects.formUnion(state.objects)
             if let ready = state.readyTree {
                 keepTrees.insert(ready)
@@ -322,7 +329,7 @@ extension Repository {
     /// Commits reachable from refs, HEAD, and (optionally) the reflog, with parents and delta bases.
     func reachableCommitIDs(includeReflog: Bool) throws -> Set<ObjectID> {
         var roots: [ObjectID] = try history.refs().map(\.target)
-        if let h = try history.head().commit { roots.append(h) }
+        roots.append(contentsOf: try history.allHeads().values.compactMap(\.commit))
         if includeReflog {
             for e in try history.reflog(limit: Int.max) {
                 if let o = e.old { roots.append(o) }
@@ -344,9 +351,10 @@ extension Repository {
         return seen.filter { (try? history.commit($0)) != nil }
     }
 
-    /// Commits kept alive by state outside refs: an unfinished merge's inputs, stashes, ORIG_HEAD.
+    /// Commits kept alive by state outside refs: the inputs of every working tree's unfinished
+    /// merge, stashes, and every working tree's ORIG_HEAD.
     func pinnedCommits() throws -> [ObjectID] {
-        (try history.mergeState()?.commits ?? []) + (try history.stashes().map(\.commit)) + [try history.origHead()].compactMap { $0 }
+        try history.allMergeStates().flatMap(\.commits) + history.stashes().map(\.commit) + history.allOrigHeads()
     }
 
     /// Objects a commit needs beyond its tree (recorded in `extra`, e.g. a reversible merge's basis).

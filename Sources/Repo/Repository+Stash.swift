@@ -19,7 +19,7 @@ extension Repository {
             do {
                 let stashTree = try history.tree(result.commit.treeID)
                 let checkout = try stageCheckout(baseline, over: stashTree, force: true)
-                try history.write { db in try HistoryDatabase.setOrigHead(db, headID) }
+                try history.write { db in try history.setOrigHead(db, headID) }
                 let entries = try finishCheckout(checkout)
                 history.saveStatCacheOpportunistically(entries, removing: [])
             } catch {

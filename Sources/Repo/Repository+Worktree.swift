@@ -186,6 +186,7 @@ extension Repository {
                 }
                 throw RepoError.unknownRef(name)
             }
+            if name != head.branchName { try refuseBranchCheckedOutElsewhere(name) }
             return try moveHead(to: ref.target, newHead: .branch(name, commit: ref.target), from: head, force: force,
                                 message: "switch: moving from \(head.displayName) to \(name)")
         }
@@ -198,6 +199,7 @@ extension Repository {
         try withWriteLock(wait: wait) {
             try refuseDuringMerge("switching")
             if try history.ref(named: name) != nil { throw RepoError.refExists(name) }
+            try refuseBranchCheckedOutElsewhere(name)
             let head = try history.head()
             try history.setHead(.branch(name, commit: nil), expected: head, message: "switch: orphan branch \(name)")
         }

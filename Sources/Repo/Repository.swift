@@ -7,11 +7,18 @@ import Synchronization
 ///
 /// Every command is one method (in `Repository+<Command>.swift`). Commands that write take the
 /// repository's write lock for their whole run; readers never take it.
+///
+/// A linked working tree (`mrepo worktree add`) is a folder whose `.mrepo` is a file naming the
+/// main working tree's `.mrepo` directory ("store") and its own key: objects, refs, commits, the
+/// reflog, hooks and the locks are the store's, HEAD, the stat cache, a merge in progress and a
+/// view are the working tree's (``HistoryDatabase/worktree``).
 public final class Repository: @unchecked Sendable {
-    /// The working tree: the folder that holds `.mrepo`.
+    /// The working tree: the folder that holds `.mrepo` (a directory, or a linked working tree's file).
     public let root: String
-    /// `<root>/.mrepo`.
+    /// The store: `<main working tree>/.mrepo`, shared by every working tree.
     public let metaDirectory: String
+    /// '' for the main working tree, else the key of this linked working tree.
+    public let worktreeID: String
     public let history: HistoryDatabase
     public let objects: ObjectStore
     /// Receives progress of long operations (nil: silent).
@@ -26,21 +33,49 @@ public final class Repository: @unchecked Sendable {
     /// inside another reader, takes no further lock.
     private let writeLocks = Atomic<Int>(0)
     private let readLocks = Atomic<Int>(0)
+    /// Whether this object deletes the journal when released (not a view of another's).
+    private let ownsJournal: Bool
 
     /// Name of the metadata directory inside the working tree.
     public static let directoryName = ".mrepo"
 
-    init(root: String) throws {
+    /// - Parameters:
+    ///   - store: the `.mrepo` directory (default `<root>/.mrepo`).
+    ///   - worktree: the working tree's key ('' for the main one).
+    init(root: String, store: String? = nil, worktree: String = "") throws {
         self.root = root
-        metaDirectory = root + "/" + Repository.directoryName
-        history = try HistoryDatabase(path: metaDirectory + "/mrepo.db", create: false)
+        metaDirectory = store ?? root + "/" + Repository.directoryName
+        worktreeID = worktree
+        history = try HistoryDatabase(path: metaDirectory + "/mrepo.db", create: false, worktree: worktree)
         journal = WriteJournal(metaDirectory: metaDirectory)
         objects = ObjectStore(root: metaDirectory + "/objects", journal: journal)
+        ownsJournal = true
+    }
+
+    /// The same repository seen from another of its working trees, sharing this object's
+    /// database connections, object store and journal; used within one of this object's
+    /// commands (it takes no lock of its own).
+    init(viewing other: Repository, root: String, worktree: String) {
+        self.root = root
+        metaDirectory = other.metaDirectory
+        worktreeID = worktree
+        history = HistoryDatabase(sharing: other.history, worktree: worktree)
+        journal = other.journal
+        objects = other.objects
+        ownsJournal = false
+        codecOptions = other.codecOptions
+        progress = other.progress
     }
 
     deinit {
-        journal.close()
+        if ownsJournal { journal.close() }
     }
+
+    /// The main working tree: the folder holding the store.
+    public var mainRoot: String { splitPath(metaDirectory).dir }
+
+    /// Whether this is a linked working tree (`mrepo worktree add`).
+    public var isLinkedWorktree: Bool { !worktreeID.isEmpty }
 
     /// Creates a repository in `path` (which is created if missing).
     ///
@@ -74,13 +109,14 @@ public final class Repository: @unchecked Sendable {
     }
 
     /// Opens the repository that contains `path` (searching parent folders, as git does), and
-    /// deletes the temporary files that crashed commands left (``LeftoverSweeper``).
+    /// deletes the temporary files that crashed commands left (``LeftoverSweeper``). A `.mrepo`
+    /// file, not a directory, makes the folder a linked working tree of the store it names.
     public static func open(at path: String = FileManager.default.currentDirectoryPath) throws -> Repository {
         var dir = absolutePath(path)
         while true {
             var isDir: ObjCBool = false
-            if FileManager.default.fileExists(atPath: dir + "/" + directoryName, isDirectory: &isDir), isDir.boolValue {
-                let repo = try Repository(root: dir)
+            if FileManager.default.fileExists(atPath: dir + "/" + directoryName, isDirectory: &isDir) {
+                let repo = isDir.boolValue ? try Repository(root: dir) : try openLinked(root: dir)
                 LeftoverSweeper.sweep(metaDirectory: repo.metaDirectory)
                 return repo
             }
@@ -233,7 +269,9 @@ public final class Repository: @unchecked Sendable {
     /// Runs `.mrepo/hooks/<name>` if it exists and is executable.
     /// - Throws: ``RepoError/hookRejected(hook:status:)`` when it exits non-zero.
     public func runHook(_ name: String, environment: [String: String]) throws {
-        try HookRunner.run(path: metaDirectory + "/hooks/" + name, name: name, workingDirectory: root, environment: environment)
+        // MREPO_DIR: the store, where a hook keeps its logs (a linked working tree's .mrepo is a file).
+        let env = environment.merging(["MREPO_DIR": metaDirectory]) { given, _ in given }
+        try HookRunner.run(path: metaDirectory + "/hooks/" + name, name: name, workingDirectory: root, environment: env)
     }
 
     static func absolutePath(_ path: String) -> String {

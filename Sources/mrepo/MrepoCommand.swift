@@ -25,7 +25,7 @@ struct MrepoCommand: ParsableCommand {
                 RevParseCommand.self, NotesCommand.self, MetricCommand.self,
             ]),
             CommandGroup(name: "Branches and tags", subcommands: [
-                BranchCommand.self, SwitchCommand.self, CheckoutCommand.self, TagCommand.self,
+                BranchCommand.self, SwitchCommand.self, CheckoutCommand.self, TagCommand.self, WorktreeCommand.self,
             ]),
             CommandGroup(name: "Undo and rewrite", subcommands: [
                 ResetCommand.self, RestoreCommand.self, RevertCommand.self, CherryPickCommand.self, StashCommand.self,

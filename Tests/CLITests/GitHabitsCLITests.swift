@@ -48,7 +48,7 @@ import Testing
             ["switch", "main"], ["notes", "add", "HEAD", "-m", "n"], ["notes", "show"], ["metric", "add", "HEAD", "acc=1"],
             ["metric", "show"], ["merge", "--list-methods"], ["du"], ["fsck"], ["gc"], ["check", "../family/base"],
             ["export", "HEAD", "../out"], ["init", "../other"], ["stash", "list"], ["reset", "HEAD"],
-            ["restore", "config.json"],
+            ["restore", "config.json"], ["worktree", "list"],
         ]
         for args in accepted {
             let r = try s.run(args + ["--json"], in: "repo")

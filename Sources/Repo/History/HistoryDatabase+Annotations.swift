@@ -31,7 +31,7 @@ public struct StashEntry: Sendable, Equatable {
 /// Annotations recorded beside the history, never in it: notes and metrics added to commits,
 /// stashes, ORIG_HEAD (docs/format.md §6.4).
 extension HistoryDatabase {
-    /// Migration `v5-annotations` (docs/format.md §6.4).
+    /// Migration `v6-annotations` (docs/format.md §6.5).
     static let annotationsSchema = """
         CREATE TABLE commitNote (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -94,15 +94,26 @@ extension HistoryDatabase {
 
     // MARK: - ORIG_HEAD
 
+    /// The `meta` key of this working tree's ORIG_HEAD: `ORIG_HEAD`, or `ORIG_HEAD:<id>` for a
+    /// linked working tree (each has its own, as in git).
+    var origHeadKey: String { worktree.isEmpty ? "ORIG_HEAD" : "ORIG_HEAD:\(worktree)" }
+
     /// The commit HEAD pointed at before the last command that rewrote it (reset, amend, revert,
     /// cherry-pick, stash), as git's ORIG_HEAD.
     public func origHead() throws -> ObjectID? {
-        try read { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'ORIG_HEAD'").flatMap(ObjectID.init(hex:)) }
+        try read { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = ?", arguments: [origHeadKey]).flatMap(ObjectID.init(hex:)) }
     }
 
-    static func setOrigHead(_ db: Database, _ id: ObjectID?) throws {
+    /// Every working tree's ORIG_HEAD (gc keeps them).
+    func allOrigHeads() throws -> [ObjectID] {
+        try read { db in
+            try String.fetchAll(db, sql: "SELECT value FROM meta WHERE key = 'ORIG_HEAD' OR key LIKE 'ORIG_HEAD:%'").compactMap(ObjectID.init(hex:))
+        }
+    }
+
+    func setOrigHead(_ db: Database, _ id: ObjectID?) throws {
         guard let id else { return }
-        try db.execute(sql: "INSERT OR REPLACE INTO meta(key, value) VALUES ('ORIG_HEAD', ?)", arguments: [id.hex])
+        try db.execute(sql: "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", arguments: [origHeadKey, id.hex])
     }
 
     // MARK: - Refs
@@ -112,18 +123,18 @@ extension HistoryDatabase {
     func moveHead(to target: ObjectID, expected: Head, message: String, statEntries: [StatCacheEntry] = [],
                   alsoDo: ((Database) throws -> Void)? = nil) throws {
         try write { db in
-            let head = try HistoryDatabase.head(db)
+            let head = try self.head(db)
             guard head == expected else { throw RepoError.concurrentUpdate(ref: head.branchName ?? "HEAD") }
             switch head {
             case let .branch(name, old):
                 try HistoryDatabase.setRef(db, name: name, kind: .branch, target: target, old: old, message: message)
             case .detached:
-                try HistoryDatabase.detachHead(db, at: target)
+                try detachHead(db, at: target)
             }
-            try HistoryDatabase.logRef(db, "HEAD", old: head.commit, new: target, message: message)
-            try HistoryDatabase.setOrigHead(db, head.commit)
-            try HistoryDatabase.clearView(db)
-            for entry in statEntries { try entry.save(db) }
+            try HistoryDatabase.logRef(db, headLogName, old: head.commit, new: target, message: message)
+            try setOrigHead(db, head.commit)
+            try clearView(db)
+            for entry in statEntries { try entry.save(db, worktree: worktree) }
             try alsoDo?(db)
         }
     }
@@ -135,8 +146,8 @@ extension HistoryDatabase {
             if old == new { return }
             if let existing = try HistoryDatabase.ref(db, new) {
                 guard force, existing.kind == .branch else { throw RepoError.refExists(new) }
-                if try HistoryDatabase.head(db).branchName == new {
-                    throw RepoError.invalidArgument("cannot overwrite branch '\(new)': it is the current branch")
+                if try Bool.fetchOne(db, sql: "SELECT 1 FROM head WHERE branch = ?", arguments: [new]) == true {
+                    throw RepoError.invalidArgument("cannot overwrite branch '\(new)': it is checked out")
                 }
                 try db.execute(sql: "DELETE FROM ref WHERE name = ?", arguments: [new])
                 try db.execute(sql: "DELETE FROM reflog WHERE ref = ?", arguments: [new])
@@ -144,9 +155,8 @@ extension HistoryDatabase {
             try db.execute(sql: "UPDATE ref SET name = ? WHERE name = ?", arguments: [new, old])
             try db.execute(sql: "UPDATE reflog SET ref = ? WHERE ref = ?", arguments: [new, old])
             try HistoryDatabase.logRef(db, new, old: ref.target, new: ref.target, message: "branch: renamed \(old) to \(new)")
-            if try HistoryDatabase.head(db).branchName == old {
-                try db.execute(sql: "UPDATE head SET branch = ? WHERE id = 1", arguments: [new])
-            }
+            // Every working tree on the branch follows it.
+            try db.execute(sql: "UPDATE head SET branch = ? WHERE branch = ?", arguments: [new, old])
         }
     }
 
@@ -157,8 +167,8 @@ extension HistoryDatabase {
             if let current, current.kind != kind {
                 throw RepoError.invalidArgument("'\(name)' is a \(current.kind.rawValue), not a \(kind.rawValue)")
             }
-            if kind == .branch, current != nil, try HistoryDatabase.head(db).branchName == name {
-                throw RepoError.invalidArgument("cannot force-move branch '\(name)': it is the current branch; use 'mrepo reset' instead")
+            if kind == .branch, current != nil, try Bool.fetchOne(db, sql: "SELECT 1 FROM head WHERE branch = ?", arguments: [name]) == true {
+                throw RepoError.invalidArgument("cannot force-move branch '\(name)': it is checked out; use 'mrepo reset' instead")
             }
             try HistoryDatabase.setRef(db, name: name, kind: kind, target: target, old: current?.target, message: message)
             if kind == .tag {

@@ -12,6 +12,10 @@ public final class HistoryDatabase: @unchecked Sendable {
     /// exclusive locking mode (see ``init(path:create:)``).
     let pool: any DatabaseWriter
     public let path: String
+    /// The working tree whose HEAD, stat cache, merge state and view this object reads and
+    /// writes: '' for the main working tree, else the id of a linked one (docs/format.md §6.4).
+    /// Everything else is shared by every working tree.
+    public let worktree: String
 
     /// The repository format this build writes, and the newest it reads.
     public static let formatVersion = 1
@@ -24,8 +28,9 @@ public final class HistoryDatabase: @unchecked Sendable {
     /// locking mode, which keeps the WAL index in memory: every read works (`log`, `status`,
     /// `fsck`, ...), a write fails with ``RepoError/diskFull(path:)`` unless space was freed, and
     /// other processes wait while the command runs.
-    public init(path: String, create: Bool) throws {
+    public init(path: String, create: Bool, worktree: String = "") throws {
         self.path = path
+        self.worktree = worktree
         var config = Configuration()
         config.busyMode = .timeout(30)
         config.foreignKeysEnabled = true
@@ -55,7 +60,7 @@ public final class HistoryDatabase: @unchecked Sendable {
             if create {
                 try pool.write { db in
                     try db.execute(sql: "INSERT OR REPLACE INTO meta(key, value) VALUES ('formatVersion', ?)", arguments: ["\(HistoryDatabase.formatVersion)"])
-                    try db.execute(sql: "INSERT OR IGNORE INTO head(id, branch, commitID) VALUES (1, 'main', NULL)")
+                    try db.execute(sql: "INSERT OR IGNORE INTO head(worktree, branch, commitID) VALUES ('', 'main', NULL)")
                 }
             }
             let version = try pool.read { try String.fetchOne($0, sql: "SELECT value FROM meta WHERE key = 'formatVersion'") }
@@ -68,6 +73,14 @@ public final class HistoryDatabase: @unchecked Sendable {
         } catch {
             throw HistoryDatabase.failure(error, path: path, context: "history database")
         }
+    }
+
+    /// The same database as another working tree sees it: the connections are shared, the
+    /// per-working-tree rows are `worktree`'s.
+    init(sharing other: HistoryDatabase, worktree: String) {
+        pool = other.pool
+        path = other.path
+        self.worktree = worktree
     }
 
     /// Whether an SQLite error comes from a full disk: SQLITE_FULL, or an I/O error (SQLite's
@@ -120,12 +133,20 @@ public final class HistoryDatabase: @unchecked Sendable {
         }
     }
 
+    /// HEAD of this working tree.
     public func head() throws -> Head {
-        try read { db in try HistoryDatabase.head(db) }
+        try read { db in try head(db) }
     }
 
-    static func head(_ db: Database) throws -> Head {
-        guard let row = try Row.fetchOne(db, sql: "SELECT branch, commitID FROM head WHERE id = 1") else {
+    /// HEAD of this working tree, inside a transaction.
+    func head(_ db: Database) throws -> Head {
+        try HistoryDatabase.head(db, worktree: worktree)
+    }
+
+    static func head(_ db: Database, worktree: String) throws -> Head {
+        guard let row = try Row.fetchOne(db, sql: "SELECT branch, commitID FROM head WHERE worktree = ?", arguments: [worktree]) else {
+            // init writes the main working tree's row; a linked one without a row was removed meanwhile.
+            guard worktree.isEmpty else { throw HistoryDatabase.unregistered(worktree) }
             return .branch("main", commit: nil)
         }
         if let branch: String = row["branch"] {
@@ -257,8 +278,10 @@ public final class HistoryDatabase: @unchecked Sendable {
         }
     }
 
+    /// The reflog, newest first; `HEAD` means this working tree's HEAD.
     public func reflog(ref: String? = nil, limit: Int = 100) throws -> [ReflogEntry] {
-        try read { db in
+        let ref = ref == "HEAD" ? headLogName : ref
+        return try read { db in
             let rows: [Row]
             if let ref {
                 rows = try Row.fetchAll(db, sql: "SELECT * FROM reflog WHERE ref = ? ORDER BY id DESC LIMIT ?", arguments: [ref, limit])
@@ -284,7 +307,7 @@ public final class HistoryDatabase: @unchecked Sendable {
                       reflogMessage: String, statEntries: [StatCacheEntry] = [], clearMergeState: Bool = false,
                       origHead: ObjectID? = nil) throws {
         try write { db in
-            let head = try HistoryDatabase.head(db)
+            let head = try self.head(db)
             guard head.commit == expectedHead else {
                 throw RepoError.concurrentUpdate(ref: head.branchName ?? "HEAD")
             }
@@ -295,13 +318,13 @@ public final class HistoryDatabase: @unchecked Sendable {
             case let .branch(name, old):
                 try HistoryDatabase.setRef(db, name: name, kind: .branch, target: commit.id, old: old, message: reflogMessage)
             case .detached:
-                try HistoryDatabase.detachHead(db, at: commit.id)
+                try detachHead(db, at: commit.id)
             }
-            try HistoryDatabase.logRef(db, "HEAD", old: head.commit, new: commit.id, message: reflogMessage)
-            try HistoryDatabase.clearView(db)
-            for entry in statEntries { try entry.save(db) }
-            if clearMergeState { try db.execute(sql: "DELETE FROM mergeState") }
-            try HistoryDatabase.setOrigHead(db, origHead)
+            try HistoryDatabase.logRef(db, headLogName, old: head.commit, new: commit.id, message: reflogMessage)
+            try clearView(db)
+            for entry in statEntries { try entry.save(db, worktree: worktree) }
+            if clearMergeState { try db.execute(sql: "DELETE FROM mergeState WHERE worktree = ?", arguments: [worktree]) }
+            try setOrigHead(db, origHead)
         }
     }
 
@@ -396,26 +419,30 @@ public final class HistoryDatabase: @unchecked Sendable {
         }
     }
 
-    /// Detaches HEAD at a commit (no reflog entry: the caller writes it).
-    static func detachHead(_ db: Database, at id: ObjectID) throws {
-        try db.execute(sql: "UPDATE head SET branch = NULL, commitID = ? WHERE id = 1", arguments: [id.hex])
+    /// Detaches this working tree's HEAD at a commit (no reflog entry: the caller writes it).
+    func detachHead(_ db: Database, at id: ObjectID) throws {
+        try db.execute(sql: "UPDATE head SET branch = NULL, commitID = ? WHERE worktree = ?", arguments: [id.hex, worktree])
     }
 
     /// Points HEAD at a branch (which may not exist yet) or detaches it at a commit.
     func setHead(_ head: Head, expected: Head?, message: String, statEntries: [StatCacheEntry] = [], removedPaths: [String] = []) throws {
         try write { db in
-            let current = try HistoryDatabase.head(db)
+            let current = try self.head(db)
             if let expected, current != expected { throw RepoError.concurrentUpdate(ref: "HEAD") }
             switch head {
             case let .branch(name, _):
-                try db.execute(sql: "UPDATE head SET branch = ?, commitID = NULL WHERE id = 1", arguments: [name])
+                // A branch is checked out in one working tree at a time.
+                if name != current.branchName { try refuseBranchInUse(db, name) }
+                try db.execute(sql: "UPDATE head SET branch = ?, commitID = NULL WHERE worktree = ?", arguments: [name, worktree])
             case let .detached(id):
-                try HistoryDatabase.detachHead(db, at: id)
+                try detachHead(db, at: id)
             }
-            try HistoryDatabase.logRef(db, "HEAD", old: current.commit, new: head.commit, message: message)
-            try HistoryDatabase.clearView(db)
-            for path in removedPaths { try db.execute(sql: "DELETE FROM statCache WHERE path = ?", arguments: [path]) }
-            for entry in statEntries { try entry.save(db) }
+            try HistoryDatabase.logRef(db, headLogName, old: current.commit, new: head.commit, message: message)
+            try clearView(db)
+            for path in removedPaths {
+                try db.execute(sql: "DELETE FROM statCache WHERE worktree = ? AND path = ?", arguments: [worktree, path])
+            }
+            for entry in statEntries { try entry.save(db, worktree: worktree) }
         }
     }
 
@@ -424,7 +451,7 @@ public final class HistoryDatabase: @unchecked Sendable {
     public func statCache() throws -> [String: StatCacheEntry] {
         try read { db in
             var out: [String: StatCacheEntry] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT * FROM statCache") {
+            for row in try Row.fetchAll(db, sql: "SELECT * FROM statCache WHERE worktree = ?", arguments: [worktree]) {
                 let e = StatCacheEntry(row: row)
                 out[e.path] = e
             }
@@ -438,8 +465,10 @@ public final class HistoryDatabase: @unchecked Sendable {
         guard !entries.isEmpty || !removing.isEmpty else { return }
         _ = try? pool.writeWithoutTransaction { db in
             try db.inTransaction(.immediate) {
-                for path in removing { try db.execute(sql: "DELETE FROM statCache WHERE path = ?", arguments: [path]) }
-                for e in entries { try e.save(db) }
+                for path in removing {
+                    try db.execute(sql: "DELETE FROM statCache WHERE worktree = ? AND path = ?", arguments: [worktree, path])
+                }
+                for e in entries { try e.save(db, worktree: worktree) }
                 return .commit
             }
         }
@@ -453,54 +482,4 @@ public struct ReflogEntry: Sendable, Equatable {
     public var new: ObjectID?
     public var timestamp: Double
     public var message: String
-}
-
-/// What the stat cache remembers of a working-tree file.
-public struct StatCacheEntry: Sendable, Equatable {
-    public var path: String
-    public var size: Int
-    public var mtimeNs: Int64
-    public var ctimeNs: Int64
-    public var inode: UInt64
-    public var device: UInt64
-    /// When the entry was recorded; an entry whose mtime is this close to it is not trusted
-    /// (the file may change again within the file system's timestamp granularity).
-    public var recordedNs: Int64
-    /// The file's content, as a ``TreeFile`` serialised by ``FileIdentityCoding``.
-    public var identity: String
-
-    init(row: Row) {
-        path = row["path"]
-        size = row["size"]
-        mtimeNs = row["mtimeNs"]
-        ctimeNs = row["ctimeNs"]
-        inode = UInt64(bitPattern: row["inode"] as Int64)
-        device = UInt64(bitPattern: row["device"] as Int64)
-        recordedNs = row["recordedNs"]
-        identity = row["identity"]
-    }
-
-    init(path: String, stat: FileStat, identity: String) {
-        self.path = path
-        size = stat.size
-        mtimeNs = stat.mtimeNs
-        ctimeNs = stat.ctimeNs
-        inode = stat.inode
-        device = stat.device
-        recordedNs = FileStat.nowNs()
-        self.identity = identity
-    }
-
-    func save(_ db: Database) throws {
-        try db.execute(sql: """
-            INSERT OR REPLACE INTO statCache(path, size, mtimeNs, ctimeNs, inode, device, recordedNs, identity)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-            """, arguments: [path, size, mtimeNs, ctimeNs, Int64(bitPattern: inode), Int64(bitPattern: device), recordedNs, identity])
-    }
-
-    /// Whether the file on disk is still the one this entry describes.
-    func matches(_ stat: FileStat) -> Bool {
-        stat.size == size && stat.mtimeNs == mtimeNs && stat.ctimeNs == ctimeNs && stat.inode == inode
-            && stat.device == device && stat.mtimeNs < recordedNs - 1_000_000_000
-    }
 }

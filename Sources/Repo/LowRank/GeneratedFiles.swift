@@ -69,7 +69,7 @@ extension HistoryDatabase {
     /// The view the working tree holds, if any.
     func worktreeView() throws -> WorktreeView? {
         try read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM worktreeView WHERE id = 1"),
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM worktreeView WHERE worktree = ?", arguments: [worktree]),
                   let commit = ObjectID(hex: row["commitID"] as String),
                   let list = try? JSONValue.parse(Array((row["files"] as String).utf8)).arrayValue
             else { return nil }
@@ -86,26 +86,27 @@ extension HistoryDatabase {
     /// Detaches HEAD at `view.commit` and records that the working tree holds `view`, in one transaction.
     func setHead(view: WorktreeView, expected: Head, message: String, statEntries: [StatCacheEntry]) throws {
         try write { db in
-            let current = try HistoryDatabase.head(db)
+            let current = try head(db)
             guard current == expected else { throw RepoError.concurrentUpdate(ref: "HEAD") }
-            try HistoryDatabase.detachHead(db, at: view.commit)
-            try HistoryDatabase.logRef(db, "HEAD", old: current.commit, new: view.commit, message: message)
+            try detachHead(db, at: view.commit)
+            try HistoryDatabase.logRef(db, headLogName, old: current.commit, new: view.commit, message: message)
             let files = JSONValue.array(view.files.map {
                 .object([JSONMember("path", .string($0.path)), JSONMember("identity", .string(FileIdentityCoding.encode($0)))])
             })
-            try db.execute(sql: "INSERT OR REPLACE INTO worktreeView(id, commitID, description, files) VALUES (1, ?, ?, ?)",
-                           arguments: [view.commit.hex, view.description, files.serialized()])
-            for entry in statEntries { try entry.save(db) }
+            try db.execute(sql: "INSERT OR REPLACE INTO worktreeView(worktree, commitID, description, files) VALUES (?, ?, ?, ?)",
+                           arguments: [worktree, view.commit.hex, view.description, files.serialized()])
+            for entry in statEntries { try entry.save(db, worktree: worktree) }
         }
     }
 
-    static func clearView(_ db: Database) throws {
-        try db.execute(sql: "DELETE FROM worktreeView")
+    /// Forgets this working tree's view, inside a transaction.
+    func clearView(_ db: Database) throws {
+        try db.execute(sql: "DELETE FROM worktreeView WHERE worktree = ?", arguments: [worktree])
     }
 
     /// Forgets the view (the working tree was rewritten to something else).
     func clearWorktreeView() throws {
-        try write { try HistoryDatabase.clearView($0) }
+        try write { try clearView($0) }
     }
 }
 

@@ -170,12 +170,23 @@ extension HistoryDatabase {
     /// The merge in progress, or nil. A row that cannot be read is an error, never "no merge".
     func mergeState() throws -> MergeState? {
         try read { db in
-            guard let text = try String.fetchOne(db, sql: "SELECT state FROM mergeState WHERE id = 1") else { return nil }
-            do {
-                return try JSONValueCoding.decode(MergeState.self, from: try JSONValue.parse(Array(text.utf8)))
-            } catch {
-                throw RepoError.corruptRecord("the merge in progress (table mergeState)", problem: "\(error)".prefix(200).description)
+            guard let text = try String.fetchOne(db, sql: "SELECT state FROM mergeState WHERE worktree = ?", arguments: [worktree]) else {
+                return nil
             }
+            return try HistoryDatabase.mergeState(from: text)
+        }
+    }
+
+    /// The merges in progress of every working tree (what gc and fsck must keep).
+    func allMergeStates() throws -> [MergeState] {
+        try read { db in try String.fetchAll(db, sql: "SELECT state FROM mergeState ORDER BY worktree").map(HistoryDatabase.mergeState(from:)) }
+    }
+
+    private static func mergeState(from text: String) throws -> MergeState {
+        do {
+            return try JSONValueCoding.decode(MergeState.self, from: try JSONValue.parse(Array(text.utf8)))
+        } catch {
+            throw RepoError.corruptRecord("the merge in progress (table mergeState)", problem: "\(error)".prefix(200).description)
         }
     }
 
@@ -185,9 +196,9 @@ extension HistoryDatabase {
         try write { db in
             try HistoryDatabase.insert(db, objects: objects)
             if let text {
-                try db.execute(sql: "INSERT OR REPLACE INTO mergeState(id, state) VALUES (1, ?)", arguments: [text])
+                try db.execute(sql: "INSERT OR REPLACE INTO mergeState(worktree, state) VALUES (?, ?)", arguments: [worktree, text])
             } else {
-                try db.execute(sql: "DELETE FROM mergeState")
+                try db.execute(sql: "DELETE FROM mergeState WHERE worktree = ?", arguments: [worktree])
             }
         }
     }

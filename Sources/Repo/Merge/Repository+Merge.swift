@@ -341,19 +341,19 @@ extension Repository {
         let oldTree = try worktreeBaseline(head: head).tree
         let entries = try materialize(try tree(of: target), over: oldTree, force: false)
         try history.write { db in
-            let current = try HistoryDatabase.head(db)
+            let current = try history.head(db)
             guard current == head else { throw RepoError.concurrentUpdate(ref: head.branchName ?? "HEAD") }
             switch head {
             case let .branch(name, old):
                 try HistoryDatabase.setRef(db, name: name, kind: .branch, target: target, old: old, message: message)
                 // HEAD moved too: HEAD@{n} counts this move.
-                try HistoryDatabase.logRef(db, "HEAD", old: old, new: target, message: message)
+                try HistoryDatabase.logRef(db, history.headLogName, old: old, new: target, message: message)
             case let .detached(old):
-                try db.execute(sql: "UPDATE head SET commitID = ? WHERE id = 1", arguments: [target.hex])
-                try HistoryDatabase.logRef(db, "HEAD", old: old, new: target, message: message)
+                try history.detachHead(db, at: target)
+                try HistoryDatabase.logRef(db, history.headLogName, old: old, new: target, message: message)
             }
-            try HistoryDatabase.clearView(db)
-            for e in entries { try e.save(db) }
+            try history.clearView(db)
+            for e in entries { try e.save(db, worktree: history.worktree) }
         }
         return target
     }
@@ -404,7 +404,7 @@ extension HistoryDatabase {
         try write { db in
             try HistoryDatabase.insert(db, objects: objects)
             try HistoryDatabase.insert(db, tree: tree)
-            try db.execute(sql: "INSERT OR REPLACE INTO mergeState(id, state) VALUES (1, ?)", arguments: [text])
+            try db.execute(sql: "INSERT OR REPLACE INTO mergeState(worktree, state) VALUES (?, ?)", arguments: [worktree, text])
         }
     }
 }

@@ -106,17 +106,20 @@ enum LeftoverSweeper {
         return removed
     }
 
-    /// gc's sweep: ``sweep(metaDirectory:)``, then every folder of the object store and of the
-    /// working tree (not `.mrepo`, `.git`, folders `.mrepoignore` leaves out, or symbolic links).
+    /// gc's sweep: ``sweep(metaDirectory:)``, then every folder of the object store and of every
+    /// working tree, main and linked (not `.mrepo`, `.git`, folders `.mrepoignore` leaves out, or
+    /// symbolic links).
     @discardableResult
-    static func sweepAll(root: String, metaDirectory: String, objectsRoot: String) -> Int {
+    static func sweepAll(roots: [String], metaDirectory: String, objectsRoot: String) -> Int {
         var removed = sweep(metaDirectory: metaDirectory)
         var liveness = ProcessLiveness()
         removed += sweepFolder(objectsRoot, &liveness)
         for sub in (try? FileManager.default.contentsOfDirectory(atPath: objectsRoot)) ?? [] where sub.count == 2 {
             removed += sweepFolder(objectsRoot + "/" + sub, &liveness)
         }
-        removed += sweepTree(root: root, relative: "", ignore: IgnoreRules(file: root + "/.mrepoignore"), &liveness)
+        for root in roots {
+            removed += sweepTree(root: root, relative: "", ignore: IgnoreRules(file: root + "/.mrepoignore"), &liveness)
+        }
         return removed
     }
 

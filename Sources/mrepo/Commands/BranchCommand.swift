@@ -7,11 +7,11 @@ struct BranchCommand: ParsableCommand {
         commandName: "branch",
         abstract: "List, create, rename or delete branches.",
         discussion: """
-            'mrepo branch' lists branches (* marks the current one). 'mrepo branch NAME [START]' creates a \
-            branch at START (default HEAD) without switching to it; -f moves an existing one there. \
-            'mrepo branch -d NAME' deletes a branch whose commits HEAD contains; -D deletes it anyway. \
-            'mrepo branch -m [OLD] NEW' renames a branch (the current one by default), keeping its \
-            reflog; -M replaces a branch named NEW.
+            'mrepo branch' lists branches (* marks the current one, + one checked out in another working tree). \
+            'mrepo branch NAME [START]' creates a branch at START (default HEAD) without switching to it; -f \
+            moves an existing one there. 'mrepo branch -d NAME' deletes a branch whose commits HEAD contains; -D \
+            deletes it anyway. 'mrepo branch -m [OLD] NEW' renames a branch (the current one by default), keeping \
+            its reflog; -M replaces a branch named NEW.
             """)
 
     @OptionGroup var repository: RepositoryOptions
@@ -85,7 +85,8 @@ struct BranchCommand: ParsableCommand {
         let branches = try repo.branches()
         if json {
             printJSON(.array(branches.map {
-                .obj(["name": .string($0.name), "commit": .string($0.target.hex), "current": .bool($0.isCurrent), "subject": .string($0.subject)])
+                .obj(["name": .string($0.name), "commit": .string($0.target.hex), "current": .bool($0.isCurrent), "subject": .string($0.subject),
+                      "worktree": .opt($0.worktree)])
             }))
             return
         }
@@ -95,10 +96,9 @@ struct BranchCommand: ParsableCommand {
         }
         let width = branches.map(\.name.count).max() ?? 0
         for b in branches {
-            let mark = b.isCurrent ? "*" : " "
             // The list always shows each branch's commit and subject (git's -v); mrepo has no
             // upstreams yet, so -vv adds nothing.
-            print("\(mark) \(b.name.padding(toLength: width, withPad: " ", startingAt: 0))  \(b.target.short)  \(b.subject)")
+            print("\(b.isCurrent ? "*" : b.worktree != nil ? "+" : " ") \(b.name.padding(toLength: width, withPad: " ", startingAt: 0))  \(b.target.short)  \(b.subject)")
         }
     }
 }
