@@ -207,12 +207,15 @@ extension Repository {
     /// gc first waits until no reader (export, diff, status, fsck) holds `.mrepo/gc.lock`, and
     /// holds it exclusively to the end, so it never deletes an object a reader is using; only
     /// then does it take the write lock (failing at once, or waiting with `wait`, as writers do).
-    public func gc(pruneReflog: Bool = false, wait: Bool = false) throws -> GCReport {
+    ///
+    /// - Parameter reflogExpiry: with `pruneReflog`, forget only the reflog entries older than this
+    ///   time (seconds since 1970), as git's `reflog expire --expire=AGE`.
+    public func gc(pruneReflog: Bool = false, reflogExpiry: Double? = nil, wait: Bool = false) throws -> GCReport {
         let barrier = try ReaderBarrier.exclusive(path: gcLockPath, notice: waitNotice)
         defer { barrier.release() }
         return try withWriteLock(wait: wait) {
             var report = GCReport()
-            let live = try liveData(includeReflog: !pruneReflog)
+            let live = try liveData(includeReflog: !pruneReflog || reflogExpiry != nil, reflogSince: pruneReflog ? reflogExpiry : nil)
             let infos = try history.allObjects()
             let byID = Dictionary(infos.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
             let doomed = infos.filter { !live.objects.contains($0.id) }.sorted { $0.depth > $1.depth }
@@ -229,10 +232,10 @@ extension Repository {
                 }
             }
             do {
-                try forget(live: live, doomed: doomed, pruneReflog: pruneReflog, report: &report)
+                try forget(live: live, doomed: doomed, pruneReflog: pruneReflog, reflogExpiry: reflogExpiry, report: &report)
             } catch RepoError.diskFull {
                 removeDoomed()
-                try forget(live: live, doomed: doomed, pruneReflog: pruneReflog, report: &report)
+                try forget(live: live, doomed: doomed, pruneReflog: pruneReflog, reflogExpiry: reflogExpiry, report: &report)
             }
             CrashPoint.reach("gc.recorded")
             removeDoomed()
@@ -269,7 +272,7 @@ extension Repository {
 
     /// The database forgets unreachable commits, trees and objects (and the reflog and stat cache
     /// as asked), in one transaction.
-    private func forget(live: LiveData, doomed: [ObjectInfo], pruneReflog: Bool, report: inout GCReport) throws {
+    private func forget(live: LiveData, doomed: [ObjectInfo], pruneReflog: Bool, reflogExpiry: Double?, report: inout GCReport) throws {
         report.removedCommits = try history.write { db in
             let allCommits = try String.fetchAll(db, sql: #"SELECT id FROM "commit""#).compactMap(ObjectID.init(hex:))
             let deadCommits = allCommits.filter { !live.commits.contains($0) }
@@ -283,7 +286,11 @@ extension Repository {
             for o in doomed {
                 try db.execute(sql: "DELETE FROM object WHERE id = ?", arguments: [o.id.hex])
             }
-            if pruneReflog { try db.execute(sql: "DELETE FROM reflog") }
+            if pruneReflog, let reflogExpiry {
+                try db.execute(sql: "DELETE FROM reflog WHERE timestamp < ?", arguments: [reflogExpiry])
+            } else if pruneReflog {
+                try db.execute(sql: "DELETE FROM reflog")
+            }
             try db.execute(sql: "DELETE FROM statCache")
             return deadCommits.count
         }
@@ -299,8 +306,8 @@ extension Repository {
 
     /// The commits, trees and objects that refs, every working tree's HEAD and unfinished merge, and (optionally) the
     /// reflog reach.
-    func liveData(includeReflog: Bool) throws -> LiveData {
-        let reachableCommits = try reachableCommitIDs(includeReflog: includeReflog)
+    func liveData(includeReflog: Bool, reflogSince: Double? = nil) throws -> LiveData {
+        let reachableCommits = try reachableCommitIDs(includeReflog: includeReflog, reflogSince: reflogSince)
         var keepObjects = Set<ObjectID>()
         var keepTrees = Set<ObjectID>()
         for id in reachableCommits {
@@ -327,11 +334,11 @@ extension Repository {
     }
 
     /// Commits reachable from refs, HEAD, and (optionally) the reflog, with parents and delta bases.
-    func reachableCommitIDs(includeReflog: Bool) throws -> Set<ObjectID> {
+    func reachableCommitIDs(includeReflog: Bool, reflogSince: Double? = nil) throws -> Set<ObjectID> {
         var roots: [ObjectID] = try history.refs().map(\.target)
         roots.append(contentsOf: try history.allHeads().values.compactMap(\.commit))
         if includeReflog {
-            for e in try history.reflog(limit: Int.max) {
+            for e in try history.reflog(limit: Int.max) where e.timestamp >= reflogSince ?? -.infinity {
                 if let o = e.old { roots.append(o) }
                 if let n = e.new { roots.append(n) }
             }

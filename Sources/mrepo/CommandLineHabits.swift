@@ -13,6 +13,13 @@ enum CommandLineHabits {
 
     /// The arguments with git's short forms spelled out; exits with status 64 on an unknown command.
     static func rewrite(_ arguments: [String]) -> [String] {
+        // --no-color and --no-pager, as git takes them, before or after the command name.
+        let terminator = arguments.firstIndex(of: "--") ?? arguments.endIndex
+        var arguments = arguments
+        for (i, a) in arguments.enumerated().reversed() where i < terminator && (a == "--no-color" || a == "--no-pager") {
+            if a == "--no-color" { Terminal.noColor = true } else { Terminal.noPager = true }
+            arguments.remove(at: i)
+        }
         guard let first = arguments.first else { return arguments }
         let names = commandNames
         if first == "help" {
@@ -25,6 +32,7 @@ enum CommandLineHabits {
         }
         if first.hasPrefix("-") { return arguments }
         guard names.contains(first) else { unknown(first, names: names) }
+        Terminal.startPager(for: first)
         let end = arguments.firstIndex(of: "--") ?? arguments.endIndex
         var out = [first]
         for (i, a) in arguments.enumerated().dropFirst() {
@@ -34,7 +42,10 @@ enum CommandLineHabits {
                 out.append(pathspecCommands.contains(first) ? "--pathspec=\(a)" : a)
                 continue
             }
-            if first == "log" || first == "reflog", let n = maxCount(a) {
+            if first == "gc", a.hasPrefix("--prune-reflog=") {
+                // git's `reflog expire --expire=AGE`, as one option.
+                out.append("--prune-reflog-older-than=" + a.dropFirst("--prune-reflog=".count))
+            } else if first == "log" || first == "reflog", let n = maxCount(a) {
                 out.append("--max-count=\(n)")
             } else if a == "-", ["switch", "checkout", "merge"].contains(first) {
                 out.append("@{-1}")

@@ -326,4 +326,50 @@ import Testing
         let man = try s.ok(["help", "--man"]).stdout
         #expect(man.hasPrefix(".TH MREPO 1") && man.contains(".SH \"MREPO CHERRY-PICK\"") && man.contains("--tensor <glob>"))
     }
+
+    // MARK: - Terminal habits; gc --prune-reflog=AGE
+
+    /// Runs mrepo under script(1), so that its standard output is a terminal.
+    func runOnTerminal(_ s: CLISandbox, _ args: String, environment: [String: String]) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/script")
+        p.arguments = ["-qec", "\(CLISandbox.binary) \(args)", "/dev/null"]
+        p.currentDirectoryURL = URL(fileURLWithPath: s.path("repo"))
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in s.environment { env[k] = v }
+        env["NO_COLOR"] = nil
+        for (k, v) in environment { env[k] = v }
+        p.environment = env
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    @Test func pagerColourAndReflogExpiry() throws {
+        let s = try family()
+        // Not a terminal: no colour, no pager.
+        let plain = try s.ok(["log", "--oneline"], in: "repo", environment: ["PAGER": "cat > \(s.path("paged-pipe"))"])
+        #expect(!plain.stdout.contains("\u{1B}[") && s.read("paged-pipe") == nil)
+        if FileManager.default.isExecutableFile(atPath: "/usr/bin/script") {
+            _ = try runOnTerminal(s, "log --oneline", environment: ["PAGER": "cat > \(s.path("paged"))"])
+            let paged = String(decoding: s.read("paged") ?? Data(), as: UTF8.self)
+            #expect(paged.contains("base") && paged.contains("\u{1B}[33m"), "\(paged)")
+            _ = try runOnTerminal(s, "log --oneline", environment: ["MREPO_PAGER": "cat > \(s.path("paged-mrepo"))", "PAGER": "false", "NO_COLOR": "1"])
+            let uncoloured = String(decoding: s.read("paged-mrepo") ?? Data(), as: UTF8.self)
+            #expect(uncoloured.contains("base") && !uncoloured.contains("\u{1B}["))
+            let direct = try runOnTerminal(s, "log --oneline --no-pager --no-color", environment: ["PAGER": "cat > \(s.path("paged-not"))"])
+            #expect(direct.contains("base") && !direct.contains("\u{1B}[") && s.read("paged-not") == nil)
+        }
+        // gc --prune-reflog=AGE forgets only older entries.
+        let before = lines(try s.ok(["reflog"], in: "repo")).count
+        try s.ok(["gc", "-q", "--prune-reflog=30 days"], in: "repo")
+        #expect(lines(try s.ok(["reflog"], in: "repo")).count == before)
+        try s.ok(["gc", "-q", "--prune-reflog=now"], in: "repo")
+        #expect(lines(try s.ok(["reflog"], in: "repo")).isEmpty)
+        expectOneLineError(try s.run(["gc", "--prune-reflog=soon"], in: "repo"), status: 64, contains: "expected an age")
+    }
 }

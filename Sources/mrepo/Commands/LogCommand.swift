@@ -163,15 +163,17 @@ struct LogCommand: ParsableCommand {
         let metrics = try repo.metrics(of: c)
         let columns = metric.map { name in "\(name)=" + (metrics.first { $0.name == name }.map { Format.number($0.value, digits: 4) } ?? "-") }
         let notes = try repo.history.notes(of: c.id)
-        let deco = decoration.isEmpty ? "" : " (\(decoration.joined(separator: ", ")))"
+        let deco = decoration.isEmpty ? "" : " (" + decoration.map { d in
+            Terminal.paint(d, d.hasPrefix("HEAD") ? "1;36" : d.hasPrefix("tag: ") ? "1;33" : "1;32")
+        }.joined(separator: ", ") + ")"
         switch style {
         case .oneline:
-            return ["\(c.id.short)\(deco)" + columns.map { " \($0)" }.joined() + " \(c.subject)"]
+            return [Terminal.paint(c.id.short, "33") + deco + columns.map { " \($0)" }.joined() + " \(c.subject)"]
         case let .template(text):
             return LogFormat.expand(text, commit: c, decoration: decoration, metrics: metrics, notes: notes)
                 .split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         case .short, .medium, .full:
-            var out = ["commit \(c.id.hex)\(deco)"]
+            var out = [Terminal.paint("commit \(c.id.hex)", "33") + deco]
             if c.parents.count > 1 { out.append("Merge:   \(c.parents.map(\.short).joined(separator: " "))") }
             out.append("Author:  \(c.author)")
             if style != .short { out.append("Date:    \(Format.date(c.timestamp))") }

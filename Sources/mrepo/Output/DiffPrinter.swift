@@ -47,10 +47,10 @@ enum DiffPrinter {
         let rows = shown.map { t -> [String] in
             let mark: String
             switch t.status {
-            case .added: mark = "A"
-            case .removed: mark = "D"
-            case .changed: mark = "M"
-            case .retyped: mark = "T"
+            case .added: mark = Terminal.paint("A", "32")
+            case .removed: mark = Terminal.paint("D", "31")
+            case .changed: mark = Terminal.paint("M", "33")
+            case .retyped: mark = Terminal.paint("T", "35")
             case .unchanged: mark = " "
             }
             var shape = Format.shape(t.newShape ?? t.oldShape)

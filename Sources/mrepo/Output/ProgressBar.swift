@@ -1,8 +1,8 @@
 import Foundation
 import Repo
 
-/// Draws a progress bar with throughput and ETA on standard error, when standard output is a
-/// terminal. Quiet otherwise, so pipes and scripts see only the result.
+/// Draws a progress bar with throughput and ETA on standard error, when standard error is a
+/// terminal (as git and tqdm do: `mrepo commit ... | tee log` still shows it). Quiet otherwise.
 final class ProgressBar: ProgressSink, @unchecked Sendable {
     private let lock = NSLock()
     private var title = ""
@@ -12,9 +12,9 @@ final class ProgressBar: ProgressSink, @unchecked Sendable {
     private var lastDraw = Date.distantPast
     private var drawn = false
 
-    /// A bar if standard output is a terminal and output is not suppressed, else nil.
+    /// A bar if standard error is a terminal and output is not suppressed, else nil.
     static func make(quiet: Bool) -> ProgressBar? {
-        guard !quiet, isatty(STDOUT_FILENO) == 1, isatty(STDERR_FILENO) == 1 else { return nil }
+        guard !quiet, isatty(STDERR_FILENO) == 1 else { return nil }
         return ProgressBar()
     }
 
