@@ -9,7 +9,9 @@ struct ExportCommand: ParsableCommand {
         abstract: "Write the files of a revision into a folder, byte for byte as committed.",
         discussion: """
             Every tensor's hash is verified before its file is renamed into place; a file that does not \
-            verify is never written. Existing files of the same names are replaced, others are left alone. \
+            verify is never written. Existing files of the same names are replaced; a folder that holds \
+            other files is refused, naming them, unless --clean, which deletes them once the export's \
+            files are in place. \
             A lossy commit (commit --lowrank) exports its approximation, with a warning.
 
             --fold writes a LoRA adapter commit as its dense model: the base commit's files with every \
@@ -30,6 +32,9 @@ struct ExportCommand: ParsableCommand {
 
     @OptionGroup var reversible: ReversibleViewOptions
 
+    @Flag(help: "Delete the files of the folder that the export does not write (else they make it fail).")
+    var clean = false
+
     @Flag(help: "Print the result as JSON.")
     var json = false
 
@@ -39,13 +44,13 @@ struct ExportCommand: ParsableCommand {
         let result: ExportResult
         if reversible.isGiven {
             result = try repo.exportReversible(revision, view: reversible.parsedView, expert: reversible.expert, fold: fold,
-                                               to: directory)
+                                               to: directory, clean: clean)
         } else if fold {
-            result = try repo.exportFolded(revision, to: directory)
+            result = try repo.exportFolded(revision, to: directory, clean: clean)
         } else if let (rev, path) = Repository.splitPathRevision(revision) {
-            result = try repo.export(rev, to: directory, only: path)
+            result = try repo.export(rev, to: directory, only: path, clean: clean)
         } else {
-            result = try repo.export(revision, to: directory)
+            result = try repo.export(revision, to: directory, clean: clean)
         }
         let seconds = Date().timeIntervalSince(started)
         let lossy = LossySummary(commit: try repo.commit(result.commit))
