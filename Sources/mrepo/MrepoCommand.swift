@@ -33,7 +33,7 @@ struct MrepoCommand: ParsableCommand {
             CommandGroup(name: "Merge models", subcommands: [MergeCommand.self, ResolveCommand.self, ExpertsCommand.self]),
             CommandGroup(name: "Models", subcommands: [ExportCommand.self, CheckCommand.self, SynthCommand.self]),
             CommandGroup(name: "Maintenance", subcommands: [DuCommand.self, FsckCommand.self, GCCommand.self]),
-            CommandGroup(name: "Shell", subcommands: [CompletionCommand.self]),
+            CommandGroup(name: "Shell", subcommands: [CompletionCommand.self, ConfigCommand.self]),
         ]
     )
 
@@ -59,6 +59,12 @@ struct MrepoCommand: ParsableCommand {
             guard FileManager.default.changeCurrentDirectoryPath(dir) else {
                 ErrorReporter.fail("cannot change to '\(dir)': no such directory")
             }
+        }
+        // Settings from .mrepo/config and ~/.config/mrepo/config, under the environment's.
+        do {
+            MrepoConfig.applyToEnvironment(try MrepoConfig.effective())
+        } catch {
+            ErrorReporter.warn((error as? RepoError)?.description ?? "\(error)")
         }
         // With --json, errors are a JSON object on standard error too.
         ErrorReporter.json = (arguments.firstIndex(of: "--") ?? arguments.endIndex) > (arguments.firstIndex(of: "--json") ?? arguments.endIndex)

@@ -372,4 +372,35 @@ import Testing
         #expect(lines(try s.ok(["reflog"], in: "repo")).isEmpty)
         expectOneLineError(try s.run(["gc", "--prune-reflog=soon"], in: "repo"), status: 64, contains: "expected an age")
     }
+
+    @Test func configSetsAuthorMergeMethodAndIsOverriddenByTheEnvironment() throws {
+        let s = try family()
+        s.environment["MREPO_AUTHOR"] = nil
+        s.environment["XDG_CONFIG_HOME"] = s.path("xdg")
+        try s.ok(["config", "--global", "user.author", "Global User <g@example.com>"], in: "repo")
+        #expect(String(decoding: s.read("xdg/mrepo/config") ?? Data(), as: UTF8.self).contains("author = Global User <g@example.com>"))
+        try s.ok(["commit", "-q", "--allow-empty", "-m", "one"], in: "repo")
+        #expect(try s.ok(["log", "-1", "--format=%an"], in: "repo").stdout == "Global User\n")
+        try s.ok(["config", "user.author", "Repo User <r@example.com>"], in: "repo")
+        try s.ok(["commit", "-q", "--allow-empty", "-m", "two"], in: "repo")
+        #expect(try s.ok(["log", "-1", "--format=%an"], in: "repo").stdout == "Repo User\n")
+        try s.ok(["commit", "-q", "--allow-empty", "-m", "three"], in: "repo", environment: ["MREPO_AUTHOR": "Env User <e@example.com>"])
+        #expect(try s.ok(["log", "-1", "--format=%an"], in: "repo").stdout == "Env User\n")
+        #expect(try s.ok(["config", "user.author"], in: "repo").stdout == "Repo User <r@example.com>\n")
+        #expect(try s.ok(["config", "--list"], in: "repo").stdout.contains("user.author=Repo User"))
+        try s.ok(["config", "--unset", "user.author"], in: "repo")
+        #expect(try s.ok(["config", "user.author"], in: "repo").stdout == "Global User <g@example.com>\n")
+        #expect(try s.run(["config", "merge.method"], in: "repo").status == 1)
+        expectOneLineError(try s.run(["config", "colour.ui", "x"], in: "repo"), status: 64, contains: "unknown key 'colour.ui'")
+        // merge.method: the method of a merge without --method.
+        try s.ok(["config", "merge.method", "ties"], in: "repo")
+        try s.ok(["merge", "-q", "math", "code"], in: "repo")
+        let merged = try s.json(try s.ok(["show", "--json"], in: "repo")) as? [String: Any]
+        let recipe = ((merged?["extra"] as? [String: Any])?["merge"] as? [String: Any])?["recipe"] as? [String: Any]
+        #expect(recipe?["method"] as? String == "ties")
+        // A config file mrepo cannot parse is named, and the command still runs.
+        try Data("garbage\n".utf8).write(to: URL(fileURLWithPath: s.path("repo/.mrepo/config")))
+        let r = try s.ok(["status"], in: "repo")
+        #expect(r.stderr.contains(".mrepo/config:1: expected '[section]' or 'name = value'"))
+    }
 }

@@ -209,7 +209,8 @@ struct MergeCommand: ParsableCommand {
 
     func makeOptions() throws -> MergeOptions {
         var request = MergeRequest()
-        request.method = method
+        // `merge.method` (mrepo config) or MREPO_MERGE_METHOD: the method when none is given.
+        request.method = method ?? (config == nil ? ProcessInfo.processInfo.environment["MREPO_MERGE_METHOD"].flatMap { $0.isEmpty ? nil : $0 } : nil)
         request.branches = branches
         request.base = base
         request.outputDType = dtype.flatMap(DType.init(parsing:))
