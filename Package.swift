@@ -52,10 +52,12 @@ let package = Package(
         // The fuzz driver: `scripts/fuzz.sh`, or `swift run -c release mrepo-fuzz --help`.
         .executableTarget(name: "mrepo-fuzz", dependencies: ["Fuzzing"]),
 
-        .testTarget(name: "DeltaTests", dependencies: ["Delta", "ModelFactory"]),
-        .testTarget(name: "MergeTests", dependencies: ["Merge", "Delta"], exclude: ["Golden", "Fixtures"]),
-        .testTarget(name: "RepoTests", dependencies: ["Repo", "ModelFactory"]),
-        .testTarget(name: "CLITests", dependencies: ["mrepo", "Delta", "ModelFactory"]),
-        .testTarget(name: "FuzzTests", dependencies: ["Fuzzing", "Repo", "Merge", "Delta"]),
+        // Helpers every test target shares (temporary folders, expectThrows, hand-built files); Tests/README.md.
+        .target(name: "MrepoTestSupport", dependencies: ["Delta"], path: "Tests/MrepoTestSupport"),
+        .testTarget(name: "DeltaTests", dependencies: ["MrepoTestSupport", "Delta", "ModelFactory"]),
+        .testTarget(name: "MergeTests", dependencies: ["MrepoTestSupport", "Merge", "Delta"], exclude: ["Golden", "Fixtures"]),
+        .testTarget(name: "RepoTests", dependencies: ["MrepoTestSupport", "Repo", "ModelFactory"]),
+        .testTarget(name: "CLITests", dependencies: ["MrepoTestSupport", "mrepo", "Delta", "ModelFactory"]),
+        .testTarget(name: "FuzzTests", dependencies: ["MrepoTestSupport", "Fuzzing", "Repo", "Merge", "Delta"]),
     ]
 )

@@ -94,13 +94,13 @@ extension Repository {
         try withWriteLock(wait: wait) {
             guard let ref = try history.ref(named: name), ref.kind == .branch else { throw RepoError.unknownRef(name) }
             if try history.head().branchName == name {
-                throw RepoError.invalidArgument("cannot delete branch '\(name)': it is the current branch; switch to another branch first")
+                throw RepoError.deletingCurrentBranch(name)
             }
             if let path = try history.branchesCheckedOutElsewhere()[name] {
-                throw RepoError.invalidArgument("cannot delete branch '\(name)': it is checked out in the working tree at \(path)")
+                throw RepoError.worktree(.deletingCheckedOutBranch(branch: name, worktree: path))
             }
             if !force, let head = try history.head().commit, !(try isAncestor(ref.target, of: head)) {
-                throw RepoError.invalidArgument("branch '\(name)' is not fully merged into HEAD; use -D to delete it anyway")
+                throw RepoError.branchNotMerged(name)
             }
             try history.deleteRef(name: name, kind: .branch)
             return ref.target

@@ -126,19 +126,19 @@ extension Repository {
             throw RepoError.unsafePath(shown, reason: "a working tree's path must not hold control characters")
         }
         if let st = FileStat.of(dir, followLinks: true) {
-            guard st.isDirectory else { throw RepoError.invalidArgument("\(shown): already exists and is not a folder") }
+            guard st.isDirectory else { throw RepoError.worktree(.notAFolder(shown)) }
             guard ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? ["?"]).isEmpty else {
-                throw RepoError.invalidArgument("\(shown): already exists and is not empty; a new working tree goes into a new or empty folder")
+                throw RepoError.worktree(.folderNotEmpty(shown))
             }
         }
         let real = Repository.resolvingLinks(dir)
         let store = Repository.resolvingLinks(metaDirectory)
         if real == store || real.hasPrefix(store + "/") {
-            throw RepoError.invalidArgument("\(shown): the folder is inside the repository's store (\(Repository.directoryName)); choose a folder outside it")
+            throw RepoError.worktree(.folderInStore(shown))
         }
         // (A folder holding another working tree is not empty; one whose folder is gone still has its row.)
         if try history.linkedWorktrees().contains(where: { $0.path == real }) {
-            throw RepoError.invalidArgument("\(shown): is a working tree of this repository already, whose folder is gone; 'mrepo worktree prune' forgets it")
+            throw RepoError.worktree(.folderOfUnprunedWorktree(shown))
         }
     }
 
@@ -156,13 +156,13 @@ extension Repository {
         try withWriteLock(wait: wait) {
             let real = Repository.resolvingLinks(Repository.absolutePath(path))
             if real == Repository.resolvingLinks(mainRoot) {
-                throw RepoError.invalidArgument("\(path): is the main working tree; only linked working trees can be removed")
+                throw RepoError.worktree(.removingMain(path))
             }
             guard let record = try history.linkedWorktrees().first(where: { Repository.resolvingLinks($0.path) == real }) else {
-                throw RepoError.invalidArgument("\(path): is not a working tree of this repository (see 'mrepo worktree list')")
+                throw RepoError.worktree(.notAWorktree(path))
             }
             if record.id == worktreeID {
-                throw RepoError.invalidArgument("\(path): is the working tree this command runs in; run 'mrepo worktree remove' from another one")
+                throw RepoError.worktree(.removingCurrent(path))
             }
             guard FileStat.of(record.path) != nil else {
                 try history.forgetWorktrees([record.id])
@@ -190,31 +190,27 @@ extension Repository {
     /// Why a linked working tree's folder may not be deleted, if it may not.
     private func checkRemovable(_ record: LinkedWorktreeRecord, force: Bool) throws {
         guard linksHere(record) else {
-            throw RepoError.invalidArgument("\(record.path): no longer links to this repository (its .mrepo file is missing or names another); 'mrepo worktree prune' forgets it and leaves the folder alone")
+            throw RepoError.worktree(.noLongerLinked(record.path))
         }
         let contents = WorktreeContents(root: record.path)
         if let store = contents.stores.first {
-            throw RepoError.invalidArgument("\(record.path): holds a nested repository (\(store)), which even --force does not delete; move it away first")
+            throw RepoError.worktree(.holdsNestedRepository(record.path, nested: store))
         }
         guard !force else { return }
         let linked = Repository(viewing: self, root: record.path, worktree: record.id)
         if try linked.history.mergeState() != nil {
-            throw RepoError.invalidArgument("\(record.path): has a merge in progress; finish or abort it there, or pass --force")
+            throw RepoError.worktree(.mergeInProgress(record.path))
         }
         let baseline = try linked.worktreeBaseline(head: try linked.history.head()).tree
         let changes = try linked.status(against: baseline).changes.map(\.path)
         if !changes.isEmpty {
-            throw RepoError.invalidArgument("\(record.path): has uncommitted changes in \(Repository.listed(changes)); commit them, or pass --force to delete them too")
+            throw RepoError.worktree(.uncommittedChanges(record.path, paths: changes))
         }
         let tracked = Set(baseline.files.map(\.path))
         let untracked = contents.entries.filter { !tracked.contains($0) }
         if !untracked.isEmpty {
-            throw RepoError.invalidArgument("\(record.path): holds files mrepo does not track (\(Repository.listed(untracked))); pass --force to delete them too")
+            throw RepoError.worktree(.untrackedFiles(record.path, paths: untracked))
         }
-    }
-
-    static func listed(_ paths: [String]) -> String {
-        paths.prefix(3).joined(separator: ", ") + (paths.count > 3 ? " and \(paths.count - 3) more" : "")
     }
 
     /// Refuses, before anything is written, a branch that another working tree has checked out

@@ -182,7 +182,7 @@ extension Repository {
             }
             guard let ref = try history.ref(named: name), ref.kind == .branch else {
                 if try history.ref(named: name)?.kind == .tag {
-                    throw RepoError.invalidArgument("'\(name)' is a tag; use 'mrepo checkout \(name)' to look at it (detached HEAD)")
+                    throw RepoError.switchToTag(name)
                 }
                 throw RepoError.unknownRef(name)
             }
@@ -454,11 +454,11 @@ extension Repository {
         let dir = Repository.absolutePath(directory)
         let real = Repository.resolvingLinks(dir)
         if dir == root || real == Repository.resolvingLinks(root) {
-            throw RepoError.invalidArgument("export into the working tree itself; use 'mrepo checkout' instead")
+            throw RepoError.exportIntoWorktree
         }
         let store = Repository.resolvingLinks(metaDirectory)
         if real == store || real.hasPrefix(store + "/") || dir == metaDirectory || dir.hasPrefix(metaDirectory + "/") {
-            throw RepoError.invalidArgument("export into \(directory): the folder is inside the repository's own store (\(Repository.directoryName)); choose a folder outside it")
+            throw RepoError.exportIntoStore(directory: directory)
         }
         let written = Set(try writing.map { try PathPolicy.normalize($0) })
         let stale = Repository.filesUnder(dir).filter { !written.contains($0) }

@@ -188,7 +188,7 @@ public final class Repository: @unchecked Sendable {
             if op == "~" {
                 for _ in 0..<n {
                     guard let parent = try history.parents(of: id).first else {
-                        throw RepoError.invalidArgument("'\(revision)': \(id.short) has no parent")
+                        throw RepoError.missingParent(revision: revision, commit: id.short, parents: 0)
                     }
                     id = parent
                 }
@@ -196,7 +196,7 @@ public final class Repository: @unchecked Sendable {
                 if n == 0 { continue }
                 let parents = try history.parents(of: id)
                 guard n <= parents.count else {
-                    throw RepoError.invalidArgument("'\(revision)': \(id.short) has \(parents.count) parent\(parents.count == 1 ? "" : "s")")
+                    throw RepoError.missingParent(revision: revision, commit: id.short, parents: parents.count)
                 }
                 id = parents[n - 1]
             }
@@ -213,7 +213,7 @@ public final class Repository: @unchecked Sendable {
         if let id = try resolveSpecial(base, whole: whole) { return id }
         if base == "HEAD" || base == "@" {
             guard let id = try history.head().commit else {
-                throw RepoError.invalidArgument("HEAD has no commits yet (branch '\(try history.head().branchName ?? "")' is unborn)")
+                throw RepoError.unbornBranch(try history.head().branchName ?? "")
             }
             return id
         }

@@ -26,7 +26,7 @@ extension HistoryDatabase {
 
     /// The error of a linked working tree that the repository no longer knows.
     static func unregistered(_ worktree: String) -> RepoError {
-        .failed("working tree '\(worktree)' is no longer registered in the repository (removed by 'mrepo worktree remove' or 'prune'); nothing was changed")
+        .worktree(.unregistered(worktree))
     }
 
     // MARK: - Reading
@@ -77,8 +77,7 @@ extension HistoryDatabase {
     }
 
     static func branchInUse(_ branch: String, at path: String) -> RepoError {
-        let gone = FileStat.of(path) == nil ? " (its folder is gone: 'mrepo worktree prune' forgets it)" : ""
-        return .invalidArgument("branch '\(branch)' is already checked out in the working tree at \(path)\(gone); work on it there, or use another branch")
+        .worktree(.branchCheckedOut(branch: branch, worktree: path, folderGone: FileStat.of(path) == nil))
     }
 
     // MARK: - Writing
@@ -121,7 +120,7 @@ extension HistoryDatabase {
                 if !force { try linked.refuseBranchInUse(db, name) }
             }
             if try Bool.fetchOne(db, sql: "SELECT 1 FROM worktree WHERE id = ? OR path = ?", arguments: [record.id, record.path]) == true {
-                throw RepoError.invalidArgument("\(record.path): already a working tree of this repository")
+                throw RepoError.worktree(.alreadyRegistered(record.path))
             }
             try db.execute(sql: "INSERT INTO worktree(id, path, created) VALUES (?, ?, ?)", arguments: [record.id, record.path, record.created])
             try db.execute(sql: "INSERT INTO head(worktree, branch, commitID) VALUES (?, ?, ?)",

@@ -67,7 +67,7 @@ extension Repository {
     func loadAdapter(_ id: ObjectID) throws -> LoadedAdapter {
         let c = try commit(id)
         guard let record = AdapterRecord(commit: c) else {
-            throw RepoError.invalidArgument("commit \(id.short) is not a LoRA adapter (commit a folder with adapter_config.json and adapter_model.safetensors)")
+            throw RepoError.notAnAdapter(commit: id.short)
         }
         guard try history.commit(record.base) != nil else {
             throw RepoError.invalidArgument("adapter \(id.short): its base model commit \(record.base.short) is not in the repository")
@@ -96,7 +96,7 @@ extension Repository {
             // The config itself is wrong (a rank that disagrees with the factors, patterns too costly to match).
             throw RepoError.invalidArgument("\(file): \(problem)")
         case let .failure(.invalidRecipe(file, problem)):
-            throw RepoError.invalidArgument("\(file) is not an adapter of commit \(base.short): \(problem); name its base model commit with --adapter-of REV")
+            throw RepoError.adapterBaseMismatch(file: file, base: base.short, problem: problem)
         case let .failure(error): throw error
         }
     }
@@ -134,7 +134,7 @@ extension Repository {
               let weights = prepared.first(where: { $0.scanned.path == LoRAConfig.weightsFileName })
         else {
             if adapterOf != nil {
-                throw RepoError.invalidArgument("--adapter-of: the folder has no \(LoRAConfig.fileName) and \(LoRAConfig.weightsFileName)")
+                throw RepoError.notAnAdapterFolder
             }
             return (nil, nil)
         }
@@ -156,7 +156,7 @@ extension Repository {
         case let .failure(error):
             let text = error.description
             if text.contains("not supported"), adapterOf == nil { return (nil, "\(text); committed as plain files") }
-            throw RepoError.invalidArgument(text)
+            throw RepoError.invalidAdapterConfig(error)
         }
         let base: ObjectID
         if let rev = adapterOf {
@@ -166,7 +166,7 @@ extension Repository {
         } else if let parent {
             base = parent.id
         } else {
-            throw RepoError.invalidArgument("\(LoRAConfig.weightsFileName): an adapter needs its base model in the repository; commit the base first and name it with --adapter-of REV")
+            throw RepoError.adapterWithoutBase(file: LoRAConfig.weightsFileName)
         }
         let tensors: [(name: String, dtype: DType, shape: Shape)]
         if let st = weights.safetensors {

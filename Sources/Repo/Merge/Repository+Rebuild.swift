@@ -44,7 +44,7 @@ extension Repository {
     private func reversibleReportLocked(_ revision: String) throws -> (commit: Commit, record: ReversibleMergeRecord, report: ReversibleMergeReport) {
         let c = try commit(try resolve(revision))
         guard let record = ReversibleMergeRecord(commit: c) else {
-            throw RepoError.invalidArgument("\(revision) (\(c.id.short)) is not a reversible merge (merge with --method rmm)")
+            throw RepoError.notAReversibleMerge(commit: c.id.short, revision: revision)
         }
         guard let object = record.reportObject, let v = try? JSONValue.parse(try objects.read(object)),
               let report = ReversibleMergeReport(json: v) else {
@@ -61,7 +61,7 @@ extension Repository {
     func loadReversible(commit c: Commit) throws -> LoadedReversible {
         let id = c.id
         guard let record = ReversibleMergeRecord(commit: c) else {
-            throw RepoError.invalidArgument("commit \(id.short) is not a reversible merge; --expert and --view apply to merges made with --method rmm")
+            throw RepoError.notAReversibleMerge(commit: id.short, revision: nil)
         }
         let tree = try history.tree(c.treeID)
         guard let file = tree.file(at: RMMBasisFile.fileName), file.kind == .safetensors else {
@@ -102,7 +102,7 @@ extension Repository {
         if lower.count >= 4, let i = loaded.record.experts.firstIndex(where: { $0.commit.hex.hasPrefix(lower) }) { return i }
         // Any revision that resolves to an expert's commit (a branch at it, a tag, HEAD~2, ...).
         if let id = try? resolve(name), let i = loaded.record.experts.firstIndex(where: { $0.commit == id }) { return i }
-        throw RepoError.invalidArgument("'\(name)' is not an expert of the merge \(loaded.commit.id.short) (experts: \(loaded.record.experts.map(\.name).joined(separator: ", ")))")
+        throw RepoError.unknownExpert(name, merge: loaded.commit.id.short, experts: loaded.record.experts.map(\.name))
     }
 
     // MARK: - Outputs

@@ -190,10 +190,9 @@ extension Repository {
         guard n >= 2 else {
             throw RepoError.invalidArgument("rmm: a reversible merge needs at least 2 experts, got \(n) (\(experts.map(\.name).joined(separator: ", ")))")
         }
-        guard settings.basis >= 1, settings.basis < n else {
-            throw RepoError.invalidArgument("rmm: --basis \(settings.basis) with \(n) experts: the basis must be between 1 and N − 1 = \(n - 1) (K = N − 1 rebuilds every expert exactly; a larger basis would store more than the experts)")
-        }
-        if options.noCommit { throw RepoError.invalidArgument("rmm: --no-commit is not supported for reversible merges; use --dry-run to plan") }
+        // The recipe here names no experts (they are the branches), so the plan could not bound the basis yet.
+        try RMM.validate(ParameterSet(global: ["basis": .number(Double(settings.basis))], perExpert: []), expertCount: n)
+        if options.noCommit { throw RepoError.reversibleMergeNoCommit }
         let records = try experts.map { AdapterRecord(commit: try commit($0.commit)) }
         let kind: RMMExpertKind
         let base: ObjectID
@@ -202,16 +201,14 @@ extension Repository {
             kind = .adapter
             let bases = Set(adapterRecords.map(\.base))
             guard bases.count == 1, let b = bases.first else {
-                let list = zip(experts, adapterRecords).map { "\($0.0.name) → \($0.1.base.short)" }.joined(separator: ", ")
-                throw RepoError.invalidArgument("rmm: the adapters have different base models (\(list)); a reversible merge needs one base")
+                throw RepoError.adapterBasesDiffer(experts: experts.map(\.name), bases: adapterRecords.map(\.base.short))
             }
             base = b
         } else if adapterRecords.isEmpty {
             kind = .full
             base = mergeBase
         } else {
-            let which = zip(experts, records).map { "\($0.0.name): \($0.1 == nil ? "full model" : "adapter")" }.joined(separator: ", ")
-            throw RepoError.invalidArgument("rmm: the experts mix LoRA adapters and full models (\(which))")
+            throw RepoError.mixedExpertKinds(experts: experts.map(\.name), kinds: records.map { $0 == nil ? .full : .adapter })
         }
         guard try history.commit(base) != nil else {
             throw RepoError.invalidArgument("rmm: the base model commit \(base.short) is not in the repository")
@@ -237,7 +234,7 @@ extension Repository {
         for (i, a) in adapters.enumerated().dropFirst() where Set(a.adapter.modules.map(\.baseTensor)) != targets {
             let mine = Set(a.adapter.modules.map(\.baseTensor))
             let extra = mine.subtracting(targets).sorted().prefix(3), missing = targets.subtracting(mine).sorted().prefix(3)
-            throw RepoError.invalidArgument("rmm: the adapters adapt different modules: \(experts[i].name) \(extra.isEmpty ? "" : "adds \(extra.joined(separator: ", "))")\(extra.isEmpty || missing.isEmpty ? "" : " and ")\(missing.isEmpty ? "" : "lacks \(missing.joined(separator: ", "))") compared with \(experts[0].name); a reversible merge needs the same target modules")
+            throw RepoError.adapterModulesDiffer(expert: experts[i].name, adds: Array(extra), lacks: Array(missing), reference: experts[0].name)
         }
         let ranks = Set(adapters.flatMap { $0.adapter.modules.map(\.rank) })
         if ranks.count > 1, plan.settings.variant != .dense {

@@ -49,7 +49,7 @@ extension Repository {
         }
         let repo = try Repository(root: root, store: link.store, worktree: link.id)
         guard try repo.history.linkedWorktrees().contains(where: { $0.id == link.id }) else {
-            throw RepoError.failed("\(linkPath): working tree '\(link.id)' is not registered in \(link.store) (removed, pruned, or its 'mrepo worktree add' was interrupted); delete this folder, or add it again elsewhere with 'mrepo worktree add'")
+            throw RepoError.worktree(.unknownLink(linkFile: linkPath, id: link.id, store: link.store))
         }
         return repo
     }
