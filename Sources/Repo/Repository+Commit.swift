@@ -33,6 +33,9 @@ public struct CommitOptions: Sendable {
     public var amend = false
     /// Record the working tree as a stash entry (`stash`): no ref moves, no hook runs.
     public var stash = false
+    /// With `sourceDirectory`: leave the working tree as it is (`--no-checkout`), as after
+    /// `reset --soft`: no third copy of an imported checkpoint is written.
+    public var noCheckout = false
 
     public init(message: String, sourceDirectory: String? = nil, base: String? = nil, metrics: [Commit.Metric] = [],
                 author: String? = nil, allowEmpty: Bool = false, followSymlinks: Bool = false, force: Bool = false,
@@ -114,7 +117,7 @@ extension Repository {
                                              followSymlinks: options.followSymlinks)
         try FolderScanner.checkNormalization(scanned)
         try checkShardIndexes(scanned)
-        if !fromWorktree, !options.force {
+        if !fromWorktree, !options.force, !options.noCheckout {
             // The import rewrites tracked files and files at the imported paths; other untracked files stay.
             let incoming = Set(scanned.map(\.path))
             let dirty = try status(against: worktreeTree).changes.filter { $0.kind != .added || incoming.contains($0.path) }.map(\.path)
@@ -233,7 +236,7 @@ extension Repository {
         // references kept mapped for storing are let go first: decoding every tensor against them
         // would otherwise keep all their pages resident.
         objects.releaseMappings()
-        if !fromWorktree {
+        if !fromWorktree, !options.noCheckout {
             do {
                 let entries = try materialize(tree, over: worktreeTree, force: true)
                 history.saveStatCacheOpportunistically(entries, removing: [])

@@ -403,4 +403,19 @@ import Testing
         let r = try s.ok(["status"], in: "repo")
         #expect(r.stderr.contains(".mrepo/config:1: expected '[section]' or 'name = value'"))
     }
+
+    @Test func commitFromWithoutCheckout() throws {
+        let s = try family()
+        let before = s.read("repo/model.safetensors")
+        try s.ok(["switch", "-q", "-c", "chat", "main"], in: "repo")
+        try s.ok(["commit", "-q", "--from", "../family/chat", "--no-checkout", "-m", "chat"], in: "repo")
+        // Recorded, not written: the working tree still holds base's files.
+        #expect(s.read("repo/model.safetensors") == before)
+        try s.ok(["export", "-q", "HEAD", "../chat-out"], in: "repo")
+        #expect(s.sameFiles("chat-out", "family/chat"))
+        #expect(try s.ok(["status"], in: "repo").stdout.contains("modified"))
+        try s.ok(["checkout", "-q", "--force", "chat"], in: "repo")
+        #expect(s.read("repo/model.safetensors") == s.read("family/chat/model.safetensors"))
+        expectOneLineError(try s.run(["commit", "--no-checkout", "-m", "x"], in: "repo"), status: 64, contains: "--no-checkout goes with --from")
+    }
 }

@@ -61,6 +61,9 @@ struct CommitCommand: ParsableCommand {
     @Flag(help: "With --from: overwrite uncommitted changes in the working tree.")
     var force = false
 
+    @Flag(help: "With --from: record the folder without writing it into the working tree, which keeps its files (as after 'reset --soft'; 'mrepo checkout --force HEAD' writes it later).")
+    var noCheckout = false
+
     @Option(name: .customLong("adapter-of"), help: ArgumentHelp(
         "The base model commit of the LoRA adapter being committed (default: the parent's adapter base, else the parent commit).",
         valueName: "rev"))
@@ -79,6 +82,7 @@ struct CommitCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
+        if noCheckout && source == nil { throw ValidationError("--no-checkout goes with --from DIR") }
         if message == nil && !amend { throw ValidationError("Missing expected argument '--message <message>'") }
         if lowRank != nil, energy != nil { throw ValidationError("--lowrank and --energy: give one of them") }
         if let r = lowRank, r < 1 { throw ValidationError("--lowrank must be at least 1, got \(r)") }
@@ -97,6 +101,7 @@ struct CommitCommand: ParsableCommand {
                                     followSymlinks: dereference, force: force, adapterOf: adapterOf,
                                     lowRank: lowRank.map { LowRankPolicy(choice: .rank($0)) } ?? energy.map { LowRankPolicy(choice: .energy($0)) })
         options.amend = amend
+        options.noCheckout = noCheckout
         let started = Date()
         let result = try repo.commit(options, wait: lock.wait)
         let seconds = Date().timeIntervalSince(started)
