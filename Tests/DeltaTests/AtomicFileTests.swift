@@ -7,6 +7,28 @@ import Testing
         try FileManager.default.contentsOfDirectory(atPath: dir).sorted()
     }
 
+    /// A reflink copy where the file system has them; otherwise nothing happens and the caller
+    /// writes the bytes. Either way the file ends up holding the source's bytes.
+    @Test func cloneContentsCopiesTheSourceOrLeavesTheFileEmpty() throws {
+        let folder = try TemporaryDirectory()
+        let dir = folder.path
+        let source = randomBytes(100_000, seed: 5)
+        try writeFile(source, to: dir + "/src.bin")
+        let w = try AtomicFileWriter(destination: dir + "/copy.bin")
+        if w.cloneContents(of: dir + "/src.bin") {
+            #expect(w.byteCount == source.count)
+        } else {
+            #expect(w.byteCount == 0)
+            try w.write(source)
+        }
+        try w.commit()
+        #expect(try readFile(dir + "/copy.bin") == source)
+        // A source that cannot be opened is no clone.
+        let other = try AtomicFileWriter(destination: dir + "/none.bin")
+        #expect(!other.cloneContents(of: dir + "/missing.bin"))
+        other.abort()
+    }
+
     @Test func commitReplacesTheFileWhole() throws {
         try withTemporaryDirectory { dir in
             let path = dir + "/f.bin"

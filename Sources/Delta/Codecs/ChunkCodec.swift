@@ -362,114 +362,23 @@ public enum ChunkCodec {
         }
     }
 
-    /// Elements are sorted by (exponent bucket of the reference element, element index mod
-    /// `lanes`), bucket-major, stable within each (bucket, lane). Four independent lanes keep
-    /// the counting sort's position counters out of each other's way (one counter per lane
-    /// breaks the store-to-load dependency between neighbouring elements).
-    ///
-    /// A format constant, not a tuning knob: the order is part of the stored bytes
-    /// (docs/format.md), and the unrolled loops below are written for exactly four lanes.
-    private static let lanes = 4
-
-    /// Start position of each (bucket, lane) run: `starts[lane * buckets + bucket]`.
-    private static func laneStarts<W: FixedWidthInteger & UnsignedInteger>(
-        _: W.Type, _ dtype: DType, _ reference: UnsafeRawBufferPointer, _ n: Int
-    ) -> [Int] {
-        let (shift, buckets) = exponentField(dtype)
-        let mask = W(buckets - 1)
-        let width = MemoryLayout<W>.size
-        let ref = reference.baseAddress!
-        var counts = [Int](repeating: 0, count: lanes * buckets)
-        counts.withUnsafeMutableBufferPointer { c in
-            let c0 = c.baseAddress!, c1 = c0 + buckets, c2 = c1 + buckets, c3 = c2 + buckets
-            var i = 0
-            while i + 4 <= n {
-                c0[Int((ref.loadUnaligned(fromByteOffset: i * width, as: W.self) >> shift) & mask)] += 1
-                c1[Int((ref.loadUnaligned(fromByteOffset: (i + 1) * width, as: W.self) >> shift) & mask)] += 1
-                c2[Int((ref.loadUnaligned(fromByteOffset: (i + 2) * width, as: W.self) >> shift) & mask)] += 1
-                c3[Int((ref.loadUnaligned(fromByteOffset: (i + 3) * width, as: W.self) >> shift) & mask)] += 1
-                i += 4
-            }
-            while i < n {
-                c[(i % lanes) * buckets + Int((ref.loadUnaligned(fromByteOffset: i * width, as: W.self) >> shift) & mask)] += 1
-                i += 1
-            }
-        }
-        var starts = [Int](repeating: 0, count: lanes * buckets)
-        var running = 0
-        for b in 0..<buckets {
-            for l in 0..<lanes {
-                starts[l * buckets + b] = running
-                running += counts[l * buckets + b]
-            }
-        }
-        return starts
-    }
-
+    /// Elements are sorted by (exponent bucket of the reference element, element index mod 4),
+    /// bucket-major, stable within each (bucket, lane): ``ExponentGrouping``. The order is part of
+    /// the stored bytes (docs/format.md §5.4).
     private static func group<W: FixedWidthInteger & UnsignedInteger>(
         _: W.Type, _ dtype: DType, _ source: UnsafeRawBufferPointer, _ reference: UnsafeRawBufferPointer,
         _ words: UnsafeMutableRawBufferPointer
     ) {
-        let width = MemoryLayout<W>.size
-        let n = source.count / width
-        guard n > 0 else { return }
         let (shift, buckets) = exponentField(dtype)
-        let mask = W(buckets - 1)
-        var next = laneStarts(W.self, dtype, reference, n)
-        let src = source.baseAddress!, ref = reference.baseAddress!
-        let out = words.baseAddress!.assumingMemoryBound(to: W.self)
-        next.withUnsafeMutableBufferPointer { pos in
-            let p0 = pos.baseAddress!, p1 = p0 + buckets, p2 = p1 + buckets, p3 = p2 + buckets
-            @inline(__always) func put(_ i: Int, _ p: UnsafeMutablePointer<Int>) {
-                let r = ref.loadUnaligned(fromByteOffset: i * width, as: W.self)
-                let u = src.loadUnaligned(fromByteOffset: i * width, as: W.self)
-                let b = Int((r >> shift) & mask)
-                out[p[b]] = OrderedDelta.forward(u, r)
-                p[b] += 1
-            }
-            var i = 0
-            while i + 4 <= n {
-                put(i, p0); put(i + 1, p1); put(i + 2, p2); put(i + 3, p3)
-                i += 4
-            }
-            while i < n {
-                put(i, p0 + (i % lanes) * buckets)
-                i += 1
-            }
-        }
+        ExponentGrouping.group(W.self, shift: shift, buckets: buckets, source, reference, words)
     }
 
     private static func ungroup<W: FixedWidthInteger & UnsignedInteger>(
         _: W.Type, _ dtype: DType, _ words: UnsafeRawBufferPointer, _ reference: UnsafeRawBufferPointer,
         _ destination: UnsafeMutableRawBufferPointer
     ) {
-        let width = MemoryLayout<W>.size
-        let n = destination.count / width
-        guard n > 0 else { return }
         let (shift, buckets) = exponentField(dtype)
-        let mask = W(buckets - 1)
-        var next = laneStarts(W.self, dtype, reference, n)
-        let inp = words.baseAddress!.assumingMemoryBound(to: W.self), ref = reference.baseAddress!
-        let dst = destination.baseAddress!
-        next.withUnsafeMutableBufferPointer { pos in
-            let p0 = pos.baseAddress!, p1 = p0 + buckets, p2 = p1 + buckets, p3 = p2 + buckets
-            @inline(__always) func take(_ i: Int, _ p: UnsafeMutablePointer<Int>) {
-                let r = ref.loadUnaligned(fromByteOffset: i * width, as: W.self)
-                let b = Int((r >> shift) & mask)
-                let v = inp[p[b]]
-                p[b] += 1
-                dst.storeBytes(of: OrderedDelta.inverse(v, r), toByteOffset: i * width, as: W.self)
-            }
-            var i = 0
-            while i + 4 <= n {
-                take(i, p0); take(i + 1, p1); take(i + 2, p2); take(i + 3, p3)
-                i += 4
-            }
-            while i < n {
-                take(i, p0 + (i % lanes) * buckets)
-                i += 1
-            }
-        }
+        ExponentGrouping.ungroup(W.self, shift: shift, buckets: buckets, words, reference, destination)
     }
 
 }

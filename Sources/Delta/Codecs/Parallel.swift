@@ -58,9 +58,18 @@ final class ScratchPool: Sendable {
     private let limit = 160 << 20
 
     func take(_ count: Int) -> ScratchBuffer {
-        let size = max(count, 1)
+        let size = ScratchPool.sizeClass(count)
         if let b = free.withLock({ $0[size]?.popLast() }) { return b }
         return ScratchBuffer(count: size)
+    }
+
+    /// Sizes are rounded up to a few classes per power of two (at most 1/8 more), so that buffers
+    /// asked for by tensors of different sizes are reused instead of freshly mapped and zeroed.
+    static func sizeClass(_ count: Int) -> Int {
+        let n = max(count, 1)
+        guard n > 4096 else { return 4096 }
+        let step = 1 << max(12, (Int.bitWidth - 1 - n.leadingZeroBitCount) - 3)
+        return (n + step - 1) / step * step
     }
 
     func give(_ buffers: [ScratchBuffer]) {

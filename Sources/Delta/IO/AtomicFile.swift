@@ -60,6 +60,27 @@ public final class AtomicFileWriter {
         buffer.deallocate()
     }
 
+    /// Makes the (still empty) file a copy of `source` that shares its blocks (a reflink, on the
+    /// file systems that have them: Btrfs, XFS), instead of writing bytes. Nothing is written to the
+    /// file after this; ``byteCount`` is the source's size.
+    /// - Returns: false, with the file still empty, when the file system cannot (ext4, across file
+    ///   systems): the caller writes the bytes instead.
+    public func cloneContents(of source: String) -> Bool {
+        precondition(byteCount == 0 && !finished, "a clone replaces the whole content")
+        let src = open(source, O_RDONLY | O_CLOEXEC)
+        guard src >= 0 else { return false }
+        defer { close(src) }
+        var st = stat()
+        guard mrepo_ficlone(fd, src) == 0, fstat(fd, &st) == 0 else {
+            _ = ftruncate(fd, 0)
+            return false
+        }
+        byteCount = Int(st.st_size)
+        writtenToFile = byteCount
+        kickedUpTo = byteCount
+        return true
+    }
+
     /// Appends bytes.
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
         guard bytes.count > 0 else { return }

@@ -59,6 +59,12 @@ public final class MappedFile: @unchecked Sendable {
         advise(range, MADV_WILLNEED)
     }
 
+    /// Tells the kernel the file will be read once, front to back: read ahead aggressively, and
+    /// pages behind the reader may go.
+    public func adviseSequential() {
+        advise(0..<count, MADV_SEQUENTIAL)
+    }
+
     /// Drops the pages of `range` from this process's resident set. Reading them again is valid.
     public func release(_ range: Range<Int>) {
         advise(range, MADV_DONTNEED)

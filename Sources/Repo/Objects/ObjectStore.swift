@@ -82,6 +82,12 @@ public final class ObjectStore: @unchecked Sendable {
 
     /// Maps an object file and checks its header.
     public func open(_ id: ObjectID) throws -> (kind: ObjectKind, tensor: EncodedTensor) {
+        let (kind, tensor, _) = try openMapped(id)
+        return (kind, tensor)
+    }
+
+    /// ``open(_:)``, with the mapping the tensor's bytes live in.
+    func openMapped(_ id: ObjectID) throws -> (kind: ObjectKind, tensor: EncodedTensor, map: MappedFile) {
         let map: MappedFile
         if let cached = openObjects.withLock({ $0[id] }) {
             map = cached
@@ -104,7 +110,7 @@ public final class ObjectStore: @unchecked Sendable {
         }
         do {
             let tensor = try EncodedTensor(bytes: bytes, offset: ObjectStore.headerByteCount, owner: map, name: "object \(id.short)")
-            return (kind, tensor)
+            return (kind, tensor, map)
         } catch {
             throw RepoError.delta(error)
         }
@@ -136,13 +142,17 @@ public final class ObjectStore: @unchecked Sendable {
     /// A source of decoded chunks of a tensor object, following its delta chain.
     public func chunkSource(for id: ObjectID, depth: Int = 0) throws -> ChunkSource {
         guard depth <= ObjectStore.readableDepth else { throw RepoError.corruptObject(object: id.short, problem: "delta chain is too deep (a cycle?)") }
-        let (_, tensor) = try open(id)
+        let (_, tensor, map) = try openMapped(id)
         let reference = try tensor.header.reference.map { try chunkSource(for: $0, depth: depth + 1) }
         let scratchSize = ObjectStore.chunkScratchByteCount(tensor.header)
+        // Each chunk of a reference is read once per tensor coded against it: its pages go once
+        // it is decoded, so a large reference never stays resident whole.
+        let release = ObjectStore.chunkReleaser(tensor, map: map)
         return { index, into in
             try withScratch(scratchSize) { scratch in
                 try tensor.decodeChunk(index, into: into, reference: reference, scratch: scratch)
             }
+            release?(index)
         }
     }
 

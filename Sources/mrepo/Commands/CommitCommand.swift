@@ -15,6 +15,10 @@ struct CommitCommand: ParsableCommand {
             delta against it, other tensors are stored whole, identical tensors once. Unchanged files \
             are recognised by the stat cache and not read again.
 
+            --from DIR --branch B commits the folder onto branch B (created at HEAD's commit if it \
+            does not exist) without touching HEAD or the working tree: parallel jobs, one per branch, \
+            can each commit their checkpoints (with --wait, each waits for the others' commits).
+
             A PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors) is recorded \
             as an adapter of a base model commit: --adapter-of, else the base of the parent's \
             adapter, else the parent commit itself. Its lora_A/lora_B pairs are checked against the \
@@ -38,6 +42,11 @@ struct CommitCommand: ParsableCommand {
         "Import this checkpoint folder (as a trainer wrote it) instead of the working tree; the working tree is then updated to the new commit.",
         valueName: "dir"))
     var source: String?
+
+    @Option(help: ArgumentHelp(
+        "With --from: commit onto this branch instead of HEAD's (created at HEAD if it does not exist), leaving HEAD and the working tree as they are.",
+        valueName: "branch"))
+    var branch: String?
 
     @Option(help: ArgumentHelp(
         "Store tensors as deltas against this revision's tensors. The default is the first commit of the current history.",
@@ -84,6 +93,9 @@ struct CommitCommand: ParsableCommand {
     func validate() throws {
         if noCheckout && source == nil { throw ValidationError("--no-checkout goes with --from DIR") }
         if message == nil && !amend { throw ValidationError("Missing expected argument '--message <message>'") }
+        if branch != nil, source == nil { throw ValidationError("--branch needs --from DIR (the working tree belongs to HEAD's branch)") }
+        if branch != nil, force { throw ValidationError("--force has no effect with --branch, which leaves the working tree alone") }
+        if branch != nil && (amend || noCheckout) { throw ValidationError("--branch does not go with --amend or --no-checkout") }
         if lowRank != nil, energy != nil { throw ValidationError("--lowrank and --energy: give one of them") }
         if let r = lowRank, r < 1 { throw ValidationError("--lowrank must be at least 1, got \(r)") }
         if let e = energy, !(e > 0 && e <= 1) { throw ValidationError("--energy must be in (0, 1], got \(e)") }
@@ -99,7 +111,8 @@ struct CommitCommand: ParsableCommand {
         var options = CommitOptions(message: message ?? "", sourceDirectory: source, base: base,
                                     metrics: metrics.compactMap(Metric.parse), author: author, allowEmpty: allowEmpty,
                                     followSymlinks: dereference, force: force, adapterOf: adapterOf,
-                                    lowRank: lowRank.map { LowRankPolicy(choice: .rank($0)) } ?? energy.map { LowRankPolicy(choice: .energy($0)) })
+                                    lowRank: lowRank.map { LowRankPolicy(choice: .rank($0)) } ?? energy.map { LowRankPolicy(choice: .energy($0)) },
+                                    branch: branch)
         options.amend = amend
         options.noCheckout = noCheckout
         let started = Date()
@@ -115,6 +128,7 @@ struct CommitCommand: ParsableCommand {
                 "new_objects": .int(result.newObjectCount),
                 "new_stored_bytes": .int(result.newStoredByteCount),
                 "unchanged_files": .int(result.unchangedFileCount),
+                "copied_files": .int(result.copiedFileCount),
                 "seconds": .double(seconds),
                 "adapter": result.adapter.map { a in .obj(["base": .string(a.base.hex), "r": .int(a.rank), "alpha": .double(a.alpha),
                                                            "targets": .array(a.targets.map { .string($0) }), "modules": .int(a.moduleCount)]) } ?? .null,
