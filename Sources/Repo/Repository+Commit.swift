@@ -28,6 +28,14 @@ public struct CommitOptions: Sendable {
     public var adapterOf: String?
     /// Store 2-D task vectors as truncated SVDs (`--lowrank R` / `--energy E`; lossy).
     public var lowRank: LowRankPolicy?
+    /// Replace HEAD instead of adding a child (`commit --amend`): same parents; an empty message
+    /// keeps HEAD's, and HEAD's metrics are kept unless given again.
+    public var amend = false
+    /// Record the working tree as a stash entry (`stash`): no ref moves, no hook runs.
+    public var stash = false
+    /// With `sourceDirectory`: leave the working tree as it is (`--no-checkout`), as after
+    /// `reset --soft`: no third copy of an imported checkpoint is written.
+    public var noCheckout = false
     /// With `sourceDirectory`: commit onto this branch (created at HEAD when missing) instead of
     /// HEAD's, leaving HEAD and the working tree as they are (`--branch`).
     public var branch: String?
@@ -97,6 +105,18 @@ extension Repository {
         let target = try commitTarget(options, head: head)
         let parent = target.parent
         let parentCommit = try parent.map { try commit($0) }
+        var options = options
+        if options.amend || options.stash {
+            guard let parentCommit else {
+                throw RepoError.invalidArgument(options.amend ? "nothing to amend: HEAD has no commits yet" : "nothing to stash on: HEAD has no commits yet")
+            }
+            if options.amend {
+                if options.message.isEmpty { options.message = parentCommit.message }
+                let given = Set(options.metrics.map(\.name))
+                options.metrics = parentCommit.metrics.filter { !given.contains($0.name) } + options.metrics
+                options.allowEmpty = true
+            }
+        }
         // What the working tree holds: HEAD's tree, or a view written over it (an expert rebuilt from a merge).
         let worktreeTree = options.branch == nil ? try worktreeBaseline(head: head).tree : Tree.empty
         let sourceRoot = try options.sourceDirectory.map(validatedSource) ?? root
@@ -110,7 +130,7 @@ extension Repository {
                                              followSymlinks: options.followSymlinks)
         try FolderScanner.checkNormalization(scanned)
         try checkShardIndexes(scanned)
-        if !fromWorktree, options.branch == nil, !options.force {
+        if !fromWorktree, options.branch == nil, !options.force, !options.noCheckout {
             // The import rewrites tracked files and files at the imported paths; other untracked files stay.
             let incoming = Set(scanned.map(\.path))
             let dirty = try status(against: worktreeTree).changes.filter { $0.kind != .added || incoming.contains($0.path) }.map(\.path)
@@ -130,12 +150,15 @@ extension Repository {
             "MREPO_SOURCE": sourceRoot, "MREPO_MESSAGE": options.message, "MREPO_AUTHOR": author,
             "MREPO_METRICS": metricsJSON, "MREPO_BRANCH": target.branch ?? "", "MREPO_PARENT": parent?.hex ?? "",
         ]
-        try runHook("pre-commit", environment: hookEnv)
+        if !options.stash { try runHook("pre-commit", environment: hookEnv) }
 
         // 3. Delta references: the base commit's tensors.
         let baseCommit: ObjectID?
         if let rev = options.base {
             baseCommit = try resolve(rev)
+        } else if options.amend {
+            // The replaced commit is not a reference: it is about to be unreachable.
+            baseCommit = parentCommit?.base
         } else {
             baseCommit = parentCommit.map { $0.base ?? $0.id }
         }
@@ -178,6 +201,7 @@ extension Repository {
                 if options.lowRank != nil {
                     throw RepoError.invalidArgument("nothing to commit: the low-rank approximation equals HEAD's (commit without --lowrank to store the exact weights)")
                 }
+                if options.stash { throw RepoError.invalidArgument("no local changes to save") }
                 throw RepoError.nothingToCommit
             }
             try batch.finish()
@@ -186,7 +210,7 @@ extension Repository {
 
             // 5. Record everything in one transaction.
             var generation = 0
-            let parents = (parent.map { [$0] } ?? []) + options.extraParents
+            let parents = (options.amend ? parentCommit!.parents : (parent.map { [$0] } ?? [])) + options.extraParents
             for p in parents { generation = max(generation, (try history.commit(p)?.generation ?? 0) + 1) }
             let timestamp = (Date().timeIntervalSince1970 * 1000).rounded() / 1000
             var extra = options.extra
@@ -208,13 +232,16 @@ extension Repository {
             let statEntries = fromWorktree ? zip(prepared, files).filter { !lossyPaths.contains($1.path) }.map {
                 StatCacheEntry(path: $1.path, stat: $0.scanned.stat, identity: FileIdentityCoding.encode($1))
             } : []
-            let kind = parents.count > 1 ? "merge" : (parent == nil ? "commit (initial)" : "commit")
-            if let branch = options.branch {
+            let kind = options.amend ? "commit (amend)" : parents.count > 1 ? "merge" : (parent == nil ? "commit (initial)" : "commit")
+            if options.stash {
+                try history.recordStash(objects: newInfos, tree: tree, commit: commit, branch: head.branchName)
+            } else if let branch = options.branch {
                 try history.recordCommit(objects: newInfos, tree: tree, commit: commit, onto: branch, expected: target.created ? nil : parent,
                                          reflogMessage: "\(kind): \(commit.subject)")
             } else {
                 try history.recordCommit(objects: newInfos, tree: tree, commit: commit, expectedHead: parent,
-                                         reflogMessage: "\(kind): \(commit.subject)", statEntries: statEntries)
+                                         reflogMessage: "\(kind): \(commit.subject)", statEntries: statEntries,
+                                         origHead: options.amend ? parent : nil)
             }
             recorded = (commit, tree, newInfos)
         } catch {
@@ -230,7 +257,7 @@ extension Repository {
         // written); a file without one is decoded.
         objects.releaseMappings()
         var copied = 0
-        if !fromWorktree, options.branch == nil {
+        if !fromWorktree, options.branch == nil, !options.noCheckout {
             do {
                 var stats = MaterializeStats()
                 let entries = try materialize(tree, over: worktreeTree, force: true, stats: &stats, prepared: copies?.files ?? [:])
@@ -242,7 +269,7 @@ extension Repository {
         }
         hookEnv["MREPO_COMMIT"] = newCommit.id.hex
         // Too late to reject anything: a failing post-commit hook is a warning, the commit stands.
-        let warnings = runPostHook("post-commit", environment: hookEnv).map { [$0] } ?? []
+        let warnings = options.stash ? [] : (runPostHook("post-commit", environment: hookEnv).map { [$0] } ?? [])
         var notes: [String] = []
         if let branch = options.branch, target.created {
             notes.append("created branch '\(branch)'" + (parent.map { " at \($0.short) (HEAD)" } ?? " (a root commit: HEAD has no commit)"))

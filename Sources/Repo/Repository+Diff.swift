@@ -48,17 +48,37 @@ public struct DiffReport: Sendable {
     public var changedTensors: [TensorDiff] { tensors.filter { $0.status != .unchanged } }
 }
 
+/// What a diff compares: files under paths (a path, a folder or a glob) and tensors whose names
+/// match globs. Empty lists mean everything.
+public struct DiffFilter: Sendable {
+    public var paths: [String]
+    public var tensors: [String]
+
+    public init(paths: [String] = [], tensors: [String] = []) {
+        self.paths = paths.map(Repository.normalizedPathSpec)
+        self.tensors = tensors
+    }
+
+    public var isEmpty: Bool { paths.isEmpty && tensors.isEmpty }
+
+    func includes(path: String) -> Bool { paths.isEmpty || paths.contains { PathSpec.matches($0, file: path) } }
+
+    func includes(tensor name: String, in path: String) -> Bool {
+        includes(path: path) && (tensors.isEmpty || tensors.contains { $0 == name || PathSpec.glob($0, name) })
+    }
+}
+
 extension Repository {
     /// Compares two revisions, or a revision with the working tree (`new == nil`), tensor by tensor.
     ///
     /// Tensors are matched by name across files, so a re-sharded checkpoint compares cleanly.
     /// Identical objects are not read. Changed tensors are streamed in blocks; memory stays at a
     /// few blocks whatever the tensor size.
-    public func diff(old: String, new: String?) throws -> DiffReport {
-        try withReadLock { try diffLocked(old: old, new: new) }
+    public func diff(old: String, new: String?, filter: DiffFilter = DiffFilter()) throws -> DiffReport {
+        try withReadLock { try diffLocked(old: old, new: new, filter: filter) }
     }
 
-    private func diffLocked(old: String, new: String?) throws -> DiffReport {
+    private func diffLocked(old: String, new: String?, filter: DiffFilter) throws -> DiffReport {
         let oldID = try resolve(old)
         let oldTree = try tree(of: oldID)
         let newID = try new.map { try resolve($0) }
@@ -70,7 +90,7 @@ extension Repository {
             let current = try status(against: oldTree).current
             newTree = Tree(files: Array(current.values))
             // A safetensors file that does not parse (status hashed it as a blob) fails here with the codec's error.
-            for f in newTree.files where f.kind == .safetensors || isSafetensorsPath(f.path) {
+            for f in newTree.files where (f.kind == .safetensors || isSafetensorsPath(f.path)) && filter.includes(path: f.path) {
                 do {
                     worktreeFiles[f.path] = try SafetensorsFile(path: root + "/" + f.path, displayName: f.path)
                 } catch {
@@ -92,11 +112,13 @@ extension Repository {
             default: break
             }
         }
-        files.removeAll { $0.status == .unchanged }
+        files.removeAll { $0.status == .unchanged || !filter.includes(path: $0.path) }
 
         let oldByName = oldTree.allTensors.reduce(into: [String: (String, TreeTensor)]()) { if $0[$1.tensor.name] == nil { $0[$1.tensor.name] = ($1.path, $1.tensor) } }
         let newByName = newTree.allTensors.reduce(into: [String: (String, TreeTensor)]()) { if $0[$1.tensor.name] == nil { $0[$1.tensor.name] = ($1.path, $1.tensor) } }
-        let names = Set(oldByName.keys).union(newByName.keys).sorted()
+        let names = Set(oldByName.keys).union(newByName.keys).sorted().filter { n in
+            filter.includes(tensor: n, in: (newByName[n] ?? oldByName[n])!.0)
+        }
         let total = names.reduce(0) { sum, n in
             guard let a = oldByName[n]?.1, let b = newByName[n]?.1, a.objectID != b.objectID else { return sum }
             return sum + a.byteCount

@@ -135,3 +135,33 @@ extension Repository {
         return out
     }
 }
+
+extension Repository {
+    /// `branch -m/-M OLD NEW`: renames a branch; its reflog moves with it.
+    public func renameBranch(_ old: String, to new: String, force: Bool = false, wait: Bool = false) throws {
+        try RefNames.validate(new)
+        try withWriteLock(wait: wait) { try history.renameBranch(old, to: new, force: force) }
+    }
+
+    /// `branch -f NAME [START]`: creates the branch or moves it to START (default HEAD); not the current branch.
+    @discardableResult
+    public func forceBranch(_ name: String, at revision: String? = nil, wait: Bool = false) throws -> ObjectID {
+        try RefNames.validate(name)
+        return try withWriteLock(wait: wait) {
+            let target = try revision.map { try resolve($0) } ?? resolve("HEAD")
+            try history.forceRef(name: name, kind: .branch, target: target, message: "branch: reset to \(revision ?? "HEAD")", tagMessage: nil)
+            return target
+        }
+    }
+
+    /// `tag -f NAME [REV]`: creates the tag or moves it (with a new message, or none).
+    @discardableResult
+    public func forceTag(_ name: String, at revision: String? = nil, message: String? = nil, wait: Bool = false) throws -> ObjectID {
+        try RefNames.validate(name)
+        return try withWriteLock(wait: wait) {
+            let target = try revision.map { try resolve($0) } ?? resolve("HEAD")
+            try history.forceRef(name: name, kind: .tag, target: target, message: "tag: \(name) (moved)", tagMessage: message)
+            return target
+        }
+    }
+}

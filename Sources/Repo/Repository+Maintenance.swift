@@ -215,12 +215,15 @@ extension Repository {
     /// gc first waits until no reader (export, diff, status, fsck) holds `.mrepo/gc.lock`, and
     /// holds it exclusively to the end, so it never deletes an object a reader is using; only
     /// then does it take the write lock (failing at once, or waiting with `wait`, as writers do).
-    public func gc(pruneReflog: Bool = false, wait: Bool = false) throws -> GCReport {
+    ///
+    /// - Parameter reflogExpiry: with `pruneReflog`, forget only the reflog entries older than this
+    ///   time (seconds since 1970), as git's `reflog expire --expire=AGE`.
+    public func gc(pruneReflog: Bool = false, reflogExpiry: Double? = nil, wait: Bool = false) throws -> GCReport {
         let barrier = try ReaderBarrier.exclusive(path: gcLockPath, notice: waitNotice)
         defer { barrier.release() }
         return try withWriteLock(wait: wait) {
             var report = GCReport()
-            let live = try liveData(includeReflog: !pruneReflog)
+            let live = try liveData(includeReflog: !pruneReflog || reflogExpiry != nil, reflogSince: pruneReflog ? reflogExpiry : nil)
             let infos = try history.allObjects()
             let byID = Dictionary(infos.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
             let doomed = infos.filter { !live.objects.contains($0.id) }.sorted { $0.depth > $1.depth }
@@ -237,10 +240,10 @@ extension Repository {
                 }
             }
             do {
-                try forget(live: live, doomed: doomed, pruneReflog: pruneReflog, report: &report)
+                try forget(live: live, doomed: doomed, pruneReflog: pruneReflog, reflogExpiry: reflogExpiry, report: &report)
             } catch RepoError.diskFull {
                 removeDoomed()
-                try forget(live: live, doomed: doomed, pruneReflog: pruneReflog, report: &report)
+                try forget(live: live, doomed: doomed, pruneReflog: pruneReflog, reflogExpiry: reflogExpiry, report: &report)
             }
             CrashPoint.reach("gc.recorded")
             removeDoomed()
@@ -277,9 +280,9 @@ extension Repository {
 
     /// The database forgets unreachable commits, trees and objects (and the reflog and stat cache
     /// as asked), in one transaction.
-    private func forget(live: LiveData, doomed: [ObjectInfo], pruneReflog: Bool, report: inout GCReport) throws {
+    private func forget(live: LiveData, doomed: [ObjectInfo], pruneReflog: Bool, reflogExpiry: Double?, report: inout GCReport) throws {
         report.removedCommits = try history.forget(keepingCommits: live.commits, trees: live.trees, deleting: doomed.map(\.id),
-                                                   pruneReflog: pruneReflog)
+                                                   pruneReflog: pruneReflog, reflogExpiry: reflogExpiry)
     }
 
     /// What the history still needs.
@@ -292,8 +295,8 @@ extension Repository {
 
     /// The commits, trees and objects that refs, every working tree's HEAD and unfinished merge, and (optionally) the
     /// reflog reach.
-    func liveData(includeReflog: Bool) throws -> LiveData {
-        let reachableCommits = try reachableCommitIDs(includeReflog: includeReflog)
+    func liveData(includeReflog: Bool, reflogSince: Double? = nil) throws -> LiveData {
+        let reachableCommits = try reachableCommitIDs(includeReflog: includeReflog, reflogSince: reflogSince)
         var keepObjects = Set<ObjectID>()
         var keepTrees = Set<ObjectID>()
         for id in reachableCommits {
@@ -320,13 +323,13 @@ extension Repository {
     }
 
     /// Commits reachable from refs, HEAD, and (optionally) the reflog, with parents and delta bases.
-    func reachableCommitIDs(includeReflog: Bool) throws -> Set<ObjectID> {
+    func reachableCommitIDs(includeReflog: Bool, reflogSince: Double? = nil) throws -> Set<ObjectID> {
         var roots: [ObjectID] = try history.refs().map(\.target)
         roots.append(contentsOf: try history.allHeads().values.compactMap(\.commit))
         // What the remotes were last seen at stays, as in git.
         roots += try history.remoteRefs().map(\.target)
         if includeReflog {
-            for e in try history.reflog(limit: Int.max) {
+            for e in try history.reflog(limit: Int.max) where e.timestamp >= reflogSince ?? -.infinity {
                 if let o = e.old { roots.append(o) }
                 if let n = e.new { roots.append(n) }
             }
@@ -346,9 +349,10 @@ extension Repository {
         return seen.filter { (try? history.commit($0)) != nil }
     }
 
-    /// Commits kept alive by state outside refs: the inputs of every working tree's unfinished merge.
+    /// Commits kept alive by state outside refs: the inputs of every working tree's unfinished
+    /// merge, stashes, and every working tree's ORIG_HEAD.
     func pinnedCommits() throws -> [ObjectID] {
-        try history.allMergeStates().flatMap(\.commits)
+        try history.allMergeStates().flatMap(\.commits) + history.stashes().map(\.commit) + history.allOrigHeads()
     }
 
     /// Objects a commit needs beyond its tree (recorded in `extra`, e.g. a reversible merge's basis).

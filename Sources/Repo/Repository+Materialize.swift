@@ -36,16 +36,22 @@ public enum Materialization: Sendable, Equatable {
 }
 
 extension Repository {
-    /// Writes a commit, or a model generated from it, into `directory` (created if missing; files
-    /// it holds that the output does not name are left alone).
-    public func export(_ revision: String, as what: Materialization, to directory: String) throws -> ExportResult {
+    /// Writes a commit, or a model generated from it, into `directory` (created if missing; a folder
+    /// holding files the output does not name is refused unless `clean`).
+    ///
+    /// `REV:path` exports one file or folder of the tree; `clean` deletes files the output does not name.
+    public func export(_ revision: String, as what: Materialization, to directory: String, clean: Bool = false) throws -> ExportResult {
         var result: ExportResult
         switch what {
         case .tree:
-            result = try export(revision, to: directory)
+            if let (rev, path) = Repository.splitPathRevision(revision) {
+                result = try export(rev, to: directory, only: path, clean: clean)
+            } else {
+                result = try export(revision, to: directory, clean: clean)
+            }
         case .folded, .expert, .view:
             let r = what.rebuild
-            result = try exportReversible(revision, view: r.view, expert: r.expert, fold: r.fold, to: directory)
+            result = try exportReversible(revision, view: r.view, expert: r.expert, fold: r.fold, to: directory, clean: clean)
         }
         result.lossy = try commit(result.commit).record(LossyRecord.self)
         return result

@@ -172,11 +172,11 @@ extension Repository {
                     try refuseDuringMerge("switching")
                     try history.createRef(name: name, kind: .branch, target: start, message: "branch: created from \(startPoint ?? "HEAD")")
                     try history.setHead(.branch(name, commit: start), expected: head,
-                                        message: "switch: created \(name) at \(start.short), keeping the working tree")
+                                        message: "switch: moving from \(head.displayName) to \(name) (created at \(start.short), keeping the working tree)")
                     return CheckoutResult(head: .branch(name, commit: start), writtenFiles: 0, removedFiles: 0, unchangedFiles: 0)
                 }
                 var result = try moveHead(to: start, newHead: .branch(name, commit: start), from: head, force: force,
-                                          message: "switch: created \(name) at \(start.short)") {
+                                          message: "switch: moving from \(head.displayName) to \(name) (created at \(start.short))") {
                     try self.history.createRef(name: name, kind: .branch, target: start, message: "branch: created from \(startPoint ?? "HEAD")")
                 }
                 result.head = .branch(name, commit: start)
@@ -200,7 +200,7 @@ extension Repository {
             }
             if name != head.branchName { try refuseBranchCheckedOutElsewhere(name) }
             return try moveHead(to: ref.target, newHead: .branch(name, commit: ref.target), from: head, force: force,
-                                message: "switch: moving to \(name)")
+                                message: "switch: moving from \(head.displayName) to \(name)")
         }
     }
 
@@ -226,7 +226,7 @@ extension Repository {
         return try withWriteLock(wait: wait) {
             let target = try resolve(revision)
             let head = try history.head()
-            return try moveHead(to: target, newHead: .detached(target), from: head, force: force, message: "checkout: moving to \(revision)")
+            return try moveHead(to: target, newHead: .detached(target), from: head, force: force, message: "checkout: moving from \(head.displayName) to \(revision)")
         }
     }
 
@@ -447,7 +447,11 @@ extension Repository {
     /// The absolute path of an export folder, created (by `staging`, which deletes it again on
     /// rollback) if missing; never the working tree itself nor anything inside `.mrepo`, however
     /// symbolic links lead there.
-    func exportDirectory(_ directory: String, staging: FileStaging) throws -> String {
+    ///
+    /// A folder that holds files the export does not write (`writing`) is refused, naming them,
+    /// unless `clean`: the export then deletes them after its own files are in place (the stale
+    /// files are returned).
+    func exportDirectory(_ directory: String, staging: FileStaging, writing: [String], clean: Bool) throws -> (String, stale: [String]) {
         let dir = Repository.absolutePath(directory)
         let real = Repository.resolvingLinks(dir)
         if dir == root || real == Repository.resolvingLinks(root) {
@@ -457,8 +461,38 @@ extension Repository {
         if real == store || real.hasPrefix(store + "/") || dir == metaDirectory || dir.hasPrefix(metaDirectory + "/") {
             throw RepoError.exportIntoStore(directory: directory)
         }
+        let written = Set(try writing.map { try PathPolicy.normalize($0) })
+        let stale = Repository.filesUnder(dir).filter { !written.contains($0) }
+        if !stale.isEmpty && !clean {
+            let shown = stale.prefix(5).joined(separator: ", ") + (stale.count > 5 ? " and \(stale.count - 5) more" : "")
+            throw RepoError.invalidArgument("export into \(directory): the folder holds files the export would not write (\(shown)); pass --clean to delete them, or choose an empty folder")
+        }
+        if FileStat.of(dir + "/" + Repository.directoryName) != nil {
+            throw RepoError.invalidArgument("export into \(directory): the folder is a repository (it holds \(Repository.directoryName)); choose another folder")
+        }
         try staging.createDirectory(dir, shownAs: directory)
-        return dir
+        return (dir, stale)
+    }
+
+    /// The regular files under a folder (relative paths; links are not followed, nor listed).
+    static func filesUnder(_ dir: String) -> [String] {
+        guard FileStat.of(dir, followLinks: true)?.isDirectory == true,
+              let e = FileManager.default.enumerator(atPath: dir) else { return [] }
+        var out: [String] = []
+        while let p = e.nextObject() as? String {
+            if FileStat.of(dir + "/" + p)?.isRegular == true { out.append(p) }
+        }
+        return out.sorted()
+    }
+
+    /// Deletes the stale files of an export destination (`export --clean`), after the export's
+    /// own files are in place, and the folders that leaves empty.
+    func removeStale(_ stale: [String], in dir: String) {
+        for path in stale {
+            unlink(dir + "/" + path)
+            var d = splitPath(path).dir
+            while !d.isEmpty, rmdir(dir + "/" + d) == 0 { d = d.contains("/") ? splitPath(d).dir : "" }
+        }
     }
 
     /// Writes every file of a commit into `directory`, byte for byte as committed.
@@ -468,18 +502,26 @@ extension Repository {
     /// before that deletes the temporary files and any folder the export created, so files already
     /// in `directory` are untouched and a new folder is not left behind. Until the renames the disk
     /// holds both versions of a file the export replaces.
-    public func export(_ revision: String, to directory: String) throws -> ExportResult {
-        try withReadLock { try exportLocked(revision, to: directory) }
+    ///
+    /// - Parameter only: export only the file at this path, or the files under this folder (`REV:path`).
+    ///   - clean: delete files of the folder the export does not write (else they make it fail).
+    public func export(_ revision: String, to directory: String, only: String? = nil, clean: Bool = false) throws -> ExportResult {
+        try withReadLock { try exportLocked(revision, to: directory, only: only, clean: clean) }
     }
 
-    private func exportLocked(_ revision: String, to directory: String) throws -> ExportResult {
+    private func exportLocked(_ revision: String, to directory: String, only: String?, clean: Bool) throws -> ExportResult {
         let id = try resolve(revision)
-        let tree = try verifiedTree(of: id)
+        var tree = try verifiedTree(of: id)
+        if let only {
+            let spec = Repository.normalizedPathSpec(only)
+            tree = Tree(files: tree.files.filter { PathSpec.matches(spec, file: $0.path) })
+            if tree.files.isEmpty { throw RepoError.invalidArgument("path '\(only)' does not exist in \(revision) (\(id.short))") }
+        }
         CrashPoint.reach("export.resolved")
         let staging = FileStaging(journal: journal)
         defer { objects.releaseMappings() }
         do {
-            let dir = try exportDirectory(directory, staging: staging)
+            let (dir, stale) = try exportDirectory(directory, staging: staging, writing: tree.files.map(\.path), clean: clean)
             let counter = ProgressCounter(progress, title: "export", total: tree.logicalByteCount)
             for file in tree.files {
                 let path = try PathPolicy.normalize(file.path)
@@ -489,6 +531,7 @@ extension Repository {
             counter.finish()
             CrashPoint.reach("export.staged")
             try staging.commit(didRename: { CrashPoint.reach("export.file") })
+            removeStale(stale, in: dir)
             return ExportResult(commit: id, directory: dir, fileCount: tree.files.count, byteCount: tree.logicalByteCount)
         } catch {
             staging.rollback()

@@ -235,6 +235,8 @@ public final class Repository: Sendable {
     /// commit id, each followed by any number of `~N` (N-th first-parent ancestor) and `^N`
     /// (N-th parent).
     public func resolve(_ revision: String) throws -> ObjectID {
+        // `REV^{}` and `REV^{commit}` peel a tag; mrepo's tags name commits directly.
+        let revision = revision.replacingOccurrences(of: "^{commit}", with: "").replacingOccurrences(of: "^{}", with: "")
         var (base, suffix) = splitRevision(revision)
         var id = try resolveBase(base, whole: revision)
         while !suffix.isEmpty {
@@ -272,6 +274,7 @@ public final class Repository: Sendable {
     }
 
     private func resolveBase(_ base: String, whole: String) throws -> ObjectID {
+        if let id = try resolveSpecial(base, whole: whole) { return id }
         if base == "HEAD" || base == "@" {
             guard let id = try history.head().commit else {
                 throw RepoError.unbornBranch(try history.head().branchName ?? "")

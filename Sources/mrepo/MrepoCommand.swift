@@ -22,9 +22,13 @@ struct MrepoCommand: ParsableCommand {
             CommandGroup(name: "Start", subcommands: [InitCommand.self]),
             CommandGroup(name: "Record and inspect", subcommands: [
                 CommitCommand.self, StatusCommand.self, LogCommand.self, ShowCommand.self, DiffCommand.self, ReflogCommand.self,
+                RevParseCommand.self, NotesCommand.self, MetricCommand.self,
             ]),
             CommandGroup(name: "Branches and tags", subcommands: [
                 BranchCommand.self, SwitchCommand.self, CheckoutCommand.self, TagCommand.self, WorktreeCommand.self,
+            ]),
+            CommandGroup(name: "Undo and rewrite", subcommands: [
+                ResetCommand.self, RestoreCommand.self, RevertCommand.self, CherryPickCommand.self, StashCommand.self,
             ]),
             CommandGroup(name: "Share", subcommands: [
                 RemoteCommand.self, CloneCommand.self, FetchCommand.self, PushCommand.self, PullCommand.self, ServeCommand.self,
@@ -32,6 +36,7 @@ struct MrepoCommand: ParsableCommand {
             CommandGroup(name: "Merge models", subcommands: [MergeCommand.self, ResolveCommand.self, ExpertsCommand.self]),
             CommandGroup(name: "Models", subcommands: [ExportCommand.self, CheckCommand.self, SynthCommand.self]),
             CommandGroup(name: "Maintenance", subcommands: [DuCommand.self, FsckCommand.self, GCCommand.self]),
+            CommandGroup(name: "Shell", subcommands: [CompletionCommand.self, ConfigCommand.self]),
         ]
     )
 
@@ -58,6 +63,15 @@ struct MrepoCommand: ParsableCommand {
                 ErrorReporter.fail("cannot change to '\(dir)': no such directory")
             }
         }
+        // Settings from .mrepo/config and ~/.config/mrepo/config, under the environment's.
+        do {
+            MrepoConfig.applyToEnvironment(try MrepoConfig.effective())
+        } catch {
+            ErrorReporter.warn((error as? RepoError)?.description ?? "\(error)")
+        }
+        // With --json, errors are a JSON object on standard error too.
+        ErrorReporter.json = (arguments.firstIndex(of: "--") ?? arguments.endIndex) > (arguments.firstIndex(of: "--json") ?? arguments.endIndex)
+        arguments = CommandLineHabits.rewrite(arguments)
         var command: ParsableCommand
         do {
             command = try parseAsRoot(arguments)
@@ -88,17 +102,29 @@ struct MrepoCommand: ParsableCommand {
             ErrorReporter.fail("invalid input: \(error)")
         } catch let error as CocoaError {
             ErrorReporter.fail((error.filePath.map { "\($0): " } ?? "") + error.localizedDescription)
+        } catch let error as ExitCode {
+            // A status chosen by the command (1: differences or problems found); it printed why.
+            Foundation.exit(error.rawValue)
         } catch {
             exit(withError: error)
         }
     }
 }
 
-/// Prints `mrepo: error: ...` and exits with status 2 (or the one given).
+/// Prints `mrepo: error: ...` and exits with status 2 (or the one given); with `--json`, prints
+/// `{"error": "...", "code": STATUS}` instead.
 enum ErrorReporter {
+    /// Whether the command line asked for JSON (set once, before parsing).
+    nonisolated(unsafe) static var json = false
+
     static func fail(_ message: String, status: Int32 = 2) -> Never {
         let line = message.replacingOccurrences(of: "\n", with: " ")
-        FileHandle.standardError.write(Data("mrepo: error: \(line)\n".utf8))
+        if json {
+            let doc = JSONValue.object([JSONMember("error", .string(line)), JSONMember("code", .int(Int(status)))]).serialized()
+            FileHandle.standardError.write(Data((doc + "\n").utf8))
+        } else {
+            FileHandle.standardError.write(Data("mrepo: error: \(line)\n".utf8))
+        }
         Foundation.exit(status)
     }
 
@@ -128,7 +154,8 @@ struct RepositoryOptions: ParsableArguments {
 
 /// `--expert NAME | --view V` of checkout and export: what to rebuild from a reversible merge.
 struct ReversibleViewOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Reversible merges: rebuild this expert (its name in the merge, or a commit id prefix).", valueName: "name"))
+    @Option(help: ArgumentHelp("Reversible merges: rebuild this expert (its name in the merge, or a commit id prefix).", valueName: "name"),
+            completion: CompletionNames.experts)
     var expert: String?
 
     @Option(help: ArgumentHelp(

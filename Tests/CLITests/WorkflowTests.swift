@@ -236,7 +236,8 @@ import Testing
 
     /// Every parameter of every command has help text.
     @Test(arguments: ["init", "commit", "status", "log", "show", "diff", "reflog", "branch", "switch", "checkout", "tag",
-                      "export", "check", "synth", "du", "fsck", "gc", "merge", "resolve"])
+                      "export", "check", "synth", "du", "fsck", "gc", "merge", "resolve", "rev-parse", "notes", "metric",
+                      "reset", "restore", "revert", "cherry-pick", "stash", "completion", "config"])
     func helpExplainsEveryParameter(command: String) throws {
         let s = try CLISandbox()
         let help = try s.ok(["help", command]).stdout

@@ -85,13 +85,16 @@ import Testing
             try writeFile("x", to: out + "/sub/x.txt")
             let before = try fullListing(out)
             #expect(before.keys.sorted() == ["README.md", "keep.txt", "sub", "sub/x.txt"])
-            expectCorrupt(object) { _ = try repo.export("side", to: out) }
+            // --clean would delete keep.txt and sub/x.txt, but only once every file is in place.
+            expectCorrupt(object) { _ = try repo.export("side", to: out, clean: true) }
             let after = try fullListing(out)
             #expect(after == before, "\(Set(after.keys).symmetricDifference(before.keys).sorted())")
-            // Exporting a commit that verifies still replaces the files of the same names.
-            _ = try repo.export("main", to: out)
+            // Exporting a commit that verifies: refused while other files are there, then with
+            // --clean, the files of the same names replaced and the others deleted.
+            expectThrows(RepoError.self) { try repo.export("main", to: out) }
+            _ = try repo.export("main", to: out, clean: true)
             #expect(try readFile(out + "/README.md") == (try readFile(repo.root + "/README.md")))
-            #expect(try readFile(out + "/keep.txt") == Array("keep me\n".utf8))
+            #expect(!FileManager.default.fileExists(atPath: out + "/keep.txt") && !FileManager.default.fileExists(atPath: out + "/sub"))
         }
     }
 

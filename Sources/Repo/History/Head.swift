@@ -19,4 +19,12 @@ public enum Head: Sendable, Equatable {
         if case let .branch(name, _) = self { return name }
         return nil
     }
+
+    /// The branch name, or the short commit id of a detached HEAD (as reflog messages name it).
+    public var displayName: String {
+        switch self {
+        case let .branch(name, _): return name
+        case let .detached(id): return id.short
+        }
+    }
 }

@@ -55,7 +55,8 @@ extension HistoryDatabase {
     ///   - expectedHead: the commit HEAD pointed at when the command started; if HEAD moved since,
     ///     nothing is written and ``RepoError/concurrentUpdate(ref:)`` is thrown.
     func recordCommit(objects: [ObjectInfo], tree: Tree, commit: Commit, expectedHead: ObjectID?,
-                      reflogMessage: String, statEntries: [StatCacheEntry] = [], clearMergeState: Bool = false) throws {
+                      reflogMessage: String, statEntries: [StatCacheEntry] = [], clearMergeState: Bool = false,
+                      origHead: ObjectID? = nil) throws {
         try write { db in
             let head = try self.head(db)
             guard head.commit == expectedHead else {
@@ -74,6 +75,7 @@ extension HistoryDatabase {
             try clearView(db)
             for entry in statEntries { try entry.save(db, worktree: worktree) }
             if clearMergeState { try db.execute(sql: "DELETE FROM mergeState WHERE worktree = ?", arguments: [worktree]) }
+            try setOrigHead(db, origHead)
         }
     }
 

@@ -19,7 +19,8 @@ extension HistoryDatabase {
     /// Forgets every commit and tree not kept, the given objects, the stat cache (and the reflog
     /// when asked), in one transaction.
     /// - Returns: how many commits were forgotten.
-    func forget(keepingCommits commits: Set<ObjectID>, trees: Set<ObjectID>, deleting objects: [ObjectID], pruneReflog: Bool) throws -> Int {
+    func forget(keepingCommits commits: Set<ObjectID>, trees: Set<ObjectID>, deleting objects: [ObjectID], pruneReflog: Bool,
+                reflogExpiry: Double? = nil) throws -> Int {
         try write { db in
             let allCommits = try String.fetchAll(db, sql: #"SELECT id FROM "commit""#).compactMap(ObjectID.init(hex:))
             let deadCommits = allCommits.filter { !commits.contains($0) }
@@ -33,7 +34,12 @@ extension HistoryDatabase {
             for id in objects {
                 try db.execute(sql: "DELETE FROM object WHERE id = ?", arguments: [id.hex])
             }
-            if pruneReflog { try db.execute(sql: "DELETE FROM reflog") }
+            if pruneReflog, let reflogExpiry {
+                // gc --prune-reflog=AGE: only entries older than the expiry.
+                try db.execute(sql: "DELETE FROM reflog WHERE timestamp < ?", arguments: [reflogExpiry])
+            } else if pruneReflog {
+                try db.execute(sql: "DELETE FROM reflog")
+            }
             try db.execute(sql: "DELETE FROM statCache")
             return deadCommits.count
         }

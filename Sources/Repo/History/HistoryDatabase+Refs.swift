@@ -133,6 +133,8 @@ extension HistoryDatabase {
             switch head {
             case let .branch(name, old):
                 try HistoryDatabase.setRef(db, name: name, kind: .branch, target: target, old: old, message: message)
+                // HEAD moved too: HEAD@{n} counts this move.
+                try HistoryDatabase.logRef(db, headLogName, old: old, new: target, message: message)
             case let .detached(old):
                 try detachHead(db, at: target)
                 try HistoryDatabase.logRef(db, headLogName, old: old, new: target, message: message)

@@ -202,6 +202,11 @@ extension HistoryDatabase {
                 );
                 """)
         }
+        // Notes and metrics added to commits after the fact, and stashed working trees.
+        m.registerMigration("v7-annotations") { db in
+            // Additive: new tables only; a commit's id and rows never change.
+            try db.execute(sql: HistoryDatabase.annotationsSchema)
+        }
         return m
     }
 }

@@ -128,11 +128,11 @@ extension Repository {
 
     /// Writes computed files into a folder outside the working tree, all or nothing, as
     /// ``export(_:to:)`` does: every file is staged and verified before any is renamed into place.
-    func exportOutputs(_ outputs: [OutputFile], to directory: String) throws -> (directory: String, fileCount: Int, byteCount: Int) {
+    func exportOutputs(_ outputs: [OutputFile], to directory: String, clean: Bool = false) throws -> (directory: String, fileCount: Int, byteCount: Int) {
         let staging = FileStaging(journal: journal)
         defer { objects.releaseMappings() }
         do {
-            let dir = try exportDirectory(directory, staging: staging)
+            let (dir, stale) = try exportDirectory(directory, staging: staging, writing: outputs.map(\.path), clean: clean)
             let counter = ProgressCounter(progress, title: "export", total: outputs.reduce(0) { $0 + $1.byteCount })
             var bytes = 0
             for file in outputs {
@@ -143,6 +143,7 @@ extension Repository {
             counter.finish()
             CrashPoint.reach("export.staged")
             try staging.commit(didRename: { CrashPoint.reach("export.file") })
+            removeStale(stale, in: dir)
             return (dir, outputs.count, bytes)
         } catch {
             staging.rollback()

@@ -243,11 +243,11 @@ extension Repository {
     }
 
     /// Writes an adapter commit (or a reversible merge's view) as a dense model: its base with θ + ΔW (`export --fold`).
-    public func exportFolded(_ revision: String, to directory: String) throws -> ExportResult {
+    public func exportFolded(_ revision: String, to directory: String, clean: Bool = false) throws -> ExportResult {
         try withReadLock {
             let id = try resolve(revision)
             let (outputs, _) = try rebuiltOutputs(id, expert: nil, view: nil, fold: true)
-            let result = try exportOutputs(outputs, to: directory)
+            let result = try exportOutputs(outputs, to: directory, clean: clean)
             return ExportResult(commit: id, directory: result.directory, fileCount: result.fileCount, byteCount: result.byteCount)
         }
     }

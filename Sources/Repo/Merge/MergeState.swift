@@ -19,6 +19,9 @@ public struct MergeOptions: Sendable {
     /// True when `branches` are exactly the experts (a recipe's models); false when HEAD is an
     /// expert too unless it is the merge base (branches named on the command line, as in git).
     public var inputsAreExperts = false
+    /// Record the result with HEAD as its only parent (`revert` and `cherry-pick` apply a change
+    /// through the merge machinery; the experts' histories are not merged).
+    public var singleParent = false
     public var recipe: MergeRecipe
     /// Per-expert parameters by the name (any revision) that gave them. When empty, the recipe's
     /// `expertParameters` are taken, aligned with its `experts`.

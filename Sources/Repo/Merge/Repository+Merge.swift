@@ -119,7 +119,7 @@ extension Repository {
         recipe.expertParameters = try orderedExpertParameters(options, experts: inputs.experts)
         try refuseAdapterExperts(inputs.experts, method: recipe.method)
         let metrics = try inputs.experts.map { e in
-            Dictionary(try commit(e.commit).metrics.map { ($0.name, $0.value) }, uniquingKeysWith: { _, last in last })
+            Dictionary(try self.metrics(of: try commit(e.commit)).map { ($0.name, $0.value) }, uniquingKeysWith: { _, last in last })
         }
         let plan = try MergePlan(recipe, expertMetrics: metrics)
         if !plan.method.mergesTensorByTensor {
@@ -254,7 +254,7 @@ extension Repository {
             guard contained else {
                 throw RepoError.invalidArgument("HEAD (\(headName), \(headID.short)) is neither the merge base nor one of the recipe's models, nor an ancestor of one: its changes would be dropped; switch to the merge base or to one of the models (mrepo switch -c NAME REV) and run the merge there")
             }
-            let branches = named.filter { $0.commit != headID && !headAncestors.contains($0.commit) }
+            let branches = options.singleParent ? [] : named.filter { $0.commit != headID && !headAncestors.contains($0.commit) }
             if branches.isEmpty, named.allSatisfy({ headAncestors.contains($0.commit) }), !named.contains(where: { $0.commit == headID }) {
                 return .upToDate
             }

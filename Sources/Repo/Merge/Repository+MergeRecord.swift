@@ -152,14 +152,15 @@ extension Repository {
             defer { try? FileManager.default.removeItem(atPath: reportPath) }
             hookEnv["MREPO_CANDIDATE"] = candidate
             hookEnv["MREPO_REPORT"] = reportPath
-            func metrics(_ commits: [Commit]) -> String {
-                JSONValue.object(commits.map { c in
-                    JSONMember(c.id.hex, .object(c.metrics.map { JSONMember($0.name, .double($0.value)) }))
+            // Metrics added after the fact (`mrepo metric add`) count, as everywhere metrics are read.
+            func metrics(_ commits: [Commit]) throws -> String {
+                JSONValue.object(try commits.map { c in
+                    JSONMember(c.id.hex, .object(try self.metrics(of: c).map { JSONMember($0.name, .double($0.value)) }))
                 }).serialized()
             }
-            hookEnv["MREPO_PARENT_METRICS"] = metrics([headCommit] + (try state.branches.map { try self.commit($0.commit) }))
+            hookEnv["MREPO_PARENT_METRICS"] = try metrics([headCommit] + (try state.branches.map { try self.commit($0.commit) }))
             // The gate compares the merge with its experts (not with a parent that is the merge base).
-            hookEnv["MREPO_EXPERT_METRICS"] = metrics(try experts.map { try self.commit($0.commit) })
+            hookEnv["MREPO_EXPERT_METRICS"] = try metrics(try experts.map { try self.commit($0.commit) })
             CrashPoint.reach("merge.candidate")
             try runHook("pre-merge-commit", environment: hookEnv)
         }

@@ -318,11 +318,12 @@ extension Repository {
     }
 
     /// `export MERGE DIR --expert NAME | --view V [--fold]`, and `export ADAPTER DIR --fold`.
-    public func exportReversible(_ revision: String, view: ReversibleView?, expert: String?, fold: Bool, to directory: String) throws -> ExportResult {
+    public func exportReversible(_ revision: String, view: ReversibleView?, expert: String?, fold: Bool, to directory: String,
+                                 clean: Bool = false) throws -> ExportResult {
         try withReadLock {
             let id = try resolve(revision)
             let (outputs, _) = try rebuiltOutputs(id, expert: expert, view: view, fold: fold)
-            let result = try exportOutputs(outputs, to: directory)
+            let result = try exportOutputs(outputs, to: directory, clean: clean)
             return ExportResult(commit: id, directory: result.directory, fileCount: result.fileCount, byteCount: result.byteCount)
         }
     }

@@ -41,6 +41,11 @@ struct Snapshotter {
                 let st = try SafetensorsFile(path: file.absolutePath, displayName: file.path)
                 return PreparedFile(scanned: file, safetensors: st, cached: nil)
             } catch {
+                if HuggingFaceCache.isLFSPointer(file.absolutePath) {
+                    let problem = "\(file.path) is a Git LFS pointer, not the checkpoint; run 'git lfs pull' first"
+                    guard tolerant else { throw RepoError.invalidArgument(problem) }
+                    return PreparedFile(scanned: file, safetensors: nil, cached: nil, unreadable: problem)
+                }
                 guard tolerant else { throw RepoError.delta(error) }
                 return PreparedFile(scanned: file, safetensors: nil, cached: nil, unreadable: error.description)
             }

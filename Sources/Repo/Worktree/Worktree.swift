@@ -108,6 +108,8 @@ public struct IgnoreRules: Sendable {
     public func ignores(_ relativePath: String, isDirectory: Bool) -> Bool {
         let name = relativePath.split(separator: "/").last.map(String.init) ?? relativePath
         if relativePath == ".mrepo" || relativePath == ".git" || name.hasPrefix(AtomicFileWriter.temporaryPrefix) { return true }
+        // What huggingface_hub's snapshot_download(local_dir=...) keeps beside the files it downloads.
+        if relativePath == HuggingFaceCache.localDirMetadata || relativePath.hasPrefix(HuggingFaceCache.localDirMetadata + "/") { return true }
         for p in patterns {
             if p.directoryOnly && !isDirectory { continue }
             let subject = p.anchored ? relativePath : name
@@ -181,7 +183,9 @@ public enum FolderScanner {
                                            reason: "the name holds a control character (\(DisplayText.codePoint(c))); rename it, or list it in .mrepoignore")
             }
             if st.isSymlink {
-                guard followSymlinks else {
+                // A Hugging Face cache snapshot (snapshots/REV/FILE -> ../../blobs/HASH) is read
+                // through its links: the blobs are the files, and the links are the cache's layout.
+                guard followSymlinks || HuggingFaceCache.isBlobLink(abs, root: root) else {
                     throw RepoError.unsafePath(rel, reason: "is a symbolic link; trees never store links (pass --dereference to store the file it points to, or list it in .mrepoignore)")
                 }
                 guard let target = FileStat.of(abs, followLinks: true), target.isRegular else {

@@ -5,20 +5,22 @@ import Repo
 struct BranchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "branch",
-        abstract: "List, create or delete branches.",
+        abstract: "List, create, rename or delete branches.",
         discussion: """
-            'mrepo branch' lists branches (* marks the current one, + one checked out in another working tree). 'mrepo branch NAME [START]' creates a \
-            branch at START (default HEAD) without switching to it. 'mrepo branch -d NAME' deletes a branch \
-            whose commits HEAD contains; -D deletes it anyway.
+            'mrepo branch' lists branches (* marks the current one, + one checked out in another working tree). \
+            'mrepo branch NAME [START]' creates a branch at START (default HEAD) without switching to it; -f \
+            moves an existing one there. 'mrepo branch -d NAME' deletes a branch whose commits HEAD contains; -D \
+            deletes it anyway. 'mrepo branch -m [OLD] NEW' renames a branch (the current one by default), keeping \
+            its reflog; -M replaces a branch named NEW.
             """)
 
     @OptionGroup var repository: RepositoryOptions
     @OptionGroup var lock: LockOptions
 
-    @Argument(help: ArgumentHelp("Name of the branch to create or delete.", valueName: "name"))
+    @Argument(help: ArgumentHelp("Name of the branch to create or delete (with -m: the old name, or the new one alone).", valueName: "name"), completion: CompletionNames.branches)
     var name: String?
 
-    @Argument(help: ArgumentHelp("Where the new branch starts. The default is HEAD.", valueName: "start"))
+    @Argument(help: ArgumentHelp("Where the new branch starts (default HEAD); with -m: the new name.", valueName: "start"))
     var startPoint: String?
 
     @Flag(name: .customShort("d"), help: "Delete the branch (it must be merged into HEAD).")
@@ -27,23 +29,56 @@ struct BranchCommand: ParsableCommand {
     @Flag(name: .customShort("D"), help: "Delete the branch even if HEAD does not contain its commits.")
     var forceDelete = false
 
+    @Flag(name: .customShort("m"), help: "Rename a branch (the current one when only the new name is given).")
+    var move = false
+
+    @Flag(name: .customShort("M"), help: "Rename a branch, replacing a branch of the new name.")
+    var forceMove = false
+
+    @Flag(name: .shortAndLong, help: "Create the branch even if it exists: move it to START.")
+    var force = false
+
+    @Flag(name: .customShort("v"), help: "Accepted as in git: the list always shows each branch's commit and subject (-vv: its upstream, once remotes exist).")
+    var verbose: Int
+
+    @Flag(help: "Print the current branch's name (nothing on a detached HEAD).")
+    var showCurrent = false
+
     @Flag(help: "Print the branches as JSON.")
     var json = false
 
     func validate() throws {
+        let modes = [delete || forceDelete, move || forceMove, showCurrent].filter { $0 }.count
+        if modes > 1 { throw ValidationError("-d/-D, -m/-M and --show-current exclude each other") }
         if (delete || forceDelete) && name == nil { throw ValidationError("-d and -D need a branch name") }
         if (delete || forceDelete) && startPoint != nil { throw ValidationError("-d and -D take only a branch name") }
+        if (move || forceMove) && name == nil { throw ValidationError("-m and -M need the new name") }
+        if showCurrent && name != nil { throw ValidationError("--show-current takes no name") }
+        if force && (name == nil || delete || forceDelete || move || forceMove) { throw ValidationError("-f needs a branch name to create or move") }
     }
 
     func run() throws {
         let repo = try repository.open()
+        if showCurrent {
+            let current = try repo.history.head().branchName
+            if json { try printJSON(.obj(["branch": .opt(current)])) } else if let current { print(current) }
+            return
+        }
+        if move || forceMove, let name {
+            let current = try repo.history.head().branchName ?? ""
+            let (old, new) = startPoint.map { (name, $0) } ?? (current, name)
+            if old.isEmpty { throw RepoError.invalidArgument("HEAD is detached: name the branch to rename (branch -m OLD NEW)") }
+            try repo.renameBranch(old, to: new, force: forceMove, wait: lock.wait)
+            if json { try printJSON(.obj(["renamed": .string(old), "name": .string(new)])) } else if !repository.quiet { print("Renamed branch \(old) to \(new).") }
+            return
+        }
         if let name {
             if delete || forceDelete {
                 let target = try repo.deleteBranch(name, force: forceDelete, wait: lock.wait)
-                if !repository.quiet { print("Deleted branch \(name) (was \(target.short)).") }
+                if json { try printJSON(.obj(["deleted": .string(name), "commit": .string(target.hex)])) } else if !repository.quiet { print("Deleted branch \(name) (was \(target.short)).") }
             } else {
-                let target = try repo.createBranch(name, at: startPoint, wait: lock.wait)
-                if !repository.quiet { print("Created branch \(name) at \(target.short).") }
+                let target = force ? try repo.forceBranch(name, at: startPoint, wait: lock.wait) : try repo.createBranch(name, at: startPoint, wait: lock.wait)
+                if json { try printJSON(.obj(["created": .string(name), "commit": .string(target.hex)])) } else if !repository.quiet { print("\(force ? "Set" : "Created") branch \(name) at \(target.short).") }
             }
             return
         }
@@ -60,6 +95,8 @@ struct BranchCommand: ParsableCommand {
         }
         let width = branches.map(\.name.count).max() ?? 0
         for b in branches {
+            // The list always shows each branch's commit and subject (git's -v); mrepo has no
+            // upstreams yet, so -vv adds nothing.
             print("\(b.isCurrent ? "*" : b.worktree != nil ? "+" : " ") \(b.name.padding(toLength: width, withPad: " ", startingAt: 0))  \(b.target.short)  \(b.subject)")
         }
     }

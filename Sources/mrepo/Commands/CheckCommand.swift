@@ -18,8 +18,18 @@ struct CheckCommand: ParsableCommand {
     @Flag(name: .shortAndLong, help: "Print only problems.")
     var quiet = false
 
+    @Flag(help: "Print the result as JSON (exit status 1 still means a problem was found).")
+    var json = false
+
     func run() throws {
         let report = CheckpointCheck.check(paths: paths, finite: finite)
+        if json {
+            try printJSON(.obj(["ok": .bool(report.findings.isEmpty), "files": .int(report.files), "tensors": .int(report.tensors),
+                            "bytes": .int(report.bytes), "finite_checked": .bool(finite),
+                            "problems": .array(report.findings.map { .string("\($0)") })]))
+            if !report.findings.isEmpty { throw ExitCode(1) }
+            return
+        }
         for f in report.findings { print("error: \(f)") }
         if !quiet && report.findings.isEmpty {
             print("ok: \(report.files) safetensors files, \(report.tensors) tensors, \(Format.bytes(report.bytes))" + (finite ? ", all finite" : ""))

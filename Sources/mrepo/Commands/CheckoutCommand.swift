@@ -1,4 +1,5 @@
 import ArgumentParser
+import Delta
 import Foundation
 import Repo
 
@@ -8,7 +9,8 @@ struct CheckoutCommand: ParsableCommand {
         abstract: "Update the working tree to a revision.",
         discussion: """
             A branch name switches to the branch. Any other revision (a tag, a commit id, HEAD~2) \
-            detaches HEAD at that commit.
+            detaches HEAD at that commit. - is the previous branch; -b NAME [START] creates a branch \
+            and switches to it (as 'switch -c').
 
             On a reversible merge (merge --method rmm), --expert NAME writes that expert rebuilt from \
             the merge's basis, and --view picks another view than the stored default (task \
@@ -19,8 +21,14 @@ struct CheckoutCommand: ParsableCommand {
     @OptionGroup var repository: RepositoryOptions
     @OptionGroup var lock: LockOptions
 
-    @Argument(help: ArgumentHelp("The revision to check out.", valueName: "rev"))
-    var revision: String
+    @Argument(help: ArgumentHelp("The revision to check out (with -b: where the new branch starts, default HEAD).", valueName: "rev"), completion: CompletionNames.revisions)
+    var revision: String?
+
+    @Option(name: .customShort("b"), help: ArgumentHelp("Create this branch at the revision and switch to it.", valueName: "branch"))
+    var newBranch: String?
+
+    @Flag(help: "Print the result as JSON.")
+    var json = false
 
     @OptionGroup var reversible: ReversibleViewOptions
 
@@ -30,10 +38,30 @@ struct CheckoutCommand: ParsableCommand {
     @Flag(name: .shortAndLong, help: "Discard uncommitted changes in files the checkout rewrites.")
     var force = false
 
+    func validate() throws {
+        if revision == nil && newBranch == nil { throw ValidationError("name the revision to check out (or -b NAME)") }
+        if newBranch != nil && (reversible.isGiven || fold) { throw ValidationError("-b does not go with --expert, --view or --fold") }
+    }
+
     func run() throws {
         let repo = try repository.open()
+        if let newBranch {
+            let result = try repo.switchBranch(newBranch, create: true, startPoint: revision, force: force, wait: lock.wait)
+            if json { try printJSON(CheckoutJSON.make(result)) } else if !repository.quiet {
+                print("Switched to a new branch '\(newBranch)' (\(result.filesSummary))")
+            }
+            return
+        }
+        var revision = self.revision!
+        if revision.hasPrefix("@{-") { revision = try repo.previousBranch(Int(revision.dropFirst(3).dropLast()) ?? 1) }
         let (result, description) = try repo.checkout(revision, as: Materialization(expert: reversible.expert, view: reversible.parsedView, fold: fold),
                                                       force: force, wait: lock.wait)
+        if json {
+            var doc = CheckoutJSON.make(result)
+            if let description, case var .object(m) = doc { m.append(JSONMember("view", .string(description))); doc = .object(m) }
+            try printJSON(doc)
+            return
+        }
         guard !repository.quiet else { return }
         if let description {
             print("HEAD is now at \(result.head.commit?.short ?? "") (detached); the working tree holds \(description)")

@@ -33,7 +33,10 @@ struct CommitCommand: ParsableCommand {
     @OptionGroup var lock: LockOptions
 
     @Option(name: .shortAndLong, help: ArgumentHelp("The commit message.", valueName: "message"))
-    var message: String
+    var message: String?
+
+    @Flag(help: "Replace HEAD instead of adding a commit: same parents, the working tree's files, HEAD's message and metrics unless given again. ORIG_HEAD keeps the replaced commit.")
+    var amend = false
 
     @Option(name: .customLong("from"), help: ArgumentHelp(
         "Import this checkpoint folder (as a trainer wrote it) instead of the working tree; the working tree is then updated to the new commit.",
@@ -67,6 +70,9 @@ struct CommitCommand: ParsableCommand {
     @Flag(help: "With --from: overwrite uncommitted changes in the working tree.")
     var force = false
 
+    @Flag(help: "With --from: record the folder without writing it into the working tree, which keeps its files (as after 'reset --soft'; 'mrepo checkout --force HEAD' writes it later).")
+    var noCheckout = false
+
     @Option(name: .customLong("adapter-of"), help: ArgumentHelp(
         "The base model commit of the LoRA adapter being committed (default: the parent's adapter base, else the parent commit).",
         valueName: "rev"))
@@ -85,8 +91,11 @@ struct CommitCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
+        if noCheckout && source == nil { throw ValidationError("--no-checkout goes with --from DIR") }
+        if message == nil && !amend { throw ValidationError("Missing expected argument '--message <message>'") }
         if branch != nil, source == nil { throw ValidationError("--branch needs --from DIR (the working tree belongs to HEAD's branch)") }
         if branch != nil, force { throw ValidationError("--force has no effect with --branch, which leaves the working tree alone") }
+        if branch != nil && (amend || noCheckout) { throw ValidationError("--branch does not go with --amend or --no-checkout") }
         if lowRank != nil, energy != nil { throw ValidationError("--lowrank and --energy: give one of them") }
         if let r = lowRank, r < 1 { throw ValidationError("--lowrank must be at least 1, got \(r)") }
         if let e = energy, !(e > 0 && e <= 1) { throw ValidationError("--energy must be in (0, 1], got \(e)") }
@@ -99,11 +108,13 @@ struct CommitCommand: ParsableCommand {
 
     func run() throws {
         let repo = try repository.open()
-        let options = CommitOptions(message: message, sourceDirectory: source, base: base,
+        var options = CommitOptions(message: message ?? "", sourceDirectory: source, base: base,
                                     metrics: metrics.compactMap(Metric.parse), author: author, allowEmpty: allowEmpty,
                                     followSymlinks: dereference, force: force, adapterOf: adapterOf,
                                     lowRank: lowRank.map { LowRankPolicy(choice: .rank($0)) } ?? energy.map { LowRankPolicy(choice: .energy($0)) },
                                     branch: branch)
+        options.amend = amend
+        options.noCheckout = noCheckout
         let started = Date()
         let result = try repo.commit(options, wait: lock.wait)
         for w in result.warnings { ErrorReporter.warn(w) }

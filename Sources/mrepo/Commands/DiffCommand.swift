@@ -22,8 +22,11 @@ struct DiffCommand: ParsableCommand {
 
     @OptionGroup var repository: RepositoryOptions
 
-    @Argument(help: ArgumentHelp("The old side (default HEAD) and the new side (default the working tree).", valueName: "rev"))
+    @Argument(help: ArgumentHelp("The old side (default HEAD) and the new side (default the working tree); also A..B, A...B (from their merge base), REV:path.", valueName: "rev"), completion: CompletionNames.revisions)
     var revisions: [String] = []
+
+    @Option(name: .customLong("pathspec"), help: ArgumentHelp("Compare only these files: paths, folders or globs (also: the arguments after --).", valueName: "path"))
+    var paths: [String] = []
 
     @Flag(help: "Print the report as JSON.")
     var json = false
@@ -34,66 +37,63 @@ struct DiffCommand: ParsableCommand {
     @Flag(help: "Between adapters: compare the lora_A/lora_B tensors element by element instead of the ΔW's.")
     var tensors = false
 
+    @Option(name: .customLong("tensor"), help: ArgumentHelp("Compare only tensors whose names match this glob (repeatable).", valueName: "glob"))
+    var tensorGlobs: [String] = []
+
+    @Flag(help: "Exit with status 1 when the sides differ, 0 when they do not (as git; -q/--quiet implies it and prints nothing).")
+    var exitCode = false
+
+    @Flag(help: "Per file: how many tensors changed.")
+    var stat = false
+
     func validate() throws {
         if revisions.count > 2 { throw ValidationError("diff takes at most two revisions") }
+        if revisions.count == 2, revisions.contains(where: { $0.contains("..") }) { throw ValidationError("a range A..B is one argument; give it alone") }
+        if stat && json { throw ValidationError("--stat and --json: give one of them") }
+    }
+
+    /// The two sides and the paths the revisions name (`A..B`, `A...B`, `REV:path`).
+    func sides(_ repo: Repository) throws -> (old: String, new: String?, paths: [String]) {
+        var revs = revisions
+        var paths = self.paths
+        for (i, r) in revs.enumerated() {
+            if let (rev, path) = Repository.splitPathRevision(r) {
+                revs[i] = rev
+                if !paths.contains(path) { paths.append(path) }
+            }
+        }
+        if revs.count == 1, let range = try repo.resolveRange(revs[0]) {
+            if let (a, b) = range.symmetric {
+                let base = try repo.mergeBases([a, b]).first ?? a
+                return (base.hex, b.hex, paths)
+            }
+            return (range.exclude[0].hex, range.include[0].hex, paths)
+        }
+        return (revs.first ?? "HEAD", revs.count > 1 ? revs[1] : nil, paths)
     }
 
     func run() throws {
         let repo = try repository.open()
-        if revisions.count == 2, !tensors, try repo.isAdapter(revisions[0]), try repo.isAdapter(revisions[1]) {
+        if revisions.count == 2, !tensors, paths.isEmpty, tensorGlobs.isEmpty, !revisions.contains(where: { $0.contains(":") }),
+           try repo.isAdapter(revisions[0]), try repo.isAdapter(revisions[1]) {
             try printAdapterDiff(try repo.adapterDiff(old: revisions[0], new: revisions[1]))
             return
         }
-        let report = try repo.diff(old: revisions.first ?? "HEAD", new: revisions.count > 1 ? revisions[1] : nil)
-        let shown = all ? report.tensors : report.changedTensors
+        let (old, new, paths) = try sides(repo)
+        let report = try repo.diff(old: old, new: new, filter: DiffFilter(paths: paths, tensors: tensorGlobs))
+        let different = DiffPrinter.isDifferent(report)
+        if repository.quiet {
+            if different { throw ExitCode(1) }
+            return
+        }
         if json {
-            try printJSON(.obj([
-                "old": .string(report.oldName), "new": .string(report.newName),
-                "old_commit": .opt(report.oldCommit?.hex), "new_commit": .opt(report.newCommit?.hex),
-                "merge_base": .opt(report.mergeBase?.hex),
-                "files": .array(report.files.map { .obj(["path": .string($0.path), "status": .string($0.status.rawValue)]) }),
-                "tensors": .array(shown.map { t in
-                    .obj(["name": .string(t.name), "path": .string(t.path), "status": .string(t.status.rawValue),
-                          "old_dtype": .opt(t.oldDType?.rawValue), "new_dtype": .opt(t.newDType?.rawValue),
-                          "old_shape": .shape(t.oldShape), "new_shape": .shape(t.newShape), "elements": .int(t.elementCount),
-                          "l2_change": .opt(t.changeNorm), "relative_change": .opt(t.relativeChange),
-                          "changed_fraction": .opt(t.changedFraction), "cosine": .opt(t.cosine)])
-                }),
-            ]))
-            return
+            try printJSON(DiffPrinter.json(report, all: all))
+        } else if stat {
+            for line in DiffPrinter.statLines(report) { print(line) }
+        } else {
+            for line in DiffPrinter.lines(report, all: all) { print(line) }
         }
-        print("diff \(report.oldName) → \(report.newName)" + (report.mergeBase.map { " (merge base \($0.short))" } ?? ""))
-        for f in report.files where f.status != .unchanged {
-            print("  file \(f.status.rawValue): \(f.path)")
-        }
-        if shown.isEmpty {
-            print("no tensor differs")
-            return
-        }
-        let hasCos = shown.contains { $0.cosine != nil }
-        var header = ["", "tensor", "shape", "‖Δ‖", "rel", "changed"]
-        if hasCos { header.append("cos") }
-        let rows = shown.map { t -> [String] in
-            let mark: String
-            switch t.status {
-            case .added: mark = "A"
-            case .removed: mark = "D"
-            case .changed: mark = "M"
-            case .retyped: mark = "T"
-            case .unchanged: mark = " "
-            }
-            var shape = Format.shape(t.newShape ?? t.oldShape)
-            if t.status == .retyped {
-                shape = "\(t.oldDType?.rawValue ?? "") \(Format.shape(t.oldShape)) → \(t.newDType?.rawValue ?? "") \(Format.shape(t.newShape))"
-            }
-            var row = [mark, t.name, shape, Format.number(t.changeNorm, digits: 4), Format.number(t.relativeChange), Format.percent(t.changedFraction)]
-            if hasCos { row.append(Format.number(t.cosine)) }
-            return row
-        }
-        print(Format.table(header, rows, right: [3, 4, 5, 6]))
-        let counts = Dictionary(grouping: report.tensors, by: \.status).mapValues(\.count)
-        print("\(counts[.changed] ?? 0) changed, \(counts[.added] ?? 0) added, \(counts[.removed] ?? 0) removed, "
-            + "\(counts[.retyped] ?? 0) retyped, \(counts[.unchanged] ?? 0) unchanged")
+        if exitCode && different { throw ExitCode(1) }
     }
 }
 

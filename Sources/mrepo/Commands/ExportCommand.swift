@@ -9,7 +9,9 @@ struct ExportCommand: ParsableCommand {
         abstract: "Write the files of a revision into a folder, byte for byte as committed.",
         discussion: """
             Every tensor's hash is verified before its file is renamed into place; a file that does not \
-            verify is never written. Existing files of the same names are replaced, others are left alone. \
+            verify is never written. Existing files of the same names are replaced; a folder that holds \
+            other files is refused, naming them, unless --clean, which deletes them once the export's \
+            files are in place. \
             A lossy commit (commit --lowrank) exports its approximation, with a warning.
 
             --fold writes a LoRA adapter commit as its dense model: the base commit's files with every \
@@ -19,7 +21,7 @@ struct ExportCommand: ParsableCommand {
 
     @OptionGroup var repository: RepositoryOptions
 
-    @Argument(help: ArgumentHelp("The revision to export.", valueName: "rev"))
+    @Argument(help: ArgumentHelp("The revision to export; REV:path exports one file (or the files under a folder) of it.", valueName: "rev"))
     var revision: String
 
     @Argument(help: ArgumentHelp("The folder to write into (created if missing).", valueName: "dir"))
@@ -30,6 +32,9 @@ struct ExportCommand: ParsableCommand {
 
     @OptionGroup var reversible: ReversibleViewOptions
 
+    @Flag(help: "Delete the files of the folder that the export does not write (else they make it fail).")
+    var clean = false
+
     @Flag(help: "Print the result as JSON.")
     var json = false
 
@@ -37,7 +42,7 @@ struct ExportCommand: ParsableCommand {
         let repo = try repository.open()
         let started = Date()
         let result = try repo.export(revision, as: Materialization(expert: reversible.expert, view: reversible.parsedView, fold: fold),
-                                     to: directory)
+                                     to: directory, clean: clean)
         let seconds = Date().timeIntervalSince(started)
         let lossy = result.lossy
         if let lossy, !json {

@@ -13,16 +13,46 @@ struct GCCommand: ParsableCommand {
     @Flag(help: "Forget the reflog first, so commits only it reached are deleted too.")
     var pruneReflog = false
 
+    @Option(name: .customLong("prune-reflog-older-than"), help: ArgumentHelp(
+        "Forget only reflog entries older than this age ('90 days', '2 weeks', '1 hour'; --prune-reflog=AGE is the same), as git's 'reflog expire'.",
+        valueName: "age"))
+    var reflogAge: String?
+
+    func validate() throws {
+        if let reflogAge, Age.seconds(reflogAge) == nil {
+            throw ValidationError("'\(reflogAge)': expected an age such as '90 days', '2 weeks', '12 hours' or 'now'")
+        }
+    }
+
     @Flag(help: "Print the result as JSON.")
     var json = false
 
     func run() throws {
         let repo = try repository.open()
-        let r = try repo.gc(pruneReflog: pruneReflog, wait: lock.wait)
+        let expiry = reflogAge.flatMap(Age.seconds).map { Date().timeIntervalSince1970 - $0 }
+        let r = try repo.gc(pruneReflog: pruneReflog || expiry != nil, reflogExpiry: expiry, wait: lock.wait)
         if json {
             try printJSON(GCDocument(r))
         } else if !repository.quiet {
             print("removed \(r.removedCommits) commits, \(r.removedObjects) objects (\(Format.bytes(r.freedBytes))), \(r.removedTemporaryFiles) temporary files")
         }
+    }
+}
+
+/// Ages as `gc --prune-reflog=AGE` takes them: `90 days`, `2.weeks`, `12h`, `now`, `all`.
+enum Age {
+    static func seconds(_ text: String) -> Double? {
+        let t = text.lowercased().replacingOccurrences(of: ".", with: " ").replacingOccurrences(of: " ago", with: "")
+            .trimmingCharacters(in: .whitespaces)
+        if t == "now" || t == "all" { return 0 }
+        let digits = t.prefix { $0.isNumber }
+        guard let n = Double(digits), n >= 0 else { return nil }
+        let unit = t.dropFirst(digits.count).trimmingCharacters(in: .whitespaces)
+        let units: [(String, Double)] = [("seconds", 1), ("second", 1), ("s", 1), ("minutes", 60), ("minute", 60), ("min", 60),
+                                         ("hours", 3_600), ("hour", 3_600), ("h", 3_600), ("days", 86_400), ("day", 86_400), ("d", 86_400),
+                                         ("weeks", 604_800), ("week", 604_800), ("w", 604_800), ("months", 2_592_000), ("month", 2_592_000),
+                                         ("years", 31_536_000), ("year", 31_536_000), ("y", 31_536_000)]
+        guard let factor = units.first(where: { $0.0 == unit })?.1 else { return nil }
+        return n * factor
     }
 }

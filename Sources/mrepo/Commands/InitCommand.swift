@@ -28,9 +28,15 @@ struct InitCommand: ParsableCommand {
     @Flag(name: .shortAndLong, help: "Print nothing on success.")
     var quiet = false
 
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+
     func run() throws {
         let repo = try Repository.initialize(at: directory, installSampleHooks: hooks, initialBranch: initialBranch, bare: bare)
-        if !quiet {
+        if json {
+            try printJSON(.obj(["root": .string(repo.root), "directory": .string(repo.metaDirectory), "branch": .string(initialBranch),
+                                "hooks": .bool(hooks), "bare": .bool(bare)]))
+        } else if !quiet {
             print("Initialized empty mrepo repository in \(repo.metaDirectory)")
             if hooks {
                 print("Installed hooks: pre-commit (refuses NaN/Inf), post-commit (logs to .mrepo/commits.log),")

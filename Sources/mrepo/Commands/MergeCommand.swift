@@ -36,7 +36,7 @@ struct MergeCommand: ParsableCommand {
     @OptionGroup var repository: RepositoryOptions
     @OptionGroup var lock: LockOptions
 
-    @Argument(help: ArgumentHelp("Branches (or any revisions) to merge into HEAD.", valueName: "branch"))
+    @Argument(help: ArgumentHelp("Branches (or any revisions) to merge into HEAD.", valueName: "branch"), completion: CompletionNames.revisions)
     var branches: [String] = []
 
     @Option(help: ArgumentHelp("Merge method (mergekit's ids): \(MethodRegistry.ids.joined(separator: ", ")). The default is ties.", valueName: "method"))
@@ -137,6 +137,7 @@ struct MergeCommand: ParsableCommand {
     func validate() throws {
         let modes = [continueMerge, abort, listMethods, helpMethod != nil].filter { $0 }.count
         if modes > 1 { throw ValidationError("--continue, --abort, --list-methods and --help-method exclude each other") }
+        if json && (helpMethod != nil || markdown) { throw ValidationError("--help-method and --markdown print text; they take no --json") }
         if modes == 0 && branches.isEmpty && config == nil { throw ValidationError("name the branches to merge (or --continue / --abort)") }
         if let dtype, DType(parsing: dtype) == nil { throw ValidationError("--dtype: unknown dtype '\(dtype)'") }
         if let dtype, let d = DType(parsing: dtype), !d.isFloatingPoint { throw ValidationError("--dtype: '\(dtype)' is not a floating-point dtype") }
@@ -162,6 +163,13 @@ struct MergeCommand: ParsableCommand {
                 print(MethodCatalog.markdown())
                 return
             }
+            if json {
+                try printJSON(.array(MethodRegistry.all.map { m in
+                    .obj(["id": .string(m.id), "name": .string(m.displayName), "summary": .string(m.summary), "paper": .string(m.paper),
+                          "requires_base": .bool(m.requiresBase), "tensor_by_tensor": .bool(m.mergesTensorByTensor)])
+                }))
+                return
+            }
             for m in MethodRegistry.all { print("\(m.id.padding(toLength: 18, withPad: " ", startingAt: 0)) \(m.displayName): \(m.summary)") }
             return
         }
@@ -182,12 +190,17 @@ struct MergeCommand: ParsableCommand {
         let repo = try repository.open()
         if abort {
             try repo.abortMerge(wait: lock.wait)
-            if !repository.quiet { print("Merge aborted; HEAD and the working tree are as before the merge.") }
+            if json { try printJSON(.obj(["aborted": .bool(true), "head": .opt(try repo.headCommit()?.hex)])) } else if !repository.quiet { print("Merge aborted; HEAD and the working tree are as before the merge.") }
             return
         }
         if continueMerge {
             let (commit, warnings) = try repo.continueMerge(message: message, wait: lock.wait)
             for w in warnings { ErrorReporter.warn(w) }
+            if json {
+                try printJSON(.obj(["commit": .string(commit.id.hex), "branch": .opt(try repo.history.head().branchName),
+                                "warnings": .array(warnings.map { .string($0) })]))
+                return
+            }
             if !repository.quiet { print("[\(try repo.history.head().branchName ?? "detached HEAD") \(commit.id.short)] \(commit.subject)") }
             return
         }
@@ -202,7 +215,8 @@ struct MergeCommand: ParsableCommand {
 
     func makeOptions() throws -> MergeOptions {
         var request = MergeRequest()
-        request.method = method
+        // `merge.method` (mrepo config) or MREPO_MERGE_METHOD: the method when none is given.
+        request.method = method ?? (config == nil ? ProcessInfo.processInfo.environment["MREPO_MERGE_METHOD"].flatMap { $0.isEmpty ? nil : $0 } : nil)
         request.branches = branches
         request.base = base
         request.outputDType = dtype.flatMap(DType.init(parsing:))

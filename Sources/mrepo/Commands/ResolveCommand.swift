@@ -37,6 +37,9 @@ struct ResolveCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Seed for --method.", valueName: "n"))
     var seed: UInt64 = 0
 
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+
     func validate() throws {
         let count = [ours, theirs, useBase, method != nil].filter { $0 }.count
         if count != 1 { throw ValidationError("choose exactly one of --ours, --theirs, --base, --method") }
@@ -62,6 +65,10 @@ struct ResolveCommand: ParsableCommand {
             resolution = .method(recipe)
         }
         let (resolved, remaining) = try repo.resolveMerge(patterns, with: resolution, wait: lock.wait)
+        if json {
+            try printJSON(.obj(["resolved": .array(resolved.map { .string("\($0)") }), "unresolved": .array(remaining.map { .string("\($0)") })]))
+            return
+        }
         guard !repository.quiet else { return }
         print("Resolved \(resolved.count) tensor\(resolved.count == 1 ? "" : "s"); \(remaining.count) unresolved.")
         if remaining.isEmpty { print("All conflicts are resolved; run 'mrepo merge --continue'.") }

@@ -11,7 +11,7 @@ struct ShowCommand: ParsableCommand {
 
     @OptionGroup var repository: RepositoryOptions
 
-    @Argument(help: ArgumentHelp("The commit to show.", valueName: "rev"))
+    @Argument(help: ArgumentHelp("The commit to show; REV:path shows one file of it (a safetensors file's tensors, any other file's bytes).", valueName: "rev"), completion: CompletionNames.revisions)
     var revision = "HEAD"
 
     @Flag(help: "Print the commit as JSON.")
@@ -26,8 +26,16 @@ struct ShowCommand: ParsableCommand {
     @Option(help: ArgumentHelp("For a merge commit: write its report as a self-contained HTML page (the conflict report with its heatmap, or a reversible merge's errors and storage).", valueName: "file.html"))
     var report: String?
 
+    func validate() throws {
+        if json && report != nil { throw ValidationError("--report writes an HTML page; it takes no --json") }
+    }
+
     func run() throws {
         let repo = try repository.open()
+        if let (rev, path) = Repository.splitPathRevision(revision) {
+            try showFile(repo, revision: rev, path: path)
+            return
+        }
         let id = try repo.resolve(revision)
         let c = try repo.commit(id)
         if let report {
@@ -62,7 +70,8 @@ struct ShowCommand: ParsableCommand {
         }
         let stored = objectInfo.values.reduce(0) { $0 + $1.storedByteCount }
         if json {
-            try printJSON(ShowDocument(c, names: names, tree: tree, objects: objectInfo))
+            try printJSON(ShowDocument(c, names: names, tree: tree, objects: objectInfo, metrics: try repo.metrics(of: c),
+                                       notes: try repo.history.notes(of: id)))
             return
         }
         print("commit \(c.id.hex)" + (names.isEmpty ? "" : " (\(names.joined(separator: ", ")))"))
@@ -70,12 +79,19 @@ struct ShowCommand: ParsableCommand {
         print("Author:  \(c.author)")
         print("Date:    \(Format.date(c.timestamp))")
         if let base = c.base { print("Base:    \(base.short) (tensors are stored as deltas against it)") }
-        if !c.metrics.isEmpty {
-            print("Metrics: " + c.metrics.map { "\($0.name)=\(Format.number($0.value, digits: 4))" }.joined(separator: " "))
+        let metrics = try repo.metrics(of: c)
+        if !metrics.isEmpty {
+            print("Metrics: " + metrics.map { "\($0.name)=\(Format.number($0.value, digits: 4))" }.joined(separator: " "))
         }
         print("")
         for line in c.message.split(separator: "\n", omittingEmptySubsequences: false) { print("    \(line)") }
         print("")
+        let notes = try repo.history.notes(of: id)
+        if !notes.isEmpty {
+            print("Notes:")
+            for n in notes { for line in n.text.split(separator: "\n", omittingEmptySubsequences: false) { print("    \(line)") } }
+            print("")
+        }
         print("Storage: \(c.storage); \(tree.files.count) files, \(tree.tensorCount) tensors, \(Format.bytes(tree.logicalByteCount)) "
             + "(objects of this tree: \(Format.bytes(stored)) stored)")
         if !encodings.isEmpty {
@@ -145,5 +161,35 @@ struct ShowCommand: ParsableCommand {
             }
             print(Format.table(["tensor", "dtype", "shape", "object", "encoding", "stored", "file"] + (lossyErrors.isEmpty ? [] : ["low-rank"]), rows, right: [5]))
         }
+    }
+}
+
+extension ShowCommand {
+    /// `show REV:path`: a safetensors file's tensors (name, dtype, shape, object, encoding, stored
+    /// bytes); any other file's bytes as they are, to standard output.
+    func showFile(_ repo: Repository, revision: String, path: String) throws {
+        let (id, file) = try repo.file(at: path, in: revision)
+        let infos = try repo.objectInfos(of: Tree(files: [file]))
+        if json {
+            try printJSON(.obj(["commit": .string(id.hex), "path": .string(file.path), "kind": .string(file.kind.rawValue),
+                            "bytes": .int(file.byteCount), "object": .string(file.objectID.hex), "sha256": .opt(file.sha256?.hex),
+                            "tensors": .array(file.tensors.map { t in
+                                .obj(["name": .string(t.name), "dtype": .string(t.dtype.rawValue), "shape": .shape(t.shape),
+                                      "object": .string(t.objectID.hex), "encoding": .opt(infos[t.objectID]?.encoding.description),
+                                      "stored_bytes": infos[t.objectID].map { .int($0.storedByteCount) } ?? .null])
+                            })]))
+            return
+        }
+        guard file.kind == .safetensors else {
+            try repo.readFile(file) { bytes in FileHandle.standardOutput.write(Data(bytes)) }
+            return
+        }
+        print("\(file.path) at \(id.short): \(file.tensors.count) tensors, \(Format.bytes(file.byteCount))")
+        let rows = file.tensors.map { t -> [String] in
+            let info = infos[t.objectID]
+            return [t.name, t.dtype.rawValue, Format.shape(t.shape), t.objectID.short, info?.encoding.description ?? "?",
+                    info.map { Format.bytes($0.storedByteCount) } ?? "?"]
+        }
+        print(Format.table(["tensor", "dtype", "shape", "object", "encoding", "stored"], rows, right: [5]))
     }
 }

@@ -5,7 +5,12 @@ import Repo
 struct TagCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tag",
-        abstract: "List, create or delete tags (fixed names for commits, e.g. a release).")
+        abstract: "List, create or delete tags (fixed names for commits, e.g. a release).",
+        discussion: """
+            'mrepo tag' lists tags; -l PATTERN lists those matching a glob. 'mrepo tag NAME [REV]' tags REV \
+            (default HEAD); -a -m MESSAGE (or -m alone) stores a message with it (an annotated tag); -f \
+            moves an existing tag. 'mrepo tag -d NAME' deletes a tag.
+            """)
 
     @OptionGroup var repository: RepositoryOptions
     @OptionGroup var lock: LockOptions
@@ -19,29 +24,47 @@ struct TagCommand: ParsableCommand {
     @Option(name: .shortAndLong, help: ArgumentHelp("A message stored with the tag.", valueName: "message"))
     var message: String?
 
+    @Flag(name: .customShort("a"), help: "An annotated tag: with -m MESSAGE.")
+    var annotate = false
+
+    @Flag(name: .shortAndLong, help: "Replace an existing tag of this name.")
+    var force = false
+
     @Flag(name: .customShort("d"), help: "Delete the tag.")
     var delete = false
+
+    @Option(name: [.customShort("l"), .customLong("list")], help: ArgumentHelp("List only tags whose names match this glob.", valueName: "pattern"))
+    var pattern: String?
 
     @Flag(help: "Print the tags as JSON.")
     var json = false
 
     func validate() throws {
         if delete && name == nil { throw ValidationError("-d needs a tag name") }
+        if annotate && message == nil { throw ValidationError("-a needs a message: -a -m MESSAGE") }
+        if pattern != nil && (name != nil || delete) { throw ValidationError("-l lists tags; it takes no tag name") }
+        if force && (name == nil || delete) { throw ValidationError("-f needs a tag name to create or move") }
     }
 
     func run() throws {
         let repo = try repository.open()
         if let name {
             if delete {
+                let target = try repo.history.ref(named: name)?.target
                 try repo.deleteTag(name, wait: lock.wait)
-                if !repository.quiet { print("Deleted tag \(name).") }
+                if json { try printJSON(.obj(["deleted": .string(name), "commit": .opt(target?.hex)])) } else if !repository.quiet { print("Deleted tag \(name).") }
             } else {
-                let target = try repo.createTag(name, at: revision, message: message, wait: lock.wait)
-                if !repository.quiet { print("Tagged \(target.short) as \(name).") }
+                let target = force ? try repo.forceTag(name, at: revision, message: message, wait: lock.wait)
+                    : try repo.createTag(name, at: revision, message: message, wait: lock.wait)
+                if json {
+                    try printJSON(.obj(["created": .string(name), "commit": .string(target.hex), "message": .opt(message)]))
+                } else if !repository.quiet {
+                    print("Tagged \(target.short) as \(name).")
+                }
             }
             return
         }
-        let tags = try repo.tags()
+        let tags = try repo.tags().filter { t in pattern.map { PathSpec.glob($0, t.name) } ?? true }
         if json {
             try printJSON(tags.map { TagDocument(name: $0.name, commit: $0.target.hex, message: OrNull($0.message)) })
             return

@@ -17,11 +17,16 @@ struct CommitDocument: Encodable {
     var message: String
     /// Name → value, in the order recorded.
     var metrics: JSONValue
+    /// Notes added later (`mrepo notes add`).
+    var notes: [String]
     var refs: [String]
     /// As recorded (its typed members are `show`'s business; scripts get every member).
     var extra: JSONValue
 
-    init(_ c: Commit, names: [String]) {
+    /// - Parameters:
+    ///   - metrics: the commit's metrics with those added later (default: as recorded).
+    ///   - notes: notes added later.
+    init(_ c: Commit, names: [String], metrics: [Commit.Metric]? = nil, notes: [CommitNote] = []) {
         id = c.id.hex
         parents = c.parents.map(\.hex)
         base = OrNull(c.base?.hex)
@@ -30,7 +35,8 @@ struct CommitDocument: Encodable {
         date = Format.iso(c.timestamp)
         timestamp = c.timestamp
         message = c.message
-        metrics = .object(c.metrics.map { JSONMember($0.name, .double($0.value)) })
+        self.metrics = .object((metrics ?? c.metrics).map { JSONMember($0.name, .double($0.value)) })
+        self.notes = notes.map(\.text)
         refs = names
         extra = c.extra
     }
@@ -70,8 +76,9 @@ struct ShowDocument: Encodable {
         case files, logicalBytes = "logical_bytes", storedBytes = "stored_bytes"
     }
 
-    init(_ c: Commit, names: [String], tree: Tree, objects: [ObjectID: ObjectInfo]) {
-        commit = CommitDocument(c, names: names)
+    init(_ c: Commit, names: [String], tree: Tree, objects: [ObjectID: ObjectInfo], metrics: [Commit.Metric]? = nil,
+         notes: [CommitNote] = []) {
+        commit = CommitDocument(c, names: names, metrics: metrics, notes: notes)
         files = tree.files.map { f in
             File(path: f.path, kind: f.kind.rawValue, bytes: f.byteCount, object: f.objectID.hex,
                  tensors: f.kind != .safetensors ? nil : f.tensors.map { t in

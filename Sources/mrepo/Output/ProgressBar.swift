@@ -19,7 +19,7 @@ final class ProgressBar: ProgressSink, Sendable {
 
     /// A bar if standard output is a terminal and output is not suppressed, else nil.
     static func make(quiet: Bool) -> ProgressBar? {
-        guard !quiet, isatty(STDOUT_FILENO) == 1, isatty(STDERR_FILENO) == 1 else { return nil }
+        guard !quiet, isatty(STDERR_FILENO) == 1 else { return nil }
         return ProgressBar()
     }
 

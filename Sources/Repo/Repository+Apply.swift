@@ -1,0 +1,136 @@
+import Delta
+import Foundation
+import Merge
+
+/// How `revert` or `cherry-pick` applied a change.
+public struct ApplyResult: Sendable {
+    /// The commit recorded (nil when the merge machinery stopped on conflicts).
+    public var commit: Commit?
+    /// True when every changed file and tensor was put in place byte for byte (no arithmetic).
+    public var exact: Bool
+    /// The merge machinery's outcome, with its conflict report, when the change was applied as
+    /// task arithmetic.
+    public var merge: MergeOutcome?
+}
+
+extension Repository {
+    /// `revert REV`: a new commit on HEAD that undoes REV's change against its first parent.
+    ///
+    /// Exact where no later commit touched what REV changed: those files and tensors get REV's
+    /// parent's objects back, byte for byte. Otherwise the inverse task vector is added through the
+    /// merge machinery (task arithmetic, base REV, experts HEAD and REV^, tensors changed on one
+    /// side taken as they are), which reports conflicts as a merge does.
+    public func revert(_ revision: String, message: String? = nil, wait: Bool = false) throws -> ApplyResult {
+        try withWriteLock(wait: wait) {
+            let id = try resolve(revision)
+            let c = try commit(id)
+            guard let parent = c.parents.first else { throw RepoError.invalidArgument("cannot revert \(id.short): it is a root commit") }
+            if c.parents.count > 1 { throw RepoError.invalidArgument("cannot revert \(id.short): it is a merge commit; reset to one of its parents instead") }
+            let text = message ?? "Revert \"\(c.subject)\"\n\nThis reverts commit \(id.hex)."
+            return try applyChange(from: id, to: parent, message: text, kind: "revert")
+        }
+    }
+
+    /// `cherry-pick REV`: a new commit on HEAD that applies REV's change against its first parent.
+    /// Exact where HEAD's files and tensors equal REV's parent's; else task arithmetic (HEAD +
+    /// (REV − REV^)) through the merge machinery, with its conflict report.
+    public func cherryPick(_ revision: String, wait: Bool = false) throws -> ApplyResult {
+        try withWriteLock(wait: wait) {
+            let id = try resolve(revision)
+            let c = try commit(id)
+            guard let parent = c.parents.first else { throw RepoError.invalidArgument("cannot cherry-pick \(id.short): it is a root commit") }
+            if c.parents.count > 1 { throw RepoError.invalidArgument("cannot cherry-pick \(id.short): it is a merge commit") }
+            let text = c.message + "\n\n(cherry picked from commit \(id.hex))"
+            return try applyChange(from: parent, to: id, message: text, kind: "cherry-pick", metrics: c.metrics)
+        }
+    }
+
+    /// Applies the change `from` → `to` onto HEAD: exactly when possible, else as task arithmetic.
+    private func applyChange(from: ObjectID, to: ObjectID, message: String, kind: String, metrics: [Commit.Metric] = []) throws -> ApplyResult {
+        try refuseDuringMerge(kind)
+        let head = try history.head()
+        guard let headID = head.commit else { throw RepoError.invalidArgument("HEAD has no commits yet") }
+        let dirty = try status(against: try worktreeBaseline(head: head).tree).changes.map(\.path)
+        if !dirty.isEmpty { throw RepoError.dirtyWorktree(operation: kind, paths: dirty) }
+        let headTree = try tree(of: headID)
+        if let patched = Repository.patch(headTree, from: try tree(of: from), to: try tree(of: to)) {
+            if patched.id == headTree.id {
+                throw RepoError.invalidArgument("\(kind): the change is already in HEAD; nothing to commit")
+            }
+            let c = try recordTreeCommit(patched, head: head, headID: headID, message: message, metrics: metrics, reflog: kind)
+            return ApplyResult(commit: c, exact: true, merge: nil)
+        }
+        // HEAD changed some of the same tensors: HEAD + (to − from), one-sided changes taken as they are.
+        var options = MergeOptions(branches: [headID.hex, to.hex], recipe: MergeRecipe(method: "task_arithmetic", experts: [], seed: 0),
+                                   base: from.hex, message: message)
+        options.inputsAreExperts = true
+        options.singleParent = true
+        options.oneSided = .take
+        options.metrics = metrics
+        let outcome = try mergeLocked(options)
+        var committed: Commit?
+        if case let .committed(c) = outcome.status {
+            committed = c
+            try history.write { db in try history.setOrigHead(db, headID) }
+        }
+        return ApplyResult(commit: committed, exact: false, merge: outcome)
+    }
+
+    /// HEAD's tree with the change `from` → `to` applied file by file, or tensor by tensor inside
+    /// a safetensors file whose header all three trees share; nil when HEAD changed something
+    /// the change touches too (then only arithmetic can combine them).
+    static func patch(_ head: Tree, from: Tree, to: Tree) -> Tree? {
+        var files = Dictionary(head.files.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
+        for path in Set(from.files.map(\.path)).union(to.files.map(\.path)) {
+            let f = from.file(at: path), t = to.file(at: path)
+            if f?.identity == t?.identity { continue }
+            let h = files[path]
+            if h?.identity == t?.identity { continue }
+            if h?.identity == f?.identity {
+                files[path] = t
+                continue
+            }
+            guard let f, let t, let h, f.kind == .safetensors, f.objectID == t.objectID, h.objectID == f.objectID,
+                  f.tensors.map(\.name) == h.tensors.map(\.name), t.tensors.map(\.name) == h.tensors.map(\.name) else { return nil }
+            var patched = h
+            for i in h.tensors.indices where f.tensors[i].objectID != t.tensors[i].objectID {
+                if h.tensors[i].objectID == f.tensors[i].objectID {
+                    patched.tensors[i].objectID = t.tensors[i].objectID
+                } else if h.tensors[i].objectID != t.tensors[i].objectID {
+                    return nil
+                }
+            }
+            // The bytes are new: no digest is known until the file is written.
+            patched.sha256 = nil
+            files[path] = patched
+        }
+        return Tree(files: Array(files.values))
+    }
+
+    /// Records a commit of an existing tree (every object stored already) on HEAD and makes the
+    /// working tree hold it: files staged first, then one transaction (commit, ref, reflog,
+    /// ORIG_HEAD), then the renames.
+    func recordTreeCommit(_ tree: Tree, head: Head, headID: ObjectID, message: String, metrics: [Commit.Metric], reflog: String) throws -> Commit {
+        let headCommit = try commit(headID)
+        let checkout = try stageCheckout(tree, over: try worktreeBaseline(head: head).tree, force: false)
+        let commit: Commit
+        do {
+            let author = Repository.defaultAuthor()
+            let timestamp = (Date().timeIntervalSince1970 * 1000).rounded() / 1000
+            let extra = JSONValue.object([JSONMember("storage", .string(headCommit.extra["storage"]?.stringValue == "lossy" ? "lossy" : "lossless"))])
+            let base = headCommit.base ?? headID
+            let id = Commit.computeID(treeID: tree.id, parents: [headID], base: base, author: author, timestamp: timestamp,
+                                      message: message, metrics: metrics, extra: extra)
+            commit = Commit(id: id, treeID: tree.id, parents: [headID], base: base, author: author, timestamp: timestamp,
+                            message: message, metrics: metrics, extra: extra, generation: headCommit.generation + 1)
+            try history.recordCommit(objects: [], tree: tree.fillingDigests(from: checkout.staged), commit: commit, expectedHead: headID,
+                                     reflogMessage: "\(reflog): \(commit.subject)", origHead: headID)
+        } catch {
+            checkout.rollback()
+            throw error
+        }
+        let entries = try finishCheckout(checkout)
+        history.saveStatCacheOpportunistically(entries, removing: [])
+        return commit
+    }
+}

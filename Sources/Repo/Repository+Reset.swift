@@ -1,0 +1,187 @@
+import Delta
+import Foundation
+
+/// What `reset` does besides moving HEAD: mrepo has no index, so `--mixed` (git's default) is `--soft`.
+public enum ResetMode: String, Sendable, CaseIterable {
+    /// Move HEAD only; the working tree keeps its files (they show as changes).
+    case soft
+    /// As `soft`: there is no index to reset.
+    case mixed
+    /// Move HEAD and make the working tree hold the target, discarding local changes to tracked files.
+    case hard
+}
+
+/// What a reset did.
+public struct ResetResult: Sendable {
+    public var old: ObjectID?
+    public var new: ObjectID
+    public var head: Head
+    /// The working tree's update (`--hard`).
+    public var checkout: CheckoutResult?
+}
+
+/// What a restore wrote.
+public struct RestoreResult: Sendable {
+    public var source: ObjectID
+    /// Files rewritten (whole files, or files some of whose tensors were put back).
+    public var files: [String]
+    /// Tensors put back (`--tensor`).
+    public var tensors: [String]
+    /// Files the source lacks, deleted from the working tree.
+    public var removed: [String]
+}
+
+extension Repository {
+    /// `reset [--soft|--mixed|--hard] REV`: moves HEAD's branch (or a detached HEAD) to REV and
+    /// records where it was as ORIG_HEAD, so `reset --hard ORIG_HEAD` undoes it. With `--hard` the
+    /// working tree's files are staged first and renamed into place only after the move is
+    /// recorded: a failure before leaves everything as it was.
+    public func reset(to revision: String, mode: ResetMode, wait: Bool = false) throws -> ResetResult {
+        try withWriteLock(wait: wait) {
+            try refuseDuringMerge("reset")
+            let head = try history.head()
+            let target = try resolve(revision)
+            let message = "reset: moving to \(revision)"
+            guard mode == .hard else {
+                try history.moveHead(to: target, expected: head, message: message)
+                return ResetResult(old: head.commit, new: target, head: Repository.moved(head, to: target))
+            }
+            let checkout = try stageCheckout(try verifiedTree(of: target), over: try worktreeBaseline(head: head).tree, force: true)
+            do {
+                try history.moveHead(to: target, expected: head, message: message)
+            } catch {
+                checkout.rollback()
+                throw error
+            }
+            let entries = try finishCheckout(checkout)
+            history.saveStatCacheOpportunistically(entries, removing: [])
+            let stats = checkout.stats
+            return ResetResult(old: head.commit, new: target, head: Repository.moved(head, to: target),
+                               checkout: CheckoutResult(head: Repository.moved(head, to: target), writtenFiles: stats.written,
+                                                        removedFiles: stats.removed, unchangedFiles: stats.unchanged))
+        }
+    }
+
+    static func moved(_ head: Head, to target: ObjectID) -> Head {
+        if let b = head.branchName { return .branch(b, commit: target) }
+        return .detached(target)
+    }
+
+    /// `restore [--source REV] PATH...`: puts files back as REV (default HEAD) has them; a
+    /// path may be a folder. With `tensors` (globs), only the matching tensors of the working
+    /// tree's safetensors files (under the paths, if any) are put back, in place of the file's
+    /// current bytes for them; everything else in the file is kept. All files are written beside
+    /// their destinations first and renamed into place at the end: a failure changes nothing.
+    public func restore(paths: [String], source: String?, tensors: [String] = [], wait: Bool = false) throws -> RestoreResult {
+        try withWriteLock(wait: wait) {
+            let sourceID = try resolve(source ?? "HEAD")
+            let tree = try verifiedTree(of: sourceID)
+            let staging = FileStaging(journal: journal)
+            defer { objects.releaseMappings() }
+            var result = RestoreResult(source: sourceID, files: [], tensors: [], removed: [])
+            do {
+                if tensors.isEmpty {
+                    guard !paths.isEmpty else { throw RepoError.invalidArgument("name the paths to restore (or --tensor GLOB)") }
+                    let head = try history.head()
+                    let tracked = try worktreeBaseline(head: head).tree
+                    for path in paths {
+                        let spec = Repository.normalizedPathSpec(path)
+                        let files = tree.files.filter { PathSpec.matches(spec, file: $0.path) }
+                        let gone = tracked.files.filter { PathSpec.matches(spec, file: $0.path) && tree.file(at: $0.path) == nil }
+                            .filter { FileStat.of(root + "/" + $0.path) != nil }
+                        if files.isEmpty && gone.isEmpty {
+                            throw RepoError.invalidArgument("pathspec '\(path)' did not match any file of \(source ?? "HEAD") (\(sourceID.short))")
+                        }
+                        for f in files where !result.files.contains(f.path) {
+                            try PathPolicy.checkNoSymlinkParents(root: root, path: f.path)
+                            try stage(f, at: root + "/" + f.path, in: staging, progress: nil)
+                            result.files.append(f.path)
+                        }
+                        result.removed += gone.map(\.path)
+                    }
+                } else {
+                    try restoreTensors(tensors, paths: paths, from: tree, staging: staging, result: &result)
+                }
+                try staging.commit()
+            } catch {
+                staging.rollback()
+                throw error
+            }
+            for path in result.removed { unlink(root + "/" + path) }
+            return result
+        }
+    }
+
+    /// Stages the working tree's safetensors files with the tensors matching `globs` replaced by
+    /// `tree`'s (matched by name; dtype and shape must agree, so the file's layout is kept).
+    private func restoreTensors(_ globs: [String], paths: [String], from tree: Tree, staging: FileStaging,
+                                result: inout RestoreResult) throws {
+        let sourceTensors = tree.tensorsByName
+        let scan = try FolderScanner.scanFolder(root: root, ignore: IgnoreRules(file: root + "/.mrepoignore"))
+        let specs = paths.map(Repository.normalizedPathSpec)
+        var matchedAny = false
+        for scanned in scan.files where isSafetensorsPath(scanned.path) {
+            if !specs.isEmpty, !specs.contains(where: { PathSpec.matches($0, file: scanned.path) }) { continue }
+            let file: SafetensorsFile
+            do { file = try SafetensorsFile(path: root + "/" + scanned.path, displayName: scanned.path) } catch { throw RepoError.delta(error) }
+            let chosen = file.tensors.filter { t in globs.contains { PathSpec.glob($0, t.name) } }
+            guard !chosen.isEmpty else { continue }
+            matchedAny = true
+            var replace: [Int: TreeTensor] = [:]
+            for t in chosen {
+                guard let s = sourceTensors[t.name] else {
+                    throw RepoError.invalidArgument("tensor '\(t.name)' (\(scanned.path)) does not exist in the source revision")
+                }
+                guard s.dtype == t.dtype, s.shape == t.shape else {
+                    throw RepoError.invalidArgument("tensor '\(t.name)' is \(s.dtype.rawValue) \(s.shape) in the source revision but \(t.dtype.rawValue) \(t.shape) in \(scanned.path); restore the whole file instead")
+                }
+                replace[file.fileRange(of: t).lowerBound] = s
+            }
+            try staging.write(to: root + "/" + scanned.path, permissions: scanned.stat.mode & 0o777) { writer in
+                var offset = 0
+                for t in file.tensors.sorted(by: { $0.dataOffsets.lowerBound < $1.dataOffsets.lowerBound }) {
+                    let range = file.fileRange(of: t)
+                    guard let s = replace[range.lowerBound] else { continue }
+                    if offset < range.lowerBound { try writer.write(file.map.bytes(in: offset..<range.lowerBound)) }
+                    var written = 0
+                    try objects.decode(s.objectID) { bytes in
+                        written += bytes.count
+                        try writer.write(bytes)
+                    }
+                    guard written == range.count else {
+                        throw RepoError.corruptObject(object: s.objectID.short, problem: "tensor '\(t.name)' decoded to \(written) bytes, expected \(range.count)")
+                    }
+                    offset = range.upperBound
+                }
+                if offset < file.map.count { try writer.write(file.map.bytes(in: offset..<file.map.count)) }
+            }
+            result.files.append(scanned.path)
+            result.tensors += chosen.map(\.name)
+        }
+        if !matchedAny {
+            throw RepoError.invalidArgument("--tensor \(globs.joined(separator: ", ")): no tensor of the working tree's safetensors files matches")
+        }
+    }
+
+    static func normalizedPathSpec(_ path: String) -> String {
+        var p = path
+        while p.hasPrefix("./") { p.removeFirst(2) }
+        while p.hasSuffix("/") && p.count > 1 { p.removeLast() }
+        return p == "." ? "" : p
+    }
+}
+
+/// Path and tensor-name patterns: a path matches a spec equal to it, a folder above it, or a glob.
+public enum PathSpec {
+    public static func matches(_ spec: String, file path: String) -> Bool {
+        if spec.isEmpty || spec == path || path.hasPrefix(spec + "/") { return true }
+        return glob(spec, path)
+    }
+
+    /// fnmatch(3) without special treatment of `/` (so `*.weight` matches dotted names and `*` crosses folders).
+    public static func glob(_ pattern: String, _ text: String) -> Bool {
+        fnmatch(pattern, text, 0) == 0
+    }
+
+    public static func isGlob(_ s: String) -> Bool { s.contains { "*?[".contains($0) } }
+}

@@ -1,0 +1,113 @@
+import Delta
+import Foundation
+
+extension Repository {
+    /// `stash`: records the working tree as a commit whose parent is HEAD (no ref moves, no hook
+    /// runs), lists it first in `stash list`, then puts the working tree back to HEAD. The stash
+    /// commit and its objects are recorded before any file changes; the working tree is then
+    /// updated as a checkout is (staged, then renamed).
+    public func stash(message: String?, wait: Bool = false) throws -> StashEntry {
+        try withWriteLock(wait: wait) {
+            let head = try history.head()
+            guard let headID = head.commit else { throw RepoError.invalidArgument("nothing to stash on: HEAD has no commits yet") }
+            let subject = try commit(headID).subject
+            let text = message ?? "WIP on \(head.displayName): \(headID.short) \(subject)"
+            var options = CommitOptions(message: text)
+            options.stash = true
+            let result = try commitLocked(options)
+            let baseline = try worktreeBaseline(head: head).tree
+            do {
+                let stashTree = try history.tree(result.commit.treeID)
+                let checkout = try stageCheckout(baseline, over: stashTree, force: true)
+                try history.write { db in try history.setOrigHead(db, headID) }
+                let entries = try finishCheckout(checkout)
+                history.saveStatCacheOpportunistically(entries, removing: [])
+            } catch {
+                throw RepoError.failed("the stash was saved as \(result.commit.id.short), but putting the working tree back to HEAD failed: \(RepoError.wrap(error).description); run 'mrepo reset --hard'")
+            }
+            return try history.stashes()[0]
+        }
+    }
+
+    /// `stash pop [N]` (or `stash apply` with `drop: false`): writes the stash's changes into the
+    /// working tree and drops the entry. When HEAD moved since the stash, its changes are applied
+    /// onto HEAD file by file and tensor by tensor where HEAD did not touch the same things;
+    /// otherwise nothing is written and the entry is kept.
+    public func stashPop(index: Int = 0, drop: Bool = true, wait: Bool = false) throws -> StashEntry {
+        try withWriteLock(wait: wait) {
+            try refuseDuringMerge("stash pop")
+            let all = try history.stashes()
+            guard index >= 0, index < all.count else {
+                throw RepoError.invalidArgument(all.isEmpty ? "no stash entries" : "no stash entry stash@{\(index)} (there are \(all.count))")
+            }
+            let entry = all[index]
+            let head = try history.head()
+            let baseline = try worktreeBaseline(head: head).tree
+            let dirty = try status(against: baseline).changes.map(\.path)
+            if !dirty.isEmpty { throw RepoError.dirtyWorktree(operation: "stash pop", paths: dirty) }
+            let stashCommit = try commit(entry.commit)
+            guard let parent = stashCommit.parents.first else { throw RepoError.failed("stash \(entry.commit.short) has no parent") }
+            guard let target = Repository.patch(baseline, from: try tree(of: parent), to: try tree(of: entry.commit)) else {
+                throw RepoError.invalidArgument("stash@{\(index)}: HEAD changed files or tensors the stash changes too; switch to \(parent.short) (its base) and pop it there, or cherry-pick \(entry.commit.short)")
+            }
+            let checkout = try stageCheckout(target, over: baseline, force: false)
+            do {
+                try history.write { db in
+                    if drop { try HistoryDatabase.dropStash(db, index: index) }
+                    try HistoryDatabase.logRef(db, "stash", old: entry.commit, new: nil, message: drop ? "stash pop" : "stash apply")
+                }
+            } catch {
+                checkout.rollback()
+                throw error
+            }
+            // The working tree now differs from HEAD: no stat-cache rows claim otherwise.
+            _ = try finishCheckout(checkout)
+            return entry
+        }
+    }
+
+    /// `stash drop [N]`.
+    public func stashDrop(index: Int = 0, wait: Bool = false) throws -> StashEntry {
+        try withWriteLock(wait: wait) {
+            let all = try history.stashes()
+            guard index >= 0, index < all.count else { throw RepoError.invalidArgument("no stash entry stash@{\(index)}") }
+            try history.write { db in
+                try HistoryDatabase.dropStash(db, index: index)
+                try HistoryDatabase.logRef(db, "stash", old: all[index].commit, new: nil, message: "stash drop")
+            }
+            return all[index]
+        }
+    }
+
+    // MARK: - Notes and metrics added later
+
+    /// `notes add REV -m TEXT`: a note beside the commit (its id does not change).
+    @discardableResult
+    public func addNote(_ text: String, to revision: String, wait: Bool = false) throws -> ObjectID {
+        try withWriteLock(wait: wait) {
+            let id = try resolve(revision)
+            try history.addNote(text, to: id, author: Repository.defaultAuthor())
+            return id
+        }
+    }
+
+    /// `metric add REV NAME=VALUE...`: metrics beside the commit, overriding recorded ones of the
+    /// same name wherever metrics are read (log, show, mwa, the merge hooks).
+    @discardableResult
+    public func addMetrics(_ metrics: [Commit.Metric], to revision: String, wait: Bool = false) throws -> ObjectID {
+        try withWriteLock(wait: wait) {
+            let id = try resolve(revision)
+            try history.addMetrics(metrics, to: id)
+            return id
+        }
+    }
+
+    /// A commit's metrics: those recorded with it, overridden and extended by those added later.
+    public func metrics(of commit: Commit) throws -> [Commit.Metric] {
+        let added = try history.addedMetrics(of: commit.id).map(\.metric)
+        guard !added.isEmpty else { return commit.metrics }
+        let names = Set(added.map(\.name))
+        return commit.metrics.map { m in added.first { $0.name == m.name } ?? m }
+            + added.filter { a in !commit.metrics.contains { $0.name == a.name } && names.contains(a.name) }
+    }
+}

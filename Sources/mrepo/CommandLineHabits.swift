@@ -1,0 +1,99 @@
+import ArgumentParser
+import Foundation
+
+/// What git users type that swift-argument-parser does not take as it is: a mistyped command
+/// name gets a suggestion, `help NAME` must name a command, `log -5` and `log -n5` mean
+/// `--max-count 5`, and `switch -` / `checkout -` mean the previous branch.
+enum CommandLineHabits {
+    /// Every command name.
+    static var commandNames: [String] {
+        let c = MrepoCommand.configuration
+        return (c.groupedSubcommands.flatMap(\.subcommands) + c.subcommands).compactMap { $0.configuration.commandName }
+    }
+
+    /// The arguments with git's short forms spelled out; exits with status 64 on an unknown command.
+    static func rewrite(_ arguments: [String]) -> [String] {
+        // --no-color and --no-pager, as git takes them, before or after the command name.
+        let terminator = arguments.firstIndex(of: "--") ?? arguments.endIndex
+        var arguments = arguments
+        for (i, a) in arguments.enumerated().reversed() where i < terminator && (a == "--no-color" || a == "--no-pager") {
+            if a == "--no-color" { Terminal.noColor = true } else { Terminal.noPager = true }
+            arguments.remove(at: i)
+        }
+        guard let first = arguments.first else { return arguments }
+        let names = commandNames
+        if first == "help" {
+            if arguments.count == 2, arguments[1] == "--man" {
+                print(ManPage.render())
+                exit(0)
+            }
+            if arguments.count > 1, !arguments[1].hasPrefix("-"), !names.contains(arguments[1]) { unknown(arguments[1], names: names) }
+            return arguments
+        }
+        if first.hasPrefix("-") { return arguments }
+        guard names.contains(first) else { unknown(first, names: names) }
+        Terminal.startPager(for: first)
+        let end = arguments.firstIndex(of: "--") ?? arguments.endIndex
+        var out = [first]
+        for (i, a) in arguments.enumerated().dropFirst() {
+            guard i < end else {
+                // `log -- PATH`, `diff -- PATH`: what follows -- is a path (or tensor) spec.
+                if i == end, pathspecCommands.contains(first) { continue }
+                out.append(pathspecCommands.contains(first) ? "--pathspec=\(a)" : a)
+                continue
+            }
+            if first == "gc", a.hasPrefix("--prune-reflog=") {
+                // git's `reflog expire --expire=AGE`, as one option.
+                out.append("--prune-reflog-older-than=" + a.dropFirst("--prune-reflog=".count))
+            } else if first == "log" || first == "reflog", let n = maxCount(a) {
+                out.append("--max-count=\(n)")
+            } else if a == "-", ["switch", "checkout", "merge"].contains(first) {
+                out.append("@{-1}")
+            } else {
+                out.append(a)
+            }
+        }
+        return out
+    }
+
+    /// Commands whose arguments after `--` are paths (given to them as `--pathspec`).
+    static let pathspecCommands: Set<String> = ["log", "diff"]
+
+    /// N of `-N` or `-nN`.
+    static func maxCount(_ a: String) -> Int? {
+        if a.count > 1, a.hasPrefix("-"), let n = Int(a.dropFirst()), n >= 0 { return n }
+        if a.count > 2, a.hasPrefix("-n"), let n = Int(a.dropFirst(2)), n >= 0 { return n }
+        return nil
+    }
+
+    static func unknown(_ name: String, names: [String]) -> Never {
+        let hint = suggestion(for: name, among: names).map { "; did you mean '\($0)'?" } ?? " (see 'mrepo --help')"
+        ErrorReporter.fail("unknown command '\(name)'\(hint)", status: 64)
+    }
+
+    /// The closest name within a small edit distance, as git's `help.autocorrect` suggests.
+    static func suggestion(for name: String, among names: [String]) -> String? {
+        let scored = names.map { ($0, distance(name.lowercased(), $0)) }.sorted { ($0.1, $0.0) < ($1.1, $1.0) }
+        guard let best = scored.first else { return nil }
+        if best.1 <= max(2, name.count / 3) { return best.0 }
+        return names.first { $0.hasPrefix(name) && name.count >= 2 }
+    }
+
+    /// Damerau–Levenshtein distance (adjacent transpositions cost 1).
+    static func distance(_ a: String, _ b: String) -> Int {
+        let x = Array(a), y = Array(b)
+        if x.isEmpty { return y.count }
+        if y.isEmpty { return x.count }
+        var d = [[Int]](repeating: [Int](repeating: 0, count: y.count + 1), count: x.count + 1)
+        for i in 0...x.count { d[i][0] = i }
+        for j in 0...y.count { d[0][j] = j }
+        for i in 1...x.count {
+            for j in 1...y.count {
+                let cost = x[i - 1] == y[j - 1] ? 0 : 1
+                d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+                if i > 1, j > 1, x[i - 1] == y[j - 2], x[i - 2] == y[j - 1] { d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1) }
+            }
+        }
+        return d[x.count][y.count]
+    }
+}

@@ -1,0 +1,71 @@
+import ArgumentParser
+import Delta
+import Foundation
+import Repo
+
+struct ConfigCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "config",
+        abstract: "Get and set settings: author, default merge method, threads, fsync.",
+        discussion: """
+            'mrepo config KEY' prints a setting, 'mrepo config KEY VALUE' sets it in the repository's \
+            .mrepo/config (--global: in ~/.config/mrepo/config), --unset removes it, --list lists every \
+            setting in effect. The repository's file wins over the user's; the environment variable of a \
+            key wins over both. Keys: \(MrepoConfig.keys.map { "\($0.key) (\($0.environment)): \($0.help)" }.joined(separator: "; ")).
+            """)
+
+    @Argument(help: ArgumentHelp("The setting, e.g. user.author.", valueName: "key"))
+    var key: String?
+
+    @Argument(help: ArgumentHelp("Its new value.", valueName: "value"))
+    var value: String?
+
+    @Flag(help: "Read or write the user's file (~/.config/mrepo/config) instead of the repository's.")
+    var global = false
+
+    @Flag(help: "Remove the setting.")
+    var unset = false
+
+    @Flag(name: [.customShort("l"), .long], help: "List every setting in effect.")
+    var list = false
+
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+
+    func validate() throws {
+        if list && (key != nil || unset) { throw ValidationError("--list takes no key") }
+        if !list && key == nil { throw ValidationError("name a key (or --list)") }
+        if unset && value != nil { throw ValidationError("--unset takes only a key") }
+        if let key, !MrepoConfig.keys.contains(where: { $0.key == key }) {
+            throw ValidationError("unknown key '\(key)' (keys: \(MrepoConfig.keys.map(\.key).joined(separator: ", ")))")
+        }
+        if key == "core.threads", let value, (Int(value) ?? 0) < 1 { throw ValidationError("core.threads must be a positive number") }
+    }
+
+    func run() throws {
+        if list {
+            let config = global ? try MrepoConfig.load(MrepoConfig.userFile) : try MrepoConfig.effective()
+            if json { try printJSON(.object(config.values.map { JSONMember($0.key, .string($0.value)) })) }
+            else { for (k, v) in config.values { print("\(k)=\(v)") } }
+            return
+        }
+        let key = key!
+        guard value != nil || unset else {
+            let config = global ? try MrepoConfig.load(MrepoConfig.userFile) : try MrepoConfig.effective()
+            guard let v = config[key] else { throw ExitCode(1) }
+            if json { try printJSON(.obj(["key": .string(key), "value": .string(v)])) } else { print(v) }
+            return
+        }
+        let file: String
+        if global {
+            file = MrepoConfig.userFile
+        } else {
+            guard let f = MrepoConfig.repositoryFile() else { throw RepoError.notARepository(path: FileManager.default.currentDirectoryPath) }
+            file = f
+        }
+        var config = try MrepoConfig.load(file)
+        config.set(key, unset ? nil : value)
+        try config.save(to: file)
+        if json { try printJSON(.obj(["key": .string(key), "value": .opt(unset ? nil : value), "file": .string(file)])) }
+    }
+}

@@ -1,0 +1,59 @@
+import ArgumentParser
+import Delta
+import Foundation
+import Repo
+
+/// What `metric` does.
+enum MetricAction: String, ExpressibleByArgument, CaseIterable {
+    case add, show
+}
+
+struct MetricCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "metric",
+        abstract: "Add evaluation metrics to commits after the fact (their ids stay).",
+        discussion: """
+            'mrepo metric add REV NAME=VALUE...' records metrics beside a commit, e.g. an evaluation run \
+            after the commit was made. They override a metric of the same name recorded with the commit \
+            wherever metrics are read: log, show, 'merge --method mwa' and the merge hooks \
+            (MREPO_PARENT_METRICS, MREPO_EXPERT_METRICS). 'metric show REV' prints them all.
+            """)
+
+    @OptionGroup var repository: RepositoryOptions
+    @OptionGroup var lock: LockOptions
+
+    @Argument(help: ArgumentHelp("add or show.", valueName: "action"))
+    var action: MetricAction
+
+    @Argument(help: ArgumentHelp("The commit. The default is HEAD.", valueName: "rev"))
+    var revision = "HEAD"
+
+    @Argument(help: ArgumentHelp("Metrics as NAME=VALUE (add).", valueName: "name=value"))
+    var metrics: [String] = []
+
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+
+    func validate() throws {
+        if action == .add && metrics.isEmpty { throw ValidationError("metric add needs NAME=VALUE, e.g. 'mrepo metric add HEAD eval_loss=1.83'") }
+        if action == .show && !metrics.isEmpty { throw ValidationError("metric show takes only a revision") }
+        for m in metrics where Metric.parse(m) == nil { throw ValidationError("'\(m)': expected name=value with a number, e.g. eval_loss=1.83") }
+        let names = metrics.compactMap { Metric.parse($0)?.name }
+        if Set(names).count != names.count { throw ValidationError("each metric name may be given once") }
+    }
+
+    func run() throws {
+        let repo = try repository.open()
+        let id = action == .add ? try repo.addMetrics(metrics.compactMap(Metric.parse), to: revision, wait: lock.wait) : try repo.resolve(revision)
+        let all = try repo.metrics(of: try repo.commit(id))
+        if json {
+            try printJSON(.obj(["commit": .string(id.hex), "metrics": .object(all.map { JSONMember($0.name, .double($0.value)) })]))
+            return
+        }
+        if action == .add {
+            if !repository.quiet { print("Recorded \(metrics.count) metric\(metrics.count == 1 ? "" : "s") for \(id.short).") }
+        } else {
+            for m in all { print("\(m.name)=\(Format.number(m.value, digits: 4))") }
+        }
+    }
+}

@@ -1,0 +1,58 @@
+import ArgumentParser
+import Delta
+import Foundation
+import Repo
+
+/// What `notes` does.
+enum NotesAction: String, ExpressibleByArgument, CaseIterable {
+    case add, show, list
+}
+
+struct NotesCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "notes",
+        abstract: "Add notes to commits without changing them (their ids stay).",
+        discussion: "'mrepo notes add REV -m TEXT' adds a note; 'notes show REV' prints a commit's notes. log and show print them too.")
+
+    @OptionGroup var repository: RepositoryOptions
+    @OptionGroup var lock: LockOptions
+
+    @Argument(help: ArgumentHelp("add or show.", valueName: "action"))
+    var action: NotesAction
+
+    @Argument(help: ArgumentHelp("The commit. The default is HEAD.", valueName: "rev"))
+    var revision = "HEAD"
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("The note's text (add).", valueName: "message"))
+    var message: String?
+
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+
+    func validate() throws {
+        if action == .add && (message ?? "").isEmpty { throw ValidationError("notes add needs -m TEXT") }
+        if action != .add && message != nil { throw ValidationError("-m goes with notes add") }
+    }
+
+    func run() throws {
+        let repo = try repository.open()
+        let id: ObjectID
+        if action == .add {
+            id = try repo.addNote(message!, to: revision, wait: lock.wait)
+        } else {
+            id = try repo.resolve(revision)
+        }
+        let notes = try repo.history.notes(of: id)
+        if json {
+            try printJSON(.obj(["commit": .string(id.hex), "notes": .array(notes.map {
+                .obj(["text": .string($0.text), "author": .string($0.author), "date": .string(Format.iso($0.timestamp))])
+            })]))
+            return
+        }
+        if action == .add {
+            if !repository.quiet { print("Added a note to \(id.short) (\(notes.count) note\(notes.count == 1 ? "" : "s") in all).") }
+        } else {
+            for n in notes { print(n.text) }
+        }
+    }
+}

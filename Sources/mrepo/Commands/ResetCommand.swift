@@ -1,0 +1,46 @@
+import ArgumentParser
+import Delta
+import Foundation
+import Repo
+
+extension ResetMode: EnumerableFlag {}
+
+struct ResetCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reset",
+        abstract: "Move the current branch (or a detached HEAD) to another commit.",
+        discussion: """
+            --soft moves only the branch: the working tree keeps its files, which then show as changes. \
+            mrepo has no index, so --mixed (git's default) is the same as --soft. --hard also makes the \
+            working tree hold the commit, discarding uncommitted changes to tracked files (untracked \
+            files stay). ORIG_HEAD remembers where the branch was: 'mrepo reset --hard ORIG_HEAD' undoes \
+            a reset, a commit --amend, a revert, a cherry-pick or a stash.
+            """)
+
+    @OptionGroup var repository: RepositoryOptions
+    @OptionGroup var lock: LockOptions
+
+    @Argument(help: ArgumentHelp("The commit to move to. The default is HEAD.", valueName: "rev"), completion: CompletionNames.revisions)
+    var revision = "HEAD"
+
+    @Flag(help: "What to reset besides the branch.")
+    var mode: ResetMode = .mixed
+
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+
+    func run() throws {
+        let repo = try repository.open()
+        let result = try repo.reset(to: revision, mode: mode, wait: lock.wait)
+        if json {
+            try printJSON(.obj(["old": .opt(result.old?.hex), "new": .string(result.new.hex), "branch": .opt(result.head.branchName),
+                            "mode": .string(mode.rawValue), "written_files": result.checkout.map { .int($0.writtenFiles) } ?? .null,
+                            "removed_files": result.checkout.map { .int($0.removedFiles) } ?? .null]))
+            return
+        }
+        guard !repository.quiet else { return }
+        let subject = try repo.commit(result.new).subject
+        print("HEAD is now at \(result.new.short) \(subject)")
+        if let c = result.checkout { print(c.filesSummary) }
+    }
+}

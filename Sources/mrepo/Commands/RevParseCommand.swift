@@ -1,0 +1,56 @@
+import ArgumentParser
+import Delta
+import Foundation
+import Repo
+
+struct RevParseCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rev-parse",
+        abstract: "Print the full commit id each revision names.",
+        discussion: """
+            Takes every form a revision can have: a branch, a tag, HEAD, an id or a unique prefix, \
+            REV~N and REV^N, REV^{}, HEAD@{N} and BRANCH@{N} (where it pointed N moves ago), ORIG_HEAD, \
+            - or @{-N} (the previous branch). --abbrev-ref prints the branch name instead.
+            """)
+
+    @OptionGroup var repository: RepositoryOptions
+
+    @Argument(help: ArgumentHelp("Revisions to resolve.", valueName: "rev"), completion: CompletionNames.revisions)
+    var revisions: [String]
+
+    @Flag(help: "Print 12-digit ids.")
+    var short = false
+
+    @Flag(help: "Print the branch a revision names (HEAD: the current branch; HEAD when detached).")
+    var abbrevRef = false
+
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+
+    func run() throws {
+        let repo = try repository.open()
+        var out: [(String, String)] = []
+        for rev in revisions {
+            if abbrevRef {
+                if rev == "HEAD" || rev == "@" {
+                    out.append((rev, try repo.history.head().branchName ?? "HEAD"))
+                } else if rev == "-" || rev.hasPrefix("@{-") {
+                    out.append((rev, try repo.previousBranch(rev == "-" ? 1 : Int(rev.dropFirst(3).dropLast()) ?? 1)))
+                } else if try repo.history.ref(named: rev) != nil {
+                    out.append((rev, rev))
+                } else {
+                    _ = try repo.resolve(rev)
+                    out.append((rev, rev))
+                }
+                continue
+            }
+            let id = try repo.resolve(rev)
+            out.append((rev, short ? id.short : id.hex))
+        }
+        if json {
+            try printJSON(.array(out.map { .obj(["revision": .string($0.0), abbrevRef ? "name" : "id": .string($0.1)]) }))
+        } else {
+            for (_, v) in out { print(v) }
+        }
+    }
+}

@@ -1,0 +1,34 @@
+import ArgumentParser
+import Foundation
+import Repo
+
+struct RevertCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "revert",
+        abstract: "Record a commit that undoes a commit's change.",
+        discussion: """
+            Byte-exact where no later commit touched what REV changed: those files and tensors get REV's \
+            parent's bytes back. Where a later commit changed the same tensors, the inverse task vector \
+            (REV^ − REV) is added to HEAD through the merge machinery (task arithmetic, tensors changed \
+            on one side taken as they are), with its conflict report; a conflict stops it like a merge \
+            ('mrepo resolve', then 'mrepo merge --continue'). 'mrepo reset --hard ORIG_HEAD' undoes it.
+            """)
+
+    @OptionGroup var repository: RepositoryOptions
+    @OptionGroup var lock: LockOptions
+
+    @Argument(help: ArgumentHelp("The commit to undo.", valueName: "rev"), completion: CompletionNames.revisions)
+    var revision: String
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("The message (default: Revert \"SUBJECT\").", valueName: "message"))
+    var message: String?
+
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+
+    func run() throws {
+        let repo = try repository.open()
+        try ApplyPrinter.present(try repo.revert(revision, message: message, wait: lock.wait), verb: "revert", json: json,
+                                 quiet: repository.quiet, repo: repo)
+    }
+}

@@ -1,0 +1,83 @@
+import ArgumentParser
+import Delta
+import Foundation
+import Repo
+
+/// What `stash` does.
+enum StashAction: String, ExpressibleByArgument, CaseIterable {
+    case push, save, pop, apply, list, drop
+}
+
+struct StashCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stash",
+        abstract: "Put uncommitted changes aside and bring them back later.",
+        discussion: """
+            'mrepo stash' (or 'stash push [-m MESSAGE]') records the working tree as a stash entry (a \
+            commit on no branch, whose parent is HEAD) and puts the working tree back to HEAD. 'stash \
+            list' lists the entries, newest first as stash@{0}. 'stash pop [N]' writes entry N's \
+            changes back and drops it ('stash apply [N]' keeps it); when HEAD moved since, the changes \
+            are applied file by file and tensor by tensor, and refused where HEAD changed the same \
+            things. 'stash drop [N]' drops an entry. Stashes are never collected by gc.
+            """)
+
+    @OptionGroup var repository: RepositoryOptions
+    @OptionGroup var lock: LockOptions
+
+    @Argument(help: ArgumentHelp("push (the default), list, pop, apply or drop.", valueName: "action"))
+    var action: StashAction = .push
+
+    @Argument(help: ArgumentHelp("The entry: N or stash@{N}. The default is 0, the newest.", valueName: "stash"))
+    var entry: String?
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("The entry's message (push).", valueName: "message"))
+    var message: String?
+
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+
+    func validate() throws {
+        if entry != nil, [.push, .save, .list].contains(action) { throw ValidationError("stash \(action.rawValue) takes no entry") }
+        if message != nil, ![.push, .save].contains(action) { throw ValidationError("-m goes with stash push") }
+        if let entry, StashCommand.index(entry) == nil { throw ValidationError("'\(entry)': expected N or stash@{N}") }
+    }
+
+    static func index(_ text: String) -> Int? {
+        if let n = Int(text), n >= 0 { return n }
+        if text.hasPrefix("stash@{"), text.hasSuffix("}"), let n = Int(text.dropFirst(7).dropLast()), n >= 0 { return n }
+        return nil
+    }
+
+    func run() throws {
+        let repo = try repository.open()
+        let index = entry.flatMap(StashCommand.index) ?? 0
+        switch action {
+        case .push, .save:
+            let e = try repo.stash(message: message, wait: lock.wait)
+            try output(e, "Saved working directory as stash@{0}: \(e.message)")
+        case .pop, .apply:
+            let e = try repo.stashPop(index: index, drop: action == .pop, wait: lock.wait)
+            try output(e, action == .pop ? "Dropped stash@{\(index)} (\(e.commit.short)) after writing its changes to the working tree"
+                : "Applied stash@{\(index)} (\(e.commit.short)) to the working tree")
+        case .drop:
+            let e = try repo.stashDrop(index: index, wait: lock.wait)
+            try output(e, "Dropped stash@{\(index)} (\(e.commit.short))")
+        case .list:
+            let all = try repo.history.stashes()
+            if json {
+                try printJSON(.array(all.map(StashCommand.json)))
+                return
+            }
+            for e in all { print("stash@{\(e.index)}: \(e.branch.map { "On \($0): " } ?? "")\(e.message.split(separator: "\n").first ?? "")") }
+        }
+    }
+
+    func output(_ e: StashEntry, _ text: String) throws {
+        if json { try printJSON(StashCommand.json(e)) } else if !repository.quiet { print(text) }
+    }
+
+    static func json(_ e: StashEntry) -> JSONValue {
+        .obj(["index": .int(e.index), "commit": .string(e.commit.hex), "message": .string(e.message), "branch": .opt(e.branch),
+              "date": .string(Format.iso(e.timestamp))])
+    }
+}

@@ -1,0 +1,29 @@
+import ArgumentParser
+import Delta
+import Foundation
+import Merge
+import Repo
+
+/// The output of `revert` and `cherry-pick`.
+enum ApplyPrinter {
+    static func present(_ r: ApplyResult, verb: String, json: Bool, quiet: Bool, repo: Repository) throws {
+        let conflicted: Bool
+        if let m = r.merge, case .conflicted = m.status { conflicted = true } else { conflicted = false }
+        if json {
+            try printJSON(.obj(["commit": .opt(r.commit?.id.hex), "exact": .bool(r.exact), "conflicted": .bool(conflicted),
+                            "report": r.merge.map { $0.report.json } ?? .null]))
+        } else if !quiet {
+            if let c = r.commit {
+                print("[\(try repo.history.head().branchName ?? "detached HEAD") \(c.id.short)] \(c.subject)")
+                print(r.exact ? " exact: every changed file and tensor was put in place byte for byte"
+                    : " applied as task arithmetic through the merge machinery ('mrepo show --conflicts \(c.id.short)' lists every tensor)")
+            } else if conflicted, let m = r.merge {
+                let n = m.report.unresolved.count
+                print("\(verb) stopped: \(n) tensor\(n == 1 ? "" : "s") could not be combined by task arithmetic:")
+                for t in m.report.unresolved.prefix(20) { print("  \(t.name): \(t.conflict ?? "")") }
+                print("Settle them with 'mrepo resolve GLOB --ours|--theirs|--base|--method M', then 'mrepo merge --continue' (or 'mrepo merge --abort').")
+            }
+        }
+        if conflicted { throw ExitCode(1) }
+    }
+}

@@ -1,0 +1,421 @@
+import Delta
+import Foundation
+import Testing
+
+/// The forms git users type, end to end: typos, --json contracts, revisions, log and diff
+/// options, refs, history editing, notes and metrics.
+@Suite struct GitHabitsCLITests {
+    /// A repository with base on main, math and code on their branches (math with eval_loss).
+    func family() throws -> CLISandbox {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.ok(["init", "-q", "repo"])
+        try s.ok(["commit", "-q", "--from", "../family/base", "-m", "base"], in: "repo")
+        try s.ok(["switch", "-q", "-c", "math"], in: "repo")
+        try s.ok(["commit", "-q", "--from", "../family/math", "-m", "math fine-tune", "--metric", "eval_loss=1.9"], in: "repo")
+        try s.ok(["switch", "-q", "-c", "code", "main"], in: "repo")
+        try s.ok(["commit", "-q", "--from", "../family/code", "-m", "code fine-tune"], in: "repo")
+        try s.ok(["switch", "-q", "main"], in: "repo")
+        return s
+    }
+
+    func lines(_ r: CLIResult) -> [String] { r.stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init).filter { !$0.isEmpty } }
+
+    func revParse(_ s: CLISandbox, _ rev: String) throws -> String {
+        try s.ok(["rev-parse", rev], in: "repo").stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    // MARK: - Output contracts and typos
+
+    @Test func typosGetASuggestionAndHelpOfAnUnknownCommandFails() throws {
+        let s = try family()
+        let typo = try s.run(["comit", "-m", "x"], in: "repo")
+        expectOneLineError(typo, status: 64, contains: "unknown command 'comit'; did you mean 'commit'?")
+        expectOneLineError(try s.run(["lgo", "--oneline"], in: "repo"), status: 64, contains: "did you mean 'log'?")
+        expectOneLineError(try s.run(["help", "NONEXISTENT"]), status: 64, contains: "unknown command 'NONEXISTENT'")
+        #expect(try s.run(["help", "log"]).status == 0)
+        expectOneLineError(try s.run(["-C", "repo", "stats"]), status: 64, contains: "did you mean 'status'?")
+    }
+
+    @Test func everyCommandTakesJSONOrRejectsIt() throws {
+        let s = try family()
+        try s.ok(["tag", "-q", "v1"], in: "repo")
+        // Each: a command line that succeeds; with --json its standard output must be one JSON document.
+        let accepted: [[String]] = [
+            ["status"], ["log"], ["show"], ["show", "HEAD:config.json"], ["diff", "main", "math"], ["reflog"], ["rev-parse", "HEAD"],
+            ["branch"], ["branch", "tmp"], ["branch", "-m", "tmp", "tmp2"], ["branch", "-d", "tmp2"], ["branch", "--show-current"],
+            ["tag"], ["tag", "t2"], ["tag", "-d", "t2"], ["switch", "math"], ["checkout", "main"], ["checkout", "-b", "nb"],
+            ["switch", "main"], ["notes", "add", "HEAD", "-m", "n"], ["notes", "show"], ["metric", "add", "HEAD", "acc=1"],
+            ["metric", "show"], ["merge", "--list-methods"], ["du"], ["fsck"], ["gc"], ["check", "../family/base"],
+            ["export", "HEAD", "../out"], ["init", "../other"], ["stash", "list"], ["reset", "HEAD"],
+            ["restore", "config.json"], ["worktree", "list"],
+        ]
+        for args in accepted {
+            let r = try s.run(args + ["--json"], in: "repo")
+            #expect(r.status == 0, "\(args): \(r.stderr)")
+            #expect((try? s.json(r)) != nil, "mrepo \(args.joined(separator: " ")) --json printed no JSON: \(r.stdout)")
+        }
+        // Commands without --json reject it as a usage error, as JSON.
+        for args in [["synth", "x", "--size", "tiny"], ["merge", "--help-method", "ties"]] {
+            let r = try s.run(args + ["--json"], in: "repo")
+            #expect(r.status == 64, "\(args): \(r.stderr)")
+            let err = try JSONSerialization.jsonObject(with: Data(r.stderr.utf8)) as? [String: Any]
+            #expect(err?["code"] as? Int == 64 && (err?["error"] as? String)?.isEmpty == false, "\(r.stderr)")
+        }
+        // A runtime error with --json is a JSON object on standard error.
+        let bad = try s.run(["show", "nowhere", "--json"], in: "repo")
+        #expect(bad.status == 2 && bad.stdout.isEmpty)
+        let err = try JSONSerialization.jsonObject(with: Data(bad.stderr.utf8)) as? [String: Any]
+        #expect(err?["code"] as? Int == 2 && (err?["error"] as? String)?.contains("nowhere") == true)
+    }
+
+    // MARK: - Revisions
+
+    @Test func revisionsOfTheReflogOrigHeadPeelAndPath() throws {
+        let s = try family()
+        let main = try revParse(s, "main"), math = try revParse(s, "math"), code = try revParse(s, "code")
+        #expect(main.count == 64)
+        // HEAD moved main → code → main (the family's last switches).
+        #expect(try revParse(s, "HEAD@{0}") == main)
+        #expect(try revParse(s, "HEAD@{1}") == code)
+        #expect(try revParse(s, "math@{1}") == main)
+        #expect(try revParse(s, "v^{}".replacingOccurrences(of: "v", with: "math")) == math)
+        #expect(try revParse(s, "-") == code)
+        #expect(try s.ok(["rev-parse", "--abbrev-ref", "-"], in: "repo").stdout == "code\n")
+        try s.ok(["switch", "-q", "-"], in: "repo")
+        #expect(try s.ok(["branch", "--show-current"], in: "repo").stdout == "code\n")
+        try s.ok(["checkout", "-q", "-"], in: "repo")
+        #expect(try s.ok(["branch", "--show-current"], in: "repo").stdout == "main\n")
+        expectOneLineError(try s.run(["rev-parse", "ORIG_HEAD"], in: "repo"), contains: "ORIG_HEAD is not set")
+        try s.ok(["reset", "-q", "--hard", "math"], in: "repo")
+        #expect(try revParse(s, "ORIG_HEAD") == main)
+        try s.ok(["reset", "-q", "--hard", "ORIG_HEAD"], in: "repo")
+        #expect(try revParse(s, "HEAD") == main)
+
+        // REV:path in show, diff and export.
+        let config = try s.ok(["show", "math:config.json"], in: "repo").stdout
+        #expect(config == String(decoding: s.read("family/math/config.json") ?? Data(), as: UTF8.self))
+        let tensors = try s.ok(["show", "math:model.safetensors"], in: "repo").stdout
+        #expect(tensors.contains("embeddings.word_embeddings.weight"))
+        expectOneLineError(try s.run(["show", "math:nothing.bin"], in: "repo"), contains: "path 'nothing.bin' does not exist in math")
+        try s.ok(["export", "-q", "math:config.json", "../one"], in: "repo")
+        #expect(s.files(under: "one") == ["config.json"])
+        let d = try s.json(try s.ok(["diff", "main:config.json", "math:config.json", "--json"], in: "repo")) as? [String: Any]
+        #expect((d?["tensors"] as? [Any])?.isEmpty == true)
+    }
+
+    // MARK: - log
+
+    @Test func logFormsGitUsersType() throws {
+        let s = try family()
+        try s.ok(["merge", "-q", "math", "code", "-m", "soup"], in: "repo")
+        #expect(lines(try s.ok(["log", "-1", "--oneline"], in: "repo")).count == 1)
+        #expect(lines(try s.ok(["log", "-n2", "--oneline"], in: "repo")).count == 2)
+        #expect(lines(try s.ok(["log", "-n", "3", "--oneline"], in: "repo")).count == 3)
+        #expect(lines(try s.ok(["log", "--oneline", "--first-parent"], in: "repo")).count == 2)
+        let reversed = lines(try s.ok(["log", "--oneline", "--reverse"], in: "repo"))
+        #expect(reversed.first?.hasSuffix(" base") == true && reversed.last?.contains("soup") == true)
+        // An octopus merge (main was the merge base: three parents) drawn in the graph.
+        let graph = try s.ok(["log", "--graph", "--oneline", "--all"], in: "repo").stdout
+        #expect(graph.hasPrefix("* ") && graph.contains("|\\") && graph.contains("/"), "\(graph)")
+        #expect(lines(try s.ok(["log", "--graph", "--oneline"], in: "repo")).filter { $0.contains("*") }.count == 4)
+        let format = try s.ok(["log", "-1", "--format=%h|%an|%ae|%s|%P", "math"], in: "repo").stdout
+        #expect(format.hasPrefix(String(try revParse(s, "math").prefix(12)) + "|Test User|test@example.com|math fine-tune|"))
+        #expect(try s.ok(["log", "-1", "--pretty=format:%H", "math"], in: "repo").stdout == (try revParse(s, "math")) + "\n")
+        expectOneLineError(try s.run(["log", "--format=nonsense"], in: "repo"), status: 64, contains: "--format 'nonsense'")
+        #expect(lines(try s.ok(["log", "--oneline", "--grep", "FINE-TUNE"], in: "repo")).count == 2)
+        #expect(lines(try s.ok(["log", "--oneline", "--author", "nobody"], in: "repo")).isEmpty)
+        #expect(lines(try s.ok(["log", "--oneline", "--since", "1 hour ago"], in: "repo")).count == 4)
+        #expect(lines(try s.ok(["log", "--oneline", "--until", "2000-01-01"], in: "repo")).isEmpty)
+        #expect(lines(try s.ok(["log", "--oneline", "main..math"], in: "repo")).isEmpty)
+        #expect(lines(try s.ok(["log", "--oneline", "math..code"], in: "repo")).count == 1)
+        #expect(lines(try s.ok(["log", "--oneline", "math...code"], in: "repo")).count == 2)
+        // Provenance: the commits that changed a tensor, and a file.
+        let tensor = lines(try s.ok(["log", "--oneline", "math", "--", "encoder.layer.0.*"], in: "repo"))
+        #expect(tensor.count == 2 && tensor[0].contains("math fine-tune"))
+        let file = lines(try s.ok(["log", "--oneline", "--", "config.json"], in: "repo"))
+        #expect(file.count == 1 && file[0].hasSuffix(" base"))
+        let stat = try s.ok(["log", "-1", "--stat", "math"], in: "repo").stdout
+        #expect(stat.contains("model.safetensors |") && stat.contains("tensors") && stat.contains("stored"))
+        let patch = try s.ok(["log", "-1", "-p", "math"], in: "repo").stdout
+        #expect(patch.contains("‖Δ‖") && patch.contains("changed,"))
+        let metric = lines(try s.ok(["log", "--oneline", "--metric", "eval_loss", "math"], in: "repo"))
+        #expect(metric[0].contains("eval_loss=1.9000") && metric[1].contains("eval_loss=-"))
+    }
+
+    // MARK: - diff
+
+    @Test func diffExitCodesStatAndFilters() throws {
+        let s = try family()
+        let quiet = try s.run(["diff", "--quiet", "main", "math"], in: "repo")
+        #expect(quiet.status == 1 && quiet.stdout.isEmpty && quiet.stderr.isEmpty)
+        #expect(try s.run(["diff", "-q", "main", "main"], in: "repo").status == 0)
+        #expect(try s.run(["diff", "--exit-code", "main", "math"], in: "repo").status == 1)
+        #expect(try s.run(["diff", "--exit-code"], in: "repo").status == 0)
+        #expect(try s.run(["diff", "main", "math"], in: "repo").status == 0)
+        let stat = try s.ok(["diff", "--stat", "main..math"], in: "repo").stdout
+        #expect(stat.contains("model.safetensors |") && stat.contains("files changed") || stat.contains("file changed"))
+        let filtered = try s.json(try s.ok(["diff", "main", "math", "--json", "--tensor", "*.query.weight"], in: "repo")) as? [String: Any]
+        let names = (filtered?["tensors"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
+        #expect(!names.isEmpty && names.allSatisfy { $0.hasSuffix(".query.weight") })
+        let onlyConfig = try s.json(try s.ok(["diff", "main", "math", "--json", "--", "config.json"], in: "repo")) as? [String: Any]
+        #expect((onlyConfig?["tensors"] as? [Any])?.isEmpty == true)
+        #expect(try s.run(["diff", "--quiet", "main", "math", "--", "config.json"], in: "repo").status == 0)
+    }
+
+    // MARK: - Refs
+
+    @Test func branchAndTagFormsSwitchDashAndCheckoutB() throws {
+        let s = try family()
+        try s.ok(["branch", "-q", "-m", "math", "maths"], in: "repo")
+        let reflog = try s.ok(["reflog", "maths"], in: "repo").stdout
+        #expect(reflog.contains("branch: renamed math to maths") && reflog.contains("math fine-tune"))
+        expectOneLineError(try s.run(["branch", "-m", "maths", "code"], in: "repo"), contains: "already exists")
+        try s.ok(["branch", "-q", "-M", "maths", "code"], in: "repo")
+        #expect(try s.ok(["log", "-1", "--format=%s", "code"], in: "repo").stdout == "math fine-tune\n")
+        try s.ok(["branch", "-q", "-f", "code", "main"], in: "repo")
+        #expect(try revParse(s, "code") == revParse(s, "main"))
+        #expect(try s.ok(["branch", "-v"], in: "repo").stdout.contains("* main"))
+        try s.ok(["branch", "-q", "-m", "trunk"], in: "repo")
+        #expect(try s.ok(["branch", "--show-current"], in: "repo").stdout == "trunk\n")
+        try s.ok(["tag", "-q", "-a", "v1", "-m", "first release"], in: "repo")
+        try s.ok(["tag", "-q", "v2"], in: "repo")
+        try s.ok(["tag", "-q", "w1"], in: "repo")
+        expectOneLineError(try s.run(["tag", "-a", "v3"], in: "repo"), status: 64, contains: "-a needs a message")
+        #expect(try s.ok(["tag", "-l", "v*"], in: "repo").stdout.split(separator: "\n").map { String($0.prefix(2)) } == ["v1", "v2"])
+        #expect(try s.ok(["tag"], in: "repo").stdout.contains("first release"))
+        expectOneLineError(try s.run(["tag", "v2", "HEAD"], in: "repo"), contains: "already exists")
+        try s.ok(["checkout", "-q", "-b", "feature", "HEAD"], in: "repo")
+        try s.ok(["commit", "-q", "--allow-empty", "-m", "on feature"], in: "repo")
+        try s.ok(["tag", "-q", "-f", "v2"], in: "repo")
+        #expect(try revParse(s, "v2") == revParse(s, "feature"))
+        try s.ok(["switch", "-q", "-"], in: "repo")
+        #expect(try s.ok(["branch", "--show-current"], in: "repo").stdout == "trunk\n")
+    }
+
+    // MARK: - History editing
+
+    @Test func amendResetRestoreAndStash() throws {
+        let s = try family()
+        let base = try revParse(s, "HEAD")
+        try s.ok(["switch", "-q", "math"], in: "repo")
+        let math = try revParse(s, "HEAD")
+        try s.ok(["commit", "-q", "--amend", "-m", "math, amended", "--metric", "acc=0.5"], in: "repo")
+        let amended = try s.json(try s.ok(["show", "--json"], in: "repo")) as? [String: Any]
+        #expect(amended?["parents"] as? [String] == [base] && amended?["message"] as? String == "math, amended")
+        #expect((amended?["metrics"] as? [String: Double]) == ["eval_loss": 1.9, "acc": 0.5])
+        #expect(try revParse(s, "ORIG_HEAD") == math)
+        try s.ok(["reset", "-q", "--hard", "ORIG_HEAD"], in: "repo")
+        #expect(try revParse(s, "HEAD") == math)
+
+        try s.ok(["reset", "-q", "--soft", "HEAD~1"], in: "repo")
+        #expect(try revParse(s, "HEAD") == base)
+        #expect(try s.ok(["status"], in: "repo").stdout.contains("modified"))
+        try s.ok(["reset", "-q", "--hard", "ORIG_HEAD"], in: "repo")
+        #expect(try s.ok(["status"], in: "repo").stdout.contains("nothing to commit"))
+
+        // restore: a whole file, then single tensors, from another revision.
+        try Data("{}".utf8).write(to: URL(fileURLWithPath: s.path("repo/config.json")))
+        try s.ok(["restore", "-q", "config.json"], in: "repo")
+        #expect(s.read("repo/config.json") == s.read("family/math/config.json"))
+        let q = "encoder.layer.0.attention.self.query.weight", k = "encoder.layer.0.attention.self.key.weight"
+        try s.ok(["restore", "-q", "--source", "main", "--tensor", "encoder.layer.0.attention.self.query.*"], in: "repo")
+        #expect(try s.floats("repo/model.safetensors", q) == s.floats("family/base/model.safetensors", q))
+        #expect(try s.floats("repo/model.safetensors", q) != s.floats("family/math/model.safetensors", q))
+        #expect(try s.floats("repo/model.safetensors", k) == s.floats("family/math/model.safetensors", k))
+        let diff = try s.json(try s.ok(["diff", "--json"], in: "repo")) as? [String: Any]
+        let changed = (diff?["tensors"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
+        #expect(!changed.isEmpty && changed.allSatisfy { $0.hasPrefix("encoder.layer.0.attention.self.query.") }, "\(changed)")
+
+        // stash: aside, listed, back.
+        try s.ok(["stash", "-q"], in: "repo")
+        #expect(try s.ok(["status"], in: "repo").stdout.contains("nothing to commit"))
+        #expect(try s.ok(["stash", "list"], in: "repo").stdout.hasPrefix("stash@{0}: On math: WIP on math"))
+        try s.ok(["stash", "pop", "-q"], in: "repo")
+        #expect(try s.floats("repo/model.safetensors", q) == s.floats("family/base/model.safetensors", q))
+        #expect(try s.ok(["stash", "list"], in: "repo").stdout.isEmpty)
+        expectOneLineError(try s.run(["stash", "pop"], in: "repo"), contains: "no stash entries")
+    }
+
+    @Test func revertAndCherryPickAsModelOperations() throws {
+        let s = try family()
+        try s.ok(["switch", "-q", "math"], in: "repo")
+        let math = try revParse(s, "HEAD")
+        // Nothing after math touched its tensors: the revert gives back base's bytes.
+        let r = try s.json(try s.ok(["revert", "HEAD", "--json"], in: "repo")) as? [String: Any]
+        #expect(r?["exact"] as? Bool == true)
+        try s.ok(["export", "-q", "HEAD", "../reverted"], in: "repo")
+        #expect(s.read("reverted/model.safetensors") == s.read("family/base/model.safetensors"))
+        #expect(try revParse(s, "ORIG_HEAD") == math)
+        try s.ok(["reset", "-q", "--hard", "ORIG_HEAD"], in: "repo")
+
+        // code's change onto math: both changed every tensor since base, so task arithmetic.
+        let p = try s.ok(["cherry-pick", "code"], in: "repo")
+        #expect(p.stdout.contains("task arithmetic"))
+        let picked = try s.json(try s.ok(["show", "--json"], in: "repo")) as? [String: Any]
+        #expect(picked?["parents"] as? [String] == [math])
+        #expect((picked?["message"] as? String)?.contains("cherry picked from commit \(try revParse(s, "code"))") == true)
+        let w = "encoder.layer.0.attention.self.query.weight"
+        let expected = zip(zip(try s.floats("family/math/model.safetensors", w), try s.floats("family/code/model.safetensors", w)),
+                           try s.floats("family/base/model.safetensors", w)).map { $0.0 + $0.1 - $1 }
+        try s.ok(["export", "-q", "HEAD", "../picked"], in: "repo")
+        let got = try s.floats("picked/model.safetensors", w)
+        #expect(zip(got, expected).allSatisfy { abs($0 - $1) <= 1e-5 * max(1, abs($1)) })
+        try s.ok(["reset", "-q", "--hard", "ORIG_HEAD"], in: "repo")
+        #expect(try revParse(s, "HEAD") == math)
+    }
+
+    // MARK: - Notes and metrics
+
+    @Test func notesAndMetricsAreShownAndFeedMWA() throws {
+        let s = try family()
+        let before = try revParse(s, "code")
+        try s.ok(["notes", "add", "code", "-m", "evaluated on the held-out set"], in: "repo")
+        // mwa needs every expert's eval_loss: code has none yet.
+        try s.ok(["switch", "-q", "-c", "soup"], in: "repo")
+        expectOneLineError(try s.run(["merge", "math", "code", "--method", "mwa"], in: "repo"), contains: "eval_loss")
+        try s.ok(["metric", "add", "code", "eval_loss=2.0", "acc=0.61"], in: "repo")
+        #expect(try revParse(s, "code") == before)
+        let show = try s.ok(["show", "code"], in: "repo").stdout
+        #expect(show.contains("eval_loss=2.0000") && show.contains("acc=0.6100") && show.contains("evaluated on the held-out set"))
+        let log = try s.json(try s.ok(["log", "-1", "code", "--json"], in: "repo")) as? [[String: Any]]
+        #expect(log?.first?["notes"] as? [String] == ["evaluated on the held-out set"])
+        #expect((log?.first?["metrics"] as? [String: Double])?["eval_loss"] == 2.0)
+        try s.ok(["merge", "-q", "math", "code", "--method", "mwa"], in: "repo")
+        expectOneLineError(try s.run(["metric", "add", "HEAD", "loss"], in: "repo"), status: 64, contains: "expected name=value")
+    }
+
+    // MARK: - Where checkpoints come from; shell and docs
+
+    @Test func lfsPointersHuggingFaceCachesCompletionAndManPage() throws {
+        let s = try family()
+        // A Hugging Face cache snapshot: links into blobs/, read through without --dereference;
+        // the .cache/huggingface folder snapshot_download(local_dir=...) writes is left out.
+        let fm = FileManager.default
+        let hub = s.path("hub/models--org--name")
+        try fm.createDirectory(atPath: hub + "/blobs", withIntermediateDirectories: true)
+        try fm.createDirectory(atPath: hub + "/snapshots/abc123/.cache/huggingface", withIntermediateDirectories: true)
+        for name in ["config.json", "model.safetensors"] {
+            try fm.copyItem(atPath: s.path("family/math/" + name), toPath: hub + "/blobs/" + name + ".blob")
+            try fm.createSymbolicLink(atPath: hub + "/snapshots/abc123/" + name, withDestinationPath: "../../blobs/" + name + ".blob")
+        }
+        try Data("x".utf8).write(to: URL(fileURLWithPath: hub + "/snapshots/abc123/.cache/huggingface/download.lock"))
+        try s.ok(["switch", "-q", "-c", "hub"], in: "repo")
+        try s.ok(["commit", "-q", "--from", hub + "/snapshots/abc123", "-m", "from the hub cache"], in: "repo")
+        #expect(s.files(under: "repo") == ["config.json", "model.safetensors"])
+        #expect(s.read("repo/model.safetensors") == s.read("family/math/model.safetensors"))
+        // A symbolic link elsewhere is still refused.
+        try fm.createDirectory(atPath: s.path("links"), withIntermediateDirectories: true)
+        try fm.createSymbolicLink(atPath: s.path("links/config.json"), withDestinationPath: s.path("family/base/config.json"))
+        expectOneLineError(try s.run(["commit", "--from", "../links", "-m", "x"], in: "repo"), contains: "is a symbolic link")
+
+        // A Git LFS pointer is named as one.
+        try fm.createDirectory(atPath: s.path("lfs"), withIntermediateDirectories: true)
+        try Data("version https://git-lfs.github.com/spec/v1\noid sha256:0123\nsize 42\n".utf8).write(to: URL(fileURLWithPath: s.path("lfs/model.safetensors")))
+        expectOneLineError(try s.run(["commit", "--from", "../lfs", "-m", "x"], in: "repo"),
+                           contains: "model.safetensors is a Git LFS pointer, not the checkpoint; run 'git lfs pull' first")
+
+        // Completion scripts, with branch names completed from the repository.
+        for shell in ["bash", "zsh", "fish"] {
+            #expect(try s.ok(["completion", shell]).stdout.contains("mrepo"))
+        }
+        expectOneLineError(try s.run(["completion", "tcsh"]), status: 64, contains: "tcsh")
+        let names = try s.ok(["---completion", "switch", "--", "positional@0", "2", "0", "mrepo", "switch", ""], in: "repo").stdout
+        #expect(names.split(separator: "\n").map(String.init).sorted() == ["code", "hub", "main", "math"])
+        // The man page, from the same help.
+        let man = try s.ok(["help", "--man"]).stdout
+        #expect(man.hasPrefix(".TH MREPO 1") && man.contains(".SH \"MREPO CHERRY-PICK\"") && man.contains("--tensor <glob>"))
+    }
+
+    // MARK: - Terminal habits; gc --prune-reflog=AGE
+
+    /// Runs mrepo under script(1), so that its standard output is a terminal.
+    func runOnTerminal(_ s: CLISandbox, _ args: String, environment: [String: String]) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/script")
+        p.arguments = ["-qec", "\(CLISandbox.binary) \(args)", "/dev/null"]
+        p.currentDirectoryURL = URL(fileURLWithPath: s.path("repo"))
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in s.environment { env[k] = v }
+        env["NO_COLOR"] = nil
+        for (k, v) in environment { env[k] = v }
+        p.environment = env
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    @Test func pagerColourAndReflogExpiry() throws {
+        let s = try family()
+        // Not a terminal: no colour, no pager.
+        let plain = try s.ok(["log", "--oneline"], in: "repo", environment: ["PAGER": "cat > \(s.path("paged-pipe"))"])
+        #expect(!plain.stdout.contains("\u{1B}[") && s.read("paged-pipe") == nil)
+        if FileManager.default.isExecutableFile(atPath: "/usr/bin/script") {
+            _ = try runOnTerminal(s, "log --oneline", environment: ["PAGER": "cat > \(s.path("paged"))"])
+            let paged = String(decoding: s.read("paged") ?? Data(), as: UTF8.self)
+            #expect(paged.contains("base") && paged.contains("\u{1B}[33m"), "\(paged)")
+            _ = try runOnTerminal(s, "log --oneline", environment: ["MREPO_PAGER": "cat > \(s.path("paged-mrepo"))", "PAGER": "false", "NO_COLOR": "1"])
+            let uncoloured = String(decoding: s.read("paged-mrepo") ?? Data(), as: UTF8.self)
+            #expect(uncoloured.contains("base") && !uncoloured.contains("\u{1B}["))
+            let direct = try runOnTerminal(s, "log --oneline --no-pager --no-color", environment: ["PAGER": "cat > \(s.path("paged-not"))"])
+            #expect(direct.contains("base") && !direct.contains("\u{1B}[") && s.read("paged-not") == nil)
+        }
+        // gc --prune-reflog=AGE forgets only older entries.
+        let before = lines(try s.ok(["reflog"], in: "repo")).count
+        try s.ok(["gc", "-q", "--prune-reflog=30 days"], in: "repo")
+        #expect(lines(try s.ok(["reflog"], in: "repo")).count == before)
+        try s.ok(["gc", "-q", "--prune-reflog=now"], in: "repo")
+        #expect(lines(try s.ok(["reflog"], in: "repo")).isEmpty)
+        expectOneLineError(try s.run(["gc", "--prune-reflog=soon"], in: "repo"), status: 64, contains: "expected an age")
+    }
+
+    @Test func configSetsAuthorMergeMethodAndIsOverriddenByTheEnvironment() throws {
+        let s = try family()
+        s.environment["MREPO_AUTHOR"] = nil
+        s.environment["XDG_CONFIG_HOME"] = s.path("xdg")
+        try s.ok(["config", "--global", "user.author", "Global User <g@example.com>"], in: "repo")
+        #expect(String(decoding: s.read("xdg/mrepo/config") ?? Data(), as: UTF8.self).contains("author = Global User <g@example.com>"))
+        try s.ok(["commit", "-q", "--allow-empty", "-m", "one"], in: "repo")
+        #expect(try s.ok(["log", "-1", "--format=%an"], in: "repo").stdout == "Global User\n")
+        try s.ok(["config", "user.author", "Repo User <r@example.com>"], in: "repo")
+        try s.ok(["commit", "-q", "--allow-empty", "-m", "two"], in: "repo")
+        #expect(try s.ok(["log", "-1", "--format=%an"], in: "repo").stdout == "Repo User\n")
+        try s.ok(["commit", "-q", "--allow-empty", "-m", "three"], in: "repo", environment: ["MREPO_AUTHOR": "Env User <e@example.com>"])
+        #expect(try s.ok(["log", "-1", "--format=%an"], in: "repo").stdout == "Env User\n")
+        #expect(try s.ok(["config", "user.author"], in: "repo").stdout == "Repo User <r@example.com>\n")
+        #expect(try s.ok(["config", "--list"], in: "repo").stdout.contains("user.author=Repo User"))
+        try s.ok(["config", "--unset", "user.author"], in: "repo")
+        #expect(try s.ok(["config", "user.author"], in: "repo").stdout == "Global User <g@example.com>\n")
+        #expect(try s.run(["config", "merge.method"], in: "repo").status == 1)
+        expectOneLineError(try s.run(["config", "colour.ui", "x"], in: "repo"), status: 64, contains: "unknown key 'colour.ui'")
+        // merge.method: the method of a merge without --method.
+        try s.ok(["config", "merge.method", "ties"], in: "repo")
+        try s.ok(["merge", "-q", "math", "code"], in: "repo")
+        let merged = try s.json(try s.ok(["show", "--json"], in: "repo")) as? [String: Any]
+        let recipe = ((merged?["extra"] as? [String: Any])?["merge"] as? [String: Any])?["recipe"] as? [String: Any]
+        #expect(recipe?["method"] as? String == "ties")
+        // A config file mrepo cannot parse is named, and the command still runs.
+        try Data("garbage\n".utf8).write(to: URL(fileURLWithPath: s.path("repo/.mrepo/config")))
+        let r = try s.ok(["status"], in: "repo")
+        #expect(r.stderr.contains(".mrepo/config:1: expected '[section]' or 'name = value'"))
+    }
+
+    @Test func commitFromWithoutCheckout() throws {
+        let s = try family()
+        let before = s.read("repo/model.safetensors")
+        try s.ok(["switch", "-q", "-c", "chat", "main"], in: "repo")
+        try s.ok(["commit", "-q", "--from", "../family/chat", "--no-checkout", "-m", "chat"], in: "repo")
+        // Recorded, not written: the working tree still holds base's files.
+        #expect(s.read("repo/model.safetensors") == before)
+        try s.ok(["export", "-q", "HEAD", "../chat-out"], in: "repo")
+        #expect(s.sameFiles("chat-out", "family/chat"))
+        #expect(try s.ok(["status"], in: "repo").stdout.contains("modified"))
+        try s.ok(["checkout", "-q", "--force", "chat"], in: "repo")
+        #expect(s.read("repo/model.safetensors") == s.read("family/chat/model.safetensors"))
+        expectOneLineError(try s.run(["commit", "--no-checkout", "-m", "x"], in: "repo"), status: 64, contains: "--no-checkout goes with --from")
+    }
+}

@@ -1,0 +1,252 @@
+import Delta
+import Foundation
+@testable import Repo
+import Testing
+
+/// Writes `model.safetensors` with float32 tensors of two elements each, and commits it.
+private func commitTensors(_ repo: Repository, _ tensors: [String: [Float]], _ message: String) throws -> ObjectID {
+    let entries = tensors.sorted { $0.key < $1.key }.map { name, values -> (name: String, dtype: DType, shape: Shape, bytes: [UInt8]) in
+        var bytes: [UInt8] = []
+        for v in values { withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes += $0 } }
+        return (name, .f32, [values.count], bytes)
+    }
+    try SafetensorsWriter.write(path: repo.root + "/model.safetensors", tensors: entries, metadata: [])
+    return try repo.commitAll(message).commit.id
+}
+
+/// The float values of a tensor of the working tree's model.safetensors.
+private func worktreeValues(_ repo: Repository, _ name: String) throws -> [Float] {
+    let f = try SafetensorsFile(path: repo.root + "/model.safetensors")
+    let t = try #require(f.tensor(named: name))
+    return f.data(of: t).withMemoryRebound(to: Float.self) { Array($0) }
+}
+
+@Suite struct GitHabitsRepoTests {
+    @Test func reflogRevisionsOrigHeadAndPreviousBranch() throws {
+        try withRepository { repo, _ in
+            let a = try commitTensors(repo, ["w": [1, 1]], "a")
+            let b = try commitTensors(repo, ["w": [2, 2]], "b")
+            #expect(try repo.resolve("HEAD@{0}") == b)
+            #expect(try repo.resolve("HEAD@{1}") == a)
+            #expect(try repo.resolve("main@{1}") == a)
+            #expect(try repo.resolve("@{1}") == a)
+            #expect(try repo.resolve("HEAD^{}") == b)
+            #expect(try repo.resolve("main@{1}^{commit}") == a)
+            expectThrows(RepoError.self) { try repo.resolve("HEAD@{9}") }
+            expectThrows(RepoError.invalidArgument("ORIG_HEAD is not set (reset, commit --amend, revert, cherry-pick and stash set it)")) {
+                try repo.resolve("ORIG_HEAD")
+            }
+            _ = try repo.switchBranch("side", create: true, startPoint: "HEAD~1")
+            #expect(try repo.previousBranch() == "main")
+            #expect(try repo.resolve("-") == b)
+            #expect(try repo.resolve("@{-1}") == b)
+            _ = try repo.switchBranch("main")
+            #expect(try repo.previousBranch() == "side")
+            #expect(try repo.previousBranch(2) == "main")
+
+            // Ranges: A..B and A...B.
+            let (starts, excluded) = try repo.logStarts(["side..main"])
+            #expect(starts == [b] && excluded == [a])
+            #expect(try repo.resolveRange("main...side")?.exclude == [a])
+            #expect(Repository.splitPathRevision("HEAD~1:model.safetensors")! == ("HEAD~1", "model.safetensors"))
+            #expect(Repository.splitPathRevision(":config.json")! == ("HEAD", "config.json"))
+            #expect(Repository.splitPathRevision("HEAD") == nil)
+        }
+    }
+
+    @Test func resetMovesTheBranchAndOrigHeadUndoesIt() throws {
+        try withRepository { repo, _ in
+            let a = try commitTensors(repo, ["w": [1, 1]], "a")
+            let b = try commitTensors(repo, ["w": [2, 2]], "b")
+            let soft = try repo.reset(to: "HEAD~1", mode: .soft)
+            #expect(soft.old == b && soft.new == a && soft.checkout == nil)
+            #expect(try repo.headCommit() == a)
+            #expect(try repo.history.origHead() == b)
+            // --soft leaves b's files: they show as a change.
+            #expect(try repo.status().changes.map(\.path) == ["model.safetensors"])
+            let hard = try repo.reset(to: "ORIG_HEAD", mode: .hard)
+            #expect(hard.new == b && hard.checkout?.writtenFiles == 0)
+            _ = try repo.reset(to: a.hex, mode: .hard)
+            #expect(try worktreeValues(repo, "w") == [1, 1])
+            #expect(try repo.status().isClean)
+            #expect(try repo.history.reflog(ref: "HEAD", limit: 1).first?.message == "reset: moving to \(a.hex)")
+            _ = try repo.reset(to: "ORIG_HEAD", mode: .hard)
+            #expect(try repo.headCommit() == b && worktreeValues(repo, "w") == [2, 2])
+        }
+    }
+
+    @Test func amendReplacesHeadKeepingParentsMessageAndMetrics() throws {
+        try withRepository { repo, _ in
+            let a = try commitTensors(repo, ["w": [1, 1]], "a")
+            try writeFile("x", to: repo.root + "/notes.txt")
+            let b = try repo.commit(CommitOptions(message: "b", metrics: [Commit.Metric(name: "loss", value: 2)], author: testAuthor)).commit.id
+            try writeFile("y", to: repo.root + "/notes.txt")
+            var options = CommitOptions(message: "", metrics: [Commit.Metric(name: "acc", value: 0.5)], author: testAuthor)
+            options.amend = true
+            let amended = try repo.commit(options).commit
+            #expect(amended.parents == [a] && amended.message == "b")
+            #expect(amended.metrics.map(\.name) == ["loss", "acc"])
+            #expect(try repo.headCommit() == amended.id && repo.history.origHead() == b)
+            #expect(try repo.history.reflog(ref: "main", limit: 1).first?.message == "commit (amend): b")
+            // Amending only the message keeps the tree.
+            options = CommitOptions(message: "b2", author: testAuthor)
+            options.amend = true
+            let again = try repo.commit(options).commit
+            #expect(again.treeID == amended.treeID && again.parents == [a])
+        }
+    }
+
+    @Test func revertIsByteExactWhereNothingLaterTouchedTheTensors() throws {
+        try withRepository { repo, _ in
+            _ = try commitTensors(repo, ["t1": [1, 1], "t2": [1, 1]], "a")
+            let aT1 = try repo.tensors(of: "HEAD")["t1"]!.objectID
+            let b = try commitTensors(repo, ["t1": [2, 2], "t2": [1, 1]], "b")
+            let c = try commitTensors(repo, ["t1": [2, 2], "t2": [3, 3]], "c")
+            let r = try repo.revert(b.hex)
+            #expect(r.exact && r.merge == nil)
+            let reverted = try #require(r.commit)
+            #expect(reverted.parents == [c] && reverted.subject == "Revert \"b\"")
+            #expect(try repo.tensors(of: "HEAD")["t1"]!.objectID == aT1)
+            #expect(try worktreeValues(repo, "t1") == [1, 1] && worktreeValues(repo, "t2") == [3, 3])
+            #expect(try repo.status().isClean)
+            #expect(try repo.history.origHead() == c)
+            expectThrows(RepoError.self) { try repo.revert(b.hex) }
+        }
+    }
+
+    @Test func revertAndCherryPickUseTaskArithmeticWhereTheTensorsMovedOn() throws {
+        try withRepository { repo, _ in
+            _ = try commitTensors(repo, ["t1": [1, 1]], "a")
+            let b = try commitTensors(repo, ["t1": [2, 2]], "b")
+            let c = try commitTensors(repo, ["t1": [5, 5]], "c")
+            // HEAD + (REV^ − REV) = 5 + (1 − 2).
+            let r = try repo.revert(b.hex)
+            #expect(!r.exact && r.commit?.parents == [c])
+            #expect(try worktreeValues(repo, "t1") == [4, 4])
+            _ = try repo.reset(to: "ORIG_HEAD", mode: .hard)
+            #expect(try repo.headCommit() == c)
+
+            _ = try repo.switchBranch("side", create: true, startPoint: b.hex)
+            let d = try commitTensors(repo, ["t1": [3, 3]], "d")
+            _ = try repo.switchBranch("main")
+            // HEAD + (REV − REV^) = 5 + (3 − 2), one parent.
+            let p = try repo.cherryPick(d.hex)
+            #expect(!p.exact && p.commit?.parents == [c])
+            #expect(try worktreeValues(repo, "t1") == [6, 6])
+        }
+    }
+
+    @Test func cherryPickIsExactWhenHeadHasTheParentsTensors() throws {
+        try withRepository { repo, _ in
+            _ = try commitTensors(repo, ["t1": [1, 1], "t2": [1, 1]], "a")
+            _ = try repo.switchBranch("side", create: true)
+            let b = try commitTensors(repo, ["t1": [7, 7], "t2": [1, 1]], "b")
+            _ = try repo.switchBranch("main")
+            let c = try commitTensors(repo, ["t1": [1, 1], "t2": [9, 9]], "c")
+            let p = try repo.cherryPick("side")
+            #expect(p.exact && p.commit?.parents == [c])
+            #expect(try repo.tensors(of: "HEAD")["t1"]!.objectID == repo.tensors(of: b.hex)["t1"]!.objectID)
+            #expect(try worktreeValues(repo, "t2") == [9, 9])
+            #expect(p.commit?.message.hasSuffix("(cherry picked from commit \(b.hex))") == true)
+        }
+    }
+
+    @Test func stashPutsChangesAsideAndPopBringsThemBack() throws {
+        try withRepository { repo, _ in
+            let a = try commitTensors(repo, ["t1": [1, 1]], "a")
+            expectThrows(RepoError.invalidArgument("no local changes to save")) { _ = try repo.stash(message: nil) }
+            try SafetensorsWriter.write(path: repo.root + "/model.safetensors", tensors: [("t1", .f32, [2], Array(repeating: 0, count: 8))], metadata: [])
+            let e = try repo.stash(message: "zeros")
+            #expect(e.index == 0 && e.message == "zeros" && e.branch == "main")
+            #expect(try repo.status().isClean && worktreeValues(repo, "t1") == [1, 1])
+            #expect(try repo.commit(e.commit).parents == [a])
+            #expect(try repo.headCommit() == a)
+            // gc keeps the stash.
+            _ = try repo.gc(pruneReflog: true)
+            #expect(try repo.history.commit(e.commit) != nil)
+            let popped = try repo.stashPop()
+            #expect(try popped.commit == e.commit && repo.history.stashes().isEmpty)
+            #expect(try worktreeValues(repo, "t1") == [0, 0])
+            expectThrows(RepoError.invalidArgument("no stash entries")) { try repo.stashPop() }
+        }
+    }
+
+    @Test func restorePutsBackFilesAndSingleTensors() throws {
+        try withRepository { repo, _ in
+            _ = try commitTensors(repo, ["t1": [1, 1], "t2": [2, 2]], "a")
+            try writeFile("cfg", to: repo.root + "/config.json")
+            _ = try repo.commitAll("config")
+            try writeFile("changed", to: repo.root + "/config.json")
+            try SafetensorsWriter.write(path: repo.root + "/model.safetensors",
+                                        tensors: [("t1", .f32, [2], Array(repeating: 0, count: 8)), ("t2", .f32, [2], Array(repeating: 0, count: 8))], metadata: [])
+            let r = try repo.restore(paths: ["config.json"], source: nil)
+            #expect(try r.files == ["config.json"] && String(decoding: readFile(repo.root + "/config.json"), as: UTF8.self) == "cfg")
+            let t = try repo.restore(paths: [], source: "HEAD~1", tensors: ["t1"])
+            #expect(t.tensors == ["t1"] && t.files == ["model.safetensors"])
+            #expect(try worktreeValues(repo, "t1") == [1, 1] && worktreeValues(repo, "t2") == [0, 0])
+            expectThrows(RepoError.self) { try repo.restore(paths: ["nothing.txt"], source: nil) }
+            expectThrows(RepoError.self) { try repo.restore(paths: [], source: nil, tensors: ["nomatch*"]) }
+            #expect(try worktreeValues(repo, "t2") == [0, 0])
+        }
+    }
+
+    @Test func notesAndMetricsAreAddedWithoutChangingTheCommit() throws {
+        try withRepository { repo, _ in
+            try writeFile("1", to: repo.root + "/f.txt")
+            let c = try repo.commit(CommitOptions(message: "m", metrics: [Commit.Metric(name: "loss", value: 2)], author: testAuthor)).commit
+            try repo.addNote("evaluated", to: "HEAD")
+            try repo.addMetrics([Commit.Metric(name: "loss", value: 1.5), Commit.Metric(name: "acc", value: 0.9)], to: "HEAD")
+            let again = try repo.commit(c.id)
+            #expect(again == c)
+            #expect(try repo.metrics(of: again) == [Commit.Metric(name: "loss", value: 1.5), Commit.Metric(name: "acc", value: 0.9)])
+            #expect(try repo.history.notes(of: c.id).map(\.text) == ["evaluated"])
+            try repo.addMetrics([Commit.Metric(name: "acc", value: 0.95)], to: "HEAD")
+            #expect(try repo.metrics(of: again).last?.value == 0.95)
+        }
+    }
+
+    @Test func branchRenameKeepsTheReflogAndForceMovesRefs() throws {
+        try withRepository { repo, _ in
+            let a = try commitTensors(repo, ["w": [1, 1]], "a")
+            let b = try commitTensors(repo, ["w": [2, 2]], "b")
+            try repo.renameBranch("main", to: "trunk")
+            #expect(try repo.history.head().branchName == "trunk")
+            let log = try repo.history.reflog(ref: "trunk")
+            #expect(log.first?.message == "branch: renamed main to trunk" && log.count == 3)
+            #expect(try repo.history.reflog(ref: "main").isEmpty)
+            #expect(try repo.resolve("trunk@{2}") == a)
+            try repo.createBranch("side", at: a.hex)
+            expectThrows(RepoError.refExists("side")) { try repo.renameBranch("trunk", to: "side") }
+            #expect(try repo.forceBranch("side", at: "HEAD") == b)
+            expectThrows(RepoError.self) { try repo.forceBranch("trunk", at: a.hex) }
+            try repo.createTag("v1", at: a.hex)
+            #expect(try repo.forceTag("v1", message: "moved") == b)
+            #expect(try repo.history.ref(named: "v1")?.message == "moved")
+        }
+    }
+
+    @Test func logSupportTopologyPathsAndStats() throws {
+        try withRepository { repo, _ in
+            let a = try commitTensors(repo, ["t1": [1, 1], "t2": [1, 1]], "a")
+            let b = try commitTensors(repo, ["t1": [2, 2], "t2": [1, 1]], "b")
+            try writeFile("cfg", to: repo.root + "/config.json")
+            let c = try repo.commitAll("c").commit.id
+            let commits = try repo.topologicalLog(from: [c])
+            #expect(commits.map(\.id) == [c, b, a])
+            #expect(try repo.topologicalLog(from: [c], excluded: repo.ancestors(of: a)).map(\.id) == [c, b])
+            let touchingT1 = try commits.filter { try repo.touches($0, specs: ["t1"]) }.map(\.id)
+            #expect(touchingT1 == [b, a])
+            // Closures hoisted out of #expect (a Swift 6.3.1 miscompile inside closures).
+            let touchingGlob = try commits.filter { try repo.touches($0, specs: ["t*"]) }.map(\.id)
+            let touchingConfig = try commits.filter { try repo.touches($0, specs: ["config.json"]) }.map(\.id)
+            #expect(touchingGlob == [b, a])
+            #expect(touchingConfig == [c])
+            let stats = try repo.fileStats(of: try repo.commit(b))
+            #expect(stats.count == 1 && stats[0].tensorsChanged == 1 && stats[0].tensorCount == 2 && stats[0].storedBytes > 0)
+            let d = try repo.diff(old: a.hex, new: c.hex, filter: DiffFilter(tensors: ["t2"]))
+            #expect(d.tensors.map(\.name) == ["t2"] && d.files.map(\.path) == ["config.json"])
+            let p = try repo.diff(old: a.hex, new: c.hex, filter: DiffFilter(paths: ["model.safetensors"]))
+            #expect(p.files.isEmpty && p.changedTensors.map(\.name) == ["t1"])
+        }
+    }
+}
