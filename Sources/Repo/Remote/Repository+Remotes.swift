@@ -162,7 +162,14 @@ extension Repository {
 
     /// The upstream of the current branch (`origin/main`) and how far each side is ahead, or nil.
     public func trackingStatus() throws -> TrackingStatus? {
-        guard let branch = try history.head().branchName, let local = try history.ref(named: branch)?.target else { return nil }
+        guard let branch = try history.head().branchName else { return nil }
+        return try trackingStatus(of: branch)
+    }
+
+    /// The upstream of a local branch (`origin/main`) and how far each side is ahead, or nil when
+    /// the branch has none (`branch -vv`, `status`).
+    public func trackingStatus(of branch: String) throws -> TrackingStatus? {
+        guard let local = try history.ref(named: branch)?.target else { return nil }
         let upstream = try history.upstream(of: branch) ?? {
             try history.remoteRef(remote: "origin", name: branch).map { Upstream(remote: $0.remote, branch: $0.name) }
         }()

@@ -38,7 +38,7 @@ struct BranchCommand: ParsableCommand {
     @Flag(name: .shortAndLong, help: "Create the branch even if it exists: move it to START.")
     var force = false
 
-    @Flag(name: .customShort("v"), help: "Accepted as in git: the list always shows each branch's commit and subject (-vv: its upstream, once remotes exist).")
+    @Flag(name: .customShort("v"), help: "Accepted as in git: the list always shows each branch's commit and subject; -vv adds its upstream and how far each side is ahead.")
     var verbose: Int
 
     @Flag(help: "Print the current branch's name (nothing on a detached HEAD).")
@@ -95,9 +95,14 @@ struct BranchCommand: ParsableCommand {
         }
         let width = branches.map(\.name.count).max() ?? 0
         for b in branches {
-            // The list always shows each branch's commit and subject (git's -v); mrepo has no
-            // upstreams yet, so -vv adds nothing.
-            print("\(b.isCurrent ? "*" : b.worktree != nil ? "+" : " ") \(b.name.padding(toLength: width, withPad: " ", startingAt: 0))  \(b.target.short)  \(b.subject)")
+            // The list always shows each branch's commit and subject (git's -v); -vv adds the
+            // upstream and how far each side is ahead, as git does.
+            var tracking = ""
+            if verbose >= 2, let t = try repo.trackingStatus(of: b.name) {
+                let counts = [t.ahead > 0 ? "ahead \(t.ahead)" : nil, t.behind > 0 ? "behind \(t.behind)" : nil].compactMap { $0 }
+                tracking = "[\(t.upstream)\(counts.isEmpty ? "" : ": " + counts.joined(separator: ", "))] "
+            }
+            print("\(b.isCurrent ? "*" : b.worktree != nil ? "+" : " ") \(b.name.padding(toLength: width, withPad: " ", startingAt: 0))  \(b.target.short)  \(tracking)\(b.subject)")
         }
     }
 }
