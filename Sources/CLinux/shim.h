@@ -7,3 +7,8 @@ int sync_file_range(int fd, long long offset, long long nbytes, unsigned int fla
 int mallopt(int param, int value);
 #define MREPO_M_TRIM_THRESHOLD (-1)
 #define MREPO_M_MMAP_THRESHOLD (-3)
+
+/* FICLONE (linux/fs.h): make a file share another's extents (Btrfs, XFS, bcachefs). The request is
+   a macro Swift cannot import, and ioctl is variadic. */
+#include <sys/ioctl.h>
+static inline int mrepo_ficlone(int destination, int source) { return ioctl(destination, 0x40049409, source); }

@@ -52,7 +52,7 @@ enum ObjectTarget {
 
     /// An object file holding `bytes` coded with `encoding` against `reference` (if any).
     static func object(_ kind: ObjectKind = .tensor, dtype: DType, shape: Shape, bytes: [UInt8], encoding: TensorEncoding = .whole,
-                       reference: (id: Digest, bytes: [UInt8])? = nil, chunkSize: Int = ObjectTarget.chunk) throws -> [UInt8] {
+                       reference: (id: Digest, bytes: [UInt8])? = nil, chunkSize: Int = ObjectTarget.chunk, rans: Bool = false) throws -> [UInt8] {
         var out = fileHeader(kind)
         let ref = reference.map { r in
             TensorPipeline.Reference(digest: r.id, chunks: { index, into in
@@ -61,7 +61,7 @@ enum ObjectTarget {
         }
         try bytes.withUnsafeBytes { source in
             _ = try TensorPipeline.encode(dtype: dtype, shape: shape, source: source, encoding: encoding, reference: ref,
-                                          options: CodecOptions(chunkByteCount: chunkSize, level: 1),
+                                          options: CodecOptions(chunkByteCount: chunkSize, level: 1, rans: rans),
                                           identity: kind == .blob ? .blob : .tensor, sink: { out += $0 })
         }
         return out
@@ -90,6 +90,11 @@ enum ObjectTarget {
             try object(dtype: bf16.dtype, shape: bf16.shape, bytes: nudged(bf16), encoding: .integerDelta, reference: (bf16.id, bf16.bytes)),
             try object(dtype: i16.dtype, shape: i16.shape, bytes: nudged(i16), encoding: .integerDelta, reference: (i16.id, i16.bytes)),
         ]
+        // Coder 2 (rANS) chunks: float tensors of 1 KiB and more, with weight-like values whose
+        // exponents follow their rows; one chunk each, and a bf16 tensor in two uneven chunks.
+        seeds.append(try object(dtype: .f32, shape: [16, 40], bytes: weightLike(640, rng: &rng).withUnsafeBytes { Array($0) }, chunkSize: 4096, rans: true))
+        let halves = weightLike(1200, rng: &rng).map { FloatConversion.bfloat16Bits($0) }
+        seeds.append(try object(dtype: .bf16, shape: [30, 40], bytes: halves.withUnsafeBytes { Array($0) }, chunkSize: 1600, rans: true))
         for (r, rank) in [(f32, 2), (bf16, 1)] {
             let rows = r.shape[0], columns = r.shape[1]
             let factors = LowRankFactors(rows: rows, columns: columns, rank: rank,
@@ -99,6 +104,16 @@ enum ObjectTarget {
                                                                   chunkByteCount: chunk, factors: factors))
         }
         return seeds
+    }
+
+    /// Gaussian-like values (a sum of uniforms) with a scale per run of 40: what coder 2 is for.
+    static func weightLike(_ count: Int, rng: inout SeededRandom) -> [Float] {
+        var scale: Float = 0.05
+        return (0..<count).map { i in
+            if i % 40 == 0 { scale = Float(0.01 + 0.1 * rng.uniform()) }
+            let g = (0..<4).reduce(0.0) { s, _ in s + rng.uniform() } - 2
+            return scale * Float(g)
+        }
     }
 
     /// Objects mrepo must refuse without crashing or looping.

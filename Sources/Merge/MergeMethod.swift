@@ -106,6 +106,7 @@ public enum MethodRegistry {
         Linear.self, TaskArithmetic.self, TIES.self, DARELinear.self, DARETIES.self,
         Breadcrumbs.self, BreadcrumbsTIES.self, DELLA.self, DELLALinear.self,
         SLERP.self, ModelStock.self, MWA.self, LayerSwap.self, RMM.self,
+        TSV.self, IsoC.self, IsoCTS.self, WUDI.self, CART.self, PCB.self, KnOTS.self,
     ]
 
     public static var ids: [String] { all.map { $0.id } }

@@ -15,6 +15,8 @@ public struct MergeRecipe: Sendable, Equatable {
     public var lines: (alpha: Double, beta: Double)?
     /// Consensus (TALL masks): keep only elements that at least `k` experts' TALL masks select.
     public var consensus: (k: Int, lambda: Double)?
+    /// `--balance norm`: task vectors rescaled to a common norm per tensor before the method (nil: none).
+    public var balance: TaskVectorBalance?
 
     public init(method: String, parameters: [String: ParameterValue] = [:], expertParameters: [[String: ParameterValue]] = [],
                 experts: [String], seed: UInt64 = 0, lines: (alpha: Double, beta: Double)? = nil,
@@ -32,6 +34,7 @@ public struct MergeRecipe: Sendable, Equatable {
         a.method == b.method && a.parameters == b.parameters && a.expertParameters == b.expertParameters
             && a.experts == b.experts && a.seed == b.seed && a.lines?.alpha == b.lines?.alpha && a.lines?.beta == b.lines?.beta
             && a.consensus?.k == b.consensus?.k && a.consensus?.lambda == b.consensus?.lambda
+            && (a.balance ?? TaskVectorBalance.none) == (b.balance ?? TaskVectorBalance.none)
     }
 
     /// The recipe as JSON (the merge commit's `recipe`).
@@ -62,6 +65,8 @@ public struct MergeRecipe: Sendable, Equatable {
         ]
         if let lines { members.append(JSONMember("lines", .object([JSONMember("alpha", .double(lines.alpha)), JSONMember("beta", .double(lines.beta))]))) }
         if let consensus { members.append(JSONMember("consensus", .object([JSONMember("k", .int(consensus.k)), JSONMember("lambda", .double(consensus.lambda))]))) }
+        // Only when on: recipes (and commit ids) of merges without it are unchanged.
+        if let balance, balance != .none { members.append(JSONMember("balance", .string(balance.rawValue))) }
         return .object(members)
     }
 }
@@ -111,6 +116,12 @@ public struct MergePlan: Sendable {
         if recipe.lines != nil || recipe.consensus != nil, !method.requiresBase {
             throw .invalidInputs(method: id, problem: "LiNeS and consensus masks apply to task-vector methods only")
         }
+        if recipe.balance == .norm, !method.requiresBase {
+            throw .invalidInputs(method: id, problem: "--balance norm rescales task vectors, and \(id) does not use a merge base; use it with a task-vector method")
+        }
+        if recipe.balance == .norm, !method.mergesTensorByTensor {
+            throw .invalidInputs(method: id, problem: "--balance norm rescales task vectors tensor by tensor, and \(id) merges whole models; use it with a tensor-by-tensor method")
+        }
         if let c = recipe.consensus, c.k < 0 || c.lambda < 0 {
             throw .invalidParameter(method: id, parameter: "consensus", problem: "needs k ≥ 0 and λ ≥ 0")
         }
@@ -144,46 +155,22 @@ public struct MergePlan: Sendable {
     ///   - base: the merge base's values (needed by task-vector methods and for the metrics).
     ///   - experts: each expert's values, in recipe order.
     public func merge(_ context: TensorContext, base: [Float]?, experts: [[Float]]) throws -> (values: [Float], metrics: ConflictMetrics) {
-        let seed = recipe.seed ^ SeededRandom.fnv1a(context.name)
-        guard let instance else {
+        guard instance != nil else {
             throw MergeError.invalidInputs(method: method.id, problem: "merges whole models, not tensor by tensor")
         }
-        let input = TensorMergeInput(context: context, base: method.requiresBase ? base : nil, experts: experts,
-                                     parameters: parameterSet, seed: seed, expertMetrics: expertMetrics)
-        var output = try instance.merge(input)
-        if let base, method.requiresBase, recipe.consensus != nil || recipe.lines != nil {
-            output.values = postprocess(context, base: base, experts: experts, merged: output.values)
+        let n = experts.first?.count ?? base?.count ?? 0
+        guard experts.allSatisfy({ $0.count == n }), base.map({ $0.count == n }) ?? true else {
+            throw MergeError.invalidInputs(method: method.id, problem: "the inputs of tensor '\(context.name)' differ in element count")
         }
-        let metrics = ConflictMetrics.measure(base: base, experts: experts, merged: output.values,
-                                              keptFraction: output.keptFraction, tallLambda: recipe.consensus?.lambda ?? 1,
-                                              notes: output.notes)
-        return (output.values, metrics)
-    }
-
-    /// Consensus masks, then LiNeS scaling, on the merged task vector τ_M = θ_M − θ₀.
-    func postprocess(_ context: TensorContext, base: [Float], experts: [[Float]], merged: [Float]) -> [Float] {
-        var tau = Kernels.subtract(merged, base)
-        if let c = recipe.consensus {
-            let lambda = Float(c.lambda)
-            for j in 0..<tau.count {
-                var count = 0
-                for e in experts {
-                    if ConflictMetrics.tallSelects(e[j] - base[j], merged: tau[j], lambda: lambda) { count += 1 }
+        var values = [Float](repeating: 0, count: n)
+        let metrics = try BlockMergeRun.withPointers(experts) { pointers in
+            try BlockMergeRun.withOptionalPointer(base) { b in
+                try values.withUnsafeMutableBufferPointer { out in
+                    try merge(context, base: b, experts: pointers, into: out)
                 }
-                if count < c.k { tau[j] = 0 }
             }
         }
-        if let l = recipe.lines {
-            let scale: Double
-            if let layer = context.layer, context.layerCount > 1 {
-                scale = l.alpha + l.beta * Double(layer) / Double(context.layerCount - 1)
-            } else {
-                scale = l.alpha
-            }
-            let f = Float(scale)
-            for j in 0..<tau.count { tau[j] *= f }
-        }
-        return Kernels.add(base, tau)
+        return (values, metrics)
     }
 }
 
@@ -217,5 +204,6 @@ extension MergeRecipe {
                   seed: v["seed"].flatMap { if case let .number(t) = $0 { return UInt64(t) } else { return nil } } ?? 0)
         if let l = v["lines"], let a = l["alpha"]?.doubleValue, let b = l["beta"]?.doubleValue { lines = (a, b) }
         if let c = v["consensus"], let k = c["k"]?.intValue, let lambda = c["lambda"]?.doubleValue { consensus = (k, lambda) }
+        if let b = v["balance"]?.stringValue { balance = TaskVectorBalance(rawValue: b) }
     }
 }

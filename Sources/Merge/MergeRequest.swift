@@ -18,6 +18,8 @@ public struct MergeRequest: Sendable {
     public var basis: Int?
     public var lines: (alpha: Double, beta: Double)?
     public var consensus: (k: Int, lambda: Double)?
+    /// `--balance norm|none` (nil: the recipe's, else none).
+    public var balance: TaskVectorBalance?
     /// Options over the recipe's `mrepo:` block (nil or empty: the recipe's, else the defaults).
     public var oneSided: OneSidedRule?
     public var vocabulary: VocabularyPolicy?
@@ -53,7 +55,7 @@ public struct MergeRequest: Sendable {
     /// Whether anything beyond the branches was asked for (a method, parameters, a seed, options).
     public var asksForMethod: Bool {
         method != nil || !settings.isEmpty || !expertSettings.isEmpty || seed != nil || basis != nil || lines != nil
-            || consensus != nil || outputDType != nil
+            || consensus != nil || outputDType != nil || balance != nil
     }
 
     /// The recipe this request makes, over `mergekit` (read from `file`) when one is given.
@@ -84,6 +86,7 @@ public struct MergeRequest: Sendable {
             if let s = mergekit.seed { recipe.seed = s }
             recipe.lines = mergekit.lines
             recipe.consensus = mergekit.consensus
+            recipe.balance = mergekit.balance
             extensions = mergekit.extensions
             var models = mergekit.models
             if let b = mergekit.baseModel {
@@ -140,6 +143,7 @@ public struct MergeRequest: Sendable {
         }
         if let lines { recipe.lines = lines }
         if let consensus { recipe.consensus = consensus }
+        if let balance { recipe.balance = balance == .none ? nil : balance }
         if let oneSided { extensions.oneSided = oneSided }
         if let vocabulary { extensions.vocabulary = vocabulary }
         if let fileConflict { extensions.fileConflict = fileConflict }

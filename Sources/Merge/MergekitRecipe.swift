@@ -45,6 +45,8 @@ public struct MergekitRecipe: Sendable, Equatable {
     /// `lines` and `consensus` (mrepo's post-processing of the merged task vector).
     public var lines: (alpha: Double, beta: Double)?
     public var consensus: (k: Int, lambda: Double)?
+    /// `mrepo: {balance: norm}`: task vectors rescaled to a common norm before the method.
+    public var balance: TaskVectorBalance?
     /// Everything under `mrepo:`.
     public var extensions: MergeExtensions
     /// Comment lines written above the recipe (not read back).
@@ -70,6 +72,7 @@ public struct MergekitRecipe: Sendable, Equatable {
             && a.dtype == b.dtype && a.outDType == b.outDType && a.seed == b.seed && a.tokenizerSource == b.tokenizerSource
             && a.name == b.name && a.lines?.alpha == b.lines?.alpha && a.lines?.beta == b.lines?.beta
             && a.consensus?.k == b.consensus?.k && a.consensus?.lambda == b.consensus?.lambda && a.extensions == b.extensions
+            && (a.balance ?? TaskVectorBalance.none) == (b.balance ?? TaskVectorBalance.none)
     }
 
     // MARK: - Reading
@@ -204,6 +207,11 @@ public struct MergekitRecipe: Sendable, Equatable {
                         throw bad("\(at) must be {k: K, lambda: L} with K ≥ 0 and L ≥ 0")
                     }
                     recipe.consensus = (k, lambda)
+                case "balance":
+                    guard let text = try string(value, at: at), let b = TaskVectorBalance(rawValue: text) else {
+                        throw bad("\(at) must be \(TaskVectorBalance.allCases.map(\.rawValue).joined(separator: " or "))")
+                    }
+                    recipe.balance = b
                 case "resolutions":
                     guard let items = try sequence(value, at: at, depth: 2) else { throw bad("\(at) must be a list") }
                     for (i, item) in items.enumerated() {
@@ -375,6 +383,7 @@ public struct MergekitRecipe: Sendable, Equatable {
         if !thresholds.isEmpty { ext.append((Node("thresholds"), Node(thresholds, Tag(.map), .flow))) }
         if let l = lines { ext.append((Node("lines"), Node([(Node("alpha"), number(l.alpha)), (Node("beta"), number(l.beta))], Tag(.map), .flow))) }
         if let c = consensus { ext.append((Node("consensus"), Node([(Node("k"), integer(c.k)), (Node("lambda"), number(c.lambda))], Tag(.map), .flow))) }
+        if let b = balance, b != .none { ext.append((Node("balance"), text(b.rawValue))) }
         if !extensions.resolutions.isEmpty {
             ext.append((Node("resolutions"), Node(extensions.resolutions.map { r in
                 var p: [(Node, Node)] = [(Node("tensor"), text(r.tensor)), (Node("how"), text(r.how.rawValue)), (Node("option"), text(r.option))]

@@ -1,4 +1,5 @@
 import Delta
+import Merge
 
 /// An error from a repository operation. ``description`` is one line a user can act on.
 public enum RepoError: Error, CustomStringConvertible, Equatable, Sendable {
@@ -43,6 +44,44 @@ public enum RepoError: Error, CustomStringConvertible, Equatable, Sendable {
     /// A tree whose rows do not describe the files committed (a damaged or altered history
     /// database): what, and how it was found out.
     case corruptTree(String, problem: String)
+    /// `HEAD` on a branch that has no commits yet.
+    case unbornBranch(String)
+    /// `REV~n` or `REV^n` asks for a parent `commit` does not have (it has `parents`).
+    case missingParent(revision: String, commit: String, parents: Int)
+    /// Deleting the branch HEAD is on.
+    case deletingCurrentBranch(String)
+    /// Deleting, without force, a branch with commits HEAD does not contain.
+    case branchNotMerged(String)
+    /// `switch` to a tag rather than a branch.
+    case switchToTag(String)
+    /// `export` into the working tree itself.
+    case exportIntoWorktree
+    /// `export` into `.mrepo` (`directory` as given), however links lead there.
+    case exportIntoStore(directory: String)
+    /// A commit that holds no LoRA adapter, where one is needed.
+    case notAnAdapter(commit: String)
+    /// `--adapter-of` on a folder without adapter files.
+    case notAnAdapterFolder
+    /// An adapter committed with no commit to be its base model.
+    case adapterWithoutBase(file: String)
+    /// An adapter that does not fit the base model's tensors.
+    case adapterBaseMismatch(file: String, base: String, problem: String)
+    /// An `adapter_config.json` that cannot be used (the parser's error).
+    case invalidAdapterConfig(MergeError)
+    /// `merge --no-commit` with a reversible merge.
+    case reversibleMergeNoCommit
+    /// Reversible merge experts that are adapters of different base models (`bases[i]` is `experts[i]`'s).
+    case adapterBasesDiffer(experts: [String], bases: [String])
+    /// Reversible merge experts that are partly adapters, partly full models.
+    case mixedExpertKinds(experts: [String], kinds: [RMMExpertKind])
+    /// Adapters of a reversible merge that adapt different modules than the first one, `reference`.
+    case adapterModulesDiffer(expert: String, adds: [String], lacks: [String], reference: String)
+    /// `--expert`, `--view` or `experts` on a commit that is no reversible merge (`revision` as given, when known).
+    case notAReversibleMerge(commit: String, revision: String?)
+    /// `--expert NAME` names none of a reversible merge's experts.
+    case unknownExpert(String, merge: String, experts: [String])
+    /// A refusal about linked working trees (`mrepo worktree`, a branch checked out elsewhere).
+    case worktree(WorktreeError)
     /// The request itself is wrong (bad flag combination, bad value).
     case invalidArgument(String)
     /// Anything else, already phrased for the user.
@@ -104,6 +143,50 @@ public enum RepoError: Error, CustomStringConvertible, Equatable, Sendable {
             return "\(what) is unreadable (\(problem)); run 'mrepo fsck'"
         case let .corruptTree(what, problem):
             return "\(what): \(problem); nothing was written; run 'mrepo fsck'"
+        case let .unbornBranch(name):
+            return "HEAD has no commits yet (branch '\(name)' is unborn)"
+        case let .missingParent(revision, commit, parents):
+            return "'\(revision)': \(commit) has \(parents == 0 ? "no parent" : "\(parents) parent\(parents == 1 ? "" : "s")")"
+        case let .deletingCurrentBranch(name):
+            return "cannot delete branch '\(name)': it is the current branch; switch to another branch first"
+        case let .branchNotMerged(name):
+            return "branch '\(name)' is not fully merged into HEAD; use -D to delete it anyway"
+        case let .switchToTag(name):
+            return "'\(name)' is a tag; use 'mrepo checkout \(name)' to look at it (detached HEAD)"
+        case .exportIntoWorktree:
+            return "export into the working tree itself; use 'mrepo checkout' instead"
+        case let .exportIntoStore(directory):
+            return "export into \(directory): the folder is inside the repository's own store (\(Repository.directoryName)); choose a folder outside it"
+        case let .notAnAdapter(commit):
+            return "commit \(commit) is not a LoRA adapter (commit a folder with adapter_config.json and adapter_model.safetensors)"
+        case .notAnAdapterFolder:
+            return "--adapter-of: the folder has no adapter_config.json and adapter_model.safetensors"
+        case let .adapterWithoutBase(file):
+            return "\(file): an adapter needs its base model in the repository; commit the base first and name it with --adapter-of REV"
+        case let .adapterBaseMismatch(file, base, problem):
+            return "\(file) is not an adapter of commit \(base): \(problem); name its base model commit with --adapter-of REV"
+        case let .invalidAdapterConfig(error):
+            return error.description
+        case .reversibleMergeNoCommit:
+            return "rmm: --no-commit is not supported for reversible merges; use --dry-run to plan"
+        case let .adapterBasesDiffer(experts, bases):
+            let list = zip(experts, bases).map { "\($0) → \($1)" }.joined(separator: ", ")
+            return "rmm: the adapters have different base models (\(list)); a reversible merge needs one base"
+        case let .mixedExpertKinds(experts, kinds):
+            let list = zip(experts, kinds).map { "\($0): \($1 == .adapter ? "adapter" : "full model")" }.joined(separator: ", ")
+            return "rmm: the experts mix LoRA adapters and full models (\(list))"
+        case let .adapterModulesDiffer(expert, adds, lacks, reference):
+            let adding = adds.isEmpty ? "" : "adds \(adds.joined(separator: ", "))"
+            let lacking = lacks.isEmpty ? "" : "lacks \(lacks.joined(separator: ", "))"
+            return "rmm: the adapters adapt different modules: \(expert) \(adding)\(adds.isEmpty || lacks.isEmpty ? "" : " and ")\(lacking) compared with \(reference); a reversible merge needs the same target modules"
+        case let .notAReversibleMerge(commit, revision?):
+            return "\(revision) (\(commit)) is not a reversible merge (merge with --method rmm)"
+        case let .notAReversibleMerge(commit, nil):
+            return "commit \(commit) is not a reversible merge; --expert and --view apply to merges made with --method rmm"
+        case let .unknownExpert(name, merge, experts):
+            return "'\(name)' is not an expert of the merge \(merge) (experts: \(experts.joined(separator: ", ")))"
+        case let .worktree(error):
+            return error.description
         case let .invalidArgument(message):
             return message
         case let .failed(message):

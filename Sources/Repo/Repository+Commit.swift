@@ -28,10 +28,14 @@ public struct CommitOptions: Sendable {
     public var adapterOf: String?
     /// Store 2-D task vectors as truncated SVDs (`--lowrank R` / `--energy E`; lossy).
     public var lowRank: LowRankPolicy?
+    /// With `sourceDirectory`: commit onto this branch (created at HEAD when missing) instead of
+    /// HEAD's, leaving HEAD and the working tree as they are (`--branch`).
+    public var branch: String?
 
     public init(message: String, sourceDirectory: String? = nil, base: String? = nil, metrics: [Commit.Metric] = [],
                 author: String? = nil, allowEmpty: Bool = false, followSymlinks: Bool = false, force: Bool = false,
-                extra: [JSONMember] = [], extraParents: [ObjectID] = [], adapterOf: String? = nil, lowRank: LowRankPolicy? = nil) {
+                extra: [JSONMember] = [], extraParents: [ObjectID] = [], adapterOf: String? = nil, lowRank: LowRankPolicy? = nil,
+                branch: String? = nil) {
         self.message = message
         self.sourceDirectory = sourceDirectory
         self.base = base
@@ -44,6 +48,7 @@ public struct CommitOptions: Sendable {
         self.extraParents = extraParents
         self.adapterOf = adapterOf
         self.lowRank = lowRank
+        self.branch = branch
     }
 }
 
@@ -61,12 +66,17 @@ public struct CommitResult: Sendable {
     public var newStoredByteCount: Int
     /// Files reused from the stat cache without being read.
     public var unchangedFileCount: Int
+    /// `commit --from`: working-tree files moved into place from the copies made while hashing
+    /// (the others were decoded from their objects).
+    public var copiedFileCount = 0
     /// The LoRA adapter the commit holds, if any.
     public var adapter: AdapterRecord?
     /// Tensors stored low-rank (lossy), with their errors.
     public var lowRankTensors: [LowRankTensorRecord] = []
     /// Things worth telling the user.
     public var notes: [String] = []
+    /// Things the user should know that did not stop the commit (a failed post-commit hook).
+    public var warnings: [String] = []
 }
 
 extension Repository {
@@ -81,23 +91,26 @@ extension Repository {
     }
 
     func commitLocked(_ options: CommitOptions) throws -> CommitResult {
-        try refuseDuringMerge("commit")
         let metricNames = options.metrics.map(\.name)
         if Set(metricNames).count != metricNames.count { throw RepoError.invalidArgument("each metric name may be given once") }
         let head = try history.head()
-        let parent = head.commit
+        let target = try commitTarget(options, head: head)
+        let parent = target.parent
         let parentCommit = try parent.map { try commit($0) }
         // What the working tree holds: HEAD's tree, or a view written over it (an expert rebuilt from a merge).
-        let worktreeTree = try worktreeBaseline(head: head).tree
+        let worktreeTree = options.branch == nil ? try worktreeBaseline(head: head).tree : Tree.empty
         let sourceRoot = try options.sourceDirectory.map(validatedSource) ?? root
         let fromWorktree = sourceRoot == root
+        if options.branch != nil, fromWorktree {
+            throw RepoError.invalidArgument("--branch needs --from DIR: the working tree belongs to HEAD's branch")
+        }
 
         // 1. Scan and validate.
         let scanned = try FolderScanner.scan(root: sourceRoot, ignore: IgnoreRules(file: sourceRoot + "/.mrepoignore"),
                                              followSymlinks: options.followSymlinks)
         try FolderScanner.checkNormalization(scanned)
         try checkShardIndexes(scanned)
-        if !fromWorktree, !options.force {
+        if !fromWorktree, options.branch == nil, !options.force {
             // The import rewrites tracked files and files at the imported paths; other untracked files stay.
             let incoming = Set(scanned.map(\.path))
             let dirty = try status(against: worktreeTree).changes.filter { $0.kind != .added || incoming.contains($0.path) }.map(\.path)
@@ -115,7 +128,7 @@ extension Repository {
         let metricsJSON = JSONValue.object(options.metrics.map { JSONMember($0.name, .double($0.value)) }).serialized()
         var hookEnv = [
             "MREPO_SOURCE": sourceRoot, "MREPO_MESSAGE": options.message, "MREPO_AUTHOR": author,
-            "MREPO_METRICS": metricsJSON, "MREPO_BRANCH": head.branchName ?? "", "MREPO_PARENT": parent?.hex ?? "",
+            "MREPO_METRICS": metricsJSON, "MREPO_BRANCH": target.branch ?? "", "MREPO_PARENT": parent?.hex ?? "",
         ]
         try runHook("pre-commit", environment: hookEnv)
 
@@ -128,8 +141,11 @@ extension Repository {
         }
         let references = try referenceTensors(of: baseCommit)
 
-        // 4. Store objects.
+        // 4. Store objects. A folder imported into the working tree is copied from the bytes as
+        // they are hashed: the checkout after the commit moves the copies into place.
         let batch = objects.makeBatch()
+        let copies = !fromWorktree && options.branch == nil ? try FileCopies(metaDirectory: metaDirectory) : nil
+        defer { copies?.discard() }
         var files: [TreeFile] = []
         var newInfos: [ObjectInfo] = []
         var lowRankRecords: [LowRankTensorRecord] = []
@@ -142,9 +158,9 @@ extension Repository {
             var seen = Set<ObjectID>()
             for file in prepared {
                 if file.cached != nil { reused += 1 }
-                let (entry, infos, records) = try snap.store(file, references: references, known: { try self.history.objectInfo($0) },
-                                                             knownDigest: { f in try self.history.read { try HistoryDatabase.knownDigest($0, of: f) } },
-                                                             batch: batch, progress: counter)
+                let (entry, infos, records) = try snap.store(file, references: references, recorded: { try self.history.recordedObjects($0) },
+                                                             knownDigest: { f in try self.history.knownDigest(of: f) },
+                                                             batch: batch, copies: copies, progress: counter)
                 files.append(entry)
                 lowRankRecords += records
                 if !records.isEmpty { lossyPaths.insert(entry.path) }
@@ -152,7 +168,7 @@ extension Repository {
             }
             counter.finish()
             // Objects reused from the stat cache must still exist.
-            for file in files {
+            for file in prepared.compactMap(\.cached) {
                 for id in [file.objectID] + file.tensors.map(\.objectID) where !objects.exists(id) && !batch.contains(id) {
                     throw RepoError.corruptObject(object: id.short, problem: "recorded for \(file.path) but missing from the store; run 'mrepo fsck'")
                 }
@@ -165,6 +181,7 @@ extension Repository {
                 throw RepoError.nothingToCommit
             }
             try batch.finish()
+            try copies?.sync()
             CrashPoint.reach("commit.objects-durable")
 
             // 5. Record everything in one transaction.
@@ -176,12 +193,12 @@ extension Repository {
             if let policy = options.lowRank, !lowRankRecords.isEmpty {
                 extra.removeAll { $0.key == "storage" }
                 extra.append(JSONMember("storage", .string("lossy")))
-                extra.append(Repository.lossyRecord(policy: policy, tensors: lowRankRecords))
+                extra.append(try LossyRecord(policy: policy, tensors: lowRankRecords).jsonMember())
             }
             if !extra.contains(where: { $0.key == "storage" }) {
                 extra.append(JSONMember("storage", .string("lossless")))
             }
-            if let adapter { extra.append(adapter.json) }
+            if let adapter { extra.append(try adapter.jsonMember()) }
             let extraJSON = JSONValue.object(extra)
             let id = Commit.computeID(treeID: tree.id, parents: parents, base: baseCommit, author: author, timestamp: timestamp,
                                       message: options.message, metrics: options.metrics, extra: extraJSON)
@@ -192,8 +209,13 @@ extension Repository {
                 StatCacheEntry(path: $1.path, stat: $0.scanned.stat, identity: FileIdentityCoding.encode($1))
             } : []
             let kind = parents.count > 1 ? "merge" : (parent == nil ? "commit (initial)" : "commit")
-            try history.recordCommit(objects: newInfos, tree: tree, commit: commit, expectedHead: parent,
-                                     reflogMessage: "\(kind): \(commit.subject)", statEntries: statEntries)
+            if let branch = options.branch {
+                try history.recordCommit(objects: newInfos, tree: tree, commit: commit, onto: branch, expected: target.created ? nil : parent,
+                                         reflogMessage: "\(kind): \(commit.subject)")
+            } else {
+                try history.recordCommit(objects: newInfos, tree: tree, commit: commit, expectedHead: parent,
+                                         reflogMessage: "\(kind): \(commit.subject)", statEntries: statEntries)
+            }
             recorded = (commit, tree, newInfos)
         } catch {
             // Before the transaction nothing refers to the new objects: delete them.
@@ -203,21 +225,28 @@ extension Repository {
         // From here on the commit exists; a failure below leaves it intact.
         let (newCommit, tree, storedInfos) = recorded!
         CrashPoint.reach("commit.recorded")
-        // 6. A folder imported from elsewhere becomes the working tree's content. The delta
-        // references kept mapped for storing are let go first: decoding every tensor against them
-        // would otherwise keep all their pages resident.
+        // 6. A folder imported from elsewhere becomes the working tree's content: the copies made
+        // while storing are moved into place (verified by their SHA-256, computed from the bytes
+        // written); a file without one is decoded.
         objects.releaseMappings()
-        if !fromWorktree {
+        var copied = 0
+        if !fromWorktree, options.branch == nil {
             do {
-                let entries = try materialize(tree, over: worktreeTree, force: true)
+                var stats = MaterializeStats()
+                let entries = try materialize(tree, over: worktreeTree, force: true, stats: &stats, prepared: copies?.files ?? [:])
+                copied = stats.moved
                 history.saveStatCacheOpportunistically(entries, removing: [])
             } catch {
                 throw RepoError.failed("commit \(newCommit.id.short) was recorded, but updating the working tree to it failed: \(RepoError.wrap(error).description); run 'mrepo checkout --force \(head.branchName ?? newCommit.id.short)'")
             }
         }
         hookEnv["MREPO_COMMIT"] = newCommit.id.hex
-        runHookReportingFailure("post-commit", environment: hookEnv)
+        // Too late to reject anything: a failing post-commit hook is a warning, the commit stands.
+        let warnings = runPostHook("post-commit", environment: hookEnv).map { [$0] } ?? []
         var notes: [String] = []
+        if let branch = options.branch, target.created {
+            notes.append("created branch '\(branch)'" + (parent.map { " at \($0.short) (HEAD)" } ?? " (a root commit: HEAD has no commit)"))
+        }
         if let adapterNote { notes.append(adapterNote) }
         if options.lowRank != nil {
             if lowRankRecords.isEmpty {
@@ -226,10 +255,10 @@ extension Repository {
                 notes.append("the working tree keeps the exact weights, so 'mrepo status' shows \(lossyPaths.sorted().joined(separator: ", ")) as modified against this approximate commit")
             }
         }
-        return CommitResult(commit: newCommit, branch: head.branchName, fileCount: tree.files.count, tensorCount: tree.tensorCount,
+        return CommitResult(commit: newCommit, branch: target.branch, fileCount: tree.files.count, tensorCount: tree.tensorCount,
                             logicalByteCount: tree.logicalByteCount, newObjectCount: storedInfos.count,
                             newStoredByteCount: storedInfos.reduce(0) { $0 + $1.storedByteCount }, unchangedFileCount: reused,
-                            adapter: adapter, lowRankTensors: lowRankRecords, notes: notes)
+                            copiedFileCount: copied, adapter: adapter, lowRankTensors: lowRankRecords, notes: notes, warnings: warnings)
     }
 
     /// Refuses a shard index (`*.safetensors.index.json`) with an entry that points outside its
@@ -256,40 +285,37 @@ extension Repository {
     /// Stat-cache entries whose objects are all recorded: `status` caches what it only hashed,
     /// and a commit must read such files again to store them.
     func storedStatCache() throws -> [String: StatCacheEntry] {
-        var known: [ObjectID: Bool] = [:]
-        return try history.statCache().filter { _, entry in
-            guard let file = FileIdentityCoding.decode(entry.identity, path: entry.path) else { return false }
-            for id in [file.objectID] + file.tensors.map(\.objectID) {
-                if known[id] == nil { known[id] = try history.objectInfo(id) != nil }
-                if known[id] == false { return false }
-            }
-            return true
+        let entries = try history.statCache().compactMapValues { entry in
+            FileIdentityCoding.decode(entry.identity, path: entry.path).map { (entry, [$0.objectID] + $0.tensors.map(\.objectID)) }
         }
+        let recorded = try history.recordedObjects(Set(entries.values.flatMap(\.1)))
+        return entries.filter { $0.value.1.allSatisfy(recorded.contains) }.mapValues(\.0)
     }
 
-    /// Runs a hook that cannot undo anything (post-commit, post-merge); a failure is reported, not thrown.
-    func runHookReportingFailure(_ name: String, environment: [String: String]) {
-        do {
-            try runHook(name, environment: environment)
-        } catch let RepoError.hookRejected(hook, status) {
-            // Too late to reject anything: the operation stands.
-            FileHandle.standardError.write(Data("mrepo: warning: \(hook) hook failed (exit status \(status))\n".utf8))
-        } catch {
-            FileHandle.standardError.write(Data("mrepo: warning: \(RepoError.wrap(error).description)\n".utf8))
-        }
+    /// The tensors of a commit usable as delta references, by name (one query; each object's
+    /// header is read when a tensor is coded against it).
+    func referenceTensors(of commit: ObjectID?) throws -> ReferenceIndex {
+        guard let commit else { return ReferenceIndex(objects: objects, entries: [:]) }
+        return ReferenceIndex(objects: objects, entries: try history.tensorObjects(ofTree: try self.commit(commit).treeID))
     }
 
-    /// The tensors of a commit usable as delta references, by name.
-    func referenceTensors(of commit: ObjectID?) throws -> [String: Snapshotter.Reference] {
-        guard let commit else { return [:] }
-        var out: [String: Snapshotter.Reference] = [:]
-        for (name, tensor) in try tree(of: commit).tensorsByName {
-            guard let info = try history.objectInfo(tensor.objectID), info.kind == .tensor else { continue }
-            guard let header = try? objects.header(of: tensor.objectID) else { continue }
-            objects.retainMapping(tensor.objectID)
-            out[name] = (info, header)
+    /// Where a commit goes: HEAD's branch (or detached HEAD), or the branch of `--branch`, which is
+    /// created at HEAD's commit when it does not exist.
+    func commitTarget(_ options: CommitOptions, head: Head) throws -> (branch: String?, parent: ObjectID?, created: Bool) {
+        guard let branch = options.branch else {
+            try refuseDuringMerge("commit")
+            return (head.branchName, head.commit, false)
         }
-        return out
+        try RefNames.validate(branch)
+        // HEAD's branch belongs to the working tree: moving it underneath would leave the working
+        // tree (and a merge in progress) on a commit the branch no longer names.
+        if head.branchName == branch {
+            throw RepoError.invalidArgument("--branch \(branch): '\(branch)' is the current branch; commit --from DIR without --branch updates it and the working tree")
+        }
+        if let path = try history.branchesCheckedOutElsewhere()[branch] { throw HistoryDatabase.branchInUse(branch, at: path) }
+        guard let ref = try history.ref(named: branch) else { return (branch, head.commit, true) }
+        guard ref.kind == .branch else { throw RepoError.invalidArgument("--branch \(branch): '\(branch)' is a tag, not a branch") }
+        return (branch, ref.target, false)
     }
 
     private func validatedSource(_ path: String) throws -> String {

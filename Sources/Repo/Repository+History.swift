@@ -7,6 +7,8 @@ public struct BranchInfo: Sendable {
     public var target: ObjectID
     public var isCurrent: Bool
     public var subject: String
+    /// The folder of another working tree that has the branch checked out, if any.
+    public var worktree: String? = nil
 }
 
 extension Repository {
@@ -69,8 +71,10 @@ extension Repository {
 
     public func branches() throws -> [BranchInfo] {
         let head = try history.head()
+        let elsewhere = try history.branchesCheckedOutElsewhere()
         return try history.refs(kind: .branch).map {
-            BranchInfo(name: $0.name, target: $0.target, isCurrent: head.branchName == $0.name, subject: try commit($0.target).subject)
+            BranchInfo(name: $0.name, target: $0.target, isCurrent: head.branchName == $0.name, subject: try commit($0.target).subject,
+                       worktree: elsewhere[$0.name])
         }
     }
 
@@ -90,10 +94,13 @@ extension Repository {
         try withWriteLock(wait: wait) {
             guard let ref = try history.ref(named: name), ref.kind == .branch else { throw RepoError.unknownRef(name) }
             if try history.head().branchName == name {
-                throw RepoError.invalidArgument("cannot delete branch '\(name)': it is the current branch; switch to another branch first")
+                throw RepoError.deletingCurrentBranch(name)
+            }
+            if let path = try history.branchesCheckedOutElsewhere()[name] {
+                throw RepoError.worktree(.deletingCheckedOutBranch(branch: name, worktree: path))
             }
             if !force, let head = try history.head().commit, !(try isAncestor(ref.target, of: head)) {
-                throw RepoError.invalidArgument("branch '\(name)' is not fully merged into HEAD; use -D to delete it anyway")
+                throw RepoError.branchNotMerged(name)
             }
             try history.deleteRef(name: name, kind: .branch)
             return ref.target

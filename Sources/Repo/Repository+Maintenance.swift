@@ -60,15 +60,15 @@ extension Repository {
     private func fsckLocked() throws -> FsckReport {
         var report = FsckReport()
         // Database.
-        try history.read { db in
-            let integrity = try String.fetchAll(db, sql: "PRAGMA integrity_check")
-            if integrity != ["ok"] { report.errors.append("history database: integrity check: \(integrity.prefix(3).joined(separator: "; "))") }
-            let fk = try Row.fetchAll(db, sql: "PRAGMA foreign_key_check")
-            if !fk.isEmpty { report.errors.append("history database: \(fk.count) broken references (foreign key check)") }
+        report.errors += try history.integrityProblems()
+        // Every working tree's HEAD; a linked one whose folder is gone still holds its branch.
+        for (worktree, head) in try history.allHeads().sorted(by: { $0.key < $1.key }) {
+            if case let .detached(id) = head, try history.commit(id) == nil {
+                report.errors.append("HEAD\(worktree.isEmpty ? "" : " of working tree '\(worktree)'"): points at missing commit \(id.short)")
+            }
         }
-        let head = try history.head()
-        if case let .detached(id) = head, try history.commit(id) == nil {
-            report.errors.append("HEAD: points at missing commit \(id.short)")
+        for record in try history.linkedWorktrees() where !linksHere(record) {
+            report.warnings.append("working tree '\(record.id)' at \(record.path) is gone or no longer links here ('mrepo worktree prune' forgets it)")
         }
         // Commits and trees.
         var users: [ObjectID: String] = [:]
@@ -245,8 +245,9 @@ extension Repository {
             CrashPoint.reach("gc.recorded")
             removeDoomed()
             // Temporary files and folders of processes that are gone: in `.mrepo`, every folder
-            // of the store and of the working tree, wherever a journal was lost.
-            report.removedTemporaryFiles += LeftoverSweeper.sweepAll(root: root, metaDirectory: metaDirectory, objectsRoot: objects.root)
+            // of the store and of every working tree, wherever a journal was lost.
+            let roots = [mainRoot] + (try history.linkedWorktrees().filter(linksHere).map(\.path))
+            report.removedTemporaryFiles += LeftoverSweeper.sweepAll(roots: roots, metaDirectory: metaDirectory, objectsRoot: objects.root)
             // Fixed-name folders of mrepo 0.1.0 merges (the lock shows no writer uses them now).
             for legacy in ["merge-candidate", "merge-report.json"] where FileStat.of(metaDirectory + "/" + legacy) != nil {
                 try? FileManager.default.removeItem(atPath: metaDirectory + "/" + legacy)
@@ -277,23 +278,8 @@ extension Repository {
     /// The database forgets unreachable commits, trees and objects (and the reflog and stat cache
     /// as asked), in one transaction.
     private func forget(live: LiveData, doomed: [ObjectInfo], pruneReflog: Bool, report: inout GCReport) throws {
-        report.removedCommits = try history.write { db in
-            let allCommits = try String.fetchAll(db, sql: #"SELECT id FROM "commit""#).compactMap(ObjectID.init(hex:))
-            let deadCommits = allCommits.filter { !live.commits.contains($0) }
-            for id in deadCommits {
-                try db.execute(sql: #"DELETE FROM "commit" WHERE id = ?"#, arguments: [id.hex])
-            }
-            let allTrees = try String.fetchAll(db, sql: "SELECT id FROM tree").compactMap(ObjectID.init(hex:))
-            for id in allTrees where !live.trees.contains(id) {
-                try db.execute(sql: "DELETE FROM tree WHERE id = ?", arguments: [id.hex])
-            }
-            for o in doomed {
-                try db.execute(sql: "DELETE FROM object WHERE id = ?", arguments: [o.id.hex])
-            }
-            if pruneReflog { try db.execute(sql: "DELETE FROM reflog") }
-            try db.execute(sql: "DELETE FROM statCache")
-            return deadCommits.count
-        }
+        report.removedCommits = try history.forget(keepingCommits: live.commits, trees: live.trees, deleting: doomed.map(\.id),
+                                                   pruneReflog: pruneReflog)
     }
 
     /// What the history still needs.
@@ -304,7 +290,7 @@ extension Repository {
         var objects: Set<ObjectID>
     }
 
-    /// The commits, trees and objects that refs, HEAD, an unfinished merge and (optionally) the
+    /// The commits, trees and objects that refs, every working tree's HEAD and unfinished merge, and (optionally) the
     /// reflog reach.
     func liveData(includeReflog: Bool) throws -> LiveData {
         let reachableCommits = try reachableCommitIDs(includeReflog: includeReflog)
@@ -317,7 +303,8 @@ extension Repository {
             }
             keepObjects.formUnion(extraObjects(of: c))
         }
-        if let state = try history.mergeState() {
+        // Every working tree's merge in progress.
+        for state in try history.allMergeStates() {
             keepObjects.formUnion(state.objects)
             if let ready = state.readyTree {
                 keepTrees.insert(ready)
@@ -335,9 +322,9 @@ extension Repository {
     /// Commits reachable from refs, HEAD, and (optionally) the reflog, with parents and delta bases.
     func reachableCommitIDs(includeReflog: Bool) throws -> Set<ObjectID> {
         var roots: [ObjectID] = try history.refs().map(\.target)
+        roots.append(contentsOf: try history.allHeads().values.compactMap(\.commit))
         // What the remotes were last seen at stays, as in git.
         roots += try history.remoteRefs().map(\.target)
-        if let h = try history.head().commit { roots.append(h) }
         if includeReflog {
             for e in try history.reflog(limit: Int.max) {
                 if let o = e.old { roots.append(o) }
@@ -359,9 +346,9 @@ extension Repository {
         return seen.filter { (try? history.commit($0)) != nil }
     }
 
-    /// Commits kept alive by state outside refs: an unfinished merge's inputs.
+    /// Commits kept alive by state outside refs: the inputs of every working tree's unfinished merge.
     func pinnedCommits() throws -> [ObjectID] {
-        try history.mergeState()?.commits ?? []
+        try history.allMergeStates().flatMap(\.commits)
     }
 
     /// Objects a commit needs beyond its tree (recorded in `extra`, e.g. a reversible merge's basis).

@@ -70,6 +70,8 @@ public struct ExportResult: Sendable {
     public var directory: String
     public var fileCount: Int
     public var byteCount: Int
+    /// The commit's lossy record, when its tensors are approximations (``export(_:as:to:)``).
+    public var lossy: LossyRecord? = nil
 }
 
 extension Repository {
@@ -192,10 +194,11 @@ extension Repository {
             }
             guard let ref = try history.ref(named: name), ref.kind == .branch else {
                 if try history.ref(named: name)?.kind == .tag {
-                    throw RepoError.invalidArgument("'\(name)' is a tag; use 'mrepo checkout \(name)' to look at it (detached HEAD)")
+                    throw RepoError.switchToTag(name)
                 }
                 throw RepoError.unknownRef(name)
             }
+            if name != head.branchName { try refuseBranchCheckedOutElsewhere(name) }
             return try moveHead(to: ref.target, newHead: .branch(name, commit: ref.target), from: head, force: force,
                                 message: "switch: moving to \(name)")
         }
@@ -208,6 +211,7 @@ extension Repository {
         try withWriteLock(wait: wait) {
             try refuseDuringMerge("switching")
             if try history.ref(named: name) != nil { throw RepoError.refExists(name) }
+            try refuseBranchCheckedOutElsewhere(name)
             let head = try history.head()
             try history.setHead(.branch(name, commit: nil), expected: head, message: "switch: orphan branch \(name)")
         }
@@ -241,6 +245,8 @@ extension Repository {
 
     struct MaterializeStats {
         var written = 0, removed = 0, unchanged = 0
+        /// Of the files written, those moved into place from prepared copies (not decoded).
+        var moved = 0
     }
 
     @discardableResult
@@ -339,9 +345,13 @@ extension Repository {
             for file in toWrite {
                 let destination = root + "/" + file.path
                 var staged = file
-                if let ready = prepared[file.path], try checkout.staging.adopt(ready.temporary, for: destination, executable: file.executable) {
+                // A prepared file is taken only when its SHA-256 (of the bytes written to it) is the
+                // one the tree records; otherwise the file is rebuilt from its objects.
+                if let ready = prepared[file.path], ready.sha256 == nil || file.sha256 == nil || ready.sha256 == file.sha256,
+                   try checkout.staging.adopt(ready.temporary, for: destination, executable: file.executable) {
                     counter.add(file.byteCount)
                     staged.sha256 = file.sha256 ?? ready.sha256
+                    checkout.stats.moved += 1
                 } else {
                     staged.sha256 = try stage(file, at: destination, in: checkout.staging, progress: counter)
                 }
@@ -400,46 +410,29 @@ extension Repository {
     }
 
     /// Writes one file of a tree to a temporary file beside `destination`, kept by `staging` until
-    /// it commits, verifying every object it decodes and, when the tree records it, the SHA-256 of
-    /// the whole file (a row naming another valid object would otherwise go unnoticed).
+    /// it commits, verifying it (``rebuild(_:into:verifyObjects:progress:)``): by the SHA-256 of the
+    /// whole file when the tree records it (a row naming another valid object would otherwise go
+    /// unnoticed), else by every object's identity.
     /// - Returns: the SHA-256 of the bytes written.
     @discardableResult
     func stage(_ file: TreeFile, at destination: String, in staging: FileStaging, progress: ProgressCounter?) throws -> Digest {
-        let sha = SHA256()
-        do {
+        func write(verifyObjects: Bool) throws -> Digest {
+            var digest = Digest.zero
             try staging.write(to: destination, permissions: file.executable ? 0o755 : 0o644) { writer in
-                func put(_ bytes: UnsafeRawBufferPointer) throws {
-                    sha.update(bytes)
-                    try writer.write(bytes)
-                }
-                try objects.decode(file.objectID, sink: put)
-                progress?.add(writer.byteCount)
-                if file.kind == .safetensors {
-                    var offset = writer.byteCount
-                    let headerEnd = offset
-                    for t in file.tensors.sorted(by: { $0.dataOffsets.lowerBound < $1.dataOffsets.lowerBound }) {
-                        guard headerEnd + t.dataOffsets.lowerBound == offset else {
-                            throw RepoError.corruptObject(object: file.objectID.short, problem: "\(file.path): tensor '\(t.name)' does not follow the previous one")
-                        }
-                        try objects.decode(t.objectID, sink: put)
-                        progress?.add(t.byteCount)
-                        offset = writer.byteCount
-                    }
-                }
-                guard writer.byteCount == file.byteCount else {
-                    throw RepoError.corruptObject(object: file.objectID.short, problem: "\(file.path): rebuilt \(writer.byteCount) bytes, the tree records \(file.byteCount)")
-                }
-                if let expected = file.sha256 {
-                    let actual = sha.finalize()
-                    guard actual == expected else {
-                        throw RepoError.corruptTree(file.path, problem: "the rebuilt file's SHA-256 is \(actual.short), the tree records \(expected.short) (the history database names the wrong objects)")
-                    }
-                }
+                digest = try rebuild(file, into: writer, verifyObjects: verifyObjects, progress: verifyObjects ? nil : progress)
+            }
+            return digest
+        }
+        do {
+            do {
+                return try write(verifyObjects: false)
+            } catch is FileDigestMismatch {
+                // Something is wrong: rebuild once more checking every object, to say what.
+                return try write(verifyObjects: true)
             }
         } catch let RepoError.corruptObject(object, problem) {
             throw RepoError.corruptObject(object: object, problem: "\(file.path): \(problem); nothing was written")
         }
-        return file.sha256 ?? sha.finalize()
     }
 
     /// Commands that move HEAD or record commits wait until a merge in progress is finished.
@@ -458,11 +451,11 @@ extension Repository {
         let dir = Repository.absolutePath(directory)
         let real = Repository.resolvingLinks(dir)
         if dir == root || real == Repository.resolvingLinks(root) {
-            throw RepoError.invalidArgument("export into the working tree itself; use 'mrepo checkout' instead")
+            throw RepoError.exportIntoWorktree
         }
         let store = Repository.resolvingLinks(metaDirectory)
         if real == store || real.hasPrefix(store + "/") || dir == metaDirectory || dir.hasPrefix(metaDirectory + "/") {
-            throw RepoError.invalidArgument("export into \(directory): the folder is inside the repository's own store (\(Repository.directoryName)); choose a folder outside it")
+            throw RepoError.exportIntoStore(directory: directory)
         }
         try staging.createDirectory(dir, shownAs: directory)
         return dir

@@ -7,38 +7,77 @@ import Synchronization
 ///
 /// Every command is one method (in `Repository+<Command>.swift`). Commands that write take the
 /// repository's write lock for their whole run; readers never take it.
-public final class Repository: @unchecked Sendable {
-    /// The working tree: the folder that holds `.mrepo`.
+///
+/// A linked working tree (`mrepo worktree add`) is a folder whose `.mrepo` is a file naming the
+/// main working tree's `.mrepo` directory ("store") and its own key: objects, refs, commits, the
+/// reflog, hooks and the locks are the store's, HEAD, the stat cache, a merge in progress and a
+/// view are the working tree's (``HistoryDatabase/worktree``).
+public final class Repository: Sendable {
+    /// The working tree: the folder that holds `.mrepo` (a directory, or a linked working tree's file).
     public let root: String
-    /// `<root>/.mrepo`.
+    /// The store: `<main working tree>/.mrepo`, shared by every working tree.
     public let metaDirectory: String
+    /// '' for the main working tree, else the key of this linked working tree.
+    public let worktreeID: String
     public let history: HistoryDatabase
     public let objects: ObjectStore
+
+    /// What the caller may set after opening; commands read it from worker threads.
+    private struct Settings {
+        var transportEnvironment: [String: String] = ProcessInfo.processInfo.environment
+        var progress: (any ProgressSink)?
+        var codecOptions = CodecOptions.default
+        var waitNotice: (@Sendable (String) -> Void)?
+    }
+
+    private let settings = Mutex(Settings())
+
     /// Receives progress of long operations (nil: silent).
-    public var progress: (any ProgressSink)?
+    public var progress: (any ProgressSink)? {
+        get { settings.withLock { $0.progress } }
+        set { settings.withLock { $0.progress = newValue } }
+    }
+
     /// Codec parameters for new objects.
-    public var codecOptions = CodecOptions.default
+    public var codecOptions: CodecOptions {
+        get { settings.withLock { $0.codecOptions } }
+        set { settings.withLock { $0.codecOptions = newValue } }
+    }
+
     /// Told when a command has to wait for another (gc for readers, a reader for gc).
-    public var waitNotice: (@Sendable (String) -> Void)?
+    public var waitNotice: (@Sendable (String) -> Void)? {
+        get { settings.withLock { $0.waitNotice } }
+        set { settings.withLock { $0.waitNotice = newValue } }
+    }
     /// Where remotes read credentials and endpoints (S3's `AWS_*` variables): the process's
     /// environment unless set.
-    public var transportEnvironment: [String: String] = ProcessInfo.processInfo.environment
+    public var transportEnvironment: [String: String] {
+        get { settings.withLock { $0.transportEnvironment } }
+        set { settings.withLock { $0.transportEnvironment = newValue } }
+    }
     /// The folders this process writes temporary files into (docs/format.md §7.4).
     let journal: WriteJournal
     /// How many write and read locks this object holds: a reader called inside a writer, or
     /// inside another reader, takes no further lock.
     private let writeLocks = Atomic<Int>(0)
     private let readLocks = Atomic<Int>(0)
+    /// Whether this object deletes the journal when released (not a view of another's).
+    private let ownsJournal: Bool
 
     /// Name of the metadata directory inside the working tree.
     public static let directoryName = ".mrepo"
 
-    init(root: String) throws {
+    /// - Parameters:
+    ///   - store: the `.mrepo` directory (default `<root>/.mrepo`).
+    ///   - worktree: the working tree's key ('' for the main one).
+    init(root: String, store: String? = nil, worktree: String = "") throws {
         self.root = root
-        metaDirectory = root + "/" + Repository.directoryName
-        history = try HistoryDatabase(path: metaDirectory + "/mrepo.db", create: false)
+        metaDirectory = store ?? root + "/" + Repository.directoryName
+        worktreeID = worktree
+        history = try HistoryDatabase(path: metaDirectory + "/mrepo.db", create: false, worktree: worktree)
         journal = WriteJournal(metaDirectory: metaDirectory)
         objects = ObjectStore(root: metaDirectory + "/objects", journal: journal)
+        ownsJournal = true
         if (try? history.remotes().contains { $0.lazy }) == true { readMissingObjectsLazily() }
     }
 
@@ -49,9 +88,30 @@ public final class Repository: @unchecked Sendable {
         }
     }
 
-    deinit {
-        journal.close()
+    /// The same repository seen from another of its working trees, sharing this object's
+    /// database connections, object store and journal; used within one of this object's
+    /// commands (it takes no lock of its own).
+    init(viewing other: Repository, root: String, worktree: String) {
+        self.root = root
+        metaDirectory = other.metaDirectory
+        worktreeID = worktree
+        history = HistoryDatabase(sharing: other.history, worktree: worktree)
+        journal = other.journal
+        objects = other.objects
+        ownsJournal = false
+        codecOptions = other.codecOptions
+        progress = other.progress
     }
+
+    deinit {
+        if ownsJournal { journal.close() }
+    }
+
+    /// The main working tree: the folder holding the store.
+    public var mainRoot: String { splitPath(metaDirectory).dir }
+
+    /// Whether this is a linked working tree (`mrepo worktree add`).
+    public var isLinkedWorktree: Bool { !worktreeID.isEmpty }
 
     /// Creates a repository in `path` (which is created if missing).
     ///
@@ -89,13 +149,14 @@ public final class Repository: @unchecked Sendable {
     }
 
     /// Opens the repository that contains `path` (searching parent folders, as git does), and
-    /// deletes the temporary files that crashed commands left (``LeftoverSweeper``).
+    /// deletes the temporary files that crashed commands left (``LeftoverSweeper``). A `.mrepo`
+    /// file, not a directory, makes the folder a linked working tree of the store it names.
     public static func open(at path: String = FileManager.default.currentDirectoryPath) throws -> Repository {
         var dir = absolutePath(path)
         while true {
             var isDir: ObjCBool = false
-            if FileManager.default.fileExists(atPath: dir + "/" + directoryName, isDirectory: &isDir), isDir.boolValue {
-                let repo = try Repository(root: dir)
+            if FileManager.default.fileExists(atPath: dir + "/" + directoryName, isDirectory: &isDir) {
+                let repo = isDir.boolValue ? try Repository(root: dir) : try openLinked(root: dir)
                 LeftoverSweeper.sweep(metaDirectory: repo.metaDirectory)
                 return repo
             }
@@ -189,7 +250,7 @@ public final class Repository: @unchecked Sendable {
             if op == "~" {
                 for _ in 0..<n {
                     guard let parent = try history.parents(of: id).first else {
-                        throw RepoError.invalidArgument("'\(revision)': \(id.short) has no parent")
+                        throw RepoError.missingParent(revision: revision, commit: id.short, parents: 0)
                     }
                     id = parent
                 }
@@ -197,7 +258,7 @@ public final class Repository: @unchecked Sendable {
                 if n == 0 { continue }
                 let parents = try history.parents(of: id)
                 guard n <= parents.count else {
-                    throw RepoError.invalidArgument("'\(revision)': \(id.short) has \(parents.count) parent\(parents.count == 1 ? "" : "s")")
+                    throw RepoError.missingParent(revision: revision, commit: id.short, parents: parents.count)
                 }
                 id = parents[n - 1]
             }
@@ -213,7 +274,7 @@ public final class Repository: @unchecked Sendable {
     private func resolveBase(_ base: String, whole: String) throws -> ObjectID {
         if base == "HEAD" || base == "@" {
             guard let id = try history.head().commit else {
-                throw RepoError.invalidArgument("HEAD has no commits yet (branch '\(try history.head().branchName ?? "")' is unborn)")
+                throw RepoError.unbornBranch(try history.head().branchName ?? "")
             }
             return id
         }
@@ -262,11 +323,7 @@ public final class Repository: @unchecked Sendable {
 
     /// How the objects of a tree are stored (encoding, reference, stored bytes), by id.
     public func objectInfos(of tree: Tree) throws -> [ObjectID: ObjectInfo] {
-        var out: [ObjectID: ObjectInfo] = [:]
-        for id in tree.objectIDs {
-            if let info = try history.objectInfo(id) { out[id] = info }
-        }
-        return out
+        try history.objectInfos(tree.objectIDs)
     }
 
     // MARK: - Hooks
@@ -274,7 +331,21 @@ public final class Repository: @unchecked Sendable {
     /// Runs `.mrepo/hooks/<name>` if it exists and is executable.
     /// - Throws: ``RepoError/hookRejected(hook:status:)`` when it exits non-zero.
     public func runHook(_ name: String, environment: [String: String]) throws {
-        try HookRunner.run(path: metaDirectory + "/hooks/" + name, name: name, workingDirectory: root, environment: environment)
+        // MREPO_DIR: the store, where a hook keeps its logs (a linked working tree's .mrepo is a file).
+        let env = environment.merging(["MREPO_DIR": metaDirectory]) { given, _ in given }
+        try HookRunner.run(path: metaDirectory + "/hooks/" + name, name: name, workingDirectory: root, environment: env)
+    }
+
+    /// Runs a hook after the fact: a failure cannot undo anything, so it becomes a warning.
+    func runPostHook(_ name: String, environment: [String: String]) -> String? {
+        do {
+            try runHook(name, environment: environment)
+            return nil
+        } catch let RepoError.hookRejected(hook, status) {
+            return "\(hook) hook failed (exit status \(status))"
+        } catch {
+            return RepoError.wrap(error).description
+        }
     }
 
     static func absolutePath(_ path: String) -> String {
@@ -316,10 +387,9 @@ public enum ProgressUnit: Sendable {
 }
 
 /// Adds up progress from worker threads and forwards it.
-final class ProgressCounter: @unchecked Sendable {
+final class ProgressCounter: Sendable {
     private let sink: (any ProgressSink)?
-    private let lock = NSLock()
-    private var done = 0
+    private let done = Mutex(0)
 
     init(_ sink: (any ProgressSink)?, title: String, total: Int, unit: ProgressUnit = .bytes) {
         self.sink = sink
@@ -328,10 +398,10 @@ final class ProgressCounter: @unchecked Sendable {
 
     func add(_ n: Int) {
         guard let sink else { return }
-        lock.lock()
-        done += n
-        let value = done
-        lock.unlock()
+        let value = done.withLock { total in
+            total += n
+            return total
+        }
         sink.update(value)
     }
 

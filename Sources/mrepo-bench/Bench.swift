@@ -94,6 +94,9 @@ struct Bench: ParsableCommand {
     @Flag(help: "Run mrepo with MREPO_FSYNC=0 (no disk barriers, like the zstd CLI).")
     var noFsync = false
 
+    @Flag(help: "Run mrepo with MREPO_VERIFY_WRITES=1 (every new object decoded and re-hashed before it is renamed into place): run twice, with and without, to price it.")
+    var verifyWrites = false
+
     @Option(name: .customLong("repeat"), help: ArgumentHelp("Run each timed command this many times and report the fastest.", valueName: "n"))
     var repeats = 3
 
@@ -156,6 +159,8 @@ struct Options {
     var repeats: Int
     /// Run mrepo with MREPO_FSYNC=0 (no disk barriers), to compare compute with the zstd CLI, which does not sync.
     var noSync: Bool
+    /// Run mrepo with MREPO_VERIFY_WRITES=1 (verify-after-write).
+    var verifyWrites: Bool
 
     init(_ b: Bench) {
         arch = Architecture.all.first { $0.name == b.size }!
@@ -168,15 +173,19 @@ struct Options {
         keep = b.keep
         repeats = b.repeats
         noSync = b.noFsync
+        verifyWrites = b.verifyWrites
     }
 
     /// The environment of every timed mrepo command.
     var mrepoEnvironment: [String: String] {
         var env = ["MREPO_AUTHOR": "bench <bench@example.com>"]
         if noSync { env["MREPO_FSYNC"] = "0" }
+        if verifyWrites { env["MREPO_VERIFY_WRITES"] = "1" }
         return env
     }
 
     /// How mrepo's writes were made, for table titles.
-    var syncNote: String { noSync ? "mrepo with MREPO_FSYNC=0" : "mrepo syncing every file to disk" }
+    var syncNote: String {
+        (noSync ? "mrepo with MREPO_FSYNC=0" : "mrepo syncing every file to disk") + (verifyWrites ? ", verifying every new object (MREPO_VERIFY_WRITES=1)" : "")
+    }
 }

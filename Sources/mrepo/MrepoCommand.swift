@@ -24,10 +24,10 @@ struct MrepoCommand: ParsableCommand {
                 CommitCommand.self, StatusCommand.self, LogCommand.self, ShowCommand.self, DiffCommand.self, ReflogCommand.self,
             ]),
             CommandGroup(name: "Branches and tags", subcommands: [
-                BranchCommand.self, SwitchCommand.self, CheckoutCommand.self, TagCommand.self,
+                BranchCommand.self, SwitchCommand.self, CheckoutCommand.self, TagCommand.self, WorktreeCommand.self,
             ]),
             CommandGroup(name: "Share", subcommands: [
-                RemoteCommand.self, CloneCommand.self, FetchCommand.self, PushCommand.self, PullCommand.self,
+                RemoteCommand.self, CloneCommand.self, FetchCommand.self, PushCommand.self, PullCommand.self, ServeCommand.self,
             ]),
             CommandGroup(name: "Merge models", subcommands: [MergeCommand.self, ResolveCommand.self, ExpertsCommand.self]),
             CommandGroup(name: "Models", subcommands: [ExportCommand.self, CheckCommand.self, SynthCommand.self]),

@@ -85,11 +85,7 @@ import Testing
     @Test func successfulSwitchWritesExactlyTheTargetTree() throws {
         let s = try CLISandbox()
         try s.makeFamily()
-        try s.ok(["init", "-q", "repo"])
-        try s.ok(["commit", "-q", "--from", "../family/base", "-m", "base"], in: "repo")
-        try s.ok(["switch", "-q", "-c", "math"], in: "repo")
-        try s.ok(["commit", "-q", "--from", "../family/math", "-m", "math"], in: "repo")
-        try s.ok(["switch", "-q", "main"], in: "repo")
+        try s.repository(branches: ["math"])
         #expect(listing(s, "repo") == listing(s, "family/base"))
         try s.ok(["switch", "math"], in: "repo")
         #expect(listing(s, "repo") == listing(s, "family/math"))

@@ -90,7 +90,28 @@ final class CLISandbox {
 
     /// Writes a synthetic model family (base, math, code, chat) of the tiny architecture.
     func makeFamily(_ name: String = "family", extra: [String] = []) throws {
-        try ok(["synth", name, "--size", "tiny"] + extra)
+        try synth(name, ["--size", "tiny"] + extra)
+    }
+
+    /// What `mrepo synth NAME ARGUMENTS...` writes, into the sandbox. The generator is seeded and
+    /// its output does not depend on NAME, so the binary runs once per argument list and test run
+    /// (``SynthCache``) and every sandbox gets a copy. SynthCLITests runs `synth` itself.
+    func synth(_ name: String, _ arguments: [String]) throws {
+        try FileManager.default.copyItem(atPath: try SynthCache.folder(for: arguments), toPath: path(name))
+    }
+
+    /// `repo`, made by `init`, with `<models>/base` committed on `main` and each of `branches` committed
+    /// from `<models>/<branch>` on a branch of its name started at `main`; HEAD back on `main`.
+    /// `models` is a folder of the sandbox; "" for model folders at its top.
+    func repository(of models: String = "family", branches: [String]) throws {
+        let from = models.isEmpty ? "../" : "../\(models)/"
+        try ok(["init", "-q", "repo"])
+        try ok(["commit", "-q", "--from", from + "base", "-m", "base"], in: "repo")
+        for branch in branches {
+            try ok(["switch", "-q", "-c", branch, "main"], in: "repo")
+            try ok(["commit", "-q", "--from", from + branch, "-m", branch], in: "repo")
+        }
+        try ok(["switch", "-q", "main"], in: "repo")
     }
 
     /// Every file under a folder (relative paths), excluding `.mrepo`.
@@ -169,4 +190,36 @@ func expectOneLineError(_ r: CLIResult, status: Int32 = 2, contains fragment: St
     #expect(r.stderr.hasPrefix("mrepo: error: "), "stderr: \(r.stderr)", sourceLocation: sourceLocation)
     #expect(r.stderr.contains(fragment), "'\(fragment)' not in: \(r.stderr)", sourceLocation: sourceLocation)
     #expect(!r.stderr.contains("Fatal error") && !r.stderr.contains("backtrace"), sourceLocation: sourceLocation)
+}
+
+/// The folders `mrepo synth` wrote in this test run, by argument list; they live until the test
+/// process exits.
+enum SynthCache {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var folders: [[String]: String] = [:]
+
+    private static let root: String = {
+        let path = FileManager.default.temporaryDirectory.path + "/mrepo-cli-synth-\(getpid())"
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        atexit { try? FileManager.default.removeItem(atPath: SynthCache.root) }
+        return path
+    }()
+
+    /// The output of `mrepo synth NAME arguments...`, generated on first use.
+    static func folder(for arguments: [String]) throws -> String {
+        lock.lock()
+        defer { lock.unlock() }
+        if let folder = folders[arguments] { return folder }
+        let s = try CLISandbox()
+        let r = try s.run(["synth", "family"] + arguments)
+        guard r.status == 0 else { throw SynthFailed(description: "mrepo synth \(arguments.joined(separator: " ")): \(r.stderr)") }
+        let folder = root + "/\(folders.count)"
+        try FileManager.default.moveItem(atPath: s.path("family"), toPath: folder)
+        folders[arguments] = folder
+        return folder
+    }
+
+    struct SynthFailed: Error, CustomStringConvertible {
+        let description: String
+    }
 }

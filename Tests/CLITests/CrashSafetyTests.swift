@@ -128,13 +128,7 @@ import Testing
         let s = try CLISandbox()
         s.environment["MREPO_FSYNC"] = "1"
         try s.makeFamily()
-        try s.ok(["init", "-q", "repo"])
-        try s.ok(["commit", "-q", "--from", "../family/base", "-m", "base"], in: "repo")
-        for name in ["math", "code"] {
-            try s.ok(["switch", "-q", "-c", name, "main"], in: "repo")
-            try s.ok(["commit", "-q", "--from", "../family/\(name)", "-m", name], in: "repo")
-        }
-        try s.ok(["switch", "-q", "main"], in: "repo")
+        try s.repository(branches: ["math", "code"])
         return s
     }
 

@@ -83,7 +83,7 @@ enum TinyDisk {
 
     @Test func hostileAdapterConfigsAreRefusedAtCommit() throws {
         let s = try CLISandbox()
-        try s.ok(["synth", "fam", "--size", "tiny", "--adapters", "1", "--lora-rank", "4"])
+        try s.synth("fam", ["--size", "tiny", "--adapters", "1", "--lora-rank", "4"])
         try s.ok(["init", "repo"])
         try s.ok(["commit", "--from", "../fam/base", "-m", "base"], in: "repo")
         try s.ok(["switch", "-c", "lora"], in: "repo")
@@ -127,7 +127,7 @@ enum TinyDisk {
         let before = try log()
 
         // A tensor name with a NUL.
-        try Data(safetensorsFile(#"{"a\u0000b":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}"#, data: [1]))
+        try Data(safetensorsBytes(json: #"{"a\u0000b":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}"#, data: [1]))
             .write(to: URL(fileURLWithPath: s.path("repo/extra.safetensors")))
         expectOneLineError(try s.run(["commit", "-m", "nul"], in: "repo"),
                            contains: "extra.safetensors: tensor 'a\\x00b': tensor names must not contain control characters (found U+0000)")
@@ -167,11 +167,5 @@ enum TinyDisk {
         let json = try #require(try s.json(try s.ok(["status", "--json"], in: "repo")) as? [String: Any])
         #expect(json["nested_repositories"] as? [String] == ["inner"] && json["clean"] as? Bool == true)
         expectOneLineError(try s.run(["commit", "-m", "inner"], in: "repo"), contains: "nothing to commit")
-    }
-
-    /// The bytes of a safetensors file with the header text exactly as given.
-    func safetensorsFile(_ json: String, data: [UInt8]) -> [UInt8] {
-        let text = Array(json.utf8)
-        return withUnsafeBytes(of: UInt64(text.count).littleEndian) { Array($0) } + text + data
     }
 }

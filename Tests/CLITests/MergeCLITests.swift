@@ -80,13 +80,7 @@ import Testing
     func mergedWorkingTreeEqualsExport(extra: [String]) throws {
         let s = try CLISandbox()
         try s.makeFamily(extra: ["--shards", "2"])
-        try s.ok(["init", "-q", "repo"])
-        try s.ok(["commit", "-q", "--from", "../family/base", "-m", "base"], in: "repo")
-        for ft in ["math", "code"] {
-            try s.ok(["switch", "-q", "-c", ft, "main"], in: "repo")
-            try s.ok(["commit", "-q", "--from", "../family/\(ft)", "-m", ft], in: "repo")
-        }
-        try s.ok(["switch", "-q", "main"], in: "repo")
+        try s.repository(branches: ["math", "code"])
         try s.ok(["merge", "-q", "math", "code", "--method", "ties", "--set", "density=0.5"] + extra, in: "repo")
         try s.ok(["export", "-q", "HEAD", "../out"], in: "repo")
         #expect(s.files(under: "out").filter { $0.hasSuffix(".safetensors") }.count == 2)
@@ -154,13 +148,7 @@ import Testing
         // y: changes a and d, reshapes b, changes ids differently.
         try writeModel(s, "y", [("a", [8], ramp.map { $0 - 0.05 }), ("b", [4, 2], ramp), ("c", [8], ramp), ("d", [8], ramp.map { $0 * 2 }),
                                 ("ids", [4], [0, 1, 2, 7]), ("word_embeddings.weight", [2, 4], ramp)])
-        try s.ok(["init", "-q", "repo"])
-        try s.ok(["commit", "-q", "--from", "../base", "-m", "base"], in: "repo")
-        for b in ["x", "y"] {
-            try s.ok(["switch", "-q", "-c", b, "main"], in: "repo")
-            try s.ok(["commit", "-q", "--from", "../\(b)", "-m", b], in: "repo")
-        }
-        try s.ok(["switch", "-q", "main"], in: "repo")
+        try s.repository(of: "", branches: ["x", "y"])
         let r = try s.run(["merge", "x", "y", "--method", "task_arithmetic", "--json"], in: "repo")
         #expect(r.status == 1)
         let byName = tensors(try report(r))

@@ -19,13 +19,7 @@ import Testing
         try s.writeModel("x", [("a", [8], r.map { $0 + 0.137 }), ("b", [2, 4], r.map { $0 * 2 }), ("c", [4], [0.5, -0.25, 1, 0]), ("ids", [4], [0, 1, 2, 3])])
         try s.writeModel("y", [("a", [8], r), ("b", [2, 4], r.map { $0 * 2 - 0.0731 }), ("c", [4], [0.5, -0.25, 1, 0]), ("ids", [4], [0, 1, 2, 3])])
         try Data("{\"model_type\": \"toy\"}\n".utf8).write(to: URL(fileURLWithPath: s.path("base/config.json")))
-        try s.ok(["init", "-q", "repo"])
-        try s.ok(["commit", "-q", "--from", "../base", "-m", "base"], in: "repo")
-        for b in ["x", "y"] {
-            try s.ok(["switch", "-q", "-c", b, "main"], in: "repo")
-            try s.ok(["commit", "-q", "--from", "../\(b)", "-m", b], in: "repo")
-        }
-        try s.ok(["switch", "-q", "main"], in: "repo")
+        try s.repository(of: "", branches: ["x", "y"])
         return s
     }
 

@@ -14,7 +14,7 @@ import Testing
     /// adapter on a branch: math, code, chat.
     func adapterSandbox() throws -> CLISandbox {
         let s = try CLISandbox()
-        try s.ok(["synth", "fam", "--size", "tiny", "--adapters", "3", "--lora-rank", "4"])
+        try s.synth("fam", ["--size", "tiny", "--adapters", "3", "--lora-rank", "4"])
         try s.ok(["init", "-q", "repo"])
         try s.ok(["commit", "-q", "--from", "../fam/base", "-m", "base"], in: "repo")
         for name in ["math", "code", "chat"] {
@@ -31,33 +31,6 @@ import Testing
     func lastCommit(_ s: CLISandbox, _ rev: String = "HEAD") throws -> [String: Any] {
         let log = try #require(try s.json(try s.ok(["log", "--json", "-n", "1", rev], in: "repo")) as? [[String: Any]])
         return try object(log.first)
-    }
-
-    func tensors(_ path: String) throws -> SafetensorsFile { try SafetensorsFile(path: path) }
-
-    func floats(_ f: SafetensorsFile, _ name: String) throws -> [Double] {
-        let t = try #require(f.tensor(named: name), "\(name) in \(f.path)")
-        var out = [Float](repeating: 0, count: t.byteCount / t.dtype.byteSize)
-        out.withUnsafeMutableBufferPointer { FloatConversion.toFloat(t.dtype, f.data(of: t), into: $0) }
-        return out.map(Double.init)
-    }
-
-    func bytes(_ f: SafetensorsFile, _ name: String) throws -> [UInt8] {
-        Array(f.data(of: try #require(f.tensor(named: name), "\(name) in \(f.path)")))
-    }
-
-    func norm(_ a: [Double]) -> Double { a.reduce(0) { $0 + $1 * $1 }.squareRoot() }
-    func minus(_ a: [Double], _ b: [Double]) -> [Double] { zip(a, b).map { $0 - $1 } }
-
-    /// scale·B·A of a module of a PEFT adapter file.
-    func delta(_ adapter: SafetensorsFile, _ module: String, scale: Double) throws -> [Double] {
-        let a = try #require(adapter.tensor(named: "base_model.model.\(module).lora_A.weight"))
-        let b = try #require(adapter.tensor(named: "base_model.model.\(module).lora_B.weight"))
-        let r = a.shape[0], rows = b.shape[0], columns = a.shape[1]
-        let av = try floats(adapter, a.name), bv = try floats(adapter, b.name)
-        var out = [Double](repeating: 0, count: rows * columns)
-        for i in 0..<rows { for k in 0..<r { for j in 0..<columns { out[i * columns + j] += scale * bv[i * r + k] * av[k * columns + j] } } }
-        return out
     }
 
     let modules = ["encoder.layer.0.attention.self.query", "encoder.layer.0.attention.self.value",
@@ -89,18 +62,18 @@ import Testing
         // With --fold: θ_base + (alpha/r)·B·A, every other tensor and file the base's.
         try s.ok(["export", "math", "../folded", "--fold"], in: "repo")
         #expect(s.files(under: "folded") == s.files(under: "fam/base"))
-        let base = try tensors(s.path("fam/base/model.safetensors")), folded = try tensors(s.path("folded/model.safetensors"))
-        let lora = try tensors(s.path("fam/lora-math/adapter_model.safetensors"))
-        #expect(folded.tensors.map(\.name) == base.tensors.map(\.name))
-        for t in base.tensors {
+        let base = try Checkpoint(s.path("fam/base/model.safetensors")), folded = try Checkpoint(s.path("folded/model.safetensors"))
+        let lora = try Checkpoint(s.path("fam/lora-math/adapter_model.safetensors"))
+        #expect(folded.names == base.names)
+        for t in base.file.tensors {
             let module = String(t.name.dropLast(".weight".count))
             if modules.contains(module) {
-                let d = try delta(lora, module, scale: 2)
-                let expected = zip(try floats(base, t.name), d).map { $0 + $1 }
-                let diff = minus(try floats(folded, t.name), expected)
-                #expect(norm(diff) < 1e-6 * norm(expected) && norm(d) > 1e-3 * norm(expected), "\(t.name)")
+                let d = try lora.adapterDelta(module, scale: 2).delta
+                let expected = Numbers.plus(try base.doubles(t.name), d)
+                let diff = Numbers.minus(try folded.doubles(t.name), expected)
+                #expect(Numbers.norm(diff) < 1e-6 * Numbers.norm(expected) && Numbers.norm(d) > 1e-3 * Numbers.norm(expected), "\(t.name)")
             } else {
-                #expect(try bytes(folded, t.name) == (try bytes(base, t.name)), "\(t.name)")
+                #expect(try folded.bytes(t.name) == (try base.bytes(t.name)), "\(t.name)")
             }
         }
         for file in ["config.json", "tokenizer.json", "tokenizer_config.json"] { #expect(s.read("folded/" + file) == s.read("fam/base/" + file)) }
@@ -109,15 +82,15 @@ import Testing
         let diff = try object(try s.json(try s.ok(["diff", "math", "code", "--json"], in: "repo")))
         let rows = try #require(diff["modules"] as? [[String: Any]])
         #expect(rows.compactMap { $0["module"] as? String } == modules)
-        let other = try tensors(s.path("fam/lora-code/adapter_model.safetensors"))
+        let other = try Checkpoint(s.path("fam/lora-code/adapter_model.safetensors"))
         for row in rows {
             let module = try #require(row["module"] as? String)
-            let a = try delta(lora, module, scale: 2), b = try delta(other, module, scale: 2)
-            let na = norm(a), nb = norm(b), dot = zip(a, b).reduce(0) { $0 + $1.0 * $1.1 }
+            let a = try lora.adapterDelta(module, scale: 2).delta, b = try other.adapterDelta(module, scale: 2).delta
+            let na = Numbers.norm(a), nb = Numbers.norm(b), dot = Numbers.dot(a, b)
             #expect(abs((row["old_norm"] as? Double ?? 0) - na) < 1e-6 * na)
             #expect(abs((row["new_norm"] as? Double ?? 0) - nb) < 1e-6 * nb)
             #expect(abs((row["cosine"] as? Double ?? 9) - dot / (na * nb)) < 1e-5, "\(module)")
-            #expect(abs((row["difference_norm"] as? Double ?? 0) - norm(minus(b, a))) < 1e-5 * norm(minus(b, a)))
+            #expect(abs((row["difference_norm"] as? Double ?? 0) - Numbers.norm(Numbers.minus(b, a))) < 1e-5 * Numbers.norm(Numbers.minus(b, a)))
             #expect((row["old_rank"] as? Int) == 4 && (row["old_effective_rank"] as? Double ?? 0) > 1)
         }
         let text = try s.ok(["diff", "math", "code"], in: "repo").stdout
@@ -129,7 +102,7 @@ import Testing
 
     @Test func adapterOfAnotherModelIsRefusedAndChangesNothing() throws {
         let s = try adapterSandbox()
-        try s.ok(["synth", "small", "--size", "small", "--adapters", "1", "--lora-rank", "2", "--adapters-only"])
+        try s.synth("small", ["--size", "small", "--adapters", "1", "--lora-rank", "2", "--adapters-only"])
         let before = try repositoryState(s)
         let fsck = try s.ok(["fsck"], in: "repo").stdout
         for args in [["commit", "--from", "../small/lora-math", "-m", "small adapter"],
@@ -169,16 +142,16 @@ import Testing
         // export warns on stderr, and the errors it causes are the recorded ones.
         let exported = try s.ok(["export", "HEAD", "../out"], in: "repo")
         #expect(exported.stderr.hasPrefix("mrepo: warning: ") && exported.stderr.contains("is a lossy commit (lowrank, rank 2)"), "\(exported.stderr)")
-        let original = try tensors(s.path("family/chat/model.safetensors")), base = try tensors(s.path("family/base/model.safetensors"))
-        let out = try tensors(s.path("out/model.safetensors"))
-        for t in original.tensors {
+        let original = try Checkpoint(s.path("family/chat/model.safetensors")), base = try Checkpoint(s.path("family/base/model.safetensors"))
+        let out = try Checkpoint(s.path("out/model.safetensors"))
+        for t in original.file.tensors {
             guard let entry = recorded[t.name] as? [String: Any] else {
-                #expect(try bytes(out, t.name) == (try bytes(original, t.name)), "\(t.name) is not lossy and must be exact")
+                #expect(try out.bytes(t.name) == (try original.bytes(t.name)), "\(t.name) is not lossy and must be exact")
                 continue
             }
             #expect(t.shape.count == 2 && entry["rank"] as? Int == 2)
-            let theta = try floats(original, t.name)
-            let measured = norm(minus(try floats(out, t.name), theta)) / norm(minus(theta, try floats(base, t.name)))
+            let theta = try original.doubles(t.name)
+            let measured = Numbers.norm(Numbers.minus(try out.doubles(t.name), theta)) / Numbers.norm(Numbers.minus(theta, try base.doubles(t.name)))
             let error = try #require(entry["relative_error"] as? Double)
             #expect(abs(measured - error) < 1e-9 + 1e-9 * error, "\(t.name): measured \(measured), recorded \(error)")
         }
@@ -272,11 +245,11 @@ import Testing
         let checkout = try s.ok(["checkout", mergeID, "--expert", "code"], in: "repo")
         #expect(checkout.stdout.contains("expert code"), "\(checkout.stdout)")
         #expect(s.files(under: "repo") == ["README.md", "adapter_config.json", "adapter_model.safetensors"])
-        let rebuilt = try tensors(s.path("repo/adapter_model.safetensors")), code = try tensors(s.path("fam/lora-code/adapter_model.safetensors"))
-        #expect(rebuilt.tensors.map(\.name) == code.tensors.map(\.name))
-        for t in code.tensors {
-            #expect(rebuilt.tensor(named: t.name)?.shape == t.shape && rebuilt.tensor(named: t.name)?.dtype == t.dtype)
-            let x = try floats(rebuilt, t.name), y = try floats(code, t.name)
+        let rebuilt = try Checkpoint(s.path("repo/adapter_model.safetensors")), code = try Checkpoint(s.path("fam/lora-code/adapter_model.safetensors"))
+        #expect(rebuilt.names == code.names)
+        for t in code.file.tensors {
+            #expect(rebuilt.file.tensor(named: t.name)?.shape == t.shape && rebuilt.file.tensor(named: t.name)?.dtype == t.dtype)
+            let x = try rebuilt.doubles(t.name), y = try code.doubles(t.name)
             let largest = y.map(abs).max() ?? 0
             let worst = zip(x, y).map { abs($0 - $1) }.max() ?? 0
             #expect(worst <= 1e-5 * largest, "\(t.name): \(worst) of \(largest)")
@@ -314,8 +287,8 @@ import Testing
 
     @Test func adaptersWithOtherModulesOrRanks() throws {
         let s = try adapterSandbox()
-        try s.ok(["synth", "wide", "--size", "tiny", "--adapters", "1", "--lora-rank", "4", "--lora-targets", "all", "--adapters-only"])
-        try s.ok(["synth", "low", "--size", "tiny", "--adapters", "1", "--lora-rank", "2", "--adapters-only"])
+        try s.synth("wide", ["--size", "tiny", "--adapters", "1", "--lora-rank", "4", "--lora-targets", "all", "--adapters-only"])
+        try s.synth("low", ["--size", "tiny", "--adapters", "1", "--lora-rank", "2", "--adapters-only"])
         for (branch, folder) in [("wide", "wide/lora-math"), ("low", "low/lora-math")] {
             try s.ok(["switch", "-q", "-c", branch, "main"], in: "repo")
             try s.ok(["commit", "-q", "--from", "../" + folder, "-m", branch], in: "repo")
@@ -332,11 +305,11 @@ import Testing
         #expect(modulesJSON.allSatisfy { ($0["errors"] as? [Double])?.allSatisfy { $0 < 1e-5 } == true })
         // The rank-2 expert comes back in its own layout, with its products.
         try s.ok(["export", "HEAD", "../low-back", "--expert", "low"], in: "repo")
-        let back = try tensors(s.path("low-back/adapter_model.safetensors")), low = try tensors(s.path("low/lora-math/adapter_model.safetensors"))
-        #expect(back.tensors.map(\.shape) == low.tensors.map(\.shape))
+        let back = try Checkpoint(s.path("low-back/adapter_model.safetensors")), low = try Checkpoint(s.path("low/lora-math/adapter_model.safetensors"))
+        #expect(back.file.tensors.map(\.shape) == low.file.tensors.map(\.shape))
         for module in modules {
-            let x = try delta(back, module, scale: 2), y = try delta(low, module, scale: 2)
-            #expect(norm(minus(x, y)) < 1e-5 * norm(y), "\(module)")
+            let x = try back.adapterDelta(module, scale: 2).delta, y = try low.adapterDelta(module, scale: 2).delta
+            #expect(Numbers.norm(Numbers.minus(x, y)) < 1e-5 * Numbers.norm(y), "\(module)")
         }
         try s.ok(["fsck"], in: "repo")
     }
@@ -375,17 +348,17 @@ import Testing
         let moduleNames = Set(denseModules.compactMap { $0["base_tensor"] as? String })
         for name in ["math", "chat"] {
             try s.ok(["export", "dense", "../back-\(name)", "--expert", name], in: "repo")
-            let back = try tensors(s.path("back-\(name)/model.safetensors")), original = try tensors(s.path("family/\(name)/model.safetensors"))
-            let base = try tensors(s.path("family/base/model.safetensors"))
-            #expect(back.tensors.map(\.name) == original.tensors.map(\.name))
-            for t in original.tensors {
+            let back = try Checkpoint(s.path("back-\(name)/model.safetensors")), original = try Checkpoint(s.path("family/\(name)/model.safetensors"))
+            let base = try Checkpoint(s.path("family/base/model.safetensors"))
+            #expect(back.names == original.names)
+            for t in original.file.tensors {
                 if !moduleNames.contains(t.name) {
-                    #expect(try bytes(back, t.name) == (try bytes(original, t.name)), "\(name) \(t.name)")
+                    #expect(try back.bytes(t.name) == (try original.bytes(t.name)), "\(name) \(t.name)")
                     continue
                 }
-                let y = try floats(original, t.name), x = try floats(back, t.name)
-                let d = minus(y, try floats(base, t.name))
-                #expect(norm(minus(x, y)) <= 1e-5 * norm(d), "\(name) \(t.name)")
+                let y = try original.doubles(t.name), x = try back.doubles(t.name)
+                let d = Numbers.minus(y, try base.doubles(t.name))
+                #expect(Numbers.norm(Numbers.minus(x, y)) <= 1e-5 * Numbers.norm(d), "\(name) \(t.name)")
             }
             for file in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
                 #expect(s.read("back-\(name)/" + file) == s.read("family/\(name)/" + file))

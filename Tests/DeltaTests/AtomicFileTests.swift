@@ -7,21 +7,43 @@ import Testing
         try FileManager.default.contentsOfDirectory(atPath: dir).sorted()
     }
 
+    /// A reflink copy where the file system has them; otherwise nothing happens and the caller
+    /// writes the bytes. Either way the file ends up holding the source's bytes.
+    @Test func cloneContentsCopiesTheSourceOrLeavesTheFileEmpty() throws {
+        let folder = try TemporaryDirectory()
+        let dir = folder.path
+        let source = randomBytes(100_000, seed: 5)
+        try writeFile(source, to: dir + "/src.bin")
+        let w = try AtomicFileWriter(destination: dir + "/copy.bin")
+        if w.cloneContents(of: dir + "/src.bin") {
+            #expect(w.byteCount == source.count)
+        } else {
+            #expect(w.byteCount == 0)
+            try w.write(source)
+        }
+        try w.commit()
+        #expect(try readFile(dir + "/copy.bin") == source)
+        // A source that cannot be opened is no clone.
+        let other = try AtomicFileWriter(destination: dir + "/none.bin")
+        #expect(!other.cloneContents(of: dir + "/missing.bin"))
+        other.abort()
+    }
+
     @Test func commitReplacesTheFileWhole() throws {
         try withTemporaryDirectory { dir in
             let path = dir + "/f.bin"
-            try writeBytes([1, 2, 3], to: path)
+            try writeFile([1, 2, 3], to: path)
             let writer = try AtomicFileWriter(destination: path, permissions: 0o755)
             try writer.write([9, 9])
             // Until the commit the old file is in place, next to a temporary file.
-            #expect(try readBytes(path) == [1, 2, 3])
+            #expect(try readFile(path) == [1, 2, 3])
             #expect(writer.temporaryPath.hasPrefix(dir + "/" + AtomicFileWriter.temporaryPrefix))
             #expect(try listing(dir).count == 2)
             let big = randomBytes(3 << 20, seed: 1)  // larger than the write buffer
             try writer.write(big)
             #expect(writer.byteCount == 2 + big.count)
             try writer.commit()
-            #expect(try readBytes(path) == [9, 9] + big)
+            #expect(try readFile(path) == [9, 9] + big)
             #expect(try listing(dir) == ["f.bin"])
             let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int
             #expect(mode == 0o755)
@@ -31,11 +53,11 @@ import Testing
     @Test func abortLeavesTheOldFileAndNoTemporaryFile() throws {
         try withTemporaryDirectory { dir in
             let path = dir + "/f.bin"
-            try writeBytes([1], to: path)
+            try writeFile([1], to: path)
             let writer = try AtomicFileWriter(destination: path)
             try writer.write([2, 3])
             writer.abort()
-            #expect(try readBytes(path) == [1])
+            #expect(try readFile(path) == [1])
             #expect(try listing(dir) == ["f.bin"])
             // Dropping an unfinished writer aborts it too.
             do {
@@ -52,13 +74,15 @@ import Testing
             try writer.write([5, 6])
             try writer.commit(renamingTo: dir + "/final", syncDirectory: false)
             #expect(try listing(dir) == ["final"])
-            #expect(try readBytes(dir + "/final") == [5, 6])
+            #expect(try readFile(dir + "/final") == [5, 6])
         }
     }
 
     @Test func creatingInAMissingDirectoryIsAnIOError() {
-        #expect(throws: DeltaError.self) {
+        expectThrows(DeltaError.self) {
             _ = try AtomicFileWriter(destination: "/nonexistent-mrepo-dir/x")
+        } matching: {
+            if case .io("/nonexistent-mrepo-dir/x", _) = $0 { true } else { false }
         }
     }
 

@@ -42,7 +42,7 @@ import Testing
 
     @Test func reportsInvalidFilesAndMissingPaths() throws {
         try withTemporaryDirectory { dir in
-            try writeBytes(safetensorsBytes(json: #"{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#, data: [0, 0, 0, 0]),
+            try writeFile(safetensorsBytes(json: #"{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#, data: [0, 0, 0, 0]),
                            to: dir + "/broken.safetensors")
             let report = CheckpointCheck.check(paths: [dir, dir + "/nothing-here"], finite: true)
             #expect(report.findings.map(\.description) == [
@@ -61,7 +61,7 @@ import Testing
             let index = ShardIndex(weightMap: [("a", "model-00001-of-00002.safetensors"), ("b", "model-00001-of-00002.safetensors"),
                                                ("c", "model-00002-of-00002.safetensors"), ("d", "model-00003-of-00003.safetensors")],
                                    metadata: nil)
-            try writeBytes(index.serialized(), to: dir + "/model.safetensors.index.json")
+            try writeFile(index.serialized(), to: dir + "/model.safetensors.index.json")
 
             let report = CheckpointCheck.check(paths: [dir], finite: false)
             #expect(report.files == 2)
@@ -81,7 +81,7 @@ import Testing
             let two = bytesOf([Float(1), 2])
             try SafetensorsWriter.write(path: dir + "/s1.safetensors", tensors: [("a", .f32, [2], two)], metadata: nil)
             try SafetensorsWriter.write(path: dir + "/s2.safetensors", tensors: [("b", .f32, [2], two)], metadata: nil)
-            try writeBytes(ShardIndex(weightMap: [("a", "s1.safetensors"), ("b", "s2.safetensors")], metadata: nil).serialized(),
+            try writeFile(ShardIndex(weightMap: [("a", "s1.safetensors"), ("b", "s2.safetensors")], metadata: nil).serialized(),
                            to: dir + "/model.safetensors.index.json")
             let report = CheckpointCheck.check(paths: [dir], finite: true)
             #expect(report.findings.isEmpty)
@@ -92,7 +92,7 @@ import Testing
 
     @Test func unreadableIndexIsAFinding() throws {
         try withTemporaryDirectory { dir in
-            try writeBytes(Array(#"{"weight_map": {"w": "../x.safetensors"}}"#.utf8), to: dir + "/model.safetensors.index.json")
+            try writeFile(Array(#"{"weight_map": {"w": "../x.safetensors"}}"#.utf8), to: dir + "/model.safetensors.index.json")
             let report = CheckpointCheck.check(paths: [dir], finite: false)
             #expect(report.findings.map(\.description)
                 == ["model.safetensors.index.json: weight_map entry 'w' names '../x.safetensors', outside the checkpoint folder"])

@@ -1,30 +1,32 @@
 import Delta
 import Testing
 
-@Suite struct EncodedTensorTests {
-    func parseHeaderError(_ bytes: [UInt8]) -> DeltaError? {
-        bytes.withUnsafeBytes { raw in
-            do throws(DeltaError) {
-                _ = try EncodedTensorHeader.parse(raw, object: "obj")
-                return nil
-            } catch {
-                return error
-            }
-        }
-    }
-
-    func parseHeader(_ bytes: [UInt8]) throws -> (EncodedTensorHeader, Int) {
-        try bytes.withUnsafeBytes { raw in try EncodedTensorHeader.parse(raw, object: "obj") }
-    }
-
-    func tensorError(_ bytes: [UInt8]) -> DeltaError? {
-        let owned = OwnedBytes(bytes)
+/// The error parsing an encoded tensor's header throws, or nil.
+private func parseHeaderError(_ bytes: [UInt8]) -> DeltaError? {
+    bytes.withUnsafeBytes { raw in
         do throws(DeltaError) {
-            _ = try EncodedTensor(bytes: owned.bytes, owner: owned, name: "obj")
+            _ = try EncodedTensorHeader.parse(raw, object: "obj")
             return nil
         } catch {
             return error
         }
+    }
+}
+
+/// The error opening an encoded tensor throws, or nil.
+private func tensorError(_ bytes: [UInt8]) -> DeltaError? {
+    let owned = OwnedBytes(bytes)
+    do throws(DeltaError) {
+        _ = try EncodedTensor(bytes: owned.bytes, owner: owned, name: "obj")
+        return nil
+    } catch {
+        return error
+    }
+}
+
+@Suite struct EncodedTensorTests {
+    func parseHeader(_ bytes: [UInt8]) throws -> (EncodedTensorHeader, Int) {
+        try bytes.withUnsafeBytes { raw in try EncodedTensorHeader.parse(raw, object: "obj") }
     }
 
     @Test func headerLayoutAndRoundTrip() throws {
@@ -86,7 +88,9 @@ import Testing
         }
         #expect(parseHeaderError(damaged(7, 3))?.description == "obj: corrupt: header is truncated")
         // A newer encoding version is not corruption: this build cannot read it.
-        #expect(parseHeaderError(damaged(4, 2)) == .unsupported(what: "obj: tensor encoding version 2 (this mrepo reads version 1); upgrade mrepo"))
+        #expect(parseHeaderError(damaged(4, 3)) == .unsupported(what: "obj: tensor encoding version 3 (this mrepo reads versions 1 to 2); upgrade mrepo"))
+        #expect(parseHeaderError(damaged(4, 0)) == .unsupported(what: "obj: tensor encoding version 0 (this mrepo reads versions 1 to 2); upgrade mrepo"))
+        #expect(parseHeaderError(damaged(4, 2)) == nil)
     }
 
     @Test func chunkTableErrors() throws {
@@ -120,14 +124,7 @@ import Testing
         var bytes = Array("MRTN".utf8) + [1, 0, DType.f64.code, 1]
         bytes += littleEndianBytes(UInt32(64)) + littleEndianBytes(UInt64(0)) + littleEndianBytes(UInt64(1) << 62)
         bytes += [UInt8](repeating: 0, count: 32)
-        let error: DeltaError? = bytes.withUnsafeBytes { raw in
-            do throws(DeltaError) {
-                _ = try EncodedTensorHeader.parse(raw, object: "obj")
-                return nil
-            } catch {
-                return error
-            }
-        }
+        let error = parseHeaderError(bytes)
         #expect(error == .corruptData(object: "obj", problem: "byte count 0 disagrees with F64 × 4611686018427387904"))
     }
 
@@ -136,28 +133,14 @@ import Testing
         var bytes = Array("MRTN".utf8) + [1, 0, DType.u8.code, 1]
         bytes += littleEndianBytes(UInt32(64)) + littleEndianBytes(UInt64(1) << 60) + littleEndianBytes(UInt64(1) << 60)
         bytes += [UInt8](repeating: 0, count: 32) + [0, 0, 0, 0, 64, 0, 0, 0]
-        let owned = OwnedBytes(bytes)
-        var thrown: DeltaError?
-        do throws(DeltaError) {
-            _ = try EncodedTensor(bytes: owned.bytes, owner: owned, name: "obj")
-        } catch {
-            thrown = error
-        }
-        #expect(thrown == .corruptData(object: "obj", problem: "chunk 0 runs past the end (64 bytes at 68)"))
+        #expect(tensorError(bytes) == .corruptData(object: "obj", problem: "chunk 0 runs past the end (64 bytes at 68)"))
     }
 
     @Test func byteCountNearIntMaxIsCorruptNotACrash() {
         var bytes = Array("MRTN".utf8) + [1, 0, DType.u8.code, 1]
         bytes += littleEndianBytes(UInt32(64)) + littleEndianBytes(UInt64(Int.max)) + littleEndianBytes(UInt64(Int.max))
         bytes += [UInt8](repeating: 0, count: 32)
-        let owned = OwnedBytes(bytes)
-        var thrown: DeltaError?
-        do throws(DeltaError) {
-            _ = try EncodedTensor(bytes: owned.bytes, owner: owned, name: "obj")
-        } catch {
-            thrown = error
-        }
-        #expect(thrown == .corruptData(object: "obj", problem: "chunk 0 record is truncated or has an unknown coder"))
+        #expect(tensorError(bytes) == .corruptData(object: "obj", problem: "chunk 0 record is truncated or has an unknown coder"))
         let header = EncodedTensorHeader(encoding: .whole, dtype: .u8, shape: [Int.max], byteCount: Int.max, chunkByteCount: 64, reference: nil)
         #expect(header.chunkCount == Int.max / 64 + 1)
     }

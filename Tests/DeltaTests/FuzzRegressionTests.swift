@@ -104,7 +104,7 @@ import Testing
     @Test func checkFindingsQuotingControlCharactersStayOneLine() throws {
         try withTemporaryDirectory { dir in
             try SafetensorsWriter.write(path: dir + "/s1.safetensors", tensors: [("a", .f32, [1], bytesOf([Float(1)]))], metadata: nil)
-            try writeBytes(ShardIndex(weightMap: [("a", "s1.safetensors"), ("\r\u{1B}[2J", "s1.safetensors")], metadata: nil).serialized(),
+            try writeFile(ShardIndex(weightMap: [("a", "s1.safetensors"), ("\r\u{1B}[2J", "s1.safetensors")], metadata: nil).serialized(),
                            to: dir + "/model.safetensors.index.json")
             let report = CheckpointCheck.check(paths: [dir], finite: false)
             #expect(report.findings.map(\.description)

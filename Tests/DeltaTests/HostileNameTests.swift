@@ -32,7 +32,7 @@ import Testing
 
     @Test func checkReportsTheControlCharacterInATensorName() throws {
         try withTemporaryDirectory { dir in
-            try writeBytes(safetensorsBytes(json: #"{"a\u0000b":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}"#, data: [7]),
+            try writeFile(safetensorsBytes(json: #"{"a\u0000b":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}"#, data: [7]),
                            to: dir + "/model.safetensors")
             let findings = CheckpointCheck.check(paths: [dir], finite: false).findings
             #expect(findings.count == 1)
@@ -54,15 +54,25 @@ import Testing
 
     @Test(arguments: ["../x.safetensors", "/etc/passwd", "sub/x.safetensors", "..\\\\x.safetensors", ".hidden"])
     func shardsOutsideTheFolderAreRefused(shard: String) {
-        let message = indexError(shard)?.description ?? ""
-        #expect(message.hasPrefix("model.safetensors.index.json: weight_map entry 'w' names '"), "\(message)")
-        #expect(message.hasSuffix("outside the checkpoint folder"), "\(message)")
+        let error = indexError(shard)
+        guard case let .invalidShardIndex(file, problem)? = error else {
+            Issue.record("expected invalidShardIndex, got \(String(describing: error))")
+            return
+        }
+        #expect(file == "model.safetensors.index.json")
+        #expect(problem.hasPrefix("weight_map entry 'w' names '") && problem.hasSuffix("outside the checkpoint folder"), "\(problem)")
     }
 
     @Test(arguments: ["", "a\\nb.safetensors"])
     func shardNamesThatAreNoFileNamesAreRefused(shard: String) {
-        let message = indexError(shard)?.description ?? ""
-        #expect(message.hasSuffix("which is not a file name") && !message.contains("\n"), "\(message)")
+        let error = indexError(shard)
+        guard case let .invalidShardIndex(file, problem)? = error else {
+            Issue.record("expected invalidShardIndex, got \(String(describing: error))")
+            return
+        }
+        #expect(file == "model.safetensors.index.json")
+        #expect(problem.hasSuffix("which is not a file name"), "\(problem)")
+        #expect(!(error?.description.contains("\n") ?? true), "one line")
     }
 
     @Test func missingShardsAreNamedWithTheirEntry() throws {

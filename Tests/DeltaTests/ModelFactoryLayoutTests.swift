@@ -39,7 +39,7 @@ import Testing
             #expect(!first.isEmpty && !second.isEmpty)
             #expect(first == first.sorted() && second == second.sorted())
             #expect(first + second != stateDict)
-            let index = try ShardIndex.parse(try readBytes(dir + "/model.safetensors.index.json"), file: "index")
+            let index = try ShardIndex.parse(try readFile(dir + "/model.safetensors.index.json"), file: "index")
             #expect(index.weightMap.count == stateDict.count)
             #expect(CheckpointCheck.check(paths: [dir], finite: true).findings.isEmpty)
         }
@@ -52,7 +52,7 @@ import Testing
             try factory.writeCheckpoint(to: dir + "/state", order: .stateDict)
             let a = try SafetensorsFile(path: dir + "/name/model.safetensors")
             let b = try SafetensorsFile(path: dir + "/state/model.safetensors")
-            #expect(try readBytes(dir + "/name/model.safetensors") != readBytes(dir + "/state/model.safetensors"))
+            #expect(try readFile(dir + "/name/model.safetensors") != readFile(dir + "/state/model.safetensors"))
             for t in a.tensors {
                 let u = try #require(b.tensor(named: t.name))
                 #expect(u.dtype == t.dtype && u.shape == t.shape)
@@ -74,7 +74,7 @@ import Testing
             // The aligned layout is what the factory always wrote: every checkpoint by name.
             try ModelFactory(architecture: .tiny, dtype: .f32).writeFamily(to: dir + "/aligned", layout: .aligned)
             try ModelFactory(architecture: .tiny, dtype: .f32).writeCheckpoint(to: dir + "/plain", fineTune: .light("math", seed: 11))
-            #expect(try readBytes(dir + "/aligned/math/model.safetensors") == readBytes(dir + "/plain/model.safetensors"))
+            #expect(try readFile(dir + "/aligned/math/model.safetensors") == readFile(dir + "/plain/model.safetensors"))
         }
     }
 
@@ -103,7 +103,7 @@ import Testing
             let factory = ModelFactory(architecture: .llamaTiny, dtype: .bf16)
             try factory.writeFamily(to: dir, fineTunes: [.light("math", seed: 11)], shards: 2, order: .saveFile)
             #expect(CheckpointCheck.check(paths: [dir + "/base", dir + "/math"], finite: true).findings.isEmpty)
-            let config = try JSONValue.parse(try readBytes(dir + "/base/config.json"))
+            let config = try JSONValue.parse(try readFile(dir + "/base/config.json"))
             #expect(config["model_type"]?.stringValue == "llama")
             #expect(config["num_key_value_heads"]?.intValue == 2)
             #expect(config["tie_word_embeddings"] == .bool(true))

@@ -9,7 +9,7 @@ import Testing
     func filesIn(_ dir: String) throws -> [String: [UInt8]] {
         var out: [String: [UInt8]] = [:]
         for name in try FileManager.default.contentsOfDirectory(atPath: dir) {
-            out[name] = try readBytes(dir + "/" + name)
+            out[name] = try readFile(dir + "/" + name)
         }
         return out
     }
@@ -52,7 +52,7 @@ import Testing
             let shardNames = (1...shards).map { "model-0000\($0)-of-0000\(shards).safetensors" }
             for name in shardNames { #expect(FileManager.default.fileExists(atPath: dir + "/" + name)) }
             #expect(!FileManager.default.fileExists(atPath: dir + "/model.safetensors"))
-            let index = try ShardIndex.parse(try readBytes(dir + "/model.safetensors.index.json"), file: "index")
+            let index = try ShardIndex.parse(try readFile(dir + "/model.safetensors.index.json"), file: "index")
             #expect(index.shardFiles == shardNames)
             #expect(index.weightMap.count == Architecture.tiny.tensors.count)
             let bf16Bytes = Architecture.tiny.tensors.reduce(0) { $0 + $1.elementCount * ($1.kind == .positionIDs ? 8 : 2) }

@@ -36,7 +36,7 @@ import Testing
             }
             #expect(file.tensor(named: "missing") == nil)
             // Data follows the header directly, in the declared order, with no gaps.
-            let fileBytes = try readBytes(path)
+            let fileBytes = try readFile(path)
             let dataByteCount = tensors.reduce(0) { $0 + $1.bytes.count }
             #expect(fileBytes.count == file.header.dataStart + dataByteCount)
             #expect(Array(fileBytes[file.header.dataStart...]) == tensors.flatMap(\.bytes))
@@ -54,7 +54,7 @@ import Testing
             let path = dir + "/x.safetensors"
             let name = "w" + String(repeating: "x", count: nameLength)
             try SafetensorsWriter.write(path: path, tensors: [(name, .u8, [1], [42])], metadata: nil)
-            let bytes = try readBytes(path)
+            let bytes = try readFile(path)
             let n = Int(values(Array(bytes[0..<8]), as: UInt64.self)[0])
             #expect(n % 8 == 0)
             #expect(bytes.count == 8 + n + 1)
@@ -134,7 +134,7 @@ import Testing
 
     @Test func mappedFileOfAnEmptyFileAndOfADirectory() throws {
         try withTemporaryDirectory { dir in
-            try writeBytes([], to: dir + "/empty")
+            try writeFile([], to: dir + "/empty")
             let map = try MappedFile(path: dir + "/empty")
             #expect(map.count == 0)
             #expect(map.bytes.isEmpty)

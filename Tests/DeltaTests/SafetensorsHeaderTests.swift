@@ -253,7 +253,7 @@ import Testing
             ]
             for (name, bytes, expected) in files {
                 let path = dir + "/" + name
-                try writeBytes(bytes, to: path)
+                try writeFile(bytes, to: path)
                 var thrown: DeltaError?
                 do throws(DeltaError) {
                     _ = try SafetensorsFile(path: path, displayName: name)

@@ -3,40 +3,8 @@ import Foundation
 import ModelFactory
 import Testing
 
-// Shared helpers for the Delta tests: temporary folders, hand-built safetensors files, bit patterns.
-
-/// Runs `body` with a fresh, empty folder that is deleted afterwards, however `body` ends.
-func withTemporaryDirectory<T>(_ body: (String) throws -> T) throws -> T {
-    let path = NSTemporaryDirectory() + "mrepo-delta-tests-" + UUID().uuidString
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(atPath: path) }
-    return try body(path)
-}
-
-/// Writes bytes to a file (not atomically: tests build hostile files as they are).
-func writeBytes(_ bytes: [UInt8], to path: String) throws {
-    try Data(bytes).write(to: URL(fileURLWithPath: path))
-}
-
-func readBytes(_ path: String) throws -> [UInt8] {
-    Array(try Data(contentsOf: URL(fileURLWithPath: path)))
-}
-
-/// The little-endian bytes of an integer.
-func littleEndianBytes<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
-    withUnsafeBytes(of: value.littleEndian) { Array($0) }
-}
-
-/// A safetensors file built byte by byte: the 8-byte header length, the header text exactly as
-/// given (no padding unless `padTo` asks for it), then the data bytes.
-///
-/// - Parameter declaredLength: the header length written in the first 8 bytes; defaults to the
-///   true length of `json` (after padding).
-func safetensorsBytes(json: String, data: [UInt8] = [], padTo multiple: Int = 1, declaredLength: UInt64? = nil) -> [UInt8] {
-    var text = Array(json.utf8)
-    while (8 + text.count) % multiple != 0 { text.append(0x20) }
-    return littleEndianBytes(declaredLength ?? UInt64(text.count)) + text + data
-}
+// Helpers for the Delta tests: headers parsed in memory, bit patterns, tensors coded in memory.
+// The helpers every target shares are in Tests/MrepoTestSupport.
 
 /// Parses a header held in memory and returns the error it throws, or nil when it parses.
 func headerError(_ bytes: [UInt8], file: String = "bad.safetensors") -> DeltaError? {
@@ -63,11 +31,6 @@ func parseHeader(_ bytes: [UInt8], file: String = "test.safetensors") throws(Del
 func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
     var rng = SeededRandom(seed: seed)
     return (0..<count).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
-}
-
-/// The bytes of an array of fixed-width values.
-func bytesOf<T>(_ values: [T]) -> [UInt8] {
-    values.withUnsafeBytes { Array($0) }
 }
 
 /// Values of a dtype from its bytes.
@@ -198,34 +161,4 @@ func decodeTensor(_ encoded: [UInt8], reference: [UInt8]?, expected: Digest?, id
 /// ``TensorHasher/hash(dtype:shape:bytes:)`` of an array.
 func tensorDigest(_ dtype: DType, _ shape: Shape, _ bytes: [UInt8]) -> Digest {
     bytes.withUnsafeBytes { TensorHasher.hash(dtype: dtype, shape: shape, bytes: $0) }
-}
-
-// Swift 6.3.1 can run the wrong closure when a closure literal inside `#expect`/`#require` sits
-// inside another closure literal (for example the body passed to `withTemporaryDirectory`): it may share
-// a symbol with a neighbouring closure of the same type. Inside such bodies, keep closures out of
-// the macros: hoist the closure-bearing expression into a local first, and write
-// `#expect(throws: X) { ... }` as `expectThrows(X) { ... }`.
-
-/// `#expect(throws: expected) { try body() }`, with no closure inside the macro: records an issue
-/// unless `body` throws an error equal to `expected`.
-func expectThrows<E: Error & Equatable, R>(_ expected: E, sourceLocation: SourceLocation = #_sourceLocation,
-                                            _ body: () throws -> R) {
-    do {
-        _ = try body()
-        Issue.record("Expected \(expected) to be thrown, but nothing was thrown", sourceLocation: sourceLocation)
-    } catch {
-        #expect(error as? E == expected, "Expected \(expected), got \(type(of: error)): \(error)", sourceLocation: sourceLocation)
-    }
-}
-
-/// `#expect(throws: E.self) { try body() }`, with no closure inside the macro: records an issue
-/// unless `body` throws an error of type `E`.
-func expectThrows<E: Error, R>(_ errorType: E.Type, sourceLocation: SourceLocation = #_sourceLocation,
-                               _ body: () throws -> R) {
-    do {
-        _ = try body()
-        Issue.record("Expected an error of type \(E.self) to be thrown, but nothing was thrown", sourceLocation: sourceLocation)
-    } catch {
-        #expect(error is E, "Expected an error of type \(E.self), got \(type(of: error)): \(error)", sourceLocation: sourceLocation)
-    }
 }

@@ -50,6 +50,17 @@ import Testing
         }
     }
 
+    /// The object seeds hold rANS chunks (coder 2), so mutants reach its decoder.
+    @Test func objectSeedsIncludeRANSChunks() throws {
+        var coders = Set<UInt8>()
+        let target = try #require(FuzzTarget.named("object"))
+        for seed in try target.seeds() where seed.count > 60 && seed[12] == 2 {
+            let tensor = try seed.withUnsafeBytes { try EncodedTensor(bytes: $0, offset: 8, owner: nil, name: "seed") }
+            for chunk in tensor.chunks { coders.insert(chunk.coder.rawValue) }
+        }
+        #expect(coders.contains(ChunkCoder.rans.rawValue))
+    }
+
     /// Inputs found by earlier runs are accepted or refused with a typed one-line error.
     @Test(arguments: FuzzTarget.all.map(\.name))
     func corpusRegressions(_ name: String) throws {

@@ -75,20 +75,23 @@ import Testing
 }
 
 @Suite struct HostileAdapterConfigTests {
+    /// The problem a config is refused for (an ``MergeError/invalidRecipe(file:problem:)`` naming the file), or nil.
     func problem(_ json: String) -> String? {
         do throws(MergeError) {
             _ = try LoRAConfig(json: Array(json.utf8), file: "adapter_config.json")
             return nil
         } catch {
-            return error.description
+            guard case let .invalidRecipe(file, problem) = error else { return "unexpected \(error)" }
+            #expect(file == "adapter_config.json")
+            return problem
         }
     }
 
     @Test func badValuesAreRefusedNamingTheField() {
         let cases: [(String, String)] = [
-            (#"{"r": 8, "lora_alpha": 1e400}"#, "adapter_config.json: 'lora_alpha' is 1e400, which is not a finite float32 number"),
+            (#"{"r": 8, "lora_alpha": 1e400}"#, "'lora_alpha' is 1e400, which is not a finite float32 number"),
             (#"{"r": 8, "lora_alpha": 1e39}"#, "'lora_alpha' is 1e39, which is not a finite float32 number"),
-            (#"{"r": 8, "lora_alpha": "sixteen"}"#, #"adapter_config.json: 'lora_alpha' must be a number, not "sixteen""#),
+            (#"{"r": 8, "lora_alpha": "sixteen"}"#, #"'lora_alpha' must be a number, not "sixteen""#),
             (#"{"r": 8, "lora_alpha": [16]}"#, "'lora_alpha' must be a number"),
             (#"{"r": 8, "rank_pattern": {"q": "four"}}"#, "'rank_pattern' entry 'q' must be a positive integer rank"),
             (#"{"r": 8, "rank_pattern": {"q": 0}}"#, "'rank_pattern' entry 'q' must be a positive integer rank"),
@@ -99,7 +102,7 @@ import Testing
         ]
         for (json, fragment) in cases {
             let message = problem(json)
-            #expect(message?.contains(fragment) == true, "\(json): \(String(describing: message))")
+            #expect(message?.hasPrefix(fragment) == true, "\(json): \(String(describing: message))")
         }
         // Absent or null values keep PEFT's defaults; a large finite alpha is fine.
         #expect(problem(#"{"r": 8, "lora_alpha": null, "rank_pattern": null}"#) == nil)
@@ -120,7 +123,9 @@ import Testing
         let config = try LoRAConfig(json: Array(#"{"r": 4, "rank_pattern": {\#(keys)}}"#.utf8), file: "adapter_config.json")
         var budget = 50_000
         let module = String(repeating: "xy", count: 400)
-        #expect(throws: MergeError.self) { _ = try config.rankAndAlpha(module: module, budget: &budget) }
+        expectThrows(MergeError.self) { _ = try config.rankAndAlpha(module: module, budget: &budget) } matching: {
+            if case .invalidRecipe("adapter_config.json", _) = $0 { true } else { false }
+        }
     }
 
     /// PEFT builds each module with the configured rank; factors of another rank cannot be loaded.
@@ -136,12 +141,14 @@ import Testing
                 _ = try LoRAAdapter.resolve(config: config, tensors: tensors, baseTensors: base, file: "adapter_model.safetensors")
                 return nil
             } catch {
-                return error.description
+                guard case let .invalidRecipe(file, problem) = error else { return "unexpected \(error)" }
+                #expect(file == "adapter_config.json")
+                return problem
             }
         }
         #expect(try problem(#"{"r": 8, "rank_pattern": {"v": 2}}"#) == nil)
         #expect(try problem(#"{"r": 4, "rank_pattern": {"v": 2}}"#)
-            == "adapter_config.json: 'r' gives module 'l.q' rank 4, but its lora_A in adapter_model.safetensors is 8×16 (rank 8)")
-        #expect(try problem(#"{"r": 8, "rank_pattern": {"l\\.v": 4}}"#)?.hasPrefix("adapter_config.json: 'rank_pattern' gives module 'l.v' rank 4") == true)
+            == "'r' gives module 'l.q' rank 4, but its lora_A in adapter_model.safetensors is 8×16 (rank 8)")
+        #expect(try problem(#"{"r": 8, "rank_pattern": {"l\\.v": 4}}"#)?.hasPrefix("'rank_pattern' gives module 'l.v' rank 4") == true)
     }
 }

@@ -60,14 +60,6 @@ import Testing
     }
 
     @Test func validation() {
-        func planError(_ recipe: MergeRecipe) -> String? {
-            do {
-                _ = try MergePlan(recipe)
-                return nil
-            } catch {
-                return String(describing: error)
-            }
-        }
         #expect(planError(MergeRecipe(method: "layer_swap", parameters: ["bottom": .number(1.5)], experts: ["a", "b"]))
             == "layer_swap: parameter 'bottom' must be an integer in [0, 10000], got 1.5")
         #expect(planError(MergeRecipe(method: "layer_swap", parameters: ["transition": .number(-1)], experts: ["a", "b"]))

@@ -48,14 +48,6 @@ import Testing
 
     /// MWA declares the commit metric it needs; the plan checks every expert has a usable value.
     @Test func validation() {
-        func planError(_ recipe: MergeRecipe, _ metrics: [[String: Double]] = []) -> String? {
-            do {
-                _ = try MergePlan(recipe, expertMetrics: metrics)
-                return nil
-            } catch {
-                return String(describing: error)
-            }
-        }
         #expect(MWA.expertMetrics(ParameterSet(global: [:], perExpert: [])) == ["eval_loss"])
         #expect(MWA.expertMetrics(ParameterSet(global: ["metric": .text("acc")], perExpert: [])) == ["acc"])
         let missing = planError(MergeRecipe(method: "mwa", experts: ["a", "b"]), [["eval_loss": 1]])

@@ -56,7 +56,9 @@ import Testing
         let union = try MergeRequest().assemble(over: try MergekitRecipe.parse(yaml + "\ntokenizer_source: union", file: "r.yml"))
         #expect(union.extensions.vocabulary == .union && union.tokenizerSource == "union")
         let model = try MergekitRecipe.parse(yaml + "\ntokenizer_source: math", file: "r.yml")
-        #expect(throws: MergeError.self) { try MergeRequest().assemble(over: model, file: "r.yml") }
+        expectThrows(MergeError.invalidRecipe(file: "r.yml", problem: "tokenizer_source 'math' is not supported; use 'base' or 'union' (the --vocab policies)")) {
+            try MergeRequest().assemble(over: model, file: "r.yml")
+        }
     }
 
     @Test func commandLineWins() throws {
@@ -88,7 +90,10 @@ import Testing
         #expect(assembled.inputs == ["chat", "base"])
         #expect(assembled.base == "chat")
         let outside = text.replacingOccurrences(of: "base_model: chat", with: "base_model: other")
-        #expect(throws: MergeError.self) { try MergeRequest().assemble(over: try MergekitRecipe.parse(outside, file: "s.yml")) }
+        let recipe = try MergekitRecipe.parse(outside, file: "s.yml")
+        expectThrows(MergeError.invalidRecipe(file: "recipe", problem: "slerp's base_model 'other' must be one of its two models (the t = 0 end)")) {
+            try MergeRequest().assemble(over: recipe)
+        }
     }
 
     /// A glob setting is tried before the plain value already there (latest first).
@@ -106,7 +111,9 @@ import Testing
     @Test func basisBelongsToRMMAndRMMNeedsIt() throws {
         var ties = MergeRequest()
         ties.basis = 2
-        #expect(throws: MergeError.self) { try ties.assemble(over: nil) }
+        expectThrows(MergeError.invalidParameter(method: "ties", parameter: "basis", problem: "is rmm's basis size; this merge uses ties")) {
+            try ties.assemble(over: nil)
+        }
         var rmm = MergeRequest()
         rmm.method = RMM.id
         rmm.basis = 2

@@ -80,6 +80,17 @@ func randomValues(_ n: Int, seed: UInt64, scale: Float = 1) -> [Float] {
     return out
 }
 
+/// The one-line error validating `recipe` into a plan gives, or nil when it is valid (`MergePlan`
+/// throws only ``MergeError``, typed).
+func planError(_ recipe: MergeRecipe, _ expertMetrics: [[String: Double]] = []) -> String? {
+    do {
+        _ = try MergePlan(recipe, expertMetrics: expertMetrics)
+        return nil
+    } catch {
+        return String(describing: error)
+    }
+}
+
 /// The error a throwing call raises, as a ``MergeError``.
 func mergeError(_ body: () throws -> Void) -> MergeError? {
     do {

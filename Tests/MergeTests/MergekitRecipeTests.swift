@@ -4,11 +4,13 @@ import Testing
 
 /// mergekit YAML recipes in the `models:` form.
 @Suite struct MergekitRecipeTests {
-    func parseError(_ yaml: String) -> String? {
+    /// The one-line error parsing `yaml` gives (a ``MergeError``), or nil.
+    func parseError(_ yaml: String, sourceLocation: SourceLocation = #_sourceLocation) -> String? {
         do {
             _ = try MergekitRecipe.parse(yaml, file: "recipe.yaml")
             return nil
         } catch {
+            #expect(error is MergeError, "\(type(of: error)): \(error)", sourceLocation: sourceLocation)
             return String(describing: error)
         }
     }

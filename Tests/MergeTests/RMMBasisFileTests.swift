@@ -107,13 +107,14 @@ import Testing
         let module = try ReversibleMerge.fit(.factors(twoExperts()), variant: .position, k: 1)
         let meta = RMMBasisFile.ModuleMetadata(module: "m", baseTensor: "m", rows: 2, columns: 3, rank: 1, k: 1, variant: .position)
         var uncentred = RMMBasisFile(kind: .adapter, variant: .position, basis: 1, center: false, experts: ["a", "b"])
-        #expect(mergeError { _ = try uncentred.append(module, metadata: meta) } != nil)
+        let mismatch = MergeError.invalidInputs(method: "rmm", problem: "module 'm' does not match its metadata in rmm.safetensors")
+        expectThrows(mismatch) { _ = try uncentred.append(module, metadata: meta) }
         var three = RMMBasisFile(kind: .adapter, variant: .position, basis: 1, center: true, experts: ["a", "b", "c"])
-        #expect(mergeError { _ = try three.append(module, metadata: meta) } != nil)
+        expectThrows(mismatch) { _ = try three.append(module, metadata: meta) }
         var good = RMMBasisFile(kind: .adapter, variant: .position, basis: 1, center: true, experts: ["a", "b"])
         var wrong = meta
         wrong.k = 2
-        #expect(mergeError { _ = try good.append(module, metadata: wrong) } != nil)
+        expectThrows(mismatch) { _ = try good.append(module, metadata: wrong) }
         #expect(good.modules.isEmpty)
         _ = try good.append(module, metadata: meta)
         #expect(good.modules == [meta] && good.layout.map(\.name) == module.tensors.map { "m." + $0.suffix })

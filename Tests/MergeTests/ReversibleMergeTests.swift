@@ -70,7 +70,9 @@ import Testing
         for i in 0..<n { #expect(maxRelative(module.rebuild(i).dense(), dense[i]) < 1e-5) }
         // Factor variants need factors.
         for v in [RMMVariant.position, .layer] {
-            #expect(throws: MergeError.self) { _ = try ReversibleMerge.fit(.dense(dense, rows: rows, columns: columns), variant: v, k: 1) }
+            expectThrows(MergeError.invalidInputs(method: "rmm", problem: "the \(v) variant needs low-rank factors; dense experts take variant=dense")) {
+                _ = try ReversibleMerge.fit(.dense(dense, rows: rows, columns: columns), variant: v, k: 1)
+            }
         }
     }
 

@@ -125,8 +125,9 @@ import Testing
         // Positional: all magnitudes 1 (the larger), then the first of the 0.5s.
         let positional = Set(large + small.prefix(k - large.count))
         let mask = DeltaMask(rule: .top(fallback.0), scale: 1, keptFraction: 1)
-        var cursor = mask.cursor(block: 0)
-        let kept = Set(x.indices.filter { DeltaMask.keep(&cursor, x[$0], $0) })
+        let kept = mask.withCursor(block: 0) { cursor in
+            Set(x.indices.filter { DeltaMask.keep(&cursor, x[$0], $0) })
+        }
         #expect(kept == positional)
     }
 

@@ -8,19 +8,27 @@ import Testing
 
 /// LoRA adapters as commits: the `adapter` record and its base, adapters that do not fit,
 /// `export --fold` against an independent θ + (alpha/r)·B·A, plain exports, and adapter diffs.
-@Suite struct AdapterTests {
-    let math = LoRASpec(name: "lora-math", seed: 101, rank: 4, alpha: 8)
-    let code = LoRASpec(name: "lora-code", seed: 102, rank: 4, alpha: 8)
+///
+/// The fixture (one per test): the tiny base committed on `main` from `<dir>/base`, and `lora-math`
+/// committed from `<dir>/lora-math` on a branch of that name; HEAD on `main`.
+@Suite final class AdapterTests {
+    static let math = LoRASpec(name: "lora-math", seed: 101, rank: 4, alpha: 8)
+    static let code = LoRASpec(name: "lora-code", seed: 102, rank: 4, alpha: 8)
+
+    let fixture: AdapterRepository
+    var repo: Repository { fixture.repo }
+    var dir: String { fixture.dir }
+    var base: ObjectID { fixture.base }
+
+    init() throws {
+        fixture = try AdapterRepository([Self.math])
+    }
 
     // MARK: - The adapter record
 
     @Test func adapterCommitRecordsItsBase() throws {
-        try withAdapterRepository([math]) { try self.adapterCommitRecordsItsBaseBody($0, $1, $2) }
-    }
-
-    func adapterCommitRecordsItsBaseBody(_ repo: Repository, _ dir: String, _ base: ObjectID) throws {
         let head = try repo.commit(try repo.resolve("lora-math"))
-        let record = try #require(AdapterRecord(commit: head))
+        let record = try #require(try head.record(AdapterRecord.self))
         #expect(record.base == base)
         #expect(record.rank == 4 && record.alpha == 8 && !record.useRSLoRA)
         #expect(record.targets == ["query", "value"])
@@ -45,28 +53,24 @@ import Testing
     }
 
     @Test func adapterOfNeedsAnAdapterFolderAndAFittingBase() throws {
-        try withAdapterRepository([math]) { try self.adapterOfNeedsAnAdapterFolderAndAFittingBaseBody($0, $1, $2) }
-    }
-
-    func adapterOfNeedsAnAdapterFolderAndAFittingBaseBody(_ repo: Repository, _ dir: String, _ base: ObjectID) throws {
         // A plain model folder with --adapter-of.
         let before = try repo.state()
-        let plain = invalidArgument { try repo.commitFolder(dir + "/base", "x", adapterOf: "main") }
-        #expect(plain?.contains("--adapter-of") == true, "\(String(describing: plain))")
+        expectThrows(RepoError.notAnAdapterFolder) { try repo.commitFolder(dir + "/base", "x", adapterOf: "main") }
         // The adapter commit itself is no base for an adapter: it has no encoder weights.
-        let wrong = invalidArgument { try repo.commitFolder(dir + "/lora-math", "x", adapterOf: "lora-math") }
-        #expect(wrong?.contains("is not an adapter of commit") == true, "\(String(describing: wrong))")
+        let adapter = try repo.resolve("lora-math")
+        let noEncoder = "module 'encoder.layer.0.attention.self.query': the base model has no tensor 'encoder.layer.0.attention.self.query.weight'"
+        expectThrows(RepoError.adapterBaseMismatch(file: "adapter_model.safetensors", base: adapter.short, problem: noEncoder)) {
+            try repo.commitFolder(dir + "/lora-math", "x", adapterOf: "lora-math")
+        }
         #expect(try repo.state() == before)
     }
 
     @Test func anAdapterNeedsABaseInTheRepository() throws {
-        try withRepository { try self.anAdapterNeedsABaseInTheRepositoryBody($0, $1) }
-    }
-
-    func anAdapterNeedsABaseInTheRepositoryBody(_ repo: Repository, _ dir: String) throws {
-        try tinyFactory.writeAdapter(math, to: dir + "/lora")
-        let message = invalidArgument { try repo.commitFolder(dir + "/lora", "adapter first") }
-        #expect(message?.contains("needs its base model") == true, "\(String(describing: message))")
+        // A repository of its own, without the fixture's base.
+        let empty = try TemporaryRepository()
+        let (repo, dir) = (empty.repo, empty.dir)
+        try tinyFactory.writeAdapter(Self.math, to: dir + "/lora")
+        expectThrows(RepoError.adapterWithoutBase(file: "adapter_model.safetensors")) { try repo.commitFolder(dir + "/lora", "adapter first") }
         #expect(try repo.history.allCommits().isEmpty)
         #expect(repo.objectFiles.isEmpty)
     }
@@ -74,17 +78,13 @@ import Testing
     /// An adapter of the `small` family does not fit the `tiny` base: one error, nothing written.
     @Test(arguments: [true, false])
     func adapterOfAnotherModelLeavesTheRepositoryUntouched(fromFolder: Bool) throws {
-        try withAdapterRepository([]) { try self.adapterOfAnotherModelLeavesTheRepositoryUntouchedBody($0, $1, $2, fromFolder: fromFolder) }
-    }
-
-    func adapterOfAnotherModelLeavesTheRepositoryUntouchedBody(_ repo: Repository, _ dir: String, _ base: ObjectID, fromFolder: Bool) throws {
         let small = ModelFactory(architecture: .small, dtype: .f32, seed: 42)
         try small.writeAdapter(LoRASpec(name: "lora-small", seed: 5, rank: 2, alpha: 4), to: dir + "/lora-small")
         let before = try repo.state()
         let worktree = try snapshot(repo.root)
-        let message: String?
+        let error: (any Error)?
         if fromFolder {
-            message = invalidArgument { try repo.commitFolder(dir + "/lora-small", "small adapter") }
+            error = thrownError { try repo.commitFolder(dir + "/lora-small", "small adapter") }
         } else {
             // In place: the adapter files replace the model in the working tree.
             for name in ["model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "README.md"] {
@@ -93,23 +93,18 @@ import Testing
             for name in ["adapter_config.json", "adapter_model.safetensors"] {
                 try FileManager.default.copyItem(atPath: dir + "/lora-small/" + name, toPath: repo.root + "/" + name)
             }
-            message = invalidArgument { try repo.commitAll("small adapter") }
+            error = thrownError { try repo.commitAll("small adapter") }
         }
-        let text = try #require(message)
-        #expect(text.contains("is not an adapter of commit \(base.short)"), "\(text)")
-        #expect(text.contains("encoder.layer.0.attention.self.query") && text.contains("--adapter-of"), "\(text)")
-        #expect(!text.contains("\n"))
+        let misfit = "module 'encoder.layer.0.attention.self.query': B·A is 128×128 but base tensor 'encoder.layer.0.attention.self.query.weight' is 16×16"
+        #expect(error as? RepoError == .adapterBaseMismatch(file: "adapter_model.safetensors", base: base.short, problem: misfit))
+        #expect(!"\(String(describing: error))".contains("\n"))
         #expect(try repo.state() == before)
         #expect(try repo.fsck().isClean)
         if fromFolder { #expect(sameFiles(try snapshot(repo.root), worktree)) }
     }
 
     @Test func doraAdaptersAreCommittedAsPlainFiles() throws {
-        try withAdapterRepository([]) { try self.doraAdaptersAreCommittedAsPlainFilesBody($0, $1, $2) }
-    }
-
-    func doraAdaptersAreCommittedAsPlainFilesBody(_ repo: Repository, _ dir: String, _ base: ObjectID) throws {
-        try tinyFactory.writeAdapter(math, to: dir + "/dora")
+        try tinyFactory.writeAdapter(Self.math, to: dir + "/dora")
         let path = dir + "/dora/adapter_config.json"
         let text = String(decoding: try readFile(path), as: UTF8.self).replacingOccurrences(of: "\"use_dora\": false", with: "\"use_dora\": true")
         try writeFile(text, to: path)
@@ -119,8 +114,10 @@ import Testing
         #expect(result.notes.contains { $0.contains("DoRA") && $0.contains("committed as plain files") }, "\(result.notes)")
         #expect(try repo.commit(result.commit.id).extra["adapter"] == nil)
         // Naming a base insists on an adapter.
-        let message = invalidArgument { try repo.commitFolder(dir + "/dora", "dora again", adapterOf: "main") }
-        #expect(message?.contains("DoRA") == true)
+        expectThrows(RepoError.invalidAdapterConfig(.invalidRecipe(file: "adapter_config.json",
+            problem: "DoRA adapters (use_dora: true) are not supported: their magnitude vectors are not a low-rank delta"))) {
+            try repo.commitFolder(dir + "/dora", "dora again", adapterOf: "main")
+        }
     }
 
     // MARK: - Exports
@@ -129,11 +126,9 @@ import Testing
     /// and file is the base's, byte for byte.
     @Test(arguments: [DType.f32, .bf16])
     func foldEqualsBasePlusScaledProduct(dtype: DType) throws {
-        let factory = ModelFactory(architecture: .tiny, dtype: dtype, seed: 42)
-        try withAdapterRepository([math], factory: factory) { try self.foldEqualsBasePlusScaledProductBody($0, $1, $2, dtype: dtype) }
-    }
-
-    func foldEqualsBasePlusScaledProductBody(_ repo: Repository, _ dir: String, _ base: ObjectID, dtype: DType) throws {
+        // The fixture's base is float32; the bf16 family gets a repository of its own.
+        let family = dtype == .f32 ? fixture : try AdapterRepository([Self.math], factory: ModelFactory(architecture: .tiny, dtype: dtype, seed: 42))
+        let (repo, dir) = (family.repo, family.dir)
         let result = try repo.exportFolded("lora-math", to: dir + "/folded")
         #expect(result.commit == (try repo.resolve("lora-math")))
         let base = try Checkpoint(dir + "/base/model.safetensors")
@@ -167,10 +162,6 @@ import Testing
     }
 
     @Test func exportWithoutFoldIsTheAdapterAsCommitted() throws {
-        try withAdapterRepository([math]) { try self.exportWithoutFoldIsTheAdapterAsCommittedBody($0, $1, $2) }
-    }
-
-    func exportWithoutFoldIsTheAdapterAsCommittedBody(_ repo: Repository, _ dir: String, _ base: ObjectID) throws {
         _ = try repo.export("lora-math", to: dir + "/plain")
         #expect(sameFiles(try snapshot(dir + "/plain"), try snapshot(dir + "/lora-math")))
         // The working tree of the adapter branch is the adapter folder too.
@@ -180,20 +171,11 @@ import Testing
     }
 
     @Test func foldOfANonAdapterIsAnError() throws {
-        try withAdapterRepository([]) { try self.foldOfANonAdapterIsAnErrorBody($0, $1, $2) }
-    }
-
-    func foldOfANonAdapterIsAnErrorBody(_ repo: Repository, _ dir: String, _ base: ObjectID) throws {
-        let message = invalidArgument { _ = try repo.exportFolded("main", to: dir + "/x") }
-        #expect(message?.contains("is not a LoRA adapter") == true, "\(String(describing: message))")
+        expectThrows(RepoError.notAnAdapter(commit: base.short)) { _ = try repo.exportFolded("main", to: dir + "/x") }
     }
 
     /// rsLoRA scale, an embedding adapter (stored transposed) and a `modules_to_save` tensor, built by hand.
     @Test func rsLoRAEmbeddingsAndModulesToSaveFold() throws {
-        try withAdapterRepository([]) { try self.rsLoRAEmbeddingsAndModulesToSaveFoldBody($0, $1, $2) }
-    }
-
-    func rsLoRAEmbeddingsAndModulesToSaveFoldBody(_ repo: Repository, _ dir: String, _ base: ObjectID) throws {
         let r = 4
         let qA = randomFloats(r * 16, seed: 1), qB = randomFloats(16 * r, seed: 2)
         let eA = randomFloats(r * 64, seed: 3), eB = randomFloats(16 * r, seed: 4)
@@ -238,10 +220,7 @@ import Testing
     // MARK: - Diff
 
     @Test func adapterDiffMatchesTheDenseComputation() throws {
-        try withAdapterRepository([math, code]) { try self.adapterDiffMatchesTheDenseComputationBody($0, $1, $2) }
-    }
-
-    func adapterDiffMatchesTheDenseComputationBody(_ repo: Repository, _ dir: String, _ base: ObjectID) throws {
+        try fixture.commitAdapter(Self.code)
         let report = try repo.adapterDiff(old: "lora-math", new: "lora-code")
         #expect(report.oldBase == base && report.newBase == base)
         #expect(report.oldCommit == (try repo.resolve("lora-math")))
@@ -272,15 +251,11 @@ import Testing
         let same = try repo.adapterDiff(old: "lora-math", new: "lora-math")
         #expect(same.rows.allSatisfy { abs(($0.cosine ?? 0) - 1) < 1e-9 && ($0.differenceNorm ?? 1) < 1e-6 * $0.oldNorm })
         // Not an adapter.
-        #expect(invalidArgument { _ = try repo.adapterDiff(old: "main", new: "lora-math") }?.contains("not a LoRA adapter") == true)
+        expectThrows(RepoError.notAnAdapter(commit: base.short)) { _ = try repo.adapterDiff(old: "main", new: "lora-math") }
     }
 
     @Test func adapterDiffWithDifferentModules() throws {
-        let wide = LoRASpec(name: "lora-wide", seed: 7, rank: 2, alpha: 4, targets: ["query", "key"])
-        try withAdapterRepository([math, wide]) { try self.adapterDiffWithDifferentModulesBody($0, $1, $2) }
-    }
-
-    func adapterDiffWithDifferentModulesBody(_ repo: Repository, _ dir: String, _ base: ObjectID) throws {
+        try fixture.commitAdapter(LoRASpec(name: "lora-wide", seed: 7, rank: 2, alpha: 4, targets: ["query", "key"]))
         let report = try repo.adapterDiff(old: "lora-math", new: "lora-wide")
         // query on both sides, value only in the old one, key only in the new one.
         #expect(report.rows.count == 6)

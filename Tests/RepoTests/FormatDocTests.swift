@@ -198,9 +198,11 @@ import Testing
             Self.expectDocumented("| \(e.rawValue) | \(e) |")
         }
         #expect(TensorEncoding(rawValue: 5) == nil)
-        #expect(ChunkCoder(rawValue: 0) == .raw && ChunkCoder(rawValue: 1) == .zstd && ChunkCoder(rawValue: 2) == nil)
+        #expect(ChunkCoder(rawValue: 0) == .raw && ChunkCoder(rawValue: 1) == .zstd && ChunkCoder(rawValue: 2) == .rans)
+        #expect(ChunkCoder(rawValue: 3) == nil)
         Self.expectDocumented("| 0 | raw |")
         Self.expectDocumented("| 1 | zstd |")
+        Self.expectDocumented("| 2 | rans |")
         #expect(ObjectKind(rawValue: 1) == .tensor && ObjectKind(rawValue: 2) == .blob && ObjectKind(rawValue: 0) == nil && ObjectKind(rawValue: 3) == nil)
         for (dtype, mantissa, exponent) in [(DType.f64, 52, 11), (.f32, 23, 8), (.bf16, 7, 8), (.f16, 10, 5), (.f8e4m3, 3, 4), (.f8e5m2, 2, 5)] {
             #expect(dtype.exponentBits == exponent && mantissa == 8 * dtype.byteSize - 1 - exponent)
@@ -213,7 +215,7 @@ import Testing
 
     @Test func documentedConstants() {
         #expect(ObjectStore.magic == Array("MROB".utf8) && ObjectStore.version == 1 && ObjectStore.headerByteCount == 8)
-        #expect(EncodedTensorHeader.magic == Array("MRTN".utf8) && EncodedTensorHeader.version == 1)
+        #expect(EncodedTensorHeader.magic == Array("MRTN".utf8) && EncodedTensorHeader.newestVersion == 2)
         #expect(CodecOptions.default.chunkByteCount == 4_194_304 && CodecOptions.default.level == 1)
         Self.expectDocumented("chunks of 4 MiB (`chunkByteCount` = 4194304)")
         Self.expectDocumented("zstd frame at level 1")
@@ -260,7 +262,7 @@ import Testing
             let version = try repo.history.read { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'formatVersion'") }
             // The documented migrations, run in order on an empty database, give exactly this schema
             // (an ALTER TABLE rewrites its table's CREATE statement as SQLite stores it).
-            let documentedSQL = try (Self.block("schema") + Self.block("schema-merge") + Self.block("schema-sha256") + Self.block("schema-remotes")).joined(separator: "\n")
+            let documentedSQL = try (Self.block("schema") + Self.block("schema-merge") + Self.block("schema-sha256") + Self.block("schema-worktrees") + Self.block("schema-remotes")).joined(separator: "\n")
             let documented = try DatabaseQueue().write { db -> [String] in
                 try db.execute(sql: documentedSQL)
                 return try String.fetchAll(db, sql: """

@@ -8,21 +8,29 @@ import Testing
 
 /// `commit --lowrank R` / `--energy E`: 2-D task vectors stored as truncated SVDs against the base,
 /// the `lossy` record, and errors checked against an independent measurement of the export.
-@Suite struct LowRankCommitTests {
+///
+/// The fixture (one per test) is an empty repository; each test commits the base model it needs
+/// with ``commitFamily(_:)``.
+@Suite final class LowRankCommitTests {
     let chat = FineTune.heavy("chat", seed: 13)
     /// Wider than `tiny`: its 32×32 Float32 and 64×32 BFloat16 matrices reach the 4096 bytes below
     /// which a tensor is never stored low-rank (its object overhead would outweigh the saving).
     static let architecture = Architecture(name: "lowrank", hidden: 32, layers: 2, vocab: 64, intermediate: 64, maxPositions: 32)
     static let wide = ModelFactory(architecture: architecture, dtype: .f32, seed: 42)
 
-    /// The tiny base committed from `<dir>/base` and the heavy fine-tune written to `<dir>/chat`.
-    func withFamily<T>(factory: ModelFactory = tinyFactory, _ body: (Repository, String, ObjectID) throws -> T) throws -> T {
-        try withRepository { repo, dir in
-            try factory.writeCheckpoint(to: dir + "/base")
-            try factory.writeCheckpoint(to: dir + "/chat", fineTune: chat)
-            let base = try repo.commitFolder(dir + "/base", "base").commit.id
-            return try body(repo, dir, base)
-        }
+    let fixture: TemporaryRepository
+    var repo: Repository { fixture.repo }
+    var dir: String { fixture.dir }
+
+    init() throws {
+        fixture = try TemporaryRepository()
+    }
+
+    /// Commits `factory`'s base model on `main` from `<dir>/base`, and writes its heavy fine-tune to `<dir>/chat`.
+    func commitFamily(_ factory: ModelFactory) throws {
+        try factory.writeCheckpoint(to: dir + "/base")
+        try factory.writeCheckpoint(to: dir + "/chat", fineTune: chat)
+        try repo.commitFolder(dir + "/base", "base")
     }
 
     struct Measured {
@@ -57,10 +65,7 @@ import Testing
     @Test(arguments: [DType.f32, .bf16])
     func rankCommitRecordsTheErrorsItCauses(dtype: DType) throws {
         let factory = ModelFactory(architecture: Self.architecture, dtype: dtype, seed: 42)
-        try withFamily(factory: factory) { try self.rankCommitRecordsTheErrorsItCausesBody($0, $1, $2, dtype: dtype) }
-    }
-
-    func rankCommitRecordsTheErrorsItCausesBody(_ repo: Repository, _ dir: String, _ base: ObjectID, dtype: DType) throws {
+        try commitFamily(factory)
         let result = try repo.commitFolder(dir + "/chat", "chat, rank 2", lowRank: LowRankPolicy(choice: .rank(2)))
         let records = result.lowRankTensors
         #expect(!records.isEmpty)
@@ -105,7 +110,7 @@ import Testing
         for name in ["pooler.dense.weight", "embeddings.position_ids", "embeddings.token_type_embeddings.weight"] {
             #expect(m.exact.contains(name), "\(name)")
         }
-        #expect(LossySummary(commit: commit)?.tensorCount == records.count)
+        #expect(try commit.record(LossyRecord.self)?.tensorCount == records.count)
         // Committed from a folder: the working tree holds the commit's (approximate) weights.
         #expect(try repo.status().changes.isEmpty)
         #expect(try repo.fsck().isClean)
@@ -116,10 +121,7 @@ import Testing
     /// A fine-tune that is a folded rank-4 LoRA: `--energy` picks, per tensor, the smallest rank whose
     /// singular values keep the share asked for.
     @Test func energyCommitPicksTheSmallestSufficientRank() throws {
-        try withFamily(factory: Self.wide) { try self.energyCommitPicksTheSmallestSufficientRankBody($0, $1, $2) }
-    }
-
-    func energyCommitPicksTheSmallestSufficientRankBody(_ repo: Repository, _ dir: String, _ base: ObjectID) throws {
+        try commitFamily(Self.wide)
         try Self.wide.writeAdapter(LoRASpec(name: "lora", seed: 3, rank: 4, alpha: 8, bScale: 0.05), to: dir + "/lora")
         _ = try repo.switchBranch("lora", create: true)
         try repo.commitFolder(dir + "/lora", "adapter")
@@ -149,10 +151,7 @@ import Testing
     }
 
     @Test func inPlaceLowRankCommitLeavesTheWorkingTreeModified() throws {
-        try withFamily { try self.inPlaceLowRankCommitLeavesTheWorkingTreeModifiedBody($0, $1, $2) }
-    }
-
-    func inPlaceLowRankCommitLeavesTheWorkingTreeModifiedBody(_ repo: Repository, _ dir: String, _ base: ObjectID) throws {
+        try commitFamily(tinyFactory)
         try tinyFactory.writeCheckpoint(to: repo.root, fineTune: chat)
         let result = try repo.commit(CommitOptions(message: "in place", author: testAuthor, lowRank: LowRankPolicy(choice: .rank(2))))
         #expect(!result.lowRankTensors.isEmpty)
@@ -171,10 +170,6 @@ import Testing
     }
 
     @Test func nothingToApproximateIsLossless() throws {
-        try withRepository { try self.nothingToApproximateIsLosslessBody($0, $1) }
-    }
-
-    func nothingToApproximateIsLosslessBody(_ repo: Repository, _ dir: String) throws {
         try repo.writeModel()
         let result = try repo.commit(CommitOptions(message: "first", author: testAuthor, lowRank: LowRankPolicy(choice: .rank(2))))
         #expect(result.lowRankTensors.isEmpty)
@@ -184,10 +179,7 @@ import Testing
     }
 
     @Test func lossyCommitsSurviveGCAndDiff() throws {
-        try withFamily { try self.lossyCommitsSurviveGCAndDiffBody($0, $1, $2) }
-    }
-
-    func lossyCommitsSurviveGCAndDiffBody(_ repo: Repository, _ dir: String, _ base: ObjectID) throws {
+        try commitFamily(tinyFactory)
         _ = try repo.switchBranch("lossy", create: true)
         try repo.commitFolder(dir + "/chat", "lossy", lowRank: LowRankPolicy(choice: .rank(3)))
         let before = try measure(repo, "lossy", dir: dir, original: dir + "/chat", base: dir + "/base")

@@ -1,86 +1,29 @@
 import Delta
 import Foundation
+import Merge
 import ModelFactory
 import Repo
 import Testing
 
-// Helpers for the adapter, low-rank commit and reversible-merge tests: folders of checkpoints and
-// adapters committed on branches, and tensors read back with Delta's reader to check results
-// independently of the code under test.
-
-/// A safetensors file read with Delta's reader.
-struct Checkpoint {
-    let file: SafetensorsFile
-
-    init(_ path: String) throws {
-        file = try SafetensorsFile(path: path)
-    }
-
-    var names: [String] { file.tensors.map(\.name) }
-
-    func info(_ name: String) throws -> TensorInfo {
-        try #require(file.tensor(named: name), "no tensor '\(name)' in \(file.path)")
-    }
-
-    func bytes(_ name: String) throws -> [UInt8] {
-        Array(file.data(of: try info(name)))
-    }
-
-    func floats(_ name: String) throws -> [Float] {
-        let t = try info(name)
-        var out = [Float](repeating: 0, count: t.byteCount / t.dtype.byteSize)
-        out.withUnsafeMutableBufferPointer { FloatConversion.toFloat(t.dtype, file.data(of: t), into: $0) }
-        return out
-    }
-
-    func doubles(_ name: String) throws -> [Double] { try floats(name).map(Double.init) }
-}
-
-enum Numbers {
-    static func norm(_ a: [Double]) -> Double { a.reduce(0) { $0 + $1 * $1 }.squareRoot() }
-    static func dot(_ a: [Double], _ b: [Double]) -> Double { zip(a, b).reduce(0) { $0 + $1.0 * $1.1 } }
-    static func minus(_ a: [Double], _ b: [Double]) -> [Double] { zip(a, b).map { $0 - $1 } }
-    static func plus(_ a: [Double], _ b: [Double]) -> [Double] { zip(a, b).map { $0 + $1 } }
-    /// ‖x − reference‖ / ‖reference‖.
-    static func relativeError(_ x: [Double], _ reference: [Double]) -> Double { norm(minus(x, reference)) / norm(reference) }
-
-    /// scale · B·A for B (rows × r) and A (r × columns), row-major, in Float64.
-    static func product(b: [Float], a: [Float], rows: Int, rank: Int, columns: Int, scale: Double = 1) -> [Double] {
-        var out = [Double](repeating: 0, count: rows * columns)
-        for i in 0..<rows {
-            for k in 0..<rank {
-                let x = scale * Double(b[i * rank + k])
-                if x == 0 { continue }
-                for j in 0..<columns { out[i * columns + j] += x * Double(a[k * columns + j]) }
-            }
-        }
-        return out
-    }
-}
-
-extension Checkpoint {
-    /// ΔW = scale·B·A of one module of a PEFT adapter file (B·A orientation).
-    func adapterDelta(_ module: String, scale: Double) throws -> (delta: [Double], rows: Int, columns: Int) {
-        let a = try info("base_model.model.\(module).lora_A.weight"), b = try info("base_model.model.\(module).lora_B.weight")
-        let rank = a.shape[0], rows = b.shape[0], columns = a.shape[1]
-        return (Numbers.product(b: try floats(b.name), a: try floats(a.name), rows: rows, rank: rank, columns: columns, scale: scale), rows, columns)
-    }
-
-    /// The adapted modules of a PEFT adapter file, in file order.
-    var adapterModules: [String] {
-        var out: [String] = []
-        for n in names where n.hasSuffix(".lora_A.weight") {
-            out.append(String(n.dropFirst("base_model.model.".count).dropLast(".lora_A.weight".count)))
-        }
-        return out
-    }
-}
+// Fixtures for the adapter, low-rank commit and reversible-merge tests: folders of checkpoints and
+// adapters committed on branches. Results are checked with `Checkpoint` and `Numbers`
+// (Tests/MrepoTestSupport), independently of the code under test.
 
 extension Repository {
     /// Commits a folder (`commit --from`) with a fixed author.
     @discardableResult
     func commitFolder(_ path: String, _ message: String, adapterOf: String? = nil, lowRank: LowRankPolicy? = nil) throws -> CommitResult {
         try commit(CommitOptions(message: message, sourceDirectory: path, author: testAuthor, adapterOf: adapterOf, lowRank: lowRank))
+    }
+
+    /// `merge --method rmm` of `branches` with `parameters`, which must commit: the merge commit and its report.
+    func reversibleMerge(_ branches: [String], _ parameters: [String: ParameterValue]) throws -> (commit: Commit, report: ReversibleMergeReport) {
+        let outcome = try merge(MergeOptions(branches: branches, recipe: MergeRecipe(method: "rmm", parameters: parameters, experts: [])))
+        guard case let .committed(commit) = outcome.status else {
+            Issue.record("the merge did not commit: \(outcome.status)")
+            throw RepoError.failed("no commit")
+        }
+        return (commit, try #require(outcome.reversible))
     }
 
     /// Everything `log`, `fsck` and the store would show: commits, refs, HEAD and object files.
@@ -92,31 +35,64 @@ extension Repository {
     }
 }
 
-/// A repository with the tiny base committed on `main` and each adapter committed on a branch of
-/// its name (from `main`); HEAD is back on `main`. Folders: `<dir>/base`, `<dir>/<adapter name>`.
-func withAdapterRepository<T>(_ specs: [LoRASpec], factory: ModelFactory = tinyFactory,
-                              _ body: (Repository, String, ObjectID) throws -> T) throws -> T {
-    try withRepository { repo, dir in
+/// A repository with the base model (`factory`'s) committed on `main` from `<dir>/base`, and each
+/// adapter written to `<dir>/<adapter name>` and committed on a branch of its name (from `main`);
+/// HEAD is back on `main`. The folder goes when the instance does.
+final class AdapterRepository {
+    let repo: Repository
+    /// The folder that holds the repository (`<dir>/repo`), the base and the adapters.
+    let dir: String
+    /// The base model's commit.
+    let base: ObjectID
+    let factory: ModelFactory
+    private let fixture: TemporaryRepository
+
+    init(_ specs: [LoRASpec], factory: ModelFactory = tinyFactory) throws {
+        fixture = try TemporaryRepository()
+        (repo, dir, self.factory) = (fixture.repo, fixture.dir, factory)
         try factory.writeCheckpoint(to: dir + "/base")
-        let base = try repo.commitFolder(dir + "/base", "base").commit.id
-        for spec in specs {
-            try factory.writeAdapter(spec, to: dir + "/" + spec.name)
-            _ = try repo.switchBranch(spec.name, create: true, startPoint: "main")
-            let result = try repo.commitFolder(dir + "/" + spec.name, spec.name)
-            #expect(result.adapter?.base == base, "\(spec.name) is an adapter of the base")
+        base = try repo.commitFolder(dir + "/base", "base").commit.id
+        for spec in specs { try commitOnItsBranch(spec) }
+        _ = try repo.switchBranch("main")
+    }
+
+    /// Writes and commits one more adapter the same way; HEAD is back on `main`.
+    func commitAdapter(_ spec: LoRASpec) throws {
+        try commitOnItsBranch(spec)
+        _ = try repo.switchBranch("main")
+    }
+
+    private func commitOnItsBranch(_ spec: LoRASpec) throws {
+        try factory.writeAdapter(spec, to: dir + "/" + spec.name)
+        _ = try repo.switchBranch(spec.name, create: true, startPoint: "main")
+        let result = try repo.commitFolder(dir + "/" + spec.name, spec.name)
+        #expect(result.adapter?.base == base, "\(spec.name) is an adapter of the base")
+    }
+}
+
+/// A repository with the tiny base committed on `main` from `<dir>/base`, and each full fine-tune of
+/// the standard family (math, code, chat) written to `<dir>/<name>` and committed on a branch of its
+/// name; HEAD is back on `main`. The folder goes when the instance does.
+final class FineTuneRepository {
+    let repo: Repository
+    let dir: String
+    private let fixture: TemporaryRepository
+
+    init() throws {
+        fixture = try TemporaryRepository()
+        (repo, dir) = (fixture.repo, fixture.dir)
+        try tinyFactory.writeCheckpoint(to: dir + "/base")
+        try repo.commitFolder(dir + "/base", "base")
+        for ft in FineTune.standardFamily {
+            try tinyFactory.writeCheckpoint(to: dir + "/" + ft.name, fineTune: ft)
+            _ = try repo.switchBranch(ft.name, create: true, startPoint: "main")
+            try repo.commitFolder(dir + "/" + ft.name, ft.name)
         }
         _ = try repo.switchBranch("main")
-        return try body(repo, dir, base)
     }
 }
 
 /// The three standard adapters at a small rank (fast).
 func standardAdapters(rank: Int = 4, targets: [String] = ["query", "value"]) -> [LoRASpec] {
     LoRASpec.standardAdapters.map { LoRASpec(name: $0.name, seed: $0.seed, rank: rank, alpha: Double(2 * rank), targets: targets) }
-}
-
-/// The error a call throws, as a ``RepoError/invalidArgument(_:)`` message (nil for other outcomes).
-func invalidArgument(_ body: () throws -> Void) -> String? {
-    if case let .invalidArgument(message)? = thrownError(body) as? RepoError { return message }
-    return nil
 }

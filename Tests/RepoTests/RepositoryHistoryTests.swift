@@ -34,11 +34,11 @@ import Testing
             _ = try repo.switchBranch("side", create: true)
             try writeFile("2", to: repo.root + "/f.txt")
             let side = try repo.commitAll("on side").commit.id
-            expectThrows(RepoError.invalidArgument("cannot delete branch 'side': it is the current branch; switch to another branch first")) {
+            expectThrows(RepoError.deletingCurrentBranch("side")) {
                 _ = try repo.deleteBranch("side", force: true)
             }
             _ = try repo.switchBranch("main")
-            expectThrows(RepoError.invalidArgument("branch 'side' is not fully merged into HEAD; use -D to delete it anyway")) {
+            expectThrows(RepoError.branchNotMerged("side")) {
                 _ = try repo.deleteBranch("side")
             }
             #expect(try repo.history.ref(named: "side")?.target == side)
@@ -68,7 +68,7 @@ import Testing
             #expect(Set(try repo.decorations()[c2] ?? []) == ["main", "tag: v2"])
             // A tag is not a branch: it cannot be deleted as one, nor switched to.
             expectThrows(RepoError.unknownRef("v1")) { _ = try repo.deleteBranch("v1") }
-            expectThrows(RepoError.invalidArgument("'v1' is a tag; use 'mrepo checkout v1' to look at it (detached HEAD)")) {
+            expectThrows(RepoError.switchToTag("v1")) {
                 _ = try repo.switchBranch("v1")
             }
             try repo.deleteTag("v1")

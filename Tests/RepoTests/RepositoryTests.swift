@@ -64,8 +64,8 @@ import Testing
             #expect(try repo.resolve(String(c1.hex.prefix(8))) == c1)
             #expect(try repo.resolve(String(c3.hex.prefix(12)) + "~2") == c1)
 
-            expectThrows(RepoError.invalidArgument("'HEAD~3': \(c1.short) has no parent")) { try repo.resolve("HEAD~3") }
-            expectThrows(RepoError.invalidArgument("'HEAD^2': \(c3.short) has 1 parent")) { try repo.resolve("HEAD^2") }
+            expectThrows(RepoError.missingParent(revision: "HEAD~3", commit: c1.short, parents: 0)) { try repo.resolve("HEAD~3") }
+            expectThrows(RepoError.missingParent(revision: "HEAD^2", commit: c3.short, parents: 1)) { try repo.resolve("HEAD^2") }
             expectThrows(RepoError.unknownRevision("nope")) { try repo.resolve("nope") }
             expectThrows(RepoError.unknownRevision("nope~1")) { try repo.resolve("nope~1") }
             // Fewer than four hex digits is never a prefix.
@@ -94,7 +94,7 @@ import Testing
             #expect(try repo.resolve("HEAD~1") == c2)
             #expect(try repo.resolve("HEAD~2") == c1)
             #expect(try repo.resolve("HEAD^0") == merge.id)
-            expectThrows(RepoError.invalidArgument("'HEAD^3': \(merge.id.short) has 2 parents")) { try repo.resolve("HEAD^3") }
+            expectThrows(RepoError.missingParent(revision: "HEAD^3", commit: merge.id.short, parents: 2)) { try repo.resolve("HEAD^3") }
             #expect(try repo.mergeBases([c2, side]) == [c1])
             #expect(try repo.isAncestor(side, of: merge.id))
             #expect(try !repo.isAncestor(side, of: c2))
@@ -141,7 +141,7 @@ import Testing
     @Test func unbornHeadHasNoCommit() throws {
         try withRepository { (repo, _) throws in
             #expect(try repo.headCommit() == nil)
-            expectThrows(RepoError.invalidArgument("HEAD has no commits yet (branch 'main' is unborn)")) { try repo.resolve("HEAD") }
+            expectThrows(RepoError.unbornBranch("main")) { try repo.resolve("HEAD") }
             #expect(try repo.status().isClean)
         }
     }
@@ -151,7 +151,7 @@ import Testing
     @Test(arguments: ["", "HEAD", "@", "-x", ".hidden", "x.", "x/", "/x", "a..b", "a//b", "a@{b", "a b", "a~1", "a^", "a:b",
                       "a?", "a*", "a[", "a\\b", "x.lock", "tab\tname"])
     func invalidRefNames(name: String) {
-        #expect(throws: RepoError.self) { try RefNames.validate(name) }
+        expectThrows(RepoError.self) { try RefNames.validate(name) } matching: { if case .invalidRefName(name, _) = $0 { true } else { false } }
     }
 
     @Test(arguments: ["main", "feature/x", "v1.0", "exp-2024_01", "ünïcode"])

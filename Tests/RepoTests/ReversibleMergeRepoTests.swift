@@ -6,25 +6,30 @@ import Testing
 
 @testable import Repo
 
-/// `merge --method rmm`: the merge commit, its report, experts rebuilt by checkout and export,
-/// the views, refusals, full fine-tunes, and gc.
-@Suite struct ReversibleMergeRepoTests {
+/// `merge --method rmm` of adapters: the merge commit, its report, experts rebuilt by checkout and
+/// export, the views, refusals, and gc (full fine-tunes: ReversibleFineTuneRepoTests).
+///
+/// The fixture (one per test): the tiny base committed on `main` from `<dir>/base`, and the three
+/// standard adapters committed from `<dir>/<name>` on branches `lora-math`, `lora-code`, `lora-chat`;
+/// HEAD on `main`.
+@Suite final class ReversibleMergeRepoTests {
     let names = ["lora-math", "lora-code", "lora-chat"]
 
-    struct Merged {
-        var commit: Commit
-        var report: ReversibleMergeReport
+    let fixture: AdapterRepository
+    var repo: Repository { fixture.repo }
+    var dir: String { fixture.dir }
+    var base: ObjectID { fixture.base }
+
+    init() throws {
+        fixture = try AdapterRepository(standardAdapters())
     }
 
-    func rmm(_ repo: Repository, _ branches: [String]? = nil, basis: Int, _ parameters: [String: ParameterValue] = [:]) throws -> Merged {
+    /// A reversible merge (of the three adapters unless `branches` says otherwise) with basis size `basis`.
+    func rmm(_ repo: Repository, _ branches: [String]? = nil, basis: Int, _ parameters: [String: ParameterValue] = [:]) throws
+        -> (commit: Commit, report: ReversibleMergeReport) {
         var p = parameters
         p["basis"] = .number(Double(basis))
-        let outcome = try repo.merge(MergeOptions(branches: branches ?? names, recipe: MergeRecipe(method: "rmm", parameters: p, experts: [])))
-        guard case let .committed(c) = outcome.status else {
-            Issue.record("the merge did not commit: \(outcome.status)")
-            throw RepoError.failed("no commit")
-        }
-        return Merged(commit: c, report: try #require(outcome.reversible))
+        return try repo.reversibleMerge(branches ?? names, p)
     }
 
     /// The error a reversible merge throws, or nil when it commits.
@@ -39,11 +44,6 @@ import Testing
         } catch {
             return error
         }
-    }
-
-    func message(_ error: (any Error)?) -> String {
-        if case let .invalidArgument(text)? = error as? RepoError { return text }
-        return "not an invalid argument: \(String(describing: error))"
     }
 
     /// The rebuilt adapter file against the committed one: same tensors, same layout, values equal
@@ -77,10 +77,6 @@ import Testing
     /// `export MERGE DIR --expert NAME` give back the committed adapter up to float rounding.
     @Test(arguments: ["position", "layer", "dense"])
     func expertsComeBackFromTheMerge(variant: String) throws {
-        try withAdapterRepository(standardAdapters()) { try self.expertsComeBackFromTheMergeBody($0, $1, $2, variant: variant) }
-    }
-
-    func expertsComeBackFromTheMergeBody(_ repo: Repository, _ dir: String, _ base: ObjectID, variant: String) throws {
         let mainBefore = try repo.resolve("main")
         let m = try rmm(repo, basis: 2, ["variant": .text(variant)])
         #expect(m.commit.parents == [mainBefore] + (try names.map { try repo.resolve($0) }))
@@ -88,7 +84,7 @@ import Testing
         #expect(m.report.experts.map(\.name) == names)
         #expect(m.report.modules.count == 4 && m.report.modules.allSatisfy { $0.variant == variant && $0.errors.count == 3 })
         #expect(m.report.experts.allSatisfy { $0.maxError < 1e-5 && $0.globalError < 1e-5 }, "\(m.report.experts.map(\.maxError))")
-        let record = try #require(ReversibleMergeRecord(commit: m.commit))
+        let record = try #require(try m.commit.record(ReversibleMergeRecord.self))
         #expect(record.base == base && record.basis == 2 && record.variant == variant && record.kind == "adapter")
         let expertCommits = try names.map { try repo.resolve($0) }
         #expect(record.experts.map(\.name) == names && record.experts.map(\.commit) == expertCommits)
@@ -124,16 +120,14 @@ import Testing
     }
 
     @Test func anExpertViewTracksLocalChanges() throws {
-        try withAdapterRepository(standardAdapters()) { try self.anExpertViewTracksLocalChangesBody($0, $1, $2) }
-    }
-
-    func anExpertViewTracksLocalChangesBody(_ repo: Repository, _ dir: String, _ base: ObjectID) throws {
         let m = try rmm(repo, basis: 2)
         _ = try repo.checkoutReversible("HEAD", view: nil, expert: "lora-code", fold: false)
         try writeFile("edited\n", to: repo.root + "/README.md")
         #expect(try repo.status().changes.map(\.path) == ["README.md"])
         // Another expert would overwrite the edit: refused without force.
-        #expect(throws: RepoError.self) { _ = try repo.checkoutReversible(m.commit.id.hex, view: nil, expert: "lora-chat", fold: false) }
+        expectThrows(RepoError.dirtyWorktree(operation: "checking out expert lora-chat of the reversible merge \(m.commit.id.short)", paths: ["README.md"])) {
+            _ = try repo.checkoutReversible(m.commit.id.hex, view: nil, expert: "lora-chat", fold: false)
+        }
         #expect(try repo.currentView()?.description.contains("expert lora-code") == true)
         _ = try repo.checkoutReversible(m.commit.id.hex, view: nil, expert: "lora-chat", fold: false, force: true)
         #expect(try repo.status().changes.isEmpty)
@@ -145,10 +139,6 @@ import Testing
     }
 
     @Test func foldedExpertEqualsTheExpertsOwnFold() throws {
-        try withAdapterRepository(standardAdapters()) { try self.foldedExpertEqualsTheExpertsOwnFoldBody($0, $1, $2) }
-    }
-
-    func foldedExpertEqualsTheExpertsOwnFoldBody(_ repo: Repository, _ dir: String, _ base: ObjectID) throws {
         let m = try rmm(repo, basis: 2)
         _ = try repo.exportReversible(m.commit.id.hex, view: nil, expert: "lora-code", fold: true, to: dir + "/rebuilt")
         _ = try repo.exportFolded("lora-code", to: dir + "/own")
@@ -174,10 +164,6 @@ import Testing
     // MARK: - Views
 
     @Test func viewsOfAnAdapterMerge() throws {
-        try withAdapterRepository(standardAdapters()) { try self.viewsOfAnAdapterMergeBody($0, $1, $2) }
-    }
-
-    func viewsOfAnAdapterMergeBody(_ repo: Repository, _ dir: String, _ base: ObjectID) throws {
         let m = try rmm(repo, basis: 2)
         let adapters = try names.map { try Checkpoint(dir + "/\($0)/adapter_model.safetensors") }
         let base = try Checkpoint(dir + "/base/model.safetensors")
@@ -251,10 +237,6 @@ import Testing
     // MARK: - Report and storage
 
     @Test func reportAndStorage() throws {
-        try withAdapterRepository(standardAdapters()) { try self.reportAndStorageBody($0, $1, $2) }
-    }
-
-    func reportAndStorageBody(_ repo: Repository, _ dir: String, _ base: ObjectID) throws {
         let m = try rmm(repo, basis: 2)
         let (commit, record, report) = try repo.reversibleReport("HEAD")
         #expect(commit.id == m.commit.id && record.reportObject != nil)
@@ -275,17 +257,15 @@ import Testing
         // The baselines rebuild nothing: far worse than the merge's own errors.
         #expect(report.baselines.allSatisfy { $0.meanError > 0.1 })
         // The merge commit is also an adapter of the base, and carries the basis file.
-        #expect(AdapterRecord(commit: commit)?.base == record.base)
+        #expect(try commit.record(AdapterRecord.self)?.base == record.base)
         let loaded = try repo.loadReversible(commit.id)
         #expect(loaded.modules.count == 4 && loaded.tensors.count == 4 * 6)
     }
 
     @Test func smallerBasisStoresLessAndRebuildsApproximately() throws {
-        let specs = (0..<4).map { LoRASpec(name: "lora-\($0)", seed: 200 + UInt64($0), rank: 4, alpha: 8) }
-        try withAdapterRepository(specs) { try self.smallerBasisStoresLessAndRebuildsApproximatelyBody($0, $1, $2) }
-    }
-
-    func smallerBasisStoresLessAndRebuildsApproximatelyBody(_ repo: Repository, _ dir: String, _ base: ObjectID) throws {
+        // Four other adapters, in a repository of their own.
+        let four = try AdapterRepository((0..<4).map { LoRASpec(name: "lora-\($0)", seed: 200 + UInt64($0), rank: 4, alpha: 8) })
+        let (repo, dir) = (four.repo, four.dir)
         let m = try rmm(repo, (0..<4).map { "lora-\($0)" }, basis: 1, ["baselines": .flag(false)])
         #expect(m.report.baselines.isEmpty && m.report.modules.allSatisfy { $0.baselines.isEmpty })
         #expect(abs(m.report.parameterRatio - ReversibleMergeReport.formulaRatio(k: 1, rank: 4, experts: 4, center: true)) < 1e-12)
@@ -303,22 +283,20 @@ import Testing
     // MARK: - Refusals
 
     @Test func refusedMergesLeaveTheRepositoryUntouched() throws {
-        let other = LoRASpec(name: "lora-all", seed: 9, rank: 4, alpha: 8, targets: LoRASpec.allProjections)
-        try withAdapterRepository(standardAdapters() + [other]) { try self.refusedMergesLeaveTheRepositoryUntouchedBody($0, $1, $2) }
-    }
-
-    func refusedMergesLeaveTheRepositoryUntouchedBody(_ repo: Repository, _ dir: String, _ base: ObjectID) throws {
+        try fixture.commitAdapter(LoRASpec(name: "lora-all", seed: 9, rank: 4, alpha: 8, targets: LoRASpec.allProjections))
         let before = try repo.state()
         // K ≥ N, K = 0, a bad variant.
-        let big = message(rmmError(repo, basis: 3))
-        #expect(big.contains("N − 1 = 2"), "\(big)")
-        #expect(rmmError(repo, basis: 0) is MergeError)
-        #expect(rmmError(repo, basis: 2, ["variant": .text("nonsense")]) is MergeError)
+        #expect(rmmError(repo, basis: 3) as? MergeError == .invalidParameter(method: "rmm", parameter: "basis",
+            problem: "is 3 with 3 experts: it must be between 1 and N − 1 = 2 (K = N − 1 rebuilds every expert exactly; a larger basis would store more than the experts)"))
+        #expect(rmmError(repo, basis: 0) as? MergeError == .invalidParameter(method: "rmm", parameter: "basis", problem: "must be an integer in [1, 63], got 0"))
+        #expect(rmmError(repo, basis: 2, ["variant": .text("nonsense")]) as? MergeError
+            == .invalidParameter(method: "rmm", parameter: "variant", problem: "must be one of position, layer, dense, got 'nonsense'"))
         // Different target modules.
-        let targets = message(rmmError(repo, ["lora-math", "lora-code", "lora-all"], basis: 2))
-        #expect(targets.contains("adapt different modules") && targets.contains("lora-all adds"), "\(targets)")
+        #expect(rmmError(repo, ["lora-math", "lora-code", "lora-all"], basis: 2) as? RepoError
+            == .adapterModulesDiffer(expert: "lora-all", adds: ["encoder.layer.0.attention.output.dense.weight", "encoder.layer.0.attention.self.key.weight",
+                                                          "encoder.layer.0.intermediate.dense.weight"], lacks: [], reference: "lora-math"))
         // --no-commit.
-        #expect(rmmError(repo, basis: 2, noCommit: true) != nil)
+        #expect(rmmError(repo, basis: 2, noCommit: true) as? RepoError == .reversibleMergeNoCommit)
         #expect(try repo.state() == before)
         // Adapters mixed with a full model.
         _ = try repo.switchBranch("full", create: true, startPoint: "main")
@@ -326,17 +304,13 @@ import Testing
         try repo.commitFolder(dir + "/full", "full fine-tune")
         _ = try repo.switchBranch("main")
         let after = try repo.state()
-        let mixed = message(rmmError(repo, ["lora-math", "full"], basis: 1))
-        #expect(mixed.contains("mix LoRA adapters and full models"), "\(mixed)")
+        #expect(rmmError(repo, ["lora-math", "full"], basis: 1) as? RepoError
+            == .mixedExpertKinds(experts: ["lora-math", "full"], kinds: [.adapter, .full]))
         #expect(try repo.state() == after)
         #expect(try repo.fsck().isClean)
     }
 
     @Test func adaptersOfDifferentBasesAreRefused() throws {
-        try withAdapterRepository(standardAdapters()) { try self.adaptersOfDifferentBasesAreRefusedBody($0, $1, $2) }
-    }
-
-    func adaptersOfDifferentBasesAreRefusedBody(_ repo: Repository, _ dir: String, _ base: ObjectID) throws {
         // A second base model on a branch, and an adapter of it.
         _ = try repo.switchBranch("base2", create: true, startPoint: "main")
         try tinyFactory.writeCheckpoint(to: dir + "/base2", fineTune: .light("b2", seed: 77))
@@ -345,37 +319,34 @@ import Testing
         try repo.commitFolder(dir + "/lora-chat", "adapter of base2", adapterOf: "base2")
         _ = try repo.switchBranch("main")
         let before = try repo.state()
-        let message = invalidArgument { _ = try rmm(repo, ["lora-math", "lora-code", "lora-other"], basis: 2) }
-        #expect(message?.contains("different base models") == true, "\(String(describing: message))")
+        let base2 = try repo.resolve("base2")
+        #expect(rmmError(repo, ["lora-math", "lora-code", "lora-other"], basis: 2) as? RepoError
+            == .adapterBasesDiffer(experts: ["lora-math", "lora-code", "lora-other"], bases: [base.short, base.short, base2.short]))
         #expect(try repo.state() == before)
     }
 
     @Test func unknownExpertsAndNonMerges() throws {
-        try withAdapterRepository(standardAdapters()) { try self.unknownExpertsAndNonMergesBody($0, $1, $2) }
-    }
-
-    func unknownExpertsAndNonMergesBody(_ repo: Repository, _ dir: String, _ base: ObjectID) throws {
         let m = try rmm(repo, basis: 2)
-        let message = invalidArgument { _ = try repo.checkoutReversible(m.commit.id.hex, view: nil, expert: "nobody", fold: false) }
-        #expect(message?.contains("'nobody' is not an expert") == true && message?.contains("lora-math, lora-code, lora-chat") == true,
-                "\(String(describing: message))")
+        let nobody = RepoError.unknownExpert("nobody", merge: m.commit.id.short, experts: names)
+        expectThrows(nobody) { _ = try repo.checkoutReversible(m.commit.id.hex, view: nil, expert: "nobody", fold: false) }
         #expect(try repo.currentView() == nil && (try repo.status().changes.isEmpty))
-        #expect(invalidArgument { _ = try repo.exportReversible("HEAD", view: nil, expert: "nobody", fold: false, to: dir + "/x") } != nil)
+        expectThrows(nobody) { _ = try repo.exportReversible("HEAD", view: nil, expert: "nobody", fold: false, to: dir + "/x") }
         #expect(!FileManager.default.fileExists(atPath: dir + "/x/adapter_model.safetensors"))
         // Not a reversible merge.
-        let plain = invalidArgument { _ = try repo.checkoutReversible("lora-math", view: nil, expert: "lora-math", fold: false) }
-        #expect(plain?.contains("not a reversible merge") == true)
-        #expect(invalidArgument { _ = try repo.reversibleReport("lora-math") }?.contains("not a reversible merge") == true)
+        let adapter = try repo.resolve("lora-math")
+        expectThrows(RepoError.notAReversibleMerge(commit: adapter.short, revision: nil)) {
+            _ = try repo.checkoutReversible("lora-math", view: nil, expert: "lora-math", fold: false)
+        }
+        expectThrows(RepoError.notAReversibleMerge(commit: adapter.short, revision: "lora-math")) { _ = try repo.reversibleReport("lora-math") }
     }
 
     @Test func adaptersOfDifferentRanksUseTheDenseVariant() throws {
+        // lora-chat at rank 2, in a repository of its own.
         var specs = standardAdapters()
         specs[2].rank = 2
         specs[2].alpha = 4
-        try withAdapterRepository(specs) { try self.adaptersOfDifferentRanksUseTheDenseVariantBody($0, $1, $2) }
-    }
-
-    func adaptersOfDifferentRanksUseTheDenseVariantBody(_ repo: Repository, _ dir: String, _ base: ObjectID) throws {
+        let mixed = try AdapterRepository(specs)
+        let (repo, dir) = (mixed.repo, mixed.dir)
         let m = try rmm(repo, basis: 2)
         #expect(m.report.remarks.contains { $0.contains("ranks differ") && $0.contains("dense") }, "\(m.report.remarks)")
         #expect(m.report.modules.allSatisfy { $0.variant == "dense" })
@@ -390,10 +361,6 @@ import Testing
     }
 
     @Test func dryRunWritesNothing() throws {
-        try withAdapterRepository(standardAdapters()) { try self.dryRunWritesNothingBody($0, $1, $2) }
-    }
-
-    func dryRunWritesNothingBody(_ repo: Repository, _ dir: String, _ base: ObjectID) throws {
         let before = try repo.state()
         let outcome = try repo.merge(MergeOptions(branches: names, recipe: MergeRecipe(method: "rmm", parameters: ["basis": .number(2)], experts: []),
                                                   dryRun: true))
@@ -407,16 +374,12 @@ import Testing
 
     /// HEAD's own adapter is an expert too, named after its branch.
     @Test func headIsAnExpertWhenItIsNotTheBase() throws {
-        try withAdapterRepository(standardAdapters()) { try self.headIsAnExpertWhenItIsNotTheBaseBody($0, $1, $2) }
-    }
-
-    func headIsAnExpertWhenItIsNotTheBaseBody(_ repo: Repository, _ dir: String, _ base: ObjectID) throws {
         _ = try repo.switchBranch("lora-math")
         let head = try repo.resolve("HEAD")
         let m = try rmm(repo, ["lora-code", "lora-chat"], basis: 2)
         #expect(m.report.experts.map(\.name) == names)
-        #expect(ReversibleMergeRecord(commit: m.commit)?.experts.first?.commit == head)
-        #expect(ReversibleMergeRecord(commit: m.commit)?.base == base)
+        #expect(try m.commit.record(ReversibleMergeRecord.self)?.experts.first?.commit == head)
+        #expect(try m.commit.record(ReversibleMergeRecord.self)?.base == base)
         #expect(try repo.resolve("lora-math") == m.commit.id, "the merge is recorded on the current branch")
         _ = try repo.exportReversible("HEAD", view: nil, expert: "lora-math", fold: false, to: dir + "/x")
         try expectSameAdapter(dir + "/x/adapter_model.safetensors", dir + "/lora-math/adapter_model.safetensors", factors: true)
@@ -426,10 +389,6 @@ import Testing
     /// the merge result checked out, or refuse for another reason), not call the view's files
     /// uncommitted changes.
     @Test func mergingFromAnExpertViewAgreesWithStatus() throws {
-        try withAdapterRepository(standardAdapters()) { try self.mergingFromAnExpertViewAgreesWithStatusBody($0, $1, $2) }
-    }
-
-    func mergingFromAnExpertViewAgreesWithStatusBody(_ repo: Repository, _ dir: String, _ base: ObjectID) throws {
         _ = try rmm(repo, basis: 2)
         _ = try repo.switchBranch("extra", create: true)
         try repo.commitAll("one more commit", allowEmpty: true)
@@ -448,122 +407,15 @@ import Testing
         }
     }
 
-    // MARK: - Full fine-tunes
-
-    func withFullFamily<T>(_ body: (Repository, String) throws -> T) throws -> T {
-        try withRepository { repo, dir in
-            try tinyFactory.writeCheckpoint(to: dir + "/base")
-            try repo.commitFolder(dir + "/base", "base")
-            for ft in FineTune.standardFamily {
-                try tinyFactory.writeCheckpoint(to: dir + "/" + ft.name, fineTune: ft)
-                _ = try repo.switchBranch(ft.name, create: true, startPoint: "main")
-                try repo.commitFolder(dir + "/" + ft.name, ft.name)
-            }
-            _ = try repo.switchBranch("main")
-            return try body(repo, dir)
-        }
-    }
-
-    @Test func fullFineTunesReducedByPTSVD() throws {
-        try withFullFamily { try self.fullFineTunesReducedByPTSVDBody($0, $1) }
-    }
-
-    func fullFineTunesReducedByPTSVDBody(_ repo: Repository, _ dir: String) throws {
-        let m = try rmm(repo, ["math", "code", "chat"], basis: 2, ["rank": .number(4)])
-        #expect(m.report.kind == "full" && m.report.variant == "position")
-        let record = try #require(ReversibleMergeRecord(commit: m.commit))
-        #expect(record.kind == "full" && record.rank == 4)
-        #expect(m.report.remarks.contains { $0.contains("reduced to rank 4") })
-        let base = try Checkpoint(dir + "/base/model.safetensors")
-        let matrices = base.names.filter { name in
-            (try? base.info(name))?.shape.count == 2 && !FineTune.isUntouched(name)
-        }
-        #expect(Set(m.report.modules.map(\.baseTensor)) == Set(matrices))
-        for module in m.report.modules {
-            let reduction = try #require(module.reductionErrors)
-            #expect(reduction.count == 3 && reduction.allSatisfy { $0 > 0 && $0 < 1 })
-            // K = N − 1 rebuilds the reduced experts exactly: the error is the reduction's.
-            for i in 0..<3 { #expect(abs(module.errors[i] - reduction[i]) < 1e-4, "\(module.name)") }
-            #expect(module.rank == 4)
-        }
-        // The export of an expert: measured independently, each matrix's error is the reported one;
-        // every other tensor is the expert's own.
-        _ = try repo.exportReversible("HEAD", view: nil, expert: "chat", fold: false, to: dir + "/x")
-        let rebuilt = try Checkpoint(dir + "/x/model.safetensors"), chat = try Checkpoint(dir + "/chat/model.safetensors")
-        #expect(rebuilt.names == chat.names)
-        for name in chat.names {
-            guard let module = m.report.modules.first(where: { $0.baseTensor == name }) else {
-                #expect(try rebuilt.bytes(name) == (try chat.bytes(name)), "\(name)")
-                continue
-            }
-            let delta = Numbers.minus(try chat.doubles(name), try base.doubles(name))
-            let error = Numbers.norm(Numbers.minus(try rebuilt.doubles(name), try chat.doubles(name))) / Numbers.norm(delta)
-            #expect(abs(error - module.errors[2]) < 1e-4, "\(name): \(error) vs \(module.errors[2])")
-        }
-        // The default view: 1-D tensors are θ_base + Σ (θᵢ − θ_base), exactly computed here.
-        let view = try Checkpoint(repo.root + "/model.safetensors")
-        let experts = try ["math", "code", "chat"].map { try Checkpoint(dir + "/\($0)/model.safetensors") }
-        for name in base.names {
-            let info = try base.info(name)
-            guard info.shape.count == 1, info.dtype == .f32 else { continue }
-            let b = try base.doubles(name)
-            var expected = b
-            for e in experts { expected = Numbers.plus(expected, Numbers.minus(try e.doubles(name), b)) }
-            let got = try view.doubles(name)
-            for j in expected.indices { #expect(abs(got[j] - expected[j]) <= 1e-6 * (1 + abs(expected[j])), "\(name)[\(j)]") }
-        }
-        #expect(Set(try snapshot(repo.root).keys) == ["model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json",
-                                                      "README.md", "merge_recipe.yml", "rmm.safetensors"])
-        #expect(try repo.status().changes.isEmpty)
-        #expect(try repo.fsck().isClean)
-    }
-
-    @Test func denseVariantRebuildsFullFineTunesExactly() throws {
-        try withFullFamily { try self.denseVariantRebuildsFullFineTunesExactlyBody($0, $1) }
-    }
-
-    func denseVariantRebuildsFullFineTunesExactlyBody(_ repo: Repository, _ dir: String) throws {
-        let m = try rmm(repo, ["math", "code", "chat"], basis: 2, ["variant": .text("dense")])
-        #expect(m.report.kind == "full" && m.report.modules.allSatisfy { $0.variant == "dense" && $0.reductionErrors == nil })
-        #expect(ReversibleMergeRecord(commit: m.commit)?.rank == nil)
-        #expect(m.report.experts.allSatisfy { $0.maxError < 1e-5 }, "\(m.report.experts.map(\.maxError))")
-        let base = try Checkpoint(dir + "/base/model.safetensors")
-        for name in ["math", "code", "chat"] {
-            _ = try repo.exportReversible("HEAD", view: nil, expert: name, fold: false, to: dir + "/x-\(name)")
-            let rebuilt = try Checkpoint(dir + "/x-\(name)/model.safetensors"), original = try Checkpoint(dir + "/\(name)/model.safetensors")
-            #expect(rebuilt.names == original.names)
-            var rounded = 0
-            for t in original.names {
-                if try rebuilt.bytes(t) == (try original.bytes(t)) { continue }
-                rounded += 1
-                #expect(m.report.modules.contains { $0.baseTensor == t }, "\(t) differs but is not in the basis")
-                let x = try rebuilt.doubles(t), y = try original.doubles(t)
-                let delta = Numbers.minus(y, try base.doubles(t))
-                let scale = delta.map(abs).max() ?? 0
-                for j in y.indices {
-                    #expect(abs(x[j] - y[j]) <= 1e-5 * scale + 2.4e-7 * abs(y[j]), "\(name) \(t)[\(j)]: \(x[j]) vs \(y[j])")
-                }
-            }
-            #expect(rounded <= m.report.modules.count)
-            for file in ["config.json", "tokenizer.json", "tokenizer_config.json", "README.md"] {
-                #expect(try readFile(dir + "/x-\(name)/" + file) == (try readFile(dir + "/\(name)/" + file)))
-            }
-        }
-    }
-
     // MARK: - gc
 
     @Test func gcAfterDeletingTheExpertBranchesKeepsTheMergeRebuildable() throws {
-        try withAdapterRepository(standardAdapters()) { try self.gcAfterDeletingTheExpertBranchesKeepsTheMergeRebuildableBody($0, $1, $2) }
-    }
-
-    func gcAfterDeletingTheExpertBranchesKeepsTheMergeRebuildableBody(_ repo: Repository, _ dir: String, _ base: ObjectID) throws {
         let m = try rmm(repo, basis: 2)
         _ = try repo.exportReversible("HEAD", view: nil, expert: "lora-chat", fold: true, to: dir + "/before")
         for name in names { _ = try repo.deleteBranch(name, force: true) }
         _ = try repo.gc()
         #expect(try repo.fsck().isClean)
-        for e in try #require(ReversibleMergeRecord(commit: m.commit)).experts { #expect(try repo.history.commit(e.commit) != nil) }
+        for e in try #require(try m.commit.record(ReversibleMergeRecord.self)).experts { #expect(try repo.history.commit(e.commit) != nil) }
         _ = try repo.exportReversible(m.commit.id.hex, view: nil, expert: "lora-chat", fold: true, to: dir + "/after")
         #expect(sameFiles(try snapshot(dir + "/before"), try snapshot(dir + "/after")))
         _ = try repo.checkoutReversible("HEAD", view: nil, expert: "lora-math", fold: false)

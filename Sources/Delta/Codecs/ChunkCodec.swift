@@ -1,3 +1,5 @@
+import CKernels
+
 /// How a tensor's bits are turned into a residual before byte-plane splitting.
 ///
 /// Every encoding is a bijection on bit patterns, so decoding is bit-exact for any input,
@@ -52,11 +54,15 @@ public enum TensorEncoding: UInt8, Sendable, CaseIterable, CustomStringConvertib
 }
 
 /// How the planes of one chunk are stored.
-public enum ChunkCoder: UInt8, Sendable {
+public enum ChunkCoder: UInt8, Sendable, CaseIterable {
     /// Planes stored as they are (chosen when compression would not shrink them).
     case raw = 0
     /// Planes concatenated into one zstd frame with a content checksum.
     case zstd = 1
+    /// Each plane raw or coded with static 12-bit frequency tables (one, one per block, or one per
+    /// byte of the next more significant plane) into one interleaved rANS stream (``RansCodec``).
+    /// Only in encoded tensors of version 2 (docs/format.md §5.5).
+    case rans = 2
 }
 
 /// Encodes and decodes one chunk of a tensor: residual transform, byte-plane split, zstd.
@@ -66,27 +72,59 @@ public enum ChunkCodec {
     /// - Parameters:
     ///   - planes: scratch of at least `TensorEncoding.scratchFactor × source.count` bytes.
     ///   - output: at least `Zstd.compressBound(source.count)` bytes.
+    ///   - coders: whether rANS may be used, and the rows its blocks may follow.
+    ///   - firstElement: the index of the chunk's first element in the tensor (for the rows).
     /// - Returns: the coder used and the number of bytes written to `output`.
+    ///   - positions: for ``TensorEncoding/integerDeltaByExponent``, the reference chunk's
+    ///     ``groupPositions(dtype:reference:into:)`` when the caller has them (they are computed otherwise).
     public static func encode(dtype: DType, encoding: TensorEncoding, level: Int32,
                               source: UnsafeRawBufferPointer, reference: UnsafeRawBufferPointer?,
                               planes: UnsafeMutableRawBufferPointer,
-                              output: UnsafeMutableRawBufferPointer) -> (ChunkCoder, Int) {
+                              output: UnsafeMutableRawBufferPointer,
+                              coders: ChunkCoderOptions = .zstdOnly, firstElement: Int = 0,
+                              positions: UnsafePointer<UInt32>? = nil) -> (ChunkCoder, Int) {
         precondition(source.count % dtype.byteSize == 0, "chunks hold whole elements")
         precondition(encoding != .lowRank, "low-rank tensors are encoded by LowRankCodec")
         precondition(!encoding.needsReference || reference?.count == source.count, "reference chunk matches in size")
         let planeBytes = UnsafeMutableRawBufferPointer(rebasing: planes[0..<source.count])
         if encoding == .integerDeltaByExponent {
             let words = UnsafeMutableRawBufferPointer(rebasing: planes[source.count..<(2 * source.count)])
-            groupedResiduals(dtype: dtype, source: source, reference: reference!, words: words)
+            if let positions {
+                groupedResiduals(dtype: dtype, source: source, reference: reference!, positions: positions, words: words)
+            } else {
+                groupedResiduals(dtype: dtype, source: source, reference: reference!, words: words)
+            }
             split(dtype: dtype, encoding: .whole, plainWords: true, source: UnsafeRawBufferPointer(words), reference: nil, planes: planeBytes)
         } else {
             split(dtype: dtype, encoding: encoding, source: source, reference: reference, planes: planeBytes)
         }
-        if let n = Zstd.compress(UnsafeRawBufferPointer(planeBytes), into: output, level: level), n < source.count {
+        if coders.rans, source.count > 0 {
+            // The second half of the scratch is free once the planes are split.
+            let streamScratch = UnsafeMutableRawBufferPointer(rebasing: planes[source.count..<(2 * source.count)])
+            let rows = coders.rowLength.map { RansPlanner.Rows(length: $0, offset: firstElement) }
+            guard let n = RansCodec.encode(planes: UnsafeRawBufferPointer(planeBytes), width: dtype.byteSize, rows: rows,
+                                           output: output, scratch: streamScratch, limit: source.count)
+            else { return zstdOrRaw(planeBytes, level: level, output: output) }
+            if source.count >= ChunkCoderOptions.zstdTrialBelow { return (.rans, n) }
+            // A small chunk: keep rANS's bytes aside while zstd tries.
+            return withScratch(n) { kept in
+                kept.baseAddress!.copyMemory(from: output.baseAddress!, byteCount: n)
+                if let z = Zstd.compress(UnsafeRawBufferPointer(planeBytes), into: output, level: level), z < n { return (.zstd, z) }
+                output.baseAddress!.copyMemory(from: kept.baseAddress!, byteCount: n)
+                return (.rans, n)
+            }
+        }
+        return zstdOrRaw(planeBytes, level: level, output: output)
+    }
+
+    /// The planes as one zstd frame, or raw when that is not smaller.
+    private static func zstdOrRaw(_ planes: UnsafeMutableRawBufferPointer, level: Int32,
+                                  output: UnsafeMutableRawBufferPointer) -> (ChunkCoder, Int) {
+        if let n = Zstd.compress(UnsafeRawBufferPointer(planes), into: output, level: level), n < planes.count {
             return (.zstd, n)
         }
-        output.baseAddress!.copyMemory(from: planeBytes.baseAddress!, byteCount: source.count)
-        return (.raw, source.count)
+        if planes.count > 0 { output.baseAddress!.copyMemory(from: planes.baseAddress!, byteCount: planes.count) }
+        return (.raw, planes.count)
     }
 
     /// Decodes one chunk into `destination` (the chunk's original bytes).
@@ -95,10 +133,13 @@ public enum ChunkCodec {
     ///   - planes: scratch of at least `TensorEncoding.scratchFactor × destination.count` bytes.
     /// - Throws: ``DeltaError/corruptData(object:problem:)`` naming `object` when the stored
     ///   bytes do not decode.
+    ///   - positions: for ``TensorEncoding/integerDeltaByExponent``, the reference chunk's
+    ///     ``groupPositions(dtype:reference:into:)`` when the caller has them (they are computed otherwise).
     public static func decode(dtype: DType, encoding: TensorEncoding, coder: ChunkCoder,
                               stored: UnsafeRawBufferPointer, reference: UnsafeRawBufferPointer?,
                               planes: UnsafeMutableRawBufferPointer,
-                              destination: UnsafeMutableRawBufferPointer, object: String) throws(DeltaError) {
+                              destination: UnsafeMutableRawBufferPointer, object: String,
+                              positions: UnsafePointer<UInt32>? = nil) throws(DeltaError) {
         if encoding == .lowRank { throw .corruptData(object: object, problem: "a low-rank tensor has no chunk records") }
         let planeBytes = UnsafeMutableRawBufferPointer(rebasing: planes[0..<destination.count])
         switch coder {
@@ -113,6 +154,15 @@ public enum ChunkCodec {
             } catch {
                 throw .corruptData(object: object, problem: "zstd: \(error.message)")
             }
+        case .rans:
+            guard destination.count > 0 else { throw .corruptData(object: object, problem: "rans: empty chunk") }
+            // The second half of the scratch holds the block selectors until the planes are joined.
+            let selectors = UnsafeMutableRawBufferPointer(rebasing: planes[destination.count..<(2 * destination.count)])
+            do {
+                try RansCodec.decode(stored, width: dtype.byteSize, into: planeBytes, scratch: selectors)
+            } catch {
+                throw .corruptData(object: object, problem: "rans: \(error.message)")
+            }
         }
         if encoding.needsReference, reference?.count != destination.count {
             throw .corruptData(object: object, problem: "reference chunk is missing or has the wrong size")
@@ -120,7 +170,11 @@ public enum ChunkCodec {
         if encoding == .integerDeltaByExponent {
             let words = UnsafeMutableRawBufferPointer(rebasing: planes[destination.count..<(2 * destination.count)])
             join(dtype: dtype, encoding: .whole, plainWords: true, planes: UnsafeRawBufferPointer(planeBytes), reference: nil, destination: words)
-            ungroupResiduals(dtype: dtype, words: UnsafeRawBufferPointer(words), reference: reference!, destination: destination)
+            if let positions {
+                ungroupResiduals(dtype: dtype, words: UnsafeRawBufferPointer(words), reference: reference!, positions: positions, destination: destination)
+            } else {
+                ungroupResiduals(dtype: dtype, words: UnsafeRawBufferPointer(words), reference: reference!, destination: destination)
+            }
         } else {
             join(dtype: dtype, encoding: encoding, planes: UnsafeRawBufferPointer(planeBytes), reference: reference,
                  destination: destination)
@@ -406,70 +460,130 @@ public enum ChunkCodec {
         return starts
     }
 
-    private static func group<W: FixedWidthInteger & UnsignedInteger>(
-        _: W.Type, _ dtype: DType, _ source: UnsafeRawBufferPointer, _ reference: UnsafeRawBufferPointer,
+    /// Where each element of a chunk goes in ``TensorEncoding/integerDeltaByExponent``'s grouped
+    /// order, from the reference chunk alone: `positions[i]` is element i's place among the grouped
+    /// words. Computed once per reference chunk, they serve every delta coded against it (each
+    /// expert of a merge, and the merged result), which then gathers or scatters without the
+    /// counting sort's per-element counter updates.
+    public static func groupPositions(dtype: DType, reference: UnsafeRawBufferPointer, into positions: UnsafeMutablePointer<UInt32>) {
+        switch dtype.byteSize {
+        case 1: positionsOf(UInt8.self, dtype, reference, positions)
+        case 2: positionsOf(UInt16.self, dtype, reference, positions)
+        case 4: positionsOf(UInt32.self, dtype, reference, positions)
+        default: positionsOf(UInt64.self, dtype, reference, positions)
+        }
+    }
+
+    static func groupedResiduals(dtype: DType, source: UnsafeRawBufferPointer, reference: UnsafeRawBufferPointer,
+                                 positions: UnsafePointer<UInt32>, words: UnsafeMutableRawBufferPointer) {
+        if dtype.byteSize == 4, let s = source.baseAddress, let r = reference.baseAddress, let w = words.baseAddress {
+            mrepo_group_u32(s.assumingMemoryBound(to: UInt32.self), r.assumingMemoryBound(to: UInt32.self), positions,
+                            w.assumingMemoryBound(to: UInt32.self), source.count / 4)
+            return
+        }
+        switch dtype.byteSize {
+        case 1: scatter(UInt8.self, source, reference, positions, words)
+        case 2: scatter(UInt16.self, source, reference, positions, words)
+        case 4: scatter(UInt32.self, source, reference, positions, words)
+        default: scatter(UInt64.self, source, reference, positions, words)
+        }
+    }
+
+    static func ungroupResiduals(dtype: DType, words: UnsafeRawBufferPointer, reference: UnsafeRawBufferPointer,
+                                 positions: UnsafePointer<UInt32>, destination: UnsafeMutableRawBufferPointer) {
+        // Float32: a gather in C (AVX2 where the processor has it), the same integer arithmetic.
+        if dtype.byteSize == 4, let w = words.baseAddress, let r = reference.baseAddress, let d = destination.baseAddress {
+            mrepo_ungroup_u32(w.assumingMemoryBound(to: UInt32.self), r.assumingMemoryBound(to: UInt32.self), positions,
+                              d.assumingMemoryBound(to: UInt32.self), destination.count / 4)
+            return
+        }
+        switch dtype.byteSize {
+        case 1: gather(UInt8.self, words, reference, positions, destination)
+        case 2: gather(UInt16.self, words, reference, positions, destination)
+        case 4: gather(UInt32.self, words, reference, positions, destination)
+        default: gather(UInt64.self, words, reference, positions, destination)
+        }
+    }
+
+    /// The counting sort of ``group(_:_:_:_:_:)``, recording each element's position.
+    private static func positionsOf<W: FixedWidthInteger & UnsignedInteger>(
+        _: W.Type, _ dtype: DType, _ reference: UnsafeRawBufferPointer, _ out: UnsafeMutablePointer<UInt32>
+    ) {
+        let width = MemoryLayout<W>.size
+        let n = reference.count / width
+        guard n > 0 else { return }
+        precondition(n <= Int(UInt32.max), "a chunk's positions fit 32 bits")
+        let (shift, buckets) = exponentField(dtype)
+        let mask = W(buckets - 1)
+        var next = laneStarts(W.self, dtype, reference, n)
+        let ref = reference.baseAddress!
+        next.withUnsafeMutableBufferPointer { pos in
+            let p0 = pos.baseAddress!, p1 = p0 + buckets, p2 = p1 + buckets, p3 = p2 + buckets
+            @inline(__always) func place(_ i: Int, _ p: UnsafeMutablePointer<Int>) {
+                let b = Int((ref.loadUnaligned(fromByteOffset: i * width, as: W.self) >> shift) & mask)
+                out[i] = UInt32(truncatingIfNeeded: p[b])
+                p[b] += 1
+            }
+            var i = 0
+            while i + 4 <= n {
+                place(i, p0); place(i + 1, p1); place(i + 2, p2); place(i + 3, p3)
+                i += 4
+            }
+            while i < n {
+                place(i, p0 + (i % lanes) * buckets)
+                i += 1
+            }
+        }
+    }
+
+    private static func scatter<W: FixedWidthInteger & UnsignedInteger>(
+        _: W.Type, _ source: UnsafeRawBufferPointer, _ reference: UnsafeRawBufferPointer, _ positions: UnsafePointer<UInt32>,
         _ words: UnsafeMutableRawBufferPointer
     ) {
         let width = MemoryLayout<W>.size
         let n = source.count / width
         guard n > 0 else { return }
-        let (shift, buckets) = exponentField(dtype)
-        let mask = W(buckets - 1)
-        var next = laneStarts(W.self, dtype, reference, n)
         let src = source.baseAddress!, ref = reference.baseAddress!
         let out = words.baseAddress!.assumingMemoryBound(to: W.self)
-        next.withUnsafeMutableBufferPointer { pos in
-            let p0 = pos.baseAddress!, p1 = p0 + buckets, p2 = p1 + buckets, p3 = p2 + buckets
-            @inline(__always) func put(_ i: Int, _ p: UnsafeMutablePointer<Int>) {
-                let r = ref.loadUnaligned(fromByteOffset: i * width, as: W.self)
-                let u = src.loadUnaligned(fromByteOffset: i * width, as: W.self)
-                let b = Int((r >> shift) & mask)
-                out[p[b]] = OrderedDelta.forward(u, r)
-                p[b] += 1
-            }
-            var i = 0
-            while i + 4 <= n {
-                put(i, p0); put(i + 1, p1); put(i + 2, p2); put(i + 3, p3)
-                i += 4
-            }
-            while i < n {
-                put(i, p0 + (i % lanes) * buckets)
-                i += 1
-            }
+        for i in 0..<n {
+            let r = ref.loadUnaligned(fromByteOffset: i * width, as: W.self)
+            let u = src.loadUnaligned(fromByteOffset: i * width, as: W.self)
+            out[Int(positions[i])] = OrderedDelta.forward(u, r)
         }
+    }
+
+    private static func gather<W: FixedWidthInteger & UnsignedInteger>(
+        _: W.Type, _ words: UnsafeRawBufferPointer, _ reference: UnsafeRawBufferPointer, _ positions: UnsafePointer<UInt32>,
+        _ destination: UnsafeMutableRawBufferPointer
+    ) {
+        let width = MemoryLayout<W>.size
+        let n = destination.count / width
+        guard n > 0 else { return }
+        let inp = words.baseAddress!.assumingMemoryBound(to: W.self), ref = reference.baseAddress!
+        let dst = destination.baseAddress!
+        for i in 0..<n {
+            let r = ref.loadUnaligned(fromByteOffset: i * width, as: W.self)
+            dst.storeBytes(of: OrderedDelta.inverse(inp[Int(positions[i])], r), toByteOffset: i * width, as: W.self)
+        }
+    }
+
+    /// Elements are sorted by (exponent bucket of the reference element, element index mod 4),
+    /// bucket-major, stable within each (bucket, lane): ``ExponentGrouping``. The order is part of
+    /// the stored bytes (docs/format.md §5.4).
+    private static func group<W: FixedWidthInteger & UnsignedInteger>(
+        _: W.Type, _ dtype: DType, _ source: UnsafeRawBufferPointer, _ reference: UnsafeRawBufferPointer,
+        _ words: UnsafeMutableRawBufferPointer
+    ) {
+        let (shift, buckets) = exponentField(dtype)
+        ExponentGrouping.group(W.self, shift: shift, buckets: buckets, source, reference, words)
     }
 
     private static func ungroup<W: FixedWidthInteger & UnsignedInteger>(
         _: W.Type, _ dtype: DType, _ words: UnsafeRawBufferPointer, _ reference: UnsafeRawBufferPointer,
         _ destination: UnsafeMutableRawBufferPointer
     ) {
-        let width = MemoryLayout<W>.size
-        let n = destination.count / width
-        guard n > 0 else { return }
         let (shift, buckets) = exponentField(dtype)
-        let mask = W(buckets - 1)
-        var next = laneStarts(W.self, dtype, reference, n)
-        let inp = words.baseAddress!.assumingMemoryBound(to: W.self), ref = reference.baseAddress!
-        let dst = destination.baseAddress!
-        next.withUnsafeMutableBufferPointer { pos in
-            let p0 = pos.baseAddress!, p1 = p0 + buckets, p2 = p1 + buckets, p3 = p2 + buckets
-            @inline(__always) func take(_ i: Int, _ p: UnsafeMutablePointer<Int>) {
-                let r = ref.loadUnaligned(fromByteOffset: i * width, as: W.self)
-                let b = Int((r >> shift) & mask)
-                let v = inp[p[b]]
-                p[b] += 1
-                dst.storeBytes(of: OrderedDelta.inverse(v, r), toByteOffset: i * width, as: W.self)
-            }
-            var i = 0
-            while i + 4 <= n {
-                take(i, p0); take(i + 1, p1); take(i + 2, p2); take(i + 3, p3)
-                i += 4
-            }
-            while i < n {
-                take(i, p0 + (i % lanes) * buckets)
-                i += 1
-            }
-        }
+        ExponentGrouping.ungroup(W.self, shift: shift, buckets: buckets, words, reference, destination)
     }
 
 }

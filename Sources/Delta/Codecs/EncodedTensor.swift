@@ -1,3 +1,5 @@
+import Foundation
+
 /// Produces the decoded bytes of chunk `index` of a reference tensor into a buffer of exactly
 /// that chunk's size. Called from worker threads.
 public typealias ChunkSource = @Sendable (_ index: Int, _ into: UnsafeMutableRawBufferPointer) throws -> Void
@@ -18,14 +20,22 @@ public struct CodecOptions: Sendable, Equatable {
     public var chunkByteCount: Int
     /// zstd level for the byte planes.
     public var level: Int32
+    /// Whether floating-point chunks may be coded with rANS (coder 2, in version 2 tensors).
+    /// Off unless asked for (``ransRequested``): it stores float bases about 2.5 % smaller than
+    /// zstd but its writer costs about twice the CPU time (docs/benchmarks.md, "rANS coder").
+    public var rans: Bool
 
     /// 4 MiB chunks at zstd level 1: measured in docs/benchmarks.md ("Codec choice").
     public static let `default` = CodecOptions(chunkByteCount: 4 << 20, level: 1)
 
-    public init(chunkByteCount: Int, level: Int32) {
+    /// True when the environment sets `MREPO_RANS=1`.
+    public static let ransRequested: Bool = ProcessInfo.processInfo.environment["MREPO_RANS"] == "1"
+
+    public init(chunkByteCount: Int, level: Int32, rans: Bool = CodecOptions.ransRequested) {
         precondition(chunkByteCount > 0 && chunkByteCount % 8 == 0, "chunks hold whole elements of every dtype")
         self.chunkByteCount = chunkByteCount
         self.level = level
+        self.rans = rans
     }
 }
 
@@ -33,7 +43,7 @@ public struct CodecOptions: Sendable, Equatable {
 ///
 /// ```
 /// magic            4   "MRTN"
-/// version          1   1
+/// version          1   1, or 2 when chunks may use ChunkCoder.rans
 /// encoding         1   TensorEncoding
 /// dtype            1   DType.code
 /// rank             1
@@ -51,11 +61,17 @@ public struct EncodedTensorHeader: Sendable, Equatable {
     public var byteCount: Int
     public var chunkByteCount: Int
     public var reference: Digest?
+    /// 1, or 2 when the chunks may use ``ChunkCoder/rans`` (docs/format.md §4.2). A reader of
+    /// version 1 refuses version 2 as newer, rather than calling its rANS chunks corrupt.
+    public var version: UInt8
 
     public static let magic: [UInt8] = Array("MRTN".utf8)
-    public static let version: UInt8 = 1
+    /// The newest version this build reads and writes.
+    public static let newestVersion: UInt8 = 2
 
-    public init(encoding: TensorEncoding, dtype: DType, shape: Shape, byteCount: Int, chunkByteCount: Int, reference: Digest?) {
+    public init(encoding: TensorEncoding, dtype: DType, shape: Shape, byteCount: Int, chunkByteCount: Int, reference: Digest?,
+                version: UInt8 = 1) {
+        self.version = version
         self.encoding = encoding
         self.dtype = dtype
         self.shape = shape
@@ -75,7 +91,7 @@ public struct EncodedTensorHeader: Sendable, Equatable {
 
     public func serialized() -> [UInt8] {
         var out = EncodedTensorHeader.magic
-        out.append(EncodedTensorHeader.version)
+        out.append(version)
         out.append(encoding.rawValue)
         out.append(dtype.code)
         out.append(UInt8(shape.count))
@@ -93,8 +109,8 @@ public struct EncodedTensorHeader: Sendable, Equatable {
         func bad(_ problem: String) -> DeltaError { .corruptData(object: object, problem: problem) }
         guard let m = r.bytes(4), Array(m) == magic else { throw bad("not an encoded tensor (bad magic)") }
         guard let version = r.u8() else { throw bad("header is truncated") }
-        guard version == EncodedTensorHeader.version else {
-            throw .unsupported(what: "\(object): tensor encoding version \(version) (this mrepo reads version \(EncodedTensorHeader.version)); upgrade mrepo")
+        guard version >= 1, version <= EncodedTensorHeader.newestVersion else {
+            throw .unsupported(what: "\(object): tensor encoding version \(version) (this mrepo reads versions 1 to \(EncodedTensorHeader.newestVersion)); upgrade mrepo")
         }
         guard let enc = r.u8(), let encoding = TensorEncoding(rawValue: enc) else { throw bad("unknown tensor encoding") }
         guard let code = r.u8(), let dtype = DType(code: code) else { throw bad("unknown dtype code") }
@@ -112,7 +128,7 @@ public struct EncodedTensorHeader: Sendable, Equatable {
             throw bad("byte count \(count) disagrees with \(dtype.rawValue) × \(shape.shapeDescription)")
         }
         let header = EncodedTensorHeader(encoding: encoding, dtype: dtype, shape: shape, byteCount: Int(count),
-                                         chunkByteCount: Int(chunk), reference: ref == .zero ? nil : ref)
+                                         chunkByteCount: Int(chunk), reference: ref == .zero ? nil : ref, version: version)
         if encoding.needsReference, header.reference == nil { throw bad("delta encoding without a reference") }
         if !encoding.needsReference, header.reference != nil { throw bad("whole encoding with a reference") }
         if encoding == .integerDeltaByExponent, !dtype.isFloatingPoint { throw bad("exponent grouping on non-float dtype \(dtype.rawValue)") }
@@ -122,6 +138,12 @@ public struct EncodedTensorHeader: Sendable, Equatable {
 }
 
 /// A parsed, read-only view of an encoded tensor's bytes (usually a mapped object file).
+///
+/// `@unchecked Sendable` (one of three, see ``UnsafeSendable``): `bytes` is a raw pointer, which the
+/// compiler cannot prove shareable, but it is only ever read, and `owner` (a ``MappedFile``, itself
+/// immutable) keeps it valid for as long as any copy of this value lives. A view made without an
+/// owner is used inside the caller's `withUnsafeBytes` scope only. Worker threads decode chunks of
+/// one tensor at once through ``ChunkSource`` closures that capture it.
 public struct EncodedTensor: @unchecked Sendable {
     public let header: EncodedTensorHeader
     /// Where each chunk's stored bytes are, and how they are coded.
@@ -129,7 +151,7 @@ public struct EncodedTensor: @unchecked Sendable {
     /// Bytes of the whole encoding (header and chunks).
     public let bytes: UnsafeRawBufferPointer
     /// Keeps `bytes` valid.
-    private let owner: AnyObject?
+    private let owner: (any AnyObject & Sendable)?
     /// Name used in error messages.
     public let name: String
     /// The factors of a ``TensorEncoding/lowRank`` tensor (nil for the lossless encodings).
@@ -139,7 +161,7 @@ public struct EncodedTensor: @unchecked Sendable {
     /// - Parameters:
     ///   - offset: where the encoded tensor starts within `bytes`.
     ///   - owner: an object that keeps `bytes` alive (e.g. the ``MappedFile``).
-    public init(bytes: UnsafeRawBufferPointer, offset: Int = 0, owner: AnyObject?, name: String) throws(DeltaError) {
+    public init(bytes: UnsafeRawBufferPointer, offset: Int = 0, owner: (any AnyObject & Sendable)?, name: String) throws(DeltaError) {
         let view = UnsafeRawBufferPointer(rebasing: bytes[offset...])
         let (header, headerLength) = try EncodedTensorHeader.parse(view, object: name)
         var chunks: [(coder: ChunkCoder, range: Range<Int>)] = []
@@ -156,8 +178,13 @@ public struct EncodedTensor: @unchecked Sendable {
             // Each chunk record takes at least 8 bytes: a corrupt byte count must not reserve more.
             chunks.reserveCapacity(min(header.chunkCount, (view.count - headerLength) / 8))
             for i in 0..<header.chunkCount {
+                // A coder added later comes with a newer header version, refused above: within
+                // the versions this build reads, an unknown coder is damage.
                 guard let c = r.u8(), let coder = ChunkCoder(rawValue: c), r.bytes(3) != nil, let length = r.u32() else {
                     throw .corruptData(object: name, problem: "chunk \(i) record is truncated or has an unknown coder")
+                }
+                if coder == .rans, header.version < 2 {
+                    throw .corruptData(object: name, problem: "chunk \(i) uses coder 2 in a version \(header.version) tensor")
                 }
                 let start = r.offset
                 guard let stored = r.bytes(Int(length)) else {
@@ -175,6 +202,12 @@ public struct EncodedTensor: @unchecked Sendable {
                     let declared = Zstd.frameContentSize(UnsafeRawBufferPointer(rebasing: stored))
                     guard declared == size else {
                         throw .corruptData(object: name, problem: "chunk \(i) is a zstd frame of \(declared.map { "\($0) bytes" } ?? "no declared size"), the chunk has \(size) bytes")
+                    }
+                case .rans:
+                    // No table gives a value all 4096 slots, so every coded byte costs some bits:
+                    // a stream cannot stand for more than this many bytes (docs/format.md §5.5).
+                    guard size <= RansCodec.maximumExpansion * stored.count else {
+                        throw .corruptData(object: name, problem: "chunk \(i) is a rans stream of \(stored.count) bytes, too short for a chunk of \(size) bytes")
                     }
                 }
                 chunks.append((coder, start..<(start + Int(length))))
@@ -207,35 +240,62 @@ public struct EncodedTensor: @unchecked Sendable {
             throw DeltaError.corruptData(object: name, problem: "chunk \(index) asked for, the tensor has \(header.chunkCount) (a delta reference with another chunk size?)")
         }
         let range = header.chunkRange(index)
-        if let factors {
-            guard index < header.chunkCount, destination.count == range.count, let reference else {
-                throw DeltaError.corruptData(object: name, problem: "low-rank chunk \(index) asked for \(destination.count) bytes without its reference")
+        let k = TensorEncoding.scratchFactor
+        var refBytes: UnsafeRawBufferPointer?
+        if header.encoding.needsReference, index < header.chunkCount {
+            guard let reference else {
+                throw DeltaError.corruptData(object: name, problem: factors == nil ? "delta chunk decoded without its reference"
+                    : "low-rank chunk \(index) asked for \(destination.count) bytes without its reference")
             }
-            let k = TensorEncoding.scratchFactor
             let refBuffer = UnsafeMutableRawBufferPointer(rebasing: scratch[(k * range.count)..<((k + 1) * range.count)])
             try reference(index, refBuffer)
-            LowRankCodec.decode(factors, dtype: header.dtype, byteRange: range, reference: UnsafeRawBufferPointer(refBuffer),
+            refBytes = UnsafeRawBufferPointer(refBuffer)
+        }
+        try decodeChunk(index, into: destination, referenceChunk: refBytes,
+                        scratch: UnsafeMutableRawBufferPointer(rebasing: scratch[0..<(k * range.count)]))
+    }
+
+    /// Decodes chunk `index` into `destination` (exactly that chunk's size) against the reference's
+    /// chunk held by the caller (nil for whole encodings).
+    ///
+    /// - Parameters:
+    ///   - scratch: at least `TensorEncoding.scratchFactor` chunk sizes of scratch space.
+    ///   - positions: the reference chunk's ``ChunkCodec/groupPositions(dtype:reference:into:)``, when the
+    ///     caller has them (used by ``TensorEncoding/integerDeltaByExponent``).
+    public func decodeChunk(_ index: Int, into destination: UnsafeMutableRawBufferPointer,
+                            referenceChunk: UnsafeRawBufferPointer?, scratch: UnsafeMutableRawBufferPointer,
+                            positions: UnsafePointer<UInt32>? = nil) throws {
+        let range = header.chunkRange(index)
+        let k = TensorEncoding.scratchFactor
+        if let factors {
+            guard index < header.chunkCount, destination.count == range.count, let referenceChunk, referenceChunk.count == range.count else {
+                throw DeltaError.corruptData(object: name, problem: "low-rank chunk \(index) asked for \(destination.count) bytes without its reference")
+            }
+            LowRankCodec.decode(factors, dtype: header.dtype, byteRange: range, reference: referenceChunk,
                                 scratch: UnsafeMutableRawBufferPointer(rebasing: scratch[0..<(k * range.count)]), destination: destination)
             return
         }
         guard index < chunks.count, destination.count == range.count else {
             throw DeltaError.corruptData(object: name, problem: "chunk \(index) asked for \(destination.count) bytes, holds \(range.count) (a delta reference with another chunk size?)")
         }
-        let k = TensorEncoding.scratchFactor
         let planes = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<(k * range.count)])
-        var refBytes: UnsafeRawBufferPointer?
-        if header.encoding.needsReference {
-            guard let reference else {
-                throw DeltaError.corruptData(object: name, problem: "delta chunk decoded without its reference")
-            }
-            let refBuffer = UnsafeMutableRawBufferPointer(rebasing: scratch[(k * range.count)..<((k + 1) * range.count)])
-            try reference(index, refBuffer)
-            refBytes = UnsafeRawBufferPointer(refBuffer)
+        if header.encoding.needsReference, referenceChunk == nil {
+            throw DeltaError.corruptData(object: name, problem: "delta chunk decoded without its reference")
         }
         let chunk = chunks[index]
         try ChunkCodec.decode(dtype: header.dtype, encoding: header.encoding, coder: chunk.coder,
-                              stored: UnsafeRawBufferPointer(rebasing: bytes[chunk.range]), reference: refBytes,
-                              planes: planes, destination: destination, object: "\(name) chunk \(index)")
+                              stored: UnsafeRawBufferPointer(rebasing: bytes[chunk.range]), reference: header.encoding.needsReference ? referenceChunk : nil,
+                              planes: planes, destination: destination, object: "\(name) chunk \(index)",
+                              positions: header.encoding == .integerDeltaByExponent ? positions : nil)
+    }
+
+    /// Drops the stored bytes of chunk `index` from the process's resident set when they are a
+    /// mapped file's pages (they are read again from the page cache if needed).
+    public func releaseStoredBytes(ofChunk index: Int) {
+        guard let map = owner as? MappedFile, index < chunks.count, let start = bytes.baseAddress, let fileStart = map.bytes.baseAddress else { return }
+        let offset = start - UnsafeRawPointer(fileStart)
+        let range = chunks[index].range
+        map.release((offset + range.lowerBound)..<(offset + range.upperBound))
     }
 }
 

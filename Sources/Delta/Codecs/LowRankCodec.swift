@@ -140,6 +140,8 @@ public enum LowRankCodec {
         switch coder {
         case .raw:
             guard stored.count == byteCount else { throw bad("low-rank factors hold \(stored.count) bytes, expected \(byteCount)") }
+        case .rans:
+            throw bad("low-rank factors use coder 2, which only chunk records may use")
         case .zstd:
             let declared = Zstd.frameContentSize(UnsafeRawBufferPointer(rebasing: stored))
             guard declared == byteCount else {
@@ -151,7 +153,7 @@ public enum LowRankCodec {
             values.withUnsafeMutableBytes { ChunkCodec.join(dtype: .u32, encoding: .whole, planes: planes, reference: nil, destination: $0) }
         }
         switch coder {
-        case .raw:
+        case .raw, .rans:
             join(UnsafeRawBufferPointer(rebasing: stored))
         case .zstd:
             var planes = [UInt8](repeating: 0, count: byteCount)

@@ -53,30 +53,42 @@ private final class FailureState: Sendable {
 /// per page every time it is touched.
 final class ScratchPool: Sendable {
     static let shared = ScratchPool()
-    private let free = Mutex<[Int: [ScratchBuffer]]>([:])
+    /// Buffers in the pool belong to no thread; `take` hands each to one caller, `give` takes it
+    /// back when that caller is done with it (the hand-over ``UnsafeSendable`` describes).
+    private let free = Mutex<[Int: [UnsafeSendable<ScratchBuffer>]]>([:])
     /// Bytes kept for reuse at most (the working set of one pipeline).
     private let limit = 160 << 20
 
     func take(_ count: Int) -> ScratchBuffer {
-        let size = max(count, 1)
-        if let b = free.withLock({ $0[size]?.popLast() }) { return b }
+        let size = ScratchPool.sizeClass(count)
+        if let b = free.withLock({ $0[size]?.popLast() }) { return b.value }
         return ScratchBuffer(count: size)
     }
 
+    /// Sizes are rounded up to a few classes per power of two (at most 1/8 more), so that buffers
+    /// asked for by tensors of different sizes are reused instead of freshly mapped and zeroed.
+    static func sizeClass(_ count: Int) -> Int {
+        let n = max(count, 1)
+        guard n > 4096 else { return 4096 }
+        let step = 1 << max(12, (Int.bitWidth - 1 - n.leadingZeroBitCount) - 3)
+        return (n + step - 1) / step * step
+    }
+
     func give(_ buffers: [ScratchBuffer]) {
+        let buffers = buffers.map { UnsafeSendable($0) }
         free.withLock { pools in
             var kept = pools.reduce(0) { $0 + $1.key * $1.value.count }
-            for b in buffers where kept + b.bytes.count <= limit {
-                b.used = 0
-                pools[b.bytes.count, default: []].append(b)
-                kept += b.bytes.count
+            for b in buffers where kept + b.value.bytes.count <= limit {
+                b.value.used = 0
+                pools[b.value.bytes.count, default: []].append(b)
+                kept += b.value.bytes.count
             }
         }
     }
 }
 
 /// A buffer of raw bytes owned by one window slot of a pipeline, reused across windows.
-final class ScratchBuffer: @unchecked Sendable {
+final class ScratchBuffer {
     let bytes: UnsafeMutableRawBufferPointer
     var used = 0
 

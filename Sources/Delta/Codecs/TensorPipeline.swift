@@ -13,13 +13,23 @@ public enum TensorPipeline {
         public var storedByteCount: Int
     }
 
-    /// A delta reference: its identity and a way to produce its decoded chunks.
-    public struct Reference: Sendable {
+    /// A delta reference: its identity and a way to produce its decoded chunks, or its bytes.
+    public struct Reference: @unchecked Sendable {
         public var digest: Digest
         public var chunks: ChunkSource
+        /// The reference's decoded bytes, when the caller holds them: read in place, not copied.
+        public var bytes: UnsafeRawBufferPointer?
+
         public init(digest: Digest, chunks: @escaping ChunkSource) {
             self.digest = digest
             self.chunks = chunks
+        }
+
+        /// A reference whose bytes the caller holds (valid while the encoding runs).
+        public init(digest: Digest, bytes: UnsafeRawBufferPointer, chunkByteCount: Int) {
+            self.digest = digest
+            self.chunks = memoryChunkSource(bytes, chunkByteCount: chunkByteCount)
+            self.bytes = bytes
         }
     }
 
@@ -50,15 +60,20 @@ public enum TensorPipeline {
     ///   - sink: receives the encoded bytes in order, on one thread at a time.
     ///   - didProcess: called with each source byte range after it has been hashed and coded
     ///     (callers release mapped pages there and advance progress bars).
+    ///   - window: chunks coded at once (two windows are in memory); the default keeps every core
+    ///     busy with a few chunks each.
     public static func encode(dtype: DType, shape: Shape, source: UnsafeRawBufferPointer, encoding: TensorEncoding,
                               reference: Reference?, options: CodecOptions, identity: Identity = .tensor,
                               sink: (UnsafeRawBufferPointer) throws -> Void,
-                              didProcess: ((Range<Int>) -> Void)? = nil) throws -> EncodeResult {
+                              didProcess: ((Range<Int>) -> Void)? = nil, window requestedWindow: Int? = nil) throws -> EncodeResult {
         var encoding = reference == nil ? TensorEncoding.whole : encoding
         // Exponent grouping needs an exponent; integers get the plain integer difference.
         if encoding == .integerDeltaByExponent, !dtype.isFloatingPoint { encoding = .integerDelta }
+        // The same choice as TensorBatch's, so both paths write the same bytes.
+        let coders = options.rans ? ChunkCoderOptions.writer(dtype: dtype, shape: shape, byteCount: source.count, encoding: encoding) : .zstdOnly
         let header = EncodedTensorHeader(encoding: encoding, dtype: dtype, shape: shape, byteCount: source.count,
-                                         chunkByteCount: options.chunkByteCount, reference: reference?.digest)
+                                         chunkByteCount: options.chunkByteCount, reference: reference?.digest,
+                                         version: coders.rans ? 2 : 1)
         var stored = 0
         let headerBytes = header.serialized()
         try headerBytes.withUnsafeBytes { try sink($0) }
@@ -66,11 +81,12 @@ public enum TensorPipeline {
 
         let hasher = identity.hasher(dtype: dtype, shape: shape, byteCount: source.count)
         let chunkCount = header.chunkCount
-        let window = windowSize
+        let window = max(1, requestedWindow ?? windowSize)
         let slotCount = min(window, max(chunkCount, 1))
         let chunkSize = min(options.chunkByteCount, max(source.count, 1))
+        let referenceBytes = reference?.bytes.flatMap { $0.count == source.count ? $0 : nil }
         let banks = (0..<2).map { _ in
-            (0..<slotCount).map { _ in EncodeSlot(chunkSize: chunkSize) }
+            (0..<slotCount).map { _ in EncodeSlot(chunkSize: chunkSize, copiesReference: reference != nil && referenceBytes == nil) }
         }
         let windowCount = (chunkCount + window - 1) / window
         var storedTotal = stored
@@ -110,8 +126,10 @@ public enum TensorPipeline {
                 let range = header.chunkRange(index)
                 let slot = bank[job - 2]
                 var refBytes: UnsafeRawBufferPointer?
-                if let reference {
-                    let refBuffer = UnsafeMutableRawBufferPointer(rebasing: slot.reference.bytes[0..<range.count])
+                if let referenceBytes {
+                    refBytes = UnsafeRawBufferPointer(rebasing: referenceBytes[range])
+                } else if let reference, let copy = slot.reference {
+                    let refBuffer = UnsafeMutableRawBufferPointer(rebasing: copy.bytes[0..<range.count])
                     try reference.chunks(index, refBuffer)
                     refBytes = UnsafeRawBufferPointer(refBuffer)
                 }
@@ -119,7 +137,8 @@ public enum TensorPipeline {
                 let (coder, n) = ChunkCodec.encode(
                     dtype: dtype, encoding: encoding, level: options.level,
                     source: UnsafeRawBufferPointer(rebasing: source[range]), reference: refBytes,
-                    planes: slot.planes.bytes, output: UnsafeMutableRawBufferPointer(rebasing: out[8...]))
+                    planes: slot.planes.bytes, output: UnsafeMutableRawBufferPointer(rebasing: out[8...]),
+                    coders: coders, firstElement: range.lowerBound / dtype.byteSize)
                 out[0] = coder.rawValue
                 out[1] = 0; out[2] = 0; out[3] = 0
                 out.storeBytes(of: UInt32(n).littleEndian, toByteOffset: 4, as: UInt32.self)
@@ -216,19 +235,20 @@ public enum TensorPipeline {
     }
 }
 
-private final class EncodeSlot: @unchecked Sendable {
+private final class EncodeSlot {
     let planes: ScratchBuffer
-    let reference: ScratchBuffer
+    /// The reference's chunk, copied (nil when the reference's bytes are read in place).
+    let reference: ScratchBuffer?
     let output: ScratchBuffer
-    init(chunkSize: Int) {
+    init(chunkSize: Int, copiesReference: Bool) {
         planes = ScratchPool.shared.take(TensorEncoding.scratchFactor * chunkSize)
-        reference = ScratchPool.shared.take(chunkSize)
+        reference = copiesReference ? ScratchPool.shared.take(chunkSize) : nil
         output = ScratchPool.shared.take(Zstd.compressBound(chunkSize) + 8)
     }
-    deinit { ScratchPool.shared.give([planes, reference, output]) }
+    deinit { ScratchPool.shared.give([planes, output] + (reference.map { [$0] } ?? [])) }
 }
 
-private final class DecodeSlot: @unchecked Sendable {
+private final class DecodeSlot {
     let scratch: ScratchBuffer
     let output: ScratchBuffer
     init(chunkSize: Int) {
@@ -238,6 +258,6 @@ private final class DecodeSlot: @unchecked Sendable {
     deinit { ScratchPool.shared.give([scratch, output]) }
 }
 
-final class CounterBox: @unchecked Sendable {
+final class CounterBox {
     var value = 0
 }

@@ -78,10 +78,3 @@ final class ContextPool<Context>: Sendable {
         free.withLock { $0.append(UnsafeSendable(ctx)) }
     }
 }
-
-/// Wraps a value handed to other threads that the caller keeps safe: used by one thread at a
-/// time, or (pointers) only read, or written at indices no other thread touches.
-public struct UnsafeSendable<Value>: @unchecked Sendable {
-    public var value: Value
-    public init(_ value: Value) { self.value = value }
-}

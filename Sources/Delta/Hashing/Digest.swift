@@ -87,7 +87,7 @@ private func hexValue(_ c: UInt8) -> UInt8? {
 /// An incremental SHA-256 computation (OpenSSL's EVP interface, SHA-NI where the CPU has it).
 ///
 /// ``finalize()`` is called once; the hasher is not used after it.
-public final class SHA256: @unchecked Sendable {
+public final class SHA256 {
     private let context: OpaquePointer
     private var finished = false
 
@@ -150,7 +150,7 @@ public final class SHA256: @unchecked Sendable {
 /// The hashed text is `"mrepo-tensor\0" + dtype + "\0" + dims joined by "," + "\0"`, then the
 /// raw little-endian element bytes (docs/format.md §3). Two tensors with equal bytes but different
 /// dtype or shape have different identities.
-public final class TensorHasher: @unchecked Sendable {
+public final class TensorHasher {
     private let sha = SHA256()
 
     public init(dtype: DType, shape: Shape) {

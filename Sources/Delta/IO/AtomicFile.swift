@@ -39,13 +39,19 @@ public final class AtomicFileWriter {
     ///   - permissions: mode of the final file; the default is `0o644`.
     ///   - temporaryDirectory: where to create the temporary file instead, on the same file system
     ///     (for a destination whose folder does not exist yet).
-    public init(destination: String, permissions: mode_t = 0o644, temporaryDirectory: String? = nil) throws {
+    ///   - bufferByteCount: small writes are gathered in a buffer of this size; 0 hands every write
+    ///     to the file as it comes (for callers that write large pieces).
+    public init(destination: String, permissions: mode_t = 0o644, temporaryDirectory: String? = nil, bufferByteCount: Int = 1 << 20) throws {
         self.destination = destination
         temporaryPath = AtomicFileWriter.temporaryPath(for: temporaryDirectory.map { $0 + "/" + splitPath(destination).name } ?? destination)
         fd = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, permissions)
         guard fd >= 0 else { throw DeltaError.io(path: destination, reason: "cannot create temporary file: \(errnoDescription())") }
-        buffer = .allocate(byteCount: 1 << 20, alignment: 64)
+        buffer = .allocate(byteCount: max(bufferByteCount, 1), alignment: 64)
+        unbuffered = bufferByteCount == 0
     }
+
+    /// Every write goes straight to the file.
+    private let unbuffered: Bool
 
     /// A fresh temporary file name in `destination`'s directory:
     /// `.mrepo-tmp-<pid>-<random>-<name>`.
@@ -60,10 +66,35 @@ public final class AtomicFileWriter {
         buffer.deallocate()
     }
 
+    /// Makes the (still empty) file a copy of `source` that shares its blocks (a reflink, on the
+    /// file systems that have them: Btrfs, XFS), instead of writing bytes. Nothing is written to the
+    /// file after this; ``byteCount`` is the source's size.
+    /// - Returns: false, with the file still empty, when the file system cannot (ext4, across file
+    ///   systems): the caller writes the bytes instead.
+    public func cloneContents(of source: String) -> Bool {
+        precondition(byteCount == 0 && !finished, "a clone replaces the whole content")
+        let src = open(source, O_RDONLY | O_CLOEXEC)
+        guard src >= 0 else { return false }
+        defer { close(src) }
+        var st = stat()
+        guard mrepo_ficlone(fd, src) == 0, fstat(fd, &st) == 0 else {
+            _ = ftruncate(fd, 0)
+            return false
+        }
+        byteCount = Int(st.st_size)
+        writtenToFile = byteCount
+        kickedUpTo = byteCount
+        return true
+    }
+
     /// Appends bytes.
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
         guard bytes.count > 0 else { return }
         byteCount += bytes.count
+        if unbuffered {
+            try writeAll(bytes)
+            return
+        }
         if buffered + bytes.count <= buffer.count {
             buffer.baseAddress!.advanced(by: buffered).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
             buffered += bytes.count

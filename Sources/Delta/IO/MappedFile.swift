@@ -9,6 +9,11 @@ import Darwin
 /// Pages are read on first touch. After a tensor is processed, ``release(_:)`` drops its pages
 /// from this process's resident set (they stay in the page cache), so reading a model one tensor
 /// at a time keeps the resident set near one tensor, whatever the model's size.
+///
+/// `@unchecked Sendable` (one of three, see ``UnsafeSendable``): the compiler cannot see that a raw
+/// pointer is safe to share, but this one is a read-only mapping (`PROT_READ`, `MAP_PRIVATE`) that is
+/// set once in `init`, never written through, and unmapped only in `deinit`, when no thread holds the
+/// object. `madvise` calls change residency, never contents.
 public final class MappedFile: @unchecked Sendable {
     /// The path the file was opened with.
     public let path: String
@@ -57,6 +62,12 @@ public final class MappedFile: @unchecked Sendable {
     /// Tells the kernel the range will be read soon, in order.
     public func willNeed(_ range: Range<Int>) {
         advise(range, MADV_WILLNEED)
+    }
+
+    /// Tells the kernel the file will be read once, front to back: read ahead aggressively, and
+    /// pages behind the reader may go.
+    public func adviseSequential() {
+        advise(0..<count, MADV_SEQUENTIAL)
     }
 
     /// Drops the pages of `range` from this process's resident set. Reading them again is valid.

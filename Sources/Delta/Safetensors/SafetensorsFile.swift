@@ -1,5 +1,5 @@
 /// A safetensors file opened for reading: memory-mapped, header validated, one tensor at a time.
-public final class SafetensorsFile: @unchecked Sendable {
+public final class SafetensorsFile: Sendable {
     /// The file's path on disk.
     public let path: String
     /// The name used in error messages (usually the path relative to the checkpoint folder).

@@ -32,20 +32,42 @@ public enum Kernels {
     /// the tail to lane 0), summed as (s0 + s1) + (s2 + s3).
     @inline(__always)
     static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count n: Int) -> Double {
-        var s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+        let ra = UnsafeRawPointer(a), rb = UnsafeRawPointer(b)
+        var s = SIMD4<Double>()
         var i = 0
         while i + 4 <= n {
-            s0 += Double(a[i]) * Double(b[i])
-            s1 += Double(a[i + 1]) * Double(b[i + 1])
-            s2 += Double(a[i + 2]) * Double(b[i + 2])
-            s3 += Double(a[i + 3]) * Double(b[i + 3])
+            let x = SIMD4<Double>(ra.loadUnaligned(fromByteOffset: 4 * i, as: SIMD4<Float>.self))
+            let y = SIMD4<Double>(rb.loadUnaligned(fromByteOffset: 4 * i, as: SIMD4<Float>.self))
+            s += x * y
             i += 4
         }
         while i < n {
-            s0 += Double(a[i]) * Double(b[i])
+            s[0] += Double(a[i]) * Double(b[i])
             i += 1
         }
-        return (s0 + s1) + (s2 + s3)
+        return (s[0] + s[1]) + (s[2] + s[3])
+    }
+
+    /// Σ (aᵢ − cᵢ)(bᵢ − cᵢ) over `n` elements, each difference formed in Float32 and the products
+    /// summed in Double exactly as ``dot(_:_:count:)`` sums them: the dot product of two task
+    /// vectors without storing them.
+    @inline(__always)
+    static func dotOfDifferences(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafePointer<Float>, count n: Int) -> Double {
+        let ra = UnsafeRawPointer(a), rb = UnsafeRawPointer(b), rc = UnsafeRawPointer(c)
+        var s = SIMD4<Double>()
+        var i = 0
+        while i + 4 <= n {
+            let z = rc.loadUnaligned(fromByteOffset: 4 * i, as: SIMD4<Float>.self)
+            let x = SIMD4<Double>(ra.loadUnaligned(fromByteOffset: 4 * i, as: SIMD4<Float>.self) - z)
+            let y = SIMD4<Double>(rb.loadUnaligned(fromByteOffset: 4 * i, as: SIMD4<Float>.self) - z)
+            s += x * y
+            i += 4
+        }
+        while i < n {
+            s[0] += Double(a[i] - c[i]) * Double(b[i] - c[i])
+            i += 1
+        }
+        return (s[0] + s[1]) + (s[2] + s[3])
     }
 
     /// ‖a‖₂ in Double.
@@ -112,12 +134,12 @@ public enum Kernels {
             zeros.withUnsafeBufferPointer { pz in
                 let mask = DeltaMask(rule: .top(DeltaMask.magnitudeTop(px, pz, k: k).0), scale: 1, keptFraction: 1)
                 var out = [Bool](repeating: false, count: px.count)
-                var cursor = mask.cursor(block: 0)
-                for j in 0..<px.count {
-                    if j % block == 0 { cursor = mask.cursor(block: j / block) }
-                    out[j] = DeltaMask.keep(&cursor, px[j] - pz[j], j)
+                mask.withCursor(block: 0) { cursor in
+                    for j in 0..<px.count {
+                        if j % block == 0 { mask.reposition(&cursor, block: j / block) }
+                        out[j] = DeltaMask.keep(&cursor, px[j] - pz[j], j)
+                    }
                 }
-                withExtendedLifetime(mask) {}
                 return out
             }
         }

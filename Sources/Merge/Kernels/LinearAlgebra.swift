@@ -10,7 +10,7 @@ import Synchronization
 /// user chose a count (mrepo runs many small problems on its own threads), and only by commands
 /// that need it: low-rank commits, reversible merges, adapter diffs.
 public enum LinearAlgebra {
-    fileprivate struct Library: @unchecked Sendable {
+    fileprivate struct Library: Sendable {
         let dsyevd: mrepo_dsyevd_fn
         let dgesdd: mrepo_dgesdd_fn
         let sgemm: mrepo_cblas_sgemm_fn

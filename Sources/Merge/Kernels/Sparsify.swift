@@ -93,7 +93,8 @@ struct DeltaMask: Sendable {
                       density: Double, gamma: Double, epsilon: Double, rows: Int, rescale: Bool, seed: UInt64,
                       name: String) throws -> DeltaMask {
         let n = expert.count
-        guard let sparsifier, density < 1, n > 0 else { return DeltaMask(rule: .all, scale: 1, keptFraction: 1) }
+        if let mask = independentOfValues(sparsifier, count: n, density: density, rescale: rescale, seed: seed) { return mask }
+        guard let sparsifier else { return DeltaMask(rule: .all, scale: 1, keptFraction: 1) }
         let rule: Rule
         var positionalTies = 0
         switch sparsifier {
@@ -139,7 +140,7 @@ struct DeltaMask: Sendable {
             let o = UnsafeSendable(out), e = UnsafeSendable(expert), b = UnsafeSendable(base), m = mask
             Kernels.blocks(n) { r in
                 let blockIndex = r.lowerBound / Kernels.block
-                var cursor = m.cursor(block: blockIndex)
+                o.value[blockIndex] = m.withCursor(block: blockIndex) { cursor -> (kept: Int, before: Double, after: Double) in
                 var kept = 0, before = 0.0, after = 0.0
                 if let words = cursor.words {
                     // Precomputed draws: branch-free sums in four Double lanes.
@@ -176,15 +177,25 @@ struct DeltaMask: Sendable {
                         }
                     }
                 }
-                o.value[blockIndex] = (kept, before, after)
+                return (kept, before, after)
+                }
             }
         }
-        withExtendedLifetime(mask) {}
         let kept = partial.reduce(0) { $0 + $1.kept }
         let before = partial.reduce(0.0) { $0 + $1.before }, after = partial.reduce(0.0) { $0 + $1.after }
         mask.keptFraction = Double(kept) / Double(n)
         if before >= 1e-7, after >= 1e-7 { mask.scale = Float(before / after) }
         return mask
+    }
+
+    /// The mask when it does not depend on the task vector's values (no sparsifier, density 1, or
+    /// DARE's draws without the rescale), as ``build(_:expert:base:density:gamma:epsilon:rows:rescale:seed:name:)``
+    /// would make it; nil when it does. Such a mask lets a tensor be merged a range at a time.
+    static func independentOfValues(_ sparsifier: Sparsifier?, count n: Int, density: Double, rescale: Bool, seed: UInt64) -> DeltaMask? {
+        guard let sparsifier, density < 1, n > 0 else { return DeltaMask(rule: .all, scale: 1, keptFraction: 1) }
+        guard sparsifier == .bernoulli, !rescale else { return nil }
+        let words = bernoulliBits(n, p: density, seed: seed)
+        return DeltaMask(rule: .bits(words), scale: 1, keptFraction: Double(words.reduce(0) { $0 + $1.nonzeroBitCount }) / Double(n))
     }
 
     /// TIES' trim: the k largest magnitudes of e − b, as mergekit's `argsort(|δ|, descending=True)[:k]`
@@ -357,30 +368,63 @@ struct DeltaMask: Sendable {
 
     // MARK: - Applying
 
-    /// The second pass's state for one block. The mask (its arrays) must outlive the cursor.
-    func cursor(block: Int) -> Cursor {
+    /// Runs `body` with the second pass's state for block `block`. The cursor's pointers into the
+    /// mask's arrays are valid only inside `body`.
+    func withCursor<T>(block: Int, _ body: (inout Cursor) throws -> T) rethrows -> T {
         var c = Cursor()
+        reposition(&c, block: block)
         switch rule {
         case .all:
             c.kind = 0
+            return try body(&c)
         case let .top(t):
             c.kind = 1
-            (c.threshold1, c.rankBase1, c.need1) = (t.threshold, block < t.equalBefore.count ? t.equalBefore[block] : 0, t.need)
-            c.chosen1 = t.chosen?.withUnsafeBufferPointer { $0.baseAddress }
+            (c.threshold1, c.need1) = (t.threshold, t.need)
+            return try Self.withWords(t.chosen) { chosen in
+                c.chosen1 = chosen
+                return try body(&c)
+            }
         case let .band(keep, drop):
             c.kind = 2
-            (c.threshold1, c.rankBase1, c.need1) = (keep.threshold, block < keep.equalBefore.count ? keep.equalBefore[block] : 0, keep.need)
-            (c.threshold2, c.rankBase2, c.need2) = (drop.threshold, block < drop.equalBefore.count ? drop.equalBefore[block] : 0, drop.need)
-            c.chosen1 = keep.chosen?.withUnsafeBufferPointer { $0.baseAddress }
-            c.chosen2 = drop.chosen?.withUnsafeBufferPointer { $0.baseAddress }
+            (c.threshold1, c.need1) = (keep.threshold, keep.need)
+            (c.threshold2, c.need2) = (drop.threshold, drop.need)
+            return try Self.withWords(keep.chosen) { chosen1 in
+                try Self.withWords(drop.chosen) { chosen2 in
+                    (c.chosen1, c.chosen2) = (chosen1, chosen2)
+                    return try body(&c)
+                }
+            }
         case let .explicit(mask):
             c.kind = 4
-            c.explicit = mask.withUnsafeBufferPointer { $0.baseAddress }
+            return try mask.withUnsafeBufferPointer { m in
+                c.explicit = m.baseAddress
+                return try body(&c)
+            }
         case let .bits(words):
             c.kind = 5
-            c.words = words.withUnsafeBufferPointer { $0.baseAddress }
+            return try words.withUnsafeBufferPointer { w in
+                c.words = w.baseAddress
+                return try body(&c)
+            }
         }
-        return c
+    }
+
+    /// Moves a cursor to the start of block `block` (its ranks among threshold-equal elements).
+    func reposition(_ c: inout Cursor, block: Int) {
+        switch rule {
+        case let .top(t):
+            c.rankBase1 = block < t.equalBefore.count ? t.equalBefore[block] : 0
+        case let .band(keep, drop):
+            c.rankBase1 = block < keep.equalBefore.count ? keep.equalBefore[block] : 0
+            c.rankBase2 = block < drop.equalBefore.count ? drop.equalBefore[block] : 0
+        case .all, .explicit, .bits:
+            break
+        }
+    }
+
+    private static func withWords<T>(_ words: [UInt64]?, _ body: (UnsafePointer<UInt64>?) throws -> T) rethrows -> T {
+        guard let words else { return try body(nil) }
+        return try words.withUnsafeBufferPointer { try body($0.baseAddress) }
     }
 
     /// Whether the threshold-equal element of rank `rank` (index order) is in: its bit, or else rank < need.
@@ -437,18 +481,18 @@ enum Sparsify {
                 var out = [Float](repeating: 0, count: x.count)
                 var kept = 0
                 var blockStart = -1
-                var cursor = mask.cursor(block: 0)
-                for j in 0..<x.count {
-                    if j / Kernels.block != blockStart {
-                        blockStart = j / Kernels.block
-                        cursor = mask.cursor(block: blockStart)
-                    }
-                    if DeltaMask.keep(&cursor, x[j], j) {
-                        out[j] = x[j] * mask.scale
-                        kept += 1
+                mask.withCursor(block: 0) { cursor in
+                    for j in 0..<x.count {
+                        if j / Kernels.block != blockStart {
+                            blockStart = j / Kernels.block
+                            mask.reposition(&cursor, block: blockStart)
+                        }
+                        if DeltaMask.keep(&cursor, x[j], j) {
+                            out[j] = x[j] * mask.scale
+                            kept += 1
+                        }
                     }
                 }
-                withExtendedLifetime(mask) {}
                 return (out, x.isEmpty ? 1 : Double(kept) / Double(x.count))
             }
         }

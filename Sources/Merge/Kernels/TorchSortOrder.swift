@@ -21,14 +21,14 @@ import Delta
 /// one that does not compare greater, and every element of an earlier range compares less or equal;
 /// heap-sorted ranges are already in order), so a leaf range that contains a boundary is
 /// insertion-sorted on its own. Expected cost O(n) per boundary (about 0.1 s for 12 M elements);
-/// memory 8 bytes per element (a packed key and index), plus two bits per element while the tied
-/// elements' choice is read out.
+/// memory 4 bytes per element (``BandedKeys``: each element's key, with the tied elements' identities
+/// folded into it).
 ///
 /// Keys are unsigned integers compared as such. mrepo's keys are magnitude bit patterns
 /// (`bits & 0x7FFF_FFFF`), whose order is the order of the non-negative floats (NaN above +∞, as
 /// torch's comparators put NaN past every number; NaNs of different payloads, equal for torch, differ
-/// here); a descending sort is replayed as an ascending one on complemented keys, which compares
-/// exactly as torch's `a > b` does.
+/// here); a descending sort is replayed as an ascending one on complemented keys (`0x7FFF_FFFF − bits`),
+/// which compares exactly as torch's `a > b` does.
 enum TorchSortOrder {
     /// The largest element count replayed: the replay holds 8 bytes per element (2 GiB at this bound).
     /// Larger tensors keep the positional rule (earlier index first) among threshold ties.
@@ -72,27 +72,60 @@ enum TorchSortOrder {
                           cuts: [Cut], limit: Int = maxCount) -> [TieSplit]? {
         let n = e.count
         guard n <= limit else { return nil }
-        let flip: UInt32 = descending ? UInt32.max : 0
-        let items = UnsafeMutablePointer<UInt64>.allocate(capacity: max(n, 1))
-        defer { items.deallocate() }
-        let o = UnsafeSendable(items), x = UnsafeSendable(e), y = UnsafeSendable(b)
-        Kernels.blocks(n) { r in
-            let xp = x.value.baseAddress!, yp = y.value.baseAddress!
-            for j in r { o.value[j] = (UInt64(DeltaMask.magnitudeBits(xp[j], yp[j]) ^ flip) << 32) | UInt64(j) }
+        let flip: UInt32 = descending ? 0x7FFF_FFFF : 0
+        // The tie keys (as sorted), ascending, and how many elements have each, per block.
+        let ties = Array(Set(cuts.map { $0.tie ^ flip })).sorted()
+        let blockCount = (n + Kernels.block - 1) / Kernels.block
+        var counts = [Int](repeating: 0, count: max(1, blockCount * ties.count))
+        let x = UnsafeSendable(e), y = UnsafeSendable(b)
+        counts.withUnsafeMutableBufferPointer { c in
+            let out = UnsafeSendable(c)
+            Kernels.blocks(n) { r in
+                let xp = x.value.baseAddress!, yp = y.value.baseAddress!
+                let row = out.value.baseAddress! + (r.lowerBound / Kernels.block) * ties.count
+                for j in r {
+                    let k = DeltaMask.magnitudeBits(xp[j], yp[j]) ^ flip
+                    for (t, tie) in ties.enumerated() where k == tie { row[t] += 1 }
+                }
+            }
         }
-        arrange(items, count: n, boundaries: cuts.map(\.boundary))
-        return cuts.map { split(items, count: n, key: $0.tie ^ flip, boundary: $0.boundary) }
+        let keys = BandedKeys(ties: ties, counts: (0..<ties.count).map { t in stride(from: t, to: counts.count, by: ties.count).reduce(0) { $0 + counts[$1] } })
+        // Each tied element's rank among its key's elements starts at the counts of earlier blocks.
+        var rankBase = [Int](repeating: 0, count: max(1, blockCount * ties.count))
+        for t in ties.indices {
+            var running = 0
+            for block in 0..<blockCount {
+                rankBase[block * ties.count + t] = running
+                running += counts[block * ties.count + t]
+            }
+        }
+        let items = UnsafeMutablePointer<UInt32>.allocate(capacity: max(n, 1))
+        defer { items.deallocate() }
+        let o = UnsafeSendable(items), k = keys
+        rankBase.withUnsafeBufferPointer { rb in
+            let bases = UnsafeSendable(rb)
+            Kernels.blocks(n) { r in
+                let xp = x.value.baseAddress!, yp = y.value.baseAddress!
+                var ranks = Array(bases.value[((r.lowerBound / Kernels.block) * ties.count)..<((r.lowerBound / Kernels.block + 1) * ties.count)])
+                for j in r {
+                    o.value[j] = k.item(DeltaMask.magnitudeBits(xp[j], yp[j]) ^ flip, ranks: &ranks)
+                }
+            }
+        }
+        arrange(items, count: n, boundaries: cuts.map(\.boundary), keys: keys)
+        return cuts.map { keys.split(items, count: n, key: $0.tie ^ flip, boundary: $0.boundary) }
     }
 
     /// The indices torch's sort of |values| puts in positions `0..<boundary`, for each boundary,
-    /// in ascending index order (a readable form of the same replay, for tests and small inputs).
+    /// in ascending index order (a readable form of the same replay, for tests and small inputs:
+    /// items are (key, index) pairs).
     static func indicesBefore(magnitudesOf values: [Float], descending: Bool, boundaries: [Int],
                               depthLimit: Int? = nil) -> [[Int]] {
         let n = values.count
-        let flip: UInt32 = descending ? UInt32.max : 0
+        let flip: UInt32 = descending ? 0x7FFF_FFFF : 0
         var items = values.enumerated().map { j, v in (UInt64((v.bitPattern & 0x7FFF_FFFF) ^ flip) << 32) | UInt64(j) }
         items.withUnsafeMutableBufferPointer { p in
-            if let base = p.baseAddress { arrange(base, count: n, boundaries: boundaries, depthLimit: depthLimit) }
+            if let base = p.baseAddress { arrange(base, count: n, boundaries: boundaries, depthLimit: depthLimit, keys: PackedKeys()) }
         }
         return boundaries.map { b in items.prefix(max(0, min(b, n))).map { Int($0 & 0xFFFF_FFFF) }.sorted() }
     }
@@ -104,7 +137,7 @@ enum TorchSortOrder {
     /// ignored) would put there. Inside a side of every boundary the order is not the sort's.
     ///
     /// `depthLimit` replaces libstdc++'s 2·⌊log₂ n⌋ (tests use it to reach the heap sort).
-    static func arrange(_ a: UnsafeMutablePointer<UInt64>, count n: Int, boundaries: [Int], depthLimit: Int? = nil) {
+    static func arrange<K: SortKeys>(_ a: UnsafeMutablePointer<K.Item>, count n: Int, boundaries: [Int], depthLimit: Int? = nil, keys: K) {
         let cuts = Array(Set(boundaries.filter { $0 > 0 && $0 < n })).sorted()
         guard n > 1, !cuts.isEmpty else { return }
         /// Whether a boundary falls strictly inside first..<last.
@@ -120,36 +153,33 @@ enum TorchSortOrder {
             var sorted = false
             while last - first > insertionThreshold, straddles(first, last) {
                 if depth == 0 {
-                    heapSort(a + first, count: last - first)
+                    heapSort(a + first, count: last - first, keys)
                     sorted = true
                     break
                 }
                 depth -= 1
-                let cut = partitionAroundPivot(a, first, last)
+                let cut = partitionAroundPivot(a, first, last, keys)
                 pending.append((cut, last, depth))
                 last = cut
             }
             if !sorted, last - first <= insertionThreshold, straddles(first, last) {
-                insertionSort(a, first, last)
+                insertionSort(a, first, last, keys)
             }
         }
     }
 
-    @inline(__always)
-    static func key(_ item: UInt64) -> UInt64 { item >> 32 }
-
     /// `__unguarded_partition_pivot`: the median of a[first + 1], a[mid], a[last − 1] to a[first],
     /// then `__unguarded_partition(first + 1, last, first)`. Returns the cut.
     @inline(__always)
-    static func partitionAroundPivot(_ a: UnsafeMutablePointer<UInt64>, _ first: Int, _ last: Int) -> Int {
+    static func partitionAroundPivot<K: SortKeys>(_ a: UnsafeMutablePointer<K.Item>, _ first: Int, _ last: Int, _ keys: K) -> Int {
         let mid = first + (last - first) / 2
-        moveMedianToFirst(a, result: first, first + 1, mid, last - 1)
-        let pivot = key(a[first])
+        moveMedianToFirst(a, result: first, first + 1, mid, last - 1, keys)
+        let pivot = keys.key(a[first])
         var f = first + 1, l = last
         while true {
-            while key(a[f]) < pivot { f += 1 }
+            while keys.key(a[f]) < pivot { f += 1 }
             l -= 1
-            while pivot < key(a[l]) { l -= 1 }
+            while pivot < keys.key(a[l]) { l -= 1 }
             if !(f < l) { return f }
             (a[f], a[l]) = (a[l], a[f])
             f += 1
@@ -158,8 +188,8 @@ enum TorchSortOrder {
 
     /// `__move_median_to_first`.
     @inline(__always)
-    static func moveMedianToFirst(_ a: UnsafeMutablePointer<UInt64>, result: Int, _ x: Int, _ y: Int, _ z: Int) {
-        let kx = key(a[x]), ky = key(a[y]), kz = key(a[z])
+    static func moveMedianToFirst<K: SortKeys>(_ a: UnsafeMutablePointer<K.Item>, result: Int, _ x: Int, _ y: Int, _ z: Int, _ keys: K) {
+        let kx = keys.key(a[x]), ky = keys.key(a[y]), kz = keys.key(a[z])
         let median: Int
         if kx < ky {
             median = ky < kz ? y : (kx < kz ? z : x)
@@ -172,12 +202,12 @@ enum TorchSortOrder {
     }
 
     /// The final insertion sort on one leaf range (stable: an element moves left only past greater keys).
-    static func insertionSort(_ a: UnsafeMutablePointer<UInt64>, _ first: Int, _ last: Int) {
+    static func insertionSort<K: SortKeys>(_ a: UnsafeMutablePointer<K.Item>, _ first: Int, _ last: Int, _ keys: K) {
         guard last - first > 1 else { return }
         for i in (first + 1)..<last {
             let value = a[i]
             var j = i
-            while j > first, key(value) < key(a[j - 1]) {
+            while j > first, keys.key(value) < keys.key(a[j - 1]) {
                 a[j] = a[j - 1]
                 j -= 1
             }
@@ -187,11 +217,11 @@ enum TorchSortOrder {
 
     /// `__partial_sort(first, last, last)`: `__make_heap`, then `__sort_heap` (the selection loop of
     /// `__heap_select` is empty when middle == last).
-    static func heapSort(_ a: UnsafeMutablePointer<UInt64>, count len: Int) {
+    static func heapSort<K: SortKeys>(_ a: UnsafeMutablePointer<K.Item>, count len: Int, _ keys: K) {
         guard len >= 2 else { return }
         var parent = (len - 2) / 2
         while true {
-            adjustHeap(a, hole: parent, count: len, value: a[parent])
+            adjustHeap(a, hole: parent, count: len, value: a[parent], keys)
             if parent == 0 { break }
             parent -= 1
         }
@@ -201,17 +231,17 @@ enum TorchSortOrder {
             // __pop_heap(first, last, last)
             let value = a[last]
             a[last] = a[0]
-            adjustHeap(a, hole: 0, count: last, value: value)
+            adjustHeap(a, hole: 0, count: last, value: value, keys)
         }
     }
 
     /// `__adjust_heap` followed by its `__push_heap`.
-    static func adjustHeap(_ a: UnsafeMutablePointer<UInt64>, hole start: Int, count len: Int, value: UInt64) {
+    static func adjustHeap<K: SortKeys>(_ a: UnsafeMutablePointer<K.Item>, hole start: Int, count len: Int, value: K.Item, _ keys: K) {
         let top = start
         var hole = start, child = start
         while child < (len - 1) / 2 {
             child = 2 * (child + 1)
-            if key(a[child]) < key(a[child - 1]) { child -= 1 }
+            if keys.key(a[child]) < keys.key(a[child - 1]) { child -= 1 }
             a[hole] = a[child]
             hole = child
         }
@@ -221,47 +251,90 @@ enum TorchSortOrder {
             hole = child - 1
         }
         var parent = (hole - 1) / 2
-        while hole > top, key(a[parent]) < key(value) {
+        while hole > top, keys.key(a[parent]) < keys.key(value) {
             a[hole] = a[parent]
             hole = parent
             parent = (hole - 1) / 2
         }
         a[hole] = value
     }
+}
 
-    /// After ``arrange(_:count:boundaries:depthLimit:)``: the elements with key `key`, numbered in
-    /// index order, and which of them sit before `boundary`.
-    static func split(_ a: UnsafeMutablePointer<UInt64>, count n: Int, key k: UInt32, boundary: Int) -> TieSplit {
-        let words = (n + 63) / 64
-        var tied = [UInt64](repeating: 0, count: words), before = [UInt64](repeating: 0, count: words)
-        let wanted = UInt64(k)
-        for p in 0..<n where key(a[p]) == wanted {
-            let j = Int(a[p] & 0xFFFF_FFFF)
-            let bit = UInt64(1) << UInt64(j & 63)
-            tied[j >> 6] |= bit
-            if p < boundary { before[j >> 6] |= bit }
+/// How the replay reads an item's sort key (items are moved whole; only keys are compared).
+protocol SortKeys {
+    associatedtype Item
+    func key(_ item: Item) -> UInt64
+}
+
+/// Items that pack a key (high 32 bits) and an index (low 32 bits).
+struct PackedKeys: SortKeys {
+    @inline(__always) func key(_ item: UInt64) -> UInt64 { item >> 32 }
+}
+
+/// 32-bit items for ``TorchSortOrder/tieSplits(_:_:descending:cuts:limit:)``: each element's key,
+/// shifted so that every element with a tie key gets a value of its own in a band that compares as
+/// that key. Keys are at most 31 bits, so keys and bands fit 32 bits for tensors of up to 2³¹
+/// elements; half the memory of (key, index) pairs, and the tied elements' identities survive.
+///
+/// With the tie keys T₁ < T₂ < … and counts c₁, c₂, …, a key k becomes k + Σ_{Tⱼ < k}(cⱼ − 1), and the
+/// r-th element (in index order) with key Tⱼ becomes Sⱼ + r, where Sⱼ = Tⱼ + Σ_{Tᵢ < Tⱼ}(cᵢ − 1): order
+/// and equality between keys are kept, and [Sⱼ, Sⱼ + cⱼ) compares as one value.
+struct BandedKeys: SortKeys {
+    let ties: [UInt32]
+    let counts: [Int]
+    /// Band starts and widths (at most two bands are read without a loop).
+    let start0: UInt32, width0: UInt32, start1: UInt32, width1: UInt32
+    let starts: [UInt32]
+
+    init(ties: [UInt32], counts: [Int]) {
+        self.ties = ties
+        self.counts = counts
+        var starts: [UInt32] = []
+        var shift = 0
+        for (t, tie) in ties.enumerated() {
+            starts.append(UInt32(Int(tie) + shift))
+            shift += max(counts[t] - 1, 0)
         }
-        // Renumber from indices to ranks among the tied elements.
-        let count = tied.reduce(0) { $0 + $1.nonzeroBitCount }
-        var out = [UInt64](repeating: 0, count: (count + 63) / 64)
-        var rank = 0
-        for w in 0..<words where tied[w] != 0 {
-            var t = tied[w]
-            let s = before[w]
-            if s == t {
-                // Every tied element of the word lands before: set a run of bits.
-                let c = t.nonzeroBitCount
-                for r in rank..<(rank + c) { out[r >> 6] |= 1 << UInt64(r & 63) }
-                rank += c
-                continue
+        self.starts = starts
+        start0 = starts.first ?? UInt32.max
+        width0 = UInt32(counts.first ?? 0)
+        start1 = starts.count > 1 ? starts[1] : UInt32.max
+        width1 = counts.count > 1 ? UInt32(counts[1]) : 0
+        precondition(ties.count <= 2, "a replay has at most two cuts")
+    }
+
+    /// The item of an element with key `k`; `ranks` counts the tied elements met so far, per tie key.
+    @inline(__always)
+    func item(_ k: UInt32, ranks: inout [Int]) -> UInt32 {
+        var shift = 0
+        for (t, tie) in ties.enumerated() {
+            if k == tie {
+                let r = ranks[t]
+                ranks[t] += 1
+                return UInt32(Int(starts[t]) + r)
             }
-            while t != 0 {
-                let bit = t & (0 &- t)
-                if s & bit != 0 { out[rank >> 6] |= 1 << UInt64(rank & 63) }
-                rank += 1
-                t &= t - 1
-            }
+            if tie < k { shift += max(counts[t] - 1, 0) }
         }
-        return TieSplit(count: count, before: out)
+        return UInt32(Int(k) + shift)
+    }
+
+    /// A band's items compare as its start.
+    @inline(__always)
+    func key(_ item: UInt32) -> UInt64 {
+        if item &- start0 < width0 { return UInt64(start0) }
+        if item &- start1 < width1 { return UInt64(start1) }
+        return UInt64(item)
+    }
+
+    /// After the replay: which elements with tie key `key` (numbered in index order) sit before `boundary`.
+    func split(_ a: UnsafeMutablePointer<UInt32>, count n: Int, key: UInt32, boundary: Int) -> TorchSortOrder.TieSplit {
+        let t = ties.firstIndex(of: key)!
+        let count = counts[t], start = starts[t], width = UInt32(count)
+        var before = [UInt64](repeating: 0, count: (count + 63) / 64)
+        for p in 0..<min(max(0, boundary), n) {
+            let r = a[p] &- start
+            if r < width { before[Int(r) >> 6] |= 1 << UInt64(r & 63) }
+        }
+        return TorchSortOrder.TieSplit(count: count, before: before)
     }
 }

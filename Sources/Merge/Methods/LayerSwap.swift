@@ -6,7 +6,7 @@
 /// blocks, ramping to 0 over `transition` blocks, 0 elsewhere. Tensors outside blocks follow the
 /// nearer group: embeddings go with the bottom blocks, everything after the last block (final
 /// norm, pooler, head) with the top blocks.
-public struct LayerSwap: TensorMergeMethod {
+public struct LayerSwap: BlockMergeMethod {
     public static let id = "layer_swap"
     public static let displayName = "Layer swapping"
     public static let paper = "https://arxiv.org/abs/2410.01335"
@@ -33,7 +33,11 @@ public struct LayerSwap: TensorMergeMethod {
         return max(fromBottom, fromTop)
     }
 
-    public func merge(_ input: TensorMergeInput) throws -> TensorMergeOutput {
+    public func merge(_ input: TensorMergeInput) throws -> TensorMergeOutput { try mergeArrays(input) }
+
+    func readsInputs(_ context: TensorContext, parameters: ParameterSet, expertCount: Int) -> Bool { false }
+
+    func prepare(_ input: BlockMergeInput) throws -> any BlockMerger {
         let ctx = input.context
         let p = input.parameters
         let bottom = Int(p.number("bottom", ctx) ?? 1), top = Int(p.number("top", ctx) ?? 1)
@@ -46,12 +50,25 @@ public struct LayerSwap: TensorMergeMethod {
             let isBottom = lower.contains("embed") || lower.contains("wte") || lower.contains("wpe")
             omega = (isBottom ? bottom : top) > 0 ? 1 : 0
         }
-        let a = input.experts[0], b = input.experts[1]
-        if omega == 0 { return TensorMergeOutput(values: a, notes: ["second_share": 0]) }
-        if omega == 1 { return TensorMergeOutput(values: b, notes: ["second_share": 1]) }
-        let w = Float(omega)
-        var out = [Float](repeating: 0, count: a.count)
-        for j in 0..<a.count { out[j] = w * b[j] + (1 - w) * a[j] }
-        return TensorMergeOutput(values: out, notes: ["second_share": omega])
+        return Merger(omega: omega)
+    }
+
+    /// ω·θ₂ + (1 − ω)·θ₁; either expert as it is at ω = 0 and ω = 1.
+    final class Merger: BlockMerger, Sendable {
+        let omega: Double
+
+        init(omega: Double) {
+            self.omega = omega
+        }
+
+        func mergeBlock(_ r: Range<Int>, base: UnsafePointer<Float>?, experts: [UnsafePointer<Float>], into out: UnsafeMutablePointer<Float>) {
+            let x = experts[0], y = experts[1]
+            if omega == 0 { out.update(from: x, count: r.count); return }
+            if omega == 1 { out.update(from: y, count: r.count); return }
+            let w = Float(omega)
+            for j in 0..<r.count { out[j] = w * y[j] + (1 - w) * x[j] }
+        }
+
+        func finish() -> (keptFraction: [Double]?, notes: [String: Double]) { (nil, ["second_share": omega]) }
     }
 }

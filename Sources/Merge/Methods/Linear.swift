@@ -2,7 +2,7 @@ import Delta
 import Foundation
 
 /// Weighted average of the experts themselves (a model soup): θ = Σ wᵢθᵢ / Σ wᵢ. No base is used.
-public struct Linear: TensorMergeMethod {
+public struct Linear: BlockMergeMethod {
     public static let id = "linear"
     public static let displayName = "Linear (model soup)"
     public static let paper = "https://arxiv.org/abs/2203.05482"
@@ -18,34 +18,49 @@ public struct Linear: TensorMergeMethod {
 
     public init() {}
 
-    public func merge(_ input: TensorMergeInput) throws -> TensorMergeOutput {
+    public func merge(_ input: TensorMergeInput) throws -> TensorMergeOutput { try mergeArrays(input) }
+
+    func readsInputs(_ context: TensorContext, parameters: ParameterSet, expertCount: Int) -> Bool { false }
+
+    func prepare(_ input: BlockMergeInput) throws -> any BlockMerger {
         let ctx = input.context
-        let weights = (0..<input.experts.count).map { Float(input.parameters.number("weight", expert: $0, ctx) ?? 1) }
+        let weights = (0..<input.expertCount).map { Float(input.parameters.number("weight", expert: $0, ctx) ?? 1) }
         let normalize = input.parameters.flag("normalize", ctx) ?? true
-        let total = weights.reduce(0, +)
-        if normalize, total == 0 {
-            throw MergeError.invalidInputs(method: Self.id, problem: "the weights sum to 0; an average is undefined (use normalize=false)")
-        }
-        let n = input.elementCount
-        var out = [Float](repeating: 0, count: n)
-        for (i, e) in input.experts.enumerated() {
-            let w = weights[i]
-            out.withUnsafeMutableBufferPointer { po in
-                e.withUnsafeBufferPointer { pe in
-                    let o = UnsafeSendable(po), x = UnsafeSendable(pe)
-                    // Fused multiply-add, as torch's CPU addcmul_ compiles (mergekit accumulates with it):
-                    // the same rounding, so mergekit's numbers to the bit.
-                    Kernels.blocks(n) { r in for j in r { o.value[j].addProduct(x.value[j], w) } }
-                }
+        return try Merger(weights: weights, normalize: normalize, notes: [:])
+    }
+
+    /// θ = Σ wᵢθᵢ, divided by Σ wᵢ when normalising.
+    final class Merger: BlockMerger, Sendable {
+        let weights: [Float]
+        let normalize: Bool
+        let total: Float
+        let notes: [String: Double]
+
+        init(weights: [Float], normalize: Bool, notes: [String: Double]) throws {
+            self.weights = weights
+            self.normalize = normalize
+            self.notes = notes
+            total = weights.reduce(0, +)
+            if normalize, total == 0 {
+                throw MergeError.invalidInputs(method: Linear.id, problem: "the weights sum to 0; an average is undefined (use normalize=false)")
             }
         }
-        if normalize {
-            out.withUnsafeMutableBufferPointer { po in
-                let o = UnsafeSendable(po)
-                Kernels.blocks(n) { r in for j in r { o.value[j] /= total } }
+
+        func mergeBlock(_ r: Range<Int>, base: UnsafePointer<Float>?, experts: [UnsafePointer<Float>], into out: UnsafeMutablePointer<Float>) {
+            let len = r.count
+            out.initialize(repeating: 0, count: len)
+            // Fused multiply-add, as torch's CPU addcmul_ compiles (mergekit accumulates with it):
+            // the same rounding, so mergekit's numbers to the bit.
+            for (i, e) in experts.enumerated() {
+                FusedKernels.addProduct(out, e, weights[i], count: len)
+            }
+            if normalize {
+                let t = total
+                for j in 0..<len { out[j] /= t }
             }
         }
-        return TensorMergeOutput(values: out)
+
+        func finish() -> (keptFraction: [Double]?, notes: [String: Double]) { (nil, notes) }
     }
 }
 
@@ -55,7 +70,7 @@ public struct Linear: TensorMergeMethod {
 /// penalty factor (0 gives the uniform average). The metric values come from each expert commit's
 /// `--metric NAME=VALUE`. The published paper's exact formula was not available; this is the
 /// power-law form its abstract describes.
-public struct MWA: TensorMergeMethod {
+public struct MWA: BlockMergeMethod {
     public static let id = "mwa"
     public static let displayName = "Metrics-Weighted Averaging"
     public static let paper = "https://arxiv.org/abs/2504.18580"
@@ -81,11 +96,15 @@ public struct MWA: TensorMergeMethod {
         return raw.map { $0 / total }
     }
 
-    public func merge(_ input: TensorMergeInput) throws -> TensorMergeOutput {
+    public func merge(_ input: TensorMergeInput) throws -> TensorMergeOutput { try mergeArrays(input) }
+
+    func readsInputs(_ context: TensorContext, parameters: ParameterSet, expertCount: Int) -> Bool { false }
+
+    func prepare(_ input: BlockMergeInput) throws -> any BlockMerger {
         let ctx = input.context
         let metric = Self.expertMetrics(input.parameters)[0]
         var metrics: [Double] = []
-        for i in 0..<input.experts.count {
+        for i in 0..<input.expertCount {
             guard i < input.expertMetrics.count, let m = input.expertMetrics[i][metric] else {
                 throw MergeError.missingExpertMetric(method: Self.id, metric: metric, expert: "expert \(i + 1)")
             }
@@ -93,11 +112,9 @@ public struct MWA: TensorMergeMethod {
         }
         let w = Self.weights(metrics: metrics, mode: input.parameters.text("mode") ?? "loss",
                              penalty: input.parameters.number("penalty", ctx) ?? 1)
-        var soup = input
-        soup.parameters = ParameterSet(global: ["normalize": .flag(true)],
-                                       perExpert: w.map { ["weight": .number($0)] })
-        var out = try Linear().merge(soup)
-        for (i, x) in w.enumerated() { out.notes["weight_\(i)"] = x }
-        return out
+        var notes: [String: Double] = [:]
+        for (i, x) in w.enumerated() { notes["weight_\(i)"] = x }
+        // A soup with these weights (Float32, as Linear reads them from its parameters), normalised.
+        return try Linear.Merger(weights: w.map { Float($0) }, normalize: true, notes: notes)
     }
 }

@@ -6,7 +6,7 @@ import Foundation
 /// The tensors are flattened; with normalised directions u₀, u₁ and θ = acos(u₀·u₁),
 /// the result is sin((1−t)θ)/sin θ · v₀ + sin(tθ)/sin θ · v₁ on the original (unnormalised)
 /// vectors. Nearly colinear pairs (|cos| > 0.9995) fall back to linear interpolation.
-public struct SLERP: TensorMergeMethod {
+public struct SLERP: BlockMergeMethod {
     public static let id = "slerp"
     public static let displayName = "SLERP"
     public static let paper = "https://en.wikipedia.org/wiki/Slerp"
@@ -19,30 +19,40 @@ public struct SLERP: TensorMergeMethod {
 
     public init() {}
 
-    public func merge(_ input: TensorMergeInput) throws -> TensorMergeOutput {
+    public func merge(_ input: TensorMergeInput) throws -> TensorMergeOutput { try mergeArrays(input) }
+
+    func readsInputs(_ context: TensorContext, parameters: ParameterSet, expertCount: Int) -> Bool { true }
+
+    func prepare(_ input: BlockMergeInput) throws -> any BlockMerger {
         guard let t = input.parameters.number("t", input.context) else {
             throw MergeError.missingParameter(method: Self.id, parameter: "t")
         }
-        let v0 = input.experts[0], v1 = input.experts[1]
-        let (c0, c1) = Self.coefficients(v0, v1, t: t)
-        var out = [Float](repeating: 0, count: v0.count)
-        let f0 = Float(c0), f1 = Float(c1)
-        out.withUnsafeMutableBufferPointer { po in
-            v0.withUnsafeBufferPointer { pa in
-                v1.withUnsafeBufferPointer { pb in
-                    let o = UnsafeSendable(po), a = UnsafeSendable(pa), b = UnsafeSendable(pb)
-                    Kernels.blocks(po.count) { r in for j in r { o.value[j] = f0 * a.value[j] + f1 * b.value[j] } }
-                }
-            }
-        }
-        return TensorMergeOutput(values: out, notes: ["t": t])
+        guard let experts = input.experts else { preconditionFailure("SLERP reads whole inputs") }
+        let (c0, c1) = Self.coefficients(experts[0], experts[1], count: input.count, t: t)
+        return Merger(f0: Float(c0), f1: Float(c1), t: t)
     }
 
-    /// The two coefficients applied to v₀ and v₁.
-    static func coefficients(_ v0: [Float], _ v1: [Float], t: Double) -> (Double, Double) {
-        let n0 = Kernels.norm(v0), n1 = Kernels.norm(v1)
+    final class Merger: BlockMerger, Sendable {
+        let f0, f1: Float
+        let t: Double
+
+        init(f0: Float, f1: Float, t: Double) {
+            (self.f0, self.f1, self.t) = (f0, f1, t)
+        }
+
+        func mergeBlock(_ r: Range<Int>, base: UnsafePointer<Float>?, experts: [UnsafePointer<Float>], into out: UnsafeMutablePointer<Float>) {
+            let a = experts[0], b = experts[1]
+            for j in 0..<r.count { out[j] = f0 * a[j] + f1 * b[j] }
+        }
+
+        func finish() -> (keptFraction: [Double]?, notes: [String: Double]) { (nil, ["t": t]) }
+    }
+
+    /// The two coefficients applied to v₀ and v₁ (norms and dot product in Float64).
+    static func coefficients(_ v0: UnsafePointer<Float>, _ v1: UnsafePointer<Float>, count n: Int, t: Double) -> (Double, Double) {
+        let n0 = Kernels.dot(v0, v0, count: n).squareRoot(), n1 = Kernels.dot(v1, v1, count: n).squareRoot()
         let s0 = n0 > 1e-8 ? n0 : 1, s1 = n1 > 1e-8 ? n1 : 1
-        let dot = Kernels.dot(v0, v1) / (s0 * s1)
+        let dot = Kernels.dot(v0, v1, count: n) / (s0 * s1)
         if abs(dot) > 0.9995 { return (1 - t, t) }
         let theta0 = acos(dot)
         let sinTheta0 = sin(theta0)

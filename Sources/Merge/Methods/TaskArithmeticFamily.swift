@@ -23,7 +23,7 @@ public protocol TaskArithmeticConfiguration: Sendable {
 ///    deltas of that sign count;
 /// 4. sum, divided by the sum of the (agreeing) weights when `normalize`;
 /// 5. times λ, added to θ₀.
-public struct GeneralizedTaskArithmetic<Configuration: TaskArithmeticConfiguration>: TensorMergeMethod {
+public struct GeneralizedTaskArithmetic<Configuration: TaskArithmeticConfiguration>: BlockMergeMethod {
     public static var id: String { Configuration.id }
     public static var displayName: String { Configuration.displayName }
     public static var paper: String { Configuration.paper }
@@ -71,66 +71,95 @@ public struct GeneralizedTaskArithmetic<Configuration: TaskArithmeticConfigurati
 
     public init() {}
 
-    public func merge(_ input: TensorMergeInput) throws -> TensorMergeOutput {
-        guard let base = input.base else {
+    public func merge(_ input: TensorMergeInput) throws -> TensorMergeOutput { try mergeArrays(input) }
+
+    func readsInputs(_ context: TensorContext, parameters p: ParameterSet, expertCount: Int) -> Bool {
+        guard let sparsifier = Configuration.sparsifier else { return false }
+        let rescale = p.flag("rescale", context) ?? Configuration.rescaleByDefault
+        for i in 0..<expertCount where (p.number("density", expert: i, context) ?? 1) < 1 {
+            if sparsifier != .bernoulli || rescale { return true }
+        }
+        return false
+    }
+
+    func prepare(_ input: BlockMergeInput) throws -> any BlockMerger {
+        guard input.hasBase else {
             throw MergeError.invalidInputs(method: Self.id, problem: "needs the merge base")
         }
         let ctx = input.context
         let p = input.parameters
-        let n = base.count
-        let k = input.experts.count
+        let n = input.count
+        let k = input.expertCount
         let rescale = p.flag("rescale", ctx) ?? Configuration.rescaleByDefault
         // Pass 1, per expert: which deltas survive, and the L1 rescale factor.
         var masks: [DeltaMask] = []
-        try base.withUnsafeBufferPointer { pb in
-            for (i, expert) in input.experts.enumerated() {
-                try expert.withUnsafeBufferPointer { pe in
-                    masks.append(try DeltaMask.build(
-                        Configuration.sparsifier, expert: pe, base: pb, density: p.number("density", expert: i, ctx) ?? 1,
-                        gamma: p.number("gamma", expert: i, ctx) ?? 0.01, epsilon: p.number("epsilon", expert: i, ctx) ?? 0.15,
-                        rows: ctx.shape.count >= 2 ? ctx.shape[0] : 1, rescale: rescale,
-                        seed: input.seed &+ UInt64(i) &* 0x9E37_79B9_7F4A_7C15, name: ctx.name))
-                }
+        for i in 0..<k {
+            let density = p.number("density", expert: i, ctx) ?? 1
+            let seed = input.seed &+ UInt64(i) &* 0x9E37_79B9_7F4A_7C15
+            if let mask = DeltaMask.independentOfValues(Configuration.sparsifier, count: n, density: density, rescale: rescale, seed: seed) {
+                masks.append(mask)
+                continue
             }
+            guard let base = input.base, let experts = input.experts else {
+                throw MergeError.invalidInputs(method: Self.id, problem: "needs the merge base and the whole task vectors")
+            }
+            masks.append(try DeltaMask.build(
+                Configuration.sparsifier, expert: UnsafeBufferPointer(start: experts[i], count: n), base: UnsafeBufferPointer(start: base, count: n),
+                density: density, gamma: p.number("gamma", expert: i, ctx) ?? 0.01, epsilon: p.number("epsilon", expert: i, ctx) ?? 0.15,
+                rows: ctx.shape.count >= 2 ? ctx.shape[0] : 1, rescale: rescale, seed: seed, name: ctx.name))
         }
         let weights = (0..<k).map { Float(p.number("weight", expert: $0, ctx) ?? 1) }
-        let normalize = p.flag("normalize", ctx) ?? Configuration.normalizeByDefault
-        let lambda = Float(p.number("lambda", ctx) ?? 1)
-        let totalWeight = weights.reduce(0, +)
-        let electSign = Configuration.electsSign
-        // Pass 2, element by element: thinned, weighted deltas; sign election; normalisation; λ.
-        var out = [Float](repeating: 0, count: n)
-        var keptCounts = [Int](repeating: 0, count: ((n + Kernels.block - 1) / Kernels.block) * k)
-        let pointers = input.experts.map { e in e.withUnsafeBufferPointer { UnsafeSendable($0) } }
-        withExtendedLifetime(input.experts) {
-            out.withUnsafeMutableBufferPointer { po in
-                base.withUnsafeBufferPointer { pb in
-                    let o = UnsafeSendable(po), b = UnsafeSendable(pb)
-                    let scales = masks.map(\.scale)
-                    keptCounts.withUnsafeMutableBufferPointer { kc in
-                        let counts = UnsafeSendable(kc)
-                        Kernels.blocks(n) { r in
-                            Self.mergeBlock(r, base: b.value.baseAddress!, experts: pointers.map { $0.value.baseAddress! }, masks: masks,
-                                            weights: weights, scales: scales, electSign: electSign, normalize: normalize,
-                                            totalWeight: totalWeight, lambda: lambda, out: o.value.baseAddress!,
-                                            kept: counts.value.baseAddress! + (r.lowerBound / Kernels.block) * k)
-                        }
-                    }
-                }
+        return Merger(count: n, masks: masks, weights: weights, normalize: p.flag("normalize", ctx) ?? Configuration.normalizeByDefault,
+                      lambda: Float(p.number("lambda", ctx) ?? 1))
+    }
+
+    /// Pass 2, element by element: thinned, weighted deltas; sign election; normalisation; λ.
+    final class Merger: BlockMerger, @unchecked Sendable {
+        let count: Int
+        let masks: [DeltaMask]
+        let weights: [Float]
+        let scales: [Float]
+        let normalize: Bool
+        let lambda: Float
+        let totalWeight: Float
+        /// Kept elements per block and expert, for the masks whose kept fraction the merge pass counts.
+        let keptCounts: UnsafeMutablePointer<Int>
+        let blockCount: Int
+
+        init(count: Int, masks: [DeltaMask], weights: [Float], normalize: Bool, lambda: Float) {
+            self.count = count
+            self.masks = masks
+            self.weights = weights
+            scales = masks.map(\.scale)
+            self.normalize = normalize
+            self.lambda = lambda
+            totalWeight = weights.reduce(0, +)
+            blockCount = (count + Kernels.block - 1) / Kernels.block
+            keptCounts = .allocate(capacity: max(1, blockCount * masks.count))
+            keptCounts.initialize(repeating: 0, count: max(1, blockCount * masks.count))
+        }
+
+        deinit { keptCounts.deallocate() }
+
+        func mergeBlock(_ r: Range<Int>, base: UnsafePointer<Float>?, experts: [UnsafePointer<Float>], into out: UnsafeMutablePointer<Float>) {
+            GeneralizedTaskArithmetic.mergeBlock(r, base: base!, experts: experts, masks: masks, weights: weights, scales: scales,
+                                                 electSign: Configuration.electsSign, normalize: normalize, totalWeight: totalWeight,
+                                                 lambda: lambda, out: out, kept: keptCounts + (r.lowerBound / Kernels.block) * masks.count)
+        }
+
+        func finish() -> (keptFraction: [Double]?, notes: [String: Double]) {
+            let k = masks.count, n = count
+            let kept = masks.enumerated().map { i, m -> Double in
+                guard m.keptFraction.isNaN else { return m.keptFraction }
+                var total = 0
+                for block in 0..<blockCount { total += keptCounts[block * k + i] }
+                return n == 0 ? 1 : Double(total) / Double(n)
             }
+            // Tied thresholds not settled by replaying torch's sort (tensors above TorchSortOrder.maxCount,
+            // see DeltaMask): the earlier indices among the tied elements were kept.
+            let positional = masks.reduce(0) { $0 + $1.positionalTies }
+            return (Configuration.sparsifier == nil ? nil : kept, positional > 0 ? ["ties_by_position": Double(positional)] : [:])
         }
-        withExtendedLifetime(masks) {}
-        let kept = masks.enumerated().map { i, m -> Double in
-            guard m.keptFraction.isNaN else { return m.keptFraction }
-            var total = 0
-            for block in stride(from: i, to: keptCounts.count, by: k) { total += keptCounts[block] }
-            return n == 0 ? 1 : Double(total) / Double(n)
-        }
-        // Tied thresholds not settled by replaying torch's sort (tensors above TorchSortOrder.maxCount,
-        // see DeltaMask): the earlier indices among the tied elements were kept.
-        let positional = masks.reduce(0) { $0 + $1.positionalTies }
-        return TensorMergeOutput(values: out, keptFraction: Configuration.sparsifier == nil ? nil : kept,
-                                 notes: positional > 0 ? ["ties_by_position": Double(positional)] : [:])
     }
 
     /// vᵢ = w·((xᵢ − bᵢ)·f) for every element, or only where |xᵢ − bᵢ| is above `threshold` (its
@@ -173,72 +202,81 @@ public struct GeneralizedTaskArithmetic<Configuration: TaskArithmeticConfigurati
     /// Pass 2 over one block: each expert's thinned, weighted deltas into a row of a block buffer
     /// (one loop per expert, specialised by mask kind, so the common cases vectorise), then the
     /// element-wise election and sum. Same operation order as mergekit: v = w·(δ·scale); S = Σ v;
-    /// the agreeing v and w summed; divided; times λ; added to the base.
+    /// the agreeing v and w summed; divided; times λ; added to the base. `base` and `experts` point
+    /// at element `r.lowerBound`; writes `out[0..<r.count]`.
     static func mergeBlock(_ r: Range<Int>, base: UnsafePointer<Float>, experts: [UnsafePointer<Float>], masks: [DeltaMask],
                            weights: [Float], scales: [Float], electSign: Bool, normalize: Bool, totalWeight: Float,
                            lambda: Float, out: UnsafeMutablePointer<Float>, kept: UnsafeMutablePointer<Int>) {
+        BlockScratch.with(floats: (experts.count + 3) * Kernels.block) { scratch in
+            mergeBlock(r, base: base, experts: experts, masks: masks, weights: weights, scales: scales, electSign: electSign,
+                       normalize: normalize, totalWeight: totalWeight, lambda: lambda, out: out, kept: kept, scratch: scratch)
+        }
+    }
+
+    /// ``mergeBlock(_:base:experts:masks:weights:scales:electSign:normalize:totalWeight:lambda:out:kept:)``
+    /// with its scratch: (experts + 3) blocks of Float32.
+    private static func mergeBlock(_ r: Range<Int>, base: UnsafePointer<Float>, experts: [UnsafePointer<Float>], masks: [DeltaMask],
+                                   weights: [Float], scales: [Float], electSign: Bool, normalize: Bool, totalWeight: Float,
+                                   lambda: Float, out: UnsafeMutablePointer<Float>, kept: UnsafeMutablePointer<Int>,
+                                   scratch: UnsafeMutablePointer<Float>) {
         let k = experts.count
         let len = r.count
         let r0 = r.lowerBound
         let blockIndex = r0 / Kernels.block
-        let v = UnsafeMutablePointer<Float>.allocate(capacity: k * len)
-        let sum = UnsafeMutablePointer<Float>.allocate(capacity: len)
-        defer { v.deallocate(); sum.deallocate() }
-        let b = base + r0
+        let v = scratch, sum = scratch + k * Kernels.block
+        let b = base
         for i in 0..<k {
-            let x = experts[i] + r0
-            let vi = v + i * len
+            let x = experts[i]
+            let vi = v + i * Kernels.block
             let w = weights[i], f = scales[i]
-            var c = masks[i].cursor(block: blockIndex)
-            switch c.kind {
-            case 0:
-                _ = Self.weightedDeltas(x, b, into: vi, count: len, weight: w, scale: f, threshold: nil)
-            case 1:
-                // Elements equal to the threshold (rare) are left out here and fixed up after.
-                let t = c.threshold1
-                let equal = Self.weightedDeltas(x, b, into: vi, count: len, weight: w, scale: f, threshold: t)
-                if equal > 0 {
+            masks[i].withCursor(block: blockIndex) { c in
+                switch c.kind {
+                case 0:
+                    _ = Self.weightedDeltas(x, b, into: vi, count: len, weight: w, scale: f, threshold: nil)
+                case 1:
+                    // Elements equal to the threshold (rare) are left out here and fixed up after.
+                    let t = c.threshold1
+                    let equal = Self.weightedDeltas(x, b, into: vi, count: len, weight: w, scale: f, threshold: t)
+                    if equal > 0 {
+                        for jj in 0..<len {
+                            let d = x[jj] - b[jj]
+                            guard d.bitPattern & 0x7FFF_FFFF == t else { continue }
+                            if DeltaMask.chosen(c.chosen1, rank: c.rankBase1, need: c.need1) { vi[jj] = w * (d * f) }
+                            c.rankBase1 += 1
+                        }
+                    }
+                case 5:
+                    // DARE: the draws are bits made in the first pass; branch-free select.
+                    let words = c.words!
+                    for jj in 0..<len {
+                        let j = r0 + jj
+                        let d = x[jj] - b[jj]
+                        let mask = UInt32(truncatingIfNeeded: 0 &- (words[j >> 6] >> UInt64(j & 63) & 1))
+                        vi[jj] = Float(bitPattern: (w * (d * f)).bitPattern & mask)
+                    }
+                default:
+                    var count = 0
                     for jj in 0..<len {
                         let d = x[jj] - b[jj]
-                        guard d.bitPattern & 0x7FFF_FFFF == t else { continue }
-                        if DeltaMask.chosen(c.chosen1, rank: c.rankBase1, need: c.need1) { vi[jj] = w * (d * f) }
-                        c.rankBase1 += 1
+                        let keep = DeltaMask.keep(&c, d, r0 + jj)
+                        count &+= keep ? 1 : 0
+                        vi[jj] = keep ? w * (d * f) : 0
                     }
+                    kept[i] = count
                 }
-            case 5:
-                // DARE: the draws are bits made in the first pass; branch-free select.
-                let words = c.words!
-                for jj in 0..<len {
-                    let j = r0 + jj
-                    let d = x[jj] - b[jj]
-                    let mask = UInt32(truncatingIfNeeded: 0 &- (words[j >> 6] >> UInt64(j & 63) & 1))
-                    vi[jj] = Float(bitPattern: (w * (d * f)).bitPattern & mask)
-                }
-            default:
-                var count = 0
-                for jj in 0..<len {
-                    let d = x[jj] - b[jj]
-                    let keep = DeltaMask.keep(&c, d, r0 + jj)
-                    count &+= keep ? 1 : 0
-                    vi[jj] = keep ? w * (d * f) : 0
-                }
-                kept[i] = count
             }
         }
         for jj in 0..<len { sum[jj] = v[jj] }
         for i in 1..<max(k, 1) {
-            let vi = v + i * len
+            let vi = v + i * Kernels.block
             for jj in 0..<len { sum[jj] += vi[jj] }
         }
         if electSign {
-            // acc and div reuse the first two rows' space only after they are read: use fresh buffers.
-            let acc = UnsafeMutablePointer<Float>.allocate(capacity: len)
-            let div = UnsafeMutablePointer<Float>.allocate(capacity: len)
-            defer { acc.deallocate(); div.deallocate() }
+            let acc = sum + Kernels.block, div = sum + 2 * Kernels.block
             acc.initialize(repeating: 0, count: len)
             div.initialize(repeating: 0, count: len)
             for i in 0..<k {
-                let vi = v + i * len
+                let vi = v + i * Kernels.block
                 let w = weights[i]
                 for jj in 0..<len {
                     let x = vi[jj]
@@ -251,14 +289,14 @@ public struct GeneralizedTaskArithmetic<Configuration: TaskArithmeticConfigurati
             for jj in 0..<len {
                 var mixed = normalize ? acc[jj] / (div[jj] == 0 ? 1 : div[jj]) : acc[jj]
                 if lambda != 1 { mixed *= lambda }
-                out[r0 + jj] = b[jj] + mixed
+                out[jj] = b[jj] + mixed
             }
         } else {
             let divisor: Float = abs(totalWeight) < 1e-8 ? 1 : totalWeight
             for jj in 0..<len {
                 var mixed = normalize ? sum[jj] / divisor : sum[jj]
                 if lambda != 1 { mixed *= lambda }
-                out[r0 + jj] = b[jj] + mixed
+                out[jj] = b[jj] + mixed
             }
         }
     }

@@ -29,6 +29,11 @@ public struct Commit: Sendable, Equatable {
         }
     }
 
+    /// `extra.storage`: `lossless`, or `lossy` when low-rank tensors replaced some it was given.
+    public var storage: String {
+        extra["storage"]?.stringValue ?? "lossless"
+    }
+
     /// The first line of the message.
     public var subject: String {
         String(message.split(separator: "\n", omittingEmptySubsequences: false).first ?? "")

@@ -12,10 +12,16 @@ extension HistoryDatabase {
             WHERE objectID = ? AND byteCount = ? AND kind = ? AND sha256 IS NOT NULL LIMIT 8
             """, arguments: [file.objectID.hex, file.byteCount, file.kind.rawValue])
         for row in rows {
+            let r = RowReader(row: row, table: "treeFile", key: row.keyText("treeID"))
             let tensors = try String.fetchAll(db, sql: "SELECT objectID FROM treeTensor WHERE treeID = ? AND path = ? ORDER BY position",
-                                              arguments: [row["treeID"] as String, row["path"] as String])
-            if tensors == file.tensors.map(\.objectID.hex), let d = (row["sha256"] as String?).flatMap(Digest.init(hex:)) { return d }
+                                              arguments: [try r.value("treeID", String.self), try r.value("path", String.self)])
+            if tensors == file.tensors.map(\.objectID.hex), let d = try r.optionalID("sha256") { return d }
         }
         return nil
+    }
+
+    /// ``knownDigest(_:of:)`` in a read transaction of its own.
+    func knownDigest(of file: TreeFile) throws -> Digest? {
+        try read { try HistoryDatabase.knownDigest($0, of: file) }
     }
 }

@@ -125,8 +125,62 @@ extension HistoryDatabase {
             // Additive: NULL in the rows of older trees, which are then not checked.
             try db.execute(sql: "ALTER TABLE treeFile ADD COLUMN sha256 TEXT")
         }
+        // Several working trees over one store (`mrepo worktree`): the per-working-tree tables get a
+        // `worktree` key, '' for the main working tree, whose rows are kept as they were. SQLite
+        // cannot drop the `CHECK (id = 1)` of a single-row table, so each is rebuilt: renamed,
+        // created anew, filled from the old one, dropped. No other table refers to them.
+        m.registerMigration("v5-worktrees") { db in
+            try db.execute(sql: """
+                CREATE TABLE worktree (
+                    id TEXT PRIMARY KEY NOT NULL CHECK (id <> ''),
+                    path TEXT NOT NULL UNIQUE,
+                    created REAL NOT NULL
+                );
+                ALTER TABLE head RENAME TO headV1;
+                CREATE TABLE head (
+                    worktree TEXT PRIMARY KEY NOT NULL,
+                    branch TEXT,
+                    commitID TEXT REFERENCES "commit"(id),
+                    CHECK ((branch IS NULL) <> (commitID IS NULL))
+                );
+                INSERT INTO head(worktree, branch, commitID) SELECT '', branch, commitID FROM headV1;
+                DROP TABLE headV1;
+                ALTER TABLE statCache RENAME TO statCacheV1;
+                CREATE TABLE statCache (
+                    worktree TEXT NOT NULL,
+                    path TEXT NOT NULL,
+                    size INTEGER NOT NULL,
+                    mtimeNs INTEGER NOT NULL,
+                    ctimeNs INTEGER NOT NULL,
+                    inode INTEGER NOT NULL,
+                    device INTEGER NOT NULL,
+                    recordedNs INTEGER NOT NULL,
+                    identity TEXT NOT NULL,
+                    PRIMARY KEY (worktree, path)
+                );
+                INSERT INTO statCache(worktree, path, size, mtimeNs, ctimeNs, inode, device, recordedNs, identity)
+                    SELECT '', path, size, mtimeNs, ctimeNs, inode, device, recordedNs, identity FROM statCacheV1;
+                DROP TABLE statCacheV1;
+                ALTER TABLE mergeState RENAME TO mergeStateV1;
+                CREATE TABLE mergeState (
+                    worktree TEXT PRIMARY KEY NOT NULL,
+                    state TEXT NOT NULL
+                );
+                INSERT INTO mergeState(worktree, state) SELECT '', state FROM mergeStateV1;
+                DROP TABLE mergeStateV1;
+                ALTER TABLE worktreeView RENAME TO worktreeViewV1;
+                CREATE TABLE worktreeView (
+                    worktree TEXT PRIMARY KEY NOT NULL,
+                    commitID TEXT NOT NULL,
+                    description TEXT NOT NULL,
+                    files TEXT NOT NULL
+                );
+                INSERT INTO worktreeView(worktree, commitID, description, files) SELECT '', commitID, description, files FROM worktreeViewV1;
+                DROP TABLE worktreeViewV1;
+                """)
+        }
         // Remotes, their remote-tracking refs and the upstream of each branch (docs/remotes.md).
-        m.registerMigration("v5-remotes") { db in
+        m.registerMigration("v6-remotes") { db in
             try db.execute(sql: """
                 CREATE TABLE remote (
                     name TEXT PRIMARY KEY NOT NULL,

@@ -69,7 +69,7 @@ public enum HookSamples {
         # Environment: MREPO_COMMIT (the new commit id), MREPO_BRANCH, MREPO_MESSAGE, MREPO_METRICS (JSON).
         # Its exit status is reported but cannot undo the commit.
         printf '%s\\t%s\\t%s\\t%s\\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$MREPO_COMMIT" "${MREPO_BRANCH:-detached}" "$MREPO_METRICS" \\
-            >> "$MREPO_ROOT/.mrepo/commits.log"
+            >> "${MREPO_DIR:-$MREPO_ROOT/.mrepo}/commits.log"
 
         """)
 
@@ -146,7 +146,7 @@ public enum HookSamples {
         # Environment: MREPO_COMMIT (the merge commit), MREPO_MERGE_BRANCHES, MREPO_MERGE_BASE.
         # Its exit status is reported but cannot undo the merge.
         printf '%s\t%s\tmerged %s\tbase %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$MREPO_COMMIT" "$MREPO_MERGE_BRANCHES" "$MREPO_MERGE_BASE" \
-            >> "$MREPO_ROOT/.mrepo/merges.log"
+            >> "${MREPO_DIR:-$MREPO_ROOT/.mrepo}/merges.log"
 
         """)
 }

@@ -1,6 +1,5 @@
 import Delta
 import Foundation
-import GRDB
 
 /// A file to write that is computed, not stored: a folded model, an expert rebuilt from a
 /// reversible merge, a view. Tensors are produced one at a time, so memory stays at one tensor.
@@ -63,50 +62,6 @@ public struct WorktreeView: Sendable {
     var files: [TreeFile]
 
     var tree: Tree { Tree(files: files) }
-}
-
-extension HistoryDatabase {
-    /// The view the working tree holds, if any.
-    func worktreeView() throws -> WorktreeView? {
-        try read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM worktreeView WHERE id = 1"),
-                  let commit = ObjectID(hex: row["commitID"] as String),
-                  let list = try? JSONValue.parse(Array((row["files"] as String).utf8)).arrayValue
-            else { return nil }
-            var files: [TreeFile] = []
-            for item in list {
-                guard let path = item["path"]?.stringValue, let identity = item["identity"]?.stringValue,
-                      let f = FileIdentityCoding.decode(identity, path: path) else { return nil }
-                files.append(f)
-            }
-            return WorktreeView(commit: commit, description: row["description"], files: files)
-        }
-    }
-
-    /// Detaches HEAD at `view.commit` and records that the working tree holds `view`, in one transaction.
-    func setHead(view: WorktreeView, expected: Head, message: String, statEntries: [StatCacheEntry]) throws {
-        try write { db in
-            let current = try HistoryDatabase.head(db)
-            guard current == expected else { throw RepoError.concurrentUpdate(ref: "HEAD") }
-            try HistoryDatabase.detachHead(db, at: view.commit)
-            try HistoryDatabase.logRef(db, "HEAD", old: current.commit, new: view.commit, message: message)
-            let files = JSONValue.array(view.files.map {
-                .object([JSONMember("path", .string($0.path)), JSONMember("identity", .string(FileIdentityCoding.encode($0)))])
-            })
-            try db.execute(sql: "INSERT OR REPLACE INTO worktreeView(id, commitID, description, files) VALUES (1, ?, ?, ?)",
-                           arguments: [view.commit.hex, view.description, files.serialized()])
-            for entry in statEntries { try entry.save(db) }
-        }
-    }
-
-    static func clearView(_ db: Database) throws {
-        try db.execute(sql: "DELETE FROM worktreeView")
-    }
-
-    /// Forgets the view (the working tree was rewritten to something else).
-    func clearWorktreeView() throws {
-        try write { try HistoryDatabase.clearView($0) }
-    }
 }
 
 extension Repository {

@@ -110,55 +110,123 @@ extension Snapshotter {
     }
 }
 
-extension Repository {
-    /// The `lossy` record of a low-rank commit (`extra.lossy`).
-    static func lossyRecord(policy: LowRankPolicy, tensors: [LowRankTensorRecord]) -> JSONMember {
-        let errors = tensors.map(\.relativeError)
-        var members = [JSONMember("method", .string("lowrank"))]
-        switch policy.choice {
-        case let .rank(r): members.append(JSONMember("rank", .int(r)))
-        case let .energy(e): members.append(JSONMember("energy", .double(e)))
-        }
-        members += [
-            JSONMember("tensor_count", .int(tensors.count)),
-            JSONMember("max_relative_error", .double(errors.max() ?? 0)),
-            JSONMember("mean_relative_error", .double(errors.isEmpty ? 0 : errors.reduce(0, +) / Double(errors.count))),
-            JSONMember("stored_bytes", .int(tensors.reduce(0) { $0 + $1.storedByteCount })),
-            JSONMember("dense_bytes", .int(tensors.reduce(0) { $0 + $1.logicalByteCount })),
-            JSONMember("tensors", .object(tensors.map {
-                JSONMember($0.name, .object([JSONMember("rank", .int($0.rank)), JSONMember("relative_error", .double($0.relativeError))]))
-            })),
-        ]
-        return JSONMember("lossy", .object(members))
-    }
-}
+/// What a lossy commit records (`extra.lossy`, docs/format.md §3.7); `show` and `du` print it.
+public struct LossyRecord: CommitExtraRecord {
+    public static let member = "lossy"
 
-/// What `show` and `du` say about a lossy commit.
-public struct LossySummary: Sendable {
+    /// What the user asked for: a fixed rank, or the fraction of the energy to keep.
+    public enum Setting: Sendable, Equatable {
+        case rank(Int)
+        case energy(Double)
+    }
+
+    /// One low-rank tensor: its rank and relative error.
+    public struct Tensor: Sendable, Equatable {
+        public var name: String
+        public var rank: Int
+        public var relativeError: Double
+    }
+
     public var method: String
-    public var setting: String
+    public var setting: Setting?
     public var tensorCount: Int
     public var maxRelativeError: Double
     public var meanRelativeError: Double
     public var storedByteCount: Int
     public var denseByteCount: Int
-    /// Per tensor: rank and relative error.
-    public var tensors: [(name: String, rank: Int, relativeError: Double)]
+    /// In the order they were stored.
+    public var tensors: [Tensor]
 
     /// The fraction of the dense bytes the low-rank tensors save.
     public var savedFraction: Double { 1 - Double(storedByteCount) / Double(max(denseByteCount, 1)) }
 
-    public init?(commit: Commit) {
-        guard let l = commit.extra["lossy"] else { return nil }
-        method = l["method"]?.stringValue ?? "lowrank"
-        if let r = l["rank"]?.intValue { setting = "rank \(r)" } else if let e = l["energy"]?.doubleValue { setting = "energy \(e)" } else { setting = "" }
-        tensorCount = l["tensor_count"]?.intValue ?? 0
-        maxRelativeError = l["max_relative_error"]?.doubleValue ?? 0
-        meanRelativeError = l["mean_relative_error"]?.doubleValue ?? 0
-        storedByteCount = l["stored_bytes"]?.intValue ?? 0
-        denseByteCount = l["dense_bytes"]?.intValue ?? 0
-        tensors = (l["tensors"]?.objectValue ?? []).map { m in
-            (m.key, m.value["rank"]?.intValue ?? 0, m.value["relative_error"]?.doubleValue ?? 0)
+    /// The setting as `show` prints it: `rank 8`, `energy 0.9`, or empty.
+    public var settingDescription: String {
+        switch setting {
+        case let .rank(r)?: return "rank \(r)"
+        case let .energy(e)?: return "energy \(e)"
+        case nil: return ""
         }
     }
+
+    init(policy: LowRankPolicy, tensors: [LowRankTensorRecord]) {
+        let errors = tensors.map(\.relativeError)
+        method = "lowrank"
+        switch policy.choice {
+        case let .rank(r): setting = .rank(r)
+        case let .energy(e): setting = .energy(e)
+        }
+        tensorCount = tensors.count
+        maxRelativeError = errors.max() ?? 0
+        meanRelativeError = errors.isEmpty ? 0 : errors.reduce(0, +) / Double(errors.count)
+        storedByteCount = tensors.reduce(0) { $0 + $1.storedByteCount }
+        denseByteCount = tensors.reduce(0) { $0 + $1.logicalByteCount }
+        self.tensors = tensors.map { Tensor(name: $0.name, rank: $0.rank, relativeError: $0.relativeError) }
+    }
+
+    /// The members in the format's order; `tensors` is an object keyed by tensor name.
+    private enum CodingKeys: String, CodingKey {
+        case method, rank, energy, tensorCount = "tensor_count", maxRelativeError = "max_relative_error"
+        case meanRelativeError = "mean_relative_error", storedByteCount = "stored_bytes", denseByteCount = "dense_bytes", tensors
+    }
+
+    private enum TensorKeys: String, CodingKey {
+        case rank, relativeError = "relative_error"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        method = try c.decodeIfPresent(String.self, forKey: .method) ?? "lowrank"
+        if let r = try c.decodeIfPresent(Int.self, forKey: .rank) {
+            setting = .rank(r)
+        } else if let e = try c.decodeIfPresent(Double.self, forKey: .energy) {
+            setting = .energy(e)
+        } else {
+            setting = nil
+        }
+        tensorCount = try c.decodeIfPresent(Int.self, forKey: .tensorCount) ?? 0
+        maxRelativeError = try c.decodeIfPresent(Double.self, forKey: .maxRelativeError) ?? 0
+        meanRelativeError = try c.decodeIfPresent(Double.self, forKey: .meanRelativeError) ?? 0
+        storedByteCount = try c.decodeIfPresent(Int.self, forKey: .storedByteCount) ?? 0
+        denseByteCount = try c.decodeIfPresent(Int.self, forKey: .denseByteCount) ?? 0
+        tensors = []
+        if c.contains(.tensors) {
+            let byName = try c.nestedContainer(keyedBy: NameKey.self, forKey: .tensors)
+            for key in byName.allKeys {
+                let t = try byName.nestedContainer(keyedBy: TensorKeys.self, forKey: key)
+                tensors.append(Tensor(name: key.stringValue, rank: try t.decodeIfPresent(Int.self, forKey: .rank) ?? 0,
+                                      relativeError: try t.decodeIfPresent(Double.self, forKey: .relativeError) ?? 0))
+            }
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(method, forKey: .method)
+        switch setting {
+        case let .rank(r)?: try c.encode(r, forKey: .rank)
+        case let .energy(e)?: try c.encode(e, forKey: .energy)
+        case nil: break
+        }
+        try c.encode(tensorCount, forKey: .tensorCount)
+        try c.encode(maxRelativeError, forKey: .maxRelativeError)
+        try c.encode(meanRelativeError, forKey: .meanRelativeError)
+        try c.encode(storedByteCount, forKey: .storedByteCount)
+        try c.encode(denseByteCount, forKey: .denseByteCount)
+        var byName = c.nestedContainer(keyedBy: NameKey.self, forKey: .tensors)
+        for t in tensors {
+            var e = byName.nestedContainer(keyedBy: TensorKeys.self, forKey: NameKey(t.name))
+            try e.encode(t.rank, forKey: .rank)
+            try e.encode(t.relativeError, forKey: .relativeError)
+        }
+    }
+}
+
+/// A coding key that is any member name (records keyed by tensor or file name).
+struct NameKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(_ name: String) { stringValue = name }
+    init?(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
 }

@@ -3,7 +3,8 @@ import Foundation
 import Merge
 
 /// What a commit records about the LoRA adapter it holds (`extra.adapter`, docs/format.md §3.7).
-public struct AdapterRecord: Sendable, Equatable {
+public struct AdapterRecord: CommitExtraRecord, Equatable {
+    public static let member = "adapter"
     /// The base model commit the adapter applies to.
     public var base: ObjectID
     public var rank: Int
@@ -14,16 +15,9 @@ public struct AdapterRecord: Sendable, Equatable {
     /// Number of adapted modules.
     public var moduleCount: Int
 
-    var json: JSONMember {
-        JSONMember("adapter", .object([
-            JSONMember("format", .string("peft-lora")),
-            JSONMember("base", .string(base.hex)),
-            JSONMember("r", .int(rank)),
-            JSONMember("alpha", .double(alpha)),
-            JSONMember("rslora", .bool(useRSLoRA)),
-            JSONMember("targets", .array(targets.map { .string($0) })),
-            JSONMember("modules", .int(moduleCount)),
-        ]))
+    /// The members in the format's order; `format` is always `peft-lora`.
+    private enum CodingKeys: String, CodingKey {
+        case format, base, rank = "r", alpha, useRSLoRA = "rslora", targets, moduleCount = "modules"
     }
 
     init(base: ObjectID, rank: Int, alpha: Double, useRSLoRA: Bool, targets: [String], moduleCount: Int) {
@@ -35,14 +29,25 @@ public struct AdapterRecord: Sendable, Equatable {
         self.moduleCount = moduleCount
     }
 
-    init?(commit: Commit) {
-        guard let a = commit.extra["adapter"], let base = a["base"]?.stringValue.flatMap(ObjectID.init(hex:)) else { return nil }
-        self.base = base
-        rank = a["r"]?.intValue ?? 0
-        alpha = a["alpha"]?.doubleValue ?? 0
-        useRSLoRA = a["rslora"] == .bool(true)
-        targets = a["targets"]?.arrayValue?.compactMap(\.stringValue) ?? []
-        moduleCount = a["modules"]?.intValue ?? 0
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        base = try c.decode(ObjectID.self, forKey: .base)
+        rank = try c.decodeIfPresent(Int.self, forKey: .rank) ?? 0
+        alpha = try c.decodeIfPresent(Double.self, forKey: .alpha) ?? 0
+        useRSLoRA = try c.decodeIfPresent(Bool.self, forKey: .useRSLoRA) ?? false
+        targets = try c.decodeIfPresent([String].self, forKey: .targets) ?? []
+        moduleCount = try c.decodeIfPresent(Int.self, forKey: .moduleCount) ?? 0
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode("peft-lora", forKey: .format)
+        try c.encode(base, forKey: .base)
+        try c.encode(rank, forKey: .rank)
+        try c.encode(alpha, forKey: .alpha)
+        try c.encode(useRSLoRA, forKey: .useRSLoRA)
+        try c.encode(targets, forKey: .targets)
+        try c.encode(moduleCount, forKey: .moduleCount)
     }
 }
 
@@ -66,8 +71,8 @@ extension Repository {
     /// - Throws: when the commit is not an adapter commit, or its base is gone.
     func loadAdapter(_ id: ObjectID) throws -> LoadedAdapter {
         let c = try commit(id)
-        guard let record = AdapterRecord(commit: c) else {
-            throw RepoError.invalidArgument("commit \(id.short) is not a LoRA adapter (commit a folder with adapter_config.json and adapter_model.safetensors)")
+        guard let record = try c.record(AdapterRecord.self) else {
+            throw RepoError.notAnAdapter(commit: id.short)
         }
         guard try history.commit(record.base) != nil else {
             throw RepoError.invalidArgument("adapter \(id.short): its base model commit \(record.base.short) is not in the repository")
@@ -96,7 +101,7 @@ extension Repository {
             // The config itself is wrong (a rank that disagrees with the factors, patterns too costly to match).
             throw RepoError.invalidArgument("\(file): \(problem)")
         case let .failure(.invalidRecipe(file, problem)):
-            throw RepoError.invalidArgument("\(file) is not an adapter of commit \(base.short): \(problem); name its base model commit with --adapter-of REV")
+            throw RepoError.adapterBaseMismatch(file: file, base: base.short, problem: problem)
         case let .failure(error): throw error
         }
     }
@@ -134,7 +139,7 @@ extension Repository {
               let weights = prepared.first(where: { $0.scanned.path == LoRAConfig.weightsFileName })
         else {
             if adapterOf != nil {
-                throw RepoError.invalidArgument("--adapter-of: the folder has no \(LoRAConfig.fileName) and \(LoRAConfig.weightsFileName)")
+                throw RepoError.notAnAdapterFolder
             }
             return (nil, nil)
         }
@@ -156,17 +161,17 @@ extension Repository {
         case let .failure(error):
             let text = error.description
             if text.contains("not supported"), adapterOf == nil { return (nil, "\(text); committed as plain files") }
-            throw RepoError.invalidArgument(text)
+            throw RepoError.invalidAdapterConfig(error)
         }
         let base: ObjectID
         if let rev = adapterOf {
             base = try resolve(rev)
-        } else if let parent, let record = AdapterRecord(commit: parent) {
+        } else if let parent, let record = try parent.record(AdapterRecord.self) {
             base = record.base
         } else if let parent {
             base = parent.id
         } else {
-            throw RepoError.invalidArgument("\(LoRAConfig.weightsFileName): an adapter needs its base model in the repository; commit the base first and name it with --adapter-of REV")
+            throw RepoError.adapterWithoutBase(file: LoRAConfig.weightsFileName)
         }
         let tensors: [(name: String, dtype: DType, shape: Shape)]
         if let st = weights.safetensors {
@@ -286,7 +291,7 @@ extension Repository {
 
     /// Whether a revision holds a LoRA adapter.
     public func isAdapter(_ revision: String) throws -> Bool {
-        AdapterRecord(commit: try commit(try resolve(revision))) != nil
+        try commit(try resolve(revision)).record(AdapterRecord.self) != nil
     }
 }
 

@@ -15,10 +15,14 @@ struct MergeContext {
     let expertTensors: [[String: InputTensor]]
     /// Receives each merged tensor's bytes for the checkout (nil: nothing is prepared).
     var prepared: PreparedCheckout?
+    /// Where the per-tensor phases add their time (`MREPO_DEBUG_TIMING`).
+    var timer = PhaseTimer.disabled
     /// Each tensor's class, decided once.
     private(set) var decisions: [String: Decision] = [:]
     /// Resolutions of a recorded merge to replay, by tensor.
     let resolutions: [String: RecordedResolution]
+    /// Working memory reused by every tensor merge.
+    let buffers = MergeBuffers()
 
     /// The tree whose files and tensor order the merge result follows: the first expert's.
     var layoutTemplate: Tree { expertTrees.first ?? baseTree }
@@ -167,6 +171,10 @@ struct MergeContext {
         var result = RunResult(report: try classify(layerCount: layerCount))
         let toMerge = result.report.tensors.filter { $0.mergeClass == .merged }
         let counter = ProgressCounter(progress, title: "merge", total: toMerge.count, unit: .items)
+        // Tensors of a method that needs no whole input are merged first, chunk by chunk, several at once.
+        let ts = timer.now()
+        let streamed = try runStreaming(try streamingJobs(result.report, layerCount: layerCount), batch: batch, counter: counter)
+        timer.add("streamed", since: ts)
         for (index, entry) in result.report.tensors.enumerated() {
             let name = entry.name
             if let recorded = resolutions[name] {
@@ -192,6 +200,19 @@ struct MergeContext {
             case let .conflict(reason):
                 result.unresolved[name] = reason
             case .merge, .vocabulary:
+                if let (info, metrics) = streamed[name] {
+                    var r = result.report.tensors[index]
+                    r.metrics = metrics
+                    if let info {
+                        result.decided[name] = info.id
+                        result.add(info)
+                    } else if let violation = options.thresholds.violation(metrics) {
+                        r.conflict = violation
+                        result.unresolved[name] = violation
+                    }
+                    result.report.tensors[index] = r
+                    continue
+                }
                 let context = TensorContext(name: name, shape: (baseTensors[name] ?? expertTensors.compactMap { $0[name] }.first!).tensor.shape,
                                             layerCount: layerCount)
                 let (info, metrics, remarks) = try mergeTensor(name, context: context, batch: batch, thresholds: options.thresholds)
@@ -236,13 +257,14 @@ struct MergeContext {
         return (out, raw)
     }
 
-    /// Merges one tensor with the plan (or the given one); stores the result unless it trips a threshold.
-    func mergeTensor(_ name: String, context: TensorContext, batch: ObjectStore.Batch, thresholds: ConflictThresholds,
-                     plan override: MergePlan? = nil) throws -> (ObjectInfo?, ConflictMetrics?, [String]) {
+    /// ``mergeTensor(_:context:batch:thresholds:plan:)`` for a vocabulary merge, whose inputs differ
+    /// in rows: Float32 arrays brought to common rows, merged, the extra rows appended.
+    func mergeTensorArrays(_ name: String, context: TensorContext, batch: ObjectStore.Batch, thresholds: ConflictThresholds,
+                           plan override: MergePlan? = nil) throws -> (ObjectInfo?, ConflictMetrics?, [String]) {
         let plan = override ?? self.plan
         guard let baseInput = baseTensors[name] else { throw RepoError.failed("tensor '\(name)' has no merge base") }
         var remarks: [String] = []
-        let t0 = Date()
+        let t0 = timer.now()
         let baseID = baseInput.tensor.objectID
         let (baseValues, baseRaw) = try baseTensor(baseID)
         var expertValues: [[Float]] = try expertTensors.map { tensors in
@@ -253,7 +275,7 @@ struct MergeContext {
             }
             return try baseValues.withUnsafeBytes { try floats(id, reference: (baseID, $0)) }
         }
-        Timing.add("decode", Date().timeIntervalSince(t0))
+        timer.add("decode", since: t0)
         var shape = baseInput.tensor.shape
         var extraRows: (rows: Int, values: [Float])?
         if case let .vocabulary(policy) = decision(for: name) {
@@ -265,36 +287,23 @@ struct MergeContext {
         let baseCommon = shape == baseInput.tensor.shape ? baseValues : Array(baseValues.prefix(commonRows * columns))
         var mergedContext = context
         mergedContext.shape = shape
-        let t1 = Date()
+        let t1 = timer.now()
         var (values, metrics) = try plan.merge(mergedContext, base: baseCommon, experts: expertValues)
-        Timing.add("merge+metrics", Date().timeIntervalSince(t1))
-        let t2 = Date()
-        defer { Timing.add("encode", Date().timeIntervalSince(t2)) }
+        timer.add("merge+metrics", since: t1)
+        let t2 = timer.now()
+        defer { timer.add("encode", since: t2) }
         if override == nil, thresholds.violation(metrics) != nil { return (nil, metrics, remarks) }
         if let extra = extraRows { values += extra.values; shape = [commonRows + extra.rows, columns] }
         let dtype = options.outputDType ?? baseInput.tensor.dtype
-        let output = MergeContext.outputBytes(&values, as: dtype)
-        func withOutputBytes<T>(_ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
-            try output.withBytes(of: values, body)
-        }
-        let reference: (info: ObjectInfo, header: EncodedTensorHeader)?
-        if let info = try repository.history.objectInfo(baseInput.tensor.objectID) {
-            reference = (info, try repository.objects.header(of: info.id))
-        } else {
-            reference = nil
-        }
-        if override == nil, extraRows == nil {
-            withOutputBytes { prepared?.write(name, $0) }
-        }
-        let written = try withOutputBytes { output in
-            try withBaseBytes(baseValues: baseValues, baseRaw: baseRaw) { known in
-                try repository.objects.write(kind: .tensor, dtype: dtype, shape: shape, source: output,
-                                             reference: reference, options: repository.codecOptions, batch: batch, referenceBytes: known)
+        let header = try repository.objects.header(of: baseID)
+        let info = try values.withUnsafeMutableBufferPointer { v in
+            try withOutputBytes(v, as: dtype) { output in
+                if override == nil, extraRows == nil { prepared?.write(name, output) }
+                return try withBaseBytes(baseValues: baseValues, baseRaw: baseRaw) { known in
+                    try writeMerged(output, dtype: dtype, shape: shape, base: baseID, baseHeader: header, baseBytes: known, batch: batch)
+                }
             }
         }
-        repository.objects.releasePages(of: baseInput.tensor.objectID)
-        var info = written.info
-        if !written.isNew, let known = try repository.history.objectInfo(info.id) { info = known }
         return (info, metrics, remarks)
     }
 
@@ -422,19 +431,5 @@ struct MergeContext {
             }
         }
         return out
-    }
-}
-
-/// Phase timings for `MREPO_DEBUG_TIMING=1` (printed at exit of a merge).
-enum Timing {
-    nonisolated(unsafe) static var totals: [String: Double] = [:]
-    static let enabled = getenv("MREPO_DEBUG_TIMING") != nil
-    static func add(_ phase: String, _ seconds: Double) {
-        guard enabled else { return }
-        totals[phase, default: 0] += seconds
-    }
-    static func report() {
-        guard enabled else { return }
-        for (k, v) in totals.sorted(by: { $0.key < $1.key }) { FileHandle.standardError.write(Data("\(k): \(String(format: "%.2f", v)) s\n".utf8)) }
     }
 }

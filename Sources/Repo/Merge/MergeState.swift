@@ -1,6 +1,5 @@
 import Delta
 import Foundation
-import GRDB
 import Merge
 
 /// Everything about a merge: its inputs, the recipe, and the policies around it.
@@ -161,31 +160,4 @@ struct MergeState: Sendable, Codable {
     }
 
     var commits: [ObjectID] { [head, base] + branches.map(\.commit) + (experts ?? []).map(\.commit) }
-}
-
-extension HistoryDatabase {
-    /// The merge in progress, or nil. A row that cannot be read is an error, never "no merge".
-    func mergeState() throws -> MergeState? {
-        try read { db in
-            guard let text = try String.fetchOne(db, sql: "SELECT state FROM mergeState WHERE id = 1") else { return nil }
-            do {
-                return try JSONValueCoding.decode(MergeState.self, from: try JSONValue.parse(Array(text.utf8)))
-            } catch {
-                throw RepoError.corruptRecord("the merge in progress (table mergeState)", problem: "\(error)".prefix(200).description)
-            }
-        }
-    }
-
-    /// Saves (or, with nil, clears) the merge state, with the objects it references recorded in the same transaction.
-    func setMergeState(_ state: MergeState?, objects: [ObjectInfo] = []) throws {
-        let text = try state.map { try JSONValueCoding.encode($0).serialized() }
-        try write { db in
-            try HistoryDatabase.insert(db, objects: objects)
-            if let text {
-                try db.execute(sql: "INSERT OR REPLACE INTO mergeState(id, state) VALUES (1, ?)", arguments: [text])
-            } else {
-                try db.execute(sql: "DELETE FROM mergeState")
-            }
-        }
-    }
 }

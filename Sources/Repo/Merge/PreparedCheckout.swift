@@ -1,5 +1,6 @@
 import Delta
 import Foundation
+import Synchronization
 
 /// The merged model's files, written while the merge runs, so that checking the merge out renames
 /// them into place instead of decoding every merged tensor a second time.
@@ -17,7 +18,7 @@ struct PreparedFile {
     var sha256: Digest?
 }
 
-final class PreparedCheckout: @unchecked Sendable {
+final class PreparedCheckout: Sendable {
     private struct File {
         var path: String
         var temporary: String
@@ -32,15 +33,32 @@ final class PreparedCheckout: @unchecked Sendable {
     }
 
     let directory: String
-    private var files: [File] = []
-    private var places: [String: (file: Int, offset: Int, count: Int)] = [:]
+    /// The files being written; merged tensors may arrive from several threads.
+    private let files: Mutex<[File]>
+    /// Where each tensor of the template goes: fixed once the files are created.
+    private let places: [String: Place]
+
+    private struct Place {
+        var file: Int
+        var offset: Int
+        var count: Int
+    }
 
     init(repository: Repository, template: Tree) throws {
         // `.mrepo/.mrepo-tmp-<pid>-<random>-prepared`: a crash leaves it to the next command's sweep.
         directory = TemporaryName.path(in: repository.metaDirectory, name: "prepared")
         try repository.createDirectory(directory)
+        var files: [File] = []
+        var places: [String: Place] = [:]
         for (i, f) in template.files.enumerated() where f.kind == .safetensors {
-            let header = try repository.objects.read(f.objectID)
+            let header: [UInt8]
+            do {
+                header = try repository.objects.read(f.objectID)
+            } catch {
+                for file in files { close(file.fd) }
+                try? FileManager.default.removeItem(atPath: directory)
+                throw error
+            }
             let temporary = directory + "/\(i).safetensors"
             let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
             guard fd >= 0 else { continue }
@@ -51,22 +69,46 @@ final class PreparedCheckout: @unchecked Sendable {
             files.append(File(path: f.path, temporary: temporary, fd: fd, headerObject: f.objectID, headerLength: header.count,
                               byteCount: f.byteCount, executable: f.executable, pending: Set(f.tensors.map(\.name))))
             for t in f.tensors where places[t.name] == nil {
-                places[t.name] = (files.count - 1, header.count + t.dataOffsets.lowerBound, t.byteCount)
+                places[t.name] = Place(file: files.count - 1, offset: header.count + t.dataOffsets.lowerBound, count: t.byteCount)
             }
         }
+        self.files = Mutex(files)
+        self.places = places
     }
 
     deinit { discard() }
 
     /// Puts a merged tensor's bytes at its place (when the template has it with that size).
     func write(_ name: String, _ bytes: UnsafeRawBufferPointer) {
-        guard let p = places[name], bytes.count == p.count, !files[p.file].failed else { return }
-        if PreparedCheckout.write(files[p.file].fd, bytes, at: p.offset) {
-            files[p.file].pending.remove(name)
-            files[p.file].written += 1
-        } else {
-            files[p.file].failed = true
+        guard let p = places[name], bytes.count == p.count else { return }
+        writePart(name, bytes, at: 0)
+        completed(name)
+    }
+
+    /// Puts part of a merged tensor's bytes, `offset` bytes into the tensor, at its place. Safe to
+    /// call from several threads (the positional writes run outside the lock); ``completed(_:)``
+    /// then says every part is written.
+    func writePart(_ name: String, _ bytes: UnsafeRawBufferPointer, at offset: Int) {
+        guard let p = places[name], offset >= 0, offset + bytes.count <= p.count else { return }
+        let (fd, failed) = files.withLock { ($0[p.file].fd, $0[p.file].failed) }
+        guard !failed, fd >= 0 else { return }
+        if !PreparedCheckout.write(fd, bytes, at: p.offset + offset) {
+            files.withLock { $0[p.file].failed = true }
         }
+    }
+
+    /// Marks a tensor whose parts are all written (``writePart(_:_:at:)``) as in place.
+    func completed(_ name: String) {
+        guard let p = places[name] else { return }
+        files.withLock { files in
+            guard !files[p.file].failed else { return }
+            if files[p.file].pending.remove(name) != nil { files[p.file].written += 1 }
+        }
+    }
+
+    /// Whether the template has a place for a tensor of `byteCount` bytes named `name`.
+    func hasPlace(for name: String, byteCount: Int) -> Bool {
+        places[name]?.count == byteCount
     }
 
     /// Completes the files whose entry in `tree` is the prepared layout, syncs them, and returns
@@ -74,6 +116,10 @@ final class PreparedCheckout: @unchecked Sendable {
     /// that received no merged tensor is left to the ordinary checkout, which skips it when it is
     /// unchanged.
     func finish(for tree: Tree, store: ObjectStore) -> [String: PreparedFile] {
+        files.withLock { finish(&$0, for: tree, store: store) }
+    }
+
+    private func finish(_ files: inout [File], for tree: Tree, store: ObjectStore) -> [String: PreparedFile] {
         var out: [String: PreparedFile] = [:]
         for i in files.indices where files[i].fd >= 0 {
             let f = files[i]
@@ -112,9 +158,11 @@ final class PreparedCheckout: @unchecked Sendable {
 
     /// Closes and deletes everything not renamed away.
     func discard() {
-        for i in files.indices where files[i].fd >= 0 {
-            close(files[i].fd)
-            files[i].fd = -1
+        files.withLock { files in
+            for i in files.indices where files[i].fd >= 0 {
+                close(files[i].fd)
+                files[i].fd = -1
+            }
         }
         try? FileManager.default.removeItem(atPath: directory)
     }

@@ -32,6 +32,8 @@ public struct MergeOutcome: Sendable {
     public var reversible: ReversibleMergeReport? = nil
     /// Things the user should know that did not stop the merge (a failed post-merge hook).
     public var warnings: [String] = []
+    /// Time per phase, when `MREPO_DEBUG_TIMING` is set (``PhaseTimer``).
+    public var phaseTimes: [PhaseTimer.Phase] = []
 }
 
 /// How an unresolved tensor is settled by `mrepo resolve`.
@@ -86,6 +88,7 @@ extension Repository {
         // by MergePlan, when the experts are known (nothing is written before that).
         _ = try MethodRegistry.method(named: options.recipe.method)
         let head = try history.head()
+        let timer = PhaseTimer.fromEnvironment()
         guard let headID = head.commit else { throw RepoError.invalidArgument("HEAD has no commits yet; commit before merging") }
         let empty = ConflictReport(method: options.recipe.method, experts: [], baseName: "", tensors: [], files: [])
         let inputs: ResolvedMerge
@@ -103,8 +106,8 @@ extension Repository {
             inputs = resolved
         }
         if !options.dryRun {
-            let ts = Date()
-            defer { Timing.add("status", Date().timeIntervalSince(ts)) }
+            let ts = timer.now()
+            defer { timer.add("status", since: ts) }
             let dirty = try status(against: try worktreeBaseline(head: head).tree).changes.map(\.path)
             if !dirty.isEmpty { throw RepoError.dirtyWorktree(operation: "merging", paths: dirty) }
         }
@@ -125,8 +128,11 @@ extension Repository {
         }
         let yaml = recordedRecipe(recipe, options: options, base: inputs.base, experts: inputs.experts, resolutions: options.resolutions).yaml()
 
+        let tc = timer.now()
         var context = try MergeContext(repository: self, base: inputs.base, experts: inputs.experts.map { ($0.name, $0.commit) },
                                        plan: plan, options: options)
+        context.timer = timer
+        timer.add("context", since: tc)
         let layerCount = TensorContext.layerCount(of: context.allNames)
         if options.dryRun {
             let report = try context.classify(layerCount: layerCount)
@@ -143,14 +149,16 @@ extension Repository {
         defer { context.prepared?.discard() }
         let headName = head.branchName ?? "HEAD"
         do {
-            let tr = Date()
+            let tr = timer.now()
             var result = try context.run(layerCount: layerCount, batch: batch, progress: progress)
-            Timing.add("run", Date().timeIntervalSince(tr))
+            timer.add("run", since: tr)
+            let tb = timer.now()
             let message = options.message ?? "Merge \(inputs.branches.map(\.name).joined(separator: ", ")) into \(headName) (\(recipe.method))"
             let reportBlob = try objects.writeBlob(Array(result.report.json.serialized().utf8), options: codecOptions, batch: batch)
             if reportBlob.isNew { result.newObjects.append(reportBlob.info) }
             // Merged tensors become readable under their names (the tree is built from their headers).
             try batch.finish()
+            timer.add("report+finish1", since: tb)
             var state = MergeState(head: inputs.headID, branches: inputs.branches, experts: inputs.experts, base: inputs.base,
                                    recipe: recipe.json, message: message, decided: result.decided, unresolved: result.unresolved,
                                    reportObject: reportBlob.info.id, readyTree: nil, options: RecordedMergeOptions(options),
@@ -160,9 +168,11 @@ extension Repository {
                 return MergeOutcome(status: .conflicted, report: result.report, base: inputs.base, baseCandidates: inputs.candidates,
                                     estimatedPeakBytes: context.estimatedPeakBytes, recipeYAML: yaml)
             }
+            let tt = timer.now()
             let tree = try context.buildTree(decided: result.decided, recipe: recipe, report: result.report,
                                               recipeYAML: yaml, batch: batch, newObjects: &result.newObjects)
             try batch.finish()
+            timer.add("tree+finish2", since: tt)
             if options.noCommit {
                 // The candidate's files are staged (written and verified) before the merge state
                 // names them: a corrupt object stops the merge with nothing recorded or written.
@@ -176,8 +186,10 @@ extension Repository {
                 }
                 readyCheckout = (checkout, result.report)
             } else {
+                let trec = timer.now()
                 let recorded = try recordMerge(state: state, tree: tree, objects: result.newObjects, report: result.report,
                                                prepared: context.prepared)
+                timer.add("record", since: trec)
                 committed = (recorded, result.report)
             }
         } catch {
@@ -194,13 +206,13 @@ extension Repository {
                                 estimatedPeakBytes: context.estimatedPeakBytes, recipeYAML: yaml)
         }
         let (recorded, report) = committed!
-        let tf = Date()
+        let tf = timer.now()
         let warnings = try finishMerge(recorded)
-        Timing.add("checkout", Date().timeIntervalSince(tf))
-        Timing.report()
+        timer.add("checkout", since: tf)
         var outcome = MergeOutcome(status: .committed(recorded.commit), report: report, base: inputs.base, baseCandidates: inputs.candidates,
                                    estimatedPeakBytes: context.estimatedPeakBytes, recipeYAML: yaml)
         outcome.warnings = warnings
+        outcome.phaseTimes = timer.phases
         return outcome
     }
 
@@ -332,27 +344,15 @@ extension Repository {
     /// LoRA adapters merge as adapters (rmm) or folded into their base, not tensor by tensor against a full model.
     private func refuseAdapterExperts(_ experts: [MergeInput], method: String) throws {
         guard method != RMM.id else { return }
-        let adapters = try experts.filter { AdapterRecord(commit: try commit($0.commit)) != nil }
+        let adapters = try experts.filter { try commit($0.commit).record(AdapterRecord.self) != nil }
         guard !adapters.isEmpty else { return }
-        throw RepoError.invalidArgument("\(adapters.map(\.name).joined(separator: ", ")) \(adapters.count == 1 ? "is a LoRA adapter" : "are LoRA adapters"): \(method) merges full models tensor by tensor; merge adapters with --method rmm (a reversible merge of the adapters), or fold each into its base model (mrepo export --fold REV DIR; mrepo commit --from DIR) and merge the folded models")
+        throw RepoError.invalidArgument("\(adapters.map(\.name).joined(separator: ", ")) \(adapters.count == 1 ? "is a LoRA adapter" : "are LoRA adapters"): \(method) merges full models tensor by tensor; merge adapters with --method rmm (a reversible merge of the adapters), or fold each into its base model (mrepo export --fold REV DIR; mrepo commit --from DIR) and merge the folded models (knots is made for them)")
     }
 
     func moveHeadForward(_ head: Head, to target: ObjectID, message: String) throws -> ObjectID {
         let oldTree = try worktreeBaseline(head: head).tree
         let entries = try materialize(try tree(of: target), over: oldTree, force: false)
-        try history.write { db in
-            let current = try HistoryDatabase.head(db)
-            guard current == head else { throw RepoError.concurrentUpdate(ref: head.branchName ?? "HEAD") }
-            switch head {
-            case let .branch(name, old):
-                try HistoryDatabase.setRef(db, name: name, kind: .branch, target: target, old: old, message: message)
-            case let .detached(old):
-                try db.execute(sql: "UPDATE head SET commitID = ? WHERE id = 1", arguments: [target.hex])
-                try HistoryDatabase.logRef(db, "HEAD", old: old, new: target, message: message)
-            }
-            try HistoryDatabase.clearView(db)
-            for e in entries { try e.save(db) }
-        }
+        try history.moveHead(head, to: target, message: message, statEntries: entries)
         return target
     }
 
@@ -384,6 +384,7 @@ extension Repository {
                                  seed: recipe.seed, tokenizerSource: options.tokenizerSource, extensions: ext)
         out.lines = recipe.lines
         out.consensus = recipe.consensus
+        out.balance = recipe.balance
         out.header = ["Recorded by mrepo \(Repository.toolVersion). Re-run with: mrepo merge --config merge_recipe.yml",
                       "(on a branch whose HEAD is the merge base or one of the models).",
                       "merge base \(base.short)" + experts.map { ", \($0.name) = \($0.commit.short)" }.joined()]
@@ -392,17 +393,4 @@ extension Repository {
 
     /// mrepo's version: recorded in merge recipes and model cards, printed by `mrepo --version`.
     public static let toolVersion = "0.2.0"
-}
-
-extension HistoryDatabase {
-    /// Records a `--no-commit` merge's candidate tree (and the objects it needs) and the merge
-    /// state that points at it, in one transaction.
-    func insertTree(_ tree: Tree, objects: [ObjectInfo], mergeState state: MergeState) throws {
-        let text = try JSONValueCoding.encode(state).serialized()
-        try write { db in
-            try HistoryDatabase.insert(db, objects: objects)
-            try HistoryDatabase.insert(db, tree: tree)
-            try db.execute(sql: "INSERT OR REPLACE INTO mergeState(id, state) VALUES (1, ?)", arguments: [text])
-        }
-    }
 }

@@ -3,7 +3,9 @@ import Foundation
 import Merge
 
 /// What a merge commit records (`extra.merge`, docs/format.md §3.6).
-struct MergeRecord: Sendable, Codable {
+struct MergeRecord: CommitExtraRecord {
+    static let member = "merge"
+
     var recipe: JSONValue
     var base: ObjectID
     /// HEAD, then the other parents, with the names they were given.
@@ -38,17 +40,6 @@ struct MergeRecord: Sendable, Codable {
         if let resolutions, !resolutions.isEmpty { try c.encode(resolutions, forKey: .resolutions) }
     }
 
-    /// The record of a merge commit, or nil for other commits.
-    /// - Throws: ``RepoError/corruptRecord(_:problem:)`` when the member is there but unreadable.
-    init?(commit: Commit) throws {
-        guard let member = commit.extra["merge"] else { return nil }
-        do {
-            self = try JSONValueCoding.decode(MergeRecord.self, from: member)
-        } catch {
-            throw RepoError.corruptRecord("the merge record of commit \(commit.id.short)", problem: "\(error)".prefix(200).description)
-        }
-    }
-
     init(recipe: JSONValue, base: ObjectID, inputs: [MergeInput], experts: [MergeInput]?, summary: [String: Int], reportObject: ObjectID?,
          options: RecordedMergeOptions?, resolutions: [RecordedResolution]?) {
         self.recipe = recipe
@@ -74,17 +65,22 @@ public struct MergeSummary: Sendable {
     public var oneSided: OneSidedRule?
     public var outputDType: String?
     public var recipe: JSONValue
+    /// The tool that made the merge (`mrepo 0.x`).
+    public var tool: String
+    /// How many tensors fell in each class, in class order.
+    public var tensorClasses: [(name: String, count: Int)]
 }
 
 extension Repository {
     /// A merge commit's record, for `show`; nil for other commits.
     public func mergeSummary(of id: ObjectID) throws -> MergeSummary? {
-        guard let record = try MergeRecord(commit: try commit(id)) else { return nil }
+        guard let record = try commit(id).record(MergeRecord.self) else { return nil }
         let experts = record.experts ?? Array(record.inputs.dropFirst())
         return MergeSummary(method: record.recipe["method"]?.stringValue ?? "?", base: record.base,
                             experts: experts.map { ($0.name, $0.commit) }, resolutions: record.resolutions ?? [],
                             thresholds: record.options?.thresholds ?? ConflictThresholds(), oneSided: record.options?.oneSided,
-                            outputDType: record.options?.dtype, recipe: record.recipe)
+                            outputDType: record.options?.dtype, recipe: record.recipe, tool: record.tool,
+                            tensorClasses: MergeClass.allCases.map { ($0.rawValue, record.summary[$0.rawValue] ?? 0) })
     }
 
     /// A recorded merge commit and what finishing it needs.
@@ -113,18 +109,6 @@ extension Repository {
         var env = recorded.hookEnvironment
         env["MREPO_COMMIT"] = recorded.commit.id.hex
         return runPostHook("post-merge", environment: env).map { [$0] } ?? []
-    }
-
-    /// Runs a hook after the fact: a failure cannot undo anything, so it becomes a warning.
-    func runPostHook(_ name: String, environment: [String: String]) -> String? {
-        do {
-            try runHook(name, environment: environment)
-            return nil
-        } catch let RepoError.hookRejected(hook, status) {
-            return "\(hook) hook failed (exit status \(status))"
-        } catch {
-            return RepoError.wrap(error).description
-        }
     }
 
     /// Runs the pre-merge-commit hook on the candidate, stages the merge's files in the working tree

@@ -173,7 +173,7 @@ extension Repository {
     /// The conflict report recorded with a merge commit, as JSON (nil for other commits).
     public func mergeReport(of id: ObjectID) throws -> JSONValue? {
         try withReadLock {
-            guard let report = try MergeRecord(commit: try commit(id))?.reportObject else { return nil }
+            guard let report = try commit(id).record(MergeRecord.self)?.reportObject else { return nil }
             return try JSONValue.parse(try objects.read(report))
         }
     }
@@ -187,7 +187,7 @@ extension Repository {
 
     private func mergeReportHTMLLocked(of id: ObjectID) throws -> String {
         let c = try commit(id)
-        guard let record = try MergeRecord(commit: c), let reportID = record.reportObject else {
+        guard let record = try c.record(MergeRecord.self), let reportID = record.reportObject else {
             throw RepoError.invalidArgument("\(id.short) is not a merge commit made by mrepo merge; it has no report")
         }
         let json = try JSONValue.parse(try objects.read(reportID))

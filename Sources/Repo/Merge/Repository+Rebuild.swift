@@ -43,8 +43,8 @@ extension Repository {
 
     private func reversibleReportLocked(_ revision: String) throws -> (commit: Commit, record: ReversibleMergeRecord, report: ReversibleMergeReport) {
         let c = try commit(try resolve(revision))
-        guard let record = ReversibleMergeRecord(commit: c) else {
-            throw RepoError.invalidArgument("\(revision) (\(c.id.short)) is not a reversible merge (merge with --method rmm)")
+        guard let record = try c.record(ReversibleMergeRecord.self) else {
+            throw RepoError.notAReversibleMerge(commit: c.id.short, revision: revision)
         }
         guard let object = record.reportObject, let v = try? JSONValue.parse(try objects.read(object)),
               let report = ReversibleMergeReport(json: v) else {
@@ -60,8 +60,8 @@ extension Repository {
     /// A reversible merge commit with its basis file's header, checked against the commit's record.
     func loadReversible(commit c: Commit) throws -> LoadedReversible {
         let id = c.id
-        guard let record = ReversibleMergeRecord(commit: c) else {
-            throw RepoError.invalidArgument("commit \(id.short) is not a reversible merge; --expert and --view apply to merges made with --method rmm")
+        guard let record = try c.record(ReversibleMergeRecord.self) else {
+            throw RepoError.notAReversibleMerge(commit: id.short, revision: nil)
         }
         let tree = try history.tree(c.treeID)
         guard let file = tree.file(at: RMMBasisFile.fileName), file.kind == .safetensors else {
@@ -102,7 +102,7 @@ extension Repository {
         if lower.count >= 4, let i = loaded.record.experts.firstIndex(where: { $0.commit.hex.hasPrefix(lower) }) { return i }
         // Any revision that resolves to an expert's commit (a branch at it, a tag, HEAD~2, ...).
         if let id = try? resolve(name), let i = loaded.record.experts.firstIndex(where: { $0.commit == id }) { return i }
-        throw RepoError.invalidArgument("'\(name)' is not an expert of the merge \(loaded.commit.id.short) (experts: \(loaded.record.experts.map(\.name).joined(separator: ", ")))")
+        throw RepoError.unknownExpert(name, merge: loaded.commit.id.short, experts: loaded.record.experts.map(\.name))
     }
 
     // MARK: - Outputs
@@ -111,7 +111,7 @@ extension Repository {
     /// hold. The one place that tells a plain adapter (folded into its base) from a reversible
     /// merge (an expert or a view rebuilt from its basis).
     func rebuiltOutputs(_ id: ObjectID, expert: String?, view: ReversibleView?, fold: Bool) throws -> (outputs: [OutputFile], description: String) {
-        if fold, expert == nil, view == nil, ReversibleMergeRecord(commit: try commit(id)) == nil {
+        if fold, expert == nil, view == nil, try commit(id).record(ReversibleMergeRecord.self) == nil {
             return (try foldAdapterOutputs(try loadAdapter(id), factors: nil), "adapter \(id.short) folded into its base")
         }
         let loaded = try loadReversible(id)

@@ -3,7 +3,15 @@ import Foundation
 import Merge
 
 /// What a reversible merge commit records (`extra.rmm`, docs/format.md §3.7; its basis file: §4.7).
-public struct ReversibleMergeRecord: Sendable {
+public struct ReversibleMergeRecord: CommitExtraRecord {
+    public static let member = "rmm"
+
+    /// One merged expert: its name and commit.
+    public struct Expert: Codable, Sendable, Equatable {
+        public var name: String
+        public var commit: ObjectID
+    }
+
     /// What the experts are.
     public var expertKind: RMMExpertKind
     public var variant: String
@@ -11,7 +19,7 @@ public struct ReversibleMergeRecord: Sendable {
     public var center: Bool
     /// The base model commit (the adapters' base, or the merge base of full fine-tunes).
     public var base: ObjectID
-    public var experts: [(name: String, commit: ObjectID)]
+    public var experts: [Expert]
     /// The measurements (a blob holding ``ReversibleMergeReport`` JSON).
     public var reportObject: ObjectID?
     /// Reduction rank of full fine-tunes.
@@ -20,17 +28,9 @@ public struct ReversibleMergeRecord: Sendable {
     /// ``expertKind`` as recorded: `adapter` or `full`.
     public var kind: String { expertKind.rawValue }
 
-    var json: JSONMember {
-        JSONMember("rmm", .object([
-            JSONMember("kind", .string(expertKind.rawValue)),
-            JSONMember("variant", .string(variant)),
-            JSONMember("basis", .int(basis)),
-            JSONMember("center", .bool(center)),
-            JSONMember("base", .string(base.hex)),
-            JSONMember("experts", .array(experts.map { .object([JSONMember("name", .string($0.name)), JSONMember("commit", .string($0.commit.hex))]) })),
-            JSONMember("rank", rank.map { .int($0) } ?? .null),
-            JSONMember("report_object", reportObject.map { .string($0.hex) } ?? .null),
-        ]))
+    /// The members in the format's order; `rank` and `report_object` are written as null when absent.
+    private enum CodingKeys: String, CodingKey {
+        case kind, variant, basis, center, base, experts, rank, reportObject = "report_object"
     }
 
     init(expertKind: RMMExpertKind, variant: String, basis: Int, center: Bool, base: ObjectID, experts: [(name: String, commit: ObjectID)],
@@ -40,27 +40,35 @@ public struct ReversibleMergeRecord: Sendable {
         self.basis = basis
         self.center = center
         self.base = base
-        self.experts = experts
+        self.experts = experts.map { Expert(name: $0.name, commit: $0.commit) }
         self.reportObject = reportObject
         self.rank = rank
     }
 
-    /// The record of a reversible merge commit; nil for other commits, and for a kind this
-    /// version does not know.
-    public init?(commit: Commit) {
-        guard let r = commit.extra["rmm"], let base = r["base"]?.stringValue.flatMap(ObjectID.init(hex:)),
-              let kind = RMMExpertKind(rawValue: r["kind"]?.stringValue ?? RMMExpertKind.adapter.rawValue) else { return nil }
-        expertKind = kind
-        variant = r["variant"]?.stringValue ?? RMMVariant.position.rawValue
-        basis = r["basis"]?.intValue ?? 0
-        center = r["center"] != .bool(false)
-        self.base = base
-        experts = (r["experts"]?.arrayValue ?? []).compactMap { e in
-            guard let name = e["name"]?.stringValue, let c = e["commit"]?.stringValue.flatMap(ObjectID.init(hex:)) else { return nil }
-            return (name, c)
-        }
-        reportObject = r["report_object"]?.stringValue.flatMap(ObjectID.init(hex:))
-        rank = r["rank"]?.intValue
+    /// Members missing from records of earlier versions read as those versions meant them: an
+    /// adapter merge, the position variant, centred. A kind this version does not know throws.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        expertKind = try c.decodeIfPresent(RMMExpertKind.self, forKey: .kind) ?? .adapter
+        variant = try c.decodeIfPresent(String.self, forKey: .variant) ?? RMMVariant.position.rawValue
+        basis = try c.decodeIfPresent(Int.self, forKey: .basis) ?? 0
+        center = try c.decodeIfPresent(Bool.self, forKey: .center) ?? true
+        base = try c.decode(ObjectID.self, forKey: .base)
+        experts = try c.decodeIfPresent([Expert].self, forKey: .experts) ?? []
+        rank = try c.decodeIfPresent(Int.self, forKey: .rank)
+        reportObject = try c.decodeIfPresent(ObjectID.self, forKey: .reportObject)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(expertKind, forKey: .kind)
+        try c.encode(variant, forKey: .variant)
+        try c.encode(basis, forKey: .basis)
+        try c.encode(center, forKey: .center)
+        try c.encode(base, forKey: .base)
+        try c.encode(experts, forKey: .experts)
+        try c.encode(rank, forKey: .rank)
+        try c.encode(reportObject, forKey: .reportObject)
     }
 }
 
@@ -152,10 +160,10 @@ extension Repository {
             let record = ReversibleMergeRecord(expertKind: plan.kind, variant: plan.settings.variant.rawValue, basis: plan.settings.basis,
                                                center: plan.settings.center, base: plan.base, experts: experts, reportObject: stored.reportObject,
                                                rank: plan.kind == .full && plan.settings.variant != .dense ? plan.settings.rank : nil)
-            var extra = [record.json]
+            var extra = [try record.jsonMember()]
             if let view = plan.adapterView, let first = plan.adapters.first {
-                extra.append(AdapterRecord(base: plan.base, rank: view.rank, alpha: Double(view.rank), useRSLoRA: false,
-                                           targets: first.adapter.targetModules, moduleCount: plan.modules.count).json)
+                extra.append(try AdapterRecord(base: plan.base, rank: view.rank, alpha: Double(view.rank), useRSLoRA: false,
+                                           targets: first.adapter.targetModules, moduleCount: plan.modules.count).jsonMember())
             }
             let message = options.message ?? "Reversible merge of \(experts.map(\.name).joined(separator: ", ")) (rmm, basis \(plan.settings.basis))"
             let state = MergeState(head: headID, branches: branches.map { MergeInput(name: $0.name, commit: $0.commit) }, experts: inputs,
@@ -190,11 +198,10 @@ extension Repository {
         guard n >= 2 else {
             throw RepoError.invalidArgument("rmm: a reversible merge needs at least 2 experts, got \(n) (\(experts.map(\.name).joined(separator: ", ")))")
         }
-        guard settings.basis >= 1, settings.basis < n else {
-            throw RepoError.invalidArgument("rmm: --basis \(settings.basis) with \(n) experts: the basis must be between 1 and N − 1 = \(n - 1) (K = N − 1 rebuilds every expert exactly; a larger basis would store more than the experts)")
-        }
-        if options.noCommit { throw RepoError.invalidArgument("rmm: --no-commit is not supported for reversible merges; use --dry-run to plan") }
-        let records = try experts.map { AdapterRecord(commit: try commit($0.commit)) }
+        // The recipe here names no experts (they are the branches), so the plan could not bound the basis yet.
+        try RMM.validate(ParameterSet(global: ["basis": .number(Double(settings.basis))], perExpert: []), expertCount: n)
+        if options.noCommit { throw RepoError.reversibleMergeNoCommit }
+        let records = try experts.map { try commit($0.commit).record(AdapterRecord.self) }
         let kind: RMMExpertKind
         let base: ObjectID
         let adapterRecords = records.compactMap { $0 }
@@ -202,16 +209,14 @@ extension Repository {
             kind = .adapter
             let bases = Set(adapterRecords.map(\.base))
             guard bases.count == 1, let b = bases.first else {
-                let list = zip(experts, adapterRecords).map { "\($0.0.name) → \($0.1.base.short)" }.joined(separator: ", ")
-                throw RepoError.invalidArgument("rmm: the adapters have different base models (\(list)); a reversible merge needs one base")
+                throw RepoError.adapterBasesDiffer(experts: experts.map(\.name), bases: adapterRecords.map(\.base.short))
             }
             base = b
         } else if adapterRecords.isEmpty {
             kind = .full
             base = mergeBase
         } else {
-            let which = zip(experts, records).map { "\($0.0.name): \($0.1 == nil ? "full model" : "adapter")" }.joined(separator: ", ")
-            throw RepoError.invalidArgument("rmm: the experts mix LoRA adapters and full models (\(which))")
+            throw RepoError.mixedExpertKinds(experts: experts.map(\.name), kinds: records.map { $0 == nil ? .full : .adapter })
         }
         guard try history.commit(base) != nil else {
             throw RepoError.invalidArgument("rmm: the base model commit \(base.short) is not in the repository")
@@ -237,7 +242,7 @@ extension Repository {
         for (i, a) in adapters.enumerated().dropFirst() where Set(a.adapter.modules.map(\.baseTensor)) != targets {
             let mine = Set(a.adapter.modules.map(\.baseTensor))
             let extra = mine.subtracting(targets).sorted().prefix(3), missing = targets.subtracting(mine).sorted().prefix(3)
-            throw RepoError.invalidArgument("rmm: the adapters adapt different modules: \(experts[i].name) \(extra.isEmpty ? "" : "adds \(extra.joined(separator: ", "))")\(extra.isEmpty || missing.isEmpty ? "" : " and ")\(missing.isEmpty ? "" : "lacks \(missing.joined(separator: ", "))") compared with \(experts[0].name); a reversible merge needs the same target modules")
+            throw RepoError.adapterModulesDiffer(expert: experts[i].name, adds: Array(extra), lacks: Array(missing), reference: experts[0].name)
         }
         let ranks = Set(adapters.flatMap { $0.adapter.modules.map(\.rank) })
         if ranks.count > 1, plan.settings.variant != .dense {

@@ -35,7 +35,7 @@ public struct ObjectInfo: Sendable, Equatable {
 /// Objects are written to a temporary file, synced, and renamed into place; a file under its
 /// final name is therefore always complete. Nothing here touches the database: the caller records
 /// objects in the `object` table after they are durable.
-public final class ObjectStore: @unchecked Sendable {
+public final class ObjectStore: Sendable {
     public let root: String
     public static let magic: [UInt8] = Array("MROB".utf8)
     public static let version: UInt8 = 1
@@ -52,21 +52,35 @@ public final class ObjectStore: @unchecked Sendable {
     let missingFileHandler = Mutex<(@Sendable (ObjectID) throws -> Void)?>(nil)
     /// Where the store notes that this process writes temporary files into `root`.
     let journal: WriteJournal?
+    /// Verify-after-write: ``Batch/finish()`` decodes and re-hashes every new object from its
+    /// temporary file before renaming it into place (`MREPO_VERIFY_WRITES=1`). The codec already
+    /// hashes what it reads while encoding; this also catches a fault between the encoder and the
+    /// disk (a codec bug, a bad page) before anything refers to the object.
+    public let verifiesWrites: Bool
 
-    public init(root: String) {
-        self.root = root
-        journal = nil
+    /// Whether `MREPO_VERIFY_WRITES=1` is set.
+    public static var verifyWritesFromEnvironment: Bool {
+        ProcessInfo.processInfo.environment["MREPO_VERIFY_WRITES"] == "1"
     }
 
-    init(root: String, journal: WriteJournal) {
+    public init(root: String, verifiesWrites: Bool = ObjectStore.verifyWritesFromEnvironment) {
+        self.root = root
+        journal = nil
+        self.verifiesWrites = verifiesWrites
+    }
+
+    init(root: String, journal: WriteJournal, verifiesWrites: Bool = ObjectStore.verifyWritesFromEnvironment) {
         self.root = root
         self.journal = journal
+        self.verifiesWrites = verifiesWrites
     }
 
     /// A temporary file for a new object, in `root` (named after its content when it is complete).
-    func incomingWriter() throws -> AtomicFileWriter {
+    ///
+    /// - Parameter bufferByteCount: the writer's buffer (0 for a caller that writes large pieces).
+    func incomingWriter(bufferByteCount: Int = 1 << 20) throws -> AtomicFileWriter {
         journal?.note(directory: root)
-        return try AtomicFileWriter(destination: root + "/incoming")
+        return try AtomicFileWriter(destination: root + "/incoming", bufferByteCount: bufferByteCount)
     }
 
     /// The path of an object's file.
@@ -83,19 +97,31 @@ public final class ObjectStore: @unchecked Sendable {
 
     // MARK: - Reading
 
-    /// Maps an object file and checks its header.
-    public func open(_ id: ObjectID) throws -> (kind: ObjectKind, tensor: EncodedTensor) {
+    /// Maps an object file (or, given `temporary`, a new object's file not yet renamed into place)
+    /// and checks its header.
+    public func open(_ id: ObjectID, temporary: String? = nil) throws -> (kind: ObjectKind, tensor: EncodedTensor) {
+        let (kind, tensor, _) = try openMapped(id, temporary: temporary)
+        return (kind, tensor)
+    }
+
+    /// ``open(_:temporary:)``, with the mapping the tensor's bytes live in.
+    func openMapped(_ id: ObjectID, temporary: String? = nil) throws -> (kind: ObjectKind, tensor: EncodedTensor, map: MappedFile) {
         let map: MappedFile
-        if let cached = openObjects.withLock({ $0[id] }) {
+        if temporary == nil, let cached = openObjects.withLock({ $0[id] }) {
             map = cached
         } else {
             if !exists(id), let fetch = missingFileHandler.withLock({ $0 }) { try fetch(id) }
             do {
-                map = try MappedFile(path: path(for: id))
+                map = try MappedFile(path: temporary ?? path(for: id))
             } catch {
                 throw RepoError.corruptObject(object: id.short, problem: "missing object file (\(error))")
             }
         }
+        return try open(id, map: map)
+    }
+
+    /// Checks the header of a mapped object file and parses its encoded tensor.
+    func open(_ id: ObjectID, map: MappedFile) throws -> (kind: ObjectKind, tensor: EncodedTensor, map: MappedFile) {
         let bytes = map.bytes
         guard bytes.count >= ObjectStore.headerByteCount, Array(bytes[0..<4]) == ObjectStore.magic else {
             throw RepoError.corruptObject(object: id.short, problem: "not an mrepo object (bad magic)")
@@ -108,7 +134,7 @@ public final class ObjectStore: @unchecked Sendable {
         }
         do {
             let tensor = try EncodedTensor(bytes: bytes, offset: ObjectStore.headerByteCount, owner: map, name: "object \(id.short)")
-            return (kind, tensor)
+            return (kind, tensor, map)
         } catch {
             throw RepoError.delta(error)
         }
@@ -138,15 +164,20 @@ public final class ObjectStore: @unchecked Sendable {
     }
 
     /// A source of decoded chunks of a tensor object, following its delta chain.
-    public func chunkSource(for id: ObjectID, depth: Int = 0) throws -> ChunkSource {
+    /// - Parameter pending: new objects not yet renamed into place, by id (verify-after-write).
+    public func chunkSource(for id: ObjectID, depth: Int = 0, pending: [ObjectID: String] = [:]) throws -> ChunkSource {
         guard depth <= ObjectStore.readableDepth else { throw RepoError.corruptObject(object: id.short, problem: "delta chain is too deep (a cycle?)") }
-        let (_, tensor) = try open(id)
-        let reference = try tensor.header.reference.map { try chunkSource(for: $0, depth: depth + 1) }
+        let (_, tensor, map) = try openMapped(id, temporary: pending[id])
+        let reference = try tensor.header.reference.map { try chunkSource(for: $0, depth: depth + 1, pending: pending) }
         let scratchSize = ObjectStore.chunkScratchByteCount(tensor.header)
+        // Each chunk of a reference is read once per tensor coded against it: its pages go once
+        // it is decoded, so a large reference never stays resident whole.
+        let release = ObjectStore.chunkReleaser(tensor, map: map)
         return { index, into in
             try withScratch(scratchSize) { scratch in
                 try tensor.decodeChunk(index, into: into, reference: reference, scratch: scratch)
             }
+            release?(index)
         }
     }
 
@@ -177,6 +208,24 @@ public final class ObjectStore: @unchecked Sendable {
         } catch let error as DeltaError {
             if case let .corruptData(_, problem) = error {
                 throw RepoError.corruptObject(object: id.short, problem: problem)
+            }
+            throw RepoError.delta(error)
+        }
+    }
+
+    /// Decodes several tensor objects at once, on every core, straight into their destinations
+    /// (``TensorPipeline/decode(into:)``), verifying each one's identity.
+    ///
+    /// - Throws: ``RepoError/corruptObject(object:problem:)`` naming the object that does not decode
+    ///   or hashes to something else; the destinations then hold garbage.
+    public func decode(into targets: [(id: ObjectID, target: TensorPipeline.DecodeTarget)]) throws {
+        do {
+            try TensorPipeline.decode(into: targets.map(\.target))
+        } catch let error as DeltaError {
+            if case let .corruptData(object, problem) = error {
+                // Targets are named "object <short id>" (and " chunk <n>" for a chunk's failure).
+                let id = targets.first { object == $0.target.tensor.name || object.hasPrefix($0.target.tensor.name + " ") }?.id
+                throw RepoError.corruptObject(object: id?.short ?? object, problem: problem)
             }
             throw RepoError.delta(error)
         }
@@ -217,7 +266,7 @@ public final class ObjectStore: @unchecked Sendable {
     /// file system once, renames every object to its final name, and syncs again, so hundreds of
     /// objects cost two disk barriers instead of one each. ``rollback()`` deletes everything this
     /// batch wrote, so a failed command leaves the store as it found it.
-    public final class Batch: @unchecked Sendable {
+    public final class Batch: Sendable {
         let store: ObjectStore
         private let state = Mutex<(pending: [ObjectID: String], created: [ObjectID])>(([:], []))
 
@@ -241,6 +290,7 @@ public final class ObjectStore: @unchecked Sendable {
         public func finish() throws {
             let pending = state.withLock { $0.pending }
             guard !pending.isEmpty else { return }
+            if store.verifiesWrites { try store.verify(pending) }
             try AtomicFileWriter.syncFileSystem(containing: store.root)
             for (id, temporary) in pending.sorted(by: { $0.key < $1.key }) {
                 let dir = store.root + "/" + id.hex.prefix(2)
@@ -272,6 +322,21 @@ public final class ObjectStore: @unchecked Sendable {
 
     public func makeBatch() -> Batch { Batch(store: self) }
 
+    /// Decodes each new object from its temporary file (delta references from the store or from
+    /// the same batch) and checks that its bytes hash to its id.
+    /// - Throws: ``RepoError/corruptObject(object:problem:)`` for the first that does not.
+    func verify(_ pending: [ObjectID: String]) throws {
+        for (id, temporary) in pending.sorted(by: { $0.key < $1.key }) {
+            let (kind, tensor) = try open(id, temporary: temporary)
+            let reference = try tensor.header.reference.map { try chunkSource(for: $0, pending: pending) }
+            do {
+                try TensorPipeline.decode(tensor, reference: reference, expected: id, identity: kind == .blob ? .blob : .tensor) { _ in }
+            } catch {
+                throw RepoError.corruptObject(object: id.short, problem: "verify after write: the new object does not decode to its id (\(error))")
+            }
+        }
+    }
+
     /// What a write produced.
     public struct WriteResult: Sendable {
         public var info: ObjectInfo
@@ -288,21 +353,20 @@ public final class ObjectStore: @unchecked Sendable {
     public func write(kind: ObjectKind, dtype: DType, shape: Shape, source: UnsafeRawBufferPointer,
                       reference: (info: ObjectInfo, header: EncodedTensorHeader)?, options: CodecOptions,
                       batch: Batch, referenceBytes: UnsafeRawBufferPointer? = nil,
-                      didProcess: ((Range<Int>) -> Void)? = nil) throws -> WriteResult {
+                      didProcess: ((Range<Int>) -> Void)? = nil, window: Int? = nil) throws -> WriteResult {
         var ref: TensorPipeline.Reference?
         var encoding = TensorEncoding.whole
         var codec = options
         if let reference, kind == .tensor, reference.info.depth < ObjectStore.maxDepth,
            reference.header.dtype == dtype, reference.header.shape == shape {
             if let known = referenceBytes, known.count == reference.header.byteCount {
-                // The caller holds the reference's bytes: copy its chunks instead of decoding them.
-                ref = TensorPipeline.Reference(digest: reference.info.id,
-                                               chunks: memoryChunkSource(known, chunkByteCount: reference.header.chunkByteCount))
+                // The caller holds the reference's bytes: read them in place instead of decoding them.
+                ref = TensorPipeline.Reference(digest: reference.info.id, bytes: known, chunkByteCount: reference.header.chunkByteCount)
             } else {
                 ref = TensorPipeline.Reference(digest: reference.info.id, chunks: try chunkSource(for: reference.info.id))
             }
             encoding = TensorEncoding.preferredDelta(for: dtype)
-            codec = CodecOptions(chunkByteCount: reference.header.chunkByteCount, level: options.level)
+            codec = CodecOptions(chunkByteCount: reference.header.chunkByteCount, level: options.level, rans: options.rans)
         }
         let writer = try incomingWriter()
         try writer.write(ObjectStore.fileHeader(kind))
@@ -310,7 +374,7 @@ public final class ObjectStore: @unchecked Sendable {
         do {
             result = try TensorPipeline.encode(dtype: dtype, shape: shape, source: source, encoding: encoding,
                                                reference: ref, options: codec, identity: kind == .blob ? .blob : .tensor,
-                                               sink: { try writer.write($0) }, didProcess: didProcess)
+                                               sink: { try writer.write($0) }, didProcess: didProcess, window: window)
         } catch {
             writer.abort()
             throw error

@@ -43,8 +43,8 @@ public enum Transports {
         switch try RemoteLocation(parsing: url) {
         case let .local(path):
             return try LocalTransport(path: path, url: url)
-        case .http:
-            throw RepoError.invalidArgument("'\(url)': http(s) remotes need 'mrepo serve' support, which this build lacks")
+        case let .http(location):
+            return try HTTPTransport(location: location, url: url, token: environment["MREPO_TOKEN"])
         case let .s3(bucket, key):
             return try S3Transport(bucket: bucket, key: key, url: url, environment: environment)
         }

@@ -138,7 +138,7 @@ extension Repository {
                     throw RepoError.remote("\(remote): '\(update.name)' is a \(current.kind.rawValue) there, not a \(update.kind.rawValue); nothing was changed")
                 }
                 guard current?.target.hex == update.expected else { throw RepoError.remoteRefMoved(ref: update.name, remote: remote) }
-                if !bare, try HistoryDatabase.head(db).branchName == update.name, update.kind == .branch {
+                if !bare, update.kind == .branch, try HistoryDatabase.allHeads(db).values.contains(where: { $0.branchName == update.name }) {
                     throw RepoError.remote("\(remote): '\(update.name)' is the checked-out branch of that repository; push to another branch, or make the remote bare ('mrepo init --bare'); nothing was changed")
                 }
                 guard let newHex = update.new else {

@@ -154,12 +154,13 @@ extension Repository {
         try refuseDuringMerge("switching")
         let entries = try materialize(try verifiedTree(of: target), over: .empty, force: false)
         try history.write { db in
-            guard try HistoryDatabase.head(db) == head else { throw RepoError.concurrentUpdate(ref: "HEAD") }
+            guard try history.head(db) == head else { throw RepoError.concurrentUpdate(ref: "HEAD") }
+            try history.refuseBranchInUse(db, name)
             try HistoryDatabase.setRef(db, name: name, kind: .branch, target: target, old: nil, message: message)
-            try db.execute(sql: "UPDATE head SET branch = ?, commitID = NULL WHERE id = 1", arguments: [name])
-            try HistoryDatabase.logRef(db, "HEAD", old: nil, new: target, message: message)
-            try HistoryDatabase.clearView(db)
-            for e in entries { try e.save(db) }
+            try db.execute(sql: "UPDATE head SET branch = ?, commitID = NULL WHERE worktree = ?", arguments: [name, history.worktree])
+            try HistoryDatabase.logRef(db, history.headLogName, old: nil, new: target, message: message)
+            try history.clearView(db)
+            for e in entries { try e.save(db, worktree: history.worktree) }
             if let upstream {
                 try db.execute(sql: "INSERT OR REPLACE INTO upstream(branch, remote, remoteBranch) VALUES (?, ?, ?)",
                                arguments: [name, upstream.remote, upstream.branch])

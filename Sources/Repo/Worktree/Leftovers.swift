@@ -1,5 +1,6 @@
 import Delta
 import Foundation
+import Synchronization
 
 /// Temporary names: `.mrepo-tmp-<pid>-<random>-<name>` (``AtomicFileWriter/temporaryPath(for:)``).
 enum TemporaryName {
@@ -40,11 +41,10 @@ struct ProcessLiveness {
 /// `mkdir <JSON path>` (created for such files, deleted again if found empty). A line is written
 /// before the first temporary file goes into its folder. The journal is deleted when the
 /// repository object is released; one whose process is gone is itself a leftover.
-final class WriteJournal: @unchecked Sendable {
+final class WriteJournal: Sendable {
     let path: String
-    private let lock = NSLock()
-    private var fd: Int32 = -1
-    private var noted = Set<String>()
+    /// The journal's descriptor (-1 until the first note) and the lines written to it.
+    private let state = Mutex<(fd: Int32, noted: Set<String>)>((-1, []))
 
     init(metaDirectory: String) {
         path = TemporaryName.path(in: metaDirectory, name: "journal")
@@ -60,27 +60,28 @@ final class WriteJournal: @unchecked Sendable {
 
     private func append(_ kind: String, _ directory: String) {
         let dir = directory.hasPrefix("/") ? directory : FileManager.default.currentDirectoryPath + "/" + directory
-        lock.lock()
-        defer { lock.unlock() }
-        guard noted.insert(kind + " " + dir).inserted else { return }
-        if fd < 0 {
-            fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-            // Without a journal (a read-only .mrepo) only gc finds what a crash leaves.
-            guard fd >= 0 else { return }
+        state.withLock { s in
+            guard s.noted.insert(kind + " " + dir).inserted else { return }
+            if s.fd < 0 {
+                s.fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+                // Without a journal (a read-only .mrepo) only gc finds what a crash leaves.
+                guard s.fd >= 0 else { return }
+            }
+            let fd = s.fd
+            let line = Array("\(kind) \(JSONValue.string(dir).serialized())\n".utf8)
+            _ = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         }
-        let line = Array("\(kind) \(JSONValue.string(dir).serialized())\n".utf8)
-        _ = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
     }
 
     /// Deletes the journal: every temporary file of this process is gone by now.
     func close() {
-        lock.lock()
-        defer { lock.unlock() }
-        guard fd >= 0 else { return }
-        Glibc.close(fd)
-        fd = -1
-        unlink(path)
-        noted.removeAll()
+        state.withLock { s in
+            guard s.fd >= 0 else { return }
+            Glibc.close(s.fd)
+            s.fd = -1
+            unlink(path)
+            s.noted.removeAll()
+        }
     }
 }
 
@@ -106,17 +107,20 @@ enum LeftoverSweeper {
         return removed
     }
 
-    /// gc's sweep: ``sweep(metaDirectory:)``, then every folder of the object store and of the
-    /// working tree (not `.mrepo`, `.git`, folders `.mrepoignore` leaves out, or symbolic links).
+    /// gc's sweep: ``sweep(metaDirectory:)``, then every folder of the object store and of every
+    /// working tree, main and linked (not `.mrepo`, `.git`, folders `.mrepoignore` leaves out, or
+    /// symbolic links).
     @discardableResult
-    static func sweepAll(root: String, metaDirectory: String, objectsRoot: String) -> Int {
+    static func sweepAll(roots: [String], metaDirectory: String, objectsRoot: String) -> Int {
         var removed = sweep(metaDirectory: metaDirectory)
         var liveness = ProcessLiveness()
         removed += sweepFolder(objectsRoot, &liveness)
         for sub in (try? FileManager.default.contentsOfDirectory(atPath: objectsRoot)) ?? [] where sub.count == 2 {
             removed += sweepFolder(objectsRoot + "/" + sub, &liveness)
         }
-        removed += sweepTree(root: root, relative: "", ignore: IgnoreRules(file: root + "/.mrepoignore"), &liveness)
+        for root in roots {
+            removed += sweepTree(root: root, relative: "", ignore: IgnoreRules(file: root + "/.mrepoignore"), &liveness)
+        }
         return removed
     }
 

@@ -85,11 +85,13 @@ struct Snapshotter {
     ///
     /// - Parameters:
     ///   - references: delta references by tensor name (the base commit's tensors).
-    ///   - known: looks up an object's recorded facts (nil when the database has no row for it).
+    ///   - recorded: which of some objects the database records.
     ///   - knownDigest: the SHA-256 recorded for a file with the same identity, if any.
-    func store(_ file: PreparedFile, references: [String: Reference], known: (ObjectID) throws -> ObjectInfo?,
-               knownDigest: (TreeFile) throws -> Digest? = { _ in nil },
-               batch: ObjectStore.Batch, progress: ProgressCounter?) throws -> (TreeFile, [ObjectInfo], [LowRankTensorRecord]) {
+    ///   - copies: where `commit --from` keeps a copy of each file it stores, written from the
+    ///     bytes as they are hashed.
+    func store(_ file: PreparedFile, references: ReferenceIndex, recorded: RecordedLookup,
+               knownDigest: (TreeFile) throws -> Digest? = { _ in nil }, batch: ObjectStore.Batch,
+               copies: FileCopies? = nil, progress: ProgressCounter?) throws -> (TreeFile, [ObjectInfo], [LowRankTensorRecord]) {
         if var cached = file.cached {
             // An entry `status` wrote, or one of an older version, has no digest: take the one
             // recorded for the same content, or read the file once.
@@ -99,12 +101,24 @@ struct Snapshotter {
             progress?.add(file.byteCount)
             return (cached, [], [])
         }
+        guard lowRank != nil else {
+            let (entry, infos) = try storeHashingFirst(file, references: references, recorded: recorded, batch: batch,
+                                                      copies: copies, progress: progress)
+            return (entry, infos, [])
+        }
+        return try storeLowRankFile(file, references: references, recorded: recorded, batch: batch, progress: progress)
+    }
+
+    /// ``store(_:references:recorded:knownDigest:batch:copies:progress:)`` for `commit --lowrank`:
+    /// tensor by tensor, each either low-rank against its reference or encoded losslessly.
+    private func storeLowRankFile(_ file: PreparedFile, references: ReferenceIndex, recorded: RecordedLookup,
+                                  batch: ObjectStore.Batch, progress: ProgressCounter?) throws -> (TreeFile, [ObjectInfo], [LowRankTensorRecord]) {
         var lowRankRecords: [LowRankTensorRecord] = []
         var infos: [ObjectInfo] = []
         func note(_ result: ObjectStore.WriteResult) throws {
             if result.isNew {
                 infos.append(result.info)
-            } else if !batch.contains(result.info.id), try known(result.info.id) == nil {
+            } else if !batch.contains(result.info.id), try recorded([result.info.id]).isEmpty {
                 // The file exists from an interrupted command but was never recorded: record what it holds.
                 infos.append(try objects.inspect(result.info.id))
             }
@@ -125,14 +139,13 @@ struct Snapshotter {
         progress?.add(st.header.dataStart)
         var tensors: [TreeTensor] = []
         for t in st.tensors {
-            let reference = references[t.name].flatMap { $0.header.dtype == t.dtype && $0.header.shape == t.shape ? $0 : nil }
+            let reference = try references.reference(for: t.name, dtype: t.dtype, shape: t.shape)
             if let policy = lowRank, let reference,
                let (result, record) = try storeLowRank(t, source: st.data(of: t), reference: reference, policy: policy, batch: batch) {
                 try note(result)
                 lowRankRecords.append(record)
                 st.release(t)
                 progress?.add(t.byteCount)
-                objects.releasePages(of: reference.info.id)
                 tensors.append(TreeTensor(name: t.name, dtype: t.dtype, shape: t.shape, dataOffsets: t.dataOffsets, objectID: result.info.id))
                 continue
             }
@@ -140,7 +153,6 @@ struct Snapshotter {
                                            reference: reference, options: options, batch: batch,
                                            didProcess: { range in st.release(t, range: range); progress?.add(range.count) })
             try note(result)
-            if let reference { objects.releasePages(of: reference.info.id) }
             tensors.append(TreeTensor(name: t.name, dtype: t.dtype, shape: t.shape, dataOffsets: t.dataOffsets, objectID: result.info.id))
         }
         // A file stored low-rank is not what the tree rebuilds: its digest is unknown.
@@ -164,7 +176,7 @@ struct Snapshotter {
         return sha.finalize()
     }
 
-    private func mapped(_ file: ScannedFile) throws -> MappedFile {
+    func mapped(_ file: ScannedFile) throws -> MappedFile {
         do {
             return try MappedFile(path: file.absolutePath)
         } catch {

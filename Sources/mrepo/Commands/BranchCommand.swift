@@ -7,7 +7,7 @@ struct BranchCommand: ParsableCommand {
         commandName: "branch",
         abstract: "List, create or delete branches.",
         discussion: """
-            'mrepo branch' lists branches (* marks the current one). 'mrepo branch NAME [START]' creates a \
+            'mrepo branch' lists branches (* marks the current one, + one checked out in another working tree). 'mrepo branch NAME [START]' creates a \
             branch at START (default HEAD) without switching to it. 'mrepo branch -d NAME' deletes a branch \
             whose commits HEAD contains; -D deletes it anyway.
             """)
@@ -49,9 +49,9 @@ struct BranchCommand: ParsableCommand {
         }
         let branches = try repo.branches()
         if json {
-            printJSON(.array(branches.map {
-                .obj(["name": .string($0.name), "commit": .string($0.target.hex), "current": .bool($0.isCurrent), "subject": .string($0.subject)])
-            }))
+            try printJSON(branches.map {
+                BranchDocument(name: $0.name, commit: $0.target.hex, current: $0.isCurrent, subject: $0.subject, worktree: OrNull($0.worktree))
+            })
             return
         }
         if branches.isEmpty, let head = try? repo.history.head(), let b = head.branchName {
@@ -60,7 +60,7 @@ struct BranchCommand: ParsableCommand {
         }
         let width = branches.map(\.name.count).max() ?? 0
         for b in branches {
-            print("\(b.isCurrent ? "*" : " ") \(b.name.padding(toLength: width, withPad: " ", startingAt: 0))  \(b.target.short)  \(b.subject)")
+            print("\(b.isCurrent ? "*" : b.worktree != nil ? "+" : " ") \(b.name.padding(toLength: width, withPad: " ", startingAt: 0))  \(b.target.short)  \(b.subject)")
         }
     }
 }

@@ -32,16 +32,14 @@ struct CheckoutCommand: ParsableCommand {
 
     func run() throws {
         let repo = try repository.open()
-        if reversible.isGiven || fold {
-            let (result, description) = try repo.checkoutReversible(revision, view: reversible.parsedView, expert: reversible.expert,
-                                                                    fold: fold, force: force, wait: lock.wait)
-            guard !repository.quiet else { return }
+        let (result, description) = try repo.checkout(revision, as: Materialization(expert: reversible.expert, view: reversible.parsedView, fold: fold),
+                                                      force: force, wait: lock.wait)
+        guard !repository.quiet else { return }
+        if let description {
             print("HEAD is now at \(result.head.commit?.short ?? "") (detached); the working tree holds \(description)")
             print(result.filesSummary)
             return
         }
-        let result = try repo.checkout(revision, force: force, wait: lock.wait)
-        guard !repository.quiet else { return }
         switch result.head {
         case let .branch(name, _): print("Switched to branch '\(name)'")
         case let .detached(id): print("HEAD is now at \(id.short) (detached)")

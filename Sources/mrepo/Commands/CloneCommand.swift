@@ -46,7 +46,7 @@ struct CloneCommand: ParsableCommand {
             try await Repository.clone(url: url, into: directory, branch: branch, lazy: lazy, progress: progress)
         }
         if json {
-            printJSON(TransferOutput.json(result, sent: false, extra: ["directory": .string(repo.root), "lazy": .bool(lazy),
+            try printJSON(TransferOutput.json(result, sent: false, extra: ["directory": .string(repo.root), "lazy": .bool(lazy),
                                                                        "branch": .opt(try repo.history.head().branchName)]))
             return
         }

@@ -15,6 +15,10 @@ struct CommitCommand: ParsableCommand {
             delta against it, other tensors are stored whole, identical tensors once. Unchanged files \
             are recognised by the stat cache and not read again.
 
+            --from DIR --branch B commits the folder onto branch B (created at HEAD's commit if it \
+            does not exist) without touching HEAD or the working tree: parallel jobs, one per branch, \
+            can each commit their checkpoints (with --wait, each waits for the others' commits).
+
             A PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors) is recorded \
             as an adapter of a base model commit: --adapter-of, else the base of the parent's \
             adapter, else the parent commit itself. Its lora_A/lora_B pairs are checked against the \
@@ -35,6 +39,11 @@ struct CommitCommand: ParsableCommand {
         "Import this checkpoint folder (as a trainer wrote it) instead of the working tree; the working tree is then updated to the new commit.",
         valueName: "dir"))
     var source: String?
+
+    @Option(help: ArgumentHelp(
+        "With --from: commit onto this branch instead of HEAD's (created at HEAD if it does not exist), leaving HEAD and the working tree as they are.",
+        valueName: "branch"))
+    var branch: String?
 
     @Option(help: ArgumentHelp(
         "Store tensors as deltas against this revision's tensors. The default is the first commit of the current history.",
@@ -76,6 +85,8 @@ struct CommitCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
+        if branch != nil, source == nil { throw ValidationError("--branch needs --from DIR (the working tree belongs to HEAD's branch)") }
+        if branch != nil, force { throw ValidationError("--force has no effect with --branch, which leaves the working tree alone") }
         if lowRank != nil, energy != nil { throw ValidationError("--lowrank and --energy: give one of them") }
         if let r = lowRank, r < 1 { throw ValidationError("--lowrank must be at least 1, got \(r)") }
         if let e = energy, !(e > 0 && e <= 1) { throw ValidationError("--energy must be in (0, 1], got \(e)") }
@@ -91,31 +102,14 @@ struct CommitCommand: ParsableCommand {
         let options = CommitOptions(message: message, sourceDirectory: source, base: base,
                                     metrics: metrics.compactMap(Metric.parse), author: author, allowEmpty: allowEmpty,
                                     followSymlinks: dereference, force: force, adapterOf: adapterOf,
-                                    lowRank: lowRank.map { LowRankPolicy(choice: .rank($0)) } ?? energy.map { LowRankPolicy(choice: .energy($0)) })
+                                    lowRank: lowRank.map { LowRankPolicy(choice: .rank($0)) } ?? energy.map { LowRankPolicy(choice: .energy($0)) },
+                                    branch: branch)
         let started = Date()
         let result = try repo.commit(options, wait: lock.wait)
+        for w in result.warnings { ErrorReporter.warn(w) }
         let seconds = Date().timeIntervalSince(started)
         if json {
-            printJSON(.obj([
-                "commit": .string(result.commit.id.hex),
-                "branch": .opt(result.branch),
-                "files": .int(result.fileCount),
-                "tensors": .int(result.tensorCount),
-                "logical_bytes": .int(result.logicalByteCount),
-                "new_objects": .int(result.newObjectCount),
-                "new_stored_bytes": .int(result.newStoredByteCount),
-                "unchanged_files": .int(result.unchangedFileCount),
-                "seconds": .double(seconds),
-                "adapter": result.adapter.map { a in .obj(["base": .string(a.base.hex), "r": .int(a.rank), "alpha": .double(a.alpha),
-                                                           "targets": .array(a.targets.map { .string($0) }), "modules": .int(a.moduleCount)]) } ?? .null,
-                "lossy": result.lowRankTensors.isEmpty ? .null : .obj([
-                    "tensors": .int(result.lowRankTensors.count),
-                    "max_relative_error": .double(result.lowRankTensors.map(\.relativeError).max() ?? 0),
-                    "stored_bytes": .int(result.lowRankTensors.reduce(0) { $0 + $1.storedByteCount }),
-                    "dense_bytes": .int(result.lowRankTensors.reduce(0) { $0 + $1.logicalByteCount }),
-                ]),
-                "notes": .array(result.notes.map { .string($0) }),
-            ]))
+            try printJSON(CommitResultDocument(result, seconds: seconds))
             return
         }
         for note in result.notes { ErrorReporter.note(note) }

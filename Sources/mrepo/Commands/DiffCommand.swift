@@ -47,7 +47,7 @@ struct DiffCommand: ParsableCommand {
         let report = try repo.diff(old: revisions.first ?? "HEAD", new: revisions.count > 1 ? revisions[1] : nil)
         let shown = all ? report.tensors : report.changedTensors
         if json {
-            printJSON(.obj([
+            try printJSON(.obj([
                 "old": .string(report.oldName), "new": .string(report.newName),
                 "old_commit": .opt(report.oldCommit?.hex), "new_commit": .opt(report.newCommit?.hex),
                 "merge_base": .opt(report.mergeBase?.hex),
@@ -100,7 +100,7 @@ struct DiffCommand: ParsableCommand {
 extension DiffCommand {
     func printAdapterDiff(_ r: AdapterDiffReport) throws {
         if json {
-            printJSON(.obj([
+            try printJSON(.obj([
                 "old": .string(r.oldName), "new": .string(r.newName), "old_commit": .string(r.oldCommit.hex), "new_commit": .string(r.newCommit.hex),
                 "old_base": .string(r.oldBase.hex), "new_base": .string(r.newBase.hex),
                 "modules": .array(r.rows.map { m in

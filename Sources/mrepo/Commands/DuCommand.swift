@@ -18,20 +18,17 @@ struct DuCommand: ParsableCommand {
         let u = try repo.usage()
         let total = u.storedByteCount + u.databaseByteCount
         if json {
-            printJSON(.obj([
-                "commits": .array(u.commits.map {
-                    .obj(["id": .string($0.id.hex), "subject": .string($0.subject), "refs": .array($0.names.map { .string($0) }),
-                          "logical_bytes": .int($0.logicalByteCount), "new_stored_bytes": .int($0.newStoredByteCount),
-                          "new_logical_bytes": .int($0.newLogicalByteCount),
-                          "lossy": (try? repo.commit($0.id)).flatMap(LossySummary.init(commit:)).map { l in
-                              .obj(["method": .string(l.method), "setting": .string(l.setting), "tensors": .int(l.tensorCount),
-                                    "stored_bytes": .int(l.storedByteCount), "dense_bytes": .int(l.denseByteCount),
-                                    "max_relative_error": .double(l.maxRelativeError)])
-                          } ?? .null])
-                }),
-                "logical_bytes": .int(u.logicalByteCount), "object_bytes": .int(u.storedByteCount),
-                "database_bytes": .int(u.databaseByteCount), "objects": .int(u.objectCount),
-            ]))
+            let commits = try u.commits.map { c in
+                UsageDocument.Commit(id: c.id.hex, subject: c.subject, refs: c.names, logicalBytes: c.logicalByteCount,
+                                     newStoredBytes: c.newStoredByteCount, newLogicalBytes: c.newLogicalByteCount,
+                                     lossy: OrNull(try repo.commit(c.id).record(LossyRecord.self).map { l in
+                                         UsageDocument.Lossy(method: l.method, setting: l.settingDescription, tensors: l.tensorCount,
+                                                             storedBytes: l.storedByteCount, denseBytes: l.denseByteCount,
+                                                             maxRelativeError: l.maxRelativeError)
+                                     }))
+            }
+            try printJSON(UsageDocument(commits: commits, logicalBytes: u.logicalByteCount, objectBytes: u.storedByteCount,
+                                        databaseBytes: u.databaseByteCount, objects: u.objectCount))
             return
         }
         let rows = try u.commits.map { c -> [String] in
@@ -49,12 +46,12 @@ struct DuCommand: ParsableCommand {
 
 extension DuCommand {
     /// What kind of commit: a lossy one with its saving, an adapter, a reversible merge.
-    func kind(_ c: Commit) -> String {
-        if let l = LossySummary(commit: c) {
-            return "lossy \(l.setting): \(Format.bytes(l.storedByteCount)) for \(Format.bytes(l.denseByteCount)) (saves \(Format.percent(l.savedFraction)))"
+    func kind(_ c: Commit) throws -> String {
+        if let l = try c.record(LossyRecord.self) {
+            return "lossy \(l.settingDescription): \(Format.bytes(l.storedByteCount)) for \(Format.bytes(l.denseByteCount)) (saves \(Format.percent(l.savedFraction)))"
         }
-        if let r = c.extra["rmm"] { return "rmm K=\(r["basis"]?.serialized() ?? "?")" }
-        if c.extra["adapter"] != nil { return "lora adapter" }
+        if let r = try c.record(ReversibleMergeRecord.self) { return "rmm K=\(r.basis)" }
+        if try c.record(AdapterRecord.self) != nil { return "lora adapter" }
         if c.parents.count > 1 { return "merge" }
         return ""
     }

@@ -37,7 +37,7 @@ struct ExpertsCommand: ParsableCommand {
                 members.insert(JSONMember("commit", .string(commit.id.hex)), at: 0)
                 doc = .object(members)
             }
-            printJSON(doc)
+            try printJSON(doc)
             return
         }
         print("Reversible merge \(commit.id.short): \(commit.subject)")

@@ -36,25 +36,17 @@ struct ExportCommand: ParsableCommand {
     func run() throws {
         let repo = try repository.open()
         let started = Date()
-        let result: ExportResult
-        if reversible.isGiven {
-            result = try repo.exportReversible(revision, view: reversible.parsedView, expert: reversible.expert, fold: fold,
-                                               to: directory)
-        } else if fold {
-            result = try repo.exportFolded(revision, to: directory)
-        } else {
-            result = try repo.export(revision, to: directory)
-        }
+        let result = try repo.export(revision, as: Materialization(expert: reversible.expert, view: reversible.parsedView, fold: fold),
+                                     to: directory)
         let seconds = Date().timeIntervalSince(started)
-        let lossy = LossySummary(commit: try repo.commit(result.commit))
+        let lossy = result.lossy
         if let lossy, !json {
-            ErrorReporter.warn("\(result.commit.short) is a lossy commit (\(lossy.method), \(lossy.setting)): \(lossy.tensorCount) tensors are approximate, relative error up to \(Format.number(lossy.maxRelativeError, digits: 4))")
+            ErrorReporter.warn("\(result.commit.short) is a lossy commit (\(lossy.method), \(lossy.settingDescription)): \(lossy.tensorCount) tensors are approximate, relative error up to \(Format.number(lossy.maxRelativeError, digits: 4))")
         }
         if json {
-            printJSON(.obj(["commit": .string(result.commit.hex), "directory": .string(result.directory),
-                            "files": .int(result.fileCount), "bytes": .int(result.byteCount), "seconds": .double(seconds),
-                            "lossy": .bool(lossy != nil),
-                            "max_relative_error": .opt(lossy?.maxRelativeError)]))
+            try printJSON(ExportDocument(commit: result.commit.hex, directory: result.directory, files: result.fileCount,
+                                         bytes: result.byteCount, seconds: seconds, lossy: lossy != nil,
+                                         maxRelativeError: OrNull(lossy?.maxRelativeError)))
         } else if !repository.quiet {
             let what = reversible.expert.map { "expert \($0) of " } ?? reversible.view.map { "view \($0) of " } ?? ""
             print("Exported \(what)\(result.commit.short)\(fold ? " (folded)" : "") to \(result.directory): \(result.fileCount) files, \(Format.bytes(result.byteCount))")

@@ -47,7 +47,7 @@ struct FetchCommand: ParsableCommand {
             let wait = lock.wait
             let result = try runBlocking { try await repo.fetchObjects(of: rev, wait: wait) }
             if json {
-                printJSON(TransferOutput.json(result, sent: false))
+                try printJSON(TransferOutput.json(result, sent: false))
             } else if !repository.quiet {
                 print(TransferOutput.summary(result, verb: "Fetched"))
             }
@@ -66,7 +66,7 @@ struct FetchCommand: ParsableCommand {
             }
         }
         if json {
-            printJSON(all ? .array(results.map { TransferOutput.json($0, sent: false) }) : TransferOutput.json(results[0], sent: false))
+            try printJSON(all ? .array(results.map { TransferOutput.json($0, sent: false) }) : TransferOutput.json(results[0], sent: false))
         }
     }
 }

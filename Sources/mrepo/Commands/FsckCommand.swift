@@ -17,9 +17,7 @@ struct FsckCommand: ParsableCommand {
         let repo = try repository.open()
         let r = try repo.fsck()
         if json {
-            printJSON(.obj(["clean": .bool(r.isClean), "errors": .array(r.errors.map { .string($0) }),
-                            "warnings": .array(r.warnings.map { .string($0) }), "commits": .int(r.commitCount),
-                            "objects": .int(r.objectCount), "verified_bytes": .int(r.verifiedBytes)]))
+            try printJSON(FsckDocument(r))
         } else {
             for e in r.errors { print("error: \(e)") }
             for w in r.warnings { print("warning: \(w)") }

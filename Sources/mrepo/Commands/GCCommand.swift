@@ -20,8 +20,7 @@ struct GCCommand: ParsableCommand {
         let repo = try repository.open()
         let r = try repo.gc(pruneReflog: pruneReflog, wait: lock.wait)
         if json {
-            printJSON(.obj(["removed_commits": .int(r.removedCommits), "removed_objects": .int(r.removedObjects),
-                            "freed_bytes": .int(r.freedBytes), "removed_temporary_files": .int(r.removedTemporaryFiles)]))
+            try printJSON(GCDocument(r))
         } else if !repository.quiet {
             print("removed \(r.removedCommits) commits, \(r.removedObjects) objects (\(Format.bytes(r.freedBytes))), \(r.removedTemporaryFiles) temporary files")
         }

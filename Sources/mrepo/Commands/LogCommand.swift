@@ -31,7 +31,7 @@ struct LogCommand: ParsableCommand {
         let starts: [ObjectID]
         if revisions.isEmpty {
             guard let head = try repo.headCommit() else {
-                if json { printJSON(.array([])) } else { print("No commits yet.") }
+                if json { try printJSON([CommitDocument]()) } else { print("No commits yet.") }
                 return
             }
             starts = [head]
@@ -42,7 +42,7 @@ struct LogCommand: ParsableCommand {
         let names = try repo.decorations()
         let head = try repo.history.head()
         if json {
-            printJSON(.array(commits.map { CommitJSON.make($0, names: names[$0.id] ?? []) }))
+            try printJSON(commits.map { CommitDocument($0, names: names[$0.id] ?? []) })
             return
         }
         for (i, c) in commits.enumerated() {

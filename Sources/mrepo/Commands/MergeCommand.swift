@@ -89,6 +89,9 @@ struct MergeCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Consensus (TALL masks): keep elements selected by at least k experts' masks |τᵢ| > λ·|τ_merged − τᵢ|, e.g. --consensus 2 or --consensus 2,0.6 (default λ 1).", valueName: "k[,lambda]"))
     var consensus: String?
 
+    @Option(help: ArgumentHelp("Rescale each expert's task vector to the experts' mean norm (per tensor) before the method, so one large fine-tune does not drown the others: norm or none (default none). Recorded in the recipe.", valueName: "norm|none"))
+    var balance: String?
+
     @Option(help: ArgumentHelp("Stop on tensors whose sign-conflict fraction exceeds this, e.g. 0.4.", valueName: "fraction"))
     var maxSignConflict: Double?
 
@@ -190,6 +193,9 @@ struct MergeCommand: ParsableCommand {
         }
         let options = try makeOptions()
         let outcome = try repo.merge(options, wait: lock.wait)
+        for phase in outcome.phaseTimes {
+            FileHandle.standardError.write(Data("\(phase.name): \(String(format: "%.2f", phase.seconds)) s\n".utf8))
+        }
         for w in outcome.warnings { ErrorReporter.warn(w) }
         try present(outcome, repo: repo)
     }
@@ -232,6 +238,12 @@ struct MergeCommand: ParsableCommand {
                 throw ValidationError("--consensus expects K or K,LAMBDA, e.g. 2 or 2,0.6")
             }
             request.consensus = (k, lambda)
+        }
+        if let balance {
+            guard let b = TaskVectorBalance(rawValue: balance) else {
+                throw ValidationError("--balance expects norm or none, got '\(balance)'")
+            }
+            request.balance = b
         }
         var mergekit: MergekitRecipe?
         if let config {

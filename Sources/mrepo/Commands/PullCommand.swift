@@ -34,7 +34,7 @@ struct PullCommand: ParsableCommand {
             var status = "up_to_date"
             var target: String?
             if case let .fastForward(_, to) = outcome { status = "fast_forward"; target = to.hex }
-            printJSON(TransferOutput.json(fetched, sent: false, extra: ["status": .string(status), "head": .opt(target)]))
+            try printJSON(TransferOutput.json(fetched, sent: false, extra: ["status": .string(status), "head": .opt(target)]))
             return
         }
         guard !repository.quiet else { return }

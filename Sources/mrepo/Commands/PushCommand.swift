@@ -53,7 +53,7 @@ struct PushCommand: ParsableCommand {
         let opts = options
         let result = try runBlocking { try await repo.push(opts) }
         if json {
-            printJSON(TransferOutput.json(result, sent: true))
+            try printJSON(TransferOutput.json(result, sent: true))
         } else if !repository.quiet {
             print("To \(try repo.history.remote(named: options.remote)?.url ?? options.remote)")
             TransferOutput.printRefs(result)

@@ -29,14 +29,13 @@ struct ReflogCommand: ParsableCommand {
             throw RepoError.unknownRef(ref)
         }
         if json {
-            printJSON(.array(entries.map {
-                .obj(["ref": .string($0.ref), "old": .opt($0.old?.hex), "new": .opt($0.new?.hex),
-                      "date": .string(Format.iso($0.timestamp)), "message": .string($0.message)])
-            }))
+            try printJSON(entries.map {
+                ReflogDocument(ref: $0.ref, old: OrNull($0.old?.hex), new: OrNull($0.new?.hex), date: Format.iso($0.timestamp), message: $0.message)
+            })
             return
         }
         for e in entries {
-            print("\(e.new?.short ?? "(deleted)   ")  \(e.ref.padding(toLength: 12, withPad: " ", startingAt: 0))  \(Format.date(e.timestamp))  \(e.message)")
+            print("\(e.new?.short ?? "(deleted)   ")  \(e.ref.count >= 12 ? e.ref : e.ref.padding(toLength: 12, withPad: " ", startingAt: 0))  \(Format.date(e.timestamp))  \(e.message)")
         }
     }
 }

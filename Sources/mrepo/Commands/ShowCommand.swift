@@ -39,7 +39,7 @@ struct ShowCommand: ParsableCommand {
             guard let r = try repo.mergeReport(of: id) else {
                 throw RepoError.invalidArgument("\(revision) (\(id.short)) is not a merge commit made by mrepo merge; it has no conflict report")
             }
-            if json { printJSON(r); return }
+            if json { try printJSON(r); return }
             if let reversible = ReversibleMergeReport(json: r) {
                 ReversiblePrinter.summary(reversible, commit: id)
                 return
@@ -62,27 +62,7 @@ struct ShowCommand: ParsableCommand {
         }
         let stored = objectInfo.values.reduce(0) { $0 + $1.storedByteCount }
         if json {
-            var out = CommitJSON.make(c, names: names)
-            guard case var .object(members) = out else { return }
-            members.append(JSONMember("files", .array(tree.files.map { f in
-                var m: [JSONMember] = [
-                    JSONMember("path", .string(f.path)), JSONMember("kind", .string(f.kind.rawValue)),
-                    JSONMember("bytes", .int(f.byteCount)), JSONMember("object", .string(f.objectID.hex)),
-                ]
-                if f.kind == .safetensors {
-                    m.append(JSONMember("tensors", .array(f.tensors.map { t in
-                        let info = objectInfo[t.objectID]
-                        return .obj(["name": .string(t.name), "dtype": .string(t.dtype.rawValue), "shape": .shape(t.shape),
-                                     "object": .string(t.objectID.hex), "encoding": .opt(info?.encoding.description),
-                                     "reference": .opt(info?.reference?.hex), "stored_bytes": info.map { .int($0.storedByteCount) } ?? .null])
-                    })))
-                }
-                return .object(m)
-            })))
-            members.append(JSONMember("logical_bytes", .int(tree.logicalByteCount)))
-            members.append(JSONMember("stored_bytes", .int(stored)))
-            out = .object(members)
-            printJSON(out)
+            try printJSON(ShowDocument(c, names: names, tree: tree, objects: objectInfo))
             return
         }
         print("commit \(c.id.hex)" + (names.isEmpty ? "" : " (\(names.joined(separator: ", ")))"))
@@ -96,22 +76,22 @@ struct ShowCommand: ParsableCommand {
         print("")
         for line in c.message.split(separator: "\n", omittingEmptySubsequences: false) { print("    \(line)") }
         print("")
-        let storage = c.extra["storage"]?.stringValue ?? "lossless"
-        print("Storage: \(storage); \(tree.files.count) files, \(tree.tensorCount) tensors, \(Format.bytes(tree.logicalByteCount)) "
+        print("Storage: \(c.storage); \(tree.files.count) files, \(tree.tensorCount) tensors, \(Format.bytes(tree.logicalByteCount)) "
             + "(objects of this tree: \(Format.bytes(stored)) stored)")
         if !encodings.isEmpty {
             print("Encodings: " + encodings.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         }
-        if let merge = c.extra["merge"], let recipe = merge["recipe"] {
+        if let m = try repo.mergeSummary(of: id) {
+            let recipe = m.recipe
             let experts = (recipe["experts"]?.arrayValue ?? []).map { e -> String in
                 let params = e["parameters"]?.objectValue ?? []
                 return (e["name"]?.stringValue ?? "?") + (params.isEmpty ? "" : " (" + params.map { "\($0.key)=\($0.value.serialized())" }.joined(separator: ", ") + ")")
             }
-            print("Merge:   \(recipe["method"]?.stringValue ?? "?") of \(experts.joined(separator: ", ")); merge base \(merge["base"]?.stringValue?.prefix(12) ?? "?"); seed \(recipe["seed"]?.serialized() ?? "0"); \(merge["tool"]?.stringValue ?? "")")
+            print("Merge:   \(recipe["method"]?.stringValue ?? "?") of \(experts.joined(separator: ", ")); merge base \(m.base.hex.prefix(12)); seed \(recipe["seed"]?.serialized() ?? "0"); \(m.tool)")
             let params = recipe["parameters"]?.objectValue ?? []
             if !params.isEmpty { print("         parameters: " + params.map { "\($0.key)=\($0.value.serialized())" }.joined(separator: ", ")) }
             for key in ["lines", "consensus"] { if let v = recipe[key] { print("         \(key): \(v.serialized())") } }
-            if let m = try repo.mergeSummary(of: id) {
+            do {
                 var rules: [String] = []
                 if let r = m.oneSided { rules.append("one-sided tensors: \(r.rawValue)") }
                 if let d = m.outputDType { rules.append("written as \(d)") }
@@ -126,23 +106,20 @@ struct ShowCommand: ParsableCommand {
                     if m.resolutions.count > 20 { print("           ... and \(m.resolutions.count - 20) more ('mrepo show --json' lists them)") }
                 }
             }
-            if let summary = merge["summary"]?.objectValue {
-                print("         tensors: " + summary.filter { $0.value.intValue != 0 }.map { "\($0.value.serialized()) \($0.key)" }.joined(separator: ", ")
-                    + " ('mrepo show --conflicts \(revision)' lists them)")
-            }
+            print("         tensors: " + m.tensorClasses.filter { $0.count != 0 }.map { "\($0.count) \($0.name)" }.joined(separator: ", ")
+                + " ('mrepo show --conflicts \(revision)' lists them)")
         }
-        if let lossy = LossySummary(commit: c) {
-            print("Lossy:   \(lossy.method) \(lossy.setting): \(lossy.tensorCount) tensors in \(Format.bytes(lossy.storedByteCount)) instead of \(Format.bytes(lossy.denseByteCount)) "
+        if let lossy = try c.record(LossyRecord.self) {
+            print("Lossy:   \(lossy.method) \(lossy.settingDescription): \(lossy.tensorCount) tensors in \(Format.bytes(lossy.storedByteCount)) instead of \(Format.bytes(lossy.denseByteCount)) "
                 + "(saves \(Format.percent(lossy.savedFraction))); relative Frobenius error mean "
                 + "\(Format.number(lossy.meanRelativeError, digits: 4)), max \(Format.number(lossy.maxRelativeError, digits: 4)) (--tensors lists each)")
         }
-        if let a = c.extra["adapter"] {
-            print("Adapter: LoRA of \(a["base"]?.stringValue?.prefix(12) ?? "?"), r=\(a["r"]?.serialized() ?? "?"), alpha=\(a["alpha"]?.serialized() ?? "?"), "
-                + "\(a["modules"]?.serialized() ?? "?") modules (\((a["targets"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ", ")))")
+        if let a = try c.record(AdapterRecord.self) {
+            print("Adapter: LoRA of \(a.base.hex.prefix(12)), r=\(a.rank), alpha=\(JSONValue.double(a.alpha).serialized()), "
+                + "\(a.moduleCount) modules (\(a.targets.joined(separator: ", ")))")
         }
-        if let r = c.extra["rmm"] {
-            let experts = (r["experts"]?.arrayValue ?? []).compactMap { $0["name"]?.stringValue }
-            print("RMM:     \(r["variant"]?.stringValue ?? "?") basis K=\(r["basis"]?.serialized() ?? "?") over \(experts.joined(separator: ", ")); "
+        if let r = try c.record(ReversibleMergeRecord.self) {
+            print("RMM:     \(r.variant) basis K=\(r.basis) over \(r.experts.map(\.name).joined(separator: ", ")); "
                 + "'mrepo experts \(revision)' lists the rebuild errors, 'mrepo checkout \(revision) --expert NAME' rebuilds one")
         }
         if case let .object(members) = c.extra {
@@ -162,7 +139,7 @@ struct ShowCommand: ParsableCommand {
                 return [t.name, t.dtype.rawValue, Format.shape(t.shape), t.objectID.short, info?.encoding.description ?? "?",
                         info.map { Format.bytes($0.storedByteCount) } ?? "?", p]
             }
-            let lossyErrors = Dictionary((LossySummary(commit: c)?.tensors ?? []).map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+            let lossyErrors = Dictionary((try c.record(LossyRecord.self)?.tensors ?? []).map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
             let rows = lossyErrors.isEmpty ? trows : zip(tree.allTensors, trows).map { pt, row in
                 row + [lossyErrors[pt.tensor.name].map { "rank \($0.rank), error \(Format.number($0.relativeError, digits: 4))" } ?? ""]
             }

@@ -23,26 +23,8 @@ struct StatusCommand: ParsableCommand {
         let status = try repo.status()
         let tracking = try repo.trackingStatus()
         if json {
-            let merge = try repo.mergeInProgress()
-            printJSON(.obj([
-                "merge_in_progress": merge.map { m in
-                    .obj(["branches": .array(m.branches.map { .string($0) }), "method": .string(m.method), "ready": .bool(m.ready),
-                          "unresolved": .array(m.unresolved.map { .obj(["tensor": .string($0.tensor), "reason": .string($0.reason)]) })])
-                } ?? .null,
-                "branch": .opt(status.head.branchName),
-                "head": .opt(status.head.commit?.hex),
-                "upstream": tracking.map { .obj(["name": .string($0.upstream), "ahead": .int($0.ahead), "behind": .int($0.behind)]) } ?? .null,
-                "view": .opt(try repo.currentView()?.description),
-                "clean": .bool(status.isClean),
-                "nested_repositories": .array(status.nestedRepositories.map { .string($0) }),
-                "normalization_twins": .array(status.normalizationTwins.map { .array([.string($0.0), .string($0.1)]) }),
-                "changes": .array(status.changes.map { c in
-                    .obj(["path": .string(c.path), "status": .string(c.kind.rawValue),
-                          "changed_tensors": c.changedTensors.map { .int($0) } ?? .null,
-                          "tensors": c.tensorCount.map { .int($0) } ?? .null,
-                          "reason": c.reason.map { .string($0) } ?? .null])
-                }),
-            ]))
+            try printJSON(StatusDocument(status, merge: try repo.mergeInProgress(), view: try repo.currentView()?.description,
+                                         tracking: tracking))
             return
         }
         if short {

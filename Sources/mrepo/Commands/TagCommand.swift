@@ -43,7 +43,7 @@ struct TagCommand: ParsableCommand {
         }
         let tags = try repo.tags()
         if json {
-            printJSON(.array(tags.map { .obj(["name": .string($0.name), "commit": .string($0.target.hex), "message": .opt($0.message)]) }))
+            try printJSON(tags.map { TagDocument(name: $0.name, commit: $0.target.hex, message: OrNull($0.message)) })
             return
         }
         for t in tags { print("\(t.name)  \(t.target.short)\(t.message.map { "  \($0)" } ?? "")") }

@@ -75,8 +75,3 @@ extension JSONValue {
         .object(pairs.map { JSONMember($0.key, $0.value) })
     }
 }
-
-/// Prints a JSON document to standard output.
-func printJSON(_ value: JSONValue) {
-    print(value.prettySerialized())
-}

@@ -20,7 +20,7 @@ extension MergeCommand {
                     members.insert(JSONMember("commit", .string(c.id.hex)), at: 1)
                     doc = .object(members)
                 }
-                printJSON(doc)
+                try printJSON(doc)
             } else if !repository.quiet {
                 print("[\(try repo.history.head().branchName ?? "detached HEAD") \(c.id.short)] \(c.subject)")
                 ReversiblePrinter.summary(reversible, commit: c.id)
@@ -49,7 +49,7 @@ extension MergeCommand {
                 members.insert(JSONMember("estimated_peak_bytes", .int(outcome.estimatedPeakBytes)), at: 2)
                 doc = .object(members)
             }
-            printJSON(doc)
+            try printJSON(doc)
         } else {
             printTable(outcome)
         }

@@ -1,16 +1,21 @@
 import Foundation
 import Repo
+import Synchronization
 
 /// Draws a progress bar with throughput and ETA on standard error, when standard output is a
 /// terminal. Quiet otherwise, so pipes and scripts see only the result.
-final class ProgressBar: ProgressSink, @unchecked Sendable {
-    private let lock = NSLock()
-    private var title = ""
-    private var total = 0
-    private var unit = ProgressUnit.bytes
-    private var started = Date()
-    private var lastDraw = Date.distantPast
-    private var drawn = false
+final class ProgressBar: ProgressSink, Sendable {
+    /// What is drawn; updates come from worker threads.
+    private struct State {
+        var title = ""
+        var total = 0
+        var unit = ProgressUnit.bytes
+        var started = Date()
+        var lastDraw = Date.distantPast
+        var drawn = false
+    }
+
+    private let state = Mutex(State())
 
     /// A bar if standard output is a terminal and output is not suppressed, else nil.
     static func make(quiet: Bool) -> ProgressBar? {
@@ -19,34 +24,30 @@ final class ProgressBar: ProgressSink, @unchecked Sendable {
     }
 
     func start(_ title: String, total: Int, unit: ProgressUnit) {
-        lock.lock()
-        defer { lock.unlock() }
-        self.title = title
-        self.total = total
-        self.unit = unit
-        started = Date()
-        lastDraw = .distantPast
-        drawn = false
+        state.withLock { s in
+            s = State(title: title, total: total, unit: unit, started: Date(), lastDraw: .distantPast, drawn: false)
+        }
     }
 
     func update(_ done: Int) {
-        lock.lock()
-        defer { lock.unlock() }
-        let now = Date()
-        guard now.timeIntervalSince(lastDraw) >= 0.1, now.timeIntervalSince(started) >= 0.3 else { return }
-        lastDraw = now
-        draw(done, now: now)
+        state.withLock { s in
+            let now = Date()
+            guard now.timeIntervalSince(s.lastDraw) >= 0.1, now.timeIntervalSince(s.started) >= 0.3 else { return }
+            s.lastDraw = now
+            ProgressBar.draw(done, now: now, &s)
+        }
     }
 
     func finish() {
-        lock.lock()
-        defer { lock.unlock() }
-        if drawn { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
-        drawn = false
+        state.withLock { s in
+            if s.drawn { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+            s.drawn = false
+        }
     }
 
-    private func draw(_ done: Int, now: Date) {
-        let elapsed = max(now.timeIntervalSince(started), 1e-3)
+    private static func draw(_ done: Int, now: Date, _ s: inout State) {
+        let (total, unit, title) = (s.total, s.unit, s.title)
+        let elapsed = max(now.timeIntervalSince(s.started), 1e-3)
         let fraction = total > 0 ? min(1, Double(done) / Double(total)) : 0
         let width = 24
         let filled = Int(fraction * Double(width))
@@ -58,7 +59,7 @@ final class ProgressBar: ProgressSink, @unchecked Sendable {
             : "\(done)/\(total)  \(String(format: "%.1f", rate))/s"
         let line = String(format: "%@ [%@] %3.0f%%  %@  ETA %@", title, bar, fraction * 100, amounts, ProgressBar.duration(eta))
         FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
-        drawn = true
+        s.drawn = true
     }
 
     static func duration(_ seconds: Double) -> String {

@@ -1,0 +1,24 @@
+/* Element-wise loops that need instructions Swift cannot ask for per function (fused
+ * multiply-add), chosen at run time by what the processor offers. Results are the same bits
+ * either way: fmaf rounds once, in hardware or in software. */
+#ifndef MREPO_CKERNELS_H
+#define MREPO_CKERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* out[i] = fmaf(x[i], w, out[i]) for i < n. */
+void mrepo_add_product(float *out, const float *x, float w, size_t n);
+
+/* Whether mrepo_add_product uses the processor's FMA instructions. */
+int mrepo_has_hardware_fma(void);
+
+/* The exponent-grouped delta of 32-bit float words (ChunkCodec's integerDeltaByExponent), with the
+ * grouped order given as each element's position:
+ *   ungroup: dst[i] = unordered(ordered(ref[i]) + unzigzag(words[positions[i]]))
+ *   group:   words[positions[i]] = zigzag(ordered(src[i]) - ordered(ref[i]))
+ * Integer arithmetic only: every code path gives the same bits. */
+void mrepo_ungroup_u32(const uint32_t *words, const uint32_t *ref, const uint32_t *positions, uint32_t *dst, size_t n);
+void mrepo_group_u32(const uint32_t *src, const uint32_t *ref, const uint32_t *positions, uint32_t *words, size_t n);
+
+#endif

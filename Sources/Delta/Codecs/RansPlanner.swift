@@ -1,0 +1,307 @@
+import Foundation
+/// Chooses how the rANS coder stores one byte plane (writer side; docs/format.md §5.5):
+/// raw, one table, tables switched per block, or tables selected by the byte of the next more
+/// significant plane. Every estimate is the exact size of the written section plus the coded
+/// symbols' bits under the quantised tables, so the cheapest mode is chosen, not guessed.
+///
+/// Why these modes: the exponent plane of a weight matrix varies with its rows' scales (blocks),
+/// the top mantissa byte depends on the exponent (context), and the residual planes of a delta are
+/// sorted by reference exponent, so their statistics change along the plane (blocks) and from one
+/// plane to the next (context).
+final class RansPlanner {
+    /// Rows of a weight matrix, for blocks that follow them: `length` elements per row, the plane's
+    /// first element at `offset` elements from the start of the tensor.
+    struct Rows {
+        var length: Int
+        var offset: Int
+    }
+
+    /// What the planner decided for one plane.
+    struct Plan {
+        enum Mode: UInt8 {
+            case raw = 0
+            case single = 1
+            case blocks = 2
+            case context = 3
+        }
+        var mode: Mode = .raw
+        /// Estimated stored bytes (section and coded symbols).
+        var bytes: Double
+        var tables: [RansTableBuilder.Choice] = []
+        var blockLength = 0
+        var firstLength = 0
+        var selectors: [UInt8] = []
+        var selectorTable: RansTableBuilder.Choice?
+        /// Table of each context byte (256 entries).
+        var contextMap: [UInt8] = []
+
+        /// The section's bytes before the coded symbols (docs/format.md §5.5): the mode, then
+        /// the mode's parameters and tables. A raw plane's bytes follow its section directly.
+        func section() -> [UInt8] {
+            var out: [UInt8] = [mode.rawValue]
+            switch mode {
+            case .raw:
+                break
+            case .single:
+                out += RansTable.serialized(kind: tables[0].kind, entries: tables[0].entries)
+            case .blocks:
+                out.appendLE(UInt32(blockLength))
+                out.appendLE(UInt32(firstLength))
+                out.append(UInt8(tables.count))
+                for t in tables { out += RansTable.serialized(kind: t.kind, entries: t.entries) }
+                out += RansTable.serialized(kind: .symbols, entries: selectorTable!.entries)
+            case .context:
+                out.append(UInt8(tables.count))
+                for i in stride(from: 0, to: 256, by: 2) { out.append(contextMap[i] | contextMap[i + 1] << 4) }
+                for t in tables { out += RansTable.serialized(kind: t.kind, entries: t.entries) }
+            }
+            return out
+        }
+    }
+
+    /// The most tables a plane may use (the format allows 16).
+    static let maxTables = 16
+    /// Planes whose order-0 entropy is above this many bits per byte are stored raw.
+    static let rawAbove = 7.99
+    /// Block length without a row hint, and the shortest run of rows a block covers.
+    static let defaultBlockLength = 1024
+    static let minimumRowBlock = 256
+    /// Groups blocks are sorted into before their tables are merged.
+    static let blockGroups = 32
+    /// Context segments before merging by cost (adjacent contexts with the fewest symbols first).
+    static let contextSegments = 48
+    /// Rounds of moving blocks to their cheapest table and rebuilding the tables.
+    static let iterations = 1
+
+    private let joint = UnsafeMutablePointer<UInt32>.allocate(capacity: 256 * 256)
+    deinit { joint.deallocate() }
+
+    /// Plans plane `symbols` (`count` bytes); `context` is the next more significant plane.
+    func plan(_ symbols: UnsafePointer<UInt8>, count m: Int, context: UnsafePointer<UInt8>?, rows: Rows?) -> Plan {
+        var hist = [UInt32](repeating: 0, count: 256)
+        hist.withUnsafeMutableBufferPointer { histogram(symbols, m, into: $0.baseAddress!) }
+        var best = Plan(bytes: Double(m + 1))
+        let single = RansTableBuilder.choose(hist, refined: true)
+        if 1 + single.bytes < best.bytes {
+            best = Plan(mode: .single, bytes: 1 + single.bytes, tables: [single])
+        }
+        if entropyBits(hist, m) > RansPlanner.rawAbove * Double(m) { return best }
+        if let context, let p = planContext(symbols, m, context), p.bytes < best.bytes { best = p }
+        if let p = planBlocks(symbols, m, rows), p.bytes < best.bytes { best = p }
+        return best
+    }
+
+    // MARK: - Context
+
+    private func planContext(_ symbols: UnsafePointer<UInt8>, _ m: Int, _ context: UnsafePointer<UInt8>) -> Plan? {
+        joint.initialize(repeating: 0, count: 256 * 256)
+        for i in 0..<m { joint[Int(context[i]) << 8 | Int(symbols[i])] += 1 }
+        var rows: [[UInt32]] = []
+        var members: [[Int]] = []
+        for c in 0..<256 {
+            let row = UnsafeBufferPointer(start: joint + c << 8, count: 256)
+            if row.contains(where: { $0 > 0 }) {
+                rows.append(Array(row))
+                members.append([c])
+            }
+        }
+        guard rows.count > 1 else { return nil }
+        // Few segments before the costly merging: join the adjacent pair with the fewest symbols.
+        var sizes = rows.map { $0.reduce(0) { $0 + Int($1) } }
+        while rows.count > RansPlanner.contextSegments {
+            var j = 0
+            for k in 1..<(rows.count - 1) where sizes[k] + sizes[k + 1] < sizes[j] + sizes[j + 1] { j = k }
+            merge(&rows, &members, &sizes, j)
+        }
+        let fixed = 2.0 + 128  // mode, table count, context map
+        guard let (_, groups, merged) = mergeByCost(rows, members, fixed: fixed, selectors: false) else { return nil }
+        let segments = merged.map { RansTableBuilder.choose($0, refined: true) }
+        var map = [UInt8](repeating: 0, count: 256)
+        for (t, group) in groups.enumerated() { for c in group { map[c] = UInt8(t) } }
+        let bytes = fixed + segments.reduce(0) { $0 + $1.bytes }
+        return Plan(mode: .context, bytes: bytes, tables: segments, contextMap: map)
+    }
+
+    // MARK: - Blocks
+
+    private func planBlocks(_ symbols: UnsafePointer<UInt8>, _ m: Int, _ rows: Rows?) -> Plan? {
+        var length = RansPlanner.defaultBlockLength, first = length
+        if let rows, rows.length >= 64 {
+            length = rows.length * max(1, RansPlanner.minimumRowBlock / rows.length)
+            first = length - rows.offset % length
+        }
+        guard m >= 4 * length else { return nil }
+        let layout = BlockLayout(m: m, length: length, first: first)
+        let blockCount = layout.count
+        let range = layout.range
+        // Sort blocks by their mean byte (for the exponent plane: the rows' scale) into groups.
+        var sums = [Int](repeating: 0, count: blockCount)
+        for b in 0..<blockCount {
+            var s = 0
+            for i in range(b) { s += Int(symbols[i]) }
+            sums[b] = s * 1024 / max(1, range(b).count)
+        }
+        let order = (0..<blockCount).sorted { sums[$0] != sums[$1] ? sums[$0] < sums[$1] : $0 < $1 }
+        let groupCount = min(RansPlanner.blockGroups, blockCount)
+        var group = [Int](repeating: 0, count: blockCount)
+        for (rank, b) in order.enumerated() { group[b] = rank * groupCount / blockCount }
+        var rowsOfGroup = [[UInt32]](repeating: [UInt32](repeating: 0, count: 256), count: groupCount)
+        var members = [[Int]](repeating: [], count: groupCount)
+        for b in 0..<blockCount {
+            members[group[b]].append(b)
+            rowsOfGroup[group[b]].withUnsafeMutableBufferPointer { h in
+                for i in range(b) { h[Int(symbols[i])] += 1 }
+            }
+        }
+        // Mode, block length, first length, table count.
+        guard let (_, groups, merged) = mergeByCost(rowsOfGroup, members, fixed: 10, selectors: true) else { return nil }
+        let segments = merged.map { RansTableBuilder.choose($0, refined: true) }
+        var selectors = [UInt8](repeating: 0, count: blockCount)
+        for (t, g) in groups.enumerated() { for b in g { selectors[b] = UInt8(t) } }
+        var plan = blockPlan(segments, selectors, length, first)
+        // One refinement: move each block to the table that codes it cheapest, then rebuild.
+        for _ in 0..<RansPlanner.iterations where plan.tables.count > 1 {
+            let refined = reassign(symbols, blockCount, range, plan.tables)
+            if let p = rebuild(symbols, blockCount, range, refined, length, first), p.bytes < plan.bytes { plan = p } else { break }
+        }
+        // One table is mode single's job (and the format refuses blocks of one table).
+        return plan.tables.count >= 2 ? plan : nil
+    }
+
+    private func blockPlan(_ tables: [RansTableBuilder.Choice], _ selectors: [UInt8], _ length: Int, _ first: Int) -> Plan {
+        var counts = [UInt32](repeating: 0, count: tables.count)
+        for s in selectors { counts[Int(s)] += 1 }
+        let selector = RansTableBuilder.selectorChoice(counts)
+        let bytes = 1 + 9 + tables.reduce(0) { $0 + $1.bytes } + selector.bytes
+        return Plan(mode: .blocks, bytes: bytes, tables: tables, blockLength: length, firstLength: first,
+                    selectors: selectors, selectorTable: selector)
+    }
+
+    /// The table of `tables` that codes each block cheapest.
+    private func reassign(_ symbols: UnsafePointer<UInt8>, _ blockCount: Int, _ range: (Int) -> Range<Int>,
+                          _ tables: [RansTableBuilder.Choice]) -> [UInt8] {
+        let costs = tables.map { t in t.table.freqs.map { RansTableBuilder.costBits[Int($0)] } }
+        var selectors = [UInt8](repeating: 0, count: blockCount)
+        var h = [UInt32](repeating: 0, count: 256)
+        var touched = [Int]()
+        touched.reserveCapacity(256)
+        for b in 0..<blockCount {
+            for i in range(b) {
+                let s = Int(symbols[i])
+                if h[s] == 0 { touched.append(s) }
+                h[s] += 1
+            }
+            var bestCost = Double.infinity, bestTable = 0
+            for (t, cost) in costs.enumerated() {
+                var c = 0.0
+                for s in touched { c += Double(h[s]) * cost[s] }
+                if c < bestCost { bestCost = c; bestTable = t }
+            }
+            selectors[b] = UInt8(bestTable)
+            for s in touched { h[s] = 0 }
+            touched.removeAll(keepingCapacity: true)
+        }
+        return selectors
+    }
+
+    /// Tables rebuilt from the blocks each selector gathers (empty tables dropped).
+    private func rebuild(_ symbols: UnsafePointer<UInt8>, _ blockCount: Int, _ range: (Int) -> Range<Int>, _ selectors: [UInt8],
+                         _ length: Int, _ first: Int) -> Plan? {
+        var hists = [[UInt32]](repeating: [UInt32](repeating: 0, count: 256), count: RansPlanner.maxTables)
+        for b in 0..<blockCount {
+            hists[Int(selectors[b])].withUnsafeMutableBufferPointer { h in
+                for i in range(b) { h[Int(symbols[i])] += 1 }
+            }
+        }
+        var renumber = [Int](repeating: -1, count: RansPlanner.maxTables)
+        var tables: [RansTableBuilder.Choice] = []
+        for t in 0..<RansPlanner.maxTables where hists[t].contains(where: { $0 > 0 }) {
+            renumber[t] = tables.count
+            tables.append(RansTableBuilder.choose(hists[t], refined: true))
+        }
+        guard !tables.isEmpty else { return nil }
+        return blockPlan(tables, selectors.map { UInt8(renumber[Int($0)]) }, length, first)
+    }
+
+    // MARK: - Merging
+
+    /// Merges adjacent rows (contexts in value order, or block groups in order of their mean) by
+    /// the smallest increase in stored bytes, down to one table; returns the cheapest partition
+    /// with at most ``maxTables`` tables: the tables, the original members and the counts of each.
+    /// With `selectors`, members are blocks and each partition also pays for coding one selector
+    /// per block.
+    private func mergeByCost(_ start: [[UInt32]], _ startMembers: [[Int]], fixed: Double,
+                             selectors: Bool) -> ([RansTableBuilder.Choice], [[Int]], [[UInt32]])? {
+        var rows = start, members = startMembers
+        var sizes = rows.map { $0.reduce(0) { $0 + Int($1) } }
+        var tables = rows.map { RansTableBuilder.choose($0) }
+        var bestBytes = Double.infinity
+        var best: ([RansTableBuilder.Choice], [[Int]], [[UInt32]])?
+        func selectorBytes() -> Double {
+            guard selectors else { return 0 }
+            return RansTableBuilder.selectorChoice(members.map { UInt32($0.count) }).bytes
+        }
+        // pairs[k]: the table of rows k and k + 1 joined.
+        func joined(_ k: Int) -> RansTableBuilder.Choice { RansTableBuilder.choose(zip(rows[k], rows[k + 1]).map { $0 + $1 }) }
+        var pairs = (0..<max(0, rows.count - 1)).map(joined)
+        while true {
+            if rows.count <= RansPlanner.maxTables {
+                let bytes = fixed + tables.reduce(0) { $0 + $1.bytes } + selectorBytes()
+                if bytes < bestBytes {
+                    bestBytes = bytes
+                    best = (tables, members, rows)
+                }
+            }
+            if rows.count == 1 { break }
+            var j = 0, bestIncrease = Double.infinity
+            for k in 0..<pairs.count {
+                let increase = pairs[k].bytes - tables[k].bytes - tables[k + 1].bytes
+                if increase < bestIncrease { bestIncrease = increase; j = k }
+            }
+            merge(&rows, &members, &sizes, j)
+            tables[j] = pairs[j]
+            tables.remove(at: j + 1)
+            pairs.remove(at: j)
+            if j > 0 { pairs[j - 1] = joined(j - 1) }
+            if j < pairs.count { pairs[j] = joined(j) }
+        }
+        return best
+    }
+
+    private func merge(_ rows: inout [[UInt32]], _ members: inout [[Int]], _ sizes: inout [Int], _ j: Int) {
+        for s in 0..<256 { rows[j][s] += rows[j + 1][s] }
+        members[j] += members[j + 1]
+        sizes[j] += sizes[j + 1]
+        rows.remove(at: j + 1)
+        members.remove(at: j + 1)
+        sizes.remove(at: j + 1)
+    }
+
+    // MARK: - Statistics
+
+    private func histogram(_ p: UnsafePointer<UInt8>, _ m: Int, into h: UnsafeMutablePointer<UInt32>) {
+        // Four sub-histograms keep neighbouring equal bytes from waiting on each other's increments.
+        withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 1024) { sub in
+            let s = sub.baseAddress!
+            s.initialize(repeating: 0, count: 1024)
+            var i = 0
+            while i + 4 <= m {
+                s[Int(p[i])] += 1
+                s[256 + Int(p[i + 1])] += 1
+                s[512 + Int(p[i + 2])] += 1
+                s[768 + Int(p[i + 3])] += 1
+                i += 4
+            }
+            while i < m { s[Int(p[i])] += 1; i += 1 }
+            for v in 0..<256 { h[v] = s[v] + s[256 + v] + s[512 + v] + s[768 + v] }
+        }
+    }
+
+    private func entropyBits(_ h: [UInt32], _ m: Int) -> Double {
+        let n = Double(m)
+        var bits = 0.0
+        for c in h where c > 0 { bits -= Double(c) * log2(Double(c) / n) }
+        return bits
+    }
+}
+

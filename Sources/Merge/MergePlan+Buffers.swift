@@ -1,0 +1,162 @@
+import Delta
+
+extension MergePlan {
+    /// Merges one floating-point tensor held in buffers and measures its conflicts, block by block:
+    /// each block is merged, post-processed (consensus, LiNeS) and measured, then stored in `output`.
+    ///
+    /// `output` may be the buffer of an expert that no other input shares: a block is stored only
+    /// after everything that reads that block of the inputs is done, and no block reads another's
+    /// range (methods that need whole tensors, such as TIES' thresholds or SLERP's angle, read them
+    /// before the first block).
+    ///
+    /// - Parameters:
+    ///   - base: the merge base's values (needed by task-vector methods and for the metrics).
+    ///   - experts: each expert's values, in recipe order; all of `output.count` elements.
+    public func merge(_ context: TensorContext, base: UnsafePointer<Float>?, experts: [UnsafePointer<Float>],
+                      into output: UnsafeMutableBufferPointer<Float>) throws -> ConflictMetrics {
+        let n = output.count
+        let stream = try TensorStream(plan: self, context: context, count: n, expertCount: experts.count, hasBase: base != nil,
+                                      wholeBase: base, wholeExperts: experts)
+        guard n > 0 else { return stream.finish() }
+        let out = UnsafeSendable(output.baseAddress!)
+        let b = UnsafeSendable(base)
+        Kernels.blocks(n) { r in
+            BlockScratch.with(floats: Kernels.block) { block in
+                stream.mergeBlock(r, base: b.value.map { $0 + r.lowerBound }, experts: experts.map { $0 + r.lowerBound }, into: block)
+                (out.value + r.lowerBound).update(from: block, count: r.count)
+            }
+        }
+        return stream.finish()
+    }
+
+    /// Whether a tensor can be merged a range at a time (``TensorStream`` without whole inputs): the
+    /// method decides nothing from the inputs' values before the first block.
+    public func mergesByRange(_ context: TensorContext, expertCount: Int) -> Bool {
+        guard let blockMethod = instance as? any BlockMergeMethod, recipe.balance != .norm else { return false }
+        return !blockMethod.readsInputs(context, parameters: parameterSet, expertCount: expertCount)
+    }
+}
+
+/// One tensor's merge, fed block by block: the method's second pass, the post-processing
+/// (consensus, LiNeS) and the conflict metrics. Blocks may come in any order and on any thread;
+/// ``finish()`` gives the metrics once every block is done.
+public final class TensorStream: Sendable {
+    let merger: any BlockMerger
+    let accumulator: ConflictMetrics.Accumulator
+    let post: Bool
+    let consensus: (k: Int, lambda: Float)?
+    let lines: Float?
+    let usesBase: Bool
+
+    /// Prepares a tensor's merge.
+    ///
+    /// - Parameters:
+    ///   - hasBase: whether the blocks will get the merge base (needed by task-vector methods and
+    ///     for the metrics).
+    ///   - wholeBase, wholeExperts: the whole inputs, for methods that read them before the first
+    ///     block; nil when the tensor is fed a range at a time (``MergePlan/mergesByRange(_:expertCount:)``).
+    public init(plan: MergePlan, context: TensorContext, count n: Int, expertCount: Int, hasBase: Bool,
+                wholeBase: UnsafePointer<Float>? = nil, wholeExperts: [UnsafePointer<Float>]? = nil) throws {
+        let seed = plan.recipe.seed ^ SeededRandom.fnv1a(context.name)
+        usesBase = plan.method.requiresBase && hasBase
+        accumulator = ConflictMetrics.Accumulator(count: n, experts: expertCount, measures: hasBase,
+                                                  tallLambda: plan.recipe.consensus?.lambda ?? 1)
+        guard let instance = plan.instance else {
+            throw MergeError.invalidInputs(method: plan.method.id, problem: "merges whole models, not tensor by tensor")
+        }
+        // `--balance norm` rescales whole task vectors before the method, so the method sees the
+        // rescaled experts as whole arrays; the metrics still measure the experts as given.
+        let balance = usesBase && plan.recipe.balance == .norm
+        if let blockMethod = instance as? any BlockMergeMethod, !balance {
+            merger = try blockMethod.prepare(BlockMergeInput(
+                context: context, count: n, expertCount: expertCount, base: usesBase ? wholeBase : nil, experts: wholeExperts,
+                hasBase: usesBase, parameters: plan.parameterSet, seed: seed, expertMetrics: plan.expertMetrics))
+        } else {
+            guard let wholeExperts else { preconditionFailure("methods without a block form get whole inputs") }
+            let baseValues = usesBase ? wholeBase.map { Array(UnsafeBufferPointer(start: $0, count: n)) } : nil
+            var expertValues = wholeExperts.map { Array(UnsafeBufferPointer(start: $0, count: n)) }
+            if balance, let baseValues { expertValues = TaskVectorBalance.balanced(expertValues, base: baseValues).experts }
+            merger = try ArrayMerger(instance.merge(TensorMergeInput(
+                context: context, base: baseValues, experts: expertValues, parameters: plan.parameterSet, seed: seed,
+                expertMetrics: plan.expertMetrics)),
+                count: n)
+        }
+        post = usesBase && (plan.recipe.consensus != nil || plan.recipe.lines != nil)
+        lines = plan.recipe.lines.map { l -> Float in
+            if let layer = context.layer, context.layerCount > 1 {
+                return Float(l.alpha + l.beta * Double(layer) / Double(context.layerCount - 1))
+            }
+            return Float(l.alpha)
+        }
+        consensus = plan.recipe.consensus.map { (k: $0.k, lambda: Float($0.lambda)) }
+    }
+
+    /// Merges, post-processes and measures block `r` (one of ``Kernels/blocks(_:_:)``'s ranges):
+    /// `base` and `experts` point at element `r.lowerBound` of each input; the result goes to
+    /// `out[0..<r.count]`, which must not overlap the inputs.
+    public func mergeBlock(_ r: Range<Int>, base: UnsafePointer<Float>?, experts: [UnsafePointer<Float>], into out: UnsafeMutablePointer<Float>) {
+        merger.mergeBlock(r, base: usesBase ? base : nil, experts: experts, into: out)
+        if post, let base {
+            MergePlan.postprocess(count: r.count, base: base, experts: experts, merged: out, consensus: consensus, lines: lines)
+        }
+        if let base { accumulator.measure(r, base: base, experts: experts, merged: out) }
+    }
+
+    /// Merges every block of `elements` (whole blocks, the last one possibly short), pointers at
+    /// `elements.lowerBound`, on the calling thread.
+    public func mergeRange(_ elements: Range<Int>, base: UnsafePointer<Float>?, experts: [UnsafePointer<Float>], into out: UnsafeMutablePointer<Float>) {
+        precondition(elements.lowerBound % Kernels.block == 0, "ranges start at a block")
+        var start = elements.lowerBound
+        while start < elements.upperBound {
+            let r = start..<min(elements.upperBound, start + Kernels.block)
+            let offset = start - elements.lowerBound
+            mergeBlock(r, base: base.map { $0 + offset }, experts: experts.map { $0 + offset }, into: out + offset)
+            start = r.upperBound
+        }
+    }
+
+    /// The tensor's metrics, with the method's kept fractions and notes, once every block is merged.
+    public func finish() -> ConflictMetrics {
+        let (kept, notes) = merger.finish()
+        return accumulator.finish(keptFraction: kept, notes: notes)
+    }
+
+    /// Elements per block: ranges fed to ``mergeRange(_:base:experts:into:)`` start at multiples of it.
+    public static var blockElements: Int { Kernels.block }
+}
+
+extension MergePlan {
+    /// Consensus masks, then LiNeS scaling, on one block of the merged task vector τ_M = θ_M − θ₀
+    /// (`merged` holds the block; every pointer is at the block's first element).
+    static func postprocess(count: Int, base b: UnsafePointer<Float>, experts xs: [UnsafePointer<Float>], merged: UnsafeMutablePointer<Float>,
+                            consensus: (k: Int, lambda: Float)?, lines: Float?) {
+        for j in 0..<count {
+            var tau = merged[j] - b[j]
+            if let c = consensus {
+                var count = 0
+                for e in xs where ConflictMetrics.tallSelects(e[j] - b[j], merged: tau, lambda: c.lambda) { count += 1 }
+                if count < c.k { tau = 0 }
+            }
+            if let f = lines { tau *= f }
+            merged[j] = b[j] + tau
+        }
+    }
+}
+
+/// A method without a block form: its whole result, handed out block by block.
+private final class ArrayMerger: BlockMerger, Sendable {
+    let output: TensorMergeOutput
+
+    init(_ output: TensorMergeOutput, count: Int) throws {
+        guard output.values.count == count else {
+            throw MergeError.invalidInputs(method: "merge", problem: "the method returned \(output.values.count) values for \(count) elements")
+        }
+        self.output = output
+    }
+
+    func mergeBlock(_ r: Range<Int>, base: UnsafePointer<Float>?, experts: [UnsafePointer<Float>], into out: UnsafeMutablePointer<Float>) {
+        output.values.withUnsafeBufferPointer { out.update(from: $0.baseAddress! + r.lowerBound, count: r.count) }
+    }
+
+    func finish() -> (keptFraction: [Double]?, notes: [String: Double]) { (output.keptFraction, output.notes) }
+}

@@ -1,0 +1,54 @@
+import Delta
+import Foundation
+import GRDB
+
+// The merge in progress of each working tree (`mergeState`, docs/format.md §6): one Codable record,
+// written with the objects it references in one transaction.
+extension HistoryDatabase {
+    /// The merge in progress, or nil. A row that cannot be read is an error, never "no merge".
+    func mergeState() throws -> MergeState? {
+        try read { db in
+            guard let text = try String.fetchOne(db, sql: "SELECT state FROM mergeState WHERE worktree = ?", arguments: [worktree]) else {
+                return nil
+            }
+            return try HistoryDatabase.mergeState(from: text)
+        }
+    }
+
+    /// The merges in progress of every working tree (what gc and fsck must keep).
+    func allMergeStates() throws -> [MergeState] {
+        try read { db in try String.fetchAll(db, sql: "SELECT state FROM mergeState ORDER BY worktree").map(HistoryDatabase.mergeState(from:)) }
+    }
+
+    private static func mergeState(from text: String) throws -> MergeState {
+        do {
+            return try JSONValueCoding.decode(MergeState.self, from: try JSONValue.parse(Array(text.utf8)))
+        } catch {
+            throw RepoError.corruptRecord("the merge in progress (table mergeState)", problem: "\(error)".prefix(200).description)
+        }
+    }
+
+    /// Saves (or, with nil, clears) the merge state, with the objects it references recorded in the same transaction.
+    func setMergeState(_ state: MergeState?, objects: [ObjectInfo] = []) throws {
+        let text = try state.map { try JSONValueCoding.encode($0).serialized() }
+        try write { db in
+            try HistoryDatabase.insert(db, objects: objects)
+            if let text {
+                try db.execute(sql: "INSERT OR REPLACE INTO mergeState(worktree, state) VALUES (?, ?)", arguments: [worktree, text])
+            } else {
+                try db.execute(sql: "DELETE FROM mergeState WHERE worktree = ?", arguments: [worktree])
+            }
+        }
+    }
+
+    /// Records a `--no-commit` merge's candidate tree (and the objects it needs) and the merge
+    /// state that points at it, in one transaction.
+    func insertTree(_ tree: Tree, objects: [ObjectInfo], mergeState state: MergeState) throws {
+        let text = try JSONValueCoding.encode(state).serialized()
+        try write { db in
+            try HistoryDatabase.insert(db, objects: objects)
+            try HistoryDatabase.insert(db, tree: tree)
+            try db.execute(sql: "INSERT OR REPLACE INTO mergeState(worktree, state) VALUES (?, ?)", arguments: [worktree, text])
+        }
+    }
+}

@@ -1,0 +1,87 @@
+import Delta
+import Foundation
+import GRDB
+
+// The object index and trees: what each stored object is, and which objects a tree names.
+extension HistoryDatabase {
+    public func tree(_ id: ObjectID) throws -> Tree {
+        try read { db in try HistoryDatabase.tree(db, id) }
+    }
+
+    static func tree(_ db: Database, _ id: ObjectID) throws -> Tree {
+        let fileRows = try TreeFileRow.fetchAll(db, sql: "SELECT * FROM treeFile WHERE treeID = ? ORDER BY path", arguments: [id.hex])
+        let tensorRows = try TreeTensorRow.fetchAll(db, sql: "SELECT * FROM treeTensor WHERE treeID = ? ORDER BY path, position", arguments: [id.hex])
+        var tensorsByPath: [String: [TreeTensor]] = [:]
+        for row in tensorRows { tensorsByPath[row.path, default: []].append(row.tensor) }
+        return Tree(files: fileRows.map { row in
+            var file = row.file
+            file.tensors = tensorsByPath[file.path] ?? []
+            return file
+        })
+    }
+
+    public func objectInfo(_ id: ObjectID) throws -> ObjectInfo? {
+        try read { db in try HistoryDatabase.objectInfo(db, id) }
+    }
+
+    static func objectInfo(_ db: Database, _ id: ObjectID) throws -> ObjectInfo? {
+        try ObjectRow.fetchOne(db, sql: "SELECT * FROM object WHERE id = ?", arguments: [id.hex])?.info
+    }
+
+    /// Every recorded object.
+    public func allObjects() throws -> [ObjectInfo] {
+        try read { db in try ObjectRow.fetchAll(db, sql: "SELECT * FROM object").map(\.info) }
+    }
+
+    static func insert(_ db: Database, objects: [ObjectInfo]) throws {
+        // References first, so the foreign key holds at every insert.
+        let sorted = objects.sorted { $0.depth < $1.depth }
+        for o in sorted {
+            try ObjectRow(o).insert(db, onConflict: .ignore)
+        }
+    }
+
+    static func insert(_ db: Database, tree: Tree) throws {
+        let id = tree.id.hex
+        var digests: [String: Digest] = [:]
+        for f in tree.files {
+            if let d = try f.sha256 ?? knownDigest(db, of: f) { digests[f.path] = d }
+        }
+        if try Bool.fetchOne(db, sql: "SELECT 1 FROM tree WHERE id = ?", arguments: [id]) == true {
+            // The same tree recorded before, perhaps by an older mrepo: add the digests it lacks.
+            for (path, d) in digests {
+                try db.execute(sql: "UPDATE treeFile SET sha256 = ? WHERE treeID = ? AND path = ? AND sha256 IS NULL", arguments: [d.hex, id, path])
+            }
+            return
+        }
+        try TreeRow(tree: tree).insert(db)
+        for f in tree.files {
+            var file = f
+            file.sha256 = digests[f.path]
+            try TreeFileRow(tree: tree.id, file: file).insert(db)
+            for (i, t) in f.tensors.enumerated() {
+                try TreeTensorRow(tree: tree.id, path: f.path, position: i, tensor: t).insert(db)
+            }
+        }
+    }
+
+    /// The recorded facts of many objects in one read transaction (a tree's objects, a commit's
+    /// delta references), instead of a transaction per object. Ids not recorded are absent.
+    public func objectInfos(_ ids: some Sequence<ObjectID>) throws -> [ObjectID: ObjectInfo] {
+        let unique = Array(Set(ids))
+        guard !unique.isEmpty else { return [:] }
+        return try read { db in
+            var out: [ObjectID: ObjectInfo] = [:]
+            // Slices keep each statement well under SQLite's limit on parameters.
+            for start in stride(from: 0, to: unique.count, by: 500) {
+                let slice = unique[start..<min(start + 500, unique.count)]
+                let marks = Array(repeating: "?", count: slice.count).joined(separator: ",")
+                for row in try ObjectRow.fetchAll(db, sql: "SELECT * FROM object WHERE id IN (\(marks))",
+                                                  arguments: StatementArguments(slice.map(\.hex))) {
+                    out[row.info.id] = row.info
+                }
+            }
+            return out
+        }
+    }
+}

@@ -1,0 +1,189 @@
+import Delta
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Repo
+
+/// The read side of the Hugging Face Hub API: repository info, tree listings, refs, and
+/// `resolve` (HEAD and GET with ranges), as `huggingface_hub` and `transformers` use them.
+extension HubService {
+    /// `GET /api/models/{ns}/{name}[/revision/{rev}]`.
+    func modelInfo(_ repo: Repository, id: String, revision: String?, query: [String: String]) throws -> Response {
+        let lease = repo.readerLease()
+        defer { lease.release() }
+        let commitID: ObjectID?
+        if let revision {
+            commitID = try resolve(repo, revision)
+        } else {
+            commitID = try repo.headCommit()
+        }
+        var siblings: [JSONValue] = []
+        var lastModified = Date(timeIntervalSince1970: 0)
+        if let commitID {
+            let commit = try repo.commit(commitID)
+            lastModified = commit.date
+            let withBlobs = query["blobs"] == "true" || query["blobs"] == "1"
+            for file in try repo.tree(of: commitID).files {
+                var members = [JSONMember("rfilename", .string(file.path))]
+                if withBlobs {
+                    let meta = try metadata.metadata(of: file, in: repo)
+                    members.append(JSONMember("size", .int(file.byteCount)))
+                    members.append(JSONMember("blobId", .string(meta.gitOID)))
+                    if meta.isLFS { members.append(JSONMember("lfs", lfsJSON(meta, shaKey: "sha256"))) }
+                }
+                siblings.append(.object(members))
+            }
+        }
+        let namespace = String(id.split(separator: "/").first ?? "")
+        return Responses.json(.object([
+            JSONMember("_id", .string(id)),
+            JSONMember("id", .string(id)),
+            JSONMember("modelId", .string(id)),
+            JSONMember("author", .string(namespace)),
+            JSONMember("sha", commitID.map { .string(HubIDs.commit($0)) } ?? .null),
+            JSONMember("lastModified", .string(HubService.isoDate(lastModified))),
+            JSONMember("createdAt", .string(HubService.isoDate(lastModified))),
+            JSONMember("private", .bool(false)),
+            JSONMember("disabled", .bool(false)),
+            JSONMember("gated", .bool(false)),
+            JSONMember("downloads", .int(0)),
+            JSONMember("likes", .int(0)),
+            JSONMember("tags", .array([])),
+            JSONMember("siblings", .array(siblings)),
+        ]))
+    }
+
+    func lfsJSON(_ meta: FileMetadata, shaKey: String) -> JSONValue {
+        .object([JSONMember(shaKey, .string(meta.sha256.hex)), JSONMember("size", .int(meta.size)),
+                 JSONMember("pointerSize", .int(meta.pointerSize))])
+    }
+
+    /// `GET /api/models/{ns}/{name}/tree/{rev}[/{path}]?recursive=&cursor=`: pages of 1000 entries,
+    /// the next page named by a `Link: <…>; rel="next"` header.
+    func tree(_ repo: Repository, revision: String, path: String?, query: [String: String], request: Request) throws -> Response {
+        let lease = repo.readerLease()
+        defer { lease.release() }
+        let commitID = try resolve(repo, revision)
+        let files = try repo.tree(of: commitID).files
+        let recursive = query["recursive"] == "true" || query["recursive"] == "1"
+        let prefix = path.map { $0 + "/" } ?? ""
+        if let path, !files.contains(where: { $0.path.hasPrefix(prefix) }) {
+            throw HubError.entryNotFound(path, commit: commitID)
+        }
+        var folders = Set<String>()
+        var entries: [(path: String, file: TreeFile?)] = []
+        for file in files where file.path.hasPrefix(prefix) {
+            let rest = file.path.dropFirst(prefix.count)
+            let parts = rest.split(separator: "/")
+            // Every folder between the listed one and the file.
+            for depth in 1..<max(1, parts.count) where recursive || depth == 1 {
+                let folder = prefix + parts[0..<depth].joined(separator: "/")
+                if folders.insert(folder).inserted { entries.append((folder, nil)) }
+            }
+            if recursive || parts.count == 1 { entries.append((file.path, file)) }
+        }
+        entries.sort { $0.path < $1.path }
+        let pageSize = max(1, min(1000, Int(query["limit"] ?? "") ?? 1000))
+        let start = min(entries.count, max(0, Int(query["cursor"] ?? "") ?? 0))
+        let page = entries[start..<min(entries.count, start + pageSize)]
+        var out: [JSONValue] = []
+        for entry in page {
+            guard let file = entry.file else {
+                out.append(.object([JSONMember("type", .string("directory")),
+                                    JSONMember("oid", .string(GitHash.sha1(Array("tree \(entry.path)".utf8)))),
+                                    JSONMember("size", .int(0)), JSONMember("path", .string(entry.path))]))
+                continue
+            }
+            let meta = try metadata.metadata(of: file, in: repo)
+            var members = [JSONMember("type", .string("file")), JSONMember("oid", .string(meta.gitOID)),
+                           JSONMember("size", .int(file.byteCount)), JSONMember("path", .string(file.path))]
+            if meta.isLFS { members.append(JSONMember("lfs", lfsJSON(meta, shaKey: "oid"))) }
+            out.append(.object(members))
+        }
+        var headers = HTTPFields()
+        if start + pageSize < entries.count {
+            var q = query
+            q["cursor"] = String(start + pageSize)
+            let queryText = q.keys.sorted().map { "\(RequestPath.encode($0, keepSlash: false))=\(RequestPath.encode(q[$0]!, keepSlash: false))" }.joined(separator: "&")
+            let base = baseURL(request) + request.uri.path
+            headers[.link] = "<\(base)?\(queryText)>; rel=\"next\""
+        }
+        return Responses.json(.array(out), headers: headers)
+    }
+
+    /// `GET /api/models/{ns}/{name}/refs`.
+    func refs(_ repo: Repository) throws -> Response {
+        let branches = try repo.branches().map { b -> JSONValue in
+            .object([JSONMember("name", .string(b.name)), JSONMember("ref", .string("refs/heads/\(b.name)")),
+                     JSONMember("targetCommit", .string(HubIDs.commit(b.target)))])
+        }
+        let tags = try repo.tags().map { t -> JSONValue in
+            .object([JSONMember("name", .string(t.name)), JSONMember("ref", .string("refs/tags/\(t.name)")),
+                     JSONMember("targetCommit", .string(HubIDs.commit(t.target)))])
+        }
+        return Responses.json(.object([JSONMember("branches", .array(branches)), JSONMember("tags", .array(tags)),
+                                       JSONMember("converts", .array([])), JSONMember("pullRequests", .array([]))]))
+    }
+
+    /// `HEAD` and `GET /{ns}/{name}/resolve/{rev}/{path}`: the headers the clients need (commit,
+    /// ETag = SHA-256, size, ranges) and the bytes, streamed from the object store.
+    func resolveFile(_ repo: Repository, revision: String, path: String, request: Request) throws -> Response {
+        let lease = repo.readerLease()
+        var handedOver = false
+        defer { if !handedOver { lease.release() } }
+        let commitID = try resolve(repo, revision)
+        guard let file = try repo.tree(of: commitID).file(at: path) else {
+            throw HubError.entryNotFound(path, commit: commitID)
+        }
+        let meta = try metadata.metadata(of: file, in: repo)
+        var headers = HTTPFields()
+        headers[.xRepoCommit] = HubIDs.commit(commitID)
+        headers[.eTag] = "\"\(meta.sha256.hex)\""
+        headers[.acceptRanges] = "bytes"
+        headers[.contentType] = "application/octet-stream"
+        let range: Range<Int>?
+        do {
+            range = try FileBody.parseRange(request.headers[.range], size: file.byteCount)
+        } catch let error as FileBody.RangeNotSatisfiable {
+            headers[.contentRange] = "bytes */\(error.size)"
+            headers[.contentLength] = "0"
+            return Response(status: .rangeNotSatisfiable, headers: headers, body: ResponseBody())
+        }
+        let served = range ?? 0..<file.byteCount
+        var status = HTTPResponse.Status.ok
+        if let range {
+            status = .partialContent
+            headers[.contentRange] = "bytes \(range.lowerBound)-\(range.upperBound - 1)/\(file.byteCount)"
+        }
+        headers[.contentLength] = String(served.count)
+        if request.method == .head {
+            return Response(status: status, headers: headers, body: ResponseBody())
+        }
+        let body = try FileBody.body(repo: repo, file: file, range: served, lease: lease)
+        handedOver = true
+        return Response(status: status, headers: headers, body: body)
+    }
+
+    /// A revision from a URL: branch, tag, or a commit id of 40 or 64 hex digits.
+    func resolve(_ repo: Repository, _ revision: String) throws -> ObjectID {
+        do {
+            return try repo.resolveExact(try RequestPath.revision(revision))
+        } catch let error as RepoError {
+            if case .unknownRevision = error { throw HubError.revisionNotFound(revision) }
+            throw error
+        }
+    }
+
+    /// `http://host:port` as the client addressed this server.
+    func baseURL(_ request: Request) -> String {
+        let host = request.head.authority ?? "\(options.host):\(options.port)"
+        return "http://\(host)"
+    }
+
+    static func isoDate(_ date: Date) -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        f.timeZone = TimeZone(identifier: "UTC")
+        return f.string(from: date)
+    }
+}

@@ -1,0 +1,150 @@
+import Delta
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Repo
+
+/// mrepo's own protocol, under `{repository URL}/mrepo/v1/`: the ``RemoteTransport`` operations
+/// over HTTP, answered by the same repository calls a local remote uses (objects verified before
+/// they are stored, commit records checked and recorded in one transaction, refs moved by
+/// compare-and-swap). `HTTPTransport` is the client. docs/serving.md lists the endpoints.
+extension HubService {
+    /// The most ids one negotiation request may carry.
+    static let maxNegotiationIDs = 10_000
+    /// The largest body of commit records read into memory.
+    static let maxRecordsBytes = 256 << 20
+
+    func mrepoProtocol(_ repo: Repository, id: String, method: HTTPRequest.Method, rest: [String], request: Request) async throws -> Response {
+        switch (method, rest) {
+        case (.get, ["refs"]):
+            try requireRead(request)
+            var refs: [RemoteRef] = []
+            for r in try repo.history.refs() { refs.append(RemoteRef(name: r.name, kind: r.kind, target: r.target)) }
+            return try encodable(RefList(refs: refs))
+        case (.post, ["objects", "missing"]):
+            try requireRead(request)
+            let ids = try await idList(request)
+            return try encodable(IDList(ids: repo.missingObjectFiles(ids).map(\.hex).sorted()))
+        case (.post, ["commits", "missing"]):
+            try requireRead(request)
+            let ids = try await idList(request)
+            return try encodable(IDList(ids: try repo.missingCommits(ids).map(\.hex).sorted()))
+        case (.get, let r) where r.count == 2 && r[0] == "objects":
+            try requireRead(request)
+            return try objectFile(repo, hex: r[1])
+        case (.put, let r) where r.count == 2 && r[0] == "objects":
+            try requireWrite(request)
+            return try await receiveObject(repo, hex: r[1], request: request)
+        case (.get, let r) where r.count == 2 && r[0] == "commits":
+            try requireRead(request)
+            guard let commitID = ObjectID(hex: r[1]), try repo.history.commit(commitID) != nil else {
+                throw HubError.revisionNotFound(r[1])
+            }
+            let record = try repo.commitRecord(commitID)
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: record.encoded())))
+        case (.post, ["commits"]):
+            try requireWrite(request)
+            let bytes = try await collect(request, limit: HubService.maxRecordsBytes)
+            let records: [CommitRecord]
+            do {
+                records = try JSONDecoder().decode([CommitRecord].self, from: Data(bytes))
+            } catch {
+                throw HubError.badRequest("not a list of commit records: \(error)")
+            }
+            try repo.withWriteLock(wait: true) { try repo.receiveCommits(records) }
+            return Responses.json(.object([]))
+        case (.post, ["refs"]):
+            try requireWrite(request)
+            let bytes = try await collect(request, limit: options.maxJSONBytes)
+            guard let update = try? JSONDecoder().decode(RefUpdate.self, from: Data(bytes)) else {
+                throw HubError.badRequest("not a ref update")
+            }
+            do {
+                try repo.applyRefUpdate(update, shownAs: id)
+            } catch RepoError.nonFastForward(let ref, _) {
+                throw HubError(status: .conflict, code: "NonFastForward", message: ref)
+            } catch RepoError.remoteRefMoved(let ref, _) {
+                throw HubError(status: .preconditionFailed, code: "RefMoved", message: ref)
+            } catch let RepoError.remote(message) {
+                throw HubError(status: .badRequest, code: "Refused", message: message)
+            }
+            return Responses.json(.object([]))
+        default:
+            throw HubError.notFound()
+        }
+    }
+
+    struct RefList: Codable { var refs: [RemoteRef] }
+    struct IDList: Codable { var ids: [String] }
+
+    func encodable<T: Encodable>(_ value: T) throws -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return Response(status: .ok, headers: [.contentType: "application/json"],
+                        body: ResponseBody(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+    }
+
+    func idList(_ request: Request) async throws -> [ObjectID] {
+        let bytes = try await collect(request, limit: options.maxJSONBytes)
+        guard let list = try? JSONDecoder().decode(IDList.self, from: Data(bytes)), list.ids.count <= HubService.maxNegotiationIDs else {
+            throw HubError.badRequest("expected {\"ids\": [...]} with at most \(HubService.maxNegotiationIDs) ids")
+        }
+        return try list.ids.map { hex in
+            guard let id = ObjectID(hex: hex) else { throw HubError.badRequest("not an id: \(hex.prefix(80))") }
+            return id
+        }
+    }
+
+    /// An object file's stored bytes, read and sent 1 MiB at a time.
+    func objectFile(_ repo: Repository, hex: String) throws -> Response {
+        guard let objectID = ObjectID(hex: hex) else { throw HubError.badRequest("not an object id") }
+        let lease = repo.readerLease()
+        let path = repo.objects.path(for: objectID)
+        guard let size = FileStat.of(path)?.size, let handle = FileHandle(forReadingAtPath: path) else {
+            lease.release()
+            throw HubError.notFound("object \(objectID.short) is not here")
+        }
+        let body = ResponseBody(contentLength: size) { writer in
+            defer {
+                try? handle.close()
+                lease.release()
+            }
+            var sent = 0
+            while sent < size {
+                guard let data = try handle.read(upToCount: min(1 << 20, size - sent)), !data.isEmpty else {
+                    throw HubError(status: .internalServerError, message: "object \(objectID.short) shrank while it was sent")
+                }
+                try await writer.write(ByteBuffer(bytes: data))
+                sent += data.count
+            }
+            try await writer.finish(nil)
+        }
+        return Response(status: .ok, headers: [.contentType: "application/octet-stream"], body: body)
+    }
+
+    /// Streams a pushed object file into the store's incoming area, then verifies it (decoded
+    /// against its delta reference and hashed to its id) before it is renamed into place.
+    func receiveObject(_ repo: Repository, hex: String, request: Request) async throws -> Response {
+        guard let objectID = ObjectID(hex: hex) else { throw HubError.badRequest("not an object id") }
+        if repo.objects.exists(objectID) {
+            for try await _ in request.body {}
+            return Responses.json(.object([]))
+        }
+        var file = try StreamedFile(path: repo.objects.incomingPath())
+        do {
+            for try await buffer in request.body {
+                try buffer.withUnsafeReadableBytes { try file.append($0, limit: options.maxUploadBytes) }
+            }
+            file.close()
+        } catch {
+            file.discard()
+            throw error
+        }
+        do {
+            try repo.receiveObject(objectID, file: file.path)
+        } catch let error as RepoError {
+            throw HubError(status: .badRequest, code: "ObjectRejected", message: error.description)
+        }
+        return Responses.json(.object([]))
+    }
+}

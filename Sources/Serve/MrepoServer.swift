@@ -1,0 +1,33 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+
+/// `mrepo serve`: an HTTP server for every repository under a folder.
+public enum MrepoServer {
+    /// Runs until SIGINT or SIGTERM, then stops gracefully: it stops accepting connections,
+    /// lets running requests finish, and deletes its upload staging folders.
+    ///
+    /// - Parameter announce: called once the socket is bound, with the URL it listens on (the
+    ///   real port when `options.port` is 0).
+    public static func run(_ options: ServeOptions, announce: @escaping @Sendable (String) -> Void) async throws {
+        let service = try HubService(options: options)
+        var logger = Logger(label: "mrepo-serve")
+        // Hummingbird logs requests at debug level and errors at error level, never headers, so no
+        // token reaches the log; keep it to warnings.
+        logger.logLevel = .warning
+        let app = Application(
+            responder: service,
+            configuration: ApplicationConfiguration(address: .hostname(options.host, port: options.port), serverName: "mrepo"),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? options.port
+                let host = options.host.contains(":") ? "[\(options.host)]" : options.host
+                announce("http://\(host):\(port)")
+            },
+            logger: logger
+        )
+        defer { service.uploads.removeAll() }
+        try await app.runService()
+    }
+}

@@ -1,0 +1,357 @@
+import Delta
+import Foundation
+import Repo
+
+// The documents `--json` prints, as `Codable` types: members in declaration order, absent values as
+// `null` (``OrNull``). Scripts read these; a key is renamed only with a changelog entry.
+
+/// A commit as `log --json` lists it, and the start of `show --json`.
+struct CommitDocument: Encodable {
+    var id: String
+    var parents: [String]
+    var base: OrNull<String>
+    var tree: String
+    var author: String
+    var date: String
+    var timestamp: Double
+    var message: String
+    /// Name → value, in the order recorded.
+    var metrics: JSONValue
+    var refs: [String]
+    /// As recorded (its typed members are `show`'s business; scripts get every member).
+    var extra: JSONValue
+
+    init(_ c: Commit, names: [String]) {
+        id = c.id.hex
+        parents = c.parents.map(\.hex)
+        base = OrNull(c.base?.hex)
+        tree = c.treeID.hex
+        author = c.author
+        date = Format.iso(c.timestamp)
+        timestamp = c.timestamp
+        message = c.message
+        metrics = .object(c.metrics.map { JSONMember($0.name, .double($0.value)) })
+        refs = names
+        extra = c.extra
+    }
+}
+
+/// `show --json`: the commit, its files and tensors, and the sizes.
+struct ShowDocument: Encodable {
+    struct Tensor: Encodable {
+        var name: String
+        var dtype: String
+        var shape: [Int]
+        var object: String
+        var encoding: OrNull<String>
+        var reference: OrNull<String>
+        var storedBytes: OrNull<Int>
+
+        enum CodingKeys: String, CodingKey {
+            case name, dtype, shape, object, encoding, reference, storedBytes = "stored_bytes"
+        }
+    }
+
+    struct File: Encodable {
+        var path: String
+        var kind: String
+        var bytes: Int
+        var object: String
+        /// Only for safetensors files.
+        var tensors: [Tensor]?
+    }
+
+    var commit: CommitDocument
+    var files: [File]
+    var logicalBytes: Int
+    var storedBytes: Int
+
+    enum CodingKeys: String, CodingKey {
+        case files, logicalBytes = "logical_bytes", storedBytes = "stored_bytes"
+    }
+
+    init(_ c: Commit, names: [String], tree: Tree, objects: [ObjectID: ObjectInfo]) {
+        commit = CommitDocument(c, names: names)
+        files = tree.files.map { f in
+            File(path: f.path, kind: f.kind.rawValue, bytes: f.byteCount, object: f.objectID.hex,
+                 tensors: f.kind != .safetensors ? nil : f.tensors.map { t in
+                     let info = objects[t.objectID]
+                     return Tensor(name: t.name, dtype: t.dtype.rawValue, shape: t.shape, object: t.objectID.hex,
+                                   encoding: OrNull(info?.encoding.description), reference: OrNull(info?.reference?.hex),
+                                   storedBytes: OrNull(info?.storedByteCount))
+                 })
+        }
+        logicalBytes = tree.logicalByteCount
+        storedBytes = objects.values.reduce(0) { $0 + $1.storedByteCount }
+    }
+
+    /// The commit's members first, then the files and sizes, in one object.
+    func encode(to encoder: any Encoder) throws {
+        try commit.encode(to: encoder)
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(files, forKey: .files)
+        try c.encode(logicalBytes, forKey: .logicalBytes)
+        try c.encode(storedBytes, forKey: .storedBytes)
+    }
+}
+
+/// `commit --json`.
+struct CommitResultDocument: Encodable {
+    struct Adapter: Encodable {
+        var base: String
+        var r: Int
+        var alpha: Double
+        var targets: [String]
+        var modules: Int
+    }
+
+    struct Lossy: Encodable {
+        var tensors: Int
+        var maxRelativeError: Double
+        var storedBytes: Int
+        var denseBytes: Int
+
+        enum CodingKeys: String, CodingKey {
+            case tensors, maxRelativeError = "max_relative_error", storedBytes = "stored_bytes", denseBytes = "dense_bytes"
+        }
+    }
+
+    var commit: String
+    var branch: OrNull<String>
+    var files: Int
+    var tensors: Int
+    var logicalBytes: Int
+    var newObjects: Int
+    var newStoredBytes: Int
+    var unchangedFiles: Int
+    var copiedFiles: Int
+    var seconds: Double
+    var adapter: OrNull<Adapter>
+    var lossy: OrNull<Lossy>
+    var notes: [String]
+
+    enum CodingKeys: String, CodingKey {
+        case commit, branch, files, tensors, logicalBytes = "logical_bytes", newObjects = "new_objects"
+        case newStoredBytes = "new_stored_bytes", unchangedFiles = "unchanged_files", copiedFiles = "copied_files", seconds, adapter, lossy, notes
+    }
+
+    init(_ result: CommitResult, seconds: Double) {
+        commit = result.commit.id.hex
+        branch = OrNull(result.branch)
+        files = result.fileCount
+        tensors = result.tensorCount
+        logicalBytes = result.logicalByteCount
+        newObjects = result.newObjectCount
+        newStoredBytes = result.newStoredByteCount
+        unchangedFiles = result.unchangedFileCount
+        copiedFiles = result.copiedFileCount
+        self.seconds = seconds
+        adapter = OrNull(result.adapter.map { Adapter(base: $0.base.hex, r: $0.rank, alpha: $0.alpha, targets: $0.targets, modules: $0.moduleCount) })
+        let low = result.lowRankTensors
+        lossy = OrNull(low.isEmpty ? nil : Lossy(tensors: low.count, maxRelativeError: low.map(\.relativeError).max() ?? 0,
+                                                  storedBytes: low.reduce(0) { $0 + $1.storedByteCount },
+                                                  denseBytes: low.reduce(0) { $0 + $1.logicalByteCount }))
+        notes = result.notes
+    }
+}
+
+/// `export --json`.
+struct ExportDocument: Encodable {
+    var commit: String
+    var directory: String
+    var files: Int
+    var bytes: Int
+    var seconds: Double
+    var lossy: Bool
+    var maxRelativeError: OrNull<Double>
+
+    enum CodingKeys: String, CodingKey {
+        case commit, directory, files, bytes, seconds, lossy, maxRelativeError = "max_relative_error"
+    }
+}
+
+/// `gc --json`.
+struct GCDocument: Encodable {
+    var removedCommits: Int
+    var removedObjects: Int
+    var freedBytes: Int
+    var removedTemporaryFiles: Int
+
+    enum CodingKeys: String, CodingKey {
+        case removedCommits = "removed_commits", removedObjects = "removed_objects", freedBytes = "freed_bytes"
+        case removedTemporaryFiles = "removed_temporary_files"
+    }
+
+    init(_ r: GCReport) {
+        removedCommits = r.removedCommits
+        removedObjects = r.removedObjects
+        freedBytes = r.freedBytes
+        removedTemporaryFiles = r.removedTemporaryFiles
+    }
+}
+
+/// `fsck --json`.
+struct FsckDocument: Encodable {
+    var clean: Bool
+    var errors: [String]
+    var warnings: [String]
+    var commits: Int
+    var objects: Int
+    var verifiedBytes: Int
+
+    enum CodingKeys: String, CodingKey {
+        case clean, errors, warnings, commits, objects, verifiedBytes = "verified_bytes"
+    }
+
+    init(_ r: FsckReport) {
+        clean = r.isClean
+        errors = r.errors
+        warnings = r.warnings
+        commits = r.commitCount
+        objects = r.objectCount
+        verifiedBytes = r.verifiedBytes
+    }
+}
+
+/// One line of `branch --json`.
+struct BranchDocument: Encodable {
+    var name: String
+    var commit: String
+    var current: Bool
+    var subject: String
+    /// The working tree that has the branch checked out, if another one does.
+    var worktree: OrNull<String>
+}
+
+/// One line of `tag --json`.
+struct TagDocument: Encodable {
+    var name: String
+    var commit: String
+    var message: OrNull<String>
+}
+
+/// One line of `reflog --json`.
+struct ReflogDocument: Encodable {
+    var ref: String
+    var old: OrNull<String>
+    var new: OrNull<String>
+    var date: String
+    var message: String
+}
+
+/// `du --json`.
+struct UsageDocument: Encodable {
+    struct Lossy: Encodable {
+        var method: String
+        var setting: String
+        var tensors: Int
+        var storedBytes: Int
+        var denseBytes: Int
+        var maxRelativeError: Double
+
+        enum CodingKeys: String, CodingKey {
+            case method, setting, tensors, storedBytes = "stored_bytes", denseBytes = "dense_bytes", maxRelativeError = "max_relative_error"
+        }
+    }
+
+    struct Commit: Encodable {
+        var id: String
+        var subject: String
+        var refs: [String]
+        var logicalBytes: Int
+        var newStoredBytes: Int
+        var newLogicalBytes: Int
+        var lossy: OrNull<Lossy>
+
+        enum CodingKeys: String, CodingKey {
+            case id, subject, refs, logicalBytes = "logical_bytes", newStoredBytes = "new_stored_bytes"
+            case newLogicalBytes = "new_logical_bytes", lossy
+        }
+    }
+
+    var commits: [Commit]
+    var logicalBytes: Int
+    var objectBytes: Int
+    var databaseBytes: Int
+    var objects: Int
+
+    enum CodingKeys: String, CodingKey {
+        case commits, logicalBytes = "logical_bytes", objectBytes = "object_bytes", databaseBytes = "database_bytes", objects
+    }
+}
+
+/// `status --json`.
+struct StatusDocument: Encodable {
+    struct Unresolved: Encodable {
+        var tensor: String
+        var reason: String
+    }
+
+    struct Merge: Encodable {
+        var branches: [String]
+        var method: String
+        var ready: Bool
+        var unresolved: [Unresolved]
+    }
+
+    struct Change: Encodable {
+        var path: String
+        var status: String
+        var changedTensors: OrNull<Int>
+        var tensors: OrNull<Int>
+        var reason: OrNull<String>
+
+        enum CodingKeys: String, CodingKey {
+            case path, status, changedTensors = "changed_tensors", tensors, reason
+        }
+    }
+
+    struct Upstream: Encodable {
+        var name: String
+        var ahead: Int
+        var behind: Int
+    }
+
+    var mergeInProgress: OrNull<Merge>
+    var branch: OrNull<String>
+    var head: OrNull<String>
+    var upstream: OrNull<Upstream>
+    var view: OrNull<String>
+    var clean: Bool
+    var nestedRepositories: [String]
+    var normalizationTwins: [[String]]
+    var changes: [Change]
+
+    enum CodingKeys: String, CodingKey {
+        case mergeInProgress = "merge_in_progress", branch, head, upstream, view, clean, nestedRepositories = "nested_repositories"
+        case normalizationTwins = "normalization_twins", changes
+    }
+
+    init(_ status: WorktreeStatus, merge: MergeInProgress?, view: String?, tracking: TrackingStatus? = nil) {
+        upstream = OrNull(tracking.map { Upstream(name: $0.upstream, ahead: $0.ahead, behind: $0.behind) })
+        mergeInProgress = OrNull(merge.map { m in
+            Merge(branches: m.branches, method: m.method, ready: m.ready, unresolved: m.unresolved.map { Unresolved(tensor: $0.tensor, reason: $0.reason) })
+        })
+        branch = OrNull(status.head.branchName)
+        head = OrNull(status.head.commit?.hex)
+        self.view = OrNull(view)
+        clean = status.isClean
+        nestedRepositories = status.nestedRepositories
+        normalizationTwins = status.normalizationTwins.map { [$0.0, $0.1] }
+        changes = status.changes.map { c in
+            Change(path: c.path, status: c.kind.rawValue, changedTensors: OrNull(c.changedTensors), tensors: OrNull(c.tensorCount),
+                   reason: OrNull(c.reason))
+        }
+    }
+}
+
+/// One line of `worktree list --json`.
+struct WorktreeDocument: Encodable {
+    var path: String
+    var id: String
+    var main: Bool
+    var current: Bool
+    var head: OrNull<String>
+    var branch: OrNull<String>
+    var prunable: Bool
+}
