@@ -90,6 +90,10 @@ final class SeaweedFS: @unchecked Sendable {
         env["MREPO_TEST_PID"] = "\(getpid())"
         process.environment = env
         process.standardInput = FileHandle.nullDevice
+        // Not the test process's own stdout and stderr: `swift test` reads those to their end before it
+        // reaps the test process, and until then the (zombie) pid still answers the shell's `kill -0`.
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
         try process.run()
     }
 
