@@ -21,7 +21,9 @@ let package = Package(
         // The HTTP server of `mrepo serve`. Traits off: swift-configuration is not needed (docs/serving.md
         // notes the cold-build time this package adds).
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
-        // Named for their products only; Hummingbird depends on them already (no extra build).
+        // HTTP for S3-compatible remotes (docs/remotes.md notes what it adds to a cold build).
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        // Named for their products only; Hummingbird and async-http-client depend on them already.
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
@@ -43,7 +45,11 @@ let package = Package(
         // algebra, reversible merges, mergekit recipes. No storage.
         .target(name: "Merge", dependencies: ["Delta", "CKernels", "COpenBLAS", .product(name: "Yams", package: "Yams")]),
         // Object store, SQLite history, refs, working tree, hooks and every command's logic.
-        .target(name: "Repo", dependencies: ["Merge", "Delta", .product(name: "GRDB", package: "GRDB.swift")]),
+        .target(name: "Repo", dependencies: [
+            "Merge", "Delta", .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]),
         // Seeded synthetic checkpoints (transformer-shaped families) for the demo, tests and benchmarks.
         .target(name: "ModelFactory", dependencies: ["Delta"]),
         // `mrepo serve`: the Hugging Face Hub API and mrepo's own protocol over HTTP (Hummingbird).

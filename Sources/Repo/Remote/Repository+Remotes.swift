@@ -24,8 +24,14 @@ extension Repository {
     /// Adds a remote (`remote add NAME URL`); the URL is checked for form, not reached.
     public func addRemote(_ name: String, url: String, lazy: Bool = false, wait: Bool = false) throws {
         try Repository.validateRemoteName(name)
-        _ = try RemoteLocation(parsing: url)
+        let url = try Repository.storedURL(url)
         try withWriteLock(wait: wait) { try history.addRemote(RemoteConfig(name: name, url: url, lazy: lazy)) }
+    }
+
+    /// The URL as recorded: a relative path becomes absolute (it was relative to where the command ran).
+    static func storedURL(_ url: String) throws -> String {
+        if case let .local(path) = try RemoteLocation(parsing: url), !url.hasPrefix("file://") { return path }
+        return url
     }
 
     public func removeRemote(_ name: String, wait: Bool = false) throws {
@@ -38,7 +44,7 @@ extension Repository {
     }
 
     public func setRemoteURL(_ name: String, url: String, wait: Bool = false) throws {
-        _ = try RemoteLocation(parsing: url)
+        let url = try Repository.storedURL(url)
         try withWriteLock(wait: wait) { try history.setRemote(name, url: url) }
     }
 
@@ -70,7 +76,7 @@ extension Repository {
             let repo = try initialize(at: dest)
             repo.progress = progress
             repo.transportEnvironment = environment
-            try repo.history.addRemote(RemoteConfig(name: "origin", url: url, lazy: lazy))
+            try repo.history.addRemote(RemoteConfig(name: "origin", url: try storedURL(url), lazy: lazy))
             if lazy { repo.readMissingObjectsLazily() }
             let result = try await repo.fetch(remote: "origin", lazy: lazy)
             let branches = try repo.history.remoteRefs(remote: "origin").filter { $0.kind == .branch }
@@ -79,6 +85,9 @@ extension Repository {
                 guard let tracking = branches.first(where: { $0.name == chosen }) else {
                     throw RepoError.invalidArgument("remote branch '\(chosen)' not found in \(url)")
                 }
+                // A lazy clone reads the checked-out tree's objects now, asynchronously (a read from
+                // inside the checkout would block a thread of the async pool on the fetch).
+                if lazy { _ = try await repo.fetchMissingObjects(Array(try repo.tree(of: tracking.target).objectIDs)) }
                 try repo.withWriteLock {
                     try repo.startBranch(chosen, at: tracking.target, upstream: Upstream(remote: "origin", branch: chosen), message: "clone: from \(url)")
                 }
@@ -118,6 +127,7 @@ extension Repository {
         guard let tracking = try history.remoteRef(remote: remoteName, name: remoteBranch), tracking.kind == .branch else {
             throw RepoError.invalidArgument("remote '\(remoteName)' has no branch '\(remoteBranch)'")
         }
+        if try lazyRemote() != nil { _ = try await fetchMissingObjects(Array(try tree(of: tracking.target).objectIDs)) }
         let outcome: PullOutcome = try withWriteLock(wait: wait) {
             let head = try history.head()
             guard let local = head.commit else {

@@ -1,0 +1,124 @@
+import Foundation
+import Testing
+
+/// End-to-end: remotes, clone, fetch, push and pull between folders, through the built binary.
+@Suite struct RemoteCLITests {
+    /// A sandbox with `repo` (base, then math on main) pushed to a bare `hub`.
+    func published() throws -> CLISandbox {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.ok(["init", "-q", "--bare", "hub"])
+        try s.ok(["init", "-q", "repo"])
+        try s.ok(["commit", "--from", "../family/base", "-m", "base"], in: "repo")
+        try s.ok(["remote", "add", "origin", "../hub"], in: "repo")
+        try s.ok(["push", "-q", "-u", "origin", "main"], in: "repo")
+        return s
+    }
+
+    @Test func cloneCommitPushPullRoundTrip() throws {
+        let s = try published()
+        let clone = try #require(try s.json(try s.ok(["clone", "--json", "hub", "copy"])) as? [String: Any])
+        #expect((clone["bytes_received"] as? Int ?? 0) > 0)
+        #expect((clone["objects"] as? Int ?? 0) > 0)
+        #expect(clone["branch"] as? String == "main")
+        #expect(s.sameFiles("copy", "family/base"))
+        #expect(try s.ok(["remote", "-v"], in: "copy").stdout.contains("origin\t\(s.path("hub"))"))
+
+        try s.ok(["commit", "--from", "../family/math", "-m", "math"], in: "copy")
+        #expect(try s.ok(["status"], in: "copy").stdout.contains("ahead of 'origin/main' by 1 commit"))
+        let push = try #require(try s.json(try s.ok(["push", "--json"], in: "copy")) as? [String: Any])
+        #expect((push["bytes_sent"] as? Int ?? 0) > 0)
+        #expect(push["commits"] as? Int == 1)
+        #expect((push["objects_skipped"] as? Int ?? 0) > 0, "objects the hub holds already are not sent")
+        #expect(try s.ok(["status"], in: "copy").stdout.contains("up to date with 'origin/main'"))
+
+        // The first repository: fetch shows it behind, pull fast-forwards it and its files.
+        try s.ok(["fetch", "-q"], in: "repo")
+        #expect(try s.ok(["status"], in: "repo").stdout.contains("behind 'origin/main' by 1 commit"))
+        #expect(try s.ok(["log", "--oneline", "origin/main"], in: "repo").stdout.split(separator: "\n").count == 2)
+        #expect(try s.ok(["pull"], in: "repo").stdout.contains("Fast-forward"))
+        #expect(s.sameFiles("repo", "family/math"))
+        #expect(try s.ok(["pull"], in: "repo").stdout.contains("Already up to date"))
+        try s.ok(["fsck"], in: "repo")
+        try s.ok(["fsck"], in: "hub")
+    }
+
+    @Test func nonFastForwardPushIsRefusedAndTheRemoteIsUnchanged() throws {
+        let s = try published()
+        try s.ok(["clone", "-q", "hub", "copy"])
+        try s.ok(["commit", "--from", "../family/math", "-m", "math"], in: "copy")
+        try s.ok(["push", "-q"], in: "copy")
+        try s.ok(["commit", "--from", "../family/chat", "-m", "chat"], in: "repo")
+        let hubBefore = try s.ok(["log", "--oneline", "main"], in: "hub").stdout
+        let r = try s.run(["push"], in: "repo")
+        expectOneLineError(r, contains: "push of 'main' refused: not a fast-forward")
+        #expect(try s.ok(["log", "--oneline", "main"], in: "hub").stdout == hubBefore)
+        // Pull stops at the divergence and names the merge to run.
+        let pull = try s.run(["pull"], in: "repo")
+        expectOneLineError(pull, contains: "mrepo merge origin/main")
+        // --force wins (a compare-and-swap against what the hub holds now).
+        try s.ok(["push", "-q", "--force"], in: "repo")
+        #expect(try s.ok(["log", "--oneline", "-n", "1", "main"], in: "hub").stdout.contains("chat"))
+    }
+
+    @Test func pushKilledMidwayResumesWithoutResending() throws {
+        let s = try published()
+        try s.ok(["commit", "--from", "../family/math", "-m", "math"], in: "repo")
+        let killed = try s.run(["push"], in: "repo", environment: ["MREPO_KILL_AT": "transfer.object-sent:3"])
+        #expect(killed.status == -9, "the kill point was not reached: \(killed.stderr)")
+        #expect(try s.ok(["log", "--oneline", "main"], in: "hub").stdout.split(separator: "\n").count == 1)
+        try s.ok(["fsck"], in: "hub")
+        let push = try #require(try s.json(try s.ok(["push", "--json"], in: "repo")) as? [String: Any])
+        #expect((push["objects_skipped"] as? Int ?? 0) >= 3, "the objects that arrived before the kill are not sent again")
+        #expect(try s.ok(["log", "--oneline", "main"], in: "hub").stdout.split(separator: "\n").count == 2)
+        try s.ok(["fsck"], in: "hub")
+    }
+
+    @Test func fetchKilledMidwayResumes() throws {
+        let s = try published()
+        try s.ok(["clone", "-q", "hub", "copy"])
+        try s.ok(["commit", "--from", "../family/math", "-m", "math"], in: "repo")
+        try s.ok(["push", "-q"], in: "repo")
+        let killed = try s.run(["fetch"], in: "copy", environment: ["MREPO_KILL_AT": "transfer.object-received:2"])
+        #expect(killed.status == -9, "the kill point was not reached: \(killed.stderr)")
+        try s.ok(["fsck"], in: "copy")
+        let fetch = try #require(try s.json(try s.ok(["fetch", "--json"], in: "copy")) as? [String: Any])
+        #expect(fetch["commits"] as? Int == 1)
+        try s.ok(["pull", "-q"], in: "copy")
+        #expect(s.sameFiles("copy", "family/math"))
+    }
+
+    @Test func remoteConfiguration() throws {
+        let s = try published()
+        try s.ok(["remote", "add", "backup", "file://\(s.path("hub"))"], in: "repo")
+        #expect(try s.ok(["remote"], in: "repo").stdout == "backup\norigin\n")
+        try s.ok(["fetch", "-q", "backup"], in: "repo")
+        try s.ok(["log", "-n", "1", "backup/main"], in: "repo")
+        try s.ok(["remote", "rename", "backup", "mirror"], in: "repo")
+        try s.ok(["log", "-n", "1", "mirror/main"], in: "repo")
+        try s.ok(["remote", "set-url", "mirror", "../hub"], in: "repo")
+        #expect(try s.ok(["remote", "-v"], in: "repo").stdout.contains("mirror\t\(s.path("hub")) (fetch)"))
+        try s.ok(["remote", "remove", "mirror"], in: "repo")
+        expectOneLineError(try s.run(["log", "mirror/main"], in: "repo"), contains: "unknown revision")
+        expectOneLineError(try s.run(["remote", "add", "bad", "ftp://x/y"], in: "repo"), contains: "unknown remote scheme")
+        expectOneLineError(try s.run(["fetch", "nowhere"], in: "repo"), contains: "no remote named 'nowhere'")
+        expectOneLineError(try s.run(["clone", "no-such-folder", "x"]), contains: "not an mrepo repository")
+        #expect(!FileManager.default.fileExists(atPath: s.path("x")))
+    }
+
+    @Test func lazyCloneFetchesObjectsOnFirstRead() throws {
+        let s = try published()
+        try s.ok(["commit", "--from", "../family/math", "-m", "math"], in: "repo")
+        try s.ok(["commit", "--from", "../family/chat", "-m", "chat"], in: "repo")
+        try s.ok(["push", "-q"], in: "repo")
+        let clone = try #require(try s.json(try s.ok(["clone", "--lazy", "--json", "hub", "lazy"])) as? [String: Any])
+        #expect(clone["lazy"] as? Bool == true)
+        #expect(try s.ok(["fsck"], in: "lazy").stdout.contains("not fetched yet"))
+        try s.ok(["export", "main~1", "../math-out"], in: "lazy")
+        #expect(s.sameFiles("math-out", "family/math"))
+        let fill = try #require(try s.json(try s.ok(["fetch", "--objects", "main~2", "--json"], in: "lazy")) as? [String: Any])
+        #expect(fill["objects"] as? Int ?? -1 >= 0)
+        try s.ok(["switch", "-q", "-c", "old", "main~2"], in: "lazy")
+        #expect(s.sameFiles("lazy", "family/base"))
+    }
+}
