@@ -153,6 +153,9 @@ extension Repository {
         if !options.stash { try runHook("pre-commit", environment: hookEnv) }
 
         // 3. Delta references: the base commit's tensors.
+        if options.amend, let p = parentCommit, p.isShallowBoundary {
+            throw RepoError.invalidArgument("cannot amend \(p.id.short): it is the boundary of this shallow clone (its parents were not fetched); run 'mrepo fetch --unshallow' first")
+        }
         let baseCommit: ObjectID?
         if let rev = options.base {
             baseCommit = try resolve(rev)

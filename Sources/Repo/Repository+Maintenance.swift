@@ -77,9 +77,17 @@ extension Repository {
         report.commitCount = commits.count
         let known = Set(commits.map(\.id))
         for c in commits {
-            let recomputed = Commit.computeID(treeID: c.treeID, parents: c.parents, base: c.base, author: c.author, timestamp: c.timestamp,
+            // A shallow clone's boundary hashes the parents it does not hold (docs/format.md §6.7).
+            let recomputed = Commit.computeID(treeID: c.treeID, parents: c.hashedParents, base: c.hashedBase, author: c.author, timestamp: c.timestamp,
                                               message: c.message, metrics: c.metrics, extra: c.extra)
             if recomputed != c.id { report.errors.append("commit \(c.id.short): content does not hash to its id (\(recomputed.short))") }
+            if let g = c.graft {
+                if g.boundary && !c.parents.isEmpty { report.errors.append("commit \(c.id.short): a shallow boundary with parent rows") }
+                if !g.boundary && g.parents != c.parents { report.errors.append("commit \(c.id.short): its shallow row names other parents than its parent rows") }
+                if g.boundary, !g.parents.isEmpty, g.parents.allSatisfy(known.contains) {
+                    report.errors.append("commit \(c.id.short): a shallow boundary whose parents are all here (not linked)")
+                }
+            }
             for p in c.parents where !known.contains(p) { report.errors.append("commit \(c.id.short): parent \(p.short) is missing") }
             if let b = c.base, !known.contains(b) { report.errors.append("commit \(c.id.short): base \(b.short) is missing") }
             guard treesChecked.insert(c.treeID).inserted else { continue }

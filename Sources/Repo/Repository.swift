@@ -252,6 +252,7 @@ public final class Repository: Sendable {
             if op == "~" {
                 for _ in 0..<n {
                     guard let parent = try history.parents(of: id).first else {
+                        try refuseBeyondShallowBoundary(revision, at: id)
                         throw RepoError.missingParent(revision: revision, commit: id.short, parents: 0)
                     }
                     id = parent
@@ -259,6 +260,7 @@ public final class Repository: Sendable {
             } else {
                 if n == 0 { continue }
                 let parents = try history.parents(of: id)
+                if parents.isEmpty { try refuseBeyondShallowBoundary(revision, at: id) }
                 guard n <= parents.count else {
                     throw RepoError.missingParent(revision: revision, commit: id.short, parents: parents.count)
                 }

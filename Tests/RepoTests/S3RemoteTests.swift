@@ -203,4 +203,28 @@ struct S3RemoteTests {
         #expect(absent.allSatisfy { copy.objects.exists($0) })
         #expect(try copy.fsck().isClean)
     }
+
+    @Test func shallowCloneFromTheStoreDeepensAndUnshallows() async throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try origin.writeModel(.light("code", seed: 12))
+        try origin.commitAll("code")
+        let target = url()
+        _ = try await push(origin, to: target, tags: false)
+        let (copy, cloned) = try await Repository.clone(url: target, into: dir + "/shallow", depth: 1, environment: store.environment)
+        let tip = try origin.resolve("main")
+        #expect(cloned.commits == 1)
+        #expect(try copy.log(from: [tip]).count == 1)
+        #expect(try copy.isShallow())
+        #expect(sameFiles(try snapshot(copy.root), try snapshot(origin.root)))
+        #expect(try copy.fsck().isClean)
+        let deeper = try await copy.fetch(remote: "origin", depth: .deepen(1))
+        #expect(deeper.commits == 1)
+        #expect(try copy.fsck().isClean)
+        let whole = try await copy.fetch(remote: "origin", depth: .unshallow)
+        #expect(whole.commits == 1)
+        #expect(try !copy.isShallow())
+        #expect(try copy.log(from: [tip]).count == 3)
+        #expect(copy.objectFiles == origin.objectFiles)
+        #expect(try copy.fsck().isClean)
+    }
 }

@@ -19,6 +19,27 @@ public struct Commit: Sendable, Equatable {
     public var extra: JSONValue
     /// 1 + the largest generation of the parents (0 for a root); orders commits topologically.
     public var generation: Int
+    /// Set when this repository is a shallow clone and lacks this commit's parents or base
+    /// (docs/format.md §6.7): what the id hashes. `parents` and `base` then hold only what is here.
+    public var graft: Graft? = nil
+
+    /// The parents and base a commit's id hashes, when this repository does not hold them all.
+    public struct Graft: Sendable, Equatable {
+        /// The commit's parents, in order, as its id hashes them.
+        public var parents: [ObjectID]
+        /// The commit's base, as its id hashes it.
+        public var base: ObjectID?
+        /// The history stops here: the parents were not fetched, so the commit has no known parents
+        /// (a shallow boundary). False when only the base is missing.
+        public var boundary: Bool
+    }
+
+    /// The parents the id hashes (``parents`` unless this is a shallow boundary).
+    public var hashedParents: [ObjectID] { graft?.parents ?? parents }
+    /// The base the id hashes (``base`` unless it lies beyond a shallow boundary).
+    public var hashedBase: ObjectID? { graft.map(\.base) ?? base }
+    /// Whether this commit is a shallow clone's boundary: its parents were not fetched.
+    public var isShallowBoundary: Bool { graft?.boundary == true }
 
     public struct Metric: Sendable, Equatable, Codable {
         public var name: String

@@ -11,7 +11,9 @@ extension HistoryDatabase {
     static func commit(_ db: Database, _ id: ObjectID) throws -> Commit? {
         guard let row = try Row.fetchOne(db, sql: #"SELECT * FROM "commit" WHERE id = ?"#, arguments: [id.hex]) else { return nil }
         let parents = try CommitParentRow.fetchAll(db, sql: "SELECT * FROM commitParent WHERE commitID = ? ORDER BY position", arguments: [id.hex])
-        return try CommitRow(row: row, parents: parents.map(\.parent)).commit
+        var commit = try CommitRow(row: row, parents: parents.map(\.parent)).commit
+        commit.graft = try HistoryDatabase.graft(db, id)
+        return commit
     }
 
     /// Commits whose id starts with `prefix` (lower-case hex).
@@ -40,9 +42,11 @@ extension HistoryDatabase {
             for row in try CommitParentRow.fetchAll(db, sql: "SELECT commitID, parentID FROM commitParent ORDER BY commitID, position") {
                 parents[row.commit, default: []].append(row.parent)
             }
+            let grafts = try HistoryDatabase.allGrafts(db)
             return try Row.fetchAll(db, sql: #"SELECT * FROM "commit" ORDER BY generation, timestamp"#).map { row in
                 var commit = try CommitRow(row: row).commit
                 commit.parents = parents[commit.id] ?? []
+                commit.graft = grafts[commit.id]
                 return commit
             }
         }
@@ -84,5 +88,6 @@ extension HistoryDatabase {
         for (i, p) in commit.parents.enumerated() {
             try CommitParentRow(commit: commit.id, position: i, parent: p).insert(db, onConflict: .ignore)
         }
+        if let graft = commit.graft { try insertGraft(db, commit.id, graft) }
     }
 }

@@ -207,6 +207,11 @@ extension HistoryDatabase {
             // Additive: new tables only; a commit's id and rows never change.
             try db.execute(sql: HistoryDatabase.annotationsSchema)
         }
+        // Shallow clones: the parents and base a boundary commit's id hashes (docs/format.md §6.7).
+        m.registerMigration("v8-shallow") { db in
+            // Additive: a new table; complete repositories have no rows in it.
+            try db.execute(sql: HistoryDatabase.shallowSchema)
+        }
         return m
     }
 }

@@ -245,6 +245,7 @@ extension Repository {
             } else {
                 candidates = try mergeBases(named.count == 1 ? [headID, named[0].commit] : named.map(\.commit))
                 guard let first = candidates.first else {
+                    if let shallow = try shallowMergeBaseError(named.map(\.commit) + [headID]) { throw shallow }
                     throw RepoError.invalidArgument("the recipe's models \(named.map(\.name).joined(separator: ", ")) have no common ancestor; give base_model (or --base REV)")
                 }
                 base = first
@@ -271,6 +272,7 @@ extension Repository {
         } else {
             candidates = try mergeBases([headID] + branches.map(\.commit))
             guard let first = candidates.first else {
+                if let shallow = try shallowMergeBaseError([headID] + branches.map(\.commit)) { throw shallow }
                 throw RepoError.invalidArgument("\(options.branches.joined(separator: ", ")) and HEAD have no common ancestor; name one with --base REV")
             }
             base = first

@@ -84,8 +84,9 @@ public struct CommitRecord: Sendable, Equatable, Codable {
         version = CommitRecord.currentVersion
         id = commit.id.hex
         self.tree = commit.treeID.hex
-        parents = commit.parents.map(\.hex)
-        base = commit.base?.hex
+        // What the id hashes: a shallow boundary sends the parents it does not hold.
+        parents = commit.hashedParents.map(\.hex)
+        base = commit.hashedBase?.hex
         author = commit.author
         timestamp = commit.timestamp
         message = commit.message

@@ -2,7 +2,24 @@ import Delta
 import Foundation
 import GRDB
 
+/// How much history a fetch takes (git's `--depth`, `--deepen`, `--unshallow`).
+public enum FetchDepth: Sendable, Equatable {
+    /// Every commit down to what this repository holds (a shallow clone stays as shallow as it is).
+    case full
+    /// At most N commits down from each branch and tag of the remote (N ≥ 1).
+    case depth(Int)
+    /// N more commits below every shallow boundary (N ≥ 1), besides the new commits.
+    case deepen(Int)
+    /// Everything below every shallow boundary: the repository becomes complete.
+    case unshallow
+}
+
 extension Repository {
+    /// Whether this repository is a shallow clone (some commit's parents were not fetched).
+    public func isShallow() throws -> Bool {
+        try !history.shallowBoundary().isEmpty
+    }
+
     /// Fetches every branch and tag of a remote: the commits this repository lacks, the objects
     /// they need (only blobs when `lazy`: tensors then come on first use), then, last and in one
     /// transaction, the remote-tracking refs `REMOTE/NAME` and the remote's tags this repository
@@ -14,23 +31,29 @@ extension Repository {
     /// - Parameters:
     ///   - prune: delete remote-tracking refs whose branch or tag the remote no longer has.
     ///   - lazy: fetch no tensor objects (nil: as the remote is configured; clone --lazy sets it).
-    public func fetch(remote name: String, prune: Bool = false, lazy: Bool? = nil, wait: Bool = false) async throws -> TransferResult {
+    ///   - depth: how much history to take (a shallow clone's `--depth`, `--deepen`, `--unshallow`).
+    public func fetch(remote name: String, prune: Bool = false, lazy: Bool? = nil, depth: FetchDepth = .full, wait: Bool = false) async throws -> TransferResult {
         guard let remote = try history.remote(named: name) else {
             throw RepoError.invalidArgument("no remote named '\(name)' (see 'mrepo remote -v')")
         }
         return try await withWriteLock(wait: wait) {
-            try await fetchLocked(remote, prune: prune, lazy: lazy ?? remote.lazy)
+            try await fetchLocked(remote, prune: prune, lazy: lazy ?? remote.lazy, depth: depth)
         }
     }
 
-    func fetchLocked(_ remote: RemoteConfig, prune: Bool, lazy: Bool) async throws -> TransferResult {
+    func fetchLocked(_ remote: RemoteConfig, prune: Bool, lazy: Bool, depth: FetchDepth) async throws -> TransferResult {
         let transport = try Transports.open(remote.url, environment: transportEnvironment)
         let refs = try await transport.listRefs()
         var result = TransferResult(remote: remote.name)
         for r in refs.values where r.targetID == nil {
             throw RepoError.remote("\(remote.url): ref '\(r.name)' has an invalid target '\(r.target)'")
         }
-        let (records, contents, recordBytes) = try await fetchRecords(from: transport, wants: refs.values.compactMap(\.targetID))
+        // A shallow history follows tags only into what it fetched (as git's tag following), so a
+        // tag far down does not bring the history below it; unshallowing takes everything.
+        let shallowNow = try isShallow()
+        let tagsAreWants = depth == .unshallow || (depth == .full && !shallowNow)
+        let wants = refs.values.filter { $0.kind == .branch || tagsAreWants }.compactMap(\.targetID)
+        let (records, contents, recordBytes) = try await fetchRecords(from: transport, wants: wants, depth: depth)
         result.commits = records.count
         result.bytes += recordBytes
         var needed = Repository.objectsNeeded(by: contents).filter { !objects.exists($0.id) }
@@ -39,43 +62,87 @@ extension Repository {
         defer { counter.finish() }
         result.bytes += try await ObjectMover(repository: self, transport: transport, progress: counter).download(needed)
         result.objects = needed.count
-        try receiveCommits(records, allowMissingObjects: lazy)
-        result.refs = try recordRemoteRefs(remote.name, refs, prune: prune)
+        try receiveCommits(records, allowMissingObjects: lazy, shallow: true)
+        // A remote-tracking ref names a commit that is here (a tag outside a shallow history is left out).
+        let recorded = tagsAreWants ? refs : try refs.filter { try $0.value.targetID.flatMap { try history.commit($0) } != nil }
+        result.refs = try recordRemoteRefs(remote.name, recorded, prune: prune)
         return result
     }
 
     /// Walks the remote's history from `wants` down to commits this repository holds, reading
     /// records a few at a time in parallel and checking each. Returns them with their contents.
-    func fetchRecords(from transport: any RemoteTransport, wants: [ObjectID]) async throws
+    ///
+    /// `depth` limits the walk (docs/remotes.md, "Shallow clones"): `.depth(N)` takes at most N
+    /// commits down from each want (going on below a boundary here that is fewer than N commits
+    /// down), `.deepen(N)` takes N more commits below every boundary, `.unshallow` everything
+    /// below them. A commit whose parents the walk leaves out becomes a boundary when recorded.
+    func fetchRecords(from transport: any RemoteTransport, wants: [ObjectID], depth: FetchDepth = .full) async throws
         -> (records: [CommitRecord], contents: [CommitRecord.Contents], bytes: Int) {
-        var queue = Array(try missingCommits(wants))
-        var seen = Set(queue)
+        // Budget: how many commits to take from here down (this one included); `.max` is unlimited.
+        let unlimited = Int.max
+        var queue: [(ObjectID, Int)]
+        switch depth {
+        case .full: queue = wants.map { ($0, unlimited) }
+        case let .depth(n): queue = wants.map { ($0, n) }
+        case .deepen, .unshallow:
+            var n = unlimited
+            if case let .deepen(d) = depth { n = d }
+            queue = wants.map { ($0, unlimited) }
+            for (_, graft) in try history.grafts() {
+                if graft.boundary { queue += graft.parents.map { ($0, n) } }
+                if let b = graft.base, n == unlimited { queue.append((b, unlimited)) }
+            }
+        }
+        // Bases come along only where history is taken whole: a shallow repository keeps a missing
+        // base in its commit's graft instead of fetching the history below it.
+        let shallowHere = try isShallow()
+        let followBases = depth == .unshallow || (depth == .full && !shallowHere)
+        var best: [ObjectID: Int] = [:]
+        var fetched: [ObjectID: CommitRecord.Contents] = [:]
         var records: [CommitRecord] = []
         var contents: [CommitRecord.Contents] = []
         var bytes = 0
         while !queue.isEmpty {
-            let batch = Array(queue.prefix(RemoteTransportLimits.parallelStreams * 2))
-            queue.removeFirst(batch.count)
-            let fetched = try await withThrowingTaskGroup(of: CommitRecord.self) { group in
-                for id in batch { group.addTask { try await transport.getCommit(id) } }
-                var out: [CommitRecord] = []
-                for try await r in group { out.append(r) }
-                return out
+            var expand: [(ObjectID, Int)] = []
+            for (id, budget) in queue where budget > 0 && budget > (best[id] ?? 0) {
+                best[id] = budget
+                expand.append((id, budget))
             }
-            var next: [ObjectID] = []
-            for record in fetched {
-                let checked = try record.validate()
-                guard batch.contains(checked.commit.id) else {
-                    throw RepoError.remote("\(transport.url): sent commit \(checked.commit.id.short) when asked for another")
+            queue = []
+            var absent: [ObjectID] = []
+            for (id, _) in expand where fetched[id] == nil && !absent.contains(id) {
+                if try history.commit(id) == nil { absent.append(id) }
+            }
+            var start = 0
+            while start < absent.count {
+                let batch = Array(absent[start..<min(absent.count, start + RemoteTransportLimits.parallelStreams * 2)])
+                start += batch.count
+                let got = try await withThrowingTaskGroup(of: CommitRecord.self) { group in
+                    for id in batch { group.addTask { try await transport.getCommit(id) } }
+                    var out: [CommitRecord] = []
+                    for try await r in group { out.append(r) }
+                    return out
                 }
-                records.append(record)
-                contents.append(checked)
-                bytes += record.encoded().count
-                for p in checked.commit.parents + (checked.commit.base.map { [$0] } ?? []) where seen.insert(p).inserted {
-                    next.append(p)
+                for record in got {
+                    let checked = try record.validate()
+                    guard batch.contains(checked.commit.id), fetched[checked.commit.id] == nil else {
+                        throw RepoError.remote("\(transport.url): sent commit \(checked.commit.id.short) when asked for another")
+                    }
+                    fetched[checked.commit.id] = checked
+                    records.append(record)
+                    contents.append(checked)
+                    bytes += record.encoded().count
                 }
             }
-            queue += try missingCommits(next)
+            for (id, budget) in expand {
+                let next = budget == unlimited ? unlimited : budget - 1
+                if let c = fetched[id] {
+                    queue += c.commit.parents.map { ($0, next) } + (followBases && budget == unlimited ? (c.commit.base.map { [($0, unlimited)] } ?? []) : [])
+                } else if budget != unlimited, next > 0, let here = try history.commit(id) {
+                    // Here already: walk on below it only to deepen a boundary fewer than `budget` commits down.
+                    queue += (here.isShallowBoundary ? here.hashedParents : here.parents).map { ($0, next) }
+                }
+            }
         }
         return (records, contents, bytes)
     }
@@ -114,5 +181,26 @@ extension Repository {
         result.objects = before.count
         result.bytes = bytes
         return result
+    }
+}
+
+extension Repository {
+    /// Refuses a revision that walks past a shallow clone's boundary commit `id` (its parents were
+    /// not fetched), saying how to fetch them.
+    func refuseBeyondShallowBoundary(_ revision: String, at id: ObjectID) throws {
+        guard try history.commit(id)?.isShallowBoundary == true else { return }
+        throw RepoError.invalidArgument("'\(revision)': \(id.short) is the boundary of this shallow clone (its parents were not fetched); run 'mrepo fetch --deepen N' or 'mrepo fetch --unshallow'")
+    }
+
+    /// The error for commits without a common ancestor in a shallow clone, when their histories
+    /// stop at a boundary (the merge base may lie beyond it); nil when the repository is complete
+    /// or the histories end at real roots.
+    func shallowMergeBaseError(_ commits: [ObjectID]) throws -> RepoError? {
+        let boundary = Set(try history.shallowBoundary())
+        guard !boundary.isEmpty else { return nil }
+        for c in commits where !(try ancestors(of: c)).isDisjoint(with: boundary) {
+            return .invalidArgument("no common ancestor in this shallow clone: the merge base lies beyond its boundary; run 'mrepo fetch --deepen N' or 'mrepo fetch --unshallow', then merge again")
+        }
+        return nil
     }
 }

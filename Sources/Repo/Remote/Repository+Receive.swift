@@ -67,7 +67,12 @@ extension Repository {
     /// any order: they are sorted) in one transaction. Every object a record names must have a file
     /// here unless `allowMissingObjects` (a lazy clone records the rows and fetches files later).
     /// Object rows come from the files when present, so a record cannot misdescribe them.
-    public func receiveCommits(_ records: [CommitRecord], allowMissingObjects: Bool = false) throws {
+    ///
+    /// With `shallow` (a fetch with a depth), a commit whose parents were neither here nor sent is
+    /// recorded as a shallow boundary, and one whose base is missing keeps it in its graft
+    /// (docs/format.md §6.7); boundaries whose parents arrive are lifted in the same transaction.
+    /// A push never passes it: a pushed commit's history must be complete on the receiver.
+    public func receiveCommits(_ records: [CommitRecord], allowMissingObjects: Bool = false, shallow: Bool = false) throws {
         let contents = try Repository.parentsFirst(records.map { try $0.validate() })
         guard !contents.isEmpty else { return }
         // Read the files before the transaction (no I/O on files inside it).
@@ -85,11 +90,20 @@ extension Repository {
             for c in contents {
                 var commit = c.commit
                 var generation = 0
-                for p in commit.parents + (commit.base.map { [$0] } ?? []) {
-                    guard let g = try HistoryDatabase.generation(db, p) else {
-                        throw RepoError.corruptRecord("commit record \(commit.id.short)", problem: "its parent or base \(p.short) is neither here nor sent")
-                    }
-                    if commit.parents.contains(p) { generation = max(generation, g + 1) }
+                let missing = try (commit.parents + (commit.base.map { [$0] } ?? [])).filter { try HistoryDatabase.generation(db, $0) == nil }
+                if let p = missing.first, !shallow {
+                    throw RepoError.corruptRecord("commit record \(commit.id.short)", problem: "its parent or base \(p.short) is neither here nor sent")
+                }
+                if !missing.isEmpty {
+                    // A shallow boundary has no known parents at all (as git's grafts), even when
+                    // some of a merge's parents are here.
+                    let boundary = commit.parents.contains(where: missing.contains)
+                    commit.graft = Commit.Graft(parents: commit.parents, base: commit.base, boundary: boundary)
+                    if boundary { commit.parents = [] }
+                    if let b = commit.base, missing.contains(b) { commit.base = nil }
+                }
+                for p in commit.parents {
+                    generation = max(generation, (try HistoryDatabase.generation(db, p) ?? 0) + 1)
                 }
                 commit.generation = generation
                 let needed = c.objects.compactMap { rows[$0.id] }
@@ -97,6 +111,7 @@ extension Repository {
                 try HistoryDatabase.insert(db, tree: c.tree)
                 try HistoryDatabase.insert(db, commit: commit)
             }
+            if shallow { try HistoryDatabase.liftGrafts(db) }
         }
     }
 

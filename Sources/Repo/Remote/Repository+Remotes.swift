@@ -59,11 +59,16 @@ extension Repository {
     /// Clones the repository at `url` into `directory` (default: the last part of the URL):
     /// `init`, the remote `origin`, a fetch, then the branch `branch` (default: `main` when the
     /// remote has it, else its first branch) created from `origin/BRANCH`, tracking it, and checked out.
-    /// A clone that fails removes the folder it created.
-    public static func clone(url: String, into directory: String?, branch: String? = nil, lazy: Bool = false,
+    /// With `depth`, only the last `depth` commits of each branch and tag (a shallow clone).
+    ///
+    /// The clone is built in a hidden folder beside the destination and renamed into place last, so
+    /// a clone that fails, or is killed, leaves no repository behind: a failure removes the folder,
+    /// and the next clone into the same parent removes what a killed one left.
+    public static func clone(url: String, into directory: String?, branch: String? = nil, lazy: Bool = false, depth: Int? = nil,
                              progress: (any ProgressSink)? = nil,
                              environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> (Repository, TransferResult) {
         let location = try RemoteLocation(parsing: url)
+        if let depth, depth < 1 { throw RepoError.invalidArgument("--depth \(depth): the depth must be at least 1") }
         let name = directory ?? Repository.defaultCloneDirectory(location, url: url)
         let dest = absolutePath(name)
         let existed = FileManager.default.fileExists(atPath: dest)
@@ -72,14 +77,16 @@ extension Repository {
         }
         // Reach the remote before creating anything.
         _ = try await Transports.open(url, environment: environment).listRefs()
+        let staging = CloneStaging(destination: dest)
+        staging.sweep()
         do {
-            let repo = try initialize(at: dest)
-            repo.progress = progress
-            repo.transportEnvironment = environment
-            try repo.history.addRemote(RemoteConfig(name: "origin", url: try storedURL(url), lazy: lazy))
-            if lazy { repo.readMissingObjectsLazily() }
-            let result = try await repo.fetch(remote: "origin", lazy: lazy)
-            let branches = try repo.history.remoteRefs(remote: "origin").filter { $0.kind == .branch }
+            let built = try initialize(at: staging.path)
+            built.progress = progress
+            built.transportEnvironment = environment
+            try built.history.addRemote(RemoteConfig(name: "origin", url: try storedURL(url), lazy: lazy))
+            if lazy { built.readMissingObjectsLazily() }
+            let result = try await built.fetch(remote: "origin", lazy: lazy, depth: depth.map { .depth($0) } ?? .full)
+            let branches = try built.history.remoteRefs(remote: "origin").filter { $0.kind == .branch }
             let chosen = branch ?? (branches.contains { $0.name == "main" } ? "main" : branches.first?.name)
             if let chosen {
                 guard let tracking = branches.first(where: { $0.name == chosen }) else {
@@ -87,20 +94,19 @@ extension Repository {
                 }
                 // A lazy clone reads the checked-out tree's objects now, asynchronously (a read from
                 // inside the checkout would block a thread of the async pool on the fetch).
-                if lazy { _ = try await repo.fetchMissingObjects(Array(try repo.tree(of: tracking.target).objectIDs)) }
-                try repo.withWriteLock {
-                    try repo.startBranch(chosen, at: tracking.target, upstream: Upstream(remote: "origin", branch: chosen), message: "clone: from \(url)")
+                if lazy { _ = try await built.fetchMissingObjects(Array(try built.tree(of: tracking.target).objectIDs)) }
+                try built.withWriteLock {
+                    try built.startBranch(chosen, at: tracking.target, upstream: Upstream(remote: "origin", branch: chosen), message: "clone: from \(url)")
                 }
             }
+            CrashPoint.reach("clone.before-rename")
+            try staging.install()
+            let repo = try Repository(root: dest)
+            repo.progress = progress
+            repo.transportEnvironment = environment
             return (repo, result)
         } catch {
-            if existed {
-                for entry in (try? FileManager.default.contentsOfDirectory(atPath: dest)) ?? [] {
-                    try? FileManager.default.removeItem(atPath: dest + "/" + entry)
-                }
-            } else {
-                try? FileManager.default.removeItem(atPath: dest)
-            }
+            staging.remove()
             throw error
         }
     }

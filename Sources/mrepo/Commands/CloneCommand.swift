@@ -11,7 +11,11 @@ struct CloneCommand: ParsableCommand {
             and tag (remote-tracking refs origin/NAME), and checks out --branch (default: main, else the \
             remote's first branch) as a local branch tracking origin/BRANCH. With --lazy, commits, trees \
             and small files are fetched now and tensor objects on first use (checkout, export, diff, \
-            merge read exactly what they need); 'mrepo fetch --objects REV' fetches a revision's now.
+            merge read exactly what they need); 'mrepo fetch --objects REV' fetches a revision's now. \
+            With --depth N, only the last N commits of each branch and tag (and the objects they need) \
+            are fetched: a shallow clone, whose history stops at boundary commits ('mrepo fetch \
+            --deepen N' or 'mrepo fetch --unshallow' fetch more). A clone is built in a hidden folder \
+            and moved into place when complete: an interrupted clone leaves no repository behind.
             """)
 
     @Argument(help: ArgumentHelp("The repository: a path, file://, http(s):// or s3:// URL.", valueName: "url"))
@@ -23,7 +27,7 @@ struct CloneCommand: ParsableCommand {
     @Option(name: [.customShort("b"), .long], help: ArgumentHelp("Branch to check out.", valueName: "branch"))
     var branch: String?
 
-    @Option(help: ArgumentHelp("Accepted for git compatibility; must be absent: mrepo always clones the whole commit history (commits are small; use --lazy to defer tensors).", valueName: "n"))
+    @Option(help: ArgumentHelp("Fetch only the last N commits of each branch and tag (a shallow clone).", valueName: "n"))
     var depth: Int?
 
     @Flag(help: "Fetch tensor objects on first use instead of now.")
@@ -36,17 +40,18 @@ struct CloneCommand: ParsableCommand {
     var quiet = false
 
     func validate() throws {
-        if depth != nil { throw ValidationError("--depth is not supported: a clone has every commit; use --lazy to fetch tensors on demand") }
+        if let depth, depth < 1 { throw ValidationError("--depth must be at least 1 (got \(depth))") }
     }
 
     func run() throws {
         let progress = ProgressBar.make(quiet: quiet || json)
-        let (url, directory, branch, lazy) = (self.url, self.directory, self.branch, self.lazy)
+        let (url, directory, branch, lazy, depth) = (self.url, self.directory, self.branch, self.lazy, self.depth)
         let (repo, result) = try runBlocking {
-            try await Repository.clone(url: url, into: directory, branch: branch, lazy: lazy, progress: progress)
+            try await Repository.clone(url: url, into: directory, branch: branch, lazy: lazy, depth: depth, progress: progress)
         }
         if json {
             try printJSON(TransferOutput.json(result, sent: false, extra: ["directory": .string(repo.root), "lazy": .bool(lazy),
+                                                                       "shallow": .bool(try repo.isShallow()),
                                                                        "branch": .opt(try repo.history.head().branchName)]))
             return
         }

@@ -11,7 +11,9 @@ struct FetchCommand: ParsableCommand {
             the objects they need, each verified before it is stored, then the remote-tracking refs \
             REMOTE/NAME (usable in every revision argument: log origin/main, diff main origin/main, merge \
             origin/main). Tags the repository lacks are created. Local branches do not move: see 'mrepo pull'. \
-            An interrupted fetch keeps the objects that arrived; running it again does not download them again.
+            An interrupted fetch keeps the objects that arrived; running it again does not download them again. \
+            In a shallow clone, --deepen N fetches N more commits below the history's boundary, \
+            --unshallow all of it, and --depth N makes each branch's history at least N commits deep.
             """)
 
     @OptionGroup var repository: RepositoryOptions
@@ -32,10 +34,31 @@ struct FetchCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Fetch the tensor objects REV needs that a lazy clone has not read yet.", valueName: "rev"))
     var objects: String?
 
+    @Option(help: ArgumentHelp("Fetch at most N commits of each branch and tag (deepening a shallow history to N).", valueName: "n"))
+    var depth: Int?
+
+    @Option(help: ArgumentHelp("Fetch N more commits below a shallow clone's boundary.", valueName: "n"))
+    var deepen: Int?
+
+    @Flag(help: "Fetch all of a shallow clone's missing history.")
+    var unshallow = false
+
     @Flag(help: "Print what was fetched as JSON.")
     var json = false
 
+    var fetchDepth: FetchDepth {
+        if unshallow { return .unshallow }
+        if let deepen { return .deepen(deepen) }
+        if let depth { return .depth(depth) }
+        return .full
+    }
+
     func validate() throws {
+        if [depth != nil, deepen != nil, unshallow].filter({ $0 }).count > 1 {
+            throw ValidationError("--depth, --deepen and --unshallow exclude each other")
+        }
+        if let n = depth ?? deepen, n < 1 { throw ValidationError("--\(depth != nil ? "depth" : "deepen") must be at least 1 (got \(n))") }
+        if objects != nil && (depth != nil || deepen != nil || unshallow) { throw ValidationError("--objects takes no other option") }
         if all && remote != nil { throw ValidationError("--all fetches every remote; do not name one") }
         if objects != nil && (all || prune || lazy) { throw ValidationError("--objects takes no other option") }
     }
@@ -55,9 +78,12 @@ struct FetchCommand: ParsableCommand {
         }
         let names = all ? try repo.history.remotes().map(\.name) : [remote ?? "origin"]
         var results: [TransferResult] = []
-        let (prune, lazy, wait) = (self.prune, self.lazy, lock.wait)
+        let (prune, lazy, wait, depth) = (self.prune, self.lazy, lock.wait, fetchDepth)
+        if unshallow, try !repo.isShallow() {
+            throw RepoError.invalidArgument("--unshallow on a complete repository (it is not a shallow clone)")
+        }
         for name in names {
-            let result = try runBlocking { try await repo.fetch(remote: name, prune: prune, lazy: lazy ? true : nil, wait: wait) }
+            let result = try runBlocking { try await repo.fetch(remote: name, prune: prune, lazy: lazy ? true : nil, depth: depth, wait: wait) }
             results.append(result)
             if !json && !repository.quiet {
                 print("From \(try repo.history.remote(named: name)?.url ?? name)")

@@ -1,0 +1,94 @@
+import Foundation
+import Testing
+
+/// `clone --depth`, `fetch --deepen/--unshallow/--depth` end to end: over a folder and over
+/// `mrepo serve`, what the commands say at the boundary, and a killed shallow clone.
+@Suite struct ShallowCLITests {
+    /// `hub` (bare) with main: base, math, code; and the branch side: chat on base.
+    func published() throws -> CLISandbox {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.ok(["init", "-q", "--bare", "hub"])
+        try s.ok(["init", "-q", "repo"])
+        try s.ok(["commit", "--from", "../family/base", "-m", "base"], in: "repo")
+        try s.ok(["branch", "side"], in: "repo")
+        try s.ok(["commit", "--from", "../family/math", "-m", "math"], in: "repo")
+        try s.ok(["commit", "--from", "../family/code", "-m", "code"], in: "repo")
+        try s.ok(["commit", "--from", "../family/chat", "-m", "chat", "--branch", "side"], in: "repo")
+        try s.ok(["remote", "add", "origin", "../hub"], in: "repo")
+        try s.ok(["push", "-q", "origin", "main", "side"], in: "repo")
+        return s
+    }
+
+    func lines(_ text: String) -> Int { text.split(separator: "\n").count }
+
+    @Test func shallowCloneOverAFolderStopsAtItsBoundaryAndDeepens() throws {
+        let s = try published()
+        let clone = try #require(try s.json(try s.ok(["clone", "--depth", "1", "--json", "hub", "copy"])) as? [String: Any])
+        #expect(clone["shallow"] as? Bool == true)
+        #expect(clone["commits"] as? Int == 2, "the tip of main and the tip of side")
+        #expect(s.sameFiles("copy", "family/code"))
+        #expect(lines(try s.ok(["log", "--oneline"], in: "copy").stdout) == 1)
+        try s.ok(["fsck"], in: "copy")
+        #expect(try s.ok(["status"], in: "copy").stdout.contains("up to date with 'origin/main'"))
+        expectOneLineError(try s.run(["rev-parse", "HEAD~1"], in: "copy"), contains: "fetch --deepen")
+        // The merge base of main and side (base) lies beyond the boundary: one line says so.
+        let merge = try s.run(["merge", "origin/side", "--method", "ties", "--set", "density=0.5"], in: "copy")
+        expectOneLineError(merge, contains: "beyond its boundary")
+        #expect(merge.stderr.contains("fetch --unshallow"))
+        #expect(lines(try s.ok(["log", "--oneline"], in: "copy").stdout) == 1, "the failed merge changed nothing")
+
+        // One more commit below each boundary: math below code, base below chat, which is math's
+        // parent too, so the history is then complete.
+        try s.ok(["fetch", "-q", "--deepen", "1"], in: "copy")
+        #expect(lines(try s.ok(["log", "--oneline"], in: "copy").stdout) == 3)
+        try s.ok(["rev-parse", "HEAD~2"], in: "copy")
+        try s.ok(["fsck"], in: "copy")
+        try s.ok(["gc"], in: "copy")
+        try s.ok(["fsck"], in: "copy")
+        // Now the merge finds its base.
+        try s.ok(["merge", "origin/side", "--method", "ties", "--set", "density=0.5"], in: "copy")
+        expectOneLineError(try s.run(["fetch", "--unshallow"], in: "copy"), contains: "not a shallow clone")
+        expectOneLineError(try s.run(["clone", "--depth", "0", "hub", "zero"]), status: 64, contains: "--depth")
+    }
+
+    @Test func killedShallowCloneLeavesNothingBehind() throws {
+        let s = try published()
+        let before = try FileManager.default.contentsOfDirectory(atPath: s.root).filter { !$0.hasPrefix(".") }.sorted()
+        let killed = try s.run(["clone", "--depth", "2", "hub", "copy"], environment: ["MREPO_KILL_AT": "transfer.object-received:2"])
+        #expect(killed.status == -9, "the kill point was not reached: \(killed.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: s.path("copy")))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: s.root).filter { !$0.hasPrefix(".") }.sorted() == before)
+        // Killed after everything but the final rename: still no repository at the destination.
+        let late = try s.run(["clone", "--depth", "2", "hub", "copy"], environment: ["MREPO_KILL_AT": "clone.before-rename:1"])
+        #expect(late.status == -9, "the kill point was not reached: \(late.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: s.path("copy")))
+        // The next clone succeeds and removes what the killed ones left.
+        try s.ok(["clone", "-q", "--depth", "1", "hub", "copy"])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: s.root).filter { $0.contains("mrepo-clone") }.isEmpty)
+        #expect(lines(try s.ok(["log", "--oneline"], in: "copy").stdout) == 1)
+        try s.ok(["fsck"], in: "copy")
+    }
+
+    @Test func shallowCloneOverHTTPThenUnshallowAndPush() throws {
+        let s = try published()
+        try FileManager.default.createDirectory(atPath: s.path("served/team"), withIntermediateDirectories: true)
+        try FileManager.default.moveItem(atPath: s.path("hub"), toPath: s.path("served/team/hub"))
+        try "writer-0123456789 write\n".write(toFile: s.path("tokens"), atomically: true, encoding: .utf8)
+        let server = try ServerProcess(s, ["served", "--tokens", "tokens"])
+        defer { _ = server.stop() }
+        let env = ["MREPO_TOKEN": "writer-0123456789"]
+        try s.ok(["clone", "-q", "--depth", "1", server.url + "/team/hub", "copy"], environment: env)
+        #expect(lines(try s.ok(["log", "--oneline"], in: "copy").stdout) == 1)
+        #expect(s.sameFiles("copy", "family/code"))
+        try s.ok(["fsck"], in: "copy")
+        // Push a commit from the shallow clone: the server holds its parents.
+        try s.ok(["commit", "--from", "../family/chat", "-m", "chat on code"], in: "copy")
+        try s.ok(["push", "-q", "origin", "main:shallow-work"], in: "copy", environment: env)
+        #expect(lines(try s.ok(["log", "--oneline", "shallow-work"], in: "served/team/hub").stdout) == 4)
+        try s.ok(["fsck"], in: "served/team/hub")
+        try s.ok(["fetch", "-q", "--unshallow"], in: "copy", environment: env)
+        #expect(lines(try s.ok(["log", "--oneline"], in: "copy").stdout) == 4)
+        try s.ok(["fsck"], in: "copy")
+    }
+}
