@@ -227,4 +227,61 @@ struct S3RemoteTests {
         #expect(copy.objectFiles == origin.objectFiles)
         #expect(try copy.fsck().isClean)
     }
+
+    @Test func refLogCompactionIsSafeUnderRacingPushers() async throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let target = url()
+        _ = try await push(origin, to: target, tags: false)
+        let ids = [try origin.resolve("main"), try origin.resolve("main~1")]
+        // Pushers that also compact every third entry, and a compactor of its own.
+        var racing = store.environment
+        racing["MREPO_S3_COMPACT_EVERY"] = "3"
+        let environment = racing
+        let wins = try await withThrowingTaskGroup(of: Int.self) { group in
+            for pusher in 0..<2 {
+                group.addTask {
+                    let t = try #require(try Transports.open(target, environment: environment) as? S3Transport)
+                    var wins = 0
+                    for i in 0..<10 {
+                        let current = try await t.listRefs()["main"]?.targetID
+                        do {
+                            try await t.updateRef(RefUpdate(name: "main", kind: .branch, expected: current, new: ids[(i + pusher) % 2], force: true))
+                            wins += 1
+                        } catch let error as RepoError {
+                            guard case .remoteRefMoved = error else { throw error }
+                        }
+                    }
+                    return wins
+                }
+            }
+            group.addTask {
+                let t = try #require(try Transports.open(target, environment: environment) as? S3Transport)
+                for _ in 0..<6 { _ = try await t.compactRefLog() }
+                return 0
+            }
+            var total = 0
+            for try await n in group { total += n }
+            return total
+        }
+        let transport = try #require(try Transports.open(target, environment: store.environment) as? S3Transport)
+        // Every win wrote exactly one entry after the push's, and each names the one before it.
+        let keys = try await transport.list(prefix: transport.refFolder("main")).sorted()
+        #expect(keys.count == 1 + wins)
+        var entries: [S3Transport.RefEntry] = []
+        for key in keys { entries.append(try await transport.readEntry(key)) }
+        #expect(entries.map(\.seq) == Array(1...(1 + wins)))
+        for k in entries.indices.dropFirst() { #expect(entries[k].previous == entries[k - 1].target) }
+        // Checkpoints were written, and a reader starting from the newest sees what a full scan sees.
+        let checkpoint = try await transport.newestCheckpoint()
+        #expect(checkpoint != nil && checkpoint!.counter >= 6)
+        let viaCheckpoint = try await transport.newestEntries()
+        let viaScan = try await transport.newestEntriesByScan()
+        #expect(viaCheckpoint["main"]?.seq == viaScan["main"]?.seq && viaScan["main"]?.seq == 1 + wins)
+        #expect(try await transport.listRefs()["main"]?.target == entries.last?.target)
+        // One more push after compaction, then a clone: the ref reads right through the checkpoint.
+        _ = try await transport.compactRefLog()
+        try await transport.updateRef(RefUpdate(name: "release", kind: .branch, expected: nil, new: ids[1], force: false))
+        let refs = try await transport.listRefs()
+        #expect(refs["release"]?.targetID == ids[1] && refs["main"]?.target == entries.last?.target)
+    }
 }

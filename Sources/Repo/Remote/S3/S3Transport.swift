@@ -19,6 +19,8 @@ public final class S3Transport: RemoteTransport, @unchecked Sendable {
     /// Objects above this size go up in parts (S3 takes at most 5 GiB in one PUT).
     let multipartThreshold: Int
     let partSize: Int
+    /// A ref-log checkpoint is written after every this many entries of a ref (§10.4.1).
+    let compactEvery: Int
 
     static let storeFormat = "mrepo-s3-store"
     static let storeVersion = 1
@@ -32,6 +34,7 @@ public final class S3Transport: RemoteTransport, @unchecked Sendable {
         refsPrefix = store + "repos/" + name + "/refs/"
         multipartThreshold = environment["MREPO_S3_MULTIPART_THRESHOLD"].flatMap(Int.init) ?? 64 << 20
         partSize = max(5 << 20, environment["MREPO_S3_PART_SIZE"].flatMap(Int.init) ?? 32 << 20)
+        compactEvery = max(1, environment["MREPO_S3_COMPACT_EVERY"].flatMap(Int.init) ?? 32)
     }
 
     func objectKey(_ id: ObjectID) -> String { store + "objects/" + id.hex.prefix(2) + "/" + id.hex.dropFirst(2) }
@@ -52,21 +55,8 @@ public final class S3Transport: RemoteTransport, @unchecked Sendable {
 
     public func listRefs() async throws -> [String: RemoteRef] {
         try await checkStoreVersion()
-        var latest: [String: (seq: Int, key: String)] = [:]
-        for key in try await list(prefix: refsPrefix) {
-            let rest = key.dropFirst(refsPrefix.count).split(separator: "/")
-            guard rest.count == 2, let seq = Int(rest[1]) else { continue }
-            let name = String(rest[0])
-            if seq > latest[name]?.seq ?? 0 { latest[name] = (seq, key) }
-        }
-        let entries = try await withThrowingTaskGroup(of: RefEntry.self) { group in
-            for (_, v) in latest { group.addTask { try await self.readEntry(v.key) } }
-            var out: [RefEntry] = []
-            for try await e in group { out.append(e) }
-            return out
-        }
         var refs: [String: RemoteRef] = [:]
-        for e in entries {
+        for e in try await newestEntries().values {
             guard let hex = e.target, let id = ObjectID(hex: hex) else { continue }
             refs[e.name] = RemoteRef(name: e.name, kind: e.kind, target: id)
         }
@@ -83,19 +73,8 @@ public final class S3Transport: RemoteTransport, @unchecked Sendable {
         }
     }
 
-    /// The newest entry of one ref, or nil when it never existed.
-    func latestEntry(_ name: String) async throws -> RefEntry? {
-        var best: (Int, String)?
-        for key in try await list(prefix: refFolder(name)) {
-            guard let seq = key.split(separator: "/").last.flatMap({ Int($0) }) else { continue }
-            if seq > best?.0 ?? 0 { best = (seq, key) }
-        }
-        guard let best else { return nil }
-        return try await readEntry(best.1)
-    }
-
     public func updateRef(_ update: RefUpdate) async throws {
-        let latest = try await latestEntry(update.name)
+        let latest = try await newestEntry(update.name)
         let current = latest?.target
         if let latest, current != nil, latest.kind != update.kind {
             throw RepoError.remote("\(url): '\(update.name)' is a \(latest.kind.rawValue) there, not a \(update.kind.rawValue); nothing was changed")
@@ -116,11 +95,13 @@ public final class S3Transport: RemoteTransport, @unchecked Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let body = Array(try encoder.encode(entry))
-        let key = refFolder(update.name) + String(format: "%020d", seq)
+        let key = entryKey(update.name, seq: seq)
         let response = try await client.send(.PUT, key: key, headers: [("If-None-Match", "*"), ("Content-Type", "application/json")], body: .bytes(body))
         // 412: another writer created this entry first; 409: a conditional write raced another.
         if response.status == 412 || response.status == 409 { throw RepoError.remoteRefMoved(ref: update.name, remote: url) }
         guard (200..<300).contains(response.status) else { throw client.failure("writing ref '\(update.name)'", response) }
+        // Every `compactEvery` entries of a ref, a checkpoint (best effort: the ref has moved already).
+        if seq % compactEvery == 0 { _ = try? await compactRefLog() }
     }
 
     /// Walks commit records from `b` looking for `a` (the store has no index of parents).
@@ -275,11 +256,12 @@ public final class S3Transport: RemoteTransport, @unchecked Sendable {
     }
 
     /// Every key under `prefix` (ListObjectsV2, page by page).
-    func list(prefix: String) async throws -> [String] {
+    func list(prefix: String, startAfter: String? = nil) async throws -> [String] {
         var keys: [String] = []
         var token: String?
         repeat {
             var query = [("list-type", "2"), ("prefix", prefix)]
+            if let startAfter, token == nil { query.append(("start-after", startAfter)) }
             if let token { query.append(("continuation-token", token)) }
             let response = try await client.send(.GET, key: nil, query: query)
             guard response.status == 200 else { throw client.failure("listing \(prefix)", response) }
