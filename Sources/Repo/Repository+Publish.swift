@@ -106,6 +106,13 @@ extension Repository {
                     for p in doomed { files[p] = nil }
                 }
             }
+            // As `commit` does: shard indexes must name shards the tree holds, and the pre-commit
+            // hook may refuse, before anything is written.
+            let writtenByPath = Dictionary(written.map { ($0.path, $0.source) }, uniquingKeysWith: { _, b in b })
+            try checkShardIndexes(paths: Set(files.keys).union(writtenByPath.keys), written: writtenByPath, unchanged: files)
+            let deleted = (parent == nil ? [] : try tree(of: parent!).files.map(\.path)).filter { files[$0] == nil && writtenByPath[$0] == nil }
+            var hookEnv = try runPublishPreCommitHook(branch: branch, parent: parent, message: message, author: author,
+                                                      written: written, deleted: deleted)
             var snap = Snapshotter(objects: objects, options: codecOptions)
             snap.lowRank = nil
             let scanned = try written.map { item -> ScannedFile in
@@ -151,6 +158,9 @@ extension Repository {
                         try HistoryDatabase.logRef(db, HistoryDatabase.headLogName(worktree), old: parent, new: commit.id, message: reflog)
                     }
                 }
+                // Too late to refuse anything: a failing post-commit hook leaves the commit as it is.
+                hookEnv["MREPO_COMMIT"] = commit.id.hex
+                _ = runPostHook("post-commit", environment: hookEnv)
                 return commit
             } catch {
                 batch.rollback()

@@ -23,6 +23,10 @@ struct HubError: Error, Sendable {
     static func entryNotFound(_ path: String, commit: ObjectID?) -> HubError {
         HubError(status: .notFound, code: "EntryNotFound", message: "Entry not found: \(path)", commit: commit)
     }
+    /// A tree path that is not a folder, worded as the Hub words it (`X does not exist on "main"`).
+    static func entryNotFound(_ path: String, revision: String, commit: ObjectID?) -> HubError {
+        HubError(status: .notFound, code: "EntryNotFound", message: "\(path) does not exist on \"\(revision)\"", commit: commit)
+    }
     static func badRequest(_ message: String) -> HubError { HubError(status: .badRequest, message: message) }
     static func notFound(_ message: String = "Not Found") -> HubError { HubError(status: .notFound, message: message) }
     /// The exact message huggingface_hub recognises as a bad token (not a missing repository).
@@ -44,6 +48,8 @@ struct HubError: Error, Sendable {
             case .concurrentUpdate: return HubError(status: .preconditionFailed, message: repo.description)
             case .invalidRefName, .unsafePath, .invalidArgument, .nothingToCommit, .delta: return .badRequest(repo.description)
             case .repositoryLocked: return HubError(status: .serviceUnavailable, message: repo.description)
+            // The repository's own policy refused the commit: the client's request, not the server, failed.
+            case .hookRejected: return HubError(status: .unprocessableContent, message: repo.description)
             default: return HubError(status: .internalServerError, message: repo.description)
             }
         }

@@ -63,12 +63,21 @@ extension HubService {
     func tree(_ repo: Repository, revision: String, path: String?, query: [String: String], request: Request) throws -> Response {
         let lease = repo.readerLease()
         defer { lease.release() }
+        let path = path.flatMap { $0.isEmpty ? nil : $0 }
+        // A repository with no commit yet (its default branch unborn) lists as empty, as the Hub
+        // lists a repository with nothing in it: `[]`, and EntryNotFound for any path inside.
+        if try repo.history.head().branchName == revision, try repo.history.ref(named: revision) == nil, try repo.headCommit() == nil {
+            guard let path else { return Responses.json(.array([])) }
+            throw HubError.entryNotFound(path, revision: revision, commit: nil)
+        }
         let commitID = try resolve(repo, revision)
         let files = try repo.tree(of: commitID).files
         let recursive = query["recursive"] == "true" || query["recursive"] == "1"
         let prefix = path.map { $0 + "/" } ?? ""
+        // The Hub lists folders only: the path of a file is not a tree (404 EntryNotFound, which
+        // huggingface_hub's HfFileSystem.ls catches to list the parent folder instead).
         if let path, !files.contains(where: { $0.path.hasPrefix(prefix) }) {
-            throw HubError.entryNotFound(path, commit: commitID)
+            throw HubError.entryNotFound(path, revision: revision, commit: commitID)
         }
         var folders = Set<String>()
         var entries: [(path: String, file: TreeFile?)] = []

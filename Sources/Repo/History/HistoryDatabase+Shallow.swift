@@ -12,6 +12,7 @@ extension HistoryDatabase {
             baseID TEXT,
             boundary INTEGER NOT NULL CHECK (boundary IN (0, 1))
         );
+        CREATE INDEX treeFileSHA256 ON treeFile(sha256);
         """
 
     static func graft(_ db: Database, _ id: ObjectID) throws -> Commit.Graft? {

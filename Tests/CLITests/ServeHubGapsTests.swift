@@ -1,0 +1,101 @@
+import Foundation
+import Testing
+
+/// The Hub API as the Hub answers: tree listings of a file path and of an empty repository, and
+/// commits through the API held to what `mrepo commit` applies (hooks, shard-index checks), with the
+/// real huggingface_hub client.
+@Suite("mrepo serve: Hub API tree answers, hooks and checks on API commits")
+struct ServeHubGapsTests {
+    @Test("a file path is no tree (EntryNotFound, HfFileSystem.ls still finds the file); an empty repository lists []; a refusing pre-commit hook and a broken shard index refuse an upload and change nothing")
+    func hubGaps() throws {
+        let python = hubPython()
+        try #require(FileManager.default.isExecutableFile(atPath: python), "no Python with huggingface_hub at \(python): run scripts/setup.sh")
+        let s = try CLISandbox()
+        try s.makeFamily()
+        let repo = "served/ns/gaps"
+        try FileManager.default.createDirectory(atPath: s.path("served/ns"), withIntermediateDirectories: true)
+        try s.ok(["init", "--bare", repo])
+        try s.ok(["init", "seed"])
+        try s.ok(["commit", "--from", s.path("family/base"), "-m", "base"], in: "seed")
+        try s.ok(["remote", "add", "origin", s.path(repo)], in: "seed")
+        try s.ok(["push", "-q", "origin", "main"], in: "seed")
+        let hooks = s.path(repo + "/.mrepo/hooks")
+        try """
+            #!/bin/sh
+            echo "pre via=$MREPO_VIA branch=$MREPO_BRANCH message=$MREPO_MESSAGE files=$(cd "$MREPO_SOURCE" && find . -type f | sort | tr '\\n' ' ')" >> "$MREPO_DIR/hook.log"
+            if [ -e "$MREPO_SOURCE/refuse.txt" ]; then echo "refused by policy" >&2; exit 1; fi
+            exit 0
+
+            """.write(toFile: hooks + "/pre-commit", atomically: true, encoding: .utf8)
+        try "#!/bin/sh\necho \"post commit=$MREPO_COMMIT\" >> \"$MREPO_DIR/hook.log\"\n".write(toFile: hooks + "/post-commit", atomically: true, encoding: .utf8)
+        chmod(hooks + "/pre-commit", 0o755)
+        chmod(hooks + "/post-commit", 0o755)
+        for (dir, files) in [("bad", ["refuse.txt": "no", "a.txt": "a"]), ("good", ["note.txt": "hello"]),
+                             ("badindex", ["model.safetensors.index.json": #"{"metadata":{},"weight_map":{"w":"model-00001-of-00002.safetensors"}}"#])] {
+            try FileManager.default.createDirectory(atPath: s.path("up/" + dir), withIntermediateDirectories: true)
+            for (name, text) in files { try text.write(toFile: s.path("up/\(dir)/\(name)"), atomically: true, encoding: .utf8) }
+        }
+        let configPath = try #require(s.files(under: "family/base").first { $0.hasSuffix("config.json") })
+        try "writer-0123456789 write\n".write(toFile: s.path("tokens"), atomically: true, encoding: .utf8)
+        let before = try s.ok(["log", "--oneline", "main"], in: repo).stdout
+
+        let server = try ServerProcess(s, ["served", "--tokens", "tokens"])
+        let (status, out) = try runProgram(python, ["-c", """
+            import json, os, sys
+            ep, work, config = sys.argv[1], sys.argv[2], sys.argv[3]
+            os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+            from huggingface_hub import HfApi, HfFileSystem
+            from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+            api = HfApi(endpoint=ep, token="writer-0123456789")
+            out = {}
+            try:
+                list(api.list_repo_tree("ns/gaps", path_in_repo=config)); out["file_tree"] = "listed"
+            except EntryNotFoundError as e:
+                out["file_tree"] = "EntryNotFound: " + str(e).splitlines()[-1]
+            fs = HfFileSystem(endpoint=ep, token="writer-0123456789")
+            out["ls_file"] = [e["name"] for e in fs.ls("ns/gaps/" + config)]
+            api.create_repo("ns/empty")
+            out["empty_tree"] = [e.path for e in api.list_repo_tree("ns/empty")]
+            try:
+                list(api.list_repo_tree("ns/empty", path_in_repo="sub")); out["empty_sub"] = "listed"
+            except EntryNotFoundError:
+                out["empty_sub"] = "EntryNotFound"
+            def upload(folder, message):
+                try:
+                    return "ok " + api.upload_folder(repo_id="ns/gaps", folder_path=work + "/" + folder, commit_message=message).oid
+                except HfHubHTTPError as e:
+                    return "%d %s" % (e.response.status_code, str(e).replace("\\n", " "))
+            out["refused"] = upload("bad", "refused")
+            out["badindex"] = upload("badindex", "broken index")
+            out["accepted"] = upload("good", "accepted")
+            print(json.dumps(out))
+            """, server.url, s.path("up"), configPath], environment: ["HF_HUB_DISABLE_XET": "1", "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"])
+        #expect(server.stop() == 0)
+        try #require(status == 0, "the huggingface_hub script failed (see the output above)")
+        let result = try #require(try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])
+        // Tree listings, as the Hub answers them.
+        let fileTree = result["file_tree"] as? String ?? ""
+        #expect(fileTree.hasPrefix("EntryNotFound") && fileTree.contains("does not exist on \"main\""), "\(fileTree)")
+        #expect(result["ls_file"] as? [String] == ["ns/gaps/" + configPath])
+        #expect(result["empty_tree"] as? [String] == [])
+        #expect(result["empty_sub"] as? String == "EntryNotFound")
+        // A refusing pre-commit hook: a clear client error, and nothing changed.
+        let refused = result["refused"] as? String ?? ""
+        #expect(refused.hasPrefix("422") && refused.contains("pre-commit hook rejected"), "\(refused)")
+        let badIndex = result["badindex"] as? String ?? ""
+        #expect(badIndex.hasPrefix("400") && badIndex.contains("not in the folder"), "\(badIndex)")
+        // The accepted upload is a commit; the hooks saw it as they see `mrepo commit`.
+        let accepted = result["accepted"] as? String ?? ""
+        #expect(accepted.hasPrefix("ok "), "\(accepted)")
+        let log = try s.ok(["log", "--oneline", "main"], in: repo).stdout
+        #expect(log.split(separator: "\n").count == before.split(separator: "\n").count + 1)
+        #expect(log.split(separator: "\n").first?.contains("accepted") == true)
+        let hookLog = try String(contentsOfFile: s.path(repo + "/.mrepo/hook.log"), encoding: .utf8)
+        #expect(hookLog.contains("pre via=hub branch=main message=refused files=./a.txt ./refuse.txt"), "\(hookLog)")
+        #expect(hookLog.contains("pre via=hub branch=main message=accepted files=./note.txt"), "\(hookLog)")
+        #expect(!hookLog.contains("broken index"), "the index is checked before the hook runs")
+        let head = try s.ok(["rev-parse", "main"], in: repo).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(hookLog.contains("post commit=\(head)"), "\(hookLog)")
+        try s.ok(["fsck"], in: repo)
+    }
+}
