@@ -284,4 +284,22 @@ struct S3RemoteTests {
         let refs = try await transport.listRefs()
         #expect(refs["release"]?.targetID == ids[1] && refs["main"]?.target == entries.last?.target)
     }
+
+    @Test func presenceChecksByListingAgreeWithHeads() async throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let target = url(prefix: "presence-" + UUID().uuidString)
+        _ = try await push(origin, to: target, tags: false)
+        let stored = Array(origin.objectFiles)
+        let absent = (0..<40).map { SHA256.hash(Array("absent \($0)".utf8)) }
+        let ids = stored + absent
+        var listing = store.environment
+        listing["MREPO_S3_LIST_THRESHOLD"] = "1"
+        let lister = try Transports.open(target, environment: listing)
+        let header = try Transports.open(target, environment: store.environment)
+        let listed = try await lister.missingObjects(ids)
+        #expect(listed == Set(absent))
+        #expect(try await header.missingObjects(ids) == listed)
+        let commits = try origin.log(from: [try origin.resolve("main")]).map(\.id)
+        #expect(try await lister.missingCommits(commits + absent) == Set(absent))
+    }
 }

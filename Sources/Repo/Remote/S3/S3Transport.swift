@@ -21,6 +21,8 @@ public final class S3Transport: RemoteTransport, @unchecked Sendable {
     let partSize: Int
     /// A ref-log checkpoint is written after every this many entries of a ref (§10.4.1).
     let compactEvery: Int
+    /// Ids in one key folder from which a presence check lists the folder instead of HEADing each.
+    let listThreshold: Int
 
     static let storeFormat = "mrepo-s3-store"
     static let storeVersion = 1
@@ -35,6 +37,7 @@ public final class S3Transport: RemoteTransport, @unchecked Sendable {
         multipartThreshold = environment["MREPO_S3_MULTIPART_THRESHOLD"].flatMap(Int.init) ?? 64 << 20
         partSize = max(5 << 20, environment["MREPO_S3_PART_SIZE"].flatMap(Int.init) ?? 32 << 20)
         compactEvery = max(1, environment["MREPO_S3_COMPACT_EVERY"].flatMap(Int.init) ?? 32)
+        listThreshold = max(1, environment["MREPO_S3_LIST_THRESHOLD"].flatMap(Int.init) ?? 16)
     }
 
     func objectKey(_ id: ObjectID) -> String { store + "objects/" + id.hex.prefix(2) + "/" + id.hex.dropFirst(2) }
@@ -126,28 +129,33 @@ public final class S3Transport: RemoteTransport, @unchecked Sendable {
         try await missing(ids, key: commitKey)
     }
 
-    /// HEADs the keys of `ids`, eight at a time; the ids whose key is absent.
+    /// The ids whose key is absent. Ids are grouped by key folder (`objects/xx/`): a folder asked
+    /// about for at least ``listThreshold`` ids is listed (ListObjectsV2, a page per 1000 keys), the
+    /// other ids are HEADed; eight requests in flight at once.
     private func missing(_ ids: [ObjectID], key: @escaping @Sendable (ObjectID) -> String) async throws -> Set<ObjectID> {
-        try await withThrowingTaskGroup(of: (ObjectID, Bool).self) { group in
-            var out = Set<ObjectID>()
-            var next = 0
-            func add() {
-                let id = ids[next]
-                next += 1
-                group.addTask {
-                    let response = try await self.client.send(.HEAD, key: key(id))
-                    if response.status == 404 { return (id, false) }
-                    guard response.status == 200 else { throw self.client.failure("looking for \(key(id))", response) }
-                    return (id, true)
-                }
-            }
-            while next < ids.count && next < 8 { add() }
-            while let (id, present) = try await group.next() {
-                if !present { out.insert(id) }
-                if next < ids.count { add() }
-            }
-            return out
+        var byFolder: [String: [ObjectID]] = [:]
+        for id in ids {
+            let k = key(id)
+            byFolder[String(k[...k.lastIndex(of: "/")!]), default: []].append(id)
         }
+        enum Ask: Sendable { case list(String, [ObjectID]), head(ObjectID) }
+        var asks: [Ask] = []
+        for (folder, group) in byFolder.sorted(by: { $0.key < $1.key }) {
+            if group.count >= listThreshold { asks.append(.list(folder, group)) } else { asks += group.map { .head($0) } }
+        }
+        let answers = try await boundedParallel(asks, limit: 8) { ask -> [ObjectID] in
+            switch ask {
+            case let .list(folder, group):
+                let present = Set(try await self.list(prefix: folder))
+                return group.filter { !present.contains(key($0)) }
+            case let .head(id):
+                let response = try await self.client.send(.HEAD, key: key(id))
+                if response.status == 404 { return [id] }
+                guard response.status == 200 else { throw self.client.failure("looking for \(key(id))", response) }
+                return []
+            }
+        }
+        return Set(answers.joined())
     }
 
     public func getObject(_ id: ObjectID, to destination: String) async throws -> Int {
