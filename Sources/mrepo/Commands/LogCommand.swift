@@ -160,6 +160,8 @@ struct LogCommand: ParsableCommand {
                 decoration.insert("HEAD", at: 0)
             }
         }
+        // A shallow clone's boundary (its parents were not fetched), marked as git marks it.
+        if c.isShallowBoundary { decoration.insert("grafted", at: 0) }
         let metrics = try repo.metrics(of: c)
         let columns = metric.map { name in "\(name)=" + (metrics.first { $0.name == name }.map { Format.number($0.value, digits: 4) } ?? "-") }
         let notes = try repo.history.notes(of: c.id)
