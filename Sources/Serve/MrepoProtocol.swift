@@ -95,32 +95,44 @@ extension HubService {
         }
     }
 
-    /// An object file's stored bytes, read and sent 1 MiB at a time.
+    /// An object file's stored bytes, read and sent 1 MiB at a time: each piece is read with
+    /// `pread` straight into the buffer the socket writes from (no intermediate copy), and the next
+    /// is read only when the client has taken the last (the writer applies back-pressure).
     func objectFile(_ repo: Repository, hex: String) throws -> Response {
         guard let objectID = ObjectID(hex: hex) else { throw HubError.badRequest("not an object id") }
         let lease = repo.readerLease()
         let path = repo.objects.path(for: objectID)
-        guard let size = FileStat.of(path)?.size, let handle = FileHandle(forReadingAtPath: path) else {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0, let size = FileStat.of(path)?.size else {
+            if fd >= 0 { close(fd) }
             lease.release()
             throw HubError.notFound("object \(objectID.short) is not here")
         }
         let body = ResponseBody(contentLength: size) { writer in
             defer {
-                try? handle.close()
+                close(fd)
                 lease.release()
             }
             var sent = 0
             while sent < size {
-                guard let data = try handle.read(upToCount: min(1 << 20, size - sent)), !data.isEmpty else {
+                let count = min(HubService.objectPieceByteCount, size - sent)
+                var buffer = ByteBufferAllocator().buffer(capacity: count)
+                let n = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { raw in
+                    max(0, pread(fd, raw.baseAddress, count, off_t(sent)))
+                }
+                guard n > 0 else {
                     throw HubError(status: .internalServerError, message: "object \(objectID.short) shrank while it was sent")
                 }
-                try await writer.write(ByteBuffer(bytes: data))
-                sent += data.count
+                try await writer.write(buffer)
+                sent += n
             }
             try await writer.finish(nil)
         }
         return Response(status: .ok, headers: [.contentType: "application/octet-stream"], body: body)
     }
+
+    /// Bytes of an object file read and written at once.
+    static let objectPieceByteCount = 1 << 20
 
     /// Streams a pushed object file into the store's incoming area, then verifies it (decoded
     /// against its delta reference and hashed to its id) before it is renamed into place.

@@ -9,10 +9,11 @@ import ModelFactory
 
 /// The benchmark's sections, in the order they run.
 enum Section: String, CaseIterable, ExpressibleByArgument {
-    case storage, merge, rmm, codec, real, mergekit, zipnn, scale3b
+    case storage, merge, rmm, codec, real, mergekit, zipnn, scale3b, network
 
-    /// What runs when --sections is not given: everything but the 40 GB scale run.
-    static let defaults: [Section] = allCases.filter { $0 != .scale3b }
+    /// What runs when --sections is not given: everything but the 40 GB scale run and the network
+    /// run (which needs the project venv and SeaweedFS, and starts servers on loopback).
+    static let defaults: [Section] = allCases.filter { $0 != .scale3b && $0 != .network }
 }
 
 @main
@@ -22,7 +23,7 @@ struct Bench: ParsableCommand {
         abstract: "Storage, speed and memory of mrepo, each figure next to a reference measured in the same run.",
         discussion: """
             Prints Markdown (progress goes to standard error); docs/benchmarks.md records the figures and says how \
-            to read them. The sections (--sections, comma-separated; default: all but scale3b):
+            to read them. The sections (--sections, comma-separated; default: all but scale3b and network):
 
             storage: commit and export through the mrepo binary against zstd -T2 -3 and zstd -d of the same file, \
             for each layout (--layouts), and re-commits of tensors that are already stored.
@@ -43,6 +44,12 @@ struct Bench: ParsableCommand {
 
             scale3b: a Llama-3.2-3B-shaped bf16 family (base and two fine-tunes, two shards each): commit, export \
             and a ties merge; needs about 43 GB of scratch disk (--scale-size llama-tiny for a quick check).
+
+            network: clone, fetch and push over `mrepo serve` and a SeaweedFS S3 store on 127.0.0.1 against parallel \
+            curl of the same object files, incremental push bytes, snapshot_download against curl of the same files, \
+            and the server's peak RSS under 32 concurrent downloads; on the real MiniLM family (--realdata) and the \
+            generated F32 family of --size. Needs the project venv with huggingface_hub and weed ($MREPO_VENV, default \
+            ~/.cache/mrepo-venv; $MREPO_WEED), curl and python3; skipped with a one-line reason otherwise.
             """)
 
     @Option(help: ArgumentHelp("Generated family of storage, merge and rmm: tiny, small, minilm or bench (about 1.2 GB per fp32 checkpoint).", valueName: "size"))
@@ -59,7 +66,7 @@ struct Bench: ParsableCommand {
             })
     var dtypes: [DType] = [.f32, .bf16]
 
-    @Option(help: ArgumentHelp("Sections to run, comma-separated (default: all but scale3b).", valueName: "list"),
+    @Option(help: ArgumentHelp("Sections to run, comma-separated (default: all but scale3b and network).", valueName: "list"),
             transform: { text in
                 try text.split(separator: ",").map { s in
                     guard let section = Section(rawValue: String(s)) else {
@@ -143,6 +150,7 @@ struct Bench: ParsableCommand {
         if run.contains(.mergekit) { try mergekitSection(o, mrepo: try mrepoBinary()) }
         if run.contains(.zipnn) { try zipnnSection(o, mrepo: try mrepoBinary()) }
         if run.contains(.scale3b) { try scaleSection(o, mrepo: try mrepoBinary()) }
+        if run.contains(.network) { try networkSection(o, mrepo: try mrepoBinary()) }
     }
 }
 

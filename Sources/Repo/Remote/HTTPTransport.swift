@@ -1,7 +1,11 @@
+import AsyncHTTPClient
 import Delta
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
+import NIOCore
+import NIOHTTP1
+
+#if canImport(Glibc)
+import Glibc
 #endif
 
 /// A remote served by `mrepo serve`: `http(s)://host:port/NAMESPACE/NAME`, spoken to over mrepo's
@@ -10,14 +14,23 @@ import FoundationNetworking
 /// in one transaction and moves refs by compare-and-swap, answering 409 (not a fast-forward) or
 /// 412 (the ref moved) otherwise.
 ///
-/// Objects travel as files: downloads are written to disk as they arrive and uploads are read from
-/// the object file, so memory stays bounded whatever the object's size. The token comes from
-/// `MREPO_TOKEN` and is sent as `Authorization: Bearer`; it is never printed.
-public final class HTTPTransport: RemoteTransport, @unchecked Sendable {
+/// HTTP goes through AsyncHTTPClient's shared client, as the S3 remote's does (one HTTP stack and
+/// one connection pool in the process). Objects travel as files: a download is written to disk
+/// buffer by buffer as it arrives and an upload is streamed from the object file 1 MiB at a time,
+/// so memory stays bounded whatever the object's size. The token comes from `MREPO_TOKEN` and is
+/// sent as `Authorization: Bearer`; it is never printed.
+public final class HTTPTransport: RemoteTransport, Sendable {
     public let url: String
-    private let base: URL
+    /// `scheme://host:port/NAMESPACE/NAME/mrepo/v1`, without a trailing slash.
+    private let base: String
     private let token: String?
-    private let session: URLSession
+
+    /// Tries per request for what may be retried (dropped connections, 429, 502–504).
+    static let attempts = 5
+    /// The longest wait for an answer's head (an upload's answer comes after the server verified it).
+    static let headTimeout: TimeAmount = .seconds(600)
+    /// Small answers (ref lists, id lists, commit records) read into memory up to this size.
+    static let maxAnswerBytes = 512 << 20
 
     /// - Parameters:
     ///   - location: the repository's URL (two path components: namespace and name).
@@ -31,63 +44,110 @@ public final class HTTPTransport: RemoteTransport, @unchecked Sendable {
         components.host = host
         components.port = location.port
         components.path = "/" + parts.joined(separator: "/") + "/mrepo/v1"
-        guard let base = components.url else { throw RepoError.invalidArgument("'\(url)': not a valid URL") }
+        guard let base = components.url?.absoluteString else { throw RepoError.invalidArgument("'\(url)': not a valid URL") }
         self.url = url
         self.base = base
         self.token = token.flatMap { $0.isEmpty ? nil : $0 }
-        let configuration = URLSessionConfiguration.ephemeral
-        configuration.timeoutIntervalForRequest = 600
-        configuration.httpMaximumConnectionsPerHost = RemoteTransportLimits.parallelStreams + 2
-        session = URLSession(configuration: configuration)
-    }
-
-    deinit {
-        session.finishTasksAndInvalidate()
     }
 
     private struct RefList: Codable { var refs: [RemoteRef] }
     private struct IDList: Codable { var ids: [String] }
 
-    private func request(_ method: String, _ path: String, json: Data? = nil) -> URLRequest {
-        var r = URLRequest(url: base.appendingPathComponent(path))
-        r.httpMethod = method
-        if let token { r.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
-        if let json {
-            r.httpBody = json
-            r.setValue("application/json", forHTTPHeaderField: "Content-Type")
+    /// What a request sends.
+    private enum Body {
+        case none
+        case json(Data)
+        /// A whole file, streamed.
+        case file(path: String, byteCount: Int)
+    }
+
+    private func request(_ method: HTTPMethod, _ path: String, body: Body) -> HTTPClientRequest {
+        var r = HTTPClientRequest(url: base + "/" + path)
+        r.method = method
+        if let token { r.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        switch body {
+        case .none:
+            break
+        case let .json(data):
+            r.headers.add(name: "Content-Type", value: "application/json")
+            r.body = .bytes(ByteBuffer(bytes: data))
+        case let .file(path, byteCount):
+            r.headers.add(name: "Content-Type", value: "application/octet-stream")
+            r.body = .stream(FileChunks(path: path, range: 0..<byteCount), length: .known(Int64(byteCount)))
         }
         return r
     }
 
-    /// Sends a request and returns the body of a 2xx answer; any other answer becomes a one-line error.
-    private func send(_ r: URLRequest, ref: String? = nil) async throws -> Data {
-        let data: Data, response: URLResponse
-        do {
-            (data, response) = try await session.data(for: r)
-        } catch {
-            throw RepoError.remote("\(url): \(error.localizedDescription)")
+    /// Sends a request and hands a 2xx answer to `read`; any other answer becomes a one-line error.
+    /// A dropped connection or a 429/502/503/504 answer is retried with backoff when `retry` says
+    /// the request may be sent twice (every request but a ref update: a compare-and-swap that
+    /// succeeded and is sent again would report that the ref moved).
+    private func send<T>(_ method: HTTPMethod, _ path: String, body: Body = .none, ref: String? = nil, retry: Bool = true,
+                         read: (HTTPClientResponse) async throws -> T) async throws -> T {
+        var delay = 0.2
+        var attempt = 0
+        while true {
+            attempt += 1
+            let response: HTTPClientResponse
+            do {
+                response = try await HTTPClient.shared.execute(request(method, path, body: body), timeout: HTTPTransport.headTimeout)
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                guard retry, attempt < HTTPTransport.attempts else { throw RepoError.remote("\(url): \(method.rawValue) \(path) failed: \(error)") }
+                try await Task.sleep(nanoseconds: UInt64(delay * 1e9))
+                delay *= 2
+                continue
+            }
+            let status = Int(response.status.code)
+            if retry, [429, 502, 503, 504].contains(status), attempt < HTTPTransport.attempts {
+                _ = try? await response.body.collect(upTo: 1 << 20)
+                try await Task.sleep(nanoseconds: UInt64(delay * 1e9 * Double.random(in: 0.8...1.2)))
+                delay *= 2
+                continue
+            }
+            guard (200..<300).contains(status) else {
+                _ = try? await response.body.collect(upTo: 1 << 20)
+                throw failure(response, ref: ref)
+            }
+            do {
+                return try await read(response)
+            } catch let error as RepoError {
+                throw error
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                // The body broke off (a dropped connection, a read timeout): send again if allowed.
+                guard retry, attempt < HTTPTransport.attempts else { throw RepoError.remote("\(url): \(method.rawValue) \(path) failed: \(error)") }
+                try await Task.sleep(nanoseconds: UInt64(delay * 1e9))
+                delay *= 2
+            }
         }
-        try check(response, ref: ref)
-        return data
     }
 
-    private func check(_ response: URLResponse, ref: String? = nil) throws {
-        guard let http = response as? HTTPURLResponse else { throw RepoError.remote("\(url): not an HTTP answer") }
-        guard !(200..<300).contains(http.statusCode) else { return }
-        let message = http.value(forHTTPHeaderField: "X-Error-Message") ?? HTTPURLResponse.localizedString(forStatusCode: http.statusCode)
-        switch (http.statusCode, http.value(forHTTPHeaderField: "X-Error-Code")) {
+    /// Sends a request whose answer is small and read into memory.
+    private func data(_ method: HTTPMethod, _ path: String, body: Body = .none, ref: String? = nil, retry: Bool = true) async throws -> Data {
+        try await send(method, path, body: body, ref: ref, retry: retry) { response in
+            Data(try await response.body.collect(upTo: HTTPTransport.maxAnswerBytes).readableBytesView)
+        }
+    }
+
+    private func failure(_ response: HTTPClientResponse, ref: String?) -> RepoError {
+        let status = Int(response.status.code)
+        let message = response.headers["X-Error-Message"].first ?? response.status.reasonPhrase
+        switch (status, response.headers["X-Error-Code"].first) {
         case (401, _):
-            throw RepoError.remote("\(url): the server refused the credentials (\(message)); set MREPO_TOKEN to a token of its --tokens file")
+            return RepoError.remote("\(url): the server refused the credentials (\(message)); set MREPO_TOKEN to a token of its --tokens file")
         case (403, _):
-            throw RepoError.remote("\(url): not allowed (\(message)); pushing needs a write token in MREPO_TOKEN")
+            return RepoError.remote("\(url): not allowed (\(message)); pushing needs a write token in MREPO_TOKEN")
         case (404, "RepoNotFound"?):
-            throw RepoError.remote("\(url): no repository there")
+            return RepoError.remote("\(url): no repository there")
         case (409, "NonFastForward"?):
-            throw RepoError.nonFastForward(ref: ref ?? message, remote: url)
+            return RepoError.nonFastForward(ref: ref ?? message, remote: url)
         case (412, "RefMoved"?):
-            throw RepoError.remoteRefMoved(ref: ref ?? message, remote: url)
+            return RepoError.remoteRefMoved(ref: ref ?? message, remote: url)
         default:
-            throw RepoError.remote("\(url): HTTP \(http.statusCode): \(message)")
+            return RepoError.remote("\(url): HTTP \(status): \(message)")
         }
     }
 
@@ -101,12 +161,12 @@ public final class HTTPTransport: RemoteTransport, @unchecked Sendable {
 
     private func ids(_ ids: [ObjectID], _ path: String) async throws -> Set<ObjectID> {
         let body = try JSONEncoder().encode(IDList(ids: ids.map(\.hex)))
-        let list = try decode(IDList.self, try await send(request("POST", path, json: body)))
+        let list = try decode(IDList.self, try await data(.POST, path, body: .json(body)))
         return Set(list.ids.compactMap(ObjectID.init(hex:)))
     }
 
     public func listRefs() async throws -> [String: RemoteRef] {
-        let list = try decode(RefList.self, try await send(request("GET", "refs")))
+        let list = try decode(RefList.self, try await data(.GET, "refs"))
         return Dictionary(list.refs.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
     }
 
@@ -115,27 +175,41 @@ public final class HTTPTransport: RemoteTransport, @unchecked Sendable {
     }
 
     public func getObject(_ id: ObjectID, to destination: String) async throws -> Int {
-        let downloaded: URL, response: URLResponse
-        do {
-            (downloaded, response) = try await session.download(for: request("GET", "objects/\(id.hex)"))
-        } catch {
-            throw RepoError.remote("\(url): \(error.localizedDescription)")
+        try await send(.GET, "objects/\(id.hex)") { response in
+            let written = try await HTTPTransport.write(response.body, to: destination)
+            if let expected = response.headers["Content-Length"].first.flatMap(Int.init), expected != written {
+                throw HTTPClientError.remoteConnectionClosed
+            }
+            return written
         }
-        defer { try? FileManager.default.removeItem(at: downloaded) }
-        try check(response)
-        return try FileCopy.copy(from: downloaded.path, to: destination)
+    }
+
+    /// Writes a response body into `path` (created or truncated) as it arrives; returns its length.
+    static func write(_ body: HTTPClientResponse.Body, to path: String) async throws -> Int {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw RepoError.io(path: path, reason: "cannot create: \(errnoDescription())") }
+        defer { close(fd) }
+        var total = 0
+        for try await buffer in body {
+            try buffer.withUnsafeReadableBytes { raw in
+                var done = 0
+                while done < raw.count {
+                    let n = Glibc.write(fd, raw.baseAddress! + done, raw.count - done)
+                    if n < 0 {
+                        if errno == EINTR { continue }
+                        throw errno == ENOSPC ? RepoError.diskFull(path: path) : RepoError.io(path: path, reason: "write failed: \(errnoDescription())")
+                    }
+                    done += n
+                }
+            }
+            total += buffer.readableBytes
+        }
+        return total
     }
 
     public func putObject(_ id: ObjectID, from source: String, byteCount: Int) async throws {
-        var r = request("PUT", "objects/\(id.hex)")
-        r.setValue("application/octet-stream", forHTTPHeaderField: "Content-Type")
-        let response: URLResponse
-        do {
-            (_, response) = try await session.upload(for: r, fromFile: URL(fileURLWithPath: source))
-        } catch {
-            throw RepoError.remote("\(url): \(error.localizedDescription)")
-        }
-        try check(response)
+        // Objects are immutable and content-addressed: sending one twice is harmless.
+        _ = try await data(.PUT, "objects/\(id.hex)", body: .file(path: source, byteCount: byteCount))
     }
 
     public func missingCommits(_ ids: [ObjectID]) async throws -> Set<ObjectID> {
@@ -143,7 +217,7 @@ public final class HTTPTransport: RemoteTransport, @unchecked Sendable {
     }
 
     public func getCommit(_ id: ObjectID) async throws -> CommitRecord {
-        try CommitRecord.decode(try await send(request("GET", "commits/\(id.hex)")), source: url)
+        try CommitRecord.decode(try await data(.GET, "commits/\(id.hex)"), source: url)
     }
 
     public func putCommits(_ records: [CommitRecord]) async throws {
@@ -153,10 +227,12 @@ public final class HTTPTransport: RemoteTransport, @unchecked Sendable {
             body.append(r.encoded())
         }
         body.append(contentsOf: Array("]".utf8))
-        _ = try await send(request("POST", "commits", json: body))
+        // Not resent: records are recorded in one transaction, but a second identical batch after a
+        // lost answer is not guaranteed to be a no-op.
+        _ = try await data(.POST, "commits", body: .json(body), retry: false)
     }
 
     public func updateRef(_ update: RefUpdate) async throws {
-        _ = try await send(request("POST", "refs", json: try JSONEncoder().encode(update)), ref: update.name)
+        _ = try await data(.POST, "refs", body: .json(try JSONEncoder().encode(update)), ref: update.name, retry: false)
     }
 }
