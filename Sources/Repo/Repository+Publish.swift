@@ -15,7 +15,7 @@ public enum FileChange: Sendable {
 }
 
 /// A reader's hold on the repository: `gc` waits until it is released (or deallocated).
-public final class ReaderLease: @unchecked Sendable {
+public final class ReaderLease: Sendable {
     private let barrier: ReaderBarrier?
     init(barrier: ReaderBarrier?) { self.barrier = barrier }
     public func release() { barrier?.release() }

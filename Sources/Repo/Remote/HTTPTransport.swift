@@ -13,7 +13,7 @@ import FoundationNetworking
 /// Objects travel as files: downloads are written to disk as they arrive and uploads are read from
 /// the object file, so memory stays bounded whatever the object's size. The token comes from
 /// `MREPO_TOKEN` and is sent as `Authorization: Bearer`; it is never printed.
-public final class HTTPTransport: RemoteTransport, @unchecked Sendable {
+public final class HTTPTransport: RemoteTransport, Sendable {
     public let url: String
     private let base: URL
     private let token: String?
