@@ -173,13 +173,7 @@ extension ShowCommand {
         let (id, file) = try repo.file(at: path, in: revision)
         let infos = try repo.objectInfos(of: Tree(files: [file]))
         if json {
-            try printJSON(.obj(["commit": .string(id.hex), "path": .string(file.path), "kind": .string(file.kind.rawValue),
-                            "bytes": .int(file.byteCount), "object": .string(file.objectID.hex), "sha256": .opt(file.sha256?.hex),
-                            "tensors": .array(file.tensors.map { t in
-                                .obj(["name": .string(t.name), "dtype": .string(t.dtype.rawValue), "shape": .shape(t.shape),
-                                      "object": .string(t.objectID.hex), "encoding": .opt(infos[t.objectID]?.encoding.description),
-                                      "stored_bytes": infos[t.objectID].map { .int($0.storedByteCount) } ?? .null])
-                            })]))
+            try printJSON(ShowFileDocument(commit: id, file: file, objects: infos))
             return
         }
         guard file.kind == .safetensors else {
