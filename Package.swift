@@ -39,12 +39,14 @@ let package = Package(
 
         // Hot loops in C, for instructions chosen at run time by what the processor offers (FMA, AVX2).
         .target(name: "CKernels"),
-        // Tensors and bytes: safetensors I/O, dtypes, hashing, the lossless chunk codec.
+        // Tensors and bytes: safetensors I/O, dtypes, hashing, the lossless chunk codec, atomic files,
+        // ordered exact JSON (`JSONValue`) for headers and hashed text.
         .target(name: "Delta", dependencies: ["CZstd", "CCrypto", "CLinux", "CKernels"]),
         // Merge math: methods (one file each), kernels, conflict metrics and reports, LoRA and low-rank
         // algebra, reversible merges, mergekit recipes. No storage.
         .target(name: "Merge", dependencies: ["Delta", "CKernels", "COpenBLAS", .product(name: "Yams", package: "Yams")]),
-        // Object store, SQLite history, refs, working tree, hooks and every command's logic.
+        // Object store, SQLite history, refs, working tree, hooks, remotes (folders, `mrepo serve`, S3)
+        // and every command's logic.
         .target(name: "Repo", dependencies: [
             "Merge", "Delta", .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),

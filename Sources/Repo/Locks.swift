@@ -1,5 +1,6 @@
 import Delta
 import Foundation
+import Synchronization
 
 /// The repository's write lock: an exclusive `flock` on `.mrepo/lock`, released by the kernel
 /// when the process ends, however it ends.
@@ -40,12 +41,13 @@ final class WriteLock {
 /// `.mrepo/gc.lock`, which keeps `gc` from deleting objects a reader is using: readers hold it
 /// shared for their whole run, `gc` exclusively (and writes its pid into it). Released by the
 /// kernel when the process ends, however it ends.
-final class ReaderBarrier {
-    private var fd: Int32
+final class ReaderBarrier: Sendable {
+    /// The lock file's descriptor, -1 once released (a lease may be released from any thread).
+    private let fd: Mutex<Int32>
     private let exclusive: Bool
 
     private init(fd: Int32, exclusive: Bool) {
-        self.fd = fd
+        self.fd = Mutex(fd)
         self.exclusive = exclusive
     }
 
@@ -93,11 +95,13 @@ final class ReaderBarrier {
     }
 
     func release() {
-        guard fd >= 0 else { return }
-        if exclusive { _ = ftruncate(fd, 0) }
-        flock(fd, LOCK_UN)
-        Glibc.close(fd)
-        fd = -1
+        fd.withLock { fd in
+            guard fd >= 0 else { return }
+            if exclusive { _ = ftruncate(fd, 0) }
+            flock(fd, LOCK_UN)
+            Glibc.close(fd)
+            fd = -1
+        }
     }
 
     deinit { release() }

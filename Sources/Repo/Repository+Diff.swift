@@ -68,7 +68,49 @@ public struct DiffFilter: Sendable {
     }
 }
 
+/// What `mrepo diff` found: two trees tensor by tensor, or two adapter commits ΔW by ΔW.
+public enum DiffResult: Sendable {
+    case tensors(DiffReport)
+    case adapters(AdapterDiffReport)
+}
+
 extension Repository {
+    /// `mrepo diff`: compares up to two revisions as the user typed them. None compares HEAD with
+    /// the working tree, one compares that revision with the working tree, two compare each other;
+    /// `A..B` compares A with B, `A...B` their merge base with B, and `REV:path` limits the diff
+    /// to that path. Two adapter commits given whole are compared per adapted module from their
+    /// factors (``adapterDiff(old:new:)``) unless `elementwise`, or a filter, asks for tensors.
+    ///
+    /// - Parameters:
+    ///   - paths: compare only these files (paths, folders or globs).
+    ///   - tensors: compare only tensors whose names match these globs.
+    public func diff(revisions: [String], paths: [String] = [], tensors: [String] = [], elementwise: Bool = false) throws -> DiffResult {
+        guard revisions.count <= 2 else { throw RepoError.invalidArgument("diff takes at most two revisions") }
+        if revisions.count == 2, !elementwise, paths.isEmpty, tensors.isEmpty, !revisions.contains(where: { $0.contains(":") }),
+           try isAdapter(revisions[0]), try isAdapter(revisions[1]) {
+            return .adapters(try adapterDiff(old: revisions[0], new: revisions[1]))
+        }
+        var revs = revisions
+        var paths = paths
+        for (i, r) in revs.enumerated() {
+            if let (rev, path) = Repository.splitPathRevision(r) {
+                revs[i] = rev
+                if !paths.contains(path) { paths.append(path) }
+            }
+        }
+        var old = revs.first ?? "HEAD", new: String? = revs.count > 1 ? revs[1] : nil
+        if revs.count == 1, let range = try resolveRange(revs[0]) {
+            if let (a, b) = range.symmetric {
+                old = (try mergeBases([a, b]).first ?? a).hex
+                new = b.hex
+            } else {
+                old = range.exclude[0].hex
+                new = range.include[0].hex
+            }
+        }
+        return .tensors(try diff(old: old, new: new, filter: DiffFilter(paths: paths, tensors: tensors)))
+    }
+
     /// Compares two revisions, or a revision with the working tree (`new == nil`), tensor by tensor.
     ///
     /// Tensors are matched by name across files, so a re-sharded checkpoint compares cleanly.

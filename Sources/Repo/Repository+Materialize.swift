@@ -57,11 +57,13 @@ extension Repository {
         return result
     }
 
-    /// Checks out a commit, or writes a model generated from it over HEAD's files (HEAD is then
+    /// Checks out a commit (`@{-N}`: the branch HEAD was on before the N-th last switch), or writes a model generated from it over HEAD's files (HEAD is then
     /// detached at the commit, and `status` compares against what was written).
     /// - Returns: the checkout and, for a generated model, what the working tree holds.
     public func checkout(_ revision: String, as what: Materialization, force: Bool = false,
                          wait: Bool = false) throws -> (CheckoutResult, description: String?) {
+        // `checkout -` (spelled @{-1} by then): the branch HEAD was on before.
+        let revision = try previousBranchReference(revision) ?? revision
         switch what {
         case .tree:
             return (try checkout(revision, force: force, wait: wait), nil)

@@ -15,7 +15,7 @@ public enum FileChange: Sendable {
 }
 
 /// A reader's hold on the repository: `gc` waits until it is released (or deallocated).
-public final class ReaderLease: @unchecked Sendable {
+public final class ReaderLease: Sendable {
     private let barrier: ReaderBarrier?
     init(barrier: ReaderBarrier?) { self.barrier = barrier }
     public func release() { barrier?.release() }
@@ -44,11 +44,7 @@ extension Repository {
     /// A file of any tree of this repository whose recorded SHA-256 is `digest` (uploads whose
     /// content is stored already need not be sent again).
     public func file(withSHA256 digest: Digest) throws -> TreeFile? {
-        try history.read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT treeID, path FROM treeFile WHERE sha256 = ? LIMIT 1", arguments: [digest.hex]),
-                  let treeID = ObjectID(hex: row["treeID"] as String) else { return nil }
-            return try HistoryDatabase.tree(db, treeID).file(at: row["path"] as String)
-        }
+        try history.file(withSHA256: digest)
     }
 
     /// The SHA-256 of a file: the recorded one, or computed by reading the file once.

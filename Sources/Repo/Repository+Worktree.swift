@@ -64,16 +64,6 @@ public struct CheckoutResult: Sendable {
     public var unchangedFiles: Int
 }
 
-/// What an export wrote.
-public struct ExportResult: Sendable {
-    public var commit: ObjectID
-    public var directory: String
-    public var fileCount: Int
-    public var byteCount: Int
-    /// The commit's lossy record, when its tensors are approximations (``export(_:as:to:)``).
-    public var lossy: LossyRecord? = nil
-}
-
 extension Repository {
     /// Compares the working tree with HEAD. Files whose size, times and inode match the stat
     /// cache are not read; the others are hashed, tensor by tensor.
@@ -148,74 +138,6 @@ extension Repository {
     }
 
     // MARK: - Switch and checkout
-
-    /// Switches to a branch, updating the working tree (`switch NAME`, `switch -c NAME [START]`).
-    ///
-    /// - Parameters:
-    ///   - create: create the branch at `startPoint` (default HEAD) first.
-    ///   - force: overwrite uncommitted changes.
-    public func switchBranch(_ name: String, create: Bool = false, startPoint: String? = nil, force: Bool = false,
-                             wait: Bool = false) throws -> CheckoutResult {
-        try withWriteLock(wait: wait) {
-            let head = try history.head()
-            if create {
-                try RefNames.validate(name)
-                if try history.ref(named: name) != nil { throw RepoError.refExists(name) }
-                guard let start = try startPoint.map({ try resolve($0) }) ?? head.commit else {
-                    // No commits yet: rename the unborn branch.
-                    try history.setHead(.branch(name, commit: nil), expected: head, message: "switch: unborn branch \(name)")
-                    return CheckoutResult(head: .branch(name, commit: nil), writtenFiles: 0, removedFiles: 0, unchangedFiles: 0)
-                }
-                if start == head.commit, try worktreeBaseline(head: head).view != nil {
-                    // As git does for `switch -c` at HEAD, the working tree is kept: here it holds a
-                    // model rebuilt from HEAD (a reversible merge's expert), ready to be committed.
-                    try refuseDuringMerge("switching")
-                    try history.createRef(name: name, kind: .branch, target: start, message: "branch: created from \(startPoint ?? "HEAD")")
-                    try history.setHead(.branch(name, commit: start), expected: head,
-                                        message: "switch: moving from \(head.displayName) to \(name) (created at \(start.short), keeping the working tree)")
-                    return CheckoutResult(head: .branch(name, commit: start), writtenFiles: 0, removedFiles: 0, unchangedFiles: 0)
-                }
-                var result = try moveHead(to: start, newHead: .branch(name, commit: start), from: head, force: force,
-                                          message: "switch: moving from \(head.displayName) to \(name) (created at \(start.short))") {
-                    try self.history.createRef(name: name, kind: .branch, target: start, message: "branch: created from \(startPoint ?? "HEAD")")
-                }
-                result.head = .branch(name, commit: start)
-                return result
-            }
-            if try history.ref(named: name) == nil, let tracking = try trackingCandidate(name) {
-                // As git does: a branch that exists only on a remote starts here, tracking it.
-                var result = try moveHead(to: tracking.target, newHead: .branch(name, commit: tracking.target), from: head, force: force,
-                                          message: "switch: created \(name) from \(tracking.fullName)") {
-                    try self.history.createRef(name: name, kind: .branch, target: tracking.target, message: "branch: created from \(tracking.fullName)")
-                    try self.history.setUpstream(of: name, to: Upstream(remote: tracking.remote, branch: tracking.name))
-                }
-                result.head = .branch(name, commit: tracking.target)
-                return result
-            }
-            guard let ref = try history.ref(named: name), ref.kind == .branch else {
-                if try history.ref(named: name)?.kind == .tag {
-                    throw RepoError.switchToTag(name)
-                }
-                throw RepoError.unknownRef(name)
-            }
-            if name != head.branchName { try refuseBranchCheckedOutElsewhere(name) }
-            return try moveHead(to: ref.target, newHead: .branch(name, commit: ref.target), from: head, force: force,
-                                message: "switch: moving from \(head.displayName) to \(name)")
-        }
-    }
-
-    /// Starts a branch with no history (`switch --orphan`): its first commit has no parent. The
-    /// working tree is left as it is.
-    public func switchToOrphan(_ name: String, wait: Bool = false) throws {
-        try RefNames.validate(name)
-        try withWriteLock(wait: wait) {
-            try refuseDuringMerge("switching")
-            if try history.ref(named: name) != nil { throw RepoError.refExists(name) }
-            try refuseBranchCheckedOutElsewhere(name)
-            let head = try history.head()
-            try history.setHead(.branch(name, commit: nil), expected: head, message: "switch: orphan branch \(name)")
-        }
-    }
 
     /// Checks out a revision: a branch name switches to the branch; anything else detaches HEAD
     /// at that commit.
@@ -439,103 +361,6 @@ extension Repository {
     func refuseDuringMerge(_ operation: String) throws {
         if try history.mergeState() != nil {
             throw RepoError.invalidArgument("\(operation) is not possible while a merge is in progress; finish it with 'mrepo merge --continue' or 'mrepo merge --abort'")
-        }
-    }
-
-    // MARK: - Export
-
-    /// The absolute path of an export folder, created (by `staging`, which deletes it again on
-    /// rollback) if missing; never the working tree itself nor anything inside `.mrepo`, however
-    /// symbolic links lead there.
-    ///
-    /// A folder that holds files the export does not write (`writing`) is refused, naming them,
-    /// unless `clean`: the export then deletes them after its own files are in place (the stale
-    /// files are returned).
-    func exportDirectory(_ directory: String, staging: FileStaging, writing: [String], clean: Bool) throws -> (String, stale: [String]) {
-        let dir = Repository.absolutePath(directory)
-        let real = Repository.resolvingLinks(dir)
-        if dir == root || real == Repository.resolvingLinks(root) {
-            throw RepoError.exportIntoWorktree
-        }
-        let store = Repository.resolvingLinks(metaDirectory)
-        if real == store || real.hasPrefix(store + "/") || dir == metaDirectory || dir.hasPrefix(metaDirectory + "/") {
-            throw RepoError.exportIntoStore(directory: directory)
-        }
-        let written = Set(try writing.map { try PathPolicy.normalize($0) })
-        let stale = Repository.filesUnder(dir).filter { !written.contains($0) }
-        if !stale.isEmpty && !clean {
-            let shown = stale.prefix(5).joined(separator: ", ") + (stale.count > 5 ? " and \(stale.count - 5) more" : "")
-            throw RepoError.invalidArgument("export into \(directory): the folder holds files the export would not write (\(shown)); pass --clean to delete them, or choose an empty folder")
-        }
-        if FileStat.of(dir + "/" + Repository.directoryName) != nil {
-            throw RepoError.invalidArgument("export into \(directory): the folder is a repository (it holds \(Repository.directoryName)); choose another folder")
-        }
-        try staging.createDirectory(dir, shownAs: directory)
-        return (dir, stale)
-    }
-
-    /// The regular files under a folder (relative paths; links are not followed, nor listed).
-    static func filesUnder(_ dir: String) -> [String] {
-        guard FileStat.of(dir, followLinks: true)?.isDirectory == true,
-              let e = FileManager.default.enumerator(atPath: dir) else { return [] }
-        var out: [String] = []
-        while let p = e.nextObject() as? String {
-            if FileStat.of(dir + "/" + p)?.isRegular == true { out.append(p) }
-        }
-        return out.sorted()
-    }
-
-    /// Deletes the stale files of an export destination (`export --clean`), after the export's
-    /// own files are in place, and the folders that leaves empty.
-    func removeStale(_ stale: [String], in dir: String) {
-        for path in stale {
-            unlink(dir + "/" + path)
-            var d = splitPath(path).dir
-            while !d.isEmpty, rmdir(dir + "/" + d) == 0 { d = d.contains("/") ? splitPath(d).dir : "" }
-        }
-    }
-
-    /// Writes every file of a commit into `directory`, byte for byte as committed.
-    ///
-    /// All or nothing: every file is written to a temporary file beside its destination and every
-    /// tensor's hash verified; only then are the files synced and renamed into place. A failure
-    /// before that deletes the temporary files and any folder the export created, so files already
-    /// in `directory` are untouched and a new folder is not left behind. Until the renames the disk
-    /// holds both versions of a file the export replaces.
-    ///
-    /// - Parameter only: export only the file at this path, or the files under this folder (`REV:path`).
-    ///   - clean: delete files of the folder the export does not write (else they make it fail).
-    public func export(_ revision: String, to directory: String, only: String? = nil, clean: Bool = false) throws -> ExportResult {
-        try withReadLock { try exportLocked(revision, to: directory, only: only, clean: clean) }
-    }
-
-    private func exportLocked(_ revision: String, to directory: String, only: String?, clean: Bool) throws -> ExportResult {
-        let id = try resolve(revision)
-        var tree = try verifiedTree(of: id)
-        if let only {
-            let spec = Repository.normalizedPathSpec(only)
-            tree = Tree(files: tree.files.filter { PathSpec.matches(spec, file: $0.path) })
-            if tree.files.isEmpty { throw RepoError.invalidArgument("path '\(only)' does not exist in \(revision) (\(id.short))") }
-        }
-        CrashPoint.reach("export.resolved")
-        let staging = FileStaging(journal: journal)
-        defer { objects.releaseMappings() }
-        do {
-            let (dir, stale) = try exportDirectory(directory, staging: staging, writing: tree.files.map(\.path), clean: clean)
-            let counter = ProgressCounter(progress, title: "export", total: tree.logicalByteCount)
-            for file in tree.files {
-                let path = try PathPolicy.normalize(file.path)
-                try PathPolicy.checkNoSymlinkParents(root: dir, path: path)
-                try stage(file, at: dir + "/" + path, in: staging, progress: counter)
-            }
-            counter.finish()
-            CrashPoint.reach("export.staged")
-            try staging.commit(didRename: { CrashPoint.reach("export.file") })
-            removeStale(stale, in: dir)
-            return ExportResult(commit: id, directory: dir, fileCount: tree.files.count, byteCount: tree.logicalByteCount)
-        } catch {
-            staging.rollback()
-            throw error
         }
     }
 }

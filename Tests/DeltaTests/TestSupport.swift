@@ -106,9 +106,11 @@ func nearbyReference(_ dtype: DType, _ source: [UInt8], seed: UInt64) -> [UInt8]
     return out
 }
 
-/// Bytes kept at a stable address for an ``EncodedTensor`` to view.
-final class OwnedBytes: @unchecked Sendable {
-    let buffer: UnsafeMutableRawBufferPointer
+/// Bytes kept at a stable address for an ``EncodedTensor`` to view (its owner, so `Sendable`:
+/// the bytes are written once, in `init`, and only read afterwards).
+final class OwnedBytes: Sendable {
+    private let storage: UnsafeSendable<UnsafeMutableRawBufferPointer>
+    var buffer: UnsafeMutableRawBufferPointer { storage.value }
 
     let count: Int
 
@@ -117,7 +119,7 @@ final class OwnedBytes: @unchecked Sendable {
         bytes.withUnsafeBytes { raw in
             if raw.count > 0 { storage.baseAddress!.copyMemory(from: raw.baseAddress!, byteCount: raw.count) }
         }
-        buffer = storage
+        self.storage = UnsafeSendable(storage)
         count = bytes.count
     }
 

@@ -9,7 +9,7 @@ import Testing
 @Suite struct RemoteTests {
     /// A temporary folder with an upstream repository `origin` holding two commits on main
     /// (base, then a fine-tune) and a tag.
-    final class Fixture: @unchecked Sendable {
+    final class Fixture: Sendable {
         let dir: String
         let origin: Repository
 

@@ -6,7 +6,7 @@ import Repo
 /// 127.0.0.1 only, with SigV4 enforced and telemetry off. Started once per test process; it
 /// stops when the test process ends (a shell holding the server reads a pipe that only this
 /// process writes to, and kills the server when it closes).
-final class SeaweedFS: @unchecked Sendable {
+final class SeaweedFS: Sendable {
     static let accessKey = "mrepo-test-key"
     static let secretKey = "mrepo-test-secret"
     static let bucket = "mrepo-test"

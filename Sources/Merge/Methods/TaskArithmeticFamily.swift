@@ -114,7 +114,7 @@ public struct GeneralizedTaskArithmetic<Configuration: TaskArithmeticConfigurati
     }
 
     /// Pass 2, element by element: thinned, weighted deltas; sign election; normalisation; λ.
-    final class Merger: BlockMerger, @unchecked Sendable {
+    final class Merger: BlockMerger {
         let count: Int
         let masks: [DeltaMask]
         let weights: [Float]
@@ -123,7 +123,9 @@ public struct GeneralizedTaskArithmetic<Configuration: TaskArithmeticConfigurati
         let lambda: Float
         let totalWeight: Float
         /// Kept elements per block and expert, for the masks whose kept fraction the merge pass counts.
-        let keptCounts: UnsafeMutablePointer<Int>
+        /// Blocks run on several threads, each writing only its own block's row (the disjointness
+        /// the wrapper stands for), and ``finish()`` reads them after every block has run.
+        let keptCounts: UnsafeSendable<UnsafeMutablePointer<Int>>
         let blockCount: Int
 
         init(count: Int, masks: [DeltaMask], weights: [Float], normalize: Bool, lambda: Float) {
@@ -135,16 +137,17 @@ public struct GeneralizedTaskArithmetic<Configuration: TaskArithmeticConfigurati
             self.lambda = lambda
             totalWeight = weights.reduce(0, +)
             blockCount = (count + Kernels.block - 1) / Kernels.block
-            keptCounts = .allocate(capacity: max(1, blockCount * masks.count))
-            keptCounts.initialize(repeating: 0, count: max(1, blockCount * masks.count))
+            let counts = UnsafeMutablePointer<Int>.allocate(capacity: max(1, blockCount * masks.count))
+            counts.initialize(repeating: 0, count: max(1, blockCount * masks.count))
+            keptCounts = UnsafeSendable(counts)
         }
 
-        deinit { keptCounts.deallocate() }
+        deinit { keptCounts.value.deallocate() }
 
         func mergeBlock(_ r: Range<Int>, base: UnsafePointer<Float>?, experts: [UnsafePointer<Float>], into out: UnsafeMutablePointer<Float>) {
             GeneralizedTaskArithmetic.mergeBlock(r, base: base!, experts: experts, masks: masks, weights: weights, scales: scales,
                                                  electSign: Configuration.electsSign, normalize: normalize, totalWeight: totalWeight,
-                                                 lambda: lambda, out: out, kept: keptCounts + (r.lowerBound / Kernels.block) * masks.count)
+                                                 lambda: lambda, out: out, kept: keptCounts.value + (r.lowerBound / Kernels.block) * masks.count)
         }
 
         func finish() -> (keptFraction: [Double]?, notes: [String: Double]) {
@@ -152,7 +155,7 @@ public struct GeneralizedTaskArithmetic<Configuration: TaskArithmeticConfigurati
             let kept = masks.enumerated().map { i, m -> Double in
                 guard m.keptFraction.isNaN else { return m.keptFraction }
                 var total = 0
-                for block in 0..<blockCount { total += keptCounts[block * k + i] }
+                for block in 0..<blockCount { total += keptCounts.value[block * k + i] }
                 return n == 0 ? 1 : Double(total) / Double(n)
             }
             // Tied thresholds not settled by replaying torch's sort (tensors above TorchSortOrder.maxCount,

@@ -75,7 +75,7 @@ public struct ConflictMetrics: Sendable, Equatable {
     /// the blocks ran in. Large tensors are measured on every `stride`-th block (at least
     /// ``sampleElements`` elements): the figures are fractions and cosines, which such a sample
     /// estimates closely.
-    final class Accumulator: @unchecked Sendable {
+    final class Accumulator: Sendable {
         let count: Int
         let expertCount: Int
         /// False without a base: nothing is measured but the element count.
@@ -84,7 +84,9 @@ public struct ConflictMetrics: Sendable, Equatable {
         let blockCount: Int
         let stride: Int
         let width: Int
-        private let partial: UnsafeMutablePointer<Double>
+        /// Per-block partial sums: each block (on whichever thread) writes only its own row, the
+        /// disjointness the wrapper stands for; ``finish(keptFraction:notes:)`` reads them after all.
+        private let partial: UnsafeSendable<UnsafeMutablePointer<Double>>
 
         init(count n: Int, experts k: Int, measures: Bool, tallLambda: Double, sampleElements: Int = ConflictMetrics.sampleElements) {
             count = n
@@ -96,11 +98,12 @@ public struct ConflictMetrics: Sendable, Equatable {
             // Per block: dots (k×k upper incl. diagonal), then the counters of `Column`.
             width = k * (k + 1) / 2 + Column.count + k
             let size = enabled ? blockCount * width : 1
-            partial = .allocate(capacity: size)
-            partial.initialize(repeating: 0, count: size)
+            let sums = UnsafeMutablePointer<Double>.allocate(capacity: size)
+            sums.initialize(repeating: 0, count: size)
+            partial = UnsafeSendable(sums)
         }
 
-        deinit { partial.deallocate() }
+        deinit { partial.value.deallocate() }
 
         /// Whether the block starting at `r.lowerBound` is measured.
         func measures(_ r: Range<Int>) -> Bool {
@@ -112,7 +115,7 @@ public struct ConflictMetrics: Sendable, Equatable {
         func measure(_ r: Range<Int>, base: UnsafePointer<Float>, experts: [UnsafePointer<Float>], merged: UnsafePointer<Float>) {
             guard measures(r) else { return }
             ConflictMetrics.measureBlock(count: r.count, base: base, merged: merged, experts: experts, tallLambda: tallLambda,
-                                         into: partial + (r.lowerBound / Kernels.block) * width)
+                                         into: partial.value + (r.lowerBound / Kernels.block) * width)
         }
 
         /// The figures, from every measured block.
@@ -128,7 +131,7 @@ public struct ConflictMetrics: Sendable, Equatable {
             let pairCount = k * (k + 1) / 2
             var total = [Double](repeating: 0, count: width)
             for blockIndex in 0..<blockCount {
-                for c in 0..<width { total[c] += partial[blockIndex * width + c] }
+                for c in 0..<width { total[c] += partial.value[blockIndex * width + c] }
             }
             var d = 0
             var dots = [[Double]](repeating: [Double](repeating: 0, count: k), count: k)

@@ -157,57 +157,106 @@ public struct ConflictReport: Sendable {
         }
         return byLayer.keys.sorted().map { byLayer[$0]! } + (outside.tensors > 0 ? [outside] : [])
     }
+}
 
-    // MARK: - JSON
+// MARK: - JSON
 
+extension ConflictReport: Encodable {
+    /// The report as stored with a merge commit and printed by `merge --json` and
+    /// `show --conflicts --json` (its ``Encodable`` form; the derived members, classes, layers and
+    /// top conflicts, are written for readers and recomputed by ``init(json:source:)``).
     public var json: JSONValue {
-        func opt(_ x: Double?) -> JSONValue { x.map { .double($0) } ?? .null }
-        func metricsJSON(_ m: ConflictMetrics) -> JSONValue {
-            var members = [
-                JSONMember("task_vector_norms", .array(m.taskVectorNorms.map { .double($0) })),
-                JSONMember("norm_ratio", opt(m.normRatio)),
-                JSONMember("cosines", .array(m.cosines.map(opt))),
-                JSONMember("min_cosine", opt(m.minCosine)),
-                JSONMember("sign_conflict", .double(m.signConflict)),
-                JSONMember("conflicting_mass", .double(m.conflictingMass)),
-                JSONMember("far_from_expert", .array(m.farFromExpert.map { .double($0) })),
-                JSONMember("tall", .object([JSONMember("none", .double(m.tallNone)), JSONMember("one", .double(m.tallOne)),
-                                            JSONMember("shared", .double(m.tallShared))])),
-                JSONMember("merged_relative_update", opt(m.mergedRelativeUpdate)),
-                JSONMember("measured_elements", .int(m.measuredElements)),
-            ]
-            if let k = m.keptFraction { members.append(JSONMember("kept_fraction", .array(k.map { .double($0) }))) }
-            if !m.notes.isEmpty { members.append(JSONMember("notes", .object(m.notes.keys.sorted().map { JSONMember($0, .double(m.notes[$0]!)) }))) }
-            return .object(members)
+        do {
+            return try JSONValueCoding.encode(self)
+        } catch {
+            preconditionFailure("a conflict report always encodes (non-finite numbers become null): \(error)")
         }
+    }
+
+    private enum Keys: String, CodingKey {
+        case method, experts, base, classes, unresolved, files, layers, topConflicts = "top_conflicts", tensors
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: Keys.self)
+        try c.encode(method, forKey: .method)
+        try c.encode(experts, forKey: .experts)
+        try c.encode(baseName, forKey: .base)
         let counts = classCounts
-        return .object([
-            JSONMember("method", .string(method)),
-            JSONMember("experts", .array(experts.map { .string($0) })),
-            JSONMember("base", .string(baseName)),
-            JSONMember("classes", .object(MergeClass.allCases.map { JSONMember($0.rawValue, .int(counts[$0] ?? 0)) })),
-            JSONMember("unresolved", .array(unresolved.map { .object([JSONMember("tensor", .string($0.name)), JSONMember("reason", .string($0.conflict ?? ""))]) })),
-            JSONMember("files", .array(files.map { .object([JSONMember("path", .string($0.path)), JSONMember("outcome", .string($0.outcome))]) })),
-            JSONMember("layers", .array(layers.map { l in
-                .object([JSONMember("layer", l.layer.map { .int($0) } ?? .null), JSONMember("tensors", .int(l.tensors)),
-                         JSONMember("merged", .int(l.merged)), JSONMember("sign_conflict", .double(l.signConflict)),
-                         JSONMember("conflicting_mass", .double(l.conflictingMass)), JSONMember("min_cosine", opt(l.minCosine)),
-                         JSONMember("tall_none", .double(l.tallNone)), JSONMember("unresolved", .int(l.unresolved))])
-            })),
-            JSONMember("top_conflicts", .array(topConflicts(10).map { .string($0.name) })),
-            JSONMember("tensors", .array(tensors.map { t in
-                var members = [
-                    JSONMember("name", .string(t.name)), JSONMember("class", .string(t.mergeClass.rawValue)),
-                    JSONMember("elements", .int(t.elementCount)), JSONMember("layer", t.layer.map { .int($0) } ?? .null),
-                ]
-                if let s = t.source { members.append(JSONMember("source", .string(s))) }
-                if let m = t.metrics { members.append(JSONMember("metrics", metricsJSON(m))) }
-                if let c = t.conflict { members.append(JSONMember("conflict", .string(c))) }
-                if let r = t.resolution { members.append(JSONMember("resolution", .string(r))) }
-                if !t.remarks.isEmpty { members.append(JSONMember("remarks", .array(t.remarks.map { .string($0) }))) }
-                return .object(members)
-            })),
-        ])
+        var classes = c.nestedContainer(keyedBy: JSONKey.self, forKey: .classes)
+        for cls in MergeClass.allCases { try classes.encode(counts[cls] ?? 0, forKey: JSONKey(cls.rawValue)) }
+        try c.encode(unresolved.map { Unresolved(tensor: $0.name, reason: $0.conflict ?? "") }, forKey: .unresolved)
+        try c.encode(files.map { FileOutcome(path: $0.path, outcome: $0.outcome) }, forKey: .files)
+        try c.encode(layers, forKey: .layers)
+        try c.encode(topConflicts(10).map(\.name), forKey: .topConflicts)
+        try c.encode(tensors, forKey: .tensors)
+    }
+
+    private struct Unresolved: Encodable { var tensor: String, reason: String }
+    private struct FileOutcome: Encodable { var path: String, outcome: String }
+}
+
+extension ConflictReport.LayerSummary: Encodable {
+    private enum Keys: String, CodingKey {
+        case layer, tensors, merged, signConflict = "sign_conflict", conflictingMass = "conflicting_mass", minCosine = "min_cosine"
+        case tallNone = "tall_none", unresolved
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: Keys.self)
+        if let layer { try c.encode(layer, forKey: .layer) } else { try c.encodeNil(forKey: .layer) }
+        try c.encode(tensors, forKey: .tensors)
+        try c.encode(merged, forKey: .merged)
+        try c.encodeNumber(signConflict, forKey: .signConflict)
+        try c.encodeNumber(conflictingMass, forKey: .conflictingMass)
+        try c.encodeNumber(minCosine, forKey: .minCosine)
+        try c.encodeNumber(tallNone, forKey: .tallNone)
+        try c.encode(unresolved, forKey: .unresolved)
+    }
+}
+
+extension TensorReport: Encodable {
+    private enum Keys: String, CodingKey {
+        case name, mergeClass = "class", elements, layer, source, metrics, conflict, resolution, remarks
+    }
+
+    /// Optional members are left out when absent (`layer` is `null`), as readers of stored reports expect.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: Keys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(mergeClass.rawValue, forKey: .mergeClass)
+        try c.encode(elementCount, forKey: .elements)
+        if let layer { try c.encode(layer, forKey: .layer) } else { try c.encodeNil(forKey: .layer) }
+        try c.encodeIfPresent(source, forKey: .source)
+        try c.encodeIfPresent(metrics, forKey: .metrics)
+        try c.encodeIfPresent(conflict, forKey: .conflict)
+        try c.encodeIfPresent(resolution, forKey: .resolution)
+        if !remarks.isEmpty { try c.encode(remarks, forKey: .remarks) }
+    }
+}
+
+extension ConflictMetrics: Encodable {
+    private enum Keys: String, CodingKey {
+        case taskVectorNorms = "task_vector_norms", normRatio = "norm_ratio", cosines, minCosine = "min_cosine"
+        case signConflict = "sign_conflict", conflictingMass = "conflicting_mass", farFromExpert = "far_from_expert", tall
+        case mergedRelativeUpdate = "merged_relative_update", measuredElements = "measured_elements"
+        case keptFraction = "kept_fraction", notes
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: Keys.self)
+        try c.encodeNumbers(taskVectorNorms.map { $0 }, forKey: .taskVectorNorms)
+        try c.encodeNumber(normRatio, forKey: .normRatio)
+        try c.encodeNumbers(cosines, forKey: .cosines)
+        try c.encodeNumber(minCosine, forKey: .minCosine)
+        try c.encodeNumber(signConflict, forKey: .signConflict)
+        try c.encodeNumber(conflictingMass, forKey: .conflictingMass)
+        try c.encodeNumbers(farFromExpert.map { $0 }, forKey: .farFromExpert)
+        try c.encodeNumbers([("none", tallNone), ("one", tallOne), ("shared", tallShared)], forKey: .tall)
+        try c.encodeNumber(mergedRelativeUpdate, forKey: .mergedRelativeUpdate)
+        try c.encode(measuredElements, forKey: .measuredElements)
+        if let keptFraction { try c.encodeNumbers(keptFraction.map { $0 }, forKey: .keptFraction) }
+        if !notes.isEmpty { try c.encodeNumbers(notes.keys.sorted().map { ($0, notes[$0]) }, forKey: .notes) }
     }
 }
 

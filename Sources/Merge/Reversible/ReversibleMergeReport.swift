@@ -130,57 +130,6 @@ public struct ReversibleMergeReport: Sendable {
         Double(k * (r + n) + (center ? r : 0)) / Double(r * n)
     }
 
-    // MARK: - JSON
-
-    public var json: JSONValue {
-        func doubles(_ xs: [Double]) -> JSONValue { .array(xs.map { .double($0) }) }
-        return .object([
-            JSONMember("method", .string("rmm")),
-            JSONMember("variant", .string(variant)),
-            JSONMember("basis", .int(basis)),
-            JSONMember("center", .bool(center)),
-            JSONMember("kind", .string(kind)),
-            JSONMember("storage", .object([
-                JSONMember("stored_parameters", .int(storedParameters)),
-                JSONMember("expert_parameters", .int(expertParameters)),
-                JSONMember("parameter_ratio", .double(parameterRatio)),
-                JSONMember("stored_bytes", .int(storedBytes)),
-                JSONMember("expert_bytes", .int(expertBytes)),
-                JSONMember("formula_ratio", formulaRatio.map { .double($0) } ?? .null),
-            ])),
-            JSONMember("view", .object([
-                JSONMember("rank", .int(viewRank)), JSONMember("lambda", .double(viewLambda)),
-                JSONMember("retained_energy", .double(viewRetainedEnergy)),
-            ])),
-            JSONMember("experts", .array(experts.map { e in
-                .object([
-                    JSONMember("name", .string(e.name)), JSONMember("commit", .string(e.commit)), JSONMember("rank", .int(e.rank)),
-                    JSONMember("mean_error", .double(e.meanError)), JSONMember("max_error", .double(e.maxError)),
-                    JSONMember("global_error", .double(e.globalError)), JSONMember("retained_energy", .double(e.retainedEnergy)),
-                ])
-            })),
-            JSONMember("baselines", .array(baselines.map { b in
-                .object([JSONMember("name", .string(b.name)), JSONMember("mean_error", .double(b.meanError)), JSONMember("max_error", .double(b.maxError))])
-            })),
-            JSONMember("modules", .array(modules.map { m in
-                var members = [
-                    JSONMember("name", .string(m.name)), JSONMember("base_tensor", .string(m.baseTensor)),
-                    JSONMember("rows", .int(m.rows)), JSONMember("columns", .int(m.columns)), JSONMember("rank", .int(m.rank)),
-                    JSONMember("k", .int(m.k)), JSONMember("variant", .string(m.variant)),
-                    JSONMember("retained_energy", .double(m.retainedEnergy)),
-                    JSONMember("errors", doubles(m.errors)), JSONMember("expert_energy", doubles(m.expertEnergy)),
-                    JSONMember("stored_parameters", .int(m.storedParameters)), JSONMember("expert_parameters", .int(m.expertParameters)),
-                ]
-                if let r = m.reductionErrors { members.append(JSONMember("reduction_errors", doubles(r))) }
-                if !m.baselines.isEmpty {
-                    members.append(JSONMember("baselines", .object(m.baselines.map { JSONMember($0.name, doubles($0.errors)) })))
-                }
-                return .object(members)
-            })),
-            JSONMember("remarks", .array(remarks.map { .string($0) })),
-        ])
-    }
-
     public init?(json v: JSONValue) {
         guard v["method"]?.stringValue == "rmm", let variant = v["variant"]?.stringValue, let basis = v["basis"]?.intValue else { return nil }
         func doubles(_ x: JSONValue?) -> [Double] { x?.arrayValue?.compactMap(\.doubleValue) ?? [] }
@@ -215,5 +164,108 @@ public struct ReversibleMergeReport: Sendable {
                    storedParameters: m["stored_parameters"]?.intValue ?? 0, expertParameters: m["expert_parameters"]?.intValue ?? 0)
         }
         remarks = v["remarks"]?.arrayValue?.compactMap(\.stringValue) ?? []
+    }
+}
+
+// MARK: - JSON
+
+extension ReversibleMergeReport: Encodable {
+    /// The report as stored with the merge commit and printed by `merge --json`, `experts --json`
+    /// and `show --conflicts --json` (its ``Encodable`` form).
+    public var json: JSONValue {
+        do {
+            return try JSONValueCoding.encode(self)
+        } catch {
+            preconditionFailure("a reversible merge report always encodes (non-finite numbers become null): \(error)")
+        }
+    }
+
+    private enum Keys: String, CodingKey {
+        case method, variant, basis, center, kind, storage, view, experts, baselines, modules, remarks
+        case storedParameters = "stored_parameters", expertParameters = "expert_parameters", parameterRatio = "parameter_ratio"
+        case storedBytes = "stored_bytes", expertBytes = "expert_bytes", formulaRatio = "formula_ratio"
+        case rank, lambda, retainedEnergy = "retained_energy"
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: Keys.self)
+        try c.encode("rmm", forKey: .method)
+        try c.encode(variant, forKey: .variant)
+        try c.encode(basis, forKey: .basis)
+        try c.encode(center, forKey: .center)
+        try c.encode(kind, forKey: .kind)
+        var storage = c.nestedContainer(keyedBy: Keys.self, forKey: .storage)
+        try storage.encode(storedParameters, forKey: .storedParameters)
+        try storage.encode(expertParameters, forKey: .expertParameters)
+        try storage.encodeNumber(parameterRatio, forKey: .parameterRatio)
+        try storage.encode(storedBytes, forKey: .storedBytes)
+        try storage.encode(expertBytes, forKey: .expertBytes)
+        try storage.encodeNumber(formulaRatio, forKey: .formulaRatio)
+        var view = c.nestedContainer(keyedBy: Keys.self, forKey: .view)
+        try view.encode(viewRank, forKey: .rank)
+        try view.encodeNumber(viewLambda, forKey: .lambda)
+        try view.encodeNumber(viewRetainedEnergy, forKey: .retainedEnergy)
+        try c.encode(experts, forKey: .experts)
+        try c.encode(baselines, forKey: .baselines)
+        try c.encode(modules, forKey: .modules)
+        try c.encode(remarks, forKey: .remarks)
+    }
+}
+
+extension ReversibleMergeReport.Expert: Encodable {
+    private enum Keys: String, CodingKey {
+        case name, commit, rank, meanError = "mean_error", maxError = "max_error", globalError = "global_error"
+        case retainedEnergy = "retained_energy"
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: Keys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(commit, forKey: .commit)
+        try c.encode(rank, forKey: .rank)
+        try c.encodeNumber(meanError, forKey: .meanError)
+        try c.encodeNumber(maxError, forKey: .maxError)
+        try c.encodeNumber(globalError, forKey: .globalError)
+        try c.encodeNumber(retainedEnergy, forKey: .retainedEnergy)
+    }
+}
+
+extension ReversibleMergeReport.Baseline: Encodable {
+    private enum Keys: String, CodingKey { case name, meanError = "mean_error", maxError = "max_error" }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: Keys.self)
+        try c.encode(name, forKey: .name)
+        try c.encodeNumber(meanError, forKey: .meanError)
+        try c.encodeNumber(maxError, forKey: .maxError)
+    }
+}
+
+extension ReversibleMergeReport.Module: Encodable {
+    private enum Keys: String, CodingKey {
+        case name, baseTensor = "base_tensor", rows, columns, rank, k, variant, retainedEnergy = "retained_energy"
+        case errors, expertEnergy = "expert_energy", storedParameters = "stored_parameters"
+        case expertParameters = "expert_parameters", reductionErrors = "reduction_errors", baselines
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: Keys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(baseTensor, forKey: .baseTensor)
+        try c.encode(rows, forKey: .rows)
+        try c.encode(columns, forKey: .columns)
+        try c.encode(rank, forKey: .rank)
+        try c.encode(k, forKey: .k)
+        try c.encode(variant, forKey: .variant)
+        try c.encodeNumber(retainedEnergy, forKey: .retainedEnergy)
+        try c.encodeNumbers(errors.map { $0 }, forKey: .errors)
+        try c.encodeNumbers(expertEnergy.map { $0 }, forKey: .expertEnergy)
+        try c.encode(storedParameters, forKey: .storedParameters)
+        try c.encode(expertParameters, forKey: .expertParameters)
+        if let reductionErrors { try c.encodeNumbers(reductionErrors.map { $0 }, forKey: .reductionErrors) }
+        if !baselines.isEmpty {
+            var b = c.nestedContainer(keyedBy: JSONKey.self, forKey: .baselines)
+            for (name, errors) in baselines { try b.encodeNumbers(errors.map { $0 }, forKey: JSONKey(name)) }
+        }
     }
 }

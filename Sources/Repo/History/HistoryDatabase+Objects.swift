@@ -20,6 +20,17 @@ extension HistoryDatabase {
         })
     }
 
+    /// A file of any tree whose recorded SHA-256 is `digest`, with its tensors (nil when none).
+    func file(withSHA256 digest: Digest) throws -> TreeFile? {
+        try read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT treeID, path FROM treeFile WHERE sha256 = ? LIMIT 1", arguments: [digest.hex]) else {
+                return nil
+            }
+            let r = RowReader(row: row, table: "treeFile", key: digest.hex)
+            return try HistoryDatabase.tree(db, try r.id("treeID")).file(at: try r.value("path"))
+        }
+    }
+
     public func objectInfo(_ id: ObjectID) throws -> ObjectInfo? {
         try read { db in try HistoryDatabase.objectInfo(db, id) }
     }

@@ -170,11 +170,22 @@ extension Repository {
         return try ConflictReport(json: try JSONValue.parse(try objects.read(id)), source: "the merge report (object \(id.short))")
     }
 
-    /// The conflict report recorded with a merge commit, as JSON (nil for other commits).
-    public func mergeReport(of id: ObjectID) throws -> JSONValue? {
-        try withReadLock {
-            guard let report = try commit(id).record(MergeRecord.self)?.reportObject else { return nil }
-            return try JSONValue.parse(try objects.read(report))
+    /// A merge commit's stored report, read back into its type: a reversible merge's, or the
+    /// per-tensor conflict report. nil when `id` is not a merge made by `mrepo merge`.
+    /// - Throws: ``RepoError/corruptObject(object:problem:)`` when the stored report does not decode.
+    public func mergeReport(of id: ObjectID) throws -> StoredMergeReport? {
+        try withReadLock { try mergeReportLocked(of: id)?.report }
+    }
+
+    /// The report and the record that names it.
+    private func mergeReportLocked(of id: ObjectID) throws -> (report: StoredMergeReport, record: MergeRecord)? {
+        guard let record = try commit(id).record(MergeRecord.self), let reportID = record.reportObject else { return nil }
+        let json = try JSONValue.parse(try objects.read(reportID))
+        if let reversible = ReversibleMergeReport(json: json) { return (.reversible(reversible), record) }
+        do {
+            return (.tensors(try ConflictReport(json: json, source: "the report of merge \(id.short)")), record)
+        } catch let error as MergeError {
+            throw RepoError.corruptObject(object: reportID.short, problem: error.description)
         }
     }
 
@@ -182,22 +193,31 @@ extension Repository {
     /// heatmap, or a reversible merge's errors and storage).
     /// - Throws: when `id` is not a merge commit made by `mrepo merge`.
     public func mergeReportHTML(of id: ObjectID) throws -> String {
-        try withReadLock { try mergeReportHTMLLocked(of: id) }
+        try withReadLock {
+            guard let (report, record) = try mergeReportLocked(of: id) else {
+                throw RepoError.invalidArgument("\(id.short) is not a merge commit made by mrepo merge; it has no report")
+            }
+            let recipe = try tree(of: id).file(at: "merge_recipe.yml").map { String(decoding: try objects.read($0.objectID), as: UTF8.self) } ?? ""
+            let experts = (record.experts ?? Array(record.inputs.dropFirst())).map(\.name).joined(separator: ", ")
+            switch report {
+            case let .reversible(r): return r.html(title: "mrepo merge \(id.short): \(experts) (rmm)", recipe: recipe)
+            case let .tensors(r): return r.html(title: "mrepo merge \(id.short): \(experts) (\(r.method))", recipe: recipe)
+            }
+        }
     }
+}
 
-    private func mergeReportHTMLLocked(of id: ObjectID) throws -> String {
-        let c = try commit(id)
-        guard let record = try c.record(MergeRecord.self), let reportID = record.reportObject else {
-            throw RepoError.invalidArgument("\(id.short) is not a merge commit made by mrepo merge; it has no report")
+/// A merge commit's stored report (``Repository/mergeReport(of:)``); encodes as it is stored.
+public enum StoredMergeReport: Sendable, Encodable {
+    /// The per-tensor conflict report of a method that merges tensor by tensor.
+    case tensors(ConflictReport)
+    /// A reversible merge's errors and storage.
+    case reversible(ReversibleMergeReport)
+
+    public func encode(to encoder: any Encoder) throws {
+        switch self {
+        case let .tensors(r): try r.encode(to: encoder)
+        case let .reversible(r): try r.encode(to: encoder)
         }
-        let json = try JSONValue.parse(try objects.read(reportID))
-        let tree = try tree(of: id)
-        let recipe = try tree.file(at: "merge_recipe.yml").map { String(decoding: try objects.read($0.objectID), as: UTF8.self) } ?? ""
-        let experts = (record.experts ?? Array(record.inputs.dropFirst())).map(\.name).joined(separator: ", ")
-        if let reversible = ReversibleMergeReport(json: json) {
-            return reversible.html(title: "mrepo merge \(id.short): \(experts) (rmm)", recipe: recipe)
-        }
-        let report = try ConflictReport(json: json, source: "the report of merge \(id.short)")
-        return report.html(title: "mrepo merge \(id.short): \(experts) (\(report.method))", recipe: recipe)
     }
 }

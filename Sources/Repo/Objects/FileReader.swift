@@ -10,13 +10,13 @@ import Foundation
 /// Every object read from its first byte to its last is verified against its id, and a read of the
 /// whole file also against the file's recorded SHA-256: a mismatch throws, so the server can cut the
 /// transfer instead of finishing a wrong file.
-public final class FileReader: @unchecked Sendable {
+public final class FileReader: Sendable {
     public let file: TreeFile
     let store: ObjectStore
     /// Where each object's bytes lie in the file, in order, without gaps.
     let segments: [Segment]
 
-    struct Segment {
+    struct Segment: Sendable {
         var range: Range<Int>
         var object: ObjectID
         var identityPrefix: [UInt8]
@@ -52,8 +52,8 @@ public final class FileReader: @unchecked Sendable {
         Cursor(reader: self, range: range ?? 0..<file.byteCount)
     }
 
-    /// Walks a range of the file. Not thread-safe: one consumer at a time.
-    public final class Cursor: @unchecked Sendable {
+    /// Walks a range of the file. Not `Sendable`: one consumer at a time, in one task.
+    public final class Cursor {
         let reader: FileReader
         public let range: Range<Int>
         private var position: Int

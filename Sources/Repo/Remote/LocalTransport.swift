@@ -5,7 +5,7 @@ import Foundation
 /// reads a local clone's source directly. The other repository does the receiving itself:
 /// objects are verified before they are renamed into its store, commits recorded in one
 /// transaction under its write lock, refs moved by compare-and-swap.
-public final class LocalTransport: RemoteTransport, @unchecked Sendable {
+public final class LocalTransport: RemoteTransport, Sendable {
     public let url: String
     /// The other repository.
     public let repository: Repository

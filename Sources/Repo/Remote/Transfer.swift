@@ -1,5 +1,6 @@
 import Delta
 import Foundation
+import Synchronization
 
 /// What a fetch, clone or push moved.
 public struct TransferResult: Sendable {
@@ -33,7 +34,7 @@ public struct RefChange: Sendable, Equatable {
 
 /// Moves object files between a repository and a transport: several streams at once, references
 /// before the deltas coded on them, each object through one file (so memory stays bounded).
-struct ObjectMover {
+struct ObjectMover: Sendable {
     let repository: Repository
     let transport: any RemoteTransport
     let progress: ProgressCounter
@@ -212,25 +213,24 @@ extension ObjectStore {
     }
 }
 
-extension ObjectMover: @unchecked Sendable {}
-
 /// Runs async work from synchronous code (the CLI's commands and lazy object reads).
 public func runBlocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
     let box = ResultBox<T>()
     let done = DispatchSemaphore(value: 0)
     Task.detached {
         do {
-            box.result = .success(try await body())
+            let value = try await body()
+            box.result.withLock { $0 = .success(value) }
         } catch {
-            box.result = .failure(error)
+            box.result.withLock { $0 = .failure(error) }
         }
         done.signal()
     }
     done.wait()
-    return try box.result!.get()
+    return try box.result.withLock { $0! }.get()
 }
 
-/// Carries a result from a task to the thread waiting for it (the semaphore orders the accesses).
-private final class ResultBox<T>: @unchecked Sendable {
-    var result: Result<T, any Error>?
+/// Carries a result from a task to the thread waiting for it (set before the semaphore is signalled).
+private final class ResultBox<T: Sendable>: Sendable {
+    let result = Mutex<Result<T, any Error>?>(nil)
 }

@@ -61,7 +61,7 @@ struct BranchCommand: ParsableCommand {
         let repo = try repository.open()
         if showCurrent {
             let current = try repo.history.head().branchName
-            if json { try printJSON(.obj(["branch": .opt(current)])) } else if let current { print(current) }
+            if json { try printJSON(CurrentBranchDocument(branch: OrNull(current))) } else if let current { print(current) }
             return
         }
         if move || forceMove, let name {
@@ -69,16 +69,16 @@ struct BranchCommand: ParsableCommand {
             let (old, new) = startPoint.map { (name, $0) } ?? (current, name)
             if old.isEmpty { throw RepoError.invalidArgument("HEAD is detached: name the branch to rename (branch -m OLD NEW)") }
             try repo.renameBranch(old, to: new, force: forceMove, wait: lock.wait)
-            if json { try printJSON(.obj(["renamed": .string(old), "name": .string(new)])) } else if !repository.quiet { print("Renamed branch \(old) to \(new).") }
+            if json { try printJSON(RenamedDocument(renamed: old, name: new)) } else if !repository.quiet { print("Renamed branch \(old) to \(new).") }
             return
         }
         if let name {
             if delete || forceDelete {
                 let target = try repo.deleteBranch(name, force: forceDelete, wait: lock.wait)
-                if json { try printJSON(.obj(["deleted": .string(name), "commit": .string(target.hex)])) } else if !repository.quiet { print("Deleted branch \(name) (was \(target.short)).") }
+                if json { try printJSON(DeletedRefDocument(deleted: name, commit: target.hex)) } else if !repository.quiet { print("Deleted branch \(name) (was \(target.short)).") }
             } else {
                 let target = force ? try repo.forceBranch(name, at: startPoint, wait: lock.wait) : try repo.createBranch(name, at: startPoint, wait: lock.wait)
-                if json { try printJSON(.obj(["created": .string(name), "commit": .string(target.hex)])) } else if !repository.quiet { print("\(force ? "Set" : "Created") branch \(name) at \(target.short).") }
+                if json { try printJSON(CreatedBranchDocument(created: name, commit: target.hex)) } else if !repository.quiet { print("\(force ? "Set" : "Created") branch \(name) at \(target.short).") }
             }
             return
         }

@@ -24,9 +24,8 @@ struct CheckCommand: ParsableCommand {
     func run() throws {
         let report = CheckpointCheck.check(paths: paths, finite: finite)
         if json {
-            try printJSON(.obj(["ok": .bool(report.findings.isEmpty), "files": .int(report.files), "tensors": .int(report.tensors),
-                            "bytes": .int(report.bytes), "finite_checked": .bool(finite),
-                            "problems": .array(report.findings.map { .string("\($0)") })]))
+            try printJSON(CheckDocument(ok: report.findings.isEmpty, files: report.files, tensors: report.tensors, bytes: report.bytes,
+                                        finiteChecked: finite, problems: report.findings.map { "\($0)" }))
             if !report.findings.isEmpty { throw ExitCode(1) }
             return
         }

@@ -46,20 +46,17 @@ struct CheckoutCommand: ParsableCommand {
     func run() throws {
         let repo = try repository.open()
         if let newBranch {
-            let result = try repo.switchBranch(newBranch, create: true, startPoint: revision, force: force, wait: lock.wait)
-            if json { try printJSON(CheckoutJSON.make(result)) } else if !repository.quiet {
-                print("Switched to a new branch '\(newBranch)' (\(result.filesSummary))")
+            let result = try repo.switchTo(.newBranch(newBranch, startPoint: revision), force: force, wait: lock.wait)
+            guard let checkout = result.checkout else { return }
+            if json { try printJSON(CheckoutDocument(checkout)) } else if !repository.quiet {
+                print("Switched to a new branch '\(newBranch)' (\(checkout.filesSummary))")
             }
             return
         }
-        var revision = self.revision!
-        if revision.hasPrefix("@{-") { revision = try repo.previousBranch(Int(revision.dropFirst(3).dropLast()) ?? 1) }
-        let (result, description) = try repo.checkout(revision, as: Materialization(expert: reversible.expert, view: reversible.parsedView, fold: fold),
+        let (result, description) = try repo.checkout(revision!, as: Materialization(expert: reversible.expert, view: reversible.parsedView, fold: fold),
                                                       force: force, wait: lock.wait)
         if json {
-            var doc = CheckoutJSON.make(result)
-            if let description, case var .object(m) = doc { m.append(JSONMember("view", .string(description))); doc = .object(m) }
-            try printJSON(doc)
+            try printJSON(CheckoutDocument(result, view: description))
             return
         }
         guard !repository.quiet else { return }

@@ -45,7 +45,7 @@ struct ConfigCommand: ParsableCommand {
     func run() throws {
         if list {
             let config = global ? try MrepoConfig.load(MrepoConfig.userFile) : try MrepoConfig.effective()
-            if json { try printJSON(.object(config.values.map { JSONMember($0.key, .string($0.value)) })) }
+            if json { try printJSON(NamedValues(members: config.values.map { ($0.key, $0.value) })) }
             else { for (k, v) in config.values { print("\(k)=\(v)") } }
             return
         }
@@ -53,7 +53,7 @@ struct ConfigCommand: ParsableCommand {
         guard value != nil || unset else {
             let config = global ? try MrepoConfig.load(MrepoConfig.userFile) : try MrepoConfig.effective()
             guard let v = config[key] else { throw ExitCode(1) }
-            if json { try printJSON(.obj(["key": .string(key), "value": .string(v)])) } else { print(v) }
+            if json { try printJSON(ConfigValueDocument(key: key, value: OrNull(v))) } else { print(v) }
             return
         }
         let file: String
@@ -66,6 +66,6 @@ struct ConfigCommand: ParsableCommand {
         var config = try MrepoConfig.load(file)
         config.set(key, unset ? nil : value)
         try config.save(to: file)
-        if json { try printJSON(.obj(["key": .string(key), "value": .opt(unset ? nil : value), "file": .string(file)])) }
+        if json { try printJSON(ConfigValueDocument(key: key, value: OrNull(unset ? nil : value), file: file)) }
     }
 }

@@ -52,42 +52,23 @@ struct DiffCommand: ParsableCommand {
         if stat && json { throw ValidationError("--stat and --json: give one of them") }
     }
 
-    /// The two sides and the paths the revisions name (`A..B`, `A...B`, `REV:path`).
-    func sides(_ repo: Repository) throws -> (old: String, new: String?, paths: [String]) {
-        var revs = revisions
-        var paths = self.paths
-        for (i, r) in revs.enumerated() {
-            if let (rev, path) = Repository.splitPathRevision(r) {
-                revs[i] = rev
-                if !paths.contains(path) { paths.append(path) }
-            }
-        }
-        if revs.count == 1, let range = try repo.resolveRange(revs[0]) {
-            if let (a, b) = range.symmetric {
-                let base = try repo.mergeBases([a, b]).first ?? a
-                return (base.hex, b.hex, paths)
-            }
-            return (range.exclude[0].hex, range.include[0].hex, paths)
-        }
-        return (revs.first ?? "HEAD", revs.count > 1 ? revs[1] : nil, paths)
-    }
-
     func run() throws {
         let repo = try repository.open()
-        if revisions.count == 2, !tensors, paths.isEmpty, tensorGlobs.isEmpty, !revisions.contains(where: { $0.contains(":") }),
-           try repo.isAdapter(revisions[0]), try repo.isAdapter(revisions[1]) {
-            try printAdapterDiff(try repo.adapterDiff(old: revisions[0], new: revisions[1]))
+        let report: DiffReport
+        switch try repo.diff(revisions: revisions, paths: paths, tensors: tensorGlobs, elementwise: tensors) {
+        case let .adapters(adapters):
+            try printAdapterDiff(adapters)
             return
+        case let .tensors(tensors):
+            report = tensors
         }
-        let (old, new, paths) = try sides(repo)
-        let report = try repo.diff(old: old, new: new, filter: DiffFilter(paths: paths, tensors: tensorGlobs))
         let different = DiffPrinter.isDifferent(report)
         if repository.quiet {
             if different { throw ExitCode(1) }
             return
         }
         if json {
-            try printJSON(DiffPrinter.json(report, all: all))
+            try printJSON(DiffDocument(report, all: all))
         } else if stat {
             for line in DiffPrinter.statLines(report) { print(line) }
         } else {
@@ -100,17 +81,7 @@ struct DiffCommand: ParsableCommand {
 extension DiffCommand {
     func printAdapterDiff(_ r: AdapterDiffReport) throws {
         if json {
-            try printJSON(.obj([
-                "old": .string(r.oldName), "new": .string(r.newName), "old_commit": .string(r.oldCommit.hex), "new_commit": .string(r.newCommit.hex),
-                "old_base": .string(r.oldBase.hex), "new_base": .string(r.newBase.hex),
-                "modules": .array(r.rows.map { m in
-                    .obj(["module": .string(m.module), "base_tensor": .string(m.baseTensor),
-                          "old_rank": m.oldRank.map { .int($0) } ?? .null, "new_rank": m.newRank.map { .int($0) } ?? .null,
-                          "old_norm": .double(m.oldNorm), "new_norm": .double(m.newNorm), "cosine": .opt(m.cosine),
-                          "difference_norm": .opt(m.differenceNorm),
-                          "old_effective_rank": .opt(m.oldEffectiveRank), "new_effective_rank": .opt(m.newEffectiveRank)])
-                }),
-            ]))
+            try printJSON(AdapterDiffDocument(r))
             return
         }
         print("adapter diff \(r.oldName) → \(r.newName) (ΔW per module, from the factors)")

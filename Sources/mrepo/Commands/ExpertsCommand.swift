@@ -32,12 +32,7 @@ struct ExpertsCommand: ParsableCommand {
         let repo = try repository.open()
         let (commit, _, report) = try repo.reversibleReport(revision)
         if json {
-            var doc = report.json
-            if case var .object(members) = doc {
-                members.insert(JSONMember("commit", .string(commit.id.hex)), at: 0)
-                doc = .object(members)
-            }
-            try printJSON(doc)
+            try printJSON(PrefixedDocument(head: ExpertsHead(commit: commit.id.hex), body: report))
             return
         }
         print("Reversible merge \(commit.id.short): \(commit.subject)")

@@ -34,8 +34,7 @@ struct InitCommand: ParsableCommand {
     func run() throws {
         let repo = try Repository.initialize(at: directory, installSampleHooks: hooks, initialBranch: initialBranch, bare: bare)
         if json {
-            try printJSON(.obj(["root": .string(repo.root), "directory": .string(repo.metaDirectory), "branch": .string(initialBranch),
-                                "hooks": .bool(hooks), "bare": .bool(bare)]))
+            try printJSON(InitDocument(root: repo.root, directory: repo.metaDirectory, branch: initialBranch, hooks: hooks, bare: bare))
         } else if !quiet {
             print("Initialized empty mrepo repository in \(repo.metaDirectory)")
             if hooks {

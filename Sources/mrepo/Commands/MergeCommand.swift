@@ -164,10 +164,7 @@ struct MergeCommand: ParsableCommand {
                 return
             }
             if json {
-                try printJSON(.array(MethodRegistry.all.map { m in
-                    .obj(["id": .string(m.id), "name": .string(m.displayName), "summary": .string(m.summary), "paper": .string(m.paper),
-                          "requires_base": .bool(m.requiresBase), "tensor_by_tensor": .bool(m.mergesTensorByTensor)])
-                }))
+                try printJSON(MethodRegistry.all.map(MethodDocument.init))
                 return
             }
             for m in MethodRegistry.all { print("\(m.id.padding(toLength: 18, withPad: " ", startingAt: 0)) \(m.displayName): \(m.summary)") }
@@ -188,29 +185,25 @@ struct MergeCommand: ParsableCommand {
             return
         }
         let repo = try repository.open()
-        if abort {
-            try repo.abortMerge(wait: lock.wait)
-            if json { try printJSON(.obj(["aborted": .bool(true), "head": .opt(try repo.headCommit()?.hex)])) } else if !repository.quiet { print("Merge aborted; HEAD and the working tree are as before the merge.") }
-            return
-        }
-        if continueMerge {
-            let (commit, warnings) = try repo.continueMerge(message: message, wait: lock.wait)
+        let action: MergeAction = abort ? .abort : continueMerge ? .finish(message: message) : .start(try makeOptions())
+        switch try repo.merge(action, wait: lock.wait) {
+        case .aborted(let head):
+            if json { try printJSON(MergeAbortDocument(head: OrNull(head?.hex))) }
+            else if !repository.quiet { print("Merge aborted; HEAD and the working tree are as before the merge.") }
+        case let .finished(commit, branch, warnings):
             for w in warnings { ErrorReporter.warn(w) }
             if json {
-                try printJSON(.obj(["commit": .string(commit.id.hex), "branch": .opt(try repo.history.head().branchName),
-                                "warnings": .array(warnings.map { .string($0) })]))
-                return
+                try printJSON(MergeFinishDocument(commit: commit.id.hex, branch: OrNull(branch), warnings: warnings))
+            } else if !repository.quiet {
+                print("[\(branch ?? "detached HEAD") \(commit.id.short)] \(commit.subject)")
             }
-            if !repository.quiet { print("[\(try repo.history.head().branchName ?? "detached HEAD") \(commit.id.short)] \(commit.subject)") }
-            return
+        case let .merged(outcome):
+            for phase in outcome.phaseTimes {
+                FileHandle.standardError.write(Data("\(phase.name): \(String(format: "%.2f", phase.seconds)) s\n".utf8))
+            }
+            for w in outcome.warnings { ErrorReporter.warn(w) }
+            try present(outcome, repo: repo)
         }
-        let options = try makeOptions()
-        let outcome = try repo.merge(options, wait: lock.wait)
-        for phase in outcome.phaseTimes {
-            FileHandle.standardError.write(Data("\(phase.name): \(String(format: "%.2f", phase.seconds)) s\n".utf8))
-        }
-        for w in outcome.warnings { ErrorReporter.warn(w) }
-        try present(outcome, repo: repo)
     }
 
     func makeOptions() throws -> MergeOptions {

@@ -47,7 +47,7 @@ struct MetricCommand: ParsableCommand {
         let id = action == .add ? try repo.addMetrics(metrics.compactMap(Metric.parse), to: revision, wait: lock.wait) : try repo.resolve(revision)
         let all = try repo.metrics(of: try repo.commit(id))
         if json {
-            try printJSON(.obj(["commit": .string(id.hex), "metrics": .object(all.map { JSONMember($0.name, .double($0.value)) })]))
+            try printJSON(MetricsDocument(commit: id, metrics: all))
             return
         }
         if action == .add {

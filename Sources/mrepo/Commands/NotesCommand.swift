@@ -44,9 +44,7 @@ struct NotesCommand: ParsableCommand {
         }
         let notes = try repo.history.notes(of: id)
         if json {
-            try printJSON(.obj(["commit": .string(id.hex), "notes": .array(notes.map {
-                .obj(["text": .string($0.text), "author": .string($0.author), "date": .string(Format.iso($0.timestamp))])
-            })]))
+            try printJSON(NotesDocument(commit: id, notes: notes))
             return
         }
         if action == .add {

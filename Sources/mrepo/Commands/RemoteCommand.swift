@@ -26,7 +26,7 @@ struct RemoteCommand: ParsableCommand {
         let repo = try repository.open()
         let remotes = try repo.history.remotes()
         if json {
-            try printJSON(.array(remotes.map { .obj(["name": .string($0.name), "url": .string($0.url), "lazy": .bool($0.lazy)]) }))
+            try printJSON(remotes.map { RemoteDocument(name: $0.name, url: $0.url, lazy: $0.lazy) })
             return
         }
         for r in remotes {

@@ -33,9 +33,9 @@ struct ResetCommand: ParsableCommand {
         let repo = try repository.open()
         let result = try repo.reset(to: revision, mode: mode, wait: lock.wait)
         if json {
-            try printJSON(.obj(["old": .opt(result.old?.hex), "new": .string(result.new.hex), "branch": .opt(result.head.branchName),
-                            "mode": .string(mode.rawValue), "written_files": result.checkout.map { .int($0.writtenFiles) } ?? .null,
-                            "removed_files": result.checkout.map { .int($0.removedFiles) } ?? .null]))
+            try printJSON(ResetDocument(old: OrNull(result.old?.hex), new: result.new.hex, branch: OrNull(result.head.branchName),
+                                        mode: mode.rawValue, writtenFiles: OrNull(result.checkout?.writtenFiles),
+                                        removedFiles: OrNull(result.checkout?.removedFiles)))
             return
         }
         guard !repository.quiet else { return }

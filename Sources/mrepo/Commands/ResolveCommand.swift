@@ -66,7 +66,7 @@ struct ResolveCommand: ParsableCommand {
         }
         let (resolved, remaining) = try repo.resolveMerge(patterns, with: resolution, wait: lock.wait)
         if json {
-            try printJSON(.obj(["resolved": .array(resolved.map { .string("\($0)") }), "unresolved": .array(remaining.map { .string("\($0)") })]))
+            try printJSON(ResolveDocument(resolved: resolved.map { "\($0)" }, unresolved: remaining.map { "\($0)" }))
             return
         }
         guard !repository.quiet else { return }

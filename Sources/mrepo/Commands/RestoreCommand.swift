@@ -42,14 +42,13 @@ struct RestoreCommand: ParsableCommand {
     func run() throws {
         let repo = try repository.open()
         if staged && !worktree {
-            if json { try printJSON(.obj(["files": .array([]), "tensors": .array([]), "removed": .array([]), "note": .string("no index")])) }
+            if json { try printJSON(RestoreDocument(files: [], tensors: [], removed: [], note: "no index")) }
             else { ErrorReporter.note("mrepo has no index: nothing is staged, so --staged changes nothing (add --worktree to restore the files)") }
             return
         }
         let r = try repo.restore(paths: paths, source: source, tensors: tensors, wait: lock.wait)
         if json {
-            try printJSON(.obj(["source": .string(r.source.hex), "files": .array(r.files.map { .string($0) }),
-                            "tensors": .array(r.tensors.map { .string($0) }), "removed": .array(r.removed.map { .string($0) })]))
+            try printJSON(RestoreDocument(source: r.source.hex, files: r.files, tensors: r.tensors, removed: r.removed))
             return
         }
         guard !repository.quiet else { return }

@@ -48,7 +48,7 @@ struct RevParseCommand: ParsableCommand {
             out.append((rev, short ? id.short : id.hex))
         }
         if json {
-            try printJSON(.array(out.map { .obj(["revision": .string($0.0), abbrevRef ? "name" : "id": .string($0.1)]) }))
+            try printJSON(out.map { NamedValues(members: [("revision", $0.0), (abbrevRef ? "name" : "id", $0.1)]) })
         } else {
             for (_, v) in out { print(v) }
         }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Repo
 import Serve
+import Synchronization
 
 struct ServeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -67,9 +68,8 @@ struct ServeCommand: ParsableCommand {
 }
 
 /// The error the server stopped with, handed from its task to the command.
-final class ServeOutcome: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored: (any Error)?
-    func set(_ error: any Error) { lock.lock(); stored = error; lock.unlock() }
-    var error: (any Error)? { lock.lock(); defer { lock.unlock() }; return stored }
+final class ServeOutcome: Sendable {
+    private let stored = Mutex<(any Error)?>(nil)
+    func set(_ error: any Error) { stored.withLock { $0 = error } }
+    var error: (any Error)? { stored.withLock { $0 } }
 }

@@ -48,15 +48,17 @@ struct ShowCommand: ParsableCommand {
                 throw RepoError.invalidArgument("\(revision) (\(id.short)) is not a merge commit made by mrepo merge; it has no conflict report")
             }
             if json { try printJSON(r); return }
-            if let reversible = ReversibleMergeReport(json: r) {
+            let report: ConflictReport
+            switch r {
+            case let .reversible(reversible):
                 ReversiblePrinter.summary(reversible, commit: id)
                 return
+            case let .tensors(tensors):
+                report = tensors
             }
-            let rows = (r["tensors"]?.arrayValue ?? []).map { t -> [String] in
-                let m = t["metrics"]
-                return [t["name"]?.stringValue ?? "", t["class"]?.stringValue ?? "", Format.number(m?["min_cosine"]?.doubleValue),
-                        Format.number(m?["sign_conflict"]?.doubleValue), Format.number(m?["conflicting_mass"]?.doubleValue),
-                        t["conflict"]?.stringValue ?? t["resolution"]?.stringValue ?? t["source"]?.stringValue ?? ""]
+            let rows = report.tensors.map { t -> [String] in
+                [t.name, t.mergeClass.rawValue, Format.number(t.metrics?.minCosine), Format.number(t.metrics?.signConflict),
+                 Format.number(t.metrics?.conflictingMass), t.conflict ?? t.resolution ?? t.source ?? ""]
             }
             print(Format.table(["tensor", "class", "min cos", "sign conflict", "conflicting mass", "note"], rows, right: [2, 3, 4]))
             return
@@ -171,13 +173,7 @@ extension ShowCommand {
         let (id, file) = try repo.file(at: path, in: revision)
         let infos = try repo.objectInfos(of: Tree(files: [file]))
         if json {
-            try printJSON(.obj(["commit": .string(id.hex), "path": .string(file.path), "kind": .string(file.kind.rawValue),
-                            "bytes": .int(file.byteCount), "object": .string(file.objectID.hex), "sha256": .opt(file.sha256?.hex),
-                            "tensors": .array(file.tensors.map { t in
-                                .obj(["name": .string(t.name), "dtype": .string(t.dtype.rawValue), "shape": .shape(t.shape),
-                                      "object": .string(t.objectID.hex), "encoding": .opt(infos[t.objectID]?.encoding.description),
-                                      "stored_bytes": infos[t.objectID].map { .int($0.storedByteCount) } ?? .null])
-                            })]))
+            try printJSON(ShowFileDocument(commit: id, file: file, objects: infos))
             return
         }
         guard file.kind == .safetensors else {

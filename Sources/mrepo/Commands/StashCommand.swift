@@ -65,7 +65,7 @@ struct StashCommand: ParsableCommand {
         case .list:
             let all = try repo.history.stashes()
             if json {
-                try printJSON(.array(all.map(StashCommand.json)))
+                try printJSON(all.map(StashDocument.init))
                 return
             }
             for e in all { print("stash@{\(e.index)}: \(e.branch.map { "On \($0): " } ?? "")\(e.message.split(separator: "\n").first ?? "")") }
@@ -73,11 +73,6 @@ struct StashCommand: ParsableCommand {
     }
 
     func output(_ e: StashEntry, _ text: String) throws {
-        if json { try printJSON(StashCommand.json(e)) } else if !repository.quiet { print(text) }
-    }
-
-    static func json(_ e: StashEntry) -> JSONValue {
-        .obj(["index": .int(e.index), "commit": .string(e.commit.hex), "message": .string(e.message), "branch": .opt(e.branch),
-              "date": .string(Format.iso(e.timestamp))])
+        if json { try printJSON(StashDocument(e)) } else if !repository.quiet { print(text) }
     }
 }

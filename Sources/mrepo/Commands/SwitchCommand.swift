@@ -36,21 +36,19 @@ struct SwitchCommand: ParsableCommand {
 
     func run() throws {
         let repo = try repository.open()
-        if orphan {
-            try repo.switchToOrphan(branch, wait: lock.wait)
-            if json { try printJSON(.obj(["branch": .string(branch), "commit": .null, "orphan": .bool(true)])) }
-            else if !repository.quiet { print("Switched to a new branch '\(branch)' with no history") }
+        let target: SwitchTarget = orphan ? .orphan(branch) : create ? .newBranch(branch, startPoint: startPoint) : .branch(branch)
+        let result = try repo.switchTo(target, force: force, wait: lock.wait)
+        guard let checkout = result.checkout else {
+            if json { try printJSON(OrphanSwitchDocument(branch: result.branch)) }
+            else if !repository.quiet { print("Switched to a new branch '\(result.branch)' with no history") }
             return
         }
-        // `switch -` (spelled @{-1} by then): the branch HEAD was on before.
-        let branch = self.branch.hasPrefix("@{-") && !create ? try repo.previousBranch(Int(self.branch.dropFirst(3).dropLast()) ?? 1) : self.branch
-        let result = try repo.switchBranch(branch, create: create, startPoint: startPoint, force: force, wait: lock.wait)
         if json {
-            try printJSON(CheckoutJSON.make(result))
+            try printJSON(CheckoutDocument(checkout))
             return
         }
         guard !repository.quiet else { return }
-        print((create ? "Switched to a new branch '\(branch)'" : "Switched to branch '\(branch)'")
-            + " (\(result.filesSummary))")
+        print((create ? "Switched to a new branch '\(result.branch)'" : "Switched to branch '\(result.branch)'")
+            + " (\(checkout.filesSummary))")
     }
 }

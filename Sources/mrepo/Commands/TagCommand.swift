@@ -52,12 +52,12 @@ struct TagCommand: ParsableCommand {
             if delete {
                 let target = try repo.history.ref(named: name)?.target
                 try repo.deleteTag(name, wait: lock.wait)
-                if json { try printJSON(.obj(["deleted": .string(name), "commit": .opt(target?.hex)])) } else if !repository.quiet { print("Deleted tag \(name).") }
+                if json { try printJSON(DeletedRefDocument(deleted: name, commit: OrNull(target?.hex))) } else if !repository.quiet { print("Deleted tag \(name).") }
             } else {
                 let target = force ? try repo.forceTag(name, at: revision, message: message, wait: lock.wait)
                     : try repo.createTag(name, at: revision, message: message, wait: lock.wait)
                 if json {
-                    try printJSON(.obj(["created": .string(name), "commit": .string(target.hex), "message": .opt(message)]))
+                    try printJSON(CreatedTagDocument(created: name, commit: target.hex, message: OrNull(message)))
                 } else if !repository.quiet {
                     print("Tagged \(target.short) as \(name).")
                 }

@@ -10,8 +10,8 @@ enum ApplyPrinter {
         let conflicted: Bool
         if let m = r.merge, case .conflicted = m.status { conflicted = true } else { conflicted = false }
         if json {
-            try printJSON(.obj(["commit": .opt(r.commit?.id.hex), "exact": .bool(r.exact), "conflicted": .bool(conflicted),
-                            "report": r.merge.map { $0.report.json } ?? .null]))
+            try printJSON(ApplyDocument(commit: OrNull(r.commit?.id.hex), exact: r.exact, conflicted: conflicted,
+                                        report: OrNull(r.merge?.report)))
         } else if !quiet {
             if let c = r.commit {
                 print("[\(try repo.history.head().branchName ?? "detached HEAD") \(c.id.short)] \(c.subject)")
@@ -26,4 +26,13 @@ enum ApplyPrinter {
         }
         if conflicted { throw ExitCode(1) }
     }
+}
+
+/// `revert --json` and `cherry-pick --json`: the new commit, whether the changes applied byte for
+/// byte, and the conflict report when they went through task arithmetic.
+struct ApplyDocument: Encodable {
+    var commit: OrNull<String>
+    var exact: Bool
+    var conflicted: Bool
+    var report: OrNull<ConflictReport>
 }

@@ -4,24 +4,6 @@ import Repo
 
 /// The numeric diff as `diff` and `log -p` print it.
 enum DiffPrinter {
-    static func json(_ report: DiffReport, all: Bool) -> JSONValue {
-        let shown = all ? report.tensors : report.changedTensors
-        return .obj([
-            "old": .string(report.oldName), "new": .string(report.newName),
-            "old_commit": .opt(report.oldCommit?.hex), "new_commit": .opt(report.newCommit?.hex),
-            "merge_base": .opt(report.mergeBase?.hex),
-            "different": .bool(isDifferent(report)),
-            "files": .array(report.files.map { .obj(["path": .string($0.path), "status": .string($0.status.rawValue)]) }),
-            "tensors": .array(shown.map { t in
-                .obj(["name": .string(t.name), "path": .string(t.path), "status": .string(t.status.rawValue),
-                      "old_dtype": .opt(t.oldDType?.rawValue), "new_dtype": .opt(t.newDType?.rawValue),
-                      "old_shape": .shape(t.oldShape), "new_shape": .shape(t.newShape), "elements": .int(t.elementCount),
-                      "l2_change": .opt(t.changeNorm), "relative_change": .opt(t.relativeChange),
-                      "changed_fraction": .opt(t.changedFraction), "cosine": .opt(t.cosine)])
-            }),
-        ])
-    }
-
     /// Whether anything differs: a file or a tensor.
     static func isDifferent(_ report: DiffReport) -> Bool {
         !report.files.isEmpty || !report.changedTensors.isEmpty

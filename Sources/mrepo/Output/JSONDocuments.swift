@@ -16,7 +16,7 @@ struct CommitDocument: Encodable {
     var timestamp: Double
     var message: String
     /// Name → value, in the order recorded.
-    var metrics: JSONValue
+    var metrics: NamedValues<Number>
     /// Notes added later (`mrepo notes add`).
     var notes: [String]
     var refs: [String]
@@ -35,7 +35,7 @@ struct CommitDocument: Encodable {
         date = Format.iso(c.timestamp)
         timestamp = c.timestamp
         message = c.message
-        self.metrics = .object((metrics ?? c.metrics).map { JSONMember($0.name, .double($0.value)) })
+        self.metrics = NamedValues(members: (metrics ?? c.metrics).map { ($0.name, Number($0.value)) })
         self.notes = notes.map(\.text)
         refs = names
         extra = c.extra

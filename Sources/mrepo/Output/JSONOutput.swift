@@ -31,3 +31,28 @@ func printJSON(_ value: some Encodable) throws {
 func printJSON(_ value: JSONValue) throws {
     print(value.prettySerialized())
 }
+
+/// A number member that `--json` prints as `null` when absent or not finite (a cosine of a zero
+/// vector, a ratio of nothing): JSON has no NaN, and a script reads `null` as "not measured".
+struct Number: Encodable {
+    var value: Double?
+
+    init(_ value: Double?) { self.value = value }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        if let value, value.isFinite { try c.encode(value) } else { try c.encodeNil() }
+    }
+}
+
+/// A document that prints a few members of the command's own before a library report's
+/// members, in one object (`merge --json`: the outcome, then the conflict report).
+struct PrefixedDocument<Head: Encodable, Body: Encodable>: Encodable {
+    var head: Head
+    var body: Body
+
+    func encode(to encoder: any Encoder) throws {
+        try head.encode(to: encoder)
+        try body.encode(to: encoder)
+    }
+}

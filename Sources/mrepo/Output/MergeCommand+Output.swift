@@ -14,13 +14,7 @@ extension MergeCommand {
                 try repo.writeFile(Array(html.utf8), to: path)
             }
             if json {
-                var doc = reversible.json
-                if case var .object(members) = doc {
-                    members.insert(JSONMember("status", .string("committed")), at: 0)
-                    members.insert(JSONMember("commit", .string(c.id.hex)), at: 1)
-                    doc = .object(members)
-                }
-                try printJSON(doc)
+                try printJSON(PrefixedDocument(head: ReversibleMergeHead(commit: c.id.hex), body: reversible))
             } else if !repository.quiet {
                 print("[\(try repo.history.head().branchName ?? "detached HEAD") \(c.id.short)] \(c.subject)")
                 ReversiblePrinter.summary(reversible, commit: c.id)
@@ -33,23 +27,7 @@ extension MergeCommand {
             try repo.writeFile(Array(html.utf8), to: path)
         }
         if json {
-            var doc = report.json
-            if case var .object(members) = doc {
-                let status: String
-                switch outcome.status {
-                case let .committed(c): status = "committed"; members.insert(JSONMember("commit", .string(c.id.hex)), at: 0)
-                case let .fastForward(id): status = "fast-forward"; members.insert(JSONMember("commit", .string(id.hex)), at: 0)
-                case .upToDate: status = "up-to-date"
-                case .conflicted: status = "conflicted"
-                case .ready: status = "ready"
-                case .planned: status = "planned"
-                }
-                members.insert(JSONMember("status", .string(status)), at: 0)
-                members.insert(JSONMember("merge_base", outcome.base.map { .string($0.hex) } ?? .null), at: 1)
-                members.insert(JSONMember("estimated_peak_bytes", .int(outcome.estimatedPeakBytes)), at: 2)
-                doc = .object(members)
-            }
-            try printJSON(doc)
+            try printJSON(PrefixedDocument(head: MergeOutcomeHead(outcome), body: report))
         } else {
             printTable(outcome)
         }

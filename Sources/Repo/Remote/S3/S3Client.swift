@@ -186,7 +186,7 @@ struct FileChunks: AsyncSequence, Sendable {
     let path: String
     let range: Range<Int>
 
-    final class Descriptor: @unchecked Sendable {
+    final class Descriptor: Sendable {
         let fd: Int32
         init(_ fd: Int32) { self.fd = fd }
         deinit { if fd >= 0 { close(fd) } }

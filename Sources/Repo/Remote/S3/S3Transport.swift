@@ -9,7 +9,7 @@ import NIOHTTP1
 ///
 /// A store cannot verify what it is given: the pushing repository verified its objects when it
 /// stored them, and every fetching repository verifies each object and record before storing it.
-public final class S3Transport: RemoteTransport, @unchecked Sendable {
+public final class S3Transport: RemoteTransport, Sendable {
     public let url: String
     let client: S3Client
     /// `PREFIX/` (or empty): where objects, commits and `mrepo-store.json` live.

@@ -1,0 +1,38 @@
+import Delta
+import Foundation
+
+/// What `mrepo merge` is asked to do: start a merge, or finish or abandon the one in progress.
+public enum MergeAction: Sendable {
+    /// Merge the branches the options name.
+    case start(MergeOptions)
+    /// Commit a merge whose conflicts are resolved (`--continue`); nil keeps the prepared message.
+    case finish(message: String?)
+    /// Abandon the merge in progress (`--abort`): branches and the working tree return to how they were.
+    case abort
+}
+
+/// What `mrepo merge` did.
+public enum MergeActionResult: Sendable {
+    /// A merge ran (committed, fast-forwarded, stopped on conflicts, planned…).
+    case merged(MergeOutcome)
+    /// The merge in progress was committed on `branch` (nil: detached HEAD).
+    case finished(Commit, branch: String?, warnings: [String])
+    /// The merge in progress was abandoned; HEAD is at `head` again.
+    case aborted(head: ObjectID?)
+}
+
+extension Repository {
+    /// `mrepo merge`: the one entry point of the command, whichever of its modes was asked for.
+    public func merge(_ action: MergeAction, wait: Bool = false) throws -> MergeActionResult {
+        switch action {
+        case let .start(options):
+            return .merged(try merge(options, wait: wait))
+        case let .finish(message):
+            let (commit, warnings) = try continueMerge(message: message, wait: wait)
+            return .finished(commit, branch: try history.head().branchName, warnings: warnings)
+        case .abort:
+            try abortMerge(wait: wait)
+            return .aborted(head: try headCommit())
+        }
+    }
+}
