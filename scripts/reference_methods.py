@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Reference vectors for mrepo's data-free subspace methods (tsv, iso_c, iso_cts, wudi, cart, pcb,
 knots) and for --balance norm, computed with NumPy only, in float64, from the papers' formulas as
-their official code applies them (written independently of mrepo's Swift code).
+their official code applies them (written independently of mrepo's Swift code); and for the
+data-driven methods that read committed statistics (fisher, regmean).
 
-Writes Tests/MergeTests/Fixtures/subspace_methods.json; SubspaceMethodTests compares mrepo with it.
+Writes Tests/MergeTests/Fixtures/subspace_methods.json (SubspaceMethodTests compares mrepo with it)
+and Tests/MergeTests/Fixtures/data_methods.json (DataDrivenMethodTests).
 Not run in CI: run it by hand after changing a method's semantics (python3 scripts/reference_methods.py).
 
 Inputs are float32 values (the tensors mrepo merges), the outputs float64 from those values.
@@ -200,6 +202,99 @@ def balanced(taus):
     return [t * (target / nm) if nm > 0 else t for t, nm in zip(taus, norms)]
 
 
+# --- Fisher merging (Matena & Raffel 2022), FusionBench's options. ---
+def fisher(experts, fishers, weights, normalize=True, eps=1e-6, file_norms=None):
+    lam = np.array(weights, dtype=np.float64)
+    if normalize:
+        s = np.array([1.0 / (n + eps) for n in file_norms])
+        lam = lam * s / s.sum()
+    num = sum(l * (f + eps) * e for l, f, e in zip(lam, fishers, experts))
+    den = sum(l * (f + eps) for l, f in zip(lam, fishers))
+    return num / den
+
+
+# --- RegMean (Jin et al. 2023): W* = (sum G~)^-1 sum G~ W^T, transposed, with np.linalg.solve. ---
+def regmean(experts, grams, shape, alpha=0.9, counts=None):
+    out_dim, in_dim = shape
+    a = np.zeros((in_dim, in_dim))
+    b = np.zeros((in_dim, out_dim))
+    for i, (w, g) in enumerate(zip(experts, grams)):
+        g = g.reshape(in_dim, in_dim)
+        if counts is not None:
+            g = g / counts[i]
+        gt = alpha * g + (1 - alpha) * np.diag(np.diag(g))
+        a += gt
+        b += gt @ w.reshape(shape).T
+    return np.linalg.solve(a, b).T.reshape(-1)
+
+
+def data_methods(out_dir):
+    rng = np.random.default_rng(SEED + 1)
+
+    def f32(a):
+        return np.asarray(a, dtype=np.float32).astype(np.float64)
+
+    cases = []
+
+    def add(name, method, shape, experts, output, stats, global_params=None, expert_params=None):
+        cases.append({
+            "name": name, "method": method, "shape": list(shape),
+            "parameters": {"global": global_params or {}, "experts": expert_params or [{} for _ in experts]},
+            "experts": [[float(x) for x in e] for e in experts],
+            # Per expert: the statistics file's tensors (name -> values) and metadata.
+            "statistics": stats,
+            "output": [float(x) for x in output],
+        })
+
+    # Fisher: 3 experts, a 4x5 tensor, one expert's Fisher 100x louder; the file also holds another tensor.
+    shape = (4, 5)
+    experts = [f32(rng.standard_normal(20)) for _ in range(3)]
+    fishers = [f32(np.abs(rng.standard_normal(20)) * s) for s in (1.0, 100.0, 0.5)]
+    fishers[0][3] = 0.0
+    others = [f32(np.abs(rng.standard_normal(6))) for _ in range(3)]
+    norms = [np.sqrt(np.sum(f * f) + np.sum(o * o)) for f, o in zip(fishers, others)]
+    stats = [{"kind": "fisher", "tensors": {"t.weight": [float(x) for x in f], "other.bias": [float(x) for x in o]},
+              "shapes": {"t.weight": list(shape), "other.bias": [6]}, "metadata": {}} for f, o in zip(fishers, others)]
+    add("fisher 4x5 normalize", "fisher", shape, experts, fisher(experts, fishers, [1, 1, 1], file_norms=norms), stats)
+    add("fisher 4x5 plain", "fisher", shape, experts, fisher(experts, fishers, [1, 1, 1], normalize=False), stats,
+        {"normalize": False})
+    w = [1.0, 0.25, 2.0]
+    add("fisher 4x5 weights eps=1e-3", "fisher", shape, experts,
+        fisher(experts, fishers, w, eps=1e-3, file_norms=norms), stats, {"epsilon": 1e-3}, [{"weight": x} for x in w])
+
+    # RegMean: 2 and 3 experts; Grams from random activations (X^T X), one with a count.
+    for (out_dim, in_dim), k in [((5, 4), 2), ((3, 6), 3)]:
+        shape = (out_dim, in_dim)
+        experts = [f32(rng.standard_normal(out_dim * in_dim)) for _ in range(k)]
+        counts = [int(rng.integers(8, 20)) for _ in range(k)]
+        grams = []
+        for c in counts:
+            x = rng.standard_normal((c, in_dim)) * rng.uniform(0.5, 2.0, in_dim)
+            grams.append(f32((x.T @ x).reshape(-1)))
+        stats = [{"kind": "regmean", "tensors": {"t.weight.gram": [float(v) for v in g]}, "shapes": {"t.weight.gram": [in_dim, in_dim]},
+                  "metadata": {"num_samples": str(c)}} for g, c in zip(grams, counts)]
+        label = f"{out_dim}x{in_dim} K={k}"
+        add(f"regmean {label}", "regmean", shape, experts, regmean(experts, grams, shape), stats)
+        add(f"regmean {label} alpha=1", "regmean", shape, experts, regmean(experts, grams, shape, alpha=1.0), stats, {"alpha": 1.0})
+        add(f"regmean {label} alpha=0.3 normalize", "regmean", shape, experts,
+            regmean(experts, grams, shape, alpha=0.3, counts=counts), stats, {"alpha": 0.3, "normalize": True})
+    # A tensor without a Gram (a bias): the plain average.
+    experts = [f32(rng.standard_normal(5)) for _ in range(2)]
+    stats = [{"kind": "regmean", "tensors": {}, "shapes": {}, "metadata": {"num_samples": "4"}} for _ in range(2)]
+    add("regmean bias averaged", "regmean", (5,), experts, np.mean(experts, axis=0), stats)
+
+    doc = {"generator": "scripts/reference_methods.py", "numpy_version": np.__version__, "seed": SEED + 1,
+           "dtype": "float32 inputs, float64 reference", "cases": cases}
+    out = os.path.join(out_dir, "data_methods.json")
+    with open(out, "w") as f:
+        f.write("{\n")
+        items = [f' "{k}": {json.dumps(v)}' for k, v in doc.items() if k != "cases"]
+        f.write(",\n".join(items) + ',\n "cases": [\n')
+        f.write(",\n".join("  " + json.dumps(c, separators=(",", ":")) for c in cases))
+        f.write("\n ]\n}\n")
+    print(f"wrote {len(cases)} cases to {os.path.relpath(out)}", file=sys.stderr)
+
+
 def main():
     rng = np.random.default_rng(SEED)
 
@@ -293,6 +388,7 @@ def main():
         f.write(",\n".join("  " + json.dumps(c, separators=(",", ":")) for c in cases))
         f.write("\n ]\n}\n")
     print(f"wrote {len(cases)} cases to {os.path.relpath(out)}", file=sys.stderr)
+    data_methods(os.path.dirname(out))
 
 
 if __name__ == "__main__":

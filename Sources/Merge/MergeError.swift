@@ -16,6 +16,8 @@ public enum MergeError: Error, CustomStringConvertible, Equatable, Sendable {
     case invalidRecipe(file: String, problem: String)
     /// An expert lacks a commit metric the method needs (MWA), or its value is unusable.
     case missingExpertMetric(method: String, metric: String, expert: String)
+    /// An expert lacks a statistics file the method needs (fisher, regmean).
+    case missingExpertStatistics(method: String, file: String, expert: String)
 
     /// One line whatever the names in it hold (``Swift/String/escapingControlCharacters``).
     public var description: String { message.escapingControlCharacters }
@@ -38,6 +40,8 @@ public enum MergeError: Error, CustomStringConvertible, Equatable, Sendable {
             return "\(file): \(problem)"
         case let .missingExpertMetric(method, metric, expert):
             return "\(method): \(expert) records no usable metric '\(metric)' (a finite, positive value); record it with 'mrepo commit --metric \(metric)=VALUE' (or 'mrepo merge --metric' on a merge), or choose another with --set metric=NAME"
+        case let .missingExpertStatistics(method, file, expert):
+            return "\(method): \(expert) has no \(file); compute it for that expert (scripts/compute_merge_stats.py) and commit it beside the model"
         }
     }
 }

@@ -10,15 +10,18 @@ public struct TensorMergeInput: Sendable {
     public var seed: UInt64
     /// Per expert, the commit metrics the method declared it needs (``MergeMethod/expertMetrics(_:)``).
     public var expertMetrics: [[String: Double]]
+    /// The experts' committed statistics, for methods that declare some (``MergeMethod/expertStatistics(_:)``).
+    public var statistics: (any ExpertStatisticsSource)?
 
     public init(context: TensorContext, base: [Float]?, experts: [[Float]], parameters: ParameterSet, seed: UInt64,
-                expertMetrics: [[String: Double]] = []) {
+                expertMetrics: [[String: Double]] = [], statistics: (any ExpertStatisticsSource)? = nil) {
         self.context = context
         self.base = base
         self.experts = experts
         self.parameters = parameters
         self.seed = seed
         self.expertMetrics = expertMetrics
+        self.statistics = statistics
     }
 
     public var elementCount: Int { experts.first?.count ?? base?.count ?? 0 }
@@ -65,6 +68,9 @@ public protocol MergeMethod: Sendable {
     /// Commit metrics (`commit --metric NAME=VALUE`) every expert must record, given the merge's
     /// parameters: MWA weighs experts by one. Values must be finite and positive.
     static func expertMetrics(_ parameters: ParameterSet) -> [String]
+    /// Statistics files (``StatisticsLayout``, e.g. `fisher`) every expert must have committed
+    /// beside its weights, given the merge's parameters.
+    static func expertStatistics(_ parameters: ParameterSet) -> [String]
     /// Checks what parameter specs cannot say alone (ranges that depend on the expert count).
     static func validate(_ parameters: ParameterSet, expertCount: Int) throws(MergeError)
 }
@@ -81,6 +87,7 @@ extension MergeMethod {
     public static var usesSeed: Bool { false }
     public static var expertParameters: [ParameterSpec] { [] }
     public static func expertMetrics(_ parameters: ParameterSet) -> [String] { [] }
+    public static func expertStatistics(_ parameters: ParameterSet) -> [String] { [] }
     public static func validate(_ parameters: ParameterSet, expertCount: Int) throws(MergeError) {}
 
     /// Every parameter name, global and per expert.
@@ -107,6 +114,7 @@ public enum MethodRegistry {
         Breadcrumbs.self, BreadcrumbsTIES.self, DELLA.self, DELLALinear.self,
         SLERP.self, ModelStock.self, MWA.self, LayerSwap.self, RMM.self,
         TSV.self, IsoC.self, IsoCTS.self, WUDI.self, CART.self, PCB.self, KnOTS.self,
+        Fisher.self, RegMean.self,
     ]
 
     public static var ids: [String] { all.map { $0.id } }

@@ -78,7 +78,7 @@ public final class TensorStream: Sendable {
             if balance, let baseValues { expertValues = TaskVectorBalance.balanced(expertValues, base: baseValues).experts }
             merger = try ArrayMerger(instance.merge(TensorMergeInput(
                 context: context, base: baseValues, experts: expertValues, parameters: plan.parameterSet, seed: seed,
-                expertMetrics: plan.expertMetrics)),
+                expertMetrics: plan.expertMetrics, statistics: plan.statistics)),
                 count: n)
         }
         post = usesBase && (plan.recipe.consensus != nil || plan.recipe.lines != nil)

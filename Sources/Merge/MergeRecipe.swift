@@ -80,12 +80,15 @@ public struct MergePlan: Sendable {
     let instance: (any TensorMergeMethod)?
     /// Per expert, the commit metrics the method needs.
     let expertMetrics: [[String: Double]]
+    /// The experts' committed statistics (data-driven methods).
+    public let statistics: (any ExpertStatisticsSource)?
 
     /// Checks the method, every parameter's name and range, required parameters, the expert count,
     /// the method's own rules (rmm's basis against the experts) and the expert metrics it needs.
     ///
     /// - Parameter expertMetrics: per expert (in recipe order), the metrics recorded on its commit.
-    public init(_ recipe: MergeRecipe, expertMetrics: [[String: Double]] = []) throws(MergeError) {
+    /// - Parameter statistics: the experts' statistics files, checked against what the method needs.
+    public init(_ recipe: MergeRecipe, expertMetrics: [[String: Double]] = [], statistics: (any ExpertStatisticsSource)? = nil) throws(MergeError) {
         let method = try MethodRegistry.method(named: recipe.method)
         let id = method.id
         let global = method.parameters, perExpert = method.expertParameters
@@ -142,9 +145,15 @@ public struct MergePlan: Sendable {
                 }
             }
         }
+        for kind in method.expertStatistics(parameterSet) {
+            for (i, name) in recipe.experts.enumerated() where statistics?.hasFile(expert: i, kind: kind) != true {
+                throw .missingExpertStatistics(method: id, file: StatisticsLayout.path(kind), expert: name)
+            }
+        }
         self.recipe = recipe
         self.method = method
         self.parameterSet = parameterSet
+        self.statistics = statistics
         self.instance = (method as? any TensorMergeMethod.Type)?.init()
         self.expertMetrics = expertMetrics
     }

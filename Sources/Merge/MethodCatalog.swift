@@ -13,6 +13,10 @@ public enum MethodCatalog {
             if !metrics.isEmpty {
                 out += "Reads from each expert's commit the metric \(metrics.map { "`\($0)`" }.joined(separator: ", ")) (by default; recorded with `commit --metric` or `merge --metric`).\n\n"
             }
+            let stats = m.expertStatistics(m.defaultParameters)
+            if !stats.isEmpty {
+                out += "Reads from each expert's checkpoint the statistics \(stats.map { "`\(StatisticsLayout.path($0))`" }.joined(separator: ", ")) (by default; section 11).\n\n"
+            }
             let rows = m.parameters.map { ($0, "global") } + m.expertParameters.map { ($0, "per expert") }
             if rows.isEmpty {
                 out += "No parameters.\n"

@@ -150,14 +150,15 @@ extension Repository {
             case (nil, _?): files.append(FileDiff(path: path, status: .added))
             case (_?, nil): files.append(FileDiff(path: path, status: .removed))
             case let (a?, b?) where a.identity != b.identity:
-                files.append(FileDiff(path: path, status: a.kind == .blob || a.objectID != b.objectID ? .changed : .unchanged))
+                // Statistics files (mrepo_stats/) show as files: their tensors are not the model's.
+                files.append(FileDiff(path: path, status: a.kind == .blob || a.objectID != b.objectID || StatisticsLayout.isStatistics(path) ? .changed : .unchanged))
             default: break
             }
         }
         files.removeAll { $0.status == .unchanged || !filter.includes(path: $0.path) }
 
-        let oldByName = oldTree.allTensors.reduce(into: [String: (String, TreeTensor)]()) { if $0[$1.tensor.name] == nil { $0[$1.tensor.name] = ($1.path, $1.tensor) } }
-        let newByName = newTree.allTensors.reduce(into: [String: (String, TreeTensor)]()) { if $0[$1.tensor.name] == nil { $0[$1.tensor.name] = ($1.path, $1.tensor) } }
+        let oldByName = oldTree.modelTensors.reduce(into: [String: (String, TreeTensor)]()) { if $0[$1.tensor.name] == nil { $0[$1.tensor.name] = ($1.path, $1.tensor) } }
+        let newByName = newTree.modelTensors.reduce(into: [String: (String, TreeTensor)]()) { if $0[$1.tensor.name] == nil { $0[$1.tensor.name] = ($1.path, $1.tensor) } }
         let names = Set(oldByName.keys).union(newByName.keys).sorted().filter { n in
             filter.includes(tensor: n, in: (newByName[n] ?? oldByName[n])!.0)
         }

@@ -77,13 +77,16 @@ extension Repository {
     ///
     /// - Parameter only: export only the file at this path, or the files under this folder (`REV:path`).
     ///   - clean: delete files of the folder the export does not write (else they make it fail).
-    public func export(_ revision: String, to directory: String, only: String? = nil, clean: Bool = false) throws -> ExportResult {
-        try withReadLock { try exportLocked(revision, to: directory, only: only, clean: clean) }
+    ///   - noStatistics: leave out the statistics folder (`mrepo_stats/`, `export --no-stats`).
+    public func export(_ revision: String, to directory: String, only: String? = nil, clean: Bool = false,
+                       noStatistics: Bool = false) throws -> ExportResult {
+        try withReadLock { try exportLocked(revision, to: directory, only: only, clean: clean, noStatistics: noStatistics) }
     }
 
-    private func exportLocked(_ revision: String, to directory: String, only: String?, clean: Bool) throws -> ExportResult {
+    private func exportLocked(_ revision: String, to directory: String, only: String?, clean: Bool, noStatistics: Bool) throws -> ExportResult {
         let id = try resolve(revision)
         var tree = try verifiedTree(of: id)
+        if noStatistics { tree = tree.withoutStatistics }
         if let only {
             let spec = Repository.normalizedPathSpec(only)
             tree = Tree(files: tree.files.filter { PathSpec.matches(spec, file: $0.path) })

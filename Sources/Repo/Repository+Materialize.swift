@@ -40,14 +40,16 @@ extension Repository {
     /// holding files the output does not name is refused unless `clean`).
     ///
     /// `REV:path` exports one file or folder of the tree; `clean` deletes files the output does not name.
-    public func export(_ revision: String, as what: Materialization, to directory: String, clean: Bool = false) throws -> ExportResult {
+    /// `noStatistics` leaves the statistics folder (`mrepo_stats/`) out of a commit's files.
+    public func export(_ revision: String, as what: Materialization, to directory: String, clean: Bool = false,
+                       noStatistics: Bool = false) throws -> ExportResult {
         var result: ExportResult
         switch what {
         case .tree:
             if let (rev, path) = Repository.splitPathRevision(revision) {
-                result = try export(rev, to: directory, only: path, clean: clean)
+                result = try export(rev, to: directory, only: path, clean: clean, noStatistics: noStatistics)
             } else {
-                result = try export(revision, to: directory, clean: clean)
+                result = try export(revision, to: directory, clean: clean, noStatistics: noStatistics)
             }
         case .folded, .expert, .view:
             let r = what.rebuild

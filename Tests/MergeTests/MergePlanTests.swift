@@ -11,7 +11,7 @@ import Testing
     @Test func registryListsMergekitIdsInDocumentationOrder() throws {
         #expect(MethodRegistry.ids == ["linear", "task_arithmetic", "ties", "dare_linear", "dare_ties", "breadcrumbs",
                                        "breadcrumbs_ties", "della", "della_linear", "slerp", "model_stock", "mwa", "layer_swap", "rmm",
-                                       "tsv", "iso_c", "iso_cts", "wudi", "cart", "pcb", "knots"])
+                                       "tsv", "iso_c", "iso_cts", "wudi", "cart", "pcb", "knots", "fisher", "regmean"])
         #expect(try MethodRegistry.method(named: "ties").id == "ties")
         for method in MethodRegistry.all {
             #expect(!method.displayName.isEmpty && !method.summary.isEmpty && method.paper.hasPrefix("https://"), "\(method.id)")
@@ -52,8 +52,11 @@ import Testing
             if method.id == "rmm" { params["basis"] = .number(1) }
             // MWA declares the metric it reads from each expert's commit.
             let metrics = (0..<n).map { i in Dictionary(uniqueKeysWithValues: method.expertMetrics(ParameterSet(global: params, perExpert: [])).map { ($0, 1.0 + Double(i)) }) }
+            // fisher and regmean declare the statistics files they read (empty ones: every tensor falls back).
+            let kinds = method.expertStatistics(ParameterSet(global: params, perExpert: [], defaults: method.defaultParameters.defaults))
+            let files = (0..<n).map { _ in Dictionary(uniqueKeysWithValues: kinds.map { ($0, InMemoryStatistics.File(tensors: [:])) }) }
             let plan = try MergePlan(MergeRecipe(method: method.id, parameters: params, experts: (0..<n).map { "e\($0)" }),
-                                     expertMetrics: metrics)
+                                     expertMetrics: metrics, statistics: InMemoryStatistics(expertNames: (0..<n).map { "e\($0)" }, files: files))
             let ctx = TensorContext(name: "model.layers.1.mlp.weight", shape: [2, 4], layerCount: 3)
             // A reversible merge works on whole adapters; tensor by tensor it explains itself.
             if method.id == "rmm" {
@@ -73,7 +76,7 @@ import Testing
 
     @Test func unknownMethodListsTheValidOnes() {
         #expect(planError(MergeRecipe(method: "frankenmerge", experts: ["a", "b"]))
-            == "unknown merge method 'frankenmerge'; valid methods: linear, task_arithmetic, ties, dare_linear, dare_ties, breadcrumbs, breadcrumbs_ties, della, della_linear, slerp, model_stock, mwa, layer_swap, rmm, tsv, iso_c, iso_cts, wudi, cart, pcb, knots")
+            == "unknown merge method 'frankenmerge'; valid methods: linear, task_arithmetic, ties, dare_linear, dare_ties, breadcrumbs, breadcrumbs_ties, della, della_linear, slerp, model_stock, mwa, layer_swap, rmm, tsv, iso_c, iso_cts, wudi, cart, pcb, knots, fisher, regmean")
         #expect(throws: MergeError.unknownMethod("x", known: MethodRegistry.ids)) { try MethodRegistry.method(named: "x") }
     }
 

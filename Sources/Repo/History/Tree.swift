@@ -1,4 +1,5 @@
 import Delta
+import Merge
 import Foundation
 
 /// One tensor of a safetensors file in a tree.
@@ -103,10 +104,11 @@ public struct Tree: Sendable, Equatable {
         files.flatMap { f in f.tensors.map { (f.path, $0) } }
     }
 
-    /// Tensors by name. When two files hold a tensor of the same name, the first file (by path) wins.
+    /// The model's tensors by name (statistics files, `mrepo_stats/`, are not the model's). When
+    /// two files hold a tensor of the same name, the first file (by path) wins.
     public var tensorsByName: [String: TreeTensor] {
         var out: [String: TreeTensor] = [:]
-        for f in files {
+        for f in files where !StatisticsLayout.isStatistics(f.path) {
             for t in f.tensors where out[t.name] == nil { out[t.name] = t }
         }
         return out

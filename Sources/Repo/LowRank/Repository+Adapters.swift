@@ -74,17 +74,21 @@ extension Repository {
         guard let record = try c.record(AdapterRecord.self) else {
             throw RepoError.notAnAdapter(commit: id.short)
         }
-        guard try history.commit(record.base) != nil else {
-            throw RepoError.invalidArgument("adapter \(id.short): its base model commit \(record.base.short) is not in the repository")
+        return try loadAdapter(commit: id, tree: try history.tree(c.treeID), base: record.base)
+    }
+
+    /// The adapter in `tree` (an adapter commit's, or an expert of a squashed reversible merge) on `base`.
+    func loadAdapter(commit id: ObjectID, tree: Tree, base: ObjectID) throws -> LoadedAdapter {
+        guard try history.commit(base) != nil else {
+            throw RepoError.invalidArgument("adapter \(id.short): its base model commit \(base.short) is not in the repository")
         }
-        let tree = try history.tree(c.treeID)
         guard let configFile = tree.file(at: LoRAConfig.fileName), let weights = tree.file(at: LoRAConfig.weightsFileName) else {
             throw RepoError.corruptObject(object: id.short, problem: "adapter commit without \(LoRAConfig.fileName) or \(LoRAConfig.weightsFileName)")
         }
         let config = try wrapAdapterError { try LoRAConfig(json: try objects.read(configFile.objectID), file: LoRAConfig.fileName) }
-        let baseTree = try self.tree(of: record.base)
-        let adapter = try resolveAdapter(config: config, tensors: weights.tensors.map { ($0.name, $0.dtype, $0.shape) }, baseTree: baseTree, base: record.base)
-        return LoadedAdapter(commit: id, tree: tree, adapter: adapter, base: record.base, baseTree: baseTree, weights: weights)
+        let baseTree = try self.tree(of: base)
+        let adapter = try resolveAdapter(config: config, tensors: weights.tensors.map { ($0.name, $0.dtype, $0.shape) }, baseTree: baseTree, base: base)
+        return LoadedAdapter(commit: id, tree: tree, adapter: adapter, base: base, baseTree: baseTree, weights: weights)
     }
 
     func resolveAdapter(config: LoRAConfig, tensors: [(name: String, dtype: DType, shape: Shape)], baseTree: Tree, base: ObjectID) throws -> LoRAAdapter {

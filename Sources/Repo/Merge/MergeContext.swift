@@ -33,8 +33,9 @@ struct MergeContext {
         self.experts = experts
         self.plan = plan
         self.options = options
-        baseTree = try repository.tree(of: base)
-        expertTrees = try experts.map { try repository.tree(of: $0.commit) }
+        // Statistics (mrepo_stats/) describe one expert: they are read by methods, never merged.
+        baseTree = try repository.tree(of: base).withoutStatistics
+        expertTrees = try experts.map { try repository.tree(of: $0.commit).withoutStatistics }
         func index(_ t: Tree) -> [String: InputTensor] {
             var out: [String: InputTensor] = [:]
             for (path, tensor) in t.allTensors where out[tensor.name] == nil { out[tensor.name] = InputTensor(path: path, tensor: tensor) }
@@ -372,7 +373,7 @@ struct MergeContext {
         case .method:
             var recipe = MergeRecipe(method: r.method ?? "", parameters: r.parameters ?? [:], experts: experts.map(\.name), seed: r.seed ?? 0)
             recipe.expertParameters = Array(repeating: [:], count: experts.count)
-            let plan = try MergePlan(recipe)
+            let plan = try MergePlan(recipe, statistics: self.plan.statistics)
             guard let base = baseTensors[name], expertTensors.allSatisfy({ $0[name]?.tensor.shape == base.tensor.shape }) else {
                 throw RepoError.invalidArgument("the recipe merges '\(name)' with \(recipe.method), but its shapes differ between the inputs")
             }

@@ -46,6 +46,9 @@ public struct MergeOptions: Sendable {
     public var isExplicit = true
     /// Metrics recorded on the merge commit (`--metric`).
     public var metrics: [Commit.Metric] = []
+    /// A reversible merge that replaces its experts: one parent, the experts' files recorded,
+    /// so `gc` can drop their weights once their branches are gone (`merge --squash`).
+    public var squash = false
     /// Stop before committing; the merged model is written to the working tree for inspection.
     public var noCommit: Bool
     /// Plan only: classify, estimate memory, write nothing.

@@ -121,7 +121,12 @@ extension Repository {
         let metrics = try inputs.experts.map { e in
             Dictionary(try self.metrics(of: try commit(e.commit)).map { ($0.name, $0.value) }, uniquingKeysWith: { _, last in last })
         }
-        let plan = try MergePlan(recipe, expertMetrics: metrics)
+        // Statistics committed beside the experts (mrepo_stats/), for data-driven methods.
+        let statistics = CommittedStatistics(expertNames: recipe.experts, trees: try inputs.experts.map { try tree(of: $0.commit) }, objects: objects)
+        let plan = try MergePlan(recipe, expertMetrics: metrics, statistics: statistics)
+        if options.squash, plan.method.mergesTensorByTensor {
+            throw RepoError.invalidArgument("--squash replaces the experts by a reversible merge's basis; it needs --method rmm (or --reversible)")
+        }
         if !plan.method.mergesTensorByTensor {
             return try mergeReversible(options: options, recipe: recipe, head: head, headID: inputs.headID, mergeBase: inputs.base,
                                        branches: inputs.branches.map { ($0.name, $0.commit) }, experts: inputs.experts.map { ($0.name, $0.commit) })

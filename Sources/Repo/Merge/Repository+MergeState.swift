@@ -42,8 +42,10 @@ extension Repository {
     /// Rebuilds the merge's context from its saved state.
     func context(of state: MergeState) throws -> MergeContext {
         let options = try savedOptions(state)
+        let statistics = CommittedStatistics(expertNames: state.expertList.map(\.name), trees: try state.expertList.map { try tree(of: $0.commit) },
+                                             objects: objects)
         return try MergeContext(repository: self, base: state.base, experts: state.expertList.map { ($0.name, $0.commit) },
-                                plan: try MergePlan(options.recipe), options: options)
+                                plan: try MergePlan(options.recipe, statistics: statistics), options: options)
     }
 
     /// Settles unresolved tensors whose names match any of `patterns` (globs).
@@ -75,7 +77,7 @@ extension Repository {
                 var check = recipe
                 check.experts = context.experts.map(\.name)
                 check.expertParameters = Array(repeating: [:], count: check.experts.count)
-                _ = try MergePlan(check)
+                _ = try MergePlan(check, statistics: context.plan.statistics)
                 template = RecordedResolution(tensor: "", how: .method, option: "method", method: recipe.method,
                                               parameters: recipe.parameters, seed: recipe.seed)
             }

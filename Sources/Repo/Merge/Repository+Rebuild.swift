@@ -149,7 +149,7 @@ extension Repository {
         if let expert {
             let i = try expertIndex(loaded, expert)
             part = .expert(i)
-            template = try loadAdapter(loaded.record.experts[i].commit)
+            template = try expertAdapter(loaded, i)
             description = "expert \(loaded.record.experts[i].name)"
         } else {
             let v = view ?? .ta
@@ -246,7 +246,7 @@ extension Repository {
         if let expert {
             let i = try expertIndex(loaded, expert)
             part = .expert(i)
-            layoutTree = try tree(of: loaded.record.experts[i].commit)
+            layoutTree = try expertTree(loaded, i)
             description = "expert \(loaded.record.experts[i].name)"
         } else {
             let v = view ?? .ta
@@ -257,7 +257,7 @@ extension Repository {
         }
         let baseTensors = try tree(of: loaded.record.base).tensorsByName
         // The mean view averages the task vectors outside the basis too (the stored view sums them with λ).
-        let expertTensors = view == .mean ? try loaded.record.experts.map { try tree(of: $0.commit).tensorsByName } : []
+        let expertTensors = view == .mean ? try loaded.record.experts.indices.map { try expertTree(loaded, $0).tensorsByName } : []
         /// A tensor outside the basis whose mean the mean view takes: the base's and each expert's object.
         func averaged(_ t: TreeTensor) -> (base: ObjectID, experts: [ObjectID])? {
             guard !expertTensors.isEmpty, t.dtype.isFloatingPoint, let base = baseTensors[t.name] else { return nil }

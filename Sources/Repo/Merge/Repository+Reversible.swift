@@ -10,6 +10,8 @@ public struct ReversibleMergeRecord: CommitExtraRecord {
     public struct Expert: Codable, Sendable, Equatable {
         public var name: String
         public var commit: ObjectID
+        /// A squashed merge (`merge --squash`): the expert's files, so it is rebuilt without its commit.
+        public var files: [SquashedFile]? = nil
     }
 
     /// What the experts are.
@@ -24,13 +26,15 @@ public struct ReversibleMergeRecord: CommitExtraRecord {
     public var reportObject: ObjectID?
     /// Reduction rank of full fine-tunes.
     public var rank: Int?
+    /// A squashed merge: one parent, the experts' files recorded in ``experts`` (absent otherwise).
+    public var squash: Bool?
 
     /// ``expertKind`` as recorded: `adapter` or `full`.
     public var kind: String { expertKind.rawValue }
 
     /// The members in the format's order; `rank` and `report_object` are written as null when absent.
     private enum CodingKeys: String, CodingKey {
-        case kind, variant, basis, center, base, experts, rank, reportObject = "report_object"
+        case kind, variant, basis, center, base, experts, rank, reportObject = "report_object", squash
     }
 
     init(expertKind: RMMExpertKind, variant: String, basis: Int, center: Bool, base: ObjectID, experts: [(name: String, commit: ObjectID)],
@@ -57,6 +61,7 @@ public struct ReversibleMergeRecord: CommitExtraRecord {
         experts = try c.decodeIfPresent([Expert].self, forKey: .experts) ?? []
         rank = try c.decodeIfPresent(Int.self, forKey: .rank)
         reportObject = try c.decodeIfPresent(ObjectID.self, forKey: .reportObject)
+        squash = try c.decodeIfPresent(Bool.self, forKey: .squash)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -69,6 +74,8 @@ public struct ReversibleMergeRecord: CommitExtraRecord {
         try c.encode(experts, forKey: .experts)
         try c.encode(rank, forKey: .rank)
         try c.encode(reportObject, forKey: .reportObject)
+        // Only on squashed merges: records (and commit ids) of other merges are unchanged.
+        try c.encodeIfPresent(squash, forKey: .squash)
     }
 }
 
@@ -157,16 +164,22 @@ extension Repository {
         let recorded: RecordedMerge
         do {
             stored = try storeReversible(plan, recipe: recipe, recipeYAML: yaml, batch: batch)
-            let record = ReversibleMergeRecord(expertKind: plan.kind, variant: plan.settings.variant.rawValue, basis: plan.settings.basis,
+            var record = ReversibleMergeRecord(expertKind: plan.kind, variant: plan.settings.variant.rawValue, basis: plan.settings.basis,
                                                center: plan.settings.center, base: plan.base, experts: experts, reportObject: stored.reportObject,
                                                rank: plan.kind == .full && plan.settings.variant != .dense ? plan.settings.rank : nil)
+            if options.squash {
+                // One parent; the experts' files are recorded so the basis replaces their weights.
+                record.squash = true
+                for (i, files) in try squashedExpertFiles(plan).enumerated() { record.experts[i].files = files }
+            }
             var extra = [try record.jsonMember()]
             if let view = plan.adapterView, let first = plan.adapters.first {
                 extra.append(try AdapterRecord(base: plan.base, rank: view.rank, alpha: Double(view.rank), useRSLoRA: false,
                                            targets: first.adapter.targetModules, moduleCount: plan.modules.count).jsonMember())
             }
-            let message = options.message ?? "Reversible merge of \(experts.map(\.name).joined(separator: ", ")) (rmm, basis \(plan.settings.basis))"
-            let state = MergeState(head: headID, branches: branches.map { MergeInput(name: $0.name, commit: $0.commit) }, experts: inputs,
+            let message = options.message ?? "Reversible merge of \(experts.map(\.name).joined(separator: ", ")) (rmm, basis \(plan.settings.basis)\(options.squash ? ", squashed" : ""))"
+            let parents = options.squash ? [] : branches
+            let state = MergeState(head: headID, branches: parents.map { MergeInput(name: $0.name, commit: $0.commit) }, experts: inputs,
                                    base: plan.base, recipe: recipe.json, message: message, decided: [:], unresolved: [:],
                                    reportObject: stored.reportObject, readyTree: nil, options: RecordedMergeOptions(options), resolutions: nil,
                                    metrics: options.metrics)

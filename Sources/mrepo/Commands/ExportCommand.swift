@@ -35,6 +35,9 @@ struct ExportCommand: ParsableCommand {
     @Flag(help: "Delete the files of the folder that the export does not write (else they make it fail).")
     var clean = false
 
+    @Flag(name: .customLong("no-stats"), help: "Leave out the merge statistics folder (mrepo_stats/: Fisher, RegMean Grams), which is exported by default.")
+    var noStats = false
+
     @Flag(help: "Print the result as JSON.")
     var json = false
 
@@ -42,7 +45,7 @@ struct ExportCommand: ParsableCommand {
         let repo = try repository.open()
         let started = Date()
         let result = try repo.export(revision, as: Materialization(expert: reversible.expert, view: reversible.parsedView, fold: fold),
-                                     to: directory, clean: clean)
+                                     to: directory, clean: clean, noStatistics: noStats)
         let seconds = Date().timeIntervalSince(started)
         let lossy = result.lossy
         if let lossy, !json {

@@ -45,6 +45,12 @@ struct MergeCommand: ParsableCommand {
     @Option(help: ArgumentHelp("rmm: the basis size K, 1 ≤ K ≤ N − 1 (K = N − 1 rebuilds every expert exactly). Same as --set basis=K.", valueName: "K"))
     var basis: Int?
 
+    @Flag(help: "A reversible merge: the same as --method rmm.")
+    var reversible = false
+
+    @Flag(help: "rmm: record the merge with HEAD as its only parent and the experts' small files in its record, so the basis replaces the experts: once their branches are deleted, gc drops their weights and every expert is still rebuilt (checkout/export --expert).")
+    var squash = false
+
     @Option(name: .customLong("set"), help: ArgumentHelp(
         "A method parameter, e.g. --set lambda=0.8, --set 't=[0, 0.5, 1]' (a gradient over depth), or --set 'density[*.attention.*]=0.3' (only for tensors matching the glob). Repeatable.",
         valueName: "name=value"))
@@ -175,6 +181,8 @@ struct MergeCommand: ParsableCommand {
             print("\(m.id): \(m.displayName)\n\(m.summary)\nPaper: \(m.paper)\nNeeds the merge base: \(m.requiresBase ? "yes" : "no"); experts: \(m.expertCount.lowerBound)...\(m.expertCount.upperBound); seeded: \(m.usesSeed ? "yes" : "no"); runs \(m.mergesTensorByTensor ? "tensor by tensor" : "on whole models")")
             let metrics = m.expertMetrics(m.defaultParameters)
             if !metrics.isEmpty { print("Reads each expert's commit metric: \(metrics.joined(separator: ", ")) (the 'metric' parameter; commit --metric records it)") }
+            let stats = m.expertStatistics(m.defaultParameters).map(StatisticsLayout.path)
+            if !stats.isEmpty { print("Reads each expert's committed statistics: \(stats.joined(separator: ", ")) (by default; docs/merging.md §11 describes the layout, scripts/compute_merge_stats.py computes it)") }
             print("")
             for (title, specs) in [("Parameters (--set NAME=VALUE)", m.parameters), ("Per-expert parameters (--weight BRANCH=W, --expert BRANCH:NAME=VALUE, or --set for all)", m.expertParameters)] where !specs.isEmpty {
                 print(title + ":")
@@ -209,7 +217,10 @@ struct MergeCommand: ParsableCommand {
     func makeOptions() throws -> MergeOptions {
         var request = MergeRequest()
         // `merge.method` (mrepo config) or MREPO_MERGE_METHOD: the method when none is given.
-        request.method = method ?? (config == nil ? ProcessInfo.processInfo.environment["MREPO_MERGE_METHOD"].flatMap { $0.isEmpty ? nil : $0 } : nil)
+        if reversible, let method, method != RMM.id {
+            throw ValidationError("--reversible is --method rmm; it cannot be combined with --method \(method)")
+        }
+        request.method = (reversible ? RMM.id : method) ?? (config == nil ? ProcessInfo.processInfo.environment["MREPO_MERGE_METHOD"].flatMap { $0.isEmpty ? nil : $0 } : nil)
         request.branches = branches
         request.base = base
         request.outputDType = dtype.flatMap(DType.init(parsing:))
@@ -265,8 +276,10 @@ struct MergeCommand: ParsableCommand {
         } catch {
             throw ValidationError(error.description)
         }
-        return MergeOptions(assembled, message: message, fastForward: noFastForward ? .never : fastForwardOnly ? .only : .allowed,
-                            metrics: metrics.compactMap(Metric.parse), noCommit: noCommit, dryRun: dryRun)
+        var options = MergeOptions(assembled, message: message, fastForward: noFastForward ? .never : fastForwardOnly ? .only : .allowed,
+                                   metrics: metrics.compactMap(Metric.parse), noCommit: noCommit, dryRun: dryRun)
+        options.squash = squash
+        return options
     }
 
     /// `name=value` or `name[glob]=value`.
