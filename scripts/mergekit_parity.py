@@ -149,6 +149,16 @@ RECIPES = [
         },
     },
     {
+        "name": "breadcrumbs_ties_three",
+        "about": "breadcrumbs_ties, density 0.9, gamma 0.01, weight 1",
+        "recipe": {
+            "merge_method": "breadcrumbs_ties",
+            "base_model": "base",
+            "models": _models(THREE, density=0.9, gamma=0.01, weight=1.0),
+            "dtype": "float32",
+        },
+    },
+    {
         "name": "slerp_t03",
         "about": "slerp base -> code, t 0.3",
         "recipe": {

@@ -55,8 +55,16 @@ public final class TensorStream: Sendable {
     ///     for the metrics).
     ///   - wholeBase, wholeExperts: the whole inputs, for methods that read them before the first
     ///     block; nil when the tensor is fed a range at a time (``MergePlan/mergesByRange(_:expertCount:)``).
-    public init(plan: MergePlan, context: TensorContext, count n: Int, expertCount: Int, hasBase: Bool,
-                wholeBase: UnsafePointer<Float>? = nil, wholeExperts: [UnsafePointer<Float>]? = nil) throws {
+    public convenience init(plan: MergePlan, context: TensorContext, count n: Int, expertCount: Int, hasBase: Bool,
+                            wholeBase: UnsafePointer<Float>? = nil, wholeExperts: [UnsafePointer<Float>]? = nil) throws {
+        try self.init(plan: plan, context: context, count: n, expertCount: expertCount, hasBase: hasBase,
+                      wholeBase: wholeBase, wholeExperts: wholeExperts, prepared: nil)
+    }
+
+    /// `prepared`: the method's second pass, when its first pass was run elsewhere (over streamed
+    /// chunks: ``StreamingSelection``).
+    init(plan: MergePlan, context: TensorContext, count n: Int, expertCount: Int, hasBase: Bool,
+         wholeBase: UnsafePointer<Float>?, wholeExperts: [UnsafePointer<Float>]?, prepared: (any BlockMerger)?) throws {
         let seed = plan.recipe.seed ^ SeededRandom.fnv1a(context.name)
         usesBase = plan.method.requiresBase && hasBase
         accumulator = ConflictMetrics.Accumulator(count: n, experts: expertCount, measures: hasBase,
@@ -67,7 +75,9 @@ public final class TensorStream: Sendable {
         // `--balance norm` rescales whole task vectors before the method, so the method sees the
         // rescaled experts as whole arrays; the metrics still measure the experts as given.
         let balance = usesBase && plan.recipe.balance == .norm
-        if let blockMethod = instance as? any BlockMergeMethod, !balance {
+        if let prepared {
+            merger = prepared
+        } else if let blockMethod = instance as? any BlockMergeMethod, !balance {
             merger = try blockMethod.prepare(BlockMergeInput(
                 context: context, count: n, expertCount: expertCount, base: usesBase ? wholeBase : nil, experts: wholeExperts,
                 hasBase: usesBase, parameters: plan.parameterSet, seed: seed, expertMetrics: plan.expertMetrics))

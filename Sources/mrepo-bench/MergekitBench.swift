@@ -7,7 +7,10 @@ import Foundation
 // it with --timing-only and reads its JSON.
 
 /// One recipe per deterministic method, by its name in scripts/mergekit_parity.py's RECIPES.
-let mergekitRecipes = ["task_arithmetic_three", "ties_three", "linear_equal", "model_stock_three", "breadcrumbs_three", "slerp_t03"]
+/// Every method both tools have that takes no seed (mergekit 0.1.5 also has nearswap, sce, nuslerp,
+/// multislerp, karcher, ram and arcee_fusion, which mrepo does not; della and dare are seeded).
+let mergekitRecipes = ["linear_equal", "task_arithmetic_three", "ties_three", "breadcrumbs_three", "breadcrumbs_ties_three",
+                       "slerp_t03", "model_stock_three"]
 
 /// mergekit's venv: $MERGEKIT_VENV, else ~/.cache/mergekit-venv.
 func mergekitVenv() -> String {
@@ -51,12 +54,18 @@ func mergekitSection(_ o: Options, mrepo: String) throws {
         let tail = m.output.split(separator: "\n").suffix(8).joined(separator: "\n")
         throw BenchError("scripts/mergekit-parity.sh --timing-only failed (exit \(m.status)):\n\(tail)")
     }
+    // The median of the runs (each tool's wall time and peak RSS separately); one run: that run.
+    func median(_ tool: JSONValue?, _ key: String) -> Double {
+        let values = (tool?["runs"]?.arrayValue ?? []).compactMap { $0[key]?.doubleValue }.sorted()
+        guard !values.isEmpty else { return tool?[key]?.doubleValue ?? 0 }
+        return values.count % 2 == 1 ? values[values.count / 2] : (values[values.count / 2 - 1] + values[values.count / 2]) / 2
+    }
     let rows = (doc["recipes"]?.arrayValue ?? []).map { r in
         MergekitRow(recipe: r["name"]?.stringValue ?? "?", about: r["about"]?.stringValue ?? "",
-                    mergekitSeconds: r["mergekit"]?["wall_s"]?.doubleValue ?? 0,
-                    mergekitPeakBytes: (r["mergekit"]?["peak_rss_kib"]?.intValue ?? 0) * 1024,
-                    mrepoSeconds: r["mrepo_merge"]?["wall_s"]?.doubleValue ?? 0,
-                    mrepoPeakBytes: (r["mrepo_merge"]?["peak_rss_kib"]?.intValue ?? 0) * 1024,
+                    mergekitSeconds: median(r["mergekit"], "wall_s"),
+                    mergekitPeakBytes: Int(median(r["mergekit"], "peak_rss_kib")) * 1024,
+                    mrepoSeconds: median(r["mrepo_merge"], "wall_s"),
+                    mrepoPeakBytes: Int(median(r["mrepo_merge"], "peak_rss_kib")) * 1024,
                     error: r["error"]?.stringValue)
     }
     printMergekit(rows, o: o, mergekitVersion: doc["mergekit_version"]?.stringValue ?? "?", torchVersion: doc["torch_version"]?.stringValue ?? "?")
@@ -68,7 +77,7 @@ func printMergekit(_ rows: [MergekitRow], o: Options, mergekitVersion: String, t
     print("Reference: `mergekit-yaml RECIPE OUT --copy-tokenizer --no-cuda` (mergekit \(mergekitVersion), torch \(torchVersion), CPU) on the "
         + "checkpoint folders, in the same run. mrepo: `mrepo merge --config RECIPE` of the same recipe on a branch of a repository holding "
         + "the four models, including the merge commit and writing the merged model into the working tree (\(o.syncNote)). "
-        + "Each tool's fastest of \(o.repeats) run(s), peak RSS the largest. Targets: mrepo ≥ 10 × faster (speed ratio = mergekit's "
+        + "Each tool's median of \(o.repeats) run(s) (wall time and peak RSS each). Targets: mrepo ≥ 10 × faster (speed ratio = mergekit's "
         + "time / mrepo's), at ≤ 0.25 × mergekit's peak RSS.\n")
     header(["recipe", "mergekit", "`mrepo merge`", "speed ratio (≥ 10)", "mergekit peak RSS", "mrepo peak RSS", "RSS ratio (≤ 0.25)", ""])
     for r in rows {

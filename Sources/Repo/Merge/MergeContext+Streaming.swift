@@ -45,6 +45,9 @@ extension MergeContext {
             let (plan, expertCount) = (self.plan, experts.count)
             if plan.mergesByRange(context, expertCount: expertCount) {
                 merging = .byRange(try TensorStream(plan: plan, context: context, count: n, expertCount: expertCount, hasBase: true))
+            } else if StreamingMerge.wholeByteCount(base.header, inputs: inputs.count) > options.wholeTensorBudget,
+                      let selection = StreamingSelection.make(plan: plan, context: context, count: n, expertCount: expertCount) {
+                merging = .passes(selection)
             } else {
                 merging = .whole { base, experts in
                     try TensorStream(plan: plan, context: context, count: n, expertCount: expertCount, hasBase: true,

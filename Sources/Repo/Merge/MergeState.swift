@@ -42,6 +42,10 @@ public struct MergeOptions: Sendable {
     /// Resolutions of a recorded merge, replayed when its recipe runs again.
     public var resolutions: [RecordedResolution] = []
     public var fastForward: FastForward = .allowed
+    /// Bytes of whole inputs (each input and its Float32 copy) above which a tensor whose method
+    /// reads whole inputs is decided by passes over its chunks instead (TIES' thresholds:
+    /// ``StreamingSelection``), when its method allows. Same result, bounded memory, more decoding.
+    public var wholeTensorBudget = 256 << 20
     /// Whether a method, parameters or a recipe were given: such a merge is never a fast-forward.
     public var isExplicit = true
     /// Metrics recorded on the merge commit (`--metric`).

@@ -1,0 +1,312 @@
+import Delta
+import Synchronization
+
+/// TIES' trim decided from inputs fed a chunk at a time, in a few passes, without holding a tensor whole.
+///
+/// Why: the magnitude threshold of a task vector is its k-th largest |δ| over the whole tensor, so
+/// the whole-input path holds every input of the tensor (and its Float32 copy): 7 GB for the
+/// 128256 × 3072 embedding of a 3B bf16 model. The same decision takes passes over the inputs, each
+/// fed chunk by chunk in any order and on any thread (``observe(_:base:experts:)``):
+///
+/// 1. a 65536-bin histogram of the top 16 bits of every expert's |δ| bit patterns (their order is
+///    the order of the magnitudes), which fixes the threshold's top half;
+/// 2. a histogram of the low 16 bits inside that bucket: the threshold, how many elements equal it
+///    and how many of those are kept, exactly as ``DeltaMask/topK(_:_:k:)`` finds them;
+/// 3. only when some of the elements equal to the threshold are kept and others not: each block's
+///    count of them (their ranks in index order) and, for tensors of at most
+///    ``TorchSortOrder/maxCount`` elements, the replay's items (4 bytes per element, written in place
+///    by each chunk), so that torch's sort settles the ties as it does for the whole-input path
+///    (reference §11). Experts are replayed a group at a time within ``replayBudget`` bytes.
+///
+/// The masks are then the ones ``DeltaMask/build(_:expert:base:density:gamma:epsilon:rows:rescale:seed:name:)``
+/// makes from whole inputs, bit for bit, and the tensor is merged a range at a time.
+public final class StreamingSelection: Sendable {
+    /// Bytes of replay items held at once (one expert's are always allowed).
+    public static let replayBudget = 512 << 20
+
+    let plan: MergePlan
+    let context: TensorContext
+    let n: Int
+    let blockCount: Int
+    /// Per expert: how many magnitudes it keeps, nil when it keeps every delta.
+    let ks: [Int?]
+    let makeMerger: @Sendable ([DeltaMask]) -> any BlockMerger
+    /// Tensors above this many elements settle ties by position (``TorchSortOrder/maxCount``; tests lower it).
+    let replayLimit: Int
+    private let state: Mutex<State>
+
+    enum Pass: Sendable { case high, low, ties, done }
+
+    /// One expert's threshold once found.
+    struct Found: Sendable {
+        var top: DeltaMask.TopK
+        var positional = 0
+    }
+
+    struct State {
+        var pass = Pass.high
+        var high: [[Int]]
+        var low: [[Int]]
+        /// Per expert: the top-16-bit bucket of the threshold, the kept elements still to place in it, and those above it.
+        var bucket: [(high: UInt32, remaining: Int, greater: Int)?]
+        var found: [Found?]
+        /// Ambiguous experts waiting for a tie pass, and those in the current one.
+        var waiting: [Int] = []
+        var group: [Int] = []
+        /// Per expert in the group: elements equal to the threshold, per block.
+        var equal: [[Int]] = []
+        /// Per expert in the group: the replay's items (nil: ties are settled by position).
+        var items: [UnsafeMutablePointer<UInt32>?] = []
+    }
+
+    /// A tensor's selection for `plan`, or nil when its method's first pass is not a magnitude trim
+    /// that passes can decide (another method, a rescale, `--balance norm`).
+    public static func make(plan: MergePlan, context: TensorContext, count n: Int, expertCount: Int,
+                            replayLimit: Int? = nil) -> StreamingSelection? {
+        guard n > 0, plan.recipe.balance != .norm, let method = plan.instance as? any StreamableTrim,
+              let trim = method.streamingTrim(context, parameters: plan.parameterSet, expertCount: expertCount, count: n),
+              trim.ks.contains(where: { $0 != nil }) else { return nil }
+        return StreamingSelection(plan: plan, context: context, count: n, ks: trim.ks, replayLimit: replayLimit ?? TorchSortOrder.maxCount, makeMerger: trim.merger)
+    }
+
+    init(plan: MergePlan, context: TensorContext, count n: Int, ks: [Int?], replayLimit: Int,
+         makeMerger: @escaping @Sendable ([DeltaMask]) -> any BlockMerger) {
+        self.replayLimit = replayLimit
+        self.plan = plan
+        self.context = context
+        self.n = n
+        self.ks = ks
+        self.makeMerger = makeMerger
+        blockCount = (n + Kernels.block - 1) / Kernels.block
+        let selecting = ks.map { $0.map { $0 < n } ?? false }
+        state = Mutex(State(high: selecting.map { $0 ? [Int](repeating: 0, count: 1 << 16) : [] },
+                            low: ks.map { _ in [] }, bucket: ks.map { _ in nil },
+                            found: ks.enumerated().map { i, k in
+                                // k ≥ n keeps everything, as DeltaMask.topK decides it.
+                                guard k != nil, !selecting[i] else { return nil }
+                                return Found(top: DeltaMask.TopK(threshold: 0, need: n, equalBefore: [Int](repeating: 0, count: (n + Kernels.block - 1) / Kernels.block),
+                                                                 k: n, equalCount: n))
+                            }))
+        if !selecting.contains(true) { state.withLock { $0.pass = .done } }
+    }
+
+    deinit {
+        state.withLock { s in
+            for p in s.items { p?.deallocate() }
+        }
+    }
+
+    /// Whether another pass over the inputs is needed.
+    public var needsPass: Bool { state.withLock { $0.pass != .done } }
+
+    /// Feeds elements `elements` (whole blocks from a block boundary; the last may be short) of the
+    /// base and of every expert (recipe order; pointers at `elements.lowerBound`) to the current pass.
+    public func observe(_ elements: Range<Int>, base: UnsafePointer<Float>, experts: [UnsafePointer<Float>]) {
+        precondition(elements.lowerBound % Kernels.block == 0, "ranges start at a block")
+        let (pass, bucket, group, found, items) = state.withLock { s in
+            (s.pass, s.bucket, s.group, s.found, s.items.map { UnsafeSendable($0) })
+        }
+        let count = elements.count
+        switch pass {
+        case .done:
+            return
+        case .high, .low:
+            var local: [(Int, [UInt32])] = []
+            for (i, x) in experts.enumerated() {
+                let within: UInt32?
+                if pass == .high {
+                    guard ks[i] != nil, found[i] == nil else { continue }
+                    within = nil
+                } else {
+                    guard let b = bucket[i], found[i] == nil else { continue }
+                    within = b.high
+                }
+                var h = [UInt32](repeating: 0, count: 1 << 16)
+                h.withUnsafeMutableBufferPointer { hp in
+                    let h = hp.baseAddress!
+                    if let within {
+                        for j in 0..<count {
+                            let bits = DeltaMask.magnitudeBits(x[j], base[j])
+                            if bits >> 16 == within { h[Int(bits & 0xFFFF)] &+= 1 }
+                        }
+                    } else {
+                        for j in 0..<count { h[Int(DeltaMask.magnitudeBits(x[j], base[j]) >> 16)] &+= 1 }
+                    }
+                }
+                local.append((i, h))
+            }
+            state.withLock { s in
+                for (i, h) in local {
+                    if pass == .high {
+                        for v in 0..<(1 << 16) where h[v] != 0 { s.high[i][v] += Int(h[v]) }
+                    } else {
+                        for v in 0..<(1 << 16) where h[v] != 0 { s.low[i][v] += Int(h[v]) }
+                    }
+                }
+            }
+        case .ties:
+            let firstBlock = elements.lowerBound / Kernels.block
+            let blocks = (count + Kernels.block - 1) / Kernels.block
+            var counts = [[Int]](repeating: [Int](repeating: 0, count: blocks), count: group.count)
+            for (g, i) in group.enumerated() {
+                let x = experts[i]
+                let top = found[i]!.top
+                let t = top.threshold
+                // The replay's keys (descending sort as an ascending one on complemented magnitudes)
+                // with the tied elements numbered from 0 in each block; endPass adds the earlier blocks' counts.
+                let tie = t ^ 0x7FFF_FFFF, widen = UInt32(max(top.equalCount - 1, 0))
+                for b in 0..<blocks {
+                    let lo = b * Kernels.block, hi = min(count, lo + Kernels.block)
+                    var c = 0
+                    if let out = items[g].value.map({ $0 + elements.lowerBound }) {
+                        for j in lo..<hi {
+                            let key = DeltaMask.magnitudeBits(x[j], base[j]) ^ 0x7FFF_FFFF
+                            if key == tie {
+                                out[j] = tie &+ UInt32(c)
+                                c += 1
+                            } else {
+                                out[j] = key > tie ? key &+ widen : key
+                            }
+                        }
+                    } else {
+                        for j in lo..<hi where DeltaMask.magnitudeBits(x[j], base[j]) == t { c += 1 }
+                    }
+                    counts[g][b] = c
+                }
+            }
+            state.withLock { s in
+                for g in group.indices {
+                    for b in 0..<blocks { s.equal[g][firstBlock + b] = counts[g][b] }
+                }
+            }
+        }
+    }
+
+    /// Ends the current pass (every chunk observed once) and readies the next one, if any.
+    public func endPass() {
+        state.withLock { s in
+            switch s.pass {
+            case .done:
+                return
+            case .high:
+                for i in ks.indices {
+                    guard let k = ks[i], s.found[i] == nil else { continue }
+                    var remaining = k, b = (1 << 16) - 1
+                    while b > 0, s.high[i][b] < remaining {
+                        remaining -= s.high[i][b]
+                        b -= 1
+                    }
+                    s.bucket[i] = (UInt32(b), remaining, k - remaining)
+                    s.low[i] = [Int](repeating: 0, count: 1 << 16)
+                    s.high[i] = []
+                }
+                s.pass = .low
+                return
+            case .low:
+                for i in ks.indices {
+                    guard let k = ks[i], s.found[i] == nil, let b = s.bucket[i] else { continue }
+                    var remaining = b.remaining, greater = b.greater, sub = (1 << 16) - 1
+                    while sub > 0, s.low[i][sub] < remaining {
+                        remaining -= s.low[i][sub]
+                        greater += s.low[i][sub]
+                        sub -= 1
+                    }
+                    let top = DeltaMask.TopK(threshold: b.high << 16 | UInt32(sub), need: k - greater,
+                                             equalBefore: [Int](repeating: 0, count: blockCount), k: k, equalCount: s.low[i][sub])
+                    s.low[i] = []
+                    s.found[i] = Found(top: top)
+                    // Which tied elements are kept matters only when some are and some are not.
+                    if top.isAmbiguous { s.waiting.append(i) }
+                }
+            case .ties:
+                settleTies(&s)
+            }
+            startTiePass(&s)
+        }
+    }
+
+    /// Starts a tie pass for the next group of waiting experts, or ends the passes.
+    private func startTiePass(_ s: inout State) {
+        guard !s.waiting.isEmpty else {
+            s.pass = .done
+            return
+        }
+        let replay = n <= replayLimit
+        var group: [Int] = []
+        while let i = s.waiting.first, group.isEmpty || !replay || (group.count + 1) * 4 * n <= Self.replayBudget {
+            group.append(i)
+            s.waiting.removeFirst()
+        }
+        s.group = group
+        s.equal = group.map { _ in [Int](repeating: 0, count: blockCount) }
+        s.items = group.map { _ in replay ? UnsafeMutablePointer<UInt32>.allocate(capacity: n) : nil }
+        s.pass = .ties
+    }
+
+    /// After a tie pass: each block's rank base, and torch's choice among the tied elements.
+    private func settleTies(_ s: inout State) {
+        for (g, i) in s.group.enumerated() {
+            var top = s.found[i]!.top
+            var before = [Int](repeating: 0, count: blockCount)
+            for b in 1..<max(blockCount, 1) { before[b] = before[b - 1] + s.equal[g][b - 1] }
+            top.equalBefore = before
+            guard let items = s.items[g] else {
+                // Above TorchSortOrder.maxCount: the earlier indices among the tied elements are kept.
+                s.found[i] = Found(top: top, positional: 1)
+                continue
+            }
+            let tie = top.threshold ^ 0x7FFF_FFFF, width = UInt32(top.equalCount)
+            let o = UnsafeSendable(items), starts = before
+            Kernels.blocks(n) { r in
+                let add = UInt32(starts[r.lowerBound / Kernels.block])
+                guard add > 0 else { return }
+                for j in r where o.value[j] &- tie < width { o.value[j] &+= add }
+            }
+            let keys = BandedKeys(ties: [tie], counts: [top.equalCount])
+            TorchSortOrder.arrange(items, count: n, boundaries: [top.k], keys: keys)
+            top.chosen = keys.split(items, count: n, key: tie, boundary: top.k).before
+            s.found[i] = Found(top: top)
+            items.deallocate()
+        }
+        s.items = []
+        s.group = []
+        s.equal = []
+    }
+
+    /// The tensor's merge, once every pass is done, to be fed a range at a time.
+    public func stream() throws -> TensorStream {
+        let masks = try state.withLock { s -> [DeltaMask] in
+            guard s.pass == .done else { throw MergeError.tensor(name: context.name, problem: "the magnitude passes are not finished") }
+            return ks.indices.map { i in
+                guard let f = s.found[i] else { return DeltaMask(rule: .all, scale: 1, keptFraction: 1) }
+                return DeltaMask(rule: .top(f.top), scale: 1, keptFraction: Double(f.top.k) / Double(n), positionalTies: f.positional)
+            }
+        }
+        return try TensorStream(plan: plan, context: context, count: n, expertCount: ks.count, hasBase: true,
+                                wholeBase: nil, wholeExperts: nil, prepared: makeMerger(masks))
+    }
+}
+
+/// A method whose first pass can be a ``StreamingSelection``.
+protocol StreamableTrim {
+    /// Per expert, the k of its magnitude trim (nil: keeps every delta), and the second pass from
+    /// the masks; nil when the first pass reads anything else of the whole inputs.
+    func streamingTrim(_ context: TensorContext, parameters: ParameterSet, expertCount: Int, count: Int)
+        -> (ks: [Int?], merger: @Sendable ([DeltaMask]) -> any BlockMerger)?
+}
+
+extension GeneralizedTaskArithmetic: StreamableTrim {
+    func streamingTrim(_ context: TensorContext, parameters p: ParameterSet, expertCount: Int, count n: Int)
+        -> (ks: [Int?], merger: @Sendable ([DeltaMask]) -> any BlockMerger)? {
+        guard Configuration.sparsifier == .magnitude, !(p.flag("rescale", context) ?? Configuration.rescaleByDefault) else { return nil }
+        let ks: [Int?] = (0..<expertCount).map { i in
+            let density = p.number("density", expert: i, context) ?? 1
+            // As DeltaMask.build: density 1 keeps all; else at least one element (mergekit 0.1.5).
+            return density < 1 ? max(1, Int((density * Double(n)).rounded(.down))) : nil
+        }
+        let weights = (0..<expertCount).map { Float(p.number("weight", expert: $0, context) ?? 1) }
+        let normalize = p.flag("normalize", context) ?? Configuration.normalizeByDefault
+        let lambda = Float(p.number("lambda", context) ?? 1)
+        return (ks, { masks in Merger(count: n, masks: masks, weights: weights, normalize: normalize, lambda: lambda) })
+    }
+}

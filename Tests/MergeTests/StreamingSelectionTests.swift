@@ -1,0 +1,97 @@
+import Delta
+import Testing
+
+@testable import Merge
+
+/// TIES' trim decided by passes over chunks (``StreamingSelection``) gives the bits the whole-input
+/// path gives, ties at the threshold included.
+@Suite struct StreamingSelectionTests {
+    /// Inputs with many equal magnitudes: deltas drawn from a few values, so thousands of elements
+    /// tie at any threshold, spread over several blocks.
+    static func inputs(count n: Int, experts: Int, seed: UInt64) -> (base: [Float], experts: [[Float]]) {
+        var rng = SeededRandom(seed: seed)
+        let base = (0..<n).map { _ in Float(rng.uniform() * 2 - 1) }
+        let steps: [Float] = [0, 0.25, -0.25, 0.5, -0.5, 1, -1, 0.125]
+        let xs = (0..<experts).map { _ in base.map { $0 + steps[Int(rng.next() % UInt64(steps.count))] } }
+        return (base, xs)
+    }
+
+    /// Feeds every chunk (of `chunkBlocks` blocks, in a scrambled order) to every pass, then merges by range.
+    static func streamed(_ plan: MergePlan, _ context: TensorContext, base: [Float], experts: [[Float]], chunkBlocks: Int,
+                         replayLimit: Int? = nil) throws -> (values: [Float], metrics: ConflictMetrics) {
+        let n = base.count
+        let selection = try #require(StreamingSelection.make(plan: plan, context: context, count: n, expertCount: experts.count,
+                                                             replayLimit: replayLimit))
+        let chunk = chunkBlocks * TensorStream.blockElements
+        let chunks = (n + chunk - 1) / chunk
+        let order = (0..<chunks).map { ($0 * 7 + 3) % chunks }
+        let stream: TensorStream = try base.withUnsafeBufferPointer { b in
+            try BlockMergeRun.withPointers(experts) { xs in
+                var passes = 0
+                while selection.needsPass {
+                    for c in order {
+                        let r = (c * chunk)..<min(n, (c + 1) * chunk)
+                        selection.observe(r, base: b.baseAddress! + r.lowerBound, experts: xs.map { $0 + r.lowerBound })
+                    }
+                    selection.endPass()
+                    passes += 1
+                }
+                #expect(passes >= 2)
+                return try selection.stream()
+            }
+        }
+        var out = [Float](repeating: 0, count: n)
+        base.withUnsafeBufferPointer { b in
+            BlockMergeRun.withPointers(experts) { xs in
+                out.withUnsafeMutableBufferPointer { o in
+                    stream.mergeRange(0..<n, base: b.baseAddress!, experts: xs, into: o.baseAddress!)
+                }
+            }
+        }
+        return (out, stream.finish())
+    }
+
+    @Test func passesGiveTheWholeInputBitsWithTiesAtTheThreshold() throws {
+        let n = 3 * TensorStream.blockElements + 1234
+        let (base, experts) = Self.inputs(count: n, experts: 3, seed: 7)
+        let context = TensorContext(name: "model.layers.0.mlp.up_proj.weight", shape: [n], layerCount: 2)
+        for (densities, chunkBlocks) in [([0.5, 0.3, 1.0], 1), ([0.999, 0.45, 0.01], 2)] {
+            let plan = try MergePlan(MergeRecipe(method: "ties", expertParameters: densities.map { ["density": .number($0), "weight": .number(0.7)] },
+                                                 experts: ["a", "b", "c"]))
+            let whole = try plan.merge(context, base: base, experts: experts)
+            let streamed = try Self.streamed(plan, context, base: base, experts: experts, chunkBlocks: chunkBlocks)
+            #expect(sameBits(streamed.values, whole.values), "densities \(densities)")
+            #expect(streamed.metrics.keptFraction == whole.metrics.keptFraction)
+            #expect(streamed.metrics.notes["ties_by_position"] == nil)
+        }
+    }
+
+    /// Ties that torch's order settles differently from "earlier positions first": the replay
+    /// matters, and the passes reproduce it.
+    @Test func passesFollowTorchsOrderNotPositions() throws {
+        let n = 3 * TensorStream.blockElements
+        let (base, experts) = Self.inputs(count: n, experts: 2, seed: 11)
+        let context = TensorContext(name: "w", shape: [n], layerCount: 1)
+        let plan = try MergePlan(MergeRecipe(method: "ties", parameters: ["density": .number(0.4)], experts: ["a", "b"]))
+        let whole = try plan.merge(context, base: base, experts: experts)
+        let replayed = try Self.streamed(plan, context, base: base, experts: experts, chunkBlocks: 1)
+        let positional = try Self.streamed(plan, context, base: base, experts: experts, chunkBlocks: 1, replayLimit: 0)
+        #expect(sameBits(replayed.values, whole.values))
+        #expect(!sameBits(positional.values, whole.values))
+        #expect(positional.metrics.notes["ties_by_position"] == 2)
+    }
+
+    /// Methods whose first pass is not a plain magnitude trim are not offered passes.
+    @Test func onlyMagnitudeTrimsWithoutRescaleStream() throws {
+        let context = TensorContext(name: "w", shape: [100], layerCount: 1)
+        func selection(_ method: String, _ parameters: [String: ParameterValue]) throws -> StreamingSelection? {
+            StreamingSelection.make(plan: try MergePlan(MergeRecipe(method: method, parameters: parameters, experts: ["a", "b"])),
+                                    context: context, count: 100, expertCount: 2)
+        }
+        #expect(try selection("ties", ["density": .number(0.5)]) != nil)
+        #expect(try selection("ties", ["density": .number(0.5), "rescale": .flag(true)]) == nil)
+        #expect(try selection("ties", ["density": .number(1)]) == nil)
+        #expect(try selection("dare_ties", ["density": .number(0.5)]) == nil)
+        #expect(try selection("slerp", ["t": .number(0.5)]) == nil)
+    }
+}

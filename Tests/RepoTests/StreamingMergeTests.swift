@@ -1,0 +1,62 @@
+import Delta
+import Foundation
+import Merge
+import Repo
+import Testing
+
+/// Merges through ``StreamingMerge``: a tensor decided by passes over its chunks (TIES on a tensor
+/// above the whole-tensor budget) is stored exactly as the whole-input path stores it.
+@Suite final class StreamingMergeTests {
+    let fixture: TemporaryRepository
+    var repo: Repository { fixture.repo }
+
+    init() throws {
+        fixture = try TemporaryRepository()
+        // Chunks of whole merge blocks, so that the merge streams (the tiny chunks of other tests do not).
+        fixture.repo.codecOptions = CodecOptions(chunkByteCount: 1 << 18, level: 1)
+    }
+
+    /// A base and three fine-tunes of one 2.05-chunk tensor whose deltas take a few values (many
+    /// ties at every threshold), plus a small tensor.
+    func commitFamily() throws {
+        let n = 2 * 65536 + 3000
+        var rng = SeededRandom(seed: 5)
+        let base = (0..<n).map { _ in Float(rng.uniform() * 2 - 1) }
+        let small = (0..<100).map { Float($0) / 100 }
+        let steps: [Float] = [0, 0.25, -0.25, 0.5, -0.5, 0.125]
+        try writeFloats([("big.weight", base), ("small.weight", small)], to: repo.root + "/model.safetensors")
+        try repo.commitAll("base")
+        for name in ["a", "b", "c"] {
+            _ = try repo.switchBranch(name, create: true, startPoint: "main")
+            let tuned = base.map { $0 + steps[Int(rng.next() % UInt64(steps.count))] }
+            try writeFloats([("big.weight", tuned), ("small.weight", small.map { $0 + 0.5 })], to: repo.root + "/model.safetensors")
+            try repo.commitAll(name)
+        }
+    }
+
+    func mergeTies(on branch: String, budget: Int) throws -> [String: TreeTensor] {
+        _ = try repo.switchBranch(branch, create: true, startPoint: "main")
+        var options = MergeOptions(branches: ["a", "b", "c"], recipe: MergeRecipe(method: "ties", parameters: ["density": .number(0.3)], experts: []))
+        options.wholeTensorBudget = budget
+        let outcome = try repo.merge(options)
+        guard case .committed = outcome.status else {
+            Issue.record("merge did not commit: \(outcome.status)")
+            return [:]
+        }
+        #expect(outcome.report.tensors.first { $0.name == "big.weight" }?.metrics?.notes["ties_by_position"] == nil)
+        return try repo.tensors(of: branch)
+    }
+
+    @Test func tiesByPassesStoresTheWholeInputResult() throws {
+        try commitFamily()
+        let whole = try mergeTies(on: "whole", budget: Int.max)
+        let passes = try mergeTies(on: "passes", budget: 0)
+        let big = try #require(whole["big.weight"])
+        #expect(passes["big.weight"]?.objectID == big.objectID)
+        #expect(passes["small.weight"]?.objectID == whole["small.weight"]?.objectID)
+        // The merge changed the tensor (it is not the base's).
+        #expect(try repo.tensors(of: "main")["big.weight"]?.objectID != big.objectID)
+        let fsck = try repo.fsck()
+        #expect(fsck.isClean, "\(fsck.errors)")
+    }
+}
