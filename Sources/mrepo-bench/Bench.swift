@@ -104,7 +104,7 @@ struct Bench: ParsableCommand {
     @Flag(help: "Run mrepo with MREPO_VERIFY_WRITES=1 (every new object decoded and re-hashed before it is renamed into place): run twice, with and without, to price it.")
     var verifyWrites = false
 
-    @Option(name: .customLong("repeat"), help: ArgumentHelp("Run each timed command this many times and report the fastest.", valueName: "n"))
+    @Option(name: .customLong("repeat"), help: ArgumentHelp("Run each timed command this many times and report the median (storage) or the fastest (other sections).", valueName: "n"))
     var repeats = 3
 
     func validate() throws {
@@ -163,7 +163,7 @@ struct Options {
     var work: String
     var realData: String?
     var keep: Bool
-    /// Each timed command runs this many times; the fastest run is reported.
+    /// Each timed command runs this many times; the median run (storage) or the fastest is reported.
     var repeats: Int
     /// Run mrepo with MREPO_FSYNC=0 (no disk barriers), to compare compute with the zstd CLI, which does not sync.
     var noSync: Bool

@@ -80,7 +80,7 @@ func storageSection(_ o: Options, dtype: DType, mrepo: String, merge: Bool) thro
 }
 
 /// Commits base, math, code and chat into `repos.count` identical repositories (each fine-tune on its
-/// own branch from the base), exporting each again; the best run of each command counts.
+/// own branch from the base), exporting each again; the median run of each command counts.
 func measureFamily(_ o: Options, family: String, dtype: DType, repos: [String], mrepo: String) throws -> [StorageRow] {
     for repo in repos {
         try? FileManager.default.removeItem(atPath: repo)
@@ -117,10 +117,11 @@ func measureFamily(_ o: Options, family: String, dtype: DType, repos: [String], 
         }
         let zstdBytes = fileSize(zst)
         try? FileManager.default.removeItem(atPath: zst)
-        let best = Measured.best
+        // Medians: each command ran once per repository, its reference right after it.
+        let median = Measured.median
         let row = StorageRow(dtype: dtype, model: model, fileBytes: bytes, zstdBytes: zstdBytes, storedBytes: stored,
-                             commit: best(commits), zstdCompress: best(compressions), export: best(exports),
-                             zstdDecompress: best(decompressions), copy: best(copies))
+                             commit: median(commits), zstdCompress: median(compressions), export: median(exports),
+                             zstdDecompress: median(decompressions), copy: median(copies))
         rows.append(row)
         progress("  \(dtype.rawValue) \(model): stored \(mb(stored)) vs zstd -3 \(mb(zstdBytes)); commit \(secs(row.commit.seconds)), export \(secs(row.export.seconds))")
     }
@@ -152,9 +153,9 @@ func measureRecommits(_ o: Options, family: String, reorderedBase: String, rows:
                 try? FileManager.default.removeItem(atPath: o.work + "/tmp.zst")
             }
         }
-        let commit = Measured.best(commits)
+        let commit = Measured.median(commits)
         out.append(RecommitRow(what: c.what, fileBytes: fileSize(file), newStoredBytes: stored, commit: commit,
-                               zstdCompress: c.reference?.zstdCompress ?? Measured.best(compressions)))
+                               zstdCompress: c.reference?.zstdCompress ?? Measured.median(compressions)))
         progress("  re-commit \(c.branch): \(secs(commit.seconds)), new stored \(mb(stored))")
     }
     return out

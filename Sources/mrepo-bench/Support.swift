@@ -118,8 +118,9 @@ func lastNewStored(_ json: String) throws -> Int {
 }
 
 /// Runs an mrepo command that must succeed, timed, in `o`'s environment.
-func timedMrepo(_ arguments: [String], _ o: Options, what: String, captureOutput: Bool = false) throws -> Measured {
-    let m = try Subprocess.run(arguments, captureOutput: captureOutput, environment: o.mrepoEnvironment)
+func timedMrepo(_ arguments: [String], _ o: Options, what: String, captureOutput: Bool = false,
+                extraEnvironment: [String: String] = [:]) throws -> Measured {
+    let m = try Subprocess.run(arguments, captureOutput: captureOutput, environment: o.mrepoEnvironment.merging(extraEnvironment) { $1 })
     guard m.status == 0 else { throw BenchError("\(what) failed (exit \(m.status))") }
     return m
 }

@@ -139,17 +139,18 @@ public struct EncodedTensorHeader: Sendable, Equatable {
 
 /// A parsed, read-only view of an encoded tensor's bytes (usually a mapped object file).
 ///
-/// `@unchecked Sendable` (one of three, see ``UnsafeSendable``): `bytes` is a raw pointer, which the
-/// compiler cannot prove shareable, but it is only ever read, and `owner` (a ``MappedFile``, itself
+/// Sendable: `bytes` is a raw pointer, which the compiler cannot prove shareable (hence the
+/// ``UnsafeSendable`` around it), but it is only ever read, and `owner` (a ``MappedFile``, itself
 /// immutable) keeps it valid for as long as any copy of this value lives. A view made without an
 /// owner is used inside the caller's `withUnsafeBytes` scope only. Worker threads decode chunks of
 /// one tensor at once through ``ChunkSource`` closures that capture it.
-public struct EncodedTensor: @unchecked Sendable {
+public struct EncodedTensor: Sendable {
     public let header: EncodedTensorHeader
     /// Where each chunk's stored bytes are, and how they are coded.
     public let chunks: [(coder: ChunkCoder, range: Range<Int>)]
     /// Bytes of the whole encoding (header and chunks).
-    public let bytes: UnsafeRawBufferPointer
+    public var bytes: UnsafeRawBufferPointer { viewBytes.value }
+    private let viewBytes: UnsafeSendable<UnsafeRawBufferPointer>
     /// Keeps `bytes` valid.
     private let owner: (any AnyObject & Sendable)?
     /// Name used in error messages.
@@ -218,7 +219,7 @@ public struct EncodedTensor: @unchecked Sendable {
         }
         self.header = header
         self.chunks = chunks
-        self.bytes = view
+        self.viewBytes = UnsafeSendable(view)
         self.owner = owner
         self.name = name
         self.factors = factors

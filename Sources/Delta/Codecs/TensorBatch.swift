@@ -10,11 +10,16 @@
 /// asked to verify, in a job of its own.
 
 /// One tensor to encode.
-public struct TensorEncodeJob: @unchecked Sendable {
+public struct TensorEncodeJob: Sendable {
     public var dtype: DType
     public var shape: Shape
     /// The tensor's bytes; read while ``TensorBatch/encode(_:sink:finished:didProcess:)`` runs.
-    public var source: UnsafeRawBufferPointer
+    public var source: UnsafeRawBufferPointer {
+        get { sourceBytes.value }
+        set { sourceBytes = UnsafeSendable(newValue) }
+    }
+    /// Only read, by the workers, while the caller waits for the batch and keeps the bytes mapped.
+    private var sourceBytes: UnsafeSendable<UnsafeRawBufferPointer>
     /// The delta encoding to use against `reference` (ignored without one).
     public var encoding: TensorEncoding
     public var reference: TensorPipeline.Reference?
@@ -24,7 +29,7 @@ public struct TensorEncodeJob: @unchecked Sendable {
                 reference: TensorPipeline.Reference?, options: CodecOptions) {
         self.dtype = dtype
         self.shape = shape
-        self.source = source
+        self.sourceBytes = UnsafeSendable(source)
         self.encoding = encoding
         self.reference = reference
         self.options = options
@@ -47,7 +52,7 @@ public struct TensorEncodeJob: @unchecked Sendable {
 }
 
 /// One encoded tensor to decode.
-public struct TensorDecodeJob: @unchecked Sendable {
+public struct TensorDecodeJob: Sendable {
     public var tensor: EncodedTensor
     /// Produces the reference's decoded chunks (delta and low-rank encodings).
     public var reference: ChunkSource?

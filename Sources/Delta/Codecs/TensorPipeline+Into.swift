@@ -3,10 +3,16 @@ import Synchronization
 
 extension TensorPipeline {
     /// One tensor to decode straight into memory the caller owns.
-    public struct DecodeTarget: @unchecked Sendable {
+    public struct DecodeTarget: Sendable {
         public var tensor: EncodedTensor
         /// Where the decoded bytes go: exactly `tensor.header.byteCount` bytes.
-        public var destination: UnsafeMutableRawBufferPointer
+        public var destination: UnsafeMutableRawBufferPointer {
+            get { destinationBytes.value }
+            set { destinationBytes = UnsafeSendable(newValue) }
+        }
+        /// Written by the workers at disjoint chunk ranges while the caller waits; read (as a
+        /// reference, or to hash) only after the chunk is marked decoded.
+        private var destinationBytes: UnsafeSendable<UnsafeMutableRawBufferPointer>
         /// The identity the bytes must hash to.
         public var expected: Digest
         public var identity: Identity
@@ -18,16 +24,17 @@ extension TensorPipeline {
         /// decoded into `destination` and before the call returns (e.g. to widen it to Float32).
         public var didDecode: (@Sendable (Range<Int>) -> Void)?
 
-        public enum Reference: @unchecked Sendable {
+        public enum Reference: Sendable {
             case target(Int)
-            case bytes(UnsafeRawBufferPointer)
+            /// Bytes the caller holds, only read while the call runs.
+            case bytes(UnsafeSendable<UnsafeRawBufferPointer>)
             case chunks(ChunkSource)
         }
 
         public init(tensor: EncodedTensor, destination: UnsafeMutableRawBufferPointer, expected: Digest, identity: Identity = .tensor,
                     reference: Reference?, didDecode: (@Sendable (Range<Int>) -> Void)? = nil) {
             self.tensor = tensor
-            self.destination = destination
+            self.destinationBytes = UnsafeSendable(destination)
             self.expected = expected
             self.identity = identity
             self.reference = reference
@@ -82,7 +89,8 @@ extension TensorPipeline {
                         signal.unlock()
                         if failed() { return }
                         referenceChunk = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(runs[r].target.destination)[range])
-                    case let .bytes(bytes)?:
+                    case let .bytes(held)?:
+                        let bytes = held.value
                         guard bytes.count == header.byteCount else {
                             throw DeltaError.corruptData(object: target.tensor.name, problem: "reference holds \(bytes.count) bytes, expected \(header.byteCount)")
                         }
@@ -132,9 +140,10 @@ extension TensorPipeline {
 
 /// One target's progress: which chunks are decoded, and its identity hash, advanced in chunk
 /// order by one worker at a time.
-private final class DecodeRun: @unchecked Sendable {
+private final class DecodeRun: Sendable {
     let target: TensorPipeline.DecodeTarget
-    private let hasher: SHA256
+    /// Used by one worker at a time: the one that set `hashing` under the lock.
+    private let hasher: UnsafeSendable<SHA256>
     private let chunkCount: Int
     /// Decoded chunks; how many are hashed; whether a worker is hashing (guarded by `state`).
     private let state: Mutex<(decoded: [Bool], hashed: Int, hashing: Bool)>
@@ -142,7 +151,7 @@ private final class DecodeRun: @unchecked Sendable {
     init(target: TensorPipeline.DecodeTarget) {
         self.target = target
         let header = target.tensor.header
-        hasher = target.identity.hasher(dtype: header.dtype, shape: header.shape, byteCount: header.byteCount)
+        hasher = UnsafeSendable(target.identity.hasher(dtype: header.dtype, shape: header.shape, byteCount: header.byteCount))
         chunkCount = header.chunkCount
         state = Mutex((decoded: [Bool](repeating: false, count: chunkCount), hashed: 0, hashing: false))
     }
@@ -166,7 +175,7 @@ private final class DecodeRun: @unchecked Sendable {
             guard let next else { return }
             let header = target.tensor.header
             let bytes = header.chunkRange(next.lowerBound).lowerBound..<header.chunkRange(next.upperBound - 1).upperBound
-            hasher.update(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(target.destination)[bytes]))
+            hasher.value.update(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(target.destination)[bytes]))
             state.withLock { s in
                 s.hashed = next.upperBound
                 s.hashing = false
@@ -178,6 +187,6 @@ private final class DecodeRun: @unchecked Sendable {
     func finish() -> Digest {
         hashReadyChunks()
         precondition(state.withLock { $0.hashed == chunkCount }, "every chunk is decoded before the run finishes")
-        return hasher.finalize()
+        return hasher.value.finalize()
     }
 }

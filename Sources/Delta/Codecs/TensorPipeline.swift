@@ -14,11 +14,16 @@ public enum TensorPipeline {
     }
 
     /// A delta reference: its identity and a way to produce its decoded chunks, or its bytes.
-    public struct Reference: @unchecked Sendable {
+    public struct Reference: Sendable {
         public var digest: Digest
         public var chunks: ChunkSource
         /// The reference's decoded bytes, when the caller holds them: read in place, not copied.
-        public var bytes: UnsafeRawBufferPointer?
+        public var bytes: UnsafeRawBufferPointer? {
+            get { heldBytes?.value }
+            set { heldBytes = newValue.map(UnsafeSendable.init) }
+        }
+        /// Only read, while the encoding that uses this reference runs and the caller keeps them.
+        private var heldBytes: UnsafeSendable<UnsafeRawBufferPointer>?
 
         public init(digest: Digest, chunks: @escaping ChunkSource) {
             self.digest = digest

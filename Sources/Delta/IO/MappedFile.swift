@@ -10,7 +10,7 @@ import Darwin
 /// from this process's resident set (they stay in the page cache), so reading a model one tensor
 /// at a time keeps the resident set near one tensor, whatever the model's size.
 ///
-/// `@unchecked Sendable` (one of three, see ``UnsafeSendable``): the compiler cannot see that a raw
+/// `@unchecked Sendable` (one of two in Delta, see ``UnsafeSendable``): the compiler cannot see that a raw
 /// pointer is safe to share, but this one is a read-only mapping (`PROT_READ`, `MAP_PRIVATE`) that is
 /// set once in `init`, never written through, and unmapped only in `deinit`, when no thread holds the
 /// object. `madvise` calls change residency, never contents.
