@@ -259,15 +259,21 @@ def evaluate(model_dir, base, data, tasks):
 
 
 def expert_metrics(cache, split, task, expert, base, data):
+    import fcntl
     key = model_hash(expert, base)
     path = os.path.join(cache, "experts", f"{VERSION}-{split}-{task}-{key[:48]}.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            return json.load(f)
-    log(f"scoring expert {expert} on {task}/{split} (once; cached by content hash)")
-    m = evaluate(expert, base, data, [task])[task]
-    atomic_write(path, lambda f: f.write(json.dumps(m).encode()))
-    return m
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    # parallel evaluations (merge --search --jobs J) would each score the expert: the first takes the lock and
+    # scores it, the others wait and read its result
+    with open(path + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.exists(path):
+            with open(path) as f:
+                return json.load(f)
+        log(f"scoring expert {expert} on {task}/{split} (once; cached by content hash)")
+        m = evaluate(expert, base, data, [task])[task]
+        atomic_write(path, lambda f: f.write(json.dumps(m).encode()))
+        return m
 
 
 def finite(x):
