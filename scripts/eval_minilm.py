@@ -126,7 +126,9 @@ def model_hash(d, base):
     files = weight_files(d) + [os.path.join(d, f) for f in ("config.json", "adapter_config.json")
                                if os.path.exists(os.path.join(d, f))]
     h = sha_files(files)
-    return sha_files(weight_files(base)) + "+" + h if is_adapter(d) else h
+    if is_adapter(d):  # an adapter's score depends on the base it is folded into too
+        return hashlib.sha256((sha_files(weight_files(base)) + "+" + h).encode()).hexdigest()
+    return h
 
 
 def read_state(d):
