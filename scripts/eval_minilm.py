@@ -3,7 +3,7 @@
 
   eval_minilm.py [--split val|test] [--raw] [--tasks code,c,prose] MODEL_DIR
 
-Tasks (data, splits, metrics and the no-overlap checks: docs/merging.md §11; data: eval_minilm_data.py):
+Tasks (data, splits, metrics and the no-overlap checks: docs/merging.md §12; data: eval_minilm_data.py):
   code   docstring -> function-body retrieval among the split's bodies (mean pooling, cosine): MRR (and R@1)
   c      8-line crop -> other 8-line crop of the same C header, among the split's crops: MRR (and R@1)
   prose  masked-token prediction on unseen licence/README prose, 15 % of tokens masked (fixed positions),

@@ -1,4 +1,4 @@
-"""Held-out data for scripts/eval_minilm.py (see docs/merging.md §11).
+"""Held-out data for scripts/eval_minilm.py (see docs/merging.md §12).
 
 The three MiniLM fine-tunes of ../shared/data/make-real-checkpoints.sh were trained by finetune.py on
 samples drawn from local corpora with random.Random(seed). This module rebuilds those corpora with the SAME
