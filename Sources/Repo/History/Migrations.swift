@@ -207,6 +207,11 @@ extension HistoryDatabase {
             // Additive: new tables only; a commit's id and rows never change.
             try db.execute(sql: HistoryDatabase.annotationsSchema)
         }
+        // The trials of `merge --search`, so an interrupted search resumes (docs/format.md §6.7).
+        m.registerMigration("v9-trials") { db in
+            // Additive: new tables only.
+            try db.execute(sql: HistoryDatabase.trialsSchema)
+        }
         return m
     }
 }

@@ -198,6 +198,8 @@ extension Repository {
             return reversible.html(title: "mrepo merge \(id.short): \(experts) (rmm)", recipe: recipe)
         }
         let report = try ConflictReport(json: json, source: "the report of merge \(id.short)")
-        return report.html(title: "mrepo merge \(id.short): \(experts) (\(report.method))", recipe: recipe)
+        let page = report.html(title: "mrepo merge \(id.short): \(experts) (\(report.method))", recipe: recipe)
+        // A searched merge's page gains the search's score trace and Pareto front.
+        return try searchReport(of: id)?.insert(into: page) ?? page
     }
 }

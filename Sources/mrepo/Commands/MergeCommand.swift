@@ -125,6 +125,8 @@ struct MergeCommand: ParsableCommand {
     @Flag(help: "Abandon the merge in progress; branches and the working tree return to how they were.")
     var abort = false
 
+    @OptionGroup(title: "Recipe search") var search: SearchArguments
+
     @Flag(help: "List the merge methods.")
     var listMethods = false
 
@@ -135,6 +137,11 @@ struct MergeCommand: ParsableCommand {
     var helpMethod: String?
 
     func validate() throws {
+        if search.search {
+            try search.validate(self)
+            return
+        }
+        if search.isUsed { throw ValidationError("--eval, --trials, --time-budget, --jobs, --space, --objective and --eval-timeout go with --search") }
         let modes = [continueMerge, abort, listMethods, helpMethod != nil].filter { $0 }.count
         if modes > 1 { throw ValidationError("--continue, --abort, --list-methods and --help-method exclude each other") }
         if json && (helpMethod != nil || markdown) { throw ValidationError("--help-method and --markdown print text; they take no --json") }
@@ -188,6 +195,10 @@ struct MergeCommand: ParsableCommand {
             return
         }
         let repo = try repository.open()
+        if search.search {
+            try runSearch(repo)
+            return
+        }
         if abort {
             try repo.abortMerge(wait: lock.wait)
             if json { try printJSON(.obj(["aborted": .bool(true), "head": .opt(try repo.headCommit()?.hex)])) } else if !repository.quiet { print("Merge aborted; HEAD and the working tree are as before the merge.") }
