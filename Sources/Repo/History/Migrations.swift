@@ -212,6 +212,11 @@ extension HistoryDatabase {
             // Additive: a new table; complete repositories have no rows in it.
             try db.execute(sql: HistoryDatabase.shallowSchema)
         }
+        // The trials of `merge --search`, so an interrupted search resumes (docs/format.md §6.8).
+        m.registerMigration("v9-trials") { db in
+            // Additive: new tables only.
+            try db.execute(sql: HistoryDatabase.trialsSchema)
+        }
         return m
     }
 }

@@ -86,8 +86,12 @@ public enum HookSamples {
         MREPO_MERGE_BASE. A non-zero exit rejects the merge; nothing is written.
 
         Configure it with:
-          MREPO_EVAL_CMD      command that evaluates a model folder (given as its last argument) and
-                              prints one number; unset: the gate only reports and lets the merge pass
+          MREPO_EVAL_CMD      command that evaluates a model folder (given as its last argument), under
+                              the evaluation contract of 'merge --search' (docs/merging.md): its last line
+                              of output is a JSON object of task scores, or one number; unset: the gate
+                              only reports and lets the merge pass
+          MREPO_EVAL_TASK     with a JSON object: the task whose score is compared (default: the mean
+                              of the tasks' scores)
           MREPO_EVAL_METRIC   the experts' metric to compare with (default eval_loss, as recorded by
                               'mrepo commit --metric eval_loss=...')
           MREPO_EVAL_HIGHER   set to 1 when higher scores are better (accuracy); default: lower is better
@@ -116,10 +120,22 @@ public enum HookSamples {
         if out.returncode != 0:
             print(f"pre-merge-commit: evaluation failed ({out.returncode}): {out.stderr.strip()[:200]}")
             sys.exit(1)
+        lines = [l for l in out.stdout.splitlines() if l.strip()]
+        last = lines[-1].strip() if lines else ""
         try:
-            score = float(out.stdout.strip().split()[-1])
-        except (ValueError, IndexError):
-            print(f"pre-merge-commit: evaluation printed no number: {out.stdout.strip()[:200]!r}")
+            parsed = json.loads(last)
+        except ValueError:
+            # A line such as "eval_loss 1.71": its last word.
+            parsed = last.split()[-1] if last else ""
+        try:
+            if isinstance(parsed, dict):
+                task = os.environ.get("MREPO_EVAL_TASK")
+                scores = [float(v) for v in parsed.values()]
+                score = float(parsed[task]) if task else sum(scores) / len(scores)
+            else:
+                score = float(parsed)
+        except (ValueError, KeyError, TypeError, ZeroDivisionError):
+            print(f"pre-merge-commit: the evaluation's last line is neither a JSON object of scores nor a number: {last[:200]!r}")
             sys.exit(1)
         if not values:
             print(f"pre-merge-commit: {metric} = {score:g}; no expert records {metric}, nothing to compare with")

@@ -57,6 +57,8 @@ public struct MergeOptions: Sendable {
     public var noCommit: Bool
     /// Plan only: classify, estimate memory, write nothing.
     public var dryRun: Bool
+    /// More members of the merge commit's `extra` (a search's record, `extra.search`).
+    public var extraMembers: [JSONMember] = []
 
     public init(branches: [String], recipe: MergeRecipe, base: String? = nil, message: String? = nil, outputDType: DType? = nil,
                 vocabulary: VocabularyPolicy? = nil, thresholds: ConflictThresholds = ConflictThresholds(),

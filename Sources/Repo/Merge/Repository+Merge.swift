@@ -193,7 +193,7 @@ extension Repository {
             } else {
                 let trec = timer.now()
                 let recorded = try recordMerge(state: state, tree: tree, objects: result.newObjects, report: result.report,
-                                               prepared: context.prepared)
+                                               extraMembers: options.extraMembers, prepared: context.prepared)
                 timer.add("record", since: trec)
                 committed = (recorded, result.report)
             }
@@ -349,7 +349,7 @@ extension Repository {
     }
 
     /// LoRA adapters merge as adapters (rmm) or folded into their base, not tensor by tensor against a full model.
-    private func refuseAdapterExperts(_ experts: [MergeInput], method: String) throws {
+    func refuseAdapterExperts(_ experts: [MergeInput], method: String) throws {
         guard method != RMM.id else { return }
         let adapters = try experts.filter { try commit($0.commit).record(AdapterRecord.self) != nil }
         guard !adapters.isEmpty else { return }

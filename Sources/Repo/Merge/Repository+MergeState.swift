@@ -203,7 +203,10 @@ extension Repository {
             let experts = (record.experts ?? Array(record.inputs.dropFirst())).map(\.name).joined(separator: ", ")
             switch report {
             case let .reversible(r): return r.html(title: "mrepo merge \(id.short): \(experts) (rmm)", recipe: recipe)
-            case let .tensors(r): return r.html(title: "mrepo merge \(id.short): \(experts) (\(r.method))", recipe: recipe)
+            case let .tensors(r):
+                let page = r.html(title: "mrepo merge \(id.short): \(experts) (\(r.method))", recipe: recipe)
+                // A searched merge's page gains the search's score trace and Pareto front.
+                return try searchReport(of: id)?.insert(into: page) ?? page
             }
         }
     }

@@ -131,6 +131,8 @@ struct MergeCommand: ParsableCommand {
     @Flag(help: "Abandon the merge in progress; branches and the working tree return to how they were.")
     var abort = false
 
+    @OptionGroup(title: "Recipe search") var search: SearchArguments
+
     @Flag(help: "List the merge methods.")
     var listMethods = false
 
@@ -141,6 +143,11 @@ struct MergeCommand: ParsableCommand {
     var helpMethod: String?
 
     func validate() throws {
+        if search.search {
+            try search.validate(self)
+            return
+        }
+        if search.isUsed { throw ValidationError("--eval, --trials, --time-budget, --jobs, --space, --objective and --eval-timeout go with --search") }
         let modes = [continueMerge, abort, listMethods, helpMethod != nil].filter { $0 }.count
         if modes > 1 { throw ValidationError("--continue, --abort, --list-methods and --help-method exclude each other") }
         if json && (helpMethod != nil || markdown) { throw ValidationError("--help-method and --markdown print text; they take no --json") }
@@ -193,6 +200,10 @@ struct MergeCommand: ParsableCommand {
             return
         }
         let repo = try repository.open()
+        if search.search {
+            try runSearch(repo)
+            return
+        }
         let action: MergeAction = abort ? .abort : continueMerge ? .finish(message: message) : .start(try makeOptions())
         switch try repo.merge(action, wait: lock.wait) {
         case .aborted(let head):

@@ -26,7 +26,11 @@ struct ShowCommand: ParsableCommand {
     @Option(help: ArgumentHelp("For a merge commit: write its report as a self-contained HTML page (the conflict report with its heatmap, or a reversible merge's errors and storage).", valueName: "file.html"))
     var report: String?
 
+    @Flag(help: "For a merge made by 'merge --search': list every trial (recipe, scores, status, seconds).")
+    var trials = false
+
     func validate() throws {
+        if trials && (report != nil || conflicts || tensors) { throw ValidationError("--trials excludes --report, --conflicts and --tensors") }
         if json && report != nil { throw ValidationError("--report writes an HTML page; it takes no --json") }
     }
 
@@ -38,6 +42,10 @@ struct ShowCommand: ParsableCommand {
         }
         let id = try repo.resolve(revision)
         let c = try repo.commit(id)
+        if trials {
+            try showTrials(repo, id: id)
+            return
+        }
         if let report {
             try repo.writeFile(Array(try repo.mergeReportHTML(of: id).utf8), to: report)
             if !repository.quiet { print("Report: \(report)") }

@@ -1,0 +1,103 @@
+import Foundation
+
+/// Proposes a search's trials: CMA-ES generations over the layout's box, and for
+/// `--objective pareto` the last fifth of the budget from the surrogate's predicted Pareto front.
+///
+/// Deterministic given the seed and the scores it is told: a resumed search replays the recorded
+/// trials through the same calls and lands in the same state (docs/merging.md, "Recipe search").
+public struct SearchPlanner: Sendable {
+    public let layout: SearchLayout
+    public let objective: SearchObjective
+    public let budget: Int
+    var optimiser: CMAES
+    /// Every trial told so far: its point and its scores (nil: failed).
+    public private(set) var history: [(point: [Double], scores: [String: Double]?)] = []
+    public private(set) var proposed = 0
+
+    public init(layout: SearchLayout, objective: SearchObjective, trials: Int) {
+        self.layout = layout
+        self.objective = objective
+        budget = trials
+        optimiser = CMAES(dimension: max(layout.dimension, 1), seed: layout.seed)
+    }
+
+    /// Trials kept for the surrogate's front under `--objective pareto`.
+    var surrogateTrials: Int { objective == .pareto && budget >= 5 ? max(1, budget / 5) : 0 }
+
+    public var remaining: Int { budget - proposed }
+
+    /// The next batch of points (empty when the budget is spent). Every point of a batch must be
+    /// told (``tell(_:scores:)``) before the next batch is asked for.
+    public mutating func propose() -> [[Double]] {
+        guard remaining > 0 else { return [] }
+        if remaining <= surrogateTrials, let front = surrogateFront(count: remaining) {
+            proposed += front.count
+            return front
+        }
+        var points = optimiser.ask()
+        if layout.dimension == 0 { points = points.map { _ in [] } }
+        let cap = remaining - (remaining > surrogateTrials ? surrogateTrials : 0)
+        points = Array(points.prefix(max(1, cap)))
+        proposed += points.count
+        return points
+    }
+
+    /// The scores of the batch last proposed, in order.
+    public mutating func tell(_ points: [[Double]], scores: [[String: Double]?]) {
+        history += zip(points, scores).map { ($0, $1) }
+        // A truncated generation (the budget's end) is not a full sample: nothing more is asked of it.
+        guard points.count == optimiser.populationSize, layout.dimension > 0 else { return }
+        optimiser.tell(points, scores: scores.map { $0.flatMap(objective.scalar) })
+    }
+
+    /// `count` distinct points of the predicted front, best predicted worst task first; nil when
+    /// too few trials succeeded to fit the surrogate.
+    mutating func surrogateFront(count: Int) -> [[Double]]? {
+        guard let surrogate = fitSurrogate() else { return nil }
+        let tried = Set(history.map(\.point))
+        let front = surrogate.paretoFront(samples: 2000, seed: layout.seed &+ UInt64(proposed), extra: history.map(\.point))
+        var out: [[Double]] = []
+        for f in front where !tried.contains(f.point) && !out.contains(f.point) {
+            out.append(f.point)
+            if out.count == count { break }
+        }
+        return out.count == count ? out : nil
+    }
+
+    public func fitSurrogate() -> QuadraticSurrogate? {
+        let ok = history.compactMap { h in h.scores.map { (h.point, $0) } }
+        guard let tasks = ok.first.map({ $0.1.keys.sorted() }), ok.allSatisfy({ $0.1.keys.sorted() == tasks }), layout.dimension > 0 else { return nil }
+        return QuadraticSurrogate(points: ok.map(\.0), scores: ok.map(\.1), tasks: tasks)
+    }
+
+    /// The winning trial's index among `scores` (nil: none succeeded). Ties go to the earlier trial.
+    public static func winner(_ scores: [[String: Double]?], objective: SearchObjective) -> Int? {
+        let ok = scores.enumerated().compactMap { i, s in s.map { (i, $0) } }
+        guard !ok.isEmpty else { return nil }
+        if objective != .pareto {
+            return ok.max { a, b in
+                let x = objective.scalar(a.1) ?? -.infinity, y = objective.scalar(b.1) ?? -.infinity
+                return x != y ? x < y : a.0 > b.0
+            }?.0
+        }
+        let tasks = Array(Set(ok.flatMap { $0.1.keys })).sorted()
+        let vectors = ok.map { s in tasks.map { s.1[$0] ?? -.infinity } }
+        let best = tasks.indices.map { t in vectors.map { $0[t] }.max() ?? 0 }
+        func relative(_ v: [Double]) -> Double {
+            zip(v, best).map { s, b in b > 0 ? s / b : s - b }.min() ?? -.infinity
+        }
+        let front = Pareto.nonDominated(vectors)
+        let pick = front.max { a, b in
+            let x = relative(vectors[a]), y = relative(vectors[b])
+            return x != y ? x < y : a > b
+        }
+        return pick.map { ok[$0].0 }
+    }
+
+    /// Indices (among `scores`) of the evaluated trials no other trial dominates.
+    public static func observedFront(_ scores: [[String: Double]?]) -> [Int] {
+        let ok = scores.enumerated().compactMap { i, s in s.map { (i, $0) } }
+        let tasks = Array(Set(ok.flatMap { $0.1.keys })).sorted()
+        return Pareto.nonDominated(ok.map { s in tasks.map { s.1[$0] ?? -.infinity } }).map { ok[$0].0 }
+    }
+}

@@ -1,0 +1,118 @@
+import Delta
+import Foundation
+import Glibc
+
+/// Runs the evaluation command of a search on one candidate folder, under the evaluation
+/// contract (docs/merging.md, "The evaluation contract"): `sh -c 'CMD "$@"' sh FOLDER`, so the
+/// folder is the command's last argument, with `MREPO_CANDIDATE` set too; the last non-empty line
+/// of its standard output must be a JSON object of task scores (numbers, higher is better).
+///
+/// The command runs in a process group of its own, so a timeout kills everything it started
+/// (a Python interpreter under a shell, say). Standard output and error go to files beside the
+/// candidate: no pipe can fill up and stall it.
+final class EvaluationRun {
+    let pid: pid_t
+    let started: Double
+    let stdoutPath: String
+    let stderrPath: String
+
+    init(command: String, candidate: String, trial: Int, logs: String, environment: [String: String]) throws {
+        stdoutPath = logs + "/trial-\(trial).out"
+        stderrPath = logs + "/trial-\(trial).err"
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, stdoutPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
+        posix_spawnattr_setpgroup(&attributes, 0)
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        env["MREPO_CANDIDATE"] = candidate
+        env["MREPO_TRIAL"] = String(trial)
+        let arguments = ["/bin/sh", "-c", command + " \"$@\"", "sh", candidate]
+        let argv = arguments.map { strdup($0) } + [nil]
+        let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            for p in argv { free(p) }
+            for p in envp { free(p) }
+        }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, "/bin/sh", &actions, &attributes, argv, envp)
+        guard rc == 0 else { throw RepoError.failed("cannot run the evaluation command: \(String(cString: strerror(rc)))") }
+        self.pid = pid
+        started = EvaluationRun.now()
+    }
+
+    static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+    }
+
+    var elapsed: Double { EvaluationRun.now() - started }
+
+    /// The exit status once the command has ended (nil: still running).
+    func poll() -> Int32? {
+        var status: Int32 = 0
+        let r = waitpid(pid, &status, WNOHANG)
+        if r == 0 { return nil }
+        if r < 0 { return errno == EINTR ? nil : -1 }
+        if status & 0x7f == 0 { return (status >> 8) & 0xff }
+        return 128 + (status & 0x7f)
+    }
+
+    /// Kills the command's whole process group and reaps it.
+    func kill() {
+        _ = Glibc.kill(-pid, SIGKILL)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+    }
+
+    /// The outcome of an ended command with exit status `status`.
+    func outcome(status: Int32) -> (TrialStatus, [String: Double]?, String?) {
+        if status != 0 {
+            return (.failed, nil, "exit status \(status)" + EvaluationRun.tail(stderrPath).map { ": \($0)" }.orEmpty)
+        }
+        let text = (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? ""
+        let line = text.split(whereSeparator: \.isNewline).last { !$0.trimmingCharacters(in: .whitespaces).isEmpty }.map(String.init) ?? ""
+        switch EvaluationRun.scores(line) {
+        case let .success(s): return (.ok, s, nil)
+        case let .failure(problem): return (.garbled, nil, problem)
+        }
+    }
+
+    enum ParseResult { case success([String: Double]), failure(String) }
+
+    /// Reads a last line such as `{"code": 0.71, "prose": 0.64}`.
+    static func scores(_ line: String) -> ParseResult {
+        let shown = String(line.prefix(120)).escapingControlCharacters
+        guard line.utf8.count <= 1 << 20, let value = try? JSONValue.parse(Array(line.utf8)), let members = value.objectValue else {
+            return .failure("the last line of the output is not a JSON object: '\(shown)'")
+        }
+        guard !members.isEmpty else { return .failure("the last line of the output is an empty JSON object") }
+        var out: [String: Double] = [:]
+        for m in members {
+            guard let x = m.value.doubleValue, x.isFinite else {
+                return .failure("task '\(m.key.escapingControlCharacters)' has no finite number in '\(shown)'")
+            }
+            guard out[m.key] == nil else { return .failure("task '\(m.key.escapingControlCharacters)' appears twice") }
+            out[m.key] = x
+        }
+        return .success(out)
+    }
+
+    /// The last line of a log, shortened, for the trial's message.
+    static func tail(_ path: String) -> String? {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+        return text.split(whereSeparator: \.isNewline).last.map { String($0.suffix(200)).escapingControlCharacters }
+    }
+}
+
+extension Optional where Wrapped == String {
+    var orEmpty: String { self ?? "" }
+}

@@ -1,0 +1,141 @@
+import Delta
+import Foundation
+import GRDB
+
+/// How one evaluation of a search ended.
+public enum TrialStatus: String, Sendable, CaseIterable {
+    /// The command exited 0 and its last line was a JSON object of finite task scores.
+    case ok
+    /// The command exited non-zero (or could not start).
+    case failed
+    /// The command ran longer than `--eval-timeout` and was killed.
+    case timeout
+    /// The command exited 0 but its last line was not a JSON object of numbers.
+    case garbled
+}
+
+/// One evaluated candidate of a search, as the trial store keeps it.
+public struct Trial: Sendable {
+    public var number: Int
+    /// The candidate's recipe (``MergeRecipe/json``).
+    public var recipe: JSONValue
+    /// The optimiser's coordinates in [0, 1]ⁿ.
+    public var point: [Double]
+    public var scores: [String: Double]?
+    public var status: TrialStatus
+    /// Why it failed (the command's status and the end of its standard error).
+    public var message: String?
+    public var seconds: Double
+}
+
+/// A search as the trial store keeps it.
+public struct SearchRow: Sendable {
+    public var id: String
+    /// Everything that defines the search (experts, base, space, seed, objective, budget, command).
+    public var spec: JSONValue
+    public var created: Double
+    public var finished: Bool
+    /// The merge commit of the winner, once recorded.
+    public var commit: ObjectID?
+}
+
+/// The trial store of `merge --search` (migration `v9-trials`, docs/format.md §6.8): each trial is
+/// one row written in its own transaction as soon as its evaluation ends, so a search killed at any
+/// point resumes (`merge --search --continue`) without running a recorded trial again.
+extension HistoryDatabase {
+    static let trialsSchema = """
+        CREATE TABLE search (
+            id TEXT PRIMARY KEY NOT NULL,
+            spec TEXT NOT NULL,
+            specDigest TEXT NOT NULL,
+            created REAL NOT NULL,
+            finished INTEGER NOT NULL DEFAULT 0,
+            commitID TEXT
+        );
+        CREATE INDEX searchSpec ON search(specDigest);
+        CREATE TABLE trial (
+            searchID TEXT NOT NULL REFERENCES search(id) ON DELETE CASCADE,
+            number INTEGER NOT NULL,
+            recipe TEXT NOT NULL,
+            point TEXT NOT NULL,
+            scores TEXT,
+            status TEXT NOT NULL CHECK (status IN ('ok', 'failed', 'timeout', 'garbled')),
+            message TEXT,
+            seconds REAL NOT NULL,
+            PRIMARY KEY (searchID, number)
+        );
+        """
+
+    func insertSearch(id: String, spec: JSONValue, digest: String) throws {
+        try write { db in
+            try db.execute(sql: "INSERT INTO search(id, spec, specDigest, created) VALUES (?, ?, ?, ?)",
+                           arguments: [id, spec.serialized(), digest, Date().timeIntervalSince1970])
+        }
+    }
+
+    /// The newest unfinished search with this definition.
+    func unfinishedSearch(digest: String) throws -> String? {
+        try read { db in
+            try String.fetchOne(db, sql: "SELECT id FROM search WHERE specDigest = ? AND finished = 0 ORDER BY created DESC, rowid DESC LIMIT 1",
+                                arguments: [digest])
+        }
+    }
+
+    func finishSearch(id: String, commit: ObjectID?) throws {
+        try write { db in
+            try db.execute(sql: "UPDATE search SET finished = 1, commitID = ? WHERE id = ?", arguments: [commit?.hex, id])
+        }
+    }
+
+    func insertTrial(_ t: Trial, search: String) throws {
+        let scores = t.scores.map { s in JSONValue.object(s.keys.sorted().map { JSONMember($0, .double(s[$0]!)) }).serialized() }
+        try write { db in
+            try db.execute(sql: """
+                INSERT INTO trial(searchID, number, recipe, point, scores, status, message, seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [search, t.number, t.recipe.serialized(), JSONValue.array(t.point.map { .double($0) }).serialized(),
+                                 scores, t.status.rawValue, t.message, t.seconds])
+        }
+    }
+
+    public func search(id: String) throws -> SearchRow? {
+        try read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM search WHERE id = ?", arguments: [id]).map(Self.searchRow)
+        }
+    }
+
+    /// The search whose winner is this merge commit.
+    public func search(committedAs commit: ObjectID) throws -> SearchRow? {
+        try read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM search WHERE commitID = ? ORDER BY created DESC LIMIT 1", arguments: [commit.hex]).map(Self.searchRow)
+        }
+    }
+
+    public func trials(search: String) throws -> [Trial] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM trial WHERE searchID = ? ORDER BY number", arguments: [search]).map { row in
+                let recipeText: String = row["recipe"], pointText: String = row["point"], statusText: String = row["status"]
+                let scoresText: String? = row["scores"]
+                guard let recipe = try? JSONValue.parse(Array(recipeText.utf8)),
+                      let point = try? JSONValue.parse(Array(pointText.utf8)).arrayValue?.compactMap(\.doubleValue),
+                      let status = TrialStatus(rawValue: statusText) else {
+                    throw RepoError.corruptRecord("trial \(row["number"] as Int? ?? -1) of search \(search)", problem: "unreadable row")
+                }
+                var scores: [String: Double]?
+                if let scoresText {
+                    guard let members = try? JSONValue.parse(Array(scoresText.utf8)).objectValue else {
+                        throw RepoError.corruptRecord("trial \(row["number"] as Int? ?? -1) of search \(search)", problem: "unreadable scores")
+                    }
+                    scores = Dictionary(members.compactMap { m in m.value.doubleValue.map { (m.key, $0) } }, uniquingKeysWith: { a, _ in a })
+                }
+                return Trial(number: row["number"], recipe: recipe, point: point, scores: scores, status: status,
+                             message: row["message"], seconds: row["seconds"])
+            }
+        }
+    }
+
+    private static func searchRow(_ row: Row) throws -> SearchRow {
+        let specText: String = row["spec"], commit: String? = row["commitID"]
+        return SearchRow(id: row["id"], spec: (try? JSONValue.parse(Array(specText.utf8))) ?? .null, created: row["created"],
+                         finished: (row["finished"] as Int? ?? 0) != 0, commit: commit.flatMap { ObjectID(hex: $0) })
+    }
+}

@@ -1,0 +1,207 @@
+import Delta
+import Foundation
+import Merge
+
+extension Repository {
+    /// `mrepo merge BRANCH... --search --eval CMD`: proposes recipes, writes each candidate to a
+    /// scratch folder, scores it with the evaluation command, records every trial, and commits the
+    /// winner as a normal merge whose commit records the search (docs/merging.md, "Recipe search").
+    ///
+    /// The write lock is held throughout: the inputs cannot move under the search, and the winner's
+    /// merge is recorded against the HEAD the search started from.
+    public func search(_ options: MergeOptions, _ search: SearchOptions, wait: Bool = false) throws -> SearchOutcome {
+        try withWriteLock(wait: wait) { try searchLocked(options, search) }
+    }
+
+    func searchLocked(_ given: MergeOptions, _ search: SearchOptions) throws -> SearchOutcome {
+        if try history.mergeState() != nil {
+            throw RepoError.invalidArgument("a merge is in progress; finish it with 'mrepo merge --continue' or 'mrepo merge --abort'")
+        }
+        guard !given.branches.isEmpty else { throw RepoError.invalidArgument("name at least one branch to merge") }
+        var options = given
+        options.isExplicit = true
+        options.fastForward = .never
+        let head = try history.head()
+        guard let headID = head.commit else { throw RepoError.invalidArgument("HEAD has no commits yet; commit before merging") }
+        guard case let .merge(inputs) = try resolveMerge(options, head: head, headID: headID) else {
+            throw RepoError.invalidArgument("--search: nothing to merge; HEAD already contains \(options.branches.joined(separator: ", "))")
+        }
+        let dirty = try status(against: try worktreeBaseline(head: head).tree).changes.map(\.path)
+        if !dirty.isEmpty { throw RepoError.dirtyWorktree(operation: "merging", paths: dirty) }
+        try refuseAdapterExperts(inputs.experts, method: "--search")
+        let names = inputs.experts.map(\.name)
+        let layout = try SearchLayout(space: search.space, experts: names, seed: search.seed, file: search.spaceFile)
+        let spec = JSONValue.object([
+            JSONMember("experts", .array(inputs.experts.map { .object([JSONMember("name", .string($0.name)), JSONMember("commit", .string($0.commit.hex))]) })),
+            JSONMember("base", .string(inputs.base.hex)),
+            JSONMember("head", .string(inputs.headID.hex)),
+            JSONMember("space", search.space.json),
+            JSONMember("seed", .number(String(search.seed))),
+            JSONMember("objective", .string(search.objective.rawValue)),
+            JSONMember("trials", .int(search.trials)),
+            JSONMember("eval", .string(search.command)),
+        ])
+        let digest = SHA256.hash(Array(spec.serialized().utf8)).hex
+        var resumedID: String?
+        if search.resume {
+            guard let id = try history.unfinishedSearch(digest: digest) else {
+                throw RepoError.invalidArgument("--continue: no interrupted search of \(names.joined(separator: ", ")) with these settings (the same branches, --eval, --space, --seed, --objective and --trials); run it without --continue to start one")
+            }
+            resumedID = id
+        }
+        func recipe(at point: [Double]) -> MergeRecipe {
+            var r = layout.recipe(at: point)
+            r.lines = options.recipe.lines
+            r.consensus = options.recipe.consensus
+            return r
+        }
+        let firstPlan = try MergePlan(recipe(at: Array(repeating: 0.5, count: layout.dimension)))
+        let context = try MergeContext(repository: self, base: inputs.base, experts: inputs.experts.map { ($0.name, $0.commit) },
+                                       plan: firstPlan, options: options)
+        let scratch = TemporaryName.path(in: metaDirectory, name: "search")
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let writer = try CandidateWriter(repository: self, context: context, directory: scratch)
+        try createDirectory(scratch + "/logs")
+        // Recorded only now: a search refused above leaves no row behind.
+        let searchID: String
+        if let resumedID {
+            searchID = resumedID
+        } else {
+            var g = SystemRandomNumberGenerator()
+            searchID = (0..<4).map { _ in String(format: "%04x", UInt16.random(in: 0...UInt16.max, using: &g)) }.joined()
+            try history.insertSearch(id: searchID, spec: spec, digest: digest)
+        }
+        let recorded = Dictionary(try history.trials(search: searchID).map { ($0.number, $0) }, uniquingKeysWith: { a, _ in a })
+
+        var planner = SearchPlanner(layout: layout, objective: search.objective, trials: search.trials)
+        let counter = ProgressCounter(progress, title: "search", total: search.trials, unit: .items)
+        defer { counter.finish() }
+        var trials: [Trial] = []
+        var next = 0
+        let deadline = search.timeBudget.map { EvaluationRun.now() + $0 }
+        var outOfTime = false
+        while !outOfTime {
+            let points = planner.propose()
+            if points.isEmpty { break }
+            var scores = [[String: Double]?](repeating: nil, count: points.count)
+            var queue: [(index: Int, number: Int, recipe: MergeRecipe)] = []
+            for (i, point) in points.enumerated() {
+                let candidate = recipe(at: point)
+                if let r = recorded[next + i] {
+                    guard r.recipe == candidate.json else {
+                        throw RepoError.failed("--continue: trial \(next + i) of search \(searchID) was recorded with another recipe; the search cannot resume (start it again without --continue)")
+                    }
+                    scores[i] = r.status == .ok ? r.scores : nil
+                    trials.append(r)
+                    counter.add(1)
+                } else {
+                    queue.append((i, next + i, candidate))
+                }
+            }
+            next += points.count
+            var running: [(index: Int, trial: Trial, run: EvaluationRun, folder: String)] = []
+            var queued = queue[...]
+            while !queued.isEmpty || !running.isEmpty {
+                if let deadline, EvaluationRun.now() >= deadline { outOfTime = true }
+                while !outOfTime, running.count < max(1, search.jobs), let job = queued.popFirst() {
+                    let started = EvaluationRun.now()
+                    var trial = Trial(number: job.number, recipe: job.recipe.json, point: points[job.index], scores: nil, status: .failed,
+                                      message: nil, seconds: 0)
+                    do {
+                        let plan = try MergePlan(job.recipe)
+                        let folder = try writer.write(plan, number: job.number)
+                        let run = try EvaluationRun(command: search.command, candidate: folder, trial: job.number, logs: scratch + "/logs",
+                                                    environment: ["MREPO_SEARCH": searchID])
+                        running.append((job.index, trial, run, folder))
+                    } catch {
+                        // A recipe the method refuses, or a candidate that cannot be written: recorded and skipped.
+                        trial.message = RepoError.wrap(error).description
+                        trial.seconds = EvaluationRun.now() - started
+                        try history.insertTrial(trial, search: searchID)
+                        trials.append(trial)
+                        counter.add(1)
+                    }
+                }
+                if outOfTime, running.isEmpty { break }
+                var progressed = false
+                for (k, job) in running.enumerated().reversed() {
+                    var trial = job.trial
+                    if let status = job.run.poll() {
+                        (trial.status, trial.scores, trial.message) = job.run.outcome(status: status)
+                    } else if let limit = search.evalTimeout, job.run.elapsed > limit {
+                        job.run.kill()
+                        trial.status = .timeout
+                        trial.message = "killed after \(ParameterValue.format(limit)) s (--eval-timeout)"
+                    } else {
+                        continue
+                    }
+                    trial.seconds = job.run.elapsed
+                    try history.insertTrial(trial, search: searchID)
+                    CrashPoint.reach("search.trial")
+                    try? FileManager.default.removeItem(atPath: job.folder)
+                    scores[job.index] = trial.scores
+                    trials.append(trial)
+                    running.remove(at: k)
+                    counter.add(1)
+                    progressed = true
+                }
+                if !progressed, !running.isEmpty { usleep(20_000) }
+            }
+            if !outOfTime { planner.tell(points, scores: scores) }
+        }
+        trials.sort { $0.number < $1.number }
+        let outcomes = trials.map { $0.status == .ok ? $0.scores : nil }
+        guard let w = SearchPlanner.winner(outcomes, objective: search.objective) else {
+            try history.finishSearch(id: searchID, commit: nil)
+            let first = trials.first { $0.message != nil }
+            throw RepoError.failed("--search: none of the \(trials.count) evaluations gave scores" + (first.map { " (trial \($0.number): \($0.status.rawValue), \($0.message!))" } ?? "") + "; nothing was merged")
+        }
+        let front = SearchPlanner.observedFront(outcomes).map { trials[$0].number }
+        let winner = trials[w]
+        guard let winning = MergeRecipe(json: winner.recipe) else { throw RepoError.failed("trial \(winner.number): unreadable recipe") }
+        var merge = options
+        merge.recipe = winning
+        merge.expertParameters = []
+        let failed = trials.filter { $0.status != .ok }.count
+        merge.message = given.message ?? "Merge \(inputs.branches.map(\.name).joined(separator: ", ")) into \(head.branchName ?? "HEAD") (\(winning.method), searched: trial \(winner.number) of \(trials.count), \(search.objective.rawValue))"
+        merge.extraMembers = [JSONMember("search", .object([
+            JSONMember("id", .string(searchID)),
+            JSONMember("space", search.space.json),
+            JSONMember("seed", .number(String(search.seed))),
+            JSONMember("objective", .string(search.objective.rawValue)),
+            JSONMember("budget", .int(search.trials)),
+            JSONMember("eval", .string(search.command)),
+            JSONMember("evaluated", .int(trials.count)),
+            JSONMember("failed", .int(failed)),
+            JSONMember("winner", .int(winner.number)),
+            JSONMember("front", .array(front.map { .int($0) })),
+            JSONMember("trials", .array(trials.map(\.json))),
+        ]))]
+        let outcome = try mergeLocked(merge)
+        if case let .committed(c) = outcome.status { try history.finishSearch(id: searchID, commit: c.id) }
+        return SearchOutcome(searchID: searchID, objective: search.objective, trials: trials, winner: winner.number, front: front,
+                             resumed: recorded.count, merge: outcome)
+    }
+
+    /// The trials of a merge made by `merge --search`: from the trial store when it has them (with
+    /// each recipe), else from the merge commit's record (a clone). Nil when the commit is no search.
+    public func trials(of commit: ObjectID) throws -> (record: JSONValue, trials: [Trial])? {
+        guard let record = try self.commit(commit).extra["search"] else { return nil }
+        if let id = record["id"]?.stringValue, try history.search(id: id) != nil {
+            let stored = try history.trials(search: id)
+            if !stored.isEmpty { return (record, stored) }
+        }
+        return (record, (record["trials"]?.arrayValue ?? []).compactMap(Trial.init(record:)))
+    }
+}
+
+extension Repository {
+    /// The search section of a searched merge's HTML report (nil for other commits).
+    func searchReport(of id: ObjectID) throws -> SearchReportHTML? {
+        guard let (record, trials) = try trials(of: id), let winner = record["winner"]?.intValue else { return nil }
+        let objective = record["objective"]?.stringValue.flatMap(SearchObjective.init(rawValue:)) ?? .mean
+        return SearchReportHTML(objective: objective,
+                                trials: trials.map { .init(number: $0.number, scores: $0.scores, status: $0.status.rawValue) },
+                                winner: winner, front: (record["front"]?.arrayValue ?? []).compactMap(\.intValue))
+    }
+}

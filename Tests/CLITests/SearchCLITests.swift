@@ -1,0 +1,242 @@
+import Delta
+import Foundation
+import Testing
+
+/// `merge --search` end to end on the tiny family. The evaluation scores a candidate by its
+/// distance to a known target, base + 0.3·τ_math + 0.8·τ_code (one task per half of the tensors),
+/// so the optimum is known and the search must approach it.
+@Suite struct SearchCLITests {
+    static let evaluator = #"""
+        import json, os, struct, sys
+        from array import array
+
+        def load(path):
+            with open(path, "rb") as f:
+                data = f.read()
+            n = struct.unpack("<Q", data[:8])[0]
+            header = json.loads(data[8:8 + n])
+            body = data[8 + n:]
+            out = {}
+            for name, info in header.items():
+                if name == "__metadata__":
+                    continue
+                a, b = info["data_offsets"]
+                raw, dt = body[a:b], info["dtype"]
+                if dt == "F32":
+                    v = array("f"); v.frombytes(raw)
+                elif dt == "BF16":
+                    h = array("H"); h.frombytes(raw)
+                    v = array("f"); v.frombytes(array("I", [x << 16 for x in h]).tobytes())
+                elif dt == "F16":
+                    v = array("f", struct.unpack("<%de" % (len(raw) // 2), raw))
+                else:
+                    continue
+                out[name] = v
+            return out
+
+        family, candidate = os.environ["FAMILY"], sys.argv[-1]
+        assert candidate == os.environ["MREPO_CANDIDATE"]
+        with open(os.environ["EVAL_LOG"], "a") as log:
+            log.write(os.environ["MREPO_TRIAL"] + "\n")
+        base, math, code = (load(f"{family}/{m}/model.safetensors") for m in ("base", "math", "code"))
+        x = load(candidate + "/model.safetensors")
+        names = sorted(base)
+        half = len(names) // 2
+
+        def error(subset):
+            s, k = 0.0, 0
+            for n in subset:
+                for b, m, c, v in zip(base[n], math[n], code[n], x[n]):
+                    s += (v - (b + 0.3 * (m - b) + 0.8 * (c - b))) ** 2
+                    k += 1
+            return s / max(k, 1)
+
+        print("scored", candidate)
+        print(json.dumps({"math": -1e4 * error(names[:half]), "code": -1e4 * error(names[half:])}))
+        """#
+
+    static let space = """
+        methods: task_arithmetic
+        balance: none
+        parameters:
+          lambda: 1
+          weight: {min: 0, max: 1}
+        """
+
+    func sandbox(repos: [String] = ["repo"]) throws -> CLISandbox {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        for (i, name) in repos.enumerated() {
+            try s.repository(of: "family", branches: ["math", "code"])
+            if name != "repo" || i > 0 { try FileManager.default.moveItem(atPath: s.path("repo"), toPath: s.path(name)) }
+        }
+        try Data(Self.evaluator.utf8).write(to: URL(fileURLWithPath: s.path("eval.py")))
+        try Data(Self.space.utf8).write(to: URL(fileURLWithPath: s.path("space.yml")))
+        s.environment["FAMILY"] = s.path("family")
+        s.environment["EVAL_LOG"] = s.path("eval.log")
+        return s
+    }
+
+    func searchArguments(_ s: CLISandbox, trials: Int = 12, seed: Int = 7, extra: [String] = []) -> [String] {
+        ["merge", "math", "code", "--search", "--eval", "python3 \(s.path("eval.py"))", "--space", "../space.yml",
+         "--trials", "\(trials)", "--seed", "\(seed)", "--json"] + extra
+    }
+
+    func json(_ r: CLIResult) throws -> [String: Any] {
+        try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "\(r.stdout) \(r.stderr)")
+    }
+
+    func weights(_ recipe: Any?) -> [Double] {
+        ((recipe as? [String: Any])?["experts"] as? [[String: Any]] ?? []).map {
+            (($0["parameters"] as? [String: Any])?["weight"] as? Double) ?? .nan
+        }
+    }
+
+    func mean(_ trial: [String: Any]) -> Double? {
+        guard let s = trial["scores"] as? [String: Double], !s.isEmpty else { return nil }
+        return s.values.reduce(0, +) / Double(s.count)
+    }
+
+    @Test func searchApproachesTheOptimumAndIsDeterministic() throws {
+        let s = try sandbox(repos: ["one", "two"])
+        let first = try json(try s.ok(searchArguments(s, trials: 18), in: "one"))
+        let second = try json(try s.ok(searchArguments(s, trials: 18, extra: ["--jobs", "3"]), in: "two"))
+        #expect(first["status"] as? String == "committed")
+        let trials = try #require(first["trials"] as? [[String: Any]])
+        #expect(trials.count == 18)
+        #expect(trials.allSatisfy { $0["status"] as? String == "ok" })
+        // Same seed and scores, any --jobs: the same trials, the same winner, the same bytes.
+        #expect((second["trials"] as? [[String: Any]])?.compactMap(mean) == trials.compactMap(mean))
+        #expect(first["winner"] as? Int == second["winner"] as? Int)
+        #expect(weights(first["winner_recipe"]) == weights(second["winner_recipe"]))
+        try s.ok(["export", "HEAD", "../out-one"], in: "one")
+        try s.ok(["export", "HEAD", "../out-two"], in: "two")
+        #expect(s.read("out-one/model.safetensors") == s.read("out-two/model.safetensors"))
+        // The winner is the best trial, better than the first generation's best, near (0.3, 0.8).
+        let winner = try #require(trials.first { $0["number"] as? Int == first["winner"] as? Int })
+        let best = trials.compactMap(mean).max()!
+        #expect(mean(winner) == best)
+        #expect(best > trials.prefix(6).compactMap(mean).max()! || trials.prefix(6).compactMap(mean).max()! == best)
+        let w = weights(first["winner_recipe"])
+        #expect(abs(w[0] - 0.3) < 0.25 && abs(w[1] - 0.8) < 0.25, "winner weights \(w)")
+        // Another seed explores other recipes.
+        try s.ok(["switch", "-q", "-c", "again", "main~1"], in: "two")
+        let other = try json(try s.ok(searchArguments(s, trials: 6, seed: 8), in: "two"))
+        #expect((other["trials"] as? [[String: Any]])?.compactMap(mean) != Array(trials.compactMap(mean).prefix(6)))
+    }
+
+    @Test func theCommitRecordsTheSearchAndShowListsTrials() throws {
+        let s = try sandbox()
+        let r = try json(try s.ok(searchArguments(s, trials: 8) + ["--report", "../report.html"], in: "repo"))
+        let commit = try #require(r["commit"] as? String)
+        let log = try #require(try JSONSerialization.jsonObject(with: Data(try s.ok(["log", "--json", "-n", "1"], in: "repo").stdout.utf8)) as? [[String: Any]])
+        let extra = try #require(log.first?["extra"] as? [String: Any])
+        let search = try #require(extra["search"] as? [String: Any])
+        #expect(search["seed"] as? Int == 7)
+        #expect(search["objective"] as? String == "mean")
+        #expect(search["budget"] as? Int == 8)
+        #expect((search["trials"] as? [Any])?.count == 8)
+        #expect(search["winner"] as? Int == r["winner"] as? Int)
+        #expect(((search["space"] as? [String: Any])?["methods"] as? [String]) == ["task_arithmetic"])
+        // The winner is a normal merge: its recorded recipe replays to the same bytes.
+        try s.ok(["export", "HEAD", "../won"], in: "repo")
+        try s.ok(["switch", "-q", "-c", "replay", "main~1"], in: "repo")
+        try s.ok(["merge", "-q", "--config", "../won/merge_recipe.yml"], in: "repo")
+        try s.ok(["export", "HEAD", "../replayed"], in: "repo")
+        #expect(s.read("won/model.safetensors") == s.read("replayed/model.safetensors"))
+        // show --trials, as text and JSON.
+        let text = try s.ok(["show", "--trials", String(commit.prefix(12))], in: "repo").stdout
+        #expect(text.contains("8 trials") && text.contains("task_arithmetic") && text.contains("winner"), "\(text)")
+        let shown = try json(try s.ok(["show", "--trials", "--json", commit], in: "repo"))
+        let rows = try #require(shown["trials"] as? [[String: Any]])
+        #expect(rows.count == 8)
+        #expect(rows.allSatisfy { ($0["recipe"] as? [String: Any])?["method"] as? String == "task_arithmetic" })
+        expectOneLineError(try s.run(["show", "--trials", "main~1"], in: "repo"), contains: "no trials")
+        // The report holds the score trace and the front.
+        let html = String(decoding: s.read("report.html") ?? Data(), as: UTF8.self)
+        #expect(html.contains("Recipe search") && html.contains("score trace") && html.contains("Pareto front"))
+        try s.ok(["show", "main", "--report", "../again.html"], in: "repo")
+        #expect(String(decoding: s.read("again.html") ?? Data(), as: UTF8.self).contains("score trace"))
+        try s.ok(["fsck"], in: "repo")
+    }
+
+    @Test func failedTimedOutAndGarbledEvaluationsAreRecordedAndSkipped() throws {
+        let s = try sandbox()
+        let script = """
+            case "$MREPO_TRIAL" in
+              1) echo boom >&2; exit 3 ;;
+              2) echo 'not json' ;;
+              3) exec sleep 60 ;;
+              4) echo '{"math": "high"}' ;;
+              *) echo "{\\"math\\": $MREPO_TRIAL, \\"code\\": 1}" ;;
+            esac
+            """
+        try Data(script.utf8).write(to: URL(fileURLWithPath: s.path("flaky.sh")))
+        let r = try json(try s.ok(["merge", "math", "code", "--search", "--eval", "sh \(s.path("flaky.sh"))", "--space", "../space.yml",
+                                   "--trials", "7", "--eval-timeout", "3s", "--json"], in: "repo"))
+        let trials = try #require(r["trials"] as? [[String: Any]])
+        #expect(trials.map { $0["status"] as? String } == ["ok", "failed", "garbled", "timeout", "garbled", "ok", "ok"])
+        #expect((trials[1]["message"] as? String)?.contains("boom") == true)
+        #expect(r["winner"] as? Int == 6)
+        // Every evaluation failing merges nothing.
+        try Data("exit 1\n".utf8).write(to: URL(fileURLWithPath: s.path("fail.sh")))
+        try s.ok(["switch", "-q", "-c", "other", "main~1"], in: "repo")
+        let before = try s.ok(["rev-parse", "HEAD"], in: "repo").stdout
+        let failed = try s.run(["merge", "math", "code", "--search", "--eval", "sh \(s.path("fail.sh"))", "--space", "../space.yml", "--trials", "3"], in: "repo")
+        expectOneLineError(failed, contains: "none of the 3 evaluations gave scores")
+        #expect(try s.ok(["rev-parse", "HEAD"], in: "repo").stdout == before)
+    }
+
+    @Test func aKilledSearchResumesWithoutRerunningTrials() throws {
+        let s = try sandbox(repos: ["whole", "killed"])
+        let whole = try json(try s.ok(searchArguments(s, trials: 12), in: "whole"))
+        try? FileManager.default.removeItem(atPath: s.path("eval.log"))
+        let killed = try s.run(searchArguments(s, trials: 12), in: "killed", environment: ["MREPO_KILL_AT": "search.trial:5"])
+        #expect(killed.status == -9 || killed.status == 137 || killed.status == 9, "status \(killed.status)")
+        var other = searchArguments(s, trials: 12, seed: 99, extra: ["--continue"])
+        other.removeAll { $0 == "--json" }
+        expectOneLineError(try s.run(other, in: "killed"), contains: "no interrupted search")
+        let resumed = try json(try s.ok(searchArguments(s, trials: 12, extra: ["--continue"]), in: "killed"))
+        #expect(resumed["resumed"] as? Int == 5)
+        let evaluated = String(decoding: s.read("eval.log") ?? Data(), as: UTF8.self).split(separator: "\n").map(String.init)
+        #expect(evaluated == (0..<12).map(String.init), "\(evaluated)")
+        #expect(resumed["winner"] as? Int == whole["winner"] as? Int)
+        #expect(weights(resumed["winner_recipe"]) == weights(whole["winner_recipe"]))
+        try s.ok(["export", "HEAD", "../a"], in: "whole")
+        try s.ok(["export", "HEAD", "../b"], in: "killed")
+        #expect(s.read("a/model.safetensors") == s.read("b/model.safetensors"))
+        try s.ok(["fsck"], in: "killed")
+    }
+
+    @Test(arguments: [
+        ("colour: blue\n", "unknown key 'colour'"),
+        ("parameters:\n  weight: {min: 1, max: 0}\n", "min < max"),
+        ("methods: [ties, nonsense]\n", "unknown method 'nonsense'"),
+        ("methods: linear\n", "linear cannot be searched"),
+        ("parameters:\n  temperature: {min: 0, max: 1}\n", "has a parameter 'temperature'"),
+        ("parameters:\n  density: {min: 0, max: 1}\n", "density"),
+        ("parameters:\n  lambda: {min: 0, max: 1, points: 0}\n", "points must be 1 to 8"),
+        ("experts:\n  nobody: {weight: 1}\n", "not an expert of this merge"),
+        ("methods: [ties\n", "not valid YAML"),
+        ("balance: sideways\n", "balance must be none or norm"),
+    ])
+    func badSpaceFilesAreRefusedWithOneLine(text: String, fragment: String) throws {
+        let s = try sandbox()
+        try Data(text.utf8).write(to: URL(fileURLWithPath: s.path("bad.yml")))
+        let before = try s.ok(["rev-parse", "HEAD"], in: "repo").stdout
+        let r = try s.run(["merge", "math", "code", "--search", "--eval", "true", "--space", "../bad.yml"], in: "repo")
+        expectOneLineError(r, contains: fragment)
+        #expect(r.stderr.contains("bad.yml"), "\(r.stderr)")
+        #expect(try s.ok(["rev-parse", "HEAD"], in: "repo").stdout == before)
+        #expect(!FileManager.default.fileExists(atPath: s.path("eval.log")))
+    }
+
+    @Test func searchOptionsAreChecked() throws {
+        let s = try sandbox()
+        expectOneLineError(try s.run(["merge", "math", "--search"], in: "repo"), status: 64, contains: "--eval")
+        expectOneLineError(try s.run(["merge", "math", "--eval", "true"], in: "repo"), status: 64, contains: "go with --search")
+        expectOneLineError(try s.run(["merge", "math", "--search", "--eval", "true", "--set", "lambda=1"], in: "repo"), status: 64, contains: "--space")
+        expectOneLineError(try s.run(["merge", "math", "--search", "--eval", "true", "--objective", "best"], in: "repo"), status: 64, contains: "mean, min or pareto")
+        expectOneLineError(try s.run(["merge", "math", "--search", "--eval", "true", "--time-budget", "soon"], in: "repo"), status: 64, contains: "duration")
+    }
+}
