@@ -102,19 +102,24 @@ public struct MergekitRecipe: Sendable, Equatable {
         /// The resolved YAML tag of a node (str, int, float, bool, null, seq, map).
         func kind(_ node: Node) -> Tag.Name { Tag.Name(rawValue: node.tag.rawValue) }
 
-        mutating func recipe(_ text: String) throws -> MergekitRecipe {
+        /// The YAML document of `text` after the bounds every file this reader reads shares: its
+        /// size, no alias keys, valid syntax (`what` names the kind of file in the size error).
+        mutating func compose(_ text: String, what: String) throws -> Node? {
             guard text.utf8.count <= MergekitRecipe.maximumBytes else {
-                throw bad("is \(text.utf8.count) bytes; a recipe is at most \(MergekitRecipe.maximumBytes >> 20) MiB")
+                throw bad("is \(text.utf8.count) bytes; \(what) is at most \(MergekitRecipe.maximumBytes >> 20) MiB")
             }
-            let document: Node?
             do {
                 try refuseAliasKeys(text)
-                document = try Yams.compose(yaml: text)
+                return try Yams.compose(yaml: text)
             } catch let error as MergeError {
                 throw error
             } catch {
                 throw bad("not valid YAML: \(String(describing: error).split(separator: "\n").first ?? "")")
             }
+        }
+
+        mutating func recipe(_ text: String) throws -> MergekitRecipe {
+            let document = try compose(text, what: "a recipe")
             guard let document, let root = try mapping(document, at: "the top level", depth: 0) else {
                 throw bad("expected a mapping at the top level")
             }

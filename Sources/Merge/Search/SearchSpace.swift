@@ -176,18 +176,7 @@ extension SearchSpace {
 
 extension MergekitRecipe.Reader {
     mutating func space(_ text: String) throws -> SearchSpace {
-        guard text.utf8.count <= MergekitRecipe.maximumBytes else {
-            throw bad("is \(text.utf8.count) bytes; a search space is at most \(MergekitRecipe.maximumBytes >> 20) MiB")
-        }
-        let document: Node?
-        do {
-            try refuseAliasKeys(text)
-            document = try Yams.compose(yaml: text)
-        } catch let error as MergeError {
-            throw error
-        } catch {
-            throw bad("not valid YAML: \(String(describing: error).split(separator: "\n").first ?? "")")
-        }
+        let document = try compose(text, what: "a search space")
         guard let document, let root = try mapping(document, at: "the top level", depth: 0) else {
             throw bad("expected a mapping at the top level (methods, balance, parameters, experts)")
         }

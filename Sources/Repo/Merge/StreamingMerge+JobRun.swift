@@ -102,18 +102,7 @@ final class JobRun: Sendable {
     func stream(_ c: Int) throws {
         let work = ChunkWork(index: c, pool: pool)
         do {
-            let count = job.header.chunkRange(c).count
-            let base = work.take(chunkCapacity)
-            try decode(job.base, chunk: c, into: UnsafeMutableRawBufferPointer(rebasing: base[0..<count]), baseChunk: nil, positions: nil)
-            work.appendRaw(base)
-            let baseChunk = UnsafeRawBufferPointer(rebasing: base[0..<count])
-            let positions = groupPositions(of: baseChunk, work: work)
-            for input in job.inputs {
-                let buffer = work.take(chunkCapacity)
-                try decode(input, chunk: c, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count]), baseChunk: baseChunk,
-                           positions: positions)
-                work.appendRaw(buffer)
-            }
+            let (count, baseChunk, positions) = try decodeInputs(c, into: work)
             let floats = floatViews(work, count: count)
             try mergeAndCode(c, base: floats[0], experts: job.slots.map { floats[$0 + 1] }, baseChunk: baseChunk, positions: positions, work: work)
         } catch {
@@ -149,6 +138,17 @@ final class JobRun: Sendable {
     private func observe(_ c: Int, _ selection: StreamingSelection) throws {
         let work = ChunkWork(index: c, pool: pool)
         defer { work.release() }
+        let (count, _, _) = try decodeInputs(c, into: work)
+        let floats = floatViews(work, count: count)
+        let first = job.header.chunkRange(c).lowerBound / elementSize
+        selection.observe(first..<(first + count / elementSize), base: floats[0], experts: job.slots.map { floats[$0 + 1] })
+    }
+
+    /// Decodes chunk `c` of the base, then of every input (deltas against the base's chunk), into
+    /// `work`'s raw buffers in that order; returns the chunk's byte count, the base's bytes and the
+    /// base's exponent-group positions that the inputs were decoded with.
+    private func decodeInputs(_ c: Int, into work: ChunkWork) throws
+        -> (count: Int, baseChunk: UnsafeRawBufferPointer, positions: UnsafePointer<UInt32>) {
         let count = job.header.chunkRange(c).count
         let base = work.take(chunkCapacity)
         try decode(job.base, chunk: c, into: UnsafeMutableRawBufferPointer(rebasing: base[0..<count]), baseChunk: nil, positions: nil)
@@ -157,12 +157,11 @@ final class JobRun: Sendable {
         let positions = groupPositions(of: baseChunk, work: work)
         for input in job.inputs {
             let buffer = work.take(chunkCapacity)
-            try decode(input, chunk: c, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count]), baseChunk: baseChunk, positions: positions)
+            try decode(input, chunk: c, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count]), baseChunk: baseChunk,
+                       positions: positions)
             work.appendRaw(buffer)
         }
-        let floats = floatViews(work, count: count)
-        let first = job.header.chunkRange(c).lowerBound / elementSize
-        selection.observe(first..<(first + count / elementSize), base: floats[0], experts: job.slots.map { floats[$0 + 1] })
+        return (count, baseChunk, positions)
     }
 
     /// Float32 views of a chunk's decoded inputs: the bytes themselves, or widened copies.
