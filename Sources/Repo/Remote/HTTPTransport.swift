@@ -86,6 +86,12 @@ public final class HTTPTransport: RemoteTransport, Sendable {
                          read: (HTTPClientResponse) async throws -> T) async throws -> T {
         var delay = 0.2
         var attempt = 0
+        /// Waits before the next try after a failed one, or throws when no try is left.
+        func waitToRetry(after error: any Error) async throws {
+            guard retry, attempt < HTTPTransport.attempts else { throw RepoError.remote("\(url): \(method.rawValue) \(path) failed: \(error)") }
+            try await Task.sleep(nanoseconds: UInt64(delay * 1e9))
+            delay *= 2
+        }
         while true {
             attempt += 1
             let response: HTTPClientResponse
@@ -94,9 +100,7 @@ public final class HTTPTransport: RemoteTransport, Sendable {
             } catch is CancellationError {
                 throw CancellationError()
             } catch {
-                guard retry, attempt < HTTPTransport.attempts else { throw RepoError.remote("\(url): \(method.rawValue) \(path) failed: \(error)") }
-                try await Task.sleep(nanoseconds: UInt64(delay * 1e9))
-                delay *= 2
+                try await waitToRetry(after: error)
                 continue
             }
             let status = Int(response.status.code)
@@ -118,9 +122,7 @@ public final class HTTPTransport: RemoteTransport, Sendable {
                 throw CancellationError()
             } catch {
                 // The body broke off (a dropped connection, a read timeout): send again if allowed.
-                guard retry, attempt < HTTPTransport.attempts else { throw RepoError.remote("\(url): \(method.rawValue) \(path) failed: \(error)") }
-                try await Task.sleep(nanoseconds: UInt64(delay * 1e9))
-                delay *= 2
+                try await waitToRetry(after: error)
             }
         }
     }
