@@ -122,8 +122,14 @@ extension Repository {
         }
     }
 
-    public func deleteTag(_ name: String, wait: Bool = false) throws {
-        try withWriteLock(wait: wait) { try history.deleteRef(name: name, kind: .tag) }
+    /// Deletes a tag; returns the commit it named (read under the same lock, so it is the one deleted).
+    @discardableResult
+    public func deleteTag(_ name: String, wait: Bool = false) throws -> ObjectID {
+        try withWriteLock(wait: wait) {
+            guard let ref = try history.ref(named: name), ref.kind == .tag else { throw RepoError.unknownRef(name) }
+            try history.deleteRef(name: name, kind: .tag)
+            return ref.target
+        }
     }
 
     /// Branch and tag names pointing at each commit, for decorating `log`.

@@ -8,6 +8,33 @@ extension VocabularyPolicy: ExpressibleByArgument {}
 extension FileConflictRule: ExpressibleByArgument {}
 extension OneSidedRule: ExpressibleByArgument {}
 extension ReversibleView: ExpressibleByArgument {}
+extension TaskVectorBalance: ExpressibleByArgument {}
+extension SearchObjective: ExpressibleByArgument {}
+
+/// `--lines ALPHA,BETA` (LiNeS): two numbers, parsed with the command line so a malformed value is a
+/// usage error naming the option.
+struct LinesArgument: ExpressibleByArgument {
+    var alpha: Double
+    var beta: Double
+
+    init?(argument: String) {
+        let parts = argument.split(separator: ",", omittingEmptySubsequences: false).map { Double($0) }
+        guard parts.count == 2, let alpha = parts[0], let beta = parts[1] else { return nil }
+        (self.alpha, self.beta) = (alpha, beta)
+    }
+}
+
+/// `--consensus K[,LAMBDA]` (TALL masks): an expert count and a threshold factor (default 1).
+struct ConsensusArgument: ExpressibleByArgument {
+    var k: Int
+    var lambda: Double
+
+    init?(argument: String) {
+        let parts = argument.split(separator: ",", omittingEmptySubsequences: false)
+        guard (1...2).contains(parts.count), let k = Int(parts[0]), let lambda = parts.count == 2 ? Double(parts[1]) : 1 else { return nil }
+        (self.k, self.lambda) = (k, lambda)
+    }
+}
 
 /// `NAME=VALUE` metrics (`commit --metric`, `merge --metric`).
 enum Metric {

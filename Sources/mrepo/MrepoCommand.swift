@@ -119,9 +119,9 @@ enum ErrorReporter {
 
     static func fail(_ message: String, status: Int32 = 2) -> Never {
         let line = message.replacingOccurrences(of: "\n", with: " ")
-        if json {
-            let doc = JSONValue.object([JSONMember("error", .string(line)), JSONMember("code", .int(Int(status)))]).serialized()
-            FileHandle.standardError.write(Data((doc + "\n").utf8))
+        // Two plain members always encode; should that ever fail, the text line still reports the error.
+        if json, let doc = try? JSONValueCoding.encode(ErrorDocument(error: line, code: Int(status))) {
+            FileHandle.standardError.write(Data((doc.serialized() + "\n").utf8))
         } else {
             FileHandle.standardError.write(Data("mrepo: error: \(line)\n".utf8))
         }

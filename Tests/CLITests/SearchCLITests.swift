@@ -236,7 +236,7 @@ import Testing
         expectOneLineError(try s.run(["merge", "math", "--search"], in: "repo"), status: 64, contains: "--eval")
         expectOneLineError(try s.run(["merge", "math", "--eval", "true"], in: "repo"), status: 64, contains: "go with --search")
         expectOneLineError(try s.run(["merge", "math", "--search", "--eval", "true", "--set", "lambda=1"], in: "repo"), status: 64, contains: "--space")
-        expectOneLineError(try s.run(["merge", "math", "--search", "--eval", "true", "--objective", "best"], in: "repo"), status: 64, contains: "mean, min or pareto")
+        expectOneLineError(try s.run(["merge", "math", "--search", "--eval", "true", "--objective", "best"], in: "repo"), status: 64, contains: "'mean', 'min' or 'pareto'")
         expectOneLineError(try s.run(["merge", "math", "--search", "--eval", "true", "--time-budget", "soon"], in: "repo"), status: 64, contains: "duration")
     }
 }

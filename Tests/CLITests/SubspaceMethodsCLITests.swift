@@ -85,7 +85,7 @@ import Testing
         expectOneLineError(try s.run(["merge", "math", "code", "--method", "cart", "--balance", "norm"], in: "repo"),
                            contains: "cart: --balance norm rescales task vectors")
         expectOneLineError(try s.run(["merge", "math", "code", "--method", "tsv", "--balance", "max"], in: "repo"), status: 64,
-                           contains: "--balance expects norm or none, got 'max'")
+                           contains: "The value 'max' is invalid for '--balance")
         #expect(try s.ok(["log", "--oneline", "-n", "1"], in: "repo").stdout == head, "nothing was committed")
     }
 

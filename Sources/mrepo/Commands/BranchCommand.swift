@@ -60,12 +60,12 @@ struct BranchCommand: ParsableCommand {
     func run() throws {
         let repo = try repository.open()
         if showCurrent {
-            let current = try repo.history.head().branchName
+            let current = try repo.currentBranch()
             if json { try printJSON(CurrentBranchDocument(branch: OrNull(current))) } else if let current { print(current) }
             return
         }
         if move || forceMove, let name {
-            let current = try repo.history.head().branchName ?? ""
+            let current = try repo.currentBranch() ?? ""
             let (old, new) = startPoint.map { (name, $0) } ?? (current, name)
             if old.isEmpty { throw RepoError.invalidArgument("HEAD is detached: name the branch to rename (branch -m OLD NEW)") }
             try repo.renameBranch(old, to: new, force: forceMove, wait: lock.wait)
@@ -89,7 +89,7 @@ struct BranchCommand: ParsableCommand {
             })
             return
         }
-        if branches.isEmpty, let head = try? repo.history.head(), let b = head.branchName {
+        if branches.isEmpty, let head = try? repo.head(), let b = head.branchName {
             print("* \(b) (no commits yet)")
             return
         }

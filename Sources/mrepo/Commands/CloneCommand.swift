@@ -50,15 +50,14 @@ struct CloneCommand: ParsableCommand {
             try await Repository.clone(url: url, into: directory, branch: branch, lazy: lazy, depth: depth, progress: progress)
         }
         if json {
-            try printJSON(TransferOutput.json(result, sent: false, extra: ["directory": .string(repo.root), "lazy": .bool(lazy),
-                                                                       "shallow": .bool(try repo.isShallow()),
-                                                                       "branch": .opt(try repo.history.head().branchName)]))
+            let clone = CloneDocument(directory: repo.root, lazy: lazy, shallow: try repo.isShallow(), branch: OrNull(try repo.currentBranch()))
+            try printJSON(PrefixedDocument(head: TransferDocument(result, sent: false), body: clone))
             return
         }
         if !quiet {
             print("Cloned \(url) into \(repo.root)")
             print(TransferOutput.summary(result, verb: "Received"))
-            if case let .branch(name, commit?) = try repo.history.head() { print("On branch \(name) at \(commit.short), tracking origin/\(name)") }
+            if case let .branch(name, commit?) = try repo.head() { print("On branch \(name) at \(commit.short), tracking origin/\(name)") }
         }
     }
 }

@@ -30,24 +30,18 @@ enum CompletionNames {
     /// Branches, tags, HEAD and ORIG_HEAD.
     static let revisions = CompletionKind.custom { _, _, _ in
         guard let repo = try? Repository.open() else { return [] }
-        return ["HEAD"] + ((try? repo.history.refs().map(\.name)) ?? []) + ((try? repo.history.origHead()) != nil ? ["ORIG_HEAD"] : [])
+        return (try? repo.revisionNames()) ?? ["HEAD"]
     }
 
     /// Branches only.
     static let branches = CompletionKind.custom { _, _, _ in
         guard let repo = try? Repository.open() else { return [] }
-        return (try? repo.history.refs(kind: .branch).map(\.name)) ?? []
+        return (try? repo.refs(kind: .branch).map(\.name)) ?? []
     }
 
     /// The expert names of the reversible merges in the history.
     static let experts = CompletionKind.custom { _, _, _ in
-        guard let repo = try? Repository.open(), let commits = try? repo.history.allCommits() else { return [] }
-        var names: [String] = []
-        for c in commits {
-            for e in c.extra["rmm"]?["experts"]?.arrayValue ?? [] {
-                if let n = e["name"]?.stringValue, !names.contains(n) { names.append(n) }
-            }
-        }
-        return names
+        guard let repo = try? Repository.open() else { return [] }
+        return (try? repo.reversibleExpertNames()) ?? []
     }
 }

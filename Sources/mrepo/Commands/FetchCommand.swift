@@ -70,13 +70,13 @@ struct FetchCommand: ParsableCommand {
             let wait = lock.wait
             let result = try runBlocking { try await repo.fetchObjects(of: rev, wait: wait) }
             if json {
-                try printJSON(TransferOutput.json(result, sent: false))
+                try printJSON(TransferDocument(result, sent: false))
             } else if !repository.quiet {
                 print(TransferOutput.summary(result, verb: "Fetched"))
             }
             return
         }
-        let names = all ? try repo.history.remotes().map(\.name) : [remote ?? "origin"]
+        let names = all ? try repo.remotes().map(\.name) : [remote ?? "origin"]
         var results: [TransferResult] = []
         let (prune, lazy, wait, depth) = (self.prune, self.lazy, lock.wait, fetchDepth)
         if unshallow, try !repo.isShallow() {
@@ -86,13 +86,15 @@ struct FetchCommand: ParsableCommand {
             let result = try runBlocking { try await repo.fetch(remote: name, prune: prune, lazy: lazy ? true : nil, depth: depth, wait: wait) }
             results.append(result)
             if !json && !repository.quiet {
-                print("From \(try repo.history.remote(named: name)?.url ?? name)")
+                print("From \(try repo.remote(named: name)?.url ?? name)")
                 TransferOutput.printRefs(result)
                 print(TransferOutput.summary(result, verb: "Received"))
             }
         }
         if json {
-            try printJSON(all ? .array(results.map { TransferOutput.json($0, sent: false) }) : TransferOutput.json(results[0], sent: false))
+            let documents = results.map { TransferDocument($0, sent: false) }
+            // --all: one document per remote, in a list; one remote: its document alone.
+            if all { try printJSON(documents) } else { try printJSON(documents[0]) }
         }
     }
 }

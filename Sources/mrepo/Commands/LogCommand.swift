@@ -84,7 +84,7 @@ struct LogCommand: ParsableCommand {
         let repo = try repository.open()
         var revs = revisions
         if all {
-            revs += try repo.history.refs().map(\.target.hex)
+            revs += try repo.refs().map(\.target.hex)
             if let h = try repo.headCommit() { revs.append(h.hex) }
         }
         if revs.isEmpty {
@@ -113,10 +113,10 @@ struct LogCommand: ParsableCommand {
         if let maxCount { commits = Array(commits.prefix(maxCount)) }
         if reverse { commits.reverse() }
         let names = try repo.decorations()
-        let head = try repo.history.head()
+        let head = try repo.head()
         if json {
             try printJSON(try commits.map { c in
-                CommitDocument(c, names: names[c.id] ?? [], metrics: try repo.metrics(of: c), notes: try repo.history.notes(of: c.id))
+                CommitDocument(c, names: names[c.id] ?? [], metrics: try repo.metrics(of: c), notes: try repo.notes(of: c.id))
             })
             return
         }
@@ -164,7 +164,7 @@ struct LogCommand: ParsableCommand {
         if c.isShallowBoundary { decoration.insert("grafted", at: 0) }
         let metrics = try repo.metrics(of: c)
         let columns = metric.map { name in "\(name)=" + (metrics.first { $0.name == name }.map { Format.number($0.value, digits: 4) } ?? "-") }
-        let notes = try repo.history.notes(of: c.id)
+        let notes = try repo.notes(of: c.id)
         let deco = decoration.isEmpty ? "" : " (" + decoration.map { d in
             Terminal.paint(d, d.hasPrefix("HEAD") ? "1;36" : d.hasPrefix("tag: ") ? "1;33" : "1;32")
         }.joined(separator: ", ") + ")"

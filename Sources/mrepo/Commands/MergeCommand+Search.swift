@@ -25,7 +25,7 @@ struct SearchArguments: ParsableArguments {
     var space: String?
 
     @Option(help: ArgumentHelp("What the search maximises: mean (of the task scores, default), min (the worst task), or pareto (the trade-off across tasks, with a quadratic surrogate).", valueName: "objective"))
-    var objective: String?
+    var objective: SearchObjective?
 
     @Option(help: ArgumentHelp("Kill an evaluation that runs longer than this, e.g. 10m (it is recorded as timed out and skipped).", valueName: "duration"))
     var evalTimeout: String?
@@ -39,7 +39,6 @@ struct SearchArguments: ParsableArguments {
         if let command, command.trimmingCharacters(in: .whitespaces).isEmpty { throw ValidationError("--eval: the command is empty") }
         guard (1...10_000).contains(trials) else { throw ValidationError("--trials must be 1 to 10000, got \(trials)") }
         guard (1...64).contains(jobs) else { throw ValidationError("--jobs must be 1 to 64, got \(jobs)") }
-        if let objective, SearchObjective(rawValue: objective) == nil { throw ValidationError("--objective must be mean, min or pareto, got '\(objective)'") }
         if let timeBudget, Self.seconds(timeBudget) == nil { throw ValidationError("--time-budget: expected a duration such as 90m, 2h or 600s, got '\(timeBudget)'") }
         if let evalTimeout, Self.seconds(evalTimeout) == nil { throw ValidationError("--eval-timeout: expected a duration such as 10m or 300s, got '\(evalTimeout)'") }
         if merge.branches.isEmpty { throw ValidationError("--search: name the branches to merge") }
@@ -82,17 +81,12 @@ extension MergeCommand {
             file = path
             space = try SearchSpace.parse(text, file: path)
         }
-        var balanceChoice: TaskVectorBalance?
-        if let balance {
-            guard let b = TaskVectorBalance(rawValue: balance) else { throw ValidationError("--balance expects norm or none, got '\(balance)'") }
-            balanceChoice = b
-        }
-        space = try space.fixing(method: method, balance: balanceChoice, file: file)
+        space = try space.fixing(method: method, balance: balance, file: file)
         var options = try makeOptions()
         options.recipe.method = space.methods[0]
         let settings = SearchOptions(command: search.command!, trials: search.trials, timeBudget: search.timeBudget.flatMap(SearchArguments.seconds),
                                      seed: seed ?? 0, jobs: search.jobs, space: space, spaceFile: file,
-                                     objective: search.objective.flatMap(SearchObjective.init(rawValue:)) ?? .mean,
+                                     objective: search.objective ?? .mean,
                                      evalTimeout: search.evalTimeout.flatMap(SearchArguments.seconds), resume: continueMerge)
         if json { repo.progress = nil }
         let outcome = try repo.search(options, settings, wait: lock.wait)
@@ -109,18 +103,7 @@ extension MergeCommand {
         var commitID: String?
         if case let .committed(c) = outcome.merge.status { commitID = c.id.hex }
         if json {
-            let doc: JSONValue = .object([
-                JSONMember("status", .string(commitID == nil ? "conflicted" : "committed")),
-                JSONMember("commit", commitID.map { .string($0) } ?? .null),
-                JSONMember("search", .string(outcome.searchID)),
-                JSONMember("objective", .string(outcome.objective.rawValue)),
-                JSONMember("winner", .int(outcome.winner)),
-                JSONMember("winner_recipe", winner?.recipe ?? .null),
-                JSONMember("front", .array(outcome.front.map { .int($0) })),
-                JSONMember("resumed", .int(outcome.resumed)),
-                JSONMember("trials", .array(outcome.trials.map(\.json))),
-            ])
-            try printJSON(doc)
+            try printJSON(SearchResultDocument(outcome, commit: commitID))
         } else if !repository.quiet {
             let failed = outcome.trials.filter { $0.status != .ok }.count
             print("search \(outcome.searchID): \(outcome.trials.count) trials (\(failed) failed\(outcome.resumed > 0 ? ", \(outcome.resumed) resumed from the store" : "")), objective \(outcome.objective.rawValue)")
@@ -128,7 +111,7 @@ extension MergeCommand {
                 let method = winner.recipe["method"]?.stringValue ?? "?"
                 print("winner: trial \(winner.number) (\(method)): " + scores.keys.sorted().map { "\($0) \(Format.score(scores[$0]!))" }.joined(separator: ", "))
             }
-            if let commitID { print("[\(try repo.history.head().branchName ?? "detached HEAD") \(commitID.prefix(12))] 'mrepo show --trials \(commitID.prefix(12))' lists every trial") }
+            if let commitID { print("[\(try repo.currentBranch() ?? "detached HEAD") \(commitID.prefix(12))] 'mrepo show --trials \(commitID.prefix(12))' lists every trial") }
         }
         if case .conflicted = outcome.merge.status { throw ExitCode(1) }
     }

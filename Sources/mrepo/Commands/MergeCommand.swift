@@ -90,13 +90,13 @@ struct MergeCommand: ParsableCommand {
     var metrics: [String] = []
 
     @Option(help: ArgumentHelp("LiNeS: scale the merged task vector by α + β·layer/(L−1) (α outside blocks), e.g. --lines 0.3,0.7.", valueName: "alpha,beta"))
-    var lines: String?
+    var lines: LinesArgument?
 
     @Option(help: ArgumentHelp("Consensus (TALL masks): keep elements selected by at least k experts' masks |τᵢ| > λ·|τ_merged − τᵢ|, e.g. --consensus 2 or --consensus 2,0.6 (default λ 1).", valueName: "k[,lambda]"))
-    var consensus: String?
+    var consensus: ConsensusArgument?
 
     @Option(help: ArgumentHelp("Rescale each expert's task vector to the experts' mean norm (per tensor) before the method, so one large fine-tune does not drown the others: norm or none (default none). Recorded in the recipe.", valueName: "norm|none"))
-    var balance: String?
+    var balance: TaskVectorBalance?
 
     @Option(help: ArgumentHelp("Stop on tensors whose sign-conflict fraction exceeds this, e.g. 0.4.", valueName: "fraction"))
     var maxSignConflict: Double?
@@ -253,27 +253,9 @@ struct MergeCommand: ParsableCommand {
             let (name, _, value) = try Self.parseSetting(String(e[e.index(after: colon)...]))
             request.expertSettings.append((String(e[..<colon]), name, value))
         }
-        if let lines {
-            let parts = lines.split(separator: ",", omittingEmptySubsequences: false).map { Double($0) }
-            guard parts.count == 2, let alpha = parts[0], let beta = parts[1] else {
-                throw ValidationError("--lines expects ALPHA,BETA, e.g. 0.3,0.7")
-            }
-            request.lines = (alpha, beta)
-        }
-        if let consensus {
-            let parts = consensus.split(separator: ",", omittingEmptySubsequences: false)
-            let lambda = parts.count == 2 ? Double(parts[1]) : 1
-            guard let k = parts.first.flatMap({ Int($0) }), parts.count <= 2, let lambda else {
-                throw ValidationError("--consensus expects K or K,LAMBDA, e.g. 2 or 2,0.6")
-            }
-            request.consensus = (k, lambda)
-        }
-        if let balance {
-            guard let b = TaskVectorBalance(rawValue: balance) else {
-                throw ValidationError("--balance expects norm or none, got '\(balance)'")
-            }
-            request.balance = b
-        }
+        request.lines = lines.map { ($0.alpha, $0.beta) }
+        request.consensus = consensus.map { ($0.k, $0.lambda) }
+        request.balance = balance
         var mergekit: MergekitRecipe?
         if let config {
             guard let text = try? String(contentsOfFile: config, encoding: .utf8) else {

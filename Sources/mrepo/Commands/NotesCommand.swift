@@ -42,7 +42,7 @@ struct NotesCommand: ParsableCommand {
         } else {
             id = try repo.resolve(revision)
         }
-        let notes = try repo.history.notes(of: id)
+        let notes = try repo.notes(of: id)
         if json {
             try printJSON(NotesDocument(commit: id, notes: notes))
             return

@@ -31,10 +31,7 @@ struct PullCommand: ParsableCommand {
         let (remote, branch, wait) = (self.remote, self.branch, lock.wait)
         let (outcome, fetched) = try runBlocking { try await repo.pull(remote: remote, branch: branch, wait: wait) }
         if json {
-            var status = "up_to_date"
-            var target: String?
-            if case let .fastForward(_, to) = outcome { status = "fast_forward"; target = to.hex }
-            try printJSON(TransferOutput.json(fetched, sent: false, extra: ["status": .string(status), "head": .opt(target)]))
+            try printJSON(PrefixedDocument(head: TransferDocument(fetched, sent: false), body: PullDocument(outcome)))
             return
         }
         guard !repository.quiet else { return }

@@ -43,7 +43,7 @@ struct PushCommand: ParsableCommand {
     func run() throws {
         let repo = try repository.open()
         if json { repo.progress = nil }
-        var options = PushOptions(remote: try remote ?? defaultRemote(repo))
+        var options = PushOptions(remote: try remote ?? repo.defaultPushRemote())
         options.refs = refs
         options.all = all
         options.tags = tags
@@ -53,17 +53,12 @@ struct PushCommand: ParsableCommand {
         let opts = options
         let result = try runBlocking { try await repo.push(opts) }
         if json {
-            try printJSON(TransferOutput.json(result, sent: true))
+            try printJSON(TransferDocument(result, sent: true))
         } else if !repository.quiet {
-            print("To \(try repo.history.remote(named: options.remote)?.url ?? options.remote)")
+            print("To \(try repo.remote(named: options.remote)?.url ?? options.remote)")
             TransferOutput.printRefs(result)
             if result.refs.isEmpty { print("Everything up-to-date") }
             print(TransferOutput.summary(result, verb: "Sent"))
         }
-    }
-
-    private func defaultRemote(_ repo: Repository) throws -> String {
-        if let branch = try repo.history.head().branchName, let up = try repo.history.upstream(of: branch) { return up.remote }
-        return "origin"
     }
 }

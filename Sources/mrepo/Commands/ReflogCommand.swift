@@ -22,7 +22,7 @@ struct ReflogCommand: ParsableCommand {
 
     func run() throws {
         let repo = try repository.open()
-        let entries = try repo.history.reflog(ref: ref, limit: maxCount)
+        let entries = try repo.reflog(ref: ref, limit: maxCount)
         // A ref that never moved has no entries; a name that is no ref at all is an error, as elsewhere.
         if let ref, entries.isEmpty, ref != "HEAD",
            try !repo.branches().contains(where: { $0.name == ref }), try !repo.tags().contains(where: { $0.name == ref }) {

@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import Repo
-
 struct RemoteCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "remote",
@@ -24,7 +23,7 @@ struct RemoteCommand: ParsableCommand {
 
     func run() throws {
         let repo = try repository.open()
-        let remotes = try repo.history.remotes()
+        let remotes = try repo.remotes()
         if json {
             try printJSON(remotes.map { RemoteDocument(name: $0.name, url: $0.url, lazy: $0.lazy) })
             return
@@ -37,70 +36,5 @@ struct RemoteCommand: ParsableCommand {
                 print(r.name)
             }
         }
-    }
-}
-
-struct RemoteAddCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "add", abstract: "Add a remote.")
-
-    @OptionGroup var repository: RepositoryOptions
-    @OptionGroup var lock: LockOptions
-
-    @Argument(help: ArgumentHelp("Name of the remote (origin, upstream, ...).", valueName: "name"))
-    var name: String
-
-    @Argument(help: ArgumentHelp("Its URL: a path, file://, http(s):// or s3://.", valueName: "url"))
-    var url: String
-
-    func run() throws {
-        try repository.open().addRemote(name, url: url, wait: lock.wait)
-    }
-}
-
-struct RemoteRemoveCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "remove", abstract: "Remove a remote and its remote-tracking refs.", aliases: ["rm"])
-
-    @OptionGroup var repository: RepositoryOptions
-    @OptionGroup var lock: LockOptions
-
-    @Argument(help: ArgumentHelp("Name of the remote.", valueName: "name"))
-    var name: String
-
-    func run() throws {
-        try repository.open().removeRemote(name, wait: lock.wait)
-    }
-}
-
-struct RemoteRenameCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "rename", abstract: "Rename a remote (its remote-tracking refs follow).")
-
-    @OptionGroup var repository: RepositoryOptions
-    @OptionGroup var lock: LockOptions
-
-    @Argument(help: ArgumentHelp("Current name.", valueName: "old"))
-    var old: String
-
-    @Argument(help: ArgumentHelp("New name.", valueName: "new"))
-    var new: String
-
-    func run() throws {
-        try repository.open().renameRemote(old, to: new, wait: lock.wait)
-    }
-}
-
-struct RemoteSetURLCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "set-url", abstract: "Change a remote's URL.")
-
-    @OptionGroup var repository: RepositoryOptions
-    @OptionGroup var lock: LockOptions
-
-    @Argument(help: ArgumentHelp("Name of the remote.", valueName: "name"))
-    var name: String
-
-    @Argument(help: ArgumentHelp("Its new URL.", valueName: "url"))
-    var url: String
-
-    func run() throws {
-        try repository.open().setRemoteURL(name, url: url, wait: lock.wait)
     }
 }

@@ -33,10 +33,10 @@ struct RevParseCommand: ParsableCommand {
         for rev in revisions {
             if abbrevRef {
                 if rev == "HEAD" || rev == "@" {
-                    out.append((rev, try repo.history.head().branchName ?? "HEAD"))
+                    out.append((rev, try repo.currentBranch() ?? "HEAD"))
                 } else if rev == "-" || rev.hasPrefix("@{-") {
                     out.append((rev, try repo.previousBranch(rev == "-" ? 1 : Int(rev.dropFirst(3).dropLast()) ?? 1)))
-                } else if try repo.history.ref(named: rev) != nil {
+                } else if try repo.ref(named: rev) != nil {
                     out.append((rev, rev))
                 } else {
                     _ = try repo.resolve(rev)

@@ -81,7 +81,7 @@ struct ShowCommand: ParsableCommand {
         let stored = objectInfo.values.reduce(0) { $0 + $1.storedByteCount }
         if json {
             try printJSON(ShowDocument(c, names: names, tree: tree, objects: objectInfo, metrics: try repo.metrics(of: c),
-                                       notes: try repo.history.notes(of: id)))
+                                       notes: try repo.notes(of: id)))
             return
         }
         print("commit \(c.id.hex)" + (names.isEmpty ? "" : " (\(names.joined(separator: ", ")))"))
@@ -96,7 +96,7 @@ struct ShowCommand: ParsableCommand {
         print("")
         for line in c.message.split(separator: "\n", omittingEmptySubsequences: false) { print("    \(line)") }
         print("")
-        let notes = try repo.history.notes(of: id)
+        let notes = try repo.notes(of: id)
         if !notes.isEmpty {
             print("Notes:")
             for n in notes { for line in n.text.split(separator: "\n", omittingEmptySubsequences: false) { print("    \(line)") } }
@@ -141,7 +141,7 @@ struct ShowCommand: ParsableCommand {
                 + "\(Format.number(lossy.meanRelativeError, digits: 4)), max \(Format.number(lossy.maxRelativeError, digits: 4)) (--tensors lists each)")
         }
         if let a = try c.record(AdapterRecord.self) {
-            print("Adapter: LoRA of \(a.base.hex.prefix(12)), r=\(a.rank), alpha=\(JSONValue.double(a.alpha).serialized()), "
+            print("Adapter: LoRA of \(a.base.hex.prefix(12)), r=\(a.rank), alpha=\(Format.plain(a.alpha)), "
                 + "\(a.moduleCount) modules (\(a.targets.joined(separator: ", ")))")
         }
         if let r = try c.record(ReversibleMergeRecord.self) {

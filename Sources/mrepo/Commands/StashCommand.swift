@@ -63,7 +63,7 @@ struct StashCommand: ParsableCommand {
             let e = try repo.stashDrop(index: index, wait: lock.wait)
             try output(e, "Dropped stash@{\(index)} (\(e.commit.short))")
         case .list:
-            let all = try repo.history.stashes()
+            let all = try repo.stashes()
             if json {
                 try printJSON(all.map(StashDocument.init))
                 return

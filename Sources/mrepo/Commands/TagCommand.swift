@@ -50,9 +50,8 @@ struct TagCommand: ParsableCommand {
         let repo = try repository.open()
         if let name {
             if delete {
-                let target = try repo.history.ref(named: name)?.target
-                try repo.deleteTag(name, wait: lock.wait)
-                if json { try printJSON(DeletedRefDocument(deleted: name, commit: OrNull(target?.hex))) } else if !repository.quiet { print("Deleted tag \(name).") }
+                let target = try repo.deleteTag(name, wait: lock.wait)
+                if json { try printJSON(DeletedRefDocument(deleted: name, commit: target.hex)) } else if !repository.quiet { print("Deleted tag \(name).") }
             } else {
                 let target = force ? try repo.forceTag(name, at: revision, message: message, wait: lock.wait)
                     : try repo.createTag(name, at: revision, message: message, wait: lock.wait)

@@ -14,7 +14,7 @@ enum ApplyPrinter {
                                         report: OrNull(r.merge?.report)))
         } else if !quiet {
             if let c = r.commit {
-                print("[\(try repo.history.head().branchName ?? "detached HEAD") \(c.id.short)] \(c.subject)")
+                print("[\(try repo.currentBranch() ?? "detached HEAD") \(c.id.short)] \(c.subject)")
                 print(r.exact ? " exact: every changed file and tensor was put in place byte for byte"
                     : " applied as task arithmetic through the merge machinery ('mrepo show --conflicts \(c.id.short)' lists every tensor)")
             } else if conflicted, let m = r.merge {

@@ -19,9 +19,9 @@ struct RenamedDocument: Encodable {
 }
 
 /// `branch -d --json` and `tag -d --json`: the ref and the commit it named.
-struct DeletedRefDocument<Commit: Encodable>: Encodable {
+struct DeletedRefDocument: Encodable {
     var deleted: String
-    var commit: Commit
+    var commit: String
 }
 
 /// `branch NAME --json`.

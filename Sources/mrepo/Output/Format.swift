@@ -60,18 +60,14 @@ enum Format {
         }.joined(separator: "\n")
     }
 
+    /// A number as it was given: `16` for a whole one, else Swift's shortest exact form (`0.05`).
+    static func plain(_ x: Double) -> String {
+        if x.isFinite, x == x.rounded(), abs(x) < 1e15 { return String(Int(x)) }
+        return "\(x)"
+    }
+
     static func shape(_ s: Shape?) -> String {
         guard let s else { return "-" }
         return "[" + s.map(String.init).joined(separator: ", ") + "]"
-    }
-}
-
-/// Builds JSON output values.
-extension JSONValue {
-    static func opt(_ x: Double?) -> JSONValue { x.map { .double($0) } ?? .null }
-    static func opt(_ s: String?) -> JSONValue { s.map { .string($0) } ?? .null }
-    static func shape(_ s: Shape?) -> JSONValue { s.map { .array($0.map { .int($0) }) } ?? .null }
-    static func obj(_ pairs: KeyValuePairs<String, JSONValue>) -> JSONValue {
-        .object(pairs.map { JSONMember($0.key, $0.value) })
     }
 }

@@ -20,7 +20,8 @@ struct CommitDocument: Encodable {
     /// Notes added later (`mrepo notes add`).
     var notes: [String]
     var refs: [String]
-    /// As recorded (its typed members are `show`'s business; scripts get every member).
+    /// As recorded, passed through verbatim: the stored text is what the commit id hashes, and it
+    /// may hold members a newer mrepo or another tool wrote (the typed ones are `show`'s business).
     var extra: JSONValue
 
     /// - Parameters:

@@ -15,8 +15,7 @@ struct OrNull<Value: Encodable>: Encodable {
     }
 }
 
-/// Prints a `--json` document (a `Codable` result type, or a ``JSONValue`` a library built) to
-/// standard output, members in declaration order.
+/// Prints a `--json` document (an `Encodable` type) to standard output, members in declaration order.
 func printJSON(_ value: some Encodable) throws {
     let json: JSONValue
     do {
@@ -25,11 +24,6 @@ func printJSON(_ value: some Encodable) throws {
         throw RepoError.failed("cannot print the result as JSON: \(error)")
     }
     print(json.prettySerialized())
-}
-
-/// Prints a JSON document built as a ``JSONValue`` (a report a library made).
-func printJSON(_ value: JSONValue) throws {
-    print(value.prettySerialized())
 }
 
 /// A number member that `--json` prints as `null` when absent or not finite (a cosine of a zero
@@ -55,4 +49,11 @@ struct PrefixedDocument<Head: Encodable, Body: Encodable>: Encodable {
         try head.encode(to: encoder)
         try body.encode(to: encoder)
     }
+}
+
+/// What a failed command prints on standard error with `--json`, on one line: the message `mrepo:
+/// error:` would print, and the exit status.
+struct ErrorDocument: Encodable {
+    var error: String
+    var code: Int
 }

@@ -16,7 +16,7 @@ extension MergeCommand {
             if json {
                 try printJSON(PrefixedDocument(head: ReversibleMergeHead(commit: c.id.hex), body: reversible))
             } else if !repository.quiet {
-                print("[\(try repo.history.head().branchName ?? "detached HEAD") \(c.id.short)] \(c.subject)")
+                print("[\(try repo.currentBranch() ?? "detached HEAD") \(c.id.short)] \(c.subject)")
                 ReversiblePrinter.summary(reversible, commit: c.id)
             }
             return

@@ -13,26 +13,7 @@ extension ShowCommand {
         let objective = record["objective"]?.stringValue.flatMap(SearchObjective.init(rawValue:)) ?? .mean
         let winner = record["winner"]?.intValue
         if json {
-            var rows: [JSONValue] = []
-            for t in trials {
-                guard case var .object(members) = t.json else { continue }
-                if t.recipe != .null { members.insert(JSONMember("recipe", t.recipe), at: 2) }
-                if let v = t.scores.flatMap(objective.scalar) { members.insert(JSONMember("objective", .double(v)), at: 2) }
-                rows.append(.object(members))
-            }
-            let doc: JSONValue = .object([
-                JSONMember("commit", .string(id.hex)),
-                JSONMember("search", record["id"] ?? .null),
-                JSONMember("objective", .string(objective.rawValue)),
-                JSONMember("seed", record["seed"] ?? .null),
-                JSONMember("budget", record["budget"] ?? .null),
-                JSONMember("eval", record["eval"] ?? .null),
-                JSONMember("space", record["space"] ?? .null),
-                JSONMember("winner", winner.map { .int($0) } ?? .null),
-                JSONMember("front", record["front"] ?? .array([])),
-                JSONMember("trials", .array(rows)),
-            ])
-            try printJSON(doc)
+            try printJSON(TrialsDocument(commit: id, record: record, objective: objective, trials: trials))
             return
         }
         let tasks = Array(Set(trials.compactMap(\.scores).flatMap(\.keys))).sorted()

@@ -1,0 +1,67 @@
+import Repo
+
+/// `fetch`, `push`, `clone` and `pull --json`: objects and bytes moved, and the refs that changed.
+/// Scripts read `bytes_sent` (push) or `bytes_received` (the others): exactly one of the two keys is
+/// present, so a script can tell the direction from the key.
+struct TransferDocument: Encodable {
+    struct Change: Encodable {
+        var name: String
+        var kind: String
+        var old: OrNull<String>
+        var new: OrNull<String>
+        var forced: Bool
+    }
+
+    var remote: String
+    var commits: Int
+    var objects: Int
+    var objectsSkipped: Int
+    /// Set for a push only; left out (not `null`) otherwise.
+    var bytesSent: Int?
+    /// Set for fetch, clone and pull only; left out (not `null`) otherwise.
+    var bytesReceived: Int?
+    var refs: [Change]
+
+    enum CodingKeys: String, CodingKey {
+        case remote, commits, objects, objectsSkipped = "objects_skipped", bytesSent = "bytes_sent", bytesReceived = "bytes_received", refs
+    }
+
+    /// - Parameter sent: a push (the bytes went out).
+    init(_ r: TransferResult, sent: Bool) {
+        remote = r.remote
+        commits = r.commits
+        objects = r.objects
+        objectsSkipped = r.skippedObjects
+        bytesSent = sent ? r.bytes : nil
+        bytesReceived = sent ? nil : r.bytes
+        refs = r.refs.map { Change(name: $0.name, kind: $0.kind.rawValue, old: OrNull($0.old?.hex), new: OrNull($0.new?.hex), forced: $0.forced) }
+    }
+}
+
+/// What `clone --json` adds after the transfer's members.
+struct CloneDocument: Encodable {
+    var directory: String
+    var lazy: Bool
+    var shallow: Bool
+    /// The branch checked out (`null`: the remote had no branch, HEAD is unborn or detached).
+    var branch: OrNull<String>
+}
+
+/// What `pull --json` adds after the fetch's members.
+struct PullDocument: Encodable {
+    /// `up_to_date` or `fast_forward`.
+    var status: String
+    /// The commit the branch moved to (`null` when it did not move).
+    var head: OrNull<String>
+
+    init(_ outcome: PullOutcome) {
+        switch outcome {
+        case .upToDate:
+            status = "up_to_date"
+            head = OrNull(nil)
+        case let .fastForward(_, to):
+            status = "fast_forward"
+            head = OrNull(to.hex)
+        }
+    }
+}
