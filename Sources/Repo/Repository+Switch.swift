@@ -63,25 +63,23 @@ extension Repository {
                     // As git does for `switch -c` at HEAD, the working tree is kept: here it holds a
                     // model rebuilt from HEAD (a reversible merge's expert), ready to be committed.
                     try refuseDuringMerge("switching")
-                    try history.createRef(name: name, kind: .branch, target: start, message: "branch: created from \(startPoint ?? "HEAD")")
                     try history.setHead(.branch(name, commit: start), expected: head,
-                                        message: "switch: moving from \(head.displayName) to \(name) (created at \(start.short), keeping the working tree)")
+                                        message: "switch: moving from \(head.displayName) to \(name) (created at \(start.short), keeping the working tree)",
+                                        creating: .init(name: name, target: start, message: "branch: created from \(startPoint ?? "HEAD")"))
                     return CheckoutResult(head: .branch(name, commit: start), writtenFiles: 0, removedFiles: 0, unchangedFiles: 0)
                 }
                 var result = try moveHead(to: start, newHead: .branch(name, commit: start), from: head, force: force,
-                                          message: "switch: moving from \(head.displayName) to \(name) (created at \(start.short))") {
-                    try self.history.createRef(name: name, kind: .branch, target: start, message: "branch: created from \(startPoint ?? "HEAD")")
-                }
+                                          message: "switch: moving from \(head.displayName) to \(name) (created at \(start.short))",
+                                          creating: .init(name: name, target: start, message: "branch: created from \(startPoint ?? "HEAD")"))
                 result.head = .branch(name, commit: start)
                 return result
             }
             if try history.ref(named: name) == nil, let tracking = try trackingCandidate(name) {
                 // As git does: a branch that exists only on a remote starts here, tracking it.
+                let branch = HistoryDatabase.NewBranch(name: name, target: tracking.target, message: "branch: created from \(tracking.fullName)",
+                                                       upstream: Upstream(remote: tracking.remote, branch: tracking.name))
                 var result = try moveHead(to: tracking.target, newHead: .branch(name, commit: tracking.target), from: head, force: force,
-                                          message: "switch: created \(name) from \(tracking.fullName)") {
-                    try self.history.createRef(name: name, kind: .branch, target: tracking.target, message: "branch: created from \(tracking.fullName)")
-                    try self.history.setUpstream(of: name, to: Upstream(remote: tracking.remote, branch: tracking.name))
-                }
+                                          message: "switch: created \(name) from \(tracking.fullName)", creating: branch)
                 result.head = .branch(name, commit: tracking.target)
                 return result
             }

@@ -152,16 +152,21 @@ extension Repository {
         }
     }
 
+    /// Writes `target`'s tree over the working tree, then moves HEAD to `newHead` (creating the
+    /// branch `creating` in the same transaction, if given).
     func moveHead(to target: ObjectID, newHead: Head, from head: Head, force: Bool, message: String,
-                          beforeHeadMove: (() throws -> Void)? = nil) throws -> CheckoutResult {
+                  creating: HistoryDatabase.NewBranch? = nil) throws -> CheckoutResult {
         try refuseDuringMerge("switching")
         let oldTree = try worktreeBaseline(head: head).tree
         let newTree = try verifiedTree(of: target)
         var stats = MaterializeStats()
         let entries = try materialize(newTree, over: oldTree, force: force, stats: &stats)
         CrashPoint.reach("checkout.files-written")
-        try beforeHeadMove?()
-        try history.setHead(newHead, expected: head, message: message, statEntries: entries)
+        if let creating {
+            try history.setHead(newHead, expected: head, message: message, creating: creating, statEntries: entries)
+        } else {
+            try history.setHead(newHead, expected: head, message: message, statEntries: entries)
+        }
         return CheckoutResult(head: newHead, writtenFiles: stats.written, removedFiles: stats.removed, unchangedFiles: stats.unchanged)
     }
 

@@ -102,26 +102,51 @@ extension HistoryDatabase {
         try db.execute(sql: "UPDATE head SET branch = NULL, commitID = ? WHERE worktree = ?", arguments: [id.hex, worktree])
     }
 
+    /// A branch created by the transaction that moves HEAD onto it (`switch -c`, `checkout -b`, a
+    /// branch started from a remote one), so no crash leaves the branch without the switch or the
+    /// reverse.
+    struct NewBranch {
+        var name: String
+        var target: ObjectID
+        var message: String
+        /// The remote branch it tracks, if any.
+        var upstream: Upstream? = nil
+    }
+
     /// Points HEAD at a branch (which may not exist yet) or detaches it at a commit.
     func setHead(_ head: Head, expected: Head?, message: String, statEntries: [StatCacheEntry] = [], removedPaths: [String] = []) throws {
+        try write { db in try writeHead(db, head, expected: expected, message: message, statEntries: statEntries, removedPaths: removedPaths) }
+    }
+
+    /// Creates `branch` and points HEAD at it, in one transaction (it fails if the branch exists).
+    func setHead(_ head: Head, expected: Head?, message: String, creating branch: NewBranch, statEntries: [StatCacheEntry] = []) throws {
         try write { db in
-            let current = try self.head(db)
-            if let expected, current != expected { throw RepoError.concurrentUpdate(ref: "HEAD") }
-            switch head {
-            case let .branch(name, _):
-                // A branch is checked out in one working tree at a time.
-                if name != current.branchName { try refuseBranchInUse(db, name) }
-                try db.execute(sql: "UPDATE head SET branch = ?, commitID = NULL WHERE worktree = ?", arguments: [name, worktree])
-            case let .detached(id):
-                try detachHead(db, at: id)
-            }
-            try HistoryDatabase.logRef(db, headLogName, old: current.commit, new: head.commit, message: message)
-            try clearView(db)
-            for path in removedPaths {
-                try db.execute(sql: "DELETE FROM statCache WHERE worktree = ? AND path = ?", arguments: [worktree, path])
-            }
-            for entry in statEntries { try entry.save(db, worktree: worktree) }
+            if try HistoryDatabase.ref(db, branch.name) != nil { throw RepoError.refExists(branch.name) }
+            try HistoryDatabase.setRef(db, name: branch.name, kind: .branch, target: branch.target, old: nil, message: branch.message)
+            if let upstream = branch.upstream { try HistoryDatabase.setUpstream(db, of: branch.name, to: upstream) }
+            try writeHead(db, head, expected: expected, message: message, statEntries: statEntries, removedPaths: [])
         }
+    }
+
+    /// HEAD's row, its reflog entry, the view cleared and the stat cache updated, inside a transaction.
+    private func writeHead(_ db: Database, _ head: Head, expected: Head?, message: String, statEntries: [StatCacheEntry],
+                           removedPaths: [String]) throws {
+        let current = try self.head(db)
+        if let expected, current != expected { throw RepoError.concurrentUpdate(ref: "HEAD") }
+        switch head {
+        case let .branch(name, _):
+            // A branch is checked out in one working tree at a time.
+            if name != current.branchName { try refuseBranchInUse(db, name) }
+            try db.execute(sql: "UPDATE head SET branch = ?, commitID = NULL WHERE worktree = ?", arguments: [name, worktree])
+        case let .detached(id):
+            try detachHead(db, at: id)
+        }
+        try HistoryDatabase.logRef(db, headLogName, old: current.commit, new: head.commit, message: message)
+        try clearView(db)
+        for path in removedPaths {
+            try db.execute(sql: "DELETE FROM statCache WHERE worktree = ? AND path = ?", arguments: [worktree, path])
+        }
+        for entry in statEntries { try entry.save(db, worktree: worktree) }
     }
 
     /// Moves HEAD, or the branch it is on, forward to `target` (a fast-forward), if HEAD is still

@@ -112,10 +112,12 @@ extension HistoryDatabase {
     }
 
     func setUpstream(of branch: String, to upstream: Upstream) throws {
-        try write { db in
-            try db.execute(sql: "INSERT OR REPLACE INTO upstream(branch, remote, remoteBranch) VALUES (?, ?, ?)",
-                           arguments: [branch, upstream.remote, upstream.branch])
-        }
+        try write { db in try HistoryDatabase.setUpstream(db, of: branch, to: upstream) }
+    }
+
+    static func setUpstream(_ db: Database, of branch: String, to upstream: Upstream) throws {
+        try db.execute(sql: "INSERT OR REPLACE INTO upstream(branch, remote, remoteBranch) VALUES (?, ?, ?)",
+                       arguments: [branch, upstream.remote, upstream.branch])
     }
 
     /// Sets (or, with a nil target, deletes) remote-tracking refs, logging each change.
