@@ -1,4 +1,5 @@
 import ArgumentParser
+import Delta
 import Merge
 import Repo
 
@@ -10,6 +11,18 @@ extension OneSidedRule: ExpressibleByArgument {}
 extension ReversibleView: ExpressibleByArgument {}
 extension TaskVectorBalance: ExpressibleByArgument {}
 extension SearchObjective: ExpressibleByArgument {}
+
+/// `merge --dtype`: a floating-point dtype, spelled as safetensors does (F32, BF16) or as mergekit
+/// does (float32, bfloat16); anything else is a usage error naming the option (the option's help
+/// lists the common spellings).
+struct FloatDType: ExpressibleByArgument {
+    var dtype: DType
+
+    init?(argument: String) {
+        guard let dtype = DType(parsing: argument), dtype.isFloatingPoint else { return nil }
+        self.dtype = dtype
+    }
+}
 
 /// `--lines ALPHA,BETA` (LiNeS): two numbers, parsed with the command line so a malformed value is a
 /// usage error naming the option.

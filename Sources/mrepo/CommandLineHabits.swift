@@ -17,7 +17,7 @@ enum CommandLineHabits {
         let terminator = arguments.firstIndex(of: "--") ?? arguments.endIndex
         var arguments = arguments
         for (i, a) in arguments.enumerated().reversed() where i < terminator && (a == "--no-color" || a == "--no-pager") {
-            if a == "--no-color" { Terminal.noColor = true } else { Terminal.noPager = true }
+            if a == "--no-color" { Terminal.noColorFlag.store(true, ordering: .relaxed) } else { Terminal.noPagerFlag.store(true, ordering: .relaxed) }
             arguments.remove(at: i)
         }
         guard let first = arguments.first else { return arguments }

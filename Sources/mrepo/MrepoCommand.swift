@@ -3,6 +3,7 @@ import Delta
 import Foundation
 import Merge
 import Repo
+import Synchronization
 
 @main
 struct MrepoCommand: ParsableCommand {
@@ -70,7 +71,8 @@ struct MrepoCommand: ParsableCommand {
             ErrorReporter.warn((error as? RepoError)?.description ?? "\(error)")
         }
         // With --json, errors are a JSON object on standard error too.
-        ErrorReporter.json = (arguments.firstIndex(of: "--") ?? arguments.endIndex) > (arguments.firstIndex(of: "--json") ?? arguments.endIndex)
+        ErrorReporter.jsonFlag.store((arguments.firstIndex(of: "--") ?? arguments.endIndex) > (arguments.firstIndex(of: "--json") ?? arguments.endIndex),
+                                     ordering: .relaxed)
         arguments = CommandLineHabits.rewrite(arguments)
         var command: ParsableCommand
         do {
@@ -114,8 +116,11 @@ struct MrepoCommand: ParsableCommand {
 /// Prints `mrepo: error: ...` and exits with status 2 (or the one given); with `--json`, prints
 /// `{"error": "...", "code": STATUS}` instead.
 enum ErrorReporter {
-    /// Whether the command line asked for JSON (set once, before parsing).
-    nonisolated(unsafe) static var json = false
+    /// Whether the command line asked for JSON (set once, before parsing; an atomic because errors
+    /// may be reported from any thread).
+    static let jsonFlag = Atomic<Bool>(false)
+
+    static var json: Bool { jsonFlag.load(ordering: .relaxed) }
 
     static func fail(_ message: String, status: Int32 = 2) -> Never {
         let line = message.replacingOccurrences(of: "\n", with: " ")

@@ -72,7 +72,7 @@ struct MergeCommand: ParsableCommand {
     var seed: UInt64?
 
     @Option(help: ArgumentHelp("Write every floating-point tensor in this dtype (F32, BF16, F16, or mergekit's float32, bfloat16, ...), as mergekit's out_dtype; the default is each tensor's own dtype (or the recipe's out_dtype, else its dtype).", valueName: "dtype"))
-    var dtype: String?
+    var dtype: FloatDType?
 
     @Option(help: ArgumentHelp("Embedding and LM-head row counts that differ: keep the base's rows, the union of all rows, or the common rows (a recipe's tokenizer_source base|union sets it). Without it such tensors are conflicts.", valueName: "policy"))
     var vocab: VocabularyPolicy?
@@ -152,8 +152,6 @@ struct MergeCommand: ParsableCommand {
         if modes > 1 { throw ValidationError("--continue, --abort, --list-methods and --help-method exclude each other") }
         if json && (helpMethod != nil || markdown) { throw ValidationError("--help-method and --markdown print text; they take no --json") }
         if modes == 0 && branches.isEmpty && config == nil { throw ValidationError("name the branches to merge (or --continue / --abort)") }
-        if let dtype, DType(parsing: dtype) == nil { throw ValidationError("--dtype: unknown dtype '\(dtype)'") }
-        if let dtype, let d = DType(parsing: dtype), !d.isFloatingPoint { throw ValidationError("--dtype: '\(dtype)' is not a floating-point dtype") }
         if noCommit && dryRun { throw ValidationError("--no-commit and --dry-run exclude each other") }
         if noFastForward && fastForwardOnly { throw ValidationError("--no-ff and --ff-only exclude each other") }
         for m in metrics where Metric.parse(m) == nil {
@@ -234,7 +232,7 @@ struct MergeCommand: ParsableCommand {
         request.method = (reversible ? RMM.id : method) ?? (config == nil ? ProcessInfo.processInfo.environment["MREPO_MERGE_METHOD"].flatMap { $0.isEmpty ? nil : $0 } : nil)
         request.branches = branches
         request.base = base
-        request.outputDType = dtype.flatMap(DType.init(parsing:))
+        request.outputDType = dtype?.dtype
         request.seed = seed
         request.basis = basis
         request.oneSided = oneSided

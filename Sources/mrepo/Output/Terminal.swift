@@ -1,13 +1,18 @@
 import Foundation
+import Synchronization
 
 /// Terminal habits: colour and a pager when standard output is a terminal, as git does.
 /// `--no-color`, `--no-pager` (any command) and `NO_COLOR` turn them off; `MREPO_PAGER`, else
 /// `PAGER`, else `less` pages `log`, `diff`, `show` and `reflog`.
 enum Terminal {
-    nonisolated(unsafe) static var noColor = false
-    nonisolated(unsafe) static var noPager = false
+    /// `--no-color` and `--no-pager`, set once before parsing (atomics: process-wide, read from any thread).
+    static let noColorFlag = Atomic<Bool>(false)
+    static let noPagerFlag = Atomic<Bool>(false)
     /// The pager process, whose input is standard output, waited for at exit.
-    nonisolated(unsafe) private static var pager: (process: Process, pipe: Pipe)?
+    private static let pager = Mutex<(process: Process, pipe: Pipe)?>(nil)
+
+    static var noColor: Bool { noColorFlag.load(ordering: .relaxed) }
+    static var noPager: Bool { noPagerFlag.load(ordering: .relaxed) }
 
     /// Whether standard output was a terminal when mrepo started (before a pager took it over).
     static let outputIsTerminal = isatty(STDOUT_FILENO) == 1
@@ -48,9 +53,9 @@ enum Terminal {
         guard (try? process.run()) != nil else { return }
         fflush(nil)
         dup2(pipe.fileHandleForWriting.fileDescriptor, STDOUT_FILENO)
-        pager = (process, pipe)
+        pager.withLock { $0 = (process, pipe) }
         atexit {
-            guard let (process, pipe) = Terminal.pager else { return }
+            guard let (process, pipe) = Terminal.pager.withLock({ $0 }) else { return }
             fflush(nil)
             close(STDOUT_FILENO)
             try? pipe.fileHandleForWriting.close()
