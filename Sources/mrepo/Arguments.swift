@@ -1,6 +1,7 @@
 import ArgumentParser
 import Delta
 import Merge
+import Merge
 import Repo
 
 // Choices of the library, typed on the command line: help lists their values and a wrong one is a
@@ -21,6 +22,52 @@ struct FloatDType: ExpressibleByArgument {
     init?(argument: String) {
         guard let dtype = DType(parsing: argument), dtype.isFloatingPoint else { return nil }
         self.dtype = dtype
+    }
+}
+
+/// `--set NAME=VALUE` or `--set NAME[GLOB]=VALUE`: a method parameter, for every tensor or for the
+/// tensors matching the glob (`merge`, `resolve`).
+struct ParameterSetting: ExpressibleByArgument {
+    /// As typed, for messages.
+    var text: String
+    var name: String
+    var glob: String?
+    var value: ParameterValue
+
+    init?(argument: String) {
+        guard let eq = argument.firstIndex(of: "="), eq != argument.startIndex else { return nil }
+        text = argument
+        name = String(argument[..<eq])
+        if let open = name.firstIndex(of: "["), name.hasSuffix("]") {
+            glob = String(name[name.index(after: open)..<name.index(before: name.endIndex)])
+            name = String(name[..<open])
+        }
+        value = ParameterValue.parse(String(argument[argument.index(after: eq)...]))
+    }
+}
+
+/// `--weight BRANCH=W`: an expert's weight.
+struct ExpertWeight: ExpressibleByArgument {
+    var expert: String
+    var weight: Double
+
+    init?(argument: String) {
+        // The last `=`: a branch name may hold one, a number never does.
+        guard let eq = argument.lastIndex(of: "="), let weight = Double(argument[argument.index(after: eq)...]) else { return nil }
+        (expert, self.weight) = (String(argument[..<eq]), weight)
+    }
+}
+
+/// `--expert BRANCH:NAME=VALUE`: any per-expert parameter.
+struct ExpertSetting: ExpressibleByArgument {
+    var expert: String
+    var setting: ParameterSetting
+
+    init?(argument: String) {
+        guard let colon = argument.firstIndex(of: ":"), let setting = ParameterSetting(argument: String(argument[argument.index(after: colon)...])) else {
+            return nil
+        }
+        (expert, self.setting) = (String(argument[..<colon]), setting)
     }
 }
 

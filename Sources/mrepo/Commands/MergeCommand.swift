@@ -54,13 +54,13 @@ struct MergeCommand: ParsableCommand {
     @Option(name: .customLong("set"), help: ArgumentHelp(
         "A method parameter, e.g. --set lambda=0.8, --set 't=[0, 0.5, 1]' (a gradient over depth), or --set 'density[*.attention.*]=0.3' (only for tensors matching the glob). Repeatable.",
         valueName: "name=value"))
-    var settings: [String] = []
+    var settings: [ParameterSetting] = []
 
     @Option(name: .customLong("weight"), help: ArgumentHelp("An expert's weight, e.g. --weight math=0.7 (repeatable; the current branch is named by its branch name).", valueName: "branch=w"))
-    var weights: [String] = []
+    var weights: [ExpertWeight] = []
 
     @Option(name: .customLong("expert"), help: ArgumentHelp("Any per-expert parameter, e.g. --expert math:density=0.3 (repeatable).", valueName: "branch:name=value"))
-    var expertSettings: [String] = []
+    var expertSettings: [ExpertSetting] = []
 
     @Option(help: ArgumentHelp("A mergekit YAML recipe (models named by branch, tag or commit); command-line options override it.", valueName: "file"))
     var config: String?
@@ -239,18 +239,9 @@ struct MergeCommand: ParsableCommand {
         request.vocabulary = vocab
         request.fileConflict = fileConflict
         request.thresholds = ConflictThresholds(maxSignConflict: maxSignConflict, minCosine: minCosine, maxConflictingMass: maxConflictingMass)
-        request.settings = try settings.map(Self.parseSetting)
-        for w in weights {
-            guard let eq = w.lastIndex(of: "="), let x = Double(w[w.index(after: eq)...]) else {
-                throw ValidationError("--weight '\(w)': expected BRANCH=NUMBER")
-            }
-            request.expertSettings.append((String(w[..<eq]), "weight", .number(x)))
-        }
-        for e in expertSettings {
-            guard let colon = e.firstIndex(of: ":") else { throw ValidationError("--expert '\(e)': expected BRANCH:NAME=VALUE") }
-            let (name, _, value) = try Self.parseSetting(String(e[e.index(after: colon)...]))
-            request.expertSettings.append((String(e[..<colon]), name, value))
-        }
+        request.settings = settings.map { ($0.name, $0.glob, $0.value) }
+        request.expertSettings = weights.map { ($0.expert, "weight", .number($0.weight)) }
+            + expertSettings.map { ($0.expert, $0.setting.name, $0.setting.value) }
         request.lines = lines.map { ($0.alpha, $0.beta) }
         request.consensus = consensus.map { ($0.k, $0.lambda) }
         request.balance = balance
@@ -271,18 +262,6 @@ struct MergeCommand: ParsableCommand {
                                    metrics: metrics.compactMap(Metric.parse), noCommit: noCommit, dryRun: dryRun)
         options.squash = squash
         return options
-    }
-
-    /// `name=value` or `name[glob]=value`.
-    static func parseSetting(_ text: String) throws -> (name: String, glob: String?, value: ParameterValue) {
-        guard let eq = text.firstIndex(of: "=") else { throw ValidationError("'\(text)': expected NAME=VALUE") }
-        var name = String(text[..<eq])
-        var glob: String?
-        if let open = name.firstIndex(of: "["), name.hasSuffix("]") {
-            glob = String(name[name.index(after: open)..<name.index(before: name.endIndex)])
-            name = String(name[..<open])
-        }
-        return (name, glob, ParameterValue.parse(String(text[text.index(after: eq)...])))
     }
 }
 

@@ -32,7 +32,7 @@ struct ResolveCommand: ParsableCommand {
     var method: String?
 
     @Option(name: .customLong("set"), help: ArgumentHelp("A parameter of --method, e.g. --set density=0.3 (repeatable).", valueName: "name=value"))
-    var settings: [String] = []
+    var settings: [ParameterSetting] = []
 
     @Option(help: ArgumentHelp("Seed for --method.", valueName: "n"))
     var seed: UInt64 = 0
@@ -58,9 +58,8 @@ struct ResolveCommand: ParsableCommand {
         } else {
             var recipe = MergeRecipe(method: method!, experts: [], seed: seed)
             for s in settings {
-                let (name, glob, value) = try MergeCommand.parseSetting(s)
-                if glob != nil { throw ValidationError("'\(s)': resolve takes no glob in --set (the patterns choose the tensors)") }
-                recipe.parameters[name] = value
+                if s.glob != nil { throw ValidationError("'\(s.text)': resolve takes no glob in --set (the patterns choose the tensors)") }
+                recipe.parameters[s.name] = s.value
             }
             resolution = .method(recipe)
         }

@@ -1,0 +1,23 @@
+import Foundation
+import Testing
+
+/// Structured options are parsed with the command line: a malformed value is a one-line usage
+/// error (exit 64) naming the option, before any repository is opened.
+@Suite struct TypedArgumentsCLITests {
+    @Test(arguments: [
+        (["merge", "a", "--weight", "a"], "'--weight <branch=w>'"),
+        (["merge", "a", "--weight", "a=heavy"], "'--weight <branch=w>'"),
+        (["merge", "a", "--set", "density"], "'--set <name=value>'"),
+        (["merge", "a", "--expert", "a-density=0.3"], "'--expert <branch:name=value>'"),
+        (["merge", "a", "--lines", "0.3"], "'--lines <alpha,beta>'"),
+        (["merge", "a", "--consensus", "2,x"], "'--consensus <k[,lambda]>'"),
+        (["merge", "a", "--dtype", "I32"], "'--dtype <dtype>'"),
+        (["merge", "a", "--balance", "max"], "'--balance <norm|none>'"),
+        (["merge", "a", "--search", "--eval", "true", "--objective", "best"], "'--objective <objective>'"),
+        (["resolve", "*", "--method", "ties", "--set", "x"], "'--set <name=value>'"),
+    ])
+    func malformedValuesAreUsageErrors(_ arguments: [String], option: String) throws {
+        let s = try CLISandbox()
+        expectOneLineError(try s.run(arguments), status: 64, contains: option)
+    }
+}
