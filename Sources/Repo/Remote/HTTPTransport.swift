@@ -14,7 +14,7 @@ import Glibc
 /// in one transaction and moves refs by compare-and-swap, answering 409 (not a fast-forward) or
 /// 412 (the ref moved) otherwise.
 ///
-/// HTTP goes through AsyncHTTPClient's shared client, as the S3 remote's does (one HTTP stack and
+/// HTTP goes through one AsyncHTTPClient client (``RemoteHTTP/client``), as the S3 remote's does (one HTTP stack and
 /// one connection pool in the process). Objects travel as files: a download is written to disk
 /// buffer by buffer as it arrives and an upload is streamed from the object file 1 MiB at a time,
 /// so memory stays bounded whatever the object's size. The token comes from `MREPO_TOKEN` and is
@@ -88,7 +88,12 @@ public final class HTTPTransport: RemoteTransport, Sendable {
         var attempt = 0
         /// Waits before the next try after a failed one, or throws when no try is left.
         func waitToRetry(after error: any Error) async throws {
-            guard retry, attempt < HTTPTransport.attempts else { throw RepoError.remote("\(url): \(method.rawValue) \(path) failed: \(error)") }
+            guard retry, attempt < HTTPTransport.attempts else {
+                if RemoteHTTP.isConnectFailure(error) {
+                    throw RepoError.remote("\(url): cannot connect to \(RemoteHTTP.authority(base)): \(RemoteHTTP.describe(error))")
+                }
+                throw RepoError.remote("\(url): \(method.rawValue) \(path) failed: \(RemoteHTTP.describe(error))")
+            }
             try await Task.sleep(nanoseconds: UInt64(delay * 1e9))
             delay *= 2
         }
@@ -96,7 +101,7 @@ public final class HTTPTransport: RemoteTransport, Sendable {
             attempt += 1
             let response: HTTPClientResponse
             do {
-                response = try await HTTPClient.shared.execute(request(method, path, body: body), timeout: HTTPTransport.headTimeout)
+                response = try await RemoteHTTP.client.execute(request(method, path, body: body), timeout: HTTPTransport.headTimeout)
             } catch is CancellationError {
                 throw CancellationError()
             } catch {
