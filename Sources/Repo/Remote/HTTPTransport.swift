@@ -50,7 +50,8 @@ public final class HTTPTransport: RemoteTransport, Sendable {
         self.token = token.flatMap { $0.isEmpty ? nil : $0 }
     }
 
-    private struct RefList: Codable { var refs: [RemoteRef] }
+    /// `shallow` is absent from servers older than it (docs/serving.md).
+    private struct RefList: Codable { var refs: [RemoteRef]; var shallow: [RemoteGraft]? }
     private struct IDList: Codable { var ids: [String] }
 
     /// What a request sends.
@@ -175,6 +176,11 @@ public final class HTTPTransport: RemoteTransport, Sendable {
     public func listRefs() async throws -> [String: RemoteRef] {
         let list = try decode(RefList.self, try await data(.GET, "refs"))
         return Dictionary(list.refs.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    /// From the ref listing (its `shallow` field), asked for again: one small request per fetch.
+    public func shallowGrafts() async throws -> [RemoteGraft] {
+        try decode(RefList.self, try await data(.GET, "refs")).shallow ?? []
     }
 
     public func missingObjects(_ ids: [ObjectID]) async throws -> Set<ObjectID> {
