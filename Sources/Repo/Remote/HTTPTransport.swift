@@ -118,7 +118,7 @@ public final class HTTPTransport: RemoteTransport, Sendable {
             }
             guard (200..<300).contains(status) else {
                 _ = try? await response.body.collect(upTo: 1 << 20)
-                throw failure(response, ref: ref)
+                throw failure(response, path: path, ref: ref)
             }
             do {
                 return try await read(response)
@@ -140,16 +140,23 @@ public final class HTTPTransport: RemoteTransport, Sendable {
         }
     }
 
-    private func failure(_ response: HTTPClientResponse, ref: String?) -> RepoError {
+    /// The one-line error for an answer that is not 2xx, in plain words (the server's own message
+    /// only where it adds something).
+    private func failure(_ response: HTTPClientResponse, path: String, ref: String?) -> RepoError {
         let status = Int(response.status.code)
         let message = response.headers["X-Error-Message"].first ?? response.status.reasonPhrase
         switch (status, response.headers["X-Error-Code"].first) {
+        case (401, _) where token == nil:
+            return RepoError.remote("\(url): the server needs a token; set MREPO_TOKEN to a token of its --tokens file")
         case (401, _):
-            return RepoError.remote("\(url): the server refused the credentials (\(message)); set MREPO_TOKEN to a token of its --tokens file")
+            return RepoError.remote("\(url): the server refused the credentials (the token in MREPO_TOKEN); set MREPO_TOKEN to a token of its --tokens file")
         case (403, _):
-            return RepoError.remote("\(url): not allowed (\(message)); pushing needs a write token in MREPO_TOKEN")
+            return RepoError.remote("\(url): the token in MREPO_TOKEN may not do this (\(message)); pushing needs a write token")
         case (404, "RepoNotFound"?):
             return RepoError.remote("\(url): no repository there")
+        case (404, _) where path == "refs":
+            // Not an mrepo serve (or a path outside one): no mrepo protocol answers there.
+            return RepoError.remote("\(url): no mrepo repository there (HTTP 404 for \(path)); is this the URL of an 'mrepo serve' repository?")
         case (409, "NonFastForward"?):
             return RepoError.nonFastForward(ref: ref ?? message, remote: url)
         case (412, "RefMoved"?):
@@ -163,7 +170,7 @@ public final class HTTPTransport: RemoteTransport, Sendable {
         do {
             return try JSONDecoder().decode(type, from: data)
         } catch {
-            throw RepoError.remote("\(url): unexpected answer from the server (\(error))")
+            throw RepoError.remote("\(url): the server's answer is not mrepo's protocol; is this the URL of an 'mrepo serve' repository?")
         }
     }
 

@@ -181,6 +181,9 @@ final class S3Client: Sendable {
 
     /// A one-line error for any other unexpected answer.
     func failure(_ what: String, _ response: Response) -> RepoError {
+        if S3XML.errorCode(response.body) == "NoSuchBucket" {
+            return RepoError.remote("\(url): the bucket '\(bucket)' does not exist at \(configuration.endpoint.absoluteString); create it, or check the URL and AWS_ENDPOINT_URL")
+        }
         let code = S3XML.errorCode(response.body).map { " \($0)" } ?? ""
         let message = S3XML.text(of: "Message", in: response.body).map { ": \($0)" } ?? ""
         return RepoError.remote("\(url): \(what) failed: HTTP \(response.status)\(code)\(message)")
