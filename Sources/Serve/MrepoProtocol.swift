@@ -20,7 +20,7 @@ extension HubService {
             try requireRead(request)
             var refs: [RemoteRef] = []
             for r in try repo.history.refs() { refs.append(RemoteRef(name: r.name, kind: r.kind, target: r.target)) }
-            return try encodable(RefList(refs: refs))
+            return try encodable(RefList(refs: refs, shallow: try repo.shallowGrafts()))
         case (.post, ["objects", "missing"]):
             try requireRead(request)
             let ids = try await idList(request)
@@ -74,7 +74,9 @@ extension HubService {
         }
     }
 
-    struct RefList: Codable { var refs: [RemoteRef] }
+    /// `shallow`: the repository's grafts when it is a shallow clone (an addition to v1: clients
+    /// that do not know it ignore it).
+    struct RefList: Codable { var refs: [RemoteRef]; var shallow: [RemoteGraft] }
     struct IDList: Codable { var ids: [String] }
 
     func encodable<T: Encodable>(_ value: T) throws -> Response {

@@ -32,7 +32,7 @@ struct MrepoCommand: ParsableCommand {
                 ResetCommand.self, RestoreCommand.self, RevertCommand.self, CherryPickCommand.self, StashCommand.self,
             ]),
             CommandGroup(name: "Share", subcommands: [
-                RemoteCommand.self, CloneCommand.self, FetchCommand.self, PushCommand.self, PullCommand.self, ServeCommand.self,
+                RemoteCommand.self, CloneCommand.self, FetchCommand.self, PushCommand.self, PullCommand.self, LsRemoteCommand.self, ServeCommand.self,
             ]),
             CommandGroup(name: "Merge models", subcommands: [MergeCommand.self, ResolveCommand.self, ExpertsCommand.self]),
             CommandGroup(name: "Models", subcommands: [ExportCommand.self, CheckCommand.self, SynthCommand.self]),

@@ -121,4 +121,41 @@ import Testing
         try s.ok(["switch", "-q", "-c", "old", "main~2"], in: "lazy")
         #expect(s.sameFiles("lazy", "family/base"))
     }
+
+    /// A pid that no process has now: a child that ran and was reaped.
+    func deadPID() throws -> Int32 {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/true")
+        try p.run()
+        p.waitUntilExit()
+        return p.processIdentifier
+    }
+
+    @Test func cloneRemovesStagingFoldersOfDeadClonesInItsParent() throws {
+        let s = try published()
+        let dead = try deadPID()
+        // What killed clones leave: one into the same destination, one into another, each with files.
+        let stale = [".copy.mrepo-clone-\(dead)", ".elsewhere.mrepo-clone-\(dead)"]
+        for name in stale {
+            try FileManager.default.createDirectory(atPath: s.path(name + "/.mrepo/objects"), withIntermediateDirectories: true)
+            try Data("partial".utf8).write(to: URL(fileURLWithPath: s.path(name + "/.mrepo/objects/partial")))
+        }
+        // Kept: a clone that is still running (this test process stands in for it), and a plain
+        // file that only looks like a staging folder.
+        let live = ".other.mrepo-clone-\(getpid())"
+        try FileManager.default.createDirectory(atPath: s.path(live), withIntermediateDirectories: true)
+        let file = ".note.mrepo-clone-\(dead)"
+        try Data("not a folder".utf8).write(to: URL(fileURLWithPath: s.path(file)))
+
+        try s.ok(["clone", "-q", "hub", "copy"])
+        let left = try FileManager.default.contentsOfDirectory(atPath: s.root).filter { $0.contains(".mrepo-clone-") }.sorted()
+        #expect(left == [live, file].sorted())
+        try s.ok(["fsck"], in: "copy")
+
+        // A clone that fails (no repository at the URL) also clears what dead clones left.
+        try FileManager.default.createDirectory(atPath: s.path(stale[1]), withIntermediateDirectories: true)
+        expectOneLineError(try s.run(["clone", "no-such-hub", "again"]), contains: "no-such-hub")
+        #expect(!FileManager.default.fileExists(atPath: s.path(stale[1])))
+        #expect(FileManager.default.fileExists(atPath: s.path(live)))
+    }
 }

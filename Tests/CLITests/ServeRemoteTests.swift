@@ -65,4 +65,54 @@ struct ServeRemoteTests {
         #expect(status == 0 && out.trimmingCharacters(in: .whitespacesAndNewlines) == "400")
         #expect(!FileManager.default.fileExists(atPath: s.path("served/team/minilm/.mrepo/objects/ab/" + String(repeating: "ab", count: 31))))
     }
+
+    @Test("clone failures say what is wrong in one plain line and leave nothing behind")
+    func cloneFailuresAreOneLine() throws {
+        let s = try CLISandbox()
+        try s.writeModel("model", [("w", [2, 2], [1, 2, 3, 4])])
+        try FileManager.default.createDirectory(atPath: s.path("served/team"), withIntermediateDirectories: true)
+        try s.ok(["init", "-q", "served/team/hub"])
+        try s.ok(["commit", "-q", "--from", "../../../model", "-m", "one"], in: "served/team/hub")
+        try "reader-0123456789 read\n".write(toFile: s.path("tokens"), atomically: true, encoding: .utf8)
+        let server = try ServerProcess(s, ["served", "--tokens", "tokens"])
+        defer { _ = server.stop() }
+        let read = ["MREPO_TOKEN": "reader-0123456789"]
+
+        let cases: [(url: String, env: [String: String], says: String)] = [
+            (server.url + "/team/nope", read, "/team/nope: no repository there"),
+            (server.url + "/team/hub", [:], "/team/hub: the server needs a token; set MREPO_TOKEN"),
+            (server.url + "/team/hub", ["MREPO_TOKEN": "wrong-0123456789"], "/team/hub: the server refused the credentials"),
+        ]
+        for c in cases {
+            let r = try s.run(["clone", c.url, "copy"], environment: c.env)
+            expectOneLineError(r, contains: c.says)
+            #expect(!r.stderr.contains("HTTPClient") && !r.stderr.contains("Authorization: Bearer"), "plain words: \(r.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: s.path("copy")))
+        }
+
+        // A web server that is not mrepo serve: its 404 says so.
+        let web = Process()
+        web.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        web.arguments = ["python3", "-u", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory", s.root]
+        let out = Pipe()
+        web.standardOutput = out
+        web.standardError = FileHandle.nullDevice
+        try web.run()
+        defer {
+            // SIGKILL: the test process runs with SIGTERM blocked, and children inherit the mask.
+            kill(web.processIdentifier, SIGKILL)
+            web.waitUntilExit()
+        }
+        var banner = ""
+        while !banner.contains("\n") {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            banner += String(decoding: chunk, as: UTF8.self)
+        }
+        let port = try #require(banner.range(of: "port [0-9]+", options: .regularExpression).map { banner[$0].dropFirst(5) })
+        let r = try s.run(["clone", "http://127.0.0.1:\(port)/team/hub", "copy"])
+        expectOneLineError(r, contains: "no mrepo repository there")
+        #expect(!FileManager.default.fileExists(atPath: s.path("copy")))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: s.root).filter { $0.contains("mrepo-clone") }.isEmpty)
+    }
 }

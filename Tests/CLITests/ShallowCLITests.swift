@@ -93,4 +93,57 @@ import Testing
         #expect(lines(try s.ok(["log", "--oneline"], in: "copy").stdout) == 4)
         try s.ok(["fsck"], in: "copy")
     }
+
+    @Test func cloneOfAShallowCloneIsShallowAtTheSameBoundary() throws {
+        let s = try published()
+        try s.ok(["push", "-q", "origin", "--delete", "side"], in: "repo")
+        // main: base ← math ← code; the source holds code and math, math its boundary.
+        try s.ok(["clone", "-q", "--depth", "2", "hub", "shallow"])
+
+        // Over a folder: all the source has, with its boundary.
+        let clone = try #require(try s.json(try s.ok(["clone", "--json", "shallow", "copy"])) as? [String: Any])
+        #expect(clone["commits"] as? Int == 2)
+        #expect(clone["shallow"] as? Bool == true)
+        let log = try s.ok(["log", "--oneline"], in: "copy").stdout
+        #expect(lines(log) == 2)
+        #expect(log.contains("(grafted) math"), "the boundary is the source's: \(log)")
+        #expect(s.sameFiles("copy", "family/code"))
+        try s.ok(["rev-parse", "HEAD~1"], in: "copy")
+        expectOneLineError(try s.run(["rev-parse", "HEAD~2"], in: "copy"), contains: "fetch --deepen")
+        try s.ok(["fsck"], in: "copy")
+        // A smaller depth moves the boundary up; a larger one stops at the source's.
+        try s.ok(["clone", "-q", "--depth", "1", "shallow", "top"])
+        #expect(lines(try s.ok(["log", "--oneline"], in: "top").stdout) == 1)
+        try s.ok(["clone", "-q", "--depth", "5", "shallow", "deep"])
+        #expect(lines(try s.ok(["log", "--oneline"], in: "deep").stdout) == 2)
+        try s.ok(["fsck"], in: "top")
+        // Pushing shallow history to a remote without what lies below the boundary is refused
+        // before anything is sent.
+        try s.ok(["init", "-q", "--bare", "empty"])
+        try s.ok(["remote", "add", "empty", "../empty"], in: "copy")
+        expectOneLineError(try s.run(["push", "empty", "main"], in: "copy"), contains: "fetch --unshallow")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: s.path("empty/.mrepo/objects")).filter { $0.count == 2 }.isEmpty)
+        // Fetching from the shallow source into a clone of it, after the source grew.
+        try s.ok(["commit", "-q", "--from", "../family/chat", "-m", "chat"], in: "shallow")
+        try s.ok(["fetch", "-q"], in: "copy")
+        #expect(lines(try s.ok(["log", "--oneline", "origin/main"], in: "copy").stdout) == 3)
+        try s.ok(["fsck"], in: "copy")
+
+        // Over HTTP (mrepo serve): the same.
+        try FileManager.default.createDirectory(atPath: s.path("served/team"), withIntermediateDirectories: true)
+        try FileManager.default.moveItem(atPath: s.path("shallow"), toPath: s.path("served/team/shallow"))
+        let server = try ServerProcess(s, ["served"])
+        defer { _ = server.stop() }
+        try s.ok(["clone", "-q", server.url + "/team/shallow", "web"])
+        let webLog = try s.ok(["log", "--oneline"], in: "web").stdout
+        #expect(lines(webLog) == 3)
+        #expect(webLog.contains("(grafted) math"), "the boundary is the source's: \(webLog)")
+        #expect(s.sameFiles("web", "family/chat"))
+        try s.ok(["fsck"], in: "web")
+        try s.ok(["clone", "-q", "--depth", "2", server.url + "/team/shallow", "web2"])
+        let web2Log = try s.ok(["log", "--oneline"], in: "web2").stdout
+        #expect(lines(web2Log) == 2)
+        #expect(web2Log.contains("(grafted) code"), "\(web2Log)")
+        try s.ok(["fsck"], in: "web2")
+    }
 }

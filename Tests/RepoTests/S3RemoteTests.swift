@@ -154,6 +154,17 @@ struct S3RemoteTests {
         #expect(try origin.history.remoteRefs().isEmpty)
     }
 
+    @Test func cloneFromAMissingBucketSaysSoInOneLine() async throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let target = "s3://no-such-bucket-\(UUID().uuidString.prefix(8).lowercased())/store/x"
+        let error = await asyncError { _ = try await Repository.clone(url: target, into: dir + "/copy", environment: store.environment) }
+        let text = (error as? RepoError)?.description ?? "\(String(describing: error))"
+        #expect(text.hasPrefix(target + ": the bucket 'no-such-bucket-"), "\(text)")
+        #expect(text.contains("does not exist at " + store.endpoint))
+        #expect(!text.contains("\n"))
+        #expect(!FileManager.default.fileExists(atPath: dir + "/copy"))
+    }
+
     @Test func largeObjectsGoUpInParts() async throws {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var random = SeededRandom(seed: 7)

@@ -4,7 +4,7 @@ import Foundation
 /// The hidden folder a clone is built in, beside its destination (`.NAME.mrepo-clone-PID`), renamed
 /// onto the destination when the clone is complete: a destination folder either does not exist
 /// (or is as empty as it was) or holds a whole clone. A killed clone's folder is removed by the
-/// next clone into the same parent folder, once its process is gone.
+/// next clone into the same parent folder (into any destination there), once its process is gone.
 struct CloneStaging {
     let destination: String
     let path: String
@@ -18,13 +18,29 @@ struct CloneStaging {
         path = parent + "/" + prefix + "\(getpid())"
     }
 
-    /// Removes the staging folders of clones into this destination whose process is gone.
+    /// The suffix that marks a staging folder, before the pid.
+    static let marker = ".mrepo-clone-"
+
+    /// Removes the staging folders that killed clones left in the destination's parent folder
+    /// (`.NAME.mrepo-clone-PID`, whatever NAME), by the rule for every leftover (docs/format.md
+    /// §7.4): only when process PID no longer exists (a pid that exists, whoever owns it, counts
+    /// as running), and never this process's own.
     func sweep() {
-        for entry in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] where entry.hasPrefix(prefix) {
-            guard let pid = pid_t(entry.dropFirst(prefix.count)) else { continue }
-            if pid != getpid(), kill(pid, 0) == 0 || errno == EPERM { continue }
-            try? FileManager.default.removeItem(atPath: parent + "/" + entry)
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] {
+            guard let pid = CloneStaging.pid(of: entry), pid != getpid() else { continue }
+            guard kill(pid, 0) != 0 && errno == ESRCH else { continue }
+            let path = parent + "/" + entry
+            // A folder only (a file or a symbolic link of that name is not ours to delete).
+            guard let st = FileStat.of(path), st.isDirectory else { continue }
+            try? FileManager.default.removeItem(atPath: path)
         }
+    }
+
+    /// The pid in a staging folder's name `.NAME.mrepo-clone-PID`, or nil when `name` is not one.
+    static func pid(of name: String) -> pid_t? {
+        guard name.hasPrefix("."), let range = name.range(of: marker, options: .backwards), range.lowerBound > name.index(after: name.startIndex),
+              let pid = pid_t(name[range.upperBound...]), pid > 0 else { return nil }
+        return pid
     }
 
     /// Moves the finished clone onto the destination (which must not exist or be an empty folder).

@@ -14,7 +14,7 @@ import Glibc
 /// in one transaction and moves refs by compare-and-swap, answering 409 (not a fast-forward) or
 /// 412 (the ref moved) otherwise.
 ///
-/// HTTP goes through AsyncHTTPClient's shared client, as the S3 remote's does (one HTTP stack and
+/// HTTP goes through one AsyncHTTPClient client (``RemoteHTTP/client``), as the S3 remote's does (one HTTP stack and
 /// one connection pool in the process). Objects travel as files: a download is written to disk
 /// buffer by buffer as it arrives and an upload is streamed from the object file 1 MiB at a time,
 /// so memory stays bounded whatever the object's size. The token comes from `MREPO_TOKEN` and is
@@ -50,7 +50,8 @@ public final class HTTPTransport: RemoteTransport, Sendable {
         self.token = token.flatMap { $0.isEmpty ? nil : $0 }
     }
 
-    private struct RefList: Codable { var refs: [RemoteRef] }
+    /// `shallow` is absent from servers older than it (docs/serving.md).
+    private struct RefList: Codable { var refs: [RemoteRef]; var shallow: [RemoteGraft]? }
     private struct IDList: Codable { var ids: [String] }
 
     /// What a request sends.
@@ -88,7 +89,12 @@ public final class HTTPTransport: RemoteTransport, Sendable {
         var attempt = 0
         /// Waits before the next try after a failed one, or throws when no try is left.
         func waitToRetry(after error: any Error) async throws {
-            guard retry, attempt < HTTPTransport.attempts else { throw RepoError.remote("\(url): \(method.rawValue) \(path) failed: \(error)") }
+            guard retry, attempt < HTTPTransport.attempts else {
+                if RemoteHTTP.isConnectFailure(error) {
+                    throw RepoError.remote("\(url): cannot connect to \(RemoteHTTP.authority(base)): \(RemoteHTTP.describe(error))")
+                }
+                throw RepoError.remote("\(url): \(method.rawValue) \(path) failed: \(RemoteHTTP.describe(error))")
+            }
             try await Task.sleep(nanoseconds: UInt64(delay * 1e9))
             delay *= 2
         }
@@ -96,7 +102,7 @@ public final class HTTPTransport: RemoteTransport, Sendable {
             attempt += 1
             let response: HTTPClientResponse
             do {
-                response = try await HTTPClient.shared.execute(request(method, path, body: body), timeout: HTTPTransport.headTimeout)
+                response = try await RemoteHTTP.client.execute(request(method, path, body: body), timeout: HTTPTransport.headTimeout)
             } catch is CancellationError {
                 throw CancellationError()
             } catch {
@@ -112,7 +118,7 @@ public final class HTTPTransport: RemoteTransport, Sendable {
             }
             guard (200..<300).contains(status) else {
                 _ = try? await response.body.collect(upTo: 1 << 20)
-                throw failure(response, ref: ref)
+                throw failure(response, path: path, ref: ref)
             }
             do {
                 return try await read(response)
@@ -134,16 +140,23 @@ public final class HTTPTransport: RemoteTransport, Sendable {
         }
     }
 
-    private func failure(_ response: HTTPClientResponse, ref: String?) -> RepoError {
+    /// The one-line error for an answer that is not 2xx, in plain words (the server's own message
+    /// only where it adds something).
+    private func failure(_ response: HTTPClientResponse, path: String, ref: String?) -> RepoError {
         let status = Int(response.status.code)
         let message = response.headers["X-Error-Message"].first ?? response.status.reasonPhrase
         switch (status, response.headers["X-Error-Code"].first) {
+        case (401, _) where token == nil:
+            return RepoError.remote("\(url): the server needs a token; set MREPO_TOKEN to a token of its --tokens file")
         case (401, _):
-            return RepoError.remote("\(url): the server refused the credentials (\(message)); set MREPO_TOKEN to a token of its --tokens file")
+            return RepoError.remote("\(url): the server refused the credentials (the token in MREPO_TOKEN); set MREPO_TOKEN to a token of its --tokens file")
         case (403, _):
-            return RepoError.remote("\(url): not allowed (\(message)); pushing needs a write token in MREPO_TOKEN")
+            return RepoError.remote("\(url): the token in MREPO_TOKEN may not do this (\(message)); pushing needs a write token")
         case (404, "RepoNotFound"?):
             return RepoError.remote("\(url): no repository there")
+        case (404, _) where path == "refs":
+            // Not an mrepo serve (or a path outside one): no mrepo protocol answers there.
+            return RepoError.remote("\(url): no mrepo repository there (HTTP 404 for \(path)); is this the URL of an 'mrepo serve' repository?")
         case (409, "NonFastForward"?):
             return RepoError.nonFastForward(ref: ref ?? message, remote: url)
         case (412, "RefMoved"?):
@@ -157,7 +170,7 @@ public final class HTTPTransport: RemoteTransport, Sendable {
         do {
             return try JSONDecoder().decode(type, from: data)
         } catch {
-            throw RepoError.remote("\(url): unexpected answer from the server (\(error))")
+            throw RepoError.remote("\(url): the server's answer is not mrepo's protocol; is this the URL of an 'mrepo serve' repository?")
         }
     }
 
@@ -170,6 +183,11 @@ public final class HTTPTransport: RemoteTransport, Sendable {
     public func listRefs() async throws -> [String: RemoteRef] {
         let list = try decode(RefList.self, try await data(.GET, "refs"))
         return Dictionary(list.refs.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    /// From the ref listing (its `shallow` field), asked for again: one small request per fetch.
+    public func shallowGrafts() async throws -> [RemoteGraft] {
+        try decode(RefList.self, try await data(.GET, "refs")).shallow ?? []
     }
 
     public func missingObjects(_ ids: [ObjectID]) async throws -> Set<ObjectID> {

@@ -28,6 +28,10 @@ public final class LocalTransport: RemoteTransport, Sendable {
         return out
     }
 
+    public func shallowGrafts() async throws -> [RemoteGraft] {
+        try repository.shallowGrafts()
+    }
+
     public func missingObjects(_ ids: [ObjectID]) async throws -> Set<ObjectID> {
         repository.missingObjectFiles(ids)
     }

@@ -30,6 +30,12 @@ public protocol RemoteTransport: Sendable {
     /// Every branch and tag of the remote, by name.
     func listRefs() async throws -> [String: RemoteRef]
 
+    /// The commits whose history the remote does not hold in full: a shallow repository's
+    /// boundary commits and commits whose base lies beyond it (empty for a complete one). A fetch
+    /// does not ask for what lies below them, and records them as boundaries in turn, as git
+    /// clones a shallow repository.
+    func shallowGrafts() async throws -> [RemoteGraft]
+
     /// Which of `ids` the remote does not hold (as whole, verified object files). Callers pass
     /// at most ``RemoteTransportLimits/negotiationBatch`` ids per call.
     func missingObjects(_ ids: [ObjectID]) async throws -> Set<ObjectID>
@@ -79,6 +85,22 @@ public struct RemoteRef: Sendable, Equatable, Codable {
 
     /// The target as an id (nil only for a damaged listing).
     public var targetID: ObjectID? { ObjectID(hex: target) }
+}
+
+/// A commit of a shallow remote whose parents, or base, the remote does not have.
+public struct RemoteGraft: Sendable, Equatable, Codable {
+    /// The commit id, 64 hex digits.
+    public var commit: String
+    /// Its parents are not there (a shallow boundary).
+    public var boundary: Bool
+    /// Its base is not there.
+    public var baseMissing: Bool
+
+    public init(commit: ObjectID, boundary: Bool, baseMissing: Bool) {
+        self.commit = commit.hex
+        self.boundary = boundary
+        self.baseMissing = baseMissing
+    }
 }
 
 /// One compare-and-swap of a remote ref.

@@ -76,8 +76,15 @@ extension Repository {
     /// commits down from each want (going on below a boundary here that is fewer than N commits
     /// down), `.deepen(N)` takes N more commits below every boundary, `.unshallow` everything
     /// below them. A commit whose parents the walk leaves out becomes a boundary when recorded.
+    ///
+    /// A shallow remote's boundary is one for this walk too (git's rule): below a commit whose
+    /// parents (or base) the remote lacks, nothing is asked for, so a clone of a shallow clone is
+    /// shallow at the same boundary, or above it with a smaller depth.
     func fetchRecords(from transport: any RemoteTransport, wants: [ObjectID], depth: FetchDepth = .full) async throws
         -> (records: [CommitRecord], contents: [CommitRecord.Contents], bytes: Int) {
+        let remoteGrafts = try await transport.shallowGrafts()
+        let noParentsThere = Set(remoteGrafts.filter(\.boundary).compactMap { ObjectID(hex: $0.commit) })
+        let noBaseThere = Set(remoteGrafts.filter(\.baseMissing).compactMap { ObjectID(hex: $0.commit) })
         // Budget: how many commits to take from here down (this one included); `.max` is unlimited.
         let unlimited = Int.max
         var queue: [(ObjectID, Int)]
@@ -88,9 +95,9 @@ extension Repository {
             var n = unlimited
             if case let .deepen(d) = depth { n = d }
             queue = wants.map { ($0, unlimited) }
-            for (_, graft) in try history.grafts() {
-                if graft.boundary { queue += graft.parents.map { ($0, n) } }
-                if let b = graft.base, n == unlimited { queue.append((b, unlimited)) }
+            for (id, graft) in try history.grafts() {
+                if graft.boundary, !noParentsThere.contains(id) { queue += graft.parents.map { ($0, n) } }
+                if let b = graft.base, n == unlimited, !noBaseThere.contains(id) { queue.append((b, unlimited)) }
             }
         }
         // Bases come along only where history is taken whole: a shallow repository keeps a missing
@@ -137,8 +144,9 @@ extension Repository {
             for (id, budget) in expand {
                 let next = budget == unlimited ? unlimited : budget - 1
                 if let c = fetched[id] {
-                    queue += c.commit.parents.map { ($0, next) } + (followBases && budget == unlimited ? (c.commit.base.map { [($0, unlimited)] } ?? []) : [])
-                } else if budget != unlimited, next > 0, let here = try history.commit(id) {
+                    if !noParentsThere.contains(id) { queue += c.commit.parents.map { ($0, next) } }
+                    if followBases, budget == unlimited, !noBaseThere.contains(id), let b = c.commit.base { queue.append((b, unlimited)) }
+                } else if budget != unlimited, next > 0, !noParentsThere.contains(id), let here = try history.commit(id) {
                     // Here already: walk on below it only to deepen a boundary fewer than `budget` commits down.
                     queue += (here.isShallowBoundary ? here.hashedParents : here.parents).map { ($0, next) }
                 }

@@ -172,6 +172,25 @@ extension Repository {
             missing.formUnion(try await transport.missingCommits(Array(candidates[start..<end])))
             start = end
         }
-        return try candidates.filter { missing.contains($0) }.map { try commitRecord($0) }
+        let toSend = candidates.filter { missing.contains($0) }
+        try await refuseHistoryBeyondBoundary(toSend, transport: transport)
+        return try toSend.map { try commitRecord($0) }
+    }
+
+    /// A shallow clone can push only onto history the remote holds: a commit it would send whose
+    /// parents (or base) were never fetched here must find them there, else the remote would hold a
+    /// commit whose history it lacks (a repository refuses that; a store would accept it). Checked
+    /// before anything is sent.
+    func refuseHistoryBeyondBoundary(_ commits: [ObjectID], transport: any RemoteTransport) async throws {
+        var below: [ObjectID: ObjectID] = [:]  // a commit beyond the boundary → the boundary commit
+        for id in commits {
+            guard let c = try history.commit(id), let graft = c.graft else { continue }
+            if graft.boundary { for p in graft.parents { below[p] = id } }
+            if let b = graft.base, c.base == nil { below[b] = id }
+        }
+        guard !below.isEmpty else { return }
+        if let lacking = try await transport.missingCommits(below.keys.sorted()).sorted().first, let boundary = below[lacking] {
+            throw RepoError.remote("\(transport.url): cannot push \(boundary.short): its history below this shallow clone's boundary (\(lacking.short)) is not there; run 'mrepo fetch --unshallow' first; nothing was sent")
+        }
     }
 }

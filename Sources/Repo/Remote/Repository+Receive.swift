@@ -13,6 +13,14 @@ extension Repository {
         Set(ids.filter { !objects.exists($0) })
     }
 
+    /// This repository's grafts as a remote describes them (``RemoteTransport/shallowGrafts()``).
+    public func shallowGrafts() throws -> [RemoteGraft] {
+        try history.grafts().sorted { $0.key < $1.key }.map { id, graft in
+            let baseMissing = try graft.base.map { try history.commit($0) == nil } ?? false
+            return RemoteGraft(commit: id, boundary: graft.boundary, baseMissing: baseMissing)
+        }
+    }
+
     /// Which of `ids` have no commit row here.
     public func missingCommits(_ ids: [ObjectID]) throws -> Set<ObjectID> {
         try history.read { db in

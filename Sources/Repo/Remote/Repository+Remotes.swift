@@ -63,7 +63,7 @@ extension Repository {
     ///
     /// The clone is built in a hidden folder beside the destination and renamed into place last, so
     /// a clone that fails, or is killed, leaves no repository behind: a failure removes the folder,
-    /// and the next clone into the same parent removes what a killed one left.
+    /// and the next clone into the same parent removes what killed ones left (``CloneStaging/sweep()``).
     public static func clone(url: String, into directory: String?, branch: String? = nil, lazy: Bool = false, depth: Int? = nil,
                              progress: (any ProgressSink)? = nil,
                              environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> (Repository, TransferResult) {
@@ -75,10 +75,11 @@ extension Repository {
         if existed, let entries = try? FileManager.default.contentsOfDirectory(atPath: dest), !entries.isEmpty {
             throw RepoError.invalidArgument("destination '\(name)' already exists and is not an empty folder")
         }
-        // Reach the remote before creating anything.
-        _ = try await Transports.open(url, environment: environment).listRefs()
+        // What killed clones left here goes first (also when this clone fails: it is no state of
+        // anyone's); then reach the remote before creating anything.
         let staging = CloneStaging(destination: dest)
         staging.sweep()
+        _ = try await Transports.open(url, environment: environment).listRefs()
         do {
             let built = try initialize(at: staging.path)
             built.progress = progress

@@ -75,9 +75,7 @@ final class S3Client: Sendable {
                 throw CancellationError()
             } catch {
                 // A dropped connection, a timeout: worth another try while attempts remain.
-                guard attempt < S3Client.attempts else {
-                    throw RepoError.remote("\(url): \(method.rawValue) \(key ?? bucket) failed: \(error)")
-                }
+                guard attempt < S3Client.attempts else { throw networkError(method, key, error) }
                 try await Task.sleep(nanoseconds: UInt64(delay * 1e9))
                 delay *= 2
             }
@@ -103,7 +101,7 @@ final class S3Client: Sendable {
         case let .file(path, range):
             request.body = .stream(FileChunks(path: path, range: range), length: .known(Int64(range.count)))
         }
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(600))
+        let response = try await RemoteHTTP.client.execute(request, timeout: .seconds(600))
         var out = Response(status: Int(response.status.code), headers: response.headers, body: [])
         if let download, (200..<300).contains(out.status) {
             let fd = open(download, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
@@ -172,8 +170,20 @@ final class S3Client: Sendable {
         return RepoError.remote("\(url): the store refused the credentials or the request (\(code)\(message)); check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (or the profile in ~/.aws/credentials) and the bucket; nothing was changed")
     }
 
+    /// The one-line error for a request that got no answer: the endpoint when no connection could
+    /// be made ("connection refused"), else the request; plain words either way.
+    func networkError(_ method: HTTPMethod, _ key: String?, _ error: any Error) -> RepoError {
+        if RemoteHTTP.isConnectFailure(error) {
+            return RepoError.remote("\(url): cannot connect to \(configuration.endpoint.absoluteString): \(RemoteHTTP.describe(error))")
+        }
+        return RepoError.remote("\(url): \(method.rawValue) \(key ?? bucket) failed: \(RemoteHTTP.describe(error))")
+    }
+
     /// A one-line error for any other unexpected answer.
     func failure(_ what: String, _ response: Response) -> RepoError {
+        if S3XML.errorCode(response.body) == "NoSuchBucket" {
+            return RepoError.remote("\(url): the bucket '\(bucket)' does not exist at \(configuration.endpoint.absoluteString); create it, or check the URL and AWS_ENDPOINT_URL")
+        }
         let code = S3XML.errorCode(response.body).map { " \($0)" } ?? ""
         let message = S3XML.text(of: "Message", in: response.body).map { ": \($0)" } ?? ""
         return RepoError.remote("\(url): \(what) failed: HTTP \(response.status)\(code)\(message)")

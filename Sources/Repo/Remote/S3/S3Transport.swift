@@ -66,6 +66,9 @@ public final class S3Transport: RemoteTransport, Sendable {
         return refs
     }
 
+    /// A store keeps no grafts: it holds the whole history of what was pushed to it.
+    public func shallowGrafts() async throws -> [RemoteGraft] { [] }
+
     func readEntry(_ key: String) async throws -> RefEntry {
         let response = try await client.send(.GET, key: key)
         guard response.status == 200 else { throw client.failure("reading ref entry \(key)", response) }
