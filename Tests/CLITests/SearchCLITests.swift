@@ -208,6 +208,41 @@ import Testing
         try s.ok(["fsck"], in: "killed")
     }
 
+    @Test func theFirstTrialsAreEachMethodAtItsDefaultsAndAResumeAmongThemReplays() throws {
+        let s = try sandbox(repos: ["whole", "killed"])
+        let space = """
+            methods: [task_arithmetic, ties]
+            balance: [none, norm]
+            parameters:
+              lambda: 1
+              weight: {min: 0, max: 1}
+            """
+        try Data(space.utf8).write(to: URL(fileURLWithPath: s.path("warm.yml")))
+        let arguments = ["merge", "math", "code", "--search", "--eval", "python3 \(s.path("eval.py"))", "--space", "../warm.yml",
+                         "--trials", "10", "--seed", "3", "--json"]
+        let whole = try json(try s.ok(arguments, in: "whole"))
+        let shown = try json(try s.ok(["show", "--trials", "--json", "HEAD"], in: "whole"))
+        let rows = try #require(shown["trials"] as? [[String: Any]])
+        #expect(rows.count == 10)
+        let recipes = rows.prefix(4).map { $0["recipe"] as? [String: Any] ?? [:] }
+        #expect(recipes.map { $0["method"] as? String } == ["task_arithmetic", "task_arithmetic", "ties", "ties"])
+        #expect(recipes.map { $0["balance"] as? String } == [nil, "norm", nil, "norm"])
+        #expect(recipes.allSatisfy { weights($0) == [1, 1] }, "\(recipes)")
+        // Killed inside the warm start, resumed: nothing evaluated twice, the same search to the byte.
+        try? FileManager.default.removeItem(atPath: s.path("eval.log"))
+        let killed = try s.run(arguments, in: "killed", environment: ["MREPO_KILL_AT": "search.trial:2"])
+        #expect(killed.status == -9 || killed.status == 137 || killed.status == 9, "status \(killed.status)")
+        let resumed = try json(try s.ok(arguments + ["--continue"], in: "killed"))
+        #expect(resumed["resumed"] as? Int == 2)
+        let evaluated = String(decoding: s.read("eval.log") ?? Data(), as: UTF8.self).split(separator: "\n").map(String.init)
+        #expect(evaluated == (0..<10).map(String.init), "\(evaluated)")
+        #expect((resumed["trials"] as? [[String: Any]])?.compactMap(mean) == (whole["trials"] as? [[String: Any]])?.compactMap(mean))
+        #expect(resumed["winner"] as? Int == whole["winner"] as? Int)
+        try s.ok(["export", "HEAD", "../a"], in: "whole")
+        try s.ok(["export", "HEAD", "../b"], in: "killed")
+        #expect(s.read("a/model.safetensors") == s.read("b/model.safetensors"))
+    }
+
     @Test(arguments: [
         ("colour: blue\n", "unknown key 'colour'"),
         ("parameters:\n  weight: {min: 1, max: 0}\n", "min < max"),

@@ -209,6 +209,17 @@ enum Dense {
         #expect(empty.factors.rank == 0 && empty.norm == 0)
     }
 
+    /// A sum of many factor pairs over a tensor with 2 rows (BERT's token-type table in a full
+    /// fine-tune's reversible merge) has rank 2 at most; rounding must not make its truncation wider.
+    @Test func truncatingAWideSumOfAThinTensorKeepsAtMostItsRank() throws {
+        let product = Dense.factors(rows: 2, columns: 384, rank: 48, seed: 7)
+        let t = try LowRank.truncateProduct(product, rank: 16)
+        #expect(t.factors.rank == 2)
+        #expect(Dense.relativeError(Dense.product(t.factors), reference: Dense.product(product)) < 1e-4)
+        let wide = try LowRank.truncateProduct(Dense.factors(rows: 384, columns: 3, rank: 48, seed: 8), rank: 16)
+        #expect(wide.factors.rank == 3)
+    }
+
     // MARK: - Factor algebra
 
     @Test func innerProductsAndNormsMatchTheDenseComputation() {

@@ -132,4 +132,66 @@ import Testing
         #expect(layout.recipe(at: x).expertParameters[0]["density"] == .number(0.5))
         #expect(throws: MergeError.self) { try SearchLayout(space: space, experts: ["a", "c"], seed: 1, file: "s.yml") }
     }
+
+    static func warmSpace() throws -> SearchLayout {
+        // tsv's fraction defaults to 0 (the paper's 1/T), outside this range: the warm start takes the centre.
+        let space = try SearchSpace(methods: ["task_arithmetic", "ties", "tsv", "pcb"], balances: [.none, .norm],
+                                    parameters: ["fraction": .range(min: 0.2, max: 0.6, points: 1),
+                                                 "lambda": .range(min: 0.2, max: 1.5, points: 2)])
+            .fixing(method: nil, balance: nil, file: "space")
+        return try SearchLayout(space: space, experts: ["a", "b", "c"], seed: 11, file: "space")
+    }
+
+    @Test func theWarmStartTriesEveryMethodAndBalanceAtItsDefaultsFirst() throws {
+        let layout = try Self.warmSpace()
+        var planner = SearchPlanner(layout: layout, objective: .mean, trials: 40)
+        let first = planner.propose()
+        #expect(first.count == 8 && planner.warmStartCount == 8)
+        let recipes = first.map(layout.recipe(at:))
+        #expect(recipes.map(\.method) == ["task_arithmetic", "task_arithmetic", "ties", "ties", "tsv", "tsv", "pcb", "pcb"])
+        #expect(recipes.map(\.balance) == [nil, .norm, nil, .norm, nil, .norm, nil, .norm])
+        // λ's default (1) lies in [0.2, 1.5]: every point of its gradient is exactly 1.
+        #expect(recipes.allSatisfy { $0.parameters["lambda"] == .gradient([1, 1]) }, "\(recipes.map(\.parameters))")
+        #expect(recipes[0].expertParameters.allSatisfy { $0["weight"] == .number(1) && $0["density"] == nil })
+        #expect(recipes[2].expertParameters.allSatisfy { $0["weight"] == .number(1) && $0["density"] == .number(1) })
+        #expect(recipes[4].parameters["fraction"] == .number(0.4))
+        #expect(recipes[6].parameters["ratio"] == nil && recipes[6].expertParameters.allSatisfy(\.isEmpty))
+        // CMA-ES then starts from the best of them (pcb with balance here), not from the box's centre.
+        planner.tell(first, scores: first.indices.map { $0 == 7 ? ["x": 90] : ["x": 50 + Double($0)] })
+        #expect(planner.optimiser.mean == first[7])
+        var methods: [String] = []
+        for _ in 0..<2 {
+            let points = planner.propose()
+            #expect(points.count == planner.optimiser.populationSize)
+            methods += points.map { layout.recipe(at: $0).method }
+            planner.tell(points, scores: points.map { _ in ["x": 60] })
+        }
+        #expect(methods.filter { $0 == "pcb" }.count > methods.count / 2, "\(methods)")
+        #expect(methods.contains { $0 != "pcb" }, "rival methods are still proposed: \(methods)")
+    }
+
+    @Test func aFailedWarmStartLeavesTheMeanAtTheCentreAndTheSearchIsDeterministic() throws {
+        let layout = try Self.warmSpace()
+        var failed = SearchPlanner(layout: layout, objective: .mean, trials: 30)
+        let first = failed.propose()
+        failed.tell(first, scores: first.map { _ in nil })
+        #expect(failed.optimiser.mean == Array(repeating: 0.5, count: layout.dimension))
+        // Same seed and scores: the same trials, batch by batch; another seed: the same warm start only.
+        func run(seed: UInt64) throws -> [[[Double]]] {
+            let l = try SearchLayout(space: layout.space, experts: layout.experts, seed: seed, file: "space")
+            var planner = SearchPlanner(layout: l, objective: .pareto, trials: 30)
+            var batches: [[[Double]]] = []
+            while true {
+                let points = planner.propose()
+                if points.isEmpty { break }
+                batches.append(points)
+                planner.tell(points, scores: points.map { p in ["x": Self.score(p, Array(repeating: 0.3, count: p.count)), "y": p[0]] })
+            }
+            return batches
+        }
+        let a = try run(seed: 11), b = try run(seed: 11), c = try run(seed: 12)
+        #expect(a == b)
+        #expect(a.map(\.count).reduce(0, +) == 30 && a.first?.count == 8)
+        #expect(c.first == a.first && c[1] != a[1])
+    }
 }

@@ -152,7 +152,10 @@ public enum LowRank {
         let (mv, mvec) = try LinearAlgebra.symmetricEigen(mGram.map(Double.init), n: q)
         let total = mv.reduce(0) { $0 + max($1, 0) }
         let order = (0..<q).reversed().filter { mv[$0] > 0 }
-        let keep = min(rank, order.count)
+        // A product's rank is at most min(m, n); Float32 rounding can leave more positive eigenvalues
+        // than that (a 2 × 384 token-type table of a full fine-tune with p = 48), and a factor pair
+        // wider than its tensor cannot be stored (LowRankCodec refuses it).
+        let keep = min(rank, order.count, m, n)
         var uHalf = [Float](repeating: 0, count: q * keep)    // U_R Σ^½ (q × keep)
         var uInvT = [Float](repeating: 0, count: keep * q)    // Σ^-½ U_Rᵀ (keep × q)
         var sigma: [Double] = []

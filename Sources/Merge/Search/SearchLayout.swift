@@ -120,6 +120,36 @@ public struct SearchLayout: Sendable {
         return recipe
     }
 
+    /// A warm-start point's value on the chosen option of a one-hot block, and on the others. Any
+    /// gap decodes to the same recipe; a gap of 0.5 (rather than 1 and 0) keeps CMA-ES, whose mean
+    /// starts at the best warm-start point with σ = 0.3, proposing another option now and then
+    /// (each rival wins about one sample in eight) instead of never.
+    static let chosen = 0.75, rival = 0.25
+
+    /// The warm start: every candidate method of the space with every balance option, in the
+    /// space's order (methods outer), each at the method's documented defaults. A searched number
+    /// sits at the method's default when that lies in its range, else at the range's centre (so do
+    /// the parameters the method does not take, and those without a numeric default); a gradient
+    /// has every point there. The points decode, through ``recipe(at:)``, to those recipes.
+    public func defaultPoints() -> [[Double]] {
+        space.methods.indices.flatMap { m in space.balances.indices.map { b in defaultPoint(method: m, balance: b) } }
+    }
+
+    func defaultPoint(method m: Int, balance b: Int) -> [Double] {
+        let type = try? MethodRegistry.method(named: space.methods[m])
+        let specs = (type?.parameters ?? []) + (type?.expertParameters ?? [])
+        return coordinates.map { c in
+            switch c {
+            case let .method(i): return i == m ? SearchLayout.chosen : SearchLayout.rival
+            case let .balance(i): return i == b ? SearchLayout.chosen : SearchLayout.rival
+            case let .parameter(name, expert, _):
+                guard case let .range(lo, hi, _)? = space.setting(name, expert: expert.map { experts[$0] }) else { return 0.5 }
+                guard case let .number(d)? = specs.first(where: { $0.name == name })?.defaultValue, d >= lo, d <= hi else { return 0.5 }
+                return (d - lo) / (hi - lo)
+            }
+        }
+    }
+
     /// Six significant digits: recipes read well and a recorded trial replays to the same bytes.
     static func round(_ v: Double) -> Double {
         guard v != 0, v.isFinite else { return v }

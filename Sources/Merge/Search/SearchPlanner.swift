@@ -1,7 +1,13 @@
 import Foundation
 
-/// Proposes a search's trials: CMA-ES generations over the layout's box, and for
-/// `--objective pareto` the last fifth of the budget from the surrogate's predicted Pareto front.
+/// Proposes a search's trials: first the warm start (every candidate method and balance at its
+/// documented defaults, ``SearchLayout/defaultPoints()``), then CMA-ES generations over the
+/// layout's box with the mean at the best warm-start point, and for `--objective pareto` the last
+/// fifth of the budget from the surrogate's predicted Pareto front.
+///
+/// The warm start is why a search never does worse than the fixed defaults it could have tried: a
+/// random first generation spreads a few trials over each method at random parameters, and can
+/// miss a method whose defaults are already good (docs/merging.md, "How candidates are proposed").
 ///
 /// Deterministic given the seed and the scores it is told: a resumed search replays the recorded
 /// trials through the same calls and lands in the same state (docs/merging.md, "Recipe search").
@@ -13,12 +19,18 @@ public struct SearchPlanner: Sendable {
     /// Every trial told so far: its point and its scores (nil: failed).
     public private(set) var history: [(point: [Double], scores: [String: Double]?)] = []
     public private(set) var proposed = 0
+    /// The warm-start points still to be proposed (emptied by the first ``propose()``).
+    var warmStart: [[Double]]
+    /// How many trials the warm start takes (the first ones); set by the first ``propose()``.
+    public private(set) var warmStartCount = 0
+    var awaitingWarmStart = false
 
     public init(layout: SearchLayout, objective: SearchObjective, trials: Int) {
         self.layout = layout
         self.objective = objective
         budget = trials
         optimiser = CMAES(dimension: max(layout.dimension, 1), seed: layout.seed)
+        warmStart = layout.defaultPoints()
     }
 
     /// Trials kept for the surrogate's front under `--objective pareto`.
@@ -30,6 +42,15 @@ public struct SearchPlanner: Sendable {
     /// told (``tell(_:scores:)``) before the next batch is asked for.
     public mutating func propose() -> [[Double]] {
         guard remaining > 0 else { return [] }
+        if !warmStart.isEmpty {
+            // Never more than the optimiser's share of the budget; the surrogate keeps its fifth.
+            let points = Array(warmStart.prefix(max(1, budget - surrogateTrials)))
+            warmStart = []
+            warmStartCount = points.count
+            awaitingWarmStart = true
+            proposed += points.count
+            return points
+        }
         if remaining <= surrogateTrials, let front = surrogateFront(count: remaining) {
             proposed += front.count
             return front
@@ -45,6 +66,16 @@ public struct SearchPlanner: Sendable {
     /// The scores of the batch last proposed, in order.
     public mutating func tell(_ points: [[Double]], scores: [[String: Double]?]) {
         history += zip(points, scores).map { ($0, $1) }
+        if awaitingWarmStart {
+            // The warm start is no sample of the distribution: it only places the mean, at the best
+            // point (ties: the earlier), with the same seed, so the search stays deterministic.
+            awaitingWarmStart = false
+            let ranked = zip(points, scores).compactMap { p, s in s.flatMap(objective.scalar).map { (p, $0) } }
+            if let best = ranked.max(by: { $0.1 < $1.1 }), layout.dimension > 0 {
+                optimiser = CMAES(dimension: layout.dimension, seed: layout.seed, mean: best.0)
+            }
+            return
+        }
         // A truncated generation (the budget's end) is not a full sample: nothing more is asked of it.
         guard points.count == optimiser.populationSize, layout.dimension > 0 else { return }
         optimiser.tell(points, scores: scores.map { $0.flatMap(objective.scalar) })
