@@ -24,7 +24,8 @@ extension HistoryDatabase {
         do {
             return try JSONValueCoding.decode(MergeState.self, from: try JSONValue.parse(Array(text.utf8)))
         } catch {
-            throw RepoError.corruptRecord("the merge in progress (table mergeState)", problem: "\(error)".prefix(200).description)
+            throw RepoError.corruptRecord("the merge in progress (table mergeState)",
+                                          problem: "\(String("\(error)".prefix(200))); 'mrepo merge --abort' discards it")
         }
     }
 

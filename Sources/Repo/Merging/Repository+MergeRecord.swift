@@ -6,7 +6,7 @@ import Merge
 struct MergeRecord: CommitExtraRecord {
     static let member = "merge"
 
-    var recipe: JSONValue
+    var recipe: MergeRecipe
     var base: ObjectID
     /// HEAD, then the other parents, with the names they were given.
     var inputs: [MergeInput]
@@ -40,7 +40,7 @@ struct MergeRecord: CommitExtraRecord {
         if let resolutions, !resolutions.isEmpty { try c.encode(resolutions, forKey: .resolutions) }
     }
 
-    init(recipe: JSONValue, base: ObjectID, inputs: [MergeInput], experts: [MergeInput]?, summary: [String: Int], reportObject: ObjectID?,
+    init(recipe: MergeRecipe, base: ObjectID, inputs: [MergeInput], experts: [MergeInput]?, summary: [String: Int], reportObject: ObjectID?,
          options: RecordedMergeOptions?, resolutions: [RecordedResolution]?) {
         self.recipe = recipe
         self.base = base
@@ -64,6 +64,7 @@ public struct MergeSummary: Sendable {
     public var thresholds: ConflictThresholds
     public var oneSided: OneSidedRule?
     public var outputDType: String?
+    /// The recorded recipe's JSON (as `show --json` prints it).
     public var recipe: JSONValue
     /// The tool that made the merge (`mrepo 0.x`).
     public var tool: String
@@ -76,10 +77,10 @@ extension Repository {
     public func mergeSummary(of id: ObjectID) throws -> MergeSummary? {
         guard let record = try commit(id).record(MergeRecord.self) else { return nil }
         let experts = record.experts ?? Array(record.inputs.dropFirst())
-        return MergeSummary(method: record.recipe["method"]?.stringValue ?? "?", base: record.base,
+        return MergeSummary(method: record.recipe.method, base: record.base,
                             experts: experts.map { ($0.name, $0.commit) }, resolutions: record.resolutions ?? [],
                             thresholds: record.options?.thresholds ?? ConflictThresholds(), oneSided: record.options?.oneSided,
-                            outputDType: record.options?.dtype, recipe: record.recipe, tool: record.tool,
+                            outputDType: record.options?.dtype, recipe: record.recipe.json, tool: record.tool,
                             tensorClasses: MergeClass.allCases.map { ($0.rawValue, record.summary[$0.rawValue] ?? 0) })
     }
 

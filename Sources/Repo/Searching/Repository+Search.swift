@@ -158,7 +158,12 @@ extension Repository {
         }
         let front = SearchPlanner.observedFront(outcomes).map { trials[$0].number }
         let winner = trials[w]
-        guard let winning = MergeRecipe(json: winner.recipe) else { throw RepoError.failed("trial \(winner.number): unreadable recipe") }
+        let winning: MergeRecipe
+        do {
+            winning = try JSONValueCoding.decode(MergeRecipe.self, from: winner.recipe)
+        } catch {
+            throw RepoError.corruptRecord("the recipe of trial \(winner.number)", problem: String("\(error)".prefix(200)))
+        }
         var merge = options
         merge.recipe = winning
         merge.expertParameters = []
