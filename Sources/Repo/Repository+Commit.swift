@@ -218,12 +218,12 @@ extension Repository {
             let timestamp = (Date().timeIntervalSince1970 * 1000).rounded() / 1000
             var extra = options.extra
             if let policy = options.lowRank, !lowRankRecords.isEmpty {
-                extra.removeAll { $0.key == "storage" }
-                extra.append(JSONMember("storage", .string("lossy")))
+                extra.removeAll { $0.key == CommitStorage.member }
+                extra.append(try CommitStorage.lossy.jsonMember())
                 extra.append(try LossyRecord(policy: policy, tensors: lowRankRecords).jsonMember())
             }
-            if !extra.contains(where: { $0.key == "storage" }) {
-                extra.append(JSONMember("storage", .string("lossless")))
+            if !extra.contains(where: { $0.key == CommitStorage.member }) {
+                extra.append(try CommitStorage.lossless.jsonMember())
             }
             if let adapter { extra.append(try adapter.jsonMember()) }
             let extraJSON = JSONValue.object(extra)

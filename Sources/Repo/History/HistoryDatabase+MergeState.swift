@@ -1,6 +1,7 @@
 import Delta
 import Foundation
 import GRDB
+import Merge
 
 // The merge in progress of each working tree (`mergeState`, docs/format.md §6): one Codable record,
 // written with the objects it references in one transaction.
@@ -25,7 +26,7 @@ extension HistoryDatabase {
             return try JSONValueCoding.decode(MergeState.self, from: try JSONValue.parse(Array(text.utf8)))
         } catch {
             throw RepoError.corruptRecord("the merge in progress (table mergeState)",
-                                          problem: "\(String("\(error)".prefix(200))); 'mrepo merge --abort' discards it")
+                                          problem: "\(StoredRecord.problem(error)); 'mrepo merge --abort' discards it")
         }
     }
 

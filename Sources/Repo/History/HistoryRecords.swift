@@ -1,5 +1,6 @@
 import Delta
 import GRDB
+import Merge
 
 // The rows of the history database as GRDB records (docs/format.md §6): `FetchableRecord` to read,
 // `PersistableRecord` to insert. Reading turns a row into the domain value, checking what the schema
@@ -35,6 +36,15 @@ struct RowReader {
         guard let text: String = try value(column, String?.self) else { return nil }
         guard let id = ObjectID(hex: text) else { throw corrupt("column \(column) holds '\(text.prefix(80))', not an object id") }
         return id
+    }
+
+    /// The `Codable` record a JSON column holds (`text` is the column's value).
+    func json<T: Decodable>(_: T.Type, column: String, text: String) throws -> T {
+        do {
+            return try JSONValueCoding.decode(T.self, from: try JSONValue.parse(Array(text.utf8)))
+        } catch {
+            throw corrupt("column \(column): \(StoredRecord.problem(error))")
+        }
     }
 
     func raw<T: RawRepresentable>(_ column: String, as _: T.Type) throws -> T where T.RawValue: DatabaseValueConvertible {

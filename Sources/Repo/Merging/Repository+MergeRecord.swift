@@ -174,7 +174,7 @@ extension Repository {
                                  experts: state.experts, summary: summary, reportObject: state.reportObject,
                                  options: state.options, resolutions: state.resolutions)
         let extra = JSONValue.object([
-            JSONMember("storage", .string("lossless")),
+            try CommitStorage.lossless.jsonMember(),
             JSONMember("merge", try JSONValueCoding.encode(record)),
         ] + extraMembers)
         let timestamp = (Date().timeIntervalSince1970 * 1000).rounded() / 1000
