@@ -145,6 +145,7 @@ extension Repository {
 
         // 2. The pre-commit hook sees the folder before anything is written.
         let author = options.author ?? Repository.defaultAuthor()
+        // The canonical spelling the commit id hashes (format.md §3.4).
         let metricsJSON = JSONValue.object(options.metrics.map { JSONMember($0.name, .double($0.value)) }).serialized()
         var hookEnv = [
             "MREPO_SOURCE": sourceRoot, "MREPO_MESSAGE": options.message, "MREPO_AUTHOR": author,

@@ -49,4 +49,50 @@ import Testing
             #expect(thrownError { _ = try JSONValueCoding.decode(MergeRecipe.self, from: json) } is DecodingError, "\(text)")
         }
     }
+
+    @Test func aConflictReportReadsBackAndWritesTheSameBytes() throws {
+        var merged = TensorReport(name: "layers.1.mlp.weight", mergeClass: .merged, elementCount: 6)
+        var metrics = ConflictMetrics()
+        metrics.taskVectorNorms = [1, 2]
+        metrics.cosines = [0.5, nil]
+        metrics.signConflict = 0.25
+        metrics.conflictingMass = 0.125
+        metrics.notes = ["ties_kept": 0.5]
+        merged.metrics = metrics
+        var conflict = TensorReport(name: "embed.weight", mergeClass: .conflict, elementCount: 4)
+        conflict.conflict = "shape changed"
+        conflict.remarks = ["rows added"]
+        let report = ConflictReport(method: "ties", experts: ["a", "b"], baseName: "base", tensors: [merged, conflict],
+                                    files: [(path: "config.json", outcome: "ours")])
+        let text = report.json.serialized()
+        let back = try ConflictReport(json: try JSONValue.parse(Array(text.utf8)), source: "r")
+        #expect(back.json.serialized() == text)
+        #expect(back.tensors.map(\.name) == ["layers.1.mlp.weight", "embed.weight"] && back.unresolved.map(\.name) == ["embed.weight"])
+        #expect(back.tensors[0].metrics?.elementCount == 6 && back.tensors[0].layer == 1 && back.files.first?.outcome == "ours")
+        // A null share (NaN when written) reads as zero, as it always did.
+        var nan = report
+        nan.tensors[0].metrics?.conflictingMass = .nan
+        #expect(try ConflictReport(json: nan.json, source: "r").tensors[0].metrics?.conflictingMass == 0)
+    }
+
+    @Test func anUndecodableReportIsANamedError() throws {
+        for text in [#"{"experts":[],"tensors":[]}"#, #"{"method":"ties","experts":[],"tensors":[{"name":"w","class":"sideways"}]}"#,
+                     #"{"method":"ties","experts":[],"tensors":[{"name":"w","class":"merged","metrics":{"sign_conflict":"high"}}]}"#] {
+            let error = mergeError { _ = try ConflictReport(json: try JSONValue.parse(Array(text.utf8)), source: "the report") }
+            guard case let .corruptRecord(what, _)? = error else {
+                Issue.record("\(text): \(String(describing: error))")
+                continue
+            }
+            #expect(what == "the report")
+        }
+        let bytes = Array(#"{"method":"rmm","variant":"position","basis":2}"#.utf8)
+        let error = mergeError { _ = try StoredRecord.decode(ReversibleMergeReport.self, fromJSON: bytes, what: "the rmm report") }
+        #expect(error?.description.hasPrefix("the rmm report is unreadable (storage: missing") == true, "\(String(describing: error))")
+    }
+
+    @Test func aNullAlphaPatternIsAnErrorNotACrash() {
+        let text = #"{"r": 4, "lora_alpha": 8, "target_modules": ["query"], "alpha_pattern": {"query": null}}"#
+        let error = mergeError { _ = try LoRAConfig(json: Array(text.utf8), file: "adapter_config.json") }
+        #expect(error?.description.contains("must be a number, not null") == true, "\(String(describing: error))")
+    }
 }

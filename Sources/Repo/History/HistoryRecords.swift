@@ -77,6 +77,7 @@ struct CommitRow: FetchableRecord, PersistableRecord {
         container["author"] = commit.author
         container["timestamp"] = commit.timestamp
         container["message"] = commit.message
+        // Metrics and extra are stored in the spelling their commit id hashes (format.md §3.4).
         container["metrics"] = JSONValue.object(commit.metrics.map { JSONMember($0.name, .double($0.value)) }).serialized()
         container["extra"] = commit.extra.serialized()
         container["generation"] = commit.generation
@@ -102,6 +103,7 @@ struct CommitRow: FetchableRecord, PersistableRecord {
         } catch {
             throw r.corrupt("metrics: \(error)")
         }
+        // `extra` stays a value: its bytes are hashed; its members decode through ``Commit/record(_:)``.
         let extra: JSONValue
         do {
             extra = try JSONValue.parse(Array(extraText.utf8))

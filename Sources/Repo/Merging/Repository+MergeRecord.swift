@@ -34,8 +34,9 @@ struct MergeRecord: CommitExtraRecord {
         try c.encodeIfPresent(experts, forKey: .experts)
         try c.encode(tool, forKey: .tool)
         try c.encode(computeDType, forKey: .computeDType)
-        try c.encode(JSONValue.object(MergeClass.allCases.map { JSONMember($0.rawValue, .int(summary[$0.rawValue] ?? 0)) }), forKey: .summary)
-        try c.encode(reportObject.map { JSONValue.string($0.hex) } ?? .null, forKey: .reportObject)
+        var classes = c.nestedContainer(keyedBy: JSONKey.self, forKey: .summary)
+        for cls in MergeClass.allCases { try classes.encode(summary[cls.rawValue] ?? 0, forKey: JSONKey(cls.rawValue)) }
+        try c.encode(reportObject, forKey: .reportObject)
         try c.encodeIfPresent(options, forKey: .options)
         if let resolutions, !resolutions.isEmpty { try c.encode(resolutions, forKey: .resolutions) }
     }
