@@ -105,8 +105,8 @@ public struct RMMBasisFile: Sendable, Equatable {
         [
             ("format", Self.format), ("version", Self.version), ("kind", kind.rawValue), ("variant", variant.rawValue),
             ("basis", "\(basis)"), ("center", center ? "true" : "false"),
-            ("experts", try JSONValueCoding.encode(experts).serialized()),
-            ("modules", try JSONValueCoding.encode(modules).serialized()),
+            ("experts", try JSONValueCoding.text(experts)),
+            ("modules", try JSONValueCoding.text(modules)),
         ]
     }
 
@@ -148,8 +148,8 @@ public struct RMMBasisFile: Sendable, Equatable {
         let experts: [String]
         let modules: [ModuleMetadata]
         do {
-            experts = try JSONValueCoding.decode([String].self, from: try JSONValue.parse(Array(try value("experts").utf8)))
-            modules = try JSONValueCoding.decode([ModuleMetadata].self, from: try JSONValue.parse(Array(try value("modules").utf8)))
+            experts = try JSONValueCoding.decode([String].self, text: try value("experts"))
+            modules = try JSONValueCoding.decode([ModuleMetadata].self, text: try value("modules"))
         } catch let error as MergeError {
             throw error
         } catch {

@@ -41,7 +41,7 @@ struct RowReader {
     /// The `Codable` record a JSON column holds (`text` is the column's value).
     func json<T: Decodable>(_: T.Type, column: String, text: String) throws -> T {
         do {
-            return try JSONValueCoding.decode(T.self, from: try JSONValue.parse(Array(text.utf8)))
+            return try JSONValueCoding.decode(T.self, text: text)
         } catch {
             throw corrupt("column \(column): \(StoredRecord.problem(error))")
         }

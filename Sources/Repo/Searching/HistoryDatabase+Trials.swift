@@ -97,7 +97,7 @@ extension HistoryDatabase {
         try write { db in
             try db.execute(sql: """
                 INSERT INTO trial(searchID, number, recipe, point, scores, status, message, seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [search, t.number, t.recipe.serialized(), JSONValue.array(t.point.map { .double($0) }).serialized(),
+                """, arguments: [search, t.number, t.recipe.serialized(), try JSONValueCoding.text(t.point),
                                  scores, t.status.rawValue, t.message, t.seconds])
         }
     }

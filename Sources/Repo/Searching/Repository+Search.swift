@@ -34,7 +34,7 @@ extension Repository {
         let spec = SearchSpec(experts: inputs.experts.map { SearchSpec.Expert(name: $0.name, commit: $0.commit) }, base: inputs.base,
                               head: inputs.headID, space: search.space.json, seed: search.seed, objective: search.objective,
                               trials: search.trials, eval: search.command)
-        let specText = try JSONValueCoding.encode(spec).serialized()
+        let specText = try JSONValueCoding.text(spec)
         let digest = SHA256.hash(Array(specText.utf8)).hex
         var resumedID: String?
         if search.resume {

@@ -6,7 +6,7 @@ import Delta
 enum FileIdentityCoding {
     static func encode(_ file: TreeFile) -> String {
         do {
-            return try JSONValueCoding.encode(FileIdentity(file)).serialized()
+            return try JSONValueCoding.text(FileIdentity(file))
         } catch {
             preconditionFailure("a file identity always encodes (it holds no floating-point numbers): \(error)")
         }
@@ -16,9 +16,7 @@ enum FileIdentityCoding {
     /// entry that does not decode is a cache miss (the file is hashed again); a view's file names
     /// its row as corrupt.
     static func decode(_ text: String, path: String) -> TreeFile? {
-        guard let json = try? JSONValue.parse(Array(text.utf8)),
-              let identity = try? JSONValueCoding.decode(FileIdentity.self, from: json) else { return nil }
-        return identity.file(at: path)
+        (try? JSONValueCoding.decode(FileIdentity.self, text: text))?.file(at: path)
     }
 }
 
