@@ -18,6 +18,8 @@ public enum MergeError: Error, CustomStringConvertible, Equatable, Sendable {
     case missingExpertMetric(method: String, metric: String, expert: String)
     /// An expert lacks a statistics file the method needs (fisher, regmean).
     case missingExpertStatistics(method: String, file: String, expert: String)
+    /// A stored record (a merge report, a recipe) that does not decode: what it is, and why.
+    case corruptRecord(String, problem: String)
 
     /// One line whatever the names in it hold (``Swift/String/escapingControlCharacters``).
     public var description: String { message.escapingControlCharacters }
@@ -42,6 +44,8 @@ public enum MergeError: Error, CustomStringConvertible, Equatable, Sendable {
             return "\(method): \(expert) records no usable metric '\(metric)' (a finite, positive value); record it with 'mrepo commit --metric \(metric)=VALUE' (or 'mrepo merge --metric' on a merge), or choose another with --set metric=NAME"
         case let .missingExpertStatistics(method, file, expert):
             return "\(method): \(expert) has no \(file); compute it for that expert (scripts/compute_merge_stats.py) and commit it beside the model"
+        case let .corruptRecord(what, problem):
+            return "\(what) is unreadable (\(problem))"
         }
     }
 }

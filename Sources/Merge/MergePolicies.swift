@@ -124,8 +124,9 @@ extension ParameterValue: Codable {
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.singleValueContainer()
         switch self {
-        case let .number(x): try c.encode(x)
-        case let .gradient(xs): try c.encode(xs)
+        // Non-finite numbers as null, as the hand-built recipe JSON of earlier versions wrote them.
+        case let .number(x): if x.isFinite { try c.encode(x) } else { try c.encodeNil() }
+        case let .gradient(xs): try c.encode(xs.map { $0.isFinite ? $0 : nil })
         case let .flag(b): try c.encode(b)
         case let .text(s): try c.encode(s)
         case let .conditional(cs): try c.encode(cs)

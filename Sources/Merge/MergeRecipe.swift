@@ -36,39 +36,6 @@ public struct MergeRecipe: Sendable, Equatable {
             && a.consensus?.k == b.consensus?.k && a.consensus?.lambda == b.consensus?.lambda
             && (a.balance ?? TaskVectorBalance.none) == (b.balance ?? TaskVectorBalance.none)
     }
-
-    /// The recipe as JSON (the merge commit's `recipe`).
-    public var json: JSONValue {
-        func encode(_ v: ParameterValue) -> JSONValue {
-            switch v {
-            case let .number(x): return .double(x)
-            case let .gradient(xs): return .array(xs.map { .double($0) })
-            case let .flag(b): return .bool(b)
-            case let .text(t): return .string(t)
-            case let .conditional(cs):
-                return .array(cs.map { c in
-                    .object((c.filter.map { [JSONMember("filter", .string($0))] } ?? []) + [JSONMember("value", encode(c.value))])
-                })
-            }
-        }
-        func encode(_ d: [String: ParameterValue]) -> JSONValue {
-            .object(d.keys.sorted().map { JSONMember($0, encode(d[$0]!)) })
-        }
-        var members = [
-            JSONMember("method", .string(method)),
-            JSONMember("parameters", encode(parameters)),
-            JSONMember("experts", .array(experts.enumerated().map { i, name in
-                .object([JSONMember("name", .string(name)),
-                         JSONMember("parameters", encode(i < expertParameters.count ? expertParameters[i] : [:]))])
-            })),
-            JSONMember("seed", .number(String(seed))),
-        ]
-        if let lines { members.append(JSONMember("lines", .object([JSONMember("alpha", .double(lines.alpha)), JSONMember("beta", .double(lines.beta))]))) }
-        if let consensus { members.append(JSONMember("consensus", .object([JSONMember("k", .int(consensus.k)), JSONMember("lambda", .double(consensus.lambda))]))) }
-        // Only when on: recipes (and commit ids) of merges without it are unchanged.
-        if let balance, balance != .none { members.append(JSONMember("balance", .string(balance.rawValue))) }
-        return .object(members)
-    }
 }
 
 /// A validated recipe, ready to merge tensors: the one place where a recipe is checked.
@@ -180,39 +147,5 @@ public struct MergePlan: Sendable {
             }
         }
         return (values, metrics)
-    }
-}
-
-extension MergeRecipe {
-    /// Reads a recipe back from its JSON form (``json``).
-    public init?(json v: JSONValue) {
-        func decode(_ j: JSONValue) -> ParameterValue? {
-            switch j {
-            case let .number(t): return Double(t).map { .number($0) }
-            case let .bool(b): return .flag(b)
-            case let .string(s): return .text(s)
-            case let .array(items):
-                if items.allSatisfy({ if case .number = $0 { return true } else { return false } }) {
-                    return .gradient(items.compactMap(\.doubleValue))
-                }
-                return .conditional(items.compactMap { item in
-                    decode(item["value"] ?? .null).map { ParameterCondition(filter: item["filter"]?.stringValue, value: $0) }
-                })
-            default: return nil
-            }
-        }
-        func decodeMap(_ j: JSONValue?) -> [String: ParameterValue] {
-            var out: [String: ParameterValue] = [:]
-            for m in j?.objectValue ?? [] { out[m.key] = decode(m.value) }
-            return out
-        }
-        guard let method = v["method"]?.stringValue, let experts = v["experts"]?.arrayValue else { return nil }
-        self.init(method: method, parameters: decodeMap(v["parameters"]),
-                  expertParameters: experts.map { decodeMap($0["parameters"]) },
-                  experts: experts.compactMap { $0["name"]?.stringValue },
-                  seed: v["seed"].flatMap { if case let .number(t) = $0 { return UInt64(t) } else { return nil } } ?? 0)
-        if let l = v["lines"], let a = l["alpha"]?.doubleValue, let b = l["beta"]?.doubleValue { lines = (a, b) }
-        if let c = v["consensus"], let k = c["k"]?.intValue, let lambda = c["lambda"]?.doubleValue { consensus = (k, lambda) }
-        if let b = v["balance"]?.stringValue { balance = TaskVectorBalance(rawValue: b) }
     }
 }

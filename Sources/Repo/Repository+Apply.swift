@@ -117,7 +117,7 @@ extension Repository {
         do {
             let author = Repository.defaultAuthor()
             let timestamp = (Date().timeIntervalSince1970 * 1000).rounded() / 1000
-            let extra = JSONValue.object([JSONMember("storage", .string(headCommit.extra["storage"]?.stringValue == "lossy" ? "lossy" : "lossless"))])
+            let extra = JSONValue.object([try (try headCommit.record(CommitStorage.self) ?? .lossless).jsonMember()])
             let base = headCommit.base ?? headID
             let id = Commit.computeID(treeID: tree.id, parents: [headID], base: base, author: author, timestamp: timestamp,
                                       message: message, metrics: metrics, extra: extra)

@@ -145,6 +145,7 @@ extension Repository {
 
         // 2. The pre-commit hook sees the folder before anything is written.
         let author = options.author ?? Repository.defaultAuthor()
+        // The canonical spelling the commit id hashes (format.md §3.4).
         let metricsJSON = JSONValue.object(options.metrics.map { JSONMember($0.name, .double($0.value)) }).serialized()
         var hookEnv = [
             "MREPO_SOURCE": sourceRoot, "MREPO_MESSAGE": options.message, "MREPO_AUTHOR": author,
@@ -218,12 +219,12 @@ extension Repository {
             let timestamp = (Date().timeIntervalSince1970 * 1000).rounded() / 1000
             var extra = options.extra
             if let policy = options.lowRank, !lowRankRecords.isEmpty {
-                extra.removeAll { $0.key == "storage" }
-                extra.append(JSONMember("storage", .string("lossy")))
+                extra.removeAll { $0.key == CommitStorage.member }
+                extra.append(try CommitStorage.lossy.jsonMember())
                 extra.append(try LossyRecord(policy: policy, tensors: lowRankRecords).jsonMember())
             }
-            if !extra.contains(where: { $0.key == "storage" }) {
-                extra.append(JSONMember("storage", .string("lossless")))
+            if !extra.contains(where: { $0.key == CommitStorage.member }) {
+                extra.append(try CommitStorage.lossless.jsonMember())
             }
             if let adapter { extra.append(try adapter.jsonMember()) }
             let extraJSON = JSONValue.object(extra)

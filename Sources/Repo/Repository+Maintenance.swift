@@ -350,9 +350,9 @@ extension Repository {
             stack.append(contentsOf: c.parents)
             if let b = c.base { stack.append(b) }
             // An adapter needs its base model; a reversible merge needs the model its basis applies to.
-            for key in ["adapter", "rmm"] {
-                if let b = c.extra[key]?["base"]?.stringValue.flatMap(ObjectID.init(hex:)) { stack.append(b) }
-            }
+            // A damaged record throws: gc must not guess what it would have kept.
+            if let b = try c.record(AdapterRecord.self)?.base { stack.append(b) }
+            if let b = try c.record(ReversibleMergeRecord.self)?.base { stack.append(b) }
         }
         return seen.filter { (try? history.commit($0)) != nil }
     }
@@ -364,6 +364,8 @@ extension Repository {
     }
 
     /// Objects a commit needs beyond its tree (recorded in `extra`, e.g. a reversible merge's basis).
+    /// It walks the JSON rather than the typed records so that any member ending in `object`,
+    /// including ones a later version adds, keeps its object alive.
     func extraObjects(of commit: Commit) -> Set<ObjectID> {
         var out = Set<ObjectID>()
         func visit(_ v: JSONValue) {

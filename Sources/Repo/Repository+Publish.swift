@@ -138,7 +138,7 @@ extension Repository {
                 let tree = Tree(files: Array(files.values))
                 try batch.finish()
                 let timestamp = (Date().timeIntervalSince1970 * 1000).rounded() / 1000
-                let extra = JSONValue.object([JSONMember("storage", .string("lossless"))])
+                let extra = JSONValue.object([try CommitStorage.lossless.jsonMember()])
                 let parents = parent.map { [$0] } ?? []
                 let id = Commit.computeID(treeID: tree.id, parents: parents, base: baseCommit, author: author, timestamp: timestamp,
                                           message: message, metrics: [], extra: extra)

@@ -220,18 +220,18 @@ import Testing
             experts: ["math", "code"], seed: UInt64.max - 5, lines: (alpha: 0.3, beta: 0.7), consensus: (k: 2, lambda: 0.5))
         let text = recipe.json.serialized()
         let parsed = try JSONValue.parse(Array(text.utf8))
-        let back = try #require(MergeRecipe(json: parsed))
+        let back = try JSONValueCoding.decode(MergeRecipe.self, from: parsed)
         #expect(back == recipe)
         #expect(parsed["method"]?.stringValue == "ties")
         #expect(parsed["seed"] == .number(String(UInt64.max - 5)))
         // The JSON form lists every expert with its (possibly empty) parameters, so a recipe without
         // per-expert parameters reads back with one empty map per expert: the same plan.
         let plain = MergeRecipe(method: "linear", experts: ["a", "b"])
-        let plainBack = try #require(MergeRecipe(json: plain.json))
+        let plainBack = try JSONValueCoding.decode(MergeRecipe.self, from: plain.json)
         #expect(plainBack.expertParameters == [[:], [:]])
         var normalized = plain
         normalized.expertParameters = [[:], [:]]
         #expect(plainBack == normalized)
-        #expect(MergeRecipe(json: .object([])) == nil)
+        #expect(thrownError { _ = try JSONValueCoding.decode(MergeRecipe.self, from: .object([])) } is DecodingError)
     }
 }

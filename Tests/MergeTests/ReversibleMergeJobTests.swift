@@ -56,7 +56,7 @@ import Testing
             #expect(Dense.relativeError(Dense.product(m.view), reference: sum(f, lambda: 0.5)) < 1e-5)
         }
         let report = job.report(experts: [("a", "01"), ("b", "02"), ("c", "03")], storedBytes: 11, expertBytes: 22)
-        #expect(report.kind == "adapter" && report.variant == "position" && report.basis == n - 1 && report.center)
+        #expect(report.kind == .adapter && report.variant == .position && report.basis == n - 1 && report.center)
         #expect(report.experts.map(\.name) == ["a", "b", "c"] && report.experts.map(\.commit) == ["01", "02", "03"])
         #expect(report.experts.allSatisfy { $0.rank == rank && $0.maxError < 1e-5 && $0.globalError < 1e-5 && abs($0.retainedEnergy - 1) < 1e-6 })
         for i in 0..<n {
@@ -90,7 +90,7 @@ import Testing
         f[1] = Dense.factors(rows: 6, columns: 5, rank: 3, seed: 9)
         var job = makeJob(.adapter, ReversibleMergeSettings(basis: 2, variant: .layer))
         let m = try job.run(adapterInput("m", f))
-        #expect(m.module.variant == .dense && m.metadata.variant == .dense && m.metadata.rank == 0 && m.report.variant == "dense")
+        #expect(m.module.variant == .dense && m.metadata.variant == .dense && m.metadata.rank == 0 && m.report.variant == .dense)
         #expect(m.report.errors.allSatisfy { $0 < 1e-5 })
         // Only the dense baselines apply to different ranks.
         #expect(m.report.baselines.map(\.name) == ["task_arithmetic/dense", "ties/dense", "dare_ties/dense"])
@@ -139,7 +139,7 @@ import Testing
         #expect(m.metadata.scales == nil && m.metadata.transposed == nil)
         #expect(m.report.errors.allSatisfy { $0 < 1e-4 }, "\(m.report.errors)")
         let report = job.report(experts: [("a", ""), ("b", ""), ("c", "")], storedBytes: 0, expertBytes: 0)
-        #expect(report.kind == "full" && report.experts.allSatisfy { $0.rank == 4 } && report.baselines.isEmpty)
+        #expect(report.kind == .full && report.experts.allSatisfy { $0.rank == 4 } && report.baselines.isEmpty)
     }
 
     @Test func passThroughTensorsTakeTaskArithmetic() {

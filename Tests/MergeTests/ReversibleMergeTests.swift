@@ -260,20 +260,30 @@ import Testing
         }
     }
 
-    @Test func reportJSONRoundTrips() {
+    @Test func reportJSONRoundTrips() throws {
         let report = ReversibleMergeReport(
-            variant: "position", basis: 2, center: true, kind: "adapter",
+            variant: .position, basis: 2, center: true, kind: .adapter,
             experts: [.init(name: "a", commit: "ab", rank: 4, meanError: 0.1, maxError: 0.2, globalError: 0.15, retainedEnergy: 0.9)],
-            modules: [.init(name: "m", baseTensor: "m.weight", rows: 3, columns: 4, rank: 2, k: 2, variant: "position", retainedEnergy: 0.8,
+            modules: [.init(name: "m", baseTensor: "m.weight", rows: 3, columns: 4, rank: 2, k: 2, variant: .position, retainedEnergy: 0.8,
                             errors: [0.1], expertEnergy: [0.9], reductionErrors: [0.01], baselines: [("ties/dense", [0.7])],
                             storedParameters: 10, expertParameters: 20)],
             baselines: [.init(name: "ties/dense", meanError: 0.7, maxError: 0.7)], storedParameters: 10, expertParameters: 20,
             storedBytes: 100, expertBytes: 200, formulaRatio: 0.5, viewRank: 4, viewLambda: 1, viewRetainedEnergy: 0.95, remarks: ["x"])
-        let back = ReversibleMergeReport(json: report.json)
-        #expect(back?.basis == 2 && back?.kind == "adapter" && back?.experts.first?.maxError == 0.2)
-        #expect(back?.modules.first?.reductionErrors == [0.01] && back?.modules.first?.baselines.first?.name == "ties/dense")
-        #expect(back?.parameterRatio == 0.5 && back?.formulaRatio == 0.5 && back?.remarks == ["x"])
-        #expect(ReversibleMergeReport(json: .object([JSONMember("method", .string("ties"))])) == nil)
+        let back = try JSONValueCoding.decode(ReversibleMergeReport.self, from: report.json)
+        #expect(back.basis == 2 && back.kind == .adapter && back.experts.first?.maxError == 0.2)
+        #expect(back.modules.first?.reductionErrors == [0.01] && back.modules.first?.baselines.first?.name == "ties/dense")
+        #expect(back.parameterRatio == 0.5 && back.formulaRatio == 0.5 && back.remarks == ["x"])
+        // The stored text is what it was: the kinds keep their spelling, and reading it back and
+        // writing it again changes no byte.
+        let text = report.json.serialized()
+        #expect(text.hasPrefix(#"{"method":"rmm","variant":"position","basis":2,"center":true,"kind":"adapter","storage":{"#))
+        #expect(text.contains(#""k":2,"variant":"position","retained_energy":0.8"#))
+        #expect(back.json.serialized() == text)
+        let notRMM = JSONValue.object([JSONMember("method", .string("ties"))])
+        #expect(thrownError { _ = try JSONValueCoding.decode(ReversibleMergeReport.self, from: notRMM) } is DecodingError)
+        guard case var .object(members) = report.json, let i = members.firstIndex(where: { $0.key == "kind" }) else { Issue.record("no kind"); return }
+        members[i] = JSONMember("kind", .string("hologram"))
+        #expect(thrownError { _ = try JSONValueCoding.decode(ReversibleMergeReport.self, from: .object(members)) } is DecodingError)
     }
 
     // MARK: - Baselines

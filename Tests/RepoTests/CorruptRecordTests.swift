@@ -36,7 +36,7 @@ import Testing
     }
 
     @Test func reversibleMergeRecordWritesAbsentMembersAsNull() throws {
-        let record = ReversibleMergeRecord(expertKind: .adapter, variant: "position", basis: 2, center: true, base: someID,
+        let record = ReversibleMergeRecord(expertKind: .adapter, variant: .position, basis: 2, center: true, base: someID,
                                            experts: [("math", someID)], reportObject: nil, rank: nil)
         let expected = JSONValue.object([
             JSONMember("kind", .string("adapter")), JSONMember("variant", .string("position")), JSONMember("basis", .int(2)),

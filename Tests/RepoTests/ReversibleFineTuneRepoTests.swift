@@ -22,7 +22,7 @@ import Testing
 
     @Test func fullFineTunesReducedByPTSVD() throws {
         let m = try repo.reversibleMerge(["math", "code", "chat"], ["basis": .number(2), "rank": .number(4)])
-        #expect(m.report.kind == "full" && m.report.variant == "position")
+        #expect(m.report.kind == .full && m.report.variant == .position)
         let record = try #require(try m.commit.record(ReversibleMergeRecord.self))
         #expect(record.kind == "full" && record.rank == 4)
         #expect(m.report.remarks.contains { $0.contains("reduced to rank 4") })
@@ -72,7 +72,7 @@ import Testing
 
     @Test func denseVariantRebuildsFullFineTunesExactly() throws {
         let m = try repo.reversibleMerge(["math", "code", "chat"], ["basis": .number(2), "variant": .text("dense")])
-        #expect(m.report.kind == "full" && m.report.modules.allSatisfy { $0.variant == "dense" && $0.reductionErrors == nil })
+        #expect(m.report.kind == .full && m.report.modules.allSatisfy { $0.variant == .dense && $0.reductionErrors == nil })
         #expect(try m.commit.record(ReversibleMergeRecord.self)?.rank == nil)
         #expect(m.report.experts.allSatisfy { $0.maxError < 1e-5 }, "\(m.report.experts.map(\.maxError))")
         let base = try Checkpoint(dir + "/base/model.safetensors")

@@ -26,3 +26,16 @@ extension KeyedEncodingContainer {
         for (name, value) in members { try object.encodeNumber(value, forKey: JSONKey(name)) }
     }
 }
+
+extension KeyedDecodingContainer {
+    /// Reads a number written by ``KeyedEncodingContainer/encodeNumber(_:forKey:)``: `null` (a
+    /// non-finite value) reads as NaN; a missing member or another type is an error.
+    public func decodeNumber(forKey key: Key) throws -> Double {
+        try decodeNil(forKey: key) ? .nan : decode(Double.self, forKey: key)
+    }
+
+    /// Reads an array written by ``KeyedEncodingContainer/encodeNumbers(_:forKey:)-([Double?],_)``.
+    public func decodeNumbers(forKey key: Key) throws -> [Double] {
+        try decode([Double?].self, forKey: key).map { $0 ?? .nan }
+    }
+}

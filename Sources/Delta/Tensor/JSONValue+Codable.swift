@@ -18,6 +18,17 @@ public enum JSONValueCoding {
     public static func decode<T: Decodable>(_ type: T.Type, from json: JSONValue) throws -> T {
         try T(from: ValueDecoder(json, codingPath: []))
     }
+
+    /// The compact JSON text of a value (what the history database stores).
+    public static func text<T: Encodable>(_ value: T) throws -> String {
+        try encode(value).serialized()
+    }
+
+    /// A value read back from its JSON text.
+    /// - Throws: ``JSONParseError`` when the text is not JSON, `DecodingError` when it does not fit.
+    public static func decode<T: Decodable>(_ type: T.Type, text: String) throws -> T {
+        try decode(T.self, from: try JSONValue.parse(Array(text.utf8)))
+    }
 }
 
 extension Digest: Codable {

@@ -48,6 +48,10 @@ public struct LoRAConfig: Sendable, Equatable {
     }
 
     /// Parses `adapter_config.json`; `file` names it in errors.
+    ///
+    /// PEFT's file is read as a ``JSONValue``, not through `Codable`: its members change type
+    /// (`target_modules` is a list or one pattern), its pattern maps are ordered (the first match
+    /// wins, and `Codable` dictionaries lose the order), and each bad member gets its own message.
     public init(json bytes: [UInt8], file: String) throws(MergeError) {
         func bad(_ problem: String) -> MergeError { .invalidRecipe(file: file, problem: problem) }
         let root: JSONValue
@@ -86,7 +90,8 @@ public struct LoRAConfig: Sendable, Equatable {
                     guard let r = m.value.intValue, r > 0 else { throw bad("\(name) must be a positive integer rank") }
                     rankPattern.append((m.key, r))
                 } else {
-                    alphaPattern.append((m.key, try LoRAConfig.alpha(m.value, field: name, file: file)!))
+                    guard let a = try LoRAConfig.alpha(m.value, field: name, file: file) else { throw bad("\(name) must be a number, not null") }
+                    alphaPattern.append((m.key, a))
                 }
             }
         }
@@ -169,7 +174,8 @@ public struct LoRAConfig: Sendable, Equatable {
         useRSLoRA ? a / Double(actual).squareRoot() : a / Double(actual)
     }
 
-    /// A minimal PEFT config for an adapter mrepo writes (a merge's view).
+    /// A minimal PEFT config for an adapter mrepo writes (a merge's view). Built as a ``JSONValue``:
+    /// PEFT's format with its nulls spelled out, and its bytes are a file of the commit's tree.
     public static func json(rank: Int, alpha: Double, targetModules: [String], baseModel: String?, taskType: String?) -> String {
         let root = JSONValue.object([
             JSONMember("peft_type", .string("LORA")),

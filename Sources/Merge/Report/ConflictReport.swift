@@ -161,7 +161,7 @@ public struct ConflictReport: Sendable {
 
 // MARK: - JSON
 
-extension ConflictReport: Encodable {
+extension ConflictReport: Codable {
     /// The report as stored with a merge commit and printed by `merge --json` and
     /// `show --conflicts --json` (its ``Encodable`` form; the derived members, classes, layers and
     /// top conflicts, are written for readers and recomputed by ``init(json:source:)``).
@@ -175,6 +175,16 @@ extension ConflictReport: Encodable {
 
     private enum Keys: String, CodingKey {
         case method, experts, base, classes, unresolved, files, layers, topConflicts = "top_conflicts", tensors
+    }
+
+    /// The stored members; the derived ones (classes, layers, top conflicts) are recomputed, and
+    /// `unresolved` is the tensors' own `conflict` without a `resolution`.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: Keys.self)
+        let files = try c.decodeIfPresent([FileOutcome].self, forKey: .files) ?? []
+        self.init(method: try c.decode(String.self, forKey: .method), experts: try c.decode([String].self, forKey: .experts),
+                  baseName: try c.decodeIfPresent(String.self, forKey: .base) ?? "", tensors: try c.decode([TensorReport].self, forKey: .tensors),
+                  files: files.map { ($0.path, $0.outcome) })
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -193,7 +203,7 @@ extension ConflictReport: Encodable {
     }
 
     private struct Unresolved: Encodable { var tensor: String, reason: String }
-    private struct FileOutcome: Encodable { var path: String, outcome: String }
+    private struct FileOutcome: Codable { var path: String, outcome: String }
 }
 
 extension ConflictReport.LayerSummary: Encodable {
@@ -215,9 +225,21 @@ extension ConflictReport.LayerSummary: Encodable {
     }
 }
 
-extension TensorReport: Encodable {
+extension TensorReport: Codable {
     private enum Keys: String, CodingKey {
         case name, mergeClass = "class", elements, layer, source, metrics, conflict, resolution, remarks
+    }
+
+    /// `layer` and `module` are recomputed from the name; `metrics` read back with the element count.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: Keys.self)
+        self.init(name: try c.decode(String.self, forKey: .name), mergeClass: try c.decode(MergeClass.self, forKey: .mergeClass),
+                  elementCount: try c.decodeIfPresent(Int.self, forKey: .elements) ?? 0, source: try c.decodeIfPresent(String.self, forKey: .source))
+        conflict = try c.decodeIfPresent(String.self, forKey: .conflict)
+        resolution = try c.decodeIfPresent(String.self, forKey: .resolution)
+        remarks = try c.decodeIfPresent([String].self, forKey: .remarks) ?? []
+        metrics = try c.decodeIfPresent(ConflictMetrics.self, forKey: .metrics)
+        metrics?.elementCount = elementCount
     }
 
     /// Optional members are left out when absent (`layer` is `null`), as readers of stored reports expect.
@@ -235,12 +257,39 @@ extension TensorReport: Encodable {
     }
 }
 
-extension ConflictMetrics: Encodable {
+extension ConflictMetrics: Codable {
     private enum Keys: String, CodingKey {
         case taskVectorNorms = "task_vector_norms", normRatio = "norm_ratio", cosines, minCosine = "min_cosine"
         case signConflict = "sign_conflict", conflictingMass = "conflicting_mass", farFromExpert = "far_from_expert", tall
         case mergedRelativeUpdate = "merged_relative_update", measuredElements = "measured_elements"
         case keptFraction = "kept_fraction", notes
+    }
+
+    /// Members missing from reports of earlier versions read as "not measured" (zero, empty), and
+    /// a null share (a non-finite value) as zero, as before; a member of the wrong type is an
+    /// error. `norm_ratio` and `min_cosine` are recomputed.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: Keys.self)
+        func number(_ key: Keys) throws -> Double { try c.decodeIfPresent(Double.self, forKey: key) ?? 0 }
+        func numbers(_ key: Keys) throws -> [Double] { c.contains(key) ? try c.decodeNumbers(forKey: key) : [] }
+        self.init()
+        taskVectorNorms = try numbers(.taskVectorNorms)
+        cosines = try c.decodeIfPresent([Double?].self, forKey: .cosines) ?? []
+        signConflict = try number(.signConflict)
+        conflictingMass = try number(.conflictingMass)
+        farFromExpert = try numbers(.farFromExpert)
+        if c.contains(.tall) {
+            let tall = try c.nestedContainer(keyedBy: JSONKey.self, forKey: .tall)
+            func share(_ name: String) throws -> Double { try tall.decodeIfPresent(Double.self, forKey: JSONKey(name)) ?? 0 }
+            (tallNone, tallOne, tallShared) = (try share("none"), try share("one"), try share("shared"))
+        }
+        mergedRelativeUpdate = try c.decodeIfPresent(Double.self, forKey: .mergedRelativeUpdate)
+        measuredElements = try c.decodeIfPresent(Int.self, forKey: .measuredElements) ?? 0
+        keptFraction = c.contains(.keptFraction) ? try c.decodeNumbers(forKey: .keptFraction) : nil
+        if c.contains(.notes) {
+            let notes = try c.nestedContainer(keyedBy: JSONKey.self, forKey: .notes)
+            for key in notes.allKeys { self.notes[key.stringValue] = try notes.decodeIfPresent(Double.self, forKey: key) }
+        }
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -270,46 +319,8 @@ extension ConflictThresholds: Codable {
 
 extension ConflictReport {
     /// Reads a report back from its JSON form (``json``), as stored with a merge commit.
-    /// - Throws: ``MergeError/invalidRecipe(file:problem:)`` naming `source` when a member does not fit.
-    public init(json v: JSONValue, source: String = "the merge report") throws {
-        func bad(_ problem: String) -> MergeError { .invalidRecipe(file: source, problem: problem) }
-        guard let method = v["method"]?.stringValue, let experts = v["experts"]?.arrayValue?.compactMap(\.stringValue),
-              let tensors = v["tensors"]?.arrayValue else {
-            throw bad("is not a conflict report (method, experts and tensors are required)")
-        }
-        func doubles(_ j: JSONValue?) -> [Double] { (j?.arrayValue ?? []).compactMap(\.doubleValue) }
-        var out: [TensorReport] = []
-        for (i, t) in tensors.enumerated() {
-            guard let name = t["name"]?.stringValue, let cls = t["class"]?.stringValue.flatMap(MergeClass.init(rawValue:)) else {
-                throw bad("tensors[\(i)] needs a name and a class")
-            }
-            var r = TensorReport(name: name, mergeClass: cls, elementCount: t["elements"]?.intValue ?? 0, source: t["source"]?.stringValue)
-            r.conflict = t["conflict"]?.stringValue
-            r.resolution = t["resolution"]?.stringValue
-            r.remarks = (t["remarks"]?.arrayValue ?? []).compactMap(\.stringValue)
-            if let m = t["metrics"] {
-                var metrics = ConflictMetrics()
-                metrics.elementCount = r.elementCount
-                metrics.taskVectorNorms = doubles(m["task_vector_norms"])
-                metrics.cosines = (m["cosines"]?.arrayValue ?? []).map(\.doubleValue)
-                metrics.signConflict = m["sign_conflict"]?.doubleValue ?? 0
-                metrics.conflictingMass = m["conflicting_mass"]?.doubleValue ?? 0
-                metrics.farFromExpert = doubles(m["far_from_expert"])
-                metrics.tallNone = m["tall"]?["none"]?.doubleValue ?? 0
-                metrics.tallOne = m["tall"]?["one"]?.doubleValue ?? 0
-                metrics.tallShared = m["tall"]?["shared"]?.doubleValue ?? 0
-                metrics.mergedRelativeUpdate = m["merged_relative_update"]?.doubleValue
-                metrics.measuredElements = m["measured_elements"]?.intValue ?? 0
-                if let k = m["kept_fraction"] { metrics.keptFraction = doubles(k) }
-                for n in m["notes"]?.objectValue ?? [] { metrics.notes[n.key] = n.value.doubleValue }
-                r.metrics = metrics
-            }
-            out.append(r)
-        }
-        let files = (v["files"]?.arrayValue ?? []).compactMap { f -> (String, String)? in
-            guard let p = f["path"]?.stringValue, let o = f["outcome"]?.stringValue else { return nil }
-            return (p, o)
-        }
-        self.init(method: method, experts: experts, baseName: v["base"]?.stringValue ?? "", tensors: out, files: files)
+    /// - Throws: ``MergeError/corruptRecord(_:problem:)`` naming `source` when a member does not fit.
+    public init(json: JSONValue, source: String = "the merge report") throws(MergeError) {
+        self = try StoredRecord.decode(ConflictReport.self, from: json, what: source)
     }
 }

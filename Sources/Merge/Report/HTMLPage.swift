@@ -50,7 +50,7 @@ extension ReversibleMergeReport {
     /// storage against the experts, and the one-model baselines.
     public func html(title: String, recipe: String) -> String {
         var out = HTMLPage.head(title: title)
-        out += "<p>Reversible merge (rmm), variant <b>\(HTMLPage.escape(variant))</b>, basis K = <b>\(basis)</b>\(center ? "" : " (uncentred)") over \(experts.count) \(kind == "adapter" ? "LoRA adapters" : "full fine-tunes"), \(modules.count) modules.</p>\n"
+        out += "<p>Reversible merge (rmm), variant <b>\(HTMLPage.escape(variant.rawValue))</b>, basis K = <b>\(basis)</b>\(center ? "" : " (uncentred)") over \(experts.count) \(kind == .adapter ? "LoRA adapters" : "full fine-tunes"), \(modules.count) modules.</p>\n"
         for remark in remarks { out += "<p class=\"legend\">\(HTMLPage.escape(remark))</p>\n" }
         out += "<h2>Experts rebuilt from the basis</h2>\n"
         out += HTMLPage.table(["expert", "commit", "rank", "mean error", "max error", "whole error", "retained energy"], experts.map { e in

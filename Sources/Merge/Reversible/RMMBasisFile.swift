@@ -105,8 +105,8 @@ public struct RMMBasisFile: Sendable, Equatable {
         [
             ("format", Self.format), ("version", Self.version), ("kind", kind.rawValue), ("variant", variant.rawValue),
             ("basis", "\(basis)"), ("center", center ? "true" : "false"),
-            ("experts", JSONValue.array(experts.map { .string($0) }).serialized()),
-            ("modules", JSONValue.array(try modules.map { try JSONValueCoding.encode($0) }).serialized()),
+            ("experts", try JSONValueCoding.text(experts)),
+            ("modules", try JSONValueCoding.text(modules)),
         ]
     }
 
@@ -123,6 +123,8 @@ public struct RMMBasisFile: Sendable, Equatable {
     ///   not JSON, lacks a key, or has an unknown format, version, kind or variant.
     public init(header: [UInt8]) throws {
         func bad(_ problem: String) -> MergeError { .invalidRecipe(file: Self.fileName, problem: problem) }
+        // A safetensors header: parsed as a value (its metadata is string → string; the JSON
+        // records inside are decoded below).
         guard header.count > 8, let root = try? JSONValue.parse(Array(header[8...])), let members = root["__metadata__"]?.objectValue else {
             throw bad("the header has no __metadata__")
         }
@@ -146,8 +148,8 @@ public struct RMMBasisFile: Sendable, Equatable {
         let experts: [String]
         let modules: [ModuleMetadata]
         do {
-            experts = try JSONValueCoding.decode([String].self, from: try JSONValue.parse(Array(try value("experts").utf8)))
-            modules = try JSONValueCoding.decode([ModuleMetadata].self, from: try JSONValue.parse(Array(try value("modules").utf8)))
+            experts = try JSONValueCoding.decode([String].self, text: try value("experts"))
+            modules = try JSONValueCoding.decode([ModuleMetadata].self, text: try value("modules"))
         } catch let error as MergeError {
             throw error
         } catch {

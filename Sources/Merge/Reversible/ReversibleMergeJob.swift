@@ -212,7 +212,7 @@ public struct ReversibleMergeJob: Sendable {
         if case let .fullFineTunes(_, reduction?) = input.experts { reductionErrors = reduction.errors } else { reductionErrors = nil }
         let report = ReversibleMergeReport.Module(
             name: input.module, baseTensor: input.baseTensor, rows: rows, columns: columns, rank: fit.rank, k: fit.k,
-            variant: fit.variant.rawValue, retainedEnergy: fit.retainedEnergy, errors: errors, expertEnergy: fit.expertEnergy,
+            variant: fit.variant, retainedEnergy: fit.retainedEnergy, errors: errors, expertEnergy: fit.expertEnergy,
             reductionErrors: reductionErrors, baselines: baselines, storedParameters: fit.storedParameterCount,
             expertParameters: expertParameters)
         modules.append(report)
@@ -277,11 +277,11 @@ public struct ReversibleMergeJob: Sendable {
         }
         let ranks = Set(modules.map(\.rank))
         var formula: Double?
-        if settings.variant == .position, ranks.count == 1, let rank = ranks.first, modules.allSatisfy({ $0.variant == RMMVariant.position.rawValue }) {
+        if settings.variant == .position, ranks.count == 1, let rank = ranks.first, modules.allSatisfy({ $0.variant == .position }) {
             formula = ReversibleMergeReport.formulaRatio(k: settings.basis, rank: rank, experts: expertCount, center: settings.center)
         }
         return ReversibleMergeReport(
-            variant: settings.variant.rawValue, basis: settings.basis, center: settings.center, kind: kind.rawValue, experts: expertSummaries,
+            variant: settings.variant, basis: settings.basis, center: settings.center, kind: kind, experts: expertSummaries,
             modules: modules, baselines: baselineSummaries, storedParameters: modules.reduce(0) { $0 + $1.storedParameters },
             expertParameters: modules.reduce(0) { $0 + $1.expertParameters }, storedBytes: storedBytes, expertBytes: expertBytes,
             formulaRatio: formula, viewRank: viewRank, viewLambda: settings.viewLambda,

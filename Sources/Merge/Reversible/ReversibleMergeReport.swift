@@ -35,7 +35,8 @@ public struct ReversibleMergeReport: Sendable {
         public var columns: Int
         public var rank: Int
         public var k: Int
-        public var variant: String
+        /// The module's own variant (``RMMVariant/dense`` when it fell back).
+        public var variant: RMMVariant
         public var retainedEnergy: Double
         /// Per expert.
         public var errors: [Double]
@@ -47,7 +48,7 @@ public struct ReversibleMergeReport: Sendable {
         public var storedParameters: Int
         public var expertParameters: Int
 
-        public init(name: String, baseTensor: String, rows: Int, columns: Int, rank: Int, k: Int, variant: String, retainedEnergy: Double,
+        public init(name: String, baseTensor: String, rows: Int, columns: Int, rank: Int, k: Int, variant: RMMVariant, retainedEnergy: Double,
                     errors: [Double], expertEnergy: [Double], reductionErrors: [Double]?, baselines: [(name: String, errors: [Double])],
                     storedParameters: Int, expertParameters: Int) {
             self.name = name
@@ -79,11 +80,10 @@ public struct ReversibleMergeReport: Sendable {
         }
     }
 
-    public var variant: String
+    public var variant: RMMVariant
     public var basis: Int
     public var center: Bool
-    /// `adapter` or `full`.
-    public var kind: String
+    public var kind: RMMExpertKind
     public var experts: [Expert]
     public var modules: [Module]
     public var baselines: [Baseline]
@@ -101,7 +101,7 @@ public struct ReversibleMergeReport: Sendable {
     public var viewRetainedEnergy: Double
     public var remarks: [String]
 
-    public init(variant: String, basis: Int, center: Bool, kind: String, experts: [Expert], modules: [Module], baselines: [Baseline],
+    public init(variant: RMMVariant, basis: Int, center: Bool, kind: RMMExpertKind, experts: [Expert], modules: [Module], baselines: [Baseline],
                 storedParameters: Int, expertParameters: Int, storedBytes: Int, expertBytes: Int, formulaRatio: Double?,
                 viewRank: Int, viewLambda: Double, viewRetainedEnergy: Double, remarks: [String]) {
         self.variant = variant
@@ -129,47 +129,11 @@ public struct ReversibleMergeReport: Sendable {
     public static func formulaRatio(k: Int, rank r: Int, experts n: Int, center: Bool) -> Double {
         Double(k * (r + n) + (center ? r : 0)) / Double(r * n)
     }
-
-    public init?(json v: JSONValue) {
-        guard v["method"]?.stringValue == "rmm", let variant = v["variant"]?.stringValue, let basis = v["basis"]?.intValue else { return nil }
-        func doubles(_ x: JSONValue?) -> [Double] { x?.arrayValue?.compactMap(\.doubleValue) ?? [] }
-        self.variant = variant
-        self.basis = basis
-        center = v["center"] != .bool(false)
-        kind = v["kind"]?.stringValue ?? "adapter"
-        let s = v["storage"]
-        storedParameters = s?["stored_parameters"]?.intValue ?? 0
-        expertParameters = s?["expert_parameters"]?.intValue ?? 0
-        storedBytes = s?["stored_bytes"]?.intValue ?? 0
-        expertBytes = s?["expert_bytes"]?.intValue ?? 0
-        formulaRatio = s?["formula_ratio"]?.doubleValue
-        viewRank = v["view"]?["rank"]?.intValue ?? 0
-        viewLambda = v["view"]?["lambda"]?.doubleValue ?? 1
-        viewRetainedEnergy = v["view"]?["retained_energy"]?.doubleValue ?? 1
-        experts = (v["experts"]?.arrayValue ?? []).map { e in
-            Expert(name: e["name"]?.stringValue ?? "", commit: e["commit"]?.stringValue ?? "", rank: e["rank"]?.intValue ?? 0,
-                   meanError: e["mean_error"]?.doubleValue ?? 0, maxError: e["max_error"]?.doubleValue ?? 0,
-                   globalError: e["global_error"]?.doubleValue ?? 0, retainedEnergy: e["retained_energy"]?.doubleValue ?? 0)
-        }
-        baselines = (v["baselines"]?.arrayValue ?? []).map { b in
-            Baseline(name: b["name"]?.stringValue ?? "", meanError: b["mean_error"]?.doubleValue ?? 0, maxError: b["max_error"]?.doubleValue ?? 0)
-        }
-        modules = (v["modules"]?.arrayValue ?? []).map { m in
-            Module(name: m["name"]?.stringValue ?? "", baseTensor: m["base_tensor"]?.stringValue ?? "", rows: m["rows"]?.intValue ?? 0,
-                   columns: m["columns"]?.intValue ?? 0, rank: m["rank"]?.intValue ?? 0, k: m["k"]?.intValue ?? 0,
-                   variant: m["variant"]?.stringValue ?? "", retainedEnergy: m["retained_energy"]?.doubleValue ?? 0,
-                   errors: doubles(m["errors"]), expertEnergy: doubles(m["expert_energy"]),
-                   reductionErrors: m["reduction_errors"].map { doubles($0) },
-                   baselines: (m["baselines"]?.objectValue ?? []).map { ($0.key, doubles($0.value)) },
-                   storedParameters: m["stored_parameters"]?.intValue ?? 0, expertParameters: m["expert_parameters"]?.intValue ?? 0)
-        }
-        remarks = v["remarks"]?.arrayValue?.compactMap(\.stringValue) ?? []
-    }
 }
 
 // MARK: - JSON
 
-extension ReversibleMergeReport: Encodable {
+extension ReversibleMergeReport: Codable {
     /// The report as stored with the merge commit and printed by `merge --json`, `experts --json`
     /// and `show --conflicts --json` (its ``Encodable`` form).
     public var json: JSONValue {
@@ -185,6 +149,32 @@ extension ReversibleMergeReport: Encodable {
         case storedParameters = "stored_parameters", expertParameters = "expert_parameters", parameterRatio = "parameter_ratio"
         case storedBytes = "stored_bytes", expertBytes = "expert_bytes", formulaRatio = "formula_ratio"
         case rank, lambda, retainedEnergy = "retained_energy"
+    }
+
+    /// Reads a stored report back. Members later versions added (`kind`, `center`, `view`,
+    /// `baselines`, `remarks`) take the values reports without them meant; anything else missing
+    /// or of the wrong type is an error.
+    /// - Throws: `DecodingError` naming the member, also when `method` is not `rmm`.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: Keys.self)
+        let method = try c.decode(String.self, forKey: .method)
+        guard method == "rmm" else {
+            throw DecodingError.dataCorruptedError(forKey: .method, in: c, debugDescription: "'\(method.prefix(40))' is not a reversible merge")
+        }
+        let storage = try c.nestedContainer(keyedBy: Keys.self, forKey: .storage)
+        let view = c.contains(.view) ? try c.nestedContainer(keyedBy: Keys.self, forKey: .view) : nil
+        self.init(variant: try c.decode(RMMVariant.self, forKey: .variant), basis: try c.decode(Int.self, forKey: .basis),
+                  center: try c.decodeIfPresent(Bool.self, forKey: .center) ?? true,
+                  kind: try c.decodeIfPresent(RMMExpertKind.self, forKey: .kind) ?? .adapter,
+                  experts: try c.decode([Expert].self, forKey: .experts), modules: try c.decode([Module].self, forKey: .modules),
+                  baselines: try c.decodeIfPresent([Baseline].self, forKey: .baselines) ?? [],
+                  storedParameters: try storage.decode(Int.self, forKey: .storedParameters),
+                  expertParameters: try storage.decode(Int.self, forKey: .expertParameters),
+                  storedBytes: try storage.decode(Int.self, forKey: .storedBytes), expertBytes: try storage.decode(Int.self, forKey: .expertBytes),
+                  formulaRatio: try storage.decodeIfPresent(Double.self, forKey: .formulaRatio),
+                  viewRank: try view?.decode(Int.self, forKey: .rank) ?? 0, viewLambda: try view?.decodeNumber(forKey: .lambda) ?? 1,
+                  viewRetainedEnergy: try view?.decodeNumber(forKey: .retainedEnergy) ?? 1,
+                  remarks: try c.decodeIfPresent([String].self, forKey: .remarks) ?? [])
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -212,10 +202,18 @@ extension ReversibleMergeReport: Encodable {
     }
 }
 
-extension ReversibleMergeReport.Expert: Encodable {
+extension ReversibleMergeReport.Expert: Codable {
     private enum Keys: String, CodingKey {
         case name, commit, rank, meanError = "mean_error", maxError = "max_error", globalError = "global_error"
         case retainedEnergy = "retained_energy"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: Keys.self)
+        self.init(name: try c.decode(String.self, forKey: .name), commit: try c.decode(String.self, forKey: .commit),
+                  rank: try c.decode(Int.self, forKey: .rank), meanError: try c.decodeNumber(forKey: .meanError),
+                  maxError: try c.decodeNumber(forKey: .maxError), globalError: try c.decodeNumber(forKey: .globalError),
+                  retainedEnergy: try c.decodeNumber(forKey: .retainedEnergy))
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -230,8 +228,14 @@ extension ReversibleMergeReport.Expert: Encodable {
     }
 }
 
-extension ReversibleMergeReport.Baseline: Encodable {
+extension ReversibleMergeReport.Baseline: Codable {
     private enum Keys: String, CodingKey { case name, meanError = "mean_error", maxError = "max_error" }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: Keys.self)
+        self.init(name: try c.decode(String.self, forKey: .name), meanError: try c.decodeNumber(forKey: .meanError),
+                  maxError: try c.decodeNumber(forKey: .maxError))
+    }
 
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: Keys.self)
@@ -241,11 +245,29 @@ extension ReversibleMergeReport.Baseline: Encodable {
     }
 }
 
-extension ReversibleMergeReport.Module: Encodable {
+extension ReversibleMergeReport.Module: Codable {
     private enum Keys: String, CodingKey {
         case name, baseTensor = "base_tensor", rows, columns, rank, k, variant, retainedEnergy = "retained_energy"
         case errors, expertEnergy = "expert_energy", storedParameters = "stored_parameters"
         case expertParameters = "expert_parameters", reductionErrors = "reduction_errors", baselines
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: Keys.self)
+        var baselines: [(name: String, errors: [Double])] = []
+        if c.contains(.baselines) {
+            // Member order is the report's baseline order.
+            let b = try c.nestedContainer(keyedBy: JSONKey.self, forKey: .baselines)
+            baselines = try b.allKeys.map { ($0.stringValue, try b.decodeNumbers(forKey: $0)) }
+        }
+        self.init(name: try c.decode(String.self, forKey: .name), baseTensor: try c.decode(String.self, forKey: .baseTensor),
+                  rows: try c.decode(Int.self, forKey: .rows), columns: try c.decode(Int.self, forKey: .columns),
+                  rank: try c.decode(Int.self, forKey: .rank), k: try c.decode(Int.self, forKey: .k),
+                  variant: try c.decode(RMMVariant.self, forKey: .variant), retainedEnergy: try c.decodeNumber(forKey: .retainedEnergy),
+                  errors: try c.decodeNumbers(forKey: .errors), expertEnergy: try c.decodeNumbers(forKey: .expertEnergy),
+                  reductionErrors: c.contains(.reductionErrors) ? try c.decodeNumbers(forKey: .reductionErrors) : nil,
+                  baselines: baselines, storedParameters: try c.decode(Int.self, forKey: .storedParameters),
+                  expertParameters: try c.decode(Int.self, forKey: .expertParameters))
     }
 
     public func encode(to encoder: any Encoder) throws {

@@ -130,24 +130,6 @@ public struct SearchSpace: Sendable, Equatable {
         if let expert, let s = experts[expert]?[name] { return s }
         return parameters[name] ?? SearchSpace.defaultRanges[name]
     }
-
-    /// The space as recorded in the merge commit and the trial store.
-    public var json: JSONValue {
-        func encode(_ s: Setting) -> JSONValue {
-            switch s {
-            case let .fixed(v): return .object([JSONMember("fixed", .string(v.description))])
-            case let .range(lo, hi, points):
-                return .object([JSONMember("min", .double(lo)), JSONMember("max", .double(hi))] + (points > 1 ? [JSONMember("points", .int(points))] : []))
-            }
-        }
-        func encode(_ d: [String: Setting]) -> JSONValue { .object(d.keys.sorted().map { JSONMember($0, encode(d[$0]!)) }) }
-        return .object([
-            JSONMember("methods", .array(methods.map { .string($0) })),
-            JSONMember("balance", .array(balances.map { .string($0.rawValue) })),
-            JSONMember("parameters", encode(parameters)),
-            JSONMember("experts", .object(experts.keys.sorted().map { JSONMember($0, encode(experts[$0]!)) })),
-        ])
-    }
 }
 
 extension ParameterSpec {

@@ -50,7 +50,8 @@ public struct Commit: Sendable, Equatable {
         }
     }
 
-    /// `extra.storage`: `lossless`, or `lossy` when low-rank tensors replaced some it was given.
+    /// `extra.storage` as recorded, for display (``CommitStorage`` is the typed record):
+    /// `lossless`, or `lossy` when low-rank tensors replaced some it was given.
     public var storage: String {
         extra["storage"]?.stringValue ?? "lossless"
     }

@@ -1,4 +1,5 @@
 import Delta
+import Merge
 
 /// A typed member of a commit's `extra` object (docs/format.md §3.7): `lossy`, `merge`, `rmm`,
 /// `adapter`.
@@ -32,7 +33,7 @@ extension Commit {
         do {
             return try JSONValueCoding.decode(T.self, from: json)
         } catch {
-            throw RepoError.corruptRecord("the \(T.member) record of commit \(id.short)", problem: String("\(error)".prefix(200)))
+            throw RepoError.corruptRecord("the \(T.member) record of commit \(id.short)", problem: StoredRecord.problem(error))
         }
     }
 }

@@ -1,6 +1,7 @@
 import Delta
 import Foundation
 import GRDB
+import Merge
 
 // The merge in progress of each working tree (`mergeState`, docs/format.md §6): one Codable record,
 // written with the objects it references in one transaction.
@@ -22,15 +23,16 @@ extension HistoryDatabase {
 
     private static func mergeState(from text: String) throws -> MergeState {
         do {
-            return try JSONValueCoding.decode(MergeState.self, from: try JSONValue.parse(Array(text.utf8)))
+            return try JSONValueCoding.decode(MergeState.self, text: text)
         } catch {
-            throw RepoError.corruptRecord("the merge in progress (table mergeState)", problem: "\(error)".prefix(200).description)
+            throw RepoError.corruptRecord("the merge in progress (table mergeState)",
+                                          problem: "\(StoredRecord.problem(error)); 'mrepo merge --abort' discards it")
         }
     }
 
     /// Saves (or, with nil, clears) the merge state, with the objects it references recorded in the same transaction.
     func setMergeState(_ state: MergeState?, objects: [ObjectInfo] = []) throws {
-        let text = try state.map { try JSONValueCoding.encode($0).serialized() }
+        let text = try state.map { try JSONValueCoding.text($0) }
         try write { db in
             try HistoryDatabase.insert(db, objects: objects)
             if let text {
@@ -44,7 +46,7 @@ extension HistoryDatabase {
     /// Records a `--no-commit` merge's candidate tree (and the objects it needs) and the merge
     /// state that points at it, in one transaction.
     func insertTree(_ tree: Tree, objects: [ObjectInfo], mergeState state: MergeState) throws {
-        let text = try JSONValueCoding.encode(state).serialized()
+        let text = try JSONValueCoding.text(state)
         try write { db in
             try HistoryDatabase.insert(db, objects: objects)
             try HistoryDatabase.insert(db, tree: tree)

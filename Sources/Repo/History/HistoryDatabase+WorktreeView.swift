@@ -17,7 +17,7 @@ extension HistoryDatabase {
             let text: String = try r.value("files")
             let list: [WorktreeViewFile]
             do {
-                list = try JSONValueCoding.decode([WorktreeViewFile].self, from: try JSONValue.parse(Array(text.utf8)))
+                list = try JSONValueCoding.decode([WorktreeViewFile].self, text: text)
             } catch {
                 throw r.corrupt("files: \(String("\(error)".prefix(200)))")
             }
@@ -38,9 +38,9 @@ extension HistoryDatabase {
             guard current == expected else { throw RepoError.concurrentUpdate(ref: "HEAD") }
             try detachHead(db, at: view.commit)
             try HistoryDatabase.logRef(db, headLogName, old: current.commit, new: view.commit, message: message)
-            let files = try JSONValueCoding.encode(view.files.map { WorktreeViewFile(path: $0.path, identity: FileIdentityCoding.encode($0)) })
+            let files = try JSONValueCoding.text(view.files.map { WorktreeViewFile(path: $0.path, identity: FileIdentityCoding.encode($0)) })
             try db.execute(sql: "INSERT OR REPLACE INTO worktreeView(worktree, commitID, description, files) VALUES (?, ?, ?, ?)",
-                           arguments: [worktree, view.commit.hex, view.description, files.serialized()])
+                           arguments: [worktree, view.commit.hex, view.description, files])
             for entry in statEntries { try entry.save(db, worktree: worktree) }
         }
     }

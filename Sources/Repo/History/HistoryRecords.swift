@@ -1,5 +1,6 @@
 import Delta
 import GRDB
+import Merge
 
 // The rows of the history database as GRDB records (docs/format.md §6): `FetchableRecord` to read,
 // `PersistableRecord` to insert. Reading turns a row into the domain value, checking what the schema
@@ -37,6 +38,15 @@ struct RowReader {
         return id
     }
 
+    /// The `Codable` record a JSON column holds (`text` is the column's value).
+    func json<T: Decodable>(_: T.Type, column: String, text: String) throws -> T {
+        do {
+            return try JSONValueCoding.decode(T.self, text: text)
+        } catch {
+            throw corrupt("column \(column): \(StoredRecord.problem(error))")
+        }
+    }
+
     func raw<T: RawRepresentable>(_ column: String, as _: T.Type) throws -> T where T.RawValue: DatabaseValueConvertible {
         let v: T.RawValue = try value(column)
         guard let out = T(rawValue: v) else { throw corrupt("column \(column) holds an unknown value \(v)") }
@@ -67,6 +77,7 @@ struct CommitRow: FetchableRecord, PersistableRecord {
         container["author"] = commit.author
         container["timestamp"] = commit.timestamp
         container["message"] = commit.message
+        // Metrics and extra are stored in the spelling their commit id hashes (format.md §3.4).
         container["metrics"] = JSONValue.object(commit.metrics.map { JSONMember($0.name, .double($0.value)) }).serialized()
         container["extra"] = commit.extra.serialized()
         container["generation"] = commit.generation
@@ -92,6 +103,7 @@ struct CommitRow: FetchableRecord, PersistableRecord {
         } catch {
             throw r.corrupt("metrics: \(error)")
         }
+        // `extra` stays a value: its bytes are hashed; its members decode through ``Commit/record(_:)``.
         let extra: JSONValue
         do {
             extra = try JSONValue.parse(Array(extraText.utf8))

@@ -140,7 +140,7 @@ struct MergeState: Sendable, Codable {
     /// it is the merge base, then the branches).
     var experts: [MergeInput]?
     var base: ObjectID
-    var recipe: JSONValue
+    var recipe: MergeRecipe
     var message: String
     /// The merged tree so far: tensor name → object (resolved tensors).
     var decided: [String: ObjectID]

@@ -98,6 +98,7 @@ extension MergeContext {
         return Tree(files: files)
     }
 
+    /// A safetensors header's `__metadata__`, in order (a header is parsed as a value, not a record).
     private func metadataOf(_ headerBytes: [UInt8], file: String) throws -> [(key: String, value: String)]? {
         guard headerBytes.count > 8, let root = try? JSONValue.parse(Array(headerBytes[8...])) else {
             throw RepoError.corruptObject(object: file, problem: "stored header does not parse")

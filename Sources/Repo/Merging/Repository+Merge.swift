@@ -165,7 +165,7 @@ extension Repository {
             try batch.finish()
             timer.add("report+finish1", since: tb)
             var state = MergeState(head: inputs.headID, branches: inputs.branches, experts: inputs.experts, base: inputs.base,
-                                   recipe: recipe.json, message: message, decided: result.decided, unresolved: result.unresolved,
+                                   recipe: recipe, message: message, decided: result.decided, unresolved: result.unresolved,
                                    reportObject: reportBlob.info.id, readyTree: nil, options: RecordedMergeOptions(options),
                                    resolutions: result.replayed, metrics: options.metrics)
             if !result.unresolved.isEmpty {

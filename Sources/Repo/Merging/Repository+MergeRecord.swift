@@ -6,7 +6,7 @@ import Merge
 struct MergeRecord: CommitExtraRecord {
     static let member = "merge"
 
-    var recipe: JSONValue
+    var recipe: MergeRecipe
     var base: ObjectID
     /// HEAD, then the other parents, with the names they were given.
     var inputs: [MergeInput]
@@ -34,13 +34,14 @@ struct MergeRecord: CommitExtraRecord {
         try c.encodeIfPresent(experts, forKey: .experts)
         try c.encode(tool, forKey: .tool)
         try c.encode(computeDType, forKey: .computeDType)
-        try c.encode(JSONValue.object(MergeClass.allCases.map { JSONMember($0.rawValue, .int(summary[$0.rawValue] ?? 0)) }), forKey: .summary)
-        try c.encode(reportObject.map { JSONValue.string($0.hex) } ?? .null, forKey: .reportObject)
+        var classes = c.nestedContainer(keyedBy: JSONKey.self, forKey: .summary)
+        for cls in MergeClass.allCases { try classes.encode(summary[cls.rawValue] ?? 0, forKey: JSONKey(cls.rawValue)) }
+        try c.encode(reportObject, forKey: .reportObject)
         try c.encodeIfPresent(options, forKey: .options)
         if let resolutions, !resolutions.isEmpty { try c.encode(resolutions, forKey: .resolutions) }
     }
 
-    init(recipe: JSONValue, base: ObjectID, inputs: [MergeInput], experts: [MergeInput]?, summary: [String: Int], reportObject: ObjectID?,
+    init(recipe: MergeRecipe, base: ObjectID, inputs: [MergeInput], experts: [MergeInput]?, summary: [String: Int], reportObject: ObjectID?,
          options: RecordedMergeOptions?, resolutions: [RecordedResolution]?) {
         self.recipe = recipe
         self.base = base
@@ -64,6 +65,7 @@ public struct MergeSummary: Sendable {
     public var thresholds: ConflictThresholds
     public var oneSided: OneSidedRule?
     public var outputDType: String?
+    /// The recorded recipe's JSON (as `show --json` prints it).
     public var recipe: JSONValue
     /// The tool that made the merge (`mrepo 0.x`).
     public var tool: String
@@ -76,10 +78,10 @@ extension Repository {
     public func mergeSummary(of id: ObjectID) throws -> MergeSummary? {
         guard let record = try commit(id).record(MergeRecord.self) else { return nil }
         let experts = record.experts ?? Array(record.inputs.dropFirst())
-        return MergeSummary(method: record.recipe["method"]?.stringValue ?? "?", base: record.base,
+        return MergeSummary(method: record.recipe.method, base: record.base,
                             experts: experts.map { ($0.name, $0.commit) }, resolutions: record.resolutions ?? [],
                             thresholds: record.options?.thresholds ?? ConflictThresholds(), oneSided: record.options?.oneSided,
-                            outputDType: record.options?.dtype, recipe: record.recipe, tool: record.tool,
+                            outputDType: record.options?.dtype, recipe: record.recipe.json, tool: record.tool,
                             tensorClasses: MergeClass.allCases.map { ($0.rawValue, record.summary[$0.rawValue] ?? 0) })
     }
 
@@ -173,7 +175,7 @@ extension Repository {
                                  experts: state.experts, summary: summary, reportObject: state.reportObject,
                                  options: state.options, resolutions: state.resolutions)
         let extra = JSONValue.object([
-            JSONMember("storage", .string("lossless")),
+            try CommitStorage.lossless.jsonMember(),
             JSONMember("merge", try JSONValueCoding.encode(record)),
         ] + extraMembers)
         let timestamp = (Date().timeIntervalSince1970 * 1000).rounded() / 1000

@@ -18,18 +18,15 @@ extension Repository {
     public func mergeInProgress() throws -> MergeInProgress? {
         guard let state = try history.mergeState() else { return nil }
         return MergeInProgress(branches: state.branches.map(\.name), base: state.base,
-                               method: state.recipe["method"]?.stringValue ?? "?",
-                               unresolved: state.unresolved.keys.sorted().map { ($0, state.unresolved[$0]!) },
+                               method: state.recipe.method,
+                               unresolved: state.unresolved.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
                                ready: state.readyTree != nil)
     }
 
     /// The recipe and options of a merge in progress, as the merge started.
     func savedOptions(_ state: MergeState) throws -> MergeOptions {
-        guard let recipe = MergeRecipe(json: state.recipe) else {
-            throw RepoError.corruptRecord("the recipe of the merge in progress", problem: "it does not decode; run 'mrepo merge --abort'")
-        }
         let o = state.options
-        var options = MergeOptions(branches: state.branches.map(\.name), recipe: recipe, vocabulary: o.vocabulary, fileRule: o.fileRule)
+        var options = MergeOptions(branches: state.branches.map(\.name), recipe: state.recipe, vocabulary: o.vocabulary, fileRule: o.fileRule)
         options.outputDType = o.dtype.flatMap(DType.init(rawValue:))
         options.oneSided = o.oneSided ?? .take
         options.thresholds = o.thresholds ?? ConflictThresholds()
@@ -153,7 +150,16 @@ extension Repository {
     /// Abandons a merge: the state is dropped and the working tree goes back to HEAD.
     public func abortMerge(wait: Bool = false) throws {
         try withWriteLock(wait: wait) {
-            guard let state = try history.mergeState() else { throw RepoError.invalidArgument("no merge in progress") }
+            let state: MergeState?
+            do {
+                state = try history.mergeState()
+            } catch RepoError.corruptRecord(_, _) {
+                // A state that no longer decodes can only be discarded: the working tree is left
+                // as it is (which tree it would go back to is part of what cannot be read).
+                try history.setMergeState(nil)
+                return
+            }
+            guard let state else { throw RepoError.invalidArgument("no merge in progress") }
             if let ready = state.readyTree {
                 let entries = try materialize(try tree(of: state.head), over: try history.tree(ready), force: true)
                 history.saveStatCacheOpportunistically(entries, removing: [])
@@ -166,10 +172,10 @@ extension Repository {
     /// The conflict report saved with a merge in progress.
     private func savedReport(_ state: MergeState) throws -> ConflictReport {
         guard let id = state.reportObject else {
-            return ConflictReport(method: state.recipe["method"]?.stringValue ?? "", experts: state.expertList.map(\.name),
+            return ConflictReport(method: state.recipe.method, experts: state.expertList.map(\.name),
                                   baseName: state.base.short, tensors: [], files: [])
         }
-        return try ConflictReport(json: try JSONValue.parse(try objects.read(id)), source: "the merge report (object \(id.short))")
+        return try StoredRecord.decode(ConflictReport.self, fromJSON: try objects.read(id), what: "the merge report (object \(id.short))")
     }
 
     /// A merge commit's stored report, read back into its type: a reversible merge's, or the
@@ -182,10 +188,14 @@ extension Repository {
     /// The report and the record that names it.
     private func mergeReportLocked(of id: ObjectID) throws -> (report: StoredMergeReport, record: MergeRecord)? {
         guard let record = try commit(id).record(MergeRecord.self), let reportID = record.reportObject else { return nil }
-        let json = try JSONValue.parse(try objects.read(reportID))
-        if let reversible = ReversibleMergeReport(json: json) { return (.reversible(reversible), record) }
         do {
-            return (.tensors(try ConflictReport(json: json, source: "the report of merge \(id.short)")), record)
+            let what = "the report of merge \(id.short)"
+            let json = try StoredRecord.decode(JSONValue.self, fromJSON: try objects.read(reportID), what: what)
+            // The report's own `method` says which record it is.
+            if json["method"] == .string("rmm") {
+                return (.reversible(try StoredRecord.decode(ReversibleMergeReport.self, from: json, what: what)), record)
+            }
+            return (.tensors(try StoredRecord.decode(ConflictReport.self, from: json, what: what)), record)
         } catch let error as MergeError {
             throw RepoError.corruptObject(object: reportID.short, problem: error.description)
         }

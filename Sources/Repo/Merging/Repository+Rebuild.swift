@@ -46,9 +46,14 @@ extension Repository {
         guard let record = try c.record(ReversibleMergeRecord.self) else {
             throw RepoError.notAReversibleMerge(commit: c.id.short, revision: revision)
         }
-        guard let object = record.reportObject, let v = try? JSONValue.parse(try objects.read(object)),
-              let report = ReversibleMergeReport(json: v) else {
-            throw RepoError.corruptObject(object: c.id.short, problem: "the reversible merge's report is missing or unreadable")
+        guard let object = record.reportObject else {
+            throw RepoError.corruptObject(object: c.id.short, problem: "the reversible merge records no report")
+        }
+        let report: ReversibleMergeReport
+        do {
+            report = try StoredRecord.decode(ReversibleMergeReport.self, fromJSON: try objects.read(object), what: "the report of merge \(c.id.short)")
+        } catch let error as MergeError {
+            throw RepoError.corruptObject(object: object.short, problem: error.description)
         }
         return (c, record, report)
     }
@@ -301,7 +306,7 @@ extension Repository {
     }
 
     private func viewLambda(_ loaded: LoadedReversible) throws -> Double {
-        if case let .number(x)? = loaded.commit.extra["merge"]?["recipe"].flatMap(MergeRecipe.init(json:))?.parameters["view_lambda"] { return x }
+        if case let .number(x)? = try loaded.commit.record(MergeRecord.self)?.recipe.parameters["view_lambda"] { return x }
         return 1
     }
 

@@ -16,7 +16,8 @@ public struct ReversibleMergeRecord: CommitExtraRecord {
 
     /// What the experts are.
     public var expertKind: RMMExpertKind
-    public var variant: String
+    /// The variant the merge asked for (a module may have fallen back to dense).
+    public var variant: RMMVariant
     public var basis: Int
     public var center: Bool
     /// The base model commit (the adapters' base, or the merge base of full fine-tunes).
@@ -37,7 +38,7 @@ public struct ReversibleMergeRecord: CommitExtraRecord {
         case kind, variant, basis, center, base, experts, rank, reportObject = "report_object", squash
     }
 
-    init(expertKind: RMMExpertKind, variant: String, basis: Int, center: Bool, base: ObjectID, experts: [(name: String, commit: ObjectID)],
+    init(expertKind: RMMExpertKind, variant: RMMVariant, basis: Int, center: Bool, base: ObjectID, experts: [(name: String, commit: ObjectID)],
          reportObject: ObjectID?, rank: Int?) {
         self.expertKind = expertKind
         self.variant = variant
@@ -54,7 +55,7 @@ public struct ReversibleMergeRecord: CommitExtraRecord {
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         expertKind = try c.decodeIfPresent(RMMExpertKind.self, forKey: .kind) ?? .adapter
-        variant = try c.decodeIfPresent(String.self, forKey: .variant) ?? RMMVariant.position.rawValue
+        variant = try c.decodeIfPresent(RMMVariant.self, forKey: .variant) ?? .position
         basis = try c.decodeIfPresent(Int.self, forKey: .basis) ?? 0
         center = try c.decodeIfPresent(Bool.self, forKey: .center) ?? true
         base = try c.decode(ObjectID.self, forKey: .base)
@@ -164,7 +165,7 @@ extension Repository {
         let recorded: RecordedMerge
         do {
             stored = try storeReversible(plan, recipe: recipe, recipeYAML: yaml, batch: batch)
-            var record = ReversibleMergeRecord(expertKind: plan.kind, variant: plan.settings.variant.rawValue, basis: plan.settings.basis,
+            var record = ReversibleMergeRecord(expertKind: plan.kind, variant: plan.settings.variant, basis: plan.settings.basis,
                                                center: plan.settings.center, base: plan.base, experts: experts, reportObject: stored.reportObject,
                                                rank: plan.kind == .full && plan.settings.variant != .dense ? plan.settings.rank : nil)
             if options.squash {
@@ -180,7 +181,7 @@ extension Repository {
             let message = options.message ?? "Reversible merge of \(experts.map(\.name).joined(separator: ", ")) (rmm, basis \(plan.settings.basis)\(options.squash ? ", squashed" : ""))"
             let parents = options.squash ? [] : branches
             let state = MergeState(head: headID, branches: parents.map { MergeInput(name: $0.name, commit: $0.commit) }, experts: inputs,
-                                   base: plan.base, recipe: recipe.json, message: message, decided: [:], unresolved: [:],
+                                   base: plan.base, recipe: recipe, message: message, decided: [:], unresolved: [:],
                                    reportObject: stored.reportObject, readyTree: nil, options: RecordedMergeOptions(options), resolutions: nil,
                                    metrics: options.metrics)
             let summary = ConflictReport(method: RMM.id, experts: experts.map(\.name), baseName: plan.base.short,

@@ -196,7 +196,7 @@ extension Repository {
     func reversibleModelCard(report: ReversibleMergeReport, base: ObjectID, experts: [(name: String, commit: ObjectID)], recipeYAML: String) -> String {
         var card = """
             ---
-            library_name: \(report.kind == RMMExpertKind.adapter.rawValue ? "peft" : "transformers")
+            library_name: \(report.kind == .adapter ? "peft" : "transformers")
             tags:
             - merge
             - mrepo
@@ -206,7 +206,7 @@ extension Repository {
             # Reversible merge of \(experts.map(\.name).joined(separator: ", "))
 
             Merged with mrepo \(Repository.toolVersion) by reversible model merging (RMM, arXiv 2510.14163): `rmm.safetensors`
-            holds a \(report.variant) basis of size K = \(report.basis) from which each expert is rebuilt
+            holds a \(report.variant.rawValue) basis of size K = \(report.basis) from which each expert is rebuilt
             (`mrepo checkout <this commit> --expert NAME`). The model in this folder is the default view: task arithmetic
             (λ = \(ParameterValue.format(report.viewLambda))) of the rebuilt experts, truncated to rank \(report.viewRank)
             (it keeps \(String(format: "%.1f", 100 * report.viewRetainedEnergy)) % of the sum's energy).

@@ -89,6 +89,7 @@ final class EvaluationRun {
     enum ParseResult { case success([String: Double]), failure(String) }
 
     /// Reads a last line such as `{"code": 0.71, "prose": 0.64}`.
+    /// The user's own JSON, parsed as a value (not a record) so that each bad member gets its own message.
     static func scores(_ line: String) -> ParseResult {
         let shown = String(line.prefix(120)).escapingControlCharacters
         guard line.utf8.count <= 1 << 20, let value = try? JSONValue.parse(Array(line.utf8)), let members = value.objectValue else {

@@ -1,6 +1,7 @@
 import Delta
 import Foundation
 import GRDB
+import Merge
 
 /// How one evaluation of a search ended.
 public enum TrialStatus: String, Sendable, CaseIterable {
@@ -17,8 +18,9 @@ public enum TrialStatus: String, Sendable, CaseIterable {
 /// One evaluated candidate of a search, as the trial store keeps it.
 public struct Trial: Sendable {
     public var number: Int
-    /// The candidate's recipe (``MergeRecipe/json``).
-    public var recipe: JSONValue
+    /// The candidate's recipe (nil for a trial read from a merge commit's record, which does not
+    /// keep it).
+    public var mergeRecipe: MergeRecipe?
     /// The optimiser's coordinates in [0, 1]ⁿ.
     public var point: [Double]
     public var scores: [String: Double]?
@@ -26,13 +28,16 @@ public struct Trial: Sendable {
     /// Why it failed (the command's status and the end of its standard error).
     public var message: String?
     public var seconds: Double
+
+    /// The recipe's JSON, or null (what `show --trials --json` prints).
+    public var recipe: JSONValue { mergeRecipe?.json ?? .null }
 }
 
 /// A search as the trial store keeps it.
 public struct SearchRow: Sendable {
     public var id: String
     /// Everything that defines the search (experts, base, space, seed, objective, budget, command).
-    public var spec: JSONValue
+    public var spec: SearchSpec
     public var created: Double
     public var finished: Bool
     /// The merge commit of the winner, once recorded.
@@ -66,10 +71,10 @@ extension HistoryDatabase {
         );
         """
 
-    func insertSearch(id: String, spec: JSONValue, digest: String) throws {
+    func insertSearch(id: String, spec: String, digest: String) throws {
         try write { db in
             try db.execute(sql: "INSERT INTO search(id, spec, specDigest, created) VALUES (?, ?, ?, ?)",
-                           arguments: [id, spec.serialized(), digest, Date().timeIntervalSince1970])
+                           arguments: [id, spec, digest, Date().timeIntervalSince1970])
         }
     }
 
@@ -88,11 +93,11 @@ extension HistoryDatabase {
     }
 
     func insertTrial(_ t: Trial, search: String) throws {
-        let scores = t.scores.map { s in JSONValue.object(s.keys.sorted().map { JSONMember($0, .double(s[$0]!)) }).serialized() }
+        let scores = t.scores.map { s in JSONValue.object(s.sorted { $0.key < $1.key }.map { JSONMember($0.key, .double($0.value)) }).serialized() }
         try write { db in
             try db.execute(sql: """
                 INSERT INTO trial(searchID, number, recipe, point, scores, status, message, seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [search, t.number, t.recipe.serialized(), JSONValue.array(t.point.map { .double($0) }).serialized(),
+                """, arguments: [search, t.number, t.recipe.serialized(), try JSONValueCoding.text(t.point),
                                  scores, t.status.rawValue, t.message, t.seconds])
         }
     }
@@ -113,29 +118,22 @@ extension HistoryDatabase {
     public func trials(search: String) throws -> [Trial] {
         try read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM trial WHERE searchID = ? ORDER BY number", arguments: [search]).map { row in
-                let recipeText: String = row["recipe"], pointText: String = row["point"], statusText: String = row["status"]
-                let scoresText: String? = row["scores"]
-                guard let recipe = try? JSONValue.parse(Array(recipeText.utf8)),
-                      let point = try? JSONValue.parse(Array(pointText.utf8)).arrayValue?.compactMap(\.doubleValue),
-                      let status = TrialStatus(rawValue: statusText) else {
-                    throw RepoError.corruptRecord("trial \(row["number"] as Int? ?? -1) of search \(search)", problem: "unreadable row")
-                }
-                var scores: [String: Double]?
-                if let scoresText {
-                    guard let members = try? JSONValue.parse(Array(scoresText.utf8)).objectValue else {
-                        throw RepoError.corruptRecord("trial \(row["number"] as Int? ?? -1) of search \(search)", problem: "unreadable scores")
-                    }
-                    scores = Dictionary(members.compactMap { m in m.value.doubleValue.map { (m.key, $0) } }, uniquingKeysWith: { a, _ in a })
-                }
-                return Trial(number: row["number"], recipe: recipe, point: point, scores: scores, status: status,
-                             message: row["message"], seconds: row["seconds"])
+                let r = RowReader(row: row, table: "trial", key: "\(search) #\(row["number"] as Int? ?? -1)")
+                let recipeText: String = try r.value("recipe"), pointText: String = try r.value("point")
+                let scoresText: String? = try r.value("scores", String?.self)
+                let recipe = try r.json(JSONValue.self, column: "recipe", text: recipeText)
+                return Trial(number: try r.value("number"),
+                             mergeRecipe: recipe == .null ? nil : try r.json(MergeRecipe.self, column: "recipe", text: recipeText),
+                             point: try r.json([Double].self, column: "point", text: pointText),
+                             scores: try scoresText.map { try r.json([String: Double].self, column: "scores", text: $0) },
+                             status: try r.raw("status", as: TrialStatus.self), message: try r.value("message", String?.self), seconds: try r.value("seconds"))
             }
         }
     }
 
     private static func searchRow(_ row: Row) throws -> SearchRow {
-        let specText: String = row["spec"], commit: String? = row["commitID"]
-        return SearchRow(id: row["id"], spec: (try? JSONValue.parse(Array(specText.utf8))) ?? .null, created: row["created"],
-                         finished: (row["finished"] as Int? ?? 0) != 0, commit: commit.flatMap { ObjectID(hex: $0) })
+        let r = RowReader(row: row, table: "search", key: row.keyText("id"))
+        return SearchRow(id: try r.value("id"), spec: try r.json(SearchSpec.self, column: "spec", text: try r.value("spec")),
+                         created: try r.value("created"), finished: try r.value("finished", Int.self) != 0, commit: try r.optionalID("commitID"))
     }
 }

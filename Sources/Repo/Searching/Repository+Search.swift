@@ -31,17 +31,11 @@ extension Repository {
         try refuseAdapterExperts(inputs.experts, method: "--search")
         let names = inputs.experts.map(\.name)
         let layout = try SearchLayout(space: search.space, experts: names, seed: search.seed, file: search.spaceFile)
-        let spec = JSONValue.object([
-            JSONMember("experts", .array(inputs.experts.map { .object([JSONMember("name", .string($0.name)), JSONMember("commit", .string($0.commit.hex))]) })),
-            JSONMember("base", .string(inputs.base.hex)),
-            JSONMember("head", .string(inputs.headID.hex)),
-            JSONMember("space", search.space.json),
-            JSONMember("seed", .number(String(search.seed))),
-            JSONMember("objective", .string(search.objective.rawValue)),
-            JSONMember("trials", .int(search.trials)),
-            JSONMember("eval", .string(search.command)),
-        ])
-        let digest = SHA256.hash(Array(spec.serialized().utf8)).hex
+        let spec = SearchSpec(experts: inputs.experts.map { SearchSpec.Expert(name: $0.name, commit: $0.commit) }, base: inputs.base,
+                              head: inputs.headID, space: search.space.json, seed: search.seed, objective: search.objective,
+                              trials: search.trials, eval: search.command)
+        let specText = try JSONValueCoding.text(spec)
+        let digest = SHA256.hash(Array(specText.utf8)).hex
         var resumedID: String?
         if search.resume {
             guard let id = try history.unfinishedSearch(digest: digest) else {
@@ -69,7 +63,7 @@ extension Repository {
         } else {
             var g = SystemRandomNumberGenerator()
             searchID = (0..<4).map { _ in String(format: "%04x", UInt16.random(in: 0...UInt16.max, using: &g)) }.joined()
-            try history.insertSearch(id: searchID, spec: spec, digest: digest)
+            try history.insertSearch(id: searchID, spec: specText, digest: digest)
         }
         let recorded = Dictionary(try history.trials(search: searchID).map { ($0.number, $0) }, uniquingKeysWith: { a, _ in a })
 
@@ -88,6 +82,7 @@ extension Repository {
             for (i, point) in points.enumerated() {
                 let candidate = recipe(at: point)
                 if let r = recorded[next + i] {
+                    // Compared as recorded: a recipe read back lists every expert's (empty) parameters.
                     guard r.recipe == candidate.json else {
                         throw RepoError.failed("--continue: trial \(next + i) of search \(searchID) was recorded with another recipe; the search cannot resume (start it again without --continue)")
                     }
@@ -105,7 +100,7 @@ extension Repository {
                 if let deadline, EvaluationRun.now() >= deadline { outOfTime = true }
                 while !outOfTime, running.count < max(1, search.jobs), let job = queued.popFirst() {
                     let started = EvaluationRun.now()
-                    var trial = Trial(number: job.number, recipe: job.recipe.json, point: points[job.index], scores: nil, status: .failed,
+                    var trial = Trial(number: job.number, mergeRecipe: job.recipe, point: points[job.index], scores: nil, status: .failed,
                                       message: nil, seconds: 0)
                     do {
                         let plan = try MergePlan(job.recipe)
@@ -158,25 +153,17 @@ extension Repository {
         }
         let front = SearchPlanner.observedFront(outcomes).map { trials[$0].number }
         let winner = trials[w]
-        guard let winning = MergeRecipe(json: winner.recipe) else { throw RepoError.failed("trial \(winner.number): unreadable recipe") }
+        guard let winning = winner.mergeRecipe else {
+            throw RepoError.corruptRecord("trial \(winner.number) of search \(searchID)", problem: "it records no recipe")
+        }
         var merge = options
         merge.recipe = winning
         merge.expertParameters = []
         let failed = trials.filter { $0.status != .ok }.count
         merge.message = given.message ?? "Merge \(inputs.branches.map(\.name).joined(separator: ", ")) into \(head.branchName ?? "HEAD") (\(winning.method), searched: trial \(winner.number) of \(trials.count), \(search.objective.rawValue))"
-        merge.extraMembers = [JSONMember("search", .object([
-            JSONMember("id", .string(searchID)),
-            JSONMember("space", search.space.json),
-            JSONMember("seed", .number(String(search.seed))),
-            JSONMember("objective", .string(search.objective.rawValue)),
-            JSONMember("budget", .int(search.trials)),
-            JSONMember("eval", .string(search.command)),
-            JSONMember("evaluated", .int(trials.count)),
-            JSONMember("failed", .int(failed)),
-            JSONMember("winner", .int(winner.number)),
-            JSONMember("front", .array(front.map { .int($0) })),
-            JSONMember("trials", .array(trials.map(\.json))),
-        ]))]
+        merge.extraMembers = [try SearchRecord(id: searchID, space: search.space.json, seed: search.seed, objective: search.objective,
+                                               budget: search.trials, eval: search.command, evaluated: trials.count, failed: failed,
+                                               winner: winner.number, front: front, trials: trials).jsonMember()]
         let outcome = try mergeLocked(merge)
         if case let .committed(c) = outcome.status { try history.finishSearch(id: searchID, commit: c.id) }
         return SearchOutcome(searchID: searchID, objective: search.objective, trials: trials, winner: winner.number, front: front,
@@ -185,23 +172,28 @@ extension Repository {
 
     /// The trials of a merge made by `merge --search`: from the trial store when it has them (with
     /// each recipe), else from the merge commit's record (a clone). Nil when the commit is no search.
-    public func trials(of commit: ObjectID) throws -> (record: JSONValue, trials: [Trial])? {
-        guard let record = try self.commit(commit).extra["search"] else { return nil }
-        if let id = record["id"]?.stringValue, try history.search(id: id) != nil {
-            let stored = try history.trials(search: id)
+    /// - Throws: ``RepoError/corruptRecord(_:problem:)`` when the record or a stored trial does not decode.
+    public func searchRecord(of commit: ObjectID) throws -> (record: SearchRecord, trials: [Trial])? {
+        guard let record = try self.commit(commit).record(SearchRecord.self) else { return nil }
+        if try history.search(id: record.id) != nil {
+            let stored = try history.trials(search: record.id)
             if !stored.isEmpty { return (record, stored) }
         }
-        return (record, (record["trials"]?.arrayValue ?? []).compactMap(Trial.init(record:)))
+        return (record, record.trials)
+    }
+
+    /// ``searchRecord(of:)`` with the record as its JSON (what `show --trials` reads).
+    public func trials(of commit: ObjectID) throws -> (record: JSONValue, trials: [Trial])? {
+        try searchRecord(of: commit).map { (try self.commit(commit).extra[SearchRecord.member] ?? .null, $0.trials) }
     }
 }
 
 extension Repository {
     /// The search section of a searched merge's HTML report (nil for other commits).
     func searchReport(of id: ObjectID) throws -> SearchReportHTML? {
-        guard let (record, trials) = try trials(of: id), let winner = record["winner"]?.intValue else { return nil }
-        let objective = record["objective"]?.stringValue.flatMap(SearchObjective.init(rawValue:)) ?? .mean
-        return SearchReportHTML(objective: objective,
+        guard let (record, trials) = try searchRecord(of: id) else { return nil }
+        return SearchReportHTML(objective: record.objective,
                                 trials: trials.map { .init(number: $0.number, scores: $0.scores, status: $0.status.rawValue) },
-                                winner: winner, front: (record["front"]?.arrayValue ?? []).compactMap(\.intValue))
+                                winner: record.winner, front: record.front)
     }
 }

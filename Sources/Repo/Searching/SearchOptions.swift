@@ -56,24 +56,3 @@ public struct SearchOutcome: Sendable {
         trials.map { ($0.number, $0.scores.flatMap(objective.scalar)) }
     }
 }
-
-extension Trial {
-    /// The trial as the merge commit's search record and `show --trials --json` give it.
-    public var json: JSONValue {
-        var members = [JSONMember("number", .int(number)), JSONMember("status", .string(status.rawValue))]
-        if let scores { members.append(JSONMember("scores", .object(scores.keys.sorted().map { JSONMember($0, .double(scores[$0]!)) }))) }
-        members.append(JSONMember("seconds", .double((seconds * 1000).rounded() / 1000)))
-        if let message { members.append(JSONMember("message", .string(message))) }
-        return .object(members)
-    }
-
-    /// Reads a trial of a merge commit's search record (the recipe and point are not recorded there).
-    init?(record v: JSONValue) {
-        guard let n = v["number"]?.intValue, let s = v["status"]?.stringValue, let status = TrialStatus(rawValue: s) else { return nil }
-        let scores = v["scores"]?.objectValue.map { ms in
-            Dictionary(ms.compactMap { m in m.value.doubleValue.map { (m.key, $0) } }, uniquingKeysWith: { a, _ in a })
-        }
-        self.init(number: n, recipe: .null, point: [], scores: scores, status: status, message: v["message"]?.stringValue,
-                  seconds: v["seconds"]?.doubleValue ?? 0)
-    }
-}

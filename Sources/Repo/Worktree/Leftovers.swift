@@ -68,6 +68,7 @@ final class WriteJournal: Sendable {
                 guard s.fd >= 0 else { return }
             }
             let fd = s.fd
+            // The path as a JSON string: no name can break the line-per-entry journal.
             let line = Array("\(kind) \(JSONValue.string(dir).serialized())\n".utf8)
             _ = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         }
