@@ -164,6 +164,9 @@ public enum TensorPipeline {
     ///
     /// - Parameters:
     ///   - expected: the identity the bytes must hash to; nil skips the check.
+    ///   - window: chunks decoded at once (nil: two per core). A caller that already decodes
+    ///     several tensors at once passes 1: each window slot holds about four chunks of scratch
+    ///     memory, and a fresh slot costs a page fault per page when first touched.
     ///   - sink: receives the decoded bytes in order, on one thread at a time.
     /// - Returns: the identity of the decoded bytes.
     /// - Throws: ``DeltaError/corruptData(object:problem:)`` when a chunk does not decode or the
@@ -171,11 +174,11 @@ public enum TensorPipeline {
     ///   discarded by the caller.
     @discardableResult
     public static func decode(_ tensor: EncodedTensor, reference: ChunkSource?, expected: Digest?, identity: Identity = .tensor,
-                              sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Digest {
+                              window requestedWindow: Int? = nil, sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Digest {
         let header = tensor.header
         let hasher = identity.hasher(dtype: header.dtype, shape: header.shape, byteCount: header.byteCount)
         let chunkCount = header.chunkCount
-        let window = windowSize
+        let window = max(1, requestedWindow ?? windowSize)
         let slotCount = min(window, max(chunkCount, 1))
         let chunkSize = min(header.chunkByteCount, max(header.byteCount, 1))
         let banks = (0..<2).map { _ in

@@ -48,7 +48,11 @@ extension ObjectStore {
             reference = try chunkSource(for: ref)
         }
         do {
-            _ = try TensorPipeline.decode(tensor, reference: reference, expected: id, identity: kind == .blob ? .blob : .tensor) { _ in }
+            // One chunk at a time: transfers verify several objects at once (one per stream), so
+            // the cores are busy without a window per object, and the four-chunk windows of four
+            // concurrent objects took more scratch memory than the pool keeps (about 500 MB of
+            // freshly zeroed pages in a MiniLM clone).
+            _ = try TensorPipeline.decode(tensor, reference: reference, expected: id, identity: kind == .blob ? .blob : .tensor, window: 1) { _ in }
         } catch {
             let text = (error as? DeltaError).map { "\($0)" } ?? RepoError.wrap(error).description
             throw bad(text.contains("digest") || text.contains("hash") ? "its content does not hash to its id" : text)
