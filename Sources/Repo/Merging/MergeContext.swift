@@ -81,6 +81,24 @@ struct MergeContext {
 
     func decision(for name: String) -> Decision { decisions[name] ?? .conflict("unknown tensor") }
 
+    /// The tensors the result takes from an input as they are (name → object), for the prepared
+    /// checkout to decode before the merge runs; empty when the merge will stop at a conflict.
+    /// Tensors a recorded resolution settles, or that the output dtype re-writes, are left out.
+    var unchangedTakes: [String: ObjectID] {
+        var out: [String: ObjectID] = [:]
+        for name in allNames where resolutions[name] == nil {
+            switch decision(for: name) {
+            case let .take(id, _, _), let .nonFloat(id, _):
+                if options.outputDType == nil { out[name] = id }
+            case .conflict:
+                return [:]
+            default:
+                break
+            }
+        }
+        return out
+    }
+
     private func decide(_ name: String) -> Decision {
         let base = baseTensors[name]?.tensor
         let sides = expertTensors.map { $0[name]?.tensor }
