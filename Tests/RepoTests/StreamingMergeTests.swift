@@ -76,7 +76,10 @@ import Testing
             try repo.commitAll(name)
         }
         _ = try repo.switchBranch("m", create: true, startPoint: "main")
-        let outcome = try repo.merge(MergeOptions(branches: ["x", "y"], recipe: MergeRecipe(method: "linear", parameters: [:], experts: [])))
+        var options = MergeOptions(branches: ["x", "y"], recipe: MergeRecipe(method: "linear", parameters: [:], experts: []))
+        // The output dtype of the inputs (mergekit's `dtype: float32`) re-writes nothing.
+        options.outputDType = .f32
+        let outcome = try repo.merge(options)
         guard case let .committed(commit) = outcome.status else {
             Issue.record("merge did not commit: \(outcome.status)")
             return
