@@ -1,7 +1,7 @@
 import Delta
 import Foundation
 import Merge
-import Repo
+@testable import Repo
 import Testing
 
 /// Merges through ``StreamingMerge``: a tensor decided by passes over its chunks (TIES on a tensor
@@ -58,5 +58,45 @@ import Testing
         #expect(try repo.tensors(of: "main")["big.weight"]?.objectID != big.objectID)
         let fsck = try repo.fsck()
         #expect(fsck.isClean, "\(fsck.errors)")
+    }
+
+    /// The merged file is written while the merge runs, its unchanged tensors first (one sorts
+    /// before every merged tensor), and hashed before the record: the SHA-256 the merge records is
+    /// the one of the file it leaves in the working tree, and every tensor is the tree's.
+    @Test func preparedFileIsCompleteAndRecordsItsDigest() throws {
+        let n = 3 * 65536
+        var rng = SeededRandom(seed: 9)
+        let base = (0..<n).map { _ in Float(rng.uniform() * 2 - 1) }
+        let kept = (0..<5000).map { Float($0) / 7 }
+        try writeFloats([("a.kept", kept), ("big.weight", base)], to: repo.root + "/model.safetensors")
+        try repo.commitAll("base")
+        for (i, name) in ["x", "y"].enumerated() {
+            _ = try repo.switchBranch(name, create: true, startPoint: "main")
+            try writeFloats([("a.kept", kept), ("big.weight", base.map { $0 + Float(i + 1) / 8 })], to: repo.root + "/model.safetensors")
+            try repo.commitAll(name)
+        }
+        _ = try repo.switchBranch("m", create: true, startPoint: "main")
+        var options = MergeOptions(branches: ["x", "y"], recipe: MergeRecipe(method: "linear", parameters: [:], experts: []))
+        // The output dtype of the inputs (mergekit's `dtype: float32`) re-writes nothing.
+        options.outputDType = .f32
+        let outcome = try repo.merge(options)
+        guard case let .committed(commit) = outcome.status else {
+            Issue.record("merge did not commit: \(outcome.status)")
+            return
+        }
+        let file = try #require(try repo.tree(of: commit.id).file(at: "model.safetensors"))
+        let bytes = try readFile(repo.root + "/model.safetensors")
+        #expect(file.sha256 == SHA256.hash(bytes))
+        #expect(bytes.count == file.byteCount)
+        // Every tensor in the working tree is the object the tree names.
+        let written = try SafetensorsFile(path: repo.root + "/model.safetensors", displayName: "model.safetensors")
+        for t in file.tensors {
+            var stored = [UInt8]()
+            try repo.objects.decode(t.objectID) { stored.append(contentsOf: $0) }
+            let info = try #require(written.tensor(named: t.name))
+            #expect(Array(written.data(of: info)) == stored, "\(t.name)")
+        }
+        #expect(file.tensors.first { $0.name == "a.kept" }?.objectID == (try repo.tensors(of: "main"))["a.kept"]?.objectID)
+        #expect(try repo.fsck().isClean)
     }
 }

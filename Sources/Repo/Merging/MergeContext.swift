@@ -81,6 +81,28 @@ struct MergeContext {
 
     func decision(for name: String) -> Decision { decisions[name] ?? .conflict("unknown tensor") }
 
+    /// The tensors the result takes from an input as they are (name → object), for the prepared
+    /// checkout to decode before the merge runs; empty when the merge will stop at a conflict.
+    /// Tensors a recorded resolution settles, or that the output dtype re-writes (``castIfNeeded``),
+    /// are left out.
+    var unchangedTakes: [String: ObjectID] {
+        var out: [String: ObjectID] = [:]
+        for name in allNames where resolutions[name] == nil {
+            switch decision(for: name) {
+            case let .take(id, _, _), let .nonFloat(id, _):
+                // As castIfNeeded decides: only a floating-point tensor of another dtype is re-written.
+                let dtype = (baseTensors[name] ?? expertTensors.lazy.compactMap { $0[name] }.first)?.tensor.dtype
+                if let target = options.outputDType, let dtype, dtype.isFloatingPoint, dtype != target { continue }
+                out[name] = id
+            case .conflict:
+                return [:]
+            default:
+                break
+            }
+        }
+        return out
+    }
+
     private func decide(_ name: String) -> Decision {
         let base = baseTensors[name]?.tensor
         let sides = expertTensors.map { $0[name]?.tensor }

@@ -6,12 +6,16 @@ import Synchronization
 /// them into place instead of decoding every merged tensor a second time.
 ///
 /// Each safetensors file of the layout template (the first expert's files) gets a temporary copy
-/// under `.mrepo/.mrepo-tmp-<pid>-<random>-prepared`, sized and headed like the template; every
-/// merged tensor is written to its place as soon as it is computed. When the merge is recorded,
-/// the files whose tree entry kept the template's header get their remaining tensors (taken from an
-/// input unchanged) decoded into place, are synced, and renamed into the working tree. Anything unusual (another layout, a write
-/// error) just leaves that file to the ordinary checkout: this is an optimisation, never a source of
-/// truth, and a crash leaves at most the temporary folder, which the next command removes.
+/// under `.mrepo/.mrepo-tmp-<pid>-<random>-prepared`, sized and headed like the template; the
+/// tensors the merge takes unchanged are decoded into place before it runs (``prefill(_:store:)``)
+/// and every merged tensor is written to its place as soon as it is computed. A file complete when
+/// the tensor merges end is hashed on another thread while the merge records its objects
+/// (``startDigests()``): its SHA-256 costs no time on the merge's single-threaded tail. When the
+/// merge is recorded, the files whose tree entry kept the template's header get any remaining
+/// tensor decoded into place, are synced, and renamed into the working tree. Anything unusual
+/// (another layout, a write error) just leaves that file to the ordinary checkout: this is an
+/// optimisation, never a source of truth, and a crash leaves at most the temporary folder, which
+/// the next command removes.
 /// A complete file written elsewhere on the working tree's file system, ready to be moved into place.
 struct PreparedFile {
     var temporary: String
@@ -30,6 +34,32 @@ final class PreparedCheckout: Sendable {
         var pending: Set<String>
         var written = 0
         var failed = false
+        /// Tensors decoded into place before the merge ran, by the object written.
+        var filled: [String: ObjectID] = [:]
+        /// The SHA-256 of the whole file, hashed in the background once the file was complete;
+        /// nil until then, or when a write came after the hashing started.
+        var digest: BackgroundDigest?
+    }
+
+    /// A file's SHA-256 computed on another thread; ``value`` waits for it.
+    final class BackgroundDigest: Sendable {
+        private let result = Mutex<Digest?>(nil)
+        private let done = DispatchSemaphore(value: 0)
+
+        init(path: String) {
+            DispatchQueue.global(qos: .userInitiated).async { [self] in
+                let digest = (try? MappedFile(path: path)).map { Snapshotter.fileDigest($0) }
+                result.withLock { $0 = digest }
+                done.signal()
+            }
+        }
+
+        /// The digest (nil when the file could not be read), once computed.
+        var value: Digest? {
+            done.wait()
+            done.signal()
+            return result.withLock { $0 }
+        }
     }
 
     let directory: String
@@ -90,10 +120,53 @@ final class PreparedCheckout: Sendable {
     /// then says every part is written.
     func writePart(_ name: String, _ bytes: UnsafeRawBufferPointer, at offset: Int) {
         guard let p = places[name], offset >= 0, offset + bytes.count <= p.count else { return }
-        let (fd, failed) = files.withLock { ($0[p.file].fd, $0[p.file].failed) }
+        let (fd, failed) = files.withLock { files -> (Int32, Bool) in
+            // A background digest no longer describes a file written after it started.
+            files[p.file].digest = nil
+            return (files[p.file].fd, files[p.file].failed)
+        }
         guard !failed, fd >= 0 else { return }
         if !PreparedCheckout.write(fd, bytes, at: p.offset + offset) {
             files.withLock { $0[p.file].failed = true }
+        }
+    }
+
+    /// Decodes the tensors the merge takes unchanged (name → object) into their places before the
+    /// merge runs, so that a file is complete when the last merged tensor is written. A tensor the
+    /// recorded tree names with another object is decoded again by ``finish(for:store:)``.
+    func prefill(_ tensors: [String: ObjectID], store: ObjectStore) {
+        for (name, id) in tensors.sorted(by: { $0.key < $1.key }) {
+            guard let p = places[name] else { continue }
+            let (fd, failed) = files.withLock { ($0[p.file].fd, $0[p.file].failed) }
+            guard !failed, fd >= 0 else { continue }
+            var offset = p.offset
+            let end = p.offset + p.count
+            do {
+                // Verified by the store, as the ordinary checkout does.
+                try store.decode(id) { chunk in
+                    guard offset + chunk.count <= end, PreparedCheckout.write(fd, chunk, at: offset) else {
+                        throw RepoError.io(path: name, reason: "cannot write")
+                    }
+                    offset += chunk.count
+                }
+            } catch {
+                // Left pending: the finish decodes it (and reports a corrupt object there).
+                continue
+            }
+            guard offset == end else { continue }
+            files.withLock { files in
+                if files[p.file].pending.remove(name) != nil { files[p.file].filled[name] = id }
+            }
+        }
+    }
+
+    /// Starts hashing, each on another thread, the files that hold every tensor of the template
+    /// (called when the tensor merges are done: nothing writes them afterwards).
+    func startDigests() {
+        files.withLock { files in
+            for i in files.indices where files[i].fd >= 0 && !files[i].failed && files[i].pending.isEmpty && files[i].digest == nil {
+                files[i].digest = BackgroundDigest(path: files[i].temporary)
+            }
         }
     }
 
@@ -124,9 +197,13 @@ final class PreparedCheckout: Sendable {
         for i in files.indices where files[i].fd >= 0 {
             let f = files[i]
             var ok = false
+            var digest = f.digest
             if !f.failed, f.written > 0, let entry = tree.file(at: f.path), entry.kind == .safetensors,
                entry.objectID == f.headerObject, entry.byteCount == f.byteCount, entry.executable == f.executable {
-                ok = entry.tensors.filter { f.pending.contains($0.name) }.allSatisfy { t in
+                // Tensors still missing, and tensors filled with another object than the tree names.
+                let missing = entry.tensors.filter { t in f.pending.contains(t.name) || f.filled[t.name].map { $0 != t.objectID } ?? false }
+                if !missing.isEmpty { digest = nil }
+                ok = missing.allSatisfy { t in
                     // Streamed and verified by the store, as the ordinary checkout does.
                     var offset = f.headerLength + t.dataOffsets.lowerBound
                     let end = offset + t.byteCount
@@ -146,8 +223,11 @@ final class PreparedCheckout: Sendable {
             }
             close(f.fd)
             files[i].fd = -1
-            // Written out of order, so hashed once complete (from the page cache).
-            if ok, let map = try? MappedFile(path: f.temporary) {
+            // Written out of order, so hashed once complete (from the page cache): in the
+            // background since the tensor merges ended, unless a write came later.
+            if ok, let sha = digest?.value {
+                out[f.path] = PreparedFile(temporary: f.temporary, sha256: sha)
+            } else if ok, let map = try? MappedFile(path: f.temporary) {
                 out[f.path] = PreparedFile(temporary: f.temporary, sha256: Snapshotter.fileDigest(map))
             } else {
                 unlink(f.temporary)
@@ -158,12 +238,16 @@ final class PreparedCheckout: Sendable {
 
     /// Closes and deletes everything not renamed away.
     func discard() {
-        files.withLock { files in
+        let digests = files.withLock { files -> [BackgroundDigest] in
             for i in files.indices where files[i].fd >= 0 {
                 close(files[i].fd)
                 files[i].fd = -1
             }
+            defer { for i in files.indices { files[i].digest = nil } }
+            return files.compactMap(\.digest)
         }
+        // No thread is left reading a file of the folder.
+        for d in digests { _ = d.value }
         try? FileManager.default.removeItem(atPath: directory)
     }
 

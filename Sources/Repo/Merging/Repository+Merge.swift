@@ -150,12 +150,17 @@ extension Repository {
         // The merged files are written as the merge goes, for the checkout (an optimisation only).
         if !options.noCommit {
             context.prepared = try? PreparedCheckout(repository: self, template: context.layoutTemplate)
+            let tp = timer.now()
+            context.prepared?.prefill(context.unchangedTakes, store: objects)
+            timer.add("prefill", since: tp)
         }
         defer { context.prepared?.discard() }
         let headName = head.branchName ?? "HEAD"
         do {
             let tr = timer.now()
             var result = try context.run(layerCount: layerCount, batch: batch, progress: progress)
+            // Complete files are hashed on another core while the objects are made durable.
+            context.prepared?.startDigests()
             timer.add("run", since: tr)
             let tb = timer.now()
             let message = options.message ?? "Merge \(inputs.branches.map(\.name).joined(separator: ", ")) into \(headName) (\(recipe.method))"
