@@ -30,8 +30,8 @@ struct LsRemoteCommand: ParsableCommand {
         let name = remote ?? "origin"
         let refs: [RemoteRef]
         // Without an argument the repository's origin is meant; with one, a remote's name or a URL.
-        let repo = remote == nil ? try repository.open() : try? Repository.open(at: FileManager.default.currentDirectoryPath)
-        if let repo, try remote == nil || repo.history.remote(named: name) != nil {
+        let repo = remote == nil ? try repository.open() : try? repository.open()
+        if let repo, try remote == nil || repo.remote(named: name) != nil {
             refs = try runBlocking { try await repo.listRemoteRefs(name) }
         } else {
             refs = try runBlocking { try await Repository.listRemoteRefs(url: name) }
