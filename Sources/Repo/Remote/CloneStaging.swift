@@ -28,7 +28,7 @@ struct CloneStaging {
     func sweep() {
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] {
             guard let pid = CloneStaging.pid(of: entry), pid != getpid() else { continue }
-            guard kill(pid, 0) != 0 && errno == ESRCH else { continue }
+            guard ProcessLiveness.isGone(pid) else { continue }
             let path = parent + "/" + entry
             // A folder only (a file or a symbolic link of that name is not ours to delete).
             guard let st = FileStat.of(path), st.isDirectory else { continue }

@@ -27,9 +27,15 @@ struct ProcessLiveness {
     mutating func isLeftover(_ name: String) -> Bool {
         guard let pid = TemporaryName.pid(of: name), pid != getpid() else { return false }
         if let dead = known[pid] { return dead }
-        let dead = kill(pid, 0) != 0 && errno == ESRCH
+        let dead = Self.isGone(pid)
         known[pid] = dead
         return dead
+    }
+
+    /// Whether no process has this pid (the leftover rule of docs/format.md §7.4: a pid that
+    /// exists, whoever owns it, counts as running).
+    static func isGone(_ pid: pid_t) -> Bool {
+        kill(pid, 0) != 0 && errno == ESRCH
     }
 }
 
