@@ -6,10 +6,12 @@ the folders `mrepo export` wrote for them, and a folder to upload. Output: one J
 what the write side created, for the Swift test to check with `mrepo log` and `mrepo export`.
 Every failed expectation raises, so the exit status says whether all held. Only 127.0.0.1 is contacted.
 """
+import atexit
 import http.client
 import io
 import json
 import os
+import shutil
 import sys
 import tempfile
 import urllib.parse
@@ -19,7 +21,10 @@ os.environ["HF_ENDPOINT"] = cfg["endpoint"]
 os.environ["HF_HUB_DISABLE_XET"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["HF_HUB_DISABLE_IMPLICIT_TOKEN"] = "1"
-os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="mrepo-hf-home-")
+# Every folder the client writes lives under one scratch folder, removed however the script ends.
+scratch = tempfile.mkdtemp(prefix="mrepo-hf-")
+atexit.register(shutil.rmtree, scratch, True)
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="home-", dir=scratch)
 
 from huggingface_hub import HfApi, get_safetensors_metadata, hf_hub_download, snapshot_download  # noqa: E402
 from huggingface_hub.errors import HfHubHTTPError  # noqa: E402
@@ -60,7 +65,7 @@ def raw(method, path, body=None, headers=None):
 
 # 1. snapshot_download of a branch, a tag and a commit: byte-equal to `mrepo export`.
 for case in cfg["downloads"]:
-    folder = snapshot_download(repo_id, revision=case["revision"], cache_dir=tempfile.mkdtemp(prefix="mrepo-hf-cache-"),
+    folder = snapshot_download(repo_id, revision=case["revision"], cache_dir=tempfile.mkdtemp(prefix="cache-", dir=scratch),
                                token=read_token)
     got, want = files_of(folder), files_of(case["export"])
     check(sorted(got) == sorted(want), f"{case['revision']}: files {sorted(got)} != {sorted(want)}")
@@ -72,7 +77,7 @@ for case in cfg["downloads"]:
 rev = cfg["downloads"][-1]["revision"]
 weights = cfg["weights"]
 want = open(os.path.join(cfg["downloads"][-1]["export"], weights), "rb").read()
-path = hf_hub_download(repo_id, weights, revision=rev, cache_dir=tempfile.mkdtemp(prefix="mrepo-hf-cache-"), token=read_token)
+path = hf_hub_download(repo_id, weights, revision=rev, cache_dir=tempfile.mkdtemp(prefix="cache-", dir=scratch), token=read_token)
 check(open(path, "rb").read() == want, "hf_hub_download differs from mrepo export")
 url = hf_hub_url(repo_id, weights, revision=rev)
 half = len(want) // 2
@@ -163,7 +168,7 @@ url = api.create_repo(new_repo, exist_ok=True)
 check(str(url).startswith(endpoint), f"create_repo url {url}")
 api.create_repo(new_repo, exist_ok=True)
 created = api.upload_folder(folder_path=cfg["upload"], repo_id=new_repo, commit_message="first commit")
-downloaded = snapshot_download(new_repo, cache_dir=tempfile.mkdtemp(prefix="mrepo-hf-cache-"), token=read_token)
+downloaded = snapshot_download(new_repo, cache_dir=tempfile.mkdtemp(prefix="cache-", dir=scratch), token=read_token)
 check(files_of(downloaded) == files_of(cfg["upload"]), "the new repository holds the uploaded folder")
 
 print(json.dumps({"upload_commit": info.oid, "created_commit": created.oid, "created_repo": new_repo}))

@@ -99,4 +99,34 @@ import Testing
         try s.ok(["export", "a", "../without", "--no-stats"], in: "repo")
         #expect(s.files(under: "without") == ["model.safetensors"], "\(s.files(under: "without"))")
     }
+
+    /// With statistics committed beside every expert, `merge --search` (built-in methods) also tries
+    /// regmean and fisher, without balance; an expert without them keeps the search to the weights'
+    /// methods; a space that lists regmean for such experts is refused before anything runs.
+    @Test func searchOffersTheDataDrivenMethodsTheExpertsHaveStatisticsFor() throws {
+        let s = try sandbox()
+        let eval = "python3 -c 'import json; print(json.dumps({\"t\": 1.0}))'"
+        func methods(_ branches: [String]) throws -> [String] {
+            try s.ok(["merge", "-q"] + branches + ["--search", "--eval", eval, "--trials", "14", "--jobs", "2"], in: "repo")
+            let shown = try #require(try s.json(try s.ok(["show", "--trials", "--json", "HEAD"], in: "repo")) as? [String: Any])
+            let trials = try #require(shown["trials"] as? [[String: Any]])
+            let recipes = trials.compactMap { $0["recipe"] as? [String: Any] }
+            let dataDriven = recipes.filter { ["regmean", "fisher"].contains($0["method"] as? String) }
+            let unbalanced = dataDriven.allSatisfy { $0["balance"] == nil }
+            #expect(unbalanced, "\(dataDriven)")
+            return recipes.compactMap { $0["method"] as? String }
+        }
+        try Data("methods: [ties, regmean]\n".utf8).write(to: URL(fileURLWithPath: s.path("space.yml")))
+        let before = try s.ok(["rev-parse", "HEAD"], in: "repo").stdout
+        expectOneLineError(try s.run(["merge", "a", "c", "--search", "--eval", eval, "--space", "../space.yml"], in: "repo"),
+                           contains: "space.yml: method regmean cannot merge these experts: regmean: c has no mrepo_stats/regmean.safetensors")
+        #expect(try s.ok(["rev-parse", "HEAD"], in: "repo").stdout == before)
+        try s.ok(["switch", "-q", "-c", "other", "main"], in: "repo")
+        let lacking = try methods(["a", "c"])
+        #expect(lacking.count == 14 && !lacking.contains("regmean") && !lacking.contains("fisher"), "\(lacking)")
+        try s.ok(["switch", "-q", "main"], in: "repo")
+        let both = try methods(["a", "b"])
+        #expect(both.count == 14 && both.contains("regmean") && both.contains("fisher"), "\(both)")
+        try s.ok(["fsck"], in: "repo")
+    }
 }

@@ -117,4 +117,34 @@ import Testing
         #expect(values[1].isFinite)
         #expect(metrics.notes["regmean_ridge"] != nil)
     }
+    /// Per-expert weights scale each expert's Gram (and its share of the averaged tensors): all 1 is
+    /// RegMean bit for bit, a common factor changes nothing, weight 0 leaves the other expert's fit.
+    @Test func regmeanWeightsTheExpertsLeastSquaresShares() throws {
+        let ga = InMemoryStatistics.File(tensors: ["w.gram": ([2, 2], [4, 1, 1, 2])])
+        let gb = InMemoryStatistics.File(tensors: ["w.gram": ([2, 2], [1, 0.5, 0.5, 3])])
+        let stats = InMemoryStatistics(expertNames: ["a", "b"], files: [["regmean": ga], ["regmean": gb]])
+        let experts: [[Float]] = [[1, 2, -1, 0.5], [3, 6, 2, -4]]
+        func merged(_ weights: [Double]?, name: String = "w") throws -> [Float] {
+            var recipe = MergeRecipe(method: "regmean", parameters: [:], experts: ["a", "b"])
+            if let weights { recipe.expertParameters = weights.map { ["weight": .number($0)] } }
+            let plan = try MergePlan(recipe, statistics: stats)
+            return try plan.merge(TensorContext(name: name, shape: [2, 2], layerCount: 1), base: nil, experts: experts).values
+        }
+        let plain = try merged(nil)
+        #expect(try merged([1, 1]) == plain)
+        let doubled = try merged([2, 2])
+        for (x, y) in zip(doubled, plain) { #expect(abs(x - y) < 1e-6) }
+        // Weight 0 for b: the fit is a's alone, which reproduces a exactly (its Gram is invertible).
+        let onlyA = try merged([1, 0])
+        for (x, y) in zip(onlyA, experts[0]) { #expect(abs(x - y) < 1e-5, "\(onlyA)") }
+        // Between: b's weight moves the result from a towards the unweighted fit and beyond.
+        let leaning = try merged([1, 3])
+        #expect(abs(leaning[0] - experts[1][0]) < abs(plain[0] - experts[1][0]))
+        // Tensors without a Gram take the weighted average; all-zero weights are refused.
+        #expect(try merged([1, 3], name: "other") == [2.5, 5, 1.25, -2.875])
+        #expect(try merged([1, 1], name: "other") == [2, 4, 0.5, -1.75])
+        let zero = MergeRecipe(method: "regmean", parameters: [:], expertParameters: [["weight": .number(0)], ["weight": .number(0)]], experts: ["a", "b"])
+        let refused = thrownError { _ = try MergePlan(zero, statistics: stats) } as? MergeError
+        #expect(refused?.description.contains("must be positive") == true, "\(String(describing: refused))")
+    }
 }

@@ -194,4 +194,28 @@ import Testing
         #expect(a.map(\.count).reduce(0, +) == 30 && a.first?.count == 8)
         #expect(c.first == a.first && c[1] != a[1])
     }
+    /// Data-driven methods: searchable without a merge base (so without balance), offered by the
+    /// built-in method list only when the experts carry their statistics, never added to a list the
+    /// user gave.
+    @Test func dataDrivenMethodsAreSearchedWithoutBalanceWhenOffered() throws {
+        #expect(SearchSpace.isSearchable(RegMean.self) && SearchSpace.isSearchable(Fisher.self) && SearchSpace.isSearchable(Linear.self))
+        #expect(!SearchSpace.isSearchable(ModelStock.self) && !SearchSpace.isSearchable(MWA.self) && !SearchSpace.isSearchable(KnOTS.self))
+        let builtIn = try SearchSpace().fixing(method: nil, balance: nil, file: "space")
+        #expect(builtIn.offeringStatisticsMethods { _ in false }.methods == SearchSpace.defaultMethods)
+        let offered = builtIn.offeringStatisticsMethods { $0.id == "regmean" }
+        #expect(offered.methods == SearchSpace.defaultMethods + ["regmean"])
+        let given = try SearchSpace(methods: ["ties"]).fixing(method: nil, balance: nil, file: "space")
+        #expect(given.offeringStatisticsMethods { _ in true }.methods == ["ties"])
+        #expect(try SearchSpace().fixing(method: "tsv", balance: nil, file: "space").offeringStatisticsMethods { _ in true }.methods == ["tsv"])
+        let space = try SearchSpace(methods: ["ties", "regmean"], balances: [.none, .norm]).fixing(method: nil, balance: nil, file: "space")
+        let layout = try SearchLayout(space: space, experts: ["a", "b"], seed: 3, file: "space")
+        let warm = layout.defaultPoints().map(layout.recipe(at:))
+        #expect(warm.map(\.method) == ["ties", "ties", "regmean"])
+        #expect(warm.map(\.balance) == [nil, .norm, nil])
+        #expect(warm[2].expertParameters == [["weight": .number(1)], ["weight": .number(1)]])
+        // Wherever the balance coordinates point, regmean's recipe carries none.
+        var x = layout.defaultPoint(method: 1, balance: 1)
+        for (i, c) in layout.coordinates.enumerated() where c == .balance(1) { x[i] = 1 }
+        #expect(layout.recipe(at: x).method == "regmean" && layout.recipe(at: x).balance == nil)
+    }
 }

@@ -75,9 +75,9 @@ final class SeaweedFS: Sendable {
             "-admin.port=\(ports[8])", "-admin.port.grpc=\(ports[9])", "-debug.port=\(ports[10])",
             "-bucket=\(SeaweedFS.bucket)",
         ]
-        // The shell starts weed, then stops it and deletes its data once this test process has
-        // ended (it polls for the pid), however the process ends.
-        let script = #""$0" "$@" >"$MREPO_WEED_LOG" 2>&1 </dev/null & pid=$!; while kill -0 "$MREPO_TEST_PID" 2>/dev/null && kill -0 $pid 2>/dev/null; do sleep 1; done; kill $pid 2>/dev/null; wait $pid; rm -rf "$MREPO_WEED_DIR""#
+        // The shell starts weed, then stops it and deletes its data and log once this test process
+        // has ended (it polls for the pid), however the process ends.
+        let script = #""$0" "$@" >"$MREPO_WEED_LOG" 2>&1 </dev/null & pid=$!; while kill -0 "$MREPO_TEST_PID" 2>/dev/null && kill -0 $pid 2>/dev/null; do sleep 1; done; kill $pid 2>/dev/null; wait $pid; rm -rf "$MREPO_WEED_DIR" "$MREPO_WEED_LOG""#
         process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
         process.arguments = ["-c", script, weed] + arguments

@@ -115,8 +115,9 @@ public struct SearchLayout: Sendable {
         }
         var recipe = MergeRecipe(method: id, parameters: parameters, expertParameters: expertParameters, experts: experts, seed: seed)
         let balance = space.balances[balanceIndex]
-        // Balance applies to task-vector methods only; every searchable method is one.
-        recipe.balance = balance == .none ? nil : balance
+        // Balance rescales task vectors: a method without a merge base (regmean, fisher, linear) has
+        // none, and ignores the balance coordinates as it ignores parameters it does not take.
+        recipe.balance = balance == .none || method?.requiresBase != true ? nil : balance
         return recipe
     }
 
@@ -130,12 +131,17 @@ public struct SearchLayout: Sendable {
     /// space's order (methods outer), each at the method's documented defaults. A searched number
     /// sits at the method's default when that lies in its range, else at the range's centre (so do
     /// the parameters the method does not take, and those without a numeric default); a gradient
-    /// has every point there. The points decode, through ``recipe(at:)``, to those recipes.
+    /// has every point there. The points decode, through ``recipe(at:)``, to those recipes; a
+    /// method without a merge base takes no balance, so it has one point.
     public func defaultPoints() -> [[Double]] {
-        space.methods.indices.flatMap { m in space.balances.indices.map { b in defaultPoint(method: m, balance: b) } }
+        space.methods.indices.flatMap { m in
+            let balances = (try? MethodRegistry.method(named: space.methods[m]))?.requiresBase == false ? [0] : Array(space.balances.indices)
+            return balances.map { b in defaultPoint(method: m, balance: b) }
+        }
     }
 
-    func defaultPoint(method m: Int, balance b: Int) -> [Double] {
+    /// The warm-start point of method `m` with balance option `b` (see ``defaultPoints()``).
+    public func defaultPoint(method m: Int, balance b: Int) -> [Double] {
         let type = try? MethodRegistry.method(named: space.methods[m])
         let specs = (type?.parameters ?? []) + (type?.expertParameters ?? [])
         return coordinates.map { c in

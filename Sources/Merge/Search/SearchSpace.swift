@@ -17,6 +17,9 @@ public struct SearchSpace: Sendable, Equatable {
     }
 
     public var methods: [String]
+    /// Whether `methods` came from the space file or `--method` (false: the built-in list, which a
+    /// search extends by the data-driven methods every expert has statistics for).
+    public var methodsGiven: Bool
     public var balances: [TaskVectorBalance]
     /// By parameter name; a per-expert parameter (weight, density, ...) applies to each expert.
     public var parameters: [String: Setting]
@@ -25,6 +28,9 @@ public struct SearchSpace: Sendable, Equatable {
 
     /// The methods a search may pick when neither `--method` nor the space names them.
     public static let defaultMethods = ["task_arithmetic", "ties", "dare_ties", "tsv", "iso_c", "iso_cts"]
+    /// Data-driven methods a search adds to the built-in list when every expert carries the
+    /// statistics they read (``offeringStatisticsMethods(where:)``).
+    public static let statisticsMethods = ["regmean", "fisher"]
     /// Searched when the space does not mention them and the chosen method takes them.
     public static let defaultRanges: [String: Setting] = [
         "lambda": .range(min: 0.2, max: 1.5, points: 1),
@@ -34,19 +40,33 @@ public struct SearchSpace: Sendable, Equatable {
     static let maximumPoints = 8
     static let maximumParameters = 64
 
-    public init(methods: [String] = SearchSpace.defaultMethods, balances: [TaskVectorBalance] = [.none, .norm],
+    public init(methods: [String]? = nil, balances: [TaskVectorBalance] = [.none, .norm],
                 parameters: [String: Setting] = [:], experts: [String: [String: Setting]] = [:]) {
-        self.methods = methods
+        self.methods = methods ?? SearchSpace.defaultMethods
+        methodsGiven = methods != nil
         self.balances = balances
         self.parameters = parameters
         self.experts = experts
     }
 
-    /// Methods a search can drive: tensor by tensor, from the merge base, with no statistics or
-    /// metrics to read, and not the LoRA-only KnOTS.
+    /// Methods a search can drive: tensor by tensor, with λ or per-expert weights to tune, no commit
+    /// metrics to read (MWA's weights are the metrics), and not the LoRA-only KnOTS. Methods without
+    /// a merge base (``MergeMethod/requiresBase``) are searched without balance; data-driven ones
+    /// need every expert's statistics.
     public static func isSearchable(_ m: any MergeMethod.Type) -> Bool {
-        m.requiresBase && m.mergesTensorByTensor && m.expertMetrics(m.defaultParameters).isEmpty && m.id != "knots"
+        m.mergesTensorByTensor && m.expertMetrics(m.defaultParameters).isEmpty && m.id != "knots"
             && m.allParameterNames.contains { $0 == "lambda" || $0 == "weight" }
+    }
+
+    /// The space with ``statisticsMethods`` appended, those for which `available` says every expert
+    /// has the statistics files, when the methods are the built-in list; otherwise unchanged.
+    public func offeringStatisticsMethods(where available: (any MergeMethod.Type) -> Bool) -> SearchSpace {
+        guard !methodsGiven else { return self }
+        var out = self
+        for id in SearchSpace.statisticsMethods where !out.methods.contains(id) {
+            if let m = try? MethodRegistry.method(named: id), SearchSpace.isSearchable(m), available(m) { out.methods.append(id) }
+        }
+        return out
     }
 
     /// Applies `--method` and `--balance` from the command line, then checks every method and
@@ -54,11 +74,12 @@ public struct SearchSpace: Sendable, Equatable {
     public func fixing(method: String?, balance: TaskVectorBalance?, file: String) throws(MergeError) -> SearchSpace {
         var out = self
         if let method {
-            if methods != SearchSpace.defaultMethods, !methods.contains(method) {
+            if methodsGiven, !methods.contains(method) {
                 throw .invalidRecipe(file: file, problem: "methods does not include --method \(method)")
             }
             out.methods = [method]
-        } else if methods == SearchSpace.defaultMethods {
+            out.methodsGiven = true
+        } else if !methodsGiven {
             // The built-in list keeps what this build can search; a list the user gave is checked as given.
             out.methods = methods.filter { (try? MethodRegistry.method(named: $0)).map { SearchSpace.isSearchable($0) } ?? false }
         }
@@ -166,7 +187,10 @@ extension MergekitRecipe.Reader {
             throw bad("unknown key '\(key)' (known: methods, balance, parameters, experts)")
         }
         var space = SearchSpace()
-        if let node = root["methods"] { space.methods = try words(node, at: "methods") }
+        if let node = root["methods"] {
+            space.methods = try words(node, at: "methods")
+            space.methodsGiven = true
+        }
         if let node = root["balance"] {
             space.balances = try words(node, at: "balance").map { w in
                 guard let b = TaskVectorBalance(rawValue: w) else { throw bad("balance must be none or norm, got '\(w)'") }

@@ -30,9 +30,18 @@ extension Repository {
         if !dirty.isEmpty { throw RepoError.dirtyWorktree(operation: "merging", paths: dirty) }
         try refuseAdapterExperts(inputs.experts, method: "--search")
         let names = inputs.experts.map(\.name)
-        let layout = try SearchLayout(space: search.space, experts: names, seed: search.seed, file: search.spaceFile)
+        // Statistics committed beside the experts (mrepo_stats/): with them, the built-in method list
+        // also offers the data-driven methods (not with LiNeS or consensus masks, which need task vectors).
+        let statistics = CommittedStatistics(expertNames: names, trees: try inputs.experts.map { try tree(of: $0.commit) }, objects: objects)
+        var space = search.space
+        if options.recipe.lines == nil, options.recipe.consensus == nil {
+            space = space.offeringStatisticsMethods { m in
+                m.expertStatistics(m.defaultParameters).allSatisfy { kind in names.indices.allSatisfy { statistics.hasFile(expert: $0, kind: kind) } }
+            }
+        }
+        let layout = try SearchLayout(space: space, experts: names, seed: search.seed, file: search.spaceFile)
         let spec = SearchSpec(experts: inputs.experts.map { SearchSpec.Expert(name: $0.name, commit: $0.commit) }, base: inputs.base,
-                              head: inputs.headID, space: search.space.json, seed: search.seed, objective: search.objective,
+                              head: inputs.headID, space: space.json, seed: search.seed, objective: search.objective,
                               trials: search.trials, eval: search.command)
         let specText = try JSONValueCoding.text(spec)
         let digest = SHA256.hash(Array(specText.utf8)).hex
@@ -49,7 +58,16 @@ extension Repository {
             r.consensus = options.recipe.consensus
             return r
         }
-        let firstPlan = try MergePlan(recipe(at: Array(repeating: 0.5, count: layout.dimension)))
+        // Every candidate method must take these experts (their count, statistics, --lines): refused
+        // here, before anything is recorded, rather than as a failed trial each time it is proposed.
+        for m in space.methods.indices {
+            do {
+                _ = try MergePlan(recipe(at: layout.defaultPoint(method: m, balance: 0)), statistics: statistics)
+            } catch {
+                throw MergeError.invalidRecipe(file: search.spaceFile, problem: "method \(space.methods[m]) cannot merge these experts: \(error)")
+            }
+        }
+        let firstPlan = try MergePlan(recipe(at: Array(repeating: 0.5, count: layout.dimension)), statistics: statistics)
         let context = try MergeContext(repository: self, base: inputs.base, experts: inputs.experts.map { ($0.name, $0.commit) },
                                        plan: firstPlan, options: options)
         let scratch = TemporaryName.path(in: metaDirectory, name: "search")
@@ -103,7 +121,7 @@ extension Repository {
                     var trial = Trial(number: job.number, mergeRecipe: job.recipe, point: points[job.index], scores: nil, status: .failed,
                                       message: nil, seconds: 0)
                     do {
-                        let plan = try MergePlan(job.recipe)
+                        let plan = try MergePlan(job.recipe, statistics: statistics)
                         let folder = try writer.write(plan, number: job.number)
                         let run = try EvaluationRun(command: search.command, candidate: folder, trial: job.number, logs: scratch + "/logs",
                                                     environment: ["MREPO_SEARCH": searchID])
@@ -161,7 +179,7 @@ extension Repository {
         merge.expertParameters = []
         let failed = trials.filter { $0.status != .ok }.count
         merge.message = given.message ?? "Merge \(inputs.branches.map(\.name).joined(separator: ", ")) into \(head.branchName ?? "HEAD") (\(winning.method), searched: trial \(winner.number) of \(trials.count), \(search.objective.rawValue))"
-        merge.extraMembers = [try SearchRecord(id: searchID, space: search.space.json, seed: search.seed, objective: search.objective,
+        merge.extraMembers = [try SearchRecord(id: searchID, space: space.json, seed: search.seed, objective: search.objective,
                                                budget: search.trials, eval: search.command, evaluated: trials.count, failed: failed,
                                                winner: winner.number, front: front, trials: trials).jsonMember()]
         let outcome = try mergeLocked(merge)

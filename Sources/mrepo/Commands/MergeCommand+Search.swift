@@ -21,7 +21,7 @@ struct SearchArguments: ParsableArguments {
     @Option(help: ArgumentHelp("Evaluations to run at once (default 1).", valueName: "n"))
     var jobs: Int = 1
 
-    @Option(help: ArgumentHelp("A YAML file narrowing or fixing the search space: methods, balance, parameter ranges, per-expert ranges.", valueName: "file"))
+    @Option(help: ArgumentHelp("A YAML file narrowing or fixing the search space: methods, balance, parameter ranges, per-expert ranges. Without it: task_arithmetic, ties, dare_ties, tsv, iso_c, iso_cts, plus regmean and fisher when every expert has their statistics committed (mrepo_stats/).", valueName: "file"))
     var space: String?
 
     @Option(help: ArgumentHelp("What the search maximises: mean (of the task scores, default), min (the worst task), or pareto (the trade-off across tasks, with a quadratic surrogate).", valueName: "objective"))

@@ -5,6 +5,9 @@
 /// [in, in]). Off-diagonal entries are shrunk, G̃ = α·G + (1 − α)·diag(G). Tensors without a Gram
 /// (biases, norms, embeddings) take the plain average, as in the paper.
 ///
+/// A per-expert `weight` wᵢ (1 by default, the paper) weighs each expert's share of the least-squares
+/// fit, W* = (Σᵢ wᵢG̃ᵢ)⁻¹ Σᵢ wᵢG̃ᵢ Wᵢᵀ, and of the averages: what `merge --search` tunes.
+///
 /// RegMean++ differs only in where the Grams come from: each expert's data is run through the
 /// *merged* model's earlier layers (`mrepo_stats/regmean_plusplus.safetensors`, computed by
 /// scripts/compute_merge_stats.py --through MERGED after a first merge); the solve is the same.
@@ -29,7 +32,18 @@ public struct RegMean: TensorMergeMethod {
                       help: "When the summed Gram is singular, this times its mean diagonal is added to the diagonal before solving again."),
     ]
 
+    public static let expertParameters = [
+        ParameterSpec("weight", .number(range: 0...(.infinity)), default: .number(1),
+                      help: "wᵢ, the weight of the expert's data in the least-squares fit (its Gram is scaled by wᵢ) and in the averaged tensors; 1 for every expert is the paper's RegMean."),
+    ]
+
     public init() {}
+
+    public static func validate(_ parameters: ParameterSet, expertCount: Int) throws(MergeError) {
+        let ctx = TensorContext(name: "", shape: [], layerCount: 0)
+        let total = (0..<expertCount).reduce(0.0) { $0 + (parameters.number("weight", expert: $1, ctx) ?? 1) }
+        if expertCount > 0, total <= 0 { throw .invalidParameter(method: id, parameter: "weight", problem: "must be positive for at least one expert") }
+    }
 
     /// The statistics file the parameters select.
     static func kind(_ parameters: ParameterSet) -> String {
@@ -47,10 +61,11 @@ public struct RegMean: TensorMergeMethod {
         let ctx = input.context
         let n = input.elementCount
         let kind = Self.kind(input.parameters)
+        let weights = input.experts.indices.map { input.parameters.number("weight", expert: $0, ctx) ?? 1 }
         guard ctx.shape.count == 2, ctx.shape[0] * ctx.shape[1] == n, ctx.shape[1] > 0,
               let grams = try input.expertStatistics(kind: kind, name: ctx.name + StatisticsLayout.gramSuffix,
                                                count: ctx.shape[1] * ctx.shape[1], method: Self.id)
-        else { return TensorMergeOutput(values: Self.average(input.experts, count: n), notes: ["regmean_averaged": 1]) }
+        else { return TensorMergeOutput(values: Self.average(input.experts, weights: weights, count: n), notes: ["regmean_averaged": 1]) }
         let rows = ctx.shape[0], cols = ctx.shape[1]
         let alpha = input.parameters.number("alpha", ctx) ?? 0.9
         let normalize = input.parameters.flag("normalize", ctx) ?? false
@@ -58,14 +73,16 @@ public struct RegMean: TensorMergeMethod {
         var a = [Double](repeating: 0, count: cols * cols)
         var b = [Double](repeating: 0, count: rows * cols)
         for (i, gram) in grams.enumerated() {
-            var scale = 1.0
+            // An expert without weight adds nothing to the fit (and its Gram is not read further).
+            if weights[i] == 0 { continue }
+            var scale = weights[i]
             if normalize {
                 let metadata = try input.statistics?.metadata(expert: i, kind: kind) ?? [:]
                 guard let count = Self.sampleCount(metadata, tensor: ctx.name) else {
                     let who = input.statistics.map { i < $0.expertNames.count ? $0.expertNames[i] : "expert \(i + 1)" } ?? "expert \(i + 1)"
                     throw MergeError.invalidInputs(method: Self.id, problem: "normalize=true needs the sample count: \(who)'s \(StatisticsLayout.path(kind)) has no num_samples in its metadata")
                 }
-                scale = 1 / count
+                scale = weights[i] / count
             }
             var g = [Double](repeating: 0, count: cols * cols)
             for r in 0..<cols {
@@ -84,7 +101,7 @@ public struct RegMean: TensorMergeMethod {
         if try !LinearSolve.choleskySolve(&factor, n: cols, rhs: &solution, rhsCount: rows) {
             let meanDiagonal = (0..<cols).reduce(0.0) { $0 + a[$1 * cols + $1] } / Double(cols)
             guard meanDiagonal > 0, ridge > 0 else {
-                return TensorMergeOutput(values: Self.average(input.experts, count: n), notes: ["regmean_averaged": 1])
+                return TensorMergeOutput(values: Self.average(input.experts, weights: weights, count: n), notes: ["regmean_averaged": 1])
             }
             factor = a
             for d in 0..<cols { factor[d * cols + d] += ridge * meanDiagonal }
@@ -117,14 +134,14 @@ public struct RegMean: TensorMergeMethod {
         }
     }
 
-    /// The plain average, in Double.
-    static func average(_ experts: [[Float]], count n: Int) -> [Float] {
+    /// The weighted average Σ wᵢθᵢ / Σ wᵢ, in Double (with every weight 1, the plain average bit for bit).
+    static func average(_ experts: [[Float]], weights: [Double], count n: Int) -> [Float] {
         var out = [Float](repeating: 0, count: n)
-        let k = Double(experts.count)
+        let total = weights.reduce(0, +)
         for j in 0..<n {
             var s = 0.0
-            for e in experts { s += Double(e[j]) }
-            out[j] = Float(s / k)
+            for (i, e) in experts.enumerated() { s += weights[i] * Double(e[j]) }
+            out[j] = Float(s / total)
         }
         return out
     }
