@@ -125,6 +125,30 @@ import Testing
         #expect((other["trials"] as? [[String: Any]])?.compactMap(mean) != Array(trials.compactMap(mean).prefix(6)))
     }
 
+    /// An optimum outside the box: CMA-ES points clamped to its corner decode to one recipe, which
+    /// is evaluated once; later trials of it take its scores.
+    @Test func aRecipeProposedAgainIsNotEvaluatedAgain() throws {
+        let s = try sandbox()
+        try Data("methods: task_arithmetic\nbalance: none\nparameters:\n  lambda: 1\n  weight: {min: 0, max: 0.1}\n".utf8)
+            .write(to: URL(fileURLWithPath: s.path("space.yml")))
+        try s.ok(searchArguments(s, trials: 16), in: "repo")
+        let shown = try json(try s.ok(["show", "--trials", "--json", "HEAD"], in: "repo"))
+        let trials = try #require(shown["trials"] as? [[String: Any]])
+        #expect(trials.count == 16)
+        let repeats = trials.filter { ($0["message"] as? String)?.contains("not evaluated again") == true }
+        #expect(!repeats.isEmpty, "\(trials.map { weights($0["recipe"]) })")
+        let evaluated = (String(decoding: s.read("eval.log") ?? Data(), as: UTF8.self)).split(separator: "\n").map { Int($0)! }
+        #expect(evaluated.count == trials.count - repeats.count)
+        for t in repeats {
+            let number = try #require(t["number"] as? Int)
+            #expect(!evaluated.contains(number))
+            let text = try #require(t["message"] as? String)
+            let source = try #require(Int(text.split(separator: " ")[4].trimmingCharacters(in: .punctuationCharacters)))
+            let first = try #require(trials.first { $0["number"] as? Int == source })
+            #expect(weights(t["recipe"]) == weights(first["recipe"]) && mean(t) == mean(first))
+        }
+    }
+
     @Test func theCommitRecordsTheSearchAndShowListsTrials() throws {
         let s = try sandbox()
         let r = try json(try s.ok(searchArguments(s, trials: 8) + ["--report", "../report.html"], in: "repo"))
@@ -197,9 +221,14 @@ import Testing
         other.removeAll { $0 == "--json" }
         expectOneLineError(try s.run(other, in: "killed"), contains: "no interrupted search")
         let resumed = try json(try s.ok(searchArguments(s, trials: 12, extra: ["--continue"]), in: "killed"))
-        #expect(resumed["resumed"] as? Int == 5)
-        let evaluated = String(decoding: s.read("eval.log") ?? Data(), as: UTF8.self).split(separator: "\n").map(String.init)
-        #expect(evaluated == (0..<12).map(String.init), "\(evaluated)")
+        let recordedBefore = try #require(resumed["resumed"] as? Int)
+        #expect(recordedBefore >= 5 && recordedBefore < 12)
+        // Across the killed and the resumed run, every trial was evaluated once, except recipes
+        // proposed again (which take an earlier trial's scores).
+        let evaluated = String(decoding: s.read("eval.log") ?? Data(), as: UTF8.self).split(separator: "\n").compactMap { Int($0) }
+        let repeats = (resumed["trials"] as? [[String: Any]] ?? []).filter { ($0["message"] as? String)?.contains("not evaluated again") == true }
+        #expect(Set(evaluated).count == evaluated.count, "\(evaluated)")
+        #expect(Set(evaluated) == Set(0..<12).subtracting(repeats.compactMap { $0["number"] as? Int }), "\(evaluated)")
         #expect(resumed["winner"] as? Int == whole["winner"] as? Int)
         #expect(weights(resumed["winner_recipe"]) == weights(whole["winner_recipe"]))
         try s.ok(["export", "HEAD", "../a"], in: "whole")

@@ -25,7 +25,8 @@ public struct Trial: Sendable {
     public var point: [Double]
     public var scores: [String: Double]?
     public var status: TrialStatus
-    /// Why it failed (the command's status and the end of its standard error).
+    /// Why it failed (the command's status and the end of its standard error), or, for a recipe
+    /// proposed again, the trial whose scores it took.
     public var message: String?
     public var seconds: Double
 

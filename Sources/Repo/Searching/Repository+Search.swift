@@ -97,6 +97,9 @@ extension Repository {
             if points.isEmpty { break }
             var scores = [[String: Double]?](repeating: nil, count: points.count)
             var queue: [(index: Int, number: Int, recipe: MergeRecipe)] = []
+            // Points clamped to the box's edge can decode to a recipe already proposed: such a trial
+            // takes the scores of the first trial of that recipe instead of a second evaluation.
+            var repeats: [(index: Int, number: Int, recipe: MergeRecipe, of: Int)] = []
             for (i, point) in points.enumerated() {
                 let candidate = recipe(at: point)
                 if let r = recorded[next + i] {
@@ -107,6 +110,9 @@ extension Repository {
                     scores[i] = r.status == .ok ? r.scores : nil
                     trials.append(r)
                     counter.add(1)
+                } else if let first = trials.first(where: { $0.status == .ok && $0.mergeRecipe == candidate })?.number
+                            ?? queue.first(where: { $0.recipe == candidate })?.number {
+                    repeats.append((i, next + i, candidate, first))
                 } else {
                     queue.append((i, next + i, candidate))
                 }
@@ -159,6 +165,15 @@ extension Repository {
                     progressed = true
                 }
                 if !progressed, !running.isEmpty { usleep(20_000) }
+            }
+            for r in repeats where !outOfTime {
+                guard let first = trials.first(where: { $0.number == r.of }) else { continue }
+                let trial = Trial(number: r.number, mergeRecipe: r.recipe, point: points[r.index], scores: first.scores, status: first.status,
+                                  message: "the recipe of trial \(r.of), not evaluated again", seconds: 0)
+                try history.insertTrial(trial, search: searchID)
+                scores[r.index] = trial.status == .ok ? trial.scores : nil
+                trials.append(trial)
+                counter.add(1)
             }
             if !outOfTime { planner.tell(points, scores: scores) }
         }
