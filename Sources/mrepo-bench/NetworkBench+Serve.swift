@@ -31,7 +31,8 @@ extension NetBench {
         let data = work + "/weed-\(tag)"
         try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
         let arguments = [
-            tools.weed, "mini", "-dir=\(data)", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false",
+            // Logs and local sockets in the data folder, not in /tmp.
+            tools.weed, "-logdir=\(data)", "mini", "-dir=\(data)", "-s3.localSocket=\(data)/s3.sock", "-filer.localSocket=\(data)/filer.sock", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false",
             "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
             "-s3.port=\(ports[0])", "-s3.port.grpc=\(ports[1])", "-master.port=\(ports[2])", "-master.port.grpc=\(ports[3])",
             "-volume.port=\(ports[4])", "-volume.port.grpc=\(ports[5])", "-filer.port=\(ports[6])", "-filer.port.grpc=\(ports[7])",

@@ -67,8 +67,11 @@ final class SeaweedFS: Sendable {
         try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
         let ports = try SeaweedFS.freePorts(12)
         endpoint = "http://127.0.0.1:\(ports[0])"
+        // Its logs and local sockets go into the data folder too (weed puts them in /tmp otherwise),
+        // so nothing of the store outlives the test process.
         let arguments = [
-            "mini", "-dir=\(dataDirectory)", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false",
+            "-logdir=\(dataDirectory)", "mini", "-dir=\(dataDirectory)",
+            "-s3.localSocket=\(dataDirectory)/s3.sock", "-filer.localSocket=\(dataDirectory)/filer.sock", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false",
             "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
             "-s3.port=\(ports[0])", "-s3.port.grpc=\(ports[1])", "-master.port=\(ports[2])", "-master.port.grpc=\(ports[3])",
             "-volume.port=\(ports[4])", "-volume.port.grpc=\(ports[5])", "-filer.port=\(ports[6])", "-filer.port.grpc=\(ports[7])",
@@ -77,7 +80,7 @@ final class SeaweedFS: Sendable {
         ]
         // The shell starts weed, then stops it and deletes its data and log once this test process
         // has ended (it polls for the pid), however the process ends.
-        let script = #""$0" "$@" >"$MREPO_WEED_LOG" 2>&1 </dev/null & pid=$!; while kill -0 "$MREPO_TEST_PID" 2>/dev/null && kill -0 $pid 2>/dev/null; do sleep 1; done; kill $pid 2>/dev/null; wait $pid; rm -rf "$MREPO_WEED_DIR" "$MREPO_WEED_LOG""#
+        let script = #""$0" "$@" >"$MREPO_WEED_LOG" 2>&1 </dev/null & pid=$!; while kill -0 "$MREPO_TEST_PID" 2>/dev/null && kill -0 $pid 2>/dev/null; do sleep 1; done; kill $pid 2>/dev/null; wait $pid; rm -rf "$MREPO_WEED_DIR" "$MREPO_WEED_LOG" $MREPO_WEED_SOCKETS"#
         process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
         process.arguments = ["-c", script, weed] + arguments
@@ -87,6 +90,9 @@ final class SeaweedFS: Sendable {
         env["AWS_SECRET_ACCESS_KEY"] = SeaweedFS.secretKey
         env["MREPO_WEED_LOG"] = dataDirectory + ".log"
         env["MREPO_WEED_DIR"] = dataDirectory
+        // The gRPC sockets weed always puts in /tmp, named by port.
+        env["MREPO_WEED_SOCKETS"] = [("master", ports[3]), ("volume", ports[5]), ("filer", ports[7]), ("admin", ports[9])]
+            .map { "/tmp/seaweedfs-\($0.0)-grpc-\($0.1).sock" }.joined(separator: " ")
         env["MREPO_TEST_PID"] = "\(getpid())"
         process.environment = env
         process.standardInput = FileHandle.nullDevice
