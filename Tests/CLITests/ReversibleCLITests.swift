@@ -339,6 +339,14 @@ import Testing
         }
         #expect(s.files(under: "repo").contains("rmm.safetensors") && s.files(under: "repo").contains("model.safetensors"))
         #expect(try s.ok(["status", "--short"], in: "repo").stdout.isEmpty)
+        // A view is exported as a model folder to load, without the basis; plain export keeps it.
+        for view in ["ta", "mean"] {
+            try s.ok(["export", "HEAD", "../view-\(view)", "--view", view], in: "repo")
+            let files = s.files(under: "view-\(view)")
+            #expect(files.contains("model.safetensors") && !files.contains("rmm.safetensors"), "\(view): \(files)")
+        }
+        try s.ok(["export", "HEAD", "../whole"], in: "repo")
+        #expect(s.files(under: "whole").contains("rmm.safetensors"))
 
         // The dense variant keeps full fine-tunes exactly with K = N − 1.
         try s.ok(["switch", "-q", "-c", "dense", "main"], in: "repo")

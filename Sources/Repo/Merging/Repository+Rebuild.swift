@@ -327,7 +327,10 @@ extension Repository {
                                  clean: Bool = false) throws -> ExportResult {
         try withReadLock {
             let id = try resolve(revision)
-            let (outputs, _) = try rebuiltOutputs(id, expert: expert, view: view, fold: fold)
+            var (outputs, _) = try rebuiltOutputs(id, expert: expert, view: view, fold: fold)
+            // A view is exported as a model folder to load: without the basis, which loaders that read
+            // every safetensors file of a folder would take for weights (plain `export MERGE` keeps it).
+            if view != nil { outputs.removeAll { $0.path == RMMBasisFile.fileName } }
             let result = try exportOutputs(outputs, to: directory, clean: clean)
             return ExportResult(commit: id, directory: result.directory, fileCount: result.fileCount, byteCount: result.byteCount)
         }
