@@ -128,6 +128,14 @@ import Testing
         try s.ok(["fetch", "-q"], in: "copy")
         #expect(lines(try s.ok(["log", "--oneline", "origin/main"], in: "copy").stdout) == 3)
         try s.ok(["fsck"], in: "copy")
+        // Unshallowing from a shallow source cannot reach below its boundary, and says so.
+        let unshallow = try s.ok(["fetch", "--unshallow"], in: "copy")
+        #expect(unshallow.stderr.contains("is itself a shallow repository") && unshallow.stderr.contains("stays shallow"), "\(unshallow.stderr)")
+        #expect(lines(try s.ok(["log", "--oneline", "origin/main"], in: "copy").stdout) == 3)
+        // Cloning a repository without branches works, and says the clone is empty.
+        let empty = try s.ok(["clone", "empty", "empty-clone"])
+        #expect(empty.stderr.contains("holds no branches: the clone is an empty repository"), "\(empty.stderr)")
+        try s.ok(["fsck"], in: "empty-clone")
 
         // Over HTTP (mrepo serve): the same.
         try FileManager.default.createDirectory(atPath: s.path("served/team"), withIntermediateDirectories: true)

@@ -63,6 +63,9 @@ extension Repository {
         result.bytes += try await ObjectMover(repository: self, transport: transport, progress: counter).download(needed)
         result.objects = needed.count
         try receiveCommits(records, allowMissingObjects: lazy, shallow: true)
+        if depth == .unshallow, try isShallow() {
+            result.warnings.append("\(remote.url) is itself a shallow repository: the history below its boundary is not there to fetch, so this one stays shallow")
+        }
         // A remote-tracking ref names a commit that is here (a tag outside a shallow history is left out).
         let recorded = tagsAreWants ? refs : try refs.filter { try $0.value.targetID.flatMap { try history.commit($0) } != nil }
         result.refs = try recordRemoteRefs(remote.name, recorded, prune: prune)

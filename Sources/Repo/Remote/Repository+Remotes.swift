@@ -86,8 +86,9 @@ extension Repository {
             built.transportEnvironment = environment
             try built.history.addRemote(RemoteConfig(name: "origin", url: try storedURL(url), lazy: lazy))
             if lazy { built.readMissingObjectsLazily() }
-            let result = try await built.fetch(remote: "origin", lazy: lazy, depth: depth.map { .depth($0) } ?? .full)
+            var result = try await built.fetch(remote: "origin", lazy: lazy, depth: depth.map { .depth($0) } ?? .full)
             let branches = try built.history.remoteRefs(remote: "origin").filter { $0.kind == .branch }
+            if branches.isEmpty, branch == nil { result.warnings.append("\(url) holds no branches: the clone is an empty repository") }
             let chosen = branch ?? (branches.contains { $0.name == "main" } ? "main" : branches.first?.name)
             if let chosen {
                 guard let tracking = branches.first(where: { $0.name == chosen }) else {

@@ -17,6 +17,9 @@ public struct TransferResult: Sendable {
     public var refs: [RefChange] = []
     /// Refs a push could not move, with the reason (the remote is unchanged for them).
     public var rejected: [(name: String, reason: String)] = []
+    /// What the user should know although nothing failed (an empty clone, a remote too shallow to
+    /// unshallow from), one line each.
+    public var warnings: [String] = []
 
     public init(remote: String) {
         self.remote = remote

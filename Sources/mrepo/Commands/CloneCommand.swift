@@ -49,6 +49,7 @@ struct CloneCommand: ParsableCommand {
         let (repo, result) = try runBlocking {
             try await Repository.clone(url: url, into: directory, branch: branch, lazy: lazy, depth: depth, progress: progress)
         }
+        for w in result.warnings { ErrorReporter.warn(w) }
         if json {
             let clone = CloneDocument(directory: repo.root, lazy: lazy, shallow: try repo.isShallow(), branch: OrNull(try repo.currentBranch()))
             try printJSON(PrefixedDocument(head: TransferDocument(result, sent: false), body: clone))

@@ -85,6 +85,7 @@ struct FetchCommand: ParsableCommand {
         for name in names {
             let result = try runBlocking { try await repo.fetch(remote: name, prune: prune, lazy: lazy ? true : nil, depth: depth, wait: wait) }
             results.append(result)
+            for w in result.warnings { ErrorReporter.warn(w) }
             if !json && !repository.quiet {
                 print("From \(try repo.remote(named: name)?.url ?? name)")
                 TransferOutput.printRefs(result)
