@@ -149,6 +149,29 @@ import Testing
         }
     }
 
+    /// `--objective pareto` end to end: the winner is on the observed front (no trial is at least as
+    /// good on both tasks and better on one), and the front is what the summary lists.
+    @Test func aParetoSearchCommitsATrialOfTheFront() throws {
+        let s = try sandbox()
+        let r = try json(try s.ok(searchArguments(s, trials: 15, extra: ["--objective", "pareto"]), in: "repo"))
+        #expect(r["objective"] as? String == "pareto")
+        let trials = try #require(r["trials"] as? [[String: Any]])
+        let scores = trials.compactMap { t -> (Int, Double, Double)? in
+            guard let n = t["number"] as? Int, let s = t["scores"] as? [String: Double], let m = s["math"], let c = s["code"] else { return nil }
+            return (n, m, c)
+        }
+        #expect(scores.count == 15)
+        func dominated(_ x: (Int, Double, Double)) -> Bool {
+            scores.contains { $0.1 >= x.1 && $0.2 >= x.2 && ($0.1 > x.1 || $0.2 > x.2) }
+        }
+        let front = Set(try #require(r["front"] as? [Int]))
+        let expected = Set(scores.filter { !dominated($0) }.map(\.0))
+        #expect(front == expected, "front \(front), expected \(expected)")
+        let winner = try #require(r["winner"] as? Int)
+        #expect(front.contains(winner))
+        try s.ok(["fsck"], in: "repo")
+    }
+
     @Test func theCommitRecordsTheSearchAndShowListsTrials() throws {
         let s = try sandbox()
         let r = try json(try s.ok(searchArguments(s, trials: 8) + ["--report", "../report.html"], in: "repo"))
