@@ -236,9 +236,10 @@ func printStorage(_ rows: [StorageRow], o: Options, title: String) {
     }
     print("\n### Speed and memory (\(title), \(o.syncNote))\n")
     print("Reference: `zstd -T2 -3` (for commit) and `zstd -d` (for export) of the same file in the same run; ratio = the reference's time / mrepo's "
-        + "(higher is better). Targets: both ratios ≥ 1.0, peak RSS of commit and export < 512 MiB.\n")
+        + "(higher is better). Targets: both ratios ≥ 1.0, peak RSS of commit and export < 512 MiB. The CPU ratios compare user + system time "
+        + "the same way (medians of the same runs): on a shared machine they move less than wall time.\n")
     header(["dtype", "checkpoint", "`mrepo commit`", "`zstd -T2 -3`", "ratio", "`mrepo export`", "`zstd -d`", "ratio", "`cp`",
-            "commit peak RSS", "export peak RSS"])
+            "commit peak RSS", "export peak RSS", "commit CPU ratio", "export CPU ratio"])
     var missed: [String] = []
     for r in rows {
         let commitRatio = r.zstdCompress.seconds / r.commit.seconds
@@ -248,9 +249,15 @@ func printStorage(_ rows: [StorageRow], o: Options, title: String) {
         if max(r.commit.peakRSSBytes, r.export.peakRSSBytes) >= storagePeakTarget { missed.append("peak RSS \(r.model)") }
         row([r.dtype.rawValue, r.model, mbps(r.fileBytes, r.commit.seconds), mbps(r.fileBytes, r.zstdCompress.seconds),
              String(format: "%.2f", commitRatio), mbps(r.fileBytes, r.export.seconds), mbps(r.fileBytes, r.zstdDecompress.seconds),
-             String(format: "%.2f", exportRatio), mbps(r.fileBytes, r.copy.seconds), mib(r.commit.peakRSSBytes), mib(r.export.peakRSSBytes)])
+             String(format: "%.2f", exportRatio), mbps(r.fileBytes, r.copy.seconds), mib(r.commit.peakRSSBytes), mib(r.export.peakRSSBytes),
+             cpuRatio(r.zstdCompress, r.commit), cpuRatio(r.zstdDecompress, r.export)])
     }
     print("\nTargets " + (missed.isEmpty ? "met in every row." : "missed: " + missed.joined(separator: "; ") + ".") + "\n")
+}
+
+/// The reference's CPU time over mrepo's.
+func cpuRatio(_ reference: Measured, _ mrepo: Measured) -> String {
+    mrepo.cpuSeconds > 0 ? String(format: "%.2f", reference.cpuSeconds / mrepo.cpuSeconds) : "–"
 }
 
 func printRecommits(_ rows: [RecommitRow], o: Options, dtype: DType) {
