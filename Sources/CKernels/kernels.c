@@ -4,6 +4,7 @@
 #pragma STDC FP_CONTRACT OFF
 
 #include <math.h>
+#include <string.h>
 
 /* Sign-magnitude float words to unsigned integers that order like the floats, and back; zigzag. */
 static inline uint32_t ordered32(uint32_t u) { return u ^ ((0u - (u >> 31)) | 0x80000000u); }
@@ -124,3 +125,96 @@ void mrepo_ungroup_u32(const uint32_t *words, const uint32_t *ref, const uint32_
         ungroup_u32_plain(words, ref, positions, dst, n);
     }
 }
+
+/* Exponent grouping without positions (docs/format.md §5.4): the stable order by (bucket of
+ * ref[i], i mod 4, i), bucket = (ref[i] >> shift) & mask. A counting sort: counts per (lane,
+ * bucket) give each run's start; then, a block at a time, the residuals and buckets are computed
+ * in straight (vectorised) loops and the words scattered (grouping) or gathered (ungrouping) in a
+ * tight loop of their own: the arithmetic kept out of the loop whose stores and loads depend on
+ * the counters. */
+#define GROUP_BLOCK 1024
+
+#define GROUPING_KERNELS(W, BITS)                                                                                   \
+static inline W ordered_##W(W u) { return (W)(u ^ ((W)(0u - (u >> (BITS - 1))) | (W)((W)1 << (BITS - 1)))); }     \
+static inline W unordered_##W(W o) { return (W)(o ^ ((W)((o >> (BITS - 1)) - 1u) | (W)((W)1 << (BITS - 1)))); }   \
+static inline W zigzag_##W(W d) { return (W)((W)(d << 1) ^ (W)(0u - (d >> (BITS - 1)))); }                        \
+static inline W unzigzag_##W(W z) { return (W)((z >> 1) ^ (W)(0u - (z & 1u))); }                                  \
+                                                                                                                    \
+/* next[lane * buckets + bucket]: where the run of (bucket, lane) starts. */                                        \
+static void group_starts_##W(const W *restrict ref, size_t n, unsigned shift, unsigned mask, uint32_t *restrict next) { \
+    const unsigned buckets = mask + 1;                                                                              \
+    memset(next, 0, 4 * buckets * sizeof(uint32_t));                                                                \
+    uint32_t *c0 = next, *c1 = next + buckets, *c2 = next + 2 * buckets, *c3 = next + 3 * buckets;                  \
+    size_t i = 0;                                                                                                   \
+    for (; i + 4 <= n; i += 4) {                                                                                    \
+        c0[(ref[i] >> shift) & mask]++;                                                                             \
+        c1[(ref[i + 1] >> shift) & mask]++;                                                                         \
+        c2[(ref[i + 2] >> shift) & mask]++;                                                                         \
+        c3[(ref[i + 3] >> shift) & mask]++;                                                                         \
+    }                                                                                                               \
+    for (; i < n; i++) next[(i & 3) * buckets + ((ref[i] >> shift) & mask)]++;                                      \
+    uint32_t running = 0;                                                                                           \
+    for (unsigned b = 0; b < buckets; b++) {                                                                        \
+        for (unsigned lane = 0; lane < 4; lane++) {                                                                 \
+            uint32_t count = next[lane * buckets + b];                                                              \
+            next[lane * buckets + b] = running;                                                                     \
+            running += count;                                                                                       \
+        }                                                                                                           \
+    }                                                                                                               \
+}                                                                                                                   \
+                                                                                                                    \
+int mrepo_group_##W(const W *src, const W *ref, size_t n, unsigned shift, unsigned mask, W *words) {               \
+    if (mask > 255) return 0;                                                                                       \
+    uint32_t next[4 * 256];                                                                                         \
+    group_starts_##W(ref, n, shift, mask, next);                                                                    \
+    const unsigned buckets = mask + 1;                                                                              \
+    uint32_t *c0 = next, *c1 = next + buckets, *c2 = next + 2 * buckets, *c3 = next + 3 * buckets;                  \
+    W residual[GROUP_BLOCK];                                                                                        \
+    uint8_t bucket[GROUP_BLOCK];                                                                                    \
+    for (size_t start = 0; start < n; start += GROUP_BLOCK) {                                                       \
+        const size_t m = n - start < GROUP_BLOCK ? n - start : GROUP_BLOCK;                                        \
+        const W *restrict s = src + start, *restrict r = ref + start;                                               \
+        for (size_t k = 0; k < m; k++) {                                                                            \
+            residual[k] = zigzag_##W((W)(ordered_##W(s[k]) - ordered_##W(r[k])));                                  \
+            bucket[k] = (uint8_t)((r[k] >> shift) & mask);                                                          \
+        }                                                                                                           \
+        /* start is a multiple of 4, so k's lane is the element's. */                                               \
+        size_t k = 0;                                                                                               \
+        for (; k + 4 <= m; k += 4) {                                                                                \
+            words[c0[bucket[k]]++] = residual[k];                                                                   \
+            words[c1[bucket[k + 1]]++] = residual[k + 1];                                                           \
+            words[c2[bucket[k + 2]]++] = residual[k + 2];                                                           \
+            words[c3[bucket[k + 3]]++] = residual[k + 3];                                                           \
+        }                                                                                                           \
+        for (; k < m; k++) words[next[(k & 3) * buckets + bucket[k]]++] = residual[k];                              \
+    }                                                                                                               \
+    return 1;                                                                                                       \
+}                                                                                                                   \
+                                                                                                                    \
+int mrepo_ungroup_##W(const W *words, const W *ref, size_t n, unsigned shift, unsigned mask, W *dst) {             \
+    if (mask > 255) return 0;                                                                                       \
+    uint32_t next[4 * 256];                                                                                         \
+    group_starts_##W(ref, n, shift, mask, next);                                                                    \
+    const unsigned buckets = mask + 1;                                                                              \
+    uint32_t *c0 = next, *c1 = next + buckets, *c2 = next + 2 * buckets, *c3 = next + 3 * buckets;                  \
+    uint8_t bucket[GROUP_BLOCK];                                                                                    \
+    for (size_t start = 0; start < n; start += GROUP_BLOCK) {                                                       \
+        const size_t m = n - start < GROUP_BLOCK ? n - start : GROUP_BLOCK;                                        \
+        const W *restrict r = ref + start;                                                                          \
+        W *restrict d = dst + start;                                                                                \
+        for (size_t k = 0; k < m; k++) bucket[k] = (uint8_t)((r[k] >> shift) & mask);                               \
+        size_t k = 0;                                                                                               \
+        for (; k + 4 <= m; k += 4) {                                                                                \
+            d[k] = words[c0[bucket[k]]++];                                                                          \
+            d[k + 1] = words[c1[bucket[k + 1]]++];                                                                  \
+            d[k + 2] = words[c2[bucket[k + 2]]++];                                                                  \
+            d[k + 3] = words[c3[bucket[k + 3]]++];                                                                  \
+        }                                                                                                           \
+        for (; k < m; k++) d[k] = words[next[(k & 3) * buckets + bucket[k]]++];                                     \
+        for (k = 0; k < m; k++) d[k] = unordered_##W((W)(ordered_##W(r[k]) + unzigzag_##W(d[k])));                 \
+    }                                                                                                               \
+    return 1;                                                                                                       \
+}
+
+GROUPING_KERNELS(uint16_t, 16)
+GROUPING_KERNELS(uint32_t, 32)

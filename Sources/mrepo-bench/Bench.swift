@@ -26,7 +26,8 @@ struct Bench: ParsableCommand {
             to read them. The sections (--sections, comma-separated; default: all but scale3b and network):
 
             storage: commit and export through the mrepo binary against zstd -T2 -3 and zstd -d of the same file, \
-            for each layout (--layouts), and re-commits of tensors that are already stored.
+            for each layout (--layouts), re-commits of tensors that are already stored, and the real MiniLM family \
+            of --realdata when present (--no-real-storage leaves it out).
 
             merge: ties and dare_ties of the three fine-tunes (runs storage too: its exports are the reference).
 
@@ -97,6 +98,9 @@ struct Bench: ParsableCommand {
 
     @Flag(help: "Keep the scratch folder.")
     var keep = false
+
+    @Flag(inversion: .prefixedNo, help: "With the storage section, also the real MiniLM family of --realdata (when present), in each of --dtypes F32 and BF16.")
+    var realStorage = true
 
     @Flag(help: "Run mrepo with MREPO_FSYNC=0 (no disk barriers, like the zstd CLI).")
     var noFsync = false
@@ -169,6 +173,8 @@ struct Options {
     var noSync: Bool
     /// Run mrepo with MREPO_VERIFY_WRITES=1 (verify-after-write).
     var verifyWrites: Bool
+    /// The storage section also measures the real MiniLM family of `realData`.
+    var realStorage: Bool
 
     init(_ b: Bench) {
         arch = Architecture.all.first { $0.name == b.size }!
@@ -182,6 +188,7 @@ struct Options {
         repeats = b.repeats
         noSync = b.noFsync
         verifyWrites = b.verifyWrites
+        realStorage = b.realStorage
     }
 
     /// The environment of every timed mrepo command.

@@ -72,6 +72,9 @@ func storageSection(_ o: Options, dtype: DType, mrepo: String, merge: Bool) thro
         }
         if !o.keep { for repo in repos { try? FileManager.default.removeItem(atPath: repo) } }
     }
+    if let real = o.realData, o.realStorage {
+        try realStorage(o, real: real, dtype: dtype, mrepo: mrepo)
+    }
     if !o.keep {
         try? FileManager.default.removeItem(atPath: "\(o.work)/base-state-dict-\(o.arch.name)-\(dtype.rawValue)")
         for layout in FamilyLayout.allCases { try? FileManager.default.removeItem(atPath: familyFolder(o, dtype: dtype, layout: layout)) }
@@ -79,15 +82,50 @@ func storageSection(_ o: Options, dtype: DType, mrepo: String, merge: Bool) thro
     return result
 }
 
+/// The real MiniLM family (`--realdata`: all-MiniLM-L6-v2 and its three full fine-tunes, as
+/// published, every file in `save_file` order) through the same commits and exports as the
+/// generated family. The checkpoint folders are linked into a scratch family folder under their
+/// models' names (files only: the pooling folder is left out).
+func realStorage(_ o: Options, real: String, dtype: DType, mrepo: String) throws {
+    guard dtype == .f32 || dtype == .bf16 else { return }
+    let suffix = dtype == .bf16 ? "_bf16" : ""
+    let models = [("base", "base"), ("code", "ft_code"), ("prose", "ft_prose"), ("c", "ft_c")]
+    let family = "\(o.work)/family-real-\(dtype.rawValue)"
+    for (model, folder) in models {
+        let source = real + "/" + folder + suffix, target = family + "/" + model
+        guard FileManager.default.fileExists(atPath: source + "/model.safetensors") else {
+            progress("  real \(dtype.rawValue): \(source) missing; real family skipped")
+            return
+        }
+        try? FileManager.default.removeItem(atPath: target)
+        try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
+        for name in try FileManager.default.contentsOfDirectory(atPath: source) where !name.hasPrefix(".") {
+            var st = stat()
+            guard stat(source + "/" + name, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
+            if link(source + "/" + name, target + "/" + name) != 0 {
+                try FileManager.default.copyItem(atPath: source + "/" + name, toPath: target + "/" + name)
+            }
+        }
+    }
+    let repos = (0..<o.repeats).map { "\(o.work)/repo-real-\(dtype.rawValue)-\($0)" }
+    let rows = try measureFamily(o, family: family, dtype: dtype, repos: repos, mrepo: mrepo, models: models.map(\.0))
+    printStorage(rows, o: o, title: "real MiniLM family (all-MiniLM-L6-v2 and three full fine-tunes, every file in `save_file` order)")
+    if !o.keep {
+        for repo in repos { try? FileManager.default.removeItem(atPath: repo) }
+        try? FileManager.default.removeItem(atPath: family)
+    }
+}
+
 /// Commits base, math, code and chat into `repos.count` identical repositories (each fine-tune on its
 /// own branch from the base), exporting each again; the median run of each command counts.
-func measureFamily(_ o: Options, family: String, dtype: DType, repos: [String], mrepo: String) throws -> [StorageRow] {
+func measureFamily(_ o: Options, family: String, dtype: DType, repos: [String], mrepo: String,
+                   models: [String] = ["base"] + FineTune.standardFamily.map(\.name)) throws -> [StorageRow] {
     for repo in repos {
         try? FileManager.default.removeItem(atPath: repo)
         try Subprocess.check([mrepo, "init", "-q", repo])
     }
     var rows: [StorageRow] = []
-    for model in ["base"] + FineTune.standardFamily.map(\.name) {
+    for model in models {
         let file = family + "/" + model + "/model.safetensors"
         let bytes = fileSize(file)
         var commits: [Measured] = [], exports: [Measured] = [], compressions: [Measured] = [], decompressions: [Measured] = [], copies: [Measured] = []
@@ -183,21 +221,25 @@ func layoutTitle(_ layout: FamilyLayout) -> String {
 }
 
 func printStorage(_ rows: [StorageRow], o: Options, layout: FamilyLayout) {
-    let arch = o.arch
-    print("### Stored bytes (\(arch.name) family\(layoutTitle(layout)), through `mrepo commit`)\n")
+    printStorage(rows, o: o, title: "\(o.arch.name) family\(layoutTitle(layout))")
+}
+
+func printStorage(_ rows: [StorageRow], o: Options, title: String) {
+    print("### Stored bytes (\(title), through `mrepo commit`)\n")
     header(["dtype", "checkpoint", "file", "`zstd -3`", "mrepo stored", "mrepo / zstd", "target", ""])
     for r in rows {
         let ratio = Double(r.storedBytes) / Double(r.zstdBytes)
         let target = targetFor(r.dtype, r.model)
-        let kind = r.model == "base" ? "base" : (r.model == "chat" ? "heavy fine-tune" : "light fine-tune")
+        let kind = r.model == "base" ? "base" : (r.model == "chat" || r.model == "prose" ? "heavy fine-tune" : "light fine-tune")
         row([r.dtype.rawValue, "\(r.model) (\(kind))", mb(r.fileBytes), mb(r.zstdBytes), mb(r.storedBytes), String(format: "%.3f", ratio),
              target.map { String(format: "≤ %.2f", $0) } ?? "", target.map { verdict(ratio <= $0) } ?? ""])
     }
-    print("\n### Speed and memory (\(arch.name) family\(layoutTitle(layout)), \(o.syncNote))\n")
+    print("\n### Speed and memory (\(title), \(o.syncNote))\n")
     print("Reference: `zstd -T2 -3` (for commit) and `zstd -d` (for export) of the same file in the same run; ratio = the reference's time / mrepo's "
-        + "(higher is better). Targets: both ratios ≥ 1.0, peak RSS of commit and export < 512 MiB.\n")
+        + "(higher is better). Targets: both ratios ≥ 1.0, peak RSS of commit and export < 512 MiB. The CPU ratios compare user + system time "
+        + "the same way (medians of the same runs): on a shared machine they move less than wall time.\n")
     header(["dtype", "checkpoint", "`mrepo commit`", "`zstd -T2 -3`", "ratio", "`mrepo export`", "`zstd -d`", "ratio", "`cp`",
-            "commit peak RSS", "export peak RSS"])
+            "commit peak RSS", "export peak RSS", "commit CPU ratio", "export CPU ratio"])
     var missed: [String] = []
     for r in rows {
         let commitRatio = r.zstdCompress.seconds / r.commit.seconds
@@ -207,9 +249,15 @@ func printStorage(_ rows: [StorageRow], o: Options, layout: FamilyLayout) {
         if max(r.commit.peakRSSBytes, r.export.peakRSSBytes) >= storagePeakTarget { missed.append("peak RSS \(r.model)") }
         row([r.dtype.rawValue, r.model, mbps(r.fileBytes, r.commit.seconds), mbps(r.fileBytes, r.zstdCompress.seconds),
              String(format: "%.2f", commitRatio), mbps(r.fileBytes, r.export.seconds), mbps(r.fileBytes, r.zstdDecompress.seconds),
-             String(format: "%.2f", exportRatio), mbps(r.fileBytes, r.copy.seconds), mib(r.commit.peakRSSBytes), mib(r.export.peakRSSBytes)])
+             String(format: "%.2f", exportRatio), mbps(r.fileBytes, r.copy.seconds), mib(r.commit.peakRSSBytes), mib(r.export.peakRSSBytes),
+             cpuRatio(r.zstdCompress, r.commit), cpuRatio(r.zstdDecompress, r.export)])
     }
     print("\nTargets " + (missed.isEmpty ? "met in every row." : "missed: " + missed.joined(separator: "; ") + ".") + "\n")
+}
+
+/// The reference's CPU time over mrepo's.
+func cpuRatio(_ reference: Measured, _ mrepo: Measured) -> String {
+    mrepo.cpuSeconds > 0 ? String(format: "%.2f", reference.cpuSeconds / mrepo.cpuSeconds) : "–"
 }
 
 func printRecommits(_ rows: [RecommitRow], o: Options, dtype: DType) {

@@ -21,4 +21,15 @@ int mrepo_has_hardware_fma(void);
 void mrepo_ungroup_u32(const uint32_t *words, const uint32_t *ref, const uint32_t *positions, uint32_t *dst, size_t n);
 void mrepo_group_u32(const uint32_t *src, const uint32_t *ref, const uint32_t *positions, uint32_t *words, size_t n);
 
+/* The same grouping without positions, by counting (the order of docs/format.md §5.4: stable by
+ * (bucket, i mod 4), bucket = (ref[i] >> shift) & mask):
+ *   group:   words[k] = zigzag(ordered(src[i]) - ordered(ref[i])) for the i at grouped place k
+ *   ungroup: the inverse, into dst
+ * words and dst must not overlap the other arguments. Return 0, doing nothing, when mask > 255
+ * (the caller's generic code then runs); 1 otherwise. */
+int mrepo_group_uint16_t(const uint16_t *src, const uint16_t *ref, size_t n, unsigned shift, unsigned mask, uint16_t *words);
+int mrepo_ungroup_uint16_t(const uint16_t *words, const uint16_t *ref, size_t n, unsigned shift, unsigned mask, uint16_t *dst);
+int mrepo_group_uint32_t(const uint32_t *src, const uint32_t *ref, size_t n, unsigned shift, unsigned mask, uint32_t *words);
+int mrepo_ungroup_uint32_t(const uint32_t *words, const uint32_t *ref, size_t n, unsigned shift, unsigned mask, uint32_t *dst);
+
 #endif

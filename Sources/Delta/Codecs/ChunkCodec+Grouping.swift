@@ -46,6 +46,7 @@ extension ChunkCodec {
         func run<W: FixedWidthInteger & UnsignedInteger>(_: W.Type) {
             guard let positions else {
                 let (shift, buckets) = exponentField(dtype)
+                if countingKernel(W.self, shift: shift, buckets: buckets, source, reference, UnsafeRawBufferPointer(words), group: true) { return }
                 ExponentGrouping.group(W.self, shift: shift, buckets: buckets, source, reference, words)
                 return
             }
@@ -65,6 +66,7 @@ extension ChunkCodec {
         func run<W: FixedWidthInteger & UnsignedInteger>(_: W.Type) {
             guard let positions else {
                 let (shift, buckets) = exponentField(dtype)
+                if countingKernel(W.self, shift: shift, buckets: buckets, words, reference, UnsafeRawBufferPointer(destination), group: false) { return }
                 ExponentGrouping.ungroup(W.self, shift: shift, buckets: buckets, words, reference, destination)
                 return
             }
@@ -76,6 +78,29 @@ extension ChunkCodec {
             }
             gather(W.self, words, reference, positions, destination)
         }
+    }
+
+    /// The counting sort in C for 16- and 32-bit words (bfloat16, float16, float32): the same
+    /// order as ``ExponentGrouping``, about twice as fast (the residual arithmetic runs in straight
+    /// loops, apart from the scatter). `input` is the source (grouping) or the grouped words
+    /// (ungrouping); `output` is written. False when the C code does not apply: another width, more
+    /// than 256 buckets, or a buffer not aligned to its word (the kernels read whole words).
+    private static func countingKernel<W: FixedWidthInteger & UnsignedInteger>(
+        _: W.Type, shift: Int, buckets: Int, _ input: UnsafeRawBufferPointer, _ reference: UnsafeRawBufferPointer,
+        _ output: UnsafeRawBufferPointer, group: Bool
+    ) -> Bool {
+        let width = MemoryLayout<W>.size
+        guard width == 2 || width == 4, buckets <= 256, let i = input.baseAddress, let r = reference.baseAddress,
+              let o = output.baseAddress else { return false }
+        guard (Int(bitPattern: i) | Int(bitPattern: r) | Int(bitPattern: o)) % width == 0 else { return false }
+        let n = (group ? input.count : output.count) / width, mask = UInt32(buckets - 1), sh = UInt32(shift)
+        let out = UnsafeMutableRawPointer(mutating: o)
+        if width == 2 {
+            let (i, r, o) = (i.assumingMemoryBound(to: UInt16.self), r.assumingMemoryBound(to: UInt16.self), out.assumingMemoryBound(to: UInt16.self))
+            return (group ? mrepo_group_uint16_t(i, r, n, sh, mask, o) : mrepo_ungroup_uint16_t(i, r, n, sh, mask, o)) != 0
+        }
+        let (i32, r32, o32) = (i.assumingMemoryBound(to: UInt32.self), r.assumingMemoryBound(to: UInt32.self), out.assumingMemoryBound(to: UInt32.self))
+        return (group ? mrepo_group_uint32_t(i32, r32, n, sh, mask, o32) : mrepo_ungroup_uint32_t(i32, r32, n, sh, mask, o32)) != 0
     }
 
     private struct Positions: WordKernel {

@@ -53,7 +53,9 @@ extension HistoryDatabase {
     }
 
     static func insert(_ db: Database, tree: Tree) throws {
-        let id = tree.id.hex
+        // The identity hashes the whole listing: computed once here, not once per row.
+        let treeID = tree.id
+        let id = treeID.hex
         var digests: [String: Digest] = [:]
         for f in tree.files {
             if let d = try f.sha256 ?? knownDigest(db, of: f) { digests[f.path] = d }
@@ -69,9 +71,9 @@ extension HistoryDatabase {
         for f in tree.files {
             var file = f
             file.sha256 = digests[f.path]
-            try TreeFileRow(tree: tree.id, file: file).insert(db)
+            try TreeFileRow(tree: treeID, file: file).insert(db)
             for (i, t) in f.tensors.enumerated() {
-                try TreeTensorRow(tree: tree.id, path: f.path, position: i, tensor: t).insert(db)
+                try TreeTensorRow(tree: treeID, path: f.path, position: i, tensor: t).insert(db)
             }
         }
     }
