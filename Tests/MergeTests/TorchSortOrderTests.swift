@@ -339,4 +339,43 @@ struct ReferenceIntrosort {
         #expect(afterCount + beforeCount == split.count)
         #expect(beforeCount == k - magnitudes.filter { abs($0).bitPattern > threshold }.count)
     }
+
+    /// Two cuts of an ascending sort (Breadcrumbs' band), each at a tied magnitude, over several
+    /// blocks with odd lengths (the eight-lane item pass and its tail): each cut's tied elements land
+    /// as the whole-order port puts them, whether the per-block tie counts are passed in or counted.
+    @Test func tieSplitsOfTwoCutsMatchTheReferencePort() {
+        let n = 2 * Kernels.block + 777
+        var rng = SeededRandom(seed: 11)
+        let levels: [Float] = [0.125, 0.5, 1, 2, 4]
+        let base = randomValues(n, seed: 12).map { ($0 * 64).rounded() / 64 }
+        let expert = base.map { b in b + levels[Int(rng.uniform() * 5)] * (rng.uniform() < 0.5 ? -1 : 1) }
+        let magnitudes = zip(expert, base).map { $0 - $1 }
+        let order = ReferenceIntrosort.order(magnitudes, descending: false)
+        let lowCut = n / 10, highCut = n - n / 7
+        let cuts = [lowCut, highCut].map { c in
+            TorchSortOrder.Cut(boundary: c, tie: abs(magnitudes[order[c]]).bitPattern)
+        }
+        #expect(cuts[0].tie != cuts[1].tie)
+        let blockCount = (n + Kernels.block - 1) / Kernels.block
+        var known: [UInt32: [Int]] = [:]
+        for cut in cuts {
+            known[cut.tie] = (0..<blockCount).map { block in
+                (block * Kernels.block..<min(n, (block + 1) * Kernels.block)).filter { abs(magnitudes[$0]).bitPattern == cut.tie }.count
+            }
+        }
+        for counts in [[:], known] {
+            let splits = expert.withUnsafeBufferPointer { e in
+                base.withUnsafeBufferPointer { b in TorchSortOrder.tieSplits(e, b, descending: false, cuts: cuts, blockCounts: counts) }
+            }
+            #expect(splits?.count == 2)
+            guard let splits else { return }
+            for (cut, split) in zip(cuts, splits) {
+                let tied = magnitudes.indices.filter { abs(magnitudes[$0]).bitPattern == cut.tie }
+                let before = Set(order.prefix(cut.boundary))
+                #expect(split.count == tied.count)
+                let agrees = tied.enumerated().allSatisfy { r, j in split.contains(r) == before.contains(j) }
+                #expect(agrees, "cut \(cut.boundary), counts passed in: \(!counts.isEmpty)")
+            }
+        }
+    }
 }

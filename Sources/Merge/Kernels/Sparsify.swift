@@ -69,6 +69,12 @@ struct DeltaMask: Sendable {
 
         /// More elements equal the threshold than are kept: which ones is the sort's choice.
         var isAmbiguous: Bool { need > 0 && need < equalCount }
+
+        /// Elements equal to the threshold in each block (what ``TorchSortOrder/tieSplits(_:_:descending:cuts:limit:blockCounts:)``
+        /// would otherwise count in a pass of its own).
+        var blockCounts: [Int] {
+            equalBefore.indices.map { b in (b + 1 < equalBefore.count ? equalBefore[b + 1] : equalCount) - equalBefore[b] }
+        }
     }
 
     /// Per-block state of the second pass: every constant the hot loop needs, as plain scalars
@@ -206,7 +212,7 @@ struct DeltaMask: Sendable {
         var top = topK(e, b, k: k)
         guard top.isAmbiguous else { return (top, 0) }
         guard let splits = TorchSortOrder.tieSplits(e, b, descending: true, cuts: [.init(boundary: top.k, tie: top.threshold)],
-                                                    limit: limit) else {
+                                                    limit: limit, blockCounts: [top.threshold: top.blockCounts]) else {
             return (top, 1)
         }
         top.chosen = splits[0].before
@@ -226,7 +232,8 @@ struct DeltaMask: Sendable {
         if keep.isAmbiguous { cuts.append(.init(boundary: below, tie: keep.threshold)) }
         if drop.isAmbiguous { cuts.append(.init(boundary: below + kept, tie: drop.threshold)) }
         guard !cuts.isEmpty else { return (keep, drop, 0) }
-        guard let splits = TorchSortOrder.tieSplits(e, b, descending: false, cuts: cuts, limit: limit) else {
+        let known = [keep.threshold: keep.blockCounts].merging([drop.threshold: drop.blockCounts]) { first, _ in first }
+        guard let splits = TorchSortOrder.tieSplits(e, b, descending: false, cuts: cuts, limit: limit, blockCounts: known) else {
             return (keep, drop, cuts.count)
         }
         var next = 0
@@ -285,27 +292,28 @@ struct DeltaMask: Sendable {
     /// (`within == nil`), or of the low 16 bits of magnitudes whose top 16 bits are `within`.
     private static func histogram(_ e: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>, within: UInt32?) -> [Int] {
         let n = e.count
-        let parts = max(1, min(Parallel.workerCount, n / Kernels.block))
-        var counts = [Int](repeating: 0, count: parts << 16)
-        counts.withUnsafeMutableBufferPointer { out in
-            let o = UnsafeSendable(out), x = UnsafeSendable(e), y = UnsafeSendable(b)
-            try? Parallel.forEach(parts) { part, _ in
-                let start = n * part / parts, end = n * (part + 1) / parts
-                let h = o.value.baseAddress! + (part << 16)
-                let xp = x.value.baseAddress!, yp = y.value.baseAddress!
-                if let high = within {
-                    for j in start..<end {
-                        let bits = magnitudeBits(xp[j], yp[j])
-                        if bits >> 16 == high { h[Int(bits & 0xFFFF)] += 1 }
-                    }
-                } else {
-                    for j in start..<end { h[Int(magnitudeBits(xp[j], yp[j]) >> 16)] += 1 }
+        // 32-bit bins (half the cache of Int's): a part covers fewer than 2³² elements.
+        let parts = max(1, min(Parallel.workerCount, n / Kernels.block), (n >> 31) + 1)
+        let counts = UnsafeMutablePointer<UInt32>.allocate(capacity: parts << 16)
+        counts.initialize(repeating: 0, count: parts << 16)
+        defer { counts.deallocate() }
+        let o = UnsafeSendable(counts), x = UnsafeSendable(e), y = UnsafeSendable(b)
+        try? Parallel.forEach(parts) { part, _ in
+            let start = n * part / parts, end = n * (part + 1) / parts
+            let h = o.value + (part << 16)
+            let xp = x.value.baseAddress!, yp = y.value.baseAddress!
+            if let high = within {
+                for j in start..<end {
+                    let bits = magnitudeBits(xp[j], yp[j])
+                    if bits >> 16 == high { h[Int(bits & 0xFFFF)] &+= 1 }
                 }
+            } else {
+                for j in start..<end { h[Int(magnitudeBits(xp[j], yp[j]) >> 16)] &+= 1 }
             }
         }
         var total = [Int](repeating: 0, count: 1 << 16)
         for part in 0..<parts {
-            for i in 0..<(1 << 16) { total[i] += counts[(part << 16) + i] }
+            for i in 0..<(1 << 16) { total[i] += Int(counts[(part << 16) + i]) }
         }
         return total
     }
