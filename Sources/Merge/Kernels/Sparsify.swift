@@ -227,7 +227,9 @@ struct DeltaMask: Sendable {
     static func outlierBand(_ e: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>, below: Int, kept: Int,
                             limit: Int = TorchSortOrder.maxCount) -> (keep: TopK, drop: TopK, positional: Int) {
         let n = e.count
-        var keep = topK(e, b, k: n - below), drop = topK(e, b, k: n - below - kept)
+        // Both thresholds come from one histogram of the top bits (when either needs one).
+        let high = [n - below, n - below - kept].contains { $0 > 0 && $0 < n } ? histogram(e, b, within: nil).counts : nil
+        var keep = topK(e, b, k: n - below, high: high), drop = topK(e, b, k: n - below - kept, high: high)
         var cuts: [TorchSortOrder.Cut] = []
         if keep.isAmbiguous { cuts.append(.init(boundary: below, tie: keep.threshold)) }
         if drop.isAmbiguous { cuts.append(.init(boundary: below + kept, tie: drop.threshold)) }
@@ -248,13 +250,14 @@ struct DeltaMask: Sendable {
     /// The k largest magnitudes of e − b: a radix select on the bit patterns, then the count of
     /// threshold-equal elements per block. Among the threshold-equal elements the first `need` are
     /// marked kept; ``magnitudeTop(_:_:k:)`` and ``outlierBand(_:_:below:kept:)`` settle them as torch does.
-    static func topK(_ e: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>, k: Int) -> TopK {
+    /// `high`: the histogram of the top 16 bits, when the caller has it (Breadcrumbs' two thresholds share it).
+    static func topK(_ e: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>, k: Int, high: [Int]? = nil) -> TopK {
         let n = e.count
         let blocks = (n + Kernels.block - 1) / Kernels.block
         if k >= n { return TopK(threshold: 0, need: n, equalBefore: [Int](repeating: 0, count: blocks), k: n, equalCount: n) }
         if k <= 0 { return TopK(threshold: UInt32.max, need: 0, equalBefore: [Int](repeating: 0, count: blocks), k: 0, equalCount: 0) }
         // Pass 1: top 16 bits.
-        let high = histogram(e, b, within: nil)
+        let high = high ?? histogram(e, b, within: nil).counts
         var remaining = k
         var bucket = (1 << 16) - 1
         while bucket > 0, high[bucket] < remaining {
@@ -263,8 +266,11 @@ struct DeltaMask: Sendable {
         }
         let hb = UInt32(bucket)
         var greater = k - remaining
-        // Pass 2: low 16 bits inside that bucket.
-        let low = histogram(e, b, within: hb)
+        // Pass 2: low 16 bits inside that bucket. When the bucket holds few elements (and blocks are
+        // numbered in 16 bits), the pass also keeps each one's block and low bits, from which the
+        // threshold-equal elements are counted per block without a third pass.
+        let gather = high[bucket] <= n / 4 && blocks <= 1 << 16
+        let (low, candidates) = histogram(e, b, within: hb, gather: gather)
         var sub = (1 << 16) - 1
         while sub > 0, low[sub] < remaining {
             remaining -= low[sub]
@@ -272,14 +278,21 @@ struct DeltaMask: Sendable {
             sub -= 1
         }
         let threshold = hb << 16 | UInt32(sub)
-        // Pass 3: elements equal to the threshold, per block.
         var equal = [Int](repeating: 0, count: blocks)
-        equal.withUnsafeMutableBufferPointer { out in
-            let o = UnsafeSendable(out), x = UnsafeSendable(e), y = UnsafeSendable(b)
-            Kernels.blocks(n) { r in
-                var c = 0
-                for j in r where magnitudeBits(x.value[j], y.value[j]) == threshold { c += 1 }
-                o.value[r.lowerBound / Kernels.block] = c
+        if let candidates {
+            let mark = UInt32(sub)
+            for part in candidates {
+                for c in part where c & 0xFFFF == mark { equal[Int(c >> 16)] += 1 }
+            }
+        } else {
+            // Pass 3: elements equal to the threshold, per block.
+            equal.withUnsafeMutableBufferPointer { out in
+                let o = UnsafeSendable(out), x = UnsafeSendable(e), y = UnsafeSendable(b)
+                Kernels.blocks(n) { r in
+                    var c = 0
+                    for j in r where magnitudeBits(x.value[j], y.value[j]) == threshold { c += 1 }
+                    o.value[r.lowerBound / Kernels.block] = c
+                }
             }
         }
         var before = [Int](repeating: 0, count: blocks)
@@ -289,23 +302,41 @@ struct DeltaMask: Sendable {
     }
 
     /// A 65536-bin histogram of the magnitudes' bits, computed on every core: of the top 16 bits
-    /// (`within == nil`), or of the low 16 bits of magnitudes whose top 16 bits are `within`.
-    private static func histogram(_ e: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>, within: UInt32?) -> [Int] {
+    /// (`within == nil`), or of the low 16 bits of magnitudes whose top 16 bits are `within`. With
+    /// `gather` (and `within`), also each counted element as `block << 16 | low bits`, per part.
+    static func histogram(_ e: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>, within: UInt32?,
+                          gather: Bool = false) -> (counts: [Int], gathered: [[UInt32]]?) {
         let n = e.count
         // 32-bit bins (half the cache of Int's): a part covers fewer than 2³² elements.
         let parts = max(1, min(Parallel.workerCount, n / Kernels.block), (n >> 31) + 1)
         let counts = UnsafeMutablePointer<UInt32>.allocate(capacity: parts << 16)
         counts.initialize(repeating: 0, count: parts << 16)
         defer { counts.deallocate() }
-        let o = UnsafeSendable(counts), x = UnsafeSendable(e), y = UnsafeSendable(b)
+        // One list per part, each written by its part only.
+        let lists = UnsafeMutablePointer<[UInt32]>.allocate(capacity: parts)
+        lists.initialize(repeating: [], count: parts)
+        defer { lists.deinitialize(count: parts).deallocate() }
+        let o = UnsafeSendable(counts), g = UnsafeSendable(lists), x = UnsafeSendable(e), y = UnsafeSendable(b)
         try? Parallel.forEach(parts) { part, _ in
             let start = n * part / parts, end = n * (part + 1) / parts
             let h = o.value + (part << 16)
             let xp = x.value.baseAddress!, yp = y.value.baseAddress!
             if let high = within {
-                for j in start..<end {
-                    let bits = magnitudeBits(xp[j], yp[j])
-                    if bits >> 16 == high { h[Int(bits & 0xFFFF)] &+= 1 }
+                if gather {
+                    var list: [UInt32] = []
+                    for j in start..<end {
+                        let bits = magnitudeBits(xp[j], yp[j])
+                        if bits >> 16 == high {
+                            h[Int(bits & 0xFFFF)] &+= 1
+                            list.append(UInt32(j / Kernels.block) << 16 | bits & 0xFFFF)
+                        }
+                    }
+                    g.value[part] = list
+                } else {
+                    for j in start..<end {
+                        let bits = magnitudeBits(xp[j], yp[j])
+                        if bits >> 16 == high { h[Int(bits & 0xFFFF)] &+= 1 }
+                    }
                 }
             } else {
                 for j in start..<end { h[Int(magnitudeBits(xp[j], yp[j]) >> 16)] &+= 1 }
@@ -315,7 +346,7 @@ struct DeltaMask: Sendable {
         for part in 0..<parts {
             for i in 0..<(1 << 16) { total[i] += Int(counts[(part << 16) + i]) }
         }
-        return total
+        return (total, gather ? Array(UnsafeBufferPointer(start: lists, count: parts)) : nil)
     }
 
     /// DARE's keep decisions, one bit per element, drawn block by block (the stream of a block
