@@ -180,6 +180,15 @@ enum TorchSortOrder {
 
     /// `__unguarded_partition_pivot`: the median of a[first + 1], a[mid], a[last − 1] to a[first],
     /// then `__unguarded_partition(first + 1, last, first)`. Returns the cut.
+    ///
+    /// The partition's result is fixed by two lists of the range as it was: the left scan's stops
+    /// L₁ < L₂ < … (items whose key is not below the pivot's, from first + 1 up) and the right scan's
+    /// stops R₁ > R₂ > … (keys not above it, from last − 1 down). The i-th step swaps Lᵢ and Rᵢ while
+    /// Lᵢ < Rᵢ; at the first step where that fails the cut is min(Lᵢ, Rᵢ₋₁) (R₀ = last): a scan that
+    /// runs past the other's last stop meets an item already swapped there and stops on it. The lists
+    /// are found 64 positions at a time without branches (what decides a stop is a comparison with the
+    /// pivot, unpredictable), so the swaps, and the cut, are libstdc++'s exactly. A stop read past the
+    /// other scan's last stop may see a swapped item; it is never used, as the cut is taken first.
     @inline(__always)
     static func partitionAroundPivot<K: SortKeys>(_ a: UnsafeMutablePointer<K.Item>, _ first: Int, _ last: Int, _ keys: K) -> Int {
         let mid = first + (last - first) / 2
@@ -187,16 +196,53 @@ enum TorchSortOrder {
         // The items whose key is the pivot's are one interval of item values (``SortKeys/bounds(of:)``),
         // so the scans compare items directly: key < pivot's exactly when item < low, and so on.
         let (low, high) = keys.bounds(of: a[first])
-        var f = first + 1, l = last
-        while true {
-            while a[f] < low { f += 1 }
-            l -= 1
-            while high < a[l] { l -= 1 }
-            if !(f < l) { return f }
-            (a[f], a[l]) = (a[l], a[f])
-            f += 1
+        return withUnsafeTemporaryAllocation(of: Int.self, capacity: 2 * partitionBlock) { buffer in
+            let stopsL = buffer.baseAddress!, stopsR = stopsL + partitionBlock
+            var nextL = first + 1, nextR = last - 1
+            var countL = 0, takenL = 0, countR = 0, takenR = 0
+            var previousR = last
+            while true {
+                // Lᵢ: the next left stop below R₍ᵢ₋₁₎, if any.
+                while takenL == countL, nextL < previousR {
+                    let end = min(nextL + partitionBlock, previousR)
+                    countL = 0
+                    takenL = 0
+                    var p = nextL
+                    while p < end {
+                        stopsL[countL] = p
+                        // A Bool's byte, not a select: the compiler would branch on `? 1 : 0`.
+                        countL &+= Int(unsafeBitCast(!(a[p] < low), to: UInt8.self))
+                        p += 1
+                    }
+                    nextL = end
+                }
+                guard takenL < countL, stopsL[takenL] < previousR else { return previousR }
+                let l = stopsL[takenL]
+                // Rᵢ: the next right stop above Lᵢ, if any.
+                while takenR == countR, nextR > l {
+                    let end = max(nextR - partitionBlock, l)
+                    countR = 0
+                    takenR = 0
+                    var p = nextR
+                    while p > end {
+                        stopsR[countR] = p
+                        countR &+= Int(unsafeBitCast(!(high < a[p]), to: UInt8.self))
+                        p -= 1
+                    }
+                    nextR = end
+                }
+                guard takenR < countR, stopsR[takenR] > l else { return l }
+                let r = stopsR[takenR]
+                (a[l], a[r]) = (a[r], a[l])
+                takenL += 1
+                takenR += 1
+                previousR = r
+            }
         }
     }
+
+    /// Positions a partition scan reads at a time.
+    static let partitionBlock = 64
 
     /// `__move_median_to_first`.
     @inline(__always)
