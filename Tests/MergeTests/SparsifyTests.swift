@@ -102,6 +102,24 @@ import Testing
         }
     }
 
+    /// A Breadcrumbs merge keeps, element for element, the band the trim keeps (the merge pass takes
+    /// the elements strictly inside the band eight at a time and settles the ones at either threshold
+    /// one by one), for thresholds in different magnitudes or in the same one; with a zero base the
+    /// result is the two thinned task vectors' sum exactly, and each kept fraction is reported.
+    @Test(arguments: [([Float](arrayLiteral: 0.25, 0.5, 0.75, 1, 1.5), 0.5, 0.1), ([0.5, 1], 0.2, 0.1)])
+    func breadcrumbsMergeKeepsTheTrimsBand(levels: [Float], density: Double, gamma: Double) throws {
+        let n = 2 * Kernels.block + 999
+        let experts = [Self.tiedVector(n, levels: levels, seed: 21), Self.tiedVector(n, levels: levels, seed: 22)]
+        let thinned = try experts.map { try apply(.magnitudeOutliers, $0, density: density, gamma: gamma).0 }
+        let base = [Float](repeating: 0, count: n)
+        let out = try merge("breadcrumbs", experts: weighted([1, 1], ["density": .number(density), "gamma": .number(gamma)]),
+                            base: base, experts)
+        let exact = (0..<n).allSatisfy { j in out.values[j].bitPattern == (0 + (thinned[0][j] + thinned[1][j])).bitPattern }
+        #expect(exact)
+        let target = Double(Int(density * Double(n))) / Double(n)
+        #expect(out.metrics.keptFraction == [target, target])
+    }
+
     /// Above the replay's size bound the earlier indices among the ties are kept, and the fallback is counted.
     @Test func tiesFallBackToPositionAboveTheBound() {
         let x = Self.tiedVector(1000, levels: [0.5, 1], seed: 13)

@@ -339,4 +339,81 @@ struct ReferenceIntrosort {
         #expect(afterCount + beforeCount == split.count)
         #expect(beforeCount == k - magnitudes.filter { abs($0).bitPattern > threshold }.count)
     }
+
+    /// Two cuts of an ascending sort (Breadcrumbs' band), each at a tied magnitude, over several
+    /// blocks with odd lengths (the eight-lane item pass and its tail): each cut's tied elements land
+    /// as the whole-order port puts them, whether the per-block tie counts are passed in or counted.
+    @Test func tieSplitsOfTwoCutsMatchTheReferencePort() {
+        let n = 2 * Kernels.block + 777
+        var rng = SeededRandom(seed: 11)
+        let levels: [Float] = [0.125, 0.5, 1, 2, 4]
+        let base = randomValues(n, seed: 12).map { ($0 * 64).rounded() / 64 }
+        let expert = base.map { b in b + levels[Int(rng.uniform() * 5)] * (rng.uniform() < 0.5 ? -1 : 1) }
+        let magnitudes = zip(expert, base).map { $0 - $1 }
+        let order = ReferenceIntrosort.order(magnitudes, descending: false)
+        let lowCut = n / 10, highCut = n - n / 7
+        let cuts = [lowCut, highCut].map { c in
+            TorchSortOrder.Cut(boundary: c, tie: abs(magnitudes[order[c]]).bitPattern)
+        }
+        #expect(cuts[0].tie != cuts[1].tie)
+        let blockCount = (n + Kernels.block - 1) / Kernels.block
+        var known: [UInt32: [Int]] = [:]
+        for cut in cuts {
+            known[cut.tie] = (0..<blockCount).map { block in
+                (block * Kernels.block..<min(n, (block + 1) * Kernels.block)).filter { abs(magnitudes[$0]).bitPattern == cut.tie }.count
+            }
+        }
+        for counts in [[:], known] {
+            let splits = expert.withUnsafeBufferPointer { e in
+                base.withUnsafeBufferPointer { b in TorchSortOrder.tieSplits(e, b, descending: false, cuts: cuts, blockCounts: counts) }
+            }
+            #expect(splits?.count == 2)
+            guard let splits else { return }
+            for (cut, split) in zip(cuts, splits) {
+                let tied = magnitudes.indices.filter { abs(magnitudes[$0]).bitPattern == cut.tie }
+                let before = Set(order.prefix(cut.boundary))
+                #expect(split.count == tied.count)
+                let agrees = tied.enumerated().allSatisfy { r, j in split.contains(r) == before.contains(j) }
+                #expect(agrees, "cut \(cut.boundary), counts passed in: \(!counts.isEmpty)")
+            }
+        }
+    }
+
+    /// One partition step (the median of three, then the scans and swaps found a block at a time)
+    /// leaves every element where libstdc++'s leaves it, and returns its cut: ranges of 17 to 700
+    /// elements (a partial block at either end) with 1 to 40 distinct magnitudes, so that scans stop
+    /// often on keys equal to the pivot, both directions, for PackedKeys and BandedKeys items alike.
+    @Test func partitionStepIsLibstdcxxs() {
+        var rng = SeededRandom(seed: 99)
+        for trial in 0..<400 {
+            let n = 17 + Int(rng.uniform() * 684)
+            let levels = 1 + Int(rng.uniform() * 40)
+            let values = (0..<n).map { _ in Float(Int(rng.uniform() * Double(levels)) + 1) * (rng.uniform() < 0.5 ? -1 : 1) }
+            let descending = trial % 2 == 0
+            var reference = ReferenceIntrosort(a: values.enumerated().map { (abs($1), $0) }, less: descending ? { $0 > $1 } : { $0 < $1 })
+            let expectedCut = reference.unguardedPartitionPivot(0, n)
+            let flip: UInt32 = descending ? 0x7FFF_FFFF : 0
+            var packed = values.enumerated().map { j, v in UInt64((v.bitPattern & 0x7FFF_FFFF) ^ flip) << 32 | UInt64(j) }
+            let cut = packed.withUnsafeMutableBufferPointer { TorchSortOrder.partitionAroundPivot($0.baseAddress!, 0, n, PackedKeys()) }
+            #expect(cut == expectedCut, "trial \(trial) n \(n)")
+            #expect(packed.map { Int($0 & 0xFFFF_FFFF) } == reference.a.map(\.index), "trial \(trial) n \(n)")
+            // Banded items: the elements of one tied magnitude numbered in index order.
+            let tie = (abs(values[n / 2]).bitPattern) ^ flip
+            let tied = values.filter { (abs($0).bitPattern ^ flip) == tie }.count
+            let keys = BandedKeys(ties: [tie], counts: [tied])
+            var rank = 0
+            var banded = values.map { v -> UInt32 in
+                let k = abs(v).bitPattern ^ flip
+                if k == tie {
+                    rank += 1
+                    return keys.starts[0] + UInt32(rank - 1)
+                }
+                return k > tie ? k + UInt32(tied - 1) : k
+            }
+            let itemOfIndex = banded
+            let bandedCut = banded.withUnsafeMutableBufferPointer { TorchSortOrder.partitionAroundPivot($0.baseAddress!, 0, n, keys) }
+            #expect(bandedCut == expectedCut, "trial \(trial) n \(n) banded")
+            #expect(banded == reference.a.map { itemOfIndex[$0.index] }, "trial \(trial) n \(n) banded")
+        }
+    }
 }

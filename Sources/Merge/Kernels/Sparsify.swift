@@ -69,6 +69,12 @@ struct DeltaMask: Sendable {
 
         /// More elements equal the threshold than are kept: which ones is the sort's choice.
         var isAmbiguous: Bool { need > 0 && need < equalCount }
+
+        /// Elements equal to the threshold in each block (what ``TorchSortOrder/tieSplits(_:_:descending:cuts:limit:blockCounts:)``
+        /// would otherwise count in a pass of its own).
+        var blockCounts: [Int] {
+            equalBefore.indices.map { b in (b + 1 < equalBefore.count ? equalBefore[b + 1] : equalCount) - equalBefore[b] }
+        }
     }
 
     /// Per-block state of the second pass: every constant the hot loop needs, as plain scalars
@@ -206,7 +212,7 @@ struct DeltaMask: Sendable {
         var top = topK(e, b, k: k)
         guard top.isAmbiguous else { return (top, 0) }
         guard let splits = TorchSortOrder.tieSplits(e, b, descending: true, cuts: [.init(boundary: top.k, tie: top.threshold)],
-                                                    limit: limit) else {
+                                                    limit: limit, blockCounts: [top.threshold: top.blockCounts]) else {
             return (top, 1)
         }
         top.chosen = splits[0].before
@@ -221,12 +227,15 @@ struct DeltaMask: Sendable {
     static func outlierBand(_ e: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>, below: Int, kept: Int,
                             limit: Int = TorchSortOrder.maxCount) -> (keep: TopK, drop: TopK, positional: Int) {
         let n = e.count
-        var keep = topK(e, b, k: n - below), drop = topK(e, b, k: n - below - kept)
+        // Both thresholds come from one histogram of the top bits (when either needs one).
+        let high = [n - below, n - below - kept].contains { $0 > 0 && $0 < n } ? histogram(e, b, within: nil).counts : nil
+        var keep = topK(e, b, k: n - below, high: high), drop = topK(e, b, k: n - below - kept, high: high)
         var cuts: [TorchSortOrder.Cut] = []
         if keep.isAmbiguous { cuts.append(.init(boundary: below, tie: keep.threshold)) }
         if drop.isAmbiguous { cuts.append(.init(boundary: below + kept, tie: drop.threshold)) }
         guard !cuts.isEmpty else { return (keep, drop, 0) }
-        guard let splits = TorchSortOrder.tieSplits(e, b, descending: false, cuts: cuts, limit: limit) else {
+        let known = [keep.threshold: keep.blockCounts].merging([drop.threshold: drop.blockCounts]) { first, _ in first }
+        guard let splits = TorchSortOrder.tieSplits(e, b, descending: false, cuts: cuts, limit: limit, blockCounts: known) else {
             return (keep, drop, cuts.count)
         }
         var next = 0
@@ -241,13 +250,14 @@ struct DeltaMask: Sendable {
     /// The k largest magnitudes of e − b: a radix select on the bit patterns, then the count of
     /// threshold-equal elements per block. Among the threshold-equal elements the first `need` are
     /// marked kept; ``magnitudeTop(_:_:k:)`` and ``outlierBand(_:_:below:kept:)`` settle them as torch does.
-    static func topK(_ e: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>, k: Int) -> TopK {
+    /// `high`: the histogram of the top 16 bits, when the caller has it (Breadcrumbs' two thresholds share it).
+    static func topK(_ e: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>, k: Int, high: [Int]? = nil) -> TopK {
         let n = e.count
         let blocks = (n + Kernels.block - 1) / Kernels.block
         if k >= n { return TopK(threshold: 0, need: n, equalBefore: [Int](repeating: 0, count: blocks), k: n, equalCount: n) }
         if k <= 0 { return TopK(threshold: UInt32.max, need: 0, equalBefore: [Int](repeating: 0, count: blocks), k: 0, equalCount: 0) }
         // Pass 1: top 16 bits.
-        let high = histogram(e, b, within: nil)
+        let high = high ?? histogram(e, b, within: nil).counts
         var remaining = k
         var bucket = (1 << 16) - 1
         while bucket > 0, high[bucket] < remaining {
@@ -256,8 +266,11 @@ struct DeltaMask: Sendable {
         }
         let hb = UInt32(bucket)
         var greater = k - remaining
-        // Pass 2: low 16 bits inside that bucket.
-        let low = histogram(e, b, within: hb)
+        // Pass 2: low 16 bits inside that bucket. When the bucket holds few elements (and blocks are
+        // numbered in 16 bits), the pass also keeps each one's block and low bits, from which the
+        // threshold-equal elements are counted per block without a third pass.
+        let gather = high[bucket] <= n / 4 && blocks <= 1 << 16
+        let (low, candidates) = histogram(e, b, within: hb, gather: gather)
         var sub = (1 << 16) - 1
         while sub > 0, low[sub] < remaining {
             remaining -= low[sub]
@@ -265,14 +278,21 @@ struct DeltaMask: Sendable {
             sub -= 1
         }
         let threshold = hb << 16 | UInt32(sub)
-        // Pass 3: elements equal to the threshold, per block.
         var equal = [Int](repeating: 0, count: blocks)
-        equal.withUnsafeMutableBufferPointer { out in
-            let o = UnsafeSendable(out), x = UnsafeSendable(e), y = UnsafeSendable(b)
-            Kernels.blocks(n) { r in
-                var c = 0
-                for j in r where magnitudeBits(x.value[j], y.value[j]) == threshold { c += 1 }
-                o.value[r.lowerBound / Kernels.block] = c
+        if let candidates {
+            let mark = UInt32(sub)
+            for part in candidates {
+                for c in part where c & 0xFFFF == mark { equal[Int(c >> 16)] += 1 }
+            }
+        } else {
+            // Pass 3: elements equal to the threshold, per block.
+            equal.withUnsafeMutableBufferPointer { out in
+                let o = UnsafeSendable(out), x = UnsafeSendable(e), y = UnsafeSendable(b)
+                Kernels.blocks(n) { r in
+                    var c = 0
+                    for j in r where magnitudeBits(x.value[j], y.value[j]) == threshold { c += 1 }
+                    o.value[r.lowerBound / Kernels.block] = c
+                }
             }
         }
         var before = [Int](repeating: 0, count: blocks)
@@ -282,32 +302,51 @@ struct DeltaMask: Sendable {
     }
 
     /// A 65536-bin histogram of the magnitudes' bits, computed on every core: of the top 16 bits
-    /// (`within == nil`), or of the low 16 bits of magnitudes whose top 16 bits are `within`.
-    private static func histogram(_ e: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>, within: UInt32?) -> [Int] {
+    /// (`within == nil`), or of the low 16 bits of magnitudes whose top 16 bits are `within`. With
+    /// `gather` (and `within`), also each counted element as `block << 16 | low bits`, per part.
+    static func histogram(_ e: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>, within: UInt32?,
+                          gather: Bool = false) -> (counts: [Int], gathered: [[UInt32]]?) {
         let n = e.count
-        let parts = max(1, min(Parallel.workerCount, n / Kernels.block))
-        var counts = [Int](repeating: 0, count: parts << 16)
-        counts.withUnsafeMutableBufferPointer { out in
-            let o = UnsafeSendable(out), x = UnsafeSendable(e), y = UnsafeSendable(b)
-            try? Parallel.forEach(parts) { part, _ in
-                let start = n * part / parts, end = n * (part + 1) / parts
-                let h = o.value.baseAddress! + (part << 16)
-                let xp = x.value.baseAddress!, yp = y.value.baseAddress!
-                if let high = within {
+        // 32-bit bins (half the cache of Int's): a part covers fewer than 2³² elements.
+        let parts = max(1, min(Parallel.workerCount, n / Kernels.block), (n >> 31) + 1)
+        let counts = UnsafeMutablePointer<UInt32>.allocate(capacity: parts << 16)
+        counts.initialize(repeating: 0, count: parts << 16)
+        defer { counts.deallocate() }
+        // One list per part, each written by its part only.
+        let lists = UnsafeMutablePointer<[UInt32]>.allocate(capacity: parts)
+        lists.initialize(repeating: [], count: parts)
+        defer { lists.deinitialize(count: parts).deallocate() }
+        let o = UnsafeSendable(counts), g = UnsafeSendable(lists), x = UnsafeSendable(e), y = UnsafeSendable(b)
+        try? Parallel.forEach(parts) { part, _ in
+            let start = n * part / parts, end = n * (part + 1) / parts
+            let h = o.value + (part << 16)
+            let xp = x.value.baseAddress!, yp = y.value.baseAddress!
+            if let high = within {
+                if gather {
+                    var list: [UInt32] = []
                     for j in start..<end {
                         let bits = magnitudeBits(xp[j], yp[j])
-                        if bits >> 16 == high { h[Int(bits & 0xFFFF)] += 1 }
+                        if bits >> 16 == high {
+                            h[Int(bits & 0xFFFF)] &+= 1
+                            list.append(UInt32(j / Kernels.block) << 16 | bits & 0xFFFF)
+                        }
                     }
+                    g.value[part] = list
                 } else {
-                    for j in start..<end { h[Int(magnitudeBits(xp[j], yp[j]) >> 16)] += 1 }
+                    for j in start..<end {
+                        let bits = magnitudeBits(xp[j], yp[j])
+                        if bits >> 16 == high { h[Int(bits & 0xFFFF)] &+= 1 }
+                    }
                 }
+            } else {
+                for j in start..<end { h[Int(magnitudeBits(xp[j], yp[j]) >> 16)] &+= 1 }
             }
         }
         var total = [Int](repeating: 0, count: 1 << 16)
         for part in 0..<parts {
-            for i in 0..<(1 << 16) { total[i] += counts[(part << 16) + i] }
+            for i in 0..<(1 << 16) { total[i] += Int(counts[(part << 16) + i]) }
         }
-        return total
+        return (total, gather ? Array(UnsafeBufferPointer(start: lists, count: parts)) : nil)
     }
 
     /// DARE's keep decisions, one bit per element, drawn block by block (the stream of a block

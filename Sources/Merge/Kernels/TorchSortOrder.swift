@@ -69,23 +69,35 @@ enum TorchSortOrder {
     /// `cut.boundary` in torch's sort of the magnitudes (descending or ascending). nil when the tensor
     /// has more than `limit` elements (``maxCount``; tests lower it).
     static func tieSplits(_ e: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>, descending: Bool,
-                          cuts: [Cut], limit: Int = maxCount) -> [TieSplit]? {
+                          cuts: [Cut], limit: Int = maxCount, blockCounts known: [UInt32: [Int]] = [:]) -> [TieSplit]? {
         let n = e.count
         guard n <= limit else { return nil }
         let flip: UInt32 = descending ? 0x7FFF_FFFF : 0
-        // The tie keys (as sorted), ascending, and how many elements have each, per block.
+        // The tie keys (as sorted), ascending, and how many elements have each, per block: from the
+        // caller's count (`known`, by uncomplemented key) when it has one, else by a pass.
         let ties = Array(Set(cuts.map { $0.tie ^ flip })).sorted()
         let blockCount = (n + Kernels.block - 1) / Kernels.block
+        let t0 = ties[0], t1 = ties.count > 1 ? ties[1] : UInt32.max
         var counts = [Int](repeating: 0, count: max(1, blockCount * ties.count))
         let x = UnsafeSendable(e), y = UnsafeSendable(b)
-        counts.withUnsafeMutableBufferPointer { c in
-            let out = UnsafeSendable(c)
-            Kernels.blocks(n) { r in
-                let xp = x.value.baseAddress!, yp = y.value.baseAddress!
-                let row = out.value.baseAddress! + (r.lowerBound / Kernels.block) * ties.count
-                for j in r {
-                    let k = DeltaMask.magnitudeBits(xp[j], yp[j]) ^ flip
-                    for (t, tie) in ties.enumerated() where k == tie { row[t] += 1 }
+        if ties.allSatisfy({ known[$0 ^ flip]?.count == blockCount }) {
+            for (t, tie) in ties.enumerated() {
+                for (block, c) in known[tie ^ flip]!.enumerated() { counts[block * ties.count + t] = c }
+            }
+        } else {
+            counts.withUnsafeMutableBufferPointer { c in
+                let out = UnsafeSendable(c), width = ties.count
+                Kernels.blocks(n) { r in
+                    let xp = x.value.baseAddress!, yp = y.value.baseAddress!
+                    var c0 = 0, c1 = 0
+                    for j in r {
+                        let k = DeltaMask.magnitudeBits(xp[j], yp[j]) ^ flip
+                        c0 &+= k == t0 ? 1 : 0
+                        c1 &+= k == t1 ? 1 : 0
+                    }
+                    let row = out.value.baseAddress! + (r.lowerBound / Kernels.block) * width
+                    row[0] = c0
+                    if width > 1 { row[1] = c1 }
                 }
             }
         }
@@ -105,11 +117,9 @@ enum TorchSortOrder {
         rankBase.withUnsafeBufferPointer { rb in
             let bases = UnsafeSendable(rb)
             Kernels.blocks(n) { r in
-                let xp = x.value.baseAddress!, yp = y.value.baseAddress!
-                var ranks = Array(bases.value[((r.lowerBound / Kernels.block) * ties.count)..<((r.lowerBound / Kernels.block + 1) * ties.count)])
-                for j in r {
-                    o.value[j] = k.item(DeltaMask.magnitudeBits(xp[j], yp[j]) ^ flip, ranks: &ranks)
-                }
+                let row = (r.lowerBound / Kernels.block) * ties.count
+                k.items(x.value.baseAddress! + r.lowerBound, y.value.baseAddress! + r.lowerBound, count: r.count, flip: flip,
+                        into: o.value + r.lowerBound, rank0: bases.value[row], rank1: ties.count > 1 ? bases.value[row + 1] : 0)
             }
         }
         arrange(items, count: n, boundaries: cuts.map(\.boundary), keys: keys)
@@ -170,21 +180,69 @@ enum TorchSortOrder {
 
     /// `__unguarded_partition_pivot`: the median of a[first + 1], a[mid], a[last − 1] to a[first],
     /// then `__unguarded_partition(first + 1, last, first)`. Returns the cut.
+    ///
+    /// The partition's result is fixed by two lists of the range as it was: the left scan's stops
+    /// L₁ < L₂ < … (items whose key is not below the pivot's, from first + 1 up) and the right scan's
+    /// stops R₁ > R₂ > … (keys not above it, from last − 1 down). The i-th step swaps Lᵢ and Rᵢ while
+    /// Lᵢ < Rᵢ; at the first step where that fails the cut is min(Lᵢ, Rᵢ₋₁) (R₀ = last): a scan that
+    /// runs past the other's last stop meets an item already swapped there and stops on it. The lists
+    /// are found 64 positions at a time without branches (what decides a stop is a comparison with the
+    /// pivot, unpredictable), so the swaps, and the cut, are libstdc++'s exactly. A stop read past the
+    /// other scan's last stop may see a swapped item; it is never used, as the cut is taken first.
     @inline(__always)
     static func partitionAroundPivot<K: SortKeys>(_ a: UnsafeMutablePointer<K.Item>, _ first: Int, _ last: Int, _ keys: K) -> Int {
         let mid = first + (last - first) / 2
         moveMedianToFirst(a, result: first, first + 1, mid, last - 1, keys)
-        let pivot = keys.key(a[first])
-        var f = first + 1, l = last
-        while true {
-            while keys.key(a[f]) < pivot { f += 1 }
-            l -= 1
-            while pivot < keys.key(a[l]) { l -= 1 }
-            if !(f < l) { return f }
-            (a[f], a[l]) = (a[l], a[f])
-            f += 1
+        // The items whose key is the pivot's are one interval of item values (``SortKeys/bounds(of:)``),
+        // so the scans compare items directly: key < pivot's exactly when item < low, and so on.
+        let (low, high) = keys.bounds(of: a[first])
+        return withUnsafeTemporaryAllocation(of: Int.self, capacity: 2 * partitionBlock) { buffer in
+            let stopsL = buffer.baseAddress!, stopsR = stopsL + partitionBlock
+            var nextL = first + 1, nextR = last - 1
+            var countL = 0, takenL = 0, countR = 0, takenR = 0
+            var previousR = last
+            while true {
+                // Lᵢ: the next left stop below R₍ᵢ₋₁₎, if any.
+                while takenL == countL, nextL < previousR {
+                    let end = min(nextL + partitionBlock, previousR)
+                    countL = 0
+                    takenL = 0
+                    var p = nextL
+                    while p < end {
+                        stopsL[countL] = p
+                        // A Bool's byte, not a select: the compiler would branch on `? 1 : 0`.
+                        countL &+= Int(unsafeBitCast(!(a[p] < low), to: UInt8.self))
+                        p += 1
+                    }
+                    nextL = end
+                }
+                guard takenL < countL, stopsL[takenL] < previousR else { return previousR }
+                let l = stopsL[takenL]
+                // Rᵢ: the next right stop above Lᵢ, if any.
+                while takenR == countR, nextR > l {
+                    let end = max(nextR - partitionBlock, l)
+                    countR = 0
+                    takenR = 0
+                    var p = nextR
+                    while p > end {
+                        stopsR[countR] = p
+                        countR &+= Int(unsafeBitCast(!(high < a[p]), to: UInt8.self))
+                        p -= 1
+                    }
+                    nextR = end
+                }
+                guard takenR < countR, stopsR[takenR] > l else { return l }
+                let r = stopsR[takenR]
+                (a[l], a[r]) = (a[r], a[l])
+                takenL += 1
+                takenR += 1
+                previousR = r
+            }
         }
     }
+
+    /// Positions a partition scan reads at a time.
+    static let partitionBlock = 64
 
     /// `__move_median_to_first`.
     @inline(__always)
@@ -262,13 +320,20 @@ enum TorchSortOrder {
 
 /// How the replay reads an item's sort key (items are moved whole; only keys are compared).
 protocol SortKeys {
-    associatedtype Item
+    associatedtype Item: Comparable
     func key(_ item: Item) -> UInt64
+    /// The least and the greatest item value whose key is `item`'s: keys are non-decreasing in the
+    /// item's value and each key's items are one interval, so comparing an item with these decides
+    /// how its key compares with `item`'s.
+    func bounds(of item: Item) -> (low: Item, high: Item)
 }
 
 /// Items that pack a key (high 32 bits) and an index (low 32 bits).
 struct PackedKeys: SortKeys {
     @inline(__always) func key(_ item: UInt64) -> UInt64 { item >> 32 }
+    @inline(__always) func bounds(of item: UInt64) -> (low: UInt64, high: UInt64) {
+        (item & 0xFFFF_FFFF_0000_0000, item | 0xFFFF_FFFF)
+    }
 }
 
 /// 32-bit items for ``TorchSortOrder/tieSplits(_:_:descending:cuts:limit:)``: each element's key,
@@ -303,27 +368,63 @@ struct BandedKeys: SortKeys {
         precondition(ties.count <= 2, "a replay has at most two cuts")
     }
 
-    /// The item of an element with key `k`; `ranks` counts the tied elements met so far, per tie key.
-    @inline(__always)
-    func item(_ k: UInt32, ranks: inout [Int]) -> UInt32 {
-        var shift = 0
-        for (t, tie) in ties.enumerated() {
-            if k == tie {
-                let r = ranks[t]
-                ranks[t] += 1
-                return UInt32(Int(starts[t]) + r)
-            }
-            if tie < k { shift += max(counts[t] - 1, 0) }
-        }
-        return UInt32(Int(k) + shift)
-    }
-
     /// A band's items compare as its start.
     @inline(__always)
     func key(_ item: UInt32) -> UInt64 {
         if item &- start0 < width0 { return UInt64(start0) }
         if item &- start1 < width1 { return UInt64(start1) }
         return UInt64(item)
+    }
+
+    /// A band's items are [start, start + width); any other item is alone with its key.
+    @inline(__always)
+    func bounds(of item: UInt32) -> (low: UInt32, high: UInt32) {
+        if item &- start0 < width0 { return (start0, start0 + (width0 - 1)) }
+        if item &- start1 < width1 { return (start1, start1 + (width1 - 1)) }
+        return (item, item)
+    }
+
+    /// The items of `count` elements with magnitudes |x − y| (keys `bits ^ flip`), in index order;
+    /// `rank0`, `rank1`: the tied elements of each tie key before `x` (in index order). Eight elements at a time, one at a time where a lane holds a tie key.
+    @inline(__always)
+    func items(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, count: Int, flip: UInt32, into out: UnsafeMutablePointer<UInt32>,
+               rank0: Int, rank1: Int) {
+        // Keys are at most 31 bits: UInt32.max stands for "no second tie key" and matches nothing.
+        let t0 = ties[0], t1 = ties.count > 1 ? ties[1] : UInt32.max
+        let s0 = starts[0], s1 = ties.count > 1 ? starts[1] : 0
+        let sh0 = UInt32(max(counts[0] - 1, 0)), sh1 = ties.count > 1 ? UInt32(max(counts[1] - 1, 0)) : 0
+        var r0 = UInt32(rank0), r1 = UInt32(rank1)
+        @inline(__always) func one(_ k: UInt32) -> UInt32 {
+            if k == t0 {
+                r0 &+= 1
+                return s0 &+ (r0 &- 1)
+            }
+            if k == t1 {
+                r1 &+= 1
+                return s1 &+ (r1 &- 1)
+            }
+            return k &+ (k > t0 ? sh0 : 0) &+ (k > t1 ? sh1 : 0)
+        }
+        let rx = UnsafeRawPointer(x), ry = UnsafeRawPointer(y), ro = UnsafeMutableRawPointer(out)
+        let magnitude = SIMD8<UInt32>(repeating: 0x7FFF_FFFF), f8 = SIMD8<UInt32>(repeating: flip)
+        let vt0 = SIMD8<UInt32>(repeating: t0), vt1 = SIMD8<UInt32>(repeating: t1)
+        let vsh0 = SIMD8<UInt32>(repeating: sh0), vsh1 = SIMD8<UInt32>(repeating: sh1), zero = SIMD8<UInt32>(repeating: 0)
+        var j = 0
+        while j + 8 <= count {
+            let d = rx.loadUnaligned(fromByteOffset: 4 * j, as: SIMD8<Float>.self) - ry.loadUnaligned(fromByteOffset: 4 * j, as: SIMD8<Float>.self)
+            let k = (unsafeBitCast(d, to: SIMD8<UInt32>.self) & magnitude) ^ f8
+            if any((k .== vt0) .| (k .== vt1)) {
+                for lane in 0..<8 { out[j + lane] = one(k[lane]) }
+            } else {
+                let v = k &+ zero.replacing(with: vsh0, where: k .> vt0) &+ zero.replacing(with: vsh1, where: k .> vt1)
+                ro.storeBytes(of: v, toByteOffset: 4 * j, as: SIMD8<UInt32>.self)
+            }
+            j += 8
+        }
+        while j < count {
+            out[j] = one(DeltaMask.magnitudeBits(x[j], y[j]) ^ flip)
+            j += 1
+        }
     }
 
     /// After the replay: which elements with tie key `key` (numbered in index order) sit before `boundary`.

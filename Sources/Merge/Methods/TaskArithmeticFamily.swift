@@ -202,6 +202,41 @@ public struct GeneralizedTaskArithmetic<Configuration: TaskArithmeticConfigurati
         return Int(equal.wrappedSum()) + rest
     }
 
+    /// vᵢ = w·((xᵢ − bᵢ)·f) where the bit pattern of |xᵢ − bᵢ| is strictly between `low` and `high`,
+    /// 0 elsewhere. Eight lanes at a time; returns how many elements were kept and how many equal
+    /// either bound (left at 0 for the caller to settle).
+    @inline(__always)
+    static func weightedBand(_ x: UnsafePointer<Float>, _ b: UnsafePointer<Float>, into v: UnsafeMutablePointer<Float>,
+                             count: Int, weight w: Float, scale f: Float, low: UInt32, high: UInt32) -> (kept: Int, equal: Int) {
+        let rx = UnsafeRawPointer(x), rb = UnsafeRawPointer(b), rv = UnsafeMutableRawPointer(v)
+        let magnitude = SIMD8<UInt32>(repeating: 0x7FFF_FFFF)
+        let lo = SIMD8<UInt32>(repeating: low), hi = SIMD8<UInt32>(repeating: high)
+        let zero = SIMD8<UInt32>(repeating: 0), one = SIMD8<UInt32>(repeating: 1)
+        var equal = zero, kept = zero
+        var j = 0
+        while j + 8 <= count {
+            let d = rx.loadUnaligned(fromByteOffset: 4 * j, as: SIMD8<Float>.self) - rb.loadUnaligned(fromByteOffset: 4 * j, as: SIMD8<Float>.self)
+            let bits = unsafeBitCast(d, to: SIMD8<UInt32>.self) & magnitude
+            let inside = (bits .> lo) .& (bits .< hi)
+            let value = SIMD8<Float>(repeating: 0).replacing(with: (d * f) * w, where: inside)
+            kept &+= zero.replacing(with: one, where: inside)
+            equal &+= zero.replacing(with: one, where: (bits .== lo) .| (bits .== hi))
+            rv.storeBytes(of: value, toByteOffset: 4 * j, as: SIMD8<Float>.self)
+            j += 8
+        }
+        var keptRest = 0, equalRest = 0
+        while j < count {
+            let d = x[j] - b[j]
+            let bits = d.bitPattern & 0x7FFF_FFFF
+            let inside = bits > low && bits < high
+            v[j] = inside ? w * (d * f) : 0
+            keptRest += inside ? 1 : 0
+            equalRest += bits == low || bits == high ? 1 : 0
+            j += 1
+        }
+        return (Int(kept.wrappedSum()) + keptRest, Int(equal.wrappedSum()) + equalRest)
+    }
+
     /// Pass 2 over one block: each expert's thinned, weighted deltas into a row of a block buffer
     /// (one loop per expert, specialised by mask kind, so the common cases vectorise), then the
     /// element-wise election and sum. Same operation order as mergekit: v = w·(δ·scale); S = Σ v;
@@ -248,6 +283,22 @@ public struct GeneralizedTaskArithmetic<Configuration: TaskArithmeticConfigurati
                             c.rankBase1 += 1
                         }
                     }
+                case 2:
+                    // Breadcrumbs' band: strictly between the two thresholds is in; elements equal to
+                    // either (rare) are settled after, in index order, as the cursor ranks them.
+                    let t1 = c.threshold1, t2 = c.threshold2
+                    var (count, equal) = Self.weightedBand(x, b, into: vi, count: len, weight: w, scale: f, low: t1, high: t2)
+                    if equal > 0 {
+                        for jj in 0..<len {
+                            let d = x[jj] - b[jj]
+                            let bits = d.bitPattern & 0x7FFF_FFFF
+                            guard bits == t1 || bits == t2 else { continue }
+                            let keep = DeltaMask.keep(&c, d, r0 + jj)
+                            count &+= keep ? 1 : 0
+                            vi[jj] = keep ? w * (d * f) : 0
+                        }
+                    }
+                    kept[i] = count
                 case 5:
                     // DARE: the draws are bits made in the first pass; branch-free select.
                     let words = c.words!

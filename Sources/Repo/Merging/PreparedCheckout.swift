@@ -1,3 +1,4 @@
+import CLinux
 import Delta
 import Foundation
 import Synchronization
@@ -41,16 +42,24 @@ final class PreparedCheckout: Sendable {
         var digest: BackgroundDigest?
     }
 
-    /// A file's SHA-256 computed on another thread; ``value`` waits for it.
+    /// A file's SHA-256 computed on another thread; ``value`` waits for it. The thread then syncs
+    /// the file (through a descriptor of its own), so that the sync ``finish(for:store:)`` still
+    /// makes before the rename finds its pages already on disk instead of writing them on the
+    /// merge's tail.
     final class BackgroundDigest: Sendable {
         private let result = Mutex<Digest?>(nil)
         private let done = DispatchSemaphore(value: 0)
 
-        init(path: String) {
+        init(path: String, fd: Int32) {
+            let own = AtomicFileWriter.syncEnabled ? dup(fd) : -1
             DispatchQueue.global(qos: .userInitiated).async { [self] in
                 let digest = (try? MappedFile(path: path)).map { Snapshotter.fileDigest($0) }
                 result.withLock { $0 = digest }
                 done.signal()
+                if own >= 0 {
+                    _ = fsync(own)
+                    close(own)
+                }
             }
         }
 
@@ -128,6 +137,10 @@ final class PreparedCheckout: Sendable {
         guard !failed, fd >= 0 else { return }
         if !PreparedCheckout.write(fd, bytes, at: p.offset + offset) {
             files.withLock { $0[p.file].failed = true }
+        } else if AtomicFileWriter.syncEnabled {
+            // Start writing these pages back now, without waiting: the sync before the rename
+            // then finds them on disk, and the disk works while the merge computes.
+            _ = sync_file_range(fd, Int64(p.offset + offset), Int64(bytes.count), UInt32(MREPO_SYNC_FILE_RANGE_WRITE))
         }
     }
 
@@ -165,7 +178,7 @@ final class PreparedCheckout: Sendable {
     func startDigests() {
         files.withLock { files in
             for i in files.indices where files[i].fd >= 0 && !files[i].failed && files[i].pending.isEmpty && files[i].digest == nil {
-                files[i].digest = BackgroundDigest(path: files[i].temporary)
+                files[i].digest = BackgroundDigest(path: files[i].temporary, fd: files[i].fd)
             }
         }
     }

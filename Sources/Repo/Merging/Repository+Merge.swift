@@ -105,6 +105,8 @@ extension Repository {
         case let .merge(resolved):
             inputs = resolved
         }
+        // The commit's author, from git's configuration, is looked up while the merge runs.
+        let author = options.dryRun || options.noCommit ? nil : PendingAuthor()
         if !options.dryRun {
             let ts = timer.now()
             defer { timer.add("status", since: ts) }
@@ -198,7 +200,7 @@ extension Repository {
             } else {
                 let trec = timer.now()
                 let recorded = try recordMerge(state: state, tree: tree, objects: result.newObjects, report: result.report,
-                                               extraMembers: options.extraMembers, prepared: context.prepared)
+                                               extraMembers: options.extraMembers, prepared: context.prepared, author: author)
                 timer.add("record", since: trec)
                 committed = (recorded, result.report)
             }

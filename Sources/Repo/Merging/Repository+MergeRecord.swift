@@ -1,5 +1,6 @@
 import Delta
 import Foundation
+import Synchronization
 import Merge
 
 /// What a merge commit records (`extra.merge`, docs/format.md §3.6).
@@ -123,7 +124,7 @@ extension Repository {
     ///   instead of being decoded again.
     func recordMerge(state: MergeState, tree: Tree, objects newObjects: [ObjectInfo], report: ConflictReport,
                      extraMembers: [JSONMember] = [], hookReport: JSONValue? = nil,
-                     prepared: PreparedCheckout? = nil) throws -> RecordedMerge {
+                     prepared: PreparedCheckout? = nil, author pendingAuthor: PendingAuthor? = nil) throws -> RecordedMerge {
         let head = try history.head()
         guard head.commit == state.head else { throw RepoError.concurrentUpdate(ref: head.branchName ?? "HEAD") }
         let headCommit = try commit(state.head)
@@ -179,7 +180,7 @@ extension Repository {
             JSONMember("merge", try JSONValueCoding.encode(record)),
         ] + extraMembers)
         let timestamp = (Date().timeIntervalSince1970 * 1000).rounded() / 1000
-        let author = Repository.defaultAuthor()
+        let author = pendingAuthor?.value ?? Repository.defaultAuthor()
         let baseForDeltas = headCommit.base ?? headCommit.id
         let metrics = state.metrics ?? []
         let id = Commit.computeID(treeID: tree.id, parents: parents, base: baseForDeltas, author: author, timestamp: timestamp,
@@ -205,5 +206,29 @@ extension Repository {
             throw error
         }
         return RecordedMerge(commit: commit, tree: tree, checkout: checkout, hookEnvironment: hookEnv)
+    }
+}
+
+/// ``Repository/defaultAuthor()`` looked up on another thread from the start of a merge: without
+/// `MREPO_AUTHOR` it asks git twice (two processes, each waited for by polling), which would
+/// otherwise sit on the merge's single-threaded tail.
+final class PendingAuthor: Sendable {
+    private let result = Mutex<String?>(nil)
+    private let done = DispatchSemaphore(value: 0)
+
+    init() {
+        let thread = Thread { [self] in
+            let author = Repository.defaultAuthor()
+            result.withLock { $0 = author }
+            done.signal()
+        }
+        thread.start()
+    }
+
+    /// The author, once looked up.
+    var value: String {
+        done.wait()
+        done.signal()
+        return result.withLock { $0 } ?? Repository.defaultAuthor()
     }
 }
