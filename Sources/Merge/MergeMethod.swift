@@ -104,6 +104,10 @@ extension MergeMethod {
 
     /// Whether the method merges tensor by tensor (false: a whole-model job, run by the repository).
     public static var mergesTensorByTensor: Bool { self is any TensorMergeMethod.Type }
+
+    /// Whether `--balance norm` applies: it rescales task vectors tensor by tensor, so the method
+    /// needs the merge base and merges tensor by tensor (``MergePlan`` refuses it otherwise).
+    public static var takesBalance: Bool { requiresBase && mergesTensorByTensor }
 }
 
 /// Every merge method mrepo knows, in documentation order. A static list: adding a method is one

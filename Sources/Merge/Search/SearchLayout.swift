@@ -117,7 +117,7 @@ public struct SearchLayout: Sendable {
         let balance = space.balances[balanceIndex]
         // Balance rescales task vectors: a method without a merge base (regmean, fisher, linear) has
         // none, and ignores the balance coordinates as it ignores parameters it does not take.
-        recipe.balance = balance == .none || method?.requiresBase != true ? nil : balance
+        recipe.balance = balance == .none || method?.takesBalance != true ? nil : balance
         return recipe
     }
 
@@ -135,7 +135,7 @@ public struct SearchLayout: Sendable {
     /// method without a merge base takes no balance, so it has one point.
     public func defaultPoints() -> [[Double]] {
         space.methods.indices.flatMap { m in
-            let balances = (try? MethodRegistry.method(named: space.methods[m]))?.requiresBase == false ? [0] : Array(space.balances.indices)
+            let balances = (try? MethodRegistry.method(named: space.methods[m]))?.takesBalance == false ? [0] : Array(space.balances.indices)
             return balances.map { b in defaultPoint(method: m, balance: b) }
         }
     }

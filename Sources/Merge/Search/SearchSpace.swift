@@ -51,7 +51,7 @@ public struct SearchSpace: Sendable, Equatable {
 
     /// Methods a search can drive: tensor by tensor, with λ or per-expert weights to tune, no commit
     /// metrics to read (MWA's weights are the metrics), and not the LoRA-only KnOTS. Methods without
-    /// a merge base (``MergeMethod/requiresBase``) are searched without balance; data-driven ones
+    /// a merge base are searched without balance (``MergeMethod/takesBalance``); data-driven ones
     /// need every expert's statistics.
     public static func isSearchable(_ m: any MergeMethod.Type) -> Bool {
         m.mergesTensorByTensor && m.expertMetrics(m.defaultParameters).isEmpty && m.id != "knots"

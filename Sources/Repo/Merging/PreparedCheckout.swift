@@ -39,36 +39,21 @@ final class PreparedCheckout: Sendable {
         var filled: [String: ObjectID] = [:]
         /// The SHA-256 of the whole file, hashed in the background once the file was complete;
         /// nil until then, or when a write came after the hashing started.
-        var digest: BackgroundDigest?
+        var digest: BackgroundValue<Digest?>?
     }
 
-    /// A file's SHA-256 computed on another thread; ``value`` waits for it. The thread then syncs
+    /// A file's SHA-256 (nil when it cannot be read) computed on another thread, which then syncs
     /// the file (through a descriptor of its own), so that the sync ``finish(for:store:)`` still
     /// makes before the rename finds its pages already on disk instead of writing them on the
     /// merge's tail.
-    final class BackgroundDigest: Sendable {
-        private let result = Mutex<Digest?>(nil)
-        private let done = DispatchSemaphore(value: 0)
-
-        init(path: String, fd: Int32) {
-            let own = AtomicFileWriter.syncEnabled ? dup(fd) : -1
-            DispatchQueue.global(qos: .userInitiated).async { [self] in
-                let digest = (try? MappedFile(path: path)).map { Snapshotter.fileDigest($0) }
-                result.withLock { $0 = digest }
-                done.signal()
-                if own >= 0 {
-                    _ = fsync(own)
-                    close(own)
-                }
+    static func backgroundDigest(path: String, fd: Int32) -> BackgroundValue<Digest?> {
+        let own = AtomicFileWriter.syncEnabled ? dup(fd) : -1
+        return BackgroundValue({ (try? MappedFile(path: path)).map { Snapshotter.fileDigest($0) } }, afterwards: {
+            if own >= 0 {
+                _ = fsync(own)
+                close(own)
             }
-        }
-
-        /// The digest (nil when the file could not be read), once computed.
-        var value: Digest? {
-            done.wait()
-            done.signal()
-            return result.withLock { $0 }
-        }
+        })
     }
 
     let directory: String
@@ -178,7 +163,7 @@ final class PreparedCheckout: Sendable {
     func startDigests() {
         files.withLock { files in
             for i in files.indices where files[i].fd >= 0 && !files[i].failed && files[i].pending.isEmpty && files[i].digest == nil {
-                files[i].digest = BackgroundDigest(path: files[i].temporary, fd: files[i].fd)
+                files[i].digest = PreparedCheckout.backgroundDigest(path: files[i].temporary, fd: files[i].fd)
             }
         }
     }
@@ -251,7 +236,7 @@ final class PreparedCheckout: Sendable {
 
     /// Closes and deletes everything not renamed away.
     func discard() {
-        let digests = files.withLock { files -> [BackgroundDigest] in
+        let digests = files.withLock { files -> [BackgroundValue<Digest?>] in
             for i in files.indices where files[i].fd >= 0 {
                 close(files[i].fd)
                 files[i].fd = -1

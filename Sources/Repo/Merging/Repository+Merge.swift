@@ -105,8 +105,9 @@ extension Repository {
         case let .merge(resolved):
             inputs = resolved
         }
-        // The commit's author, from git's configuration, is looked up while the merge runs.
-        let author = options.dryRun || options.noCommit ? nil : PendingAuthor()
+        // The commit's author is looked up while the merge runs: without MREPO_AUTHOR it asks git
+        // twice (two processes, each waited for by polling), which would sit on the merge's tail.
+        let author = options.dryRun || options.noCommit ? nil : BackgroundValue { Repository.defaultAuthor() }
         if !options.dryRun {
             let ts = timer.now()
             defer { timer.add("status", since: ts) }

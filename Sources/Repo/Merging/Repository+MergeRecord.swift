@@ -1,6 +1,5 @@
 import Delta
 import Foundation
-import Synchronization
 import Merge
 
 /// What a merge commit records (`extra.merge`, docs/format.md §3.6).
@@ -124,7 +123,7 @@ extension Repository {
     ///   instead of being decoded again.
     func recordMerge(state: MergeState, tree: Tree, objects newObjects: [ObjectInfo], report: ConflictReport,
                      extraMembers: [JSONMember] = [], hookReport: JSONValue? = nil,
-                     prepared: PreparedCheckout? = nil, author pendingAuthor: PendingAuthor? = nil) throws -> RecordedMerge {
+                     prepared: PreparedCheckout? = nil, author pendingAuthor: BackgroundValue<String>? = nil) throws -> RecordedMerge {
         let head = try history.head()
         guard head.commit == state.head else { throw RepoError.concurrentUpdate(ref: head.branchName ?? "HEAD") }
         let headCommit = try commit(state.head)
@@ -206,29 +205,5 @@ extension Repository {
             throw error
         }
         return RecordedMerge(commit: commit, tree: tree, checkout: checkout, hookEnvironment: hookEnv)
-    }
-}
-
-/// ``Repository/defaultAuthor()`` looked up on another thread from the start of a merge: without
-/// `MREPO_AUTHOR` it asks git twice (two processes, each waited for by polling), which would
-/// otherwise sit on the merge's single-threaded tail.
-final class PendingAuthor: Sendable {
-    private let result = Mutex<String?>(nil)
-    private let done = DispatchSemaphore(value: 0)
-
-    init() {
-        let thread = Thread { [self] in
-            let author = Repository.defaultAuthor()
-            result.withLock { $0 = author }
-            done.signal()
-        }
-        thread.start()
-    }
-
-    /// The author, once looked up.
-    var value: String {
-        done.wait()
-        done.signal()
-        return result.withLock { $0 } ?? Repository.defaultAuthor()
     }
 }

@@ -102,16 +102,17 @@ extension Repository {
             var repeats: [(index: Int, number: Int, recipe: MergeRecipe, of: Int)] = []
             for (i, point) in points.enumerated() {
                 let candidate = recipe(at: point)
+                let json = candidate.json
                 if let r = recorded[next + i] {
                     // Compared as recorded: a recipe read back lists every expert's (empty) parameters.
-                    guard r.recipe == candidate.json else {
+                    guard r.recipe == json else {
                         throw RepoError.failed("--continue: trial \(next + i) of search \(searchID) was recorded with another recipe; the search cannot resume (start it again without --continue)")
                     }
                     scores[i] = r.status == .ok ? r.scores : nil
                     trials.append(r)
                     counter.add(1)
-                } else if let first = trials.first(where: { $0.status == .ok && $0.mergeRecipe == candidate })?.number
-                            ?? queue.first(where: { $0.recipe == candidate })?.number {
+                } else if let first = trials.first(where: { $0.status == .ok && $0.recipe == json })?.number
+                            ?? queue.first(where: { $0.recipe.json == json })?.number {
                     repeats.append((i, next + i, candidate, first))
                 } else {
                     queue.append((i, next + i, candidate))
