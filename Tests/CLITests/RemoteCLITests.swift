@@ -101,6 +101,11 @@ import Testing
         try s.ok(["remote", "remove", "mirror"], in: "repo")
         expectOneLineError(try s.run(["log", "mirror/main"], in: "repo"), contains: "unknown revision")
         expectOneLineError(try s.run(["remote", "add", "bad", "ftp://x/y"], in: "repo"), contains: "unknown remote scheme")
+        // An http URL that no `mrepo serve` could answer is refused when added, not at the first transfer.
+        for url in ["http://127.0.0.1:9/onlyone", "http://127.0.0.1:9/a/b/c", "https://h/a/b?x=1"] {
+            expectOneLineError(try s.run(["remote", "add", "bad", url], in: "repo"), contains: "HOST:PORT/NAMESPACE/NAME")
+        }
+        #expect(try s.ok(["remote"], in: "repo").stdout == "origin\n")
         expectOneLineError(try s.run(["fetch", "nowhere"], in: "repo"), contains: "no remote named 'nowhere'")
         expectOneLineError(try s.run(["clone", "no-such-folder", "x"]), contains: "not an mrepo repository")
         #expect(!FileManager.default.fileExists(atPath: s.path("x")))

@@ -23,6 +23,10 @@ public enum RemoteLocation: Sendable, Equatable {
             self = .s3(bucket: bucket, key: key)
         } else if url.hasPrefix("http://") || url.hasPrefix("https://") {
             guard let parsed = URL(string: url), parsed.host != nil else { throw RepoError.invalidArgument("'\(url)': not a valid URL") }
+            // Checked here, not only when a transfer starts, so `remote add` refuses a URL no transfer could use.
+            guard parsed.path.split(separator: "/").count == 2, parsed.query == nil, parsed.fragment == nil else {
+                throw RepoError.invalidArgument("'\(url)': an mrepo serve remote is http(s)://HOST:PORT/NAMESPACE/NAME")
+            }
             self = .http(parsed)
         } else if url.hasPrefix("file://") {
             guard let parsed = URL(string: url), parsed.isFileURL else { throw RepoError.invalidArgument("'\(url)': not a valid file URL") }
