@@ -34,10 +34,11 @@ import Testing
         }
     }
 
-    func mergeTies(on branch: String, budget: Int) throws -> [String: TreeTensor] {
+    func mergeTies(on branch: String, budget: Int, spill: Bool = true) throws -> [String: TreeTensor] {
         _ = try repo.switchBranch(branch, create: true, startPoint: "main")
         var options = MergeOptions(branches: ["a", "b", "c"], recipe: MergeRecipe(method: "ties", parameters: ["density": .number(0.3)], experts: []))
         options.wholeTensorBudget = budget
+        options.spillPasses = spill
         let outcome = try repo.merge(options)
         guard case .committed = outcome.status else {
             Issue.record("merge did not commit: \(outcome.status)")
@@ -58,6 +59,42 @@ import Testing
         #expect(try repo.tensors(of: "main")["big.weight"]?.objectID != big.objectID)
         let fsck = try repo.fsck()
         #expect(fsck.isClean, "\(fsck.errors)")
+    }
+
+    /// The passes' spill (the first pass keeps the decoded inputs for the second and the merge) is
+    /// an optimisation only: the same object with it and without, and no file left in the store.
+    @Test func passesWithAndWithoutSpillAgree() throws {
+        try commitFamily()
+        let spilled = try mergeTies(on: "spilled", budget: 0, spill: true)
+        let decoded = try mergeTies(on: "decoded", budget: 0, spill: false)
+        let big = try #require(spilled["big.weight"])
+        #expect(decoded["big.weight"]?.objectID == big.objectID)
+        #expect(try repo.tensors(of: "main")["big.weight"]?.objectID != big.objectID)
+        // Only the objects' two-digit folders: no temporary file of the spill or of the merge.
+        let entries = try FileManager.default.contentsOfDirectory(atPath: repo.root + "/.mrepo/objects")
+        #expect(entries.allSatisfy { $0.count == 2 && $0.allSatisfy(\.isHexDigit) }, "\(entries)")
+        let fsck = try repo.fsck()
+        #expect(fsck.isClean, "\(fsck.errors)")
+    }
+
+    /// A spill reads back exactly what was stored, per input and chunk, and knows which chunks it holds.
+    @Test func passSpillRoundTrip() throws {
+        let folder = repo.root + "/.mrepo/objects"
+        let before = try FileManager.default.contentsOfDirectory(atPath: folder)
+        let spill = try #require(PassSpill(directory: folder, inputCount: 2, byteCount: 10, chunkCount: 2))
+        let a: [UInt8] = Array(0..<6), b: [UInt8] = Array(100..<106)
+        #expect(!spill.contains(0))
+        a.withUnsafeBytes { ra in b.withUnsafeBytes { rb in spill.store(0, offset: 0, inputs: [ra, rb]) } }
+        #expect(spill.contains(0) && !spill.contains(1))
+        var out = [UInt8](repeating: 0, count: 6)
+        #expect(out.withUnsafeMutableBytes { spill.load(0, input: 1, offset: 0, into: $0) })
+        #expect(out == b)
+        #expect(out.withUnsafeMutableBytes { spill.load(0, input: 0, offset: 0, into: $0) })
+        #expect(out == a)
+        // The file has no name: nothing appears in the folder.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: folder) == before)
+        spill.close()
+        #expect(!out.withUnsafeMutableBytes { spill.load(0, input: 0, offset: 0, into: $0) })
     }
 
     /// The merged file is written while the merge runs, its unchanged tensors first (one sorts

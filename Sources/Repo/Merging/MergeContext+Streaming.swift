@@ -64,7 +64,8 @@ extension MergeContext {
     /// when its metrics trip a threshold) and metrics by name.
     func runStreaming(_ jobs: [StreamingMerge.Job], batch: ObjectStore.Batch, counter: ProgressCounter) throws -> [String: (ObjectInfo?, ConflictMetrics)] {
         guard !jobs.isEmpty else { return [:] }
-        let engine = StreamingMerge(store: repository.objects, batch: batch, level: repository.codecOptions.level)
+        let engine = StreamingMerge(store: repository.objects, batch: batch, level: repository.codecOptions.level,
+                                     spills: options.spillPasses)
         let outputs = try engine.run(jobs, progress: counter)
         var out: [String: (ObjectInfo?, ConflictMetrics)] = [:]
         for (job, o) in zip(jobs, outputs) {

@@ -45,7 +45,17 @@ public struct MergeOptions: Sendable {
     /// Bytes of whole inputs (each input and its Float32 copy) above which a tensor whose method
     /// reads whole inputs is decided by passes over its chunks instead (TIES' thresholds:
     /// ``StreamingSelection``), when its method allows. Same result, bounded memory, more decoding.
-    public var wholeTensorBudget = 256 << 20
+    /// `MREPO_MERGE_WHOLE_MB` sets it in MiB (default 256).
+    public var wholeTensorBudget = MergeOptions.defaultWholeTensorBudget
+    /// Whether such a tensor's first pass keeps its decoded inputs in an unnamed temporary file for
+    /// the later passes and the merge (``PassSpill``), instead of each pass decoding them again.
+    /// Same result either way; off only to compare (`MREPO_MERGE_SPILL=0`).
+    public var spillPasses = ProcessInfo.processInfo.environment["MREPO_MERGE_SPILL"] != "0"
+
+    public static let defaultWholeTensorBudget: Int = {
+        guard let text = ProcessInfo.processInfo.environment["MREPO_MERGE_WHOLE_MB"], let mib = Int(text), mib >= 0, mib < 1 << 40 else { return 256 << 20 }
+        return mib << 20
+    }()
     /// Whether a method, parameters or a recipe were given: such a merge is never a fast-forward.
     public var isExplicit = true
     /// Metrics recorded on the merge commit (`--metric`).

@@ -31,6 +31,12 @@ final class JobRun: Sendable {
     private var tensorStream: TensorStream? { preparedStream.withLock { $0 } }
     /// A tensor decided by passes over its inputs.
     let selection: StreamingSelection?
+    /// Whether such a tensor's passes may keep its decoded inputs in a ``PassSpill``.
+    private let spills: Bool
+    /// The decoded inputs kept by the first pass, from the passes until the tensor is finished.
+    private let spill = Mutex<PassSpill?>(nil)
+    /// Whether the passes kept the inputs: the tensor is then merged next, before another spills.
+    var spilled: Bool { spill.withLock { $0 != nil } }
     /// Chunks computed and waiting for their turn; the next chunk to complete; whether a worker is completing.
     private let order = Mutex<(pending: [Int: ChunkWork], next: Int, busy: Bool)>(([:], 0, false))
     /// Chunks completed since the queue last asked, and whether the whole buffers were given back.
@@ -58,8 +64,10 @@ final class JobRun: Sendable {
     }
     private let written = Mutex(Written())
 
-    init(_ job: StreamingMerge.Job, pool: ChunkBufferPool, level: Int32, store: ObjectStore, batch: ObjectStore.Batch, progress: ProgressCounter?) {
+    init(_ job: StreamingMerge.Job, pool: ChunkBufferPool, level: Int32, store: ObjectStore, batch: ObjectStore.Batch, progress: ProgressCounter?,
+         spills: Bool) {
         self.job = job
+        self.spills = spills
         self.pool = pool
         self.level = level
         self.store = store
@@ -102,9 +110,9 @@ final class JobRun: Sendable {
     func stream(_ c: Int) throws {
         let work = ChunkWork(index: c, pool: pool)
         do {
-            let (count, baseChunk, positions) = try decodeInputs(c, into: work)
+            let (count, baseChunk, positions) = try decodeInputs(c, into: work, positionsNeeded: true)
             let floats = floatViews(work, count: count)
-            try mergeAndCode(c, base: floats[0], experts: job.slots.map { floats[$0 + 1] }, baseChunk: baseChunk, positions: positions, work: work)
+            try mergeAndCode(c, base: floats[0], experts: job.slots.map { floats[$0 + 1] }, baseChunk: baseChunk, positions: positions!, work: work)
         } catch {
             work.release()
             throw error
@@ -115,9 +123,15 @@ final class JobRun: Sendable {
     // MARK: - Tensors decided by passes
 
     /// Runs every pass of the selection over the inputs' chunks (on every core), then readies the
-    /// tensor for range-wise merging. The inputs are verified by the merge itself.
+    /// tensor for range-wise merging. The inputs are verified by the merge itself. The first pass
+    /// keeps the decoded inputs in a ``PassSpill`` where it can, for the other passes and the merge.
     func runPasses() throws {
         guard let selection else { return }
+        if spills {
+            let made = PassSpill(directory: store.root, inputCount: 1 + job.inputs.count, byteCount: job.header.byteCount,
+                                 chunkCount: chunkCount)
+            spill.withLock { $0 = made }
+        }
         let next = Atomic<Int>(0)
         while selection.needsPass {
             next.store(0, ordering: .relaxed)
@@ -138,18 +152,32 @@ final class JobRun: Sendable {
     private func observe(_ c: Int, _ selection: StreamingSelection) throws {
         let work = ChunkWork(index: c, pool: pool)
         defer { work.release() }
-        let (count, _, _) = try decodeInputs(c, into: work)
+        let (count, _, _) = try decodeInputs(c, into: work, positionsNeeded: false)
         let floats = floatViews(work, count: count)
         let first = job.header.chunkRange(c).lowerBound / elementSize
         selection.observe(first..<(first + count / elementSize), base: floats[0], experts: job.slots.map { floats[$0 + 1] })
     }
 
     /// Decodes chunk `c` of the base, then of every input (deltas against the base's chunk), into
-    /// `work`'s raw buffers in that order; returns the chunk's byte count, the base's bytes and the
-    /// base's exponent-group positions that the inputs were decoded with.
-    private func decodeInputs(_ c: Int, into work: ChunkWork) throws
-        -> (count: Int, baseChunk: UnsafeRawBufferPointer, positions: UnsafePointer<UInt32>) {
-        let count = job.header.chunkRange(c).count
+    /// `work`'s raw buffers in that order (or reads them back from the spill); returns the chunk's
+    /// byte count, the base's bytes and the base's exponent-group positions (computed to decode the
+    /// inputs, else only when needed).
+    private func decodeInputs(_ c: Int, into work: ChunkWork, positionsNeeded: Bool) throws
+        -> (count: Int, baseChunk: UnsafeRawBufferPointer, positions: UnsafePointer<UInt32>?) {
+        let range = job.header.chunkRange(c)
+        let count = range.count
+        let spill = self.spill.withLock { $0 }
+        if let spill, spill.contains(c) {
+            for i in 0..<(1 + job.inputs.count) {
+                let buffer = work.take(chunkCapacity)
+                work.appendRaw(buffer)
+                guard spill.load(c, input: i, offset: range.lowerBound, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count])) else {
+                    throw RepoError.failed("tensor '\(job.name)': cannot read back its decoded chunk \(c) from the merge's spill file: \(String(cString: strerror(errno)))")
+                }
+            }
+            let baseChunk = UnsafeRawBufferPointer(rebasing: work.raw[0][0..<count])
+            return (count, baseChunk, positionsNeeded ? groupPositions(of: baseChunk, work: work) : nil)
+        }
         let base = work.take(chunkCapacity)
         try decode(job.base, chunk: c, into: UnsafeMutableRawBufferPointer(rebasing: base[0..<count]), baseChunk: nil, positions: nil)
         work.appendRaw(base)
@@ -161,6 +189,7 @@ final class JobRun: Sendable {
                        positions: positions)
             work.appendRaw(buffer)
         }
+        spill?.store(c, offset: range.lowerBound, inputs: work.raw.map { UnsafeRawBufferPointer(rebasing: $0[0..<count]) })
         return (count, baseChunk, positions)
     }
 
@@ -391,7 +420,10 @@ final class JobRun: Sendable {
     /// After every part: verifies the inputs, names the result and hands its file to the batch (or
     /// drops it when a threshold is tripped), and gives back the whole buffers.
     private func finish() throws {
-        defer { releaseWhole() }
+        defer {
+            releaseWhole()
+            releaseSpill()
+        }
         try written.withLock { s in
             guard let writer = s.writer else { throw RepoError.failed("tensor '\(job.name)' was not written") }
             s.writer = nil
@@ -416,6 +448,13 @@ final class JobRun: Sendable {
             job.prepared?.completed(job.name)
             s.result = StreamingMerge.Output(info: staged.info, isNew: staged.isNew, metrics: metrics)
             progress?.add(1)
+        }
+    }
+
+    private func releaseSpill() {
+        spill.withLock { s in
+            s?.close()
+            s = nil
         }
     }
 
@@ -458,5 +497,6 @@ final class JobRun: Sendable {
             s.pending.removeAll()
         }
         releaseWhole()
+        releaseSpill()
     }
 }

@@ -76,12 +76,15 @@ final class StreamingMerge: Sendable {
     private let store: ObjectStore
     private let batch: ObjectStore.Batch
     private let level: Int32
+    /// Whether tensors decided by passes keep their decoded inputs for the later passes (``PassSpill``).
+    private let spills: Bool
     private let pool = ChunkBufferPool()
 
-    init(store: ObjectStore, batch: ObjectStore.Batch, level: Int32) {
+    init(store: ObjectStore, batch: ObjectStore.Batch, level: Int32, spills: Bool = true) {
         self.store = store
         self.batch = batch
         self.level = level
+        self.spills = spills
     }
 
     /// Bytes a tensor merged whole holds: the base's and each input's bytes, and their Float32 copies.
@@ -103,15 +106,35 @@ final class StreamingMerge: Sendable {
     /// Merges every job; results in job order. On failure the objects this call wrote are deleted
     /// and the first error is thrown.
     func run(_ jobs: [Job], progress: ProgressCounter?) throws -> [Output] {
-        let runs = jobs.map { JobRun($0, pool: pool, level: level, store: store, batch: batch, progress: progress) }
-        // Tensors decided by passes go first, one at a time on every core: their passes hold a chunk
-        // per worker (and, for ties, 4 bytes per element), and leave range-wise tensors.
+        let runs = jobs.map { JobRun($0, pool: pool, level: level, store: store, batch: batch, progress: progress, spills: spills) }
+        defer { pool.drain() }
         do {
-            for run in runs where run.selection != nil { try run.runPasses() }
+            // Tensors decided by passes go first, one at a time on every core: their passes hold a
+            // chunk per worker (and, for ties, 4 bytes per element), and leave range-wise tensors.
+            // One whose passes kept its decoded inputs is merged at once, so that one spill file
+            // exists at a time; the others wait for the queue with the rest.
+            var rest: [JobRun] = []
+            for run in runs {
+                if run.selection != nil {
+                    try run.runPasses()
+                    if run.spilled {
+                        try process([run])
+                        continue
+                    }
+                }
+                rest.append(run)
+            }
+            try process(rest)
         } catch {
-            pool.drain()
+            for run in runs { run.abort() }
             throw error
         }
+        return try runs.map { try $0.output() }
+    }
+
+    /// Runs every work item of `runs` on every core; throws the first failure.
+    private func process(_ runs: [JobRun]) throws {
+        guard !runs.isEmpty else { return }
         let queue = WorkQueue(runs: runs)
         try Parallel.forEach(Parallel.workerCount) { _, _ in
             while let item = queue.next() {
@@ -123,12 +146,7 @@ final class StreamingMerge: Sendable {
                 }
             }
         }
-        defer { pool.drain() }
-        if let error = queue.failure {
-            for run in runs { run.abort() }
-            throw error
-        }
-        return try runs.map { try $0.output() }
+        if let error = queue.failure { throw error }
     }
 }
 
