@@ -1,8 +1,10 @@
 import Foundation
 /// Chooses how the rANS coder stores one byte plane (writer side; docs/format.md §5.5):
 /// raw, one table, tables switched per block, or tables selected by the byte of the next more
-/// significant plane. Every estimate is the exact size of the written section plus the coded
-/// symbols' bits under the quantised tables, so the cheapest mode is chosen, not guessed.
+/// significant plane. Each mode's size is exact (the written section plus the coded symbols' bits
+/// under the quantised tables), so the cheapest mode is chosen, not guessed; within a mode, which
+/// contexts or blocks share a table is decided by entropy estimates
+/// (``RansTableBuilder/estimate(_:)``), which cost a tenth of building each candidate table.
 ///
 /// Why these modes: the exponent plane of a weight matrix varies with its rows' scales (blocks),
 /// the top mantissa byte depends on the exponent (context), and the residual planes of a delta are
@@ -114,7 +116,7 @@ final class RansPlanner {
             merge(&rows, &members, &sizes, j)
         }
         let fixed = 2.0 + 128  // mode, table count, context map
-        guard let (_, groups, merged) = mergeByCost(rows, members, fixed: fixed, selectors: false) else { return nil }
+        guard let (groups, merged) = mergeByCost(rows, members, fixed: fixed, selectors: false) else { return nil }
         let segments = merged.map { RansTableBuilder.choose($0, refined: true) }
         var map = [UInt8](repeating: 0, count: 256)
         for (t, group) in groups.enumerated() { for c in group { map[c] = UInt8(t) } }
@@ -137,9 +139,10 @@ final class RansPlanner {
         // Sort blocks by their mean byte (for the exponent plane: the rows' scale) into groups.
         var sums = [Int](repeating: 0, count: blockCount)
         for b in 0..<blockCount {
+            let r = range(b)
             var s = 0
-            for i in range(b) { s += Int(symbols[i]) }
-            sums[b] = s * 1024 / max(1, range(b).count)
+            for i in r { s += Int(symbols[i]) }
+            sums[b] = s * 1024 / max(1, r.count)
         }
         let order = (0..<blockCount).sorted { sums[$0] != sums[$1] ? sums[$0] < sums[$1] : $0 < $1 }
         let groupCount = min(RansPlanner.blockGroups, blockCount)
@@ -149,23 +152,29 @@ final class RansPlanner {
         var members = [[Int]](repeating: [], count: groupCount)
         for b in 0..<blockCount {
             members[group[b]].append(b)
+            let r = range(b)
             rowsOfGroup[group[b]].withUnsafeMutableBufferPointer { h in
-                for i in range(b) { h[Int(symbols[i])] += 1 }
+                for i in r { h[Int(symbols[i])] += 1 }
             }
         }
         // Mode, block length, first length, table count.
-        guard let (_, groups, merged) = mergeByCost(rowsOfGroup, members, fixed: 10, selectors: true) else { return nil }
-        let segments = merged.map { RansTableBuilder.choose($0, refined: true) }
+        guard let (groups, merged) = mergeByCost(rowsOfGroup, members, fixed: 10, selectors: true), merged.count >= 2 else { return nil }
         var selectors = [UInt8](repeating: 0, count: blockCount)
         for (t, g) in groups.enumerated() { for b in g { selectors[b] = UInt8(t) } }
-        var plan = blockPlan(segments, selectors, length, first)
-        // One refinement: move each block to the table that codes it cheapest, then rebuild.
-        for _ in 0..<RansPlanner.iterations where plan.tables.count > 1 {
-            let refined = reassign(symbols, blockCount, range, plan.tables)
-            if let p = rebuild(symbols, blockCount, range, refined, length, first), p.bytes < plan.bytes { plan = p } else { break }
+        // Refinement: move each block to the table that codes it cheapest, while that helps.
+        // Every count here is exact, so the tables written are built from them directly.
+        var counts = merged
+        var current = counts.reduce(0.0) { sum, h in sum + h.withUnsafeBufferPointer { RansTableBuilder.estimate($0.baseAddress!) } }
+        for _ in 0..<RansPlanner.iterations {
+            let (moved, hists) = reassign(symbols, blockCount, range, counts.map { RansTableBuilder.choose($0) })
+            let bytes = hists.reduce(0.0) { sum, h in sum + h.withUnsafeBufferPointer { RansTableBuilder.estimate($0.baseAddress!) } }
+            guard bytes < current else { break }
+            current = bytes
+            (selectors, counts) = (moved, hists)
         }
         // One table is mode single's job (and the format refuses blocks of one table).
-        return plan.tables.count >= 2 ? plan : nil
+        guard counts.count >= 2 else { return nil }
+        return blockPlan(counts.map { RansTableBuilder.choose($0, refined: true) }, selectors, length, first)
     }
 
     private func blockPlan(_ tables: [RansTableBuilder.Choice], _ selectors: [UInt8], _ length: Int, _ first: Int) -> Plan {
@@ -177,85 +186,96 @@ final class RansPlanner {
                     selectors: selectors, selectorTable: selector)
     }
 
-    /// The table of `tables` that codes each block cheapest.
+    /// The table of `tables` that codes each block cheapest, and the counts each table then
+    /// gathers (tables without a block dropped).
     private func reassign(_ symbols: UnsafePointer<UInt8>, _ blockCount: Int, _ range: (Int) -> Range<Int>,
-                          _ tables: [RansTableBuilder.Choice]) -> [UInt8] {
-        let costs = tables.map { t in t.table.freqs.map { RansTableBuilder.costBits[Int($0)] } }
+                          _ tables: [RansTableBuilder.Choice]) -> ([UInt8], [[UInt32]]) {
+        // costs[s]: what symbol s costs in each of the (at most 16) tables, so that a block's cost
+        // in every table is one vector multiply-add per distinct symbol of the block.
+        precondition(tables.count <= 16, "at most 16 tables")
+        var costs = [SIMD16<Float>](repeating: SIMD16(repeating: .infinity), count: 256)
+        for (t, table) in tables.enumerated() {
+            for s in 0..<256 { costs[s][t] = Float(RansTableBuilder.costBits[Int(table.table.freqs[s])]) }
+        }
         var selectors = [UInt8](repeating: 0, count: blockCount)
         var h = [UInt32](repeating: 0, count: 256)
         var touched = [Int]()
         touched.reserveCapacity(256)
-        for b in 0..<blockCount {
-            for i in range(b) {
-                let s = Int(symbols[i])
-                if h[s] == 0 { touched.append(s) }
-                h[s] += 1
-            }
-            var bestCost = Double.infinity, bestTable = 0
-            for (t, cost) in costs.enumerated() {
-                var c = 0.0
-                for s in touched { c += Double(h[s]) * cost[s] }
-                if c < bestCost { bestCost = c; bestTable = t }
-            }
-            selectors[b] = UInt8(bestTable)
-            for s in touched { h[s] = 0 }
-            touched.removeAll(keepingCapacity: true)
-        }
-        return selectors
-    }
-
-    /// Tables rebuilt from the blocks each selector gathers (empty tables dropped).
-    private func rebuild(_ symbols: UnsafePointer<UInt8>, _ blockCount: Int, _ range: (Int) -> Range<Int>, _ selectors: [UInt8],
-                         _ length: Int, _ first: Int) -> Plan? {
-        var hists = [[UInt32]](repeating: [UInt32](repeating: 0, count: 256), count: RansPlanner.maxTables)
-        for b in 0..<blockCount {
-            hists[Int(selectors[b])].withUnsafeMutableBufferPointer { h in
-                for i in range(b) { h[Int(symbols[i])] += 1 }
+        var gathered = [UInt32](repeating: 0, count: tables.count * 256)
+        costs.withUnsafeBufferPointer { cost in
+            h.withUnsafeMutableBufferPointer { h in
+                for b in 0..<blockCount {
+                    let r = range(b)
+                    for i in r {
+                        let s = Int(symbols[i])
+                        if h[s] == 0 { touched.append(s) }
+                        h[s] += 1
+                    }
+                    var total = SIMD16<Float>(repeating: 0)
+                    for s in touched { total += Float(h[s]) * cost[s] }  // not addProduct: a libm call per lane
+                    var bestTable = 0
+                    for t in 1..<tables.count where total[t] < total[bestTable] { bestTable = t }
+                    selectors[b] = UInt8(bestTable)
+                    for s in touched {
+                        gathered[bestTable * 256 + s] += h[s]
+                        h[s] = 0
+                    }
+                    touched.removeAll(keepingCapacity: true)
+                }
             }
         }
-        var renumber = [Int](repeating: -1, count: RansPlanner.maxTables)
-        var tables: [RansTableBuilder.Choice] = []
-        for t in 0..<RansPlanner.maxTables where hists[t].contains(where: { $0 > 0 }) {
-            renumber[t] = tables.count
-            tables.append(RansTableBuilder.choose(hists[t], refined: true))
+        // Tables no block chose are dropped, and the selectors renumbered.
+        var renumber = [UInt8](repeating: 0, count: tables.count)
+        var hists: [[UInt32]] = []
+        for t in 0..<tables.count {
+            let h = Array(gathered[(t * 256)..<(t * 256 + 256)])
+            guard h.contains(where: { $0 > 0 }) else { continue }
+            renumber[t] = UInt8(hists.count)
+            hists.append(h)
         }
-        guard !tables.isEmpty else { return nil }
-        return blockPlan(tables, selectors.map { UInt8(renumber[Int($0)]) }, length, first)
+        return (selectors.map { renumber[Int($0)] }, hists)
     }
 
     // MARK: - Merging
 
     /// Merges adjacent rows (contexts in value order, or block groups in order of their mean) by
-    /// the smallest increase in stored bytes, down to one table; returns the cheapest partition
-    /// with at most ``maxTables`` tables: the tables, the original members and the counts of each.
-    /// With `selectors`, members are blocks and each partition also pays for coding one selector
-    /// per block.
+    /// the smallest increase in estimated bytes (``RansTableBuilder/estimate(_:)``), down to one
+    /// row; returns the cheapest partition with at most ``maxTables`` rows: the original members
+    /// and the counts of each. With `selectors`, members are blocks and each partition also pays
+    /// for coding one selector per block.
     private func mergeByCost(_ start: [[UInt32]], _ startMembers: [[Int]], fixed: Double,
-                             selectors: Bool) -> ([RansTableBuilder.Choice], [[Int]], [[UInt32]])? {
+                             selectors: Bool) -> ([[Int]], [[UInt32]])? {
         var rows = start, members = startMembers
         var sizes = rows.map { $0.reduce(0) { $0 + Int($1) } }
-        var tables = rows.map { RansTableBuilder.choose($0) }
+        func estimate(_ k: Int) -> Double { rows[k].withUnsafeBufferPointer { RansTableBuilder.estimate($0.baseAddress!) } }
+        var tables = rows.indices.map(estimate)
         var bestBytes = Double.infinity
-        var best: ([RansTableBuilder.Choice], [[Int]], [[UInt32]])?
+        var best: ([[Int]], [[UInt32]])?
         func selectorBytes() -> Double {
             guard selectors else { return 0 }
-            return RansTableBuilder.selectorChoice(members.map { UInt32($0.count) }).bytes
+            var counts = [UInt32](repeating: 0, count: 256)
+            for (t, m) in members.enumerated() { counts[t] = UInt32(m.count) }
+            return counts.withUnsafeBufferPointer { RansTableBuilder.estimate($0.baseAddress!) }
         }
-        // pairs[k]: the table of rows k and k + 1 joined.
-        func joined(_ k: Int) -> RansTableBuilder.Choice { RansTableBuilder.choose(zip(rows[k], rows[k + 1]).map { $0 + $1 }) }
+        // pairs[k]: the estimate of rows k and k + 1 joined.
+        func joined(_ k: Int) -> Double {
+            rows[k].withUnsafeBufferPointer { a in
+                rows[k + 1].withUnsafeBufferPointer { b in RansTableBuilder.estimate(a.baseAddress!, plus: b.baseAddress!) }
+            }
+        }
         var pairs = (0..<max(0, rows.count - 1)).map(joined)
         while true {
             if rows.count <= RansPlanner.maxTables {
-                let bytes = fixed + tables.reduce(0) { $0 + $1.bytes } + selectorBytes()
+                let bytes = fixed + tables.reduce(0, +) + selectorBytes()
                 if bytes < bestBytes {
                     bestBytes = bytes
-                    best = (tables, members, rows)
+                    best = (members, rows)
                 }
             }
             if rows.count == 1 { break }
             var j = 0, bestIncrease = Double.infinity
             for k in 0..<pairs.count {
-                let increase = pairs[k].bytes - tables[k].bytes - tables[k + 1].bytes
+                let increase = pairs[k] - tables[k] - tables[k + 1]
                 if increase < bestIncrease { bestIncrease = increase; j = k }
             }
             merge(&rows, &members, &sizes, j)
