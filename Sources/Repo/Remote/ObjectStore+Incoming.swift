@@ -15,8 +15,16 @@ extension ObjectStore {
     /// header, every chunk decoded (against its delta reference, which must be stored here
     /// already) and the digest of the decoded bytes. Returns the facts for its `object` row.
     ///
+    /// - Parameter sink: receives the decoded bytes in order (a clone writes the files it checks
+    ///   out from them, ``ClonePrefill``); they are the object's content only if this returns.
     /// - Throws: ``RepoError/corruptObject(object:problem:)`` saying what is wrong.
-    public func verifyIncoming(_ id: ObjectID, path: String) throws -> ObjectInfo {
+    public func verifyIncoming(_ id: ObjectID, path: String, sink: (UnsafeRawBufferPointer) throws -> Void = { _ in }) throws -> ObjectInfo {
+        try verifyIncoming(id, path: path, references: nil, sink: sink)
+    }
+
+    /// ``verifyIncoming(_:path:sink:)`` taking the delta reference's decoded chunks from
+    /// `references` (shared by the objects of one download) when given.
+    func verifyIncoming(_ id: ObjectID, path: String, references: ReferenceChunkCache?, sink: (UnsafeRawBufferPointer) throws -> Void) throws -> ObjectInfo {
         func bad(_ problem: String) -> RepoError { .corruptObject(object: id.short, problem: "received object rejected: \(problem)") }
         let map: MappedFile
         do {
@@ -45,14 +53,15 @@ extension ObjectStore {
                 throw bad("its delta reference \(ref.short) has another dtype or shape")
             }
             depth = try inspect(ref).depth + 1
-            reference = try chunkSource(for: ref)
+            let decodeChunk = try chunkSource(for: ref)
+            reference = references.map { $0.source(for: ref, wrapping: decodeChunk) } ?? decodeChunk
         }
         do {
             // One chunk at a time: transfers verify several objects at once (one per stream), so
             // the cores are busy without a window per object, and the four-chunk windows of four
             // concurrent objects took more scratch memory than the pool keeps (about 500 MB of
             // freshly zeroed pages in a MiniLM clone).
-            _ = try TensorPipeline.decode(tensor, reference: reference, expected: id, identity: kind == .blob ? .blob : .tensor, window: 1) { _ in }
+            _ = try TensorPipeline.decode(tensor, reference: reference, expected: id, identity: kind == .blob ? .blob : .tensor, window: 1, sink: sink)
         } catch {
             let text = (error as? DeltaError).map { "\($0)" } ?? RepoError.wrap(error).description
             throw bad(text.contains("digest") || text.contains("hash") ? "its content does not hash to its id" : text)

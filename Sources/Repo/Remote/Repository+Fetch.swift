@@ -37,11 +37,14 @@ extension Repository {
             throw RepoError.invalidArgument("no remote named '\(name)' (see 'mrepo remote -v')")
         }
         return try await withWriteLock(wait: wait) {
-            try await fetchLocked(remote, prune: prune, lazy: lazy ?? remote.lazy, depth: depth)
+            try await fetchLocked(remote, prune: prune, lazy: lazy ?? remote.lazy, depth: depth).result
         }
     }
 
-    func fetchLocked(_ remote: RemoteConfig, prune: Bool, lazy: Bool, depth: FetchDepth) async throws -> TransferResult {
+    /// With `checkout` (a clone's branch), the files of that commit's tree are written while the
+    /// objects are verified (``ClonePrefill``), and returned for the checkout to move into place.
+    func fetchLocked(_ remote: RemoteConfig, prune: Bool, lazy: Bool, depth: FetchDepth, checkout: ObjectID? = nil) async throws
+        -> (result: TransferResult, prefill: ClonePrefill?) {
         let transport = try Transports.open(remote.url, environment: transportEnvironment)
         let refs = try await transport.listRefs()
         var result = TransferResult(remote: remote.name)
@@ -60,7 +63,18 @@ extension Repository {
         if lazy { needed = needed.filter { $0.kind == .blob } }
         let counter = ProgressCounter(progress, title: "fetch \(remote.name)", total: needed.reduce(0) { $0 + $1.storedByteCount })
         defer { counter.finish() }
-        result.bytes += try await ObjectMover(repository: self, transport: transport, progress: counter).download(needed)
+        var mover = ObjectMover(repository: self, transport: transport, progress: counter)
+        if !lazy, let checkout, let tree = contents.first(where: { $0.commit.id == checkout })?.tree {
+            var logical: [ObjectID: Int] = [:]
+            for c in contents { for o in c.objects { logical[o.id] = o.logicalByteCount } }
+            mover.prefill = try ClonePrefill(repository: self, tree: tree, logical: logical)
+        }
+        do {
+            result.bytes += try await mover.download(needed)
+        } catch {
+            mover.prefill?.discard()
+            throw error
+        }
         result.objects = needed.count
         try receiveCommits(records, allowMissingObjects: lazy, shallow: true)
         if depth == .unshallow, try isShallow() {
@@ -69,7 +83,7 @@ extension Repository {
         // A remote-tracking ref names a commit that is here (a tag outside a shallow history is left out).
         let recorded = tagsAreWants ? refs : try refs.filter { try $0.value.targetID.flatMap { try history.commit($0) } != nil }
         result.refs = try recordRemoteRefs(remote.name, recorded, prune: prune)
-        return result
+        return (result, mover.prefill)
     }
 
     /// Walks the remote's history from `wants` down to commits this repository holds, reading

@@ -79,14 +79,23 @@ extension Repository {
         // anyone's); then reach the remote before creating anything.
         let staging = CloneStaging(destination: dest)
         staging.sweep()
-        _ = try await Transports.open(url, environment: environment).listRefs()
+        let listed = try await Transports.open(url, environment: environment).listRefs()
+        // The branch the clone will check out, as listed now: its files are written while its
+        // objects are verified (used only if the branch still names that commit after the fetch).
+        let planned = (branch ?? (listed["main"]?.kind == .branch ? "main" : nil)).flatMap { listed[$0] }.flatMap { $0.kind == .branch ? $0.targetID : nil }
         do {
             let built = try initialize(at: staging.path)
             built.progress = progress
             built.transportEnvironment = environment
             try built.history.addRemote(RemoteConfig(name: "origin", url: try storedURL(url), lazy: lazy))
+            guard let remote = try built.history.remote(named: "origin") else { throw RepoError.failed("the new clone has no remote 'origin'") }
             if lazy { built.readMissingObjectsLazily() }
-            var result = try await built.fetch(remote: "origin", lazy: lazy, depth: depth.map { .depth($0) } ?? .full)
+            let fetched = try await built.withWriteLock(wait: false) {
+                try await built.fetchLocked(remote, prune: false, lazy: lazy, depth: depth.map { .depth($0) } ?? .full, checkout: planned)
+            }
+            var result = fetched.result
+            let prefill = fetched.prefill
+            defer { prefill?.discard() }
             let branches = try built.history.remoteRefs(remote: "origin").filter { $0.kind == .branch }
             if branches.isEmpty, branch == nil { result.warnings.append("\(url) holds no branches: the clone is an empty repository") }
             let chosen = branch ?? (branches.contains { $0.name == "main" } ? "main" : branches.first?.name)
@@ -97,10 +106,14 @@ extension Repository {
                 // A lazy clone reads the checked-out tree's objects now, asynchronously (a read from
                 // inside the checkout would block a thread of the async pool on the fetch).
                 if lazy { _ = try await built.fetchMissingObjects(Array(try built.tree(of: tracking.target).objectIDs)) }
+                let prepared = tracking.target == planned ? prefill?.finish() ?? [:] : [:]
                 try built.withWriteLock {
-                    try built.startBranch(chosen, at: tracking.target, upstream: Upstream(remote: "origin", branch: chosen), message: "clone: from \(url)")
+                    try built.startBranch(chosen, at: tracking.target, upstream: Upstream(remote: "origin", branch: chosen), message: "clone: from \(url)",
+                                          prepared: prepared)
                 }
             }
+            // The temporary folder goes before the clone is moved into place (it is inside it).
+            prefill?.discard()
             CrashPoint.reach("clone.before-rename")
             try staging.install()
             let repo = try Repository(root: dest)
@@ -156,11 +169,12 @@ extension Repository {
     /// Gives the unborn branch HEAD is on (or a new one) its first commit: writes the commit's
     /// files into the working tree (refusing to overwrite untracked files that differ), then in one
     /// transaction creates the branch, points HEAD at it and records the upstream.
-    func startBranch(_ name: String, at target: ObjectID, upstream: Upstream?, message: String) throws {
+    func startBranch(_ name: String, at target: ObjectID, upstream: Upstream?, message: String, prepared: [String: PreparedFile] = [:]) throws {
         let head = try history.head()
         guard head.commit == nil else { throw RepoError.concurrentUpdate(ref: head.branchName ?? "HEAD") }
         try refuseDuringMerge("switching")
-        let entries = try materialize(try verifiedTree(of: target), over: .empty, force: false)
+        var stats = MaterializeStats()
+        let entries = try materialize(try verifiedTree(of: target), over: .empty, force: false, stats: &stats, prepared: prepared)
         try history.write { db in
             guard try history.head(db) == head else { throw RepoError.concurrentUpdate(ref: "HEAD") }
             try history.refuseBranchInUse(db, name)

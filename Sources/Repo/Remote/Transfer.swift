@@ -41,6 +41,10 @@ struct ObjectMover: Sendable {
     let repository: Repository
     let transport: any RemoteTransport
     let progress: ProgressCounter
+    /// The files a clone checks out, written from the objects as they are verified (nil: none).
+    var prefill: ClonePrefill? = nil
+    /// Decoded chunks of delta references, shared by the objects this mover verifies.
+    let references = ReferenceChunkCache()
 
     /// Asks the remote which of `ids` it lacks, in batches.
     func remoteMissing(_ ids: [ObjectID]) async throws -> Set<ObjectID> {
@@ -76,7 +80,13 @@ struct ObjectMover: Sendable {
                             unlink(incoming)
                             return ReceivedObject(id: info.id, path: nil, byteCount: n)
                         }
-                        _ = try repository.objects.verifyIncoming(info.id, path: incoming)
+                        var decoded = 0
+                        _ = try repository.objects.verifyIncoming(info.id, path: incoming, references: references) { bytes in
+                            guard let prefill, prefill.wants(info.id) else { return }
+                            prefill.write(info.id, bytes, at: decoded)
+                            decoded += bytes.count
+                        }
+                        prefill?.verified(info.id, byteCount: decoded)
                         progress.add(n)
                         return ReceivedObject(id: info.id, path: incoming, byteCount: n)
                     } catch {
@@ -137,9 +147,12 @@ struct ObjectMover: Sendable {
     }
 
     /// Groups objects by delta depth: a receiver verifies a delta against its reference, which
-    /// must therefore arrive in an earlier group.
+    /// must therefore arrive in an earlier group. Within a group, deltas on the same reference
+    /// are side by side, so their verifications share its decoded chunks (``ReferenceChunkCache``).
     static func levels(_ infos: [ObjectInfo]) -> [[ObjectInfo]] {
-        Dictionary(grouping: infos, by: \.depth).sorted { $0.key < $1.key }.map { $0.value.sorted { $0.id < $1.id } }
+        Dictionary(grouping: infos, by: \.depth).sorted { $0.key < $1.key }.map { level in
+            level.value.sorted { ($0.reference ?? $0.id, $0.id) < ($1.reference ?? $1.id, $1.id) }
+        }
     }
 
     /// Runs `body` on every item with at most ``RemoteTransportLimits/parallelStreams`` at once;
