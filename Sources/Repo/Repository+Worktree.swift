@@ -34,6 +34,9 @@ struct WorktreeComparison {
     var current: [String: TreeFile]
     var nestedRepositories: [String]
     var normalizationTwins: [(String, String)]
+    /// The file system's clock, read before the scan: a file whose `lstat`, taken after it, shows a
+    /// last change before it can be cached as `current` says (``StatCacheEntry/init(path:stat:identity:clock:)``).
+    var clock: FileSystemClock? = nil
 
     /// Refuses to write over a working tree whose paths cannot be told apart as strings.
     func checkWritable() throws {
@@ -80,6 +83,8 @@ extension Repository {
     /// The working tree's files and their differences from `tree`. Paths are compared byte for
     /// byte, so two names that differ only in Unicode normalisation are two entries.
     func status(against tree: Tree) throws -> WorktreeComparison {
+        // Read before the scan's lstat calls: files changed before it get entries trusted at once.
+        let clock = FileSystemClock.read(in: root)
         let scan = try FolderScanner.scanFolder(root: root, ignore: IgnoreRules(file: root + "/.mrepoignore"))
         let scanned = scan.files
         let snap = Snapshotter(objects: objects, options: codecOptions)
@@ -99,7 +104,7 @@ extension Repository {
                 // Not cached: the next status reads it again and gives the reason again.
                 unreadable[entry.path] = reason
             } else if file.cached == nil {
-                fresh.append(StatCacheEntry(path: entry.path, stat: file.scanned.stat, identity: FileIdentityCoding.encode(entry)))
+                fresh.append(StatCacheEntry(path: entry.path, stat: file.scanned.stat, identity: FileIdentityCoding.encode(entry), clock: clock))
             }
         }
         counter.finish()
@@ -134,7 +139,7 @@ extension Repository {
             }
         }
         return WorktreeComparison(changes: changes, current: current, nestedRepositories: scan.nestedRepositories,
-                                  normalizationTwins: FolderScanner.normalizationTwins(scanned.map(\.path)))
+                                  normalizationTwins: FolderScanner.normalizationTwins(scanned.map(\.path)), clock: clock)
     }
 
     // MARK: - Switch and checkout
@@ -254,8 +259,11 @@ extension Repository {
             if carried.contains(file.path) || isInsideNestedRepository(file.path) { continue }
             if current[file.path]?.identity == file.identity {
                 checkout.stats.unchanged += 1
+                // This lstat follows the status's clock reading: a change since the status shows
+                // a later mtime, and the entry is then trusted only a second after it is recorded.
                 if let st = FileStat.of(root + "/" + file.path) {
-                    checkout.unchangedEntries.append(StatCacheEntry(path: file.path, stat: st, identity: FileIdentityCoding.encode(file)))
+                    checkout.unchangedEntries.append(StatCacheEntry(path: file.path, stat: st, identity: FileIdentityCoding.encode(file),
+                                                                    clock: comparison.clock))
                 }
             } else {
                 try PathPolicy.checkNoSymlinkParents(root: root, path: file.path)

@@ -136,4 +136,32 @@ import Testing
         #expect(file.tensors.first { $0.name == "a.kept" }?.objectID == (try repo.tensors(of: "main"))["a.kept"]?.objectID)
         #expect(try repo.fsck().isClean)
     }
+
+    /// A merge done again finds its one-chunk results stored and neither codes nor writes them
+    /// (its multi-chunk results are coded and thrown away, as before): the second merge records
+    /// the same objects, with the stored files' facts, and leaves the same file.
+    @Test func aMergeDoneAgainRecordsTheObjectsItFindsStored() throws {
+        try commitFamily()
+        func merge(on branch: String) throws -> (tensors: [String: TreeTensor], file: [UInt8]) {
+            _ = try repo.switchBranch(branch, create: true, startPoint: "main")
+            let options = MergeOptions(branches: ["a", "b", "c"], recipe: MergeRecipe(method: "linear", parameters: [:], experts: []))
+            guard case .committed = try repo.merge(options).status else {
+                Issue.record("merge did not commit")
+                return ([:], [])
+            }
+            return (try repo.tensors(of: branch), try readFile(repo.root + "/model.safetensors"))
+        }
+        let first = try merge(on: "first")
+        let objectFiles = repo.objects.listFiles().objects.count
+        let second = try merge(on: "second")
+        let small = try #require(first.tensors["small.weight"])
+        #expect(small.objectID != (try repo.tensors(of: "main"))["small.weight"]?.objectID, "the merge changed it")
+        #expect(second.tensors.mapValues(\.objectID) == first.tensors.mapValues(\.objectID))
+        #expect(second.file == first.file)
+        #expect(repo.objects.listFiles().objects.count == objectFiles)
+        let stored = try #require(try repo.history.objectInfo(small.objectID))
+        #expect(try repo.objects.inspect(small.objectID) == stored)
+        let fsck = try repo.fsck()
+        #expect(fsck.isClean, "\(fsck.errors)")
+    }
 }

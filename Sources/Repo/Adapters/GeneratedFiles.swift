@@ -177,7 +177,7 @@ extension Repository {
                 checkout.stats.unchanged += 1
                 files.append(f)
                 if let st = FileStat.of(root + "/" + path) {
-                    checkout.unchangedEntries.append(StatCacheEntry(path: path, stat: st, identity: FileIdentityCoding.encode(f)))
+                    checkout.unchangedEntries.append(StatCacheEntry(path: path, stat: st, identity: FileIdentityCoding.encode(f), clock: comparison.clock))
                 }
                 continue
             }

@@ -10,8 +10,9 @@ public struct StatCacheEntry: Sendable, Equatable {
     public var ctimeNs: Int64
     public var inode: UInt64
     public var device: UInt64
-    /// When the entry was recorded; an entry whose mtime is this close to it is not trusted
-    /// (the file may change again within the file system's timestamp granularity).
+    /// When the entry was recorded; an entry whose mtime is within a second of it is not trusted
+    /// (the file may change again within the file system's timestamp granularity). An entry shown
+    /// not to be racy (``init(path:stat:identity:clock:)``) records at least mtime + 1 s instead.
     public var recordedNs: Int64
     /// The file's content, as a ``TreeFile`` serialised by ``FileIdentityCoding``.
     public var identity: String
@@ -28,14 +29,19 @@ public struct StatCacheEntry: Sendable, Equatable {
         identity = try r.value("identity")
     }
 
-    init(path: String, stat: FileStat, identity: String) {
+    /// - Parameter clock: the file system's clock, read before `stat` was taken. When the file was
+    ///   last changed before that reading, no later write can keep its facts (``FileSystemClock``),
+    ///   so the entry is recorded as trusted at once: `recordedNs` is at least mtime + 1 s, which
+    ///   every reader's one-second rule accepts.
+    init(path: String, stat: FileStat, identity: String, clock: FileSystemClock? = nil) {
         self.path = path
         size = stat.size
         mtimeNs = stat.mtimeNs
         ctimeNs = stat.ctimeNs
         inode = stat.inode
         device = stat.device
-        recordedNs = FileStat.nowNs()
+        let now = FileStat.nowNs()
+        recordedNs = clock?.precedes(stat) == true ? max(now, stat.mtimeNs + 1_000_000_001) : now
         self.identity = identity
     }
 

@@ -63,6 +63,10 @@ final class JobRun: Sendable {
         var result: StreamingMerge.Output?
     }
     private let written = Mutex(Written())
+    /// A one-chunk result's id, taken as soon as it is merged (so it is hashed once), and whether
+    /// the store holds it already (a merge done again): it is then neither coded nor written
+    /// (``mergeAndCode(_:base:experts:baseChunk:positions:work:)``).
+    private let named = Mutex<(id: ObjectID, stored: Bool)?>(nil)
 
     init(_ job: StreamingMerge.Job, pool: ChunkBufferPool, level: Int32, store: ObjectStore, batch: ObjectStore.Batch, progress: ProgressCounter?,
          spills: Bool) {
@@ -304,6 +308,16 @@ final class JobRun: Sendable {
         }
         work.output = UnsafeRawBufferPointer(rebasing: merged[0..<range.count])
         job.prepared?.writePart(job.name, work.output, at: range.lowerBound)
+        // A tensor of one chunk is named as soon as it is merged: when the store holds it already
+        // (the same merge done again), coding and writing it would only be thrown away.
+        if chunkCount == 1 {
+            let hasher = TensorHasher(dtype: h.dtype, shape: h.shape)
+            hasher.update(work.output)
+            let id = hasher.finalize()
+            let stored = store.exists(id)
+            named.withLock { $0 = (id, stored) }
+            if stored { return }
+        }
         let coded = work.take(Zstd.compressBound(chunkCapacity) + 8)
         let planes = work.takeScratch(TensorEncoding.scratchFactor * chunkCapacity)
         let (coder, n) = ChunkCodec.encode(dtype: h.dtype, encoding: encoding, level: level, source: work.output, reference: baseChunk,
@@ -388,7 +402,11 @@ final class JobRun: Sendable {
                 hashers[i].update(UnsafeRawBufferPointer(rebasing: raw[0..<output.count]))
             }
         }
-        outputHasher.update(output)
+        switch named.withLock({ $0 }) {
+        case nil: outputHasher.update(output)
+        case (_, true)?: return
+        case (_, false)?: break
+        }
         try written.withLock { s in
             if s.writer == nil {
                 // Opened at the first chunk's completion and handed over at the last: few files are
@@ -424,24 +442,34 @@ final class JobRun: Sendable {
             releaseWhole()
             releaseSpill()
         }
+        let early = named.withLock { $0 }
+        let stored = early?.stored == true ? early?.id : nil
         try written.withLock { s in
-            guard let writer = s.writer else { throw RepoError.failed("tensor '\(job.name)' was not written") }
+            let writer = s.writer
+            guard writer != nil || stored != nil else { throw RepoError.failed("tensor '\(job.name)' was not written") }
             s.writer = nil
             for (i, input) in ([job.base] + job.inputs).enumerated() {
                 let digest = hashers[i].finalize()
                 if digest != input.id {
-                    writer.abort()
+                    writer?.abort()
                     throw RepoError.corruptObject(object: input.id.short, problem: "decoded bytes hash to \(digest.short), expected \(input.id.short)")
                 }
             }
             let metrics = tensorStream!.finish()
             if job.thresholds.violation(metrics) != nil {
-                writer.abort()
+                writer?.abort()
                 s.result = StreamingMerge.Output(info: nil, isNew: false, metrics: metrics)
                 progress?.add(1)
                 return
             }
-            let id = outputHasher.finalize()
+            guard let writer else {
+                // Stored already: its facts are the stored file's, as for any object found in place.
+                s.result = StreamingMerge.Output(info: try store.inspect(stored!), isNew: false, metrics: metrics)
+                job.prepared?.completed(job.name)
+                progress?.add(1)
+                return
+            }
+            let id = early?.id ?? outputHasher.finalize()
             let info = ObjectInfo(id: id, kind: .tensor, encoding: encoding, reference: job.base.id, logicalByteCount: job.header.byteCount,
                                   storedByteCount: ObjectStore.headerByteCount + s.stored, depth: job.baseInfo.depth + 1)
             let staged = try store.stage(writer, info: info, batch: batch)
