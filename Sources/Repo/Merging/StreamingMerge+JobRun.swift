@@ -27,14 +27,14 @@ final class JobRun: Sendable {
     var itemCount: Int { isWhole ? 2 * chunkCount : chunkCount }
 
     /// The merge, once it is ready to take ranges.
-    private let preparedStream: Mutex<TensorStream?>
+    let preparedStream: Mutex<TensorStream?>
     private var tensorStream: TensorStream? { preparedStream.withLock { $0 } }
     /// A tensor decided by passes over its inputs.
     let selection: StreamingSelection?
     /// Whether such a tensor's passes may keep its decoded inputs in a ``PassSpill``.
-    private let spills: Bool
+    let spills: Bool
     /// The decoded inputs kept by the first pass, from the passes until the tensor is finished.
-    private let spill = Mutex<PassSpill?>(nil)
+    let spill = Mutex<PassSpill?>(nil)
     /// Whether the passes kept the inputs: the tensor is then merged next, before another spills.
     var spilled: Bool { spill.withLock { $0 != nil } }
     /// Chunks computed and waiting for their turn; the next chunk to complete; whether a worker is completing.
@@ -124,91 +124,6 @@ final class JobRun: Sendable {
         try submit(work)
     }
 
-    // MARK: - Tensors decided by passes
-
-    /// Runs every pass of the selection over the inputs' chunks (on every core), then readies the
-    /// tensor for range-wise merging. The inputs are verified by the merge itself. The first pass
-    /// keeps the decoded inputs in a ``PassSpill`` where it can, for the other passes and the merge.
-    func runPasses() throws {
-        guard let selection else { return }
-        if spills {
-            let made = PassSpill(directory: store.root, inputCount: 1 + job.inputs.count, byteCount: job.header.byteCount,
-                                 chunkCount: chunkCount)
-            spill.withLock { $0 = made }
-        }
-        let next = Atomic<Int>(0)
-        while selection.needsPass {
-            next.store(0, ordering: .relaxed)
-            try Parallel.forEach(min(Parallel.workerCount, chunkCount)) { _, failed in
-                while !failed() {
-                    let c = next.add(1, ordering: .relaxed).oldValue
-                    guard c < chunkCount else { return }
-                    try observe(c, selection)
-                }
-            }
-            selection.endPass()
-        }
-        let stream = try selection.stream()
-        preparedStream.withLock { $0 = stream }
-    }
-
-    /// Decodes chunk `c` of every input and feeds it to the selection's current pass.
-    private func observe(_ c: Int, _ selection: StreamingSelection) throws {
-        let work = ChunkWork(index: c, pool: pool)
-        defer { work.release() }
-        let (count, _, _) = try decodeInputs(c, into: work, positionsNeeded: false)
-        let floats = floatViews(work, count: count)
-        let first = job.header.chunkRange(c).lowerBound / elementSize
-        selection.observe(first..<(first + count / elementSize), base: floats[0], experts: job.slots.map { floats[$0 + 1] })
-    }
-
-    /// Decodes chunk `c` of the base, then of every input (deltas against the base's chunk), into
-    /// `work`'s raw buffers in that order (or reads them back from the spill); returns the chunk's
-    /// byte count, the base's bytes and the base's exponent-group positions (computed to decode the
-    /// inputs, else only when needed).
-    private func decodeInputs(_ c: Int, into work: ChunkWork, positionsNeeded: Bool) throws
-        -> (count: Int, baseChunk: UnsafeRawBufferPointer, positions: UnsafePointer<UInt32>?) {
-        let range = job.header.chunkRange(c)
-        let count = range.count
-        let spill = self.spill.withLock { $0 }
-        if let spill, spill.contains(c) {
-            for i in 0..<(1 + job.inputs.count) {
-                let buffer = work.take(chunkCapacity)
-                work.appendRaw(buffer)
-                guard spill.load(c, input: i, offset: range.lowerBound, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count])) else {
-                    throw RepoError.failed("tensor '\(job.name)': cannot read back its decoded chunk \(c) from the merge's spill file: \(String(cString: strerror(errno)))")
-                }
-            }
-            let baseChunk = UnsafeRawBufferPointer(rebasing: work.raw[0][0..<count])
-            return (count, baseChunk, positionsNeeded ? groupPositions(of: baseChunk, work: work) : nil)
-        }
-        let base = work.take(chunkCapacity)
-        try decode(job.base, chunk: c, into: UnsafeMutableRawBufferPointer(rebasing: base[0..<count]), baseChunk: nil, positions: nil)
-        work.appendRaw(base)
-        let baseChunk = UnsafeRawBufferPointer(rebasing: base[0..<count])
-        let positions = groupPositions(of: baseChunk, work: work)
-        for input in job.inputs {
-            let buffer = work.take(chunkCapacity)
-            try decode(input, chunk: c, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count]), baseChunk: baseChunk,
-                       positions: positions)
-            work.appendRaw(buffer)
-        }
-        spill?.store(c, offset: range.lowerBound, inputs: work.raw.map { UnsafeRawBufferPointer(rebasing: $0[0..<count]) })
-        return (count, baseChunk, positions)
-    }
-
-    /// Float32 views of a chunk's decoded inputs: the bytes themselves, or widened copies.
-    private func floatViews(_ work: ChunkWork, count: Int) -> [UnsafePointer<Float>] {
-        work.raw.map { raw in
-            if job.header.dtype == .f32 { return UnsafePointer(raw.baseAddress!.assumingMemoryBound(to: Float.self)) }
-            let f = work.takeScratch(chunkCapacity / elementSize * 4)
-            let out = f.baseAddress!.bindMemory(to: Float.self, capacity: count / elementSize)
-            FloatConversion.toFloat(job.header.dtype, UnsafeRawBufferPointer(rebasing: raw[0..<count]),
-                                    into: UnsafeMutableBufferPointer(start: out, count: count / elementSize))
-            return UnsafePointer(out)
-        }
-    }
-
     // MARK: - Tensors merged whole
 
     /// Allocates the whole inputs' buffers (the queue admits the tensor).
@@ -286,7 +201,7 @@ final class JobRun: Sendable {
     // MARK: - Shared steps
 
     /// The base chunk's grouped order, shared by every delta against it (the inputs and the result).
-    private func groupPositions(of baseChunk: UnsafeRawBufferPointer, work: ChunkWork) -> UnsafePointer<UInt32> {
+    func groupPositions(of baseChunk: UnsafeRawBufferPointer, work: ChunkWork) -> UnsafePointer<UInt32> {
         let buffer = work.takeScratch(chunkCapacity / elementSize * 4)
         let positions = buffer.baseAddress!.bindMemory(to: UInt32.self, capacity: max(baseChunk.count / elementSize, 1))
         ChunkCodec.groupPositions(dtype: job.header.dtype, reference: baseChunk, into: positions)
@@ -329,7 +244,7 @@ final class JobRun: Sendable {
         work.releaseScratch()
     }
 
-    private func decode(_ input: StreamingMerge.Input, chunk c: Int, into destination: UnsafeMutableRawBufferPointer,
+    func decode(_ input: StreamingMerge.Input, chunk c: Int, into destination: UnsafeMutableRawBufferPointer,
                         baseChunk: UnsafeRawBufferPointer?, positions: UnsafePointer<UInt32>?) throws {
         let k = TensorEncoding.scratchFactor
         // One more chunk only for a reference decoded here.
@@ -476,13 +391,6 @@ final class JobRun: Sendable {
             job.prepared?.completed(job.name)
             s.result = StreamingMerge.Output(info: staged.info, isNew: staged.isNew, metrics: metrics)
             progress?.add(1)
-        }
-    }
-
-    private func releaseSpill() {
-        spill.withLock { s in
-            s?.close()
-            s = nil
         }
     }
 

@@ -1,0 +1,102 @@
+import Delta
+import Foundation
+import Merge
+import Synchronization
+
+// A tensor decided by passes (``StreamingSelection``): its passes over the inputs' chunks, and the
+// decoding of a chunk's inputs that they and the range-wise merge share (read back from the
+// ``PassSpill`` after the first pass).
+extension JobRun {
+    // MARK: - Tensors decided by passes
+
+    /// Runs every pass of the selection over the inputs' chunks (on every core), then readies the
+    /// tensor for range-wise merging. The inputs are verified by the merge itself. The first pass
+    /// keeps the decoded inputs in a ``PassSpill`` where it can, for the other passes and the merge.
+    func runPasses() throws {
+        guard let selection else { return }
+        if spills {
+            let made = PassSpill(directory: store.root, inputCount: 1 + job.inputs.count, byteCount: job.header.byteCount,
+                                 chunkCount: chunkCount)
+            spill.withLock { $0 = made }
+        }
+        let next = Atomic<Int>(0)
+        while selection.needsPass {
+            next.store(0, ordering: .relaxed)
+            try Parallel.forEach(min(Parallel.workerCount, chunkCount)) { _, failed in
+                while !failed() {
+                    let c = next.add(1, ordering: .relaxed).oldValue
+                    guard c < chunkCount else { return }
+                    try observe(c, selection)
+                }
+            }
+            selection.endPass()
+        }
+        let stream = try selection.stream()
+        preparedStream.withLock { $0 = stream }
+    }
+
+    /// Decodes chunk `c` of every input and feeds it to the selection's current pass.
+    private func observe(_ c: Int, _ selection: StreamingSelection) throws {
+        let work = ChunkWork(index: c, pool: pool)
+        defer { work.release() }
+        let (count, _, _) = try decodeInputs(c, into: work, positionsNeeded: false)
+        let floats = floatViews(work, count: count)
+        let first = job.header.chunkRange(c).lowerBound / elementSize
+        selection.observe(first..<(first + count / elementSize), base: floats[0], experts: job.slots.map { floats[$0 + 1] })
+    }
+
+    /// Decodes chunk `c` of the base, then of every input (deltas against the base's chunk), into
+    /// `work`'s raw buffers in that order (or reads them back from the spill); returns the chunk's
+    /// byte count, the base's bytes and the base's exponent-group positions (computed to decode the
+    /// inputs, else only when needed).
+    func decodeInputs(_ c: Int, into work: ChunkWork, positionsNeeded: Bool) throws
+        -> (count: Int, baseChunk: UnsafeRawBufferPointer, positions: UnsafePointer<UInt32>?) {
+        let range = job.header.chunkRange(c)
+        let count = range.count
+        let spill = self.spill.withLock { $0 }
+        if let spill, spill.contains(c) {
+            for i in 0..<(1 + job.inputs.count) {
+                let buffer = work.take(chunkCapacity)
+                work.appendRaw(buffer)
+                guard spill.load(c, input: i, offset: range.lowerBound, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count])) else {
+                    throw RepoError.failed("tensor '\(job.name)': cannot read back its decoded chunk \(c) from the merge's spill file: \(String(cString: strerror(errno)))")
+                }
+            }
+            let baseChunk = UnsafeRawBufferPointer(rebasing: work.raw[0][0..<count])
+            return (count, baseChunk, positionsNeeded ? groupPositions(of: baseChunk, work: work) : nil)
+        }
+        let base = work.take(chunkCapacity)
+        try decode(job.base, chunk: c, into: UnsafeMutableRawBufferPointer(rebasing: base[0..<count]), baseChunk: nil, positions: nil)
+        work.appendRaw(base)
+        let baseChunk = UnsafeRawBufferPointer(rebasing: base[0..<count])
+        let positions = groupPositions(of: baseChunk, work: work)
+        for input in job.inputs {
+            let buffer = work.take(chunkCapacity)
+            try decode(input, chunk: c, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count]), baseChunk: baseChunk,
+                       positions: positions)
+            work.appendRaw(buffer)
+        }
+        spill?.store(c, offset: range.lowerBound, inputs: work.raw.map { UnsafeRawBufferPointer(rebasing: $0[0..<count]) })
+        return (count, baseChunk, positions)
+    }
+
+    /// Float32 views of a chunk's decoded inputs: the bytes themselves, or widened copies.
+    func floatViews(_ work: ChunkWork, count: Int) -> [UnsafePointer<Float>] {
+        work.raw.map { raw in
+            if job.header.dtype == .f32 { return UnsafePointer(raw.baseAddress!.assumingMemoryBound(to: Float.self)) }
+            let f = work.takeScratch(chunkCapacity / elementSize * 4)
+            let out = f.baseAddress!.bindMemory(to: Float.self, capacity: count / elementSize)
+            FloatConversion.toFloat(job.header.dtype, UnsafeRawBufferPointer(rebasing: raw[0..<count]),
+                                    into: UnsafeMutableBufferPointer(start: out, count: count / elementSize))
+            return UnsafePointer(out)
+        }
+    }
+
+    /// Closes the spill (its blocks are freed), once the tensor is finished or the run failed.
+    func releaseSpill() {
+        spill.withLock { s in
+            s?.close()
+            s = nil
+        }
+    }
+}
