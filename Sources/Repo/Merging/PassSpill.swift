@@ -62,9 +62,11 @@ final class PassSpill: Sendable {
         guard !stopped.load(ordering: .relaxed), inputs.count == inputCount else { return }
         let fd = self.fd.withLock { $0 }
         guard fd >= 0 else { return }
-        for (i, bytes) in inputs.enumerated() where !PassSpill.writeAll(fd, bytes, at: i * inputByteCount + offset) {
-            stopped.store(true, ordering: .relaxed)
-            return
+        for (i, bytes) in inputs.enumerated() {
+            guard PassSpill.writeAll(fd, bytes, at: i * inputByteCount + offset) else {
+                stopped.store(true, ordering: .relaxed)
+                return
+            }
         }
         spilled.withLock { $0[c] = true }
     }
