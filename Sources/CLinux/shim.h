@@ -13,15 +13,15 @@ int mallopt(int param, int value);
 #include <sys/ioctl.h>
 static inline int mrepo_ficlone(int destination, int source) { return ioctl(destination, 0x40049409, source); }
 
-/* open(folder, O_TMPFILE | O_RDWR): an unnamed file on the folder's file system, gone when closed.
+/* open(folder, O_TMPFILE | O_RDWR | O_CLOEXEC): an unnamed file on the folder's file system, gone when closed.
    O_TMPFILE is declared only under _GNU_SOURCE, and its value differs by architecture; elsewhere the
    call fails and callers do without. */
 #include <fcntl.h>
 static inline int mrepo_open_unnamed(const char *folder) {
 #if defined(__x86_64__)
-    return open(folder, 020200000 | O_RDWR, 0600);
+    return open(folder, 020200000 | O_RDWR | O_CLOEXEC, 0600);
 #elif defined(__aarch64__)
-    return open(folder, 020040000 | O_RDWR, 0600);
+    return open(folder, 020040000 | O_RDWR | O_CLOEXEC, 0600);
 #else
     (void)folder;
     return -1;

@@ -1,3 +1,4 @@
+import CLinux
 import Delta
 import Glibc
 import Synchronization
@@ -26,16 +27,12 @@ final class PassSpill: Sendable {
     /// Set by a failed write: nothing more is spilled.
     private let stopped = Atomic<Bool>(false)
 
-    /// Linux's `O_TMPFILE` (`__O_TMPFILE | O_DIRECTORY`): a function-like macro that Swift does not import.
-    private static let openTemporary: Int32 = 0o20000000 | O_DIRECTORY
-
     /// Opens a spill for `inputCount` inputs of `byteCount` bytes each in `directory`, or nil when
     /// one cannot be made or the disk lacks room for it twice over (the merge's output needs room too).
     init?(directory: String, inputCount: Int, byteCount: Int, chunkCount: Int) {
         let total = inputCount * byteCount
-        var fs = statvfs()
-        guard statvfs(directory, &fs) == 0, Int(fs.f_bavail) * Int(fs.f_frsize) >= 2 * total + (1 << 30) else { return nil }
-        let fd = open(directory, PassSpill.openTemporary | O_RDWR | O_CLOEXEC, 0o600)
+        guard let free = DiskSpace.available(near: directory), free >= 2 * total + (1 << 30) else { return nil }
+        let fd = mrepo_open_unnamed(directory)
         guard fd >= 0 else { return nil }
         self.fd = Mutex(fd)
         inputByteCount = byteCount
@@ -63,7 +60,7 @@ final class PassSpill: Sendable {
         let fd = self.fd.withLock { $0 }
         guard fd >= 0 else { return }
         for (i, bytes) in inputs.enumerated() {
-            guard PassSpill.writeAll(fd, bytes, at: i * inputByteCount + offset) else {
+            guard PositionalIO.writeAll(fd, bytes, at: i * inputByteCount + offset) else {
                 stopped.store(true, ordering: .relaxed)
                 return
             }
@@ -74,25 +71,6 @@ final class PassSpill: Sendable {
     /// Reads chunk `c` (at byte `offset`) of input `i` into `destination`; false if it could not.
     func load(_ c: Int, input i: Int, offset: Int, into destination: UnsafeMutableRawBufferPointer) -> Bool {
         let fd = self.fd.withLock { $0 }
-        guard fd >= 0 else { return false }
-        var done = 0
-        while done < destination.count {
-            let n = pread(fd, destination.baseAddress! + done, destination.count - done, off_t(i * inputByteCount + offset + done))
-            if n < 0, errno == EINTR { continue }
-            guard n > 0 else { return false }
-            done += n
-        }
-        return true
-    }
-
-    private static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int) -> Bool {
-        var done = 0
-        while done < bytes.count {
-            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
-            if n < 0, errno == EINTR { continue }
-            guard n > 0 else { return false }
-            done += n
-        }
-        return true
+        return fd >= 0 && PositionalIO.readAll(fd, into: destination, at: i * inputByteCount + offset)
     }
 }

@@ -120,7 +120,7 @@ final class PreparedCheckout: Sendable {
             return (files[p.file].fd, files[p.file].failed)
         }
         guard !failed, fd >= 0 else { return }
-        if !PreparedCheckout.write(fd, bytes, at: p.offset + offset) {
+        if !PositionalIO.writeAll(fd, bytes, at: p.offset + offset) {
             files.withLock { $0[p.file].failed = true }
         } else if AtomicFileWriter.syncEnabled {
             // Start writing these pages back now, without waiting: the sync before the rename
@@ -142,7 +142,7 @@ final class PreparedCheckout: Sendable {
             do {
                 // Verified by the store, as the ordinary checkout does.
                 try store.decode(id) { chunk in
-                    guard offset + chunk.count <= end, PreparedCheckout.write(fd, chunk, at: offset) else {
+                    guard offset + chunk.count <= end, PositionalIO.writeAll(fd, chunk, at: offset) else {
                         throw RepoError.io(path: name, reason: "cannot write")
                     }
                     offset += chunk.count
@@ -207,7 +207,7 @@ final class PreparedCheckout: Sendable {
                     let end = offset + t.byteCount
                     do {
                         try store.decode(t.objectID) { chunk in
-                            guard offset + chunk.count <= end, PreparedCheckout.write(f.fd, chunk, at: offset) else {
+                            guard offset + chunk.count <= end, PositionalIO.writeAll(f.fd, chunk, at: offset) else {
                                 throw RepoError.io(path: f.temporary, reason: "cannot write")
                             }
                             offset += chunk.count
@@ -250,19 +250,7 @@ final class PreparedCheckout: Sendable {
     }
 
     private static func write(_ fd: Int32, _ bytes: [UInt8], at offset: Int) -> Bool {
-        bytes.withUnsafeBytes { write(fd, $0, at: offset) }
+        bytes.withUnsafeBytes { PositionalIO.writeAll(fd, $0, at: offset) }
     }
 
-    private static func write(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int) -> Bool {
-        var done = 0
-        while done < bytes.count {
-            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                return false
-            }
-            done += n
-        }
-        return true
-    }
 }

@@ -98,7 +98,7 @@ final class ClonePrefill: Sendable {
             }
             let (fd, failed) = files.withLock { ($0[p.file].fd, $0[p.file].failed) }
             guard !failed, fd >= 0 else { continue }
-            if !ClonePrefill.write(fd, bytes, at: p.offset + offset) {
+            if !PositionalIO.writeAll(fd, bytes, at: p.offset + offset) {
                 files.withLock { $0[p.file].failed = true }
             } else if AtomicFileWriter.syncEnabled {
                 // Start writing these pages back now: the sync before the rename then finds them on disk.
@@ -149,16 +149,4 @@ final class ClonePrefill: Sendable {
         try? FileManager.default.removeItem(atPath: directory)
     }
 
-    private static func write(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int) -> Bool {
-        var done = 0
-        while done < bytes.count {
-            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                return false
-            }
-            done += n
-        }
-        return true
-    }
 }

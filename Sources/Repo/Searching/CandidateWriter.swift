@@ -148,14 +148,8 @@ final class CandidateWriter {
         let fd = open(path, O_WRONLY | O_CLOEXEC)
         guard fd >= 0 else { throw RepoError.io(path: path, reason: "cannot open: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
-        var done = 0
-        while done < bytes.count {
-            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw RepoError.io(path: path, reason: "cannot write: \(String(cString: strerror(errno)))")
-            }
-            done += n
+        guard PositionalIO.writeAll(fd, bytes, at: offset) else {
+            throw RepoError.io(path: path, reason: "cannot write: \(String(cString: strerror(errno)))")
         }
     }
 }
