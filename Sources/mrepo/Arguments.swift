@@ -1,7 +1,6 @@
 import ArgumentParser
 import Delta
 import Merge
-import Merge
 import Repo
 
 // Choices of the library, typed on the command line: help lists their values and a wrong one is a
@@ -105,4 +104,10 @@ enum Metric {
         guard !name.isEmpty, let value = Double(text[text.index(after: eq)...].trimmingCharacters(in: .whitespaces)), value.isFinite else { return nil }
         return Commit.Metric(name: name, value: value)
     }
+}
+
+/// A remote URL's shape is checked with the command line, so a malformed one is a usage error (exit 64)
+/// like any other bad argument, before a repository is opened or a folder created.
+func validateRemoteURL(_ url: String) throws {
+    do { _ = try RemoteLocation(parsing: url) } catch let error as RepoError { throw ValidationError(error.description) }
 }

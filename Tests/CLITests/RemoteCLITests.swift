@@ -100,11 +100,16 @@ import Testing
         #expect(try s.ok(["remote", "-v"], in: "repo").stdout.contains("mirror\t\(s.path("hub")) (fetch)"))
         try s.ok(["remote", "remove", "mirror"], in: "repo")
         expectOneLineError(try s.run(["log", "mirror/main"], in: "repo"), contains: "unknown revision")
-        expectOneLineError(try s.run(["remote", "add", "bad", "ftp://x/y"], in: "repo"), contains: "unknown remote scheme")
+        // A malformed URL is a usage error (64), found with the command line, before anything is written.
+        expectOneLineError(try s.run(["remote", "add", "bad", "ftp://x/y"], in: "repo"), status: 64, contains: "unknown remote scheme")
         // An http URL that no `mrepo serve` could answer is refused when added, not at the first transfer.
         for url in ["http://127.0.0.1:9/onlyone", "http://127.0.0.1:9/a/b/c", "https://h/a/b?x=1"] {
-            expectOneLineError(try s.run(["remote", "add", "bad", url], in: "repo"), contains: "HOST:PORT/NAMESPACE/NAME")
+            expectOneLineError(try s.run(["remote", "add", "bad", url], in: "repo"), status: 64, contains: "HOST:PORT/NAMESPACE/NAME")
         }
+        expectOneLineError(try s.run(["remote", "set-url", "origin", "s3://bucket"], in: "repo"), status: 64, contains: "s3://BUCKET/NAME")
+        expectOneLineError(try s.run(["clone", "http://127.0.0.1:9/onlyone", "y"]), status: 64, contains: "HOST:PORT/NAMESPACE/NAME")
+        #expect(!FileManager.default.fileExists(atPath: s.path("y")))
+        #expect(try s.ok(["remote", "-v"], in: "repo").stdout.contains("origin\t\(s.path("hub")) (fetch)"))
         #expect(try s.ok(["remote"], in: "repo").stdout == "origin\n")
         expectOneLineError(try s.run(["fetch", "nowhere"], in: "repo"), contains: "no remote named 'nowhere'")
         expectOneLineError(try s.run(["clone", "no-such-folder", "x"]), contains: "not an mrepo repository")

@@ -41,6 +41,7 @@ struct CloneCommand: ParsableCommand {
 
     func validate() throws {
         if let depth, depth < 1 { throw ValidationError("--depth must be at least 1 (got \(depth))") }
+        try validateRemoteURL(url)
     }
 
     func run() throws {

@@ -14,6 +14,10 @@ struct RemoteAddCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("Its URL: a path, file://, http(s):// or s3://.", valueName: "url"))
     var url: String
 
+    func validate() throws {
+        try validateRemoteURL(url)
+    }
+
     func run() throws {
         try repository.open().addRemote(name, url: url, wait: lock.wait)
     }

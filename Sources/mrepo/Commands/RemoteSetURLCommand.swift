@@ -14,6 +14,10 @@ struct RemoteSetURLCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("Its new URL.", valueName: "url"))
     var url: String
 
+    func validate() throws {
+        try validateRemoteURL(url)
+    }
+
     func run() throws {
         try repository.open().setRemoteURL(name, url: url, wait: lock.wait)
     }
