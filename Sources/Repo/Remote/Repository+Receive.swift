@@ -80,13 +80,19 @@ extension Repository {
     /// recorded as a shallow boundary, and one whose base is missing keeps it in its graft
     /// (docs/format.md §6.7); boundaries whose parents arrive are lifted in the same transaction.
     /// A push never passes it: a pushed commit's history must be complete on the receiver.
-    public func receiveCommits(_ records: [CommitRecord], allowMissingObjects: Bool = false, shallow: Bool = false) throws {
+    ///
+    /// `known`: rows already read from the object files (a fetch's verification reads them), which
+    /// are not read again.
+    public func receiveCommits(_ records: [CommitRecord], allowMissingObjects: Bool = false, shallow: Bool = false,
+                               known: [ObjectID: ObjectInfo] = [:]) throws {
         let contents = try Repository.parentsFirst(records.map { try $0.validate() })
         guard !contents.isEmpty else { return }
         // Read the files before the transaction (no I/O on files inside it).
         var rows: [ObjectID: ObjectInfo] = [:]
         for o in Repository.objectsNeeded(by: contents) {
-            if objects.exists(o.id) {
+            if let row = known[o.id] {
+                rows[o.id] = row
+            } else if objects.exists(o.id) {
                 rows[o.id] = try objects.inspect(o.id)
             } else if allowMissingObjects {
                 rows[o.id] = o
