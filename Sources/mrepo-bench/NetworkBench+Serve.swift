@@ -143,14 +143,25 @@ extension NetBench {
 
     /// The throughput table: medians of mrepo's and the reference's rates, and of their ratio.
     func printThroughput(_ rows: [(String, String, [NetPair], Double?)]) {
-        header(["remote", "operation / plain reference", "mrepo", "reference", "ratio (median)", "runs", "target", ""])
+        let withFiles = rows.contains { $0.2.contains { $0.filesSeconds != nil } }
+        header(["remote", "operation / plain reference", "mrepo", "reference", "ratio (median)", "runs", "target", ""]
+            + (withFiles ? ["files (curl ×\(NetBench.streams))", "ratio to files (median)", "runs"] : []))
         for (remote, what, pairs, target) in rows {
             let ours = median(pairs.map { Double($0.mrepoBytes) / $0.mrepoSeconds })
             let theirs = median(pairs.map { Double($0.refBytes) / $0.refSeconds })
             let ratio = median(pairs.map(\.ratio))
             let runs = pairs.map { String(format: "%.2f", $0.ratio) }.joined(separator: ", ")
-            row([remote, what, String(format: "%.0f MB/s", ours / 1e6), String(format: "%.0f MB/s", theirs / 1e6), String(format: "%.2f", ratio), runs,
-                 target.map { "≥ \($0)" } ?? "", target.map { verdict(ratio >= $0) } ?? ""])
+            var cells = [remote, what, String(format: "%.0f MB/s", ours / 1e6), String(format: "%.0f MB/s", theirs / 1e6), String(format: "%.2f", ratio), runs,
+                         target.map { "≥ \($0)" } ?? "", target.map { verdict(ratio >= $0) } ?? ""]
+            if withFiles {
+                let seconds = pairs.compactMap(\.filesSeconds)
+                let ratios = pairs.compactMap(\.filesRatio)
+                cells += seconds.count == pairs.count
+                    ? [String(format: "%.0f MB/s", median(seconds.map { Double(filesBytes) / $0 }) / 1e6), String(format: "%.2f", median(ratios)),
+                       ratios.map { String(format: "%.2f", $0) }.joined(separator: ", ")]
+                    : ["", "", ""]
+            }
+            row(cells)
         }
         print("")
     }

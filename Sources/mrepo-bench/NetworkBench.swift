@@ -99,8 +99,13 @@ struct NetPair {
     var mrepoSeconds: Double
     var refBytes: Int
     var refSeconds: Double
+    /// The second reference of a clone or fetch, taken beside it: curl of the files of every commit
+    /// it brings, as a static server holds them (seconds).
+    var filesSeconds: Double? = nil
 
     var ratio: Double { (Double(mrepoBytes) / mrepoSeconds) / (Double(refBytes) / refSeconds) }
+    /// The same content in both: the files' download time over mrepo's.
+    var filesRatio: Double? { filesSeconds.map { $0 / mrepoSeconds } }
 }
 
 /// The network measurements of one family.
@@ -117,6 +122,10 @@ struct NetBench {
     var objects: [(rel: String, size: Int)] = []
     /// The stored size of the last fine-tune's new objects.
     var newStored = 0
+    /// The files of every commit a clone brings (`MODEL/PATH` below the family's folder: the files
+    /// committed, byte for byte what `mrepo export` gives back), and their bytes.
+    var files: [String] = []
+    var filesBytes = 0
     /// Streams mrepo uses for objects (RemoteTransportLimits.parallelStreams); curl uses as many.
     static let streams = 4
     static let bucket = "mrepo-bench"
@@ -166,11 +175,24 @@ struct NetBench {
         let total = objects.reduce(0) { $0 + $1.size }
         print("### \(family.name) family (\(family.models.joined(separator: ", ")); \(objects.count) object files, \(mb(total)) stored)\n")
         var rows: [(String, String, [NetPair], Double?)] = []
-        let serve = try serveTransfers()
+        let folder = work + "/services"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let port = try freePorts(1)[0]
+        let filesServer = try Service(name: "static-files", arguments: ["python3", "-m", "http.server", "\(port)", "--bind", "127.0.0.1",
+                                                                        "--directory", family.folder], folder: folder)
+        defer { filesServer.stop() }
+        let filesURL = "http://127.0.0.1:\(port)"
+        try filesServer.waitUntil { httpStatus(filesURL + "/" + files[0]) == 200 }
+        let serve = try serveTransfers(files: filesURL)
         rows += serve.rows
-        let s3 = try s3Transfers()
+        let s3 = try s3Transfers(files: filesURL)
         rows += s3.rows
+        filesServer.stop()
         printThroughput(rows)
+        print("Second reference of the clone and fetch rows (\"files\"): curl ×\(NetBench.streams) of the files of every commit the clone "
+            + "brings (\(files.count) files, \(mb(filesBytes)): the committed checkpoints, the same bytes as `mrepo export` of each commit) "
+            + "from `python3 -m http.server`, beside each run; ratio = the files' download time / mrepo's (the same content; "
+            + "mrepo moves \(mb(totalBytes)) of objects for it).\n")
         print("Incremental push of `\(family.models.last!)` (its branch on top of the pushed base and fine-tunes), new objects' stored size \(mb(newStored)) (`mrepo du`):\n")
         header(["remote", "bytes sent (`push --json`)", "ratio to new stored", "target", ""])
         for (name, sent) in [("mrepo serve", serve.incremental), ("SeaweedFS S3", s3.incremental)] {
@@ -201,6 +223,16 @@ struct NetBench {
             objects.append((rel, fileSize(root + "/" + rel)))
         }
         guard !objects.isEmpty else { throw BenchError("no object files in \(root)") }
+        for model in family.models {
+            for rel in (FileManager.default.subpaths(atPath: family.folder + "/" + model) ?? []).sorted()
+            where !rel.split(separator: "/").contains(where: { $0.hasPrefix(".") }) {
+                var isDir: ObjCBool = false
+                let path = family.folder + "/" + model + "/" + rel
+                guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue else { continue }
+                files.append(model + "/" + rel)
+                filesBytes += fileSize(path)
+            }
+        }
     }
 
     /// Times mrepo's clone (fetch, verify, check out) and fetch into an empty repository from `url`.
@@ -238,9 +270,8 @@ struct NetBench {
     var totalBytes: Int { objects.reduce(0) { $0 + $1.size } }
 
     /// Clone, fetch and push over `mrepo serve`, against curl from and to static servers.
-    func serveTransfers() throws -> (rows: [(String, String, [NetPair], Double?)], incremental: Int) {
+    func serveTransfers(files filesURL: String) throws -> (rows: [(String, String, [NetPair], Double?)], incremental: Int) {
         let folder = work + "/services"
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let server = try startServe(folder: folder, name: "serve")
         defer { server.service.stop() }
         // The references: python's static file server over the source's object files, and a
@@ -261,8 +292,9 @@ struct NetBench {
             progress("network: \(family.name): mrepo serve, run \(r + 1) of \(o.repeats)")
             let ref = try plainGet(base: getURL, extra: [], tag: "serve-\(r)")
             let (clone, fetch) = try cloneAndFetch(url, tag: "serve-\(r)")
-            clones.append(NetPair(mrepoBytes: clone.0, mrepoSeconds: clone.1, refBytes: totalBytes, refSeconds: ref))
-            fetches.append(NetPair(mrepoBytes: fetch.0, mrepoSeconds: fetch.1, refBytes: totalBytes, refSeconds: ref))
+            let plainFiles = try filesGet(base: filesURL, tag: "serve-\(r)")
+            clones.append(NetPair(mrepoBytes: clone.0, mrepoSeconds: clone.1, refBytes: totalBytes, refSeconds: ref, filesSeconds: plainFiles))
+            fetches.append(NetPair(mrepoBytes: fetch.0, mrepoSeconds: fetch.1, refBytes: totalBytes, refSeconds: ref, filesSeconds: plainFiles))
             // `Expect:` off: no 100-continue round trip per upload (mrepo sends bodies at once too).
             // Not for S3: curl 7.88 then signs a header it does not send.
             let refPut = try plainPut(base: putURL + "/r\(r)", extra: ["-H", "Expect:"], tag: "serve-\(r)")
@@ -284,7 +316,7 @@ struct NetBench {
 
     /// Clone, fetch and push over a SeaweedFS S3 store (a fresh one per run), against curl
     /// --aws-sigv4 GETs and PUTs of the same objects.
-    func s3Transfers() throws -> (rows: [(String, String, [NetPair], Double?)], incremental: Int) {
+    func s3Transfers(files filesURL: String) throws -> (rows: [(String, String, [NetPair], Double?)], incremental: Int) {
         var clones: [NetPair] = [], fetches: [NetPair] = [], pushes: [NetPair] = []
         var incremental = 0
         let sig = ["--aws-sigv4", "aws:amz:us-east-1:s3", "--user", "\(NetBench.s3Key):\(NetBench.s3Secret)"]
@@ -306,8 +338,9 @@ struct NetBench {
             // The reference reads the objects mrepo pushed (bench/objects/xx/rest).
             let ref = try plainGet(base: bucketURL + "/bench/objects", extra: sig, tag: "s3-\(r)")
             let (clone, fetch) = try cloneAndFetchS3(url, env: s3env, tag: "s3-\(r)")
-            clones.append(NetPair(mrepoBytes: clone.0, mrepoSeconds: clone.1, refBytes: totalBytes, refSeconds: ref))
-            fetches.append(NetPair(mrepoBytes: fetch.0, mrepoSeconds: fetch.1, refBytes: totalBytes, refSeconds: ref))
+            let plainFiles = try filesGet(base: filesURL, tag: "s3-\(r)")
+            clones.append(NetPair(mrepoBytes: clone.0, mrepoSeconds: clone.1, refBytes: totalBytes, refSeconds: ref, filesSeconds: plainFiles))
+            fetches.append(NetPair(mrepoBytes: fetch.0, mrepoSeconds: fetch.1, refBytes: totalBytes, refSeconds: ref, filesSeconds: plainFiles))
             if r == 0 {
                 progress("network: \(family.name): incremental push to SeaweedFS")
                 try mrepoRun(["-C", source, "remote", "add", "s3-incremental", "s3://\(NetBench.bucket)/incremental/source"], what: "mrepo remote add")
@@ -350,6 +383,19 @@ struct NetBench {
                                      streams: NetBench.streams, extra: extra, folder: work)
         let got = objects.reduce(0) { $0 + fileSize(dir + "/" + $1.rel.replacingOccurrences(of: "/", with: "")) }
         guard got == totalBytes else { throw BenchError("the plain download got \(got) bytes, not \(totalBytes)") }
+        return m.seconds
+    }
+
+    /// curl GETs of the files of every commit a clone brings (``files``) into a scratch folder; returns seconds.
+    func filesGet(base: String, tag: String) throws -> Double {
+        let dir = work + "/plain-files-\(tag)"
+        try? FileManager.default.removeItem(atPath: dir)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        _ = try Subprocess.run(["sync"])
+        let m = try CurlJob.download(files.map { (url: base + "/" + $0, output: dir + "/" + $0) }, streams: NetBench.streams,
+                                     extra: ["--create-dirs"], folder: work)
+        let got = files.reduce(0) { $0 + fileSize(dir + "/" + $1) }
+        guard got == filesBytes else { throw BenchError("the files' download got \(got) bytes, not \(filesBytes)") }
         return m.seconds
     }
 

@@ -84,6 +84,30 @@ import Testing
         #expect(staging.isEmpty)
     }
 
+    @Test func deltasWhoseReferenceFailsVerificationAreNeverStored() async throws {
+        // The deltas of a download wait for their reference to be stored; when the reference is
+        // rejected instead, the fetch fails at once (nothing waits for ever) and stores none of them.
+        let f = try RemoteTests.Fixture()
+        var deltasOf: [ObjectID: [ObjectID]] = [:]
+        for id in f.origin.objectFiles {
+            if let r = try f.origin.objects.header(of: id).reference { deltasOf[r, default: []].append(id) }
+        }
+        let (victim, deltas) = try #require(deltasOf.max { $0.value.count < $1.value.count })
+        let path = f.origin.objects.path(for: victim)
+        var bytes = try readFile(path)
+        bytes[bytes.count - 1] ^= 0x40
+        chmod(path, 0o644)
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let repo = try Repository.initialize(at: f.dir + "/copy")
+        try repo.addRemote("origin", url: f.dir + "/origin")
+        let error = await asyncError { _ = try await repo.fetch(remote: "origin") }
+        #expect((error as? RepoError)?.description.contains("rejected") == true)
+        #expect(!repo.objects.exists(victim))
+        #expect(deltas.allSatisfy { !repo.objects.exists($0) })
+        #expect(try repo.history.remoteRefs(remote: "origin").isEmpty)
+        #expect(repo.objects.listFiles().temporary.isEmpty)
+    }
+
     @Test func deltasOnOneReferenceShareItsDecodedChunks() throws {
         let decodes = Mutex(0)
         let chunk = 1000
@@ -136,6 +160,24 @@ import Testing
         try buffer.withUnsafeMutableBytes { try source(0, $0) }
         #expect(buffer == [UInt8](repeating: 7, count: 100))
         #expect(decodes.withLock { $0 } == 2)
+    }
+
+    @Test func levelsStartTheLargestRunsFirst() throws {
+        func id(_ s: String) -> ObjectID { SHA256.hash(Array(s.utf8)) }
+        var infos: [ObjectInfo] = []
+        for (i, size) in [10, 5000, 300, 70].enumerated() {
+            infos.append(ObjectInfo(id: id("base\(i)"), kind: .tensor, encoding: .whole, reference: nil,
+                                    logicalByteCount: size, storedByteCount: size, depth: 0))
+        }
+        // Two deltas of 100 bytes on base0 outweigh one of 150 on base1.
+        for (name, ref, size) in [("d0", 0, 100), ("d1", 1, 150), ("d2", 0, 100)] {
+            infos.append(ObjectInfo(id: id(name), kind: .tensor, encoding: .whole, reference: id("base\(ref)"),
+                                    logicalByteCount: size, storedByteCount: size, depth: 1))
+        }
+        let levels = ObjectMover.levels(infos)
+        #expect(levels.count == 2)
+        #expect(levels[0].map(\.storedByteCount) == [5000, 300, 70, 10])
+        #expect(levels[1].map(\.reference) == [id("base0"), id("base0"), id("base1")])
     }
 
     @Test func levelsPutDeltasOnOneReferenceSideBySide() throws {

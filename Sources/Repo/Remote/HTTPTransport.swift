@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import CLinux
 import Delta
 import Foundation
 import NIOCore
@@ -224,6 +225,7 @@ public final class HTTPTransport: RemoteTransport, Sendable {
             }
             total += buffer.readableBytes
         }
+        startWriteback(fd)
         return total
     }
 

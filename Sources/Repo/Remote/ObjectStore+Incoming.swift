@@ -70,9 +70,12 @@ extension ObjectStore {
                           logicalByteCount: tensor.header.byteCount, storedByteCount: map.count, depth: depth)
     }
 
-    /// Moves a verified incoming file to the object's final name, durably (file synced, then
-    /// renamed, then the folder synced). An object stored meanwhile wins; the file is deleted.
-    public func install(_ id: ObjectID, from path: String) throws {
+    /// Moves a verified incoming file to the object's final name: the file synced, then renamed.
+    /// The name itself becomes durable with the next sync of the file system, which
+    /// ``Repository/receiveCommits(_:allowMissingObjects:shallow:known:)`` does before any row
+    /// names the object (a push's objects then cost one `fsync` each, not two). `syncFolder`
+    /// syncs the folder at once instead. An object stored meanwhile wins; the file is deleted.
+    public func install(_ id: ObjectID, from path: String, syncFolder: Bool = true) throws {
         if exists(id) {
             unlink(path)
             return
@@ -85,6 +88,6 @@ extension ObjectStore {
         guard rename(path, self.path(for: id)) == 0 else {
             throw RepoError.io(path: self.path(for: id), reason: "rename failed: \(errnoDescription())")
         }
-        try AtomicFileWriter.syncDirectory(dir)
+        if syncFolder { try AtomicFileWriter.syncDirectory(dir) }
     }
 }

@@ -1,4 +1,6 @@
 import AsyncHTTPClient
+import CLinux
+import Delta
 import Foundation
 import NIOCore
 import NIOPosix
@@ -71,4 +73,10 @@ enum RemoteHTTP {
         let flat = text.split(whereSeparator: \.isNewline).joined(separator: " ")
         return flat.count > 200 ? String(flat.prefix(200)) + "…" : flat
     }
+}
+
+/// Starts writing a received file's pages back to disk without waiting: the `syncfs` of its batch
+/// then finds them written, and the disk works while the next objects arrive and are verified.
+func startWriteback(_ fd: Int32) {
+    if AtomicFileWriter.syncEnabled { _ = sync_file_range(fd, 0, 0, UInt32(MREPO_SYNC_FILE_RANGE_WRITE)) }
 }

@@ -76,7 +76,7 @@ extension Repository {
             throw error
         }
         result.objects = needed.count
-        try receiveCommits(records, allowMissingObjects: lazy, shallow: true)
+        try receiveCommits(records, allowMissingObjects: lazy, shallow: true, known: mover.verifiedRows.all)
         if depth == .unshallow, try isShallow() {
             result.warnings.append("\(remote.url) is itself a shallow repository: the history below its boundary is not there to fetch, so this one stays shallow")
         }

@@ -60,14 +60,15 @@ extension Repository {
     // MARK: - Taking
 
     /// Verifies the object file at `file` (a temporary file in this store, see
-    /// ``ObjectStore/incomingPath()``) and moves it into place. The file is gone afterwards,
-    /// whatever happens.
+    /// ``ObjectStore/incomingPath()``) and moves it into place, synced; its name is made durable
+    /// by ``receiveCommits(_:allowMissingObjects:shallow:known:)`` before any commit names it
+    /// (one sync for all of a push's objects). The file is gone afterwards, whatever happens.
     @discardableResult
     public func receiveObject(_ id: ObjectID, file: String) throws -> ObjectInfo {
         defer { unlink(file) }
         if objects.exists(id) { return try objects.inspect(id) }
         let info = try objects.verifyIncoming(id, path: file)
-        try objects.install(id, from: file)
+        try objects.install(id, from: file, syncFolder: false)
         return info
     }
 
@@ -80,13 +81,26 @@ extension Repository {
     /// recorded as a shallow boundary, and one whose base is missing keeps it in its graft
     /// (docs/format.md §6.7); boundaries whose parents arrive are lifted in the same transaction.
     /// A push never passes it: a pushed commit's history must be complete on the receiver.
-    public func receiveCommits(_ records: [CommitRecord], allowMissingObjects: Bool = false, shallow: Bool = false) throws {
+    ///
+    /// `known`: rows already read from the object files (a fetch's verification reads them), which
+    /// are not read again.
+    public func receiveCommits(_ records: [CommitRecord], allowMissingObjects: Bool = false, shallow: Bool = false,
+                               known: [ObjectID: ObjectInfo] = [:]) throws {
         let contents = try Repository.parentsFirst(records.map { try $0.validate() })
         guard !contents.isEmpty else { return }
         // Read the files before the transaction (no I/O on files inside it).
         var rows: [ObjectID: ObjectInfo] = [:]
-        for o in Repository.objectsNeeded(by: contents) {
-            if objects.exists(o.id) {
+        let needed = Repository.objectsNeeded(by: contents)
+        // An object this call was not handed a row for may have been received by a push, whose
+        // names are not synced one by one (``receiveObject(_:file:)``): one sync of the file
+        // system makes them durable before any row names them. A fetch installed its own durably.
+        if needed.contains(where: { known[$0.id] == nil && objects.exists($0.id) }) {
+            try AtomicFileWriter.syncFileSystem(containing: objects.root)
+        }
+        for o in needed {
+            if let row = known[o.id] {
+                rows[o.id] = row
+            } else if objects.exists(o.id) {
                 rows[o.id] = try objects.inspect(o.id)
             } else if allowMissingObjects {
                 rows[o.id] = o

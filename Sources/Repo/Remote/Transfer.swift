@@ -45,6 +45,8 @@ struct ObjectMover: Sendable {
     var prefill: ClonePrefill? = nil
     /// Decoded chunks of delta references, shared by the objects this mover verifies.
     let references = ReferenceChunkCache()
+    /// The rows of the objects it verified (``Repository/receiveCommits(_:allowMissingObjects:shallow:known:)``).
+    let verifiedRows = VerifiedRows()
 
     /// Asks the remote which of `ids` it lacks, in batches.
     func remoteMissing(_ ids: [ObjectID]) async throws -> Set<ObjectID> {
@@ -55,76 +57,6 @@ struct ObjectMover: Sendable {
             out.formUnion(try await transport.missingObjects(Array(ids[start..<end])))
             start = end
         }
-        return out
-    }
-
-    /// Downloads objects (shallowest first), verifying each before it is renamed into the store.
-    /// Returns the bytes received.
-    ///
-    /// Objects arrive in batches (``ObjectMover/batches(_:)``): each object is written to an
-    /// incoming file and verified as it arrives (several streams at once), then the batch is made
-    /// durable together: one `syncfs` for the files' contents, the renames into place, one more
-    /// for the directory entries. That keeps the store's rule (a file under an object's name is
-    /// complete and verified, also after a power loss) at two disk barriers per batch instead of
-    /// two per object, which dominated clones of many small tensors. An interruption loses at
-    /// most the batch in flight; what was installed is not fetched again.
-    func download(_ infos: [ObjectInfo]) async throws -> Int {
-        var total = 0
-        for level in ObjectMover.levels(infos) {
-            for batch in ObjectMover.batches(level) {
-                let received = try await mapParallel(batch) { info -> ReceivedObject in
-                    let incoming = repository.objects.incomingPath()
-                    do {
-                        let n = try await transport.getObject(info.id, to: incoming)
-                        if repository.objects.exists(info.id) {
-                            unlink(incoming)
-                            return ReceivedObject(id: info.id, path: nil, byteCount: n)
-                        }
-                        var decoded = 0
-                        _ = try repository.objects.verifyIncoming(info.id, path: incoming, references: references) { bytes in
-                            guard let prefill, prefill.wants(info.id) else { return }
-                            prefill.write(info.id, bytes, at: decoded)
-                            decoded += bytes.count
-                        }
-                        prefill?.verified(info.id, byteCount: decoded)
-                        progress.add(n)
-                        return ReceivedObject(id: info.id, path: incoming, byteCount: n)
-                    } catch {
-                        unlink(incoming)
-                        throw error
-                    }
-                } discard: { received in
-                    if let path = received.path { unlink(path) }
-                }
-                try repository.objects.installVerified(received)
-                for _ in received { CrashPoint.reach("transfer.object-received") }
-                total += received.reduce(0) { $0 + $1.byteCount }
-            }
-        }
-        return total
-    }
-
-    /// Objects per durable batch, and bytes: large enough to amortise the disk barriers, small
-    /// enough that an interruption loses little.
-    static let batchObjects = 512
-    static let batchBytes = 256 << 20
-
-    /// Splits one level into consecutive batches of at most ``batchObjects`` objects and about
-    /// ``batchBytes`` stored bytes.
-    static func batches(_ level: [ObjectInfo]) -> [[ObjectInfo]] {
-        var out: [[ObjectInfo]] = []
-        var current: [ObjectInfo] = []
-        var bytes = 0
-        for info in level {
-            if !current.isEmpty && (current.count >= batchObjects || bytes + info.storedByteCount > batchBytes) {
-                out.append(current)
-                current = []
-                bytes = 0
-            }
-            current.append(info)
-            bytes += info.storedByteCount
-        }
-        if !current.isEmpty { out.append(current) }
         return out
     }
 
@@ -148,11 +80,28 @@ struct ObjectMover: Sendable {
 
     /// Groups objects by delta depth: a receiver verifies a delta against its reference, which
     /// must therefore arrive in an earlier group. Within a group, deltas on the same reference
-    /// are side by side, so their verifications share its decoded chunks (``ReferenceChunkCache``).
+    /// are side by side, so their verifications share its decoded chunks (``ReferenceChunkCache``),
+    /// and the runs with the most bytes come first: the largest objects start while there is
+    /// other work to overlap them with, instead of finishing a level alone on one core.
     static func levels(_ infos: [ObjectInfo]) -> [[ObjectInfo]] {
-        Dictionary(grouping: infos, by: \.depth).sorted { $0.key < $1.key }.map { level in
-            level.value.sorted { ($0.reference ?? $0.id, $0.id) < ($1.reference ?? $1.id, $1.id) }
+        Dictionary(grouping: infos, by: \.depth).sorted { $0.key < $1.key }.map { level in largestRunsFirst(level.value) }
+    }
+
+    /// One level's objects in runs by delta reference (an object without one is a run of its
+    /// own), the runs by stored bytes, most first (ties by reference id), each run by object id.
+    private static func largestRunsFirst(_ level: [ObjectInfo]) -> [ObjectInfo] {
+        struct Run {
+            var key: ObjectID
+            var bytes: Int
+            var objects: [ObjectInfo]
         }
+        var runs: [Run] = []
+        for (key, objects) in Dictionary(grouping: level, by: { $0.reference ?? $0.id }) {
+            let bytes = objects.reduce(0) { $0 + $1.storedByteCount }
+            runs.append(Run(key: key, bytes: bytes, objects: objects.sorted { $0.id < $1.id }))
+        }
+        runs.sort { a, b in a.bytes != b.bytes ? a.bytes > b.bytes : a.key < b.key }
+        return runs.flatMap(\.objects)
     }
 
     /// Runs `body` on every item with at most ``RemoteTransportLimits/parallelStreams`` at once;
@@ -191,13 +140,6 @@ struct ObjectMover: Sendable {
         }
         return results
     }
-}
-
-/// An object that arrived and verified, waiting in its incoming file (nil: it was stored meanwhile).
-struct ReceivedObject: Sendable {
-    var id: ObjectID
-    var path: String?
-    var byteCount: Int
 }
 
 extension ObjectStore {

@@ -121,6 +121,7 @@ final class S3Client: Sendable {
                 }
                 out.downloaded += buffer.readableBytes
             }
+            startWriteback(fd)
             if let expected = out.header("content-length").flatMap(Int.init), expected != out.downloaded {
                 throw HTTPClientError.remoteConnectionClosed
             }

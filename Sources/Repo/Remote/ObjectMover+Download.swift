@@ -1,0 +1,215 @@
+import CLinux
+import Delta
+import Foundation
+import Synchronization
+
+/// Receiving objects: one pipeline over the whole download, so that the network, the CPU and the
+/// disk are busy at once.
+///
+/// Objects are started shallowest first (``ObjectMover/levels(_:)``), at most
+/// ``RemoteTransportLimits/parallelStreams`` at a time, and each stream starts the next object as
+/// soon as its own is verified: there is no pause at the end of a batch or of a depth level. Each
+/// object is written to an incoming file (its write-back to disk started as soon as it is whole),
+/// verified away from the tasks that drive the transfers (so the sockets keep being read while
+/// both cores decode), and joins the open batch. A batch is made durable and renamed into place
+/// (``ObjectStore/installVerified(_:)``: one `syncfs`, the renames, one more) by a background
+/// install, one batch after another, while the streams go on; it closes at ``batchObjects``
+/// objects, ``batchBytes`` bytes, or when the last object of a depth level is in.
+///
+/// A delta is verified against its reference, which must be stored (under its name) first: a delta
+/// whose reference comes in this download downloads its bytes at once but waits for the
+/// reference's batch to be installed before it is verified. A reference is always of a lower
+/// level than its deltas, and a level's last object closes the batch, so the wait always ends.
+/// (A remote that misstates depths only makes that delta fail its verification, as before.)
+/// Nothing changes for what is promised: every object is verified before it gets its name, names
+/// point at durable files only, and `download` returns only once every batch is installed, so no
+/// commit or ref can name an object before it is durable. An interruption loses at most the
+/// batches not yet installed; what was installed is not fetched again.
+extension ObjectMover {
+    /// Objects per durable batch, and bytes: large enough to amortise the disk barriers, small
+    /// enough that an interruption loses little.
+    static let batchObjects = 512
+    static let batchBytes = 256 << 20
+
+    /// Downloads and verifies `infos` into the store. Returns the bytes received.
+    func download(_ infos: [ObjectInfo]) async throws -> Int {
+        let order = ObjectMover.levels(infos).flatMap { $0 }
+        guard !order.isEmpty else { return 0 }
+        let position = Dictionary(order.enumerated().map { ($1.id, $0) }, uniquingKeysWith: { a, _ in a })
+        var levelLeft: [Int: Int] = [:]
+        for info in order { levelLeft[info.depth, default: 0] += 1 }
+        let gate = StoredGate()
+        let store = repository.objects
+        var open: [ReceivedObject] = []
+        var openBytes = 0
+        var lastInstall: Task<Void, any Error>?
+        var total = 0
+
+        /// Hands the open batch to the install queue (after the batch before it).
+        func close() {
+            guard !open.isEmpty else { return }
+            let batch = open
+            open = []
+            openBytes = 0
+            let previous = lastInstall
+            lastInstall = Task {
+                do {
+                    try await previous?.value
+                    try await ObjectMover.offPool { try store.installVerified(batch) }
+                } catch {
+                    for o in batch { if let p = o.path { unlink(p) } }
+                    gate.fail(error)
+                    throw error
+                }
+                gate.open(batch.map(\.id))
+                for _ in batch { CrashPoint.reach("transfer.object-received") }
+            }
+        }
+
+        do {
+            try await withThrowingTaskGroup(of: ReceivedObject.self) { group in
+                var next = 0
+                func start() {
+                    let info = order[next]
+                    // Wait only for a reference that comes earlier in this download and from a lower level.
+                    let waitFor = info.reference.flatMap { r in
+                        position[r].flatMap { order[$0].depth < info.depth && $0 < next ? r : nil }
+                    }
+                    next += 1
+                    group.addTask { try await receive(info, after: waitFor, gate: gate) }
+                }
+                do {
+                    while next < order.count && next < RemoteTransportLimits.parallelStreams { start() }
+                    while let r = try await group.next() {
+                        total += r.byteCount
+                        open.append(r)
+                        openBytes += r.byteCount
+                        levelLeft[r.depth, default: 1] -= 1
+                        if open.count >= ObjectMover.batchObjects || openBytes >= ObjectMover.batchBytes || levelLeft[r.depth] == 0 {
+                            close()
+                        }
+                        if next < order.count { start() }
+                    }
+                } catch {
+                    // Wake the deltas waiting for a reference that will not come, then let the rest end.
+                    gate.fail(error)
+                    group.cancelAll()
+                    while let result = await group.nextResult() {
+                        if case let .success(r) = result, let p = r.path { unlink(p) }
+                    }
+                    throw error
+                }
+            }
+            close()
+            try await lastInstall?.value
+        } catch {
+            for o in open { if let p = o.path { unlink(p) } }
+            _ = try? await lastInstall?.value
+            throw error
+        }
+        return total
+    }
+
+    /// Downloads one object into an incoming file and verifies it (after its reference is stored,
+    /// when that comes in this download), writing the decoded bytes to the clone's prepared files.
+    private func receive(_ info: ObjectInfo, after reference: ObjectID?, gate: StoredGate) async throws -> ReceivedObject {
+        let store = repository.objects
+        let incoming = store.incomingPath()
+        do {
+            let n = try await transport.getObject(info.id, to: incoming)
+            if let reference { try await gate.wait(reference) }
+            if store.exists(info.id) {
+                unlink(incoming)
+                return ReceivedObject(id: info.id, path: nil, byteCount: n, depth: info.depth)
+            }
+            let (prefill, references, rows) = (prefill, references, verifiedRows)
+            try await ObjectMover.offPool {
+                var decoded = 0
+                let row = try store.verifyIncoming(info.id, path: incoming, references: references) { bytes in
+                    guard let prefill, prefill.wants(info.id) else { return }
+                    prefill.write(info.id, bytes, at: decoded)
+                    decoded += bytes.count
+                }
+                rows.add(row)
+                prefill?.verified(info.id, byteCount: decoded)
+            }
+            progress.add(n)
+            return ReceivedObject(id: info.id, path: incoming, byteCount: n, depth: info.depth)
+        } catch {
+            unlink(incoming)
+            throw error
+        }
+    }
+
+    /// Runs blocking work (decoding, `syncfs`) on a Dispatch worker, not on one of the few threads
+    /// that run the tasks driving the transfers.
+    static func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
+        }
+    }
+}
+
+/// An object that arrived and verified, waiting in its incoming file (nil: it was stored meanwhile).
+struct ReceivedObject: Sendable {
+    var id: ObjectID
+    var path: String?
+    var byteCount: Int
+    /// Its depth as the download was told (which level it closes).
+    var depth = 0
+}
+
+/// The object rows of the objects a download verified, from their files (as ``ObjectStore/inspect(_:)``
+/// would read them again), for recording the commits that name them.
+final class VerifiedRows: Sendable {
+    private let rows = Mutex<[ObjectID: ObjectInfo]>([:])
+
+    func add(_ row: ObjectInfo) { rows.withLock { $0[row.id] = row } }
+
+    var all: [ObjectID: ObjectInfo] { rows.withLock { $0 } }
+}
+
+/// Which objects of a download are stored under their names; deltas wait here for their reference.
+final class StoredGate: Sendable {
+    private struct State {
+        var stored: Set<ObjectID> = []
+        var waiters: [ObjectID: [CheckedContinuation<Void, any Error>]] = [:]
+        var failure: (any Error)?
+    }
+
+    private let state = Mutex(State())
+
+    /// Marks `ids` stored and wakes whoever waits for them.
+    func open(_ ids: [ObjectID]) {
+        let woken = state.withLock { s in
+            ids.flatMap { id in
+                s.stored.insert(id)
+                return s.waiters.removeValue(forKey: id) ?? []
+            }
+        }
+        for w in woken { w.resume() }
+    }
+
+    /// Fails every wait, now and later (the download is ending).
+    func fail(_ error: any Error) {
+        let woken = state.withLock { s in
+            if s.failure == nil { s.failure = error }
+            defer { s.waiters = [:] }
+            return s.waiters.values.flatMap { $0 }
+        }
+        for w in woken { w.resume(throwing: error) }
+    }
+
+    /// Returns once `id` is stored; throws when the download failed first.
+    func wait(_ id: ObjectID) async throws {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+            let now: Result<Void, any Error>? = state.withLock { s in
+                if s.stored.contains(id) { return .success(()) }
+                if let f = s.failure { return .failure(f) }
+                s.waiters[id, default: []].append(c)
+                return nil
+            }
+            if let now { c.resume(with: now) }
+        }
+    }
+}
