@@ -65,7 +65,7 @@ extension MergeContext {
     func runStreaming(_ jobs: [StreamingMerge.Job], batch: ObjectStore.Batch, counter: ProgressCounter) throws -> [String: (ObjectInfo?, ConflictMetrics)] {
         guard !jobs.isEmpty else { return [:] }
         let engine = StreamingMerge(store: repository.objects, batch: batch, level: repository.codecOptions.level,
-                                     spills: options.spillPasses)
+                                     spills: options.spillPasses, residentBudget: options.residentSpillBudget)
         let outputs = try engine.run(jobs, progress: counter)
         var out: [String: (ObjectInfo?, ConflictMetrics)] = [:]
         for (job, o) in zip(jobs, outputs) {
