@@ -103,6 +103,28 @@ import Testing
         #expect(!out.withUnsafeMutableBytes { spill.load(0, input: 0, offset: 0, into: $0) })
     }
 
+    /// A merge opens every input up front and drops the pages its chunk records were read from:
+    /// residency only, the tensor decodes to the same bytes after.
+    @Test func droppingAnOpenedTensorsPagesKeepsItsBytes() throws {
+        let n = 3 * 65536 + 17
+        let values = (0..<n).map { Float($0 % 1000) / 999 }
+        try writeFloats([("w", values)], to: repo.root + "/model.safetensors")
+        try repo.commitAll("base")
+        let id = try #require(try repo.tensors(of: "main")["w"]?.objectID)
+        let tensor = try repo.objects.open(id).tensor
+        #expect(tensor.header.chunkCount > 1)
+        tensor.releaseStoredBytes()
+        var decoded = [UInt8]()
+        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: TensorEncoding.scratchFactor * tensor.header.chunkByteCount, alignment: 64)
+        defer { scratch.deallocate() }
+        for c in 0..<tensor.header.chunkCount {
+            var chunk = [UInt8](repeating: 0, count: tensor.header.chunkRange(c).count)
+            try chunk.withUnsafeMutableBytes { try tensor.decodeChunk(c, into: $0, referenceChunk: nil, scratch: scratch) }
+            decoded += chunk
+        }
+        #expect(decoded == values.withUnsafeBytes { Array($0) })
+    }
+
     /// An in-memory spill: decoded into in place, read back in place or into a buffer, chunk by chunk.
     @Test func residentSpillKeepsEachInputsChunks() throws {
         let arena = SpillArena()

@@ -79,7 +79,9 @@ public final class StreamingSelection: Sendable {
         self.makeMerger = makeMerger
         blockCount = (n + Kernels.block - 1) / Kernels.block
         let selecting = ks.map { $0.map { $0 < n } ?? false }
-        state = Mutex(State(high: selecting.map { $0 ? [Int](repeating: 0, count: 1 << 16) : [] },
+        // The histograms are made by the first pass: every tensor's selection is made before
+        // any runs (85 of them, 1 MB each, for a 3B model).
+        state = Mutex(State(high: ks.map { _ in [] },
                             low: ks.map { _ in [] }, bucket: ks.map { _ in nil },
                             found: ks.enumerated().map { i, k in
                                 // k ≥ n keeps everything, as DeltaMask.topK decides it.
@@ -138,6 +140,7 @@ public final class StreamingSelection: Sendable {
             state.withLock { s in
                 for (i, h) in local {
                     if pass == .high {
+                        if s.high[i].isEmpty { s.high[i] = [Int](repeating: 0, count: 1 << 16) }
                         for v in 0..<(1 << 16) where h[v] != 0 { s.high[i][v] += Int(h[v]) }
                     } else {
                         for v in 0..<(1 << 16) where h[v] != 0 { s.low[i][v] += Int(h[v]) }
@@ -191,6 +194,7 @@ public final class StreamingSelection: Sendable {
             case .high:
                 for i in ks.indices {
                     guard let k = ks[i], s.found[i] == nil else { continue }
+                    if s.high[i].isEmpty { s.high[i] = [Int](repeating: 0, count: 1 << 16) }
                     var remaining = k, b = (1 << 16) - 1
                     while b > 0, s.high[i][b] < remaining {
                         remaining -= s.high[i][b]
