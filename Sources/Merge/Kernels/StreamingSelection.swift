@@ -101,6 +101,14 @@ public final class StreamingSelection: Sendable {
     /// Whether another pass over the inputs is needed.
     public var needsPass: Bool { state.withLock { $0.pass != .done } }
 
+    /// Forgets the thresholds found (the tensor is merged): the selection is done.
+    public func release() {
+        state.withLock { s in
+            for p in s.items { p?.deallocate() }
+            s = State(pass: .done, high: [], low: [], bucket: [], found: [], waiting: [], group: [], equal: [], items: [])
+        }
+    }
+
     /// Feeds elements `elements` (whole blocks from a block boundary; the last may be short) of the
     /// base and of every expert (recipe order; pointers at `elements.lowerBound`) to the current pass.
     public func observe(_ elements: Range<Int>, base: UnsafePointer<Float>, experts: [UnsafePointer<Float>]) {
@@ -299,7 +307,10 @@ public final class StreamingSelection: Sendable {
     /// The tensor's merge, once every pass is done, to be fed a range at a time.
     public func stream() throws -> TensorStream {
         let masks = try state.withLock { s -> [DeltaMask] in
-            guard s.pass == .done else { throw MergeError.tensor(name: context.name, problem: "the magnitude passes are not finished") }
+            // (No thresholds at all: the selection was released.)
+            guard s.pass == .done, s.found.count == ks.count else {
+                throw MergeError.tensor(name: context.name, problem: "the magnitude passes are not finished")
+            }
             return ks.indices.map { i in
                 guard let f = s.found[i] else { return DeltaMask(rule: .all, scale: 1, keptFraction: 1) }
                 return DeltaMask(rule: .top(f.top), scale: 1, keptFraction: Double(f.top.k) / Double(n), positionalTies: f.positional)

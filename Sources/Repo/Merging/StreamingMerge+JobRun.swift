@@ -357,6 +357,10 @@ final class JobRun: Sendable {
         defer {
             releaseWhole()
             releaseSpill()
+            // Every job lives until the run ends: its masks (megabytes for a 3B projection: the
+            // tied elements' choices, per-block counts) go with the tensor, not with the run.
+            preparedStream.withLock { $0 = nil }
+            selection?.release()
         }
         let early = named.withLock { $0 }
         let stored = early?.stored == true ? early?.id : nil
