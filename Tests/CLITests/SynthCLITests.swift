@@ -41,6 +41,17 @@ import Testing
         #expect(first == first.sorted())
     }
 
+    /// `--layers` keeps every tensor's shape with fewer layers (a small proxy of the 3B family).
+    @Test func writesFewerLayersOfTheSameShapes() throws {
+        let s = try CLISandbox()
+        try s.ok(["synth", "one", "--size", "llama-tiny", "--layers", "1", "--fine-tunes", "none"])
+        let names = try SafetensorsFile(path: s.path("one/base/model.safetensors")).tensors.map(\.name)
+        #expect(names.contains("model.layers.0.mlp.up_proj.weight") && !names.contains { $0.hasPrefix("model.layers.1.") })
+        #expect(names.contains("model.embed_tokens.weight"))
+        let zero = try s.run(["synth", "none", "--layers", "0"])
+        expectOneLineError(zero, status: 64, contains: "--layers must be at least 1")
+    }
+
     @Test func rejectsUnknownFineTunesAndAdaptersOfALlama() throws {
         let s = try CLISandbox()
         let unknown = try s.run(["synth", "x", "--fine-tunes", "math,poetry"])

@@ -94,4 +94,15 @@ import Testing
         #expect(try selection("dare_ties", ["density": .number(0.5)]) == nil)
         #expect(try selection("slerp", ["t": .number(0.5)]) == nil)
     }
+
+    /// A merged tensor's selection forgets its thresholds: no pass is asked for, and no merge made.
+    @Test func aReleasedSelectionIsDone() throws {
+        let plan = try MergePlan(MergeRecipe(method: "ties", parameters: ["density": .number(0.5)], experts: ["a", "b"]))
+        let selection = try #require(StreamingSelection.make(plan: plan, context: TensorContext(name: "w", shape: [100], layerCount: 1),
+                                                             count: 100, expertCount: 2))
+        #expect(selection.needsPass)
+        selection.release()
+        #expect(!selection.needsPass)
+        #expect(throws: MergeError.self) { try selection.stream() }
+    }
 }

@@ -34,11 +34,13 @@ import Testing
         }
     }
 
-    func mergeTies(on branch: String, budget: Int, spill: Bool = true) throws -> [String: TreeTensor] {
+    /// `resident`: inputs' bytes up to which the passes' spill is kept in memory (0: in a file).
+    func mergeTies(on branch: String, budget: Int, spill: Bool = true, resident: Int = 0) throws -> [String: TreeTensor] {
         _ = try repo.switchBranch(branch, create: true, startPoint: "main")
         var options = MergeOptions(branches: ["a", "b", "c"], recipe: MergeRecipe(method: "ties", parameters: ["density": .number(0.3)], experts: []))
         options.wholeTensorBudget = budget
         options.spillPasses = spill
+        options.residentSpillBudget = resident
         let outcome = try repo.merge(options)
         guard case .committed = outcome.status else {
             Issue.record("merge did not commit: \(outcome.status)")
@@ -62,13 +64,17 @@ import Testing
     }
 
     /// The passes' spill (the first pass keeps the decoded inputs for the second and the merge) is
-    /// an optimisation only: the same object with it and without, and no file left in the store.
+    /// an optimisation only: the same object with it (in a file, or in memory) and without, and no
+    /// file left in the store.
     @Test func passesWithAndWithoutSpillAgree() throws {
         try commitFamily()
         let spilled = try mergeTies(on: "spilled", budget: 0, spill: true)
         let decoded = try mergeTies(on: "decoded", budget: 0, spill: false)
+        let resident = try mergeTies(on: "resident", budget: 0, spill: true, resident: Int.max)
         let big = try #require(spilled["big.weight"])
         #expect(decoded["big.weight"]?.objectID == big.objectID)
+        #expect(resident["big.weight"]?.objectID == big.objectID)
+        #expect(resident["small.weight"]?.objectID == spilled["small.weight"]?.objectID)
         #expect(try repo.tensors(of: "main")["big.weight"]?.objectID != big.objectID)
         // Only the objects' two-digit folders: no temporary file of the spill or of the merge.
         let entries = try FileManager.default.contentsOfDirectory(atPath: repo.root + "/.mrepo/objects")
@@ -95,6 +101,51 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: folder) == before)
         spill.close()
         #expect(!out.withUnsafeMutableBytes { spill.load(0, input: 0, offset: 0, into: $0) })
+    }
+
+    /// A merge opens every input up front and drops the pages its chunk records were read from:
+    /// residency only, the tensor decodes to the same bytes after.
+    @Test func droppingAnOpenedTensorsPagesKeepsItsBytes() throws {
+        let n = 3 * 65536 + 17
+        let values = (0..<n).map { Float($0 % 1000) / 999 }
+        try writeFloats([("w", values)], to: repo.root + "/model.safetensors")
+        try repo.commitAll("base")
+        let id = try #require(try repo.tensors(of: "main")["w"]?.objectID)
+        let tensor = try repo.objects.open(id).tensor
+        #expect(tensor.header.chunkCount > 1)
+        tensor.releaseStoredBytes()
+        var decoded = [UInt8]()
+        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: TensorEncoding.scratchFactor * tensor.header.chunkByteCount, alignment: 64)
+        defer { scratch.deallocate() }
+        for c in 0..<tensor.header.chunkCount {
+            var chunk = [UInt8](repeating: 0, count: tensor.header.chunkRange(c).count)
+            try chunk.withUnsafeMutableBytes { try tensor.decodeChunk(c, into: $0, referenceChunk: nil, scratch: scratch) }
+            decoded += chunk
+        }
+        #expect(decoded == values.withUnsafeBytes { Array($0) })
+    }
+
+    /// An in-memory spill: decoded into in place, read back in place or into a buffer, chunk by chunk.
+    @Test func residentSpillKeepsEachInputsChunks() throws {
+        let arena = SpillArena()
+        let spill = PassSpill(memory: arena.bytes(2 * 10), inputCount: 2, byteCount: 10, chunkCount: 2)
+        let a = try #require(spill.resident(input: 0, range: 6..<10)), b = try #require(spill.resident(input: 1, range: 6..<10))
+        a.copyBytes(from: [1, 2, 3, 4] as [UInt8])
+        b.copyBytes(from: [5, 6, 7, 8] as [UInt8])
+        #expect(!spill.contains(1))
+        spill.store(1, offset: 6, inputs: [UnsafeRawBufferPointer(a), UnsafeRawBufferPointer(b)])
+        #expect(spill.contains(1) && !spill.contains(0))
+        var out = [UInt8](repeating: 0, count: 4)
+        #expect(out.withUnsafeMutableBytes { spill.load(1, input: 1, offset: 6, into: $0) })
+        #expect(out == [5, 6, 7, 8])
+        // Stored from elsewhere (a chunk decoded into pool buffers): copied in.
+        let c: [UInt8] = Array(20..<26), d: [UInt8] = Array(30..<36)
+        c.withUnsafeBytes { rc in d.withUnsafeBytes { rd in spill.store(0, offset: 0, inputs: [rc, rd]) } }
+        #expect(Array(try #require(spill.resident(input: 0, range: 0..<6))) == c)
+        #expect(Array(try #require(spill.resident(input: 1, range: 0..<10))) == d + [5, 6, 7, 8])
+        #expect(try #require(PassSpill(directory: repo.root + "/.mrepo/objects", inputCount: 1, byteCount: 4, chunkCount: 1))
+            .resident(input: 0, range: 0..<4) == nil)
+        arena.free()
     }
 
     /// The merged file is written while the merge runs, its unchanged tensors first (one sorts

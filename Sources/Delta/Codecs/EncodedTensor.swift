@@ -298,6 +298,14 @@ public struct EncodedTensor: Sendable {
         let range = chunks[index].range
         map.release((offset + range.lowerBound)..<(offset + range.upperBound))
     }
+
+    /// Drops every stored byte from the resident set (see ``releaseStoredBytes(ofChunk:)``): reading
+    /// the chunk records at open touches a page of every chunk, which stays resident otherwise.
+    public func releaseStoredBytes() {
+        guard let map = owner as? MappedFile, let start = bytes.baseAddress, let fileStart = map.bytes.baseAddress else { return }
+        let offset = start - UnsafeRawPointer(fileStart)
+        map.release(offset..<(offset + bytes.count))
+    }
 }
 
 // MARK: - Little-endian helpers

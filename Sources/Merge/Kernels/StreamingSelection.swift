@@ -79,7 +79,9 @@ public final class StreamingSelection: Sendable {
         self.makeMerger = makeMerger
         blockCount = (n + Kernels.block - 1) / Kernels.block
         let selecting = ks.map { $0.map { $0 < n } ?? false }
-        state = Mutex(State(high: selecting.map { $0 ? [Int](repeating: 0, count: 1 << 16) : [] },
+        // The histograms are made by the first pass: every tensor's selection is made before
+        // any runs (85 of them, 1 MB each, for a 3B model).
+        state = Mutex(State(high: ks.map { _ in [] },
                             low: ks.map { _ in [] }, bucket: ks.map { _ in nil },
                             found: ks.enumerated().map { i, k in
                                 // k ≥ n keeps everything, as DeltaMask.topK decides it.
@@ -98,6 +100,14 @@ public final class StreamingSelection: Sendable {
 
     /// Whether another pass over the inputs is needed.
     public var needsPass: Bool { state.withLock { $0.pass != .done } }
+
+    /// Forgets the thresholds found (the tensor is merged): the selection is done.
+    public func release() {
+        state.withLock { s in
+            for p in s.items { p?.deallocate() }
+            s = State(pass: .done, high: [], low: [], bucket: [], found: [], waiting: [], group: [], equal: [], items: [])
+        }
+    }
 
     /// Feeds elements `elements` (whole blocks from a block boundary; the last may be short) of the
     /// base and of every expert (recipe order; pointers at `elements.lowerBound`) to the current pass.
@@ -138,6 +148,7 @@ public final class StreamingSelection: Sendable {
             state.withLock { s in
                 for (i, h) in local {
                     if pass == .high {
+                        if s.high[i].isEmpty { s.high[i] = [Int](repeating: 0, count: 1 << 16) }
                         for v in 0..<(1 << 16) where h[v] != 0 { s.high[i][v] += Int(h[v]) }
                     } else {
                         for v in 0..<(1 << 16) where h[v] != 0 { s.low[i][v] += Int(h[v]) }
@@ -191,6 +202,7 @@ public final class StreamingSelection: Sendable {
             case .high:
                 for i in ks.indices {
                     guard let k = ks[i], s.found[i] == nil else { continue }
+                    if s.high[i].isEmpty { s.high[i] = [Int](repeating: 0, count: 1 << 16) }
                     var remaining = k, b = (1 << 16) - 1
                     while b > 0, s.high[i][b] < remaining {
                         remaining -= s.high[i][b]
@@ -245,26 +257,45 @@ public final class StreamingSelection: Sendable {
 
     /// After a tie pass: each block's rank base, and torch's choice among the tied elements.
     private func settleTies(_ s: inout State) {
+        var tops: [DeltaMask.TopK] = []
         for (g, i) in s.group.enumerated() {
             var top = s.found[i]!.top
             var before = [Int](repeating: 0, count: blockCount)
             for b in 1..<max(blockCount, 1) { before[b] = before[b - 1] + s.equal[g][b - 1] }
             top.equalBefore = before
+            tops.append(top)
+        }
+        // The replays of the group's experts are independent and each runs on one core (a 3B
+        // model's MLP projection: about 0.2 s per expert), so they run side by side.
+        let n = self.n
+        let items = s.items.map { UnsafeSendable($0) }
+        let replayed = s.group.indices.filter { s.items[$0] != nil }
+        var chosen = [[UInt64]](repeating: [], count: s.group.count)
+        chosen.withUnsafeMutableBufferPointer { out in
+            let out = UnsafeSendable(out)
+            try? Parallel.forEach(replayed.count) { k, _ in
+                let g = replayed[k]
+                let top = tops[g], items = items[g].value!
+                let tie = top.threshold ^ 0x7FFF_FFFF, width = UInt32(top.equalCount)
+                let o = UnsafeSendable(items), starts = top.equalBefore
+                Kernels.blocks(n) { r in
+                    let add = UInt32(starts[r.lowerBound / Kernels.block])
+                    guard add > 0 else { return }
+                    for j in r where o.value[j] &- tie < width { o.value[j] &+= add }
+                }
+                let keys = BandedKeys(ties: [tie], counts: [top.equalCount])
+                TorchSortOrder.arrange(items, count: n, boundaries: [top.k], keys: keys)
+                out.value[g] = keys.split(items, count: n, key: tie, boundary: top.k).before
+            }
+        }
+        for (g, i) in s.group.enumerated() {
+            var top = tops[g]
             guard let items = s.items[g] else {
                 // Above TorchSortOrder.maxCount: the earlier indices among the tied elements are kept.
                 s.found[i] = Found(top: top, positional: 1)
                 continue
             }
-            let tie = top.threshold ^ 0x7FFF_FFFF, width = UInt32(top.equalCount)
-            let o = UnsafeSendable(items), starts = before
-            Kernels.blocks(n) { r in
-                let add = UInt32(starts[r.lowerBound / Kernels.block])
-                guard add > 0 else { return }
-                for j in r where o.value[j] &- tie < width { o.value[j] &+= add }
-            }
-            let keys = BandedKeys(ties: [tie], counts: [top.equalCount])
-            TorchSortOrder.arrange(items, count: n, boundaries: [top.k], keys: keys)
-            top.chosen = keys.split(items, count: n, key: tie, boundary: top.k).before
+            top.chosen = chosen[g]
             s.found[i] = Found(top: top)
             items.deallocate()
         }
@@ -276,7 +307,10 @@ public final class StreamingSelection: Sendable {
     /// The tensor's merge, once every pass is done, to be fed a range at a time.
     public func stream() throws -> TensorStream {
         let masks = try state.withLock { s -> [DeltaMask] in
-            guard s.pass == .done else { throw MergeError.tensor(name: context.name, problem: "the magnitude passes are not finished") }
+            // (No thresholds at all: the selection was released.)
+            guard s.pass == .done, s.found.count == ks.count else {
+                throw MergeError.tensor(name: context.name, problem: "the magnitude passes are not finished")
+            }
             return ks.indices.map { i in
                 guard let f = s.found[i] else { return DeltaMask(rule: .all, scale: 1, keptFraction: 1) }
                 return DeltaMask(rule: .top(f.top), scale: 1, keptFraction: Double(f.top.k) / Double(n), positionalTies: f.positional)

@@ -51,6 +51,9 @@ public struct MergeOptions: Sendable {
     /// the later passes and the merge (``PassSpill``), instead of each pass decoding them again.
     /// Same result either way; off only to compare (`MREPO_MERGE_SPILL=0`).
     public var spillPasses = ProcessInfo.processInfo.environment["MREPO_MERGE_SPILL"] != "0"
+    /// Bytes of a tensor's inputs (as stored, without Float32 copies) up to which that spill is
+    /// kept in memory rather than in a file (``PassSpill``): the whole-tensor budget by default.
+    public var residentSpillBudget = MergeOptions.defaultWholeTensorBudget
 
     public static let defaultWholeTensorBudget: Int = {
         guard let text = ProcessInfo.processInfo.environment["MREPO_MERGE_WHOLE_MB"], let mib = Int(text), mib >= 0, mib < 1 << 40 else { return 256 << 20 }

@@ -3,8 +3,6 @@ import Foundation
 import Merge
 import Synchronization
 
-
-/// One tensor in progress.
 /// One tensor of a ``StreamingMerge`` in progress. Its state is behind locks: the chunks are computed
 /// on any worker and completed, in order, by whichever holds the next one.
 final class JobRun: Sendable {
@@ -33,6 +31,8 @@ final class JobRun: Sendable {
     let selection: StreamingSelection?
     /// Whether such a tensor's passes may keep its decoded inputs in a ``PassSpill``.
     let spills: Bool
+    /// Where such a tensor's spill is kept in memory (nil: in a file).
+    let arena: SpillArena?
     /// The decoded inputs kept by the first pass, from the passes until the tensor is finished.
     let spill = Mutex<PassSpill?>(nil)
     /// Whether the passes kept the inputs: the tensor is then merged next, before another spills.
@@ -69,9 +69,10 @@ final class JobRun: Sendable {
     private let named = Mutex<(id: ObjectID, stored: Bool)?>(nil)
 
     init(_ job: StreamingMerge.Job, pool: ChunkBufferPool, level: Int32, store: ObjectStore, batch: ObjectStore.Batch, progress: ProgressCounter?,
-         spills: Bool) {
+         spills: Bool, arena: SpillArena? = nil) {
         self.job = job
         self.spills = spills
+        self.arena = arena
         self.pool = pool
         self.level = level
         self.store = store
@@ -356,6 +357,10 @@ final class JobRun: Sendable {
         defer {
             releaseWhole()
             releaseSpill()
+            // Every job lives until the run ends: its masks (megabytes for a 3B projection: the
+            // tied elements' choices, per-block counts) go with the tensor, not with the run.
+            preparedStream.withLock { $0 = nil }
+            selection?.release()
         }
         let early = named.withLock { $0 }
         let stored = early?.stored == true ? early?.id : nil

@@ -15,8 +15,9 @@ extension JobRun {
     func runPasses() throws {
         guard let selection else { return }
         if spills {
-            let made = PassSpill(directory: store.root, inputCount: 1 + job.inputs.count, byteCount: job.header.byteCount,
-                                 chunkCount: chunkCount)
+            let inputCount = 1 + job.inputs.count, byteCount = job.header.byteCount
+            let made = arena.map { PassSpill(memory: $0.bytes(inputCount * byteCount), inputCount: inputCount, byteCount: byteCount, chunkCount: chunkCount) }
+                ?? PassSpill(directory: store.root, inputCount: inputCount, byteCount: byteCount, chunkCount: chunkCount)
             spill.withLock { $0 = made }
         }
         let next = Atomic<Int>(0)
@@ -46,37 +47,31 @@ extension JobRun {
     }
 
     /// Decodes chunk `c` of the base, then of every input (deltas against the base's chunk), into
-    /// `work`'s raw buffers in that order (or reads them back from the spill); returns the chunk's
-    /// byte count, the base's bytes and the base's exponent-group positions (computed to decode the
-    /// inputs, else only when needed).
+    /// `work`'s raw buffers in that order (or reads them back from the spill; an in-memory spill's
+    /// bytes are decoded into and read in place); returns the chunk's byte count, the base's bytes
+    /// and the base's exponent-group positions (computed to decode the inputs, else only when needed).
     func decodeInputs(_ c: Int, into work: ChunkWork, positionsNeeded: Bool) throws
         -> (count: Int, baseChunk: UnsafeRawBufferPointer, positions: UnsafePointer<UInt32>?) {
         let range = job.header.chunkRange(c)
         let count = range.count
         let spill = self.spill.withLock { $0 }
+        let buffers = (0..<(1 + job.inputs.count)).map { i in
+            spill?.resident(input: i, range: range) ?? UnsafeMutableRawBufferPointer(rebasing: work.take(chunkCapacity)[0..<count])
+        }
+        for buffer in buffers { work.appendRaw(buffer) }
+        let baseChunk = UnsafeRawBufferPointer(buffers[0])
         if let spill, spill.contains(c) {
-            for i in 0..<(1 + job.inputs.count) {
-                let buffer = work.take(chunkCapacity)
-                work.appendRaw(buffer)
-                guard spill.load(c, input: i, offset: range.lowerBound, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count])) else {
-                    throw RepoError.failed("tensor '\(job.name)': cannot read back its decoded chunk \(c) from the merge's spill file: \(String(cString: strerror(errno)))")
-                }
+            for (i, buffer) in buffers.enumerated() where !spill.load(c, input: i, offset: range.lowerBound, into: buffer) {
+                throw RepoError.failed("tensor '\(job.name)': cannot read back its decoded chunk \(c) from the merge's spill file: \(String(cString: strerror(errno)))")
             }
-            let baseChunk = UnsafeRawBufferPointer(rebasing: work.raw[0][0..<count])
             return (count, baseChunk, positionsNeeded ? groupPositions(of: baseChunk, work: work) : nil)
         }
-        let base = work.take(chunkCapacity)
-        try decode(job.base, chunk: c, into: UnsafeMutableRawBufferPointer(rebasing: base[0..<count]), baseChunk: nil, positions: nil)
-        work.appendRaw(base)
-        let baseChunk = UnsafeRawBufferPointer(rebasing: base[0..<count])
+        try decode(job.base, chunk: c, into: buffers[0], baseChunk: nil, positions: nil)
         let positions = groupPositions(of: baseChunk, work: work)
-        for input in job.inputs {
-            let buffer = work.take(chunkCapacity)
-            try decode(input, chunk: c, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count]), baseChunk: baseChunk,
-                       positions: positions)
-            work.appendRaw(buffer)
+        for (input, buffer) in zip(job.inputs, buffers.dropFirst()) {
+            try decode(input, chunk: c, into: buffer, baseChunk: baseChunk, positions: positions)
         }
-        spill?.store(c, offset: range.lowerBound, inputs: work.raw.map { UnsafeRawBufferPointer(rebasing: $0[0..<count]) })
+        spill?.store(c, offset: range.lowerBound, inputs: buffers.map { UnsafeRawBufferPointer($0) })
         return (count, baseChunk, positions)
     }
 

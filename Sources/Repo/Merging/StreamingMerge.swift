@@ -78,13 +78,17 @@ final class StreamingMerge: Sendable {
     private let level: Int32
     /// Whether tensors decided by passes keep their decoded inputs for the later passes (``PassSpill``).
     private let spills: Bool
+    /// Inputs' bytes up to which a spill is kept in memory (in ``arena``), not in a file.
+    private let residentBudget: Int
     private let pool = ChunkBufferPool()
+    private let arena = SpillArena()
 
-    init(store: ObjectStore, batch: ObjectStore.Batch, level: Int32, spills: Bool = true) {
+    init(store: ObjectStore, batch: ObjectStore.Batch, level: Int32, spills: Bool = true, residentBudget: Int = 0) {
         self.store = store
         self.batch = batch
         self.level = level
         self.spills = spills
+        self.residentBudget = residentBudget
     }
 
     /// Bytes a tensor merged whole holds: the base's and each input's bytes, and their Float32 copies.
@@ -106,8 +110,15 @@ final class StreamingMerge: Sendable {
     /// Merges every job; results in job order. On failure the objects this call wrote are deleted
     /// and the first error is thrown.
     func run(_ jobs: [Job], progress: ProgressCounter?) throws -> [Output] {
-        let runs = jobs.map { JobRun($0, pool: pool, level: level, store: store, batch: batch, progress: progress, spills: spills) }
-        defer { pool.drain() }
+        let runs = jobs.map { job in
+            let resident = spills && (1 + job.inputs.count) * job.header.byteCount <= residentBudget
+            return JobRun(job, pool: pool, level: level, store: store, batch: batch, progress: progress, spills: spills,
+                          arena: resident ? arena : nil)
+        }
+        defer {
+            pool.drain()
+            arena.free()
+        }
         do {
             // Tensors decided by passes go first, one at a time on every core: their passes hold a
             // chunk per worker (and, for ties, 4 bytes per element), and leave range-wise tensors.
@@ -124,6 +135,8 @@ final class StreamingMerge: Sendable {
                 }
                 rest.append(run)
             }
+            // Every spilled tensor is finished: the tensors held whole get the arena's memory.
+            arena.free()
             try process(rest)
         } catch {
             for run in runs { run.abort() }

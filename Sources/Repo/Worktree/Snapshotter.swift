@@ -61,9 +61,11 @@ struct Snapshotter {
         let executable = file.scanned.stat.isExecutable
         guard let st = file.safetensors else {
             let map = try mapped(file.scanned)
-            let id = BlobHasher.hash(map.bytes)
+            let sha = SHA256()
+            sha.update(BlobHasher.prefix(byteCount: map.count))
+            Snapshotter.hashReleasing(0..<map.count, of: map, into: sha.update)
             progress?.add(map.count)
-            return TreeFile(path: file.scanned.path, kind: .blob, objectID: id, byteCount: map.count, executable: executable)
+            return TreeFile(path: file.scanned.path, kind: .blob, objectID: sha.finalize(), byteCount: map.count, executable: executable)
         }
         let headerID = BlobHasher.hash(st.headerBytes)
         progress?.add(st.header.dataStart)
@@ -76,8 +78,9 @@ struct Snapshotter {
             try Parallel.forEach(order.count) { k, _ in
                 let i = order[k]
                 let t = infos[i]
-                out.value[i] = TensorHasher.hash(dtype: t.dtype, shape: t.shape, bytes: st.data(of: t))
-                st.release(t)
+                let hasher = TensorHasher(dtype: t.dtype, shape: t.shape)
+                Snapshotter.hashReleasing(st.fileRange(of: t), of: st.map, into: hasher.update)
+                out.value[i] = hasher.finalize()
                 progress?.add(t.byteCount)
             }
         }
@@ -166,19 +169,25 @@ struct Snapshotter {
                 infos, lowRankRecords)
     }
 
-    /// The SHA-256 of a whole file (recorded in its tree entry), read 4 MiB at a time, each
-    /// window's pages dropped once hashed so memory stays bounded.
+    /// The SHA-256 of a whole file (recorded in its tree entry).
     static func fileDigest(_ map: MappedFile) -> Digest {
         let sha = SHA256()
-        let step = 4 << 20
-        var offset = 0
-        while offset < map.count {
-            let range = offset..<min(map.count, offset + step)
-            sha.update(map.bytes(in: range))
-            map.release(range)
-            offset = range.upperBound
-        }
+        hashReleasing(0..<map.count, of: map, into: sha.update)
         return sha.finalize()
+    }
+
+    /// Feeds `range` of `map` to `update` 4 MiB at a time, each window's pages dropped once hashed:
+    /// memory stays bounded whatever the size of a tensor (a 3B model's 788 MB embedding was
+    /// resident whole while `status` hashed it).
+    static func hashReleasing(_ range: Range<Int>, of map: MappedFile, into update: (UnsafeRawBufferPointer) -> Void) {
+        let step = 4 << 20
+        var offset = range.lowerBound
+        while offset < range.upperBound {
+            let window = offset..<min(range.upperBound, offset + step)
+            update(map.bytes(in: window))
+            map.release(window)
+            offset = window.upperBound
+        }
     }
 
     func mapped(_ file: ScannedFile) throws -> MappedFile {

@@ -44,6 +44,10 @@ struct SynthCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Number of safetensors shards per checkpoint.", valueName: "n"))
     var shards = 1
 
+    @Option(help: ArgumentHelp("Number of layers (default: the size's): fewer keep every tensor's shape in a smaller checkpoint.",
+                               valueName: "n"))
+    var layers: Int?
+
     @Option(help: ArgumentHelp("Tensor layout of every checkpoint: name, state-dict or save-file.", valueName: "order"))
     var order: TensorOrder = .name
 
@@ -73,6 +77,7 @@ struct SynthCommand: ParsableCommand {
             throw ValidationError("--dtype must be F32, BF16 or F16")
         }
         if shards < 1 { throw ValidationError("--shards must be at least 1") }
+        if let layers, layers < 1 { throw ValidationError("--layers must be at least 1") }
         if adapters < 0 || loraRank < 1 { throw ValidationError("--adapters must be ≥ 0 and --lora-rank ≥ 1") }
         if adapters > 0, size == .llamaTiny || size == .llama3b {
             throw ValidationError("--adapters needs a BERT-shaped --size (tiny, small, minilm or bench)")
@@ -100,7 +105,8 @@ struct SynthCommand: ParsableCommand {
     }
 
     func run() throws {
-        let arch = Architecture.all.first { $0.name == size.rawValue }!
+        var arch = Architecture.all.first { $0.name == size.rawValue }!
+        if let layers { arch.layers = layers }
         let factory = ModelFactory(architecture: arch, dtype: DType(parsing: dtype)!, seed: seed)
         if !adaptersOnly {
             let fineTunes = try fineTuneSpecs()
