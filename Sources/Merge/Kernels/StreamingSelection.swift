@@ -1,6 +1,24 @@
 import Delta
 import Synchronization
 
+/// A tensor's first pass (or passes) run over its inputs fed a chunk at a time, deciding what the
+/// range-wise merge that follows needs: TIES' thresholds (``StreamingSelection``), Model Stock's
+/// Gram tables (``ModelStock/passes(plan:context:count:expertCount:chunkElements:)``).
+public protocol ChunkPasses: AnyObject, Sendable {
+    /// Whether another pass over the inputs is needed.
+    var needsPass: Bool { get }
+    /// Whether ``observe(_:base:experts:)`` must see the chunks one at a time, in element order
+    /// (its sums keep their order); otherwise chunks may come in any order, on any thread.
+    var ordered: Bool { get }
+    /// Feeds elements `elements` (whole blocks from a block boundary; the last may be short) of the
+    /// base and of every expert (recipe order; pointers at `elements.lowerBound`) to the current pass.
+    func observe(_ elements: Range<Int>, base: UnsafePointer<Float>, experts: [UnsafePointer<Float>])
+    /// Ends the current pass (every chunk observed once) and readies the next one, if any.
+    func endPass()
+    /// The tensor's merge, once every pass is done, to be fed a range at a time.
+    func stream() throws -> TensorStream
+}
+
 /// TIES' trim decided from inputs fed a chunk at a time, in a few passes, without holding a tensor whole.
 ///
 /// Why: the magnitude threshold of a task vector is its k-th largest |δ| over the whole tensor, so
@@ -20,7 +38,7 @@ import Synchronization
 ///
 /// The masks are then the ones ``DeltaMask/build(_:expert:base:density:gamma:epsilon:rows:rescale:seed:name:)``
 /// makes from whole inputs, bit for bit, and the tensor is merged a range at a time.
-public final class StreamingSelection: Sendable {
+public final class StreamingSelection: ChunkPasses {
     /// Bytes of replay items held at once (one expert's are always allowed).
     public static let replayBudget = 512 << 20
 
@@ -98,6 +116,9 @@ public final class StreamingSelection: Sendable {
 
     /// Whether another pass over the inputs is needed.
     public var needsPass: Bool { state.withLock { $0.pass != .done } }
+
+    /// Histograms and counts: chunks in any order.
+    public var ordered: Bool { false }
 
     /// Feeds elements `elements` (whole blocks from a block boundary; the last may be short) of the
     /// base and of every expert (recipe order; pointers at `elements.lowerBound`) to the current pass.

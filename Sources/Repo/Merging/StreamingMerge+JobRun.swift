@@ -4,7 +4,6 @@ import Merge
 import Synchronization
 
 
-/// One tensor in progress.
 /// One tensor of a ``StreamingMerge`` in progress. Its state is behind locks: the chunks are computed
 /// on any worker and completed, in order, by whichever holds the next one.
 final class JobRun: Sendable {
@@ -30,7 +29,7 @@ final class JobRun: Sendable {
     let preparedStream: Mutex<TensorStream?>
     private var tensorStream: TensorStream? { preparedStream.withLock { $0 } }
     /// A tensor decided by passes over its inputs.
-    let selection: StreamingSelection?
+    let selection: (any ChunkPasses)?
     /// Whether such a tensor's passes may keep its decoded inputs in a ``PassSpill``.
     let spills: Bool
     /// The decoded inputs kept by the first pass, from the passes until the tensor is finished.
@@ -98,6 +97,14 @@ final class JobRun: Sendable {
             isWhole = false
             wholeByteCount = 0
             remaining = Mutex(h.chunkCount)
+        case .whole where h.chunkCount == 1:
+            // Its one chunk holds the whole inputs: decoded, prepared and merged in one work item
+            // (``stream(_:)``), with no whole buffers.
+            preparedStream = Mutex(nil)
+            selection = nil
+            isWhole = false
+            wholeByteCount = 0
+            remaining = Mutex(h.chunkCount)
         case .whole:
             preparedStream = Mutex(nil)
             selection = nil
@@ -116,6 +123,10 @@ final class JobRun: Sendable {
         do {
             let (count, baseChunk, positions) = try decodeInputs(c, into: work, positionsNeeded: true)
             let floats = floatViews(work, count: count)
+            if chunkCount == 1, case let .whole(prepare) = job.merging {
+                let stream = try prepare(floats[0], job.slots.map { floats[$0 + 1] })
+                preparedStream.withLock { $0 = stream }
+            }
             try mergeAndCode(c, base: floats[0], experts: job.slots.map { floats[$0 + 1] }, baseChunk: baseChunk, positions: positions!, work: work)
         } catch {
             work.release()

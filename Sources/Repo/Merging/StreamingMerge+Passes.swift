@@ -3,7 +3,7 @@ import Foundation
 import Merge
 import Synchronization
 
-// A tensor decided by passes (``StreamingSelection``): its passes over the inputs' chunks, and the
+// A tensor decided by passes (``ChunkPasses``: TIES' thresholds, Model Stock's Gram tables): its passes over the inputs' chunks, and the
 // decoding of a chunk's inputs that they and the range-wise merge share (read back from the
 // ``PassSpill`` after the first pass).
 extension JobRun {
@@ -22,11 +22,34 @@ extension JobRun {
         let next = Atomic<Int>(0)
         while selection.needsPass {
             next.store(0, ordering: .relaxed)
+            // Passes whose sums keep their order see the chunks in order: each is decoded by any
+            // worker and observed by whichever holds the next one (as chunks are completed).
+            let inOrder = selection.ordered ? OrderedBaton() : nil
+            let waiting = Mutex<[Int: ChunkWork]>([:])
+            defer { waiting.withLock { w in
+                for work in w.values { work.release() }
+                w.removeAll()
+            } }
             try Parallel.forEach(min(Parallel.workerCount, chunkCount)) { _, failed in
                 while !failed() {
                     let c = next.add(1, ordering: .relaxed).oldValue
                     guard c < chunkCount else { return }
-                    try observe(c, selection)
+                    let work = ChunkWork(index: c, pool: pool)
+                    do {
+                        _ = try decodeInputs(c, into: work, positionsNeeded: false)
+                    } catch {
+                        work.release()
+                        throw error
+                    }
+                    guard let inOrder else {
+                        observe(work, selection)
+                        continue
+                    }
+                    waiting.withLock { $0[c] = work }
+                    try inOrder.ready(c) { k in
+                        guard let w = waiting.withLock({ $0.removeValue(forKey: k) }) else { return }
+                        observe(w, selection)
+                    }
                 }
             }
             selection.endPass()
@@ -35,13 +58,12 @@ extension JobRun {
         preparedStream.withLock { $0 = stream }
     }
 
-    /// Decodes chunk `c` of every input and feeds it to the selection's current pass.
-    private func observe(_ c: Int, _ selection: StreamingSelection) throws {
-        let work = ChunkWork(index: c, pool: pool)
+    /// Feeds a chunk's decoded inputs to the selection's current pass, then gives back its buffers.
+    private func observe(_ work: ChunkWork, _ selection: any ChunkPasses) {
         defer { work.release() }
-        let (count, _, _) = try decodeInputs(c, into: work, positionsNeeded: false)
+        let count = job.header.chunkRange(work.index).count
         let floats = floatViews(work, count: count)
-        let first = job.header.chunkRange(c).lowerBound / elementSize
+        let first = job.header.chunkRange(work.index).lowerBound / elementSize
         selection.observe(first..<(first + count / elementSize), base: floats[0], experts: job.slots.map { floats[$0 + 1] })
     }
 
