@@ -87,7 +87,8 @@ final class PreparedCheckout: Sendable {
                 throw error
             }
             let temporary = directory + "/\(i).safetensors"
-            let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            // Read back too: a result coded once its id is known (``JobRun/codeDeferred(_:)``).
+            let fd = open(temporary, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
             guard fd >= 0 else { continue }
             guard ftruncate(fd, off_t(f.byteCount)) == 0, PreparedCheckout.write(fd, header, at: 0) else {
                 close(fd)
@@ -133,6 +134,15 @@ final class PreparedCheckout: Sendable {
             // then finds them on disk, and the disk works while the merge computes.
             _ = sync_file_range(fd, Int64(p.offset + offset), Int64(bytes.count), UInt32(MREPO_SYNC_FILE_RANGE_WRITE))
         }
+    }
+
+    /// Reads part of a merged tensor's bytes, `offset` bytes into the tensor, back from its place;
+    /// false when the file cannot give them (a failed write, no such place).
+    func readPart(_ name: String, into buffer: UnsafeMutableRawBufferPointer, at offset: Int) -> Bool {
+        guard let p = places[name], offset >= 0, offset + buffer.count <= p.count else { return false }
+        let (fd, failed) = files.withLock { ($0[p.file].fd, $0[p.file].failed) }
+        guard !failed, fd >= 0 else { return false }
+        return PositionalIO.readAll(fd, into: buffer, at: p.offset + offset)
     }
 
     /// Decodes the tensors the merge takes unchanged (name → object) into their places before the

@@ -66,6 +66,11 @@ final class JobRun: Sendable {
     /// the store holds it already (a merge done again): it is then neither coded nor written
     /// (``mergeAndCode(_:base:experts:baseChunk:positions:work:)``).
     private let named = Mutex<(id: ObjectID, stored: Bool)?>(nil)
+    /// Whether the result's coding waits for its id (``codeDeferred(_:)``): a range-wise tensor of
+    /// several chunks with a place in the prepared file, of at most ``deferredCodingLimit`` bytes.
+    let defersCoding: Bool
+    /// Such a tensor's base chunks, kept from the merge to the coding.
+    let heldBase = Mutex<[Int: UnsafeSendable<UnsafeMutableRawBufferPointer>]>([:])
 
     init(_ job: StreamingMerge.Job, pool: ChunkBufferPool, level: Int32, store: ObjectStore, batch: ObjectStore.Batch, progress: ProgressCounter?,
          spills: Bool) {
@@ -113,6 +118,8 @@ final class JobRun: Sendable {
             remaining = Mutex(h.chunkCount * (2 + job.inputs.count))
         }
         inputBatons = isWhole ? ([job.base] + job.inputs).map { _ in OrderedBaton() } : []
+        defersCoding = !isWhole && h.chunkCount > 1 && h.byteCount <= JobRun.deferredCodingLimit
+            && job.prepared?.hasPlace(for: job.name, byteCount: h.byteCount) == true
     }
 
     // MARK: - Range-wise tensors
@@ -244,6 +251,13 @@ final class JobRun: Sendable {
             named.withLock { $0 = (id, stored) }
             if stored { return }
         }
+        if defersCoding {
+            // Coded once its id is known, and only if the store lacks it (``codeDeferred(_:)``).
+            let copy = pool.take(chunkCapacity)
+            copy.copyMemory(from: baseChunk)
+            heldBase.withLock { $0[c] = UnsafeSendable(copy) }
+            return
+        }
         let coded = work.take(Zstd.compressBound(chunkCapacity) + 8)
         let planes = work.takeScratch(TensorEncoding.scratchFactor * chunkCapacity)
         let (coder, n) = ChunkCodec.encode(dtype: h.dtype, encoding: encoding, level: level, source: work.output, reference: baseChunk,
@@ -333,6 +347,7 @@ final class JobRun: Sendable {
         case (_, true)?: return
         case (_, false)?: break
         }
+        if defersCoding { return }
         try written.withLock { s in
             if s.writer == nil {
                 // Opened at the first chunk's completion and handed over at the last: few files are
@@ -367,12 +382,14 @@ final class JobRun: Sendable {
         defer {
             releaseWhole()
             releaseSpill()
+            releaseHeldBase()
         }
         let early = named.withLock { $0 }
-        let stored = early?.stored == true ? early?.id : nil
+        let deferredID = defersCoding ? outputHasher.finalize() : nil
+        let stored = early?.stored == true ? early?.id : deferredID.flatMap { store.exists($0) ? $0 : nil }
         try written.withLock { s in
-            let writer = s.writer
-            guard writer != nil || stored != nil else { throw RepoError.failed("tensor '\(job.name)' was not written") }
+            var writer = s.writer
+            guard writer != nil || stored != nil || deferredID != nil else { throw RepoError.failed("tensor '\(job.name)' was not written") }
             s.writer = nil
             for (i, input) in ([job.base] + job.inputs).enumerated() {
                 let digest = hashers[i].finalize()
@@ -388,14 +405,20 @@ final class JobRun: Sendable {
                 progress?.add(1)
                 return
             }
-            guard let writer else {
+            if let stored {
                 // Stored already: its facts are the stored file's, as for any object found in place.
-                s.result = StreamingMerge.Output(info: try store.inspect(stored!), isNew: false, metrics: metrics)
+                s.result = StreamingMerge.Output(info: try store.inspect(stored), isNew: false, metrics: metrics)
                 job.prepared?.completed(job.name)
                 progress?.add(1)
                 return
             }
-            let id = early?.id ?? outputHasher.finalize()
+            if let deferredID {
+                let coded = try codeDeferred(deferredID)
+                writer = coded.writer
+                s.stored = coded.stored
+            }
+            guard let writer else { throw RepoError.failed("tensor '\(job.name)' was not written") }
+            let id = early?.id ?? deferredID ?? outputHasher.finalize()
             let info = ObjectInfo(id: id, kind: .tensor, encoding: encoding, reference: job.base.id, logicalByteCount: job.header.byteCount,
                                   storedByteCount: ObjectStore.headerByteCount + s.stored, depth: job.baseInfo.depth + 1)
             let staged = try store.stage(writer, info: info, batch: batch)
@@ -445,5 +468,6 @@ final class JobRun: Sendable {
         }
         releaseWhole()
         releaseSpill()
+        releaseHeldBase()
     }
 }
