@@ -1,4 +1,5 @@
 import Delta
+import Dispatch
 import Foundation
 import Merge
 import Synchronization
@@ -26,14 +27,27 @@ extension JobRun {
             // worker and observed by whichever holds the next one (as chunks are completed).
             let inOrder = selection.ordered ? OrderedBaton() : nil
             let waiting = Mutex<[Int: ChunkWork]>([:])
+            // At most a few chunks decoded and not yet observed: a worker that runs ahead of a slow
+            // one (a busy machine) waits instead of holding every chunk's inputs.
+            let ahead = DispatchSemaphore(value: Parallel.workerCount + 1)
             defer { waiting.withLock { w in
                 for work in w.values { work.release() }
                 w.removeAll()
             } }
             try Parallel.forEach(min(Parallel.workerCount, chunkCount)) { _, failed in
                 while !failed() {
+                    if inOrder != nil {
+                        // Chunks are taken in order after a permit, so the next one to observe
+                        // always holds one: the wait ends.
+                        while ahead.wait(timeout: .now() + .milliseconds(20)) == .timedOut {
+                            if failed() { return }
+                        }
+                    }
                     let c = next.add(1, ordering: .relaxed).oldValue
-                    guard c < chunkCount else { return }
+                    guard c < chunkCount else {
+                        if inOrder != nil { ahead.signal() }
+                        return
+                    }
                     let work = ChunkWork(index: c, pool: pool)
                     do {
                         _ = try decodeInputs(c, into: work, positionsNeeded: false)
@@ -49,6 +63,7 @@ extension JobRun {
                     try inOrder.ready(c) { k in
                         guard let w = waiting.withLock({ $0.removeValue(forKey: k) }) else { return }
                         observe(w, selection)
+                        ahead.signal()
                     }
                 }
             }
