@@ -5,8 +5,9 @@ import Merge
 import Testing
 
 /// Model Stock through ``StreamingMerge``: a tensor of several chunks is decided by one ordered pass
-/// over its chunks (its Gram tables, the inputs kept in the passes' spill) and a tensor of one chunk
-/// in one work item; both store exactly what the whole-input merge computes.
+/// over its chunks (its Gram tables; the merge decodes the chunks again) and a tensor of one chunk in
+/// one work item; both store exactly what the whole-input merge computes, with the passes' spill
+/// allowed or not.
 @Suite final class ModelStockStreamingTests {
     let fixture: TemporaryRepository
     var repo: Repository { fixture.repo }

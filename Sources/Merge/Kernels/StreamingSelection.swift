@@ -10,6 +10,11 @@ public protocol ChunkPasses: AnyObject, Sendable {
     /// Whether ``observe(_:base:experts:)`` must see the chunks one at a time, in element order
     /// (its sums keep their order); otherwise chunks may come in any order, on any thread.
     var ordered: Bool { get }
+    /// Whether keeping the first pass's decoded inputs for the later passes and the merge (the
+    /// passes' spill) saves time: more than one decoding is saved. With a single pass the spill
+    /// saves one decoding, and writing then reading back the chunks cost as much on the machines
+    /// measured (docs/benchmarks.md, mspeed5).
+    var spillPays: Bool { get }
     /// Feeds elements `elements` (whole blocks from a block boundary; the last may be short) of the
     /// base and of every expert (recipe order; pointers at `elements.lowerBound`) to the current pass.
     func observe(_ elements: Range<Int>, base: UnsafePointer<Float>, experts: [UnsafePointer<Float>])
@@ -119,6 +124,9 @@ public final class StreamingSelection: ChunkPasses {
 
     /// Histograms and counts: chunks in any order.
     public var ordered: Bool { false }
+
+    /// Two or three passes, then the merge.
+    public var spillPays: Bool { true }
 
     /// Feeds elements `elements` (whole blocks from a block boundary; the last may be short) of the
     /// base and of every expert (recipe order; pointers at `elements.lowerBound`) to the current pass.

@@ -166,7 +166,8 @@ extension ModelStock {
     }
 
     /// Model Stock over a tensor fed chunk by chunk, in element order (``ChunkPasses``): one pass
-    /// sums the Gram tables, then the tensor is merged a range at a time, without holding it whole.
+    /// sums the Gram tables, then the tensor is merged a range at a time (its inputs decoded again),
+    /// without holding it whole.
     final class Passes: ChunkPasses {
         let plan: MergePlan
         let context: TensorContext
@@ -185,6 +186,8 @@ extension ModelStock {
 
         var needsPass: Bool { !done.load(ordering: .acquiring) }
         var ordered: Bool { true }
+        /// One pass, then the merge: the inputs are decoded twice rather than spilled.
+        var spillPays: Bool { false }
 
         func observe(_ elements: Range<Int>, base: UnsafePointer<Float>, experts: [UnsafePointer<Float>]) {
             gram.withLock { $0.feed(elements, base: base, experts: experts) }

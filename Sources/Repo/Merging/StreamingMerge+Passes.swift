@@ -15,7 +15,7 @@ extension JobRun {
     /// keeps the decoded inputs in a ``PassSpill`` where it can, for the other passes and the merge.
     func runPasses() throws {
         guard let selection else { return }
-        if spills {
+        if spills, selection.spillPays {
             let made = PassSpill(directory: store.root, inputCount: 1 + job.inputs.count, byteCount: job.header.byteCount,
                                  chunkCount: chunkCount)
             spill.withLock { $0 = made }
