@@ -188,9 +188,9 @@ import Testing
         #expect(try repo.fsck().isClean)
     }
 
-    /// A merge done again finds its one-chunk results stored and neither codes nor writes them
-    /// (its multi-chunk results are coded and thrown away, as before): the second merge records
-    /// the same objects, with the stored files' facts, and leaves the same file.
+    /// A merge done again finds its results stored and neither codes nor writes them (one-chunk
+    /// results are named before coding, larger ones coded only once named: ``JobRun/codeDeferred(_:)``):
+    /// the second merge records the same objects, with the stored files' facts, and leaves the same file.
     @Test func aMergeDoneAgainRecordsTheObjectsItFindsStored() throws {
         try commitFamily()
         func merge(on branch: String) throws -> (tensors: [String: TreeTensor], file: [UInt8]) {
@@ -212,6 +212,34 @@ import Testing
         #expect(repo.objects.listFiles().objects.count == objectFiles)
         let stored = try #require(try repo.history.objectInfo(small.objectID))
         #expect(try repo.objects.inspect(small.objectID) == stored)
+        let fsck = try repo.fsck()
+        #expect(fsck.isClean, "\(fsck.errors)")
+    }
+
+    /// A result of several chunks coded once its id is known (read back from the prepared file) is
+    /// the object file a merge without a prepared file (`--no-commit`) codes chunk by chunk as it merges.
+    @Test func deferredCodingWritesTheObjectCodedAsMerged() throws {
+        try commitFamily()
+        _ = try repo.switchBranch("m", create: true, startPoint: "main")
+        let options = MergeOptions(branches: ["a", "b", "c"], recipe: MergeRecipe(method: "linear", parameters: [:], experts: []))
+        guard case .committed = try repo.merge(options).status else {
+            Issue.record("merge did not commit")
+            return
+        }
+        let big = try #require(try repo.tensors(of: "m")["big.weight"])
+        #expect(big.objectID != (try repo.tensors(of: "main"))["big.weight"]?.objectID, "the merge changed it")
+        // The same family and merge in another repository, without a prepared file.
+        let other = try StreamingMergeTests()
+        try other.commitFamily()
+        _ = try other.repo.switchBranch("m", create: true, startPoint: "main")
+        var staged = options
+        staged.noCommit = true
+        guard case .ready = try other.repo.merge(staged).status else {
+            Issue.record("merge --no-commit did not stop ready")
+            return
+        }
+        let path = { (r: Repository) in r.objects.path(for: big.objectID) }
+        #expect(try readFile(path(repo)) == readFile(path(other.repo)))
         let fsck = try repo.fsck()
         #expect(fsck.isClean, "\(fsck.errors)")
     }

@@ -1,6 +1,32 @@
 import Delta
 import Synchronization
 
+/// A tensor's first pass (or passes) run over its inputs fed a chunk at a time, deciding what the
+/// range-wise merge that follows needs: TIES' thresholds (``StreamingSelection``), Model Stock's
+/// Gram tables (``ModelStock/passes(plan:context:count:expertCount:chunkElements:)``).
+public protocol ChunkPasses: AnyObject, Sendable {
+    /// Whether another pass over the inputs is needed.
+    var needsPass: Bool { get }
+    /// Whether ``observe(_:base:experts:)`` must see the chunks one at a time, in element order
+    /// (its sums keep their order); otherwise chunks may come in any order, on any thread.
+    var ordered: Bool { get }
+    /// Whether keeping the first pass's decoded inputs for the later passes and the merge (the
+    /// passes' spill) saves time: more than one decoding is saved. With a single pass the spill
+    /// saves one decoding, and writing then reading back the chunks cost as much on the machines
+    /// measured (docs/benchmarks.md, mspeed5).
+    var spillPays: Bool { get }
+    /// Feeds elements `elements` (whole blocks from a block boundary; the last may be short) of the
+    /// base and of every expert (recipe order; pointers at `elements.lowerBound`) to the current pass.
+    func observe(_ elements: Range<Int>, base: UnsafePointer<Float>, experts: [UnsafePointer<Float>])
+    /// Ends the current pass (every chunk observed once) and readies the next one, if any.
+    func endPass()
+    /// The tensor's merge, once every pass is done, to be fed a range at a time.
+    func stream() throws -> TensorStream
+    /// Forgets what the passes found (the tensor is merged), so that a long run's memory does not
+    /// grow with every tensor it has finished.
+    func release()
+}
+
 /// TIES' trim decided from inputs fed a chunk at a time, in a few passes, without holding a tensor whole.
 ///
 /// Why: the magnitude threshold of a task vector is its k-th largest |δ| over the whole tensor, so
@@ -20,7 +46,7 @@ import Synchronization
 ///
 /// The masks are then the ones ``DeltaMask/build(_:expert:base:density:gamma:epsilon:rows:rescale:seed:name:)``
 /// makes from whole inputs, bit for bit, and the tensor is merged a range at a time.
-public final class StreamingSelection: Sendable {
+public final class StreamingSelection: ChunkPasses {
     /// Bytes of replay items held at once (one expert's are always allowed).
     public static let replayBudget = 512 << 20
 
@@ -108,6 +134,12 @@ public final class StreamingSelection: Sendable {
             s = State(pass: .done, high: [], low: [], bucket: [], found: [], waiting: [], group: [], equal: [], items: [])
         }
     }
+
+    /// Histograms and counts: chunks in any order.
+    public var ordered: Bool { false }
+
+    /// Two or three passes, then the merge.
+    public var spillPays: Bool { true }
 
     /// Feeds elements `elements` (whole blocks from a block boundary; the last may be short) of the
     /// base and of every expert (recipe order; pointers at `elements.lowerBound`) to the current pass.

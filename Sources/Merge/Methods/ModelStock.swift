@@ -20,42 +20,9 @@ public struct ModelStock: BlockMergeMethod {
     func prepare(_ input: BlockMergeInput) throws -> any BlockMerger {
         guard input.hasBase, let base = input.base else { throw MergeError.invalidInputs(method: Self.id, problem: "needs the merge base") }
         guard let experts = input.experts else { preconditionFailure("Model Stock reads whole inputs") }
-        let ctx = input.context
-        let rows = max((input.parameters.flag("filter_wise", ctx) ?? false) && ctx.shape.count >= 2 ? ctx.shape[0] : 1, 1)
-        let n = input.count
-        let width = n / rows
-        let count = experts.count
-        let k = Double(count)
-        var ts = [Float](repeating: 0, count: rows)
-        var tSum = 0.0
-        // Per row, the Gram table of the task vectors' slices: G[i][j] = τᵢ·τⱼ, ‖τᵢ‖ = √G[i][i],
-        // with τᵢ = θᵢ − θ₀ formed element by element in Float32 (never stored).
-        var gram = [Double](repeating: 0, count: count * count)
-        for r in 0..<rows {
-            let range = (r * width)..<(r == rows - 1 ? n : (r + 1) * width)
-            for i in 0..<count {
-                for j in i..<count {
-                    gram[i * count + j] = Kernels.dotOfDifferences(experts[i] + range.lowerBound, experts[j] + range.lowerBound,
-                                                                   base + range.lowerBound, count: range.count)
-                }
-            }
-            var cosSum = 0.0, pairs = 0.0
-            for i in 0..<count {
-                for j in (i + 1)..<count {
-                    let denominator = max(gram[i * count + i].squareRoot() * gram[j * count + j].squareRoot(), 1e-6)
-                    cosSum += min(max(gram[i * count + j] / denominator, -1), 1)
-                    pairs += 1
-                }
-            }
-            let cos = cosSum / pairs
-            // At 1 + (N−1)·cos = 0 (e.g. two opposite task vectors) t has no finite value; keep the
-            // base there (t = 0), as mergekit ≥ 0.1.5 does, instead of returning NaN or huge values.
-            let divisor = 1 + (k - 1) * cos
-            let t = abs(divisor) < 1e-6 ? 0 : k * cos / divisor
-            tSum += t
-            ts[r] = Float(t)
-        }
-        return Merger(ts: ts, width: width, t: tSum / Double(rows))
+        let gram = Gram(context: input.context, parameters: input.parameters, count: input.count, expertCount: experts.count)
+        gram.feed(0..<input.count, base: base, experts: experts)
+        return gram.merger()
     }
 
     /// Element by element in float32, in mergekit's order (sum(ws) / count, then t·average +

@@ -49,6 +49,12 @@ extension MergeContext {
             let (plan, expertCount) = (self.plan, experts.count)
             if plan.mergesByRange(context, expertCount: expertCount) {
                 merging = .byRange(try TensorStream(plan: plan, context: context, count: n, expertCount: expertCount, hasBase: true))
+            } else if base.header.chunkCount > 1,
+                      let passes = ModelStock.passes(plan: plan, context: context, count: n, expertCount: expertCount,
+                                                     chunkElements: base.header.chunkByteCount / base.header.dtype.byteSize) {
+                // Its Gram tables are summed chunk by chunk as the inputs are decoded (kept in the
+                // passes' spill for the merge), instead of holding every input whole.
+                merging = .passes(passes)
             } else if StreamingMerge.wholeByteCount(base.header, inputs: inputs.count) > options.wholeTensorBudget,
                       let selection = StreamingSelection.make(plan: plan, context: context, count: n, expertCount: expertCount) {
                 merging = .passes(selection)

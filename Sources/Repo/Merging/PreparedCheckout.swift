@@ -9,9 +9,10 @@ import Synchronization
 /// Each safetensors file of the layout template (the first expert's files) gets a temporary copy
 /// under `.mrepo/.mrepo-tmp-<pid>-<random>-prepared`, sized and headed like the template; the
 /// tensors the merge takes unchanged are decoded into place before it runs (``prefill(_:store:)``)
-/// and every merged tensor is written to its place as soon as it is computed. A file complete when
-/// the tensor merges end is hashed on another thread while the merge records its objects
-/// (``startDigests()``): its SHA-256 costs no time on the merge's single-threaded tail. When the
+/// and every merged tensor is written to its place as soon as it is computed. Each file is hashed
+/// on another thread as it is written, in file order as far as it is written (``FrontierDigest``):
+/// when the tensor merges end (``startDigests()``) little is left to hash, and its SHA-256 costs
+/// almost no time on the merge's single-threaded tail. When the
 /// merge is recorded, the files whose tree entry kept the template's header get any remaining
 /// tensor decoded into place, are synced, and renamed into the working tree. Anything unusual
 /// (another layout, a write error) just leaves that file to the ordinary checkout: this is an
@@ -37,18 +38,20 @@ final class PreparedCheckout: Sendable {
         var failed = false
         /// Tensors decoded into place before the merge ran, by the object written.
         var filled: [String: ObjectID] = [:]
-        /// The SHA-256 of the whole file, hashed in the background once the file was complete;
-        /// nil until then, or when a write came after the hashing started.
+        /// The SHA-256 of the whole file, hashed in file order on another thread while the file is
+        /// written (``FrontierDigest``); nil once it cannot be trusted (a file left incomplete, a
+        /// write out of turn): the file is then hashed when finished.
         var digest: BackgroundValue<Digest?>?
+        var frontier: FrontierDigest?
     }
 
-    /// A file's SHA-256 (nil when it cannot be read) computed on another thread, which then syncs
-    /// the file (through a descriptor of its own), so that the sync ``finish(for:store:)`` still
-    /// makes before the rename finds its pages already on disk instead of writing them on the
+    /// A file's SHA-256, taken in file order on another thread as the file is written, which then
+    /// syncs the file (through a descriptor of its own), so that the sync ``finish(for:store:)``
+    /// still makes before the rename finds its pages already on disk instead of writing them on the
     /// merge's tail.
-    static func backgroundDigest(path: String, fd: Int32) -> BackgroundValue<Digest?> {
+    static func frontierDigest(path: String, fd: Int32, byteCount: Int) -> FrontierDigest {
         let own = AtomicFileWriter.syncEnabled ? dup(fd) : -1
-        return BackgroundValue({ (try? MappedFile(path: path)).map { Snapshotter.fileDigest($0) } }, afterwards: {
+        return FrontierDigest(path: path, byteCount: byteCount, afterwards: {
             if own >= 0 {
                 _ = fsync(own)
                 close(own)
@@ -84,14 +87,18 @@ final class PreparedCheckout: Sendable {
                 throw error
             }
             let temporary = directory + "/\(i).safetensors"
-            let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            // Read back too: a result coded once its id is known (``JobRun/codeDeferred(_:)``).
+            let fd = open(temporary, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
             guard fd >= 0 else { continue }
             guard ftruncate(fd, off_t(f.byteCount)) == 0, PreparedCheckout.write(fd, header, at: 0) else {
                 close(fd)
                 continue
             }
+            let frontier = PreparedCheckout.frontierDigest(path: temporary, fd: fd, byteCount: f.byteCount)
+            frontier.wrote(0..<header.count)
             files.append(File(path: f.path, temporary: temporary, fd: fd, headerObject: f.objectID, headerLength: header.count,
-                              byteCount: f.byteCount, executable: f.executable, pending: Set(f.tensors.map(\.name))))
+                              byteCount: f.byteCount, executable: f.executable, pending: Set(f.tensors.map(\.name)),
+                              digest: frontier.value, frontier: frontier))
             for t in f.tensors where places[t.name] == nil {
                 places[t.name] = Place(file: files.count - 1, offset: header.count + t.dataOffsets.lowerBound, count: t.byteCount)
             }
@@ -114,19 +121,28 @@ final class PreparedCheckout: Sendable {
     /// then says every part is written.
     func writePart(_ name: String, _ bytes: UnsafeRawBufferPointer, at offset: Int) {
         guard let p = places[name], offset >= 0, offset + bytes.count <= p.count else { return }
-        let (fd, failed) = files.withLock { files -> (Int32, Bool) in
-            // A background digest no longer describes a file written after it started.
-            files[p.file].digest = nil
-            return (files[p.file].fd, files[p.file].failed)
-        }
+        let (fd, failed, frontier) = files.withLock { ($0[p.file].fd, $0[p.file].failed, $0[p.file].frontier) }
         guard !failed, fd >= 0 else { return }
         if !PositionalIO.writeAll(fd, bytes, at: p.offset + offset) {
             files.withLock { $0[p.file].failed = true }
-        } else if AtomicFileWriter.syncEnabled {
+            frontier?.cancel()
+            return
+        }
+        frontier?.wrote((p.offset + offset)..<(p.offset + offset + bytes.count))
+        if AtomicFileWriter.syncEnabled {
             // Start writing these pages back now, without waiting: the sync before the rename
             // then finds them on disk, and the disk works while the merge computes.
             _ = sync_file_range(fd, Int64(p.offset + offset), Int64(bytes.count), UInt32(MREPO_SYNC_FILE_RANGE_WRITE))
         }
+    }
+
+    /// Reads part of a merged tensor's bytes, `offset` bytes into the tensor, back from its place;
+    /// false when the file cannot give them (a failed write, no such place).
+    func readPart(_ name: String, into buffer: UnsafeMutableRawBufferPointer, at offset: Int) -> Bool {
+        guard let p = places[name], offset >= 0, offset + buffer.count <= p.count else { return false }
+        let (fd, failed) = files.withLock { ($0[p.file].fd, $0[p.file].failed) }
+        guard !failed, fd >= 0 else { return false }
+        return PositionalIO.readAll(fd, into: buffer, at: p.offset + offset)
     }
 
     /// Decodes the tensors the merge takes unchanged (name → object) into their places before the
@@ -135,7 +151,7 @@ final class PreparedCheckout: Sendable {
     func prefill(_ tensors: [String: ObjectID], store: ObjectStore) {
         for (name, id) in tensors.sorted(by: { $0.key < $1.key }) {
             guard let p = places[name] else { continue }
-            let (fd, failed) = files.withLock { ($0[p.file].fd, $0[p.file].failed) }
+            let (fd, failed, frontier) = files.withLock { ($0[p.file].fd, $0[p.file].failed, $0[p.file].frontier) }
             guard !failed, fd >= 0 else { continue }
             var offset = p.offset
             let end = p.offset + p.count
@@ -145,6 +161,7 @@ final class PreparedCheckout: Sendable {
                     guard offset + chunk.count <= end, PositionalIO.writeAll(fd, chunk, at: offset) else {
                         throw RepoError.io(path: name, reason: "cannot write")
                     }
+                    frontier?.wrote(offset..<(offset + chunk.count))
                     offset += chunk.count
                 }
             } catch {
@@ -158,12 +175,19 @@ final class PreparedCheckout: Sendable {
         }
     }
 
-    /// Starts hashing, each on another thread, the files that hold every tensor of the template
-    /// (called when the tensor merges are done: nothing writes them afterwards).
+    /// Lets the digest of each file that holds every tensor of the template hash its last bytes
+    /// (called when the tensor merges are done: nothing writes them afterwards); the other files'
+    /// digests are dropped, and those files hashed once finished.
     func startDigests() {
         files.withLock { files in
-            for i in files.indices where files[i].fd >= 0 && !files[i].failed && files[i].pending.isEmpty && files[i].digest == nil {
-                files[i].digest = PreparedCheckout.backgroundDigest(path: files[i].temporary, fd: files[i].fd)
+            for i in files.indices {
+                if files[i].fd >= 0 && !files[i].failed && files[i].pending.isEmpty {
+                    files[i].frontier?.complete()
+                } else {
+                    // Left incomplete: hashed when finished (``finish(for:store:)``).
+                    files[i].frontier?.cancel()
+                    files[i].digest = nil
+                }
             }
         }
     }
@@ -241,6 +265,7 @@ final class PreparedCheckout: Sendable {
                 close(files[i].fd)
                 files[i].fd = -1
             }
+            for f in files { f.frontier?.cancel() }
             defer { for i in files.indices { files[i].digest = nil } }
             return files.compactMap(\.digest)
         }

@@ -28,7 +28,7 @@ final class JobRun: Sendable {
     let preparedStream: Mutex<TensorStream?>
     private var tensorStream: TensorStream? { preparedStream.withLock { $0 } }
     /// A tensor decided by passes over its inputs.
-    let selection: StreamingSelection?
+    let selection: (any ChunkPasses)?
     /// Whether such a tensor's passes may keep its decoded inputs in a ``PassSpill``.
     let spills: Bool
     /// Where such a tensor's spill is kept in memory (nil: in a file).
@@ -67,6 +67,11 @@ final class JobRun: Sendable {
     /// the store holds it already (a merge done again): it is then neither coded nor written
     /// (``mergeAndCode(_:base:experts:baseChunk:positions:work:)``).
     private let named = Mutex<(id: ObjectID, stored: Bool)?>(nil)
+    /// Whether the result's coding waits for its id (``codeDeferred(_:)``): a range-wise tensor of
+    /// several chunks with a place in the prepared file, of at most ``deferredCodingLimit`` bytes.
+    let defersCoding: Bool
+    /// Such a tensor's base chunks, kept from the merge to the coding.
+    let heldBase = Mutex<[Int: UnsafeSendable<UnsafeMutableRawBufferPointer>]>([:])
 
     init(_ job: StreamingMerge.Job, pool: ChunkBufferPool, level: Int32, store: ObjectStore, batch: ObjectStore.Batch, progress: ProgressCounter?,
          spills: Bool, arena: SpillArena? = nil) {
@@ -99,6 +104,14 @@ final class JobRun: Sendable {
             isWhole = false
             wholeByteCount = 0
             remaining = Mutex(h.chunkCount)
+        case .whole where h.chunkCount == 1:
+            // Its one chunk holds the whole inputs: decoded, prepared and merged in one work item
+            // (``stream(_:)``), with no whole buffers.
+            preparedStream = Mutex(nil)
+            selection = nil
+            isWhole = false
+            wholeByteCount = 0
+            remaining = Mutex(h.chunkCount)
         case .whole:
             preparedStream = Mutex(nil)
             selection = nil
@@ -107,6 +120,8 @@ final class JobRun: Sendable {
             remaining = Mutex(h.chunkCount * (2 + job.inputs.count))
         }
         inputBatons = isWhole ? ([job.base] + job.inputs).map { _ in OrderedBaton() } : []
+        defersCoding = !isWhole && h.chunkCount > 1 && h.byteCount <= JobRun.deferredCodingLimit
+            && job.prepared?.hasPlace(for: job.name, byteCount: h.byteCount) == true
     }
 
     // MARK: - Range-wise tensors
@@ -117,6 +132,10 @@ final class JobRun: Sendable {
         do {
             let (count, baseChunk, positions) = try decodeInputs(c, into: work, positionsNeeded: true)
             let floats = floatViews(work, count: count)
+            if chunkCount == 1, case let .whole(prepare) = job.merging {
+                let stream = try prepare(floats[0], job.slots.map { floats[$0 + 1] })
+                preparedStream.withLock { $0 = stream }
+            }
             try mergeAndCode(c, base: floats[0], experts: job.slots.map { floats[$0 + 1] }, baseChunk: baseChunk, positions: positions!, work: work)
         } catch {
             work.release()
@@ -234,6 +253,13 @@ final class JobRun: Sendable {
             named.withLock { $0 = (id, stored) }
             if stored { return }
         }
+        if defersCoding {
+            // Coded once its id is known, and only if the store lacks it (``codeDeferred(_:)``).
+            let copy = pool.take(chunkCapacity)
+            copy.copyMemory(from: baseChunk)
+            heldBase.withLock { $0[c] = UnsafeSendable(copy) }
+            return
+        }
         let coded = work.take(Zstd.compressBound(chunkCapacity) + 8)
         let planes = work.takeScratch(TensorEncoding.scratchFactor * chunkCapacity)
         let (coder, n) = ChunkCodec.encode(dtype: h.dtype, encoding: encoding, level: level, source: work.output, reference: baseChunk,
@@ -323,6 +349,7 @@ final class JobRun: Sendable {
         case (_, true)?: return
         case (_, false)?: break
         }
+        if defersCoding { return }
         try written.withLock { s in
             if s.writer == nil {
                 // Opened at the first chunk's completion and handed over at the last: few files are
@@ -357,16 +384,18 @@ final class JobRun: Sendable {
         defer {
             releaseWhole()
             releaseSpill()
+            releaseHeldBase()
             // Every job lives until the run ends: its masks (megabytes for a 3B projection: the
             // tied elements' choices, per-block counts) go with the tensor, not with the run.
             preparedStream.withLock { $0 = nil }
             selection?.release()
         }
         let early = named.withLock { $0 }
-        let stored = early?.stored == true ? early?.id : nil
+        let deferredID = defersCoding ? outputHasher.finalize() : nil
+        let stored = early?.stored == true ? early?.id : deferredID.flatMap { store.exists($0) ? $0 : nil }
         try written.withLock { s in
-            let writer = s.writer
-            guard writer != nil || stored != nil else { throw RepoError.failed("tensor '\(job.name)' was not written") }
+            var writer = s.writer
+            guard writer != nil || stored != nil || deferredID != nil else { throw RepoError.failed("tensor '\(job.name)' was not written") }
             s.writer = nil
             for (i, input) in ([job.base] + job.inputs).enumerated() {
                 let digest = hashers[i].finalize()
@@ -382,14 +411,20 @@ final class JobRun: Sendable {
                 progress?.add(1)
                 return
             }
-            guard let writer else {
+            if let stored {
                 // Stored already: its facts are the stored file's, as for any object found in place.
-                s.result = StreamingMerge.Output(info: try store.inspect(stored!), isNew: false, metrics: metrics)
+                s.result = StreamingMerge.Output(info: try store.inspect(stored), isNew: false, metrics: metrics)
                 job.prepared?.completed(job.name)
                 progress?.add(1)
                 return
             }
-            let id = early?.id ?? outputHasher.finalize()
+            if let deferredID {
+                let coded = try codeDeferred(deferredID)
+                writer = coded.writer
+                s.stored = coded.stored
+            }
+            guard let writer else { throw RepoError.failed("tensor '\(job.name)' was not written") }
+            let id = early?.id ?? deferredID ?? outputHasher.finalize()
             let info = ObjectInfo(id: id, kind: .tensor, encoding: encoding, reference: job.base.id, logicalByteCount: job.header.byteCount,
                                   storedByteCount: ObjectStore.headerByteCount + s.stored, depth: job.baseInfo.depth + 1)
             let staged = try store.stage(writer, info: info, batch: batch)
@@ -439,5 +474,6 @@ final class JobRun: Sendable {
         }
         releaseWhole()
         releaseSpill()
+        releaseHeldBase()
     }
 }

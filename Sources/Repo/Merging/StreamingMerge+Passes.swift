@@ -1,9 +1,10 @@
 import Delta
+import Dispatch
 import Foundation
 import Merge
 import Synchronization
 
-// A tensor decided by passes (``StreamingSelection``): its passes over the inputs' chunks, and the
+// A tensor decided by passes (``ChunkPasses``: TIES' thresholds, Model Stock's Gram tables): its passes over the inputs' chunks, and the
 // decoding of a chunk's inputs that they and the range-wise merge share (read back from the
 // ``PassSpill`` after the first pass).
 extension JobRun {
@@ -14,7 +15,7 @@ extension JobRun {
     /// keeps the decoded inputs in a ``PassSpill`` where it can, for the other passes and the merge.
     func runPasses() throws {
         guard let selection else { return }
-        if spills {
+        if spills, selection.spillPays {
             let inputCount = 1 + job.inputs.count, byteCount = job.header.byteCount
             let made = arena.map { PassSpill(memory: $0.bytes(inputCount * byteCount), inputCount: inputCount, byteCount: byteCount, chunkCount: chunkCount) }
                 ?? PassSpill(directory: store.root, inputCount: inputCount, byteCount: byteCount, chunkCount: chunkCount)
@@ -23,11 +24,48 @@ extension JobRun {
         let next = Atomic<Int>(0)
         while selection.needsPass {
             next.store(0, ordering: .relaxed)
+            // Passes whose sums keep their order see the chunks in order: each is decoded by any
+            // worker and observed by whichever holds the next one (as chunks are completed).
+            let inOrder = selection.ordered ? OrderedBaton() : nil
+            let waiting = Mutex<[Int: ChunkWork]>([:])
+            // At most a few chunks decoded and not yet observed: a worker that runs ahead of a slow
+            // one (a busy machine) waits instead of holding every chunk's inputs.
+            let ahead = DispatchSemaphore(value: Parallel.workerCount + 1)
+            defer { waiting.withLock { w in
+                for work in w.values { work.release() }
+                w.removeAll()
+            } }
             try Parallel.forEach(min(Parallel.workerCount, chunkCount)) { _, failed in
                 while !failed() {
+                    if inOrder != nil {
+                        // Chunks are taken in order after a permit, so the next one to observe
+                        // always holds one: the wait ends.
+                        while ahead.wait(timeout: .now() + .milliseconds(20)) == .timedOut {
+                            if failed() { return }
+                        }
+                    }
                     let c = next.add(1, ordering: .relaxed).oldValue
-                    guard c < chunkCount else { return }
-                    try observe(c, selection)
+                    guard c < chunkCount else {
+                        if inOrder != nil { ahead.signal() }
+                        return
+                    }
+                    let work = ChunkWork(index: c, pool: pool)
+                    do {
+                        _ = try decodeInputs(c, into: work, positionsNeeded: false)
+                    } catch {
+                        work.release()
+                        throw error
+                    }
+                    guard let inOrder else {
+                        observe(work, selection)
+                        continue
+                    }
+                    waiting.withLock { $0[c] = work }
+                    try inOrder.ready(c) { k in
+                        guard let w = waiting.withLock({ $0.removeValue(forKey: k) }) else { return }
+                        observe(w, selection)
+                        ahead.signal()
+                    }
                 }
             }
             selection.endPass()
@@ -36,13 +74,12 @@ extension JobRun {
         preparedStream.withLock { $0 = stream }
     }
 
-    /// Decodes chunk `c` of every input and feeds it to the selection's current pass.
-    private func observe(_ c: Int, _ selection: StreamingSelection) throws {
-        let work = ChunkWork(index: c, pool: pool)
+    /// Feeds a chunk's decoded inputs to the selection's current pass, then gives back its buffers.
+    private func observe(_ work: ChunkWork, _ selection: any ChunkPasses) {
         defer { work.release() }
-        let (count, _, _) = try decodeInputs(c, into: work, positionsNeeded: false)
+        let count = job.header.chunkRange(work.index).count
         let floats = floatViews(work, count: count)
-        let first = job.header.chunkRange(c).lowerBound / elementSize
+        let first = job.header.chunkRange(work.index).lowerBound / elementSize
         selection.observe(first..<(first + count / elementSize), base: floats[0], experts: job.slots.map { floats[$0 + 1] })
     }
 

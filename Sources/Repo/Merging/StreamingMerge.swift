@@ -45,10 +45,12 @@ final class StreamingMerge: Sendable {
     enum Merging: Sendable {
         /// Ready to take ranges.
         case byRange(TensorStream)
-        /// Prepared by passes over the inputs, chunk by chunk (TIES' thresholds of a large tensor),
-        /// then taking ranges.
-        case passes(StreamingSelection)
+        /// Prepared by passes over the inputs, chunk by chunk (TIES' thresholds of a large tensor,
+        /// Model Stock's Gram tables of a tensor of several chunks), then taking ranges.
+        case passes(any ChunkPasses)
         /// Prepared from the whole inputs (base, then each expert, as Float32) once they are decoded.
+        /// A tensor of one chunk is prepared from that chunk, decoded once, in the work item that
+        /// merges it.
         case whole(@Sendable (_ base: UnsafePointer<Float>, _ experts: [UnsafePointer<Float>]) throws -> TensorStream)
     }
 

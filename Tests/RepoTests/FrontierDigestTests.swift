@@ -1,0 +1,71 @@
+import Delta
+import Foundation
+@testable import Repo
+import Testing
+
+/// ``FrontierDigest``: the SHA-256 of a file hashed in order as far as it is written.
+@Suite final class FrontierDigestTests {
+    let folder: String
+
+    init() throws {
+        folder = NSTemporaryDirectory() + "mrepo-frontier-\(UInt64.random(in: 0...UInt64.max))"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: folder) }
+
+    /// A file of `count` bytes (zeros) at its final size, and the bytes to write into it.
+    func makeFile(_ count: Int) -> (path: String, fd: Int32, bytes: [UInt8]) {
+        let path = folder + "/f"
+        let fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0o644)
+        _ = ftruncate(fd, off_t(count))
+        var rng = SeededRandom(seed: 3)
+        return (path, fd, (0..<count).map { _ in UInt8(truncatingIfNeeded: rng.next()) })
+    }
+
+    func write(_ fd: Int32, _ bytes: [UInt8], _ range: Range<Int>) {
+        bytes.withUnsafeBytes { b in _ = PositionalIO.writeAll(fd, UnsafeRawBufferPointer(rebasing: b[range]), at: range.lowerBound) }
+    }
+
+    /// Parts written out of order, hashed as they join the written prefix: the file's digest; a
+    /// part never written (a hole) is hashed as the zeros it holds once the file is complete.
+    @Test func partsOutOfOrderGiveTheFilesDigest() throws {
+        let n = 9 << 20 + 123
+        let (path, fd, bytes) = makeFile(n)
+        defer { close(fd) }
+        let digest = FrontierDigest(path: path, byteCount: n)
+        let cuts = [0, 100, 3 << 20, 5 << 20, 7 << 20, n - 50, n]
+        // Every part but the first, from the last; then the first; one part (a hole) is left out.
+        for i in [5, 4, 2, 1, 0] {
+            write(fd, bytes, cuts[i]..<cuts[i + 1])
+            digest.wrote(cuts[i]..<cuts[i + 1])
+        }
+        digest.complete()
+        var expected = bytes
+        for j in cuts[3]..<cuts[4] { expected[j] = 0 }
+        #expect(digest.value.value == SHA256.hash(expected))
+        #expect(digest.value.value == SHA256.hash(try readFile(path)))
+    }
+
+    /// A second write over bytes already written or hashed leaves the digest unknown (nil), as does
+    /// a cancel: the caller hashes the finished file.
+    @Test func aRewriteOrACancelGivesNoDigest() throws {
+        let n = 1 << 20
+        let (path, fd, bytes) = makeFile(n)
+        defer { close(fd) }
+        let rewritten = FrontierDigest(path: path, byteCount: n)
+        write(fd, bytes, 0..<n)
+        rewritten.wrote(0..<(n / 2))
+        rewritten.wrote((n / 4)..<n)
+        rewritten.complete()
+        #expect(rewritten.value.value == nil)
+        let cancelled = FrontierDigest(path: path, byteCount: n)
+        cancelled.wrote(0..<(n / 2))
+        cancelled.cancel()
+        #expect(cancelled.value.value == nil)
+        let whole = FrontierDigest(path: path, byteCount: n)
+        whole.wrote(0..<n)
+        whole.complete()
+        #expect(whole.value.value == SHA256.hash(bytes))
+    }
+}
