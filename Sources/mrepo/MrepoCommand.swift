@@ -83,8 +83,14 @@ struct MrepoCommand: ParsableCommand {
             guard code != .success else { exit(withError: error) }
             let message = MrepoCommand.message(for: error).split(separator: "\n").first.map(String.init) ?? "invalid usage"
             let text = message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message
-            let name = arguments.first.flatMap { first in MrepoCommand.configuration.groupedSubcommands
-                .flatMap(\.subcommands).first { $0.configuration.commandName == first }.map { _ in " " + first } } ?? ""
+            // The command's help, down to a subcommand (`mrepo remote add --help`).
+            var name = ""
+            var commands = MrepoCommand.configuration.groupedSubcommands.flatMap(\.subcommands)
+            for word in arguments {
+                guard let command = commands.first(where: { $0.configuration.commandName == word }) else { break }
+                name += " " + word
+                commands = command.configuration.subcommands + command.configuration.groupedSubcommands.flatMap(\.subcommands)
+            }
             ErrorReporter.fail("\(text) (see 'mrepo\(name) --help')", status: code.rawValue)
         }
         do {

@@ -107,6 +107,9 @@ import Testing
             expectOneLineError(try s.run(["remote", "add", "bad", url], in: "repo"), status: 64, contains: "HOST:PORT/NAMESPACE/NAME")
         }
         expectOneLineError(try s.run(["remote", "set-url", "origin", "s3://bucket"], in: "repo"), status: 64, contains: "s3://BUCKET/NAME")
+        // The usage error points at the subcommand's own help.
+        expectOneLineError(try s.run(["remote", "set-url", "origin", "s3://bucket"], in: "repo"), status: 64,
+                           contains: "(see 'mrepo remote set-url --help')")
         expectOneLineError(try s.run(["clone", "http://127.0.0.1:9/onlyone", "y"]), status: 64, contains: "HOST:PORT/NAMESPACE/NAME")
         #expect(!FileManager.default.fileExists(atPath: s.path("y")))
         #expect(try s.ok(["remote", "-v"], in: "repo").stdout.contains("origin\t\(s.path("hub")) (fetch)"))
