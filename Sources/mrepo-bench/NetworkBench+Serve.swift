@@ -25,8 +25,10 @@ extension NetBench {
     }
 
     /// Starts a fresh SeaweedFS (`weed mini`, loopback only, telemetry off, SigV4 enforced with the
-    /// bench's key) with the bench's bucket; returns it, its S3 endpoint and its data folder.
-    func startWeed(tag: String) throws -> (Service, String, String) {
+    /// bench's key) with the bench's bucket; returns it, its S3 endpoint, its data folder and the
+    /// gRPC sockets weed puts in /tmp whatever its options (named by port), for the caller to delete
+    /// once it stopped.
+    func startWeed(tag: String) throws -> (Service, String, String, [String]) {
         let ports = try freePorts(11)
         let data = work + "/weed-\(tag)"
         try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
@@ -41,15 +43,18 @@ extension NetBench {
         ]
         let service = try Service(name: "weed-\(tag)", arguments: arguments,
                                   environment: ["AWS_ACCESS_KEY_ID": NetBench.s3Key, "AWS_SECRET_ACCESS_KEY": NetBench.s3Secret], folder: work)
+        let sockets = [("master", ports[3]), ("volume", ports[5]), ("filer", ports[7]), ("admin", ports[9])]
+            .map { "/tmp/seaweedfs-\($0.0)-grpc-\($0.1).sock" }
         let endpoint = "http://127.0.0.1:\(ports[0])"
         let sig = ["--aws-sigv4", "aws:amz:us-east-1:s3", "--user", "\(NetBench.s3Key):\(NetBench.s3Secret)"]
         do {
             try service.waitUntil(seconds: 120) { httpStatus(endpoint + "/" + NetBench.bucket + "/", sig) == 200 }
         } catch {
             service.stop()
+            sockets.forEach { unlink($0) }
             throw error
         }
-        return (service, endpoint, data)
+        return (service, endpoint, data, sockets)
     }
 
     /// snapshot_download from `mrepo serve` against curl of the exported files from a static

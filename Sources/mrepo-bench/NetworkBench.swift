@@ -322,9 +322,10 @@ struct NetBench {
         let sig = ["--aws-sigv4", "aws:amz:us-east-1:s3", "--user", "\(NetBench.s3Key):\(NetBench.s3Secret)"]
         for r in 0..<o.repeats {
             progress("network: \(family.name): SeaweedFS, run \(r + 1) of \(o.repeats)")
-            let (weed, endpoint, data) = try startWeed(tag: "\(r)")
+            let (weed, endpoint, data, sockets) = try startWeed(tag: "\(r)")
             defer {
                 weed.stop()
+                sockets.forEach { unlink($0) }
                 try? FileManager.default.removeItem(atPath: data)
             }
             let bucketURL = endpoint + "/" + NetBench.bucket
