@@ -48,6 +48,72 @@ public enum Kernels {
         return (s[0] + s[1]) + (s[2] + s[3])
     }
 
+    /// Adds τᵢ·τⱼ (τ = expert − base) over `n` elements to `lanes` for every pair i ≤ j, in the order
+    /// (0,0), (0,1), …, (0,k−1), (1,1), …: each pair's four Double lanes as ``dot(_:_:count:)`` keeps
+    /// them (element i of the groups of four from `base` in lane i mod 4, the tail in lane 0).
+    /// `deltas` is scratch for `experts.count` lanes. The conflict report's pair dots and Model
+    /// Stock's Gram tables (fed a chunk at a time, so the lanes carry on) both sum through it.
+    static func addPairDots(count n: Int, base: UnsafePointer<Float>, experts: [UnsafePointer<Float>],
+                            lanes: UnsafeMutablePointer<SIMD4<Double>>, deltas: UnsafeMutablePointer<SIMD4<Double>>) {
+        let k = experts.count
+        let rb = UnsafeRawPointer(base)
+        var i = 0
+        if k == 3 {
+            // Three experts (the common octopus merge): the six sums in registers, the same operations.
+            let r0 = UnsafeRawPointer(experts[0]), r1 = UnsafeRawPointer(experts[1]), r2 = UnsafeRawPointer(experts[2])
+            var s00 = lanes[0], s01 = lanes[1], s02 = lanes[2], s11 = lanes[3], s12 = lanes[4], s22 = lanes[5]
+            while i + 4 <= n {
+                let z = rb.loadUnaligned(fromByteOffset: 4 * i, as: SIMD4<Float>.self)
+                let d0 = SIMD4<Double>(r0.loadUnaligned(fromByteOffset: 4 * i, as: SIMD4<Float>.self) - z)
+                let d1 = SIMD4<Double>(r1.loadUnaligned(fromByteOffset: 4 * i, as: SIMD4<Float>.self) - z)
+                let d2 = SIMD4<Double>(r2.loadUnaligned(fromByteOffset: 4 * i, as: SIMD4<Float>.self) - z)
+                s00 += d0 * d0
+                s01 += d0 * d1
+                s02 += d0 * d2
+                s11 += d1 * d1
+                s12 += d1 * d2
+                s22 += d2 * d2
+                i += 4
+            }
+            (lanes[0], lanes[1], lanes[2], lanes[3], lanes[4], lanes[5]) = (s00, s01, s02, s11, s12, s22)
+        } else if k == 2 {
+            let r0 = UnsafeRawPointer(experts[0]), r1 = UnsafeRawPointer(experts[1])
+            var s00 = lanes[0], s01 = lanes[1], s11 = lanes[2]
+            while i + 4 <= n {
+                let z = rb.loadUnaligned(fromByteOffset: 4 * i, as: SIMD4<Float>.self)
+                let d0 = SIMD4<Double>(r0.loadUnaligned(fromByteOffset: 4 * i, as: SIMD4<Float>.self) - z)
+                let d1 = SIMD4<Double>(r1.loadUnaligned(fromByteOffset: 4 * i, as: SIMD4<Float>.self) - z)
+                s00 += d0 * d0
+                s01 += d0 * d1
+                s11 += d1 * d1
+                i += 4
+            }
+            (lanes[0], lanes[1], lanes[2]) = (s00, s01, s11)
+        }
+        while i + 4 <= n {
+            let z = rb.loadUnaligned(fromByteOffset: 4 * i, as: SIMD4<Float>.self)
+            for e in 0..<k { deltas[e] = SIMD4<Double>(UnsafeRawPointer(experts[e]).loadUnaligned(fromByteOffset: 4 * i, as: SIMD4<Float>.self) - z) }
+            var p = 0
+            for a in 0..<k {
+                for b in a..<k {
+                    lanes[p] += deltas[a] * deltas[b]
+                    p += 1
+                }
+            }
+            i += 4
+        }
+        while i < n {
+            var p = 0
+            for a in 0..<k {
+                for b in a..<k {
+                    lanes[p][0] += Double(experts[a][i] - base[i]) * Double(experts[b][i] - base[i])
+                    p += 1
+                }
+            }
+            i += 1
+        }
+    }
+
     /// Σ (aᵢ − cᵢ)(bᵢ − cᵢ) over `n` elements, each difference formed in Float32 and the products
     /// summed in Double exactly as ``dot(_:_:count:)`` sums them: the dot product of two task
     /// vectors without storing them.

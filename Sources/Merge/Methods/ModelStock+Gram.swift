@@ -61,70 +61,14 @@ extension ModelStock {
                 let end = min(elements.upperBound, range.upperBound)
                 let local = j - elements.lowerBound
                 let rowEnds = end == range.upperBound
-                // Whole groups of four from the row's start; the rest only at the row's end.
-                let groups = rowEnds ? (end - range.lowerBound) / 4 * 4 + range.lowerBound : end
                 precondition((j - range.lowerBound) % 4 == 0 && (rowEnds || (end - range.lowerBound) % 4 == 0),
                               "Model Stock's sums are split at groups of four")
-                accumulate(count: groups - j, base: base + local, experts: experts.map { $0 + local })
-                if rowEnds {
-                    tail(count: end - groups, base: base + (groups - elements.lowerBound), experts: experts.map { $0 + (groups - elements.lowerBound) })
-                    finishRow()
-                }
+                // Whole groups of four, and at the row's end its last elements in lane 0.
+                Kernels.addPairDots(count: end - j, base: base + local, experts: experts.map { $0 + local }, lanes: lanes, deltas: deltas)
+                if rowEnds { finishRow() }
                 j = end
             }
             position = elements.upperBound
-        }
-
-        /// Whole groups of four: every pair's lanes.
-        private func accumulate(count: Int, base: UnsafePointer<Float>, experts: [UnsafePointer<Float>]) {
-            let rb = UnsafeRawPointer(base)
-            let rx = experts.map { UnsafeRawPointer($0) }
-            var i = 0
-            if k == 3 {
-                // The usual case, in registers: the same operations in the same order.
-                var s00 = lanes[0], s01 = lanes[1], s02 = lanes[2], s11 = lanes[3], s12 = lanes[4], s22 = lanes[5]
-                let r0 = rx[0], r1 = rx[1], r2 = rx[2]
-                while i + 4 <= count {
-                    let z = rb.loadUnaligned(fromByteOffset: 4 * i, as: SIMD4<Float>.self)
-                    let d0 = SIMD4<Double>(r0.loadUnaligned(fromByteOffset: 4 * i, as: SIMD4<Float>.self) - z)
-                    let d1 = SIMD4<Double>(r1.loadUnaligned(fromByteOffset: 4 * i, as: SIMD4<Float>.self) - z)
-                    let d2 = SIMD4<Double>(r2.loadUnaligned(fromByteOffset: 4 * i, as: SIMD4<Float>.self) - z)
-                    s00 += d0 * d0
-                    s01 += d0 * d1
-                    s02 += d0 * d2
-                    s11 += d1 * d1
-                    s12 += d1 * d2
-                    s22 += d2 * d2
-                    i += 4
-                }
-                (lanes[0], lanes[1], lanes[2], lanes[3], lanes[4], lanes[5]) = (s00, s01, s02, s11, s12, s22)
-                return
-            }
-            while i + 4 <= count {
-                let z = rb.loadUnaligned(fromByteOffset: 4 * i, as: SIMD4<Float>.self)
-                for e in 0..<k { deltas[e] = SIMD4<Double>(rx[e].loadUnaligned(fromByteOffset: 4 * i, as: SIMD4<Float>.self) - z) }
-                var p = 0
-                for a in 0..<k {
-                    for b in a..<k {
-                        lanes[p] += deltas[a] * deltas[b]
-                        p += 1
-                    }
-                }
-                i += 4
-            }
-        }
-
-        /// The row's last elements (fewer than four), in lane 0.
-        private func tail(count: Int, base: UnsafePointer<Float>, experts: [UnsafePointer<Float>]) {
-            for i in 0..<count {
-                var p = 0
-                for a in 0..<k {
-                    for b in a..<k {
-                        lanes[p][0] += Double(experts[a][i] - base[i]) * Double(experts[b][i] - base[i])
-                        p += 1
-                    }
-                }
-            }
         }
 
         /// The row's t from its Gram table, then the next row.

@@ -316,67 +316,7 @@ public struct ConflictMetrics: Sendable, Equatable {
         defer { sums.deallocate(); deltas.deallocate() }
         sums.initialize(repeating: SIMD4<Double>(), count: max(pairs, 1))
         deltas.initialize(repeating: SIMD4<Double>(), count: max(k, 1))
-        let rb = UnsafeRawPointer(b)
-        var jj = 0
-        if k == 3 {
-            // Three experts (the common octopus merge): the six sums in registers, the same operations.
-            let r0 = UnsafeRawPointer(experts[0]), r1 = UnsafeRawPointer(experts[1]), r2 = UnsafeRawPointer(experts[2])
-            var s00 = SIMD4<Double>(), s01 = SIMD4<Double>(), s02 = SIMD4<Double>()
-            var s11 = SIMD4<Double>(), s12 = SIMD4<Double>(), s22 = SIMD4<Double>()
-            while jj + 4 <= len {
-                let o = 4 * jj
-                let bv = rb.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)
-                let d0 = SIMD4<Double>(r0.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self) - bv)
-                let d1 = SIMD4<Double>(r1.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self) - bv)
-                let d2 = SIMD4<Double>(r2.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self) - bv)
-                s00 += d0 * d0
-                s01 += d0 * d1
-                s02 += d0 * d2
-                s11 += d1 * d1
-                s12 += d1 * d2
-                s22 += d2 * d2
-                jj += 4
-            }
-            (sums[0], sums[1], sums[2], sums[3], sums[4], sums[5]) = (s00, s01, s02, s11, s12, s22)
-        } else if k == 2 {
-            let r0 = UnsafeRawPointer(experts[0]), r1 = UnsafeRawPointer(experts[1])
-            var s00 = SIMD4<Double>(), s01 = SIMD4<Double>(), s11 = SIMD4<Double>()
-            while jj + 4 <= len {
-                let o = 4 * jj
-                let bv = rb.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)
-                let d0 = SIMD4<Double>(r0.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self) - bv)
-                let d1 = SIMD4<Double>(r1.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self) - bv)
-                s00 += d0 * d0
-                s01 += d0 * d1
-                s11 += d1 * d1
-                jj += 4
-            }
-            (sums[0], sums[1], sums[2]) = (s00, s01, s11)
-        }
-        while jj + 4 <= len {
-            let bv = rb.loadUnaligned(fromByteOffset: 4 * jj, as: SIMD4<Float>.self)
-            for i in 0..<k {
-                deltas[i] = SIMD4<Double>(UnsafeRawPointer(experts[i]).loadUnaligned(fromByteOffset: 4 * jj, as: SIMD4<Float>.self) - bv)
-            }
-            var p = 0
-            for i in 0..<k {
-                for i2 in i..<k {
-                    sums[p] += deltas[i] * deltas[i2]
-                    p += 1
-                }
-            }
-            jj += 4
-        }
-        while jj < len {
-            var p = 0
-            for i in 0..<k {
-                for i2 in i..<k {
-                    sums[p][0] += Double(experts[i][jj] - b[jj]) * Double(experts[i2][jj] - b[jj])
-                    p += 1
-                }
-            }
-            jj += 1
-        }
+        Kernels.addPairDots(count: len, base: b, experts: experts, lanes: sums, deltas: deltas)
         for p in 0..<pairs { acc[p] = (sums[p][0] + sums[p][1]) + (sums[p][2] + sums[p][3]) }
     }
 
