@@ -87,4 +87,55 @@ import Testing
         }
         #expect(object == "bad")
     }
+
+    /// The encoded `items()` as decode jobs (every tensor verified), and what they decode to.
+    func encodedItems(options: CodecOptions) throws -> (jobs: [TensorDecodeJob], sources: [[UInt8]]) {
+        let all = items()
+        let encoded = try all.map { item in
+            OwnedBytes(try encodeTensor(item.source, dtype: item.dtype, shape: item.shape, encoding: TensorEncoding.preferredDelta(for: item.dtype),
+                                        reference: item.reference, options: options).0)
+        }
+        let jobs = try all.enumerated().map { i, item in
+            TensorDecodeJob(tensor: try EncodedTensor(bytes: encoded[i].bytes, owner: encoded[i], name: "tensor \(i)"),
+                            reference: item.reference.map { memoryChunks($0, chunkByteCount: options.chunkByteCount) },
+                            expected: (tensorDigest(item.dtype, item.shape, item.source), .tensor))
+        }
+        return (jobs, all.map(\.source))
+    }
+
+    /// Decoder threads run ahead of the sink through a ring of a few chunks (here 4 KiB ones, so
+    /// the ring wraps hundreds of times): whatever their number, the sink and the consumer beside
+    /// it get every tensor's bytes, in order, exactly as one thread decoding alone gives them.
+    @Test(arguments: [1, 2, 3, 6])
+    func streamedDecodingGivesWhatOneThreadGives(decoders: Int) throws {
+        let (jobs, sources) = try encodedItems(options: CodecOptions(chunkByteCount: 4096, level: 1))
+        var decoded = [[UInt8]](repeating: [], count: jobs.count)
+        let beside = OrderedBytes()
+        try TensorBatch.decode(jobs, decoders: decoders, alongside: { beside.append($0) }) { i, bytes in
+            decoded[i].append(contentsOf: bytes)
+        }
+        #expect(decoded == sources)
+        #expect(beside.bytes == Array(sources.joined()))
+    }
+
+    /// A sink that fails stops the decoders and the other consumers, and its error comes back.
+    @Test func aFailingSinkStopsTheStream() throws {
+        struct Stop: Error {}
+        let (jobs, _) = try encodedItems(options: CodecOptions(chunkByteCount: 4096, level: 1))
+        var calls = 0
+        let decode = {
+            try TensorBatch.decode(jobs, decoders: 2, alongside: { _ in }) { _, _ in
+                calls += 1
+                if calls == 40 { throw Stop() }
+            }
+        }
+        #expect(throws: Stop.self) { try decode() }
+        #expect(calls == 40)
+    }
+}
+
+/// Bytes appended from one thread at a time (the consumer beside a sink).
+final class OrderedBytes {
+    var bytes: [UInt8] = []
+    func append(_ b: UnsafeRawBufferPointer) { bytes.append(contentsOf: b) }
 }

@@ -2,12 +2,13 @@
 ///
 /// ``TensorPipeline`` codes one tensor at a time: a tensor of one chunk (most tensors of a small
 /// model, every bias and norm of a large one) then runs on one core. Here the chunks of all the
-/// given tensors form one sequence, cut into windows of a few chunks per core (or of many small
-/// ones); while the workers code one window, one job hands the previous window's results to the
-/// caller in order. Memory stays at two windows of output plus one chunk's scratch per worker,
-/// whatever the tensors' sizes. Neither side hashes what it codes: the encoder's caller knows the
+/// given tensors form one sequence. The encoder cuts it into windows of a few chunks per core (or
+/// of many small ones); while the workers code one window, one job hands the previous window's
+/// results to the caller in order. Memory stays at two windows of output plus one chunk's scratch
+/// per worker, whatever the tensors' sizes. The decoder streams it without windows
+/// (TensorBatch+Stream.swift). Neither side hashes what it codes: the encoder's caller knows the
 /// identities already (it hashed the bytes first), and the decoder hashes only the tensors it is
-/// asked to verify, in a job of its own.
+/// asked to verify, on a thread of its own.
 
 /// One tensor to encode.
 public struct TensorEncodeJob: Sendable {
@@ -146,74 +147,40 @@ public enum TensorBatch {
         try flush(plan.windows.count - 1)
     }
 
-    /// Decodes `jobs` and hands each one's bytes to `sink`, job after job, in order, from one
-    /// thread at a time. Jobs with an expected digest are hashed (in a job of their own, beside the
-    /// sink) and verified.
+    /// Decodes `jobs` and hands each one's bytes to `sink`, job after job, in order, on the calling
+    /// thread (``stream(_:decoders:others:sink:)``: decoding runs ahead on `decoders` threads). Jobs
+    /// with an expected digest are hashed, in order, on a thread of their own, and verified.
     ///
+    /// - Parameters:
+    ///   - decoders: decoding threads (1: everything on the calling thread, in order).
+    ///   - alongside: also given every job's bytes in order, on a thread of its own, beside the
+    ///     sink (a file's SHA-256 while the sink writes it).
     /// - Throws: ``DeltaError/corruptData(object:problem:)`` when a chunk does not decode or a
     ///   verified tensor hashes to something else. Bytes already given to `sink` must then be
     ///   discarded by the caller.
-    public static func decode(_ jobs: [TensorDecodeJob], sink: (_ job: Int, UnsafeRawBufferPointer) throws -> Void) throws {
-        let headers = jobs.map(\.tensor.header)
-        let plan = WindowPlan(headers: headers, outputBytes: { $0 })
-        guard !plan.windows.isEmpty else { return }
-        let arenas = (0..<2).map { _ in ScratchPool.shared.take(plan.arenaBytes) }
-        defer { ScratchPool.shared.give(arenas) }
-        let verifying = jobs.contains { $0.expected != nil }
+    public static func decode(_ jobs: [TensorDecodeJob], decoders: Int = Parallel.workerCount,
+                              alongside: ((UnsafeRawBufferPointer) -> Void)? = nil,
+                              sink: (_ job: Int, UnsafeRawBufferPointer) throws -> Void) throws {
+        // Each consumer is called on one thread, in order, while `stream` runs.
         var hashers = [SHA256?](repeating: nil, count: jobs.count)
-
-        func bytes(_ w: Int, _ entry: WindowPlan.Entry) -> UnsafeRawBufferPointer {
-            UnsafeRawBufferPointer(rebasing: arenas[w % 2].bytes[entry.offset..<(entry.offset + entry.range.count)])
-        }
-        func flushSink(_ w: Int) throws {
-            for e in plan.windows[w] where plan.entries[e].chunk >= 0 {
-                try sink(plan.entries[e].job, bytes(w, plan.entries[e]))
-            }
-        }
-        func flushHash(_ w: Int) throws {
-            for e in plan.windows[w] {
-                let entry = plan.entries[e]
-                guard let expected = jobs[entry.job].expected else { continue }
-                let header = headers[entry.job]
-                if entry.chunk <= 0 { hashers[entry.job] = expected.identity.hasher(dtype: header.dtype, shape: header.shape, byteCount: header.byteCount) }
-                if entry.chunk >= 0 { hashers[entry.job]?.update(bytes(w, entry)) }
-                if entry.isLast, let digest = hashers[entry.job]?.finalize() {
-                    hashers[entry.job] = nil
-                    if digest != expected.digest {
-                        throw DeltaError.corruptData(object: jobs[entry.job].tensor.name,
-                                                     problem: "decoded bytes hash to \(digest.short), expected \(expected.digest.short)")
-                    }
+        let verify: StreamConsumer = { entry, bytes in
+            guard let expected = jobs[entry.job].expected else { return }
+            let header = jobs[entry.job].tensor.header
+            if entry.chunk <= 0 { hashers[entry.job] = expected.identity.hasher(dtype: header.dtype, shape: header.shape, byteCount: header.byteCount) }
+            if entry.chunk >= 0 { hashers[entry.job]?.update(bytes) }
+            if entry.isLast, let digest = hashers[entry.job]?.finalize() {
+                hashers[entry.job] = nil
+                if digest != expected.digest {
+                    throw DeltaError.corruptData(object: jobs[entry.job].tensor.name,
+                                                 problem: "decoded bytes hash to \(digest.short), expected \(expected.digest.short)")
                 }
             }
         }
-
-        for w in plan.windows.indices {
-            let window = plan.windows[w]
-            let arena = arenas[w % 2].bytes
-            try Parallel.forEach(window.count + 2) { i, failed in
-                if i == 0 {
-                    if w > 0 { try flushSink(w - 1) }
-                    return
-                }
-                if i == 1 {
-                    if w > 0, verifying { try flushHash(w - 1) }
-                    return
-                }
-                if failed() { return }
-                let entry = plan.entries[window.lowerBound + i - 2]
-                guard entry.chunk >= 0 else { return }
-                let job = jobs[entry.job]
-                let n = entry.range.count
-                try withScratch((TensorEncoding.scratchFactor + 1) * n) { scratch in
-                    try job.tensor.decodeChunk(entry.chunk, into: UnsafeMutableRawBufferPointer(rebasing: arena[entry.offset..<(entry.offset + n)]),
-                                               reference: job.reference, scratch: scratch)
-                }
-                job.chunkDone?(entry.chunk)
-            }
-        }
-        let last = plan.windows.count - 1
-        try Parallel.forEach(verifying ? 2 : 1) { i, _ in
-            if i == 0 { try flushSink(last) } else { try flushHash(last) }
+        var others: [StreamConsumer] = []
+        if jobs.contains(where: { $0.expected != nil }) { others.append(verify) }
+        if let alongside { others.append { entry, bytes in if entry.chunk >= 0 { alongside(bytes) } } }
+        try stream(jobs, decoders: decoders, others: others) { entry, bytes in
+            if entry.chunk >= 0 { try sink(entry.job, bytes) }
         }
     }
 }

@@ -4,8 +4,8 @@ import Foundation
 /// Rebuilding a file of a tree from its objects (docs/format.md §4.5), for checkouts and exports.
 ///
 /// All of the file's objects are decoded as one sequence of chunks on every core
-/// (``TensorBatch/decode(_:sink:)``), the bytes hashed (the file's SHA-256) and written as they
-/// come. When the tree records the file's SHA-256, that digest checks every byte of the result,
+/// (``TensorBatch/decode(_:decoders:alongside:sink:)``), the bytes hashed (the file's SHA-256, on
+/// a thread of its own) and written as they come. When the tree records the file's SHA-256, that digest checks every byte of the result,
 /// the header and each tensor included, and the objects' own identities are not hashed as well:
 /// one hash instead of two. Should the digest differ, the file is rebuilt again with every
 /// object's identity checked, to name the object at fault (or the rows, when every object
@@ -48,8 +48,8 @@ extension Repository {
         }
         let sha = SHA256()
         do {
-            try TensorBatch.decode(jobs) { _, bytes in
-                sha.update(bytes)
+            // The file's hash on a thread of its own, beside the writes.
+            try TensorBatch.decode(jobs, alongside: { sha.update($0) }) { _, bytes in
                 try writer.write(bytes)
                 progress?.add(bytes.count)
             }
