@@ -341,6 +341,11 @@ public final class Repository: Sendable {
         try HookRunner.run(path: metaDirectory + "/hooks/" + name, name: name, workingDirectory: root, environment: env)
     }
 
+    /// Whether the hook would run (an executable file in the hooks folder).
+    func hookExists(_ name: String) -> Bool {
+        FileManager.default.isExecutableFile(atPath: metaDirectory + "/hooks/" + name)
+    }
+
     /// Runs a hook after the fact: a failure cannot undo anything, so it becomes a warning.
     func runPostHook(_ name: String, environment: [String: String]) -> String? {
         do {
