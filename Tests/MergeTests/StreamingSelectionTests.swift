@@ -17,11 +17,14 @@ import Testing
     }
 
     /// Feeds every chunk (of `chunkBlocks` blocks, in a scrambled order) to every pass, then merges by range.
+    /// `keyBudget` 0 takes the passes over the inputs; the default keeps the magnitudes (one pass)
+    /// where ties are replayed.
     static func streamed(_ plan: MergePlan, _ context: TensorContext, base: [Float], experts: [[Float]], chunkBlocks: Int,
-                         replayLimit: Int? = nil) throws -> (values: [Float], metrics: ConflictMetrics) {
+                         replayLimit: Int? = nil, keyBudget: Int = StreamingSelection.replayBudget,
+                         passCount: UnsafeMutablePointer<Int>? = nil) throws -> (values: [Float], metrics: ConflictMetrics) {
         let n = base.count
         let selection = try #require(StreamingSelection.make(plan: plan, context: context, count: n, expertCount: experts.count,
-                                                             replayLimit: replayLimit))
+                                                             replayLimit: replayLimit, keyBudget: keyBudget))
         let chunk = chunkBlocks * TensorStream.blockElements
         let chunks = (n + chunk - 1) / chunk
         let order = (0..<chunks).map { ($0 * 7 + 3) % chunks }
@@ -36,7 +39,8 @@ import Testing
                     selection.endPass()
                     passes += 1
                 }
-                #expect(passes >= 2)
+                #expect(passes == (selection.keyed ? 1 : 2) || (!selection.keyed && passes > 2))
+                passCount?.pointee = passes
                 return try selection.stream()
             }
         }
@@ -59,10 +63,12 @@ import Testing
             let plan = try MergePlan(MergeRecipe(method: "ties", expertParameters: densities.map { ["density": .number($0), "weight": .number(0.7)] },
                                                  experts: ["a", "b", "c"]))
             let whole = try plan.merge(context, base: base, experts: experts)
-            let streamed = try Self.streamed(plan, context, base: base, experts: experts, chunkBlocks: chunkBlocks)
-            #expect(sameBits(streamed.values, whole.values), "densities \(densities)")
-            #expect(streamed.metrics.keptFraction == whole.metrics.keptFraction)
-            #expect(streamed.metrics.notes["ties_by_position"] == nil)
+            for keyBudget in [0, StreamingSelection.replayBudget] {
+                let streamed = try Self.streamed(plan, context, base: base, experts: experts, chunkBlocks: chunkBlocks, keyBudget: keyBudget)
+                #expect(sameBits(streamed.values, whole.values), "densities \(densities), key budget \(keyBudget)")
+                #expect(streamed.metrics.keptFraction == whole.metrics.keptFraction)
+                #expect(streamed.metrics.notes["ties_by_position"] == nil)
+            }
         }
     }
 
@@ -75,10 +81,40 @@ import Testing
         let plan = try MergePlan(MergeRecipe(method: "ties", parameters: ["density": .number(0.4)], experts: ["a", "b"]))
         let whole = try plan.merge(context, base: base, experts: experts)
         let replayed = try Self.streamed(plan, context, base: base, experts: experts, chunkBlocks: 1)
+        let read = try Self.streamed(plan, context, base: base, experts: experts, chunkBlocks: 1, keyBudget: 0)
+        #expect(sameBits(read.values, whole.values))
         let positional = try Self.streamed(plan, context, base: base, experts: experts, chunkBlocks: 1, replayLimit: 0)
         #expect(sameBits(replayed.values, whole.values))
         #expect(!sameBits(positional.values, whole.values))
         #expect(positional.metrics.notes["ties_by_position"] == 2)
+    }
+
+    /// A one-pass selection (the magnitudes kept by the first pass) gives the bits of the passes over
+    /// the inputs and of the whole-input path, with ties replayed, and where the budget is too small
+    /// for its magnitudes the passes are taken.
+    @Test func onePassFromKeptMagnitudesGivesThePassesBits() throws {
+        let n = 4 * TensorStream.blockElements + 777
+        let (base, experts) = Self.inputs(count: n, experts: 3, seed: 23)
+        let context = TensorContext(name: "model.layers.1.mlp.down_proj.weight", shape: [n], layerCount: 2)
+        for densities in [[0.5, 0.3, 1.0], [0.9, 0.02, 0.6]] {
+            let plan = try MergePlan(MergeRecipe(method: "ties", expertParameters: densities.map { ["density": .number($0)] },
+                                                 experts: ["a", "b", "c"]))
+            let whole = try plan.merge(context, base: base, experts: experts)
+            var keyedPasses = 0, passes = 0
+            let keyed = try Self.streamed(plan, context, base: base, experts: experts, chunkBlocks: 1, passCount: &keyedPasses)
+            let read = try Self.streamed(plan, context, base: base, experts: experts, chunkBlocks: 2, keyBudget: 0, passCount: &passes)
+            #expect(keyedPasses == 1)
+            #expect(passes >= 3, "ties at the thresholds take a tie pass")
+            #expect(sameBits(keyed.values, read.values), "densities \(densities)")
+            #expect(sameBits(keyed.values, whole.values), "densities \(densities)")
+            #expect(keyed.metrics.keptFraction == whole.metrics.keptFraction)
+        }
+        // Room for one expert's magnitudes but not for two: the passes.
+        let plan = try MergePlan(MergeRecipe(method: "ties", parameters: ["density": .number(0.5)], experts: ["a", "b"]))
+        let small = try #require(StreamingSelection.make(plan: plan, context: context, count: n, expertCount: 2, keyBudget: 4 * n))
+        let enough = try #require(StreamingSelection.make(plan: plan, context: context, count: n, expertCount: 2, keyBudget: 8 * n))
+        let positional = try #require(StreamingSelection.make(plan: plan, context: context, count: n, expertCount: 2, replayLimit: n - 1))
+        #expect(!small.keyed && enough.keyed && !positional.keyed)
     }
 
     /// Methods whose first pass is not a plain magnitude trim are not offered passes.
