@@ -21,7 +21,7 @@ import Testing
     /// where ties are replayed.
     static func streamed(_ plan: MergePlan, _ context: TensorContext, base: [Float], experts: [[Float]], chunkBlocks: Int,
                          replayLimit: Int? = nil, keyBudget: Int = StreamingSelection.replayBudget,
-                         passCount: UnsafeMutablePointer<Int>? = nil) throws -> (values: [Float], metrics: ConflictMetrics) {
+                         passCount: UnsafeMutablePointer<Int>? = nil, bf16: Bool = false) throws -> (values: [Float], metrics: ConflictMetrics) {
         let n = base.count
         let selection = try #require(StreamingSelection.make(plan: plan, context: context, count: n, expertCount: experts.count,
                                                              replayLimit: replayLimit, keyBudget: keyBudget))
@@ -34,6 +34,8 @@ import Testing
                 while selection.needsPass {
                     for c in order {
                         let r = (c * chunk)..<min(n, (c + 1) * chunk)
+                        // bf16: the inputs' bits as stored, where the pass reads them so.
+                        if bf16, Self.observeBits(selection, r, base: b.baseAddress!, experts: xs) { continue }
                         selection.observe(r, base: b.baseAddress! + r.lowerBound, experts: xs.map { $0 + r.lowerBound })
                     }
                     selection.endPass()
@@ -53,6 +55,38 @@ import Testing
             }
         }
         return (out, stream.finish())
+    }
+
+    /// Feeds elements `r` of bf16-representable inputs to the bf16 observer, as their bf16 bits.
+    static func observeBits(_ selection: StreamingSelection, _ r: Range<Int>, base: UnsafePointer<Float>, experts: [UnsafePointer<Float>]) -> Bool {
+        func bits(_ p: UnsafePointer<Float>) -> UnsafeMutablePointer<UInt16> {
+            let out = UnsafeMutablePointer<UInt16>.allocate(capacity: r.count)
+            for j in r { out[j - r.lowerBound] = UInt16(p[j].bitPattern >> 16) }
+            return out
+        }
+        let b = bits(base), xs = experts.map(bits)
+        defer { for p in [b] + xs { p.deallocate() } }
+        return selection.observe(r, bf16Base: b, experts: xs.map { UnsafePointer($0) })
+    }
+
+    /// bf16 inputs read as stored give the bits of their Float32 views, in one pass or in several.
+    @Test func bf16BitsGiveTheFloatViewsBits() throws {
+        let n = 3 * TensorStream.blockElements + 500
+        let (wide, wideExperts) = Self.inputs(count: n, experts: 2, seed: 31)
+        // bf16 values: the top 16 bits of each.
+        func narrow(_ v: [Float]) -> [Float] { v.map { Float(bitPattern: $0.bitPattern & 0xFFFF_0000) } }
+        let base = narrow(wide), experts = wideExperts.map(narrow)
+        let context = TensorContext(name: "model.embed_tokens.weight", shape: [n], layerCount: 2)
+        let plan = try MergePlan(MergeRecipe(method: "ties", expertParameters: [["density": .number(0.5)], ["density": .number(0.3)]],
+                                             experts: ["a", "b"]))
+        let whole = try plan.merge(context, base: base, experts: experts)
+        for (keyBudget, replayLimit) in [(StreamingSelection.replayBudget, nil), (0, nil), (0, 0)] as [(Int, Int?)] {
+            let floats = try Self.streamed(plan, context, base: base, experts: experts, chunkBlocks: 1, replayLimit: replayLimit, keyBudget: keyBudget)
+            let read = try Self.streamed(plan, context, base: base, experts: experts, chunkBlocks: 1, replayLimit: replayLimit, keyBudget: keyBudget,
+                                         bf16: true)
+            #expect(sameBits(read.values, floats.values), "key budget \(keyBudget), replay limit \(String(describing: replayLimit))")
+            if replayLimit == nil { #expect(sameBits(read.values, whole.values)) }
+        }
     }
 
     @Test func passesGiveTheWholeInputBitsWithTiesAtTheThreshold() throws {

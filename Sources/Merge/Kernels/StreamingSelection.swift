@@ -18,6 +18,9 @@ public protocol ChunkPasses: AnyObject, Sendable {
     /// Feeds elements `elements` (whole blocks from a block boundary; the last may be short) of the
     /// base and of every expert (recipe order; pointers at `elements.lowerBound`) to the current pass.
     func observe(_ elements: Range<Int>, base: UnsafePointer<Float>, experts: [UnsafePointer<Float>])
+    /// The same for bf16 inputs read as they are stored (no Float32 copies); false when the current
+    /// pass wants ``observe(_:base:experts:)`` instead.
+    func observe(_ elements: Range<Int>, bf16Base base: UnsafePointer<UInt16>, experts: [UnsafePointer<UInt16>]) -> Bool
     /// Ends the current pass (every chunk observed once) and readies the next one, if any.
     func endPass()
     /// The tensor's merge, once every pass is done, to be fed a range at a time.
@@ -205,16 +208,7 @@ public final class StreamingSelection: ChunkPasses {
                 }
                 local.append((i, h))
             }
-            state.withLock { s in
-                for (i, h) in local {
-                    if pass == .high {
-                        if s.high[i].isEmpty { s.high[i] = [Int](repeating: 0, count: 1 << 16) }
-                        for v in 0..<(1 << 16) where h[v] != 0 { s.high[i][v] += Int(h[v]) }
-                    } else {
-                        for v in 0..<(1 << 16) where h[v] != 0 { s.low[i][v] += Int(h[v]) }
-                    }
-                }
-            }
+            add(local, pass: pass)
         case .ties:
             let firstBlock = elements.lowerBound / Kernels.block
             let blocks = (count + Kernels.block - 1) / Kernels.block
@@ -248,6 +242,20 @@ public final class StreamingSelection: ChunkPasses {
             state.withLock { s in
                 for g in group.indices {
                     for b in 0..<blocks { s.equal[g][firstBlock + b] = counts[g][b] }
+                }
+            }
+        }
+    }
+
+    /// Adds one chunk's histograms (per expert) to the pass's.
+    func add(_ local: [(Int, [UInt32])], pass: Pass) {
+        state.withLock { s in
+            for (i, h) in local {
+                if pass == .high {
+                    if s.high[i].isEmpty { s.high[i] = [Int](repeating: 0, count: 1 << 16) }
+                    for v in 0..<(1 << 16) where h[v] != 0 { s.high[i][v] += Int(h[v]) }
+                } else {
+                    for v in 0..<(1 << 16) where h[v] != 0 { s.low[i][v] += Int(h[v]) }
                 }
             }
         }
