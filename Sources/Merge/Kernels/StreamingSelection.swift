@@ -18,6 +18,9 @@ public protocol ChunkPasses: AnyObject, Sendable {
     /// Feeds elements `elements` (whole blocks from a block boundary; the last may be short) of the
     /// base and of every expert (recipe order; pointers at `elements.lowerBound`) to the current pass.
     func observe(_ elements: Range<Int>, base: UnsafePointer<Float>, experts: [UnsafePointer<Float>])
+    /// The same for bf16 inputs read as they are stored (no Float32 copies); false when the current
+    /// pass wants ``observe(_:base:experts:)`` instead.
+    func observe(_ elements: Range<Int>, bf16Base base: UnsafePointer<UInt16>, experts: [UnsafePointer<UInt16>]) -> Bool
     /// Ends the current pass (every chunk observed once) and readies the next one, if any.
     func endPass()
     /// The tensor's merge, once every pass is done, to be fed a range at a time.
@@ -46,8 +49,15 @@ public protocol ChunkPasses: AnyObject, Sendable {
 ///
 /// The masks are then the ones ``DeltaMask/build(_:expert:base:density:gamma:epsilon:rows:rescale:seed:name:)``
 /// makes from whole inputs, bit for bit, and the tensor is merged a range at a time.
+///
+/// A tensor whose ties would be replayed, and whose experts' magnitudes fit ``replayBudget`` at
+/// 4 bytes each (a 3B model's MLP projections: 100 MB per expert), takes one pass only (``keyed``):
+/// the first pass keeps every magnitude's bits as it makes the top-bits histogram, and the low-bits
+/// histogram, the tied elements' counts and the replay's items are then made from those bits in
+/// memory, not by reading every input again (``StreamingSelection+Keys.swift``).
 public final class StreamingSelection: ChunkPasses {
-    /// Bytes of replay items held at once (one expert's are always allowed).
+    /// Bytes of replay items held at once (one expert's are always allowed); also the bound of a
+    /// one-pass selection's magnitudes (``keyed``), which become the replay's items.
     public static let replayBudget = 512 << 20
 
     let plan: MergePlan
@@ -59,7 +69,10 @@ public final class StreamingSelection: ChunkPasses {
     let makeMerger: @Sendable ([DeltaMask]) -> any BlockMerger
     /// Tensors above this many elements settle ties by position (``TorchSortOrder/maxCount``; tests lower it).
     let replayLimit: Int
-    private let state: Mutex<State>
+    /// Whether the first pass keeps every selecting expert's magnitude bits, so that it is the only
+    /// pass over the inputs (see the type's notes).
+    let keyed: Bool
+    let state: Mutex<State>
 
     enum Pass: Sendable { case high, low, ties, done }
 
@@ -83,19 +96,25 @@ public final class StreamingSelection: ChunkPasses {
         var equal: [[Int]] = []
         /// Per expert in the group: the replay's items (nil: ties are settled by position).
         var items: [UnsafeMutablePointer<UInt32>?] = []
+        /// A one-pass selection's magnitude bits, per expert (nil: the expert selects nothing), from
+        /// its pass until they become the replay's items or are freed.
+        var keys: [UnsafeMutablePointer<UInt32>?] = []
     }
 
     /// A tensor's selection for `plan`, or nil when its method's first pass is not a magnitude trim
     /// that passes can decide (another method, a rescale, `--balance norm`).
+    /// `keyBudget` bounds the magnitudes a one-pass selection keeps (``replayBudget``; tests set 0
+    /// to take the passes).
     public static func make(plan: MergePlan, context: TensorContext, count n: Int, expertCount: Int,
-                            replayLimit: Int? = nil) -> StreamingSelection? {
+                            replayLimit: Int? = nil, keyBudget: Int = replayBudget) -> StreamingSelection? {
         guard n > 0, plan.recipe.balance != .norm, let method = plan.instance as? any StreamableTrim,
               let trim = method.streamingTrim(context, parameters: plan.parameterSet, expertCount: expertCount, count: n),
               trim.ks.contains(where: { $0 != nil }) else { return nil }
-        return StreamingSelection(plan: plan, context: context, count: n, ks: trim.ks, replayLimit: replayLimit ?? TorchSortOrder.maxCount, makeMerger: trim.merger)
+        return StreamingSelection(plan: plan, context: context, count: n, ks: trim.ks, replayLimit: replayLimit ?? TorchSortOrder.maxCount,
+                                  keyBudget: keyBudget, makeMerger: trim.merger)
     }
 
-    init(plan: MergePlan, context: TensorContext, count n: Int, ks: [Int?], replayLimit: Int,
+    init(plan: MergePlan, context: TensorContext, count n: Int, ks: [Int?], replayLimit: Int, keyBudget: Int = replayBudget,
          makeMerger: @escaping @Sendable ([DeltaMask]) -> any BlockMerger) {
         self.replayLimit = replayLimit
         self.plan = plan
@@ -105,6 +124,8 @@ public final class StreamingSelection: ChunkPasses {
         self.makeMerger = makeMerger
         blockCount = (n + Kernels.block - 1) / Kernels.block
         let selecting = ks.map { $0.map { $0 < n } ?? false }
+        let selectingCount = selecting.filter { $0 }.count
+        keyed = n <= replayLimit && selectingCount > 0 && 4 * n <= keyBudget / selectingCount
         // The histograms are made by the first pass: every tensor's selection is made before
         // any runs (85 of them, 1 MB each, for a 3B model).
         state = Mutex(State(high: ks.map { _ in [] },
@@ -121,6 +142,7 @@ public final class StreamingSelection: ChunkPasses {
     deinit {
         state.withLock { s in
             for p in s.items { p?.deallocate() }
+            for p in s.keys { p?.deallocate() }
         }
     }
 
@@ -131,7 +153,8 @@ public final class StreamingSelection: ChunkPasses {
     public func release() {
         state.withLock { s in
             for p in s.items { p?.deallocate() }
-            s = State(pass: .done, high: [], low: [], bucket: [], found: [], waiting: [], group: [], equal: [], items: [])
+            for p in s.keys { p?.deallocate() }
+            s = State(pass: .done, high: [], low: [], bucket: [], found: [], waiting: [], group: [], equal: [], items: [], keys: [])
         }
     }
 
@@ -145,8 +168,9 @@ public final class StreamingSelection: ChunkPasses {
     /// base and of every expert (recipe order; pointers at `elements.lowerBound`) to the current pass.
     public func observe(_ elements: Range<Int>, base: UnsafePointer<Float>, experts: [UnsafePointer<Float>]) {
         precondition(elements.lowerBound % Kernels.block == 0, "ranges start at a block")
-        let (pass, bucket, group, found, items) = state.withLock { s in
-            (s.pass, s.bucket, s.group, s.found, s.items.map { UnsafeSendable($0) })
+        let (pass, bucket, group, found, items, keys) = state.withLock { s in
+            if keyed, s.pass == .high, s.keys.isEmpty { s.keys = allocateKeys(s.found) }
+            return (s.pass, s.bucket, s.group, s.found, s.items.map { UnsafeSendable($0) }, s.keys.map { UnsafeSendable($0) })
         }
         let count = elements.count
         switch pass {
@@ -171,22 +195,20 @@ public final class StreamingSelection: ChunkPasses {
                             let bits = DeltaMask.magnitudeBits(x[j], base[j])
                             if bits >> 16 == within { h[Int(bits & 0xFFFF)] &+= 1 }
                         }
+                    } else if let out = keys.isEmpty ? nil : keys[i].value.map({ $0 + elements.lowerBound }) {
+                        // One pass: the bits are kept for the low-bits histogram and the replay.
+                        for j in 0..<count {
+                            let bits = DeltaMask.magnitudeBits(x[j], base[j])
+                            out[j] = bits
+                            h[Int(bits >> 16)] &+= 1
+                        }
                     } else {
                         for j in 0..<count { h[Int(DeltaMask.magnitudeBits(x[j], base[j]) >> 16)] &+= 1 }
                     }
                 }
                 local.append((i, h))
             }
-            state.withLock { s in
-                for (i, h) in local {
-                    if pass == .high {
-                        if s.high[i].isEmpty { s.high[i] = [Int](repeating: 0, count: 1 << 16) }
-                        for v in 0..<(1 << 16) where h[v] != 0 { s.high[i][v] += Int(h[v]) }
-                    } else {
-                        for v in 0..<(1 << 16) where h[v] != 0 { s.low[i][v] += Int(h[v]) }
-                    }
-                }
-            }
+            add(local, pass: pass)
         case .ties:
             let firstBlock = elements.lowerBound / Kernels.block
             let blocks = (count + Kernels.block - 1) / Kernels.block
@@ -225,6 +247,20 @@ public final class StreamingSelection: ChunkPasses {
         }
     }
 
+    /// Adds one chunk's histograms (per expert) to the pass's.
+    func add(_ local: [(Int, [UInt32])], pass: Pass) {
+        state.withLock { s in
+            for (i, h) in local {
+                if pass == .high {
+                    if s.high[i].isEmpty { s.high[i] = [Int](repeating: 0, count: 1 << 16) }
+                    for v in 0..<(1 << 16) where h[v] != 0 { s.high[i][v] += Int(h[v]) }
+                } else {
+                    for v in 0..<(1 << 16) where h[v] != 0 { s.low[i][v] += Int(h[v]) }
+                }
+            }
+        }
+    }
+
     /// Ends the current pass (every chunk observed once) and readies the next one, if any.
     public func endPass() {
         state.withLock { s in
@@ -244,28 +280,42 @@ public final class StreamingSelection: ChunkPasses {
                     s.low[i] = [Int](repeating: 0, count: 1 << 16)
                     s.high[i] = []
                 }
-                s.pass = .low
+                guard keyed else {
+                    s.pass = .low
+                    return
+                }
+                // One pass: the rest is decided from the kept bits.
+                lowFromKeys(&s)
+                settleLow(&s)
+                tiesFromKeys(&s)
+                s.pass = .done
                 return
             case .low:
-                for i in ks.indices {
-                    guard let k = ks[i], s.found[i] == nil, let b = s.bucket[i] else { continue }
-                    var remaining = b.remaining, greater = b.greater, sub = (1 << 16) - 1
-                    while sub > 0, s.low[i][sub] < remaining {
-                        remaining -= s.low[i][sub]
-                        greater += s.low[i][sub]
-                        sub -= 1
-                    }
-                    let top = DeltaMask.TopK(threshold: b.high << 16 | UInt32(sub), need: k - greater,
-                                             equalBefore: [Int](repeating: 0, count: blockCount), k: k, equalCount: s.low[i][sub])
-                    s.low[i] = []
-                    s.found[i] = Found(top: top)
-                    // Which tied elements are kept matters only when some are and some are not.
-                    if top.isAmbiguous { s.waiting.append(i) }
-                }
+                settleLow(&s)
             case .ties:
                 settleTies(&s)
             }
             startTiePass(&s)
+        }
+    }
+
+    /// After the low-bits histogram: each selecting expert's threshold; those whose tied elements
+    /// are partly kept wait for a tie pass.
+    func settleLow(_ s: inout State) {
+        for i in ks.indices {
+            guard let k = ks[i], s.found[i] == nil, let b = s.bucket[i] else { continue }
+            var remaining = b.remaining, greater = b.greater, sub = (1 << 16) - 1
+            while sub > 0, s.low[i][sub] < remaining {
+                remaining -= s.low[i][sub]
+                greater += s.low[i][sub]
+                sub -= 1
+            }
+            let top = DeltaMask.TopK(threshold: b.high << 16 | UInt32(sub), need: k - greater,
+                                     equalBefore: [Int](repeating: 0, count: blockCount), k: k, equalCount: s.low[i][sub])
+            s.low[i] = []
+            s.found[i] = Found(top: top)
+            // Which tied elements are kept matters only when some are and some are not.
+            if top.isAmbiguous { s.waiting.append(i) }
         }
     }
 
@@ -288,7 +338,7 @@ public final class StreamingSelection: ChunkPasses {
     }
 
     /// After a tie pass: each block's rank base, and torch's choice among the tied elements.
-    private func settleTies(_ s: inout State) {
+    func settleTies(_ s: inout State) {
         var tops: [DeltaMask.TopK] = []
         for (g, i) in s.group.enumerated() {
             var top = s.found[i]!.top

@@ -165,78 +165,6 @@ public struct GeneralizedTaskArithmetic<Configuration: TaskArithmeticConfigurati
         }
     }
 
-    /// vᵢ = w·((xᵢ − bᵢ)·f) for every element, or only where |xᵢ − bᵢ| is above `threshold` (its
-    /// bit pattern is greater), 0 elsewhere. Eight lanes at a time; returns how many elements equal
-    /// the threshold (left at 0 for the caller to settle).
-    @inline(__always)
-    static func weightedDeltas(_ x: UnsafePointer<Float>, _ b: UnsafePointer<Float>, into v: UnsafeMutablePointer<Float>,
-                               count: Int, weight w: Float, scale f: Float, threshold: UInt32?) -> Int {
-        let rx = UnsafeRawPointer(x), rb = UnsafeRawPointer(b), rv = UnsafeMutableRawPointer(v)
-        let magnitude = SIMD8<UInt32>(repeating: 0x7FFF_FFFF)
-        let t = SIMD8<UInt32>(repeating: threshold ?? 0)
-        var equal = SIMD8<UInt32>(repeating: 0)
-        var j = 0
-        while j + 8 <= count {
-            let d = rx.loadUnaligned(fromByteOffset: 4 * j, as: SIMD8<Float>.self) - rb.loadUnaligned(fromByteOffset: 4 * j, as: SIMD8<Float>.self)
-            var value = (d * f) * w
-            if threshold != nil {
-                let bits = unsafeBitCast(d, to: SIMD8<UInt32>.self) & magnitude
-                value = SIMD8<Float>(repeating: 0).replacing(with: value, where: bits .> t)
-                equal &+= SIMD8<UInt32>(repeating: 0).replacing(with: 1, where: bits .== t)
-            }
-            rv.storeBytes(of: value, toByteOffset: 4 * j, as: SIMD8<Float>.self)
-            j += 8
-        }
-        var rest = 0
-        while j < count {
-            let d = x[j] - b[j]
-            let bits = d.bitPattern & 0x7FFF_FFFF
-            if let threshold {
-                v[j] = bits > threshold ? w * (d * f) : 0
-                rest += bits == threshold ? 1 : 0
-            } else {
-                v[j] = w * (d * f)
-            }
-            j += 1
-        }
-        return Int(equal.wrappedSum()) + rest
-    }
-
-    /// vᵢ = w·((xᵢ − bᵢ)·f) where the bit pattern of |xᵢ − bᵢ| is strictly between `low` and `high`,
-    /// 0 elsewhere. Eight lanes at a time; returns how many elements were kept and how many equal
-    /// either bound (left at 0 for the caller to settle).
-    @inline(__always)
-    static func weightedBand(_ x: UnsafePointer<Float>, _ b: UnsafePointer<Float>, into v: UnsafeMutablePointer<Float>,
-                             count: Int, weight w: Float, scale f: Float, low: UInt32, high: UInt32) -> (kept: Int, equal: Int) {
-        let rx = UnsafeRawPointer(x), rb = UnsafeRawPointer(b), rv = UnsafeMutableRawPointer(v)
-        let magnitude = SIMD8<UInt32>(repeating: 0x7FFF_FFFF)
-        let lo = SIMD8<UInt32>(repeating: low), hi = SIMD8<UInt32>(repeating: high)
-        let zero = SIMD8<UInt32>(repeating: 0), one = SIMD8<UInt32>(repeating: 1)
-        var equal = zero, kept = zero
-        var j = 0
-        while j + 8 <= count {
-            let d = rx.loadUnaligned(fromByteOffset: 4 * j, as: SIMD8<Float>.self) - rb.loadUnaligned(fromByteOffset: 4 * j, as: SIMD8<Float>.self)
-            let bits = unsafeBitCast(d, to: SIMD8<UInt32>.self) & magnitude
-            let inside = (bits .> lo) .& (bits .< hi)
-            let value = SIMD8<Float>(repeating: 0).replacing(with: (d * f) * w, where: inside)
-            kept &+= zero.replacing(with: one, where: inside)
-            equal &+= zero.replacing(with: one, where: (bits .== lo) .| (bits .== hi))
-            rv.storeBytes(of: value, toByteOffset: 4 * j, as: SIMD8<Float>.self)
-            j += 8
-        }
-        var keptRest = 0, equalRest = 0
-        while j < count {
-            let d = x[j] - b[j]
-            let bits = d.bitPattern & 0x7FFF_FFFF
-            let inside = bits > low && bits < high
-            v[j] = inside ? w * (d * f) : 0
-            keptRest += inside ? 1 : 0
-            equalRest += bits == low || bits == high ? 1 : 0
-            j += 1
-        }
-        return (Int(kept.wrappedSum()) + keptRest, Int(equal.wrappedSum()) + equalRest)
-    }
-
     /// Pass 2 over one block: each expert's thinned, weighted deltas into a row of a block buffer
     /// (one loop per expert, specialised by mask kind, so the common cases vectorise), then the
     /// element-wise election and sum. Same operation order as mergekit: v = w·(δ·scale); S = Σ v;
@@ -275,14 +203,7 @@ public struct GeneralizedTaskArithmetic<Configuration: TaskArithmeticConfigurati
                     // Elements equal to the threshold (rare) are left out here and fixed up after.
                     let t = c.threshold1
                     let equal = Self.weightedDeltas(x, b, into: vi, count: len, weight: w, scale: f, threshold: t)
-                    if equal > 0 {
-                        for jj in 0..<len {
-                            let d = x[jj] - b[jj]
-                            guard d.bitPattern & 0x7FFF_FFFF == t else { continue }
-                            if DeltaMask.chosen(c.chosen1, rank: c.rankBase1, need: c.need1) { vi[jj] = w * (d * f) }
-                            c.rankBase1 += 1
-                        }
-                    }
+                    if equal > 0 { Self.settleEqual(x, b, into: vi, count: len, equal: equal, weight: w, scale: f, cursor: &c) }
                 case 2:
                     // Breadcrumbs' band: strictly between the two thresholds is in; elements equal to
                     // either (rare) are settled after, in index order, as the cursor ranks them.
@@ -340,11 +261,7 @@ public struct GeneralizedTaskArithmetic<Configuration: TaskArithmeticConfigurati
                     div[jj] += Float(bitPattern: w.bitPattern & mask)
                 }
             }
-            for jj in 0..<len {
-                var mixed = normalize ? acc[jj] / (div[jj] == 0 ? 1 : div[jj]) : acc[jj]
-                if lambda != 1 { mixed *= lambda }
-                out[jj] = b[jj] + mixed
-            }
+            Self.disjointMean(acc, div, base: b, into: out, count: len, normalize: normalize, lambda: lambda)
         } else {
             let divisor: Float = abs(totalWeight) < 1e-8 ? 1 : totalWeight
             for jj in 0..<len {

@@ -78,8 +78,13 @@ extension JobRun {
     private func observe(_ work: ChunkWork, _ selection: any ChunkPasses) {
         defer { work.release() }
         let count = job.header.chunkRange(work.index).count
-        let floats = floatViews(work, count: count)
         let first = job.header.chunkRange(work.index).lowerBound / elementSize
+        if job.header.dtype == .bf16 {
+            // Read as stored where the pass can (no Float32 copies).
+            let bits = work.raw.map { UnsafePointer($0.baseAddress!.assumingMemoryBound(to: UInt16.self)) }
+            if selection.observe(first..<(first + count / elementSize), bf16Base: bits[0], experts: job.slots.map { bits[$0 + 1] }) { return }
+        }
+        let floats = floatViews(work, count: count)
         selection.observe(first..<(first + count / elementSize), base: floats[0], experts: job.slots.map { floats[$0 + 1] })
     }
 
