@@ -243,4 +243,32 @@ import Testing
         let fsck = try repo.fsck()
         #expect(fsck.isClean, "\(fsck.errors)")
     }
+
+    /// The merge verifies every input it decodes against its id (docs/format.md §5.7), in chunk
+    /// order as chunks complete: an expert's object file swapped for another valid one of the same
+    /// tensor decodes without error, is refused by its hash, and nothing is recorded. (Any change
+    /// to how the inputs are hashed — the order of completion, the threads — must keep this.)
+    @Test func anInputSwappedForAnotherValidObjectIsRefusedByItsHash() throws {
+        try commitFamily()
+        let a = try #require(try repo.tensors(of: "a")["big.weight"]?.objectID)
+        let b = try #require(try repo.tensors(of: "b")["big.weight"]?.objectID)
+        #expect(a != b)
+        let target = repo.objects.path(for: a)
+        let swapped = try readFile(repo.objects.path(for: b))
+        try FileManager.default.removeItem(atPath: target)
+        #expect(FileManager.default.createFile(atPath: target, contents: Data(swapped)))
+        _ = try repo.switchBranch("m", create: true, startPoint: "main")
+        let head = try repo.resolve("HEAD")
+        let options = MergeOptions(branches: ["a", "b", "c"], recipe: MergeRecipe(method: "linear", parameters: [:], experts: []))
+        var caught: (any Error)?
+        do { _ = try repo.merge(options) } catch { caught = error }
+        guard case let .corruptObject(object, problem)? = caught as? RepoError else {
+            Issue.record("expected corruptObject, got \(String(describing: caught))")
+            return
+        }
+        #expect(object == a.short)
+        #expect(problem == "decoded bytes hash to \(b.short), expected \(a.short)")
+        #expect(try repo.resolve("HEAD") == head)
+        #expect(try repo.history.mergeState() == nil)
+    }
 }
