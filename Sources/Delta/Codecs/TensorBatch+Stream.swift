@@ -136,16 +136,12 @@ struct StreamPlan {
     /// A ring of a few chunks per decoder: one being decoded by each, one being read, and room
     /// for the decoders to run ahead of the readers.
     init(headers: [EncodedTensorHeader], decoders: Int) {
+        entries = EncodedTensorHeader.chunkList(headers).map { Entry(job: $0.job, chunk: $0.chunk, range: $0.range, isLast: $0.isLast) }
         var total = 0
-        for (j, h) in headers.enumerated() {
-            if h.chunkCount == 0 { entries.append(Entry(job: j, chunk: -1, range: 0..<0, isLast: true)) }
-            for c in 0..<h.chunkCount {
-                let range = h.chunkRange(c)
-                entries.append(Entry(job: j, chunk: c, range: range, isLast: c == h.chunkCount - 1))
-                largestChunk = max(largestChunk, range.count)
-                total += (range.count + 63) & ~63
-                chunkCount += 1
-            }
+        for e in entries where e.chunk >= 0 {
+            largestChunk = max(largestChunk, e.range.count)
+            total += (e.range.count + 63) & ~63
+            chunkCount += 1
         }
         let aligned = (largestChunk + 63) & ~63
         ringBytes = max(aligned, min(total, max(decoders + 3, 4) * aligned))

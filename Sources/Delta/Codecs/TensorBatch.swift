@@ -212,10 +212,7 @@ struct WindowPlan {
     static let windowEntries = 512
 
     init(headers: [EncodedTensorHeader], outputBytes: (Int) -> Int) {
-        for (j, h) in headers.enumerated() {
-            if h.chunkCount == 0 { entries.append(Entry(job: j, chunk: -1, range: 0..<0, isLast: true)) }
-            for c in 0..<h.chunkCount { entries.append(Entry(job: j, chunk: c, range: h.chunkRange(c), isLast: c == h.chunkCount - 1)) }
-        }
+        entries = EncodedTensorHeader.chunkList(headers).map { Entry(job: $0.job, chunk: $0.chunk, range: $0.range, isLast: $0.isLast) }
         var start = 0, bytes = 0, offset = 0
         for i in entries.indices {
             let size = entries[i].range.count
@@ -233,5 +230,18 @@ struct WindowPlan {
             arenaBytes = max(arenaBytes, offset)
         }
         if start < entries.count { windows.append(start..<entries.count) }
+    }
+}
+
+extension EncodedTensorHeader {
+    /// Every chunk of `headers`' tensors, in order, as the batch coders walk them; a tensor without
+    /// chunks (empty) is one entry of chunk -1.
+    static func chunkList(_ headers: [EncodedTensorHeader]) -> [(job: Int, chunk: Int, range: Range<Int>, isLast: Bool)] {
+        var list: [(job: Int, chunk: Int, range: Range<Int>, isLast: Bool)] = []
+        for (j, h) in headers.enumerated() {
+            if h.chunkCount == 0 { list.append((j, -1, 0..<0, true)) }
+            for c in 0..<h.chunkCount { list.append((j, c, h.chunkRange(c), c == h.chunkCount - 1)) }
+        }
+        return list
     }
 }

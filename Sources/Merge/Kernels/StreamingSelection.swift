@@ -177,38 +177,9 @@ public final class StreamingSelection: ChunkPasses {
         case .done:
             return
         case .high, .low:
-            var local: [(Int, [UInt32])] = []
-            for (i, x) in experts.enumerated() {
-                let within: UInt32?
-                if pass == .high {
-                    guard ks[i] != nil, found[i] == nil else { continue }
-                    within = nil
-                } else {
-                    guard let b = bucket[i], found[i] == nil else { continue }
-                    within = b.high
-                }
-                var h = [UInt32](repeating: 0, count: 1 << 16)
-                h.withUnsafeMutableBufferPointer { hp in
-                    let h = hp.baseAddress!
-                    if let within {
-                        for j in 0..<count {
-                            let bits = DeltaMask.magnitudeBits(x[j], base[j])
-                            if bits >> 16 == within { h[Int(bits & 0xFFFF)] &+= 1 }
-                        }
-                    } else if let out = keys.isEmpty ? nil : keys[i].value.map({ $0 + elements.lowerBound }) {
-                        // One pass: the bits are kept for the low-bits histogram and the replay.
-                        for j in 0..<count {
-                            let bits = DeltaMask.magnitudeBits(x[j], base[j])
-                            out[j] = bits
-                            h[Int(bits >> 16)] &+= 1
-                        }
-                    } else {
-                        for j in 0..<count { h[Int(DeltaMask.magnitudeBits(x[j], base[j]) >> 16)] &+= 1 }
-                    }
-                }
-                local.append((i, h))
+            histogramPass(pass, elements, bucket: bucket, found: found, keys: keys, base: base, experts: experts) {
+                DeltaMask.magnitudeBits($0, $1)
             }
-            add(local, pass: pass)
         case .ties:
             let firstBlock = elements.lowerBound / Kernels.block
             let blocks = (count + Kernels.block - 1) / Kernels.block

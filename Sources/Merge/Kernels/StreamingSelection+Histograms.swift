@@ -5,9 +5,10 @@ extension ChunkPasses {
     public func observe(_ elements: Range<Int>, bf16Base base: UnsafePointer<UInt16>, experts: [UnsafePointer<UInt16>]) -> Bool { false }
 }
 
-// The histogram passes of a bf16 tensor read its decoded bf16 bits where they lie: a bf16 value's
-// Float32 is its bits shifted up 16, so each magnitude is the one the Float32 views give, without
-// writing and reading back a Float32 copy of every input per chunk (a fifth of the passes' time).
+// The histogram passes (top bits, with a one-pass selection's kept bits; then low bits), one body
+// for Float32 inputs and for bf16 inputs read where they lie: a bf16 value's Float32 is its bits
+// shifted up 16, so each magnitude is the one the Float32 views give, without writing and reading
+// back a Float32 copy of every input per chunk (a fifth of the passes' time).
 extension StreamingSelection {
     /// The top-bits (and, for a one-pass selection, the kept bits) and low-bits passes, from bf16
     /// inputs; false for a tie pass, which takes the Float32 views.
@@ -22,9 +23,18 @@ extension StreamingSelection {
         case .ties: return false
         case .high, .low: break
         }
-        @inline(__always) func bits(_ x: UInt16, _ b: UInt16) -> UInt32 {
+        histogramPass(pass, elements, bucket: bucket, found: found, keys: keys, base: base, experts: experts) { x, b in
             DeltaMask.magnitudeBits(Float(bitPattern: UInt32(x) << 16), Float(bitPattern: UInt32(b) << 16))
         }
+        return true
+    }
+
+    /// One chunk of a histogram pass (`.high` or `.low`) over every expert still selecting, with
+    /// `magnitude` giving an element's magnitude bits; the chunk's histograms are added to the pass's.
+    @inline(__always)
+    func histogramPass<T>(_ pass: Pass, _ elements: Range<Int>, bucket: [(high: UInt32, remaining: Int, greater: Int)?],
+                          found: [Found?], keys: [UnsafeSendable<UnsafeMutablePointer<UInt32>?>],
+                          base: UnsafePointer<T>, experts: [UnsafePointer<T>], magnitude: (T, T) -> UInt32) {
         let count = elements.count
         var local: [(Int, [UInt32])] = []
         for (i, x) in experts.enumerated() {
@@ -41,22 +51,22 @@ extension StreamingSelection {
                 let h = hp.baseAddress!
                 if let within {
                     for j in 0..<count {
-                        let key = bits(x[j], base[j])
-                        if key >> 16 == within { h[Int(key & 0xFFFF)] &+= 1 }
+                        let bits = magnitude(x[j], base[j])
+                        if bits >> 16 == within { h[Int(bits & 0xFFFF)] &+= 1 }
                     }
                 } else if let out = keys.isEmpty ? nil : keys[i].value.map({ $0 + elements.lowerBound }) {
+                    // One pass: the bits are kept for the low-bits histogram and the replay.
                     for j in 0..<count {
-                        let key = bits(x[j], base[j])
-                        out[j] = key
-                        h[Int(key >> 16)] &+= 1
+                        let bits = magnitude(x[j], base[j])
+                        out[j] = bits
+                        h[Int(bits >> 16)] &+= 1
                     }
                 } else {
-                    for j in 0..<count { h[Int(bits(x[j], base[j]) >> 16)] &+= 1 }
+                    for j in 0..<count { h[Int(magnitude(x[j], base[j]) >> 16)] &+= 1 }
                 }
             }
             local.append((i, h))
         }
         add(local, pass: pass)
-        return true
     }
 }
