@@ -24,7 +24,9 @@ Prints a table per recipe and a summary; --json writes everything (timings inclu
 
 --timing-only skips the export and the comparison (and loading the inputs): mrepo-bench's mergekit
 section runs it that way and reads the JSON. --repeat N runs each tool N times per recipe, each after a
-sync and a warm read of its inputs, and reports the fastest run with the largest peak RSS.
+sync and a warm read of its inputs, and reports the fastest run with the largest peak RSS. Every mrepo run
+is a first merge of its recipe: it starts from a fresh copy of the repository holding only the four models
+(--warm-repo runs them all in one repository instead, so later runs find their results stored).
 
 mergekit 0.1.5 cannot plan a BERT model: mergekit/plan.py concatenates a list and a tuple
 (`[w_in.name] + (w_in.aliases or [])`, TypeError). This script patches the INSTALLED file of the venv
@@ -601,6 +603,9 @@ def main():
     ap.add_argument("--no-patch", action="store_true", help="do not patch mergekit's plan.py")
     ap.add_argument("--timing-only", action="store_true",
                     help="only time both tools (wall time, peak RSS): no export, no comparison (mrepo-bench's mergekit section)")
+    ap.add_argument("--warm-repo", action="store_true",
+                    help="time repeated merges: every run in the same repository, so runs after the first find "
+                         "their results already stored (default: each run on a fresh copy, a first merge)")
     ap.add_argument("--repeat", type=int, default=1,
                     help="run each tool this many times per recipe; the fastest run counts (default %(default)s)")
     args = ap.parse_args()
@@ -655,6 +660,18 @@ def main():
         must(mr("switch", "-C", repo, "-q", "main", log="switch-main"), "switch main")
     for k, v in setup.items():
         print(f"{k}: {v['wall_s']:.1f} s, peak {fmt_rss(v['peak_rss_kib'])}")
+    # Every merge is timed as a user's first merge of its recipe: each run starts from a copy of the
+    # repository as it stands now (the four models, no merge result stored), so no run finds the
+    # results of an earlier one in the store (--warm-repo times repeated merges instead).
+    pristine = os.path.join(work, "repo-pristine")
+    if os.path.exists(pristine):
+        shutil.rmtree(pristine)
+    shutil.copytree(repo, pristine, symlinks=True)
+
+    def fresh_repo():
+        if not args.warm_repo:
+            shutil.rmtree(repo)
+            shutil.copytree(pristine, repo, symlinks=True)
 
     # Only the comparison needs the inputs in memory.
     inputs = {} if args.timing_only else {k: load_dir(os.path.join(args.data, folder)) for k, (folder, _) in MODELS.items()}
@@ -696,6 +713,7 @@ def main():
         for attempt in range(args.repeat):
             print(f"--- {name}: running mrepo merge" + (f" ({attempt + 1}/{args.repeat})" if args.repeat > 1 else ""), flush=True)
             branch = f"parity-{name}" + (f"-{attempt}" if attempt else "")
+            fresh_repo()
             mr("switch", "-C", repo, "-q", "-f", "main", log=f"{name}-back")
             sw = mr("switch", "-C", repo, "-q", "-c", branch, rec["start"], log=f"{name}-switch")
             if sw["rc"] != 0:

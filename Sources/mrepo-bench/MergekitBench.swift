@@ -76,7 +76,8 @@ func printMergekit(_ rows: [MergekitRow], o: Options, mergekitVersion: String, t
     print("### Merges against mergekit (the three real MiniLM fine-tunes, float32)\n")
     print("Reference: `mergekit-yaml RECIPE OUT --copy-tokenizer --no-cuda` (mergekit \(mergekitVersion), torch \(torchVersion), CPU) on the "
         + "checkpoint folders, in the same run. mrepo: `mrepo merge --config RECIPE` of the same recipe on a branch of a repository holding "
-        + "the four models, including the merge commit and writing the merged model into the working tree (\(o.syncNote)). "
+        + "the four models, including the merge commit and writing the merged model into the working tree (\(o.syncNote)); "
+        + "every run is a first merge of its recipe, on a fresh copy of that repository (no earlier result stored). "
         + "Each tool's median of \(o.repeats) run(s) (wall time and peak RSS each). Targets: mrepo ≥ 10 × faster (speed ratio = mergekit's "
         + "time / mrepo's), at ≤ 0.25 × mergekit's peak RSS.\n")
     header(["recipe", "mergekit", "`mrepo merge`", "speed ratio (≥ 10)", "mergekit peak RSS", "mrepo peak RSS", "RSS ratio (≤ 0.25)", ""])
