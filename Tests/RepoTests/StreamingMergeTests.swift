@@ -209,6 +209,9 @@ import Testing
         #expect(small.objectID != (try repo.tensors(of: "main"))["small.weight"]?.objectID, "the merge changed it")
         #expect(second.tensors.mapValues(\.objectID) == first.tensors.mapValues(\.objectID))
         #expect(second.file == first.file)
+        // The second merge's file is the first's: it keeps the SHA-256 recorded for it (unhashed).
+        let file = try #require(try repo.tree(of: try repo.resolve("second")).file(at: "model.safetensors"))
+        #expect(file.sha256 == SHA256.hash(second.file))
         #expect(repo.objects.listFiles().objects.count == objectFiles)
         let stored = try #require(try repo.history.objectInfo(small.objectID))
         #expect(try repo.objects.inspect(small.objectID) == stored)

@@ -352,6 +352,9 @@ final class JobRun: Sendable {
         if defersCoding { return }
         try written.withLock { s in
             if s.writer == nil {
+                // A result coded and written: likely new to the store, so the merged files are
+                // likely new to the history, and their digests are taken as they are written.
+                job.prepared?.resumeDigests()
                 // Opened at the first chunk's completion and handed over at the last: few files are
                 // open at once, whatever the number of tensors.
                 // Records are written as they are (no copy into a buffer); the two headers go first in one write.
@@ -419,6 +422,7 @@ final class JobRun: Sendable {
                 return
             }
             if let deferredID {
+                job.prepared?.resumeDigests()
                 let coded = try codeDeferred(deferredID)
                 writer = coded.writer
                 s.stored = coded.stored
