@@ -127,6 +127,9 @@ final class PreparedCheckout: Sendable {
     /// Lets every file's digest hash: the merge wrote a result the store did not hold, so its files
     /// are likely new to the history. Until then (a merge done again: every result found stored)
     /// the digests wait, and ``finish(for:store:knownDigest:)`` takes the recorded SHA-256 instead.
+    /// Whether the merge wrote a result new to the store (``resumeDigests()`` was called).
+    var wroteNewResult: Bool { resumed.load(ordering: .relaxed) }
+
     func resumeDigests() {
         guard !resumed.exchange(true, ordering: .relaxed) else { return }
         let frontiers = files.withLock { $0.compactMap(\.frontier) }

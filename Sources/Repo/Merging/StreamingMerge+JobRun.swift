@@ -254,10 +254,14 @@ final class JobRun: Sendable {
             if stored { return }
         }
         if defersCoding {
-            // Coded once its id is known, and only if the store lacks it (``codeDeferred(_:)``).
-            let copy = pool.take(chunkCapacity)
-            copy.copyMemory(from: baseChunk)
-            heldBase.withLock { $0[c] = UnsafeSendable(copy) }
+            // Coded once its id is known, and only if the store lacks it (``codeDeferred(_:)``),
+            // against the base's chunk: kept from now when the merge has written a result new to
+            // the store (the result is likely new too), else decoded again if it turns out new.
+            if job.prepared?.wroteNewResult != false {
+                let copy = pool.take(chunkCapacity)
+                copy.copyMemory(from: baseChunk)
+                heldBase.withLock { $0[c] = UnsafeSendable(copy) }
+            }
             return
         }
         let coded = work.take(Zstd.compressBound(chunkCapacity) + 8)
