@@ -1,6 +1,8 @@
 import Delta
+import Dispatch
 import Foundation
 @testable import Repo
+import Synchronization
 import Testing
 
 /// ``FrontierDigest``: the SHA-256 of a file hashed in order as far as it is written.
@@ -67,5 +69,48 @@ import Testing
         whole.wrote(0..<n)
         whole.complete()
         #expect(whole.value.value == SHA256.hash(bytes))
+    }
+
+    /// A held digest hashes nothing: once the file is complete its `afterwards` runs (the sync)
+    /// without a digest; released, it hashes the file as it is then (bytes changed while it was
+    /// held count, which shows none were hashed before); cancelled while held, it gives nil.
+    @Test func aHeldDigestHashesOnlyOnceReleased() throws {
+        let n = 3 << 20 + 77
+        let (path, fd, bytes) = makeFile(n)
+        defer { close(fd) }
+        let synced = DispatchSemaphore(value: 0)
+        let counter = Mutex(0)
+        let held = FrontierDigest(path: path, byteCount: n, held: true, afterwards: {
+            counter.withLock { $0 += 1 }
+            synced.signal()
+        })
+        #expect(held.isHeld)
+        write(fd, bytes, 0..<n)
+        held.wrote(0..<n)
+        held.complete()
+        synced.wait()
+        #expect(held.isHeld && held.isIntact)
+        // Changed behind the digest's back (not reported): only a digest not yet taken sees it.
+        var changed = bytes
+        changed[n / 2] ^= 0xFF
+        write(fd, changed, (n / 2)..<(n / 2 + 1))
+        held.release()
+        #expect(!held.isHeld)
+        #expect(held.value.value == SHA256.hash(changed))
+        #expect(counter.withLock { $0 } == 1, "the sync runs once")
+
+        let cancelled = FrontierDigest(path: path, byteCount: n, held: true)
+        cancelled.wrote(0..<n)
+        cancelled.complete()
+        cancelled.cancel()
+        #expect(cancelled.value.value == nil)
+        #expect(!cancelled.isIntact)
+        // A write over another leaves a held digest not intact (its known digest is not taken).
+        let rewritten = FrontierDigest(path: path, byteCount: n, held: true)
+        rewritten.wrote(0..<(n / 2))
+        rewritten.wrote((n / 4)..<n)
+        #expect(!rewritten.isIntact)
+        rewritten.cancel()
+        _ = rewritten.value.value
     }
 }

@@ -20,6 +20,18 @@ extension HistoryDatabase {
         return nil
     }
 
+    /// The SHA-256 recorded for `file` as an entry of the tree `treeID`, when that tree is recorded
+    /// (the same listing, hence the same objects: a merge done again), else ``knownDigest(_:of:)``.
+    func knownDigest(of file: TreeFile, inTree treeID: ObjectID) throws -> Digest? {
+        try read { db in
+            let row = try Row.fetchOne(db, sql: """
+                SELECT treeID, sha256 FROM treeFile WHERE treeID = ? AND path = ? AND objectID = ? AND byteCount = ? AND kind = ?
+                """, arguments: [treeID.hex, file.path, file.objectID.hex, file.byteCount, file.kind.rawValue])
+            if let row, let d = try RowReader(row: row, table: "treeFile", key: treeID.hex).optionalID("sha256") { return d }
+            return try HistoryDatabase.knownDigest(db, of: file)
+        }
+    }
+
     /// ``knownDigest(_:of:)`` in a read transaction of its own.
     func knownDigest(of file: TreeFile) throws -> Digest? {
         try read { try HistoryDatabase.knownDigest($0, of: file) }

@@ -14,6 +14,10 @@ import Synchronization
 /// merge. A write over bytes already reported or already hashed makes the digest unknown (nil): the
 /// caller then hashes the finished file, as before. Once nothing more will be written
 /// (``complete()``), the rest of the file is hashed as it is; ``cancel()`` gives up (nil).
+///
+/// A digest started `held` hashes nothing until ``release()``: a merge done again writes a file
+/// whose SHA-256 the history already records, and then never needs it (``PreparedCheckout``). Held
+/// and complete, the thread runs `afterwards` (the file's sync) at once, without hashing.
 final class FrontierDigest: Sendable {
     private struct State {
         /// Bytes hashed so far (a prefix of the file).
@@ -23,26 +27,64 @@ final class FrontierDigest: Sendable {
         /// No more writes: hash to the end.
         var complete = false
         var cancelled = false
+        /// Nothing is hashed until released.
+        var held = false
     }
 
     /// What the writers and the hashing thread share.
     private final class Shared: Sendable {
-        let state = Mutex(State())
+        let state: Mutex<State>
         let wake = DispatchSemaphore(value: 0)
+        /// Whether `afterwards` ran (it runs once: held and complete, or after the digest).
+        private let ranAfterwards = Mutex(false)
+
+        init(held: Bool) {
+            var s = State()
+            s.held = held
+            state = Mutex(s)
+        }
+
+        func runAfterwards(_ afterwards: (@Sendable () -> Void)?) {
+            guard let afterwards else { return }
+            let first = ranAfterwards.withLock { ran -> Bool in
+                defer { ran = true }
+                return !ran
+            }
+            if first { afterwards() }
+        }
     }
 
-    private let shared = Shared()
+    private let shared: Shared
     let byteCount: Int
     /// The digest (nil if unknown), computed on the thread.
     let value: BackgroundValue<Digest?>
 
-    /// Starts the thread hashing the file at `path` (already its final size); `afterwards` runs on
-    /// that thread once the digest is known (the file's sync).
-    init(path: String, byteCount: Int, afterwards: (@Sendable () -> Void)? = nil) {
+    /// Starts the thread hashing the file at `path` (already its final size), or waiting to, when
+    /// `held`; `afterwards` runs on that thread once the digest is known, or once the file is
+    /// complete while held (the file's sync).
+    init(path: String, byteCount: Int, held: Bool = false, afterwards: (@Sendable () -> Void)? = nil) {
         self.byteCount = byteCount
-        let shared = self.shared
-        value = BackgroundValue({ FrontierDigest.hash(path: path, byteCount: byteCount, shared: shared) }, afterwards: afterwards)
+        let shared = Shared(held: held)
+        self.shared = shared
+        value = BackgroundValue({ FrontierDigest.hash(path: path, byteCount: byteCount, shared: shared, afterwards: afterwards) },
+                                afterwards: { shared.runAfterwards(afterwards) })
     }
+
+    /// Lets a held digest hash (what is written so far, then as it is written).
+    func release() {
+        let released = shared.state.withLock { s -> Bool in
+            defer { s.held = false }
+            return s.held
+        }
+        if released { shared.wake.signal() }
+    }
+
+    /// Whether the digest is still held: nothing of the file was hashed.
+    var isHeld: Bool { shared.state.withLock { $0.held } }
+
+    /// Whether the file was written as reported so far: every byte once, nothing after it was
+    /// declared complete, no cancel.
+    var isIntact: Bool { shared.state.withLock { !$0.cancelled } }
 
     /// Reports that `range` of the file was written (and is readable by another descriptor).
     func wrote(_ range: Range<Int>) {
@@ -85,7 +127,7 @@ final class FrontierDigest: Sendable {
         shared.wake.signal()
     }
 
-    private static func hash(path: String, byteCount: Int, shared: Shared) -> Digest? {
+    private static func hash(path: String, byteCount: Int, shared: Shared, afterwards: (@Sendable () -> Void)?) -> Digest? {
         let wake = shared.wake
         guard let map = try? MappedFile(path: path), map.count == byteCount else {
             // Nothing to hash from: every later write is still reported, and ignored.
@@ -96,9 +138,10 @@ final class FrontierDigest: Sendable {
         let step = 4 << 20
         while true {
             // The end of the bytes that can be hashed now, or nil when none can yet.
-            enum Next { case hash(Range<Int>), wait, stop, done }
+            enum Next { case hash(Range<Int>), wait, idle, stop, done }
             let next = shared.state.withLock { s -> Next in
                 if s.cancelled { return .stop }
+                if s.held { return s.complete ? .idle : .wait }
                 if s.hashed == byteCount { return s.complete ? .done : .wait }
                 let end: Int
                 if s.complete {
@@ -116,6 +159,10 @@ final class FrontierDigest: Sendable {
             case .done:
                 return sha.finalize()
             case .wait:
+                wake.wait()
+            case .idle:
+                // Complete but held: the file's sync need not wait for a digest that may never be taken.
+                shared.runAfterwards(afterwards)
                 wake.wait()
             case let .hash(range):
                 sha.update(map.bytes(in: range))

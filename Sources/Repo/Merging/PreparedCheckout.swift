@@ -49,9 +49,13 @@ final class PreparedCheckout: Sendable {
     /// syncs the file (through a descriptor of its own), so that the sync ``finish(for:store:)``
     /// still makes before the rename finds its pages already on disk instead of writing them on the
     /// merge's tail.
+    ///
+    /// It starts held (``resumeDigests()``): a merge done again finds every result stored, writes
+    /// a file the history records with its SHA-256 (``finish(for:store:knownDigest:)``), and then
+    /// never hashes it.
     static func frontierDigest(path: String, fd: Int32, byteCount: Int) -> FrontierDigest {
         let own = AtomicFileWriter.syncEnabled ? dup(fd) : -1
-        return FrontierDigest(path: path, byteCount: byteCount, afterwards: {
+        return FrontierDigest(path: path, byteCount: byteCount, held: true, afterwards: {
             if own >= 0 {
                 _ = fsync(own)
                 close(own)
@@ -62,6 +66,8 @@ final class PreparedCheckout: Sendable {
     let directory: String
     /// The files being written; merged tensors may arrive from several threads.
     private let files: Mutex<[File]>
+    /// Whether the digests were let hash (a result new to the store was written).
+    private let resumed = Atomic<Bool>(false)
     /// Where each tensor of the template goes: fixed once the files are created.
     private let places: [String: Place]
 
@@ -112,8 +118,22 @@ final class PreparedCheckout: Sendable {
     /// Puts a merged tensor's bytes at its place (when the template has it with that size).
     func write(_ name: String, _ bytes: UnsafeRawBufferPointer) {
         guard let p = places[name], bytes.count == p.count else { return }
+        // Not known to be stored: the file may be new.
+        resumeDigests()
         writePart(name, bytes, at: 0)
         completed(name)
+    }
+
+    /// Lets every file's digest hash: the merge wrote a result the store did not hold, so its files
+    /// are likely new to the history. Until then (a merge done again: every result found stored)
+    /// the digests wait, and ``finish(for:store:knownDigest:)`` takes the recorded SHA-256 instead.
+    /// Whether the merge wrote a result new to the store (``resumeDigests()`` was called).
+    var wroteNewResult: Bool { resumed.load(ordering: .relaxed) }
+
+    func resumeDigests() {
+        guard !resumed.exchange(true, ordering: .relaxed) else { return }
+        let frontiers = files.withLock { $0.compactMap(\.frontier) }
+        for f in frontiers { f.release() }
     }
 
     /// Puts part of a merged tensor's bytes, `offset` bytes into the tensor, at its place. Safe to
@@ -209,22 +229,31 @@ final class PreparedCheckout: Sendable {
     /// Completes the files whose entry in `tree` is the prepared layout, syncs them, and returns
     /// them by path (temporary files to rename into the working tree, with their SHA-256). A file
     /// that received no merged tensor is left to the ordinary checkout, which skips it when it is
-    /// unchanged.
-    func finish(for tree: Tree, store: ObjectStore) -> [String: PreparedFile] {
-        files.withLock { finish(&$0, for: tree, store: store) }
+    /// unchanged. `knownDigest` gives the SHA-256 the history records for a file with the same
+    /// objects (the same bytes), taken for a file whose digest is still held and that was written
+    /// exactly as its tree entry says.
+    func finish(for tree: Tree, store: ObjectStore, knownDigest: (TreeFile) -> Digest? = { _ in nil }) -> [String: PreparedFile] {
+        files.withLock { finish(&$0, for: tree, store: store, knownDigest: knownDigest) }
     }
 
-    private func finish(_ files: inout [File], for tree: Tree, store: ObjectStore) -> [String: PreparedFile] {
+    private func finish(_ files: inout [File], for tree: Tree, store: ObjectStore, knownDigest: (TreeFile) -> Digest?) -> [String: PreparedFile] {
         var out: [String: PreparedFile] = [:]
         for i in files.indices where files[i].fd >= 0 {
             let f = files[i]
             var ok = false
             var digest = f.digest
+            var known: Digest?
             if !f.failed, f.written > 0, let entry = tree.file(at: f.path), entry.kind == .safetensors,
                entry.objectID == f.headerObject, entry.byteCount == f.byteCount, entry.executable == f.executable {
                 // Tensors still missing, and tensors filled with another object than the tree names.
                 let missing = entry.tensors.filter { t in f.pending.contains(t.name) || f.filled[t.name].map { $0 != t.objectID } ?? false }
                 if !missing.isEmpty { digest = nil }
+                // Every tensor in place, each written once (the frontier saw no write over another
+                // and none after the file was complete): the file holds exactly the entry's objects.
+                if missing.isEmpty, let frontier = f.frontier, frontier.isHeld, frontier.isIntact, let d = knownDigest(entry) {
+                    frontier.cancel()
+                    known = d
+                }
                 ok = missing.allSatisfy { t in
                     // Streamed and verified by the store, as the ordinary checkout does.
                     var offset = f.headerLength + t.dataOffsets.lowerBound
@@ -247,7 +276,12 @@ final class PreparedCheckout: Sendable {
             files[i].fd = -1
             // Written out of order, so hashed once complete (from the page cache): in the
             // background since the tensor merges ended, unless a write came later.
-            if ok, let sha = digest?.value {
+            if ok, let known {
+                out[f.path] = PreparedFile(temporary: f.temporary, sha256: known)
+            } else if ok, let sha = digest.flatMap({ d in
+                f.frontier?.release()
+                return d.value
+            }) {
                 out[f.path] = PreparedFile(temporary: f.temporary, sha256: sha)
             } else if ok, let map = try? MappedFile(path: f.temporary) {
                 out[f.path] = PreparedFile(temporary: f.temporary, sha256: Snapshotter.fileDigest(map))

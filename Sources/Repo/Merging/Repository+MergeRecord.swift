@@ -190,7 +190,11 @@ extension Repository {
         // merge), or the candidate after --no-commit.
         let from = try state.readyTree.map { try history.tree($0) } ?? worktreeBaseline(head: head).tree
         // Every file of the merge is written and verified before the commit is recorded.
-        let ready = prepared?.finish(for: tree, store: objects) ?? [:]
+        // A file the history records already (a merge done again) keeps its recorded SHA-256.
+        let treeID = tree.id
+        let ready = prepared?.finish(for: tree, store: objects, knownDigest: { file in
+            (try? self.history.knownDigest(of: file, inTree: treeID)) ?? nil
+        }) ?? [:]
         let checkout = try stageCheckout(tree, over: from, force: true, prepared: ready)
         // The staging hashed every file it wrote: the merge records their SHA-256 (the tree's id
         // does not include them).

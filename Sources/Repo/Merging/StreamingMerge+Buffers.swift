@@ -129,7 +129,9 @@ final class ChunkBufferPool: Sendable {
     func take(_ size: Int) -> UnsafeMutableRawBufferPointer {
         let size = max(size, 1)
         if let b = free.withLock({ $0[size]?.popLast() }) { return b.value }
-        return .allocate(byteCount: size, alignment: 64)
+        let fresh = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 64)
+        MemoryPolicy.populate(fresh)
+        return fresh
     }
 
     func give(_ buffer: UnsafeMutableRawBufferPointer) {

@@ -11,6 +11,12 @@ import Merge
 // measured, written to the prepared file and hashed as before, its base chunks kept; when its id is
 // known and the store lacks it, its chunks are read back from the prepared file, hashed again
 // (they must be the bytes that were named) and coded against the kept base chunks, in order.
+//
+// The base chunks are kept only once the merge has written a result new to the store: in a merge
+// done again every result is found stored, and keeping them (47 MB for MiniLM's embeddings) cost
+// fresh pages and a copy per chunk for nothing. A result that turns out new without them (its
+// chunks merged before any new result was written) decodes the base's chunks again, and hashes
+// them against the base's id, as every object read is verified (docs/format.md §5.7).
 extension JobRun {
     /// Bytes of a result whose coding may wait for its id: its base chunks are held until then.
     static let deferredCodingLimit = 64 << 20
@@ -23,7 +29,10 @@ extension JobRun {
         let w = try store.incomingWriter(bufferByteCount: 0)
         let merged = pool.take(chunkCapacity), coded = pool.take(Zstd.compressBound(chunkCapacity) + 8)
         let planes = pool.take(TensorEncoding.scratchFactor * chunkCapacity), grouped = pool.take(chunkCapacity / elementSize * 4)
-        defer { for b in [merged, coded, planes, grouped] { pool.give(b) } }
+        let decodedBase = pool.take(chunkCapacity)
+        defer { for b in [merged, coded, planes, grouped, decodedBase] { pool.give(b) } }
+        // Base chunks not kept are decoded again: then every base chunk is hashed, in order, against its id.
+        let baseHasher = (0..<chunkCount).allSatisfy { c in heldBase.withLock { $0[c] != nil } } ? nil : TensorHasher(dtype: h.dtype, shape: h.shape)
         do {
             let header = EncodedTensorHeader(encoding: encoding, dtype: h.dtype, shape: h.shape, byteCount: h.byteCount,
                                              chunkByteCount: h.chunkByteCount, reference: job.base.id).serialized()
@@ -37,8 +46,15 @@ extension JobRun {
                     throw RepoError.failed("tensor '\(job.name)': cannot read back its merged bytes from the prepared file: \(String(cString: strerror(errno)))")
                 }
                 hasher.update(UnsafeRawBufferPointer(out))
-                guard let base = heldBase.withLock({ $0[c] }) else { throw RepoError.failed("tensor '\(job.name)': base chunk \(c) was not kept") }
-                let baseChunk = UnsafeRawBufferPointer(rebasing: base.value[0..<range.count])
+                let baseChunk: UnsafeRawBufferPointer
+                if let base = heldBase.withLock({ $0[c] }) {
+                    baseChunk = UnsafeRawBufferPointer(rebasing: base.value[0..<range.count])
+                } else {
+                    let buffer = UnsafeMutableRawBufferPointer(rebasing: decodedBase[0..<range.count])
+                    try decode(job.base, chunk: c, into: buffer, baseChunk: nil, positions: nil)
+                    baseChunk = UnsafeRawBufferPointer(buffer)
+                }
+                baseHasher?.update(baseChunk)
                 let positions = grouped.baseAddress!.bindMemory(to: UInt32.self, capacity: max(range.count / elementSize, 1))
                 ChunkCodec.groupPositions(dtype: h.dtype, reference: baseChunk, into: positions)
                 let (coder, n) = ChunkCodec.encode(dtype: h.dtype, encoding: encoding, level: level, source: UnsafeRawBufferPointer(out),
@@ -52,6 +68,9 @@ extension JobRun {
             }
             guard hasher.finalize() == id else {
                 throw RepoError.failed("tensor '\(job.name)': the merged bytes read back from the prepared file are not those merged")
+            }
+            if let digest = baseHasher?.finalize(), digest != job.base.id {
+                throw RepoError.corruptObject(object: job.base.id.short, problem: "decoded bytes hash to \(digest.short), expected \(job.base.id.short)")
             }
             return (w, stored)
         } catch {

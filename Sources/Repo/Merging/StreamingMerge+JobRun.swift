@@ -254,10 +254,14 @@ final class JobRun: Sendable {
             if stored { return }
         }
         if defersCoding {
-            // Coded once its id is known, and only if the store lacks it (``codeDeferred(_:)``).
-            let copy = pool.take(chunkCapacity)
-            copy.copyMemory(from: baseChunk)
-            heldBase.withLock { $0[c] = UnsafeSendable(copy) }
+            // Coded once its id is known, and only if the store lacks it (``codeDeferred(_:)``),
+            // against the base's chunk: kept from now when the merge has written a result new to
+            // the store (the result is likely new too), else decoded again if it turns out new.
+            if job.prepared?.wroteNewResult != false {
+                let copy = pool.take(chunkCapacity)
+                copy.copyMemory(from: baseChunk)
+                heldBase.withLock { $0[c] = UnsafeSendable(copy) }
+            }
             return
         }
         let coded = work.take(Zstd.compressBound(chunkCapacity) + 8)
@@ -352,6 +356,9 @@ final class JobRun: Sendable {
         if defersCoding { return }
         try written.withLock { s in
             if s.writer == nil {
+                // A result coded and written: likely new to the store, so the merged files are
+                // likely new to the history, and their digests are taken as they are written.
+                job.prepared?.resumeDigests()
                 // Opened at the first chunk's completion and handed over at the last: few files are
                 // open at once, whatever the number of tensors.
                 // Records are written as they are (no copy into a buffer); the two headers go first in one write.
@@ -419,6 +426,7 @@ final class JobRun: Sendable {
                 return
             }
             if let deferredID {
+                job.prepared?.resumeDigests()
                 let coded = try codeDeferred(deferredID)
                 writer = coded.writer
                 s.stored = coded.stored
