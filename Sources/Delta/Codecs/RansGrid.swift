@@ -91,14 +91,17 @@ extension RansPlanner {
             selectors = blocks.selectors
         }
         // Column classes: by each column's mean symbol, the upper half in class 1.
-        var sums = [Int](repeating: 0, count: C)
+        // Row by row, so that the sums of a row's contiguous columns vectorise. (A sum wraps only
+        // past 2^24 symbols per column, and then changes which class a column gets, not the
+        // decoding.)
+        var sums = [UInt32](repeating: 0, count: C)
         var counts = [Int](repeating: 0, count: C)
         sums.withUnsafeMutableBufferPointer { sums in
-            var c = phase
-            for j in 0..<m {
-                sums[c] += Int(symbols[j])
-                c += 1
-                if c == C { c = 0 }
+            let sum = sums.baseAddress!
+            for b in 0..<layout.count {
+                let range = layout.range(b)
+                let column = sum + (b == 0 ? phase : 0), row = symbols + range.lowerBound
+                for i in 0..<range.count { column[i] &+= UInt32(row[i]) }
             }
         }
         for c in 0..<C {
@@ -106,7 +109,7 @@ extension RansPlanner {
             counts[c] = first < m ? (m - 1 - first) / C + 1 : 0
         }
         let order = (0..<C).sorted { a, b in
-            let l = sums[a] * max(1, counts[b]), r = sums[b] * max(1, counts[a])
+            let l = Int(sums[a]) * max(1, counts[b]), r = Int(sums[b]) * max(1, counts[a])
             return l != r ? l < r : a < b
         }
         var map = [UInt8](repeating: 0, count: C)
