@@ -4,7 +4,7 @@
 ///
 /// Why: the exponent plane of a weight matrix varies with its rows' scales, which blocks already
 /// follow, and also with its columns' (the input features a row multiplies: a few carry larger
-/// weights throughout). Two column classes on top of the rows' tables take 26 kB (0.35 %) off the
+/// weights throughout). Two column classes on top of the rows' tables take 36 kB (0.5 %) off the
 /// exponent plane of the real MiniLM base (docs/benchmarks.md, "rANS grid").
 enum RansGrid {
     /// Column classes a grid may have (2 take one bit per column, 3 or 4 two).
