@@ -95,6 +95,9 @@ enum ObjectTarget {
         seeds.append(try object(dtype: .f32, shape: [16, 40], bytes: weightLike(640, rng: &rng).withUnsafeBytes { Array($0) }, chunkSize: 4096, rans: true))
         let halves = weightLike(1200, rng: &rng).map { FloatConversion.bfloat16Bits($0) }
         seeds.append(try object(dtype: .bf16, shape: [30, 40], bytes: halves.withUnsafeBytes { Array($0) }, chunkSize: 1600, rans: true))
+        // Rows of 256 with every other column 8 times larger: the exponent plane becomes a grid (mode 4).
+        let outliers = weightLike(4096, rng: &rng).enumerated().map { $0.offset % 2 == 1 ? 8 * $0.element : $0.element }
+        seeds.append(try object(dtype: .f32, shape: [16, 256], bytes: outliers.withUnsafeBytes { Array($0) }, chunkSize: 16384, rans: true))
         for (r, rank) in [(f32, 2), (bf16, 1)] {
             let rows = r.shape[0], columns = r.shape[1]
             let factors = LowRankFactors(rows: rows, columns: columns, rank: rank,

@@ -88,9 +88,10 @@ private func tensorError(_ bytes: [UInt8]) -> DeltaError? {
         }
         #expect(parseHeaderError(damaged(7, 3))?.description == "obj: corrupt: header is truncated")
         // A newer encoding version is not corruption: this build cannot read it.
-        #expect(parseHeaderError(damaged(4, 3)) == .unsupported(what: "obj: tensor encoding version 3 (this mrepo reads versions 1 to 2); upgrade mrepo"))
-        #expect(parseHeaderError(damaged(4, 0)) == .unsupported(what: "obj: tensor encoding version 0 (this mrepo reads versions 1 to 2); upgrade mrepo"))
+        #expect(parseHeaderError(damaged(4, 4)) == .unsupported(what: "obj: tensor encoding version 4 (this mrepo reads versions 1 to 3); upgrade mrepo"))
+        #expect(parseHeaderError(damaged(4, 0)) == .unsupported(what: "obj: tensor encoding version 0 (this mrepo reads versions 1 to 3); upgrade mrepo"))
         #expect(parseHeaderError(damaged(4, 2)) == nil)
+        #expect(parseHeaderError(damaged(4, 3)) == nil)
     }
 
     @Test func chunkTableErrors() throws {

@@ -61,7 +61,8 @@ import Testing
         for chunk in [4 << 20, 16 << 10] {
             let options = CodecOptions(chunkByteCount: chunk, level: 1, rans: true)
             let (encoded, result) = try encodeTensor(source, dtype: dtype, shape: shape, encoding: encoding, reference: reference, options: options)
-            #expect(encoded[4] == 2, "floating-point tensors of 1 KiB and more are written as version 2")
+            // Rows of 64 elements or more may be coded as a grid: version 3; else version 2.
+            #expect(encoded[4] == (encoding == .integerDeltaByExponent ? 2 : 3), "floating-point tensors of 1 KiB and more are written as version 2 or 3")
             let decoded = try decodeTensor(encoded, reference: reference, expected: result.digest)
             #expect(decoded == source)
             #expect(result.digest == tensorDigest(dtype, shape, source))
@@ -79,14 +80,16 @@ import Testing
             let source = Self.bytes(Self.weights(rows: 1, columns: count, seed: UInt64(count)), dtype)
             let options = CodecOptions(chunkByteCount: chunk, level: 1, rans: true)
             let (encoded, result) = try encodeTensor(source, dtype: dtype, shape: shape, encoding: .whole, reference: nil, options: options)
-            #expect(encoded[4] == (source.count >= ChunkCoderOptions.ransMinimumTensorBytes ? 2 : 1), "\(shape)")
+            // Rows of 64 to 65536 elements may make a grid: version 3.
+            let version: UInt8 = source.count < ChunkCoderOptions.ransMinimumTensorBytes ? 1 : shape.count >= 2 && shape[1] >= 64 ? 3 : 2
+            #expect(encoded[4] == version, "\(shape)")
             #expect(try decodeTensor(encoded, reference: nil, expected: result.digest) == source, "\(shape)")
         }
     }
 
     @Test func batchEncodingWritesTheSameBytesAsThePipeline() throws {
         // Commit codes many tensors through TensorBatch: with rANS asked for, it must choose
-        // exactly as TensorPipeline does (version 2 header, rows for the blocks).
+        // exactly as TensorPipeline does (version 3 header, rows for the blocks and the grid).
         let f32 = Self.bytes(Self.weights(rows: 40, columns: 300, seed: 11), .f32)
         let bf16 = Self.bytes(Self.weights(rows: 33, columns: 77, seed: 12), .bf16)
         let options = CodecOptions(chunkByteCount: 16 << 10, level: 1, rans: true)
@@ -106,7 +109,7 @@ import Testing
             let (single, _) = try encodeTensor(t.2, dtype: t.0, shape: t.1, encoding: .whole, reference: nil, options: options)
             #expect(batched[i] == single, "\(t.0)")
         }
-        #expect(batched[0][4] == 2 && batched[2][4] == 1)
+        #expect(batched[0][4] == 3 && batched[1][4] == 3 && batched[2][4] == 1)
         #expect(try Self.coders(batched[0]).contains(.rans))
     }
 

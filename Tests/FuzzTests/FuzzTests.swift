@@ -50,15 +50,21 @@ import Testing
         }
     }
 
-    /// The object seeds hold rANS chunks (coder 2), so mutants reach its decoder.
+    /// The object seeds hold rANS chunks (coder 2), one of them a grid (mode 4 of a version 3
+    /// tensor), so mutants reach its decoder.
     @Test func objectSeedsIncludeRANSChunks() throws {
         var coders = Set<UInt8>()
+        var topModes = Set<UInt8>()
         let target = try #require(FuzzTarget.named("object"))
-        for seed in try target.seeds() where seed.count > 60 && seed[12] == 2 {
+        for seed in try target.seeds() where seed.count > 60 && (seed[12] == 2 || seed[12] == 3) {
             let tensor = try seed.withUnsafeBytes { try EncodedTensor(bytes: $0, offset: 8, owner: nil, name: "seed") }
-            for chunk in tensor.chunks { coders.insert(chunk.coder.rawValue) }
+            for chunk in tensor.chunks {
+                coders.insert(chunk.coder.rawValue)
+                if chunk.coder == .rans, seed[12] == 3 { topModes.insert(tensor.bytes[chunk.range.lowerBound]) }
+            }
         }
         #expect(coders.contains(ChunkCoder.rans.rawValue))
+        #expect(topModes.contains(4), "mode 4 (grid, docs/format.md §5.5)")
     }
 
     /// Inputs found by earlier runs are accepted or refused with a typed one-line error.

@@ -215,7 +215,8 @@ import Testing
 
     @Test func documentedConstants() {
         #expect(ObjectStore.magic == Array("MROB".utf8) && ObjectStore.version == 1 && ObjectStore.headerByteCount == 8)
-        #expect(EncodedTensorHeader.magic == Array("MRTN".utf8) && EncodedTensorHeader.newestVersion == 2)
+        #expect(EncodedTensorHeader.magic == Array("MRTN".utf8) && EncodedTensorHeader.newestVersion == 3)
+        Self.expectDocumented("| 4 | grid (version 3 tensors only) |")
         #expect(CodecOptions.default.chunkByteCount == 4_194_304 && CodecOptions.default.level == 1)
         Self.expectDocumented("chunks of 4 MiB (`chunkByteCount` = 4194304)")
         Self.expectDocumented("zstd frame at level 1")

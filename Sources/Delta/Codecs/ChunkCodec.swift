@@ -64,11 +64,12 @@ public enum ChunkCodec {
     ///   bytes do not decode.
     ///   - positions: for ``TensorEncoding/integerDeltaByExponent``, the reference chunk's
     ///     ``groupPositions(dtype:reference:into:)`` when the caller has them (they are computed otherwise).
+    ///   - ransGrid: whether a coder 2 chunk may use the grid mode (tensors of version 3).
     public static func decode(dtype: DType, encoding: TensorEncoding, coder: ChunkCoder,
                               stored: UnsafeRawBufferPointer, reference: UnsafeRawBufferPointer?,
                               planes: UnsafeMutableRawBufferPointer,
                               destination: UnsafeMutableRawBufferPointer, object: String,
-                              positions: UnsafePointer<UInt32>? = nil) throws(DeltaError) {
+                              positions: UnsafePointer<UInt32>? = nil, ransGrid: Bool = true) throws(DeltaError) {
         if encoding == .lowRank { throw .corruptData(object: object, problem: "a low-rank tensor has no chunk records") }
         let planeBytes = UnsafeMutableRawBufferPointer(rebasing: planes[0..<destination.count])
         switch coder {
@@ -88,7 +89,7 @@ public enum ChunkCodec {
             // The second half of the scratch holds the block selectors until the planes are joined.
             let selectors = UnsafeMutableRawBufferPointer(rebasing: planes[destination.count..<(2 * destination.count)])
             do {
-                try RansCodec.decode(stored, width: dtype.byteSize, into: planeBytes, scratch: selectors)
+                try RansCodec.decode(stored, width: dtype.byteSize, into: planeBytes, scratch: selectors, grid: ransGrid)
             } catch {
                 throw .corruptData(object: object, problem: "rans: \(error.message)")
             }

@@ -11,6 +11,16 @@ public struct ChunkCoderOptions: Sendable, Equatable {
         self.rowLength = rowLength
     }
 
+    /// Whether the planes may be coded as a grid of rows and column classes (mode 4 of coder 2),
+    /// which only readers of version 3 know: when the chunks follow rows of 64 to 65536 elements.
+    public var grid: Bool {
+        rans && rowLength.map { RansPlanner.gridColumns.contains($0) } == true
+    }
+
+    /// The version of the encoded tensor's header (docs/format.md §4.2): 1 for zstd and raw, 2
+    /// when coder 2 may be used, 3 when its grid mode may be.
+    public var headerVersion: UInt8 { grid ? 3 : rans ? 2 : 1 }
+
     /// zstd and raw only: what every reader of version 1 understands.
     public static let zstdOnly = ChunkCoderOptions(rans: false)
 

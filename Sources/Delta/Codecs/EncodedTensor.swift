@@ -43,7 +43,7 @@ public struct CodecOptions: Sendable, Equatable {
 ///
 /// ```
 /// magic            4   "MRTN"
-/// version          1   1, or 2 when chunks may use ChunkCoder.rans
+/// version          1   1, 2 when chunks may use ChunkCoder.rans, 3 also its grid mode
 /// encoding         1   TensorEncoding
 /// dtype            1   DType.code
 /// rank             1
@@ -61,13 +61,14 @@ public struct EncodedTensorHeader: Sendable, Equatable {
     public var byteCount: Int
     public var chunkByteCount: Int
     public var reference: Digest?
-    /// 1, or 2 when the chunks may use ``ChunkCoder/rans`` (docs/format.md §4.2). A reader of
-    /// version 1 refuses version 2 as newer, rather than calling its rANS chunks corrupt.
+    /// 1, or 2 when the chunks may use ``ChunkCoder/rans``, or 3 when they may also use its grid
+    /// mode (docs/format.md §4.2). A reader of an older version refuses a newer one, rather than
+    /// calling its chunks corrupt.
     public var version: UInt8
 
     public static let magic: [UInt8] = Array("MRTN".utf8)
     /// The newest version this build reads and writes.
-    public static let newestVersion: UInt8 = 2
+    public static let newestVersion: UInt8 = 3
 
     public init(encoding: TensorEncoding, dtype: DType, shape: Shape, byteCount: Int, chunkByteCount: Int, reference: Digest?,
                 version: UInt8 = 1) {
@@ -287,7 +288,7 @@ public struct EncodedTensor: Sendable {
         try ChunkCodec.decode(dtype: header.dtype, encoding: header.encoding, coder: chunk.coder,
                               stored: UnsafeRawBufferPointer(rebasing: bytes[chunk.range]), reference: header.encoding.needsReference ? referenceChunk : nil,
                               planes: planes, destination: destination, object: "\(name) chunk \(index)",
-                              positions: header.encoding == .integerDeltaByExponent ? positions : nil)
+                              positions: header.encoding == .integerDeltaByExponent ? positions : nil, ransGrid: header.version >= 3)
     }
 
     /// Drops the stored bytes of chunk `index` from the process's resident set when they are a

@@ -89,6 +89,7 @@ enum RansCodec {
         var blockLength = 0
         var firstLength = 0
         var contextMap: [UInt8] = []
+        var grid = RansPlanner.Plan.Grid()
     }
 
     /// Decodes `stored` into the `width` planes of `planes` (plane 0 first, equal lengths).
@@ -96,7 +97,7 @@ enum RansCodec {
     /// - Parameter scratch: at least `planes.count / width` bytes (block selectors).
     /// - Throws: ``RansError`` when the bytes are not a valid coder 2 chunk of this size.
     static func decode(_ stored: UnsafeRawBufferPointer, width: Int, into planes: UnsafeMutableRawBufferPointer,
-                       scratch: UnsafeMutableRawBufferPointer) throws(RansError) {
+                       scratch: UnsafeMutableRawBufferPointer, grid: Bool = true) throws(RansError) {
         let n = planes.count
         precondition(width > 0 && n % width == 0, "whole elements")
         let m = n / width
@@ -105,7 +106,7 @@ enum RansCodec {
         var reader = ByteReader(stored)
         var sections = [Section](repeating: Section(mode: .raw), count: width)
         for k in (0..<width).reversed() {
-            sections[k] = try parseSection(&reader, plane: k, width: width, m: m)
+            sections[k] = try parseSection(&reader, plane: k, width: width, m: m, grid: grid)
         }
         let stream = UnsafeRawBufferPointer(rebasing: stored[reader.offset...])
         guard stream.count >= 4 * RansKernel.stateCount else { throw RansError("stream is truncated") }
@@ -144,6 +145,8 @@ enum RansCodec {
                 for c in 0..<256 { ctx.pointers[c] = UnsafePointer(ctx.slots + Int(s.contextMap[c]) << 12) }
                 let source = RansKernel.ContextSlots(context: UnsafePointer(out + (k + 1) * m), tables: UnsafePointer(ctx.pointers))
                 RansKernel.decode(0..<m, into: dst, source, states: states, &r)
+            case .grid:
+                decodeGrid(s, m, into: dst, selectors: selectors, ctx, &r)
             }
             if r.overrun { throw RansError("plane \(k) runs past the end of the stream") }
         }
@@ -153,9 +156,32 @@ enum RansCodec {
         }
     }
 
-    private static func parseSection(_ reader: inout ByteReader, plane k: Int, width: Int, m: Int) throws(RansError) -> Section {
+    private static func decodeGrid(_ s: Section, _ m: Int, into dst: UnsafeMutablePointer<UInt8>, selectors: UnsafeMutablePointer<UInt8>,
+                                   _ ctx: RansDecoderContext, _ r: inout RansKernel.Reader) {
+        let g = s.grid
+        for (t, table) in s.tables.enumerated() { table.fillSlots(ctx.slots + t << 12) }
+        let layout = RansGrid.layout(m: m, columns: g.columns, phase: g.phase)
+        if g.rowClasses > 1 {
+            let selectorSlots = ctx.slots + maxTables << 12
+            s.selectorTable!.fillSlots(selectorSlots)
+            RansKernel.decode(0..<layout.count, into: selectors, RansKernel.FixedSlots(table: selectorSlots), states: ctx.states, &r)
+        }
+        g.columnMap.withUnsafeBufferPointer { map in
+            for b in 0..<layout.count where !r.overrun {
+                let base = (g.rowClasses > 1 ? Int(selectors[b]) : 0) * g.columnClasses
+                for c in 0..<g.columnClasses { ctx.pointers[c] = UnsafePointer(ctx.slots + (base + c) << 12) }
+                let range = layout.range(b)
+                let source = RansKernel.GridSlots(columns: map.baseAddress!, offset: range.lowerBound - (b == 0 ? g.phase : 0),
+                                                  tables: UnsafePointer(ctx.pointers))
+                RansKernel.decode(range, into: dst, source, states: ctx.states, &r)
+            }
+        }
+    }
+
+    private static func parseSection(_ reader: inout ByteReader, plane k: Int, width: Int, m: Int, grid: Bool) throws(RansError) -> Section {
         guard let byte = reader.u8() else { throw RansError("plane \(k) section is truncated") }
         guard let mode = RansPlanner.Plan.Mode(rawValue: byte) else { throw RansError("plane \(k) has unknown mode \(byte)") }
+        guard mode != .grid || grid else { throw RansError("plane \(k) is a grid in a tensor of version 2") }
         var s = Section(mode: mode)
         func tableCount() throws(RansError) -> Int {
             guard let t = reader.u8() else { throw RansError("plane \(k) section is truncated") }
@@ -189,6 +215,22 @@ enum RansCodec {
             s.contextMap = packed.flatMap { [$0 & 0x0f, $0 >> 4] }
             guard s.contextMap.allSatisfy({ Int($0) < t }) else { throw RansError("plane \(k) maps a context to a table beyond its \(t)") }
             for _ in 0..<t { s.tables.append(try RansTable.parse(&reader)) }
+        case .grid:
+            guard let columns = reader.u32(), let phase = reader.u32(), let rows = reader.u8(), let classes = reader.u8() else {
+                throw RansError("plane \(k) section is truncated")
+            }
+            guard columns >= 1, phase < columns else { throw RansError("plane \(k) has rows of \(columns) starting at column \(phase)") }
+            guard rows >= 1, RansGrid.columnClassRange.contains(Int(classes)), Int(rows) * Int(classes) <= maxTables else {
+                throw RansError("plane \(k) has \(rows) row classes of \(classes) column classes")
+            }
+            s.grid = RansPlanner.Plan.Grid(columns: Int(columns), phase: Int(phase), rowClasses: Int(rows), columnClasses: Int(classes))
+            s.grid.columnMap = try RansGrid.unpackColumns(&reader, columns: Int(columns), classes: Int(classes), plane: k)
+            for _ in 0..<(Int(rows) * Int(classes)) { s.tables.append(try RansTable.parse(&reader)) }
+            if rows > 1 {
+                let selector = try RansTable.parse(&reader)
+                guard selector.freqs[Int(rows)...].allSatisfy({ $0 == 0 }) else { throw RansError("plane \(k) selects a row class beyond its \(rows)") }
+                s.selectorTable = selector
+            }
         }
         return s
     }
@@ -248,6 +290,26 @@ final class RansEncoderContext {
             for c in 0..<256 { pointers[c] = UnsafePointer(symbols + Int(plan.contextMap[c]) * 256) }
             let source = RansKernel.ContextSymbols(context: context!, tables: UnsafePointer(pointers))
             RansKernel.encode(0..<m, from: p, source, states: states, &w)
+        case .grid:
+            let g = plan.grid
+            let layout = RansGrid.layout(m: m, columns: g.columns, phase: g.phase)
+            g.columnMap.withUnsafeBufferPointer { map in
+                for b in (0..<layout.count).reversed() where !w.overflow {
+                    let base = (g.rowClasses > 1 ? Int(plan.selectors[b]) : 0) * g.columnClasses
+                    for c in 0..<g.columnClasses { pointers[c] = UnsafePointer(symbols + (base + c) * 256) }
+                    let range = layout.range(b)
+                    let source = RansKernel.GridSymbols(columns: map.baseAddress!, offset: range.lowerBound - (b == 0 ? g.phase : 0),
+                                                        tables: UnsafePointer(pointers))
+                    RansKernel.encode(range, from: p, source, states: states, &w)
+                }
+            }
+            if g.rowClasses > 1 {
+                let selectorTable = symbols + RansCodec.maxTables * 256
+                plan.selectorTable!.table.fillEncodeSymbols(selectorTable)
+                plan.selectors.withUnsafeBufferPointer { sel in
+                    RansKernel.encode(0..<sel.count, from: sel.baseAddress!, RansKernel.FixedSymbols(table: selectorTable), states: states, &w)
+                }
+            }
         }
     }
 }

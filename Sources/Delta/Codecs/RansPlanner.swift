@@ -25,6 +25,7 @@ final class RansPlanner {
             case single = 1
             case blocks = 2
             case context = 3
+            case grid = 4
         }
         var mode: Mode = .raw
         /// Estimated stored bytes (section and coded symbols).
@@ -36,6 +37,17 @@ final class RansPlanner {
         var selectorTable: RansTableBuilder.Choice?
         /// Table of each context byte (256 entries).
         var contextMap: [UInt8] = []
+        /// Grid mode: the row length, the column of the plane's first symbol, the row classes
+        /// (`selectors` then holds one per row) and the class of each column.
+        var grid = Grid()
+
+        struct Grid {
+            var columns = 0
+            var phase = 0
+            var rowClasses = 1
+            var columnClasses = 2
+            var columnMap: [UInt8] = []
+        }
 
         /// The section's bytes before the coded symbols (docs/format.md §5.5): the mode, then
         /// the mode's parameters and tables. A raw plane's bytes follow its section directly.
@@ -56,6 +68,14 @@ final class RansPlanner {
                 out.append(UInt8(tables.count))
                 for i in stride(from: 0, to: 256, by: 2) { out.append(contextMap[i] | contextMap[i + 1] << 4) }
                 for t in tables { out += RansTable.serialized(kind: t.kind, entries: t.entries) }
+            case .grid:
+                out.appendLE(UInt32(grid.columns))
+                out.appendLE(UInt32(grid.phase))
+                out.append(UInt8(grid.rowClasses))
+                out.append(UInt8(grid.columnClasses))
+                out += RansGrid.packColumns(grid.columnMap, classes: grid.columnClasses)
+                for t in tables { out += RansTable.serialized(kind: t.kind, entries: t.entries) }
+                if grid.rowClasses > 1 { out += RansTable.serialized(kind: .symbols, entries: selectorTable!.entries) }
             }
             return out
         }
@@ -89,7 +109,9 @@ final class RansPlanner {
         }
         if entropyBits(hist, m) > RansPlanner.rawAbove * Double(m) { return best }
         if let context, let p = planContext(symbols, m, context), p.bytes < best.bytes { best = p }
-        if let p = planBlocks(symbols, m, rows), p.bytes < best.bytes { best = p }
+        let blocks = planBlocks(symbols, m, rows)
+        if let p = blocks, p.bytes < best.bytes { best = p }
+        if context == nil, let rows, let p = planGrid(symbols, m, rows, blocks: blocks), p.bytes < best.bytes { best = p }
         return best
     }
 
@@ -177,7 +199,7 @@ final class RansPlanner {
         return blockPlan(counts.map { RansTableBuilder.choose($0, refined: true) }, selectors, length, first)
     }
 
-    private func blockPlan(_ tables: [RansTableBuilder.Choice], _ selectors: [UInt8], _ length: Int, _ first: Int) -> Plan {
+    func blockPlan(_ tables: [RansTableBuilder.Choice], _ selectors: [UInt8], _ length: Int, _ first: Int) -> Plan {
         var counts = [UInt32](repeating: 0, count: tables.count)
         for s in selectors { counts[Int(s)] += 1 }
         let selector = RansTableBuilder.selectorChoice(counts)
@@ -299,7 +321,7 @@ final class RansPlanner {
 
     // MARK: - Statistics
 
-    private func histogram(_ p: UnsafePointer<UInt8>, _ m: Int, into h: UnsafeMutablePointer<UInt32>) {
+    func histogram(_ p: UnsafePointer<UInt8>, _ m: Int, into h: UnsafeMutablePointer<UInt32>) {
         // Four sub-histograms keep neighbouring equal bytes from waiting on each other's increments.
         withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 1024) { sub in
             let s = sub.baseAddress!

@@ -43,7 +43,7 @@ public struct TensorEncodeJob: Sendable {
         if encoding == .integerDeltaByExponent, !dtype.isFloatingPoint { encoding = .integerDelta }
         return EncodedTensorHeader(encoding: encoding, dtype: dtype, shape: shape, byteCount: source.count,
                                    chunkByteCount: options.chunkByteCount, reference: reference?.digest,
-                                   version: coders(encoding).rans ? 2 : 1)
+                                   version: coders(encoding).headerVersion)
     }
 
     /// The coders the chunks may use (rANS only when the options ask for it).

@@ -78,7 +78,7 @@ public enum TensorPipeline {
         let coders = options.rans ? ChunkCoderOptions.writer(dtype: dtype, shape: shape, byteCount: source.count, encoding: encoding) : .zstdOnly
         let header = EncodedTensorHeader(encoding: encoding, dtype: dtype, shape: shape, byteCount: source.count,
                                          chunkByteCount: options.chunkByteCount, reference: reference?.digest,
-                                         version: coders.rans ? 2 : 1)
+                                         version: coders.headerVersion)
         var stored = 0
         let headerBytes = header.serialized()
         try headerBytes.withUnsafeBytes { try sink($0) }
