@@ -89,4 +89,33 @@ import Testing
         let entry = try #require(try repo.history.statCache()["model.safetensors"])
         #expect(entry.mtimeNs == 1_000_000 * 1_000_000_000)
     }
+
+    /// A writer that closes while a reader has the database open cannot checkpoint; the reader,
+    /// read-only, does not either (it syncs the WAL instead): the writer's transaction stays in
+    /// the WAL, readers see it, and the next writer's close checkpoints it into `mrepo.db`.
+    @Test func aWritersTransactionLeftInTheWALByAReaderIsKeptAndCheckpointedLater() throws {
+        let folder = try TemporaryDirectory()
+        let root = try closedRepository(folder.path)
+        let db = root + "/.mrepo/mrepo.db"
+        do {
+            let reader = try Repository.open(at: root, access: .readOnly)
+            do {
+                let writer = try Repository.open(at: root)
+                try writer.history.setMeta("probe", "written")
+            }
+            #expect(try reader.history.meta("probe") == "written")
+        }
+        #expect((FileStat.of(db + "-wal")?.size ?? 0) > 0)
+        do {
+            let reader = try Repository.open(at: root, access: .readOnly)
+            #expect(try reader.history.meta("probe") == "written")
+        }
+        do {
+            let writer = try Repository.open(at: root)
+            #expect(try writer.history.meta("probe") == "written")
+        }
+        #expect((FileStat.of(db + "-wal")?.size ?? 0) == 0)
+        let repo = try Repository.open(at: root, access: .readOnly)
+        #expect(try repo.history.meta("probe") == "written")
+    }
 }

@@ -72,6 +72,20 @@ final class LateWriter: Sendable {
         self.configuration = config
     }
 
+    /// A writer that closed while this command's read-only connections were open could not
+    /// checkpoint, and its last transactions are in the WAL unsynced (GRDB's `synchronous =
+    /// NORMAL` syncs at the checkpoint). The close of a writing connection here would have
+    /// checkpointed them; this one, read-only, cannot, so it syncs the WAL instead, which makes
+    /// them durable (SQLite replays a synced WAL). Nothing to do when the WAL is empty.
+    deinit {
+        let wal = path + "-wal"
+        guard (FileStat.of(wal)?.size ?? 0) > 0 else { return }
+        let fd = open(wal, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        _ = fsync(fd)
+        close(fd)
+    }
+
     func connection() throws -> DatabaseQueue {
         try queue.withLock { queue in
             if let queue { return queue }
