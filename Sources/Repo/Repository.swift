@@ -70,11 +70,12 @@ public final class Repository: Sendable {
     /// - Parameters:
     ///   - store: the `.mrepo` directory (default `<root>/.mrepo`).
     ///   - worktree: the working tree's key ('' for the main one).
-    init(root: String, store: String? = nil, worktree: String = "") throws {
+    ///   - access: whether the command writes history (``HistoryAccess``).
+    init(root: String, store: String? = nil, worktree: String = "", access: HistoryAccess = .readWrite) throws {
         self.root = root
         metaDirectory = store ?? root + "/" + Repository.directoryName
         worktreeID = worktree
-        history = try HistoryDatabase(path: metaDirectory + "/mrepo.db", create: false, worktree: worktree)
+        history = try HistoryDatabase(path: metaDirectory + "/mrepo.db", create: false, worktree: worktree, access: access)
         journal = WriteJournal(metaDirectory: metaDirectory)
         objects = ObjectStore(root: metaDirectory + "/objects", journal: journal)
         ownsJournal = true
@@ -151,12 +152,13 @@ public final class Repository: Sendable {
     /// Opens the repository that contains `path` (searching parent folders, as git does), and
     /// deletes the temporary files that crashed commands left (``LeftoverSweeper``). A `.mrepo`
     /// file, not a directory, makes the folder a linked working tree of the store it names.
-    public static func open(at path: String = FileManager.default.currentDirectoryPath) throws -> Repository {
+    /// - Parameter access: ``HistoryAccess/readOnly`` for a command that records no history.
+    public static func open(at path: String = FileManager.default.currentDirectoryPath, access: HistoryAccess = .readWrite) throws -> Repository {
         var dir = absolutePath(path)
         while true {
             var isDir: ObjCBool = false
             if FileManager.default.fileExists(atPath: dir + "/" + directoryName, isDirectory: &isDir) {
-                let repo = isDir.boolValue ? try Repository(root: dir) : try openLinked(root: dir)
+                let repo = isDir.boolValue ? try Repository(root: dir, access: access) : try openLinked(root: dir, access: access)
                 LeftoverSweeper.sweep(metaDirectory: repo.metaDirectory)
                 return repo
             }

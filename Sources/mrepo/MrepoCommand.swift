@@ -155,8 +155,10 @@ struct RepositoryOptions: ParsableArguments {
 
     /// Opens the repository of the current folder (`-C DIR` has changed to it) and attaches a
     /// progress bar when standard output is a terminal.
-    func open() throws -> Repository {
-        let repo = try Repository.open(at: FileManager.default.currentDirectoryPath)
+    /// - Parameter access: ``HistoryAccess/readOnly`` for a command that records no history
+    ///   (its database connections then sync nothing when they open and close).
+    func open(access: HistoryAccess = .readWrite) throws -> Repository {
+        let repo = try Repository.open(at: FileManager.default.currentDirectoryPath, access: access)
         repo.progress = ProgressBar.make(quiet: quiet)
         if !quiet { repo.waitNotice = { ErrorReporter.note($0) } }
         return repo

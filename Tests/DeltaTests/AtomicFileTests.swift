@@ -1,5 +1,6 @@
-import Delta
+@testable import Delta
 import Foundation
+import Synchronization
 import Testing
 
 @Suite struct AtomicFileTests {
@@ -90,5 +91,47 @@ import Testing
         #expect(splitPath("a/b/c") == ("a/b", "c"))
         #expect(splitPath("c") == ("", "c"))
         #expect(splitPath("/c") == ("/", "c"))
+    }
+
+    /// Many closed files are synced side by side (more files than threads; in-process tests do
+    /// not sync, `MREPO_FSYNC=0`: the CLI tests sync for real).
+    @Test func syncFilesKeepsEveryFile() throws {
+        let folder = try TemporaryDirectory()
+        let dir = folder.path
+        var paths: [String] = []
+        for i in 0..<(AtomicFileWriter.concurrentSyncLimit * 2 + 3) {
+            let writer = try AtomicFileWriter(destination: dir + "/f\(i)")
+            try writer.write([UInt8(i)])
+            paths.append(try writer.closeUnsynced())
+        }
+        try AtomicFileWriter.syncFiles(paths)
+        try AtomicFileWriter.syncFiles([])
+        try AtomicFileWriter.syncDirectories([dir, dir])
+        for (i, path) in paths.enumerated() { #expect(try readFile(path) == [UInt8(i)]) }
+    }
+
+    /// The side-by-side runner calls every index once, on several threads, and rethrows the
+    /// first error only after every other call has returned.
+    @Test func concurrentlyRunsEveryCallOnceAndRethrowsAfterAll() throws {
+        let count = AtomicFileWriter.concurrentSyncLimit * 3 + 1
+        let calls = Mutex<[Int]>([])
+        try AtomicFileWriter.concurrently(count) { i in calls.withLock { $0.append(i) } }
+        #expect(calls.withLock { $0.sorted() } == Array(0..<count))
+
+        calls.withLock { $0.removeAll() }
+        expectThrows(DeltaError.self) {
+            try AtomicFileWriter.concurrently(count) { i in
+                calls.withLock { $0.append(i) }
+                if i == 5 { throw DeltaError.io(path: "file 5", reason: "cannot open") }
+            }
+        } matching: {
+            if case let .io(path, _) = $0 { path == "file 5" } else { false }
+        }
+        #expect(calls.withLock { $0.sorted() } == Array(0..<count))
+        expectThrows(DeltaError.self) {
+            try AtomicFileWriter.concurrently(1) { _ in throw DeltaError.io(path: "only", reason: "x") }
+        } matching: {
+            if case let .io(path, _) = $0 { path == "only" } else { false }
+        }
     }
 }

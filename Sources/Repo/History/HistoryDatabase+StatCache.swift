@@ -19,7 +19,7 @@ extension HistoryDatabase {
     /// (the cache is an optimisation, and readers must never wait).
     func saveStatCacheOpportunistically(_ entries: [StatCacheEntry], removing: [String]) {
         guard !entries.isEmpty || !removing.isEmpty else { return }
-        _ = try? pool.writeWithoutTransaction { db in
+        _ = try? writer().writeWithoutTransaction { db in
             try db.inTransaction(.immediate) {
                 for path in removing {
                     try db.execute(sql: "DELETE FROM statCache WHERE worktree = ? AND path = ?", arguments: [worktree, path])

@@ -11,6 +11,9 @@ public struct HistoryDatabase: Sendable {
     /// A pool of connections (WAL: readers never wait), or on a full disk one connection in
     /// exclusive locking mode (see ``init(path:create:)``).
     let pool: any DatabaseWriter
+    /// Opened for reading only (``HistoryAccess/readOnly``): the connection that writes, opened at
+    /// the first write, if any. Nil when `pool` writes.
+    let lateWriter: LateWriter?
     public let path: String
     /// The working tree whose HEAD, stat cache, merge state and view this object reads and
     /// writes: '' for the main working tree, else the id of a linked one (docs/format.md §6.4).
@@ -28,25 +31,26 @@ public struct HistoryDatabase: Sendable {
     /// locking mode, which keeps the WAL index in memory: every read works (`log`, `status`,
     /// `fsck`, ...), a write fails with ``RepoError/diskFull(path:)`` unless space was freed, and
     /// other processes wait while the command runs.
-    public init(path: String, create: Bool, worktree: String = "") throws {
+    ///
+    /// With `access` ``HistoryAccess/readOnly`` the connections are opened read-only: opening
+    /// writes nothing (GRDB otherwise writes to an empty WAL at every open, a sync), and closing
+    /// neither checkpoints the WAL nor deletes it (two more syncs and an unlink). A write, should
+    /// the command make one, goes through a connection of its own, opened then, whose commit
+    /// syncs (`synchronous = FULL`), since its close does not checkpoint while the read-only
+    /// connections are open.
+    public init(path: String, create: Bool, worktree: String = "", access: HistoryAccess = .readWrite) throws {
         self.path = path
         self.worktree = worktree
         var config = Configuration()
         config.busyMode = .timeout(30)
         config.foreignKeysEnabled = true
         config.label = "mrepo"
-        do {
-            pool = try DatabasePool(path: path, configuration: config)
-        } catch {
-            guard !create, HistoryDatabase.isDiskFull(error, path: path) else {
-                throw HistoryDatabase.failure(error, path: path, context: "cannot open the history database")
-            }
-            config.prepareDatabase { db in try db.execute(sql: "PRAGMA locking_mode = EXCLUSIVE") }
-            do {
-                pool = try DatabaseQueue(path: path, configuration: config)
-            } catch {
-                throw HistoryDatabase.failure(error, path: path, context: "cannot open the history database")
-            }
+        if access == .readOnly, !create, let readOnly = HistoryDatabase.openReadOnly(path: path, configuration: config) {
+            pool = readOnly
+            lateWriter = LateWriter(path: path, configuration: config)
+        } else {
+            pool = try HistoryDatabase.openWritable(path: path, create: create, configuration: config)
+            lateWriter = nil
         }
         let migrator = HistoryDatabase.migrator
         do {
@@ -55,10 +59,10 @@ public struct HistoryDatabase: Sendable {
             }
             // Migrating takes the write lock even when there is nothing to do: look first.
             if try !pool.read({ try migrator.hasCompletedMigrations($0) }) {
-                try migrator.migrate(pool)
+                try migrator.migrate(try writer())
             }
             if create {
-                try pool.write { db in
+                try writer().write { db in
                     try db.execute(sql: "INSERT OR REPLACE INTO meta(key, value) VALUES ('formatVersion', ?)", arguments: ["\(HistoryDatabase.formatVersion)"])
                     try db.execute(sql: "INSERT OR IGNORE INTO head(worktree, branch, commitID) VALUES ('', 'main', NULL)")
                 }
@@ -79,6 +83,7 @@ public struct HistoryDatabase: Sendable {
     /// per-working-tree rows are `worktree`'s.
     init(sharing other: HistoryDatabase, worktree: String) {
         pool = other.pool
+        lateWriter = other.lateWriter
         path = other.path
         self.worktree = worktree
     }
@@ -114,7 +119,7 @@ public struct HistoryDatabase: Sendable {
     /// Runs a write transaction (IMMEDIATE, so a busy database fails before any work).
     func write<T>(_ body: (Database) throws -> T) throws -> T {
         do {
-            return try pool.writeWithoutTransaction { db in
+            return try writer().writeWithoutTransaction { db in
                 var result: Result<T, any Error> = .failure(RepoError.failed("the transaction did not run"))
                 try db.inTransaction(.immediate) {
                     result = .success(try body(db))

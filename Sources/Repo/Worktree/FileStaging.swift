@@ -168,9 +168,8 @@ final class FileStaging {
     /// renamed; ``rollback()`` then deletes the rest.
     func commit(didRename: () -> Void = {}) throws {
         precondition(!finished, "commit or rollback is called once")
-        for file in staged[renamed...] where !file.synced {
-            try AtomicFileWriter.syncFile(file.temporary, shownAs: file.destination)
-        }
+        let unsynced = staged[renamed...].filter { !$0.synced }
+        try AtomicFileWriter.syncFiles(unsynced.map(\.temporary), shownAs: unsynced.map(\.destination))
         try removeObstacles()
         while renamed < staged.count {
             let file = staged[renamed]
@@ -187,7 +186,7 @@ final class FileStaging {
         for dir in staged.map({ splitPath($0.destination).dir }) + created.map({ splitPath($0).dir }) where seen.insert(dir).inserted {
             folders.append(dir)
         }
-        for dir in folders { try AtomicFileWriter.syncDirectory(dir) }
+        try AtomicFileWriter.syncDirectories(folders)
         finished = true
     }
 

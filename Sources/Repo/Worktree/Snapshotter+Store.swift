@@ -254,9 +254,9 @@ final class FileCopies {
         files[path] = PreparedFile(temporary: try writer.closeUnsynced(), sha256: sha256)
     }
 
-    /// Makes every copy durable (before it is renamed into the working tree).
+    /// Makes every copy durable (before it is renamed into the working tree), all side by side.
     func sync() throws {
-        for file in files.values { try AtomicFileWriter.syncFile(file.temporary) }
+        try AtomicFileWriter.syncFiles(files.values.map(\.temporary))
     }
 
     /// Deletes the folder and the copies not moved away.

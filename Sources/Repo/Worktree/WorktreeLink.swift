@@ -41,13 +41,13 @@ struct WorktreeLink: Equatable {
 extension Repository {
     /// Opens the linked working tree at `root`, whose `.mrepo` is a link file: the store it names
     /// must exist and know the working tree.
-    static func openLinked(root: String) throws -> Repository {
+    static func openLinked(root: String, access: HistoryAccess = .readWrite) throws -> Repository {
         let linkPath = root + "/" + directoryName
         let link = try WorktreeLink.read(linkPath)
         guard FileStat.of(link.store + "/mrepo.db") != nil else {
             throw RepoError.io(path: linkPath, reason: "names the store \(link.store), which holds no repository (was the main working tree moved or deleted?)")
         }
-        let repo = try Repository(root: root, store: link.store, worktree: link.id)
+        let repo = try Repository(root: root, store: link.store, worktree: link.id, access: access)
         guard try repo.history.linkedWorktrees().contains(where: { $0.id == link.id }) else {
             throw RepoError.worktree(.unknownLink(linkFile: linkPath, id: link.id, store: link.store))
         }

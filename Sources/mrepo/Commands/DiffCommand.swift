@@ -53,7 +53,7 @@ struct DiffCommand: ParsableCommand {
     }
 
     func run() throws {
-        let repo = try repository.open()
+        let repo = try repository.open(access: .readOnly)
         let report: DiffReport
         switch try repo.diff(revisions: revisions, paths: paths, tensors: tensorGlobs, elementwise: tensors) {
         case let .adapters(adapters):

@@ -14,7 +14,7 @@ struct DuCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        let repo = try repository.open()
+        let repo = try repository.open(access: .readOnly)
         let u = try repo.usage()
         let total = u.storedByteCount + u.databaseByteCount
         if json {

@@ -29,7 +29,7 @@ struct ExpertsCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        let repo = try repository.open()
+        let repo = try repository.open(access: .readOnly)
         let (commit, _, report) = try repo.reversibleReport(revision)
         if json {
             try printJSON(PrefixedDocument(head: ExpertsHead(commit: commit.id.hex), body: report))

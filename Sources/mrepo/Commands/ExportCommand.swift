@@ -42,7 +42,7 @@ struct ExportCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        let repo = try repository.open()
+        let repo = try repository.open(access: .readOnly)
         let started = Date()
         let result = try repo.export(revision, as: Materialization(expert: reversible.expert, view: reversible.parsedView, fold: fold),
                                      to: directory, clean: clean, noStatistics: noStats)

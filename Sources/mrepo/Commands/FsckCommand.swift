@@ -14,7 +14,7 @@ struct FsckCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        let repo = try repository.open()
+        let repo = try repository.open(access: .readOnly)
         let r = try repo.fsck()
         if json {
             try printJSON(FsckDocument(r))

@@ -81,7 +81,7 @@ struct LogCommand: ParsableCommand {
     }
 
     func run() throws {
-        let repo = try repository.open()
+        let repo = try repository.open(access: .readOnly)
         var revs = revisions
         if all {
             revs += try repo.refs().map(\.target.hex)

@@ -21,7 +21,7 @@ struct ReflogCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        let repo = try repository.open()
+        let repo = try repository.open(access: .readOnly)
         let entries = try repo.reflog(ref: ref, limit: maxCount)
         // A ref that never moved has no entries; a name that is no ref at all is an error, as elsewhere.
         if let ref, entries.isEmpty, ref != "HEAD",

@@ -28,7 +28,7 @@ struct RevParseCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        let repo = try repository.open()
+        let repo = try repository.open(access: .readOnly)
         var out: [(String, String)] = []
         for rev in revisions {
             if abbrevRef {

@@ -35,7 +35,7 @@ struct ShowCommand: ParsableCommand {
     }
 
     func run() throws {
-        let repo = try repository.open()
+        let repo = try repository.open(access: .readOnly)
         if let (rev, path) = Repository.splitPathRevision(revision) {
             try showFile(repo, revision: rev, path: path)
             return

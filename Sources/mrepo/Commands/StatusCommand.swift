@@ -19,7 +19,7 @@ struct StatusCommand: ParsableCommand {
     var short = false
 
     func run() throws {
-        let repo = try repository.open()
+        let repo = try repository.open(access: .readOnly)
         let status = try repo.status()
         let tracking = try repo.trackingStatus()
         if json {
