@@ -129,9 +129,7 @@ final class ChunkBufferPool: Sendable {
     func take(_ size: Int) -> UnsafeMutableRawBufferPointer {
         let size = max(size, 1)
         if let b = free.withLock({ $0[size]?.popLast() }) { return b.value }
-        let fresh = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 64)
-        MemoryPolicy.populate(fresh)
-        return fresh
+        return .allocate(byteCount: size, alignment: 64)
     }
 
     func give(_ buffer: UnsafeMutableRawBufferPointer) {
