@@ -1,5 +1,6 @@
 import Delta
 import Foundation
+import GRDB
 @testable import Repo
 import Testing
 
@@ -68,6 +69,26 @@ import Testing
             #expect(try repo.log(from: [try repo.resolve("HEAD")]).count == 2)
         }
         #expect(try readFile(db) != before)
+    }
+
+    /// Every connection that writes commits durably (`synchronous = FULL`, 2): the pool's writer
+    /// (GRDB sets NORMAL, 1, when it sets up WAL mode), and the late writer of a read-only open.
+    /// Readers never write, so theirs does not matter.
+    @Test func writingConnectionsSyncEachCommit() throws {
+        let folder = try TemporaryDirectory()
+        let root = try closedRepository(folder.path)
+        func level(_ writer: any DatabaseWriter) throws -> Int? {
+            try writer.writeWithoutTransaction { try Int.fetchOne($0, sql: "PRAGMA synchronous") }
+        }
+        do {
+            let repo = try Repository.open(at: root)
+            #expect(try level(repo.history.writer()) == 2)
+        }
+        do {
+            let repo = try Repository.open(at: root, access: .readOnly)
+            #expect(repo.history.isReadOnly)
+            #expect(try level(repo.history.writer()) == 2)
+        }
     }
 
     /// A write made through a database opened read-only (the stat cache `status` records, or any

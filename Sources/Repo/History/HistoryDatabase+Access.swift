@@ -27,15 +27,30 @@ extension HistoryDatabase {
 
     /// Opens the database with a pool of connections, or, on a full disk, one connection in
     /// exclusive locking mode (see ``init(path:create:worktree:access:)``).
+    ///
+    /// The writing connection syncs the WAL at every commit (`synchronous = FULL`), so a
+    /// transaction is on the disk before the command goes on, and before it reports what it
+    /// recorded. GRDB sets `NORMAL` when it opens a pool in WAL mode, which syncs only at a
+    /// checkpoint: the last one comes when the command closes the database, after it printed
+    /// its result, and a power loss in between would lose a commit the user saw reported. The
+    /// price is one `fdatasync` of a few pages per transaction, and every command records its
+    /// state in one (docs/format.md §7.3).
     static func openWritable(path: String, create: Bool, configuration: Configuration) throws -> any DatabaseWriter {
         do {
-            return try DatabasePool(path: path, configuration: configuration)
+            let pool = try DatabasePool(path: path, configuration: configuration)
+            // After the pool's WAL set-up, which sets NORMAL on the writer (a `prepareDatabase`
+            // pragma would be overridden).
+            try pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA synchronous = FULL") }
+            return pool
         } catch {
             guard !create, isDiskFull(error, path: path) else {
                 throw failure(error, path: path, context: "cannot open the history database")
             }
             var config = configuration
-            config.prepareDatabase { db in try db.execute(sql: "PRAGMA locking_mode = EXCLUSIVE") }
+            config.prepareDatabase { db in
+                try db.execute(sql: "PRAGMA locking_mode = EXCLUSIVE")
+                try db.execute(sql: "PRAGMA synchronous = FULL")
+            }
             do {
                 return try DatabaseQueue(path: path, configuration: config)
             } catch {
