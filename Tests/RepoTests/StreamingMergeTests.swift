@@ -278,4 +278,54 @@ import Testing
         #expect(try repo.resolve("HEAD") == head)
         #expect(try repo.history.mergeState() == nil)
     }
+
+    /// The base is verified too, though a merge may leave out its own digest when an input decoded
+    /// against it is checked (JobRun.baseVerifiedByInput): the base's object file replaced by a
+    /// valid object of another tensor of the same shape decodes without error, and the merge is
+    /// refused by a digest, whether the tensor is merged range by range (linear), by passes with
+    /// the decoded inputs in a spill file (the base is then hashed itself), or with the spill in
+    /// memory. Nothing is recorded.
+    @Test(arguments: ["linear", "ties-file-spill", "ties-memory-spill"]) func aBaseSwappedForAnotherValidObjectIsRefused(way: String) throws {
+        try commitFamily()
+        let baseID = try #require(try repo.tensors(of: "main")["big.weight"]?.objectID)
+        let experts = try ["a", "b", "c"].map { try #require(try repo.tensors(of: $0)["big.weight"]?.objectID) }
+        // Another tensor of the same shape, stored whole in a repository of its own.
+        let other = try StreamingMergeTests()
+        var rng = SeededRandom(seed: 77)
+        let n = 2 * 65536 + 3000
+        try writeFloats([("big.weight", (0..<n).map { _ in Float(rng.uniform() * 4 - 2) })], to: other.repo.root + "/model.safetensors")
+        try other.repo.commitAll("other")
+        let stranger = try #require(try other.repo.tensors(of: "main")["big.weight"]?.objectID)
+        // On the merge's branch first: switching would rebuild the base's file and refuse it.
+        _ = try repo.switchBranch("m", create: true, startPoint: "main")
+        let head = try repo.resolve("HEAD")
+        let target = repo.objects.path(for: baseID)
+        let replacement = try readFile(other.repo.objects.path(for: stranger))
+        try FileManager.default.removeItem(atPath: target)
+        #expect(FileManager.default.createFile(atPath: target, contents: Data(replacement)))
+        var options: MergeOptions
+        if way == "linear" {
+            options = MergeOptions(branches: ["a", "b", "c"], recipe: MergeRecipe(method: "linear", parameters: [:], experts: []))
+        } else {
+            options = MergeOptions(branches: ["a", "b", "c"], recipe: MergeRecipe(method: "ties", parameters: ["density": .number(0.3)], experts: []))
+            options.wholeTensorBudget = 0
+            options.spillPasses = true
+            options.residentSpillBudget = way == "ties-memory-spill" ? Int.max : 0
+        }
+        var caught: (any Error)?
+        do { _ = try repo.merge(options) } catch { caught = error }
+        guard case let .corruptObject(object, problem)? = caught as? RepoError else {
+            Issue.record("expected corruptObject, got \(String(describing: caught))")
+            return
+        }
+        // Which digest refuses it: the base's own where it is hashed (a spill file), else an expert's.
+        if way == "ties-file-spill" {
+            #expect(object == baseID.short)
+        } else {
+            #expect(experts.map(\.short).contains(object), "\(object)")
+        }
+        #expect(problem.hasPrefix("decoded bytes hash to "), "\(problem)")
+        #expect(try repo.resolve("HEAD") == head)
+        #expect(try repo.history.mergeState() == nil)
+    }
 }

@@ -19,6 +19,9 @@ final class JobRun: Sendable {
     let chunkCapacity: Int
     let hashers: [LockedHasher]
     let outputHasher: LockedHasher
+    /// Whether the base's own digest is left out (its hasher gets nothing, and nothing is compared):
+    /// an input decoded against the very base bytes the merge reads verifies them (``baseVerifiedByInput(_:selection:spills:arena:)``).
+    let skipsBaseDigest: Bool
     let isWhole: Bool
     /// Bytes of the whole inputs (raw and Float32) of a tensor merged whole; 0 otherwise.
     let wholeByteCount: Int
@@ -119,6 +122,7 @@ final class JobRun: Sendable {
             wholeByteCount = StreamingMerge.wholeByteCount(h, inputs: job.inputs.count)
             remaining = Mutex(h.chunkCount * (2 + job.inputs.count))
         }
+        skipsBaseDigest = JobRun.baseVerifiedByInput(job, selection: selection, spills: spills, arena: arena)
         inputBatons = isWhole ? ([job.base] + job.inputs).map { _ in OrderedBaton() } : []
         defersCoding = !isWhole && h.chunkCount > 1 && h.byteCount <= JobRun.deferredCodingLimit
             && job.prepared?.hasPlace(for: job.name, byteCount: h.byteCount) == true
@@ -186,7 +190,9 @@ final class JobRun: Sendable {
                                         into: UnsafeMutableBufferPointer(start: wholeFloats[i] + first, count: range.count / elementSize))
             }
             try inputBatons[i].ready(c) { k in
-                hashers[i].update(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(wholeRaw[i])[h.chunkRange(k)]))
+                if i > 0 || !skipsBaseDigest {
+                    hashers[i].update(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(wholeRaw[i])[h.chunkRange(k)]))
+                }
                 try partDone()
             }
         }
@@ -344,7 +350,7 @@ final class JobRun: Sendable {
         defer { work.release() }
         let output = work.output, record = UnsafeSendable(work.record)
         if !isWhole {
-            for (i, raw) in work.raw.enumerated() {
+            for (i, raw) in work.raw.enumerated() where i > 0 || !skipsBaseDigest {
                 hashers[i].update(UnsafeRawBufferPointer(rebasing: raw[0..<output.count]))
             }
         }
@@ -404,7 +410,7 @@ final class JobRun: Sendable {
             var writer = s.writer
             guard writer != nil || stored != nil || deferredID != nil else { throw RepoError.failed("tensor '\(job.name)' was not written") }
             s.writer = nil
-            for (i, input) in ([job.base] + job.inputs).enumerated() {
+            for (i, input) in ([job.base] + job.inputs).enumerated() where i > 0 || !skipsBaseDigest {
                 let digest = hashers[i].finalize()
                 if digest != input.id {
                     writer?.abort()
