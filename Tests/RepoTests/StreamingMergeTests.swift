@@ -274,7 +274,9 @@ import Testing
             return
         }
         #expect(object == a.short)
-        #expect(problem == "decoded bytes hash to \(b.short), expected \(a.short)")
+        // The base is left unhashed here (each expert verifies it), so the message names it as a suspect too.
+        let baseID = try #require(try repo.tensors(of: "main")["big.weight"]?.objectID)
+        #expect(problem == "decoded bytes hash to \(b.short), expected \(a.short) (or its reference \(baseID.short) is damaged)")
         #expect(try repo.resolve("HEAD") == head)
         #expect(try repo.history.mergeState() == nil)
     }
@@ -318,11 +320,13 @@ import Testing
             Issue.record("expected corruptObject, got \(String(describing: caught))")
             return
         }
-        // Which digest refuses it: the base's own where it is hashed (a spill file), else an expert's.
+        // Which digest refuses it: the base's own where it is hashed (a spill file), else an
+        // expert's, whose message then names the base as the other suspect.
         if way == "ties-file-spill" {
             #expect(object == baseID.short)
         } else {
             #expect(experts.map(\.short).contains(object), "\(object)")
+            #expect(problem.hasSuffix(" (or its reference \(baseID.short) is damaged)"), "\(problem)")
         }
         #expect(problem.hasPrefix("decoded bytes hash to "), "\(problem)")
         #expect(try repo.resolve("HEAD") == head)

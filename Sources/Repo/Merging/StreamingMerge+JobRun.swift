@@ -414,7 +414,10 @@ final class JobRun: Sendable {
                 let digest = hashers[i].finalize()
                 if digest != input.id {
                     writer?.abort()
-                    throw RepoError.corruptObject(object: input.id.short, problem: "decoded bytes hash to \(digest.short), expected \(input.id.short)")
+                    var problem = "decoded bytes hash to \(digest.short), expected \(input.id.short)"
+                    // The base was not hashed on its own: it may be the damaged one.
+                    if i > 0, skipsBaseDigest, case .base = input.reference { problem += " (or its reference \(job.base.id.short) is damaged)" }
+                    throw RepoError.corruptObject(object: input.id.short, problem: problem)
                 }
             }
             let metrics = tensorStream!.finish()
