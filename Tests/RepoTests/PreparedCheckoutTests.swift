@@ -26,8 +26,9 @@ import Testing
 
     /// Writes every tensor of the tree's file into a prepared checkout (`twice`: the first one
     /// written a second time over itself), ends the merge's writes, and finishes it.
-    func prepare(resume: Bool, known: Digest?, twice: Bool = false) throws -> PreparedFile {
-        let prepared = try PreparedCheckout(repository: repo, template: tree)
+    func prepare(resume: Bool, known: Digest?, twice: Bool = false, mayRepeat: Bool = true) throws -> PreparedFile {
+        let prepared = try PreparedCheckout(repository: repo, template: tree, mayRepeat: mayRepeat)
+        #expect(prepared.wroteNewResult == !mayRepeat, "a first merge's digests start at once")
         defer { prepared.discard() }
         let file = try #require(tree.file(at: "model.safetensors"))
         if resume { prepared.resumeDigests() }
@@ -54,6 +55,12 @@ import Testing
     /// A new result resumed the digests: the file is hashed (what the history says is not asked).
     @Test func aResumedDigestHashesTheFile() throws {
         #expect(try prepare(resume: true, known: recorded).sha256 == SHA256.hash(bytes))
+    }
+
+    /// A merge whose recipe the store does not hold (a first merge): its digests start at once, so
+    /// its files are hashed as they are written, and nothing waits for a result to be found new.
+    @Test func aFirstMergesDigestIsNeverHeld() throws {
+        #expect(try prepare(resume: false, known: recorded, mayRepeat: false).sha256 == SHA256.hash(bytes))
     }
 
     /// Held, but the history knows no such file: hashed at the end.

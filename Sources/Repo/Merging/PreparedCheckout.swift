@@ -50,12 +50,12 @@ final class PreparedCheckout: Sendable {
     /// still makes before the rename finds its pages already on disk instead of writing them on the
     /// merge's tail.
     ///
-    /// It starts held (``resumeDigests()``): a merge done again finds every result stored, writes
-    /// a file the history records with its SHA-256 (``finish(for:store:knownDigest:)``), and then
-    /// never hashes it.
-    static func frontierDigest(path: String, fd: Int32, byteCount: Int) -> FrontierDigest {
+    /// It starts held (``resumeDigests()``) in a merge that may be done again (``mayRepeat``): such
+    /// a merge finds every result stored, writes a file the history records with its SHA-256
+    /// (``finish(for:store:knownDigest:)``), and then never hashes it.
+    static func frontierDigest(path: String, fd: Int32, byteCount: Int, held: Bool) -> FrontierDigest {
         let own = AtomicFileWriter.syncEnabled ? dup(fd) : -1
-        return FrontierDigest(path: path, byteCount: byteCount, held: true, afterwards: {
+        return FrontierDigest(path: path, byteCount: byteCount, held: held, afterwards: {
             if own >= 0 {
                 _ = fsync(own)
                 close(own)
@@ -70,6 +70,12 @@ final class PreparedCheckout: Sendable {
     private let resumed = Atomic<Bool>(false)
     /// Where each tensor of the template goes: fixed once the files are created.
     private let places: [String: Place]
+    /// Whether the merge may be one done before: the store holds its recorded recipe (which names
+    /// the inputs' commits and every parameter), so its results are likely stored already. Only
+    /// then do the digests start held and do larger results wait for their ids before they are
+    /// coded (``JobRun/defersCoding``); a first merge codes every chunk as it is merged, on any
+    /// core, and hashes its files from the start.
+    let mayRepeat: Bool
 
     private struct Place {
         var file: Int
@@ -77,7 +83,8 @@ final class PreparedCheckout: Sendable {
         var count: Int
     }
 
-    init(repository: Repository, template: Tree) throws {
+    init(repository: Repository, template: Tree, mayRepeat: Bool = true) throws {
+        self.mayRepeat = mayRepeat
         // `.mrepo/.mrepo-tmp-<pid>-<random>-prepared`: a crash leaves it to the next command's sweep.
         directory = TemporaryName.path(in: repository.metaDirectory, name: "prepared")
         try repository.createDirectory(directory)
@@ -100,7 +107,7 @@ final class PreparedCheckout: Sendable {
                 close(fd)
                 continue
             }
-            let frontier = PreparedCheckout.frontierDigest(path: temporary, fd: fd, byteCount: f.byteCount)
+            let frontier = PreparedCheckout.frontierDigest(path: temporary, fd: fd, byteCount: f.byteCount, held: mayRepeat)
             frontier.wrote(0..<header.count)
             files.append(File(path: f.path, temporary: temporary, fd: fd, headerObject: f.objectID, headerLength: header.count,
                               byteCount: f.byteCount, executable: f.executable, pending: Set(f.tensors.map(\.name)),
@@ -111,6 +118,7 @@ final class PreparedCheckout: Sendable {
         }
         self.files = Mutex(files)
         self.places = places
+        if !mayRepeat { resumed.store(true, ordering: .relaxed) }
     }
 
     deinit { discard() }

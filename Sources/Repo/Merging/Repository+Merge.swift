@@ -152,7 +152,9 @@ extension Repository {
         var readyCheckout: (StagedCheckout, ConflictReport)?
         // The merged files are written as the merge goes, for the checkout (an optimisation only).
         if !options.noCommit {
-            context.prepared = try? PreparedCheckout(repository: self, template: context.layoutTemplate)
+            // The same merge recorded before stored this very recipe (it names the inputs' commits).
+            let mayRepeat = objects.exists(Array(yaml.utf8).withUnsafeBytes { BlobHasher.hash($0) })
+            context.prepared = try? PreparedCheckout(repository: self, template: context.layoutTemplate, mayRepeat: mayRepeat)
             let tp = timer.now()
             context.prepared?.prefill(context.unchangedTakes, store: objects)
             timer.add("prefill", since: tp)

@@ -71,7 +71,8 @@ final class JobRun: Sendable {
     /// (``mergeAndCode(_:base:experts:baseChunk:positions:work:)``).
     private let named = Mutex<(id: ObjectID, stored: Bool)?>(nil)
     /// Whether the result's coding waits for its id (``codeDeferred(_:)``): a range-wise tensor of
-    /// several chunks with a place in the prepared file, of at most ``deferredCodingLimit`` bytes.
+    /// several chunks with a place in the prepared file, of at most ``deferredCodingLimit`` bytes,
+    /// in a merge that may have been done before (``PreparedCheckout/mayRepeat``).
     let defersCoding: Bool
     /// Such a tensor's base chunks, kept from the merge to the coding.
     let heldBase = Mutex<[Int: UnsafeSendable<UnsafeMutableRawBufferPointer>]>([:])
@@ -125,7 +126,7 @@ final class JobRun: Sendable {
         skipsBaseDigest = JobRun.baseVerifiedByInput(job, selection: selection, spills: spills, arena: arena)
         inputBatons = isWhole ? ([job.base] + job.inputs).map { _ in OrderedBaton() } : []
         defersCoding = !isWhole && h.chunkCount > 1 && h.byteCount <= JobRun.deferredCodingLimit
-            && job.prepared?.hasPlace(for: job.name, byteCount: h.byteCount) == true
+            && job.prepared?.mayRepeat == true && job.prepared?.hasPlace(for: job.name, byteCount: h.byteCount) == true
     }
 
     // MARK: - Range-wise tensors
