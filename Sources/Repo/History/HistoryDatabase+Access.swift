@@ -88,10 +88,12 @@ final class LateWriter: Sendable {
     }
 
     /// A writer that closed while this command's read-only connections were open could not
-    /// checkpoint, and its last transactions are in the WAL unsynced (GRDB's `synchronous =
-    /// NORMAL` syncs at the checkpoint). The close of a writing connection here would have
-    /// checkpointed them; this one, read-only, cannot, so it syncs the WAL instead, which makes
-    /// them durable (SQLite replays a synced WAL). Nothing to do when the WAL is empty.
+    /// checkpoint. Writers now sync each commit (``HistoryDatabase/openWritable(path:create:configuration:)``),
+    /// but one of an older mrepo ran with GRDB's `synchronous = NORMAL`, which syncs only at the
+    /// checkpoint, and left its last transactions in the WAL unsynced. The close of a writing
+    /// connection here would have checkpointed them; this one, read-only, cannot, so it syncs the
+    /// WAL instead, which makes them durable (SQLite replays a synced WAL). Nothing to do when the
+    /// WAL is empty.
     deinit {
         let wal = path + "-wal"
         guard (FileStat.of(wal)?.size ?? 0) > 0 else { return }
