@@ -40,7 +40,7 @@ extension HistoryDatabase {
             let pool = try DatabasePool(path: path, configuration: configuration)
             // After the pool's WAL set-up, which sets NORMAL on the writer (a `prepareDatabase`
             // pragma would be overridden).
-            try pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA synchronous = FULL") }
+            try pool.writeWithoutTransaction { try $0.execute(sql: HistoryDatabase.syncEachCommit) }
             return pool
         } catch {
             guard !create, isDiskFull(error, path: path) else {
@@ -49,7 +49,7 @@ extension HistoryDatabase {
             var config = configuration
             config.prepareDatabase { db in
                 try db.execute(sql: "PRAGMA locking_mode = EXCLUSIVE")
-                try db.execute(sql: "PRAGMA synchronous = FULL")
+                try db.execute(sql: HistoryDatabase.syncEachCommit)
             }
             do {
                 return try DatabaseQueue(path: path, configuration: config)
@@ -68,13 +68,17 @@ extension HistoryDatabase {
 
     /// Whether this database was opened read-only (``HistoryAccess/readOnly``).
     var isReadOnly: Bool { lateWriter != nil }
+
+    /// What every connection that writes runs: each commit syncs the WAL, so a transaction is
+    /// durable before the command reports it (docs/format.md §7.3).
+    static let syncEachCommit = "PRAGMA synchronous = FULL"
 }
 
 /// The writing connection of a database opened read-only, opened at its first use.
 ///
-/// Its commits sync the WAL (`synchronous = FULL`): the read-only connections stay open until
-/// the command ends, so its close finds other connections and does not checkpoint, which is
-/// what makes a commit durable under GRDB's default (`synchronous = NORMAL`).
+/// Its commits sync the WAL (``HistoryDatabase/syncEachCommit``), as every writer's do; here it
+/// matters twice over, since the read-only connections stay open until the command ends, so its
+/// close finds other connections and makes no checkpoint either.
 final class LateWriter: Sendable {
     private let path: String
     private let configuration: Configuration
@@ -83,7 +87,7 @@ final class LateWriter: Sendable {
     init(path: String, configuration: Configuration) {
         self.path = path
         var config = configuration
-        config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+        config.prepareDatabase { db in try db.execute(sql: HistoryDatabase.syncEachCommit) }
         self.configuration = config
     }
 

@@ -191,7 +191,7 @@ final class JobRun: Sendable {
                                         into: UnsafeMutableBufferPointer(start: wholeFloats[i] + first, count: range.count / elementSize))
             }
             try inputBatons[i].ready(c) { k in
-                if i > 0 || !skipsBaseDigest {
+                if verifiesDigest(of: i) {
                     hashers[i].update(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(wholeRaw[i])[h.chunkRange(k)]))
                 }
                 try partDone()
@@ -351,7 +351,7 @@ final class JobRun: Sendable {
         defer { work.release() }
         let output = work.output, record = UnsafeSendable(work.record)
         if !isWhole {
-            for (i, raw) in work.raw.enumerated() where i > 0 || !skipsBaseDigest {
+            for (i, raw) in work.raw.enumerated() where verifiesDigest(of: i) {
                 hashers[i].update(UnsafeRawBufferPointer(rebasing: raw[0..<output.count]))
             }
         }
@@ -411,7 +411,7 @@ final class JobRun: Sendable {
             var writer = s.writer
             guard writer != nil || stored != nil || deferredID != nil else { throw RepoError.failed("tensor '\(job.name)' was not written") }
             s.writer = nil
-            for (i, input) in ([job.base] + job.inputs).enumerated() where i > 0 || !skipsBaseDigest {
+            for (i, input) in ([job.base] + job.inputs).enumerated() where verifiesDigest(of: i) {
                 let digest = hashers[i].finalize()
                 if digest != input.id {
                     writer?.abort()

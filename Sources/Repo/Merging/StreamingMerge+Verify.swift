@@ -2,6 +2,11 @@ import Delta
 import Merge
 
 extension JobRun {
+    /// Whether input `i` (0: the base, then each input) is hashed and checked against its id.
+    func verifiesDigest(of i: Int) -> Bool {
+        i > 0 || !skipsBaseDigest
+    }
+
     /// Whether an input of `job` verifies the base's decoded bytes, so that the base need not be
     /// hashed as well (docs/format.md §5.7).
     ///
