@@ -180,6 +180,8 @@ extension Repository {
         let batch = objects.makeBatch()
         let copies = !fromWorktree && options.branch == nil ? try FileCopies(metaDirectory: metaDirectory) : nil
         defer { copies?.discard() }
+        // The copies replace the working tree's files of the same names.
+        if copies != nil { PageCache.dropInBackground(prepared.map { root + "/" + $0.scanned.path }) }
         var files: [TreeFile] = []
         var newInfos: [ObjectInfo] = []
         var lowRankRecords: [LowRankTensorRecord] = []

@@ -275,6 +275,11 @@ extension Repository {
         for path in checkout.removals { try PathPolicy.checkNoSymlinkParents(root: root, path: path) }
         try makeRoom(for: toWrite.map(\.path), removals: checkout.removals, force: force, staging: checkout.staging)
 
+        // Files about to be replaced or removed lose their cached pages while the new ones are
+        // written, instead of in the renames and unlinks at the end.
+        // (A file adopted from a prepared copy is written already: nothing would overlap the drop.)
+        PageCache.dropInBackground((toWrite.map(\.path).filter { current[$0] != nil && prepared[$0] == nil } + checkout.removals)
+            .map { root + "/" + $0 })
         let counter = ProgressCounter(progress, title: "checkout", total: toWrite.reduce(0) { $0 + $1.byteCount })
         do {
             for file in toWrite {

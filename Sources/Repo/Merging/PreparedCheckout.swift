@@ -116,6 +116,9 @@ final class PreparedCheckout: Sendable {
                 places[t.name] = Place(file: files.count - 1, offset: header.count + t.dataOffsets.lowerBound, count: t.byteCount)
             }
         }
+        // The checkout that ends the merge renames these files over the working tree's: their
+        // old pages are dropped now, while the merge starts on one core.
+        PageCache.dropInBackground(files.map { repository.root + "/" + $0.path })
         self.files = Mutex(files)
         self.places = places
         if !mayRepeat { resumed.store(true, ordering: .relaxed) }

@@ -170,6 +170,7 @@ final class FileStaging {
         precondition(!finished, "commit or rollback is called once")
         let unsynced = staged[renamed...].filter { !$0.synced }
         try AtomicFileWriter.syncFiles(unsynced.map(\.temporary), shownAs: unsynced.map(\.destination))
+        PageCache.waitForPendingDrops()
         try removeObstacles()
         while renamed < staged.count {
             let file = staged[renamed]
