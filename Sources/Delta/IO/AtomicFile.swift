@@ -55,10 +55,31 @@ public final class AtomicFileWriter {
 
     /// A fresh temporary file name in `destination`'s directory:
     /// `.mrepo-tmp-<pid>-<random>-<name>`.
+    ///
+    /// The name is cut to fit a file name's 255 bytes (the tail is only a hint for whoever reads a
+    /// listing): a file whose own name is that long gets a temporary name too.
     public static func temporaryPath(for destination: String) -> String {
         let (dir, name) = splitPath(destination)
         let suffix = UInt64.random(in: 0...UInt64.max)
-        return (dir.isEmpty ? "" : dir + "/") + temporaryPrefix + "\(getpid())-\(String(suffix, radix: 36))-" + name
+        let head = temporaryPrefix + "\(getpid())-\(String(suffix, radix: 36))-"
+        return (dir.isEmpty ? "" : dir + "/") + head + fitting(name, in: maximumNameBytes - head.utf8.count)
+    }
+
+    /// The longest name of a file in a folder, in bytes (NAME_MAX on Linux and macOS).
+    public static let maximumNameBytes = 255
+
+    /// `name`'s longest prefix of whole characters' scalars that takes at most `bytes` UTF-8 bytes.
+    public static func fitting(_ name: String, in bytes: Int) -> String {
+        guard name.utf8.count > bytes else { return name }
+        var out = String.UnicodeScalarView()
+        var used = 0
+        for scalar in name.unicodeScalars {
+            let n = String(scalar).utf8.count
+            guard used + n <= bytes else { break }
+            out.append(scalar)
+            used += n
+        }
+        return String(out)
     }
 
     deinit {

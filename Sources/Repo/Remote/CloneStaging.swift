@@ -14,8 +14,11 @@ struct CloneStaging {
     init(destination: String) {
         self.destination = destination
         parent = (destination as NSString).deletingLastPathComponent
-        prefix = "." + (destination as NSString).lastPathComponent + ".mrepo-clone-"
-        path = parent + "/" + prefix + "\(getpid())"
+        // NAME is cut so that the folder's name fits 255 bytes (the pid is read from the end).
+        let pid = "\(getpid())"
+        let room = AtomicFileWriter.maximumNameBytes - 1 - CloneStaging.marker.utf8.count - pid.utf8.count
+        prefix = "." + AtomicFileWriter.fitting((destination as NSString).lastPathComponent, in: room) + CloneStaging.marker
+        path = parent + "/" + prefix + pid
     }
 
     /// The suffix that marks a staging folder, before the pid.
