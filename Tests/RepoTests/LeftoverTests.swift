@@ -73,4 +73,53 @@ import Testing
             #expect(after == before, "the journal goes with its repository object")
         }
     }
+
+    /// Sets a file's modification time `seconds` into the past.
+    func age(_ path: String, by seconds: Double) throws {
+        let then = Date().timeIntervalSince1970 - seconds
+        var times = [timespec(tv_sec: Int(then), tv_nsec: 0), timespec(tv_sec: Int(then), tv_nsec: 0)]
+        try #require(utimensat(AT_FDCWD, path, &times, 0) == 0)
+    }
+
+    @Test func temporaryNamesCarryTheirOwnerAndOnlyTheSameOwnersDeadFilesAreLeftovers() throws {
+        // On Linux the owner is known (boot id and pid namespace), and every temporary name has it.
+        let owner = try #require(AtomicFileWriter.processOwner)
+        #expect(owner.count == 8 && owner.allSatisfy(\.isHexDigit))
+        let mine = splitPath(AtomicFileWriter.temporaryPath(for: "/x/model.safetensors")).name
+        #expect(TemporaryName.writer(of: mine)?.pid == getpid() && TemporaryName.writer(of: mine)?.owner.map(String.init) == owner)
+        #expect(TemporaryName.writer(of: ".mrepo-tmp-42-r-config.json").map { "\($0.pid) \($0.owner == nil)" } == "42 true")
+        #expect(TemporaryName.writer(of: ".mrepo-tmp-x.1-r-config.json") == nil)
+
+        try withRepository { repo, _ in
+            try repo.writeModel()
+            try repo.commitAll("base")
+            let root = repo.root, meta = repo.metaDirectory, objects = repo.objects.root
+            let dead = try deadPid(), tmp = AtomicFileWriter.temporaryPrefix
+            let other = owner == "00000000" ? "11111111" : "00000000"
+            // A process of another container sharing the volume: its pid may be dead here and
+            // alive there. Its journal names folders with files it is still writing.
+            let theirs = [meta + "/\(tmp)\(dead).\(other)-j-journal", objects + "/\(tmp)\(dead).\(other)-b1-incoming",
+                          root + "/\(tmp)\(dead).\(other)-b2-config.json", meta + "/\(tmp)\(dead).\(other)-a1-prepared/0.safetensors"]
+            for path in theirs { try touch(path) }
+            try writeFile("dir \(JSONValue.string(objects).serialized())\ndir \(JSONValue.string(root).serialized())\n", to: theirs[0])
+            // A dead process of this owner: a leftover, as one of an older mrepo (no owner).
+            let ours = [objects + "/\(tmp)\(dead).\(owner)-c1-incoming", root + "/\(tmp)\(dead).\(owner)-c2-config.json"]
+            for path in ours { try touch(path) }
+            try writeFile("dir \(JSONValue.string(objects).serialized())\ndir \(JSONValue.string(root).serialized())\n",
+                          to: meta + "/\(tmp)\(dead).\(owner)-j-journal")
+
+            _ = try Repository.open(at: root)
+            for path in ours { #expect(!exists(path), "\(path) is left") }
+            for path in theirs { #expect(exists(path), "\(path) was deleted") }
+            // gc leaves them too while they are recent, and deletes them once a day old.
+            _ = try repo.gc()
+            for path in theirs { #expect(exists(path), "gc deleted \(path)") }
+            for path in theirs { try age(path, by: ProcessLiveness.othersGrace + 60) }
+            try age(meta + "/\(tmp)\(dead).\(other)-a1-prepared", by: ProcessLiveness.othersGrace + 60)
+            let report = try repo.gc()
+            #expect(report.removedTemporaryFiles == 3, "two files named by the journal (which goes too) and the folder")
+            for path in theirs { #expect(!exists(path), "\(path) is left") }
+            #expect(try repo.fsck().isClean)
+        }
+    }
 }

@@ -61,9 +61,28 @@ public final class AtomicFileWriter {
     public static func temporaryPath(for destination: String) -> String {
         let (dir, name) = splitPath(destination)
         let suffix = UInt64.random(in: 0...UInt64.max)
-        let head = temporaryPrefix + "\(getpid())-\(String(suffix, radix: 36))-"
+        let head = temporaryPrefix + "\(getpid())" + (processOwner.map { ".\($0)" } ?? "") + "-\(String(suffix, radix: 36))-"
         return (dir.isEmpty ? "" : dir + "/") + head + fitting(name, in: maximumNameBytes - head.utf8.count)
     }
+
+    /// Where this process's pid means something: 8 hex digits of the SHA-256 of the kernel's boot
+    /// id and the process's pid namespace, or nil where they cannot be read. A temporary name
+    /// carries it after the pid (`.mrepo-tmp-<pid>.<owner>-…`), so that processes in other
+    /// containers or on other machines sharing the repository, whose pids this process cannot
+    /// see, never take each other's files for a dead process's (docs/format.md §7.4).
+    public static let processOwner: String? = {
+        let fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        var boot = [UInt8](repeating: 0, count: 64)
+        let b = read(fd, &boot, boot.count)
+        close(fd)
+        var link = [CChar](repeating: 0, count: 128)
+        let n = readlink("/proc/self/ns/pid", &link, link.count - 1)
+        guard b > 0, n > 0 else { return nil }
+        // "<boot id>\npid:[<namespace inode>]"
+        let identity = Array(boot[0..<b]) + link[0..<n].map { UInt8(bitPattern: $0) }
+        return String(SHA256.hash(identity).hex.prefix(8))
+    }()
 
     /// The longest name of a file in a folder, in bytes (NAME_MAX on Linux and macOS).
     public static let maximumNameBytes = 255

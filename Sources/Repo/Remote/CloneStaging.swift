@@ -1,7 +1,7 @@
 import Delta
 import Foundation
 
-/// The hidden folder a clone is built in, beside its destination (`.NAME.mrepo-clone-PID`), renamed
+/// The hidden folder a clone is built in, beside its destination (`.NAME.mrepo-clone-PID.OWNER`), renamed
 /// onto the destination when the clone is complete: a destination folder either does not exist
 /// (or is as empty as it was) or holds a whole clone. A killed clone's folder is removed by the
 /// next clone into the same parent folder (into any destination there), once its process is gone.
@@ -15,7 +15,7 @@ struct CloneStaging {
         self.destination = destination
         parent = (destination as NSString).deletingLastPathComponent
         // NAME is cut so that the folder's name fits 255 bytes (the pid is read from the end).
-        let pid = "\(getpid())"
+        let pid = "\(getpid())" + (AtomicFileWriter.processOwner.map { ".\($0)" } ?? "")
         let room = AtomicFileWriter.maximumNameBytes - 1 - CloneStaging.marker.utf8.count - pid.utf8.count
         prefix = "." + AtomicFileWriter.fitting((destination as NSString).lastPathComponent, in: room) + CloneStaging.marker
         path = parent + "/" + prefix + pid
@@ -25,13 +25,14 @@ struct CloneStaging {
     static let marker = ".mrepo-clone-"
 
     /// Removes the staging folders that killed clones left in the destination's parent folder
-    /// (`.NAME.mrepo-clone-PID`, whatever NAME), by the rule for every leftover (docs/format.md
+    /// (`.NAME.mrepo-clone-PID[.OWNER]`, whatever NAME), by the rule for every leftover (docs/format.md
     /// §7.4): only when process PID no longer exists (a pid that exists, whoever owns it, counts
     /// as running), and never this process's own.
     func sweep() {
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] {
-            guard let pid = CloneStaging.pid(of: entry), pid != getpid() else { continue }
-            guard ProcessLiveness.isGone(pid) else { continue }
+            guard let (pid, owner) = CloneStaging.writer(of: entry), pid != getpid() else { continue }
+            // A clone of another container or machine (its pid means nothing here) is left alone.
+            guard owner == nil || owner == AtomicFileWriter.processOwner, ProcessLiveness.isGone(pid) else { continue }
             let path = parent + "/" + entry
             // A folder only (a file or a symbolic link of that name is not ours to delete).
             guard let st = FileStat.of(path), st.isDirectory else { continue }
@@ -39,11 +40,18 @@ struct CloneStaging {
         }
     }
 
-    /// The pid in a staging folder's name `.NAME.mrepo-clone-PID`, or nil when `name` is not one.
-    static func pid(of name: String) -> pid_t? {
-        guard name.hasPrefix("."), let range = name.range(of: marker, options: .backwards), range.lowerBound > name.index(after: name.startIndex),
-              let pid = pid_t(name[range.upperBound...]), pid > 0 else { return nil }
-        return pid
+    /// The pid in a staging folder's name `.NAME.mrepo-clone-PID[.OWNER]`, or nil when `name` is not one.
+    static func pid(of name: String) -> pid_t? { writer(of: name)?.pid }
+
+    /// The pid and owner (``AtomicFileWriter/processOwner``, when the name has one) in a staging
+    /// folder's name.
+    static func writer(of name: String) -> (pid: pid_t, owner: String?)? {
+        guard name.hasPrefix("."), let range = name.range(of: marker, options: .backwards), range.lowerBound > name.index(after: name.startIndex)
+        else { return nil }
+        let field = name[range.upperBound...]
+        let dot = field.firstIndex(of: ".")
+        guard let pid = pid_t(field[..<(dot ?? field.endIndex)]), pid > 0 else { return nil }
+        return (pid, dot.map { String(field[field.index(after: $0)...]) })
     }
 
     /// Moves the finished clone onto the destination (which must not exist or be an empty folder).

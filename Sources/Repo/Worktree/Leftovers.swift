@@ -2,14 +2,20 @@ import Delta
 import Foundation
 import Synchronization
 
-/// Temporary names: `.mrepo-tmp-<pid>-<random>-<name>` (``AtomicFileWriter/temporaryPath(for:)``).
+/// Temporary names: `.mrepo-tmp-<pid>[.<owner>]-<random>-<name>` (``AtomicFileWriter/temporaryPath(for:)``).
 enum TemporaryName {
     /// The writer's pid in a temporary name, or nil when `name` is not one.
-    static func pid(of name: String) -> pid_t? {
+    static func pid(of name: String) -> pid_t? { writer(of: name)?.pid }
+
+    /// The writer's pid and, when the name has one, its owner (``AtomicFileWriter/processOwner``).
+    static func writer(of name: String) -> (pid: pid_t, owner: Substring?)? {
         guard name.hasPrefix(AtomicFileWriter.temporaryPrefix) else { return nil }
         let rest = name.dropFirst(AtomicFileWriter.temporaryPrefix.count)
-        guard let dash = rest.firstIndex(of: "-"), let pid = pid_t(rest[..<dash]), pid > 0 else { return nil }
-        return pid
+        guard let dash = rest.firstIndex(of: "-") else { return nil }
+        let field = rest[..<dash]
+        let dot = field.firstIndex(of: ".")
+        guard let pid = pid_t(field[..<(dot ?? field.endIndex)]), pid > 0 else { return nil }
+        return (pid, dot.map { field[field.index(after: $0)...] })
     }
 
     /// A fresh temporary path for this process in `directory`, ending in `-<name>`.
@@ -21,11 +27,30 @@ enum TemporaryName {
 /// Which processes are gone, asked once per pid.
 struct ProcessLiveness {
     private var known: [pid_t: Bool] = [:]
+    /// gc's rule for a file of another owner: a leftover once unchanged this long.
+    private let othersAfter: TimeInterval?
 
-    /// Whether `name` is a temporary file of a process that no longer runs. Never true for this
-    /// process's files; a pid that exists, whoever owns it (EPERM), counts as running.
-    mutating func isLeftover(_ name: String) -> Bool {
-        guard let pid = TemporaryName.pid(of: name), pid != getpid() else { return false }
+    /// `othersAfter`: nil (every command) leaves other owners' files alone; gc passes
+    /// ``othersGrace``.
+    init(othersAfter: TimeInterval? = nil) {
+        self.othersAfter = othersAfter
+    }
+
+    /// How long gc leaves a temporary file of another container or machine alone (by its
+    /// modification time): no write of mrepo's runs a day without touching its files.
+    static let othersGrace: TimeInterval = 24 * 3600
+
+    /// Whether `name` (in `folder`) is a temporary file of a process that no longer runs. Never
+    /// true for this process's files; a pid that exists, whoever owns it (EPERM), counts as
+    /// running. A name of another owner (another pid namespace or machine, whose pids cannot be
+    /// asked about) is a leftover only for gc, and only once unchanged for ``othersGrace``.
+    mutating func isLeftover(_ name: String, in folder: String) -> Bool {
+        guard let (pid, owner) = TemporaryName.writer(of: name) else { return false }
+        if let owner, owner != AtomicFileWriter.processOwner ?? "" {
+            guard let othersAfter, let st = FileStat.of(folder + "/" + name) else { return false }
+            return Double(st.mtimeNs) / 1e9 < Date().timeIntervalSince1970 - othersAfter
+        }
+        guard pid != getpid() else { return false }
         if let dead = known[pid] { return dead }
         let dead = Self.isGone(pid)
         known[pid] = dead
@@ -100,9 +125,13 @@ enum LeftoverSweeper {
     /// - Returns: how many files and folders were deleted.
     @discardableResult
     static func sweep(metaDirectory: String) -> Int {
-        var liveness = ProcessLiveness()
+        sweep(metaDirectory: metaDirectory, liveness: ProcessLiveness())
+    }
+
+    private static func sweep(metaDirectory: String, liveness: ProcessLiveness) -> Int {
+        var liveness = liveness
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: metaDirectory) else { return 0 }
-        let leftovers = names.filter { liveness.isLeftover($0) }.sorted()
+        let leftovers = names.filter { liveness.isLeftover($0, in: metaDirectory) }.sorted()
         guard !leftovers.isEmpty else { return 0 }
         var removed = 0
         for name in leftovers where name.hasSuffix("-journal") {
@@ -119,8 +148,8 @@ enum LeftoverSweeper {
     /// symbolic links).
     @discardableResult
     static func sweepAll(roots: [String], metaDirectory: String, objectsRoot: String) -> Int {
-        var removed = sweep(metaDirectory: metaDirectory)
-        var liveness = ProcessLiveness()
+        var liveness = ProcessLiveness(othersAfter: ProcessLiveness.othersGrace)
+        var removed = sweep(metaDirectory: metaDirectory, liveness: liveness)
         removed += sweepFolder(objectsRoot, &liveness)
         for sub in (try? FileManager.default.contentsOfDirectory(atPath: objectsRoot)) ?? [] where sub.count == 2 {
             removed += sweepFolder(objectsRoot + "/" + sub, &liveness)
@@ -155,7 +184,7 @@ enum LeftoverSweeper {
     private static func sweepFolder(_ dir: String, _ liveness: inout ProcessLiveness) -> Int {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return 0 }
         var removed = 0
-        for name in names where liveness.isLeftover(name) {
+        for name in names where liveness.isLeftover(name, in: dir) {
             removed += remove(dir + "/" + name)
         }
         return removed
@@ -166,7 +195,7 @@ enum LeftoverSweeper {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return 0 }
         var removed = 0
         for name in names {
-            if liveness.isLeftover(name) {
+            if liveness.isLeftover(name, in: dir) {
                 removed += remove(dir + "/" + name)
                 continue
             }
