@@ -47,13 +47,13 @@ final class UploadStore: Sendable {
         _ = tickets.withLock { $0.removeValue(forKey: token) }
     }
 
-    /// The staging folder of a repository, created on first use.
+    /// The staging folder of a repository (`.mrepo-tmp-<pid>.<owner>-<random>-uploads`), created on
+    /// first use, and again if it went (`gc` in another container deletes a folder of this server
+    /// that stayed unchanged for a day, docs/format.md §7.4).
     func folder(for repo: Repository) throws -> String {
         try folders.withLock { f in
-            if let existing = f[repo.root] { return existing }
-            var random = SystemRandomNumberGenerator()
-            let name = ".mrepo-tmp-\(getpid())-\(String(random.next() as UInt64, radix: 36))-uploads"
-            let path = repo.metaDirectory + "/" + name
+            if let existing = f[repo.root], FileManager.default.fileExists(atPath: existing) { return existing }
+            let path = AtomicFileWriter.temporaryPath(for: repo.metaDirectory + "/uploads")
             guard mkdir(path, 0o700) == 0 else {
                 throw HubError(status: .internalServerError, message: "cannot create the upload folder in \(repo.metaDirectory)")
             }

@@ -115,10 +115,19 @@ import Testing
             _ = try repo.gc()
             for path in theirs { #expect(exists(path), "gc deleted \(path)") }
             for path in theirs { try age(path, by: ProcessLiveness.othersGrace + 60) }
-            try age(meta + "/\(tmp)\(dead).\(other)-a1-prepared", by: ProcessLiveness.othersGrace + 60)
-            let report = try repo.gc()
-            #expect(report.removedTemporaryFiles == 3, "two files named by the journal (which goes too) and the folder")
-            for path in theirs { #expect(!exists(path), "\(path) is left") }
+            // A folder counts as changed when a file in it is: the prepared folder of a merge that
+            // is still writing its files stays.
+            let prepared = meta + "/\(tmp)\(dead).\(other)-a1-prepared"
+            try touch(prepared + "/1.safetensors")
+            try age(prepared, by: ProcessLiveness.othersGrace + 60)
+            let first = try repo.gc()
+            #expect(first.removedTemporaryFiles == 2, "the two files named by the day-old journal (which goes too)")
+            for path in theirs.prefix(3) { #expect(!exists(path), "\(path) is left") }
+            #expect(exists(prepared + "/1.safetensors"), "a folder with a fresh file was deleted")
+            try age(prepared + "/1.safetensors", by: ProcessLiveness.othersGrace + 60)
+            try age(prepared, by: ProcessLiveness.othersGrace + 60)
+            #expect(try repo.gc().removedTemporaryFiles == 1)
+            #expect(!exists(prepared))
             #expect(try repo.fsck().isClean)
         }
     }

@@ -54,7 +54,7 @@ public final class AtomicFileWriter {
     private let unbuffered: Bool
 
     /// A fresh temporary file name in `destination`'s directory:
-    /// `.mrepo-tmp-<pid>-<random>-<name>`.
+    /// `.mrepo-tmp-<pid>.<owner>-<random>-<name>` (``processOwner``; without it where it is unknown).
     ///
     /// The name is cut to fit a file name's 255 bytes (the tail is only a hint for whoever reads a
     /// listing): a file whose own name is that long gets a temporary name too.

@@ -17,9 +17,11 @@ public enum PageCache {
     /// For files a command will replace or remove: the unlink that replaces a file frees its
     /// cached pages on the command's own thread (12–23 ms for a cached 91 MB checkpoint on the
     /// benchmark machine, a quarter of a second for 1.2 GB), while a file dropped earlier, when a
-    /// core is idle, has few left; and the pages freed early can hold the new files' bytes. Only caching changes: no file's contents, dirty pages included,
-    /// are touched, and a command that fails leaves the files as they were (read from disk when
-    /// next read). Links are not followed.
+    /// core is idle, has few left; and the pages freed early can hold the new files' bytes. Only
+    /// caching changes: no file's contents, dirty pages included, are touched, and a command that
+    /// fails leaves the files as they were (read from disk when next read). Links are not
+    /// followed. Renames and unlinks of the files wait for the drop first
+    /// (``waitForPendingDrops()``).
     @discardableResult
     public static func dropInBackground(_ paths: [String], minimumByteCount: Int = dropThreshold) -> Dropping {
         let dropping = Dropping()
@@ -63,7 +65,7 @@ public enum PageCache {
     public final class Dropping: Sendable {
         fileprivate let done = DispatchSemaphore(value: 0)
 
-        /// Waits until every file was handled (for tests; commands never wait).
+        /// Waits until every file was handled.
         public func wait() {
             done.wait()
             done.signal()

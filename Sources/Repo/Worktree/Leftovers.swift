@@ -47,14 +47,23 @@ struct ProcessLiveness {
     mutating func isLeftover(_ name: String, in folder: String) -> Bool {
         guard let (pid, owner) = TemporaryName.writer(of: name) else { return false }
         if let owner, owner != AtomicFileWriter.processOwner ?? "" {
-            guard let othersAfter, let st = FileStat.of(folder + "/" + name) else { return false }
-            return Double(st.mtimeNs) / 1e9 < Date().timeIntervalSince1970 - othersAfter
+            guard let othersAfter, let newest = Self.newestChange(folder + "/" + name) else { return false }
+            return Double(newest) / 1e9 < Date().timeIntervalSince1970 - othersAfter
         }
         guard pid != getpid() else { return false }
         if let dead = known[pid] { return dead }
         let dead = Self.isGone(pid)
         known[pid] = dead
         return dead
+    }
+
+    /// The latest modification time (ns) of `path` and, for a folder, of everything in it (a
+    /// merge's prepared folder changes only in its files); nil when it is gone.
+    static func newestChange(_ path: String) -> Int64? {
+        guard let st = FileStat.of(path) else { return nil }
+        guard st.isDirectory else { return st.mtimeNs }
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+        return names.reduce(st.mtimeNs) { max($0, newestChange(path + "/" + $1) ?? $0) }
     }
 
     /// Whether no process has this pid (the leftover rule of docs/format.md §7.4: a pid that
