@@ -9,6 +9,8 @@ public struct BranchInfo: Sendable {
     public var subject: String
     /// The folder of another working tree that has the branch checked out, if any.
     public var worktree: String? = nil
+    /// The remote of a remote-tracking branch (`origin` for `origin/main`); nil for a local branch.
+    public var remote: String? = nil
 }
 
 extension Repository {
@@ -75,6 +77,20 @@ extension Repository {
         return try history.refs(kind: .branch).map {
             BranchInfo(name: $0.name, target: $0.target, isCurrent: head.branchName == $0.name, subject: try commit($0.target).subject,
                        worktree: elsewhere[$0.name])
+        }
+    }
+
+    /// The local branches (`local`), then the remote-tracking ones (`remoteTracking`), as `branch`,
+    /// `branch -r` and `branch -a` list them.
+    public func branches(local: Bool, remoteTracking: Bool) throws -> [BranchInfo] {
+        try (local ? branches() : []) + (remoteTracking ? remoteBranches() : [])
+    }
+
+    /// The remote-tracking branches (`origin/main`), by remote, then name; a commit this repository
+    /// does not hold (a branch fetched without its history) has an empty subject.
+    public func remoteBranches() throws -> [BranchInfo] {
+        try history.remoteRefs().filter { $0.kind == .branch }.map {
+            BranchInfo(name: $0.fullName, target: $0.target, isCurrent: false, subject: (try? commit($0.target).subject) ?? "", remote: $0.remote)
         }
     }
 

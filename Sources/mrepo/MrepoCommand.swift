@@ -192,3 +192,9 @@ struct LockOptions: ParsableArguments {
     @Flag(help: "If another mrepo command is writing to the repository, wait for it instead of failing.")
     var wait = false
 }
+
+/// git's `--no-edit`, which scripts pass to commands that would open an editor for the message.
+struct NoEditOption: ParsableArguments {
+    @Flag(name: .customLong("no-edit"), help: "Accepted as in git: mrepo never opens an editor (the message is -m's, or the default one).")
+    var noEdit = false
+}

@@ -1,7 +1,8 @@
 import Foundation
 import Testing
 
-/// `branch -vv` shows each branch's upstream and how far each side is ahead, as git does.
+/// `branch -vv` shows each branch's upstream and how far each side is ahead, `-r` and `-a` list
+/// the remote-tracking branches, as git does; `--no-edit` is taken where git takes it.
 @Suite struct BranchTrackingCLITests {
     @Test func branchVeryVerboseShowsTheUpstreamAndCounts() throws {
         let s = try CLISandbox()
@@ -19,5 +20,43 @@ import Testing
         // A branch without an upstream gets no bracket; plain -v stays as before.
         #expect(ahead.split(separator: "\n").contains { $0.contains("side") && !$0.contains("[") })
         #expect(!(try s.ok(["branch", "-v"], in: "copy").stdout.contains("[origin/main")))
+    }
+
+    @Test func remoteTrackingBranchesAreListedByDashRAndDashA() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.ok(["init", "origin"])
+        try s.ok(["commit", "--from", s.path("family/base"), "-m", "base"], in: "origin")
+        try s.ok(["branch", "math"], in: "origin")
+        try s.ok(["clone", s.path("origin"), "copy"])
+        try s.ok(["commit", "--from", s.path("family/code"), "-m", "code"], in: "copy")
+
+        let local = try s.ok(["branch"], in: "copy").stdout
+        #expect(!local.contains("origin/"), "got: \(local)")
+        let remotes = try s.ok(["branch", "-r"], in: "copy").stdout.split(separator: "\n").map { $0.split(separator: " ").first.map(String.init) ?? "" }
+        #expect(remotes == ["origin/main", "origin/math"])
+        let all = try s.ok(["branch", "--all"], in: "copy").stdout.split(separator: "\n")
+        #expect(all.count == 3 && all[0].hasPrefix("* main") && all[0].hasSuffix("code"), "got: \(all)")
+        #expect(all[1].contains("remotes/origin/main") && all[1].hasSuffix("base") && all[2].contains("remotes/origin/math"))
+
+        let docs = try #require(try s.json(try s.ok(["branch", "-a", "--json"], in: "copy")) as? [[String: Any]])
+        #expect(docs.map { $0["name"] as? String } == ["main", "origin/main", "origin/math"])
+        #expect(docs[0]["remote"] is NSNull && docs[1]["remote"] as? String == "origin" && docs[2]["current"] as? Bool == false)
+        // A listing takes no name: `branch -r x` is not git's way to create a branch.
+        expectOneLineError(try s.run(["branch", "-r", "x"], in: "copy"), status: 64, contains: "-r and -a list branches")
+        #expect(try s.run(["rev-parse", "x"], in: "copy").status != 0)
+    }
+
+    @Test func noEditIsTakenWhereGitTakesIt() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.repository(branches: ["math", "code"])
+        try s.ok(["commit", "-q", "--from", "../family/chat", "-m", "chat"], in: "repo")
+        try s.ok(["revert", "--no-edit", "-q", "HEAD"], in: "repo")
+        #expect(try s.ok(["log", "--oneline", "-1"], in: "repo").stdout.contains("Revert \"chat\""))
+        try s.ok(["commit", "--amend", "--no-edit", "-q"], in: "repo")
+        #expect(try s.ok(["log", "--oneline", "-1"], in: "repo").stdout.contains("Revert \"chat\""), "the amended commit keeps its message")
+        try s.ok(["merge", "--no-edit", "-q", "--method", "linear", "math", "code"], in: "repo")
+        #expect(try s.ok(["log", "--oneline", "-1"], in: "repo").stdout.contains("Merge math, code"))
     }
 }

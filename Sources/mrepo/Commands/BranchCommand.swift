@@ -11,7 +11,8 @@ struct BranchCommand: ParsableCommand {
             'mrepo branch NAME [START]' creates a branch at START (default HEAD) without switching to it; -f \
             moves an existing one there. 'mrepo branch -d NAME' deletes a branch whose commits HEAD contains; -D \
             deletes it anyway. 'mrepo branch -m [OLD] NEW' renames a branch (the current one by default), keeping \
-            its reflog; -M replaces a branch named NEW.
+            its reflog; -M replaces a branch named NEW. 'mrepo branch -r' lists the remote-tracking branches \
+            (origin/main, as the last fetch, pull or push left them), -a the local ones and then those, as git does.
             """)
 
     @OptionGroup var repository: RepositoryOptions
@@ -41,6 +42,12 @@ struct BranchCommand: ParsableCommand {
     @Flag(name: .customShort("v"), help: "Accepted as in git: the list always shows each branch's commit and subject; -vv adds its upstream and how far each side is ahead.")
     var verbose: Int
 
+    @Flag(name: [.customShort("r"), .customLong("remotes")], help: "List the remote-tracking branches (origin/main) instead of the local ones.")
+    var remotes = false
+
+    @Flag(name: [.customShort("a"), .customLong("all")], help: "List the local branches, then the remote-tracking ones (as remotes/origin/main).")
+    var all = false
+
     @Flag(help: "Print the current branch's name (nothing on a detached HEAD).")
     var showCurrent = false
 
@@ -54,6 +61,7 @@ struct BranchCommand: ParsableCommand {
         if (delete || forceDelete) && startPoint != nil { throw ValidationError("-d and -D take only a branch name") }
         if (move || forceMove) && name == nil { throw ValidationError("-m and -M need the new name") }
         if showCurrent && name != nil { throw ValidationError("--show-current takes no name") }
+        if (remotes || all) && (name != nil || modes > 0 || force) { throw ValidationError("-r and -a list branches: they take no name and no other mode") }
         if force && (name == nil || delete || forceDelete || move || forceMove) { throw ValidationError("-f needs a branch name to create or move") }
     }
 
@@ -82,27 +90,29 @@ struct BranchCommand: ParsableCommand {
             }
             return
         }
-        let branches = try repo.branches()
+        let branches = try repo.branches(local: !remotes, remoteTracking: remotes || all)
         if json {
             try printJSON(branches.map {
-                BranchDocument(name: $0.name, commit: $0.target.hex, current: $0.isCurrent, subject: $0.subject, worktree: OrNull($0.worktree))
+                BranchDocument(name: $0.name, commit: $0.target.hex, current: $0.isCurrent, subject: $0.subject, worktree: OrNull($0.worktree),
+                               remote: OrNull($0.remote))
             })
             return
         }
-        if branches.isEmpty, let head = try? repo.head(), let b = head.branchName {
+        // git's -a spells remote-tracking branches remotes/origin/main; -r, origin/main.
+        func shown(_ b: BranchInfo) -> String { all && b.remote != nil ? "remotes/" + b.name : b.name }
+        if !remotes, !branches.contains(where: { $0.remote == nil }), let head = try? repo.head(), let b = head.branchName {
             print("* \(b) (no commits yet)")
-            return
         }
-        let width = branches.map(\.name.count).max() ?? 0
+        let width = branches.map { shown($0).count }.max() ?? 0
         for b in branches {
             // The list always shows each branch's commit and subject (git's -v); -vv adds the
             // upstream and how far each side is ahead, as git does.
-            var tracking = ""
-            if verbose >= 2, let t = try repo.trackingStatus(of: b.name) {
+            var upstream = ""
+            if verbose >= 2, b.remote == nil, let t = try repo.trackingStatus(of: b.name) {
                 let counts = [t.ahead > 0 ? "ahead \(t.ahead)" : nil, t.behind > 0 ? "behind \(t.behind)" : nil].compactMap { $0 }
-                tracking = "[\(t.upstream)\(counts.isEmpty ? "" : ": " + counts.joined(separator: ", "))] "
+                upstream = "[\(t.upstream)\(counts.isEmpty ? "" : ": " + counts.joined(separator: ", "))] "
             }
-            print("\(b.isCurrent ? "*" : b.worktree != nil ? "+" : " ") \(b.name.padding(toLength: width, withPad: " ", startingAt: 0))  \(b.target.short)  \(tracking)\(b.subject)")
+            print("\(b.isCurrent ? "*" : b.worktree != nil ? "+" : " ") \(shown(b).padding(toLength: width, withPad: " ", startingAt: 0))  \(b.target.short)  \(upstream)\(b.subject)")
         }
     }
 }

@@ -15,6 +15,7 @@ struct CherryPickCommand: ParsableCommand {
 
     @OptionGroup var repository: RepositoryOptions
     @OptionGroup var lock: LockOptions
+    @OptionGroup var noEdit: NoEditOption
 
     @Argument(help: ArgumentHelp("The commit whose change to apply.", valueName: "rev"), completion: CompletionNames.revisions)
     var revision: String

@@ -31,6 +31,7 @@ struct CommitCommand: ParsableCommand {
 
     @OptionGroup var repository: RepositoryOptions
     @OptionGroup var lock: LockOptions
+    @OptionGroup var noEdit: NoEditOption
 
     @Option(name: .shortAndLong, help: ArgumentHelp("The commit message.", valueName: "message"))
     var message: String?

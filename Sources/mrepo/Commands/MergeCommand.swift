@@ -35,6 +35,7 @@ struct MergeCommand: ParsableCommand {
 
     @OptionGroup var repository: RepositoryOptions
     @OptionGroup var lock: LockOptions
+    @OptionGroup var noEdit: NoEditOption
 
     @Argument(help: ArgumentHelp("Branches (or any revisions) to merge into HEAD.", valueName: "branch"), completion: CompletionNames.revisions)
     var branches: [String] = []

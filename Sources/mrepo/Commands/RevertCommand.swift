@@ -16,6 +16,7 @@ struct RevertCommand: ParsableCommand {
 
     @OptionGroup var repository: RepositoryOptions
     @OptionGroup var lock: LockOptions
+    @OptionGroup var noEdit: NoEditOption
 
     @Argument(help: ArgumentHelp("The commit to undo.", valueName: "rev"), completion: CompletionNames.revisions)
     var revision: String

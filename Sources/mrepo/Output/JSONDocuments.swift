@@ -229,6 +229,8 @@ struct BranchDocument: Encodable {
     var subject: String
     /// The working tree that has the branch checked out, if another one does.
     var worktree: OrNull<String>
+    /// The remote of a remote-tracking branch (`branch -r`, `-a`); null for a local branch.
+    var remote: OrNull<String>
 }
 
 /// One line of `tag --json`.
