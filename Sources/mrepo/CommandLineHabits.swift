@@ -3,7 +3,9 @@ import Foundation
 
 /// What git users type that swift-argument-parser does not take as it is: a mistyped command
 /// name gets a suggestion, `help NAME` must name a command, `log -5` and `log -n5` mean
-/// `--max-count 5`, and `switch -` / `checkout -` mean the previous branch.
+/// `--max-count 5`, `switch -` / `checkout -` mean the previous branch, `log --decorate` is what
+/// log does anyway, `tag -l` without a pattern lists every tag, and `show --stat REV` is
+/// `log --stat -1 REV`.
 enum CommandLineHabits {
     /// Every command name.
     static var commandNames: [String] {
@@ -32,6 +34,10 @@ enum CommandLineHabits {
         }
         if first.hasPrefix("-") { return arguments }
         guard names.contains(first) else { unknown(first, names: names) }
+        if first == "show", arguments.contains("--stat") {
+            // `show --stat REV` is `log --stat -1 REV`: the commit and what each file's tensors did.
+            return rewrite(["log", "--max-count=1"] + arguments.dropFirst())
+        }
         Terminal.startPager(for: first)
         let end = arguments.firstIndex(of: "--") ?? arguments.endIndex
         var out = [first]
@@ -49,6 +55,12 @@ enum CommandLineHabits {
                 out.append("--max-count=\(n)")
             } else if a == "-", ["switch", "checkout", "merge"].contains(first) {
                 out.append("@{-1}")
+            } else if first == "log" || first == "show", a == "--decorate" || a.hasPrefix("--decorate=") {
+                // git decorates by default since 2.13; mrepo always does.
+                continue
+            } else if first == "tag", a == "-l" || a == "--list", i + 1 >= end || arguments[i + 1].hasPrefix("-") {
+                // `tag -l` alone lists every tag, as git.
+                out.append("--list=*")
             } else {
                 out.append(a)
             }

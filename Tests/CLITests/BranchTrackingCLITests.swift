@@ -1,8 +1,9 @@
 import Foundation
 import Testing
 
-/// `branch -vv` shows each branch's upstream and how far each side is ahead, `-r` and `-a` list
-/// the remote-tracking branches, as git does; `--no-edit` is taken where git takes it.
+/// Forms git users type every day: `branch -vv` shows each branch's upstream and how far each side
+/// is ahead, `-r` and `-a` list the remote-tracking branches; `--no-edit`, `tag -l`, `log
+/// --decorate`, `diff --name-only`, `show --stat` and `pull --ff-only` work as in git.
 @Suite struct BranchTrackingCLITests {
     @Test func branchVeryVerboseShowsTheUpstreamAndCounts() throws {
         let s = try CLISandbox()
@@ -58,5 +59,32 @@ import Testing
         #expect(try s.ok(["log", "--oneline", "-1"], in: "repo").stdout.contains("Revert \"chat\""), "the amended commit keeps its message")
         try s.ok(["merge", "--no-edit", "-q", "--method", "linear", "math", "code"], in: "repo")
         #expect(try s.ok(["log", "--oneline", "-1"], in: "repo").stdout.contains("Merge math, code"))
+    }
+
+    @Test func moreOfGitsEverydayForms() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.repository(branches: ["math"])
+        try s.ok(["tag", "v1"], in: "repo")
+        try s.ok(["tag", "w2", "math"], in: "repo")
+        // `tag -l` alone lists every tag; with a pattern, those that match.
+        #expect(try s.ok(["tag", "-l"], in: "repo").stdout.split(separator: "\n").map { $0.split(separator: " ")[0] } == ["v1", "w2"])
+        #expect(try s.ok(["tag", "--list", "-q"], in: "repo").stdout.contains("w2"))
+        #expect(try s.ok(["tag", "-l", "w*"], in: "repo").stdout.split(separator: "\n").count == 1)
+        // `log --decorate` is what log prints anyway.
+        #expect(try s.ok(["log", "--oneline", "--decorate"], in: "repo").stdout == (try s.ok(["log", "--oneline"], in: "repo").stdout))
+        // `diff --name-only`: the paths of the files that differ.
+        let names = try s.ok(["diff", "--name-only", "main", "math"], in: "repo").stdout
+        #expect(names.split(separator: "\n").contains("model.safetensors") && names.split(separator: "\n") == names.split(separator: "\n").sorted(), "got: \(names)")
+        #expect(names == (try s.ok(["diff", "--stat", "main", "math"], in: "repo").stdout.split(separator: "\n").dropLast().map { $0.split(separator: " ")[0] + "\n" }.joined()))
+        #expect(try s.ok(["diff", "--name-only", "main", "main"], in: "repo").stdout.isEmpty)
+        expectOneLineError(try s.run(["diff", "--name-only", "--stat"], in: "repo"), status: 64, contains: "give one of them")
+        // `show --stat REV` is `log --stat -1 REV`.
+        let shown = try s.ok(["show", "--stat", "math"], in: "repo").stdout
+        #expect(shown == (try s.ok(["log", "--stat", "-1", "math"], in: "repo").stdout))
+        #expect(shown.contains("model.safetensors |") && shown.contains("tensors changed"))
+        // `pull --ff-only` is what pull does.
+        try s.ok(["clone", "-q", s.path("repo"), "copy"])
+        #expect(try s.ok(["pull", "--ff-only"], in: "copy").status == 0)
     }
 }

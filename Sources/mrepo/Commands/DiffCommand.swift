@@ -46,10 +46,13 @@ struct DiffCommand: ParsableCommand {
     @Flag(help: "Per file: how many tensors changed.")
     var stat = false
 
+    @Flag(help: "Print only the paths of the files that differ, one per line (as git).")
+    var nameOnly = false
+
     func validate() throws {
         if revisions.count > 2 { throw ValidationError("diff takes at most two revisions") }
         if revisions.count == 2, revisions.contains(where: { $0.contains("..") }) { throw ValidationError("a range A..B is one argument; give it alone") }
-        if stat && json { throw ValidationError("--stat and --json: give one of them") }
+        if [stat, json, nameOnly].filter({ $0 }).count > 1 { throw ValidationError("--stat, --name-only and --json: give one of them") }
     }
 
     func run() throws {
@@ -71,6 +74,8 @@ struct DiffCommand: ParsableCommand {
             try printJSON(DiffDocument(report, all: all))
         } else if stat {
             for line in DiffPrinter.statLines(report) { print(line) }
+        } else if nameOnly {
+            for path in DiffPrinter.changedPaths(report) { print(path) }
         } else {
             for line in DiffPrinter.lines(report, all: all) { print(line) }
         }

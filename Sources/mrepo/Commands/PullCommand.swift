@@ -22,6 +22,9 @@ struct PullCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("The remote branch (default: the upstream's branch, else the current branch's name).", valueName: "branch"))
     var branch: String?
 
+    @Flag(help: "Accepted as in git: pull only ever fast-forwards (branches that diverged stop with a message; merge them with a method).")
+    var ffOnly = false
+
     @Flag(help: "Print the result as JSON.")
     var json = false
 

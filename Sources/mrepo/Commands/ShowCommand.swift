@@ -7,7 +7,8 @@ import Repo
 struct ShowCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "show",
-        abstract: "Show a commit: its message, metrics, files and how they are stored.")
+        abstract: "Show a commit: its message, metrics, files and how they are stored.",
+        discussion: "'mrepo show --stat REV' prints what 'mrepo log --stat -1 REV' prints: the commit, and per file how many tensors changed and the bytes stored, as git's show --stat.")
 
     @OptionGroup var repository: RepositoryOptions
 

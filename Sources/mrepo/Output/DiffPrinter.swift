@@ -51,6 +51,12 @@ enum DiffPrinter {
     }
 
     /// `--stat`: one line per file that differs, with how many of its tensors changed.
+    /// The paths of the files that differ (a changed tensor, or the file itself), sorted: git's
+    /// `--name-only`.
+    static func changedPaths(_ report: DiffReport) -> [String] {
+        Set(report.changedTensors.map(\.path)).union(report.files.map(\.path)).sorted()
+    }
+
     static func statLines(_ report: DiffReport) -> [String] {
         var byPath: [String: Int] = [:]
         for t in report.changedTensors { byPath[t.path, default: 0] += 1 }
