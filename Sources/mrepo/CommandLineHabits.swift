@@ -4,8 +4,8 @@ import Foundation
 /// What git users type that swift-argument-parser does not take as it is: a mistyped command
 /// name gets a suggestion, `help NAME` must name a command, `log -5` and `log -n5` mean
 /// `--max-count 5`, `switch -` / `checkout -` mean the previous branch, `log --decorate` is what
-/// log does anyway, `tag -l` without a pattern lists every tag, and `show --stat REV` is
-/// `log --stat -1 REV`.
+/// log does anyway, `tag -l` without a pattern lists every tag, `show --stat REV` is
+/// `log --stat -1 REV`, and `checkout [REV] -- PATH...` is `restore [--source REV] PATH...`.
 enum CommandLineHabits {
     /// Every command name.
     static var commandNames: [String] {
@@ -34,6 +34,14 @@ enum CommandLineHabits {
         }
         if first.hasPrefix("-") { return arguments }
         guard names.contains(first) else { unknown(first, names: names) }
+        if first == "checkout", let dashes = arguments.firstIndex(of: "--"), dashes + 1 < arguments.endIndex {
+            // `checkout [REV] -- PATH...` puts files back, as `restore [--source REV] PATH...`.
+            let before = arguments[1..<dashes], paths = arguments[(dashes + 1)...]
+            let revisions = before.filter { !$0.hasPrefix("-") }
+            if revisions.count <= 1 {
+                return rewrite(["restore"] + before.filter { $0.hasPrefix("-") } + revisions.flatMap { ["--source", $0] } + ["--"] + paths)
+            }
+        }
         if first == "show", arguments.contains("--stat") {
             // `show --stat REV` is `log --stat -1 REV`: the commit and what each file's tensors did.
             return rewrite(["log", "--max-count=1"] + arguments.dropFirst())

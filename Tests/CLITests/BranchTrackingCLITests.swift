@@ -3,7 +3,8 @@ import Testing
 
 /// Forms git users type every day: `branch -vv` shows each branch's upstream and how far each side
 /// is ahead, `-r` and `-a` list the remote-tracking branches; `--no-edit`, `tag -l`, `log
-/// --decorate`, `diff --name-only`, `show --stat` and `pull --ff-only` work as in git.
+/// --decorate`, `diff --name-only`, `show --stat`, `checkout -- PATH`, `status --porcelain` and
+/// `pull --ff-only` work as in git.
 @Suite struct BranchTrackingCLITests {
     @Test func branchVeryVerboseShowsTheUpstreamAndCounts() throws {
         let s = try CLISandbox()
@@ -83,6 +84,15 @@ import Testing
         let shown = try s.ok(["show", "--stat", "math"], in: "repo").stdout
         #expect(shown == (try s.ok(["log", "--stat", "-1", "math"], in: "repo").stdout))
         #expect(shown.contains("model.safetensors |") && shown.contains("tensors changed"))
+        // `checkout [REV] -- PATH` puts files back, as restore does.
+        try writeFile("junk", to: s.path("repo/config.json"))
+        try s.ok(["checkout", "--", "config.json"], in: "repo")
+        #expect(try s.ok(["status", "--porcelain"], in: "repo").stdout.isEmpty)
+        try s.ok(["checkout", "-q", "math", "--", "model.safetensors"], in: "repo")
+        #expect(try s.ok(["diff", "--name-only", "math", "--", "model.safetensors"], in: "repo").stdout.isEmpty, "the file is math's")
+        #expect(try s.ok(["diff", "--name-only", "--", "model.safetensors"], in: "repo").stdout == "model.safetensors\n")
+        #expect(try s.ok(["rev-parse", "--abbrev-ref", "HEAD"], in: "repo").stdout.hasPrefix("main"), "HEAD did not move")
+        try s.ok(["checkout", "--", "model.safetensors"], in: "repo")
         // `pull --ff-only` is what pull does.
         try s.ok(["clone", "-q", s.path("repo"), "copy"])
         #expect(try s.ok(["pull", "--ff-only"], in: "copy").status == 0)

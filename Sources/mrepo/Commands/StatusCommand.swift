@@ -18,6 +18,9 @@ struct StatusCommand: ParsableCommand {
     @Flag(name: .shortAndLong, help: "One line per changed file: A (added), M (modified) or D (deleted), then the path.")
     var short = false
 
+    @Flag(help: "The --short lines, for scripts: nothing at all when the working tree is clean (as git's --porcelain, without an index column).")
+    var porcelain = false
+
     func run() throws {
         let repo = try repository.open(access: .readOnly)
         let status = try repo.status()
@@ -27,7 +30,7 @@ struct StatusCommand: ParsableCommand {
                                          tracking: tracking))
             return
         }
-        if short {
+        if short || porcelain {
             for c in status.changes {
                 print("\(c.kind == .added ? "A" : c.kind == .modified ? "M" : "D") \(c.path)")
             }
