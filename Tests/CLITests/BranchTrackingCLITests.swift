@@ -93,6 +93,13 @@ import Testing
         #expect(try s.ok(["diff", "--name-only", "--", "model.safetensors"], in: "repo").stdout == "model.safetensors\n")
         #expect(try s.ok(["rev-parse", "--abbrev-ref", "HEAD"], in: "repo").stdout.hasPrefix("main"), "HEAD did not move")
         try s.ok(["checkout", "--", "model.safetensors"], in: "repo")
+        // `diff --cached` (no index: the working tree is what a commit records) and log's %xNN.
+        try writeFile("junk", to: s.path("repo/config.json"))
+        #expect(try s.ok(["diff", "--cached", "--name-only"], in: "repo").stdout == "config.json\n")
+        #expect(try s.ok(["diff", "--staged", "--stat"], in: "repo").stdout == (try s.ok(["diff", "--stat"], in: "repo").stdout))
+        try s.ok(["checkout", "--", "config.json"], in: "repo")
+        let tabbed = try s.ok(["log", "--format=%h%x09%s", "-1", "math"], in: "repo").stdout
+        #expect(tabbed.split(separator: "\t").last == "math\n", "got: \(tabbed)")
         // `pull --ff-only` is what pull does.
         try s.ok(["clone", "-q", s.path("repo"), "copy"])
         #expect(try s.ok(["pull", "--ff-only"], in: "copy").status == 0)

@@ -49,6 +49,9 @@ struct DiffCommand: ParsableCommand {
     @Flag(help: "Print only the paths of the files that differ, one per line (as git).")
     var nameOnly = false
 
+    @Flag(name: [.customLong("cached"), .customLong("staged")], help: "Accepted as in git: mrepo has no index, so what a commit would record is the working tree (the same comparison without it).")
+    var cached = false
+
     func validate() throws {
         if revisions.count > 2 { throw ValidationError("diff takes at most two revisions") }
         if revisions.count == 2, revisions.contains(where: { $0.contains("..") }) { throw ValidationError("a range A..B is one argument; give it alone") }

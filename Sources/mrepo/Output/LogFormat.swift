@@ -71,6 +71,11 @@ enum LogFormat: Equatable {
             else if take("N") { out += notes.map(\.text).joined(separator: "\n") }
             else if take("n") { out += "\n" }
             else if take("%") { out += "%" }
+            else if rest.hasPrefix("x"), rest.count >= 3, let byte = UInt8(rest.dropFirst().prefix(2), radix: 16), byte < 0x80 {
+                // %xNN: the character NN (hex, ASCII), as git (%x09 is a tab, %x00 a NUL, for scripts).
+                rest = rest.dropFirst(3)
+                out.unicodeScalars.append(Unicode.Scalar(byte))
+            }
             else { out += "%" }
         }
         return out
