@@ -16,8 +16,8 @@ public struct RevisionRange: Sendable, Equatable {
 
 extension Repository {
     /// The forms of `resolve` beyond names and ids: `ORIG_HEAD`, `-` and `@{-N}` (the N-th
-    /// previous branch), `REF@{N}` and `@{N}` (where REF or HEAD pointed N moves ago, from the
-    /// reflog). Nil when `base` is none of them.
+    /// previous branch), `stash` and `stash@{N}` (stash entries), `REF@{N}` and `@{N}` (where REF
+    /// or HEAD pointed N moves ago, from the reflog). Nil when `base` is none of them.
     func resolveSpecial(_ base: String, whole: String) throws -> ObjectID? {
         if base == "ORIG_HEAD" {
             guard let id = try history.origHead() else {
@@ -32,6 +32,16 @@ extension Repository {
             if let ref = try history.ref(named: name) { return ref.target }
             if let id = ObjectID(hex: name) { return id }
             return try resolve(name)
+        }
+        // `stash` and `stash@{N}`: stash entry N (0, the newest, by default), as git's refs/stash,
+        // unless a branch or tag is named stash.
+        if base == "stash" || (base.hasPrefix("stash@{") && base.hasSuffix("}")), try history.ref(named: "stash") == nil {
+            let n = base == "stash" ? 0 : Int(base.dropFirst("stash@{".count).dropLast()) ?? -1
+            let entries = try history.stashes()
+            guard n >= 0, n < entries.count else {
+                throw RepoError.invalidArgument("'\(whole)': " + (entries.isEmpty ? "there are no stash entries" : "the stash has only \(entries.count) entr\(entries.count == 1 ? "y" : "ies")"))
+            }
+            return entries[n].commit
         }
         guard let at = base.range(of: "@{"), base.hasSuffix("}") else { return nil }
         let refName = String(base[..<at.lowerBound])

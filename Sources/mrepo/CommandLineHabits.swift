@@ -5,7 +5,8 @@ import Foundation
 /// name gets a suggestion, `help NAME` must name a command, `log -5` and `log -n5` mean
 /// `--max-count 5`, `switch -` / `checkout -` mean the previous branch, `log --decorate` is what
 /// log does anyway, `tag -l` without a pattern lists every tag, `show --stat REV` is
-/// `log --stat -1 REV`, and `checkout [REV] -- PATH...` is `restore [--source REV] PATH...`.
+/// `log --stat -1 REV`, `stash show [N]` is `log --stat -1 stash@{N}`, and `checkout [REV] --
+/// PATH...` is `restore [--source REV] PATH...`.
 enum CommandLineHabits {
     /// Every command name.
     static var commandNames: [String] {
@@ -41,6 +42,12 @@ enum CommandLineHabits {
             if revisions.count <= 1 {
                 return rewrite(["restore"] + before.filter { $0.hasPrefix("-") } + revisions.flatMap { ["--source", $0] } + ["--"] + paths)
             }
+        }
+        if first == "stash", arguments.count >= 2, arguments[1] == "show" {
+            // `stash show [N | stash@{N}]`: the entry's commit and what it changed, per file.
+            let entry = arguments.dropFirst(2).first { !$0.hasPrefix("-") }
+            let revision = entry.map { Int($0) != nil ? "stash@{\($0)}" : $0 } ?? "stash@{0}"
+            return rewrite(["log", "--stat", "--max-count=1"] + arguments.dropFirst(2).filter { $0.hasPrefix("-") } + [revision])
         }
         if first == "show", arguments.contains("--stat") {
             // `show --stat REV` is `log --stat -1 REV`: the commit and what each file's tensors did.

@@ -3,8 +3,8 @@ import Testing
 
 /// Forms git users type every day: `branch -vv` shows each branch's upstream and how far each side
 /// is ahead, `-r` and `-a` list the remote-tracking branches; `--no-edit`, `tag -l`, `log
-/// --decorate`, `diff --name-only`, `show --stat`, `checkout -- PATH`, `status --porcelain` and
-/// `pull --ff-only` work as in git.
+/// --decorate`, `diff --name-only`, `show --stat`, `checkout -- PATH`, `status --porcelain`,
+/// `stash show` and `pull --ff-only` work as in git.
 @Suite struct BranchTrackingCLITests {
     @Test func branchVeryVerboseShowsTheUpstreamAndCounts() throws {
         let s = try CLISandbox()
@@ -100,6 +100,17 @@ import Testing
         try s.ok(["checkout", "--", "config.json"], in: "repo")
         let tabbed = try s.ok(["log", "--format=%h%x09%s", "-1", "math"], in: "repo").stdout
         #expect(tabbed.split(separator: "\t").last == "math\n", "got: \(tabbed)")
+        // `stash show [N]` and stash@{N} as a revision.
+        expectOneLineError(try s.run(["stash", "show"], in: "repo"), contains: "there are no stash entries")
+        try writeFile("junk", to: s.path("repo/config.json"))
+        try s.ok(["stash", "-q"], in: "repo")
+        let stashed = try s.ok(["stash", "show"], in: "repo").stdout
+        let byNumber = try s.ok(["stash", "show", "0"], in: "repo").stdout
+        #expect(stashed.contains("config.json | modified") && stashed == byNumber)
+        #expect(try s.ok(["diff", "--name-only", "HEAD", "stash@{0}"], in: "repo").stdout == "config.json\n")
+        expectOneLineError(try s.run(["show", "stash@{1}"], in: "repo"), contains: "the stash has only 1 entry")
+        try s.ok(["stash", "pop", "-q"], in: "repo")
+        try s.ok(["checkout", "--", "config.json"], in: "repo")
         // `pull --ff-only` is what pull does.
         try s.ok(["clone", "-q", s.path("repo"), "copy"])
         #expect(try s.ok(["pull", "--ff-only"], in: "copy").status == 0)

@@ -18,7 +18,9 @@ struct StashCommand: ParsableCommand {
             list' lists the entries, newest first as stash@{0}. 'stash pop [N]' writes entry N's \
             changes back and drops it ('stash apply [N]' keeps it); when HEAD moved since, the changes \
             are applied file by file and tensor by tensor, and refused where HEAD changed the same \
-            things. 'stash drop [N]' drops an entry. Stashes are never collected by gc.
+            things. 'stash drop [N]' drops an entry. 'stash show [N]' prints the entry and what it \
+            changed, per file ('log --stat -1 stash@{N}'); stash@{N} names entry N wherever a revision \
+            goes (diff, show, export). Stashes are never collected by gc.
             """)
 
     @OptionGroup var repository: RepositoryOptions
