@@ -81,9 +81,21 @@ extension Repository {
     }
 
     /// The local branches (`local`), then the remote-tracking ones (`remoteTracking`), as `branch`,
-    /// `branch -r` and `branch -a` list them.
-    public func branches(local: Bool, remoteTracking: Bool) throws -> [BranchInfo] {
-        try (local ? branches() : []) + (remoteTracking ? remoteBranches() : [])
+    /// `branch -r` and `branch -a` list them; with `merged`, only those whose tip that revision
+    /// contains (`--merged REV`), or, with `merged: false`, does not (`--no-merged`); with
+    /// `containing`, only those that contain that revision (`--contains REV`).
+    public func branches(local: Bool, remoteTracking: Bool, merged: (revision: String, yes: Bool)? = nil,
+                         containing: String? = nil) throws -> [BranchInfo] {
+        var list = try (local ? branches() : []) + (remoteTracking ? remoteBranches() : [])
+        if let merged {
+            let tip = try resolve(merged.revision)
+            list = try list.filter { try isAncestor($0.target, of: tip) == merged.yes }
+        }
+        if let containing {
+            let commit = try resolve(containing)
+            list = try list.filter { try isAncestor(commit, of: $0.target) }
+        }
+        return list
     }
 
     /// The remote-tracking branches (`origin/main`), by remote, then name; a commit this repository

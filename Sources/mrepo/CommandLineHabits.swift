@@ -73,6 +73,9 @@ enum CommandLineHabits {
             } else if first == "log" || first == "show", a == "--decorate" || a.hasPrefix("--decorate=") {
                 // git decorates by default since 2.13; mrepo always does.
                 continue
+            } else if first == "branch", ["--merged", "--no-merged", "--contains"].contains(a), i + 1 >= end || arguments[i + 1].hasPrefix("-") {
+                // git's REV of these defaults to HEAD.
+                out.append(a + "=HEAD")
             } else if first == "tag", a == "-l" || a == "--list", i + 1 >= end || arguments[i + 1].hasPrefix("-") {
                 // `tag -l` alone lists every tag, as git.
                 out.append("--list=*")

@@ -4,7 +4,7 @@ import Testing
 /// Forms git users type every day: `branch -vv` shows each branch's upstream and how far each side
 /// is ahead, `-r` and `-a` list the remote-tracking branches; `--no-edit`, `tag -l`, `log
 /// --decorate`, `diff --name-only`, `show --stat`, `checkout -- PATH`, `status --porcelain`,
-/// `stash show` and `pull --ff-only` work as in git.
+/// `stash show`, `branch --merged`/`--contains` and `pull --ff-only` work as in git.
 @Suite struct BranchTrackingCLITests {
     @Test func branchVeryVerboseShowsTheUpstreamAndCounts() throws {
         let s = try CLISandbox()
@@ -111,6 +111,16 @@ import Testing
         expectOneLineError(try s.run(["show", "stash@{1}"], in: "repo"), contains: "the stash has only 1 entry")
         try s.ok(["stash", "pop", "-q"], in: "repo")
         try s.ok(["checkout", "--", "config.json"], in: "repo")
+        // `branch --merged [REV]`, `--no-merged`, `--contains [REV]`.
+        func listed(_ arguments: [String]) throws -> [String] {
+            try s.ok(["branch"] + arguments, in: "repo").stdout.split(separator: "\n").map { String($0.dropFirst(2).split(separator: " ")[0]) }
+        }
+        #expect(try listed(["--merged"]) == ["main"], "HEAD (main, at base) does not contain math")
+        #expect(try listed(["--no-merged"]) == ["math"])
+        #expect(try listed(["--merged", "math"]) == ["main", "math"])
+        #expect(try listed(["--contains", "main"]) == ["main", "math"])
+        #expect(try listed(["--contains", "math"]) == ["math"])
+        expectOneLineError(try s.run(["branch", "--merged", "--no-merged"], in: "repo"), status: 64, contains: "give one of them")
         // `pull --ff-only` is what pull does.
         try s.ok(["clone", "-q", s.path("repo"), "copy"])
         #expect(try s.ok(["pull", "--ff-only"], in: "copy").status == 0)

@@ -12,7 +12,9 @@ struct BranchCommand: ParsableCommand {
             moves an existing one there. 'mrepo branch -d NAME' deletes a branch whose commits HEAD contains; -D \
             deletes it anyway. 'mrepo branch -m [OLD] NEW' renames a branch (the current one by default), keeping \
             its reflog; -M replaces a branch named NEW. 'mrepo branch -r' lists the remote-tracking branches \
-            (origin/main, as the last fetch, pull or push left them), -a the local ones and then those, as git does.
+            (origin/main, as the last fetch, pull or push left them), -a the local ones and then those, as git does. \
+            --merged [REV] lists the branches whose tips REV (default HEAD) contains, --no-merged the others, \
+            --contains [REV] those that contain REV.
             """)
 
     @OptionGroup var repository: RepositoryOptions
@@ -48,6 +50,15 @@ struct BranchCommand: ParsableCommand {
     @Flag(name: [.customShort("a"), .customLong("all")], help: "List the local branches, then the remote-tracking ones (as remotes/origin/main).")
     var all = false
 
+    @Option(help: ArgumentHelp("List only branches whose tip REV contains (merged into it; git's --merged, whose REV defaults to HEAD).", valueName: "rev"))
+    var merged: String?
+
+    @Option(help: ArgumentHelp("List only branches whose tip REV does not contain (default HEAD).", valueName: "rev"))
+    var noMerged: String?
+
+    @Option(help: ArgumentHelp("List only branches that contain REV (default HEAD).", valueName: "rev"))
+    var contains: String?
+
     @Flag(help: "Print the current branch's name (nothing on a detached HEAD).")
     var showCurrent = false
 
@@ -62,6 +73,9 @@ struct BranchCommand: ParsableCommand {
         if (move || forceMove) && name == nil { throw ValidationError("-m and -M need the new name") }
         if showCurrent && name != nil { throw ValidationError("--show-current takes no name") }
         if (remotes || all) && (name != nil || modes > 0 || force) { throw ValidationError("-r and -a list branches: they take no name and no other mode") }
+        let filters = merged != nil || noMerged != nil || contains != nil
+        if filters && (name != nil || modes > 0 || force) { throw ValidationError("--merged, --no-merged and --contains filter the list: they take no name and no other mode") }
+        if merged != nil && noMerged != nil { throw ValidationError("--merged and --no-merged: give one of them") }
         if force && (name == nil || delete || forceDelete || move || forceMove) { throw ValidationError("-f needs a branch name to create or move") }
     }
 
@@ -90,7 +104,8 @@ struct BranchCommand: ParsableCommand {
             }
             return
         }
-        let branches = try repo.branches(local: !remotes, remoteTracking: remotes || all)
+        let filter = merged.map { ($0, true) } ?? noMerged.map { ($0, false) }
+        let branches = try repo.branches(local: !remotes, remoteTracking: remotes || all, merged: filter, containing: contains)
         if json {
             try printJSON(branches.map {
                 BranchDocument(name: $0.name, commit: $0.target.hex, current: $0.isCurrent, subject: $0.subject, worktree: OrNull($0.worktree),
@@ -100,7 +115,7 @@ struct BranchCommand: ParsableCommand {
         }
         // git's -a spells remote-tracking branches remotes/origin/main; -r, origin/main.
         func shown(_ b: BranchInfo) -> String { all && b.remote != nil ? "remotes/" + b.name : b.name }
-        if !remotes, !branches.contains(where: { $0.remote == nil }), let head = try? repo.head(), let b = head.branchName {
+        if !remotes, filter == nil, contains == nil, !branches.contains(where: { $0.remote == nil }), let head = try? repo.head(), let b = head.branchName {
             print("* \(b) (no commits yet)")
         }
         let width = branches.map { shown($0).count }.max() ?? 0
