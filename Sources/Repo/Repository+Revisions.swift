@@ -33,22 +33,16 @@ extension Repository {
             if let id = ObjectID(hex: name) { return id }
             return try resolve(name)
         }
-        // `stash` and `stash@{N}`: stash entry N (0, the newest, by default), as git's refs/stash,
-        // unless a branch or tag is named stash.
-        if base == "stash" || (base.hasPrefix("stash@{") && base.hasSuffix("}")), try history.ref(named: "stash") == nil {
-            let n = base == "stash" ? 0 : Int(base.dropFirst("stash@{".count).dropLast()) ?? -1
-            let entries = try history.stashes()
-            guard n >= 0, n < entries.count else {
-                throw RepoError.invalidArgument("'\(whole)': " + (entries.isEmpty ? "there are no stash entries" : "the stash has only \(entries.count) entr\(entries.count == 1 ? "y" : "ies")"))
-            }
-            return entries[n].commit
-        }
+        // `stash` and `stash@{N}` name stash entries, as git's refs/stash, unless a branch or tag
+        // is named stash.
+        if base == "stash", try history.ref(named: "stash") == nil { return try stashEntry(0, whole: whole) }
         guard let at = base.range(of: "@{"), base.hasSuffix("}") else { return nil }
         let refName = String(base[..<at.lowerBound])
         let inner = base[at.upperBound..<base.index(before: base.endIndex)]
         guard let n = Int(inner), n >= 0 else {
             throw RepoError.invalidArgument("'\(whole)': expected REF@{N} with a number N of moves back (dates are not supported)")
         }
+        if refName == "stash", try history.ref(named: "stash") == nil { return try stashEntry(n, whole: whole) }
         let ref = refName.isEmpty || refName == "@" ? "HEAD" : refName
         if ref != "HEAD", try history.ref(named: ref) == nil { throw RepoError.unknownRef(ref) }
         let entries = try history.reflog(ref: ref, limit: n + 1)
@@ -59,6 +53,15 @@ extension Repository {
         if n < entries.count, let id = entries[n].new { return id }
         if n == entries.count, let id = entries.last?.old { return id }
         throw RepoError.invalidArgument("'\(whole)': the reflog of \(ref) has only \(entries.count) entr\(entries.count == 1 ? "y" : "ies")")
+    }
+
+    /// Stash entry `n` (0, the newest) as `stash@{n}`, for the revision `whole`.
+    private func stashEntry(_ n: Int, whole: String) throws -> ObjectID {
+        let entries = try history.stashes()
+        guard n < entries.count else {
+            throw RepoError.invalidArgument("'\(whole)': " + (entries.isEmpty ? "there are no stash entries" : "the stash has only \(entries.count) entr\(entries.count == 1 ? "y" : "ies")"))
+        }
+        return entries[n].commit
     }
 
     /// The branch (or detached commit) HEAD was on before the N-th last `switch` or `checkout`.

@@ -61,7 +61,7 @@ public final class AtomicFileWriter {
     public static func temporaryPath(for destination: String) -> String {
         let (dir, name) = splitPath(destination)
         let suffix = UInt64.random(in: 0...UInt64.max)
-        let head = temporaryPrefix + "\(getpid())" + (processOwner.map { ".\($0)" } ?? "") + "-\(String(suffix, radix: 36))-"
+        let head = temporaryPrefix + processTag + "-\(String(suffix, radix: 36))-"
         return (dir.isEmpty ? "" : dir + "/") + head + fitting(name, in: maximumNameBytes - head.utf8.count)
     }
 
@@ -83,6 +83,10 @@ public final class AtomicFileWriter {
         let identity = Array(boot[0..<b]) + link[0..<n].map { UInt8(bitPattern: $0) }
         return String(SHA256.hash(identity).hex.prefix(8))
     }()
+
+    /// This process in the names of its temporary files and folders: `<pid>.<owner>`, or `<pid>`
+    /// where the owner is unknown.
+    public static let processTag = "\(getpid())" + (processOwner.map { ".\($0)" } ?? "")
 
     /// The longest name of a file in a folder, in bytes (NAME_MAX on Linux and macOS).
     public static let maximumNameBytes = 255

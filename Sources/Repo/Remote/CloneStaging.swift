@@ -15,10 +15,10 @@ struct CloneStaging {
         self.destination = destination
         parent = (destination as NSString).deletingLastPathComponent
         // NAME is cut so that the folder's name fits 255 bytes (the pid is read from the end).
-        let pid = "\(getpid())" + (AtomicFileWriter.processOwner.map { ".\($0)" } ?? "")
-        let room = AtomicFileWriter.maximumNameBytes - 1 - CloneStaging.marker.utf8.count - pid.utf8.count
+        let tag = AtomicFileWriter.processTag
+        let room = AtomicFileWriter.maximumNameBytes - 1 - CloneStaging.marker.utf8.count - tag.utf8.count
         prefix = "." + AtomicFileWriter.fitting((destination as NSString).lastPathComponent, in: room) + CloneStaging.marker
-        path = parent + "/" + prefix + pid
+        path = parent + "/" + prefix + tag
     }
 
     /// The suffix that marks a staging folder, before the pid.
@@ -32,7 +32,7 @@ struct CloneStaging {
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] {
             guard let (pid, owner) = CloneStaging.writer(of: entry), pid != getpid() else { continue }
             // A clone of another container or machine (its pid means nothing here) is left alone.
-            guard owner == nil || owner == AtomicFileWriter.processOwner, ProcessLiveness.isGone(pid) else { continue }
+            guard TemporaryName.isLocal(owner: owner), ProcessLiveness.isGone(pid) else { continue }
             let path = parent + "/" + entry
             // A folder only (a file or a symbolic link of that name is not ours to delete).
             guard let st = FileStat.of(path), st.isDirectory else { continue }
@@ -40,18 +40,12 @@ struct CloneStaging {
         }
     }
 
-    /// The pid in a staging folder's name `.NAME.mrepo-clone-PID[.OWNER]`, or nil when `name` is not one.
-    static func pid(of name: String) -> pid_t? { writer(of: name)?.pid }
-
-    /// The pid and owner (``AtomicFileWriter/processOwner``, when the name has one) in a staging
-    /// folder's name.
-    static func writer(of name: String) -> (pid: pid_t, owner: String?)? {
+    /// The pid and owner in a staging folder's name `.NAME.mrepo-clone-PID[.OWNER]`, or nil when
+    /// `name` is not one.
+    static func writer(of name: String) -> (pid: pid_t, owner: Substring?)? {
         guard name.hasPrefix("."), let range = name.range(of: marker, options: .backwards), range.lowerBound > name.index(after: name.startIndex)
         else { return nil }
-        let field = name[range.upperBound...]
-        let dot = field.firstIndex(of: ".")
-        guard let pid = pid_t(field[..<(dot ?? field.endIndex)]), pid > 0 else { return nil }
-        return (pid, dot.map { String(field[field.index(after: $0)...]) })
+        return TemporaryName.writer(tag: name[range.upperBound...])
     }
 
     /// Moves the finished clone onto the destination (which must not exist or be an empty folder).

@@ -12,10 +12,20 @@ enum TemporaryName {
         guard name.hasPrefix(AtomicFileWriter.temporaryPrefix) else { return nil }
         let rest = name.dropFirst(AtomicFileWriter.temporaryPrefix.count)
         guard let dash = rest.firstIndex(of: "-") else { return nil }
-        let field = rest[..<dash]
-        let dot = field.firstIndex(of: ".")
-        guard let pid = pid_t(field[..<(dot ?? field.endIndex)]), pid > 0 else { return nil }
-        return (pid, dot.map { field[field.index(after: $0)...] })
+        return writer(tag: rest[..<dash])
+    }
+
+    /// A process tag `<pid>[.<owner>]` (``AtomicFileWriter/processTag``) read back; nil when it is none.
+    static func writer(tag: Substring) -> (pid: pid_t, owner: Substring?)? {
+        let dot = tag.firstIndex(of: ".")
+        guard let pid = pid_t(tag[..<(dot ?? tag.endIndex)]), pid > 0 else { return nil }
+        return (pid, dot.map { tag[tag.index(after: $0)...] })
+    }
+
+    /// Whether a writer's pid can be asked about here: its owner is this process's, or it has none
+    /// (a name written by an older mrepo).
+    static func isLocal(owner: Substring?) -> Bool {
+        owner.map { $0 == AtomicFileWriter.processOwner ?? "" } ?? true
     }
 
     /// A fresh temporary path for this process in `directory`, ending in `-<name>`.
@@ -46,7 +56,7 @@ struct ProcessLiveness {
     /// asked about) is a leftover only for gc, and only once unchanged for ``othersGrace``.
     mutating func isLeftover(_ name: String, in folder: String) -> Bool {
         guard let (pid, owner) = TemporaryName.writer(of: name) else { return false }
-        if let owner, owner != AtomicFileWriter.processOwner ?? "" {
+        if !TemporaryName.isLocal(owner: owner) {
             guard let othersAfter, let newest = Self.newestChange(folder + "/" + name) else { return false }
             return Double(newest) / 1e9 < Date().timeIntervalSince1970 - othersAfter
         }

@@ -60,7 +60,7 @@ enum DiffPrinter {
     static func statLines(_ report: DiffReport) -> [String] {
         var byPath: [String: Int] = [:]
         for t in report.changedTensors { byPath[t.path, default: 0] += 1 }
-        let paths = Set(byPath.keys).union(report.files.map(\.path)).sorted()
+        let paths = changedPaths(report)
         let width = paths.map(\.count).max() ?? 0
         var out = paths.map { p -> String in
             let status = report.files.first { $0.path == p }?.status.rawValue
