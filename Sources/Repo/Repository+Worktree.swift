@@ -13,8 +13,12 @@ public struct WorktreeStatus: Sendable {
         /// For a modified safetensors file: how many tensors differ (added, removed or changed).
         public var changedTensors: Int?
         public var tensorCount: Int?
-        /// Why the file cannot be read (a truncated or damaged safetensors file): the codec's error.
+        /// Why the file cannot be read (a truncated or damaged safetensors file, a symbolic link to
+        /// a folder): the codec's error, or what the link is.
         public var reason: String?
+        /// For a symbolic link read as the file it points to: what it points to. `commit` stores
+        /// such a file only with `--dereference`.
+        public var linkTarget: String? = nil
     }
 
     public var head: Head
@@ -34,6 +38,9 @@ struct WorktreeComparison {
     var current: [String: TreeFile]
     var nestedRepositories: [String]
     var normalizationTwins: [(String, String)]
+    /// Paths that are symbolic links (read through, or set aside as unusable). A checkout replaces
+    /// such a link by renaming over it, never writing through it.
+    var links: Set<String> = []
     /// The file system's clock, read before the scan: a file whose `lstat`, taken after it, shows a
     /// last change before it can be cached as `current` says (``StatCacheEntry/init(path:stat:identity:clock:)``).
     var clock: FileSystemClock? = nil
@@ -85,7 +92,7 @@ extension Repository {
     func status(against tree: Tree) throws -> WorktreeComparison {
         // Read before the scan's lstat calls: files changed before it get entries trusted at once.
         let clock = FileSystemClock.read(in: root)
-        let scan = try FolderScanner.scanFolder(root: root, ignore: IgnoreRules(file: root + "/.mrepoignore"))
+        let scan = try FolderScanner.scanFolder(root: root, ignore: IgnoreRules(file: root + "/.mrepoignore"), symlinks: .readThrough)
         let scanned = scan.files
         let snap = Snapshotter(objects: objects, options: codecOptions)
         let cache = try history.statCache()
@@ -95,7 +102,9 @@ extension Repository {
         var current: [String: TreeFile] = [:]
         var found: [ExactPath: TreeFile] = [:]
         var fresh: [StatCacheEntry] = []
-        var unreadable: [String: String] = [:]
+        // A link that is not a file (to a folder, to nothing) is listed with the reason, as an
+        // unreadable file is; it is neither read nor entered.
+        var unreadable: [String: String] = scan.unusableLinks
         for file in prepared {
             let entry = try snap.identify(file, progress: file.cached == nil ? counter : nil)
             current[entry.path] = entry
@@ -113,17 +122,19 @@ extension Repository {
 
         var changes: [WorktreeStatus.Change] = []
         let recorded = Dictionary(tree.files.map { (ExactPath(path: $0.path), $0) }, uniquingKeysWith: { a, _ in a })
-        for exact in Set(found.keys).union(recorded.keys).sorted() {
+        let unusable = Set(scan.unusableLinks.keys.map { ExactPath(path: $0) })
+        for exact in Set(found.keys).union(recorded.keys).union(unusable).sorted() {
             let path = exact.path
             let old = recorded[exact]
             let new = found[exact]
             if let reason = unreadable[path] {
-                changes.append(.init(path: path, kind: old == nil ? .added : .modified, reason: reason))
+                changes.append(.init(path: path, kind: old == nil ? .added : .modified, reason: reason, linkTarget: scan.linkTargets[path]))
                 continue
             }
             switch (old, new) {
             case (nil, let n?):
-                changes.append(.init(path: path, kind: .added, changedTensors: n.kind == .safetensors ? n.tensors.count : nil, tensorCount: n.tensors.count))
+                changes.append(.init(path: path, kind: .added, changedTensors: n.kind == .safetensors ? n.tensors.count : nil, tensorCount: n.tensors.count,
+                                     linkTarget: scan.linkTargets[path]))
             case (_?, nil):
                 changes.append(.init(path: path, kind: .deleted, changedTensors: nil, tensorCount: nil))
             case let (o?, n?) where o.identity != n.identity:
@@ -133,13 +144,15 @@ extension Repository {
                     let after = Dictionary(n.tensors.map { ($0.name, $0.objectID) }, uniquingKeysWith: { a, _ in a })
                     changed = Set(before.keys).union(after.keys).filter { before[$0] != after[$0] }.count
                 }
-                changes.append(.init(path: path, kind: .modified, changedTensors: changed, tensorCount: n.tensors.count))
+                changes.append(.init(path: path, kind: .modified, changedTensors: changed, tensorCount: n.tensors.count,
+                                     linkTarget: scan.linkTargets[path]))
             default:
                 break
             }
         }
         return WorktreeComparison(changes: changes, current: current, nestedRepositories: scan.nestedRepositories,
-                                  normalizationTwins: FolderScanner.normalizationTwins(scanned.map(\.path)), clock: clock)
+                                  normalizationTwins: FolderScanner.normalizationTwins(scanned.map(\.path)),
+                                  links: Set(scan.linkTargets.keys), clock: clock)
     }
 
     // MARK: - Switch and checkout
@@ -261,25 +274,31 @@ extension Repository {
                 checkout.stats.unchanged += 1
                 // This lstat follows the status's clock reading: a change since the status shows
                 // a later mtime, and the entry is then trusted only a second after it is recorded.
-                if let st = FileStat.of(root + "/" + file.path) {
+                // (A link read through is cached by what it points to, as the scan sees it.)
+                if let st = FileStat.of(root + "/" + file.path, followLinks: comparison.links.contains(file.path)) {
                     checkout.unchangedEntries.append(StatCacheEntry(path: file.path, stat: st, identity: FileIdentityCoding.encode(file),
                                                                     clock: comparison.clock))
                 }
             } else {
-                try PathPolicy.checkNoSymlinkParents(root: root, path: file.path)
+                // A link at the path itself is replaced by the rename (what it points to is never
+                // written); the dirty check above kept an untracked or changed one unless `force`.
+                try PathPolicy.checkNoSymlinkParents(root: root, path: file.path, replacingLink: comparison.links.contains(file.path))
                 toWrite.append(file)
             }
         }
         let keep = Set(newTree.files.map(\.path))
         checkout.removals = oldTree.files.map(\.path).filter { !keep.contains($0) && current[$0] != nil }
-        for path in checkout.removals { try PathPolicy.checkNoSymlinkParents(root: root, path: path) }
+        for path in checkout.removals {
+            try PathPolicy.checkNoSymlinkParents(root: root, path: path, replacingLink: comparison.links.contains(path))
+        }
         try makeRoom(for: toWrite.map(\.path), removals: checkout.removals, force: force, staging: checkout.staging)
 
         // Files about to be replaced or removed lose their cached pages while the new ones are
         // written, instead of in the renames and unlinks at the end.
         // (A file adopted from a prepared copy is written already: nothing would overlap the drop.)
+        // (Not through a link: the file it points to stays.)
         PageCache.dropInBackground((toWrite.map(\.path).filter { current[$0] != nil && prepared[$0] == nil } + checkout.removals)
-            .map { root + "/" + $0 })
+            .filter { !comparison.links.contains($0) }.map { root + "/" + $0 })
         let counter = ProgressCounter(progress, title: "checkout", total: toWrite.reduce(0) { $0 + $1.byteCount })
         do {
             for file in toWrite {

@@ -176,17 +176,19 @@ extension Repository {
             if case let .stored(f) = file, current[path]?.identity == f.identity {
                 checkout.stats.unchanged += 1
                 files.append(f)
-                if let st = FileStat.of(root + "/" + path) {
+                if let st = FileStat.of(root + "/" + path, followLinks: comparison.links.contains(path)) {
                     checkout.unchangedEntries.append(StatCacheEntry(path: path, stat: st, identity: FileIdentityCoding.encode(f), clock: comparison.clock))
                 }
                 continue
             }
-            try PathPolicy.checkNoSymlinkParents(root: root, path: path)
+            try PathPolicy.checkNoSymlinkParents(root: root, path: path, replacingLink: comparison.links.contains(path))
             toWrite.append((path, file))
         }
         let keep = Set(outputs.map(\.path))
         checkout.removals = current.keys.filter { !keep.contains($0) && oldTree.file(at: $0) != nil }.sorted()
-        for path in checkout.removals { try PathPolicy.checkNoSymlinkParents(root: root, path: path) }
+        for path in checkout.removals {
+            try PathPolicy.checkNoSymlinkParents(root: root, path: path, replacingLink: comparison.links.contains(path))
+        }
         try makeRoom(for: toWrite.map(\.path), removals: checkout.removals, force: force, staging: checkout.staging)
         let counter = ProgressCounter(progress, title: "checkout", total: outputs.reduce(0) { $0 + $1.byteCount })
         do {

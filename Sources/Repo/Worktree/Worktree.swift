@@ -55,8 +55,10 @@ public enum PathPolicy {
     }
 
     /// Checks that no directory between `root` and `root/path` is a symbolic link, so writing
-    /// the file cannot land outside the working tree.
-    public static func checkNoSymlinkParents(root: String, path: String) throws {
+    /// the file cannot land outside the working tree. A link at `root/path` itself is refused too,
+    /// unless `replacingLink` (the caller renames over it, replacing the link and never writing
+    /// through it).
+    public static func checkNoSymlinkParents(root: String, path: String, replacingLink: Bool = false) throws {
         var current = root
         let parts = path.split(separator: "/")
         for part in parts.dropLast() {
@@ -65,7 +67,7 @@ public enum PathPolicy {
                 throw RepoError.unsafePath(path, reason: "'\(current)' is a symbolic link; refusing to write through it")
             }
         }
-        if let st = FileStat.of(root + "/" + path), st.isSymlink {
+        if !replacingLink, let st = FileStat.of(root + "/" + path), st.isSymlink {
             throw RepoError.unsafePath(path, reason: "is a symbolic link in the working tree; refusing to overwrite it")
         }
     }
@@ -135,6 +137,12 @@ public struct FolderScan: Sendable {
     /// Folders holding their own `.mrepo` (relative paths): another repository's files, never
     /// entered, never stored.
     public var nestedRepositories: [String]
+    /// With ``FolderScanner/SymlinkPolicy/readThrough``: the links found (read through, or set
+    /// aside as unusable), by path, with what each holds.
+    public var linkTargets: [String: String] = [:]
+    /// With ``FolderScanner/SymlinkPolicy/readThrough``: the links that cannot be read as a file
+    /// (to a folder, to nothing, to a device), by path, with the reason. They are not entered.
+    public var unusableLinks: [String: String] = [:]
 }
 
 /// Lists the files of a checkpoint folder.
@@ -143,6 +151,21 @@ public struct FolderScan: Sendable {
 /// holds a control character is refused with its bytes escaped (unless `.mrepoignore` lists
 /// it), never dropped.
 public enum FolderScanner {
+    /// What a scan does with a symbolic link (other than a Hugging Face cache snapshot's links
+    /// into its blobs, which are always read through).
+    public enum SymlinkPolicy: Sendable {
+        /// A link is an error: a tree never stores one (`commit`).
+        case refuse
+        /// A link to a regular file is read as that file (`commit --dereference`); any other link
+        /// is an error.
+        case follow
+        /// For commands that compare the working tree (`status`, `switch`, `checkout`, `diff`): a
+        /// link to a regular file is read as that file and noted in ``FolderScan/linkTargets``
+        /// (so a tree committed with `--dereference` compares clean); any other link is noted in
+        /// ``FolderScan/unusableLinks`` and not entered.
+        case readThrough
+    }
+
     /// Every regular file under `root`, sorted by path.
     ///
     /// - Parameter followSymlinks: follow links to regular files (`--dereference`); otherwise a
@@ -154,8 +177,14 @@ public enum FolderScanner {
 
     /// ``scan(root:ignore:followSymlinks:)`` with the nested repositories it left out.
     public static func scanFolder(root: String, ignore: IgnoreRules, followSymlinks: Bool = false) throws -> FolderScan {
+        try scanFolder(root: root, ignore: ignore, symlinks: followSymlinks ? .follow : .refuse)
+    }
+
+    /// ``scan(root:ignore:followSymlinks:)`` with the nested repositories it left out, and the
+    /// links it read through or set aside under ``SymlinkPolicy/readThrough``.
+    public static func scanFolder(root: String, ignore: IgnoreRules, symlinks: SymlinkPolicy) throws -> FolderScan {
         var out = FolderScan(files: [], nestedRepositories: [])
-        try walk(root: root, relative: "", ignore: ignore, followSymlinks: followSymlinks, into: &out)
+        try walk(root: root, relative: "", ignore: ignore, symlinks: symlinks, into: &out)
         out.files.sort { $0.path < $1.path }
         return out
     }
@@ -165,7 +194,7 @@ public enum FolderScanner {
         FileStat.of(folder + "/" + Repository.directoryName) != nil
     }
 
-    private static func walk(root: String, relative: String, ignore: IgnoreRules, followSymlinks: Bool, into out: inout FolderScan) throws {
+    private static func walk(root: String, relative: String, ignore: IgnoreRules, symlinks: SymlinkPolicy, into out: inout FolderScan) throws {
         let dir = relative.isEmpty ? root : root + "/" + relative
         for bytes in try entries(of: dir) {
             let relativeBytes = relative.isEmpty ? bytes : Array(relative.utf8) + [UInt8(ascii: "/")] + bytes
@@ -185,13 +214,21 @@ public enum FolderScanner {
             if st.isSymlink {
                 // A Hugging Face cache snapshot (snapshots/REV/FILE -> ../../blobs/HASH) is read
                 // through its links: the blobs are the files, and the links are the cache's layout.
-                guard followSymlinks || HuggingFaceCache.isBlobLink(abs, root: root) else {
+                let blobLink = HuggingFaceCache.isBlobLink(abs, root: root)
+                guard symlinks != .refuse || blobLink else {
                     throw RepoError.unsafePath(rel, reason: "is a symbolic link; trees never store links (pass --dereference to store the file it points to, or list it in .mrepoignore)")
                 }
                 guard let target = FileStat.of(abs, followLinks: true), target.isRegular else {
                     let what = FileStat.of(abs, followLinks: true)?.isDirectory == true ? "a folder" : "nothing mrepo can store"
+                    if symlinks == .readThrough {
+                        let pointee = FileStat.of(abs, followLinks: true) == nil ? "nothing (a broken link)" : what
+                        out.linkTargets[rel] = linkText(abs)
+                        out.unusableLinks[rel] = "a symbolic link to \(pointee) (\(linkText(abs))), which a tree cannot store; list it in .mrepoignore to hide it"
+                        continue
+                    }
                     throw RepoError.unsafePath(rel, reason: "is a symbolic link to \(what); --dereference follows links to regular files only (copy the folder in, or list the link in .mrepoignore)")
                 }
+                if symlinks == .readThrough && !blobLink { out.linkTargets[rel] = linkText(abs) }
                 st = target
             }
             if st.isDirectory {
@@ -199,12 +236,24 @@ public enum FolderScanner {
                     out.nestedRepositories.append(rel)
                     continue
                 }
-                try walk(root: root, relative: rel, ignore: ignore, followSymlinks: followSymlinks, into: &out)
+                try walk(root: root, relative: rel, ignore: ignore, symlinks: symlinks, into: &out)
             } else if st.isRegular {
                 _ = try PathPolicy.normalize(rel)
                 out.files.append(ScannedFile(path: rel, absolutePath: abs, stat: st))
             }
         }
+    }
+
+    /// What a symbolic link holds, for messages (escaped where it is not plain text).
+    static func linkText(_ path: String) -> String {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = readlink(path, &buffer, buffer.count - 1)
+        guard n >= 0 else { return "?" }
+        let bytes = buffer[0..<n].map { UInt8(bitPattern: $0) }
+        guard let text = String(validating: bytes, as: UTF8.self), DisplayText.firstControlCharacter(in: text) == nil else {
+            return DisplayText.escaping(bytes: bytes)
+        }
+        return text
     }
 
     /// The names in a folder as raw bytes, sorted, without `.` and `..`.

@@ -64,11 +64,15 @@ struct StatusCommand: ParsableCommand {
             for c in status.changes {
                 var detail = ""
                 if let reason = c.reason {
-                    detail = "  (unreadable: \(reason))"
+                    detail = c.linkTarget == nil ? "  (unreadable: \(reason))" : "  (\(reason))"
                 } else if c.kind == .modified, let n = c.changedTensors, let total = c.tensorCount {
                     detail = "  (\(n) of \(total) tensors differ)"
                 } else if c.kind == .added, let n = c.tensorCount, n > 0 {
                     detail = "  (\(n) tensors)"
+                }
+                if let target = c.linkTarget, c.reason == nil {
+                    // Read through the link; a commit stores what it points to only when asked.
+                    detail += "  (symbolic link to \(target): commit --dereference stores the file it points to)"
                 }
                 let label = c.kind == .added ? "new file:" : c.kind == .modified ? "modified:" : "deleted: "
                 print("  \(label)  \(c.path)\(detail)")

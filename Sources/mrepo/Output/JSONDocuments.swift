@@ -310,9 +310,10 @@ struct StatusDocument: Encodable {
         var changedTensors: OrNull<Int>
         var tensors: OrNull<Int>
         var reason: OrNull<String>
+        var symlinkTarget: OrNull<String>
 
         enum CodingKeys: String, CodingKey {
-            case path, status, changedTensors = "changed_tensors", tensors, reason
+            case path, status, changedTensors = "changed_tensors", tensors, reason, symlinkTarget = "symlink_target"
         }
     }
 
@@ -350,7 +351,7 @@ struct StatusDocument: Encodable {
         normalizationTwins = status.normalizationTwins.map { [$0.0, $0.1] }
         changes = status.changes.map { c in
             Change(path: c.path, status: c.kind.rawValue, changedTensors: OrNull(c.changedTensors), tensors: OrNull(c.tensorCount),
-                   reason: OrNull(c.reason))
+                   reason: OrNull(c.reason), symlinkTarget: OrNull(c.linkTarget))
         }
     }
 }
