@@ -23,13 +23,13 @@ struct MrepoCommand: ParsableCommand {
             CommandGroup(name: "Start", subcommands: [InitCommand.self]),
             CommandGroup(name: "Record and inspect", subcommands: [
                 CommitCommand.self, StatusCommand.self, LogCommand.self, ShowCommand.self, DiffCommand.self, ReflogCommand.self,
-                RevParseCommand.self, NotesCommand.self, MetricCommand.self,
+                RevParseCommand.self, DescribeCommand.self, NotesCommand.self, MetricCommand.self,
             ]),
             CommandGroup(name: "Branches and tags", subcommands: [
                 BranchCommand.self, SwitchCommand.self, CheckoutCommand.self, TagCommand.self, WorktreeCommand.self,
             ]),
             CommandGroup(name: "Undo and rewrite", subcommands: [
-                ResetCommand.self, RestoreCommand.self, RevertCommand.self, CherryPickCommand.self, StashCommand.self,
+                ResetCommand.self, RestoreCommand.self, RevertCommand.self, CherryPickCommand.self, StashCommand.self, CleanCommand.self,
             ]),
             CommandGroup(name: "Share", subcommands: [
                 RemoteCommand.self, CloneCommand.self, FetchCommand.self, PushCommand.self, PullCommand.self, LsRemoteCommand.self, ServeCommand.self,

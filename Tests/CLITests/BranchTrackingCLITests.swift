@@ -1,3 +1,4 @@
+import Delta
 import Foundation
 import Testing
 
@@ -124,5 +125,59 @@ import Testing
         // `pull --ff-only` is what pull does.
         try s.ok(["clone", "-q", s.path("repo"), "copy"])
         #expect(try s.ok(["pull", "--ff-only"], in: "copy").status == 0)
+    }
+}
+
+/// `mrepo clean` as git's: it needs -f or -n, and -n lists what -f removes.
+@Suite struct CleanCLITests {
+    @Test func cleanNeedsForceOrDryRunAndRemovesUntrackedFiles() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.repository(branches: ["math"])
+        try Data("opt".utf8).write(to: URL(fileURLWithPath: s.path("repo/optimizer.pt")))
+        try FileManager.default.createDirectory(atPath: s.path("repo/runs/1"), withIntermediateDirectories: true)
+        try Data("ev".utf8).write(to: URL(fileURLWithPath: s.path("repo/runs/1/events")))
+
+        expectOneLineError(try s.run(["clean"], in: "repo"), status: 64, contains: "refusing to clean without -f")
+        #expect(s.read("repo/optimizer.pt") != nil)
+        #expect(try s.ok(["clean", "-n", "-d"], in: "repo").stdout == "Would remove optimizer.pt\nWould remove runs/\n")
+        let doc = try #require(try s.json(try s.ok(["clean", "-fd", "--json"], in: "repo")) as? [String: Any])
+        #expect(doc["removed"] as? [String] == ["optimizer.pt", "runs/"])
+        #expect(doc["dry_run"] as? Bool == false)
+        #expect(s.read("repo/optimizer.pt") == nil && s.read("repo/runs/1/events") == nil)
+        #expect(try s.ok(["status", "--porcelain"], in: "repo").stdout.isEmpty)
+        #expect(try s.ok(["clean", "-f"], in: "repo").stdout.isEmpty)
+    }
+}
+
+/// `mrepo describe` names a commit after the nearest tag behind it, as git's.
+@Suite struct DescribeCLITests {
+    @Test func describeCountsCommitsSinceTheNearestTag() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.ok(["init", "repo"])
+        try s.ok(["commit", "-q", "--from", s.path("family/base"), "-m", "base"], in: "repo")
+        expectOneLineError(try s.run(["describe"], in: "repo"), status: 2, contains: "no tag with a message")
+        let id = try s.ok(["rev-parse", "HEAD"], in: "repo").stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try s.ok(["describe", "--always"], in: "repo").stdout == String(id.prefix(12)) + "\n")
+        try s.ok(["tag", "light"], in: "repo")
+        #expect(try s.ok(["describe", "--tags"], in: "repo").stdout == "light\n")
+        try s.ok(["tag", "-a", "-m", "first release", "v1"], in: "repo")
+        try s.ok(["commit", "-q", "--from", s.path("family/math"), "-m", "math"], in: "repo")
+        try s.ok(["commit", "-q", "--from", s.path("family/code"), "-m", "code"], in: "repo")
+        let head = try s.ok(["rev-parse", "HEAD"], in: "repo").stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try s.ok(["describe"], in: "repo").stdout == "v1-2-g\(head.prefix(12))\n")
+        #expect(try s.ok(["describe", "--abbrev", "7", "HEAD~2", "--long"], in: "repo").stdout == "v1-0-g\(id.prefix(7))\n")
+        // A nearer tag wins; --match and --exclude choose among them.
+        try s.ok(["tag", "-a", "-m", "math", "v2", "HEAD~1"], in: "repo")
+        #expect(try s.ok(["describe"], in: "repo").stdout.hasPrefix("v2-1-g"))
+        #expect(try s.ok(["describe", "--exclude", "v2"], in: "repo").stdout.hasPrefix("v1-2-g"))
+        #expect(try s.ok(["describe", "--match", "v1*"], in: "repo").stdout.hasPrefix("v1-2-g"))
+        // --dirty looks at the working tree.
+        try s.writeModel("repo", [("extra", Shape([2]), [1, 2])])
+        let doc = try #require(try s.json(try s.ok(["describe", "--dirty", "--json"], in: "repo")) as? [String: Any])
+        #expect(doc["description"] as? String == "v2-1-g\(head.prefix(12))-dirty")
+        #expect(doc["tag"] as? String == "v2" && doc["distance"] as? Int == 1 && doc["dirty"] as? Bool == true)
+        expectOneLineError(try s.run(["describe", "--dirty", "HEAD~1"], in: "repo"), status: 64, contains: "--dirty describes the working tree")
     }
 }

@@ -195,3 +195,23 @@ struct ShowFileDocument: Encodable {
         }
     }
 }
+
+/// `clean --json`.
+struct CleanDocument: Encodable {
+    var dryRun: Bool
+    var removed: [String]
+    var skippedRepositories: [String]
+
+    enum CodingKeys: String, CodingKey {
+        case dryRun = "dry_run", removed, skippedRepositories = "skipped_repositories"
+    }
+}
+
+/// `describe --json`.
+struct DescribeDocument: Encodable {
+    var commit: String
+    var description: String
+    var tag: OrNull<String>
+    var distance: OrNull<Int>
+    var dirty: OrNull<Bool>
+}

@@ -1,0 +1,242 @@
+import Delta
+import Foundation
+
+/// What `clean` removes, as `git clean`'s flags choose it.
+public struct CleanOptions: Sendable {
+    /// Which files `.mrepoignore` leaves out take part.
+    public enum Ignored: Sendable {
+        /// Untracked files that `.mrepoignore` does not list (git's default).
+        case kept
+        /// Untracked files, listed or not (`-x`).
+        case alsoRemoved
+        /// Only the files `.mrepoignore` lists (`-X`).
+        case only
+    }
+
+    /// List what would go; remove nothing (`-n`).
+    public var dryRun: Bool
+    /// Also remove untracked folders (`-d`). Without it, an untracked folder is not entered.
+    public var directories: Bool
+    public var ignored: Ignored
+    /// Limit the clean to these paths, folders or globs (relative to the working tree's root).
+    public var paths: [String]
+
+    public init(dryRun: Bool = false, directories: Bool = false, ignored: Ignored = .kept, paths: [String] = []) {
+        self.dryRun = dryRun
+        self.directories = directories
+        self.ignored = ignored
+        self.paths = paths
+    }
+}
+
+/// What `clean` removed, or would remove.
+public struct CleanResult: Sendable {
+    /// Paths relative to the working tree's root, sorted; folders end in `/`. A name that is not
+    /// valid UTF-8 is shown with its bytes escaped.
+    public var removed: [String] = []
+    /// Nested repositories met on the way (with `directories`): never entered, never removed.
+    public var skippedRepositories: [String] = []
+}
+
+extension Repository {
+    /// `clean`: removes the working tree's untracked files (and with `directories`, untracked
+    /// folders), as `git clean` does. Tracked files, `.mrepo`, `.git`, temporary files (the
+    /// leftover sweep owns those) and nested repositories are never touched; links are removed
+    /// as links, never followed. Takes the write lock, so no checkout or commit runs meanwhile.
+    public func clean(_ options: CleanOptions, wait: Bool = false) throws -> CleanResult {
+        try withWriteLock(wait: wait) {
+            let tracked = try worktreeBaseline(head: try history.head()).tree.files.map(\.path)
+            var walk = CleanWalk(root: root, options: options, ignore: IgnoreRules(file: root + "/.mrepoignore"),
+                                 tracked: Set(tracked), trackedFolders: Repository.folders(of: tracked),
+                                 specs: options.paths.map(Repository.normalizedPathSpec))
+            _ = try walk.visit(folder: [])
+            walk.result.removed.sort()
+            walk.result.skippedRepositories.sort()
+            if !options.dryRun {
+                for path in walk.removals { try removeUntracked(path) }
+            }
+            return walk.result
+        }
+    }
+
+    /// Every folder above a tracked file, as a relative path.
+    static func folders(of paths: [String]) -> Set<String> {
+        var out = Set<String>()
+        for path in paths {
+            var parts = path.split(separator: "/").dropLast()
+            while !parts.isEmpty {
+                out.insert(parts.joined(separator: "/"))
+                parts = parts.dropLast()
+            }
+        }
+        return out
+    }
+
+    /// Deletes a file, a link or a folder with its content, never following a link.
+    private func removeUntracked(_ relative: [UInt8]) throws {
+        let path = RawPath(Array(root.utf8) + [UInt8(ascii: "/")] + relative)
+        do { try path.removeAll() } catch let e as RawPath.Failure {
+            throw RepoError.io(path: DisplayText.escaping(bytes: relative), reason: e.reason)
+        }
+    }
+}
+
+/// A path as the bytes the file system holds (names need not be UTF-8).
+struct RawPath {
+    struct Failure: Error { var reason: String }
+
+    var bytes: [UInt8]
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    func appending(_ name: [UInt8]) -> RawPath { RawPath(bytes + [UInt8(ascii: "/")] + name) }
+
+    func withCString<T>(_ body: (UnsafePointer<CChar>) -> T) -> T {
+        (bytes + [0]).withUnsafeBufferPointer { p in p.withMemoryRebound(to: CChar.self) { body($0.baseAddress!) } }
+    }
+
+    /// `lstat`: nil when nothing is there.
+    func status() -> stat? {
+        var st = stat()
+        return withCString { lstat($0, &st) } == 0 ? st : nil
+    }
+
+    var isFolder: Bool { status().map { $0.st_mode & S_IFMT == S_IFDIR } ?? false }
+    var exists: Bool { status() != nil }
+
+    /// The names in the folder, as bytes, sorted, without `.` and `..`.
+    func entries() throws -> [[UInt8]] {
+        guard let handle = withCString({ opendir($0) }) else { throw Failure(reason: "cannot list folder: \(errnoDescription())") }
+        defer { closedir(handle) }
+        var names: [[UInt8]] = []
+        while let entry = readdir(handle) {
+            let name = withUnsafePointer(to: &entry.pointee.d_name) { tuple in
+                tuple.withMemoryRebound(to: CChar.self, capacity: MemoryLayout.size(ofValue: tuple.pointee)) { c in
+                    Array(UnsafeRawBufferPointer(start: c, count: strlen(c)))
+                }
+            }
+            if name != [0x2E] && name != [0x2E, 0x2E] { names.append(name) }
+        }
+        return names.sorted { $0.lexicographicallyPrecedes($1) }
+    }
+
+    /// Deletes what is there: a file or a link (never followed), or a folder with everything in it.
+    func removeAll() throws {
+        guard let st = status() else { return }
+        if st.st_mode & S_IFMT == S_IFDIR {
+            for name in try entries() { try appending(name).removeAll() }
+            guard withCString({ rmdir($0) }) == 0 || errno == ENOENT else { throw Failure(reason: "cannot remove folder: \(errnoDescription())") }
+        } else {
+            guard withCString({ unlink($0) }) == 0 || errno == ENOENT else { throw Failure(reason: "cannot remove: \(errnoDescription())") }
+        }
+    }
+}
+
+/// One walk of `clean` over the working tree.
+private struct CleanWalk {
+    let root: String
+    let options: CleanOptions
+    let ignore: IgnoreRules
+    let tracked: Set<String>
+    let trackedFolders: Set<String>
+    let specs: [String]
+    var result = CleanResult()
+    /// What to delete, as raw relative paths (a folder whole).
+    var removals: [[UInt8]] = []
+
+    init(root: String, options: CleanOptions, ignore: IgnoreRules, tracked: Set<String>, trackedFolders: Set<String>, specs: [String]) {
+        self.root = root
+        self.options = options
+        self.ignore = ignore
+        self.tracked = tracked
+        self.trackedFolders = trackedFolders
+        self.specs = specs
+    }
+
+    /// Visits a folder (relative bytes; empty for the root) and records what goes. Returns whether
+    /// everything in it goes, so an untracked folder can be removed whole.
+    mutating func visit(folder: [UInt8]) throws -> Bool {
+        let top = RawPath(Array(root.utf8))
+        let dir = folder.isEmpty ? top : top.appending(folder)
+        var everything = true
+        var chosen: [(path: [UInt8], isFolder: Bool)] = []
+        let names: [[UInt8]]
+        do { names = try dir.entries() } catch let e as RawPath.Failure {
+            throw RepoError.io(path: folder.isEmpty ? root : DisplayText.escaping(bytes: folder), reason: e.reason)
+        }
+        for name in names {
+            let rel = folder.isEmpty ? name : folder + [UInt8(ascii: "/")] + name
+            let text = String(validating: rel, as: UTF8.self)
+            let shown = text ?? DisplayText.escaping(bytes: rel)
+            let path = top.appending(rel)
+            guard path.exists else { continue }
+            let isFolder = path.isFolder
+            // Never ours to remove: the store, git's, and files some mrepo process is writing.
+            if (folder.isEmpty && text == Repository.directoryName) || name == Array(".git".utf8)
+                || name.starts(with: Array(AtomicFileWriter.temporaryPrefix.utf8)) {
+                everything = false
+                continue
+            }
+            if let text, tracked.contains(text) {
+                everything = false
+                continue
+            }
+            let listed = text.map { ignore.ignores($0, isDirectory: isFolder) } ?? ignore.ignores(rawPath: rel, isDirectory: isFolder)
+            guard isFolder else {
+                let goes: Bool
+                switch options.ignored {
+                case .kept: goes = !listed
+                case .alsoRemoved: goes = true
+                case .only: goes = listed
+                }
+                if goes && matches(shown) { chosen.append((rel, false)) } else { everything = false }
+                continue
+            }
+            if path.appending(Array(Repository.directoryName.utf8)).exists || path.appending(Array(".git".utf8)).exists {
+                // A nested repository (mrepo's, a linked working tree, or git's): another repository's files.
+                if options.directories && matches(shown) { result.skippedRepositories.append(shown + "/") }
+                everything = false
+                continue
+            }
+            let holdsTracked = text.map { trackedFolders.contains($0) } ?? false
+            if !holdsTracked && !options.directories {
+                // git does not enter an untracked folder without -d.
+                everything = false
+                continue
+            }
+            if !holdsTracked && listed {
+                // A folder .mrepoignore lists goes whole with -x or -X, and stays without.
+                if options.ignored != .kept && matches(shown) { chosen.append((rel, true)) } else { everything = false }
+                continue
+            }
+            let whole = try visit(folder: rel)
+            // -X removes only listed files: the folder's other files stay, and so does the folder.
+            if !holdsTracked && whole && options.ignored != .only && matches(shown) {
+                // Its content was recorded entry by entry; take the folder instead.
+                dropRecorded(under: rel)
+                chosen.append((rel, true))
+            } else {
+                everything = false
+            }
+        }
+        for item in chosen {
+            removals.append(item.path)
+            let shown = String(validating: item.path, as: UTF8.self) ?? DisplayText.escaping(bytes: item.path)
+            result.removed.append(item.isFolder ? shown + "/" : shown)
+        }
+        return everything
+    }
+
+    /// Whether a path is inside the pathspecs (every path when none were given). A folder matches
+    /// when a spec names it or something above it.
+    private func matches(_ path: String) -> Bool {
+        specs.isEmpty || specs.contains { PathSpec.matches($0, file: path) }
+    }
+
+    /// Forgets what was recorded below a folder that goes whole.
+    private mutating func dropRecorded(under folder: [UInt8]) {
+        let prefix = folder + [UInt8(ascii: "/")]
+        let shownPrefix = (String(validating: folder, as: UTF8.self) ?? DisplayText.escaping(bytes: folder)) + "/"
+        removals.removeAll { $0.starts(with: prefix) }
+        result.removed.removeAll { $0.hasPrefix(shownPrefix) }
+    }
+}

@@ -1,0 +1,72 @@
+import ArgumentParser
+import Foundation
+import Repo
+
+struct DescribeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "describe",
+        abstract: "Name a commit after the nearest tag behind it (v1.2-3-gabcdef123456), as git describe.",
+        discussion: """
+            Prints TAG when REV is the tagged commit, else TAG-N-gID: N commits lie between the tag and \
+            REV (reachable from REV, not from the tag), and ID is REV's short id after git's 'g'. The \
+            nearest tag wins; among equals the newest. Only tags with a message (tag -a -m) count unless \
+            --tags. Version strings in training scripts and model cards come from it.
+            """)
+
+    @OptionGroup var repository: RepositoryOptions
+
+    @Argument(help: ArgumentHelp("The commit to describe. The default is HEAD.", valueName: "rev"), completion: CompletionNames.revisions)
+    var revision: String?
+
+    @Flag(help: "Use any tag, not only tags with a message.")
+    var tags = false
+
+    @Flag(help: "Print REV's short id when no tag is behind it (instead of failing).")
+    var always = false
+
+    @Flag(help: "Always print TAG-N-gID, even when N is 0.")
+    var long = false
+
+    @Option(help: ArgumentHelp("Digits of the id to print (4 to 64). The default is 12, as everywhere in mrepo.", valueName: "n"))
+    var abbrev: Int = 12
+
+    @Option(help: ArgumentHelp("Consider only tags whose names match this glob (repeatable).", valueName: "glob"))
+    var match: [String] = []
+
+    @Option(help: ArgumentHelp("Leave out tags whose names match this glob (repeatable).", valueName: "glob"))
+    var exclude: [String] = []
+
+    @Flag(help: "Append -dirty when the working tree has changes (REV must be HEAD).")
+    var dirty = false
+
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+
+    func validate() throws {
+        guard (4...64).contains(abbrev) else { throw ValidationError("--abbrev takes 4 to 64 digits, not \(abbrev)") }
+        if dirty, let revision, revision != "HEAD" { throw ValidationError("--dirty describes the working tree, so it takes no revision") }
+    }
+
+    func run() throws {
+        let repo = try repository.open(access: dirty ? .readWrite : .readOnly)
+        let rev = revision ?? "HEAD"
+        let d = try repo.describe(rev, anyTag: tags, match: match, exclude: exclude, dirty: dirty)
+        let id = String(d.commit.hex.prefix(abbrev))
+        var text: String
+        if let tag = d.tag {
+            text = d.distance == 0 && !long ? tag : "\(tag)-\(d.distance)-g\(id)"
+        } else if always {
+            text = id
+        } else {
+            let what = tags ? "no tag is behind it" : "no tag with a message (tag -a -m) is behind it; --tags uses any tag"
+            throw RepoError.invalidArgument("cannot describe \(rev): \(what), and --always prints its id instead")
+        }
+        if d.dirty == true { text += "-dirty" }
+        if json {
+            try printJSON(DescribeDocument(commit: d.commit.hex, description: text, tag: OrNull(d.tag), distance: OrNull(d.tag == nil ? nil : d.distance),
+                                           dirty: OrNull(d.dirty)))
+        } else {
+            print(text)
+        }
+    }
+}
