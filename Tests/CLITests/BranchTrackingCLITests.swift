@@ -181,3 +181,80 @@ import Testing
         expectOneLineError(try s.run(["describe", "--dirty", "HEAD~1"], in: "repo"), status: 64, contains: "--dirty describes the working tree")
     }
 }
+
+/// `push --dry-run` asks the remote what it lacks and says what a push would send; nothing moves.
+@Suite struct PushDryRunCLITests {
+    @Test func aDryRunSendsNothingAndCountsWhatThePushThenSends() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.ok(["init", "--bare", "origin"])
+        try s.ok(["init", "work"])
+        try s.ok(["commit", "-q", "--from", s.path("family/base"), "-m", "base"], in: "work")
+        try s.ok(["remote", "add", "origin", s.path("origin")], in: "work")
+        try s.ok(["push", "-q", "-u", "origin", "main"], in: "work")
+        try s.ok(["commit", "-q", "--from", s.path("family/math"), "-m", "math"], in: "work")
+        let before = try s.ok(["rev-parse", "main"], in: "origin").stdout
+
+        let text = try s.ok(["push", "-n"], in: "work").stdout
+        #expect(text.contains("main") && text.contains("Would send 1 commit") && text.contains("dry run"), "got: \(text)")
+        let dry = try #require(try s.json(try s.ok(["push", "--dry-run", "--json"], in: "work")) as? [String: Any])
+        #expect(dry["dry_run"] as? Bool == true)
+        #expect(try s.ok(["rev-parse", "main"], in: "origin").stdout == before, "the remote's branch did not move")
+        #expect(try s.ok(["status"], in: "work").stdout.contains("ahead of 'origin/main' by 1 commit"), "the remote-tracking branch did not move")
+
+        let real = try #require(try s.json(try s.ok(["push", "--json"], in: "work")) as? [String: Any])
+        #expect(real["dry_run"] == nil)
+        for key in ["commits", "objects", "bytes_sent"] {
+            #expect(real[key] as? Int == dry[key] as? Int, "\(key): the dry run counted what the push sent")
+        }
+        #expect((real["objects"] as? Int ?? 0) > 0)
+        #expect(try s.ok(["push", "-n"], in: "work").stdout.contains("Everything up-to-date"))
+    }
+}
+
+/// `mrepo remote show NAME`, as git's: the remote's branches (tracked, new, stale), the branches
+/// that pull from it, and how each would push.
+@Suite struct RemoteShowCLITests {
+    @Test func remoteShowTellsHowEachBranchStands() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.ok(["init", "--bare", "origin"])
+        try s.ok(["init", "work"])
+        try s.ok(["commit", "-q", "--from", s.path("family/base"), "-m", "base"], in: "work")
+        try s.ok(["remote", "add", "origin", s.path("origin")], in: "work")
+        try s.ok(["branch", "old"], in: "work")
+        try s.ok(["branch", "behind"], in: "work")
+        try s.ok(["push", "-q", "-u", "origin", "main", "old", "behind"], in: "work")
+        // Another clone adds a branch and moves `behind`; `old` is deleted there.
+        try s.ok(["clone", "-q", s.path("origin"), "other"])
+        try s.ok(["switch", "-q", "-c", "fresh"], in: "other")
+        try s.ok(["push", "-q", "origin", "fresh"], in: "other")
+        try s.ok(["switch", "-q", "behind"], in: "other")
+        try s.ok(["commit", "-q", "--from", s.path("family/code"), "-m", "code"], in: "other")
+        try s.ok(["push", "-q", "origin", "behind", "--delete", "old"], in: "other")
+        // Here, main moves ahead.
+        try s.ok(["commit", "-q", "--from", s.path("family/math"), "-m", "math"], in: "work")
+
+        let text = try s.ok(["remote", "show", "origin"], in: "work").stdout
+        #expect(text.hasPrefix("* remote origin\n  Fetch URL: \(s.path("origin"))\n"), "got: \(text)")
+        #expect(text.contains("    fresh  new (next fetch will store in origin/fresh)"), "got: \(text)")
+        #expect(text.contains("    old    stale (use 'mrepo fetch --prune origin' to remove)"), "got: \(text)")
+        #expect(text.contains("    main merges with remote main") || text.contains("    main   merges with remote main"), "got: \(text)")
+        let doc = try #require(try s.json(try s.ok(["remote", "show", "origin", "--json"], in: "work")) as? [String: Any])
+        let branches = try #require(doc["branches"] as? [[String: Any]])
+        #expect(branches.map { $0["name"] as? String } == ["behind", "fresh", "main", "old"])
+        #expect(branches.map { $0["state"] as? String } == ["tracked", "new", "tracked", "stale"])
+        let pushes = Dictionary(uniqueKeysWithValues: try #require(doc["pushes"] as? [[String: Any]]).map { ($0["local"] as? String ?? "", $0["state"] as? String ?? "") })
+        #expect(pushes["main"] == "fast-forwardable")
+        #expect(pushes["behind"] == "local out of date")
+        #expect(pushes["old"] == "create")
+
+        // -n does not ask the remote: what this repository recorded, without states.
+        let offline = try #require(try s.json(try s.ok(["remote", "show", "-n", "origin", "--json"], in: "work")) as? [String: Any])
+        #expect(offline["queried"] as? Bool == false)
+        #expect((offline["branches"] as? [[String: Any]])?.map { $0["name"] as? String } == ["behind", "main", "old"])
+        expectOneLineError(try s.run(["remote", "show", "nope"], in: "work"), status: 2, contains: "no remote named 'nope'")
+        // The listing keeps its flags.
+        #expect(try s.ok(["remote", "-v"], in: "work").stdout.contains("origin\t\(s.path("origin")) (fetch)"))
+    }
+}

@@ -16,6 +16,9 @@ public struct PushOptions: Sendable {
     public var delete: [String] = []
     /// Record the remote branch as the upstream of each local branch pushed.
     public var setUpstream = false
+    /// Ask the remote what it lacks and report what a push would send and which refs it would
+    /// move, sending and changing nothing (here or there).
+    public var dryRun = false
 
     public init(remote: String) {
         self.remote = remote
@@ -28,6 +31,7 @@ extension Repository {
     /// records, then each ref by compare-and-swap against what the remote listed at the start.
     ///
     /// Nothing is sent when a ref would not fast-forward (without `force`): the error names it.
+    /// With `dryRun`, the result says what would be sent and which refs would move; nothing is.
     /// Two pushers racing for one branch cannot both win: the loser's compare-and-swap fails
     /// (``RepoError/remoteRefMoved(ref:remote:)``) and its objects, though sent, change nothing.
     public func push(_ options: PushOptions) async throws -> TransferResult {
@@ -68,6 +72,13 @@ extension Repository {
             let missing = try await mover.remoteMissing(needed.map(\.id))
             let toSend = needed.filter { missing.contains($0.id) }
             counter.finish()
+            if options.dryRun {
+                result.bytes = toSend.reduce(0) { $0 + $1.storedByteCount } + records.reduce(0) { $0 + $1.encoded().count }
+                result.objects = toSend.count
+                result.skippedObjects = needed.count - toSend.count
+                result.commits = records.count
+                return
+            }
             let sendCounter = ProgressCounter(progress, title: "push \(remote.name)", total: toSend.reduce(0) { $0 + $1.storedByteCount })
             defer { sendCounter.finish() }
             result.bytes += try await ObjectMover(repository: self, transport: transport, progress: sendCounter).upload(toSend)
@@ -78,6 +89,10 @@ extension Repository {
                 result.bytes += records.reduce(0) { $0 + $1.encoded().count }
             }
             result.commits = records.count
+        }
+        if options.dryRun {
+            result.refs = updates.map { RefChange(name: $0.name, kind: $0.kind, old: $0.expectedID, new: $0.newID, forced: $0.force) }
+            return result
         }
         // Refs last, one compare-and-swap each.
         var firstError: (any Error)?

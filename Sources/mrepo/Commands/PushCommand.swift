@@ -37,6 +37,9 @@ struct PushCommand: ParsableCommand {
     @Flag(name: [.customShort("u"), .long], help: "Make the remote branch the upstream of each branch pushed (for pull, status and push).")
     var setUpstream = false
 
+    @Flag(name: [.customShort("n"), .customLong("dry-run")], help: "Say what would be sent and which remote refs would move; send and change nothing.")
+    var dryRun = false
+
     @Flag(help: "Print what was sent as JSON.")
     var json = false
 
@@ -50,15 +53,16 @@ struct PushCommand: ParsableCommand {
         options.force = force
         options.delete = deletions
         options.setUpstream = setUpstream
+        options.dryRun = dryRun
         let opts = options
         let result = try runBlocking { try await repo.push(opts) }
         if json {
-            try printJSON(TransferDocument(result, sent: true))
+            try printJSON(TransferDocument(result, sent: true, dryRun: dryRun))
         } else if !repository.quiet {
             print("To \(try repo.remote(named: options.remote)?.url ?? options.remote)")
             TransferOutput.printRefs(result)
             if result.refs.isEmpty { print("Everything up-to-date") }
-            print(TransferOutput.summary(result, verb: "Sent"))
+            print(TransferOutput.summary(result, verb: dryRun ? "Would send" : "Sent") + (dryRun ? " (dry run: nothing sent, no ref moved)" : ""))
         }
     }
 }

@@ -9,9 +9,19 @@ struct RemoteCommand: ParsableCommand {
             A remote is another repository that clone, fetch, push and pull talk to: a path or file:// URL \
             (another repository on this machine), http(s)://HOST:PORT/NAMESPACE/NAME ('mrepo serve') or \
             s3://BUCKET/[PREFIX/]NAME (an S3-compatible store; see docs/remotes.md). 'mrepo remote' lists \
-            their names; -v adds their URLs.
+            their names; -v adds their URLs, --json prints them as JSON; 'mrepo remote show NAME' tells how \
+            the branches stand against one.
             """,
-        subcommands: [RemoteAddCommand.self, RemoteRemoveCommand.self, RemoteRenameCommand.self, RemoteSetURLCommand.self])
+        subcommands: [RemoteListCommand.self, RemoteAddCommand.self, RemoteRemoveCommand.self, RemoteRenameCommand.self, RemoteSetURLCommand.self,
+                      RemoteShowCommand.self],
+        defaultSubcommand: RemoteListCommand.self)
+}
+
+/// `mrepo remote [-v] [--json]`: the listing, as a default subcommand, so that its flags do not
+/// shadow the subcommands' own (`remote show NAME --json`).
+struct RemoteListCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List the remotes (what 'mrepo remote' does).",
+                                                    shouldDisplay: false)
 
     @OptionGroup var repository: RepositoryOptions
 

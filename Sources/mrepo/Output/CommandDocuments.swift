@@ -215,3 +215,42 @@ struct DescribeDocument: Encodable {
     var distance: OrNull<Int>
     var dirty: OrNull<Bool>
 }
+
+/// `remote show --json`.
+struct RemoteShowDocument: Encodable {
+    struct Branch: Encodable {
+        var name: String
+        var state: OrNull<String>
+    }
+
+    struct Pull: Encodable {
+        var local: String
+        var remoteBranch: String
+        enum CodingKeys: String, CodingKey { case local, remoteBranch = "remote_branch" }
+    }
+
+    struct Push: Encodable {
+        var local: String
+        var remoteBranch: String
+        var state: String
+        enum CodingKeys: String, CodingKey { case local, remoteBranch = "remote_branch", state }
+    }
+
+    var name: String
+    var url: String
+    var lazy: Bool
+    var queried: Bool
+    var branches: [Branch]
+    var pulls: [Pull]
+    var pushes: [Push]
+
+    init(_ r: RemoteReport) {
+        name = r.name
+        url = r.url
+        lazy = r.lazy
+        queried = r.queried
+        branches = r.branches.map { Branch(name: $0.name, state: OrNull($0.state?.rawValue)) }
+        pulls = r.pulls.map { Pull(local: $0.local, remoteBranch: $0.remoteBranch) }
+        pushes = r.pushes.map { Push(local: $0.local, remoteBranch: $0.remoteBranch, state: $0.state.rawValue) }
+    }
+}

@@ -21,13 +21,17 @@ struct TransferDocument: Encodable {
     /// Set for fetch, clone and pull only; left out (not `null`) otherwise.
     var bytesReceived: Int?
     var refs: [Change]
+    /// Set for `push --dry-run` only (what would be sent; nothing was); left out otherwise.
+    var dryRun: Bool?
 
     enum CodingKeys: String, CodingKey {
         case remote, commits, objects, objectsSkipped = "objects_skipped", bytesSent = "bytes_sent", bytesReceived = "bytes_received", refs
+        case dryRun = "dry_run"
     }
 
     /// - Parameter sent: a push (the bytes went out).
-    init(_ r: TransferResult, sent: Bool) {
+    init(_ r: TransferResult, sent: Bool, dryRun: Bool = false) {
+        self.dryRun = dryRun ? true : nil
         remote = r.remote
         commits = r.commits
         objects = r.objects
