@@ -19,6 +19,9 @@ public struct WorktreeStatus: Sendable {
         /// For a symbolic link read as the file it points to: what it points to. `commit` stores
         /// such a file only with `--dereference`.
         public var linkTarget: String? = nil
+        /// A path a tree cannot store (a link to a folder or to nothing, a name that is not UTF-8
+        /// or holds a control character): `reason` says which, and `commit` refuses it.
+        public var unstorable = false
     }
 
     public var head: Head
@@ -102,9 +105,9 @@ extension Repository {
         var current: [String: TreeFile] = [:]
         var found: [ExactPath: TreeFile] = [:]
         var fresh: [StatCacheEntry] = []
-        // A link that is not a file (to a folder, to nothing) is listed with the reason, as an
-        // unreadable file is; it is neither read nor entered.
-        var unreadable: [String: String] = scan.unusableLinks
+        // What a tree cannot store (a link that is not a file, a name that is not UTF-8) is listed
+        // with the reason, as an unreadable file is; it is neither read nor entered.
+        var unreadable: [String: String] = scan.unstorable
         for file in prepared {
             let entry = try snap.identify(file, progress: file.cached == nil ? counter : nil)
             current[entry.path] = entry
@@ -122,13 +125,14 @@ extension Repository {
 
         var changes: [WorktreeStatus.Change] = []
         let recorded = Dictionary(tree.files.map { (ExactPath(path: $0.path), $0) }, uniquingKeysWith: { a, _ in a })
-        let unusable = Set(scan.unusableLinks.keys.map { ExactPath(path: $0) })
+        let unusable = Set(scan.unstorable.keys.map { ExactPath(path: $0) })
         for exact in Set(found.keys).union(recorded.keys).union(unusable).sorted() {
             let path = exact.path
             let old = recorded[exact]
             let new = found[exact]
             if let reason = unreadable[path] {
-                changes.append(.init(path: path, kind: old == nil ? .added : .modified, reason: reason, linkTarget: scan.linkTargets[path]))
+                changes.append(.init(path: path, kind: old == nil ? .added : .modified, reason: reason, linkTarget: scan.linkTargets[path],
+                                     unstorable: scan.unstorable[path] != nil))
                 continue
             }
             switch (old, new) {

@@ -82,10 +82,16 @@ import Testing
             try repo.writeModel()
             try repo.commitAll("base")
             try createFile(in: repo.root, rawName: Array("caf".utf8) + [0xE9] + Array(".txt".utf8))
-            let expected = RepoError.unsafePath("caf\\xE9.txt", reason: "the name is not valid UTF-8 (shown with its bytes escaped); rename it, or list it in .mrepoignore")
-            expectThrows(expected) { try repo.status() }
-            expectThrows(expected) { try repo.commitAll("dropped?") }
+            let reason = "the name is not valid UTF-8 (shown with its bytes escaped); rename it, or list it in .mrepoignore"
+            // status lists it (escaped) with the reason, never drops it; commit refuses it.
+            let listed = try repo.status().changes
+            #expect(listed.map(\.path) == ["caf\\xE9.txt"])
+            #expect(listed.first?.kind == .added && listed.first?.reason == reason && listed.first?.unstorable == true)
+            expectThrows(RepoError.unsafePath("caf\\xE9.txt", reason: reason)) { try repo.commitAll("dropped?") }
             #expect(try repo.history.allCommits().count == 1)
+            // An untracked oddity does not stop a switch, and the switch leaves it alone.
+            #expect(try repo.switchBranch("side", create: true).writtenFiles == 0)
+            #expect(try repo.status().changes.map(\.path) == ["caf\\xE9.txt"])
             // .mrepoignore matches the raw bytes.
             try writeFile("caf*.txt\n", to: repo.root + "/.mrepoignore")
             #expect(try repo.status().changes.map(\.path) == [".mrepoignore"])
@@ -126,10 +132,13 @@ import Testing
     @Test func aControlCharacterInAFileNameIsRefused() throws {
         try withRepository { repo, _ in
             try writeFile("x", to: repo.root + "/a\nb.txt")
-            expectThrows(RepoError.unsafePath("a\\x0Ab.txt", reason: "the name holds a control character (U+000A); rename it, or list it in .mrepoignore")) {
+            let reason = "the name holds a control character (U+000A); rename it, or list it in .mrepoignore"
+            expectThrows(RepoError.unsafePath("a\\x0Ab.txt", reason: reason)) {
                 try repo.commitAll("newline")
             }
             #expect(repo.objectFiles.isEmpty)
+            let listed = try repo.status().changes
+            #expect(listed.map(\.path) == ["a\\x0Ab.txt"] && listed.first?.reason == reason)
         }
     }
 

@@ -140,9 +140,11 @@ public struct FolderScan: Sendable {
     /// With ``FolderScanner/SymlinkPolicy/readThrough``: the links found (read through, or set
     /// aside as unusable), by path, with what each holds.
     public var linkTargets: [String: String] = [:]
-    /// With ``FolderScanner/SymlinkPolicy/readThrough``: the links that cannot be read as a file
-    /// (to a folder, to nothing, to a device), by path, with the reason. They are not entered.
-    public var unusableLinks: [String: String] = [:]
+    /// With ``FolderScanner/SymlinkPolicy/readThrough``: what a tree cannot store, by path (escaped
+    /// where the name is not plain text), with the reason: links that are not files (to a folder, to
+    /// nothing, to a device) and names that are not valid UTF-8 or hold a control character. They
+    /// are not read or entered; `commit` refuses them.
+    public var unstorable: [String: String] = [:]
 }
 
 /// Lists the files of a checkpoint folder.
@@ -161,8 +163,9 @@ public enum FolderScanner {
         case follow
         /// For commands that compare the working tree (`status`, `switch`, `checkout`, `diff`): a
         /// link to a regular file is read as that file and noted in ``FolderScan/linkTargets``
-        /// (so a tree committed with `--dereference` compares clean); any other link is noted in
-        /// ``FolderScan/unusableLinks`` and not entered.
+        /// (so a tree committed with `--dereference` compares clean); any other link, and any name
+        /// a tree cannot hold, is noted in ``FolderScan/unstorable`` and not entered, so that an
+        /// untracked oddity never stops a `status` or a `switch`.
         case readThrough
     }
 
@@ -200,16 +203,24 @@ public enum FolderScanner {
             let relativeBytes = relative.isEmpty ? bytes : Array(relative.utf8) + [UInt8(ascii: "/")] + bytes
             guard let name = String(validating: bytes, as: UTF8.self) else {
                 if ignore.ignores(rawPath: relativeBytes, isDirectory: isDirectory(Array(root.utf8) + [UInt8(ascii: "/")] + relativeBytes)) { continue }
-                throw RepoError.unsafePath(DisplayText.escaping(bytes: relativeBytes),
-                                           reason: "the name is not valid UTF-8 (shown with its bytes escaped); rename it, or list it in .mrepoignore")
+                let reason = "the name is not valid UTF-8 (shown with its bytes escaped); rename it, or list it in .mrepoignore"
+                if symlinks == .readThrough {
+                    out.unstorable[DisplayText.escaping(bytes: relativeBytes)] = reason
+                    continue
+                }
+                throw RepoError.unsafePath(DisplayText.escaping(bytes: relativeBytes), reason: reason)
             }
             let rel = relative.isEmpty ? name : relative + "/" + name
             let abs = root + "/" + rel
             guard var st = FileStat.of(abs) else { continue }
             if ignore.ignores(rel, isDirectory: st.isDirectory) { continue }
             if let c = DisplayText.firstControlCharacter(in: name) {
-                throw RepoError.unsafePath(DisplayText.escaping(rel),
-                                           reason: "the name holds a control character (\(DisplayText.codePoint(c))); rename it, or list it in .mrepoignore")
+                let reason = "the name holds a control character (\(DisplayText.codePoint(c))); rename it, or list it in .mrepoignore"
+                if symlinks == .readThrough {
+                    out.unstorable[DisplayText.escaping(rel)] = reason
+                    continue
+                }
+                throw RepoError.unsafePath(DisplayText.escaping(rel), reason: reason)
             }
             if st.isSymlink {
                 // A Hugging Face cache snapshot (snapshots/REV/FILE -> ../../blobs/HASH) is read
@@ -223,7 +234,7 @@ public enum FolderScanner {
                     if symlinks == .readThrough {
                         let pointee = FileStat.of(abs, followLinks: true) == nil ? "nothing (a broken link)" : what
                         out.linkTargets[rel] = linkText(abs)
-                        out.unusableLinks[rel] = "a symbolic link to \(pointee) (\(linkText(abs))), which a tree cannot store; list it in .mrepoignore to hide it"
+                        out.unstorable[rel] = "a symbolic link to \(pointee) (\(linkText(abs))), which a tree cannot store; list it in .mrepoignore to hide it"
                         continue
                     }
                     throw RepoError.unsafePath(rel, reason: "is a symbolic link to \(what); --dereference follows links to regular files only (copy the folder in, or list the link in .mrepoignore)")
