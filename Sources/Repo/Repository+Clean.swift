@@ -47,7 +47,7 @@ extension Repository {
         try withWriteLock(wait: wait) {
             let tracked = try worktreeBaseline(head: try history.head()).tree.files.map(\.path)
             var walk = CleanWalk(root: root, options: options, ignore: IgnoreRules(file: root + "/.mrepoignore"),
-                                 tracked: Set(tracked), trackedFolders: Repository.folders(of: tracked),
+                                 tracked: Set(tracked), trackedFolders: PathPolicy.folders(of: tracked),
                                  specs: options.paths.map(Repository.normalizedPathSpec))
             _ = try walk.visit(folder: [])
             walk.result.removed.sort()
@@ -57,19 +57,6 @@ extension Repository {
             }
             return walk.result
         }
-    }
-
-    /// Every folder above a tracked file, as a relative path.
-    static func folders(of paths: [String]) -> Set<String> {
-        var out = Set<String>()
-        for path in paths {
-            var parts = path.split(separator: "/").dropLast()
-            while !parts.isEmpty {
-                out.insert(parts.joined(separator: "/"))
-                parts = parts.dropLast()
-            }
-        }
-        return out
     }
 
     /// Deletes a file, a link or a folder with its content, never following a link.

@@ -74,6 +74,30 @@ import Testing
         #expect(c.read("out/model.safetensors") != a.read("out/model.safetensors"))
     }
 
+    /// An untracked file stops a merge only where the merged tree could put something, as in git:
+    /// a training run's leftovers beside the checkpoint do not.
+    @Test func untrackedFilesStopAMergeOnlyWhereItWrites() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.repository(branches: ["math", "code"])
+        // Only `code` has this file: an untracked copy of it is in the merge's way.
+        try s.ok(["switch", "-q", "code"], in: "repo")
+        try Data("notes".utf8).write(to: URL(fileURLWithPath: s.path("repo/NOTES.md")))
+        try s.ok(["commit", "-q", "-m", "notes"], in: "repo")
+        try s.ok(["switch", "-q", "main"], in: "repo")
+        try Data("opt".utf8).write(to: URL(fileURLWithPath: s.path("repo/optimizer.pt")))
+        try Data("mine".utf8).write(to: URL(fileURLWithPath: s.path("repo/NOTES.md")))
+        expectOneLineError(try s.run(["merge", "math", "code", "--method", "ties", "--set", "density=0.5"], in: "repo"),
+                           contains: "merging would overwrite uncommitted changes in NOTES.md")
+        try FileManager.default.removeItem(atPath: s.path("repo/NOTES.md"))
+        try s.ok(["merge", "-q", "math", "code", "--method", "ties", "--set", "density=0.5"], in: "repo")
+        #expect(s.read("repo/optimizer.pt") == Data("opt".utf8))
+        #expect(try s.ok(["status", "--porcelain"], in: "repo").stdout == "A optimizer.pt\n")
+        #expect(s.read("repo/NOTES.md") == Data("notes".utf8), "the merge brought code's file")
+        #expect(try s.run(["show", "HEAD:optimizer.pt"], in: "repo").status != 0, "the merge did not record the untracked file")
+        try s.ok(["fsck"], in: "repo")
+    }
+
     /// The merge's working tree (written while the merge runs, or decoded after it when the
     /// layout changes, as with `--dtype`, narrower or wider) is byte for byte what `export` gives back.
     @Test(arguments: [[], ["--dtype", "BF16"], ["--dtype", "F64"]])

@@ -111,8 +111,20 @@ extension Repository {
         if !options.dryRun {
             let ts = timer.now()
             defer { timer.add("status", since: ts) }
-            let dirty = try status(against: try worktreeBaseline(head: head).tree).changes.map(\.path)
-            if !dirty.isEmpty { throw RepoError.dirtyWorktree(operation: "merging", paths: dirty) }
+            var dirty = try status(against: try worktreeBaseline(head: head).tree).changes
+            if dirty.contains(where: { $0.kind == .added }) {
+                // An untracked file stops the merge only where the merged tree could put something
+                // (as in git): the merge never records it, and the checkout leaves it alone.
+                let inputs = [headID, inputs.base] + inputs.branches.map(\.commit) + inputs.experts.map(\.commit)
+                var paths = Set<String>()
+                for id in Set(inputs) { paths.formUnion(try tree(of: id).files.map(\.path)) }
+                let folders = PathPolicy.folders(of: Array(paths))
+                dirty.removeAll { change in
+                    change.kind == .added && !paths.contains(change.path) && !folders.contains(change.path)
+                        && !PathPolicy.hasFileAbove(change.path, in: paths)
+                }
+            }
+            if !dirty.isEmpty { throw RepoError.dirtyWorktree(operation: "merging", paths: dirty.map(\.path)) }
         }
         var options = options
         // One expert without a method is git's merge of a branch: its tensors as they are.

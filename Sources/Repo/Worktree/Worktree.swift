@@ -54,6 +54,29 @@ public enum PathPolicy {
         return path
     }
 
+    /// Every folder above the files of `paths`, as relative paths.
+    public static func folders(of paths: [String]) -> Set<String> {
+        var out = Set<String>()
+        for path in paths {
+            var parts = path.split(separator: "/").dropLast()
+            while !parts.isEmpty {
+                out.insert(parts.joined(separator: "/"))
+                parts = parts.dropLast()
+            }
+        }
+        return out
+    }
+
+    /// Whether one of the folders above `path` is a file in `paths`.
+    public static func hasFileAbove(_ path: String, in paths: Set<String>) -> Bool {
+        var parts = path.split(separator: "/").dropLast()
+        while !parts.isEmpty {
+            if paths.contains(parts.joined(separator: "/")) { return true }
+            parts = parts.dropLast()
+        }
+        return false
+    }
+
     /// Checks that no directory between `root` and `root/path` is a symbolic link, so writing
     /// the file cannot land outside the working tree. A link at `root/path` itself is refused too,
     /// unless `replacingLink` (the caller renames over it, replacing the link and never writing
