@@ -188,7 +188,7 @@ extension Repository {
             if let bt = baseTensors[name], bt.dtype == ta.dtype, bt.shape == ta.shape, bt.objectID != ta.objectID, bt.objectID != tb.objectID {
                 baseReader = try TensorReader(store: objects, object: bt.objectID)
             }
-            let (change, pair) = try compare(oldReader, newReader, base: baseReader, progress: counter)
+            let (change, pair) = try Repository.compare(oldReader, newReader, base: baseReader, progress: counter)
             try oldReader.finish()
             try newReader.finish()
             try baseReader?.finish()
@@ -206,7 +206,7 @@ extension Repository {
     }
 
     /// Streams two versions (and optionally their merge base) of a tensor in blocks.
-    private func compare(_ a: TensorReader, _ b: TensorReader, base: TensorReader?, progress: ProgressCounter)
+    static func compare(_ a: TensorReader, _ b: TensorReader, base: TensorReader?, progress: ProgressCounter)
         throws -> (ChangeStatistics, TaskVectorPairStatistics?) {
         let dtype = a.dtype
         let elementSize = dtype.byteSize
@@ -243,7 +243,7 @@ extension Repository {
         return (change, pair)
     }
 
-    private func countDifferences(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer, elementSize: Int) -> Int {
+    private static func countDifferences(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer, elementSize: Int) -> Int {
         var changed = 0
         let n = a.count / elementSize
         for i in 0..<n where memcmp(a.baseAddress! + i * elementSize, b.baseAddress! + i * elementSize, elementSize) != 0 {

@@ -258,3 +258,30 @@ import Testing
         #expect(try s.ok(["remote", "-v"], in: "work").stdout.contains("origin\t\(s.path("origin")) (fetch)"))
     }
 }
+
+/// `mrepo diff --no-index A B` compares two checkpoint folders (or files) with no repository.
+@Suite struct DiffNoIndexCLITests {
+    @Test func twoFoldersCompareTensorByTensorOutsideAnyRepository() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.makeFamily("sharded", extra: ["--shards", "2"])
+        let different = try s.run(["diff", "--no-index", "family/base", "family/math"])
+        #expect(different.status == 1, "exit 1 when they differ, as git's --no-index")
+        #expect(different.stdout.hasPrefix("diff family/base → family/math\n"), "got: \(different.stdout)")
+        #expect(different.stdout.contains("M  encoder.layer.0.attention.output.dense.weight"))
+        let doc = try #require(try s.json(try s.run(["diff", "--no-index", "--json", "family/base", "family/math"])) as? [String: Any])
+        let tensors = try #require(doc["tensors"] as? [[String: Any]])
+        #expect(!tensors.isEmpty && tensors.allSatisfy { ($0["relative_change"] as? Double ?? 0) > 0 })
+        #expect(doc["old_commit"] is NSNull)
+
+        // The same tensors in two shards: files differ, no tensor does.
+        let resharded = try s.run(["diff", "--no-index", "family/base", "sharded/base"])
+        #expect(resharded.stdout.contains("no tensor differs"), "got: \(resharded.stdout)")
+        #expect(resharded.stdout.contains("file removed: model.safetensors"), "got: \(resharded.stdout)")
+        // Two files, and a folder with itself.
+        #expect(try s.run(["diff", "--no-index", "family/base/model.safetensors", "family/math/model.safetensors", "--stat"]).status == 1)
+        #expect(try s.ok(["diff", "--no-index", "family/base", "family/base"]).stdout.contains("no tensor differs"))
+        expectOneLineError(try s.run(["diff", "--no-index", "family/base", "nowhere"]), status: 2, contains: "nowhere: no such file or folder")
+        expectOneLineError(try s.run(["diff", "--no-index", "family/base"]), status: 64, contains: "--no-index compares two paths")
+    }
+}

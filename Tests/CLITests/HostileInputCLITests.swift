@@ -138,7 +138,8 @@ enum TinyDisk {
         let raw = Array(s.path("repo/caf").utf8) + [0xE9, 0]
         let fd = raw.withUnsafeBufferPointer { p in p.withMemoryRebound(to: CChar.self) { open($0.baseAddress!, O_WRONLY | O_CREAT, 0o644) } }
         close(fd)
-        expectOneLineError(try s.run(["status"], in: "repo"), contains: "caf\\xE9: the name is not valid UTF-8")
+        // status lists it with the reason; commit refuses it.
+        #expect(try s.ok(["status"], in: "repo").stdout.contains("new file:  caf\\xE9  (the name is not valid UTF-8"))
         expectOneLineError(try s.run(["commit", "-m", "latin-1"], in: "repo"), contains: "caf\\xE9: the name is not valid UTF-8")
         _ = raw.withUnsafeBufferPointer { p in p.withMemoryRebound(to: CChar.self) { unlink($0.baseAddress!) } }
 

@@ -18,6 +18,10 @@ struct DiffCommand: ParsableCommand {
             factors without forming ΔW = (alpha/r)·B·A: ‖ΔW‖ of each side, cos, the cosine between \
             the two ΔW's, ‖ΔW₂−ΔW₁‖, and each side's effective rank (exp of the entropy of its \
             normalised singular values). --tensors compares the adapter files tensor by tensor instead.
+
+            'mrepo diff --no-index A B' compares two checkpoint folders, or two safetensors files, the same \
+            way, with no repository needed (a training run's checkpoint-1000/ against checkpoint-2000/, say); \
+            other files are compared byte for byte. As in git, it exits with status 1 when they differ.
             """)
 
     @OptionGroup var repository: RepositoryOptions
@@ -49,6 +53,9 @@ struct DiffCommand: ParsableCommand {
     @Flag(help: "Print only the paths of the files that differ, one per line (as git).")
     var nameOnly = false
 
+    @Flag(help: "Compare two folders or two safetensors files given as paths, outside any repository (exits 1 when they differ, as git).")
+    var noIndex = false
+
     @Flag(name: [.customLong("cached"), .customLong("staged")], help: "Accepted as in git: mrepo has no index, so what a commit would record is the working tree (the same comparison without it).")
     var cached = false
 
@@ -56,17 +63,23 @@ struct DiffCommand: ParsableCommand {
         if revisions.count > 2 { throw ValidationError("diff takes at most two revisions") }
         if revisions.count == 2, revisions.contains(where: { $0.contains("..") }) { throw ValidationError("a range A..B is one argument; give it alone") }
         if [stat, json, nameOnly].filter({ $0 }).count > 1 { throw ValidationError("--stat, --name-only and --json: give one of them") }
+        if noIndex && revisions.count != 2 { throw ValidationError("--no-index compares two paths: mrepo diff --no-index A B") }
     }
 
     func run() throws {
-        let repo = try repository.open(access: .readOnly)
         let report: DiffReport
-        switch try repo.diff(revisions: revisions, paths: paths, tensors: tensorGlobs, elementwise: tensors) {
-        case let .adapters(adapters):
-            try printAdapterDiff(adapters)
-            return
-        case let .tensors(tensors):
-            report = tensors
+        if noIndex {
+            report = try Repository.diffFolders(old: revisions[0], new: revisions[1], filter: DiffFilter(paths: paths, tensors: tensorGlobs),
+                                                progress: repository.quiet || json ? nil : ProgressBar.make(quiet: false))
+        } else {
+            let repo = try repository.open(access: .readOnly)
+            switch try repo.diff(revisions: revisions, paths: paths, tensors: tensorGlobs, elementwise: tensors) {
+            case let .adapters(adapters):
+                try printAdapterDiff(adapters)
+                return
+            case let .tensors(tensors):
+                report = tensors
+            }
         }
         let different = DiffPrinter.isDifferent(report)
         if repository.quiet {
@@ -82,7 +95,7 @@ struct DiffCommand: ParsableCommand {
         } else {
             for line in DiffPrinter.lines(report, all: all) { print(line) }
         }
-        if exitCode && different { throw ExitCode(1) }
+        if (exitCode || noIndex) && different { throw ExitCode(1) }
     }
 }
 

@@ -1,0 +1,111 @@
+import Delta
+import Foundation
+
+extension Repository {
+    /// `diff --no-index A B`: two checkpoint folders (or two safetensors files) compared tensor by
+    /// tensor, as two revisions are, with no repository involved. Tensors are matched by name across
+    /// the files of each side (a re-sharded checkpoint compares cleanly); other files are compared
+    /// byte for byte. Links to files are read through (a Hugging Face cache snapshot compares as
+    /// its files). Memory stays at a few blocks whatever the tensor sizes.
+    public static func diffFolders(old: String, new: String, filter: DiffFilter = DiffFilter(),
+                                   progress: (any ProgressSink)? = nil) throws -> DiffReport {
+        let a = try FolderSide(old), b = try FolderSide(new)
+        // Parsing every safetensors header first: a damaged file is an error naming it.
+        let oldTensors = try a.tensors(), newTensors = try b.tensors()
+        var files: [FileDiff] = []
+        for path in Set(a.files.keys).union(b.files.keys).sorted() where filter.includes(path: path) {
+            switch (a.files[path], b.files[path]) {
+            case (nil, _?): files.append(FileDiff(path: path, status: .added))
+            case (_?, nil): files.append(FileDiff(path: path, status: .removed))
+            case let (x?, y?):
+                // A safetensors file shows here when its header changed (its tensors are compared
+                // below), as in a diff of two revisions; any other file when its bytes did.
+                let same = isSafetensorsPath(path) ? try FolderSide.sameHeader(x, y) : try FolderSide.sameBytes(x, y)
+                if !same { files.append(FileDiff(path: path, status: .changed)) }
+            default: break
+            }
+        }
+        let names = Set(oldTensors.keys).union(newTensors.keys).sorted().filter { n in
+            filter.includes(tensor: n, in: (newTensors[n] ?? oldTensors[n])!.path)
+        }
+        let total = names.reduce(0) { $0 + (oldTensors[$1].map { $0.info.dataOffsets.count } ?? 0) }
+        let counter = ProgressCounter(progress, title: "diff", total: total)
+        var out: [TensorDiff] = []
+        for name in names {
+            let x = oldTensors[name], y = newTensors[name]
+            var d = TensorDiff(name: name, path: (y ?? x)!.path, status: .unchanged, oldDType: x?.info.dtype, newDType: y?.info.dtype,
+                               oldShape: x?.info.shape, newShape: y?.info.shape, elementCount: (y ?? x)!.info.shape.elementCount ?? 0)
+            guard let x else { d.status = .added; out.append(d); continue }
+            guard let y else { d.status = .removed; out.append(d); continue }
+            if x.info.dtype != y.info.dtype || x.info.shape != y.info.shape { d.status = .retyped; out.append(d); continue }
+            let oldReader = TensorReader(file: x.file, tensor: x.info), newReader = TensorReader(file: y.file, tensor: y.info)
+            let (change, _) = try compare(oldReader, newReader, base: nil, progress: counter)
+            try oldReader.finish()
+            try newReader.finish()
+            d.status = change.changedCount == 0 ? .unchanged : .changed
+            d.changeNorm = change.changeNorm
+            d.relativeChange = change.relativeChange
+            d.changedFraction = change.changedFraction
+            out.append(d)
+        }
+        counter.finish()
+        return DiffReport(oldName: old, newName: new, oldCommit: nil, newCommit: nil, mergeBase: nil, tensors: out, files: files)
+    }
+}
+
+/// One side of a `diff --no-index`: a folder's files, or a single file.
+private struct FolderSide {
+    /// Relative path (the file's name for a single file) → the file to read.
+    var files: [String: String] = [:]
+
+    init(_ path: String) throws {
+        guard let st = FileStat.of(path, followLinks: true) else { throw RepoError.io(path: path, reason: "no such file or folder") }
+        if st.isRegular {
+            files[URL(fileURLWithPath: path).lastPathComponent] = path
+            return
+        }
+        guard st.isDirectory else { throw RepoError.io(path: path, reason: "neither a file nor a folder") }
+        let scan = try FolderScanner.scanFolder(root: path, ignore: IgnoreRules(file: path + "/.mrepoignore"), symlinks: .readThrough)
+        for f in scan.files { files[f.path] = f.absolutePath }
+    }
+
+    /// Every tensor of the side's safetensors files, by name (the first file in path order wins a
+    /// name given twice, as in a tree).
+    func tensors() throws -> [String: (path: String, file: SafetensorsFile, info: TensorInfo)] {
+        var out: [String: (path: String, file: SafetensorsFile, info: TensorInfo)] = [:]
+        for path in files.keys.sorted() where isSafetensorsPath(path) {
+            let file: SafetensorsFile
+            do { file = try SafetensorsFile(path: files[path]!, displayName: files[path]!) } catch { throw RepoError.delta(error) }
+            for t in file.tensors where out[t.name] == nil { out[t.name] = (path, file, t) }
+        }
+        return out
+    }
+
+    /// Whether two safetensors files have the same header bytes (length prefix included).
+    static func sameHeader(_ a: String, _ b: String) throws -> Bool {
+        func header(_ path: String) throws -> Data {
+            guard let f = FileHandle(forReadingAtPath: path) else { throw RepoError.io(path: path, reason: "cannot read") }
+            defer { try? f.close() }
+            let prefix = f.readData(ofLength: 8)
+            guard prefix.count == 8 else { return prefix }
+            let n = prefix.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self).littleEndian }
+            // The file parsed as safetensors before this is asked, so the length is sane.
+            return prefix + f.readData(ofLength: Int(min(n, 100 << 20)))
+        }
+        return try header(a) == header(b)
+    }
+
+    /// Whether two files hold the same bytes (compared in blocks).
+    static func sameBytes(_ a: String, _ b: String) throws -> Bool {
+        guard let sa = FileStat.of(a, followLinks: true), let sb = FileStat.of(b, followLinks: true) else { return false }
+        if sa.size != sb.size { return false }
+        guard let fa = FileHandle(forReadingAtPath: a) else { throw RepoError.io(path: a, reason: "cannot read") }
+        guard let fb = FileHandle(forReadingAtPath: b) else { throw RepoError.io(path: b, reason: "cannot read") }
+        defer { try? fa.close(); try? fb.close() }
+        while true {
+            let x = fa.readData(ofLength: 1 << 20), y = fb.readData(ofLength: 1 << 20)
+            if x != y { return false }
+            if x.isEmpty { return true }
+        }
+    }
+}
