@@ -4,7 +4,7 @@ import Foundation
 /// What git users type that swift-argument-parser does not take as it is: a mistyped command
 /// name gets a suggestion, `help NAME` must name a command, `log -5` and `log -n5` mean
 /// `--max-count 5`, `switch -` / `checkout -` mean the previous branch, `log --decorate` is what
-/// log does anyway, `tag -l` without a pattern lists every tag, `show --stat REV` is
+/// log does anyway, `tag -l` without a pattern lists every tag, `tag -n[N]` shows N lines of each message, `show --stat REV` is
 /// `log --stat -1 REV`, `stash show [N]` is `log --stat -1 stash@{N}`, and `checkout [REV] --
 /// PATH...` is `restore [--source REV] PATH...`.
 enum CommandLineHabits {
@@ -76,6 +76,9 @@ enum CommandLineHabits {
             } else if first == "branch", ["--merged", "--no-merged", "--contains"].contains(a), i + 1 >= end || arguments[i + 1].hasPrefix("-") {
                 // git's REV of these defaults to HEAD.
                 out.append(a + "=HEAD")
+            } else if first == "tag", a == "-n" || (a.hasPrefix("-n") && Int(a.dropFirst(2)).map { $0 >= 0 } == true) {
+                // `tag -n[N]`: each tag with N lines of its message (1 when N is left out).
+                out.append("--message-lines=\(a == "-n" ? 1 : Int(a.dropFirst(2))!)")
             } else if first == "tag", a == "-l" || a == "--list", i + 1 >= end || arguments[i + 1].hasPrefix("-") {
                 // `tag -l` alone lists every tag, as git.
                 out.append("--list=*")

@@ -173,6 +173,12 @@ import Testing
         #expect(try s.ok(["describe"], in: "repo").stdout.hasPrefix("v2-1-g"))
         #expect(try s.ok(["describe", "--exclude", "v2"], in: "repo").stdout.hasPrefix("v1-2-g"))
         #expect(try s.ok(["describe", "--match", "v1*"], in: "repo").stdout.hasPrefix("v1-2-g"))
+        // tag -n[N], as git lists tags with their messages.
+        try s.ok(["tag", "-a", "-m", "three\nlines\nhere", "v3"], in: "repo")
+        #expect(try s.ok(["tag", "-n"], in: "repo").stdout == "light\nv1             first release\nv2             math\nv3             three\n")
+        #expect(try s.ok(["tag", "-n2", "-l", "v3"], in: "repo").stdout == "v3             three\n    lines\n")
+        #expect(try s.ok(["tag"], in: "repo").stdout.split(separator: "\n").last?.hasSuffix("  three") == true)
+        try s.ok(["tag", "-d", "v3"], in: "repo")
         // --dirty looks at the working tree.
         try s.writeModel("repo", [("extra", Shape([2]), [1, 2])])
         let doc = try #require(try s.json(try s.ok(["describe", "--dirty", "--json"], in: "repo")) as? [String: Any])

@@ -9,7 +9,8 @@ struct TagCommand: ParsableCommand {
         discussion: """
             'mrepo tag' lists tags; -l PATTERN lists those matching a glob. 'mrepo tag NAME [REV]' tags REV \
             (default HEAD); -a -m MESSAGE (or -m alone) stores a message with it (an annotated tag); -f \
-            moves an existing tag. 'mrepo tag -d NAME' deletes a tag.
+            moves an existing tag. 'mrepo tag -d NAME' deletes a tag. The list shows each tag's commit and the \
+            first line of its message; -n[N] lists as git's 'tag -n' does, with N lines of each message.
             """)
 
     @OptionGroup var repository: RepositoryOptions
@@ -36,6 +37,9 @@ struct TagCommand: ParsableCommand {
     @Option(name: [.customShort("l"), .customLong("list")], help: ArgumentHelp("List only tags whose names match this glob.", valueName: "pattern"))
     var pattern: String?
 
+    @Option(name: .customLong("message-lines"), help: ArgumentHelp("List each tag as git's 'tag -nN' does: the name, then up to N lines of its message (also written -n or -nN).", valueName: "n"))
+    var messageLines: Int?
+
     @Flag(help: "Print the tags as JSON.")
     var json = false
 
@@ -43,6 +47,7 @@ struct TagCommand: ParsableCommand {
         if delete && name == nil { throw ValidationError("-d needs a tag name") }
         if annotate && message == nil { throw ValidationError("-a needs a message: -a -m MESSAGE") }
         if pattern != nil && (name != nil || delete) { throw ValidationError("-l lists tags; it takes no tag name") }
+        if messageLines != nil && (name != nil || delete) { throw ValidationError("-n lists tags with their messages; it takes no tag name") }
         if force && (name == nil || delete) { throw ValidationError("-f needs a tag name to create or move") }
     }
 
@@ -68,6 +73,18 @@ struct TagCommand: ParsableCommand {
             try printJSON(tags.map { TagDocument(name: $0.name, commit: $0.target.hex, message: OrNull($0.message)) })
             return
         }
-        for t in tags { print("\(t.name)  \(t.target.short)\(t.message.map { "  \($0)" } ?? "")") }
+        if let n = messageLines {
+            // git's layout: the name padded to 15 columns, the message's lines after it, the
+            // following ones indented by four spaces.
+            for t in tags {
+                let lines = (t.message ?? "").split(separator: "\n", omittingEmptySubsequences: false).prefix(max(n, 0))
+                let name = t.name.count < 15 ? t.name.padding(toLength: 15, withPad: " ", startingAt: 0) : t.name + " "
+                print((name + (lines.first.map(String.init) ?? "")).trimmingCharacters(in: .whitespaces))
+                for line in lines.dropFirst() { print("    " + line) }
+            }
+            return
+        }
+        // A message's first line, as a subject (`-nN` or --json show more).
+        for t in tags { print("\(t.name)  \(t.target.short)\(t.message.map { "  " + ($0.split(separator: "\n").first.map(String.init) ?? "") } ?? "")") }
     }
 }
