@@ -18,14 +18,18 @@ public struct CleanOptions: Sendable {
     /// Also remove untracked folders (`-d`). Without it, an untracked folder is not entered.
     public var directories: Bool
     public var ignored: Ignored
-    /// Limit the clean to these paths, folders or globs (relative to the working tree's root).
+    /// Limit the clean to these paths, folders or globs, relative to `from`.
     public var paths: [String]
+    /// The folder the paths are relative to (absolute; nil: the working tree's root). As in git,
+    /// a clean run from a subfolder without paths cleans that subfolder only.
+    public var from: String?
 
-    public init(dryRun: Bool = false, directories: Bool = false, ignored: Ignored = .kept, paths: [String] = []) {
+    public init(dryRun: Bool = false, directories: Bool = false, ignored: Ignored = .kept, paths: [String] = [], from: String? = nil) {
         self.dryRun = dryRun
         self.directories = directories
         self.ignored = ignored
         self.paths = paths
+        self.from = from
     }
 }
 
@@ -44,11 +48,13 @@ extension Repository {
     /// leftover sweep owns those) and nested repositories are never touched; links are removed
     /// as links, never followed. Takes the write lock, so no checkout or commit runs meanwhile.
     public func clean(_ options: CleanOptions, wait: Bool = false) throws -> CleanResult {
-        try withWriteLock(wait: wait) {
-            let tracked = try worktreeBaseline(head: try history.head()).tree.files.map(\.path)
+        let specs = try cleanSpecs(options)
+        return try withWriteLock(wait: wait) {
+            var tracked = try worktreeBaseline(head: try history.head()).tree.files.map(\.path)
+            // A merge --no-commit wrote its candidate: those files are the merge's, not leftovers.
+            if let ready = try history.mergeState()?.readyTree { tracked += try history.tree(ready).files.map(\.path) }
             var walk = CleanWalk(root: root, options: options, ignore: IgnoreRules(file: root + "/.mrepoignore"),
-                                 tracked: Set(tracked), trackedFolders: PathPolicy.folders(of: tracked),
-                                 specs: options.paths.map(Repository.normalizedPathSpec))
+                                 tracked: Set(tracked), trackedFolders: PathPolicy.folders(of: tracked), specs: specs)
             _ = try walk.visit(folder: [])
             walk.result.removed.sort()
             walk.result.skippedRepositories.sort()
@@ -57,6 +63,25 @@ extension Repository {
             }
             return walk.result
         }
+    }
+
+    /// The pathspecs relative to the root: each resolved against `options.from` (`..` and
+    /// absolute paths included), refused when it leaves the working tree; none given from a
+    /// subfolder means that subfolder.
+    private func cleanSpecs(_ options: CleanOptions) throws -> [String] {
+        let top = URL(fileURLWithPath: Repository.absolutePath(root)).standardizedFileURL.path
+        let base = options.from.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? top
+        func relative(_ spec: String) throws -> String {
+            let full = URL(fileURLWithPath: spec.hasPrefix("/") ? spec : base + "/" + spec).standardizedFileURL.path
+            if full == top { return "" }
+            guard full.hasPrefix(top + "/") else {
+                throw RepoError.invalidArgument("'\(spec)' is outside the working tree (\(top))")
+            }
+            return String(full.dropFirst(top.count + 1))
+        }
+        if options.paths.isEmpty { return base == top ? [] : [try relative(base)] }
+        let specs = try options.paths.map(relative)
+        return specs.contains("") ? [] : specs
     }
 
     /// Deletes a file, a link or a folder with its content, never following a link.
@@ -141,7 +166,9 @@ private struct CleanWalk {
 
     /// Visits a folder (relative bytes; empty for the root) and records what goes. Returns whether
     /// everything in it goes, so an untracked folder can be removed whole.
-    mutating func visit(folder: [UInt8]) throws -> Bool {
+    /// - Parameter listedAbove: a folder above is one `.mrepoignore` lists: everything in it counts
+    ///   as listed.
+    mutating func visit(folder: [UInt8], listedAbove: Bool = false) throws -> Bool {
         let top = RawPath(Array(root.utf8))
         let dir = folder.isEmpty ? top : top.appending(folder)
         var everything = true
@@ -153,7 +180,8 @@ private struct CleanWalk {
         for name in names {
             let rel = folder.isEmpty ? name : folder + [UInt8(ascii: "/")] + name
             let text = String(validating: rel, as: UTF8.self)
-            let shown = text ?? DisplayText.escaping(bytes: rel)
+            // Shown escaped: a name with a line feed must not pass for two lines of output.
+            let shown = text.map(DisplayText.escaping) ?? DisplayText.escaping(bytes: rel)
             let path = top.appending(rel)
             guard path.exists else { continue }
             let isFolder = path.isFolder
@@ -167,7 +195,7 @@ private struct CleanWalk {
                 everything = false
                 continue
             }
-            let listed = text.map { ignore.ignores($0, isDirectory: isFolder) } ?? ignore.ignores(rawPath: rel, isDirectory: isFolder)
+            let listed = listedAbove || (text.map { ignore.ignores($0, isDirectory: isFolder) } ?? ignore.ignores(rawPath: rel, isDirectory: isFolder))
             guard isFolder else {
                 let goes: Bool
                 switch options.ignored {
@@ -185,19 +213,23 @@ private struct CleanWalk {
                 continue
             }
             let holdsTracked = text.map { trackedFolders.contains($0) } ?? false
-            if !holdsTracked && !options.directories {
+            // A path given inside an untracked folder is cleaned even without -d (as git does).
+            let named = text.map { t in specs.contains { $0 == t || $0.hasPrefix(t + "/") } } ?? false
+            if !holdsTracked && !options.directories && !named {
                 // git does not enter an untracked folder without -d.
                 everything = false
                 continue
             }
-            if !holdsTracked && listed {
-                // A folder .mrepoignore lists goes whole with -x or -X, and stays without.
-                if options.ignored != .kept && matches(shown) { chosen.append((rel, true)) } else { everything = false }
+            if listed && options.ignored == .kept {
+                // A folder .mrepoignore lists stays, with everything in it, without -x or -X.
+                everything = false
                 continue
             }
-            let whole = try visit(folder: rel)
-            // -X removes only listed files: the folder's other files stay, and so does the folder.
-            if !holdsTracked && whole && options.ignored != .only && matches(shown) {
+            // Entered even when listed: a nested repository or another process's temporary file
+            // inside keeps the folder (and itself).
+            let whole = try visit(folder: rel, listedAbove: listed)
+            // -X removes only listed files: an unlisted folder stays even when what it held went.
+            if !holdsTracked && options.directories && whole && (options.ignored != .only || listed) && matches(shown) {
                 // Its content was recorded entry by entry; take the folder instead.
                 dropRecorded(under: rel)
                 chosen.append((rel, true))
@@ -207,7 +239,7 @@ private struct CleanWalk {
         }
         for item in chosen {
             removals.append(item.path)
-            let shown = String(validating: item.path, as: UTF8.self) ?? DisplayText.escaping(bytes: item.path)
+            let shown = String(validating: item.path, as: UTF8.self).map(DisplayText.escaping) ?? DisplayText.escaping(bytes: item.path)
             result.removed.append(item.isFolder ? shown + "/" : shown)
         }
         return everything
@@ -222,7 +254,7 @@ private struct CleanWalk {
     /// Forgets what was recorded below a folder that goes whole.
     private mutating func dropRecorded(under folder: [UInt8]) {
         let prefix = folder + [UInt8(ascii: "/")]
-        let shownPrefix = (String(validating: folder, as: UTF8.self) ?? DisplayText.escaping(bytes: folder)) + "/"
+        let shownPrefix = (String(validating: folder, as: UTF8.self).map(DisplayText.escaping) ?? DisplayText.escaping(bytes: folder)) + "/"
         removals.removeAll { $0.starts(with: prefix) }
         result.removed.removeAll { $0.hasPrefix(shownPrefix) }
     }

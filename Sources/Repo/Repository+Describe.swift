@@ -40,6 +40,7 @@ extension Repository {
             best = (distance, t.timestamp, t.name)
         }
         return TagDescription(commit: commit, tag: best?.name, distance: best?.distance ?? 0,
-                              dirty: dirty ? !(try status().isClean) : nil)
+                              // As git: changes to tracked files make it dirty, untracked files do not.
+                              dirty: dirty ? try status().changes.contains { $0.kind != .added } : nil)
     }
 }

@@ -9,14 +9,32 @@ extension Repository {
     /// its files). Memory stays at a few blocks whatever the tensor sizes.
     public static func diffFolders(old: String, new: String, filter: DiffFilter = DiffFilter(),
                                    progress: (any ProgressSink)? = nil) throws -> DiffReport {
-        let a = try FolderSide(old), b = try FolderSide(new)
+        // Two files compare as one file whatever their names; a file against a folder compares
+        // with the folder's file of that name.
+        let bothFiles = FileStat.of(old, followLinks: true)?.isRegular == true && FileStat.of(new, followLinks: true)?.isRegular == true
+        let name = bothFiles ? URL(fileURLWithPath: new).lastPathComponent : nil
+        let a = try FolderSide(old, name: name), b = try FolderSide(new, name: name)
         // Parsing every safetensors header first: a damaged file is an error naming it.
         let oldTensors = try a.tensors(), newTensors = try b.tensors()
         var files: [FileDiff] = []
+        // What cannot be read as a file (a link to a folder or to nothing, a name that is not
+        // UTF-8): compared as far as it can be, never passed over.
+        for path in Set(a.unreadable.keys).union(b.unreadable.keys).sorted() where filter.includes(path: path) {
+            switch (a.unreadable[path], b.unreadable[path]) {
+            case (nil, _?): if a.files[path] == nil { files.append(FileDiff(path: path, status: .added)) }
+            case (_?, nil): if b.files[path] == nil { files.append(FileDiff(path: path, status: .removed)) }
+            case let (x?, y?):
+                guard let lx = x.link, let ly = y.link else {
+                    throw RepoError.unsafePath(path, reason: "cannot be compared: \(x.reason)")
+                }
+                if lx != ly { files.append(FileDiff(path: path, status: .changed)) }
+            default: break
+            }
+        }
         for path in Set(a.files.keys).union(b.files.keys).sorted() where filter.includes(path: path) {
             switch (a.files[path], b.files[path]) {
-            case (nil, _?): files.append(FileDiff(path: path, status: .added))
-            case (_?, nil): files.append(FileDiff(path: path, status: .removed))
+            case (nil, _?): files.append(FileDiff(path: path, status: a.unreadable[path] == nil ? .added : .changed))
+            case (_?, nil): files.append(FileDiff(path: path, status: b.unreadable[path] == nil ? .removed : .changed))
             case let (x?, y?):
                 // A safetensors file shows here when its header changed (its tensors are compared
                 // below), as in a diff of two revisions; any other file when its bytes did.
@@ -49,24 +67,31 @@ extension Repository {
             out.append(d)
         }
         counter.finish()
-        return DiffReport(oldName: old, newName: new, oldCommit: nil, newCommit: nil, mergeBase: nil, tensors: out, files: files)
+        return DiffReport(oldName: old, newName: new, oldCommit: nil, newCommit: nil, mergeBase: nil, tensors: out,
+                          files: files.sorted { $0.path < $1.path })
     }
 }
 
 /// One side of a `diff --no-index`: a folder's files, or a single file.
 private struct FolderSide {
-    /// Relative path (the file's name for a single file) → the file to read.
+    /// Relative path (the file's name, or `name`, for a single file) → the file to read.
     var files: [String: String] = [:]
+    /// What the scan could not read as a file, by (escaped) path: the reason, and the link's text
+    /// for a link.
+    var unreadable: [String: (reason: String, link: String?)] = [:]
 
-    init(_ path: String) throws {
+    init(_ path: String, name: String? = nil) throws {
         guard let st = FileStat.of(path, followLinks: true) else { throw RepoError.io(path: path, reason: "no such file or folder") }
         if st.isRegular {
-            files[URL(fileURLWithPath: path).lastPathComponent] = path
+            files[name ?? URL(fileURLWithPath: path).lastPathComponent] = path
             return
         }
         guard st.isDirectory else { throw RepoError.io(path: path, reason: "neither a file nor a folder") }
-        let scan = try FolderScanner.scanFolder(root: path, ignore: IgnoreRules(file: path + "/.mrepoignore"), symlinks: .readThrough)
+        // Every file counts, as in git's --no-index: no .mrepoignore (only .mrepo, .git and
+        // temporary files are left out).
+        let scan = try FolderScanner.scanFolder(root: path, ignore: IgnoreRules(file: nil), symlinks: .readThrough)
         for f in scan.files { files[f.path] = f.absolutePath }
+        for (p, reason) in scan.unstorable { unreadable[p] = (reason, scan.linkTargets[p]) }
     }
 
     /// Every tensor of the side's safetensors files, by name (the first file in path order wins a

@@ -185,6 +185,11 @@ import Testing
         #expect(doc["description"] as? String == "v2-1-g\(head.prefix(12))-dirty")
         #expect(doc["tag"] as? String == "v2" && doc["distance"] as? Int == 1 && doc["dirty"] as? Bool == true)
         expectOneLineError(try s.run(["describe", "--dirty", "HEAD~1"], in: "repo"), status: 64, contains: "--dirty describes the working tree")
+        // Untracked files do not make it dirty (as git); --abbrev=0 prints the nearest tag alone.
+        try s.ok(["restore", "model.safetensors"], in: "repo")
+        try Data("log".utf8).write(to: URL(fileURLWithPath: s.path("repo/train.log")))
+        #expect(try s.ok(["describe", "--dirty"], in: "repo").stdout == "v2-1-g\(head.prefix(12))\n")
+        #expect(try s.ok(["describe", "--abbrev=0"], in: "repo").stdout == "v2\n")
     }
 }
 
@@ -284,8 +289,15 @@ import Testing
         let resharded = try s.run(["diff", "--no-index", "family/base", "sharded/base"])
         #expect(resharded.stdout.contains("no tensor differs"), "got: \(resharded.stdout)")
         #expect(resharded.stdout.contains("file removed: model.safetensors"), "got: \(resharded.stdout)")
-        // Two files, and a folder with itself.
+        // Two files, whatever their names, and a folder with itself.
         #expect(try s.run(["diff", "--no-index", "family/base/model.safetensors", "family/math/model.safetensors", "--stat"]).status == 1)
+        try FileManager.default.copyItem(atPath: s.path("family/base/model.safetensors"), toPath: s.path("copy.safetensors"))
+        #expect(try s.ok(["diff", "--no-index", "copy.safetensors", "family/base/model.safetensors"]).stdout.hasSuffix("no tensor differs\n"))
+        // A link that is not a file is compared as a link, never passed over.
+        try FileManager.default.copyItem(atPath: s.path("family/base"), toPath: s.path("linked"))
+        try FileManager.default.createSymbolicLink(atPath: s.path("linked/broken"), withDestinationPath: "nowhere")
+        let broken = try s.run(["diff", "--no-index", "family/base", "linked"])
+        #expect(broken.status == 1 && broken.stdout.contains("file added: broken"), "got: \(broken.stdout)")
         #expect(try s.ok(["diff", "--no-index", "family/base", "family/base"]).stdout.contains("no tensor differs"))
         expectOneLineError(try s.run(["diff", "--no-index", "family/base", "nowhere"]), status: 2, contains: "nowhere: no such file or folder")
         expectOneLineError(try s.run(["diff", "--no-index", "family/base"]), status: 64, contains: "--no-index compares two paths")

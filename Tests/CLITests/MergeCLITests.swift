@@ -85,11 +85,21 @@ import Testing
         try Data("notes".utf8).write(to: URL(fileURLWithPath: s.path("repo/NOTES.md")))
         try s.ok(["commit", "-q", "-m", "notes"], in: "repo")
         try s.ok(["switch", "-q", "main"], in: "repo")
-        try Data("opt".utf8).write(to: URL(fileURLWithPath: s.path("repo/optimizer.pt")))
         try Data("mine".utf8).write(to: URL(fileURLWithPath: s.path("repo/NOTES.md")))
         expectOneLineError(try s.run(["merge", "math", "code", "--method", "ties", "--set", "density=0.5"], in: "repo"),
                            contains: "merging would overwrite uncommitted changes in NOTES.md")
         try FileManager.default.removeItem(atPath: s.path("repo/NOTES.md"))
+        // The model card and the recipe a merge writes count too: no input has merge_recipe.yml.
+        try FileManager.default.removeItem(atPath: s.path("repo/README.md"))
+        try s.ok(["commit", "-q", "-m", "no card"], in: "repo")
+        try Data("opt".utf8).write(to: URL(fileURLWithPath: s.path("repo/optimizer.pt")))
+        for generated in ["README.md", "merge_recipe.yml"] {
+            try Data("mine".utf8).write(to: URL(fileURLWithPath: s.path("repo/" + generated)))
+            expectOneLineError(try s.run(["merge", "math", "code", "--method", "ties", "--set", "density=0.5"], in: "repo"),
+                               contains: "merging would overwrite uncommitted changes in \(generated)")
+            #expect(s.read("repo/" + generated) == Data("mine".utf8))
+            try FileManager.default.removeItem(atPath: s.path("repo/" + generated))
+        }
         try s.ok(["merge", "-q", "math", "code", "--method", "ties", "--set", "density=0.5"], in: "repo")
         #expect(s.read("repo/optimizer.pt") == Data("opt".utf8))
         #expect(try s.ok(["status", "--porcelain"], in: "repo").stdout == "A optimizer.pt\n")

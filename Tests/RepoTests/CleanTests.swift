@@ -1,5 +1,6 @@
 import Delta
 import Foundation
+import Merge
 import MrepoTestSupport
 import Repo
 import Testing
@@ -82,6 +83,74 @@ import Testing
             #expect(try repo.clean(CleanOptions(paths: ["*.pt", "sub"])).removed == ["optimizer.pt", "sub/new.txt"])
             #expect(FileStat.of(repo.root + "/runs") == nil)
             #expect(FileStat.of(repo.root + "/data") != nil)
+        }
+    }
+}
+
+/// What the review of `clean` found: a listed folder is entered (so what must stay inside it
+/// stays), paths are taken from the current folder, names print escaped, and the files of a
+/// `merge --no-commit` are not leftovers.
+@Suite struct CleanEdgeTests {
+    @Test func aListedFolderKeepsNestedRepositoriesAndTemporaryFilesInside() throws {
+        try withRepository { repo, _ in
+            try writeFile("x", to: repo.root + "/a.txt")
+            try repo.commitAll("one")
+            try writeFile("runs/\n", to: repo.root + "/.mrepoignore")
+            try writeFile("log", to: repo.root + "/runs/a.log")
+            _ = try Repository.initialize(at: repo.root + "/runs/nested")
+            try FileManager.default.createDirectory(atPath: repo.root + "/runs/exp/.git", withIntermediateDirectories: true)
+            let temporary = AtomicFileWriter.temporaryPrefix + "1.00000000-x-w"
+            try writeFile("partial", to: repo.root + "/runs/" + temporary)
+            let result = try repo.clean(CleanOptions(directories: true, ignored: .alsoRemoved))
+            #expect(result.removed == [".mrepoignore", "runs/a.log"])
+            #expect(result.skippedRepositories == ["runs/exp/", "runs/nested/"])
+            #expect(FileStat.of(repo.root + "/runs/" + temporary) != nil)
+            #expect(FileStat.of(repo.root + "/runs/nested/.mrepo") != nil)
+            // Without -x the listed folder is not even entered.
+            try writeFile("log", to: repo.root + "/runs/b.log")
+            try writeFile("runs/\n", to: repo.root + "/.mrepoignore")
+            #expect(try repo.clean(CleanOptions(dryRun: true, directories: true)).removed == [".mrepoignore"])
+        }
+    }
+
+    @Test func pathsAreTakenFromTheCurrentFolderAndMayNotLeaveTheTree() throws {
+        try withRepository { repo, dir in
+            try writeFile("{}", to: repo.root + "/sub/config.json")
+            try repo.commitAll("one")
+            try writeFile("root", to: repo.root + "/notes.txt")
+            try writeFile("sub", to: repo.root + "/sub/notes.txt")
+            try writeFile("deep", to: repo.root + "/untracked/deep.txt")
+            let sub = repo.root + "/sub"
+            #expect(try repo.clean(CleanOptions(dryRun: true, from: sub)).removed == ["sub/notes.txt"])
+            #expect(try repo.clean(CleanOptions(dryRun: true, paths: ["notes.txt"], from: sub)).removed == ["sub/notes.txt"])
+            #expect(try repo.clean(CleanOptions(dryRun: true, paths: [".."], from: sub)).removed == ["notes.txt", "sub/notes.txt"])
+            // A path inside an untracked folder is cleaned without -d, as git does.
+            #expect(try repo.clean(CleanOptions(dryRun: true, paths: ["untracked/deep.txt"])).removed == ["untracked/deep.txt"])
+            expectThrows(RepoError.invalidArgument("'\(dir)' is outside the working tree (\(repo.root))")) {
+                _ = try repo.clean(CleanOptions(paths: [dir]))
+            }
+            #expect(FileStat.of(repo.root + "/notes.txt") != nil)
+        }
+    }
+
+    @Test func namesPrintEscapedAndAMergeInProgressKeepsItsFiles() throws {
+        try withRepository { repo, _ in
+            try writeFloats([("w", [1, 2])], to: repo.root + "/model.safetensors")
+            try repo.commitAll("base")
+            try writeFile("x", to: repo.root + "/evil\nWould remove a.txt")
+            #expect(try repo.clean(CleanOptions(dryRun: true)).removed == ["evil\\x0AWould remove a.txt"])
+            _ = try repo.clean(CleanOptions())
+            #expect(try repo.status().isClean)
+
+            _ = try repo.switchBranch("side", create: true)
+            try writeFile("new", to: repo.root + "/NOTES.md")
+            try repo.commitAll("notes")
+            _ = try repo.switchBranch("main")
+            try writeFloats([("w", [1, 3])], to: repo.root + "/model.safetensors")
+            try repo.commitAll("main moves")
+            _ = try repo.merge(MergeOptions(branches: ["side"], recipe: MergeRecipe(method: "task_arithmetic", experts: []), noCommit: true))
+            #expect(FileStat.of(repo.root + "/NOTES.md") != nil)
+            #expect(try repo.clean(CleanOptions(dryRun: true)).removed.isEmpty, "the merge's candidate is not a leftover")
         }
     }
 }

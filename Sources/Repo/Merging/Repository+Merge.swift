@@ -116,7 +116,9 @@ extension Repository {
                 // An untracked file stops the merge only where the merged tree could put something
                 // (as in git): the merge never records it, and the checkout leaves it alone.
                 let inputs = [headID, inputs.base] + inputs.branches.map(\.commit) + inputs.experts.map(\.commit)
-                var paths = Set<String>()
+                // The files a merge writes besides its inputs' too (the model card, the recipe, an
+                // adapter merge's config); the staging checks the merged tree itself again.
+                var paths: Set<String> = ["README.md", "merge_recipe.yml", LoRAConfig.fileName]
                 for id in Set(inputs) { paths.formUnion(try tree(of: id).files.map(\.path)) }
                 let folders = PathPolicy.folders(of: Array(paths))
                 dirty.removeAll { change in

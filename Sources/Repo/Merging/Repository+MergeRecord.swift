@@ -195,7 +195,9 @@ extension Repository {
         let ready = prepared?.finish(for: tree, store: objects, knownDigest: { file in
             (try? self.history.knownDigest(of: file, inTree: treeID)) ?? nil
         }) ?? [:]
-        let checkout = try stageCheckout(tree, over: from, force: true, prepared: ready)
+        // Forced over what the merge checked at its start, but never over an untracked file the
+        // merged tree would replace (its model card and recipe included).
+        let checkout = try stageCheckout(tree, over: from, force: true, protectUntracked: true, prepared: ready)
         // The staging hashed every file it wrote: the merge records their SHA-256 (the tree's id
         // does not include them).
         let tree = tree.fillingDigests(from: checkout.staged)

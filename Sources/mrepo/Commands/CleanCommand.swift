@@ -17,7 +17,7 @@ struct CleanCommand: ParsableCommand {
     @OptionGroup var repository: RepositoryOptions
     @OptionGroup var lock: LockOptions
 
-    @Argument(help: ArgumentHelp("Clean only these paths, folders or globs.", valueName: "path"))
+    @Argument(help: ArgumentHelp("Clean only these paths, folders or globs, relative to the current folder (default: the current folder and below, as git).", valueName: "path"))
     var paths: [String] = []
 
     @Flag(name: .shortAndLong, help: "Remove the files (clean refuses to run without -f or -n).")
@@ -46,7 +46,8 @@ struct CleanCommand: ParsableCommand {
     func run() throws {
         let repo = try repository.open()
         let options = CleanOptions(dryRun: dryRun, directories: directories,
-                                   ignored: ignoredToo ? .alsoRemoved : onlyIgnored ? .only : .kept, paths: paths)
+                                   ignored: ignoredToo ? .alsoRemoved : onlyIgnored ? .only : .kept, paths: paths,
+                                   from: FileManager.default.currentDirectoryPath)
         let result = try repo.clean(options, wait: lock.wait)
         if json {
             try printJSON(CleanDocument(dryRun: dryRun, removed: result.removed, skippedRepositories: result.skippedRepositories))

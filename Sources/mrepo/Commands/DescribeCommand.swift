@@ -27,7 +27,7 @@ struct DescribeCommand: ParsableCommand {
     @Flag(help: "Always print TAG-N-gID, even when N is 0.")
     var long = false
 
-    @Option(help: ArgumentHelp("Digits of the id to print (4 to 64). The default is 12, as everywhere in mrepo.", valueName: "n"))
+    @Option(help: ArgumentHelp("Digits of the id to print (4 to 64; 0 prints the tag alone, as git). The default is 12, as everywhere in mrepo.", valueName: "n"))
     var abbrev: Int = 12
 
     @Option(help: ArgumentHelp("Consider only tags whose names match this glob (repeatable).", valueName: "glob"))
@@ -43,7 +43,7 @@ struct DescribeCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard (4...64).contains(abbrev) else { throw ValidationError("--abbrev takes 4 to 64 digits, not \(abbrev)") }
+        guard abbrev == 0 || (4...64).contains(abbrev) else { throw ValidationError("--abbrev takes 0, or 4 to 64 digits, not \(abbrev)") }
         if dirty, let revision, revision != "HEAD" { throw ValidationError("--dirty describes the working tree, so it takes no revision") }
     }
 
@@ -51,10 +51,11 @@ struct DescribeCommand: ParsableCommand {
         let repo = try repository.open(access: dirty ? .readWrite : .readOnly)
         let rev = revision ?? "HEAD"
         let d = try repo.describe(rev, anyTag: tags, match: match, exclude: exclude, dirty: dirty)
-        let id = String(d.commit.hex.prefix(abbrev))
+        let id = String(d.commit.hex.prefix(abbrev == 0 ? 12 : abbrev))
         var text: String
         if let tag = d.tag {
-            text = d.distance == 0 && !long ? tag : "\(tag)-\(d.distance)-g\(id)"
+            // --abbrev=0: the nearest tag alone (`git describe --tags --abbrev=0`, the latest release).
+            text = abbrev == 0 || (d.distance == 0 && !long) ? tag : "\(tag)-\(d.distance)-g\(id)"
         } else if always {
             text = id
         } else {
