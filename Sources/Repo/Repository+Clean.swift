@@ -65,22 +65,10 @@ extension Repository {
         }
     }
 
-    /// The pathspecs relative to the root: each resolved against `options.from` (`..` and
-    /// absolute paths included), refused when it leaves the working tree; none given from a
-    /// subfolder means that subfolder.
+    /// The pathspecs relative to the root: `clean` from a subfolder without paths cleans that subfolder.
     private func cleanSpecs(_ options: CleanOptions) throws -> [String] {
-        let top = URL(fileURLWithPath: Repository.absolutePath(root)).standardizedFileURL.path
-        let base = options.from.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? top
-        func relative(_ spec: String) throws -> String {
-            let full = URL(fileURLWithPath: spec.hasPrefix("/") ? spec : base + "/" + spec).standardizedFileURL.path
-            if full == top { return "" }
-            guard full.hasPrefix(top + "/") else {
-                throw RepoError.invalidArgument("'\(spec)' is outside the working tree (\(top))")
-            }
-            return String(full.dropFirst(top.count + 1))
-        }
-        if options.paths.isEmpty { return base == top ? [] : [try relative(base)] }
-        let specs = try options.paths.map(relative)
+        let paths = options.paths.isEmpty ? (options.from.map { [$0] } ?? []) : options.paths
+        let specs = try rootRelative(paths, from: options.from)
         return specs.contains("") ? [] : specs
     }
 

@@ -84,14 +84,18 @@ extension Repository {
     /// - Parameters:
     ///   - paths: compare only these files (paths, folders or globs).
     ///   - tensors: compare only tensors whose names match these globs.
-    public func diff(revisions: [String], paths: [String] = [], tensors: [String] = [], elementwise: Bool = false) throws -> DiffResult {
+    ///   - from: the folder the paths were typed in (absolute; nil: the root), as git takes
+    ///     pathspecs in a subfolder.
+    public func diff(revisions: [String], paths: [String] = [], tensors: [String] = [], elementwise: Bool = false,
+                     from: String? = nil) throws -> DiffResult {
         guard revisions.count <= 2 else { throw RepoError.invalidArgument("diff takes at most two revisions") }
+        let typed = try rootRelative(paths, from: from)
         if revisions.count == 2, !elementwise, paths.isEmpty, tensors.isEmpty, !revisions.contains(where: { $0.contains(":") }),
            try isAdapter(revisions[0]), try isAdapter(revisions[1]) {
             return .adapters(try adapterDiff(old: revisions[0], new: revisions[1]))
         }
         var revs = revisions
-        var paths = paths
+        var paths = typed
         for (i, r) in revs.enumerated() {
             if let (rev, path) = Repository.splitPathRevision(r) {
                 revs[i] = rev

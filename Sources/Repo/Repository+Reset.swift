@@ -72,8 +72,11 @@ extension Repository {
     /// tree's safetensors files (under the paths, if any) are put back, in place of the file's
     /// current bytes for them; everything else in the file is kept. All files are written beside
     /// their destinations first and renamed into place at the end: a failure changes nothing.
-    public func restore(paths: [String], source: String?, tensors: [String] = [], wait: Bool = false) throws -> RestoreResult {
-        try withWriteLock(wait: wait) {
+    /// - Parameter from: the folder the paths were typed in (absolute; nil: the root), as git
+    ///   takes pathspecs in a subfolder.
+    public func restore(paths: [String], source: String?, tensors: [String] = [], wait: Bool = false, from: String? = nil) throws -> RestoreResult {
+        let paths = try rootRelative(paths, from: from)
+        return try withWriteLock(wait: wait) {
             let sourceID = try resolve(source ?? "HEAD")
             let tree = try verifiedTree(of: sourceID)
             let staging = FileStaging(journal: journal)

@@ -303,3 +303,30 @@ import Testing
         expectOneLineError(try s.run(["diff", "--no-index", "family/base"]), status: 64, contains: "--no-index compares two paths")
     }
 }
+
+/// Paths typed in a subfolder of the working tree are taken from there, as git takes pathspecs:
+/// `restore config.json` in `sub/` puts back `sub/config.json`, never the root's.
+@Suite struct SubfolderPathCLITests {
+    @Test func restoreDiffAndCleanTakePathsFromTheCurrentFolder() throws {
+        let s = try CLISandbox()
+        try s.ok(["init", "-q", "repo"])
+        try FileManager.default.createDirectory(atPath: s.path("repo/sub"), withIntermediateDirectories: true)
+        for path in ["repo/config.json", "repo/sub/config.json"] { try Data("1".utf8).write(to: URL(fileURLWithPath: s.path(path))) }
+        try s.ok(["commit", "-q", "-m", "one"], in: "repo")
+        for path in ["repo/config.json", "repo/sub/config.json"] { try Data("2".utf8).write(to: URL(fileURLWithPath: s.path(path))) }
+
+        #expect(try s.ok(["diff", "--name-only", "--", "config.json"], in: "repo/sub").stdout == "sub/config.json\n")
+        #expect(try s.ok(["diff", "--name-only"], in: "repo/sub").stdout == "config.json\nsub/config.json\n", "no path: the whole tree, as git")
+        try s.ok(["restore", "config.json"], in: "repo/sub")
+        #expect(s.read("repo/sub/config.json") == Data("1".utf8))
+        #expect(s.read("repo/config.json") == Data("2".utf8), "the root's file is not the one named")
+        try s.ok(["checkout", "--", "../config.json"], in: "repo/sub")
+        #expect(s.read("repo/config.json") == Data("1".utf8))
+        expectOneLineError(try s.run(["restore", s.path("elsewhere.txt")], in: "repo/sub"), status: 2, contains: "is outside the working tree")
+
+        try Data("x".utf8).write(to: URL(fileURLWithPath: s.path("repo/stray.txt")))
+        try Data("x".utf8).write(to: URL(fileURLWithPath: s.path("repo/sub/stray.txt")))
+        #expect(try s.ok(["clean", "-n"], in: "repo/sub").stdout == "Would remove sub/stray.txt\n")
+        #expect(try s.ok(["clean", "-n", ".."], in: "repo/sub").stdout == "Would remove stray.txt\nWould remove sub/stray.txt\n")
+    }
+}

@@ -96,6 +96,26 @@ public enum PathPolicy {
     }
 }
 
+extension Repository {
+    /// Paths (files, folders or globs) typed in `from` (absolute; nil: the working tree's root),
+    /// made relative to the working tree's root, as git takes pathspecs in a subfolder: `..` and
+    /// absolute paths are resolved, and a path outside the working tree is refused. The root itself
+    /// is "".
+    public func rootRelative(_ paths: [String], from: String?) throws -> [String] {
+        let top = URL(fileURLWithPath: Repository.absolutePath(root)).standardizedFileURL.path
+        let base = from.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? top
+        if base == top && !paths.contains(where: { $0.hasPrefix("/") || $0.contains("..") }) { return paths }
+        return try paths.map { spec in
+            let full = URL(fileURLWithPath: spec.hasPrefix("/") ? spec : base + "/" + spec).standardizedFileURL.path
+            if full == top { return "" }
+            guard full.hasPrefix(top + "/") else {
+                throw RepoError.invalidArgument("'\(spec)' is outside the working tree (\(top))")
+            }
+            return String(full.dropFirst(top.count + 1))
+        }
+    }
+}
+
 /// Which files a snapshot leaves out: `.mrepo`, `.git`, temporary files, and the patterns of
 /// `.mrepoignore` (one glob per line; `#` comments; a pattern with a `/` matches the path from the
 /// top, one without matches a name at any depth; a trailing `/` matches directories only).

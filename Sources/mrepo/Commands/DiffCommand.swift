@@ -73,7 +73,8 @@ struct DiffCommand: ParsableCommand {
                                                 progress: repository.quiet || json ? nil : ProgressBar.make(quiet: false))
         } else {
             let repo = try repository.open(access: .readOnly)
-            switch try repo.diff(revisions: revisions, paths: paths, tensors: tensorGlobs, elementwise: tensors) {
+            switch try repo.diff(revisions: revisions, paths: paths, tensors: tensorGlobs, elementwise: tensors,
+                                 from: FileManager.default.currentDirectoryPath) {
             case let .adapters(adapters):
                 try printAdapterDiff(adapters)
                 return

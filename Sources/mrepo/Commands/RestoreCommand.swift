@@ -46,7 +46,7 @@ struct RestoreCommand: ParsableCommand {
             else { ErrorReporter.note("mrepo has no index: nothing is staged, so --staged changes nothing (add --worktree to restore the files)") }
             return
         }
-        let r = try repo.restore(paths: paths, source: source, tensors: tensors, wait: lock.wait)
+        let r = try repo.restore(paths: paths, source: source, tensors: tensors, wait: lock.wait, from: FileManager.default.currentDirectoryPath)
         if json {
             try printJSON(RestoreDocument(source: r.source.hex, files: r.files, tensors: r.tensors, removed: r.removed))
             return
