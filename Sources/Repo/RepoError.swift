@@ -118,6 +118,10 @@ public enum RepoError: Error, CustomStringConvertible, Equatable, Sendable {
             let list = paths.prefix(3).joined(separator: ", ") + (paths.count > 3 ? " and \(paths.count - 3) more" : "")
             // Only switch and checkout take --force; other commands say how to get a clean tree.
             let takesForce = operation.hasPrefix("switching") || operation.hasPrefix("checking out")
+            if operation == "finishing the merge" {
+                return "\(operation) would overwrite uncommitted changes in \(list); move them away or restore them ('mrepo restore PATH'), "
+                    + "then run 'mrepo merge --continue' again (or 'mrepo merge --abort')"
+            }
             return "\(operation) would overwrite uncommitted changes in \(list); "
                 + (takesForce ? "commit them, or pass --force to discard them" : "commit them first, or discard them with 'mrepo checkout --force HEAD'")
         case let .repositoryLocked(path, pid):

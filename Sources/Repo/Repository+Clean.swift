@@ -54,7 +54,8 @@ extension Repository {
             // A merge --no-commit wrote its candidate: those files are the merge's, not leftovers.
             if let ready = try history.mergeState()?.readyTree { tracked += try history.tree(ready).files.map(\.path) }
             var walk = CleanWalk(root: root, options: options, ignore: IgnoreRules(file: root + "/.mrepoignore"),
-                                 tracked: Set(tracked), trackedFolders: PathPolicy.folders(of: tracked), specs: specs)
+                                 tracked: Set(tracked), trackedFolders: PathPolicy.folders(of: tracked), specs: specs,
+                                 kept: try currentFolders(options.from))
             _ = try walk.visit(folder: [])
             walk.result.removed.sort()
             walk.result.skippedRepositories.sort()
@@ -70,6 +71,12 @@ extension Repository {
         let paths = options.paths.isEmpty ? (options.from.map { [$0] } ?? []) : options.paths
         let specs = try rootRelative(paths, from: options.from)
         return specs.contains("") ? [] : specs
+    }
+
+    /// The folder `from` (relative to the root) and every folder above it; empty from the root.
+    private func currentFolders(_ from: String?) throws -> Set<String> {
+        guard let from, let here = try rootRelative([from], from: nil).first, !here.isEmpty else { return [] }
+        return PathPolicy.folders(of: [here + "/x"])
     }
 
     /// Deletes a file, a link or a folder with its content, never following a link.
@@ -139,11 +146,15 @@ private struct CleanWalk {
     let tracked: Set<String>
     let trackedFolders: Set<String>
     let specs: [String]
+    /// The folder clean runs in and the folders above it (relative): never removed whole.
+    let kept: Set<String>
     var result = CleanResult()
     /// What to delete, as raw relative paths (a folder whole).
     var removals: [[UInt8]] = []
 
-    init(root: String, options: CleanOptions, ignore: IgnoreRules, tracked: Set<String>, trackedFolders: Set<String>, specs: [String]) {
+    init(root: String, options: CleanOptions, ignore: IgnoreRules, tracked: Set<String>, trackedFolders: Set<String>, specs: [String],
+         kept: Set<String>) {
+        self.kept = kept
         self.root = root
         self.options = options
         self.ignore = ignore
@@ -191,12 +202,12 @@ private struct CleanWalk {
                 case .alsoRemoved: goes = true
                 case .only: goes = listed
                 }
-                if goes && matches(shown) { chosen.append((rel, false)) } else { everything = false }
+                if goes && matches(text ?? shown) { chosen.append((rel, false)) } else { everything = false }
                 continue
             }
             if path.appending(Array(Repository.directoryName.utf8)).exists || path.appending(Array(".git".utf8)).exists {
                 // A nested repository (mrepo's, a linked working tree, or git's): another repository's files.
-                if options.directories && matches(shown) { result.skippedRepositories.append(shown + "/") }
+                if options.directories && matches(text ?? shown) { result.skippedRepositories.append(shown + "/") }
                 everything = false
                 continue
             }
@@ -217,7 +228,9 @@ private struct CleanWalk {
             // inside keeps the folder (and itself).
             let whole = try visit(folder: rel, listedAbove: listed)
             // -X removes only listed files: an unlisted folder stays even when what it held went.
-            if !holdsTracked && options.directories && whole && (options.ignored != .only || listed) && matches(shown) {
+            // The folder clean runs in stays (its content goes), as git refuses to remove it.
+            let current = text.map { t in kept.contains(t) } ?? false
+            if !holdsTracked && options.directories && whole && !current && (options.ignored != .only || listed) && matches(text ?? shown) {
                 // Its content was recorded entry by entry; take the folder instead.
                 dropRecorded(under: rel)
                 chosen.append((rel, true))

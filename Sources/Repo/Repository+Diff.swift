@@ -97,8 +97,10 @@ extension Repository {
         var revs = revisions
         var paths = typed
         for (i, r) in revs.enumerated() {
-            if let (rev, path) = Repository.splitPathRevision(r) {
+            if let (rev, typed) = Repository.splitPathRevision(r) {
                 revs[i] = rev
+                // REV:path is from the root, as in git; REV:./path and REV:../path from the current folder.
+                let path = typed.hasPrefix("./") || typed.hasPrefix("../") ? try rootRelative([typed], from: from)[0] : typed
                 if !paths.contains(path) { paths.append(path) }
             }
         }

@@ -245,22 +245,12 @@ extension Repository {
     /// - Parameter prepared: files already written and synced elsewhere on this file system (path →
     ///   temporary file), moved beside their destination instead of being decoded again.
     ///
-    /// - Parameter protectUntracked: with `force`, still stop (before writing anything) where an
-    ///   untracked file is in the way of `newTree`: a merge discards nothing it did not check.
-    func stageCheckout(_ newTree: Tree, over oldTree: Tree, force: Bool, protectUntracked: Bool = false,
+    /// - Parameter operation: what a refusal names (``RepoError/dirtyWorktree(operation:paths:)``).
+    func stageCheckout(_ newTree: Tree, over oldTree: Tree, force: Bool, operation: String = "switching",
                        prepared: [String: PreparedFile] = [:]) throws -> StagedCheckout {
         let comparison = try status(against: oldTree)
         try comparison.checkWritable()
         let (changes, current) = (comparison.changes, comparison.current)
-        if force && protectUntracked {
-            let newPaths = Set(newTree.files.map(\.path))
-            let inTheWay = changes.filter { change in
-                guard change.kind == .added, !isInsideNestedRepository(change.path) else { return false }
-                if let after = newTree.file(at: change.path) { return current[change.path]?.identity != after.identity }
-                return PathPolicy.hasFileAbove(change.path, in: newPaths)
-            }
-            if !inTheWay.isEmpty { throw RepoError.dirtyWorktree(operation: "merging", paths: inTheWay.map(\.path)) }
-        }
         // Local changes to paths the two trees agree on are carried over, as git does.
         var carried = Set<String>()
         if !force {
@@ -278,7 +268,7 @@ extension Repository {
                     carried.insert(change.path)
                 }
             }
-            if !blocked.isEmpty { throw RepoError.dirtyWorktree(operation: "switching", paths: blocked) }
+            if !blocked.isEmpty { throw RepoError.dirtyWorktree(operation: operation, paths: blocked) }
         }
         var checkout = StagedCheckout(staging: FileStaging(journal: journal))
         var toWrite: [TreeFile] = []
@@ -308,7 +298,7 @@ extension Repository {
         for path in checkout.removals {
             try PathPolicy.checkNoSymlinkParents(root: root, path: path, replacingLink: comparison.links.contains(path))
         }
-        try makeRoom(for: toWrite.map(\.path), removals: checkout.removals, force: force && !protectUntracked, staging: checkout.staging)
+        try makeRoom(for: toWrite.map(\.path), removals: checkout.removals, force: force, staging: checkout.staging, operation: operation)
 
         // Files about to be replaced or removed lose their cached pages while the new ones are
         // written, instead of in the renames and unlinks at the end.

@@ -323,6 +323,14 @@ import Testing
         try s.ok(["checkout", "--", "../config.json"], in: "repo/sub")
         #expect(s.read("repo/config.json") == Data("1".utf8))
         expectOneLineError(try s.run(["restore", s.path("elsewhere.txt")], in: "repo/sub"), status: 2, contains: "is outside the working tree")
+        // An absolute path spelled through a link to the working tree is inside it.
+        try FileManager.default.createSymbolicLink(atPath: s.path("link"), withDestinationPath: s.path("repo"))
+        try Data("3".utf8).write(to: URL(fileURLWithPath: s.path("repo/sub/config.json")))
+        try s.ok(["restore", s.path("link/sub/config.json")], in: "repo/sub")
+        #expect(s.read("repo/sub/config.json") == Data("1".utf8))
+        // REV:./path is from the current folder, REV:path from the root (as git).
+        try Data("4".utf8).write(to: URL(fileURLWithPath: s.path("repo/sub/config.json")))
+        #expect(try s.ok(["diff", "--name-only", "HEAD:./config.json"], in: "repo/sub").stdout == "sub/config.json\n")
 
         try Data("x".utf8).write(to: URL(fileURLWithPath: s.path("repo/stray.txt")))
         try Data("x".utf8).write(to: URL(fileURLWithPath: s.path("repo/sub/stray.txt")))

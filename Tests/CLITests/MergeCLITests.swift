@@ -108,6 +108,22 @@ import Testing
         try s.ok(["fsck"], in: "repo")
     }
 
+    /// `merge --continue` after `--no-commit` never discards an edit made meanwhile: an edit to a
+    /// file the merge leaves as the candidate had it is carried over, as git does.
+    @Test func continuingAMergeKeepsEditsMadeMeanwhile() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.repository(branches: ["math", "code"])
+        try s.ok(["merge", "-q", "math", "code", "--method", "ties", "--set", "density=0.5", "--no-commit"], in: "repo")
+        let card = try #require(s.read("repo/README.md"))
+        try (card + Data("my notes\n".utf8)).write(to: URL(fileURLWithPath: s.path("repo/README.md")))
+        try s.ok(["merge", "-q", "--continue"], in: "repo")
+        #expect(s.read("repo/README.md") == card + Data("my notes\n".utf8), "the edit is still there")
+        #expect(try s.ok(["status", "--porcelain"], in: "repo").stdout == "M README.md\n")
+        #expect(try s.ok(["show", "HEAD:README.md"], in: "repo").stdout.contains("my notes") == false, "the merge recorded its own card")
+        try s.ok(["fsck"], in: "repo")
+    }
+
     /// The merge's working tree (written while the merge runs, or decoded after it when the
     /// layout changes, as with `--dtype`, narrower or wider) is byte for byte what `export` gives back.
     @Test(arguments: [[], ["--dtype", "BF16"], ["--dtype", "F64"]])

@@ -126,6 +126,9 @@ import Testing
             #expect(try repo.clean(CleanOptions(dryRun: true, paths: [".."], from: sub)).removed == ["notes.txt", "sub/notes.txt"])
             // A path inside an untracked folder is cleaned without -d, as git does.
             #expect(try repo.clean(CleanOptions(dryRun: true, paths: ["untracked/deep.txt"])).removed == ["untracked/deep.txt"])
+            // The folder clean runs in is emptied, never removed (as git refuses to).
+            #expect(try repo.clean(CleanOptions(directories: true, from: repo.root + "/untracked")).removed == ["untracked/deep.txt"])
+            #expect(FileStat.of(repo.root + "/untracked")?.isDirectory == true)
             expectThrows(RepoError.invalidArgument("'\(dir)' is outside the working tree (\(repo.root))")) {
                 _ = try repo.clean(CleanOptions(paths: [dir]))
             }
@@ -139,6 +142,11 @@ import Testing
             try repo.commitAll("base")
             try writeFile("x", to: repo.root + "/evil\nWould remove a.txt")
             #expect(try repo.clean(CleanOptions(dryRun: true)).removed == ["evil\\x0AWould remove a.txt"])
+            // A path names the file by its real name, not by how it prints.
+            try writeFile("tab", to: repo.root + "/tab\tx.txt")
+            try writeFile("literal", to: repo.root + "/tab\\x09x.txt")
+            #expect(try repo.clean(CleanOptions(dryRun: true, paths: ["tab\\x09x.txt"])).removed == ["tab\\\\x09x.txt"])
+            #expect(try repo.clean(CleanOptions(dryRun: true, paths: ["tab\tx.txt"])).removed == ["tab\\x09x.txt"])
             _ = try repo.clean(CleanOptions())
             #expect(try repo.status().isClean)
 

@@ -195,9 +195,11 @@ extension Repository {
         let ready = prepared?.finish(for: tree, store: objects, knownDigest: { file in
             (try? self.history.knownDigest(of: file, inTree: treeID)) ?? nil
         }) ?? [:]
-        // Forced over what the merge checked at its start, but never over an untracked file the
-        // merged tree would replace (its model card and recipe included).
-        let checkout = try stageCheckout(tree, over: from, force: true, protectUntracked: true, prepared: ready)
+        // Not forced: a merge that stopped (or ran with --no-commit) may find local edits when it is
+        // continued. An edit to a file the merged tree leaves as it was is carried over, as git
+        // does; one it would replace, or an untracked file in its way (its model card and recipe
+        // included), stops the merge before anything is written.
+        let checkout = try stageCheckout(tree, over: from, force: false, operation: "finishing the merge", prepared: ready)
         // The staging hashed every file it wrote: the merge records their SHA-256 (the tree's id
         // does not include them).
         let tree = tree.fillingDigests(from: checkout.staged)

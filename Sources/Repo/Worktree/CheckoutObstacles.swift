@@ -33,7 +33,7 @@ extension Repository {
     /// - Parameters:
     ///   - writes: paths the checkout writes.
     ///   - removals: tracked paths the checkout deletes.
-    func makeRoom(for writes: [String], removals: [String], force: Bool, staging: FileStaging) throws {
+    func makeRoom(for writes: [String], removals: [String], force: Bool, staging: FileStaging, operation: String = "switching") throws {
         let removed = Set(removals)
         var files = Set<String>()
         var untracked: [String] = []
@@ -60,7 +60,7 @@ extension Repository {
             }
             folders.append((path, inside))
         }
-        if !untracked.isEmpty { throw RepoError.dirtyWorktree(operation: "switching", paths: untracked) }
+        if !untracked.isEmpty { throw RepoError.dirtyWorktree(operation: operation, paths: untracked) }
         for path in files.sorted() { staging.removeBeforeRenaming(root + "/" + path) }
         for folder in folders { staging.removeBeforeRenaming(root + "/" + folder.path, files: folder.files.map { root + "/" + $0 }) }
     }

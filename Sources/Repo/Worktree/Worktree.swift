@@ -102,17 +102,36 @@ extension Repository {
     /// absolute paths are resolved, and a path outside the working tree is refused. The root itself
     /// is "".
     public func rootRelative(_ paths: [String], from: String?) throws -> [String] {
-        let top = URL(fileURLWithPath: Repository.absolutePath(root)).standardizedFileURL.path
-        let base = from.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? top
-        if base == top && !paths.contains(where: { $0.hasPrefix("/") || $0.contains("..") }) { return paths }
+        let top = Repository.physicalPath(Repository.absolutePath(root))
+        let base = Repository.physicalPath(from ?? top)
         return try paths.map { spec in
-            let full = URL(fileURLWithPath: spec.hasPrefix("/") ? spec : base + "/" + spec).standardizedFileURL.path
+            // Spelled through a link (an absolute path by way of a linked folder) or not, a path
+            // is compared with the root as the file system resolves both.
+            let full = Repository.physicalPath(spec.hasPrefix("/") ? spec : base + "/" + spec)
             if full == top { return "" }
-            guard full.hasPrefix(top + "/") else {
+            let inside = top == "/" ? "/" : top + "/"
+            guard full.hasPrefix(inside) else {
                 throw RepoError.invalidArgument("'\(spec)' is outside the working tree (\(top))")
             }
-            return String(full.dropFirst(top.count + 1))
+            return String(full.dropFirst(inside.count))
         }
+    }
+
+    /// `path` standardised (`.`, `..`, doubled slashes) with the links of its longest existing
+    /// prefix resolved; the rest (a file not there yet, a glob) is kept as written.
+    static func physicalPath(_ path: String) -> String {
+        let standard = URL(fileURLWithPath: path).standardizedFileURL.path
+        var head = standard, tail: [String] = []
+        while head != "/" && !head.isEmpty {
+            if let resolved = realpath(head, nil) {
+                defer { free(resolved) }
+                let base = String(cString: resolved)
+                return tail.isEmpty ? base : (base == "/" ? "" : base) + "/" + tail.reversed().joined(separator: "/")
+            }
+            tail.append(URL(fileURLWithPath: head).lastPathComponent)
+            head = URL(fileURLWithPath: head).deletingLastPathComponent().path
+        }
+        return "/" + tail.reversed().joined(separator: "/")
     }
 }
 
