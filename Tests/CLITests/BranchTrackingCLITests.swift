@@ -196,12 +196,7 @@ import Testing
 /// `push --dry-run` asks the remote what it lacks and says what a push would send; nothing moves.
 @Suite struct PushDryRunCLITests {
     @Test func aDryRunSendsNothingAndCountsWhatThePushThenSends() throws {
-        let s = try CLISandbox()
-        try s.makeFamily()
-        try s.ok(["init", "--bare", "origin"])
-        try s.ok(["init", "work"])
-        try s.ok(["commit", "-q", "--from", s.path("family/base"), "-m", "base"], in: "work")
-        try s.ok(["remote", "add", "origin", s.path("origin")], in: "work")
+        let s = try CLISandbox.workWithBareOrigin()
         try s.ok(["push", "-q", "-u", "origin", "main"], in: "work")
         try s.ok(["commit", "-q", "--from", s.path("family/math"), "-m", "math"], in: "work")
         let before = try s.ok(["rev-parse", "main"], in: "origin").stdout
@@ -227,12 +222,7 @@ import Testing
 /// that pull from it, and how each would push.
 @Suite struct RemoteShowCLITests {
     @Test func remoteShowTellsHowEachBranchStands() throws {
-        let s = try CLISandbox()
-        try s.makeFamily()
-        try s.ok(["init", "--bare", "origin"])
-        try s.ok(["init", "work"])
-        try s.ok(["commit", "-q", "--from", s.path("family/base"), "-m", "base"], in: "work")
-        try s.ok(["remote", "add", "origin", s.path("origin")], in: "work")
+        let s = try CLISandbox.workWithBareOrigin()
         try s.ok(["branch", "old"], in: "work")
         try s.ok(["branch", "behind"], in: "work")
         try s.ok(["push", "-q", "-u", "origin", "main", "old", "behind"], in: "work")
@@ -336,5 +326,19 @@ import Testing
         try Data("x".utf8).write(to: URL(fileURLWithPath: s.path("repo/sub/stray.txt")))
         #expect(try s.ok(["clean", "-n"], in: "repo/sub").stdout == "Would remove sub/stray.txt\n")
         #expect(try s.ok(["clean", "-n", ".."], in: "repo/sub").stdout == "Would remove stray.txt\nWould remove sub/stray.txt\n")
+    }
+}
+
+extension CLISandbox {
+    /// A family, a bare repository `origin`, and a repository `work` with the base committed and
+    /// `origin` as its remote.
+    static func workWithBareOrigin() throws -> CLISandbox {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.ok(["init", "--bare", "origin"])
+        try s.ok(["init", "work"])
+        try s.ok(["commit", "-q", "--from", s.path("family/base"), "-m", "base"], in: "work")
+        try s.ok(["remote", "add", "origin", s.path("origin")], in: "work")
+        return s
     }
 }

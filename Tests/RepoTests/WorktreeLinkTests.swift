@@ -8,6 +8,15 @@ import Testing
 /// commands that compare the working tree read through them, list what they cannot read, and a
 /// checkout replaces a link without ever writing through it.
 @Suite struct WorktreeLinkTests {
+    /// main and side, each with its own `model.safetensors`; HEAD on side.
+    func twoBranches(_ repo: Repository) throws {
+        try writeFloats([("w", [1, 2])], to: repo.root + "/model.safetensors")
+        _ = try repo.commitAll("one")
+        _ = try repo.switchBranch("side", create: true)
+        try writeFloats([("w", [3, 4])], to: repo.root + "/model.safetensors")
+        _ = try repo.commitAll("two")
+    }
+
     @Test func aTreeCommittedThroughALinkComparesCleanAndSwitchesBothWays() throws {
         try withRepository { repo, dir in
             try writeFloats([("w", [1, 2, 3])], to: dir + "/outside/model.safetensors")
@@ -43,11 +52,7 @@ import Testing
 
     @Test func linksThatAreNotFilesAreListedWithTheReasonAndLeftAlone() throws {
         try withRepository { repo, dir in
-            try writeFloats([("w", [1, 2])], to: repo.root + "/model.safetensors")
-            _ = try repo.commitAll("one")
-            _ = try repo.switchBranch("side", create: true)
-            try writeFloats([("w", [3, 4])], to: repo.root + "/model.safetensors")
-            _ = try repo.commitAll("two")
+            try twoBranches(repo)
             try FileManager.default.createDirectory(atPath: dir + "/folder", withIntermediateDirectories: true)
             try FileManager.default.createSymbolicLink(atPath: repo.root + "/data", withDestinationPath: dir + "/folder")
             try FileManager.default.createSymbolicLink(atPath: repo.root + "/dangling", withDestinationPath: "nowhere")
@@ -73,11 +78,7 @@ import Testing
 
     @Test func aLinkWhereTheCheckoutWritesAFileBlocksUnlessForced() throws {
         try withRepository { repo, dir in
-            try writeFloats([("w", [1, 2])], to: repo.root + "/model.safetensors")
-            _ = try repo.commitAll("one")
-            _ = try repo.switchBranch("side", create: true)
-            try writeFloats([("w", [3, 4])], to: repo.root + "/model.safetensors")
-            _ = try repo.commitAll("two")
+            try twoBranches(repo)
             // The tracked file is replaced by a link to a folder: a change, unreadable as a file.
             try FileManager.default.createDirectory(atPath: dir + "/folder", withIntermediateDirectories: true)
             try writeFile("keep", to: dir + "/folder/x.txt")

@@ -331,28 +331,12 @@ public enum FolderScanner {
 
     /// The names in a folder as raw bytes, sorted, without `.` and `..`.
     static func entries(of dir: String) throws -> [[UInt8]] {
-        guard let handle = opendir(dir) else { throw RepoError.io(path: dir, reason: "cannot list directory: \(errnoDescription())") }
-        defer { closedir(handle) }
-        var names: [[UInt8]] = []
-        while let entry = readdir(handle) {
-            let name = withUnsafePointer(to: &entry.pointee.d_name) { tuple in
-                tuple.withMemoryRebound(to: CChar.self, capacity: MemoryLayout.size(ofValue: tuple.pointee)) { c in
-                    Array(UnsafeRawBufferPointer(start: c, count: strlen(c)))
-                }
-            }
-            if name == [0x2E] || name == [0x2E, 0x2E] { continue }
-            names.append(name)
+        do { return try RawPath(Array(dir.utf8)).entries() } catch let e as RawPath.Failure {
+            throw RepoError.io(path: dir, reason: e.reason)
         }
-        return names.sorted { $0.lexicographicallyPrecedes($1) }
     }
 
-    private static func isDirectory(_ pathBytes: [UInt8]) -> Bool {
-        var st = stat()
-        let rc = (pathBytes + [0]).withUnsafeBufferPointer { p in
-            p.withMemoryRebound(to: CChar.self) { lstat($0.baseAddress!, &st) }
-        }
-        return rc == 0 && st.st_mode & S_IFMT == S_IFDIR
-    }
+    private static func isDirectory(_ pathBytes: [UInt8]) -> Bool { RawPath(pathBytes).isFolder }
 
     /// Refuses two files whose paths differ only in Unicode normalisation (NFC and NFD spellings
     /// of the same name): Swift and mrepo's trees treat such paths as one, the file system as two.
