@@ -325,6 +325,7 @@ import Testing
         try Data("4".utf8).write(to: URL(fileURLWithPath: s.path("repo/sub/config.json")))
         #expect(try s.ok(["diff", "--name-only", "HEAD:./config.json"], in: "repo/sub").stdout == "sub/config.json\n")
         #expect(try s.ok(["diff", "--name-only", "HEAD:../config.json", "HEAD:../config.json"], in: "repo/sub").stdout.isEmpty)
+        expectOneLineError(try s.run(["diff", "HEAD..HEAD", "HEAD"], in: "repo/sub"), status: 64, contains: "a range A..B is one argument")
 
         try Data("x".utf8).write(to: URL(fileURLWithPath: s.path("repo/stray.txt")))
         try Data("x".utf8).write(to: URL(fileURLWithPath: s.path("repo/sub/stray.txt")))
