@@ -265,9 +265,32 @@ import Testing
         try s.ok(["commit", "-q", "--allow-empty", "-m", "unrelated"], in: "repo")
         expectOneLineError(try s.run(["merge", "math"], in: "repo"), contains: "no common ancestor; name one with --base REV")
         try s.ok(["switch", "-q", "--force", "main"], in: "repo")
-        try Data("dirty\n".utf8).write(to: URL(fileURLWithPath: s.path("repo/config.json")))
-        expectOneLineError(try s.run(["merge", "math", "code"], in: "repo"), contains: "merging would overwrite uncommitted changes in config.json")
+        // A local change to a file the merge writes (the model card) stops it before anything is written.
+        try Data("dirty\n".utf8).write(to: URL(fileURLWithPath: s.path("repo/README.md")))
+        expectOneLineError(try s.run(["merge", "math", "code"], in: "repo"), contains: "merging would overwrite uncommitted changes in README.md")
         #expect(try s.ok(["log", "--oneline", "main"], in: "repo").stdout.split(separator: "\n").count == 1, "main did not move")
+    }
+
+    /// A local change to a tracked file that no input changes does not stop a merge (as in git):
+    /// it stays a local change, and the merge records the file as its inputs have it.
+    @Test func localEditsToFilesNoInputChangesAreCarriedOver() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.repository(branches: ["math", "code"])
+        let original = try #require(s.read("repo/config.json"))
+        try (original + Data(" \n".utf8)).write(to: URL(fileURLWithPath: s.path("repo/config.json")))
+        try s.ok(["merge", "-q", "math", "code", "--method", "ties", "--set", "density=0.5"], in: "repo")
+        #expect(s.read("repo/config.json") == original + Data(" \n".utf8), "the edit is still there")
+        #expect(try s.ok(["status", "--porcelain"], in: "repo").stdout == "M config.json\n")
+        #expect(try s.ok(["show", "HEAD:config.json"], in: "repo").stdout.utf8.elementsEqual(original))
+        // A safetensors file stops it whatever the inputs hold: a method may rewrite any tensor.
+        try s.ok(["restore", "config.json"], in: "repo")
+        try s.ok(["reset", "-q", "--hard", "HEAD~1"], in: "repo")
+        let model = try #require(s.read("repo/model.safetensors"))
+        try (model + Data([0])).write(to: URL(fileURLWithPath: s.path("repo/model.safetensors")))
+        expectOneLineError(try s.run(["merge", "math", "code", "--method", "ties", "--set", "density=0.5"], in: "repo"),
+                           contains: "merging would overwrite uncommitted changes in model.safetensors")
+        try s.ok(["fsck"], in: "repo")
     }
 
     /// A mergekit recipe, and MWA weights from the recorded metrics.

@@ -79,6 +79,29 @@ extension Repository {
         try withWriteLock(wait: wait) { try mergeLocked(options) }
     }
 
+    /// The local changes that stop a merge at its start, as in git: a change to a tracked file
+    /// that some input has otherwise than the working tree's baseline (or that the merge writes
+    /// itself: the model card, the recipe, an adapter merge's config), any change to a safetensors
+    /// file, an unreadable file, and an untracked file where the merged tree could put something.
+    /// The others stay as local changes; the staging of the merged tree checks again, so nothing
+    /// is ever overwritten.
+    private func localChangesInTheWay(_ changes: [WorktreeStatus.Change], baseline: Tree, inputs: ResolvedMerge) throws -> [WorktreeStatus.Change] {
+        let generated: Set<String> = ["README.md", "merge_recipe.yml", LoRAConfig.fileName]
+        let ids = Set([inputs.headID, inputs.base] + inputs.branches.map(\.commit) + inputs.experts.map(\.commit))
+        let trees = try ids.map { try tree(of: $0) }
+        var paths = generated
+        for t in trees { paths.formUnion(t.files.map(\.path)) }
+        let folders = PathPolicy.folders(of: Array(paths))
+        return changes.filter { change in
+            if change.kind == .added {
+                return paths.contains(change.path) || folders.contains(change.path) || PathPolicy.hasFileAbove(change.path, in: paths)
+            }
+            if change.reason != nil || generated.contains(change.path) || isSafetensorsPath(change.path) { return true }
+            let mine = baseline.file(at: change.path)?.identity
+            return !trees.allSatisfy { $0.file(at: change.path)?.identity == mine }
+        }
+    }
+
     func mergeLocked(_ options: MergeOptions) throws -> MergeOutcome {
         if try history.mergeState() != nil {
             throw RepoError.invalidArgument("a merge is in progress; finish it with 'mrepo merge --continue' or 'mrepo merge --abort'")
@@ -111,21 +134,9 @@ extension Repository {
         if !options.dryRun {
             let ts = timer.now()
             defer { timer.add("status", since: ts) }
-            var dirty = try status(against: try worktreeBaseline(head: head).tree).changes
-            if dirty.contains(where: { $0.kind == .added }) {
-                // An untracked file stops the merge only where the merged tree could put something
-                // (as in git): the merge never records it, and the checkout leaves it alone.
-                let inputs = [headID, inputs.base] + inputs.branches.map(\.commit) + inputs.experts.map(\.commit)
-                // The files a merge writes besides its inputs' too (the model card, the recipe, an
-                // adapter merge's config); the staging checks the merged tree itself again.
-                var paths: Set<String> = ["README.md", "merge_recipe.yml", LoRAConfig.fileName]
-                for id in Set(inputs) { paths.formUnion(try tree(of: id).files.map(\.path)) }
-                let folders = PathPolicy.folders(of: Array(paths))
-                dirty.removeAll { change in
-                    change.kind == .added && !paths.contains(change.path) && !folders.contains(change.path)
-                        && !PathPolicy.hasFileAbove(change.path, in: paths)
-                }
-            }
+            let baseline = try worktreeBaseline(head: head).tree
+            let changes = try status(against: baseline).changes
+            let dirty = changes.isEmpty ? [] : try localChangesInTheWay(changes, baseline: baseline, inputs: inputs)
             if !dirty.isEmpty { throw RepoError.dirtyWorktree(operation: "merging", paths: dirty.map(\.path)) }
         }
         var options = options
