@@ -216,7 +216,7 @@ extension Repository {
             if options.noCommit {
                 // The candidate's files are staged (written and verified) before the merge state
                 // names them: a corrupt object stops the merge with nothing recorded or written.
-                let checkout = try stageCheckout(tree, over: try worktreeBaseline(head: head).tree, force: false)
+                let checkout = try stageCheckout(tree, over: try worktreeBaseline(head: head).tree, force: false, operation: "merging")
                 do {
                     state.readyTree = tree.id
                     try history.insertTree(tree.fillingDigests(from: checkout.staged), objects: result.newObjects, mergeState: state)
