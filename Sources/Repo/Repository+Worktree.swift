@@ -199,17 +199,17 @@ extension Repository {
     }
 
     @discardableResult
-    func materialize(_ newTree: Tree, over oldTree: Tree, force: Bool) throws -> [StatCacheEntry] {
+    func materialize(_ newTree: Tree, over oldTree: Tree, force: Bool, carryUnchanged: Bool = false) throws -> [StatCacheEntry] {
         var stats = MaterializeStats()
-        return try materialize(newTree, over: oldTree, force: force, stats: &stats)
+        return try materialize(newTree, over: oldTree, force: force, carryUnchanged: carryUnchanged, stats: &stats)
     }
 
     /// Makes the working tree hold `newTree`, given that it held `oldTree`: ``stageCheckout(_:over:force:prepared:)``
     /// then ``finishCheckout(_:)``. A failure before the renames (a local change in the way, a
     /// corrupt object, a full disk) leaves the working tree as it was.
-    func materialize(_ newTree: Tree, over oldTree: Tree, force: Bool, stats: inout MaterializeStats,
+    func materialize(_ newTree: Tree, over oldTree: Tree, force: Bool, carryUnchanged: Bool = false, stats: inout MaterializeStats,
                      prepared: [String: PreparedFile] = [:]) throws -> [StatCacheEntry] {
-        let checkout = try stageCheckout(newTree, over: oldTree, force: force, prepared: prepared)
+        let checkout = try stageCheckout(newTree, over: oldTree, force: force, carryUnchanged: carryUnchanged, prepared: prepared)
         let entries = try finishCheckout(checkout)
         stats = checkout.stats
         return entries
@@ -245,8 +245,11 @@ extension Repository {
     /// - Parameter prepared: files already written and synced elsewhere on this file system (path →
     ///   temporary file), moved beside their destination instead of being decoded again.
     ///
-    /// - Parameter operation: what a refusal names (``RepoError/dirtyWorktree(operation:paths:)``).
-    func stageCheckout(_ newTree: Tree, over oldTree: Tree, force: Bool, operation: String = "switching",
+    /// - Parameters:
+    ///   - operation: what a refusal names (``RepoError/dirtyWorktree(operation:paths:)``).
+    ///   - carryUnchanged: with `force`, still keep local changes to paths the two trees agree on
+    ///     (git's `reset --merge`); only the paths that differ are overwritten.
+    func stageCheckout(_ newTree: Tree, over oldTree: Tree, force: Bool, operation: String = "switching", carryUnchanged: Bool = false,
                        prepared: [String: PreparedFile] = [:]) throws -> StagedCheckout {
         let comparison = try status(against: oldTree)
         try comparison.checkWritable()
@@ -269,6 +272,11 @@ extension Repository {
                 }
             }
             if !blocked.isEmpty { throw RepoError.dirtyWorktree(operation: operation, paths: blocked) }
+        } else if carryUnchanged {
+            for change in changes where change.kind != .added && change.reason == nil && !isInsideNestedRepository(change.path)
+                && oldTree.file(at: change.path)?.identity == newTree.file(at: change.path)?.identity {
+                carried.insert(change.path)
+            }
         }
         var checkout = StagedCheckout(staging: FileStaging(journal: journal))
         var toWrite: [TreeFile] = []

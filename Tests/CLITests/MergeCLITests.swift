@@ -271,6 +271,24 @@ import Testing
         #expect(try s.ok(["log", "--oneline", "main"], in: "repo").stdout.split(separator: "\n").count == 1, "main did not move")
     }
 
+    /// `merge --abort` after `--no-commit` puts back the merge's own files and keeps local changes to
+    /// the others, as git's does.
+    @Test func abortingAMergeKeepsLocalChangesToFilesItDidNotWrite() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.repository(branches: ["math", "code"])
+        let model = try #require(s.read("repo/model.safetensors"))
+        try Data("{}\n".utf8).write(to: URL(fileURLWithPath: s.path("repo/config.json")))
+        try FileManager.default.removeItem(atPath: s.path("repo/tokenizer_config.json"))
+        try s.ok(["merge", "-q", "math", "code", "--method", "ties", "--set", "density=0.5", "--no-commit"], in: "repo")
+        #expect(s.read("repo/model.safetensors") != model, "the candidate is written")
+        try s.ok(["merge", "--abort"], in: "repo")
+        #expect(s.read("repo/model.safetensors") == model)
+        #expect(try s.ok(["status", "--porcelain"], in: "repo").stdout == "M config.json\nD tokenizer_config.json\n")
+        #expect(s.read("repo/config.json") == Data("{}\n".utf8))
+        try s.ok(["fsck"], in: "repo")
+    }
+
     /// A local change to a tracked file that no input changes does not stop a merge (as in git):
     /// it stays a local change, and the merge records the file as its inputs have it.
     @Test func localEditsToFilesNoInputChangesAreCarriedOver() throws {

@@ -81,12 +81,12 @@ extension Repository {
 
     /// The local changes that stop a merge at its start, as in git: a change to a tracked file
     /// that some input has otherwise than the working tree's baseline (or that the merge writes
-    /// itself: the model card, the recipe, an adapter merge's config), any change to a safetensors
-    /// file, an unreadable file, and an untracked file where the merged tree could put something.
+    /// itself: the model card, the recipe, an adapter merge's config, a reversible merge's basis),
+    /// any change to a safetensors file or shard index, an unreadable file, and an untracked file where the merged tree could put something.
     /// The others stay as local changes; the staging of the merged tree checks again, so nothing
     /// is ever overwritten.
     private func localChangesInTheWay(_ changes: [WorktreeStatus.Change], baseline: Tree, inputs: ResolvedMerge) throws -> [WorktreeStatus.Change] {
-        let generated: Set<String> = ["README.md", "merge_recipe.yml", LoRAConfig.fileName]
+        let generated: Set<String> = ["README.md", "merge_recipe.yml", LoRAConfig.fileName, RMMBasisFile.fileName]
         let ids = Set([inputs.headID, inputs.base] + inputs.branches.map(\.commit) + inputs.experts.map(\.commit))
         let trees = try ids.map { try tree(of: $0) }
         var paths = generated
@@ -96,7 +96,9 @@ extension Repository {
             if change.kind == .added {
                 return paths.contains(change.path) || folders.contains(change.path) || PathPolicy.hasFileAbove(change.path, in: paths)
             }
-            if change.reason != nil || generated.contains(change.path) || isSafetensorsPath(change.path) { return true }
+            // A shard index is rebuilt whenever tensors change dtype or file: as a safetensors file.
+            if change.reason != nil || generated.contains(change.path) || isSafetensorsPath(change.path)
+                || change.path.hasSuffix(".safetensors.index.json") { return true }
             let mine = baseline.file(at: change.path)?.identity
             return !trees.allSatisfy { $0.file(at: change.path)?.identity == mine }
         }

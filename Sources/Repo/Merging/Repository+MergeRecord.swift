@@ -121,9 +121,12 @@ extension Repository {
     ///
     /// - Parameter prepared: the merged files written while the merge ran, moved into place
     ///   instead of being decoded again.
+    /// - Parameter operation: what a refusal to overwrite a local change names: "merging", or
+    ///   "finishing the merge" from `merge --continue`.
     func recordMerge(state: MergeState, tree: Tree, objects newObjects: [ObjectInfo], report: ConflictReport,
                      extraMembers: [JSONMember] = [], hookReport: JSONValue? = nil,
-                     prepared: PreparedCheckout? = nil, author pendingAuthor: BackgroundValue<String>? = nil) throws -> RecordedMerge {
+                     prepared: PreparedCheckout? = nil, author pendingAuthor: BackgroundValue<String>? = nil,
+                     operation: String = "merging") throws -> RecordedMerge {
         let head = try history.head()
         guard head.commit == state.head else { throw RepoError.concurrentUpdate(ref: head.branchName ?? "HEAD") }
         let headCommit = try commit(state.head)
@@ -199,7 +202,7 @@ extension Repository {
         // continued. An edit to a file the merged tree leaves as it was is carried over, as git
         // does; one it would replace, or an untracked file in its way (its model card and recipe
         // included), stops the merge before anything is written.
-        let checkout = try stageCheckout(tree, over: from, force: false, operation: "finishing the merge", prepared: ready)
+        let checkout = try stageCheckout(tree, over: from, force: false, operation: operation, prepared: ready)
         // The staging hashed every file it wrote: the merge records their SHA-256 (the tree's id
         // does not include them).
         let tree = tree.fillingDigests(from: checkout.staged)

@@ -117,7 +117,8 @@ extension Repository {
             if let message { state.message = message }
             if let ready = state.readyTree {
                 let report = try savedReport(state)
-                let recorded = try recordMerge(state: state, tree: try history.tree(ready), objects: [], report: report)
+                let recorded = try recordMerge(state: state, tree: try history.tree(ready), objects: [], report: report,
+                                               operation: "finishing the merge")
                 return (recorded.commit, try finishMerge(recorded))
             }
             let context = try self.context(of: state)
@@ -138,7 +139,7 @@ extension Repository {
                 let tree = try context.buildTree(decided: state.decided, recipe: recipe, report: report,
                                                  recipeYAML: yaml, batch: batch, newObjects: &newObjects)
                 try batch.finish()
-                recorded = try recordMerge(state: state, tree: tree, objects: newObjects, report: report)
+                recorded = try recordMerge(state: state, tree: tree, objects: newObjects, report: report, operation: "finishing the merge")
             } catch {
                 batch.rollback()
                 throw error
@@ -161,7 +162,9 @@ extension Repository {
             }
             guard let state else { throw RepoError.invalidArgument("no merge in progress") }
             if let ready = state.readyTree {
-                let entries = try materialize(try tree(of: state.head), over: try history.tree(ready), force: true)
+                // The merge's files go back to HEAD's; local changes to files it did not write stay
+                // (as git's merge --abort keeps them).
+                let entries = try materialize(try tree(of: state.head), over: try history.tree(ready), force: true, carryUnchanged: true)
                 history.saveStatCacheOpportunistically(entries, removing: [])
                 try history.clearWorktreeView()
             }
