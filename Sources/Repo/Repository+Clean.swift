@@ -76,7 +76,7 @@ extension Repository {
     /// The folder `from` (relative to the root) and every folder above it; empty from the root.
     private func currentFolders(_ from: String?) throws -> Set<String> {
         guard let from, let here = try rootRelative([from], from: nil).first, !here.isEmpty else { return [] }
-        return PathPolicy.folders(of: [here + "/x"])
+        return Set([here] + PathPolicy.parents(of: here))
     }
 
     /// Deletes a file, a link or a folder with its content, never following a link.
@@ -102,15 +102,10 @@ private struct CleanWalk {
     /// What to delete, as raw relative paths (a folder whole).
     var removals: [[UInt8]] = []
 
-    init(root: String, options: CleanOptions, ignore: IgnoreRules, tracked: Set<String>, trackedFolders: Set<String>, specs: [String],
-         kept: Set<String>) {
-        self.kept = kept
-        self.root = root
-        self.options = options
-        self.ignore = ignore
-        self.tracked = tracked
-        self.trackedFolders = trackedFolders
-        self.specs = specs
+    /// A relative path as printed: escaped, so that a name with a line feed cannot pass for two
+    /// lines of output, and byte by byte where it is not UTF-8.
+    static func shown(_ rel: [UInt8]) -> String {
+        String(validating: rel, as: UTF8.self).map(DisplayText.escaping) ?? DisplayText.escaping(bytes: rel)
     }
 
     /// Visits a folder (relative bytes; empty for the root) and records what goes. Returns whether
@@ -129,11 +124,10 @@ private struct CleanWalk {
         for name in names {
             let rel = folder.isEmpty ? name : folder + [UInt8(ascii: "/")] + name
             let text = String(validating: rel, as: UTF8.self)
-            // Shown escaped: a name with a line feed must not pass for two lines of output.
-            let shown = text.map(DisplayText.escaping) ?? DisplayText.escaping(bytes: rel)
+            let shown = CleanWalk.shown(rel)
             let path = top.appending(rel)
-            guard path.exists else { continue }
-            let isFolder = path.isFolder
+            guard let st = path.status() else { continue }
+            let isFolder = st.st_mode & S_IFMT == S_IFDIR
             // Never ours to remove: the store, git's, and files some mrepo process is writing.
             if (folder.isEmpty && text == Repository.directoryName) || name == Array(".git".utf8)
                 || name.starts(with: Array(AtomicFileWriter.temporaryPrefix.utf8)) {
@@ -190,7 +184,7 @@ private struct CleanWalk {
         }
         for item in chosen {
             removals.append(item.path)
-            let shown = String(validating: item.path, as: UTF8.self).map(DisplayText.escaping) ?? DisplayText.escaping(bytes: item.path)
+            let shown = CleanWalk.shown(item.path)
             result.removed.append(item.isFolder ? shown + "/" : shown)
         }
         return everything
@@ -205,7 +199,7 @@ private struct CleanWalk {
     /// Forgets what was recorded below a folder that goes whole.
     private mutating func dropRecorded(under folder: [UInt8]) {
         let prefix = folder + [UInt8(ascii: "/")]
-        let shownPrefix = (String(validating: folder, as: UTF8.self).map(DisplayText.escaping) ?? DisplayText.escaping(bytes: folder)) + "/"
+        let shownPrefix = CleanWalk.shown(folder) + "/"
         removals.removeAll { $0.starts(with: prefix) }
         result.removed.removeAll { $0.hasPrefix(shownPrefix) }
     }

@@ -6,8 +6,9 @@ public struct TagDescription: Sendable, Equatable {
     public var commit: ObjectID
     /// The nearest tag, or nil when no tag qualifies.
     public var tag: String?
-    /// Commits reachable from `commit` and not from the tag (0: the commit is the tagged one).
-    public var distance: Int
+    /// Commits reachable from `commit` and not from the tag (0: the commit is the tagged one);
+    /// nil when no tag qualifies.
+    public var distance: Int?
     /// With `dirty`: whether the working tree differs from HEAD.
     public var dirty: Bool?
 }
@@ -39,7 +40,7 @@ extension Repository {
             if let b = best, (b.distance, -b.timestamp, b.name) <= (distance, -t.timestamp, t.name) { continue }
             best = (distance, t.timestamp, t.name)
         }
-        return TagDescription(commit: commit, tag: best?.name, distance: best?.distance ?? 0,
+        return TagDescription(commit: commit, tag: best?.name, distance: best?.distance,
                               // As git: changes to tracked files make it dirty, untracked files do not.
                               dirty: dirty ? try status().changes.contains { $0.kind != .added } : nil)
     }

@@ -27,6 +27,15 @@ public struct TensorDiff: Sendable {
     public var changedFraction: Double?
     /// cos(old − base, new − base) when both sides changed the tensor since their merge base.
     public var cosine: Double?
+
+    /// Takes the numbers of an element-wise comparison (``Repository/compare(_:_:base:progress:)``).
+    mutating func record(_ change: ChangeStatistics, _ pair: TaskVectorPairStatistics?) {
+        status = change.changedCount == 0 ? .unchanged : .changed
+        changeNorm = change.changeNorm
+        relativeChange = change.relativeChange
+        changedFraction = change.changedFraction
+        cosine = pair?.cosine
+    }
 }
 
 /// A file that is not a tensor container, or whose header alone changed.
@@ -97,10 +106,10 @@ extension Repository {
         var revs = revisions
         var paths = typed
         for (i, r) in revs.enumerated() {
-            if let (rev, typed) = Repository.splitPathRevision(r) {
+            if let (rev, spec) = Repository.splitPathRevision(r) {
                 revs[i] = rev
                 // REV:path is from the root, as in git; REV:./path and REV:../path from the current folder.
-                let path = typed.hasPrefix("./") || typed.hasPrefix("../") ? try rootRelative([typed], from: from)[0] : typed
+                let path = spec.hasPrefix("./") || spec.hasPrefix("../") ? try rootRelative([spec], from: from)[0] : spec
                 if !paths.contains(path) { paths.append(path) }
             }
         }
@@ -198,11 +207,7 @@ extension Repository {
             try oldReader.finish()
             try newReader.finish()
             try baseReader?.finish()
-            d.status = change.changedCount == 0 ? .unchanged : .changed
-            d.changeNorm = change.changeNorm
-            d.relativeChange = change.relativeChange
-            d.changedFraction = change.changedFraction
-            d.cosine = pair?.cosine
+            d.record(change, pair)
             out.append(d)
         }
         counter.finish()

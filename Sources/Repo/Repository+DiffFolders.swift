@@ -15,7 +15,7 @@ extension Repository {
         let name = bothFiles ? URL(fileURLWithPath: new).lastPathComponent : nil
         let a = try FolderSide(old, name: name), b = try FolderSide(new, name: name)
         // Parsing every safetensors header first: a damaged file is an error naming it.
-        let oldTensors = try a.tensors(), newTensors = try b.tensors()
+        let (oldFiles, oldTensors) = try a.parse(), (newFiles, newTensors) = try b.parse()
         var files: [FileDiff] = []
         // What cannot be read as a file (a link to a folder or to nothing, a name that is not
         // UTF-8): compared as far as it can be, never passed over.
@@ -38,7 +38,12 @@ extension Repository {
             case let (x?, y?):
                 // A safetensors file shows here when its header changed (its tensors are compared
                 // below), as in a diff of two revisions; any other file when its bytes did.
-                let same = isSafetensorsPath(path) ? try FolderSide.sameHeader(x, y) : try FolderSide.sameBytes(x, y)
+                let same: Bool
+                if let hx = oldFiles[path]?.headerBytes, let hy = newFiles[path]?.headerBytes {
+                    same = hx.elementsEqual(hy)
+                } else {
+                    same = try FolderSide.sameBytes(x, y)
+                }
                 if !same { files.append(FileDiff(path: path, status: .changed)) }
             default: break
             }
@@ -57,13 +62,10 @@ extension Repository {
             guard let y else { d.status = .removed; out.append(d); continue }
             if x.info.dtype != y.info.dtype || x.info.shape != y.info.shape { d.status = .retyped; out.append(d); continue }
             let oldReader = TensorReader(file: x.file, tensor: x.info), newReader = TensorReader(file: y.file, tensor: y.info)
-            let (change, _) = try compare(oldReader, newReader, base: nil, progress: counter)
+            let (change, pair) = try compare(oldReader, newReader, base: nil, progress: counter)
             try oldReader.finish()
             try newReader.finish()
-            d.status = change.changedCount == 0 ? .unchanged : .changed
-            d.changeNorm = change.changeNorm
-            d.relativeChange = change.relativeChange
-            d.changedFraction = change.changedFraction
+            d.record(change, pair)
             out.append(d)
         }
         counter.finish()
@@ -94,30 +96,18 @@ private struct FolderSide {
         for (p, reason) in scan.unstorable { unreadable[p] = (reason, scan.linkTargets[p]) }
     }
 
-    /// Every tensor of the side's safetensors files, by name (the first file in path order wins a
-    /// name given twice, as in a tree).
-    func tensors() throws -> [String: (path: String, file: SafetensorsFile, info: TensorInfo)] {
-        var out: [String: (path: String, file: SafetensorsFile, info: TensorInfo)] = [:]
+    /// The side's safetensors files, parsed, by path; and every tensor of them by name (the first
+    /// file in path order wins a name given twice, as in a tree).
+    func parse() throws -> ([String: SafetensorsFile], [String: (path: String, file: SafetensorsFile, info: TensorInfo)]) {
+        var parsed: [String: SafetensorsFile] = [:]
+        var tensors: [String: (path: String, file: SafetensorsFile, info: TensorInfo)] = [:]
         for path in files.keys.sorted() where isSafetensorsPath(path) {
             let file: SafetensorsFile
             do { file = try SafetensorsFile(path: files[path]!, displayName: files[path]!) } catch { throw RepoError.delta(error) }
-            for t in file.tensors where out[t.name] == nil { out[t.name] = (path, file, t) }
+            parsed[path] = file
+            for t in file.tensors where tensors[t.name] == nil { tensors[t.name] = (path, file, t) }
         }
-        return out
-    }
-
-    /// Whether two safetensors files have the same header bytes (length prefix included).
-    static func sameHeader(_ a: String, _ b: String) throws -> Bool {
-        func header(_ path: String) throws -> Data {
-            guard let f = FileHandle(forReadingAtPath: path) else { throw RepoError.io(path: path, reason: "cannot read") }
-            defer { try? f.close() }
-            let prefix = f.readData(ofLength: 8)
-            guard prefix.count == 8 else { return prefix }
-            let n = prefix.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self).littleEndian }
-            // The file parsed as safetensors before this is asked, so the length is sane.
-            return prefix + f.readData(ofLength: Int(min(n, 100 << 20)))
-        }
-        return try header(a) == header(b)
+        return (parsed, tensors)
     }
 
     /// Whether two files hold the same bytes (compared in blocks).

@@ -72,26 +72,25 @@ extension Repository {
             let missing = try await mover.remoteMissing(needed.map(\.id))
             let toSend = needed.filter { missing.contains($0.id) }
             counter.finish()
-            if options.dryRun {
-                result.bytes = toSend.reduce(0) { $0 + $1.storedByteCount } + records.reduce(0) { $0 + $1.encoded().count }
-                result.objects = toSend.count
-                result.skippedObjects = needed.count - toSend.count
-                result.commits = records.count
-                return
-            }
-            let sendCounter = ProgressCounter(progress, title: "push \(remote.name)", total: toSend.reduce(0) { $0 + $1.storedByteCount })
-            defer { sendCounter.finish() }
-            result.bytes += try await ObjectMover(repository: self, transport: transport, progress: sendCounter).upload(toSend)
             result.objects = toSend.count
             result.skippedObjects = needed.count - toSend.count
+            result.commits = records.count
+            let objectBytes = toSend.reduce(0) { $0 + $1.storedByteCount }
+            let recordBytes = records.reduce(0) { $0 + $1.encoded().count }
+            if options.dryRun {
+                result.bytes = objectBytes + recordBytes
+                return
+            }
+            let sendCounter = ProgressCounter(progress, title: "push \(remote.name)", total: objectBytes)
+            defer { sendCounter.finish() }
+            result.bytes += try await ObjectMover(repository: self, transport: transport, progress: sendCounter).upload(toSend)
             if !records.isEmpty {
                 try await transport.putCommits(records)
-                result.bytes += records.reduce(0) { $0 + $1.encoded().count }
+                result.bytes += recordBytes
             }
-            result.commits = records.count
         }
         if options.dryRun {
-            result.refs = updates.map { RefChange(name: $0.name, kind: $0.kind, old: $0.expectedID, new: $0.newID, forced: $0.force) }
+            result.refs = updates.map(\.change)
             return result
         }
         // Refs last, one compare-and-swap each.
@@ -99,7 +98,7 @@ extension Repository {
         for u in updates {
             do {
                 try await transport.updateRef(u)
-                result.refs.append(RefChange(name: u.name, kind: u.kind, old: u.expectedID, new: u.newID, forced: u.force))
+                result.refs.append(u.change)
             } catch {
                 firstError = firstError ?? error
                 result.rejected.append((u.name, RepoError.wrap(error).description))
@@ -208,4 +207,9 @@ extension Repository {
             throw RepoError.remote("\(transport.url): cannot push \(boundary.short): its history below this shallow clone's boundary (\(lacking.short)) is not there; run 'mrepo fetch --unshallow' first; nothing was sent")
         }
     }
+}
+
+extension RefUpdate {
+    /// The ref change this update makes once it lands.
+    var change: RefChange { RefChange(name: name, kind: kind, old: expectedID, new: newID, forced: force) }
 }

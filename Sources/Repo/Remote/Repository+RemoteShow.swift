@@ -88,13 +88,15 @@ extension Repository {
                 continue
             }
             let state: RemoteReport.PushState
-            if there.targetID == t.target {
-                state = .upToDate
-            } else if let id = there.targetID, try history.commit(id) != nil {
-                if try isAncestor(id, of: t.target) { state = .fastForwardable }
-                else if try isAncestor(t.target, of: id) { state = .localOutOfDate }
-                else { state = .diverged }
+            if let id = there.targetID, try history.commit(id) != nil {
+                switch try aheadBehind(t.target, id) {
+                case (0, 0): state = .upToDate
+                case (_, 0): state = .fastForwardable
+                case (0, _): state = .localOutOfDate
+                default: state = .diverged
+                }
             } else {
+                // The remote holds a commit this repository has not fetched.
                 state = .localOutOfDate
             }
             pushes.append(.init(local: t.local, remoteBranch: t.remoteBranch, state: state))

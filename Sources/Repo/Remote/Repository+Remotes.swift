@@ -206,9 +206,15 @@ extension Repository {
             try history.remoteRef(remote: "origin", name: branch).map { Upstream(remote: $0.remote, branch: $0.name) }
         }()
         guard let upstream, let tracking = try history.remoteRef(remote: upstream.remote, name: upstream.branch) else { return nil }
+        let (ahead, behind) = try aheadBehind(local, tracking.target)
+        return TrackingStatus(upstream: tracking.fullName, ahead: ahead, behind: behind)
+    }
+
+    /// Commits reachable from `local` and not from `other`, and the other way round.
+    func aheadBehind(_ local: ObjectID, _ other: ObjectID) throws -> (ahead: Int, behind: Int) {
         let mine = try ancestors(of: local)
-        let theirs = try ancestors(of: tracking.target)
-        return TrackingStatus(upstream: tracking.fullName, ahead: mine.subtracting(theirs).count, behind: theirs.subtracting(mine).count)
+        let theirs = try ancestors(of: other)
+        return (mine.subtracting(theirs).count, theirs.subtracting(mine).count)
     }
 
     /// The remote-tracking branch that `switch NAME` starts a new branch from, when NAME exists on

@@ -54,27 +54,25 @@ public enum PathPolicy {
         return path
     }
 
-    /// Every folder above the files of `paths`, as relative paths.
-    public static func folders(of paths: [String]) -> Set<String> {
-        var out = Set<String>()
-        for path in paths {
-            var parts = path.split(separator: "/").dropLast()
-            while !parts.isEmpty {
-                out.insert(parts.joined(separator: "/"))
-                parts = parts.dropLast()
-            }
+    /// The folders above a relative path, nearest first (`a/b/c` → `a/b`, `a`).
+    public static func parents(of path: String) -> [String] {
+        var parts = path.split(separator: "/").dropLast()
+        var out: [String] = []
+        while !parts.isEmpty {
+            out.append(parts.joined(separator: "/"))
+            parts = parts.dropLast()
         }
         return out
     }
 
+    /// Every folder above the files of `paths`, as relative paths.
+    public static func folders(of paths: [String]) -> Set<String> {
+        Set(paths.flatMap(parents(of:)))
+    }
+
     /// Whether one of the folders above `path` is a file in `paths`.
     public static func hasFileAbove(_ path: String, in paths: Set<String>) -> Bool {
-        var parts = path.split(separator: "/").dropLast()
-        while !parts.isEmpty {
-            if paths.contains(parts.joined(separator: "/")) { return true }
-            parts = parts.dropLast()
-        }
-        return false
+        parents(of: path).contains(where: paths.contains)
     }
 
     /// Checks that no directory between `root` and `root/path` is a symbolic link, so writing
@@ -295,8 +293,9 @@ public enum FolderScanner {
                     let what = FileStat.of(abs, followLinks: true)?.isDirectory == true ? "a folder" : "nothing mrepo can store"
                     if symlinks == .readThrough {
                         let pointee = FileStat.of(abs, followLinks: true) == nil ? "nothing (a broken link)" : what
-                        out.linkTargets[rel] = linkText(abs)
-                        out.unstorable[rel] = "a symbolic link to \(pointee) (\(linkText(abs))), which a tree cannot store; list it in .mrepoignore to hide it"
+                        let text = linkText(abs)
+                        out.linkTargets[rel] = text
+                        out.unstorable[rel] = "a symbolic link to \(pointee) (\(text)), which a tree cannot store; list it in .mrepoignore to hide it"
                         continue
                     }
                     throw RepoError.unsafePath(rel, reason: "is a symbolic link to \(what); --dereference follows links to regular files only (copy the folder in, or list the link in .mrepoignore)")

@@ -53,9 +53,9 @@ struct DescribeCommand: ParsableCommand {
         let d = try repo.describe(rev, anyTag: tags, match: match, exclude: exclude, dirty: dirty)
         let id = String(d.commit.hex.prefix(abbrev == 0 ? 12 : abbrev))
         var text: String
-        if let tag = d.tag {
+        if let tag = d.tag, let distance = d.distance {
             // --abbrev=0: the nearest tag alone (`git describe --tags --abbrev=0`, the latest release).
-            text = abbrev == 0 || (d.distance == 0 && !long) ? tag : "\(tag)-\(d.distance)-g\(id)"
+            text = abbrev == 0 || (distance == 0 && !long) ? tag : "\(tag)-\(distance)-g\(id)"
         } else if always {
             text = id
         } else {
@@ -64,7 +64,7 @@ struct DescribeCommand: ParsableCommand {
         }
         if d.dirty == true { text += "-dirty" }
         if json {
-            try printJSON(DescribeDocument(commit: d.commit.hex, description: text, tag: OrNull(d.tag), distance: OrNull(d.tag == nil ? nil : d.distance),
+            try printJSON(DescribeDocument(commit: d.commit.hex, description: text, tag: OrNull(d.tag), distance: OrNull(d.distance),
                                            dirty: OrNull(d.dirty)))
         } else {
             print(text)

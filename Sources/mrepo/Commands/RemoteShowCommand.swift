@@ -25,6 +25,9 @@ struct RemoteShowCommand: ParsableCommand {
     @Flag(help: "Print the result as JSON.")
     var json = false
 
+    /// git's columns: a name padded to the longest of its list.
+    private func pad(_ text: String, _ width: Int) -> String { text.padding(toLength: width, withPad: " ", startingAt: 0) }
+
     func run() throws {
         let repo = try repository.open(access: .readOnly)
         let (name, query) = (name, !noQuery)
@@ -47,31 +50,25 @@ struct RemoteShowCommand: ParsableCommand {
                 case .tracked?: state = "tracked"
                 case .new?: state = "new (next fetch will store in \(r.name)/\(b.name))"
                 case .stale?: state = "stale (use 'mrepo fetch --prune \(r.name)' to remove)"
-                case nil: state = ""
+                case nil:
+                    print("    \(b.name)")
+                    continue
                 }
-                print("    \(b.name.padding(toLength: width, withPad: " ", startingAt: 0)) \(state)".trimmingTrailingSpaces)
+                print("    \(pad(b.name, width)) \(state)")
             }
         }
         if !r.pulls.isEmpty {
             print("  Local branch\(r.pulls.count == 1 ? "" : "es") configured for 'mrepo pull':")
             let width = r.pulls.map(\.local.count).max() ?? 0
-            for p in r.pulls { print("    \(p.local.padding(toLength: width, withPad: " ", startingAt: 0)) merges with remote \(p.remoteBranch)") }
+            for p in r.pulls { print("    \(pad(p.local, width)) merges with remote \(p.remoteBranch)") }
         }
         if !r.pushes.isEmpty {
             print("  Local ref\(r.pushes.count == 1 ? "" : "s") configured for 'mrepo push':")
             let width = r.pushes.map(\.local.count).max() ?? 0
             let target = r.pushes.map(\.remoteBranch.count).max() ?? 0
             for p in r.pushes {
-                print("    \(p.local.padding(toLength: width, withPad: " ", startingAt: 0)) pushes to \(p.remoteBranch.padding(toLength: target, withPad: " ", startingAt: 0)) (\(p.state.rawValue))")
+                print("    \(pad(p.local, width)) pushes to \(pad(p.remoteBranch, target)) (\(p.state.rawValue))")
             }
         }
-    }
-}
-
-private extension String {
-    var trimmingTrailingSpaces: String {
-        var s = self
-        while s.hasSuffix(" ") { s.removeLast() }
-        return s
     }
 }
