@@ -50,14 +50,15 @@ extension Repository {
         try refuseDuringMerge(kind)
         let head = try history.head()
         guard let headID = head.commit else { throw RepoError.invalidArgument("HEAD has no commits yet") }
-        let dirty = try status(against: try worktreeBaseline(head: head).tree).changes.map(\.path)
-        if !dirty.isEmpty { throw RepoError.dirtyWorktree(operation: kind, paths: dirty) }
+        // Local changes stop the change only where it writes, as in git: the exact path's staging
+        // refuses a changed file the new tree has otherwise (and an untracked file where it writes),
+        // the arithmetic path has the merge's own rule; other local changes stay local changes.
         let headTree = try tree(of: headID)
         if let patched = Repository.patch(headTree, from: try tree(of: from), to: try tree(of: to)) {
             if patched.id == headTree.id {
                 throw RepoError.invalidArgument("\(kind): the change is already in HEAD; nothing to commit")
             }
-            let c = try recordTreeCommit(patched, head: head, headID: headID, message: message, metrics: metrics, reflog: kind)
+            let c = try recordTreeCommit(patched, head: head, headID: headID, message: message, metrics: metrics, reflog: kind, operation: kind)
             return ApplyResult(commit: c, exact: true, merge: nil)
         }
         // HEAD changed some of the same tensors: HEAD + (to − from), one-sided changes taken as they are.
@@ -67,6 +68,7 @@ extension Repository {
         options.singleParent = true
         options.oneSided = .take
         options.metrics = metrics
+        options.operation = kind
         let outcome = try mergeLocked(options)
         var committed: Commit?
         if case let .committed(c) = outcome.status {
@@ -109,10 +111,12 @@ extension Repository {
 
     /// Records a commit of an existing tree (every object stored already) on HEAD and makes the
     /// working tree hold it: files staged first, then one transaction (commit, ref, reflog,
-    /// ORIG_HEAD), then the renames.
-    func recordTreeCommit(_ tree: Tree, head: Head, headID: ObjectID, message: String, metrics: [Commit.Metric], reflog: String) throws -> Commit {
+    /// ORIG_HEAD), then the renames. Local changes to paths HEAD and `tree` agree on stay local
+    /// changes; one where they differ stops it before anything is written, named as `operation`.
+    func recordTreeCommit(_ tree: Tree, head: Head, headID: ObjectID, message: String, metrics: [Commit.Metric], reflog: String,
+                          operation: String) throws -> Commit {
         let headCommit = try commit(headID)
-        let checkout = try stageCheckout(tree, over: try worktreeBaseline(head: head).tree, force: false)
+        let checkout = try stageCheckout(tree, over: try worktreeBaseline(head: head).tree, force: false, operation: operation)
         let commit: Commit
         do {
             let author = Repository.defaultAuthor()

@@ -117,7 +117,8 @@ import Testing
         try s.ok(["merge", "-q", "math", "code", "--method", "ties", "--set", "density=0.5", "--no-commit"], in: "repo")
         let card = try #require(s.read("repo/README.md"))
         try (card + Data("my notes\n".utf8)).write(to: URL(fileURLWithPath: s.path("repo/README.md")))
-        try s.ok(["merge", "-q", "--continue"], in: "repo")
+        let done = try s.json(try s.ok(["merge", "--continue", "--json"], in: "repo")) as? [String: Any]
+        #expect(done?["kept_local_changes"] as? [String] == ["README.md"], "the edit left out of the commit is named")
         #expect(s.read("repo/README.md") == card + Data("my notes\n".utf8), "the edit is still there")
         #expect(try s.ok(["status", "--porcelain"], in: "repo").stdout == "M README.md\n")
         #expect(try s.ok(["show", "HEAD:README.md"], in: "repo").stdout.contains("my notes") == false, "the merge recorded its own card")

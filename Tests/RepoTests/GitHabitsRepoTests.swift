@@ -151,6 +151,61 @@ private func worktreeValues(_ repo: Repository, _ name: String) throws -> [Float
         }
     }
 
+    @Test func revertAndCherryPickKeepLocalChangesTheyDoNotWrite() throws {
+        try withRepository { repo, _ in
+            try "{\"a\": 1}".write(toFile: repo.root + "/config.json", atomically: true, encoding: .utf8)
+            _ = try commitTensors(repo, ["t1": [1, 1], "t2": [1, 1]], "a")
+            let b = try commitTensors(repo, ["t1": [2, 2], "t2": [1, 1]], "b")
+            let c = try commitTensors(repo, ["t1": [2, 2], "t2": [3, 3]], "c")
+            let committedTree = try repo.tree(of: c)
+            // An optimizer state nobody tracks and an edited config the revert does not touch.
+            try Data(repeating: 7, count: 64).write(to: URL(fileURLWithPath: repo.root + "/optimizer.pt"))
+            try "{\"a\": 2}".write(toFile: repo.root + "/config.json", atomically: true, encoding: .utf8)
+            let r = try repo.revert(b.hex)
+            #expect(r.exact)
+            let reverted = try #require(r.commit)
+            #expect(try repo.tree(of: reverted.id).file(at: "config.json")?.identity == committedTree.file(at: "config.json")?.identity)
+            #expect(try repo.tree(of: reverted.id).file(at: "optimizer.pt") == nil)
+            #expect(try String(contentsOfFile: repo.root + "/config.json", encoding: .utf8) == "{\"a\": 2}")
+            #expect(FileManager.default.contents(atPath: repo.root + "/optimizer.pt") == Data(repeating: 7, count: 64))
+            #expect(try worktreeValues(repo, "t1") == [1, 1])
+            let changes = try repo.status().changes.map { "\($0.kind) \($0.path)" }.sorted()
+            #expect(changes == ["added optimizer.pt", "modified config.json"])
+
+            // Task arithmetic (t1 moved on since b) keeps them as well.
+            _ = try repo.reset(to: "ORIG_HEAD", mode: .hard)
+            #expect(try repo.headCommit() == c)
+            try FileManager.default.removeItem(atPath: repo.root + "/optimizer.pt")
+            let d = try commitTensors(repo, ["t1": [5, 5], "t2": [3, 3]], "d")
+            try "{\"a\": 3}".write(toFile: repo.root + "/config.json", atomically: true, encoding: .utf8)
+            try Data(repeating: 9, count: 64).write(to: URL(fileURLWithPath: repo.root + "/optimizer.pt"))
+            let p = try repo.revert(b.hex)
+            #expect(!p.exact && p.commit?.parents == [d])
+            #expect(try worktreeValues(repo, "t1") == [4, 4])
+            #expect(try String(contentsOfFile: repo.root + "/config.json", encoding: .utf8) == "{\"a\": 3}")
+            #expect(FileManager.default.contents(atPath: repo.root + "/optimizer.pt") == Data(repeating: 9, count: 64))
+        }
+    }
+
+    @Test func revertRefusesAChangedFileItWouldWriteAndChangesNothing() throws {
+        try withRepository { repo, _ in
+            _ = try commitTensors(repo, ["t1": [1, 1]], "a")
+            let b = try commitTensors(repo, ["t1": [2, 2]], "b")
+            try SafetensorsWriter.write(path: repo.root + "/model.safetensors", tensors: [("t1", .f32, [2], Array(repeating: 0, count: 8))], metadata: [])
+            let edited = FileManager.default.contents(atPath: repo.root + "/model.safetensors")
+            expectThrows(RepoError.dirtyWorktree(operation: "revert", paths: ["model.safetensors"])) { _ = try repo.revert(b.hex) }
+            #expect(try repo.headCommit() == b)
+            #expect(FileManager.default.contents(atPath: repo.root + "/model.safetensors") == edited)
+            // Where the change needs arithmetic, the merge's rule stops it, naming the command.
+            try SafetensorsWriter.write(path: repo.root + "/model.safetensors", tensors: [("t1", .f32, [2], Array(repeating: 0, count: 8))], metadata: [])
+            _ = try repo.switchBranch("side", create: true, force: true)
+            let c = try commitTensors(repo, ["t1": [5, 5]], "c")
+            try SafetensorsWriter.write(path: repo.root + "/model.safetensors", tensors: [("t1", .f32, [2], Array(repeating: 0, count: 8))], metadata: [])
+            expectThrows(RepoError.dirtyWorktree(operation: "cherry-pick", paths: ["model.safetensors"])) { _ = try repo.cherryPick(b.hex) }
+            #expect(try repo.headCommit() == c)
+        }
+    }
+
     @Test func stashPutsChangesAsideAndPopBringsThemBack() throws {
         try withRepository { repo, _ in
             let a = try commitTensors(repo, ["t1": [1, 1]], "a")

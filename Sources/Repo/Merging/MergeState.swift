@@ -72,6 +72,9 @@ public struct MergeOptions: Sendable {
     public var dryRun: Bool
     /// More members of the merge commit's `extra` (a search's record, `extra.search`).
     public var extraMembers: [JSONMember] = []
+    /// What a refusal to overwrite a local change names: "merging", or the command that applies
+    /// a change through the merge machinery ("revert", "cherry-pick").
+    public var operation = "merging"
 
     public init(branches: [String], recipe: MergeRecipe, base: String? = nil, message: String? = nil, outputDType: DType? = nil,
                 vocabulary: VocabularyPolicy? = nil, thresholds: ConflictThresholds = ConflictThresholds(),

@@ -139,7 +139,7 @@ extension Repository {
             let baseline = try worktreeBaseline(head: head).tree
             let changes = try status(against: baseline).changes
             let dirty = changes.isEmpty ? [] : try localChangesInTheWay(changes, baseline: baseline, inputs: inputs)
-            if !dirty.isEmpty { throw RepoError.dirtyWorktree(operation: "merging", paths: dirty.map(\.path)) }
+            if !dirty.isEmpty { throw RepoError.dirtyWorktree(operation: options.operation, paths: dirty.map(\.path)) }
         }
         var options = options
         // One expert without a method is git's merge of a branch: its tensors as they are.
@@ -218,7 +218,7 @@ extension Repository {
             if options.noCommit {
                 // The candidate's files are staged (written and verified) before the merge state
                 // names them: a corrupt object stops the merge with nothing recorded or written.
-                let checkout = try stageCheckout(tree, over: try worktreeBaseline(head: head).tree, force: false, operation: "merging")
+                let checkout = try stageCheckout(tree, over: try worktreeBaseline(head: head).tree, force: false, operation: options.operation)
                 do {
                     state.readyTree = tree.id
                     try history.insertTree(tree.fillingDigests(from: checkout.staged), objects: result.newObjects, mergeState: state)
@@ -230,7 +230,8 @@ extension Repository {
             } else {
                 let trec = timer.now()
                 let recorded = try recordMerge(state: state, tree: tree, objects: result.newObjects, report: result.report,
-                                               extraMembers: options.extraMembers, prepared: context.prepared, author: author)
+                                               extraMembers: options.extraMembers, prepared: context.prepared, author: author,
+                                               operation: options.operation)
                 timer.add("record", since: trec)
                 committed = (recorded, result.report)
             }

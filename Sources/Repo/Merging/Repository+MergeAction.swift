@@ -15,8 +15,9 @@ public enum MergeAction: Sendable {
 public enum MergeActionResult: Sendable {
     /// A merge ran (committed, fast-forwarded, stopped on conflicts, planned…).
     case merged(MergeOutcome)
-    /// The merge in progress was committed on `branch` (nil: detached HEAD).
-    case finished(Commit, branch: String?, warnings: [String])
+    /// The merge in progress was committed on `branch` (nil: detached HEAD); `keptLocal` lists the
+    /// tracked files whose local changes stay out of the commit, as local changes.
+    case finished(Commit, branch: String?, warnings: [String], keptLocal: [String])
     /// The merge in progress was abandoned; HEAD is at `head` again.
     case aborted(head: ObjectID?)
 }
@@ -28,8 +29,8 @@ extension Repository {
         case let .start(options):
             return .merged(try merge(options, wait: wait))
         case let .finish(message):
-            let (commit, warnings) = try continueMerge(message: message, wait: wait)
-            return .finished(commit, branch: try history.head().branchName, warnings: warnings)
+            let (commit, warnings, kept) = try continueMerge(message: message, wait: wait)
+            return .finished(commit, branch: try history.head().branchName, warnings: warnings, keptLocal: kept)
         case .abort:
             try abortMerge(wait: wait)
             return .aborted(head: try headCommit())

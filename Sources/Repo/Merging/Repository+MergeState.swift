@@ -107,45 +107,54 @@ extension Repository {
     }
 
     /// Finishes a merge: all conflicts must be resolved.
-    /// - Returns: the merge commit, and warnings (a failed post-merge hook).
-    public func continueMerge(message: String? = nil, wait: Bool = false) throws -> (commit: Commit, warnings: [String]) {
+    /// - Returns: the merge commit, warnings (a failed post-merge hook), and the tracked files whose
+    ///   local changes stay out of the commit (edits made since the merge stopped, to files the merge
+    ///   leaves as HEAD had them: they are carried over as local changes, as git does).
+    public func continueMerge(message: String? = nil, wait: Bool = false) throws -> (commit: Commit, warnings: [String], keptLocal: [String]) {
         try withWriteLock(wait: wait) {
-            guard var state = try history.mergeState() else { throw RepoError.invalidArgument("no merge in progress") }
-            guard state.unresolved.isEmpty else {
-                throw RepoError.invalidArgument("\(state.unresolved.count) tensors are still unresolved (\(state.unresolved.keys.sorted().prefix(3).joined(separator: ", ")), ...); settle them with 'mrepo resolve'")
-            }
-            if let message { state.message = message }
-            if let ready = state.readyTree {
-                let report = try savedReport(state)
-                let recorded = try recordMerge(state: state, tree: try history.tree(ready), objects: [], report: report,
-                                               operation: "finishing the merge")
-                return (recorded.commit, try finishMerge(recorded))
-            }
-            let context = try self.context(of: state)
-            let batch = objects.makeBatch()
-            let recorded: RecordedMerge
-            do {
-                var newObjects: [ObjectInfo] = []
-                // The stored report lists the settled tensors as resolved, and how.
-                var report = try savedReport(state)
-                let settled = Dictionary((state.resolutions ?? []).map { ($0.tensor, $0.summary) }, uniquingKeysWith: { _, last in last })
-                for i in report.tensors.indices { if let s = settled[report.tensors[i].name] { report.tensors[i].resolution = s } }
-                let blob = try objects.writeBlob(Array(report.json.serialized().utf8), options: codecOptions, batch: batch)
-                if blob.isNew { newObjects.append(blob.info) }
-                state.reportObject = blob.info.id
-                let recipe = context.plan.recipe
-                let yaml = recordedRecipe(recipe, options: context.options, base: state.base, experts: state.expertList,
-                                          resolutions: state.resolutions ?? []).yaml()
-                let tree = try context.buildTree(decided: state.decided, recipe: recipe, report: report,
-                                                 recipeYAML: yaml, batch: batch, newObjects: &newObjects)
-                try batch.finish()
-                recorded = try recordMerge(state: state, tree: tree, objects: newObjects, report: report, operation: "finishing the merge")
-            } catch {
-                batch.rollback()
-                throw error
-            }
+            let (commit, warnings) = try continueMergeLocked(message: message)
+            // The commit is made: a file status cannot read now only leaves the list shorter.
+            let kept = ((try? status())?.changes ?? []).filter { $0.kind != .added }.map(\.path).sorted()
+            return (commit, warnings, kept)
+        }
+    }
+
+    private func continueMergeLocked(message: String?) throws -> (commit: Commit, warnings: [String]) {
+        guard var state = try history.mergeState() else { throw RepoError.invalidArgument("no merge in progress") }
+        guard state.unresolved.isEmpty else {
+            throw RepoError.invalidArgument("\(state.unresolved.count) tensors are still unresolved (\(state.unresolved.keys.sorted().prefix(3).joined(separator: ", ")), ...); settle them with 'mrepo resolve'")
+        }
+        if let message { state.message = message }
+        if let ready = state.readyTree {
+            let report = try savedReport(state)
+            let recorded = try recordMerge(state: state, tree: try history.tree(ready), objects: [], report: report,
+                                           operation: "finishing the merge")
             return (recorded.commit, try finishMerge(recorded))
         }
+        let context = try self.context(of: state)
+        let batch = objects.makeBatch()
+        let recorded: RecordedMerge
+        do {
+            var newObjects: [ObjectInfo] = []
+            // The stored report lists the settled tensors as resolved, and how.
+            var report = try savedReport(state)
+            let settled = Dictionary((state.resolutions ?? []).map { ($0.tensor, $0.summary) }, uniquingKeysWith: { _, last in last })
+            for i in report.tensors.indices { if let s = settled[report.tensors[i].name] { report.tensors[i].resolution = s } }
+            let blob = try objects.writeBlob(Array(report.json.serialized().utf8), options: codecOptions, batch: batch)
+            if blob.isNew { newObjects.append(blob.info) }
+            state.reportObject = blob.info.id
+            let recipe = context.plan.recipe
+            let yaml = recordedRecipe(recipe, options: context.options, base: state.base, experts: state.expertList,
+                                      resolutions: state.resolutions ?? []).yaml()
+            let tree = try context.buildTree(decided: state.decided, recipe: recipe, report: report,
+                                             recipeYAML: yaml, batch: batch, newObjects: &newObjects)
+            try batch.finish()
+            recorded = try recordMerge(state: state, tree: tree, objects: newObjects, report: report, operation: "finishing the merge")
+        } catch {
+            batch.rollback()
+            throw error
+        }
+        return (recorded.commit, try finishMerge(recorded))
     }
 
     /// Abandons a merge: the state is dropped and the working tree goes back to HEAD.

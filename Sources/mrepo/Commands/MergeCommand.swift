@@ -208,12 +208,16 @@ struct MergeCommand: ParsableCommand {
         case .aborted(let head):
             if json { try printJSON(MergeAbortDocument(head: OrNull(head?.hex))) }
             else if !repository.quiet { print("Merge aborted; HEAD and the working tree are as before the merge.") }
-        case let .finished(commit, branch, warnings):
+        case let .finished(commit, branch, warnings, kept):
             for w in warnings { ErrorReporter.warn(w) }
             if json {
-                try printJSON(MergeFinishDocument(commit: commit.id.hex, branch: OrNull(branch), warnings: warnings))
+                try printJSON(MergeFinishDocument(commit: commit.id.hex, branch: OrNull(branch), warnings: warnings, keptLocalChanges: kept))
             } else if !repository.quiet {
                 print("[\(branch ?? "detached HEAD") \(commit.id.short)] \(commit.subject)")
+                if !kept.isEmpty {
+                    let list = kept.prefix(5).map(DisplayText.escaping).joined(separator: ", ") + (kept.count > 5 ? " and \(kept.count - 5) more" : "")
+                    print(" local changes kept out of the merge commit: \(list) ('mrepo diff' shows them)")
+                }
             }
         case let .merged(outcome):
             for phase in outcome.phaseTimes {

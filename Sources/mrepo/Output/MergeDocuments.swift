@@ -164,6 +164,12 @@ struct MergeFinishDocument: Encodable {
     var commit: String
     var branch: OrNull<String>
     var warnings: [String]
+    /// Tracked files whose local changes stay out of the merge commit (still local changes).
+    var keptLocalChanges: [String]
+
+    enum CodingKeys: String, CodingKey {
+        case commit, branch, warnings, keptLocalChanges = "kept_local_changes"
+    }
 }
 
 /// One method of `merge --list-methods --json`.
