@@ -358,9 +358,10 @@ extension Repository {
     }
 
     /// Commits kept alive by state outside refs: the inputs of every working tree's unfinished
-    /// merge, stashes, and every working tree's ORIG_HEAD.
+    /// merge, stashes, every working tree's ORIG_HEAD, and the commits a bisection names.
     func pinnedCommits() throws -> [ObjectID] {
         try history.allMergeStates().flatMap(\.commits) + history.stashes().map(\.commit) + history.allOrigHeads()
+            + history.allBisectStates().flatMap(\.commits)
     }
 
     /// Objects a commit needs beyond its tree (recorded in `extra`, e.g. a reversible merge's basis).

@@ -23,7 +23,7 @@ struct MrepoCommand: ParsableCommand {
             CommandGroup(name: "Start", subcommands: [InitCommand.self]),
             CommandGroup(name: "Record and inspect", subcommands: [
                 CommitCommand.self, StatusCommand.self, LogCommand.self, ShowCommand.self, DiffCommand.self, ReflogCommand.self,
-                RevParseCommand.self, DescribeCommand.self, NotesCommand.self, MetricCommand.self,
+                RevParseCommand.self, DescribeCommand.self, NotesCommand.self, MetricCommand.self, BisectCommand.self,
             ]),
             CommandGroup(name: "Branches and tags", subcommands: [
                 BranchCommand.self, SwitchCommand.self, CheckoutCommand.self, TagCommand.self, WorktreeCommand.self,

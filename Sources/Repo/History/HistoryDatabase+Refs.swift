@@ -129,7 +129,7 @@ extension HistoryDatabase {
     }
 
     /// HEAD's row, its reflog entry, the view cleared and the stat cache updated, inside a transaction.
-    private func writeHead(_ db: Database, _ head: Head, expected: Head?, message: String, statEntries: [StatCacheEntry],
+    func writeHead(_ db: Database, _ head: Head, expected: Head?, message: String, statEntries: [StatCacheEntry],
                            removedPaths: [String]) throws {
         let current = try self.head(db)
         if let expected, current != expected { throw RepoError.concurrentUpdate(ref: "HEAD") }

@@ -142,7 +142,7 @@ extension HistoryDatabase {
         try write { db in
             for id in ids where !id.isEmpty {
                 try db.execute(sql: "DELETE FROM worktree WHERE id = ?", arguments: [id])
-                for table in ["head", "statCache", "mergeState", "worktreeView"] {
+                for table in ["head", "statCache", "mergeState", "worktreeView", "bisect"] {
                     try db.execute(sql: "DELETE FROM \(table) WHERE worktree = ?", arguments: [id])
                 }
             }

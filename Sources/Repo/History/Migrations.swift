@@ -217,6 +217,11 @@ extension HistoryDatabase {
             // Additive: new tables only.
             try db.execute(sql: HistoryDatabase.trialsSchema)
         }
+        // The bisection in progress of each working tree (`mrepo bisect`, docs/format.md §6.9).
+        m.registerMigration("v10-bisect") { db in
+            // Additive: a new table; no bisection, no row.
+            try db.execute(sql: HistoryDatabase.bisectSchema)
+        }
         return m
     }
 }

@@ -25,9 +25,10 @@ struct StatusCommand: ParsableCommand {
         let repo = try repository.open(access: .readOnly)
         let status = try repo.status()
         let tracking = try repo.trackingStatus()
+        let bisect = try repo.bisectInProgress()
         if json {
             try printJSON(StatusDocument(status, merge: try repo.mergeInProgress(), view: try repo.currentView()?.description,
-                                         tracking: tracking))
+                                         tracking: tracking, bisect: bisect))
             return
         }
         if short || porcelain {
@@ -42,6 +43,11 @@ struct StatusCommand: ParsableCommand {
             if let t = tracking { print(TrackingText.line(t)) }
         case let .detached(id):
             print("HEAD detached at \(id.short)")
+        }
+        if let bisect, let state = bisect.state {
+            let from = state.startBranch.map { "branch '\($0)'" } ?? state.startCommit.map { "\($0.short)" } ?? "HEAD"
+            print("You are bisecting, started from \(from) ('mrepo bisect reset' goes back).")
+            for line in try BisectCommand.describe(bisect, repo: repo) { print("  " + line) }
         }
         if let view = try repo.currentView() {
             print("The working tree holds \(view.description) (written by 'mrepo checkout'); changes are relative to it.")

@@ -332,13 +332,16 @@ struct StatusDocument: Encodable {
     var nestedRepositories: [String]
     var normalizationTwins: [[String]]
     var changes: [Change]
+    /// The bisection in progress, as `bisect ... --json` prints it.
+    var bisectInProgress: OrNull<BisectDocument>
 
     enum CodingKeys: String, CodingKey {
         case mergeInProgress = "merge_in_progress", branch, head, upstream, view, clean, nestedRepositories = "nested_repositories"
-        case normalizationTwins = "normalization_twins", changes
+        case normalizationTwins = "normalization_twins", changes, bisectInProgress = "bisect_in_progress"
     }
 
-    init(_ status: WorktreeStatus, merge: MergeInProgress?, view: String?, tracking: TrackingStatus? = nil) {
+    init(_ status: WorktreeStatus, merge: MergeInProgress?, view: String?, tracking: TrackingStatus? = nil, bisect: BisectOutcome? = nil) {
+        bisectInProgress = OrNull(bisect.map(BisectDocument.init))
         upstream = OrNull(tracking.map { Upstream(name: $0.upstream, ahead: $0.ahead, behind: $0.behind) })
         mergeInProgress = OrNull(merge.map { m in
             Merge(branches: m.branches, method: m.method, ready: m.ready, unresolved: m.unresolved.map { Unresolved(tensor: $0.tensor, reason: $0.reason) })

@@ -1,0 +1,102 @@
+import Foundation
+import Testing
+
+/// `mrepo bisect`, through the built binary: a history of twelve commits whose `config.json`
+/// holds the step, and an "evaluation" script that reads it.
+@Suite struct BisectCLITests {
+    /// A repository `repo` with commits step 0 … step 11, and `eval.sh` beside it: exit 0 below
+    /// step 7 (good), 125 at step 4 (it cannot be tested), 1 from step 7 on (bad).
+    func history() throws -> CLISandbox {
+        let s = try CLISandbox()
+        try FileManager.default.createDirectory(atPath: s.path("repo"), withIntermediateDirectories: true)
+        try s.ok(["init", "-q"], in: "repo")
+        for step in 0..<12 {
+            try "{\"step\": \(step)}\n".write(toFile: s.path("repo/config.json"), atomically: true, encoding: .utf8)
+            try s.ok(["commit", "-q", "-m", "step \(step)"], in: "repo")
+        }
+        let script = """
+            #!/bin/sh
+            step=$(tr -dc 0-9 < "$MREPO_ROOT/config.json")
+            echo "evaluating step $step at $MREPO_BISECT_COMMIT"
+            [ "$step" -eq 4 ] && exit 125
+            [ "$step" -lt 7 ]
+            """
+        try script.write(toFile: s.path("eval.sh"), atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: s.path("eval.sh"))
+        return s
+    }
+
+    func revParse(_ s: CLISandbox, _ rev: String) throws -> String {
+        try s.ok(["rev-parse", rev], in: "repo").stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    @Test func runFindsTheFirstBadCommitWithTheUsersEvaluation() throws {
+        let s = try history()
+        let seven = try revParse(s, "HEAD~4")
+        let start = try s.ok(["bisect", "start", "HEAD", "HEAD~11"], in: "repo")
+        #expect(start.stdout.hasPrefix("Bisecting: "))
+        #expect(try s.ok(["status"], in: "repo").stdout.contains("You are bisecting, started from branch 'main'"))
+        let run = try s.ok(["bisect", "run", "--json", "../eval.sh"], in: "repo")
+        let doc = try #require(try s.json(run) as? [String: Any])
+        #expect(doc["first_bad"] as? String == seven)
+        let tests = try #require(doc["tests"] as? [[String: Any]])
+        #expect(!tests.isEmpty && tests.count <= 5)
+        #expect(tests.allSatisfy { ($0["exit_status"] as? Int == 0) == ($0["mark"] as? String == "good") })
+        // The script's own output went to standard error: standard output is one JSON document.
+        #expect(run.stderr.contains("evaluating step"))
+        let log = try s.ok(["bisect", "log"], in: "repo").stdout
+        #expect(log.contains("# first bad commit: [\(seven.prefix(12))] step 7"))
+        #expect(log.contains("mrepo bisect bad \(seven)"))
+        try s.ok(["bisect", "reset", "-q"], in: "repo")
+        #expect(try revParse(s, "HEAD") == revParse(s, "main"))
+        #expect(try s.ok(["status", "--porcelain"], in: "repo").stdout.isEmpty)
+        expectOneLineError(try s.run(["bisect", "log"], in: "repo"), contains: "not bisecting")
+        try s.ok(["fsck"], in: "repo")
+    }
+
+    @Test func markingByHandAndSkipping() throws {
+        let s = try history()
+        try s.ok(["bisect", "start"], in: "repo")
+        let waiting = try s.ok(["bisect", "bad"], in: "repo").stdout
+        #expect(waiting.contains("waiting for a good commit"))
+        var doc = try #require(try s.json(try s.ok(["bisect", "good", "HEAD~11", "--json"], in: "repo")) as? [String: Any])
+        // Mark each commit checked out as the script would, skipping step 4, until the answer.
+        var rounds = 0
+        while doc["first_bad"] is NSNull, let next = doc["next"] as? String {
+            #expect(try revParse(s, "HEAD") == next)
+            let data = try #require(s.read("repo/config.json"))
+            let step = Int(String(decoding: data, as: UTF8.self).filter(\.isNumber))!
+            let term = step == 4 ? "skip" : step < 7 ? "good" : "bad"
+            doc = try #require(try s.json(try s.ok(["bisect", term, "--json"], in: "repo")) as? [String: Any])
+            rounds += 1
+            #expect(rounds < 12)
+        }
+        #expect(doc["first_bad"] as? String == (try revParse(s, "main~4")))
+        // git's aliases for the terms.
+        try s.ok(["bisect", "reset", "-q"], in: "repo")
+        try s.ok(["bisect", "start", "-q", "main", "main~11"], in: "repo")
+        try s.ok(["bisect", "old", "-q"], in: "repo")
+        try s.ok(["bisect", "new", "-q", "main~1"], in: "repo")
+        try s.ok(["bisect", "reset", "-q"], in: "repo")
+    }
+
+    @Test func refusalsAreOneLineAndChangeNothing() throws {
+        let s = try history()
+        expectOneLineError(try s.run(["bisect", "good"], in: "repo"), contains: "not bisecting")
+        try s.ok(["bisect", "start", "-q", "HEAD", "HEAD~11"], in: "repo")
+        let head = try revParse(s, "HEAD")
+        expectOneLineError(try s.run(["bisect", "start"], in: "repo"), contains: "a bisection is in progress")
+        expectOneLineError(try s.run(["bisect", "run", "./no-such-eval"], in: "repo"), contains: "no-such-eval")
+        expectOneLineError(try s.run(["bisect", "good", "nope"], in: "repo"), contains: "nope")
+        expectOneLineError(try s.run(["bisect", "bad", "HEAD", "HEAD~1"], in: "repo"), status: 64, contains: "Unexpected argument 'HEAD~1'")
+        // A good commit above the bad one contradicts it.
+        expectOneLineError(try s.run(["bisect", "good", "main"], in: "repo"), contains: "contradict")
+        #expect(try revParse(s, "HEAD") == head)
+        // An evaluation that dies stops the run and keeps the marks.
+        try "#!/bin/sh\nexit 200\n".write(toFile: s.path("die.sh"), atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: s.path("die.sh"))
+        expectOneLineError(try s.run(["bisect", "run", "../die.sh"], in: "repo"), contains: "exited with status 200")
+        #expect(try revParse(s, "HEAD") == head)
+        try s.ok(["bisect", "reset", "-q"], in: "repo")
+    }
+}
