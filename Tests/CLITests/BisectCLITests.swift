@@ -60,6 +60,11 @@ import Testing
         let waiting = try s.ok(["bisect", "bad"], in: "repo").stdout
         #expect(waiting.contains("waiting for a good commit"))
         var doc = try #require(try s.json(try s.ok(["bisect", "good", "HEAD~11", "--json"], in: "repo")) as? [String: Any])
+        // view: the eleven suspects, newest first, the bad one and the one checked out marked.
+        let view = try #require(try s.json(try s.ok(["bisect", "view", "--json"], in: "repo")) as? [[String: Any]])
+        #expect(view.count == 11 && view.count == doc["suspects"] as? Int)
+        #expect(view.first?["mark"] as? String == "bad" && view.first?["subject"] as? String == "step 11")
+        #expect(view.filter { $0["mark"] as? String == "next" }.map { $0["commit"] as? String } == [doc["next"] as? String])
         // Mark each commit checked out as the script would, skipping step 4, until the answer.
         var rounds = 0
         while doc["first_bad"] is NSNull, let next = doc["next"] as? String {
@@ -72,6 +77,14 @@ import Testing
             #expect(rounds < 12)
         }
         #expect(doc["first_bad"] as? String == (try revParse(s, "main~4")))
+        // The log replays the bisection: its mrepo lines, run after a reset, give the same answer.
+        let log = try s.ok(["bisect", "log"], in: "repo").stdout
+        let lines = log.split(separator: "\n").filter { $0.hasPrefix("mrepo bisect ") }.map { $0.split(separator: " ").dropFirst().map(String.init) }
+        #expect(lines.first == ["bisect", "start"] && lines.count == rounds + 3)
+        try s.ok(["bisect", "reset", "-q"], in: "repo")
+        for args in lines { try s.ok(args + ["-q"], in: "repo") }
+        let replayed = try #require(try s.json(try s.ok(["bisect", "log", "--json"], in: "repo")) as? [String: Any])
+        #expect(replayed["first_bad"] as? String == doc["first_bad"] as? String)
         // git's aliases for the terms.
         try s.ok(["bisect", "reset", "-q"], in: "repo")
         try s.ok(["bisect", "start", "-q", "main", "main~11"], in: "repo")

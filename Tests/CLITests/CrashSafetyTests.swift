@@ -162,6 +162,13 @@ import Testing
             #expect(stopped.status == 1, "the merge stops on conflicts: \(stopped.stderr)")
             return (s, ["resolve", "*", "--method", "task_arithmetic", "--set", "lambda=0.5"],
                     ["main": "family/base", "math": "family/math", "code": "family/code"])
+        case "bisect":
+            // main: base; math: base ← math ← code (committed from the code folder). Bisecting from
+            // its tip with main good checks out the math commit.
+            let s = try family()
+            try s.ok(["switch", "-q", "math"], in: "repo")
+            try s.ok(["commit", "-q", "--from", "../family/code", "-m", "code on math"], in: "repo")
+            return (s, ["bisect", "start", "HEAD", "main"], ["main": "family/base", "math~1": "family/math", "math": "family/code"])
         default:
             let s = try prepared()
             try s.ok(["commit", "-q", "-m", "math"], in: "repo")
@@ -181,6 +188,7 @@ import Testing
         "checkout@checkout.staged", "checkout@checkout.file:1",
         "merge@object.written:3", "merge@merge.candidate", "merge@merge.staged", "merge@checkout.file:1",
         "resolve@object.written:1",
+        "bisect@checkout.staged", "bisect@checkout.file:1",
         "gc@gc.recorded", "gc@gc.remove:2",
     ])
     func killedWriterLeavesNothingAfterTheNextCommand(_ killCase: String) throws {

@@ -16,7 +16,7 @@ struct BisectCommand: ParsableCommand {
             back to where you started. Merges are followed through every parent, as in git. \
             The bisection lives in the history database, per working tree, and keeps its commits from gc.
             """,
-        subcommands: [Start.self, Mark.self, MarkGood.self, Skip.self, Reset.self, Log.self, Run.self])
+        subcommands: [Start.self, Mark.self, MarkGood.self, Skip.self, Reset.self, Log.self, View.self, Run.self])
 
     /// The text of where a bisection stands (after start, a mark, or each test of `run`).
     static func describe(_ outcome: BisectOutcome, repo: Repository) throws -> [String] {
@@ -193,12 +193,51 @@ struct BisectCommand: ParsableCommand {
                 return
             }
             let step = outcome.step
+            // The mrepo lines replay the bisection (sh FILE), as git's bisect log does.
             print("# started on \(state.startBranch ?? state.startCommit?.short ?? "?")")
+            print("mrepo bisect start")
             for mark in state.marks {
                 print("# \(mark.term.rawValue): [\(mark.commit.short)] \((try? repo.commit(mark.commit).subject) ?? "")")
                 print("mrepo bisect \(mark.term.rawValue) \(mark.commit.hex)")
             }
             if let first = step?.firstBad { print("# first bad commit: [\(first.short)] \(try repo.commit(first).subject)") }
+        }
+    }
+
+    struct View: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "view",
+            abstract: "List the commits that may still be the first bad one, newest first, with their marks and metrics.",
+            aliases: ["visualize"])
+
+        @OptionGroup var repository: RepositoryOptions
+
+        @Flag(help: "Print the suspects as JSON.")
+        var json = false
+
+        func run() throws {
+            let repo = try repository.open(access: .readOnly)
+            guard let outcome = try repo.bisectInProgress(), let state = outcome.state else { throw RepoError.invalidArgument("not bisecting") }
+            guard let step = outcome.step else {
+                throw RepoError.invalidArgument("no suspects yet: mark a bad and a good commit ('mrepo bisect bad', 'mrepo bisect good')")
+            }
+            let skipped = Set(state.skipped)
+            var rows: [BisectSuspectDocument] = []
+            for id in step.suspects {
+                let c = try repo.commit(id)
+                let mark = id == state.bad ? "bad" : skipped.contains(id) ? "skip" : id == step.next ? "next" : nil
+                let metrics = try repo.metrics(of: c).map { "\($0.name)=\(Format.number($0.value, digits: 4))" }
+                rows.append(BisectSuspectDocument(commit: id.hex, subject: c.subject, mark: OrNull(mark), metrics: metrics))
+            }
+            if json {
+                try printJSON(rows)
+                return
+            }
+            for r in rows {
+                let mark = r.mark.value.map { "  [\($0)]" } ?? ""
+                let metrics = r.metrics.isEmpty ? "" : "  (\(r.metrics.joined(separator: ", ")))"
+                print("\(r.commit.prefix(12))  \(r.subject)\(metrics)\(mark)")
+            }
         }
     }
 
@@ -294,4 +333,14 @@ struct BisectRunTestDocument: Encodable {
     enum CodingKeys: String, CodingKey {
         case commit, exitStatus = "exit_status", mark
     }
+}
+
+/// One line of `bisect view --json`.
+struct BisectSuspectDocument: Encodable {
+    var commit: String
+    var subject: String
+    /// "bad" (the bad commit), "skip", "next" (checked out to test), or null.
+    var mark: OrNull<String>
+    /// The commit's metrics, `name=value` (recorded with it, or added with `metric add`).
+    var metrics: [String]
 }
