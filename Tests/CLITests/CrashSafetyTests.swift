@@ -162,6 +162,22 @@ import Testing
             #expect(stopped.status == 1, "the merge stops on conflicts: \(stopped.stderr)")
             return (s, ["resolve", "*", "--method", "task_arithmetic", "--set", "lambda=0.5"],
                     ["main": "family/base", "math": "family/math", "code": "family/code"])
+        case "revert":
+            // Nothing after math touched its tensors: an exact revert, which writes base's files back.
+            let s = try family()
+            try s.ok(["switch", "-q", "math"], in: "repo")
+            return (s, ["revert", "HEAD"], ["main": "family/base", "math": "family/math", "code": "family/code"])
+        case "revert-arithmetic", "cherry-pick":
+            // code committed on top of math changed every tensor math changed: reverting math, or
+            // picking math onto code's branch, is task arithmetic through the merge machinery.
+            let s = try family()
+            try s.ok(["switch", "-q", "-c", "stack", "math"], in: "repo")
+            try s.ok(["commit", "-q", "--from", "../family/code", "-m", "code on math"], in: "repo")
+            if command == "cherry-pick" {
+                try s.ok(["switch", "-q", "code"], in: "repo")
+                return (s, ["cherry-pick", "math"], ["main": "family/base", "math": "family/math", "code": "family/code", "stack": "family/code"])
+            }
+            return (s, ["revert", "HEAD~1"], ["main": "family/base", "math": "family/math", "code": "family/code", "stack": "family/code"])
         case "bisect":
             // main: base; math: base ← math ← code (committed from the code folder). Bisecting from
             // its tip with main good checks out the math commit.
@@ -189,6 +205,9 @@ import Testing
         "merge@object.written:3", "merge@merge.candidate", "merge@merge.staged", "merge@checkout.file:1",
         "resolve@object.written:1",
         "bisect@checkout.staged", "bisect@checkout.file:1",
+        "revert@write:1", "revert@checkout.staged", "revert@checkout.file:1",
+        "revert-arithmetic@object.written:2", "revert-arithmetic@merge.staged", "revert-arithmetic@checkout.file:1",
+        "cherry-pick@object.written:2", "cherry-pick@checkout.file:1",
         "gc@gc.recorded", "gc@gc.remove:2",
     ])
     func killedWriterLeavesNothingAfterTheNextCommand(_ killCase: String) throws {
@@ -207,7 +226,7 @@ import Testing
             #expect(!leftovers(s).isEmpty, "a kill at \(point) leaves temporary files (else this case tests nothing)")
         }
         // One read-only command.
-        try s.ok(command == "merge" || command == "resolve" ? ["log", "--oneline"] : ["status"], in: "repo")
+        try s.ok(["merge", "resolve", "revert-arithmetic", "cherry-pick"].contains(command) ? ["log", "--oneline"] : ["status"], in: "repo")
         #expect(leftovers(s).isEmpty, "left after a kill at \(point) and one more command: \(leftovers(s))")
         try expectIntact(s)
         for (rev, folder) in earlier.sorted(by: { $0.key < $1.key }) {
