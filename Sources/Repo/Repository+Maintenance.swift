@@ -117,6 +117,12 @@ extension Repository {
         for r in try history.remoteRefs() where !known.contains(r.target) {
             report.errors.append("remote-tracking ref \(r.fullName): points at missing commit \(r.target.short)")
         }
+        // A bisection's commits are kept by gc (pinnedCommits): one missing is damage.
+        for state in try history.allBisectStates() {
+            for id in state.commits where !known.contains(id) {
+                report.errors.append("bisection: names missing commit \(id.short) ('mrepo bisect reset' ends it)")
+            }
+        }
         for info in infos.sorted(by: { $0.id < $1.id }) {
             let name = users[info.id].map { "object \(info.id.short) (\($0))" } ?? "object \(info.id.short)"
             if let ref = info.reference, recorded[ref] == nil {

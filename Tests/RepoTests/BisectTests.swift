@@ -126,6 +126,11 @@ private func bisectByHand(_ repo: Repository, _ start: BisectOutcome, isBad: (In
             _ = try repo.bisect(.reset(to: nil))
             _ = try repo.gc(pruneReflog: true)
             #expect(try repo.history.commit(tip) == nil, "without the bisection, gc removes it")
+            // fsck reports a bisection that names a commit the repository lacks.
+            #expect(try repo.fsck().errors.isEmpty)
+            let missing = ObjectID(hex: String(repeating: "ab", count: 32))!
+            try repo.history.setBisectState(BisectState(startBranch: "main", startCommit: missing))
+            #expect(try repo.fsck().errors == ["bisection: names missing commit \(missing.short) ('mrepo bisect reset' ends it)"])
         }
     }
 
