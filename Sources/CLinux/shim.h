@@ -27,3 +27,9 @@ static inline int mrepo_open_unnamed(const char *folder) {
     return -1;
 #endif
 }
+
+/* posix_spawn_file_actions_addchdir_np (glibc 2.29): the child starts in a folder of its own
+   choosing, without the parent's chdir (which would move every thread). Declared only under
+   _GNU_SOURCE. */
+#include <spawn.h>
+int posix_spawn_file_actions_addchdir_np(posix_spawn_file_actions_t *actions, const char *path);

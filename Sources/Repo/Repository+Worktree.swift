@@ -167,6 +167,11 @@ extension Repository {
         if try history.ref(named: revision)?.kind == .branch {
             return try switchBranch(revision, force: force, wait: wait)
         }
+        // `checkout [--force] HEAD` stays on HEAD's branch, as in git (the advice for discarding
+        // local changes); it does not detach HEAD.
+        if revision == "HEAD" || revision == "@", let branch = try history.head().branchName {
+            return try switchBranch(branch, force: force, wait: wait)
+        }
         return try withWriteLock(wait: wait) {
             let target = try resolve(revision)
             let head = try history.head()
@@ -264,6 +269,11 @@ extension Repository {
                 let after = newTree.file(at: change.path)?.identity
                 if change.kind == .added {
                     if let after, current[change.path]?.identity != after { blocked.append(change.path) }
+                } else if change.reason == nil, current[change.path]?.identity == after {
+                    // The file already holds what the checkout would leave there (one interrupted
+                    // after some of its renames, run again; a file deleted that the target drops):
+                    // nothing is lost.
+                    continue
                 } else if before != after || change.reason != nil {
                     // An unreadable file is never carried over: what it holds cannot be known.
                     blocked.append(change.path)

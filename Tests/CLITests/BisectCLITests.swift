@@ -18,6 +18,7 @@ import Testing
             #!/bin/sh
             step=$(tr -dc 0-9 < "$MREPO_ROOT/config.json")
             echo "evaluating step $step at $MREPO_BISECT_COMMIT"
+            echo "$(cut -d' ' -f5 /proc/$$/stat) $(cut -d' ' -f5 /proc/$PPID/stat)" >> "$MREPO_ROOT/../groups.txt"
             [ "$step" -eq 4 ] && exit 125
             [ "$step" -lt 7 ]
             """
@@ -44,6 +45,9 @@ import Testing
         #expect(tests.allSatisfy { ($0["exit_status"] as? Int == 0) == ($0["mark"] as? String == "good") })
         // The script's own output went to standard error: standard output is one JSON document.
         #expect(run.stderr.contains("evaluating step"))
+        // It ran in mrepo's process group, so the terminal's Ctrl-C reaches it too.
+        let groups = String(decoding: try #require(s.read("groups.txt")), as: UTF8.self).split(separator: "\n")
+        #expect(groups.count == tests.count && groups.allSatisfy { $0.split(separator: " ").count == 2 && Set($0.split(separator: " ")).count == 1 })
         let log = try s.ok(["bisect", "log"], in: "repo").stdout
         #expect(log.contains("# first bad commit: [\(seven.prefix(12))] step 7"))
         #expect(log.contains("mrepo bisect bad \(seven)"))
@@ -102,14 +106,32 @@ import Testing
         expectOneLineError(try s.run(["bisect", "run", "./no-such-eval"], in: "repo"), contains: "no-such-eval")
         expectOneLineError(try s.run(["bisect", "good", "nope"], in: "repo"), contains: "nope")
         expectOneLineError(try s.run(["bisect", "bad", "HEAD", "HEAD~1"], in: "repo"), status: 64, contains: "Unexpected argument 'HEAD~1'")
-        // A good commit above the bad one contradicts it.
-        expectOneLineError(try s.run(["bisect", "good", "main"], in: "repo"), contains: "contradict")
+        // The bad commit marked good, or a good commit above the bad one, contradicts it.
+        expectOneLineError(try s.run(["bisect", "good", "main"], in: "repo"), contains: "cannot be both bad and good")
+        try s.ok(["bisect", "bad", "-q", "main~2"], in: "repo")
+        expectOneLineError(try s.run(["bisect", "good", "main~1"], in: "repo"), contains: "the regression was undone between them")
+        try s.ok(["bisect", "reset", "-q"], in: "repo")
+        try s.ok(["bisect", "start", "-q", "HEAD", "HEAD~11"], in: "repo")
+        #expect(try revParse(s, "HEAD") == head)
         #expect(try revParse(s, "HEAD") == head)
         // An evaluation that dies stops the run and keeps the marks.
         try "#!/bin/sh\nexit 200\n".write(toFile: s.path("die.sh"), atomically: true, encoding: .utf8)
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: s.path("die.sh"))
         expectOneLineError(try s.run(["bisect", "run", "../die.sh"], in: "repo"), contains: "exited with status 200")
         #expect(try revParse(s, "HEAD") == head)
+        // A working tree that does not hold HEAD's files is not tested.
+        try "{\"step\": 99}\n".write(toFile: s.path("repo/config.json"), atomically: true, encoding: .utf8)
+        expectOneLineError(try s.run(["bisect", "run", "../eval.sh"], in: "repo"), contains: "does not hold HEAD's files")
+        expectOneLineError(try s.run(["bisect", "good"], in: "repo"), contains: "does not hold HEAD's files")
+        try s.ok(["checkout", "-q", "--force", "HEAD"], in: "repo")
+        #expect(try revParse(s, "HEAD") == head)
+        // Everything untestable: the answer is a list, and the run exits 1.
+        try "#!/bin/sh\nexit 125\n".write(toFile: s.path("skip.sh"), atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: s.path("skip.sh"))
+        let skipped = try s.run(["bisect", "run", "--json", "../skip.sh"], in: "repo")
+        #expect(skipped.status == 1, "\(skipped.stderr)")
+        let doc = try #require(try JSONSerialization.jsonObject(with: Data(skipped.stdout.utf8)) as? [String: Any])
+        #expect((doc["candidates"] as? [String])?.count == 11 && doc["first_bad"] is NSNull)
         try s.ok(["bisect", "reset", "-q"], in: "repo")
     }
 }

@@ -113,6 +113,57 @@ private func bisectByHand(_ repo: Repository, _ start: BisectOutcome, isBad: (In
         }
     }
 
+    @Test func aGoodCommitOffTheBadOnesHistoryHasItsMergeBaseTestedFirst() throws {
+        try withRepository { repo, _ in
+            // main: 0 1 2 3, then fix (from 3, step 100), main goes on 4 … 8.
+            let ids = try (0...3).map { try commitStep(repo, $0) }
+            _ = try repo.switchBranch("fix", create: true)
+            let fix = try commitStep(repo, 100)
+            _ = try repo.switchBranch("main")
+            let later = try (4...8).map { try commitStep(repo, $0) }
+            // The regression came in at 5: the merge base 3 is good, then 4 … 8 are bisected.
+            var outcome = try repo.bisect(.start(bad: later.last!.hex, good: [fix.hex]))
+            #expect(outcome.step?.testsMergeBase == true && outcome.step?.next == ids[3])
+            let (first, _) = try bisectByHand(repo, outcome) { $0 >= 5 && $0 < 100 }
+            #expect(first == later[1])
+            _ = try repo.bisect(.reset(to: nil))
+
+            // The regression came in at 2 (before the fix branched, which undid it): the merge base
+            // is bad, and marking it so is refused with the explanation, nothing recorded.
+            outcome = try repo.bisect(.start(bad: later.last!.hex, good: [fix.hex]))
+            #expect(outcome.head.commit == ids[3])
+            expectThrows(RepoError.self) { _ = try repo.bisect(.mark(.bad, [])) }
+            #expect(try repo.bisectInProgress()?.state?.marks.count == 2)
+            _ = try repo.bisect(.reset(to: nil))
+            // Without the check, everything the fix reaches would count as good, 2 included.
+        }
+    }
+
+    @Test func aMarkOfHeadNeedsTheWorkingTreeToHoldHeadsFiles() throws {
+        try withRepository { repo, _ in
+            let ids = try (0..<8).map { try commitStep(repo, $0) }
+            let start = try repo.bisect(.start(bad: ids[7].hex, good: [ids[0].hex]))
+            let tested = try #require(start.head.commit)
+            try "{\"step\": 42}\n".write(toFile: repo.root + "/config.json", atomically: true, encoding: .utf8)
+            expectThrows(RepoError.self) { _ = try repo.bisect(.mark(.good, [])) }
+            #expect(try repo.bisectInProgress()?.state?.marks.count == 2, "nothing recorded")
+            // Named explicitly, the mark is the user's call.
+            _ = try repo.restore(paths: ["config.json"], source: nil)
+            let next = try repo.bisect(.mark(.good, [tested.hex]))
+            #expect(next.head.commit != tested)
+        }
+    }
+
+    @Test func checkoutForceHeadStaysOnTheBranch() throws {
+        try withRepository { repo, _ in
+            let a = try commitStep(repo, 1)
+            try "{\"step\": 9}\n".write(toFile: repo.root + "/config.json", atomically: true, encoding: .utf8)
+            _ = try repo.checkout("HEAD", force: true)
+            #expect(try repo.history.head() == .branch("main", commit: a))
+            #expect(try worktreeStep(repo) == 1)
+        }
+    }
+
     @Test func gcKeepsTheCommitsABisectionNames() throws {
         try withRepository { repo, _ in
             _ = try commitStep(repo, 0)

@@ -63,6 +63,9 @@ public struct BisectStep: Sendable, Equatable {
     public var firstBad: ObjectID?
     /// How many suspects the next commit reaches (itself included): the suspects left if it is bad.
     public var nextWeight = 0
+    /// True when `next` is the merge base of the bad commit and a good one it does not contain,
+    /// tested before the suspects (git's merge-base check).
+    public var testsMergeBase = false
     /// Commits left to test if the next one is good, as git counts them ("left to test after this").
     public var leftAfterNext: Int { next == nil ? 0 : max(0, suspects.count - nextWeight - 1) }
     /// About how many more tests the answer needs, as git estimates it: log2 of the suspects,

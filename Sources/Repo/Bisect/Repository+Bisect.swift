@@ -1,5 +1,7 @@
+import CLinux
 import Delta
 import Foundation
+import Glibc
 
 /// What `mrepo bisect` is asked to do.
 public enum BisectAction: Sendable {
@@ -22,6 +24,11 @@ public struct BisectOutcome: Sendable {
     public var head: Head
     /// The working tree's update, when HEAD moved.
     public var checkout: CheckoutResult?
+    /// `bisect reset` found a record it could not read and discarded it (HEAD stays).
+    public var discardedDamagedRecord = false
+    /// `bisect reset`: the branch the bisection started from no longer exists; HEAD went back to
+    /// the commit it was at, detached.
+    public var startBranchGone: String?
 }
 
 /// One test of `bisect run`: the commit tested, how the command exited, and the mark it gave.
@@ -66,14 +73,10 @@ extension Repository {
         guard current.bad != nil, !current.good.isEmpty else {
             throw RepoError.invalidArgument("bisect run needs a bad and a good commit first ('mrepo bisect bad REV', 'mrepo bisect good REV')")
         }
-        // A command that cannot start says nothing about any commit: refused before the first test.
-        let found = executable.contains("/")
-            ? FileManager.default.isExecutableFile(atPath: URL(fileURLWithPath: executable, relativeTo: URL(fileURLWithPath: workingDirectory, isDirectory: true)).path)
-            : Self.which(executable) != nil
-        if !found { throw RepoError.invalidArgument("bisect run: \(executable): no such executable command") }
         var outcome = BisectOutcome(state: current, step: try bisectStep(current), head: try history.head(), checkout: nil)
         while let step = outcome.step, step.next != nil {
             guard let commit = outcome.head.commit else { throw RepoError.invalidArgument("HEAD has no commits") }
+            try requireHeadsFiles("bisect run")
             let status = try runBisectCommand(command, commit: commit, workingDirectory: workingDirectory, outputToStandardError: outputToStandardError)
             let term: BisectState.Term = status == 0 ? .good : status == 125 ? .skip : .bad
             outcome = try bisect(.mark(term, [commit.hex]), wait: wait)
@@ -102,6 +105,7 @@ extension Repository {
                 throw RepoError.invalidArgument("not bisecting; start with 'mrepo bisect start'")
             }
             try refuseDuringMerge("bisect \(term.rawValue)")
+            if revisions.isEmpty { try requireHeadsFiles("bisect \(term.rawValue)") }
             let commits = try revisions.isEmpty ? [head.commit.orThrow("HEAD has no commits")] : revisions.map { try resolve($0) }
             if term == .bad, commits.count > 1 {
                 throw RepoError.invalidArgument("bisect bad takes one revision: the search narrows down from a single bad commit")
@@ -115,7 +119,7 @@ extension Repository {
             } catch RepoError.corruptRecord(_, _) {
                 // A record that no longer decodes can only be discarded; HEAD stays where it is.
                 try history.setBisectState(nil)
-                return BisectOutcome(state: nil, step: nil, head: head, checkout: nil)
+                return BisectOutcome(state: nil, step: nil, head: head, checkout: nil, discardedDamagedRecord: true)
             }
             guard let state = stored else {
                 return BisectOutcome(state: nil, step: nil, head: head, checkout: nil)
@@ -130,6 +134,12 @@ extension Repository {
                     target = (.detached(id), id)
                 }
             } else if let name = state.startBranch, let ref = try history.ref(named: name), ref.kind == .branch {
+                do {
+                    try refuseBranchCheckedOutElsewhere(name)
+                } catch {
+                    throw RepoError.invalidArgument("the bisection started on branch '\(name)', which is now checked out in another working tree; "
+                        + "go elsewhere with 'mrepo bisect reset REV'")
+                }
                 target = (.branch(name, commit: ref.target), ref.target)
             } else if let id = state.startCommit {
                 target = (.detached(id), id)
@@ -138,7 +148,8 @@ extension Repository {
             }
             let checkout = try moveHeadBisecting(to: target.commit, newHead: target.head, from: head, state: nil,
                                                  message: "bisect reset: moving from \(head.displayName) to \(target.head.displayName)")
-            return BisectOutcome(state: nil, step: nil, head: target.head, checkout: checkout)
+            let gone = revision == nil && target.head.branchName == nil ? state.startBranch : nil
+            return BisectOutcome(state: nil, step: nil, head: target.head, checkout: checkout, startBranchGone: gone)
         }
     }
 
@@ -155,78 +166,108 @@ extension Repository {
         return BisectOutcome(state: state, step: step, head: head, checkout: nil)
     }
 
+    /// Checks `target` out and moves HEAD to `newHead` with the bisection saved, as `switch` does:
+    /// the files are staged and renamed into place first, then HEAD, its reflog entry, the stat
+    /// cache and the bisection are one transaction. Interrupted in between, the working tree holds
+    /// the target's files under the old HEAD and marks; the same command run again finds them in
+    /// place (``stageCheckout(_:over:force:operation:carryUnchanged:prepared:)`` passes a file that
+    /// already holds the target) and records what it did.
     private func moveHeadBisecting(to target: ObjectID, newHead: Head, from head: Head, state: BisectState?, message: String) throws -> CheckoutResult {
         let oldTree = try worktreeBaseline(head: head).tree
         let newTree = try verifiedTree(of: target)
         let checkout = try stageCheckout(newTree, over: oldTree, force: false, operation: "bisect")
-        do {
-            try history.setHead(newHead, expected: head, message: message, statEntries: [], bisect: state)
-        } catch {
-            checkout.rollback()
-            throw error
-        }
         let entries = try finishCheckout(checkout)
+        CrashPoint.reach("checkout.files-written")
+        try history.setHead(newHead, expected: head, message: message, statEntries: entries, bisect: state)
         let stats = checkout.stats
-        history.saveStatCacheOpportunistically(entries, removing: [])
         return CheckoutResult(head: newHead, writtenFiles: stats.written, removedFiles: stats.removed, unchangedFiles: stats.unchanged)
+    }
+
+    /// Refuses to judge HEAD by a working tree that does not hold HEAD's files: a tracked file
+    /// changed or deleted (a test that edited it, a checkout interrupted before it was recorded).
+    /// Untracked files (an evaluation's output) do not count.
+    private func requireHeadsFiles(_ what: String) throws {
+        let changed = try status().changes.filter { $0.kind != .added }.map(\.path)
+        guard !changed.isEmpty else { return }
+        let list = changed.prefix(3).map(DisplayText.escaping).joined(separator: ", ") + (changed.count > 3 ? " and \(changed.count - 3) more" : "")
+        throw RepoError.invalidArgument("\(what): the working tree does not hold HEAD's files (\(list) changed), so a test of it says nothing "
+            + "about HEAD; put them back ('mrepo restore PATH', or 'mrepo checkout --force HEAD') or name the commit")
     }
 
     /// Where `state` stands; nil until it has a bad and a good commit. Throws when the marks
     /// contradict each other (a good commit that contains the bad one).
+    ///
+    /// As in git, a good commit the bad one does not contain (a fix branch, a release branch) says
+    /// nothing about the history they share until their merge base is known good: that merge base
+    /// is tested first. Found bad, it contradicts the good commit, and the bisection stops there
+    /// (the regression was undone between them).
     func bisectStep(_ state: BisectState) throws -> BisectStep? {
         guard let bad = state.bad, !state.good.isEmpty else { return nil }
-        let step = try BisectPlanner.step(bad: bad, good: state.good, skipped: Set(state.skipped)) { id in
+        var step = try BisectPlanner.step(bad: bad, good: state.good, skipped: Set(state.skipped)) { id in
             try history.commit(id).map { BisectPlanner.Node(parents: $0.parents, generation: $0.generation) }
         }
         if step.suspects.isEmpty {
+            if state.good.contains(bad) { throw RepoError.invalidArgument("\(bad.short) cannot be both bad and good") }
             let good = state.good.first { (try? isAncestor(bad, of: $0)) == true } ?? state.good[0]
-            throw RepoError.invalidArgument("\(bad.short) is marked bad, but \(good.short), which contains it, is marked good; "
-                + "the marks contradict each other (see 'mrepo bisect log')")
+            throw RepoError.invalidArgument("\(bad.short) is bad, but \(good.short), which contains it, is good: the regression was undone "
+                + "between them, or a mark is wrong; this bisection cannot go on ('mrepo bisect reset', then bisect from commits the bad one contains)")
+        }
+        let badAncestors = try ancestors(of: bad)
+        let known = Set(state.good).union(state.skipped)
+        let containedGood = state.good.filter { badAncestors.contains($0) }
+        for g in state.good where !badAncestors.contains(g) {
+            for base in try mergeBases([bad, g]) where !known.contains(base) {
+                // Implied good: a good commit that the bad one contains reaches it.
+                if try containedGood.contains(where: { try isAncestor(base, of: $0) }) { continue }
+                step.next = base
+                step.firstBad = nil
+                step.testsMergeBase = true
+                return step
+            }
         }
         return step
     }
 
-    /// Runs the test command of `bisect run`, returning its exit status (0–127).
+    /// Runs the test command of `bisect run` and returns its exit status (0–127). It runs in
+    /// mrepo's own process group, so the terminal's Ctrl-C stops both; its standard input and
+    /// error are mrepo's, its standard output too unless `outputToStandardError`.
     private func runBisectCommand(_ command: [String], commit: ObjectID, workingDirectory: String, outputToStandardError: Bool) throws -> Int32 {
-        let process = Process()
         let executable = command[0]
-        if executable.contains("/") {
-            process.executableURL = URL(fileURLWithPath: executable, relativeTo: URL(fileURLWithPath: workingDirectory, isDirectory: true))
-            process.arguments = Array(command.dropFirst())
-        } else {
-            // Looked up in PATH, as a shell would.
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = command
-        }
-        process.currentDirectoryURL = URL(fileURLWithPath: workingDirectory)
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        if outputToStandardError { posix_spawn_file_actions_adddup2(&actions, 2, 1) }
+        posix_spawn_file_actions_addchdir_np(&actions, workingDirectory)
         var env = ProcessInfo.processInfo.environment
         env["MREPO_BISECT_COMMIT"] = commit.hex
         env["MREPO_ROOT"] = root
         env["MREPO_EXE"] = HookRunner.executablePath
-        process.environment = env
-        if outputToStandardError { process.standardOutput = FileHandle.standardError }
-        do {
-            try process.run()
-        } catch {
-            throw RepoError.invalidArgument("bisect run: cannot run \(executable): \(error.localizedDescription)")
+        let argv = command.map { strdup($0) } + [nil]
+        let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            for p in argv { free(p) }
+            for p in envp { free(p) }
         }
-        process.waitUntilExit()
-        let status = process.terminationStatus
-        if process.terminationReason == .uncaughtSignal {
-            throw RepoError.failed("bisect run: \(executable) was killed by signal \(status) at \(commit.short); the marks so far are kept ('mrepo bisect log')")
+        // A name without a slash is looked up in PATH (posix_spawnp), as a shell would; a path is
+        // taken from the working directory (the command's, which is mrepo's).
+        var pid: pid_t = 0
+        let rc = executable.contains("/") ? posix_spawn(&pid, executable, &actions, nil, argv, envp)
+            : posix_spawnp(&pid, executable, &actions, nil, argv, envp)
+        guard rc == 0 else {
+            throw RepoError.invalidArgument("bisect run: cannot run \(executable): \(String(cString: strerror(rc)))")
         }
-        if status > 127 {
-            throw RepoError.failed("bisect run: \(executable) exited with status \(status) at \(commit.short) (above 127 stops a bisect run, as in git); the marks so far are kept")
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            guard errno == EINTR else { throw RepoError.failed("bisect run: cannot wait for \(executable): \(String(cString: strerror(errno)))") }
         }
-        return status
-    }
-
-    private static func which(_ name: String) -> String? {
-        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
-            let path = "\(dir)/\(name)"
-            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        if status & 0x7f != 0 {
+            throw RepoError.failed("bisect run: \(executable) was killed by signal \(status & 0x7f) at \(commit.short); the marks so far are kept ('mrepo bisect log')")
         }
-        return nil
+        let code = (status >> 8) & 0xff
+        if code > 127 {
+            throw RepoError.failed("bisect run: \(executable) exited with status \(code) at \(commit.short) (above 127 stops a bisect run, as in git); the marks so far are kept")
+        }
+        return code
     }
 }
 

@@ -38,6 +38,10 @@ struct BisectCommand: ParsableCommand {
             return lines
         }
         guard let next = step.next else { return [] }
+        if step.testsMergeBase {
+            return ["Bisecting: a merge base must be tested (a good commit is not in the bad one's history)",
+                    "[\(next.short)] \(try repo.commit(next).subject)"]
+        }
         let left = step.leftAfterNext
         return ["Bisecting: \(left) commit\(left == 1 ? "" : "s") left to test after this (roughly \(step.stepsLeft) step\(step.stepsLeft == 1 ? "" : "s"))",
                 "[\(next.short)] \(try repo.commit(next).subject)"]
@@ -165,10 +169,13 @@ struct BisectCommand: ParsableCommand {
             let outcome = try repo.bisect(.reset(to: revision), wait: lock.wait)
             if repository.quiet { return }
             if let checkout = outcome.checkout {
+                if let gone = outcome.startBranchGone { print("The branch '\(gone)' the bisection started on is gone.") }
                 switch checkout.head {
                 case let .branch(name, _): print("Switched to branch '\(name)'")
                 case let .detached(id): print("HEAD is now at \(id.short)")
                 }
+            } else if outcome.discardedDamagedRecord {
+                print("Discarded the damaged bisection record; HEAD stays where it is.")
             } else {
                 print("Not bisecting; nothing to reset.")
             }
@@ -284,7 +291,12 @@ struct BisectCommand: ParsableCommand {
                 var document = BisectDocument(outcome)
                 document.tests = tests
                 try printJSON(document)
+            } else if tests.isEmpty, !repository.quiet {
+                // Nothing was left to test: where the bisection stands is the answer.
+                for line in try BisectCommand.describe(outcome, repo: repo) { print(line) }
             }
+            // Only untestable commits left: no single answer, which a script must be able to tell.
+            if outcome.step?.onlySkippedLeft == true { throw ExitCode(1) }
         }
     }
 }
@@ -304,11 +316,24 @@ struct BisectDocument: Encodable {
     var firstBad: OrNull<String>
     /// When only skipped commits are left: every commit that may be the first bad one.
     var candidates: [String]
+    /// `next` is the merge base of the bad commit and a good one it does not contain, tested first.
+    var testsMergeBase: Bool
+    /// The branch HEAD was on at `bisect start` (null: it was detached).
+    var startBranch: OrNull<String>
+    /// Every mark, oldest first.
+    var marks: [Mark]
     /// `bisect run`: each test, in order.
     var tests: [BisectRunTestDocument]?
 
+    struct Mark: Encodable {
+        var term: String
+        var commit: String
+    }
+
     init(_ o: BisectOutcome) {
         bisecting = o.state != nil
+        startBranch = OrNull(o.state?.startBranch)
+        marks = o.state?.marks.map { Mark(term: $0.term.rawValue, commit: $0.commit.hex) } ?? []
         head = OrNull(o.head.commit?.hex)
         bad = OrNull(o.state?.bad?.hex)
         good = o.state?.good.map(\.hex) ?? []
@@ -318,10 +343,12 @@ struct BisectDocument: Encodable {
         next = OrNull(o.step?.next?.hex)
         firstBad = OrNull(o.step?.firstBad?.hex)
         candidates = o.step?.onlySkippedLeft == true ? o.step!.suspects.map(\.hex) : []
+        testsMergeBase = o.step?.testsMergeBase ?? false
     }
 
     enum CodingKeys: String, CodingKey {
-        case bisecting, head, bad, good, skipped, suspects, stepsLeft = "steps_left", next, firstBad = "first_bad", candidates, tests
+        case bisecting, head, startBranch = "start_branch", bad, good, skipped, suspects, stepsLeft = "steps_left", next
+        case firstBad = "first_bad", candidates, testsMergeBase = "tests_merge_base", marks, tests
     }
 }
 
