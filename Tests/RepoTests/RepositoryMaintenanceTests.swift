@@ -150,6 +150,29 @@ import Testing
         }
     }
 
+    /// A deleted branch of several commits: each names the one before as parent and base, and gc
+    /// deletes them in no particular order (it had failed with a foreign-key error on most orders).
+    @Test func gcRemovesAChainOfCommitsInOneTransaction() throws {
+        try withRepository { repo, _ in
+            try repo.writeModel()
+            let c1 = try repo.commitAll("base").commit.id
+            _ = try repo.switchBranch("run", create: true)
+            var chain: [ObjectID] = []
+            for i in 0..<6 {
+                try repo.writeModel(.light("step\(i)", seed: UInt64(20 + i)))
+                chain.append(try repo.commitAll("step \(i)").commit.id)
+            }
+            _ = try repo.switchBranch("main")
+            _ = try repo.deleteBranch("run", force: true)
+            let report = try repo.gc(pruneReflog: true)
+            #expect(report.removedCommits == 6)
+            for id in chain { #expect(try repo.history.commit(id) == nil) }
+            #expect(try repo.history.commit(c1) != nil)
+            let fsck = try repo.fsck()
+            #expect(fsck.isClean, "\(fsck.errors)")
+        }
+    }
+
     @Test func gcRemovesUnrecordedFilesAndTemporaryFiles() throws {
         try withRepository { repo, _ in
             try writeFile("hello", to: repo.root + "/a.txt")

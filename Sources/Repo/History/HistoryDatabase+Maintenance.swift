@@ -22,6 +22,10 @@ extension HistoryDatabase {
     func forget(keepingCommits commits: Set<ObjectID>, trees: Set<ObjectID>, deleting objects: [ObjectID], pruneReflog: Bool,
                 reflogExpiry: Double? = nil) throws -> Int {
         try write { db in
+            // Dead commits name each other (parents, bases) and are deleted in no particular order:
+            // the references are checked when the transaction commits, when the whole dead set is
+            // gone. A live row that still names a dead commit fails the commit, and nothing changes.
+            try db.execute(sql: "PRAGMA defer_foreign_keys = ON")
             let allCommits = try String.fetchAll(db, sql: #"SELECT id FROM "commit""#).compactMap(ObjectID.init(hex:))
             let deadCommits = allCommits.filter { !commits.contains($0) }
             for id in deadCommits {
