@@ -69,6 +69,7 @@ extension Repository {
         options.oneSided = .take
         options.metrics = metrics
         options.operation = kind
+        options.addsMergeFiles = false
         let outcome = try mergeLocked(options)
         var committed: Commit?
         if case let .committed(c) = outcome.status {

@@ -154,6 +154,8 @@ private func worktreeValues(_ repo: Repository, _ name: String) throws -> [Float
     @Test func revertAndCherryPickKeepLocalChangesTheyDoNotWrite() throws {
         try withRepository { repo, _ in
             try "{\"a\": 1}".write(toFile: repo.root + "/config.json", atomically: true, encoding: .utf8)
+            try "# my model\n".write(toFile: repo.root + "/README.md", atomically: true, encoding: .utf8)
+            try SafetensorsWriter.write(path: repo.root + "/optimizer.safetensors", tensors: [("m", .f32, [2], Array(repeating: 0, count: 8))], metadata: [])
             _ = try commitTensors(repo, ["t1": [1, 1], "t2": [1, 1]], "a")
             let b = try commitTensors(repo, ["t1": [2, 2], "t2": [1, 1]], "b")
             let c = try commitTensors(repo, ["t1": [2, 2], "t2": [3, 3]], "c")
@@ -179,11 +181,38 @@ private func worktreeValues(_ repo: Repository, _ name: String) throws -> [Float
             let d = try commitTensors(repo, ["t1": [5, 5], "t2": [3, 3]], "d")
             try "{\"a\": 3}".write(toFile: repo.root + "/config.json", atomically: true, encoding: .utf8)
             try Data(repeating: 9, count: 64).write(to: URL(fileURLWithPath: repo.root + "/optimizer.pt"))
+            // Another checkpoint file and the model card, edited; no commit touched either.
+            try SafetensorsWriter.write(path: repo.root + "/optimizer.safetensors", tensors: [("m", .f32, [2], Array(repeating: 1, count: 8))], metadata: [])
+            let optimizer = FileManager.default.contents(atPath: repo.root + "/optimizer.safetensors")
+            try "# my model, being edited\n".write(toFile: repo.root + "/README.md", atomically: true, encoding: .utf8)
             let p = try repo.revert(b.hex)
             #expect(!p.exact && p.commit?.parents == [d])
             #expect(try worktreeValues(repo, "t1") == [4, 4])
             #expect(try String(contentsOfFile: repo.root + "/config.json", encoding: .utf8) == "{\"a\": 3}")
             #expect(FileManager.default.contents(atPath: repo.root + "/optimizer.pt") == Data(repeating: 9, count: 64))
+            #expect(FileManager.default.contents(atPath: repo.root + "/optimizer.safetensors") == optimizer)
+            #expect(try String(contentsOfFile: repo.root + "/README.md", encoding: .utf8) == "# my model, being edited\n")
+            // The revert commit is HEAD with the change: HEAD's own card, no merge card or recipe added.
+            let revertTree = try repo.tree(of: try #require(p.commit).id), headTree = try repo.tree(of: d)
+            #expect(revertTree.file(at: "README.md")?.identity == headTree.file(at: "README.md")?.identity)
+            #expect(revertTree.file(at: "merge_recipe.yml") == nil)
+            #expect(revertTree.file(at: "optimizer.safetensors")?.identity == headTree.file(at: "optimizer.safetensors")?.identity)
+
+            // cherry-pick: config.json differs between HEAD and the picked commit, but the pick does
+            // not change it (its parent has it as the picked commit does), so an edit of it stays.
+            _ = try repo.reset(to: "ORIG_HEAD", mode: .hard)
+            _ = try repo.switchBranch("side", create: true, startPoint: b.hex)
+            try "{\"a\": 5}".write(toFile: repo.root + "/config.json", atomically: true, encoding: .utf8)
+            try FileManager.default.removeItem(atPath: repo.root + "/optimizer.pt")
+            _ = try commitTensors(repo, ["t1": [2, 2], "t2": [1, 1]], "config only")
+            let e = try commitTensors(repo, ["t1": [3, 3], "t2": [1, 1]], "e")
+            #expect(try repo.tree(of: e).file(at: "config.json")?.identity != headTree.file(at: "config.json")?.identity)
+            _ = try repo.switchBranch("main")
+            try "{\"a\": 4}".write(toFile: repo.root + "/config.json", atomically: true, encoding: .utf8)
+            let picked = try repo.cherryPick(e.hex)
+            #expect(picked.commit?.parents == [d])
+            #expect(try String(contentsOfFile: repo.root + "/config.json", encoding: .utf8) == "{\"a\": 4}")
+            #expect(try repo.tree(of: try #require(picked.commit).id).file(at: "config.json")?.identity == headTree.file(at: "config.json")?.identity)
         }
     }
 

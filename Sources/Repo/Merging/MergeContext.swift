@@ -429,7 +429,7 @@ struct MergeContext {
         for t in expertTrees { paths.formUnion(t.files.filter { $0.kind == .blob }.map(\.path)) }
         var out: [(String, TreeFile?, String)] = []
         for path in paths.sorted() {
-            if path == "README.md" || path == "merge_recipe.yml" {
+            if options.addsMergeFiles, path == "README.md" || path == "merge_recipe.yml" {
                 out.append((path, nil, "replaced by the merge's \(path == "README.md" ? "model card" : "recipe")"))
                 continue
             }

@@ -75,6 +75,11 @@ public struct MergeOptions: Sendable {
     /// What a refusal to overwrite a local change names: "merging", or the command that applies
     /// a change through the merge machinery ("revert", "cherry-pick").
     public var operation = "merging"
+    /// Whether the merged tree gets a model card (README.md) and the recipe (merge_recipe.yml), as
+    /// merge tools on the Hub write them. False for `revert` and `cherry-pick`: their result is a
+    /// change applied to HEAD, whose own files (a README.md included) are merged three-way like any
+    /// other file.
+    public var addsMergeFiles = true
 
     public init(branches: [String], recipe: MergeRecipe, base: String? = nil, message: String? = nil, outputDType: DType? = nil,
                 vocabulary: VocabularyPolicy? = nil, thresholds: ConflictThresholds = ConflictThresholds(),
@@ -128,10 +133,13 @@ struct RecordedMergeOptions: Sendable, Codable, Equatable {
     /// The recipe's own `dtype` (mergekit's compute dtype), as written.
     var recipeDType: String?
     var tokenizerSource: String?
+    /// True when the merge added no model card or recipe file (`revert`, `cherry-pick`); absent
+    /// otherwise, so merges record what they always did.
+    var noMergeFiles: Bool?
 
     enum CodingKeys: String, CodingKey {
         case vocabulary, fileRule = "file_rule", dtype, oneSided = "one_sided", thresholds
-        case recipeDType = "recipe_dtype", tokenizerSource = "tokenizer_source"
+        case recipeDType = "recipe_dtype", tokenizerSource = "tokenizer_source", noMergeFiles = "no_merge_files"
     }
 
     init(_ options: MergeOptions) {
@@ -142,6 +150,7 @@ struct RecordedMergeOptions: Sendable, Codable, Equatable {
         thresholds = options.thresholds.isEmpty ? nil : options.thresholds
         recipeDType = options.dtype
         tokenizerSource = options.tokenizerSource
+        noMergeFiles = options.addsMergeFiles ? nil : true
     }
 }
 

@@ -86,8 +86,10 @@ extension MergeContext {
             }
             files.append(file)
         }
-        // The model card and the recipe.
-        for (path, text) in [("README.md", card ?? modelCard(recipe: recipe, report: report, recipeYAML: recipeYAML)), ("merge_recipe.yml", recipeYAML)] {
+        // The model card and the recipe (not for a change applied by revert or cherry-pick).
+        let mergeFiles = options.addsMergeFiles
+            ? [("README.md", card ?? modelCard(recipe: recipe, report: report, recipeYAML: recipeYAML)), ("merge_recipe.yml", recipeYAML)] : []
+        for (path, text) in mergeFiles {
             let bytes = Array(text.utf8)
             let blob = try store.writeBlob(bytes, options: repository.codecOptions, batch: batch)
             if blob.isNew { newObjects.append(blob.info) }

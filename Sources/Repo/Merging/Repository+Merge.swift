@@ -83,23 +83,39 @@ extension Repository {
     /// that some input has otherwise than the working tree's baseline (or that the merge writes
     /// itself: the model card, the recipe, an adapter merge's config, a reversible merge's basis),
     /// any change to a safetensors file or shard index, an unreadable file, and an untracked file where the merged tree could put something.
+    /// For a change applied by revert or cherry-pick, only a file the change touches (three-way,
+    /// as in git), whatever its kind.
     /// The others stay as local changes; the staging of the merged tree checks again, so nothing
     /// is ever overwritten.
-    private func localChangesInTheWay(_ changes: [WorktreeStatus.Change], baseline: Tree, inputs: ResolvedMerge) throws -> [WorktreeStatus.Change] {
-        let generated: Set<String> = ["README.md", "merge_recipe.yml", LoRAConfig.fileName, RMMBasisFile.fileName]
+    private func localChangesInTheWay(_ changes: [WorktreeStatus.Change], baseline: Tree, inputs: ResolvedMerge,
+                                      options: MergeOptions) throws -> [WorktreeStatus.Change] {
+        let generated: Set<String> = options.addsMergeFiles ? ["README.md", "merge_recipe.yml", LoRAConfig.fileName, RMMBasisFile.fileName] : []
+        // A change applied by revert or cherry-pick writes no dtype and no card: a safetensors file
+        // or shard index that every input has as the working tree's baseline keeps its bytes.
+        let mayRewriteModelFiles = options.addsMergeFiles || options.outputDType != nil
         let ids = Set([inputs.headID, inputs.base] + inputs.branches.map(\.commit) + inputs.experts.map(\.commit))
         let trees = try ids.map { try tree(of: $0) }
         var paths = generated
         for t in trees { paths.formUnion(t.files.map(\.path)) }
         let folders = PathPolicy.folders(of: Array(paths))
+        // A change applied by revert or cherry-pick writes a file only where the change (merge base
+        // → the other input) touches it and leaves it otherwise than the working tree has it.
+        let applied = options.addsMergeFiles ? nil : (base: try tree(of: inputs.base), sides: try inputs.experts.map { try tree(of: $0.commit) })
         return changes.filter { change in
             if change.kind == .added {
                 return paths.contains(change.path) || folders.contains(change.path) || PathPolicy.hasFileAbove(change.path, in: paths)
             }
             // A shard index is rebuilt whenever tensors change dtype or file: as a safetensors file.
-            if change.reason != nil || generated.contains(change.path) || isSafetensorsPath(change.path)
-                || change.path.hasSuffix(".safetensors.index.json") { return true }
+            if change.reason != nil || generated.contains(change.path) { return true }
+            if mayRewriteModelFiles, isSafetensorsPath(change.path) || change.path.hasSuffix(".safetensors.index.json") { return true }
             let mine = baseline.file(at: change.path)?.identity
+            if let applied {
+                let before = applied.base.file(at: change.path)?.identity
+                return applied.sides.contains { side in
+                    let after = side.file(at: change.path)?.identity
+                    return after != before && after != mine
+                }
+            }
             return !trees.allSatisfy { $0.file(at: change.path)?.identity == mine }
         }
     }
@@ -138,7 +154,7 @@ extension Repository {
             defer { timer.add("status", since: ts) }
             let baseline = try worktreeBaseline(head: head).tree
             let changes = try status(against: baseline).changes
-            let dirty = changes.isEmpty ? [] : try localChangesInTheWay(changes, baseline: baseline, inputs: inputs)
+            let dirty = changes.isEmpty ? [] : try localChangesInTheWay(changes, baseline: baseline, inputs: inputs, options: options)
             if !dirty.isEmpty { throw RepoError.dirtyWorktree(operation: options.operation, paths: dirty.map(\.path)) }
         }
         var options = options

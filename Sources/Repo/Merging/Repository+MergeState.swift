@@ -32,6 +32,7 @@ extension Repository {
         options.thresholds = o.thresholds ?? ConflictThresholds()
         options.dtype = o.recipeDType
         options.tokenizerSource = o.tokenizerSource
+        options.addsMergeFiles = o.noMergeFiles != true
         options.metrics = state.metrics ?? []
         return options
     }
