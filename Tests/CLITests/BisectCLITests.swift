@@ -105,7 +105,7 @@ import Testing
         expectOneLineError(try s.run(["bisect", "start"], in: "repo"), contains: "a bisection is in progress")
         expectOneLineError(try s.run(["bisect", "run", "./no-such-eval"], in: "repo"), contains: "no-such-eval")
         expectOneLineError(try s.run(["bisect", "good", "nope"], in: "repo"), contains: "nope")
-        expectOneLineError(try s.run(["bisect", "bad", "HEAD", "HEAD~1"], in: "repo"), status: 64, contains: "Unexpected argument 'HEAD~1'")
+        expectOneLineError(try s.run(["bisect", "bad", "HEAD", "HEAD~1"], in: "repo"), contains: "bisect bad takes one revision")
         // The bad commit marked good, or a good commit above the bad one, contradicts it.
         expectOneLineError(try s.run(["bisect", "good", "main"], in: "repo"), contains: "cannot be both bad and good")
         try s.ok(["bisect", "bad", "-q", "main~2"], in: "repo")

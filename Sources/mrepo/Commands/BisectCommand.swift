@@ -84,50 +84,46 @@ struct BisectCommand: ParsableCommand {
         }
     }
 
-    /// `bisect bad` (alias `new`): one commit.
+    /// What `bisect bad`, `good` and `skip` take: the commits (default HEAD), and the shared options.
+    struct MarkArguments: ParsableArguments {
+        @OptionGroup var repository: RepositoryOptions
+        @OptionGroup var lock: LockOptions
+
+        @Argument(help: ArgumentHelp("The commits (default HEAD; bad takes one).", valueName: "rev"), completion: CompletionNames.revisions)
+        var revisions: [String] = []
+
+        @Flag(help: "Print where the bisection stands as JSON.")
+        var json = false
+
+        func mark(_ term: BisectState.Term) throws {
+            let repo = try repository.open()
+            let outcome = try repo.bisect(.mark(term, revisions), wait: lock.wait)
+            try BisectCommand.output(outcome, repo: repo, json: json, quiet: repository.quiet)
+        }
+    }
+
+    /// `bisect bad` (alias `new`).
     struct Mark: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "bad",
             abstract: "Mark a commit bad (it has the regression): HEAD, or the revision named.",
             aliases: ["new"])
 
-        @OptionGroup var repository: RepositoryOptions
-        @OptionGroup var lock: LockOptions
+        @OptionGroup var arguments: MarkArguments
 
-        @Argument(help: ArgumentHelp("The commit (default HEAD).", valueName: "rev"), completion: CompletionNames.revisions)
-        var revision: String?
-
-        @Flag(help: "Print where the bisection stands as JSON.")
-        var json = false
-
-        func run() throws {
-            let repo = try repository.open()
-            let outcome = try repo.bisect(.mark(.bad, revision.map { [$0] } ?? []), wait: lock.wait)
-            try BisectCommand.output(outcome, repo: repo, json: json, quiet: repository.quiet)
-        }
+        func run() throws { try arguments.mark(.bad) }
     }
 
-    /// `bisect good` (alias `old`): one or more commits.
+    /// `bisect good` (alias `old`).
     struct MarkGood: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "good",
             abstract: "Mark commits good (before the regression): HEAD, or the revisions named.",
             aliases: ["old"])
 
-        @OptionGroup var repository: RepositoryOptions
-        @OptionGroup var lock: LockOptions
+        @OptionGroup var arguments: MarkArguments
 
-        @Argument(help: ArgumentHelp("The commits (default HEAD).", valueName: "rev"), completion: CompletionNames.revisions)
-        var revisions: [String] = []
-
-        @Flag(help: "Print where the bisection stands as JSON.")
-        var json = false
-
-        func run() throws {
-            let repo = try repository.open()
-            let outcome = try repo.bisect(.mark(.good, revisions), wait: lock.wait)
-            try BisectCommand.output(outcome, repo: repo, json: json, quiet: repository.quiet)
-        }
+        func run() throws { try arguments.mark(.good) }
     }
 
     struct Skip: ParsableCommand {
@@ -136,20 +132,9 @@ struct BisectCommand: ParsableCommand {
             abstract: "Mark commits that cannot be tested (a run that crashed, a model that does not load): HEAD, or the revisions named.",
             discussion: "A commit next to a skipped one is tested instead. When only skipped commits are left, the answer is a list.")
 
-        @OptionGroup var repository: RepositoryOptions
-        @OptionGroup var lock: LockOptions
+        @OptionGroup var arguments: MarkArguments
 
-        @Argument(help: ArgumentHelp("The commits (default HEAD).", valueName: "rev"), completion: CompletionNames.revisions)
-        var revisions: [String] = []
-
-        @Flag(help: "Print where the bisection stands as JSON.")
-        var json = false
-
-        func run() throws {
-            let repo = try repository.open()
-            let outcome = try repo.bisect(.mark(.skip, revisions), wait: lock.wait)
-            try BisectCommand.output(outcome, repo: repo, json: json, quiet: repository.quiet)
-        }
+        func run() throws { try arguments.mark(.skip) }
     }
 
     struct Reset: ParsableCommand {
