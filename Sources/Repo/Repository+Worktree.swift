@@ -172,6 +172,10 @@ extension Repository {
         if revision == "HEAD" || revision == "@", let branch = try history.head().branchName {
             return try switchBranch(branch, force: force, wait: wait)
         }
+        // A branch only a remote has: created tracking it, as `switch` (and git's checkout) does.
+        if try history.ref(named: revision) == nil, (try? resolve(revision)) == nil, try trackingCandidate(revision) != nil {
+            return try switchBranch(revision, force: force, wait: wait)
+        }
         return try withWriteLock(wait: wait) {
             let target = try resolve(revision)
             let head = try history.head()
@@ -269,10 +273,10 @@ extension Repository {
                 let after = newTree.file(at: change.path)?.identity
                 if change.kind == .added {
                     if let after, current[change.path]?.identity != after { blocked.append(change.path) }
-                } else if change.reason == nil, current[change.path]?.identity == after {
+                } else if change.reason == nil, !comparison.links.contains(change.path), current[change.path]?.identity == after {
                     // The file already holds what the checkout would leave there (one interrupted
                     // after some of its renames, run again; a file deleted that the target drops):
-                    // nothing is lost.
+                    // nothing is lost. Not a link: it is not the regular file the target records.
                     continue
                 } else if before != after || change.reason != nil {
                     // An unreadable file is never carried over: what it holds cannot be known.

@@ -97,6 +97,23 @@ import Testing
         try s.ok(["bisect", "reset", "-q"], in: "repo")
     }
 
+    /// `bisect reset` to a branch another working tree has checked out is refused before any file
+    /// is written (it had renamed the branch's files into place, then failed to move HEAD).
+    @Test func resetToABranchCheckedOutElsewhereWritesNothing() throws {
+        let s = try history()
+        try s.ok(["branch", "-q", "side", "HEAD~10"], in: "repo")
+        try s.ok(["worktree", "add", "-q", "../wt", "side"], in: "repo")
+        try s.ok(["bisect", "start", "-q", "HEAD", "HEAD~11"], in: "repo")
+        let head = try revParse(s, "HEAD")
+        let files = s.read("repo/config.json")
+        expectOneLineError(try s.run(["bisect", "reset", "side"], in: "repo"), contains: "checked out in another working tree")
+        #expect(try revParse(s, "HEAD") == head)
+        #expect(s.read("repo/config.json") == files)
+        #expect(try s.ok(["status", "--porcelain"], in: "repo").stdout.isEmpty)
+        try s.ok(["bisect", "reset", "-q"], in: "repo")
+        #expect(try revParse(s, "HEAD") == revParse(s, "main"))
+    }
+
     @Test func refusalsAreOneLineAndChangeNothing() throws {
         let s = try history()
         expectOneLineError(try s.run(["bisect", "good"], in: "repo"), contains: "not bisecting")

@@ -237,6 +237,28 @@ import Testing
         expectOneLineError(try s.run(["stash", "pop"], in: "repo"), contains: "no stash entries")
     }
 
+    /// A revert through task arithmetic where HEAD changed a file the reverted commit changed too:
+    /// HEAD's version is kept, and a warning says that part of the change is not applied.
+    @Test func revertWarnsWhereHeadsVersionOfAFileIsKept() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.ok(["init", "-q", "repo"])
+        try s.ok(["commit", "-q", "--from", "../family/base", "-m", "base"], in: "repo")
+        for (model, value) in [("math", 1), ("code", 2)] {
+            for name in s.files(under: "family/\(model)") {
+                try? FileManager.default.removeItem(atPath: s.path("repo/\(name)"))
+                try FileManager.default.copyItem(atPath: s.path("family/\(model)/\(name)"), toPath: s.path("repo/\(name)"))
+            }
+            try "{\"x\": \(value)}\n".write(toFile: s.path("repo/config.json"), atomically: true, encoding: .utf8)
+            try s.ok(["commit", "-q", "-m", model], in: "repo")
+        }
+        let r = try s.ok(["revert", "HEAD~1"], in: "repo")
+        #expect(r.stdout.contains("task arithmetic"))
+        #expect(r.stderr.contains("config.json was changed both by the reverted commit and since; HEAD's version is kept"))
+        #expect(s.read("repo/config.json") == Data("{\"x\": 2}\n".utf8))
+        #expect(!FileManager.default.fileExists(atPath: s.path("repo/merge_recipe.yml")), "a revert adds no merge recipe")
+    }
+
     @Test func revertAndCherryPickAsModelOperations() throws {
         let s = try family()
         try s.ok(["switch", "-q", "math"], in: "repo")

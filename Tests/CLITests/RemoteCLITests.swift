@@ -15,6 +15,25 @@ import Testing
         return s
     }
 
+    /// A new repository whose only branch is on a remote: `switch main`, `checkout main` and
+    /// `checkout HEAD` create main tracking origin/main (the creation had made HEAD look moved, so
+    /// the command failed after writing the files).
+    @Test(arguments: [["switch", "main"], ["checkout", "main"], ["checkout", "HEAD"]])
+    func aBranchOnlyTheRemoteHasIsCheckedOutInANewRepository(_ command: [String]) throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.ok(["init", "-q", "hub"])
+        try s.ok(["commit", "-q", "--from", "../family/base", "-m", "base"], in: "hub")
+        try s.ok(["init", "-q", "fresh"])
+        try s.ok(["remote", "add", "origin", "../hub"], in: "fresh")
+        try s.ok(["fetch", "-q", "origin"], in: "fresh")
+        try s.ok(command + ["-q"], in: "fresh")
+        #expect(try s.ok(["rev-parse", "--abbrev-ref", "HEAD"], in: "fresh").stdout == "main\n")
+        #expect(try s.ok(["rev-parse", "main"], in: "fresh").stdout == (try s.ok(["rev-parse", "origin/main"], in: "fresh").stdout))
+        #expect(try s.ok(["status"], in: "fresh").stdout.contains("up to date with 'origin/main'"))
+        #expect(s.sameFiles("fresh", "family/base"))
+    }
+
     @Test func cloneCommitPushPullRoundTrip() throws {
         let s = try published()
         let clone = try #require(try s.json(try s.ok(["clone", "--json", "hub", "copy"])) as? [String: Any])

@@ -154,6 +154,25 @@ private func bisectByHand(_ repo: Repository, _ start: BisectOutcome, isBad: (In
         }
     }
 
+    /// A tracked file replaced by a link to a file that holds the target's bytes is still a local
+    /// change: the checkout refuses it rather than leave a link where the target has a file.
+    @Test func aLinkIsNotTheFileItPointsTo() throws {
+        try withRepository { repo, _ in
+            try "X\n".write(toFile: repo.root + "/a", atomically: true, encoding: .utf8)
+            try "Y\n".write(toFile: repo.root + "/b", atomically: true, encoding: .utf8)
+            let c1 = try repo.commitAll("c1").commit.id
+            try FileManager.default.removeItem(atPath: repo.root + "/a")
+            try "X\n".write(toFile: repo.root + "/b", atomically: true, encoding: .utf8)
+            _ = try repo.commitAll("c2")
+            _ = try repo.checkout(c1.hex)
+            try FileManager.default.removeItem(atPath: repo.root + "/b")
+            try FileManager.default.createSymbolicLink(atPath: repo.root + "/b", withDestinationPath: "a")
+            expectThrows(RepoError.dirtyWorktree(operation: "switching", paths: ["b"])) { _ = try repo.checkout("main") }
+            #expect(try FileManager.default.destinationOfSymbolicLink(atPath: repo.root + "/b") == "a")
+            #expect(try String(contentsOfFile: repo.root + "/a", encoding: .utf8) == "X\n")
+        }
+    }
+
     @Test func checkoutForceHeadStaysOnTheBranch() throws {
         try withRepository { repo, _ in
             let a = try commitStep(repo, 1)

@@ -105,6 +105,11 @@ public struct ConflictReport: Sendable {
     /// Non-tensor files and how they were merged.
     public var files: [(path: String, outcome: String)]
 
+    /// How a file's outcome begins when the sides changed it differently and the file rule chose.
+    public static let severalSides = "changed on several sides"
+    /// The files changed differently on several sides, settled by the file rule.
+    public var filesChangedOnSeveralSides: [String] { files.filter { $0.outcome.hasPrefix(Self.severalSides) }.map(\.path) }
+
     public init(method: String, experts: [String], baseName: String, tensors: [TensorReport], files: [(path: String, outcome: String)]) {
         self.method = method
         self.experts = experts

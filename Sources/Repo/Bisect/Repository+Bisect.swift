@@ -76,7 +76,7 @@ extension Repository {
         var outcome = BisectOutcome(state: current, step: try bisectStep(current), head: try history.head(), checkout: nil)
         while let step = outcome.step, step.next != nil {
             guard let commit = outcome.head.commit else { throw RepoError.invalidArgument("HEAD has no commits") }
-            try requireHeadsFiles("bisect run")
+            try requireHeadsFiles("bisect run", orNameTheCommit: false)
             let status = try runBisectCommand(command, commit: commit, workingDirectory: workingDirectory, outputToStandardError: outputToStandardError)
             let term: BisectState.Term = status == 0 ? .good : status == 125 ? .skip : .bad
             outcome = try bisect(.mark(term, [commit.hex]), wait: wait)
@@ -105,7 +105,7 @@ extension Repository {
                 throw RepoError.invalidArgument("not bisecting; start with 'mrepo bisect start'")
             }
             try refuseDuringMerge("bisect \(term.rawValue)")
-            if revisions.isEmpty { try requireHeadsFiles("bisect \(term.rawValue)") }
+            if revisions.isEmpty { try requireHeadsFiles("bisect \(term.rawValue)", orNameTheCommit: true) }
             let commits = try revisions.isEmpty ? [head.commit.orThrow("HEAD has no commits")] : revisions.map { try resolve($0) }
             if term == .bad, commits.count > 1 {
                 throw RepoError.invalidArgument("bisect bad takes one revision: the search narrows down from a single bad commit")
@@ -134,17 +134,20 @@ extension Repository {
                     target = (.detached(id), id)
                 }
             } else if let name = state.startBranch, let ref = try history.ref(named: name), ref.kind == .branch {
-                do {
-                    try refuseBranchCheckedOutElsewhere(name)
-                } catch {
-                    throw RepoError.invalidArgument("the bisection started on branch '\(name)', which is now checked out in another working tree; "
-                        + "go elsewhere with 'mrepo bisect reset REV'")
-                }
                 target = (.branch(name, commit: ref.target), ref.target)
             } else if let id = state.startCommit {
                 target = (.detached(id), id)
             } else {
                 throw RepoError.invalidArgument("the bisection's starting point is gone; name where to go: 'mrepo bisect reset REV'")
+            }
+            // A branch checked out in another working tree is refused before any file is written.
+            if let name = target.head.branchName, name != head.branchName {
+                do {
+                    try refuseBranchCheckedOutElsewhere(name)
+                } catch {
+                    throw RepoError.invalidArgument("branch '\(name)' is checked out in another working tree; "
+                        + "go elsewhere with 'mrepo bisect reset REV' (a commit, or another branch)")
+                }
             }
             let checkout = try moveHeadBisecting(to: target.commit, newHead: target.head, from: head, state: nil,
                                                  message: "bisect reset: moving from \(head.displayName) to \(target.head.displayName)")
@@ -186,12 +189,16 @@ extension Repository {
     /// Refuses to judge HEAD by a working tree that does not hold HEAD's files: a tracked file
     /// changed or deleted (a test that edited it, a checkout interrupted before it was recorded).
     /// Untracked files (an evaluation's output) do not count.
-    private func requireHeadsFiles(_ what: String) throws {
+    private func requireHeadsFiles(_ what: String, orNameTheCommit: Bool) throws {
+        let remedy = "put them back ('mrepo restore PATH', or 'mrepo checkout --force HEAD')" + (orNameTheCommit ? " or name the commit" : "")
+        if let view = try currentView() {
+            throw RepoError.invalidArgument("\(what): the working tree holds \(view.description), not HEAD's files; \(remedy)")
+        }
         let changed = try status().changes.filter { $0.kind != .added }.map(\.path)
         guard !changed.isEmpty else { return }
         let list = changed.prefix(3).map(DisplayText.escaping).joined(separator: ", ") + (changed.count > 3 ? " and \(changed.count - 3) more" : "")
         throw RepoError.invalidArgument("\(what): the working tree does not hold HEAD's files (\(list) changed), so a test of it says nothing "
-            + "about HEAD; put them back ('mrepo restore PATH', or 'mrepo checkout --force HEAD') or name the commit")
+            + "about HEAD; \(remedy)")
     }
 
     /// Where `state` stands; nil until it has a bad and a good commit. Throws when the marks

@@ -121,17 +121,23 @@ extension HistoryDatabase {
     /// Creates `branch` and points HEAD at it, in one transaction (it fails if the branch exists).
     func setHead(_ head: Head, expected: Head?, message: String, creating branch: NewBranch, statEntries: [StatCacheEntry] = []) throws {
         try write { db in
+            // HEAD as it was, read before the branch exists: on that branch while it had no commits
+            // (a new repository switching to a branch only a remote has), creating it changes
+            // what HEAD reads.
+            let before = try self.head(db)
+            if let expected, before != expected { throw RepoError.concurrentUpdate(ref: "HEAD") }
             if try HistoryDatabase.ref(db, branch.name) != nil { throw RepoError.refExists(branch.name) }
             try HistoryDatabase.setRef(db, name: branch.name, kind: .branch, target: branch.target, old: nil, message: branch.message)
             if let upstream = branch.upstream { try HistoryDatabase.setUpstream(db, of: branch.name, to: upstream) }
-            try writeHead(db, head, expected: expected, message: message, statEntries: statEntries, removedPaths: [])
+            try writeHead(db, head, expected: nil, message: message, statEntries: statEntries, removedPaths: [], previous: before)
         }
     }
 
     /// HEAD's row, its reflog entry, the view cleared and the stat cache updated, inside a transaction.
+    /// - Parameter previous: HEAD before the transaction changed anything (default: read now).
     func writeHead(_ db: Database, _ head: Head, expected: Head?, message: String, statEntries: [StatCacheEntry],
-                           removedPaths: [String]) throws {
-        let current = try self.head(db)
+                   removedPaths: [String], previous: Head? = nil) throws {
+        let current = try previous ?? self.head(db)
         if let expected, current != expected { throw RepoError.concurrentUpdate(ref: "HEAD") }
         switch head {
         case let .branch(name, _):

@@ -450,7 +450,7 @@ struct MergeContext {
                 case .theirs: pick = sides.last ?? nil; who = experts.last?.name ?? "theirs"
                 case .base: pick = base; who = "the merge base"
                 }
-                out.append((path, pick, "changed on several sides; kept \(who)'s version (--file-conflict \(options.fileRule.rawValue))"))
+                out.append((path, pick, "\(ConflictReport.severalSides); kept \(who)'s version (--file-conflict \(options.fileRule.rawValue))"))
             }
         }
         return out

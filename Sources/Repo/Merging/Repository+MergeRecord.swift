@@ -71,6 +71,8 @@ public struct MergeSummary: Sendable {
     public var tool: String
     /// How many tensors fell in each class, in class order.
     public var tensorClasses: [(name: String, count: Int)]
+    /// Whether the tree holds the recipe as merge_recipe.yml (not for revert and cherry-pick).
+    public var hasRecipeFile = true
 }
 
 extension Repository {
@@ -82,7 +84,8 @@ extension Repository {
                             experts: experts.map { ($0.name, $0.commit) }, resolutions: record.resolutions ?? [],
                             thresholds: record.options?.thresholds ?? ConflictThresholds(), oneSided: record.options?.oneSided,
                             outputDType: record.options?.dtype, recipe: record.recipe.json, tool: record.tool,
-                            tensorClasses: MergeClass.allCases.map { ($0.rawValue, record.summary[$0.rawValue] ?? 0) })
+                            tensorClasses: MergeClass.allCases.map { ($0.rawValue, record.summary[$0.rawValue] ?? 0) },
+                            hasRecipeFile: record.options?.noMergeFiles != true)
     }
 
     /// A recorded merge commit and what finishing it needs.

@@ -24,6 +24,12 @@ enum ApplyPrinter {
                 print("Settle them with 'mrepo resolve GLOB --ours|--theirs|--base|--method M', then 'mrepo merge --continue' (or 'mrepo merge --abort').")
             }
         }
+        // A file both HEAD and the change changed keeps HEAD's version: the change to it is not applied.
+        if r.commit != nil, let m = r.merge {
+            for path in m.report.filesChangedOnSeveralSides {
+                ErrorReporter.warn("\(path) was changed both by the \(verb == "revert" ? "reverted commit" : "picked commit") and since; HEAD's version is kept, so that part of the change is not applied")
+            }
+        }
         if conflicted { throw ExitCode(1) }
     }
 }
