@@ -54,6 +54,8 @@ extension Repository {
             if create {
                 try RefNames.validate(name)
                 if try history.ref(named: name) != nil { throw RepoError.refExists(name) }
+                // Another working tree may be on it while it has no commits: refused before any file is written.
+                try refuseBranchCheckedOutElsewhere(name)
                 guard let start = try startPoint.map({ try resolve($0) }) ?? head.commit else {
                     // No commits yet: rename the unborn branch.
                     try history.setHead(.branch(name, commit: nil), expected: head, message: "switch: unborn branch \(name)")
@@ -75,11 +77,13 @@ extension Repository {
                 return result
             }
             if try history.ref(named: name) == nil, let tracking = try trackingCandidate(name) {
+                try refuseBranchCheckedOutElsewhere(name)
                 // As git does: a branch that exists only on a remote starts here, tracking it.
                 let branch = HistoryDatabase.NewBranch(name: name, target: tracking.target, message: "branch: created from \(tracking.fullName)",
                                                        upstream: Upstream(remote: tracking.remote, branch: tracking.name))
                 var result = try moveHead(to: tracking.target, newHead: .branch(name, commit: tracking.target), from: head, force: force,
-                                          message: "switch: created \(name) from \(tracking.fullName)", creating: branch)
+                                          message: "switch: moving from \(head.displayName) to \(name) (created from \(tracking.fullName))",
+                                          creating: branch)
                 result.head = .branch(name, commit: tracking.target)
                 return result
             }

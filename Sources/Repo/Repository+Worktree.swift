@@ -44,6 +44,8 @@ struct WorktreeComparison {
     /// Paths that are symbolic links (read through, or set aside as unusable). A checkout replaces
     /// such a link by renaming over it, never writing through it.
     var links: Set<String> = []
+    /// What each of those links holds (its target as written).
+    var linkTargets: [String: String] = [:]
     /// The file system's clock, read before the scan: a file whose `lstat`, taken after it, shows a
     /// last change before it can be cached as `current` says (``StatCacheEntry/init(path:stat:identity:clock:)``).
     var clock: FileSystemClock? = nil
@@ -156,7 +158,7 @@ extension Repository {
         }
         return WorktreeComparison(changes: changes, current: current, nestedRepositories: scan.nestedRepositories,
                                   normalizationTwins: FolderScanner.normalizationTwins(scanned.map(\.path)),
-                                  links: Set(scan.linkTargets.keys), clock: clock)
+                                  links: Set(scan.linkTargets.keys), linkTargets: scan.linkTargets, clock: clock)
     }
 
     // MARK: - Switch and checkout
@@ -169,7 +171,8 @@ extension Repository {
         }
         // `checkout [--force] HEAD` stays on HEAD's branch, as in git (the advice for discarding
         // local changes); it does not detach HEAD.
-        if revision == "HEAD" || revision == "@", let branch = try history.head().branchName {
+        if revision == "HEAD" || revision == "@", case let .branch(branch, commit) = try history.head(),
+           try commit != nil || trackingCandidate(branch) != nil {
             return try switchBranch(branch, force: force, wait: wait)
         }
         // A branch only a remote has: created tracking it, as `switch` (and git's checkout) does.
@@ -199,6 +202,18 @@ extension Repository {
             try history.setHead(newHead, expected: head, message: message, statEntries: entries)
         }
         return CheckoutResult(head: newHead, writtenFiles: stats.written, removedFiles: stats.removed, unchangedFiles: stats.unchanged)
+    }
+
+    /// The links of the working tree (read through) whose target is a path of the working tree that
+    /// differs between `old` and `new`.
+    static func linksIntoChangedFiles(_ comparison: WorktreeComparison, old: Tree, new: Tree, root: String) -> Set<String> {
+        guard !comparison.linkTargets.isEmpty else { return [] }
+        var out = Set<String>()
+        for (path, target) in comparison.linkTargets {
+            guard let inside = PathPolicy.resolvedLinkTarget(of: path, target: target, root: root) else { continue }
+            if old.file(at: inside)?.identity != new.file(at: inside)?.identity { out.insert(path) }
+        }
+        return out
     }
 
     struct MaterializeStats {
@@ -263,12 +278,16 @@ extension Repository {
         let comparison = try status(against: oldTree)
         try comparison.checkWritable()
         let (changes, current) = (comparison.changes, comparison.current)
+        // Links read through to a file of the working tree that this checkout rewrites or removes:
+        // whatever they read now, they would read something else (or nothing) after it.
+        let endangered = Self.linksIntoChangedFiles(comparison, old: oldTree, new: newTree, root: root)
         // Local changes to paths the two trees agree on are carried over, as git does.
         var carried = Set<String>()
         if !force {
-            var blocked: [String] = []
+            // Such a link at a tracked path is a local change the checkout cannot keep.
+            var blocked: [String] = endangered.filter { oldTree.file(at: $0) != nil || newTree.file(at: $0) != nil }.sorted()
             // A nested repository's files are its own: they neither block nor are touched.
-            for change in changes where !isInsideNestedRepository(change.path) {
+            for change in changes where !isInsideNestedRepository(change.path) && !blocked.contains(change.path) {
                 let before = oldTree.file(at: change.path)?.identity
                 let after = newTree.file(at: change.path)?.identity
                 if change.kind == .added {
@@ -299,7 +318,7 @@ extension Repository {
             // A tree recorded before the folder became a nested repository still lists its files:
             // they are left as the nested repository has them.
             if carried.contains(file.path) || isInsideNestedRepository(file.path) { continue }
-            if current[file.path]?.identity == file.identity {
+            if current[file.path]?.identity == file.identity, !endangered.contains(file.path) {
                 checkout.stats.unchanged += 1
                 // This lstat follows the status's clock reading: a change since the status shows
                 // a later mtime, and the entry is then trusted only a second after it is recorded.

@@ -6,13 +6,13 @@ import Testing
 /// Commits `config.json` holding `{"step": N}` (and nothing else changed): a history whose
 /// "evaluation" is a number in a file.
 @discardableResult
-private func commitStep(_ repo: Repository, _ step: Int) throws -> ObjectID {
+func commitStep(_ repo: Repository, _ step: Int) throws -> ObjectID {
     try "{\"step\": \(step)}\n".write(toFile: repo.root + "/config.json", atomically: true, encoding: .utf8)
     return try repo.commitAll("step \(step)").commit.id
 }
 
 /// The step the working tree's config.json holds.
-private func worktreeStep(_ repo: Repository) throws -> Int {
+func worktreeStep(_ repo: Repository) throws -> Int {
     let text = try String(contentsOfFile: repo.root + "/config.json", encoding: .utf8)
     return Int(text.filter(\.isNumber))!
 }
@@ -151,35 +151,6 @@ private func bisectByHand(_ repo: Repository, _ start: BisectOutcome, isBad: (In
             _ = try repo.restore(paths: ["config.json"], source: nil)
             let next = try repo.bisect(.mark(.good, [tested.hex]))
             #expect(next.head.commit != tested)
-        }
-    }
-
-    /// A tracked file replaced by a link to a file that holds the target's bytes is still a local
-    /// change: the checkout refuses it rather than leave a link where the target has a file.
-    @Test func aLinkIsNotTheFileItPointsTo() throws {
-        try withRepository { repo, _ in
-            try "X\n".write(toFile: repo.root + "/a", atomically: true, encoding: .utf8)
-            try "Y\n".write(toFile: repo.root + "/b", atomically: true, encoding: .utf8)
-            let c1 = try repo.commitAll("c1").commit.id
-            try FileManager.default.removeItem(atPath: repo.root + "/a")
-            try "X\n".write(toFile: repo.root + "/b", atomically: true, encoding: .utf8)
-            _ = try repo.commitAll("c2")
-            _ = try repo.checkout(c1.hex)
-            try FileManager.default.removeItem(atPath: repo.root + "/b")
-            try FileManager.default.createSymbolicLink(atPath: repo.root + "/b", withDestinationPath: "a")
-            expectThrows(RepoError.dirtyWorktree(operation: "switching", paths: ["b"])) { _ = try repo.checkout("main") }
-            #expect(try FileManager.default.destinationOfSymbolicLink(atPath: repo.root + "/b") == "a")
-            #expect(try String(contentsOfFile: repo.root + "/a", encoding: .utf8) == "X\n")
-        }
-    }
-
-    @Test func checkoutForceHeadStaysOnTheBranch() throws {
-        try withRepository { repo, _ in
-            let a = try commitStep(repo, 1)
-            try "{\"step\": 9}\n".write(toFile: repo.root + "/config.json", atomically: true, encoding: .utf8)
-            _ = try repo.checkout("HEAD", force: true)
-            #expect(try repo.history.head() == .branch("main", commit: a))
-            #expect(try worktreeStep(repo) == 1)
         }
     }
 

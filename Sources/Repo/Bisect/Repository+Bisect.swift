@@ -192,7 +192,8 @@ extension Repository {
     private func requireHeadsFiles(_ what: String, orNameTheCommit: Bool) throws {
         let remedy = "put them back ('mrepo restore PATH', or 'mrepo checkout --force HEAD')" + (orNameTheCommit ? " or name the commit" : "")
         if let view = try currentView() {
-            throw RepoError.invalidArgument("\(what): the working tree holds \(view.description), not HEAD's files; \(remedy)")
+            throw RepoError.invalidArgument("\(what): the working tree holds \(view.description), not HEAD's files; "
+                + "'mrepo checkout --force HEAD' puts them back")
         }
         let changed = try status().changes.filter { $0.kind != .added }.map(\.path)
         guard !changed.isEmpty else { return }

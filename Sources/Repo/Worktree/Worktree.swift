@@ -35,6 +35,30 @@ public struct FileStat: Sendable, Equatable {
 
 /// Rules that keep paths inside the working tree.
 public enum PathPolicy {
+    /// The working-tree path a link at `path` points to, when it stays inside the working tree
+    /// `root`: its target as written, taken from the link's folder (or absolute, under `root`),
+    /// `.` and `..` resolved; nil when it leads outside.
+    static func resolvedLinkTarget(of path: String, target: String, root: String) -> String? {
+        var text = Substring(target)
+        var parts: [Substring]
+        if text.hasPrefix("/") {
+            guard text.hasPrefix(root + "/") else { return nil }
+            text = text.dropFirst(root.count + 1)
+            parts = []
+        } else {
+            parts = Array(path.split(separator: "/").dropLast())
+        }
+        for part in text.split(separator: "/", omittingEmptySubsequences: true) where part != "." {
+            if part == ".." {
+                guard !parts.isEmpty else { return nil }
+                parts.removeLast()
+            } else {
+                parts.append(part)
+            }
+        }
+        return parts.isEmpty ? nil : parts.joined(separator: "/")
+    }
+
     /// Checks a relative path from a tree (or the user) and returns it normalised.
     ///
     /// Rejects absolute paths, `..`, empty and `.` components, NUL and backslashes, and anything

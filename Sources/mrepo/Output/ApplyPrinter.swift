@@ -25,7 +25,7 @@ enum ApplyPrinter {
             }
         }
         // A file both HEAD and the change changed keeps HEAD's version: the change to it is not applied.
-        if r.commit != nil, let m = r.merge {
+        if let m = r.merge {
             for path in m.report.filesChangedOnSeveralSides {
                 ErrorReporter.warn("\(path) was changed both by the \(verb == "revert" ? "reverted commit" : "picked commit") and since; HEAD's version is kept, so that part of the change is not applied")
             }

@@ -126,7 +126,7 @@ extension ShowCommand {
             if !limits.isEmpty { rules.append("thresholds: " + limits.joined(separator: ", ")) }
             if !rules.isEmpty { print("         " + rules.joined(separator: "; ")) }
             if !m.resolutions.isEmpty {
-                print("         resolved \(m.resolutions.count) tensor\(m.resolutions.count == 1 ? "" : "s") by hand \(m.hasRecipeFile ? " (replayed by its merge_recipe.yml)" : ""):")
+                print("         resolved \(m.resolutions.count) tensor\(m.resolutions.count == 1 ? "" : "s") by hand\(m.hasRecipeFile ? " (replayed by its merge_recipe.yml)" : ""):")
                 for r in m.resolutions.prefix(20) { print("           \(r.tensor): \(r.summary)") }
                 if m.resolutions.count > 20 { print("           ... and \(m.resolutions.count - 20) more ('mrepo show --json' lists them)") }
             }
