@@ -15,6 +15,26 @@ import Testing
         return s
     }
 
+    /// A clone's branch that only the remote has: created by `switch`, logged so `switch -` goes
+    /// back; and refused before any file is written while another working tree holds it unborn.
+    @Test func remoteBranchesCreatedBySwitch() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.repository(branches: ["math"])
+        try s.ok(["clone", "-q", "repo", "copy"])
+        try s.ok(["worktree", "add", "-q", "../wt"], in: "copy")
+        try s.ok(["switch", "-q", "--orphan", "math"], in: "wt")
+        expectOneLineError(try s.run(["switch", "math"], in: "copy"), contains: "already checked out")
+        #expect(try s.ok(["status", "--porcelain"], in: "copy").stdout.isEmpty, "nothing was written")
+        #expect(s.sameFiles("copy", "family/base"))
+        try s.ok(["switch", "-q", "--orphan", "scratch"], in: "wt")
+        try s.ok(["switch", "-q", "math"], in: "copy")
+        #expect(s.sameFiles("copy", "family/math"))
+        try s.ok(["switch", "-q", "-"], in: "copy")
+        #expect(try s.ok(["rev-parse", "--abbrev-ref", "HEAD"], in: "copy").stdout == "main\n")
+        #expect(s.sameFiles("copy", "family/base"))
+    }
+
     /// A new repository whose only branch is on a remote: `switch main`, `checkout main` and
     /// `checkout HEAD` create main tracking origin/main (the creation had made HEAD look moved, so
     /// the command failed after writing the files).
