@@ -112,6 +112,8 @@ extension Repository {
         try RefNames.validate(name)
         return try withWriteLock(wait: wait) {
             let target = try revision.map { try resolve($0) } ?? resolve("HEAD")
+            // Another working tree on it while it has no commits would find them under its feet.
+            try refuseBranchCheckedOutElsewhere(name)
             try history.createRef(name: name, kind: .branch, target: target, message: "branch: created from \(revision ?? "HEAD")")
             return target
         }
@@ -174,7 +176,10 @@ extension Repository {
     /// `branch -m/-M OLD NEW`: renames a branch; its reflog moves with it.
     public func renameBranch(_ old: String, to new: String, force: Bool = false, wait: Bool = false) throws {
         try RefNames.validate(new)
-        try withWriteLock(wait: wait) { try history.renameBranch(old, to: new, force: force) }
+        try withWriteLock(wait: wait) {
+            if new != old { try refuseBranchCheckedOutElsewhere(new) }
+            try history.renameBranch(old, to: new, force: force)
+        }
     }
 
     /// `branch -f NAME [START]`: creates the branch or moves it to START (default HEAD); not the current branch.
@@ -183,6 +188,7 @@ extension Repository {
         try RefNames.validate(name)
         return try withWriteLock(wait: wait) {
             let target = try revision.map { try resolve($0) } ?? resolve("HEAD")
+            try refuseBranchCheckedOutElsewhere(name)
             try history.forceRef(name: name, kind: .branch, target: target, message: "branch: reset to \(revision ?? "HEAD")", tagMessage: nil)
             return target
         }

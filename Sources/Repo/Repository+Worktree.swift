@@ -44,8 +44,6 @@ struct WorktreeComparison {
     /// Paths that are symbolic links (read through, or set aside as unusable). A checkout replaces
     /// such a link by renaming over it, never writing through it.
     var links: Set<String> = []
-    /// What each of those links holds (its target as written).
-    var linkTargets: [String: String] = [:]
     /// The file system's clock, read before the scan: a file whose `lstat`, taken after it, shows a
     /// last change before it can be cached as `current` says (``StatCacheEntry/init(path:stat:identity:clock:)``).
     var clock: FileSystemClock? = nil
@@ -158,7 +156,7 @@ extension Repository {
         }
         return WorktreeComparison(changes: changes, current: current, nestedRepositories: scan.nestedRepositories,
                                   normalizationTwins: FolderScanner.normalizationTwins(scanned.map(\.path)),
-                                  links: Set(scan.linkTargets.keys), linkTargets: scan.linkTargets, clock: clock)
+                                  links: Set(scan.linkTargets.keys).union(scan.blobLinks), clock: clock)
     }
 
     // MARK: - Switch and checkout
@@ -204,14 +202,18 @@ extension Repository {
         return CheckoutResult(head: newHead, writtenFiles: stats.written, removedFiles: stats.removed, unchangedFiles: stats.unchanged)
     }
 
-    /// The links of the working tree (read through) whose target is a path of the working tree that
-    /// differs between `old` and `new`.
-    static func linksIntoChangedFiles(_ comparison: WorktreeComparison, old: Tree, new: Tree, root: String) -> Set<String> {
-        guard !comparison.linkTargets.isEmpty else { return [] }
+    /// The links of the working tree (read through) whose file, resolved on disk, is a path of the
+    /// working tree that differs between `old` and `new`.
+    func linksIntoChangedFiles(_ links: Set<String>, old: Tree, new: Tree) -> Set<String> {
+        guard !links.isEmpty, let resolvedRoot = realpath(root, nil) else { return [] }
+        let realRoot = String(cString: resolvedRoot)
+        free(resolvedRoot)
+        let before = Dictionary(old.files.map { ($0.path, $0.identity) }, uniquingKeysWith: { a, _ in a })
+        let after = Dictionary(new.files.map { ($0.path, $0.identity) }, uniquingKeysWith: { a, _ in a })
         var out = Set<String>()
-        for (path, target) in comparison.linkTargets {
-            guard let inside = PathPolicy.resolvedLinkTarget(of: path, target: target, root: root) else { continue }
-            if old.file(at: inside)?.identity != new.file(at: inside)?.identity { out.insert(path) }
+        for path in links {
+            guard let inside = PathPolicy.resolvedLinkTarget(of: path, root: root, realRoot: realRoot), inside != path else { continue }
+            if before[inside] != after[inside] { out.insert(path) }
         }
         return out
     }
@@ -279,15 +281,21 @@ extension Repository {
         try comparison.checkWritable()
         let (changes, current) = (comparison.changes, comparison.current)
         // Links read through to a file of the working tree that this checkout rewrites or removes:
-        // whatever they read now, they would read something else (or nothing) after it.
-        let endangered = Self.linksIntoChangedFiles(comparison, old: oldTree, new: newTree, root: root)
+        // whatever they read now, they would read something else (or nothing) after it. Each is
+        // written over like a changed file (never counted unchanged); one at a path the checkout
+        // would otherwise leave alone stops it, unless `force`.
+        let endangered = linksIntoChangedFiles(comparison.links, old: oldTree, new: newTree)
+        if !force, let path = endangered.filter({ oldTree.file(at: $0)?.identity == newTree.file(at: $0)?.identity
+                                                  && newTree.file(at: $0) != nil }).min() {
+            throw RepoError.unsafePath(path, reason: "is a symbolic link to a file this checkout rewrites or removes, so it would read other "
+                + "bytes after it; replace the link by a copy of the file, or use --force to put the recorded file there")
+        }
         // Local changes to paths the two trees agree on are carried over, as git does.
         var carried = Set<String>()
         if !force {
-            // Such a link at a tracked path is a local change the checkout cannot keep.
-            var blocked: [String] = endangered.filter { oldTree.file(at: $0) != nil || newTree.file(at: $0) != nil }.sorted()
+            var blocked: [String] = []
             // A nested repository's files are its own: they neither block nor are touched.
-            for change in changes where !isInsideNestedRepository(change.path) && !blocked.contains(change.path) {
+            for change in changes where !isInsideNestedRepository(change.path) {
                 let before = oldTree.file(at: change.path)?.identity
                 let after = newTree.file(at: change.path)?.identity
                 if change.kind == .added {

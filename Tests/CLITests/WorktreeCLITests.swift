@@ -17,6 +17,18 @@ import Testing
         return s
     }
 
+    /// A branch another working tree is on while it has no commits is not given any by `branch`,
+    /// `branch -f` or `branch -m` (its working tree would find them under its feet).
+    @Test func aBranchUnbornElsewhereIsNotCreatedUnderIt() throws {
+        let s = try twoJobs()
+        try s.ok(["switch", "-q", "--orphan", "fresh"], in: "a")
+        expectOneLineError(try s.run(["branch", "fresh"], in: "repo"), contains: "already checked out")
+        expectOneLineError(try s.run(["branch", "-f", "fresh"], in: "repo"), contains: "already checked out")
+        try s.ok(["branch", "-q", "spare"], in: "repo")
+        expectOneLineError(try s.run(["branch", "-m", "spare", "fresh"], in: "repo"), contains: "already checked out")
+        #expect(try s.ok(["status"], in: "a").stdout.contains("On branch fresh (no commits yet)"))
+    }
+
     /// HEAD's commit (12 digits) in a working tree.
     func head(_ s: CLISandbox, _ tree: String) throws -> String {
         String(try s.ok(["log", "--oneline", "-n", "1"], in: tree).stdout.prefix(12))

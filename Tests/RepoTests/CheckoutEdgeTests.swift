@@ -42,11 +42,79 @@ import Testing
             try FileManager.default.removeItem(atPath: repo.root + "/b")
             try FileManager.default.createSymbolicLink(atPath: repo.root + "/b", withDestinationPath: "a")
             #expect(try repo.status().isClean, "read through, b holds what c1 records")
-            expectThrows(RepoError.dirtyWorktree(operation: "switching", paths: ["b"])) { _ = try repo.checkout("main") }
+            expectThrows(RepoError.unsafePath("b", reason: "is a symbolic link to a file this checkout rewrites or removes, so it would read other "
+                + "bytes after it; replace the link by a copy of the file, or use --force to put the recorded file there")) { _ = try repo.checkout("main") }
+            #expect(try FileManager.default.destinationOfSymbolicLink(atPath: repo.root + "/b") == "a")
             _ = try repo.reset(to: "main", mode: .hard)
             #expect(try String(contentsOfFile: repo.root + "/b", encoding: .utf8) == "X\n")
             #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: repo.root + "/b")) == nil)
         }
+    }
+
+    /// A "latest" link to a checkpoint whose own path the checkout rewrites is replaced as before
+    /// (it used to be refused), and a link through another link or a folder link is resolved on disk.
+    @Test func linksTheCheckoutReplacesAnywayAndLinksThroughLinks() throws {
+        try withRepository { repo, _ in
+            try "1\n".write(toFile: repo.root + "/step", atomically: true, encoding: .utf8)
+            try FileManager.default.createSymbolicLink(atPath: repo.root + "/latest", withDestinationPath: "step")
+            _ = try repo.commit(CommitOptions(message: "c1", author: testAuthor, followSymlinks: true))
+            _ = try repo.switchBranch("feat", create: true)
+            try FileManager.default.removeItem(atPath: repo.root + "/step")
+            try "2\n".write(toFile: repo.root + "/step", atomically: true, encoding: .utf8)
+            _ = try repo.commit(CommitOptions(message: "c2", author: testAuthor, followSymlinks: true))
+            #expect(try repo.status().isClean)
+            _ = try repo.switchBranch("main")
+            #expect(try String(contentsOfFile: repo.root + "/latest", encoding: .utf8) == "1\n")
+            #expect(try repo.status().isClean)
+
+            // L → M → a (a link to a link), and K → here/a through a link to the folder: both read
+            // a, which feat rewrites, at paths both trees record alike.
+            _ = try repo.switchBranch("links", create: true)
+            try "1\n".write(toFile: repo.root + "/L", atomically: true, encoding: .utf8)
+            try "1\n".write(toFile: repo.root + "/K", atomically: true, encoding: .utf8)
+            _ = try repo.commitAll("L and K")
+            _ = try repo.switchBranch("feat2", create: true)
+            try "2\n".write(toFile: repo.root + "/step", atomically: true, encoding: .utf8)
+            _ = try repo.commitAll("step 2")
+            _ = try repo.switchBranch("links")
+            for name in ["L", "K"] { try FileManager.default.removeItem(atPath: repo.root + "/" + name) }
+            try FileManager.default.createSymbolicLink(atPath: repo.root + "/M", withDestinationPath: "step")
+            try FileManager.default.createSymbolicLink(atPath: repo.root + "/L", withDestinationPath: "M")
+            try FileManager.default.createSymbolicLink(atPath: repo.root + "/here", withDestinationPath: ".")
+            try FileManager.default.createSymbolicLink(atPath: repo.root + "/K", withDestinationPath: "here/step")
+            let first = try refusal(repo, switchingTo: "feat2")
+            #expect(first.hasPrefix("K: is a symbolic link to a file this checkout rewrites"), "\(first)")
+            #expect(try repo.history.head().branchName == "links")
+            // Without K, L alone (a link to a link) is refused too.
+            try FileManager.default.removeItem(atPath: repo.root + "/K")
+            try "1\n".write(toFile: repo.root + "/K", atomically: true, encoding: .utf8)
+            #expect(try refusal(repo, switchingTo: "feat2").hasPrefix("L: is a symbolic link"))
+        }
+    }
+
+    /// A repository made inside a Hugging Face cache snapshot (its files are links into
+    /// ../../blobs): a switch replaces a changed file's link by the recorded file (it had been
+    /// refused as "a symbolic link in the working tree", even with --force).
+    @Test func aRepositoryInsideAHuggingFaceSnapshotSwitches() throws {
+        let fm = FileManager.default
+        let dir = fm.temporaryDirectory.path + "/mrepo-hf-\(UUID().uuidString.prefix(8))"
+        defer { try? fm.removeItem(atPath: dir) }
+        let snapshot = dir + "/models--org--tiny/snapshots/abc123"
+        try fm.createDirectory(atPath: dir + "/models--org--tiny/blobs", withIntermediateDirectories: true)
+        try fm.createDirectory(atPath: snapshot, withIntermediateDirectories: true)
+        try "one\n".write(toFile: dir + "/models--org--tiny/blobs/h1", atomically: true, encoding: .utf8)
+        try "two\n".write(toFile: dir + "/models--org--tiny/blobs/h2", atomically: true, encoding: .utf8)
+        try fm.createSymbolicLink(atPath: snapshot + "/config.json", withDestinationPath: "../../blobs/h1")
+        let repo = try Repository.initialize(at: snapshot)
+        let first = try repo.commitAll("one").commit.id
+        try fm.removeItem(atPath: snapshot + "/config.json")
+        try fm.createSymbolicLink(atPath: snapshot + "/config.json", withDestinationPath: "../../blobs/h2")
+        _ = try repo.commitAll("two")
+        #expect(try repo.status().isClean)
+        _ = try repo.checkout(first.hex)
+        #expect(try String(contentsOfFile: snapshot + "/config.json", encoding: .utf8) == "one\n")
+        #expect(try String(contentsOfFile: dir + "/models--org--tiny/blobs/h2", encoding: .utf8) == "two\n", "the blob is never written")
+        #expect(try repo.status().isClean)
     }
 
     @Test func checkoutForceHeadStaysOnTheBranch() throws {
@@ -57,5 +125,15 @@ import Testing
             #expect(try repo.history.head() == .branch("main", commit: a))
             #expect(try worktreeStep(repo) == 1)
         }
+    }
+}
+
+/// The one-line message of the error a switch to `branch` fails with ("" when it succeeds).
+private func refusal(_ repo: Repository, switchingTo branch: String) throws -> String {
+    do {
+        _ = try repo.switchBranch(branch)
+        return ""
+    } catch let error as RepoError {
+        return error.description
     }
 }

@@ -35,28 +35,16 @@ public struct FileStat: Sendable, Equatable {
 
 /// Rules that keep paths inside the working tree.
 public enum PathPolicy {
-    /// The working-tree path a link at `path` points to, when it stays inside the working tree
-    /// `root`: its target as written, taken from the link's folder (or absolute, under `root`),
-    /// `.` and `..` resolved; nil when it leads outside.
-    static func resolvedLinkTarget(of path: String, target: String, root: String) -> String? {
-        var text = Substring(target)
-        var parts: [Substring]
-        if text.hasPrefix("/") {
-            guard text.hasPrefix(root + "/") else { return nil }
-            text = text.dropFirst(root.count + 1)
-            parts = []
-        } else {
-            parts = Array(path.split(separator: "/").dropLast())
-        }
-        for part in text.split(separator: "/", omittingEmptySubsequences: true) where part != "." {
-            if part == ".." {
-                guard !parts.isEmpty else { return nil }
-                parts.removeLast()
-            } else {
-                parts.append(part)
-            }
-        }
-        return parts.isEmpty ? nil : parts.joined(separator: "/")
+    /// The working-tree path of the file a link at `path` finally points to, when that file lies
+    /// inside the working tree `root`: resolved on disk (`realpath`: chains of links, links to
+    /// folders on the way, `..` after a link), so it is the file the link reads; nil when it leads
+    /// outside or nowhere. `realRoot` is `root` resolved the same way.
+    static func resolvedLinkTarget(of path: String, root: String, realRoot: String) -> String? {
+        guard let resolved = realpath(root + "/" + path, nil) else { return nil }
+        defer { free(resolved) }
+        let target = String(cString: resolved)
+        guard target.hasPrefix(realRoot + "/") else { return nil }
+        return String(target.dropFirst(realRoot.count + 1))
     }
 
     /// Checks a relative path from a tree (or the user) and returns it normalised.
@@ -224,6 +212,9 @@ public struct FolderScan: Sendable {
     /// With ``FolderScanner/SymlinkPolicy/readThrough``: the links found (read through, or set
     /// aside as unusable), by path, with what each holds.
     public var linkTargets: [String: String] = [:]
+    /// Links of a Hugging Face cache snapshot into its blobs, read through like any link but not
+    /// listed in ``linkTargets`` (they are the cache's layout, not something to point out).
+    public var blobLinks: Set<String> = []
     /// With ``FolderScanner/SymlinkPolicy/readThrough``: what a tree cannot store, by path (escaped
     /// where the name is not plain text), with the reason: links that are not files (to a folder, to
     /// nothing, to a device) and names that are not valid UTF-8 or hold a control character. They
@@ -324,7 +315,9 @@ public enum FolderScanner {
                     }
                     throw RepoError.unsafePath(rel, reason: "is a symbolic link to \(what); --dereference follows links to regular files only (copy the folder in, or list the link in .mrepoignore)")
                 }
-                if symlinks == .readThrough && !blobLink { out.linkTargets[rel] = linkText(abs) }
+                if symlinks == .readThrough {
+                    if blobLink { out.blobLinks.insert(rel) } else { out.linkTargets[rel] = linkText(abs) }
+                }
                 st = target
             }
             if st.isDirectory {
