@@ -202,8 +202,9 @@ extension Repository {
         return CheckoutResult(head: newHead, writtenFiles: stats.written, removedFiles: stats.removed, unchangedFiles: stats.unchanged)
     }
 
-    /// The links of the working tree (read through) whose file, resolved on disk, is a path of the
-    /// working tree that differs between `old` and `new`.
+    /// The links of the working tree (read through) that lead, hop by hop (each link on the way,
+    /// folder links resolved on disk), through a path of the working tree that differs between
+    /// `old` and `new`: after the checkout they would read other bytes, or nothing.
     func linksIntoChangedFiles(_ links: Set<String>, old: Tree, new: Tree) -> Set<String> {
         guard !links.isEmpty, let resolvedRoot = realpath(root, nil) else { return [] }
         let realRoot = String(cString: resolvedRoot)
@@ -212,8 +213,10 @@ extension Repository {
         let after = Dictionary(new.files.map { ($0.path, $0.identity) }, uniquingKeysWith: { a, _ in a })
         var out = Set<String>()
         for path in links {
-            guard let inside = PathPolicy.resolvedLinkTarget(of: path, root: root, realRoot: realRoot), inside != path else { continue }
-            if before[inside] != after[inside] { out.insert(path) }
+            for hop in PathPolicy.linkHops(from: path, root: root, realRoot: realRoot) where hop != path && before[hop] != after[hop] {
+                out.insert(path)
+                break
+            }
         }
         return out
     }
@@ -287,8 +290,9 @@ extension Repository {
         let endangered = linksIntoChangedFiles(comparison.links, old: oldTree, new: newTree)
         if !force, let path = endangered.filter({ oldTree.file(at: $0)?.identity == newTree.file(at: $0)?.identity
                                                   && newTree.file(at: $0) != nil }).min() {
+            let takesForce = operation.hasPrefix("switching") || operation.hasPrefix("checking out")
             throw RepoError.unsafePath(path, reason: "is a symbolic link to a file this checkout rewrites or removes, so it would read other "
-                + "bytes after it; replace the link by a copy of the file, or use --force to put the recorded file there")
+                + "bytes after it; replace the link by a copy of the file" + (takesForce ? ", or use --force to put the recorded file there" : " first"))
         }
         // Local changes to paths the two trees agree on are carried over, as git does.
         var carried = Set<String>()

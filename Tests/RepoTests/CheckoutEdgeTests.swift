@@ -117,6 +117,33 @@ import Testing
         #expect(try repo.status().isClean)
     }
 
+    /// a → b → c: a checkout that rewrites b (the middle link's path) but records a alike is
+    /// refused, though what a finally reads (c) does not change; a restore of a path that is a link
+    /// refuses rather than write the file the link points to.
+    @Test func aChainOfLinksIsWalkedHopByHop() throws {
+        try withRepository { repo, _ in
+            for (name, text) in [("a", "1\n"), ("b", "2\n"), ("c", "1\n")] {
+                try text.write(toFile: repo.root + "/" + name, atomically: true, encoding: .utf8)
+            }
+            _ = try repo.commitAll("C-like")
+            _ = try repo.switchBranch("C", create: true)
+            _ = try repo.switchBranch("main")
+            try "1\n".write(toFile: repo.root + "/b", atomically: true, encoding: .utf8)
+            _ = try repo.commitAll("main")
+            for name in ["a", "b"] { try FileManager.default.removeItem(atPath: repo.root + "/" + name) }
+            try FileManager.default.createSymbolicLink(atPath: repo.root + "/b", withDestinationPath: "c")
+            try FileManager.default.createSymbolicLink(atPath: repo.root + "/a", withDestinationPath: "b")
+            #expect(try repo.status().isClean)
+            let message = try refusal(repo, switchingTo: "C")
+            #expect(message.hasPrefix("a: is a symbolic link to a file this checkout rewrites"), "\(message)")
+            #expect(message.hasSuffix("or use --force to put the recorded file there"))
+            // restore names the link, not the file it points to.
+            try "9\n".write(toFile: repo.root + "/c", atomically: true, encoding: .utf8)
+            expectThrows(RepoError.self) { _ = try repo.restore(paths: ["a"], source: nil) }
+            #expect(try String(contentsOfFile: repo.root + "/c", encoding: .utf8) == "9\n", "the file a link points to is not written")
+        }
+    }
+
     @Test func checkoutForceHeadStaysOnTheBranch() throws {
         try withRepository { repo, _ in
             let a = try commitStep(repo, 1)

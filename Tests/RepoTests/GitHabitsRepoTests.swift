@@ -1,5 +1,6 @@
 import Delta
 import Foundation
+import Merge
 @testable import Repo
 import Testing
 
@@ -232,6 +233,27 @@ private func worktreeValues(_ repo: Repository, _ name: String) throws -> [Float
             try SafetensorsWriter.write(path: repo.root + "/model.safetensors", tensors: [("t1", .f32, [2], Array(repeating: 0, count: 8))], metadata: [])
             expectThrows(RepoError.dirtyWorktree(operation: "cherry-pick", paths: ["model.safetensors"])) { _ = try repo.cherryPick(b.hex) }
             #expect(try repo.headCommit() == c)
+        }
+    }
+
+    /// Two files of one checkpoint holding a tensor of the same name (a link committed with
+    /// --dereference, an optimizer file): a merge cannot match them, and is refused before it
+    /// writes anything (it had kept one file and silently dropped the other).
+    @Test func aMergeRefusesATensorNameHeldByTwoFiles() throws {
+        try withRepository { repo, _ in
+            _ = try commitTensors(repo, ["w": [1, 1]], "a")
+            try FileManager.default.copyItem(atPath: repo.root + "/model.safetensors", toPath: repo.root + "/copy.safetensors")
+            let base = try repo.commitAll("two files").commit.id
+            _ = try repo.switchBranch("side", create: true)
+            _ = try commitTensors(repo, ["w": [2, 2]], "side")
+            _ = try repo.switchBranch("main")
+            try SafetensorsWriter.write(path: repo.root + "/copy.safetensors", tensors: [("w", .f32, [2], Array(repeating: 0, count: 8))], metadata: [])
+            let head = try repo.commitAll("main").commit.id
+            var options = MergeOptions(branches: ["side"], recipe: MergeRecipe(method: "task_arithmetic", experts: [], seed: 0))
+            options.isExplicit = false
+            expectThrows(RepoError.self) { _ = try repo.merge(options) }
+            #expect(try repo.headCommit() == head && base != head)
+            #expect(try repo.status().isClean)
         }
     }
 

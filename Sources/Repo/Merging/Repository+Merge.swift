@@ -120,6 +120,25 @@ extension Repository {
         }
     }
 
+    /// A merge matches tensors by name across a checkpoint's files (shards move tensors between
+    /// files): a name held by two files of one input cannot be matched, and one of the files would
+    /// be lost. Refused before anything is written.
+    private func refuseTensorNamesInSeveralFiles(_ inputs: ResolvedMerge) throws {
+        var seen = Set<ObjectID>()
+        for id in [inputs.headID, inputs.base] + inputs.branches.map(\.commit) + inputs.experts.map(\.commit) where seen.insert(id).inserted {
+            var file: [String: String] = [:]
+            // Statistics (mrepo_stats/) are never merged: their names repeat the model's by design.
+            for (path, tensor) in try tree(of: id).withoutStatistics.allTensors {
+                if let other = file[tensor.name], other != path {
+                    throw RepoError.invalidArgument("cannot merge: in \(id.short), tensor '\(tensor.name)' is in both \(other) and \(path), "
+                        + "and a merge matches tensors by name across a checkpoint's files; keep one checkpoint per branch (a link "
+                        + "committed with --dereference is a second copy)")
+                }
+                file[tensor.name] = path
+            }
+        }
+    }
+
     func mergeLocked(_ options: MergeOptions) throws -> MergeOutcome {
         if try history.mergeState() != nil {
             throw RepoError.invalidArgument("a merge is in progress; finish it with 'mrepo merge --continue' or 'mrepo merge --abort'")
@@ -157,6 +176,7 @@ extension Repository {
             let dirty = changes.isEmpty ? [] : try localChangesInTheWay(changes, baseline: baseline, inputs: inputs, options: options)
             if !dirty.isEmpty { throw RepoError.dirtyWorktree(operation: options.operation, paths: dirty.map(\.path)) }
         }
+        try refuseTensorNamesInSeveralFiles(inputs)
         var options = options
         // One expert without a method is git's merge of a branch: its tensors as they are.
         if !options.isExplicit, inputs.experts.count == 1 { options.oneSided = .take }

@@ -35,16 +35,30 @@ public struct FileStat: Sendable, Equatable {
 
 /// Rules that keep paths inside the working tree.
 public enum PathPolicy {
-    /// The working-tree path of the file a link at `path` finally points to, when that file lies
-    /// inside the working tree `root`: resolved on disk (`realpath`: chains of links, links to
-    /// folders on the way, `..` after a link), so it is the file the link reads; nil when it leads
-    /// outside or nowhere. `realRoot` is `root` resolved the same way.
-    static func resolvedLinkTarget(of path: String, root: String, realRoot: String) -> String? {
-        guard let resolved = realpath(root + "/" + path, nil) else { return nil }
-        defer { free(resolved) }
-        let target = String(cString: resolved)
-        guard target.hasPrefix(realRoot + "/") else { return nil }
-        return String(target.dropFirst(realRoot.count + 1))
+    /// The working-tree paths a link at `path` leads through, hop by hop, ending with the file it
+    /// reads: each link's text taken from its folder as the file system resolves that folder
+    /// (folder links, `..`), up to 40 hops. The walk stops where it leaves the working tree
+    /// `root` (`realRoot` is `root` resolved), at a path that is not a link, or at a loop.
+    static func linkHops(from path: String, root: String, realRoot: String) -> [String] {
+        var hops: [String] = []
+        var current = path
+        for _ in 0..<40 {
+            let absolute = root + "/" + current
+            guard FileStat.of(absolute)?.isSymlink == true, let text = try? FileManager.default.destinationOfSymbolicLink(atPath: absolute) else { break }
+            let spelled = text.hasPrefix("/") ? text : URL(fileURLWithPath: absolute).deletingLastPathComponent().path + "/" + text
+            // The folder part is resolved by the file system (a `..` after a link goes up from where
+            // the link leads), the last part kept: it may itself be the next link.
+            let name = (spelled as NSString).lastPathComponent
+            guard name != ".", name != "..", !name.isEmpty,
+                  let folder = realpath((spelled as NSString).deletingLastPathComponent, nil) else { break }
+            let next = String(cString: folder) + "/" + name
+            free(folder)
+            guard next.hasPrefix(realRoot + "/") else { break }
+            current = String(next.dropFirst(realRoot.count + 1))
+            if hops.contains(current) || current == path { break }
+            hops.append(current)
+        }
+        return hops
     }
 
     /// Checks a relative path from a tree (or the user) and returns it normalised.
@@ -116,8 +130,14 @@ extension Repository {
         let base = Repository.physicalPath(from ?? top)
         return try paths.map { spec in
             // Spelled through a link (an absolute path by way of a linked folder) or not, a path
-            // is compared with the root as the file system resolves both.
-            let full = Repository.physicalPath(spec.hasPrefix("/") ? spec : base + "/" + spec)
+            // is compared with the root as the file system resolves both. Its last part is kept as
+            // typed: a path that names a link means the link, not the file it points to (as in git).
+            let standard = URL(fileURLWithPath: spec.hasPrefix("/") ? spec : base + "/" + spec).standardizedFileURL.path
+            let last = URL(fileURLWithPath: standard).lastPathComponent
+            let parent = URL(fileURLWithPath: standard).deletingLastPathComponent().path
+            let named = FileStat.of(standard)?.isSymlink == true && standard != "/"
+            let resolvedParent = Repository.physicalPath(parent)
+            let full = named ? (resolvedParent == "/" ? "" : resolvedParent) + "/" + last : Repository.physicalPath(standard)
             if full == top { return "" }
             let inside = top == "/" ? "/" : top + "/"
             guard full.hasPrefix(inside) else {
