@@ -257,6 +257,55 @@ private func worktreeValues(_ repo: Repository, _ name: String) throws -> [Float
         }
     }
 
+    /// revert through the merge machinery keeps HEAD's statistics (mrepo_stats/); a merge's tree
+    /// has none, but a revert is HEAD with a change undone (it had deleted them).
+    @Test func revertKeepsTheStatisticsFolder() throws {
+        try withRepository { repo, _ in
+            try FileManager.default.createDirectory(atPath: repo.root + "/mrepo_stats", withIntermediateDirectories: true)
+            try SafetensorsWriter.write(path: repo.root + "/mrepo_stats/fisher.safetensors", tensors: [("t1", .f32, [2], Array(repeating: 0, count: 8))], metadata: [])
+            _ = try commitTensors(repo, ["t1": [1, 1]], "a")
+            let b = try commitTensors(repo, ["t1": [2, 2]], "b")
+            let c = try commitTensors(repo, ["t1": [5, 5]], "c")
+            let r = try repo.revert(b.hex)
+            #expect(!r.exact)
+            let stats = try repo.tree(of: try #require(r.commit).id).file(at: "mrepo_stats/fisher.safetensors")
+            let headStats = try repo.tree(of: c).file(at: "mrepo_stats/fisher.safetensors")
+            #expect(stats != nil && stats?.identity == headStats?.identity)
+            #expect(FileManager.default.fileExists(atPath: repo.root + "/mrepo_stats/fisher.safetensors"))
+            #expect(try repo.status().isClean)
+        }
+    }
+
+    /// One side re-sharded the checkpoint (an index and two shards), the merge keeps HEAD's single
+    /// file: the index taken from that side no longer describes the files, and is rebuilt.
+    @Test func aMergeRebuildsAShardIndexThatNoLongerDescribesTheFiles() throws {
+        try withRepository { repo, _ in
+            _ = try commitTensors(repo, ["a": [1, 1], "b": [1, 1]], "base")
+            _ = try repo.switchBranch("x", create: true)
+            try FileManager.default.removeItem(atPath: repo.root + "/model.safetensors")
+            let two = Array(repeating: UInt8(0), count: 8)
+            try SafetensorsWriter.write(path: repo.root + "/m1.safetensors", tensors: [("a", .f32, [2], two)], metadata: [])
+            try SafetensorsWriter.write(path: repo.root + "/m2.safetensors", tensors: [("b", .f32, [2], two)], metadata: [])
+            let index = ShardIndex(weightMap: [("a", "m1.safetensors"), ("b", "m2.safetensors")], metadata: nil)
+            try Data(index.serialized()).write(to: URL(fileURLWithPath: repo.root + "/model.safetensors.index.json"))
+            _ = try repo.commitAll("shard")
+            _ = try repo.switchBranch("main")
+            var options = MergeOptions(branches: ["x"], recipe: MergeRecipe(method: "task_arithmetic", experts: [], seed: 0))
+            options.oneSided = .take
+            let outcome = try repo.merge(options)
+            guard case let .committed(commit) = outcome.status else {
+                Issue.record("the merge did not commit: \(outcome.status)")
+                return
+            }
+            let tree = try repo.tree(of: commit.id)
+            let indexFile = try #require(tree.file(at: "model.safetensors.index.json"))
+            let parsed = try ShardIndex.parse(try repo.objects.read(indexFile.objectID), file: indexFile.path)
+            for (tensor, file) in parsed.weightMap {
+                #expect(tree.file(at: file)?.tensors.contains { $0.name == tensor } == true, "\(tensor) is not in \(file)")
+            }
+        }
+    }
+
     @Test func stashPutsChangesAsideAndPopBringsThemBack() throws {
         try withRepository { repo, _ in
             let a = try commitTensors(repo, ["t1": [1, 1]], "a")

@@ -11,6 +11,8 @@ struct MergeContext {
     let options: MergeOptions
     let baseTree: Tree
     let expertTrees: [Tree]
+    /// The statistics files the result keeps (revert and cherry-pick only).
+    let statisticsFiles: [TreeFile]
     let baseTensors: [String: InputTensor]
     let expertTensors: [[String: InputTensor]]
     /// Receives each merged tensor's bytes for the checkout (nil: nothing is prepared).
@@ -34,8 +36,13 @@ struct MergeContext {
         self.plan = plan
         self.options = options
         // Statistics (mrepo_stats/) describe one expert: they are read by methods, never merged.
-        baseTree = try repository.tree(of: base).withoutStatistics
-        expertTrees = try experts.map { try repository.tree(of: $0.commit).withoutStatistics }
+        let fullBase = try repository.tree(of: base)
+        let fullExperts = try experts.map { try repository.tree(of: $0.commit) }
+        baseTree = fullBase.withoutStatistics
+        expertTrees = fullExperts.map(\.withoutStatistics)
+        // A change applied by revert or cherry-pick keeps HEAD's statistics, with the change's own
+        // edits to them (three-way by file); a merge's tree has none.
+        statisticsFiles = options.addsMergeFiles ? [] : MergeContext.statisticsOutcome(base: fullBase, sides: fullExperts)
         func index(_ t: Tree) -> [String: InputTensor] {
             var out: [String: InputTensor] = [:]
             for (path, tensor) in t.allTensors where out[tensor.name] == nil { out[tensor.name] = InputTensor(path: path, tensor: tensor) }
@@ -422,6 +429,29 @@ struct MergeContext {
     }
 
     // MARK: - Files
+
+    /// The statistics files (mrepo_stats/) three-way by file: a side's change taken, HEAD's (the
+    /// first side's) version where the sides changed one differently.
+    static func statisticsOutcome(base: Tree, sides: [Tree]) -> [TreeFile] {
+        var paths = Set(base.files.map(\.path).filter(StatisticsLayout.isStatistics))
+        for t in sides { paths.formUnion(t.files.map(\.path).filter(StatisticsLayout.isStatistics)) }
+        var out: [TreeFile] = []
+        for path in paths.sorted() {
+            let original = base.file(at: path)
+            let versions = sides.map { $0.file(at: path) }
+            let changed = versions.filter { $0?.identity != original?.identity }
+            let kept: TreeFile?
+            if changed.isEmpty {
+                kept = original
+            } else if Set(changed.map { $0?.identity ?? "deleted" }).count == 1 {
+                kept = changed[0]
+            } else {
+                kept = versions.first ?? nil
+            }
+            if let kept { out.append(kept) }
+        }
+        return out
+    }
 
     /// Non-tensor files: three-way by content, settled by the file rule on conflict.
     func fileOutcomes() -> [(path: String, file: TreeFile?, outcome: String)] {

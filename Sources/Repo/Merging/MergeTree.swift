@@ -75,7 +75,9 @@ extension MergeContext {
         // Other files, three-way; the shard index is rebuilt when tensors moved between files.
         for outcome in fileOutcomes() {
             guard var file = outcome.file else { continue }
-            if ShardIndex.isIndexFile(file.path), layoutChanged {
+            // Rebuilt too when the index chosen three-way (one side re-sharded, another did not)
+            // does not describe the merged files.
+            if ShardIndex.isIndexFile(file.path), try layoutChanged || !indexDescribes(file, files: files) {
                 let weightMap = files.flatMap { f in f.tensors.map { ($0.name, f.path) } }
                 let total = files.reduce(0) { $0 + $1.tensors.reduce(0) { $0 + $1.byteCount } }
                 let index = ShardIndex(weightMap: weightMap, metadata: .object([JSONMember("total_size", .int(total))]))
@@ -86,6 +88,7 @@ extension MergeContext {
             }
             files.append(file)
         }
+        files += statisticsFiles
         // The model card and the recipe (not for a change applied by revert or cherry-pick).
         let mergeFiles = options.addsMergeFiles
             ? [("README.md", card ?? modelCard(recipe: recipe, report: report, recipeYAML: recipeYAML)), ("merge_recipe.yml", recipeYAML)] : []
@@ -98,6 +101,18 @@ extension MergeContext {
                                   sha256: SHA256.hash(bytes)))
         }
         return Tree(files: files)
+    }
+
+    /// Whether a shard index describes the merged files it lists: each tensor it names is in the
+    /// file it names, and each of those files holds no tensor it does not name. (Other safetensors
+    /// files of the tree, an optimizer's say, are not its business.)
+    private func indexDescribes(_ index: TreeFile, files: [TreeFile]) throws -> Bool {
+        guard let parsed = try? ShardIndex.parse(try repository.objects.read(index.objectID), file: index.path) else { return false }
+        let folder = index.path.contains("/") ? String(index.path[..<index.path.lastIndex(of: "/")!]) + "/" : ""
+        let byPath = Dictionary(files.map { ($0.path, Set($0.tensors.map(\.name))) }, uniquingKeysWith: { a, _ in a })
+        var listed: [String: Set<String>] = [:]
+        for (tensor, file) in parsed.weightMap { listed[folder + file, default: []].insert(tensor) }
+        return listed.allSatisfy { path, names in byPath[path] == names }
     }
 
     /// A safetensors header's `__metadata__`, in order (a header is parsed as a value, not a record).

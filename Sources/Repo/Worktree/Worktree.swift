@@ -138,6 +138,12 @@ extension Repository {
             let named = FileStat.of(standard)?.isSymlink == true && standard != "/"
             let resolvedParent = Repository.physicalPath(parent)
             let full = named ? (resolvedParent == "/" ? "" : resolvedParent) + "/" + last : Repository.physicalPath(standard)
+            // Spelled from inside the working tree, a path that the file system takes elsewhere went
+            // through a link inside it: refused, as git refuses a path beyond a symbolic link (it
+            // would name another file than the one typed).
+            if standard.hasPrefix(top + "/"), full != standard {
+                throw RepoError.invalidArgument("'\(spec)' is beyond a symbolic link inside the working tree; name the path the link leads to")
+            }
             if full == top { return "" }
             let inside = top == "/" ? "/" : top + "/"
             guard full.hasPrefix(inside) else {
