@@ -306,6 +306,32 @@ private func worktreeValues(_ repo: Repository, _ name: String) throws -> [Float
         }
     }
 
+    /// One side renamed the checkpoint file, the other edited a config: the merge keeps the rename
+    /// (it had laid the tensors out in HEAD's old file name, undoing it without a word).
+    @Test func aMergeKeepsARenameMadeOnOneSide() throws {
+        try withRepository { repo, _ in
+            _ = try commitTensors(repo, ["w": [1, 1]], "base")
+            _ = try repo.switchBranch("x", create: true)
+            try FileManager.default.moveItem(atPath: repo.root + "/model.safetensors", toPath: repo.root + "/renamed.safetensors")
+            _ = try repo.commitAll("rename")
+            _ = try repo.switchBranch("main")
+            try "{}".write(toFile: repo.root + "/config.json", atomically: true, encoding: .utf8)
+            _ = try repo.commitAll("config")
+            var options = MergeOptions(branches: ["x"], recipe: MergeRecipe(method: "task_arithmetic", experts: [], seed: 0))
+            options.isExplicit = false
+            let outcome = try repo.merge(options)
+            guard case let .committed(commit) = outcome.status else {
+                Issue.record("the merge did not commit: \(outcome.status)")
+                return
+            }
+            let tree = try repo.tree(of: commit.id)
+            #expect(tree.file(at: "renamed.safetensors") != nil && tree.file(at: "model.safetensors") == nil)
+            #expect(tree.file(at: "config.json") != nil)
+            #expect(FileManager.default.fileExists(atPath: repo.root + "/renamed.safetensors"))
+            #expect(!FileManager.default.fileExists(atPath: repo.root + "/model.safetensors"))
+        }
+    }
+
     @Test func stashPutsChangesAsideAndPopBringsThemBack() throws {
         try withRepository { repo, _ in
             let a = try commitTensors(repo, ["t1": [1, 1]], "a")

@@ -27,7 +27,11 @@ struct MergeContext {
     let buffers = MergeBuffers()
 
     /// The tree whose files and tensor order the merge result follows: the first expert's.
-    var layoutTemplate: Tree { expertTrees.first ?? baseTree }
+    /// Whose files the merged tensors are laid out in: the first expert's (HEAD's, in a merge of
+    /// branches), unless it kept the merge base's layout (which tensor is in which file) and the
+    /// other experts that changed it agree on theirs: then theirs, so a re-sharding or a renamed
+    /// file on one side is not undone (three-way, as git merges a rename).
+    let layoutTemplate: Tree
 
     init(repository: Repository, base: ObjectID, experts: [(name: String, commit: ObjectID)], plan: MergePlan, options: MergeOptions) throws {
         self.repository = repository
@@ -43,6 +47,7 @@ struct MergeContext {
         // A change applied by revert or cherry-pick keeps HEAD's statistics, with the change's own
         // edits to them (three-way by file); a merge's tree has none.
         statisticsFiles = options.addsMergeFiles ? [] : MergeContext.statisticsOutcome(base: fullBase, sides: fullExperts)
+        layoutTemplate = MergeContext.layoutTemplate(base: baseTree, experts: expertTrees)
         func index(_ t: Tree) -> [String: InputTensor] {
             var out: [String: InputTensor] = [:]
             for (path, tensor) in t.allTensors where out[tensor.name] == nil { out[tensor.name] = InputTensor(path: path, tensor: tensor) }
@@ -429,6 +434,19 @@ struct MergeContext {
     }
 
     // MARK: - Files
+
+    static func layoutTemplate(base: Tree, experts: [Tree]) -> Tree {
+        guard let first = experts.first else { return base }
+        func layout(_ t: Tree) -> [String: String] {
+            Dictionary(t.files.filter { $0.kind == .safetensors }.flatMap { f in f.tensors.map { ($0.name, f.path) } },
+                       uniquingKeysWith: { a, _ in a })
+        }
+        let original = layout(base)
+        guard layout(first) == original else { return first }
+        let changed = experts.dropFirst().filter { layout($0) != original }
+        guard let other = changed.first, changed.allSatisfy({ layout($0) == layout(other) }) else { return first }
+        return other
+    }
 
     /// The statistics files (mrepo_stats/) three-way by file: a side's change taken, HEAD's (the
     /// first side's) version where the sides changed one differently.
