@@ -332,6 +332,46 @@ private func worktreeValues(_ repo: Repository, _ name: String) throws -> [Float
         }
     }
 
+    /// A sharded checkpoint in a subfolder: one side moves a tensor between shards (and updates the
+    /// index), the other only adds an optimizer file at the top. The move is kept, the optimizer
+    /// file too, and the index names its folder's shards by their names in that folder, nothing else.
+    @Test func aMergeKeepsAOneSidedReshardAndIndexesOnlyTheShards() throws {
+        try withRepository { repo, _ in
+            let fm = FileManager.default
+            let two = Array(repeating: UInt8(0), count: 8)
+            func shards(_ first: [String], _ second: [String]) throws {
+                try SafetensorsWriter.write(path: repo.root + "/sub/model-00001-of-00002.safetensors", tensors: first.map { ($0, .f32, [2], two) }, metadata: [])
+                try SafetensorsWriter.write(path: repo.root + "/sub/model-00002-of-00002.safetensors", tensors: second.map { ($0, .f32, [2], two) }, metadata: [])
+                let map = first.map { ($0, "model-00001-of-00002.safetensors") } + second.map { ($0, "model-00002-of-00002.safetensors") }
+                try Data(ShardIndex(weightMap: map, metadata: nil).serialized()).write(to: URL(fileURLWithPath: repo.root + "/sub/model.safetensors.index.json"))
+            }
+            try fm.createDirectory(atPath: repo.root + "/sub", withIntermediateDirectories: true)
+            try shards(["a", "b"], ["c"])
+            _ = try repo.commitAll("base")
+            _ = try repo.switchBranch("side", create: true)
+            try shards(["a"], ["b", "c"])
+            _ = try repo.commitAll("move b")
+            _ = try repo.switchBranch("main")
+            try SafetensorsWriter.write(path: repo.root + "/optimizer.safetensors", tensors: [("o", .f32, [2], two)], metadata: [])
+            _ = try repo.commitAll("optimizer")
+            var options = MergeOptions(branches: ["side"], recipe: MergeRecipe(method: "task_arithmetic", experts: [], seed: 0))
+            options.isExplicit = false
+            let outcome = try repo.merge(options)
+            guard case let .committed(commit) = outcome.status else {
+                Issue.record("the merge did not commit: \(outcome.status)")
+                return
+            }
+            let tree = try repo.tree(of: commit.id)
+            #expect(tree.file(at: "sub/model-00002-of-00002.safetensors")?.tensors.map(\.name).sorted() == ["b", "c"])
+            #expect(tree.file(at: "sub/model-00001-of-00002.safetensors")?.tensors.map(\.name) == ["a"])
+            #expect(tree.file(at: "optimizer.safetensors")?.tensors.map(\.name) == ["o"])
+            let indexFile = try #require(tree.file(at: "sub/model.safetensors.index.json"))
+            let parsed = try ShardIndex.parse(try repo.objects.read(indexFile.objectID), file: indexFile.path)
+            let map = Dictionary(uniqueKeysWithValues: parsed.weightMap.map { ($0.tensor, $0.file) })
+            #expect(map == ["a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors", "c": "model-00002-of-00002.safetensors"])
+        }
+    }
+
     @Test func stashPutsChangesAsideAndPopBringsThemBack() throws {
         try withRepository { repo, _ in
             let a = try commitTensors(repo, ["t1": [1, 1]], "a")

@@ -441,10 +441,17 @@ struct MergeContext {
             Dictionary(t.files.filter { $0.kind == .safetensors }.flatMap { f in f.tensors.map { ($0.name, f.path) } },
                        uniquingKeysWith: { a, _ in a })
         }
+        // Compared over the base's tensors only: a side that only adds a file (an optimizer's
+        // state) has not changed where the model's tensors are.
         let original = layout(base)
-        guard layout(first) == original else { return first }
-        let changed = experts.dropFirst().filter { layout($0) != original }
-        guard let other = changed.first, changed.allSatisfy({ layout($0) == layout(other) }) else { return first }
+        func moved(_ t: Tree) -> [String: String?] {
+            let l = layout(t)
+            return Dictionary(uniqueKeysWithValues: original.keys.map { ($0, l[$0]) })
+        }
+        let kept = original.mapValues { Optional($0) }
+        guard moved(first) == kept else { return first }
+        let changed = experts.dropFirst().filter { moved($0) != kept }
+        guard let other = changed.first, changed.allSatisfy({ moved($0) == moved(other) }) else { return first }
         return other
     }
 

@@ -19,7 +19,8 @@ extension MergeContext {
         for f in template.files where f.kind == .safetensors {
             layout.append((f.path, f.tensors.sorted { $0.dataOffsets.lowerBound < $1.dataOffsets.lowerBound }.map(\.name), f))
         }
-        for tree in expertTrees.dropFirst() + [baseTree] {
+        // Every input but the template (which may be any expert): its tensors are placed already.
+        for tree in expertTrees + [baseTree] {
             for f in tree.files where f.kind == .safetensors {
                 let extra = f.tensors.map(\.name).filter { name in decided[name] != nil && !layout.contains { $0.names.contains(name) } }
                 guard !extra.isEmpty else { continue }
@@ -78,8 +79,16 @@ extension MergeContext {
             // Rebuilt too when the index chosen three-way (one side re-sharded, another did not)
             // does not describe the merged files.
             if ShardIndex.isIndexFile(file.path), try layoutChanged || !indexDescribes(file, files: files) {
-                let weightMap = files.flatMap { f in f.tensors.map { ($0.name, f.path) } }
-                let total = files.reduce(0) { $0 + $1.tensors.reduce(0) { $0 + $1.byteCount } }
+                // The shards are the merged files, in the index's folder, that hold a tensor the
+                // index named (other safetensors files, an optimizer's say, are not its business);
+                // paths are relative to the index's folder, as the Hub writes them.
+                let folder = Self.folder(of: file.path)
+                let named = Self.indexedTensors(try? ShardIndex.parse(try repository.objects.read(file.objectID), file: file.path))
+                let shards = files.filter { f in
+                    f.kind == .safetensors && f.path.hasPrefix(folder) && (named.map { n in f.tensors.contains { n.contains($0.name) } } ?? true)
+                }
+                let weightMap = shards.flatMap { f in f.tensors.map { ($0.name, String(f.path.dropFirst(folder.count))) } }
+                let total = shards.reduce(0) { $0 + $1.tensors.reduce(0) { $0 + $1.byteCount } }
                 let index = ShardIndex(weightMap: weightMap, metadata: .object([JSONMember("total_size", .int(total))]))
                 let blob = try store.writeBlob(index.serialized(), options: repository.codecOptions, batch: batch)
                 if blob.isNew { newObjects.append(blob.info) }
@@ -103,12 +112,22 @@ extension MergeContext {
         return Tree(files: files)
     }
 
+    /// `path`'s folder with a trailing slash ("" at the top).
+    static func folder(of path: String) -> String {
+        path.lastIndex(of: "/").map { String(path[...$0]) } ?? ""
+    }
+
+    /// The tensors an index names (nil when it does not parse: then every file of its folder).
+    static func indexedTensors(_ index: ShardIndex?) -> Set<String>? {
+        index.map { Set($0.weightMap.map(\.tensor)) }
+    }
+
     /// Whether a shard index describes the merged files it lists: each tensor it names is in the
     /// file it names, and each of those files holds no tensor it does not name. (Other safetensors
     /// files of the tree, an optimizer's say, are not its business.)
     private func indexDescribes(_ index: TreeFile, files: [TreeFile]) throws -> Bool {
         guard let parsed = try? ShardIndex.parse(try repository.objects.read(index.objectID), file: index.path) else { return false }
-        let folder = index.path.contains("/") ? String(index.path[..<index.path.lastIndex(of: "/")!]) + "/" : ""
+        let folder = Self.folder(of: index.path)
         let byPath = Dictionary(files.map { ($0.path, Set($0.tensors.map(\.name))) }, uniquingKeysWith: { a, _ in a })
         var listed: [String: Set<String>] = [:]
         for (tensor, file) in parsed.weightMap { listed[folder + file, default: []].insert(tensor) }
