@@ -15,6 +15,17 @@ private func commitTensors(_ repo: Repository, _ tensors: [String: [Float]], _ m
     return try repo.commitAll(message).commit.id
 }
 
+/// Merges `branch` into HEAD, tensors changed on one side taken as they are, and returns the merge
+/// commit. `explicit`: by task arithmetic, so a merge commit even where git would fast-forward.
+private func mergeCommitted(_ repo: Repository, _ branch: String, explicit: Bool = false) throws -> Commit {
+    var options = MergeOptions(branches: [branch], recipe: MergeRecipe(method: "task_arithmetic", experts: [], seed: 0))
+    options.isExplicit = explicit
+    options.oneSided = .take
+    let outcome = try repo.merge(options)
+    guard case let .committed(commit) = outcome.status else { throw RepoError.failed("the merge did not commit: \(outcome.status)") }
+    return commit
+}
+
 /// The float values of a tensor of the working tree's model.safetensors.
 private func worktreeValues(_ repo: Repository, _ name: String) throws -> [Float] {
     let f = try SafetensorsFile(path: repo.root + "/model.safetensors")
@@ -290,13 +301,7 @@ private func worktreeValues(_ repo: Repository, _ name: String) throws -> [Float
             try Data(index.serialized()).write(to: URL(fileURLWithPath: repo.root + "/model.safetensors.index.json"))
             _ = try repo.commitAll("shard")
             _ = try repo.switchBranch("main")
-            var options = MergeOptions(branches: ["x"], recipe: MergeRecipe(method: "task_arithmetic", experts: [], seed: 0))
-            options.oneSided = .take
-            let outcome = try repo.merge(options)
-            guard case let .committed(commit) = outcome.status else {
-                Issue.record("the merge did not commit: \(outcome.status)")
-                return
-            }
+            let commit = try mergeCommitted(repo, "x", explicit: true)
             let tree = try repo.tree(of: commit.id)
             let indexFile = try #require(tree.file(at: "model.safetensors.index.json"))
             let parsed = try ShardIndex.parse(try repo.objects.read(indexFile.objectID), file: indexFile.path)
@@ -317,13 +322,7 @@ private func worktreeValues(_ repo: Repository, _ name: String) throws -> [Float
             _ = try repo.switchBranch("main")
             try "{}".write(toFile: repo.root + "/config.json", atomically: true, encoding: .utf8)
             _ = try repo.commitAll("config")
-            var options = MergeOptions(branches: ["x"], recipe: MergeRecipe(method: "task_arithmetic", experts: [], seed: 0))
-            options.isExplicit = false
-            let outcome = try repo.merge(options)
-            guard case let .committed(commit) = outcome.status else {
-                Issue.record("the merge did not commit: \(outcome.status)")
-                return
-            }
+            let commit = try mergeCommitted(repo, "x")
             let tree = try repo.tree(of: commit.id)
             #expect(tree.file(at: "renamed.safetensors") != nil && tree.file(at: "model.safetensors") == nil)
             #expect(tree.file(at: "config.json") != nil)
@@ -354,13 +353,7 @@ private func worktreeValues(_ repo: Repository, _ name: String) throws -> [Float
             _ = try repo.switchBranch("main")
             try SafetensorsWriter.write(path: repo.root + "/optimizer.safetensors", tensors: [("o", .f32, [2], two)], metadata: [])
             _ = try repo.commitAll("optimizer")
-            var options = MergeOptions(branches: ["side"], recipe: MergeRecipe(method: "task_arithmetic", experts: [], seed: 0))
-            options.isExplicit = false
-            let outcome = try repo.merge(options)
-            guard case let .committed(commit) = outcome.status else {
-                Issue.record("the merge did not commit: \(outcome.status)")
-                return
-            }
+            let commit = try mergeCommitted(repo, "side")
             let tree = try repo.tree(of: commit.id)
             #expect(tree.file(at: "sub/model-00002-of-00002.safetensors")?.tensors.map(\.name).sorted() == ["b", "c"])
             #expect(tree.file(at: "sub/model-00001-of-00002.safetensors")?.tensors.map(\.name) == ["a"])
