@@ -98,8 +98,16 @@ extension Repository {
     public func diff(revisions: [String], paths: [String] = [], tensors: [String] = [], elementwise: Bool = false,
                      from: String? = nil) throws -> DiffResult {
         guard revisions.count <= 2 else { throw RepoError.invalidArgument("diff takes at most two revisions") }
-        let typed = try rootRelative(paths, from: from)
-        if revisions.count == 2, !elementwise, paths.isEmpty, tensors.isEmpty, !revisions.contains(where: { $0.contains(":") }),
+        // As git does without `--`: trailing arguments that are no revision but name something on
+        // disk (from the current folder) are paths (`mrepo diff config.json`, `mrepo diff ../x`).
+        var revisions = revisions, pathArguments = paths
+        while let last = revisions.last, !last.contains(":"), (try? resolve(last)) == nil,
+              FileStat.of(last.hasPrefix("/") ? last : (from ?? root) + "/" + last) != nil {
+            pathArguments.insert(last, at: 0)
+            revisions.removeLast()
+        }
+        let typed = try rootRelative(pathArguments, from: from)
+        if revisions.count == 2, !elementwise, pathArguments.isEmpty, tensors.isEmpty, !revisions.contains(where: { $0.contains(":") }),
            try isAdapter(revisions[0]), try isAdapter(revisions[1]) {
             return .adapters(try adapterDiff(old: revisions[0], new: revisions[1]))
         }

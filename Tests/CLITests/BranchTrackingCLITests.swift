@@ -310,6 +310,11 @@ import Testing
 
         #expect(try s.ok(["diff", "--name-only", "--", "config.json"], in: "repo/sub").stdout == "sub/config.json\n")
         #expect(try s.ok(["diff", "--name-only"], in: "repo/sub").stdout == "config.json\nsub/config.json\n", "no path: the whole tree, as git")
+        // Without --, an argument that is no revision but a file on disk is a path, as in git.
+        #expect(try s.ok(["diff", "--name-only", "config.json"], in: "repo/sub").stdout == "sub/config.json\n")
+        #expect(try s.ok(["diff", "--name-only", "../config.json"], in: "repo/sub").stdout == "config.json\n")
+        #expect(try s.ok(["diff", "--name-only", "HEAD", "config.json"], in: "repo/sub").stdout == "sub/config.json\n")
+        expectOneLineError(try s.run(["diff", "no-such-thing"], in: "repo/sub"), status: 2, contains: "unknown revision 'no-such-thing'")
         try s.ok(["restore", "config.json"], in: "repo/sub")
         #expect(s.read("repo/sub/config.json") == Data("1".utf8))
         #expect(s.read("repo/config.json") == Data("2".utf8), "the root's file is not the one named")
