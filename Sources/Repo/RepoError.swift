@@ -117,7 +117,7 @@ public enum RepoError: Error, CustomStringConvertible, Equatable, Sendable {
         case let .dirtyWorktree(operation, paths):
             let list = paths.prefix(3).joined(separator: ", ") + (paths.count > 3 ? " and \(paths.count - 3) more" : "")
             // Only switch and checkout take --force; other commands say how to get a clean tree.
-            let takesForce = operation.hasPrefix("switching") || operation.hasPrefix("checking out")
+            let takesForce = RepoError.takesForce(operation)
             if operation == "finishing the merge" {
                 return "\(operation) would overwrite uncommitted changes in \(list); move them away or restore them ('mrepo restore PATH'), "
                     + "then run 'mrepo merge --continue' again (or 'mrepo merge --abort')"
@@ -211,5 +211,12 @@ extension RepoError {
         if let e = error as? RepoError { return e }
         if let e = error as? DeltaError { return .delta(e) }
         return .failed("\(error)")
+    }
+}
+
+extension RepoError {
+    /// Whether the command a refusal names (its `operation`) takes `--force`: only switch and checkout.
+    static func takesForce(_ operation: String) -> Bool {
+        operation.hasPrefix("switching") || operation.hasPrefix("checking out")
     }
 }

@@ -290,9 +290,9 @@ extension Repository {
         let endangered = linksIntoChangedFiles(comparison.links, old: oldTree, new: newTree)
         if !force, let path = endangered.filter({ oldTree.file(at: $0)?.identity == newTree.file(at: $0)?.identity
                                                   && newTree.file(at: $0) != nil }).min() {
-            let takesForce = operation.hasPrefix("switching") || operation.hasPrefix("checking out")
             throw RepoError.unsafePath(path, reason: "is a symbolic link to a file this checkout rewrites or removes, so it would read other "
-                + "bytes after it; replace the link by a copy of the file" + (takesForce ? ", or use --force to put the recorded file there" : " first"))
+                + "bytes after it; replace the link by a copy of the file"
+                + (RepoError.takesForce(operation) ? ", or use --force to put the recorded file there" : " first"))
         }
         // Local changes to paths the two trees agree on are carried over, as git does.
         var carried = Set<String>()

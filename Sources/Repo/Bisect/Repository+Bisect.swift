@@ -106,7 +106,8 @@ extension Repository {
             }
             try refuseDuringMerge("bisect \(term.rawValue)")
             if revisions.isEmpty { try requireHeadsFiles("bisect \(term.rawValue)", orNameTheCommit: true) }
-            let commits = try revisions.isEmpty ? [head.commit.orThrow("HEAD has no commits")] : revisions.map { try resolve($0) }
+            guard let headCommit = head.commit else { throw RepoError.invalidArgument("HEAD has no commits") }
+            let commits = try revisions.isEmpty ? [headCommit] : revisions.map { try resolve($0) }
             if term == .bad, commits.count > 1 {
                 throw RepoError.invalidArgument("bisect bad takes one revision: the search narrows down from a single bad commit")
             }
@@ -276,12 +277,5 @@ extension Repository {
             throw RepoError.failed("bisect run: \(executable) exited with status \(code) at \(commit.short) (above 127 stops a bisect run, as in git); the marks so far are kept")
         }
         return code
-    }
-}
-
-private extension Optional {
-    func orThrow(_ message: String) throws -> Wrapped {
-        guard let self else { throw RepoError.invalidArgument(message) }
-        return self
     }
 }

@@ -87,20 +87,19 @@ extension Repository {
     /// as in git), whatever its kind.
     /// The others stay as local changes; the staging of the merged tree checks again, so nothing
     /// is ever overwritten.
-    private func localChangesInTheWay(_ changes: [WorktreeStatus.Change], baseline: Tree, inputs: ResolvedMerge,
+    private func localChangesInTheWay(_ changes: [WorktreeStatus.Change], baseline: Tree, inputs: ResolvedMerge, trees byCommit: [ObjectID: Tree],
                                       options: MergeOptions) throws -> [WorktreeStatus.Change] {
         let generated: Set<String> = options.addsMergeFiles ? ["README.md", "merge_recipe.yml", LoRAConfig.fileName, RMMBasisFile.fileName] : []
         // A change applied by revert or cherry-pick writes no dtype and no card: a safetensors file
         // or shard index that every input has as the working tree's baseline keeps its bytes.
         let mayRewriteModelFiles = options.addsMergeFiles || options.outputDType != nil
-        let ids = Set([inputs.headID, inputs.base] + inputs.branches.map(\.commit) + inputs.experts.map(\.commit))
-        let trees = try ids.map { try tree(of: $0) }
+        let trees = Array(byCommit.values)
         var paths = generated
         for t in trees { paths.formUnion(t.files.map(\.path)) }
         let folders = PathPolicy.folders(of: Array(paths))
         // A change applied by revert or cherry-pick writes a file only where the change (merge base
         // → the other input) touches it and leaves it otherwise than the working tree has it.
-        let applied = options.addsMergeFiles ? nil : (base: try tree(of: inputs.base), sides: try inputs.experts.map { try tree(of: $0.commit) })
+        let applied = options.addsMergeFiles ? nil : (base: byCommit[inputs.base]!, sides: inputs.experts.map { byCommit[$0.commit]! })
         return changes.filter { change in
             if change.kind == .added {
                 return paths.contains(change.path) || folders.contains(change.path) || PathPolicy.hasFileAbove(change.path, in: paths)
@@ -123,12 +122,11 @@ extension Repository {
     /// A merge matches tensors by name across a checkpoint's files (shards move tensors between
     /// files): a name held by two files of one input cannot be matched, and one of the files would
     /// be lost. Refused before anything is written.
-    private func refuseTensorNamesInSeveralFiles(_ inputs: ResolvedMerge) throws {
-        var seen = Set<ObjectID>()
-        for id in [inputs.headID, inputs.base] + inputs.branches.map(\.commit) + inputs.experts.map(\.commit) where seen.insert(id).inserted {
+    private func refuseTensorNamesInSeveralFiles(_ trees: [ObjectID: Tree]) throws {
+        for (id, tree) in trees.sorted(by: { $0.key.hex < $1.key.hex }) {
             var file: [String: String] = [:]
             // Statistics (mrepo_stats/) are never merged: their names repeat the model's by design.
-            for (path, tensor) in try tree(of: id).withoutStatistics.allTensors {
+            for (path, tensor) in tree.withoutStatistics.allTensors {
                 if let other = file[tensor.name], other != path {
                     throw RepoError.invalidArgument("cannot merge: in \(id.short), tensor '\(tensor.name)' is in both \(other) and \(path), "
                         + "and a merge matches tensors by name across a checkpoint's files; keep one checkpoint per branch (a link "
@@ -168,15 +166,20 @@ extension Repository {
         // The commit's author is looked up while the merge runs: without MREPO_AUTHOR it asks git
         // twice (two processes, each waited for by polling), which would sit on the merge's tail.
         let author = options.dryRun || options.noCommit ? nil : BackgroundValue { Repository.defaultAuthor() }
+        // Every input's tree, read once for the checks below.
+        var inputTrees: [ObjectID: Tree] = [:]
+        for id in [inputs.headID, inputs.base] + inputs.branches.map(\.commit) + inputs.experts.map(\.commit) where inputTrees[id] == nil {
+            inputTrees[id] = try tree(of: id)
+        }
         if !options.dryRun {
             let ts = timer.now()
             defer { timer.add("status", since: ts) }
             let baseline = try worktreeBaseline(head: head).tree
             let changes = try status(against: baseline).changes
-            let dirty = changes.isEmpty ? [] : try localChangesInTheWay(changes, baseline: baseline, inputs: inputs, options: options)
+            let dirty = changes.isEmpty ? [] : try localChangesInTheWay(changes, baseline: baseline, inputs: inputs, trees: inputTrees, options: options)
             if !dirty.isEmpty { throw RepoError.dirtyWorktree(operation: options.operation, paths: dirty.map(\.path)) }
         }
-        try refuseTensorNamesInSeveralFiles(inputs)
+        try refuseTensorNamesInSeveralFiles(inputTrees)
         var options = options
         // One expert without a method is git's merge of a branch: its tensors as they are.
         if !options.isExplicit, inputs.experts.count == 1 { options.oneSided = .take }
