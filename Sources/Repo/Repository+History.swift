@@ -106,15 +106,18 @@ extension Repository {
         }
     }
 
-    /// Creates a branch at a revision (default HEAD) without switching to it.
+    /// Creates a branch at a revision (default HEAD) without switching to it; it tracks the revision
+    /// as `tracking` says (by default when that is a remote-tracking branch, as in git).
     @discardableResult
-    public func createBranch(_ name: String, at revision: String? = nil, wait: Bool = false) throws -> ObjectID {
+    public func createBranch(_ name: String, at revision: String? = nil, tracking: BranchTracking = .auto, wait: Bool = false) throws -> ObjectID {
         try RefNames.validate(name)
         return try withWriteLock(wait: wait) {
+            let upstream = try upstream(forStart: revision, tracking: tracking)
             let target = try revision.map { try resolve($0) } ?? resolve("HEAD")
             // Another working tree on it while it has no commits would find them under its feet.
             try refuseBranchCheckedOutElsewhere(name)
-            try history.createRef(name: name, kind: .branch, target: target, message: "branch: created from \(revision ?? "HEAD")")
+            try history.createRef(name: name, kind: .branch, target: target, message: "branch: created from \(revision ?? "HEAD")",
+                                  upstream: upstream)
             return target
         }
     }
@@ -183,13 +186,17 @@ extension Repository {
     }
 
     /// `branch -f NAME [START]`: creates the branch or moves it to START (default HEAD); not the current branch.
+    /// A START that is a remote-tracking branch becomes its upstream (unless `tracking` is `.never`);
+    /// otherwise a moved branch keeps its upstream.
     @discardableResult
-    public func forceBranch(_ name: String, at revision: String? = nil, wait: Bool = false) throws -> ObjectID {
+    public func forceBranch(_ name: String, at revision: String? = nil, tracking: BranchTracking = .auto, wait: Bool = false) throws -> ObjectID {
         try RefNames.validate(name)
         return try withWriteLock(wait: wait) {
+            let upstream = try upstream(forStart: revision, tracking: tracking)
             let target = try revision.map { try resolve($0) } ?? resolve("HEAD")
             try refuseBranchCheckedOutElsewhere(name)
-            try history.forceRef(name: name, kind: .branch, target: target, message: "branch: reset to \(revision ?? "HEAD")", tagMessage: nil)
+            try history.forceRef(name: name, kind: .branch, target: target, message: "branch: reset to \(revision ?? "HEAD")", tagMessage: nil,
+                                 upstream: upstream)
             return target
         }
     }

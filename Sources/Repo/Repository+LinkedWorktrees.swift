@@ -18,9 +18,11 @@ public struct WorktreeInfo: Sendable {
 public struct AddedWorktree: Sendable {
     public var record: LinkedWorktreeRecord
     public var head: Head
-    /// The branch `-b` (or the folder's name) created, if any.
+    /// The branch `-b` (or the folder's name, or a branch only a remote has) created, if any.
     public var createdBranch: String?
     public var checkout: CheckoutResult
+    /// The remote branch the created branch tracks (`origin/main`), or nil.
+    public var upstream: String? = nil
 }
 
 extension Repository {
@@ -44,7 +46,7 @@ extension Repository {
         return try withWriteLock(wait: wait) {
             let dir = Repository.absolutePath(path)
             try checkNewWorktreeFolder(dir, shownAs: path)
-            let (head, created) = try worktreeHead(folder: dir, revision: revision, newBranch: newBranch, detach: detach)
+            let (head, created, upstream) = try worktreeHead(folder: dir, revision: revision, newBranch: newBranch, detach: detach)
             guard let target = head.commit else { throw RepoError.invalidArgument("HEAD has no commits yet; commit something before adding a working tree") }
             if let name = head.branchName, created == nil, !force, let other = try history.allHeads().first(where: { $0.value.branchName == name }) {
                 let holder = other.key.isEmpty ? mainRoot : try history.linkedWorktrees().first { $0.id == other.key }?.path ?? other.key
@@ -73,7 +75,8 @@ extension Repository {
                 CrashPoint.reach("worktree.files-written")
                 let message = "worktree add: \(head.branchName.map { "branch \($0)" } ?? "detached at \(target.short)")"
                 do {
-                    try history.registerWorktree(record, head: head, newBranch: created.map { ($0, revision ?? "HEAD") }, force: force,
+                    try history.registerWorktree(record, head: head, newBranch: created.map { ($0, upstream.map { "\($0.remote)/\($0.branch)" } ?? revision ?? "HEAD", upstream) },
+                                                 force: force,
                                                  statEntries: entries, message: message)
                 } catch {
                     // Nothing records the folder: take back what was written into it (it was new or empty).
@@ -90,33 +93,42 @@ extension Repository {
             try? folderStaging.commit()
             return AddedWorktree(record: record, head: head, createdBranch: created,
                                  checkout: CheckoutResult(head: head, writtenFiles: stats.written, removedFiles: stats.removed,
-                                                          unchangedFiles: stats.unchanged))
+                                                          unchangedFiles: stats.unchanged),
+                                 upstream: upstream.map { "\($0.remote)/\($0.branch)" })
         }
     }
 
-    /// What a new working tree's HEAD is, and the branch to create for it (git's rules).
-    private func worktreeHead(folder: String, revision: String?, newBranch: String?, detach: Bool) throws -> (Head, String?) {
+    /// What a new working tree's HEAD is, the branch to create for it and that branch's upstream
+    /// (git's rules: a branch that only a remote has starts from it, tracking it).
+    private func worktreeHead(folder: String, revision: String?, newBranch: String?, detach: Bool) throws -> (Head, String?, Upstream?) {
         if let newBranch {
-            return (.branch(newBranch, commit: try resolve(revision ?? "HEAD")), newBranch)
+            let upstream = try upstream(forStart: revision, tracking: .auto)
+            return (.branch(newBranch, commit: try resolve(revision ?? "HEAD")), newBranch, upstream)
         }
-        if detach { return (.detached(try resolve(revision ?? "HEAD")), nil) }
+        if detach { return (.detached(try resolve(revision ?? "HEAD")), nil, nil) }
         if let revision {
-            if let ref = try history.ref(named: revision), ref.kind == .branch { return (.branch(revision, commit: ref.target), nil) }
-            return (.detached(try resolve(revision)), nil)
+            if let ref = try history.ref(named: revision) {
+                return ref.kind == .branch ? (.branch(revision, commit: ref.target), nil, nil) : (.detached(ref.target), nil, nil)
+            }
+            if let tracking = try trackingCandidate(revision) {
+                try RefNames.validate(revision)
+                return (.branch(revision, commit: tracking.target), revision, Upstream(remote: tracking.remote, branch: tracking.name))
+            }
+            return (.detached(try resolve(revision)), nil, nil)
         }
         let name = splitPath(folder).name
         if let ref = try history.ref(named: name) {
             guard ref.kind == .branch else {
                 throw RepoError.invalidArgument("'\(name)' (the folder's name) is a tag; name a branch or revision to check out, or pass -b NEW")
             }
-            return (.branch(name, commit: ref.target), nil)
+            return (.branch(name, commit: ref.target), nil, nil)
         }
         do {
             try RefNames.validate(name)
         } catch {
             throw RepoError.invalidArgument("the folder's name '\(name)' is no valid branch name; name a branch or revision to check out, or pass -b NEW")
         }
-        return (.branch(name, commit: try resolve("HEAD")), name)
+        return (.branch(name, commit: try resolve("HEAD")), name, nil)
     }
 
     /// A new working tree goes into a new or empty folder, outside the store, with a name the link

@@ -6,8 +6,9 @@ public enum SwitchTarget: Sendable, Equatable {
     /// An existing branch, or one that only a remote has (it then starts here, tracking the
     /// remote's). `@{-N}` names the branch HEAD was on before the N-th last switch (`switch -`).
     case branch(String)
-    /// A new branch at `startPoint` (default HEAD), switched to.
-    case newBranch(String, startPoint: String?)
+    /// A new branch at `startPoint` (default HEAD), switched to; it tracks the start point as
+    /// `tracking` says.
+    case newBranch(String, startPoint: String?, tracking: BranchTracking = .auto)
     /// A new branch with no history: its first commit has no parent; the working tree is left as it is.
     case orphan(String)
 }
@@ -18,6 +19,8 @@ public struct SwitchResult: Sendable {
     public var branch: String
     /// The working tree's update; nil for an orphan branch, which writes nothing.
     public var checkout: CheckoutResult?
+    /// The remote branch a branch the switch created tracks (`origin/main`), or nil.
+    public var upstream: String? = nil
 }
 
 extension Repository {
@@ -28,8 +31,9 @@ extension Repository {
         case let .branch(name):
             let name = try previousBranchReference(name) ?? name
             return SwitchResult(branch: name, checkout: try switchBranch(name, force: force, wait: wait))
-        case let .newBranch(name, startPoint):
-            return SwitchResult(branch: name, checkout: try switchBranch(name, create: true, startPoint: startPoint, force: force, wait: wait))
+        case let .newBranch(name, startPoint, tracking):
+            let checkout = try switchBranch(name, create: true, startPoint: startPoint, tracking: tracking, force: force, wait: wait)
+            return SwitchResult(branch: name, checkout: checkout, upstream: try upstreamName(of: name))
         case let .orphan(name):
             try switchToOrphan(name, wait: wait)
             return SwitchResult(branch: name, checkout: nil)
@@ -46,9 +50,10 @@ extension Repository {
     ///
     /// - Parameters:
     ///   - create: create the branch at `startPoint` (default HEAD) first.
+    ///   - tracking: whether the created branch tracks its start point (a remote-tracking branch).
     ///   - force: overwrite uncommitted changes.
-    public func switchBranch(_ name: String, create: Bool = false, startPoint: String? = nil, force: Bool = false,
-                             wait: Bool = false) throws -> CheckoutResult {
+    public func switchBranch(_ name: String, create: Bool = false, startPoint: String? = nil, tracking: BranchTracking = .auto,
+                             force: Bool = false, wait: Bool = false) throws -> CheckoutResult {
         try withWriteLock(wait: wait) {
             let head = try history.head()
             if create {
@@ -56,6 +61,7 @@ extension Repository {
                 if try history.ref(named: name) != nil { throw RepoError.refExists(name) }
                 // Another working tree may be on it while it has no commits: refused before any file is written.
                 try refuseBranchCheckedOutElsewhere(name)
+                let upstream = try upstream(forStart: startPoint, tracking: tracking)
                 guard let start = try startPoint.map({ try resolve($0) }) ?? head.commit else {
                     // No commits yet: rename the unborn branch.
                     try history.setHead(.branch(name, commit: nil), expected: head, message: "switch: unborn branch \(name)")
@@ -67,12 +73,14 @@ extension Repository {
                     try refuseDuringMerge("switching")
                     try history.setHead(.branch(name, commit: start), expected: head,
                                         message: "switch: moving from \(head.displayName) to \(name) (created at \(start.short), keeping the working tree)",
-                                        creating: .init(name: name, target: start, message: "branch: created from \(startPoint ?? "HEAD")"))
+                                        creating: .init(name: name, target: start, message: "branch: created from \(startPoint ?? "HEAD")",
+                                                        upstream: upstream))
                     return CheckoutResult(head: .branch(name, commit: start), writtenFiles: 0, removedFiles: 0, unchangedFiles: 0)
                 }
                 var result = try moveHead(to: start, newHead: .branch(name, commit: start), from: head, force: force,
                                           message: "switch: moving from \(head.displayName) to \(name) (created at \(start.short))",
-                                          creating: .init(name: name, target: start, message: "branch: created from \(startPoint ?? "HEAD")"))
+                                          creating: .init(name: name, target: start, message: "branch: created from \(startPoint ?? "HEAD")",
+                                                          upstream: upstream))
                 result.head = .branch(name, commit: start)
                 return result
             }

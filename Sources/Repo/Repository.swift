@@ -287,10 +287,7 @@ public final class Repository: Sendable {
         }
         if let ref = try history.ref(named: base) { return ref.target }
         // `origin/main`: a remote-tracking ref (a local branch of that name wins, as in git).
-        if let slash = base.firstIndex(of: "/"),
-           let tracking = try history.remoteRef(remote: String(base[..<slash]), name: String(base[base.index(after: slash)...])) {
-            return tracking.target
-        }
+        if let tracking = try remoteRef(spelled: base) { return tracking.target }
         let lower = base.lowercased()
         if lower.count >= 4, lower.allSatisfy({ $0.isHexDigit }) {
             let matches = try history.commitIDs(withPrefix: lower)

@@ -187,6 +187,23 @@ struct ReversibleViewOptions: ParsableArguments {
     var parsedView: ReversibleView? { view }
 }
 
+/// `-t/--track` and `--no-track`, for commands that create a branch.
+struct TrackingOptions: ParsableArguments {
+    @Flag(name: [.customShort("t"), .long], help: "The new branch tracks its start point, which must be a remote-tracking branch (origin/main). This is the default for such a start point.")
+    var track = false
+
+    @Flag(name: .customLong("no-track"), help: "The new branch tracks nothing, even when it starts at a remote-tracking branch.")
+    var noTrack = false
+
+    var tracking: BranchTracking { track ? .always : noTrack ? .never : .auto }
+
+    var isGiven: Bool { track || noTrack }
+
+    func validate() throws {
+        if track && noTrack { throw ValidationError("--track and --no-track: give one of them") }
+    }
+}
+
 /// `--wait`, for commands that write.
 struct LockOptions: ParsableArguments {
     @Flag(help: "If another mrepo command is writing to the repository, wait for it instead of failing.")

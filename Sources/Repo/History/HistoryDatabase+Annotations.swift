@@ -154,6 +154,10 @@ extension HistoryDatabase {
             }
             try db.execute(sql: "UPDATE ref SET name = ? WHERE name = ?", arguments: [new, old])
             try db.execute(sql: "UPDATE reflog SET ref = ? WHERE ref = ?", arguments: [new, old])
+            // The upstream goes with the branch (as git moves its config section); a replaced
+            // branch's, or a stale row left by a deleted branch of the new name, goes.
+            try db.execute(sql: "DELETE FROM upstream WHERE branch = ?", arguments: [new])
+            try db.execute(sql: "UPDATE upstream SET branch = ? WHERE branch = ?", arguments: [new, old])
             try HistoryDatabase.logRef(db, new, old: ref.target, new: ref.target, message: "branch: renamed \(old) to \(new)")
             // Every working tree on the branch follows it.
             try db.execute(sql: "UPDATE head SET branch = ? WHERE branch = ?", arguments: [new, old])
@@ -161,7 +165,9 @@ extension HistoryDatabase {
     }
 
     /// Points an existing branch or tag at another commit (`branch -f`, `tag -f`), or creates it.
-    func forceRef(name: String, kind: Ref.Kind, target: ObjectID, message: String, tagMessage: String?) throws {
+    /// - Parameter upstream: for a branch, the remote branch it tracks from now on (nil: a moved
+    ///   branch keeps its upstream, a new one has none).
+    func forceRef(name: String, kind: Ref.Kind, target: ObjectID, message: String, tagMessage: String?, upstream: Upstream? = nil) throws {
         try write { db in
             let current = try HistoryDatabase.ref(db, name)
             if let current, current.kind != kind {
@@ -171,6 +177,8 @@ extension HistoryDatabase {
                 throw RepoError.invalidArgument("cannot force-move branch '\(name)': it is checked out; use 'mrepo reset' instead")
             }
             try HistoryDatabase.setRef(db, name: name, kind: kind, target: target, old: current?.target, message: message)
+            if kind == .branch, current == nil { try db.execute(sql: "DELETE FROM upstream WHERE branch = ?", arguments: [name]) }
+            if kind == .branch, let upstream { try HistoryDatabase.setUpstream(db, of: name, to: upstream) }
             if kind == .tag {
                 try db.execute(sql: "UPDATE ref SET message = ? WHERE name = ?", arguments: [tagMessage, name])
             }

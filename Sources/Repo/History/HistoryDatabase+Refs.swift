@@ -80,19 +80,29 @@ extension HistoryDatabase {
         try ReflogRow(ReflogEntry(ref: ref, old: old, new: new, timestamp: Date().timeIntervalSince1970, message: message)).insert(db)
     }
 
-    /// Creates a branch or tag (fails if it exists).
-    func createRef(name: String, kind: Ref.Kind, target: ObjectID, message: String, tagMessage: String? = nil) throws {
+    /// Creates a branch or tag (fails if it exists); a branch with the upstream it tracks, if any.
+    func createRef(name: String, kind: Ref.Kind, target: ObjectID, message: String, tagMessage: String? = nil,
+                   upstream: Upstream? = nil) throws {
         try write { db in
             if try HistoryDatabase.ref(db, name) != nil { throw RepoError.refExists(name) }
             try HistoryDatabase.setRef(db, name: name, kind: kind, target: target, old: nil, message: message, tagMessage: tagMessage)
+            if kind == .branch { try HistoryDatabase.startUpstream(db, of: name, upstream) }
         }
     }
 
-    /// Deletes a branch or tag.
+    /// A new branch's upstream: the given one, or none. A row left by an earlier branch of that
+    /// name (deleted by a version that kept it) is not inherited.
+    static func startUpstream(_ db: Database, of branch: String, _ upstream: Upstream?) throws {
+        try db.execute(sql: "DELETE FROM upstream WHERE branch = ?", arguments: [branch])
+        if let upstream { try setUpstream(db, of: branch, to: upstream) }
+    }
+
+    /// Deletes a branch (with its upstream) or tag.
     func deleteRef(name: String, kind: Ref.Kind) throws {
         try write { db in
             guard let r = try HistoryDatabase.ref(db, name), r.kind == kind else { throw RepoError.unknownRef(name) }
             try db.execute(sql: "DELETE FROM ref WHERE name = ?", arguments: [name])
+            if kind == .branch { try db.execute(sql: "DELETE FROM upstream WHERE branch = ?", arguments: [name]) }
             try HistoryDatabase.logRef(db, name, old: r.target, new: nil, message: "delete \(kind.rawValue)")
         }
     }
@@ -128,7 +138,7 @@ extension HistoryDatabase {
             if let expected, before != expected { throw RepoError.concurrentUpdate(ref: "HEAD") }
             if try HistoryDatabase.ref(db, branch.name) != nil { throw RepoError.refExists(branch.name) }
             try HistoryDatabase.setRef(db, name: branch.name, kind: .branch, target: branch.target, old: nil, message: branch.message)
-            if let upstream = branch.upstream { try HistoryDatabase.setUpstream(db, of: branch.name, to: upstream) }
+            try HistoryDatabase.startUpstream(db, of: branch.name, branch.upstream)
             try writeHead(db, head, expected: nil, message: message, statEntries: statEntries, removedPaths: [], previous: before)
         }
     }

@@ -115,6 +115,14 @@ extension HistoryDatabase {
         try write { db in try HistoryDatabase.setUpstream(db, of: branch, to: upstream) }
     }
 
+    /// Forgets a branch's upstream; false when it had none.
+    func unsetUpstream(of branch: String) throws -> Bool {
+        try write { db in
+            try db.execute(sql: "DELETE FROM upstream WHERE branch = ?", arguments: [branch])
+            return db.changesCount > 0
+        }
+    }
+
     static func setUpstream(_ db: Database, of branch: String, to upstream: Upstream) throws {
         try db.execute(sql: "INSERT OR REPLACE INTO upstream(branch, remote, remoteBranch) VALUES (?, ?, ?)",
                        arguments: [branch, upstream.remote, upstream.branch])

@@ -112,13 +112,14 @@ extension HistoryDatabase {
     /// the stat cache of the files written, in one transaction.
     ///
     /// - Parameter force: allow a branch that another working tree has checked out.
-    func registerWorktree(_ record: LinkedWorktreeRecord, head: Head, newBranch: (name: String, start: String)?, force: Bool,
-                          statEntries: [StatCacheEntry], message: String) throws {
+    func registerWorktree(_ record: LinkedWorktreeRecord, head: Head, newBranch: (name: String, start: String, upstream: Upstream?)?,
+                          force: Bool, statEntries: [StatCacheEntry], message: String) throws {
         let linked = HistoryDatabase(sharing: self, worktree: record.id)
         try write { db in
-            if let (name, start) = newBranch, let target = head.commit {
+            if let (name, start, upstream) = newBranch, let target = head.commit {
                 if try HistoryDatabase.ref(db, name) != nil { throw RepoError.refExists(name) }
                 try HistoryDatabase.setRef(db, name: name, kind: .branch, target: target, old: nil, message: "branch: created from \(start)")
+                try HistoryDatabase.startUpstream(db, of: name, upstream)
             }
             if case let .branch(name, target) = head {
                 if try HistoryDatabase.ref(db, name)?.target != target { throw RepoError.concurrentUpdate(ref: name) }

@@ -199,13 +199,11 @@ extension Repository {
     }
 
     /// The upstream of a local branch (`origin/main`) and how far each side is ahead, or nil when
-    /// the branch has none (`branch -vv`, `status`).
+    /// the branch has none (`branch -vv`, `status`). As in git, a branch tracks only the upstream
+    /// recorded for it (by clone, `push -u`, `branch -u`, or a branch started from a remote one).
     public func trackingStatus(of branch: String) throws -> TrackingStatus? {
         guard let local = try history.ref(named: branch)?.target else { return nil }
-        let upstream = try history.upstream(of: branch) ?? {
-            try history.remoteRef(remote: "origin", name: branch).map { Upstream(remote: $0.remote, branch: $0.name) }
-        }()
-        guard let upstream, let tracking = try history.remoteRef(remote: upstream.remote, name: upstream.branch) else { return nil }
+        guard let upstream = try history.upstream(of: branch), let tracking = try history.remoteRef(remote: upstream.remote, name: upstream.branch) else { return nil }
         let (ahead, behind) = try aheadBehind(local, tracking.target)
         return TrackingStatus(upstream: tracking.fullName, ahead: ahead, behind: behind)
     }

@@ -62,6 +62,15 @@ struct BranchCommand: ParsableCommand {
     @Flag(help: "Print the current branch's name (nothing on a detached HEAD).")
     var showCurrent = false
 
+    @OptionGroup var tracking: TrackingOptions
+
+    @Option(name: [.customShort("u"), .customLong("set-upstream-to")],
+            help: ArgumentHelp("Make the branch (NAME, default the current one) track this remote-tracking branch (origin/main), for status, pull and push.", valueName: "upstream"))
+    var setUpstreamTo: String?
+
+    @Flag(help: "Forget the upstream of the branch (NAME, default the current one).")
+    var unsetUpstream = false
+
     @Flag(help: "Print the branches as JSON.")
     var json = false
 
@@ -77,6 +86,11 @@ struct BranchCommand: ParsableCommand {
         if filters && (name != nil || modes > 0 || force) { throw ValidationError("--merged, --no-merged and --contains filter the list: they take no name and no other mode") }
         if merged != nil && noMerged != nil { throw ValidationError("--merged and --no-merged: give one of them") }
         if force && (name == nil || delete || forceDelete || move || forceMove) { throw ValidationError("-f needs a branch name to create or move") }
+        let upstreamModes = (setUpstreamTo != nil ? 1 : 0) + (unsetUpstream ? 1 : 0)
+        if upstreamModes > 0 && (modes > 0 || force || remotes || all || filters || tracking.isGiven || startPoint != nil || upstreamModes > 1) {
+            throw ValidationError("-u/--set-upstream-to and --unset-upstream take at most a branch name, and no other mode")
+        }
+        if tracking.isGiven && (name == nil || modes > 0) { throw ValidationError("--track and --no-track go with a branch to create (or move with -f)") }
     }
 
     func run() throws {
@@ -94,13 +108,31 @@ struct BranchCommand: ParsableCommand {
             if json { try printJSON(RenamedDocument(renamed: old, name: new)) } else if !repository.quiet { print("Renamed branch \(old) to \(new).") }
             return
         }
+        if let upstream = setUpstreamTo {
+            let branch = try repo.setUpstream(of: name, to: upstream, wait: lock.wait)
+            let shown = try repo.upstreamName(of: branch)
+            if json { try printJSON(UpstreamDocument(branch: branch, upstream: OrNull(shown))) }
+            else if !repository.quiet { print("branch '\(branch)' set up to track '\(shown ?? upstream)'.") }
+            return
+        }
+        if unsetUpstream {
+            let branch = try repo.unsetUpstream(of: name, wait: lock.wait)
+            if json { try printJSON(UpstreamDocument(branch: branch, upstream: OrNull(nil))) }
+            else if !repository.quiet { print("branch '\(branch)' tracks nothing now.") }
+            return
+        }
         if let name {
             if delete || forceDelete {
                 let target = try repo.deleteBranch(name, force: forceDelete, wait: lock.wait)
                 if json { try printJSON(DeletedRefDocument(deleted: name, commit: target.hex)) } else if !repository.quiet { print("Deleted branch \(name) (was \(target.short)).") }
             } else {
-                let target = force ? try repo.forceBranch(name, at: startPoint, wait: lock.wait) : try repo.createBranch(name, at: startPoint, wait: lock.wait)
-                if json { try printJSON(CreatedBranchDocument(created: name, commit: target.hex)) } else if !repository.quiet { print("\(force ? "Set" : "Created") branch \(name) at \(target.short).") }
+                let target = force ? try repo.forceBranch(name, at: startPoint, tracking: tracking.tracking, wait: lock.wait)
+                    : try repo.createBranch(name, at: startPoint, tracking: tracking.tracking, wait: lock.wait)
+                let upstream = try repo.upstreamName(of: name)
+                if json { try printJSON(CreatedBranchDocument(created: name, commit: target.hex, upstream: OrNull(upstream))) } else if !repository.quiet {
+                    print("\(force ? "Set" : "Created") branch \(name) at \(target.short).")
+                    if let upstream, startPoint != nil, tracking.tracking != .never { print("branch '\(name)' set up to track '\(upstream)'.") }
+                }
             }
             return
         }

@@ -38,7 +38,10 @@ struct CheckoutCommand: ParsableCommand {
     @Flag(name: .shortAndLong, help: "Discard uncommitted changes in files the checkout rewrites.")
     var force = false
 
+    @OptionGroup var tracking: TrackingOptions
+
     func validate() throws {
+        if tracking.isGiven && newBranch == nil { throw ValidationError("--track and --no-track go with -b (a branch the checkout creates)") }
         if revision == nil && newBranch == nil { throw ValidationError("name the revision to check out (or -b NAME)") }
         if newBranch != nil && (reversible.isGiven || fold) { throw ValidationError("-b does not go with --expert, --view or --fold") }
     }
@@ -46,9 +49,10 @@ struct CheckoutCommand: ParsableCommand {
     func run() throws {
         let repo = try repository.open()
         if let newBranch {
-            let result = try repo.switchTo(.newBranch(newBranch, startPoint: revision), force: force, wait: lock.wait)
+            let result = try repo.switchTo(.newBranch(newBranch, startPoint: revision, tracking: tracking.tracking), force: force, wait: lock.wait)
             guard let checkout = result.checkout else { return }
-            if json { try printJSON(CheckoutDocument(checkout)) } else if !repository.quiet {
+            if json { try printJSON(CheckoutDocument(checkout, upstream: result.upstream)) } else if !repository.quiet {
+                if let upstream = result.upstream { print("branch '\(newBranch)' set up to track '\(upstream)'.") }
                 print("Switched to a new branch '\(newBranch)' (\(checkout.filesSummary))")
             }
             return

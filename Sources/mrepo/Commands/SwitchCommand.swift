@@ -26,17 +26,20 @@ struct SwitchCommand: ParsableCommand {
     @Flag(name: .shortAndLong, help: "Discard uncommitted changes in files the switch rewrites.")
     var force = false
 
+    @OptionGroup var tracking: TrackingOptions
+
     @Flag(help: "Print the result as JSON.")
     var json = false
 
     func validate() throws {
         if startPoint != nil && !create { throw ValidationError("a start point is only allowed with -c") }
         if orphan && (create || startPoint != nil) { throw ValidationError("--orphan takes only a branch name") }
+        if tracking.isGiven && !create { throw ValidationError("--track and --no-track go with -c (a branch the switch creates)") }
     }
 
     func run() throws {
         let repo = try repository.open()
-        let target: SwitchTarget = orphan ? .orphan(branch) : create ? .newBranch(branch, startPoint: startPoint) : .branch(branch)
+        let target: SwitchTarget = orphan ? .orphan(branch) : create ? .newBranch(branch, startPoint: startPoint, tracking: tracking.tracking) : .branch(branch)
         let result = try repo.switchTo(target, force: force, wait: lock.wait)
         guard let checkout = result.checkout else {
             if json { try printJSON(OrphanSwitchDocument(branch: result.branch)) }
@@ -44,10 +47,11 @@ struct SwitchCommand: ParsableCommand {
             return
         }
         if json {
-            try printJSON(CheckoutDocument(checkout))
+            try printJSON(CheckoutDocument(checkout, upstream: result.upstream))
             return
         }
         guard !repository.quiet else { return }
+        if let upstream = result.upstream, create { print("branch '\(result.branch)' set up to track '\(upstream)'.") }
         print((create ? "Switched to a new branch '\(result.branch)'" : "Switched to branch '\(result.branch)'")
             + " (\(checkout.filesSummary))")
     }

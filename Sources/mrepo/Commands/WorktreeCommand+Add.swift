@@ -48,6 +48,7 @@ extension WorktreeCommand {
             case let .detached(id):
                 what = "HEAD detached at \(id.short)"
             }
+            if let upstream = added.upstream, let created = added.createdBranch { print("branch '\(created)' set up to track '\(upstream)'.") }
             print("Prepared working tree \(added.record.path) (\(what); \(added.checkout.writtenFiles) files written)")
         }
     }

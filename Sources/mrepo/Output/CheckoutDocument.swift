@@ -12,13 +12,15 @@ struct CheckoutDocument: Encodable {
     var unchangedFiles: Int
     /// What the working tree holds when it is a generated model (`checkout --expert/--view/--fold`).
     var view: String?
+    /// The upstream of a branch the command created (`origin/main`); absent otherwise.
+    var upstream: String?
 
     enum CodingKeys: String, CodingKey {
         case branch, commit, detached, writtenFiles = "written_files", removedFiles = "removed_files"
-        case unchangedFiles = "unchanged_files", view
+        case unchangedFiles = "unchanged_files", view, upstream
     }
 
-    init(_ r: CheckoutResult, view: String? = nil) {
+    init(_ r: CheckoutResult, view: String? = nil, upstream: String? = nil) {
         branch = OrNull(r.head.branchName)
         commit = OrNull(r.head.commit?.hex)
         detached = r.head.branchName == nil
@@ -26,6 +28,7 @@ struct CheckoutDocument: Encodable {
         removedFiles = r.removedFiles
         unchangedFiles = r.unchangedFiles
         self.view = view
+        self.upstream = upstream
     }
 }
 

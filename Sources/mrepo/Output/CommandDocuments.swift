@@ -28,6 +28,14 @@ struct DeletedRefDocument: Encodable {
 struct CreatedBranchDocument: Encodable {
     var created: String
     var commit: String
+    /// The remote branch it tracks (`origin/main`), or null.
+    var upstream: OrNull<String>
+}
+
+/// `branch -u/--set-upstream-to --json`, `branch --unset-upstream --json`.
+struct UpstreamDocument: Encodable {
+    var branch: String
+    var upstream: OrNull<String>
 }
 
 /// `tag NAME --json`.

@@ -1,0 +1,103 @@
+import Foundation
+import Testing
+
+/// A branch started from a remote-tracking branch tracks it, as git's default
+/// (`branch.autoSetupMerge=true`) has it: `switch -c`, `checkout -b`, `branch` and `worktree add`;
+/// `--track`/`--no-track` decide otherwise, `branch -u`/`--unset-upstream` set and forget an
+/// upstream, and an upstream moves with its branch and goes with it.
+@Suite struct UpstreamCLITests {
+    /// `repo` (main, math) cloned as `copy`.
+    func cloned() throws -> CLISandbox {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.repository(branches: ["math"])
+        try s.ok(["clone", "-q", s.path("repo"), "copy"])
+        return s
+    }
+
+    func upstreamLine(_ s: CLISandbox, _ branch: String) throws -> String {
+        let lines = try s.ok(["branch", "-vv"], in: "copy").stdout.split(separator: "\n").map(String.init)
+        return try #require(lines.first { $0.dropFirst(2).hasPrefix(branch + " ") }, "no line for \(branch) in \(lines)")
+    }
+
+    @Test func switchAndCheckoutFromARemoteBranchTrackIt() throws {
+        let s = try cloned()
+        let made = try s.ok(["switch", "-c", "m", "origin/math"], in: "copy").stdout
+        #expect(made.hasPrefix("branch 'm' set up to track 'origin/math'.\n"), "got: \(made)")
+        #expect(try upstreamLine(s, "m").contains("[origin/math]"))
+        #expect(try s.ok(["status"], in: "copy").stdout.contains("up to date with 'origin/math'"))
+        // The spellings git takes for a remote-tracking branch.
+        try s.ok(["switch", "-q", "-c", "m2", "remotes/origin/math"], in: "copy")
+        #expect(try upstreamLine(s, "m2").contains("[origin/math]"))
+
+        let doc = try #require(try s.json(try s.ok(["checkout", "-b", "m3", "--json", "refs/remotes/origin/main"], in: "copy")) as? [String: Any])
+        #expect(doc["upstream"] as? String == "origin/main" && doc["branch"] as? String == "m3")
+
+        // --no-track, a local start point and a commit below a remote branch: no upstream.
+        try s.ok(["checkout", "-q", "-b", "n", "--no-track", "origin/math"], in: "copy")
+        try s.ok(["switch", "-q", "-c", "local", "main"], in: "copy")
+        try s.ok(["switch", "-q", "-c", "below", "origin/math~1"], in: "copy")
+        for b in ["n", "local", "below"] { #expect(!(try upstreamLine(s, b).contains("[")), "\(b) tracks nothing") }
+
+        // --track needs a remote-tracking start point: refused before anything is written.
+        let head = try s.ok(["rev-parse", "HEAD"], in: "copy").stdout
+        expectOneLineError(try s.run(["switch", "-c", "t", "--track", "main"], in: "copy"), contains: "'main' is not a remote-tracking branch")
+        expectOneLineError(try s.run(["checkout", "-b", "t", "-t"], in: "copy"), contains: "HEAD is not a remote-tracking branch")
+        #expect(try s.run(["rev-parse", "t"], in: "copy").status != 0)
+        #expect(try s.ok(["rev-parse", "HEAD"], in: "copy").stdout == head)
+        expectOneLineError(try s.run(["switch", "--track", "main"], in: "copy"), status: 64, contains: "go with -c")
+        expectOneLineError(try s.run(["switch", "-c", "u", "--track", "--no-track", "origin/math"], in: "copy"), status: 64, contains: "give one of them")
+    }
+
+    @Test func branchSetsForgetsAndKeepsUpstreams() throws {
+        let s = try cloned()
+        let made = try s.ok(["branch", "q", "origin/math"], in: "copy").stdout
+        #expect(made.contains("branch 'q' set up to track 'origin/math'."), "got: \(made)")
+        let doc = try #require(try s.json(try s.ok(["branch", "q2", "origin/main", "--json"], in: "copy")) as? [String: Any])
+        #expect(doc["upstream"] as? String == "origin/main")
+
+        let set = try s.ok(["branch", "-u", "origin/main", "q"], in: "copy").stdout
+        #expect(set.contains("branch 'q' set up to track 'origin/main'."))
+        #expect(try upstreamLine(s, "q").contains("[origin/main: ahead 1]"))
+        // The current branch by default; `--set-upstream-to` is the long form.
+        try s.ok(["branch", "-q", "--unset-upstream"], in: "copy")
+        #expect(!(try upstreamLine(s, "main").contains("[")))
+        try s.ok(["branch", "-q", "--set-upstream-to", "origin/main"], in: "copy")
+        #expect(try upstreamLine(s, "main").contains("[origin/main]"))
+
+        try s.ok(["branch", "-q", "--unset-upstream", "q"], in: "copy")
+        #expect(!(try upstreamLine(s, "q").contains("[")))
+        expectOneLineError(try s.run(["branch", "--unset-upstream", "q"], in: "copy"), contains: "no upstream information")
+        expectOneLineError(try s.run(["branch", "-u", "origin/nope", "q"], in: "copy"), contains: "'origin/nope' does not exist")
+        expectOneLineError(try s.run(["branch", "-u", "origin/main", "nope"], in: "copy"), contains: "nope")
+        expectOneLineError(try s.run(["branch", "-u", "origin/main", "-d", "q"], in: "copy"), status: 64, contains: "no other mode")
+
+        // An upstream follows a rename, and goes with a deleted branch: a new branch of that name
+        // does not inherit it.
+        try s.ok(["branch", "-q", "-m", "q2", "renamed"], in: "copy")
+        #expect(try upstreamLine(s, "renamed").contains("[origin/main]"))
+        try s.ok(["branch", "-q", "-D", "renamed"], in: "copy")
+        try s.ok(["branch", "-q", "renamed", "main"], in: "copy")
+        #expect(!(try upstreamLine(s, "renamed").contains("[")))
+        // -f to a remote-tracking branch tracks it; -f elsewhere keeps what the branch tracks.
+        try s.ok(["branch", "-q", "-f", "renamed", "origin/math"], in: "copy")
+        #expect(try upstreamLine(s, "renamed").contains("[origin/math]"))
+        try s.ok(["branch", "-q", "-f", "renamed", "main"], in: "copy")
+        #expect(try upstreamLine(s, "renamed").contains("[origin/math"))
+        #expect(try s.ok(["fsck"], in: "copy").status == 0)
+    }
+
+    @Test func worktreeAddOfABranchOnlyARemoteHasTracksIt() throws {
+        let s = try cloned()
+        let out = try s.ok(["worktree", "add", "../side", "math"], in: "copy").stdout
+        #expect(out.contains("branch 'math' set up to track 'origin/math'."), "got: \(out)")
+        #expect(try s.ok(["branch", "--show-current"], in: "side").stdout == "math\n")
+        #expect(try s.ok(["status"], in: "side").stdout.contains("up to date with 'origin/math'"))
+        #expect(try s.ok(["rev-parse", "math"], in: "copy").stdout == (try s.ok(["rev-parse", "origin/math"], in: "copy").stdout))
+        // -b NEW from a remote-tracking branch tracks it too; a plain revision still detaches.
+        try s.ok(["worktree", "add", "-q", "-b", "other", "../other", "origin/math"], in: "copy")
+        #expect(try upstreamLine(s, "other").contains("[origin/math]"))
+        try s.ok(["worktree", "add", "-q", "../detached", "origin/main"], in: "copy")
+        #expect(try s.ok(["branch", "--show-current"], in: "detached").stdout.isEmpty)
+    }
+}
