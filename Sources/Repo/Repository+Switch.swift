@@ -21,6 +21,8 @@ public struct SwitchResult: Sendable {
     public var checkout: CheckoutResult?
     /// The remote branch a branch the switch created tracks (`origin/main`), or nil.
     public var upstream: String? = nil
+    /// Whether the switch created the branch.
+    public var created = false
 }
 
 extension Repository {
@@ -30,10 +32,13 @@ extension Repository {
         switch target {
         case let .branch(name):
             let name = try previousBranchReference(name) ?? name
-            return SwitchResult(branch: name, checkout: try switchBranch(name, force: force, wait: wait))
+            let existed = try history.ref(named: name) != nil
+            let checkout = try switchBranch(name, force: force, wait: wait)
+            // A branch only a remote had was created, tracking it.
+            return SwitchResult(branch: name, checkout: checkout, upstream: existed ? nil : try upstreamName(of: name), created: !existed)
         case let .newBranch(name, startPoint, tracking):
             let checkout = try switchBranch(name, create: true, startPoint: startPoint, tracking: tracking, force: force, wait: wait)
-            return SwitchResult(branch: name, checkout: checkout, upstream: try upstreamName(of: name))
+            return SwitchResult(branch: name, checkout: checkout, upstream: try upstreamName(of: name), created: true)
         case let .orphan(name):
             try switchToOrphan(name, wait: wait)
             return SwitchResult(branch: name, checkout: nil)

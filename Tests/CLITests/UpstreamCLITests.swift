@@ -32,6 +32,8 @@ import Testing
 
         let doc = try #require(try s.json(try s.ok(["checkout", "-b", "m3", "--json", "refs/remotes/origin/main"], in: "copy")) as? [String: Any])
         #expect(doc["upstream"] as? String == "origin/main" && doc["branch"] as? String == "m3")
+        let plain = try #require(try s.json(try s.ok(["switch", "-c", "m4", "--json", "main"], in: "copy")) as? [String: Any])
+        #expect(plain["upstream"] is NSNull)
 
         // --no-track, a local start point and a commit below a remote branch: no upstream.
         try s.ok(["checkout", "-q", "-b", "n", "--no-track", "origin/math"], in: "copy")
@@ -45,7 +47,13 @@ import Testing
         expectOneLineError(try s.run(["checkout", "-b", "t", "-t"], in: "copy"), contains: "HEAD is not a remote-tracking branch")
         #expect(try s.run(["rev-parse", "t"], in: "copy").status != 0)
         #expect(try s.ok(["rev-parse", "HEAD"], in: "copy").stdout == head)
-        expectOneLineError(try s.run(["switch", "--track", "main"], in: "copy"), status: 64, contains: "go with -c")
+        expectOneLineError(try s.run(["switch", "--no-track", "main"], in: "copy"), status: 64, contains: "goes with -c")
+        expectOneLineError(try s.run(["switch", "--track", "main"], in: "copy"), status: 64, contains: "is not one")
+        // `switch --track origin/X` and `checkout -t origin/X` name the branch after the remote one.
+        let derived = try s.ok(["switch", "--track", "origin/math"], in: "copy").stdout
+        #expect(derived.contains("branch 'math' set up to track 'origin/math'.") && derived.contains("Switched to a new branch 'math'"), "got: \(derived)")
+        try s.ok(["branch", "-q", "-D", "m2"], in: "copy")
+        try s.ok(["switch", "-q", "main"], in: "copy")
         expectOneLineError(try s.run(["switch", "-c", "u", "--track", "--no-track", "origin/math"], in: "copy"), status: 64, contains: "give one of them")
     }
 
@@ -71,6 +79,10 @@ import Testing
         expectOneLineError(try s.run(["branch", "-u", "origin/nope", "q"], in: "copy"), contains: "'origin/nope' does not exist")
         expectOneLineError(try s.run(["branch", "-u", "origin/main", "nope"], in: "copy"), contains: "nope")
         expectOneLineError(try s.run(["branch", "-u", "origin/main", "-d", "q"], in: "copy"), status: 64, contains: "no other mode")
+        expectOneLineError(try s.run(["branch", "-u", "main", "q"], in: "copy"), contains: "'main' is a local branch")
+        let listed = try #require(try s.json(try s.ok(["branch", "--json"], in: "copy")) as? [[String: Any]])
+        #expect(listed.first { $0["name"] as? String == "q2" }?["upstream"] as? String == "origin/main")
+        #expect(listed.first { $0["name"] as? String == "q" }?["upstream"] is NSNull)
 
         // An upstream follows a rename, and goes with a deleted branch: a new branch of that name
         // does not inherit it.
@@ -82,7 +94,7 @@ import Testing
         // -f to a remote-tracking branch tracks it; -f elsewhere keeps what the branch tracks.
         try s.ok(["branch", "-q", "-f", "renamed", "origin/math"], in: "copy")
         #expect(try upstreamLine(s, "renamed").contains("[origin/math]"))
-        try s.ok(["branch", "-q", "-f", "renamed", "main"], in: "copy")
+        #expect(!(try s.ok(["branch", "-f", "renamed", "main"], in: "copy").stdout.contains("set up to track")), "a kept upstream is not announced")
         #expect(try upstreamLine(s, "renamed").contains("[origin/math"))
         #expect(try s.ok(["fsck"], in: "copy").status == 0)
     }
@@ -99,5 +111,42 @@ import Testing
         #expect(try upstreamLine(s, "other").contains("[origin/math]"))
         try s.ok(["worktree", "add", "-q", "../detached", "origin/main"], in: "copy")
         #expect(try s.ok(["branch", "--show-current"], in: "detached").stdout.isEmpty)
+    }
+
+    /// git's default push (push.default=simple): a branch started from origin/main does not push
+    /// over origin/main unasked; an upstream whose remote branch was deleted and pruned is "gone".
+    @Test func pushRefusesAnUpstreamOfAnotherNameAndGoneUpstreamsAreShown() throws {
+        let s = try cloned()
+        try s.ok(["init", "-q", "--bare", "shared"])
+        try s.ok(["remote", "add", "shared", s.path("shared")], in: "copy")
+        try s.ok(["branch", "-q", "math", "origin/math"], in: "copy")
+        try s.ok(["push", "-q", "shared", "main", "math"], in: "copy")
+        try s.ok(["fetch", "-q", "shared"], in: "copy")
+        try s.ok(["switch", "-q", "-c", "feature", "shared/main"], in: "copy")
+        try s.ok(["commit", "-q", "--from", "../family/code", "-m", "code"], in: "copy")
+        let before = try s.ok(["rev-parse", "main"], in: "shared").stdout
+        expectOneLineError(try s.run(["push", "shared"], in: "copy"), contains: "mrepo push shared feature:main")
+        #expect(try s.ok(["rev-parse", "main"], in: "shared").stdout == before)
+        try s.ok(["push", "-q", "shared", "feature"], in: "copy")
+        #expect(try s.ok(["rev-parse", "feature"], in: "shared").stdout == (try s.ok(["rev-parse", "feature"], in: "copy").stdout))
+
+        try s.ok(["switch", "-q", "-c", "m", "shared/math"], in: "copy")
+        try s.ok(["push", "-q", "shared", "--delete", "math"], in: "copy")
+        try s.ok(["fetch", "-q", "--prune", "shared"], in: "copy")
+        #expect(try upstreamLine(s, "m").contains("[shared/math: gone]"))
+        #expect(try s.ok(["status"], in: "copy").stdout.contains("the upstream is gone"))
+        let doc = try #require(try s.json(try s.ok(["status", "--json"], in: "copy")) as? [String: Any])
+        #expect((doc["upstream"] as? [String: Any])?["gone"] as? Bool == true)
+    }
+
+    /// A clone of an empty repository tracks its branch from the start, as git records it.
+    @Test func aCloneOfAnEmptyRepositoryTracksItsBranch() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.ok(["init", "-q", "--bare", "empty"])
+        try s.ok(["clone", "-q", s.path("empty"), "first"])
+        try s.ok(["commit", "-q", "--from", "../family/base", "-m", "base"], in: "first")
+        try s.ok(["push", "-q"], in: "first")
+        #expect(try s.ok(["status"], in: "first").stdout.contains("up to date with 'origin/main'"))
     }
 }

@@ -157,7 +157,12 @@ extension Repository {
                 throw RepoError.invalidArgument("HEAD is not on a branch with commits; name the branch to push")
             }
             let up = try history.upstream(of: branch)
-            try add(branch, up?.remote == remote ? up!.branch : branch)
+            if let up, up.remote == remote, up.branch != branch {
+                // As git's default (push.default=simple): a branch that tracks a remote branch of
+                // another name (started from origin/main, say) is not pushed over it unasked.
+                throw RepoError.invalidArgument("the upstream of '\(branch)' is '\(remote)/\(up.branch)', another name; to push to it, use 'mrepo push \(remote) \(branch):\(up.branch)'; to push to a branch named '\(branch)', use 'mrepo push \(remote) \(branch)'")
+            }
+            try add(branch, branch)
         }
         return items
     }

@@ -181,6 +181,7 @@ extension Repository {
                 guard let newHex = update.new else {
                     guard current != nil else { throw RepoError.remote("\(remote): no branch or tag '\(update.name)' to delete") }
                     try db.execute(sql: "DELETE FROM ref WHERE name = ?", arguments: [update.name])
+                    if update.kind == .branch { try db.execute(sql: "DELETE FROM upstream WHERE branch = ?", arguments: [update.name]) }
                     try HistoryDatabase.logRef(db, update.name, old: current?.target, new: nil, message: "push: delete")
                     return
                 }
@@ -193,6 +194,7 @@ extension Repository {
                         throw RepoError.nonFastForward(ref: update.name, remote: remote)
                     }
                 }
+                if current == nil, update.kind == .branch { try HistoryDatabase.startUpstream(db, of: update.name, nil) }
                 try HistoryDatabase.setRef(db, name: update.name, kind: update.kind, target: new, old: current?.target,
                                            message: update.force ? "push (forced)" : "push")
             }

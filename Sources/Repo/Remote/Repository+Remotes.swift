@@ -10,6 +10,9 @@ public struct TrackingStatus: Sendable, Equatable {
     public var ahead: Int
     /// Commits on the upstream that the branch lacks.
     public var behind: Int
+    /// The upstream is recorded but its remote-tracking branch is no more (deleted on the remote
+    /// and pruned): git's "gone". Then `ahead` and `behind` are 0.
+    public var gone = false
 }
 
 /// What `pull` did.
@@ -97,7 +100,14 @@ extension Repository {
             let prefill = fetched.prefill
             defer { prefill?.discard() }
             let branches = try built.history.remoteRefs(remote: "origin").filter { $0.kind == .branch }
-            if branches.isEmpty, branch == nil { result.warnings.append("\(url) holds no branches: the clone is an empty repository") }
+            if branches.isEmpty, branch == nil {
+                result.warnings.append("\(url) holds no branches: the clone is an empty repository")
+                // As git records it: the unborn branch tracks the remote's branch of its name, so
+                // the first pull or push and `status` know it.
+                if let unborn = try built.history.head().branchName {
+                    try built.history.setUpstream(of: unborn, to: Upstream(remote: "origin", branch: unborn))
+                }
+            }
             let chosen = branch ?? (branches.contains { $0.name == "main" } ? "main" : branches.first?.name)
             if let chosen {
                 guard let tracking = branches.first(where: { $0.name == chosen }) else {
@@ -152,7 +162,8 @@ extension Repository {
         let outcome: PullOutcome = try withWriteLock(wait: wait) {
             let head = try history.head()
             guard let local = head.commit else {
-                try startBranch(current, at: tracking.target, upstream: nil, message: "pull: from \(tracking.fullName)")
+                // Its recorded upstream (a clone of an empty repository) stays; none is made up.
+                try startBranch(current, at: tracking.target, upstream: try history.upstream(of: current), message: "pull: from \(tracking.fullName)")
                 return .fastForward(from: nil, to: tracking.target)
             }
             if try isAncestor(tracking.target, of: local) { return .upToDate }
@@ -183,10 +194,7 @@ extension Repository {
             try HistoryDatabase.logRef(db, history.headLogName, old: nil, new: target, message: message)
             try history.clearView(db)
             for e in entries { try e.save(db, worktree: history.worktree) }
-            if let upstream {
-                try db.execute(sql: "INSERT OR REPLACE INTO upstream(branch, remote, remoteBranch) VALUES (?, ?, ?)",
-                               arguments: [name, upstream.remote, upstream.branch])
-            }
+            try HistoryDatabase.startUpstream(db, of: name, upstream)
         }
     }
 
@@ -203,7 +211,10 @@ extension Repository {
     /// recorded for it (by clone, `push -u`, `branch -u`, or a branch started from a remote one).
     public func trackingStatus(of branch: String) throws -> TrackingStatus? {
         guard let local = try history.ref(named: branch)?.target else { return nil }
-        guard let upstream = try history.upstream(of: branch), let tracking = try history.remoteRef(remote: upstream.remote, name: upstream.branch) else { return nil }
+        guard let upstream = try history.upstream(of: branch) else { return nil }
+        guard let tracking = try history.remoteRef(remote: upstream.remote, name: upstream.branch) else {
+            return TrackingStatus(upstream: "\(upstream.remote)/\(upstream.branch)", ahead: 0, behind: 0, gone: true)
+        }
         let (ahead, behind) = try aheadBehind(local, tracking.target)
         return TrackingStatus(upstream: tracking.fullName, ahead: ahead, behind: behind)
     }

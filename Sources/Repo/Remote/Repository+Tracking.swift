@@ -51,6 +51,9 @@ extension Repository {
         try withWriteLock(wait: wait) {
             let name = try localBranch(branch)
             guard let tracking = try remoteTrackingStart(upstream) else {
+                if let ref = try history.ref(named: upstream) {
+                    throw RepoError.invalidArgument("'\(upstream)' is a local \(ref.kind.rawValue); an upstream is a remote-tracking branch (origin/main)")
+                }
                 throw RepoError.invalidArgument("the requested upstream branch '\(upstream)' does not exist; name a remote-tracking branch (mrepo branch -r lists them; mrepo fetch updates them)")
             }
             try history.setUpstream(of: name, to: Upstream(remote: tracking.remote, branch: tracking.name))
@@ -78,6 +81,7 @@ extension Repository {
         }
         guard let ref = try history.ref(named: name), ref.kind == .branch else {
             if try history.head().branchName == name { throw RepoError.unbornBranch(name) }
+            if try history.ref(named: name)?.kind == .tag { throw RepoError.invalidArgument("'\(name)' is a tag, not a branch") }
             throw RepoError.unknownRef(name)
         }
         return name

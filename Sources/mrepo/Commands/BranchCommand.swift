@@ -126,12 +126,16 @@ struct BranchCommand: ParsableCommand {
                 let target = try repo.deleteBranch(name, force: forceDelete, wait: lock.wait)
                 if json { try printJSON(DeletedRefDocument(deleted: name, commit: target.hex)) } else if !repository.quiet { print("Deleted branch \(name) (was \(target.short)).") }
             } else {
+                let before = force ? try repo.upstreamName(of: name) : nil
                 let target = force ? try repo.forceBranch(name, at: startPoint, tracking: tracking.tracking, wait: lock.wait)
                     : try repo.createBranch(name, at: startPoint, tracking: tracking.tracking, wait: lock.wait)
                 let upstream = try repo.upstreamName(of: name)
                 if json { try printJSON(CreatedBranchDocument(created: name, commit: target.hex, upstream: OrNull(upstream))) } else if !repository.quiet {
                     print("\(force ? "Set" : "Created") branch \(name) at \(target.short).")
-                    if let upstream, startPoint != nil, tracking.tracking != .never { print("branch '\(name)' set up to track '\(upstream)'.") }
+                    // Only when this command set it (a moved branch keeps an upstream it had).
+                    if let upstream, startPoint != nil, tracking.tracking != .never, !force || upstream != before {
+                        print("branch '\(name)' set up to track '\(upstream)'.")
+                    }
                 }
             }
             return
@@ -141,7 +145,7 @@ struct BranchCommand: ParsableCommand {
         if json {
             try printJSON(branches.map {
                 BranchDocument(name: $0.name, commit: $0.target.hex, current: $0.isCurrent, subject: $0.subject, worktree: OrNull($0.worktree),
-                               remote: OrNull($0.remote))
+                               remote: OrNull($0.remote), upstream: OrNull($0.remote == nil ? try repo.upstreamName(of: $0.name) : nil))
             })
             return
         }
@@ -156,7 +160,7 @@ struct BranchCommand: ParsableCommand {
             // upstream and how far each side is ahead, as git does.
             var upstream = ""
             if verbose >= 2, b.remote == nil, let t = try repo.trackingStatus(of: b.name) {
-                let counts = [t.ahead > 0 ? "ahead \(t.ahead)" : nil, t.behind > 0 ? "behind \(t.behind)" : nil].compactMap { $0 }
+                let counts = t.gone ? ["gone"] : [t.ahead > 0 ? "ahead \(t.ahead)" : nil, t.behind > 0 ? "behind \(t.behind)" : nil].compactMap { $0 }
                 upstream = "[\(t.upstream)\(counts.isEmpty ? "" : ": " + counts.joined(separator: ", "))] "
             }
             print("\(b.isCurrent ? "*" : b.worktree != nil ? "+" : " ") \(shown(b).padding(toLength: width, withPad: " ", startingAt: 0))  \(b.target.short)  \(upstream)\(b.subject)")

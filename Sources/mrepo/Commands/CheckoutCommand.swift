@@ -41,14 +41,18 @@ struct CheckoutCommand: ParsableCommand {
     @OptionGroup var tracking: TrackingOptions
 
     func validate() throws {
-        if tracking.isGiven && newBranch == nil { throw ValidationError("--track and --no-track go with -b (a branch the checkout creates)") }
+        if tracking.noTrack && newBranch == nil { throw ValidationError("--no-track goes with -b (a branch the checkout creates)") }
+        if tracking.track && newBranch == nil && revision == nil { throw ValidationError("--track needs the remote-tracking branch to start from") }
+        if tracking.track && (reversible.isGiven || fold) { throw ValidationError("--track does not go with --expert, --view or --fold") }
         if revision == nil && newBranch == nil { throw ValidationError("name the revision to check out (or -b NAME)") }
         if newBranch != nil && (reversible.isGiven || fold) { throw ValidationError("-b does not go with --expert, --view or --fold") }
     }
 
     func run() throws {
         let repo = try repository.open()
-        if let newBranch {
+        // `checkout --track origin/X` creates X there, tracking it, as git does.
+        let derived = newBranch == nil && tracking.track ? try TrackingOptions.derivedName(revision!) : nil
+        if let newBranch = newBranch ?? derived {
             let result = try repo.switchTo(.newBranch(newBranch, startPoint: revision, tracking: tracking.tracking), force: force, wait: lock.wait)
             guard let checkout = result.checkout else { return }
             if json { try printJSON(CheckoutDocument(checkout, upstream: result.upstream)) } else if !repository.quiet {

@@ -102,6 +102,7 @@ struct StatusCommand: ParsableCommand {
 enum TrackingText {
     static func line(_ t: TrackingStatus) -> String {
         func commits(_ n: Int) -> String { "\(n) commit\(n == 1 ? "" : "s")" }
+        if t.gone { return "Your branch is based on '\(t.upstream)', but the upstream is gone (use 'mrepo branch --unset-upstream' to fixup)." }
         switch (t.ahead, t.behind) {
         case (0, 0): return "Your branch is up to date with '\(t.upstream)'."
         case let (a, 0): return "Your branch is ahead of '\(t.upstream)' by \(commits(a))."

@@ -34,12 +34,23 @@ struct SwitchCommand: ParsableCommand {
     func validate() throws {
         if startPoint != nil && !create { throw ValidationError("a start point is only allowed with -c") }
         if orphan && (create || startPoint != nil) { throw ValidationError("--orphan takes only a branch name") }
-        if tracking.isGiven && !create { throw ValidationError("--track and --no-track go with -c (a branch the switch creates)") }
+        if tracking.noTrack && !create { throw ValidationError("--no-track goes with -c (a branch the switch creates)") }
+        if tracking.track && !create && (orphan || startPoint != nil) { throw ValidationError("--track without -c takes only the remote-tracking branch to start from") }
     }
 
     func run() throws {
         let repo = try repository.open()
-        let target: SwitchTarget = orphan ? .orphan(branch) : create ? .newBranch(branch, startPoint: startPoint, tracking: tracking.tracking) : .branch(branch)
+        let target: SwitchTarget
+        if orphan {
+            target = .orphan(branch)
+        } else if create {
+            target = .newBranch(branch, startPoint: startPoint, tracking: tracking.tracking)
+        } else if tracking.track {
+            // `switch --track origin/X`: creates X there, tracking it, as git does.
+            target = .newBranch(try TrackingOptions.derivedName(branch), startPoint: branch, tracking: .always)
+        } else {
+            target = .branch(branch)
+        }
         let result = try repo.switchTo(target, force: force, wait: lock.wait)
         guard let checkout = result.checkout else {
             if json { try printJSON(OrphanSwitchDocument(branch: result.branch)) }
@@ -51,8 +62,8 @@ struct SwitchCommand: ParsableCommand {
             return
         }
         guard !repository.quiet else { return }
-        if let upstream = result.upstream, create { print("branch '\(result.branch)' set up to track '\(upstream)'.") }
-        print((create ? "Switched to a new branch '\(result.branch)'" : "Switched to branch '\(result.branch)'")
+        if let upstream = result.upstream, result.created { print("branch '\(result.branch)' set up to track '\(upstream)'.") }
+        print((result.created ? "Switched to a new branch '\(result.branch)'" : "Switched to branch '\(result.branch)'")
             + " (\(checkout.filesSummary))")
     }
 }

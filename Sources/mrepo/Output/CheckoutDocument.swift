@@ -12,8 +12,8 @@ struct CheckoutDocument: Encodable {
     var unchangedFiles: Int
     /// What the working tree holds when it is a generated model (`checkout --expert/--view/--fold`).
     var view: String?
-    /// The upstream of a branch the command created (`origin/main`); absent otherwise.
-    var upstream: String?
+    /// The upstream of a branch the command created (`origin/main`), or null.
+    var upstream: OrNull<String>
 
     enum CodingKeys: String, CodingKey {
         case branch, commit, detached, writtenFiles = "written_files", removedFiles = "removed_files"
@@ -28,7 +28,7 @@ struct CheckoutDocument: Encodable {
         removedFiles = r.removedFiles
         unchangedFiles = r.unchangedFiles
         self.view = view
-        self.upstream = upstream
+        self.upstream = OrNull(upstream)
     }
 }
 

@@ -231,6 +231,8 @@ struct BranchDocument: Encodable {
     var worktree: OrNull<String>
     /// The remote of a remote-tracking branch (`branch -r`, `-a`); null for a local branch.
     var remote: OrNull<String>
+    /// The remote branch a local branch tracks (`origin/main`), or null.
+    var upstream: OrNull<String>
 }
 
 /// One line of `tag --json`.
@@ -321,6 +323,8 @@ struct StatusDocument: Encodable {
         var name: String
         var ahead: Int
         var behind: Int
+        /// The remote branch is no more (deleted there and pruned here).
+        var gone: Bool
     }
 
     var mergeInProgress: OrNull<Merge>
@@ -342,7 +346,7 @@ struct StatusDocument: Encodable {
 
     init(_ status: WorktreeStatus, merge: MergeInProgress?, view: String?, tracking: TrackingStatus? = nil, bisect: BisectOutcome? = nil) {
         bisectInProgress = OrNull(bisect.map(BisectDocument.init))
-        upstream = OrNull(tracking.map { Upstream(name: $0.upstream, ahead: $0.ahead, behind: $0.behind) })
+        upstream = OrNull(tracking.map { Upstream(name: $0.upstream, ahead: $0.ahead, behind: $0.behind, gone: $0.gone) })
         mergeInProgress = OrNull(merge.map { m in
             Merge(branches: m.branches, method: m.method, ready: m.ready, unresolved: m.unresolved.map { Unresolved(tensor: $0.tensor, reason: $0.reason) })
         })
