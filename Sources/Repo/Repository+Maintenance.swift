@@ -152,6 +152,9 @@ extension Repository {
                     report.errors.append("\(name): decodes to \(count) bytes, the index records \(info.logicalByteCount)")
                 }
                 report.verifiedBytes += count
+                if let recorded = info.checksum, try objects.storedChecksum(of: info.id) != recorded {
+                    report.errors.append("\(name): its file's bytes do not match the CRC-32C the index records")
+                }
             } catch {
                 report.errors.append("\(name): \(RepoError.wrap(error).description.replacingOccurrences(of: "object \(info.id.short): ", with: ""))")
             }

@@ -263,7 +263,7 @@ import Testing
             let version = try repo.history.read { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'formatVersion'") }
             // The documented migrations, run in order on an empty database, give exactly this schema
             // (an ALTER TABLE rewrites its table's CREATE statement as SQLite stores it).
-            let documentedSQL = try (Self.block("schema") + Self.block("schema-merge") + Self.block("schema-sha256") + Self.block("schema-worktrees") + Self.block("schema-remotes") + Self.block("schema-annotations") + Self.block("schema-shallow") + Self.block("schema-trials") + Self.block("schema-bisect")).joined(separator: "\n")
+            let documentedSQL = try (Self.block("schema") + Self.block("schema-merge") + Self.block("schema-sha256") + Self.block("schema-worktrees") + Self.block("schema-remotes") + Self.block("schema-annotations") + Self.block("schema-shallow") + Self.block("schema-trials") + Self.block("schema-bisect") + Self.block("schema-crc32c")).joined(separator: "\n")
             let documented = try DatabaseQueue().write { db -> [String] in
                 try db.execute(sql: documentedSQL)
                 return try String.fetchAll(db, sql: """

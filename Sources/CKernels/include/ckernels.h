@@ -32,4 +32,9 @@ int mrepo_ungroup_uint16_t(const uint16_t *words, const uint16_t *ref, size_t n,
 int mrepo_group_uint32_t(const uint32_t *src, const uint32_t *ref, size_t n, unsigned shift, unsigned mask, uint32_t *words);
 int mrepo_ungroup_uint32_t(const uint32_t *words, const uint32_t *ref, size_t n, unsigned shift, unsigned mask, uint32_t *dst);
 
+/* CRC-32C of n bytes, continuing `crc` (0 to start): the processor's instruction where it has one
+ * (SSE4.2), else tables; the same value either way. */
+uint32_t mrepo_crc32c(uint32_t crc, const void *data, size_t n);
+uint32_t mrepo_crc32c_portable(uint32_t crc, const void *data, size_t n);
+
 #endif

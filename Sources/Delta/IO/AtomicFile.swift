@@ -19,6 +19,15 @@ public final class AtomicFileWriter {
     private var finished = false
     /// Bytes written so far.
     public private(set) var byteCount = 0
+    /// Whether ``checksum`` follows the bytes written (set before the first write).
+    public var checksumsContent = false {
+        willSet { precondition(byteCount == 0, "the checksum starts with the first byte") }
+    }
+    private var runningChecksum: UInt32 = 0
+    private var checksumKnown = true
+    /// The CRC-32C of every byte written, when ``checksumsContent`` was set before the first write
+    /// (nil otherwise, or after ``cloneContents(of:)``).
+    public var checksum: UInt32? { checksumsContent && checksumKnown ? runningChecksum : nil }
     /// Bytes up to which writeback has been started.
     private var kickedUpTo = 0
     /// Bytes handed to the file (byteCount minus what is still buffered).
@@ -128,6 +137,7 @@ public final class AtomicFileWriter {
         byteCount = Int(st.st_size)
         writtenToFile = byteCount
         kickedUpTo = byteCount
+        checksumKnown = false
         return true
     }
 
@@ -135,6 +145,7 @@ public final class AtomicFileWriter {
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
         guard bytes.count > 0 else { return }
         byteCount += bytes.count
+        if checksumsContent { runningChecksum = CRC32C.checksum(bytes, continuing: runningChecksum) }
         if unbuffered {
             try writeAll(bytes)
             return

@@ -48,7 +48,21 @@ extension HistoryDatabase {
         // References first, so the foreign key holds at every insert.
         let sorted = objects.sorted { $0.depth < $1.depth }
         for o in sorted {
-            try ObjectRow(o).insert(db, onConflict: .ignore)
+            if o.checksum != nil {
+                // Facts with a checksum come from a file just written or received and verified: they
+                // describe the file in place, so they replace a row left by an earlier file of
+                // that id (a gc interrupted between deleting the file and its row).
+                try db.execute(sql: """
+                    INSERT INTO object(id, kind, encoding, referenceID, logicalBytes, storedBytes, depth, crc32c)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT(id) DO UPDATE SET kind = excluded.kind, encoding = excluded.encoding,
+                        referenceID = excluded.referenceID, logicalBytes = excluded.logicalBytes,
+                        storedBytes = excluded.storedBytes, depth = excluded.depth, crc32c = excluded.crc32c
+                    """, arguments: [o.id.hex, Int(o.kind.rawValue), Int(o.encoding.rawValue), o.reference?.hex, o.logicalByteCount,
+                                    o.storedByteCount, o.depth, o.checksum.map { Int64($0) }])
+            } else {
+                try ObjectRow(o).insert(db, onConflict: .ignore)
+            }
         }
     }
 

@@ -263,6 +263,7 @@ struct ObjectRow: FetchableRecord, PersistableRecord {
         container["logicalBytes"] = info.logicalByteCount
         container["storedBytes"] = info.storedByteCount
         container["depth"] = info.depth
+        container["crc32c"] = info.checksum.map { Int64($0) }
     }
 
     init(row: Row) throws {
@@ -272,6 +273,10 @@ struct ObjectRow: FetchableRecord, PersistableRecord {
         guard let e = UInt8(exactly: encoding).flatMap(TensorEncoding.init(rawValue:)) else { throw r.corrupt("unknown encoding \(encoding)") }
         info = ObjectInfo(id: try r.id("id"), kind: k, encoding: e, reference: try r.optionalID("referenceID"),
                           logicalByteCount: try r.value("logicalBytes"), storedByteCount: try r.value("storedBytes"), depth: try r.value("depth"))
+        if let crc = row["crc32c"] as Int64? {
+            guard let c = UInt32(exactly: crc) else { throw r.corrupt("crc32c \(crc) is out of range") }
+            info.checksum = c
+        }
     }
 }
 

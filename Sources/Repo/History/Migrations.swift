@@ -222,6 +222,12 @@ extension HistoryDatabase {
             // Additive: a new table; no bisection, no row.
             try db.execute(sql: HistoryDatabase.bisectSchema)
         }
+        // The CRC-32C of each object file, which merges check instead of hashing the decoded
+        // bytes (docs/format.md §5.7, §6.10).
+        m.registerMigration("v11-object-crc32c") { db in
+            // Additive: rows recorded before have none (NULL) and are verified as before.
+            try db.execute(sql: "ALTER TABLE object ADD COLUMN crc32c INTEGER")
+        }
         return m
     }
 }

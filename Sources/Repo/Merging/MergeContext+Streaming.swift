@@ -18,22 +18,36 @@ extension MergeContext {
             candidates.append((entry.name, baseInput.tensor.objectID, baseInput.tensor.shape))
         }
         guard !candidates.isEmpty else { return [] }
-        let baseInfos = try repository.history.objectInfos(candidates.map(\.baseID))
+        // The inputs' rows too: their checksums stand in for hashing their decoded bytes.
+        let inputIDs = candidates.flatMap { c in expertTensors.compactMap { $0[c.name]?.tensor.objectID } }
+        let infos = try repository.history.objectInfos(candidates.map(\.baseID) + inputIDs)
         let jobs = Mutex<[StreamingMerge.Job?]>(Array(repeating: nil, count: candidates.count))
         try Parallel.forEach(candidates.count) { index, failed in
             guard !failed() else { return }
             let c = candidates[index]
-            let job = try streamingJob(name: c.name, baseID: c.baseID, shape: c.shape, baseInfo: baseInfos[c.baseID], layerCount: layerCount)
+            let job = try streamingJob(name: c.name, baseID: c.baseID, shape: c.shape, infos: infos, layerCount: layerCount)
             jobs.withLock { $0[index] = job }
         }
         return jobs.withLock { $0.compactMap { $0 } }
     }
 
     /// One tensor's streaming job, or nil when the tensor is not streamed.
-    private func streamingJob(name: String, baseID: ObjectID, shape: [Int], baseInfo: ObjectInfo?, layerCount: Int) throws -> StreamingMerge.Job? {
+    private func streamingJob(name: String, baseID: ObjectID, shape: [Int], infos: [ObjectID: ObjectInfo], layerCount: Int) throws -> StreamingMerge.Job? {
         let store = repository.objects
         let context = TensorContext(name: name, shape: shape, layerCount: layerCount)
-        let base = try store.open(baseID).tensor
+        let baseInfo = infos[baseID]
+        let (_, base, baseMap) = try store.openMapped(baseID)
+        /// Whether an object's file matches the checksum its row records (false: none recorded).
+        func checksummed(_ id: ObjectID, _ map: MappedFile) throws -> Bool {
+            guard let recorded = infos[id]?.checksum else { return false }
+            guard CRC32C.checksum(map.bytes) == recorded else {
+                throw RepoError.corruptObject(object: id.short, problem: "its file's bytes do not match the CRC-32C recorded when it was stored")
+            }
+            return true
+        }
+        // A whole base is verified by its own file; a base that is itself a delta, by a hash.
+        let baseChecksummed = baseInfo?.reference == nil && base.header.reference == nil ? try checksummed(baseID, baseMap) : false
+        var checksums = [baseChecksummed]
         func input(_ id: ObjectID, _ tensor: EncodedTensor) throws -> StreamingMerge.Input {
             // Every input of every tensor is opened now; the pages its chunk records were read
             // from would stay resident until its chunks are decoded (210 MB for a 3B model's
@@ -56,7 +70,12 @@ extension MergeContext {
             } else if let j = inputs.firstIndex(where: { $0.id == id }) {
                 slots.append(j)
             } else {
-                inputs.append(try input(id, try store.open(id).tensor))
+                let (_, tensor, map) = try store.openMapped(id)
+                // Checked before its stored pages are given back: verified by its file when the
+                // file matches and the only other file it reads is the base's, itself verified so.
+                let whole = tensor.header.reference == nil || (tensor.header.reference == baseID && baseChecksummed)
+                checksums.append(whole ? try checksummed(id, map) : false)
+                inputs.append(try input(id, tensor))
                 slots.append(inputs.count - 1)
             }
         }
@@ -83,7 +102,8 @@ extension MergeContext {
             }
         }
         return StreamingMerge.Job(name: name, base: try input(baseID, base), inputs: inputs, slots: slots, header: base.header,
-                                  baseInfo: baseInfo, prepared: prepared, merging: merging, thresholds: options.thresholds)
+                                  baseInfo: baseInfo, prepared: prepared, merging: merging, thresholds: options.thresholds,
+                                  checksummed: checksums)
     }
 
     /// Merges the streaming jobs; their objects join the batch. Returns each tensor's object (nil

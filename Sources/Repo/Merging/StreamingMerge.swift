@@ -39,6 +39,9 @@ final class StreamingMerge: Sendable {
         var merging: Merging
         /// A result whose metrics trip these is not stored.
         var thresholds: ConflictThresholds
+        /// For the base, then each input: whether its file matched the CRC-32C its row records, and
+        /// so do the files its decoding reads (docs/format.md §5.7): its decoded bytes need no hash.
+        var checksummed: [Bool] = []
     }
 
     /// How a tensor's merge is prepared.

@@ -26,6 +26,9 @@ public struct ObjectInfo: Sendable, Equatable {
     public var storedByteCount: Int
     /// Length of the delta chain below this object (0 for whole objects).
     public var depth: Int
+    /// The CRC-32C of the object file's bytes, when known: recorded for files this repository
+    /// wrote or received and verified (docs/format.md §5.7); nil for older rows.
+    public var checksum: UInt32? = nil
 }
 
 /// Immutable, content-addressed object files under `.mrepo/objects`.
@@ -80,7 +83,20 @@ public final class ObjectStore: Sendable {
     /// - Parameter bufferByteCount: the writer's buffer (0 for a caller that writes large pieces).
     func incomingWriter(bufferByteCount: Int = 1 << 20) throws -> AtomicFileWriter {
         journal?.note(directory: root)
-        return try AtomicFileWriter(destination: root + "/incoming", bufferByteCount: bufferByteCount)
+        let writer = try AtomicFileWriter(destination: root + "/incoming", bufferByteCount: bufferByteCount)
+        writer.checksumsContent = true
+        return writer
+    }
+
+    /// The CRC-32C of an object file's bytes, as read now (fsck's check of the recorded one).
+    public func storedChecksum(of id: ObjectID) throws -> UInt32 {
+        let map: MappedFile
+        do {
+            map = try MappedFile(path: path(for: id))
+        } catch {
+            throw RepoError.corruptObject(object: id.short, problem: "missing object file (\(error))")
+        }
+        return CRC32C.checksum(map.bytes)
     }
 
     /// The path of an object's file.
@@ -393,11 +409,16 @@ public final class ObjectStore: Sendable {
 
     /// Hands a written object file to the batch, or drops it when the store or the batch already
     /// has the object.
+    /// The new object's facts carry the checksum of the file written; those of an object found in
+    /// place carry none (the discarded file's would not describe the stored one).
     func stage(_ writer: AtomicFileWriter, info: ObjectInfo, batch: Batch) throws -> WriteResult {
+        var info = info
         if exists(info.id) || batch.contains(info.id) {
             writer.abort()
+            info.checksum = nil
             return WriteResult(info: info, isNew: false)
         }
+        info.checksum = writer.checksum
         batch.add(info.id, temporary: try writer.closeUnsynced())
         CrashPoint.reach("object.written")
         return WriteResult(info: info, isNew: true)

@@ -66,8 +66,10 @@ extension ObjectStore {
             let text = (error as? DeltaError).map { "\($0)" } ?? RepoError.wrap(error).description
             throw bad(text.contains("digest") || text.contains("hash") ? "its content does not hash to its id" : text)
         }
+        // Verified whole: the checksum of these bytes now stands for the decoded ones (§5.7).
         return ObjectInfo(id: id, kind: kind, encoding: tensor.header.encoding, reference: tensor.header.reference,
-                          logicalByteCount: tensor.header.byteCount, storedByteCount: map.count, depth: depth)
+                          logicalByteCount: tensor.header.byteCount, storedByteCount: map.count, depth: depth,
+                          checksum: CRC32C.checksum(bytes))
     }
 
     /// Moves a verified incoming file to the object's final name: the file synced, then renamed.

@@ -1,0 +1,156 @@
+import Delta
+import Foundation
+import GRDB
+import Merge
+import MrepoTestSupport
+@testable import Repo
+import Testing
+
+/// Each object row records the CRC-32C of its file (docs/format.md §5.7): a merge checks an input's
+/// file against it instead of hashing the decoded bytes. Damage is still caught and refused before
+/// anything is written; rows without one (older repositories) are verified by hash as before; fsck
+/// compares the recorded checksum with the file.
+@Suite final class ObjectChecksumTests {
+    let fixture: TemporaryRepository
+    var repo: Repository { fixture.repo }
+
+    init() throws {
+        fixture = try TemporaryRepository()
+        // Chunks of whole merge blocks, so that the merge streams.
+        fixture.repo.codecOptions = CodecOptions(chunkByteCount: 1 << 18, level: 1)
+    }
+
+    /// A base of one 2.05-chunk tensor and a small one, and two fine-tunes; HEAD on main.
+    func commitFamily() throws {
+        let n = 2 * 65536 + 3000
+        var rng = SeededRandom(seed: 9)
+        let base = (0..<n).map { _ in Float(rng.uniform() * 2 - 1) }
+        let small = (0..<100).map { Float($0) / 100 }
+        try writeFloats([("big.weight", base), ("small.weight", small)], to: repo.root + "/model.safetensors")
+        try repo.commitAll("base")
+        for name in ["a", "b"] {
+            _ = try repo.switchBranch(name, create: true, startPoint: "main")
+            let tuned = base.map { $0 + Float(rng.uniform() - 0.5) * 0.01 }
+            try writeFloats([("big.weight", tuned), ("small.weight", small.map { $0 + 0.5 })], to: repo.root + "/model.safetensors")
+            try repo.commitAll(name)
+        }
+        _ = try repo.switchBranch("main")
+    }
+
+    func recordedChecksums() throws -> [String: Int64?] {
+        try repo.history.read { db in
+            Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: "SELECT id, crc32c FROM object").map { ($0["id"] as String, $0["crc32c"] as Int64?) })
+        }
+    }
+
+    func merge(on branch: String) throws -> MergeOutcome {
+        _ = try repo.switchBranch(branch, create: true, startPoint: "main")
+        return try repo.merge(MergeOptions(branches: ["a", "b"], recipe: MergeRecipe(method: "task_arithmetic", experts: [])))
+    }
+
+    @Test func everyNewObjectRecordsItsFilesChecksum() throws {
+        try commitFamily()
+        let outcome = try merge(on: "m")
+        guard case .committed = outcome.status else {
+            Issue.record("merge did not commit: \(outcome.status)")
+            return
+        }
+        let rows = try recordedChecksums()
+        #expect(!rows.isEmpty)
+        for (hex, crc) in rows {
+            let id = try #require(ObjectID(hex: hex))
+            #expect(crc.map { UInt32($0) } == (try repo.objects.storedChecksum(of: id)), "object \(id.short)")
+        }
+        #expect(try repo.fsck().isClean)
+    }
+
+    /// A damaged input is refused by its checksum before anything is written, naming the object.
+    @Test func aDamagedInputIsRefusedAndNothingIsWritten() throws {
+        try commitFamily()
+        let big = try #require(try repo.tensors(of: "a")["big.weight"])
+        let path = repo.objects.path(for: big.objectID)
+        // A byte of a coded chunk's payload, far from the headers.
+        try flipByte(at: try #require(FileStat.of(path)).size / 2, of: path)
+        _ = try repo.switchBranch("m", create: true, startPoint: "main")
+        let head = try repo.history.head()
+        let objects = repo.objectFiles
+        let worktree = try fullListing(repo.root)
+        let options = MergeOptions(branches: ["a", "b"], recipe: MergeRecipe(method: "task_arithmetic", experts: []))
+        let error = thrownError { _ = try repo.merge(options) }
+        guard case let .corruptObject(object, problem)? = error as? RepoError else {
+            Issue.record("expected corruptObject, got \(String(describing: error))")
+            return
+        }
+        #expect(object == big.objectID.short)
+        #expect(problem.contains("CRC-32C"), "\(problem)")
+        #expect(try repo.history.head() == head)
+        #expect(repo.objectFiles == objects)
+        #expect(try fullListing(repo.root) == worktree)
+        #expect(try repo.history.mergeState() == nil)
+    }
+
+    /// Rows recorded before checksums existed (NULL) are verified by hash, as before: the merge
+    /// stores the very same objects, and a damaged input without a checksum is still refused.
+    @Test func rowsWithoutAChecksumAreVerifiedByHash() throws {
+        try commitFamily()
+        let checked = try merge(on: "checked")
+        guard case .committed = checked.status else {
+            Issue.record("merge did not commit: \(checked.status)")
+            return
+        }
+        let withChecksums = try repo.tensors(of: "checked")
+        _ = try repo.switchBranch("main")
+        _ = try repo.deleteBranch("checked", force: true)
+        _ = try repo.gc(pruneReflog: true)
+        try repo.history.write { db in try db.execute(sql: "UPDATE object SET crc32c = NULL") }
+        let hashed = try merge(on: "hashed")
+        guard case .committed = hashed.status else {
+            Issue.record("merge did not commit: \(hashed.status)")
+            return
+        }
+        #expect(try repo.tensors(of: "hashed")["big.weight"]?.objectID == withChecksums["big.weight"]?.objectID)
+
+        _ = try repo.switchBranch("main")
+        let big = try #require(try repo.tensors(of: "b")["big.weight"])
+        let path = repo.objects.path(for: big.objectID)
+        try flipByte(at: try #require(FileStat.of(path)).size / 2, of: path)
+        _ = try repo.switchBranch("again", create: true, startPoint: "main")
+        let options = MergeOptions(branches: ["a", "b"], recipe: MergeRecipe(method: "ties", parameters: ["density": .number(0.5)], experts: []))
+        let error = thrownError { _ = try repo.merge(options) }
+        guard case .corruptObject? = error as? RepoError else {
+            Issue.record("expected corruptObject, got \(String(describing: error))")
+            return
+        }
+    }
+
+    /// fsck compares each recorded checksum with the file.
+    @Test func fsckReportsAChecksumThatDoesNotMatch() throws {
+        try commitFamily()
+        let big = try #require(try repo.tensors(of: "a")["big.weight"])
+        try repo.history.write { db in
+            try db.execute(sql: "UPDATE object SET crc32c = (crc32c + 1) % 4294967296 WHERE id = ?", arguments: [big.objectID.hex])
+        }
+        let report = try repo.fsck()
+        #expect(report.errors.contains { $0.contains(big.objectID.short) && $0.contains("CRC-32C") }, "\(report.errors)")
+    }
+
+    /// Facts that come with a checksum describe a file just written or received: they replace a row
+    /// left by an earlier file of that id (a gc interrupted between deleting the file and its row);
+    /// facts without one never replace a row.
+    @Test func aRowIsReplacedOnlyByFactsWithAChecksum() throws {
+        try commitFamily()
+        let big = try #require(try repo.tensors(of: "a")["big.weight"])
+        let row = try #require(try repo.history.objectInfo(big.objectID))
+        var stale = row
+        stale.checksum = 7
+        stale.storedByteCount += 1
+        try repo.history.write { db in try db.execute(sql: "UPDATE object SET crc32c = 7, storedBytes = storedBytes + 1 WHERE id = ?", arguments: [big.objectID.hex]) }
+        var unknown = row
+        unknown.checksum = nil
+        try repo.history.write { db in try HistoryDatabase.insert(db, objects: [unknown]) }
+        #expect(try repo.history.objectInfo(big.objectID) == stale)
+        try repo.history.write { db in try HistoryDatabase.insert(db, objects: [row]) }
+        #expect(try repo.history.objectInfo(big.objectID) == row)
+        #expect(try repo.fsck().isClean)
+    }
+}
