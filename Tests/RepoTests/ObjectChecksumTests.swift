@@ -43,18 +43,21 @@ import Testing
         }
     }
 
-    func merge(on branch: String) throws -> MergeOutcome {
+    /// Merges a and b on a new branch from main; whether the merge committed (an issue if not).
+    @discardableResult
+    func merge(on branch: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> Bool {
         _ = try repo.switchBranch(branch, create: true, startPoint: "main")
-        return try repo.merge(MergeOptions(branches: ["a", "b"], recipe: MergeRecipe(method: "task_arithmetic", experts: [])))
+        let outcome = try repo.merge(MergeOptions(branches: ["a", "b"], recipe: MergeRecipe(method: "task_arithmetic", experts: [])))
+        guard case .committed = outcome.status else {
+            Issue.record("merge did not commit: \(outcome.status)", sourceLocation: sourceLocation)
+            return false
+        }
+        return true
     }
 
     @Test func everyNewObjectRecordsItsFilesChecksum() throws {
         try commitFamily()
-        let outcome = try merge(on: "m")
-        guard case .committed = outcome.status else {
-            Issue.record("merge did not commit: \(outcome.status)")
-            return
-        }
+        guard try merge(on: "m") else { return }
         let rows = try recordedChecksums()
         #expect(!rows.isEmpty)
         for (hex, crc) in rows {
@@ -93,21 +96,13 @@ import Testing
     /// stores the very same objects, and a damaged input without a checksum is still refused.
     @Test func rowsWithoutAChecksumAreVerifiedByHash() throws {
         try commitFamily()
-        let checked = try merge(on: "checked")
-        guard case .committed = checked.status else {
-            Issue.record("merge did not commit: \(checked.status)")
-            return
-        }
+        guard try merge(on: "checked") else { return }
         let withChecksums = try repo.tensors(of: "checked")
         _ = try repo.switchBranch("main")
         _ = try repo.deleteBranch("checked", force: true)
         _ = try repo.gc(pruneReflog: true)
         try repo.history.write { db in try db.execute(sql: "UPDATE object SET crc32c = NULL") }
-        let hashed = try merge(on: "hashed")
-        guard case .committed = hashed.status else {
-            Issue.record("merge did not commit: \(hashed.status)")
-            return
-        }
+        guard try merge(on: "hashed") else { return }
         #expect(try repo.tensors(of: "hashed")["big.weight"]?.objectID == withChecksums["big.weight"]?.objectID)
 
         _ = try repo.switchBranch("main")
