@@ -153,7 +153,9 @@ extension Repository {
                 }
                 report.verifiedBytes += count
                 if let recorded = info.checksum, try objects.storedChecksum(of: info.id) != recorded {
-                    report.errors.append("\(name): its file's bytes do not match the CRC-32C the index records")
+                    // The file decodes to its id: the row's checksum is out of date (written for
+                    // another file of this id), which costs merges a hash, nothing else.
+                    report.warnings.append("\(name): the CRC-32C its row records is not its file's, which decodes to its id (merges hash this object)")
                 }
             } catch {
                 report.errors.append("\(name): \(RepoError.wrap(error).description.replacingOccurrences(of: "object \(info.id.short): ", with: ""))")

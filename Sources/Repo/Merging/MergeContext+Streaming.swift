@@ -37,17 +37,14 @@ extension MergeContext {
         let context = TensorContext(name: name, shape: shape, layerCount: layerCount)
         let baseInfo = infos[baseID]
         let (_, base, baseMap) = try store.openMapped(baseID)
-        /// Whether an object's file matches the checksum its row records (false: none recorded).
-        func checksummed(_ id: ObjectID, _ map: MappedFile) throws -> Bool {
-            guard let recorded = infos[id]?.checksum else { return false }
-            guard CRC32C.checksum(map.bytes) == recorded else {
-                throw RepoError.corruptObject(object: id.short, problem: "its file's bytes do not match the CRC-32C recorded when it was stored")
-            }
-            return true
+        // The files whose recorded checksum may stand in for hashing the decoded bytes (checked when
+        // the tensor is merged, JobRun.checksumTrust): a whole base's; an input's that is whole, or
+        // coded against such a base. A base that is itself a delta, and deeper chains, are hashed.
+        func check(_ id: ObjectID, _ map: MappedFile) -> StreamingMerge.ChecksumCheck? {
+            infos[id]?.checksum.map { StreamingMerge.ChecksumCheck(map: map, recorded: $0) }
         }
-        // A whole base is verified by its own file; a base that is itself a delta, by a hash.
-        let baseChecksummed = baseInfo?.reference == nil && base.header.reference == nil ? try checksummed(baseID, baseMap) : false
-        var checksums = [baseChecksummed]
+        let baseCheck = base.header.reference == nil ? check(baseID, baseMap) : nil
+        var checks = [baseCheck]
         func input(_ id: ObjectID, _ tensor: EncodedTensor) throws -> StreamingMerge.Input {
             // Every input of every tensor is opened now; the pages its chunk records were read
             // from would stay resident until its chunks are decoded (210 MB for a 3B model's
@@ -71,10 +68,8 @@ extension MergeContext {
                 slots.append(j)
             } else {
                 let (_, tensor, map) = try store.openMapped(id)
-                // Checked before its stored pages are given back: verified by its file when the
-                // file matches and the only other file it reads is the base's, itself verified so.
-                let whole = tensor.header.reference == nil || (tensor.header.reference == baseID && baseChecksummed)
-                checksums.append(whole ? try checksummed(id, map) : false)
+                let eligible = tensor.header.reference == nil || (tensor.header.reference == baseID && baseCheck != nil)
+                checks.append(eligible ? check(id, map) : nil)
                 inputs.append(try input(id, tensor))
                 slots.append(inputs.count - 1)
             }
@@ -103,7 +98,7 @@ extension MergeContext {
         }
         return StreamingMerge.Job(name: name, base: try input(baseID, base), inputs: inputs, slots: slots, header: base.header,
                                   baseInfo: baseInfo, prepared: prepared, merging: merging, thresholds: options.thresholds,
-                                  checksummed: checksums)
+                                  checksums: checks)
     }
 
     /// Merges the streaming jobs; their objects join the batch. Returns each tensor's object (nil

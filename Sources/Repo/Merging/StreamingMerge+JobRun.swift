@@ -19,9 +19,13 @@ final class JobRun: Sendable {
     let chunkCapacity: Int
     let hashers: [LockedHasher]
     let outputHasher: LockedHasher
-    /// Whether the base's own digest is left out (its hasher gets nothing, and nothing is compared):
-    /// an input decoded against the very base bytes the merge reads verifies them (``baseVerifiedByInput(_:selection:spills:arena:)``).
-    let skipsBaseDigest: Bool
+    /// Which inputs their files' checksums verify (``checksumTrust()``), once known. The base's own
+    /// digest is also left out when an input decoded against the very base bytes the merge reads
+    /// verifies them (``skipsBaseDigest``).
+    /// Which inputs their files' checksums verify (``checksumTrust()``), once known; the lock is a
+    /// blocking one, as the first worker reads the files while the others wait.
+    let trustLock = NSLock()
+    nonisolated(unsafe) var trustKnown: [Bool]?
     let isWhole: Bool
     /// Bytes of the whole inputs (raw and Float32) of a tensor merged whole; 0 otherwise.
     let wholeByteCount: Int
@@ -123,7 +127,6 @@ final class JobRun: Sendable {
             wholeByteCount = StreamingMerge.wholeByteCount(h, inputs: job.inputs.count)
             remaining = Mutex(h.chunkCount * (2 + job.inputs.count))
         }
-        skipsBaseDigest = JobRun.baseVerifiedByInput(job, selection: selection, spills: spills, arena: arena)
         inputBatons = isWhole ? ([job.base] + job.inputs).map { _ in OrderedBaton() } : []
         defersCoding = !isWhole && h.chunkCount > 1 && h.byteCount <= JobRun.deferredCodingLimit
             && job.prepared?.mayRepeat == true && job.prepared?.hasPlace(for: job.name, byteCount: h.byteCount) == true

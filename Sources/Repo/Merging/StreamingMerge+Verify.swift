@@ -4,17 +4,38 @@ import Merge
 extension JobRun {
     /// Whether input `i` (0: the base, then each input) is hashed and checked against its id.
     func verifiesDigest(of i: Int) -> Bool {
-        if JobRun.trustsChecksum(job, i, selection: selection, spills: spills, arena: arena) { return false }
-        return i > 0 || !skipsBaseDigest
+        let trusted = checksumTrust()
+        if trusted[i] { return false }
+        return i > 0 || !JobRun.baseVerifiedByInput(job, trusted: trusted, selection: selection, spills: spills, arena: arena)
     }
 
-    /// Whether input `i` of `job` is verified by its file's checksum, checked when the merge
-    /// opened it, instead of by a hash of its decoded bytes (docs/format.md §5.7). Not for tensors
-    /// whose passes keep their decoded inputs in a spill file: what is read back from it is checked
-    /// only as ``baseVerifiedByInput(_:selection:spills:arena:)`` says, as before.
-    static func trustsChecksum(_ job: StreamingMerge.Job, _ i: Int, selection: (any ChunkPasses)?, spills: Bool, arena: SpillArena?) -> Bool {
-        guard i < job.checksummed.count, job.checksummed[i] else { return false }
-        return !(selection != nil && spills && arena == nil)
+    /// Whether the base's own digest is left out (its hasher gets nothing, and nothing is compared)
+    /// because an input hashed against it verifies it (``baseVerifiedByInput(_:trusted:selection:spills:arena:)``).
+    var skipsBaseDigest: Bool {
+        !checksumTrust()[0] && JobRun.baseVerifiedByInput(job, trusted: checksumTrust(), selection: selection, spills: spills, arena: arena)
+    }
+
+    /// For the base, then each input: whether its file's checksum verifies it instead of a hash of
+    /// its decoded bytes (docs/format.md §5.7). Worked out once per tensor, by the first worker that
+    /// asks, before any of its chunks is hashed: the files are read just before they are decoded.
+    /// A file that does not match its recorded checksum is hashed like any other (the checksum may
+    /// be stale; damage then fails the hash). An input coded against the base counts only when the
+    /// base does. Not for tensors whose passes keep their decoded inputs in a spill file.
+    func checksumTrust() -> [Bool] {
+        trustLock.lock()
+        defer { trustLock.unlock() }
+        if let known = trustKnown { return known }
+        var out = [Bool](repeating: false, count: 1 + job.inputs.count)
+        if !(selection != nil && spills && arena == nil) {
+            for (i, check) in job.checksums.enumerated() where i < out.count {
+                if let check { out[i] = JobRun.checksum(of: check.map) == check.recorded }
+            }
+            for (k, input) in job.inputs.enumerated() where out[k + 1] {
+                if case .base = input.reference, !out[0] { out[k + 1] = false }
+            }
+        }
+        trustKnown = out
+        return out
     }
 
     /// Whether an input of `job` verifies the base's decoded bytes, so that the base need not be
@@ -33,17 +54,33 @@ extension JobRun {
     /// It holds only when what the merge reads is what the input was decoded from: not for
     /// tensors whose passes keep their decoded inputs in a spill file (read back later, the file
     /// could differ); a spill in memory, or passes that decode again, keep it.
-    /// An input verified by its checksum instead (``trustsChecksum(_:_:selection:spills:arena:)``) is
-    /// not hashed, so it does not count; a base verified so needs no hash either.
-    static func baseVerifiedByInput(_ job: StreamingMerge.Job, selection: (any ChunkPasses)?, spills: Bool, arena: SpillArena?) -> Bool {
+    /// An input verified by its checksum instead (`trusted`, ``checksumTrust()``) is not hashed, so it
+    /// does not count.
+    static func baseVerifiedByInput(_ job: StreamingMerge.Job, trusted: [Bool], selection: (any ChunkPasses)?, spills: Bool, arena: SpillArena?) -> Bool {
         if selection != nil, spills, arena == nil { return false }
         return job.inputs.enumerated().contains { i, input in
-            guard !trustsChecksum(job, i + 1, selection: selection, spills: spills, arena: arena) else { return false }
+            guard !trusted[i + 1] else { return false }
             guard case .base = input.reference else { return false }
             switch input.tensor.header.encoding {
             case .xor, .integerDelta, .integerDeltaByExponent: return true
             case .whole, .lowRank: return false
             }
         }
+    }
+
+    /// The CRC-32C of a mapped file, a window at a time, each window's pages given back once read
+    /// (the decoding reads them again, from the page cache): a tensor's inputs are not all
+    /// resident at once.
+    static func checksum(of map: MappedFile) -> UInt32 {
+        let bytes = map.bytes, window = 1 << 20
+        var crc: UInt32 = 0
+        var at = 0
+        while at < bytes.count {
+            let end = min(bytes.count, at + window)
+            crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[at..<end]), continuing: crc)
+            map.release(at..<end)
+            at = end
+        }
+        return crc
     }
 }

@@ -39,9 +39,15 @@ final class StreamingMerge: Sendable {
         var merging: Merging
         /// A result whose metrics trip these is not stored.
         var thresholds: ConflictThresholds
-        /// For the base, then each input: whether its file matched the CRC-32C its row records, and
-        /// so do the files its decoding reads (docs/format.md §5.7): its decoded bytes need no hash.
-        var checksummed: [Bool] = []
+        /// For the base, then each input: its file and the CRC-32C its row records, where that may
+        /// verify it instead of a hash of its decoded bytes (docs/format.md §5.7); nil otherwise.
+        var checksums: [ChecksumCheck?] = []
+    }
+
+    /// An object file and the checksum recorded for it.
+    struct ChecksumCheck: Sendable {
+        var map: MappedFile
+        var recorded: UInt32
     }
 
     /// How a tensor's merge is prepared.
