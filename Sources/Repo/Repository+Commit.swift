@@ -194,7 +194,7 @@ extension Repository {
             var seen = Set<ObjectID>()
             for file in prepared {
                 if file.cached != nil { reused += 1 }
-                let (entry, infos, records) = try snap.store(file, references: references, recorded: { try self.history.recordedObjects($0) },
+                let (entry, infos, records) = try snap.store(file, references: references, recorded: { try self.storedObjects($0) },
                                                              knownDigest: { f in try self.history.knownDigest(of: f) },
                                                              batch: batch, copies: copies, progress: counter)
                 files.append(entry)
@@ -330,8 +330,16 @@ extension Repository {
         let entries = try history.statCache().compactMapValues { entry in
             FileIdentityCoding.decode(entry.identity, path: entry.path).map { (entry, [$0.objectID] + $0.tensors.map(\.objectID)) }
         }
-        let recorded = try history.recordedObjects(Set(entries.values.flatMap(\.1)))
+        let recorded = try storedObjects(Set(entries.values.flatMap(\.1)))
         return entries.filter { $0.value.1.allSatisfy(recorded.contains) }.mapValues(\.0)
+    }
+
+    /// Which of `ids` are stored: recorded, with their file in place. An object whose row outlived
+    /// its file (a `gc` interrupted between deleting the files and their rows, or a lazy clone that
+    /// has not fetched it) does not count: a commit writes its file, and the new file's facts
+    /// replace the row. Before, such a commit said "nothing new to store" and named missing files.
+    func storedObjects(_ ids: some Collection<ObjectID>) throws -> Set<ObjectID> {
+        try history.recordedObjects(ids).filter { objects.exists($0) }
     }
 
     /// The tensors of a commit usable as delta references, by name (one query; each object's

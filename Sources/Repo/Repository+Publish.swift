@@ -128,7 +128,7 @@ extension Repository {
                 var newInfos: [ObjectInfo] = []
                 var seen = Set<ObjectID>()
                 for file in prepared {
-                    let (entry, infos, _) = try snap.store(file, references: references, recorded: { try self.history.recordedObjects($0) },
+                    let (entry, infos, _) = try snap.store(file, references: references, recorded: { try self.storedObjects($0) },
                                                            batch: batch, progress: nil)
                     files[entry.path] = entry
                     for info in infos where seen.insert(info.id).inserted { newInfos.append(info) }
