@@ -63,10 +63,11 @@ extension Repository {
             let head = try history.head()
             if create {
                 try RefNames.validate(name)
+                // The start point first: `switch --track origin/v1` with a tag v1 is about the start.
+                let upstream = try upstream(forStart: startPoint, tracking: tracking)
                 if try history.ref(named: name) != nil { throw RepoError.refExists(name) }
                 // Another working tree may be on it while it has no commits: refused before any file is written.
                 try refuseBranchCheckedOutElsewhere(name)
-                let upstream = try upstream(forStart: startPoint, tracking: tracking)
                 guard let start = try startPoint.map({ try resolve($0) }) ?? head.commit else {
                     // No commits yet: rename the unborn branch.
                     try history.setHead(.branch(name, commit: nil), expected: head, message: "switch: unborn branch \(name)")
@@ -98,6 +99,7 @@ extension Repository {
                                           message: "switch: moving from \(head.displayName) to \(name) (created from \(tracking.fullName))",
                                           creating: branch)
                 result.head = .branch(name, commit: tracking.target)
+                result.createdFrom = tracking.fullName
                 return result
             }
             guard let ref = try history.ref(named: name), ref.kind == .branch else {

@@ -75,6 +75,9 @@ public struct CheckoutResult: Sendable {
     public var writtenFiles: Int
     public var removedFiles: Int
     public var unchangedFiles: Int
+    /// When the checkout created HEAD's branch from a branch only a remote had: that remote
+    /// branch (`origin/dev`), which the new branch tracks.
+    public var createdFrom: String? = nil
 }
 
 extension Repository {

@@ -99,6 +99,20 @@ import Testing
         #expect(try s.ok(["fsck"], in: "copy").status == 0)
     }
 
+    /// `checkout B` for a branch only a remote has creates it tracking the remote one, and says so.
+    @Test func checkoutOfABranchOnlyARemoteHasSaysItTracksIt() throws {
+        let s = try cloned()
+        let out = try s.ok(["checkout", "math"], in: "copy").stdout
+        #expect(out.hasPrefix("branch 'math' set up to track 'origin/math'.\nSwitched to a new branch 'math'"), "got: \(out)")
+        try s.ok(["switch", "-q", "main"], in: "copy")
+        try s.ok(["branch", "-q", "-D", "math"], in: "copy")
+        let doc = try #require(try s.json(try s.ok(["checkout", "--json", "math"], in: "copy")) as? [String: Any])
+        #expect(doc["upstream"] as? String == "origin/math" && doc["branch"] as? String == "math")
+        // An existing branch: no upstream in the document.
+        let again = try #require(try s.json(try s.ok(["checkout", "--json", "main"], in: "copy")) as? [String: Any])
+        #expect(again["upstream"] is NSNull)
+    }
+
     @Test func worktreeAddOfABranchOnlyARemoteHasTracksIt() throws {
         let s = try cloned()
         let out = try s.ok(["worktree", "add", "../side", "math"], in: "copy").stdout

@@ -160,6 +160,23 @@ import Testing
         #expect(try repo.fsck().isClean)
     }
 
+    /// Facts read from a file in place (a push that finds the object stored) replace the row, its
+    /// delta reference included, and clear the checksum, which they do not know.
+    @Test func factsReadFromAFileInPlaceReplaceTheRow() throws {
+        try commitFamily()
+        let big = try #require(try repo.tensors(of: "a")["big.weight"])
+        let row = try #require(try repo.history.objectInfo(big.objectID))
+        try repo.history.write { db in
+            try db.execute(sql: "UPDATE object SET crc32c = 7, storedBytes = storedBytes + 1 WHERE id = ?", arguments: [big.objectID.hex])
+        }
+        let read = try repo.objects.inspect(big.objectID)
+        try repo.history.write { db in try HistoryDatabase.insert(db, objects: [read], readFromFiles: [big.objectID]) }
+        var expected = row
+        expected.checksum = nil
+        #expect(try repo.history.objectInfo(big.objectID) == expected)
+        #expect(try repo.fsck().isClean)
+    }
+
     /// A gc interrupted between deleting dead objects' files and their rows (docs/format.md §8)
     /// leaves rows without files. Committing the same checkpoint again writes the files anew (and
     /// their facts replace the rows); before, the commit said "nothing new to store" and its tree

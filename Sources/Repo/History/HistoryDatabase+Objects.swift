@@ -44,11 +44,14 @@ extension HistoryDatabase {
         try read { db in try ObjectRow.fetchAll(db, sql: "SELECT * FROM object").map(\.info) }
     }
 
-    static func insert(_ db: Database, objects: [ObjectInfo]) throws {
+    /// - Parameter readFromFiles: objects whose facts were just read from their file in place: they
+    ///   replace the row too (its checksum, unknown, cleared), so a row that outlived an earlier file
+    ///   of that id (an interrupted gc) describes the file now there, delta reference included.
+    static func insert(_ db: Database, objects: [ObjectInfo], readFromFiles: Set<ObjectID> = []) throws {
         // References first, so the foreign key holds at every insert.
         let sorted = objects.sorted { $0.depth < $1.depth }
         for o in sorted {
-            if o.checksum != nil {
+            if o.checksum != nil || readFromFiles.contains(o.id) {
                 // Facts with a checksum come from a file just written or received and verified: they
                 // describe the file in place, so they replace a row left by an earlier file of
                 // that id (a gc interrupted between deleting the file and its row).

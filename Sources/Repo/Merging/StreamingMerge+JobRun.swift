@@ -19,11 +19,9 @@ final class JobRun: Sendable {
     let chunkCapacity: Int
     let hashers: [LockedHasher]
     let outputHasher: LockedHasher
-    /// Which inputs their files' checksums verify (``checksumTrust()``), once known. The base's own
-    /// digest is also left out when an input decoded against the very base bytes the merge reads
-    /// verifies them (``skipsBaseDigest``).
     /// Which inputs their files' checksums verify (``checksumTrust()``), once known; the lock is a
-    /// blocking one, as the first worker reads the files while the others wait.
+    /// blocking one, as the first worker reads the files while the others wait. (The base's own
+    /// digest is also left out when an input hashed against it verifies it: ``skipsBaseDigest``.)
     let trustLock = NSLock()
     nonisolated(unsafe) var trustKnown: [Bool]?
     let isWhole: Bool

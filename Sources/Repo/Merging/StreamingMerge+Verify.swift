@@ -17,7 +17,8 @@ extension JobRun {
 
     /// For the base, then each input: whether its file's checksum verifies it instead of a hash of
     /// its decoded bytes (docs/format.md §5.7). Worked out once per tensor, by the first worker that
-    /// asks, before any of its chunks is hashed: the files are read just before they are decoded.
+    /// asks, before any of its chunks is hashed (after its first chunk is decoded; for a tensor
+    /// decided by passes, after the first pass), so the files are read while the tensor is merged.
     /// A file that does not match its recorded checksum is hashed like any other (the checksum may
     /// be stale; damage then fails the hash). An input coded against the base counts only when the
     /// base does. Not for tensors whose passes keep their decoded inputs in a spill file.

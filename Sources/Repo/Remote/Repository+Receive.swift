@@ -97,11 +97,13 @@ extension Repository {
         if needed.contains(where: { known[$0.id] == nil && objects.exists($0.id) }) {
             try AtomicFileWriter.syncFileSystem(containing: objects.root)
         }
+        var inspected = Set<ObjectID>()
         for o in needed {
             if let row = known[o.id] {
                 rows[o.id] = row
             } else if objects.exists(o.id) {
                 rows[o.id] = try objects.inspect(o.id)
+                inspected.insert(o.id)
             } else if allowMissingObjects {
                 rows[o.id] = o
             } else {
@@ -129,7 +131,7 @@ extension Repository {
                 }
                 commit.generation = generation
                 let needed = c.objects.compactMap { rows[$0.id] }
-                try HistoryDatabase.insert(db, objects: needed)
+                try HistoryDatabase.insert(db, objects: needed, readFromFiles: inspected)
                 try HistoryDatabase.insert(db, tree: c.tree)
                 try HistoryDatabase.insert(db, commit: commit)
             }

@@ -64,10 +64,17 @@ struct CheckoutCommand: ParsableCommand {
         let (result, description) = try repo.checkout(revision!, as: Materialization(expert: reversible.expert, view: reversible.parsedView, fold: fold),
                                                       force: force, wait: lock.wait)
         if json {
-            try printJSON(CheckoutDocument(result, view: description))
+            try printJSON(CheckoutDocument(result, view: description, upstream: result.createdFrom))
             return
         }
         guard !repository.quiet else { return }
+        if let upstream = result.createdFrom, let name = result.head.branchName {
+            // A branch only a remote had, created tracking it, as git says it.
+            print("branch '\(name)' set up to track '\(upstream)'.")
+            print("Switched to a new branch '\(name)'")
+            print(result.filesSummary)
+            return
+        }
         if let description {
             print("HEAD is now at \(result.head.commit?.short ?? "") (detached); the working tree holds \(description)")
             print(result.filesSummary)

@@ -11,7 +11,7 @@ struct PushCommand: ParsableCommand {
             id), each verified by the receiving repository, then moves each remote ref by compare-and-swap. \
             A push that is not a fast-forward of what the remote holds is refused and changes nothing, \
             unless --force; of two pushes racing for one branch, one wins and the other is refused. REF is \
-            a branch or tag, or LOCAL:REMOTE; the default is the current branch (to its upstream).
+            a branch or tag, or LOCAL:REMOTE; the default is the current branch, to the remote branch of its name (refused when its upstream there has another name: push BRANCH:UPSTREAM then, as git's default).
             """)
 
     @OptionGroup var repository: RepositoryOptions
