@@ -43,8 +43,14 @@ extension Repository {
 
     /// A file of any tree of this repository whose recorded SHA-256 is `digest` (uploads whose
     /// content is stored already need not be sent again).
+    /// Only a file whose objects are all stored (rows, and files in place) counts: a tree that an
+    /// interrupted `gc` was removing, or a lazy clone's, may name objects whose files are gone.
     public func file(withSHA256 digest: Digest) throws -> TreeFile? {
-        try history.file(withSHA256: digest)
+        for f in try history.files(withSHA256: digest, limit: 64) {
+            let ids = Set([f.objectID] + f.tensors.map(\.objectID))
+            if try storedObjects(ids).count == ids.count { return f }
+        }
+        return nil
     }
 
     /// The SHA-256 of a file: the recorded one, or computed by reading the file once.

@@ -175,6 +175,26 @@ import Testing
         expected.checksum = nil
         #expect(try repo.history.objectInfo(big.objectID) == expected)
         #expect(try repo.fsck().isClean)
+        // Facts that agree with the row keep its checksum (every push and fetch reads the files of
+        // the objects it finds in place).
+        let small = try #require(try repo.tensors(of: "a")["small.weight"])
+        let smallRow = try #require(try repo.history.objectInfo(small.objectID))
+        #expect(smallRow.checksum != nil)
+        let smallRead = try repo.objects.inspect(small.objectID)
+        try repo.history.write { db in try HistoryDatabase.insert(db, objects: [smallRead], readFromFiles: [small.objectID]) }
+        #expect(try repo.history.objectInfo(small.objectID) == smallRow)
+    }
+
+    /// Uploads through the Hub API reuse stored content by its SHA-256 only when every object of the
+    /// file is stored: a tree whose objects a gc removed does not count.
+    @Test func contentCountsAsStoredForUploadsOnlyWithItsObjectFiles() throws {
+        try commitFamily()
+        let file = try #require(try repo.tree(of: try repo.resolve("a")).file(at: "model.safetensors"))
+        let digest = try #require(file.sha256)
+        #expect(try repo.file(withSHA256: digest) != nil)
+        let mainIDs = Set(try repo.tensors(of: "main").values.map(\.objectID))
+        for t in file.tensors where !mainIDs.contains(t.objectID) { unlink(repo.objects.path(for: t.objectID)) }
+        #expect(try repo.file(withSHA256: digest) == nil)
     }
 
     /// A gc interrupted between deleting dead objects' files and their rows (docs/format.md §8)

@@ -49,6 +49,23 @@ import Testing
         #expect(try repo.status().isClean)
     }
 
+    /// A clone's rows carry their files' checksums, and a fetch that finds objects in place keeps
+    /// them (it reads those files' facts again).
+    @Test func fetchKeepsTheChecksumsOfObjectsAlreadyHere() async throws {
+        let f = try Fixture()
+        let repo = try await f.clone("copy")
+        let before = try repo.history.allObjects()
+        #expect(!before.isEmpty && before.allSatisfy { $0.checksum != nil })
+        try f.origin.writeModel(.light("code", seed: 12))
+        try f.origin.commitAll("code")
+        _ = try await repo.fetch(remote: "origin")
+        for o in before { #expect(try repo.history.objectInfo(o.id)?.checksum == o.checksum, "object \(o.id.short)") }
+        for o in try repo.history.allObjects() where o.checksum != nil {
+            #expect(o.checksum == (try repo.objects.storedChecksum(of: o.id)))
+        }
+        #expect(try repo.fsck().isClean)
+    }
+
     @Test func fetchBringsOnlyWhatIsNewAndPullFastForwards() async throws {
         let f = try Fixture()
         let repo = try await f.clone("copy")

@@ -22,12 +22,17 @@ extension HistoryDatabase {
 
     /// A file of any tree whose recorded SHA-256 is `digest`, with its tensors (nil when none).
     func file(withSHA256 digest: Digest) throws -> TreeFile? {
+        try files(withSHA256: digest, limit: 1).first
+    }
+
+    /// Up to `limit` recorded files with this SHA-256.
+    func files(withSHA256 digest: Digest, limit: Int) throws -> [TreeFile] {
         try read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT treeID, path FROM treeFile WHERE sha256 = ? LIMIT 1", arguments: [digest.hex]) else {
-                return nil
+            let rows = try Row.fetchAll(db, sql: "SELECT treeID, path FROM treeFile WHERE sha256 = ? LIMIT ?", arguments: [digest.hex, limit])
+            return try rows.compactMap { row in
+                let r = RowReader(row: row, table: "treeFile", key: digest.hex)
+                return try HistoryDatabase.tree(db, try r.id("treeID")).file(at: try r.value("path"))
             }
-            let r = RowReader(row: row, table: "treeFile", key: digest.hex)
-            return try HistoryDatabase.tree(db, try r.id("treeID")).file(at: try r.value("path"))
         }
     }
 
@@ -45,8 +50,9 @@ extension HistoryDatabase {
     }
 
     /// - Parameter readFromFiles: objects whose facts were just read from their file in place: they
-    ///   replace the row too (its checksum, unknown, cleared), so a row that outlived an earlier file
-    ///   of that id (an interrupted gc) describes the file now there, delta reference included.
+    ///   replace the row too, so a row that outlived an earlier file of that id (an interrupted gc)
+    ///   describes the file now there, delta reference included. Their checksum is unknown: the
+    ///   row's is kept when the row agreed with the file already (the same file), else cleared.
     static func insert(_ db: Database, objects: [ObjectInfo], readFromFiles: Set<ObjectID> = []) throws {
         // References first, so the foreign key holds at every insert.
         let sorted = objects.sorted { $0.depth < $1.depth }
@@ -60,7 +66,10 @@ extension HistoryDatabase {
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                     ON CONFLICT(id) DO UPDATE SET kind = excluded.kind, encoding = excluded.encoding,
                         referenceID = excluded.referenceID, logicalBytes = excluded.logicalBytes,
-                        storedBytes = excluded.storedBytes, depth = excluded.depth, crc32c = excluded.crc32c
+                        storedBytes = excluded.storedBytes, depth = excluded.depth,
+                        crc32c = CASE WHEN excluded.crc32c IS NULL AND object.kind = excluded.kind
+                            AND object.encoding = excluded.encoding AND object.referenceID IS excluded.referenceID
+                            AND object.storedBytes = excluded.storedBytes THEN object.crc32c ELSE excluded.crc32c END
                     """, arguments: [o.id.hex, Int(o.kind.rawValue), Int(o.encoding.rawValue), o.reference?.hex, o.logicalByteCount,
                                     o.storedByteCount, o.depth, o.checksum.map { Int64($0) }])
             } else {
