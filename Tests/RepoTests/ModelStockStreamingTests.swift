@@ -14,8 +14,7 @@ import Testing
 
     init() throws {
         fixture = try TemporaryRepository()
-        // Chunks of whole merge blocks (64 Ki floats), so that big.weight has three.
-        fixture.repo.codecOptions = CodecOptions(chunkByteCount: 1 << 18, level: 1)
+        fixture.repo.codecOptions = streamingChunks
     }
 
     /// A base and three fine-tunes: a 3-chunk tensor, a [rows, 128] one of two chunks, a small one.

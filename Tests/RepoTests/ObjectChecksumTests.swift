@@ -17,8 +17,7 @@ import Testing
 
     init() throws {
         fixture = try TemporaryRepository()
-        // Chunks of whole merge blocks, so that the merge streams.
-        fixture.repo.codecOptions = CodecOptions(chunkByteCount: 1 << 18, level: 1)
+        fixture.repo.codecOptions = streamingChunks
     }
 
     /// A base of one 2.05-chunk tensor and a small one, and two fine-tunes; HEAD on main.
@@ -54,6 +53,17 @@ import Testing
             return false
         }
         return true
+    }
+
+    /// Merges on `branch`, then forgets that merge (branch deleted, gc'd), so that the next merge of
+    /// the same inputs is a first merge again; the merge's tensors, or nil when it did not commit.
+    func mergeAndForget(on branch: String) throws -> [String: TreeTensor]? {
+        guard try merge(on: branch) else { return nil }
+        let tensors = try repo.tensors(of: branch)
+        _ = try repo.switchBranch("main")
+        _ = try repo.deleteBranch(branch, force: true)
+        _ = try repo.gc(pruneReflog: true)
+        return tensors
     }
 
     @Test func everyNewObjectRecordsItsFilesChecksum() throws {
@@ -97,11 +107,7 @@ import Testing
     /// stores the very same objects, and a damaged input without a checksum is still refused.
     @Test func rowsWithoutAChecksumAreVerifiedByHash() throws {
         try commitFamily()
-        guard try merge(on: "checked") else { return }
-        let withChecksums = try repo.tensors(of: "checked")
-        _ = try repo.switchBranch("main")
-        _ = try repo.deleteBranch("checked", force: true)
-        _ = try repo.gc(pruneReflog: true)
+        guard let withChecksums = try mergeAndForget(on: "checked") else { return }
         try repo.history.write { db in try db.execute(sql: "UPDATE object SET crc32c = NULL") }
         guard try merge(on: "hashed") else { return }
         #expect(try repo.tensors(of: "hashed")["big.weight"]?.objectID == withChecksums["big.weight"]?.objectID)
@@ -124,11 +130,7 @@ import Testing
     /// merge stores the same result, and fsck warns.
     @Test func aStaleChecksumIsHashedAndFsckWarns() throws {
         try commitFamily()
-        guard try merge(on: "fresh") else { return }
-        let expected = try repo.tensors(of: "fresh")
-        _ = try repo.switchBranch("main")
-        _ = try repo.deleteBranch("fresh", force: true)
-        _ = try repo.gc(pruneReflog: true)
+        guard let expected = try mergeAndForget(on: "fresh") else { return }
         let big = try #require(try repo.tensors(of: "a")["big.weight"])
         try repo.history.write { db in
             try db.execute(sql: "UPDATE object SET crc32c = (crc32c + 1) % 4294967296 WHERE id = ?", arguments: [big.objectID.hex])

@@ -12,8 +12,7 @@ import Testing
 
     init() throws {
         fixture = try TemporaryRepository()
-        // Chunks of whole merge blocks, so that the merge streams (the tiny chunks of other tests do not).
-        fixture.repo.codecOptions = CodecOptions(chunkByteCount: 1 << 18, level: 1)
+        fixture.repo.codecOptions = streamingChunks
     }
 
     /// A base and three fine-tunes of one 2.05-chunk tensor whose deltas take a few values (many

@@ -32,6 +32,10 @@ func withRepository<T>(_ body: (Repository, String) throws -> T) throws -> T {
 }
 
 let smallChunks = CodecOptions(chunkByteCount: 256, level: 1)
+
+/// Chunks of whole merge blocks (64 Ki floats), so that merges stream (``StreamingMerge``): the tiny
+/// chunks of other tests do not.
+let streamingChunks = CodecOptions(chunkByteCount: 1 << 18, level: 1)
 let testAuthor = "Test Author <test@example.com>"
 
 /// The tiny float32 family used by most tests.
