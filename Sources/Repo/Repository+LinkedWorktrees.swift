@@ -39,14 +39,17 @@ extension Repository {
     /// recorded, with its HEAD and stat cache, in one transaction; a failure before that leaves the
     /// folder as it was (deleted again when the command made it).
     @discardableResult
+    /// - Parameter tracking: whether a branch it creates tracks the remote-tracking branch it starts
+    ///   from (`--track`, `--no-track`; by default when it starts from one).
     public func addWorktree(at path: String, revision: String? = nil, newBranch: String? = nil, detach: Bool = false,
-                            force: Bool = false, wait: Bool = false) throws -> AddedWorktree {
+                            force: Bool = false, tracking: BranchTracking = .auto, wait: Bool = false) throws -> AddedWorktree {
         if newBranch != nil, detach { throw RepoError.invalidArgument("-b and --detach: give one of them") }
+        if detach, tracking != .auto { throw RepoError.invalidArgument("--track and --no-track go with a branch the working tree gets, not --detach") }
         if let newBranch { try RefNames.validate(newBranch) }
         return try withWriteLock(wait: wait) {
             let dir = Repository.absolutePath(path)
             try checkNewWorktreeFolder(dir, shownAs: path)
-            let (head, created, upstream) = try worktreeHead(folder: dir, revision: revision, newBranch: newBranch, detach: detach)
+            let (head, created, upstream) = try worktreeHead(folder: dir, revision: revision, newBranch: newBranch, detach: detach, tracking: tracking)
             guard let target = head.commit else { throw RepoError.invalidArgument("HEAD has no commits yet; commit something before adding a working tree") }
             if let name = head.branchName, created == nil, !force, let other = try history.allHeads().first(where: { $0.value.branchName == name }) {
                 let holder = other.key.isEmpty ? mainRoot : try history.linkedWorktrees().first { $0.id == other.key }?.path ?? other.key
@@ -100,9 +103,10 @@ extension Repository {
 
     /// What a new working tree's HEAD is, the branch to create for it and that branch's upstream
     /// (git's rules: a branch that only a remote has starts from it, tracking it).
-    private func worktreeHead(folder: String, revision: String?, newBranch: String?, detach: Bool) throws -> (Head, String?, Upstream?) {
+    private func worktreeHead(folder: String, revision: String?, newBranch: String?, detach: Bool,
+                              tracking: BranchTracking) throws -> (Head, String?, Upstream?) {
         if let newBranch {
-            let upstream = try upstream(forStart: revision, tracking: .auto)
+            let upstream = try upstream(forStart: revision, tracking: tracking)
             return (.branch(newBranch, commit: try resolve(revision ?? "HEAD")), newBranch, upstream)
         }
         if detach { return (.detached(try resolve(revision ?? "HEAD")), nil, nil) }
@@ -110,9 +114,13 @@ extension Repository {
             if let ref = try history.ref(named: revision) {
                 return ref.kind == .branch ? (.branch(revision, commit: ref.target), nil, nil) : (.detached(ref.target), nil, nil)
             }
-            if let tracking = try trackingCandidate(revision) {
+            if let remote = try trackingCandidate(revision) {
                 try RefNames.validate(revision)
-                return (.branch(revision, commit: tracking.target), revision, Upstream(remote: tracking.remote, branch: tracking.name))
+                let upstream = tracking == .never ? nil : Upstream(remote: remote.remote, branch: remote.name)
+                return (.branch(revision, commit: remote.target), revision, upstream)
+            }
+            if tracking == .always {
+                throw RepoError.invalidArgument("cannot set up tracking: '\(revision)' is not a branch only a remote has; use -b NEW with a remote-tracking start (origin/main)")
             }
             return (.detached(try resolve(revision)), nil, nil)
         }

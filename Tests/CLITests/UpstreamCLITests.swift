@@ -125,6 +125,12 @@ import Testing
         #expect(try upstreamLine(s, "other").contains("[origin/math]"))
         try s.ok(["worktree", "add", "-q", "../detached", "origin/main"], in: "copy")
         #expect(try s.ok(["branch", "--show-current"], in: "detached").stdout.isEmpty)
+        // --no-track and --track, as for switch -c.
+        try s.ok(["worktree", "add", "-q", "--no-track", "-b", "plain", "../plain", "origin/math"], in: "copy")
+        #expect(!(try upstreamLine(s, "plain").contains("[")))
+        expectOneLineError(try s.run(["worktree", "add", "--track", "-b", "bad", "../bad", "main"], in: "copy"), contains: "not a remote-tracking branch")
+        #expect(!FileManager.default.fileExists(atPath: s.path("bad")))
+        #expect(try s.run(["rev-parse", "bad"], in: "copy").status != 0)
     }
 
     /// git's default push (push.default=simple): a branch started from origin/main does not push

@@ -33,13 +33,17 @@ extension WorktreeCommand {
         @Flag(name: .shortAndLong, help: "Check out a branch even if another working tree has it checked out.")
         var force = false
 
+        @OptionGroup var tracking: TrackingOptions
+
         func validate() throws {
             if newBranch != nil && detach { throw ValidationError("-b and --detach: give one of them") }
+            if detach && tracking.isGiven { throw ValidationError("--track and --no-track go with a branch, not --detach") }
         }
 
         func run() throws {
             let repo = try repository.open()
-            let added = try repo.addWorktree(at: path, revision: revision, newBranch: newBranch, detach: detach, force: force, wait: lock.wait)
+            let added = try repo.addWorktree(at: path, revision: revision, newBranch: newBranch, detach: detach, force: force,
+                                             tracking: tracking.tracking, wait: lock.wait)
             guard !repository.quiet else { return }
             let what: String
             switch added.head {
