@@ -202,15 +202,10 @@ struct TrackingOptions: ParsableArguments {
     /// The branch `switch --track origin/X` and `checkout --track origin/X` create, as git names it:
     /// the remote-tracking branch's name without its remote (`X`).
     static func derivedName(_ start: String) throws -> String {
-        var name = Substring(start)
-        for prefix in ["refs/remotes/", "remotes/"] where name.hasPrefix(prefix) {
-            name = name.dropFirst(prefix.count)
-            break
-        }
-        guard let slash = name.firstIndex(of: "/"), name.index(after: slash) < name.endIndex else {
+        guard let (_, name) = RemoteRefSpelling.split(start), !name.isEmpty else {
             throw ValidationError("--track without a new branch's name needs a remote-tracking branch (origin/NAME): '\(start)' is not one")
         }
-        return String(name[name.index(after: slash)...])
+        return name
     }
 
     func validate() throws {

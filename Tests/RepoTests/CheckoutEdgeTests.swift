@@ -5,19 +5,29 @@ import Testing
 
 /// Checkouts over links and local changes (what bisect's and switch's reruns rely on).
 @Suite struct CheckoutEdgeTests {
+    /// Writes a small text file of the working tree.
+    func write(_ text: String, _ name: String, in repo: Repository) throws {
+        try text.write(toFile: repo.root + "/" + name, atomically: true, encoding: .utf8)
+    }
+
+    /// Replaces a working-tree file by a symbolic link to `target`.
+    func relink(_ name: String, to target: String, in repo: Repository) throws {
+        try FileManager.default.removeItem(atPath: repo.root + "/" + name)
+        try FileManager.default.createSymbolicLink(atPath: repo.root + "/" + name, withDestinationPath: target)
+    }
+
     /// A tracked file replaced by a link to a file that holds the target's bytes is still a local
     /// change: the checkout refuses it rather than leave a link where the target has a file.
     @Test func aLinkIsNotTheFileItPointsTo() throws {
         try withRepository { repo, _ in
-            try "X\n".write(toFile: repo.root + "/a", atomically: true, encoding: .utf8)
-            try "Y\n".write(toFile: repo.root + "/b", atomically: true, encoding: .utf8)
+            try write("X\n", "a", in: repo)
+            try write("Y\n", "b", in: repo)
             let c1 = try repo.commitAll("c1").commit.id
             try FileManager.default.removeItem(atPath: repo.root + "/a")
-            try "X\n".write(toFile: repo.root + "/b", atomically: true, encoding: .utf8)
+            try write("X\n", "b", in: repo)
             _ = try repo.commitAll("c2")
             _ = try repo.checkout(c1.hex)
-            try FileManager.default.removeItem(atPath: repo.root + "/b")
-            try FileManager.default.createSymbolicLink(atPath: repo.root + "/b", withDestinationPath: "a")
+            try relink("b", to: "a", in: repo)
             expectThrows(RepoError.dirtyWorktree(operation: "switching", paths: ["b"])) { _ = try repo.checkout("main") }
             #expect(try FileManager.default.destinationOfSymbolicLink(atPath: repo.root + "/b") == "a")
             #expect(try String(contentsOfFile: repo.root + "/a", encoding: .utf8) == "X\n")
@@ -33,14 +43,13 @@ import Testing
     /// still refused by a checkout that removes or rewrites what it points to.
     @Test func aLinkIntoAFileTheCheckoutRemovesIsRefused() throws {
         try withRepository { repo, _ in
-            try "X\n".write(toFile: repo.root + "/a", atomically: true, encoding: .utf8)
-            try "X\n".write(toFile: repo.root + "/b", atomically: true, encoding: .utf8)
+            try write("X\n", "a", in: repo)
+            try write("X\n", "b", in: repo)
             let c1 = try repo.commitAll("c1").commit.id
             try FileManager.default.removeItem(atPath: repo.root + "/a")
             _ = try repo.commitAll("c2")
             _ = try repo.checkout(c1.hex)
-            try FileManager.default.removeItem(atPath: repo.root + "/b")
-            try FileManager.default.createSymbolicLink(atPath: repo.root + "/b", withDestinationPath: "a")
+            try relink("b", to: "a", in: repo)
             #expect(try repo.status().isClean, "read through, b holds what c1 records")
             expectThrows(RepoError.unsafePath("b", reason: "is a symbolic link to a file this checkout rewrites or removes, so it would read other "
                 + "bytes after it; replace the link by a copy of the file, or use --force to put the recorded file there")) { _ = try repo.checkout("main") }
@@ -55,12 +64,12 @@ import Testing
     /// (it used to be refused), and a link through another link or a folder link is resolved on disk.
     @Test func linksTheCheckoutReplacesAnywayAndLinksThroughLinks() throws {
         try withRepository { repo, _ in
-            try "1\n".write(toFile: repo.root + "/step", atomically: true, encoding: .utf8)
+            try write("1\n", "step", in: repo)
             try FileManager.default.createSymbolicLink(atPath: repo.root + "/latest", withDestinationPath: "step")
             _ = try repo.commit(CommitOptions(message: "c1", author: testAuthor, followSymlinks: true))
             _ = try repo.switchBranch("feat", create: true)
             try FileManager.default.removeItem(atPath: repo.root + "/step")
-            try "2\n".write(toFile: repo.root + "/step", atomically: true, encoding: .utf8)
+            try write("2\n", "step", in: repo)
             _ = try repo.commit(CommitOptions(message: "c2", author: testAuthor, followSymlinks: true))
             #expect(try repo.status().isClean)
             _ = try repo.switchBranch("main")
@@ -70,11 +79,11 @@ import Testing
             // L → M → a (a link to a link), and K → here/a through a link to the folder: both read
             // a, which feat rewrites, at paths both trees record alike.
             _ = try repo.switchBranch("links", create: true)
-            try "1\n".write(toFile: repo.root + "/L", atomically: true, encoding: .utf8)
-            try "1\n".write(toFile: repo.root + "/K", atomically: true, encoding: .utf8)
+            try write("1\n", "L", in: repo)
+            try write("1\n", "K", in: repo)
             _ = try repo.commitAll("L and K")
             _ = try repo.switchBranch("feat2", create: true)
-            try "2\n".write(toFile: repo.root + "/step", atomically: true, encoding: .utf8)
+            try write("2\n", "step", in: repo)
             _ = try repo.commitAll("step 2")
             _ = try repo.switchBranch("links")
             for name in ["L", "K"] { try FileManager.default.removeItem(atPath: repo.root + "/" + name) }
@@ -87,7 +96,7 @@ import Testing
             #expect(try repo.history.head().branchName == "links")
             // Without K, L alone (a link to a link) is refused too.
             try FileManager.default.removeItem(atPath: repo.root + "/K")
-            try "1\n".write(toFile: repo.root + "/K", atomically: true, encoding: .utf8)
+            try write("1\n", "K", in: repo)
             #expect(try refusal(repo, switchingTo: "feat2").hasPrefix("L: is a symbolic link"))
         }
     }
@@ -128,7 +137,7 @@ import Testing
             _ = try repo.commitAll("C-like")
             _ = try repo.switchBranch("C", create: true)
             _ = try repo.switchBranch("main")
-            try "1\n".write(toFile: repo.root + "/b", atomically: true, encoding: .utf8)
+            try write("1\n", "b", in: repo)
             _ = try repo.commitAll("main")
             for name in ["a", "b"] { try FileManager.default.removeItem(atPath: repo.root + "/" + name) }
             try FileManager.default.createSymbolicLink(atPath: repo.root + "/b", withDestinationPath: "c")
@@ -138,7 +147,7 @@ import Testing
             #expect(message.hasPrefix("a: is a symbolic link to a file this checkout rewrites"), "\(message)")
             #expect(message.hasSuffix("or use --force to put the recorded file there"))
             // restore names the link, not the file it points to.
-            try "9\n".write(toFile: repo.root + "/c", atomically: true, encoding: .utf8)
+            try write("9\n", "c", in: repo)
             expectThrows(RepoError.self) { _ = try repo.restore(paths: ["a"], source: nil) }
             #expect(try String(contentsOfFile: repo.root + "/c", encoding: .utf8) == "9\n", "the file a link points to is not written")
         }
@@ -151,10 +160,10 @@ import Testing
             let fm = FileManager.default
             for folder in ["sub", "sub2"] {
                 try fm.createDirectory(atPath: repo.root + "/" + folder, withIntermediateDirectories: true)
-                try "t1\n".write(toFile: repo.root + "/\(folder)/a.txt", atomically: true, encoding: .utf8)
+                try write("t1\n", "\(folder)/a.txt", in: repo)
             }
             _ = try repo.commitAll("c")
-            try "local\n".write(toFile: repo.root + "/sub2/a.txt", atomically: true, encoding: .utf8)
+            try write("local\n", "sub2/a.txt", in: repo)
             try fm.moveItem(atPath: repo.root + "/sub", toPath: repo.root + "/sub.bak")
             try fm.createSymbolicLink(atPath: repo.root + "/sub", withDestinationPath: "sub2")
             expectThrows(RepoError.invalidArgument("'sub/a.txt' is beyond a symbolic link inside the working tree; name the path the link leads to")) {
@@ -168,7 +177,7 @@ import Testing
     @Test func checkoutForceHeadStaysOnTheBranch() throws {
         try withRepository { repo, _ in
             let a = try commitStep(repo, 1)
-            try "{\"step\": 9}\n".write(toFile: repo.root + "/config.json", atomically: true, encoding: .utf8)
+            try write("{\"step\": 9}\n", "config.json", in: repo)
             _ = try repo.checkout("HEAD", force: true)
             #expect(try repo.history.head() == .branch("main", commit: a))
             #expect(try worktreeStep(repo) == 1)

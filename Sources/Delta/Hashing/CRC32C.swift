@@ -15,6 +15,21 @@ public enum CRC32C {
         bytes.withUnsafeBytes { checksum($0, continuing: crc) }
     }
 
+    /// The checksum of a mapped file, a window at a time, each window's pages given back once read:
+    /// checking many files leaves none of them resident.
+    public static func checksum(of map: MappedFile) -> UInt32 {
+        let bytes = map.bytes, window = 1 << 20
+        var crc: UInt32 = 0
+        var at = 0
+        while at < bytes.count {
+            let end = min(bytes.count, at + window)
+            crc = checksum(UnsafeRawBufferPointer(rebasing: bytes[at..<end]), continuing: crc)
+            map.release(at..<end)
+            at = end
+        }
+        return crc
+    }
+
     /// The table-driven computation, for tests that compare it with the processor's.
     public static func portableChecksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return crc }

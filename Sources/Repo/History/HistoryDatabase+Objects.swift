@@ -20,12 +20,7 @@ extension HistoryDatabase {
         })
     }
 
-    /// A file of any tree whose recorded SHA-256 is `digest`, with its tensors (nil when none).
-    func file(withSHA256 digest: Digest) throws -> TreeFile? {
-        try files(withSHA256: digest, limit: 1).first
-    }
-
-    /// Up to `limit` recorded files with this SHA-256.
+    /// Up to `limit` recorded files, of any trees, whose SHA-256 is `digest`, with their tensors.
     func files(withSHA256 digest: Digest, limit: Int) throws -> [TreeFile] {
         try read { db in
             let rows = try Row.fetchAll(db, sql: "SELECT treeID, path FROM treeFile WHERE sha256 = ? LIMIT ?", arguments: [digest.hex, limit])

@@ -29,7 +29,8 @@ extension JobRun {
         var out = [Bool](repeating: false, count: 1 + job.inputs.count)
         if !(selection != nil && spills && arena == nil) {
             for (i, check) in job.checksums.enumerated() where i < out.count {
-                if let check { out[i] = JobRun.checksum(of: check.map) == check.recorded }
+                // The decoding reads the pages again, from the page cache.
+                if let check { out[i] = CRC32C.checksum(of: check.map) == check.recorded }
             }
             for (k, input) in job.inputs.enumerated() where out[k + 1] {
                 if case .base = input.reference, !out[0] { out[k + 1] = false }
@@ -67,21 +68,5 @@ extension JobRun {
             case .whole, .lowRank: return false
             }
         }
-    }
-
-    /// The CRC-32C of a mapped file, a window at a time, each window's pages given back once read
-    /// (the decoding reads them again, from the page cache): a tensor's inputs are not all
-    /// resident at once.
-    static func checksum(of map: MappedFile) -> UInt32 {
-        let bytes = map.bytes, window = 1 << 20
-        var crc: UInt32 = 0
-        var at = 0
-        while at < bytes.count {
-            let end = min(bytes.count, at + window)
-            crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[at..<end]), continuing: crc)
-            map.release(at..<end)
-            at = end
-        }
-        return crc
     }
 }

@@ -96,7 +96,7 @@ public final class ObjectStore: Sendable {
         } catch {
             throw RepoError.corruptObject(object: id.short, problem: "missing object file (\(error))")
         }
-        return CRC32C.checksum(map.bytes)
+        return CRC32C.checksum(of: map)
     }
 
     /// The path of an object's file.

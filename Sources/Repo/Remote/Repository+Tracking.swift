@@ -9,6 +9,21 @@ public enum BranchTracking: Sendable, Equatable {
     case never
 }
 
+/// How a remote-tracking ref is spelled: `origin/B`, `remotes/origin/B` or `refs/remotes/origin/B`
+/// (the remote's name ends at the first slash).
+public enum RemoteRefSpelling {
+    /// The remote and the ref's name on it, or nil when `spec` has no slash.
+    public static func split(_ spec: String) -> (remote: String, name: String)? {
+        var rest = Substring(spec)
+        for prefix in ["refs/remotes/", "remotes/"] where rest.hasPrefix(prefix) {
+            rest = rest.dropFirst(prefix.count)
+            break
+        }
+        guard let slash = rest.firstIndex(of: "/") else { return nil }
+        return (String(rest[..<slash]), String(rest[rest.index(after: slash)...]))
+    }
+}
+
 extension Repository {
     /// The remote-tracking branch a start point names exactly (`origin/B`, `remotes/origin/B` or
     /// `refs/remotes/origin/B`), or nil: a local branch or tag of that name wins, as it does when
@@ -19,16 +34,10 @@ extension Repository {
         return tracking?.kind == .branch ? tracking : nil
     }
 
-    /// The remote-tracking ref spelled `origin/B`, `remotes/origin/B` or `refs/remotes/origin/B`
-    /// (the remote's name ends at the first slash), or nil.
+    /// The remote-tracking ref `spec` spells (``RemoteRefSpelling``), or nil.
     func remoteRef(spelled spec: String) throws -> RemoteTrackingRef? {
-        var name = Substring(spec)
-        for prefix in ["refs/remotes/", "remotes/"] where name.hasPrefix(prefix) {
-            name = name.dropFirst(prefix.count)
-            break
-        }
-        guard let slash = name.firstIndex(of: "/") else { return nil }
-        return try history.remoteRef(remote: String(name[..<slash]), name: String(name[name.index(after: slash)...]))
+        guard let (remote, name) = RemoteRefSpelling.split(spec) else { return nil }
+        return try history.remoteRef(remote: remote, name: name)
     }
 
     /// The upstream a new branch starting at `start` (nil: HEAD) gets.
