@@ -129,6 +129,13 @@ public final class ObjectStore: Sendable {
             if !exists(id), let fetch = missingFileHandler.withLock({ $0 }) { try fetch(id) }
             do {
                 map = try MappedFile(path: temporary ?? path(for: id))
+            } catch let error where temporary != nil {
+                // Renamed into place meanwhile (a download installs a batch while later objects
+                // are verified against it): the same bytes under the final name.
+                guard let placed = try? MappedFile(path: path(for: id)) else {
+                    throw RepoError.corruptObject(object: id.short, problem: "missing object file (\(error))")
+                }
+                map = placed
             } catch {
                 throw RepoError.corruptObject(object: id.short, problem: "missing object file (\(error))")
             }
@@ -436,16 +443,23 @@ public final class ObjectStore: Sendable {
         let (kind, tensor) = try open(id)
         var st = stat()
         stat(path(for: id), &st)
-        // The chain length below this object.
+        return ObjectInfo(id: id, kind: kind, encoding: tensor.header.encoding, reference: tensor.header.reference,
+                          logicalByteCount: tensor.header.byteCount, storedByteCount: Int(st.st_size),
+                          depth: try chainLength(from: tensor.header.reference, of: id))
+    }
+
+    /// The length of the delta chain of object `id` that starts at its `reference`: 0 for an
+    /// object coded alone.
+    /// - Parameter pending: objects not yet renamed into place, by id (their temporary files).
+    func chainLength(from reference: ObjectID?, of id: ObjectID, pending: [ObjectID: String] = [:]) throws -> Int {
         var depth = 0
-        var next = tensor.header.reference
+        var next = reference
         while let ref = next {
             depth += 1
             guard depth <= ObjectStore.readableDepth else { throw RepoError.corruptObject(object: id.short, problem: "delta chain is too deep (a cycle?)") }
-            next = try open(ref).tensor.header.reference
+            next = try openMapped(ref, temporary: pending[ref]).tensor.header.reference
         }
-        return ObjectInfo(id: id, kind: kind, encoding: tensor.header.encoding, reference: tensor.header.reference,
-                          logicalByteCount: tensor.header.byteCount, storedByteCount: Int(st.st_size), depth: depth)
+        return depth
     }
 
     /// Every object file and every leftover temporary file in the store.

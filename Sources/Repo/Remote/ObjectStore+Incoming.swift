@@ -23,8 +23,10 @@ extension ObjectStore {
     }
 
     /// ``verifyIncoming(_:path:sink:)`` taking the delta reference's decoded chunks from
-    /// `references` (shared by the objects of one download) when given.
-    func verifyIncoming(_ id: ObjectID, path: String, references: ReferenceChunkCache?, sink: (UnsafeRawBufferPointer) throws -> Void) throws -> ObjectInfo {
+    /// `references` (shared by the objects of one download) when given, and reading references
+    /// verified in this download but not yet installed from their incoming files (`pending`).
+    func verifyIncoming(_ id: ObjectID, path: String, references: ReferenceChunkCache?, pending: [ObjectID: String] = [:],
+                        sink: (UnsafeRawBufferPointer) throws -> Void) throws -> ObjectInfo {
         func bad(_ problem: String) -> RepoError { .corruptObject(object: id.short, problem: "received object rejected: \(problem)") }
         let map: MappedFile
         do {
@@ -47,13 +49,13 @@ extension ObjectStore {
         if let ref = tensor.header.reference {
             guard kind == .tensor else { throw bad("a blob coded against another object") }
             guard ref != id else { throw bad("it names itself as its delta reference") }
-            guard exists(ref) else { throw bad("its delta reference \(ref.short) is not stored here (send references first)") }
-            let refHeader = try header(of: ref)
+            guard pending[ref] != nil || exists(ref) else { throw bad("its delta reference \(ref.short) is not stored here (send references first)") }
+            let refHeader = try openMapped(ref, temporary: pending[ref]).tensor.header
             guard refHeader.dtype == tensor.header.dtype, refHeader.shape == tensor.header.shape else {
                 throw bad("its delta reference \(ref.short) has another dtype or shape")
             }
-            depth = try inspect(ref).depth + 1
-            let decodeChunk = try chunkSource(for: ref)
+            depth = try chainLength(from: ref, of: id, pending: pending)
+            let decodeChunk = try chunkSource(for: ref, pending: pending)
             reference = references.map { $0.source(for: ref, wrapping: decodeChunk) } ?? decodeChunk
         }
         do {
