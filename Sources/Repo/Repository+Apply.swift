@@ -117,7 +117,8 @@ extension Repository {
     func recordTreeCommit(_ tree: Tree, head: Head, headID: ObjectID, message: String, metrics: [Commit.Metric], reflog: String,
                           operation: String) throws -> Commit {
         let headCommit = try commit(headID)
-        let checkout = try stageCheckout(tree, over: try worktreeBaseline(head: head).tree, force: false, operation: operation)
+        let baseline = try worktreeBaseline(head: head).tree
+        let checkout = try stageCheckout(tree, over: baseline, force: false, operation: operation)
         let commit: Commit
         do {
             let author = Repository.defaultAuthor()
@@ -128,10 +129,12 @@ extension Repository {
                                       message: message, metrics: metrics, extra: extra)
             commit = Commit(id: id, treeID: tree.id, parents: [headID], base: base, author: author, timestamp: timestamp,
                             message: message, metrics: metrics, extra: extra, generation: headCommit.generation + 1)
+            try notePendingCheckout(operation: operation, from: baseline, to: tree, force: false, proof: .head(id.hex))
             try history.recordCommit(objects: [], tree: tree.fillingDigests(from: checkout.staged), commit: commit, expectedHead: headID,
                                      reflogMessage: "\(reflog): \(commit.subject)", origHead: headID)
         } catch {
             checkout.rollback()
+            clearPendingCheckout()
             throw error
         }
         let entries = try finishCheckout(checkout)

@@ -253,6 +253,9 @@ extension Repository {
                 try history.recordCommit(objects: newInfos, tree: tree, commit: commit, onto: branch, expected: target.created ? nil : parent,
                                          reflogMessage: "\(kind): \(commit.subject)")
             } else {
+                if !fromWorktree, !options.noCheckout {
+                    try notePendingCheckout(operation: "commit --from", from: worktreeTree, to: tree, force: true, proof: .head(id.hex))
+                }
                 try history.recordCommit(objects: newInfos, tree: tree, commit: commit, expectedHead: parent,
                                          reflogMessage: "\(kind): \(commit.subject)", statEntries: statEntries,
                                          origHead: options.amend ? parent : nil)
@@ -261,6 +264,7 @@ extension Repository {
         } catch {
             // Before the transaction nothing refers to the new objects: delete them.
             batch.rollback()
+            clearPendingCheckout()
             throw error
         }
         // From here on the commit exists; a failure below leaves it intact.

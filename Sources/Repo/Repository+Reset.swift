@@ -46,11 +46,14 @@ extension Repository {
                 try history.moveHead(to: target, expected: head, message: message)
                 return ResetResult(old: head.commit, new: target, head: Repository.moved(head, to: target))
             }
-            let checkout = try stageCheckout(try verifiedTree(of: target), over: try worktreeBaseline(head: head).tree, force: true)
+            let (targetTree, baseline) = (try verifiedTree(of: target), try worktreeBaseline(head: head).tree)
+            let checkout = try stageCheckout(targetTree, over: baseline, force: true)
             do {
+                try notePendingCheckout(operation: "reset --hard", from: baseline, to: targetTree, force: true, proof: .head(target.hex))
                 try history.moveHead(to: target, expected: head, message: message)
             } catch {
                 checkout.rollback()
+                clearPendingCheckout()
                 throw error
             }
             let entries = try finishCheckout(checkout)

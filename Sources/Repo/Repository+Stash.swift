@@ -19,6 +19,9 @@ extension Repository {
             do {
                 let stashTree = try history.tree(result.commit.treeID)
                 let checkout = try stageCheckout(baseline, over: stashTree, force: true)
+                // Written after the stash's record (its tree is known only then): a kill before
+                // this leaves the changes both in the stash and in the working tree.
+                try notePendingCheckout(operation: "stash", from: stashTree, to: baseline, force: true, proof: .stashSaved(result.commit.id.hex))
                 try history.write { db in try history.setOrigHead(db, headID) }
                 let entries = try finishCheckout(checkout)
                 history.saveStatCacheOpportunistically(entries, removing: [])
@@ -52,12 +55,16 @@ extension Repository {
             }
             let checkout = try stageCheckout(target, over: baseline, force: false)
             do {
+                // `stash apply` records nothing the next command could check: run again, it
+                // passes the files already written.
+                if drop { try notePendingCheckout(operation: "stash pop", from: baseline, to: target, force: false, proof: .stashDropped(entry.commit.hex)) }
                 try history.write { db in
                     if drop { try HistoryDatabase.dropStash(db, index: index) }
                     try HistoryDatabase.logRef(db, "stash", old: entry.commit, new: nil, message: drop ? "stash pop" : "stash apply")
                 }
             } catch {
                 checkout.rollback()
+                clearPendingCheckout()
                 throw error
             }
             // The working tree now differs from HEAD: no stat-cache rows claim otherwise.

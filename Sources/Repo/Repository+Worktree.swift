@@ -411,6 +411,8 @@ extension Repository {
             unlink(root + "/" + path)
             removeEmptyParents(of: path)
         }
+        // The checkout a record promised is done (``PendingCheckout``).
+        clearPendingCheckout()
         return entries
     }
 

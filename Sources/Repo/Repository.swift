@@ -173,24 +173,26 @@ public final class Repository: Sendable {
     /// - Parameter wait: wait for another writer to finish instead of failing.
     public func withWriteLock<T>(wait: Bool = false, _ body: () throws -> T) throws -> T {
         let lock = try WriteLock(path: metaDirectory + "/lock", wait: wait)
-        writeLocks.add(1, ordering: .relaxed)
+        let outermost = writeLocks.add(1, ordering: .relaxed).oldValue == 0
         defer {
             writeLocks.subtract(1, ordering: .relaxed)
             lock.release()
         }
         defer { objects.releaseMappings() }
+        if outermost, let done = finishPendingCheckout() { waitNotice?(done) }
         return try body()
     }
 
     /// Takes the write lock for the duration of an asynchronous `body` (fetch, clone, pull).
     public func withWriteLock<T>(wait: Bool = false, async body: () async throws -> T) async throws -> T {
         let lock = try WriteLock(path: metaDirectory + "/lock", wait: wait)
-        writeLocks.add(1, ordering: .relaxed)
+        let outermost = writeLocks.add(1, ordering: .relaxed).oldValue == 0
         defer {
             writeLocks.subtract(1, ordering: .relaxed)
             lock.release()
             objects.releaseMappings()
         }
+        if outermost, let done = finishPendingCheckout() { waitNotice?(done) }
         return try await body()
     }
 

@@ -252,6 +252,94 @@ import Testing
         try expectIntact(s)
     }
 
+    /// A command that records before it renames (merge, revert, cherry-pick, reset --hard, stash,
+    /// stash pop), killed after its record: the working tree holds old files under the new state.
+    /// The next writing command finishes the checkout first, so a `commit` then finds nothing to
+    /// commit instead of recording the old files (undoing the merge or the revert).
+    @Test(arguments: [
+        "merge@checkout.staged", "merge@checkout.file:1", "revert@checkout.staged", "revert@checkout.file:1",
+        "revert-arithmetic@checkout.staged", "cherry-pick@checkout.staged",
+        "reset@checkout.staged", "reset@checkout.file:1", "stash@checkout.file:1", "stash-pop@checkout.file:1",
+        "commit-from@commit.recorded", "commit-from@checkout.file:1", "merge-no-commit@checkout.staged",
+    ])
+    func killedAfterItsRecordTheCheckoutIsFinishedByTheNextWriter(_ killCase: String) throws {
+        let parts = killCase.split(separator: "@").map(String.init)
+        let (command, point) = (parts[0], parts[1])
+        let s: CLISandbox
+        var args: [String]
+        /// The folder the working tree must hold once the checkout is finished (nil: HEAD's export).
+        var expected: String?
+        switch command {
+        case "reset":
+            s = try family()
+            args = ["reset", "--hard", "math"]
+            expected = "family/math"
+        case "commit-from":
+            (s, args, _) = try scenario(command, point: point)
+            expected = "family/math"
+        case "merge-no-commit":
+            (s, args, _) = try scenario("merge", point: point)
+            args += ["--no-commit"]
+        case "stash", "stash-pop":
+            s = try prepared()
+            if command == "stash-pop" { try s.ok(["stash", "-q"], in: "repo") }
+            args = command == "stash" ? ["stash"] : ["stash", "pop"]
+            expected = command == "stash" ? "family/base" : "family/math"
+        default:
+            (s, args, _) = try scenario(command, point: point)
+        }
+        let r = try s.run(args, in: "repo", environment: ["MREPO_KILL_AT": point])
+        #expect(r.status == -9, "the kill point \(point) was not reached (status \(r.status)): \(r.stderr)")
+        let head = try s.ok(["rev-parse", "HEAD"], in: "repo").stdout
+        if command != "merge-no-commit" {  // whose status compares with HEAD, whose files these are
+            #expect(!(try s.ok(["status", "--porcelain"], in: "repo").stdout.isEmpty), "the kill left old files (else this case tests nothing)")
+        }
+        #expect(FileManager.default.fileExists(atPath: s.path("repo/.mrepo/CHECKOUT_PENDING")))
+
+        // stash pop leaves changes to commit: another writer there; a merge --no-commit is
+        // continued, committing the candidate the working tree now holds.
+        let next = try s.run(command == "stash-pop" ? ["branch", "after-the-kill"]
+                             : command == "merge-no-commit" ? ["merge", "--continue"] : ["commit", "-m", "after the kill"], in: "repo")
+        #expect(next.stderr.contains("finished updating the working tree for an interrupted"), "\(next.stderr)")
+        if command != "merge-no-commit" {
+            #expect(try s.ok(["rev-parse", "HEAD"], in: "repo").stdout == head, "no commit of the old files: \(next.stdout)\(next.stderr)")
+        } else {
+            #expect(next.status == 0, "\(next.stderr)")
+        }
+        #expect(try s.ok(["status", "--porcelain"], in: "repo").stdout.isEmpty == (command != "stash-pop"))
+        #expect(!FileManager.default.fileExists(atPath: s.path("repo/.mrepo/CHECKOUT_PENDING")))
+        if expected == nil {
+            try s.ok(["export", "HEAD", "../head"], in: "repo")
+            expected = "head"
+        }
+        #expect(s.sameFiles("repo", expected!), "the working tree holds \(expected!)")
+        if command == "stash" { #expect(try s.ok(["stash", "list"], in: "repo").stdout.split(separator: "\n").count == 1) }
+        if command == "stash-pop" { #expect(try s.ok(["stash", "list"], in: "repo").stdout.isEmpty) }
+        #expect(leftovers(s).isEmpty)
+        try expectIntact(s)
+    }
+
+    /// Killed before its record, a command leaves its note, which the next writer drops without
+    /// touching the working tree.
+    @Test func killedBeforeItsRecordTheNoteIsDropped() throws {
+        let s = try family()
+        let before = try s.ok(["rev-parse", "HEAD"], in: "repo").stdout
+        let r = try s.run(["merge", "math", "code", "--method", "ties", "--set", "density=0.5"], in: "repo",
+                          environment: ["MREPO_KILL_AT": "merge.staged"])
+        #expect(r.status == -9)
+        #expect(FileManager.default.fileExists(atPath: s.path("repo/.mrepo/CHECKOUT_PENDING")) == false,
+                "merge.staged comes before the note")
+        // A note whose record was never made (HEAD is not at its commit).
+        let note = #"{"force":false,"from":"\#(String(repeating: "0", count: 64))","operation":"merge","proof":{"head":{"_0":"\#(String(repeating: "1", count: 64))"}},"to":"\#(String(repeating: "2", count: 64))"}"#
+        try Data(note.utf8).write(to: URL(fileURLWithPath: s.path("repo/.mrepo/CHECKOUT_PENDING")))
+        let next = try s.ok(["branch", "other"], in: "repo")
+        #expect(!next.stderr.contains("interrupted"))
+        #expect(!FileManager.default.fileExists(atPath: s.path("repo/.mrepo/CHECKOUT_PENDING")))
+        #expect(try s.ok(["rev-parse", "HEAD"], in: "repo").stdout == before)
+        #expect(try s.ok(["status", "--porcelain"], in: "repo").stdout.isEmpty)
+        #expect(s.sameFiles("repo", "family/base"))
+    }
+
     /// A second writer gets "locked by pid N"; readers are not blocked.
     @Test func secondWriterIsRefusedWhileTheFirstHoldsTheLock() throws {
         let s = try CLISandbox()

@@ -257,12 +257,15 @@ extension Repository {
             if options.noCommit {
                 // The candidate's files are staged (written and verified) before the merge state
                 // names them: a corrupt object stops the merge with nothing recorded or written.
-                let checkout = try stageCheckout(tree, over: try worktreeBaseline(head: head).tree, force: false, operation: options.operation)
+                let baseline = try worktreeBaseline(head: head).tree
+                let checkout = try stageCheckout(tree, over: baseline, force: false, operation: options.operation)
                 do {
                     state.readyTree = tree.id
+                    try notePendingCheckout(operation: "merge --no-commit", from: baseline, to: tree, force: false, proof: .mergeCandidate(tree.id.hex))
                     try history.insertTree(tree.fillingDigests(from: checkout.staged), objects: result.newObjects, mergeState: state)
                 } catch {
                     checkout.rollback()
+                    clearPendingCheckout()
                     throw error
                 }
                 readyCheckout = (checkout, result.report)

@@ -211,11 +211,13 @@ extension Repository {
         let tree = tree.fillingDigests(from: checkout.staged)
         CrashPoint.reach("merge.staged")
         do {
+            try notePendingCheckout(operation: ["merging", "finishing the merge"].contains(operation) ? "merge" : operation, from: from, to: tree, force: false, proof: .head(commit.id.hex))
             try history.recordCommit(objects: newObjects, tree: tree, commit: commit, expectedHead: state.head,
                                      reflogMessage: "merge \(state.branches.map(\.name).joined(separator: ", ")): \(commit.subject)",
                                      clearMergeState: true)
         } catch {
             checkout.rollback()
+            clearPendingCheckout()
             throw error
         }
         return RecordedMerge(commit: commit, tree: tree, checkout: checkout, hookEnvironment: hookEnv)
