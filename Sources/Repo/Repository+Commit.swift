@@ -254,7 +254,8 @@ extension Repository {
                                          reflogMessage: "\(kind): \(commit.subject)")
             } else {
                 if !fromWorktree, !options.noCheckout {
-                    try notePendingCheckout(operation: "commit --from", from: worktreeTree, to: tree, force: true, proof: .head(id.hex))
+                    // Local changes were refused before, unless --force.
+                    try notePendingCheckout(operation: "commit --from", from: worktreeTree, to: tree, force: options.force, proof: .head(id.hex))
                 }
                 try history.recordCommit(objects: newInfos, tree: tree, commit: commit, expectedHead: parent,
                                          reflogMessage: "\(kind): \(commit.subject)", statEntries: statEntries,

@@ -185,7 +185,7 @@ extension Repository {
                 throw RepoError.worktree(.removingCurrent(path))
             }
             guard FileStat.of(record.path) != nil else {
-                try history.forgetWorktrees([record.id])
+                try forgetWorktrees([record.id])
                 return record
             }
             try checkRemovable(record, force: force)
@@ -197,7 +197,7 @@ extension Repository {
             }
             CrashPoint.reach("worktree.moved-away")
             do {
-                try history.forgetWorktrees([record.id])
+                try forgetWorktrees([record.id])
             } catch {
                 rename(doomed, record.path)
                 throw error
@@ -267,9 +267,16 @@ extension Repository {
     public func pruneWorktrees(dryRun: Bool = false, wait: Bool = false) throws -> [LinkedWorktreeRecord] {
         try withWriteLock(wait: wait) {
             let gone = try history.linkedWorktrees().filter { !linksHere($0) }
-            if !dryRun { try history.forgetWorktrees(gone.map(\.id)) }
+            if !dryRun { try forgetWorktrees(gone.map(\.id)) }
             return gone
         }
+    }
+
+    /// Forgets linked working trees (their rows), and any checkout an interrupted command left
+    /// for them (``PendingCheckout``): no command can finish it any more.
+    private func forgetWorktrees(_ ids: [String]) throws {
+        try history.forgetWorktrees(ids)
+        for id in ids { unlink(metaDirectory + "/CHECKOUT_PENDING-" + id) }
     }
 }
 

@@ -37,7 +37,7 @@ extension Repository {
     /// working tree's files are staged first and renamed into place only after the move is
     /// recorded: a failure before leaves everything as it was.
     public func reset(to revision: String, mode: ResetMode, wait: Bool = false) throws -> ResetResult {
-        try withWriteLock(wait: wait) {
+        try withWriteLock(wait: wait, pending: mode == .hard ? .discard : .finish) {
             try refuseDuringMerge("reset")
             let head = try history.head()
             let target = try resolve(revision)
@@ -49,7 +49,10 @@ extension Repository {
             let (targetTree, baseline) = (try verifiedTree(of: target), try worktreeBaseline(head: head).tree)
             let checkout = try stageCheckout(targetTree, over: baseline, force: true)
             do {
-                try notePendingCheckout(operation: "reset --hard", from: baseline, to: targetTree, force: true, proof: .head(target.hex))
+                // HEAD already at the target: the record changes nothing a later command could check.
+                if head.commit != target {
+                    try notePendingCheckout(operation: "reset --hard", from: baseline, to: targetTree, force: true, proof: .head(target.hex))
+                }
                 try history.moveHead(to: target, expected: head, message: message)
             } catch {
                 checkout.rollback()

@@ -21,7 +21,9 @@ extension Repository {
                 let checkout = try stageCheckout(baseline, over: stashTree, force: true)
                 // Written after the stash's record (its tree is known only then): a kill before
                 // this leaves the changes both in the stash and in the working tree.
-                try notePendingCheckout(operation: "stash", from: stashTree, to: baseline, force: true, proof: .stashSaved(result.commit.id.hex))
+                // Not forced: the working tree held the stash's snapshot; an edit made after a kill
+                // stops the next command instead of being lost.
+                try notePendingCheckout(operation: "stash", from: stashTree, to: baseline, force: false, proof: .stashSaved(result.commit.id.hex))
                 try history.write { db in try history.setOrigHead(db, headID) }
                 let entries = try finishCheckout(checkout)
                 history.saveStatCacheOpportunistically(entries, removing: [])
@@ -35,7 +37,8 @@ extension Repository {
     /// `stash pop [N]` (or `stash apply` with `drop: false`): writes the stash's changes into the
     /// working tree and drops the entry. When HEAD moved since the stash, its changes are applied
     /// onto HEAD file by file and tensor by tensor where HEAD did not touch the same things;
-    /// otherwise nothing is written and the entry is kept.
+    /// otherwise nothing is written and the entry is kept. The files are renamed into place before
+    /// the entry is dropped, so an interruption never loses the stash.
     public func stashPop(index: Int = 0, drop: Bool = true, wait: Bool = false) throws -> StashEntry {
         try withWriteLock(wait: wait) {
             try refuseDuringMerge("stash pop")
@@ -53,22 +56,19 @@ extension Repository {
             guard let target = Repository.patch(baseline, from: try tree(of: parent), to: try tree(of: entry.commit)) else {
                 throw RepoError.invalidArgument("stash@{\(index)}: HEAD changed files or tensors the stash changes too; switch to \(parent.short) (its base) and pop it there, or cherry-pick \(entry.commit.short)")
             }
+            // Applied first, then dropped (as git does): killed in between, or should the drop fail,
+            // the stash stays. Recording first dropped it while the files could still be the old
+            // ones. The working tree then differs from HEAD: no stat-cache rows claim otherwise.
             let checkout = try stageCheckout(target, over: baseline, force: false)
+            _ = try finishCheckout(checkout)
             do {
-                // `stash apply` records nothing the next command could check: run again, it
-                // passes the files already written.
-                if drop { try notePendingCheckout(operation: "stash pop", from: baseline, to: target, force: false, proof: .stashDropped(entry.commit.hex)) }
                 try history.write { db in
                     if drop { try HistoryDatabase.dropStash(db, index: index) }
                     try HistoryDatabase.logRef(db, "stash", old: entry.commit, new: nil, message: drop ? "stash pop" : "stash apply")
                 }
             } catch {
-                checkout.rollback()
-                clearPendingCheckout()
-                throw error
+                throw RepoError.failed("stash@{\(index)} was applied, but \(drop ? "dropping it" : "recording it") failed: \(RepoError.wrap(error).description)\(drop ? "; drop it with 'mrepo stash drop \(index)'" : "")")
             }
-            // The working tree now differs from HEAD: no stat-cache rows claim otherwise.
-            _ = try finishCheckout(checkout)
             return entry
         }
     }

@@ -180,7 +180,7 @@ extension Repository {
         if try history.ref(named: revision) == nil, (try? resolve(revision)) == nil, try trackingCandidate(revision) != nil {
             return try switchBranch(revision, force: force, wait: wait)
         }
-        return try withWriteLock(wait: wait) {
+        return try withWriteLock(wait: wait, pending: force ? .discard : .finish) {
             let target = try resolve(revision)
             let head = try history.head()
             return try moveHead(to: target, newHead: .detached(target), from: head, force: force, message: "checkout: moving from \(head.displayName) to \(revision)")

@@ -168,31 +168,32 @@ public final class Repository: Sendable {
         throw RepoError.notARepository(path: absolutePath(path))
     }
 
-    /// Takes the write lock for the duration of `body`.
+    /// Takes the write lock for the duration of `body`, after finishing (or, as `pending` says,
+    /// dropping or leaving) the checkout of a command killed after its record (``PendingCheckout``).
     ///
     /// - Parameter wait: wait for another writer to finish instead of failing.
-    public func withWriteLock<T>(wait: Bool = false, _ body: () throws -> T) throws -> T {
+    public func withWriteLock<T>(wait: Bool = false, pending: PendingCheckoutPolicy = .finish, _ body: () throws -> T) throws -> T {
         let lock = try WriteLock(path: metaDirectory + "/lock", wait: wait)
-        let outermost = writeLocks.add(1, ordering: .relaxed).oldValue == 0
+        writeLocks.add(1, ordering: .relaxed)
         defer {
             writeLocks.subtract(1, ordering: .relaxed)
             lock.release()
         }
         defer { objects.releaseMappings() }
-        if outermost, let done = finishPendingCheckout() { waitNotice?(done) }
+        if let done = try finishPendingCheckout(pending) { waitNotice?(done) }
         return try body()
     }
 
     /// Takes the write lock for the duration of an asynchronous `body` (fetch, clone, pull).
-    public func withWriteLock<T>(wait: Bool = false, async body: () async throws -> T) async throws -> T {
+    public func withWriteLock<T>(wait: Bool = false, pending: PendingCheckoutPolicy = .finish, async body: () async throws -> T) async throws -> T {
         let lock = try WriteLock(path: metaDirectory + "/lock", wait: wait)
-        let outermost = writeLocks.add(1, ordering: .relaxed).oldValue == 0
+        writeLocks.add(1, ordering: .relaxed)
         defer {
             writeLocks.subtract(1, ordering: .relaxed)
             lock.release()
             objects.releaseMappings()
         }
-        if outermost, let done = finishPendingCheckout() { waitNotice?(done) }
+        if let done = try finishPendingCheckout(pending) { waitNotice?(done) }
         return try await body()
     }
 

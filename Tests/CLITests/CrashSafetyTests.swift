@@ -259,7 +259,7 @@ import Testing
     @Test(arguments: [
         "merge@checkout.staged", "merge@checkout.file:1", "revert@checkout.staged", "revert@checkout.file:1",
         "revert-arithmetic@checkout.staged", "cherry-pick@checkout.staged",
-        "reset@checkout.staged", "reset@checkout.file:1", "stash@checkout.file:1", "stash-pop@checkout.file:1",
+        "reset@checkout.staged", "reset@checkout.file:1", "stash@checkout.file:1",
         "commit-from@commit.recorded", "commit-from@checkout.file:1", "merge-no-commit@checkout.staged",
     ])
     func killedAfterItsRecordTheCheckoutIsFinishedByTheNextWriter(_ killCase: String) throws {
@@ -280,11 +280,10 @@ import Testing
         case "merge-no-commit":
             (s, args, _) = try scenario("merge", point: point)
             args += ["--no-commit"]
-        case "stash", "stash-pop":
+        case "stash":
             s = try prepared()
-            if command == "stash-pop" { try s.ok(["stash", "-q"], in: "repo") }
-            args = command == "stash" ? ["stash"] : ["stash", "pop"]
-            expected = command == "stash" ? "family/base" : "family/math"
+            args = ["stash"]
+            expected = "family/base"
         default:
             (s, args, _) = try scenario(command, point: point)
         }
@@ -296,17 +295,15 @@ import Testing
         }
         #expect(FileManager.default.fileExists(atPath: s.path("repo/.mrepo/CHECKOUT_PENDING")))
 
-        // stash pop leaves changes to commit: another writer there; a merge --no-commit is
-        // continued, committing the candidate the working tree now holds.
-        let next = try s.run(command == "stash-pop" ? ["branch", "after-the-kill"]
-                             : command == "merge-no-commit" ? ["merge", "--continue"] : ["commit", "-m", "after the kill"], in: "repo")
+        // A merge --no-commit is continued, committing the candidate the working tree now holds.
+        let next = try s.run(command == "merge-no-commit" ? ["merge", "--continue"] : ["commit", "-m", "after the kill"], in: "repo")
         #expect(next.stderr.contains("finished updating the working tree for an interrupted"), "\(next.stderr)")
         if command != "merge-no-commit" {
             #expect(try s.ok(["rev-parse", "HEAD"], in: "repo").stdout == head, "no commit of the old files: \(next.stdout)\(next.stderr)")
         } else {
             #expect(next.status == 0, "\(next.stderr)")
         }
-        #expect(try s.ok(["status", "--porcelain"], in: "repo").stdout.isEmpty == (command != "stash-pop"))
+        #expect(try s.ok(["status", "--porcelain"], in: "repo").stdout.isEmpty)
         #expect(!FileManager.default.fileExists(atPath: s.path("repo/.mrepo/CHECKOUT_PENDING")))
         if expected == nil {
             try s.ok(["export", "HEAD", "../head"], in: "repo")
@@ -314,8 +311,62 @@ import Testing
         }
         #expect(s.sameFiles("repo", expected!), "the working tree holds \(expected!)")
         if command == "stash" { #expect(try s.ok(["stash", "list"], in: "repo").stdout.split(separator: "\n").count == 1) }
-        if command == "stash-pop" { #expect(try s.ok(["stash", "list"], in: "repo").stdout.isEmpty) }
         #expect(leftovers(s).isEmpty)
+        try expectIntact(s)
+    }
+
+    /// A merge killed after its record, then an edit to a file its checkout still has to replace:
+    /// the next command is refused (it could commit the old file over the merge), the note stays,
+    /// and `checkout --force HEAD` finishes the job, as the message says.
+    @Test func anEditInTheWayStopsTheNextCommandUntilCheckoutForce() throws {
+        let (s, args, _) = try scenario("merge", point: "checkout.staged")
+        let r = try s.run(args, in: "repo", environment: ["MREPO_KILL_AT": "checkout.staged"])
+        #expect(r.status == -9)
+        let merged = try s.ok(["rev-parse", "HEAD"], in: "repo").stdout
+        let model = s.path("repo/model.safetensors")
+        #expect(FileManager.default.fileExists(atPath: model))
+        try Data("edited after the kill".utf8).write(to: URL(fileURLWithPath: model))
+        let refused = try s.run(["commit", "-m", "edit"], in: "repo")
+        expectOneLineError(refused, contains: "an interrupted merge left the working tree partly updated")
+        #expect(refused.stderr.contains("mrepo checkout --force HEAD"))
+        #expect(try s.ok(["rev-parse", "HEAD"], in: "repo").stdout == merged, "nothing committed")
+        #expect(FileManager.default.fileExists(atPath: s.path("repo/.mrepo/CHECKOUT_PENDING")))
+        #expect(try String(contentsOfFile: model, encoding: .utf8) == "edited after the kill", "the edit is kept")
+        try s.ok(["checkout", "-q", "--force", "HEAD"], in: "repo")
+        #expect(!FileManager.default.fileExists(atPath: s.path("repo/.mrepo/CHECKOUT_PENDING")))
+        #expect(try s.ok(["status", "--porcelain"], in: "repo").stdout.isEmpty)
+        try expectIntact(s)
+    }
+
+    /// A push into a repository whose merge was killed after its record leaves that repository's
+    /// working tree alone: its own next command finishes the checkout.
+    @Test func aReceivedPushLeavesTheCheckoutToTheRepository() throws {
+        let (s, args, _) = try scenario("merge", point: "checkout.staged")
+        try s.ok(["clone", "-q", "repo", "other"])
+        let r = try s.run(args, in: "repo", environment: ["MREPO_KILL_AT": "checkout.staged"])
+        #expect(r.status == -9)
+        let before = try s.ok(["status", "--porcelain"], in: "repo").stdout
+        try s.ok(["switch", "-q", "-c", "pushed"], in: "other")
+        try s.ok(["push", "-q", "origin", "pushed"], in: "other")
+        #expect(FileManager.default.fileExists(atPath: s.path("repo/.mrepo/CHECKOUT_PENDING")))
+        #expect(try s.ok(["status", "--porcelain"], in: "repo").stdout == before)
+        let next = try s.run(["tag", "after"], in: "repo")
+        #expect(next.status == 0 && next.stderr.contains("finished updating the working tree for an interrupted merge"), "\(next.stderr)")
+        #expect(try s.ok(["status", "--porcelain"], in: "repo").stdout.isEmpty)
+    }
+
+    /// `stash pop` applies before it drops: killed during its renames, the entry stays.
+    @Test func stashPopKilledDuringItsRenamesKeepsTheEntry() throws {
+        let s = try prepared()
+        try s.ok(["stash", "-q"], in: "repo")
+        let r = try s.run(["stash", "pop"], in: "repo", environment: ["MREPO_KILL_AT": "checkout.file:1"])
+        #expect(r.status == -9)
+        #expect(try s.ok(["stash", "list"], in: "repo").stdout.split(separator: "\n").count == 1)
+        #expect(!FileManager.default.fileExists(atPath: s.path("repo/.mrepo/CHECKOUT_PENDING")))
+        try s.ok(["checkout", "-q", "--force", "HEAD"], in: "repo")
+        try s.ok(["stash", "pop", "-q"], in: "repo")
+        #expect(s.sameFiles("repo", "family/math"))
+        #expect(try s.ok(["stash", "list"], in: "repo").stdout.isEmpty)
         try expectIntact(s)
     }
 

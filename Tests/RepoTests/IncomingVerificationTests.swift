@@ -67,4 +67,14 @@ import Testing
         }
         #expect(error.map { "\($0)" }?.contains("received object rejected") == true)
     }
+
+    /// A remote that claims a reference cycle cannot make the chain walk spin.
+    @Test func aClaimedReferenceCycleEnds() throws {
+        let a = ObjectID(hex: String(repeating: "a", count: 64))!, b = ObjectID(hex: String(repeating: "b", count: 64))!
+        let files = IncomingFiles(references: [a: b, b: a])
+        files.add(a, path: "/a")
+        files.add(b, path: "/b")
+        #expect(files.chain(from: a) == [a: "/a", b: "/b"])
+        #expect(IncomingFiles(references: [a: a]).chain(from: a).isEmpty)
+    }
 }

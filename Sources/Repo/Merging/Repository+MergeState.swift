@@ -160,7 +160,7 @@ extension Repository {
 
     /// Abandons a merge: the state is dropped and the working tree goes back to HEAD.
     public func abortMerge(wait: Bool = false) throws {
-        try withWriteLock(wait: wait) {
+        try withWriteLock(wait: wait, pending: .discard) {
             let state: MergeState?
             do {
                 state = try history.mergeState()

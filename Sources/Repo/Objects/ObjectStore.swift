@@ -126,7 +126,8 @@ public final class ObjectStore: Sendable {
         if temporary == nil, let cached = openObjects.withLock({ $0[id] }) {
             map = cached
         } else {
-            if !exists(id), let fetch = missingFileHandler.withLock({ $0 }) { try fetch(id) }
+            // A temporary file is this process's own (being written or received): never fetched.
+            if temporary == nil, !exists(id), let fetch = missingFileHandler.withLock({ $0 }) { try fetch(id) }
             do {
                 map = try MappedFile(path: temporary ?? path(for: id))
             } catch let error where temporary != nil {

@@ -66,7 +66,7 @@ public final class LocalTransport: RemoteTransport, Sendable {
     }
 
     public func putCommits(_ records: [CommitRecord]) async throws {
-        try repository.withWriteLock(wait: true) { try repository.receiveCommits(records) }
+        try repository.withWriteLock(wait: true, pending: .leave) { try repository.receiveCommits(records) }
     }
 
     public func updateRef(_ update: RefUpdate) async throws {

@@ -17,19 +17,20 @@ import Synchronization
 /// objects, ``batchBytes`` bytes, or when the last object of a depth level is in.
 ///
 /// A delta is verified against its reference, which must be verified first: a delta whose
-/// reference comes in this download downloads its bytes at once but waits until the reference is
-/// verified and has joined a batch, then decodes it from its incoming file (or from its final
-/// name, if its batch was installed meanwhile). It does not wait for the reference's batch to be
-/// installed: that wait left both cores idle while the first level's batch was synced (about
-/// 150 ms of a 0.95 s clone of the real MiniLM family). A reference joins a batch before its
-/// deltas are verified, batches are installed one after another and renamed in the order they
-/// were joined, so a delta never gets its name before its reference. A reference is always of a
-/// lower level than its deltas and is started first, so the wait always ends. (A remote that
-/// misstates depths only makes that delta fail its verification, as before.) Nothing changes for
-/// what is promised: every object is verified before it gets its name, names point at durable
-/// files only, and `download` returns only once every batch is installed, so no commit or ref can
-/// name an object before it is durable. An interruption loses at most the batches not yet
-/// installed; what was installed is not fetched again.
+/// reference comes in this download downloads its bytes at once but waits until the reference's
+/// batch is closed (handed to the install queue), then decodes the reference from its incoming
+/// file (or from its final name, if that batch was installed meanwhile). It does not wait for the
+/// batch to be installed: that wait left both cores idle while the first level's batch was synced
+/// (about 150 ms of a 0.95 s clone of the real MiniLM family). A delta therefore always joins a
+/// later batch than its reference, and batches are installed one after another, so no delta gets
+/// its name before its reference is durable under its own, also across a power loss. A reference is
+/// always of a lower level than its deltas and is started first, and a level's last object closes
+/// the batch, so the wait always ends. (A remote that misstates depths only makes that delta fail
+/// its verification, as before.) Nothing changes for what is promised: every object is verified
+/// before it gets its name, names point at durable files only, and `download` returns only once
+/// every batch is installed, so no commit or ref can name an object before it is durable. An
+/// interruption loses at most the batches not yet installed; what was installed is not fetched
+/// again.
 extension ObjectMover {
     /// Objects per durable batch, and bytes: large enough to amortise the disk barriers, small
     /// enough that an interruption loses little.
@@ -51,12 +52,15 @@ extension ObjectMover {
         var lastInstall: Task<Void, any Error>?
         var total = 0
 
-        /// Hands the open batch to the install queue (after the batch before it).
+        /// Hands the open batch to the install queue (after the batch before it). Its objects'
+        /// deltas may be verified from now on, from the incoming files: they join later batches.
         func close() {
             guard !open.isEmpty else { return }
             let batch = open
             open = []
             openBytes = 0
+            for o in batch { if let p = o.path { incoming.add(o.id, path: p) } }
+            gate.open(batch.map(\.id))
             let previous = lastInstall
             lastInstall = Task {
                 do {
@@ -89,9 +93,6 @@ extension ObjectMover {
                         total += r.byteCount
                         open.append(r)
                         openBytes += r.byteCount
-                        // Its deltas may be verified now, from its incoming file: it is in a batch.
-                        if let p = r.path { incoming.add(r.id, path: p) }
-                        gate.open([r.id])
                         levelLeft[r.depth, default: 1] -= 1
                         if open.count >= ObjectMover.batchObjects || openBytes >= ObjectMover.batchBytes || levelLeft[r.depth] == 0 {
                             close()
@@ -112,14 +113,16 @@ extension ObjectMover {
             try await lastInstall?.value
         } catch {
             for o in open { if let p = o.path { unlink(p) } }
-            _ = try? await lastInstall?.value
+            // A failed install removes its incoming files, and a delta reading its reference from
+            // one then fails too: the install's error is the one to report.
+            if let lastInstall, case let .failure(installError) = await lastInstall.result { throw installError }
             throw error
         }
         return total
     }
 
-    /// Downloads one object into an incoming file and verifies it (after its reference is verified,
-    /// when that comes in this download), writing the decoded bytes to the clone's prepared files.
+    /// Downloads one object into an incoming file and verifies it (once its reference's batch is
+    /// closed, when that comes in this download), writing the decoded bytes to the clone's prepared files.
     private func receive(_ info: ObjectInfo, after reference: ObjectID?, gate: StoredGate, incoming files: IncomingFiles) async throws -> ReceivedObject {
         let store = repository.objects
         let incoming = store.incomingPath()
@@ -178,8 +181,8 @@ final class VerifiedRows: Sendable {
     var all: [ObjectID: ObjectInfo] { rows.withLock { $0 } }
 }
 
-/// The incoming files of the objects of a download that are verified and in a batch, not
-/// necessarily installed yet: what a delta verified after them reads its reference from.
+/// The incoming files of the objects of a download whose batch is closed, not necessarily
+/// installed yet: what a delta verified after them reads its reference from.
 final class IncomingFiles: Sendable {
     private let paths = Mutex<[ObjectID: String]>([:])
     /// Each object's delta reference, as the download was told.
@@ -196,7 +199,8 @@ final class IncomingFiles: Sendable {
         paths.withLock { known in
             var out: [ObjectID: String] = [:]
             var next: ObjectID? = id
-            while let current = next, out.count <= ObjectStore.readableDepth, let p = known[current] {
+            // A remote may claim a cycle: stop at an object already in the chain.
+            while let current = next, out[current] == nil, out.count <= ObjectStore.readableDepth, let p = known[current] {
                 out[current] = p
                 next = references[current] ?? nil
             }
@@ -205,8 +209,8 @@ final class IncomingFiles: Sendable {
     }
 }
 
-/// Which objects of a download are verified and in a batch (or were stored before); deltas wait
-/// here for their reference.
+/// Which objects of a download are in a closed batch (or were stored before); deltas wait here for
+/// their reference.
 final class StoredGate: Sendable {
     private struct State {
         var stored: Set<ObjectID> = []

@@ -170,7 +170,7 @@ extension Repository {
     public func applyRefUpdate(_ update: RefUpdate, shownAs remote: String) throws {
         try RefNames.validate(update.name)
         let bare = try history.meta("bare") == "1"
-        try withWriteLock(wait: true) {
+        try withWriteLock(wait: true, pending: .leave) {
             try history.write { db in
                 let current = try HistoryDatabase.ref(db, update.name)
                 if let current, current.kind != update.kind {

@@ -1,10 +1,20 @@
 import Delta
 import Foundation
 
+/// What a command that takes the write lock does with a checkout an interrupted command left.
+public enum PendingCheckoutPolicy: Sendable {
+    /// Finish it before the command runs, or refuse to run (the default).
+    case finish
+    /// Drop it: the command rewrites the working tree with `--force` (or `reset --hard`, `merge --abort`).
+    case discard
+    /// Leave it for the repository's own next command: a push received from another repository.
+    case leave
+}
+
 /// A checkout that a command does after recording its history, noted so that a kill between the
 /// record and the renames cannot leave HEAD on a new commit over the old files.
 ///
-/// A merge, `revert`, `cherry-pick`, `reset --hard` and `stash`/`stash pop` stage every file
+/// A merge, `revert`, `cherry-pick`, `reset --hard`, `stash` and `commit --from` stage every file
 /// first, record (one transaction), then rename the files into place: a failure before the record
 /// leaves everything as it was. A kill after the record but before the last rename used to leave
 /// the working tree holding the old files under the new HEAD; `status` showed them as changes, and
@@ -13,7 +23,8 @@ import Foundation
 /// (the writer that left it is gone: the lock is free) reads it. When the record was made
 /// (``Proof``) it finishes the checkout: the recorded tree over the one the working tree held,
 /// which passes the files already renamed. When the record was not made, nothing was renamed and
-/// the note is deleted. Format: docs/format.md §7.6.
+/// the note is deleted. (`stash pop` renames first and records after, as git applies, then drops:
+/// killed in between, the stash stays.) Format: docs/format.md §7.6.
 struct PendingCheckout: Codable, Equatable {
     /// What the record did, so that a later command can tell whether it was made.
     enum Proof: Codable, Equatable {
@@ -23,8 +34,6 @@ struct PendingCheckout: Codable, Equatable {
         case mergeCandidate(String)
         /// This stash commit is in the stash list (`stash`).
         case stashSaved(String)
-        /// This stash commit is no longer in the stash list (`stash pop`).
-        case stashDropped(String)
     }
 
     /// The command, for messages ("revert", "merge", ...).
@@ -32,7 +41,7 @@ struct PendingCheckout: Codable, Equatable {
     /// The tree the working tree held, and the one the command checks out (ids, hex).
     var from: String
     var to: String
-    /// Whether local changes are overwritten (`reset --hard`, `stash`).
+    /// Whether local changes are overwritten (`reset --hard`, `commit --from --force`).
     var force: Bool
     var proof: Proof
 }
@@ -60,27 +69,47 @@ extension Repository {
     /// Finishes the checkout of a command killed between its record and its renames (see
     /// ``PendingCheckout``); called with the write lock held, before the command runs. Returns
     /// what it did, for the user, or nil when there was nothing to finish.
-    func finishPendingCheckout() -> String? {
-        guard let data = FileManager.default.contents(atPath: pendingCheckoutPath) else { return nil }
+    ///
+    /// - Throws: when the checkout was recorded but cannot be finished (a local change in the way,
+    ///   a tree that is not recorded, an unreadable note): the note stays, and the command does not
+    ///   run, since it could record the old files. `checkout --force`, `switch --force`,
+    ///   `reset --hard` and `merge --abort` (``PendingCheckoutPolicy/discard``) rewrite the working
+    ///   tree themselves and go ahead.
+    func finishPendingCheckout(_ policy: PendingCheckoutPolicy) throws -> String? {
+        guard policy != .leave, let data = FileManager.default.contents(atPath: pendingCheckoutPath) else { return nil }
+        if policy == .discard {
+            clearPendingCheckout()
+            return nil
+        }
+        let advice = "run 'mrepo checkout --force HEAD' to make the working tree hold HEAD (local changes to tracked files are lost), or 'mrepo status' to see what differs"
         guard let note = try? JSONDecoder().decode(PendingCheckout.self, from: data),
               let fromID = ObjectID(hex: note.from), let toID = ObjectID(hex: note.to) else {
-            clearPendingCheckout()
-            return "\(pendingCheckoutPath) could not be read; it was removed (run 'mrepo status' to check the working tree)"
+            throw RepoError.failed("\(pendingCheckoutPath): not a checkout left by an interrupted command; \(advice)")
         }
-        guard (try? wasRecorded(note.proof)) == true else {
+        let recorded: Bool
+        do {
+            recorded = try wasRecorded(note.proof)
+        } catch {
+            throw RepoError.failed("an interrupted \(note.operation) may have left the working tree partly updated, and checking it failed: \(RepoError.wrap(error).description)")
+        }
+        guard recorded else {
             // Killed before its record: nothing was renamed, and its staged files are swept.
             clearPendingCheckout()
             return nil
         }
+        let failure = "an interrupted \(note.operation) left the working tree partly updated (HEAD holds its result), and finishing it failed"
+        let (from, to) = (try history.tree(fromID), try history.tree(toID))
+        // An id that names no recorded tree reads as an empty one: never check that out.
+        guard from.id == fromID, to.id == toID else {
+            throw RepoError.failed("\(failure): its trees are not recorded; \(advice)")
+        }
         do {
-            let checkout = try stageCheckout(try history.tree(toID), over: try history.tree(fromID), force: note.force,
-                                             operation: "finishing the interrupted \(note.operation)")
+            let checkout = try stageCheckout(to, over: from, force: note.force, operation: "finishing the interrupted \(note.operation)")
             let entries = try finishCheckout(checkout)
             history.saveStatCacheOpportunistically(entries, removing: [])
             return "finished updating the working tree for an interrupted \(note.operation) (\(checkout.stats.written) files written, \(checkout.stats.removed) removed)"
         } catch {
-            clearPendingCheckout()
-            return "an interrupted \(note.operation) left the working tree partly updated, and finishing it failed: \(RepoError.wrap(error).description); 'mrepo status' shows what differs from HEAD"
+            throw RepoError.failed("\(failure): \(RepoError.wrap(error).description); \(advice)")
         }
     }
 
@@ -92,8 +121,6 @@ extension Repository {
             return try history.mergeState()?.readyTree?.hex == hex
         case let .stashSaved(hex):
             return try history.stashes().contains { $0.commit.hex == hex }
-        case let .stashDropped(hex):
-            return try !history.stashes().contains { $0.commit.hex == hex }
         }
     }
 }
