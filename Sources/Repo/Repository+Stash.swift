@@ -23,7 +23,7 @@ extension Repository {
                 // this leaves the changes both in the stash and in the working tree.
                 // Not forced: the working tree held the stash's snapshot; an edit made after a kill
                 // stops the next command instead of being lost.
-                try notePendingCheckout(operation: "stash", from: stashTree, to: baseline, force: false, proof: .stashSaved(result.commit.id.hex))
+                try notePendingCheckout(operation: "stash", from: stashTree, to: baseline, force: false, proof: .stashSaved(result.commit.id.hex), checkingTo: true)
                 try history.write { db in try history.setOrigHead(db, headID) }
                 let entries = try finishCheckout(checkout)
                 history.saveStatCacheOpportunistically(entries, removing: [])

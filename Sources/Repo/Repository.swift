@@ -28,6 +28,7 @@ public final class Repository: Sendable {
         var progress: (any ProgressSink)?
         var codecOptions = CodecOptions.default
         var waitNotice: (@Sendable (String) -> Void)?
+        var pendingCheckouts = PendingCheckoutPolicy.finish
     }
 
     private let settings = Mutex(Settings())
@@ -42,6 +43,13 @@ public final class Repository: Sendable {
     public var codecOptions: CodecOptions {
         get { settings.withLock { $0.codecOptions } }
         set { settings.withLock { $0.codecOptions = newValue } }
+    }
+
+    /// What this object's writers do with a checkout an interrupted command left, when a command
+    /// does not say (``PendingCheckout``): `mrepo serve` sets ``PendingCheckoutPolicy/leave``.
+    public var pendingCheckouts: PendingCheckoutPolicy {
+        get { settings.withLock { $0.pendingCheckouts } }
+        set { settings.withLock { $0.pendingCheckouts = newValue } }
     }
 
     /// Told when a command has to wait for another (gc for readers, a reader for gc).
@@ -172,7 +180,7 @@ public final class Repository: Sendable {
     /// dropping or leaving) the checkout of a command killed after its record (``PendingCheckout``).
     ///
     /// - Parameter wait: wait for another writer to finish instead of failing.
-    public func withWriteLock<T>(wait: Bool = false, pending: PendingCheckoutPolicy = .finish, _ body: () throws -> T) throws -> T {
+    public func withWriteLock<T>(wait: Bool = false, pending: PendingCheckoutPolicy? = nil, _ body: () throws -> T) throws -> T {
         let lock = try WriteLock(path: metaDirectory + "/lock", wait: wait)
         writeLocks.add(1, ordering: .relaxed)
         defer {
@@ -180,12 +188,12 @@ public final class Repository: Sendable {
             lock.release()
         }
         defer { objects.releaseMappings() }
-        if let done = try finishPendingCheckout(pending) { waitNotice?(done) }
+        if let done = try finishPendingCheckout(pending ?? pendingCheckouts) { waitNotice?(done) }
         return try body()
     }
 
     /// Takes the write lock for the duration of an asynchronous `body` (fetch, clone, pull).
-    public func withWriteLock<T>(wait: Bool = false, pending: PendingCheckoutPolicy = .finish, async body: () async throws -> T) async throws -> T {
+    public func withWriteLock<T>(wait: Bool = false, pending: PendingCheckoutPolicy? = nil, async body: () async throws -> T) async throws -> T {
         let lock = try WriteLock(path: metaDirectory + "/lock", wait: wait)
         writeLocks.add(1, ordering: .relaxed)
         defer {
@@ -193,7 +201,7 @@ public final class Repository: Sendable {
             lock.release()
             objects.releaseMappings()
         }
-        if let done = try finishPendingCheckout(pending) { waitNotice?(done) }
+        if let done = try finishPendingCheckout(pending ?? pendingCheckouts) { waitNotice?(done) }
         return try await body()
     }
 

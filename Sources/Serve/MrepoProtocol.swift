@@ -51,7 +51,7 @@ extension HubService {
             } catch {
                 throw HubError.badRequest("not a list of commit records: \(error)")
             }
-            try repo.withWriteLock(wait: true, pending: .leave) { try repo.receiveCommits(records) }
+            try repo.withWriteLock(wait: true) { try repo.receiveCommits(records) }
             return Responses.json(.object([]))
         case (.post, ["refs"]):
             try requireWrite(request)

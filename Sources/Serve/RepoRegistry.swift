@@ -45,6 +45,8 @@ final class RepoRegistry: Sendable {
         }
         let repo = try Repository.open(at: real)
         guard repo.root == real else { throw HubError.repoNotFound(id) }
+        // A checkout an interrupted command of the repository's owner left is theirs to finish.
+        repo.pendingCheckouts = .leave
         return open.withLock { cache in
             if let existing = cache[id] { return existing }
             cache[id] = repo

@@ -8,6 +8,12 @@ extension HistoryDatabase {
         try read { db in try HistoryDatabase.tree(db, id) }
     }
 
+    /// Whether `id` names a recorded tree (the empty tree always is).
+    func hasTree(_ id: ObjectID) throws -> Bool {
+        if id == Tree.empty.id { return true }
+        return try read { db in try Bool.fetchOne(db, sql: "SELECT 1 FROM treeFile WHERE treeID = ? LIMIT 1", arguments: [id.hex]) ?? false }
+    }
+
     static func tree(_ db: Database, _ id: ObjectID) throws -> Tree {
         let fileRows = try TreeFileRow.fetchAll(db, sql: "SELECT * FROM treeFile WHERE treeID = ? ORDER BY path", arguments: [id.hex])
         let tensorRows = try TreeTensorRow.fetchAll(db, sql: "SELECT * FROM treeTensor WHERE treeID = ? ORDER BY path, position", arguments: [id.hex])

@@ -19,6 +19,8 @@ public final class LocalTransport: RemoteTransport, Sendable {
             throw RepoError.remote("\(url): not an mrepo repository (no .mrepo folder there)")
         }
         repository = try Repository(root: root)
+        // Its own interrupted checkout is its owner's to finish, not a pusher's.
+        repository.pendingCheckouts = .leave
         LeftoverSweeper.sweep(metaDirectory: repository.metaDirectory)
     }
 
@@ -66,7 +68,7 @@ public final class LocalTransport: RemoteTransport, Sendable {
     }
 
     public func putCommits(_ records: [CommitRecord]) async throws {
-        try repository.withWriteLock(wait: true, pending: .leave) { try repository.receiveCommits(records) }
+        try repository.withWriteLock(wait: true) { try repository.receiveCommits(records) }
     }
 
     public func updateRef(_ update: RefUpdate) async throws {

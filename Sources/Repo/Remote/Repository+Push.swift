@@ -104,7 +104,8 @@ extension Repository {
                 result.rejected.append((u.name, RepoError.wrap(error).description))
             }
         }
-        try withWriteLock(wait: true) {
+        // The remote moved already: nothing may stop this bookkeeping, nor does it touch the working tree.
+        try withWriteLock(wait: true, pending: .leave) {
             try history.updateRemoteRefs(remote: remote.name, result.refs.map { ($0.name, $0.kind, $0.new) }, message: "push \(remote.name)")
             if options.setUpstream {
                 for item in items where item.kind == .branch && item.local != nil && !result.rejected.contains(where: { $0.name == item.remoteName }) {

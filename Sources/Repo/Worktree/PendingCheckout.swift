@@ -5,9 +5,11 @@ import Foundation
 public enum PendingCheckoutPolicy: Sendable {
     /// Finish it before the command runs, or refuse to run (the default).
     case finish
-    /// Drop it: the command rewrites the working tree with `--force` (or `reset --hard`, `merge --abort`).
+    /// Finish it with `--force`, or drop it when it cannot be used: the command overwrites local
+    /// changes anyway (`checkout --force`, `switch --force`, `reset --hard`, `merge --abort`).
     case discard
-    /// Leave it for the repository's own next command: a push received from another repository.
+    /// Leave it for the repository's own next command: a push received from another repository,
+    /// anything `mrepo serve` does, the bookkeeping after a push.
     case leave
 }
 
@@ -54,7 +56,11 @@ extension Repository {
     }
 
     /// Notes, durably, the checkout of `to` over `from` that follows a record `proof` describes.
-    func notePendingCheckout(operation: String, from: Tree, to: Tree, force: Bool, proof: PendingCheckout.Proof) throws {
+    /// Nothing is noted when `from` (or, with `checkingTo`, `to`) is not a recorded tree (a view
+    /// the working tree holds, §6.2): no later command could read it back.
+    func notePendingCheckout(operation: String, from: Tree, to: Tree, force: Bool, proof: PendingCheckout.Proof,
+                             checkingTo: Bool = false) throws {
+        guard try history.hasTree(from.id), try !checkingTo || history.hasTree(to.id) else { return }
         let note = PendingCheckout(operation: operation, from: from.id.hex, to: to.id.hex, force: force, proof: proof)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
@@ -70,21 +76,23 @@ extension Repository {
     /// ``PendingCheckout``); called with the write lock held, before the command runs. Returns
     /// what it did, for the user, or nil when there was nothing to finish.
     ///
+    /// With ``PendingCheckoutPolicy/discard`` (a command that overwrites local changes anyway) the
+    /// checkout is finished with `force`, and a note that cannot be used is deleted.
+    ///
     /// - Throws: when the checkout was recorded but cannot be finished (a local change in the way,
     ///   a tree that is not recorded, an unreadable note): the note stays, and the command does not
-    ///   run, since it could record the old files. `checkout --force`, `switch --force`,
-    ///   `reset --hard` and `merge --abort` (``PendingCheckoutPolicy/discard``) rewrite the working
-    ///   tree themselves and go ahead.
+    ///   run, since it could record the old files.
     func finishPendingCheckout(_ policy: PendingCheckoutPolicy) throws -> String? {
         guard policy != .leave, let data = FileManager.default.contents(atPath: pendingCheckoutPath) else { return nil }
-        if policy == .discard {
-            clearPendingCheckout()
-            return nil
-        }
-        let advice = "run 'mrepo checkout --force HEAD' to make the working tree hold HEAD (local changes to tracked files are lost), or 'mrepo status' to see what differs"
+        let discard = policy == .discard
+        let advice = "run 'mrepo checkout --force HEAD' to finish it (local changes to those files are lost), or 'mrepo status' to see what differs"
         guard let note = try? JSONDecoder().decode(PendingCheckout.self, from: data),
               let fromID = ObjectID(hex: note.from), let toID = ObjectID(hex: note.to) else {
-            throw RepoError.failed("\(pendingCheckoutPath): not a checkout left by an interrupted command; \(advice)")
+            if discard {
+                clearPendingCheckout()
+                return nil
+            }
+            throw RepoError.failed("\(pendingCheckoutPath): not a checkout left by an interrupted command; run 'mrepo checkout --force HEAD' to make the working tree hold HEAD, which deletes it")
         }
         let recorded: Bool
         do {
@@ -101,15 +109,19 @@ extension Repository {
         let (from, to) = (try history.tree(fromID), try history.tree(toID))
         // An id that names no recorded tree reads as an empty one: never check that out.
         guard from.id == fromID, to.id == toID else {
+            if discard {
+                clearPendingCheckout()
+                return nil
+            }
             throw RepoError.failed("\(failure): its trees are not recorded; \(advice)")
         }
         do {
-            let checkout = try stageCheckout(to, over: from, force: note.force, operation: "finishing the interrupted \(note.operation)")
+            let checkout = try stageCheckout(to, over: from, force: note.force || discard, operation: "finishing the interrupted \(note.operation)")
             let entries = try finishCheckout(checkout)
             history.saveStatCacheOpportunistically(entries, removing: [])
             return "finished updating the working tree for an interrupted \(note.operation) (\(checkout.stats.written) files written, \(checkout.stats.removed) removed)"
         } catch {
-            throw RepoError.failed("\(failure): \(RepoError.wrap(error).description); \(advice)")
+            throw RepoError.failed("\(failure): \(RepoError.wrap(error).description); \(discard ? "nothing was changed" : advice)")
         }
     }
 
