@@ -37,7 +37,7 @@ extension Repository {
     /// working tree's files are staged first and renamed into place only after the move is
     /// recorded: a failure before leaves everything as it was.
     public func reset(to revision: String, mode: ResetMode, wait: Bool = false) throws -> ResetResult {
-        try withWriteLock(wait: wait, pending: mode == .hard ? .discard : .finish) {
+        try withWriteLock(wait: wait, pending: mode == .hard ? .leave : nil) {
             try refuseDuringMerge("reset")
             let head = try history.head()
             let target = try resolve(revision)
@@ -46,7 +46,10 @@ extension Repository {
                 try history.moveHead(to: target, expected: head, message: message)
                 return ResetResult(old: head.commit, new: target, head: Repository.moved(head, to: target))
             }
-            let (targetTree, baseline) = (try verifiedTree(of: target), try worktreeBaseline(head: head).tree)
+            let targetTree = try verifiedTree(of: target)
+            // Sure to run: an interrupted command's checkout is finished (with force) first.
+            if let done = try finishPendingCheckout(.discard) { waitNotice?(done) }
+            let baseline = try worktreeBaseline(head: head).tree
             let checkout = try stageCheckout(targetTree, over: baseline, force: true)
             do {
                 // HEAD already at the target: the record changes nothing a later command could check.

@@ -59,7 +59,8 @@ extension Repository {
     ///   - force: overwrite uncommitted changes.
     public func switchBranch(_ name: String, create: Bool = false, startPoint: String? = nil, tracking: BranchTracking = .auto,
                              force: Bool = false, wait: Bool = false) throws -> CheckoutResult {
-        try withWriteLock(wait: wait, pending: force ? .discard : .finish) {
+        // Forced: moveHead finishes an interrupted checkout itself, once the target is known.
+        try withWriteLock(wait: wait, pending: force ? .leave : nil) {
             let head = try history.head()
             if create {
                 try RefNames.validate(name)

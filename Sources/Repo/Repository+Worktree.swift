@@ -180,7 +180,7 @@ extension Repository {
         if try history.ref(named: revision) == nil, (try? resolve(revision)) == nil, try trackingCandidate(revision) != nil {
             return try switchBranch(revision, force: force, wait: wait)
         }
-        return try withWriteLock(wait: wait, pending: force ? .discard : .finish) {
+        return try withWriteLock(wait: wait, pending: force ? .leave : nil) {
             let target = try resolve(revision)
             let head = try history.head()
             return try moveHead(to: target, newHead: .detached(target), from: head, force: force, message: "checkout: moving from \(head.displayName) to \(revision)")
@@ -192,8 +192,11 @@ extension Repository {
     func moveHead(to target: ObjectID, newHead: Head, from head: Head, force: Bool, message: String,
                   creating: HistoryDatabase.NewBranch? = nil) throws -> CheckoutResult {
         try refuseDuringMerge("switching")
-        let oldTree = try worktreeBaseline(head: head).tree
         let newTree = try verifiedTree(of: target)
+        // Forced, and sure to run: a checkout an interrupted command left is finished (with force)
+        // first, so that the files it removes go too (this checkout compares with HEAD only).
+        if force, let done = try finishPendingCheckout(.discard) { waitNotice?(done) }
+        let oldTree = try worktreeBaseline(head: head).tree
         var stats = MaterializeStats()
         let entries = try materialize(newTree, over: oldTree, force: force, stats: &stats)
         CrashPoint.reach("checkout.files-written")

@@ -330,6 +330,9 @@ import Testing
         expectOneLineError(refused, contains: "an interrupted merge left the working tree partly updated")
         #expect(refused.stderr.contains("mrepo checkout --force HEAD"))
         #expect(try s.ok(["rev-parse", "HEAD"], in: "repo").stdout == merged, "nothing committed")
+        // Forced commands that fail their own checks touch nothing either.
+        expectOneLineError(try s.run(["checkout", "--force", "no-such-rev"], in: "repo"), contains: "no-such-rev")
+        expectOneLineError(try s.run(["merge", "--abort"], in: "repo"), contains: "no merge in progress")
         #expect(FileManager.default.fileExists(atPath: s.path("repo/.mrepo/CHECKOUT_PENDING")))
         #expect(try String(contentsOfFile: model, encoding: .utf8) == "edited after the kill", "the edit is kept")
         try s.ok(["checkout", "-q", "--force", "HEAD"], in: "repo")

@@ -160,7 +160,7 @@ extension Repository {
 
     /// Abandons a merge: the state is dropped and the working tree goes back to HEAD.
     public func abortMerge(wait: Bool = false) throws {
-        try withWriteLock(wait: wait, pending: .discard) {
+        try withWriteLock(wait: wait, pending: .leave) {
             let state: MergeState?
             do {
                 state = try history.mergeState()
@@ -168,9 +168,13 @@ extension Repository {
                 // A state that no longer decodes can only be discarded: the working tree is left
                 // as it is (which tree it would go back to is part of what cannot be read).
                 try history.setMergeState(nil)
+                if let done = try finishPendingCheckout(.discard) { waitNotice?(done) }
                 return
             }
             guard let state else { throw RepoError.invalidArgument("no merge in progress") }
+            // Sure to run: an interrupted command's checkout (the candidate of a merge
+            // --no-commit) is finished first, with force, and then undone below.
+            if let done = try finishPendingCheckout(.discard) { waitNotice?(done) }
             if let ready = state.readyTree {
                 // The merge's files go back to HEAD's; local changes to files it did not write stay
                 // (as git's merge --abort keeps them).

@@ -5,8 +5,10 @@ import Foundation
 public enum PendingCheckoutPolicy: Sendable {
     /// Finish it before the command runs, or refuse to run (the default).
     case finish
-    /// Finish it with `--force`, or drop it when it cannot be used: the command overwrites local
-    /// changes anyway (`checkout --force`, `switch --force`, `reset --hard`, `merge --abort`).
+    /// Finish it with `force`, or drop it when it cannot be used: for a command that overwrites
+    /// local changes anyway (`checkout --force`, `switch --force`, `reset --hard`, `merge --abort`),
+    /// which calls ``Repository/finishPendingCheckout(_:)`` itself once it knows it will run, and
+    /// takes the lock with ``leave``.
     case discard
     /// Leave it for the repository's own next command: a push received from another repository,
     /// anything `mrepo serve` does, the bookkeeping after a push.
@@ -74,10 +76,12 @@ extension Repository {
 
     /// Finishes the checkout of a command killed between its record and its renames (see
     /// ``PendingCheckout``); called with the write lock held, before the command runs. Returns
-    /// what it did, for the user, or nil when there was nothing to finish.
+    /// what it did, for the user, or nil when there was nothing to finish. Local changes to paths
+    /// the checkout does not change are always kept.
     ///
-    /// With ``PendingCheckoutPolicy/discard`` (a command that overwrites local changes anyway) the
-    /// checkout is finished with `force`, and a note that cannot be used is deleted.
+    /// With ``PendingCheckoutPolicy/discard`` (called by a command that overwrites local changes
+    /// anyway, once it knows it will run) the checkout is finished with `force`, and a note that
+    /// cannot be used or finished is deleted: the user is never stuck.
     ///
     /// - Throws: when the checkout was recorded but cannot be finished (a local change in the way,
     ///   a tree that is not recorded, an unreadable note): the note stays, and the command does not
@@ -85,20 +89,28 @@ extension Repository {
     func finishPendingCheckout(_ policy: PendingCheckoutPolicy) throws -> String? {
         guard policy != .leave, let data = FileManager.default.contents(atPath: pendingCheckoutPath) else { return nil }
         let discard = policy == .discard
-        let advice = "run 'mrepo checkout --force HEAD' to finish it (local changes to those files are lost), or 'mrepo status' to see what differs"
-        guard let note = try? JSONDecoder().decode(PendingCheckout.self, from: data),
-              let fromID = ObjectID(hex: note.from), let toID = ObjectID(hex: note.to) else {
-            if discard {
-                clearPendingCheckout()
-                return nil
+        let note = try? JSONDecoder().decode(PendingCheckout.self, from: data)
+        func dropped(_ why: String) -> String {
+            clearPendingCheckout()
+            return "\(why); the note \(pendingCheckoutPath) was deleted"
+        }
+        var advice: String {
+            if case .mergeCandidate = note?.proof {
+                return "run 'mrepo merge --abort' to go back to HEAD (local changes to those files are lost)"
             }
-            throw RepoError.failed("\(pendingCheckoutPath): not a checkout left by an interrupted command; run 'mrepo checkout --force HEAD' to make the working tree hold HEAD, which deletes it")
+            return "run 'mrepo checkout --force HEAD' to finish it (local changes to those files are lost), or 'mrepo status' to see what differs"
+        }
+        guard let note, let fromID = ObjectID(hex: note.from), let toID = ObjectID(hex: note.to) else {
+            if discard { return dropped("\(pendingCheckoutPath) was not a checkout left by an interrupted command") }
+            throw RepoError.failed("\(pendingCheckoutPath): not a checkout left by an interrupted command; \(advice), which deletes it")
         }
         let recorded: Bool
         do {
             recorded = try wasRecorded(note.proof)
         } catch {
-            throw RepoError.failed("an interrupted \(note.operation) may have left the working tree partly updated, and checking it failed: \(RepoError.wrap(error).description)")
+            let text = "an interrupted \(note.operation) may have left the working tree partly updated, and checking it failed: \(RepoError.wrap(error).description)"
+            if discard { return dropped(text) }
+            throw RepoError.failed("\(text); \(advice)")
         }
         guard recorded else {
             // Killed before its record: nothing was renamed, and its staged files are swept.
@@ -109,19 +121,18 @@ extension Repository {
         let (from, to) = (try history.tree(fromID), try history.tree(toID))
         // An id that names no recorded tree reads as an empty one: never check that out.
         guard from.id == fromID, to.id == toID else {
-            if discard {
-                clearPendingCheckout()
-                return nil
-            }
+            if discard { return dropped("\(failure): its trees are not recorded") }
             throw RepoError.failed("\(failure): its trees are not recorded; \(advice)")
         }
         do {
-            let checkout = try stageCheckout(to, over: from, force: note.force || discard, operation: "finishing the interrupted \(note.operation)")
+            let checkout = try stageCheckout(to, over: from, force: note.force || discard, operation: "finishing the interrupted \(note.operation)",
+                                             carryUnchanged: true)
             let entries = try finishCheckout(checkout)
             history.saveStatCacheOpportunistically(entries, removing: [])
             return "finished updating the working tree for an interrupted \(note.operation) (\(checkout.stats.written) files written, \(checkout.stats.removed) removed)"
         } catch {
-            throw RepoError.failed("\(failure): \(RepoError.wrap(error).description); \(discard ? "nothing was changed" : advice)")
+            if discard { return dropped("\(failure): \(RepoError.wrap(error).description)") }
+            throw RepoError.failed("\(failure): \(RepoError.wrap(error).description); \(advice)")
         }
     }
 
