@@ -359,6 +359,29 @@ import Testing
         #expect(s.sameFiles("repo", "family/math"))
     }
 
+    /// A forced command whose roll-forward cannot be done now (an untracked folder where the merge
+    /// puts its recipe) warns and goes ahead, keeping the note; here its own checkout fails
+    /// the same way, so the note survives it, and the next command finishes once the way is clear.
+    @Test func aForcedCommandThatCannotFinishKeepsTheNote() throws {
+        let (s, args, _) = try scenario("merge", point: "checkout.staged")
+        let r = try s.run(args, in: "repo", environment: ["MREPO_KILL_AT": "checkout.staged"])
+        #expect(r.status == -9)
+        let card = "merge_recipe.yml"
+        #expect(!FileManager.default.fileExists(atPath: s.path("repo/\(card)")), "the merge's recipe file is not in place yet")
+        try FileManager.default.createDirectory(atPath: s.path("repo/\(card)"), withIntermediateDirectories: true)
+        try Data("mine".utf8).write(to: URL(fileURLWithPath: s.path("repo/\(card)/notes.txt")))
+        let reset = try s.run(["reset", "--hard"], in: "repo")
+        #expect(reset.status != 0)
+        #expect(reset.stderr.contains("is kept until a checkout succeeds"), "\(reset.stderr)")
+        #expect(FileManager.default.fileExists(atPath: s.path("repo/.mrepo/CHECKOUT_PENDING")))
+        #expect(FileManager.default.fileExists(atPath: s.path("repo/\(card)/notes.txt")), "the untracked file is kept")
+        try FileManager.default.removeItem(atPath: s.path("repo/\(card)"))
+        let next = try s.run(["tag", "after"], in: "repo")
+        #expect(next.status == 0 && next.stderr.contains("finished updating the working tree for an interrupted merge"), "\(next.stderr)")
+        #expect(try s.ok(["status", "--porcelain"], in: "repo").stdout.isEmpty)
+        try expectIntact(s)
+    }
+
     /// A push into a repository whose merge was killed after its record leaves that repository's
     /// working tree alone: its own next command finishes the checkout.
     @Test func aReceivedPushLeavesTheCheckoutToTheRepository() throws {

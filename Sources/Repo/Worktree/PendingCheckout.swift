@@ -5,7 +5,7 @@ import Foundation
 public enum PendingCheckoutPolicy: Sendable {
     /// Finish it before the command runs, or refuse to run (the default).
     case finish
-    /// Finish it with `force`, or drop it when it cannot be used: for a command that overwrites
+    /// Finish it with `force` (or, failing that, warn and go ahead): for a command that overwrites
     /// local changes anyway (`checkout --force`, `switch --force`, `reset --hard`, `merge --abort`),
     /// which calls ``Repository/finishPendingCheckout(_:)`` itself once it knows it will run, and
     /// takes the lock with ``leave``.
@@ -80,8 +80,10 @@ extension Repository {
     /// the checkout does not change are always kept.
     ///
     /// With ``PendingCheckoutPolicy/discard`` (called by a command that overwrites local changes
-    /// anyway, once it knows it will run) the checkout is finished with `force`, and a note that
-    /// cannot be used or finished is deleted: the user is never stuck.
+    /// anyway, once it knows it will run) the checkout is finished with `force`; a note that cannot
+    /// be used (unreadable, trees not recorded) is deleted, and one that cannot be finished now (a
+    /// full disk, a folder in the way) is kept with a warning while the command goes ahead: the
+    /// user is never stuck, and the note goes only once a checkout succeeds.
     ///
     /// - Throws: when the checkout was recorded but cannot be finished (a local change in the way,
     ///   a tree that is not recorded, an unreadable note): the note stays, and the command does not
@@ -104,12 +106,15 @@ extension Repository {
             if discard { return dropped("\(pendingCheckoutPath) was not a checkout left by an interrupted command") }
             throw RepoError.failed("\(pendingCheckoutPath): not a checkout left by an interrupted command; \(advice), which deletes it")
         }
+        // Under `.discard` a failure below is a warning: the note stays (the command's own
+        // checkout deletes it when it succeeds), and the command goes ahead.
+        func kept(_ why: String) -> String { "\(why); \(pendingCheckoutPath) is kept until a checkout succeeds" }
         let recorded: Bool
         do {
             recorded = try wasRecorded(note.proof)
         } catch {
             let text = "an interrupted \(note.operation) may have left the working tree partly updated, and checking it failed: \(RepoError.wrap(error).description)"
-            if discard { return dropped(text) }
+            if discard { return kept(text) }
             throw RepoError.failed("\(text); \(advice)")
         }
         guard recorded else {
@@ -118,7 +123,16 @@ extension Repository {
             return nil
         }
         let failure = "an interrupted \(note.operation) left the working tree partly updated (HEAD holds its result), and finishing it failed"
-        let (from, to) = (try history.tree(fromID), try history.tree(toID))
+        func failed(_ error: any Error) throws -> String {
+            if discard { return kept("\(failure): \(RepoError.wrap(error).description)") }
+            throw RepoError.failed("\(failure): \(RepoError.wrap(error).description); \(advice)")
+        }
+        let from: Tree, to: Tree
+        do {
+            (from, to) = (try history.tree(fromID), try history.tree(toID))
+        } catch {
+            return try failed(error)
+        }
         // An id that names no recorded tree reads as an empty one: never check that out.
         guard from.id == fromID, to.id == toID else {
             if discard { return dropped("\(failure): its trees are not recorded") }
@@ -131,8 +145,7 @@ extension Repository {
             history.saveStatCacheOpportunistically(entries, removing: [])
             return "finished updating the working tree for an interrupted \(note.operation) (\(checkout.stats.written) files written, \(checkout.stats.removed) removed)"
         } catch {
-            if discard { return dropped("\(failure): \(RepoError.wrap(error).description)") }
-            throw RepoError.failed("\(failure): \(RepoError.wrap(error).description); \(advice)")
+            return try failed(error)
         }
     }
 
