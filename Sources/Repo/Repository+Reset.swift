@@ -51,15 +51,18 @@ extension Repository {
             if let done = try finishPendingCheckout(.discard) { waitNotice?(done) }
             let baseline = try worktreeBaseline(head: head).tree
             let checkout = try stageCheckout(targetTree, over: baseline, force: true)
+            // A note kept because it could not be finished stays as it is: this reset neither
+            // replaces it nor, failing, deletes it (its own checkout deletes it on success).
+            let noted = head.commit != target && !FileManager.default.fileExists(atPath: pendingCheckoutPath)
             do {
                 // HEAD already at the target: the record changes nothing a later command could check.
-                if head.commit != target {
+                if noted {
                     try notePendingCheckout(operation: "reset --hard", from: baseline, to: targetTree, force: true, proof: .head(target.hex))
                 }
                 try history.moveHead(to: target, expected: head, message: message)
             } catch {
                 checkout.rollback()
-                clearPendingCheckout()
+                if noted { clearPendingCheckout() }
                 throw error
             }
             let entries = try finishCheckout(checkout)

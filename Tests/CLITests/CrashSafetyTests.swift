@@ -372,7 +372,7 @@ import Testing
         try Data("mine".utf8).write(to: URL(fileURLWithPath: s.path("repo/\(card)/notes.txt")))
         let reset = try s.run(["reset", "--hard"], in: "repo")
         #expect(reset.status != 0)
-        #expect(reset.stderr.contains("is kept until a checkout succeeds"), "\(reset.stderr)")
+        #expect(reset.stderr.contains("stays until a checkout succeeds"), "\(reset.stderr)")
         #expect(FileManager.default.fileExists(atPath: s.path("repo/.mrepo/CHECKOUT_PENDING")))
         #expect(FileManager.default.fileExists(atPath: s.path("repo/\(card)/notes.txt")), "the untracked file is kept")
         try FileManager.default.removeItem(atPath: s.path("repo/\(card)"))

@@ -167,6 +167,12 @@ extension Repository {
             } catch RepoError.corruptRecord(_, _) {
                 // A state that no longer decodes can only be discarded: the working tree is left
                 // as it is (which tree it would go back to is part of what cannot be read).
+                // A merge --no-commit killed while renaming its candidate left the trees in its note.
+                do {
+                    if let done = try undoPendingCandidate() { waitNotice?(done) }
+                } catch {
+                    waitNotice?("putting back the files of an interrupted merge --no-commit failed: \(RepoError.wrap(error).description); see 'mrepo status'")
+                }
                 try history.setMergeState(nil)
                 if let done = try finishPendingCheckout(.discard) { waitNotice?(done) }
                 return

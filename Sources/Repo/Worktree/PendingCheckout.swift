@@ -94,7 +94,7 @@ extension Repository {
         let note = try? JSONDecoder().decode(PendingCheckout.self, from: data)
         func dropped(_ why: String) -> String {
             clearPendingCheckout()
-            return "\(why); the note \(pendingCheckoutPath) was deleted"
+            return "\(why); \(pendingCheckoutPath) was deleted"
         }
         var advice: String {
             if case .mergeCandidate = note?.proof {
@@ -108,7 +108,9 @@ extension Repository {
         }
         // Under `.discard` a failure below is a warning: the note stays (the command's own
         // checkout deletes it when it succeeds), and the command goes ahead.
-        func kept(_ why: String) -> String { "\(why); \(pendingCheckoutPath) is kept until a checkout succeeds" }
+        func kept(_ why: String) -> String {
+            "\(why); going ahead (\(pendingCheckoutPath) stays until a checkout succeeds; files the interrupted command removes may remain: see 'mrepo status')"
+        }
         let recorded: Bool
         do {
             recorded = try wasRecorded(note.proof)
@@ -122,7 +124,13 @@ extension Repository {
             clearPendingCheckout()
             return nil
         }
-        let failure = "an interrupted \(note.operation) left the working tree partly updated (HEAD holds its result), and finishing it failed"
+        let holds: String
+        switch note.proof {
+        case .head: holds = " (HEAD holds its result)"
+        case .mergeCandidate: holds = " (the merge in progress holds its result)"
+        case .stashSaved: holds = " (the stash holds its changes)"
+        }
+        let failure = "an interrupted \(note.operation) left the working tree partly updated\(holds), and finishing it failed"
         func failed(_ error: any Error) throws -> String {
             if discard { return kept("\(failure): \(RepoError.wrap(error).description)") }
             throw RepoError.failed("\(failure): \(RepoError.wrap(error).description); \(advice)")
@@ -147,6 +155,22 @@ extension Repository {
         } catch {
             return try failed(error)
         }
+    }
+
+    /// `merge --abort` of a merge state that cannot be read: a `merge --no-commit` killed while
+    /// renaming its candidate into place left a note naming both trees, so the candidate's files
+    /// go back to the ones the working tree held (with force; local changes to paths the trees
+    /// agree on kept). Returns what it did, or nil when there was no such note.
+    func undoPendingCandidate() throws -> String? {
+        guard let data = FileManager.default.contents(atPath: pendingCheckoutPath),
+              let note = try? JSONDecoder().decode(PendingCheckout.self, from: data), case .mergeCandidate = note.proof,
+              let fromID = ObjectID(hex: note.from), let toID = ObjectID(hex: note.to) else { return nil }
+        let (from, to) = (try history.tree(fromID), try history.tree(toID))
+        guard from.id == fromID, to.id == toID else { return nil }
+        let checkout = try stageCheckout(from, over: to, force: true, operation: "aborting the merge", carryUnchanged: true)
+        let entries = try finishCheckout(checkout)
+        history.saveStatCacheOpportunistically(entries, removing: [])
+        return "put back the files an interrupted merge --no-commit had begun to write (\(checkout.stats.written) files written, \(checkout.stats.removed) removed)"
     }
 
     private func wasRecorded(_ proof: PendingCheckout.Proof) throws -> Bool {
