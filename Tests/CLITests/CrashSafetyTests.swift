@@ -433,6 +433,12 @@ import Testing
         #expect(try s.ok(["rev-parse", "HEAD"], in: "repo").stdout == before)
         #expect(try s.ok(["status", "--porcelain"], in: "repo").stdout.isEmpty)
         #expect(s.sameFiles("repo", "family/base"))
+        // A note that is not one stops writers, naming the file and the way out, which deletes it.
+        try Data("{\"bad\": 1}".utf8).write(to: URL(fileURLWithPath: s.path("repo/.mrepo/CHECKOUT_PENDING")))
+        expectOneLineError(try s.run(["tag", "t1"], in: "repo"), contains: "CHECKOUT_PENDING: not a checkout left by an interrupted command")
+        try s.ok(["checkout", "-q", "--force", "HEAD"], in: "repo")
+        #expect(!FileManager.default.fileExists(atPath: s.path("repo/.mrepo/CHECKOUT_PENDING")))
+        try s.ok(["tag", "t1"], in: "repo")
     }
 
     /// A second writer gets "locked by pid N"; readers are not blocked.

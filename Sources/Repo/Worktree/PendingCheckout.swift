@@ -104,7 +104,7 @@ extension Repository {
         }
         guard let note, let fromID = ObjectID(hex: note.from), let toID = ObjectID(hex: note.to) else {
             if discard { return dropped("\(pendingCheckoutPath) was not a checkout left by an interrupted command") }
-            throw RepoError.failed("\(pendingCheckoutPath): not a checkout left by an interrupted command; \(advice), which deletes it")
+            throw RepoError.failed("\(pendingCheckoutPath): not a checkout left by an interrupted command; 'mrepo checkout --force HEAD' deletes it, making the working tree hold HEAD (local changes to tracked files are lost)")
         }
         // Under `.discard` a failure below is a warning: the note stays (the command's own
         // checkout deletes it when it succeeds), and the command goes ahead.
