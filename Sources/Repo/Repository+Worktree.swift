@@ -242,9 +242,10 @@ extension Repository {
     /// Makes the working tree hold `newTree`, given that it held `oldTree`: ``stageCheckout(_:over:force:prepared:)``
     /// then ``finishCheckout(_:)``. A failure before the renames (a local change in the way, a
     /// corrupt object, a full disk) leaves the working tree as it was.
-    func materialize(_ newTree: Tree, over oldTree: Tree, force: Bool, carryUnchanged: Bool = false, stats: inout MaterializeStats,
-                     prepared: [String: PreparedFile] = [:]) throws -> [StatCacheEntry] {
-        let checkout = try stageCheckout(newTree, over: oldTree, force: force, carryUnchanged: carryUnchanged, prepared: prepared)
+    func materialize(_ newTree: Tree, over oldTree: Tree, force: Bool, operation: String = "switching", carryUnchanged: Bool = false,
+                     stats: inout MaterializeStats, prepared: [String: PreparedFile] = [:]) throws -> [StatCacheEntry] {
+        let checkout = try stageCheckout(newTree, over: oldTree, force: force, operation: operation, carryUnchanged: carryUnchanged,
+                                         prepared: prepared)
         let entries = try finishCheckout(checkout)
         stats = checkout.stats
         return entries

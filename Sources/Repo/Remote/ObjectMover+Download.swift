@@ -44,7 +44,7 @@ extension ObjectMover {
         let position = Dictionary(order.enumerated().map { ($1.id, $0) }, uniquingKeysWith: { a, _ in a })
         var levelLeft: [Int: Int] = [:]
         for info in order { levelLeft[info.depth, default: 0] += 1 }
-        let gate = StoredGate()
+        let gate = BatchGate()
         let incoming = IncomingFiles(references: Dictionary(order.map { ($0.id, $0.reference) }, uniquingKeysWith: { a, _ in a }))
         let store = repository.objects
         var open: [ReceivedObject] = []
@@ -123,7 +123,7 @@ extension ObjectMover {
 
     /// Downloads one object into an incoming file and verifies it (once its reference's batch is
     /// closed, when that comes in this download), writing the decoded bytes to the clone's prepared files.
-    private func receive(_ info: ObjectInfo, after reference: ObjectID?, gate: StoredGate, incoming files: IncomingFiles) async throws -> ReceivedObject {
+    private func receive(_ info: ObjectInfo, after reference: ObjectID?, gate: BatchGate, incoming files: IncomingFiles) async throws -> ReceivedObject {
         let store = repository.objects
         let incoming = store.incomingPath()
         do {
@@ -211,7 +211,7 @@ final class IncomingFiles: Sendable {
 
 /// Which objects of a download are in a closed batch (or were stored before); deltas wait here for
 /// their reference.
-final class StoredGate: Sendable {
+final class BatchGate: Sendable {
     private struct State {
         var stored: Set<ObjectID> = []
         var waiters: [ObjectID: [CheckedContinuation<Void, any Error>]] = [:]

@@ -48,6 +48,12 @@ struct PendingCheckout: Codable, Equatable {
     /// Whether local changes are overwritten (`reset --hard`, `commit --from --force`).
     var force: Bool
     var proof: Proof
+
+    /// The two tree ids, or nil when either is not one.
+    var treeIDs: (from: ObjectID, to: ObjectID)? {
+        guard let from = ObjectID(hex: from), let to = ObjectID(hex: to) else { return nil }
+        return (from, to)
+    }
 }
 
 extension Repository {
@@ -102,7 +108,7 @@ extension Repository {
             }
             return "run 'mrepo checkout --force HEAD' to finish it (local changes to those files are lost), or 'mrepo status' to see what differs"
         }
-        guard let note, let fromID = ObjectID(hex: note.from), let toID = ObjectID(hex: note.to) else {
+        guard let note, let ids = note.treeIDs else {
             if discard { return dropped("\(pendingCheckoutPath) was not a checkout left by an interrupted command") }
             throw RepoError.failed("\(pendingCheckoutPath): not a checkout left by an interrupted command; 'mrepo checkout --force HEAD' deletes it, making the working tree hold HEAD (local changes to tracked files are lost)")
         }
@@ -135,23 +141,19 @@ extension Repository {
             if discard { return kept("\(failure): \(RepoError.wrap(error).description)") }
             throw RepoError.failed("\(failure): \(RepoError.wrap(error).description); \(advice)")
         }
-        let from: Tree, to: Tree
+        let trees: (from: Tree, to: Tree)?
         do {
-            (from, to) = (try history.tree(fromID), try history.tree(toID))
+            trees = try recordedTrees(ids)
         } catch {
             return try failed(error)
         }
-        // An id that names no recorded tree reads as an empty one: never check that out.
-        guard from.id == fromID, to.id == toID else {
+        guard let trees else {
             if discard { return dropped("\(failure): its trees are not recorded") }
             throw RepoError.failed("\(failure): its trees are not recorded; \(advice)")
         }
         do {
-            let checkout = try stageCheckout(to, over: from, force: note.force || discard, operation: "finishing the interrupted \(note.operation)",
-                                             carryUnchanged: true)
-            let entries = try finishCheckout(checkout)
-            history.saveStatCacheOpportunistically(entries, removing: [])
-            return "finished updating the working tree for an interrupted \(note.operation) (\(checkout.stats.written) files written, \(checkout.stats.removed) removed)"
+            let done = try checkOut(trees.to, over: trees.from, force: note.force || discard, operation: "finishing the interrupted \(note.operation)")
+            return "finished updating the working tree for an interrupted \(note.operation) (\(done))"
         } catch {
             return try failed(error)
         }
@@ -164,13 +166,25 @@ extension Repository {
     func undoPendingCandidate() throws -> String? {
         guard let data = FileManager.default.contents(atPath: pendingCheckoutPath),
               let note = try? JSONDecoder().decode(PendingCheckout.self, from: data), case .mergeCandidate = note.proof,
-              let fromID = ObjectID(hex: note.from), let toID = ObjectID(hex: note.to) else { return nil }
-        let (from, to) = (try history.tree(fromID), try history.tree(toID))
-        guard from.id == fromID, to.id == toID else { return nil }
-        let checkout = try stageCheckout(from, over: to, force: true, operation: "aborting the merge", carryUnchanged: true)
-        let entries = try finishCheckout(checkout)
+              let ids = note.treeIDs, let trees = try recordedTrees(ids) else { return nil }
+        let done = try checkOut(trees.from, over: trees.to, force: true, operation: "aborting the merge")
+        return "put back the files an interrupted merge --no-commit had begun to write (\(done))"
+    }
+
+    /// A note's two trees, or nil when either id names no recorded tree (it would read as an
+    /// empty one: never check that out).
+    private func recordedTrees(_ ids: (from: ObjectID, to: ObjectID)) throws -> (from: Tree, to: Tree)? {
+        let (from, to) = (try history.tree(ids.from), try history.tree(ids.to))
+        return from.id == ids.from && to.id == ids.to ? (from, to) : nil
+    }
+
+    /// Checks `newTree` out over `oldTree`, keeping local changes to paths the two agree on; says
+    /// how many files it wrote and removed.
+    private func checkOut(_ newTree: Tree, over oldTree: Tree, force: Bool, operation: String) throws -> String {
+        var stats = MaterializeStats()
+        let entries = try materialize(newTree, over: oldTree, force: force, operation: operation, carryUnchanged: true, stats: &stats)
         history.saveStatCacheOpportunistically(entries, removing: [])
-        return "put back the files an interrupted merge --no-commit had begun to write (\(checkout.stats.written) files written, \(checkout.stats.removed) removed)"
+        return "\(stats.written) files written, \(stats.removed) removed"
     }
 
     private func wasRecorded(_ proof: PendingCheckout.Proof) throws -> Bool {
