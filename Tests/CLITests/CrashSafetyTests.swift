@@ -441,6 +441,34 @@ import Testing
         try s.ok(["tag", "t1"], in: "repo")
     }
 
+    /// `status` says that an interrupted command's checkout is pending (its changes are files the
+    /// next writer still has to write), in text and JSON, and leaves the note alone; a note whose
+    /// record was never made is not mentioned, and one that cannot be read is.
+    @Test func statusMentionsAnInterruptedCheckout() throws {
+        let (s, args, _) = try scenario("revert", point: "checkout.staged")
+        #expect(try s.run(args, in: "repo", environment: ["MREPO_KILL_AT": "checkout.staged"]).status == -9)
+        let text = try s.ok(["status"], in: "repo").stdout
+        #expect(text.contains("An interrupted revert left the working tree partly updated: HEAD holds its result; the next command that writes finishes"), "\(text)")
+        let json = try s.ok(["status", "--json"], in: "repo").stdout
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+        let interrupted = try #require(document["interrupted_checkout"] as? [String: Any], "\(json)")
+        #expect(interrupted["operation"] as? String == "revert")
+        #expect(interrupted["recorded"] as? Bool == true)
+        #expect(FileManager.default.fileExists(atPath: s.path("repo/.mrepo/CHECKOUT_PENDING")), "status only reads")
+        try s.ok(["checkout", "-q", "--force", "HEAD"], in: "repo")
+        let clean = try s.ok(["status", "--json"], in: "repo").stdout
+        let cleanDocument = try #require(try JSONSerialization.jsonObject(with: Data(clean.utf8)) as? [String: Any])
+        #expect(cleanDocument["interrupted_checkout"] is NSNull, "\(clean)")
+
+        let never = #"{"force":false,"from":"\#(String(repeating: "0", count: 64))","operation":"merge","proof":{"head":{"_0":"\#(String(repeating: "1", count: 64))"}},"to":"\#(String(repeating: "2", count: 64))"}"#
+        try Data(never.utf8).write(to: URL(fileURLWithPath: s.path("repo/.mrepo/CHECKOUT_PENDING")))
+        #expect(!(try s.ok(["status"], in: "repo").stdout.contains("interrupted")), "killed before its record: nothing to finish")
+        try Data("{\"bad\": 1}".utf8).write(to: URL(fileURLWithPath: s.path("repo/.mrepo/CHECKOUT_PENDING")))
+        let unreadable = try s.ok(["status"], in: "repo").stdout
+        #expect(unreadable.contains("CHECKOUT_PENDING (left by an interrupted command) cannot be read"), "\(unreadable)")
+        #expect(unreadable.contains("mrepo checkout --force HEAD"))
+    }
+
     /// A second writer gets "locked by pid N"; readers are not blocked.
     @Test func secondWriterIsRefusedWhileTheFirstHoldsTheLock() throws {
         let s = try CLISandbox()

@@ -198,3 +198,43 @@ extension Repository {
         }
     }
 }
+
+/// What `status` says about a checkout an interrupted command left (``PendingCheckout``).
+public struct InterruptedCheckout: Sendable, Equatable {
+    /// The interrupted command ("merge", "revert", ...), or nil when the note cannot be read.
+    public let operation: String?
+    /// Whether the command's record was made, so that the next writer finishes the checkout.
+    /// False when the note cannot be read, or its record cannot be checked.
+    public let recorded: Bool
+    /// What the next command does about it, or what to run, in words.
+    public let advice: String
+}
+
+extension Repository {
+    /// The checkout an interrupted command left in this working tree, read without changing
+    /// anything (for `status`); nil when there is none, or when its command was killed before its
+    /// record (the next writer deletes the note: nothing was renamed).
+    public func interruptedCheckout() throws -> InterruptedCheckout? {
+        guard let data = FileManager.default.contents(atPath: pendingCheckoutPath) else { return nil }
+        guard let note = try? JSONDecoder().decode(PendingCheckout.self, from: data), note.treeIDs != nil else {
+            return InterruptedCheckout(operation: nil, recorded: false,
+                                       advice: "\(pendingCheckoutPath) (left by an interrupted command) cannot be read: the next command that writes refuses until 'mrepo checkout --force HEAD' deletes it (local changes to tracked files are lost)")
+        }
+        let recorded: Bool
+        do {
+            recorded = try wasRecorded(note.proof)
+        } catch {
+            return InterruptedCheckout(operation: note.operation, recorded: false,
+                                       advice: "checking whether its record was made failed: \(RepoError.wrap(error).description)")
+        }
+        guard recorded else { return nil }
+        let holder: String
+        switch note.proof {
+        case .head: holder = "HEAD holds its result"
+        case .mergeCandidate: holder = "the merge in progress holds its result"
+        case .stashSaved: holder = "the stash holds its changes"
+        }
+        return InterruptedCheckout(operation: note.operation, recorded: true,
+                                   advice: "\(holder); the next command that writes finishes updating the files first (until then, the changes listed include files it has yet to write)")
+    }
+}

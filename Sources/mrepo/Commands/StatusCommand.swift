@@ -26,9 +26,10 @@ struct StatusCommand: ParsableCommand {
         let status = try repo.status()
         let tracking = try repo.trackingStatus()
         let bisect = try repo.bisectInProgress()
+        let interrupted = try repo.interruptedCheckout()
         if json {
             try printJSON(StatusDocument(status, merge: try repo.mergeInProgress(), view: try repo.currentView()?.description,
-                                         tracking: tracking, bisect: bisect))
+                                         tracking: tracking, bisect: bisect, interrupted: interrupted))
             return
         }
         if short || porcelain {
@@ -48,6 +49,13 @@ struct StatusCommand: ParsableCommand {
             let from = state.startBranch.map { "branch '\($0)'" } ?? state.startCommit.map { "\($0.short)" } ?? "HEAD"
             print("You are bisecting, started from \(from) ('mrepo bisect reset' goes back).")
             for line in try BisectCommand.describe(bisect, repo: repo) { print("  " + line) }
+        }
+        if let interrupted {
+            if let operation = interrupted.operation {
+                print("An interrupted \(operation) \(interrupted.recorded ? "left" : "may have left") the working tree partly updated: \(interrupted.advice).")
+            } else {
+                print(interrupted.advice + ".")
+            }
         }
         if let view = try repo.currentView() {
             print("The working tree holds \(view.description) (written by 'mrepo checkout'); changes are relative to it.")

@@ -327,7 +327,16 @@ struct StatusDocument: Encodable {
         var gone: Bool
     }
 
+    /// A checkout an interrupted command left (`Repository.interruptedCheckout()`).
+    struct Interrupted: Encodable {
+        var operation: OrNull<String>
+        /// Its record was made: the next command that writes finishes the checkout.
+        var recorded: Bool
+        var advice: String
+    }
+
     var mergeInProgress: OrNull<Merge>
+    var interruptedCheckout: OrNull<Interrupted>
     var branch: OrNull<String>
     var head: OrNull<String>
     var upstream: OrNull<Upstream>
@@ -340,11 +349,13 @@ struct StatusDocument: Encodable {
     var bisectInProgress: OrNull<BisectDocument>
 
     enum CodingKeys: String, CodingKey {
-        case mergeInProgress = "merge_in_progress", branch, head, upstream, view, clean, nestedRepositories = "nested_repositories"
+        case mergeInProgress = "merge_in_progress", interruptedCheckout = "interrupted_checkout", branch, head, upstream, view, clean, nestedRepositories = "nested_repositories"
         case normalizationTwins = "normalization_twins", changes, bisectInProgress = "bisect_in_progress"
     }
 
-    init(_ status: WorktreeStatus, merge: MergeInProgress?, view: String?, tracking: TrackingStatus? = nil, bisect: BisectOutcome? = nil) {
+    init(_ status: WorktreeStatus, merge: MergeInProgress?, view: String?, tracking: TrackingStatus? = nil, bisect: BisectOutcome? = nil,
+         interrupted: InterruptedCheckout? = nil) {
+        interruptedCheckout = OrNull(interrupted.map { Interrupted(operation: OrNull($0.operation), recorded: $0.recorded, advice: $0.advice) })
         bisectInProgress = OrNull(bisect.map(BisectDocument.init))
         upstream = OrNull(tracking.map { Upstream(name: $0.upstream, ahead: $0.ahead, behind: $0.behind, gone: $0.gone) })
         mergeInProgress = OrNull(merge.map { m in
