@@ -174,6 +174,38 @@ import Testing
         #expect(s.sameFiles("lazy", "family/base"))
     }
 
+    /// `fetch --lazy` into a full clone makes its remote lazy, so the files it left out are fetched
+    /// on first use; the only lazy remote is not removed while files are missing (unless --force),
+    /// and a remote added again and fetched with --lazy reads them once more.
+    @Test func lazyFetchMakesTheRemoteLazyAndRemovingItIsGuarded() throws {
+        let s = try published()
+        try s.ok(["clone", "-q", "hub", "full"])
+        try s.ok(["commit", "--from", "../family/math", "-m", "math"], in: "repo")
+        try s.ok(["push", "-q"], in: "repo")
+        try s.ok(["fetch", "-q", "--lazy"], in: "full")
+        #expect(try s.ok(["remote", "-v"], in: "full").stdout.contains("(fetch) (lazy)"))
+        #expect(try s.ok(["fsck"], in: "full").stdout.contains("not fetched yet"))
+        expectOneLineError(try s.run(["remote", "remove", "origin"], in: "full"), contains: "missing object file")
+        try s.ok(["export", "origin/main", "../math-out"], in: "full")
+        #expect(s.sameFiles("math-out", "family/math"))
+        try s.ok(["remote", "remove", "origin"], in: "full")  // nothing missing any more
+
+        // A lazy clone reads its checked-out branch at once; chat's files stay on the remote.
+        try s.ok(["switch", "-q", "-c", "chat"], in: "repo")
+        try s.ok(["commit", "--from", "../family/chat", "-m", "chat"], in: "repo")
+        try s.ok(["push", "-q", "origin", "chat"], in: "repo")
+        try s.ok(["clone", "-q", "--lazy", "hub", "lazy"])
+        let chat = try s.ok(["rev-parse", "origin/chat"], in: "lazy").stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        expectOneLineError(try s.run(["remote", "remove", "origin"], in: "lazy"), contains: "mrepo remote remove --force origin")
+        #expect(try s.ok(["remote"], in: "lazy").stdout == "origin\n", "nothing removed")
+        try s.ok(["remote", "remove", "--force", "origin"], in: "lazy")
+        expectOneLineError(try s.run(["export", chat, "../lost"], in: "lazy"), contains: "missing object file")
+        try s.ok(["remote", "add", "origin", "../hub"], in: "lazy")
+        try s.ok(["fetch", "-q", "--lazy"], in: "lazy")
+        try s.ok(["export", chat, "../chat-out"], in: "lazy")
+        #expect(s.sameFiles("chat-out", "family/chat"))
+    }
+
     /// A pid that no process has now: a child that ran and was reaped.
     func deadPID() throws -> Int32 {
         let p = Process()

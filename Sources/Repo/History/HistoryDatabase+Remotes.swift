@@ -84,6 +84,11 @@ extension HistoryDatabase {
         }
     }
 
+    /// Marks a remote lazy: object files missing here are fetched from it on first use.
+    static func setRemoteLazy(_ db: Database, _ name: String) throws {
+        try db.execute(sql: "UPDATE remote SET lazy = 1 WHERE name = ?", arguments: [name])
+    }
+
     /// Remote-tracking refs, of one remote or of all.
     public func remoteRefs(remote: String? = nil) throws -> [RemoteTrackingRef] {
         try read { db in try HistoryDatabase.remoteRefs(db, remote: remote) }

@@ -30,7 +30,8 @@ extension Repository {
     ///
     /// - Parameters:
     ///   - prune: delete remote-tracking refs whose branch or tag the remote no longer has.
-    ///   - lazy: fetch no tensor objects (nil: as the remote is configured; clone --lazy sets it).
+    ///   - lazy: fetch no tensor objects (nil: as the remote is configured; clone --lazy sets it,
+    ///     and so does a lazy fetch that records commits).
     ///   - depth: how much history to take (a shallow clone's `--depth`, `--deepen`, `--unshallow`).
     public func fetch(remote name: String, prune: Bool = false, lazy: Bool? = nil, depth: FetchDepth = .full, wait: Bool = false) async throws -> TransferResult {
         guard let remote = try history.remote(named: name) else {
@@ -76,7 +77,10 @@ extension Repository {
             throw error
         }
         result.objects = needed.count
-        try receiveCommits(records, allowMissingObjects: lazy, shallow: true, known: mover.verifiedRows.all)
+        // A lazy fetch from a remote that was not lazy makes it so: the files it leaves out are
+        // read from it on first use (`fetch --objects` fetches them now).
+        try receiveCommits(records, allowMissingObjects: lazy, shallow: true, known: mover.verifiedRows.all,
+                           markingLazy: lazy && !remote.lazy ? remote.name : nil)
         if depth == .unshallow, try isShallow() {
             result.warnings.append("\(remote.url) is itself a shallow repository: the history below its boundary is not there to fetch, so this one stays shallow")
         }

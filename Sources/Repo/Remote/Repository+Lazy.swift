@@ -37,13 +37,27 @@ extension Repository {
             if let r = info.reference { stack.append(r) }
         }
         guard !infos.isEmpty else { return 0 }
-        guard let remote = try lazyRemote() else {
+        let remotes = try history.remotes().filter(\.lazy)
+        guard !remotes.isEmpty else {
             throw RepoError.corruptObject(object: infos.keys.sorted()[0].short, problem: "missing object file")
         }
-        let transport = try Transports.open(remote.url, environment: transportEnvironment)
-        let list = Array(infos.values)
-        let counter = ProgressCounter(progress, title: "fetch objects from \(remote.name)", total: list.reduce(0) { $0 + $1.storedByteCount })
-        defer { counter.finish() }
-        return try await ObjectMover(repository: self, transport: transport, progress: counter).download(list)
+        // Each lazy remote in turn (a repository fetched lazily from two remotes), for what the
+        // ones before it did not send; the first failure is the one reported.
+        var bytes = 0
+        var failure: (any Error)?
+        for remote in remotes {
+            let list = infos.values.filter { !objects.exists($0.id) }.sorted { $0.id < $1.id }
+            guard !list.isEmpty else { break }
+            do {
+                let transport = try Transports.open(remote.url, environment: transportEnvironment)
+                let counter = ProgressCounter(progress, title: "fetch objects from \(remote.name)", total: list.reduce(0) { $0 + $1.storedByteCount })
+                defer { counter.finish() }
+                bytes += try await ObjectMover(repository: self, transport: transport, progress: counter).download(list)
+            } catch {
+                if failure == nil { failure = error }
+            }
+        }
+        if let failure, infos.values.contains(where: { !objects.exists($0.id) }) { throw failure }
+        return bytes
     }
 }

@@ -84,10 +84,20 @@ extension Repository {
     ///
     /// `known`: rows already read from the object files (a fetch's verification reads them), which
     /// are not read again.
+    ///
+    /// `markingLazy`: a remote to mark lazy in the same transaction (a `fetch --lazy` from a remote
+    /// that was not), so that no object row without a file is recorded without a remote to fetch
+    /// its file from on first use.
     public func receiveCommits(_ records: [CommitRecord], allowMissingObjects: Bool = false, shallow: Bool = false,
-                               known: [ObjectID: ObjectInfo] = [:]) throws {
+                               known: [ObjectID: ObjectInfo] = [:], markingLazy remote: String? = nil) throws {
         let contents = try Repository.parentsFirst(records.map { try $0.validate() })
-        guard !contents.isEmpty else { return }
+        guard !contents.isEmpty else {
+            if let remote {
+                try history.write { try HistoryDatabase.setRemoteLazy($0, remote) }
+                readMissingObjectsLazily()
+            }
+            return
+        }
         // Read the files before the transaction (no I/O on files inside it).
         var rows: [ObjectID: ObjectInfo] = [:]
         let needed = Repository.objectsNeeded(by: contents)
@@ -136,7 +146,9 @@ extension Repository {
                 try HistoryDatabase.insert(db, commit: commit)
             }
             if shallow { try HistoryDatabase.liftGrafts(db) }
+            if let remote { try HistoryDatabase.setRemoteLazy(db, remote) }
         }
+        if remote != nil { readMissingObjectsLazily() }
     }
 
     /// Orders checked records so that every parent and base comes before its children.

@@ -37,8 +37,20 @@ extension Repository {
         return url
     }
 
-    public func removeRemote(_ name: String, wait: Bool = false) throws {
-        try withWriteLock(wait: wait) { try history.removeRemote(name) }
+    /// Removes a remote, its remote-tracking refs and the upstreams naming it. The one lazy remote
+    /// of a lazy clone that has not fetched every object file is kept unless `force`: nothing else
+    /// could fetch those files.
+    public func removeRemote(_ name: String, force: Bool = false, wait: Bool = false) throws {
+        try withWriteLock(wait: wait) {
+            let remotes = try history.remotes()
+            if !force, remotes.contains(where: { $0.name == name && $0.lazy }), !remotes.contains(where: { $0.name != name && $0.lazy }) {
+                let missing = try history.allObjects().filter { !objects.exists($0.id) }.count
+                if missing > 0 {
+                    throw RepoError.invalidArgument("'\(name)' is the remote this lazy clone fetches its \(missing) missing object file\(missing == 1 ? "" : "s") from: 'mrepo fetch --objects REV' fetches what a revision needs now; 'mrepo remote remove --force \(name)' removes it anyway (those objects then stay missing until a remote that has them is fetched with --lazy)")
+                }
+            }
+            try history.removeRemote(name)
+        }
     }
 
     public func renameRemote(_ old: String, to new: String, wait: Bool = false) throws {

@@ -11,7 +11,10 @@ struct RemoteRemoveCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("Name of the remote.", valueName: "name"))
     var name: String
 
+    @Flag(name: .shortAndLong, help: "Remove the remote a lazy clone fetches its missing object files from, although some are still missing (they stay missing until a remote that has them is fetched with --lazy).")
+    var force = false
+
     func run() throws {
-        try repository.open().removeRemote(name, wait: lock.wait)
+        try repository.open().removeRemote(name, force: force, wait: lock.wait)
     }
 }
