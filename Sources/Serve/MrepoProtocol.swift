@@ -20,7 +20,8 @@ extension HubService {
             try requireRead(request)
             var refs: [RemoteRef] = []
             for r in try repo.history.refs() { refs.append(RemoteRef(name: r.name, kind: r.kind, target: r.target)) }
-            return try encodable(RefList(refs: refs, shallow: try repo.shallowGrafts()))
+            return try encodable(RefList(refs: refs, shallow: try repo.shallowGrafts(),
+                                         checkedOut: try repo.branchesPushesMayNotMove().sorted()))
         case (.post, ["objects", "missing"]):
             try requireRead(request)
             let ids = try await idList(request)
@@ -76,7 +77,7 @@ extension HubService {
 
     /// `shallow`: the repository's grafts when it is a shallow clone (an addition to v1: clients
     /// that do not know it ignore it).
-    struct RefList: Codable { var refs: [RemoteRef]; var shallow: [RemoteGraft] }
+    struct RefList: Codable { var refs: [RemoteRef]; var shallow: [RemoteGraft]; var checkedOut: [String] }
     struct IDList: Codable { var ids: [String] }
 
     func encodable<T: Encodable>(_ value: T) throws -> Response {

@@ -206,6 +206,25 @@ import Testing
         #expect(s.sameFiles("chat-out", "family/chat"))
     }
 
+    /// A push to the branch checked out in a repository with a working tree (unborn there too) is
+    /// refused before anything is sent: no object or commit arrives; another branch is accepted.
+    @Test func aPushToACheckedOutBranchSendsNothing() throws {
+        let s = try published()
+        try s.ok(["init", "-q", "work"])
+        try s.ok(["remote", "add", "work", "../work"], in: "repo")
+        func storedFiles() -> [String] {
+            (FileManager.default.enumerator(atPath: s.path("work/.mrepo/objects"))?.allObjects as? [String] ?? []).sorted()
+        }
+        let before = storedFiles()
+        let refused = try s.run(["push", "work", "main"], in: "repo")
+        expectOneLineError(refused, contains: "'main' is the checked-out branch of that repository")
+        #expect(refused.stderr.contains("nothing was sent"))
+        #expect(storedFiles() == before, "no object was sent")
+        #expect(try s.ok(["fsck"], in: "work").stdout.contains("0 commits"), "no commit was recorded")
+        try s.ok(["push", "-q", "work", "main:incoming"], in: "repo")
+        #expect(try s.ok(["rev-parse", "incoming"], in: "work").stdout == (try s.ok(["rev-parse", "main"], in: "repo").stdout))
+    }
+
     /// A pid that no process has now: a child that ran and was reaped.
     func deadPID() throws -> Int32 {
         let p = Process()

@@ -64,6 +64,15 @@ struct ServeRemoteTests {
             """, server.url])
         #expect(status == 0 && out.trimmingCharacters(in: .whitespacesAndNewlines) == "400")
         #expect(!FileManager.default.fileExists(atPath: s.path("served/team/minilm/.mrepo/objects/ab/" + String(repeating: "ab", count: 31))))
+
+        // The checked-out branch of a served repository with a working tree (unborn) is refused
+        // before anything is sent, as over a folder.
+        try s.ok(["init", "-q", "served/team/work"])
+        try s.ok(["remote", "add", "work", server.url + "/team/work"], in: "clone")
+        let checkedOut = try s.run(["push", "work", "math:main"], in: "clone", environment: write)
+        expectOneLineError(checkedOut, contains: "'main' is the checked-out branch of that repository")
+        #expect(checkedOut.stderr.contains("nothing was sent"))
+        #expect(try s.ok(["fsck"], in: "served/team/work").stdout.contains("0 commits, 0 objects"))
     }
 
     @Test("clone failures say what is wrong in one plain line and leave nothing behind")

@@ -52,7 +52,12 @@ public final class HTTPTransport: RemoteTransport, Sendable {
     }
 
     /// `shallow` is absent from servers older than it (docs/serving.md).
-    private struct RefList: Codable { var refs: [RemoteRef]; var shallow: [RemoteGraft]? }
+    private struct RefList: Codable {
+        var refs: [RemoteRef]
+        var shallow: [RemoteGraft]?
+        /// Branches a push may not move (absent from older servers).
+        var checkedOut: [String]?
+    }
     private struct IDList: Codable { var ids: [String] }
 
     /// What a request sends.
@@ -189,6 +194,11 @@ public final class HTTPTransport: RemoteTransport, Sendable {
     /// From the ref listing (its `shallow` field), asked for again: one small request per fetch.
     public func shallowGrafts() async throws -> [RemoteGraft] {
         try decode(RefList.self, try await data(.GET, "refs")).shallow ?? []
+    }
+
+    /// From the ref listing (its `checkedOut` field), asked for again: one small request per push.
+    public func checkedOutBranches() async throws -> Set<String> {
+        Set(try decode(RefList.self, try await data(.GET, "refs")).checkedOut ?? [])
     }
 
     public func missingObjects(_ ids: [ObjectID]) async throws -> Set<ObjectID> {

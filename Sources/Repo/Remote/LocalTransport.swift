@@ -34,6 +34,10 @@ public final class LocalTransport: RemoteTransport, Sendable {
         try repository.shallowGrafts()
     }
 
+    public func checkedOutBranches() async throws -> Set<String> {
+        try repository.branchesPushesMayNotMove()
+    }
+
     public func missingObjects(_ ids: [ObjectID]) async throws -> Set<ObjectID> {
         repository.missingObjectFiles(ids)
     }

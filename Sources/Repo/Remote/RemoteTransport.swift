@@ -36,6 +36,11 @@ public protocol RemoteTransport: Sendable {
     /// clones a shallow repository.
     func shallowGrafts() async throws -> [RemoteGraft]
 
+    /// The branches checked out in working trees of the remote (a repository that is not bare),
+    /// unborn ones included: a push may not move them, and is refused before anything is sent.
+    /// Empty for a store without working trees.
+    func checkedOutBranches() async throws -> Set<String>
+
     /// Which of `ids` the remote does not hold (as whole, verified object files). Callers pass
     /// at most ``RemoteTransportLimits/negotiationBatch`` ids per call.
     func missingObjects(_ ids: [ObjectID]) async throws -> Set<ObjectID>

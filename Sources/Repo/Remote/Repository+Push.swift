@@ -43,6 +43,7 @@ extension Repository {
         guard !items.isEmpty else { throw RepoError.invalidArgument("nothing to push (no branch or tag named)") }
         var result = TransferResult(remote: remote.name)
         let remoteRefs = try await transport.listRefs()
+        let checkedOut = try await transport.checkedOutBranches()
         // Refuse before sending anything: a push that is not a fast-forward changes nothing.
         var updates: [RefUpdate] = []
         for item in items {
@@ -54,6 +55,9 @@ extension Repository {
                 throw RepoError.remote("\(remote.url): no branch or tag '\(item.remoteName)' to delete")
             }
             if expected == item.local { continue }
+            if item.kind == .branch, checkedOut.contains(item.remoteName) {
+                throw RepoError.remote("\(remote.url): '\(item.remoteName)' is the checked-out branch of that repository; push to another branch, or make the remote bare ('mrepo init --bare'); nothing was sent")
+            }
             if let expected, let new = item.local, !options.force {
                 let known = try history.commit(expected) != nil
                 let forward = known ? try isAncestor(expected, of: new) : false

@@ -174,6 +174,14 @@ extension Repository {
         return out
     }
 
+    /// The branches checked out in this repository's working trees (unborn ones included) that a
+    /// push may not move: none in a bare repository. Clients are told, so that such a push is
+    /// refused before anything is sent; ``applyRefUpdate(_:shownAs:)`` refuses it again.
+    public func branchesPushesMayNotMove() throws -> Set<String> {
+        guard try history.meta("bare") != "1" else { return [] }
+        return Set(try history.allHeads().values.compactMap(\.branchName))
+    }
+
     /// Applies one ref update from a push, by compare-and-swap, in one transaction: the ref must
     /// point at `update.expected` now; without `force` a branch may only move forward and a tag
     /// not at all. The branch checked out in a repository with a working tree is refused (its

@@ -69,6 +69,9 @@ public final class S3Transport: RemoteTransport, Sendable {
     /// A store keeps no grafts: it holds the whole history of what was pushed to it.
     public func shallowGrafts() async throws -> [RemoteGraft] { [] }
 
+    /// An object store has no working trees.
+    public func checkedOutBranches() async throws -> Set<String> { [] }
+
     func readEntry(_ key: String) async throws -> RefEntry {
         let response = try await client.send(.GET, key: key)
         guard response.status == 200 else { throw client.failure("reading ref entry \(key)", response) }
