@@ -225,6 +225,34 @@ import Testing
         #expect(try s.ok(["rev-parse", "incoming"], in: "work").stdout == (try s.ok(["rev-parse", "main"], in: "repo").stdout))
     }
 
+    /// Push sources as git takes them: `HEAD` is the current branch (`push -u origin HEAD` records
+    /// its upstream), and with a destination any revision (a commit id, a remote-tracking branch,
+    /// `main~1`) goes to a branch, or to a tag with `refs/tags/`; without one such a source is
+    /// refused, naming the form to use.
+    @Test func pushTakesHEADAndAnyRevisionWithADestination() throws {
+        let s = try published()
+        try s.ok(["switch", "-q", "-c", "feature"], in: "repo")
+        try s.ok(["commit", "--from", "../family/math", "-m", "math"], in: "repo")
+        try s.ok(["push", "-q", "-u", "origin", "HEAD"], in: "repo")
+        func hub(_ rev: String) throws -> String { try s.ok(["rev-parse", rev], in: "hub").stdout }
+        func here(_ rev: String) throws -> String { try s.ok(["rev-parse", rev], in: "repo").stdout }
+        #expect(try hub("feature") == (try here("feature")))
+        #expect(try s.ok(["status"], in: "repo").stdout.contains("up to date with 'origin/feature'"))
+        try s.ok(["push", "-q", "origin", "HEAD~1:older"], in: "repo")
+        #expect(try hub("older") == (try here("main")))
+        try s.ok(["push", "-q", "origin", "origin/feature:copy"], in: "repo")
+        #expect(try hub("copy") == (try here("feature")))
+        let id = try here("main").trimmingCharacters(in: .whitespacesAndNewlines)
+        try s.ok(["push", "-q", "origin", "\(id):refs/tags/v-base"], in: "repo")
+        #expect(try s.ok(["tag"], in: "hub").stdout.contains("v-base"))
+        // Moving `copy` back is not a fast-forward: refused unless forced, from a commit id too.
+        expectOneLineError(try s.run(["push", "origin", "\(id):copy"], in: "repo"), contains: "not a fast-forward")
+        try s.ok(["push", "-q", "--force", "origin", "\(id):copy"], in: "repo")
+        #expect(try hub("copy") == (try here("main")))
+        expectOneLineError(try s.run(["push", "origin", "HEAD~1"], in: "repo"), contains: "'mrepo push origin HEAD~1:NAME'")
+        expectOneLineError(try s.run(["push", "origin", "no-such-rev:x"], in: "repo"), contains: "no-such-rev")
+    }
+
     /// A pid that no process has now: a child that ran and was reaped.
     func deadPID() throws -> Int32 {
         let p = Process()

@@ -46,7 +46,8 @@ extension Repository {
         let checkedOut = try await transport.checkedOutBranches()
         // Refuse before sending anything: a push that is not a fast-forward changes nothing.
         var updates: [RefUpdate] = []
-        for item in items {
+        for var item in items {
+            if item.kindFromRemote, let existing = remoteRefs[item.remoteName] { item.kind = existing.kind }
             let expected = remoteRefs[item.remoteName]?.targetID
             if let existing = remoteRefs[item.remoteName], existing.kind != item.kind, item.local != nil {
                 throw RepoError.remote("\(remote.url): '\(item.remoteName)' is a \(existing.kind.rawValue) there, not a \(item.kind.rawValue)")
@@ -112,7 +113,7 @@ extension Repository {
         try withWriteLock(wait: true, pending: .leave) {
             try history.updateRemoteRefs(remote: remote.name, result.refs.map { ($0.name, $0.kind, $0.new) }, message: "push \(remote.name)")
             if options.setUpstream {
-                for item in items where item.kind == .branch && item.local != nil && !result.rejected.contains(where: { $0.name == item.remoteName }) {
+                for item in items where item.fromBranch && item.kind == .branch && item.local != nil && !result.rejected.contains(where: { $0.name == item.remoteName }) {
                     try history.setUpstream(of: item.localName, to: Upstream(remote: remote.name, branch: item.remoteName))
                 }
             }
@@ -127,6 +128,11 @@ extension Repository {
         var remoteName: String
         var kind: Ref.Kind
         var local: ObjectID?
+        /// `localName` is a local branch (whose upstream `--set-upstream` records).
+        var fromBranch = false
+        /// Pushed from a revision that is no branch or tag (a commit id, `origin/main`, `main~1`):
+        /// the remote ref keeps its kind, and a new one is a branch.
+        var kindFromRemote = false
 
         func remoteKind(_ remoteRefs: [String: RemoteRef]) -> Ref.Kind {
             local == nil ? (remoteRefs[remoteName]?.kind ?? kind) : kind
@@ -135,23 +141,51 @@ extension Repository {
 
     func pushItems(_ options: PushOptions, remote: String) throws -> [PushItem] {
         var items: [PushItem] = []
-        func add(_ local: String, _ remoteName: String) throws {
-            guard let ref = try history.ref(named: local) else { throw RepoError.unknownRef(local) }
+        /// A branch or tag by name, or (with a destination) any revision, as git's refspecs.
+        func add(_ source: String, _ destination: String?) throws {
+            var local = source
+            // HEAD on a branch pushes that branch (`push origin HEAD`, `push -u origin HEAD`).
+            if source == "HEAD" || source == "@", let branch = try history.head().branchName, try history.ref(named: branch) != nil {
+                local = branch
+            }
+            // `refs/heads/X` and `refs/tags/X` say which kind a new remote ref is.
+            var remoteName = destination
+            var kind: Ref.Kind?
+            for (prefix, k) in [("refs/heads/", Ref.Kind.branch), ("refs/tags/", .tag)] where destination?.hasPrefix(prefix) == true {
+                remoteName = String(destination!.dropFirst(prefix.count))
+                kind = k
+            }
+            if let ref = try history.ref(named: local) {
+                let name = remoteName ?? local
+                try RefNames.validate(name)
+                items.append(PushItem(localName: local, remoteName: name, kind: kind ?? ref.kind, local: ref.target,
+                                      fromBranch: ref.kind == .branch))
+                return
+            }
+            let id: ObjectID
+            do {
+                id = try resolve(source)
+            } catch {
+                throw RepoError.unknownRef(source)
+            }
+            guard let remoteName else {
+                throw RepoError.invalidArgument("'\(source)' is not a local branch or tag; name the remote branch to push it to: 'mrepo push \(remote) \(source):NAME'")
+            }
             try RefNames.validate(remoteName)
-            items.append(PushItem(localName: local, remoteName: remoteName, kind: ref.kind, local: ref.target))
+            items.append(PushItem(localName: source, remoteName: remoteName, kind: kind ?? .branch, local: id, kindFromRemote: kind == nil))
         }
         for spec in options.refs {
             if let colon = spec.firstIndex(of: ":") {
                 try add(String(spec[..<colon]), String(spec[spec.index(after: colon)...]))
             } else {
-                try add(spec, spec)
+                try add(spec, nil)
             }
         }
         if options.all {
-            for b in try history.refs(kind: .branch) where !items.contains(where: { $0.localName == b.name }) { try add(b.name, b.name) }
+            for b in try history.refs(kind: .branch) where !items.contains(where: { $0.localName == b.name }) { try add(b.name, nil) }
         }
         if options.tags {
-            for t in try history.refs(kind: .tag) where !items.contains(where: { $0.localName == t.name }) { try add(t.name, t.name) }
+            for t in try history.refs(kind: .tag) where !items.contains(where: { $0.localName == t.name }) { try add(t.name, nil) }
         }
         for name in options.delete {
             try RefNames.validate(name)
@@ -167,7 +201,7 @@ extension Repository {
                 // another name (started from origin/main, say) is not pushed over it unasked.
                 throw RepoError.invalidArgument("the upstream of '\(branch)' is '\(remote)/\(up.branch)', another name; to push to it, use 'mrepo push \(remote) \(branch):\(up.branch)'; to push to a branch named '\(branch)', use 'mrepo push \(remote) \(branch)'")
             }
-            try add(branch, branch)
+            try add(branch, nil)
         }
         return items
     }
