@@ -165,12 +165,21 @@ extension Repository {
         }
     }
 
-    /// Branch and tag names pointing at each commit, for decorating `log`.
+    /// The names pointing at each commit, for decorating `log`, as git orders them: branches,
+    /// remote-tracking branches (`origin/main`), then tags (`tag: v1`).
     public func decorations() throws -> [ObjectID: [String]] {
         var out: [ObjectID: [String]] = [:]
-        for r in try history.refs() {
-            out[r.target, default: []].append(r.kind == .tag ? "tag: \(r.name)" : r.name)
-        }
+        let refs = try history.refs()
+        for r in refs where r.kind == .branch { out[r.target, default: []].append(r.name) }
+        for r in try history.remoteRefs() where r.kind == .branch { out[r.target, default: []].append(r.fullName) }
+        for r in refs where r.kind == .tag { out[r.target, default: []].append("tag: \(r.name)") }
+        return out
+    }
+
+    /// The commits `log --all` starts from: every branch, remote-tracking branch and tag, and HEAD.
+    public func allStartingPoints() throws -> [ObjectID] {
+        var out = try history.refs().map(\.target) + history.remoteRefs().map(\.target)
+        if let h = try headCommit() { out.append(h) }
         return out
     }
 }

@@ -253,6 +253,21 @@ import Testing
         expectOneLineError(try s.run(["push", "origin", "no-such-rev:x"], in: "repo"), contains: "no-such-rev")
     }
 
+    /// `log` names remote-tracking branches beside local ones (HEAD's branch first, tags last), and
+    /// `log --all` starts from them too, as git's does: a fetched commit no local branch has is listed.
+    @Test func logShowsAndWalksRemoteTrackingBranches() throws {
+        let s = try published()
+        try s.ok(["clone", "-q", "hub", "copy"])
+        try s.ok(["tag", "v1"], in: "copy")
+        #expect(try s.ok(["log", "--oneline", "-n", "1"], in: "copy").stdout.contains("(HEAD -> main, origin/main, tag: v1) base"))
+        try s.ok(["commit", "--from", "../family/math", "-m", "math"], in: "repo")
+        try s.ok(["push", "-q"], in: "repo")
+        try s.ok(["fetch", "-q"], in: "copy")
+        let all = try s.ok(["log", "--all", "--oneline"], in: "copy").stdout
+        #expect(all.contains("(origin/main) math"), "\(all)")
+        #expect(!(try s.ok(["log", "--oneline"], in: "copy").stdout.contains("math")), "HEAD alone does not reach it")
+    }
+
     /// A pid that no process has now: a child that ran and was reaped.
     func deadPID() throws -> Int32 {
         let p = Process()

@@ -37,7 +37,7 @@ struct LogCommand: ParsableCommand {
     @Flag(help: "Follow only the first parent of merge commits.")
     var firstParent = false
 
-    @Flag(help: "Start from every branch and tag, and HEAD.")
+    @Flag(help: "Start from every branch, remote-tracking branch and tag, and HEAD.")
     var all = false
 
     @Flag(help: "Draw the history as an ASCII graph beside the commits.")
@@ -83,10 +83,7 @@ struct LogCommand: ParsableCommand {
     func run() throws {
         let repo = try repository.open(access: .readOnly)
         var revs = revisions
-        if all {
-            revs += try repo.refs().map(\.target.hex)
-            if let h = try repo.headCommit() { revs.append(h.hex) }
-        }
+        if all { revs += try repo.allStartingPoints().map(\.hex) }
         if revs.isEmpty {
             guard try repo.headCommit() != nil else {
                 if json { try printJSON([CommitDocument]()) } else if !repository.quiet { print("No commits yet.") }
@@ -155,7 +152,8 @@ struct LogCommand: ParsableCommand {
         var decoration = names[c.id] ?? []
         if head.commit == c.id {
             if let b = head.branchName, let k = decoration.firstIndex(of: b) {
-                decoration[k] = "HEAD -> \(b)"
+                decoration.remove(at: k)
+                decoration.insert("HEAD -> \(b)", at: 0)
             } else {
                 decoration.insert("HEAD", at: 0)
             }
