@@ -37,7 +37,9 @@ extension Repository {
     /// `stash pop [N]` (or `stash apply` with `drop: false`): writes the stash's changes into the
     /// working tree and drops the entry. When HEAD moved since the stash, its changes are applied
     /// onto HEAD file by file and tensor by tensor where HEAD did not touch the same things;
-    /// otherwise nothing is written and the entry is kept. The files are renamed into place before
+    /// otherwise nothing is written and the entry is kept. Local changes to files the stash does
+    /// not change are kept, as git keeps them; one to a file it changes (or an untracked file where
+    /// it adds one) stops it before anything is written. The files are renamed into place before
     /// the entry is dropped, so an interruption never loses the stash.
     public func stashPop(index: Int = 0, drop: Bool = true, wait: Bool = false) throws -> StashEntry {
         try withWriteLock(wait: wait) {
@@ -49,8 +51,6 @@ extension Repository {
             let entry = all[index]
             let head = try history.head()
             let baseline = try worktreeBaseline(head: head).tree
-            let dirty = try status(against: baseline).changes.map(\.path)
-            if !dirty.isEmpty { throw RepoError.dirtyWorktree(operation: "stash pop", paths: dirty) }
             let stashCommit = try commit(entry.commit)
             guard let parent = stashCommit.parents.first else { throw RepoError.failed("stash \(entry.commit.short) has no parent") }
             guard let target = Repository.patch(baseline, from: try tree(of: parent), to: try tree(of: entry.commit)) else {
@@ -59,7 +59,7 @@ extension Repository {
             // Applied first, then dropped (as git does): killed in between, or should the drop fail,
             // the stash stays. Recording first dropped it while the files could still be the old
             // ones. The working tree then differs from HEAD: no stat-cache rows claim otherwise.
-            let checkout = try stageCheckout(target, over: baseline, force: false)
+            let checkout = try stageCheckout(target, over: baseline, force: false, operation: drop ? "stash pop" : "stash apply")
             _ = try finishCheckout(checkout)
             do {
                 try history.write { db in

@@ -237,6 +237,34 @@ import Testing
         expectOneLineError(try s.run(["stash", "pop"], in: "repo"), contains: "no stash entries")
     }
 
+    /// `stash pop` with local changes, as git: changes to files the stash does not touch (an edited
+    /// config, an untracked eval file) are kept; one to a file it changes stops it, naming that file,
+    /// with nothing written and the entry kept.
+    @Test func stashPopKeepsUnrelatedLocalChanges() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.repository(branches: [])
+        try FileManager.default.removeItem(atPath: s.path("repo/model.safetensors"))
+        try FileManager.default.copyItem(atPath: s.path("family/math/model.safetensors"), toPath: s.path("repo/model.safetensors"))
+        try s.ok(["stash", "-q"], in: "repo")
+        try Data("{\"accuracy\": 0.9}".utf8).write(to: URL(fileURLWithPath: s.path("repo/eval_results.json")))
+        try Data("{\"edited\": true}".utf8).write(to: URL(fileURLWithPath: s.path("repo/config.json")))
+        try s.ok(["stash", "pop", "-q"], in: "repo")
+        #expect(s.read("repo/model.safetensors") == s.read("family/math/model.safetensors"))
+        #expect(s.read("repo/config.json") == Data("{\"edited\": true}".utf8))
+        #expect(s.read("repo/eval_results.json") == Data("{\"accuracy\": 0.9}".utf8))
+        #expect(try s.ok(["stash", "list"], in: "repo").stdout.isEmpty)
+
+        try s.ok(["stash", "-q"], in: "repo")  // the model, the config and the eval file
+        try Data("{\"edited\": 2}".utf8).write(to: URL(fileURLWithPath: s.path("repo/config.json")))
+        let refused = try s.run(["stash", "pop"], in: "repo")
+        expectOneLineError(refused, contains: "stash pop would overwrite uncommitted changes in config.json")
+        #expect(!refused.stderr.contains("model.safetensors"))
+        #expect(s.read("repo/config.json") == Data("{\"edited\": 2}".utf8))
+        #expect(s.read("repo/model.safetensors") == s.read("family/base/model.safetensors"), "nothing written")
+        #expect(try s.ok(["stash", "list"], in: "repo").stdout.split(separator: "\n").count == 1, "the entry is kept")
+    }
+
     /// A revert through task arithmetic where HEAD changed a file the reverted commit changed too:
     /// HEAD's version is kept, and a warning says that part of the change is not applied.
     @Test func revertWarnsWhereHeadsVersionOfAFileIsKept() throws {
