@@ -316,10 +316,11 @@ extension Repository {
                     // after some of its renames, run again; a file deleted that the target drops):
                     // nothing is lost. Not a link: it is not the regular file the target records.
                     continue
-                } else if before != after || change.reason != nil {
-                    // An unreadable file is never carried over: what it holds cannot be known.
+                } else if before != after {
                     blocked.append(change.path)
                 } else {
+                    // Kept as it is, an unreadable file too (truncated, say): where the two trees
+                    // agree nothing is written, so what it holds need not be known.
                     carried.insert(change.path)
                 }
             }

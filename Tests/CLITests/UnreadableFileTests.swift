@@ -2,8 +2,8 @@ import Foundation
 import Testing
 
 /// A truncated or damaged safetensors file in the working tree is a change, as git lists a
-/// changed file: `status` names it with the codec's reason, and commands that need a clean tree
-/// refuse with the usual message instead of failing on the file.
+/// changed file: `status` names it with the codec's reason, commands that would rewrite it refuse
+/// with the usual message instead of failing on the file, and those that would not keep it.
 @Suite struct UnreadableFileTests {
     func truncatedModel() throws -> CLISandbox {
         let s = try CLISandbox()
@@ -36,9 +36,16 @@ import Testing
 
     @Test func commandsThatNeedACleanTreeRefuseWithTheDirtyTreeMessage() throws {
         let s = try truncatedModel()
-        expectOneLineError(try s.run(["switch", "-c", "next"], in: "repo"),
+        // A new branch at HEAD writes nothing: the broken file is kept, as git keeps any change.
+        try s.ok(["switch", "-q", "-c", "next"], in: "repo")
+        #expect(try s.ok(["status", "--short"], in: "repo").stdout == "M model.safetensors\n")
+        // A switch that would rewrite it refuses, creating no branch.
+        try s.ok(["commit", "-q", "--branch", "math", "--from", "../family/math", "-m", "math"], in: "repo")
+        expectOneLineError(try s.run(["switch", "math"], in: "repo"),
                            contains: "switching would overwrite uncommitted changes in model.safetensors")
-        #expect(!(try s.ok(["branch"], in: "repo").stdout.contains("next")), "the refused switch created no branch")
+        expectOneLineError(try s.run(["switch", "-c", "other", "math"], in: "repo"),
+                           contains: "switching would overwrite uncommitted changes in model.safetensors")
+        #expect(!(try s.ok(["branch"], in: "repo").stdout.contains("other")), "the refused switch created no branch")
         expectOneLineError(try s.run(["commit", "--from", "../family/math", "-m", "math"], in: "repo"),
                            contains: "would overwrite uncommitted changes in model.safetensors")
         // Committing or diffing the file itself needs its tensors: the codec's error, in one line.
@@ -46,7 +53,7 @@ import Testing
         expectOneLineError(try s.run(["diff"], in: "repo"), contains: "model.safetensors")
         #expect(try s.ok(["log", "--oneline"], in: "repo").stdout.split(separator: "\n").count == 1)
         // --force discards the broken file, as it discards any change.
-        try s.ok(["switch", "-q", "--force", "-c", "next"], in: "repo")
+        try s.ok(["switch", "-q", "--force", "-c", "last"], in: "repo")
         #expect(s.sameFiles("repo", "family/base"))
         #expect(try s.ok(["status", "--short"], in: "repo").stdout.isEmpty)
     }
