@@ -268,6 +268,30 @@ import Testing
         #expect(!(try s.ok(["log", "--oneline"], in: "copy").stdout.contains("math")), "HEAD alone does not reach it")
     }
 
+    /// A remote branch moved back shows as a forced update in the push and in the next fetch (not
+    /// as a fast-forward); a forced push that is a fast-forward does not; a tag moved on the remote
+    /// leaves the local tag where it is, with a warning naming the way to take theirs.
+    @Test func forcedUpdatesAndMovedTagsAreShown() throws {
+        let s = try published()
+        try s.ok(["commit", "--from", "../family/math", "-m", "math"], in: "repo")
+        #expect(!(try s.ok(["push", "--force"], in: "repo").stdout.contains("forced")), "a fast-forward, though forced")
+        try s.ok(["tag", "v1"], in: "repo")
+        try s.ok(["push", "-q", "--tags"], in: "repo")
+        try s.ok(["clone", "-q", "hub", "copy"])
+        let back = try s.ok(["push", "--force", "origin", "main~1:main"], in: "repo").stdout
+        #expect(back.contains("...") && back.contains("main (forced update)"), "\(back)")
+        try s.ok(["tag", "-f", "v1", "main~1"], in: "repo")
+        try s.ok(["push", "-q", "--force", "origin", "v1"], in: "repo")
+        let fetch = try s.ok(["fetch"], in: "copy")
+        #expect(fetch.stdout.contains("origin/main (forced update)"), "\(fetch.stdout)")
+        #expect(fetch.stderr.contains("tag 'v1' names"), "\(fetch.stderr)")
+        #expect(fetch.stderr.contains("'mrepo tag -f v1 origin/v1' takes theirs"))
+        #expect(try s.ok(["rev-parse", "v1"], in: "copy").stdout == (try s.ok(["rev-parse", "main"], in: "copy").stdout), "kept")
+        try s.ok(["tag", "-f", "v1", "origin/v1"], in: "copy")
+        #expect(try s.ok(["rev-parse", "v1"], in: "copy").stdout == (try s.ok(["rev-parse", "origin/main"], in: "copy").stdout))
+        #expect(!(try s.ok(["fetch"], in: "copy").stderr.contains("tag 'v1'")))
+    }
+
     /// A pid that no process has now: a child that ran and was reaped.
     func deadPID() throws -> Int32 {
         let p = Process()

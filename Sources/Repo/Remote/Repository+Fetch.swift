@@ -86,7 +86,7 @@ extension Repository {
         }
         // A remote-tracking ref names a commit that is here (a tag outside a shallow history is left out).
         let recorded = tagsAreWants ? refs : try refs.filter { try $0.value.targetID.flatMap { try history.commit($0) } != nil }
-        result.refs = try recordRemoteRefs(remote.name, recorded, prune: prune)
+        (result.refs, result.warnings) = try recordRemoteRefs(remote.name, recorded, prune: prune, warnings: result.warnings)
         return (result, mover.prefill)
     }
 
@@ -178,7 +178,12 @@ extension Repository {
 
     /// Sets the remote-tracking refs of `remote` to what it listed (and deletes those it no
     /// longer has, with `prune`), and creates the tags this repository lacks, in one transaction.
-    func recordRemoteRefs(_ remote: String, _ refs: [String: RemoteRef], prune: Bool) throws -> [RefChange] {
+    ///
+    /// A remote-tracking branch that moved to a commit that does not descend from where it was is
+    /// marked forced (git's `+ a...b (forced update)`). A local tag is never moved; one that names
+    /// another commit than the remote's tag of its name gets a warning, as git's "would clobber".
+    func recordRemoteRefs(_ remote: String, _ refs: [String: RemoteRef], prune: Bool, warnings: [String] = []) throws
+        -> (changes: [RefChange], warnings: [String]) {
         let before = Dictionary(try history.remoteRefs(remote: remote).map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         var updates: [(name: String, kind: Ref.Kind, target: ObjectID?)] = refs.values.sorted { $0.name < $1.name }.map { ($0.name, $0.kind, $0.targetID) }
         if prune {
@@ -186,7 +191,16 @@ extension Repository {
         }
         var changes: [RefChange] = []
         for u in updates where before[u.name]?.target != u.target {
-            changes.append(RefChange(name: remote + "/" + u.name, kind: u.kind, old: before[u.name]?.target, new: u.target))
+            var change = RefChange(name: remote + "/" + u.name, kind: u.kind, old: before[u.name]?.target, new: u.target)
+            if let old = change.old, let new = change.new, try history.commit(old) != nil, try history.commit(new) != nil {
+                change.forced = try !isAncestor(old, of: new)
+            }
+            changes.append(change)
+        }
+        var warnings = warnings
+        for r in refs.values.sorted(by: { $0.name < $1.name }) where r.kind == .tag {
+            guard let theirs = r.targetID, let ours = try history.ref(named: r.name), ours.kind == .tag, ours.target != theirs else { continue }
+            warnings.append("tag '\(r.name)' names \(theirs.short) on \(remote), \(ours.target.short) here: the local tag is kept ('mrepo tag -f \(r.name) \(remote)/\(r.name)' takes theirs)")
         }
         try history.write { db in
             try HistoryDatabase.updateRemoteRefs(db, remote: remote, updates, message: "fetch \(remote)")
@@ -195,7 +209,7 @@ extension Repository {
                 try HistoryDatabase.setRef(db, name: r.name, kind: .tag, target: target, old: nil, message: "fetch \(remote): tag \(r.name)")
             }
         }
-        return changes
+        return (changes, warnings)
     }
 
     /// Fetches the object files a revision needs that a lazy clone has not read yet.

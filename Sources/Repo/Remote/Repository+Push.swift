@@ -46,6 +46,8 @@ extension Repository {
         let checkedOut = try await transport.checkedOutBranches()
         // Refuse before sending anything: a push that is not a fast-forward changes nothing.
         var updates: [RefUpdate] = []
+        /// What `--force` let through that is no fast-forward ("forced update" in the output).
+        var forced = Set<String>()
         for var item in items {
             if item.kindFromRemote, let existing = remoteRefs[item.remoteName] { item.kind = existing.kind }
             let expected = remoteRefs[item.remoteName]?.targetID
@@ -59,11 +61,12 @@ extension Repository {
             if item.kind == .branch, checkedOut.contains(item.remoteName) {
                 throw RepoError.remote("\(remote.url): '\(item.remoteName)' is the checked-out branch of that repository; push to another branch, or make the remote bare ('mrepo init --bare'); nothing was sent")
             }
-            if let expected, let new = item.local, !options.force {
+            if let expected, let new = item.local {
                 let known = try history.commit(expected) != nil
                 let forward = known ? try isAncestor(expected, of: new) : false
                 if item.kind == .tag || !forward {
-                    throw RepoError.nonFastForward(ref: item.remoteName, remote: remote.url)
+                    guard options.force else { throw RepoError.nonFastForward(ref: item.remoteName, remote: remote.url) }
+                    forced.insert(item.remoteName)
                 }
             }
             updates.append(RefUpdate(name: item.remoteName, kind: item.remoteKind(remoteRefs), expected: expected, new: item.local, force: options.force))
@@ -95,7 +98,7 @@ extension Repository {
             }
         }
         if options.dryRun {
-            result.refs = updates.map(\.change)
+            result.refs = updates.map { $0.change(forced: forced.contains($0.name)) }
             return result
         }
         // Refs last, one compare-and-swap each.
@@ -103,7 +106,7 @@ extension Repository {
         for u in updates {
             do {
                 try await transport.updateRef(u)
-                result.refs.append(u.change)
+                result.refs.append(u.change(forced: forced.contains(u.name)))
             } catch {
                 firstError = firstError ?? error
                 result.rejected.append((u.name, RepoError.wrap(error).description))
@@ -255,5 +258,6 @@ extension Repository {
 
 extension RefUpdate {
     /// The ref change this update makes once it lands.
-    var change: RefChange { RefChange(name: name, kind: kind, old: expectedID, new: newID, forced: force) }
+    /// The change as output shows it; `forced`: no fast-forward (`--force` let it through).
+    func change(forced: Bool) -> RefChange { RefChange(name: name, kind: kind, old: expectedID, new: newID, forced: forced) }
 }
