@@ -55,7 +55,7 @@ import Testing
         try s.ok(["push", "-q", "-u", "origin", "main"], in: "repo")
 
         let cloneText = try s.ok(["clone", "--json", "hub", "copy"]).stdout
-        #expect(try keys(cloneText) == Self.transferKeys.union(["bytes_received", "directory", "lazy", "shallow", "branch"]))
+        #expect(try keys(cloneText) == Self.transferKeys.union(["bytes_received", "directory", "lazy", "shallow", "branch", "head"]))
         let clone = try decode(Transfer.self, cloneText)
         #expect((clone.bytesReceived ?? 0) > 0 && clone.bytesSent == nil && clone.objects > 0)
         struct CloneMembers: Decodable { var directory: String; var lazy: Bool; var shallow: Bool; var branch: String? }

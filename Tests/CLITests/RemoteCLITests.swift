@@ -292,6 +292,25 @@ import Testing
         #expect(!(try s.ok(["fetch"], in: "copy").stderr.contains("tag 'v1'")))
     }
 
+    /// `clone --branch TAG` checks out the tag's commit with HEAD detached, as git does; a name that
+    /// is neither a branch nor a tag there is refused and leaves no folder.
+    @Test func cloneOfATagDetachesHEAD() throws {
+        let s = try published()
+        try s.ok(["tag", "v1"], in: "repo")
+        try s.ok(["commit", "--from", "../family/math", "-m", "math"], in: "repo")
+        try s.ok(["push", "-q"], in: "repo")
+        try s.ok(["push", "-q", "--tags"], in: "repo")
+        let clone = try #require(try s.json(try s.ok(["clone", "--json", "--branch", "v1", "hub", "at-v1"])) as? [String: Any])
+        #expect(clone["branch"] is NSNull)
+        let v1 = try s.ok(["rev-parse", "v1"], in: "repo").stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(clone["head"] as? String == v1)
+        #expect(s.sameFiles("at-v1", "family/base"))
+        #expect(try s.ok(["status"], in: "at-v1").stdout.contains("HEAD detached at"))
+        #expect(try s.ok(["rev-parse", "origin/main"], in: "at-v1").stdout == (try s.ok(["rev-parse", "main"], in: "repo").stdout))
+        expectOneLineError(try s.run(["clone", "--branch", "nope", "hub", "none"]), contains: "remote branch or tag 'nope' not found")
+        #expect(!FileManager.default.fileExists(atPath: s.path("none")))
+    }
+
     /// A pid that no process has now: a child that ran and was reaped.
     func deadPID() throws -> Int32 {
         let p = Process()

@@ -121,9 +121,16 @@ extension Repository {
                 }
             }
             let chosen = branch ?? (branches.contains { $0.name == "main" } ? "main" : branches.first?.name)
-            if let chosen {
+            if let chosen, !branches.contains(where: { $0.name == chosen }), let tag = try built.history.ref(named: chosen), tag.kind == .tag {
+                // `--branch TAG`: HEAD detached at the tag's commit, as git clones it.
+                if lazy { _ = try await built.fetchMissingObjects(Array(try built.tree(of: tag.target).objectIDs)) }
+                try built.withWriteLock {
+                    _ = try built.moveHead(to: tag.target, newHead: .detached(tag.target), from: try built.history.head(), force: false,
+                                           message: "clone: from \(url), tag \(chosen)")
+                }
+            } else if let chosen {
                 guard let tracking = branches.first(where: { $0.name == chosen }) else {
-                    throw RepoError.invalidArgument("remote branch '\(chosen)' not found in \(url)")
+                    throw RepoError.invalidArgument("remote branch or tag '\(chosen)' not found in \(url)")
                 }
                 // A lazy clone reads the checked-out tree's objects now, asynchronously (a read from
                 // inside the checkout would block a thread of the async pool on the fetch).

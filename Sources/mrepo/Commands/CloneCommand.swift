@@ -24,7 +24,7 @@ struct CloneCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("Folder to clone into (created; must be empty if it exists).", valueName: "dir"))
     var directory: String?
 
-    @Option(name: [.customShort("b"), .long], help: ArgumentHelp("Branch to check out.", valueName: "branch"))
+    @Option(name: [.customShort("b"), .long], help: ArgumentHelp("Branch to check out, tracking origin/BRANCH; a tag checks out its commit with HEAD detached, as git does.", valueName: "branch"))
     var branch: String?
 
     @Option(help: ArgumentHelp("Fetch only the last N commits of each branch and tag (a shallow clone).", valueName: "n"))
@@ -52,14 +52,19 @@ struct CloneCommand: ParsableCommand {
         }
         for w in result.warnings { ErrorReporter.warn(w) }
         if json {
-            let clone = CloneDocument(directory: repo.root, lazy: lazy, shallow: try repo.isShallow(), branch: OrNull(try repo.currentBranch()))
+            let clone = CloneDocument(directory: repo.root, lazy: lazy, shallow: try repo.isShallow(), branch: OrNull(try repo.currentBranch()),
+                                      head: OrNull(try repo.headCommit()?.hex))
             try printJSON(PrefixedDocument(head: TransferDocument(result, sent: false), body: clone))
             return
         }
         if !quiet {
             print("Cloned \(url) into \(repo.root)")
             print(TransferOutput.summary(result, verb: "Received"))
-            if case let .branch(name, commit?) = try repo.head() { print("On branch \(name) at \(commit.short), tracking origin/\(name)") }
+            switch try repo.head() {
+            case let .branch(name, commit?): print("On branch \(name) at \(commit.short), tracking origin/\(name)")
+            case let .detached(id): print("HEAD detached at \(id.short) (tag \(branch ?? "")); 'mrepo switch -c NAME' starts a branch there")
+            default: break
+            }
         }
     }
 }

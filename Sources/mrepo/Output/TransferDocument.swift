@@ -49,6 +49,8 @@ struct CloneDocument: Encodable {
     var shallow: Bool
     /// The branch checked out (`null`: the remote had no branch, HEAD is unborn or detached).
     var branch: OrNull<String>
+    /// The commit checked out (`null`: HEAD is unborn).
+    var head: OrNull<String>
 }
 
 /// What `pull --json` adds after the fetch's members.
