@@ -75,6 +75,11 @@ import Testing
         try s.ok(["fetch", "-q"], in: "repo")
         #expect(try s.ok(["status"], in: "repo").stdout.contains("behind 'origin/main' by 1 commit"))
         #expect(try s.ok(["log", "--oneline", "origin/main"], in: "repo").stdout.split(separator: "\n").count == 2)
+        // An edit to a file the fast-forward rewrites stops it, in the pull's own words.
+        let model = try #require(s.read("repo/model.safetensors"))
+        try Data("edited".utf8).write(to: URL(fileURLWithPath: s.path("repo/model.safetensors")))
+        expectOneLineError(try s.run(["pull"], in: "repo"), contains: "pull would overwrite uncommitted changes in model.safetensors")
+        try model.write(to: URL(fileURLWithPath: s.path("repo/model.safetensors")))
         #expect(try s.ok(["pull"], in: "repo").stdout.contains("Fast-forward"))
         #expect(s.sameFiles("repo", "family/math"))
         #expect(try s.ok(["pull"], in: "repo").stdout.contains("Already up to date"))

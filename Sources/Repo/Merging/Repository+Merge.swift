@@ -157,7 +157,7 @@ extension Repository {
             }
             return MergeOutcome(status: .upToDate, report: empty, base: nil, baseCandidates: [], estimatedPeakBytes: 0, recipeYAML: "")
         case let .fastForward(name, target, base):
-            let result = try moveHeadForward(head, to: target, message: "merge \(name): fast-forward")
+            let result = try moveHeadForward(head, to: target, message: "merge \(name): fast-forward", operation: "merging")
             return MergeOutcome(status: .fastForward(result), report: ConflictReport(method: "fast-forward", experts: [name], baseName: "HEAD", tensors: [], files: []),
                                 base: base, baseCandidates: [base], estimatedPeakBytes: 0, recipeYAML: "")
         case let .merge(resolved):
@@ -436,9 +436,10 @@ extension Repository {
         throw RepoError.invalidArgument("\(adapters.map(\.name).joined(separator: ", ")) \(adapters.count == 1 ? "is a LoRA adapter" : "are LoRA adapters"): \(method) merges full models tensor by tensor; merge adapters with --method rmm (a reversible merge of the adapters), or fold each into its base model (mrepo export --fold REV DIR; mrepo commit --from DIR) and merge the folded models (knots is made for them)")
     }
 
-    func moveHeadForward(_ head: Head, to target: ObjectID, message: String) throws -> ObjectID {
+    func moveHeadForward(_ head: Head, to target: ObjectID, message: String, operation: String) throws -> ObjectID {
         let oldTree = try worktreeBaseline(head: head).tree
-        let entries = try materialize(try tree(of: target), over: oldTree, force: false)
+        var stats = MaterializeStats()
+        let entries = try materialize(try tree(of: target), over: oldTree, force: false, operation: operation, stats: &stats)
         try history.moveHead(head, to: target, message: message, statEntries: entries)
         return target
     }

@@ -190,7 +190,7 @@ extension Repository {
                 throw RepoError.invalidArgument("'\(current)' and '\(tracking.fullName)' have diverged; merge them with 'mrepo merge \(tracking.fullName)' (a model merge takes a method)")
             }
             try refuseDuringMerge("pulling")
-            _ = try moveHeadForward(head, to: tracking.target, message: "pull \(remoteName): fast-forward")
+            _ = try moveHeadForward(head, to: tracking.target, message: "pull \(remoteName): fast-forward", operation: "pull")
             return .fastForward(from: local, to: tracking.target)
         }
         return (outcome, fetched)
