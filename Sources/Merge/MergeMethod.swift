@@ -73,6 +73,9 @@ public protocol MergeMethod: Sendable {
     static func expertStatistics(_ parameters: ParameterSet) -> [String]
     /// Checks what parameter specs cannot say alone (ranges that depend on the expert count).
     static func validate(_ parameters: ParameterSet, expertCount: Int) throws(MergeError)
+    /// The working memory of merging a tensor of `n` elements from `k` experts (for `--dry-run`'s
+    /// estimate), and how it is counted, in words.
+    static func workingMemory(elements n: Int, experts k: Int) -> (bytes: Int, formula: String)
 }
 
 /// A method that merges one floating-point tensor at a time.
@@ -89,6 +92,10 @@ extension MergeMethod {
     public static func expertMetrics(_ parameters: ParameterSet) -> [String] { [] }
     public static func expertStatistics(_ parameters: ParameterSet) -> [String] { [] }
     public static func validate(_ parameters: ParameterSet, expertCount: Int) throws(MergeError) {}
+    /// The inputs and the result in float32, plus one more tensor's scratch.
+    public static func workingMemory(elements n: Int, experts k: Int) -> (bytes: Int, formula: String) {
+        ((k + 2) * n * 4, "(experts + 2) × the largest merged tensor in float32")
+    }
 
     /// Every parameter name, global and per expert.
     static var allParameterNames: [String] {

@@ -29,6 +29,25 @@ import Testing
         return String(decoding: s.read("first/merge_recipe.yml") ?? Data(), as: UTF8.self)
     }
 
+    /// `--dry-run`'s memory estimate is the method's own: a subspace method holds the largest
+    /// matrix's task vectors and SVD factors in float64, 2·(k + 3)·8 bytes per element against
+    /// (k + 2)·4 for TIES, and the text says how it counted.
+    @Test func dryRunEstimatesEachMethodsOwnMemory() throws {
+        let s = try family()
+        func plan(_ method: String) throws -> (bytes: Int, text: String) {
+            let json = try #require(try s.json(try s.ok(["merge", "--dry-run", "--json", "math", "code", "chat", "--method", method], in: "repo")) as? [String: Any])
+            let text = try s.ok(["merge", "--dry-run", "math", "code", "chat", "--method", method], in: "repo").stdout
+            return (try #require(json["estimated_peak_bytes"] as? Int), text)
+        }
+        let (ties, tiesText) = try plan("ties")
+        let (tsv, tsvText) = try plan("tsv")
+        let buffers = 160 << 20
+        // Three experts: 5 × 4 bytes per element against 12 × 8.
+        #expect((tsv - buffers) * 20 == (ties - buffers) * 96, "ties \(ties), tsv \(tsv)")
+        #expect(tiesText.contains("(experts + 2) × the largest merged tensor in float32"))
+        #expect(tsvText.contains("2 × (experts + 3) × the largest matrix in float64"))
+    }
+
     @Test func tsvMergeReplaysBitForBit() throws {
         let s = try family()
         let text = try mergeAndReplay(s, ["math", "code", "--method", "tsv"])

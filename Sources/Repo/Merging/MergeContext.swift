@@ -69,13 +69,17 @@ struct MergeContext {
         return out
     }
 
-    /// (experts + 2) × the largest tensor the method would merge, in Float32.
-    var estimatedPeakBytes: Int {
+    /// The method's working memory on the largest tensor it would merge
+    /// (``MergeMethod/workingMemory(elements:experts:)``), plus fixed buffers; and its formula.
+    var estimatedPeak: (bytes: Int, formula: String) {
         let largest = allNames.compactMap { name -> Int? in
             guard case .merge = decision(for: name) else { return nil }
             return expertTensors.compactMap { $0[name]?.tensor.shape.elementCount }.max()
         }.max() ?? 0
-        return (experts.count + 2) * largest * 4 + 160 << 20
+        let method = (try? MethodRegistry.method(named: plan.recipe.method))
+        let (bytes, formula) = method?.workingMemory(elements: largest, experts: experts.count)
+            ?? ((experts.count + 2) * largest * 4, "(experts + 2) × the largest merged tensor in float32")
+        return (bytes + 160 << 20, formula)
     }
 
     // MARK: - Classification

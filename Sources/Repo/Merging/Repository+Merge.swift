@@ -24,10 +24,13 @@ public struct MergeOutcome: Sendable {
     /// The merge base used, and every best common ancestor when there were several.
     public var base: ObjectID?
     public var baseCandidates: [ObjectID]
-    /// Estimated peak memory of the tensor merges: (experts + 2) × the largest merged tensor in Float32.
+    /// Estimated peak memory of the tensor merges: the method's working memory on the largest
+    /// tensor it merges (``MergeMethod/workingMemory(elements:experts:)``), plus fixed buffers.
     public var estimatedPeakBytes: Int
     /// The recipe in mergekit's YAML form (re-runnable with `mrepo merge --config`).
     public var recipeYAML: String
+    /// How ``estimatedPeakBytes`` was counted, in words.
+    public var estimatedPeakFormula = ""
     /// A reversible merge's measurements (``RMM``).
     public var reversible: ReversibleMergeReport? = nil
     /// Things the user should know that did not stop the merge (a failed post-merge hook).
@@ -211,7 +214,8 @@ extension Repository {
         if options.dryRun {
             let report = try context.classify(layerCount: layerCount)
             return MergeOutcome(status: .planned, report: report, base: inputs.base, baseCandidates: inputs.candidates,
-                                estimatedPeakBytes: context.estimatedPeakBytes, recipeYAML: yaml)
+                                estimatedPeakBytes: context.estimatedPeak.bytes, recipeYAML: yaml,
+                                estimatedPeakFormula: context.estimatedPeak.formula)
         }
         let batch = objects.makeBatch()
         var committed: (RecordedMerge, ConflictReport)?
@@ -247,7 +251,8 @@ extension Repository {
             if !result.unresolved.isEmpty {
                 try history.setMergeState(state, objects: result.newObjects)
                 return MergeOutcome(status: .conflicted, report: result.report, base: inputs.base, baseCandidates: inputs.candidates,
-                                    estimatedPeakBytes: context.estimatedPeakBytes, recipeYAML: yaml)
+                                    estimatedPeakBytes: context.estimatedPeak.bytes, recipeYAML: yaml,
+                                estimatedPeakFormula: context.estimatedPeak.formula)
             }
             let tt = timer.now()
             let tree = try context.buildTree(decided: result.decided, recipe: recipe, report: result.report,
@@ -288,14 +293,16 @@ extension Repository {
             // The working tree now holds the candidate, not a view written over HEAD.
             try history.clearWorktreeView()
             return MergeOutcome(status: .ready, report: report, base: inputs.base, baseCandidates: inputs.candidates,
-                                estimatedPeakBytes: context.estimatedPeakBytes, recipeYAML: yaml)
+                                estimatedPeakBytes: context.estimatedPeak.bytes, recipeYAML: yaml,
+                                estimatedPeakFormula: context.estimatedPeak.formula)
         }
         let (recorded, report) = committed!
         let tf = timer.now()
         let warnings = try finishMerge(recorded)
         timer.add("checkout", since: tf)
         var outcome = MergeOutcome(status: .committed(recorded.commit), report: report, base: inputs.base, baseCandidates: inputs.candidates,
-                                   estimatedPeakBytes: context.estimatedPeakBytes, recipeYAML: yaml)
+                                   estimatedPeakBytes: context.estimatedPeak.bytes, recipeYAML: yaml,
+                                estimatedPeakFormula: context.estimatedPeak.formula)
         outcome.warnings = warnings
         outcome.phaseTimes = timer.phases
         return outcome

@@ -62,7 +62,7 @@ extension MergeCommand {
         print(MergeClass.allCases.map { "\(counts[$0] ?? 0) \($0.rawValue)" }.joined(separator: ", "))
         for f in report.files where f.outcome != "unchanged" { print("  file \(f.path): \(f.outcome)") }
         if case .planned = outcome.status {
-            print("Estimated peak memory: \(Format.bytes(outcome.estimatedPeakBytes)) ((experts + 2) × the largest merged tensor in float32, plus buffers).")
+            print("Estimated peak memory: \(Format.bytes(outcome.estimatedPeakBytes)) (\(outcome.estimatedPeakFormula), plus buffers).")
             let rows = report.tensors.filter { $0.mergeClass != .unchanged }.map { t in
                 [t.mergeClass.rawValue, t.name, t.source ?? "", t.conflict ?? ""]
             }

@@ -4,6 +4,9 @@
 /// Other tensors take θ̄ (their centred vectors sum to zero). No merge base: it cancels.
 public struct CART: TensorMergeMethod {
     public static let id = "cart"
+    public static func workingMemory(elements n: Int, experts k: Int) -> (bytes: Int, formula: String) {
+        Subspace.workingMemory(elements: n, experts: k)
+    }
     public static let displayName = "CART (centered arithmetic with low rank)"
     public static let paper = "https://arxiv.org/abs/2412.12153"
     public static let summary = "Averages the experts, then adds back the low-rank part of each expert's difference from the average (per weight matrix, a truncated SVD keeping the top `rank_ratio` of the rank). The base model is not needed; biases and norms take the average. Data-free; one SVD per expert and matrix."

@@ -116,6 +116,11 @@ struct DenseMatrix: Sendable {
 /// What the subspace methods share: task vectors, the shape test, the fallback for tensors that
 /// are not matrices, and θ₀ + λ·Δ.
 enum Subspace {
+    /// The subspace methods hold one matrix's task vectors and their SVD factors in float64.
+    static func workingMemory(elements n: Int, experts k: Int) -> (bytes: Int, formula: String) {
+        (2 * (k + 3) * n * 8, "2 × (experts + 3) × the largest matrix in float64: its task vectors and SVD factors")
+    }
+
     /// The task vectors τᵢ = θᵢ − θ₀ in Double.
     static func taskVectors(_ input: TensorMergeInput, method: String) throws -> (base: [Float], tau: [[Double]]) {
         guard let base = input.base else { throw MergeError.invalidInputs(method: method, problem: "needs the merge base") }

@@ -3,6 +3,9 @@
 /// tensors take the mean task vector, as the paper's code does.
 public struct IsoC: TensorMergeMethod {
     public static let id = "iso_c"
+    public static func workingMemory(elements n: Int, experts k: Int) -> (bytes: Int, formula: String) {
+        Subspace.workingMemory(elements: n, experts: k)
+    }
     public static let displayName = "Iso-C (isotropic merging, common subspace)"
     public static let paper = "https://arxiv.org/abs/2502.04959"
     public static let summary = "Per weight matrix: takes the sum of the task vectors and flattens its singular spectrum (every singular value becomes their mean), so directions shared by few experts are not drowned by the dominant ones. Biases and norms take the mean task vector. Data-free; one SVD per matrix."

@@ -8,6 +8,9 @@
 /// Other tensors take the mean task vector, as the paper's code does.
 public struct IsoCTS: TensorMergeMethod {
     public static let id = "iso_cts"
+    public static func workingMemory(elements n: Int, experts k: Int) -> (bytes: Int, formula: String) {
+        Subspace.workingMemory(elements: n, experts: k)
+    }
     public static let displayName = "Iso-CTS (isotropic merging, common and task-specific subspaces)"
     public static let paper = "https://arxiv.org/abs/2502.04959"
     public static let summary = "Per weight matrix: keeps the top directions of the summed task vectors (the common subspace), gives each expert its own top directions orthogonal to it (the task-specific subspaces), orthogonalises the union and flattens its spectrum to the mean singular value. Best of the isotropic methods with many experts. Biases and norms take the mean task vector. Data-free."

@@ -10,6 +10,9 @@
 /// merge of their task vectors (TIES or task arithmetic).
 public struct KnOTS: TensorMergeMethod {
     public static let id = "knots"
+    public static func workingMemory(elements n: Int, experts k: Int) -> (bytes: Int, formula: String) {
+        Subspace.workingMemory(elements: n, experts: k)
+    }
     public static let displayName = "KnOTS (SVD alignment for LoRA merging)"
     public static let paper = "https://arxiv.org/abs/2410.19735"
     public static let summary = "For LoRA adapters (folded into their base with `mrepo export --fold`): per weight matrix, one SVD of the experts' updates side by side gives a shared basis; each expert's coordinates in it are merged with TIES (default) or task arithmetic, which then agree far better than the raw LoRA factors do. Data-free."

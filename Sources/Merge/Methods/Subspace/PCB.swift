@@ -13,6 +13,9 @@ import Foundation
 /// would divide by zero. Per tensor rather than over the whole model, so memory stays bounded.
 public struct PCB: TensorMergeMethod {
     public static let id = "pcb"
+    public static func workingMemory(elements n: Int, experts k: Int) -> (bytes: Int, formula: String) {
+        Subspace.workingMemory(elements: n, experts: k)
+    }
     public static let displayName = "PCB-Merging (parameter competition balancing)"
     public static let paper = "https://arxiv.org/abs/2410.02396"
     public static let summary = "Scores every task-vector element by its importance within its expert (intra-balancing) and its agreement with the others (inter-balancing), drops all but the top `ratio` of each expert's scores, and averages the surviving, outlier-clipped deltas weighted by their scores. Data-free; element-wise, no SVD."

@@ -6,6 +6,9 @@
 /// paper's code does.
 public struct TSV: TensorMergeMethod {
     public static let id = "tsv"
+    public static func workingMemory(elements n: Int, experts k: Int) -> (bytes: Int, formula: String) {
+        Subspace.workingMemory(elements: n, experts: k)
+    }
     public static let displayName = "TSV-Merge (Task Singular Vectors)"
     public static let paper = "https://arxiv.org/abs/2412.00081"
     public static let summary = "Per weight matrix: keeps each expert's top singular vectors (a 1/T share of the rank by default), orthogonalises the union of the experts' singular vectors so tasks stop interfering, and adds λ·U⊥ΣV⊥ᵀ to the base. Biases and norms take the mean task vector. Data-free; one SVD per expert and matrix."

@@ -10,6 +10,9 @@
 /// gradient descent from τ_TA = Σᵢ τᵢ. Other tensors take τ_TA (task arithmetic).
 public struct WUDI: TensorMergeMethod {
     public static let id = "wudi"
+    public static func workingMemory(elements n: Int, experts k: Int) -> (bytes: Int, formula: String) {
+        Subspace.workingMemory(elements: n, experts: k)
+    }
     public static let displayName = "WUDI-Merging"
     public static let paper = "https://arxiv.org/abs/2503.08099"
     public static let summary = "Per weight matrix: finds the merged task vector that changes each expert's outputs least on inputs drawn from the expert's own task vector (a least-squares problem, solved in closed form as the limit of the paper's optimisation from task arithmetic). Biases and norms take the task-arithmetic sum. Data-free; one SVD per matrix."
