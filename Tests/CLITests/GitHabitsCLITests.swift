@@ -237,6 +237,25 @@ import Testing
         expectOneLineError(try s.run(["stash", "pop"], in: "repo"), contains: "no stash entries")
     }
 
+    /// `--stat` lines keep a name with a combining accent whole (NFD `café.txt`: a padding counted
+    /// in UTF-16 units cut its last character), and pad it to the other names' width.
+    @Test func statLinesKeepNamesWithCombiningAccentsWhole() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.repository(branches: [])
+        let nfd = "cafe\u{301}.txt"
+        try Data("b".utf8).write(to: URL(fileURLWithPath: s.path("repo/" + nfd)))
+        try Data("c".utf8).write(to: URL(fileURLWithPath: s.path("repo/notes.txt")))
+        try s.ok(["commit", "-q", "-m", "nfd"], in: "repo")
+        for args in [["show", "--stat"], ["log", "--stat", "-n", "1"], ["diff", "HEAD~1", "HEAD", "--stat"]] {
+            let out = try s.ok(args, in: "repo").stdout
+            let line = out.split(separator: "\n").map(String.init).first { $0.contains("caf") } ?? ""
+            // Eight characters, padded to notes.txt's nine.
+            #expect(line.hasPrefix(" " + nfd + "  | "), "\(args): \(out)")
+            #expect(out.contains(" notes.txt | "), "\(out)")
+        }
+    }
+
     /// `stash pop` with local changes, as git: changes to files the stash does not touch (an edited
     /// config, an untracked eval file) are kept; one to a file it changes stops it, naming that file,
     /// with nothing written and the entry kept.

@@ -163,7 +163,7 @@ struct BranchCommand: ParsableCommand {
                 let counts = t.gone ? ["gone"] : [t.ahead > 0 ? "ahead \(t.ahead)" : nil, t.behind > 0 ? "behind \(t.behind)" : nil].compactMap { $0 }
                 upstream = "[\(t.upstream)\(counts.isEmpty ? "" : ": " + counts.joined(separator: ", "))] "
             }
-            print("\(b.isCurrent ? "*" : b.worktree != nil ? "+" : " ") \(shown(b).padding(toLength: width, withPad: " ", startingAt: 0))  \(b.target.short)  \(upstream)\(b.subject)")
+            print("\(b.isCurrent ? "*" : b.worktree != nil ? "+" : " ") \(Format.pad(shown(b), width))  \(b.target.short)  \(upstream)\(b.subject)")
         }
     }
 }

@@ -199,7 +199,7 @@ struct LogCommand: ParsableCommand {
         var out = [""]
         for s in stats {
             let what = s.status == .removed ? "removed" : (s.tensorCount > 0 ? "\(s.tensorsChanged) of \(s.tensorCount) tensors" : s.status.rawValue)
-            out.append(" \(s.path.padding(toLength: width, withPad: " ", startingAt: 0)) | \(what), \(Format.bytes(s.storedBytes)) stored")
+            out.append(" \(Format.pad(s.path, width)) | \(what), \(Format.bytes(s.storedBytes)) stored")
         }
         let tensors = stats.reduce(0) { $0 + $1.tensorsChanged }, stored = stats.reduce(0) { $0 + $1.storedBytes }
         out.append(" \(stats.count) file\(stats.count == 1 ? "" : "s") changed, \(tensors) tensor\(tensors == 1 ? "" : "s") changed, \(Format.bytes(stored)) stored")

@@ -179,7 +179,7 @@ struct MergeCommand: ParsableCommand {
                 try printJSON(MethodRegistry.all.map(MethodDocument.init))
                 return
             }
-            for m in MethodRegistry.all { print("\(m.id.padding(toLength: 18, withPad: " ", startingAt: 0)) \(m.displayName): \(m.summary)") }
+            for m in MethodRegistry.all { print("\(Format.pad(m.id, 18)) \(m.displayName): \(m.summary)") }
             return
         }
         if let helpMethod {
@@ -193,7 +193,7 @@ struct MergeCommand: ParsableCommand {
             for (title, specs) in [("Parameters (--set NAME=VALUE)", m.parameters), ("Per-expert parameters (--weight BRANCH=W, --expert BRANCH:NAME=VALUE, or --set for all)", m.expertParameters)] where !specs.isEmpty {
                 print(title + ":")
                 for s in specs {
-                    print("  \(s.name.padding(toLength: 14, withPad: " ", startingAt: 0)) \(s.rangeDescription), default \(s.defaultValue.map { "\($0)" } ?? "required"). \(s.help)")
+                    print("  \(Format.pad(s.name, 14)) \(s.rangeDescription), default \(s.defaultValue.map { "\($0)" } ?? "required"). \(s.help)")
                 }
             }
             return

@@ -35,7 +35,7 @@ struct ReflogCommand: ParsableCommand {
             return
         }
         for e in entries {
-            print("\(e.new?.short ?? "(deleted)   ")  \(e.ref.count >= 12 ? e.ref : e.ref.padding(toLength: 12, withPad: " ", startingAt: 0))  \(Format.date(e.timestamp))  \(e.message)")
+            print("\(e.new?.short ?? "(deleted)   ")  \(e.ref.count >= 12 ? e.ref : Format.pad(e.ref, 12))  \(Format.date(e.timestamp))  \(e.message)")
         }
     }
 }

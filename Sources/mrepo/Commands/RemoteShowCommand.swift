@@ -26,7 +26,7 @@ struct RemoteShowCommand: ParsableCommand {
     var json = false
 
     /// git's columns: a name padded to the longest of its list.
-    private func pad(_ text: String, _ width: Int) -> String { text.padding(toLength: width, withPad: " ", startingAt: 0) }
+    private func pad(_ text: String, _ width: Int) -> String { Format.pad(text, width) }
 
     func run() throws {
         let repo = try repository.open(access: .readOnly)

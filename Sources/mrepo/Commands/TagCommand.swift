@@ -78,7 +78,7 @@ struct TagCommand: ParsableCommand {
             // following ones indented by four spaces.
             for t in tags {
                 let lines = (t.message ?? "").split(separator: "\n", omittingEmptySubsequences: false).prefix(max(n, 0))
-                let name = t.name.count < 15 ? t.name.padding(toLength: 15, withPad: " ", startingAt: 0) : t.name + " "
+                let name = t.name.count < 15 ? Format.pad(t.name, 15) : t.name + " "
                 print((name + (lines.first.map(String.init) ?? "")).trimmingCharacters(in: .whitespaces))
                 for line in lines.dropFirst() { print("    " + line) }
             }

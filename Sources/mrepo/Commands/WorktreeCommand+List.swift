@@ -28,7 +28,7 @@ extension WorktreeCommand {
             let width = trees.map(\.path.count).max() ?? 0
             for t in trees {
                 let label = t.head.branchName.map { "[\($0)]" } ?? "(detached HEAD)"
-                print("\(t.path.padding(toLength: width, withPad: " ", startingAt: 0))  \(t.head.commit?.short ?? "(unborn)     ")  \(label)"
+                print("\(Format.pad(t.path, width))  \(t.head.commit?.short ?? "(unborn)     ")  \(label)"
                     + (t.isPrunable ? "  prunable" : ""))
             }
         }

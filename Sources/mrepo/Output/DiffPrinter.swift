@@ -65,7 +65,7 @@ enum DiffPrinter {
         var out = paths.map { p -> String in
             let status = report.files.first { $0.path == p }?.status.rawValue
             let n = byPath[p] ?? 0
-            return " \(p.padding(toLength: width, withPad: " ", startingAt: 0)) | \(n) tensor\(n == 1 ? "" : "s") changed" + (status.map { " (file \($0))" } ?? "")
+            return " \(Format.pad(p, width)) | \(n) tensor\(n == 1 ? "" : "s") changed" + (status.map { " (file \($0))" } ?? "")
         }
         out.append(" \(paths.count) file\(paths.count == 1 ? "" : "s") changed, \(report.changedTensors.count) tensor\(report.changedTensors.count == 1 ? "" : "s") changed")
         return out

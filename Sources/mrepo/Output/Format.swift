@@ -49,6 +49,13 @@ enum Format {
     }
 
     /// Left-aligned columns; columns listed in `right` are right-aligned.
+    /// `text` followed by spaces up to `width` characters; longer text is left whole. (Foundation's
+    /// `padding(toLength:)` counts UTF-16 units and cuts: a name with a combining accent lost its
+    /// last character.)
+    static func pad(_ text: String, _ width: Int) -> String {
+        text + String(repeating: " ", count: max(0, width - text.count))
+    }
+
     static func table(_ header: [String], _ rows: [[String]], right: Set<Int> = []) -> String {
         let all = [header] + rows
         let widths = header.indices.map { c in all.map { $0.indices.contains(c) ? $0[c].count : 0 }.max() ?? 0 }
