@@ -33,6 +33,8 @@ public struct CommitOptions: Sendable {
     public var amend = false
     /// Record the working tree as a stash entry (`stash`): no ref moves, no hook runs.
     public var stash = false
+    /// Skip the `pre-commit` hook (`--no-verify`, as git's); `post-commit` still runs.
+    public var skipPreCommitHook = false
     /// With `sourceDirectory`: leave the working tree as it is (`--no-checkout`), as after
     /// `reset --soft`: no third copy of an imported checkpoint is written.
     public var noCheckout = false
@@ -155,7 +157,7 @@ extension Repository {
             "MREPO_SOURCE": sourceRoot, "MREPO_MESSAGE": options.message,
             "MREPO_METRICS": metricsJSON, "MREPO_BRANCH": target.branch ?? "", "MREPO_PARENT": parent?.hex ?? "",
         ]
-        if !options.stash, hookExists("pre-commit") {
+        if !options.stash, !options.skipPreCommitHook, hookExists("pre-commit") {
             hookEnv["MREPO_AUTHOR"] = resolvedAuthor()
             try runHook("pre-commit", environment: hookEnv)
         }
@@ -376,8 +378,11 @@ extension Repository {
     private func validatedSource(_ path: String) throws -> String {
         let dir = Repository.absolutePath(path)
         var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
+        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) else {
             throw RepoError.io(path: path, reason: "no such directory")
+        }
+        guard isDir.boolValue else {
+            throw RepoError.io(path: path, reason: "not a directory (--from takes the checkpoint's folder)")
         }
         if dir == root { return root }
         if dir.hasPrefix(root + "/") {

@@ -180,7 +180,13 @@ extension Repository {
         if try history.ref(named: revision) == nil, (try? resolve(revision)) == nil, try trackingCandidate(revision) != nil {
             return try switchBranch(revision, force: force, wait: wait)
         }
-        return try withWriteLock(wait: wait, pending: force ? .leave : nil) {
+        return try detachHead(at: revision, force: force, wait: wait)
+    }
+
+    /// Detaches HEAD at `revision`'s commit (a branch name too: `switch --detach`, `checkout
+    /// --detach`), writing its tree over the working tree.
+    public func detachHead(at revision: String, force: Bool = false, wait: Bool = false) throws -> CheckoutResult {
+        try withWriteLock(wait: wait, pending: force ? .leave : nil) {
             let target = try resolve(revision)
             let head = try history.head()
             return try moveHead(to: target, newHead: .detached(target), from: head, force: force, message: "checkout: moving from \(head.displayName) to \(revision)")

@@ -256,6 +256,37 @@ import Testing
         }
     }
 
+    /// git's spellings that scripts use: `switch --detach` and `checkout --detach` (a branch's
+    /// commit, HEAD detached), `commit --no-verify` (the pre-commit hook skipped), `reflog stash`
+    /// with no stash yet; and errors that name the real cause for a file given as a folder.
+    @Test func detachNoVerifyAndFileForFolderErrors() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.repository(branches: ["math"])
+        try s.ok(["reflog", "stash"], in: "repo")
+        try s.ok(["switch", "-q", "--detach", "math"], in: "repo")
+        #expect(try s.ok(["status"], in: "repo").stdout.contains("HEAD detached at"))
+        #expect(s.sameFiles("repo", "family/math"))
+        try s.ok(["checkout", "-q", "--detach", "main"], in: "repo")
+        #expect(try s.ok(["rev-parse", "HEAD"], in: "repo").stdout == (try s.ok(["rev-parse", "main"], in: "repo").stdout))
+        #expect(try s.ok(["status"], in: "repo").stdout.contains("HEAD detached at"))
+        try s.ok(["switch", "-q", "main"], in: "repo")
+        expectOneLineError(try s.run(["switch", "--detach", "-c", "x"], in: "repo"), status: 64, contains: "--detach takes only a revision")
+
+        let hook = s.path("repo/.mrepo/hooks/pre-commit")
+        try "#!/bin/sh\nexit 1\n".write(toFile: hook, atomically: true, encoding: .utf8)
+        chmod(hook, 0o755)
+        try Data("notes".utf8).write(to: URL(fileURLWithPath: s.path("repo/notes.txt")))
+        expectOneLineError(try s.run(["commit", "-m", "hooked"], in: "repo"), contains: "pre-commit hook rejected")
+        try s.ok(["commit", "-q", "--no-verify", "-m", "unhooked"], in: "repo")
+        #expect(try s.ok(["log", "--oneline", "-n", "1"], in: "repo").stdout.contains("unhooked"))
+
+        expectOneLineError(try s.run(["commit", "--from", "../family/math/model.safetensors", "-m", "x"], in: "repo"),
+                           contains: "not a directory (--from takes the checkpoint's folder)")
+        try Data("x".utf8).write(to: URL(fileURLWithPath: s.path("a-file")))
+        expectOneLineError(try s.run(["export", "HEAD", "../a-file"], in: "repo"), contains: "a file is in the way")
+    }
+
     /// `stash pop` with local changes, as git: changes to files the stash does not touch (an edited
     /// config, an untracked eval file) are kept; one to a file it changes stops it, naming that file,
     /// with nothing written and the entry kept.

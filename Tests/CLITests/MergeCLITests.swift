@@ -162,6 +162,7 @@ import Testing
         try s.ok(["resolve", "encoder.*", "--method", "task_arithmetic", "--set", "lambda=0.5"], in: "repo")
         let rest = try s.ok(["resolve", "*", "--theirs", "--branch", "code"], in: "repo").stdout
         #expect(rest.contains("run 'mrepo merge --continue'"))
+        expectOneLineError(try s.run(["resolve", "*", "--theirs"], in: "repo"), contains: "no unresolved tensor is left; run 'mrepo merge --continue'")
         try s.ok(["merge", "--continue"], in: "repo")
         #expect(try s.ok(["log", "--oneline", "-n", "1"], in: "repo").stdout != head)
         #expect(try s.ok(["status", "--short"], in: "repo").stdout.isEmpty)

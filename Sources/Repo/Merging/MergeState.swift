@@ -119,6 +119,9 @@ public struct MergeOptions: Sendable {
 struct MergeInput: Sendable, Codable, Equatable {
     var name: String
     var commit: ObjectID
+
+    /// The name for messages: a full commit id (a replayed recipe names its models so) shortened.
+    var shownName: String { ObjectID(hex: name) != nil ? commit.short : name }
 }
 
 /// The options of a merge that shape its result beyond the recipe, as recorded in the merge

@@ -238,7 +238,7 @@ extension Repository {
             context.prepared?.startDigests()
             timer.add("run", since: tr)
             let tb = timer.now()
-            let message = options.message ?? "Merge \(inputs.branches.map(\.name).joined(separator: ", ")) into \(headName) (\(recipe.method))"
+            let message = options.message ?? "Merge \(inputs.branches.map(\.shownName).joined(separator: ", ")) into \(headName) (\(recipe.method))"
             let reportBlob = try objects.writeBlob(Array(result.report.json.serialized().utf8), options: codecOptions, batch: batch)
             if reportBlob.isNew { result.newObjects.append(reportBlob.info) }
             // Merged tensors become readable under their names (the tree is built from their headers).
@@ -482,7 +482,7 @@ extension Repository {
         out.balance = recipe.balance
         out.header = ["Recorded by mrepo \(Repository.toolVersion). Re-run with: mrepo merge --config merge_recipe.yml",
                       "(on a branch whose HEAD is the merge base or one of the models).",
-                      "merge base \(base.short)" + experts.map { ", \($0.name) = \($0.commit.short)" }.joined()]
+                      "merge base \(base.short)" + experts.map { ", " + ($0.shownName == $0.commit.short ? $0.shownName : "\($0.name) = \($0.commit.short)") }.joined()]
         return out
     }
 

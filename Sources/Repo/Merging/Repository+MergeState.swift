@@ -53,6 +53,9 @@ extension Repository {
             guard var state = try history.mergeState() else { throw RepoError.invalidArgument("no merge in progress") }
             let matching = state.unresolved.keys.filter { name in patterns.contains { fnmatch($0, name, 0) == 0 } }.sorted()
             guard !matching.isEmpty else {
+                if state.unresolved.isEmpty {
+                    throw RepoError.invalidArgument("no unresolved tensor is left; run 'mrepo merge --continue' to commit the merge")
+                }
                 throw RepoError.invalidArgument("no unresolved tensor matches \(patterns.joined(separator: " ")); unresolved: \(state.unresolved.keys.sorted().prefix(5).joined(separator: ", "))")
             }
             let context = try self.context(of: state)

@@ -194,7 +194,7 @@ extension Repository {
         merge.recipe = winning
         merge.expertParameters = []
         let failed = trials.filter { $0.status != .ok }.count
-        merge.message = given.message ?? "Merge \(inputs.branches.map(\.name).joined(separator: ", ")) into \(head.branchName ?? "HEAD") (\(winning.method), searched: trial \(winner.number) of \(trials.count), \(search.objective.rawValue))"
+        merge.message = given.message ?? "Merge \(inputs.branches.map(\.shownName).joined(separator: ", ")) into \(head.branchName ?? "HEAD") (\(winning.method), searched: trial \(winner.number) of \(trials.count), \(search.objective.rawValue))"
         merge.extraMembers = [try SearchRecord(id: searchID, space: space.json, seed: search.seed, objective: search.objective,
                                                budget: search.trials, eval: search.command, evaluated: trials.count, failed: failed,
                                                winner: winner.number, front: front, trials: trials).jsonMember()]

@@ -71,7 +71,7 @@ final class FileStaging {
         }
         guard !missing.isEmpty else {
             if let st = FileStat.of(dir, followLinks: true), st.isDirectory { return }
-            throw RepoError.io(path: shown ?? dir, reason: "cannot create directory")
+            throw RepoError.io(path: shown ?? dir, reason: "cannot create directory: a file is in the way")
         }
         for folder in missing.reversed() {
             journal?.note(created: folder)

@@ -38,18 +38,31 @@ struct CheckoutCommand: ParsableCommand {
     @Flag(name: .shortAndLong, help: "Discard uncommitted changes in files the checkout rewrites.")
     var force = false
 
+    @Flag(help: "Detach HEAD at the revision (default HEAD), a branch's commit too, instead of checking the branch out.")
+    var detach = false
+
     @OptionGroup var tracking: TrackingOptions
 
     func validate() throws {
         if tracking.noTrack && newBranch == nil { throw ValidationError("--no-track goes with -b (a branch the checkout creates)") }
         if tracking.track && newBranch == nil && revision == nil { throw ValidationError("--track needs the remote-tracking branch to start from") }
         if tracking.track && (reversible.isGiven || fold) { throw ValidationError("--track does not go with --expert, --view or --fold") }
-        if revision == nil && newBranch == nil { throw ValidationError("name the revision to check out (or -b NAME)") }
+        if detach && (newBranch != nil || tracking.track || tracking.noTrack || reversible.isGiven || fold) {
+            throw ValidationError("--detach takes only a revision")
+        }
+        if revision == nil && newBranch == nil && !detach { throw ValidationError("name the revision to check out (or -b NAME)") }
         if newBranch != nil && (reversible.isGiven || fold) { throw ValidationError("-b does not go with --expert, --view or --fold") }
     }
 
     func run() throws {
         let repo = try repository.open()
+        if detach {
+            let result = try repo.detachHead(at: revision ?? "HEAD", force: force, wait: lock.wait)
+            if json { try printJSON(CheckoutDocument(result)) } else if !repository.quiet {
+                print("HEAD is now at \(result.head.commit?.short ?? "") (detached; \(result.filesSummary))")
+            }
+            return
+        }
         // `checkout --track origin/X` creates X there, tracking it, as git does.
         let derived = newBranch == nil && tracking.track ? try TrackingOptions.derivedName(revision!) : nil
         if let newBranch = newBranch ?? derived {

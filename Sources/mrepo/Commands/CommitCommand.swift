@@ -65,6 +65,9 @@ struct CommitCommand: ParsableCommand {
     @Flag(help: "Record a commit even if nothing changed.")
     var allowEmpty = false
 
+    @Flag(name: [.customShort("n"), .customLong("no-verify")], help: "Skip the pre-commit hook (as git's --no-verify); post-commit still runs.")
+    var noVerify = false
+
     @Flag(help: "Follow symbolic links to files (as in a Hugging Face cache snapshot) and store what they point to.")
     var dereference = false
 
@@ -116,6 +119,7 @@ struct CommitCommand: ParsableCommand {
                                     branch: branch)
         options.amend = amend
         options.noCheckout = noCheckout
+        options.skipPreCommitHook = noVerify
         let started = Date()
         let result = try repo.commit(options, wait: lock.wait)
         for w in result.warnings { ErrorReporter.warn(w) }

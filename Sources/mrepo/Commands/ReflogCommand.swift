@@ -11,7 +11,7 @@ struct ReflogCommand: ParsableCommand {
 
     @OptionGroup var repository: RepositoryOptions
 
-    @Argument(help: ArgumentHelp("Show only this ref (HEAD or a branch or tag name).", valueName: "ref"))
+    @Argument(help: ArgumentHelp("Show only this ref (HEAD, a branch or tag name, or stash).", valueName: "ref"))
     var ref: String?
 
     @Option(name: [.customShort("n"), .customLong("max-count")], help: ArgumentHelp("Show at most this many entries.", valueName: "n"))
@@ -24,7 +24,7 @@ struct ReflogCommand: ParsableCommand {
         let repo = try repository.open(access: .readOnly)
         let entries = try repo.reflog(ref: ref, limit: maxCount)
         // A ref that never moved has no entries; a name that is no ref at all is an error, as elsewhere.
-        if let ref, entries.isEmpty, ref != "HEAD",
+        if let ref, entries.isEmpty, ref != "HEAD", ref != "stash",
            try !repo.branches().contains(where: { $0.name == ref }), try !repo.tags().contains(where: { $0.name == ref }) {
             throw RepoError.unknownRef(ref)
         }

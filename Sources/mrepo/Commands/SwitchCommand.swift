@@ -11,8 +11,10 @@ struct SwitchCommand: ParsableCommand {
     @OptionGroup var repository: RepositoryOptions
     @OptionGroup var lock: LockOptions
 
-    @Argument(help: ArgumentHelp("The branch to switch to (or to create with -c); - is the previous branch.", valueName: "branch"), completion: CompletionNames.branches)
-    var branch: String
+    @Argument(help: ArgumentHelp("The branch to switch to (or to create with -c); - is the previous branch. With --detach: the revision (default HEAD).", valueName: "branch"), completion: CompletionNames.branches)
+    var branchArgument: String?
+
+    var branch: String { branchArgument ?? "HEAD" }
 
     @Argument(help: ArgumentHelp("With -c: where the new branch starts. The default is HEAD.", valueName: "start"))
     var startPoint: String?
@@ -26,12 +28,19 @@ struct SwitchCommand: ParsableCommand {
     @Flag(name: .shortAndLong, help: "Discard uncommitted changes in files the switch rewrites.")
     var force = false
 
+    @Flag(help: "Detach HEAD at the revision (a branch's commit too) instead of switching to a branch, for a look or a throw-away experiment; 'mrepo switch -c NAME' keeps what you commit there.")
+    var detach = false
+
     @OptionGroup var tracking: TrackingOptions
 
     @Flag(help: "Print the result as JSON.")
     var json = false
 
     func validate() throws {
+        if branchArgument == nil && !detach { throw ValidationError("name the branch to switch to") }
+        if detach && (create || orphan || tracking.track || tracking.noTrack || startPoint != nil) {
+            throw ValidationError("--detach takes only a revision")
+        }
         if startPoint != nil && !create { throw ValidationError("a start point is only allowed with -c") }
         if orphan && (create || startPoint != nil) { throw ValidationError("--orphan takes only a branch name") }
         if tracking.noTrack && !create { throw ValidationError("--no-track goes with -c (a branch the switch creates)") }
@@ -40,6 +49,13 @@ struct SwitchCommand: ParsableCommand {
 
     func run() throws {
         let repo = try repository.open()
+        if detach {
+            let result = try repo.detachHead(at: branch, force: force, wait: lock.wait)
+            if json { try printJSON(CheckoutDocument(result)) } else if !repository.quiet {
+                print("HEAD is now at \(result.head.commit?.short ?? "") (detached; \(result.filesSummary))")
+            }
+            return
+        }
         let target: SwitchTarget
         if orphan {
             target = .orphan(branch)
