@@ -52,6 +52,10 @@ import Testing
         let s = try family()
         let text = try mergeAndReplay(s, ["math", "code", "--method", "tsv"])
         #expect(text.contains("merge_method: tsv"), "\(text)")
+        // The replay names its models by commit: the message shows them short, as ids are shown.
+        let subject = try s.ok(["log", "-n", "1", "--format=%s"], in: "repo").stdout
+        let math = String(try s.ok(["rev-parse", "math"], in: "repo").stdout.prefix(12))
+        #expect(subject.hasPrefix("Merge \(math), ") && subject.count < 80, "\(subject)")
         let first = try #require(s.read("first/model.safetensors"))
         #expect(first == s.read("second/model.safetensors"))
         // The merge is neither base nor an expert, and differs from task arithmetic's.
