@@ -36,6 +36,16 @@ final class WriteLock {
     }
 
     deinit { release() }
+
+    /// The pid of a live process holding the lock at `path`, as its file names it; nil when none
+    /// does (a writer killed leaves its pid, but no process). Reads only: taking the lock to find
+    /// out would make a writer starting at that instant fail.
+    static func liveHolder(path: String) -> Int32? {
+        guard let data = FileManager.default.contents(atPath: path),
+              let pid = Int32(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0,
+              pid != getpid(), kill(pid, 0) == 0 || errno == EPERM else { return nil }
+        return pid
+    }
 }
 
 /// `.mrepo/gc.lock`, which keeps `gc` from deleting objects a reader is using: readers hold it

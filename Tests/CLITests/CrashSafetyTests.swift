@@ -469,6 +469,36 @@ import Testing
         #expect(unreadable.contains("mrepo checkout --force HEAD"))
     }
 
+    /// `stash` killed during its renames, then the entry dropped in another working tree (the stash
+    /// list is shared): the record is still proved by the stash's reflog, so the next command
+    /// finishes putting the working tree back to HEAD instead of dropping the note.
+    @Test func aStashDroppedElsewhereStillFinishesItsCheckout() throws {
+        let s = try prepared()
+        try s.ok(["worktree", "add", "-q", "../wt", "main"], in: "repo")
+        let r = try s.run(["stash"], in: "repo", environment: ["MREPO_KILL_AT": "checkout.file:1"])
+        #expect(r.status == -9)
+        #expect(FileManager.default.fileExists(atPath: s.path("repo/.mrepo/CHECKOUT_PENDING")))
+        try s.ok(["stash", "drop", "-q"], in: "wt")
+        #expect(try s.ok(["stash", "list"], in: "repo").stdout.isEmpty)
+        #expect(try s.ok(["status"], in: "repo").stdout.contains("An interrupted stash left the working tree partly updated"))
+        let next = try s.ok(["branch", "other"], in: "repo")
+        #expect(next.stderr.contains("finished updating the working tree for an interrupted stash"), "\(next.stderr)")
+        #expect(s.sameFiles("repo", "family/base"), "the working tree is HEAD's, as after a stash")
+        #expect(try s.ok(["status", "--porcelain"], in: "repo").stdout.isEmpty)
+    }
+
+    /// While a writer holds the lock (its pid alive in `.mrepo/lock`), a note is its own, not an
+    /// interrupted command's: `status` does not call it interrupted.
+    @Test func statusLeavesARunningWritersNoteAlone() throws {
+        let (s, args, _) = try scenario("revert", point: "checkout.staged")
+        #expect(try s.run(args, in: "repo", environment: ["MREPO_KILL_AT": "checkout.staged"]).status == -9)
+        #expect(try s.ok(["status"], in: "repo").stdout.contains("An interrupted revert"))
+        try Data("\(getpid())\n".utf8).write(to: URL(fileURLWithPath: s.path("repo/.mrepo/lock")))
+        #expect(!(try s.ok(["status"], in: "repo").stdout.contains("interrupted")), "a live process holds the lock")
+        try Data().write(to: URL(fileURLWithPath: s.path("repo/.mrepo/lock")))
+        #expect(try s.ok(["status"], in: "repo").stdout.contains("An interrupted revert"))
+    }
+
     /// A second writer gets "locked by pid N"; readers are not blocked.
     @Test func secondWriterIsRefusedWhileTheFirstHoldsTheLock() throws {
         let s = try CLISandbox()

@@ -194,6 +194,10 @@ import Testing
         try s.ok(["export", "origin/main", "../math-out"], in: "full")
         #expect(s.sameFiles("math-out", "family/math"))
         try s.ok(["remote", "remove", "origin"], in: "full")  // nothing missing any more
+        // A lazy fetch that leaves nothing out (and finds nothing missing) does not make a remote lazy.
+        try s.ok(["remote", "add", "origin", "../hub"], in: "full")
+        try s.ok(["fetch", "-q", "--lazy"], in: "full")
+        #expect(!(try s.ok(["remote", "-v"], in: "full").stdout.contains("(lazy)")))
 
         // A lazy clone reads its checked-out branch at once; chat's files stay on the remote.
         try s.ok(["switch", "-q", "-c", "chat"], in: "repo")
@@ -295,6 +299,13 @@ import Testing
         try s.ok(["tag", "-f", "v1", "origin/v1"], in: "copy")
         #expect(try s.ok(["rev-parse", "v1"], in: "copy").stdout == (try s.ok(["rev-parse", "origin/main"], in: "copy").stdout))
         #expect(!(try s.ok(["fetch"], in: "copy").stderr.contains("tag 'v1'")))
+
+        // A shallow fetch cannot see below its boundary: a fast-forward there is not called forced.
+        try s.ok(["clone", "-q", "--depth", "1", "hub", "thin"])  // main at base
+        try s.ok(["commit", "--from", "../family/chat", "-m", "chat"], in: "repo")  // math, then chat, on base
+        try s.ok(["push", "-q"], in: "repo")
+        let thin = try s.ok(["fetch", "--depth", "1"], in: "thin").stdout
+        #expect(thin.contains("origin/main") && !thin.contains("forced"), "\(thin)")
     }
 
     /// `clone --branch TAG` checks out the tag's commit with HEAD detached, as git does; a name that
@@ -314,6 +325,10 @@ import Testing
         #expect(try s.ok(["rev-parse", "origin/main"], in: "at-v1").stdout == (try s.ok(["rev-parse", "main"], in: "repo").stdout))
         expectOneLineError(try s.run(["clone", "--branch", "nope", "hub", "none"]), contains: "remote branch or tag 'nope' not found")
         #expect(!FileManager.default.fileExists(atPath: s.path("none")))
+        // A shallow clone of a tag below its depth fetches the tag's commit all the same.
+        try s.ok(["clone", "-q", "--depth", "1", "--branch", "v1", "hub", "shallow-v1"])
+        #expect(s.sameFiles("shallow-v1", "family/base"))
+        #expect(try s.ok(["rev-parse", "HEAD"], in: "shallow-v1").stdout.trimmingCharacters(in: .whitespacesAndNewlines) == v1)
     }
 
     /// A pid that no process has now: a child that ran and was reaped.

@@ -44,7 +44,11 @@ extension Repository {
 
     /// With `checkout` (a clone's branch), the files of that commit's tree are written while the
     /// objects are verified (``ClonePrefill``), and returned for the checkout to move into place.
-    func fetchLocked(_ remote: RemoteConfig, prune: Bool, lazy: Bool, depth: FetchDepth, checkout: ObjectID? = nil) async throws
+    ///
+    /// `alsoWant`: a commit to fetch besides the branches (and tags), with its history: the tag a
+    /// shallow clone checks out (`clone --depth N --branch TAG`), which tags do not bring there.
+    func fetchLocked(_ remote: RemoteConfig, prune: Bool, lazy: Bool, depth: FetchDepth, checkout: ObjectID? = nil,
+                     alsoWant: ObjectID? = nil) async throws
         -> (result: TransferResult, prefill: ClonePrefill?) {
         let transport = try Transports.open(remote.url, environment: transportEnvironment)
         let refs = try await transport.listRefs()
@@ -56,11 +60,18 @@ extension Repository {
         // tag far down does not bring the history below it; unshallowing takes everything.
         let shallowNow = try isShallow()
         let tagsAreWants = depth == .unshallow || (depth == .full && !shallowNow)
-        let wants = refs.values.filter { $0.kind == .branch || tagsAreWants }.compactMap(\.targetID)
+        let wants = refs.values.filter { $0.kind == .branch || tagsAreWants }.compactMap(\.targetID) + (alsoWant.map { [$0] } ?? [])
         let (records, contents, recordBytes) = try await fetchRecords(from: transport, wants: wants, depth: depth)
         result.commits = records.count
         result.bytes += recordBytes
         var needed = Repository.objectsNeeded(by: contents).filter { !objects.exists($0.id) }
+        // A lazy fetch from a remote that is not lazy makes it so when files are left out now, or
+        // were before (a remote added again to read them): later reads fetch them from it.
+        var markLazy = false
+        if lazy && !remote.lazy {
+            let missingBefore = try history.allObjects().contains { !objects.exists($0.id) }
+            markLazy = missingBefore || needed.contains { $0.kind != .blob }
+        }
         if lazy { needed = needed.filter { $0.kind == .blob } }
         let counter = ProgressCounter(progress, title: "fetch \(remote.name)", total: needed.reduce(0) { $0 + $1.storedByteCount })
         defer { counter.finish() }
@@ -80,7 +91,7 @@ extension Repository {
         // A lazy fetch from a remote that was not lazy makes it so: the files it leaves out are
         // read from it on first use (`fetch --objects` fetches them now).
         try receiveCommits(records, allowMissingObjects: lazy, shallow: true, known: mover.verifiedRows.all,
-                           markingLazy: lazy && !remote.lazy ? remote.name : nil)
+                           markingLazy: markLazy ? remote.name : nil)
         if depth == .unshallow, try isShallow() {
             result.warnings.append("\(remote.url) is itself a shallow repository: the history below its boundary is not there to fetch, so this one stays shallow")
         }
@@ -190,9 +201,11 @@ extension Repository {
             for (name, r) in before where refs[name] == nil { updates.append((name, r.kind, nil)) }
         }
         var changes: [RefChange] = []
+        // In a shallow repository the walk stops at the boundary: "not an ancestor" is unknown there.
+        let shallow = try isShallow()
         for u in updates where before[u.name]?.target != u.target {
             var change = RefChange(name: remote + "/" + u.name, kind: u.kind, old: before[u.name]?.target, new: u.target)
-            if let old = change.old, let new = change.new, try history.commit(old) != nil, try history.commit(new) != nil {
+            if !shallow, let old = change.old, let new = change.new, try history.commit(old) != nil, try history.commit(new) != nil {
                 change.forced = try !isAncestor(old, of: new)
             }
             changes.append(change)

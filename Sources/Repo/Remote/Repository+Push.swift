@@ -165,12 +165,7 @@ extension Repository {
                                       fromBranch: ref.kind == .branch))
                 return
             }
-            let id: ObjectID
-            do {
-                id = try resolve(source)
-            } catch {
-                throw RepoError.unknownRef(source)
-            }
+            let id = try resolve(source)
             guard let remoteName else {
                 throw RepoError.invalidArgument("'\(source)' is not a local branch or tag; name the remote branch to push it to: 'mrepo push \(remote) \(source):NAME'")
             }

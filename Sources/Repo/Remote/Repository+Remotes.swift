@@ -98,6 +98,8 @@ extension Repository {
         // The branch the clone will check out, as listed now: its files are written while its
         // objects are verified (used only if the branch still names that commit after the fetch).
         let planned = (branch ?? (listed["main"]?.kind == .branch ? "main" : nil)).flatMap { listed[$0] }.flatMap { $0.kind == .branch ? $0.targetID : nil }
+        // `--branch TAG` with no branch of that name: the tag's commit is fetched whatever the depth.
+        let tagWanted = branch.flatMap { listed[$0] }.flatMap { $0.kind == .tag ? $0.targetID : nil }
         do {
             let built = try initialize(at: staging.path)
             built.progress = progress
@@ -106,7 +108,8 @@ extension Repository {
             guard let remote = try built.history.remote(named: "origin") else { throw RepoError.failed("the new clone has no remote 'origin'") }
             if lazy { built.readMissingObjectsLazily() }
             let fetched = try await built.withWriteLock(wait: false) {
-                try await built.fetchLocked(remote, prune: false, lazy: lazy, depth: depth.map { .depth($0) } ?? .full, checkout: planned)
+                try await built.fetchLocked(remote, prune: false, lazy: lazy, depth: depth.map { .depth($0) } ?? .full, checkout: planned,
+                                            alsoWant: tagWanted)
             }
             var result = fetched.result
             let prefill = fetched.prefill

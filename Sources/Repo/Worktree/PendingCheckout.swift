@@ -36,7 +36,8 @@ struct PendingCheckout: Codable, Equatable {
         case head(String)
         /// The merge in progress names this tree as its candidate (`merge --no-commit`).
         case mergeCandidate(String)
-        /// This stash commit is in the stash list (`stash`).
+        /// This stash commit was saved (`stash`): it is in the stash list, or the stash's reflog
+        /// records it (popped or dropped since, in another working tree).
         case stashSaved(String)
     }
 
@@ -75,9 +76,12 @@ extension Repository {
         try AtomicFileWriter.write(Array(try encoder.encode(note)), to: pendingCheckoutPath)
     }
 
-    /// Deletes the note once the checkout is done (or the record failed).
+    /// Deletes the note once the checkout is done (or the record failed), durably: a note back
+    /// after a power loss would have the next command finish a checkout again over later edits
+    /// (which then stop it). Best effort: a failed sync leaves that rare case, not an error.
     func clearPendingCheckout() {
-        unlink(pendingCheckoutPath)
+        guard unlink(pendingCheckoutPath) == 0 else { return }
+        try? AtomicFileWriter.syncDirectory(metaDirectory)
     }
 
     /// Finishes the checkout of a command killed between its record and its renames (see
@@ -194,7 +198,10 @@ extension Repository {
         case let .mergeCandidate(hex):
             return try history.mergeState()?.readyTree?.hex == hex
         case let .stashSaved(hex):
-            return try history.stashes().contains { $0.commit.hex == hex }
+            if try history.stashes().contains(where: { $0.commit.hex == hex }) { return true }
+            // Popped or dropped since, in another working tree (the stash list is shared): the
+            // record also logged it in the stash's reflog, in the same transaction.
+            return try history.reflog(ref: "stash", limit: Int(Int32.max)).contains { $0.new?.hex == hex }
         }
     }
 }
@@ -212,10 +219,12 @@ public struct InterruptedCheckout: Sendable, Equatable {
 
 extension Repository {
     /// The checkout an interrupted command left in this working tree, read without changing
-    /// anything (for `status`); nil when there is none, or when its command was killed before its
-    /// record (the next writer deletes the note: nothing was renamed).
+    /// anything (for `status`); nil when there is none, when its command was killed before its
+    /// record (the next writer deletes the note: nothing was renamed), or while a writer runs.
     public func interruptedCheckout() throws -> InterruptedCheckout? {
         guard let data = FileManager.default.contents(atPath: pendingCheckoutPath) else { return nil }
+        // A writer running now (between its record and its renames) is not interrupted.
+        if WriteLock.liveHolder(path: metaDirectory + "/lock") != nil { return nil }
         guard let note = try? JSONDecoder().decode(PendingCheckout.self, from: data), note.treeIDs != nil else {
             return InterruptedCheckout(operation: nil, recorded: false,
                                        advice: "\(pendingCheckoutPath) (left by an interrupted command) cannot be read: the next command that writes refuses until 'mrepo checkout --force HEAD' deletes it (local changes to tracked files are lost)")

@@ -48,7 +48,6 @@ enum Format {
         return f.string(from: Date(timeIntervalSince1970: timestamp))
     }
 
-    /// Left-aligned columns; columns listed in `right` are right-aligned.
     /// `text` followed by spaces up to `width` characters; longer text is left whole. (Foundation's
     /// `padding(toLength:)` counts UTF-16 units and cuts: a name with a combining accent lost its
     /// last character.)
@@ -56,6 +55,7 @@ enum Format {
         text + String(repeating: " ", count: max(0, width - text.count))
     }
 
+    /// Left-aligned columns; columns listed in `right` are right-aligned.
     static func table(_ header: [String], _ rows: [[String]], right: Set<Int> = []) -> String {
         let all = [header] + rows
         let widths = header.indices.map { c in all.map { $0.indices.contains(c) ? $0[c].count : 0 }.max() ?? 0 }

@@ -13,8 +13,9 @@ import Foundation
 /// would divide by zero. Per tensor rather than over the whole model, so memory stays bounded.
 public struct PCB: TensorMergeMethod {
     public static let id = "pcb"
+    /// Element-wise in float64: the task vectors, their balance and mask, and the result.
     public static func workingMemory(elements n: Int, experts k: Int) -> (bytes: Int, formula: String) {
-        Subspace.workingMemory(elements: n, experts: k)
+        ((k + 4) * n * 8, "(experts + 4) × the largest tensor in float64")
     }
     public static let displayName = "PCB-Merging (parameter competition balancing)"
     public static let paper = "https://arxiv.org/abs/2410.02396"
