@@ -100,7 +100,11 @@ extension Repository {
         try withWriteLock(wait: wait) { try commitLocked(options) }
     }
 
-    func commitLocked(_ options: CommitOptions) throws -> CommitResult {
+    ///
+    /// - Parameter beforeStashRecord: for `stash`, run with the stash's tree and commit just before
+    ///   they are recorded (``stash(message:wait:)`` stages its checkout and notes it there); a
+    ///   failure there records nothing.
+    func commitLocked(_ options: CommitOptions, beforeStashRecord: ((Tree, Commit) throws -> Void)? = nil) throws -> CommitResult {
         let metricNames = options.metrics.map(\.name)
         if Set(metricNames).count != metricNames.count { throw RepoError.invalidArgument("each metric name may be given once") }
         // The default author asks git (two processes, 10-40 ms): asked on a thread of its own while
@@ -250,6 +254,7 @@ extension Repository {
             } : []
             let kind = options.amend ? "commit (amend)" : parents.count > 1 ? "merge" : (parent == nil ? "commit (initial)" : "commit")
             if options.stash {
+                try beforeStashRecord?(tree, commit)
                 try history.recordStash(objects: newInfos, tree: tree, commit: commit, branch: head.branchName)
             } else if let branch = options.branch {
                 try history.recordCommit(objects: newInfos, tree: tree, commit: commit, onto: branch, expected: target.created ? nil : parent,

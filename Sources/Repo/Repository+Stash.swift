@@ -14,16 +14,25 @@ extension Repository {
             let text = message ?? "WIP on \(head.displayName): \(headID.short) \(subject)"
             var options = CommitOptions(message: text)
             options.stash = true
-            let result = try commitLocked(options)
             let baseline = try worktreeBaseline(head: head).tree
+            // HEAD's files are staged, and the checkout noted, once the stash's tree is known and
+            // before it is recorded: a full disk then records no stash, and a kill after the record
+            // leaves a note the next command finishes. Not forced: the working tree held the
+            // stash's snapshot; an edit made after a kill stops the next command instead of being lost.
+            var staged: StagedCheckout?
+            let result: CommitResult
             do {
-                let stashTree = try history.tree(result.commit.treeID)
-                let checkout = try stageCheckout(baseline, over: stashTree, force: true)
-                // Written after the stash's record (its tree is known only then): a kill before
-                // this leaves the changes both in the stash and in the working tree.
-                // Not forced: the working tree held the stash's snapshot; an edit made after a kill
-                // stops the next command instead of being lost.
-                try notePendingCheckout(operation: "stash", from: stashTree, to: baseline, force: false, proof: .stashSaved(result.commit.id.hex), checkingTo: true)
+                result = try commitLocked(options) { stashTree, commit in
+                    staged = try self.stageCheckout(baseline, over: stashTree, force: true)
+                    try self.notePendingCheckout(operation: "stash", from: stashTree, to: baseline, force: false,
+                                            proof: .stashSaved(commit.id.hex), checkingTo: true, fromRecordedByTheCommand: true)
+                }
+            } catch {
+                staged?.rollback()
+                throw error
+            }
+            do {
+                guard let checkout = staged else { throw RepoError.failed("the stash's checkout was not staged") }
                 try history.write { db in try history.setOrigHead(db, headID) }
                 let entries = try finishCheckout(checkout)
                 history.saveStatCacheOpportunistically(entries, removing: [])

@@ -259,7 +259,7 @@ import Testing
     @Test(arguments: [
         "merge@checkout.staged", "merge@checkout.file:1", "revert@checkout.staged", "revert@checkout.file:1",
         "revert-arithmetic@checkout.staged", "cherry-pick@checkout.staged",
-        "reset@checkout.staged", "reset@checkout.file:1", "stash@checkout.file:1",
+        "reset@checkout.staged", "reset@checkout.file:1", "stash@commit.recorded", "stash@checkout.file:1",
         "commit-from@commit.recorded", "commit-from@checkout.file:1", "merge-no-commit@checkout.staged",
     ])
     func killedAfterItsRecordTheCheckoutIsFinishedByTheNextWriter(_ killCase: String) throws {

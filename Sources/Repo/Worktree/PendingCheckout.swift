@@ -67,9 +67,11 @@ extension Repository {
     /// Notes, durably, the checkout of `to` over `from` that follows a record `proof` describes.
     /// Nothing is noted when `from` (or, with `checkingTo`, `to`) is not a recorded tree (a view
     /// the working tree holds, §6.2): no later command could read it back.
+    /// `fromRecordedByTheCommand`: `from` is recorded by the record itself (a stash's tree), so it
+    /// is there whenever the proof holds.
     func notePendingCheckout(operation: String, from: Tree, to: Tree, force: Bool, proof: PendingCheckout.Proof,
-                             checkingTo: Bool = false) throws {
-        guard try history.hasTree(from.id), try !checkingTo || history.hasTree(to.id) else { return }
+                             checkingTo: Bool = false, fromRecordedByTheCommand: Bool = false) throws {
+        guard try fromRecordedByTheCommand || history.hasTree(from.id), try !checkingTo || history.hasTree(to.id) else { return }
         let note = PendingCheckout(operation: operation, from: from.id.hex, to: to.id.hex, force: force, proof: proof)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
