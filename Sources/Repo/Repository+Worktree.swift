@@ -189,14 +189,18 @@ extension Repository {
         try withWriteLock(wait: wait, pending: force ? .leave : nil) {
             let target = try resolve(revision)
             let head = try history.head()
-            return try moveHead(to: target, newHead: .detached(target), from: head, force: force, message: "checkout: moving from \(head.displayName) to \(revision)")
+            return try moveHead(to: target, newHead: .detached(target), from: head, force: force, message: "checkout: moving from \(head.displayName) to \(revision)",
+                                operation: "checkout")
         }
     }
 
     /// Writes `target`'s tree over the working tree, then moves HEAD to `newHead` (creating the
-    /// branch `creating` in the same transaction, if given).
+    /// branch `creating` in the same transaction, if given). The renames come before HEAD moves:
+    /// they are noted (``PendingCheckout/Proof/headMovesTo(_:)``), so that if the command is killed
+    /// in between, the next one puts HEAD's files back instead of leaving some of the target's
+    /// where a commit would record them on the old branch.
     func moveHead(to target: ObjectID, newHead: Head, from head: Head, force: Bool, message: String,
-                  creating: HistoryDatabase.NewBranch? = nil) throws -> CheckoutResult {
+                  creating: HistoryDatabase.NewBranch? = nil, operation: String = "switch") throws -> CheckoutResult {
         try refuseDuringMerge("switching")
         let newTree = try verifiedTree(of: target)
         // Forced, and sure to run: a checkout an interrupted command left is finished (with force)
@@ -204,13 +208,16 @@ extension Repository {
         if force, let done = try finishPendingCheckout(.discard) { waitNotice?(done) }
         let oldTree = try worktreeBaseline(head: head).tree
         var stats = MaterializeStats()
-        let entries = try materialize(newTree, over: oldTree, force: force, stats: &stats)
+        let entries = try materialize(newTree, over: oldTree, force: force, stats: &stats) {
+            try self.notePendingCheckout(operation: operation, from: oldTree, to: newTree, force: force, proof: .headMovesTo(target.hex), checkingTo: true)
+        }
         CrashPoint.reach("checkout.files-written")
         if let creating {
             try history.setHead(newHead, expected: head, message: message, creating: creating, statEntries: entries)
         } else {
             try history.setHead(newHead, expected: head, message: message, statEntries: entries)
         }
+        clearPendingCheckout()
         return CheckoutResult(head: newHead, writtenFiles: stats.written, removedFiles: stats.removed, unchangedFiles: stats.unchanged)
     }
 
@@ -248,11 +255,24 @@ extension Repository {
     /// Makes the working tree hold `newTree`, given that it held `oldTree`: ``stageCheckout(_:over:force:prepared:)``
     /// then ``finishCheckout(_:)``. A failure before the renames (a local change in the way, a
     /// corrupt object, a full disk) leaves the working tree as it was.
+    ///
+    /// - Parameter beforeRenames: run once the files are staged, when some are to be renamed or
+    ///   deleted (a command that records after its renames notes them there, ``PendingCheckout``,
+    ///   and deletes the note itself once it has recorded); a failure there writes nothing.
     func materialize(_ newTree: Tree, over oldTree: Tree, force: Bool, operation: String = "switching", carryUnchanged: Bool = false,
-                     stats: inout MaterializeStats, prepared: [String: PreparedFile] = [:]) throws -> [StatCacheEntry] {
+                     stats: inout MaterializeStats, prepared: [String: PreparedFile] = [:],
+                     beforeRenames: (() throws -> Void)? = nil) throws -> [StatCacheEntry] {
         let checkout = try stageCheckout(newTree, over: oldTree, force: force, operation: operation, carryUnchanged: carryUnchanged,
                                          prepared: prepared)
-        let entries = try finishCheckout(checkout)
+        if let beforeRenames, !checkout.staged.isEmpty || !checkout.removals.isEmpty {
+            do {
+                try beforeRenames()
+            } catch {
+                checkout.rollback()
+                throw error
+            }
+        }
+        let entries = try finishCheckout(checkout, keepingNote: beforeRenames != nil)
         stats = checkout.stats
         return entries
     }
@@ -404,7 +424,8 @@ extension Repository {
     /// deletes the files the target drops. Returns the stat-cache entries of the files in place.
     /// Only an I/O error while renaming can leave the working tree partly updated (the remaining
     /// temporary files are deleted); running the checkout again with `--force` finishes it.
-    func finishCheckout(_ checkout: StagedCheckout) throws -> [StatCacheEntry] {
+    /// `keepingNote`: the caller records after the renames and deletes its note itself.
+    func finishCheckout(_ checkout: StagedCheckout, keepingNote: Bool = false) throws -> [StatCacheEntry] {
         CrashPoint.reach("checkout.staged")
         do {
             try checkout.staging.commit(didRename: { CrashPoint.reach("checkout.file") })
@@ -423,7 +444,7 @@ extension Repository {
             removeEmptyParents(of: path)
         }
         // The checkout a record promised is done (``PendingCheckout``).
-        clearPendingCheckout()
+        if !keepingNote { clearPendingCheckout() }
         return entries
     }
 

@@ -71,11 +71,48 @@ import Testing
             // Killed while staging: the new files are temporary files only; the working tree is as it was.
             #expect(s.sameFiles("repo", "family/math"))
         }
-        // HEAD did not move; forcing the switch again finishes the job.
-        #expect(try s.ok(["status"], in: "repo").stdout.hasPrefix("On branch math"))
-        try s.ok(["switch", "--force", "main"], in: "repo")
+        // HEAD did not move.
+        let status = try s.ok(["status"], in: "repo").stdout
+        #expect(status.hasPrefix("On branch math"))
+        if point.hasPrefix("checkout.file") || point == "checkout.files-written" {
+            // Some of main's files are in place: status says so, and the next writer puts math's
+            // back first, so a commit cannot record main's files on math.
+            #expect(!s.sameFiles("repo", "family/math"), "the kill left main's files (else this case tests nothing)")
+            #expect(status.contains("An interrupted switch left some of its files in the working tree: HEAD did not move"), "\(status)")
+            let next = try s.run(["commit", "-m", "after the kill"], in: "repo")
+            #expect(next.stderr.contains("put back HEAD's files over those an interrupted switch had begun to write"), "\(next.stderr)")
+            #expect(try s.ok(["log", "--oneline"], in: "repo").stdout.split(separator: "\n").count == 2, "nothing committed")
+            #expect(s.sameFiles("repo", "family/math"))
+            #expect(!FileManager.default.fileExists(atPath: s.path("repo/.mrepo/CHECKOUT_PENDING")))
+            try s.ok(["switch", "-q", "main"], in: "repo")
+        } else {
+            // Forcing the switch again finishes the job.
+            try s.ok(["switch", "--force", "main"], in: "repo")
+        }
         #expect(s.sameFiles("repo", "family/base"))
         try exportMatches(s, "math", "family/math")
+        #expect(!FileManager.default.fileExists(atPath: s.path("repo/.mrepo/CHECKOUT_PENDING")))
+    }
+
+    /// A switch killed after its renames, then `switch --force` elsewhere: the forced command puts
+    /// HEAD's files back first (with force), then switches; a kill after HEAD moved leaves a stale
+    /// note that the next command just deletes.
+    @Test func aForcedSwitchAfterAKilledOneAndAStaleNote() throws {
+        let s = try prepared()
+        try s.ok(["commit", "-q", "-m", "math"], in: "repo")
+        #expect(try s.run(["switch", "main"], in: "repo", environment: ["MREPO_KILL_AT": "checkout.file:1"]).status == -9)
+        try s.ok(["switch", "-q", "--force", "main"], in: "repo")
+        #expect(s.sameFiles("repo", "family/base"))
+        #expect(try s.ok(["status", "--porcelain"], in: "repo").stdout.isEmpty)
+        // Killed after HEAD moved: the renames were all done; the note is stale.
+        try s.ok(["switch", "-q", "math"], in: "repo")
+        let note = #"{"force":false,"from":"\#(String(repeating: "0", count: 64))","operation":"switch","proof":{"headMovesTo":{"_0":"\#(try s.ok(["rev-parse", "HEAD"], in: "repo").stdout.trimmingCharacters(in: .whitespacesAndNewlines))"}},"to":"\#(String(repeating: "2", count: 64))"}"#
+        try Data(note.utf8).write(to: URL(fileURLWithPath: s.path("repo/.mrepo/CHECKOUT_PENDING")))
+        #expect(!(try s.ok(["status"], in: "repo").stdout.contains("interrupted")))
+        let next = try s.ok(["branch", "other"], in: "repo")
+        #expect(next.stderr.isEmpty, "\(next.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: s.path("repo/.mrepo/CHECKOUT_PENDING")))
+        #expect(s.sameFiles("repo", "family/math"))
     }
 
     @Test(arguments: ["gc.recorded", "gc.remove:2"])

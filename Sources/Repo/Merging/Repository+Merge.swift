@@ -446,8 +446,14 @@ extension Repository {
     func moveHeadForward(_ head: Head, to target: ObjectID, message: String, operation: String) throws -> ObjectID {
         let oldTree = try worktreeBaseline(head: head).tree
         var stats = MaterializeStats()
-        let entries = try materialize(try tree(of: target), over: oldTree, force: false, operation: operation, stats: &stats)
+        let newTree = try tree(of: target)
+        // Renamed before HEAD moves, as a switch: noted the same way (``moveHead(to:newHead:from:force:message:creating:operation:)``).
+        let entries = try materialize(newTree, over: oldTree, force: false, operation: operation, stats: &stats) {
+            try self.notePendingCheckout(operation: operation == "pull" ? "pull" : "fast-forward merge", from: oldTree, to: newTree, force: false,
+                                         proof: .headMovesTo(target.hex), checkingTo: true)
+        }
         try history.moveHead(head, to: target, message: message, statEntries: entries)
+        clearPendingCheckout()
         return target
     }
 

@@ -39,6 +39,11 @@ struct PendingCheckout: Codable, Equatable {
         /// This stash commit was saved (`stash`): it is in the stash list, or the stash's reflog
         /// records it (popped or dropped since, in another working tree).
         case stashSaved(String)
+        /// HEAD moves to this commit after the renames (`switch`, `checkout`, a fast-forward
+        /// `pull` or merge): the other way round. Until HEAD is there the command did not finish,
+        /// and the next one puts HEAD's files back (the `from` tree over the `to` tree); once it
+        /// is, the renames were done and the note is stale.
+        case headMovesTo(String)
     }
 
     /// The command, for messages ("revert", "merge", ...).
@@ -131,6 +136,14 @@ extension Repository {
             if discard { return kept(text) }
             throw RepoError.failed("\(text); \(advice)")
         }
+        if case .headMovesTo = note.proof {
+            // Renames first, then HEAD: HEAD there means every rename was done.
+            if recorded {
+                clearPendingCheckout()
+                return nil
+            }
+            return try undoInterruptedMove(note, ids: ids, discard: discard, advice: advice, kept: kept, dropped: dropped)
+        }
         guard recorded else {
             // Killed before its record: nothing was renamed, and its staged files are swept.
             clearPendingCheckout()
@@ -141,6 +154,7 @@ extension Repository {
         case .head: holds = " (HEAD holds its result)"
         case .mergeCandidate: holds = " (the merge in progress holds its result)"
         case .stashSaved: holds = " (the stash holds its changes)"
+        case .headMovesTo: holds = ""
         }
         let failure = "an interrupted \(note.operation) left the working tree partly updated\(holds), and finishing it failed"
         func failed(_ error: any Error) throws -> String {
@@ -162,6 +176,34 @@ extension Repository {
             return "finished updating the working tree for an interrupted \(note.operation) (\(done))"
         } catch {
             return try failed(error)
+        }
+    }
+
+    /// Puts HEAD's files back after a `switch` (or `checkout`, or a fast-forward) killed during
+    /// its renames, before HEAD moved: the note's `from` tree over its `to` tree. Files the command
+    /// had not renamed yet still hold HEAD's version and are passed; an edit made since to a file
+    /// it did rename stops this (unless forced), as for a roll-forward.
+    private func undoInterruptedMove(_ note: PendingCheckout, ids: (from: ObjectID, to: ObjectID), discard: Bool, advice: String,
+                                     kept: (String) -> String, dropped: (String) -> String) throws -> String? {
+        let failure = "an interrupted \(note.operation) left some of its files in the working tree (HEAD did not move), and putting HEAD's back failed"
+        let trees: (from: Tree, to: Tree)?
+        do {
+            trees = try recordedTrees(ids)
+        } catch {
+            if discard { return kept("\(failure): \(RepoError.wrap(error).description)") }
+            throw RepoError.failed("\(failure): \(RepoError.wrap(error).description); \(advice)")
+        }
+        guard let trees else {
+            if discard { return dropped("\(failure): its trees are not recorded") }
+            throw RepoError.failed("\(failure): its trees are not recorded; \(advice)")
+        }
+        do {
+            let done = try checkOut(trees.from, over: trees.to, force: note.force || discard, operation: "undoing the interrupted \(note.operation)")
+            clearPendingCheckout()
+            return "put back HEAD's files over those an interrupted \(note.operation) had begun to write (\(done))"
+        } catch {
+            if discard { return kept("\(failure): \(RepoError.wrap(error).description)") }
+            throw RepoError.failed("\(failure): \(RepoError.wrap(error).description); \(advice)")
         }
     }
 
@@ -199,6 +241,8 @@ extension Repository {
             return try history.head().commit?.hex == hex
         case let .mergeCandidate(hex):
             return try history.mergeState()?.readyTree?.hex == hex
+        case let .headMovesTo(hex):
+            return try history.head().commit?.hex == hex
         case let .stashSaved(hex):
             if try history.stashes().contains(where: { $0.commit.hex == hex }) { return true }
             // Popped or dropped since, in another working tree (the stash list is shared): the
@@ -215,6 +259,9 @@ public struct InterruptedCheckout: Sendable, Equatable {
     /// Whether the command's record was made, so that the next writer finishes the checkout.
     /// False when the note cannot be read, or its record cannot be checked.
     public let recorded: Bool
+    /// A command that records after its renames (`switch`) was killed before it recorded: the
+    /// next writer puts HEAD's files back.
+    public var putsBack = false
     /// What the next command does about it, or what to run, in words.
     public let advice: String
 }
@@ -238,14 +285,21 @@ extension Repository {
             return InterruptedCheckout(operation: note.operation, recorded: false,
                                        advice: "checking whether its record was made failed: \(RepoError.wrap(error).description)")
         }
+        if case .headMovesTo = note.proof {
+            // HEAD there: the renames were done (a stale note). Not there: they are undone next.
+            guard !recorded else { return nil }
+            return InterruptedCheckout(operation: note.operation, recorded: false, putsBack: true,
+                                       advice: "HEAD did not move; the next command that writes puts HEAD's files back first (until then, the changes listed include files it had begun to write)")
+        }
         guard recorded else { return nil }
         let holder: String
         switch note.proof {
         case .head: holder = "HEAD holds its result"
         case .mergeCandidate: holder = "the merge in progress holds its result"
         case .stashSaved: holder = "the stash holds its changes"
+        case .headMovesTo: holder = ""
         }
-        return InterruptedCheckout(operation: note.operation, recorded: true,
+        return InterruptedCheckout(operation: note.operation, recorded: true, putsBack: false,
                                    advice: "\(holder); the next command that writes finishes updating the files first (until then, the changes listed include files it has yet to write)")
     }
 }

@@ -51,7 +51,9 @@ struct StatusCommand: ParsableCommand {
             for line in try BisectCommand.describe(bisect, repo: repo) { print("  " + line) }
         }
         if let interrupted {
-            if let operation = interrupted.operation {
+            if let operation = interrupted.operation, interrupted.putsBack {
+                print("An interrupted \(operation) left some of its files in the working tree: \(interrupted.advice).")
+            } else if let operation = interrupted.operation {
                 print("An interrupted \(operation) \(interrupted.recorded ? "left" : "may have left") the working tree partly updated: \(interrupted.advice).")
             } else {
                 print(interrupted.advice + ".")

@@ -332,7 +332,12 @@ struct StatusDocument: Encodable {
         var operation: OrNull<String>
         /// Its record was made: the next command that writes finishes the checkout.
         var recorded: Bool
+        /// A command that records after its renames (`switch`) was killed first: the next command
+        /// that writes puts HEAD's files back.
+        var putsBack: Bool
         var advice: String
+
+        enum CodingKeys: String, CodingKey { case operation, recorded, putsBack = "puts_back", advice }
     }
 
     var mergeInProgress: OrNull<Merge>
@@ -355,7 +360,7 @@ struct StatusDocument: Encodable {
 
     init(_ status: WorktreeStatus, merge: MergeInProgress?, view: String?, tracking: TrackingStatus? = nil, bisect: BisectOutcome? = nil,
          interrupted: InterruptedCheckout? = nil) {
-        interruptedCheckout = OrNull(interrupted.map { Interrupted(operation: OrNull($0.operation), recorded: $0.recorded, advice: $0.advice) })
+        interruptedCheckout = OrNull(interrupted.map { Interrupted(operation: OrNull($0.operation), recorded: $0.recorded, putsBack: $0.putsBack, advice: $0.advice) })
         bisectInProgress = OrNull(bisect.map(BisectDocument.init))
         upstream = OrNull(tracking.map { Upstream(name: $0.upstream, ahead: $0.ahead, behind: $0.behind, gone: $0.gone) })
         mergeInProgress = OrNull(merge.map { m in
