@@ -44,6 +44,16 @@ struct PendingCheckout: Codable, Equatable {
         /// and the next one puts HEAD's files back (the `from` tree over the `to` tree); once it
         /// is, the renames were done and the note is stale.
         case headMovesTo(String)
+
+        /// What holds the command's result once its record is made, for messages.
+        var holder: String? {
+            switch self {
+            case .head: "HEAD holds its result"
+            case .mergeCandidate: "the merge in progress holds its result"
+            case .stashSaved: "the stash holds its changes"
+            case .headMovesTo: nil
+            }
+        }
     }
 
     /// The command, for messages ("revert", "merge", ...).
@@ -149,13 +159,7 @@ extension Repository {
             clearPendingCheckout()
             return nil
         }
-        let holds: String
-        switch note.proof {
-        case .head: holds = " (HEAD holds its result)"
-        case .mergeCandidate: holds = " (the merge in progress holds its result)"
-        case .stashSaved: holds = " (the stash holds its changes)"
-        case .headMovesTo: holds = ""
-        }
+        let holds = note.proof.holder.map { " (\($0))" } ?? ""
         let failure = "an interrupted \(note.operation) left the working tree partly updated\(holds), and finishing it failed"
         func failed(_ error: any Error) throws -> String {
             if discard { return kept("\(failure): \(RepoError.wrap(error).description)") }
@@ -292,14 +296,7 @@ extension Repository {
                                        advice: "HEAD did not move; the next command that writes puts HEAD's files back first (until then, the changes listed include files it had begun to write)")
         }
         guard recorded else { return nil }
-        let holder: String
-        switch note.proof {
-        case .head: holder = "HEAD holds its result"
-        case .mergeCandidate: holder = "the merge in progress holds its result"
-        case .stashSaved: holder = "the stash holds its changes"
-        case .headMovesTo: holder = ""
-        }
         return InterruptedCheckout(operation: note.operation, recorded: true, putsBack: false,
-                                   advice: "\(holder); the next command that writes finishes updating the files first (until then, the changes listed include files it has yet to write)")
+                                   advice: "\(note.proof.holder ?? "the record was made"); the next command that writes finishes updating the files first (until then, the changes listed include files it has yet to write)")
     }
 }
