@@ -194,6 +194,14 @@ extension Repository {
         }
     }
 
+    /// Notes a command that renames, then moves HEAD (``PendingCheckout/Proof/headMovesTo(_:)``),
+    /// unless a note is there already: one a forced command could not finish, kept until a checkout
+    /// succeeds (this one's success deletes it, as ``finishPendingCheckout(_:)`` promises).
+    func noteMoveOfHead(operation: String, from: Tree, to: Tree, target: ObjectID) throws {
+        guard !FileManager.default.fileExists(atPath: pendingCheckoutPath) else { return }
+        try notePendingCheckout(operation: operation, from: from, to: to, force: false, proof: .headMovesTo(target.hex), checkingTo: true)
+    }
+
     /// Writes `target`'s tree over the working tree, then moves HEAD to `newHead` (creating the
     /// branch `creating` in the same transaction, if given). The renames come before HEAD moves:
     /// they are noted (``PendingCheckout/Proof/headMovesTo(_:)``), so that if the command is killed
@@ -209,7 +217,7 @@ extension Repository {
         let oldTree = try worktreeBaseline(head: head).tree
         var stats = MaterializeStats()
         let entries = try materialize(newTree, over: oldTree, force: force, stats: &stats) {
-            try self.notePendingCheckout(operation: operation, from: oldTree, to: newTree, force: force, proof: .headMovesTo(target.hex), checkingTo: true)
+            try self.noteMoveOfHead(operation: operation, from: oldTree, to: newTree, target: target)
         }
         CrashPoint.reach("checkout.files-written")
         if let creating {
@@ -260,10 +268,10 @@ extension Repository {
     ///   deleted (a command that records after its renames notes them there, ``PendingCheckout``,
     ///   and deletes the note itself once it has recorded); a failure there writes nothing.
     func materialize(_ newTree: Tree, over oldTree: Tree, force: Bool, operation: String = "switching", carryUnchanged: Bool = false,
-                     stats: inout MaterializeStats, prepared: [String: PreparedFile] = [:],
+                     keepDivergent: Bool = false, stats: inout MaterializeStats, prepared: [String: PreparedFile] = [:],
                      beforeRenames: (() throws -> Void)? = nil) throws -> [StatCacheEntry] {
         let checkout = try stageCheckout(newTree, over: oldTree, force: force, operation: operation, carryUnchanged: carryUnchanged,
-                                         prepared: prepared)
+                                         keepDivergent: keepDivergent, prepared: prepared)
         if let beforeRenames, !checkout.staged.isEmpty || !checkout.removals.isEmpty {
             do {
                 try beforeRenames()
@@ -311,8 +319,10 @@ extension Repository {
     ///   - operation: what a refusal names (``RepoError/dirtyWorktree(operation:paths:)``).
     ///   - carryUnchanged: with `force`, still keep local changes to paths the two trees agree on
     ///     (git's `reset --merge`); only the paths that differ are overwritten.
+    ///   - keepDivergent: without `force`, keep a file that holds neither tree's version instead of
+    ///     stopping (undoing an interrupted switch: only what the switch wrote is put back).
     func stageCheckout(_ newTree: Tree, over oldTree: Tree, force: Bool, operation: String = "switching", carryUnchanged: Bool = false,
-                       prepared: [String: PreparedFile] = [:]) throws -> StagedCheckout {
+                       keepDivergent: Bool = false, prepared: [String: PreparedFile] = [:]) throws -> StagedCheckout {
         let comparison = try status(against: oldTree)
         try comparison.checkWritable()
         let (changes, current) = (comparison.changes, comparison.current)
@@ -336,14 +346,16 @@ extension Repository {
                 let before = oldTree.file(at: change.path)?.identity
                 let after = newTree.file(at: change.path)?.identity
                 if change.kind == .added {
-                    if let after, current[change.path]?.identity != after { blocked.append(change.path) }
+                    if let after, current[change.path]?.identity != after {
+                        if keepDivergent { carried.insert(change.path) } else { blocked.append(change.path) }
+                    }
                 } else if change.reason == nil, !comparison.links.contains(change.path), current[change.path]?.identity == after {
                     // The file already holds what the checkout would leave there (one interrupted
                     // after some of its renames, run again; a file deleted that the target drops):
                     // nothing is lost. Not a link: it is not the regular file the target records.
                     continue
                 } else if before != after {
-                    blocked.append(change.path)
+                    if keepDivergent { carried.insert(change.path) } else { blocked.append(change.path) }
                 } else {
                     // Kept as it is, an unreadable file too (truncated, say): where the two trees
                     // agree nothing is written, so what it holds need not be known.
@@ -381,7 +393,7 @@ extension Repository {
             }
         }
         let keep = Set(newTree.files.map(\.path))
-        checkout.removals = oldTree.files.map(\.path).filter { !keep.contains($0) && current[$0] != nil }
+        checkout.removals = oldTree.files.map(\.path).filter { !keep.contains($0) && !carried.contains($0) && current[$0] != nil }
         for path in checkout.removals {
             try PathPolicy.checkNoSymlinkParents(root: root, path: path, replacingLink: comparison.links.contains(path))
         }

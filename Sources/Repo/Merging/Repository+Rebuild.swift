@@ -346,7 +346,8 @@ extension Repository {
             let (outputs, description) = try rebuiltOutputs(id, expert: expert, view: view, fold: fold)
             if view == nil || view == .ta, expert == nil, !fold {
                 let head = try history.head()
-                let result = try moveHead(to: id, newHead: .detached(id), from: head, force: force, message: "checkout: moving to \(id.short)")
+                let result = try moveHead(to: id, newHead: .detached(id), from: head, force: force, message: "checkout: moving to \(id.short)",
+                                          operation: "checkout")
                 return (result, description)
             }
             return (try checkoutOutputs(outputs, commit: id, description: description, force: force), description)

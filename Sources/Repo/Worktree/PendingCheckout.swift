@@ -127,6 +127,9 @@ extension Repository {
             if case .mergeCandidate = note?.proof {
                 return "run 'mrepo merge --abort' to go back to HEAD (local changes to those files are lost)"
             }
+            if case .headMovesTo = note?.proof {
+                return "run 'mrepo checkout --force HEAD' to put HEAD's files back (local changes to those files are lost), or 'mrepo status' to see what differs"
+            }
             return "run 'mrepo checkout --force HEAD' to finish it (local changes to those files are lost), or 'mrepo status' to see what differs"
         }
         guard let note, let ids = note.treeIDs else {
@@ -136,7 +139,11 @@ extension Repository {
         // Under `.discard` a failure below is a warning: the note stays (the command's own
         // checkout deletes it when it succeeds), and the command goes ahead.
         func kept(_ why: String) -> String {
-            "\(why); going ahead (\(pendingCheckoutPath) stays until a checkout succeeds; files the interrupted command removes may remain: see 'mrepo status')"
+            let leftovers: String
+            if case .headMovesTo = note.proof { leftovers = "files the interrupted command added may remain" } else {
+                leftovers = "files the interrupted command removes may remain"
+            }
+            return "\(why); going ahead (\(pendingCheckoutPath) stays until a checkout succeeds; \(leftovers): see 'mrepo status')"
         }
         let recorded: Bool
         do {
@@ -202,7 +209,10 @@ extension Repository {
             throw RepoError.failed("\(failure): its trees are not recorded; \(advice)")
         }
         do {
-            let done = try checkOut(trees.from, over: trees.to, force: note.force || discard, operation: "undoing the interrupted \(note.operation)")
+            // Only what the command wrote goes back: a file holding neither tree's version (a local
+            // change its --force had not reached yet, an edit since) is kept, unless this is forced.
+            let done = try checkOut(trees.from, over: trees.to, force: discard, operation: "undoing the interrupted \(note.operation)",
+                                    keepDivergent: !discard)
             clearPendingCheckout()
             return "put back HEAD's files over those an interrupted \(note.operation) had begun to write (\(done))"
         } catch {
@@ -232,9 +242,10 @@ extension Repository {
 
     /// Checks `newTree` out over `oldTree`, keeping local changes to paths the two agree on; says
     /// how many files it wrote and removed.
-    private func checkOut(_ newTree: Tree, over oldTree: Tree, force: Bool, operation: String) throws -> String {
+    private func checkOut(_ newTree: Tree, over oldTree: Tree, force: Bool, operation: String, keepDivergent: Bool = false) throws -> String {
         var stats = MaterializeStats()
-        let entries = try materialize(newTree, over: oldTree, force: force, operation: operation, carryUnchanged: true, stats: &stats)
+        let entries = try materialize(newTree, over: oldTree, force: force, operation: operation, carryUnchanged: true,
+                                      keepDivergent: keepDivergent, stats: &stats)
         history.saveStatCacheOpportunistically(entries, removing: [])
         return "\(stats.written) files written, \(stats.removed) removed"
     }
@@ -276,8 +287,13 @@ extension Repository {
     /// record (the next writer deletes the note: nothing was renamed), or while a writer runs.
     public func interruptedCheckout() throws -> InterruptedCheckout? {
         guard let data = FileManager.default.contents(atPath: pendingCheckoutPath) else { return nil }
-        // A writer running now (between its record and its renames) is not interrupted.
-        if WriteLock.liveHolder(path: metaDirectory + "/lock") != nil { return nil }
+        // A writer running now (between its record and its renames) is not interrupted: a note
+        // written since it took the lock (which writes its pid) is its own.
+        let lockPath = metaDirectory + "/lock"
+        if WriteLock.liveHolder(path: lockPath) != nil, let lock = FileStat.of(lockPath), let note = FileStat.of(pendingCheckoutPath),
+           note.mtimeNs >= lock.mtimeNs {
+            return nil
+        }
         guard let note = try? JSONDecoder().decode(PendingCheckout.self, from: data), note.treeIDs != nil else {
             return InterruptedCheckout(operation: nil, recorded: false,
                                        advice: "\(pendingCheckoutPath) (left by an interrupted command) cannot be read: the next command that writes refuses until 'mrepo checkout --force HEAD' deletes it (local changes to tracked files are lost)")
