@@ -195,11 +195,15 @@ extension Repository {
     }
 
     /// Notes a command that renames, then moves HEAD (``PendingCheckout/Proof/headMovesTo(_:)``),
-    /// unless a note is there already: one a forced command could not finish, kept until a checkout
-    /// succeeds (this one's success deletes it, as ``finishPendingCheckout(_:)`` promises).
-    func noteMoveOfHead(operation: String, from: Tree, to: Tree, target: ObjectID) throws {
-        guard !FileManager.default.fileExists(atPath: pendingCheckoutPath) else { return }
-        try notePendingCheckout(operation: operation, from: from, to: to, force: false, proof: .headMovesTo(target.hex), checkingTo: true)
+    /// with its `force` (an undo keeps the files such a move had not reached yet). A note of a
+    /// recorded command that a forced command could not finish is kept instead, until a checkout
+    /// succeeds (this one's success deletes it, as ``finishPendingCheckout(_:)`` promises); an older
+    /// move's note is replaced: this move's files are the ones to put back.
+    func noteMoveOfHead(operation: String, from: Tree, to: Tree, target: ObjectID, force: Bool) throws {
+        if let data = FileManager.default.contents(atPath: pendingCheckoutPath) {
+            guard let old = try? JSONDecoder().decode(PendingCheckout.self, from: data), case .headMovesTo = old.proof else { return }
+        }
+        try notePendingCheckout(operation: operation, from: from, to: to, force: force, proof: .headMovesTo(target.hex), checkingTo: true)
     }
 
     /// Writes `target`'s tree over the working tree, then moves HEAD to `newHead` (creating the
@@ -217,7 +221,7 @@ extension Repository {
         let oldTree = try worktreeBaseline(head: head).tree
         var stats = MaterializeStats()
         let entries = try materialize(newTree, over: oldTree, force: force, stats: &stats) {
-            try self.noteMoveOfHead(operation: operation, from: oldTree, to: newTree, target: target)
+            try self.noteMoveOfHead(operation: operation, from: oldTree, to: newTree, target: target, force: force)
         }
         CrashPoint.reach("checkout.files-written")
         if let creating {

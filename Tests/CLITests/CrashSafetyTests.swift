@@ -94,6 +94,42 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: s.path("repo/.mrepo/CHECKOUT_PENDING")))
     }
 
+    /// A switch (not forced) killed during its renames, then an edit to a file it had written: the
+    /// edit holds the target's content, so the next command stops instead of putting HEAD's file
+    /// back over it or letting a commit record it; `checkout --force HEAD` settles it. `bisect run`
+    /// after a killed bisect step settles the step first instead of refusing to test.
+    @Test func anEditAfterAnInterruptedSwitchStopsTheNextCommand() throws {
+        let s = try prepared()
+        try s.ok(["commit", "-q", "-m", "math"], in: "repo")
+        #expect(try s.run(["switch", "main"], in: "repo", environment: ["MREPO_KILL_AT": "checkout.file:1"]).status == -9)
+        let readme = s.path("repo/README.md")
+        #expect(s.read("repo/README.md") == s.read("family/base/README.md"), "README.md is renamed first")
+        try Data("edited after the kill".utf8).write(to: URL(fileURLWithPath: readme))
+        let refused = try s.run(["commit", "-m", "edit"], in: "repo")
+        expectOneLineError(refused, contains: "an interrupted switch left some of its files in the working tree (HEAD did not move), and putting HEAD's back failed")
+        #expect(refused.stderr.contains("mrepo checkout --force HEAD"))
+        #expect(try s.ok(["log", "--oneline"], in: "repo").stdout.split(separator: "\n").count == 2, "nothing committed")
+        try s.ok(["checkout", "-q", "--force", "HEAD"], in: "repo")
+        #expect(s.sameFiles("repo", "family/math"))
+        #expect(!FileManager.default.fileExists(atPath: s.path("repo/.mrepo/CHECKOUT_PENDING")))
+
+        // bisect run: five commits above main on branch math; the first test (good) moves to the
+        // next candidate, and that checkout is killed.
+        let b = try family()
+        try b.ok(["switch", "-q", "math"], in: "repo")
+        for model in ["code", "chat", "math", "code"] {
+            try b.ok(["commit", "-q", "--from", "../family/\(model)", "-m", model], in: "repo")
+        }
+        try b.ok(["bisect", "start", "-q", "HEAD", "main"], in: "repo")
+        try "#!/bin/sh\nexit 0\n".write(toFile: b.path("ok.sh"), atomically: true, encoding: .utf8)
+        chmod(b.path("ok.sh"), 0o755)
+        let killed = try b.run(["bisect", "run", "../ok.sh"], in: "repo", environment: ["MREPO_KILL_AT": "checkout.file:1"])
+        #expect(killed.status == -9, "\(killed.stderr)")
+        let run = try b.run(["bisect", "run", "../ok.sh"], in: "repo")
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stderr.contains("put back HEAD's files"), "\(run.stderr)")
+    }
+
     /// `switch --force` killed during its renames, over a local edit it had not reached yet: the
     /// next command puts back only what the switch wrote, so the edit (which a forced switch that
     /// finished would have discarded) survives and a commit records it.

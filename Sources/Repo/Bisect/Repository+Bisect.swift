@@ -67,6 +67,9 @@ extension Repository {
     public func bisectRun(_ command: [String], workingDirectory: String, outputToStandardError: Bool = false, wait: Bool = false,
                           tested: (BisectRunTest, BisectOutcome) -> Void = { _, _ in }) throws -> BisectOutcome {
         guard let executable = command.first, !executable.isEmpty else { throw RepoError.invalidArgument("bisect run: name the command to run") }
+        // A step an earlier run was killed in is settled first (its note put HEAD's files back),
+        // before the check that the working tree holds HEAD's files.
+        if FileManager.default.fileExists(atPath: pendingCheckoutPath) { try withWriteLock(wait: wait) {} }
         guard let current = try history.bisectState() else {
             throw RepoError.invalidArgument("not bisecting; start with 'mrepo bisect start BAD GOOD'")
         }
@@ -182,7 +185,7 @@ extension Repository {
         var stats = MaterializeStats()
         // Renamed before HEAD moves, as a switch: noted the same way (``noteMoveOfHead(operation:from:to:target:)``).
         let entries = try materialize(newTree, over: oldTree, force: false, operation: "bisect", stats: &stats) {
-            try self.noteMoveOfHead(operation: "bisect", from: oldTree, to: newTree, target: target)
+            try self.noteMoveOfHead(operation: "bisect", from: oldTree, to: newTree, target: target, force: false)
         }
         CrashPoint.reach("checkout.files-written")
         try history.setHead(newHead, expected: head, message: message, statEntries: entries, bisect: state)

@@ -449,7 +449,7 @@ extension Repository {
         let newTree = try tree(of: target)
         // Renamed before HEAD moves, as a switch: noted the same way (``moveHead(to:newHead:from:force:message:creating:operation:)``).
         let entries = try materialize(newTree, over: oldTree, force: false, operation: operation, stats: &stats) {
-            try self.noteMoveOfHead(operation: operation == "pull" ? "pull" : "fast-forward merge", from: oldTree, to: newTree, target: target)
+            try self.noteMoveOfHead(operation: operation == "pull" ? "pull" : "fast-forward merge", from: oldTree, to: newTree, target: target, force: false)
         }
         try history.moveHead(head, to: target, message: message, statEntries: entries)
         clearPendingCheckout()

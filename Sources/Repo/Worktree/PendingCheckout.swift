@@ -209,10 +209,12 @@ extension Repository {
             throw RepoError.failed("\(failure): its trees are not recorded; \(advice)")
         }
         do {
-            // Only what the command wrote goes back: a file holding neither tree's version (a local
-            // change its --force had not reached yet, an edit since) is kept, unless this is forced.
+            // After a forced move, a file holding neither tree's version is a local change its
+            // --force had not reached yet: kept. After a move that was not forced (which refuses
+            // local changes to the files it writes), one is an edit made since to a file it wrote:
+            // it stops this, as for a roll-forward. A forced command overwrites either.
             let done = try checkOut(trees.from, over: trees.to, force: discard, operation: "undoing the interrupted \(note.operation)",
-                                    keepDivergent: !discard)
+                                    keepDivergent: note.force && !discard)
             clearPendingCheckout()
             return "put back HEAD's files over those an interrupted \(note.operation) had begun to write (\(done))"
         } catch {
