@@ -118,6 +118,11 @@ public enum RepoError: Error, CustomStringConvertible, Equatable, Sendable {
             let list = paths.prefix(3).joined(separator: ", ") + (paths.count > 3 ? " and \(paths.count - 3) more" : "")
             // Only switch and checkout take --force; other commands say how to get a clean tree.
             let takesForce = RepoError.takesForce(operation)
+            if operation.hasPrefix("finishing the interrupted") || operation.hasPrefix("undoing the interrupted") {
+                // Settling a killed command's checkout: the caller says what to run (a commit is
+                // the command being refused).
+                return "\(operation) would overwrite changes made since in \(list)"
+            }
             if operation == "finishing the merge" {
                 return "\(operation) would overwrite uncommitted changes in \(list); move them away or restore them ('mrepo restore PATH'), "
                     + "then run 'mrepo merge --continue' again (or 'mrepo merge --abort')"
