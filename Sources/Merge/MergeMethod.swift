@@ -92,9 +92,8 @@ extension MergeMethod {
     public static func expertMetrics(_ parameters: ParameterSet) -> [String] { [] }
     public static func expertStatistics(_ parameters: ParameterSet) -> [String] { [] }
     public static func validate(_ parameters: ParameterSet, expertCount: Int) throws(MergeError) {}
-    /// The inputs and the result in float32, plus one more tensor's scratch.
     public static func workingMemory(elements n: Int, experts k: Int) -> (bytes: Int, formula: String) {
-        ((k + 2) * n * 4, "(experts + 2) × the largest merged tensor in float32")
+        MethodRegistry.elementwiseWorkingMemory(elements: n, experts: k)
     }
 
     /// Every parameter name, global and per expert.
@@ -129,6 +128,12 @@ public enum MethodRegistry {
     ]
 
     public static var ids: [String] { all.map { $0.id } }
+
+    /// A tensor-by-tensor method's working memory: the inputs and the result in float32, plus one
+    /// more tensor's scratch (``MergeMethod/workingMemory(elements:experts:)``'s default).
+    public static func elementwiseWorkingMemory(elements n: Int, experts k: Int) -> (bytes: Int, formula: String) {
+        ((k + 2) * n * 4, "(experts + 2) × the largest merged tensor in float32")
+    }
 
     /// The method with this id.
     /// - Throws: ``MergeError/unknownMethod(_:known:)`` listing the valid ids.

@@ -200,10 +200,31 @@ extension Repository {
     /// succeeds (this one's success deletes it, as ``finishPendingCheckout(_:)`` promises); an older
     /// move's note is replaced: this move's files are the ones to put back.
     func noteMoveOfHead(operation: String, from: Tree, to: Tree, target: ObjectID, force: Bool) throws {
-        if let data = FileManager.default.contents(atPath: pendingCheckoutPath) {
-            guard let old = try? JSONDecoder().decode(PendingCheckout.self, from: data), case .headMovesTo = old.proof else { return }
+        switch pendingNote {
+        case .none: break
+        case let .note(old): guard case .headMovesTo = old.proof else { return }
+        case .unreadable: return
         }
         try notePendingCheckout(operation: operation, from: from, to: to, force: force, proof: .headMovesTo(target.hex), checkingTo: true)
+    }
+
+    /// Checks `newTree` out over `oldTree`, then records the move of HEAD to `target` with
+    /// `record`: the renames noted as such (``noteMoveOfHead(operation:from:to:target:force:)``),
+    /// the note deleted once `record` is done. Shared by switch and checkout, fast-forwards and
+    /// bisect steps.
+    /// - Parameters:
+    ///   - refusal: what a refusal over local changes names ("switching", "pull", ...).
+    ///   - operation: the command, as the note names it.
+    func checkOutThenMoveHead(_ newTree: Tree, over oldTree: Tree, to target: ObjectID, force: Bool, refusal: String = "switching",
+                              operation: String, record: ([StatCacheEntry]) throws -> Void) throws -> MaterializeStats {
+        var stats = MaterializeStats()
+        let entries = try materialize(newTree, over: oldTree, force: force, operation: refusal, stats: &stats) {
+            try self.noteMoveOfHead(operation: operation, from: oldTree, to: newTree, target: target, force: force)
+        }
+        CrashPoint.reach("checkout.files-written")
+        try record(entries)
+        clearPendingCheckout()
+        return stats
     }
 
     /// Writes `target`'s tree over the working tree, then moves HEAD to `newHead` (creating the
@@ -219,17 +240,13 @@ extension Repository {
         // first, so that the files it removes go too (this checkout compares with HEAD only).
         if force, let done = try finishPendingCheckout(.discard) { waitNotice?(done) }
         let oldTree = try worktreeBaseline(head: head).tree
-        var stats = MaterializeStats()
-        let entries = try materialize(newTree, over: oldTree, force: force, stats: &stats) {
-            try self.noteMoveOfHead(operation: operation, from: oldTree, to: newTree, target: target, force: force)
+        let stats = try checkOutThenMoveHead(newTree, over: oldTree, to: target, force: force, operation: operation) { entries in
+            if let creating {
+                try history.setHead(newHead, expected: head, message: message, creating: creating, statEntries: entries)
+            } else {
+                try history.setHead(newHead, expected: head, message: message, statEntries: entries)
+            }
         }
-        CrashPoint.reach("checkout.files-written")
-        if let creating {
-            try history.setHead(newHead, expected: head, message: message, creating: creating, statEntries: entries)
-        } else {
-            try history.setHead(newHead, expected: head, message: message, statEntries: entries)
-        }
-        clearPendingCheckout()
         return CheckoutResult(head: newHead, writtenFiles: stats.written, removedFiles: stats.removed, unchangedFiles: stats.unchanged)
     }
 

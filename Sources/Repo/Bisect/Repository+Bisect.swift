@@ -182,14 +182,9 @@ extension Repository {
     private func moveHeadBisecting(to target: ObjectID, newHead: Head, from head: Head, state: BisectState?, message: String) throws -> CheckoutResult {
         let oldTree = try worktreeBaseline(head: head).tree
         let newTree = try verifiedTree(of: target)
-        var stats = MaterializeStats()
-        // Renamed before HEAD moves, as a switch: noted the same way (``noteMoveOfHead(operation:from:to:target:)``).
-        let entries = try materialize(newTree, over: oldTree, force: false, operation: "bisect", stats: &stats) {
-            try self.noteMoveOfHead(operation: "bisect", from: oldTree, to: newTree, target: target, force: false)
+        let stats = try checkOutThenMoveHead(newTree, over: oldTree, to: target, force: false, refusal: "bisect", operation: "bisect") { entries in
+            try history.setHead(newHead, expected: head, message: message, statEntries: entries, bisect: state)
         }
-        CrashPoint.reach("checkout.files-written")
-        try history.setHead(newHead, expected: head, message: message, statEntries: entries, bisect: state)
-        clearPendingCheckout()
         return CheckoutResult(head: newHead, writtenFiles: stats.written, removedFiles: stats.removed, unchangedFiles: stats.unchanged)
     }
 

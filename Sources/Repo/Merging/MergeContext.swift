@@ -76,9 +76,9 @@ struct MergeContext {
             guard case .merge = decision(for: name) else { return nil }
             return expertTensors.compactMap { $0[name]?.tensor.shape.elementCount }.max()
         }.max() ?? 0
-        let method = (try? MethodRegistry.method(named: plan.recipe.method))
+        let method = try? MethodRegistry.method(named: plan.recipe.method)
         let (bytes, formula) = method?.workingMemory(elements: largest, experts: experts.count)
-            ?? ((experts.count + 2) * largest * 4, "(experts + 2) × the largest merged tensor in float32")
+            ?? MethodRegistry.elementwiseWorkingMemory(elements: largest, experts: experts.count)
         return (bytes + 160 << 20, formula)
     }
 

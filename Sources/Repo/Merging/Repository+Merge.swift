@@ -39,6 +39,16 @@ public struct MergeOutcome: Sendable {
     public var phaseTimes: [PhaseTimer.Phase] = []
 }
 
+extension MergeOutcome {
+    /// An outcome of a merge that ran (or was planned): its inputs' base and candidates, and the
+    /// context's memory estimate.
+    init(status: Status, report: ConflictReport, inputs: ResolvedMerge, context: MergeContext, recipeYAML: String) {
+        let peak = context.estimatedPeak
+        self.init(status: status, report: report, base: inputs.base, baseCandidates: inputs.candidates,
+                  estimatedPeakBytes: peak.bytes, recipeYAML: recipeYAML, estimatedPeakFormula: peak.formula)
+    }
+}
+
 /// How an unresolved tensor is settled by `mrepo resolve`.
 public enum Resolution: Sendable {
     /// The current branch's tensor (the first expert's when HEAD is the merge base).
@@ -213,9 +223,7 @@ extension Repository {
         let layerCount = TensorContext.layerCount(of: context.allNames)
         if options.dryRun {
             let report = try context.classify(layerCount: layerCount)
-            return MergeOutcome(status: .planned, report: report, base: inputs.base, baseCandidates: inputs.candidates,
-                                estimatedPeakBytes: context.estimatedPeak.bytes, recipeYAML: yaml,
-                                estimatedPeakFormula: context.estimatedPeak.formula)
+            return MergeOutcome(status: .planned, report: report, inputs: inputs, context: context, recipeYAML: yaml)
         }
         let batch = objects.makeBatch()
         var committed: (RecordedMerge, ConflictReport)?
@@ -250,9 +258,7 @@ extension Repository {
                                    resolutions: result.replayed, metrics: options.metrics)
             if !result.unresolved.isEmpty {
                 try history.setMergeState(state, objects: result.newObjects)
-                return MergeOutcome(status: .conflicted, report: result.report, base: inputs.base, baseCandidates: inputs.candidates,
-                                    estimatedPeakBytes: context.estimatedPeak.bytes, recipeYAML: yaml,
-                                estimatedPeakFormula: context.estimatedPeak.formula)
+                return MergeOutcome(status: .conflicted, report: result.report, inputs: inputs, context: context, recipeYAML: yaml)
             }
             let tt = timer.now()
             let tree = try context.buildTree(decided: result.decided, recipe: recipe, report: result.report,
@@ -292,17 +298,13 @@ extension Repository {
             history.saveStatCacheOpportunistically(entries, removing: [])
             // The working tree now holds the candidate, not a view written over HEAD.
             try history.clearWorktreeView()
-            return MergeOutcome(status: .ready, report: report, base: inputs.base, baseCandidates: inputs.candidates,
-                                estimatedPeakBytes: context.estimatedPeak.bytes, recipeYAML: yaml,
-                                estimatedPeakFormula: context.estimatedPeak.formula)
+            return MergeOutcome(status: .ready, report: report, inputs: inputs, context: context, recipeYAML: yaml)
         }
         let (recorded, report) = committed!
         let tf = timer.now()
         let warnings = try finishMerge(recorded)
         timer.add("checkout", since: tf)
-        var outcome = MergeOutcome(status: .committed(recorded.commit), report: report, base: inputs.base, baseCandidates: inputs.candidates,
-                                   estimatedPeakBytes: context.estimatedPeak.bytes, recipeYAML: yaml,
-                                estimatedPeakFormula: context.estimatedPeak.formula)
+        var outcome = MergeOutcome(status: .committed(recorded.commit), report: report, inputs: inputs, context: context, recipeYAML: yaml)
         outcome.warnings = warnings
         outcome.phaseTimes = timer.phases
         return outcome
@@ -445,14 +447,10 @@ extension Repository {
 
     func moveHeadForward(_ head: Head, to target: ObjectID, message: String, operation: String) throws -> ObjectID {
         let oldTree = try worktreeBaseline(head: head).tree
-        var stats = MaterializeStats()
-        let newTree = try tree(of: target)
-        // Renamed before HEAD moves, as a switch: noted the same way (``moveHead(to:newHead:from:force:message:creating:operation:)``).
-        let entries = try materialize(newTree, over: oldTree, force: false, operation: operation, stats: &stats) {
-            try self.noteMoveOfHead(operation: operation == "pull" ? "pull" : "fast-forward merge", from: oldTree, to: newTree, target: target, force: false)
+        _ = try checkOutThenMoveHead(try tree(of: target), over: oldTree, to: target, force: false, refusal: operation,
+                                     operation: operation == "pull" ? "pull" : "fast-forward merge") { entries in
+            try history.moveHead(head, to: target, message: message, statEntries: entries)
         }
-        try history.moveHead(head, to: target, message: message, statEntries: entries)
-        clearPendingCheckout()
         return target
     }
 

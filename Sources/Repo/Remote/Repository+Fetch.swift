@@ -69,7 +69,7 @@ extension Repository {
         // were before (a remote added again to read them): later reads fetch them from it.
         var markLazy = false
         if lazy && !remote.lazy {
-            let missingBefore = try history.allObjects().contains { !objects.exists($0.id) }
+            let missingBefore = !missingObjectFiles(try history.allObjects().map(\.id)).isEmpty
             markLazy = missingBefore || needed.contains { $0.kind != .blob }
         }
         if lazy { needed = needed.filter { $0.kind == .blob } }

@@ -44,7 +44,7 @@ extension Repository {
         try withWriteLock(wait: wait) {
             let remotes = try history.remotes()
             if !force, remotes.contains(where: { $0.name == name && $0.lazy }), !remotes.contains(where: { $0.name != name && $0.lazy }) {
-                let missing = try history.allObjects().filter { !objects.exists($0.id) }.count
+                let missing = missingObjectFiles(try history.allObjects().map(\.id)).count
                 if missing > 0 {
                     throw RepoError.invalidArgument("'\(name)' is the remote this lazy clone fetches its \(missing) missing object file\(missing == 1 ? "" : "s") from: 'mrepo fetch --objects REV' fetches what a revision needs now; 'mrepo remote remove --force \(name)' removes it anyway (those objects then stay missing until a remote that has them is fetched with --lazy)")
                 }

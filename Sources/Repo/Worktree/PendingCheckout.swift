@@ -93,6 +93,15 @@ extension Repository {
         try AtomicFileWriter.write(Array(try encoder.encode(note)), to: pendingCheckoutPath)
     }
 
+    /// This working tree's note, read: `.none` without one, `.unreadable` when it is not a note.
+    enum PendingNote { case none, unreadable, note(PendingCheckout) }
+
+    var pendingNote: PendingNote {
+        guard let data = FileManager.default.contents(atPath: pendingCheckoutPath) else { return .none }
+        guard let note = try? JSONDecoder().decode(PendingCheckout.self, from: data) else { return .unreadable }
+        return .note(note)
+    }
+
     /// Deletes the note once the checkout is done (or the record failed), durably: a note back
     /// after a power loss would have the next command finish a checkout again over later edits
     /// (which then stop it). Best effort: a failed sync leaves that rare case, not an error.
@@ -116,9 +125,11 @@ extension Repository {
     ///   a tree that is not recorded, an unreadable note): the note stays, and the command does not
     ///   run, since it could record the old files.
     func finishPendingCheckout(_ policy: PendingCheckoutPolicy) throws -> String? {
-        guard policy != .leave, let data = FileManager.default.contents(atPath: pendingCheckoutPath) else { return nil }
+        guard policy != .leave else { return nil }
+        let read = pendingNote
+        if case .none = read { return nil }
         let discard = policy == .discard
-        let note = try? JSONDecoder().decode(PendingCheckout.self, from: data)
+        let note: PendingCheckout? = if case let .note(n) = read { n } else { nil }
         func dropped(_ why: String) -> String {
             clearPendingCheckout()
             return "\(why); \(pendingCheckoutPath) was deleted"
@@ -228,8 +239,7 @@ extension Repository {
     /// go back to the ones the working tree held (with force; local changes to paths the trees
     /// agree on kept). Returns what it did, or nil when there was no such note.
     func undoPendingCandidate() throws -> String? {
-        guard let data = FileManager.default.contents(atPath: pendingCheckoutPath),
-              let note = try? JSONDecoder().decode(PendingCheckout.self, from: data), case .mergeCandidate = note.proof,
+        guard case let .note(note) = pendingNote, case .mergeCandidate = note.proof,
               let ids = note.treeIDs, let trees = try recordedTrees(ids) else { return nil }
         let done = try checkOut(trees.from, over: trees.to, force: true, operation: "aborting the merge")
         return "put back the files an interrupted merge --no-commit had begun to write (\(done))"
@@ -288,7 +298,8 @@ extension Repository {
     /// anything (for `status`); nil when there is none, when its command was killed before its
     /// record (the next writer deletes the note: nothing was renamed), or while a writer runs.
     public func interruptedCheckout() throws -> InterruptedCheckout? {
-        guard let data = FileManager.default.contents(atPath: pendingCheckoutPath) else { return nil }
+        let read = pendingNote
+        if case .none = read { return nil }
         // A writer running now (between its record and its renames) is not interrupted: a note
         // written since it took the lock (which writes its pid) is its own.
         let lockPath = metaDirectory + "/lock"
@@ -296,7 +307,7 @@ extension Repository {
            note.mtimeNs >= lock.mtimeNs {
             return nil
         }
-        guard let note = try? JSONDecoder().decode(PendingCheckout.self, from: data), note.treeIDs != nil else {
+        guard case let .note(note) = read, note.treeIDs != nil else {
             return InterruptedCheckout(operation: nil, recorded: false,
                                        advice: "\(pendingCheckoutPath) (left by an interrupted command) cannot be read: the next command that writes refuses until 'mrepo checkout --force HEAD' deletes it (local changes to tracked files are lost)")
         }

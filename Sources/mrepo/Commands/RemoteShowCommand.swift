@@ -25,9 +25,6 @@ struct RemoteShowCommand: ParsableCommand {
     @Flag(help: "Print the result as JSON.")
     var json = false
 
-    /// git's columns: a name padded to the longest of its list.
-    private func pad(_ text: String, _ width: Int) -> String { Format.pad(text, width) }
-
     func run() throws {
         let repo = try repository.open(access: .readOnly)
         let (name, query) = (name, !noQuery)
@@ -54,20 +51,20 @@ struct RemoteShowCommand: ParsableCommand {
                     print("    \(b.name)")
                     continue
                 }
-                print("    \(pad(b.name, width)) \(state)")
+                print("    \(Format.pad(b.name, width)) \(state)")
             }
         }
         if !r.pulls.isEmpty {
             print("  Local branch\(r.pulls.count == 1 ? "" : "es") configured for 'mrepo pull':")
             let width = r.pulls.map(\.local.count).max() ?? 0
-            for p in r.pulls { print("    \(pad(p.local, width)) merges with remote \(p.remoteBranch)") }
+            for p in r.pulls { print("    \(Format.pad(p.local, width)) merges with remote \(p.remoteBranch)") }
         }
         if !r.pushes.isEmpty {
             print("  Local ref\(r.pushes.count == 1 ? "" : "s") configured for 'mrepo push':")
             let width = r.pushes.map(\.local.count).max() ?? 0
             let target = r.pushes.map(\.remoteBranch.count).max() ?? 0
             for p in r.pushes {
-                print("    \(pad(p.local, width)) pushes to \(pad(p.remoteBranch, target)) (\(p.state.rawValue))")
+                print("    \(Format.pad(p.local, width)) pushes to \(Format.pad(p.remoteBranch, target)) (\(p.state.rawValue))")
             }
         }
     }

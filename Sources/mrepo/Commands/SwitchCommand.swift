@@ -50,10 +50,7 @@ struct SwitchCommand: ParsableCommand {
     func run() throws {
         let repo = try repository.open()
         if detach {
-            let result = try repo.detachHead(at: branch, force: force, wait: lock.wait)
-            if json { try printJSON(CheckoutDocument(result)) } else if !repository.quiet {
-                print("HEAD is now at \(result.head.commit?.short ?? "") (detached; \(result.filesSummary))")
-            }
+            try repo.detachHead(at: branch, force: force, wait: lock.wait).printDetached(json: json, quiet: repository.quiet)
             return
         }
         let target: SwitchTarget
