@@ -24,6 +24,16 @@ public enum DeltaError: Error, CustomStringConvertible, Equatable, Sendable {
     /// One line whatever the names in it hold (``Swift/String/escapingControlCharacters``).
     public var description: String { message.escapingControlCharacters }
 
+    /// Whether this is a system call that failed for want of space (ENOSPC or EDQUOT): its reason
+    /// then holds ``errnoDescription(_:)``'s "disk full (...)".
+    public var isDiskFull: Bool {
+        if case let .io(_, reason) = self { return DeltaError.isDiskFull(reason: reason) }
+        return false
+    }
+
+    /// Whether a failed call's reason (an `.io` case's) is ``errnoDescription(_:)``'s full disk.
+    public static func isDiskFull(reason: String) -> Bool { reason.contains(diskFullWords) }
+
     private var message: String {
         switch self {
         case let .invalidHeader(file, problem):
@@ -87,5 +97,8 @@ import Darwin
 @inline(never)
 public func errnoDescription(_ code: Int32 = errno) -> String {
     let text = String(cString: strerror(code))
-    return code == ENOSPC || code == EDQUOT ? "disk full (\(text))" : text
+    return code == ENOSPC || code == EDQUOT ? "\(diskFullWords)\(text))" : text
 }
+
+/// How ``errnoDescription(_:)`` starts a full disk's text (``DeltaError/isDiskFull``).
+let diskFullWords = "disk full ("

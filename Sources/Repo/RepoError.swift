@@ -225,3 +225,38 @@ extension RepoError {
         operation.hasPrefix("switching") || operation.hasPrefix("checking out")
     }
 }
+
+extension RepoError {
+    /// A full disk, said where the user can act on it; nil for any other error.
+    ///
+    /// A write that fails for want of space names the file being written, which is often one of
+    /// mrepo's own: a temporary file in the working tree (`.mrepo-tmp-<tag>-<random>-NAME`) stands
+    /// for NAME, and anything inside `.mrepo` (an object being stored, a commit's copies) is the
+    /// repository's store, so it is named by its `.mrepo` folder.
+    public static func fullDisk(_ error: any Error) -> RepoError? {
+        let path: String
+        switch error {
+        case let RepoError.diskFull(p): path = p
+        case let RepoError.io(p, reason) where DeltaError.isDiskFull(reason: reason): path = p
+        case let RepoError.delta(.io(p, reason)) where DeltaError.isDiskFull(reason: reason): path = p
+        case let DeltaError.io(p, reason) where DeltaError.isDiskFull(reason: reason): path = p
+        default: return nil
+        }
+        return .diskFull(path: shownPath(path))
+    }
+
+    /// `path` without mrepo's internal names (``fullDisk(_:)``).
+    static func shownPath(_ path: String) -> String {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        if let store = parts.firstIndex(of: Substring(Repository.directoryName)), store < parts.count - 1 {
+            return parts[...store].joined(separator: "/")
+        }
+        guard let k = parts.firstIndex(where: { $0.hasPrefix(AtomicFileWriter.temporaryPrefix) }) else { return path }
+        // `.mrepo-tmp-<tag>-<random>-NAME`: NAME follows the second dash after the prefix.
+        let rest = parts[k].dropFirst(AtomicFileWriter.temporaryPrefix.count)
+        guard let dash = rest.firstIndex(of: "-"), let second = rest[rest.index(after: dash)...].firstIndex(of: "-") else { return path }
+        let name = rest[rest.index(after: second)...]
+        guard !name.isEmpty else { return path }
+        return (parts[..<k] + [name]).joined(separator: "/")
+    }
+}

@@ -94,7 +94,12 @@ struct MrepoCommand: ParsableCommand {
             ErrorReporter.fail("\(text) (see 'mrepo\(name) --help')", status: code.rawValue)
         }
         do {
-            try command.run()
+            do {
+                try command.run()
+            } catch {
+                // A full disk names the user's file or the repository, not a temporary file of mrepo's.
+                throw RepoError.fullDisk(error) ?? error
+            }
         } catch let error as ValidationError {
             // A check that needs more than the command line (a recipe file, say): the same exit
             // status as a usage error found while parsing, in one line.

@@ -61,7 +61,24 @@ enum TinyDisk {
         #expect(try s.ok(["fsck"], in: "disk/repo").stdout.hasPrefix("ok: 2 commits"))
         // Writing ones say so in one line and change nothing.
         expectOneLineError(try s.run(["commit", "--allow-empty", "-m", "more"], in: "disk/repo"), contains: "disk full")
-        expectOneLineError(try s.run(["commit", "--from", s.path("fam/math"), "-m", "math"], in: "disk/repo"), contains: "disk full")
+        // The error names the file being stored, not the object or copy mrepo was writing for it.
+        let from = try s.run(["commit", "--from", s.path("fam/math"), "-m", "math"], in: "disk/repo")
+        expectOneLineError(from, contains: "disk full")
+        #expect(!from.stderr.contains(AtomicFileWriter.temporaryPrefix) && !from.stderr.contains("incoming"), "\(from.stderr)")
+        #expect(try s.ok(["log", "--oneline"], in: "disk/repo").stdout.split(separator: "\n").count == 1)
+        // So does a commit of an edited file, and a deleted file put back names itself, not its
+        // temporary file.
+        try FileManager.default.removeItem(atPath: s.path("disk/fill"))
+        try FileManager.default.removeItem(atPath: s.path("disk/repo/model.safetensors"))
+        try FileManager.default.copyItem(atPath: s.path("fam/math/model.safetensors"), toPath: s.path("disk/repo/model.safetensors"))
+        try FileManager.default.removeItem(atPath: s.path("disk/repo/config.json"))
+        TinyDisk.fill(s.path("disk/fill"))
+        let inPlace = try s.run(["commit", "-m", "math"], in: "disk/repo")
+        expectOneLineError(inPlace, contains: "model.safetensors: disk full")
+        #expect(!inPlace.stderr.contains(AtomicFileWriter.temporaryPrefix) && !inPlace.stderr.contains("incoming"), "\(inPlace.stderr)")
+        let restore = try s.run(["restore", "config.json"], in: "disk/repo")
+        expectOneLineError(restore, contains: "config.json: disk full")
+        #expect(!restore.stderr.contains(AtomicFileWriter.temporaryPrefix), "\(restore.stderr)")
         #expect(try s.ok(["log", "--oneline"], in: "disk/repo").stdout.split(separator: "\n").count == 1)
 
         // gc frees space: on a full disk it deletes the files first. Killed there, it leaves rows

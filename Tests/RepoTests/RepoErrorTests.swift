@@ -1,3 +1,5 @@
+import Delta
+import Foundation
 import Merge
 import Testing
 
@@ -49,5 +51,22 @@ import Testing
     ])
     func descriptionIsTheOneLineMessage(error: RepoError, message: String) {
         #expect(error.description == message)
+    }
+
+    /// A full disk names the user's file, or the repository's store, never mrepo's temporary names.
+    @Test(arguments: [
+        ("/w/.mrepo/.mrepo-tmp-25691.59eda791-1v285qrt1tzad-copies/3", "/w/.mrepo"),
+        ("/w/.mrepo/objects/incoming", "/w/.mrepo"),
+        ("/w/sub/.mrepo-tmp-25691.59eda791-1v285qrt1tzad-model-00001-of-00002.safetensors", "/w/sub/model-00001-of-00002.safetensors"),
+        (".mrepo-tmp-7-abc-config.json", "config.json"),
+        ("/w/model.safetensors", "/w/model.safetensors"),
+    ])
+    func aFullDiskIsNamedWhereTheUserCanActOnIt(written: String, shown: String) {
+        let expected = RepoError.diskFull(path: shown)
+        #expect(RepoError.fullDisk(DeltaError.io(path: written, reason: "write failed: \(errnoDescription(ENOSPC))")) == expected)
+        #expect(RepoError.fullDisk(RepoError.io(path: written, reason: "cannot create file: \(errnoDescription(EDQUOT))")) == expected)
+        #expect(RepoError.fullDisk(RepoError.delta(.io(path: written, reason: errnoDescription(ENOSPC)))) == expected)
+        #expect(RepoError.fullDisk(RepoError.diskFull(path: written)) == expected)
+        #expect(RepoError.fullDisk(DeltaError.io(path: written, reason: "write failed: \(errnoDescription(EACCES))")) == nil)
     }
 }

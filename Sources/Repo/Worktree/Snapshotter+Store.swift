@@ -77,6 +77,9 @@ extension Snapshotter {
             }
         } catch {
             copy?.abort()
+            // Whatever was being written (an object, the copy), the file being stored is the one
+            // to name.
+            if RepoError.fullDisk(error) != nil { throw RepoError.diskFull(path: file.scanned.path) }
             throw error
         }
         let digest = fileHash.finalize()
