@@ -114,18 +114,29 @@ public struct MrepoConfig: Sendable, Equatable {
         try AtomicFileWriter.write(Array(text.utf8), to: file)
     }
 
-    /// The user's settings overridden by the repository's.
-    public static func effective(from path: String = FileManager.default.currentDirectoryPath) throws -> MrepoConfig {
+    /// The user's settings overridden by the repository's, and with `environment`, by the
+    /// variables the process was started with (what is in effect: `config KEY`, `config --list`).
+    public static func effective(from path: String = FileManager.default.currentDirectoryPath, environment: Bool = false) throws -> MrepoConfig {
         var merged = try load(userFile)
         if let repo = repositoryFile(from: path) {
             for (k, v) in try load(repo).values { merged.set(k, v) }
         }
+        if environment {
+            for (key, variable, _) in keys {
+                if let v = launchEnvironment[variable], !v.isEmpty { merged.set(key, v) }
+            }
+        }
         return merged
     }
+
+    /// The environment as the process started, before ``applyToEnvironment(_:)`` added the files'
+    /// settings to it.
+    public static let launchEnvironment = ProcessInfo.processInfo.environment
 
     /// Sets the environment variable of each configured key that the environment does not set,
     /// so every layer reads one place. `core.fsync = false` becomes `MREPO_FSYNC=0`.
     public static func applyToEnvironment(_ config: MrepoConfig) {
+        _ = launchEnvironment
         for (key, variable, _) in keys {
             guard var value = config[key], getenv(variable) == nil else { continue }
             if key == "core.fsync" { value = ["false", "0", "no", "off"].contains(value.lowercased()) ? "0" : "1" }

@@ -31,13 +31,15 @@ extension Repository {
 
     /// The commit a revision names, for a client that may only name refs or full ids: a branch, a
     /// tag, or a commit id of at least 40 hex digits (a unique prefix, as `mrepo serve` shows 40).
+    /// An id wins over a ref spelled the same (as in git, a full object id always names the
+    /// object): a revision pinned to a commit must not be redirected by a branch named like it.
     public func resolveExact(_ revision: String) throws -> ObjectID {
-        if let ref = try history.ref(named: revision) { return ref.target }
         let lower = revision.lowercased()
         if lower.count >= 40, lower.count <= 64, lower.allSatisfy({ $0.isHexDigit }) {
             let matches = try history.commitIDs(withPrefix: lower)
             if matches.count == 1 { return matches[0] }
         }
+        if let ref = try history.ref(named: revision) { return ref.target }
         throw RepoError.unknownRevision(revision)
     }
 

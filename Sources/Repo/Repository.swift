@@ -254,8 +254,11 @@ public final class Repository: Sendable {
         var id = try resolveBase(base, whole: revision)
         while !suffix.isEmpty {
             let op = suffix.removeFirst()
+            // Anything else after the name (`HEAD~x`, `HEAD^{tree}`, `HEAD~ 1`) names nothing; it
+            // must not be read as one more step back.
+            guard op == "~" || op == "^" else { throw RepoError.unknownRevision(revision) }
             var digits = ""
-            while let c = suffix.first, c.isNumber {
+            while let c = suffix.first, c.isASCII, c.isNumber {
                 digits.append(c)
                 suffix.removeFirst()
             }
@@ -296,10 +299,16 @@ public final class Repository: Sendable {
             }
             return id
         }
+        let lower = base.lowercased()
+        // A full commit id (as HF clients send it, 40 digits, or all 64) names that commit, whatever
+        // ref is spelled the same, as in git: a pinned revision cannot be redirected by a branch.
+        if lower.count >= 40, lower.count <= 64, lower.allSatisfy({ $0.isHexDigit }) {
+            let matches = try history.commitIDs(withPrefix: lower)
+            if matches.count == 1 { return matches[0] }
+        }
         if let ref = try history.ref(named: base) { return ref.target }
         // `origin/main`: a remote-tracking ref (a local branch of that name wins, as in git).
         if let tracking = try remoteRef(spelled: base) { return tracking.target }
-        let lower = base.lowercased()
         if lower.count >= 4, lower.allSatisfy({ $0.isHexDigit }) {
             let matches = try history.commitIDs(withPrefix: lower)
             if matches.count == 1 { return matches[0] }
@@ -389,6 +398,9 @@ public enum RefNames {
             throw bad("must not contain spaces, control characters or any of ~^:?*[\\")
         }
         if name.hasSuffix(".lock") { throw bad("must not end with '.lock'") }
+        // 40 hex digits or more read as a commit id (what HF clients pin): a ref spelled so would
+        // stand for a commit it is not.
+        if name.count >= 40, name.allSatisfy(\.isHexDigit) { throw bad("must not look like a commit id (40 or more hex digits)") }
     }
 }
 

@@ -138,14 +138,27 @@ struct HubService: HTTPResponder, Sendable {
             case (.post, "branch") where rest.count == 2:
                 try requireWrite(request)
                 return try await createBranch(repo, name: rest[1], request: request)
+            case (.delete, "branch") where rest.count == 2:
+                try requireWrite(request)
+                return try deleteRef(repo, name: rest[1], kind: .branch)
             case (.post, "tag") where rest.count == 2:
                 try requireWrite(request)
                 return try await createTag(repo, revision: rest[1], request: request)
+            case (.delete, "tag") where rest.count == 2:
+                try requireWrite(request)
+                return try deleteRef(repo, name: rest[1], kind: .tag)
             case (.post, "preupload") where rest.count == 2:
                 try requireWrite(request)
+                if ["1", "true"].contains(path.query["create_pr"]?.lowercased() ?? "") {
+                    throw HubError.badRequest("pull requests are not supported by mrepo serve; commit to a branch of your own instead (create_branch)")
+                }
                 return try await preupload(repo, revision: rest[1], request: request)
             case (.post, "commit") where rest.count == 2:
                 try requireWrite(request)
+                // A change meant for review must not land on the branch: there are no pull requests here.
+                if ["1", "true"].contains(path.query["create_pr"]?.lowercased() ?? "") {
+                    throw HubError.badRequest("pull requests are not supported by mrepo serve; commit to a branch of your own instead (create_branch)")
+                }
                 return try await commit(repo, id: id, revision: rest[1], request: request)
             default:
                 throw HubError.notFound()

@@ -30,7 +30,8 @@ extension HubService {
     func createBranch(_ repo: Repository, name: String, request: Request) async throws -> Response {
         let body = try await jsonBody(request)
         let start: ObjectID
-        if let rev = body["startingPoint"]?.stringValue {
+        if let point = body["startingPoint"], point != .null {
+            guard let rev = point.stringValue else { throw HubError.badRequest("'startingPoint' must be a revision (a string)") }
             start = try resolve(repo, rev)
         } else {
             guard let head = try repo.headCommit() else { throw HubError.badRequest("the repository has no commits to branch from") }
@@ -40,6 +41,21 @@ extension HubService {
             try repo.createBranch(name, at: start.hex, wait: true)
         } catch RepoError.refExists {
             throw HubError(status: .conflict, message: "Reference already exists: \(name)")
+        }
+        return Responses.json(.object([]))
+    }
+
+    /// `DELETE /api/models/{repo}/branch/{name}` and `.../tag/{name}` (`HfApi.delete_branch`,
+    /// `delete_tag`). The branch a non-bare repository has checked out is refused, as `branch -d`
+    /// refuses it; a branch's commits stay until `gc` (the reflog keeps them).
+    func deleteRef(_ repo: Repository, name: String, kind: Ref.Kind) throws -> Response {
+        guard let ref = try repo.history.ref(named: name), ref.kind == kind else {
+            throw HubError.revisionNotFound(name)
+        }
+        do {
+            if kind == .branch { _ = try repo.deleteBranch(name, force: true, wait: true) } else { _ = try repo.deleteTag(name, wait: true) }
+        } catch let error as RepoError {
+            throw HubError(status: .conflict, message: error.description)
         }
         return Responses.json(.object([]))
     }

@@ -97,11 +97,13 @@ struct ConsensusArgument: ExpressibleByArgument {
 
 /// `NAME=VALUE` metrics (`commit --metric`, `merge --metric`).
 enum Metric {
-    /// The metric, or nil unless the value is a finite number and the name is not empty.
+    /// The metric, or nil unless the value is a finite number and the name is one word (no
+    /// spaces or control characters: `eval loss=1` would print as an ambiguous `eval loss=1.0000`).
     static func parse(_ text: String) -> Commit.Metric? {
         guard let eq = text.firstIndex(of: "="), eq != text.startIndex else { return nil }
         let name = String(text[..<eq]).trimmingCharacters(in: .whitespaces)
-        guard !name.isEmpty, let value = Double(text[text.index(after: eq)...].trimmingCharacters(in: .whitespaces)), value.isFinite else { return nil }
+        guard !name.isEmpty, !name.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.value < 0x20 || $0.value == 0x7F }),
+              let value = Double(text[text.index(after: eq)...].trimmingCharacters(in: .whitespaces)), value.isFinite else { return nil }
         return Commit.Metric(name: name, value: value)
     }
 }

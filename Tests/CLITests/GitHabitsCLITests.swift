@@ -185,6 +185,13 @@ import Testing
         #expect(try s.ok(["tag", "-l", "v*"], in: "repo").stdout.split(separator: "\n").map { String($0.prefix(2)) } == ["v1", "v2"])
         #expect(try s.ok(["tag"], in: "repo").stdout.contains("first release"))
         expectOneLineError(try s.run(["tag", "v2", "HEAD"], in: "repo"), contains: "already exists")
+        // -d with a second name is refused, not read as a revision and ignored (w1 stays).
+        expectOneLineError(try s.run(["tag", "-d", "v2", "w1"], in: "repo"), status: 64, contains: "-d takes one tag name")
+        #expect((try s.json(try s.ok(["tag", "--json"], in: "repo")) as? [[String: Any]])?.compactMap { $0["name"] as? String } == ["v1", "v2", "w1"])
+        // A name that reads as a commit id is refused: it would stand for a commit it is not.
+        let hex40 = String(try revParse(s, "HEAD").prefix(40))
+        expectOneLineError(try s.run(["tag", String(repeating: "ab", count: 20)], in: "repo"), contains: "must not look like a commit id")
+        expectOneLineError(try s.run(["branch", hex40, "code"], in: "repo"), contains: "must not look like a commit id")
         try s.ok(["checkout", "-q", "-b", "feature", "HEAD"], in: "repo")
         try s.ok(["commit", "-q", "--allow-empty", "-m", "on feature"], in: "repo")
         try s.ok(["tag", "-q", "-f", "v2"], in: "repo")
@@ -352,6 +359,8 @@ import Testing
         // code's change onto math: both changed every tensor since base, so task arithmetic.
         let p = try s.ok(["cherry-pick", "code"], in: "repo")
         #expect(p.stdout.contains("task arithmetic"))
+        // The reflog names the command, as for an exact cherry-pick (it said "merge : ...").
+        #expect(try s.ok(["reflog", "-n", "1"], in: "repo").stdout.contains("cherry-pick: "))
         let picked = try s.json(try s.ok(["show", "--json"], in: "repo")) as? [String: Any]
         #expect(picked?["parents"] as? [String] == [math])
         #expect((picked?["message"] as? String)?.contains("cherry picked from commit \(try revParse(s, "code"))") == true)
@@ -383,6 +392,10 @@ import Testing
         #expect((log?.first?["metrics"] as? [String: Double])?["eval_loss"] == 2.0)
         try s.ok(["merge", "-q", "math", "code", "--method", "mwa"], in: "repo")
         expectOneLineError(try s.run(["metric", "add", "HEAD", "loss"], in: "repo"), status: 64, contains: "expected name=value")
+        // Without a revision, metrics go to HEAD; a name with a space would print ambiguously.
+        try s.ok(["metric", "add", "judge=7.5"], in: "repo")
+        #expect(try s.ok(["metric", "show"], in: "repo").stdout.contains("judge=7.5000"))
+        expectOneLineError(try s.run(["metric", "add", "HEAD", "eval loss=1"], in: "repo"), status: 64, contains: "expected name=value")
     }
 
     // MARK: - Where checkpoints come from; shell and docs
@@ -488,6 +501,16 @@ import Testing
         #expect(try s.ok(["log", "-1", "--format=%an"], in: "repo").stdout == "Env User\n")
         #expect(try s.ok(["config", "user.author"], in: "repo").stdout == "Repo User <r@example.com>\n")
         #expect(try s.ok(["config", "--list"], in: "repo").stdout.contains("user.author=Repo User"))
+        // What is in effect includes the environment, which wins (the file is unchanged).
+        #expect(try s.ok(["config", "user.author"], in: "repo", environment: ["MREPO_AUTHOR": "Env User <e@example.com>"]).stdout
+                    == "Env User <e@example.com>\n")
+        #expect(try s.ok(["config", "--list"], in: "repo", environment: ["MREPO_THREADS": "3"]).stdout.contains("core.threads=3"))
+        #expect(try s.ok(["config", "--global", "user.author"], in: "repo", environment: ["MREPO_AUTHOR": "Env User <e@example.com>"]).stdout
+                    == "Global User <g@example.com>\n")
+        // Values are checked when they are set.
+        expectOneLineError(try s.run(["config", "merge.method", "bogus"], in: "repo"), status: 64, contains: "unknown method 'bogus'")
+        expectOneLineError(try s.run(["config", "core.fsync", "maybe"], in: "repo"), status: 64, contains: "core.fsync must be true or false")
+        expectOneLineError(try s.run(["config", "user.author", " "], in: "repo"), status: 64, contains: "must not be empty")
         try s.ok(["config", "--unset", "user.author"], in: "repo")
         #expect(try s.ok(["config", "user.author"], in: "repo").stdout == "Global User <g@example.com>\n")
         #expect(try s.run(["config", "merge.method"], in: "repo").status == 1)

@@ -98,4 +98,67 @@ struct ServeHubGapsTests {
         #expect(hookLog.contains("post commit=\(head)"), "\(hookLog)")
         try s.ok(["fsck"], in: repo)
     }
+
+    @Test("delete_branch and delete_tag work; create_pr, a branch named like a commit id and a path inside a nested .mrepo are refused and change nothing")
+    func refsAndRefusedWrites() throws {
+        let python = hubPython()
+        try #require(FileManager.default.isExecutableFile(atPath: python), "no Python with huggingface_hub at \(python): run scripts/setup.sh")
+        let s = try CLISandbox()
+        let repo = "served/ns/refs"
+        try FileManager.default.createDirectory(atPath: s.path("served/ns"), withIntermediateDirectories: true)
+        try s.ok(["init", "-q", repo])
+        try "hello\n".write(toFile: s.path(repo + "/note.txt"), atomically: true, encoding: .utf8)
+        try s.ok(["commit", "-q", "-m", "first"], in: repo)
+        try s.ok(["branch", "-q", "exp"], in: repo)
+        try FileManager.default.createDirectory(atPath: s.path("up/x"), withIntermediateDirectories: true)
+        try "planted\n".write(toFile: s.path("up/x/config"), atomically: true, encoding: .utf8)
+        let head = try s.ok(["rev-parse", "main"], in: repo).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        try "writer-0123456789 write\n".write(toFile: s.path("tokens"), atomically: true, encoding: .utf8)
+
+        let server = try ServerProcess(s, ["served", "--tokens", "tokens"])
+        let (status, out) = try runProgram(python, ["-c", """
+            import json, os, sys
+            ep, work, head = sys.argv[1], sys.argv[2], sys.argv[3]
+            os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+            from huggingface_hub import HfApi
+            from huggingface_hub.errors import HfHubHTTPError
+            api = HfApi(endpoint=ep, token="writer-0123456789")
+            out = {}
+            def attempt(name, call):
+                try:
+                    call(); out[name] = "ok"
+                except HfHubHTTPError as e:
+                    out[name] = "%d %s" % (e.response.status_code, str(e).replace("\\n", " "))
+            api.create_branch("ns/refs", branch="gone", revision="main")
+            api.create_tag("ns/refs", tag="t1", revision="main")
+            attempt("delete_branch", lambda: api.delete_branch("ns/refs", branch="gone"))
+            attempt("delete_tag", lambda: api.delete_tag("ns/refs", tag="t1"))
+            attempt("delete_missing", lambda: api.delete_branch("ns/refs", branch="never"))
+            refs = api.list_repo_refs("ns/refs")
+            out["branches"] = sorted(b.name for b in refs.branches)
+            out["tags"] = sorted(t.name for t in refs.tags)
+            attempt("id_branch", lambda: api.create_branch("ns/refs", branch=head[:40], revision="exp"))
+            attempt("create_pr", lambda: api.upload_file(path_or_fileobj=b"zz", path_in_repo="z.txt", repo_id="ns/refs",
+                                                          revision="exp", create_pr=True))
+            attempt("nested", lambda: api.upload_folder(folder_path=work + "/x", path_in_repo="evil/.mrepo", repo_id="ns/refs", revision="exp"))
+            print(json.dumps(out))
+            """, server.url, s.path("up"), head], environment: ["HF_HUB_DISABLE_XET": "1", "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"])
+        #expect(server.stop() == 0)
+        try #require(status == 0, "the huggingface_hub script failed (see the output above)")
+        let result = try #require(try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])
+        #expect(result["delete_branch"] as? String == "ok")
+        #expect(result["delete_tag"] as? String == "ok")
+        #expect((result["delete_missing"] as? String)?.hasPrefix("404") == true, "\(result["delete_missing"] ?? "")")
+        #expect(result["branches"] as? [String] == ["exp", "main"])
+        #expect(result["tags"] as? [String] == [])
+        for (key, expected) in [("id_branch", "must not look like a commit id"), ("create_pr", "pull requests are not supported"),
+                                ("nested", "'.mrepo' is reserved")] {
+            let text = result[key] as? String ?? ""
+            #expect(text.hasPrefix("4") && text.contains(expected), "\(key): \(text)")
+        }
+        // Nothing landed on exp, and no branch was made.
+        #expect(try s.ok(["rev-parse", "exp"], in: repo).stdout.trimmingCharacters(in: .whitespacesAndNewlines) == head)
+        #expect(try s.ok(["branch"], in: repo).stdout.split(separator: "\n").count == 2)
+        try s.ok(["fsck"], in: repo)
+    }
 }

@@ -45,10 +45,13 @@ import Testing
             try writeFile(safetensorsBytes(json: #"{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#, data: [0, 0, 0, 0]),
                            to: dir + "/broken.safetensors")
             let report = CheckpointCheck.check(paths: [dir, dir + "/nothing-here"], finite: true)
+            // With several paths, a file is named after its folder.
             #expect(report.findings.map(\.description) == [
-                "broken.safetensors: tensor 'w': data ends at byte 16, data section has 4",
+                "\(dir)/broken.safetensors: tensor 'w': data ends at byte 16, data section has 4",
                 "\(dir)/nothing-here: no such file or directory",
             ])
+            #expect(CheckpointCheck.check(paths: [dir], finite: true).findings.map(\.description)
+                == ["broken.safetensors: tensor 'w': data ends at byte 16, data section has 4"])
         }
     }
 

@@ -68,6 +68,24 @@ import Testing
             expectThrows(RepoError.missingParent(revision: "HEAD^2", commit: c3.short, parents: 1)) { try repo.resolve("HEAD^2") }
             expectThrows(RepoError.unknownRevision("nope")) { try repo.resolve("nope") }
             expectThrows(RepoError.unknownRevision("nope~1")) { try repo.resolve("nope~1") }
+            // Anything but digits after ~ or ^ names nothing (it was read as one more step back).
+            for junk in ["HEAD~x", "HEAD~l", "HEAD~ 1", "HEAD^{tree}", "HEAD~1x", "HEAD~\u{0663}"] {
+                expectThrows(RepoError.unknownRevision(junk)) { try repo.resolve(junk) }
+            }
+            // A branch spelled like a full commit id (made by an older mrepo, or straight in the
+            // database) never redirects that id: the id names its commit, as in git.
+            let pinned = String(c1.hex.prefix(40))
+            try repo.history.write { db in
+                try HistoryDatabase.setRef(db, name: pinned, kind: .branch, target: c3, old: nil, message: "planted")
+                try HistoryDatabase.setRef(db, name: c1.hex, kind: .branch, target: c3, old: nil, message: "planted")
+            }
+            #expect(try repo.resolve(pinned) == c1)
+            #expect(try repo.resolve(c1.hex) == c1)
+            #expect(try repo.resolveExact(pinned) == c1)
+            #expect(try repo.resolveExact(c1.hex) == c1)
+            expectThrows(RepoError.invalidRefName(pinned, reason: "must not look like a commit id (40 or more hex digits)")) {
+                try repo.createBranch(pinned)
+            }
             // Fewer than four hex digits is never a prefix.
             expectThrows(RepoError.unknownRevision(String(c1.hex.prefix(3)))) { try repo.resolve(String(c1.hex.prefix(3))) }
             #expect(RepoError.unknownRevision("nope").description == "unknown revision 'nope'")

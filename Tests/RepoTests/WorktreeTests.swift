@@ -21,12 +21,15 @@ import Testing
         (".mrepo/mrepo.db", "'.mrepo' is reserved"),
         (".mrepo", "'.mrepo' is reserved"),
         (".git/config", "'.git' is reserved"),
+        // A nested repository (or its hooks) planted by a tree from a remote or a Hub upload.
+        ("x/.mrepo/y", "'.mrepo' is reserved"),
+        ("a/.MREPO/hooks/pre-commit", "'.MREPO' is reserved"),
     ])
     func unsafePathsAreRejected(path: String, reason: String) {
         #expect(throws: RepoError.unsafePath(path, reason: reason)) { _ = try PathPolicy.normalize(path) }
     }
 
-    @Test(arguments: ["model.safetensors", "1_Pooling/config.json", "a/b/c.txt", "x/.mrepo/y", ".mrepoignore", "..hidden", "a..b"])
+    @Test(arguments: ["model.safetensors", "1_Pooling/config.json", "a/b/c.txt", "x/.git/config", ".mrepoignore", "..hidden", "a..b"])
     func safePathsAreKept(path: String) throws {
         #expect(try PathPolicy.normalize(path) == path)
     }

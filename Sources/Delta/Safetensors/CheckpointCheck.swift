@@ -35,11 +35,16 @@ public enum CheckpointCheck {
             if isDir.boolValue {
                 let files = (FileManager.default.enumerator(atPath: path)?.compactMap { $0 as? String } ?? [])
                     .filter { !$0.hasPrefix(".mrepo/") && !$0.hasPrefix(".git/") }.sorted()
+                // Files are named inside their folder, and after it (as given) when several paths
+                // are checked: `check a b` says which one holds a broken `model.safetensors`.
+                var shown = path
+                while shown.count > 1, shown.hasSuffix("/") { shown.removeLast() }
+                shown = paths.count == 1 || shown == "." ? "" : shown.hasSuffix("/") ? shown : shown + "/"
                 for f in files where f.hasSuffix(".safetensors") {
-                    checkFile(path + "/" + f, name: f, finite: finite, into: &report)
+                    checkFile(path + "/" + f, name: shown + f, finite: finite, into: &report)
                 }
                 for f in files where ShardIndex.isIndexFile(f) {
-                    checkIndex(folder: path, indexName: f, into: &report)
+                    checkIndex(folder: path, indexName: f, shownFolder: shown, into: &report)
                 }
             } else if ShardIndex.isIndexFile(path) {
                 let (dir, name) = splitPath(path)
@@ -72,7 +77,12 @@ public enum CheckpointCheck {
         }
     }
 
-    static func checkIndex(folder: String, indexName: String, into report: inout Report) {
+    /// - Parameter shownFolder: what findings put before `indexName` and its shards' names.
+    static func checkIndex(folder: String, indexName: String, shownFolder: String = "", into report: inout Report) {
+        let first = report.findings.count
+        defer {
+            for i in first..<report.findings.count { report.findings[i].file = shownFolder + report.findings[i].file }
+        }
         guard let data = FileManager.default.contents(atPath: folder + "/" + indexName) else {
             report.findings.append(Finding(file: indexName, tensor: nil, problem: "cannot read"))
             return
@@ -98,7 +108,7 @@ public enum CheckpointCheck {
                 report.findings.append(Finding(file: indexName, tensor: t, problem: "listed in shard '\(shard)', which does not hold it"))
             }
             for t in present.subtracting(listed[shard, default: []]).sorted() {
-                report.findings.append(Finding(file: shard, tensor: t, problem: "not listed in \(indexName)"))
+                report.findings.append(Finding(file: prefix + shard, tensor: t, problem: "not listed in \(indexName)"))
             }
         }
     }

@@ -213,7 +213,7 @@ extension Repository {
         do {
             try notePendingCheckout(operation: ["merging", "finishing the merge"].contains(operation) ? "merge" : operation, from: from, to: tree, force: false, proof: .head(commit.id.hex))
             try history.recordCommit(objects: newObjects, tree: tree, commit: commit, expectedHead: state.head,
-                                     reflogMessage: "merge \(state.branches.map(\.name).joined(separator: ", ")): \(commit.subject)",
+                                     reflogMessage: "\(Repository.reflogAction(operation: operation, branches: state.branches)): \(commit.subject)",
                                      clearMergeState: true)
         } catch {
             checkout.rollback()
@@ -221,5 +221,13 @@ extension Repository {
             throw error
         }
         return RecordedMerge(commit: commit, tree: tree, checkout: checkout, hookEnvironment: hookEnv)
+    }
+
+    /// What a merge's reflog entry says before its subject: `merge code, prose`, or the command that
+    /// merged (`revert`, `cherry-pick` through task arithmetic), or `merge` when no branch is named.
+    static func reflogAction(operation: String, branches: [MergeInput]) -> String {
+        guard ["merging", "finishing the merge"].contains(operation) else { return operation }
+        let names = branches.map(\.name).filter { !$0.isEmpty }
+        return names.isEmpty ? "merge" : "merge \(names.joined(separator: ", "))"
     }
 }

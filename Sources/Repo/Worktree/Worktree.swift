@@ -63,8 +63,9 @@ public enum PathPolicy {
 
     /// Checks a relative path from a tree (or the user) and returns it normalised.
     ///
-    /// Rejects absolute paths, `..`, empty and `.` components, NUL and backslashes, and anything
-    /// inside `.mrepo` or `.git`.
+    /// Rejects absolute paths, `..`, empty and `.` components, NUL and backslashes, anything
+    /// inside a `.mrepo` at any depth (in any case: a tree must not plant a repository, or its hooks,
+    /// in a checkout, as git refuses `.git`), and anything inside a top-level `.git`.
     public static func normalize(_ path: String) throws -> String {
         guard !path.isEmpty else { throw RepoError.unsafePath(path, reason: "empty path") }
         guard !path.hasPrefix("/") else { throw RepoError.unsafePath(path, reason: "absolute paths are not allowed in a tree") }
@@ -73,6 +74,9 @@ public enum PathPolicy {
         for part in parts {
             if part.isEmpty || part == "." { throw RepoError.unsafePath(path, reason: "empty or '.' path component") }
             if part == ".." { throw RepoError.unsafePath(path, reason: "'..' would escape the working tree") }
+            if part.lowercased() == Repository.directoryName {
+                throw RepoError.unsafePath(path, reason: "'\(part)' is reserved")
+            }
         }
         if parts[0] == ".mrepo" || parts[0] == ".git" {
             throw RepoError.unsafePath(path, reason: "'\(parts[0])' is reserved")

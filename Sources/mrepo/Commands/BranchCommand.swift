@@ -78,7 +78,7 @@ struct BranchCommand: ParsableCommand {
         let modes = [delete || forceDelete, move || forceMove, showCurrent].filter { $0 }.count
         if modes > 1 { throw ValidationError("-d/-D, -m/-M and --show-current exclude each other") }
         if (delete || forceDelete) && name == nil { throw ValidationError("-d and -D need a branch name") }
-        if (delete || forceDelete) && startPoint != nil { throw ValidationError("-d and -D take only a branch name") }
+        if (delete || forceDelete) && startPoint != nil { throw ValidationError("-d and -D take one branch name (delete one branch at a time)") }
         if (move || forceMove) && name == nil { throw ValidationError("-m and -M need the new name") }
         if showCurrent && name != nil { throw ValidationError("--show-current takes no name") }
         if (remotes || all) && (name != nil || modes > 0 || force) { throw ValidationError("-r and -a list branches: they take no name and no other mode") }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Delta
 import Foundation
+import Merge
 import Repo
 
 struct ConfigCommand: ParsableCommand {
@@ -39,19 +40,35 @@ struct ConfigCommand: ParsableCommand {
         if let key, !MrepoConfig.keys.contains(where: { $0.key == key }) {
             throw ValidationError("unknown key '\(key)' (keys: \(MrepoConfig.keys.map(\.key).joined(separator: ", ")))")
         }
-        if key == "core.threads", let value, (Int(value) ?? 0) < 1 { throw ValidationError("core.threads must be a positive number") }
+        guard let key, let value else { return }
+        switch key {
+        case "core.threads":
+            if (Int(value) ?? 0) < 1 { throw ValidationError("core.threads must be a positive number") }
+        case "core.fsync":
+            if !["true", "false", "1", "0", "yes", "no", "on", "off"].contains(value.lowercased()) {
+                throw ValidationError("core.fsync must be true or false (also 1/0, yes/no, on/off)")
+            }
+        case "merge.method":
+            if !MethodRegistry.ids.contains(value) {
+                throw ValidationError("merge.method: unknown method '\(value)' (methods: \(MethodRegistry.ids.joined(separator: ", ")))")
+            }
+        case "user.author":
+            if value.trimmingCharacters(in: .whitespaces).isEmpty { throw ValidationError("user.author must not be empty; use --unset to remove it") }
+        default:
+            break
+        }
     }
 
     func run() throws {
         if list {
-            let config = global ? try MrepoConfig.load(MrepoConfig.userFile) : try MrepoConfig.effective()
+            let config = global ? try MrepoConfig.load(MrepoConfig.userFile) : try MrepoConfig.effective(environment: true)
             if json { try printJSON(NamedValues(members: config.values.map { ($0.key, $0.value) })) }
             else { for (k, v) in config.values { print("\(k)=\(v)") } }
             return
         }
         let key = key!
         guard value != nil || unset else {
-            let config = global ? try MrepoConfig.load(MrepoConfig.userFile) : try MrepoConfig.effective()
+            let config = global ? try MrepoConfig.load(MrepoConfig.userFile) : try MrepoConfig.effective(environment: true)
             guard let v = config[key] else { throw ExitCode(1) }
             if json { try printJSON(ConfigValueDocument(key: key, value: OrNull(v))) } else { print(v) }
             return

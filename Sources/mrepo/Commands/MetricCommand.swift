@@ -13,8 +13,8 @@ struct MetricCommand: ParsableCommand {
         commandName: "metric",
         abstract: "Add evaluation metrics to commits after the fact (their ids stay).",
         discussion: """
-            'mrepo metric add REV NAME=VALUE...' records metrics beside a commit, e.g. an evaluation run \
-            after the commit was made. They override a metric of the same name recorded with the commit \
+            'mrepo metric add [REV] NAME=VALUE...' records metrics beside a commit (HEAD by default), e.g. \
+            an evaluation run after the commit was made. They override a metric of the same name recorded with the commit \
             wherever metrics are read: log, show, 'merge --method mwa' and the merge hooks \
             (MREPO_PARENT_METRICS, MREPO_EXPERT_METRICS). 'metric show REV' prints them all.
             """)
@@ -34,7 +34,14 @@ struct MetricCommand: ParsableCommand {
     @Flag(help: "Print the result as JSON.")
     var json = false
 
+    /// The commit and the metrics to add: `metric add NAME=VALUE...` adds to HEAD.
+    private var request: (revision: String, metrics: [String]) {
+        if action == .add, revision.contains("="), Metric.parse(revision) != nil { return ("HEAD", [revision] + metrics) }
+        return (revision, metrics)
+    }
+
     func validate() throws {
+        let (_, metrics) = request
         if action == .add && metrics.isEmpty { throw ValidationError("metric add needs NAME=VALUE, e.g. 'mrepo metric add HEAD eval_loss=1.83'") }
         if action == .show && !metrics.isEmpty { throw ValidationError("metric show takes only a revision") }
         for m in metrics where Metric.parse(m) == nil { throw ValidationError("'\(m)': expected name=value with a number, e.g. eval_loss=1.83") }
@@ -43,6 +50,7 @@ struct MetricCommand: ParsableCommand {
     }
 
     func run() throws {
+        let (revision, metrics) = request
         let repo = try repository.open()
         let id = action == .add ? try repo.addMetrics(metrics.compactMap(Metric.parse), to: revision, wait: lock.wait) : try repo.resolve(revision)
         let all = try repo.metrics(of: try repo.commit(id))

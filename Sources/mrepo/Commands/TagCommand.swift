@@ -45,6 +45,7 @@ struct TagCommand: ParsableCommand {
 
     func validate() throws {
         if delete && name == nil { throw ValidationError("-d needs a tag name") }
+        if delete && revision != nil { throw ValidationError("-d takes one tag name (delete one tag at a time)") }
         if annotate && message == nil { throw ValidationError("-a needs a message: -a -m MESSAGE") }
         if pattern != nil && (name != nil || delete) { throw ValidationError("-l lists tags; it takes no tag name") }
         if messageLines != nil && (name != nil || delete) { throw ValidationError("-n lists tags with their messages; it takes no tag name") }
