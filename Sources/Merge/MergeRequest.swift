@@ -11,8 +11,9 @@ public struct MergeRequest: Sendable {
     public var outputDType: DType?
     /// `--set NAME=VALUE` and `--set 'NAME[GLOB]=VALUE'`, in the order given.
     public var settings: [(name: String, glob: String?, value: ParameterValue)] = []
-    /// `--weight EXPERT=W` and `--expert EXPERT:NAME=VALUE`, in the order given.
-    public var expertSettings: [(expert: String, name: String, value: ParameterValue)] = []
+    /// `--weight EXPERT=W`, `--expert EXPERT:NAME=VALUE` and `--expert 'EXPERT:NAME[GLOB]=VALUE'`, in
+    /// the order given.
+    public var expertSettings: [(expert: String, name: String, glob: String?, value: ParameterValue)] = []
     public var seed: UInt64?
     /// rmm's basis size (`--basis K`, the same as `--set basis=K`).
     public var basis: Int?
@@ -120,20 +121,12 @@ public struct MergeRequest: Sendable {
             }
         }
         for (name, glob, value) in settings {
-            guard let glob else {
-                recipe.parameters[name] = value
-                continue
-            }
-            var conditions: [ParameterCondition] = []
-            if case let .conditional(existing)? = recipe.parameters[name] {
-                conditions = existing
-            } else if let existing = recipe.parameters[name] {
-                conditions = [ParameterCondition(filter: nil, value: existing)]
-            }
-            conditions.insert(ParameterCondition(filter: glob, value: value), at: 0)
-            recipe.parameters[name] = .conditional(conditions)
+            recipe.parameters[name] = MergeRequest.setting(recipe.parameters[name], glob: glob, to: value)
         }
-        for (expert, name, value) in expertSettings { addExpertParameter(expert, name, value) }
+        for (expert, name, glob, value) in expertSettings {
+            let current = perExpert.first { $0.name == expert }?.parameters[name]
+            addExpertParameter(expert, name, MergeRequest.setting(current, glob: glob, to: value))
+        }
         if let seed { recipe.seed = seed }
         if let basis {
             guard recipe.method == RMM.id else {
@@ -165,5 +158,27 @@ public struct MergeRequest: Sendable {
                          expertParameters: perExpert, base: base, outputDType: outputDType, dtype: dtype,
                          tokenizerSource: tokenizerSource, extensions: extensions,
                          isExplicit: mergekit != nil || asksForMethod)
+    }
+}
+
+extension MergeRequest {
+    /// A parameter after `--set NAME=VALUE` (`glob` nil) or `--set 'NAME[GLOB]=VALUE'`, whatever the
+    /// order they come in: a glob's value is put first (the first matching filter wins, as in
+    /// mergekit, so a later glob overrides an earlier one), and a plain value replaces the default
+    /// (the entry without a filter) and keeps every filtered one.
+    static func setting(_ current: ParameterValue?, glob: String?, to value: ParameterValue) -> ParameterValue {
+        var conditions: [ParameterCondition]
+        switch current {
+        case let .conditional(existing)?: conditions = existing
+        case let existing?: conditions = [ParameterCondition(filter: nil, value: existing)]
+        case nil: conditions = []
+        }
+        guard let glob else {
+            conditions.removeAll { $0.filter == nil }
+            guard !conditions.isEmpty else { return value }
+            return .conditional(conditions + [ParameterCondition(filter: nil, value: value)])
+        }
+        conditions.insert(ParameterCondition(filter: glob, value: value), at: 0)
+        return .conditional(conditions)
     }
 }

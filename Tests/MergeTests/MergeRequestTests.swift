@@ -68,12 +68,36 @@ import Testing
         request.seed = 9
         request.outputDType = .f16
         request.settings = [("density", nil, .number(0.3))]
-        request.expertSettings = [("math", "weight", .number(0.9))]
+        request.expertSettings = [("math", "weight", nil, .number(0.9))]
         let assembled = try request.assemble(over: try MergekitRecipe.parse(yaml, file: "r.yml"))
         #expect(assembled.inputs == ["math"] && assembled.base == "HEAD~1" && assembled.outputDType == .f16)
         #expect(!assembled.inputsAreExperts, "branches on the command line merge into HEAD")
         #expect(assembled.recipe.seed == 9 && assembled.recipe.parameters["density"] == .number(0.3))
         #expect(assembled.expertParameters.first { $0.name == "math" }?.parameters == ["weight": .number(0.9)])
+    }
+
+    /// A plain --set replaces the default and keeps a glob's override, in either order; an
+    /// expert's glob (--expert 'code:density[*.attention.*]=0.3') is kept as a filter, not applied
+    /// to every tensor.
+    @Test func globOverridesSurviveALaterPlainSetting() throws {
+        let expected = ParameterValue.conditional([ParameterCondition(filter: "*.attention.*", value: .number(0.3)),
+                                                   ParameterCondition(filter: nil, value: .number(0.8))])
+        for settings in [[("density", "*.attention.*", 0.3), ("density", nil, 0.8)], [("density", nil, 0.8), ("density", "*.attention.*", 0.3)]] {
+            var request = MergeRequest()
+            request.method = "ties"
+            request.branches = ["math", "code"]
+            request.settings = settings.map { ($0.0, $0.1, .number($0.2)) }
+            request.expertSettings = settings.map { ("code", $0.0, $0.1, .number($0.2)) }
+            let assembled = try request.assemble(over: nil)
+            #expect(assembled.recipe.parameters["density"] == expected)
+            #expect(assembled.expertParameters.first { $0.name == "code" }?.parameters["density"] == expected)
+        }
+        // A later glob comes first (the first matching filter wins); a plain value alone stays plain.
+        #expect(MergeRequest.setting(.conditional([ParameterCondition(filter: "a", value: .number(1)), ParameterCondition(filter: nil, value: .number(2))]),
+                                     glob: "b", to: .number(3))
+                == .conditional([ParameterCondition(filter: "b", value: .number(3)), ParameterCondition(filter: "a", value: .number(1)),
+                                 ParameterCondition(filter: nil, value: .number(2))]))
+        #expect(MergeRequest.setting(.number(1), glob: nil, to: .number(2)) == .number(2))
     }
 
     /// SLERP's base model is one of its two models, its t = 0 end (mergekit's pattern).

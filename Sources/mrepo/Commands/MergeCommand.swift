@@ -60,7 +60,7 @@ struct MergeCommand: ParsableCommand {
     @Option(name: .customLong("weight"), help: ArgumentHelp("An expert's weight, e.g. --weight math=0.7 (repeatable; the current branch is named by its branch name).", valueName: "branch=w"))
     var weights: [ExpertWeight] = []
 
-    @Option(name: .customLong("expert"), help: ArgumentHelp("Any per-expert parameter, e.g. --expert math:density=0.3 (repeatable).", valueName: "branch:name=value"))
+    @Option(name: .customLong("expert"), help: ArgumentHelp("Any per-expert parameter, e.g. --expert math:density=0.3, or for the tensors matching a glob, --expert 'math:density[*.attention.*]=0.2' (repeatable).", valueName: "branch:name=value"))
     var expertSettings: [ExpertSetting] = []
 
     @Option(help: ArgumentHelp("A mergekit YAML recipe (models named by branch, tag or commit); command-line options override it.", valueName: "file"))
@@ -245,8 +245,8 @@ struct MergeCommand: ParsableCommand {
         request.fileConflict = fileConflict
         request.thresholds = ConflictThresholds(maxSignConflict: maxSignConflict, minCosine: minCosine, maxConflictingMass: maxConflictingMass)
         request.settings = settings.map { ($0.name, $0.glob, $0.value) }
-        request.expertSettings = weights.map { ($0.expert, "weight", .number($0.weight)) }
-            + expertSettings.map { ($0.expert, $0.setting.name, $0.setting.value) }
+        request.expertSettings = weights.map { ($0.expert, "weight", nil, .number($0.weight)) }
+            + expertSettings.map { ($0.expert, $0.setting.name, $0.setting.glob, $0.setting.value) }
         request.lines = lines.map { ($0.alpha, $0.beta) }
         request.consensus = consensus.map { ($0.k, $0.lambda) }
         request.balance = balance
