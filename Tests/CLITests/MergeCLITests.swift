@@ -136,6 +136,10 @@ import Testing
         try s.ok(["export", "-q", "HEAD", "../out"], in: "repo")
         #expect(s.files(under: "out").filter { $0.hasSuffix(".safetensors") }.count == 2)
         #expect(s.sameFiles("out", "repo"))
+        // config.json says the dtype the weights were written in (mergekit sets it too).
+        let config = String(decoding: s.read("out/config.json") ?? Data(), as: UTF8.self)
+        let dtype = extra.isEmpty ? "float32" : extra[1] == "BF16" ? "bfloat16" : "float64"
+        #expect(config.contains("\"torch_dtype\": \"\(dtype)\""), "\(config)")
         #expect(try s.ok(["status", "--short"], in: "repo").stdout.isEmpty)
         #expect(!FileManager.default.fileExists(atPath: s.path("repo/.mrepo/prepared")))
         try s.ok(["fsck"], in: "repo")

@@ -97,6 +97,7 @@ extension MergeContext {
             }
             files.append(file)
         }
+        try alignConfigs(&files, batch: batch, newObjects: &newObjects)
         files += statisticsFiles
         // The model card and the recipe (not for a change applied by revert or cherry-pick).
         let mergeFiles = options.addsMergeFiles
@@ -110,6 +111,28 @@ extension MergeContext {
                                   sha256: SHA256.hash(bytes)))
         }
         return Tree(files: files)
+    }
+
+    /// Each `config.json` beside merged weights, brought in line with them (``ModelConfigText``):
+    /// `vocab_size` when a vocabulary policy changed the embedding's rows, the dtype when the merge
+    /// wrote another one.
+    private func alignConfigs(_ files: inout [TreeFile], batch: ObjectStore.Batch, newObjects: inout [ObjectInfo]) throws {
+        guard options.vocabulary != nil || options.outputDType != nil else { return }
+        for i in files.indices where files[i].kind == .blob && (files[i].path == "config.json" || files[i].path.hasSuffix("/config.json")) {
+            let folder = Self.folder(of: files[i].path)
+            let matrices = files.filter { $0.kind == .safetensors && Self.folder(of: $0.path) == folder }.flatMap(\.tensors)
+                .filter { TensorContext(name: $0.name, shape: $0.shape, layerCount: 0).isVocabularyMatrix }
+            // The input embedding's rows (a head may be padded differently), else any vocabulary matrix's.
+            let embedding = matrices.first { n in ["embed_tokens", "word_embeddings", "wte."].contains { n.name.lowercased().contains($0) } } ?? matrices.first
+            let rows = options.vocabulary == nil ? nil : embedding?.shape.first
+            let text = String(decoding: try repository.objects.read(files[i].objectID), as: UTF8.self)
+            guard let updated = ModelConfigText.updated(text, vocabRows: rows, dtype: options.outputDType) else { continue }
+            let bytes = Array(updated.utf8)
+            let blob = try repository.objects.writeBlob(bytes, options: repository.codecOptions, batch: batch)
+            if blob.isNew { newObjects.append(blob.info) }
+            files[i] = TreeFile(path: files[i].path, kind: .blob, objectID: blob.info.id, byteCount: bytes.count,
+                                executable: files[i].executable, sha256: SHA256.hash(bytes))
+        }
     }
 
     /// `path`'s folder with a trailing slash ("" at the top).
