@@ -142,6 +142,11 @@ public struct MergekitRecipe: Sendable, Equatable {
                 for key in entry.keys.sorted() where key != "model" && key != "parameters" {
                     throw bad("models[\(i)] has an unknown key '\(key)'")
                 }
+                // mergekit refuses this ("Duplicate merge inputs"); taking the last entry's parameters
+                // would merge something else than the recipe reads as.
+                if let first = models.firstIndex(where: { $0.name == name }) {
+                    throw bad("models[\(i)] lists '\(name)' again (models[\(first)]); each model may be listed once")
+                }
                 models.append(Model(name: name, parameters: try parameterMap(entry["parameters"], at: "models[\(i)].parameters", depth: 3)))
             }
             var seed: UInt64?

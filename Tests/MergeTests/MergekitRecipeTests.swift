@@ -118,5 +118,8 @@ import Testing
         #expect(parseError("merge_method: ties\nmodels:\n  - model: a\n    parameters: {weight: {x: 1}}\n")
             == "recipe.yaml: models[0].parameters.weight has an unsupported value")
         #expect(parseError("merge_method: [unclosed\n")?.hasPrefix("recipe.yaml: not valid YAML: ") == true)
+        // A model listed twice (mergekit: "Duplicate merge inputs"); the last entry's weight won.
+        #expect(parseError("merge_method: task_arithmetic\nbase_model: main\nmodels:\n  - model: math\n    parameters: {weight: 1}\n  - model: math\n    parameters: {weight: 3}\n")
+            == "recipe.yaml: models[1] lists 'math' again (models[0]); each model may be listed once")
     }
 }
