@@ -170,6 +170,10 @@ import Testing
         try s.ok(["merge", "--continue"], in: "repo")
         #expect(try s.ok(["log", "--oneline", "-n", "1"], in: "repo").stdout != head)
         #expect(try s.ok(["status", "--short"], in: "repo").stdout.isEmpty)
+        // The report lists the settled tensors as resolved, and how (the note showed only why they stopped).
+        let conflicts = try s.ok(["show", "--conflicts"], in: "repo").stdout
+        #expect(conflicts.contains("resolved: method task_arithmetic") || conflicts.contains("resolved: task_arithmetic"), "\(conflicts)")
+        #expect(conflicts.contains("resolved: theirs"), "\(conflicts)")
         try s.ok(["fsck"], in: "repo")
     }
 

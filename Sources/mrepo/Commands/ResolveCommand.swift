@@ -16,7 +16,7 @@ struct ResolveCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("Tensor name patterns (globs).", valueName: "glob"))
     var patterns: [String]
 
-    @Flag(help: "Take the current branch's tensor.")
+    @Flag(help: "Take the current branch's tensor; when the current branch is the merge base (it has no change of its own), the first merged branch's, as --file-conflict ours does (--base keeps the base's).")
     var ours = false
 
     @Flag(help: "Take a merged branch's tensor (the last branch, or the one named with --branch).")

@@ -22,9 +22,19 @@ extension ShowCommand {
         }
         let rows = report.tensors.map { t -> [String] in
             [t.name, t.mergeClass.rawValue, Format.number(t.metrics?.minCosine), Format.number(t.metrics?.signConflict),
-             Format.number(t.metrics?.conflictingMass), t.conflict ?? t.resolution ?? t.source ?? ""]
+             Format.number(t.metrics?.conflictingMass), note(t)]
         }
         print(Format.table(["tensor", "class", "min cos", "sign conflict", "conflicting mass", "note"], rows, right: [2, 3, 4]))
+    }
+
+    /// A tensor's note: a conflict settled by `resolve` says how, then why it stopped the merge.
+    private func note(_ t: TensorReport) -> String {
+        switch (t.resolution, t.conflict) {
+        case let (resolution?, conflict?): return "resolved: \(resolution); was: \(conflict)"
+        case let (resolution?, nil): return "resolved: \(resolution)"
+        case let (nil, conflict?): return conflict
+        case (nil, nil): return t.source ?? ""
+        }
     }
 
     /// `show REV`: the commit, as JSON or text.
