@@ -52,7 +52,9 @@ import Testing
         try s.ok(["export", "HEAD", "../out"], in: "repo")
         let card = String(decoding: s.read("out/README.md") ?? Data(), as: UTF8.self)
         #expect(card.contains("merge_method: ties") && card.contains("| expert | chat |"))
-        #expect(s.read("out/merge_recipe.yml") != nil)
+        // Each model's weight is written (mrepo's default 1): mergekit requires it.
+        let recipe = String(decoding: s.read("out/merge_recipe.yml") ?? Data(), as: UTF8.self)
+        #expect(recipe.components(separatedBy: "weight: 1").count - 1 == 3, "\(recipe)")
         #expect(s.sameFiles("out", "repo"))
         let html = String(decoding: s.read("report.html") ?? Data(), as: UTF8.self)
         #expect(html.contains("<svg") && !html.contains("<script"))

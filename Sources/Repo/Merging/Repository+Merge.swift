@@ -462,8 +462,13 @@ extension Repository {
     func recordedRecipe(_ recipe: MergeRecipe, options: MergeOptions, base: ObjectID, experts: [MergeInput],
                         resolutions: [RecordedResolution]) -> MergekitRecipe {
         let method = try? MethodRegistry.method(named: recipe.method)
+        // mergekit requires each model's `weight` where the method has one (mrepo defaults it to
+        // 1): written out, the recipe runs in mergekit too.
+        let weight = method?.expertParameters.first { $0.name == "weight" }?.defaultValue
         let models = experts.enumerated().map { i, e in
-            MergekitRecipe.Model(name: e.commit.hex, parameters: i < recipe.expertParameters.count ? recipe.expertParameters[i] : [:])
+            var parameters = i < recipe.expertParameters.count ? recipe.expertParameters[i] : [:]
+            if let weight, parameters["weight"] == nil, recipe.parameters["weight"] == nil { parameters["weight"] = weight }
+            return MergekitRecipe.Model(name: e.commit.hex, parameters: parameters)
         }
         var baseModel: String?
         var ext = MergeExtensions(oneSided: options.oneSided, vocabulary: options.vocabulary, fileConflict: options.fileRule,
