@@ -52,6 +52,9 @@ import Testing
         try s.ok(["export", "HEAD", "../out"], in: "repo")
         let card = String(decoding: s.read("out/README.md") ?? Data(), as: UTF8.self)
         #expect(card.contains("merge_method: ties") && card.contains("| expert | chat |"))
+        // The Hub reads the front matter's base_model as a Hub model id and refuses a commit id there.
+        let frontMatter = card.components(separatedBy: "---\n").dropFirst().first ?? ""
+        #expect(frontMatter.contains("tags:") && !frontMatter.contains("base_model"), "\(frontMatter)")
         // Each model's weight is written (mrepo's default 1): mergekit requires it.
         let recipe = String(decoding: s.read("out/merge_recipe.yml") ?? Data(), as: UTF8.self)
         #expect(recipe.components(separatedBy: "weight: 1").count - 1 == 3, "\(recipe)")

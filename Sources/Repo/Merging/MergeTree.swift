@@ -166,6 +166,8 @@ extension MergeContext {
     }
 
     /// A Hugging Face model card with the recipe, as merge tools on the Hub write one.
+    /// The front matter has no `base_model`: the Hub takes it for a Hub model id and refuses a card
+    /// whose `base_model` is none (the merge base is a commit, named in the inputs table).
     func modelCard(recipe: MergeRecipe, report: ConflictReport, recipeYAML: String) -> String {
         let method = (try? MethodRegistry.method(named: recipe.method))
         let counts = report.classCounts
@@ -176,7 +178,6 @@ extension MergeContext {
             - merge
             - mrepo
             - \(recipe.method)
-            base_model: \(baseID.hex)
             ---
             # Merge of \(experts.map(\.name).joined(separator: ", "))
 

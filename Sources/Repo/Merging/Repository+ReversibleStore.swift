@@ -201,7 +201,6 @@ extension Repository {
             - merge
             - mrepo
             - rmm
-            base_model: \(base.hex)
             ---
             # Reversible merge of \(experts.map(\.name).joined(separator: ", "))
 
