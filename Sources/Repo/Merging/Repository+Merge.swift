@@ -405,7 +405,12 @@ extension Repository {
     }
 
     static func importHint(_ name: String) -> String {
-        let looksLikePath = name.hasPrefix("/") || name.hasPrefix(".") || name.hasPrefix("~") || FileManager.default.fileExists(atPath: name)
+        var isFolder: ObjCBool = false
+        let exists = FileManager.default.fileExists(atPath: name, isDirectory: &isFolder)
+        if exists, !isFolder.boolValue {
+            return "'\(name)' is a file, not a revision of this repository (merge inputs are branches, tags or commits)"
+        }
+        let looksLikePath = name.hasPrefix("/") || name.hasPrefix(".") || name.hasPrefix("~") || exists
         if looksLikePath {
             return "'\(name)' is a folder, not a revision of this repository; import it first (mrepo switch -c NAME BASE; mrepo commit --from \(name) -m MESSAGE) and name the branch NAME in the recipe"
         }

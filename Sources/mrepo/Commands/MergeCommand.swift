@@ -204,7 +204,13 @@ struct MergeCommand: ParsableCommand {
             return
         }
         let action: MergeAction = abort ? .abort : continueMerge ? .finish(message: message) : .start(try makeOptions())
-        switch try repo.merge(action, wait: lock.wait) {
+        let result: MergeActionResult
+        do {
+            result = try repo.merge(action, wait: lock.wait)
+        } catch {
+            throw namingRecipe(error)
+        }
+        switch result {
         case .aborted(let head):
             if json { try printJSON(MergeAbortDocument(head: OrNull(head?.hex))) }
             else if !repository.quiet { print("Merge aborted; HEAD and the working tree are as before the merge.") }
@@ -225,6 +231,34 @@ struct MergeCommand: ParsableCommand {
             }
             for w in outcome.warnings { ErrorReporter.warn(w) }
             try present(outcome, repo: repo)
+        }
+    }
+
+    /// An error about what a recipe says (a parameter out of range, a model that names no
+    /// revision), said as being the recipe file's, as its parse errors are.
+    func namingRecipe(_ error: any Error) -> any Error {
+        guard let config, !abort, !continueMerge else { return error }
+        switch error {
+        case let e as MergeError:
+            switch e {
+            case .unknownMethod, .unknownParameter, .invalidParameter, .missingParameter, .invalidInputs:
+                return MergeError.invalidRecipe(file: config, problem: e.description)
+            default:
+                return error
+            }
+        case let e as RepoError:
+            // Only a name the recipe gives (the command line's revisions are the user's own).
+            let recipe = (try? String(contentsOfFile: config, encoding: .utf8)).flatMap { try? MergekitRecipe.parse($0, file: config) }
+            let names = Set((recipe?.models.map(\.name) ?? []) + [recipe?.baseModel].compactMap { $0 }).subtracting(branches + [base].compactMap { $0 })
+            let named: Bool
+            switch e {
+            case let .unknownRevision(rev), let .ambiguousRevision(rev, _): named = names.contains(rev)
+            case let .invalidArgument(message): named = names.contains { message.hasPrefix("'\($0)'") || message.hasPrefix("unknown revision '\($0)'") }
+            default: named = false
+            }
+            return named ? RepoError.invalidArgument("\(config): \(e.description)") : error
+        default:
+            return error
         }
     }
 
