@@ -55,8 +55,9 @@ enum FileBody {
         let first = parts[0].trimmingCharacters(in: .whitespaces), last = parts[1].trimmingCharacters(in: .whitespaces)
         if first.isEmpty {
             // bytes=-N: the last N bytes.
-            guard let n = Int(last), n > 0 else { return nil }
-            guard size > 0 else { throw RangeNotSatisfiable(size: size) }
+            guard let n = Int(last), n >= 0 else { return nil }
+            // The last zero bytes, or any bytes of an empty file: nothing to send (RFC 9110 §14.1.2).
+            guard n > 0, size > 0 else { throw RangeNotSatisfiable(size: size) }
             return max(0, size - n)..<size
         }
         guard let start = Int(first), start >= 0 else { return nil }

@@ -150,6 +150,14 @@ extension HubService {
         headers[.eTag] = "\"\(meta.sha256.hex)\""
         headers[.acceptRanges] = "bytes"
         headers[.contentType] = "application/octet-stream"
+        // A client that holds this version already (its ETag, or any with `*`) gets 304, no body.
+        if let tags = request.headers[.ifNoneMatch],
+           tags.split(separator: ",").contains(where: { t in
+               let tag = t.trimmingCharacters(in: .whitespaces)
+               return tag == "*" || tag == headers[.eTag] || tag == "W/" + (headers[.eTag] ?? "")
+           }) {
+            return Response(status: .notModified, headers: headers, body: ResponseBody())
+        }
         let range: Range<Int>?
         do {
             range = try FileBody.parseRange(request.headers[.range], size: file.byteCount)

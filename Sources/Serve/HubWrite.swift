@@ -17,6 +17,12 @@ extension HubService {
             throw HubError.badRequest("'organization' is required: name repositories as namespace/name")
         }
         if let type = body["type"]?.stringValue, type != "model" { throw HubError.badRequest("only model repositories are served") }
+        // Every repository is served to every token (or to anyone, without --tokens): one asked
+        // for as private must not be made public.
+        // `private` (older clients) or `visibility` (huggingface_hub 1.x and later).
+        if body["private"] == .bool(true) || ["private", "protected"].contains(body["visibility"]?.stringValue ?? "") {
+            throw HubError.badRequest("private repositories are not supported: every repository here is readable with any token; create it without private=True, or serve it from a root of its own with its own tokens")
+        }
         let (_, existed) = try registry.create(namespace, name)
         let url = baseURL(request) + "/" + namespace + "/" + name
         if existed {

@@ -28,8 +28,11 @@ public struct TokenStore: Sendable {
             throw ServeError.invalidConfiguration("\(path): cannot read the tokens file")
         }
         var entries: [(token: String, access: Access)] = []
-        for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = raw.trimmingCharacters(in: .whitespaces)
+        var lineOf: [String: Int] = [:]
+        // "\r\n" is one Character in Swift: split on it too.
+        for (i, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).enumerated() {
+            // A file written on Windows ends its lines with CR LF; a lone CR is stripped too.
+            let line = raw.trimmingCharacters(in: .whitespaces.union(CharacterSet(charactersIn: "\r")))
             if line.isEmpty || line.hasPrefix("#") { continue }
             let parts = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
             guard parts.count == 2 else {
@@ -44,6 +47,11 @@ public struct TokenStore: Sendable {
             guard parts[0].count >= 8, parts[0].allSatisfy({ $0.isASCII && !$0.isWhitespace }) else {
                 throw ServeError.invalidConfiguration("\(path):\(i + 1): a token must be at least 8 printable ASCII characters")
             }
+            // Listed twice, the token would get the greater access whatever the other line says.
+            if let first = lineOf[String(parts[0])] {
+                throw ServeError.invalidConfiguration("\(path):\(i + 1): this token is listed already on line \(first); list each token once")
+            }
+            lineOf[String(parts[0])] = i + 1
             entries.append((String(parts[0]), access))
         }
         guard !entries.isEmpty else { throw ServeError.invalidConfiguration("\(path): no tokens") }

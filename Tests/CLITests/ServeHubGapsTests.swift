@@ -141,6 +141,7 @@ struct ServeHubGapsTests {
             attempt("create_pr", lambda: api.upload_file(path_or_fileobj=b"zz", path_in_repo="z.txt", repo_id="ns/refs",
                                                           revision="exp", create_pr=True))
             attempt("nested", lambda: api.upload_folder(folder_path=work + "/x", path_in_repo="evil/.mrepo", repo_id="ns/refs", revision="exp"))
+            attempt("private", lambda: api.create_repo("ns/secret", private=True))
             print(json.dumps(out))
             """, server.url, s.path("up"), head], environment: ["HF_HUB_DISABLE_XET": "1", "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"])
         #expect(server.stop() == 0)
@@ -152,13 +153,14 @@ struct ServeHubGapsTests {
         #expect(result["branches"] as? [String] == ["exp", "main"])
         #expect(result["tags"] as? [String] == [])
         for (key, expected) in [("id_branch", "must not look like a commit id"), ("create_pr", "pull requests are not supported"),
-                                ("nested", "'.mrepo' is reserved")] {
+                                ("nested", "'.mrepo' is reserved"), ("private", "private repositories are not supported")] {
             let text = result[key] as? String ?? ""
             #expect(text.hasPrefix("4") && text.contains(expected), "\(key): \(text)")
         }
         // Nothing landed on exp, and no branch was made.
         #expect(try s.ok(["rev-parse", "exp"], in: repo).stdout.trimmingCharacters(in: .whitespacesAndNewlines) == head)
         #expect(try s.ok(["branch"], in: repo).stdout.split(separator: "\n").count == 2)
+        #expect(!FileManager.default.fileExists(atPath: s.path("served/ns/secret")))
         try s.ok(["fsck"], in: repo)
     }
 }

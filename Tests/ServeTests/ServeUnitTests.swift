@@ -28,6 +28,17 @@ struct ServeUnitTests {
         } catch let error as ServeError {
             #expect(error.description.contains(":1:") && !error.description.contains("secret"))
         }
+        // CR LF line ends (a file from Windows) read as lines.
+        try "abcdefgh-1 read\r\nabcdefgh-2 write\r\n".write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(try TokenStore.load(path: path).access(for: "abcdefgh-2") == .write)
+        // A token listed twice would get the greater access: refused, naming both lines.
+        try "abcdefgh-secret read\nabcdefgh-other read\nabcdefgh-secret write\n".write(toFile: path, atomically: true, encoding: .utf8)
+        do {
+            _ = try TokenStore.load(path: path)
+            Issue.record("a token listed twice was accepted")
+        } catch let error as ServeError {
+            #expect(error.description.contains(":3: this token is listed already on line 1") && !error.description.contains("secret"))
+        }
     }
 
     @Test("paths: encoded slashes stay in their component; '..' and '.' are refused, encoded or not")
@@ -62,6 +73,8 @@ struct ServeUnitTests {
         #expect(try FileBody.parseRange("bytes=0-1,5-6", size: 100) == nil)
         #expect(try FileBody.parseRange("bytes=20-10", size: 100) == nil)
         #expect(throws: FileBody.RangeNotSatisfiable.self) { try FileBody.parseRange("bytes=100-", size: 100) }
+        // The last zero bytes are no bytes (it was answered with the whole file).
+        #expect(throws: FileBody.RangeNotSatisfiable.self) { try FileBody.parseRange("bytes=-0", size: 100) }
     }
 
     @Test("git blob ids and LFS pointers are git's")
