@@ -50,13 +50,13 @@ struct BranchCommand: ParsableCommand {
     @Flag(name: [.customShort("a"), .customLong("all")], help: "List the local branches, then the remote-tracking ones (as remotes/origin/main).")
     var all = false
 
-    @Option(help: ArgumentHelp("List only branches whose tip REV contains (merged into it; git's --merged, whose REV defaults to HEAD).", valueName: "rev"))
+    @Option(help: ArgumentHelp("List only branches whose tip REV contains (merged into it; git's --merged, whose REV defaults to HEAD).", valueName: "rev"), completion: CompletionNames.revisions)
     var merged: String?
 
-    @Option(help: ArgumentHelp("List only branches whose tip REV does not contain (default HEAD).", valueName: "rev"))
+    @Option(help: ArgumentHelp("List only branches whose tip REV does not contain (default HEAD).", valueName: "rev"), completion: CompletionNames.revisions)
     var noMerged: String?
 
-    @Option(help: ArgumentHelp("List only branches that contain REV (default HEAD).", valueName: "rev"))
+    @Option(help: ArgumentHelp("List only branches that contain REV (default HEAD).", valueName: "rev"), completion: CompletionNames.revisions)
     var contains: String?
 
     @Flag(help: "Print the current branch's name (nothing on a detached HEAD).")

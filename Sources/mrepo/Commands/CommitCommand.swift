@@ -51,7 +51,7 @@ struct CommitCommand: ParsableCommand {
 
     @Option(help: ArgumentHelp(
         "Store tensors as deltas against this revision's tensors. The default is the first commit of the current history.",
-        valueName: "rev"))
+        valueName: "rev"), completion: CompletionNames.revisions)
     var base: String?
 
     @Option(name: .customLong("metric"), help: ArgumentHelp(
@@ -79,7 +79,7 @@ struct CommitCommand: ParsableCommand {
 
     @Option(name: .customLong("adapter-of"), help: ArgumentHelp(
         "The base model commit of the LoRA adapter being committed (default: the parent's adapter base, else the parent commit).",
-        valueName: "rev"))
+        valueName: "rev"), completion: CompletionNames.revisions)
     var adapterOf: String?
 
     @Option(name: .customLong("lowrank"), help: ArgumentHelp(

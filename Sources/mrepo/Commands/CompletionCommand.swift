@@ -39,6 +39,12 @@ enum CompletionNames {
         return (try? repo.refs(kind: .branch).map(\.name)) ?? []
     }
 
+    /// Tags only.
+    static let tags = CompletionKind.custom { _, _, _ in
+        guard let repo = try? Repository.open() else { return [] }
+        return (try? repo.tags().map(\.name)) ?? []
+    }
+
     /// The expert names of the reversible merges in the history.
     static let experts = CompletionKind.custom { _, _, _ in
         guard let repo = try? Repository.open() else { return [] }

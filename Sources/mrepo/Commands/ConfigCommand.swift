@@ -15,7 +15,7 @@ struct ConfigCommand: ParsableCommand {
             key wins over both. Keys: \(MrepoConfig.keys.map { "\($0.key) (\($0.environment)): \($0.help)" }.joined(separator: "; ")).
             """)
 
-    @Argument(help: ArgumentHelp("The setting, e.g. user.author.", valueName: "key"))
+    @Argument(help: ArgumentHelp("The setting, e.g. user.author.", valueName: "key"), completion: .list(MrepoConfig.keys.map(\.key)))
     var key: String?
 
     @Argument(help: ArgumentHelp("Its new value.", valueName: "value"))

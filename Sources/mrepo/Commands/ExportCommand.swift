@@ -21,7 +21,7 @@ struct ExportCommand: ParsableCommand {
 
     @OptionGroup var repository: RepositoryOptions
 
-    @Argument(help: ArgumentHelp("The revision to export; REV:path exports one file (or the files under a folder) of it.", valueName: "rev"))
+    @Argument(help: ArgumentHelp("The revision to export; REV:path exports one file (or the files under a folder) of it.", valueName: "rev"), completion: CompletionNames.revisions)
     var revision: String
 
     @Argument(help: ArgumentHelp("The folder to write into (created if missing).", valueName: "dir"))

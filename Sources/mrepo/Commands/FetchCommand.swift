@@ -31,7 +31,7 @@ struct FetchCommand: ParsableCommand {
     @Flag(help: "Fetch no tensor objects now; read them from the remote on first use (as clone --lazy).")
     var lazy = false
 
-    @Option(help: ArgumentHelp("Fetch the tensor objects REV needs that a lazy clone has not read yet.", valueName: "rev"))
+    @Option(help: ArgumentHelp("Fetch the tensor objects REV needs that a lazy clone has not read yet.", valueName: "rev"), completion: CompletionNames.revisions)
     var objects: String?
 
     @Option(help: ArgumentHelp("Fetch at most N commits of each branch and tag (deepening a shallow history to N).", valueName: "n"))

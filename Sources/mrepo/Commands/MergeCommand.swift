@@ -66,7 +66,7 @@ struct MergeCommand: ParsableCommand {
     @Option(help: ArgumentHelp("A mergekit YAML recipe (models named by branch, tag or commit); command-line options override it.", valueName: "file"))
     var config: String?
 
-    @Option(help: ArgumentHelp("Use this revision as the merge base (required when the branches share no ancestor).", valueName: "rev"))
+    @Option(help: ArgumentHelp("Use this revision as the merge base (required when the branches share no ancestor).", valueName: "rev"), completion: CompletionNames.revisions)
     var base: String?
 
     @Option(help: ArgumentHelp("Seed of the random methods (DARE, DELLA); the same recipe and seed give the same bytes.", valueName: "n"))

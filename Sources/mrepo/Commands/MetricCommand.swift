@@ -25,7 +25,7 @@ struct MetricCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("add or show.", valueName: "action"))
     var action: MetricAction
 
-    @Argument(help: ArgumentHelp("The commit. The default is HEAD.", valueName: "rev"))
+    @Argument(help: ArgumentHelp("The commit. The default is HEAD.", valueName: "rev"), completion: CompletionNames.revisions)
     var revision = "HEAD"
 
     @Argument(help: ArgumentHelp("Metrics as NAME=VALUE (add).", valueName: "name=value"))

@@ -20,7 +20,7 @@ struct RestoreCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("Files, folders or globs to restore.", valueName: "path"))
     var paths: [String] = []
 
-    @Option(name: [.customShort("s"), .customLong("source")], help: ArgumentHelp("The revision to take them from. The default is HEAD.", valueName: "rev"))
+    @Option(name: [.customShort("s"), .customLong("source")], help: ArgumentHelp("The revision to take them from. The default is HEAD.", valueName: "rev"), completion: CompletionNames.revisions)
     var source: String?
 
     @Option(name: .customLong("tensor"), help: ArgumentHelp("Put back only tensors whose names match this glob (repeatable).", valueName: "glob"))

@@ -16,10 +16,10 @@ struct TagCommand: ParsableCommand {
     @OptionGroup var repository: RepositoryOptions
     @OptionGroup var lock: LockOptions
 
-    @Argument(help: ArgumentHelp("Name of the tag to create or delete.", valueName: "name"))
+    @Argument(help: ArgumentHelp("Name of the tag to create or delete.", valueName: "name"), completion: CompletionNames.tags)
     var name: String?
 
-    @Argument(help: ArgumentHelp("The commit to tag. The default is HEAD.", valueName: "rev"))
+    @Argument(help: ArgumentHelp("The commit to tag. The default is HEAD.", valueName: "rev"), completion: CompletionNames.revisions)
     var revision: String?
 
     @Option(name: .shortAndLong, help: ArgumentHelp("A message stored with the tag.", valueName: "message"))
