@@ -128,6 +128,11 @@ import Testing
         #expect(lines(try s.ok(["log", "--oneline", "--since", "1 hour ago"], in: "repo")).count == 4)
         #expect(lines(try s.ok(["log", "--oneline", "--until", "2000-01-01"], in: "repo")).isEmpty)
         #expect(lines(try s.ok(["log", "--oneline", "main..math"], in: "repo")).isEmpty)
+        // A path without -- (it names no revision), as git takes it.
+        let recipeLog = lines(try s.ok(["log", "--oneline", "merge_recipe.yml"], in: "repo"))
+        #expect(recipeLog.count == 1 && recipeLog.first?.contains("soup") == true, "\(recipeLog)")
+        #expect(recipeLog == lines(try s.ok(["log", "--oneline", "--", "merge_recipe.yml"], in: "repo")))
+        expectOneLineError(try s.run(["log", "no-such-thing"], in: "repo"), contains: "unknown revision 'no-such-thing'")
         #expect(lines(try s.ok(["log", "--oneline", "math..code"], in: "repo")).count == 1)
         #expect(lines(try s.ok(["log", "--oneline", "math...code"], in: "repo")).count == 2)
         // Provenance: the commits that changed a tensor, and a file.

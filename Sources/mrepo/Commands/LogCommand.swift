@@ -82,7 +82,16 @@ struct LogCommand: ParsableCommand {
 
     func run() throws {
         let repo = try repository.open(access: .readOnly)
-        var revs = revisions
+        // `log notes.txt`, as git takes it: an argument that names no revision but a file or folder
+        // (in the working tree, or in HEAD's tree: a file deleted since) is a path.
+        var revs: [String] = []
+        var specs = self.specs
+        let headFiles = (try? repo.headCommit()).flatMap { $0 }.flatMap { try? repo.tree(of: $0).files.map(\.path) } ?? []
+        for r in revisions {
+            let isRevision = (try? repo.logStarts([r])) != nil
+            let isPath = FileManager.default.fileExists(atPath: r) || headFiles.contains { $0 == r || $0.hasPrefix(r.hasSuffix("/") ? r : r + "/") }
+            if !isRevision && isPath { specs.append(r) } else { revs.append(r) }
+        }
         if all { revs += try repo.allStartingPoints().map(\.hex) }
         if revs.isEmpty {
             guard try repo.headCommit() != nil else {
