@@ -349,6 +349,27 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: s.path("repo/merge_recipe.yml")), "a revert adds no merge recipe")
     }
 
+    /// A revert that stops (HEAD deleted a tensor it changes) says in status that it is a revert,
+    /// not a merge of nameless branches.
+    @Test func aStoppedRevertSaysSoInStatus() throws {
+        let s = try CLISandbox()
+        try s.ok(["init", "-q", "repo"])
+        try s.writeModel("repo", [("a", [2], [1, 2]), ("b", [2], [3, 4])])
+        try s.ok(["commit", "-q", "-m", "base"], in: "repo")
+        try s.writeModel("repo", [("a", [2], [1.5, 2.5]), ("b", [2], [3, 4])])
+        try s.ok(["commit", "-q", "-m", "change a"], in: "repo")
+        try s.writeModel("repo", [("b", [2], [3, 5])])
+        try s.ok(["commit", "-q", "-m", "drop a"], in: "repo")
+        let stopped = try s.run(["revert", "HEAD~1"], in: "repo")
+        #expect(stopped.status == 1, "\(stopped.stdout)\(stopped.stderr)")
+        let status = try s.ok(["status"], in: "repo").stdout
+        #expect(status.contains("Applying 'Revert \"change a\"' onto HEAD (task_arithmetic: a revert or cherry-pick)"), "\(status)")
+        let doc = try #require(try s.json(try s.ok(["status", "--json"], in: "repo")) as? [String: Any])
+        let merge = try #require(doc["merge_in_progress"] as? [String: Any])
+        #expect(merge["applies_change"] as? Bool == true && merge["subject"] as? String == "Revert \"change a\"")
+        try s.ok(["merge", "--abort"], in: "repo")
+    }
+
     @Test func revertAndCherryPickAsModelOperations() throws {
         let s = try family()
         try s.ok(["switch", "-q", "math"], in: "repo")

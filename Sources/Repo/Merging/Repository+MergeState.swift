@@ -11,6 +11,10 @@ public struct MergeInProgress: Sendable {
     public var unresolved: [(tensor: String, reason: String)]
     /// True after `--no-commit`: everything is merged and the working tree holds the result.
     public var ready: Bool
+    /// The first line of the message the commit will have (`Revert "…"` for a revert).
+    public var subject: String
+    /// A revert or cherry-pick that went through task arithmetic, not a merge of branches.
+    public var appliesChange: Bool
 }
 
 extension Repository {
@@ -20,7 +24,9 @@ extension Repository {
         return MergeInProgress(branches: state.branches.map(\.name), base: state.base,
                                method: state.recipe.method,
                                unresolved: state.unresolved.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
-                               ready: state.readyTree != nil)
+                               ready: state.readyTree != nil,
+                               subject: String(state.message.split(separator: "\n", omittingEmptySubsequences: false).first ?? ""),
+                               appliesChange: state.options.noMergeFiles == true)
     }
 
     /// The recipe and options of a merge in progress, as the merge started.

@@ -63,7 +63,12 @@ struct StatusCommand: ParsableCommand {
             print("The working tree holds \(view.description) (written by 'mrepo checkout'); changes are relative to it.")
         }
         if let merge = try repo.mergeInProgress() {
-            print("Merging \(merge.branches.joined(separator: ", ")) (\(merge.method)), merge base \(merge.base.short).")
+            if merge.appliesChange {
+                // A revert or cherry-pick that HEAD's own changes sent through task arithmetic.
+                print("Applying '\(DisplayText.escaping(merge.subject))' onto HEAD (\(merge.method): a revert or cherry-pick), base \(merge.base.short).")
+            } else {
+                print("Merging \(merge.branches.joined(separator: ", ")) (\(merge.method)), merge base \(merge.base.short).")
+            }
             if merge.ready {
                 print("  All tensors merged; the working tree holds the result. 'mrepo merge --continue' commits it.")
             } else if merge.unresolved.isEmpty {

@@ -304,6 +304,12 @@ struct StatusDocument: Encodable {
         var method: String
         var ready: Bool
         var unresolved: [Unresolved]
+        /// The first line of the commit's message to be.
+        var subject: String
+        /// A revert or cherry-pick through task arithmetic rather than a merge of branches.
+        var appliesChange: Bool
+
+        enum CodingKeys: String, CodingKey { case branches, method, ready, unresolved, subject, appliesChange = "applies_change" }
     }
 
     struct Change: Encodable {
@@ -364,7 +370,8 @@ struct StatusDocument: Encodable {
         bisectInProgress = OrNull(bisect.map(BisectDocument.init))
         upstream = OrNull(tracking.map { Upstream(name: $0.upstream, ahead: $0.ahead, behind: $0.behind, gone: $0.gone) })
         mergeInProgress = OrNull(merge.map { m in
-            Merge(branches: m.branches, method: m.method, ready: m.ready, unresolved: m.unresolved.map { Unresolved(tensor: $0.tensor, reason: $0.reason) })
+            Merge(branches: m.branches, method: m.method, ready: m.ready, unresolved: m.unresolved.map { Unresolved(tensor: $0.tensor, reason: $0.reason) },
+                  subject: m.subject, appliesChange: m.appliesChange)
         })
         branch = OrNull(status.head.branchName)
         head = OrNull(status.head.commit?.hex)
