@@ -108,6 +108,7 @@ struct ServeHubGapsTests {
         try FileManager.default.createDirectory(atPath: s.path("served/ns"), withIntermediateDirectories: true)
         try s.ok(["init", "-q", repo])
         try "hello\n".write(toFile: s.path(repo + "/note.txt"), atomically: true, encoding: .utf8)
+        try s.writeModel(repo, [("w", [2, 3], [1, 2, 3, 4, 5, 6]), ("b", [2], [1, 2])], dtype: .bf16)
         try s.ok(["commit", "-q", "-m", "first"], in: repo)
         try s.ok(["branch", "-q", "exp"], in: repo)
         try FileManager.default.createDirectory(atPath: s.path("up/x"), withIntermediateDirectories: true)
@@ -134,6 +135,8 @@ struct ServeHubGapsTests {
             attempt("delete_branch", lambda: api.delete_branch("ns/refs", branch="gone"))
             attempt("delete_tag", lambda: api.delete_tag("ns/refs", tag="t1"))
             attempt("delete_missing", lambda: api.delete_branch("ns/refs", branch="never"))
+            info = api.model_info("ns/refs")
+            out["safetensors"] = {"parameters": info.safetensors.parameters, "total": info.safetensors.total}
             refs = api.list_repo_refs("ns/refs")
             out["branches"] = sorted(b.name for b in refs.branches)
             out["tags"] = sorted(t.name for t in refs.tags)
@@ -147,6 +150,9 @@ struct ServeHubGapsTests {
         #expect(server.stop() == 0)
         try #require(status == 0, "the huggingface_hub script failed (see the output above)")
         let result = try #require(try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])
+        // model_info's safetensors summary: parameters by dtype.
+        let summary = result["safetensors"] as? [String: Any]
+        #expect(summary?["parameters"] as? [String: Int] == ["BF16": 8] && summary?["total"] as? Int == 8, "\(result["safetensors"] ?? "")")
         #expect(result["delete_branch"] as? String == "ok")
         #expect(result["delete_tag"] as? String == "ok")
         #expect((result["delete_missing"] as? String)?.hasPrefix("404") == true, "\(result["delete_missing"] ?? "")")
