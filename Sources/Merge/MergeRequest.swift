@@ -120,8 +120,14 @@ public struct MergeRequest: Sendable {
                 throw .invalidRecipe(file: file, problem: "dtype '\(d)' is not a dtype (float32, bfloat16, float16, ...)")
             }
         }
+        // A plain value given here replaces the recipe's (its filters included): the command line
+        // wins. Among the command line's own, the order does not matter (``setting(_:glob:to:)``).
+        for name in Set(settings.filter { $0.glob == nil }.map(\.name)) { recipe.parameters[name] = nil }
         for (name, glob, value) in settings {
             recipe.parameters[name] = MergeRequest.setting(recipe.parameters[name], glob: glob, to: value)
+        }
+        for (expert, name) in Set(expertSettings.filter { $0.glob == nil }.map { ExpertKey(expert: $0.expert, name: $0.name) }).map({ ($0.expert, $0.name) }) {
+            if let i = perExpert.firstIndex(where: { $0.name == expert }) { perExpert[i].parameters[name] = nil }
         }
         for (expert, name, glob, value) in expertSettings {
             let current = perExpert.first { $0.name == expert }?.parameters[name]
@@ -159,6 +165,12 @@ public struct MergeRequest: Sendable {
                          tokenizerSource: tokenizerSource, extensions: extensions,
                          isExplicit: mergekit != nil || asksForMethod)
     }
+}
+
+/// An expert's parameter, as a set member.
+private struct ExpertKey: Hashable {
+    var expert: String
+    var name: String
 }
 
 extension MergeRequest {

@@ -368,7 +368,7 @@ extension Repository {
             try refuseDuringMerge("commit")
             return (head.branchName, head.commit, false)
         }
-        try RefNames.validate(branch)
+        try RefNames.validateNew(branch)
         // HEAD's branch belongs to the working tree: moving it underneath would leave the working
         // tree (and a merge in progress) on a commit the branch no longer names.
         if head.branchName == branch {

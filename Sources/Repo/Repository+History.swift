@@ -110,7 +110,7 @@ extension Repository {
     /// as `tracking` says (by default when that is a remote-tracking branch, as in git).
     @discardableResult
     public func createBranch(_ name: String, at revision: String? = nil, tracking: BranchTracking = .auto, wait: Bool = false) throws -> ObjectID {
-        try RefNames.validate(name)
+        try RefNames.validateNew(name)
         return try withWriteLock(wait: wait) {
             let upstream = try upstream(forStart: revision, tracking: tracking)
             let target = try revision.map { try resolve($0) } ?? resolve("HEAD")
@@ -147,7 +147,7 @@ extension Repository {
     /// Creates a tag at a revision (default HEAD), with an optional message.
     @discardableResult
     public func createTag(_ name: String, at revision: String? = nil, message: String? = nil, wait: Bool = false) throws -> ObjectID {
-        try RefNames.validate(name)
+        try RefNames.validateNew(name)
         return try withWriteLock(wait: wait) {
             let target = try revision.map { try resolve($0) } ?? resolve("HEAD")
             try history.createRef(name: name, kind: .tag, target: target, message: "tag: \(name)", tagMessage: message)
@@ -187,7 +187,7 @@ extension Repository {
 extension Repository {
     /// `branch -m/-M OLD NEW`: renames a branch; its reflog moves with it.
     public func renameBranch(_ old: String, to new: String, force: Bool = false, wait: Bool = false) throws {
-        try RefNames.validate(new)
+        try RefNames.validateNew(new)
         try withWriteLock(wait: wait) {
             if new != old { try refuseBranchCheckedOutElsewhere(new) }
             try history.renameBranch(old, to: new, force: force)
@@ -199,7 +199,7 @@ extension Repository {
     /// otherwise a moved branch keeps its upstream.
     @discardableResult
     public func forceBranch(_ name: String, at revision: String? = nil, tracking: BranchTracking = .auto, wait: Bool = false) throws -> ObjectID {
-        try RefNames.validate(name)
+        try RefNames.validateNew(name)
         return try withWriteLock(wait: wait) {
             let upstream = try upstream(forStart: revision, tracking: tracking)
             let target = try revision.map { try resolve($0) } ?? resolve("HEAD")
@@ -213,7 +213,7 @@ extension Repository {
     /// `tag -f NAME [REV]`: creates the tag or moves it (with a new message, or none).
     @discardableResult
     public func forceTag(_ name: String, at revision: String? = nil, message: String? = nil, wait: Bool = false) throws -> ObjectID {
-        try RefNames.validate(name)
+        try RefNames.validateNew(name)
         return try withWriteLock(wait: wait) {
             let target = try revision.map { try resolve($0) } ?? resolve("HEAD")
             try history.forceRef(name: name, kind: .tag, target: target, message: "tag: \(name) (moved)", tagMessage: message)

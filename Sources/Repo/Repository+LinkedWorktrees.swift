@@ -45,7 +45,7 @@ extension Repository {
                             force: Bool = false, tracking: BranchTracking = .auto, wait: Bool = false) throws -> AddedWorktree {
         if newBranch != nil, detach { throw RepoError.invalidArgument("-b and --detach: give one of them") }
         if detach, tracking != .auto { throw RepoError.invalidArgument("--track and --no-track go with a branch the working tree gets, not --detach") }
-        if let newBranch { try RefNames.validate(newBranch) }
+        if let newBranch { try RefNames.validateNew(newBranch) }
         return try withWriteLock(wait: wait) {
             let dir = Repository.absolutePath(path)
             try checkNewWorktreeFolder(dir, shownAs: path)
@@ -115,7 +115,7 @@ extension Repository {
                 return ref.kind == .branch ? (.branch(revision, commit: ref.target), nil, nil) : (.detached(ref.target), nil, nil)
             }
             if let remote = try trackingCandidate(revision) {
-                try RefNames.validate(revision)
+                try RefNames.validateNew(revision)
                 let upstream = tracking == .never ? nil : Upstream(remote: remote.remote, branch: remote.name)
                 return (.branch(revision, commit: remote.target), revision, upstream)
             }
@@ -132,7 +132,7 @@ extension Repository {
             return (.branch(name, commit: ref.target), nil, nil)
         }
         do {
-            try RefNames.validate(name)
+            try RefNames.validateNew(name)
         } catch {
             throw RepoError.invalidArgument("the folder's name '\(name)' is no valid branch name; name a branch or revision to check out, or pass -b NEW")
         }

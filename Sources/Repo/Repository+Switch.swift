@@ -63,7 +63,7 @@ extension Repository {
         try withWriteLock(wait: wait, pending: force ? .leave : nil) {
             let head = try history.head()
             if create {
-                try RefNames.validate(name)
+                try RefNames.validateNew(name)
                 // The start point first: `switch --track origin/v1` with a tag v1 is about the start.
                 let upstream = try upstream(forStart: startPoint, tracking: tracking)
                 if try history.ref(named: name) != nil { throw RepoError.refExists(name) }
@@ -118,7 +118,7 @@ extension Repository {
     /// Starts a branch with no history (`switch --orphan`): its first commit has no parent. The
     /// working tree is left as it is.
     public func switchToOrphan(_ name: String, wait: Bool = false) throws {
-        try RefNames.validate(name)
+        try RefNames.validateNew(name)
         try withWriteLock(wait: wait) {
             try refuseDuringMerge("switching")
             if try history.ref(named: name) != nil { throw RepoError.refExists(name) }

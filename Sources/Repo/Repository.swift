@@ -133,7 +133,7 @@ public final class Repository: Sendable {
     public static func initialize(at path: String, installSampleHooks: Bool = false, initialBranch: String = "main",
                                   bare: Bool = false) throws -> Repository {
         let root = absolutePath(path)
-        try RefNames.validate(initialBranch)
+        try RefNames.validateNew(initialBranch)
         let meta = root + "/" + directoryName
         if FileManager.default.fileExists(atPath: meta) { throw RepoError.alreadyARepository(path: root) }
         do {
@@ -398,9 +398,17 @@ public enum RefNames {
             throw bad("must not contain spaces, control characters or any of ~^:?*[\\")
         }
         if name.hasSuffix(".lock") { throw bad("must not end with '.lock'") }
-        // 40 hex digits or more read as a commit id (what HF clients pin): a ref spelled so would
-        // stand for a commit it is not.
-        if name.count >= 40, name.allSatisfy(\.isHexDigit) { throw bad("must not look like a commit id (40 or more hex digits)") }
+    }
+
+    /// ``validate(_:)``, and for a ref being created here (a branch, a tag, a rename): not 40 hex
+    /// digits or more, which read as a commit id (what HF clients pin), so the ref would stand for
+    /// a commit it is not. Revisions of that length name the commit first anyway; refs spelled so
+    /// by an older mrepo can still be pushed, fetched and deleted.
+    public static func validateNew(_ name: String) throws {
+        try validate(name)
+        if name.count >= 40, name.allSatisfy(\.isHexDigit) {
+            throw RepoError.invalidRefName(name, reason: "must not look like a commit id (40 or more hex digits)")
+        }
     }
 }
 

@@ -422,6 +422,11 @@ import Testing
         try s.ok(["metric", "add", "judge=7.5"], in: "repo")
         #expect(try s.ok(["metric", "show"], in: "repo").stdout.contains("judge=7.5000"))
         expectOneLineError(try s.run(["metric", "add", "HEAD", "eval loss=1"], in: "repo"), status: 64, contains: "expected name=value")
+        // A branch whose name reads as a metric is still the revision.
+        try s.ok(["branch", "lr=3e-4", "math"], in: "repo")
+        try s.ok(["metric", "add", "lr=3e-4", "acc=0.9"], in: "repo")
+        #expect(try s.ok(["metric", "show", "lr=3e-4"], in: "repo").stdout.contains("acc=0.9000"))
+        #expect(!(try s.ok(["metric", "show"], in: "repo").stdout.contains("acc=0.9000")))
     }
 
     // MARK: - Where checkpoints come from; shell and docs

@@ -74,7 +74,7 @@ enum TinyDisk {
         try FileManager.default.removeItem(atPath: s.path("disk/repo/config.json"))
         TinyDisk.fill(s.path("disk/fill"))
         let inPlace = try s.run(["commit", "-m", "math"], in: "disk/repo")
-        expectOneLineError(inPlace, contains: "model.safetensors: disk full")
+        expectOneLineError(inPlace, contains: ".mrepo (storing model.safetensors): disk full")
         #expect(!inPlace.stderr.contains(AtomicFileWriter.temporaryPrefix) && !inPlace.stderr.contains("incoming"), "\(inPlace.stderr)")
         let restore = try s.run(["restore", "config.json"], in: "disk/repo")
         expectOneLineError(restore, contains: "config.json: disk full")

@@ -160,6 +160,10 @@ import Testing
         expectOneLineError(try s.run(["merge", "--config", "../n.yml"], in: "repo"), contains: "../n.yml: unknown revision 'nosuch'")
         try write(s, "d.yml", "merge_method: ties\nbase_model: main\nmodels:\n  - model: x\n    parameters: {density: 0}\n  - model: y\n")
         expectOneLineError(try s.run(["merge", "--config", "../d.yml"], in: "repo"), contains: "../d.yml: ties: parameter 'density' must be in (0, 1], got 0")
+        // A bad value given on the command line is the user's own, not the recipe's.
+        let own = try s.run(["merge", "--config", "../d.yml", "--set", "density=5"], in: "repo")
+        expectOneLineError(own, contains: "ties: parameter 'density' must be in (0, 1], got 5")
+        #expect(!own.stderr.contains("d.yml"), "\(own.stderr)")
         try write(s, "f.yml", "merge_method: ties\nbase_model: main\nmodels:\n  - model: ../d.yml\n  - model: y\n")
         expectOneLineError(try s.run(["merge", "--config", "../f.yml"], in: "repo"), contains: "../f.yml: '../d.yml' is a file, not a revision")
         try s.ok(["switch", "-q", "-c", "other", "y"], in: "repo")

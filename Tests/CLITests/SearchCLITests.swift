@@ -319,6 +319,18 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: s.path("eval.log")))
     }
 
+    /// Candidates are written under the experts' safetensors headers: a --dtype of the same width
+    /// (bf16 → f16) would put f16 bytes under a BF16 header, and the evaluation would score garbage.
+    @Test func aSearchRefusesAnOutputDTypeItCannotWrite() throws {
+        let s = try CLISandbox()
+        try s.makeFamily(extra: ["--dtype", "BF16"])
+        try s.repository(of: "family", branches: ["math", "code"])
+        let before = try s.ok(["rev-parse", "HEAD"], in: "repo").stdout
+        let r = try s.run(["merge", "math", "code", "--search", "--eval", "true", "--dtype", "F16", "--trials", "2"], in: "repo")
+        expectOneLineError(r, contains: "drop --dtype")
+        #expect(try s.ok(["rev-parse", "HEAD"], in: "repo").stdout == before)
+    }
+
     @Test func searchOptionsAreChecked() throws {
         let s = try sandbox()
         expectOneLineError(try s.run(["merge", "math", "--search"], in: "repo"), status: 64, contains: "--eval")

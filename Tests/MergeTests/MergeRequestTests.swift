@@ -98,6 +98,29 @@ import Testing
                 == .conditional([ParameterCondition(filter: "b", value: .number(3)), ParameterCondition(filter: "a", value: .number(1)),
                                  ParameterCondition(filter: nil, value: .number(2))]))
         #expect(MergeRequest.setting(.number(1), glob: nil, to: .number(2)) == .number(2))
+        // Over a recipe, a plain value given on the command line replaces the recipe's, filters and all.
+        let recipe = try MergekitRecipe.parse("""
+            merge_method: ties
+            base_model: main
+            models:
+              - model: math
+                parameters: {weight: [{filter: self_attn, value: 2}, {value: 1}]}
+              - model: code
+            parameters:
+              density: [{filter: self_attn, value: 0.3}, {value: 0.5}]
+            """, file: "r.yml")
+        var request = MergeRequest()
+        request.settings = [("density", nil, .number(0.8))]
+        request.expertSettings = [("math", "weight", nil, .number(0.7))]
+        let assembled = try request.assemble(over: recipe)
+        #expect(assembled.recipe.parameters["density"] == .number(0.8))
+        #expect(assembled.expertParameters.first { $0.name == "math" }?.parameters["weight"] == .number(0.7))
+        // A glob alone is put before the recipe's entries.
+        request.settings = [("density", "*.mlp.*", .number(0.9))]
+        request.expertSettings = []
+        #expect(try request.assemble(over: recipe).recipe.parameters["density"] == .conditional([
+            ParameterCondition(filter: "*.mlp.*", value: .number(0.9)), ParameterCondition(filter: "self_attn", value: .number(0.3)),
+            ParameterCondition(filter: nil, value: .number(0.5))]))
     }
 
     /// SLERP's base model is one of its two models, its t = 0 end (mergekit's pattern).

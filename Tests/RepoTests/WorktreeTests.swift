@@ -24,12 +24,15 @@ import Testing
         // A nested repository (or its hooks) planted by a tree from a remote or a Hub upload.
         ("x/.mrepo/y", "'.mrepo' is reserved"),
         ("a/.MREPO/hooks/pre-commit", "'.MREPO' is reserved"),
+        // A nested git folder: its config can run commands (core.fsmonitor) in the checkout.
+        ("sub/.git/config", "'.git' is reserved"),
+        (".Git/hooks/post-checkout", "'.Git' is reserved"),
     ])
     func unsafePathsAreRejected(path: String, reason: String) {
         #expect(throws: RepoError.unsafePath(path, reason: reason)) { _ = try PathPolicy.normalize(path) }
     }
 
-    @Test(arguments: ["model.safetensors", "1_Pooling/config.json", "a/b/c.txt", "x/.git/config", ".mrepoignore", "..hidden", "a..b"])
+    @Test(arguments: ["model.safetensors", "1_Pooling/config.json", "a/b/c.txt", "x/.gitattributes", ".mrepoignore", "..hidden", "a..b"])
     func safePathsAreKept(path: String) throws {
         #expect(try PathPolicy.normalize(path) == path)
     }

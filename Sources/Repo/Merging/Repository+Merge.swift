@@ -120,6 +120,8 @@ extension Repository {
             // A shard index is rebuilt whenever tensors change dtype or file: as a safetensors file.
             if change.reason != nil || generated.contains(change.path) { return true }
             if mayRewriteModelFiles, isSafetensorsPath(change.path) || change.path.hasSuffix(".safetensors.index.json") { return true }
+            // config.json follows the merged weights' dtype and vocabulary (ModelConfigText).
+            if options.outputDType != nil || options.vocabulary != nil, change.path == "config.json" || change.path.hasSuffix("/config.json") { return true }
             let mine = baseline.file(at: change.path)?.identity
             if let applied {
                 let before = applied.base.file(at: change.path)?.identity

@@ -138,7 +138,12 @@ public struct CommitRecord: Sendable, Equatable, Codable {
         var treeFiles: [TreeFile] = []
         for f in files {
             guard let kind = TreeFile.Kind(rawValue: f.kind) else { throw bad("file '\(f.path)' has unknown kind '\(f.kind)'") }
-            guard (try? PathPolicy.normalize(f.path)) == f.path else { throw bad("unsafe path '\(f.path)'") }
+            do {
+                guard try PathPolicy.normalize(f.path) == f.path else { throw bad("unsafe path '\(f.path)'") }
+            } catch let RepoError.unsafePath(path, reason) {
+                // Not damage: a tree this mrepo will not take (a `.git` folder, say), said as such.
+                throw RepoError.unsafePath(path, reason: "\(reason); \(what) is refused: its tree must not hold this path")
+            }
             guard f.size >= 0 else { throw bad("file '\(f.path)' has a negative size") }
             let tensors = try f.tensors.map { t -> TreeTensor in
                 guard let dtype = DType(rawValue: t.dtype) else { throw bad("tensor '\(t.name)' has unknown dtype '\(t.dtype)'") }

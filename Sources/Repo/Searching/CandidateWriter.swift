@@ -57,7 +57,9 @@ final class CandidateWriter {
                     throw RepoError.invalidArgument("--search: tensor '\(name)' is laid out differently in \(context.experts[0].name); search a merge whose experts share one layout")
                 }
                 let dtype = outputDType ?? base.dtype
-                guard dtype.byteSize == base.dtype.byteSize else {
+                // The template's headers name the experts' dtypes: bytes of another dtype (even of
+                // the same width, bf16 as f16) under them would be evaluated as garbage.
+                guard dtype == base.dtype else {
                     throw RepoError.invalidArgument("--search writes candidates in the experts' dtypes; drop --dtype (the winner's merge may then be re-run with it)")
                 }
                 merged.append(Merged(name: name, path: place.path, offset: place.offset, byteCount: place.tensor.byteCount, dtype: dtype,

@@ -77,9 +77,11 @@ extension Snapshotter {
             }
         } catch {
             copy?.abort()
-            // Whatever was being written (an object, the copy), the file being stored is the one
-            // to name.
-            if RepoError.fullDisk(error) != nil { throw RepoError.diskFull(path: file.scanned.path) }
+            // Whatever was being written (an object, the copy), it was in the repository's store:
+            // name it, and the file being stored (which may be on another disk).
+            if let full = RepoError.fullDisk(error), case let .diskFull(store) = full {
+                throw RepoError.diskFull(path: "\(store) (storing \(file.scanned.path))")
+            }
             throw error
         }
         let digest = fileHash.finalize()

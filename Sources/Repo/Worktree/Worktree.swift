@@ -63,9 +63,10 @@ public enum PathPolicy {
 
     /// Checks a relative path from a tree (or the user) and returns it normalised.
     ///
-    /// Rejects absolute paths, `..`, empty and `.` components, NUL and backslashes, anything
-    /// inside a `.mrepo` at any depth (in any case: a tree must not plant a repository, or its hooks,
-    /// in a checkout, as git refuses `.git`), and anything inside a top-level `.git`.
+    /// Rejects absolute paths, `..`, empty and `.` components, NUL and backslashes, and a `.mrepo`
+    /// or `.git` component at any depth, in any case (``isReserved(_:)``): a tree must not plant a
+    /// repository, its hooks or a git config (`core.fsmonitor` runs a command) in a checkout, as git
+    /// refuses `.git`.
     public static func normalize(_ path: String) throws -> String {
         guard !path.isEmpty else { throw RepoError.unsafePath(path, reason: "empty path") }
         guard !path.hasPrefix("/") else { throw RepoError.unsafePath(path, reason: "absolute paths are not allowed in a tree") }
@@ -74,14 +75,18 @@ public enum PathPolicy {
         for part in parts {
             if part.isEmpty || part == "." { throw RepoError.unsafePath(path, reason: "empty or '.' path component") }
             if part == ".." { throw RepoError.unsafePath(path, reason: "'..' would escape the working tree") }
-            if part.lowercased() == Repository.directoryName {
+            if PathPolicy.isReserved(part) {
                 throw RepoError.unsafePath(path, reason: "'\(part)' is reserved")
             }
         }
-        if parts[0] == ".mrepo" || parts[0] == ".git" {
-            throw RepoError.unsafePath(path, reason: "'\(parts[0])' is reserved")
-        }
         return path
+    }
+
+    /// Whether a path component is a repository's own folder, `.mrepo` or `.git`, in any case (on
+    /// a case-insensitive file system `.GIT` is `.git`): never stored, never written by a checkout.
+    public static func isReserved(_ component: some StringProtocol) -> Bool {
+        let lower = component.lowercased()
+        return lower == Repository.directoryName || lower == ".git"
     }
 
     /// The folders above a relative path, nearest first (`a/b/c` → `a/b`, `a`).
@@ -211,7 +216,8 @@ public struct IgnoreRules: Sendable {
 
     public func ignores(_ relativePath: String, isDirectory: Bool) -> Bool {
         let name = relativePath.split(separator: "/").last.map(String.init) ?? relativePath
-        if relativePath == ".mrepo" || relativePath == ".git" || name.hasPrefix(AtomicFileWriter.temporaryPrefix) { return true }
+        // A repository's own folder at any depth (a nested git clone's `.git`), in any case.
+        if PathPolicy.isReserved(name) || name.hasPrefix(AtomicFileWriter.temporaryPrefix) { return true }
         // What huggingface_hub's snapshot_download(local_dir=...) keeps beside the files it downloads.
         if relativePath == HuggingFaceCache.localDirMetadata || relativePath.hasPrefix(HuggingFaceCache.localDirMetadata + "/") { return true }
         for p in patterns {

@@ -240,12 +240,18 @@ struct MergeCommand: ParsableCommand {
         guard let config, !abort, !continueMerge else { return error }
         switch error {
         case let e as MergeError:
+            // Only what the recipe gave: a parameter, method or input named on the command line is
+            // the user's own.
+            let given = Set(settings.map(\.name) + expertSettings.map(\.setting.name) + (weights.isEmpty ? [] : ["weight"]))
+            let recipes: Bool
             switch e {
-            case .unknownMethod, .unknownParameter, .invalidParameter, .missingParameter, .invalidInputs:
-                return MergeError.invalidRecipe(file: config, problem: e.description)
-            default:
-                return error
+            case let .unknownParameter(_, parameter, _), let .invalidParameter(_, parameter, _): recipes = !given.contains(parameter)
+            case .missingParameter: recipes = true
+            case .unknownMethod: recipes = method == nil && !reversible
+            case .invalidInputs: recipes = branches.isEmpty
+            default: recipes = false
             }
+            return recipes ? MergeError.invalidRecipe(file: config, problem: e.description) : error
         case let e as RepoError:
             // Only a name the recipe gives (the command line's revisions are the user's own).
             let recipe = (try? String(contentsOfFile: config, encoding: .utf8)).flatMap { try? MergekitRecipe.parse($0, file: config) }

@@ -34,24 +34,30 @@ struct MetricCommand: ParsableCommand {
     @Flag(help: "Print the result as JSON.")
     var json = false
 
-    /// The commit and the metrics to add: `metric add NAME=VALUE...` adds to HEAD.
-    private var request: (revision: String, metrics: [String]) {
-        if action == .add, revision.contains("="), Metric.parse(revision) != nil { return ("HEAD", [revision] + metrics) }
-        return (revision, metrics)
-    }
-
     func validate() throws {
-        let (_, metrics) = request
-        if action == .add && metrics.isEmpty { throw ValidationError("metric add needs NAME=VALUE, e.g. 'mrepo metric add HEAD eval_loss=1.83'") }
+        // `metric add NAME=VALUE...` adds to HEAD: the first argument may be a metric.
+        let given = action == .add && metrics.isEmpty && Metric.parse(revision) != nil ? [revision] : metrics
+        if action == .add && given.isEmpty { throw ValidationError("metric add needs NAME=VALUE, e.g. 'mrepo metric add HEAD eval_loss=1.83'") }
         if action == .show && !metrics.isEmpty { throw ValidationError("metric show takes only a revision") }
-        for m in metrics where Metric.parse(m) == nil { throw ValidationError("'\(m)': expected name=value with a number, e.g. eval_loss=1.83") }
-        let names = metrics.compactMap { Metric.parse($0)?.name }
+        for m in given where Metric.parse(m) == nil { throw ValidationError("'\(m)': expected name=value with a number, e.g. eval_loss=1.83") }
+        let names = given.compactMap { Metric.parse($0)?.name }
         if Set(names).count != names.count { throw ValidationError("each metric name may be given once") }
     }
 
     func run() throws {
-        let (revision, metrics) = request
         let repo = try repository.open()
+        var revision = self.revision, metrics = self.metrics
+        // The first argument is a metric for HEAD when it reads as one and names no revision (a
+        // branch may be called 'lr=3e-4').
+        if action == .add, Metric.parse(revision) != nil, (try? repo.resolve(revision)) == nil {
+            metrics.insert(revision, at: 0)
+            revision = "HEAD"
+            let names = metrics.compactMap { Metric.parse($0)?.name }
+            if Set(names).count != names.count { throw ValidationError("each metric name may be given once") }
+        }
+        if action == .add && metrics.isEmpty {
+            throw ValidationError("metric add \(revision): give NAME=VALUE after the revision, e.g. 'mrepo metric add \(revision) eval_loss=1.83'")
+        }
         let id = action == .add ? try repo.addMetrics(metrics.compactMap(Metric.parse), to: revision, wait: lock.wait) : try repo.resolve(revision)
         let all = try repo.metrics(of: try repo.commit(id))
         if json {
