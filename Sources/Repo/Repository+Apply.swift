@@ -130,7 +130,7 @@ extension Repository {
             commit = Commit(id: id, treeID: tree.id, parents: [headID], base: base, author: author, timestamp: timestamp,
                             message: message, metrics: metrics, extra: extra, generation: headCommit.generation + 1)
             try notePendingCheckout(operation: operation, from: baseline, to: tree, force: false, proof: .head(id.hex))
-            try history.recordCommit(objects: [], tree: tree.fillingDigests(from: checkout.staged), commit: commit, expectedHead: headID,
+            try history.recordCommit(objects: try withLeftoverRows([], for: tree), tree: tree.fillingDigests(from: checkout.staged), commit: commit, expectedHead: headID,
                                      reflogMessage: "\(reflog): \(commit.subject)", origHead: headID)
         } catch {
             checkout.rollback()

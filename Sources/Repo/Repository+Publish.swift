@@ -145,6 +145,7 @@ extension Repository {
                 try Repository.checkTreePaths(paths)
                 let tree = Tree(files: Array(files.values))
                 try batch.finish()
+                let leftoverInfos = try withLeftoverRows(newInfos, for: tree)
                 let timestamp = (Date().timeIntervalSince1970 * 1000).rounded() / 1000
                 let extra = JSONValue.object([try CommitStorage.lossless.jsonMember()])
                 let parents = parent.map { [$0] } ?? []
@@ -154,7 +155,7 @@ extension Repository {
                                     message: message, metrics: [], extra: extra, generation: (parentCommit?.generation ?? -1) + 1)
                 let reflog = "commit\(parent == nil ? " (initial)" : ""): \(commit.subject)"
                 try history.write { db in
-                    try HistoryDatabase.insert(db, objects: newInfos)
+                    try HistoryDatabase.insert(db, objects: leftoverInfos)
                     try HistoryDatabase.insert(db, tree: tree)
                     try HistoryDatabase.insert(db, commit: commit)
                     try HistoryDatabase.setRef(db, name: branch, kind: .branch, target: commit.id, old: parent, message: reflog)

@@ -319,6 +319,22 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: s.path("eval.log")))
     }
 
+    /// Killed while its winner is being committed (the gate hook's moment), after the winner's
+    /// objects were stored but before they were recorded: `--continue` finds those files, stores
+    /// nothing again, and must still record their rows (SQLite refused the tree: a foreign key).
+    @Test func aSearchKilledAtItsWinnersCommitResumes() throws {
+        let s = try sandbox()
+        let hook = s.path("repo/.mrepo/hooks/pre-merge-commit")
+        try Data("#!/bin/sh\nexit 0\n".utf8).write(to: URL(fileURLWithPath: hook))
+        #expect(chmod(hook, 0o755) == 0)
+        let killed = try s.run(searchArguments(s, trials: 3), in: "repo", environment: ["MREPO_KILL_AT": "merge.candidate"])
+        #expect(killed.status == -9 || killed.status == 137 || killed.status == 9, "status \(killed.status): \(killed.stderr)")
+        let resumed = try json(try s.ok(searchArguments(s, trials: 3, extra: ["--continue"]), in: "repo"))
+        #expect(resumed["winner"] != nil)
+        #expect(try s.ok(["log", "--oneline", "-n", "1"], in: "repo").stdout.contains("searched"))
+        try s.ok(["fsck"], in: "repo")
+    }
+
     /// Candidates are written under the experts' safetensors headers: a --dtype of the same width
     /// (bf16 → f16) would put f16 bytes under a BF16 header, and the evaluation would score garbage.
     @Test func aSearchRefusesAnOutputDTypeItCannotWrite() throws {

@@ -275,7 +275,7 @@ extension Repository {
                 do {
                     state.readyTree = tree.id
                     try notePendingCheckout(operation: "merge --no-commit", from: baseline, to: tree, force: false, proof: .mergeCandidate(tree.id.hex))
-                    try history.insertTree(tree.fillingDigests(from: checkout.staged), objects: result.newObjects, mergeState: state)
+                    try history.insertTree(tree.fillingDigests(from: checkout.staged), objects: try withLeftoverRows(result.newObjects, for: tree), mergeState: state)
                 } catch {
                     checkout.rollback()
                     clearPendingCheckout()

@@ -85,3 +85,26 @@ extension ObjectStore {
         }
     }
 }
+
+extension Repository {
+    /// `objects`, then the rows `tree` needs that an interrupted command left without: its object
+    /// files were synced and renamed into place, its record never made. A command that stores the
+    /// same object again finds the file and skips writing it (and so reports no new object), and
+    /// would record a tree whose rows are missing (SQLite refuses it: a foreign key). References
+    /// come before the objects coded against them.
+    func withLeftoverRows(_ objects: [ObjectInfo], for tree: Tree) throws -> [ObjectInfo] {
+        var given = Set(objects.map(\.id))
+        let wanted = Set(tree.files.flatMap { [$0.objectID] + $0.tensors.map(\.objectID) }).subtracting(given)
+        guard !wanted.isEmpty else { return objects }
+        let recorded = try history.objectInfos(wanted)
+        var leftovers: [ObjectInfo] = []
+        func add(_ id: ObjectID) throws {
+            guard given.insert(id).inserted, recorded[id] == nil, try history.objectInfos([id]).isEmpty, self.objects.exists(id) else { return }
+            let info = try self.objects.inspect(id)
+            if let reference = info.reference { try add(reference) }
+            leftovers.append(info)
+        }
+        for id in wanted.sorted() where recorded[id] == nil { try add(id) }
+        return leftovers + objects
+    }
+}
