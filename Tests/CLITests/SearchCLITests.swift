@@ -335,6 +335,42 @@ import Testing
         try s.ok(["fsck"], in: "repo")
     }
 
+    /// The evaluation runs in a process group of its own, so Ctrl-C reaches mrepo only: an
+    /// interrupted search must end the evaluation too, not leave it running orphaned. The
+    /// evaluation tells its pid through a FIFO (no waiting on a clock).
+    @Test(arguments: [SIGINT, SIGTERM])
+    func anInterruptedSearchEndsItsEvaluation(signal sig: Int32) throws {
+        let s = try sandbox()
+        let fifo = s.path("pid.fifo")
+        #expect(mkfifo(fifo, 0o600) == 0)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: CLISandbox.binary)
+        process.arguments = ["merge", "math", "code", "--search", "--eval", "echo $$ > \(fifo); exec sleep 600; true", "--trials", "2", "-q"]
+        process.currentDirectoryURL = URL(fileURLWithPath: s.path("repo"))
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in s.environment { env[k] = v }
+        process.environment = env
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        // Blocks until the evaluation has started and written its pid.
+        let fd = open(fifo, O_RDONLY)
+        try #require(fd >= 0)
+        var buffer = [UInt8](repeating: 0, count: 64)
+        let n = read(fd, &buffer, buffer.count)
+        close(fd)
+        let text = String(decoding: buffer.prefix(max(n, 0)), as: UTF8.self)
+        let evaluation = try #require(pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)))
+        _ = kill(process.processIdentifier, sig)
+        process.waitUntilExit()
+        #expect(process.terminationReason == .uncaughtSignal && process.terminationStatus == sig)
+        // Gone, or a zombie waiting for init to reap it: no longer running.
+        let state = (try? String(contentsOfFile: "/proc/\(evaluation)/stat", encoding: .utf8))?
+            .split(separator: ")").last?.split(separator: " ").first
+        #expect(state == nil || state == "Z", "the evaluation \(evaluation) still runs (state \(state.map(String.init) ?? "?"))")
+        if state != nil { _ = kill(-evaluation, SIGKILL) }
+    }
+
     /// Candidates are written under the experts' safetensors headers: a --dtype of the same width
     /// (bf16 → f16) would put f16 bytes under a BF16 header, and the evaluation would score garbage.
     @Test func aSearchRefusesAnOutputDTypeItCannotWrite() throws {

@@ -1,6 +1,7 @@
 import Delta
 import Foundation
 import Glibc
+import Synchronization
 
 /// Runs the evaluation command of a search on one candidate folder, under the evaluation
 /// contract (docs/merging.md, "The evaluation contract"): `sh -c 'CMD "$@"' sh FOLDER`, so the
@@ -28,12 +29,15 @@ final class EvaluationRun {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
+        // Its own process group (``LiveEvaluations`` ends it when mrepo is interrupted).
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
         posix_spawnattr_setpgroup(&attributes, 0)
         var env = ProcessInfo.processInfo.environment
         for (k, v) in environment { env[k] = v }
         env["MREPO_CANDIDATE"] = candidate
         env["MREPO_TRIAL"] = String(trial)
+        // For an evaluation that calls mrepo (an export, say), as hooks and bisect run get it.
+        env["MREPO_EXE"] = HookRunner.executablePath
         let arguments = ["/bin/sh", "-c", command + " \"$@\"", "sh", candidate]
         let argv = arguments.map { strdup($0) } + [nil]
         let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
@@ -42,9 +46,11 @@ final class EvaluationRun {
             for p in envp { free(p) }
         }
         var pid: pid_t = 0
+        LiveEvaluations.installHandlers()
         let rc = posix_spawn(&pid, "/bin/sh", &actions, &attributes, argv, envp)
         guard rc == 0 else { throw RepoError.failed("cannot run the evaluation command: \(String(cString: strerror(rc)))") }
         self.pid = pid
+        LiveEvaluations.add(pid)
         started = EvaluationRun.now()
     }
 
@@ -62,6 +68,7 @@ final class EvaluationRun {
         let r = waitpid(pid, &status, WNOHANG)
         if r == 0 { return nil }
         if r < 0 { return errno == EINTR ? nil : -1 }
+        LiveEvaluations.remove(pid)
         if status & 0x7f == 0 { return (status >> 8) & 0xff }
         return 128 + (status & 0x7f)
     }
@@ -71,6 +78,7 @@ final class EvaluationRun {
         _ = Glibc.kill(-pid, SIGKILL)
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+        LiveEvaluations.remove(pid)
     }
 
     /// The outcome of an ended command with exit status `status`.
@@ -116,4 +124,63 @@ final class EvaluationRun {
 
 extension Optional where Wrapped == String {
     var orEmpty: String { self ?? "" }
+}
+
+/// The evaluations running now, by process group. Each runs in a group of its own, so the
+/// terminal's Ctrl-C reaches mrepo only: on SIGINT, SIGTERM or SIGHUP, mrepo kills those groups
+/// (a GPU evaluation would otherwise run on for hours, orphaned), then dies of the signal as it
+/// would have. The search resumes with `--continue`.
+///
+/// The handler only reads a fixed table of process group ids and calls `kill`, `signal` and
+/// `raise`, which are async-signal-safe. A caught signal is reset to its default by `exec`, so
+/// hooks and evaluations started later are not affected.
+enum LiveEvaluations {
+    static let signals: [Int32] = [SIGINT, SIGTERM, SIGHUP]
+    static let capacity = 256
+    /// Process group ids, 0 for a free slot: written under ``lock``, read by the handler.
+    nonisolated(unsafe) static let table: UnsafeMutablePointer<pid_t> = {
+        let p = UnsafeMutablePointer<pid_t>.allocate(capacity: capacity)
+        p.initialize(repeating: 0, count: capacity)
+        return p
+    }()
+    private static let lock = Mutex<Bool>(false)
+
+    static func add(_ pid: pid_t) {
+        lock.withLock { _ in
+            for i in 0..<capacity where table[i] == 0 {
+                table[i] = pid
+                return
+            }
+        }
+    }
+
+    static func remove(_ pid: pid_t) {
+        lock.withLock { _ in
+            for i in 0..<capacity where table[i] == pid { table[i] = 0 }
+        }
+    }
+
+    /// Installs the handler, once per process.
+    static func installHandlers() {
+        lock.withLock { installed in
+            guard !installed else { return }
+            installed = true
+            _ = table
+            // A parent may have started mrepo with these blocked (a test runner, a scheduler):
+            // unblocked here, they reach the handler instead of waiting while evaluations run.
+            var unblock = sigset_t()
+            sigemptyset(&unblock)
+            for sig in signals { sigaddset(&unblock, sig) }
+            pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
+            for sig in signals {
+                signal(sig) { sig in
+                    for i in 0..<LiveEvaluations.capacity where LiveEvaluations.table[i] > 0 {
+                        _ = Glibc.kill(-LiveEvaluations.table[i], SIGKILL)
+                    }
+                    signal(sig, SIG_DFL)
+                    raise(sig)
+                }
+            }
+        }
+    }
 }
