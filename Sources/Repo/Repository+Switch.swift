@@ -92,6 +92,9 @@ extension Repository {
                 return result
             }
             if try history.ref(named: name) == nil, let tracking = try trackingCandidate(name) {
+                // A remote branch named like a commit id: `switch <id>` must not make a branch of
+                // that name at another commit (the name is refused for new refs anyway).
+                try RefNames.validateNew(name)
                 try refuseBranchCheckedOutElsewhere(name)
                 // As git does: a branch that exists only on a remote starts here, tracking it.
                 let branch = HistoryDatabase.NewBranch(name: name, target: tracking.target, message: "branch: created from \(tracking.fullName)",

@@ -260,6 +260,12 @@ import Testing
         #expect(try hub("copy") == (try here("main")))
         expectOneLineError(try s.run(["push", "origin", "HEAD~1"], in: "repo"), contains: "'mrepo push origin HEAD~1:NAME'")
         expectOneLineError(try s.run(["push", "origin", "no-such-rev:x"], in: "repo"), contains: "no-such-rev")
+        // A remote ref named like a commit id is not made: it would stand for another commit
+        // there, and in every clone (`switch <id>` would make a branch of it).
+        let featureID = try here("feature").trimmingCharacters(in: .whitespacesAndNewlines)
+        expectOneLineError(try s.run(["push", "origin", "\(id):\(featureID)"], in: "repo"), contains: "must not look like a commit id")
+        expectOneLineError(try s.run(["push", "origin", "HEAD:refs/tags/\(id)"], in: "repo"), contains: "must not look like a commit id")
+        #expect(!(try s.ok(["branch"], in: "hub").stdout.contains(featureID)))
     }
 
     /// `log` names remote-tracking branches beside local ones (HEAD's branch first, tags last), and
@@ -290,6 +296,8 @@ import Testing
         let back = try s.ok(["push", "--force", "origin", "main~1:main"], in: "repo").stdout
         #expect(back.contains("...") && back.contains("main (forced update)"), "\(back)")
         try s.ok(["tag", "-f", "v1", "main~1"], in: "repo")
+        // A tag does not move without --force, and the refusal says so (not "not a fast-forward").
+        expectOneLineError(try s.run(["push", "origin", "v1"], in: "repo"), contains: "tag 'v1' already exists there")
         try s.ok(["push", "-q", "--force", "origin", "v1"], in: "repo")
         let fetch = try s.ok(["fetch"], in: "copy")
         #expect(fetch.stdout.contains("origin/main (forced update)"), "\(fetch.stdout)")

@@ -218,7 +218,7 @@ extension Repository {
         try history.write { db in
             try HistoryDatabase.updateRemoteRefs(db, remote: remote, updates, message: "fetch \(remote)")
             for r in refs.values where r.kind == .tag {
-                guard let target = r.targetID, try HistoryDatabase.ref(db, r.name) == nil, (try? RefNames.validate(r.name)) != nil else { continue }
+                guard let target = r.targetID, try HistoryDatabase.ref(db, r.name) == nil, (try? RefNames.validateNew(r.name)) != nil else { continue }
                 try HistoryDatabase.setRef(db, name: r.name, kind: .tag, target: target, old: nil, message: "fetch \(remote): tag \(r.name)")
             }
         }

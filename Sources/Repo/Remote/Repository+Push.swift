@@ -65,7 +65,13 @@ extension Repository {
                 let known = try history.commit(expected) != nil
                 let forward = known ? try isAncestor(expected, of: new) : false
                 if item.kind == .tag || !forward {
-                    guard options.force else { throw RepoError.nonFastForward(ref: item.remoteName, remote: remote.url) }
+                    guard options.force else {
+                        // Tags do not move, forward or not (git: "already exists").
+                        if item.kind == .tag {
+                            throw RepoError.remote("\(remote.url): tag '\(item.remoteName)' already exists there, at \(expected.short); tags do not move (pass --force to move it); the remote is unchanged")
+                        }
+                        throw RepoError.nonFastForward(ref: item.remoteName, remote: remote.url)
+                    }
                     forced.insert(item.remoteName)
                 }
             }
@@ -160,7 +166,9 @@ extension Repository {
             }
             if let ref = try history.ref(named: local) {
                 let name = remoteName ?? local
-                try RefNames.validate(name)
+                // A local ref keeps its name (one of an older mrepo may look like a commit id); a
+                // new name typed for the remote is held to the rules of names created here.
+                if remoteName != nil, remoteName != local { try RefNames.validateNew(name) } else { try RefNames.validate(name) }
                 items.append(PushItem(localName: local, remoteName: name, kind: kind ?? ref.kind, local: ref.target,
                                       fromBranch: ref.kind == .branch))
                 return
@@ -169,7 +177,9 @@ extension Repository {
             guard let remoteName else {
                 throw RepoError.invalidArgument("'\(source)' is not a local branch or tag; name the remote branch to push it to: 'mrepo push \(remote) \(source):NAME'")
             }
-            try RefNames.validate(remoteName)
+            // A name typed for the remote is a new ref there (or a move of one): held to the rules
+            // of names created here (no commit-id look-alikes).
+            try RefNames.validateNew(remoteName)
             items.append(PushItem(localName: source, remoteName: remoteName, kind: kind ?? .branch, local: id, kindFromRemote: kind == nil))
         }
         for spec in options.refs {

@@ -207,6 +207,9 @@ extension Repository {
                     try HistoryDatabase.logRef(db, update.name, old: current?.target, new: nil, message: "push: delete")
                     return
                 }
+                // A ref this push creates is held to the rules of names created here (no commit-id
+                // look-alikes); one that exists (an older mrepo's) may still move.
+                if current == nil { try RefNames.validateNew(update.name) }
                 guard let new = ObjectID(hex: newHex), try HistoryDatabase.generation(db, new) != nil else {
                     throw RepoError.remote("\(remote): commit \(newHex.prefix(12)) of '\(update.name)' was not received; nothing was changed")
                 }
