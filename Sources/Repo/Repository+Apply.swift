@@ -21,28 +21,36 @@ extension Repository {
     /// merge machinery (task arithmetic, base REV, experts HEAD and REV^, tensors changed on one
     /// side taken as they are), which reports conflicts as a merge does.
     public func revert(_ revision: String, message: String? = nil, wait: Bool = false) throws -> ApplyResult {
-        try withWriteLock(wait: wait) {
+        try withPostHookWarnings(try withWriteLock(wait: wait) {
             let id = try resolve(revision)
             let c = try commit(id)
             guard let parent = c.parents.first else { throw RepoError.invalidArgument("cannot revert \(id.short): it is a root commit") }
             if c.parents.count > 1 { throw RepoError.invalidArgument("cannot revert \(id.short): it is a merge commit; reset to one of its parents instead") }
             let text = message ?? "Revert \"\(c.subject)\"\n\nThis reverts commit \(id.hex)."
             return try applyChange(from: id, to: parent, message: text, kind: "revert")
-        }
+        })
+    }
+
+    /// `result` with the warnings of the post hooks that ran once the write lock was released.
+    private func withPostHookWarnings(_ result: ApplyResult) -> ApplyResult {
+        var result = result
+        let warnings = takePostHookWarnings()
+        if !warnings.isEmpty { result.merge?.warnings += warnings }
+        return result
     }
 
     /// `cherry-pick REV`: a new commit on HEAD that applies REV's change against its first parent.
     /// Exact where HEAD's files and tensors equal REV's parent's; else task arithmetic (HEAD +
     /// (REV − REV^)) through the merge machinery, with its conflict report.
     public func cherryPick(_ revision: String, wait: Bool = false) throws -> ApplyResult {
-        try withWriteLock(wait: wait) {
+        try withPostHookWarnings(try withWriteLock(wait: wait) {
             let id = try resolve(revision)
             let c = try commit(id)
             guard let parent = c.parents.first else { throw RepoError.invalidArgument("cannot cherry-pick \(id.short): it is a root commit") }
             if c.parents.count > 1 { throw RepoError.invalidArgument("cannot cherry-pick \(id.short): it is a merge commit") }
             let text = c.message + "\n\n(cherry picked from commit \(id.hex))"
             return try applyChange(from: parent, to: id, message: text, kind: "cherry-pick", metrics: c.metrics)
-        }
+        })
     }
 
     /// Applies the change `from` → `to` onto HEAD: exactly when possible, else as task arithmetic.

@@ -97,7 +97,10 @@ extension Repository {
     /// commit and the branch move in one database transaction. A failure before that transaction
     /// deletes the objects written so far.
     public func commit(_ options: CommitOptions, wait: Bool = false) throws -> CommitResult {
-        try withWriteLock(wait: wait) { try commitLocked(options) }
+        var result = try withWriteLock(wait: wait) { try commitLocked(options) }
+        // post-commit ran once the lock was released.
+        result.warnings += takePostHookWarnings()
+        return result
     }
 
     ///

@@ -68,6 +68,11 @@ public final class Repository: Sendable {
     /// How many write and read locks this object holds: a reader called inside a writer, or
     /// inside another reader, takes no further lock.
     private let writeLocks = Atomic<Int>(0)
+    /// Post hooks (`post-commit`, `post-merge`) asked for while the write lock is held: run once it
+    /// is released, as git does, so that a hook may call mrepo to write (`metric add`, `tag`).
+    private let postHooks = Mutex<[(name: String, environment: [String: String])]>([])
+    /// What those hooks' failures said, for the command's result (``takePostHookWarnings()``).
+    private let postHookWarnings = Mutex<[String]>([])
     private let readLocks = Atomic<Int>(0)
     /// Whether this object deletes the journal when released (not a view of another's).
     private let ownsJournal: Bool
@@ -184,8 +189,9 @@ public final class Repository: Sendable {
         let lock = try WriteLock(path: metaDirectory + "/lock", wait: wait)
         writeLocks.add(1, ordering: .relaxed)
         defer {
-            writeLocks.subtract(1, ordering: .relaxed)
+            let outermost = writeLocks.subtract(1, ordering: .relaxed).newValue == 0
             lock.release()
+            if outermost { runDeferredPostHooks() }
         }
         defer { objects.releaseMappings() }
         if let done = try finishPendingCheckout(pending ?? pendingCheckouts) { waitNotice?(done) }
@@ -197,9 +203,10 @@ public final class Repository: Sendable {
         let lock = try WriteLock(path: metaDirectory + "/lock", wait: wait)
         writeLocks.add(1, ordering: .relaxed)
         defer {
-            writeLocks.subtract(1, ordering: .relaxed)
+            let outermost = writeLocks.subtract(1, ordering: .relaxed).newValue == 0
             lock.release()
             objects.releaseMappings()
+            if outermost { runDeferredPostHooks() }
         }
         if let done = try finishPendingCheckout(pending ?? pendingCheckouts) { waitNotice?(done) }
         return try await body()
@@ -366,7 +373,13 @@ public final class Repository: Sendable {
     }
 
     /// Runs a hook after the fact: a failure cannot undo anything, so it becomes a warning.
+    /// Under the write lock the hook waits for its release (``withWriteLock(wait:pending:_:)``) and
+    /// this returns nil; its failure is then in ``takePostHookWarnings()``.
     func runPostHook(_ name: String, environment: [String: String]) -> String? {
+        if writeLocks.load(ordering: .relaxed) > 0 {
+            postHooks.withLock { $0.append((name, environment)) }
+            return nil
+        }
         do {
             try runHook(name, environment: environment)
             return nil
@@ -374,6 +387,26 @@ public final class Repository: Sendable {
             return "\(hook) hook failed (exit status \(status))"
         } catch {
             return RepoError.wrap(error).description
+        }
+    }
+
+    /// Runs the post hooks the command asked for while it held the write lock, now released.
+    private func runDeferredPostHooks() {
+        let hooks = postHooks.withLock { queued in
+            defer { queued.removeAll() }
+            return queued
+        }
+        for hook in hooks {
+            if let warning = runPostHook(hook.name, environment: hook.environment) { postHookWarnings.withLock { $0.append(warning) } }
+        }
+    }
+
+    /// The failures of the post hooks run since the last call (a command's warnings: the commit
+    /// or merge stands).
+    public func takePostHookWarnings() -> [String] {
+        postHookWarnings.withLock { w in
+            defer { w.removeAll() }
+            return w
         }
     }
 

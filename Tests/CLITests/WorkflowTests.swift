@@ -223,6 +223,30 @@ import Testing
         #expect(try s.ok(["log", "--oneline"], in: "repo").stdout.split(separator: "\n").count == 1)
     }
 
+    /// post-commit and post-merge run once the write lock is released, as git's do: a hook may
+    /// call mrepo to write (record a metric, tag), and with --wait it does not wait on its own
+    /// command forever.
+    @Test func postHooksMayCallMrepoToWrite() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.repository(branches: ["math", "code"])
+        for (name, script) in [("post-commit", "\"$MREPO_EXE\" metric add --wait \"$MREPO_COMMIT\" judged=1\n"),
+                               ("post-merge", "\"$MREPO_EXE\" tag --wait merged-$(echo $MREPO_COMMIT | cut -c1-8) \"$MREPO_COMMIT\"\n")] {
+            let hook = s.path("repo/.mrepo/hooks/\(name)")
+            try Data(("#!/bin/sh\nset -e\n" + script).utf8).write(to: URL(fileURLWithPath: hook))
+            #expect(chmod(hook, 0o755) == 0)
+        }
+        try "notes\n".write(toFile: s.path("repo/notes.txt"), atomically: true, encoding: .utf8)
+        let commit = try s.run(["commit", "-m", "notes"], in: "repo")
+        #expect(commit.status == 0 && !commit.stderr.contains("warning"), "\(commit.stderr)")
+        #expect(try s.ok(["metric", "show"], in: "repo").stdout.contains("judged=1.0000"))
+        let merge = try s.run(["merge", "math", "code", "--method", "ties", "-q"], in: "repo")
+        #expect(merge.status == 0 && !merge.stderr.contains("warning"), "\(merge.stderr)")
+        let head = try s.ok(["rev-parse", "HEAD"], in: "repo").stdout.prefix(8)
+        #expect(try s.ok(["tag"], in: "repo").stdout.contains("merged-\(head)"))
+        try s.ok(["fsck"], in: "repo")
+    }
+
     /// The sample hooks shipped in hooks/ are the ones `mrepo init --hooks` installs.
     @Test func shippedHooksMatchInstalledSamples() throws {
         let s = try CLISandbox()

@@ -89,7 +89,10 @@ extension Repository {
     /// bit (git's rule). Shape or dtype changes, add/add and modify/delete are conflicts. Nothing
     /// is written before the recipe, the inputs and the working tree have been checked.
     public func merge(_ options: MergeOptions, wait: Bool = false) throws -> MergeOutcome {
-        try withWriteLock(wait: wait) { try mergeLocked(options) }
+        var outcome = try withWriteLock(wait: wait) { try mergeLocked(options) }
+        // post-merge ran once the lock was released.
+        outcome.warnings += takePostHookWarnings()
+        return outcome
     }
 
     /// The local changes that stop a merge at its start, as in git: a change to a tracked file

@@ -30,7 +30,7 @@ extension Repository {
             return .merged(try merge(options, wait: wait))
         case let .finish(message):
             let (commit, warnings, kept) = try continueMerge(message: message, wait: wait)
-            return .finished(commit, branch: try history.head().branchName, warnings: warnings, keptLocal: kept)
+            return .finished(commit, branch: try history.head().branchName, warnings: warnings + takePostHookWarnings(), keptLocal: kept)
         case .abort:
             try abortMerge(wait: wait)
             return .aborted(head: try headCommit())

@@ -10,7 +10,9 @@ extension Repository {
     /// The write lock is held throughout: the inputs cannot move under the search, and the winner's
     /// merge is recorded against the HEAD the search started from.
     public func search(_ options: MergeOptions, _ search: SearchOptions, wait: Bool = false) throws -> SearchOutcome {
-        try withWriteLock(wait: wait) { try searchLocked(options, search) }
+        var outcome = try withWriteLock(wait: wait) { try searchLocked(options, search) }
+        outcome.merge.warnings += takePostHookWarnings()
+        return outcome
     }
 
     func searchLocked(_ given: MergeOptions, _ search: SearchOptions) throws -> SearchOutcome {
