@@ -150,6 +150,15 @@ extension Repository {
                     var trial = job.trial
                     if let status = job.run.poll() {
                         (trial.status, trial.scores, trial.message) = job.run.outcome(status: status)
+                        // Every trial must report the same tasks (docs/merging.md): a trial that
+                        // dropped or added one cannot be ranked against the others.
+                        if trial.status == .ok, let tasks = trial.scores.map({ Set($0.keys) }),
+                           let first = trials.filter({ $0.status == .ok }).min(by: { $0.number < $1.number }),
+                           let expected = first.scores.map({ Set($0.keys) }), tasks != expected {
+                            trial.status = .garbled
+                            trial.message = "it reports the tasks \(tasks.sorted().joined(separator: ", ")), trial \(first.number) reported \(expected.sorted().joined(separator: ", ")); every evaluation must report the same tasks"
+                            trial.scores = nil
+                        }
                     } else if let limit = search.evalTimeout, job.run.elapsed > limit {
                         job.run.kill()
                         trial.status = .timeout
