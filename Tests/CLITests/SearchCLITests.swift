@@ -322,6 +322,20 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: s.path("eval.log")))
     }
 
+    /// A search whose winner stops on a threshold keeps its record through resolve and
+    /// `merge --continue`: the commit still lists every trial.
+    @Test func aSearchStoppedOnAThresholdKeepsItsRecordThroughContinue() throws {
+        let s = try sandbox()
+        let stopped = try s.run(searchArguments(s, trials: 3, extra: ["--min-cosine", "0.999"]), in: "repo")
+        #expect(stopped.status == 1, "\(stopped.stderr)")
+        try s.ok(["resolve", "*", "--ours", "-q"], in: "repo")
+        try s.ok(["merge", "--continue", "-q"], in: "repo")
+        let trials = try s.ok(["show", "--trials", "HEAD"], in: "repo").stdout
+        #expect(trials.contains("trial") && trials.split(separator: "\n").count >= 3, "\(trials)")
+        let log = try #require(try JSONSerialization.jsonObject(with: Data(try s.ok(["log", "--json", "-n", "1"], in: "repo").stdout.utf8)) as? [[String: Any]])
+        #expect((log.first?["extra"] as? [String: Any])?["search"] != nil)
+    }
+
     /// Killed while its winner is being committed (the gate hook's moment), after the winner's
     /// objects were stored but before they were recorded: `--continue` finds those files, stores
     /// nothing again, and must still record their rows (SQLite refused the tree: a foreign key).

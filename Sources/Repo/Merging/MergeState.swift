@@ -183,11 +183,17 @@ struct MergeState: Sendable, Codable {
     var resolutions: [RecordedResolution]?
     /// Metrics to record on the merge commit.
     var metrics: [Commit.Metric]?
+    /// Members the merge commit's `extra` gets beside its own (a search's record, `extra.search`),
+    /// kept for `merge --continue`.
+    var extra: JSONValue?
 
     enum CodingKeys: String, CodingKey {
         case head, branches, experts, base, recipe, message, decided, unresolved
-        case reportObject = "report_object", readyTree = "ready_tree", options, resolutions, metrics
+        case reportObject = "report_object", readyTree = "ready_tree", options, resolutions, metrics, extra
     }
+
+    /// ``extra``'s members.
+    var extraMembers: [JSONMember] { extra?.objectValue ?? [] }
 
     /// The experts, as recorded or as older states imply them.
     var expertList: [MergeInput] {

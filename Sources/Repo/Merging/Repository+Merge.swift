@@ -261,6 +261,8 @@ extension Repository {
                                    recipe: recipe, message: message, decided: result.decided, unresolved: result.unresolved,
                                    reportObject: reportBlob.info.id, readyTree: nil, options: RecordedMergeOptions(options),
                                    resolutions: result.replayed, metrics: options.metrics)
+            // A search's record (and any other member) goes with a merge that stops or waits.
+            if !options.extraMembers.isEmpty { state.extra = .object(options.extraMembers) }
             if !result.unresolved.isEmpty {
                 try history.setMergeState(state, objects: result.newObjects)
                 return MergeOutcome(status: .conflicted, report: result.report, inputs: inputs, context: context, recipeYAML: yaml)

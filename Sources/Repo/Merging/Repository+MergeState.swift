@@ -138,7 +138,7 @@ extension Repository {
         if let ready = state.readyTree {
             let report = try savedReport(state)
             let recorded = try recordMerge(state: state, tree: try history.tree(ready), objects: [], report: report,
-                                           operation: "finishing the merge")
+                                           extraMembers: state.extraMembers, operation: "finishing the merge")
             return (recorded.commit, try finishMerge(recorded))
         }
         let context = try self.context(of: state)
@@ -159,7 +159,8 @@ extension Repository {
             let tree = try context.buildTree(decided: state.decided, recipe: recipe, report: report,
                                              recipeYAML: yaml, batch: batch, newObjects: &newObjects)
             try batch.finish()
-            recorded = try recordMerge(state: state, tree: tree, objects: newObjects, report: report, operation: "finishing the merge")
+            recorded = try recordMerge(state: state, tree: tree, objects: newObjects, report: report, extraMembers: state.extraMembers,
+                                       operation: "finishing the merge")
         } catch {
             batch.rollback()
             throw error
