@@ -132,6 +132,19 @@ import Testing
         #expect(s.sameFiles("copy", "family/math"))
     }
 
+    /// `fetch --all` fetches every remote it can reach, as git's does: one that fails is named,
+    /// the others are fetched, and the command fails at the end.
+    @Test func fetchAllGoesPastAnUnreachableRemote() throws {
+        let s = try published()
+        try s.ok(["init", "-q", "other"])
+        try s.ok(["remote", "add", "gone", s.path("no-such-folder")], in: "other")
+        try s.ok(["remote", "add", "origin", s.path("hub")], in: "other")
+        let r = try s.run(["fetch", "--all"], in: "other")
+        #expect(r.status == 2)
+        #expect(r.stderr.contains("could not fetch 'gone'"), "\(r.stderr)")
+        #expect(try s.ok(["branch", "-r"], in: "other").stdout.contains("origin/main"))
+    }
+
     @Test func remoteConfiguration() throws {
         let s = try published()
         try s.ok(["remote", "add", "backup", "file://\(s.path("hub"))"], in: "repo")

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Delta
 import Foundation
 import Repo
 
@@ -82,8 +83,19 @@ struct FetchCommand: ParsableCommand {
         if unshallow, try !repo.isShallow() {
             throw RepoError.invalidArgument("--unshallow on a complete repository (it is not a shallow clone)")
         }
+        var failed: [String] = []
         for name in names {
-            let result = try runBlocking { try await repo.fetch(remote: name, prune: prune, lazy: lazy ? true : nil, depth: depth, wait: wait) }
+            let result: TransferResult
+            do {
+                result = try runBlocking { try await repo.fetch(remote: name, prune: prune, lazy: lazy ? true : nil, depth: depth, wait: wait) }
+            } catch where all {
+                // As git's fetch --all: one unreachable remote does not stop the others; the
+                // command still fails at the end.
+                let text = (error as? RepoError)?.description ?? (error as? DeltaError)?.description ?? "\(error)"
+                FileHandle.standardError.write(Data("mrepo: error: could not fetch '\(name)': \(text.replacingOccurrences(of: "\n", with: " "))\n".utf8))
+                failed.append(name)
+                continue
+            }
             results.append(result)
             for w in result.warnings { ErrorReporter.warn(w) }
             if !json && !repository.quiet {
@@ -97,5 +109,6 @@ struct FetchCommand: ParsableCommand {
             // --all: one document per remote, in a list; one remote: its document alone.
             if all { try printJSON(documents) } else { try printJSON(documents[0]) }
         }
+        if !failed.isEmpty { throw ExitCode(2) }
     }
 }
