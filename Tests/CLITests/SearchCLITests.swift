@@ -353,16 +353,24 @@ import Testing
     }
 
     /// The evaluation runs in a process group of its own, so Ctrl-C reaches mrepo only: an
-    /// interrupted search must end the evaluation too, not leave it running orphaned. The
-    /// evaluation tells its pid through a FIFO (no waiting on a clock).
+    /// interrupted search must end the evaluation too, not leave it running orphaned. A signal the
+    /// parent ignores (`nohup`'s SIGHUP) stays ignored. The evaluation tells its pid through a FIFO
+    /// (no waiting on a clock); mrepo is started through Python, which sets the signals as a shell
+    /// would (the test runner blocks them in its children).
     @Test(arguments: [SIGINT, SIGTERM])
     func anInterruptedSearchEndsItsEvaluation(signal sig: Int32) throws {
         let s = try sandbox()
         let fifo = s.path("pid.fifo")
         #expect(mkfifo(fifo, 0o600) == 0)
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: CLISandbox.binary)
-        process.arguments = ["merge", "math", "code", "--search", "--eval", "echo $$ > \(fifo); exec sleep 600; true", "--trials", "2", "-q"]
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", "-c", """
+            import os, signal, sys
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            os.execv(sys.argv[1], sys.argv[1:])
+            """, CLISandbox.binary, "merge", "math", "code", "--search", "--eval", "echo $$ > \(fifo); exec sleep 600; true", "--trials", "2", "-q"]
         process.currentDirectoryURL = URL(fileURLWithPath: s.path("repo"))
         var env = ProcessInfo.processInfo.environment
         for (k, v) in s.environment { env[k] = v }
@@ -378,14 +386,20 @@ import Testing
         close(fd)
         let text = String(decoding: buffer.prefix(max(n, 0)), as: UTF8.self)
         let evaluation = try #require(pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)))
+        func state(_ pid: pid_t) -> String? {
+            (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8))?.split(separator: ")").last?.split(separator: " ").first.map(String.init)
+        }
+        // SIGHUP, ignored by the parent (nohup): mrepo and the evaluation go on. The signal is
+        // delivered before kill returns to a process that ignores it, so no wait is needed.
+        _ = kill(process.processIdentifier, SIGHUP)
+        #expect(process.isRunning && state(evaluation) != nil && state(evaluation) != "Z")
         _ = kill(process.processIdentifier, sig)
         process.waitUntilExit()
         #expect(process.terminationReason == .uncaughtSignal && process.terminationStatus == sig)
         // Gone, or a zombie waiting for init to reap it: no longer running.
-        let state = (try? String(contentsOfFile: "/proc/\(evaluation)/stat", encoding: .utf8))?
-            .split(separator: ")").last?.split(separator: " ").first
-        #expect(state == nil || state == "Z", "the evaluation \(evaluation) still runs (state \(state.map(String.init) ?? "?"))")
-        if state != nil { _ = kill(-evaluation, SIGKILL) }
+        let after = state(evaluation)
+        #expect(after == nil || after == "Z", "the evaluation \(evaluation) still runs (state \(after ?? "?"))")
+        if after != nil { _ = kill(-evaluation, SIGKILL) }
     }
 
     /// Candidates are written under the experts' safetensors headers: a --dtype of the same width

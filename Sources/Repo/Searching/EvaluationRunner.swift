@@ -133,7 +133,8 @@ extension Optional where Wrapped == String {
 ///
 /// The handler only reads a fixed table of process group ids and calls `kill`, `signal` and
 /// `raise`, which are async-signal-safe. A caught signal is reset to its default by `exec`, so
-/// hooks and evaluations started later are not affected.
+/// hooks and evaluations started later are not affected. Signals the parent ignores or blocks are
+/// left so (`nohup` keeps a search and its evaluations alive).
 enum LiveEvaluations {
     static let signals: [Int32] = [SIGINT, SIGTERM, SIGHUP]
     static let capacity = 256
@@ -166,13 +167,13 @@ enum LiveEvaluations {
             guard !installed else { return }
             installed = true
             _ = table
-            // A parent may have started mrepo with these blocked (a test runner, a scheduler):
-            // unblocked here, they reach the handler instead of waiting while evaluations run.
-            var unblock = sigset_t()
-            sigemptyset(&unblock)
-            for sig in signals { sigaddset(&unblock, sig) }
-            pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
             for sig in signals {
+                // A signal the parent ignores (`nohup`, a background job's SIGINT) stays ignored,
+                // for mrepo and the evaluations it starts; one it blocks stays blocked.
+                var current = sigaction()
+                guard sigaction(sig, nil, &current) == 0 else { continue }
+                let ignored = unsafeBitCast(current.__sigaction_handler.sa_handler, to: Int.self) == unsafeBitCast(SIG_IGN, to: Int.self)
+                if ignored { continue }
                 signal(sig) { sig in
                     for i in 0..<LiveEvaluations.capacity where LiveEvaluations.table[i] > 0 {
                         _ = Glibc.kill(-LiveEvaluations.table[i], SIGKILL)
