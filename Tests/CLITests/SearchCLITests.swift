@@ -349,6 +349,11 @@ import Testing
         let resumed = try json(try s.ok(searchArguments(s, trials: 3, extra: ["--continue"]), in: "repo"))
         #expect(resumed["winner"] != nil)
         #expect(try s.ok(["log", "--oneline", "-n", "1"], in: "repo").stdout.contains("searched"))
+        // The merge's report (a blob the killed run stored too) is recorded: gc keeps it.
+        let fsck = try s.ok(["fsck"], in: "repo")
+        #expect(!fsck.stderr.contains("unreferenced"), "\(fsck.stderr)")
+        try s.ok(["gc"], in: "repo")
+        try s.ok(["show", "--conflicts", "HEAD"], in: "repo")
         try s.ok(["fsck"], in: "repo")
     }
 

@@ -264,7 +264,7 @@ extension Repository {
             // A search's record (and any other member) goes with a merge that stops or waits.
             if !options.extraMembers.isEmpty { state.extra = .object(options.extraMembers) }
             if !result.unresolved.isEmpty {
-                try history.setMergeState(state, objects: result.newObjects)
+                try history.setMergeState(state, objects: try withLeftoverRows(result.newObjects, for: nil, also: state.objects))
                 return MergeOutcome(status: .conflicted, report: result.report, inputs: inputs, context: context, recipeYAML: yaml)
             }
             let tt = timer.now()
@@ -280,7 +280,8 @@ extension Repository {
                 do {
                     state.readyTree = tree.id
                     try notePendingCheckout(operation: "merge --no-commit", from: baseline, to: tree, force: false, proof: .mergeCandidate(tree.id.hex))
-                    try history.insertTree(tree.fillingDigests(from: checkout.staged), objects: try withLeftoverRows(result.newObjects, for: tree), mergeState: state)
+                    try history.insertTree(tree.fillingDigests(from: checkout.staged), objects: try withLeftoverRows(result.newObjects, for: tree, also: state.objects),
+                                           mergeState: state)
                 } catch {
                     checkout.rollback()
                     clearPendingCheckout()

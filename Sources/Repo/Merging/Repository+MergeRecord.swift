@@ -212,7 +212,7 @@ extension Repository {
         CrashPoint.reach("merge.staged")
         do {
             try notePendingCheckout(operation: ["merging", "finishing the merge"].contains(operation) ? "merge" : operation, from: from, to: tree, force: false, proof: .head(commit.id.hex))
-            try history.recordCommit(objects: try withLeftoverRows(newObjects, for: tree), tree: tree, commit: commit, expectedHead: state.head,
+            try history.recordCommit(objects: try withLeftoverRows(newObjects, for: tree, also: state.objects), tree: tree, commit: commit, expectedHead: state.head,
                                      reflogMessage: "\(Repository.reflogAction(operation: operation, branches: state.branches)): \(commit.subject)",
                                      clearMergeState: true)
         } catch {

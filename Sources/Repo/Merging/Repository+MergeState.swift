@@ -107,7 +107,7 @@ extension Repository {
                 }
                 state.resolutions = recorded
                 try batch.finish()
-                try history.setMergeState(state, objects: newObjects)
+                try history.setMergeState(state, objects: try withLeftoverRows(newObjects, for: nil, also: state.objects))
             } catch {
                 batch.rollback()
                 throw error

@@ -92,9 +92,11 @@ extension Repository {
     /// same object again finds the file and skips writing it (and so reports no new object), and
     /// would record a tree whose rows are missing (SQLite refuses it: a foreign key). References
     /// come before the objects coded against them.
-    func withLeftoverRows(_ objects: [ObjectInfo], for tree: Tree) throws -> [ObjectInfo] {
+    /// - Parameter also: other objects the record names (a merge's report, a stopped merge's
+    ///   decided tensors).
+    func withLeftoverRows(_ objects: [ObjectInfo], for tree: Tree?, also: some Sequence<ObjectID> = [ObjectID]()) throws -> [ObjectInfo] {
         var given = Set(objects.map(\.id))
-        let wanted = Set(tree.files.flatMap { [$0.objectID] + $0.tensors.map(\.objectID) }).subtracting(given)
+        let wanted = Set((tree?.files ?? []).flatMap { [$0.objectID] + $0.tensors.map(\.objectID) }).union(also).subtracting(given)
         guard !wanted.isEmpty else { return objects }
         let recorded = try history.objectInfos(wanted)
         var leftovers: [ObjectInfo] = []
