@@ -21,7 +21,7 @@ extension Repository {
     /// merge machinery (task arithmetic, base REV, experts HEAD and REV^, tensors changed on one
     /// side taken as they are), which reports conflicts as a merge does.
     public func revert(_ revision: String, message: String? = nil, wait: Bool = false) throws -> ApplyResult {
-        try withPostHookWarnings(try withWriteLock(wait: wait) {
+        withPostHookWarnings(try withWriteLock(wait: wait) {
             let id = try resolve(revision)
             let c = try commit(id)
             guard let parent = c.parents.first else { throw RepoError.invalidArgument("cannot revert \(id.short): it is a root commit") }
@@ -43,7 +43,7 @@ extension Repository {
     /// Exact where HEAD's files and tensors equal REV's parent's; else task arithmetic (HEAD +
     /// (REV − REV^)) through the merge machinery, with its conflict report.
     public func cherryPick(_ revision: String, wait: Bool = false) throws -> ApplyResult {
-        try withPostHookWarnings(try withWriteLock(wait: wait) {
+        withPostHookWarnings(try withWriteLock(wait: wait) {
             let id = try resolve(revision)
             let c = try commit(id)
             guard let parent = c.parents.first else { throw RepoError.invalidArgument("cannot cherry-pick \(id.short): it is a root commit") }

@@ -76,6 +76,9 @@ extension Repository {
     public func commitFiles(toBranch branch: String, changes: [FileChange], message: String, author: String,
                             expectedParent: ObjectID? = nil) throws -> Commit {
         try RefNames.validate(branch)
+        // post-commit runs once the lock is released; a Hub client gets no warning of its failure
+        // (the commit stands), so this thread's warnings are dropped.
+        defer { _ = takePostHookWarnings() }
         return try withWriteLock(wait: true) {
             let head = try history.head()
             let existing = try history.ref(named: branch)

@@ -68,11 +68,25 @@ public final class Repository: Sendable {
     /// How many write and read locks this object holds: a reader called inside a writer, or
     /// inside another reader, takes no further lock.
     private let writeLocks = Atomic<Int>(0)
-    /// Post hooks (`post-commit`, `post-merge`) asked for while the write lock is held: run once it
-    /// is released, as git does, so that a hook may call mrepo to write (`metric add`, `tag`).
-    private let postHooks = Mutex<[(name: String, environment: [String: String])]>([])
-    /// What those hooks' failures said, for the command's result (``takePostHookWarnings()``).
-    private let postHookWarnings = Mutex<[String]>([])
+    /// Post hooks (`post-commit`, `post-merge`) asked for while this thread holds the write lock:
+    /// run once it is released, as git does, so that a hook may call mrepo to write (`metric add`,
+    /// `tag`). Per thread: `mrepo serve` shares one object among concurrent requests.
+    final class PostHookQueue {
+        var depth = 0
+        var hooks: [(name: String, environment: [String: String])] = []
+        /// What those hooks' failures said, for the command's result (``takePostHookWarnings()``).
+        var warnings: [String] = []
+    }
+
+    /// This thread's queue for this repository.
+    private var postHookQueue: PostHookQueue {
+        let key = "mrepo.postHooks.\(ObjectIdentifier(self).hashValue)"
+        let dictionary = Thread.current.threadDictionary
+        if let queue = dictionary[key] as? PostHookQueue { return queue }
+        let queue = PostHookQueue()
+        dictionary[key] = queue
+        return queue
+    }
     private let readLocks = Atomic<Int>(0)
     /// Whether this object deletes the journal when released (not a view of another's).
     private let ownsJournal: Bool
@@ -188,10 +202,13 @@ public final class Repository: Sendable {
     public func withWriteLock<T>(wait: Bool = false, pending: PendingCheckoutPolicy? = nil, _ body: () throws -> T) throws -> T {
         let lock = try WriteLock(path: metaDirectory + "/lock", wait: wait)
         writeLocks.add(1, ordering: .relaxed)
+        let queue = postHookQueue
+        queue.depth += 1
         defer {
-            let outermost = writeLocks.subtract(1, ordering: .relaxed).newValue == 0
+            writeLocks.subtract(1, ordering: .relaxed)
             lock.release()
-            if outermost { runDeferredPostHooks() }
+            queue.depth -= 1
+            if queue.depth == 0 { runDeferredPostHooks(queue) }
         }
         defer { objects.releaseMappings() }
         if let done = try finishPendingCheckout(pending ?? pendingCheckouts) { waitNotice?(done) }
@@ -203,10 +220,9 @@ public final class Repository: Sendable {
         let lock = try WriteLock(path: metaDirectory + "/lock", wait: wait)
         writeLocks.add(1, ordering: .relaxed)
         defer {
-            let outermost = writeLocks.subtract(1, ordering: .relaxed).newValue == 0
+            writeLocks.subtract(1, ordering: .relaxed)
             lock.release()
             objects.releaseMappings()
-            if outermost { runDeferredPostHooks() }
         }
         if let done = try finishPendingCheckout(pending ?? pendingCheckouts) { waitNotice?(done) }
         return try await body()
@@ -376,10 +392,15 @@ public final class Repository: Sendable {
     /// Under the write lock the hook waits for its release (``withWriteLock(wait:pending:_:)``) and
     /// this returns nil; its failure is then in ``takePostHookWarnings()``.
     func runPostHook(_ name: String, environment: [String: String]) -> String? {
-        if writeLocks.load(ordering: .relaxed) > 0 {
-            postHooks.withLock { $0.append((name, environment)) }
+        let queue = postHookQueue
+        if queue.depth > 0 {
+            queue.hooks.append((name, environment))
             return nil
         }
+        return runPostHookNow(name, environment: environment)
+    }
+
+    private func runPostHookNow(_ name: String, environment: [String: String]) -> String? {
         do {
             try runHook(name, environment: environment)
             return nil
@@ -390,24 +411,22 @@ public final class Repository: Sendable {
         }
     }
 
-    /// Runs the post hooks the command asked for while it held the write lock, now released.
-    private func runDeferredPostHooks() {
-        let hooks = postHooks.withLock { queued in
-            defer { queued.removeAll() }
-            return queued
-        }
+    /// Runs the post hooks this thread's command asked for while it held the write lock, now
+    /// released.
+    private func runDeferredPostHooks(_ queue: PostHookQueue) {
+        let hooks = queue.hooks
+        queue.hooks.removeAll()
         for hook in hooks {
-            if let warning = runPostHook(hook.name, environment: hook.environment) { postHookWarnings.withLock { $0.append(warning) } }
+            if let warning = runPostHookNow(hook.name, environment: hook.environment) { queue.warnings.append(warning) }
         }
     }
 
-    /// The failures of the post hooks run since the last call (a command's warnings: the commit
-    /// or merge stands).
+    /// The failures of the post hooks this thread ran since the last call (a command's warnings:
+    /// the commit or merge stands).
     public func takePostHookWarnings() -> [String] {
-        postHookWarnings.withLock { w in
-            defer { w.removeAll() }
-            return w
-        }
+        let queue = postHookQueue
+        defer { queue.warnings.removeAll() }
+        return queue.warnings
     }
 
     static func absolutePath(_ path: String) -> String {
