@@ -371,7 +371,7 @@ extension Repository {
             try refuseDuringMerge("commit")
             return (head.branchName, head.commit, false)
         }
-        try RefNames.validateNew(branch)
+        try RefNames.validate(branch, existing: try history.ref(named: branch) != nil)
         // HEAD's branch belongs to the working tree: moving it underneath would leave the working
         // tree (and a merge in progress) on a commit the branch no longer names.
         if head.branchName == branch {

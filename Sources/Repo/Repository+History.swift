@@ -199,7 +199,7 @@ extension Repository {
     /// otherwise a moved branch keeps its upstream.
     @discardableResult
     public func forceBranch(_ name: String, at revision: String? = nil, tracking: BranchTracking = .auto, wait: Bool = false) throws -> ObjectID {
-        try RefNames.validateNew(name)
+        try RefNames.validate(name, existing: try history.ref(named: name) != nil)
         return try withWriteLock(wait: wait) {
             let upstream = try upstream(forStart: revision, tracking: tracking)
             let target = try revision.map { try resolve($0) } ?? resolve("HEAD")
@@ -213,7 +213,7 @@ extension Repository {
     /// `tag -f NAME [REV]`: creates the tag or moves it (with a new message, or none).
     @discardableResult
     public func forceTag(_ name: String, at revision: String? = nil, message: String? = nil, wait: Bool = false) throws -> ObjectID {
-        try RefNames.validateNew(name)
+        try RefNames.validate(name, existing: try history.ref(named: name) != nil)
         return try withWriteLock(wait: wait) {
             let target = try revision.map { try resolve($0) } ?? resolve("HEAD")
             try history.forceRef(name: name, kind: .tag, target: target, message: "tag: \(name) (moved)", tagMessage: message)

@@ -456,6 +456,12 @@ public enum RefNames {
     /// digits or more, which read as a commit id (what HF clients pin), so the ref would stand for
     /// a commit it is not. Revisions of that length name the commit first anyway; refs spelled so
     /// by an older mrepo can still be pushed, fetched and deleted.
+    /// ``validateNew(_:)`` when no ref of that name exists yet, else ``validate(_:)``: a ref of an
+    /// older mrepo may still move (`branch -f`, `tag -f`, `commit --branch`).
+    static func validate(_ name: String, existing: Bool) throws {
+        if existing { try validate(name) } else { try validateNew(name) }
+    }
+
     public static func validateNew(_ name: String) throws {
         try validate(name)
         if name.count >= 40, name.allSatisfy(\.isHexDigit) {

@@ -26,7 +26,7 @@ extension HubService {
             let withBlobs = query["blobs"] == "true" || query["blobs"] == "1"
             let tree = try repo.tree(of: commitID)
             // The Hub's `safetensors` summary: parameters by dtype over every safetensors file.
-            for (_, t) in tree.allTensors {
+            for (_, t) in tree.modelTensors {
                 if let i = parameters.firstIndex(where: { $0.dtype == t.dtype.rawValue }) {
                     parameters[i].count += t.shape.elementCount ?? 0
                 } else {

@@ -133,6 +133,10 @@ import Testing
         #expect(recipeLog.count == 1 && recipeLog.first?.contains("soup") == true, "\(recipeLog)")
         #expect(recipeLog == lines(try s.ok(["log", "--oneline", "--", "merge_recipe.yml"], in: "repo")))
         expectOneLineError(try s.run(["log", "no-such-thing"], in: "repo"), contains: "unknown revision 'no-such-thing'")
+        // From a subfolder, a path is the subfolder's, as git reads it.
+        try FileManager.default.createDirectory(atPath: s.path("repo/sub"), withIntermediateDirectories: true)
+        #expect(lines(try s.ok(["log", "--oneline", "../merge_recipe.yml"], in: "repo/sub")) == recipeLog)
+        expectOneLineError(try s.run(["log", "merge_recipe.yml"], in: "repo/sub"), contains: "unknown revision")
         #expect(lines(try s.ok(["log", "--oneline", "math..code"], in: "repo")).count == 1)
         #expect(lines(try s.ok(["log", "--oneline", "math...code"], in: "repo")).count == 2)
         // Provenance: the commits that changed a tensor, and a file.

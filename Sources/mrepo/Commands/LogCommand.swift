@@ -87,10 +87,14 @@ struct LogCommand: ParsableCommand {
         var revs: [String] = []
         var specs = self.specs
         let headFiles = (try? repo.headCommit()).flatMap { $0 }.flatMap { try? repo.tree(of: $0).files.map(\.path) } ?? []
+        let cwd = FileManager.default.currentDirectoryPath
         for r in revisions {
+            // The path as given from the current folder, as the tree names it (from the top).
+            let absolute = URL(fileURLWithPath: r.hasPrefix("/") ? r : cwd + "/" + r).standardizedFileURL.path
+            let inTree = absolute.hasPrefix(repo.root + "/") ? String(absolute.dropFirst(repo.root.count + 1)) : nil
             let isRevision = (try? repo.logStarts([r])) != nil
-            let isPath = FileManager.default.fileExists(atPath: r) || headFiles.contains { $0 == r || $0.hasPrefix(r.hasSuffix("/") ? r : r + "/") }
-            if !isRevision && isPath { specs.append(r) } else { revs.append(r) }
+            let isPath = inTree.map { p in FileManager.default.fileExists(atPath: absolute) || headFiles.contains { $0 == p || $0.hasPrefix(p + "/") } } ?? false
+            if !isRevision, isPath, let inTree { specs.append(inTree) } else { revs.append(r) }
         }
         if all { revs += try repo.allStartingPoints().map(\.hex) }
         if revs.isEmpty {
