@@ -505,6 +505,9 @@ extension Repository {
     /// - Returns: the SHA-256 of the bytes written.
     @discardableResult
     func stage(_ file: TreeFile, at destination: String, in staging: FileStaging, progress: ProgressCounter?) throws -> Digest {
+        // Whatever writes it (a checkout, restore, export, a merge's candidate): never a path into a
+        // `.git` or `.mrepo`, which a tree of an older mrepo may hold (PathPolicy.normalize).
+        _ = try PathPolicy.normalize(file.path)
         func write(verifyObjects: Bool) throws -> Digest {
             var digest = Digest.zero
             try staging.write(to: destination, permissions: file.executable ? 0o755 : 0o644) { writer in

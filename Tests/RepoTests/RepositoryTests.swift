@@ -123,6 +123,29 @@ import Testing
         }
     }
 
+    /// A tree an older mrepo recorded with a path into a `.git` (a nested clone's config, whose
+    /// core.fsmonitor runs a command) is never written out: not by restore, checkout or export.
+    @Test func aTreePathIntoGitIsNeverWritten() throws {
+        try withRepository { repo, _ in
+            try writeFile("[core]\n\tfsmonitor = touch pwned\n", to: repo.root + "/x.txt")
+            let root = try repo.commitAll("root").commit
+            let file = try #require(try repo.tree(of: root.id).file(at: "x.txt"))
+            var planted = file
+            planted.path = "sub/.git/config"
+            let tree = Tree(files: [file, planted])
+            let id = Commit.computeID(treeID: tree.id, parents: [root.id], base: root.id, author: testAuthor,
+                                      timestamp: 1000, message: "planted", metrics: [], extra: .object([]))
+            let commit = Commit(id: id, treeID: tree.id, parents: [root.id], base: root.id, author: testAuthor,
+                                timestamp: 1000, message: "planted", metrics: [], extra: .object([]), generation: 1)
+            try repo.history.recordCommit(objects: [], tree: tree, commit: commit, expectedHead: root.id, reflogMessage: "test")
+            let refusal = RepoError.unsafePath("sub/.git/config", reason: "'.git' is reserved")
+            expectThrows(refusal) { _ = try repo.restore(paths: ["sub"], source: "HEAD") }
+            expectThrows(refusal) { _ = try repo.export("HEAD", to: repo.root + "/../exported") }
+            #expect(!FileManager.default.fileExists(atPath: repo.root + "/sub/.git/config"))
+            #expect(!FileManager.default.fileExists(atPath: repo.root + "/../exported/sub/.git/config"))
+        }
+    }
+
     @Test func ambiguousPrefixNamesTheCandidates() throws {
         try withRepository { repo, _ in
             try writeFile("x", to: repo.root + "/x.txt")
