@@ -452,16 +452,16 @@ public enum RefNames {
         if name.hasSuffix(".lock") { throw bad("must not end with '.lock'") }
     }
 
-    /// ``validate(_:)``, and for a ref being created here (a branch, a tag, a rename): not 40 hex
-    /// digits or more, which read as a commit id (what HF clients pin), so the ref would stand for
-    /// a commit it is not. Revisions of that length name the commit first anyway; refs spelled so
-    /// by an older mrepo can still be pushed, fetched and deleted.
     /// ``validateNew(_:)`` when no ref of that name exists yet, else ``validate(_:)``: a ref of an
     /// older mrepo may still move (`branch -f`, `tag -f`, `commit --branch`).
     static func validate(_ name: String, existing: Bool) throws {
         if existing { try validate(name) } else { try validateNew(name) }
     }
 
+    /// ``validate(_:)``, and for a ref being created here (a branch, a tag, a rename): not 40 hex
+    /// digits or more, which read as a commit id (what HF clients pin), so the ref would stand for
+    /// a commit it is not. Revisions of that length name the commit first anyway; refs spelled so
+    /// by an older mrepo can still be pushed, fetched and deleted.
     public static func validateNew(_ name: String) throws {
         try validate(name)
         if name.count >= 40, name.allSatisfy(\.isHexDigit) {
