@@ -44,11 +44,17 @@ extension Repository {
         }
         if refName == "stash", try history.ref(named: "stash") == nil { return try stashEntry(n, whole: whole) }
         let ref = refName.isEmpty || refName == "@" ? "HEAD" : refName
-        if ref != "HEAD", try history.ref(named: ref) == nil { throw RepoError.unknownRef(ref) }
+        // A branch or tag, or a remote-tracking branch (`origin/main@{1}`: where it was before the
+        // last fetch moved it), whose reflog is kept under the same name.
+        var current: ObjectID?
+        if ref != "HEAD" {
+            guard let target = try history.ref(named: ref)?.target ?? remoteRef(spelled: ref)?.target else { throw RepoError.unknownRef(ref) }
+            current = target
+        }
         let entries = try history.reflog(ref: ref, limit: n + 1)
         if n == 0 {
-            if ref == "HEAD" { return try resolve("HEAD") }
-            return try history.ref(named: ref)!.target
+            if let current { return current }
+            return try resolve("HEAD")
         }
         if n < entries.count, let id = entries[n].new { return id }
         if n == entries.count, let id = entries.last?.old { return id }

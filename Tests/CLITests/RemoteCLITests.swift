@@ -312,8 +312,12 @@ import Testing
         // A tag does not move without --force, and the refusal says so (not "not a fast-forward").
         expectOneLineError(try s.run(["push", "origin", "v1"], in: "repo"), contains: "tag 'v1' already exists there")
         try s.ok(["push", "-q", "--force", "origin", "v1"], in: "repo")
+        let before = try s.ok(["rev-parse", "origin/main"], in: "copy").stdout
         let fetch = try s.ok(["fetch"], in: "copy")
         #expect(fetch.stdout.contains("origin/main (forced update)"), "\(fetch.stdout)")
+        // Where the remote-tracking branch was before that fetch, as git's origin/main@{1}.
+        #expect(try s.ok(["rev-parse", "origin/main@{1}"], in: "copy").stdout == before)
+        #expect(try s.ok(["rev-parse", "origin/main@{0}"], in: "copy").stdout == (try s.ok(["rev-parse", "origin/main"], in: "copy").stdout))
         #expect(fetch.stderr.contains("tag 'v1' names"), "\(fetch.stderr)")
         #expect(fetch.stderr.contains("'mrepo tag -f v1 origin/v1' takes theirs"))
         #expect(try s.ok(["rev-parse", "v1"], in: "copy").stdout == (try s.ok(["rev-parse", "main"], in: "copy").stdout), "kept")
