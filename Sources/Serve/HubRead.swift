@@ -19,20 +19,14 @@ extension HubService {
         }
         var siblings: [JSONValue] = []
         var lastModified = Date(timeIntervalSince1970: 0)
-        var parameters: [(dtype: String, count: Int)] = []
+        var parameters: [String: Int] = [:]
         if let commitID {
             let commit = try repo.commit(commitID)
             lastModified = commit.date
             let withBlobs = query["blobs"] == "true" || query["blobs"] == "1"
             let tree = try repo.tree(of: commitID)
             // The Hub's `safetensors` summary: parameters by dtype over every safetensors file.
-            for (_, t) in tree.modelTensors {
-                if let i = parameters.firstIndex(where: { $0.dtype == t.dtype.rawValue }) {
-                    parameters[i].count += t.shape.elementCount ?? 0
-                } else {
-                    parameters.append((t.dtype.rawValue, t.shape.elementCount ?? 0))
-                }
-            }
+            for (_, t) in tree.modelTensors { parameters[t.dtype.rawValue, default: 0] += t.shape.elementCount ?? 0 }
             for file in tree.files {
                 var members = [JSONMember("rfilename", .string(file.path))]
                 if withBlobs {
@@ -61,8 +55,8 @@ extension HubService {
             JSONMember("tags", .array([])),
             JSONMember("siblings", .array(siblings)),
             JSONMember("safetensors", parameters.isEmpty ? .null : .object([
-                JSONMember("parameters", .object(parameters.sorted { $0.dtype < $1.dtype }.map { JSONMember($0.dtype, .int($0.count)) })),
-                JSONMember("total", .int(parameters.reduce(0) { $0 + $1.count })),
+                JSONMember("parameters", .object(parameters.sorted { $0.key < $1.key }.map { JSONMember($0.key, .int($0.value)) })),
+                JSONMember("total", .int(parameters.values.reduce(0, +))),
             ])),
         ]))
     }

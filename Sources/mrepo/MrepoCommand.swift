@@ -134,6 +134,13 @@ enum ErrorReporter {
     static var json: Bool { jsonFlag.load(ordering: .relaxed) }
 
     static func fail(_ message: String, status: Int32 = 2) -> Never {
+        error(message, status: status)
+        Foundation.exit(status)
+    }
+
+    /// Reports an error in one line and goes on (`fetch --all` past a remote it cannot reach); the
+    /// command fails at its end.
+    static func error(_ message: String, status: Int32 = 2) {
         let line = message.replacingOccurrences(of: "\n", with: " ")
         // Two plain members always encode; should that ever fail, the text line still reports the error.
         if json, let doc = try? JSONValueCoding.encode(ErrorDocument(error: line, code: Int(status))) {
@@ -141,7 +148,6 @@ enum ErrorReporter {
         } else {
             FileHandle.standardError.write(Data("mrepo: error: \(line)\n".utf8))
         }
-        Foundation.exit(status)
     }
 
     static func note(_ message: String) {

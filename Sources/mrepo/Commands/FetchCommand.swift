@@ -92,7 +92,7 @@ struct FetchCommand: ParsableCommand {
                 // As git's fetch --all: one unreachable remote does not stop the others; the
                 // command still fails at the end.
                 let text = (error as? RepoError)?.description ?? (error as? DeltaError)?.description ?? "\(error)"
-                FileHandle.standardError.write(Data("mrepo: error: could not fetch '\(name)': \(text.replacingOccurrences(of: "\n", with: " "))\n".utf8))
+                ErrorReporter.error("could not fetch '\(name)': \(text)")
                 failed.append(name)
                 continue
             }

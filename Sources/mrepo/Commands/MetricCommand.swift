@@ -39,8 +39,13 @@ struct MetricCommand: ParsableCommand {
         let given = action == .add && metrics.isEmpty && Metric.parse(revision) != nil ? [revision] : metrics
         if action == .add && given.isEmpty { throw ValidationError("metric add needs NAME=VALUE, e.g. 'mrepo metric add HEAD eval_loss=1.83'") }
         if action == .show && !metrics.isEmpty { throw ValidationError("metric show takes only a revision") }
-        for m in given where Metric.parse(m) == nil { throw ValidationError("'\(m)': expected name=value with a number, e.g. eval_loss=1.83") }
-        let names = given.compactMap { Metric.parse($0)?.name }
+        try MetricCommand.check(given)
+    }
+
+    /// Every metric reads as NAME=VALUE, each name once.
+    static func check(_ metrics: [String]) throws {
+        for m in metrics where Metric.parse(m) == nil { throw ValidationError("'\(m)': expected name=value with a number, e.g. eval_loss=1.83") }
+        let names = metrics.compactMap { Metric.parse($0)?.name }
         if Set(names).count != names.count { throw ValidationError("each metric name may be given once") }
     }
 
@@ -52,8 +57,7 @@ struct MetricCommand: ParsableCommand {
         if action == .add, Metric.parse(revision) != nil, (try? repo.resolve(revision)) == nil {
             metrics.insert(revision, at: 0)
             revision = "HEAD"
-            let names = metrics.compactMap { Metric.parse($0)?.name }
-            if Set(names).count != names.count { throw ValidationError("each metric name may be given once") }
+            try MetricCommand.check(metrics)
         }
         if action == .add && metrics.isEmpty {
             throw ValidationError("metric add \(revision): give NAME=VALUE after the revision, e.g. 'mrepo metric add \(revision) eval_loss=1.83'")
