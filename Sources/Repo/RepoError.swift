@@ -29,6 +29,8 @@ public enum RepoError: Error, CustomStringConvertible, Equatable, Sendable {
     case unsafePath(String, reason: String)
     /// A hook exited non-zero.
     case hookRejected(hook: String, status: Int32)
+    /// A hook was ended by a signal (killed, crashed): it said no answer, which counts as a refusal.
+    case hookKilled(hook: String, signal: Int32)
     /// Nothing to commit.
     case nothingToCommit
     /// A ref moved while the command ran.
@@ -138,6 +140,8 @@ public enum RepoError: Error, CustomStringConvertible, Equatable, Sendable {
             return "\(path): \(reason)"
         case let .hookRejected(hook, status):
             return "\(hook) hook rejected the operation (exit status \(status)); nothing was written"
+        case let .hookKilled(hook, signal):
+            return "\(hook) hook was ended by signal \(signal)\(RepoError.signalName(signal).map { " (\($0))" } ?? ""); nothing was written"
         case .nothingToCommit:
             return "nothing to commit, working tree clean (use --allow-empty to record a commit anyway)"
         case let .concurrentUpdate(ref):
@@ -258,5 +262,14 @@ extension RepoError {
         let name = rest[rest.index(after: second)...]
         guard !name.isEmpty else { return path }
         return (parts[..<k] + [name]).joined(separator: "/")
+    }
+}
+
+extension RepoError {
+    /// The usual name of a signal number (Linux's numbering), for messages about processes it ended.
+    static func signalName(_ signal: Int32) -> String? {
+        let names: [Int32: String] = [1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 6: "SIGABRT", 7: "SIGBUS", 8: "SIGFPE",
+                                      9: "SIGKILL", 11: "SIGSEGV", 13: "SIGPIPE", 14: "SIGALRM", 15: "SIGTERM"]
+        return names[signal]
     }
 }

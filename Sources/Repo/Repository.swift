@@ -406,6 +406,8 @@ public final class Repository: Sendable {
             return nil
         } catch let RepoError.hookRejected(hook, status) {
             return "\(hook) hook failed (exit status \(status))"
+        } catch let RepoError.hookKilled(hook, signal) {
+            return "\(hook) hook was ended by signal \(signal)\(RepoError.signalName(signal).map { " (\($0))" } ?? "")"
         } catch {
             return RepoError.wrap(error).description
         }

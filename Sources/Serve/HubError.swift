@@ -49,7 +49,7 @@ struct HubError: Error, Sendable {
             case .invalidRefName, .unsafePath, .invalidArgument, .nothingToCommit, .delta: return .badRequest(repo.description)
             case .repositoryLocked: return HubError(status: .serviceUnavailable, message: repo.description)
             // The repository's own policy refused the commit: the client's request, not the server, failed.
-            case .hookRejected: return HubError(status: .unprocessableContent, message: repo.description)
+            case .hookRejected, .hookKilled: return HubError(status: .unprocessableContent, message: repo.description)
             default: return HubError(status: .internalServerError, message: repo.description)
             }
         }

@@ -548,6 +548,14 @@ import Testing
         expectOneLineError(try s.run(["config", "user.author", " "], in: "repo"), status: 64, contains: "must not be empty")
         try s.ok(["config", "--unset", "user.author"], in: "repo")
         #expect(try s.ok(["config", "user.author"], in: "repo").stdout == "Global User <g@example.com>\n")
+        // Unsetting a key that is not set there: git's exit status 5, and the file untouched.
+        let configBefore = try readFile(s.path("repo/.mrepo/config"))
+        expectOneLineError(try s.run(["config", "--unset", "user.author"], in: "repo"), status: 5, contains: "user.author is not set in")
+        #expect(try readFile(s.path("repo/.mrepo/config")) == configBefore)
+        // As git's `notes show`: a commit without notes is an error with status 1 (it printed nothing, status 0).
+        expectOneLineError(try s.run(["notes", "show", "HEAD"], in: "repo"), status: 1, contains: "no note found for commit")
+        try s.ok(["notes", "add", "HEAD", "-m", "checked"], in: "repo")
+        #expect(try s.ok(["notes", "show", "HEAD"], in: "repo").stdout == "checked\n")
         #expect(try s.run(["config", "merge.method"], in: "repo").status == 1)
         expectOneLineError(try s.run(["config", "colour.ui", "x"], in: "repo"), status: 64, contains: "unknown key 'colour.ui'")
         // merge.method: the method of a merge without --method.

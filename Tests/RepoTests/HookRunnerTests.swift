@@ -76,6 +76,14 @@ import Testing
             expectThrows(RepoError.hookRejected(hook: "test", status: 42)) {
                 try HookRunner.run(path: dir + "/hook", name: "test", workingDirectory: dir, environment: ["CODE": "42"])
             }
+            // A hook ended by a signal is a refusal that names the signal, not an exit status
+            // (the signal's number was reported as one).
+            try writeFile("#!/bin/sh\nkill -KILL $$\n", to: dir + "/killed", executable: true)
+            expectThrows(RepoError.hookKilled(hook: "killed", signal: 9)) {
+                try HookRunner.run(path: dir + "/killed", name: "killed", workingDirectory: dir, environment: [:])
+            }
+            #expect(RepoError.hookKilled(hook: "pre-commit", signal: 9).description
+                == "pre-commit hook was ended by signal 9 (SIGKILL); nothing was written")
             // A missing hook is not an error.
             try HookRunner.run(path: dir + "/none", name: "none", workingDirectory: dir, environment: [:])
             // The hook runs in the working directory given.

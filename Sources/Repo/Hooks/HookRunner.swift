@@ -7,7 +7,8 @@ import Foundation
 /// `--json` output stays clean.
 public enum HookRunner {
     /// Runs the hook at `path` if it exists and is executable.
-    /// - Throws: ``RepoError/hookRejected(hook:status:)`` when it exits non-zero.
+    /// - Throws: ``RepoError/hookRejected(hook:status:)`` when it exits non-zero,
+    ///   ``RepoError/hookKilled(hook:signal:)`` when a signal ends it.
     public static func run(path: String, name: String, workingDirectory: String, environment: [String: String]) throws {
         guard FileManager.default.isExecutableFile(atPath: path) else { return }
         let process = Process()
@@ -28,7 +29,10 @@ public enum HookRunner {
             throw RepoError.io(path: path, reason: "cannot run \(name) hook: \(error.localizedDescription)")
         }
         process.waitUntilExit()
-        if process.terminationReason == .uncaughtSignal || process.terminationStatus != 0 {
+        if process.terminationReason == .uncaughtSignal {
+            throw RepoError.hookKilled(hook: name, signal: process.terminationStatus)
+        }
+        if process.terminationStatus != 0 {
             throw RepoError.hookRejected(hook: name, status: process.terminationStatus)
         }
     }

@@ -81,6 +81,8 @@ struct ConfigCommand: ParsableCommand {
             file = f
         }
         var config = try MrepoConfig.load(file)
+        // As git's `config --unset`: a key that is not set there exits 5, and the file is untouched.
+        if unset, config[key] == nil { ErrorReporter.fail("\(key) is not set in \(file)", status: 5) }
         config.set(key, unset ? nil : value)
         try config.save(to: file)
         if json { try printJSON(ConfigValueDocument(key: key, value: OrNull(unset ? nil : value), file: file)) }

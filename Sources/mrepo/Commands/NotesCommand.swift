@@ -12,7 +12,7 @@ struct NotesCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "notes",
         abstract: "Add notes to commits without changing them (their ids stay).",
-        discussion: "'mrepo notes add REV -m TEXT' adds a note; 'notes show REV' prints a commit's notes. log and show print them too.")
+        discussion: "'mrepo notes add REV -m TEXT' adds a note; 'notes show REV' prints a commit's notes (exit status 1 when it has none, as git's). log and show print them too.")
 
     @OptionGroup var repository: RepositoryOptions
     @OptionGroup var lock: LockOptions
@@ -43,6 +43,8 @@ struct NotesCommand: ParsableCommand {
             id = try repo.resolve(revision)
         }
         let notes = try repo.notes(of: id)
+        // As git's `notes show`: a commit without notes is an error (exit 1), not an empty answer.
+        if action == .show, notes.isEmpty { ErrorReporter.fail("no note found for commit \(id.short)", status: 1) }
         if json {
             try printJSON(NotesDocument(commit: id, notes: notes))
             return
