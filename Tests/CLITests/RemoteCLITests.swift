@@ -105,6 +105,36 @@ import Testing
         #expect(try s.ok(["log", "--oneline", "-n", "1", "main"], in: "hub").stdout.contains("chat"))
     }
 
+    /// A push the remote partly refuses lists what moved and what was refused (`! [rejected]`, and
+    /// `rejected` in JSON), and fails. The refused branch is spelled like a commit id, as an older
+    /// mrepo could make one (planted in the database).
+    @Test func aPartlyRefusedPushListsBothAndFails() throws {
+        let s = try published()
+        try s.ok(["commit", "--from", "../family/math", "-m", "math"], in: "repo")
+        let head = try s.ok(["rev-parse", "HEAD"], in: "repo").stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let pinned = String(head.prefix(40))
+        let plant = Process()
+        plant.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        plant.arguments = ["python3", "-c", "import sqlite3,sys,time; c=sqlite3.connect(sys.argv[1]); "
+            + "c.execute('INSERT INTO ref(name, kind, commitID, timestamp) VALUES (?, ?, ?, ?)', (sys.argv[2], 'branch', sys.argv[3], time.time())); c.commit()",
+            s.path("repo/.mrepo/mrepo.db"), pinned, head]
+        try plant.run()
+        plant.waitUntilExit()
+        #expect(plant.terminationStatus == 0)
+        let r = try s.run(["push", "--all"], in: "repo")
+        #expect(r.status == 2)
+        #expect(r.stdout.contains("main"), "the branch that moved is listed: \(r.stdout)")
+        #expect(r.stdout.contains("! [rejected]    \(pinned)"), "\(r.stdout)")
+        #expect(r.stderr.contains("must not look like a commit id"))
+        #expect(try s.ok(["rev-parse", "main"], in: "hub").stdout.trimmingCharacters(in: .whitespacesAndNewlines) == head)
+        try s.ok(["commit", "--allow-empty", "-q", "-m", "more"], in: "repo")
+        let j = try s.run(["push", "--all", "--json"], in: "repo")
+        #expect(j.status == 2)
+        let doc = try s.json(j) as? [String: Any]
+        #expect((doc?["refs"] as? [[String: Any]])?.map { $0["name"] as? String } == ["main"])
+        #expect((doc?["rejected"] as? [[String: Any]])?.map { $0["name"] as? String } == [pinned])
+    }
+
     @Test func pushKilledMidwayResumesWithoutResending() throws {
         let s = try published()
         try s.ok(["commit", "--from", "../family/math", "-m", "math"], in: "repo")

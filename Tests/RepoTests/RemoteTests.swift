@@ -125,6 +125,33 @@ import Testing
         #expect(try f.origin.resolve("main") == b.resolve("main"))
     }
 
+    /// A push whose remote takes some refs and refuses others reports both: the refs that moved
+    /// (and their remote-tracking refs) and each refusal, and still fails. The refused one here is a
+    /// branch an older mrepo made with a commit id's spelling, which a remote does not create.
+    @Test func aPartlyRefusedPushSaysWhatMovedAndWhatDidNot() async throws {
+        let f = try Fixture(bare: true)
+        let repo = try await f.clone("copy")
+        try repo.writeModel(.light("code", seed: 12))
+        let local = try repo.commitAll("code").commit.id
+        let pinned = String(local.hex.prefix(40))
+        try repo.history.write { db in
+            try HistoryDatabase.setRef(db, name: pinned, kind: .branch, target: local, old: nil, message: "older mrepo")
+        }
+        var all = PushOptions(remote: "origin")
+        all.all = true
+        let error = await asyncError { _ = try await repo.push(all) }
+        guard let partly = error as? PushPartlyRejected else { Issue.record("expected a partly refused push, got \(String(describing: error))"); return }
+        #expect(partly.result.refs.map(\.name) == ["main"])
+        #expect(partly.result.rejected.map(\.name) == [pinned])
+        #expect(partly.error.description.contains("must not look like a commit id"))
+        #expect(try f.origin.resolve("main") == local)
+        #expect(try repo.resolve("origin/main") == local)
+        #expect(try f.origin.history.ref(named: pinned) == nil)
+        // Nothing moved: the refusal alone, as before.
+        let again = await asyncError { _ = try await repo.push(all) }
+        #expect(again is RepoError)
+    }
+
     @Test func concurrentPushersNeverBothWin() async throws {
         let f = try Fixture(bare: true)
         let a = try await f.clone("a")

@@ -34,6 +34,9 @@ extension Repository {
     /// With `dryRun`, the result says what would be sent and which refs would move; nothing is.
     /// Two pushers racing for one branch cannot both win: the loser's compare-and-swap fails
     /// (``RepoError/remoteRefMoved(ref:remote:)``) and its objects, though sent, change nothing.
+    ///
+    /// - Throws: the first ref's refusal when no ref moved; ``PushPartlyRejected`` (what moved,
+    ///   what was refused, and the first refusal) when some did.
     public func push(_ options: PushOptions) async throws -> TransferResult {
         guard let remote = try history.remote(named: options.remote) else {
             throw RepoError.invalidArgument("no remote named '\(options.remote)' (see 'mrepo remote -v')")
@@ -127,7 +130,11 @@ extension Repository {
                 }
             }
         }
-        if let firstError { throw firstError }
+        if let firstError {
+            // Some refs moved and others did not: say both (git's "! [rejected]" beside the rest).
+            guard result.refs.isEmpty else { throw PushPartlyRejected(result: result, error: RepoError.wrap(firstError)) }
+            throw firstError
+        }
         return result
     }
 

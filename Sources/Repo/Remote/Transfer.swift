@@ -26,6 +26,13 @@ public struct TransferResult: Sendable {
     }
 }
 
+/// A push that moved some refs while the remote refused others: `result` lists both (its `refs`
+/// and `rejected`), `error` is the first refusal.
+public struct PushPartlyRejected: Error, Sendable {
+    public var result: TransferResult
+    public var error: RepoError
+}
+
 /// One ref that a transfer changed.
 public struct RefChange: Sendable, Equatable {
     public var name: String

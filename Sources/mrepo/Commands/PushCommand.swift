@@ -55,14 +55,25 @@ struct PushCommand: ParsableCommand {
         options.setUpstream = setUpstream
         options.dryRun = dryRun
         let opts = options
-        let result = try runBlocking { try await repo.push(opts) }
+        let result: TransferResult
+        var refusal: RepoError?
+        do {
+            result = try runBlocking { try await repo.push(opts) }
+        } catch let partly as PushPartlyRejected {
+            // Some refs moved: they are reported as any push's, the refused ones after them, and
+            // the command still fails.
+            result = partly.result
+            refusal = partly.error
+        }
         if json {
             try printJSON(TransferDocument(result, sent: true, dryRun: dryRun))
-        } else if !repository.quiet {
+        } else if !repository.quiet || refusal != nil {
             print("To \(try repo.remote(named: options.remote)?.url ?? options.remote)")
             TransferOutput.printRefs(result)
+            for r in result.rejected { print(" ! [rejected]    \(r.name) (\(r.reason))") }
             if result.refs.isEmpty { print("Everything up-to-date") }
             print(TransferOutput.summary(result, verb: dryRun ? "Would send" : "Sent") + (dryRun ? " (dry run: nothing sent, no ref moved)" : ""))
         }
+        if let refusal { throw refusal }
     }
 }

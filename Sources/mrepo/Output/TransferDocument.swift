@@ -23,10 +23,18 @@ struct TransferDocument: Encodable {
     var refs: [Change]
     /// Set for `push --dry-run` only (what would be sent; nothing was); left out otherwise.
     var dryRun: Bool?
+    /// A push whose remote refused some refs while others moved: each refused ref and why (the
+    /// command fails); left out otherwise.
+    var rejected: [Rejection]?
+
+    struct Rejection: Encodable {
+        var name: String
+        var reason: String
+    }
 
     enum CodingKeys: String, CodingKey {
         case remote, commits, objects, objectsSkipped = "objects_skipped", bytesSent = "bytes_sent", bytesReceived = "bytes_received", refs
-        case dryRun = "dry_run"
+        case dryRun = "dry_run", rejected
     }
 
     /// - Parameter sent: a push (the bytes went out).
@@ -38,6 +46,7 @@ struct TransferDocument: Encodable {
         objectsSkipped = r.skippedObjects
         bytesSent = sent ? r.bytes : nil
         bytesReceived = sent ? nil : r.bytes
+        rejected = r.rejected.isEmpty ? nil : r.rejected.map { Rejection(name: $0.name, reason: $0.reason) }
         refs = r.refs.map { Change(name: $0.name, kind: $0.kind.rawValue, old: OrNull($0.old?.hex), new: OrNull($0.new?.hex), forced: $0.forced) }
     }
 }
