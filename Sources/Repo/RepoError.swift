@@ -33,6 +33,8 @@ public enum RepoError: Error, CustomStringConvertible, Equatable, Sendable {
     case hookKilled(hook: String, signal: Int32)
     /// Nothing to commit.
     case nothingToCommit
+    /// `stash` with no change to put aside (git: "No local changes to save", not an error there).
+    case nothingToStash
     /// A ref moved while the command ran.
     case concurrentUpdate(ref: String)
     /// An error from reading or coding tensors, with the file or commit it happened in.
@@ -142,6 +144,8 @@ public enum RepoError: Error, CustomStringConvertible, Equatable, Sendable {
             return "\(hook) hook rejected the operation (exit status \(status)); nothing was written"
         case let .hookKilled(hook, signal):
             return "\(hook) hook was ended by signal \(signal)\(RepoError.signalName(signal).map { " (\($0))" } ?? ""); nothing was written"
+        case .nothingToStash:
+            return "no local changes to save"
         case .nothingToCommit:
             return "nothing to commit, working tree clean (use --allow-empty to record a commit anyway)"
         case let .concurrentUpdate(ref):

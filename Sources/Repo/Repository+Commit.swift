@@ -33,6 +33,9 @@ public struct CommitOptions: Sendable {
     public var amend = false
     /// Record the working tree as a stash entry (`stash`): no ref moves, no hook runs.
     public var stash = false
+    /// With `stash`: untracked files too (`stash -u`); by default only the files HEAD tracks are
+    /// stashed, and untracked ones stay where they are, as git's.
+    public var stashUntracked = false
     /// Skip the `pre-commit` hook (`--no-verify`, as git's); `post-commit` still runs.
     public var skipPreCommitHook = false
     /// With `sourceDirectory`: leave the working tree as it is (`--no-checkout`), as after
@@ -138,8 +141,13 @@ extension Repository {
         }
 
         // 1. Scan and validate.
-        let scanned = try FolderScanner.scan(root: sourceRoot, ignore: IgnoreRules(file: sourceRoot + "/.mrepoignore"),
+        var scanned = try FolderScanner.scan(root: sourceRoot, ignore: IgnoreRules(file: sourceRoot + "/.mrepoignore"),
                                              followSymlinks: options.followSymlinks)
+        if options.stash, !options.stashUntracked {
+            // git's stash: changes to tracked files only; untracked files are neither stored nor removed.
+            let tracked = Set(worktreeTree.files.map(\.path))
+            scanned = scanned.filter { tracked.contains($0.path) }
+        }
         try FolderScanner.checkNormalization(scanned)
         try checkShardIndexes(scanned)
         if !fromWorktree, options.branch == nil, !options.force, !options.noCheckout {
@@ -223,7 +231,7 @@ extension Repository {
                 if options.lowRank != nil {
                     throw RepoError.invalidArgument("nothing to commit: the low-rank approximation equals HEAD's (commit without --lowrank to store the exact weights)")
                 }
-                if options.stash { throw RepoError.invalidArgument("no local changes to save") }
+                if options.stash { throw RepoError.nothingToStash }
                 throw RepoError.nothingToCommit
             }
             try batch.finish()

@@ -6,7 +6,11 @@ extension Repository {
     /// runs), lists it first in `stash list`, then puts the working tree back to HEAD. The stash
     /// commit and its objects are recorded before any file changes; the working tree is then
     /// updated as a checkout is (staged, then renamed).
-    public func stash(message: String?, wait: Bool = false) throws -> StashEntry {
+    ///
+    /// - Parameter includeUntracked: stash untracked files too, and remove them (`stash -u`); by
+    ///   default only changes to the files HEAD tracks are stashed, as git's.
+    /// - Throws: ``RepoError/nothingToStash`` when there is nothing to put aside.
+    public func stash(message: String?, includeUntracked: Bool = false, wait: Bool = false) throws -> StashEntry {
         try withWriteLock(wait: wait) {
             let head = try history.head()
             guard let headID = head.commit else { throw RepoError.invalidArgument("nothing to stash on: HEAD has no commits yet") }
@@ -14,6 +18,7 @@ extension Repository {
             let text = message ?? "WIP on \(head.displayName): \(headID.short) \(subject)"
             var options = CommitOptions(message: text)
             options.stash = true
+            options.stashUntracked = includeUntracked
             let baseline = try worktreeBaseline(head: head).tree
             // HEAD's files are staged, and the checkout noted, once the stash's tree is known and
             // before it is recorded: a full disk then records no stash, and a kill after the record
@@ -70,13 +75,16 @@ extension Repository {
             // ones. The working tree then differs from HEAD: no stat-cache rows claim otherwise.
             let checkout = try stageCheckout(target, over: baseline, force: false, operation: drop ? "stash pop" : "stash apply")
             _ = try finishCheckout(checkout)
-            do {
-                try history.write { db in
-                    if drop { try HistoryDatabase.dropStash(db, index: index) }
-                    try HistoryDatabase.logRef(db, "stash", old: entry.commit, new: nil, message: drop ? "stash pop" : "stash apply")
+            // `apply` keeps the entry: nothing to record (its reflog said the entry was deleted).
+            if drop {
+                do {
+                    try history.write { db in
+                        try HistoryDatabase.dropStash(db, index: index)
+                        try HistoryDatabase.logRef(db, "stash", old: entry.commit, new: nil, message: "stash pop")
+                    }
+                } catch {
+                    throw RepoError.failed("stash@{\(index)} was applied, but dropping it failed: \(RepoError.wrap(error).description); drop it with 'mrepo stash drop \(index)'")
                 }
-            } catch {
-                throw RepoError.failed("stash@{\(index)} was applied, but \(drop ? "dropping it" : "recording it") failed: \(RepoError.wrap(error).description)\(drop ? "; drop it with 'mrepo stash drop \(index)'" : "")")
             }
             return entry
         }

@@ -331,6 +331,40 @@ import Testing
         #expect(try s.ok(["stash", "list"], in: "repo").stdout.split(separator: "\n").count == 1, "the entry is kept")
     }
 
+    /// `stash` as git's: untracked files (an optimizer state, say) are neither stashed nor removed
+    /// unless -u; nothing to put aside is no failure; `stash apply` keeps the entry and records
+    /// nothing in the stash's reflog (it logged the entry as deleted).
+    @Test func stashLeavesUntrackedFilesUnlessAsked() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.repository(branches: [])
+        let optimizer = Data((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+        try optimizer.write(to: URL(fileURLWithPath: s.path("repo/optimizer.pt")))
+        let nothing = try s.ok(["stash"], in: "repo")
+        #expect(nothing.stdout == "No local changes to save\n")
+        #expect(try s.ok(["stash", "--json"], in: "repo").stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "null")
+        #expect(s.read("repo/optimizer.pt") == optimizer)
+        #expect(try s.ok(["stash", "list"], in: "repo").stdout.isEmpty)
+        // A tracked change is stashed; the untracked file stays.
+        try Data("{\"edited\": true}".utf8).write(to: URL(fileURLWithPath: s.path("repo/config.json")))
+        try s.ok(["stash", "-q"], in: "repo")
+        #expect(s.read("repo/optimizer.pt") == optimizer)
+        #expect(s.read("repo/config.json") == s.read("family/base/config.json"))
+        #expect(try s.ok(["show", "--stat", "stash@{0}"], in: "repo").stdout.contains("optimizer.pt") == false)
+        try s.ok(["stash", "apply", "-q"], in: "repo")
+        #expect(s.read("repo/config.json") == Data("{\"edited\": true}".utf8))
+        #expect(try s.ok(["stash", "list"], in: "repo").stdout.split(separator: "\n").count == 1, "apply keeps the entry")
+        #expect(!(try s.ok(["reflog", "stash"], in: "repo").stdout.contains("deleted")))
+        try s.ok(["stash", "drop", "-q"], in: "repo")
+        try s.ok(["restore", "config.json"], in: "repo")
+        // -u: the untracked file goes into the entry and out of the working tree, and comes back.
+        try s.ok(["stash", "-q", "-u"], in: "repo")
+        #expect(!FileManager.default.fileExists(atPath: s.path("repo/optimizer.pt")))
+        try s.ok(["stash", "pop", "-q"], in: "repo")
+        #expect(s.read("repo/optimizer.pt") == optimizer)
+        expectOneLineError(try s.run(["stash", "pop", "-u"], in: "repo"), status: 64, contains: "-u goes with stash push")
+    }
+
     /// A revert through task arithmetic where HEAD changed a file the reverted commit changed too:
     /// HEAD's version is kept, and a warning says that part of the change is not applied.
     @Test func revertWarnsWhereHeadsVersionOfAFileIsKept() throws {

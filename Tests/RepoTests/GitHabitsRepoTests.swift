@@ -368,7 +368,7 @@ private func worktreeValues(_ repo: Repository, _ name: String) throws -> [Float
     @Test func stashPutsChangesAsideAndPopBringsThemBack() throws {
         try withRepository { repo, _ in
             let a = try commitTensors(repo, ["t1": [1, 1]], "a")
-            expectThrows(RepoError.invalidArgument("no local changes to save")) { _ = try repo.stash(message: nil) }
+            expectThrows(RepoError.nothingToStash) { _ = try repo.stash(message: nil) }
             try SafetensorsWriter.write(path: repo.root + "/model.safetensors", tensors: [("t1", .f32, [2], Array(repeating: 0, count: 8))], metadata: [])
             let e = try repo.stash(message: "zeros")
             #expect(e.index == 0 && e.message == "zeros" && e.branch == "main")

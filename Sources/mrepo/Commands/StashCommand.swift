@@ -13,8 +13,10 @@ struct StashCommand: ParsableCommand {
         commandName: "stash",
         abstract: "Put uncommitted changes aside and bring them back later.",
         discussion: """
-            'mrepo stash' (or 'stash push [-m MESSAGE]') records the working tree as a stash entry (a \
-            commit on no branch, whose parent is HEAD) and puts the working tree back to HEAD. 'stash \
+            'mrepo stash' (or 'stash push [-m MESSAGE]') records the changes to tracked files as a stash \
+            entry (a commit on no branch, whose parent is HEAD) and puts those files back to HEAD; untracked \
+            files stay where they are unless -u (then they are stashed and removed too). With nothing to \
+            put aside it says so and succeeds, as git's. 'stash \
             list' lists the entries, newest first as stash@{0}. 'stash pop [N]' writes entry N's \
             changes back and drops it ('stash apply [N]' keeps it); when HEAD moved since, the changes \
             are applied file by file and tensor by tensor, and refused where HEAD changed the same \
@@ -35,12 +37,17 @@ struct StashCommand: ParsableCommand {
     @Option(name: .shortAndLong, help: ArgumentHelp("The entry's message (push).", valueName: "message"))
     var message: String?
 
+    @Flag(name: [.customShort("u"), .customLong("include-untracked")],
+          help: "push: stash untracked files too (and remove them from the working tree), as git's -u.")
+    var includeUntracked = false
+
     @Flag(help: "Print the result as JSON.")
     var json = false
 
     func validate() throws {
         if entry != nil, [.push, .save, .list].contains(action) { throw ValidationError("stash \(action.rawValue) takes no entry") }
         if message != nil, ![.push, .save].contains(action) { throw ValidationError("-m goes with stash push") }
+        if includeUntracked, ![.push, .save].contains(action) { throw ValidationError("-u goes with stash push") }
         if let entry, StashCommand.index(entry) == nil { throw ValidationError("'\(entry)': expected N or stash@{N}") }
     }
 
@@ -55,7 +62,14 @@ struct StashCommand: ParsableCommand {
         let index = entry.flatMap(StashCommand.index) ?? 0
         switch action {
         case .push, .save:
-            let e = try repo.stash(message: message, wait: lock.wait)
+            let e: StashEntry
+            do {
+                e = try repo.stash(message: message, includeUntracked: includeUntracked, wait: lock.wait)
+            } catch RepoError.nothingToStash {
+                // As git's: nothing to put aside is no failure (`set -e` scripts go on); JSON says null.
+                if json { try printJSON(OrNull<StashDocument>(nil)) } else if !repository.quiet { print("No local changes to save") }
+                return
+            }
             try output(e, "Saved working directory as stash@{0}: \(e.message)")
         case .pop, .apply:
             let e = try repo.stashPop(index: index, drop: action == .pop, wait: lock.wait)
