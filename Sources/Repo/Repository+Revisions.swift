@@ -70,6 +70,14 @@ extension Repository {
         return entries[n].commit
     }
 
+    /// The branch `-` or `@{-N}` stands for (what ``previousBranch(_:)`` gives); nil for any other spelling.
+    func previousBranchName(spelled text: String) throws -> String? {
+        guard text == "-" || (text.hasPrefix("@{-") && text.hasSuffix("}")), let n = text == "-" ? 1 : Int(text.dropFirst(3).dropLast()), n >= 1 else {
+            return nil
+        }
+        return try previousBranch(n)
+    }
+
     /// The branch (or detached commit) HEAD was on before the N-th last `switch` or `checkout`.
     public func previousBranch(_ n: Int = 1) throws -> String {
         var found = 0

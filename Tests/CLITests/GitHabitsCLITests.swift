@@ -331,6 +331,20 @@ import Testing
         #expect(try s.ok(["stash", "list"], in: "repo").stdout.split(separator: "\n").count == 1, "the entry is kept")
     }
 
+    /// `merge -` merges the previous branch and names it in the message and the record (it wrote
+    /// the literal `@{-1}`, which names another branch after the next switch).
+    @Test func mergeDashNamesThePreviousBranch() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.repository(branches: ["code"])
+        try s.ok(["switch", "-q", "code"], in: "repo")
+        try s.ok(["switch", "-q", "-c", "m2", "main"], in: "repo")
+        try s.ok(["merge", "-q", "-", "--method", "linear"], in: "repo")
+        #expect(try s.ok(["log", "-1", "--format=%s"], in: "repo").stdout == "Merge code into m2 (linear)\n")
+        let shown = try s.ok(["show", "--json"], in: "repo").stdout
+        #expect(!shown.contains("@{-1}"), "the record names the branch: \(shown.prefix(400))")
+    }
+
     /// `stash` as git's: untracked files (an optimizer state, say) are neither stashed nor removed
     /// unless -u; nothing to put aside is no failure; `stash apply` keeps the entry and records
     /// nothing in the stash's reflog (it logged the entry as deleted).

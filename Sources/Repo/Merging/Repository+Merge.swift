@@ -333,7 +333,9 @@ extension Repository {
         for name in options.branches {
             let id = try resolveInput(name)
             if named.contains(where: { $0.commit == id }) { continue }
-            named.append(MergeInput(name: name, commit: id))
+            // `merge -` names the branch it means in the message and the record, not `@{-1}`
+            // (which names another branch after the next switch).
+            named.append(MergeInput(name: try previousBranchName(spelled: name) ?? name, commit: id))
         }
         let headName = head.branchName ?? "HEAD"
         let headAncestors = try ancestors(of: headID)
