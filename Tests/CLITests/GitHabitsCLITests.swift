@@ -331,6 +331,21 @@ import Testing
         #expect(try s.ok(["stash", "list"], in: "repo").stdout.split(separator: "\n").count == 1, "the entry is kept")
     }
 
+    /// `diff REV PATH` where the path climbs out of a subfolder (`../model.safetensors`): a path,
+    /// as git reads it, not a range A..B given as two arguments (a usage error, status 64).
+    @Test func diffTakesAParentRelativePathBesideARevision() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.repository(branches: [])
+        try FileManager.default.createDirectory(atPath: s.path("repo/sub"), withIntermediateDirectories: true)
+        try Data("{\"edited\": true}".utf8).write(to: URL(fileURLWithPath: s.path("repo/config.json")))
+        let r = try s.ok(["diff", "HEAD", "../config.json"], in: "repo/sub")
+        #expect(r.stdout.contains("file changed: config.json"))
+        #expect(!(try s.ok(["diff", "HEAD", "../model.safetensors"], in: "repo/sub").stdout.contains("config.json")))
+        // A real range beside another argument is still refused as such.
+        expectOneLineError(try s.run(["diff", "HEAD~1..HEAD", "config.json"], in: "repo"), status: 64, contains: "a range A..B is one argument")
+    }
+
     /// `merge -` merges the previous branch and names it in the message and the record (it wrote
     /// the literal `@{-1}`, which names another branch after the next switch).
     @Test func mergeDashNamesThePreviousBranch() throws {

@@ -61,8 +61,11 @@ struct DiffCommand: ParsableCommand {
 
     func validate() throws {
         if revisions.count > 2 { throw ValidationError("diff takes at most two revisions") }
-        // A range's `..` is in the revision, not in a path (`REV:../file`, or --no-index's folders).
-        let isRange = { (r: String) in r.split(separator: ":", maxSplits: 1).first.map { $0.contains("..") } ?? false }
+        // A range's `..` is in the revision, not in a path (`REV:../file`, `../model.safetensors` from
+        // a subfolder, or --no-index's folders).
+        let isRange = { (r: String) in
+            (r.split(separator: ":", maxSplits: 1).first.map { $0.contains("..") } ?? false) && !FileManager.default.fileExists(atPath: r)
+        }
         if !noIndex, revisions.count == 2, revisions.contains(where: isRange) { throw ValidationError("a range A..B is one argument; give it alone") }
         if [stat, json, nameOnly].filter({ $0 }).count > 1 { throw ValidationError("--stat, --name-only and --json: give one of them") }
         if noIndex && revisions.count != 2 { throw ValidationError("--no-index compares two paths: mrepo diff --no-index A B") }
