@@ -32,6 +32,12 @@ extension Repository {
         ReaderLease(barrier: ReaderBarrier.shared(path: gcLockPath, notice: notice ?? waitNotice))
     }
 
+    /// The same lease without waiting: throws ``GCRunning`` at once when `gc` runs (a server
+    /// answers "retry later" rather than hold a thread for as long as gc takes).
+    public func readerLeaseWithoutWaiting() throws(GCRunning) -> ReaderLease {
+        ReaderLease(barrier: try ReaderBarrier.sharedWithoutWaiting(path: gcLockPath).get())
+    }
+
     /// The commit a revision names, for a client that may only name refs or full ids: a branch, a
     /// tag, or a commit id of at least 40 hex digits (a unique prefix, as `mrepo serve` shows 40).
     /// An id wins over a ref spelled the same (as in git, a full object id always names the

@@ -27,7 +27,19 @@ public enum MrepoServer {
             },
             logger: logger
         )
-        defer { service.uploads.removeAll() }
+        // Closes the sessions of pushes that went silent, also while no request arrives.
+        let sweep = Task {
+            let interval = min(max(options.pushSessionTimeout / 4, .seconds(1)), .seconds(60))
+            while !Task.isCancelled {
+                try? await Task.sleep(for: interval)
+                service.pushSessions.expireIdle()
+            }
+        }
+        defer {
+            sweep.cancel()
+            service.pushSessions.closeAll()
+            service.uploads.removeAll()
+        }
         try await app.runService()
     }
 }

@@ -82,4 +82,109 @@ import Testing
         #expect(gc.finish().status == 0)
         try s.ok(["fsck"], in: "copy")
     }
+
+    /// Over `mrepo serve`: the push's session holds the served repository's read lock.
+    @Test func gcWaitsForAPushOverHTTP() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try FileManager.default.createDirectory(atPath: s.path("served/team"), withIntermediateDirectories: true)
+        try s.ok(["init", "-q", "--bare", "served/team/minilm"])
+        try s.ok(["init", "-q", "seed"])
+        try s.ok(["commit", "-q", "--from", "../family/base", "-m", "base"], in: "seed")
+        try s.ok(["remote", "add", "origin", s.path("served/team/minilm")], in: "seed")
+        try s.ok(["push", "-q", "origin", "main"], in: "seed")
+        try "reader-0123456789 read\nwriter-0123456789 write\n".write(toFile: s.path("tokens"), atomically: true, encoding: .utf8)
+        let server = try ServerProcess(s, ["served", "--tokens", "tokens"])
+        defer { _ = server.stop() }
+        let write = ["MREPO_TOKEN": "writer-0123456789"]
+        try s.ok(["clone", "-q", server.url + "/team/minilm", "clone"], environment: write)
+        try s.ok(["commit", "-q", "--from", "../family/math", "-m", "math"], in: "clone")
+
+        // Objects and commit records are there, the branch does not reach them yet.
+        var environment = write
+        environment["MREPO_PAUSE_AT"] = "push.refs"
+        let push = try RunningCommand(s, ["push", "-q"], in: "clone", environment: environment)
+        #expect(push.waitUntilPaused(at: "push.refs"))
+        let gc = try gcWaits(s, in: "served/team/minilm")
+        gc.resume()
+        push.resume()
+        let pushed = push.finish()
+        #expect(pushed.status == 0, "the push failed: \(pushed.stderr)")
+        let collected = gc.finish()
+        #expect(collected.status == 0, "gc failed: \(collected.stderr)")
+        #expect(collected.stdout.contains("removed 0 commits"), "gc ran after the push and kept it: \(collected.stdout)")
+        try s.ok(["fsck"], in: "served/team/minilm")
+        try s.ok(["export", "main", s.path("out")], in: "served/team/minilm")
+        #expect(s.sameFiles("out", "family/math"))
+        // A token that may not push gets no session; a push with nothing to send still succeeds.
+        #expect(try s.ok(["push"], in: "clone", environment: ["MREPO_TOKEN": "reader-0123456789"]).stdout.contains("Everything up-to-date"))
+    }
+}
+
+/// `mrepo serve`'s push sessions, request by request (docs/serving.md, "Push sessions").
+@Suite struct PushSessionTests {
+    /// One request to the server: the status, then `X-Error-Code` (or `-`), one per line.
+    func request(_ server: ServerProcess, _ method: String, _ path: String, token: String?, session: String? = nil) throws -> String {
+        let (status, out) = try runProgram("/usr/bin/env", ["python3", "-c", """
+            import http.client, sys
+            url, method, path, token, session = sys.argv[1:6]
+            host, port = url.split("//")[1].split(":")
+            c = http.client.HTTPConnection(host, int(port), timeout=120)
+            headers = {}
+            if token != "-": headers["Authorization"] = "Bearer " + token
+            if session != "-": headers["X-Mrepo-Push-Session"] = session
+            body = b'{"ids":[]}' if path.endswith("/missing") else None
+            c.request(method, path, body=body, headers=headers)
+            r = c.getresponse(); r.read()
+            print(r.status, r.getheader("X-Error-Code") or "-")
+            """, server.url, method, path, token ?? "-", session ?? "-"])
+        #expect(status == 0)
+        return out.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    @Test func aSessionHoldsGCUntilItIsClosedAndOnlyAsManyAreOpen() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try FileManager.default.createDirectory(atPath: s.path("served/team"), withIntermediateDirectories: true)
+        try s.ok(["init", "-q", "--bare", "served/team/minilm"])
+        try "reader-0123456789 read\nwriter-0123456789 write\n".write(toFile: s.path("tokens"), atomically: true, encoding: .utf8)
+        let server = try ServerProcess(s, ["served", "--tokens", "tokens", "--max-push-sessions", "1"])
+        defer { _ = server.stop() }
+        let repo = "/team/minilm/mrepo/v1"
+        let one = "0f3c2a8e-5d1b-4c7a-9e6f-2b8d4a1c3e5f", two = "7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+
+        // Sessions are for pushes: a read token may not open one, nor name one.
+        #expect(try request(server, "POST", "\(repo)/push-sessions/\(one)", token: "reader-0123456789") == "403 -")
+        #expect(try request(server, "POST", "\(repo)/objects/missing", token: "reader-0123456789", session: one) == "403 -")
+        // A request naming a session that is not open is refused: the push must start again.
+        #expect(try request(server, "POST", "\(repo)/objects/missing", token: "writer-0123456789", session: one) == "410 PushSessionExpired")
+        #expect(try request(server, "POST", "\(repo)/push-sessions/not-an-id!", token: "writer-0123456789") == "400 -")
+
+        #expect(try request(server, "POST", "\(repo)/push-sessions/\(one)", token: "writer-0123456789") == "200 -")
+        #expect(try request(server, "POST", "\(repo)/objects/missing", token: "writer-0123456789", session: one) == "200 -")
+        // One session at most on this server.
+        #expect(try request(server, "POST", "\(repo)/push-sessions/\(two)", token: "writer-0123456789") == "503 TooManyPushSessions")
+        // A request without a session (an older client) is answered as before.
+        #expect(try request(server, "POST", "\(repo)/objects/missing", token: "reader-0123456789") == "200 -")
+
+        // gc waits for the open session, and goes on once it is closed.
+        let gc = try RunningCommand(s, ["gc"], in: "served/team/minilm", environment: ["MREPO_PAUSE_AT": "gc.wait-readers"])
+        #expect(gc.waitUntilPaused(at: "gc.wait-readers"), "gc did not wait for the push session")
+        gc.resume()
+        #expect(try request(server, "DELETE", "\(repo)/push-sessions/\(one)", token: "writer-0123456789") == "200 -")
+        #expect(gc.finish().status == 0)
+        #expect(try request(server, "POST", "\(repo)/objects/missing", token: "writer-0123456789", session: one) == "410 PushSessionExpired")
+
+        // While gc runs, a session is refused at once (the client retries), not left waiting.
+        let running = try RunningCommand(s, ["gc"], in: "served/team/minilm", environment: ["MREPO_PAUSE_AT": "gc.recorded"])
+        #expect(running.waitUntilPaused(at: "gc.recorded"))
+        #expect(try request(server, "POST", "\(repo)/push-sessions/\(two)", token: "writer-0123456789") == "503 GCRunning")
+        running.resume()
+        #expect(running.finish().status == 0)
+        #expect(try request(server, "POST", "\(repo)/push-sessions/\(two)", token: "writer-0123456789") == "200 -")
+        #expect(try request(server, "DELETE", "\(repo)/push-sessions/\(two)", token: "writer-0123456789") == "200 -")
+        // Without sessions left open, gc does not wait.
+        let free = try s.run(["gc"], in: "served/team/minilm", environment: ["MREPO_PAUSE_AT": "gc.wait-readers"])
+        #expect(free.status == 0 && !free.stderr.contains("paused"), "gc waited for a closed session: \(free.stderr)")
+    }
 }

@@ -82,8 +82,8 @@ public protocol RemoteTransport: Sendable {
     /// ends (docs/format.md §7.2).
     ///
     /// A folder remote holds the other repository's read lock (``Repository/readerLease(notice:)``),
-    /// waiting while a `gc` runs there (`notice` says so); an S3 store has no `gc`, and the
-    /// default runs `body` as it is.
+    /// waiting while a `gc` runs there (`notice` says so). `mrepo serve` holds it for a push
+    /// session (docs/serving.md); an S3 store has no `gc`, and the default runs `body` as it is.
     func transfer<T>(_ kind: TransferKind, notice: (@Sendable (String) -> Void)?,
                      _ body: (any RemoteTransport) async throws -> T) async throws -> T
 }
