@@ -19,6 +19,9 @@ public struct ServeOptions: Sendable {
     public var maxCommitBytes: Int
     /// The largest JSON request body accepted, in bytes.
     public var maxJSONBytes: Int
+    /// A client that takes no bytes of an answer for this long is disconnected (a stalled download
+    /// must not hold a repository's read lock, which `gc` waits for, for ever).
+    public var sendTimeout: Duration
     /// A push session without a request for this long is closed, its read lock released.
     public var pushSessionTimeout: Duration
     /// The most push sessions open at once (each holds a lock file open).
@@ -26,7 +29,7 @@ public struct ServeOptions: Sendable {
 
     public init(root: String, host: String = "127.0.0.1", port: Int = 0, tokens: TokenStore? = nil,
                 maxUploadBytes: Int = 64 << 30, maxCommitBytes: Int = 1 << 30, maxJSONBytes: Int = 8 << 20,
-                pushSessionTimeout: Duration = .seconds(600), maxPushSessions: Int = 64) {
+                sendTimeout: Duration = .seconds(60), pushSessionTimeout: Duration = .seconds(600), maxPushSessions: Int = 64) {
         self.root = root
         self.host = host
         self.port = port
@@ -34,6 +37,7 @@ public struct ServeOptions: Sendable {
         self.maxUploadBytes = maxUploadBytes
         self.maxCommitBytes = maxCommitBytes
         self.maxJSONBytes = maxJSONBytes
+        self.sendTimeout = sendTimeout
         self.pushSessionTimeout = pushSessionTimeout
         self.maxPushSessions = maxPushSessions
     }

@@ -187,4 +187,60 @@ import Testing
         let free = try s.run(["gc"], in: "served/team/minilm", environment: ["MREPO_PAUSE_AT": "gc.wait-readers"])
         #expect(free.status == 0 && !free.stderr.contains("paused"), "gc waited for a closed session: \(free.stderr)")
     }
+
+    /// A download whose client stops reading (and keeps the connection) is cut off after the send
+    /// timeout, which releases the read lock its transfer holds: gc, which waits for it, finishes.
+    @Test func aStalledDownloadDoesNotHoldGCForEver() throws {
+        let s = try CLISandbox()
+        try FileManager.default.createDirectory(atPath: s.path("served/team/big"), withIntermediateDirectories: true)
+        try s.ok(["init", "-q", "served/team/big"])
+        // Larger than what the kernel buffers on both ends of a loopback connection (4 MiB a side).
+        try Data(count: 24 << 20).write(to: URL(fileURLWithPath: s.path("served/team/big/data.bin")))
+        try s.ok(["commit", "-q", "-m", "big"], in: "served/team/big")
+        let server = try ServerProcess(s, ["served", "--send-timeout", "1"])
+        defer { _ = server.stop() }
+
+        // The client reads the answer's head, then nothing, until told (its own limit only ends a
+        // test that fails: a lock held for ever).
+        let client = Process()
+        client.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        client.arguments = ["python3", "-c", """
+            import socket, sys, select
+            host, port = sys.argv[1].split("//")[1].split(":")
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect((host, int(port)))
+            s.sendall(b"GET /team/big/resolve/main/data.bin HTTP/1.1\\r\\nHost: test\\r\\n\\r\\n")
+            head = b""
+            while b"\\r\\n\\r\\n" not in head:
+                b = s.recv(1)
+                if not b: break
+                head += b
+            print(head.split(b"\\r\\n")[0].decode(), flush=True)
+            ready, _, _ = select.select([sys.stdin], [], [], 300)
+            print("held" if ready else "gave up", flush=True)
+            """, server.url]
+        let input = Pipe(), output = Pipe()
+        client.standardInput = input
+        client.standardOutput = output
+        client.standardError = FileHandle.standardError
+        try client.run()
+        defer { if client.isRunning { kill(client.processIdentifier, SIGKILL) } }
+        var said = ""
+        while !said.contains("\n") {
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            said += String(decoding: chunk, as: UTF8.self)
+        }
+        #expect(said.hasPrefix("HTTP/1.1 200"), "the download did not start: \(said)")
+
+        let gc = try s.run(["gc"], in: "served/team/big")
+        #expect(gc.status == 0, "gc failed: \(gc.stderr)")
+        try input.fileHandleForWriting.close()
+        let rest = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        client.waitUntilExit()
+        #expect(rest == "held\n", "gc finished only once the client gave up: the stalled download held the lock")
+        // The server still answers.
+        try s.ok(["clone", "-q", server.url + "/team/big", "copy"])
+    }
 }

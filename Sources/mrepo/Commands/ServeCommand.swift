@@ -31,6 +31,9 @@ struct ServeCommand: ParsableCommand {
     @Option(help: ArgumentHelp("The largest single upload accepted, in MiB.", valueName: "mib"))
     var maxUploadMib = 65536
 
+    @Option(help: ArgumentHelp("Disconnect a client that takes no bytes of an answer for this many seconds (a stalled download holds off gc).", valueName: "seconds"))
+    var sendTimeout = 60
+
     @Option(help: ArgumentHelp("Close a push session that has had no request for this many seconds (a push holds off gc until its session closes).", valueName: "seconds"))
     var pushSessionTimeout = 600
 
@@ -40,6 +43,7 @@ struct ServeCommand: ParsableCommand {
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
         guard maxUploadMib > 0 else { throw ValidationError("--max-upload-mib must be positive") }
+        guard sendTimeout > 0 else { throw ValidationError("--send-timeout must be positive") }
         guard pushSessionTimeout > 0 else { throw ValidationError("--push-session-timeout must be positive") }
         guard maxPushSessions > 0 else { throw ValidationError("--max-push-sessions must be positive") }
     }
@@ -53,7 +57,7 @@ struct ServeCommand: ParsableCommand {
             throw RepoError.invalidArgument(error.description)
         }
         let options = ServeOptions(root: folder, host: host, port: port, tokens: store, maxUploadBytes: maxUploadMib << 20,
-                                   pushSessionTimeout: .seconds(pushSessionTimeout),
+                                   sendTimeout: .seconds(sendTimeout), pushSessionTimeout: .seconds(pushSessionTimeout),
                                    maxPushSessions: maxPushSessions)
         let access = store.map { "\($0.count) token\($0.count == 1 ? "" : "s")" } ?? "read-only, no tokens"
         let outcome = ServeOutcome()
