@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.34.1"),
     ],
     targets: [
         // System libraries (Debian: libzstd-dev, libopenblas-dev, libssl-dev; SQLite comes through GRDB).
@@ -57,8 +58,11 @@ let package = Package(
         // `mrepo serve`: the Hugging Face Hub API and mrepo's own protocol over HTTP (Hummingbird).
         .target(name: "Serve", dependencies: [
             "Repo", "Delta", "CCrypto", .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
+            // The response parts the send timeout sees (Hummingbird's HTTP1 pipeline uses them).
+            .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
         ]),
         // The command-line tool: parses, calls one Repo API, prints.
         .executableTarget(name: "mrepo", dependencies: [

@@ -83,12 +83,33 @@ final class ReaderBarrier: Sendable {
         return ReaderBarrier(fd: fd, exclusive: false)
     }
 
+    /// A reader's shared lock if `gc` does not hold the exclusive one now, without waiting: for a
+    /// server, whose threads must not wait for a `gc` that may run for minutes. `.success(nil)`:
+    /// the file cannot be opened (a read-only repository, where gc cannot run either);
+    /// `.failure`: gc holds it, with gc's pid when its file names one.
+    static func sharedWithoutWaiting(path: String) -> Result<ReaderBarrier?, GCRunning> {
+        var fd = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        if fd < 0 { fd = Glibc.open(path, O_RDONLY | O_CLOEXEC) }
+        guard fd >= 0 else { return .success(nil) }
+        while flock(fd, LOCK_SH | LOCK_NB) != 0 {
+            if errno == EINTR { continue }
+            let code = errno
+            var buffer = [UInt8](repeating: 0, count: 32)
+            let n = pread(fd, &buffer, buffer.count, 0)
+            Glibc.close(fd)
+            guard code == EWOULDBLOCK else { return .success(nil) }
+            let text = n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : ""
+            return .failure(GCRunning(pid: Int(text)))
+        }
+        return .success(ReaderBarrier(fd: fd, exclusive: false))
+    }
+
     /// gc's exclusive lock, waiting until no reader holds the shared one.
     static func exclusive(path: String, notice: ((String) -> Void)?) throws -> ReaderBarrier {
         let fd = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw RepoError.io(path: path, reason: "cannot open lock file: \(errnoDescription())") }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            notice?("waiting for commands reading the repository (export, diff, status) to finish")
+            notice?("waiting for commands reading the repository (export, diff, status, a push or fetch) to finish")
             CrashPoint.reach("gc.wait-readers")
             while flock(fd, LOCK_EX) != 0 {
                 guard errno == EINTR else {
@@ -115,4 +136,10 @@ final class ReaderBarrier: Sendable {
     }
 
     deinit { release() }
+}
+
+/// `gc` holds `.mrepo/gc.lock` exclusively: a reader that may not wait was turned away.
+public struct GCRunning: Error, Sendable, Equatable {
+    /// gc's pid, as it wrote it into the lock file (nil when the file names none).
+    public var pid: Int?
 }

@@ -25,8 +25,17 @@ public final class ReaderLease: Sendable {
 extension Repository {
     /// Holds `.mrepo/gc.lock` shared until the lease is released, whatever else this process does:
     /// for readers that outlive a call (a file streamed to a client over many writes).
-    public func readerLease() -> ReaderLease {
-        ReaderLease(barrier: ReaderBarrier.shared(path: gcLockPath, notice: waitNotice))
+    ///
+    /// - Parameter notice: told when the lease waits for a running `gc` (the repository's
+    ///   ``waitNotice`` when nil).
+    public func readerLease(notice: (@Sendable (String) -> Void)? = nil) -> ReaderLease {
+        ReaderLease(barrier: ReaderBarrier.shared(path: gcLockPath, notice: notice ?? waitNotice))
+    }
+
+    /// The same lease without waiting: throws ``GCRunning`` at once when `gc` runs (a server
+    /// answers "retry later" rather than hold a thread for as long as gc takes).
+    public func readerLeaseWithoutWaiting() throws(GCRunning) -> ReaderLease {
+        ReaderLease(barrier: try ReaderBarrier.sharedWithoutWaiting(path: gcLockPath).get())
     }
 
     /// The commit a revision names, for a client that may only name refs or full ids: a branch, a

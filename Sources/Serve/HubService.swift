@@ -19,9 +19,17 @@ public struct ServeOptions: Sendable {
     public var maxCommitBytes: Int
     /// The largest JSON request body accepted, in bytes.
     public var maxJSONBytes: Int
+    /// A client that takes no bytes of an answer for this long is disconnected (a stalled download
+    /// must not hold a repository's read lock, which `gc` waits for, for ever).
+    public var sendTimeout: Duration
+    /// A push session without a request for this long is closed, its read lock released.
+    public var pushSessionTimeout: Duration
+    /// The most push sessions open at once (each holds a lock file open).
+    public var maxPushSessions: Int
 
     public init(root: String, host: String = "127.0.0.1", port: Int = 0, tokens: TokenStore? = nil,
-                maxUploadBytes: Int = 64 << 30, maxCommitBytes: Int = 1 << 30, maxJSONBytes: Int = 8 << 20) {
+                maxUploadBytes: Int = 64 << 30, maxCommitBytes: Int = 1 << 30, maxJSONBytes: Int = 8 << 20,
+                sendTimeout: Duration = .seconds(60), pushSessionTimeout: Duration = .seconds(600), maxPushSessions: Int = 64) {
         self.root = root
         self.host = host
         self.port = port
@@ -29,6 +37,9 @@ public struct ServeOptions: Sendable {
         self.maxUploadBytes = maxUploadBytes
         self.maxCommitBytes = maxCommitBytes
         self.maxJSONBytes = maxJSONBytes
+        self.sendTimeout = sendTimeout
+        self.pushSessionTimeout = pushSessionTimeout
+        self.maxPushSessions = maxPushSessions
     }
 }
 
@@ -40,11 +51,13 @@ struct HubService: HTTPResponder, Sendable {
     let registry: RepoRegistry
     let metadata = FileMetadataCache()
     let uploads: UploadStore
+    let pushSessions: PushSessions
 
     init(options: ServeOptions) throws {
         self.options = options
         registry = try RepoRegistry(root: options.root)
         uploads = UploadStore()
+        pushSessions = PushSessions(idleTimeout: options.pushSessionTimeout, limit: options.maxPushSessions)
     }
 
     func respond(to request: Request, context: Context) async throws -> Response {
@@ -84,6 +97,8 @@ struct HubService: HTTPResponder, Sendable {
     }
 
     private func route(_ request: Request) async throws -> Response {
+        // Sessions of pushes that went silent release their locks (cheap: a few entries at most).
+        pushSessions.expireIdle()
         let path = try RequestPath(rawPath: request.uri.path, rawQuery: request.uri.query)
         let c = path.components
         let method = request.method
@@ -167,7 +182,7 @@ struct HubService: HTTPResponder, Sendable {
         // /{ns}/{name}/mrepo/v1/…: mrepo's own protocol (clone, fetch, push).
         if c.count >= 5, c[2] == "mrepo", c[3] == "v1" {
             let repo = try registry.repository(c[0], c[1])
-            return try await mrepoProtocol(repo, id: c[0] + "/" + c[1], method: method, rest: Array(c.dropFirst(4)), request: request)
+            return try await mrepoRequest(repo, id: c[0] + "/" + c[1], method: method, rest: Array(c.dropFirst(4)), request: request)
         }
         // /{ns}/{name}/resolve/{rev}/{path}
         if c.count >= 5, c[2] == "resolve", method == .get || method == .head {

@@ -14,6 +14,41 @@ extension HubService {
     /// The largest body of commit records read into memory.
     static let maxRecordsBytes = 256 << 20
 
+    /// A request of mrepo's protocol, in its push session when it names one (`X-Mrepo-Push-Session`),
+    /// or one that opens or closes a session (``PushSessions``). Sessions are for pushes, so they
+    /// need a write token, whatever the request.
+    func mrepoRequest(_ repo: Repository, id: String, method: HTTPRequest.Method, rest: [String], request: Request) async throws -> Response {
+        if rest.count == 2, rest[0] == "push-sessions" {
+            try requireWrite(request)
+            let key = try sessionKey(id, rest[1])
+            switch method {
+            case .post:
+                _ = try await collect(request, limit: options.maxJSONBytes)
+                try pushSessions.open(key, repo: repo)
+            case .delete:
+                pushSessions.close(key)
+            default:
+                throw HubError.notFound()
+            }
+            return Responses.json(.object([]))
+        }
+        guard let session = request.headers[.xMrepoPushSession] else {
+            return try await mrepoProtocol(repo, id: id, method: method, rest: rest, request: request)
+        }
+        try requireWrite(request)
+        let key = try sessionKey(id, session)
+        try pushSessions.enter(key)
+        defer { pushSessions.leave(key) }
+        return try await mrepoProtocol(repo, id: id, method: method, rest: rest, request: request)
+    }
+
+    private func sessionKey(_ repository: String, _ session: String) throws -> PushSessions.Key {
+        guard PushSessions.isValidID(session) else {
+            throw HubError.badRequest("a push session id is 8 to 64 letters, digits and '-'")
+        }
+        return PushSessions.Key(repository: repository, id: session)
+    }
+
     func mrepoProtocol(_ repo: Repository, id: String, method: HTTPRequest.Method, rest: [String], request: Request) async throws -> Response {
         switch (method, rest) {
         case (.get, ["refs"]):

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import Logging
 import NIOCore
 
@@ -17,8 +18,15 @@ public enum MrepoServer {
         // Hummingbird logs requests at debug level and errors at error level, never headers, so no
         // token reaches the log; keep it to warnings.
         logger.logLevel = .warning
+        let sendTimeout = TimeAmount(options.sendTimeout)
+        // Hummingbird's idle timeout closes a connection that sends nothing for this long while it
+        // is idle or its request is being read (a stalled upload would keep its push session open);
+        // longer than mrepo's client keeps an idle connection (60 s), so it never races its reuse.
+        let http1 = HTTP1Channel.Configuration(additionalChannelHandlers: [SendTimeoutHandler(timeout: sendTimeout)],
+                                               idleTimeout: .seconds(300))
         let app = Application(
             responder: service,
+            server: .http1(configuration: http1),
             configuration: ApplicationConfiguration(address: .hostname(options.host, port: options.port), serverName: "mrepo"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? options.port
@@ -27,7 +35,19 @@ public enum MrepoServer {
             },
             logger: logger
         )
-        defer { service.uploads.removeAll() }
+        // Closes the sessions of pushes that went silent, also while no request arrives.
+        let sweep = Task {
+            let interval = min(max(options.pushSessionTimeout / 4, .seconds(1)), .seconds(60))
+            while !Task.isCancelled {
+                try? await Task.sleep(for: interval)
+                service.pushSessions.expireIdle()
+            }
+        }
+        defer {
+            sweep.cancel()
+            service.pushSessions.closeAll()
+            service.uploads.removeAll()
+        }
         try await app.runService()
     }
 }

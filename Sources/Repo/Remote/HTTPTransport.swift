@@ -25,6 +25,8 @@ public final class HTTPTransport: RemoteTransport, Sendable {
     /// `scheme://host:port/NAMESPACE/NAME/mrepo/v1`, without a trailing slash.
     private let base: String
     private let token: String?
+    /// The push session every request names (`X-Mrepo-Push-Session`), nil outside a push.
+    private let session: String?
 
     /// Tries per request for what may be retried (dropped connections, 429, 502–504).
     static let attempts = 5
@@ -49,7 +51,19 @@ public final class HTTPTransport: RemoteTransport, Sendable {
         self.url = url
         self.base = base
         self.token = token.flatMap { $0.isEmpty ? nil : $0 }
+        session = nil
     }
+
+    /// The same remote, every request naming push session `session`.
+    private init(_ other: HTTPTransport, session: String) {
+        url = other.url
+        base = other.base
+        token = other.token
+        self.session = session
+    }
+
+    /// The header naming a push session (docs/serving.md, "Push sessions").
+    static let sessionHeader = "X-Mrepo-Push-Session"
 
     /// `shallow` is absent from servers older than it (docs/serving.md).
     private struct RefList: Codable {
@@ -72,6 +86,7 @@ public final class HTTPTransport: RemoteTransport, Sendable {
         var r = HTTPClientRequest(url: base + "/" + path)
         r.method = method
         if let token { r.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        if let session { r.headers.add(name: HTTPTransport.sessionHeader, value: session) }
         switch body {
         case .none:
             break
@@ -148,10 +163,15 @@ public final class HTTPTransport: RemoteTransport, Sendable {
 
     /// The one-line error for an answer that is not 2xx, in plain words (the server's own message
     /// only where it adds something).
-    private func failure(_ response: HTTPClientResponse, path: String, ref: String?) -> RepoError {
+    private func failure(_ response: HTTPClientResponse, path: String, ref: String?) -> any Error {
         let status = Int(response.status.code)
         let message = response.headers["X-Error-Message"].first ?? response.status.reasonPhrase
         switch (status, response.headers["X-Error-Code"].first) {
+        case (403, _) where path.hasPrefix("push-sessions/"), (404, nil) where path.hasPrefix("push-sessions/"),
+             (405, _) where path.hasPrefix("push-sessions/"), (501, _) where path.hasPrefix("push-sessions/"):
+            // No session for this push (an older mrepo serve, a read token; not mrepo at all: the
+            // ref listing that comes next says so).
+            return NoPushSession()
         case (401, _) where token == nil:
             return RepoError.remote("\(url): the server needs a token; set MREPO_TOKEN to a token of its --tokens file")
         case (401, _):
@@ -267,4 +287,49 @@ public final class HTTPTransport: RemoteTransport, Sendable {
     public func updateRef(_ update: RefUpdate) async throws {
         _ = try await data(.POST, "refs", body: .json(try JSONEncoder().encode(update)), ref: update.name, retry: false)
     }
+
+    /// A push runs in a push session: it is opened first (`POST push-sessions/ID`: the server
+    /// takes the repository's read lock, so its `gc` waits), every request of the push names it
+    /// (`X-Mrepo-Push-Session`), and it is closed after the last ref update, or on failure
+    /// (`DELETE push-sessions/ID`; a close that fails is left to the server's idle timeout). A
+    /// server older than sessions answers 404 without an error code, and one that refuses this
+    /// token a session answers 403 (a read token, a read-only server): the push goes on without
+    /// one, as before (one with nothing to send still succeeds; one that sends is refused at its
+    /// first write). A fetch opens none (its objects are read under the read lock one by one).
+    public func transfer<T>(_ kind: TransferKind, notice: (@Sendable (String) -> Void)?,
+                            _ body: (any RemoteTransport) async throws -> T) async throws -> T {
+        guard kind == .push else { return try await body(self) }
+        let bound = HTTPTransport(self, session: UUID().uuidString.lowercased())
+        guard try await bound.openSession() else { return try await body(self) }
+        let result: T
+        do {
+            result = try await body(bound)
+        } catch {
+            await bound.closeSession()
+            throw error
+        }
+        await bound.closeSession()
+        return result
+    }
+
+    /// Opens this transport's push session; false when the server has none for this push.
+    private func openSession() async throws -> Bool {
+        guard let session else { return false }
+        do {
+            _ = try await data(.POST, "push-sessions/\(session)", body: .json(Data("{}".utf8)))
+            return true
+        } catch is NoPushSession {
+            return false
+        }
+    }
+
+    /// Closes the push session, once; a failure only leaves it to the server's idle timeout.
+    private func closeSession() async {
+        guard let session else { return }
+        _ = try? await data(.DELETE, "push-sessions/\(session)")
+    }
+
+    /// A session request answered 404 without an error code (an mrepo serve older than sessions),
+    /// 403 (a token that may not push, a read-only server), or 405/501 (no mrepo serve).
+    private struct NoPushSession: Error {}
 }

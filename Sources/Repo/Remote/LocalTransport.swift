@@ -78,6 +78,19 @@ public final class LocalTransport: RemoteTransport, Sendable {
     public func updateRef(_ update: RefUpdate) async throws {
         try repository.applyRefUpdate(update, shownAs: url)
     }
+
+    /// Holds the other repository's read lock (`.mrepo/gc.lock`, shared) for the whole transfer,
+    /// as a reader there would: its `gc` waits until the transfer ends, and a transfer that finds
+    /// its `gc` running waits for it (taken on a Dispatch worker, not on a task's thread).
+    public func transfer<T>(_ kind: TransferKind, notice: (@Sendable (String) -> Void)?,
+                            _ body: (any RemoteTransport) async throws -> T) async throws -> T {
+        let repository = repository, url = url
+        let lease = try await ObjectMover.offPool {
+            repository.readerLease(notice: { message in notice?("\(url): \(message)") })
+        }
+        defer { lease.release() }
+        return try await body(self)
+    }
 }
 
 /// Copies a file in bounded memory (1 MiB at a time), creating or truncating the destination.

@@ -73,6 +73,35 @@ public protocol RemoteTransport: Sendable {
     /// - Throws: ``RepoError/nonFastForward(ref:remote:)`` or ``RepoError/remoteRefMoved(ref:remote:)``;
     ///   the remote is then unchanged.
     func updateRef(_ update: RefUpdate) async throws
+
+    /// Runs one whole transfer, from its first question to its last ref update, with the remote
+    /// held against its `gc`: `body` gets the transport to use meanwhile. A push counts on what
+    /// the remote received but no ref reaches yet (objects without a row, commits recorded
+    /// before their ref moves) and on the objects it said it had; a fetch on the objects it
+    /// listed. A repository's `gc` removes exactly such things, so it waits until the transfer
+    /// ends (docs/format.md §7.2).
+    ///
+    /// A folder remote holds the other repository's read lock (``Repository/readerLease(notice:)``),
+    /// waiting while a `gc` runs there (`notice` says so). `mrepo serve` holds it for a push
+    /// session (docs/serving.md); an S3 store has no `gc`, and the default runs `body` as it is.
+    func transfer<T>(_ kind: TransferKind, notice: (@Sendable (String) -> Void)?,
+                     _ body: (any RemoteTransport) async throws -> T) async throws -> T
+}
+
+/// What a transfer does to the remote (``RemoteTransport/transfer(_:notice:_:)``).
+public enum TransferKind: Sendable, Equatable {
+    /// Reads refs, commits and objects.
+    case fetch
+    /// Sends objects and commits, then moves refs.
+    case push
+}
+
+extension RemoteTransport {
+    /// A remote without `gc` (an S3 store): nothing to hold.
+    public func transfer<T>(_ kind: TransferKind, notice: (@Sendable (String) -> Void)?,
+                            _ body: (any RemoteTransport) async throws -> T) async throws -> T {
+        try await body(self)
+    }
 }
 
 /// A branch or tag as a remote holds it.

@@ -50,7 +50,15 @@ extension Repository {
     func fetchLocked(_ remote: RemoteConfig, prune: Bool, lazy: Bool, depth: FetchDepth, checkout: ObjectID? = nil,
                      alsoWant: ObjectID? = nil) async throws
         -> (result: TransferResult, prefill: ClonePrefill?) {
-        let transport = try Transports.open(remote.url, environment: transportEnvironment)
+        // A folder remote's gc waits until the objects are here (it would remove what a ref that
+        // moves meanwhile no longer reaches).
+        try await Transports.open(remote.url, environment: transportEnvironment).transfer(.fetch, notice: waitNotice) { transport in
+            try await fetchLocked(remote, through: transport, prune: prune, lazy: lazy, depth: depth, checkout: checkout, alsoWant: alsoWant)
+        }
+    }
+
+    private func fetchLocked(_ remote: RemoteConfig, through transport: any RemoteTransport, prune: Bool, lazy: Bool, depth: FetchDepth,
+                             checkout: ObjectID?, alsoWant: ObjectID?) async throws -> (result: TransferResult, prefill: ClonePrefill?) {
         let refs = try await transport.listRefs()
         var result = TransferResult(remote: remote.name)
         for r in refs.values where r.targetID == nil {

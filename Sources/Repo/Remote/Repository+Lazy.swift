@@ -49,10 +49,11 @@ extension Repository {
             let list = infos.values.filter { !objects.exists($0.id) }.sorted { $0.id < $1.id }
             guard !list.isEmpty else { break }
             do {
-                let transport = try Transports.open(remote.url, environment: transportEnvironment)
                 let counter = ProgressCounter(progress, title: "fetch objects from \(remote.name)", total: list.reduce(0) { $0 + $1.storedByteCount })
                 defer { counter.finish() }
-                bytes += try await ObjectMover(repository: self, transport: transport, progress: counter).download(list)
+                bytes += try await Transports.open(remote.url, environment: transportEnvironment).transfer(.fetch, notice: waitNotice) { transport in
+                    try await ObjectMover(repository: self, transport: transport, progress: counter).download(list)
+                }
             } catch {
                 if failure == nil { failure = error }
             }

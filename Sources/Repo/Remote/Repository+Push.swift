@@ -41,9 +41,43 @@ extension Repository {
         guard let remote = try history.remote(named: options.remote) else {
             throw RepoError.invalidArgument("no remote named '\(options.remote)' (see 'mrepo remote -v')")
         }
-        let transport = try Transports.open(remote.url, environment: transportEnvironment)
+        let opened = try Transports.open(remote.url, environment: transportEnvironment)
         let items = try pushItems(options, remote: remote.name)
         guard !items.isEmpty else { throw RepoError.invalidArgument("nothing to push (no branch or tag named)") }
+        // The remote's gc waits from the first question to the last ref update: it would remove
+        // what was sent but is not reachable yet, and what the remote said it had. A dry run
+        // sends nothing and holds nothing.
+        let (result, firstError): (TransferResult, (any Error)?)
+        if options.dryRun {
+            (result, firstError) = try await send(options, items: items, remote: remote, through: opened)
+        } else {
+            (result, firstError) = try await opened.transfer(.push, notice: waitNotice) { transport in
+                try await send(options, items: items, remote: remote, through: transport)
+            }
+        }
+        if options.dryRun { return result }
+        // The remote moved already: nothing may stop this bookkeeping, nor does it touch the working tree.
+        try withWriteLock(wait: true, pending: .leave) {
+            try history.updateRemoteRefs(remote: remote.name, result.refs.map { ($0.name, $0.kind, $0.new) }, message: "push \(remote.name)")
+            if options.setUpstream {
+                for item in items where item.fromBranch && item.kind == .branch && item.local != nil && !result.rejected.contains(where: { $0.name == item.remoteName }) {
+                    try history.setUpstream(of: item.localName, to: Upstream(remote: remote.name, branch: item.remoteName))
+                }
+            }
+        }
+        if let firstError {
+            // Some refs moved and others did not: say both (git's "! [rejected]" beside the rest).
+            guard result.refs.isEmpty else { throw PushPartlyRejected(result: result, error: RepoError.wrap(firstError)) }
+            throw firstError
+        }
+        return result
+    }
+
+    /// A push's exchange with the remote: refs compared, commits and objects sent, then each ref
+    /// moved by compare-and-swap. Returns what moved and the first ref update that failed (the
+    /// others are still tried).
+    private func send(_ options: PushOptions, items: [PushItem], remote: RemoteConfig, through transport: any RemoteTransport) async throws
+        -> (TransferResult, (any Error)?) {
         var result = TransferResult(remote: remote.name)
         let remoteRefs = try await transport.listRefs()
         let checkedOut = try await transport.checkedOutBranches()
@@ -108,8 +142,9 @@ extension Repository {
         }
         if options.dryRun {
             result.refs = updates.map { $0.change(forced: forced.contains($0.name)) }
-            return result
+            return (result, nil)
         }
+        CrashPoint.reach("push.refs")
         // Refs last, one compare-and-swap each.
         var firstError: (any Error)?
         for u in updates {
@@ -121,21 +156,7 @@ extension Repository {
                 result.rejected.append((u.name, RepoError.wrap(error).description))
             }
         }
-        // The remote moved already: nothing may stop this bookkeeping, nor does it touch the working tree.
-        try withWriteLock(wait: true, pending: .leave) {
-            try history.updateRemoteRefs(remote: remote.name, result.refs.map { ($0.name, $0.kind, $0.new) }, message: "push \(remote.name)")
-            if options.setUpstream {
-                for item in items where item.fromBranch && item.kind == .branch && item.local != nil && !result.rejected.contains(where: { $0.name == item.remoteName }) {
-                    try history.setUpstream(of: item.localName, to: Upstream(remote: remote.name, branch: item.remoteName))
-                }
-            }
-        }
-        if let firstError {
-            // Some refs moved and others did not: say both (git's "! [rejected]" beside the rest).
-            guard result.refs.isEmpty else { throw PushPartlyRejected(result: result, error: RepoError.wrap(firstError)) }
-            throw firstError
-        }
-        return result
+        return (result, firstError)
     }
 
     /// One ref to push: the local commit (nil to delete) and the name on the remote.

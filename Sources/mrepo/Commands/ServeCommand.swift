@@ -31,9 +31,21 @@ struct ServeCommand: ParsableCommand {
     @Option(help: ArgumentHelp("The largest single upload accepted, in MiB.", valueName: "mib"))
     var maxUploadMib = 65536
 
+    @Option(help: ArgumentHelp("Disconnect a client that takes no bytes of an answer for this many seconds (a stalled download holds off gc).", valueName: "seconds"))
+    var sendTimeout = 60
+
+    @Option(help: ArgumentHelp("Close a push session that has had no request for this many seconds (a push holds off gc until its session closes).", valueName: "seconds"))
+    var pushSessionTimeout = 600
+
+    @Option(help: ArgumentHelp("The most pushes in progress at once; more are answered 503.", valueName: "n"))
+    var maxPushSessions = 64
+
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
         guard maxUploadMib > 0 else { throw ValidationError("--max-upload-mib must be positive") }
+        guard sendTimeout > 0 else { throw ValidationError("--send-timeout must be positive") }
+        guard pushSessionTimeout > 0 else { throw ValidationError("--push-session-timeout must be positive") }
+        guard maxPushSessions > 0 else { throw ValidationError("--max-push-sessions must be positive") }
     }
 
     func run() throws {
@@ -44,7 +56,9 @@ struct ServeCommand: ParsableCommand {
         } catch let error as ServeError {
             throw RepoError.invalidArgument(error.description)
         }
-        let options = ServeOptions(root: folder, host: host, port: port, tokens: store, maxUploadBytes: maxUploadMib << 20)
+        let options = ServeOptions(root: folder, host: host, port: port, tokens: store, maxUploadBytes: maxUploadMib << 20,
+                                   sendTimeout: .seconds(sendTimeout), pushSessionTimeout: .seconds(pushSessionTimeout),
+                                   maxPushSessions: maxPushSessions)
         let access = store.map { "\($0.count) token\($0.count == 1 ? "" : "s")" } ?? "read-only, no tokens"
         let outcome = ServeOutcome()
         let done = DispatchSemaphore(value: 0)

@@ -1,0 +1,134 @@
+import Foundation
+import HTTPTypes
+import Repo
+import Synchronization
+
+/// The push sessions of `mrepo serve`: each holds its repository's read lock (`.mrepo/gc.lock`,
+/// shared) from the push's first request to its last, so a `gc` run on the server meanwhile waits
+/// instead of removing what the push sent but no ref reaches yet (docs/serving.md, "Push sessions").
+///
+/// A session is opened by `POST …/mrepo/v1/push-sessions/ID`, named by every request of the push
+/// (`X-Mrepo-Push-Session: ID`) and closed by `DELETE …/push-sessions/ID`. One that has had no
+/// request for ``idleTimeout`` (a client that died) is closed by the next sweep: at every request
+/// and from a periodic task. A session with a request in progress is never idle.
+///
+/// Taking the lock never waits: while `gc` runs, opening a session is answered 503 at once (the
+/// client retries), so no server thread waits for a `gc`.
+final class PushSessions: Sendable {
+    struct Key: Hashable, Sendable {
+        /// The repository's id (`namespace/name`).
+        var repository: String
+        var id: String
+    }
+
+    private struct Session {
+        var lease: ReaderLease
+        var lastActivity: ContinuousClock.Instant
+        var requestsInProgress = 0
+    }
+
+    private let sessions = Mutex<[Key: Session]>([:])
+    let idleTimeout: Duration
+    let limit: Int
+    /// The time now (a test advances its own clock).
+    private let now: @Sendable () -> ContinuousClock.Instant
+
+    init(idleTimeout: Duration, limit: Int, now: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now }) {
+        self.idleTimeout = idleTimeout
+        self.limit = limit
+        self.now = now
+    }
+
+    /// The sessions open now.
+    var count: Int { sessions.withLock { $0.count } }
+
+    /// Opens a session holding `repo`'s read lock (again: an open session is kept, as a retried
+    /// request finds it).
+    /// - Throws: 503 `GCRunning` while gc runs there, 503 `TooManyPushSessions` beyond ``limit``.
+    func open(_ key: Key, repo: Repository) throws(HubError) {
+        expireIdle()
+        try sessions.withLock { (table) throws(HubError) in
+            let time = now()
+            if table[key] != nil {
+                table[key]!.lastActivity = time
+                return
+            }
+            guard table.count < limit else {
+                throw HubError(status: .serviceUnavailable, code: "TooManyPushSessions",
+                               message: "too many pushes in progress on this server (at most \(limit)); retry later")
+            }
+            let lease: ReaderLease
+            do throws(GCRunning) {
+                lease = try repo.readerLeaseWithoutWaiting()
+            } catch {
+                let pid = error.pid.map { " (pid \($0))" } ?? ""
+                throw HubError(status: .serviceUnavailable, code: "GCRunning",
+                               message: "gc is running on this repository\(pid); retry the push when it has finished")
+            }
+            table[key] = Session(lease: lease, lastActivity: time)
+        }
+    }
+
+    /// Marks a request of session `key` in progress; call ``leave(_:)`` when it is answered.
+    /// - Throws: 410 `PushSessionExpired` for a session that is not open (closed, timed out, or
+    ///   opened on a server that has restarted since): the push may not go on without it.
+    func enter(_ key: Key) throws(HubError) {
+        expireIdle()
+        try sessions.withLock { (table) throws(HubError) in
+            guard table[key] != nil else {
+                throw HubError(status: .gone, code: "PushSessionExpired",
+                               message: "push session \(key.id) is not open on this server (it was idle for more than \(Int(idleTimeout.components.seconds)) s, or the server restarted); run the push again")
+            }
+            table[key]!.requestsInProgress += 1
+            table[key]!.lastActivity = now()
+        }
+    }
+
+    /// The request ``enter(_:)`` marked has been answered.
+    func leave(_ key: Key) {
+        sessions.withLock { table in
+            guard table[key] != nil else { return }
+            table[key]!.requestsInProgress -= 1
+            table[key]!.lastActivity = now()
+        }
+    }
+
+    /// Closes a session and releases its lock; closing one that is not open does nothing.
+    func close(_ key: Key) {
+        let session = sessions.withLock { $0.removeValue(forKey: key) }
+        session?.lease.release()
+    }
+
+    /// Closes every session idle for longer than ``idleTimeout``; returns how many.
+    @discardableResult
+    func expireIdle() -> Int {
+        let time = now()
+        let expired = sessions.withLock { table in
+            let idle = table.filter { $0.value.requestsInProgress == 0 && time - $0.value.lastActivity > idleTimeout }
+            for key in idle.keys { table.removeValue(forKey: key) }
+            return Array(idle.values)
+        }
+        for s in expired { s.lease.release() }
+        return expired.count
+    }
+
+    /// Closes every session (the server stops).
+    func closeAll() {
+        let all = sessions.withLock { table in
+            defer { table.removeAll() }
+            return Array(table.values)
+        }
+        for s in all { s.lease.release() }
+    }
+
+    /// A session id as clients make them: 8 to 64 letters, digits and `-` (a UUID).
+    static func isValidID(_ id: String) -> Bool {
+        (8...64).contains(id.utf8.count) && id.utf8.allSatisfy { c in
+            (0x30...0x39).contains(c) || (0x41...0x5A).contains(c) || (0x61...0x7A).contains(c) || c == 0x2D
+        }
+    }
+}
+
+extension HTTPField.Name {
+    static let xMrepoPushSession = HTTPField.Name("X-Mrepo-Push-Session")!
+}

@@ -1,0 +1,83 @@
+import Foundation
+import MrepoTestSupport
+import Repo
+import Synchronization
+import Testing
+@testable import Serve
+
+/// A clock a test moves by hand.
+final class ManualClock: Sendable {
+    private let time = Mutex(ContinuousClock.now)
+    var now: ContinuousClock.Instant { time.withLock { $0 } }
+    func advance(_ by: Duration) { time.withLock { $0 += by } }
+}
+
+/// The push-session table of `mrepo serve`: each session holds its repository's read lock, which
+/// `gc` needs exclusively, until it is closed or has been idle for the timeout.
+@Suite final class PushSessionUnitTests {
+    let folder: TemporaryDirectory
+    let repo: Repository
+    let clock = ManualClock()
+    let sessions: PushSessions
+    let key = PushSessions.Key(repository: "team/minilm", id: "0f3c2a8e-5d1b-4c7a-9e6f-2b8d4a1c3e5f")
+
+    init() throws {
+        folder = try TemporaryDirectory()
+        repo = try Repository.initialize(at: folder.path + "/repo", bare: true)
+        let clock = clock
+        sessions = PushSessions(idleTimeout: .seconds(600), limit: 2, now: { clock.now })
+    }
+
+    /// Whether gc could take `.mrepo/gc.lock` now (exclusively, without waiting), as `gc` does.
+    func gcCouldRun() -> Bool {
+        let fd = open(repo.metaDirectory + "/gc.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        defer { close(fd) }
+        return flock(fd, LOCK_EX | LOCK_NB) == 0
+    }
+
+    @Test func anIdleSessionExpiresAndReleasesItsLock() throws {
+        try sessions.open(key, repo: repo)
+        #expect(!gcCouldRun(), "an open session holds the read lock")
+        clock.advance(.seconds(599))
+        #expect(sessions.expireIdle() == 0)
+        try sessions.enter(key)
+        sessions.leave(key)
+        // Each request starts the idle time again.
+        clock.advance(.seconds(599))
+        #expect(sessions.expireIdle() == 0)
+        #expect(!gcCouldRun())
+        clock.advance(.seconds(2))
+        #expect(sessions.expireIdle() == 1)
+        #expect(gcCouldRun(), "the expired session still holds the read lock")
+        #expect(sessions.count == 0)
+        // A request of the expired session is refused: gc may have run meanwhile.
+        expectThrows(HubError.self) { try self.sessions.enter(self.key) } matching: { $0.code == "PushSessionExpired" }
+    }
+
+    @Test func aSessionWithARequestInProgressNeverExpires() throws {
+        try sessions.open(key, repo: repo)
+        try sessions.enter(key)
+        clock.advance(.seconds(3600))
+        #expect(sessions.expireIdle() == 0)
+        #expect(!gcCouldRun())
+        sessions.leave(key)
+        clock.advance(.seconds(601))
+        #expect(sessions.expireIdle() == 1)
+        #expect(gcCouldRun())
+    }
+
+    @Test func closingReleasesAndTheLimitHolds() throws {
+        try sessions.open(key, repo: repo)
+        // Opening it again (a retried request) keeps the one session.
+        try sessions.open(key, repo: repo)
+        try sessions.open(PushSessions.Key(repository: "team/minilm", id: "second-session"), repo: repo)
+        expectThrows(HubError.self) {
+            try self.sessions.open(PushSessions.Key(repository: "team/minilm", id: "third-session"), repo: self.repo)
+        } matching: { $0.code == "TooManyPushSessions" }
+        sessions.close(key)
+        sessions.close(PushSessions.Key(repository: "team/minilm", id: "second-session"))
+        #expect(sessions.count == 0)
+        #expect(gcCouldRun())
+        #expect(!PushSessions.isValidID("short") && !PushSessions.isValidID("a/b/c/d/e/f") && PushSessions.isValidID(key.id))
+    }
+}
