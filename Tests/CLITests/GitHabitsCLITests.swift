@@ -106,6 +106,30 @@ import Testing
 
     // MARK: - log
 
+    /// `log --graph` with lines that cross and join: an octopus whose parents' histories
+    /// interleave, a merge whose second parent another line already waits for, a branch joining
+    /// its parent two columns to its left. Every line runs from its commit to its parent (one
+    /// line ended in another branch's column, another stopped short of the base).
+    @Test func logGraphKeepsEveryLineToItsParent() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.ok(["init", "-q", "repo"])
+        try s.ok(["commit", "-q", "--from", "../family/base", "-m", "base"], in: "repo")
+        try s.ok(["commit", "-q", "--from", "../family/math", "--branch", "a", "-m", "a1"], in: "repo")
+        try s.ok(["commit", "-q", "--from", "../family/code", "--branch", "b", "-m", "b1"], in: "repo")
+        try s.ok(["commit", "-q", "--from", "../family/chat", "--branch", "b", "-m", "b2"], in: "repo")
+        try s.ok(["switch", "-q", "a"], in: "repo")
+        try s.ok(["merge", "-q", "b", "--method", "linear", "-m", "merge b"], in: "repo")
+        try s.ok(["commit", "-q", "--from", "../family/chat", "--branch", "c", "-m", "c1"], in: "repo")
+        try s.ok(["switch", "-q", "-c", "oct", "main"], in: "repo")
+        try s.ok(["merge", "-q", "a", "b", "c", "-m", "oct"], in: "repo")
+        let shape = lines(try s.ok(["log", "--graph", "--oneline"], in: "repo")).map { line in
+            String(line.prefix { !$0.isHexDigit }).trimmingCharacters(in: .whitespaces)
+        }
+        #expect(shape == ["*---.", "|\\ \\ \\", "| | | *", "| | |/", "| |/|", "| * |", "| |\\|", "| | *", "| | *",
+                          "| |/", "|/|", "| *", "|/", "*"])
+    }
+
     @Test func logFormsGitUsersType() throws {
         let s = try family()
         try s.ok(["merge", "-q", "math", "code", "-m", "soup"], in: "repo")
@@ -117,7 +141,11 @@ import Testing
         #expect(reversed.first?.hasSuffix(" base") == true && reversed.last?.contains("soup") == true)
         // An octopus merge (main was the merge base: three parents) drawn in the graph.
         let graph = try s.ok(["log", "--graph", "--oneline", "--all"], in: "repo").stdout
-        #expect(graph.hasPrefix("* ") && graph.contains("|\\") && graph.contains("/"), "\(graph)")
+        // Drawn as git draws it: the parents spread along the merge's row, each line one column per row.
+        let shape = lines(try s.ok(["log", "--graph", "--oneline", "--all"], in: "repo")).map { line in
+            String(line.prefix { !$0.isHexDigit }).trimmingCharacters(in: .whitespaces)
+        }
+        #expect(shape == ["*-.", "|\\ \\", "| | *", "| |/", "|/|", "| *", "|/", "*"], "\(graph)")
         #expect(lines(try s.ok(["log", "--graph", "--oneline"], in: "repo")).filter { $0.contains("*") }.count == 4)
         let format = try s.ok(["log", "-1", "--format=%h|%an|%ae|%s|%P", "math"], in: "repo").stdout
         #expect(format.hasPrefix(String(try revParse(s, "math").prefix(12)) + "|Test User|test@example.com|math fine-tune|"))

@@ -127,55 +127,114 @@ enum DateText {
     }
 }
 
-/// `log --graph`: one column per line of history being followed, drawn with `*`, `|`, `\` and `/`.
+/// `log --graph`: one column per line of history being followed, drawn with `*`, `|`, `\` and `/`,
+/// as git draws it. Lines move at most one column per row, so a line that has several columns
+/// to go (a branch joining its parent further left, an octopus merge's parents) takes several
+/// rows and crosses the columns on its way (`|/|`) instead of ending in another branch's column.
+/// A merge whose parent another column already waits for joins that column.
 struct LogGraph {
     /// The commit each column waits for.
     private var columns: [ObjectID] = []
 
-    /// The lines before the commit (columns joining), the commit's own prefix, and the lines after
-    /// it (a merge opening columns for its further parents).
+    /// One line of history between two rows: where it is and where it goes (column indices).
+    private struct Edge {
+        var at: Int
+        var to: Int
+    }
+
+    /// The lines before the commit (columns joining, or making room for an octopus's parents),
+    /// the commit's own prefix, and the lines after it (a merge opening columns for its further
+    /// parents, lines moving to their columns).
     mutating func draw(_ id: ObjectID, parents: [ObjectID]) -> (before: [String], commit: String, after: [String]) {
         var before: [String] = []
-        var col = columns.firstIndex(of: id) ?? {
-            columns.append(id)
-            return columns.count - 1
-        }()
-        // Several children led here: their columns join this one.
+        if !columns.contains(id) { columns.append(id) }
+        // Several children led here: their columns join the first one, one column per row.
+        let col = columns.firstIndex(of: id)!
         let joining = columns.indices.filter { $0 != col && columns[$0] == id }
         if !joining.isEmpty {
-            // A joining column leans toward the one on its left.
-            var chars = [Character](repeating: " ", count: 2 * columns.count - 1)
-            for i in columns.indices {
-                if joining.contains(i), i > 0 { chars[2 * i - 1] = "/" } else { chars[2 * i] = "|" }
-            }
-            before.append(String(String(chars).reversed().drop { $0 == " " }.reversed()))
-            for i in joining.reversed() {
-                columns.remove(at: i)
-                if i < col { col -= 1 }
+            let kept = columns.indices.filter { !joining.contains($0) }
+            let newIndex = { (i: Int) in joining.contains(i) ? col : kept.firstIndex(of: i)! }
+            before += LogGraph.rows(columns.indices.map { Edge(at: $0, to: newIndex($0)) })
+            columns = kept.map { columns[$0] }
+        }
+        // Parents other lines already wait for are joined; the others get columns of their own,
+        // the first parent this column, further ones new columns on its right.
+        let current = columns
+        let waiting = { (p: ObjectID) in current.indices.first { current[$0] == p && $0 != col } }
+        let first = parents.first.flatMap { waiting($0) == nil ? $0 : nil }
+        let opened = parents.dropFirst().filter { waiting($0) == nil }.reduce(into: [ObjectID]()) { if !$0.contains($1) { $0.append($1) } }
+        // The columns after the commit: the others keep their order, this one becomes its first
+        // parent (or closes), the opened ones follow it.
+        var next = Array(columns[..<col])
+        if let first { next.append(first) }
+        next += opened.filter { $0 != first }
+        next += columns[(col + 1)...]
+        let index = { (p: ObjectID) in next.firstIndex(of: p)! }
+        // An octopus (two or more new columns) spreads its parents along the commit's row
+        // (`*-.`, `*---.`), as git does; the columns right of it move right first to make room.
+        let spread = max(0, opened.count - 1)
+        let shifted = columns.indices.map { $0 > col ? $0 + spread : $0 }
+        if spread > 0, col + 1 < columns.count {
+            before += LogGraph.rows(columns.indices.map { Edge(at: $0, to: shifted[$0]) })
+        }
+        var commitLine = (0..<columns.count).map { $0 == col ? "*" : "|" }
+        if spread > 0 { commitLine[col] = "*" + String(repeating: "-", count: 2 * spread - 1) + "." }
+        let commit = LogGraph.join(columns.indices.map { ($0 == col ? 2 * col : 2 * shifted[$0], commitLine[$0]) })
+        // The lines after the commit: each other column to its new place; from the commit, one
+        // line per parent, the k-th opened one leaving from the k-th mark of the row.
+        var edges: [Edge] = []
+        for i in columns.indices where i != col { edges.append(Edge(at: shifted[i], to: index(columns[i]))) }
+        var k = 0
+        for p in parents {
+            if p == first {
+                edges.append(Edge(at: col, to: index(p)))
+            } else if opened.contains(p) {
+                edges.append(Edge(at: col + min(k, spread), to: index(p)))
+                k += 1
+            } else if let w = waiting(p) {
+                edges.append(Edge(at: col, to: index(current[w])))
             }
         }
-        let commitLine = columns.indices.map { $0 == col ? "*" : "|" }.joined(separator: " ")
-        var after: [String] = []
-        if parents.isEmpty {
-            columns.remove(at: col)
-        } else {
-            columns[col] = parents[0]
-            let extra = Array(parents.dropFirst())
-            if !extra.isEmpty {
-                // A merge: one new column per further parent, right of this one (an octopus gets several).
-                let left = columns[..<col].map { _ in "|" }
-                let right = columns[(col + 1)...].map { _ in "\\" }
-                var line = (left + ["|"]).joined(separator: " ")
-                line += extra.count == 1 ? "\\" : "\\" + String(repeating: "-.", count: 1) + String(repeating: " \\", count: extra.count - 2)
-                if !right.isEmpty { line += " " + right.joined(separator: " ") }
-                after.append(line)
-                if extra.count > 1 {
-                    after.append((left + ["|"] + extra.map { _ in "\\" } + right).joined(separator: " "))
+        columns = next
+        return (before, commit, LogGraph.rows(edges, atLeastOne: parents.count > 1))
+    }
+
+    /// The rows that take every edge to its column, one step per row; none when every edge is
+    /// there already (one row of `|` with `atLeastOne`, under a merge whose lines go straight on).
+    private static func rows(_ edges: [Edge], atLeastOne: Bool = false) -> [String] {
+        var edges = edges
+        var out: [String] = []
+        while edges.contains(where: { $0.at != $0.to }) || (atLeastOne && out.isEmpty && !edges.isEmpty) {
+            var marks: [(Int, String)] = []
+            for i in edges.indices {
+                let e = edges[i]
+                if e.to > e.at {
+                    marks.append((2 * e.at + 1, "\\"))
+                    edges[i].at += 1
+                } else if e.to < e.at {
+                    marks.append((2 * e.at - 1, "/"))
+                    edges[i].at -= 1
+                } else {
+                    marks.append((2 * e.at, "|"))
                 }
-                columns.insert(contentsOf: extra, at: col + 1)
+            }
+            out.append(join(marks))
+            if out.count > 4096 { break }  // a guard: every edge reaches its column in at most that many rows
+        }
+        return out
+    }
+
+    /// A row from marks at character positions (a cell marked twice in different ways is a crossing).
+    private static func join(_ marks: [(Int, String)]) -> String {
+        guard let width = marks.map({ $0.0 + $0.1.count }).max() else { return "" }
+        var chars = [String](repeating: " ", count: width)
+        for (at, mark) in marks {
+            for (offset, c) in mark.enumerated() {
+                let cell = String(c)
+                chars[at + offset] = chars[at + offset] == " " || chars[at + offset] == cell ? cell : "X"
             }
         }
-        return (before, commitLine, after)
+        return chars.joined()
     }
 
     /// The prefix of a text line below a commit: one `|` per open column.
