@@ -137,7 +137,7 @@ extension Repository {
         let sourceRoot = try options.sourceDirectory.map(validatedSource) ?? root
         let fromWorktree = sourceRoot == root
         if options.branch != nil, fromWorktree {
-            throw RepoError.invalidArgument("--branch needs --from DIR: the working tree belongs to HEAD's branch")
+            throw RepoError.invalidArgument("--branch needs --from DIR, a folder other than the working tree (the working tree belongs to HEAD's branch)")
         }
 
         // 1. Scan and validate.
@@ -376,7 +376,7 @@ extension Repository {
     /// created at HEAD's commit when it does not exist.
     func commitTarget(_ options: CommitOptions, head: Head) throws -> (branch: String?, parent: ObjectID?, created: Bool) {
         guard let branch = options.branch else {
-            try refuseDuringMerge("commit")
+            try refuseDuringMerge(options.stash ? "stash" : "commit")
             return (head.branchName, head.commit, false)
         }
         try RefNames.validate(branch, existing: try history.ref(named: branch) != nil)

@@ -47,7 +47,10 @@ enum CommandLineHabits {
             // `stash show [N | stash@{N}]`: the entry's commit and what it changed, per file.
             let entry = arguments.dropFirst(2).first { !$0.hasPrefix("-") }
             let revision = entry.map { Int($0) != nil ? "stash@{\($0)}" : $0 } ?? "stash@{0}"
-            return rewrite(["log", "--stat", "--max-count=1"] + arguments.dropFirst(2).filter { $0.hasPrefix("-") } + [revision])
+            let options = arguments.dropFirst(2).filter { $0.hasPrefix("-") }
+            // With --json, the entry's commit as `show --json` gives it (log --stat has no JSON).
+            if options.contains("--json") { return rewrite(["show"] + options + [revision]) }
+            return rewrite(["log", "--stat", "--max-count=1"] + options + [revision])
         }
         if first == "show", arguments.contains("--stat") {
             // `show --stat REV` is `log --stat -1 REV`: the commit and what each file's tensors did.

@@ -81,7 +81,7 @@ struct MrepoCommand: ParsableCommand {
             // Help and --version print in full; a usage error is one line naming the command's help.
             let code = exitCode(for: error)
             guard code != .success else { exit(withError: error) }
-            let message = MrepoCommand.message(for: error).split(separator: "\n").first.map(String.init) ?? "invalid usage"
+            let message = MrepoCommand.oneLine(MrepoCommand.message(for: error))
             let text = message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message
             // The command's help, down to a subcommand (`mrepo remote add --help`).
             var name = ""
@@ -121,6 +121,17 @@ struct MrepoCommand: ParsableCommand {
         } catch {
             exit(withError: error)
         }
+    }
+}
+
+extension MrepoCommand {
+    /// A usage error in one line: its first line, with a list of allowed values that follows it
+    /// (`- push`, `- save`, ...) folded in (it was cut off, leaving "one of the following:" and nothing).
+    static func oneLine(_ message: String) -> String {
+        let lines = message.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+        guard let first = lines.first else { return "invalid usage" }
+        let items = lines.dropFirst().prefix { $0.hasPrefix("- ") }.map { "'\($0.dropFirst(2))'" }
+        return items.isEmpty ? first : first + " " + items.joined(separator: ", ")
     }
 }
 

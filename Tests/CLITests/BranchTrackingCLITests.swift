@@ -108,6 +108,11 @@ import Testing
         let stashed = try s.ok(["stash", "show"], in: "repo").stdout
         let byNumber = try s.ok(["stash", "show", "0"], in: "repo").stdout
         #expect(stashed.contains("config.json | modified") && stashed == byNumber)
+        // With --json: the entry's commit as `show --json` gives it (it failed naming options not typed).
+        let shownJSON = try s.json(try s.ok(["stash", "show", "--json"], in: "repo")) as? [String: Any]
+        #expect((shownJSON?["id"] as? String) == (try s.ok(["rev-parse", "stash@{0}"], in: "repo").stdout.trimmingCharacters(in: .whitespacesAndNewlines)))
+        // A value that is none of the allowed ones lists them (the list was cut off).
+        expectOneLineError(try s.run(["stash", "nosuch"], in: "repo"), status: 64, contains: "one of the following: 'push', 'save', 'pop'")
         #expect(try s.ok(["diff", "--name-only", "HEAD", "stash@{0}"], in: "repo").stdout == "config.json\n")
         expectOneLineError(try s.run(["show", "stash@{1}"], in: "repo"), contains: "the stash has only 1 entry")
         try s.ok(["stash", "pop", "-q"], in: "repo")

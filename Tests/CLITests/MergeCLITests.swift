@@ -164,9 +164,16 @@ import Testing
         let stopped = try s.run(["merge", "math", "code", "--method", "ties", "--max-sign-conflict", "0.3"], in: "repo")
         #expect(stopped.status == 1, "\(stopped.stderr)")
         #expect(stopped.stdout.contains("Merge stopped"))
+        // The summary counts the stopped tensors as unresolved (it read "0 conflict" beside them), and
+        // a list cut at 20 says how many it leaves out.
+        let stoppedCount = stopped.stdout.split(separator: "\n").first { $0.hasPrefix("Merge stopped: ") }
+            .flatMap { Int($0.dropFirst("Merge stopped: ".count).prefix { $0.isNumber }) } ?? 0
+        #expect(stoppedCount > 0 && stopped.stdout.contains("; \(stoppedCount) unresolved (stopped by a threshold or a conflict)"), "\(stopped.stdout)")
+        if stoppedCount > 20 { #expect(stopped.stdout.contains("... and \(stoppedCount - 20) more ('mrepo status' lists them all)")) }
         let status = try s.ok(["status"], in: "repo").stdout
         #expect(status.contains("Unresolved tensors") && status.contains("sign conflict"))
         expectOneLineError(try s.run(["commit", "-m", "x"], in: "repo"), contains: "merge is in progress")
+        expectOneLineError(try s.run(["stash"], in: "repo"), contains: "stash is not possible while a merge is in progress")
         expectOneLineError(try s.run(["merge", "--continue"], in: "repo"), contains: "still unresolved")
         try s.ok(["resolve", "encoder.*", "--method", "task_arithmetic", "--set", "lambda=0.5"], in: "repo")
         let rest = try s.ok(["resolve", "*", "--theirs", "--branch", "code"], in: "repo").stdout

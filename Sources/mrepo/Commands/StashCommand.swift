@@ -28,7 +28,7 @@ struct StashCommand: ParsableCommand {
     @OptionGroup var repository: RepositoryOptions
     @OptionGroup var lock: LockOptions
 
-    @Argument(help: ArgumentHelp("push (the default), list, pop, apply or drop.", valueName: "action"))
+    @Argument(help: ArgumentHelp("push (the default), list, pop, apply, drop, or show (an entry and what it changed).", valueName: "action"))
     var action: StashAction = .push
 
     @Argument(help: ArgumentHelp("The entry: N or stash@{N}. The default is 0, the newest.", valueName: "stash"))

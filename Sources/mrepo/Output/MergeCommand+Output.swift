@@ -59,7 +59,9 @@ extension MergeCommand {
             print(line + "; experts: \(report.experts.joined(separator: ", ")); method \(report.method).")
         }
         let counts = report.classCounts
-        print(MergeClass.allCases.map { "\(counts[$0] ?? 0) \($0.rawValue)" }.joined(separator: ", "))
+        // Tensors a threshold stopped are counted in their class and, beside, as unresolved.
+        let unresolved = report.unresolved.isEmpty ? "" : "; \(report.unresolved.count) unresolved (stopped by a threshold or a conflict)"
+        print(MergeClass.allCases.map { "\(counts[$0] ?? 0) \($0.rawValue)" }.joined(separator: ", ") + unresolved)
         for f in report.files where f.outcome != "unchanged" { print("  file \(f.path): \(f.outcome)") }
         if case .planned = outcome.status {
             print("Estimated peak memory: \(Format.bytes(outcome.estimatedPeakBytes)) (\(outcome.estimatedPeakFormula), plus buffers).")
@@ -96,6 +98,7 @@ extension MergeCommand {
     func printUnresolved(_ report: ConflictReport) {
         print("Merge stopped: \(report.unresolved.count) unresolved tensor\(report.unresolved.count == 1 ? "" : "s"):")
         for t in report.unresolved.prefix(20) { print("  \(t.name): \(t.conflict ?? "")") }
+        if report.unresolved.count > 20 { print("  ... and \(report.unresolved.count - 20) more ('mrepo status' lists them all)") }
         print("Settle them with 'mrepo resolve GLOB --ours|--theirs|--base|--method M', then 'mrepo merge --continue' (or 'mrepo merge --abort').")
     }
 }
