@@ -48,9 +48,26 @@ extension Repository {
             let c = try commit(id)
             guard let parent = c.parents.first else { throw RepoError.invalidArgument("cannot cherry-pick \(id.short): it is a root commit") }
             if c.parents.count > 1 { throw RepoError.invalidArgument("cannot cherry-pick \(id.short): it is a merge commit") }
+            try refuseRepeatedPick(id)
             let text = c.message + "\n\n(cherry picked from commit \(id.hex))"
             return try applyChange(from: parent, to: id, message: text, kind: "cherry-pick", metrics: c.metrics)
         })
+    }
+
+    /// A change HEAD has already (the commit is in HEAD's history, or a commit there was
+    /// cherry-picked from it) is refused: applied again as task arithmetic, its task vector would
+    /// count twice (git finds such a pick empty and stops).
+    private func refuseRepeatedPick(_ id: ObjectID) throws {
+        guard let headID = try history.head().commit else { return }
+        let mine = try ancestors(of: headID)
+        if mine.contains(id) {
+            throw RepoError.invalidArgument("cherry-pick: \(id.short) is already in HEAD's history; nothing was written")
+        }
+        let marker = "(cherry picked from commit \(id.hex))"
+        for other in mine.subtracting(try ancestors(of: id)) {
+            guard let c = try history.commit(other), c.message.contains(marker) else { continue }
+            throw RepoError.invalidArgument("cherry-pick: HEAD has \(id.short)'s change already (picked as \(other.short)); applying it again would add its task vector twice; nothing was written")
+        }
     }
 
     /// Applies the change `from` → `to` onto HEAD: exactly when possible, else as task arithmetic.

@@ -491,6 +491,12 @@ import Testing
         try s.ok(["export", "-q", "HEAD", "../picked"], in: "repo")
         let got = try s.floats("picked/model.safetensors", w)
         #expect(zip(got, expected).allSatisfy { abs($0 - $1) <= 1e-5 * max(1, abs($1)) })
+        // Picking it again would add code's task vector a second time (a scripted retry did): refused,
+        // naming the earlier pick, with nothing written; so is a commit HEAD already contains.
+        let pickedID = try revParse(s, "HEAD")
+        expectOneLineError(try s.run(["cherry-pick", "code"], in: "repo"), contains: "applying it again would add its task vector twice")
+        #expect(try revParse(s, "HEAD") == pickedID)
+        expectOneLineError(try s.run(["cherry-pick", "HEAD~1"], in: "repo"), contains: "is already in HEAD's history")
         try s.ok(["reset", "-q", "--hard", "ORIG_HEAD"], in: "repo")
         #expect(try revParse(s, "HEAD") == math)
     }
