@@ -31,10 +31,27 @@ enum CommandLineHabits {
                 exit(0)
             }
             if arguments.count > 1, !arguments[1].hasPrefix("-"), !names.contains(arguments[1]) { unknown(arguments[1], names: names) }
+            // `help worktree nosuch`: a subcommand the command does not have (it printed the
+            // command's help, exit 0).
+            if arguments.count > 2, !arguments[2].hasPrefix("-") {
+                let subcommands = subcommandNames(of: arguments[1])
+                if !subcommands.isEmpty, !subcommands.contains(arguments[2]) {
+                    let hint = suggestion(for: arguments[2], among: subcommands).map { "; did you mean '\($0)'?" } ?? " (see 'mrepo \(arguments[1]) --help')"
+                    ErrorReporter.fail("unknown \(arguments[1]) command '\(arguments[2])'\(hint)", status: 64)
+                }
+            }
             return arguments
         }
         if first.hasPrefix("-") { return arguments }
         guard names.contains(first) else { unknown(first, names: names) }
+        if arguments.count == 1, !hasDefaultSubcommand(first) {
+            // A command of commands without its command (`mrepo worktree`): a usage error, as git's
+            // (it printed the help and exited 0).
+            let subcommands = subcommandNames(of: first)
+            if !subcommands.isEmpty {
+                ErrorReporter.fail("'mrepo \(first)' needs a command: \(subcommands.joined(separator: ", ")) (see 'mrepo \(first) --help')", status: 64)
+            }
+        }
         if first == "checkout", let dashes = arguments.firstIndex(of: "--"), dashes + 1 < arguments.endIndex {
             // `checkout [REV] -- PATH...` puts files back, as `restore [--source REV] PATH...`.
             let before = arguments[1..<dashes], paths = arguments[(dashes + 1)...]
@@ -100,6 +117,30 @@ enum CommandLineHabits {
         if a.count > 1, a.hasPrefix("-"), let n = Int(a.dropFirst()), n >= 0 { return n }
         if a.count > 2, a.hasPrefix("-n"), let n = Int(a.dropFirst(2)), n >= 0 { return n }
         return nil
+    }
+
+    /// The command named `name` (a top-level one).
+    static func command(named name: String) -> ParsableCommand.Type? {
+        let c = MrepoCommand.configuration
+        for command in c.groupedSubcommands.flatMap(\.subcommands) + c.subcommands where command.configuration.commandName == name {
+            return command
+        }
+        return nil
+    }
+
+    /// The names of a top-level command's own commands (`worktree`: add, list, ...); none for a plain command.
+    static func subcommandNames(of name: String) -> [String] {
+        guard let command = command(named: name) else { return [] }
+        let c = command.configuration
+        var out: [String] = []
+        for sub in c.groupedSubcommands.flatMap(\.subcommands) + c.subcommands {
+            if let n = sub.configuration.commandName { out.append(n) }
+        }
+        return out
+    }
+
+    static func hasDefaultSubcommand(_ name: String) -> Bool {
+        command(named: name)?.configuration.defaultSubcommand != nil
     }
 
     static func unknown(_ name: String, names: [String]) -> Never {

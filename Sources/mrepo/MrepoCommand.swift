@@ -243,6 +243,6 @@ struct LockOptions: ParsableArguments {
 
 /// git's `--no-edit`, which scripts pass to commands that would open an editor for the message.
 struct NoEditOption: ParsableArguments {
-    @Flag(name: .customLong("no-edit"), help: "Accepted as in git: mrepo never opens an editor (the message is -m's, or the default one).")
+    @Flag(name: .customLong("no-edit"), help: "Accepted as in git: mrepo never opens an editor (the message is -m's where the command takes -m, else the default one).")
     var noEdit = false
 }

@@ -34,6 +34,13 @@ import Testing
         expectOneLineError(try s.run(["lgo", "--oneline"], in: "repo"), status: 64, contains: "did you mean 'log'?")
         expectOneLineError(try s.run(["help", "NONEXISTENT"]), status: 64, contains: "unknown command 'NONEXISTENT'")
         #expect(try s.run(["help", "log"]).status == 0)
+        // A command's own commands: an unknown one is a usage error, and a command of commands
+        // without one says which there are (both printed the help with status 0).
+        expectOneLineError(try s.run(["help", "worktree", "nosuch"]), status: 64, contains: "unknown worktree command 'nosuch'")
+        #expect(try s.run(["help", "worktree", "add"]).status == 0)
+        expectOneLineError(try s.run(["worktree"]), status: 64, contains: "'mrepo worktree' needs a command: add, list, remove, prune")
+        expectOneLineError(try s.run(["bisect"]), status: 64, contains: "'mrepo bisect' needs a command: start")
+        #expect(try s.run(["worktree", "--help"]).status == 0)
         expectOneLineError(try s.run(["-C", "repo", "stats"]), status: 64, contains: "did you mean 'status'?")
     }
 
