@@ -55,7 +55,8 @@ import Testing
             ["switch", "main"], ["notes", "add", "HEAD", "-m", "n"], ["notes", "show"], ["metric", "add", "HEAD", "acc=1"],
             ["metric", "show"], ["merge", "--list-methods"], ["du"], ["fsck"], ["gc"], ["check", "../family/base"],
             ["export", "HEAD", "../out"], ["init", "../other"], ["stash", "list"], ["reset", "HEAD"],
-            ["restore", "config.json"], ["worktree", "list"],
+            ["restore", "config.json"], ["worktree", "list"], ["worktree", "add", "../wt1"], ["worktree", "remove", "../wt1"],
+            ["worktree", "prune"], ["bisect", "reset"],
         ]
         for args in accepted {
             let r = try s.run(args + ["--json"], in: "repo")

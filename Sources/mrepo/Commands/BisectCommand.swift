@@ -149,9 +149,31 @@ struct BisectCommand: ParsableCommand {
         @Argument(help: ArgumentHelp("Where to go instead: a branch or any revision.", valueName: "rev"), completion: CompletionNames.revisions)
         var revision: String?
 
+        @Flag(help: "Print where HEAD went as JSON.")
+        var json = false
+
+        /// `bisect reset --json`.
+        struct Document: Encodable {
+            /// Whether a bisection was ended (false: there was none, or only a damaged record).
+            var ended: Bool
+            var head: OrNull<String>
+            var branch: OrNull<String>
+            var startBranchGone: OrNull<String>
+            var discardedDamagedRecord: Bool
+
+            enum CodingKeys: String, CodingKey {
+                case ended, head, branch, startBranchGone = "start_branch_gone", discardedDamagedRecord = "discarded_damaged_record"
+            }
+        }
+
         func run() throws {
             let repo = try repository.open()
             let outcome = try repo.bisect(.reset(to: revision), wait: lock.wait)
+            if json {
+                let head = try repo.head()
+                return try printJSON(Document(ended: outcome.checkout != nil, head: OrNull(head.commit?.hex), branch: OrNull(head.branchName),
+                                              startBranchGone: OrNull(outcome.startBranchGone), discardedDamagedRecord: outcome.discardedDamagedRecord))
+            }
             if repository.quiet { return }
             if let checkout = outcome.checkout {
                 if let gone = outcome.startBranchGone { print("The branch '\(gone)' the bisection started on is gone.") }

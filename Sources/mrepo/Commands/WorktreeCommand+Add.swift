@@ -35,6 +35,9 @@ extension WorktreeCommand {
 
         @OptionGroup var tracking: TrackingOptions
 
+        @Flag(help: "Print the new working tree as JSON.")
+        var json = false
+
         func validate() throws {
             if newBranch != nil && detach { throw ValidationError("-b and --detach: give one of them") }
             if detach && tracking.isGiven { throw ValidationError("--track and --no-track go with a branch, not --detach") }
@@ -44,6 +47,7 @@ extension WorktreeCommand {
             let repo = try repository.open()
             let added = try repo.addWorktree(at: path, revision: revision, newBranch: newBranch, detach: detach, force: force,
                                              tracking: tracking.tracking, wait: lock.wait)
+            if json { return try printJSON(AddedWorktreeDocument(added)) }
             guard !repository.quiet else { return }
             let what: String
             switch added.head {

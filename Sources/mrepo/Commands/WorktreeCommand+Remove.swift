@@ -23,9 +23,13 @@ extension WorktreeCommand {
         @Flag(name: .shortAndLong, help: "Delete it even with uncommitted changes or untracked files.")
         var force = false
 
+        @Flag(help: "Print the working tree removed as JSON.")
+        var json = false
+
         func run() throws {
             let repo = try repository.open()
             let record = try repo.removeWorktree(path, force: force, wait: lock.wait)
+            if json { return try printJSON(ForgottenWorktreeDocument(path: record.path, id: record.id)) }
             if !repository.quiet { print("Removed working tree \(record.path)") }
         }
     }

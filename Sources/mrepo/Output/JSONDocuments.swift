@@ -387,6 +387,44 @@ struct StatusDocument: Encodable {
 }
 
 /// One line of `worktree list --json`.
+/// `worktree add --json`: the new working tree, what it checked out, and how many files it wrote.
+struct AddedWorktreeDocument: Encodable {
+    var path: String
+    var id: String
+    var head: OrNull<String>
+    var branch: OrNull<String>
+    /// The branch `add` created (`-b`, or the one named after the folder), or null.
+    var createdBranch: OrNull<String>
+    var upstream: OrNull<String>
+    var filesWritten: Int
+
+    enum CodingKeys: String, CodingKey {
+        case path, id, head, branch, createdBranch = "created_branch", upstream, filesWritten = "files_written"
+    }
+
+    init(_ a: AddedWorktree) {
+        path = a.record.path
+        id = a.record.id
+        switch a.head {
+        case let .branch(name, commit):
+            branch = OrNull(name)
+            head = OrNull(commit?.hex)
+        case let .detached(commit):
+            branch = OrNull(nil)
+            head = OrNull(commit.hex)
+        }
+        createdBranch = OrNull(a.createdBranch)
+        upstream = OrNull(a.upstream)
+        filesWritten = a.checkout.writtenFiles
+    }
+}
+
+/// `worktree remove --json` and each entry of `worktree prune --json`: a working tree forgotten.
+struct ForgottenWorktreeDocument: Encodable {
+    var path: String
+    var id: String
+}
+
 struct WorktreeDocument: Encodable {
     var path: String
     var id: String
