@@ -60,6 +60,10 @@ enum CommandLineHabits {
                 return rewrite(["restore"] + before.filter { $0.hasPrefix("-") } + revisions.flatMap { ["--source", $0] } + ["--"] + paths)
             }
         }
+        if first == "reflog", arguments.count >= 2, arguments[1] == "show" {
+            // git's `reflog show [REF]` is `reflog [REF]`.
+            return rewrite([first] + arguments.dropFirst(2))
+        }
         if first == "stash", arguments.count >= 2, arguments[1] == "show" {
             // `stash show [N | stash@{N}]`: the entry's commit and what it changed, per file.
             let entry = arguments.dropFirst(2).first { !$0.hasPrefix("-") }

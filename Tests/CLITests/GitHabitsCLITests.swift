@@ -40,6 +40,15 @@ import Testing
         #expect(try s.run(["help", "worktree", "add"]).status == 0)
         expectOneLineError(try s.run(["worktree"]), status: 64, contains: "'mrepo worktree' needs a command: add, list, remove, prune")
         expectOneLineError(try s.run(["bisect"]), status: 64, contains: "'mrepo bisect' needs a command: start")
+        // Scripts' forms: rev-parse --show-toplevel and --verify (-q: a quiet status 1), reflog show.
+        try FileManager.default.createDirectory(atPath: s.path("repo/sub"), withIntermediateDirectories: true)
+        let top = try s.ok(["rev-parse", "--show-toplevel"], in: "repo/sub").stdout
+        #expect(top.hasSuffix("/repo\n") && FileManager.default.fileExists(atPath: String(top.dropLast()) + "/.mrepo"))
+        #expect(try s.ok(["rev-parse", "--verify", "HEAD"], in: "repo").stdout == (try s.ok(["rev-parse", "HEAD"], in: "repo").stdout))
+        let quiet = try s.run(["rev-parse", "--verify", "-q", "nosuch"], in: "repo")
+        #expect(quiet.status == 1 && quiet.stdout.isEmpty && quiet.stderr.isEmpty)
+        expectOneLineError(try s.run(["rev-parse", "--verify", "HEAD", "HEAD"], in: "repo"), status: 64, contains: "--verify takes exactly one revision")
+        #expect(try s.ok(["reflog", "show", "main"], in: "repo").stdout == (try s.ok(["reflog", "main"], in: "repo").stdout))
         #expect(try s.run(["worktree", "--help"]).status == 0)
         expectOneLineError(try s.run(["-C", "repo", "stats"]), status: 64, contains: "did you mean 'status'?")
     }

@@ -11,12 +11,16 @@ struct RevParseCommand: ParsableCommand {
             Takes every form a revision can have: a branch, a tag, HEAD, an id or a unique prefix, \
             REV~N and REV^N, REV^{}, HEAD@{N} and BRANCH@{N} (where it pointed N moves ago), ORIG_HEAD, \
             - or @{-N} (the previous branch). --abbrev-ref prints the branch name instead.
+
+            As in git's scripts: --verify checks that exactly one revision is given and names a commit \
+            (with -q, a revision that names nothing exits 1 and prints nothing); --show-toplevel prints \
+            the working tree's folder.
             """)
 
     @OptionGroup var repository: RepositoryOptions
 
     @Argument(help: ArgumentHelp("Revisions to resolve.", valueName: "rev"), completion: CompletionNames.revisions)
-    var revisions: [String]
+    var revisions: [String] = []
 
     @Flag(help: "Print 12-digit ids.")
     var short = false
@@ -24,11 +28,31 @@ struct RevParseCommand: ParsableCommand {
     @Flag(help: "Print the branch a revision names (HEAD: the current branch; HEAD when detached).")
     var abbrevRef = false
 
+    @Flag(help: "Check that exactly one revision is given and that it names a commit; print its id (with -q, exit 1 quietly when it names nothing).")
+    var verify = false
+
+    @Flag(help: "Print the folder of the working tree (its top, where .mrepo is).")
+    var showToplevel = false
+
     @Flag(help: "Print the result as JSON.")
     var json = false
 
+    func validate() throws {
+        if verify && revisions.count != 1 { throw ValidationError("--verify takes exactly one revision") }
+        if showToplevel && (!revisions.isEmpty || verify || abbrevRef || short) { throw ValidationError("--show-toplevel takes no revision and no other option") }
+        if !showToplevel && revisions.isEmpty { throw ValidationError("name a revision (or --show-toplevel)") }
+    }
+
     func run() throws {
         let repo = try repository.open(access: .readOnly)
+        if showToplevel {
+            if json { try printJSON(NamedValues(members: [("toplevel", repo.root)])) } else { print(repo.root) }
+            return
+        }
+        if verify, repository.quiet {
+            // git's `rev-parse --verify -q`: a revision that names nothing is a quiet status 1.
+            do { _ = try repo.resolve(revisions[0]) } catch RepoError.unknownRevision { throw ExitCode(1) }
+        }
         var out: [(String, String)] = []
         for rev in revisions {
             if abbrevRef {
