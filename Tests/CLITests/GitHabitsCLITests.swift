@@ -582,6 +582,8 @@ import Testing
             #expect(try s.ok(["completion", shell]).stdout.contains("mrepo"))
         }
         expectOneLineError(try s.run(["completion", "tcsh"]), status: 64, contains: "tcsh")
+        // merge --method and resolve --method complete the method ids.
+        #expect(try s.ok(["completion", "bash"]).stdout.contains("task_arithmetic"))
         let names = try s.ok(["---completion", "switch", "--", "positional@0", "2", "0", "mrepo", "switch", ""], in: "repo").stdout
         #expect(names.split(separator: "\n").map(String.init).sorted() == ["code", "hub", "main", "math"])
         // The man page, from the same help.

@@ -40,7 +40,8 @@ struct MergeCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("Branches (or any revisions) to merge into HEAD.", valueName: "branch"), completion: CompletionNames.revisions)
     var branches: [String] = []
 
-    @Option(help: ArgumentHelp("Merge method (mergekit's ids): \(MethodRegistry.ids.joined(separator: ", ")). The default is ties.", valueName: "method"))
+    @Option(help: ArgumentHelp("Merge method (mergekit's ids): \(MethodRegistry.ids.joined(separator: ", ")). The default is ties.", valueName: "method"),
+            completion: .list(MethodRegistry.ids))
     var method: String?
 
     @Option(help: ArgumentHelp("rmm: the basis size K, 1 ≤ K ≤ N − 1 (K = N − 1 rebuilds every expert exactly). Same as --set basis=K.", valueName: "K"))

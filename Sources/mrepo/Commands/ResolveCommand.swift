@@ -28,7 +28,8 @@ struct ResolveCommand: ParsableCommand {
     @Flag(name: .customLong("base"), help: "Keep the merge base's tensor.")
     var useBase = false
 
-    @Option(help: ArgumentHelp("Merge these tensors with another method (thresholds do not apply).", valueName: "method"))
+    @Option(help: ArgumentHelp("Merge these tensors with another method (thresholds do not apply).", valueName: "method"),
+            completion: .list(MethodRegistry.ids))
     var method: String?
 
     @Option(name: .customLong("set"), help: ArgumentHelp("A parameter of --method, e.g. --set density=0.3 (repeatable).", valueName: "name=value"))
