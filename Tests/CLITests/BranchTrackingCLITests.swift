@@ -339,8 +339,12 @@ import Testing
 
         try Data("x".utf8).write(to: URL(fileURLWithPath: s.path("repo/stray.txt")))
         try Data("x".utf8).write(to: URL(fileURLWithPath: s.path("repo/sub/stray.txt")))
-        #expect(try s.ok(["clean", "-n"], in: "repo/sub").stdout == "Would remove sub/stray.txt\n")
-        #expect(try s.ok(["clean", "-n", ".."], in: "repo/sub").stdout == "Would remove stray.txt\nWould remove sub/stray.txt\n")
+        // Paths shown from the current folder, as git's (they were shown from the top).
+        #expect(try s.ok(["clean", "-n"], in: "repo/sub").stdout == "Would remove stray.txt\n")
+        #expect(try s.ok(["clean", "-n", ".."], in: "repo/sub").stdout == "Would remove ../stray.txt\nWould remove stray.txt\n")
+        #expect(try s.ok(["status", "--short"], in: "repo/sub").stdout.contains("A ../stray.txt\n"))
+        #expect(try s.ok(["status", "--porcelain"], in: "repo/sub").stdout.contains("A sub/stray.txt\n"), "porcelain: from the top")
+        #expect(try s.ok(["status"], in: "repo/sub").stdout.contains("new file:  stray.txt\n"))
     }
 }
 

@@ -54,7 +54,8 @@ struct CleanCommand: ParsableCommand {
             return
         }
         guard !repository.quiet else { return }
-        for path in result.skippedRepositories { print("\(dryRun ? "Would skip" : "Skipping") repository \(path)") }
-        for path in result.removed { print("\(dryRun ? "Would remove" : "Removing") \(path)") }
+        // Paths from the current folder, as git's (JSON keeps them from the top).
+        for path in result.skippedRepositories { print("\(dryRun ? "Would skip" : "Skipping") repository \(Format.fromCurrentFolder(path, root: repo.root))") }
+        for path in result.removed { print("\(dryRun ? "Would remove" : "Removing") \(Format.fromCurrentFolder(path, root: repo.root))") }
     }
 }

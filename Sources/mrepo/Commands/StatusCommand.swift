@@ -33,8 +33,9 @@ struct StatusCommand: ParsableCommand {
             return
         }
         if short || porcelain {
+            // As git's: --short shows paths from the current folder, --porcelain from the top.
             for c in status.changes {
-                print("\(c.kind == .added ? "A" : c.kind == .modified ? "M" : "D") \(c.path)")
+                print("\(c.kind == .added ? "A" : c.kind == .modified ? "M" : "D") \(porcelain ? c.path : Format.fromCurrentFolder(c.path, root: repo.root))")
             }
             return
         }
@@ -96,7 +97,7 @@ struct StatusCommand: ParsableCommand {
                     detail += "  (symbolic link to \(target): commit --dereference stores the file it points to)"
                 }
                 let label = c.kind == .added ? "new file:" : c.kind == .modified ? "modified:" : "deleted: "
-                print("  \(label)  \(c.path)\(detail)")
+                print("  \(label)  \(Format.fromCurrentFolder(c.path, root: repo.root))\(detail)")
             }
         }
         if !status.normalizationTwins.isEmpty {

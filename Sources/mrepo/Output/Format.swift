@@ -5,6 +5,20 @@ import Repo
 /// Text formatting shared by the commands.
 enum Format {
     /// `1.23 GB`, `512 kB`, `17 B` (decimal units, as model hubs print sizes).
+    /// A working-tree path (relative to the top, `root`) as seen from the current folder, as git
+    /// shows paths: `b` inside `sub/`, `../a` above it; unchanged from the top or from outside.
+    static func fromCurrentFolder(_ path: String, root: String) -> String {
+        func components(_ p: String) -> [Substring] { p.split(separator: "/") }
+        let resolve = { (p: String) in URL(fileURLWithPath: p).resolvingSymlinksInPath().path }
+        let top = components(resolve(root)), here = components(resolve(FileManager.default.currentDirectoryPath))
+        guard here.count > top.count, Array(here.prefix(top.count)) == top else { return path }
+        let inside = Array(here.dropFirst(top.count)), target = components(path)
+        var common = 0
+        while common < inside.count, common < target.count - 1, inside[common] == target[common] { common += 1 }
+        let ups = Array(repeating: "..", count: inside.count - common)
+        return (ups + target.dropFirst(common).map(String.init)).joined(separator: "/")
+    }
+
     static func bytes(_ n: Int) -> String {
         let units = ["B", "kB", "MB", "GB", "TB"]
         var value = Double(n)
