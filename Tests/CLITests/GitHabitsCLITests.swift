@@ -327,6 +327,9 @@ import Testing
         try s.ok(["reflog", "stash"], in: "repo")
         try s.ok(["switch", "-q", "--detach", "math"], in: "repo")
         #expect(try s.ok(["status"], in: "repo").stdout.contains("HEAD detached at"))
+        // branch lists the detached HEAD first, as git's.
+        let short = String(try s.ok(["rev-parse", "math"], in: "repo").stdout.prefix(12))
+        #expect(try s.ok(["branch"], in: "repo").stdout.hasPrefix("* (HEAD detached at \(short))\n"))
         #expect(s.sameFiles("repo", "family/math"))
         try s.ok(["checkout", "-q", "--detach", "main"], in: "repo")
         #expect(try s.ok(["rev-parse", "HEAD"], in: "repo").stdout == (try s.ok(["rev-parse", "main"], in: "repo").stdout))

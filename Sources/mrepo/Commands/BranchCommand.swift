@@ -154,6 +154,10 @@ struct BranchCommand: ParsableCommand {
         if !remotes, filter == nil, contains == nil, !branches.contains(where: { $0.remote == nil }), let head = try? repo.head(), let b = head.branchName {
             print("* \(b) (no commits yet)")
         }
+        // A detached HEAD heads the list, as in git's.
+        if !remotes, filter == nil, contains == nil, case let .detached(id)? = try? repo.head() {
+            print("* (HEAD detached at \(id.short))")
+        }
         let width = branches.map { shown($0).count }.max() ?? 0
         for b in branches {
             // The list always shows each branch's commit and subject (git's -v); -vv adds the
