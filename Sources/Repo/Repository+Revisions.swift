@@ -39,6 +39,22 @@ extension Repository {
         guard let at = base.range(of: "@{"), base.hasSuffix("}") else { return nil }
         let refName = String(base[..<at.lowerBound])
         let inner = base[at.upperBound..<base.index(before: base.endIndex)]
+        if inner == "u" || inner == "upstream" || inner == "push" {
+            // git's `@{u}`, `BRANCH@{upstream}` (and `@{push}`, which is the upstream here): the
+            // remote-tracking branch the branch tracks.
+            let branch: String
+            if refName.isEmpty || refName == "@" || refName == "HEAD" {
+                guard let current = try history.head().branchName else { throw RepoError.invalidArgument("'\(whole)': HEAD is detached, so it has no upstream") }
+                branch = current
+            } else {
+                guard try history.ref(named: refName)?.kind == .branch else { throw RepoError.invalidArgument("'\(whole)': no branch named '\(refName)'") }
+                branch = refName
+            }
+            guard let upstream = try upstreamName(of: branch) else {
+                throw RepoError.invalidArgument("'\(whole)': branch '\(branch)' has no upstream ('mrepo branch -u REMOTE/BRANCH' sets one)")
+            }
+            return try resolve(upstream)
+        }
         guard let n = Int(inner), n >= 0 else {
             throw RepoError.invalidArgument("'\(whole)': expected REF@{N} with a number N of moves back (dates are not supported)")
         }

@@ -26,6 +26,12 @@ import Testing
         #expect(made.hasPrefix("branch 'm' set up to track 'origin/math'.\n"), "got: \(made)")
         #expect(try upstreamLine(s, "m").contains("[origin/math]"))
         #expect(try s.ok(["status"], in: "copy").stdout.contains("up to date with 'origin/math'"))
+        // git's @{u} / BRANCH@{upstream}: the remote-tracking branch a branch tracks.
+        let tracked = try s.ok(["rev-parse", "origin/math"], in: "copy").stdout
+        #expect(try s.ok(["rev-parse", "@{u}"], in: "copy").stdout == tracked)
+        #expect(try s.ok(["rev-parse", "m@{upstream}"], in: "copy").stdout == tracked)
+        try s.ok(["branch", "-q", "plain", "main"], in: "copy")
+        expectOneLineError(try s.run(["rev-parse", "plain@{u}"], in: "copy"), contains: "branch 'plain' has no upstream")
         // The spellings git takes for a remote-tracking branch.
         try s.ok(["switch", "-q", "-c", "m2", "remotes/origin/math"], in: "copy")
         #expect(try upstreamLine(s, "m2").contains("[origin/math]"))
