@@ -38,6 +38,28 @@ extension Repository {
         return out
     }
 
+    /// The commits `id` reaches that no branch, tag, remote-tracking branch, working tree's HEAD or
+    /// stash entry reaches, newest first: what moving away from a detached HEAD at `id` leaves
+    /// behind (the reflog keeps them until `gc --prune-reflog`), as git warns about.
+    public func commitsLeftBehind(_ id: ObjectID) throws -> [Commit] {
+        var stack = try history.refs().map(\.target) + history.allHeads().values.compactMap(\.commit)
+            + history.remoteRefs().map(\.target) + history.stashes().map(\.commit)
+        var reached = Set<ObjectID>()
+        while let c = stack.popLast() {
+            guard reached.insert(c).inserted else { continue }
+            for p in try history.parents(of: c) where !reached.contains(p) { stack.append(p) }
+        }
+        var out: [Commit] = []
+        var seen: Set<ObjectID> = [id]
+        stack = [id]
+        while let c = stack.popLast() {
+            guard !reached.contains(c), let commit = try history.commit(c) else { continue }
+            out.append(commit)
+            for p in commit.parents where seen.insert(p).inserted { stack.append(p) }
+        }
+        return out.sorted { ($0.generation, $0.timestamp) > ($1.generation, $1.timestamp) }
+    }
+
     /// Every ancestor of a commit, itself included.
     public func ancestors(of id: ObjectID) throws -> Set<ObjectID> {
         var seen: Set<ObjectID> = [id]

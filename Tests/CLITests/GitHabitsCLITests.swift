@@ -334,7 +334,14 @@ import Testing
         try s.ok(["checkout", "-q", "--detach", "main"], in: "repo")
         #expect(try s.ok(["rev-parse", "HEAD"], in: "repo").stdout == (try s.ok(["rev-parse", "main"], in: "repo").stdout))
         #expect(try s.ok(["status"], in: "repo").stdout.contains("HEAD detached at"))
-        try s.ok(["switch", "-q", "main"], in: "repo")
+        // Leaving a detached HEAD whose commits no branch reaches warns, as git's (on standard error).
+        #expect(!(try s.ok(["switch", "-q", "main"], in: "repo").stderr.contains("behind")), "main's commit is on a branch")
+        try s.ok(["switch", "-q", "--detach", "main"], in: "repo")
+        try s.ok(["commit", "-q", "--allow-empty", "-m", "experiment"], in: "repo")
+        let experiment = String(try s.ok(["rev-parse", "HEAD"], in: "repo").stdout.prefix(12))
+        let left = try s.ok(["checkout", "-q", "main"], in: "repo")
+        #expect(left.stderr.contains("leaving 1 commit behind that no branch or tag reaches (\(experiment) experiment)"), "\(left.stderr)")
+        #expect(left.stdout.isEmpty)
         expectOneLineError(try s.run(["switch", "--detach", "-c", "x"], in: "repo"), status: 64, contains: "--detach takes only a revision")
 
         let hook = s.path("repo/.mrepo/hooks/pre-commit")

@@ -56,6 +56,8 @@ struct CheckoutCommand: ParsableCommand {
 
     func run() throws {
         let repo = try repository.open()
+        let before = try? repo.head()
+        defer { LeftBehindWarning.report(repo, before: before) }
         if detach {
             try repo.detachHead(at: revision ?? "HEAD", force: force, wait: lock.wait).printDetached(json: json, quiet: repository.quiet)
             return

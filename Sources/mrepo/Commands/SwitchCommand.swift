@@ -49,6 +49,8 @@ struct SwitchCommand: ParsableCommand {
 
     func run() throws {
         let repo = try repository.open()
+        let before = try? repo.head()
+        defer { LeftBehindWarning.report(repo, before: before) }
         if detach {
             try repo.detachHead(at: branch, force: force, wait: lock.wait).printDetached(json: json, quiet: repository.quiet)
             return
