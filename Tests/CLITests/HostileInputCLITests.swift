@@ -98,6 +98,25 @@ enum TinyDisk {
         #expect(s.sameFiles("out", "fam/base"))
     }
 
+    /// A checkpoint that shrinks while it is committed (a trainer rewriting it) gets the one-line
+    /// "changed while it was being committed", with nothing recorded: reading its mapped pages past
+    /// the new end raised SIGBUS and the process died with a crash report (exit 135). The
+    /// pre-commit hook truncates it after the scan and before its bytes are read.
+    @Test func aCheckpointThatShrinksDuringTheCommitIsRefusedInOneLine() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.ok(["init", "-q", "repo"])
+        try s.ok(["commit", "-q", "--from", "../family/base", "-m", "base"], in: "repo")
+        let before = try s.ok(["rev-parse", "HEAD"], in: "repo").stdout
+        try FileManager.default.copyItem(atPath: s.path("family/math"), toPath: s.path("shrinking"))
+        try writeFile("#!/bin/sh\nprintf 'garbage!garbage' > \"$MREPO_SOURCE/model.safetensors\"\n",
+                      to: s.path("repo/.mrepo/hooks/pre-commit"), executable: true)
+        let r = try s.run(["commit", "--from", "../shrinking", "-m", "shrinks"], in: "repo")
+        expectOneLineError(r, contains: "model.safetensors: changed while it was being committed; nothing was recorded")
+        #expect(try s.ok(["rev-parse", "HEAD"], in: "repo").stdout == before)
+        try s.ok(["fsck"], in: "repo")
+    }
+
     @Test func hostileAdapterConfigsAreRefusedAtCommit() throws {
         let s = try CLISandbox()
         try s.synth("fam", ["--size", "tiny", "--adapters", "1", "--lora-rank", "4"])

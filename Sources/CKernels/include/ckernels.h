@@ -37,4 +37,13 @@ int mrepo_ungroup_uint32_t(const uint32_t *words, const uint32_t *ref, size_t n,
 uint32_t mrepo_crc32c(uint32_t crc, const void *data, size_t n);
 uint32_t mrepo_crc32c_portable(uint32_t crc, const void *data, size_t n);
 
+/* Guarded file mappings (mapguard.c): a page past the end of a file that shrank reads as zeros
+ * instead of raising SIGBUS. install: once per process, before threads start (also done by the
+ * first guard); guard: returns a slot (or -1: unguarded); shrank: whether a page of the mapping
+ * was replaced; unguard: before munmap. */
+void mrepo_guard_install(void);
+int mrepo_guard_mapping(const void *start, size_t length);
+int mrepo_mapping_shrank(int slot);
+void mrepo_unguard_mapping(int slot);
+
 #endif

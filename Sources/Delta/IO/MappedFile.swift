@@ -1,3 +1,4 @@
+import CKernels
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -20,6 +21,8 @@ public final class MappedFile: @unchecked Sendable {
     /// The file's size in bytes.
     public let count: Int
     private let base: UnsafeMutableRawPointer?
+    /// This mapping's slot among the guarded ones (mapguard.c; -1: unguarded).
+    private let guardSlot: Int32
 
     /// Maps `path` read-only.
     /// - Throws: ``DeltaError/io(path:reason:)`` when the file cannot be opened or mapped.
@@ -34,6 +37,7 @@ public final class MappedFile: @unchecked Sendable {
         count = Int(st.st_size)
         if count == 0 {
             base = nil
+            guardSlot = -1
             return
         }
         let p = mmap(nil, count, PROT_READ, MAP_PRIVATE, fd, 0)
@@ -41,11 +45,25 @@ public final class MappedFile: @unchecked Sendable {
             throw .io(path: path, reason: "mmap failed: \(errnoDescription())")
         }
         base = p
+        // A file that shrinks while it is read (rewritten by a trainer) reads zeros past its new
+        // end instead of killing the process with SIGBUS; ``shrank`` and the caller's size check say so.
+        guardSlot = mrepo_guard_mapping(p, count)
     }
 
     deinit {
+        mrepo_unguard_mapping(guardSlot)
         if let base { munmap(base, count) }
     }
+
+    /// Installs the guard of mapped files (SIGBUS handler, SIGBUS unblocked) before any thread
+    /// starts, so that every thread inherits it; the first mapping installs it otherwise.
+    public static func installGuard() {
+        mrepo_guard_install()
+    }
+
+    /// Whether the file shrank under the mapping while it was read: some of ``bytes`` read as
+    /// zeros that are not the file's.
+    public var shrank: Bool { mrepo_mapping_shrank(guardSlot) != 0 }
 
     /// The whole file. Valid while this object lives.
     public var bytes: UnsafeRawBufferPointer {
