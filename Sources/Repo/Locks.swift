@@ -6,6 +6,30 @@ import Synchronization
 /// when the process ends, however it ends.
 final class WriteLock {
     private var fd: Int32
+    /// The lock file's identity (device, inode) while held.
+    private var identity: FileIdentityKey?
+
+    /// Lock files this process holds the write lock of (a fetch from the repository itself must
+    /// not wait for a reader lease there: its gc would wait for this write lock, and this for it).
+    private static let held = Mutex<[FileIdentityKey: Int]>([:])
+
+    struct FileIdentityKey: Hashable, Sendable {
+        var device: UInt64
+        var inode: UInt64
+
+        init?(path: String) {
+            var st = stat()
+            guard stat(path, &st) == 0 else { return nil }
+            device = UInt64(st.st_dev)
+            inode = UInt64(st.st_ino)
+        }
+    }
+
+    /// Whether this process holds the write lock whose file is at `path`.
+    static func isHeldHere(path: String) -> Bool {
+        guard let key = FileIdentityKey(path: path) else { return false }
+        return held.withLock { ($0[key] ?? 0) > 0 }
+    }
 
     init(path: String, wait: Bool) throws {
         fd = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
@@ -25,10 +49,16 @@ final class WriteLock {
         let pid = Array("\(getpid())\n".utf8)
         _ = ftruncate(fd, 0)
         _ = pwrite(fd, pid, pid.count, 0)
+        identity = FileIdentityKey(path: path)
+        if let identity { WriteLock.held.withLock { $0[identity, default: 0] += 1 } }
     }
 
     func release() {
         guard fd >= 0 else { return }
+        if let identity {
+            WriteLock.held.withLock { $0[identity, default: 1] -= 1 }
+            self.identity = nil
+        }
         _ = ftruncate(fd, 0)
         flock(fd, LOCK_UN)
         Glibc.close(fd)

@@ -64,8 +64,15 @@ extension Repository {
             throw RepoError.invalidArgument("cherry-pick: \(id.short) is already in HEAD's history; nothing was written")
         }
         let marker = "(cherry picked from commit \(id.hex))"
-        for other in mine.subtracting(try ancestors(of: id)) {
-            guard let c = try history.commit(other), c.message.contains(marker) else { continue }
+        let since = mine.subtracting(try ancestors(of: id))
+        // A pick reverted since ('This reverts commit P.') no longer counts: picking again is git's habit then.
+        var reverted = Set<String>()
+        for other in since {
+            guard let c = try history.commit(other), let r = c.message.range(of: "This reverts commit ") else { continue }
+            reverted.insert(String(c.message[r.upperBound...].prefix(64)))
+        }
+        for other in since {
+            guard let c = try history.commit(other), c.message.contains(marker), !reverted.contains(other.hex) else { continue }
             throw RepoError.invalidArgument("cherry-pick: HEAD has \(id.short)'s change already (picked as \(other.short)); applying it again would add its task vector twice; nothing was written")
         }
     }

@@ -195,6 +195,10 @@ public final class Repository: Sendable {
         throw RepoError.notARepository(path: absolutePath(path))
     }
 
+    /// Whether this process holds this repository's write lock (through any `Repository` object
+    /// of it: a remote that names the repository's own folder is another object).
+    var holdsWriteLockHere: Bool { WriteLock.isHeldHere(path: metaDirectory + "/lock") }
+
     /// Takes the write lock for the duration of `body`, after finishing (or, as `pending` says,
     /// dropping or leaving) the checkout of a command killed after its record (``PendingCheckout``).
     ///

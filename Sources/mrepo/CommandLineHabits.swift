@@ -139,6 +139,7 @@ enum CommandLineHabits {
         var out: [String] = []
         for sub in c.groupedSubcommands.flatMap(\.subcommands) + c.subcommands {
             if let n = sub.configuration.commandName { out.append(n) }
+            out += sub.configuration.aliases
         }
         return out
     }

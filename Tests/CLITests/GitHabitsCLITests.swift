@@ -38,6 +38,7 @@ import Testing
         // without one says which there are (both printed the help with status 0).
         expectOneLineError(try s.run(["help", "worktree", "nosuch"]), status: 64, contains: "unknown worktree command 'nosuch'")
         #expect(try s.run(["help", "worktree", "add"]).status == 0)
+        #expect(try s.run(["help", "bisect", "new"]).status == 0, "an alias of a command")
         expectOneLineError(try s.run(["worktree"]), status: 64, contains: "'mrepo worktree' needs a command: add, list, remove, prune")
         expectOneLineError(try s.run(["bisect"]), status: 64, contains: "'mrepo bisect' needs a command: start")
         // Scripts' forms: rev-parse --show-toplevel and --verify (-q: a quiet status 1), reflog show.
@@ -45,8 +46,14 @@ import Testing
         let top = try s.ok(["rev-parse", "--show-toplevel"], in: "repo/sub").stdout
         #expect(top.hasSuffix("/repo\n") && FileManager.default.fileExists(atPath: String(top.dropLast()) + "/.mrepo"))
         #expect(try s.ok(["rev-parse", "--verify", "HEAD"], in: "repo").stdout == (try s.ok(["rev-parse", "HEAD"], in: "repo").stdout))
-        let quiet = try s.run(["rev-parse", "--verify", "-q", "nosuch"], in: "repo")
-        #expect(quiet.status == 1 && quiet.stdout.isEmpty && quiet.stderr.isEmpty)
+        for revision in ["nosuch", "HEAD~99", "HEAD@{99}", "nosuch@{1}"] {
+            let quiet = try s.run(["rev-parse", "--verify", "-q", revision], in: "repo")
+            #expect(quiet.status == 1 && quiet.stdout.isEmpty && quiet.stderr.isEmpty, "\(revision): \(quiet.stderr)")
+        }
+        // The usual check for "has commits" in a new repository.
+        try s.ok(["init", "-q", "empty"])
+        let unborn = try s.run(["rev-parse", "--verify", "-q", "HEAD"], in: "empty")
+        #expect(unborn.status == 1 && unborn.stderr.isEmpty)
         expectOneLineError(try s.run(["rev-parse", "--verify", "HEAD", "HEAD"], in: "repo"), status: 64, contains: "--verify takes exactly one revision")
         #expect(try s.ok(["reflog", "show", "main"], in: "repo").stdout == (try s.ok(["reflog", "main"], in: "repo").stdout))
         #expect(try s.run(["worktree", "--help"]).status == 0)
@@ -145,6 +152,21 @@ import Testing
         }
         #expect(shape == ["*---.", "|\\ \\ \\", "| | | *", "| | |/", "| |/|", "| * |", "| |\\|", "| | *", "| | *",
                           "| |/", "|/|", "| *", "|/", "*"])
+
+        // A first parent that a column further right waits for stays in the commit's column, and
+        // that column comes to it: lines converge, never swap (which drew an X).
+        try s.ok(["init", "-q", "r4"])
+        try s.ok(["commit", "-q", "--from", "../family/base", "-m", "P"], in: "r4")
+        try s.ok(["commit", "-q", "--from", "../family/math", "--branch", "q", "-m", "Q1"], in: "r4")
+        try s.ok(["commit", "-q", "--from", "../family/code", "--branch", "q", "-m", "Q2"], in: "r4")
+        try s.ok(["commit", "-q", "--from", "../family/chat", "--branch", "a", "-m", "T1"], in: "r4")
+        try s.ok(["commit", "-q", "--from", "../family/math", "--branch", "b", "-m", "T2"], in: "r4")
+        try s.ok(["switch", "-q", "a"], in: "r4")
+        try s.ok(["merge", "-q", "q", "b", "-m", "M", "--method", "linear"], in: "r4")
+        let converging = lines(try s.ok(["log", "--graph", "--oneline"], in: "r4")).map { line in
+            String(line.prefix { !$0.isHexDigit }).trimmingCharacters(in: .whitespaces)
+        }
+        #expect(converging == ["*-.", "|\\ \\", "| | *", "* | |", "| |/", "|/|", "| *", "| *", "|/", "*"])
     }
 
     @Test func logFormsGitUsersType() throws {
@@ -397,6 +419,10 @@ import Testing
         let r = try s.ok(["diff", "HEAD", "../config.json"], in: "repo/sub")
         #expect(r.stdout.contains("file changed: config.json"))
         #expect(!(try s.ok(["diff", "HEAD", "../model.safetensors"], in: "repo/sub").stdout.contains("config.json")))
+        // A path from the folder above that is not there (deleted, or a typo) is a path too: the
+        // path's own error, not the range's.
+        let missing = try s.run(["diff", "HEAD", "../nothing.json"], in: "repo/sub")
+        #expect(!missing.stderr.contains("a range A..B"), "\(missing.stderr)")
         // A real range beside another argument is still refused as such.
         expectOneLineError(try s.run(["diff", "HEAD~1..HEAD", "config.json"], in: "repo"), status: 64, contains: "a range A..B is one argument")
     }
@@ -521,10 +547,15 @@ import Testing
         // Picking it again would add code's task vector a second time (a scripted retry did): refused,
         // naming the earlier pick, with nothing written; so is a commit HEAD already contains.
         let pickedID = try revParse(s, "HEAD")
+        #expect(try revParse(s, "ORIG_HEAD") == math, "the pick set ORIG_HEAD")
         expectOneLineError(try s.run(["cherry-pick", "code"], in: "repo"), contains: "applying it again would add its task vector twice")
         #expect(try revParse(s, "HEAD") == pickedID)
         expectOneLineError(try s.run(["cherry-pick", "HEAD~1"], in: "repo"), contains: "is already in HEAD's history")
-        try s.ok(["reset", "-q", "--hard", "ORIG_HEAD"], in: "repo")
+        // Reverted since, it may be picked again (as in git).
+        try s.ok(["revert", "-q", "HEAD"], in: "repo")
+        try s.ok(["cherry-pick", "-q", "code"], in: "repo")
+        #expect(try revParse(s, "HEAD") != pickedID)
+        try s.ok(["reset", "-q", "--hard", math], in: "repo")
         #expect(try revParse(s, "HEAD") == math)
     }
 

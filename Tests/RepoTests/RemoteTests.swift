@@ -152,6 +152,20 @@ import Testing
         #expect(again is RepoError)
     }
 
+    /// A transfer with the repository itself (a remote naming its own folder) while this process
+    /// holds its write lock takes no reader lease there: its gc, waiting for that write lock while
+    /// holding the lease's lock, would have deadlocked with it (`fetch self --wait` beside
+    /// `gc --wait`). The write lock is seen through another `Repository` object of the same store.
+    @Test func aTransferWithItselfUnderTheWriteLockTakesNoLease() async throws {
+        let f = try Fixture(bare: true)
+        let other = try Repository(root: f.origin.root)
+        #expect(!other.holdsWriteLockHere)
+        try f.origin.withWriteLock {
+            #expect(other.holdsWriteLockHere)
+        }
+        #expect(!other.holdsWriteLockHere)
+    }
+
     @Test func concurrentPushersNeverBothWin() async throws {
         let f = try Fixture(bare: true)
         let a = try await f.clone("a")

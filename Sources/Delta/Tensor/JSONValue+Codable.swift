@@ -57,7 +57,12 @@ private final class Storage {
         case array([Storage])
     }
 
-    var node: Node
+    var node: Node {
+        didSet { if case .object = node {} else { memberIndex = [:] } }
+    }
+    /// Where each key of an object sits among its members (found in O(1), not by a scan: an
+    /// object of many members, a dictionary of every tensor, was quadratic to encode).
+    private var memberIndex: [String: Int] = [:]
 
     init(_ node: Node) { self.node = node }
 
@@ -71,15 +76,22 @@ private final class Storage {
 
     func member(_ key: String) -> Storage {
         guard case var .object(members) = node else { preconditionFailure("a keyed container writes into an object") }
-        if let existing = members.first(where: { $0.0 == key }) { return existing.1 }
+        if let i = memberIndex[key] { return members[i].1 }
+        // The node lets go of its array first, so that the append happens in place (with the
+        // node still holding it, every append copied the whole array: quadratic).
+        let index = memberIndex
+        node = .object([])
         let s = Storage(.value(.null))
         members.append((key, s))
         node = .object(members)
+        memberIndex = index
+        memberIndex[key] = members.count - 1
         return s
     }
 
     func append() -> Storage {
         guard case var .array(items) = node else { preconditionFailure("an unkeyed container writes into an array") }
+        node = .value(.null)  // lets go of the array: the append below is in place
         let s = Storage(.value(.null))
         items.append(s)
         node = .array(items)
@@ -304,13 +316,32 @@ private struct SingleDecoder: SingleValueDecodingContainer {
 private struct KeyedDecoder<Key: CodingKey>: KeyedDecodingContainerProtocol {
     let members: [JSONMember]
     let codingPath: [any CodingKey]
+    /// The first member of each key, for objects of many members (a dictionary of every tensor
+    /// was quadratic to decode by scanning); small objects are scanned.
+    private let index: [String: Int]?
+
+    init(members: [JSONMember], codingPath: [any CodingKey]) {
+        self.members = members
+        self.codingPath = codingPath
+        if members.count > 32 {
+            var index: [String: Int] = [:]
+            for (i, m) in members.enumerated() where index[m.key] == nil { index[m.key] = i }
+            self.index = index
+        } else {
+            index = nil
+        }
+    }
 
     var allKeys: [Key] { members.compactMap { Key(stringValue: $0.key) } }
 
-    func contains(_ key: Key) -> Bool { members.contains { $0.key == key.stringValue } }
+    func contains(_ key: Key) -> Bool {
+        if let index { return index[key.stringValue] != nil }
+        return members.contains { $0.key == key.stringValue }
+    }
 
     func member(_ key: Key) throws -> JSONValue {
-        guard let m = members.first(where: { $0.key == key.stringValue }) else {
+        let found = index.map { $0[key.stringValue].map { members[$0] } } ?? members.first(where: { $0.key == key.stringValue })
+        guard let m = found else {
             throw DecodingError.keyNotFound(key, .init(codingPath: codingPath, debugDescription: "missing member '\(key.stringValue)'"))
         }
         return m.value

@@ -85,6 +85,10 @@ public final class LocalTransport: RemoteTransport, Sendable {
     public func transfer<T>(_ kind: TransferKind, notice: (@Sendable (String) -> Void)?,
                             _ body: (any RemoteTransport) async throws -> T) async throws -> T {
         let repository = repository, url = url
+        // A transfer with the repository itself (a remote naming its own folder) while this
+        // process holds its write lock: that lock keeps its gc out already, and waiting for a lease
+        // while a gc there waits for the write lock would wait for ever.
+        if repository.holdsWriteLockHere { return try await body(self) }
         let lease = try await ObjectMover.offPool {
             repository.readerLease(notice: { message in notice?("\(url): \(message)") })
         }

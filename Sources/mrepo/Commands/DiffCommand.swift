@@ -65,6 +65,7 @@ struct DiffCommand: ParsableCommand {
         // a subfolder, or --no-index's folders).
         let isRange = { (r: String) in
             (r.split(separator: ":", maxSplits: 1).first.map { $0.contains("..") } ?? false) && !FileManager.default.fileExists(atPath: r)
+                && !r.hasPrefix("../") && !r.hasPrefix("./") && !r.contains("/../")
         }
         if !noIndex, revisions.count == 2, revisions.contains(where: isRange) { throw ValidationError("a range A..B is one argument; give it alone") }
         if [stat, json, nameOnly].filter({ $0 }).count > 1 { throw ValidationError("--stat, --name-only and --json: give one of them") }

@@ -51,7 +51,8 @@ struct RevParseCommand: ParsableCommand {
         }
         if verify, repository.quiet {
             // git's `rev-parse --verify -q`: a revision that names nothing is a quiet status 1.
-            do { _ = try repo.resolve(revisions[0]) } catch RepoError.unknownRevision { throw ExitCode(1) }
+            // Any revision that names no commit: an unknown name, an unborn HEAD, HEAD~99, a reflog too short.
+            do { _ = try repo.resolve(revisions[0]) } catch is RepoError { throw ExitCode(1) }
         }
         var out: [(String, String)] = []
         for rev in revisions {

@@ -161,14 +161,19 @@ struct LogGraph {
         // the first parent this column, further ones new columns on its right.
         let current = columns
         let waiting = { (p: ObjectID) in current.indices.first { current[$0] == p && $0 != col } }
-        let first = parents.first.flatMap { waiting($0) == nil ? $0 : nil }
+        // A first parent another column to the right waits for stays in this column, and that
+        // column joins it (moving left): lines only converge. One waited for on the left takes
+        // this line there instead.
+        let firstWaiting = parents.first.flatMap { waiting($0) }
+        let first: ObjectID? = parents.first.flatMap { p in firstWaiting.map { $0 > col ? p : nil } ?? p }
+        let dropped: Int? = firstWaiting.flatMap { $0 > col ? $0 : nil }
         let opened = parents.dropFirst().filter { waiting($0) == nil }.reduce(into: [ObjectID]()) { if !$0.contains($1) { $0.append($1) } }
         // The columns after the commit: the others keep their order, this one becomes its first
         // parent (or closes), the opened ones follow it.
         var next = Array(columns[..<col])
         if let first { next.append(first) }
         next += opened.filter { $0 != first }
-        next += columns[(col + 1)...]
+        next += columns.indices.filter { $0 > col && $0 != dropped }.map { columns[$0] }
         let index = { (p: ObjectID) in next.firstIndex(of: p)! }
         // An octopus (two or more new columns) spreads its parents along the commit's row
         // (`*-.`, `*---.`), as git does; the columns right of it move right first to make room.
