@@ -15,6 +15,27 @@ import Testing
         }
     }
 
+    /// Records with many members (a file of 200 000 tensors) encode and decode in linear time: the
+    /// encoder appended to a copy of its array on every element, and both sides found a key by
+    /// scanning every member (a commit of such a file ran for minutes). What they produce is
+    /// unchanged: order kept, and the first of duplicate members read.
+    @Test func largeRecordsRoundTripWithTheirOrderAndFirstMembers() throws {
+        struct Row: Codable, Equatable { var name: String; var offsets: [Int] }
+        let rows = (0..<20_000).map { Row(name: "t\($0)", offsets: [$0, $0 + 1]) }
+        let byName = Dictionary(uniqueKeysWithValues: rows.map { ($0.name, $0.offsets) })
+        let encoded = try JSONValueCoding.encode(rows)
+        #expect(try JSONValueCoding.decode([Row].self, from: encoded) == rows)
+        let map = try JSONValueCoding.encode(byName)
+        #expect(try JSONValueCoding.decode([String: [Int]].self, from: map) == byName)
+        // The first of two members with one key is the one read, large object or small.
+        struct One: Decodable { var a: Int }
+        let many = (0..<100).map { JSONMember("k\($0)", .number("\($0)")) }
+        for members in [[JSONMember("a", .number("1")), JSONMember("a", .number("2"))],
+                        many + [JSONMember("a", .number("1")), JSONMember("a", .number("2"))]] {
+            #expect(try JSONValueCoding.decode(One.self, from: .object(members)).a == 1)
+        }
+    }
+
     @Test func objectMembersKeepDocumentOrder() throws {
         let value = try parse(#"{"zeta": 1, "alpha": 2, "mid": {"b": true, "a": null}}"#)
         let members = try #require(value.objectValue)
