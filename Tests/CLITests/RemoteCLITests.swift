@@ -135,6 +135,47 @@ import Testing
         #expect((doc?["rejected"] as? [[String: Any]])?.map { $0["name"] as? String } == [pinned])
     }
 
+    /// A push or fetch that fails on a damaged object leaves no object behind on the receiving
+    /// side (a failed command writes nothing): the ones it had installed before the failure went
+    /// unrecorded, and fsck warned about them until a gc.
+    @Test func aTransferThatFailsOnADamagedObjectLeavesNoObjectBehind() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.ok(["init", "-q", "repo"])
+        try s.ok(["commit", "-q", "--from", "../family/base", "-m", "base"], in: "repo")
+        func objectFiles(_ repo: String) -> Set<String> {
+            Set((FileManager.default.enumerator(atPath: s.path(repo + "/.mrepo/objects"))?.allObjects as? [String] ?? [])
+                .filter { $0.split(separator: "/").count == 2 && !$0.contains("incoming") })
+        }
+        let baseObjects = objectFiles("repo")
+        try s.ok(["commit", "-q", "--from", "../family/math", "--branch", "math", "-m", "math"], in: "repo")
+        // Damage the largest object only math has, in the middle of its coded bytes.
+        let mathOnly = objectFiles("repo").subtracting(baseObjects)
+        let size = { (name: String) in (try? FileManager.default.attributesOfItem(atPath: s.path("repo/.mrepo/objects/" + name))[.size] as? Int) ?? 0 }
+        let largest = try #require(mathOnly.max { size($0) < size($1) })
+        let path = s.path("repo/.mrepo/objects/" + largest)
+        chmod(path, 0o644)
+        var bytes = try readFile(path)
+        bytes[bytes.count / 2] ^= 0x5A
+        try writeFile(bytes, to: path)
+
+        try s.ok(["init", "-q", "--bare", "hub"])
+        try s.ok(["remote", "add", "hub", "../hub"], in: "repo")
+        try s.ok(["push", "-q", "hub", "main"], in: "repo")
+        let hubBefore = objectFiles("hub")
+        let push = try s.run(["push", "hub", "math"], in: "repo")
+        #expect(push.status != 0)
+        #expect(objectFiles("hub") == hubBefore, "the failed push left objects behind")
+        #expect(!(try s.ok(["fsck"], in: "hub").stderr.contains("warning")))
+
+        try s.ok(["init", "-q", "copy"])
+        try s.ok(["remote", "add", "origin", "../repo"], in: "copy")
+        let fetch = try s.run(["fetch", "origin"], in: "copy")
+        #expect(fetch.status != 0)
+        #expect(objectFiles("copy").isEmpty, "the failed fetch left objects behind")
+        #expect(!(try s.ok(["fsck"], in: "copy").stderr.contains("warning")))
+    }
+
     @Test func pushKilledMidwayResumesWithoutResending() throws {
         let s = try published()
         try s.ok(["commit", "--from", "../family/math", "-m", "math"], in: "repo")

@@ -487,6 +487,16 @@ public final class ObjectStore: Sendable {
     }
 
     /// Deletes an object file.
+    /// Removes the files of `ids` that no row of `history` records (objects a failed transfer
+    /// installed; an object file the history records is never touched).
+    func removeUnrecorded(_ ids: [ObjectID], history: HistoryDatabase) {
+        for id in ids where exists(id) {
+            // A history that cannot be read keeps the file.
+            guard let recorded = try? history.objectInfo(id) != nil, !recorded else { continue }
+            remove(id)
+        }
+    }
+
     public func remove(_ id: ObjectID) {
         unlink(path(for: id))
     }

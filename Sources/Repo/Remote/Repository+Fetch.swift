@@ -91,15 +91,18 @@ extension Repository {
         }
         do {
             result.bytes += try await mover.download(needed)
+            result.objects = needed.count
+            // A lazy fetch from a remote that was not lazy makes it so: the files it leaves out are
+            // read from it on first use (`fetch --objects` fetches them now).
+            try receiveCommits(records, allowMissingObjects: lazy, shallow: true, known: mover.verifiedRows.all,
+                               markingLazy: markLazy ? remote.name : nil)
         } catch {
             mover.prefill?.discard()
+            // A failed fetch writes nothing: the objects it installed before the failure (a later
+            // one did not verify, say) go again, as no row records them.
+            objects.removeUnrecorded(needed.map(\.id), history: history)
             throw error
         }
-        result.objects = needed.count
-        // A lazy fetch from a remote that was not lazy makes it so: the files it leaves out are
-        // read from it on first use (`fetch --objects` fetches them now).
-        try receiveCommits(records, allowMissingObjects: lazy, shallow: true, known: mover.verifiedRows.all,
-                           markingLazy: markLazy ? remote.name : nil)
         if depth == .unshallow, try isShallow() {
             result.warnings.append("\(remote.url) is itself a shallow repository: the history below its boundary is not there to fetch, so this one stays shallow")
         }

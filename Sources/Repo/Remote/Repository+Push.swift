@@ -134,7 +134,14 @@ extension Repository {
             }
             let sendCounter = ProgressCounter(progress, title: "push \(remote.name)", total: objectBytes)
             defer { sendCounter.finish() }
-            result.bytes += try await ObjectMover(repository: self, transport: transport, progress: sendCounter).upload(toSend)
+            do {
+                result.bytes += try await ObjectMover(repository: self, transport: transport, progress: sendCounter).upload(toSend)
+            } catch {
+                // A push that fails before any ref moves leaves nothing in a folder remote: the
+                // objects it sent and no row records go again (mrepo serve: its gc removes them).
+                if let local = transport as? LocalTransport { local.repository.objects.removeUnrecorded(toSend.map(\.id), history: local.repository.history) }
+                throw error
+            }
             if !records.isEmpty {
                 try await transport.putCommits(records)
                 result.bytes += recordBytes
