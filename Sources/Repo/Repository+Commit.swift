@@ -338,11 +338,37 @@ extension Repository {
                 throw RepoError.io(path: file.path, reason: "cannot read: \(error.localizedDescription)")
             }
             let dir = splitPath(file.path).dir
+            let index: ShardIndex
             do throws(DeltaError) {
-                let index = try ShardIndex.parse(bytes, file: file.path)
+                index = try ShardIndex.parse(bytes, file: file.path)
                 try index.checkShardsExist(file: file.path) { paths.contains(dir.isEmpty ? $0 : dir + "/" + $0) }
             } catch {
                 throw RepoError.delta(error)
+            }
+            try checkWeightMap(index, indexPath: file.path, folder: splitPath(file.absolutePath).dir)
+        }
+    }
+
+    /// Refuses an index whose weight map does not match its shards, as `mrepo check` reports it:
+    /// a tensor listed in a shard that does not hold it, or a tensor of a shard the index does not
+    /// list there (a tensor in two shards is one of these). transformers would load such a
+    /// checkpoint wrongly or not at all.
+    private func checkWeightMap(_ index: ShardIndex, indexPath: String, folder: String) throws {
+        var listed: [String: Set<String>] = [:]
+        for (tensor, shard) in index.weightMap { listed[shard, default: []].insert(tensor) }
+        for shard in index.shardFiles {
+            let present: Set<String>
+            do {
+                present = Set(try SafetensorsFile(path: folder + "/" + shard, displayName: shard).tensors.map(\.name))
+            } catch {
+                throw RepoError.delta(error)
+            }
+            if let t = listed[shard, default: []].subtracting(present).sorted().first {
+                throw RepoError.invalidArgument("\(indexPath): weight_map lists tensor '\(t)' in shard '\(shard)', which does not hold it ('mrepo check' lists every problem)")
+            }
+            if let t = present.subtracting(listed[shard, default: []]).sorted().first {
+                let elsewhere = index.weightMap.first { $0.tensor == t }.map { " (it lists it in '\($0.file)')" } ?? ""
+                throw RepoError.invalidArgument("\(indexPath): weight_map does not list tensor '\(t)' of shard '\(shard)'\(elsewhere) ('mrepo check' lists every problem)")
             }
         }
     }

@@ -117,6 +117,46 @@ enum TinyDisk {
         try s.ok(["fsck"], in: "repo")
     }
 
+    /// A shard index whose weight_map does not match its shards is refused at commit, naming the
+    /// index, the field and a tensor, as `mrepo check` reports it (commit took them: a tensor listed
+    /// in the wrong shard or in none, one left out, one in two shards).
+    @Test func aWeightMapThatDoesNotMatchItsShardsIsRefusedAtCommit() throws {
+        let s = try CLISandbox()
+        try s.ok(["synth", "--size", "tiny", "--shards", "3", "fam"])
+        try s.ok(["init", "-q", "repo"])
+        try s.ok(["commit", "-q", "--from", "../fam/base", "-m", "base"], in: "repo")
+        let head = try s.ok(["rev-parse", "HEAD"], in: "repo").stdout
+        let indexName = "model.safetensors.index.json"
+        func variant(_ name: String, _ edit: (inout [String: Any], String) throws -> Void) throws -> String {
+            try FileManager.default.copyItem(atPath: s.path("fam/math"), toPath: s.path(name))
+            let path = s.path(name + "/" + indexName)
+            var doc = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
+            try edit(&doc, s.path(name))
+            try JSONSerialization.data(withJSONObject: doc).write(to: URL(fileURLWithPath: path))
+            return name
+        }
+        let ghost = try variant("ghost") { doc, _ in
+            var map = doc["weight_map"] as! [String: String]
+            map["ghost.weight"] = map.values.first!
+            doc["weight_map"] = map
+        }
+        let left = try variant("left") { doc, _ in
+            var map = doc["weight_map"] as! [String: String]
+            map.removeValue(forKey: map.keys.sorted().first!)
+            doc["weight_map"] = map
+        }
+        let twice = try variant("twice") { _, folder in
+            try FileManager.default.removeItem(atPath: folder + "/model-00002-of-00003.safetensors")
+            try FileManager.default.copyItem(atPath: folder + "/model-00001-of-00003.safetensors", toPath: folder + "/model-00002-of-00003.safetensors")
+        }
+        for (folder, fragment) in [(ghost, "weight_map lists tensor 'ghost.weight' in shard"), (left, "weight_map does not list tensor"),
+                                   (twice, "weight_map")] {
+            let r = try s.run(["commit", "--from", "../" + folder, "-m", folder], in: "repo")
+            expectOneLineError(r, contains: "\(indexName): \(fragment)")
+            #expect(try s.ok(["rev-parse", "HEAD"], in: "repo").stdout == head, "\(folder): nothing recorded")
+        }
+    }
+
     @Test func hostileAdapterConfigsAreRefusedAtCommit() throws {
         let s = try CLISandbox()
         try s.synth("fam", ["--size", "tiny", "--adapters", "1", "--lora-rank", "4"])
