@@ -51,8 +51,13 @@ extension Repository {
         if options.dryRun {
             (result, firstError) = try await send(options, items: items, remote: remote, through: opened)
         } else {
-            (result, firstError) = try await opened.transfer(.push, notice: waitNotice) { transport in
-                try await send(options, items: items, remote: remote, through: transport)
+            // This repository's read lock first, the remote's after: a local gc running makes the push
+            // wait before it holds the remote's (a push session there could expire meanwhile, and
+            // the remote's gc would wait all that time).
+            (result, firstError) = try await withReadLock {
+                try await opened.transfer(.push, notice: waitNotice) { transport in
+                    try await send(options, items: items, remote: remote, through: transport)
+                }
             }
         }
         if options.dryRun { return result }
