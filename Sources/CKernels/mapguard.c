@@ -27,7 +27,8 @@ static uintptr_t guard_page = 4096;
 
 static void guard_on_sigbus(int sig, siginfo_t *info, void *context) {
     uintptr_t address = (uintptr_t)info->si_addr;
-    for (int i = 0; i < GUARD_SLOTS; i++) {
+    /* Only an access past the end of the file (BUS_ADRERR); an I/O or memory error is not a shrink. */
+    for (int i = 0; info->si_code == BUS_ADRERR && i < GUARD_SLOTS; i++) {
         uintptr_t start = atomic_load(&guard_start[i]);
         if (start == 0 || address < start || address >= atomic_load(&guard_end[i])) continue;
         void *page = (void *)(address & ~(guard_page - 1));

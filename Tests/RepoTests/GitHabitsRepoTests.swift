@@ -238,11 +238,13 @@ private func worktreeValues(_ repo: Repository, _ name: String) throws -> [Float
             #expect(try repo.headCommit() == b)
             #expect(FileManager.default.contents(atPath: repo.root + "/model.safetensors") == edited)
             // Where the change needs arithmetic, the merge's rule stops it, naming the command.
-            try SafetensorsWriter.write(path: repo.root + "/model.safetensors", tensors: [("t1", .f32, [2], Array(repeating: 0, count: 8))], metadata: [])
-            _ = try repo.switchBranch("side", create: true, force: true)
+            // (The picked change is off HEAD's history: one in it is refused as already there.)
+            _ = try repo.switchBranch("other", create: true, force: true)
+            let d = try commitTensors(repo, ["t1": [3, 3]], "d")
+            _ = try repo.switchBranch("side", create: true, startPoint: b.hex, force: true)
             let c = try commitTensors(repo, ["t1": [5, 5]], "c")
             try SafetensorsWriter.write(path: repo.root + "/model.safetensors", tensors: [("t1", .f32, [2], Array(repeating: 0, count: 8))], metadata: [])
-            expectThrows(RepoError.dirtyWorktree(operation: "cherry-pick", paths: ["model.safetensors"])) { _ = try repo.cherryPick(b.hex) }
+            expectThrows(RepoError.dirtyWorktree(operation: "cherry-pick", paths: ["model.safetensors"])) { _ = try repo.cherryPick(d.hex) }
             #expect(try repo.headCommit() == c)
         }
     }

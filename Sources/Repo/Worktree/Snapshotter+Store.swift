@@ -85,7 +85,7 @@ extension Snapshotter {
             throw error
         }
         let digest = fileHash.finalize()
-        try Snapshotter.checkUnchanged(file.scanned)
+        try Snapshotter.checkUnchanged(file.scanned, map: map)
         if let copy { try copies?.finish(copy, path: file.scanned.path, sha256: digest) }
 
         let executable = file.scanned.stat.isExecutable
@@ -195,9 +195,13 @@ extension Snapshotter {
 
     /// Refuses a file that changed while it was read: its objects and its copy could hold bytes
     /// other than the ones hashed.
-    static func checkUnchanged(_ file: ScannedFile) throws {
+    ///
+    /// `map`: the file's mapping; a page of it read past the file's end while the file was shorter
+    /// (rewritten in place, ``MappedFile/shrank``) counts as a change even when size, time and
+    /// inode are back as they were (`cp -p` of the same file): zeros were read for its bytes.
+    static func checkUnchanged(_ file: ScannedFile, map: MappedFile? = nil) throws {
         let now = FileStat.of(file.absolutePath, followLinks: true)
-        guard let now, now.size == file.stat.size, now.mtimeNs == file.stat.mtimeNs, now.inode == file.stat.inode else {
+        guard map?.shrank != true, let now, now.size == file.stat.size, now.mtimeNs == file.stat.mtimeNs, now.inode == file.stat.inode else {
             throw RepoError.io(path: file.path, reason: "changed while it was being committed; nothing was recorded (commit again once the file is complete)")
         }
     }

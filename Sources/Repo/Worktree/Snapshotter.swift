@@ -64,6 +64,7 @@ struct Snapshotter {
             let sha = SHA256()
             sha.update(BlobHasher.prefix(byteCount: map.count))
             Snapshotter.hashReleasing(0..<map.count, of: map, into: sha.update)
+            try Snapshotter.refuseShrunk(map, file.scanned)
             progress?.add(map.count)
             return TreeFile(path: file.scanned.path, kind: .blob, objectID: sha.finalize(), byteCount: map.count, executable: executable)
         }
@@ -84,6 +85,7 @@ struct Snapshotter {
                 progress?.add(t.byteCount)
             }
         }
+        try Snapshotter.refuseShrunk(st.map, file.scanned)
         return TreeFile(path: file.scanned.path, kind: .safetensors, objectID: headerID, byteCount: st.map.count,
                         executable: executable,
                         tensors: zip(infos, ids).map { TreeTensor(name: $0.name, dtype: $0.dtype, shape: $0.shape, dataOffsets: $0.dataOffsets, objectID: $1) })
@@ -104,7 +106,13 @@ struct Snapshotter {
             // An entry `status` wrote, or one of an older version, has no digest: take the one
             // recorded for the same content, or read the file once.
             if cached.sha256 == nil {
-                cached.sha256 = try knownDigest(cached) ?? Snapshotter.fileDigest(try mapped(file.scanned))
+                if let known = try knownDigest(cached) {
+                    cached.sha256 = known
+                } else {
+                    let map = try mapped(file.scanned)
+                    cached.sha256 = Snapshotter.fileDigest(map)
+                    try Snapshotter.checkUnchanged(file.scanned, map: map)
+                }
             }
             progress?.add(file.byteCount)
             return (cached, [], [])
@@ -138,8 +146,10 @@ struct Snapshotter {
                                            options: options, batch: batch,
                                            didProcess: { range in map.release(range); progress?.add(range.count) })
             try note(result)
+            let digest = Snapshotter.fileDigest(map)
+            try Snapshotter.checkUnchanged(file.scanned, map: map)
             return (TreeFile(path: file.scanned.path, kind: .blob, objectID: result.info.id, byteCount: map.count, executable: executable,
-                             sha256: Snapshotter.fileDigest(map)), infos, [])
+                             sha256: digest), infos, [])
         }
         let header = try objects.write(kind: .blob, dtype: .u8, shape: [st.header.dataStart], source: st.headerBytes,
                                        reference: nil, options: options, batch: batch)
@@ -164,8 +174,10 @@ struct Snapshotter {
             tensors.append(TreeTensor(name: t.name, dtype: t.dtype, shape: t.shape, dataOffsets: t.dataOffsets, objectID: result.info.id))
         }
         // A file stored low-rank is not what the tree rebuilds: its digest is unknown.
+        let digest = lowRankRecords.isEmpty ? Snapshotter.fileDigest(st.map) : nil
+        try Snapshotter.checkUnchanged(file.scanned, map: st.map)
         return (TreeFile(path: file.scanned.path, kind: .safetensors, objectID: header.info.id, byteCount: st.map.count,
-                         executable: executable, tensors: tensors, sha256: lowRankRecords.isEmpty ? Snapshotter.fileDigest(st.map) : nil),
+                         executable: executable, tensors: tensors, sha256: digest),
                 infos, lowRankRecords)
     }
 
@@ -188,6 +200,12 @@ struct Snapshotter {
             map.release(window)
             offset = window.upperBound
         }
+    }
+
+    /// A file read while it was shorter than when it was mapped (rewritten in place): what was read
+    /// for its missing pages were zeros, not its bytes, so no identity or stat-cache entry may come of it.
+    static func refuseShrunk(_ map: MappedFile, _ file: ScannedFile) throws {
+        if map.shrank { throw RepoError.io(path: file.path, reason: "changed while it was being read (rewritten in place); run the command again once it is complete") }
     }
 
     func mapped(_ file: ScannedFile) throws -> MappedFile {
