@@ -1,5 +1,6 @@
 import Delta
 import Foundation
+import Synchronization
 
 /// A remote that is another mrepo repository on this machine (a path or a `file://` URL), as git
 /// reads a local clone's source directly. The other repository does the receiving itself:
@@ -9,6 +10,8 @@ public final class LocalTransport: RemoteTransport, Sendable {
     public let url: String
     /// The other repository.
     public let repository: Repository
+    /// The objects this transport put there itself (not those it found there already).
+    private let installed = Mutex<Set<ObjectID>>([])
 
     /// Opens the repository at `path` (which must hold `.mrepo` itself: no search upwards).
     public init(path: String, url: String) throws {
@@ -60,6 +63,18 @@ public final class LocalTransport: RemoteTransport, Sendable {
             throw error
         }
         try repository.receiveObject(id, file: incoming)
+        installed.withLock { _ = $0.insert(id) }
+    }
+
+    /// After a push that failed before recording anything: removes the objects this transport
+    /// installed that no row records, under the other repository's write lock (a commit there
+    /// that stores the same object meanwhile records its row first, and keeps the file).
+    func discardInstalledUnrecorded() {
+        let ids = installed.withLock { Array($0) }
+        guard !ids.isEmpty else { return }
+        _ = try? repository.withWriteLock(wait: true, pending: .leave) {
+            repository.objects.removeUnrecorded(ids, history: repository.history)
+        }
     }
 
     public func missingCommits(_ ids: [ObjectID]) async throws -> Set<ObjectID> {

@@ -144,7 +144,7 @@ extension Repository {
             } catch {
                 // A push that fails before any ref moves leaves nothing in a folder remote: the
                 // objects it sent and no row records go again (mrepo serve: its gc removes them).
-                if let local = transport as? LocalTransport { local.repository.objects.removeUnrecorded(toSend.map(\.id), history: local.repository.history) }
+                (transport as? LocalTransport)?.discardInstalledUnrecorded()
                 throw error
             }
             if !records.isEmpty {
