@@ -49,7 +49,7 @@ let package = Package(
         // Object store, SQLite history, refs, working tree, hooks, remotes (folders, `mrepo serve`, S3)
         // and every command's logic.
         .target(name: "Repo", dependencies: [
-            "Merge", "Delta", .product(name: "GRDB", package: "GRDB.swift"),
+            "Merge", "Delta", "CKernels", .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),

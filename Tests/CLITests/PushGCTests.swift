@@ -27,22 +27,29 @@ import Testing
         return gc
     }
 
+    /// Lets the paused push and gc go on (the gc waiting for the push), then requires that the
+    /// push succeeded, the gc removed nothing of it, and `directory` holds math's files exactly.
+    func finishBoth(_ push: RunningCommand, _ gc: RunningCommand, _ s: CLISandbox, in directory: String,
+                    sourceLocation: SourceLocation = #_sourceLocation) throws {
+        gc.resume()
+        push.resume()
+        let pushed = push.finish()
+        #expect(pushed.status == 0, "the push failed: \(pushed.stderr)", sourceLocation: sourceLocation)
+        let collected = gc.finish()
+        #expect(collected.status == 0, "gc failed: \(collected.stderr)", sourceLocation: sourceLocation)
+        #expect(collected.stdout.contains("removed 0 commits"), "gc ran after the push and kept it: \(collected.stdout)", sourceLocation: sourceLocation)
+        try s.ok(["fsck"], in: directory)
+        try s.ok(["export", "main", s.path("out")], in: directory)
+        #expect(s.sameFiles("out", "family/math"), sourceLocation: sourceLocation)
+    }
+
     /// Objects arrived and verified, no row names them yet: gc would delete them as unrecorded.
     @Test func gcWaitsForAPushBetweenItsObjects() throws {
         let s = try published()
         let push = try RunningCommand(s, ["push", "-q"], in: "repo", environment: ["MREPO_PAUSE_AT": "transfer.object-sent"])
         #expect(push.waitUntilPaused(at: "transfer.object-sent"))
         let gc = try gcWaits(s, in: "hub")
-        gc.resume()
-        push.resume()
-        let pushed = push.finish()
-        #expect(pushed.status == 0, "the push failed: \(pushed.stderr)")
-        let collected = gc.finish()
-        #expect(collected.status == 0, "gc failed: \(collected.stderr)")
-        #expect(collected.stdout.contains("removed 0 commits"), "gc ran after the push and kept it: \(collected.stdout)")
-        try s.ok(["fsck"], in: "hub")
-        try s.ok(["export", "main", s.path("out")], in: "hub")
-        #expect(s.sameFiles("out", "family/math"))
+        try finishBoth(push, gc, s, in: "hub")
     }
 
     /// The hub holds math's commit and objects, but no ref reaches them (a branch deleted there):
@@ -106,16 +113,7 @@ import Testing
         let push = try RunningCommand(s, ["push", "-q"], in: "clone", environment: environment)
         #expect(push.waitUntilPaused(at: "push.refs"))
         let gc = try gcWaits(s, in: "served/team/minilm")
-        gc.resume()
-        push.resume()
-        let pushed = push.finish()
-        #expect(pushed.status == 0, "the push failed: \(pushed.stderr)")
-        let collected = gc.finish()
-        #expect(collected.status == 0, "gc failed: \(collected.stderr)")
-        #expect(collected.stdout.contains("removed 0 commits"), "gc ran after the push and kept it: \(collected.stdout)")
-        try s.ok(["fsck"], in: "served/team/minilm")
-        try s.ok(["export", "main", s.path("out")], in: "served/team/minilm")
-        #expect(s.sameFiles("out", "family/math"))
+        try finishBoth(push, gc, s, in: "served/team/minilm")
         // A token that may not push gets no session; a push with nothing to send still succeeds.
         #expect(try s.ok(["push"], in: "clone", environment: ["MREPO_TOKEN": "reader-0123456789"]).stdout.contains("Everything up-to-date"))
     }

@@ -407,6 +407,60 @@ import Testing
         if after != nil { _ = kill(-evaluation, SIGKILL) }
     }
 
+    /// A signal that arrives after an evaluation is spawned and before mrepo has it in its table of
+    /// evaluations to end (held there by a pause point) still ends it: the handler leaves the signal
+    /// to the spawn, which acts on it once the evaluation is in the table. It found the table empty
+    /// and left the evaluation running (the earlier test above failed so, rarely, under load).
+    @Test func aSignalDuringTheSpawnStillEndsTheEvaluation() throws {
+        let s = try sandbox()
+        let fifo = s.path("pid.fifo")
+        #expect(mkfifo(fifo, 0o600) == 0)
+        let process = Process()
+        let input = Pipe(), errors = Pipe()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", "-c", """
+            import os, signal, sys
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+            os.execv(sys.argv[1], sys.argv[1:])
+            """, CLISandbox.binary, "merge", "math", "code", "--search", "--eval", "echo $$ > \(fifo); exec sleep 600; true", "--trials", "2", "-q"]
+        process.currentDirectoryURL = URL(fileURLWithPath: s.path("repo"))
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in s.environment { env[k] = v }
+        env["MREPO_PAUSE_AT"] = "search.spawned"
+        process.environment = env
+        process.standardInput = input
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = errors
+        try process.run()
+        var text = ""
+        while !text.contains("mrepo: paused at search.spawned\n") {
+            let data = errors.fileHandleForReading.availableData
+            try #require(!data.isEmpty, "mrepo ended before its pause: \(text)")
+            text += String(decoding: data, as: UTF8.self)
+        }
+        // The evaluation runs (it wrote its pid); mrepo has not put it in its table yet.
+        let fd = open(fifo, O_RDONLY)
+        try #require(fd >= 0)
+        var buffer = [UInt8](repeating: 0, count: 64)
+        let n = read(fd, &buffer, buffer.count)
+        close(fd)
+        let evaluation = try #require(pid_t(String(decoding: buffer.prefix(max(n, 0)), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)))
+        _ = kill(process.processIdentifier, SIGTERM)
+        input.fileHandleForWriting.write(Data("\n".utf8))
+        // mrepo ends the evaluation before it dies: once mrepo is dead (a zombie until reaped), the
+        // evaluation must be too. (An orphaned evaluation would hold Process.waitUntilExit for its
+        // whole life, so mrepo's state is read from /proc instead.)
+        func state(_ pid: pid_t) -> Substring? {
+            (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8))?.split(separator: ")").last?.split(separator: " ").first
+        }
+        while let s = state(process.processIdentifier), s != "Z" { sched_yield() }
+        let after = state(evaluation)
+        #expect(after == nil || after == "Z", "the evaluation \(evaluation) still runs")
+        if after != nil, after != "Z" { _ = kill(-evaluation, SIGKILL) }
+        process.waitUntilExit()
+        #expect(process.terminationReason == .uncaughtSignal && process.terminationStatus == SIGTERM)
+    }
+
     /// Candidates are written under the experts' safetensors headers: a --dtype of the same width
     /// (bf16 → f16) would put f16 bytes under a BF16 header, and the evaluation would score garbage.
     @Test func aSearchRefusesAnOutputDTypeItCannotWrite() throws {

@@ -46,4 +46,11 @@ int mrepo_guard_mapping(const void *start, size_t length);
 int mrepo_mapping_shrank(int slot);
 void mrepo_unguard_mapping(int slot);
 
+/* Spawning an evaluation against a signal that ends them (spawnguard.c): begin before the spawn;
+ * end after its group is in the table, returning a signal the caller must now act on (0: none);
+ * signal_defers, from the handler: nonzero when a spawn in progress will act on it instead. */
+void mrepo_spawn_begin(void);
+int mrepo_spawn_end(void);
+int mrepo_signal_defers(int signal);
+
 #endif

@@ -1,3 +1,4 @@
+import CKernels
 import Delta
 import Foundation
 import Glibc
@@ -47,10 +48,16 @@ final class EvaluationRun {
         }
         var pid: pid_t = 0
         LiveEvaluations.installHandlers()
+        // A signal between the spawn and the table's update is acted on here, once the group is in
+        // the table (spawnguard.c): it found no group to end.
+        mrepo_spawn_begin()
         let rc = posix_spawn(&pid, "/bin/sh", &actions, &attributes, argv, envp)
+        CrashPoint.reach("search.spawned")
+        if rc == 0 { LiveEvaluations.add(pid) }
+        let pending = mrepo_spawn_end()
+        if pending != 0 { LiveEvaluations.endAll(andDieOf: pending) }
         guard rc == 0 else { throw RepoError.failed("cannot run the evaluation command: \(String(cString: strerror(rc)))") }
         self.pid = pid
-        LiveEvaluations.add(pid)
         started = EvaluationRun.now()
     }
 
@@ -146,6 +153,16 @@ enum LiveEvaluations {
     }()
     private static let lock = Mutex<Bool>(false)
 
+    /// Kills every evaluation's process group, then dies of `sig` as its default action would
+    /// (async-signal-safe: reads the table, calls kill, signal and raise).
+    static func endAll(andDieOf sig: Int32) {
+        for i in 0..<capacity where table[i] > 0 {
+            _ = Glibc.kill(-table[i], SIGKILL)
+        }
+        signal(sig, SIG_DFL)
+        raise(sig)
+    }
+
     static func add(_ pid: pid_t) {
         lock.withLock { _ in
             for i in 0..<capacity where table[i] == 0 {
@@ -175,11 +192,9 @@ enum LiveEvaluations {
                 let ignored = unsafeBitCast(current.__sigaction_handler.sa_handler, to: Int.self) == unsafeBitCast(SIG_IGN, to: Int.self)
                 if ignored { continue }
                 signal(sig) { sig in
-                    for i in 0..<LiveEvaluations.capacity where LiveEvaluations.table[i] > 0 {
-                        _ = Glibc.kill(-LiveEvaluations.table[i], SIGKILL)
-                    }
-                    signal(sig, SIG_DFL)
-                    raise(sig)
+                    // A spawn in progress acts on it once its group is in the table.
+                    if mrepo_signal_defers(sig) != 0 { return }
+                    LiveEvaluations.endAll(andDieOf: sig)
                 }
             }
         }
