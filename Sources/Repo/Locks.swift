@@ -20,6 +20,17 @@ final class WriteLock {
         init?(path: String) {
             var st = stat()
             guard stat(path, &st) == 0 else { return nil }
+            self.init(st)
+        }
+
+        /// The file open at `fd`: the one locked, even if the path names another file by now.
+        init?(fd: Int32) {
+            var st = stat()
+            guard fstat(fd, &st) == 0 else { return nil }
+            self.init(st)
+        }
+
+        private init(_ st: stat) {
             device = UInt64(st.st_dev)
             inode = UInt64(st.st_ino)
         }
@@ -49,7 +60,7 @@ final class WriteLock {
         let pid = Array("\(getpid())\n".utf8)
         _ = ftruncate(fd, 0)
         _ = pwrite(fd, pid, pid.count, 0)
-        identity = FileIdentityKey(path: path)
+        identity = FileIdentityKey(fd: fd)
         if let identity { WriteLock.held.withLock { $0[identity, default: 0] += 1 } }
     }
 

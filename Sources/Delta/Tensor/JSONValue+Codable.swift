@@ -78,13 +78,12 @@ private final class Storage {
         guard case var .object(members) = node else { preconditionFailure("a keyed container writes into an object") }
         if let i = memberIndex[key] { return members[i].1 }
         // The node lets go of its array first, so that the append happens in place (with the
-        // node still holding it, every append copied the whole array: quadratic).
-        let index = memberIndex
+        // node still holding it, every append copied the whole array: quadratic). An object node
+        // keeps its index.
         node = .object([])
         let s = Storage(.value(.null))
         members.append((key, s))
         node = .object(members)
-        memberIndex = index
         memberIndex[key] = members.count - 1
         return s
     }

@@ -386,7 +386,6 @@ struct StatusDocument: Encodable {
     }
 }
 
-/// One line of `worktree list --json`.
 /// `worktree add --json`: the new working tree, what it checked out, and how many files it wrote.
 struct AddedWorktreeDocument: Encodable {
     var path: String
@@ -425,6 +424,7 @@ struct ForgottenWorktreeDocument: Encodable {
     var id: String
 }
 
+/// One line of `worktree list --json`.
 struct WorktreeDocument: Encodable {
     var path: String
     var id: String
