@@ -38,7 +38,12 @@ extension Repository {
     /// recorded: a failure before leaves everything as it was.
     public func reset(to revision: String, mode: ResetMode, wait: Bool = false) throws -> ResetResult {
         try withWriteLock(wait: wait, pending: mode == .hard ? .leave : nil) {
-            try refuseDuringMerge("reset")
+            // As git's: a hard reset abandons a merge in progress (its files go with the rest of
+            // the working tree); a soft one would leave the merge's files beside a moved HEAD.
+            let merge = try history.mergeState()
+            if merge != nil && mode != .hard {
+                throw RepoError.invalidArgument("a \(mode.rawValue) reset is not possible while a merge is in progress; 'mrepo reset --hard' or 'mrepo merge --abort' ends the merge")
+            }
             let head = try history.head()
             let target = try resolve(revision)
             let message = "reset: moving to \(revision)"
@@ -49,17 +54,22 @@ extension Repository {
             let targetTree = try verifiedTree(of: target)
             // Sure to run: an interrupted command's checkout is finished (with force) first.
             if let done = try finishPendingCheckout(.discard) { waitNotice?(done) }
-            let baseline = try worktreeBaseline(head: head).tree
+            // A merge's working tree holds its candidate (when it wrote one): files the merge added
+            // are tracked ones, which the reset removes.
+            let baseline = try merge?.readyTree.map { try history.tree($0) } ?? worktreeBaseline(head: head).tree
             let checkout = try stageCheckout(targetTree, over: baseline, force: true)
             // A note kept because it could not be finished stays as it is: this reset neither
             // replaces it nor, failing, deletes it (its own checkout deletes it on success).
-            let noted = head.commit != target && !FileManager.default.fileExists(atPath: pendingCheckoutPath)
+            let noted = (head.commit != target || merge != nil) && !FileManager.default.fileExists(atPath: pendingCheckoutPath)
             do {
-                // HEAD already at the target: the record changes nothing a later command could check.
+                // HEAD already at the target and no merge: the record changes nothing a later
+                // command could check.
                 if noted {
                     try notePendingCheckout(operation: "reset --hard", from: baseline, to: targetTree, force: true, proof: .head(target.hex))
                 }
-                try history.moveHead(to: target, expected: head, message: message)
+                // The merge state goes in the transaction that moves HEAD.
+                try history.moveHead(to: target, expected: head, message: message,
+                                     alsoDo: merge == nil ? nil : { try HistoryDatabase.clearMergeState($0, worktree: self.history.worktree) })
             } catch {
                 checkout.rollback()
                 if noted { clearPendingCheckout() }

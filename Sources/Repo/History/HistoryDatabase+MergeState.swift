@@ -43,6 +43,11 @@ extension HistoryDatabase {
         }
     }
 
+    /// Clears the merge state of `worktree` inside a caller's transaction.
+    static func clearMergeState(_ db: Database, worktree: String) throws {
+        try db.execute(sql: "DELETE FROM mergeState WHERE worktree = ?", arguments: [worktree])
+    }
+
     /// Records a `--no-commit` merge's candidate tree (and the objects it needs) and the merge
     /// state that points at it, in one transaction.
     func insertTree(_ tree: Tree, objects: [ObjectInfo], mergeState state: MergeState) throws {

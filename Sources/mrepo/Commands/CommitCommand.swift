@@ -27,13 +27,17 @@ struct CommitCommand: ParsableCommand {
             --lowrank R or --energy E store each 2-D task vector (a matrix changed against the \
             base) as a truncated SVD instead: lossy, opt-in, and recorded in the commit with the \
             relative Frobenius error of every tensor. 1-D tensors stay exact.
+
+            While a merge is in progress (after 'merge --no-commit', or once 'mrepo resolve' has \
+            settled its conflicts), 'mrepo commit' commits the merge, as 'merge --continue' does; -m \
+            replaces its prepared message.
             """)
 
     @OptionGroup var repository: RepositoryOptions
     @OptionGroup var lock: LockOptions
     @OptionGroup var noEdit: NoEditOption
 
-    @Option(name: .shortAndLong, help: ArgumentHelp("The commit message.", valueName: "message"))
+    @Option(name: .shortAndLong, help: ArgumentHelp("The commit message (required, except with --amend or when committing a merge in progress).", valueName: "message"))
     var message: String?
 
     @Flag(help: "Replace HEAD instead of adding a commit: same parents, the working tree's files, HEAD's message and metrics unless given again. ORIG_HEAD keeps the replaced commit.")
@@ -96,7 +100,6 @@ struct CommitCommand: ParsableCommand {
 
     func validate() throws {
         if noCheckout && source == nil { throw ValidationError("--no-checkout goes with --from DIR") }
-        if message == nil && !amend { throw ValidationError("Missing expected argument '--message <message>'") }
         if branch != nil, source == nil { throw ValidationError("--branch needs --from DIR (the working tree belongs to HEAD's branch)") }
         if branch != nil, force { throw ValidationError("--force has no effect with --branch, which leaves the working tree alone") }
         if branch != nil && (amend || noCheckout) { throw ValidationError("--branch does not go with --amend or --no-checkout") }
@@ -112,6 +115,20 @@ struct CommitCommand: ParsableCommand {
 
     func run() throws {
         let repo = try repository.open()
+        // As git's: a plain commit while a merge is in progress (after 'merge --no-commit', or
+        // once its conflicts are resolved) concludes the merge, as 'merge --continue' does.
+        if source == nil, try repo.mergeInProgress() != nil {
+            let others = [(amend, "--amend"), (base != nil, "--base"), (!metrics.isEmpty, "--metric"), (author != nil, "--author"),
+                          (allowEmpty, "--allow-empty"), (dereference, "--dereference"), (adapterOf != nil, "--adapter-of"),
+                          (lowRank != nil, "--lowrank"), (energy != nil, "--energy")].filter(\.0).map(\.1)
+            if let first = others.first {
+                throw ValidationError("\(first) does not apply while a merge is in progress: 'mrepo commit [-m MESSAGE]' commits the merge, 'mrepo merge --abort' abandons it")
+            }
+            guard case let .finished(commit, branch, warnings, kept) = try repo.merge(.finish(message: message), wait: lock.wait) else { return }
+            try MergeFinishDocument.present(commit, branch: branch, warnings: warnings, keptLocal: kept, json: json, quiet: repository.quiet)
+            return
+        }
+        if message == nil && !amend { throw ValidationError("Missing expected argument '--message <message>'") }
         var options = CommitOptions(message: message ?? "", sourceDirectory: source, base: base,
                                     metrics: metrics.compactMap(Metric.parse), author: author, allowEmpty: allowEmpty,
                                     followSymlinks: dereference, force: force, adapterOf: adapterOf,

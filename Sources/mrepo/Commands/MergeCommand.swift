@@ -216,16 +216,7 @@ struct MergeCommand: ParsableCommand {
             if json { try printJSON(MergeAbortDocument(head: OrNull(head?.hex))) }
             else if !repository.quiet { print("Merge aborted; HEAD and the working tree are as before the merge.") }
         case let .finished(commit, branch, warnings, kept):
-            for w in warnings { ErrorReporter.warn(w) }
-            if json {
-                try printJSON(MergeFinishDocument(commit: commit.id.hex, branch: OrNull(branch), warnings: warnings, keptLocalChanges: kept))
-            } else if !repository.quiet {
-                print("[\(branch ?? "detached HEAD") \(commit.id.short)] \(commit.subject)")
-                if !kept.isEmpty {
-                    let list = kept.prefix(5).map(DisplayText.escaping).joined(separator: ", ") + (kept.count > 5 ? " and \(kept.count - 5) more" : "")
-                    print(" local changes kept out of the merge commit: \(list) ('mrepo diff' shows them)")
-                }
-            }
+            try MergeFinishDocument.present(commit, branch: branch, warnings: warnings, keptLocal: kept, json: json, quiet: repository.quiet)
         case let .merged(outcome):
             for phase in outcome.phaseTimes {
                 FileHandle.standardError.write(Data("\(phase.name): \(String(format: "%.2f", phase.seconds)) s\n".utf8))

@@ -13,7 +13,7 @@ struct ResetCommand: ParsableCommand {
             --soft moves only the branch: the working tree keeps its files, which then show as changes. \
             mrepo has no index, so --mixed (git's default) is the same as --soft. --hard also makes the \
             working tree hold the commit, discarding uncommitted changes to tracked files (untracked \
-            files stay). ORIG_HEAD remembers where the branch was: 'mrepo reset --hard ORIG_HEAD' undoes \
+            files stay); during a merge it also abandons the merge, as git's does. ORIG_HEAD remembers where the branch was: 'mrepo reset --hard ORIG_HEAD' undoes \
             a reset, a commit --amend, a revert, a cherry-pick or a stash.
             """)
 

@@ -8,7 +8,7 @@ struct ResolveCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "resolve",
         abstract: "Settle unresolved tensors of a stopped merge.",
-        discussion: "Patterns are globs over tensor names ('*.attention.*', 'encoder.layer.3.*'). When none is left, 'mrepo merge --continue' records the merge.")
+        discussion: "Patterns are globs over tensor names ('*.attention.*', 'encoder.layer.3.*'). When none is left, 'mrepo merge --continue' (or 'mrepo commit') records the merge.")
 
     @OptionGroup var repository: RepositoryOptions
     @OptionGroup var lock: LockOptions

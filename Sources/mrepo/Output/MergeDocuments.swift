@@ -170,6 +170,20 @@ struct MergeFinishDocument: Encodable {
     enum CodingKeys: String, CodingKey {
         case commit, branch, warnings, keptLocalChanges = "kept_local_changes"
     }
+
+    /// What `merge --continue` (and `commit` during a merge) prints once the merge is committed.
+    static func present(_ commit: Commit, branch: String?, warnings: [String], keptLocal kept: [String], json: Bool, quiet: Bool) throws {
+        for w in warnings { ErrorReporter.warn(w) }
+        if json {
+            try printJSON(MergeFinishDocument(commit: commit.id.hex, branch: OrNull(branch), warnings: warnings, keptLocalChanges: kept))
+        } else if !quiet {
+            print("[\(branch ?? "detached HEAD") \(commit.id.short)] \(commit.subject)")
+            if !kept.isEmpty {
+                let list = kept.prefix(5).map(DisplayText.escaping).joined(separator: ", ") + (kept.count > 5 ? " and \(kept.count - 5) more" : "")
+                print(" local changes kept out of the merge commit: \(list) ('mrepo diff' shows them)")
+            }
+        }
+    }
 }
 
 /// One method of `merge --list-methods --json`.
