@@ -12,7 +12,16 @@ struct HubError: Error, Sendable {
     var code: String?
     var message: String
     /// Sent with an EntryNotFound, so the client caches the absence at this commit.
-    var commit: ObjectID?
+    var commit: ObjectID? = nil
+    /// Seconds after which the request may succeed (`Retry-After`, with a 503).
+    var retryAfter: Int? = nil
+
+    /// 503 `GCRunning`: gc runs on the repository; `what` may be retried in a few seconds.
+    static func gcRunning(_ error: GCRunning, retry what: String) -> HubError {
+        let pid = error.pid.map { " (pid \($0))" } ?? ""
+        return HubError(status: .serviceUnavailable, code: "GCRunning",
+                        message: "gc is running on this repository\(pid); retry \(what) when it has finished", retryAfter: 2)
+    }
 
     static func repoNotFound(_ id: String) -> HubError {
         HubError(status: .notFound, code: "RepoNotFound", message: "Repository Not Found for url: \(id)")
@@ -62,6 +71,7 @@ struct HubError: Error, Sendable {
         if let code { headers[.xErrorCode] = code }
         headers[.xErrorMessage] = HubError.headerSafe(message)
         if let commit { headers[.xRepoCommit] = HubIDs.commit(commit) }
+        if let retryAfter { headers[.retryAfter] = String(retryAfter) }
         return Responses.json(.object([JSONMember("error", .string(message))]), status: status, headers: headers)
     }
 

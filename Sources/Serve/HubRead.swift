@@ -8,8 +8,8 @@ import Repo
 /// `resolve` (HEAD and GET with ranges), as `huggingface_hub` and `transformers` use them.
 extension HubService {
     /// `GET /api/models/{ns}/{name}[/revision/{rev}]`.
-    func modelInfo(_ repo: Repository, id: String, revision: String?, query: [String: String]) throws -> Response {
-        let lease = repo.readerLease()
+    /// Releases `lease` (``readLease(_:)``'s) when answered.
+    func modelInfo(_ repo: Repository, lease: ReaderLease, id: String, revision: String?, query: [String: String]) throws -> Response {
         defer { lease.release() }
         let commitID: ObjectID?
         if let revision {
@@ -68,8 +68,7 @@ extension HubService {
 
     /// `GET /api/models/{ns}/{name}/tree/{rev}[/{path}]?recursive=&cursor=`: pages of 1000 entries,
     /// the next page named by a `Link: <…>; rel="next"` header.
-    func tree(_ repo: Repository, revision: String, path: String?, query: [String: String], request: Request) throws -> Response {
-        let lease = repo.readerLease()
+    func tree(_ repo: Repository, lease: ReaderLease, revision: String, path: String?, query: [String: String], request: Request) throws -> Response {
         defer { lease.release() }
         let path = path.flatMap { $0.isEmpty ? nil : $0 }
         // A repository with no commit yet (its default branch unborn) lists as empty, as the Hub
@@ -144,8 +143,8 @@ extension HubService {
 
     /// `HEAD` and `GET /{ns}/{name}/resolve/{rev}/{path}`: the headers the clients need (commit,
     /// ETag = SHA-256, size, ranges) and the bytes, streamed from the object store.
-    func resolveFile(_ repo: Repository, revision: String, path: String, request: Request) throws -> Response {
-        let lease = repo.readerLease()
+    /// `lease` is released once the body is sent (or at once, when there is none).
+    func resolveFile(_ repo: Repository, lease: ReaderLease, revision: String, path: String, request: Request) throws -> Response {
         var handedOver = false
         defer { if !handedOver { lease.release() } }
         let commitID = try resolve(repo, revision)

@@ -26,10 +26,14 @@ public struct ServeOptions: Sendable {
     public var pushSessionTimeout: Duration
     /// The most push sessions open at once (each holds a lock file open).
     public var maxPushSessions: Int
+    /// How long a read waits for a `gc` running on its repository (without holding a server
+    /// thread) before it is answered 503 `GCRunning` with `Retry-After`.
+    public var gcWait: Duration
 
     public init(root: String, host: String = "127.0.0.1", port: Int = 0, tokens: TokenStore? = nil,
                 maxUploadBytes: Int = 64 << 30, maxCommitBytes: Int = 1 << 30, maxJSONBytes: Int = 8 << 20,
-                sendTimeout: Duration = .seconds(60), pushSessionTimeout: Duration = .seconds(600), maxPushSessions: Int = 64) {
+                sendTimeout: Duration = .seconds(60), pushSessionTimeout: Duration = .seconds(600), maxPushSessions: Int = 64,
+                gcWait: Duration = .seconds(30)) {
         self.root = root
         self.host = host
         self.port = port
@@ -40,6 +44,7 @@ public struct ServeOptions: Sendable {
         self.sendTimeout = sendTimeout
         self.pushSessionTimeout = pushSessionTimeout
         self.maxPushSessions = maxPushSessions
+        self.gcWait = gcWait
     }
 }
 
@@ -80,6 +85,24 @@ struct HubService: HTTPResponder, Sendable {
             throw HubError.invalidCredentials
         }
         return access
+    }
+
+    /// The repository's read lock for one answer (gc deletes nothing it reads while it is held).
+    /// While gc runs there the request waits, polling, without holding one of the server's few
+    /// threads (a blocking wait on two of them stalled every other request until gc ended), for at
+    /// most ``ServeOptions/gcWait``; then it is answered 503 `GCRunning` with `Retry-After`.
+    func readLease(_ repo: Repository) async throws -> ReaderLease {
+        let deadline = ContinuousClock.now + options.gcWait
+        var pause = Duration.milliseconds(10)
+        while true {
+            do throws(GCRunning) {
+                return try repo.readerLeaseWithoutWaiting()
+            } catch {
+                guard ContinuousClock.now + pause <= deadline else { throw HubError.gcRunning(error, retry: "the request") }
+                try await Task.sleep(for: pause)
+                pause = min(pause * 2, .milliseconds(250))
+            }
+        }
     }
 
     func requireRead(_ request: Request) throws {
@@ -139,14 +162,14 @@ struct HubService: HTTPResponder, Sendable {
             switch (method, rest.first) {
             case (.get, nil):
                 try requireRead(request)
-                return try modelInfo(repo, id: id, revision: nil, query: path.query)
+                return try modelInfo(repo, lease: try await readLease(repo), id: id, revision: nil, query: path.query)
             case (.get, "revision") where rest.count == 2:
                 try requireRead(request)
-                return try modelInfo(repo, id: id, revision: rest[1], query: path.query)
+                return try modelInfo(repo, lease: try await readLease(repo), id: id, revision: rest[1], query: path.query)
             case (.get, "tree") where rest.count >= 2:
                 try requireRead(request)
                 let sub = rest.count > 2 ? try RequestPath.repoPath(rest[2...]) : nil
-                return try tree(repo, revision: rest[1], path: sub, query: path.query, request: request)
+                return try tree(repo, lease: try await readLease(repo), revision: rest[1], path: sub, query: path.query, request: request)
             case (.get, "refs") where rest.count == 1:
                 try requireRead(request)
                 return try refs(repo)
@@ -188,7 +211,8 @@ struct HubService: HTTPResponder, Sendable {
         if c.count >= 5, c[2] == "resolve", method == .get || method == .head {
             try requireRead(request)
             let repo = try registry.repository(c[0], c[1])
-            return try resolveFile(repo, revision: c[3], path: try RequestPath.repoPath(c[4...]), request: request)
+            let file = try RequestPath.repoPath(c[4...])
+            return try resolveFile(repo, lease: try await readLease(repo), revision: c[3], path: file, request: request)
         }
         throw HubError.notFound()
     }

@@ -67,7 +67,8 @@ extension HubService {
             return try encodable(IDList(ids: try repo.missingCommits(ids).map(\.hex).sorted()))
         case (.get, let r) where r.count == 2 && r[0] == "objects":
             try requireRead(request)
-            return try objectFile(repo, hex: r[1])
+            guard let objectID = ObjectID(hex: r[1]) else { throw HubError.badRequest("not an object id") }
+            return try objectFile(repo, lease: try await readLease(repo), objectID)
         case (.put, let r) where r.count == 2 && r[0] == "objects":
             try requireWrite(request)
             return try await receiveObject(repo, hex: r[1], request: request)
@@ -136,9 +137,8 @@ extension HubService {
     /// An object file's stored bytes, read and sent 1 MiB at a time: each piece is read with
     /// `pread` straight into the buffer the socket writes from (no intermediate copy), and the next
     /// is read only when the client has taken the last (the writer applies back-pressure).
-    func objectFile(_ repo: Repository, hex: String) throws -> Response {
-        guard let objectID = ObjectID(hex: hex) else { throw HubError.badRequest("not an object id") }
-        let lease = repo.readerLease()
+    /// `lease` is released once the file is sent (or at once, when there is none).
+    func objectFile(_ repo: Repository, lease: ReaderLease, _ objectID: ObjectID) throws -> Response {
         let path = repo.objects.path(for: objectID)
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0, let size = FileStat.of(path)?.size else {

@@ -61,9 +61,7 @@ final class PushSessions: Sendable {
             do throws(GCRunning) {
                 lease = try repo.readerLeaseWithoutWaiting()
             } catch {
-                let pid = error.pid.map { " (pid \($0))" } ?? ""
-                throw HubError(status: .serviceUnavailable, code: "GCRunning",
-                               message: "gc is running on this repository\(pid); retry the push when it has finished")
+                throw HubError.gcRunning(error, retry: "the push")
             }
             table[key] = Session(lease: lease, lastActivity: time)
         }

@@ -4,6 +4,7 @@ import Delta
 import Foundation
 import NIOCore
 import NIOHTTP1
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -27,6 +28,9 @@ public final class HTTPTransport: RemoteTransport, Sendable {
     private let token: String?
     /// The push session every request names (`X-Mrepo-Push-Session`), nil outside a push.
     private let session: String?
+    /// Told once when the server's gc makes a request wait (a transfer's notice).
+    private let notice: (@Sendable (String) -> Void)?
+    private let toldOfGC = Mutex(false)
 
     /// Tries per request for what may be retried (dropped connections, 429, 502–504).
     static let attempts = 5
@@ -52,14 +56,17 @@ public final class HTTPTransport: RemoteTransport, Sendable {
         self.base = base
         self.token = token.flatMap { $0.isEmpty ? nil : $0 }
         session = nil
+        notice = nil
     }
 
-    /// The same remote, every request naming push session `session`.
-    private init(_ other: HTTPTransport, session: String) {
+    /// The same remote, every request naming push session `session` (nil: none), telling `notice`
+    /// when it waits for the server's gc.
+    private init(_ other: HTTPTransport, session: String?, notice: (@Sendable (String) -> Void)?) {
         url = other.url
         base = other.base
         token = other.token
         self.session = session
+        self.notice = notice
     }
 
     /// The header naming a push session (docs/serving.md, "Push sessions").
@@ -104,6 +111,8 @@ public final class HTTPTransport: RemoteTransport, Sendable {
     /// A dropped connection or a 429/502/503/504 answer is retried with backoff when `retry` says
     /// the request may be sent twice (every request but a ref update: a compare-and-swap that
     /// succeeded and is sent again would report that the ref moved).
+    /// A 503 `GCRunning` (gc runs on the server, which did nothing with the request) is sent again
+    /// after its `Retry-After`, for as long as gc runs, as a folder remote's transfer waits for gc.
     private func send<T>(_ method: HTTPMethod, _ path: String, body: Body = .none, ref: String? = nil, retry: Bool = true,
                          read: (HTTPClientResponse) async throws -> T) async throws -> T {
         var delay = 0.2
@@ -131,6 +140,14 @@ public final class HTTPTransport: RemoteTransport, Sendable {
                 continue
             }
             let status = Int(response.status.code)
+            if status == 503, response.headers["X-Error-Code"].first == "GCRunning" {
+                _ = try? await response.body.collect(upTo: 1 << 20)
+                waitingForGC(response.headers["X-Error-Message"].first)
+                let seconds = min(max(Int(response.headers["Retry-After"].first ?? "") ?? 2, 1), 10)
+                try await Task.sleep(for: .seconds(seconds))
+                attempt -= 1  // not a failed try: the server is busy, and says for how long
+                continue
+            }
             if retry, [429, 502, 503, 504].contains(status), attempt < HTTPTransport.attempts {
                 _ = try? await response.body.collect(upTo: 1 << 20)
                 try await Task.sleep(nanoseconds: UInt64(delay * 1e9 * Double.random(in: 0.8...1.2)))
@@ -152,6 +169,19 @@ public final class HTTPTransport: RemoteTransport, Sendable {
                 try await waitToRetry(after: error)
             }
         }
+    }
+
+    /// Says once that the transfer waits for the server's gc (`message`: the server's words).
+    private func waitingForGC(_ message: String?) {
+        let first = toldOfGC.withLock { told in
+            defer { told = true }
+            return !told
+        }
+        guard first else { return }
+        var pid = ""
+        if let message, let range = message.range(of: "\\(pid [0-9]+\\)", options: .regularExpression) { pid = " " + message[range] }
+        notice?("\(url): waiting for gc\(pid) on the server to finish")
+        CrashPoint.reach("remote.wait-gc")
     }
 
     /// Sends a request whose answer is small and read into memory.
@@ -298,8 +328,8 @@ public final class HTTPTransport: RemoteTransport, Sendable {
     /// first write). A fetch opens none (its objects are read under the read lock one by one).
     public func transfer<T>(_ kind: TransferKind, notice: (@Sendable (String) -> Void)?,
                             _ body: (any RemoteTransport) async throws -> T) async throws -> T {
-        guard kind == .push else { return try await body(self) }
-        let bound = HTTPTransport(self, session: UUID().uuidString.lowercased())
+        guard kind == .push else { return try await body(HTTPTransport(self, session: nil, notice: notice)) }
+        let bound = HTTPTransport(self, session: UUID().uuidString.lowercased(), notice: notice)
         guard try await bound.openSession() else { return try await body(self) }
         let result: T
         do {
@@ -323,10 +353,12 @@ public final class HTTPTransport: RemoteTransport, Sendable {
         }
     }
 
-    /// Closes the push session, once; a failure only leaves it to the server's idle timeout.
+    /// Closes the push session, once; a failure only leaves it to the server's idle timeout. It
+    /// runs in a task of its own: a push cancelled (interrupted) must still close its session,
+    /// which otherwise holds off the server's gc until the idle timeout.
     private func closeSession() async {
         guard let session else { return }
-        _ = try? await data(.DELETE, "push-sessions/\(session)")
+        await Task { _ = try? await self.data(.DELETE, "push-sessions/\(session)") }.value
     }
 
     /// A session request answered 404 without an error code (an mrepo serve older than sessions),

@@ -75,12 +75,13 @@ extension Repository {
     /// `init`, the remote `origin`, a fetch, then the branch `branch` (default: `main` when the
     /// remote has it, else its first branch) created from `origin/BRANCH`, tracking it, and checked out.
     /// With `depth`, only the last `depth` commits of each branch and tag (a shallow clone).
+    /// `notice` is told when the clone waits (for gc on the remote, say).
     ///
     /// The clone is built in a hidden folder beside the destination and renamed into place last, so
     /// a clone that fails, or is killed, leaves no repository behind: a failure removes the folder,
     /// and the next clone into the same parent removes what killed ones left (``CloneStaging/sweep()``).
     public static func clone(url: String, into directory: String?, branch: String? = nil, lazy: Bool = false, depth: Int? = nil,
-                             progress: (any ProgressSink)? = nil,
+                             progress: (any ProgressSink)? = nil, notice: (@Sendable (String) -> Void)? = nil,
                              environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> (Repository, TransferResult) {
         let location = try RemoteLocation(parsing: url)
         if let depth, depth < 1 { throw RepoError.invalidArgument("--depth \(depth): the depth must be at least 1") }
@@ -103,6 +104,7 @@ extension Repository {
         do {
             let built = try initialize(at: staging.path)
             built.progress = progress
+            built.waitNotice = notice
             built.transportEnvironment = environment
             try built.history.addRemote(RemoteConfig(name: "origin", url: try storedURL(url), lazy: lazy))
             guard let remote = try built.history.remote(named: "origin") else { throw RepoError.failed("the new clone has no remote 'origin'") }

@@ -47,8 +47,9 @@ struct CloneCommand: ParsableCommand {
     func run() throws {
         let progress = ProgressBar.make(quiet: quiet || json)
         let (url, directory, branch, lazy, depth) = (self.url, self.directory, self.branch, self.lazy, self.depth)
+        let notice: (@Sendable (String) -> Void)? = quiet ? nil : { @Sendable message in ErrorReporter.note(message) }
         let (repo, result) = try runBlocking {
-            try await Repository.clone(url: url, into: directory, branch: branch, lazy: lazy, depth: depth, progress: progress)
+            try await Repository.clone(url: url, into: directory, branch: branch, lazy: lazy, depth: depth, progress: progress, notice: notice)
         }
         for w in result.warnings { ErrorReporter.warn(w) }
         if json {

@@ -40,12 +40,16 @@ struct ServeCommand: ParsableCommand {
     @Option(help: ArgumentHelp("The most pushes in progress at once; more are answered 503.", valueName: "n"))
     var maxPushSessions = 64
 
+    @Option(help: ArgumentHelp("How long a download waits for a gc running on its repository before it is answered 503 GCRunning with Retry-After (mrepo clients wait and retry; 0 answers at once).", valueName: "seconds"))
+    var gcWait = 30
+
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
         guard maxUploadMib > 0 else { throw ValidationError("--max-upload-mib must be positive") }
         guard sendTimeout > 0 else { throw ValidationError("--send-timeout must be positive") }
         guard pushSessionTimeout > 0 else { throw ValidationError("--push-session-timeout must be positive") }
         guard maxPushSessions > 0 else { throw ValidationError("--max-push-sessions must be positive") }
+        guard gcWait >= 0 else { throw ValidationError("--gc-wait must be 0 or more") }
     }
 
     func run() throws {
@@ -58,7 +62,7 @@ struct ServeCommand: ParsableCommand {
         }
         let options = ServeOptions(root: folder, host: host, port: port, tokens: store, maxUploadBytes: maxUploadMib << 20,
                                    sendTimeout: .seconds(sendTimeout), pushSessionTimeout: .seconds(pushSessionTimeout),
-                                   maxPushSessions: maxPushSessions)
+                                   maxPushSessions: maxPushSessions, gcWait: .seconds(gcWait))
         let access = store.map { "\($0.count) token\($0.count == 1 ? "" : "s")" } ?? "read-only, no tokens"
         let outcome = ServeOutcome()
         let done = DispatchSemaphore(value: 0)
