@@ -177,7 +177,7 @@ struct RepositoryOptions: ParsableArguments {
     var quiet = false
 
     /// Opens the repository of the current folder (`-C DIR` has changed to it) and attaches a
-    /// progress bar when standard output is a terminal.
+    /// progress bar when standard error is a terminal.
     /// - Parameter access: ``HistoryAccess/readOnly`` for a command that records no history
     ///   (its database connections then sync nothing when they open and close).
     func open(access: HistoryAccess = .readWrite) throws -> Repository {

@@ -13,8 +13,9 @@ struct LogCommand: ParsableCommand {
             ^A (not A's). After --, paths, folders or globs over paths list only the commits that \
             changed those files; a tensor name or a glob over tensor names ('*.attention.*') lists the \
             commits that changed those tensors. -N and -nN are --max-count N. --format takes git's \
-            placeholders: %H %h %T %t %P %p %an %ae %ad %ai %at %ar %s %b %B %d %D %N %n %%, %xNN (an ASCII character by its hex code: %x09 a tab), and \
-            %(metric:NAME).
+            placeholders: %H %h %T %t %P %p %an %ae %ad %ai %aI %at %ar %s %b %B %d %D %N %n %%, %xNN (an ASCII character by its hex code: %x09 a tab), and \
+            %(metric:NAME). --decorate (git's) is accepted and changes nothing: branch and tag names are \
+            always shown (with format:TEXT, where %d or %D puts them).
             """)
 
     @OptionGroup var repository: RepositoryOptions

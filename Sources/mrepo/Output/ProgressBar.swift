@@ -17,7 +17,7 @@ final class ProgressBar: ProgressSink, Sendable {
 
     private let state = Mutex(State())
 
-    /// A bar if standard output is a terminal and output is not suppressed, else nil.
+    /// A bar if standard error is a terminal and output is not suppressed, else nil.
     static func make(quiet: Bool) -> ProgressBar? {
         guard !quiet, isatty(STDERR_FILENO) == 1 else { return nil }
         return ProgressBar()
