@@ -63,4 +63,18 @@ import Glibc
         #expect(try s.ok(["log", "--oneline"], in: "repo").stdout == log)
         #expect(try s.run(["rev-parse", "origin/main"], in: "repo").status != 0, "no remote-tracking ref appeared")
     }
+
+    /// A remote's name that does not exist is said to be one (it was taken for a folder: "origin:
+    /// not an mrepo repository"), in a repository and outside one, as fetch and push say it.
+    @Test(arguments: [["ls-remote"], ["ls-remote", "origin"], ["ls-remote", "upstream"]])
+    func lsRemoteOfNoSuchRemote(arguments: [String]) throws {
+        let s = try CLISandbox()
+        try s.ok(["init", "-q", "repo"])
+        let name = arguments.last == "upstream" ? "upstream" : "origin"
+        let r = try s.run(arguments, in: "repo")
+        expectOneLineError(r, contains: "no remote named '\(name)'")
+        if arguments.count == 2, name == "upstream" {
+            expectOneLineError(try s.run(arguments), contains: "no remote named 'upstream'")
+        }
+    }
 }
