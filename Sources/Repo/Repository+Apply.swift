@@ -94,6 +94,13 @@ extension Repository {
             return ApplyResult(commit: c, exact: true, merge: nil)
         }
         // HEAD changed some of the same tensors: HEAD + (to − from), one-sided changes taken as they are.
+        // Task arithmetic does not apply to LoRA adapters (nor to a reversible merge of them): say
+        // which commits are adapters, in the terms of this command, not of a merge.
+        let adapters = try [("HEAD (\(headID.short))", headID), (to.short, to), (from.short, from)]
+            .filter { try commit($0.1).record(AdapterRecord.self) != nil }.map(\.0)
+        if !adapters.isEmpty {
+            throw RepoError.invalidArgument("\(kind): HEAD changed what this change touches, so it cannot be applied byte for byte, and task arithmetic does not apply to LoRA adapters (\(Array(Set(adapters)).sorted().joined(separator: ", ")) \(adapters.count == 1 ? "is one" : "are")); nothing was written. Apply it on a branch where nothing else changed those files, or fold the adapters into their base (mrepo export --fold) and commit the models")
+        }
         var options = MergeOptions(branches: [headID.hex, to.hex], recipe: MergeRecipe(method: "task_arithmetic", experts: [], seed: 0),
                                    base: from.hex, message: message)
         options.inputsAreExperts = true

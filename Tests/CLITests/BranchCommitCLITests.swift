@@ -72,5 +72,9 @@ import Testing
                            contains: "bad..name")
         let branches = try #require(try s.json(try s.ok(["branch", "--json"], in: "repo")) as? [[String: Any]])
         #expect(branches.map { $0["name"] as? String } == ["main"])
+        // -q prints nothing, the note about the branch it created included.
+        let quiet = try s.ok(["commit", "-q", "--from", "../family/math", "--branch", "math", "-m", "m"], in: "repo")
+        #expect(quiet.stdout.isEmpty && quiet.stderr.isEmpty, "\(quiet.stdout)\(quiet.stderr)")
+        #expect(try s.ok(["commit", "--from", "../family/code", "--branch", "code", "-m", "m"], in: "repo").stderr.contains("created branch 'code'"))
     }
 }

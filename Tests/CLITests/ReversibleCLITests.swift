@@ -374,4 +374,19 @@ import Testing
         }
         try s.ok(["fsck"], in: "repo")
     }
+
+    /// Reverting an adapter commit under a reversible merge of adapters cannot be exact (the merge
+    /// changed the same files) nor task arithmetic: the refusal says so in revert's terms, naming
+    /// the adapters (it named HEAD alone, as a merge input), and writes nothing.
+    @Test func revertUnderAReversibleMergeSaysWhy() throws {
+        let s = try adapterSandbox()
+        try s.ok(["switch", "-q", "math"], in: "repo")
+        try s.ok(["merge", "-q", "math", "code", "chat", "--method", "rmm", "--basis", "2"], in: "repo")
+        let before = try repositoryState(s)
+        let r = try s.run(["revert", "code"], in: "repo")
+        expectOneLineError(r, contains: "revert: HEAD changed what this change touches")
+        #expect(r.stderr.contains("task arithmetic does not apply to LoRA adapters") && r.stderr.contains("HEAD ("), "\(r.stderr)")
+        #expect(try repositoryState(s) == before)
+        #expect(try s.ok(["status", "--porcelain"], in: "repo").stdout.isEmpty)
+    }
 }

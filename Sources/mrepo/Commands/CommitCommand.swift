@@ -145,8 +145,8 @@ struct CommitCommand: ParsableCommand {
             try printJSON(CommitResultDocument(result, seconds: seconds))
             return
         }
-        for note in result.notes { ErrorReporter.note(note) }
         guard !repository.quiet else { return }
+        for note in result.notes { ErrorReporter.note(note) }
         let root = result.commit.parents.isEmpty ? " (root-commit)" : ""
         print("[\(result.branch ?? "detached HEAD") \(result.commit.id.short)\(root)] \(result.commit.subject)")
         let objects = result.newObjectCount == 1 ? "1 object" : "\(result.newObjectCount) objects"
