@@ -33,13 +33,13 @@ extension HubService {
             return Responses.json(.object([]))
         }
         guard let session = request.headers[.xMrepoPushSession] else {
-            return try await mrepoProtocol(repo, id: id, method: method, rest: rest, request: request)
+            return try await mrepoProtocol(repo, id: id, method: method, rest: rest, request: request, session: nil)
         }
         try requireWrite(request)
         let key = try sessionKey(id, session)
         try pushSessions.enter(key)
         defer { pushSessions.leave(key) }
-        return try await mrepoProtocol(repo, id: id, method: method, rest: rest, request: request)
+        return try await mrepoProtocol(repo, id: id, method: method, rest: rest, request: request, session: key)
     }
 
     private func sessionKey(_ repository: String, _ session: String) throws -> PushSessions.Key {
@@ -49,7 +49,9 @@ extension HubService {
         return PushSessions.Key(repository: repository, id: session)
     }
 
-    func mrepoProtocol(_ repo: Repository, id: String, method: HTTPRequest.Method, rest: [String], request: Request) async throws -> Response {
+    /// `session`: the push session the request belongs to (nil: none).
+    func mrepoProtocol(_ repo: Repository, id: String, method: HTTPRequest.Method, rest: [String], request: Request,
+                       session: PushSessions.Key?) async throws -> Response {
         switch (method, rest) {
         case (.get, ["refs"]):
             try requireRead(request)
@@ -71,7 +73,7 @@ extension HubService {
             return try objectFile(repo, lease: try await readLease(repo), objectID)
         case (.put, let r) where r.count == 2 && r[0] == "objects":
             try requireWrite(request)
-            return try await receiveObject(repo, hex: r[1], request: request)
+            return try await receiveObject(repo, hex: r[1], request: request, session: session)
         case (.get, let r) where r.count == 2 && r[0] == "commits":
             try requireRead(request)
             guard let commitID = ObjectID(hex: r[1]), try repo.history.commit(commitID) != nil else {
@@ -173,8 +175,9 @@ extension HubService {
     static let objectPieceByteCount = 1 << 20
 
     /// Streams a pushed object file into the store's incoming area, then verifies it (decoded
-    /// against its delta reference and hashed to its id) before it is renamed into place.
-    func receiveObject(_ repo: Repository, hex: String, request: Request) async throws -> Response {
+    /// against its delta reference and hashed to its id) before it is renamed into place. An object
+    /// installed in a push session is noted there: the session removes it when it closes unrecorded.
+    func receiveObject(_ repo: Repository, hex: String, request: Request, session: PushSessions.Key?) async throws -> Response {
         guard let objectID = ObjectID(hex: hex) else { throw HubError.badRequest("not an object id") }
         if repo.objects.exists(objectID) {
             for try await _ in request.body {}
@@ -195,6 +198,7 @@ extension HubService {
         } catch let error as RepoError {
             throw HubError(status: .badRequest, code: "ObjectRejected", message: error.description)
         }
+        if let session { pushSessions.noteInstalled(session, objectID) }
         return Responses.json(.object([]))
     }
 }

@@ -22,9 +22,19 @@ final class PushSessions: Sendable {
     }
 
     private struct Session {
+        var repo: Repository
         var lease: ReaderLease
         var lastActivity: ContinuousClock.Instant
         var requestsInProgress = 0
+        /// Objects this push's requests installed: those still unrecorded when it closes (a push
+        /// that failed, or whose client died) are removed, as a folder remote's push removes them.
+        var installed: [ObjectID] = []
+
+        /// Removes what the push left unrecorded, then releases the lock (the server's gc waited).
+        func end() {
+            repo.discardReceivedUnrecorded(installed, wait: false)
+            lease.release()
+        }
     }
 
     private let sessions = Mutex<[Key: Session]>([:])
@@ -63,7 +73,7 @@ final class PushSessions: Sendable {
             } catch {
                 throw HubError.gcRunning(error, retry: "the push")
             }
-            table[key] = Session(lease: lease, lastActivity: time)
+            table[key] = Session(repo: repo, lease: lease, lastActivity: time)
         }
     }
 
@@ -91,10 +101,15 @@ final class PushSessions: Sendable {
         }
     }
 
+    /// A request of session `key` installed object `id`.
+    func noteInstalled(_ key: Key, _ id: ObjectID) {
+        sessions.withLock { table in table[key]?.installed.append(id) }
+    }
+
     /// Closes a session and releases its lock; closing one that is not open does nothing.
     func close(_ key: Key) {
         let session = sessions.withLock { $0.removeValue(forKey: key) }
-        session?.lease.release()
+        session?.end()
     }
 
     /// Closes every session idle for longer than ``idleTimeout``; returns how many.
@@ -106,7 +121,7 @@ final class PushSessions: Sendable {
             for key in idle.keys { table.removeValue(forKey: key) }
             return Array(idle.values)
         }
-        for s in expired { s.lease.release() }
+        for s in expired { s.end() }
         return expired.count
     }
 
@@ -116,7 +131,7 @@ final class PushSessions: Sendable {
             defer { table.removeAll() }
             return Array(table.values)
         }
-        for s in all { s.lease.release() }
+        for s in all { s.end() }
     }
 
     /// A session id as clients make them: 8 to 64 letters, digits and `-` (a UUID).

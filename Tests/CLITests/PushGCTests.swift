@@ -186,6 +186,61 @@ import Testing
         #expect(free.status == 0 && !free.stderr.contains("paused"), "gc waited for a closed session: \(free.stderr)")
     }
 
+    /// A push that ends without recording what it sent (it failed, or its client gave up) leaves
+    /// nothing in the server's store: closing its session removes the objects it installed that no
+    /// row records, as a failed push into a folder does. Before, they stayed until a gc.
+    @Test func aClosedSessionRemovesWhatItLeftUnrecorded() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try FileManager.default.createDirectory(atPath: s.path("served/team"), withIntermediateDirectories: true)
+        try s.ok(["init", "-q", "--bare", "served/team/minilm"])
+        try s.ok(["init", "-q", "repo"])
+        try s.ok(["commit", "-q", "--from", "../family/base", "-m", "base"], in: "repo")
+        try "writer-0123456789 write\n".write(toFile: s.path("tokens"), atomically: true, encoding: .utf8)
+        let server = try ServerProcess(s, ["served", "--tokens", "tokens"])
+        defer { _ = server.stop() }
+        // Three objects of the first commit (stored whole: no reference is needed on the server).
+        var sent: [String] = []
+        for folder in try FileManager.default.contentsOfDirectory(atPath: s.path("repo/.mrepo/objects")).sorted() where folder.count == 2 {
+            for rest in try FileManager.default.contentsOfDirectory(atPath: s.path("repo/.mrepo/objects/\(folder)")).sorted() where sent.count < 3 {
+                sent.append(folder + rest)
+            }
+        }
+        #expect(sent.count == 3)
+        let (status, out) = try runProgram("/usr/bin/env", ["python3", "-c", """
+            import http.client, sys
+            url, objects = sys.argv[1], sys.argv[2]
+            host, port = url.split("//")[1].split(":")
+            repo, session = "/team/minilm/mrepo/v1", "5e6f7a8b-1c2d-4e3f-9a0b-c1d2e3f4a5b6"
+            auth = {"Authorization": "Bearer writer-0123456789"}
+            def ask(method, path, body=None, headers={}):
+                c = http.client.HTTPConnection(host, int(port), timeout=120)
+                c.request(method, repo + path, body=body, headers={**auth, **headers})
+                r = c.getresponse(); r.read()
+                return r.status
+            said = [ask("POST", "/push-sessions/" + session, b"{}")]
+            for hex in sys.argv[3:]:
+                with open(objects + "/" + hex[:2] + "/" + hex[2:], "rb") as f:
+                    said.append(ask("PUT", "/objects/" + hex, f.read(), {"X-Mrepo-Push-Session": session}))
+            said.append(ask("DELETE", "/push-sessions/" + session))
+            print(" ".join(map(str, said)))
+            """, server.url, s.path("repo/.mrepo/objects")] + sent)
+        #expect(status == 0)
+        #expect(out.trimmingCharacters(in: .whitespacesAndNewlines) == "200 200 200 200 200", "\(out)")
+        for hex in sent {
+            let path = s.path("served/team/minilm/.mrepo/objects/\(hex.prefix(2))/\(hex.dropFirst(2))")
+            #expect(!FileManager.default.fileExists(atPath: path), "object \(hex.prefix(12)) stayed unrecorded")
+        }
+        let fsck = try s.ok(["fsck"], in: "served/team/minilm")
+        #expect(!fsck.stdout.contains("unreferenced") && !fsck.stderr.contains("unreferenced"), "\(fsck.stdout)\(fsck.stderr)")
+        // A push that records what it sends keeps it.
+        try s.ok(["remote", "add", "origin", server.url + "/team/minilm"], in: "repo")
+        try s.ok(["push", "-q", "origin", "main"], in: "repo", environment: ["MREPO_TOKEN": "writer-0123456789"])
+        try s.ok(["fsck"], in: "served/team/minilm")
+        try s.ok(["export", "-q", "main", s.path("out")], in: "served/team/minilm")
+        #expect(s.sameFiles("out", "family/base"))
+    }
+
     /// A download whose client stops reading (and keeps the connection) is cut off after the send
     /// timeout, which releases the read lock its transfer holds: gc, which waits for it, finishes.
     @Test func aStalledDownloadDoesNotHoldGCForEver() throws {

@@ -70,11 +70,7 @@ public final class LocalTransport: RemoteTransport, Sendable {
     /// installed that no row records, under the other repository's write lock (a commit there
     /// that stores the same object meanwhile records its row first, and keeps the file).
     func discardInstalledUnrecorded() {
-        let ids = installed.withLock { Array($0) }
-        guard !ids.isEmpty else { return }
-        _ = try? repository.withWriteLock(wait: true, pending: .leave) {
-            repository.objects.removeUnrecorded(ids, history: repository.history)
-        }
+        repository.discardReceivedUnrecorded(installed.withLock { Array($0) }, wait: true)
     }
 
     public func missingCommits(_ ids: [ObjectID]) async throws -> Set<ObjectID> {

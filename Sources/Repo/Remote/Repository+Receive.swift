@@ -72,6 +72,17 @@ extension Repository {
         return info
     }
 
+    /// After a push that failed (or was abandoned) before recording what it sent: removes the
+    /// objects of `ids` (the ones that push installed) that no row records, under the write lock
+    /// (a commit that stores the same object meanwhile records its row first, and keeps the file).
+    /// Without `wait`, a busy repository keeps them for `gc`.
+    public func discardReceivedUnrecorded(_ ids: [ObjectID], wait: Bool) {
+        guard !ids.isEmpty else { return }
+        _ = try? withWriteLock(wait: wait, pending: .leave) {
+            objects.removeUnrecorded(ids, history: history)
+        }
+    }
+
     /// Records commits (checked with ``CommitRecord/validate()``; parents before children, or
     /// any order: they are sorted) in one transaction. Every object a record names must have a file
     /// here unless `allowMissingObjects` (a lazy clone records the rows and fetches files later).
