@@ -345,7 +345,10 @@ extension Repository {
             } catch {
                 throw RepoError.delta(error)
             }
-            try checkWeightMap(index, indexPath: file.path, folder: splitPath(file.absolutePath).dir)
+            let folder = splitPath(file.absolutePath).dir
+            try checkWeightMap(index, indexPath: file.path) { (shard) throws(DeltaError) in
+                Set(try SafetensorsFile(path: folder + "/" + shard, displayName: shard).tensors.map(\.name))
+            }
         }
     }
 
@@ -353,13 +356,15 @@ extension Repository {
     /// a tensor listed in a shard that does not hold it, or a tensor of a shard the index does not
     /// list there (a tensor in two shards is one of these). transformers would load such a
     /// checkpoint wrongly or not at all.
-    private func checkWeightMap(_ index: ShardIndex, indexPath: String, folder: String) throws {
+    /// - Parameter tensorNames: the names of the tensors a shard (a path relative to the index's
+    ///   folder) holds.
+    func checkWeightMap(_ index: ShardIndex, indexPath: String, tensorNames: (String) throws(DeltaError) -> Set<String>) throws {
         var listed: [String: Set<String>] = [:]
         for (tensor, shard) in index.weightMap { listed[shard, default: []].insert(tensor) }
         for shard in index.shardFiles {
             let present: Set<String>
             do {
-                present = Set(try SafetensorsFile(path: folder + "/" + shard, displayName: shard).tensors.map(\.name))
+                present = try tensorNames(shard)
             } catch {
                 throw RepoError.delta(error)
             }

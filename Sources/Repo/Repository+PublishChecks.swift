@@ -3,7 +3,7 @@ import Foundation
 
 /// What `commit` applies to a folder, applied to a commit made through `mrepo serve`'s Hub API
 /// (``Repository/commitFiles(toBranch:changes:message:author:expectedParent:)``): the shard-index
-/// check and the `pre-commit` and `post-commit` hooks.
+/// checks (shards present, weight map matching them) and the `pre-commit` and `post-commit` hooks.
 extension Repository {
     /// Refuses a tree whose shard indexes (`*.safetensors.index.json`) name a shard outside their
     /// folder or one the tree lacks, as ``checkShardIndexes(_:)`` refuses such a folder. Indexes
@@ -28,11 +28,21 @@ extension Repository {
                 continue
             }
             let dir = splitPath(path).dir
+            let index: ShardIndex
             do throws(DeltaError) {
-                let index = try ShardIndex.parse(bytes, file: path)
+                index = try ShardIndex.parse(bytes, file: path)
                 try index.checkShardsExist(file: path) { paths.contains(dir.isEmpty ? $0 : dir + "/" + $0) }
             } catch {
                 throw RepoError.delta(error)
+            }
+            // As commit's: the weight map must match the shards, read from their uploads or, when
+            // unchanged, from the tree (each tensor's name is recorded there).
+            try checkWeightMap(index, indexPath: path) { (shard) throws(DeltaError) in
+                let shardPath = dir.isEmpty ? shard : dir + "/" + shard
+                if let source = written[shardPath] {
+                    return Set(try SafetensorsFile(path: source, displayName: shardPath).tensors.map(\.name))
+                }
+                return Set(unchanged[shardPath]?.tensors.map(\.name) ?? [])
             }
         }
     }

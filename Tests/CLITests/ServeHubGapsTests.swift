@@ -31,7 +31,9 @@ struct ServeHubGapsTests {
         chmod(hooks + "/pre-commit", 0o755)
         chmod(hooks + "/post-commit", 0o755)
         for (dir, files) in [("bad", ["refuse.txt": "no", "a.txt": "a"]), ("good", ["note.txt": "hello"]),
-                             ("badindex", ["model.safetensors.index.json": #"{"metadata":{},"weight_map":{"w":"model-00001-of-00002.safetensors"}}"#])] {
+                             ("badindex", ["model.safetensors.index.json": #"{"metadata":{},"weight_map":{"w":"model-00001-of-00002.safetensors"}}"#]),
+                             // A weight map naming a tensor the (unchanged) shard does not hold, as commit refuses it.
+                             ("ghostindex", ["model.safetensors.index.json": #"{"metadata":{},"weight_map":{"ghost.weight":"model.safetensors"}}"#])] {
             try FileManager.default.createDirectory(atPath: s.path("up/" + dir), withIntermediateDirectories: true)
             for (name, text) in files { try text.write(toFile: s.path("up/\(dir)/\(name)"), atomically: true, encoding: .utf8) }
         }
@@ -67,6 +69,7 @@ struct ServeHubGapsTests {
                     return "%d %s" % (e.response.status_code, str(e).replace("\\n", " "))
             out["refused"] = upload("bad", "refused")
             out["badindex"] = upload("badindex", "broken index")
+            out["ghostindex"] = upload("ghostindex", "ghost index")
             out["accepted"] = upload("good", "accepted")
             print(json.dumps(out))
             """, server.url, s.path("up"), configPath], environment: ["HF_HUB_DISABLE_XET": "1", "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"])
@@ -84,6 +87,8 @@ struct ServeHubGapsTests {
         #expect(refused.hasPrefix("422") && refused.contains("pre-commit hook rejected"), "\(refused)")
         let badIndex = result["badindex"] as? String ?? ""
         #expect(badIndex.hasPrefix("400") && badIndex.contains("not in the folder"), "\(badIndex)")
+        let ghostIndex = result["ghostindex"] as? String ?? ""
+        #expect(ghostIndex.hasPrefix("400") && ghostIndex.contains("weight_map lists tensor 'ghost.weight' in shard 'model.safetensors'"), "\(ghostIndex)")
         // The accepted upload is a commit; the hooks saw it as they see `mrepo commit`.
         let accepted = result["accepted"] as? String ?? ""
         #expect(accepted.hasPrefix("ok "), "\(accepted)")
@@ -93,7 +98,7 @@ struct ServeHubGapsTests {
         let hookLog = try String(contentsOfFile: s.path(repo + "/.mrepo/hook.log"), encoding: .utf8)
         #expect(hookLog.contains("pre via=hub branch=main message=refused files=./a.txt ./refuse.txt"), "\(hookLog)")
         #expect(hookLog.contains("pre via=hub branch=main message=accepted files=./note.txt"), "\(hookLog)")
-        #expect(!hookLog.contains("broken index"), "the index is checked before the hook runs")
+        #expect(!hookLog.contains("broken index") && !hookLog.contains("ghost index"), "the index is checked before the hook runs")
         let head = try s.ok(["rev-parse", "main"], in: repo).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(hookLog.contains("post commit=\(head)"), "\(hookLog)")
         try s.ok(["fsck"], in: repo)
