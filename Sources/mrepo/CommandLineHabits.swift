@@ -103,6 +103,9 @@ enum CommandLineHabits {
             } else if first == "tag", a == "-n" || (a.hasPrefix("-n") && Int(a.dropFirst(2)).map { $0 >= 0 } == true) {
                 // `tag -n[N]`: each tag with N lines of its message (1 when N is left out).
                 out.append("--message-lines=\(a == "-n" ? 1 : Int(a.dropFirst(2))!)")
+            } else if first == "describe", a.hasPrefix("--dirty=") {
+                // git's `--dirty[=MARK]`: the suffix of a working tree with changes.
+                out += ["--dirty", "--dirty-mark=" + a.dropFirst("--dirty=".count)]
             } else if first == "tag", a == "-l" || a == "--list", i + 1 >= end || arguments[i + 1].hasPrefix("-") {
                 // `tag -l` alone lists every tag, as git.
                 out.append("--list=*")

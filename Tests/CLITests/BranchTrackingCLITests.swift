@@ -190,6 +190,8 @@ import Testing
         #expect(doc["description"] as? String == "v2-1-g\(head.prefix(12))-dirty")
         #expect(doc["tag"] as? String == "v2" && doc["distance"] as? Int == 1 && doc["dirty"] as? Bool == true)
         expectOneLineError(try s.run(["describe", "--dirty", "HEAD~1"], in: "repo"), status: 64, contains: "--dirty describes the working tree")
+        // git's --dirty=MARK.
+        #expect(try s.ok(["describe", "--dirty=+wip"], in: "repo").stdout == "v2-1-g\(head.prefix(12))+wip\n")
         // Untracked files do not make it dirty (as git); --abbrev=0 prints the nearest tag alone.
         try s.ok(["restore", "model.safetensors"], in: "repo")
         try Data("log".utf8).write(to: URL(fileURLWithPath: s.path("repo/train.log")))

@@ -36,8 +36,11 @@ struct DescribeCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Leave out tags whose names match this glob (repeatable).", valueName: "glob"))
     var exclude: [String] = []
 
-    @Flag(help: "Append -dirty when the working tree has changes (REV must be HEAD).")
+    @Flag(help: "Append -dirty when the working tree has changes (REV must be HEAD); --dirty=MARK appends MARK instead, as git's.")
     var dirty = false
+
+    @Option(name: .customLong("dirty-mark"), help: .hidden)
+    var dirtyMark = "-dirty"
 
     @Flag(help: "Print the result as JSON.")
     var json = false
@@ -62,7 +65,7 @@ struct DescribeCommand: ParsableCommand {
             let what = tags ? "no tag is behind it" : "no tag with a message (tag -a -m) is behind it; --tags uses any tag"
             throw RepoError.invalidArgument("cannot describe \(rev): \(what), and --always prints its id instead")
         }
-        if d.dirty == true { text += "-dirty" }
+        if d.dirty == true { text += dirtyMark }
         if json {
             try printJSON(DescribeDocument(commit: d.commit.hex, description: text, tag: OrNull(d.tag), distance: OrNull(d.distance),
                                            dirty: OrNull(d.dirty)))

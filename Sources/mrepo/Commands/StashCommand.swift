@@ -84,7 +84,12 @@ struct StashCommand: ParsableCommand {
                 try printJSON(all.map(StashDocument.init))
                 return
             }
-            for e in all { print("stash@{\(e.index)}: \(e.branch.map { "On \($0): " } ?? "")\(e.message.split(separator: "\n").first ?? "")") }
+            // As git lists them: "WIP on B: ..." for a default message, "On B: MESSAGE" for one given.
+            for e in all {
+                let line = e.message.split(separator: "\n").first.map(String.init) ?? ""
+                let on = line.hasPrefix("WIP on ") ? "" : e.branch.map { "On \($0): " } ?? ""
+                print("stash@{\(e.index)}: \(on)\(line)")
+            }
         }
     }
 
