@@ -61,28 +61,44 @@ extension Repository {
             let real = Repository.resolvingLinks(dir)
             let record = LinkedWorktreeRecord(id: try history.newWorktreeID(for: real), path: real, created: Date().timeIntervalSince1970)
             let linked = Repository(viewing: self, root: real, worktree: record.id)
-            var entries: [StatCacheEntry] = []
             var stats = MaterializeStats()
             do {
+                // Everything is staged (temporary files, in this process's journal), then the working
+                // tree is registered, and only then do its link and files go into place, the link
+                // first. A kill before the registration leaves nothing (the next command deletes the
+                // temporary files, and the folder if it made it); one after it leaves a registered
+                // working tree: listed by 'worktree list', its missing files shown by 'status' and
+                // written by 'checkout --force HEAD', or prunable while its link is missing. Before, a
+                // kill between the files and the registration left a full folder nothing recorded.
                 let tree = try verifiedTree(of: target)
                 let checkout = try linked.stageCheckout(tree, over: .empty, force: false)
                 let link = WorktreeLink(store: Repository.resolvingLinks(metaDirectory), id: record.id)
+                let linkStaging = FileStaging(journal: journal)
+                let message = "worktree add: \(head.branchName.map { "branch \($0)" } ?? "detached at \(target.short)")"
                 do {
-                    try checkout.staging.write(to: real + "/" + Repository.directoryName) { try $0.write(link.bytes) }
+                    try linkStaging.write(to: real + "/" + Repository.directoryName) { try $0.write(link.bytes) }
+                    CrashPoint.reach("worktree.staged")
+                    try history.registerWorktree(record, head: head, newBranch: created.map { ($0, upstream.map { "\($0.remote)/\($0.branch)" } ?? revision ?? "HEAD", upstream) },
+                                                 force: force, statEntries: [], message: message)
                 } catch {
+                    linkStaging.rollback()
                     checkout.rollback()
                     throw error
                 }
-                entries = try linked.finishCheckout(checkout)
-                stats = checkout.stats
-                CrashPoint.reach("worktree.files-written")
-                let message = "worktree add: \(head.branchName.map { "branch \($0)" } ?? "detached at \(target.short)")"
                 do {
-                    try history.registerWorktree(record, head: head, newBranch: created.map { ($0, upstream.map { "\($0.remote)/\($0.branch)" } ?? revision ?? "HEAD", upstream) },
-                                                 force: force,
-                                                 statEntries: entries, message: message)
+                    try linkStaging.commit()
+                    CrashPoint.reach("worktree.linked")
+                    let entries = try linked.finishCheckout(checkout)
+                    stats = checkout.stats
+                    CrashPoint.reach("worktree.files-written")
+                    linked.history.saveStatCacheOpportunistically(entries, removing: [])
                 } catch {
-                    // Nothing records the folder: take back what was written into it (it was new or empty).
+                    // Take back the registration (and the branch it created), then what was written
+                    // into the folder (it was new or empty).
+                    linkStaging.rollback()
+                    checkout.rollback()
+                    try? history.forgetWorktrees([record.id])
+                    if let created { try? history.deleteRef(name: created, kind: .branch) }
                     for name in (try? FileManager.default.contentsOfDirectory(atPath: real)) ?? [] {
                         try? FileManager.default.removeItem(atPath: real + "/" + name)
                     }

@@ -207,8 +207,11 @@ import Testing
     }
 
     /// A SIGKILL during `worktree add` or `remove`: the next commands clean up, fsck accepts the
-    /// repository, and running the command again (after `prune` for remove) succeeds.
-    @Test(arguments: ["checkout.staged", "worktree.files-written", "worktree.moved-away"])
+    /// repository, and running the command again (after `prune` for remove) succeeds. A kill never
+    /// leaves a folder of files that no working tree records (before, one after the files were
+    /// written and before the registration did): before the registration nothing is left, after
+    /// it the working tree is registered and `checkout --force HEAD` in it writes what is missing.
+    @Test(arguments: ["worktree.staged", "worktree.linked", "checkout.staged", "checkout.file", "worktree.files-written", "worktree.moved-away"])
     func worktreeCommandKilled(point: String) throws {
         let s = try twoJobs()
         s.environment["MREPO_FSYNC"] = "1"
@@ -221,12 +224,19 @@ import Testing
         let around = try FileManager.default.contentsOfDirectory(atPath: s.root).filter { $0.hasPrefix(".mrepo-tmp-") }
         #expect(around.isEmpty, "the next command deletes the renamed folder: \(around)")
         switch point {
-        case "checkout.staged":
+        case "worktree.staged":
             // Nothing under a final name: the folder the add made is gone with its temporary files.
             #expect(!FileManager.default.fileExists(atPath: s.path("c")))
-        case "worktree.files-written":
-            expectOneLineError(try s.run(["status"], in: "c"), contains: "working tree 'c' is not registered")
-            try FileManager.default.removeItem(atPath: s.path("c"))
+            #expect(try s.run(["rev-parse", "--verify", "-q", "job-c"], in: "repo").status != 0, "no branch was created")
+        case "worktree.linked", "checkout.staged", "checkout.file", "worktree.files-written":
+            // Registered: listed, and complete once checked out again.
+            #expect(try s.ok(["worktree", "list"], in: "repo").stdout.contains(s.path("c")))
+            try s.ok(["checkout", "-q", "--force", "HEAD"], in: "c")
+            #expect(try status(s, "c")["clean"] as? Bool == true)
+            #expect(s.sameFiles("c", "a"), "the same commit as job-a's working tree")
+            #expect(try s.ok(["worktree", "list"], in: "repo").stdout.split(separator: "\n").count == 4)
+            try s.ok(["fsck"], in: "repo")
+            return
         default:
             #expect(!FileManager.default.fileExists(atPath: s.path("b")))
             #expect(try s.ok(["worktree", "list"], in: "repo").stdout.contains("prunable"))
