@@ -172,7 +172,8 @@ import Testing
         if stoppedCount > 20 { #expect(stopped.stdout.contains("... and \(stoppedCount - 20) more ('mrepo status' lists them all)")) }
         let status = try s.ok(["status"], in: "repo").stdout
         #expect(status.contains("Unresolved tensors") && status.contains("sign conflict"))
-        expectOneLineError(try s.run(["commit", "-m", "x"], in: "repo"), contains: "merge is in progress")
+        // commit would commit the merge, as merge --continue does: not while tensors are unresolved.
+        expectOneLineError(try s.run(["commit", "-m", "x"], in: "repo"), contains: "still unresolved")
         expectOneLineError(try s.run(["stash"], in: "repo"), contains: "stash is not possible while a merge is in progress")
         expectOneLineError(try s.run(["merge", "--continue"], in: "repo"), contains: "still unresolved")
         try s.ok(["resolve", "encoder.*", "--method", "task_arithmetic", "--set", "lambda=0.5"], in: "repo")

@@ -214,6 +214,15 @@ import Testing
         #expect(r.status == 2)
         #expect(r.stderr.contains("could not fetch 'gone'"), "\(r.stderr)")
         #expect(try s.ok(["branch", "-r"], in: "other").stdout.contains("origin/main"))
+        // With --json, the failed remote is in the list, with its error (it was on stderr only).
+        try s.ok(["remote", "add", "more", s.path("no-such-folder-either")], in: "other")
+        let json = try s.run(["fetch", "--all", "--json"], in: "other")
+        #expect(json.status == 2)
+        let documents = try #require(try s.json(json) as? [[String: Any]])
+        #expect(documents.map { $0["remote"] as? String } == ["gone", "more", "origin"])
+        #expect((documents[0]["error"] as? String)?.contains("no-such-folder") == true, "\(documents[0])")
+        #expect(documents[0]["bytes_received"] as? Int == 0 && (documents[0]["refs"] as? [Any])?.isEmpty == true)
+        #expect(documents[2]["error"] == nil && documents[2]["commits"] as? Int == 0)
     }
 
     @Test func remoteConfiguration() throws {

@@ -78,12 +78,12 @@ struct FetchCommand: ParsableCommand {
             return
         }
         let names = all ? try repo.remotes().map(\.name) : [remote ?? "origin"]
-        var results: [TransferResult] = []
         let (prune, lazy, wait, depth) = (self.prune, self.lazy, lock.wait, fetchDepth)
         if unshallow, try !repo.isShallow() {
             throw RepoError.invalidArgument("--unshallow on a complete repository (it is not a shallow clone)")
         }
         var failed: [String] = []
+        var documents: [TransferDocument] = []
         for name in names {
             let result: TransferResult
             do {
@@ -94,9 +94,10 @@ struct FetchCommand: ParsableCommand {
                 let text = (error as? RepoError)?.description ?? (error as? DeltaError)?.description ?? "\(error)"
                 ErrorReporter.error("could not fetch '\(name)': \(text)")
                 failed.append(name)
+                documents.append(TransferDocument(failedFetchOf: name, error: text))
                 continue
             }
-            results.append(result)
+            documents.append(TransferDocument(result, sent: false))
             for w in result.warnings { ErrorReporter.warn(w) }
             if !json && !repository.quiet {
                 print("From \(try repo.remote(named: name)?.url ?? name)")
@@ -105,8 +106,8 @@ struct FetchCommand: ParsableCommand {
             }
         }
         if json {
-            let documents = results.map { TransferDocument($0, sent: false) }
-            // --all: one document per remote, in a list; one remote: its document alone.
+            // --all: one document per remote, in a list (a remote that failed with its `error`);
+            // one remote: its document alone.
             if all { try printJSON(documents) } else { try printJSON(documents[0]) }
         }
         if !failed.isEmpty { throw ExitCode(2) }

@@ -26,6 +26,8 @@ struct TransferDocument: Encodable {
     /// A push whose remote refused some refs while others moved: each refused ref and why (the
     /// command fails); left out otherwise.
     var rejected: [Rejection]?
+    /// `fetch --all`: why this remote could not be fetched (nothing came from it); left out otherwise.
+    var error: String?
 
     struct Rejection: Encodable {
         var name: String
@@ -34,7 +36,18 @@ struct TransferDocument: Encodable {
 
     enum CodingKeys: String, CodingKey {
         case remote, commits, objects, objectsSkipped = "objects_skipped", bytesSent = "bytes_sent", bytesReceived = "bytes_received", refs
-        case dryRun = "dry_run", rejected
+        case dryRun = "dry_run", rejected, error
+    }
+
+    /// A remote `fetch --all` could not fetch: nothing received, and why.
+    init(failedFetchOf remote: String, error: String) {
+        self.remote = remote
+        commits = 0
+        objects = 0
+        objectsSkipped = 0
+        bytesReceived = 0
+        refs = []
+        self.error = error
     }
 
     /// - Parameter sent: a push (the bytes went out).
