@@ -146,19 +146,32 @@ extension Repository {
 
     /// Deletes a branch. Without `force`, refuses a branch whose commits are not all reachable from HEAD.
     public func deleteBranch(_ name: String, force: Bool = false, wait: Bool = false) throws -> ObjectID {
+        try deleteBranches([name], force: force, wait: wait)[0].target
+    }
+
+    /// `branch -d A B ...`: every branch is checked first (it exists, is not checked out, and,
+    /// without `force`, HEAD contains it), then all are deleted in one transaction; one that may
+    /// not be deleted deletes none.
+    public func deleteBranches(_ names: [String], force: Bool = false, wait: Bool = false) throws -> [(name: String, target: ObjectID)] {
         try withWriteLock(wait: wait) {
-            guard let ref = try history.ref(named: name), ref.kind == .branch else { throw RepoError.unknownRef(name) }
-            if try history.head().branchName == name {
-                throw RepoError.deletingCurrentBranch(name)
+            var deleted: [(name: String, target: ObjectID)] = []
+            let elsewhere = try history.branchesCheckedOutElsewhere()
+            let head = try history.head()
+            for name in names where !deleted.contains(where: { $0.name == name }) {
+                guard let ref = try history.ref(named: name), ref.kind == .branch else { throw RepoError.unknownRef(name) }
+                if head.branchName == name {
+                    throw RepoError.deletingCurrentBranch(name)
+                }
+                if let path = elsewhere[name] {
+                    throw RepoError.worktree(.deletingCheckedOutBranch(branch: name, worktree: path))
+                }
+                if !force, let commit = head.commit, !(try isAncestor(ref.target, of: commit)) {
+                    throw RepoError.branchNotMerged(name)
+                }
+                deleted.append((name, ref.target))
             }
-            if let path = try history.branchesCheckedOutElsewhere()[name] {
-                throw RepoError.worktree(.deletingCheckedOutBranch(branch: name, worktree: path))
-            }
-            if !force, let head = try history.head().commit, !(try isAncestor(ref.target, of: head)) {
-                throw RepoError.branchNotMerged(name)
-            }
-            try history.deleteRef(name: name, kind: .branch)
-            return ref.target
+            try history.deleteRefs(deleted.map(\.name), kind: .branch)
+            return deleted
         }
     }
 
@@ -180,10 +193,19 @@ extension Repository {
     /// Deletes a tag; returns the commit it named (read under the same lock, so it is the one deleted).
     @discardableResult
     public func deleteTag(_ name: String, wait: Bool = false) throws -> ObjectID {
+        try deleteTags([name], wait: wait)[0].target
+    }
+
+    /// `tag -d A B ...`: all the tags are deleted in one transaction, or none (one does not exist).
+    public func deleteTags(_ names: [String], wait: Bool = false) throws -> [(name: String, target: ObjectID)] {
         try withWriteLock(wait: wait) {
-            guard let ref = try history.ref(named: name), ref.kind == .tag else { throw RepoError.unknownRef(name) }
-            try history.deleteRef(name: name, kind: .tag)
-            return ref.target
+            var deleted: [(name: String, target: ObjectID)] = []
+            for name in names where !deleted.contains(where: { $0.name == name }) {
+                guard let ref = try history.ref(named: name), ref.kind == .tag else { throw RepoError.unknownRef(name) }
+                deleted.append((name, ref.target))
+            }
+            try history.deleteRefs(deleted.map(\.name), kind: .tag)
+            return deleted
         }
     }
 

@@ -261,9 +261,17 @@ import Testing
         #expect(try s.ok(["tag", "-l", "v*"], in: "repo").stdout.split(separator: "\n").map { String($0.prefix(2)) } == ["v1", "v2"])
         #expect(try s.ok(["tag"], in: "repo").stdout.contains("first release"))
         expectOneLineError(try s.run(["tag", "v2", "HEAD"], in: "repo"), contains: "already exists")
-        // -d with a second name is refused, not read as a revision and ignored (w1 stays).
-        expectOneLineError(try s.run(["tag", "-d", "v2", "w1"], in: "repo"), status: 64, contains: "-d takes one tag name")
+        // -d takes several names, as git's: all are deleted, or none when one does not exist.
+        expectOneLineError(try s.run(["tag", "-d", "w1", "nosuch"], in: "repo"), contains: "nosuch")
         #expect((try s.json(try s.ok(["tag", "--json"], in: "repo")) as? [[String: Any]])?.compactMap { $0["name"] as? String } == ["v1", "v2", "w1"])
+        try s.ok(["tag", "-q", "w2"], in: "repo")
+        let deleted = try s.json(try s.ok(["tag", "-d", "w1", "w2", "--json"], in: "repo")) as? [[String: Any]]
+        #expect(deleted?.compactMap { $0["deleted"] as? String } == ["w1", "w2"])
+        #expect((try s.json(try s.ok(["tag", "--json"], in: "repo")) as? [[String: Any]])?.compactMap { $0["name"] as? String } == ["v1", "v2"])
+        try s.ok(["branch", "-q", "x1"], in: "repo")
+        try s.ok(["branch", "-q", "x2"], in: "repo")
+        #expect(try s.ok(["branch", "-d", "x1", "x2"], in: "repo").stdout.split(separator: "\n").count == 2)
+        expectOneLineError(try s.run(["branch", "x3", "main", "extra"], in: "repo"), status: 64, contains: "only -d and -D take more")
         // A name that reads as a commit id is refused: it would stand for a commit it is not.
         let hex40 = String(try revParse(s, "HEAD").prefix(40))
         expectOneLineError(try s.run(["tag", String(repeating: "ab", count: 20)], in: "repo"), contains: "must not look like a commit id")

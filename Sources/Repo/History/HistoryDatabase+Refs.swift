@@ -99,11 +99,18 @@ extension HistoryDatabase {
 
     /// Deletes a branch (with its upstream) or tag.
     func deleteRef(name: String, kind: Ref.Kind) throws {
+        try deleteRefs([name], kind: kind)
+    }
+
+    /// Deletes branches (with their upstreams) or tags, all in one transaction: all or none.
+    func deleteRefs(_ names: [String], kind: Ref.Kind) throws {
         try write { db in
-            guard let r = try HistoryDatabase.ref(db, name), r.kind == kind else { throw RepoError.unknownRef(name) }
-            try db.execute(sql: "DELETE FROM ref WHERE name = ?", arguments: [name])
-            if kind == .branch { try db.execute(sql: "DELETE FROM upstream WHERE branch = ?", arguments: [name]) }
-            try HistoryDatabase.logRef(db, name, old: r.target, new: nil, message: "delete \(kind.rawValue)")
+            for name in names {
+                guard let r = try HistoryDatabase.ref(db, name), r.kind == kind else { throw RepoError.unknownRef(name) }
+                try db.execute(sql: "DELETE FROM ref WHERE name = ?", arguments: [name])
+                if kind == .branch { try db.execute(sql: "DELETE FROM upstream WHERE branch = ?", arguments: [name]) }
+                try HistoryDatabase.logRef(db, name, old: r.target, new: nil, message: "delete \(kind.rawValue)")
+            }
         }
     }
 

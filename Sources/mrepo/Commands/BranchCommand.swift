@@ -9,7 +9,7 @@ struct BranchCommand: ParsableCommand {
         discussion: """
             'mrepo branch' lists branches (* marks the current one, + one checked out in another working tree). \
             'mrepo branch NAME [START]' creates a branch at START (default HEAD) without switching to it; -f \
-            moves an existing one there. 'mrepo branch -d NAME' deletes a branch whose commits HEAD contains; -D \
+            moves an existing one there. 'mrepo branch -d NAME...' deletes branches whose commits HEAD contains (all or none); -D \
             deletes it anyway. 'mrepo branch -m [OLD] NEW' renames a branch (the current one by default), keeping \
             its reflog; -M replaces a branch named NEW. 'mrepo branch -r' lists the remote-tracking branches \
             (origin/main, as the last fetch, pull or push left them), -a the local ones and then those, as git does. \
@@ -23,8 +23,12 @@ struct BranchCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("Name of the branch to create or delete (with -m: the old name, or the new one alone).", valueName: "name"), completion: CompletionNames.branches)
     var name: String?
 
-    @Argument(help: ArgumentHelp("Where the new branch starts (default HEAD); with -m: the new name.", valueName: "start"))
+    @Argument(help: ArgumentHelp("Where the new branch starts (default HEAD); with -m: the new name; with -d or -D: another branch to delete.", valueName: "start"))
     var startPoint: String?
+
+    /// `branch -d A B C`: the third branch to delete and after.
+    @Argument(help: .hidden)
+    var moreNames: [String] = []
 
     @Flag(name: .customShort("d"), help: "Delete the branch (it must be merged into HEAD).")
     var delete = false
@@ -78,7 +82,7 @@ struct BranchCommand: ParsableCommand {
         let modes = [delete || forceDelete, move || forceMove, showCurrent].filter { $0 }.count
         if modes > 1 { throw ValidationError("-d/-D, -m/-M and --show-current exclude each other") }
         if (delete || forceDelete) && name == nil { throw ValidationError("-d and -D need a branch name") }
-        if (delete || forceDelete) && startPoint != nil { throw ValidationError("-d and -D take one branch name (delete one branch at a time)") }
+        if !(delete || forceDelete) && !moreNames.isEmpty { throw ValidationError("too many arguments; only -d and -D take more than two branch names") }
         if (move || forceMove) && name == nil { throw ValidationError("-m and -M need the new name") }
         if showCurrent && name != nil { throw ValidationError("--show-current takes no name") }
         if (remotes || all) && (name != nil || modes > 0 || force) { throw ValidationError("-r and -a list branches: they take no name and no other mode") }
@@ -123,8 +127,12 @@ struct BranchCommand: ParsableCommand {
         }
         if let name {
             if delete || forceDelete {
-                let target = try repo.deleteBranch(name, force: forceDelete, wait: lock.wait)
-                if json { try printJSON(DeletedRefDocument(deleted: name, commit: target.hex)) } else if !repository.quiet { print("Deleted branch \(name) (was \(target.short)).") }
+                let names = [name] + [startPoint].compactMap { $0 } + moreNames
+                let deleted = try repo.deleteBranches(names, force: forceDelete, wait: lock.wait)
+                let documents = deleted.map { DeletedRefDocument(deleted: $0.name, commit: $0.target.hex) }
+                // One branch: its document; several: a list of them.
+                if json { if names.count == 1 { try printJSON(documents[0]) } else { try printJSON(documents) } }
+                else if !repository.quiet { for d in deleted { print("Deleted branch \(d.name) (was \(d.target.short)).") } }
             } else {
                 let before = force ? try repo.upstreamName(of: name) : nil
                 let target = force ? try repo.forceBranch(name, at: startPoint, tracking: tracking.tracking, wait: lock.wait)

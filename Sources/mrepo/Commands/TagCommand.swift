@@ -9,7 +9,7 @@ struct TagCommand: ParsableCommand {
         discussion: """
             'mrepo tag' lists tags; -l PATTERN lists those matching a glob. 'mrepo tag NAME [REV]' tags REV \
             (default HEAD); -a -m MESSAGE (or -m alone) stores a message with it (an annotated tag); -f \
-            moves an existing tag. 'mrepo tag -d NAME' deletes a tag. The list shows each tag's commit and the \
+            moves an existing tag. 'mrepo tag -d NAME...' deletes tags (all or none). The list shows each tag's commit and the \
             first line of its message; -n[N] lists as git's 'tag -n' does, with N lines of each message.
             """)
 
@@ -19,8 +19,12 @@ struct TagCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("Name of the tag to create or delete.", valueName: "name"), completion: CompletionNames.tags)
     var name: String?
 
-    @Argument(help: ArgumentHelp("The commit to tag. The default is HEAD.", valueName: "rev"), completion: CompletionNames.revisions)
+    @Argument(help: ArgumentHelp("The commit to tag. The default is HEAD. (With -d: more tags to delete.)", valueName: "rev"), completion: CompletionNames.revisions)
     var revision: String?
+
+    /// `tag -d A B C`: the third tag to delete and after.
+    @Argument(help: .hidden)
+    var moreNames: [String] = []
 
     @Option(name: .shortAndLong, help: ArgumentHelp("A message stored with the tag.", valueName: "message"))
     var message: String?
@@ -45,7 +49,7 @@ struct TagCommand: ParsableCommand {
 
     func validate() throws {
         if delete && name == nil { throw ValidationError("-d needs a tag name") }
-        if delete && revision != nil { throw ValidationError("-d takes one tag name (delete one tag at a time)") }
+        if !delete && !moreNames.isEmpty { throw ValidationError("a tag takes a name and a revision; only -d takes more names") }
         if annotate && message == nil { throw ValidationError("-a needs a message: -a -m MESSAGE") }
         if pattern != nil && (name != nil || delete) { throw ValidationError("-l lists tags; it takes no tag name") }
         if messageLines != nil && (name != nil || delete) { throw ValidationError("-n lists tags with their messages; it takes no tag name") }
@@ -56,8 +60,12 @@ struct TagCommand: ParsableCommand {
         let repo = try repository.open()
         if let name {
             if delete {
-                let target = try repo.deleteTag(name, wait: lock.wait)
-                if json { try printJSON(DeletedRefDocument(deleted: name, commit: target.hex)) } else if !repository.quiet { print("Deleted tag \(name).") }
+                let names = [name] + [revision].compactMap { $0 } + moreNames
+                let deleted = try repo.deleteTags(names, wait: lock.wait)
+                let documents = deleted.map { DeletedRefDocument(deleted: $0.name, commit: $0.target.hex) }
+                // One tag: its document; several: a list of them.
+                if json { if names.count == 1 { try printJSON(documents[0]) } else { try printJSON(documents) } }
+                else if !repository.quiet { for d in deleted { print("Deleted tag \(d.name) (was \(d.target.short)).") } }
             } else {
                 let target = force ? try repo.forceTag(name, at: revision, message: message, wait: lock.wait)
                     : try repo.createTag(name, at: revision, message: message, wait: lock.wait)
