@@ -65,7 +65,9 @@ extension Repository {
                 // HEAD already at the target and no merge: the record changes nothing a later
                 // command could check.
                 if noted {
-                    try notePendingCheckout(operation: "reset --hard", from: baseline, to: targetTree, force: true, proof: .head(target.hex))
+                    try notePendingCheckout(operation: "reset --hard", from: baseline, to: targetTree, force: true,
+                                            proof: merge == nil ? .head(target.hex) : .headWithoutMerge(target.hex))
+                    CrashPoint.reach("reset.noted")
                 }
                 // The merge state goes in the transaction that moves HEAD.
                 try history.moveHead(to: target, expected: head, message: message,

@@ -62,6 +62,9 @@ extension HubService {
         case (.post, ["objects", "missing"]):
             try requireRead(request)
             let ids = try await idList(request)
+            // A push counts on what it is told is here: claimed first, so that another session
+            // closing cannot remove one between this answer and this push's commit records.
+            if let session { pushSessions.claim(session, ids) }
             return try encodable(IDList(ids: repo.missingObjectFiles(ids).map(\.hex).sorted()))
         case (.post, ["commits", "missing"]):
             try requireRead(request)
@@ -179,6 +182,7 @@ extension HubService {
     /// installed in a push session is noted there: the session removes it when it closes unrecorded.
     func receiveObject(_ repo: Repository, hex: String, request: Request, session: PushSessions.Key?) async throws -> Response {
         guard let objectID = ObjectID(hex: hex) else { throw HubError.badRequest("not an object id") }
+        if let session { pushSessions.claim(session, [objectID]) }
         if repo.objects.exists(objectID) {
             for try await _ in request.body {}
             return Responses.json(.object([]))

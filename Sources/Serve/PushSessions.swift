@@ -29,12 +29,23 @@ final class PushSessions: Sendable {
         /// Objects this push's requests installed: those still unrecorded when it closes (a push
         /// that failed, or whose client died) are removed, as a folder remote's push removes them.
         var installed: [ObjectID] = []
+        /// Objects this push counts on: asked about (`objects/missing`) or sent (installed, or
+        /// found there). Another session closing never removes them.
+        var claimed: Set<ObjectID> = []
 
-        /// Removes what the push left unrecorded, then releases the lock (the server's gc waited).
-        func end() {
-            repo.discardReceivedUnrecorded(installed, wait: false)
+        /// Removes what the push installed and left unrecorded, except what `keeping` (other open
+        /// sessions' claims) holds, then releases the lock (the server's gc waited).
+        func end(keeping: Set<ObjectID>) {
+            repo.discardReceivedUnrecorded(installed.filter { !keeping.contains($0) }, wait: false)
             lease.release()
         }
+    }
+
+    /// The claims of the open sessions of `repository` other than `key`'s.
+    private static func claims(in table: [Key: Session], of repository: String, except key: Key? = nil) -> Set<ObjectID> {
+        var out = Set<ObjectID>()
+        for (k, s) in table where k.repository == repository && k != key { out.formUnion(s.claimed) }
+        return out
     }
 
     private let sessions = Mutex<[Key: Session]>([:])
@@ -101,37 +112,46 @@ final class PushSessions: Sendable {
         }
     }
 
+    /// Session `key` counts on objects `ids` (before it is told whether they are here, or stores
+    /// one): a session that closes meanwhile leaves them.
+    func claim(_ key: Key, _ ids: some Sequence<ObjectID>) {
+        sessions.withLock { table in table[key]?.claimed.formUnion(ids) }
+    }
+
     /// A request of session `key` installed object `id`.
     func noteInstalled(_ key: Key, _ id: ObjectID) {
         sessions.withLock { table in table[key]?.installed.append(id) }
     }
 
-    /// Closes a session and releases its lock; closing one that is not open does nothing.
+    /// Closes a session and releases its lock; closing one that is not open does nothing. Its
+    /// cleanup runs under the table's lock, so no session claims an object between the check of
+    /// the claims and the removal (the removal does not wait for the repository's write lock).
     func close(_ key: Key) {
-        let session = sessions.withLock { $0.removeValue(forKey: key) }
-        session?.end()
+        sessions.withLock { table in
+            guard let session = table.removeValue(forKey: key) else { return }
+            session.end(keeping: PushSessions.claims(in: table, of: key.repository))
+        }
     }
 
     /// Closes every session idle for longer than ``idleTimeout``; returns how many.
     @discardableResult
     func expireIdle() -> Int {
         let time = now()
-        let expired = sessions.withLock { table in
+        return sessions.withLock { table in
             let idle = table.filter { $0.value.requestsInProgress == 0 && time - $0.value.lastActivity > idleTimeout }
             for key in idle.keys { table.removeValue(forKey: key) }
-            return Array(idle.values)
+            for (key, s) in idle { s.end(keeping: PushSessions.claims(in: table, of: key.repository)) }
+            return idle.count
         }
-        for s in expired { s.end() }
-        return expired.count
     }
 
     /// Closes every session (the server stops).
     func closeAll() {
-        let all = sessions.withLock { table in
-            defer { table.removeAll() }
-            return Array(table.values)
+        sessions.withLock { table in
+            let all = table
+            table.removeAll()
+            for (_, s) in all { s.end(keeping: []) }
         }
-        for s in all { s.end() }
     }
 
     /// A session id as clients make them: 8 to 64 letters, digits and `-` (a UUID).

@@ -105,7 +105,10 @@ enum CommandLineHabits {
                 out.append("--message-lines=\(a == "-n" ? 1 : Int(a.dropFirst(2))!)")
             } else if first == "describe", a.hasPrefix("--dirty=") {
                 // git's `--dirty[=MARK]`: the suffix of a working tree with changes.
-                out += ["--dirty", "--dirty-mark=" + a.dropFirst("--dirty=".count)]
+                // An empty MARK as a value of its own ("--dirty-mark=" reads as a missing value),
+                // any other with "=" (a MARK such as "-mod" would read as an option).
+                let mark = String(a.dropFirst("--dirty=".count))
+                out += mark.isEmpty ? ["--dirty", "--dirty-mark", ""] : ["--dirty", "--dirty-mark=" + mark]
             } else if first == "tag", a == "-l" || a == "--list", i + 1 >= end || arguments[i + 1].hasPrefix("-") {
                 // `tag -l` alone lists every tag, as git.
                 out.append("--list=*")

@@ -192,6 +192,8 @@ import Testing
         expectOneLineError(try s.run(["describe", "--dirty", "HEAD~1"], in: "repo"), status: 64, contains: "--dirty describes the working tree")
         // git's --dirty=MARK.
         #expect(try s.ok(["describe", "--dirty=+wip"], in: "repo").stdout == "v2-1-g\(head.prefix(12))+wip\n")
+        #expect(try s.ok(["describe", "--dirty=-mod"], in: "repo").stdout == "v2-1-g\(head.prefix(12))-mod\n")
+        #expect(try s.ok(["describe", "--dirty="], in: "repo").stdout == "v2-1-g\(head.prefix(12))\n")
         // Untracked files do not make it dirty (as git); --abbrev=0 prints the nearest tag alone.
         try s.ok(["restore", "model.safetensors"], in: "repo")
         try Data("log".utf8).write(to: URL(fileURLWithPath: s.path("repo/train.log")))

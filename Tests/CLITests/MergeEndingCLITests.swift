@@ -84,4 +84,38 @@ import Testing
         try s.ok(["merge", "-q", "math", "--method", "linear"], in: "repo")
         try s.ok(["fsck"], in: "repo")
     }
+
+    /// `reset --hard HEAD` killed after noting its checkout and before its record: HEAD is already
+    /// at the target, but the merge is still in progress, so the note does not count as recorded.
+    /// The next command leaves the merge and its candidate as they were (it wrote HEAD's files over
+    /// the candidate, and a `commit` then recorded the merge without the merge's files).
+    @Test func aKilledHardResetLeavesTheMergeAsItWas() throws {
+        let s = try family()
+        try s.ok(["merge", "-q", "math", "code", "--method", "ties", "--set", "density=0.5", "--no-commit"], in: "repo")
+        let candidate = try s.ok(["status", "--porcelain"], in: "repo").stdout
+        let r = try s.run(["reset", "--hard", "HEAD"], in: "repo", environment: ["MREPO_KILL_AT": "reset.noted"])
+        #expect(r.status == -9, "the kill point was not reached: \(r.stderr)")
+        #expect(try s.ok(["status", "--porcelain"], in: "repo").stdout == candidate, "the candidate is still in the working tree")
+        try s.ok(["commit", "-q", "-m", "merged"], in: "repo")
+        #expect((try show(s)["parents"] as? [String])?.count == 3)
+        #expect(try s.ok(["status", "--porcelain"], in: "repo").stdout.isEmpty)
+        try s.ok(["export", "-q", "HEAD", "../out"], in: "repo")
+        #expect(s.sameFiles("out", "repo"))
+        try s.ok(["fsck"], in: "repo")
+    }
+
+    /// An edit made after `merge --no-commit` is not left out of a commit silently: `commit`
+    /// refuses, naming the file, and changes nothing; `merge --continue` commits the merge and
+    /// keeps the edit as a local change.
+    @Test func commitDuringAMergeRefusesEditsMadeSince() throws {
+        let s = try family()
+        try s.ok(["merge", "-q", "math", "--method", "linear", "--no-commit"], in: "repo")
+        try Data("{\"tweak\": 1}\n".utf8).write(to: URL(fileURLWithPath: s.path("repo/config.json")))
+        let head = try s.ok(["rev-parse", "HEAD"], in: "repo").stdout
+        expectOneLineError(try s.run(["commit", "-m", "x"], in: "repo"), contains: "config.json changed since")
+        #expect(try s.ok(["rev-parse", "HEAD"], in: "repo").stdout == head)
+        let done = try #require(try s.json(try s.ok(["merge", "--continue", "--json"], in: "repo")) as? [String: Any])
+        #expect(done["kept_local_changes"] as? [String] == ["config.json"])
+        #expect(try s.ok(["status", "--porcelain"], in: "repo").stdout == "M config.json\n")
+    }
 }

@@ -241,6 +241,55 @@ import Testing
         #expect(s.sameFiles("out", "family/base"))
     }
 
+    /// A session that closes leaves the objects another open session counts on: here a push was
+    /// told an object is there (another session had installed it, unrecorded) and sends no copy.
+    /// Before, the other session's close removed it, and the push failed at its commit records.
+    @Test func aClosingSessionLeavesWhatAnotherPushCountsOn() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try FileManager.default.createDirectory(atPath: s.path("served/team"), withIntermediateDirectories: true)
+        try s.ok(["init", "-q", "--bare", "served/team/minilm"])
+        try s.ok(["init", "-q", "repo"])
+        try s.ok(["commit", "-q", "--from", "../family/base", "-m", "base"], in: "repo")
+        try "writer-0123456789 write\n".write(toFile: s.path("tokens"), atomically: true, encoding: .utf8)
+        let server = try ServerProcess(s, ["served", "--tokens", "tokens"])
+        defer { _ = server.stop() }
+        let folder = try #require(try FileManager.default.contentsOfDirectory(atPath: s.path("repo/.mrepo/objects")).sorted().first { $0.count == 2 })
+        let rest = try #require(try FileManager.default.contentsOfDirectory(atPath: s.path("repo/.mrepo/objects/\(folder)")).sorted().first)
+        let session = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
+        func ask(_ method: String, _ path: String, object: String? = nil) throws -> String {
+            let (status, out) = try runProgram("/usr/bin/env", ["python3", "-c", """
+                import http.client, sys
+                url, method, path, session, body = sys.argv[1:6]
+                host, port = url.split("//")[1].split(":")
+                c = http.client.HTTPConnection(host, int(port), timeout=120)
+                data = open(body, "rb").read() if body != "-" else (b"{}" if method == "POST" else None)
+                c.request(method, "/team/minilm/mrepo/v1" + path, body=data,
+                          headers={"Authorization": "Bearer writer-0123456789", "X-Mrepo-Push-Session": session})
+                r = c.getresponse(); r.read(); print(r.status)
+                """, server.url, method, path, session, object ?? "-"])
+            #expect(status == 0)
+            return out.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        // Session A installs one object of the commit and stays open.
+        #expect(try ask("POST", "/push-sessions/\(session)") == "200")
+        #expect(try ask("PUT", "/objects/\(folder + rest)", object: s.path("repo/.mrepo/objects/\(folder)/\(rest)")) == "200")
+        // The push asks what is missing (that object is not), sends the rest, and waits.
+        try s.ok(["remote", "add", "origin", server.url + "/team/minilm"], in: "repo")
+        let push = try RunningCommand(s, ["push", "-q", "origin", "main"], in: "repo",
+                                      environment: ["MREPO_TOKEN": "writer-0123456789", "MREPO_PAUSE_AT": "transfer.object-sent"])
+        #expect(push.waitUntilPaused(at: "transfer.object-sent"))
+        // Session A closes unrecorded: the object the push counts on stays.
+        #expect(try ask("DELETE", "/push-sessions/\(session)") == "200")
+        #expect(FileManager.default.fileExists(atPath: s.path("served/team/minilm/.mrepo/objects/\(folder)/\(rest)")))
+        push.resume()
+        let pushed = push.finish()
+        #expect(pushed.status == 0, "\(pushed.stderr)")
+        try s.ok(["fsck"], in: "served/team/minilm")
+        try s.ok(["export", "-q", "main", s.path("out")], in: "served/team/minilm")
+        #expect(s.sameFiles("out", "family/base"))
+    }
+
     /// A download whose client stops reading (and keeps the connection) is cut off after the send
     /// timeout, which releases the read lock its transfer holds: gc, which waits for it, finishes.
     @Test func aStalledDownloadDoesNotHoldGCForEver() throws {

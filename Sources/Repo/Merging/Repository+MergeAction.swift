@@ -7,6 +7,9 @@ public enum MergeAction: Sendable {
     case start(MergeOptions)
     /// Commit a merge whose conflicts are resolved (`--continue`); nil keeps the prepared message.
     case finish(message: String?)
+    /// `commit` during a merge: as `finish`, but refused while tracked files differ from what the
+    /// merge wrote (git's commit would record them; `--continue` keeps them as local changes).
+    case commit(message: String?)
     /// Abandon the merge in progress (`--abort`): branches and the working tree return to how they were.
     case abort
 }
@@ -28,8 +31,10 @@ extension Repository {
         switch action {
         case let .start(options):
             return .merged(try merge(options, wait: wait))
-        case let .finish(message):
-            let (commit, warnings, kept) = try continueMerge(message: message, wait: wait)
+        case let .finish(message), let .commit(message):
+            let (commit, warnings, kept) = try continueMerge(message: message, wait: wait, refusingLocalChanges: {
+                if case .commit = action { return true } else { return false }
+            }())
             return .finished(commit, branch: try history.head().branchName, warnings: warnings + takePostHookWarnings(), keptLocal: kept)
         case .abort:
             try abortMerge(wait: wait)

@@ -120,8 +120,19 @@ extension Repository {
     /// - Returns: the merge commit, warnings (a failed post-merge hook), and the tracked files whose
     ///   local changes stay out of the commit (edits made since the merge stopped, to files the merge
     ///   leaves as HEAD had them: they are carried over as local changes, as git does).
-    public func continueMerge(message: String? = nil, wait: Bool = false) throws -> (commit: Commit, warnings: [String], keptLocal: [String]) {
+    /// - Parameter refusingLocalChanges: refuse (changing nothing) while a tracked file differs
+    ///   from what the merge wrote (`commit` during a merge, which would otherwise leave the edit
+    ///   out of a commit git would have put it in).
+    public func continueMerge(message: String? = nil, wait: Bool = false, refusingLocalChanges: Bool = false) throws -> (commit: Commit, warnings: [String], keptLocal: [String]) {
         try withWriteLock(wait: wait) {
+            if refusingLocalChanges, let state = try history.mergeState() {
+                let written = try state.readyTree.map { try history.tree($0) } ?? worktreeBaseline(head: try history.head()).tree
+                let edited = try status(against: written).changes.filter { $0.kind != .added }.map(\.path).sorted()
+                if !edited.isEmpty {
+                    let list = edited.prefix(3).joined(separator: ", ") + (edited.count > 3 ? " and \(edited.count - 3) more" : "")
+                    throw RepoError.invalidArgument("commit during a merge records what the merge wrote, and \(list) changed since; 'mrepo merge --continue' commits the merge and keeps \(edited.count == 1 ? "that change" : "those changes") for a commit of \(edited.count == 1 ? "its" : "their") own")
+                }
+            }
             let (commit, warnings) = try continueMergeLocked(message: message)
             // The commit is made: a file status cannot read now only leaves the list shorter.
             let kept = ((try? status())?.changes ?? []).filter { $0.kind != .added }.map(\.path).sorted()

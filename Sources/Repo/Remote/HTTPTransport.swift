@@ -114,7 +114,7 @@ public final class HTTPTransport: RemoteTransport, Sendable {
     /// A 503 `GCRunning` (gc runs on the server, which did nothing with the request) is sent again
     /// after its `Retry-After`, for as long as gc runs, as a folder remote's transfer waits for gc.
     private func send<T>(_ method: HTTPMethod, _ path: String, body: Body = .none, ref: String? = nil, retry: Bool = true,
-                         read: (HTTPClientResponse) async throws -> T) async throws -> T {
+                         timeout: TimeAmount = HTTPTransport.headTimeout, read: (HTTPClientResponse) async throws -> T) async throws -> T {
         var delay = 0.2
         var attempt = 0
         /// Waits before the next try after a failed one, or throws when no try is left.
@@ -132,7 +132,7 @@ public final class HTTPTransport: RemoteTransport, Sendable {
             attempt += 1
             let response: HTTPClientResponse
             do {
-                response = try await RemoteHTTP.client.execute(request(method, path, body: body), timeout: HTTPTransport.headTimeout)
+                response = try await RemoteHTTP.client.execute(request(method, path, body: body), timeout: timeout)
             } catch is CancellationError {
                 throw CancellationError()
             } catch {
@@ -185,8 +185,9 @@ public final class HTTPTransport: RemoteTransport, Sendable {
     }
 
     /// Sends a request whose answer is small and read into memory.
-    private func data(_ method: HTTPMethod, _ path: String, body: Body = .none, ref: String? = nil, retry: Bool = true) async throws -> Data {
-        try await send(method, path, body: body, ref: ref, retry: retry) { response in
+    private func data(_ method: HTTPMethod, _ path: String, body: Body = .none, ref: String? = nil, retry: Bool = true,
+                      timeout: TimeAmount = HTTPTransport.headTimeout) async throws -> Data {
+        try await send(method, path, body: body, ref: ref, retry: retry, timeout: timeout) { response in
             Data(try await response.body.collect(upTo: HTTPTransport.maxAnswerBytes).readableBytesView)
         }
     }
@@ -358,7 +359,8 @@ public final class HTTPTransport: RemoteTransport, Sendable {
     /// which otherwise holds off the server's gc until the idle timeout.
     private func closeSession() async {
         guard let session else { return }
-        await Task { _ = try? await self.data(.DELETE, "push-sessions/\(session)") }.value
+        // Once, briefly: a server that does not answer closes the session itself after its idle timeout.
+        await Task { _ = try? await self.data(.DELETE, "push-sessions/\(session)", retry: false, timeout: .seconds(10)) }.value
     }
 
     /// A session request answered 404 without an error code (an mrepo serve older than sessions),

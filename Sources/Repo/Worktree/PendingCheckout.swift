@@ -34,6 +34,9 @@ struct PendingCheckout: Codable, Equatable {
     enum Proof: Codable, Equatable {
         /// HEAD is at this commit (a merge, revert, cherry-pick or `reset --hard`).
         case head(String)
+        /// HEAD is at this commit and no merge is in progress (`reset --hard` abandoning a merge:
+        /// HEAD may be at the target before the record, which clears the merge state).
+        case headWithoutMerge(String)
         /// The merge in progress names this tree as its candidate (`merge --no-commit`).
         case mergeCandidate(String)
         /// This stash commit was saved (`stash`): it is in the stash list, or the stash's reflog
@@ -48,7 +51,7 @@ struct PendingCheckout: Codable, Equatable {
         /// What holds the command's result once its record is made, for messages.
         var holder: String? {
             switch self {
-            case .head: "HEAD holds its result"
+            case .head, .headWithoutMerge: "HEAD holds its result"
             case .mergeCandidate: "the merge in progress holds its result"
             case .stashSaved: "the stash holds its changes"
             case .headMovesTo: nil
@@ -266,6 +269,8 @@ extension Repository {
         switch proof {
         case let .head(hex):
             return try history.head().commit?.hex == hex
+        case let .headWithoutMerge(hex):
+            return try history.head().commit?.hex == hex && history.mergeState() == nil
         case let .mergeCandidate(hex):
             return try history.mergeState()?.readyTree?.hex == hex
         case let .headMovesTo(hex):

@@ -30,7 +30,8 @@ struct CommitCommand: ParsableCommand {
 
             While a merge is in progress (after 'merge --no-commit', or once 'mrepo resolve' has \
             settled its conflicts), 'mrepo commit' commits the merge, as 'merge --continue' does; -m \
-            replaces its prepared message.
+            replaces its prepared message. It refuses while a tracked file differs from what the merge \
+            wrote ('merge --continue' commits the merge and keeps such an edit as a local change).
             """)
 
     @OptionGroup var repository: RepositoryOptions
@@ -120,11 +121,12 @@ struct CommitCommand: ParsableCommand {
         if source == nil, try repo.mergeInProgress() != nil {
             let others = [(amend, "--amend"), (base != nil, "--base"), (!metrics.isEmpty, "--metric"), (author != nil, "--author"),
                           (allowEmpty, "--allow-empty"), (dereference, "--dereference"), (adapterOf != nil, "--adapter-of"),
-                          (lowRank != nil, "--lowrank"), (energy != nil, "--energy")].filter(\.0).map(\.1)
+                          (lowRank != nil, "--lowrank"), (energy != nil, "--energy"), (noVerify, "--no-verify"), (force, "--force")]
+                .filter(\.0).map(\.1)
             if let first = others.first {
                 throw ValidationError("\(first) does not apply while a merge is in progress: 'mrepo commit [-m MESSAGE]' commits the merge, 'mrepo merge --abort' abandons it")
             }
-            guard case let .finished(commit, branch, warnings, kept) = try repo.merge(.finish(message: message), wait: lock.wait) else { return }
+            guard case let .finished(commit, branch, warnings, kept) = try repo.merge(.commit(message: message), wait: lock.wait) else { return }
             try MergeFinishDocument.present(commit, branch: branch, warnings: warnings, keptLocal: kept, json: json, quiet: repository.quiet)
             return
         }
