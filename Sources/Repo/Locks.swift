@@ -150,7 +150,7 @@ final class ReaderBarrier: Sendable {
         let fd = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw RepoError.io(path: path, reason: "cannot open lock file: \(errnoDescription())") }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            notice?("waiting for commands reading the repository (export, diff, status, a push or fetch) to finish")
+            notice?("waiting for commands reading the repository (export, diff, status, a push or fetch) to finish; the push session of a client that died, on an mrepo serve, holds it until the server's --push-session-timeout")
             CrashPoint.reach("gc.wait-readers")
             while flock(fd, LOCK_EX) != 0 {
                 guard errno == EINTR else {

@@ -22,6 +22,8 @@ import Testing
         try s.makeFamily()
         try s.repository(branches: ["math"])
         try s.ok(["clone", "-q", "repo", "copy"])
+        // A clone leaves no file of its own behind (its journal stayed in .mrepo).
+        #expect(try FileManager.default.contentsOfDirectory(atPath: s.path("copy/.mrepo")).filter { $0.hasPrefix(".mrepo-tmp-") }.isEmpty)
         try s.ok(["worktree", "add", "-q", "../wt"], in: "copy")
         try s.ok(["switch", "-q", "--orphan", "math"], in: "wt")
         expectOneLineError(try s.run(["switch", "math"], in: "copy"), contains: "already checked out")

@@ -66,7 +66,9 @@ enum RemoteHTTP {
     /// `host:port` of a URL, for "cannot connect to …".
     static func authority(_ url: String) -> String {
         guard let u = URL(string: url), let host = u.host else { return url }
-        return u.port.map { "\(host):\($0)" } ?? host
+        // The port connected to, also when the URL leaves it out (or empty: `host:/…`).
+        let port = u.port ?? (u.scheme?.lowercased() == "https" ? 443 : 80)
+        return "\(host):\(port)"
     }
 
     private static func oneLine(_ text: String) -> String {

@@ -149,6 +149,9 @@ extension Repository {
             // The temporary folder goes before the clone is moved into place (it is inside it).
             prefill?.discard()
             CrashPoint.reach("clone.before-rename")
+            // The journal names folders of the staging path: deleted here, before the rename, as
+            // it would be at the end of the command (it outlived the clone in the clone's .mrepo).
+            built.journal.close()
             try staging.install()
             let repo = try Repository(root: dest)
             repo.progress = progress
