@@ -186,10 +186,9 @@ import Testing
         #expect(free.status == 0 && !free.stderr.contains("paused"), "gc waited for a closed session: \(free.stderr)")
     }
 
-    /// A push that ends without recording what it sent (it failed, or its client gave up) leaves
-    /// nothing in the server's store: closing its session removes the objects it installed that no
-    /// row records, as a failed push into a folder does. Before, they stayed until a gc.
-    @Test func aClosedSessionRemovesWhatItLeftUnrecorded() throws {
+    /// An empty bare `served/team/minilm`, `repo` with the tiny base committed, and `tokens` with one
+    /// write token.
+    func servedAndBase() throws -> CLISandbox {
         let s = try CLISandbox()
         try s.makeFamily()
         try FileManager.default.createDirectory(atPath: s.path("served/team"), withIntermediateDirectories: true)
@@ -197,6 +196,14 @@ import Testing
         try s.ok(["init", "-q", "repo"])
         try s.ok(["commit", "-q", "--from", "../family/base", "-m", "base"], in: "repo")
         try "writer-0123456789 write\n".write(toFile: s.path("tokens"), atomically: true, encoding: .utf8)
+        return s
+    }
+
+    /// A push that ends without recording what it sent (it failed, or its client gave up) leaves
+    /// nothing in the server's store: closing its session removes the objects it installed that no
+    /// row records, as a failed push into a folder does. Before, they stayed until a gc.
+    @Test func aClosedSessionRemovesWhatItLeftUnrecorded() throws {
+        let s = try servedAndBase()
         let server = try ServerProcess(s, ["served", "--tokens", "tokens"])
         defer { _ = server.stop() }
         // Three objects of the first commit (stored whole: no reference is needed on the server).
@@ -245,13 +252,7 @@ import Testing
     /// told an object is there (another session had installed it, unrecorded) and sends no copy.
     /// Before, the other session's close removed it, and the push failed at its commit records.
     @Test func aClosingSessionLeavesWhatAnotherPushCountsOn() throws {
-        let s = try CLISandbox()
-        try s.makeFamily()
-        try FileManager.default.createDirectory(atPath: s.path("served/team"), withIntermediateDirectories: true)
-        try s.ok(["init", "-q", "--bare", "served/team/minilm"])
-        try s.ok(["init", "-q", "repo"])
-        try s.ok(["commit", "-q", "--from", "../family/base", "-m", "base"], in: "repo")
-        try "writer-0123456789 write\n".write(toFile: s.path("tokens"), atomically: true, encoding: .utf8)
+        let s = try servedAndBase()
         let server = try ServerProcess(s, ["served", "--tokens", "tokens"])
         defer { _ = server.stop() }
         let folder = try #require(try FileManager.default.contentsOfDirectory(atPath: s.path("repo/.mrepo/objects")).sorted().first { $0.count == 2 })
