@@ -23,6 +23,9 @@ final class PushSessions: Sendable {
 
     private struct Session {
         var repo: Repository
+        /// The store, as a real path: one repository may be served under several ids (a link
+        /// below the root), and claims are the store's.
+        var store: String
         var lease: ReaderLease
         var lastActivity: ContinuousClock.Instant
         var requestsInProgress = 0
@@ -33,19 +36,15 @@ final class PushSessions: Sendable {
         /// found there). Another session closing never removes them.
         var claimed: Set<ObjectID> = []
 
-        /// Removes what the push installed and left unrecorded, except what `keeping` (other open
-        /// sessions' claims) holds, then releases the lock (the server's gc waited).
-        func end(keeping: Set<ObjectID>) {
-            repo.discardReceivedUnrecorded(installed.filter { !keeping.contains($0) }, wait: false)
+        /// Removes what the push installed and left unrecorded, then releases the lock (the
+        /// server's gc waited). When another open session of the store (in `others`) claims any of
+        /// those objects, all are left for gc: a kept object may be a delta against another one
+        /// this push installed, whose removal would leave it without its reference.
+        func end(others: some Collection<Session>) {
+            let claimedElsewhere = installed.contains { id in others.contains { $0.store == store && $0.claimed.contains(id) } }
+            if !claimedElsewhere { repo.discardReceivedUnrecorded(installed, wait: false) }
             lease.release()
         }
-    }
-
-    /// The claims of the open sessions of `repository` other than `key`'s.
-    private static func claims(in table: [Key: Session], of repository: String, except key: Key? = nil) -> Set<ObjectID> {
-        var out = Set<ObjectID>()
-        for (k, s) in table where k.repository == repository && k != key { out.formUnion(s.claimed) }
-        return out
     }
 
     private let sessions = Mutex<[Key: Session]>([:])
@@ -84,7 +83,7 @@ final class PushSessions: Sendable {
             } catch {
                 throw HubError.gcRunning(error, retry: "the push")
             }
-            table[key] = Session(repo: repo, lease: lease, lastActivity: time)
+            table[key] = Session(repo: repo, store: PushSessions.realPath(repo.metaDirectory), lease: lease, lastActivity: time)
         }
     }
 
@@ -123,13 +122,20 @@ final class PushSessions: Sendable {
         sessions.withLock { table in table[key]?.installed.append(id) }
     }
 
+    /// `path` with every symbolic link resolved (itself when it cannot be).
+    static func realPath(_ path: String) -> String {
+        guard let resolved = realpath(path, nil) else { return path }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
     /// Closes a session and releases its lock; closing one that is not open does nothing. Its
     /// cleanup runs under the table's lock, so no session claims an object between the check of
     /// the claims and the removal (the removal does not wait for the repository's write lock).
     func close(_ key: Key) {
         sessions.withLock { table in
             guard let session = table.removeValue(forKey: key) else { return }
-            session.end(keeping: PushSessions.claims(in: table, of: key.repository))
+            session.end(others: table.values)
         }
     }
 
@@ -140,7 +146,7 @@ final class PushSessions: Sendable {
         return sessions.withLock { table in
             let idle = table.filter { $0.value.requestsInProgress == 0 && time - $0.value.lastActivity > idleTimeout }
             for key in idle.keys { table.removeValue(forKey: key) }
-            for (key, s) in idle { s.end(keeping: PushSessions.claims(in: table, of: key.repository)) }
+            for (_, s) in idle { s.end(others: table.values) }
             return idle.count
         }
     }
@@ -150,7 +156,7 @@ final class PushSessions: Sendable {
         sessions.withLock { table in
             let all = table
             table.removeAll()
-            for (_, s) in all { s.end(keeping: []) }
+            for (_, s) in all { s.end(others: [Session]()) }
         }
     }
 

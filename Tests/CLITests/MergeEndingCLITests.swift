@@ -112,7 +112,7 @@ import Testing
         try s.ok(["merge", "-q", "math", "--method", "linear", "--no-commit"], in: "repo")
         try Data("{\"tweak\": 1}\n".utf8).write(to: URL(fileURLWithPath: s.path("repo/config.json")))
         let head = try s.ok(["rev-parse", "HEAD"], in: "repo").stdout
-        expectOneLineError(try s.run(["commit", "-m", "x"], in: "repo"), contains: "config.json changed since")
+        expectOneLineError(try s.run(["commit", "-m", "x"], in: "repo"), contains: "config.json differs from it")
         #expect(try s.ok(["rev-parse", "HEAD"], in: "repo").stdout == head)
         let done = try #require(try s.json(try s.ok(["merge", "--continue", "--json"], in: "repo")) as? [String: Any])
         #expect(done["kept_local_changes"] as? [String] == ["config.json"])

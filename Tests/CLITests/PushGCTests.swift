@@ -251,8 +251,11 @@ import Testing
     /// A session that closes leaves the objects another open session counts on: here a push was
     /// told an object is there (another session had installed it, unrecorded) and sends no copy.
     /// Before, the other session's close removed it, and the push failed at its commit records.
-    @Test func aClosingSessionLeavesWhatAnotherPushCountsOn() throws {
+    /// Also when the push names the repository by another id (a link below the server's root).
+    @Test(arguments: ["minilm", "alias"])
+    func aClosingSessionLeavesWhatAnotherPushCountsOn(pushedAs name: String) throws {
         let s = try servedAndBase()
+        try FileManager.default.createSymbolicLink(atPath: s.path("served/team/alias"), withDestinationPath: "minilm")
         let server = try ServerProcess(s, ["served", "--tokens", "tokens"])
         defer { _ = server.stop() }
         let folder = try #require(try FileManager.default.contentsOfDirectory(atPath: s.path("repo/.mrepo/objects")).sorted().first { $0.count == 2 })
@@ -276,7 +279,7 @@ import Testing
         #expect(try ask("POST", "/push-sessions/\(session)") == "200")
         #expect(try ask("PUT", "/objects/\(folder + rest)", object: s.path("repo/.mrepo/objects/\(folder)/\(rest)")) == "200")
         // The push asks what is missing (that object is not), sends the rest, and waits.
-        try s.ok(["remote", "add", "origin", server.url + "/team/minilm"], in: "repo")
+        try s.ok(["remote", "add", "origin", server.url + "/team/" + name], in: "repo")
         let push = try RunningCommand(s, ["push", "-q", "origin", "main"], in: "repo",
                                       environment: ["MREPO_TOKEN": "writer-0123456789", "MREPO_PAUSE_AT": "transfer.object-sent"])
         #expect(push.waitUntilPaused(at: "transfer.object-sent"))

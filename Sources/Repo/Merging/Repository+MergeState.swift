@@ -125,12 +125,13 @@ extension Repository {
     ///   out of a commit git would have put it in).
     public func continueMerge(message: String? = nil, wait: Bool = false, refusingLocalChanges: Bool = false) throws -> (commit: Commit, warnings: [String], keptLocal: [String]) {
         try withWriteLock(wait: wait) {
-            if refusingLocalChanges, let state = try history.mergeState() {
+            // (A stopped merge with tensors left says so first, in continueMergeLocked.)
+            if refusingLocalChanges, let state = try history.mergeState(), state.unresolved.isEmpty {
                 let written = try state.readyTree.map { try history.tree($0) } ?? worktreeBaseline(head: try history.head()).tree
                 let edited = try status(against: written).changes.filter { $0.kind != .added }.map(\.path).sorted()
                 if !edited.isEmpty {
                     let list = edited.prefix(3).joined(separator: ", ") + (edited.count > 3 ? " and \(edited.count - 3) more" : "")
-                    throw RepoError.invalidArgument("commit during a merge records what the merge wrote, and \(list) changed since; 'mrepo merge --continue' commits the merge and keeps \(edited.count == 1 ? "that change" : "those changes") for a commit of \(edited.count == 1 ? "its" : "their") own")
+                    throw RepoError.invalidArgument("commit during a merge records what the merge wrote, and \(list) \(edited.count == 1 ? "differs" : "differ") from it; 'mrepo merge --continue' commits the merge and keeps \(edited.count == 1 ? "that change" : "those changes") for a commit of \(edited.count == 1 ? "its" : "their") own")
                 }
             }
             let (commit, warnings) = try continueMergeLocked(message: message)
