@@ -27,8 +27,11 @@ struct CloneStaging {
     /// Removes the staging folders that killed clones left in the destination's parent folder
     /// (`.NAME.mrepo-clone-PID[.OWNER]`, whatever NAME), by the rule for every leftover (docs/format.md
     /// §7.4): only when process PID no longer exists (a pid that exists, whoever owns it, counts
-    /// as running), and never this process's own.
-    func sweep() {
+    /// as running), and never this process's own. Those of a clone into the same destination are
+    /// kept and returned instead: this clone takes over the objects they received (``Repository/adoptObjects(fromKilledClones:)``)
+    /// and removes them then.
+    func sweep() -> [String] {
+        var resumable: [String] = []
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] {
             guard let (pid, owner) = CloneStaging.writer(of: entry), pid != getpid() else { continue }
             // A clone of another container or machine (its pid means nothing here) is left alone.
@@ -36,8 +39,13 @@ struct CloneStaging {
             let path = parent + "/" + entry
             // A folder only (a file or a symbolic link of that name is not ours to delete).
             guard let st = FileStat.of(path), st.isDirectory else { continue }
-            try? FileManager.default.removeItem(atPath: path)
+            if entry.hasPrefix(prefix) {
+                resumable.append(path)
+            } else {
+                try? FileManager.default.removeItem(atPath: path)
+            }
         }
+        return resumable
     }
 
     /// The pid and owner in a staging folder's name `.NAME.mrepo-clone-PID[.OWNER]`, or nil when
@@ -58,5 +66,37 @@ struct CloneStaging {
 
     func remove() {
         try? FileManager.default.removeItem(atPath: path)
+    }
+}
+
+extension Repository {
+    /// Takes over the object files that killed clones (their staging folders, `folders`) had
+    /// received: each is verified as a received object is (decoded, against its reference, and
+    /// hashed to its id) and moved into this store; one that does not verify is left behind (and
+    /// downloaded). No row is written: the fetch that follows records every object it needs,
+    /// reading the rows of these from their files, and asks only for the others.
+    func adoptObjects(fromKilledClones folders: [String]) {
+        var candidates: [ObjectID: String] = [:]
+        for folder in folders {
+            let root = folder + "/" + Repository.directoryName + "/objects"
+            for sub in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] where sub.count == 2 {
+                for rest in (try? FileManager.default.contentsOfDirectory(atPath: root + "/" + sub)) ?? [] {
+                    // Temporary files start with a dot; an object file's name is the rest of its id.
+                    guard let id = ObjectID(hex: sub + rest), FileStat.of(root + "/" + sub + "/" + rest)?.isRegular == true else { continue }
+                    candidates[id] = root + "/" + sub + "/" + rest
+                }
+            }
+        }
+        guard !candidates.isEmpty else { return }
+        // References are read from the candidates themselves (a wrong reference cannot pass: the
+        // decoded bytes are hashed to the object's id); one whose reference is neither here nor
+        // among them is left for the download.
+        var pending = candidates
+        for (id, path) in candidates where !objects.exists(id) {
+            guard (try? objects.verifyIncoming(id, path: path, references: nil, pending: pending, sink: { _ in })) != nil else { continue }
+            // Durable before a row can name it (the fetch records rows in one transaction).
+            if (try? objects.install(id, from: path, syncFolder: true)) != nil { pending[id] = nil }
+        }
+        CrashPoint.reach("clone.adopted")
     }
 }

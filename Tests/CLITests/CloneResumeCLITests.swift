@@ -1,0 +1,62 @@
+import Foundation
+import Testing
+
+/// A killed clone resumes: the next clone into the same destination takes over the objects the
+/// killed one had received and verified (checked again) instead of downloading them again.
+@Suite struct CloneResumeCLITests {
+    @Test func aKilledCloneResumesWithoutResendingWhatArrived() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.repository(branches: ["math", "code"])
+        let whole = try #require(try s.json(try s.ok(["clone", "--json", "repo", "reference"])) as? [String: Any])
+        let all = try #require(whole["bytes_received"] as? Int)
+
+        let killed = try s.run(["clone", "repo", "copy"], environment: ["MREPO_KILL_AT": "transfer.object-received:20"])
+        #expect(killed.status == -9, "the kill point was not reached: \(killed.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: s.path("copy")))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: s.root).contains { $0.hasPrefix(".copy.mrepo-clone-") })
+
+        let resumed = try #require(try s.json(try s.ok(["clone", "--json", "repo", "copy"])) as? [String: Any])
+        let received = try #require(resumed["bytes_received"] as? Int)
+        #expect(received < all, "the resumed clone received \(received) bytes of \(all)")
+        #expect(resumed["objects"] as? Int ?? 0 < whole["objects"] as? Int ?? 0)
+        // Nothing of the killed clone is left, and the clone is whole.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: s.root).filter { $0.contains(".mrepo-clone-") || $0.hasPrefix(".mrepo-tmp-") }.isEmpty)
+        try s.ok(["fsck"], in: "copy")
+        #expect(s.sameFiles("copy", "family/base"))
+        for branch in ["math", "code"] {
+            try s.ok(["export", "-q", "origin/\(branch)", s.path("out-\(branch)")], in: "copy")
+            #expect(s.sameFiles("out-\(branch)", "family/\(branch)"))
+        }
+    }
+
+    /// A damaged file among what the killed clone received is not taken over: it is downloaded.
+    @Test func aDamagedObjectOfAKilledCloneIsDownloadedAgain() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.repository(branches: ["math"])
+        let killed = try s.run(["clone", "repo", "copy"], environment: ["MREPO_KILL_AT": "transfer.object-received:20"])
+        #expect(killed.status == -9)
+        let staging = try #require(try FileManager.default.contentsOfDirectory(atPath: s.root).first { $0.hasPrefix(".copy.mrepo-clone-") })
+        let objects = s.path(staging + "/.mrepo/objects")
+        var damaged = 0
+        for sub in try FileManager.default.contentsOfDirectory(atPath: objects).sorted() where sub.count == 2 {
+            for name in try FileManager.default.contentsOfDirectory(atPath: objects + "/" + sub) where !name.hasPrefix(".") && damaged < 3 {
+                let handle = try FileHandle(forUpdating: URL(fileURLWithPath: objects + "/" + sub + "/" + name))
+                let size = try handle.seekToEnd()
+                try handle.seek(toOffset: size / 2)
+                let byte = try handle.read(upToCount: 1) ?? Data([0])
+                try handle.seek(toOffset: size / 2)
+                try handle.write(contentsOf: Data([byte[0] ^ 0x5A]))
+                try handle.close()
+                damaged += 1
+            }
+        }
+        #expect(damaged == 3)
+        try s.ok(["clone", "-q", "repo", "copy"])
+        try s.ok(["fsck"], in: "copy")
+        #expect(s.sameFiles("copy", "family/base"))
+        try s.ok(["export", "-q", "origin/math", s.path("out")], in: "copy")
+        #expect(s.sameFiles("out", "family/math"))
+    }
+}
