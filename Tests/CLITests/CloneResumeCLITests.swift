@@ -59,4 +59,23 @@ import Testing
         try s.ok(["export", "-q", "origin/math", s.path("out")], in: "copy")
         #expect(s.sameFiles("out", "family/math"))
     }
+
+    /// A folder named as a killed clone's whose store is a link to another repository's is not
+    /// taken from: files are moved out of a killed clone's folder, never through a link.
+    @Test func aLinkedStoreIsNotTakenFrom() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.repository(branches: [])
+        try s.ok(["init", "-q", "other"])
+        try s.ok(["commit", "-q", "--from", "../family/math", "-m", "math"], in: "other")
+        let before = try FileManager.default.subpathsOfDirectory(atPath: s.path("other/.mrepo/objects")).sorted()
+        // pid 2^22 + 1 is above Linux's pid_max: no such process.
+        let planted = s.path(".copy.mrepo-clone-4194305")
+        try FileManager.default.createDirectory(atPath: planted + "/.mrepo", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: planted + "/.mrepo/objects", withDestinationPath: s.path("other/.mrepo/objects"))
+        try s.ok(["clone", "-q", "repo", "copy"])
+        #expect(try FileManager.default.subpathsOfDirectory(atPath: s.path("other/.mrepo/objects")).sorted() == before)
+        try s.ok(["fsck"], in: "other")
+        try s.ok(["fsck"], in: "copy")
+    }
 }

@@ -77,9 +77,13 @@ extension Repository {
     /// reading the rows of these from their files, and asks only for the others.
     func adoptObjects(fromKilledClones folders: [String]) {
         var candidates: [ObjectID: String] = [:]
-        for folder in folders {
+        // Folders as they are, never through a symbolic link (files are moved out of them: a link
+        // could lead to another repository's store).
+        func isFolder(_ path: String) -> Bool { FileStat.of(path)?.isDirectory == true }
+        for folder in folders where isFolder(folder) && isFolder(folder + "/" + Repository.directoryName) {
             let root = folder + "/" + Repository.directoryName + "/objects"
-            for sub in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] where sub.count == 2 {
+            guard isFolder(root) else { continue }
+            for sub in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] where sub.count == 2 && isFolder(root + "/" + sub) {
                 for rest in (try? FileManager.default.contentsOfDirectory(atPath: root + "/" + sub)) ?? [] {
                     // Temporary files start with a dot; an object file's name is the rest of its id.
                     guard let id = ObjectID(hex: sub + rest), FileStat.of(root + "/" + sub + "/" + rest)?.isRegular == true else { continue }
