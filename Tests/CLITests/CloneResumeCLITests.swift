@@ -78,4 +78,20 @@ import Testing
         try s.ok(["fsck"], in: "other")
         try s.ok(["fsck"], in: "copy")
     }
+
+    /// What a killed clone had received that the next clone does not record (here a clone of
+    /// another repository into the same folder) is not left in the new repository.
+    @Test func whatTheNewCloneDoesNotRecordIsNotKept() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.repository(branches: ["math", "code"])
+        try s.ok(["init", "-q", "other"])
+        try s.ok(["commit", "-q", "--from", "../family/chat", "-m", "chat"], in: "other")
+        let killed = try s.run(["clone", "repo", "copy"], environment: ["MREPO_KILL_AT": "transfer.object-received:40"])
+        #expect(killed.status == -9)
+        try s.ok(["clone", "-q", "other", "copy"])
+        let fsck = try s.ok(["fsck"], in: "copy")
+        #expect(!fsck.stdout.contains("unreferenced") && !fsck.stderr.contains("unreferenced"), "\(fsck.stdout)\(fsck.stderr)")
+        #expect(s.sameFiles("copy", "family/chat"))
+    }
 }

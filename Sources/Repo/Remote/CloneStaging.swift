@@ -74,8 +74,10 @@ extension Repository {
     /// received: each is verified as a received object is (decoded, against its reference, and
     /// hashed to its id) and moved into this store; one that does not verify is left behind (and
     /// downloaded). No row is written: the fetch that follows records every object it needs,
-    /// reading the rows of these from their files, and asks only for the others.
-    func adoptObjects(fromKilledClones folders: [String]) {
+    /// reading the rows of these from their files, and asks only for the others. Returns the ids
+    /// taken over (those the fetch does not record are removed after it).
+    @discardableResult
+    func adoptObjects(fromKilledClones folders: [String]) -> [ObjectID] {
         var candidates: [ObjectID: String] = [:]
         // Folders as they are, never through a symbolic link (files are moved out of them: a link
         // could lead to another repository's store).
@@ -91,16 +93,21 @@ extension Repository {
                 }
             }
         }
-        guard !candidates.isEmpty else { return }
+        guard !candidates.isEmpty else { return [] }
         // References are read from the candidates themselves (a wrong reference cannot pass: the
         // decoded bytes are hashed to the object's id); one whose reference is neither here nor
         // among them is left for the download.
         var pending = candidates
+        var adopted: [ObjectID] = []
         for (id, path) in candidates where !objects.exists(id) {
             guard (try? objects.verifyIncoming(id, path: path, references: nil, pending: pending, sink: { _ in })) != nil else { continue }
             // Durable before a row can name it (the fetch records rows in one transaction).
-            if (try? objects.install(id, from: path, syncFolder: true)) != nil { pending[id] = nil }
+            if (try? objects.install(id, from: path, syncFolder: true)) != nil {
+                pending[id] = nil
+                adopted.append(id)
+            }
         }
         CrashPoint.reach("clone.adopted")
+        return adopted
     }
 }

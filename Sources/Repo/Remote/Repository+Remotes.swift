@@ -113,11 +113,14 @@ extension Repository {
             if lazy { built.readMissingObjectsLazily() }
             // A clone into this destination that was killed resumes here: what it received and
             // verified is verified again and taken over, and not downloaded again.
-            built.adoptObjects(fromKilledClones: killed)
+            let adopted = built.adoptObjects(fromKilledClones: killed)
             let fetched = try await built.withWriteLock(wait: false) {
                 try await built.fetchLocked(remote, prune: false, lazy: lazy, depth: depth.map { .depth($0) } ?? .full, checkout: planned,
                                             alsoWant: tagWanted)
             }
+            // What the killed clone had received that this one does not record (a branch gone
+            // since, another URL's objects) goes: the new repository holds no unrecorded file.
+            built.objects.removeUnrecorded(adopted, history: built.history)
             var result = fetched.result
             let prefill = fetched.prefill
             defer { prefill?.discard() }
