@@ -79,19 +79,24 @@ import Testing
         try s.ok(["fsck"], in: "copy")
     }
 
-    /// What a killed clone had received that the next clone does not record (here a clone of
-    /// another repository into the same folder) is not left in the new repository.
-    @Test func whatTheNewCloneDoesNotRecordIsNotKept() throws {
+    /// What a killed clone had received is taken over only as the remote stores it: here another
+    /// repository, which stores math's tensors whole where the killed clone's were deltas against
+    /// base (taking those failed the clone on a missing reference), and nothing the new clone does
+    /// not record is left. A clone that fails keeps the killed clone's folder for the next try.
+    @Test func anotherRepositoryIntoTheSameFolder() throws {
         let s = try CLISandbox()
         try s.makeFamily()
         try s.repository(branches: ["math", "code"])
         try s.ok(["init", "-q", "other"])
-        try s.ok(["commit", "-q", "--from", "../family/chat", "-m", "chat"], in: "other")
-        let killed = try s.run(["clone", "repo", "copy"], environment: ["MREPO_KILL_AT": "transfer.object-received:40"])
+        try s.ok(["commit", "-q", "--from", "../family/math", "-m", "math"], in: "other")
+        let killed = try s.run(["clone", "repo", "copy"], environment: ["MREPO_KILL_AT": "transfer.object-received:80"])
         #expect(killed.status == -9)
+        expectOneLineError(try s.run(["clone", "no-such-folder", "copy"]), contains: "no-such-folder")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: s.root).contains { $0.hasPrefix(".copy.mrepo-clone-") }, "kept for the next try")
         try s.ok(["clone", "-q", "other", "copy"])
         let fsck = try s.ok(["fsck"], in: "copy")
         #expect(!fsck.stdout.contains("unreferenced") && !fsck.stderr.contains("unreferenced"), "\(fsck.stdout)\(fsck.stderr)")
-        #expect(s.sameFiles("copy", "family/chat"))
+        #expect(s.sameFiles("copy", "family/math"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: s.root).filter { $0.contains(".mrepo-clone-") }.isEmpty)
     }
 }

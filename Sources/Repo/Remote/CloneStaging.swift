@@ -69,45 +69,52 @@ struct CloneStaging {
     }
 }
 
-extension Repository {
-    /// Takes over the object files that killed clones (their staging folders, `folders`) had
-    /// received: each is verified as a received object is (decoded, against its reference, and
-    /// hashed to its id) and moved into this store; one that does not verify is left behind (and
-    /// downloaded). No row is written: the fetch that follows records every object it needs,
-    /// reading the rows of these from their files, and asks only for the others. Returns the ids
-    /// taken over (those the fetch does not record are removed after it).
-    @discardableResult
-    func adoptObjects(fromKilledClones folders: [String]) -> [ObjectID] {
+extension CloneStaging {
+    /// The object files in killed clones' staging folders (`folders`), by id: what the next clone
+    /// into the destination may take over (``Repository/takeOver(_:from:)``). Only real folders and
+    /// files (never through a symbolic link: files are moved out of them), owned by this user,
+    /// with one link (a file shared with another store is not moved out of it).
+    static func objectFiles(inKilledClones folders: [String]) -> [ObjectID: String] {
+        func isOurs(_ path: String, directory: Bool) -> Bool {
+            var st = stat()
+            guard lstat(path, &st) == 0, st.st_uid == geteuid() else { return false }
+            let type = st.st_mode & S_IFMT
+            return directory ? type == S_IFDIR : type == S_IFREG && st.st_nlink == 1
+        }
         var candidates: [ObjectID: String] = [:]
-        // Folders as they are, never through a symbolic link (files are moved out of them: a link
-        // could lead to another repository's store).
-        func isFolder(_ path: String) -> Bool { FileStat.of(path)?.isDirectory == true }
-        for folder in folders where isFolder(folder) && isFolder(folder + "/" + Repository.directoryName) {
+        for folder in folders where isOurs(folder, directory: true) && isOurs(folder + "/" + Repository.directoryName, directory: true) {
             let root = folder + "/" + Repository.directoryName + "/objects"
-            guard isFolder(root) else { continue }
-            for sub in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] where sub.count == 2 && isFolder(root + "/" + sub) {
+            guard isOurs(root, directory: true) else { continue }
+            for sub in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] where sub.count == 2 && isOurs(root + "/" + sub, directory: true) {
                 for rest in (try? FileManager.default.contentsOfDirectory(atPath: root + "/" + sub)) ?? [] {
                     // Temporary files start with a dot; an object file's name is the rest of its id.
-                    guard let id = ObjectID(hex: sub + rest), FileStat.of(root + "/" + sub + "/" + rest)?.isRegular == true else { continue }
+                    guard let id = ObjectID(hex: sub + rest), isOurs(root + "/" + sub + "/" + rest, directory: false) else { continue }
                     candidates[id] = root + "/" + sub + "/" + rest
                 }
             }
         }
-        guard !candidates.isEmpty else { return [] }
-        // References are read from the candidates themselves (a wrong reference cannot pass: the
-        // decoded bytes are hashed to the object's id); one whose reference is neither here nor
-        // among them is left for the download.
-        var pending = candidates
-        var adopted: [ObjectID] = []
-        for (id, path) in candidates where !objects.exists(id) {
-            guard (try? objects.verifyIncoming(id, path: path, references: nil, pending: pending, sink: { _ in })) != nil else { continue }
-            // Durable before a row can name it (the fetch records rows in one transaction).
-            if (try? objects.install(id, from: path, syncFolder: true)) != nil {
-                pending[id] = nil
-                adopted.append(id)
-            }
+        return candidates
+    }
+}
+
+extension Repository {
+    /// Takes over the objects of `needed` that a killed clone received (`files`, by id): each is
+    /// verified as a received object is (decoded against its reference, read from the store or
+    /// from the candidates, and hashed to its id), must be stored as the remote stores it (the same
+    /// reference and encoding, so its row is the remote's), and is moved into this store durably.
+    /// Returns their rows; the others are downloaded.
+    func takeOver(_ needed: [ObjectInfo], from files: [ObjectID: String]) -> [ObjectID: ObjectInfo] {
+        var taken: [ObjectID: ObjectInfo] = [:]
+        var pending = files
+        for wanted in needed {
+            guard let path = files[wanted.id],
+                  let row = try? objects.verifyIncoming(wanted.id, path: path, references: nil, pending: pending, sink: { _ in }),
+                  row.kind == wanted.kind, row.reference == wanted.reference, row.encoding == wanted.encoding,
+                  (try? objects.install(wanted.id, from: path, syncFolder: true)) != nil else { continue }
+            pending[wanted.id] = nil
+            taken[wanted.id] = row
         }
-        CrashPoint.reach("clone.adopted")
-        return adopted
+        CrashPoint.reach("clone.taken-over")
+        return taken
     }
 }

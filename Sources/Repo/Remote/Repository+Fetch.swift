@@ -47,18 +47,22 @@ extension Repository {
     ///
     /// `alsoWant`: a commit to fetch besides the branches (and tags), with its history: the tag a
     /// shallow clone checks out (`clone --depth N --branch TAG`), which tags do not bring there.
+    ///
+    /// `takingOver`: object files a killed clone received, by id (``Repository/takeOver(_:from:)``).
     func fetchLocked(_ remote: RemoteConfig, prune: Bool, lazy: Bool, depth: FetchDepth, checkout: ObjectID? = nil,
-                     alsoWant: ObjectID? = nil) async throws
+                     alsoWant: ObjectID? = nil, takingOver files: [ObjectID: String] = [:]) async throws
         -> (result: TransferResult, prefill: ClonePrefill?) {
         // A folder remote's gc waits until the objects are here (it would remove what a ref that
         // moves meanwhile no longer reaches).
         try await Transports.open(remote.url, environment: transportEnvironment).transfer(.fetch, notice: waitNotice) { transport in
-            try await fetchLocked(remote, through: transport, prune: prune, lazy: lazy, depth: depth, checkout: checkout, alsoWant: alsoWant)
+            try await fetchLocked(remote, through: transport, prune: prune, lazy: lazy, depth: depth, checkout: checkout, alsoWant: alsoWant,
+                                  takingOver: files)
         }
     }
 
     private func fetchLocked(_ remote: RemoteConfig, through transport: any RemoteTransport, prune: Bool, lazy: Bool, depth: FetchDepth,
-                             checkout: ObjectID?, alsoWant: ObjectID?) async throws -> (result: TransferResult, prefill: ClonePrefill?) {
+                             checkout: ObjectID?, alsoWant: ObjectID?, takingOver files: [ObjectID: String]) async throws
+        -> (result: TransferResult, prefill: ClonePrefill?) {
         let refs = try await transport.listRefs()
         var result = TransferResult(remote: remote.name)
         for r in refs.values where r.targetID == nil {
@@ -81,6 +85,12 @@ extension Repository {
             markLazy = missingBefore || needed.contains { $0.kind != .blob }
         }
         if lazy { needed = needed.filter { $0.kind == .blob } }
+        // A killed clone resumes: what it received and this fetch needs is taken over, not sent again.
+        let taken = files.isEmpty ? [:] : takeOver(needed, from: files)
+        if !taken.isEmpty {
+            needed = needed.filter { taken[$0.id] == nil }
+            result.skippedObjects += taken.count
+        }
         let counter = ProgressCounter(progress, title: "fetch \(remote.name)", total: needed.reduce(0) { $0 + $1.storedByteCount })
         defer { counter.finish() }
         var mover = ObjectMover(repository: self, transport: transport, progress: counter)
@@ -94,13 +104,13 @@ extension Repository {
             result.objects = needed.count
             // A lazy fetch from a remote that was not lazy makes it so: the files it leaves out are
             // read from it on first use (`fetch --objects` fetches them now).
-            try receiveCommits(records, allowMissingObjects: lazy, shallow: true, known: mover.verifiedRows.all,
+            try receiveCommits(records, allowMissingObjects: lazy, shallow: true, known: mover.verifiedRows.all.merging(taken) { a, _ in a },
                                markingLazy: markLazy ? remote.name : nil)
         } catch {
             mover.prefill?.discard()
             // A failed fetch writes nothing: the objects it installed before the failure (a later
             // one did not verify, say) go again, as no row records them.
-            objects.removeUnrecorded(needed.map(\.id), history: history)
+            objects.removeUnrecorded(needed.map(\.id) + taken.keys, history: history)
             throw error
         }
         if depth == .unshallow, try isShallow() {

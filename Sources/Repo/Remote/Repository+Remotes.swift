@@ -94,9 +94,9 @@ extension Repository {
         // What killed clones left here goes first (also when this clone fails: it is no state of
         // anyone's); then reach the remote before creating anything.
         let staging = CloneStaging(destination: dest)
+        // Killed clones into this destination: taken over, and deleted once this clone is in place
+        // (one that fails keeps them for the next try).
         let killed = staging.sweep()
-        // Also when this clone fails: they are no state of anyone's.
-        defer { for folder in killed { try? FileManager.default.removeItem(atPath: folder) } }
         let listed = try await Transports.open(url, environment: environment).listRefs()
         // The branch the clone will check out, as listed now: its files are written while its
         // objects are verified (used only if the branch still names that commit after the fetch).
@@ -111,16 +111,10 @@ extension Repository {
             try built.history.addRemote(RemoteConfig(name: "origin", url: try storedURL(url), lazy: lazy))
             guard let remote = try built.history.remote(named: "origin") else { throw RepoError.failed("the new clone has no remote 'origin'") }
             if lazy { built.readMissingObjectsLazily() }
-            // A clone into this destination that was killed resumes here: what it received and
-            // verified is verified again and taken over, and not downloaded again.
-            let adopted = built.adoptObjects(fromKilledClones: killed)
             let fetched = try await built.withWriteLock(wait: false) {
                 try await built.fetchLocked(remote, prune: false, lazy: lazy, depth: depth.map { .depth($0) } ?? .full, checkout: planned,
-                                            alsoWant: tagWanted)
+                                            alsoWant: tagWanted, takingOver: CloneStaging.objectFiles(inKilledClones: killed))
             }
-            // What the killed clone had received that this one does not record (a branch gone
-            // since, another URL's objects) goes: the new repository holds no unrecorded file.
-            built.objects.removeUnrecorded(adopted, history: built.history)
             var result = fetched.result
             let prefill = fetched.prefill
             defer { prefill?.discard() }
@@ -161,6 +155,7 @@ extension Repository {
             // it would be at the end of the command (it outlived the clone in the clone's .mrepo).
             built.journal.close()
             try staging.install()
+            for folder in killed { try? FileManager.default.removeItem(atPath: folder) }
             let repo = try Repository(root: dest)
             repo.progress = progress
             repo.transportEnvironment = environment
