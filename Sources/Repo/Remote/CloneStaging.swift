@@ -106,7 +106,13 @@ extension Repository {
     func takeOver(_ needed: [ObjectInfo], from files: [ObjectID: String]) -> [ObjectID: ObjectInfo] {
         var taken: [ObjectID: ObjectInfo] = [:]
         var pending = files
-        for wanted in needed {
+        let offered = needed.filter { files[$0.id] != nil }
+        guard !offered.isEmpty else { return [:] }
+        waitNotice?("resuming a killed clone: verifying the \(offered.count) objects it had received")
+        let counter = ProgressCounter(progress, title: "verify received", total: offered.reduce(0) { $0 + $1.storedByteCount })
+        defer { counter.finish() }
+        for wanted in offered {
+            counter.add(wanted.storedByteCount)
             guard let path = files[wanted.id],
                   let row = try? objects.verifyIncoming(wanted.id, path: path, references: nil, pending: pending, sink: { _ in }),
                   row.kind == wanted.kind, row.reference == wanted.reference, row.encoding == wanted.encoding,
