@@ -97,8 +97,7 @@ extension Repository {
                     // into the folder (it was new or empty).
                     linkStaging.rollback()
                     checkout.rollback()
-                    try? history.forgetWorktrees([record.id])
-                    if let created { try? history.deleteRef(name: created, kind: .branch) }
+                    try? history.unregisterWorktree(record.id, createdBranch: created)
                     for name in (try? FileManager.default.contentsOfDirectory(atPath: real)) ?? [] {
                         try? FileManager.default.removeItem(atPath: real + "/" + name)
                     }

@@ -136,16 +136,32 @@ extension HistoryDatabase {
         }
     }
 
+    /// Takes back ``registerWorktree(_:head:newBranch:force:statEntries:message:)`` after a failure
+    /// that followed it: the working tree's rows and the branch it created (with its upstream), in
+    /// one transaction.
+    func unregisterWorktree(_ id: String, createdBranch: String?) throws {
+        try write { db in
+            try forgetWorktrees(db, [id])
+            if let createdBranch, let r = try HistoryDatabase.ref(db, createdBranch), r.kind == .branch {
+                try db.execute(sql: "DELETE FROM ref WHERE name = ?", arguments: [createdBranch])
+                try db.execute(sql: "DELETE FROM upstream WHERE branch = ?", arguments: [createdBranch])
+                try HistoryDatabase.logRef(db, createdBranch, old: r.target, new: nil, message: "delete branch")
+            }
+        }
+    }
+
     /// Forgets linked working trees: their rows in every per-working-tree table, in one
     /// transaction. Their HEAD logs stay in the reflog, as gc roots, until `gc --prune-reflog`.
     func forgetWorktrees(_ ids: [String]) throws {
         guard !ids.isEmpty else { return }
-        try write { db in
-            for id in ids where !id.isEmpty {
-                try db.execute(sql: "DELETE FROM worktree WHERE id = ?", arguments: [id])
-                for table in ["head", "statCache", "mergeState", "worktreeView", "bisect"] {
-                    try db.execute(sql: "DELETE FROM \(table) WHERE worktree = ?", arguments: [id])
-                }
+        try write { db in try forgetWorktrees(db, ids) }
+    }
+
+    private func forgetWorktrees(_ db: Database, _ ids: [String]) throws {
+        for id in ids where !id.isEmpty {
+            try db.execute(sql: "DELETE FROM worktree WHERE id = ?", arguments: [id])
+            for table in ["head", "statCache", "mergeState", "worktreeView", "bisect"] {
+                try db.execute(sql: "DELETE FROM \(table) WHERE worktree = ?", arguments: [id])
             }
         }
     }
