@@ -83,7 +83,7 @@ final class PushSessions: Sendable {
             } catch {
                 throw HubError.gcRunning(error, retry: "the push")
             }
-            table[key] = Session(repo: repo, store: PushSessions.realPath(repo.metaDirectory), lease: lease, lastActivity: time)
+            table[key] = Session(repo: repo, store: Repository.resolvingLinks(repo.metaDirectory), lease: lease, lastActivity: time)
         }
     }
 
@@ -120,13 +120,6 @@ final class PushSessions: Sendable {
     /// A request of session `key` installed object `id`.
     func noteInstalled(_ key: Key, _ id: ObjectID) {
         sessions.withLock { table in table[key]?.installed.append(id) }
-    }
-
-    /// `path` with every symbolic link resolved (itself when it cannot be).
-    static func realPath(_ path: String) -> String {
-        guard let resolved = realpath(path, nil) else { return path }
-        defer { free(resolved) }
-        return String(cString: resolved)
     }
 
     /// Closes a session and releases its lock; closing one that is not open does nothing. Its

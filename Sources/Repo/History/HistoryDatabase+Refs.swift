@@ -105,13 +105,16 @@ extension HistoryDatabase {
     /// Deletes branches (with their upstreams) or tags, all in one transaction: all or none.
     func deleteRefs(_ names: [String], kind: Ref.Kind) throws {
         try write { db in
-            for name in names {
-                guard let r = try HistoryDatabase.ref(db, name), r.kind == kind else { throw RepoError.unknownRef(name) }
-                try db.execute(sql: "DELETE FROM ref WHERE name = ?", arguments: [name])
-                if kind == .branch { try db.execute(sql: "DELETE FROM upstream WHERE branch = ?", arguments: [name]) }
-                try HistoryDatabase.logRef(db, name, old: r.target, new: nil, message: "delete \(kind.rawValue)")
-            }
+            for name in names { try HistoryDatabase.deleteRef(db, name: name, kind: kind) }
         }
+    }
+
+    /// Deletes a branch (with its upstream) or tag inside a caller's transaction, and logs it.
+    static func deleteRef(_ db: Database, name: String, kind: Ref.Kind) throws {
+        guard let r = try HistoryDatabase.ref(db, name), r.kind == kind else { throw RepoError.unknownRef(name) }
+        try db.execute(sql: "DELETE FROM ref WHERE name = ?", arguments: [name])
+        if kind == .branch { try db.execute(sql: "DELETE FROM upstream WHERE branch = ?", arguments: [name]) }
+        try HistoryDatabase.logRef(db, name, old: r.target, new: nil, message: "delete \(kind.rawValue)")
     }
 
     /// Detaches this working tree's HEAD at a commit (no reflog entry: the caller writes it).

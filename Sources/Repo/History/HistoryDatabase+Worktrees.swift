@@ -142,10 +142,8 @@ extension HistoryDatabase {
     func unregisterWorktree(_ id: String, createdBranch: String?) throws {
         try write { db in
             try forgetWorktrees(db, [id])
-            if let createdBranch, let r = try HistoryDatabase.ref(db, createdBranch), r.kind == .branch {
-                try db.execute(sql: "DELETE FROM ref WHERE name = ?", arguments: [createdBranch])
-                try db.execute(sql: "DELETE FROM upstream WHERE branch = ?", arguments: [createdBranch])
-                try HistoryDatabase.logRef(db, createdBranch, old: r.target, new: nil, message: "delete branch")
+            if let createdBranch, try HistoryDatabase.ref(db, createdBranch)?.kind == .branch {
+                try HistoryDatabase.deleteRef(db, name: createdBranch, kind: .branch)
             }
         }
     }

@@ -31,14 +31,17 @@ extension Repository {
         switch action {
         case let .start(options):
             return .merged(try merge(options, wait: wait))
-        case let .finish(message), let .commit(message):
-            let (commit, warnings, kept) = try continueMerge(message: message, wait: wait, refusingLocalChanges: {
-                if case .commit = action { return true } else { return false }
-            }())
-            return .finished(commit, branch: try history.head().branchName, warnings: warnings + takePostHookWarnings(), keptLocal: kept)
+        case let .finish(message):
+            return try finished(continueMerge(message: message, wait: wait))
+        case let .commit(message):
+            return try finished(continueMerge(message: message, wait: wait, refusingLocalChanges: true))
         case .abort:
             try abortMerge(wait: wait)
             return .aborted(head: try headCommit())
         }
+    }
+
+    private func finished(_ done: (commit: Commit, warnings: [String], keptLocal: [String])) throws -> MergeActionResult {
+        .finished(done.commit, branch: try history.head().branchName, warnings: done.warnings + takePostHookWarnings(), keptLocal: done.keptLocal)
     }
 }

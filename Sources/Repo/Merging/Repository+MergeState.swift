@@ -128,7 +128,7 @@ extension Repository {
             // (A stopped merge with tensors left says so first, in continueMergeLocked.)
             if refusingLocalChanges, let state = try history.mergeState(), state.unresolved.isEmpty {
                 let written = try state.readyTree.map { try history.tree($0) } ?? worktreeBaseline(head: try history.head()).tree
-                let edited = try status(against: written).changes.filter { $0.kind != .added }.map(\.path).sorted()
+                let edited = Repository.trackedChanges(try status(against: written).changes)
                 if !edited.isEmpty {
                     let list = edited.prefix(3).joined(separator: ", ") + (edited.count > 3 ? " and \(edited.count - 3) more" : "")
                     throw RepoError.invalidArgument("commit during a merge records what the merge wrote, and \(list) \(edited.count == 1 ? "differs" : "differ") from it; 'mrepo merge --continue' commits the merge and keeps \(edited.count == 1 ? "that change" : "those changes") for a commit of \(edited.count == 1 ? "its" : "their") own")
@@ -136,9 +136,14 @@ extension Repository {
             }
             let (commit, warnings) = try continueMergeLocked(message: message)
             // The commit is made: a file status cannot read now only leaves the list shorter.
-            let kept = ((try? status())?.changes ?? []).filter { $0.kind != .added }.map(\.path).sorted()
+            let kept = Repository.trackedChanges((try? status())?.changes ?? [])
             return (commit, warnings, kept)
         }
+    }
+
+    /// The paths of `changes` to tracked files (new files left out), sorted.
+    private static func trackedChanges(_ changes: [WorktreeStatus.Change]) -> [String] {
+        changes.filter { $0.kind != .added }.map(\.path).sorted()
     }
 
     private func continueMergeLocked(message: String?) throws -> (commit: Commit, warnings: [String]) {

@@ -486,7 +486,6 @@ public final class ObjectStore: Sendable {
         return (objects, temporary)
     }
 
-    /// Deletes an object file.
     /// Removes the files of `ids` that no row of `history` records (objects a failed transfer
     /// installed; an object file the history records is never touched).
     func removeUnrecorded(_ ids: [ObjectID], history: HistoryDatabase) {
@@ -497,6 +496,7 @@ public final class ObjectStore: Sendable {
         }
     }
 
+    /// Deletes an object file.
     public func remove(_ id: ObjectID) {
         unlink(path(for: id))
     }

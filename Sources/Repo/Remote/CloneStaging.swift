@@ -28,8 +28,8 @@ struct CloneStaging {
     /// (`.NAME.mrepo-clone-PID[.OWNER]`, whatever NAME), by the rule for every leftover (docs/format.md
     /// §7.4): only when process PID no longer exists (a pid that exists, whoever owns it, counts
     /// as running), and never this process's own. Those of a clone into the same destination are
-    /// kept and returned instead: this clone takes over the objects they received (``Repository/adoptObjects(fromKilledClones:)``)
-    /// and removes them then.
+    /// kept and returned instead: this clone takes over the objects they received
+    /// (``objectFiles(inKilledClones:)``) and removes them once it is in place.
     func sweep() -> [String] {
         var resumable: [String] = []
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] {

@@ -143,7 +143,7 @@ extension Repository {
                 result.bytes += try await ObjectMover(repository: self, transport: transport, progress: sendCounter).upload(toSend)
             } catch {
                 // A push that fails before any ref moves leaves nothing in a folder remote: the
-                // objects it sent and no row records go again (mrepo serve: its gc removes them).
+                // objects it sent and no row records go again (mrepo serve: its push session removes them).
                 (transport as? LocalTransport)?.discardInstalledUnrecorded()
                 throw error
             }

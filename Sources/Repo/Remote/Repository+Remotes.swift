@@ -91,11 +91,11 @@ extension Repository {
         if existed, let entries = try? FileManager.default.contentsOfDirectory(atPath: dest), !entries.isEmpty {
             throw RepoError.invalidArgument("destination '\(name)' already exists and is not an empty folder")
         }
-        // What killed clones left here goes first (also when this clone fails: it is no state of
-        // anyone's); then reach the remote before creating anything.
+        // What killed clones into other destinations left here goes first (also when this clone
+        // fails: it is no state of anyone's); killed clones into this one are taken over, and
+        // deleted once this clone is in place (one that fails keeps them for the next try). Then
+        // reach the remote before creating anything.
         let staging = CloneStaging(destination: dest)
-        // Killed clones into this destination: taken over, and deleted once this clone is in place
-        // (one that fails keeps them for the next try).
         let killed = staging.sweep()
         let listed = try await Transports.open(url, environment: environment).listRefs()
         // The branch the clone will check out, as listed now: its files are written while its

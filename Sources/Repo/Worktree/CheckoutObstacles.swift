@@ -87,7 +87,7 @@ extension Repository {
 
     /// `path` (absolute) with every symbolic link resolved; the part that does not exist yet is
     /// appended as written.
-    static func resolvingLinks(_ path: String) -> String {
+    public static func resolvingLinks(_ path: String) -> String {
         var existing = path
         var missing: [String] = []
         while !existing.isEmpty {

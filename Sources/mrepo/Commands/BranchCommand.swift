@@ -128,11 +128,8 @@ struct BranchCommand: ParsableCommand {
         if let name {
             if delete || forceDelete {
                 let names = [name] + [startPoint].compactMap { $0 } + moreNames
-                let deleted = try repo.deleteBranches(names, force: forceDelete, wait: lock.wait)
-                let documents = deleted.map { DeletedRefDocument(deleted: $0.name, commit: $0.target.hex) }
-                // One branch: its document; several: a list of them.
-                if json { if names.count == 1 { try printJSON(documents[0]) } else { try printJSON(documents) } }
-                else if !repository.quiet { for d in deleted { print("Deleted branch \(d.name) (was \(d.target.short)).") } }
+                try DeletedRefDocument.present(try repo.deleteBranches(names, force: forceDelete, wait: lock.wait), kind: "branch",
+                                               several: names.count > 1, json: json, quiet: repository.quiet)
             } else {
                 let before = force ? try repo.upstreamName(of: name) : nil
                 let target = force ? try repo.forceBranch(name, at: startPoint, tracking: tracking.tracking, wait: lock.wait)

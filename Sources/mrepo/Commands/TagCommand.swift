@@ -61,11 +61,8 @@ struct TagCommand: ParsableCommand {
         if let name {
             if delete {
                 let names = [name] + [revision].compactMap { $0 } + moreNames
-                let deleted = try repo.deleteTags(names, wait: lock.wait)
-                let documents = deleted.map { DeletedRefDocument(deleted: $0.name, commit: $0.target.hex) }
-                // One tag: its document; several: a list of them.
-                if json { if names.count == 1 { try printJSON(documents[0]) } else { try printJSON(documents) } }
-                else if !repository.quiet { for d in deleted { print("Deleted tag \(d.name) (was \(d.target.short)).") } }
+                try DeletedRefDocument.present(try repo.deleteTags(names, wait: lock.wait), kind: "tag",
+                                               several: names.count > 1, json: json, quiet: repository.quiet)
             } else {
                 let target = force ? try repo.forceTag(name, at: revision, message: message, wait: lock.wait)
                     : try repo.createTag(name, at: revision, message: message, wait: lock.wait)

@@ -22,6 +22,17 @@ struct RenamedDocument: Encodable {
 struct DeletedRefDocument: Encodable {
     var deleted: String
     var commit: String
+
+    /// What `branch -d` and `tag -d` print: a line per ref ("Deleted tag v1 (was ID)."), or with
+    /// `json` one document, a list of them when several names were given.
+    static func present(_ deleted: [(name: String, target: ObjectID)], kind: String, several: Bool, json: Bool, quiet: Bool) throws {
+        let documents = deleted.map { DeletedRefDocument(deleted: $0.name, commit: $0.target.hex) }
+        if json {
+            if several { try printJSON(documents) } else { try printJSON(documents[0]) }
+        } else if !quiet {
+            for d in deleted { print("Deleted \(kind) \(d.name) (was \(d.target.short)).") }
+        }
+    }
 }
 
 /// `branch NAME --json`.
