@@ -56,6 +56,30 @@ import Testing
         #expect(s.sameFiles("fresh", "family/base"))
     }
 
+    /// Fetch and push name each ref as git does, `source -> ref`: a fetched branch lands on
+    /// `origin/B`, a fetched tag is the local tag it gives (it had printed `origin/v1 -> id`).
+    @Test func transferLinesNameTheSourceAndTheRef() throws {
+        let s = try published()
+        try s.ok(["clone", "-q", "hub", "copy"])
+        try s.ok(["tag", "v1"], in: "repo")
+        try s.ok(["branch", "feat"], in: "repo")
+        try s.ok(["push", "-q", "origin", "feat", "--tags"], in: "repo")
+        let fetched = try s.ok(["fetch"], in: "copy").stdout
+        #expect(fetched.contains(" * [new branch]  feat -> origin/feat\n"), "got: \(fetched)")
+        #expect(fetched.contains(" * [new tag]     v1   -> v1\n"), "got: \(fetched)")
+        try s.ok(["branch", "feat2"], in: "repo")
+        try s.ok(["push", "-q", "origin", "feat2"], in: "repo")
+        let json = try #require(try s.json(try s.ok(["fetch", "--json"], in: "copy")) as? [String: Any])
+        let change = try #require((json["refs"] as? [[String: Any]])?.first)
+        #expect(change["name"] as? String == "origin/feat2" && change["source"] as? String == "feat2", "got: \(change)")
+        try s.ok(["push", "-q", "origin", "--delete", "feat"], in: "repo")
+        let pruned = try s.ok(["fetch", "--prune"], in: "copy").stdout
+        #expect(pruned.contains(" - [deleted]  (none) -> origin/feat (was "), "got: \(pruned)")
+        try s.ok(["switch", "-q", "-c", "mine"], in: "copy")
+        let pushed = try s.ok(["push", "origin", "mine"], in: "copy").stdout
+        #expect(pushed.contains(" * [new branch]  mine -> mine\n"), "got: \(pushed)")
+    }
+
     @Test func cloneCommitPushPullRoundTrip() throws {
         let s = try published()
         let clone = try #require(try s.json(try s.ok(["clone", "--json", "hub", "copy"])) as? [String: Any])

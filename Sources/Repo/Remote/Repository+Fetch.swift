@@ -225,7 +225,7 @@ extension Repository {
         // In a shallow repository the walk stops at the boundary: "not an ancestor" is unknown there.
         let shallow = try isShallow()
         for u in updates where before[u.name]?.target != u.target {
-            var change = RefChange(name: remote + "/" + u.name, kind: u.kind, old: before[u.name]?.target, new: u.target)
+            var change = RefChange(name: remote + "/" + u.name, source: u.name, kind: u.kind, old: before[u.name]?.target, new: u.target)
             if !shallow, let old = change.old, let new = change.new, try history.commit(old) != nil, try history.commit(new) != nil {
                 change.forced = try !isAncestor(old, of: new)
             }

@@ -35,11 +35,23 @@ public struct PushPartlyRejected: Error, Sendable {
 
 /// One ref that a transfer changed.
 public struct RefChange: Sendable, Equatable {
+    /// The ref of this repository that changed (`origin/main` for a fetch, `main` for a push).
     public var name: String
+    /// Its name on the side it came from (`main`); `name` when the same.
+    public var source: String
     public var kind: Ref.Kind
     public var old: ObjectID?
     public var new: ObjectID?
     public var forced = false
+
+    public init(name: String, source: String? = nil, kind: Ref.Kind, old: ObjectID?, new: ObjectID?, forced: Bool = false) {
+        self.name = name
+        self.source = source ?? name
+        self.kind = kind
+        self.old = old
+        self.new = new
+        self.forced = forced
+    }
 }
 
 /// Moves object files between a repository and a transport: several streams at once, references

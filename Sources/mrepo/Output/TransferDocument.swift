@@ -5,7 +5,10 @@ import Repo
 /// present, so a script can tell the direction from the key.
 struct TransferDocument: Encodable {
     struct Change: Encodable {
+        /// The ref of this repository that changed (`origin/main` after a fetch).
         var name: String
+        /// Its name on the side it came from (`main`).
+        var source: String
         var kind: String
         var old: OrNull<String>
         var new: OrNull<String>
@@ -60,7 +63,7 @@ struct TransferDocument: Encodable {
         bytesSent = sent ? r.bytes : nil
         bytesReceived = sent ? nil : r.bytes
         rejected = r.rejected.isEmpty ? nil : r.rejected.map { Rejection(name: $0.name, reason: $0.reason) }
-        refs = r.refs.map { Change(name: $0.name, kind: $0.kind.rawValue, old: OrNull($0.old?.hex), new: OrNull($0.new?.hex), forced: $0.forced) }
+        refs = r.refs.map { Change(name: $0.name, source: $0.source, kind: $0.kind.rawValue, old: OrNull($0.old?.hex), new: OrNull($0.new?.hex), forced: $0.forced) }
     }
 }
 

@@ -3,15 +3,24 @@ import Repo
 
 /// The text of what fetch, clone, push and pull moved (`TransferDocument` is the JSON).
 enum TransferOutput {
-    /// One line per ref that moved, as git prints them.
+    /// One line per ref that moved, as git prints them: what moved, then `source -> ref` (a fetched
+    /// tag is named as the local tag it gives, as git's `v1 -> v1`), in aligned columns.
     static func printRefs(_ r: TransferResult) {
-        for c in r.refs {
+        let lines = r.refs.compactMap { c -> (String, String, String)? in
+            let target = c.kind == .tag ? c.source : c.name
             switch (c.old, c.new) {
-            case (nil, let new?): print(" * [new \(c.kind.rawValue)]  \(c.name) -> \(new.short)")
-            case (let old?, nil): print(" - [deleted]     \(c.name) (was \(old.short))")
-            case let (old?, new?): print("   \(old.short)\(c.forced ? "..." : "..")\(new.short)  \(c.name)\(c.forced ? " (forced update)" : "")")
-            default: break
+            case (nil, _?): return (" * [new \(c.kind.rawValue)]", c.source, "-> \(target)")
+            case (let old?, nil): return (" - [deleted]", c.source == c.name ? c.name : "(none)", c.source == c.name ? "(was \(old.short))" : "-> \(target) (was \(old.short))")
+            case let (old?, new?):
+                return ("\(c.forced ? " + " : "   ")\(old.short)\(c.forced ? "..." : "..")\(new.short)", c.source,
+                        "-> \(target)\(c.forced ? " (forced update)" : "")")
+            default: return nil
             }
+        }
+        let first = lines.map(\.0.count).max() ?? 0, second = lines.map(\.1.count).max() ?? 0
+        for (what, source, rest) in lines {
+            print(what.padding(toLength: first, withPad: " ", startingAt: 0) + "  "
+                  + source.padding(toLength: second, withPad: " ", startingAt: 0) + " " + rest)
         }
     }
 
