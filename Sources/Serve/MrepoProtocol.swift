@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Repo
+import Synchronization
 
 /// mrepo's own protocol, under `{repository URL}/mrepo/v1/`: the ``RemoteTransport`` operations
 /// over HTTP, answered by the same repository calls a local remote uses (objects verified before
@@ -145,15 +146,15 @@ extension HubService {
     /// `lease` is released once the file is sent (or at once, when there is none).
     func objectFile(_ repo: Repository, lease: ReaderLease, _ objectID: ObjectID) throws -> Response {
         let path = repo.objects.path(for: objectID)
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0, let size = FileStat.of(path)?.size else {
-            if fd >= 0 { close(fd) }
+        guard let file = OpenObjectFile(path: path), let size = FileStat.of(path)?.size else {
             lease.release()
             throw HubError.notFound("object \(objectID.short) is not here")
         }
+        // The file and the lease go with the body: closed when it is sent, or when a body that
+        // never ran (the client went away first) is dropped.
         let body = ResponseBody(contentLength: size) { writer in
             defer {
-                close(fd)
+                file.close()
                 lease.release()
             }
             var sent = 0
@@ -161,7 +162,7 @@ extension HubService {
                 let count = min(HubService.objectPieceByteCount, size - sent)
                 var buffer = ByteBufferAllocator().buffer(capacity: count)
                 let n = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { raw in
-                    max(0, pread(fd, raw.baseAddress, count, off_t(sent)))
+                    max(0, file.read(into: raw.baseAddress, count: count, at: sent))
                 }
                 guard n > 0 else {
                     throw HubError(status: .internalServerError, message: "object \(objectID.short) shrank while it was sent")
@@ -205,4 +206,30 @@ extension HubService {
         if let session { pushSessions.noteInstalled(session, objectID) }
         return Responses.json(.object([]))
     }
+}
+
+/// An object file open for a response body: closed by the body once sent, or when the body is
+/// dropped without running (the descriptor had leaked then).
+final class OpenObjectFile: Sendable {
+    private let fd: Mutex<Int32>
+
+    init?(path: String) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        self.fd = Mutex(fd)
+    }
+
+    /// `pread` of `count` bytes at `offset`; -1 once closed.
+    func read(into buffer: UnsafeMutableRawPointer?, count: Int, at offset: Int) -> Int {
+        fd.withLock { fd in fd >= 0 ? pread(fd, buffer, count, off_t(offset)) : -1 }
+    }
+
+    func close() {
+        fd.withLock { fd in
+            if fd >= 0 { Glibc.close(fd) }
+            fd = -1
+        }
+    }
+
+    deinit { close() }
 }

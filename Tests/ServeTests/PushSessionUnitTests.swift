@@ -81,3 +81,38 @@ final class ManualClock: Sendable {
         #expect(!PushSessions.isValidID("short") && !PushSessions.isValidID("a/b/c/d/e/f") && PushSessions.isValidID(key.id))
     }
 }
+
+/// An object download whose body never runs (the client went away before the server wrote it)
+/// gives back its file descriptor and its read lock when the response is dropped; each such
+/// request had kept a descriptor open for the server's lifetime (170 of 200 aborted requests).
+@Suite struct ObjectDownloadUnitTests {
+    /// The descriptors of this process open on `path`.
+    static func openDescriptors(on path: String) -> Int {
+        let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+        return fds.filter { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + $0)) == path }.count
+    }
+
+    @Test func aBodyThatNeverRunsClosesItsFileAndReleasesItsLease() throws {
+        let folder = try TemporaryDirectory()
+        let repo = try Repository.initialize(at: folder.path + "/repo", bare: true)
+        let service = try HubService(options: ServeOptions(root: folder.path))
+        let id = try #require(ObjectID(hex: String(repeating: "ab", count: 32)))
+        let path = repo.objects.path(for: id)
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try Data(repeating: 7, count: 4096).write(to: URL(fileURLWithPath: path))
+        let gcLock = repo.metaDirectory + "/gc.lock"
+        func gcCouldRun() -> Bool {
+            let fd = open(gcLock, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+            defer { close(fd) }
+            return flock(fd, LOCK_EX | LOCK_NB) == 0
+        }
+        do {
+            let response = try service.objectFile(repo, lease: repo.readerLease(), id)
+            #expect(response.status == .ok)
+            #expect(Self.openDescriptors(on: path) == 1, "the body holds the file open")
+            #expect(!gcCouldRun(), "and the read lock")
+        }
+        #expect(Self.openDescriptors(on: path) == 0, "dropped without running: the file is closed")
+        #expect(gcCouldRun(), "and the lock released")
+    }
+}
