@@ -190,7 +190,7 @@ extension MergeRequest {
             guard !conditions.isEmpty else { return value }
             return .conditional(conditions + [ParameterCondition(filter: nil, value: value)])
         }
-        conditions.insert(ParameterCondition(filter: glob, value: value), at: 0)
+        conditions.insert(ParameterCondition(filter: ParameterCondition.mergekitFilter(glob), value: value), at: 0)
         return .conditional(conditions)
     }
 }

@@ -406,6 +406,22 @@ public struct MergekitRecipe: Sendable, Equatable {
         }
         if !ext.isEmpty { pairs.append((Node("mrepo"), Node(ext, Tag(.map), .block))) }
         let body = (try? Yams.serialize(node: Node(pairs, Tag(.map), .block), width: -1, allowUnicode: true)) ?? ""
-        return header.map { "# " + $0 + "\n" }.joined() + body
+        return (header + globNotes()).map { "# " + $0 + "\n" }.joined() + body
+    }
+}
+
+extension MergekitRecipe {
+    /// One comment line per filter that mrepo reads as a glob: mergekit reads every filter as a
+    /// substring, which no tensor name holding the glob's wildcards contains, so it would not apply
+    /// that condition (`--set 'NAME[*X*]'` is recorded as the substring X and needs no note).
+    func globNotes() -> [String] {
+        var globs: [String] = []
+        func collect(_ v: ParameterValue) {
+            guard case let .conditional(cs) = v else { return }
+            for c in cs { if let f = c.filter, f != "*", ParameterCondition.isGlob(f), !globs.contains(f) { globs.append(f) } }
+        }
+        for (_, v) in parameters.sorted(by: { $0.key < $1.key }) { collect(v) }
+        for m in models { for (_, v) in m.parameters.sorted(by: { $0.key < $1.key }) { collect(v) } }
+        return globs.map { "filter \"\($0)\" is a glob for mrepo; mergekit reads filters as substrings and would not apply it" }
     }
 }

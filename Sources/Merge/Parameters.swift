@@ -101,8 +101,20 @@ public struct ParameterCondition: Sendable, Equatable {
 
     public func matches(_ name: String) -> Bool {
         guard let filter, filter != "*" else { return true }
-        if filter.contains(where: { "*?[".contains($0) }) { return fnmatch(filter, name, 0) == 0 }
+        if Self.isGlob(filter) { return fnmatch(filter, name, 0) == 0 }
         return name.contains(filter)
+    }
+
+    /// Whether mrepo reads `filter` as a glob (mergekit reads every filter as a substring).
+    public static func isGlob(_ filter: String) -> Bool { filter.contains(where: { "*?[".contains($0) }) }
+
+    /// A glob of the command line in mergekit's form where it has one: `*X*` (X free of
+    /// wildcards) matches exactly the names holding X, mergekit's substring filter `X`. Other
+    /// globs stay globs, which mergekit cannot read (``MergekitRecipe/yaml()`` says so).
+    public static func mergekitFilter(_ glob: String) -> String {
+        guard glob.count > 2, glob.hasPrefix("*"), glob.hasSuffix("*") else { return glob }
+        let inner = String(glob.dropFirst().dropLast())
+        return isGlob(inner) ? glob : inner
     }
 }
 

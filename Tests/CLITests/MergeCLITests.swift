@@ -190,6 +190,28 @@ import Testing
         try s.ok(["fsck"], in: "repo")
     }
 
+    /// A settled conflict's figures of the merge are measured on the tensor it was settled with:
+    /// settled with the base, nothing is far from an expert and the update is 0 (the report had
+    /// kept the TIES result it replaced: relative update 0.04, far from expert 0.75, kept 0.5).
+    @Test func settledTensorsReportTheTensorTheyWereSettledWith() throws {
+        let s = try family()
+        let stopped = try s.run(["merge", "math", "code", "--method", "ties", "--set", "density=0.5", "--max-sign-conflict", "0.3"], in: "repo")
+        #expect(stopped.status == 1, "\(stopped.stderr)")
+        try s.ok(["resolve", "*", "--base"], in: "repo")
+        try s.ok(["merge", "--continue"], in: "repo")
+        let report = try #require(try s.json(try s.ok(["show", "--conflicts", "--json"], in: "repo")) as? [String: Any])
+        let settled = try #require(report["tensors"] as? [[String: Any]]).filter { $0["resolution"] as? String == "base" }
+        #expect(!settled.isEmpty)
+        for t in settled {
+            let m = try #require(t["metrics"] as? [String: Any], "\(t)")
+            #expect(m["merged_relative_update"] as? Double == 0, "\(t)")
+            #expect((m["far_from_expert"] as? [Double])?.allSatisfy { $0 == 0 } == true, "\(t)")
+            #expect(m["kept_fraction"] == nil, "no trimming made it: \(t)")
+            #expect((m["tall"] as? [String: Double])?["none"] == 1, "\(t)")
+            #expect(m["sign_conflict"] as? Double ?? 0 > 0.3, "the experts' figures stay: \(t)")
+        }
+    }
+
     /// Abort returns refs and the working tree to exactly what they were.
     @Test(arguments: [["--max-sign-conflict", "0.3"], ["--no-commit"]])
     func abortRestoresEverything(extra: [String]) throws {

@@ -76,11 +76,40 @@ import Testing
         #expect(assembled.expertParameters.first { $0.name == "math" }?.parameters == ["weight": .number(0.9)])
     }
 
+    /// A glob of the form `*X*` is recorded as mergekit's substring filter X (the same tensors,
+    /// and mergekit reads it the same way: it had read `*attention*` as a literal substring that no
+    /// name holds, and gave 40 of 84 tensors other values). Other globs stay globs, and the
+    /// recorded recipe says mergekit would not apply them.
+    @Test func commandLineGlobsAreRecordedInMergekitsFormWherePossible() throws {
+        #expect(ParameterCondition.mergekitFilter("*attention*") == "attention")
+        #expect(ParameterCondition.mergekitFilter("*layer.1.*") == "layer.1.")
+        for kept in ["encoder.layer.*.attention*", "*", "**", "*a?b*", "*[qk]*", "layer.*", "*bias"] {
+            #expect(ParameterCondition.mergekitFilter(kept) == kept)
+        }
+        let names = ["encoder.layer.1.attention.self.query.weight", "encoder.layer.10.output.dense.bias", "pooler.dense.weight"]
+        for glob in ["*attention*", "*layer.1.*", "*.dense.*"] {
+            let converted = ParameterCondition(filter: ParameterCondition.mergekitFilter(glob), value: .number(1))
+            let asGlob = ParameterCondition(filter: glob, value: .number(1))
+            #expect(names.map(converted.matches) == names.map(asGlob.matches), "\(glob)")
+        }
+        var request = MergeRequest()
+        request.method = "ties"
+        request.branches = ["math", "code"]
+        request.settings = [("density", "*attention*", .number(0.3)), ("density", "encoder.layer.*.output*", .number(0.4)), ("density", nil, .number(0.6))]
+        let parameters = try request.assemble(over: nil).recipe.parameters
+        let yaml = MergekitRecipe(method: "ties", baseModel: "base", models: [.init(name: "math"), .init(name: "code")], parameters: parameters).yaml()
+        #expect(yaml.contains("{filter: attention, value: 0.3}"), "\(yaml)")
+        #expect(yaml.contains("# filter \"encoder.layer.*.output*\" is a glob for mrepo; mergekit reads filters as substrings and would not apply it\n"), "\(yaml)")
+        #expect(!yaml.contains("\"attention\" is a glob"))
+        // The recipe reads back to the same parameters (the note is a comment).
+        #expect(try MergekitRecipe.parse(yaml, file: "r.yml").parameters == parameters)
+    }
+
     /// A plain --set replaces the default and keeps a glob's override, in either order; an
-    /// expert's glob (--expert 'code:density[*.attention.*]=0.3') is kept as a filter, not applied
-    /// to every tensor.
+    /// expert's glob (--expert 'code:density[*.attention.*]=0.3') is kept as a filter (mergekit's
+    /// substring `.attention.`), not applied to every tensor.
     @Test func globOverridesSurviveALaterPlainSetting() throws {
-        let expected = ParameterValue.conditional([ParameterCondition(filter: "*.attention.*", value: .number(0.3)),
+        let expected = ParameterValue.conditional([ParameterCondition(filter: ".attention.", value: .number(0.3)),
                                                    ParameterCondition(filter: nil, value: .number(0.8))])
         for settings in [[("density", "*.attention.*", 0.3), ("density", nil, 0.8)], [("density", nil, 0.8), ("density", "*.attention.*", 0.3)]] {
             var request = MergeRequest()
@@ -119,7 +148,7 @@ import Testing
         request.settings = [("density", "*.mlp.*", .number(0.9))]
         request.expertSettings = []
         #expect(try request.assemble(over: recipe).recipe.parameters["density"] == .conditional([
-            ParameterCondition(filter: "*.mlp.*", value: .number(0.9)), ParameterCondition(filter: "self_attn", value: .number(0.3)),
+            ParameterCondition(filter: ".mlp.", value: .number(0.9)), ParameterCondition(filter: "self_attn", value: .number(0.3)),
             ParameterCondition(filter: nil, value: .number(0.5))]))
     }
 
@@ -149,8 +178,8 @@ import Testing
         request.settings = [("density", nil, .number(0.5)), ("density", "*.attention.*", .number(0.2)), ("density", "*.output.*", .number(0.9))]
         let recipe = try request.assemble(over: nil).recipe
         #expect(recipe.parameters["density"] == .conditional([
-            ParameterCondition(filter: "*.output.*", value: .number(0.9)),
-            ParameterCondition(filter: "*.attention.*", value: .number(0.2)),
+            ParameterCondition(filter: ".output.", value: .number(0.9)),
+            ParameterCondition(filter: ".attention.", value: .number(0.2)),
             ParameterCondition(filter: nil, value: .number(0.5)),
         ]))
     }

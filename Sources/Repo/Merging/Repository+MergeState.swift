@@ -166,7 +166,15 @@ extension Repository {
             // The stored report lists the settled tensors as resolved, and how.
             var report = try savedReport(state)
             let settled = Dictionary((state.resolutions ?? []).map { ($0.tensor, $0.summary) }, uniquingKeysWith: { _, last in last })
-            for i in report.tensors.indices { if let s = settled[report.tensors[i].name] { report.tensors[i].resolution = s } }
+            for i in report.tensors.indices {
+                let name = report.tensors[i].name
+                guard let s = settled[name] else { continue }
+                report.tensors[i].resolution = s
+                // The figures of the merge are the settled tensor's, not those of the result it replaced.
+                if let metrics = report.tensors[i].metrics, let id = state.decided[name] ?? nil {
+                    report.tensors[i].metrics = try context.remeasured(metrics, name: name, settledWith: id)
+                }
+            }
             let blob = try objects.writeBlob(Array(report.json.serialized().utf8), options: codecOptions, batch: batch)
             if blob.isNew { newObjects.append(blob.info) }
             state.reportObject = blob.info.id
