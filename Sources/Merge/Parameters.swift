@@ -169,6 +169,10 @@ public struct ParameterSpec: Sendable {
                 let below = lo ? x <= r.lowerBound : x < r.lowerBound
                 let above = hi ? x >= r.upperBound : x > r.upperBound
                 if !ok { throw bad("must be a finite number, got \(x)") }
+                // The arithmetic is Float32's: a larger number turns every product with it into ±inf.
+                if abs(x) > Double(Float.greatestFiniteMagnitude) {
+                    throw bad("must be within float32's range (±3.4e38, the merge computes in float32), got \(ParameterValue.format(x))")
+                }
                 if below || above { throw bad("must be in \(rangeDescription), got \(ParameterValue.format(x))") }
             }
         case let .integer(r):

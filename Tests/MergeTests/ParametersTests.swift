@@ -217,6 +217,11 @@ import Testing
         #expect(validationError(lambda, .number(.nan)) == "m: parameter 'lambda' must be a finite number, got nan")
         let density = ParameterSpec("density", .number(range: 0...1, lowerOpen: true), default: .number(1), help: "")
         #expect(validationError(density, .number(.nan)) == "m: parameter 'density' must be a finite number, got nan")
+        // Finite as a double, infinite as the float32 the merge computes in: every merged value had
+        // become ±inf, and the merge was committed.
+        #expect(validationError(lambda, .number(1e39)) == "m: parameter 'lambda' must be within float32's range (±3.4e38, the merge computes in float32), got 1e+39")
+        #expect(validationError(lambda, .gradient([1, -1e300])) != nil)
+        #expect(validationError(lambda, .number(3e38)) == nil)
     }
 
     @Test func otherKindsValidation() {
