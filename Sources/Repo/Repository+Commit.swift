@@ -141,13 +141,11 @@ extension Repository {
         }
 
         // 1. Scan and validate.
-        var scanned = try FolderScanner.scan(root: sourceRoot, ignore: IgnoreRules(file: sourceRoot + "/.mrepoignore"),
-                                             followSymlinks: options.followSymlinks)
-        if options.stash, !options.stashUntracked {
-            // git's stash: changes to tracked files only; untracked files are neither stored nor removed.
-            let tracked = Set(worktreeTree.files.map(\.path))
-            scanned = scanned.filter { tracked.contains($0.path) }
-        }
+        // git's stash: changes to tracked files only; untracked files are neither stored nor removed,
+        // nor looked at (an untracked link or a name a tree cannot hold does not stop it).
+        let only = options.stash && !options.stashUntracked ? Set(worktreeTree.files.map(\.path)) : nil
+        let scanned = try FolderScanner.scanFolder(root: sourceRoot, ignore: IgnoreRules(file: sourceRoot + "/.mrepoignore"),
+                                                   symlinks: options.followSymlinks ? .follow : .refuse, only: only).files
         try FolderScanner.checkNormalization(scanned)
         try checkShardIndexes(scanned)
         if !fromWorktree, options.branch == nil, !options.force, !options.noCheckout {

@@ -245,4 +245,32 @@ enum TinyDisk {
         #expect(json["nested_repositories"] as? [String] == ["inner"] && json["clean"] as? Bool == true)
         expectOneLineError(try s.run(["commit", "-m", "inner"], in: "repo"), contains: "nothing to commit")
     }
+
+    /// A name with a backslash (valid on Linux, a folder separator on Windows) that no tree can
+    /// hold: listed by status with the reason, refused by commit naming it, and no stop for the
+    /// commands that only compare (status, diff, switch, checkout, stash without -u); the first
+    /// such file had stopped every one of them.
+    @Test func untrackedBackslashNamesStopOnlyTheCommitThatWouldStoreThem() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.repository(branches: ["math"])
+        try Data("x".utf8).write(to: URL(fileURLWithPath: s.path("repo/a\\b.txt")))
+        try FileManager.default.createDirectory(atPath: s.path("repo/sub\\dir"), withIntermediateDirectories: true)
+        try Data("y".utf8).write(to: URL(fileURLWithPath: s.path("repo/sub\\dir/c.txt")))
+        // An untracked link to nothing: not looked at by a stash of the tracked files either.
+        try FileManager.default.createSymbolicLink(atPath: s.path("repo/dangling"), withDestinationPath: "/nonexistent")
+        let status = try s.ok(["status"], in: "repo").stdout
+        #expect(status.contains("new file:  a\\\\b.txt  (the name holds a backslash"), "\(status)")
+        #expect(status.contains("new file:  sub\\\\dir  (the name holds a backslash"), "\(status)")
+        try s.ok(["diff"], in: "repo")
+        try s.ok(["switch", "-q", "math"], in: "repo")
+        try s.ok(["checkout", "-q", "main"], in: "repo")
+        try Data("changed".utf8).write(to: URL(fileURLWithPath: s.path("repo/README.md")))
+        try s.ok(["stash", "-q"], in: "repo")
+        #expect(s.read("repo/README.md") == s.read("family/base/README.md"))
+        try s.ok(["stash", "pop", "-q"], in: "repo")
+        #expect(s.read("repo/README.md") == Data("changed".utf8))
+        expectOneLineError(try s.run(["commit", "-m", "x"], in: "repo"), contains: "a\\\\b.txt: the name holds a backslash")
+        #expect(FileManager.default.fileExists(atPath: s.path("repo/a\\b.txt")) && FileManager.default.fileExists(atPath: s.path("repo/sub\\dir/c.txt")))
+    }
 }

@@ -296,9 +296,13 @@ public enum FolderScanner {
 
     /// ``scan(root:ignore:followSymlinks:)`` with the nested repositories it left out, and the
     /// links it read through or set aside under ``SymlinkPolicy/readThrough``.
-    public static func scanFolder(root: String, ignore: IgnoreRules, symlinks: SymlinkPolicy) throws -> FolderScan {
+    ///
+    /// - Parameter only: look at these paths only (and the folders above them), as `stash` does
+    ///   with the tracked files: anything else, an untracked oddity included, is not looked at.
+    public static func scanFolder(root: String, ignore: IgnoreRules, symlinks: SymlinkPolicy, only: Set<String>? = nil) throws -> FolderScan {
         var out = FolderScan(files: [], nestedRepositories: [])
-        try walk(root: root, relative: "", ignore: ignore, symlinks: symlinks, into: &out)
+        let limit = only.map { paths in (files: paths, folders: Set(paths.flatMap(PathPolicy.parents(of:)))) }
+        try walk(root: root, relative: "", ignore: ignore, symlinks: symlinks, limit: limit, into: &out)
         out.files.sort { $0.path < $1.path }
         return out
     }
@@ -308,10 +312,17 @@ public enum FolderScanner {
         FileStat.of(folder + "/" + Repository.directoryName) != nil
     }
 
-    private static func walk(root: String, relative: String, ignore: IgnoreRules, symlinks: SymlinkPolicy, into out: inout FolderScan) throws {
+    private static func walk(root: String, relative: String, ignore: IgnoreRules, symlinks: SymlinkPolicy,
+                             limit: (files: Set<String>, folders: Set<String>)?, into out: inout FolderScan) throws {
         let dir = relative.isEmpty ? root : root + "/" + relative
         for bytes in try entries(of: dir) {
             let relativeBytes = relative.isEmpty ? bytes : Array(relative.utf8) + [UInt8(ascii: "/")] + bytes
+            if let limit {
+                // A name outside the limit is not looked at (every limited path is valid UTF-8).
+                guard let name = String(validating: bytes, as: UTF8.self) else { continue }
+                let rel = relative.isEmpty ? name : relative + "/" + name
+                guard limit.files.contains(rel) || limit.folders.contains(rel) else { continue }
+            }
             guard let name = String(validating: bytes, as: UTF8.self) else {
                 if ignore.ignores(rawPath: relativeBytes, isDirectory: isDirectory(Array(root.utf8) + [UInt8(ascii: "/")] + relativeBytes)) { continue }
                 let reason = "the name is not valid UTF-8 (shown with its bytes escaped); rename it, or list it in .mrepoignore"
@@ -327,6 +338,15 @@ public enum FolderScanner {
             if ignore.ignores(rel, isDirectory: st.isDirectory) { continue }
             if let c = DisplayText.firstControlCharacter(in: name) {
                 let reason = "the name holds a control character (\(DisplayText.codePoint(c))); rename it, or list it in .mrepoignore"
+                if symlinks == .readThrough {
+                    out.unstorable[DisplayText.escaping(rel)] = reason
+                    continue
+                }
+                throw RepoError.unsafePath(DisplayText.escaping(rel), reason: reason)
+            }
+            if name.contains("\\") {
+                // A valid Linux name, but a tree never stores one: on Windows it names a folder.
+                let reason = "the name holds a backslash, which a tree cannot store (Windows reads it as a folder separator); rename it, or list it in .mrepoignore"
                 if symlinks == .readThrough {
                     out.unstorable[DisplayText.escaping(rel)] = reason
                     continue
@@ -361,7 +381,7 @@ public enum FolderScanner {
                     out.nestedRepositories.append(rel)
                     continue
                 }
-                try walk(root: root, relative: rel, ignore: ignore, symlinks: symlinks, into: &out)
+                try walk(root: root, relative: rel, ignore: ignore, symlinks: symlinks, limit: limit, into: &out)
             } else if st.isRegular {
                 _ = try PathPolicy.normalize(rel)
                 out.files.append(ScannedFile(path: rel, absolutePath: abs, stat: st))
