@@ -132,7 +132,7 @@ public enum RepoError: Error, CustomStringConvertible, Equatable, Sendable {
                     + "then run 'mrepo merge --continue' again (or 'mrepo merge --abort')"
             }
             return "\(operation) would overwrite uncommitted changes in \(list); "
-                + (takesForce ? "commit them, or pass --force to discard them" : "commit them first, or discard them with 'mrepo checkout --force HEAD'")
+                + (takesForce ? "commit them, or pass --force to discard them" : "commit them first, or move them away ('mrepo checkout --force HEAD' discards changes to tracked files; an untracked file must be moved or removed)")
         case let .repositoryLocked(path, pid):
             let who = pid.map { "pid \($0)" } ?? "another process"
             return "\(path): repository is locked by \(who) (another mrepo command is writing); retry, or pass --wait"

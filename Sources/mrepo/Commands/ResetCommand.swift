@@ -14,7 +14,7 @@ struct ResetCommand: ParsableCommand {
             mrepo has no index, so --mixed (git's default) is the same as --soft. --hard also makes the \
             working tree hold the commit, discarding uncommitted changes to tracked files (untracked \
             files stay); during a merge it also abandons the merge, as git's does. ORIG_HEAD remembers where the branch was: 'mrepo reset --hard ORIG_HEAD' undoes \
-            a reset, a commit --amend, a revert, a cherry-pick or a stash.
+            a reset, a commit --amend, a revert or a cherry-pick ('mrepo stash pop' undoes a stash).
             """)
 
     @OptionGroup var repository: RepositoryOptions
