@@ -238,6 +238,16 @@ extension Repository {
         }
     }
 
+    /// `branch -c/-C OLD NEW`: a new branch at OLD's commit, with a copy of its reflog and upstream.
+    @discardableResult
+    public func copyBranch(_ old: String, to new: String, force: Bool = false, wait: Bool = false) throws -> ObjectID {
+        try RefNames.validateNew(new)
+        return try withWriteLock(wait: wait) {
+            try refuseBranchCheckedOutElsewhere(new)
+            return try history.copyBranch(old, to: new, force: force)
+        }
+    }
+
     /// `branch -f NAME [START]`: creates the branch or moves it to START (default HEAD); not the current branch.
     /// A START that is a remote-tracking branch becomes its upstream (unless `tracking` is `.never`);
     /// otherwise a moved branch keeps its upstream.

@@ -48,16 +48,20 @@ struct MrepoCommand: ParsableCommand {
         // `-C DIR`, as git takes it (also after the command name): change directory before
         // parsing, in order, so every path on the command line is relative to DIR. The one place
         // that handles it.
+        // Two commands take a -C of their own: `branch -C OLD NEW` (git's forced copy), and the
+        // command that `bisect run` runs (`make -C build test`) is passed on as typed.
         var arguments: [String] = []
+        var words: [String] = []
         var rest = Array(CommandLine.arguments.dropFirst())[...]
         while let argument = rest.popFirst() {
-            if argument == "--" {
+            if argument == "--" || words == ["bisect", "run"] {
                 arguments.append(argument)
                 arguments += rest
                 break
             }
-            guard argument == "-C" else {
+            guard argument == "-C", words.first != "branch" else {
                 arguments.append(argument)
+                if !argument.hasPrefix("-") { words.append(argument) }
                 continue
             }
             guard let dir = rest.popFirst() else { ErrorReporter.fail("-C needs a directory (see 'mrepo --help')", status: 64) }

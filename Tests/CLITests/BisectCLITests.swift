@@ -58,6 +58,19 @@ import Testing
         try s.ok(["fsck"], in: "repo")
     }
 
+    /// The test command keeps a -C of its own (`make -C build test`, here `env -C DIR`): mrepo had
+    /// taken it as its own "run in this folder", and `--` before the command had been run as the
+    /// command.
+    @Test func theTestCommandKeepsItsOwnOptions() throws {
+        for separator in [[], ["--"]] {
+            let s = try history()
+            let seven = try revParse(s, "HEAD~4")
+            try s.ok(["bisect", "start", "HEAD", "HEAD~11"], in: "repo")
+            let run = try s.ok(["bisect", "run", "--json"] + separator + ["env", "-C", s.root, "./eval.sh"], in: "repo")
+            #expect((try s.json(run) as? [String: Any])?["first_bad"] as? String == seven, "\(separator): \(run.stderr)")
+        }
+    }
+
     @Test func markingByHandAndSkipping() throws {
         let s = try history()
         try s.ok(["bisect", "start"], in: "repo")

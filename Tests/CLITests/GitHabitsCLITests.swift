@@ -241,6 +241,26 @@ import Testing
 
     // MARK: - Refs
 
+    /// `branch -c/-C [OLD] NEW` copies a branch as git does (its commit, reflog and upstream);
+    /// `-C` after the command name had been taken as "run in the folder OLD" and made NEW at HEAD.
+    @Test func branchCopies() throws {
+        let s = try family()
+        let math = try s.ok(["rev-parse", "math"], in: "repo").stdout
+        try FileManager.default.createDirectory(atPath: s.path("repo/math"), withIntermediateDirectories: true)
+        try s.ok(["branch", "-q", "-c", "math", "copy"], in: "repo")
+        #expect(try s.ok(["rev-parse", "copy"], in: "repo").stdout == math)
+        let reflog = try s.ok(["reflog", "copy"], in: "repo").stdout
+        #expect(reflog.contains("branch: copied math to copy") && reflog.contains("math fine-tune"), "\(reflog)")
+        expectOneLineError(try s.run(["branch", "-c", "math", "copy"], in: "repo"), contains: "'copy' already exists")
+        try s.ok(["branch", "-q", "-C", "main", "copy"], in: "repo")
+        #expect(try s.ok(["rev-parse", "copy"], in: "repo").stdout == (try s.ok(["rev-parse", "main"], in: "repo").stdout))
+        // The current branch when only the new name is given; never over a checked-out branch.
+        try s.ok(["branch", "-q", "-c", "here"], in: "repo")
+        #expect(try s.ok(["rev-parse", "here"], in: "repo").stdout == (try s.ok(["rev-parse", "HEAD"], in: "repo").stdout))
+        expectOneLineError(try s.run(["branch", "-C", "math", "main"], in: "repo"), contains: "checked out")
+        #expect(try s.ok(["rev-parse", "main"], in: "repo").stdout != math)
+    }
+
     @Test func branchAndTagFormsSwitchDashAndCheckoutB() throws {
         let s = try family()
         try s.ok(["branch", "-q", "-m", "math", "maths"], in: "repo")

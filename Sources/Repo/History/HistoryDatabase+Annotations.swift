@@ -164,6 +164,33 @@ extension HistoryDatabase {
         }
     }
 
+    /// Copies a branch (`branch -c/-C`), as git does: the new branch starts at the same commit
+    /// with a copy of the reflog and the upstream. `force` replaces a branch of the new name
+    /// that is checked out nowhere.
+    func copyBranch(_ old: String, to new: String, force: Bool) throws -> ObjectID {
+        try write { db in
+            guard let ref = try HistoryDatabase.ref(db, old), ref.kind == .branch else { throw RepoError.unknownRef(old) }
+            guard old != new else { throw RepoError.invalidArgument("cannot copy branch '\(old)' onto itself") }
+            if let existing = try HistoryDatabase.ref(db, new) {
+                guard force, existing.kind == .branch else { throw RepoError.refExists(new) }
+                if try Bool.fetchOne(db, sql: "SELECT 1 FROM head WHERE branch = ?", arguments: [new]) == true {
+                    throw RepoError.invalidArgument("cannot overwrite branch '\(new)': it is checked out")
+                }
+                try db.execute(sql: "DELETE FROM ref WHERE name = ?", arguments: [new])
+                try db.execute(sql: "DELETE FROM reflog WHERE ref = ?", arguments: [new])
+            }
+            try db.execute(sql: "INSERT INTO ref (name, kind, commitID, message, timestamp) SELECT ?, kind, commitID, message, timestamp FROM ref WHERE name = ?",
+                           arguments: [new, old])
+            try db.execute(sql: "INSERT INTO reflog (ref, oldID, newID, timestamp, message) SELECT ?, oldID, newID, timestamp, message FROM reflog WHERE ref = ? ORDER BY id",
+                           arguments: [new, old])
+            try db.execute(sql: "DELETE FROM upstream WHERE branch = ?", arguments: [new])
+            try db.execute(sql: "INSERT INTO upstream (branch, remote, remoteBranch) SELECT ?, remote, remoteBranch FROM upstream WHERE branch = ?",
+                           arguments: [new, old])
+            try HistoryDatabase.logRef(db, new, old: ref.target, new: ref.target, message: "branch: copied \(old) to \(new)")
+            return ref.target
+        }
+    }
+
     /// Points an existing branch or tag at another commit (`branch -f`, `tag -f`), or creates it.
     /// - Parameter upstream: for a branch, the remote branch it tracks from now on (nil: a moved
     ///   branch keeps its upstream, a new one has none).

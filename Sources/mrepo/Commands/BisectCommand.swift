@@ -277,16 +277,19 @@ struct BisectCommand: ParsableCommand {
         @Argument(parsing: .captureForPassthrough, help: ArgumentHelp("The command and its arguments.", valueName: "command"))
         var command: [String] = []
 
+        /// The command as typed, after a `--` that ends mrepo's own options (`bisect run -- CMD`).
+        var testCommand: [String] { command.first == "--" ? Array(command.dropFirst()) : command }
+
         func validate() throws {
             // The command is captured as it is typed, so help asked for before it is taken here.
             if let first = command.first, first == "--help" || first == "-h" { throw CleanExit.helpRequest(self) }
-            if command.isEmpty { throw ValidationError("name the command to run: mrepo bisect run CMD [ARG...]") }
+            if testCommand.isEmpty { throw ValidationError("name the command to run: mrepo bisect run CMD [ARG...]") }
         }
 
         func run() throws {
             let repo = try repository.open()
             var tests: [BisectRunTestDocument] = []
-            let outcome = try repo.bisectRun(command, workingDirectory: FileManager.default.currentDirectoryPath,
+            let outcome = try repo.bisectRun(testCommand, workingDirectory: FileManager.default.currentDirectoryPath,
                                              outputToStandardError: json, wait: lock.wait) { test, after in
                 tests.append(BisectRunTestDocument(commit: test.commit.hex, exitStatus: Int(test.exitStatus), mark: test.term.rawValue))
                 if !json, !repository.quiet {

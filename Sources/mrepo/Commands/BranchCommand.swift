@@ -11,7 +11,8 @@ struct BranchCommand: ParsableCommand {
             'mrepo branch NAME [START]' creates a branch at START (default HEAD) without switching to it; -f \
             moves an existing one there. 'mrepo branch -d NAME...' deletes branches whose commits HEAD contains (all or none); -D \
             deletes it anyway. 'mrepo branch -m [OLD] NEW' renames a branch (the current one by default), keeping \
-            its reflog; -M replaces a branch named NEW. 'mrepo branch -r' lists the remote-tracking branches \
+            its reflog; -M replaces a branch named NEW. 'mrepo branch -c [OLD] NEW' copies one, with its reflog \
+            and upstream; -C replaces a branch named NEW. 'mrepo branch -r' lists the remote-tracking branches \
             (origin/main, as the last fetch, pull or push left them), -a the local ones and then those, as git does. \
             --merged [REV] lists the branches whose tips REV (default HEAD) contains, --no-merged the others, \
             --contains [REV] those that contain REV.
@@ -41,6 +42,12 @@ struct BranchCommand: ParsableCommand {
 
     @Flag(name: .customShort("M"), help: "Rename a branch, replacing a branch of the new name.")
     var forceMove = false
+
+    @Flag(name: .customShort("c"), help: "Copy a branch (the current one when only the new name is given): the copy starts at its commit, with its reflog and upstream.")
+    var copy = false
+
+    @Flag(name: .customShort("C"), help: "Copy a branch, replacing a branch of the new name. (-C before the command name is git's 'run in this folder'.)")
+    var forceCopy = false
 
     @Flag(name: .shortAndLong, help: "Create the branch even if it exists: move it to START.")
     var force = false
@@ -79,8 +86,9 @@ struct BranchCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        let modes = [delete || forceDelete, move || forceMove, showCurrent].filter { $0 }.count
-        if modes > 1 { throw ValidationError("-d/-D, -m/-M and --show-current exclude each other") }
+        let modes = [delete || forceDelete, move || forceMove, copy || forceCopy, showCurrent].filter { $0 }.count
+        if modes > 1 { throw ValidationError("-d/-D, -m/-M, -c/-C and --show-current exclude each other") }
+        if (copy || forceCopy) && name == nil { throw ValidationError("-c and -C need the new name") }
         if (delete || forceDelete) && name == nil { throw ValidationError("-d and -D need a branch name") }
         if !(delete || forceDelete) && !moreNames.isEmpty { throw ValidationError("too many arguments; only -d and -D take more than two branch names") }
         if (move || forceMove) && name == nil { throw ValidationError("-m and -M need the new name") }
@@ -110,6 +118,15 @@ struct BranchCommand: ParsableCommand {
             if old.isEmpty { throw RepoError.invalidArgument("HEAD is detached: name the branch to rename (branch -m OLD NEW)") }
             try repo.renameBranch(old, to: new, force: forceMove, wait: lock.wait)
             if json { try printJSON(RenamedDocument(renamed: old, name: new)) } else if !repository.quiet { print("Renamed branch \(old) to \(new).") }
+            return
+        }
+        if copy || forceCopy, let name {
+            let current = try repo.currentBranch() ?? ""
+            let (old, new) = startPoint.map { (name, $0) } ?? (current, name)
+            if old.isEmpty { throw RepoError.invalidArgument("HEAD is detached: name the branch to copy (branch -c OLD NEW)") }
+            let target = try repo.copyBranch(old, to: new, force: forceCopy, wait: lock.wait)
+            if json { try printJSON(CreatedBranchDocument(created: new, commit: target.hex, upstream: OrNull(try repo.upstreamName(of: new)))) }
+            else if !repository.quiet { print("Copied branch \(old) to \(new) (at \(target.short)).") }
             return
         }
         if let upstream = setUpstreamTo {
