@@ -128,7 +128,9 @@ extension Repository {
             if options.amend {
                 if options.message.isEmpty { options.message = parentCommit.message }
                 let given = Set(options.metrics.map(\.name))
-                options.metrics = parentCommit.metrics.filter { !given.contains($0.name) } + options.metrics
+                // What HEAD's metrics read as, those added with `metric add` included (they live
+                // beside the replaced commit, which is about to be unreachable).
+                options.metrics = try metrics(of: parentCommit).filter { !given.contains($0.name) } + options.metrics
                 options.allowEmpty = true
             }
         }

@@ -318,6 +318,14 @@ import Testing
         #expect(try revParse(s, "ORIG_HEAD") == math)
         try s.ok(["reset", "-q", "--hard", "ORIG_HEAD"], in: "repo")
         #expect(try revParse(s, "HEAD") == math)
+        // Metrics added after the fact are HEAD's metrics too: an amend keeps them (it had brought
+        // back the recorded value they replaced, and dropped the others).
+        try s.ok(["metric", "add", "eval_loss=1.7", "f1=0.8"], in: "repo")
+        try s.ok(["commit", "-q", "--amend", "-m", "math, amended again"], in: "repo")
+        let again = try s.json(try s.ok(["show", "--json"], in: "repo")) as? [String: Any]
+        #expect((again?["metrics"] as? [String: Double]) == ["eval_loss": 1.7, "f1": 0.8])
+        try s.ok(["reset", "-q", "--hard", "ORIG_HEAD"], in: "repo")
+        #expect(try revParse(s, "HEAD") == math)
 
         try s.ok(["reset", "-q", "--soft", "HEAD~1"], in: "repo")
         #expect(try revParse(s, "HEAD") == base)
