@@ -129,6 +129,27 @@ import Testing
         }
     }
 
+    /// git's `!`: a later negated pattern takes a path back in, the last matching line decides,
+    /// and nothing comes back from inside an ignored folder (it is not entered). `!keep.tmp` had
+    /// been a pattern for a file named "!keep.tmp": keep.tmp was left out of commits, and
+    /// `clean -fX` deleted it.
+    @Test func negatedPatternsTakePathsBackIn() throws {
+        try withTemporaryDirectory { dir in
+            try writeFile("*.tmp\n!keep.tmp\nlogs/\n!logs/important.log\n*.bak\n!*.bak\nold.bak\n\\!bang\n\\#hash\n", to: dir + "/.mrepoignore")
+            let rules = IgnoreRules(file: dir + "/.mrepoignore")
+            #expect(rules.ignores("a.tmp", isDirectory: false))
+            #expect(!rules.ignores("keep.tmp", isDirectory: false))
+            #expect(!rules.ignores("deep/keep.tmp", isDirectory: false))
+            #expect(rules.ignores("x.bak", isDirectory: false) == false && rules.ignores("old.bak", isDirectory: false))
+            #expect(rules.ignores("!bang", isDirectory: false) && rules.ignores("#hash", isDirectory: false))
+            for name in ["a.tmp", "keep.tmp", "logs/important.log", "logs/other.log", "!bang", "#hash", "model.txt"] {
+                try writeFile("x", to: dir + "/" + name)
+            }
+            let files = try FolderScanner.scan(root: dir, ignore: rules).map(\.path)
+            #expect(files == [".mrepoignore", "keep.tmp", "model.txt"], "the folder is ignored whole: \(files)")
+        }
+    }
+
     @Test func folderScannerListsRegularFilesSorted() throws {
         try withTemporaryDirectory { dir in
             for name in ["b.txt", "a/z.txt", "a/b/c.bin", "skip.log", ".mrepo/objects/x", ".git/HEAD", "logs/x.log"] {

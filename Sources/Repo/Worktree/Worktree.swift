@@ -181,24 +181,44 @@ extension Repository {
 }
 
 /// Which files a snapshot leaves out: `.mrepo`, `.git`, temporary files, and the patterns of
-/// `.mrepoignore` (one glob per line; `#` comments; a pattern with a `/` matches the path from the
-/// top, one without matches a name at any depth; a trailing `/` matches directories only).
+/// `.mrepoignore`, read as git reads `.gitignore`: one glob per line; `#` comments; a pattern with
+/// a `/` matches the path from the top, one without matches a name at any depth; a trailing `/`
+/// matches directories only; a leading `!` takes a path back in (the last matching line decides;
+/// nothing inside an ignored folder comes back, as the folder is not entered); `\!` and `\#`
+/// start a pattern with those characters.
 public struct IgnoreRules: Sendable {
-    var patterns: [(glob: String, anchored: Bool, directoryOnly: Bool)] = []
+    var patterns: [(glob: String, anchored: Bool, directoryOnly: Bool, negated: Bool)] = []
 
     public init(file: String?) {
         guard let file, let text = try? String(contentsOfFile: file, encoding: .utf8) else { return }
         for raw in text.split(whereSeparator: \.isNewline) {
             var line = raw.trimmingCharacters(in: .whitespaces)
             if line.isEmpty || line.hasPrefix("#") { continue }
+            var negated = false
+            if line.hasPrefix("!") {
+                negated = true
+                line.removeFirst()
+            } else if line.hasPrefix("\\!") || line.hasPrefix("\\#") {
+                line.removeFirst()
+            }
             var directoryOnly = false
             if line.hasSuffix("/") {
                 directoryOnly = true
                 line.removeLast()
             }
             if line.hasPrefix("/") { line.removeFirst() }
-            patterns.append((line, line.contains("/"), directoryOnly))
+            if line.isEmpty { continue }
+            patterns.append((line, line.contains("/"), directoryOnly, negated))
         }
+    }
+
+    /// Whether the last pattern that matches (`matches(glob, anchored)`) ignores; nil when none matches.
+    private func lastMatch(isDirectory: Bool, _ matches: (String, Bool) -> Bool) -> Bool? {
+        for p in patterns.reversed() {
+            if p.directoryOnly && !isDirectory { continue }
+            if matches(p.glob, p.anchored) { return !p.negated }
+        }
+        return nil
     }
 
     /// ``ignores(_:isDirectory:)`` for a path whose bytes are not valid UTF-8: the globs are
@@ -207,11 +227,7 @@ public struct IgnoreRules: Sendable {
         let name = Array(rawPath.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).last ?? rawPath[...])
         if name.starts(with: Array(AtomicFileWriter.temporaryPrefix.utf8)) { return true }
         func cString(_ bytes: [UInt8]) -> [CChar] { bytes.map { CChar(bitPattern: $0) } + [0] }
-        for p in patterns {
-            if p.directoryOnly && !isDirectory { continue }
-            if fnmatch(p.glob, cString(p.anchored ? rawPath : name), 0) == 0 { return true }
-        }
-        return false
+        return lastMatch(isDirectory: isDirectory) { glob, anchored in fnmatch(glob, cString(anchored ? rawPath : name), 0) == 0 } ?? false
     }
 
     public func ignores(_ relativePath: String, isDirectory: Bool) -> Bool {
@@ -220,12 +236,7 @@ public struct IgnoreRules: Sendable {
         if PathPolicy.isReserved(name) || name.hasPrefix(AtomicFileWriter.temporaryPrefix) { return true }
         // What huggingface_hub's snapshot_download(local_dir=...) keeps beside the files it downloads.
         if relativePath == HuggingFaceCache.localDirMetadata || relativePath.hasPrefix(HuggingFaceCache.localDirMetadata + "/") { return true }
-        for p in patterns {
-            if p.directoryOnly && !isDirectory { continue }
-            let subject = p.anchored ? relativePath : name
-            if fnmatch(p.glob, subject, 0) == 0 { return true }
-        }
-        return false
+        return lastMatch(isDirectory: isDirectory) { glob, anchored in fnmatch(glob, anchored ? relativePath : name, 0) == 0 } ?? false
     }
 }
 
