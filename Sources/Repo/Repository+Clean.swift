@@ -146,12 +146,12 @@ private struct CleanWalk {
                 case .alsoRemoved: goes = true
                 case .only: goes = listed
                 }
-                if goes && matches(text ?? shown) { chosen.append((rel, false)) } else { everything = false }
+                if goes && matches(text, raw: rel) { chosen.append((rel, false)) } else { everything = false }
                 continue
             }
             if path.appending(Array(Repository.directoryName.utf8)).exists || path.appending(Array(".git".utf8)).exists {
                 // A nested repository (mrepo's, a linked working tree, or git's): another repository's files.
-                if options.directories && matches(text ?? shown) { result.skippedRepositories.append(shown + "/") }
+                if options.directories && matches(text, raw: rel) { result.skippedRepositories.append(shown + "/") }
                 everything = false
                 continue
             }
@@ -174,7 +174,7 @@ private struct CleanWalk {
             // -X removes only listed files: an unlisted folder stays even when what it held went.
             // The folder clean runs in stays (its content goes), as git refuses to remove it.
             let current = text.map { t in kept.contains(t) } ?? false
-            if !holdsTracked && options.directories && whole && !current && (options.ignored != .only || listed) && matches(text ?? shown) {
+            if !holdsTracked && options.directories && whole && !current && (options.ignored != .only || listed) && matches(text, raw: rel) {
                 // Its content was recorded entry by entry; take the folder instead.
                 dropRecorded(under: rel)
                 chosen.append((rel, true))
@@ -194,6 +194,22 @@ private struct CleanWalk {
     /// when a spec names it or something above it.
     private func matches(_ path: String) -> Bool {
         specs.isEmpty || specs.contains { PathSpec.matches($0, file: path) }
+    }
+
+    /// ``matches(_:)`` for a path that is not valid UTF-8: the specs are compared with its bytes,
+    /// never with its escaped spelling (where `caf\xE9.txt` would name two files, and `?` would
+    /// match the backslash of an escape).
+    private func matches(raw path: [UInt8]) -> Bool {
+        guard !specs.isEmpty else { return true }
+        let cPath = path.map { CChar(bitPattern: $0) } + [0]
+        return specs.contains { spec in
+            let bytes = Array(spec.utf8)
+            return path == bytes || path.starts(with: bytes + [UInt8(ascii: "/")]) || fnmatch(spec, cPath, 0) == 0
+        }
+    }
+
+    private func matches(_ text: String?, raw path: [UInt8]) -> Bool {
+        text.map { matches($0) } ?? matches(raw: path)
     }
 
     /// Forgets what was recorded below a folder that goes whole.

@@ -273,4 +273,21 @@ enum TinyDisk {
         expectOneLineError(try s.run(["commit", "-m", "x"], in: "repo"), contains: "a\\\\b.txt: the name holds a backslash")
         #expect(FileManager.default.fileExists(atPath: s.path("repo/a\\b.txt")) && FileManager.default.fileExists(atPath: s.path("repo/sub\\dir/c.txt")))
     }
+
+    /// `clean PATH` compares a name that is not UTF-8 by its bytes, not by its escaped spelling:
+    /// `caf\xE9.txt` (typed with a backslash) had removed both the file of that name and the
+    /// Latin-1 `café.txt` shown that way, and `caf?xE9.txt` had matched the Latin-1 one.
+    @Test func cleanMatchesOddNamesByTheirBytes() throws {
+        let s = try CLISandbox()
+        try s.ok(["init", "-q", "repo"])
+        let latin1 = Array(s.path("repo/caf").utf8) + [0xE9] + Array(".txt".utf8) + [0]
+        let fd = latin1.withUnsafeBufferPointer { p in p.withMemoryRebound(to: CChar.self) { open($0.baseAddress!, O_WRONLY | O_CREAT, 0o644) } }
+        close(fd)
+        try Data("x".utf8).write(to: URL(fileURLWithPath: s.path("repo/caf\\xE9.txt")))
+        #expect(try s.ok(["clean", "-n", "caf?xE9.txt"], in: "repo").stdout == "Would remove caf\\\\xE9.txt\n")
+        #expect(try s.ok(["clean", "-f", "caf\\xE9.txt"], in: "repo").stdout == "Removing caf\\\\xE9.txt\n")
+        let exists = latin1.withUnsafeBufferPointer { p in p.withMemoryRebound(to: CChar.self) { access($0.baseAddress!, F_OK) == 0 } }
+        #expect(exists, "the Latin-1 file stays")
+        #expect(try s.ok(["clean", "-n"], in: "repo").stdout == "Would remove caf\\xE9.txt\n")
+    }
 }
