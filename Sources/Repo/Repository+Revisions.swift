@@ -73,6 +73,10 @@ extension Repository {
             return try resolve("HEAD")
         }
         if n < entries.count, let id = entries[n].new { return id }
+        if n < entries.count {
+            // The entry records a deletion: the ref was kept in its log, but named nothing then.
+            throw RepoError.invalidArgument("'\(whole)': \(ref) did not exist then (entry \(n) of its reflog, 'mrepo reflog \(ref)', is its deletion; \(refName)@{\(n + 1)} is where it was before)")
+        }
         if n == entries.count, let id = entries.last?.old { return id }
         throw RepoError.invalidArgument("'\(whole)': the reflog of \(ref) has only \(entries.count) entr\(entries.count == 1 ? "y" : "ies")")
     }

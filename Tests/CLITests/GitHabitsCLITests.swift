@@ -103,6 +103,13 @@ import Testing
         #expect(try revParse(s, "HEAD@{0}") == main)
         #expect(try revParse(s, "HEAD@{1}") == code)
         #expect(try revParse(s, "math@{1}") == main)
+        // A branch deleted and made again keeps its log; the deletion's entry names no commit, and
+        // says so (it had said the log had fewer entries than 'reflog' lists).
+        try s.ok(["branch", "-q", "again", "math"], in: "repo")
+        try s.ok(["branch", "-q", "-D", "again"], in: "repo")
+        try s.ok(["branch", "-q", "again", "main"], in: "repo")
+        expectOneLineError(try s.run(["rev-parse", "again@{1}"], in: "repo"), contains: "again did not exist then (entry 1 of its reflog")
+        #expect(try revParse(s, "again@{2}") == math)
         #expect(try revParse(s, "v^{}".replacingOccurrences(of: "v", with: "math")) == math)
         #expect(try revParse(s, "-") == code)
         #expect(try s.ok(["rev-parse", "--abbrev-ref", "-"], in: "repo").stdout == "code\n")
