@@ -126,6 +126,9 @@ extension Repository {
                         }
                         result.removed += gone.map(\.path)
                     }
+                    // An empty folder where a file comes back goes, as in a checkout; one that holds
+                    // anything stops the restore, naming what it holds.
+                    try makeRoom(for: result.files, removals: result.removed, force: false, staging: staging, operation: "restore")
                 } else {
                     try restoreTensors(tensors, paths: paths, from: tree, staging: staging, result: &result)
                 }
@@ -134,7 +137,11 @@ extension Repository {
                 staging.rollback()
                 throw error
             }
-            for path in result.removed { unlink(root + "/" + path) }
+            for path in result.removed {
+                unlink(root + "/" + path)
+                // Folders the removal left empty go too, as git's do.
+                for folder in PathPolicy.parents(of: path) where rmdir(root + "/" + folder) != 0 { break }
+            }
             return result
         }
     }

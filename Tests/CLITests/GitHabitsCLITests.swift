@@ -313,6 +313,29 @@ import Testing
 
     // MARK: - History editing
 
+    /// restore puts a file back where an empty folder stands (it failed with "rename failed: Is a
+    /// directory"), refuses in one line where the folder holds files, and a file the source lacks
+    /// goes with the folders it leaves empty (git's no-overlay restore).
+    @Test func restoreMakesRoomAndRemovesWhatTheSourceLacks() throws {
+        let s = try family()
+        try FileManager.default.removeItem(atPath: s.path("repo/config.json"))
+        try FileManager.default.createDirectory(atPath: s.path("repo/config.json"), withIntermediateDirectories: true)
+        try s.ok(["restore", "-q", "config.json"], in: "repo")
+        #expect(s.read("repo/config.json") == s.read("family/base/config.json"))
+        try FileManager.default.removeItem(atPath: s.path("repo/config.json"))
+        try FileManager.default.createDirectory(atPath: s.path("repo/config.json"), withIntermediateDirectories: true)
+        try Data("mine".utf8).write(to: URL(fileURLWithPath: s.path("repo/config.json/notes.txt")))
+        expectOneLineError(try s.run(["restore", "config.json"], in: "repo"), contains: "config.json: is a folder where the checkout writes a file, and it holds files mrepo does not track (config.json/notes.txt)")
+        #expect(s.read("repo/config.json/notes.txt") == Data("mine".utf8))
+        try FileManager.default.removeItem(atPath: s.path("repo/config.json"))
+        try s.ok(["restore", "-q", "config.json"], in: "repo")
+        try FileManager.default.createDirectory(atPath: s.path("repo/sub/deeper"), withIntermediateDirectories: true)
+        try Data("a".utf8).write(to: URL(fileURLWithPath: s.path("repo/sub/deeper/a.txt")))
+        try s.ok(["commit", "-q", "-m", "sub"], in: "repo")
+        try s.ok(["restore", "-q", "--source", "HEAD~1", "sub/deeper/a.txt"], in: "repo")
+        #expect(!FileManager.default.fileExists(atPath: s.path("repo/sub")), "the folders it left empty went too")
+    }
+
     @Test func amendResetRestoreAndStash() throws {
         let s = try family()
         let base = try revParse(s, "HEAD")
