@@ -247,6 +247,35 @@ struct LockOptions: ParsableArguments {
 }
 
 /// git's `--no-edit`, which scripts pass to commands that would open an editor for the message.
+/// `revert --continue/--abort` and `cherry-pick --continue/--abort`, as git's: a stopped revert or
+/// cherry-pick is a merge in progress, so they do what `merge --continue` and `merge --abort` do.
+struct SequencerOptions: ParsableArguments {
+    @Flag(name: .customLong("continue"), help: "Commit the stopped revert or cherry-pick once its conflicts are settled ('mrepo merge --continue').")
+    var continueOperation = false
+
+    @Flag(help: "Give up the stopped revert or cherry-pick: HEAD and the working tree go back ('mrepo merge --abort').")
+    var abort = false
+
+    var isGiven: Bool { continueOperation || abort }
+
+    /// Finishes or abandons the stopped `verb`; refused when no revert or cherry-pick is stopped.
+    func run(_ repo: Repository, verb: String, message: String?, wait: Bool, json: Bool, quiet: Bool) throws {
+        guard let stopped = try repo.mergeInProgress(), stopped.appliesChange else {
+            throw RepoError.invalidArgument("no revert or cherry-pick is in progress"
+                + ((try? repo.mergeInProgress()) != nil ? " (a merge is: 'mrepo merge --\(abort ? "abort" : "continue")')" : ""))
+        }
+        switch try repo.merge(abort ? .abort : .finish(message: message), wait: wait) {
+        case .aborted(let head):
+            if json { try printJSON(MergeAbortDocument(head: OrNull(head?.hex))) }
+            else if !quiet { print("\(verb) aborted; HEAD and the working tree are as before it.") }
+        case let .finished(commit, branch, warnings, kept):
+            try MergeFinishDocument.present(commit, branch: branch, warnings: warnings, keptLocal: kept, json: json, quiet: quiet)
+        case .merged:
+            break
+        }
+    }
+}
+
 struct NoEditOption: ParsableArguments {
     @Flag(name: .customLong("no-edit"), help: "Accepted as in git: mrepo never opens an editor (the message is -m's where the command takes -m, else the default one).")
     var noEdit = false

@@ -581,7 +581,16 @@ import Testing
         let doc = try #require(try s.json(try s.ok(["status", "--json"], in: "repo")) as? [String: Any])
         let merge = try #require(doc["merge_in_progress"] as? [String: Any])
         #expect(merge["applies_change"] as? Bool == true && merge["subject"] as? String == "Revert \"change a\"")
-        try s.ok(["merge", "--abort"], in: "repo")
+        // git's spellings end it: --abort, or --continue once settled (they had asked for a revision).
+        let head = try revParse(s, "HEAD")
+        try s.ok(["revert", "--abort", "-q"], in: "repo")
+        #expect(try revParse(s, "HEAD") == head && (try s.ok(["status", "--porcelain"], in: "repo").stdout.isEmpty))
+        expectOneLineError(try s.run(["revert", "--continue"], in: "repo"), contains: "no revert or cherry-pick is in progress")
+        #expect(try s.run(["revert", "HEAD~1"], in: "repo").status == 1)
+        try s.ok(["resolve", "-q", "*", "--ours"], in: "repo")
+        try s.ok(["revert", "--continue", "-q"], in: "repo")
+        #expect(try s.ok(["log", "-n", "1", "--format=%s"], in: "repo").stdout == "Revert \"change a\"\n")
+        expectOneLineError(try s.run(["cherry-pick", "--abort"], in: "repo"), contains: "no revert or cherry-pick is in progress")
     }
 
     @Test func revertAndCherryPickAsModelOperations() throws {

@@ -149,7 +149,9 @@ extension Repository {
     private func continueMergeLocked(message: String?) throws -> (commit: Commit, warnings: [String]) {
         guard var state = try history.mergeState() else { throw RepoError.invalidArgument("no merge in progress") }
         guard state.unresolved.isEmpty else {
-            throw RepoError.invalidArgument("\(state.unresolved.count) tensors are still unresolved (\(state.unresolved.keys.sorted().prefix(3).joined(separator: ", ")), ...); settle them with 'mrepo resolve'")
+            let n = state.unresolved.count
+            let names = state.unresolved.keys.sorted().prefix(3).joined(separator: ", ") + (n > 3 ? " and \(n - 3) more" : "")
+            throw RepoError.invalidArgument("\(n) \(n == 1 ? "tensor is" : "tensors are") still unresolved (\(names)); settle \(n == 1 ? "it" : "them") with 'mrepo resolve'")
         }
         if let message { state.message = message }
         if let ready = state.readyTree {

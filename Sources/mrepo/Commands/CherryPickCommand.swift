@@ -16,15 +16,25 @@ struct CherryPickCommand: ParsableCommand {
     @OptionGroup var repository: RepositoryOptions
     @OptionGroup var lock: LockOptions
     @OptionGroup var noEdit: NoEditOption
+    @OptionGroup var sequencer: SequencerOptions
 
     @Argument(help: ArgumentHelp("The commit whose change to apply.", valueName: "rev"), completion: CompletionNames.revisions)
-    var revision: String
+    var revision: String?
 
     @Flag(help: "Print the result as JSON.")
     var json = false
 
+    func validate() throws {
+        if sequencer.continueOperation && sequencer.abort { throw ValidationError("--continue and --abort exclude each other") }
+        if sequencer.isGiven && revision != nil { throw ValidationError("--continue and --abort take no revision") }
+        if !sequencer.isGiven && revision == nil { throw ValidationError("name the commit (or --continue, --abort)") }
+    }
+
     func run() throws {
         let repo = try repository.open()
+        guard let revision else {
+            return try sequencer.run(repo, verb: "\(Self.configuration.commandName!)", message: nil, wait: lock.wait, json: json, quiet: repository.quiet)
+        }
         try ApplyPrinter.present(try repo.cherryPick(revision, wait: lock.wait), verb: "cherry-pick", json: json,
                                  quiet: repository.quiet, repo: repo)
     }

@@ -17,9 +17,10 @@ struct RevertCommand: ParsableCommand {
     @OptionGroup var repository: RepositoryOptions
     @OptionGroup var lock: LockOptions
     @OptionGroup var noEdit: NoEditOption
+    @OptionGroup var sequencer: SequencerOptions
 
     @Argument(help: ArgumentHelp("The commit to undo.", valueName: "rev"), completion: CompletionNames.revisions)
-    var revision: String
+    var revision: String?
 
     @Option(name: .shortAndLong, help: ArgumentHelp("The message (default: Revert \"SUBJECT\").", valueName: "message"))
     var message: String?
@@ -27,8 +28,17 @@ struct RevertCommand: ParsableCommand {
     @Flag(help: "Print the result as JSON.")
     var json = false
 
+    func validate() throws {
+        if sequencer.continueOperation && sequencer.abort { throw ValidationError("--continue and --abort exclude each other") }
+        if sequencer.isGiven && revision != nil { throw ValidationError("--continue and --abort take no revision") }
+        if !sequencer.isGiven && revision == nil { throw ValidationError("name the commit (or --continue, --abort)") }
+    }
+
     func run() throws {
         let repo = try repository.open()
+        guard let revision else {
+            return try sequencer.run(repo, verb: "\(Self.configuration.commandName!)", message: message, wait: lock.wait, json: json, quiet: repository.quiet)
+        }
         try ApplyPrinter.present(try repo.revert(revision, message: message, wait: lock.wait), verb: "revert", json: json,
                                  quiet: repository.quiet, repo: repo)
     }
