@@ -700,6 +700,8 @@ import Testing
         expectOneLineError(try s.run(["completion", "tcsh"]), status: 64, contains: "tcsh")
         // merge --method and resolve --method complete the method ids.
         #expect(try s.ok(["completion", "bash"]).stdout.contains("task_arithmetic"))
+        // stash's actions include show (rewritten before parsing, so it had been left out).
+        #expect(try s.ok(["completion", "bash"]).stdout.contains("'drop'$'\\n''show'"))
         let names = try s.ok(["---completion", "switch", "--", "positional@0", "2", "0", "mrepo", "switch", ""], in: "repo").stdout
         #expect(names.split(separator: "\n").map(String.init).sorted() == ["code", "hub", "main", "math"])
         // The man page, from the same help.

@@ -6,6 +6,10 @@ import Repo
 /// What `stash` does.
 enum StashAction: String, ExpressibleByArgument, CaseIterable {
     case push, save, pop, apply, list, drop
+
+    /// For help and completion: `show` too, which ``CommandLineHabits`` turns into `log --stat -1
+    /// stash@{N}` before the command line is parsed.
+    static var allValueStrings: [String] { allCases.map(\.rawValue) + ["show"] }
 }
 
 struct StashCommand: ParsableCommand {
