@@ -73,6 +73,10 @@ import Testing
         #expect(try s.ok(["tag", "-l"], in: "repo").stdout.split(separator: "\n").map { $0.split(separator: " ")[0] } == ["v1", "w2"])
         #expect(try s.ok(["tag", "--list", "-q"], in: "repo").stdout.contains("w2"))
         #expect(try s.ok(["tag", "-l", "w*"], in: "repo").stdout.split(separator: "\n").count == 1)
+        // While listing, every name is a pattern, as in git (they had been refused as tag names).
+        #expect(try s.ok(["tag", "-n1", "w2"], in: "repo").stdout == "w2\n")
+        #expect(try s.ok(["tag", "-l", "-n1", "w*"], in: "repo").stdout == "w2\n")
+        #expect(try s.ok(["tag", "-l", "v1", "w2"], in: "repo").stdout.split(separator: "\n").count == 2)
         // `log --decorate` is what log prints anyway.
         #expect(try s.ok(["log", "--oneline", "--decorate"], in: "repo").stdout == (try s.ok(["log", "--oneline"], in: "repo").stdout))
         // `diff --name-only`: the paths of the files that differ.

@@ -49,16 +49,18 @@ struct TagCommand: ParsableCommand {
 
     func validate() throws {
         if delete && name == nil { throw ValidationError("-d needs a tag name") }
-        if !delete && !moreNames.isEmpty { throw ValidationError("a tag takes a name and a revision; only -d takes more names") }
+        // Listing (-l or -n), as git: every name given is one more pattern.
+        let listing = pattern != nil || messageLines != nil
+        if !delete && !listing && !moreNames.isEmpty { throw ValidationError("a tag takes a name and a revision; only -d takes more names") }
         if annotate && message == nil { throw ValidationError("-a needs a message: -a -m MESSAGE") }
-        if pattern != nil && (name != nil || delete) { throw ValidationError("-l lists tags; it takes no tag name") }
-        if messageLines != nil && (name != nil || delete) { throw ValidationError("-n lists tags with their messages; it takes no tag name") }
+        if listing && (delete || force || annotate || message != nil) { throw ValidationError("-l and -n list tags; they go with no -d, -f, -a or -m") }
         if force && (name == nil || delete) { throw ValidationError("-f needs a tag name to create or move") }
     }
 
     func run() throws {
         let repo = try repository.open()
-        if let name {
+        let listing = pattern != nil || messageLines != nil
+        if !listing, let name {
             if delete {
                 let names = [name] + [revision].compactMap { $0 } + moreNames
                 try DeletedRefDocument.present(try repo.deleteTags(names, wait: lock.wait), kind: "tag",
@@ -74,7 +76,10 @@ struct TagCommand: ParsableCommand {
             }
             return
         }
-        let tags = try repo.tags().filter { t in pattern.map { PathSpec.glob($0, t.name) } ?? true }
+        // A bare -l is `--list=*` (``CommandLineHabits``): names given after it are the patterns.
+        let given = [name, revision].compactMap { $0 } + moreNames
+        let patterns = given + [pattern].compactMap { $0 }.filter { $0 != "*" || given.isEmpty }
+        let tags = try repo.tags().filter { t in patterns.isEmpty || patterns.contains { PathSpec.glob($0, t.name) } }
         if json {
             try printJSON(tags.map { TagDocument(name: $0.name, commit: $0.target.hex, message: OrNull($0.message)) })
             return
