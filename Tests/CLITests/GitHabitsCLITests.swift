@@ -334,6 +334,10 @@ import Testing
         try s.ok(["commit", "-q", "-m", "sub"], in: "repo")
         try s.ok(["restore", "-q", "--source", "HEAD~1", "sub/deeper/a.txt"], in: "repo")
         #expect(!FileManager.default.fileExists(atPath: s.path("repo/sub")), "the folders it left empty went too")
+        // git's `reset PATH` (unstage) points to restore: there is no index.
+        expectOneLineError(try s.run(["reset", "config.json"], in: "repo"), contains: "that is a file, and reset takes no paths")
+        expectOneLineError(try s.run(["reset", "HEAD", "--", "config.json"], in: "repo"), status: 64,
+                           contains: "'mrepo restore --source HEAD config.json' puts files back")
     }
 
     @Test func amendResetRestoreAndStash() throws {

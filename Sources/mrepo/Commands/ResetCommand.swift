@@ -23,6 +23,16 @@ struct ResetCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("The commit to move to. The default is HEAD.", valueName: "rev"), completion: CompletionNames.revisions)
     var revision = "HEAD"
 
+    /// git's `reset [REV] -- PATH...` (unstaging): mrepo has no index, so it is refused, pointing to restore.
+    @Argument(help: .hidden)
+    var paths: [String] = []
+
+    func validate() throws {
+        if !paths.isEmpty {
+            throw ValidationError("reset takes no paths: mrepo has no index to unstage from ('mrepo restore --source \(revision) \(paths.joined(separator: " "))' puts files back as \(revision) has them)")
+        }
+    }
+
     @Flag(help: "What to reset besides the branch.")
     var mode: ResetMode = .mixed
 
@@ -31,7 +41,13 @@ struct ResetCommand: ParsableCommand {
 
     func run() throws {
         let repo = try repository.open()
-        let result = try repo.reset(to: revision, mode: mode, wait: lock.wait)
+        let result: ResetResult
+        do {
+            result = try repo.reset(to: revision, mode: mode, wait: lock.wait)
+        } catch RepoError.unknownRevision(let r) where FileManager.default.fileExists(atPath: r) {
+            // `git reset PATH` unstages a file; mrepo has no index.
+            throw RepoError.invalidArgument("unknown revision '\(r)': that is a file, and reset takes no paths (mrepo has no index to unstage from; 'mrepo restore \(r)' puts it back as HEAD has it)")
+        }
         if json {
             try printJSON(ResetDocument(old: OrNull(result.old?.hex), new: result.new.hex, branch: OrNull(result.head.branchName),
                                         mode: mode.rawValue, writtenFiles: OrNull(result.checkout?.writtenFiles),
