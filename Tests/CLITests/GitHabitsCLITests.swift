@@ -660,6 +660,8 @@ import Testing
         try s.ok(["metric", "add", "judge=7.5"], in: "repo")
         #expect(try s.ok(["metric", "show"], in: "repo").stdout.contains("judge=7.5000"))
         expectOneLineError(try s.run(["metric", "add", "HEAD", "eval loss=1"], in: "repo"), status: 64, contains: "expected name=value")
+        // A lone metric whose value is no number says so (it said "metric add needs NAME=VALUE").
+        expectOneLineError(try s.run(["metric", "add", "acc=notanumber"], in: "repo"), status: 64, contains: "'acc=notanumber': expected name=value with a number")
         // A branch whose name reads as a metric is still the revision.
         try s.ok(["branch", "lr=3e-4", "math"], in: "repo")
         try s.ok(["metric", "add", "lr=3e-4", "acc=0.9"], in: "repo")

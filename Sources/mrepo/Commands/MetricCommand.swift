@@ -37,6 +37,8 @@ struct MetricCommand: ParsableCommand {
     func validate() throws {
         // `metric add NAME=VALUE...` adds to HEAD: the first argument may be a metric.
         let given = action == .add && metrics.isEmpty && Metric.parse(revision) != nil ? [revision] : metrics
+        // A lone NAME=VALUE whose value is no number is a metric gone wrong, not a revision.
+        if action == .add && metrics.isEmpty && revision.contains("=") { try MetricCommand.check([revision]) }
         if action == .add && given.isEmpty { throw ValidationError("metric add needs NAME=VALUE, e.g. 'mrepo metric add HEAD eval_loss=1.83'") }
         if action == .show && !metrics.isEmpty { throw ValidationError("metric show takes only a revision") }
         try MetricCommand.check(given)
