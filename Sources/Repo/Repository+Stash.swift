@@ -115,6 +115,24 @@ extension Repository {
         }
     }
 
+    /// `notes remove [REV]`: removes the commit's notes (git's `notes remove`); how many there were.
+    public func removeNotes(of revision: String, wait: Bool = false) throws -> (commit: ObjectID, removed: Int) {
+        try withWriteLock(wait: wait) {
+            let id = try resolve(revision)
+            return (id, try history.removeNotes(of: id))
+        }
+    }
+
+    /// `metric remove [REV] NAME...`: takes back metrics added with `metric add` (all or none).
+    @discardableResult
+    public func removeMetrics(_ names: [String], of revision: String, wait: Bool = false) throws -> ObjectID {
+        try withWriteLock(wait: wait) {
+            let id = try resolve(revision)
+            try history.removeAddedMetrics(names, of: id)
+            return id
+        }
+    }
+
     /// `metric add REV NAME=VALUE...`: metrics beside the commit, overriding recorded ones of the
     /// same name wherever metrics are read (log, show, mwa, the merge hooks).
     @discardableResult

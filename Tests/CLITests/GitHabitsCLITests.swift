@@ -660,6 +660,15 @@ import Testing
         try s.ok(["metric", "add", "judge=7.5"], in: "repo")
         #expect(try s.ok(["metric", "show"], in: "repo").stdout.contains("judge=7.5000"))
         expectOneLineError(try s.run(["metric", "add", "HEAD", "eval loss=1"], in: "repo"), status: 64, contains: "expected name=value")
+        // Added metrics and notes can be taken back (there was no way); recorded metrics stay.
+        try s.ok(["metric", "add", "tmp=1"], in: "repo")
+        try s.ok(["metric", "remove", "tmp"], in: "repo")
+        #expect(!(try s.ok(["metric", "show"], in: "repo").stdout.contains("tmp=")))
+        expectOneLineError(try s.run(["metric", "remove", "tmp", "judge"], in: "repo"), contains: "has no metric 'tmp' added")
+        #expect(try s.ok(["metric", "show"], in: "repo").stdout.contains("judge=7.5000"), "all or none")
+        try s.ok(["notes", "add", "-m", "to go"], in: "repo")
+        #expect(try s.ok(["notes", "remove"], in: "repo").stdout == "Removed 1 note of \(try revParse(s, "HEAD").prefix(12)).\n")
+        expectOneLineError(try s.run(["notes", "remove"], in: "repo"), status: 1, contains: "no note found")
         // A lone metric whose value is no number says so (it said "metric add needs NAME=VALUE").
         expectOneLineError(try s.run(["metric", "add", "acc=notanumber"], in: "repo"), status: 64, contains: "'acc=notanumber': expected name=value with a number")
         // A branch whose name reads as a metric is still the revision.

@@ -92,6 +92,26 @@ extension HistoryDatabase {
         }
     }
 
+    /// Removes every note of a commit; returns how many there were.
+    func removeNotes(of commit: ObjectID) throws -> Int {
+        try write { db in
+            try db.execute(sql: "DELETE FROM commitNote WHERE commitID = ?", arguments: [commit.hex])
+            return db.changesCount
+        }
+    }
+
+    /// Removes added metrics of a commit by name, all or none: every name must be one added.
+    func removeAddedMetrics(_ names: [String], of commit: ObjectID) throws {
+        try write { db in
+            for name in names {
+                try db.execute(sql: "DELETE FROM commitMetric WHERE commitID = ? AND name = ?", arguments: [commit.hex, name])
+                guard db.changesCount == 1 else {
+                    throw RepoError.invalidArgument("\(commit.short) has no metric '\(name)' added with 'metric add' (metrics recorded with the commit are part of it and stay)")
+                }
+            }
+        }
+    }
+
     // MARK: - ORIG_HEAD
 
     /// The `meta` key of this working tree's ORIG_HEAD: `ORIG_HEAD`, or `ORIG_HEAD:<id>` for a

@@ -5,7 +5,7 @@ import Repo
 
 /// What `metric` does.
 enum MetricAction: String, ExpressibleByArgument, CaseIterable {
-    case add, show
+    case add, show, remove
 }
 
 struct MetricCommand: ParsableCommand {
@@ -16,25 +16,27 @@ struct MetricCommand: ParsableCommand {
             'mrepo metric add [REV] NAME=VALUE...' records metrics beside a commit (HEAD by default), e.g. \
             an evaluation run after the commit was made. They override a metric of the same name recorded with the commit \
             wherever metrics are read: log, show, 'merge --method mwa' and the merge hooks \
-            (MREPO_PARENT_METRICS, MREPO_EXPERT_METRICS). 'metric show REV' prints them all.
+            (MREPO_PARENT_METRICS, MREPO_EXPERT_METRICS). 'metric show REV' prints them all. 'metric remove [REV] NAME...' \
+            takes back metrics added this way (those recorded with the commit are part of it and stay).
             """)
 
     @OptionGroup var repository: RepositoryOptions
     @OptionGroup var lock: LockOptions
 
-    @Argument(help: ArgumentHelp("add or show.", valueName: "action"))
+    @Argument(help: ArgumentHelp("add, show or remove.", valueName: "action"))
     var action: MetricAction
 
     @Argument(help: ArgumentHelp("The commit. The default is HEAD.", valueName: "rev"), completion: CompletionNames.revisions)
     var revision = "HEAD"
 
-    @Argument(help: ArgumentHelp("Metrics as NAME=VALUE (add).", valueName: "name=value"))
+    @Argument(help: ArgumentHelp("Metrics as NAME=VALUE (add), or names (remove).", valueName: "name=value"))
     var metrics: [String] = []
 
     @Flag(help: "Print the result as JSON.")
     var json = false
 
     func validate() throws {
+        if action == .remove { return }
         // `metric add NAME=VALUE...` adds to HEAD: the first argument may be a metric.
         let given = action == .add && metrics.isEmpty && Metric.parse(revision) != nil ? [revision] : metrics
         // A lone NAME=VALUE whose value is no number is a metric gone wrong, not a revision.
@@ -53,6 +55,19 @@ struct MetricCommand: ParsableCommand {
 
     func run() throws {
         let repo = try repository.open()
+        if action == .remove {
+            // `metric remove NAME...` takes from HEAD when the first argument names no revision.
+            var revision = self.revision, names = self.metrics
+            if (try? repo.resolve(revision)) == nil || names.isEmpty {
+                names.insert(revision, at: 0)
+                revision = "HEAD"
+            }
+            if revision == "HEAD" && names == ["HEAD"] { throw ValidationError("metric remove needs the names of the metrics to take back") }
+            let id = try repo.removeMetrics(names, of: revision, wait: lock.wait)
+            if json { try printJSON(MetricsDocument(commit: id, metrics: try repo.metrics(of: try repo.commit(id)))) }
+            else if !repository.quiet { print("Removed \(names.count) metric\(names.count == 1 ? "" : "s") of \(id.short).") }
+            return
+        }
         var revision = self.revision, metrics = self.metrics
         // The first argument is a metric for HEAD when it reads as one and names no revision (a
         // branch may be called 'lr=3e-4').

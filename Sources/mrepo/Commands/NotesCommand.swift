@@ -5,19 +5,19 @@ import Repo
 
 /// What `notes` does.
 enum NotesAction: String, ExpressibleByArgument, CaseIterable {
-    case add, show, list
+    case add, show, list, remove
 }
 
 struct NotesCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "notes",
         abstract: "Add notes to commits without changing them (their ids stay).",
-        discussion: "'mrepo notes add REV -m TEXT' adds a note; 'notes show REV' prints a commit's notes (exit status 1 when it has none, as git's). log and show print them too.")
+        discussion: "'mrepo notes add REV -m TEXT' adds a note; 'notes show REV' (or 'notes list REV') prints a commit's notes (exit status 1 when it has none, as git's); 'notes remove REV' removes them (exit status 1 when it had none). log and show print them too.")
 
     @OptionGroup var repository: RepositoryOptions
     @OptionGroup var lock: LockOptions
 
-    @Argument(help: ArgumentHelp("add or show.", valueName: "action"))
+    @Argument(help: ArgumentHelp("add, show (or list), or remove.", valueName: "action"))
     var action: NotesAction
 
     @Argument(help: ArgumentHelp("The commit. The default is HEAD.", valueName: "rev"), completion: CompletionNames.revisions)
@@ -36,6 +36,13 @@ struct NotesCommand: ParsableCommand {
 
     func run() throws {
         let repo = try repository.open()
+        if action == .remove {
+            let (id, removed) = try repo.removeNotes(of: revision, wait: lock.wait)
+            if removed == 0 { ErrorReporter.fail("no note found for commit \(id.short)", status: 1) }
+            if json { try printJSON(NotesDocument(commit: id, notes: [])) }
+            else if !repository.quiet { print("Removed \(removed) note\(removed == 1 ? "" : "s") of \(id.short).") }
+            return
+        }
         let id: ObjectID
         if action == .add {
             id = try repo.addNote(message!, to: revision, wait: lock.wait)
