@@ -103,6 +103,9 @@ enum CommandLineHabits {
             } else if first == "tag", a == "-n" || (a.hasPrefix("-n") && Int(a.dropFirst(2)).map { $0 >= 0 } == true) {
                 // `tag -n[N]`: each tag with N lines of its message (1 when N is left out).
                 out.append("--message-lines=\(a == "-n" ? 1 : Int(a.dropFirst(2))!)")
+            } else if first == "config", a == "--get" {
+                // git's `config --get KEY` is `config KEY`.
+                continue
             } else if first == "describe", a.hasPrefix("--dirty=") {
                 // git's `--dirty[=MARK]`: the suffix of a working tree with changes.
                 // An empty MARK as a value of its own ("--dirty-mark=" reads as a missing value),

@@ -65,7 +65,8 @@ struct MrepoCommand: ParsableCommand {
                 continue
             }
             guard let dir = rest.popFirst() else { ErrorReporter.fail("-C needs a directory (see 'mrepo --help')", status: 64) }
-            guard FileManager.default.changeCurrentDirectoryPath(dir) else {
+            // git's `-C ''` changes nothing.
+            guard dir.isEmpty || FileManager.default.changeCurrentDirectoryPath(dir) else {
                 ErrorReporter.fail("cannot change to '\(dir)': no such directory")
             }
         }

@@ -77,6 +77,12 @@ import Testing
         #expect(try s.ok(["tag", "-n1", "w2"], in: "repo").stdout == "w2\n")
         #expect(try s.ok(["tag", "-l", "-n1", "w*"], in: "repo").stdout == "w2\n")
         #expect(try s.ok(["tag", "-l", "v1", "w2"], in: "repo").stdout.split(separator: "\n").count == 2)
+        // `config --get KEY`, `-C ''` (no change of folder), and describe naming its filter.
+        try s.ok(["config", "merge.method", "ties"], in: "repo")
+        #expect(try s.ok(["config", "--get", "merge.method"], in: "repo").stdout == "ties\n")
+        #expect(try s.ok(["-C", "", "status", "--porcelain"], in: "repo").status == 0)
+        try s.ok(["tag", "-a", "-m", "release", "r1"], in: "repo")
+        expectOneLineError(try s.run(["describe", "--match", "x*"], in: "repo"), contains: "that --match/--exclude let through")
         // `log --decorate` is what log prints anyway.
         #expect(try s.ok(["log", "--oneline", "--decorate"], in: "repo").stdout == (try s.ok(["log", "--oneline"], in: "repo").stdout))
         // `diff --name-only`: the paths of the files that differ.

@@ -62,7 +62,8 @@ struct DescribeCommand: ParsableCommand {
         } else if always {
             text = id
         } else {
-            let what = tags ? "no tag is behind it" : "no tag with a message (tag -a -m) is behind it; --tags uses any tag"
+            let filtered = match.isEmpty && exclude.isEmpty ? "" : " that --match/--exclude let through"
+            let what = tags ? "no tag\(filtered) is behind it" : "no tag with a message (tag -a -m)\(filtered) is behind it; --tags uses any tag"
             throw RepoError.invalidArgument("cannot describe \(rev): \(what), and --always prints its id instead")
         }
         if d.dirty == true { text += dirtyMark }
