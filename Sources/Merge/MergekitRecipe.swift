@@ -132,7 +132,7 @@ public struct MergekitRecipe: Sendable, Equatable {
             for key in root.keys.sorted() where !known.contains(key) { throw bad("unknown key '\(key)'") }
             guard let method = try string(root["merge_method"], at: "merge_method") else { throw bad("missing 'merge_method'") }
             guard let listNode = root["models"], let list = try sequence(listNode, at: "models", depth: 1), !list.isEmpty else {
-                throw bad("missing 'models' list")
+                throw bad(root["models"] == nil ? "missing 'models' list" : "the 'models' list is empty")
             }
             var models: [Model] = []
             for (i, item) in list.enumerated() {

@@ -299,6 +299,9 @@ import Testing
         #expect(plan.contains("Estimated peak memory") && plan.contains("merged"))
         #expect(s.files(under: "repo/.mrepo/objects") == objects, "a dry run writes nothing")
         expectOneLineError(try s.run(["merge", "math", "--method", "nope"], in: "repo"), status: 64, contains: "unknown merge method 'nope'; valid methods: linear, task_arithmetic, ties")
+        // The same from a recipe file is a bad file: named, exit 2 (it was a usage error, 64, naming nothing).
+        try "merge_method: nope\nbase_model: main\nmodels:\n  - model: math\n".write(toFile: s.path("nope.yml"), atomically: true, encoding: .utf8)
+        expectOneLineError(try s.run(["merge", "--config", "../nope.yml"], in: "repo"), contains: "nope.yml: unknown merge method 'nope'")
         expectOneLineError(try s.run(["merge", "math", "code", "--set", "bogus=1"], in: "repo"), contains: "ties has no parameter 'bogus'; valid parameters: lambda, normalize, int8_mask, rescale, weight, density")
         expectOneLineError(try s.run(["merge", "math", "code", "--set", "density=1.5"], in: "repo"), contains: "parameter 'density' must be in (0, 1], got 1.5")
         expectOneLineError(try s.run(["merge", "math", "nosuch"], in: "repo"), contains: "unknown revision 'nosuch'")

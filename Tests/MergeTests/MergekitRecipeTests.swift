@@ -109,7 +109,7 @@ import Testing
         #expect(parseError("merge_method: linear\nmodels:\n  - model: a\nmystery: 1\n") == "recipe.yaml: unknown key 'mystery'")
         #expect(parseError("models:\n  - model: a\n") == "recipe.yaml: missing 'merge_method'")
         #expect(parseError("merge_method: linear\n") == "recipe.yaml: missing 'models' list")
-        #expect(parseError("merge_method: linear\nmodels: []\n") == "recipe.yaml: missing 'models' list")
+        #expect(parseError("merge_method: linear\nmodels: []\n") == "recipe.yaml: the 'models' list is empty")
         #expect(parseError("merge_method: linear\nmodels:\n  - name: a\n") == "recipe.yaml: models[0] needs 'model: NAME'")
         #expect(parseError("- 1\n- 2\n") == "recipe.yaml: expected a mapping at the top level")
         #expect(parseError("merge_method: linear\nmodels:\n  - model: a\nparameters: 3\n") == "recipe.yaml: parameters must be a mapping")

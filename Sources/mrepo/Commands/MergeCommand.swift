@@ -293,6 +293,9 @@ struct MergeCommand: ParsableCommand {
         do {
             assembled = try request.assemble(over: mergekit, file: config ?? "recipe")
         } catch {
+            // What the recipe file says is a bad input file (exit 2, naming it); what the command
+            // line says, a usage error (64).
+            if case MergeError.invalidRecipe? = namingRecipe(error) as? MergeError { throw namingRecipe(error) }
             throw ValidationError(error.description)
         }
         var options = MergeOptions(assembled, message: message, fastForward: noFastForward ? .never : fastForwardOnly ? .only : .allowed,
