@@ -20,15 +20,35 @@ extension Repository {
     /// parent's objects back, byte for byte. Otherwise the inverse task vector is added through the
     /// merge machinery (task arithmetic, base REV, experts HEAD and REV^, tensors changed on one
     /// side taken as they are), which reports conflicts as a merge does.
-    public func revert(_ revision: String, message: String? = nil, wait: Bool = false) throws -> ApplyResult {
+    ///
+    /// - Parameter mainline: for a merge commit, the parent (1-based, git's `-m N`) whose side is
+    ///   kept: the change undone is the one the merge made against that parent.
+    public func revert(_ revision: String, message: String? = nil, mainline: Int? = nil, wait: Bool = false) throws -> ApplyResult {
         withPostHookWarnings(try withWriteLock(wait: wait) {
             let id = try resolve(revision)
             let c = try commit(id)
-            guard let parent = c.parents.first else { throw RepoError.invalidArgument("cannot revert \(id.short): it is a root commit") }
-            if c.parents.count > 1 { throw RepoError.invalidArgument("cannot revert \(id.short): it is a merge commit; reset to one of its parents instead") }
-            let text = message ?? "Revert \"\(c.subject)\"\n\nThis reverts commit \(id.hex)."
+            let parent = try Repository.parent(of: c, mainline: mainline, kind: "revert")
+            let text = message ?? "Revert \"\(c.subject)\"\n\nThis reverts commit \(id.hex)"
+                + (mainline.map { ", reversing changes made to \(c.parents[$0 - 1].hex)." } ?? ".")
             return try applyChange(from: id, to: parent, message: text, kind: "revert")
         })
+    }
+
+    /// The parent a revert or cherry-pick measures a commit's change against: the only one, or
+    /// for a merge commit the `mainline`-th (git's `-m N`), which a merge commit needs.
+    static func parent(of c: Commit, mainline: Int?, kind: String) throws -> ObjectID {
+        guard let first = c.parents.first else { throw RepoError.invalidArgument("cannot \(kind) \(c.id.short): it is a root commit") }
+        guard c.parents.count > 1 else {
+            if mainline != nil { throw RepoError.invalidArgument("\(kind): -m was given but \(c.id.short) is not a merge commit") }
+            return first
+        }
+        guard let n = mainline else {
+            throw RepoError.invalidArgument("cannot \(kind) \(c.id.short): it is a merge commit; -m N names the parent whose side is kept (-m 1: the change the merge brought into the branch it was made on)")
+        }
+        guard (1...c.parents.count).contains(n) else {
+            throw RepoError.invalidArgument("\(kind): -m \(n): \(c.id.short) has \(c.parents.count) parents")
+        }
+        return c.parents[n - 1]
     }
 
     /// `result` with the warnings of the post hooks that ran once the write lock was released.
@@ -42,12 +62,11 @@ extension Repository {
     /// `cherry-pick REV`: a new commit on HEAD that applies REV's change against its first parent.
     /// Exact where HEAD's files and tensors equal REV's parent's; else task arithmetic (HEAD +
     /// (REV − REV^)) through the merge machinery, with its conflict report.
-    public func cherryPick(_ revision: String, wait: Bool = false) throws -> ApplyResult {
+    public func cherryPick(_ revision: String, mainline: Int? = nil, wait: Bool = false) throws -> ApplyResult {
         withPostHookWarnings(try withWriteLock(wait: wait) {
             let id = try resolve(revision)
             let c = try commit(id)
-            guard let parent = c.parents.first else { throw RepoError.invalidArgument("cannot cherry-pick \(id.short): it is a root commit") }
-            if c.parents.count > 1 { throw RepoError.invalidArgument("cannot cherry-pick \(id.short): it is a merge commit") }
+            let parent = try Repository.parent(of: c, mainline: mainline, kind: "cherry-pick")
             try refuseRepeatedPick(id)
             let text = c.message + "\n\n(cherry picked from commit \(id.hex))"
             return try applyChange(from: parent, to: id, message: text, kind: "cherry-pick", metrics: c.metrics)

@@ -597,6 +597,28 @@ import Testing
         expectOneLineError(try s.run(["cherry-pick", "--abort"], in: "repo"), contains: "no revert or cherry-pick is in progress")
     }
 
+    /// git's `revert -m N MERGE`: the merge's change against parent N is undone (nothing touched
+    /// it since, so byte for byte: the branch holds parent N's model again); without -m a merge
+    /// is refused, naming -m (it had suggested a reset, which drops history). `cherry-pick -m 1`
+    /// applies the merge's change onto another branch.
+    @Test func revertAndCherryPickOfAMergeTakeItsMainline() throws {
+        let s = try family()
+        try s.ok(["switch", "-q", "math"], in: "repo")
+        try s.ok(["merge", "-q", "code", "--method", "ties"], in: "repo")
+        let merge = try revParse(s, "HEAD")
+        expectOneLineError(try s.run(["revert", "HEAD"], in: "repo"), contains: "it is a merge commit; -m N names the parent whose side is kept")
+        expectOneLineError(try s.run(["revert", "-m", "3", "HEAD"], in: "repo"), contains: "-m 3: \(merge.prefix(12)) has 2 parents")
+        expectOneLineError(try s.run(["revert", "-m", "1", "HEAD~1"], in: "repo"), contains: "is not a merge commit")
+        let r = try #require(try s.json(try s.ok(["revert", "-m", "1", "HEAD", "--json"], in: "repo")) as? [String: Any])
+        #expect(r["exact"] as? Bool == true)
+        #expect(s.sameFiles("repo", "family/math"), "math's model is back")
+        #expect(try s.ok(["log", "-n", "1", "--format=%B"], in: "repo").stdout.contains("reversing changes made to"))
+        try s.ok(["switch", "-q", "-c", "pick", "main"], in: "repo")
+        let pick = try s.json(try s.ok(["cherry-pick", "-m", "1", merge, "--json"], in: "repo")) as? [String: Any]
+        #expect(pick?["commit"] != nil)
+        #expect(!s.sameFiles("repo", "family/base"), "the merge's change against math landed on main's model")
+    }
+
     @Test func revertAndCherryPickAsModelOperations() throws {
         let s = try family()
         try s.ok(["switch", "-q", "math"], in: "repo")

@@ -21,6 +21,10 @@ struct CherryPickCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("The commit whose change to apply.", valueName: "rev"), completion: CompletionNames.revisions)
     var revision: String?
 
+    @Option(name: [.customShort("m"), .customLong("mainline")],
+            help: ArgumentHelp("For a merge commit, the parent its change is taken against (1 for the branch the merge was made on), as git's -m.", valueName: "parent"))
+    var mainline: Int?
+
     @Flag(help: "Print the result as JSON.")
     var json = false
 
@@ -35,7 +39,7 @@ struct CherryPickCommand: ParsableCommand {
         guard let revision else {
             return try sequencer.run(repo, verb: "\(Self.configuration.commandName!)", message: nil, wait: lock.wait, json: json, quiet: repository.quiet)
         }
-        try ApplyPrinter.present(try repo.cherryPick(revision, wait: lock.wait), verb: "cherry-pick", json: json,
+        try ApplyPrinter.present(try repo.cherryPick(revision, mainline: mainline, wait: lock.wait), verb: "cherry-pick", json: json,
                                  quiet: repository.quiet, repo: repo)
     }
 }

@@ -11,7 +11,8 @@ struct RevertCommand: ParsableCommand {
             parent's bytes back. Where a later commit changed the same tensors, the inverse task vector \
             (REV^ − REV) is added to HEAD through the merge machinery (task arithmetic, tensors changed \
             on one side taken as they are), with its conflict report; a conflict stops it like a merge \
-            ('mrepo resolve', then 'mrepo merge --continue'). 'mrepo reset --hard ORIG_HEAD' undoes it.
+            ('mrepo resolve', then 'mrepo revert --continue'). A merge commit needs -m N, the parent whose \
+            side is kept (REV^N stands for REV^ above). 'mrepo reset --hard ORIG_HEAD' undoes it.
             """)
 
     @OptionGroup var repository: RepositoryOptions
@@ -22,8 +23,12 @@ struct RevertCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("The commit to undo.", valueName: "rev"), completion: CompletionNames.revisions)
     var revision: String?
 
-    @Option(name: .shortAndLong, help: ArgumentHelp("The message (default: Revert \"SUBJECT\").", valueName: "message"))
+    @Option(name: .long, help: ArgumentHelp("The message (default: Revert \"SUBJECT\").", valueName: "message"))
     var message: String?
+
+    @Option(name: [.customShort("m"), .customLong("mainline")],
+            help: ArgumentHelp("For a merge commit, the parent whose side is kept (1 for the branch the merge was made on), as git's -m: the change undone is the merge's against that parent.", valueName: "parent"))
+    var mainline: Int?
 
     @Flag(help: "Print the result as JSON.")
     var json = false
@@ -39,7 +44,7 @@ struct RevertCommand: ParsableCommand {
         guard let revision else {
             return try sequencer.run(repo, verb: "\(Self.configuration.commandName!)", message: message, wait: lock.wait, json: json, quiet: repository.quiet)
         }
-        try ApplyPrinter.present(try repo.revert(revision, message: message, wait: lock.wait), verb: "revert", json: json,
+        try ApplyPrinter.present(try repo.revert(revision, message: message, mainline: mainline, wait: lock.wait), verb: "revert", json: json,
                                  quiet: repository.quiet, repo: repo)
     }
 }
