@@ -173,7 +173,7 @@ extension Repository {
             }
             try staging.write(to: root + "/" + scanned.path, permissions: scanned.stat.mode & 0o777) { writer in
                 var offset = 0
-                for t in file.tensors.sorted(by: { $0.dataOffsets.lowerBound < $1.dataOffsets.lowerBound }) {
+                for t in file.tensors.sorted(by: { SafetensorsHeader.precedesInData($0.dataOffsets, $1.dataOffsets) }) {
                     let range = file.fileRange(of: t)
                     guard let s = replace[range.lowerBound] else { continue }
                     if offset < range.lowerBound { try writer.write(file.map.bytes(in: offset..<range.lowerBound)) }

@@ -44,7 +44,14 @@ public struct SafetensorsHeader: Sendable, Equatable {
     public var fileByteCount: Int { dataStart + dataByteCount }
     /// Tensors in the order of their data in the file.
     public var tensorsInDataOrder: [TensorInfo] {
-        tensors.sorted { ($0.dataOffsets.lowerBound, $0.dataOffsets.upperBound) < ($1.dataOffsets.lowerBound, $1.dataOffsets.upperBound) }
+        tensors.sorted { SafetensorsHeader.precedesInData($0.dataOffsets, $1.dataOffsets) }
+    }
+
+    /// The order of tensors' data in a file: by start, and an empty tensor before the tensor that
+    /// starts where it sits (`[8, 8]` before `[8, 20]`). By start alone, a header listing the
+    /// empty tensor after the other put it after, where the other's bytes were expected.
+    public static func precedesInData(_ a: Range<Int>, _ b: Range<Int>) -> Bool {
+        (a.lowerBound, a.upperBound) < (b.lowerBound, b.upperBound)
     }
 
     public static func == (a: SafetensorsHeader, b: SafetensorsHeader) -> Bool {

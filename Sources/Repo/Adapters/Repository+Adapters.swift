@@ -181,7 +181,7 @@ extension Repository {
         if let st = weights.safetensors {
             tensors = st.tensors.map { ($0.name, $0.dtype, $0.shape) }
         } else if let cached = weights.cached {
-            tensors = cached.tensors.sorted { $0.dataOffsets.lowerBound < $1.dataOffsets.lowerBound }.map { ($0.name, $0.dtype, $0.shape) }
+            tensors = cached.tensors.sorted { SafetensorsHeader.precedesInData($0.dataOffsets, $1.dataOffsets) }.map { ($0.name, $0.dtype, $0.shape) }
         } else {
             throw RepoError.invalidArgument("\(LoRAConfig.weightsFileName): not a safetensors file")
         }
@@ -205,7 +205,7 @@ extension Repository {
             }
             let header = try objects.read(file.objectID)
             var tensors: [GeneratedTensor] = []
-            for t in file.tensors.sorted(by: { $0.dataOffsets.lowerBound < $1.dataOffsets.lowerBound }) {
+            for t in file.tensors.sorted(by: { SafetensorsHeader.precedesInData($0.dataOffsets, $1.dataOffsets) }) {
                 let source: GeneratedTensor.Source
                 if let module = byBase[t.name] {
                     guard t.dtype.isFloatingPoint else { throw RepoError.invalidArgument("cannot fold into '\(t.name)': it is \(t.dtype.rawValue)") }

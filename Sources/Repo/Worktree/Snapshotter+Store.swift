@@ -49,7 +49,7 @@ extension Snapshotter {
         var pieceOfTensor: [Int] = []
         if let st = file.safetensors {
             pieces.append(Piece(kind: .blob, dtype: .u8, shape: [st.header.dataStart], range: 0..<st.header.dataStart, name: ""))
-            let order = st.tensors.indices.sorted { st.tensors[$0].dataOffsets.lowerBound < st.tensors[$1].dataOffsets.lowerBound }
+            let order = st.tensors.indices.sorted { SafetensorsHeader.precedesInData(st.tensors[$0].dataOffsets, st.tensors[$1].dataOffsets) }
             pieceOfTensor = [Int](repeating: 0, count: st.tensors.count)
             for i in order {
                 let t = st.tensors[i]
