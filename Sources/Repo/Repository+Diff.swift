@@ -164,7 +164,6 @@ extension Repository {
             }
         }
         let baseID = try newID.flatMap { try mergeBases([oldID, $0]).first }
-        let baseTensors = try baseID.map { try tree(of: $0).tensorsByName } ?? [:]
 
         var files: [FileDiff] = []
         for path in Set(oldTree.files.map(\.path)).union(newTree.files.map(\.path)).sorted() {
@@ -180,19 +179,31 @@ extension Repository {
         }
         files.removeAll { $0.status == .unchanged || !filter.includes(path: $0.path) }
 
-        let oldByName = oldTree.modelTensors.reduce(into: [String: (String, TreeTensor)]()) { if $0[$1.tensor.name] == nil { $0[$1.tensor.name] = ($1.path, $1.tensor) } }
-        let newByName = newTree.modelTensors.reduce(into: [String: (String, TreeTensor)]()) { if $0[$1.tensor.name] == nil { $0[$1.tensor.name] = ($1.path, $1.tensor) } }
-        let names = Set(oldByName.keys).union(newByName.keys).sorted().filter { n in
-            filter.includes(tensor: n, in: (newByName[n] ?? oldByName[n])!.0)
+        // Tensors are paired by name, as a re-shard moves them between files; a name that more
+        // than one file of either tree holds (two text encoders' `q.weight`, two checkpoints'
+        // folders) is paired by file and name (by name alone, the first file's hid the other's).
+        let shared = Set([oldTree, newTree].flatMap { t in
+            Dictionary(grouping: t.modelTensors, by: \.tensor.name).filter { Set($0.value.map(\.path)).count > 1 }.keys
+        })
+        func key(_ path: String, _ name: String) -> String { shared.contains(name) ? path + "\u{0}" + name : name }
+        func byKey(_ t: Tree) -> [String: (String, TreeTensor)] {
+            t.modelTensors.reduce(into: [String: (String, TreeTensor)]()) { if $0[key($1.path, $1.tensor.name)] == nil { $0[key($1.path, $1.tensor.name)] = ($1.path, $1.tensor) } }
         }
-        let total = names.reduce(0) { sum, n in
-            guard let a = oldByName[n]?.1, let b = newByName[n]?.1, a.objectID != b.objectID else { return sum }
+        let oldByName = byKey(oldTree), newByName = byKey(newTree)
+        let baseByKey = try baseID.map { byKey(try tree(of: $0)) } ?? [:]
+        let keys = Set(oldByName.keys).union(newByName.keys).sorted().filter { k in
+            let (path, t) = (newByName[k] ?? oldByName[k])!
+            return filter.includes(tensor: t.name, in: path)
+        }
+        let total = keys.reduce(0) { sum, k in
+            guard let a = oldByName[k]?.1, let b = newByName[k]?.1, a.objectID != b.objectID else { return sum }
             return sum + a.byteCount
         }
         let counter = ProgressCounter(progress, title: "diff", total: total)
         var out: [TensorDiff] = []
-        for name in names {
-            let a = oldByName[name], b = newByName[name]
+        for k in keys {
+            let a = oldByName[k], b = newByName[k]
+            let name = (b ?? a)!.1.name
             var d = TensorDiff(name: name, path: (b ?? a)!.0, status: .unchanged, oldDType: a?.1.dtype, newDType: b?.1.dtype,
                                oldShape: a?.1.shape, newShape: b?.1.shape,
                                elementCount: ((b ?? a)!.1.shape.elementCount ?? 0))
@@ -208,7 +219,7 @@ extension Repository {
                 newReader = try TensorReader(store: objects, object: tb.objectID)
             }
             var baseReader: TensorReader?
-            if let bt = baseTensors[name], bt.dtype == ta.dtype, bt.shape == ta.shape, bt.objectID != ta.objectID, bt.objectID != tb.objectID {
+            if let bt = baseByKey[k]?.1, bt.dtype == ta.dtype, bt.shape == ta.shape, bt.objectID != ta.objectID, bt.objectID != tb.objectID {
                 baseReader = try TensorReader(store: objects, object: bt.objectID)
             }
             let (change, pair) = try Repository.compare(oldReader, newReader, base: baseReader, progress: counter)
@@ -220,6 +231,7 @@ extension Repository {
         }
         counter.finish()
         objects.releaseMappings()
+        out.sort { ($0.name, $0.path) < ($1.name, $1.path) }
         return DiffReport(oldName: old, newName: new ?? "working tree", oldCommit: oldID, newCommit: newID, mergeBase: baseID,
                           tensors: out, files: files)
     }

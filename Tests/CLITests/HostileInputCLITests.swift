@@ -313,4 +313,27 @@ enum TinyDisk {
         #expect(s.read("out/model.safetensors") == Data(file))
         #expect(try s.ok(["status", "--porcelain"], in: "repo").stdout.isEmpty)
     }
+
+    /// Two files holding a tensor of the same name (SDXL's two text encoders): diff pairs them by
+    /// file, and shows the file (by name alone, the first file's hid a change to the second's:
+    /// "no tensor differs", exit 0).
+    @Test func diffPairsASharedTensorNameByFile() throws {
+        let s = try CLISandbox()
+        let w: [Float] = (0..<16).map(Float.init)
+        var w2 = w
+        w2[3] = 100
+        try s.writeModel("v1/text_encoder", [("q.weight", [16], w)])
+        try s.writeModel("v1/text_encoder_2", [("q.weight", [16], w)])
+        try s.writeModel("v2/text_encoder", [("q.weight", [16], w)])
+        try s.writeModel("v2/text_encoder_2", [("q.weight", [16], w2)])
+        try s.ok(["init", "-q", "repo"])
+        try s.ok(["commit", "-q", "--from", "../v1", "-m", "v1"], in: "repo")
+        try s.ok(["commit", "-q", "--from", "../v2", "-m", "v2"], in: "repo")
+        #expect(try s.run(["diff", "--exit-code", "HEAD~1", "HEAD"], in: "repo").status == 1)
+        let text = try s.run(["diff", "HEAD~1", "HEAD"], in: "repo").stdout
+        #expect(text.contains("M  text_encoder_2/model.safetensors: q.weight"), "\(text)")
+        let doc = try #require(try s.json(try s.run(["diff", "--json", "HEAD~1", "HEAD"], in: "repo")) as? [String: Any])
+        let changed = (doc["tensors"] as? [[String: Any]] ?? []).filter { $0["status"] as? String == "changed" }
+        #expect(changed.count == 1 && changed.first?["path"] as? String == "text_encoder_2/model.safetensors", "\(doc)")
+    }
 }

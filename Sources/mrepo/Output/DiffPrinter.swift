@@ -24,6 +24,8 @@ enum DiffPrinter {
             return out
         }
         let hasCos = shown.contains { $0.cosine != nil }
+        // A name several files hold is shown with its file.
+        let ambiguous = Set(Dictionary(grouping: report.tensors, by: \.name).filter { $0.value.count > 1 }.keys)
         var head = ["", "tensor", "shape", "‖Δ‖", "rel", "changed"]
         if hasCos { head.append("cos") }
         let rows = shown.map { t -> [String] in
@@ -39,7 +41,7 @@ enum DiffPrinter {
             if t.status == .retyped {
                 shape = "\(t.oldDType?.rawValue ?? "") \(Format.shape(t.oldShape)) → \(t.newDType?.rawValue ?? "") \(Format.shape(t.newShape))"
             }
-            var row = [mark, t.name, shape, Format.number(t.changeNorm, digits: 4), Format.number(t.relativeChange), Format.percent(t.changedFraction)]
+            var row = [mark, ambiguous.contains(t.name) ? "\(t.path): \(t.name)" : t.name, shape, Format.number(t.changeNorm, digits: 4), Format.number(t.relativeChange), Format.percent(t.changedFraction)]
             if hasCos { row.append(Format.number(t.cosine)) }
             return row
         }
