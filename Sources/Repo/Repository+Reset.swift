@@ -111,6 +111,7 @@ extension Repository {
                     guard !paths.isEmpty else { throw RepoError.invalidArgument("name the paths to restore (or --tensor GLOB)") }
                     let head = try history.head()
                     let tracked = try worktreeBaseline(head: head).tree
+                    var writes: [TreeFile] = []
                     for path in paths {
                         let spec = Repository.normalizedPathSpec(path)
                         let files = tree.files.filter { PathSpec.matches(spec, file: $0.path) }
@@ -119,16 +120,25 @@ extension Repository {
                         if files.isEmpty && gone.isEmpty {
                             throw RepoError.invalidArgument("pathspec '\(path)' did not match any file of \(source ?? "HEAD") (\(sourceID.short))")
                         }
-                        for f in files where !result.files.contains(f.path) {
+                        for f in files where !writes.contains(where: { $0.path == f.path }) {
                             try PathPolicy.checkNoSymlinkParents(root: root, path: f.path)
-                            try stage(f, at: root + "/" + f.path, in: staging, progress: nil)
-                            result.files.append(f.path)
+                            writes.append(f)
                         }
-                        result.removed += gone.map(\.path)
+                        for f in gone where !result.removed.contains(f.path) {
+                            // Never removed through a linked folder (it would delete outside the working tree).
+                            try PathPolicy.checkNoSymlinkParents(root: root, path: f.path, replacingLink: true)
+                            result.removed.append(f.path)
+                        }
                     }
-                    // An empty folder where a file comes back goes, as in a checkout; one that holds
-                    // anything stops the restore, naming what it holds.
-                    try makeRoom(for: result.files, removals: result.removed, force: false, staging: staging, operation: "restore")
+                    // What stands where a file comes back is dealt with before anything is staged,
+                    // as in a checkout: an empty folder goes; one that holds anything stops the
+                    // restore, naming what it holds; a file where a folder must go goes when the
+                    // restore removes it anyway, and stops it otherwise.
+                    try makeRoom(for: writes.map(\.path), removals: result.removed, force: false, staging: staging, operation: "restore")
+                    for f in writes {
+                        try stage(f, at: root + "/" + f.path, in: staging, progress: nil)
+                        result.files.append(f.path)
+                    }
                 } else {
                     try restoreTensors(tensors, paths: paths, from: tree, staging: staging, result: &result)
                 }

@@ -334,6 +334,13 @@ import Testing
         try s.ok(["commit", "-q", "-m", "sub"], in: "repo")
         try s.ok(["restore", "-q", "--source", "HEAD~1", "sub/deeper/a.txt"], in: "repo")
         #expect(!FileManager.default.fileExists(atPath: s.path("repo/sub")), "the folders it left empty went too")
+        // Never removes through a linked folder: the files outside the working tree stay.
+        try FileManager.default.createDirectory(atPath: s.path("outside/sub/deeper"), withIntermediateDirectories: true)
+        try Data("a".utf8).write(to: URL(fileURLWithPath: s.path("outside/sub/deeper/a.txt")))
+        try FileManager.default.createSymbolicLink(atPath: s.path("repo/sub"), withDestinationPath: s.path("outside/sub"))
+        expectOneLineError(try s.run(["restore", "--source", "HEAD~1", "sub"], in: "repo"), contains: "is a symbolic link; refusing to write through it")
+        #expect(s.read("outside/sub/deeper/a.txt") == Data("a".utf8))
+        try FileManager.default.removeItem(atPath: s.path("repo/sub"))
         // git's `reset PATH` (unstage) points to restore: there is no index.
         expectOneLineError(try s.run(["reset", "config.json"], in: "repo"), contains: "that is a file, and reset takes no paths")
         expectOneLineError(try s.run(["reset", "HEAD", "--", "config.json"], in: "repo"), status: 64,
