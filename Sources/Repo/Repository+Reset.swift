@@ -161,19 +161,25 @@ extension Repository {
     private func restoreTensors(_ globs: [String], paths: [String], from tree: Tree, staging: FileStaging,
                                 result: inout RestoreResult) throws {
         let sourceTensors = tree.tensorsByName
-        let scan = try FolderScanner.scanFolder(root: root, ignore: IgnoreRules(file: root + "/.mrepoignore"))
+        // Read as status reads the working tree: an untracked oddity elsewhere does not stop it.
+        let scan = try FolderScanner.scanFolder(root: root, ignore: IgnoreRules(file: root + "/.mrepoignore"), symlinks: .readThrough)
         let specs = paths.map(Repository.normalizedPathSpec)
         var matchedAny = false
         for scanned in scan.files where isSafetensorsPath(scanned.path) {
             if !specs.isEmpty, !specs.contains(where: { PathSpec.matches($0, file: scanned.path) }) { continue }
+            // The same file's tensor in the source first (two files may hold a tensor of one name).
+            let sameFile = Dictionary(tree.file(at: scanned.path)?.tensors.map { ($0.name, $0) } ?? [], uniquingKeysWith: { a, _ in a })
             let file: SafetensorsFile
             do { file = try SafetensorsFile(path: root + "/" + scanned.path, displayName: scanned.path) } catch { throw RepoError.delta(error) }
             let chosen = file.tensors.filter { t in globs.contains { PathSpec.glob($0, t.name) } }
             guard !chosen.isEmpty else { continue }
+            if scan.linkTargets[scanned.path] != nil || scan.blobLinks.contains(scanned.path) {
+                throw RepoError.unsafePath(scanned.path, reason: "is a symbolic link in the working tree; refusing to overwrite it")
+            }
             matchedAny = true
             var replace: [Int: TreeTensor] = [:]
             for t in chosen {
-                guard let s = sourceTensors[t.name] else {
+                guard let s = sameFile[t.name] ?? sourceTensors[t.name] else {
                     throw RepoError.invalidArgument("tensor '\(t.name)' (\(scanned.path)) does not exist in the source revision")
                 }
                 guard s.dtype == t.dtype, s.shape == t.shape else {

@@ -379,7 +379,10 @@ import Testing
         try s.ok(["restore", "-q", "config.json"], in: "repo")
         #expect(s.read("repo/config.json") == s.read("family/math/config.json"))
         let q = "encoder.layer.0.attention.self.query.weight", k = "encoder.layer.0.attention.self.key.weight"
+        // An untracked link to nothing elsewhere does not stop it (it did: the scan refused every link).
+        try FileManager.default.createSymbolicLink(atPath: s.path("repo/dangling"), withDestinationPath: "/nonexistent")
         try s.ok(["restore", "-q", "--source", "main", "--tensor", "encoder.layer.0.attention.self.query.*"], in: "repo")
+        try FileManager.default.removeItem(atPath: s.path("repo/dangling"))
         #expect(try s.floats("repo/model.safetensors", q) == s.floats("family/base/model.safetensors", q))
         #expect(try s.floats("repo/model.safetensors", q) != s.floats("family/math/model.safetensors", q))
         #expect(try s.floats("repo/model.safetensors", k) == s.floats("family/math/model.safetensors", k))
