@@ -112,6 +112,7 @@ import Testing
             #expect(rules.ignores("deep/down/train.log", isDirectory: false))
             #expect(rules.ignores("build", isDirectory: true))
             #expect(!rules.ignores("build", isDirectory: false))
+            #expect(!rules.ignores("x/build", isDirectory: true), "a leading / anchors at the top")
             #expect(rules.ignores("cache", isDirectory: true))
             #expect(rules.ignores("x/cache", isDirectory: true))
             #expect(!rules.ignores("cache", isDirectory: false))
@@ -135,8 +136,9 @@ import Testing
     /// `clean -fX` deleted it.
     @Test func negatedPatternsTakePathsBackIn() throws {
         try withTemporaryDirectory { dir in
-            try writeFile("*.tmp\n!keep.tmp\nlogs/\n!logs/important.log\n*.bak\n!*.bak\nold.bak\n\\!bang\n\\#hash\n", to: dir + "/.mrepoignore")
+            try writeFile("*.tmp\n!keep.tmp\nlogs/\n!logs/important.log\n*.bak\n!*.bak\nold.bak\n\\!bang\n\\#hash\n*.ckpt\n!/top.ckpt\n", to: dir + "/.mrepoignore")
             let rules = IgnoreRules(file: dir + "/.mrepoignore")
+            #expect(!rules.ignores("top.ckpt", isDirectory: false) && rules.ignores("x/top.ckpt", isDirectory: false))
             #expect(rules.ignores("a.tmp", isDirectory: false))
             #expect(!rules.ignores("keep.tmp", isDirectory: false))
             #expect(!rules.ignores("deep/keep.tmp", isDirectory: false))

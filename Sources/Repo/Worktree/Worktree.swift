@@ -206,9 +206,12 @@ public struct IgnoreRules: Sendable {
                 directoryOnly = true
                 line.removeLast()
             }
-            if line.hasPrefix("/") { line.removeFirst() }
+            // A leading `/` anchors the pattern at the top, as a `/` inside it does (`/build/`
+            // is the top's build folder only, not `x/build`).
+            let leadingSlash = line.hasPrefix("/")
+            if leadingSlash { line.removeFirst() }
             if line.isEmpty { continue }
-            patterns.append((line, line.contains("/"), directoryOnly, negated))
+            patterns.append((line, leadingSlash || line.contains("/"), directoryOnly, negated))
         }
     }
 
