@@ -104,7 +104,11 @@ enum CommandLineHabits {
                 // `tag -n[N]`: each tag with N lines of its message (1 when N is left out).
                 out.append("--message-lines=\(a == "-n" ? 1 : Int(a.dropFirst(2))!)")
             } else if first == "config", a == "--get" {
-                // git's `config --get KEY` is `config KEY`.
+                // git's `config --get KEY` is `config KEY`; with anything else it could write.
+                let others = arguments.dropFirst().filter { $0 != "--get" }
+                guard others.count == 1, let key = others.first, !key.hasPrefix("-") else {
+                    ErrorReporter.fail("config --get takes one key and nothing else (see 'mrepo config --help')", status: 64)
+                }
                 continue
             } else if first == "describe", a.hasPrefix("--dirty=") {
                 // git's `--dirty[=MARK]`: the suffix of a working tree with changes.

@@ -80,6 +80,8 @@ import Testing
         // `config --get KEY`, `-C ''` (no change of folder), and describe naming its filter.
         try s.ok(["config", "merge.method", "ties"], in: "repo")
         #expect(try s.ok(["config", "--get", "merge.method"], in: "repo").stdout == "ties\n")
+        expectOneLineError(try s.run(["config", "--get", "merge.method", "linear"], in: "repo"), status: 64, contains: "config --get takes one key")
+        #expect(try s.ok(["config", "merge.method"], in: "repo").stdout == "ties\n", "--get never writes")
         #expect(try s.ok(["-C", "", "status", "--porcelain"], in: "repo").status == 0)
         try s.ok(["tag", "-a", "-m", "release", "r1"], in: "repo")
         expectOneLineError(try s.run(["describe", "--match", "x*"], in: "repo"), contains: "that --match/--exclude let through")
