@@ -78,6 +78,15 @@ import Testing
         try s.ok(["switch", "-q", "-c", "mine"], in: "copy")
         let pushed = try s.ok(["push", "origin", "mine"], in: "copy").stdout
         #expect(pushed.contains(" * [new branch]  mine -> mine\n"), "got: \(pushed)")
+        // LOCAL:REMOTE names both (it had printed 'theirs -> theirs').
+        let renamed = try s.ok(["push", "origin", "mine:theirs"], in: "copy").stdout
+        #expect(renamed.contains(" * [new branch]  mine -> theirs\n"), "got: \(renamed)")
+        // A fetched tag that finds the local tag there already moves only origin/TAG, and says so.
+        try s.ok(["tag", "v2"], in: "copy")
+        try s.ok(["tag", "v2"], in: "repo")
+        try s.ok(["push", "-q", "origin", "--tags"], in: "repo")
+        let kept = try s.ok(["fetch"], in: "copy").stdout
+        #expect(kept.contains(" * [new tag]  v2 -> origin/v2\n"), "got: \(kept)")
     }
 
     @Test func cloneCommitPushPullRoundTrip() throws {

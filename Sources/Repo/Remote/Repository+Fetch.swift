@@ -236,13 +236,16 @@ extension Repository {
             guard let theirs = r.targetID, let ours = try history.ref(named: r.name), ours.kind == .tag, ours.target != theirs else { continue }
             warnings.append("tag '\(r.name)' names \(theirs.short) on \(remote), \(ours.target.short) here: the local tag is kept ('mrepo tag -f \(r.name) \(remote)/\(r.name)' takes theirs)")
         }
+        var created = Set<String>()
         try history.write { db in
             try HistoryDatabase.updateRemoteRefs(db, remote: remote, updates, message: "fetch \(remote)")
             for r in refs.values where r.kind == .tag {
                 guard let target = r.targetID, try HistoryDatabase.ref(db, r.name) == nil, (try? RefNames.validateNew(r.name)) != nil else { continue }
                 try HistoryDatabase.setRef(db, name: r.name, kind: .tag, target: target, old: nil, message: "fetch \(remote): tag \(r.name)")
+                created.insert(r.name)
             }
         }
+        for i in changes.indices where changes[i].kind == .tag { changes[i].createdLocalTag = created.contains(changes[i].source) }
         return (changes, warnings)
     }
 

@@ -90,6 +90,7 @@ extension Repository {
         var updates: [RefUpdate] = []
         /// What `--force` let through that is no fast-forward ("forced update" in the output).
         var forced = Set<String>()
+        var sources: [String: String] = [:]
         for var item in items {
             if item.kindFromRemote, let existing = remoteRefs[item.remoteName] { item.kind = existing.kind }
             let expected = remoteRefs[item.remoteName]?.targetID
@@ -118,6 +119,8 @@ extension Repository {
                 }
             }
             updates.append(RefUpdate(name: item.remoteName, kind: item.remoteKind(remoteRefs), expected: expected, new: item.local, force: options.force))
+            // What the output names as the source (`mine -> theirs`); a deletion names the remote ref.
+            if item.local != nil { sources[item.remoteName] = item.localName }
         }
         try await withReadLock {
             let records = try await recordsToPush(updates.compactMap(\.newID), remoteRefs: remoteRefs, transport: transport)
@@ -153,7 +156,7 @@ extension Repository {
             }
         }
         if options.dryRun {
-            result.refs = updates.map { $0.change(forced: forced.contains($0.name)) }
+            result.refs = updates.map { $0.change(forced: forced.contains($0.name), source: sources[$0.name]) }
             return (result, nil)
         }
         CrashPoint.reach("push.refs")
@@ -162,7 +165,7 @@ extension Repository {
         for u in updates {
             do {
                 try await transport.updateRef(u)
-                result.refs.append(u.change(forced: forced.contains(u.name)))
+                result.refs.append(u.change(forced: forced.contains(u.name), source: sources[u.name]))
             } catch {
                 firstError = firstError ?? error
                 result.rejected.append((u.name, RepoError.wrap(error).description))
@@ -304,5 +307,8 @@ extension Repository {
 extension RefUpdate {
     /// The ref change this update makes once it lands.
     /// The change as output shows it; `forced`: no fast-forward (`--force` let it through).
-    func change(forced: Bool) -> RefChange { RefChange(name: name, kind: kind, old: expectedID, new: newID, forced: forced) }
+    /// `source`: the local ref or revision it comes from (`mine` of `mine:theirs`; nil: the same name).
+    func change(forced: Bool, source: String? = nil) -> RefChange {
+        RefChange(name: name, source: source, kind: kind, old: expectedID, new: newID, forced: forced)
+    }
 }

@@ -43,6 +43,8 @@ public struct RefChange: Sendable, Equatable {
     public var old: ObjectID?
     public var new: ObjectID?
     public var forced = false
+    /// A fetched tag that created the local tag of its name (one that exists stays as it is).
+    public var createdLocalTag = false
 
     public init(name: String, source: String? = nil, kind: Ref.Kind, old: ObjectID?, new: ObjectID?, forced: Bool = false) {
         self.name = name

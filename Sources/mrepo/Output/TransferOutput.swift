@@ -4,10 +4,11 @@ import Repo
 /// The text of what fetch, clone, push and pull moved (`TransferDocument` is the JSON).
 enum TransferOutput {
     /// One line per ref that moved, as git prints them: what moved, then `source -> ref` (a fetched
-    /// tag is named as the local tag it gives, as git's `v1 -> v1`), in aligned columns.
+    /// tag that created the local tag is named as that tag, as git's `v1 -> v1`; otherwise the
+    /// remote-tracking ref that moved), in aligned columns.
     static func printRefs(_ r: TransferResult) {
         let lines = r.refs.compactMap { c -> (String, String, String)? in
-            let target = c.kind == .tag ? c.source : c.name
+            let target = c.createdLocalTag ? c.source : c.name
             switch (c.old, c.new) {
             case (nil, _?): return (" * [new \(c.kind.rawValue)]", c.source, "-> \(target)")
             case (let old?, nil): return (" - [deleted]", c.source == c.name ? c.name : "(none)", c.source == c.name ? "(was \(old.short))" : "-> \(target) (was \(old.short))")
