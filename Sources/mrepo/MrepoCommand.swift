@@ -16,7 +16,8 @@ struct MrepoCommand: ParsableCommand {
             compressed deltas against the history's first commit, so ten fine-tunes of one base cost \
             far less than ten copies. Revisions are written as in git: a branch or tag name, HEAD, a \
             commit id or a unique prefix of at least 4 digits, followed by ~N or ^N. -C DIR (before \
-            or after the command name) runs as if mrepo was started in DIR.
+            or after the command name; after it, not for branch, whose -C is git's forced copy) runs as if \
+            mrepo was started in DIR.
             """,
         version: Repository.toolVersion,
         groupedSubcommands: [
