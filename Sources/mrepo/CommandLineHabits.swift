@@ -15,9 +15,21 @@ enum CommandLineHabits {
     }
 
     /// The arguments with git's short forms spelled out; exits with status 64 on an unknown command.
+    /// Where the command that `bisect run` runs begins (its first word after mrepo's own options),
+    /// if this is `bisect run`: everything from there is that command's, as typed.
+    static func passthroughStart(_ arguments: [String]) -> Int? {
+        guard arguments.count > 2, arguments[0] == "bisect", arguments[1] == "run" else { return nil }
+        return arguments[2...].firstIndex { !$0.hasPrefix("-") || $0 == "--" } ?? arguments.endIndex
+    }
+
+    /// Where mrepo's own options end: at `--`, or at the command `bisect run` runs.
+    static func optionsEnd(_ arguments: [String]) -> Int {
+        min(arguments.firstIndex(of: "--") ?? arguments.endIndex, passthroughStart(arguments) ?? arguments.endIndex)
+    }
+
     static func rewrite(_ arguments: [String]) -> [String] {
         // --no-color and --no-pager, as git takes them, before or after the command name.
-        let terminator = arguments.firstIndex(of: "--") ?? arguments.endIndex
+        let terminator = optionsEnd(arguments)
         var arguments = arguments
         for (i, a) in arguments.enumerated().reversed() where i < terminator && (a == "--no-color" || a == "--no-pager") {
             if a == "--no-color" { Terminal.noColorFlag.store(true, ordering: .relaxed) } else { Terminal.noPagerFlag.store(true, ordering: .relaxed) }
@@ -78,7 +90,7 @@ enum CommandLineHabits {
             return rewrite(["log", "--max-count=1"] + arguments.dropFirst())
         }
         Terminal.startPager(for: first)
-        let end = arguments.firstIndex(of: "--") ?? arguments.endIndex
+        let end = optionsEnd(arguments)
         var out = [first]
         for (i, a) in arguments.enumerated().dropFirst() {
             guard i < end else {

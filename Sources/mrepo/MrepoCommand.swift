@@ -78,7 +78,7 @@ struct MrepoCommand: ParsableCommand {
             ErrorReporter.warn((error as? RepoError)?.description ?? "\(error)")
         }
         // With --json, errors are a JSON object on standard error too.
-        ErrorReporter.jsonFlag.store((arguments.firstIndex(of: "--") ?? arguments.endIndex) > (arguments.firstIndex(of: "--json") ?? arguments.endIndex),
+        ErrorReporter.jsonFlag.store(CommandLineHabits.optionsEnd(arguments) > (arguments.firstIndex(of: "--json") ?? arguments.endIndex),
                                      ordering: .relaxed)
         arguments = CommandLineHabits.rewrite(arguments)
         var command: ParsableCommand

@@ -69,6 +69,12 @@ import Testing
             let run = try s.ok(["bisect", "run", "--json"] + separator + ["env", "-C", s.root, "./eval.sh"], in: "repo")
             #expect((try s.json(run) as? [String: Any])?["first_bad"] as? String == seven, "\(separator): \(run.stderr)")
         }
+        // Its --no-color and --json are its own too (mrepo had taken them out, or turned its own
+        // errors into JSON).
+        let s = try history()
+        try s.ok(["bisect", "start", "HEAD", "HEAD~11"], in: "repo")
+        try s.ok(["bisect", "run", "sh", "-c", "echo \"$@\" > \"$MREPO_ROOT/../args.txt\"; ../eval.sh", "x", "--no-color", "--json"], in: "repo")
+        #expect(s.read("args.txt") == Data("--no-color --json\n".utf8))
     }
 
     @Test func markingByHandAndSkipping() throws {
