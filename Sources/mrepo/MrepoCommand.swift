@@ -248,7 +248,6 @@ struct LockOptions: ParsableArguments {
     var wait = false
 }
 
-/// git's `--no-edit`, which scripts pass to commands that would open an editor for the message.
 /// `revert --continue/--abort` and `cherry-pick --continue/--abort`, as git's: a stopped revert or
 /// cherry-pick is a merge in progress, so they do what `merge --continue` and `merge --abort` do.
 struct SequencerOptions: ParsableArguments {
@@ -262,9 +261,10 @@ struct SequencerOptions: ParsableArguments {
 
     /// Finishes or abandons the stopped `verb`; refused when no revert or cherry-pick is stopped.
     func run(_ repo: Repository, verb: String, message: String?, wait: Bool, json: Bool, quiet: Bool) throws {
-        guard let stopped = try repo.mergeInProgress(), stopped.appliesChange else {
-            throw RepoError.invalidArgument("no revert or cherry-pick is in progress"
-                + ((try? repo.mergeInProgress()) != nil ? " (a merge is: 'mrepo merge --\(abort ? "abort" : "continue")')" : ""))
+        let stopped = try repo.mergeInProgress()
+        guard let stopped, stopped.operation == verb else {
+            let other = stopped.map { $0.operation.map { "a \($0) is: 'mrepo \($0)" } ?? "a merge is: 'mrepo merge" }
+            throw RepoError.invalidArgument("no \(verb) is in progress" + (other.map { " (\($0) --\(abort ? "abort" : "continue")')" } ?? ""))
         }
         switch try repo.merge(abort ? .abort : .finish(message: message), wait: wait) {
         case .aborted(let head):
@@ -278,6 +278,7 @@ struct SequencerOptions: ParsableArguments {
     }
 }
 
+/// git's `--no-edit`, which scripts pass to commands that would open an editor for the message.
 struct NoEditOption: ParsableArguments {
     @Flag(name: .customLong("no-edit"), help: "Accepted as in git: mrepo never opens an editor (the message is -m's where the command takes -m, else the default one).")
     var noEdit = false

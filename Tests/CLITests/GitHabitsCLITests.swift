@@ -599,12 +599,14 @@ import Testing
         let head = try revParse(s, "HEAD")
         try s.ok(["revert", "--abort", "-q"], in: "repo")
         #expect(try revParse(s, "HEAD") == head && (try s.ok(["status", "--porcelain"], in: "repo").stdout.isEmpty))
-        expectOneLineError(try s.run(["revert", "--continue"], in: "repo"), contains: "no revert or cherry-pick is in progress")
+        expectOneLineError(try s.run(["revert", "--continue"], in: "repo"), contains: "no revert is in progress")
         #expect(try s.run(["revert", "HEAD~1"], in: "repo").status == 1)
+        // Not the other operation's (it had aborted a stopped revert as a cherry-pick).
+        expectOneLineError(try s.run(["cherry-pick", "--abort"], in: "repo"), contains: "no cherry-pick is in progress (a revert is: 'mrepo revert --abort')")
         try s.ok(["resolve", "-q", "*", "--ours"], in: "repo")
         try s.ok(["revert", "--continue", "-q"], in: "repo")
         #expect(try s.ok(["log", "-n", "1", "--format=%s"], in: "repo").stdout == "Revert \"change a\"\n")
-        expectOneLineError(try s.run(["cherry-pick", "--abort"], in: "repo"), contains: "no revert or cherry-pick is in progress")
+        expectOneLineError(try s.run(["cherry-pick", "--abort"], in: "repo"), contains: "no cherry-pick is in progress")
     }
 
     /// git's `revert -m N MERGE`: the merge's change against parent N is undone (nothing touched

@@ -15,6 +15,9 @@ public struct MergeInProgress: Sendable {
     public var subject: String
     /// A revert or cherry-pick that went through task arithmetic, not a merge of branches.
     public var appliesChange: Bool
+    /// Which of the two ("revert" or "cherry-pick"), told by the message a cherry-pick always ends
+    /// with; nil for a merge.
+    public var operation: String?
 }
 
 extension Repository {
@@ -26,7 +29,9 @@ extension Repository {
                                unresolved: state.unresolved.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
                                ready: state.readyTree != nil,
                                subject: String(state.message.split(separator: "\n", omittingEmptySubsequences: false).first ?? ""),
-                               appliesChange: state.options.noMergeFiles == true)
+                               appliesChange: state.options.noMergeFiles == true,
+                               operation: state.options.noMergeFiles != true ? nil
+                                   : state.message.contains("\n\n(cherry picked from commit ") ? "cherry-pick" : "revert")
     }
 
     /// The recipe and options of a merge in progress, as the merge started.
