@@ -114,7 +114,8 @@ public struct ParameterCondition: Sendable, Equatable {
     public static func mergekitFilter(_ glob: String) -> String {
         guard glob.count > 2, glob.hasPrefix("*"), glob.hasSuffix("*") else { return glob }
         let inner = String(glob.dropFirst().dropLast())
-        return isGlob(inner) ? glob : inner
+        // A backslash escapes in a glob and is itself in a substring: `*a\.b*` stays a glob.
+        return isGlob(inner) || inner.contains("\\") ? glob : inner
     }
 }
 

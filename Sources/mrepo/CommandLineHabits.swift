@@ -129,8 +129,8 @@ enum CommandLineHabits {
                 let mark = String(a.dropFirst("--dirty=".count))
                 out += mark.isEmpty ? ["--dirty", "--dirty-mark", ""] : ["--dirty", "--dirty-mark=" + mark]
             } else if first == "tag", a == "-l" || a == "--list", i + 1 >= end || arguments[i + 1].hasPrefix("-") {
-                // `tag -l` alone lists every tag, as git.
-                out.append("--list=*")
+                // `tag -l` alone lists every tag, as git (names after it are patterns).
+                out.append("--list-every-tag")
             } else {
                 out.append(a)
             }

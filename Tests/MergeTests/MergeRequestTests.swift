@@ -83,7 +83,7 @@ import Testing
     @Test func commandLineGlobsAreRecordedInMergekitsFormWherePossible() throws {
         #expect(ParameterCondition.mergekitFilter("*attention*") == "attention")
         #expect(ParameterCondition.mergekitFilter("*layer.1.*") == "layer.1.")
-        for kept in ["encoder.layer.*.attention*", "*", "**", "*a?b*", "*[qk]*", "layer.*", "*bias"] {
+        for kept in ["encoder.layer.*.attention*", "*", "**", "*a?b*", "*[qk]*", "layer.*", "*bias", "*a\\.b*"] {
             #expect(ParameterCondition.mergekitFilter(kept) == kept)
         }
         let names = ["encoder.layer.1.attention.self.query.weight", "encoder.layer.10.output.dense.bias", "pooler.dense.weight"]

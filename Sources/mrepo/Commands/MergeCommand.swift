@@ -238,7 +238,7 @@ struct MergeCommand: ParsableCommand {
             let recipes: Bool
             switch e {
             case let .unknownParameter(_, parameter, _), let .invalidParameter(_, parameter, _): recipes = !given.contains(parameter)
-            case .missingParameter: recipes = true
+            case .missingParameter: recipes = method == nil && !reversible
             case .unknownMethod: recipes = method == nil && !reversible
             case .invalidInputs: recipes = branches.isEmpty
             default: recipes = false

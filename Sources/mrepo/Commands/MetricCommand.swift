@@ -58,11 +58,12 @@ struct MetricCommand: ParsableCommand {
         if action == .remove {
             // `metric remove NAME...` takes from HEAD when the first argument names no revision.
             var revision = self.revision, names = self.metrics
-            if (try? repo.resolve(revision)) == nil || names.isEmpty {
+            if (try? repo.resolve(revision)) == nil {
                 names.insert(revision, at: 0)
                 revision = "HEAD"
             }
-            if revision == "HEAD" && names == ["HEAD"] { throw ValidationError("metric remove needs the names of the metrics to take back") }
+            if names.isEmpty { throw ValidationError("metric remove needs the names of the metrics to take back: metric remove [REV] NAME...") }
+            names = names.reduce(into: []) { if !$0.contains($1) { $0.append($1) } }
             let id = try repo.removeMetrics(names, of: revision, wait: lock.wait)
             if json { try printJSON(MetricsDocument(commit: id, metrics: try repo.metrics(of: try repo.commit(id)))) }
             else if !repository.quiet { print("Removed \(names.count) metric\(names.count == 1 ? "" : "s") of \(id.short).") }

@@ -41,6 +41,10 @@ struct TagCommand: ParsableCommand {
     @Option(name: [.customShort("l"), .customLong("list")], help: ArgumentHelp("List only tags whose names match this glob.", valueName: "pattern"))
     var pattern: String?
 
+    /// `-l` with no pattern (``CommandLineHabits`` spells it so): list, every tag unless names follow.
+    @Flag(name: .customLong("list-every-tag"), help: .hidden)
+    var listEvery = false
+
     @Option(name: .customLong("message-lines"), help: ArgumentHelp("List each tag as git's 'tag -nN' does: the name, then up to N lines of its message (also written -n or -nN).", valueName: "n"))
     var messageLines: Int?
 
@@ -50,7 +54,7 @@ struct TagCommand: ParsableCommand {
     func validate() throws {
         if delete && name == nil { throw ValidationError("-d needs a tag name") }
         // Listing (-l or -n), as git: every name given is one more pattern.
-        let listing = pattern != nil || messageLines != nil
+        let listing = pattern != nil || messageLines != nil || listEvery
         if !delete && !listing && !moreNames.isEmpty { throw ValidationError("a tag takes a name and a revision; only -d takes more names") }
         if annotate && message == nil { throw ValidationError("-a needs a message: -a -m MESSAGE") }
         if listing && (delete || force || annotate || message != nil) { throw ValidationError("-l and -n list tags; they go with no -d, -f, -a or -m") }
@@ -59,7 +63,7 @@ struct TagCommand: ParsableCommand {
 
     func run() throws {
         let repo = try repository.open()
-        let listing = pattern != nil || messageLines != nil
+        let listing = pattern != nil || messageLines != nil || listEvery
         if !listing, let name {
             if delete {
                 let names = [name] + [revision].compactMap { $0 } + moreNames
@@ -76,9 +80,7 @@ struct TagCommand: ParsableCommand {
             }
             return
         }
-        // A bare -l is `--list=*` (``CommandLineHabits``): names given after it are the patterns.
-        let given = [name, revision].compactMap { $0 } + moreNames
-        let patterns = given + [pattern].compactMap { $0 }.filter { $0 != "*" || given.isEmpty }
+        let patterns = [pattern, name, revision].compactMap { $0 } + moreNames
         let tags = try repo.tags().filter { t in patterns.isEmpty || patterns.contains { PathSpec.glob($0, t.name) } }
         if json {
             try printJSON(tags.map { TagDocument(name: $0.name, commit: $0.target.hex, message: OrNull($0.message)) })
