@@ -70,6 +70,28 @@ public struct ConflictMetrics: Sendable, Equatable {
         return accumulator.finish(keptFraction: keptFraction, notes: notes)
     }
 
+    /// ``measure(base:experts:merged:keptFraction:tallLambda:notes:sampleElements:)`` with the
+    /// values read a block at a time, only the blocks the sample measures: `read(i, range, into)`
+    /// writes elements `range` of input `i` (0 the base, 1...k the experts, k + 1 the merged
+    /// tensor) as Float32 into the buffer. Memory is a few blocks whatever the tensor's size.
+    public static func measureStreaming(count n: Int, experts k: Int, tallLambda: Double, notes: [String: Double] = [:],
+                                        read: (Int, Range<Int>, UnsafeMutableBufferPointer<Float>) throws -> Void) rethrows -> ConflictMetrics {
+        let accumulator = Accumulator(count: n, experts: k, measures: true, tallLambda: tallLambda)
+        let buffers = (0..<(k + 2)).map { _ in UnsafeMutableBufferPointer<Float>.allocate(capacity: Kernels.block) }
+        defer { buffers.forEach { $0.deallocate() } }
+        var start = 0
+        while start < n {
+            let r = start..<min(start + Kernels.block, n)
+            if accumulator.measures(r) {
+                for i in buffers.indices { try read(i, r, UnsafeMutableBufferPointer(rebasing: buffers[i][0..<r.count])) }
+                accumulator.measure(r, base: UnsafePointer(buffers[0].baseAddress!), experts: (1...k).map { UnsafePointer(buffers[$0].baseAddress!) },
+                                    merged: UnsafePointer(buffers[k + 1].baseAddress!))
+            }
+            start = r.upperBound
+        }
+        return accumulator.finish(keptFraction: nil, notes: notes)
+    }
+
     /// The figures of one tensor, gathered block by block (``Kernels/blocks(_:_:)``'s blocks, in any
     /// order and on any thread) and combined in block order, so they do not depend on the order
     /// the blocks ran in. Large tensors are measured on every `stride`-th block (at least

@@ -13,14 +13,15 @@ extension MergeContext {
         let objects = repository.objects
         guard try objects.header(of: id).shape == shape,
               expertTensors.allSatisfy({ ($0[name] ?? baseInput).tensor.shape == shape }) else { return metrics }
-        let base = try objects.floats(baseInput.tensor.objectID)
-        let experts = try expertTensors.map { tensors -> [Float] in
-            let expertID = (tensors[name] ?? baseInput).tensor.objectID
-            return expertID == baseInput.tensor.objectID ? base : try objects.floats(expertID)
+        // Read a block at a time, only the blocks the sample measures: never whole tensors (an
+        // embedding of a large vocabulary is gigabytes per input).
+        let ids = [baseInput.tensor.objectID] + expertTensors.map { ($0[name] ?? baseInput).tensor.objectID } + [id]
+        let readers = try ids.map { try TensorReader(store: objects, object: $0) }
+        let measured = try ConflictMetrics.measureStreaming(count: shape.elementCount ?? 0, experts: expertTensors.count,
+                                                            tallLambda: plan.recipe.consensus?.lambda ?? 1) { i, range, out in
+            let reader = readers[i], size = reader.dtype.byteSize
+            FloatConversion.toFloat(reader.dtype, try reader.bytes((range.lowerBound * size)..<(range.upperBound * size)), into: out)
         }
-        let merged = id == baseInput.tensor.objectID ? base : try objects.floats(id)
-        let measured = ConflictMetrics.measure(base: base, experts: experts, merged: merged, keptFraction: nil,
-                                               tallLambda: plan.recipe.consensus?.lambda ?? 1, notes: [:])
         var out = metrics
         out.farFromExpert = measured.farFromExpert
         out.tallNone = measured.tallNone
