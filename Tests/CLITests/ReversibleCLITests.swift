@@ -95,6 +95,27 @@ import Testing
         }
         let text = try s.ok(["diff", "math", "code"], in: "repo").stdout
         #expect(text.contains("adapter diff math → code") && text.contains("4 modules; mean cos"))
+        // The same factors with fan_in_fan_out change the base by (B·A)ᵀ, as export --fold writes
+        // it; diff compares in the base's layout (it had compared B·A with B·A).
+        try FileManager.default.copyItem(atPath: s.path("fam/lora-code"), toPath: s.path("fifo"))
+        let config = String(decoding: try #require(s.read("fifo/adapter_config.json")), as: UTF8.self)
+        try config.replacingOccurrences(of: "\"fan_in_fan_out\": false", with: "\"fan_in_fan_out\": true")
+            .write(toFile: s.path("fifo/adapter_config.json"), atomically: true, encoding: .utf8)
+        #expect(String(decoding: try #require(s.read("fifo/adapter_config.json")), as: UTF8.self).contains("\"fan_in_fan_out\": true"))
+        try s.ok(["switch", "-q", "-c", "fifo", "main"], in: "repo")
+        try s.ok(["commit", "-q", "--from", "../fifo", "-m", "lora code, fan_in_fan_out"], in: "repo")
+        try s.ok(["switch", "-q", "main"], in: "repo")
+        let fifoRows = try #require(try object(try s.json(try s.ok(["diff", "math", "fifo", "--json"], in: "repo")))["modules"] as? [[String: Any]])
+        for row in fifoRows {
+            let module = try #require(row["module"] as? String)
+            let a = try lora.adapterDelta(module, scale: 2).delta, b = try other.adapterDelta(module, scale: 2).delta
+            let n = Int(Double(b.count).squareRoot())
+            try #require(n * n == b.count, "square projections")
+            let bt = (0..<b.count).map { b[($0 % n) * n + $0 / n] }
+            let dot = Numbers.dot(a, bt), na = Numbers.norm(a), nb = Numbers.norm(bt)
+            #expect(abs((row["cosine"] as? Double ?? 9) - dot / (na * nb)) < 1e-5, "\(module)")
+            #expect(abs((row["difference_norm"] as? Double ?? 0) - Numbers.norm(Numbers.minus(bt, a))) < 1e-5 * Numbers.norm(Numbers.minus(bt, a)))
+        }
         // --tensors compares the files instead.
         #expect(!(try s.ok(["diff", "math", "code", "--tensors"], in: "repo").stdout.contains("adapter diff")))
         try s.ok(["fsck"], in: "repo")

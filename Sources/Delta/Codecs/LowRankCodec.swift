@@ -32,6 +32,16 @@ public struct LowRankFactors: Sendable, Equatable {
     /// Number of Float32 values the factors hold.
     public var parameterCount: Int { rank * (rows + columns) }
 
+    /// The factors of (L·R)ᵀ = Rᵀ·Lᵀ: columns × rows.
+    public func transposed() -> LowRankFactors {
+        var l = [Float](repeating: 0, count: columns * rank), r = [Float](repeating: 0, count: rank * rows)
+        for k in 0..<rank {
+            for j in 0..<columns { l[j * rank + k] = right[k * columns + j] }
+            for i in 0..<rows { r[k * rows + i] = left[i * rank + k] }
+        }
+        return LowRankFactors(rows: columns, columns: rows, rank: rank, left: l, right: r)
+    }
+
     /// The dense product L·R (row-major), with the same summation order as the decoder.
     public func dense() -> [Float] {
         var out = [Float](repeating: 0, count: rows * columns)

@@ -272,8 +272,10 @@ extension Repository {
         for m in a.adapter.modules + b.adapter.modules where seen.insert(m.baseTensor).inserted {
             let ma = a.adapter.modules.first { $0.baseTensor == m.baseTensor }
             let mb = modulesB[m.baseTensor]
-            let fa = try ma.map { try adapterFactors(a, $0) }
-            let fb = try mb.map { try adapterFactors(b, $0) }
+            // Both in the base weight's orientation: a module stored transposed (fan_in_fan_out,
+            // an embedding) changes the base by (B·A)ᵀ, so one side's flag must not skew the other.
+            let fa = try ma.map { m in try adapterFactors(a, m).orientedAsBase(m) }
+            let fb = try mb.map { m in try adapterFactors(b, m).orientedAsBase(m) }
             let na = fa.map { LowRank.squaredNorm($0).squareRoot() } ?? 0
             let nb = fb.map { LowRank.squaredNorm($0).squareRoot() } ?? 0
             var cosine: Double?
@@ -325,4 +327,9 @@ public struct AdapterDiffReport: Sendable {
     public var oldBase: ObjectID
     public var newBase: ObjectID
     public var rows: [Row]
+}
+
+private extension LowRankFactors {
+    /// The factors of the change to the base weight, in its layout: (B·A)ᵀ for a transposed module.
+    func orientedAsBase(_ module: LoRAModule) -> LowRankFactors { module.transposed ? transposed() : self }
 }
