@@ -1,4 +1,5 @@
 import Delta
+import Synchronization
 
 extension MergePlan {
     /// Merges one floating-point tensor held in buffers and measures its conflicts, block by block:
@@ -17,7 +18,7 @@ extension MergePlan {
         let n = output.count
         let stream = try TensorStream(plan: self, context: context, count: n, expertCount: experts.count, hasBase: base != nil,
                                       wholeBase: base, wholeExperts: experts)
-        guard n > 0 else { return stream.finish() }
+        guard n > 0 else { return try stream.finishChecked(context.name) }
         let out = UnsafeSendable(output.baseAddress!)
         let b = UnsafeSendable(base)
         Kernels.blocks(n) { r in
@@ -26,7 +27,7 @@ extension MergePlan {
                 (out.value + r.lowerBound).update(from: block, count: r.count)
             }
         }
-        return stream.finish()
+        return try stream.finishChecked(context.name)
     }
 
     /// Whether a tensor can be merged a range at a time (``TensorStream`` without whole inputs): the
@@ -47,6 +48,8 @@ public final class TensorStream: Sendable {
     let consensus: (k: Int, lambda: Float)?
     let lines: Float?
     let usesBase: Bool
+    /// A block came out with ±inf or NaN where every input was finite: float32 overflowed.
+    private let overflowed = Atomic<Bool>(false)
 
     /// Prepares a tensor's merge.
     ///
@@ -110,6 +113,11 @@ public final class TensorStream: Sendable {
             MergePlan.postprocess(count: r.count, base: base, experts: experts, merged: out, consensus: consensus, lines: lines)
         }
         if let base { accumulator.measure(r, base: base, experts: experts, merged: out) }
+        // A scan of the block just written (in cache); the inputs are looked at only when it finds one.
+        if Kernels.holdsNonFinite(out, r.count), !(base.map { Kernels.holdsNonFinite($0, r.count) } ?? false),
+           !experts.contains(where: { Kernels.holdsNonFinite($0, r.count) }) {
+            overflowed.store(true, ordering: .relaxed)
+        }
     }
 
     /// Merges every block of `elements` (whole blocks, the last one possibly short), pointers at
@@ -123,6 +131,15 @@ public final class TensorStream: Sendable {
             mergeBlock(r, base: base.map { $0 + offset }, experts: experts.map { $0 + offset }, into: out + offset)
             start = r.upperBound
         }
+    }
+
+    /// ``finish()``, refusing a tensor whose merge overflowed float32 (±inf or NaN from finite
+    /// inputs: a weight or λ too large), which would otherwise be committed as such.
+    public func finishChecked(_ name: String) throws -> ConflictMetrics {
+        if overflowed.load(ordering: .relaxed) {
+            throw MergeError.tensor(name: name, problem: "the merge gives values beyond float32's range (±inf or NaN) where every input is finite: a weight or λ too large; nothing was written")
+        }
+        return finish()
     }
 
     /// The tensor's metrics, with the method's kept fractions and notes, once every block is merged.

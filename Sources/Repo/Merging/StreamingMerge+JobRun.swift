@@ -422,7 +422,13 @@ final class JobRun: Sendable {
                     throw RepoError.corruptObject(object: input.id.short, problem: problem)
                 }
             }
-            let metrics = tensorStream!.finish()
+            let metrics: ConflictMetrics
+            do {
+                metrics = try tensorStream!.finishChecked(job.name)
+            } catch {
+                writer?.abort()
+                throw error
+            }
             if job.thresholds.violation(metrics) != nil {
                 writer?.abort()
                 s.result = StreamingMerge.Output(info: nil, isNew: false, metrics: metrics)
