@@ -159,19 +159,24 @@ extension HistoryDatabase {
         }
     }
 
+    /// Makes `name` free for a renamed or copied branch: a branch there goes (with its reflog)
+    /// only with `force` and when no working tree has it checked out; anything else there refuses.
+    private static func clearBranchName(_ db: Database, _ name: String, force: Bool) throws {
+        guard let existing = try HistoryDatabase.ref(db, name) else { return }
+        guard force, existing.kind == .branch else { throw RepoError.refExists(name) }
+        if try Bool.fetchOne(db, sql: "SELECT 1 FROM head WHERE branch = ?", arguments: [name]) == true {
+            throw RepoError.invalidArgument("cannot overwrite branch '\(name)': it is checked out")
+        }
+        try db.execute(sql: "DELETE FROM ref WHERE name = ?", arguments: [name])
+        try db.execute(sql: "DELETE FROM reflog WHERE ref = ?", arguments: [name])
+    }
+
     /// Renames a branch, keeping its reflog (its rows are renamed too); HEAD follows when it is on it.
     func renameBranch(_ old: String, to new: String, force: Bool) throws {
         try write { db in
             guard let ref = try HistoryDatabase.ref(db, old), ref.kind == .branch else { throw RepoError.unknownRef(old) }
             if old == new { return }
-            if let existing = try HistoryDatabase.ref(db, new) {
-                guard force, existing.kind == .branch else { throw RepoError.refExists(new) }
-                if try Bool.fetchOne(db, sql: "SELECT 1 FROM head WHERE branch = ?", arguments: [new]) == true {
-                    throw RepoError.invalidArgument("cannot overwrite branch '\(new)': it is checked out")
-                }
-                try db.execute(sql: "DELETE FROM ref WHERE name = ?", arguments: [new])
-                try db.execute(sql: "DELETE FROM reflog WHERE ref = ?", arguments: [new])
-            }
+            try HistoryDatabase.clearBranchName(db, new, force: force)
             try db.execute(sql: "UPDATE ref SET name = ? WHERE name = ?", arguments: [new, old])
             try db.execute(sql: "UPDATE reflog SET ref = ? WHERE ref = ?", arguments: [new, old])
             // The upstream goes with the branch (as git moves its config section); a replaced
@@ -191,14 +196,7 @@ extension HistoryDatabase {
         try write { db in
             guard let ref = try HistoryDatabase.ref(db, old), ref.kind == .branch else { throw RepoError.unknownRef(old) }
             guard old != new else { throw RepoError.invalidArgument("cannot copy branch '\(old)' onto itself") }
-            if let existing = try HistoryDatabase.ref(db, new) {
-                guard force, existing.kind == .branch else { throw RepoError.refExists(new) }
-                if try Bool.fetchOne(db, sql: "SELECT 1 FROM head WHERE branch = ?", arguments: [new]) == true {
-                    throw RepoError.invalidArgument("cannot overwrite branch '\(new)': it is checked out")
-                }
-                try db.execute(sql: "DELETE FROM ref WHERE name = ?", arguments: [new])
-                try db.execute(sql: "DELETE FROM reflog WHERE ref = ?", arguments: [new])
-            }
+            try HistoryDatabase.clearBranchName(db, new, force: force)
             try db.execute(sql: "INSERT INTO ref (name, kind, commitID, message, timestamp) SELECT ?, kind, commitID, message, timestamp FROM ref WHERE name = ?",
                            arguments: [new, old])
             try db.execute(sql: "INSERT INTO reflog (ref, oldID, newID, timestamp, message) SELECT ?, oldID, newID, timestamp, message FROM reflog WHERE ref = ? ORDER BY id",
