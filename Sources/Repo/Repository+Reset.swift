@@ -161,6 +161,7 @@ extension Repository {
     private func restoreTensors(_ globs: [String], paths: [String], from tree: Tree, staging: FileStaging,
                                 result: inout RestoreResult) throws {
         let sourceTensors = tree.tensorsByName
+        let ambiguous = Set(Dictionary(grouping: tree.modelTensors, by: \.tensor.name).filter { Set($0.value.map(\.path)).count > 1 }.keys)
         // Read as status reads the working tree: an untracked oddity elsewhere does not stop it.
         let scan = try FolderScanner.scanFolder(root: root, ignore: IgnoreRules(file: root + "/.mrepoignore"), symlinks: .readThrough)
         let specs = paths.map(Repository.normalizedPathSpec)
@@ -177,21 +178,26 @@ extension Repository {
                 throw RepoError.unsafePath(scanned.path, reason: "is a symbolic link in the working tree; refusing to overwrite it")
             }
             matchedAny = true
-            var replace: [Int: TreeTensor] = [:]
+            // By name: an empty tensor shares its start with the tensor after it.
+            var replace: [String: TreeTensor] = [:]
             for t in chosen {
-                guard let s = sameFile[t.name] ?? sourceTensors[t.name] else {
+                // Another file's tensor of the name only when the source holds the name once.
+                guard let s = sameFile[t.name] ?? (ambiguous.contains(t.name) ? nil : sourceTensors[t.name]) else {
+                    if ambiguous.contains(t.name) {
+                        throw RepoError.invalidArgument("tensor '\(t.name)' (\(scanned.path)): the source revision holds it in several files, none of them this one; nothing was written")
+                    }
                     throw RepoError.invalidArgument("tensor '\(t.name)' (\(scanned.path)) does not exist in the source revision")
                 }
                 guard s.dtype == t.dtype, s.shape == t.shape else {
                     throw RepoError.invalidArgument("tensor '\(t.name)' is \(s.dtype.rawValue) \(s.shape) in the source revision but \(t.dtype.rawValue) \(t.shape) in \(scanned.path); restore the whole file instead")
                 }
-                replace[file.fileRange(of: t).lowerBound] = s
+                replace[t.name] = s
             }
             try staging.write(to: root + "/" + scanned.path, permissions: scanned.stat.mode & 0o777) { writer in
                 var offset = 0
                 for t in file.tensors.sorted(by: { SafetensorsHeader.precedesInData($0.dataOffsets, $1.dataOffsets) }) {
                     let range = file.fileRange(of: t)
-                    guard let s = replace[range.lowerBound] else { continue }
+                    guard let s = replace[t.name] else { continue }
                     if offset < range.lowerBound { try writer.write(file.map.bytes(in: offset..<range.lowerBound)) }
                     var written = 0
                     try objects.decode(s.objectID) { bytes in
