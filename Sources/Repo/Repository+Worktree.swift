@@ -98,7 +98,8 @@ extension Repository {
     func status(against tree: Tree) throws -> WorktreeComparison {
         // Read before the scan's lstat calls: files changed before it get entries trusted at once.
         let clock = FileSystemClock.read(in: root)
-        let scan = try FolderScanner.scanFolder(root: root, ignore: IgnoreRules(file: root + "/.mrepoignore"), symlinks: .readThrough)
+        let ignore = IgnoreRules(file: root + "/.mrepoignore")
+        let scan = try FolderScanner.scanFolder(root: root, ignore: ignore, symlinks: .readThrough)
         let scanned = scan.files
         let snap = Snapshotter(objects: objects, options: codecOptions)
         let cache = try history.statCache()
@@ -143,7 +144,11 @@ extension Repository {
                 changes.append(.init(path: path, kind: .added, changedTensors: n.kind == .safetensors ? n.tensors.count : nil, tensorCount: n.tensors.count,
                                      linkTarget: scan.linkTargets[path]))
             case (_?, nil):
-                changes.append(.init(path: path, kind: .deleted, changedTensors: nil, tensorCount: nil))
+                // mrepo has no index: a tracked file .mrepoignore now lists leaves the next tree
+                // (the way to stop tracking a file and keep it); say so, it is still on disk.
+                let listed = FileStat.of(root + "/" + path) != nil && ignore.ignores(path, isDirectory: false)
+                changes.append(.init(path: path, kind: .deleted, changedTensors: nil, tensorCount: nil,
+                                     reason: listed ? "listed in .mrepoignore: the next commit leaves it out of the tree; the file stays on disk" : nil))
             case let (o?, n?) where o.identity != n.identity:
                 var changed: Int?
                 if n.kind == .safetensors {

@@ -342,4 +342,21 @@ enum TinyDisk {
         let changed = (doc["tensors"] as? [[String: Any]] ?? []).filter { $0["status"] as? String == "changed" }
         #expect(changed.count == 1 && changed.first?["path"] as? String == "text_encoder_2/model.safetensors", "\(doc)")
     }
+
+    /// A tracked checkpoint that .mrepoignore comes to list leaves the next commit (mrepo has no
+    /// index: that is how a file stops being tracked); status says so instead of a bare
+    /// "deleted", and nested files match as git's patterns do (`a/*.bin` is not `a/b/y.bin`).
+    @Test func ignoringATrackedFileIsSaidAndPatternsMatchAsGits() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.repository(branches: [])
+        try FileManager.default.createDirectory(atPath: s.path("repo/a/b"), withIntermediateDirectories: true)
+        try Data("x".utf8).write(to: URL(fileURLWithPath: s.path("repo/a/x.bin")))
+        try Data("important".utf8).write(to: URL(fileURLWithPath: s.path("repo/a/b/y.bin")))
+        try "a/*.bin\n*.safetensors\n".write(toFile: s.path("repo/.mrepoignore"), atomically: true, encoding: .utf8)
+        let status = try s.ok(["status"], in: "repo").stdout
+        #expect(status.contains("deleted:   model.safetensors  (listed in .mrepoignore: the next commit leaves it out of the tree; the file stays on disk)"), "\(status)")
+        #expect(status.contains("new file:  a/b/y.bin") && !status.contains("a/x.bin"), "\(status)")
+        #expect(try s.ok(["clean", "-n", "-d", "-X"], in: "repo").stdout == "Would remove a/x.bin\n")
+    }
 }

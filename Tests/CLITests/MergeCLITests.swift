@@ -230,6 +230,19 @@ import Testing
         #expect(try s.ok(["status", "--porcelain"], in: "repo").stdout.isEmpty)
         try s.ok(["merge", "-q", "a", "b", "--method", "task_arithmetic", "--set", "lambda=1e30"], in: "repo")
         try s.ok(["fsck"], in: "repo")
+        // In float16 the range ends at 65504: a result past it would be written as inf.
+        let h = try CLISandbox()
+        try h.writeModel("base", [("w", [4], [1e4, 1, 2, 3])], dtype: .f16)
+        try h.writeModel("a", [("w", [4], [2e4, 1, 2, 3])], dtype: .f16)
+        try h.writeModel("b", [("w", [4], [1e4, 1, 2, 4])], dtype: .f16)
+        try h.ok(["init", "-q", "repo"])
+        try h.ok(["commit", "-q", "--from", "../base", "-m", "base"], in: "repo")
+        try h.ok(["commit", "-q", "--from", "../a", "--branch", "a", "-m", "a"], in: "repo")
+        try h.ok(["commit", "-q", "--from", "../b", "--branch", "b", "-m", "b"], in: "repo")
+        expectOneLineError(try h.run(["merge", "a", "b", "--method", "task_arithmetic", "--set", "lambda=10"], in: "repo"),
+                           contains: "tensor 'w': the merge gives values beyond F16's range")
+        #expect(try h.ok(["status", "--porcelain"], in: "repo").stdout.isEmpty)
+        try h.ok(["merge", "-q", "a", "b", "--method", "task_arithmetic", "--set", "lambda=1"], in: "repo")
     }
 
     /// Abort returns refs and the working tree to exactly what they were.

@@ -152,6 +152,26 @@ import Testing
         }
     }
 
+    /// Patterns with a `/` are matched a component at a time, as git does: `*` stays inside one
+    /// (`a/*.bin` had also ignored `a/b/y.bin`, which a commit then left out and `clean -X`
+    /// deleted), `**` spans any number of folders (none included), and escapes and raw bytes work.
+    @Test func patternsMatchAsGitsDo() throws {
+        try withTemporaryDirectory { dir in
+            try writeFile("a/*.bin\nx/**/y.bin\n**/foo\nlogs/**\n!logs/keep/\nback\\\\slash\nsp\\ \n*.safetensors\n", to: dir + "/.mrepoignore")
+            let rules = IgnoreRules(file: dir + "/.mrepoignore")
+            #expect(rules.ignores("a/x.bin", isDirectory: false) && !rules.ignores("a/b/y.bin", isDirectory: false))
+            #expect(rules.ignores("x/y.bin", isDirectory: false) && rules.ignores("x/p/q/y.bin", isDirectory: false))
+            #expect(rules.ignores("foo", isDirectory: false) && rules.ignores("d/e/foo", isDirectory: false))
+            #expect(rules.ignores("logs/a.log", isDirectory: false) && !rules.ignores("logs", isDirectory: true))
+            #expect(!rules.ignores("logs/keep", isDirectory: true), "taken back")
+            #expect(rules.ignores("back\\slash", isDirectory: false) && rules.ignores("sp ", isDirectory: false))
+            #expect(rules.ignores("model.safetensors", isDirectory: false))
+            // Raw bytes: a Latin-1 name listed as it is.
+            try Data([0x69, 0x6E, 0x76, 0xE9, 0x2E, 0x74, 0x78, 0x74, 0x0A]).write(to: URL(fileURLWithPath: dir + "/.mrepoignore"))
+            #expect(IgnoreRules(file: dir + "/.mrepoignore").ignores(rawPath: [0x69, 0x6E, 0x76, 0xE9, 0x2E, 0x74, 0x78, 0x74], isDirectory: false))
+        }
+    }
+
     @Test func folderScannerListsRegularFilesSorted() throws {
         try withTemporaryDirectory { dir in
             for name in ["b.txt", "a/z.txt", "a/b/c.bin", "skip.log", ".mrepo/objects/x", ".git/HEAD", "logs/x.log"] {

@@ -66,6 +66,31 @@ public enum FloatConversion {
         }
     }
 
+    /// Whether converting these finite Float32 values to `dtype` turns one into ±inf (or NaN,
+    /// for F8_E4M3, which has no infinity): a magnitude at or past the halfway point between the
+    /// dtype's largest finite value and the next power, which round-to-nearest-even takes up.
+    /// Values already ±inf or NaN are not counted (they pass through as they are). One max over
+    /// the masked bit patterns, which vectorises.
+    public static func narrowingOverflows(_ dtype: DType, _ values: UnsafePointer<Float>, count: Int) -> Bool {
+        let limit: UInt32
+        switch dtype {
+        case .f16: limit = Float(65520).bitPattern
+        case .bf16: limit = 0x7F7F_8000
+        case .f8e5m2: limit = Float(61440).bitPattern
+        case .f8e4m3: limit = Float(464).bitPattern
+        default: return false
+        }
+        return UnsafeRawPointer(values).withMemoryRebound(to: UInt32.self, capacity: count) { bits in
+            var top: UInt32 = 0
+            for i in 0..<count {
+                let magnitude = bits[i] & 0x7FFF_FFFF
+                // Non-finite values (exponent all ones) count as 0 here.
+                top = Swift.max(top, magnitude < 0x7F80_0000 ? magnitude : 0)
+            }
+            return top >= limit
+        }
+    }
+
     /// Converts `count` Floats stored at the start of `buffer` to `dtype`, a dtype of at most 4
     /// bytes, writing the result at the start of the same buffer.
     public static func fromFloatInPlace(_ dtype: DType, count: Int, _ buffer: UnsafeMutableRawBufferPointer) {

@@ -104,7 +104,7 @@ extension MergeContext {
         let t2 = timer.now()
         defer { timer.add("encode", since: t2) }
         let dtype = options.outputDType ?? baseInput.tensor.dtype
-        let written = try withOutputBytes(output, as: dtype) { bytes in
+        let written = try withOutputBytes(output, as: dtype, name: name) { bytes in
             if override == nil { prepared?.write(name, bytes) }
             return try writeMerged(bytes, dtype: dtype, shape: baseInput.tensor.shape, base: baseID, baseHeader: inputs.baseHeader,
                                    baseBytes: inputs.baseBytes, batch: batch)
@@ -114,8 +114,12 @@ extension MergeContext {
 
     /// The merged values as bytes of `dtype`: the Float32 buffer itself, converted in place to a
     /// narrower dtype, or a buffer of their own for a wider one (F64).
-    func withOutputBytes<T>(_ values: UnsafeMutableBufferPointer<Float>, as dtype: DType, _ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
+    func withOutputBytes<T>(_ values: UnsafeMutableBufferPointer<Float>, as dtype: DType, name: String,
+                            _ body: (UnsafeRawBufferPointer) throws -> T) throws -> T {
         let byteCount = values.count * dtype.byteSize
+        if dtype.byteSize < 4, let start = values.baseAddress, FloatConversion.narrowingOverflows(dtype, start, count: values.count) {
+            throw MergeContext.narrowingOverflow(name, dtype)
+        }
         if dtype.byteSize > 4 {
             let wide = buffers.bytes("output.wide", count: byteCount)
             FloatConversion.fromFloat(dtype, UnsafeBufferPointer(values), into: wide)
@@ -125,6 +129,11 @@ extension MergeContext {
             FloatConversion.fromFloatInPlace(dtype, count: values.count, UnsafeMutableRawBufferPointer(values))
         }
         return try body(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(values)[0..<byteCount]))
+    }
+
+    /// A merged tensor whose values lie beyond its dtype's range: written, they would be ±inf.
+    static func narrowingOverflow(_ name: String, _ dtype: DType) -> MergeError {
+        .tensor(name: name, problem: "the merge gives values beyond \(dtype.rawValue)'s range, which would be written as ±inf: check the weights and λ (or merge into a wider dtype with --dtype); nothing was written")
     }
 
     /// Stores a merged tensor, coded against the merge base's tensor whose bytes the caller holds.

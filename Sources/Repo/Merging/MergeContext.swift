@@ -336,7 +336,7 @@ struct MergeContext {
         let dtype = options.outputDType ?? baseInput.tensor.dtype
         let header = try repository.objects.header(of: baseID)
         let info = try values.withUnsafeMutableBufferPointer { v in
-            try withOutputBytes(v, as: dtype) { output in
+            try withOutputBytes(v, as: dtype, name: name) { output in
                 if override == nil, extraRows == nil { prepared?.write(name, output) }
                 return try withBaseBytes(baseValues: baseValues, baseRaw: baseRaw) { known in
                     try writeMerged(output, dtype: dtype, shape: shape, base: baseID, baseHeader: header, baseBytes: known, batch: batch)
@@ -360,8 +360,13 @@ struct MergeContext {
 
     /// Converts Float32 values to `dtype`: in place into the front of the same buffer for narrower
     /// dtypes, into a buffer of their own for wider ones.
-    static func outputBytes(_ values: inout [Float], as dtype: DType) -> OutputBytes {
+    static func outputBytes(_ values: inout [Float], as dtype: DType, name: String) throws -> OutputBytes {
         let byteCount = values.count * dtype.byteSize
+        if dtype.byteSize < 4, values.withUnsafeBufferPointer({ v in
+            v.baseAddress.map { FloatConversion.narrowingOverflows(dtype, $0, count: v.count) } ?? false
+        }) {
+            throw MergeContext.narrowingOverflow(name, dtype)
+        }
         if dtype.byteSize > 4 {
             var out = [UInt8](repeating: 0, count: byteCount)
             values.withUnsafeBufferPointer { v in out.withUnsafeMutableBytes { FloatConversion.fromFloat(dtype, v, into: $0) } }
@@ -382,7 +387,7 @@ struct MergeContext {
         let header = try repository.objects.header(of: id)
         guard header.dtype.isFloatingPoint, header.dtype != target else { return nil }
         var values = try repository.objects.floats(id, knownReference: nil)
-        let output = MergeContext.outputBytes(&values, as: target)
+        let output = try MergeContext.outputBytes(&values, as: target, name: name)
         let written = try output.withBytes(of: values) { bytes in
             try repository.objects.write(kind: .tensor, dtype: target, shape: header.shape, source: bytes, reference: nil,
                                          options: repository.codecOptions, batch: batch, referenceBytes: nil)

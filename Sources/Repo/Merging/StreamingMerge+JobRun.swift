@@ -246,6 +246,9 @@ final class JobRun: Sendable {
         let merged = work.take(chunkCapacity / elementSize * 4)
         let out = merged.baseAddress!.bindMemory(to: Float.self, capacity: elements.count)
         tensorStream!.mergeRange(elements, base: base, experts: experts, into: out)
+        if h.dtype != .f32, FloatConversion.narrowingOverflows(h.dtype, out, count: elements.count) {
+            throw MergeContext.narrowingOverflow(job.name, h.dtype)
+        }
         if h.dtype != .f32 {
             FloatConversion.fromFloatInPlace(h.dtype, count: elements.count, UnsafeMutableRawBufferPointer(rebasing: merged[0..<(elements.count * 4)]))
         }

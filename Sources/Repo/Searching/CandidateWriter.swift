@@ -119,7 +119,7 @@ final class CandidateWriter {
             let inputs = try self.inputs(m)
             let context = TensorContext(name: m.name, shape: m.shape, layerCount: layerCount)
             var (values, _) = try plan.merge(context, base: inputs.base, experts: inputs.experts)
-            let output = MergeContext.outputBytes(&values, as: m.dtype)
+            let output = try MergeContext.outputBytes(&values, as: m.dtype, name: m.name)
             try output.withBytes(of: values) { bytes in
                 guard bytes.count == m.byteCount else { throw RepoError.failed("tensor '\(m.name)': merged size differs from its place") }
                 try CandidateWriter.write(bytes, to: folder + "/" + m.path, at: m.offset)

@@ -181,47 +181,87 @@ extension Repository {
 }
 
 /// Which files a snapshot leaves out: `.mrepo`, `.git`, temporary files, and the patterns of
-/// `.mrepoignore`, read as git reads `.gitignore`: one glob per line; `#` comments; a pattern with
-/// a `/` matches the path from the top, one without matches a name at any depth; a trailing `/`
-/// matches directories only; a leading `!` takes a path back in (the last matching line decides;
-/// nothing inside an ignored folder comes back, as the folder is not entered); `\!` and `\#`
-/// start a pattern with those characters.
+/// `.mrepoignore`, read as git reads `.gitignore`:
+/// - one glob per line; `#` comments; `\!`, `\#` and `\ ` (a trailing space) escape; a backslash
+///   before any other character makes it literal;
+/// - a pattern without `/` (but a trailing one) matches a name at any depth; one with a `/` is
+///   anchored at the top and matched component by component (`*` does not cross `/`), where `**`
+///   matches any number of folders (`a/**/b`, `**/b`; a trailing `/**`, everything inside);
+/// - a trailing `/` matches directories only; a leading `!` takes a path back in (the last
+///   matching line decides; nothing inside an ignored folder comes back, as the folder is not
+///   entered);
+/// - unlike git, a tracked file it lists is left out too: mrepo has no index, and that is how a
+///   file stops being tracked while it stays on disk (`status` says so).
 public struct IgnoreRules: Sendable {
-    var patterns: [(glob: String, anchored: Bool, directoryOnly: Bool, negated: Bool)] = []
+    var patterns: [(glob: [UInt8], anchored: Bool, directoryOnly: Bool, negated: Bool)] = []
 
     public init(file: String?) {
-        guard let file, let text = try? String(contentsOfFile: file, encoding: .utf8) else { return }
-        for raw in text.split(whereSeparator: \.isNewline) {
-            var line = raw.trimmingCharacters(in: .whitespaces)
-            if line.isEmpty || line.hasPrefix("#") { continue }
+        guard let file, let data = FileManager.default.contents(atPath: file) else { return }
+        for raw in data.split(separator: UInt8(ascii: "\n")) {
+            var line = Array(raw)
+            if line.last == UInt8(ascii: "\r") { line.removeLast() }
+            // Trailing spaces go unless escaped; leading ones are part of the pattern in git, but
+            // mrepo has always trimmed them (a pattern of leading spaces names nothing in a model folder).
+            while let last = line.last, last == UInt8(ascii: " "), !(line.count >= 2 && line[line.count - 2] == UInt8(ascii: "\\")) { line.removeLast() }
+            while line.first == UInt8(ascii: " ") || line.first == UInt8(ascii: "\t") { line.removeFirst() }
+            if line.isEmpty || line.first == UInt8(ascii: "#") { continue }
             var negated = false
-            if line.hasPrefix("!") {
+            if line.first == UInt8(ascii: "!") {
                 negated = true
                 line.removeFirst()
-            } else if line.hasPrefix("\\!") || line.hasPrefix("\\#") {
+            } else if line.count >= 2, line[0] == UInt8(ascii: "\\"), line[1] == UInt8(ascii: "!") || line[1] == UInt8(ascii: "#") {
                 line.removeFirst()
             }
             var directoryOnly = false
-            if line.hasSuffix("/") {
+            if line.last == UInt8(ascii: "/") {
                 directoryOnly = true
                 line.removeLast()
             }
             // A leading `/` anchors the pattern at the top, as a `/` inside it does (`/build/`
             // is the top's build folder only, not `x/build`).
-            let leadingSlash = line.hasPrefix("/")
+            let leadingSlash = line.first == UInt8(ascii: "/")
             if leadingSlash { line.removeFirst() }
             if line.isEmpty { continue }
-            patterns.append((line, leadingSlash || line.contains("/"), directoryOnly, negated))
+            patterns.append((line, leadingSlash || line.contains(UInt8(ascii: "/")), directoryOnly, negated))
         }
     }
 
-    /// Whether the last pattern that matches (`matches(glob, anchored)`) ignores; nil when none matches.
-    private func lastMatch(isDirectory: Bool, _ matches: (String, Bool) -> Bool) -> Bool? {
+    /// Whether the last pattern that matches ignores; nil when none matches.
+    private func lastMatch(_ path: [UInt8], isDirectory: Bool) -> Bool? {
+        let components = path.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).map(Array.init)
         for p in patterns.reversed() {
             if p.directoryOnly && !isDirectory { continue }
-            if matches(p.glob, p.anchored) { return !p.negated }
+            let matched = p.anchored ? IgnoreRules.matchComponents(p.glob, components)
+                : IgnoreRules.fnmatch(p.glob, components.last ?? [])
+            if matched { return !p.negated }
         }
         return nil
+    }
+
+    /// An anchored pattern against a path, component by component: `**` matches any number of
+    /// components (one or more when it ends the pattern: `a/**` is what is inside `a`).
+    static func matchComponents(_ pattern: [UInt8], _ path: [[UInt8]]) -> Bool {
+        let parts = pattern.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).map(Array.init)
+        func match(_ i: Int, _ j: Int) -> Bool {
+            if i == parts.count { return j == path.count }
+            if parts[i] == Array("**".utf8) {
+                let minimum = i == parts.count - 1 ? 1 : 0
+                var k = j + minimum
+                while k <= path.count {
+                    if match(i + 1, k) { return true }
+                    k += 1
+                }
+                return false
+            }
+            return j < path.count && fnmatch(parts[i], path[j]) && match(i + 1, j + 1)
+        }
+        return match(0, 0)
+    }
+
+    /// fnmatch(3) of one component (no `/` in either), on raw bytes.
+    static func fnmatch(_ pattern: [UInt8], _ name: [UInt8]) -> Bool {
+        let p = pattern.map { CChar(bitPattern: $0) } + [0], n = name.map { CChar(bitPattern: $0) } + [0]
+        return Glibc.fnmatch(p, n, 0) == 0
     }
 
     /// ``ignores(_:isDirectory:)`` for a path whose bytes are not valid UTF-8: the globs are
@@ -229,8 +269,7 @@ public struct IgnoreRules: Sendable {
     public func ignores(rawPath: [UInt8], isDirectory: Bool) -> Bool {
         let name = Array(rawPath.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).last ?? rawPath[...])
         if name.starts(with: Array(AtomicFileWriter.temporaryPrefix.utf8)) { return true }
-        func cString(_ bytes: [UInt8]) -> [CChar] { bytes.map { CChar(bitPattern: $0) } + [0] }
-        return lastMatch(isDirectory: isDirectory) { glob, anchored in fnmatch(glob, cString(anchored ? rawPath : name), 0) == 0 } ?? false
+        return lastMatch(rawPath, isDirectory: isDirectory) ?? false
     }
 
     public func ignores(_ relativePath: String, isDirectory: Bool) -> Bool {
@@ -239,7 +278,7 @@ public struct IgnoreRules: Sendable {
         if PathPolicy.isReserved(name) || name.hasPrefix(AtomicFileWriter.temporaryPrefix) { return true }
         // What huggingface_hub's snapshot_download(local_dir=...) keeps beside the files it downloads.
         if relativePath == HuggingFaceCache.localDirMetadata || relativePath.hasPrefix(HuggingFaceCache.localDirMetadata + "/") { return true }
-        return lastMatch(isDirectory: isDirectory) { glob, anchored in fnmatch(glob, anchored ? relativePath : name, 0) == 0 } ?? false
+        return lastMatch(Array(relativePath.utf8), isDirectory: isDirectory) ?? false
     }
 }
 
