@@ -18,8 +18,11 @@ enum CommandLineHabits {
     /// Where the command that `bisect run` runs begins (its first word after mrepo's own options),
     /// if this is `bisect run`: everything from there is that command's, as typed.
     static func passthroughStart(_ arguments: [String]) -> Int? {
-        guard arguments.count > 2, arguments[0] == "bisect", arguments[1] == "run" else { return nil }
-        return arguments[2...].firstIndex { !$0.hasPrefix("-") || $0 == "--" } ?? arguments.endIndex
+        // The first two words (mrepo's own options may come before or between them).
+        let words = arguments.indices.filter { !arguments[$0].hasPrefix("-") }.prefix(2)
+        guard words.count == 2, arguments[words.first!] == "bisect", arguments[words.last!] == "run" else { return nil }
+        let after = words.last! + 1
+        return arguments[after...].firstIndex { !$0.hasPrefix("-") || $0 == "--" } ?? arguments.endIndex
     }
 
     /// Where mrepo's own options end: at `--`, or at the command `bisect run` runs.
@@ -118,8 +121,10 @@ enum CommandLineHabits {
             } else if first == "config", a == "--get" {
                 // git's `config --get KEY` is `config KEY`; with anything else it could write.
                 let others = arguments.dropFirst().filter { $0 != "--get" }
-                guard others.count == 1, let key = others.first, !key.hasPrefix("-") else {
-                    ErrorReporter.fail("config --get takes one key and nothing else (see 'mrepo config --help')", status: 64)
+                let readOnly: Set<String> = ["--global", "--json", "-q", "--quiet"]
+                let keys = others.filter { !readOnly.contains($0) }
+                guard keys.count == 1, let key = keys.first, !key.hasPrefix("-") else {
+                    ErrorReporter.fail("config --get takes one key (and --global or --json), nothing else (see 'mrepo config --help')", status: 64)
                 }
                 continue
             } else if first == "describe", a.hasPrefix("--dirty=") {

@@ -600,6 +600,11 @@ import Testing
         try s.ok(["revert", "--abort", "-q"], in: "repo")
         #expect(try revParse(s, "HEAD") == head && (try s.ok(["status", "--porcelain"], in: "repo").stdout.isEmpty))
         expectOneLineError(try s.run(["revert", "--continue"], in: "repo"), contains: "no revert is in progress")
+        // Which command stopped is recorded, not read from the message (one that reads like a
+        // cherry-pick's made revert --abort refuse).
+        #expect(try s.run(["revert", "HEAD~1", "--message", "undo\n\n(cherry picked from commit 1234)"], in: "repo").status == 1)
+        #expect(try s.ok(["status"], in: "repo").stdout.contains("Applying"))
+        try s.ok(["revert", "--abort", "-q"], in: "repo")
         #expect(try s.run(["revert", "HEAD~1"], in: "repo").status == 1)
         // Not the other operation's (it had aborted a stopped revert as a cherry-pick).
         expectOneLineError(try s.run(["cherry-pick", "--abort"], in: "repo"), contains: "no cherry-pick is in progress (a revert is: 'mrepo revert --abort')")

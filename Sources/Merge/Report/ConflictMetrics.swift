@@ -76,7 +76,7 @@ public struct ConflictMetrics: Sendable, Equatable {
     /// tensor) as Float32 into the buffer. Memory is a few blocks whatever the tensor's size.
     public static func measureStreaming(count n: Int, experts k: Int, tallLambda: Double, notes: [String: Double] = [:],
                                         read: (Int, Range<Int>, UnsafeMutableBufferPointer<Float>) throws -> Void) rethrows -> ConflictMetrics {
-        let accumulator = Accumulator(count: n, experts: k, measures: true, tallLambda: tallLambda)
+        let accumulator = Accumulator(count: n, experts: k, measures: k > 0, tallLambda: tallLambda)
         let buffers = (0..<(k + 2)).map { _ in UnsafeMutableBufferPointer<Float>.allocate(capacity: Kernels.block) }
         defer { buffers.forEach { $0.deallocate() } }
         var start = 0
@@ -84,7 +84,7 @@ public struct ConflictMetrics: Sendable, Equatable {
             let r = start..<min(start + Kernels.block, n)
             if accumulator.measures(r) {
                 for i in buffers.indices { try read(i, r, UnsafeMutableBufferPointer(rebasing: buffers[i][0..<r.count])) }
-                accumulator.measure(r, base: UnsafePointer(buffers[0].baseAddress!), experts: (1...k).map { UnsafePointer(buffers[$0].baseAddress!) },
+                accumulator.measure(r, base: UnsafePointer(buffers[0].baseAddress!), experts: buffers[1..<(k + 1)].map { UnsafePointer($0.baseAddress!) },
                                     merged: UnsafePointer(buffers[k + 1].baseAddress!))
             }
             start = r.upperBound

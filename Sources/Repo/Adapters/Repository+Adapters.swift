@@ -280,7 +280,8 @@ extension Repository {
             let nb = fb.map { LowRank.squaredNorm($0).squareRoot() } ?? 0
             var cosine: Double?
             var difference: Double?
-            if let fa, let fb {
+            // Adapters of bases that differ in this tensor's shape (a resized embedding) do not compare.
+            if let fa, let fb, fa.rows == fb.rows, fa.columns == fb.columns {
                 let dot = LowRank.innerProduct(fa, fb)
                 if na > 0, nb > 0 { cosine = dot / (na * nb) }
                 difference = max(0, na * na + nb * nb - 2 * dot).squareRoot()

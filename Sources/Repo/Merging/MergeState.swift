@@ -186,10 +186,13 @@ struct MergeState: Sendable, Codable {
     /// Members the merge commit's `extra` gets beside its own (a search's record, `extra.search`),
     /// kept for `merge --continue`.
     var extra: JSONValue?
+    /// The command that stopped: "revert" or "cherry-pick" (nil: a merge, or a state written before
+    /// it was recorded).
+    var operation: String?
 
     enum CodingKeys: String, CodingKey {
         case head, branches, experts, base, recipe, message, decided, unresolved
-        case reportObject = "report_object", readyTree = "ready_tree", options, resolutions, metrics, extra
+        case reportObject = "report_object", readyTree = "ready_tree", options, resolutions, metrics, extra, operation
     }
 
     /// ``extra``'s members.

@@ -263,6 +263,7 @@ extension Repository {
                                    resolutions: result.replayed, metrics: options.metrics)
             // A search's record (and any other member) goes with a merge that stops or waits.
             if !options.extraMembers.isEmpty { state.extra = .object(options.extraMembers) }
+            if options.operation != "merging" { state.operation = options.operation }
             if !result.unresolved.isEmpty {
                 try history.setMergeState(state, objects: try withLeftoverRows(result.newObjects, for: nil, also: state.objects))
                 return MergeOutcome(status: .conflicted, report: result.report, inputs: inputs, context: context, recipeYAML: yaml)

@@ -30,8 +30,9 @@ extension Repository {
                                ready: state.readyTree != nil,
                                subject: String(state.message.split(separator: "\n", omittingEmptySubsequences: false).first ?? ""),
                                appliesChange: state.options.noMergeFiles == true,
-                               operation: state.options.noMergeFiles != true ? nil
-                                   : state.message.contains("\n\n(cherry picked from commit ") ? "cherry-pick" : "revert")
+                               operation: state.operation ?? (state.options.noMergeFiles != true ? nil
+                                   // A state written before the operation was recorded: told by the message.
+                                   : state.message.contains("\n\n(cherry picked from commit ") ? "cherry-pick" : "revert"))
     }
 
     /// The recipe and options of a merge in progress, as the merge started.

@@ -40,7 +40,7 @@ struct DuCommand: ParsableCommand {
         print("")
         print("repository: \(u.commits.count) commits, \(u.objectCount) objects; logical \(Format.bytes(u.logicalByteCount)), "
             + "stored \(Format.bytes(total)) (objects \(Format.bytes(u.storedByteCount)) + database \(Format.bytes(u.databaseByteCount))), "
-            + (total <= u.logicalByteCount ? String(format: "%.2fx smaller", Double(u.logicalByteCount) / Double(max(total, 1)))
+            + (u.logicalByteCount == 0 ? "nothing committed yet" : total <= u.logicalByteCount ? String(format: "%.2fx smaller", Double(u.logicalByteCount) / Double(max(total, 1)))
                 : String(format: "%.2fx larger (small files: the database and object headers outweigh them)", Double(total) / Double(max(u.logicalByteCount, 1)))))
     }
 }

@@ -71,6 +71,9 @@ struct ResolveCommand: ParsableCommand {
         }
         guard !repository.quiet else { return }
         print("Resolved \(resolved.count) tensor\(resolved.count == 1 ? "" : "s"); \(remaining.count) unresolved.")
-        if remaining.isEmpty { print("All conflicts are resolved; run 'mrepo merge --continue'.") }
+        if remaining.isEmpty {
+            let command = (try? repo.mergeInProgress())??.operation ?? "merge"
+            print("All conflicts are resolved; run 'mrepo \(command) --continue'.")
+        }
     }
 }

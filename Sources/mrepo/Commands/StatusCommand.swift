@@ -70,10 +70,11 @@ struct StatusCommand: ParsableCommand {
             } else {
                 print("Merging \(merge.branches.joined(separator: ", ")) (\(merge.method)), merge base \(merge.base.short).")
             }
+            let command = merge.operation ?? "merge"
             if merge.ready {
-                print("  All tensors merged; the working tree holds the result. 'mrepo merge --continue' commits it.")
+                print("  All tensors merged; the working tree holds the result. 'mrepo \(command) --continue' commits it.")
             } else if merge.unresolved.isEmpty {
-                print("  All conflicts resolved; run 'mrepo merge --continue'.")
+                print("  All conflicts resolved; run 'mrepo \(command) --continue'.")
             } else {
                 print("  Unresolved tensors (settle with 'mrepo resolve GLOB --ours|--theirs|--base|--method M'):")
                 for u in merge.unresolved { print("    \(u.tensor): \(u.reason)") }

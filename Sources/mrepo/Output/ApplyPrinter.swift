@@ -22,7 +22,7 @@ enum ApplyPrinter {
                 print("\(verb) stopped: \(n) tensor\(n == 1 ? "" : "s") could not be combined by task arithmetic:")
                 for t in m.report.unresolved.prefix(20) { print("  \(t.name): \(t.conflict ?? "")") }
                 if n > 20 { print("  ... and \(n - 20) more ('mrepo status' lists them all)") }
-                print("Settle them with 'mrepo resolve GLOB --ours|--theirs|--base|--method M', then 'mrepo merge --continue' (or 'mrepo merge --abort').")
+                print("Settle them with 'mrepo resolve GLOB --ours|--theirs|--base|--method M', then 'mrepo \(verb) --continue' (or 'mrepo \(verb) --abort').")
             }
         }
         // A file both HEAD and the change changed keeps HEAD's version: the change to it is not applied.
