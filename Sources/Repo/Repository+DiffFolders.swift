@@ -15,7 +15,19 @@ extension Repository {
         let name = bothFiles ? URL(fileURLWithPath: new).lastPathComponent : nil
         let a = try FolderSide(old, name: name), b = try FolderSide(new, name: name)
         // Parsing every safetensors header first: a damaged file is an error naming it.
-        let (oldFiles, oldTensors) = try a.parse(), (newFiles, newTensors) = try b.parse()
+        let (oldFiles, oldList) = try a.parse(), (newFiles, newList) = try b.parse()
+        // Paired by name (a re-shard moves tensors between files), or by file and name for a name
+        // that several files of either side hold, as a diff of two revisions pairs them.
+        let shared = Set([oldList, newList].flatMap { list in
+            Dictionary(grouping: list, by: \.info.name).filter { Set($0.value.map(\.path)).count > 1 }.keys
+        })
+        func byKey(_ list: [(path: String, file: SafetensorsFile, info: TensorInfo)]) -> [String: (path: String, file: SafetensorsFile, info: TensorInfo)] {
+            list.reduce(into: [:]) { out, t in
+                let key = shared.contains(t.info.name) ? t.path + "\u{0}" + t.info.name : t.info.name
+                if out[key] == nil { out[key] = t }
+            }
+        }
+        let oldTensors = byKey(oldList), newTensors = byKey(newList)
         var files: [FileDiff] = []
         // What cannot be read as a file (a link to a folder or to nothing, a name that is not
         // UTF-8): compared as far as it can be, never passed over.
@@ -48,14 +60,16 @@ extension Repository {
             default: break
             }
         }
-        let names = Set(oldTensors.keys).union(newTensors.keys).sorted().filter { n in
-            filter.includes(tensor: n, in: (newTensors[n] ?? oldTensors[n])!.path)
+        let keys = Set(oldTensors.keys).union(newTensors.keys).sorted().filter { k in
+            let t = (newTensors[k] ?? oldTensors[k])!
+            return filter.includes(tensor: t.info.name, in: t.path)
         }
-        let total = names.reduce(0) { $0 + (oldTensors[$1].map { $0.info.dataOffsets.count } ?? 0) }
+        let total = keys.reduce(0) { $0 + (oldTensors[$1].map { $0.info.dataOffsets.count } ?? 0) }
         let counter = ProgressCounter(progress, title: "diff", total: total)
         var out: [TensorDiff] = []
-        for name in names {
-            let x = oldTensors[name], y = newTensors[name]
+        for key in keys {
+            let x = oldTensors[key], y = newTensors[key]
+            let name = (y ?? x)!.info.name
             var d = TensorDiff(name: name, path: (y ?? x)!.path, status: .unchanged, oldDType: x?.info.dtype, newDType: y?.info.dtype,
                                oldShape: x?.info.shape, newShape: y?.info.shape, elementCount: (y ?? x)!.info.shape.elementCount ?? 0)
             guard let x else { d.status = .added; out.append(d); continue }
@@ -69,6 +83,7 @@ extension Repository {
             out.append(d)
         }
         counter.finish()
+        out.sort { ($0.name, $0.path) < ($1.name, $1.path) }
         return DiffReport(oldName: old, newName: new, oldCommit: nil, newCommit: nil, mergeBase: nil, tensors: out,
                           files: files.sorted { $0.path < $1.path })
     }
@@ -98,14 +113,14 @@ private struct FolderSide {
 
     /// The side's safetensors files, parsed, by path; and every tensor of them by name (the first
     /// file in path order wins a name given twice, as in a tree).
-    func parse() throws -> ([String: SafetensorsFile], [String: (path: String, file: SafetensorsFile, info: TensorInfo)]) {
+    func parse() throws -> ([String: SafetensorsFile], [(path: String, file: SafetensorsFile, info: TensorInfo)]) {
         var parsed: [String: SafetensorsFile] = [:]
-        var tensors: [String: (path: String, file: SafetensorsFile, info: TensorInfo)] = [:]
+        var tensors: [(path: String, file: SafetensorsFile, info: TensorInfo)] = []
         for path in files.keys.sorted() where isSafetensorsPath(path) {
             let file: SafetensorsFile
             do { file = try SafetensorsFile(path: files[path]!, displayName: files[path]!) } catch { throw RepoError.delta(error) }
             parsed[path] = file
-            for t in file.tensors where tensors[t.name] == nil { tensors[t.name] = (path, file, t) }
+            for t in file.tensors { tensors.append((path, file, t)) }
         }
         return (parsed, tensors)
     }

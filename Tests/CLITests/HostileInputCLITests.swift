@@ -341,6 +341,9 @@ enum TinyDisk {
         let doc = try #require(try s.json(try s.run(["diff", "--json", "HEAD~1", "HEAD"], in: "repo")) as? [String: Any])
         let changed = (doc["tensors"] as? [[String: Any]] ?? []).filter { $0["status"] as? String == "changed" }
         #expect(changed.count == 1 && changed.first?["path"] as? String == "text_encoder_2/model.safetensors", "\(doc)")
+        // The same two folders compared without a repository (it said "no tensor differs", exit 0).
+        #expect(try s.run(["diff", "--no-index", "--exit-code", "v1", "v2"]).status == 1)
+        #expect(try s.run(["diff", "--no-index", "v1", "v2"]).stdout.contains("M  text_encoder_2/model.safetensors: q.weight"))
     }
 
     /// A tracked checkpoint that .mrepoignore comes to list leaves the next commit (mrepo has no
