@@ -121,7 +121,9 @@ extension Repository {
                             throw RepoError.invalidArgument("pathspec '\(path)' did not match any file of \(source ?? "HEAD") (\(sourceID.short))")
                         }
                         for f in files where !writes.contains(where: { $0.path == f.path }) {
-                            try PathPolicy.checkNoSymlinkParents(root: root, path: f.path)
+                            // A link where the file belongs is replaced (renamed over, never written
+                            // through), as a checkout replaces one; a linked folder above it refuses.
+                            try PathPolicy.checkNoSymlinkParents(root: root, path: f.path, replacingLink: true)
                             writes.append(f)
                         }
                         for f in gone where !result.removed.contains(f.path) {
@@ -147,10 +149,15 @@ extension Repository {
                 staging.rollback()
                 throw error
             }
+            // The folder the command runs in stays, emptied or not (git's does since 2.35).
+            let here = URL(fileURLWithPath: FileManager.default.currentDirectoryPath).standardizedFileURL.path
             for path in result.removed {
                 unlink(root + "/" + path)
                 // Folders the removal left empty go too, as git's do.
-                for folder in PathPolicy.parents(of: path) where rmdir(root + "/" + folder) != 0 { break }
+                for folder in PathPolicy.parents(of: path) {
+                    let full = root + "/" + folder
+                    if here == full || here.hasPrefix(full + "/") || rmdir(full) != 0 { break }
+                }
             }
             return result
         }
