@@ -253,7 +253,7 @@ import Testing
         try s.ok(["push", "-q", "origin", "fresh"], in: "other")
         try s.ok(["switch", "-q", "behind"], in: "other")
         try s.ok(["commit", "-q", "--from", s.path("family/code"), "-m", "code"], in: "other")
-        try s.ok(["push", "-q", "origin", "behind", "--delete", "old"], in: "other")
+        try s.ok(["push", "-q", "origin", "behind", ":old"], in: "other")
         // Here, main moves ahead.
         try s.ok(["commit", "-q", "--from", s.path("family/math"), "-m", "math"], in: "work")
 

@@ -72,7 +72,8 @@ import Testing
         let json = try #require(try s.json(try s.ok(["fetch", "--json"], in: "copy")) as? [String: Any])
         let change = try #require((json["refs"] as? [[String: Any]])?.first)
         #expect(change["name"] as? String == "origin/feat2" && change["source"] as? String == "feat2", "got: \(change)")
-        try s.ok(["push", "-q", "origin", "--delete", "feat"], in: "repo")
+        // git's word order too: --delete is a flag.
+        try s.ok(["push", "-q", "--delete", "origin", "feat"], in: "repo")
         let pruned = try s.ok(["fetch", "--prune"], in: "copy").stdout
         #expect(pruned.contains(" - [deleted]  (none) -> origin/feat (was "), "got: \(pruned)")
         try s.ok(["switch", "-q", "-c", "mine"], in: "copy")

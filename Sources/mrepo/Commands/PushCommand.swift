@@ -31,8 +31,8 @@ struct PushCommand: ParsableCommand {
     @Flag(name: .shortAndLong, help: "Move remote refs even when that is not a fast-forward (still refused if the remote ref moved meanwhile).")
     var force = false
 
-    @Option(name: .customLong("delete"), help: ArgumentHelp("Delete this branch or tag on the remote (repeatable).", valueName: "ref"))
-    var deletions: [String] = []
+    @Flag(name: [.customShort("d"), .customLong("delete")], help: "Delete the named branches or tags on the remote instead of pushing them (push origin --delete NAME..., or push --delete origin NAME..., as git).")
+    var delete = false
 
     @Flag(name: [.customShort("u"), .long], help: "Make the remote branch the upstream of each branch pushed (for pull, status and push).")
     var setUpstream = false
@@ -47,11 +47,17 @@ struct PushCommand: ParsableCommand {
         let repo = try repository.open()
         if json { repo.progress = nil }
         var options = PushOptions(remote: try remote ?? repo.defaultPushRemote())
-        options.refs = refs
+        if delete {
+            guard !refs.isEmpty, !all, !tags else { throw ValidationError("--delete takes the names of the remote branches or tags to delete, and no --all or --tags") }
+            options.delete = refs
+        } else {
+            // git's `:NAME` refspec deletes NAME there, beside what else is pushed.
+            options.refs = refs.filter { !$0.hasPrefix(":") }
+            options.delete = refs.filter { $0.hasPrefix(":") && $0.count > 1 }.map { String($0.dropFirst()) }
+        }
         options.all = all
         options.tags = tags
         options.force = force
-        options.delete = deletions
         options.setUpstream = setUpstream
         options.dryRun = dryRun
         let opts = options
