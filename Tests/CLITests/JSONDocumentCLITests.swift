@@ -25,7 +25,7 @@ import Testing
     }
 
     static let transferKeys: Set<String> = ["remote", "commits", "objects", "objects_skipped", "refs"]
-    static let changeKeys: Set<String> = ["name", "source", "kind", "old", "new", "forced"]
+    static let changeKeys: Set<String> = ["name", "source", "created_local_tag", "kind", "old", "new", "forced"]
 
     func decode<T: Decodable>(_ type: T.Type, _ text: String) throws -> T {
         let decoder = JSONDecoder()

@@ -88,6 +88,11 @@ import Testing
         try s.ok(["push", "-q", "origin", "--tags"], in: "repo")
         let kept = try s.ok(["fetch"], in: "copy").stdout
         #expect(kept.contains(" * [new tag]  v2 -> origin/v2\n"), "got: \(kept)")
+        // A local tag deleted here comes back with the next fetch, and is listed (it came back silently).
+        try s.ok(["tag", "-d", "v2"], in: "copy")
+        let again = try #require(try s.json(try s.ok(["fetch", "--json"], in: "copy")) as? [String: Any])
+        let recreated = try #require((again["refs"] as? [[String: Any]])?.first)
+        #expect(recreated["source"] as? String == "v2" && recreated["created_local_tag"] as? Bool == true, "\(again)")
     }
 
     @Test func cloneCommitPushPullRoundTrip() throws {

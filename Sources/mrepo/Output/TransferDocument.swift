@@ -9,10 +9,16 @@ struct TransferDocument: Encodable {
         var name: String
         /// Its name on the side it came from (`main`).
         var source: String
+        /// A fetched tag that created the local tag of its name (then `source` names it here too).
+        var createdLocalTag: Bool
         var kind: String
         var old: OrNull<String>
         var new: OrNull<String>
         var forced: Bool
+
+        enum CodingKeys: String, CodingKey {
+            case name, source, createdLocalTag = "created_local_tag", kind, old, new, forced
+        }
     }
 
     var remote: String
@@ -63,7 +69,7 @@ struct TransferDocument: Encodable {
         bytesSent = sent ? r.bytes : nil
         bytesReceived = sent ? nil : r.bytes
         rejected = r.rejected.isEmpty ? nil : r.rejected.map { Rejection(name: $0.name, reason: $0.reason) }
-        refs = r.refs.map { Change(name: $0.name, source: $0.source, kind: $0.kind.rawValue, old: OrNull($0.old?.hex), new: OrNull($0.new?.hex), forced: $0.forced) }
+        refs = r.refs.map { Change(name: $0.name, source: $0.source, createdLocalTag: $0.createdLocalTag, kind: $0.kind.rawValue, old: OrNull($0.old?.hex), new: OrNull($0.new?.hex), forced: $0.forced) }
     }
 }
 
