@@ -15,8 +15,8 @@ public struct TagDescription: Sendable, Equatable {
 
 extension Repository {
     /// `describe REV`: the tag whose commit is an ancestor of REV with the fewest commits between
-    /// them (commits reachable from REV and not from the tag); among equals, the newest tag, then
-    /// the first by name. Only tags with a message (annotated) count unless `anyTag`; `match` and
+    /// them (commits reachable from REV and not from the tag); among equals, an annotated tag, then
+    /// the newest, then the first by name. Only tags with a message (annotated) count unless `anyTag`; `match` and
     /// `exclude` are globs on the tag's name. With `dirty` (REV is HEAD), it also says whether
     /// the working tree has changes.
     public func describe(_ revision: String = "HEAD", anyTag: Bool = false, match: [String] = [], exclude: [String] = [],
@@ -28,7 +28,8 @@ extension Repository {
                 && (match.isEmpty || match.contains { PathSpec.glob($0, t.name) })
                 && !exclude.contains { PathSpec.glob($0, t.name) }
         }
-        var best: (distance: Int, timestamp: Double, name: String)?
+        // Among tags as near, an annotated one first (git's describe --tags does so too).
+        var best: (distance: Int, plain: Int, timestamp: Double, name: String)?
         var reached: [ObjectID: Set<ObjectID>] = [:]
         for t in candidates {
             let behind: Set<ObjectID>
@@ -37,8 +38,9 @@ extension Repository {
                 reached[t.target] = behind
             }
             let distance = history.subtracting(behind).count
-            if let b = best, (b.distance, -b.timestamp, b.name) <= (distance, -t.timestamp, t.name) { continue }
-            best = (distance, t.timestamp, t.name)
+            let plain = t.message == nil ? 1 : 0
+            if let b = best, (b.distance, b.plain, -b.timestamp, b.name) <= (distance, plain, -t.timestamp, t.name) { continue }
+            best = (distance, plain, t.timestamp, t.name)
         }
         return TagDescription(commit: commit, tag: best?.name, distance: best?.distance,
                               // As git: changes to tracked files make it dirty, untracked files do not.

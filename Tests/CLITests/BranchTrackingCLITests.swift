@@ -85,6 +85,9 @@ import Testing
         #expect(try s.ok(["-C", "", "status", "--porcelain"], in: "repo").status == 0)
         try s.ok(["tag", "-a", "-m", "release", "r1"], in: "repo")
         expectOneLineError(try s.run(["describe", "--match", "x*"], in: "repo"), contains: "that --match/--exclude let through")
+        // With --tags, an annotated tag wins over a newer lightweight one on the same commit, as in git.
+        try s.ok(["tag", "zz-light"], in: "repo")
+        #expect(try s.ok(["describe", "--tags"], in: "repo").stdout == "r1\n")
         // `log --decorate` is what log prints anyway.
         #expect(try s.ok(["log", "--oneline", "--decorate"], in: "repo").stdout == (try s.ok(["log", "--oneline"], in: "repo").stdout))
         // `diff --name-only`: the paths of the files that differ.

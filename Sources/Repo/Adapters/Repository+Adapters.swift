@@ -179,7 +179,8 @@ extension Repository {
         }
         let tensors: [(name: String, dtype: DType, shape: Shape)]
         if let st = weights.safetensors {
-            tensors = st.tensors.map { ($0.name, $0.dtype, $0.shape) }
+            // In data order, as the stat cache gives them: the record must not depend on a warm cache.
+            tensors = st.tensors.sorted { SafetensorsHeader.precedesInData($0.dataOffsets, $1.dataOffsets) }.map { ($0.name, $0.dtype, $0.shape) }
         } else if let cached = weights.cached {
             tensors = cached.tensors.sorted { SafetensorsHeader.precedesInData($0.dataOffsets, $1.dataOffsets) }.map { ($0.name, $0.dtype, $0.shape) }
         } else {
