@@ -146,7 +146,10 @@ extension Repository {
         // git's stash: changes to tracked files only; untracked files are neither stored nor removed,
         // nor looked at (an untracked link or a name a tree cannot hold does not stop it).
         let only = options.stash && !options.stashUntracked ? Set(worktreeTree.files.map(\.path)) : nil
-        let scanned = try FolderScanner.scanFolder(root: sourceRoot, ignore: IgnoreRules(file: sourceRoot + "/.mrepoignore"),
+        // A stash takes every tracked file's change, one .mrepoignore lists included (left out, it
+        // was recorded as removed and the checkout after the stash wrote HEAD's bytes over the edit).
+        let rules = IgnoreRules(file: sourceRoot + "/.mrepoignore")
+        let scanned = try FolderScanner.scanFolder(root: sourceRoot, ignore: options.stash ? rules.keeping(worktreeTree.files.map(\.path)) : rules,
                                                    symlinks: options.followSymlinks ? .follow : .refuse, only: only).files
         try FolderScanner.checkNormalization(scanned)
         try checkShardIndexes(scanned)

@@ -121,9 +121,9 @@ extension Repository {
                             throw RepoError.invalidArgument("pathspec '\(path)' did not match any file of \(source ?? "HEAD") (\(sourceID.short))")
                         }
                         for f in files where !writes.contains(where: { $0.path == f.path }) {
-                            // A link where the file belongs is replaced (renamed over, never written
-                            // through), as a checkout replaces one; a linked folder above it refuses.
-                            try PathPolicy.checkNoSymlinkParents(root: root, path: f.path, replacingLink: true)
+                            // Never through a linked folder; a link where the file belongs is the
+                            // user's and is refused too, naming it (`checkout --force` replaces it).
+                            try PathPolicy.checkNoSymlinkParents(root: root, path: f.path)
                             writes.append(f)
                         }
                         for f in gone where !result.removed.contains(f.path) {

@@ -22,6 +22,13 @@ public struct WorktreeStatus: Sendable {
         /// A path a tree cannot store (a link to a folder or to nothing, a name that is not UTF-8
         /// or holds a control character): `reason` says which, and `commit` refuses it.
         public var unstorable = false
+        /// A deleted tracked file that is still on disk: `.mrepoignore` lists it (or a folder above
+        /// it), so the next commit leaves it out. Not a `reason`: commands that protect unreadable
+        /// files must not treat it as one.
+        public var ignoredOnDisk = false
+
+        /// What status says of an ignored tracked file.
+        public static let ignoredOnDiskNote = "listed in .mrepoignore: the next commit leaves it out of the tree; the file stays on disk"
     }
 
     public var head: Head
@@ -146,9 +153,9 @@ extension Repository {
             case (_?, nil):
                 // mrepo has no index: a tracked file .mrepoignore now lists leaves the next tree
                 // (the way to stop tracking a file and keep it); say so, it is still on disk.
-                let listed = FileStat.of(root + "/" + path) != nil && ignore.ignores(path, isDirectory: false)
-                changes.append(.init(path: path, kind: .deleted, changedTensors: nil, tensorCount: nil,
-                                     reason: listed ? "listed in .mrepoignore: the next commit leaves it out of the tree; the file stays on disk" : nil))
+                var change = WorktreeStatus.Change(path: path, kind: .deleted, changedTensors: nil, tensorCount: nil)
+                change.ignoredOnDisk = FileStat.of(root + "/" + path) != nil && ignore.ignoresWithFolders(path)
+                changes.append(change)
             case let (o?, n?) where o.identity != n.identity:
                 var changed: Int?
                 if n.kind == .safetensors {

@@ -341,13 +341,6 @@ import Testing
         expectOneLineError(try s.run(["restore", "--source", "HEAD~1", "sub"], in: "repo"), contains: "is a symbolic link; refusing to write through it")
         #expect(s.read("outside/sub/deeper/a.txt") == Data("a".utf8))
         try FileManager.default.removeItem(atPath: s.path("repo/sub"))
-        // A link standing where a tracked file belongs is replaced, never written through (it was
-        // refused, unlike git's restore and mrepo's own checkout).
-        try Data("outside".utf8).write(to: URL(fileURLWithPath: s.path("target.txt")))
-        try FileManager.default.removeItem(atPath: s.path("repo/config.json"))
-        try FileManager.default.createSymbolicLink(atPath: s.path("repo/config.json"), withDestinationPath: s.path("target.txt"))
-        try s.ok(["restore", "-q", "config.json"], in: "repo")
-        #expect(s.read("repo/config.json") == s.read("family/base/config.json") && s.read("target.txt") == Data("outside".utf8))
         // The folder restore runs in stays when the restore empties it.
         try FileManager.default.createDirectory(atPath: s.path("repo/only"), withIntermediateDirectories: true)
         try Data("o".utf8).write(to: URL(fileURLWithPath: s.path("repo/only/o.txt")))

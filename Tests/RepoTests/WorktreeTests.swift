@@ -166,6 +166,14 @@ import Testing
             #expect(!rules.ignores("logs/keep", isDirectory: true), "taken back")
             #expect(rules.ignores("back\\slash", isDirectory: false) && rules.ignores("sp ", isDirectory: false))
             #expect(rules.ignores("model.safetensors", isDirectory: false))
+            // A byte order mark, trailing tabs and lone CR line ends (older builds read these).
+            try Data([0xEF, 0xBB, 0xBF] + Array("*.bin\t\rfoo \r".utf8)).write(to: URL(fileURLWithPath: dir + "/.mrepoignore"))
+            let edited = IgnoreRules(file: dir + "/.mrepoignore")
+            #expect(edited.ignores("scratch.bin", isDirectory: false) && edited.ignores("foo", isDirectory: false))
+            // Many `**` stay fast (they backtracked exponentially: 10 s for a path 14 deep).
+            try Data(("a/" + String(repeating: "**/", count: 10) + "zz\n").utf8).write(to: URL(fileURLWithPath: dir + "/.mrepoignore"))
+            let deep = (0..<14).map { "d\($0)" }.joined(separator: "/") + "/y"
+            #expect(!IgnoreRules(file: dir + "/.mrepoignore").ignores("a/" + deep, isDirectory: false))
             // Raw bytes: a Latin-1 name listed as it is.
             try Data([0x69, 0x6E, 0x76, 0xE9, 0x2E, 0x74, 0x78, 0x74, 0x0A]).write(to: URL(fileURLWithPath: dir + "/.mrepoignore"))
             #expect(IgnoreRules(file: dir + "/.mrepoignore").ignores(rawPath: [0x69, 0x6E, 0x76, 0xE9, 0x2E, 0x74, 0x78, 0x74], isDirectory: false))

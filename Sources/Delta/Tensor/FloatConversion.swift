@@ -66,9 +66,10 @@ public enum FloatConversion {
         }
     }
 
-    /// Whether converting these finite Float32 values to `dtype` turns one into ±inf (or NaN,
-    /// for F8_E4M3, which has no infinity): a magnitude at or past the halfway point between the
-    /// dtype's largest finite value and the next power, which round-to-nearest-even takes up.
+    /// Whether converting these finite Float32 values to `dtype` turns one into ±inf: a magnitude
+    /// at or past the halfway point between the dtype's largest finite value and the next power,
+    /// which round-to-nearest-even takes up (the largest mantissa is odd in F16, BF16 and E5M2, so
+    /// the tie goes up). F8_E4M3 has no infinity and this converter saturates it at ±448.
     /// Values already ±inf or NaN are not counted (they pass through as they are). One max over
     /// the masked bit patterns, which vectorises.
     public static func narrowingOverflows(_ dtype: DType, _ values: UnsafePointer<Float>, count: Int) -> Bool {
@@ -77,7 +78,6 @@ public enum FloatConversion {
         case .f16: limit = Float(65520).bitPattern
         case .bf16: limit = 0x7F7F_8000
         case .f8e5m2: limit = Float(61440).bitPattern
-        case .f8e4m3: limit = Float(464).bitPattern
         default: return false
         }
         return UnsafeRawPointer(values).withMemoryRebound(to: UInt32.self, capacity: count) { bits in

@@ -248,7 +248,8 @@ extension Repository {
         for i in changes.indices where changes[i].kind == .tag { changes[i].createdLocalTag = created.contains(changes[i].source) }
         // A local tag made again (deleted here since) while origin's stayed: listed too, as git lists it.
         for name in created.sorted() where !changes.contains(where: { $0.kind == .tag && $0.source == name }) {
-            var change = RefChange(name: remote + "/" + name, source: name, kind: .tag, old: nil, new: refs[name]?.targetID)
+            // origin/NAME itself did not move: old and new are both where it is.
+            var change = RefChange(name: remote + "/" + name, source: name, kind: .tag, old: refs[name]?.targetID, new: refs[name]?.targetID)
             change.createdLocalTag = true
             changes.append(change)
         }

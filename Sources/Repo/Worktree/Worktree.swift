@@ -194,15 +194,25 @@ extension Repository {
 ///   file stops being tracked while it stays on disk (`status` says so).
 public struct IgnoreRules: Sendable {
     var patterns: [(glob: [UInt8], anchored: Bool, directoryOnly: Bool, negated: Bool)] = []
+    /// Paths never ignored (``keeping(_:)``), and the folders above them.
+    private var kept: Set<String> = []
+    private var keptFolders: Set<String> = []
 
     public init(file: String?) {
-        guard let file, let data = FileManager.default.contents(atPath: file) else { return }
-        for raw in data.split(separator: UInt8(ascii: "\n")) {
+        guard let file, var data = FileManager.default.contents(atPath: file) else { return }
+        // A UTF-8 byte order mark (an editor's) is not part of the first pattern, as in git.
+        if data.starts(with: [0xEF, 0xBB, 0xBF]) { data.removeFirst(3) }
+        // Lines end with LF, CR LF or a lone CR.
+        for raw in data.split(whereSeparator: { $0 == UInt8(ascii: "\n") || $0 == UInt8(ascii: "\r") }) {
             var line = Array(raw)
-            if line.last == UInt8(ascii: "\r") { line.removeLast() }
-            // Trailing spaces go unless escaped; leading ones are part of the pattern in git, but
-            // mrepo has always trimmed them (a pattern of leading spaces names nothing in a model folder).
-            while let last = line.last, last == UInt8(ascii: " "), !(line.count >= 2 && line[line.count - 2] == UInt8(ascii: "\\")) { line.removeLast() }
+            // Trailing spaces and tabs go unless the last is escaped; leading ones are part of the
+            // pattern in git, but mrepo has always trimmed them (they name nothing in a model folder).
+            func escapedAt(_ i: Int) -> Bool {
+                var backslashes = 0, j = i - 1
+                while j >= 0, line[j] == UInt8(ascii: "\\") { backslashes += 1; j -= 1 }
+                return backslashes % 2 == 1
+            }
+            while let last = line.last, last == UInt8(ascii: " ") || last == UInt8(ascii: "\t"), !escapedAt(line.count - 1) { line.removeLast() }
             while line.first == UInt8(ascii: " ") || line.first == UInt8(ascii: "\t") { line.removeFirst() }
             if line.isEmpty || line.first == UInt8(ascii: "#") { continue }
             var negated = false
@@ -241,21 +251,47 @@ public struct IgnoreRules: Sendable {
     /// An anchored pattern against a path, component by component: `**` matches any number of
     /// components (one or more when it ends the pattern: `a/**` is what is inside `a`).
     static func matchComponents(_ pattern: [UInt8], _ path: [[UInt8]]) -> Bool {
-        let parts = pattern.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).map(Array.init)
+        var parts: [[UInt8]] = []
+        for part in pattern.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).map(Array.init) {
+            // `a/**/**/b` is `a/**/b`.
+            if part == doubleStar, parts.last == doubleStar { continue }
+            parts.append(part)
+        }
+        // Memoised on (part, component): a hostile pattern of many `**` stays polynomial.
+        var known: [Int: Bool] = [:]
         func match(_ i: Int, _ j: Int) -> Bool {
-            if i == parts.count { return j == path.count }
-            if parts[i] == Array("**".utf8) {
+            if let k = known[i * (path.count + 1) + j] { return k }
+            let result: Bool
+            if i == parts.count {
+                result = j == path.count
+            } else if parts[i] == doubleStar {
                 let minimum = i == parts.count - 1 ? 1 : 0
-                var k = j + minimum
-                while k <= path.count {
-                    if match(i + 1, k) { return true }
-                    k += 1
-                }
-                return false
+                result = (j + minimum...max(j + minimum, path.count)).contains { $0 <= path.count && match(i + 1, $0) }
+            } else {
+                result = j < path.count && fnmatch(parts[i], path[j]) && match(i + 1, j + 1)
             }
-            return j < path.count && fnmatch(parts[i], path[j]) && match(i + 1, j + 1)
+            known[i * (path.count + 1) + j] = result
+            return result
         }
         return match(0, 0)
+    }
+
+    private static let doubleStar = Array("**".utf8)
+
+    /// Whether `path` (a file) is ignored, itself or through a folder above it (which a scan would
+    /// not have entered).
+    public func ignoresWithFolders(_ path: String) -> Bool {
+        for folder in PathPolicy.parents(of: path).reversed() where ignores(folder, isDirectory: true) { return true }
+        return ignores(path, isDirectory: false)
+    }
+
+    /// These rules with the tracked paths `paths` never ignored (nor the folders above them), for
+    /// `stash`, which must take every tracked file's change whatever the rules say.
+    public func keeping(_ paths: some Sequence<String>) -> IgnoreRules {
+        var out = self
+        out.kept = Set(paths)
+        out.keptFolders = Set(out.kept.flatMap(PathPolicy.parents(of:)))
+        return out
     }
 
     /// fnmatch(3) of one component (no `/` in either), on raw bytes.
@@ -278,6 +314,7 @@ public struct IgnoreRules: Sendable {
         if PathPolicy.isReserved(name) || name.hasPrefix(AtomicFileWriter.temporaryPrefix) { return true }
         // What huggingface_hub's snapshot_download(local_dir=...) keeps beside the files it downloads.
         if relativePath == HuggingFaceCache.localDirMetadata || relativePath.hasPrefix(HuggingFaceCache.localDirMetadata + "/") { return true }
+        if kept.contains(relativePath) || (isDirectory && keptFolders.contains(relativePath)) { return false }
         return lastMatch(Array(relativePath.utf8), isDirectory: isDirectory) ?? false
     }
 }

@@ -47,9 +47,10 @@ struct PushCommand: ParsableCommand {
         let repo = try repository.open()
         if json { repo.progress = nil }
         var options = PushOptions(remote: try remote ?? repo.defaultPushRemote())
+        if refs.contains(":") { throw ValidationError("':' alone (git's matching push) is not supported: name the branches, or pass --all") }
         if delete {
             guard !refs.isEmpty, !all, !tags else { throw ValidationError("--delete takes the names of the remote branches or tags to delete, and no --all or --tags") }
-            options.delete = refs
+            options.delete = refs.map { $0.hasPrefix(":") ? String($0.dropFirst()) : $0 }
         } else {
             // git's `:NAME` refspec deletes NAME there, beside what else is pushed.
             options.refs = refs.filter { !$0.hasPrefix(":") }

@@ -87,7 +87,9 @@ struct StatusCommand: ParsableCommand {
             for c in status.changes {
                 var detail = ""
                 if let reason = c.reason {
-                    detail = c.unstorable || c.kind == .deleted ? "  (\(reason))" : "  (unreadable: \(reason))"
+                    detail = c.unstorable ? "  (\(reason))" : "  (unreadable: \(reason))"
+                } else if c.ignoredOnDisk {
+                    detail = "  (\(WorktreeStatus.Change.ignoredOnDiskNote))"
                 } else if c.kind == .modified, let n = c.changedTensors, let total = c.tensorCount {
                     detail = "  (\(n) of \(total) tensors differ)"
                 } else if c.kind == .added, let n = c.tensorCount, n > 0 {

@@ -308,8 +308,10 @@ struct StatusDocument: Encodable {
         var subject: String
         /// A revert or cherry-pick through task arithmetic rather than a merge of branches.
         var appliesChange: Bool
+        /// Which: "revert" or "cherry-pick" (null for a merge).
+        var operation: OrNull<String>
 
-        enum CodingKeys: String, CodingKey { case branches, method, ready, unresolved, subject, appliesChange = "applies_change" }
+        enum CodingKeys: String, CodingKey { case branches, method, ready, unresolved, subject, appliesChange = "applies_change", operation }
     }
 
     struct Change: Encodable {
@@ -371,7 +373,7 @@ struct StatusDocument: Encodable {
         upstream = OrNull(tracking.map { Upstream(name: $0.upstream, ahead: $0.ahead, behind: $0.behind, gone: $0.gone) })
         mergeInProgress = OrNull(merge.map { m in
             Merge(branches: m.branches, method: m.method, ready: m.ready, unresolved: m.unresolved.map { Unresolved(tensor: $0.tensor, reason: $0.reason) },
-                  subject: m.subject, appliesChange: m.appliesChange)
+                  subject: m.subject, appliesChange: m.appliesChange, operation: OrNull(m.operation))
         })
         branch = OrNull(status.head.branchName)
         head = OrNull(status.head.commit?.hex)
@@ -381,7 +383,7 @@ struct StatusDocument: Encodable {
         normalizationTwins = status.normalizationTwins.map { [$0.0, $0.1] }
         changes = status.changes.map { c in
             Change(path: c.path, status: c.kind.rawValue, changedTensors: OrNull(c.changedTensors), tensors: OrNull(c.tensorCount),
-                   reason: OrNull(c.reason), symlinkTarget: OrNull(c.linkTarget))
+                   reason: OrNull(c.reason ?? (c.ignoredOnDisk ? WorktreeStatus.Change.ignoredOnDiskNote : nil)), symlinkTarget: OrNull(c.linkTarget))
         }
     }
 }

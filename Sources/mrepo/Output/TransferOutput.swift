@@ -11,6 +11,7 @@ enum TransferOutput {
             let target = c.createdLocalTag ? c.source : c.name
             switch (c.old, c.new) {
             case (nil, _?): return (" * [new \(c.kind.rawValue)]", c.source, "-> \(target)")
+            case let (old?, new?) where old == new && c.createdLocalTag: return (" * [new tag]", c.source, "-> \(target)")
             case (let old?, nil): return (" - [deleted]", c.source == c.name ? c.name : "(none)", c.source == c.name ? "(was \(old.short))" : "-> \(target) (was \(old.short))")
             case let (old?, new?):
                 return ("\(c.forced ? " + " : "   ")\(old.short)\(c.forced ? "..." : "..")\(new.short)", c.source,
