@@ -134,10 +134,10 @@ public final class TensorStream: Sendable {
     }
 
     /// ``finish()``, refusing a tensor whose merge overflowed float32 (±inf or NaN from finite
-    /// inputs: a weight or λ too large), which would otherwise be committed as such.
+    /// inputs: a weight or λ too large, or a zero denominator), which would otherwise be committed as such.
     public func finishChecked(_ name: String) throws -> ConflictMetrics {
         if overflowed.load(ordering: .relaxed) {
-            throw MergeError.tensor(name: name, problem: "the merge gives values beyond float32's range (±inf or NaN) where every input is finite: a weight or λ too large; nothing was written")
+            throw MergeError.tensor(name: name, problem: "the merge gives values beyond float32's range (±inf or NaN) where every input is finite: check the weights, λ and density; nothing was written")
         }
         return finish()
     }
