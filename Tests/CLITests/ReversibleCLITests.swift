@@ -46,6 +46,24 @@ import Testing
 
     // MARK: - Adapters
 
+    /// `export --fold` onto a float16 base refuses a fold past float16's range (it wrote ±inf).
+    @Test func aFoldPastTheBaseDtypesRangeIsRefused() throws {
+        let s = try CLISandbox()
+        try s.writeModel("base", [("layer.query.weight", [2, 2], [60000, 1, 2, 3])], dtype: .f16)
+        try s.writeModel("lora", [("base_model.model.layer.query.lora_A.weight", [1, 2], [100, 0]),
+                                  ("base_model.model.layer.query.lora_B.weight", [2, 1], [100, 0])])
+        try FileManager.default.moveItem(atPath: s.path("lora/model.safetensors"), toPath: s.path("lora/adapter_model.safetensors"))
+        try #"{"peft_type": "LORA", "r": 1, "lora_alpha": 1, "target_modules": ["query"]}"#
+            .write(toFile: s.path("lora/adapter_config.json"), atomically: true, encoding: .utf8)
+        try s.ok(["init", "-q", "repo"])
+        try s.ok(["commit", "-q", "--from", "../base", "-m", "base"], in: "repo")
+        try s.ok(["switch", "-q", "-c", "lora"], in: "repo")
+        try s.ok(["commit", "-q", "--from", "../lora", "-m", "lora"], in: "repo")
+        expectOneLineError(try s.run(["export", "lora", "../folded", "--fold"], in: "repo"),
+                           contains: "tensor 'layer.query.weight': its values lie beyond F16's range")
+        #expect(!FileManager.default.fileExists(atPath: s.path("folded/model.safetensors")))
+    }
+
     @Test func adapterCommitsExportsAndDiff() throws {
         let s = try adapterSandbox()
         let baseID = try #require(try lastCommit(s, "main")["id"] as? String)

@@ -220,7 +220,7 @@ extension Repository {
                             for i in values.indices { values[i] += d[i] }
                         }
                         objects.releasePages(of: t.objectID)
-                        return Self.bytes(values, as: t.dtype)
+                        return try Self.bytes(values, as: t.dtype, name: t.name)
                     }
                 } else if let replacement = replacements[t.name] {
                     let h = try objects.header(of: replacement)
@@ -238,8 +238,12 @@ extension Repository {
         return outputs
     }
 
-    /// Float32 values in a floating-point dtype's bytes (round to nearest even).
-    static func bytes(_ values: [Float], as dtype: DType) -> [UInt8] {
+    /// Float32 values in a floating-point dtype's bytes (round to nearest even); refuses values the
+    /// dtype would write as ±inf (a fold or a rebuilt expert past F16's range, say).
+    static func bytes(_ values: [Float], as dtype: DType, name: String) throws -> [UInt8] {
+        if dtype.byteSize < 4, values.withUnsafeBufferPointer({ v in v.baseAddress.map { FloatConversion.narrowingOverflows(dtype, $0, count: v.count) } ?? false }) {
+            throw RepoError.invalidArgument("tensor '\(name)': its values lie beyond \(dtype.rawValue)'s range and would be written as ±inf; nothing was written")
+        }
         var out = [UInt8](repeating: 0, count: values.count * dtype.byteSize)
         values.withUnsafeBufferPointer { v in
             out.withUnsafeMutableBytes { FloatConversion.fromFloat(dtype, v, into: $0) }

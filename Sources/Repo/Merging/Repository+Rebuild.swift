@@ -193,11 +193,11 @@ extension Repository {
                 let tensors = file.tensors.sorted { SafetensorsHeader.precedesInData($0.dataOffsets, $1.dataOffsets) }.map { t -> GeneratedTensor in
                     let source: GeneratedTensor.Source
                     if let m = byA[t.name] {
-                        source = .computed { Self.bytes(try factors(m).right, as: t.dtype) }
+                        source = .computed { try Self.bytes(try factors(m).right, as: t.dtype, name: t.name) }
                     } else if let m = byB[t.name] {
                         source = .computed {
                             let s = Float(m.scale)
-                            return Self.bytes(try factors(m).left.map { $0 / s }, as: t.dtype)
+                            return try Self.bytes(try factors(m).left.map { $0 / s }, as: t.dtype, name: t.name)
                         }
                     } else {
                         source = .stored(t.objectID)
@@ -233,7 +233,7 @@ extension Repository {
             GeneratedTensor(name: entry.name, dtype: entry.dtype, shape: entry.shape, dataOffsets: info.dataOffsets) {
                 let f = LowRank.padded(try factors(entry.module), to: viewRank)
                 // Scale 1: lora_B carries the whole product.
-                return Self.bytes(entry.isA ? f.right : f.left, as: entry.dtype)
+                return try Self.bytes(entry.isA ? f.right : f.left, as: entry.dtype, name: entry.name)
             }
         }
         var outputs: [OutputFile] = loaded.tree.files.filter { ![LoRAConfig.weightsFileName, LoRAConfig.fileName].contains($0.path) }.map { .stored($0) }
@@ -287,13 +287,13 @@ extension Repository {
                         let d = try self.rebuilt(loaded, meta, part).dense()
                         for j in values.indices { values[j] += d[j] }
                         self.objects.releasePages(of: base.objectID)
-                        return Self.bytes(values, as: t.dtype)
+                        return try Self.bytes(values, as: t.dtype, name: t.name)
                     }
                 } else if case let (base, experts)? = averaged(t) {
                     source = .computed {
                         let values = try ReversibleMergeJob.taskArithmetic(base: try self.objects.floats(base), lambda: 1 / Float(experts.count),
                                                                            expertCount: experts.count) { try self.objects.floats(experts[$0]) }
-                        return Self.bytes(values, as: t.dtype)
+                        return try Self.bytes(values, as: t.dtype, name: t.name)
                     }
                 } else {
                     source = .stored(t.objectID)

@@ -109,7 +109,7 @@ extension Repository {
                 let prefix = "base_model.model." + module.module
                 for (suffix, values, shape) in [(".lora_A.weight", view.right, [view.rank, module.columns]),
                                                 (".lora_B.weight", view.left, [module.rows, view.rank])] {
-                    let info = try writer.tensor(Self.bytes(values, as: spec.dtype), dtype: spec.dtype, shape: shape)
+                    let info = try writer.tensor(Self.bytes(values, as: spec.dtype, name: prefix + suffix), dtype: spec.dtype, shape: shape)
                     stored.viewTensors.append((prefix + suffix, spec.dtype, shape, info.id))
                 }
             case let (nil, .full(base, _)):
@@ -136,7 +136,7 @@ extension Repository {
             }
             let info = try history.objectInfo(t.base.objectID)
             let header = try objects.header(of: t.base.objectID)
-            decided[t.name] = try writer.tensor(Self.bytes(values, as: t.base.dtype), dtype: t.base.dtype, shape: t.base.shape,
+            decided[t.name] = try writer.tensor(Self.bytes(values, as: t.base.dtype, name: t.name), dtype: t.base.dtype, shape: t.base.shape,
                                                 reference: info.map { ($0, header) }).id
         }
     }
@@ -189,7 +189,7 @@ extension Repository {
         var values = try objects.floats(base.objectID)
         let d = view.rank > 0 ? view.dense() : []
         for j in d.indices { values[j] += d[j] }
-        return try writer.tensor(Self.bytes(values, as: base.dtype), dtype: base.dtype, shape: base.shape, reference: (baseInfo, header)).id
+        return try writer.tensor(Self.bytes(values, as: base.dtype, name: base.name), dtype: base.dtype, shape: base.shape, reference: (baseInfo, header)).id
     }
 
     /// The model card of a reversible merge.
