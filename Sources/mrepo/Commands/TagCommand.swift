@@ -90,7 +90,9 @@ struct TagCommand: ParsableCommand {
             // git's layout: the name padded to 15 columns, the message's lines after it, the
             // following ones indented by four spaces.
             for t in tags {
-                let lines = (t.message ?? "").split(separator: "\n", omittingEmptySubsequences: false).prefix(max(n, 0))
+                // A tag without a message shows its commit's subject, as git's -n does.
+                let text = try t.message ?? repo.commit(t.target).subject
+                let lines = text.split(separator: "\n", omittingEmptySubsequences: false).prefix(max(n, 0))
                 let name = t.name.count < 15 ? Format.pad(t.name, 15) : t.name + " "
                 print((name + (lines.first.map(String.init) ?? "")).trimmingCharacters(in: .whitespaces))
                 for line in lines.dropFirst() { print("    " + line) }
