@@ -114,8 +114,8 @@ public final class TensorStream: Sendable {
         }
         if let base { accumulator.measure(r, base: base, experts: experts, merged: out) }
         // A scan of the block just written (in cache); the inputs are looked at only when it finds one.
-        if Kernels.holdsNonFinite(out, r.count), !(base.map { Kernels.holdsNonFinite($0, r.count) } ?? false),
-           !experts.contains(where: { Kernels.holdsNonFinite($0, r.count) }) {
+        if FloatConversion.holdsNonFinite(out, count: r.count), !(base.map { FloatConversion.holdsNonFinite($0, count: r.count) } ?? false),
+           !experts.contains(where: { FloatConversion.holdsNonFinite($0, count: r.count) }) {
             overflowed.store(true, ordering: .relaxed)
         }
     }

@@ -182,12 +182,13 @@ extension Repository {
         // Tensors are paired by name, as a re-shard moves them between files; a name that more
         // than one file of either tree holds (two text encoders' `q.weight`, two checkpoints'
         // folders) is paired by file and name (by name alone, the first file's hid the other's).
-        let shared = Set([oldTree, newTree].flatMap { t in
-            Dictionary(grouping: t.modelTensors, by: \.tensor.name).filter { Set($0.value.map(\.path)).count > 1 }.keys
-        })
-        func key(_ path: String, _ name: String) -> String { shared.contains(name) ? path + "\u{0}" + name : name }
+        let shared = Tree.namesInSeveralFiles(oldTree.modelTensors.map { ($0.path, $0.tensor.name) })
+            .union(Tree.namesInSeveralFiles(newTree.modelTensors.map { ($0.path, $0.tensor.name) }))
         func byKey(_ t: Tree) -> [String: (String, TreeTensor)] {
-            t.modelTensors.reduce(into: [String: (String, TreeTensor)]()) { if $0[key($1.path, $1.tensor.name)] == nil { $0[key($1.path, $1.tensor.name)] = ($1.path, $1.tensor) } }
+            t.modelTensors.reduce(into: [String: (String, TreeTensor)]()) { out, e in
+                let key = Tree.pairingKey(path: e.path, name: e.tensor.name, shared: shared)
+                if out[key] == nil { out[key] = (e.path, e.tensor) }
+            }
         }
         let oldByName = byKey(oldTree), newByName = byKey(newTree)
         let baseByKey = try baseID.map { byKey(try tree(of: $0)) } ?? [:]

@@ -18,12 +18,11 @@ extension Repository {
         let (oldFiles, oldList) = try a.parse(), (newFiles, newList) = try b.parse()
         // Paired by name (a re-shard moves tensors between files), or by file and name for a name
         // that several files of either side hold, as a diff of two revisions pairs them.
-        let shared = Set([oldList, newList].flatMap { list in
-            Dictionary(grouping: list, by: \.info.name).filter { Set($0.value.map(\.path)).count > 1 }.keys
-        })
+        let shared = Tree.namesInSeveralFiles(oldList.map { ($0.path, $0.info.name) })
+            .union(Tree.namesInSeveralFiles(newList.map { ($0.path, $0.info.name) }))
         func byKey(_ list: [(path: String, file: SafetensorsFile, info: TensorInfo)]) -> [String: (path: String, file: SafetensorsFile, info: TensorInfo)] {
             list.reduce(into: [:]) { out, t in
-                let key = shared.contains(t.info.name) ? t.path + "\u{0}" + t.info.name : t.info.name
+                let key = Tree.pairingKey(path: t.path, name: t.info.name, shared: shared)
                 if out[key] == nil { out[key] = t }
             }
         }

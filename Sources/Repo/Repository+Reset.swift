@@ -111,7 +111,7 @@ extension Repository {
                     guard !paths.isEmpty else { throw RepoError.invalidArgument("name the paths to restore (or --tensor GLOB)") }
                     let head = try history.head()
                     let tracked = try worktreeBaseline(head: head).tree
-                    var writes: [TreeFile] = []
+                    var writes: [TreeFile] = [], seen = Set<String>()
                     for path in paths {
                         let spec = Repository.normalizedPathSpec(path)
                         let files = tree.files.filter { PathSpec.matches(spec, file: $0.path) }
@@ -120,13 +120,13 @@ extension Repository {
                         if files.isEmpty && gone.isEmpty {
                             throw RepoError.invalidArgument("pathspec '\(path)' did not match any file of \(source ?? "HEAD") (\(sourceID.short))")
                         }
-                        for f in files where !writes.contains(where: { $0.path == f.path }) {
+                        for f in files where seen.insert(f.path).inserted {
                             // Never through a linked folder; a link where the file belongs is the
                             // user's and is refused too, naming it (`checkout --force` replaces it).
                             try PathPolicy.checkNoSymlinkParents(root: root, path: f.path)
                             writes.append(f)
                         }
-                        for f in gone where !result.removed.contains(f.path) {
+                        for f in gone where seen.insert(f.path).inserted {
                             // Never removed through a linked folder (it would delete outside the working tree).
                             try PathPolicy.checkNoSymlinkParents(root: root, path: f.path, replacingLink: true)
                             result.removed.append(f.path)
@@ -168,7 +168,7 @@ extension Repository {
     private func restoreTensors(_ globs: [String], paths: [String], from tree: Tree, staging: FileStaging,
                                 result: inout RestoreResult) throws {
         let sourceTensors = tree.tensorsByName
-        let ambiguous = Set(Dictionary(grouping: tree.modelTensors, by: \.tensor.name).filter { Set($0.value.map(\.path)).count > 1 }.keys)
+        let ambiguous = Tree.namesInSeveralFiles(tree.modelTensors.map { ($0.path, $0.tensor.name) })
         // Read as status reads the working tree: an untracked oddity elsewhere does not stop it.
         let scan = try FolderScanner.scanFolder(root: root, ignore: IgnoreRules(file: root + "/.mrepoignore"), symlinks: .readThrough)
         let specs = paths.map(Repository.normalizedPathSpec)
@@ -202,7 +202,7 @@ extension Repository {
             }
             try staging.write(to: root + "/" + scanned.path, permissions: scanned.stat.mode & 0o777) { writer in
                 var offset = 0
-                for t in file.tensors.sorted(by: { SafetensorsHeader.precedesInData($0.dataOffsets, $1.dataOffsets) }) {
+                for t in file.tensors.inDataOrder() {
                     let range = file.fileRange(of: t)
                     guard let s = replace[t.name] else { continue }
                     if offset < range.lowerBound { try writer.write(file.map.bytes(in: offset..<range.lowerBound)) }

@@ -179,7 +179,7 @@ extension Repository {
         try withReadLock {
             try objects.decode(file.objectID, sink: sink)
             if file.kind == .safetensors {
-                for t in file.tensors.sorted(by: { SafetensorsHeader.precedesInData($0.dataOffsets, $1.dataOffsets) }) {
+                for t in file.tensors.inDataOrder() {
                     try objects.decode(t.objectID, sink: sink)
                 }
             }

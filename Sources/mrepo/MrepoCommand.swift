@@ -259,6 +259,13 @@ struct SequencerOptions: ParsableArguments {
 
     var isGiven: Bool { continueOperation || abort }
 
+    /// A revision, or --continue, or --abort: exactly one.
+    func validate(revision: String?) throws {
+        if continueOperation && abort { throw ValidationError("--continue and --abort exclude each other") }
+        if isGiven && revision != nil { throw ValidationError("--continue and --abort take no revision") }
+        if !isGiven && revision == nil { throw ValidationError("name the commit (or --continue, --abort)") }
+    }
+
     /// Finishes or abandons the stopped `verb`; refused when no revert or cherry-pick is stopped.
     func run(_ repo: Repository, verb: String, message: String?, wait: Bool, json: Bool, quiet: Bool) throws {
         let stopped = try repo.mergeInProgress()

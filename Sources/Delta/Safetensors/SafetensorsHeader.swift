@@ -43,9 +43,7 @@ public struct SafetensorsHeader: Sendable, Equatable {
     /// Size of the whole file this header describes.
     public var fileByteCount: Int { dataStart + dataByteCount }
     /// Tensors in the order of their data in the file.
-    public var tensorsInDataOrder: [TensorInfo] {
-        tensors.sorted { SafetensorsHeader.precedesInData($0.dataOffsets, $1.dataOffsets) }
-    }
+    public var tensorsInDataOrder: [TensorInfo] { tensors.inDataOrder() }
 
     /// The order of tensors' data in a file: by start, and an empty tensor before the tensor that
     /// starts where it sits (`[8, 8]` before `[8, 20]`). By start alone, a header listing the
@@ -236,5 +234,19 @@ public struct SafetensorsHeader: Sendable, Equatable {
         for _ in 0..<8 { out.append(UInt8(n & 0xFF)); n >>= 8 }
         out.append(contentsOf: json)
         return (out, infos)
+    }
+}
+
+/// A tensor placed in a safetensors file's data section.
+public protocol PlacedTensor {
+    var dataOffsets: Range<Int> { get }
+}
+
+extension TensorInfo: PlacedTensor {}
+
+extension Sequence where Element: PlacedTensor {
+    /// In the order of their data in the file (``SafetensorsHeader/precedesInData(_:_:)``).
+    public func inDataOrder() -> [Element] {
+        sorted { SafetensorsHeader.precedesInData($0.dataOffsets, $1.dataOffsets) }
     }
 }

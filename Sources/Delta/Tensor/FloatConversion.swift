@@ -91,6 +91,21 @@ public enum FloatConversion {
         }
     }
 
+    /// ``narrowingOverflows(_:_:count:)`` of a buffer (false when empty).
+    public static func narrowingOverflows(_ dtype: DType, _ values: UnsafeBufferPointer<Float>) -> Bool {
+        values.baseAddress.map { narrowingOverflows(dtype, $0, count: values.count) } ?? false
+    }
+
+    /// Whether any of `count` values is ±inf or NaN (exponent bits all set): one max over the
+    /// masked bit patterns, which vectorises.
+    public static func holdsNonFinite(_ values: UnsafePointer<Float>, count: Int) -> Bool {
+        UnsafeRawPointer(values).withMemoryRebound(to: UInt32.self, capacity: count) { bits in
+            var top: UInt32 = 0
+            for i in 0..<count { top = Swift.max(top, bits[i] & 0x7F80_0000) }
+            return top == 0x7F80_0000
+        }
+    }
+
     /// Converts `count` Floats stored at the start of `buffer` to `dtype`, a dtype of at most 4
     /// bytes, writing the result at the start of the same buffer.
     public static func fromFloatInPlace(_ dtype: DType, count: Int, _ buffer: UnsafeMutableRawBufferPointer) {

@@ -6,16 +6,6 @@ public enum Kernels {
     /// Elements per parallel block.
     static let block = 1 << 16
 
-    /// Whether any of `count` values is ±inf or NaN (exponent bits all set): one max over the
-    /// masked bit patterns, which vectorises.
-    static func holdsNonFinite(_ values: UnsafePointer<Float>, _ count: Int) -> Bool {
-        UnsafeRawPointer(values).withMemoryRebound(to: UInt32.self, capacity: count) { bits in
-            var top: UInt32 = 0
-            for i in 0..<count { top = Swift.max(top, bits[i] & 0x7F80_0000) }
-            return top == 0x7F80_0000
-        }
-    }
-
     /// Runs `body(range)` over `0..<count` in parallel blocks.
     @inline(__always)
     static func blocks(_ count: Int, _ body: (Range<Int>) -> Void) {

@@ -48,7 +48,7 @@ public struct ConflictMetrics: Sendable, Equatable {
 
     /// Measures a merged tensor. With no base (methods that do not use one), only the experts'
     /// distances to the merge are measured.
-    public static func measure(base: [Float]?, experts: [[Float]], merged: [Float], keptFraction: [Double]?, tallLambda: Double,
+    static func measure(base: [Float]?, experts: [[Float]], merged: [Float], keptFraction: [Double]?, tallLambda: Double,
                         notes: [String: Double], sampleElements: Int = ConflictMetrics.sampleElements) -> ConflictMetrics {
         let n = merged.count
         let accumulator = Accumulator(count: n, experts: experts.count, measures: base != nil, tallLambda: tallLambda,

@@ -180,9 +180,9 @@ extension Repository {
         let tensors: [(name: String, dtype: DType, shape: Shape)]
         if let st = weights.safetensors {
             // In data order, as the stat cache gives them: the record must not depend on a warm cache.
-            tensors = st.tensors.sorted { SafetensorsHeader.precedesInData($0.dataOffsets, $1.dataOffsets) }.map { ($0.name, $0.dtype, $0.shape) }
+            tensors = st.tensors.inDataOrder().map { ($0.name, $0.dtype, $0.shape) }
         } else if let cached = weights.cached {
-            tensors = cached.tensors.sorted { SafetensorsHeader.precedesInData($0.dataOffsets, $1.dataOffsets) }.map { ($0.name, $0.dtype, $0.shape) }
+            tensors = cached.tensors.inDataOrder().map { ($0.name, $0.dtype, $0.shape) }
         } else {
             throw RepoError.invalidArgument("\(LoRAConfig.weightsFileName): not a safetensors file")
         }
@@ -206,7 +206,7 @@ extension Repository {
             }
             let header = try objects.read(file.objectID)
             var tensors: [GeneratedTensor] = []
-            for t in file.tensors.sorted(by: { SafetensorsHeader.precedesInData($0.dataOffsets, $1.dataOffsets) }) {
+            for t in file.tensors.inDataOrder() {
                 let source: GeneratedTensor.Source
                 if let module = byBase[t.name] {
                     guard t.dtype.isFloatingPoint else { throw RepoError.invalidArgument("cannot fold into '\(t.name)': it is \(t.dtype.rawValue)") }
@@ -241,7 +241,7 @@ extension Repository {
     /// Float32 values in a floating-point dtype's bytes (round to nearest even); refuses values the
     /// dtype would write as ±inf (a fold or a rebuilt expert past F16's range, say).
     static func bytes(_ values: [Float], as dtype: DType, name: String) throws -> [UInt8] {
-        if dtype.byteSize < 4, values.withUnsafeBufferPointer({ v in v.baseAddress.map { FloatConversion.narrowingOverflows(dtype, $0, count: v.count) } ?? false }) {
+        if values.withUnsafeBufferPointer({ FloatConversion.narrowingOverflows(dtype, $0) }) {
             throw RepoError.invalidArgument("tensor '\(name)': its values lie beyond \(dtype.rawValue)'s range and would be written as ±inf; nothing was written")
         }
         var out = [UInt8](repeating: 0, count: values.count * dtype.byteSize)

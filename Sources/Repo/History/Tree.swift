@@ -114,6 +114,23 @@ public struct Tree: Sendable, Equatable {
         return out
     }
 
+    /// Tensor names that more than one file holds (`tensors`: each tensor's file and name), such
+    /// as two text encoders' `q.weight`: tensors can be paired by name across trees (a re-shard
+    /// moves them between files) except these, which are paired by file too (``pairingKey(path:name:shared:)``).
+    public static func namesInSeveralFiles(_ tensors: some Sequence<(path: String, name: String)>) -> Set<String> {
+        var fileOf: [String: String] = [:], shared = Set<String>()
+        for t in tensors {
+            if let other = fileOf[t.name], other != t.path { shared.insert(t.name) } else { fileOf[t.name] = t.path }
+        }
+        return shared
+    }
+
+    /// What pairs a tensor with its counterpart in another tree: its name, or its file and name for
+    /// a name in `shared` (``namesInSeveralFiles(_:)``).
+    public static func pairingKey(path: String, name: String, shared: Set<String>) -> String {
+        shared.contains(name) ? path + "\u{0}" + name : name
+    }
+
     /// Every object the tree refers to directly (headers, blobs, tensors).
     public var objectIDs: Set<ObjectID> {
         var ids = Set<ObjectID>()
@@ -138,3 +155,5 @@ public struct Tree: Sendable, Equatable {
         return sha.finalize()
     }
 }
+
+extension TreeTensor: PlacedTensor {}

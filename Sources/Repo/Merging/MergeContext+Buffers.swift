@@ -117,7 +117,7 @@ extension MergeContext {
     func withOutputBytes<T>(_ values: UnsafeMutableBufferPointer<Float>, as dtype: DType, name: String,
                             _ body: (UnsafeRawBufferPointer) throws -> T) throws -> T {
         let byteCount = values.count * dtype.byteSize
-        if dtype.byteSize < 4, let start = values.baseAddress, FloatConversion.narrowingOverflows(dtype, start, count: values.count) {
+        if FloatConversion.narrowingOverflows(dtype, UnsafeBufferPointer(values)) {
             throw MergeContext.narrowingOverflow(name, dtype)
         }
         if dtype.byteSize > 4 {

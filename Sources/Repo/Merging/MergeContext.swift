@@ -362,9 +362,7 @@ struct MergeContext {
     /// dtypes, into a buffer of their own for wider ones.
     static func outputBytes(_ values: inout [Float], as dtype: DType, name: String) throws -> OutputBytes {
         let byteCount = values.count * dtype.byteSize
-        if dtype.byteSize < 4, values.withUnsafeBufferPointer({ v in
-            v.baseAddress.map { FloatConversion.narrowingOverflows(dtype, $0, count: v.count) } ?? false
-        }) {
+        if values.withUnsafeBufferPointer({ FloatConversion.narrowingOverflows(dtype, $0) }) {
             throw MergeContext.narrowingOverflow(name, dtype)
         }
         if dtype.byteSize > 4 {

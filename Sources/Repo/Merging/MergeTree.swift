@@ -17,7 +17,7 @@ extension MergeContext {
         // Tensors by file: the template's files first, then files other experts add.
         var layout: [(path: String, names: [String], source: TreeFile)] = []
         for f in template.files where f.kind == .safetensors {
-            layout.append((f.path, f.tensors.sorted { SafetensorsHeader.precedesInData($0.dataOffsets, $1.dataOffsets) }.map(\.name), f))
+            layout.append((f.path, f.tensors.inDataOrder().map(\.name), f))
         }
         // Every input but the template (which may be any expert): its tensors are placed already.
         for tree in expertTrees + [baseTree] {
@@ -46,7 +46,7 @@ extension MergeContext {
             let source = entry.source
             // The template's header bytes fit when names, dtypes, shapes and order are unchanged.
             let sameLayout = source.tensors.count == tensors.count
-                && zip(source.tensors.sorted { SafetensorsHeader.precedesInData($0.dataOffsets, $1.dataOffsets) }, tensors).allSatisfy {
+                && zip(source.tensors.inDataOrder(), tensors).allSatisfy {
                     $0.name == $1.name && $0.dtype == $1.dtype && $0.shape == $1.shape
                 }
             if sameLayout {

@@ -15,8 +15,8 @@ public struct MergeInProgress: Sendable {
     public var subject: String
     /// A revert or cherry-pick that went through task arithmetic, not a merge of branches.
     public var appliesChange: Bool
-    /// Which of the two ("revert" or "cherry-pick"), told by the message a cherry-pick always ends
-    /// with; nil for a merge.
+    /// Which of the two ("revert" or "cherry-pick"), as the merge state records it (told by the
+    /// message a cherry-pick ends with for a state written before); nil for a merge.
     public var operation: String?
 }
 

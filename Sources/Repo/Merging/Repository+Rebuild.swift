@@ -190,7 +190,7 @@ extension Repository {
             for file in template.tree.files {
                 guard file.path == LoRAConfig.weightsFileName else { outputs.append(.stored(file)); continue }
                 let header = try objects.read(file.objectID)
-                let tensors = file.tensors.sorted { SafetensorsHeader.precedesInData($0.dataOffsets, $1.dataOffsets) }.map { t -> GeneratedTensor in
+                let tensors = file.tensors.inDataOrder().map { t -> GeneratedTensor in
                     let source: GeneratedTensor.Source
                     if let m = byA[t.name] {
                         source = .computed { try Self.bytes(try factors(m).right, as: t.dtype, name: t.name) }
@@ -279,7 +279,7 @@ extension Repository {
                 continue
             }
             let header = try objects.read(file.objectID)
-            let tensors = file.tensors.sorted { SafetensorsHeader.precedesInData($0.dataOffsets, $1.dataOffsets) }.map { t -> GeneratedTensor in
+            let tensors = file.tensors.inDataOrder().map { t -> GeneratedTensor in
                 let source: GeneratedTensor.Source
                 if let meta = loaded.meta(forBaseTensor: t.name), let base = baseTensors[t.name] {
                     source = .computed {

@@ -246,7 +246,7 @@ final class JobRun: Sendable {
         let merged = work.take(chunkCapacity / elementSize * 4)
         let out = merged.baseAddress!.bindMemory(to: Float.self, capacity: elements.count)
         tensorStream!.mergeRange(elements, base: base, experts: experts, into: out)
-        if h.dtype != .f32, FloatConversion.narrowingOverflows(h.dtype, out, count: elements.count) {
+        if FloatConversion.narrowingOverflows(h.dtype, out, count: elements.count) {
             throw MergeContext.narrowingOverflow(job.name, h.dtype)
         }
         if h.dtype != .f32 {

@@ -30,7 +30,7 @@ public final class FileReader: Sendable {
         var segments = [Segment(range: 0..<headerCount, object: file.objectID, identityPrefix: BlobHasher.prefix(byteCount: headerCount))]
         var offset = headerCount
         if file.kind == .safetensors {
-            for t in file.tensors.sorted(by: { SafetensorsHeader.precedesInData($0.dataOffsets, $1.dataOffsets) }) {
+            for t in file.tensors.inDataOrder() {
                 guard headerCount + t.dataOffsets.lowerBound == offset else {
                     throw RepoError.corruptObject(object: file.objectID.short, problem: "\(file.path): tensor '\(t.name)' does not follow the previous one")
                 }

@@ -36,7 +36,7 @@ extension Repository {
         var offset = try add(file.objectID)
         if file.kind == .safetensors {
             let headerEnd = offset
-            for t in file.tensors.sorted(by: { SafetensorsHeader.precedesInData($0.dataOffsets, $1.dataOffsets) }) {
+            for t in file.tensors.inDataOrder() {
                 guard headerEnd + t.dataOffsets.lowerBound == offset else {
                     throw RepoError.corruptObject(object: file.objectID.short, problem: "\(file.path): tensor '\(t.name)' does not follow the previous one")
                 }

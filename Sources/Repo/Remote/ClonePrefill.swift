@@ -75,7 +75,7 @@ final class ClonePrefill: Sendable {
         var out = [(file.objectID, 0, headerCount)]
         var offset = headerCount
         if file.kind == .safetensors {
-            for t in file.tensors.sorted(by: { SafetensorsHeader.precedesInData($0.dataOffsets, $1.dataOffsets) }) {
+            for t in file.tensors.inDataOrder() {
                 guard headerCount + t.dataOffsets.lowerBound == offset else { return nil }
                 out.append((t.objectID, offset, t.byteCount))
                 offset += t.byteCount

@@ -194,9 +194,8 @@ extension Repository {
 ///   file stops being tracked while it stays on disk (`status` says so).
 public struct IgnoreRules: Sendable {
     var patterns: [(glob: [UInt8], anchored: Bool, directoryOnly: Bool, negated: Bool)] = []
-    /// Paths never ignored (``keeping(_:)``), and the folders above them.
-    private var kept: Set<String> = []
-    private var keptFolders: Set<String> = []
+    /// Paths never ignored (``keeping(_:)``).
+    private var kept = PathSet([])
 
     public init(file: String?) {
         guard let file, var data = FileManager.default.contents(atPath: file) else { return }
@@ -289,8 +288,7 @@ public struct IgnoreRules: Sendable {
     /// `stash`, which must take every tracked file's change whatever the rules say.
     public func keeping(_ paths: some Sequence<String>) -> IgnoreRules {
         var out = self
-        out.kept = Set(paths)
-        out.keptFolders = Set(out.kept.flatMap(PathPolicy.parents(of:)))
+        out.kept = PathSet(Set(paths))
         return out
     }
 
@@ -314,8 +312,25 @@ public struct IgnoreRules: Sendable {
         if PathPolicy.isReserved(name) || name.hasPrefix(AtomicFileWriter.temporaryPrefix) { return true }
         // What huggingface_hub's snapshot_download(local_dir=...) keeps beside the files it downloads.
         if relativePath == HuggingFaceCache.localDirMetadata || relativePath.hasPrefix(HuggingFaceCache.localDirMetadata + "/") { return true }
-        if kept.contains(relativePath) || (isDirectory && keptFolders.contains(relativePath)) { return false }
+        if kept.holds(relativePath, isDirectory: isDirectory) { return false }
         return lastMatch(Array(relativePath.utf8), isDirectory: isDirectory) ?? false
+    }
+}
+
+/// Tracked paths and the folders above them: what a scan limited to them enters, and what
+/// ``IgnoreRules/keeping(_:)`` never ignores.
+struct PathSet: Sendable {
+    let files: Set<String>
+    let folders: Set<String>
+
+    init(_ files: Set<String>) {
+        self.files = files
+        folders = Set(files.flatMap(PathPolicy.parents(of:)))
+    }
+
+    /// Whether `path` is one of the files or, when it may be a folder, a folder above one.
+    func holds(_ path: String, isDirectory: Bool = true) -> Bool {
+        files.contains(path) || (isDirectory && folders.contains(path))
     }
 }
 
@@ -391,7 +406,7 @@ public enum FolderScanner {
     ///   with the tracked files: anything else, an untracked oddity included, is not looked at.
     public static func scanFolder(root: String, ignore: IgnoreRules, symlinks: SymlinkPolicy, only: Set<String>? = nil) throws -> FolderScan {
         var out = FolderScan(files: [], nestedRepositories: [])
-        let limit = only.map { paths in (files: paths, folders: Set(paths.flatMap(PathPolicy.parents(of:)))) }
+        let limit = only.map(PathSet.init)
         try walk(root: root, relative: "", ignore: ignore, symlinks: symlinks, limit: limit, into: &out)
         out.files.sort { $0.path < $1.path }
         return out
@@ -403,45 +418,36 @@ public enum FolderScanner {
     }
 
     private static func walk(root: String, relative: String, ignore: IgnoreRules, symlinks: SymlinkPolicy,
-                             limit: (files: Set<String>, folders: Set<String>)?, into out: inout FolderScan) throws {
+                             limit: PathSet?, into out: inout FolderScan) throws {
         let dir = relative.isEmpty ? root : root + "/" + relative
+        // What a tree cannot hold: listed with the reason when reading through (status), refused otherwise.
+        func unstorable(_ shown: String, _ reason: String) throws {
+            guard symlinks == .readThrough else { throw RepoError.unsafePath(shown, reason: reason) }
+            out.unstorable[shown] = reason
+        }
         for bytes in try entries(of: dir) {
             let relativeBytes = relative.isEmpty ? bytes : Array(relative.utf8) + [UInt8(ascii: "/")] + bytes
-            if let limit {
-                // A name outside the limit is not looked at (every limited path is valid UTF-8).
-                guard let name = String(validating: bytes, as: UTF8.self) else { continue }
-                let rel = relative.isEmpty ? name : relative + "/" + name
-                guard limit.files.contains(rel) || limit.folders.contains(rel) else { continue }
-            }
-            guard let name = String(validating: bytes, as: UTF8.self) else {
+            let decoded = String(validating: bytes, as: UTF8.self)
+            // A name outside the limit is not looked at (every limited path is valid UTF-8).
+            if let limit, !(decoded.map { limit.holds(relative.isEmpty ? $0 : relative + "/" + $0) } ?? false) { continue }
+            guard let name = decoded else {
                 if ignore.ignores(rawPath: relativeBytes, isDirectory: isDirectory(Array(root.utf8) + [UInt8(ascii: "/")] + relativeBytes)) { continue }
-                let reason = "the name is not valid UTF-8 (shown with its bytes escaped); rename it, or list it in .mrepoignore"
-                if symlinks == .readThrough {
-                    out.unstorable[DisplayText.escaping(bytes: relativeBytes)] = reason
-                    continue
-                }
-                throw RepoError.unsafePath(DisplayText.escaping(bytes: relativeBytes), reason: reason)
+                try unstorable(DisplayText.escaping(bytes: relativeBytes),
+                               "the name is not valid UTF-8 (shown with its bytes escaped); rename it, or list it in .mrepoignore")
+                continue
             }
             let rel = relative.isEmpty ? name : relative + "/" + name
             let abs = root + "/" + rel
             guard var st = FileStat.of(abs) else { continue }
             if ignore.ignores(rel, isDirectory: st.isDirectory) { continue }
             if let c = DisplayText.firstControlCharacter(in: name) {
-                let reason = "the name holds a control character (\(DisplayText.codePoint(c))); rename it, or list it in .mrepoignore"
-                if symlinks == .readThrough {
-                    out.unstorable[DisplayText.escaping(rel)] = reason
-                    continue
-                }
-                throw RepoError.unsafePath(DisplayText.escaping(rel), reason: reason)
+                try unstorable(DisplayText.escaping(rel), "the name holds a control character (\(DisplayText.codePoint(c))); rename it, or list it in .mrepoignore")
+                continue
             }
             if name.contains("\\") {
                 // A valid Linux name, but a tree never stores one: on Windows it names a folder.
-                let reason = "the name holds a backslash, which a tree cannot store (Windows reads it as a folder separator); rename it, or list it in .mrepoignore"
-                if symlinks == .readThrough {
-                    out.unstorable[DisplayText.escaping(rel)] = reason
-                    continue
-                }
-                throw RepoError.unsafePath(DisplayText.escaping(rel), reason: reason)
+                try unstorable(DisplayText.escaping(rel), "the name holds a backslash, which a tree cannot store (Windows reads it as a folder separator); rename it, or list it in .mrepoignore")
+                continue
             }
             if st.isSymlink {
                 // A Hugging Face cache snapshot (snapshots/REV/FILE -> ../../blobs/HASH) is read

@@ -54,7 +54,7 @@ struct PushCommand: ParsableCommand {
         } else {
             // git's `:NAME` refspec deletes NAME there, beside what else is pushed.
             options.refs = refs.filter { !$0.hasPrefix(":") }
-            options.delete = refs.filter { $0.hasPrefix(":") && $0.count > 1 }.map { String($0.dropFirst()) }
+            options.delete = refs.filter { $0.hasPrefix(":") }.map { String($0.dropFirst()) }
         }
         options.all = all
         options.tags = tags

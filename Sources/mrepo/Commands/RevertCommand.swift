@@ -33,16 +33,12 @@ struct RevertCommand: ParsableCommand {
     @Flag(help: "Print the result as JSON.")
     var json = false
 
-    func validate() throws {
-        if sequencer.continueOperation && sequencer.abort { throw ValidationError("--continue and --abort exclude each other") }
-        if sequencer.isGiven && revision != nil { throw ValidationError("--continue and --abort take no revision") }
-        if !sequencer.isGiven && revision == nil { throw ValidationError("name the commit (or --continue, --abort)") }
-    }
+    func validate() throws { try sequencer.validate(revision: revision) }
 
     func run() throws {
         let repo = try repository.open()
         guard let revision else {
-            return try sequencer.run(repo, verb: "\(Self.configuration.commandName!)", message: message, wait: lock.wait, json: json, quiet: repository.quiet)
+            return try sequencer.run(repo, verb: "revert", message: message, wait: lock.wait, json: json, quiet: repository.quiet)
         }
         try ApplyPrinter.present(try repo.revert(revision, message: message, mainline: mainline, wait: lock.wait), verb: "revert", json: json,
                                  quiet: repository.quiet, repo: repo)
