@@ -63,6 +63,20 @@ import Testing
         #expect(try s.ok(["log", "--oneline", "-1"], in: "repo").stdout.contains("Merge math, code"))
     }
 
+    @Test func commitAllIsAcceptedAsInGit() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.repository(branches: [])
+        try writeFile("first\n", to: s.root + "/repo/notes.txt")
+        // `git commit -am MESSAGE`: mrepo has no staging area, so -a changes nothing but is taken.
+        try s.ok(["commit", "-q", "-am", "notes"], in: "repo")
+        #expect(try s.ok(["log", "--oneline", "-1"], in: "repo").stdout.contains("notes"))
+        #expect(try s.ok(["status", "--porcelain"], in: "repo").stdout.isEmpty, "every change was recorded")
+        try writeFile("second\n", to: s.root + "/repo/notes.txt")
+        try s.ok(["commit", "-q", "--all", "-m", "again"], in: "repo")
+        #expect(try s.ok(["show", "HEAD:notes.txt"], in: "repo").stdout == "second\n")
+    }
+
     @Test func moreOfGitsEverydayForms() throws {
         let s = try CLISandbox()
         try s.makeFamily()

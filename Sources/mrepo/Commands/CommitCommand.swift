@@ -67,6 +67,9 @@ struct CommitCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Author as 'Name <email>'. The default is $MREPO_AUTHOR, else git's user.name and user.email.", valueName: "author"))
     var author: String?
 
+    @Flag(name: [.customShort("a"), .customLong("all")], help: "Accepted as in git ('git commit -am MESSAGE'): mrepo has no staging area, so every change of the working tree is recorded anyway.")
+    var all = false
+
     @Flag(help: "Record a commit even if nothing changed.")
     var allowEmpty = false
 
