@@ -237,6 +237,77 @@ import Testing
         }
     }
 
+    /// Adapters whose factors are stored the other way round from B·A = the base weight: GPT-2's
+    /// Conv1D layout (`fan_in_fan_out`) and an embedding. The view is written in the experts' layout
+    /// (it was written with `fan_in_fan_out: false`, which transposed the update of a square weight and
+    /// made a non-square one unreadable), and experts of two layouts are refused.
+    @Test func transposedLayoutsKeepTheirOrientationInTheView() throws {
+        let fixture = try AdapterRepository([])
+        let repo = fixture.repo, dir = fixture.dir
+        let r = 2, dense = "encoder.layer.0.intermediate.dense", embedding = "embeddings.word_embeddings"
+        var updates: [String: [String: [Double]]] = [:]
+        // intermediate.dense.weight is 64×16; as a Conv1D weight it is (in, out), so B·A is 16×64, as an embedding's is.
+        func commitAdapter(_ name: String, seed: UInt64, fanInFanOut: Bool) throws {
+            let denseA = fanInFanOut ? randomFloats(r * 64, seed: seed) : randomFloats(r * 16, seed: seed)
+            let denseB = fanInFanOut ? randomFloats(16 * r, seed: seed + 1) : randomFloats(64 * r, seed: seed + 1)
+            let embA = randomFloats(r * 64, seed: seed + 2), embB = randomFloats(16 * r, seed: seed + 3)
+            func f32(_ n: String, _ shape: Shape, _ v: [Float]) -> (name: String, dtype: DType, shape: Shape, bytes: [UInt8]) { (n, .f32, shape, bytesOf(v)) }
+            let folder = dir + "/" + name
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            try SafetensorsWriter.write(path: folder + "/adapter_model.safetensors", tensors: [
+                f32("base_model.model.\(dense).lora_A.weight", fanInFanOut ? [r, 64] : [r, 16], denseA),
+                f32("base_model.model.\(dense).lora_B.weight", fanInFanOut ? [16, r] : [64, r], denseB),
+                f32("base_model.model.\(embedding).lora_embedding_A", [r, 64], embA),
+                f32("base_model.model.\(embedding).lora_embedding_B", [16, r], embB),
+            ], metadata: [("format", "pt")])
+            try writeFile(#"{"peft_type": "LORA", "r": 2, "lora_alpha": 4, "target_modules": ["dense", "word_embeddings"], "fan_in_fan_out": \#(fanInFanOut)}"#,
+                          to: folder + "/adapter_config.json")
+            _ = try repo.switchBranch(name, create: true, startPoint: "main")
+            _ = try repo.commitFolder(folder, name)
+            _ = try repo.switchBranch("main")
+            // Each update in the base weight's layout (64×16): scale 2 · (B·A)ᵀ.
+            let denseUpdate = fanInFanOut
+                ? Self.transpose(Numbers.product(b: denseB, a: denseA, rows: 16, rank: r, columns: 64, scale: 2), rows: 16, columns: 64)
+                : Numbers.product(b: denseB, a: denseA, rows: 64, rank: r, columns: 16, scale: 2)
+            updates[name] = [dense: denseUpdate,
+                             embedding: Self.transpose(Numbers.product(b: embB, a: embA, rows: 16, rank: r, columns: 64, scale: 2), rows: 16, columns: 64)]
+        }
+        try commitAdapter("fa", seed: 10, fanInFanOut: true)
+        try commitAdapter("fb", seed: 20, fanInFanOut: true)
+        try commitAdapter("plain", seed: 30, fanInFanOut: false)
+
+        // Two layouts in one basis: refused, nothing written.
+        let before = try repo.resolve("main")
+        #expect(throws: RepoError.self) { _ = try repo.reversibleMerge(["fa", "plain"], ["basis": .number(1)]) }
+        #expect(try repo.resolve("main") == before)
+
+        _ = try repo.reversibleMerge(["fa", "fb"], ["basis": .number(1)])
+        let config = try LoRAConfig(json: try readFile(repo.root + "/adapter_config.json"), file: "adapter_config.json")
+        #expect(config.fanInFanOut, "the view is stored in the experts' layout")
+        let view = try Checkpoint(repo.root + "/adapter_model.safetensors")
+        #expect(view.names.contains("base_model.model.\(embedding).lora_embedding_A"))
+        // ta-full folded: θ + Σ scale·(B·A)ᵀ; the stored view and a rebuilt expert fold too.
+        _ = try repo.exportReversible("HEAD", view: .taFull, expert: nil, fold: true, to: dir + "/ta-full")
+        _ = try repo.exportFolded("HEAD", to: dir + "/ta-folded")
+        _ = try repo.exportReversible("HEAD", view: nil, expert: "fa", fold: true, to: dir + "/fa-rebuilt")
+        _ = try repo.exportFolded("fa", to: dir + "/fa-folded")
+        let base = try Checkpoint(dir + "/base/model.safetensors"), full = try Checkpoint(dir + "/ta-full/model.safetensors")
+        let rebuilt = try Checkpoint(dir + "/fa-rebuilt/model.safetensors"), own = try Checkpoint(dir + "/fa-folded/model.safetensors")
+        for module in [dense, embedding] {
+            let name = module + ".weight"
+            let sum = Numbers.plus(try #require(updates["fa"]?[module]), try #require(updates["fb"]?[module]))
+            let got = Numbers.minus(try full.doubles(name), try base.doubles(name))
+            #expect(Numbers.relativeError(got, sum) < 1e-5, "\(name)")
+            #expect(Numbers.relativeError(try rebuilt.doubles(name), try own.doubles(name)) < 1e-6, "\(name)")
+        }
+    }
+
+    static func transpose(_ m: [Double], rows: Int, columns: Int) -> [Double] {
+        var out = [Double](repeating: 0, count: m.count)
+        for i in 0..<rows { for j in 0..<columns { out[j * rows + i] = m[i * columns + j] } }
+        return out
+    }
+
     // MARK: - Report and storage
 
     @Test func reportAndStorage() throws {

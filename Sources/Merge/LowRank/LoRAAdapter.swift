@@ -176,7 +176,11 @@ public struct LoRAConfig: Sendable, Equatable {
 
     /// A minimal PEFT config for an adapter mrepo writes (a merge's view). Built as a ``JSONValue``:
     /// PEFT's format with its nulls spelled out, and its bytes are a file of the commit's tree.
-    public static func json(rank: Int, alpha: Double, targetModules: [String], baseModel: String?, taskType: String?) -> String {
+    ///
+    /// - Parameter fanInFanOut: the factors are stored for a base weight kept as (in, out), as the
+    ///   experts' were (GPT-2's Conv1D layers): PEFT and `export --fold` then add (B·A)ᵀ.
+    public static func json(rank: Int, alpha: Double, targetModules: [String], baseModel: String?, taskType: String?,
+                            fanInFanOut: Bool = false) -> String {
         let root = JSONValue.object([
             JSONMember("peft_type", .string("LORA")),
             JSONMember("r", .int(rank)),
@@ -185,7 +189,7 @@ public struct LoRAConfig: Sendable, Equatable {
             JSONMember("base_model_name_or_path", baseModel.map { .string($0) } ?? .null),
             JSONMember("task_type", taskType.map { .string($0) } ?? .null),
             JSONMember("bias", .string("none")),
-            JSONMember("fan_in_fan_out", .bool(false)),
+            JSONMember("fan_in_fan_out", .bool(fanInFanOut)),
             JSONMember("use_rslora", .bool(false)),
             JSONMember("use_dora", .bool(false)),
             JSONMember("inference_mode", .bool(true)),

@@ -225,8 +225,9 @@ extension Repository {
         let dtype = modules.first.flatMap { template.tensor($0.aName)?.dtype } ?? .f32
         var layout: [(name: String, dtype: DType, shape: Shape, module: LoRAModule, isA: Bool)] = []
         for m in modules {
-            layout.append(("base_model.model.\(m.module).lora_A.weight", dtype, [viewRank, m.columns], m, true))
-            layout.append(("base_model.model.\(m.module).lora_B.weight", dtype, [m.rows, viewRank], m, false))
+            let names = Repository.viewFactorNames(m)
+            layout.append((names.a, dtype, [viewRank, m.columns], m, true))
+            layout.append((names.b, dtype, [m.rows, viewRank], m, false))
         }
         let (header, infos) = SafetensorsHeader.encode(tensors: layout.map { ($0.name, $0.dtype, $0.shape) }, metadata: [("format", "pt")])
         let tensors = zip(layout, infos).map { entry, info -> GeneratedTensor in
@@ -239,7 +240,8 @@ extension Repository {
         var outputs: [OutputFile] = loaded.tree.files.filter { ![LoRAConfig.weightsFileName, LoRAConfig.fileName].contains($0.path) }.map { .stored($0) }
         outputs.append(.safetensors(path: LoRAConfig.weightsFileName, header: header, tensors: tensors))
         outputs.append(.bytes(path: LoRAConfig.fileName, Array(LoRAConfig.json(rank: viewRank, alpha: Double(viewRank), targetModules: template.adapter.targetModules,
-                                                                                baseModel: template.adapter.config.baseModel, taskType: template.adapter.config.taskType).utf8)))
+                                                                                baseModel: template.adapter.config.baseModel, taskType: template.adapter.config.taskType,
+                                                                                fanInFanOut: template.adapter.config.fanInFanOut).utf8)))
         return (outputs, description)
     }
 

@@ -258,6 +258,11 @@ extension Repository {
             let extra = mine.subtracting(targets).sorted().prefix(3), missing = targets.subtracting(mine).sorted().prefix(3)
             throw RepoError.adapterModulesDiffer(expert: experts[i].name, adds: Array(extra), lacks: Array(missing), reference: experts[0].name)
         }
+        // fan_in_fan_out sets which way round every factor is stored (B·A or its transpose); one basis
+        // cannot hold both, and the view is written with the experts' common setting.
+        for (i, a) in adapters.enumerated().dropFirst() where a.adapter.config.fanInFanOut != first.adapter.config.fanInFanOut {
+            throw RepoError.invalidArgument("rmm: \(experts[i].name) has fan_in_fan_out \(a.adapter.config.fanInFanOut) in \(LoRAConfig.fileName) and \(experts[0].name) \(first.adapter.config.fanInFanOut): their factors are stored the other way round from each other; merge adapters of one layout")
+        }
         let ranks = Set(adapters.flatMap { $0.adapter.modules.map(\.rank) })
         if ranks.count > 1, plan.settings.variant != .dense {
             plan.remarks.append("the adapters' ranks differ (\(ranks.sorted().map(String.init).joined(separator: ", "))): modules whose ranks differ use the dense variant (their basis is stored dense)")

@@ -105,13 +105,17 @@ extension Repository {
             }
             let view = fitted.view
             switch (plan.adapterView, module.source) {
-            case let (spec?, _):
-                let prefix = "base_model.model." + module.module
-                for (suffix, values, shape) in [(".lora_A.weight", view.right, [view.rank, module.columns]),
-                                                (".lora_B.weight", view.left, [module.rows, view.rank])] {
-                    let info = try writer.tensor(Self.bytes(values, as: spec.dtype, name: prefix + suffix), dtype: spec.dtype, shape: shape)
-                    stored.viewTensors.append((prefix + suffix, spec.dtype, shape, info.id))
+            case let (spec?, .adapters(mods)):
+                // The first expert's names: PEFT's `lora_embedding_A`/`_B` for an embedding, whose
+                // factors are stored the other way round from a linear layer's.
+                let names = Repository.viewFactorNames(mods[0])
+                for (name, values, shape) in [(names.a, view.right, [view.rank, module.columns]),
+                                              (names.b, view.left, [module.rows, view.rank])] {
+                    let info = try writer.tensor(Self.bytes(values, as: spec.dtype, name: name), dtype: spec.dtype, shape: shape)
+                    stored.viewTensors.append((name, spec.dtype, shape, info.id))
                 }
+            case (_?, .full):
+                throw RepoError.failed("rmm: module \(module.module) of a full fine-tune merge has a view adapter")
             case let (nil, .full(base, _)):
                 stored.decided[module.baseTensor] = try storeFullView(view, base: base, writer: &writer)
             case (nil, .adapters):
@@ -155,7 +159,8 @@ extension Repository {
             // Other files of the first expert (tokenizer, say) come along.
             files += first.tree.files.filter { $0.kind == .blob && ![LoRAConfig.fileName, "README.md", "merge_recipe.yml"].contains($0.path) }
             let config = LoRAConfig.json(rank: spec.rank, alpha: Double(spec.rank), targetModules: first.adapter.targetModules,
-                                         baseModel: spec.config.baseModel, taskType: spec.config.taskType)
+                                         baseModel: spec.config.baseModel, taskType: spec.config.taskType,
+                                         fanInFanOut: spec.config.fanInFanOut)
             for (path, bytes) in [(LoRAConfig.fileName, Array(config.utf8)), ("README.md", Array(card.utf8)), ("merge_recipe.yml", Array(recipeYAML.utf8))] {
                 let blob = try writer.blob(bytes)
                 files.removeAll { $0.path == path }
@@ -190,6 +195,14 @@ extension Repository {
         let d = view.rank > 0 ? view.dense() : []
         for j in d.indices { values[j] += d[j] }
         return try writer.tensor(Self.bytes(values, as: base.dtype, name: base.name), dtype: base.dtype, shape: base.shape, reference: (baseInfo, header)).id
+    }
+
+    /// The names of a view adapter's factors for a module, after an expert's: `lora_A`/`lora_B`, or
+    /// PEFT's `lora_embedding_A`/`_B` for an embedding (whatever the expert's prefixes).
+    static func viewFactorNames(_ module: LoRAModule) -> (a: String, b: String) {
+        let embedding = module.aName.contains("lora_embedding_A")
+        let prefix = "base_model.model." + module.module
+        return embedding ? (prefix + ".lora_embedding_A", prefix + ".lora_embedding_B") : (prefix + ".lora_A.weight", prefix + ".lora_B.weight")
     }
 
     /// The model card of a reversible merge.
