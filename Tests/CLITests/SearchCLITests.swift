@@ -237,6 +237,31 @@ import Testing
         #expect(try s.ok(["rev-parse", "HEAD"], in: "repo").stdout == before)
     }
 
+    /// The tasks every trial must report are those of the lowest-numbered trial that scored, whatever
+    /// order --jobs evaluations end in (they were the first to end's, so --jobs 2 could commit another
+    /// merge than --jobs 1). Trial 0 here ends only after mrepo has recorded trial 1 (it removes a
+    /// candidate's folder once its trial is recorded).
+    @Test func theTasksToReportDoNotDependOnWhichEvaluationEndsFirst() throws {
+        let s = try sandbox()
+        let script = """
+            case "$MREPO_TRIAL" in
+              0) until grep -qx 1 "$EVAL_LOG" 2>/dev/null && [ ! -e "$(dirname "$MREPO_CANDIDATE")/candidate-1" ]; do sleep 0.01; done
+                 echo '{"x": 1}' ;;
+              *) echo "$MREPO_TRIAL" >> "$EVAL_LOG"; echo "{\\"y\\": $MREPO_TRIAL}" ;;
+            esac
+            """
+        try Data(script.utf8).write(to: URL(fileURLWithPath: s.path("order.sh")))
+        let r = try json(try s.ok(["merge", "math", "code", "--search", "--eval", "sh \(s.path("order.sh"))",
+                                   "--trials", "2", "--jobs", "2", "--eval-timeout", "120s", "--json"], in: "repo"))
+        let trials = try #require(r["trials"] as? [[String: Any]])
+        #expect(trials.map { $0["status"] as? String } == ["ok", "garbled"], "\(trials)")
+        #expect((trials[1]["message"] as? String)?.contains("trial 0 reported x") == true, "\(trials)")
+        #expect(r["winner"] as? Int == 0)
+        // The store says the same as the commit.
+        let shown = try s.ok(["show", "--trials", "--json"], in: "repo").stdout
+        #expect(shown.contains("trial 0 reported x"), "\(shown)")
+    }
+
     @Test func aKilledSearchResumesWithoutRerunningTrials() throws {
         let s = try sandbox(repos: ["whole", "killed"])
         let whole = try json(try s.ok(searchArguments(s, trials: 12), in: "whole"))
@@ -495,5 +520,8 @@ import Testing
         expectOneLineError(try s.run(["merge", "math", "--search", "--eval", "true", "--set", "lambda=1"], in: "repo"), status: 64, contains: "--space")
         expectOneLineError(try s.run(["merge", "math", "--search", "--eval", "true", "--objective", "best"], in: "repo"), status: 64, contains: "'mean', 'min' or 'pareto'")
         expectOneLineError(try s.run(["merge", "math", "--search", "--eval", "true", "--time-budget", "soon"], in: "repo"), status: 64, contains: "duration")
+        // Options a searched merge cannot honour are refused rather than ignored.
+        expectOneLineError(try s.run(["merge", "math", "--search", "--eval", "true", "--ff-only"], in: "repo"), status: 64, contains: "never a fast-forward")
+        expectOneLineError(try s.run(["merge", "math", "code", "--search", "--eval", "true", "--reversible"], in: "repo"), contains: "rmm cannot be searched")
     }
 }

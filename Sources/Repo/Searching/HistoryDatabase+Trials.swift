@@ -103,6 +103,16 @@ extension HistoryDatabase {
         }
     }
 
+    /// Records a trial's outcome again (a trial found, once its batch ended, to report other tasks
+    /// than the first trial that scored).
+    func updateTrialOutcome(_ t: Trial, search: String) throws {
+        let scores = t.scores.map { s in JSONValue.object(s.sorted { $0.key < $1.key }.map { JSONMember($0.key, .double($0.value)) }).serialized() }
+        try write { db in
+            try db.execute(sql: "UPDATE trial SET scores = ?, status = ?, message = ? WHERE searchID = ? AND number = ?",
+                           arguments: [scores, t.status.rawValue, t.message, search, t.number])
+        }
+    }
+
     public func search(id: String) throws -> SearchRow? {
         try read { db in
             try Row.fetchOne(db, sql: "SELECT * FROM search WHERE id = ?", arguments: [id]).map(Self.searchRow)

@@ -150,15 +150,6 @@ extension Repository {
                     var trial = job.trial
                     if let status = job.run.poll() {
                         (trial.status, trial.scores, trial.message) = job.run.outcome(status: status)
-                        // Every trial must report the same tasks (docs/merging.md): a trial that
-                        // dropped or added one cannot be ranked against the others.
-                        if trial.status == .ok, let tasks = trial.scores.map({ Set($0.keys) }),
-                           let first = trials.filter({ $0.status == .ok }).min(by: { $0.number < $1.number }),
-                           let expected = first.scores.map({ Set($0.keys) }), tasks != expected {
-                            trial.status = .garbled
-                            trial.message = "it reports the tasks \(tasks.sorted().joined(separator: ", ")), trial \(first.number) reported \(expected.sorted().joined(separator: ", ")); every evaluation must report the same tasks"
-                            trial.scores = nil
-                        }
                     } else if let limit = search.evalTimeout, job.run.elapsed > limit {
                         job.run.kill()
                         trial.status = .timeout
@@ -177,6 +168,14 @@ extension Repository {
                     progressed = true
                 }
                 if !progressed, !running.isEmpty { usleep(20_000) }
+            }
+            // Every trial must report the same tasks (docs/merging.md): a trial that dropped or added
+            // one cannot be ranked against the others. Settled once the batch has ended, against the
+            // lowest-numbered trial that scored, so that the order in which --jobs evaluations end
+            // changes nothing.
+            let batchStart = next - points.count
+            for t in try settleTaskSets(&trials, search: searchID) where (batchStart..<next).contains(t) {
+                scores[t - batchStart] = nil
             }
             for r in repeats where !outOfTime {
                 guard let first = trials.first(where: { $0.number == r.of }) else { continue }
@@ -240,5 +239,23 @@ extension Repository {
         return SearchReportHTML(objective: record.objective,
                                 trials: trials.map { .init(number: $0.number, scores: $0.scores, status: $0.status.rawValue) },
                                 winner: record.winner, front: record.front)
+    }
+
+    /// Marks as garbled each scored trial whose tasks differ from those of the lowest-numbered
+    /// trial that scored, in `trials` and in the trial store.
+    /// - Returns: the numbers of the trials marked.
+    private func settleTaskSets(_ trials: inout [Trial], search: String) throws -> [Int] {
+        guard let first = trials.filter({ $0.status == .ok }).min(by: { $0.number < $1.number }),
+              let expected = first.scores.map({ Set($0.keys) }) else { return [] }
+        var marked: [Int] = []
+        for k in trials.indices where trials[k].status == .ok {
+            guard let tasks = trials[k].scores.map({ Set($0.keys) }), tasks != expected else { continue }
+            trials[k].status = .garbled
+            trials[k].message = "it reports the tasks \(tasks.sorted().joined(separator: ", ")), trial \(first.number) reported \(expected.sorted().joined(separator: ", ")); every evaluation must report the same tasks"
+            trials[k].scores = nil
+            try history.updateTrialOutcome(trials[k], search: search)
+            marked.append(trials[k].number)
+        }
+        return marked
     }
 }

@@ -45,6 +45,9 @@ struct SearchArguments: ParsableArguments {
         if merge.abort || merge.listMethods || merge.helpMethod != nil || merge.noCommit || merge.dryRun || merge.config != nil {
             throw ValidationError("--search excludes --abort, --list-methods, --help-method, --no-commit, --dry-run and --config")
         }
+        if merge.fastForwardOnly {
+            throw ValidationError("--ff-only: a searched merge is a merge with a method, never a fast-forward")
+        }
         if !merge.settings.isEmpty || !merge.weights.isEmpty || !merge.expertSettings.isEmpty || merge.basis != nil {
             throw ValidationError("--search chooses the parameters itself; fix or narrow them with --space FILE instead of --set, --weight, --expert or --basis")
         }
@@ -81,7 +84,8 @@ extension MergeCommand {
             file = path
             space = try SearchSpace.parse(text, file: path)
         }
-        space = try space.fixing(method: method, balance: balance, file: file)
+        // --reversible is --method rmm, which the space refuses by name (it cannot be searched).
+        space = try space.fixing(method: reversible ? RMM.id : method, balance: balance, file: file)
         var options = try makeOptions()
         options.recipe.method = space.methods[0]
         let settings = SearchOptions(command: search.command!, trials: search.trials, timeBudget: search.timeBudget.flatMap(SearchArguments.seconds),
