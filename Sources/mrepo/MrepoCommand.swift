@@ -16,8 +16,8 @@ struct MrepoCommand: ParsableCommand {
             compressed deltas against the history's first commit, so ten fine-tunes of one base cost \
             far less than ten copies. Revisions are written as in git: a branch or tag name, HEAD, a \
             commit id or a unique prefix of at least 4 digits, followed by ~N or ^N. -C DIR (before \
-            or after the command name; after it, not for branch, whose -C is git's forced copy) runs as if \
-            mrepo was started in DIR.
+            or after the command name; after it, not for branch and switch, whose -C is git's forced copy \
+            and forced create) runs as if mrepo was started in DIR.
             """,
         version: Repository.toolVersion,
         groupedSubcommands: [
@@ -49,8 +49,10 @@ struct MrepoCommand: ParsableCommand {
         // `-C DIR`, as git takes it (also after the command name): change directory before
         // parsing, in order, so every path on the command line is relative to DIR. The one place
         // that handles it.
-        // Two commands take a -C of their own: `branch -C OLD NEW` (git's forced copy), and the
-        // command that `bisect run` runs (`make -C build test`) is passed on as typed.
+        // Some commands take a -C of their own: `branch -C OLD NEW` (git's forced copy), `switch -C
+        // NAME` (git's forced create, which mrepo refuses naming the way to do it: taking NAME for a
+        // folder would switch another repository), and the command that `bisect run` runs (`make -C
+        // build test`) is passed on as typed.
         var arguments: [String] = []
         var words: [String] = []
         var rest = Array(CommandLine.arguments.dropFirst())[...]
@@ -60,7 +62,7 @@ struct MrepoCommand: ParsableCommand {
                 arguments += rest
                 break
             }
-            guard argument == "-C", words.first != "branch" else {
+            guard argument == "-C", words.first != "branch", words.first != "switch" else {
                 arguments.append(argument)
                 if !argument.hasPrefix("-") { words.append(argument) }
                 continue

@@ -878,4 +878,41 @@ import Testing
         #expect(s.read("repo/model.safetensors") == s.read("family/chat/model.safetensors"))
         expectOneLineError(try s.run(["commit", "--no-checkout", "-m", "x"], in: "repo"), status: 64, contains: "--no-checkout goes with --from")
     }
+
+    /// `switch -C NAME` and `checkout -B NAME` (git's create-or-reset) are refused naming the way
+    /// to do it: `-C` after `switch` was taken for a folder, so `switch -C ../other main` switched
+    /// another repository. An empty commit message aborts the commit, as in git.
+    @Test func forcedCreateAndEmptyMessagesAreRefused() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.repository(branches: ["math"])
+        try FileManager.default.copyItem(atPath: s.path("repo"), toPath: s.path("other"))
+        let before = try s.ok(["rev-parse", "HEAD"], in: "other").stdout
+        expectOneLineError(try s.run(["switch", "-C", "../other", "math"], in: "repo"), status: 64, contains: "branch -f")
+        #expect(try s.ok(["rev-parse", "HEAD"], in: "other").stdout == before, "the other repository did not move")
+        expectOneLineError(try s.run(["checkout", "-B", "x", "math"], in: "repo"), status: 64, contains: "branch -f x")
+        // -C DIR before the command still runs there.
+        #expect(try s.ok(["-C", "other", "rev-parse", "HEAD"]).stdout == before)
+        for message in ["", "   "] {
+            expectOneLineError(try s.run(["commit", "--allow-empty", "-m", message], in: "repo"), status: 64, contains: "message is empty")
+        }
+        #expect(try s.ok(["rev-parse", "HEAD"], in: "repo").stdout == before)
+    }
+
+    /// Two names that differ only in Unicode normalisation (Swift compares them as equal, so
+    /// `branch -D café café` deleted one and left the other): the second is refused.
+    @Test func refNamesEqualUpToNormalisationAreRefused() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.repository(branches: [])
+        let composed = "caf\u{E9}", decomposed = "cafe\u{301}"
+        try s.ok(["branch", composed], in: "repo")
+        for args in [["branch", decomposed], ["tag", decomposed], ["switch", "-c", decomposed]] {
+            expectOneLineError(try s.run(args, in: "repo"), contains: "Unicode normalisation")
+        }
+        #expect(try s.run(["branch", "-c", composed, decomposed], in: "repo").status != 0)
+        // Compared as bytes: Swift's String comparisons treat the two spellings as one.
+        let listed = Data(try s.ok(["branch", "--json"], in: "repo").stdout.utf8)
+        #expect(listed.range(of: Data(decomposed.utf8)) == nil && listed.range(of: Data(composed.utf8)) != nil)
+    }
 }

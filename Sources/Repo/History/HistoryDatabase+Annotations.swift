@@ -162,7 +162,10 @@ extension HistoryDatabase {
     /// Makes `name` free for a renamed or copied branch: a branch there goes (with its reflog)
     /// only with `force` and when no working tree has it checked out; anything else there refuses.
     private static func clearBranchName(_ db: Database, _ name: String, force: Bool) throws {
-        guard let existing = try HistoryDatabase.ref(db, name) else { return }
+        guard let existing = try HistoryDatabase.ref(db, name) else {
+            try HistoryDatabase.refuseTakenName(db, name)
+            return
+        }
         guard force, existing.kind == .branch else { throw RepoError.refExists(name) }
         if try Bool.fetchOne(db, sql: "SELECT 1 FROM head WHERE branch = ?", arguments: [name]) == true {
             throw RepoError.invalidArgument("cannot overwrite branch '\(name)': it is checked out")

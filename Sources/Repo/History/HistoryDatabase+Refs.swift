@@ -39,6 +39,17 @@ extension HistoryDatabase {
         try RefRow.fetchOne(db, sql: "SELECT * FROM ref WHERE name = ?", arguments: [name])?.ref
     }
 
+    /// Refuses a name for a new branch or tag when a ref has it, or has a name that differs from it
+    /// only in Unicode normalisation (`café` typed precomposed or with a combining accent): Swift
+    /// compares such names as equal, so commands could no longer tell the two refs apart.
+    static func refuseTakenName(_ db: Database, _ name: String) throws {
+        if try ref(db, name) != nil { throw RepoError.refExists(name) }
+        let names = try String.fetchAll(db, sql: "SELECT name FROM ref")
+        if let other = names.first(where: { $0 == name && !$0.utf8.elementsEqual(name.utf8) }) {
+            throw RepoError.invalidArgument("a branch or tag named '\(other)' exists: '\(name)' differs from it only in Unicode normalisation (the same letters encoded differently); choose another name")
+        }
+    }
+
     public func refs(kind: Ref.Kind? = nil) throws -> [Ref] {
         try read { db in
             if let kind {
@@ -84,7 +95,7 @@ extension HistoryDatabase {
     func createRef(name: String, kind: Ref.Kind, target: ObjectID, message: String, tagMessage: String? = nil,
                    upstream: Upstream? = nil) throws {
         try write { db in
-            if try HistoryDatabase.ref(db, name) != nil { throw RepoError.refExists(name) }
+            try HistoryDatabase.refuseTakenName(db, name)
             try HistoryDatabase.setRef(db, name: name, kind: kind, target: target, old: nil, message: message, tagMessage: tagMessage)
             if kind == .branch { try HistoryDatabase.startUpstream(db, of: name, upstream) }
         }
@@ -146,7 +157,7 @@ extension HistoryDatabase {
             // what HEAD reads.
             let before = try self.head(db)
             if let expected, before != expected { throw RepoError.concurrentUpdate(ref: "HEAD") }
-            if try HistoryDatabase.ref(db, branch.name) != nil { throw RepoError.refExists(branch.name) }
+            try HistoryDatabase.refuseTakenName(db, branch.name)
             try HistoryDatabase.setRef(db, name: branch.name, kind: .branch, target: branch.target, old: nil, message: branch.message)
             try HistoryDatabase.startUpstream(db, of: branch.name, branch.upstream)
             try writeHead(db, head, expected: nil, message: message, statEntries: statEntries, removedPaths: [], previous: before)

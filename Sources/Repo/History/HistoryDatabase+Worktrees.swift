@@ -117,7 +117,7 @@ extension HistoryDatabase {
         let linked = HistoryDatabase(sharing: self, worktree: record.id)
         try write { db in
             if let (name, start, upstream) = newBranch, let target = head.commit {
-                if try HistoryDatabase.ref(db, name) != nil { throw RepoError.refExists(name) }
+                try HistoryDatabase.refuseTakenName(db, name)
                 try HistoryDatabase.setRef(db, name: name, kind: .branch, target: target, old: nil, message: "branch: created from \(start)")
                 try HistoryDatabase.startUpstream(db, of: name, upstream)
             }

@@ -27,6 +27,9 @@ struct CheckoutCommand: ParsableCommand {
     @Option(name: .customShort("b"), help: ArgumentHelp("Create this branch at the revision and switch to it.", valueName: "branch"))
     var newBranch: String?
 
+    @Option(name: .customShort("B"), help: ArgumentHelp("git's create-or-reset: refused, naming what to run instead.", valueName: "branch", visibility: .hidden))
+    var forceNewBranch: String?
+
     @Flag(help: "Print the result as JSON.")
     var json = false
 
@@ -44,6 +47,9 @@ struct CheckoutCommand: ParsableCommand {
     @OptionGroup var tracking: TrackingOptions
 
     func validate() throws {
+        if let name = forceNewBranch {
+            throw ValidationError("checkout -B (git's create-or-reset) is not supported: 'mrepo branch -f \(name) START' moves an existing branch, then 'mrepo switch \(name)'")
+        }
         if tracking.noTrack && newBranch == nil { throw ValidationError("--no-track goes with -b (a branch the checkout creates)") }
         if tracking.track && newBranch == nil && revision == nil { throw ValidationError("--track needs the remote-tracking branch to start from") }
         if tracking.track && (reversible.isGiven || fold) { throw ValidationError("--track does not go with --expert, --view or --fold") }

@@ -103,6 +103,8 @@ struct CommitCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
+        // As git aborts a commit whose message is empty.
+        if let message, message.allSatisfy(\.isWhitespace) { throw ValidationError("-m: the commit message is empty; commit aborted") }
         if noCheckout && source == nil { throw ValidationError("--no-checkout goes with --from DIR") }
         if branch != nil, source == nil { throw ValidationError("--branch needs --from DIR (the working tree belongs to HEAD's branch)") }
         if branch != nil, force { throw ValidationError("--force has no effect with --branch, which leaves the working tree alone") }

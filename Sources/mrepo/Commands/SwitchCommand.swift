@@ -22,6 +22,9 @@ struct SwitchCommand: ParsableCommand {
     @Flag(name: [.customShort("c"), .long], help: "Create the branch, then switch to it.")
     var create = false
 
+    @Option(name: .customShort("C"), help: ArgumentHelp("git's create-or-reset: refused, naming what to run instead (to run in a folder, put -C DIR before the command).", valueName: "branch", visibility: .hidden))
+    var forceCreate: String?
+
     @Flag(help: "Start a new branch with no history (its first commit has no parent); the working tree is left as it is.")
     var orphan = false
 
@@ -37,6 +40,9 @@ struct SwitchCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
+        if let name = forceCreate {
+            throw ValidationError("switch -C (git's create-or-reset) is not supported: 'mrepo branch -f \(name) START' moves an existing branch, then 'mrepo switch \(name)'; to run in a folder, put -C DIR before the command")
+        }
         if branchArgument == nil && !detach { throw ValidationError("name the branch to switch to") }
         if detach && (create || orphan || tracking.track || tracking.noTrack || startPoint != nil) {
             throw ValidationError("--detach takes only a revision")
