@@ -240,7 +240,7 @@ struct BisectCommand: ParsableCommand {
             for id in step.suspects {
                 let c = try repo.commit(id)
                 let mark = id == state.bad ? "bad" : skipped.contains(id) ? "skip" : id == step.next ? "next" : nil
-                let metrics = try repo.metrics(of: c).map { "\($0.name)=\(Format.number($0.value, digits: 4))" }
+                let metrics = try repo.metrics(of: c).map { "\($0.name)=\(Format.metric($0.value))" }
                 rows.append(BisectSuspectDocument(commit: id.hex, subject: c.subject, mark: OrNull(mark), metrics: metrics))
             }
             if json {

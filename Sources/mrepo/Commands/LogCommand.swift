@@ -175,7 +175,7 @@ struct LogCommand: ParsableCommand {
         // A shallow clone's boundary (its parents were not fetched), marked as git marks it.
         if c.isShallowBoundary { decoration.insert("grafted", at: 0) }
         let metrics = try repo.metrics(of: c)
-        let columns = metric.map { name in "\(name)=" + (metrics.first { $0.name == name }.map { Format.number($0.value, digits: 4) } ?? "-") }
+        let columns = metric.map { name in "\(name)=" + (metrics.first { $0.name == name }.map { Format.metric($0.value) } ?? "-") }
         let notes = try repo.notes(of: c.id)
         let deco = decoration.isEmpty ? "" : " (" + decoration.map { d in
             Terminal.paint(d, d.hasPrefix("HEAD") ? "1;36" : d.hasPrefix("tag: ") ? "1;33" : "1;32")
@@ -193,7 +193,7 @@ struct LogCommand: ParsableCommand {
             if style != .short { out.append("Date:    \(Format.date(c.timestamp))") }
             if style == .full, let base = c.base { out.append("Base:    \(base.short)") }
             if style != .short, !metrics.isEmpty {
-                out.append("Metrics: " + metrics.map { "\($0.name)=\(Format.number($0.value, digits: 4))" }.joined(separator: " "))
+                out.append("Metrics: " + metrics.map { "\($0.name)=\(Format.metric($0.value))" }.joined(separator: " "))
             }
             if !columns.isEmpty, style == .short { out.append("Metrics: " + columns.joined(separator: " ")) }
             out.append("")

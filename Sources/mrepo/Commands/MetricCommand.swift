@@ -89,7 +89,7 @@ struct MetricCommand: ParsableCommand {
         if action == .add {
             if !repository.quiet { print("Recorded \(metrics.count) metric\(metrics.count == 1 ? "" : "s") for \(id.short).") }
         } else {
-            for m in all { print("\(m.name)=\(Format.number(m.value, digits: 4))") }
+            for m in all { print("\(m.name)=\(Format.metric(m.value))") }
         }
     }
 }

@@ -43,6 +43,13 @@ enum Format {
         return String(format: "%.\(max(1, digits - 1))e", x)
     }
 
+    /// A recorded metric, exactly: the shortest text that reads back as the same number (`1.83`,
+    /// `123456789.5`, `1.2345e-05`), whole numbers without a fraction (`1000`).
+    static func metric(_ x: Double) -> String {
+        if x.isFinite, x == x.rounded(), abs(x) < 1e15 { return String(Int64(x)) }
+        return "\(x)"
+    }
+
     static func percent(_ x: Double?) -> String {
         guard let x else { return "-" }
         if x > 0 && x < 0.001 { return "<0.1%" }

@@ -49,7 +49,7 @@ enum LogFormat: Equatable {
             if take("(metric:"), let close = rest.firstIndex(of: ")") {
                 let name = String(rest[..<close])
                 rest = rest[rest.index(after: close)...]
-                out += metrics.first { $0.name == name }.map { Format.number($0.value, digits: 4) } ?? ""
+                out += metrics.first { $0.name == name }.map { Format.metric($0.value) } ?? ""
             } else if take("H") { out += c.id.hex }
             else if take("h") { out += c.id.short }
             else if take("T") { out += c.treeID.hex }

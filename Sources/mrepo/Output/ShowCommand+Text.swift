@@ -60,7 +60,7 @@ extension ShowCommand {
         if let base = c.base { print("Base:    \(base.short) (tensors are stored as deltas against it)") }
         let metrics = try repo.metrics(of: c)
         if !metrics.isEmpty {
-            print("Metrics: " + metrics.map { "\($0.name)=\(Format.number($0.value, digits: 4))" }.joined(separator: " "))
+            print("Metrics: " + metrics.map { "\($0.name)=\(Format.metric($0.value))" }.joined(separator: " "))
         }
         print("")
         for line in c.message.split(separator: "\n", omittingEmptySubsequences: false) { print("    \(line)") }
