@@ -109,7 +109,8 @@ extension Repository {
             if patched.id == headTree.id {
                 throw RepoError.invalidArgument("\(kind): the change is already in HEAD; nothing to commit")
             }
-            let c = try recordTreeCommit(patched, head: head, headID: headID, message: message, metrics: metrics, reflog: kind, operation: kind)
+            let c = try recordTreeCommit(patched, head: head, headID: headID, message: message, metrics: metrics, reflog: kind, operation: kind,
+                                         sources: [from, to])
             return ApplyResult(commit: c, exact: true, merge: nil)
         }
         // HEAD changed some of the same tensors: HEAD + (to − from), one-sided changes taken as they are.
@@ -172,8 +173,11 @@ extension Repository {
     /// working tree hold it: files staged first, then one transaction (commit, ref, reflog,
     /// ORIG_HEAD), then the renames. Local changes to paths HEAD and `tree` agree on stay local
     /// changes; one where they differ stops it before anything is written, named as `operation`.
+    ///
+    /// - Parameter sources: the commits besides HEAD whose tensors `tree` takes (a revert's or
+    ///   cherry-pick's), for the lossy record of low-rank tensors among them.
     func recordTreeCommit(_ tree: Tree, head: Head, headID: ObjectID, message: String, metrics: [Commit.Metric], reflog: String,
-                          operation: String) throws -> Commit {
+                          operation: String, sources: [ObjectID] = []) throws -> Commit {
         let headCommit = try commit(headID)
         let baseline = try worktreeBaseline(head: head).tree
         let checkout = try stageCheckout(tree, over: baseline, force: false, operation: operation)
@@ -181,7 +185,9 @@ extension Repository {
         do {
             let author = Repository.defaultAuthor()
             let timestamp = (Date().timeIntervalSince1970 * 1000).rounded() / 1000
-            let extra = JSONValue.object([try (try headCommit.record(CommitStorage.self) ?? .lossless).jsonMember()])
+            // Lossy exactly when the tree holds low-rank tensors (HEAD's label would not say so: a
+            // revert of a lossy commit is exact, a revert of that revert lossy again).
+            let extra = JSONValue.object(try carriedStorage(of: tree, from: [headID] + sources) ?? [try CommitStorage.lossless.jsonMember()])
             let base = headCommit.base ?? headID
             let id = Commit.computeID(treeID: tree.id, parents: [headID], base: base, author: author, timestamp: timestamp,
                                       message: message, metrics: metrics, extra: extra)

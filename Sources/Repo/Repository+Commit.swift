@@ -247,7 +247,14 @@ extension Repository {
             for p in parents { generation = max(generation, (try history.commit(p)?.generation ?? 0) + 1) }
             let timestamp = (Date().timeIntervalSince1970 * 1000).rounded() / 1000
             var extra = options.extra
+            if !options.stash, let carried = try carriedStorage(of: tree, from: (options.amend ? [parentCommit!.id] : []) + parents) {
+                // Low-rank tensors kept from a lossy commit (an amend's, or the parent's): the commit
+                // says so, with their errors (an amend recorded 'lossless' and lost them).
+                extra.removeAll { $0.key == CommitStorage.member || $0.key == LossyRecord.member }
+                extra += carried
+            }
             if let policy = options.lowRank, !lowRankRecords.isEmpty {
+                extra.removeAll { $0.key == LossyRecord.member }
                 extra.removeAll { $0.key == CommitStorage.member }
                 extra.append(try CommitStorage.lossy.jsonMember())
                 extra.append(try LossyRecord(policy: policy, tensors: lowRankRecords).jsonMember())

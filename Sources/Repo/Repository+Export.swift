@@ -13,6 +13,8 @@ public struct ExportResult: Sendable {
     public var byteCount: Int
     /// The commit's lossy record, when its tensors are approximations (``export(_:as:to:)``).
     public var lossy: LossyRecord? = nil
+    /// The commit `lossy` belongs to when it is not `commit`: the lossy base model an adapter was folded into.
+    public var lossyCommit: ObjectID? = nil
 }
 
 extension Repository {

@@ -55,7 +55,16 @@ extension Repository {
             let r = what.rebuild
             result = try exportReversible(revision, view: r.view, expert: r.expert, fold: r.fold, to: directory, clean: clean)
         }
-        result.lossy = try commit(result.commit).record(LossyRecord.self)
+        let exported = try commit(result.commit)
+        result.lossy = try exported.record(LossyRecord.self)
+        if result.lossy == nil, what.rebuild.fold {
+            // A fold writes the base model's weights too: approximate where the base is a lossy commit.
+            if let base = try exported.record(AdapterRecord.self)?.base ?? exported.record(ReversibleMergeRecord.self)?.base,
+               let lossy = try commit(base).record(LossyRecord.self) {
+                result.lossy = lossy
+                result.lossyCommit = base
+            }
+        }
         return result
     }
 

@@ -158,6 +158,46 @@ import Testing
 
     // MARK: - Lossy commits
 
+    /// The lossy record follows the low-rank tensors: a revert of a lossy commit is exact (it was
+    /// labelled lossy without a record), reverting that revert, an amend (it was labelled lossless)
+    /// and a cherry-pick bring the record back; an adapter folded into a lossy base warns (it did not).
+    @Test func theLossyRecordFollowsTheLowRankTensors() throws {
+        let s = try adapterSandbox()
+        try s.ok(["switch", "-q", "-c", "lossy", "main"], in: "repo")
+        try s.ok(["commit", "-q", "--from", "../fam/chat", "--lowrank", "2", "-m", "lossy chat"], in: "repo")
+        let original = try object(try lastCommit(s)["extra"])
+        let originalTensors = try object(try object(original["lossy"])["tensors"])
+        func storage() throws -> (String?, [String: Any]?) {
+            let extra = try object(try lastCommit(s)["extra"])
+            return (extra["storage"] as? String, extra["lossy"] as? [String: Any])
+        }
+        try s.ok(["revert", "-q", "HEAD"], in: "repo")
+        var (label, record) = try storage()
+        #expect(label == "lossless" && record == nil)
+        try s.ok(["revert", "-q", "HEAD"], in: "repo")
+        (label, record) = try storage()
+        #expect(label == "lossy" && (record?["tensors"] as? [String: Any])?.keys.sorted() == originalTensors.keys.sorted())
+        #expect(record?["max_relative_error"] as? Double == (try object(original["lossy"]))["max_relative_error"] as? Double)
+        #expect(try s.ok(["export", "HEAD", "../reverted"], in: "repo").stderr.contains("is a lossy commit"))
+        try s.ok(["commit", "-q", "--amend", "-m", "reworded"], in: "repo")
+        (label, record) = try storage()
+        #expect(label == "lossy" && (record?["tensor_count"] as? Int) == originalTensors.count)
+        try s.ok(["switch", "-q", "-c", "picked", "main"], in: "repo")
+        try s.ok(["cherry-pick", "-q", "lossy~2"], in: "repo")
+        (label, record) = try storage()
+        #expect(label == "lossy" && (record?["tensor_count"] as? Int) == originalTensors.count)
+
+        // An adapter of the lossy model, folded: the dense weights are the approximation.
+        try s.ok(["switch", "-q", "-c", "adapter", "lossy~2"], in: "repo")
+        try s.ok(["commit", "-q", "--from", "../fam/lora-math", "-m", "adapter"], in: "repo")
+        #expect(try storage().0 == "lossless", "the adapter's own files are exact")
+        #expect(!(try s.ok(["export", "adapter", "../plain"], in: "repo").stderr.contains("lossy")))
+        let folded = try s.ok(["export", "adapter", "../folded", "--fold"], in: "repo")
+        #expect(folded.stderr.contains("the base model") && folded.stderr.contains("is a lossy commit"), "\(folded.stderr)")
+        let json = try object(try s.json(try s.ok(["export", "adapter", "../folded2", "--fold", "--json"], in: "repo")))
+        #expect(json["lossy"] as? Bool == true)
+    }
+
     @Test func lowRankCommitRecordsWarnsAndMeasures() throws {
         let s = try CLISandbox()
         try s.makeFamily()

@@ -230,3 +230,58 @@ struct NameKey: CodingKey {
     init?(stringValue: String) { self.stringValue = stringValue }
     init?(intValue: Int) { nil }
 }
+
+extension LossyRecord {
+    /// A record of low-rank tensors a commit took from other commits (an amend, a revert, a
+    /// cherry-pick), with the rank and error their own records give; `setting` when they agree.
+    init(carried tensors: [Tensor], setting: Setting?, storedByteCount: Int, denseByteCount: Int) {
+        let errors = tensors.map(\.relativeError)
+        method = "lowrank"
+        self.setting = setting
+        tensorCount = tensors.count
+        maxRelativeError = errors.max() ?? 0
+        meanRelativeError = errors.isEmpty ? 0 : errors.reduce(0, +) / Double(errors.count)
+        self.storedByteCount = storedByteCount
+        self.denseByteCount = denseByteCount
+        self.tensors = tensors
+    }
+}
+
+extension Repository {
+    /// `extra.storage` (and `extra.lossy`) for a commit of `tree` whose tensors come from other
+    /// commits (`sources`: the commit amended, or those a revert or cherry-pick reads): lossy
+    /// exactly when the tree holds low-rank tensors, each with the rank and error the source
+    /// commit that stored it recorded. Without a lossy source, nil (the caller's label stands):
+    /// only a lossy commit's tensors can be low-rank.
+    func carriedStorage(of tree: Tree, from sources: [ObjectID]) throws -> [JSONMember]? {
+        var known: [ObjectID: (LossyRecord.Tensor, LossyRecord.Setting?)] = [:]
+        for id in Set(sources) {
+            let c = try commit(id)
+            guard try c.record(CommitStorage.self) == .lossy, let record = try c.record(LossyRecord.self) else { continue }
+            let byName = Dictionary(record.tensors.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+            for file in try history.tree(c.treeID).files {
+                for t in file.tensors { if let r = byName[t.name] { known[t.objectID] = (r, record.setting) } }
+            }
+        }
+        guard !known.isEmpty else { return nil }
+        var carried: [LossyRecord.Tensor] = [], settings: [LossyRecord.Setting?] = []
+        var stored = 0, dense = 0, lowRank = 0
+        for file in tree.files {
+            for t in file.tensors {
+                guard let info = try history.objectInfo(t.objectID), info.encoding == .lowRank else { continue }
+                lowRank += 1
+                stored += info.storedByteCount
+                dense += info.logicalByteCount
+                if let (r, s) = known[t.objectID] {
+                    carried.append(LossyRecord.Tensor(name: t.name, rank: r.rank, relativeError: r.relativeError))
+                    settings.append(s)
+                }
+            }
+        }
+        guard lowRank > 0 else { return [try CommitStorage.lossless.jsonMember()] }
+        let setting = Set(settings.map { "\(String(describing: $0))" }).count == 1 ? settings[0] : nil
+        var record = LossyRecord(carried: carried, setting: setting, storedByteCount: stored, denseByteCount: dense)
+        record.tensorCount = lowRank
+        return [try CommitStorage.lossy.jsonMember(), try record.jsonMember()]
+    }
+}

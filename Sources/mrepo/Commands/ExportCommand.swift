@@ -49,7 +49,8 @@ struct ExportCommand: ParsableCommand {
         let seconds = Date().timeIntervalSince(started)
         let lossy = result.lossy
         if let lossy, !json {
-            ErrorReporter.warn("\(result.commit.short) is a lossy commit (\(lossy.method), \(lossy.settingDescription)): \(lossy.tensorCount) tensors are approximate, relative error up to \(Format.number(lossy.maxRelativeError, digits: 4))")
+            let whose = result.lossyCommit.map { "the base model \($0.short) this adapter is folded into" } ?? result.commit.short
+            ErrorReporter.warn("\(whose) is a lossy commit (\(lossy.method), \(lossy.settingDescription)): \(lossy.tensorCount) tensors are approximate, relative error up to \(Format.number(lossy.maxRelativeError, digits: 4))")
         }
         if json {
             try printJSON(ExportDocument(commit: result.commit.hex, directory: result.directory, files: result.fileCount,
