@@ -33,3 +33,7 @@ static inline int mrepo_open_unnamed(const char *folder) {
    _GNU_SOURCE. */
 #include <spawn.h>
 int posix_spawn_file_actions_addchdir_np(posix_spawn_file_actions_t *actions, const char *path);
+/* posix_spawn_file_actions_addclosefrom_np (glibc 2.34): the child starts with no descriptor from
+   `from` up, so a command mrepo runs (and what it leaves running) holds none of mrepo's files or
+   locks. Declared only under _GNU_SOURCE. */
+int posix_spawn_file_actions_addclosefrom_np(posix_spawn_file_actions_t *actions, int from);

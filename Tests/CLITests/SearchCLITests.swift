@@ -262,6 +262,33 @@ import Testing
         #expect(shown.contains("trial 0 reported x"), "\(shown)")
     }
 
+    /// What an evaluation leaves running in its process group when it exits (a background data
+    /// loader holding memory or a GPU) is killed with it; it outlived mrepo.
+    @Test func whatAnEvaluationLeavesRunningEndsWithIt() throws {
+        let s = try sandbox()
+        let script = """
+            sleep 300 </dev/null >/dev/null 2>&1 &
+            echo $! >> "$EVAL_LOG"
+            echo '{"x": 1}'
+            """
+        try Data(script.utf8).write(to: URL(fileURLWithPath: s.path("leave.sh")))
+        try s.ok(["merge", "math", "code", "--search", "--eval", "sh \(s.path("leave.sh"))", "--trials", "2", "-q"], in: "repo")
+        let pids = try String(contentsOfFile: s.path("eval.log"), encoding: .utf8).split(separator: "\n").compactMap { Int32($0) }
+        #expect(pids.count == 2)
+        for pid in pids {
+            // Killed by mrepo; the kernel may take a moment to finish it (a zombie counts as ended).
+            var ended = false
+            for _ in 0..<1000 {
+                let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+                let state = stat.split(separator: ")").last?.split(separator: " ").first
+                if stat.isEmpty || state == "Z" || state == "X" { ended = true; break }
+                usleep(10_000)
+            }
+            #expect(ended, "pid \(pid) still runs")
+            if !ended { kill(pid, SIGKILL) }
+        }
+    }
+
     @Test func aKilledSearchResumesWithoutRerunningTrials() throws {
         let s = try sandbox(repos: ["whole", "killed"])
         let whole = try json(try s.ok(searchArguments(s, trials: 12), in: "whole"))

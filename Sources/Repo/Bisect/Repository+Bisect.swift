@@ -248,6 +248,8 @@ extension Repository {
         defer { posix_spawn_file_actions_destroy(&actions) }
         if outputToStandardError { posix_spawn_file_actions_adddup2(&actions, 2, 1) }
         posix_spawn_file_actions_addchdir_np(&actions, workingDirectory)
+        // None of mrepo's own descriptors (the history, the repository's locks).
+        posix_spawn_file_actions_addclosefrom_np(&actions, 3)
         var env = ProcessInfo.processInfo.environment
         env["MREPO_BISECT_COMMIT"] = commit.hex
         env["MREPO_ROOT"] = root

@@ -1,4 +1,5 @@
 import CKernels
+import CLinux
 import Delta
 import Foundation
 import Glibc
@@ -27,6 +28,9 @@ final class EvaluationRun {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, stdoutPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        // None of mrepo's own descriptors (the history, the repository's locks): a background
+        // process the command leaves would otherwise keep them open.
+        posix_spawn_file_actions_addclosefrom_np(&actions, 3)
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -75,6 +79,9 @@ final class EvaluationRun {
         let r = waitpid(pid, &status, WNOHANG)
         if r == 0 { return nil }
         if r < 0 { return errno == EINTR ? nil : -1 }
+        // What the command left running in its group (a data loader it started in the background,
+        // holding memory, or a GPU) ends with it. The group's id stays reserved while it has members.
+        _ = Glibc.kill(-pid, SIGKILL)
         LiveEvaluations.remove(pid)
         if status & 0x7f == 0 { return (status >> 8) & 0xff }
         return 128 + (status & 0x7f)
