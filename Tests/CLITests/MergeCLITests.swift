@@ -441,8 +441,23 @@ import Testing
         try Data("#!/bin/sh\necho 1.96\n".utf8).write(to: URL(fileURLWithPath: eval))
         let mean = try s.run(["merge", "math", "code", "--method", "ties"], in: "repo", environment: ["MREPO_EVAL_CMD": eval, "MREPO_EVAL_POLICY": "mean"])
         #expect(mean.status == 2 && mean.stderrLines.first?.contains("mean of 2 experts = 1.95") == true)
+        // Scores the evaluation contract refuses fail the gate, whatever the policy: non-finite
+        // numbers and booleans (-Infinity passed it), and so does an evaluation past MREPO_EVAL_TIMEOUT.
+        for line in ["-Infinity", "NaN", "{\"a\": Infinity}", "{\"a\": true}", "{\"a\": \"1.5\"}"] {
+            try Data("#!/bin/sh\necho '\(line)'\n".utf8).write(to: URL(fileURLWithPath: eval))
+            let refused = try s.run(["merge", "math", "code", "--method", "ties"], in: "repo", environment: ["MREPO_EVAL_CMD": eval])
+            #expect(refused.status == 2 && refused.stderrLines.first?.contains("neither a JSON object of finite scores nor a finite number") == true,
+                    "\(line): \(refused.stderr)")
+        }
+        // An evaluation that never ends: it reads a pipe nobody writes.
+        #expect(mkfifo(s.path("never"), 0o600) == 0)
+        let slow = try s.run(["merge", "math", "code", "--method", "ties"], in: "repo",
+                             environment: ["MREPO_EVAL_CMD": "read x < \(s.path("never")); echo 1.5", "MREPO_EVAL_TIMEOUT": "0.5"])
+        #expect(slow.status == 2 && slow.stderrLines.first?.contains("ran longer than MREPO_EVAL_TIMEOUT") == true, "\(slow.stderr)")
+        #expect(try s.ok(["log", "--oneline", "-n", "1"], in: "repo").stdout == head)
+        // The command runs as --search runs it (sh -c 'CMD "$@"' sh FOLDER): shell syntax works.
         try Data("#!/bin/sh\necho 1.5\n".utf8).write(to: URL(fileURLWithPath: eval))
-        try s.ok(["merge", "math", "code", "--method", "ties"], in: "repo", environment: ["MREPO_EVAL_CMD": eval, "MREPO_EVAL_POLICY": "best"])
+        try s.ok(["merge", "math", "code", "--method", "ties"], in: "repo", environment: ["MREPO_EVAL_CMD": "cd / && \(eval)", "MREPO_EVAL_POLICY": "best"])
     }
 }
 

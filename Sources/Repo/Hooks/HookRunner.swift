@@ -94,6 +94,8 @@ public enum HookSamples {
                               the evaluation contract of 'merge --search' (docs/merging.md): its last line
                               of output is a JSON object of task scores, or one number; unset: the gate
                               only reports and lets the merge pass
+          MREPO_EVAL_TIMEOUT  seconds after which the evaluation (and all it started) is killed and the
+                              merge rejected (default: no limit)
           MREPO_EVAL_TASK     with a JSON object: the task whose score is compared (default: the mean
                               of the tasks' scores)
           MREPO_EVAL_METRIC   the experts' metric to compare with (default eval_loss, as recorded by
@@ -103,7 +105,7 @@ public enum HookSamples {
                               best: as well as the best expert; mean: as well as the experts' mean
           MREPO_EVAL_TOLERANCE relative slack (default 0)
         """
-        import json, os, shlex, subprocess, sys
+        import json, math, os, signal, subprocess, sys
 
         candidate = os.environ["MREPO_CANDIDATE"]
         metric = os.environ.get("MREPO_EVAL_METRIC", "eval_loss")
@@ -120,26 +122,51 @@ public enum HookSamples {
         if not command:
             print(f"pre-merge-commit: MREPO_EVAL_CMD is not set; not gating ({len(values)} of {len(experts)} experts record {metric})")
             sys.exit(0)
-        out = subprocess.run(shlex.split(command) + [candidate], capture_output=True, text=True)
-        if out.returncode != 0:
-            print(f"pre-merge-commit: evaluation failed ({out.returncode}): {out.stderr.strip()[:200]}")
-            sys.exit(1)
-        lines = [l for l in out.stdout.splitlines() if l.strip()]
-        last = lines[-1].strip() if lines else ""
+        timeout = float(os.environ.get("MREPO_EVAL_TIMEOUT") or 0) or None
+        # As 'merge --search' runs it: sh -c 'CMD "$@"' sh FOLDER, in a process group of its own,
+        # which ends with it (what it left running is killed too).
+        proc = subprocess.Popen(["/bin/sh", "-c", command + ' "$@"', "sh", candidate], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
-            parsed = json.loads(last)
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            print(f"pre-merge-commit: the evaluation ran longer than MREPO_EVAL_TIMEOUT={timeout:g} s and was killed")
+            sys.exit(1)
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if proc.returncode != 0:
+            print(f"pre-merge-commit: evaluation failed ({proc.returncode}): {stderr.strip()[:200]}")
+            sys.exit(1)
+        lines = [l for l in stdout.splitlines() if l.strip()]
+        last = lines[-1].strip() if lines else ""
+
+        def number(v):
+            # A finite JSON number (not a boolean, a string or NaN), as the evaluation contract says.
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(v)
+            return float(v)
+
+        try:
+            parsed = json.loads(last, parse_constant=lambda c: float(c))
         except ValueError:
             # A line such as "eval_loss 1.71": its last word.
             parsed = last.split()[-1] if last else ""
         try:
             if isinstance(parsed, dict):
                 task = os.environ.get("MREPO_EVAL_TASK")
-                scores = [float(v) for v in parsed.values()]
-                score = float(parsed[task]) if task else sum(scores) / len(scores)
+                scores = [number(v) for v in parsed.values()]
+                score = number(parsed[task]) if task else sum(scores) / len(scores)
+            elif isinstance(parsed, str):
+                score = number(float(parsed))
             else:
-                score = float(parsed)
-        except (ValueError, KeyError, TypeError, ZeroDivisionError):
-            print(f"pre-merge-commit: the evaluation's last line is neither a JSON object of scores nor a number: {last[:200]!r}")
+                score = number(parsed)
+        except (ValueError, KeyError, TypeError, ZeroDivisionError, OverflowError):
+            print(f"pre-merge-commit: the evaluation's last line is neither a JSON object of finite scores nor a finite number: {last[:200]!r}")
             sys.exit(1)
         if not values:
             print(f"pre-merge-commit: {metric} = {score:g}; no expert records {metric}, nothing to compare with")
