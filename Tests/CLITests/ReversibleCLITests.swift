@@ -156,6 +156,26 @@ import Testing
         #expect(s.sameFiles("repo", "fam/base"))
     }
 
+    /// A file that is no adapter whatever its base (a factor missing), and --adapter-of naming an
+    /// adapter, are said as such; they ended with "name its base model commit with --adapter-of REV".
+    @Test func aBrokenAdapterAndAnAdapterAsBaseAreNamed() throws {
+        let s = try adapterSandbox()
+        try FileManager.default.copyItem(atPath: s.path("fam/lora-math"), toPath: s.path("broken"))
+        let original = try Checkpoint(s.path("fam/lora-math/adapter_model.safetensors"))
+        let kept = try original.names.filter { $0 != "base_model.model.\(modules[0]).lora_A.weight" }.map { name in
+            (name: name, dtype: try original.info(name).dtype, shape: try original.info(name).shape, bytes: try original.bytes(name))
+        }
+        try FileManager.default.removeItem(atPath: s.path("broken/adapter_model.safetensors"))
+        try SafetensorsWriter.write(path: s.path("broken/adapter_model.safetensors"), tensors: kept, metadata: [("format", "pt")])
+        let before = try repositoryState(s)
+        let broken = try s.run(["commit", "--from", "../broken", "-m", "broken"], in: "repo")
+        expectOneLineError(broken, contains: "has lora_B but no lora_A")
+        #expect(!broken.stderr.contains("--adapter-of"), "\(broken.stderr)")
+        let onAdapter = try s.run(["commit", "--from", "../fam/lora-code", "-m", "x", "--adapter-of", "math"], in: "repo")
+        expectOneLineError(onAdapter, contains: "is itself a LoRA adapter")
+        #expect(try repositoryState(s) == before)
+    }
+
     // MARK: - Lossy commits
 
     /// The lossy record follows the low-rank tensors: a revert of a lossy commit is exact (it was

@@ -58,8 +58,8 @@ import Testing
         expectThrows(RepoError.notAnAdapterFolder) { try repo.commitFolder(dir + "/base", "x", adapterOf: "main") }
         // The adapter commit itself is no base for an adapter: it has no encoder weights.
         let adapter = try repo.resolve("lora-math")
-        let noEncoder = "module 'encoder.layer.0.attention.self.query': the base model has no tensor 'encoder.layer.0.attention.self.query.weight'"
-        expectThrows(RepoError.adapterBaseMismatch(file: "adapter_model.safetensors", base: adapter.short, problem: noEncoder)) {
+        let message = "--adapter-of lora-math: commit \(adapter.short) is itself a LoRA adapter (of \(base.short)); name the base model's commit"
+        expectThrows(RepoError.invalidArgument(message)) {
             try repo.commitFolder(dir + "/lora-math", "x", adapterOf: "lora-math")
         }
         #expect(try repo.state() == before)

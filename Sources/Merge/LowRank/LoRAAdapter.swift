@@ -244,19 +244,18 @@ public struct LoRAAdapter: Sendable {
         return seen
     }
 
-    /// Pairs the tensors of `adapter_model.safetensors` and resolves them against the base model.
-    ///
-    /// - Parameters:
-    ///   - tensors: the adapter file's tensors (name, dtype, shape), in file order.
-    ///   - baseTensors: the base model's tensor shapes by name.
-    ///   - file: names the adapter in errors.
-    public static func resolve(config: LoRAConfig, tensors: [(name: String, dtype: DType, shape: Shape)],
-                               baseTensors: [String: Shape], file: String) throws(MergeError) -> LoRAAdapter {
+    /// The adapter file's lora_A/lora_B pairs by module, in file order, and its other tensors (the
+    /// names of `modules_to_save` candidates): what the file holds, before any base model is read.
+    /// - Throws: what makes the file no LoRA adapter at all, whatever its base (a factor missing,
+    ///   ranks that differ, a tensor that is not a matrix, DoRA). A file without pairs is left to
+    ///   ``resolve(config:tensors:baseTensors:file:)``, which names its other tensors.
+    public static func pairs(_ tensors: [(name: String, dtype: DType, shape: Shape)], file: String) throws(MergeError)
+        -> (modules: [(module: String, a: (String, Shape, Bool), b: (String, Shape, Bool))], others: [String]) {
         func bad(_ problem: String) -> MergeError { .invalidRecipe(file: file, problem: problem) }
         var aTensors: [String: (String, Shape, Bool)] = [:]
         var bTensors: [String: (String, Shape, Bool)] = [:]
         var order: [String] = []
-        var replacements: [(String, String)] = []
+        var others: [String] = []
         for t in tensors {
             var name = t.name
             if name.hasPrefix("base_model.model.") { name.removeFirst("base_model.model.".count) }
@@ -275,25 +274,59 @@ public struct LoRAAdapter: Sendable {
                 if hit.isA { aTensors[module] = (t.name, t.shape, hit.embedding) } else { bTensors[module] = (t.name, t.shape, hit.embedding) }
                 if !order.contains(module) { order.append(module) }
             } else {
-                // modules_to_save: a whole tensor that replaces the base's.
-                var plain = t.name
-                if plain.hasPrefix("base_model.model.") { plain.removeFirst("base_model.model.".count) }
-                plain = plain.replacingOccurrences(of: ".modules_to_save.default", with: "")
-                guard let base = matchBase(plain, in: baseTensors, suffix: "") else {
-                    throw bad("'\(t.name)' is neither a lora_A/lora_B tensor nor a tensor of the base model")
-                }
-                replacements.append((t.name, base))
+                others.append(t.name)
             }
         }
-        var modules: [LoRAModule] = []
-        var budget = LoRAConfig.patternBudget
+        var modules: [(module: String, a: (String, Shape, Bool), b: (String, Shape, Bool))] = []
         for module in order {
             guard let a = aTensors[module] else { throw bad("module '\(module)' has lora_B but no lora_A") }
             guard let b = bTensors[module] else { throw bad("module '\(module)' has lora_A but no lora_B") }
-            let rank = a.1[0]
-            guard b.1[1] == rank else {
+            guard b.1[1] == a.1[0] else {
                 throw bad("module '\(module)': lora_A is \(a.1.shapeDescription) and lora_B \(b.1.shapeDescription); their ranks differ")
             }
+            modules.append((module, a, b))
+        }
+        return (modules, others)
+    }
+
+    /// What makes the file no LoRA adapter whatever its base (``pairs(_:file:)``), as one line, or nil.
+    public static func pairingProblem(_ tensors: [(name: String, dtype: DType, shape: Shape)], file: String) -> String? {
+        let result: Result<Void, MergeError>
+        do {
+            _ = try pairs(tensors, file: file)
+            result = .success(())
+        } catch {
+            result = .failure(error)
+        }
+        if case let .failure(error) = result { return error.description }
+        return nil
+    }
+
+    /// Pairs the tensors of `adapter_model.safetensors` and resolves them against the base model.
+    ///
+    /// - Parameters:
+    ///   - tensors: the adapter file's tensors (name, dtype, shape), in file order.
+    ///   - baseTensors: the base model's tensor shapes by name.
+    ///   - file: names the adapter in errors.
+    public static func resolve(config: LoRAConfig, tensors: [(name: String, dtype: DType, shape: Shape)],
+                               baseTensors: [String: Shape], file: String) throws(MergeError) -> LoRAAdapter {
+        func bad(_ problem: String) -> MergeError { .invalidRecipe(file: file, problem: problem) }
+        let pairing = try pairs(tensors, file: file)
+        var replacements: [(String, String)] = []
+        for t in pairing.others {
+            // modules_to_save: a whole tensor that replaces the base's.
+            var plain = t
+            if plain.hasPrefix("base_model.model.") { plain.removeFirst("base_model.model.".count) }
+            plain = plain.replacingOccurrences(of: ".modules_to_save.default", with: "")
+            guard let base = matchBase(plain, in: baseTensors, suffix: "") else {
+                throw bad("'\(t)' is neither a lora_A/lora_B tensor nor a tensor of the base model")
+            }
+            replacements.append((t, base))
+        }
+        var modules: [LoRAModule] = []
+        var budget = LoRAConfig.patternBudget
+        for (module, a, b) in pairing.modules {
+            let rank = a.1[0]
             guard let baseName = matchBase(module, in: baseTensors, suffix: ".weight"), let baseShape = baseTensors[baseName] else {
                 throw bad("module '\(module)': the base model has no tensor '\(module).weight'")
             }

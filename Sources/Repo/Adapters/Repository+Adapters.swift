@@ -92,6 +92,11 @@ extension Repository {
     }
 
     func resolveAdapter(config: LoRAConfig, tensors: [(name: String, dtype: DType, shape: Shape)], baseTree: Tree, base: ObjectID) throws -> LoRAAdapter {
+        // A file that is no adapter whatever its base (a factor missing, ranks that differ): said
+        // as such, without pointing at --adapter-of.
+        if let problem = LoRAAdapter.pairingProblem(tensors, file: LoRAConfig.weightsFileName) {
+            throw RepoError.invalidArgument(problem)
+        }
         let shapes = baseTree.tensorsByName.mapValues(\.shape)
         let result: Result<LoRAAdapter, MergeError>
         do {
@@ -170,6 +175,9 @@ extension Repository {
         let base: ObjectID
         if let rev = adapterOf {
             base = try resolve(rev)
+            if let record = try commit(base).record(AdapterRecord.self) {
+                throw RepoError.invalidArgument("--adapter-of \(rev): commit \(base.short) is itself a LoRA adapter (of \(record.base.short)); name the base model's commit")
+            }
         } else if let parent, let record = try parent.record(AdapterRecord.self) {
             base = record.base
         } else if let parent {
