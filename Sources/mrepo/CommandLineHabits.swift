@@ -178,7 +178,16 @@ enum CommandLineHabits {
         command(named: name)?.configuration.defaultSubcommand != nil
     }
 
+    /// git's commands that an index-less tool has no use for, with what to do instead.
+    static let gitOnly: [String: String] = [
+        "add": "mrepo has no staging area: 'mrepo commit' records every file of the working tree (list files to leave out in .mrepoignore)",
+        "stage": "mrepo has no staging area: 'mrepo commit' records every file of the working tree (list files to leave out in .mrepoignore)",
+        "rm": "mrepo has no staging area: delete the file, and 'mrepo commit' records its removal",
+        "mv": "mrepo has no staging area: rename the file, and 'mrepo commit' records the move (the objects are not stored again)",
+    ]
+
     static func unknown(_ name: String, names: [String]) -> Never {
+        if let advice = gitOnly[name] { ErrorReporter.fail("unknown command '\(name)': \(advice)", status: 64) }
         let hint = suggestion(for: name, among: names).map { "; did you mean '\($0)'?" } ?? " (see 'mrepo --help')"
         ErrorReporter.fail("unknown command '\(name)'\(hint)", status: 64)
     }

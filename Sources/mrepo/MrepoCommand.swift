@@ -62,6 +62,9 @@ struct MrepoCommand: ParsableCommand {
                 arguments += rest
                 break
             }
+            if argument == "-c", words.isEmpty {
+                ErrorReporter.fail("-c NAME=VALUE before the command is git's; mrepo takes its settings from 'mrepo config NAME VALUE' or from the environment (MREPO_AUTHOR, MREPO_FSYNC, ...; 'mrepo config --help' lists them)", status: 64)
+            }
             guard argument == "-C", words.first != "branch", words.first != "switch" else {
                 arguments.append(argument)
                 if !argument.hasPrefix("-") { words.append(argument) }

@@ -32,6 +32,11 @@ import Testing
         let typo = try s.run(["comit", "-m", "x"], in: "repo")
         expectOneLineError(typo, status: 64, contains: "unknown command 'comit'; did you mean 'commit'?")
         expectOneLineError(try s.run(["lgo", "--oneline"], in: "repo"), status: 64, contains: "did you mean 'log'?")
+        // git's index commands and -c say what to do instead (add suggested 'du').
+        expectOneLineError(try s.run(["add", "."], in: "repo"), status: 64, contains: "no staging area: 'mrepo commit' records every file")
+        expectOneLineError(try s.run(["rm", "model.safetensors"], in: "repo"), status: 64, contains: "delete the file")
+        expectOneLineError(try s.run(["mv", "a", "b"], in: "repo"), status: 64, contains: "rename the file")
+        expectOneLineError(try s.run(["-c", "user.name=x", "status"], in: "repo"), status: 64, contains: "mrepo config NAME VALUE")
         expectOneLineError(try s.run(["help", "NONEXISTENT"]), status: 64, contains: "unknown command 'NONEXISTENT'")
         #expect(try s.run(["help", "log"]).status == 0)
         // A command's own commands: an unknown one is a usage error, and a command of commands

@@ -81,6 +81,16 @@ import Testing
         #expect(headerError(huge)?.description == "bad.safetensors: header length 18446744073709551615 exceeds the 100000000-byte limit")
     }
 
+    /// A file that is no safetensors at all is named for what it looks like (its first bytes made a
+    /// header length "exceeding the limit", which said nothing to a user who gave config.json).
+    @Test func filesThatAreNotSafetensorsAreNamed() {
+        let json = Array(#"{"architectures": ["BertModel"], "hidden_size": 384}"#.utf8)
+        #expect(headerError(json)?.description == "bad.safetensors: not a safetensors file: it begins like text (JSON)")
+        #expect(headerError([0x50, 0x4B, 0x03, 0x04] + Array(repeating: 0, count: 40))?.description.contains("zip archive (a PyTorch .bin or .pt checkpoint?)") == true)
+        #expect(headerError([0x80, 0x02] + Array(repeating: 0x41, count: 40))?.description.contains("Python pickle") == true)
+        #expect(headerError(Array("GGUF".utf8) + Array(repeating: 3, count: 40))?.description.contains("GGUF") == true)
+    }
+
     @Test func headerLengthPastTheEndOfTheFile() {
         let bytes = safetensorsBytes(json: "{}      ", declaredLength: 100)
         #expect(headerError(bytes)?.description == "bad.safetensors: header length 100 runs past the end of the file (16 bytes)")

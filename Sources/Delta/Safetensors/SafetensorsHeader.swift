@@ -73,15 +73,28 @@ public struct SafetensorsHeader: Sendable, Equatable {
         var length: UInt64 = 0
         for i in (0..<8).reversed() { length = length << 8 | UInt64(first8[i]) }
         guard length <= UInt64(maxHeaderByteCount) else {
-            throw .invalidHeader(file: file, problem: "header length \(length) exceeds the \(maxHeaderByteCount)-byte limit")
+            throw .invalidHeader(file: file, problem: notSafetensors(first8) ?? "header length \(length) exceeds the \(maxHeaderByteCount)-byte limit")
         }
         guard Int(length) <= fileSize - 8 else {
-            throw .invalidHeader(file: file, problem: "header length \(length) runs past the end of the file (\(fileSize) bytes)")
+            throw .invalidHeader(file: file, problem: notSafetensors(first8) ?? "header length \(length) runs past the end of the file (\(fileSize) bytes)")
         }
         guard length >= 2 else {
             throw .invalidHeader(file: file, problem: "header length \(length) is too short for a JSON object")
         }
         return Int(length)
+    }
+
+    /// What a file whose first bytes make no header length looks like instead, for the error: a
+    /// PyTorch checkpoint (a zip archive, or a bare pickle), or text such as JSON; nil if nothing
+    /// is recognised.
+    static func notSafetensors(_ first8: UnsafeRawBufferPointer) -> String? {
+        let b = Array(first8.prefix(8))
+        if b.starts(with: [0x50, 0x4B, 0x03, 0x04]) { return "not a safetensors file: it is a zip archive (a PyTorch .bin or .pt checkpoint?)" }
+        if b.first == 0x80, b.count > 1, (2...5).contains(b[1]) { return "not a safetensors file: it is a Python pickle (a PyTorch checkpoint?)" }
+        if b.starts(with: Array("GGUF".utf8)) { return "not a safetensors file: it is a GGUF file" }
+        let text = b.allSatisfy { $0 == 0x09 || $0 == 0x0A || $0 == 0x0D || (0x20..<0x7F).contains($0) }
+        if text { return "not a safetensors file: it begins like text (\(b.first == UInt8(ascii: "{") || b.first == UInt8(ascii: "[") ? "JSON" : "'\(String(decoding: b, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))…'"))" }
+        return nil
     }
 
     /// Parses and validates a header.
