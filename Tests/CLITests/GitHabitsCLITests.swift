@@ -222,6 +222,9 @@ import Testing
         let tensor = lines(try s.ok(["log", "--oneline", "math", "--", "encoder.layer.0.*"], in: "repo"))
         #expect(tensor.count == 2 && tensor[0].contains("math fine-tune"))
         let file = lines(try s.ok(["log", "--oneline", "--", "config.json"], in: "repo"))
+        // An absolute path is a path: the same commits, and refused outside the working tree (it listed nothing, exit 0).
+        #expect(lines(try s.ok(["log", "--oneline", "--", s.path("repo/config.json")], in: "repo")) == file)
+        expectOneLineError(try s.run(["log", "--", "/etc/passwd"], in: "repo"), contains: "is outside the working tree")
         #expect(file.count == 1 && file[0].hasSuffix(" base"))
         let stat = try s.ok(["log", "-1", "--stat", "math"], in: "repo").stdout
         #expect(stat.contains("model.safetensors |") && stat.contains("tensors") && stat.contains("stored"))

@@ -86,7 +86,12 @@ struct LogCommand: ParsableCommand {
         // `log notes.txt`, as git takes it: an argument that names no revision but a file or folder
         // (in the working tree, or in HEAD's tree: a file deleted since) is a path.
         var revs: [String] = []
-        var specs = self.specs
+        // An absolute path or one that climbs out of this folder is a path, never a tensor name:
+        // from the top of the working tree, and refused outside it (as diff and restore refuse it).
+        var specs = try self.specs.map { spec in
+            spec.hasPrefix("/") || spec.hasPrefix("../") || spec == ".."
+                ? try repo.rootRelative([spec], from: FileManager.default.currentDirectoryPath)[0] : spec
+        }
         let headFiles = (try? repo.headCommit()).flatMap { $0 }.flatMap { try? repo.tree(of: $0).files.map(\.path) } ?? []
         let cwd = FileManager.default.currentDirectoryPath
         for r in revisions {
