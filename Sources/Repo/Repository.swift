@@ -141,14 +141,33 @@ public final class Repository: Sendable {
     /// Whether this is a linked working tree (`mrepo worktree add`).
     public var isLinkedWorktree: Bool { !worktreeID.isEmpty }
 
+    /// Why a folder cannot be created, in the system's words, naming the part of the path at fault
+    /// (Foundation's error says only "The operation could not be completed").
+    static func whyNoDirectory(_ path: String) -> String {
+        var prefix = ""
+        var created: [String] = []
+        // Folders made while probing go again: the command writes nothing.
+        defer { for dir in created.reversed() { rmdir(dir) } }
+        for part in path.split(separator: "/", omittingEmptySubsequences: true) {
+            prefix += "/" + part
+            if let st = FileStat.of(prefix, followLinks: true) {
+                if !st.isDirectory { return "\(prefix) is not a folder" }
+                continue
+            }
+            guard mkdir(prefix, 0o755) == 0 else { return "\(prefix): \(String(cString: strerror(errno)))" }
+            created.append(prefix)
+        }
+        return "the file system refused it"
+    }
+
     /// Creates a repository in `path` (which is created if missing).
     ///
     /// - Parameters:
     ///   - installSampleHooks: install the sample hooks (`pre-commit` refusing NaN/Inf, ...) as active hooks.
     ///   - initialBranch: the name of the first branch; the default is `main`.
-    @discardableResult
     ///   - bare: a repository that others push to: pushes may move the branch HEAD names, whose
     ///     files the working tree then no longer holds (nobody works in it).
+    @discardableResult
     public static func initialize(at path: String, installSampleHooks: Bool = false, initialBranch: String = "main",
                                   bare: Bool = false) throws -> Repository {
         let root = absolutePath(path)
@@ -159,7 +178,7 @@ public final class Repository: Sendable {
             try FileManager.default.createDirectory(atPath: meta + "/objects", withIntermediateDirectories: true)
             try FileManager.default.createDirectory(atPath: meta + "/hooks", withIntermediateDirectories: true)
         } catch {
-            throw RepoError.io(path: meta, reason: "cannot create the repository directory: \(error.localizedDescription)")
+            throw RepoError.io(path: meta, reason: "cannot create the repository directory: \(Repository.whyNoDirectory(meta))")
         }
         _ = try HistoryDatabase(path: meta + "/mrepo.db", create: true)
         let repo = try Repository(root: root)

@@ -386,4 +386,14 @@ enum TinyDisk {
         try s.ok(["stash", "pop", "-q"], in: "repo")
         #expect(s.read("repo/tok/vocab.json") == Data("{\"mine\": 1}".utf8))
     }
+
+    /// init where a folder cannot be made names the part of the path at fault ("The operation could
+    /// not be completed. The file doesn't exist." came through from Foundation), and leaves nothing.
+    @Test func initWhereNoFolderCanBeMadeSaysWhy() throws {
+        let s = try CLISandbox()
+        try writeFile("x", to: s.path("plain"))
+        expectOneLineError(try s.run(["init", "plain/repo"]), contains: "\(s.path("plain")) is not a folder")
+        let r = try s.run(["init", "/proc/mrepo-test/repo"])
+        expectOneLineError(r, contains: "/proc/mrepo-test: No such file or directory")
+    }
 }
