@@ -17,7 +17,9 @@ struct MrepoCommand: ParsableCommand {
             far less than ten copies. Revisions are written as in git: a branch or tag name, HEAD, a \
             commit id or a unique prefix of at least 4 digits, followed by ~N or ^N. -C DIR (before \
             or after the command name; after it, not for branch and switch, whose -C is git's forced copy \
-            and forced create) runs as if mrepo was started in DIR.
+            and forced create) runs as if mrepo was started in DIR. Any command also takes --no-color \
+            (or the NO_COLOR variable) and --no-pager; long output goes through MREPO_PAGER, else PAGER, \
+            else less, on a terminal only.
             """,
         version: Repository.toolVersion,
         groupedSubcommands: [

@@ -813,6 +813,15 @@ import Testing
             #expect(uncoloured.contains("base") && !uncoloured.contains("\u{1B}["))
             let direct = try runOnTerminal(s, "log --oneline --no-pager --no-color", environment: ["PAGER": "cat > \(s.path("paged-not"))"])
             #expect(direct.contains("base") && !direct.contains("\u{1B}[") && s.read("paged-not") == nil)
+            // A coloured table keeps its columns: the colour codes take no width (the diff's header
+            // was padded as if they did).
+            _ = try runOnTerminal(s, "diff main math", environment: ["PAGER": "cat > \(s.path("paged-diff"))"])
+            let table = String(decoding: s.read("paged-diff") ?? Data(), as: UTF8.self).split(separator: "\n").map(String.init)
+            let header = try #require(table.first { $0.contains("tensor") && $0.contains("shape") })
+            let row = try #require(table.first { $0.contains("\u{1B}[33mM\u{1B}[m") })
+            let plainRow = row.replacingOccurrences(of: "\u{1B}[33m", with: "").replacingOccurrences(of: "\u{1B}[m", with: "")
+            // The mark column is one character wide, in the header as in the rows.
+            #expect(header.hasPrefix("   tensor") && plainRow.hasPrefix("M  ") && !plainRow.hasPrefix("M   "), "\(header)\n\(plainRow)")
         }
         // gc --prune-reflog=AGE forgets only older entries.
         let before = lines(try s.ok(["reflog"], in: "repo")).count

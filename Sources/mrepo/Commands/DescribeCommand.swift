@@ -27,7 +27,7 @@ struct DescribeCommand: ParsableCommand {
     @Flag(help: "Always print TAG-N-gID, even when N is 0.")
     var long = false
 
-    @Option(help: ArgumentHelp("Digits of the id to print (4 to 64; 0 prints the tag alone, as git). The default is 12, as everywhere in mrepo.", valueName: "n"))
+    @Option(help: ArgumentHelp("Digits of the id to print (4 to 64; 0 prints the tag alone, as git; 12 is what mrepo prints everywhere).", valueName: "n"))
     var abbrev: Int = 12
 
     @Option(help: ArgumentHelp("Consider only tags whose names match this glob (repeatable).", valueName: "glob"))

@@ -19,7 +19,7 @@ struct ExpertsCommand: ParsableCommand {
 
     @OptionGroup var repository: RepositoryOptions
 
-    @Argument(help: ArgumentHelp("The reversible merge commit (default HEAD).", valueName: "merge"))
+    @Argument(help: ArgumentHelp("The reversible merge commit.", valueName: "merge"))
     var revision = "HEAD"
 
     @Flag(help: "Also list every tensor's error per expert.")

@@ -12,13 +12,13 @@ struct SearchArguments: ParsableArguments {
     @Option(name: .customLong("eval"), help: ArgumentHelp("The evaluation command: it gets the candidate folder as its last argument (and MREPO_CANDIDATE), and its last line of output is a JSON object of task scores, higher is better.", valueName: "command"))
     var command: String?
 
-    @Option(help: ArgumentHelp("How many candidates to evaluate (default 30).", valueName: "n"))
+    @Option(help: ArgumentHelp("How many candidates to evaluate (1 to 10000).", valueName: "n"))
     var trials: Int = 30
 
     @Option(help: ArgumentHelp("Start no evaluation after this long, e.g. 90m, 2h, 600s (default: no limit).", valueName: "duration"))
     var timeBudget: String?
 
-    @Option(help: ArgumentHelp("Evaluations to run at once (default 1).", valueName: "n"))
+    @Option(help: ArgumentHelp("Evaluations to run at once (1 to 64).", valueName: "n"))
     var jobs: Int = 1
 
     @Option(help: ArgumentHelp("A YAML file narrowing or fixing the search space: methods, balance, parameter ranges, per-expert ranges. Without it: task_arithmetic, ties, dare_ties, tsv, iso_c, iso_cts, plus regmean and fisher when every expert has their statistics committed (mrepo_stats/).", valueName: "file"))

@@ -26,7 +26,7 @@ struct MetricCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("add, show or remove.", valueName: "action"))
     var action: MetricAction
 
-    @Argument(help: ArgumentHelp("The commit. The default is HEAD.", valueName: "rev"), completion: CompletionNames.revisions)
+    @Argument(help: ArgumentHelp("The commit.", valueName: "rev"), completion: CompletionNames.revisions)
     var revision = "HEAD"
 
     @Argument(help: ArgumentHelp("Metrics as NAME=VALUE (add), or names (remove).", valueName: "name=value"))

@@ -20,7 +20,7 @@ struct NotesCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("add, show (or list), or remove.", valueName: "action"))
     var action: NotesAction
 
-    @Argument(help: ArgumentHelp("The commit. The default is HEAD.", valueName: "rev"), completion: CompletionNames.revisions)
+    @Argument(help: ArgumentHelp("The commit.", valueName: "rev"), completion: CompletionNames.revisions)
     var revision = "HEAD"
 
     @Option(name: .shortAndLong, help: ArgumentHelp("The note's text (add).", valueName: "message"))

@@ -20,7 +20,7 @@ struct ResetCommand: ParsableCommand {
     @OptionGroup var repository: RepositoryOptions
     @OptionGroup var lock: LockOptions
 
-    @Argument(help: ArgumentHelp("The commit to move to. The default is HEAD.", valueName: "rev"), completion: CompletionNames.revisions)
+    @Argument(help: ArgumentHelp("The commit to move to.", valueName: "rev"), completion: CompletionNames.revisions)
     var revision = "HEAD"
 
     /// git's `reset [REV] -- PATH...` (unstaging): mrepo has no index, so it is refused, pointing to restore.

@@ -73,16 +73,32 @@ enum Format {
     /// `padding(toLength:)` counts UTF-16 units and cuts: a name with a combining accent lost its
     /// last character.)
     static func pad(_ text: String, _ width: Int) -> String {
-        text + String(repeating: " ", count: max(0, width - text.count))
+        text + String(repeating: " ", count: max(0, width - visibleCount(text)))
+    }
+
+    /// The characters a terminal shows: colour codes (`ESC [ … m`, ``Terminal/paint(_:_:)``) take no column.
+    static func visibleCount(_ text: String) -> Int {
+        guard text.contains("\u{1B}") else { return text.count }
+        var count = 0, inEscape = false
+        for ch in text {
+            if inEscape {
+                if ch == "m" { inEscape = false }
+            } else if ch == "\u{1B}" {
+                inEscape = true
+            } else {
+                count += 1
+            }
+        }
+        return count
     }
 
     /// Left-aligned columns; columns listed in `right` are right-aligned.
     static func table(_ header: [String], _ rows: [[String]], right: Set<Int> = []) -> String {
         let all = [header] + rows
-        let widths = header.indices.map { c in all.map { $0.indices.contains(c) ? $0[c].count : 0 }.max() ?? 0 }
+        let widths = header.indices.map { c in all.map { $0.indices.contains(c) ? visibleCount($0[c]) : 0 }.max() ?? 0 }
         return all.map { row in
             row.enumerated().map { c, cell in
-                let pad = String(repeating: " ", count: max(0, widths[c] - cell.count))
+                let pad = String(repeating: " ", count: max(0, widths[c] - visibleCount(cell)))
                 return right.contains(c) ? pad + cell : cell + (c == row.count - 1 ? "" : pad)
             }.joined(separator: "  ")
         }.joined(separator: "\n")
