@@ -297,7 +297,8 @@ import Testing
         #expect(try s.ok(["tag"], in: "repo").stdout.contains("first release"))
         expectOneLineError(try s.run(["tag", "v2", "HEAD"], in: "repo"), contains: "already exists")
         // -d takes several names, as git's: all are deleted, or none when one does not exist.
-        expectOneLineError(try s.run(["tag", "-d", "w1", "nosuch"], in: "repo"), contains: "nosuch")
+        expectOneLineError(try s.run(["tag", "-d", "w1", "nosuch"], in: "repo"), contains: "no tag named 'nosuch'")
+        expectOneLineError(try s.run(["tag", "-d", "trunk"], in: "repo"), contains: "'trunk' is a branch, not a tag")
         #expect((try s.json(try s.ok(["tag", "--json"], in: "repo")) as? [[String: Any]])?.compactMap { $0["name"] as? String } == ["v1", "v2", "w1"])
         try s.ok(["tag", "-q", "w2"], in: "repo")
         let deleted = try s.json(try s.ok(["tag", "-d", "w1", "w2", "--json"], in: "repo")) as? [[String: Any]]

@@ -226,6 +226,7 @@ import Testing
         // Trial 6 dropped a task: it cannot be ranked against the others (its math 99 would win).
         #expect(trials.map { $0["status"] as? String } == ["ok", "failed", "garbled", "timeout", "garbled", "ok", "garbled", "ok"])
         #expect((trials[1]["message"] as? String)?.contains("boom") == true)
+        #expect((trials[1]["message"] as? String)?.contains("exit status 3:") == true, "an exit status under 129 names no signal")
         #expect((trials[6]["message"] as? String)?.contains("every evaluation must report the same tasks") == true, "\(trials)")
         #expect(r["winner"] as? Int == 7)
         // Every evaluation failing merges nothing.
@@ -287,6 +288,15 @@ import Testing
             #expect(ended, "pid \(pid) still runs")
             if !ended { kill(pid, SIGKILL) }
         }
+    }
+
+    /// An evaluation a signal ended says which (it said "exit status 139").
+    @Test func anEvaluationEndedByASignalSaysWhich() throws {
+        let s = try sandbox()
+        try Data("case $MREPO_TRIAL in 0) kill -SEGV $$ ;; *) echo '{\"x\": 1}' ;; esac\n".utf8).write(to: URL(fileURLWithPath: s.path("crash.sh")))
+        let r = try json(try s.ok(["merge", "math", "code", "--search", "--eval", "sh \(s.path("crash.sh"))", "--trials", "2", "--json"], in: "repo"))
+        let trials = try #require(r["trials"] as? [[String: Any]])
+        #expect((trials[0]["message"] as? String)?.hasPrefix("exit status 139 (signal 11, SIGSEGV)") == true, "\(trials)")
     }
 
     @Test func aKilledSearchResumesWithoutRerunningTrials() throws {
@@ -547,6 +557,12 @@ import Testing
         expectOneLineError(try s.run(["merge", "math", "--search", "--eval", "true", "--set", "lambda=1"], in: "repo"), status: 64, contains: "--space")
         expectOneLineError(try s.run(["merge", "math", "--search", "--eval", "true", "--objective", "best"], in: "repo"), status: 64, contains: "'mean', 'min' or 'pareto'")
         expectOneLineError(try s.run(["merge", "math", "--search", "--eval", "true", "--time-budget", "soon"], in: "repo"), status: 64, contains: "duration")
+        // A space file that is missing, or lists a method twice, says so.
+        expectOneLineError(try s.run(["merge", "math", "code", "--search", "--eval", "true", "--space", "../missing.yml"], in: "repo"),
+                           contains: "cannot read the search space: no such file")
+        try Data("methods: [ties, ties]\n".utf8).write(to: URL(fileURLWithPath: s.path("twice.yml")))
+        expectOneLineError(try s.run(["merge", "math", "code", "--search", "--eval", "true", "--space", "../twice.yml"], in: "repo"),
+                           contains: "'ties' is listed twice")
         // Options a searched merge cannot honour are refused rather than ignored.
         expectOneLineError(try s.run(["merge", "math", "--search", "--eval", "true", "--ff-only"], in: "repo"), status: 64, contains: "never a fast-forward")
         expectOneLineError(try s.run(["merge", "math", "code", "--search", "--eval", "true", "--reversible"], in: "repo"), contains: "rmm cannot be searched")

@@ -189,6 +189,9 @@ extension MergekitRecipe.Reader {
         var space = SearchSpace()
         if let node = root["methods"] {
             space.methods = try words(node, at: "methods")
+            if let twice = space.methods.enumerated().first(where: { i, m in space.methods[..<i].contains(m) })?.element {
+                throw bad("methods: '\(twice)' is listed twice")
+            }
             space.methodsGiven = true
         }
         if let node = root["balance"] {

@@ -98,7 +98,9 @@ final class EvaluationRun {
     /// The outcome of an ended command with exit status `status`.
     func outcome(status: Int32) -> (TrialStatus, [String: Double]?, String?) {
         if status != 0 {
-            return (.failed, nil, "exit status \(status)" + EvaluationRun.tail(stderrPath).map { ": \($0)" }.orEmpty)
+            // 128 + N: the shell's way of saying signal N ended the command (139: a segmentation fault).
+            let signal = status > 128 && status < 160 ? " (signal \(status - 128)\(EvaluationRun.signalNames[status - 128].map { ", \($0)" } ?? ""))" : ""
+            return (.failed, nil, "exit status \(status)\(signal)" + EvaluationRun.tail(stderrPath).map { ": \($0)" }.orEmpty)
         }
         let text = (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? ""
         let line = text.split(whereSeparator: \.isNewline).last { !$0.trimmingCharacters(in: .whitespaces).isEmpty }.map(String.init) ?? ""
@@ -107,6 +109,10 @@ final class EvaluationRun {
         case let .failure(problem): return (.garbled, nil, problem)
         }
     }
+
+    static let signalNames: [Int32: String] = [SIGHUP: "SIGHUP", SIGINT: "SIGINT", SIGQUIT: "SIGQUIT", SIGILL: "SIGILL", SIGABRT: "SIGABRT",
+                                               SIGBUS: "SIGBUS", SIGFPE: "SIGFPE", SIGKILL: "SIGKILL, often the out-of-memory killer",
+                                               SIGSEGV: "SIGSEGV", SIGPIPE: "SIGPIPE", SIGTERM: "SIGTERM"]
 
     enum ParseResult { case success([String: Double]), failure(String) }
 

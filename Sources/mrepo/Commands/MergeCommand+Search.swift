@@ -78,8 +78,12 @@ extension MergeCommand {
         var space = SearchSpace()
         var file = "search space"
         if let path = search.space {
-            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-                throw RepoError.io(path: path, reason: "cannot read the search space")
+            guard let data = FileManager.default.contents(atPath: path) else {
+                let reason = FileManager.default.fileExists(atPath: path) ? "it cannot be read (a folder, or no permission)" : "no such file"
+                throw RepoError.io(path: path, reason: "cannot read the search space: \(reason)")
+            }
+            guard let text = String(data: data, encoding: .utf8) else {
+                throw RepoError.io(path: path, reason: "cannot read the search space: it is not UTF-8 text")
             }
             file = path
             space = try SearchSpace.parse(text, file: path)
