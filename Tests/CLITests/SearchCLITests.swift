@@ -169,6 +169,14 @@ import Testing
         #expect(front == expected, "front \(front), expected \(expected)")
         let winner = try #require(r["winner"] as? Int)
         #expect(front.contains(winner))
+        // show --trials marks the front and calls its number column what it is: the tasks' mean
+        // (it was headed 'pareto', and the JSON called the mean the objective).
+        let shown = try s.ok(["show", "--trials"], in: "repo").stdout
+        let header = shown.split(separator: "\n").first { $0.hasPrefix("trial") }.map(String.init) ?? ""
+        #expect(header.contains(" mean ") && !header.contains("pareto") && shown.contains("+ on the observed Pareto front"), "\(shown)")
+        for n in front where n != winner { #expect(shown.contains("\n\(n) +"), "\(n) is on the front: \(shown)") }
+        let listed = try #require(try s.json(try s.ok(["show", "--trials", "--json"], in: "repo")) as? [String: Any])
+        #expect((listed["trials"] as? [[String: Any]])?.allSatisfy { $0["objective"] == nil } == true)
         try s.ok(["fsck"], in: "repo")
     }
 

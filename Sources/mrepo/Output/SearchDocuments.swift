@@ -91,7 +91,8 @@ struct TrialsDocument: Encodable {
         winner = OrNull(record["winner"]?.intValue)
         front = (record["front"]?.arrayValue ?? []).compactMap(\.intValue)
         self.trials = trials.map { t in
-            TrialDocument(t, objective: t.scores.flatMap(objective.scalar), recipe: t.recipe == .null ? nil : t.recipe)
+            // A Pareto search has no objective value per trial (`front` lists the trials it kept).
+            TrialDocument(t, objective: objective == .pareto ? nil : t.scores.flatMap(objective.scalar), recipe: t.recipe == .null ? nil : t.recipe)
         }
     }
 }

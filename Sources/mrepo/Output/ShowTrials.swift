@@ -17,21 +17,26 @@ extension ShowCommand {
             return
         }
         let tasks = Array(Set(trials.compactMap(\.scores).flatMap(\.keys))).sorted()
+        // A Pareto search ranks by no single number: its column is the tasks' mean, for reading,
+        // and the trials of the observed front are marked.
+        let front = Set((record["front"]?.arrayValue ?? []).compactMap(\.intValue))
+        let pareto = objective == .pareto
         var rows: [[String]] = []
         for t in trials {
-            var row = ["\(t.number)\(t.number == winner ? " *" : "")", t.status.rawValue]
+            let mark = t.number == winner ? " *" : pareto && front.contains(t.number) ? " +" : ""
+            var row = ["\(t.number)\(mark)", t.status.rawValue]
             row.append(t.scores.flatMap(objective.scalar).map(Format.score) ?? "-")
             for task in tasks { row.append(t.scores?[task].map(Format.score) ?? "-") }
             row.append(String(format: "%.1f", t.seconds))
-            var recipe = t.recipe == .null ? "(recorded in the commit)" : Self.recipeSummary(t.recipe)
+            var recipe = t.recipe != .null ? Self.recipeSummary(t.recipe) : t.number == winner ? "(recorded in the commit)" : "(not recorded here: the trial store of the repository that searched has it)"
             if let m = t.message { recipe += "; " + m }
             row.append(recipe)
             rows.append(row)
         }
         let seedText = record["seed"].map { $0.serialized() } ?? "?"
         print("search \(record["id"]?.stringValue ?? "?"): \(trials.count) trials, objective \(objective.rawValue), seed \(seedText), eval: \(record["eval"]?.stringValue ?? "?")")
-        print(Format.table(["trial", "status", objective.rawValue] + tasks + ["s", "recipe"], rows, right: Set(2..<(4 + tasks.count))))
-        if let winner { print("* winner: trial \(winner) (this commit)") }
+        print(Format.table(["trial", "status", pareto ? "mean" : objective.rawValue] + tasks + ["s", "recipe"], rows, right: Set(2..<(4 + tasks.count))))
+        if let winner { print("* winner: trial \(winner) (this commit)" + (pareto ? "; + on the observed Pareto front (the mean column is for reading: a Pareto search ranks by none)" : "")) }
     }
 
     /// `ties norm λ=0.8 w=[0.5 0.7] d=[0.3 0.9]`: a recipe on one line.
