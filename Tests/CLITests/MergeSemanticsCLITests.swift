@@ -69,6 +69,13 @@ import Testing
         #expect(try s.ok(["merge", "x"], in: "repo").stdout.contains("Fast-forward"))
         try s.ok(["switch", "-q", "-c", "t2", "main"], in: "repo")
         #expect(try s.ok(["merge", "--ff-only", "x"], in: "repo").stdout.contains("Fast-forward"))
+        // A message alone still fast-forwards, as in git (it made a merge commit); --metric needs one.
+        try s.ok(["switch", "-q", "-c", "t2m", "main"], in: "repo")
+        #expect(try s.ok(["merge", "x", "-m", "take x"], in: "repo").stdout.contains("Fast-forward"))
+        #expect(try parents(s).count == 1)
+        try s.ok(["switch", "-q", "-c", "t2n", "main"], in: "repo")
+        try s.ok(["merge", "-q", "x", "--metric", "eval_loss=1.5"], in: "repo")
+        #expect(try parents(s).count == 2)
         // --no-ff records a merge commit whose tensors are x's, bit for bit.
         try s.ok(["switch", "-q", "-c", "t3", "main"], in: "repo")
         try s.ok(["merge", "-q", "--no-ff", "x"], in: "repo")

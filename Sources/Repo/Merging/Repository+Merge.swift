@@ -384,7 +384,9 @@ extension Repository {
         }
         // One branch that contains HEAD, and nothing asked of the method: fast-forward, as git does.
         let canFastForward = branches.count == 1 && base == headID && options.base == nil
-        let plain = !options.isExplicit && !options.dryRun && !options.noCommit && options.metrics.isEmpty && options.message == nil
+        // A message alone does not stop it, as in git (there is no merge commit to carry it); --metric
+        // does: it needs a merge commit to record.
+        let plain = !options.isExplicit && !options.dryRun && !options.noCommit && options.metrics.isEmpty
         if options.fastForward == .only {
             guard canFastForward, !options.isExplicit else {
                 throw RepoError.invalidArgument(options.isExplicit

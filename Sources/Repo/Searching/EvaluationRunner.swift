@@ -102,7 +102,7 @@ final class EvaluationRun {
             let signal = status > 128 && status < 160 ? " (signal \(status - 128)\(EvaluationRun.signalNames[status - 128].map { ", \($0)" } ?? ""))" : ""
             return (.failed, nil, "exit status \(status)\(signal)" + EvaluationRun.tail(stderrPath).map { ": \($0)" }.orEmpty)
         }
-        let text = (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? ""
+        let text = EvaluationRun.end(of: stdoutPath, bytes: EvaluationRun.lastLineLimit + 1)
         let line = text.split(whereSeparator: \.isNewline).last { !$0.trimmingCharacters(in: .whitespaces).isEmpty }.map(String.init) ?? ""
         switch EvaluationRun.scores(line) {
         case let .success(s): return (.ok, s, nil)
@@ -120,7 +120,7 @@ final class EvaluationRun {
     /// The user's own JSON, parsed as a value (not a record) so that each bad member gets its own message.
     static func scores(_ line: String) -> ParseResult {
         let shown = String(line.prefix(120)).escapingControlCharacters
-        guard line.utf8.count <= 1 << 20, let value = try? JSONValue.parse(Array(line.utf8)), let members = value.objectValue else {
+        guard line.utf8.count <= lastLineLimit, let value = try? JSONValue.parse(Array(line.utf8)), let members = value.objectValue else {
             return .failure("the last line of the output is not a JSON object: '\(shown)'")
         }
         guard !members.isEmpty else { return .failure("the last line of the output is an empty JSON object") }
@@ -135,9 +135,24 @@ final class EvaluationRun {
         return .success(out)
     }
 
+    /// The longest last line of output read as scores (1 MiB).
+    static let lastLineLimit = 1 << 20
+
+    /// The last `bytes` bytes of a log as text: an evaluation may print gigabytes of progress, and
+    /// only its last line counts (it was read whole).
+    static func end(of path: String, bytes: Int) -> String {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return "" }
+        defer { try? handle.close() }
+        let size = (try? handle.seekToEnd()) ?? 0
+        try? handle.seek(toOffset: size > UInt64(bytes) ? size - UInt64(bytes) : 0)
+        let data = (try? handle.readToEnd()) ?? Data()
+        return String(decoding: data, as: UTF8.self)
+    }
+
     /// The last line of a log, shortened, for the trial's message.
     static func tail(_ path: String) -> String? {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        let text = end(of: path, bytes: 64 << 10)
         return text.split(whereSeparator: \.isNewline).last.map { String($0.suffix(200)).escapingControlCharacters }
     }
 }

@@ -20,7 +20,7 @@ struct MergeCommand: ParsableCommand {
             one of them. With --config, the recipe's models are the experts, in its order. A single \
             branch that contains HEAD is fast-forwarded, as in git, unless a method, a parameter or a \
             recipe is given (then it is a real merge: mrepo merge code --method task_arithmetic --set \
-            lambda=0.5 interpolates toward code) or --no-ff. Thresholds turn bad tensors into \
+            lambda=0.5 interpolates toward code), --metric (it needs a merge commit) or --no-ff; -m alone is ignored then, as in git. Thresholds turn bad tensors into \
             conflicts: the merge then stops (exit 1), 'mrepo resolve' settles them, and 'merge \
             --continue' or '--abort' ends it. Every merge commit holds merge_recipe.yml, which 'mrepo \
             merge --config merge_recipe.yml' re-runs bit for bit, resolutions included. Methods and their \
