@@ -35,6 +35,15 @@ struct ServeRemoteTests {
         expectOneLineError(refused, contains: "write token")
         let bad = try s.run(["push", "origin", "math"], in: "clone", environment: ["MREPO_TOKEN": "wrong-0123456789"])
         expectOneLineError(bad, contains: "refused the credentials")
+        // A server started without --tokens takes no pushes: said as such, not blamed on a token
+        // that was never set.
+        let open = try ServerProcess(s, ["served"])
+        defer { _ = open.stop() }
+        try s.ok(["remote", "add", "open", open.url + "/team/minilm"], in: "clone")
+        let readOnly = try s.run(["push", "open", "math"], in: "clone")
+        expectOneLineError(readOnly, contains: "it takes no pushes; start it with --tokens FILE")
+        #expect(!readOnly.stderr.contains("MREPO_TOKEN"))
+        try s.ok(["remote", "remove", "open"], in: "clone")
         #expect(!(try s.ok(["branch"], in: "served/team/minilm").stdout.contains("math")))
         try s.ok(["push", "origin", "math"], in: "clone", environment: write)
         try s.ok(["export", "math", s.path("exp/served-math")], in: "served/team/minilm")
