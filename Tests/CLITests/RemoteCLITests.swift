@@ -304,6 +304,12 @@ import Testing
         try s.ok(["push", "-q"], in: "repo")
         let clone = try #require(try s.json(try s.ok(["clone", "--lazy", "--json", "hub", "lazy"])) as? [String: Any])
         #expect(clone["lazy"] as? Bool == true)
+        // What the checkout read counts as received: every object file the clone holds came with
+        // it (only the commits' file blobs were counted, a fraction of what came).
+        let held = s.files(under: "lazy/.mrepo/objects").filter { !$0.contains("tmp") }
+        let heldBytes = held.reduce(0) { $0 + (s.read("lazy/.mrepo/objects/" + $1)?.count ?? 0) }
+        #expect(clone["objects"] as? Int == held.count, "\(clone), \(held.count) object files")
+        #expect((clone["bytes_received"] as? Int ?? 0) >= heldBytes, "\(clone), \(heldBytes) bytes held")
         #expect(try s.ok(["fsck"], in: "lazy").stdout.contains("not fetched yet"))
         try s.ok(["export", "main~1", "../math-out"], in: "lazy")
         #expect(s.sameFiles("math-out", "family/math"))

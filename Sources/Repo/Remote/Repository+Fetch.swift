@@ -263,10 +263,7 @@ extension Repository {
         var ids = Array(try history.tree(c.treeID).objectIDs.union(extraObjects(of: c)))
         ids.sort()
         var result = TransferResult(remote: try lazyRemote()?.name ?? "")
-        let before = ids.filter { !objects.exists($0) }
-        let bytes = try await fetchMissingObjects(before)
-        result.objects = before.count
-        result.bytes = bytes
+        (result.objects, result.bytes) = try await fetchMissingObjects(ids.filter { !objects.exists($0) })
         return result
     }
 }

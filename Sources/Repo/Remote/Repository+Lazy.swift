@@ -20,12 +20,13 @@ extension Repository {
         guard try lazyRemote() != nil else {
             throw RepoError.corruptObject(object: missing[0].short, problem: "missing object file")
         }
-        _ = try runBlocking { [self] in try await fetchMissingObjects(missing) }
+        _ = try runBlocking { [self] in try await fetchMissingObjects(missing).bytes }
     }
 
     /// Fetches the files of `ids` and of the references below them from the lazy remote.
-    /// Returns the bytes received.
-    func fetchMissingObjects(_ ids: [ObjectID]) async throws -> Int {
+    /// Returns the objects and bytes received (references below `ids` included).
+    @discardableResult
+    func fetchMissingObjects(_ ids: [ObjectID]) async throws -> (objects: Int, bytes: Int) {
         var infos: [ObjectID: ObjectInfo] = [:]
         var stack = ids
         while let id = stack.popLast() {
@@ -36,7 +37,7 @@ extension Repository {
             infos[id] = info
             if let r = info.reference { stack.append(r) }
         }
-        guard !infos.isEmpty else { return 0 }
+        guard !infos.isEmpty else { return (0, 0) }
         let remotes = try history.remotes().filter(\.lazy)
         guard !remotes.isEmpty else {
             throw RepoError.corruptObject(object: infos.keys.sorted()[0].short, problem: "missing object file")
@@ -59,6 +60,6 @@ extension Repository {
             }
         }
         if let failure, infos.values.contains(where: { !objects.exists($0.id) }) { throw failure }
-        return bytes
+        return (infos.count, bytes)
     }
 }

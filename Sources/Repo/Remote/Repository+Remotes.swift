@@ -80,6 +80,14 @@ extension Repository {
     /// The clone is built in a hidden folder beside the destination and renamed into place last, so
     /// a clone that fails, or is killed, leaves no repository behind: a failure removes the folder,
     /// and the next clone into the same parent removes what killed ones left (``CloneStaging/sweep()``).
+    /// A lazy clone's checkout reads its tree's objects now (asynchronously: a read from inside the
+    /// checkout would block a thread of the async pool on the fetch); they count as received.
+    private func fetchCheckedOut(_ commit: ObjectID, into result: inout TransferResult) async throws {
+        let (count, bytes) = try await fetchMissingObjects(Array(try tree(of: commit).objectIDs))
+        result.objects += count
+        result.bytes += bytes
+    }
+
     public static func clone(url: String, into directory: String?, branch: String? = nil, lazy: Bool = false, depth: Int? = nil,
                              progress: (any ProgressSink)? = nil, notice: (@Sendable (String) -> Void)? = nil,
                              environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> (Repository, TransferResult) {
@@ -130,7 +138,7 @@ extension Repository {
             let chosen = branch ?? (branches.contains { $0.name == "main" } ? "main" : branches.first?.name)
             if let chosen, !branches.contains(where: { $0.name == chosen }), let tag = try built.history.ref(named: chosen), tag.kind == .tag {
                 // `--branch TAG`: HEAD detached at the tag's commit, as git clones it.
-                if lazy { _ = try await built.fetchMissingObjects(Array(try built.tree(of: tag.target).objectIDs)) }
+                if lazy { try await built.fetchCheckedOut(tag.target, into: &result) }
                 try built.withWriteLock {
                     _ = try built.moveHead(to: tag.target, newHead: .detached(tag.target), from: try built.history.head(), force: false,
                                            message: "clone: from \(url), tag \(chosen)")
@@ -139,9 +147,7 @@ extension Repository {
                 guard let tracking = branches.first(where: { $0.name == chosen }) else {
                     throw RepoError.invalidArgument("remote branch or tag '\(chosen)' not found in \(url)")
                 }
-                // A lazy clone reads the checked-out tree's objects now, asynchronously (a read from
-                // inside the checkout would block a thread of the async pool on the fetch).
-                if lazy { _ = try await built.fetchMissingObjects(Array(try built.tree(of: tracking.target).objectIDs)) }
+                if lazy { try await built.fetchCheckedOut(tracking.target, into: &result) }
                 let prepared = tracking.target == planned ? prefill?.finish() ?? [:] : [:]
                 try built.withWriteLock {
                     try built.startBranch(chosen, at: tracking.target, upstream: Upstream(remote: "origin", branch: chosen), message: "clone: from \(url)",
@@ -188,7 +194,7 @@ extension Repository {
         guard let tracking = try history.remoteRef(remote: remoteName, name: remoteBranch), tracking.kind == .branch else {
             throw RepoError.invalidArgument("remote '\(remoteName)' has no branch '\(remoteBranch)'")
         }
-        if try lazyRemote() != nil { _ = try await fetchMissingObjects(Array(try tree(of: tracking.target).objectIDs)) }
+        if try lazyRemote() != nil { try await fetchMissingObjects(Array(try tree(of: tracking.target).objectIDs)) }
         let outcome: PullOutcome = try withWriteLock(wait: wait) {
             let head = try history.head()
             guard let local = head.commit else {

@@ -87,7 +87,7 @@ struct ObjectMover: Sendable {
         for level in ObjectMover.levels(infos) {
             total += try await forEachParallel(level) { info in
                 // A lazy clone fetches what it has not read yet (never a blocking wait in here).
-                if !repository.objects.exists(info.id) { _ = try await repository.fetchMissingObjects([info.id]) }
+                if !repository.objects.exists(info.id) { try await repository.fetchMissingObjects([info.id]) }
                 let path = repository.objects.path(for: info.id)
                 let size = FileStat.of(path)?.size ?? info.storedByteCount
                 try await transport.putObject(info.id, from: path, byteCount: size)
