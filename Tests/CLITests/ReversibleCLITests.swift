@@ -176,6 +176,39 @@ import Testing
         #expect(try repositoryState(s) == before)
     }
 
+    /// An untrained adapter (lora_B = 0, PEFT's initialisation) has nothing to rebuild: its errors
+    /// are undefined ('-', null) and left out of the means, in this merge's rows and the baselines'
+    /// alike (the rmm row showed '-' for every expert, and the dense baselines counted it as 0).
+    @Test func anUntrainedAdapterIsLeftOutOfTheErrors() throws {
+        let s = try adapterSandbox()
+        try FileManager.default.copyItem(atPath: s.path("fam/lora-code"), toPath: s.path("untrained"))
+        let original = try Checkpoint(s.path("fam/lora-code/adapter_model.safetensors"))
+        let zeroed = try original.names.map { name in
+            let info = try original.info(name)
+            let bytes = try original.bytes(name)
+            return (name: name, dtype: info.dtype, shape: info.shape, bytes: name.contains("lora_B") ? [UInt8](repeating: 0, count: bytes.count) : bytes)
+        }
+        try FileManager.default.removeItem(atPath: s.path("untrained/adapter_model.safetensors"))
+        try SafetensorsWriter.write(path: s.path("untrained/adapter_model.safetensors"), tensors: zeroed, metadata: [("format", "pt")])
+        try s.ok(["switch", "-q", "-c", "untrained", "main"], in: "repo")
+        try s.ok(["commit", "-q", "--from", "../untrained", "-m", "untrained"], in: "repo")
+        try s.ok(["switch", "-q", "-c", "m", "main"], in: "repo")
+        try s.ok(["merge", "-q", "math", "untrained", "--reversible", "--basis", "1"], in: "repo")
+        let report = try object(try s.json(try s.ok(["experts", "--json"], in: "repo")))
+        let experts = try #require(report["experts"] as? [[String: Any]])
+        #expect(experts[0]["mean_error"] is Double && experts[1]["mean_error"] is NSNull, "\(experts)")
+        let baselines = try #require(report["baselines"] as? [[String: Any]])
+        for b in baselines {
+            // Each baseline's errors are the one trained expert's: its mean equals its max over
+            // modules only when modules agree, so check it is defined and not halved by a zero.
+            let mean = try #require(b["mean_error"] as? Double, "\(b)")
+            #expect(mean > 0.1, "\(b)")
+        }
+        let text = try s.ok(["experts"], in: "repo").stdout
+        let rmmRow = try #require(text.split(separator: "\n").first { $0.hasPrefix("rmm (this merge)") })
+        #expect(!rmmRow.contains(" - "), "\(text)")
+    }
+
     // MARK: - Lossy commits
 
     /// The lossy record follows the low-rank tensors: a revert of a lossy commit is exact (it was

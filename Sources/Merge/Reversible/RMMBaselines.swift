@@ -62,7 +62,7 @@ public enum RMMBaselines {
                     let left = try p.merge(lc, base: [Float](repeating: 0, count: rows * r), experts: f.map(\.left)).values
                     let right = try p.merge(rc, base: [Float](repeating: 0, count: r * columns), experts: f.map(\.right)).values
                     let merged = LowRankFactors(rows: rows, columns: columns, rank: r, left: left, right: right)
-                    out.append(Result(name: m.id + "/factors", errors: f.map { LowRank.relativeError(merged, reference: $0) }))
+                    out.append(Result(name: m.id + "/factors", errors: f.map { LowRank.squaredNorm($0) == 0 ? .nan : LowRank.relativeError(merged, reference: $0) }))
                 }
             }
             dense = f.map { $0.dense() }
@@ -71,12 +71,13 @@ public enum RMMBaselines {
             columns = c
             dense = d
         }
-        // A zero expert counts as rebuilt exactly (error 0), not infinitely badly.
+        // A zero expert has nothing to rebuild: no relative error (NaN, left out of the means), as
+        // for this merge's own rebuild.
         let isZero = dense.map { LowRank.squaredNorm($0) == 0 }
         let context = TensorContext(name: module, shape: [rows, columns], layerCount: layerCount)
         for m in methods(expertCount: n) {
             let merged = try plan(m).merge(context, base: [Float](repeating: 0, count: rows * columns), experts: dense).values
-            let errors = (0..<n).map { i in isZero[i] ? 0 : LowRank.relativeError(merged, reference: dense[i]) }
+            let errors = (0..<n).map { i in isZero[i] ? .nan : LowRank.relativeError(merged, reference: dense[i]) }
             out.append(Result(name: m.id + "/dense", errors: errors))
         }
         return out

@@ -180,15 +180,21 @@ public struct ReversibleMergeJob: Sendable {
             let r = fit.rebuild(i)
             rebuilt.append(r)
             let error: Double
-            if case let .factors(f) = r, let factorReference {
+            let norm = factorReference.map { LowRank.squaredNorm($0[i]) } ?? LowRank.squaredNorm(denseReference(i))
+            if norm == 0 {
+                // An expert that leaves the module as it is (an untrained adapter): nothing to rebuild,
+                // so no relative error (NaN, shown as '-' and left out of the means).
+                error = .nan
+            } else if case let .factors(f) = r, let factorReference {
                 error = LowRank.relativeError(f, reference: factorReference[i])
             } else {
                 error = LowRank.relativeError(r.dense(), reference: denseReference(i))
             }
             errors.append(error)
-            let norm = factorReference.map { LowRank.squaredNorm($0[i]) } ?? LowRank.squaredNorm(denseReference(i))
-            squaredErrors[i] += error * error * norm
-            squaredNorms[i] += norm
+            if norm > 0 {
+                squaredErrors[i] += error * error * norm
+                squaredNorms[i] += norm
+            }
             if i < fit.expertTotals.count {
                 energyTotal[i] += fit.expertTotals[i]
                 energyKept[i] += fit.expertTotals[i] * (i < fit.expertEnergy.count ? fit.expertEnergy[i] : 1)
@@ -265,15 +271,15 @@ public struct ReversibleMergeJob: Sendable {
     public func report(experts: [(name: String, commit: String)], storedBytes: Int, expertBytes: Int) -> ReversibleMergeReport {
         precondition(experts.count == expertCount, "one name per expert of the job")
         let expertSummaries = experts.enumerated().map { i, e -> ReversibleMergeReport.Expert in
-            let errs = modules.map { $0.errors[i] }
+            let (mean, max) = ReversibleMergeReport.meanAndMax(modules.map { $0.errors[i] })
             return ReversibleMergeReport.Expert(
-                name: e.name, commit: e.commit, rank: expertRanks[i],
-                meanError: errs.isEmpty ? 0 : errs.reduce(0, +) / Double(errs.count), maxError: errs.max() ?? 0,
-                globalError: squaredNorms[i] > 0 ? (squaredErrors[i] / squaredNorms[i]).squareRoot() : 0,
+                name: e.name, commit: e.commit, rank: expertRanks[i], meanError: mean, maxError: max,
+                globalError: squaredNorms[i] > 0 ? (squaredErrors[i] / squaredNorms[i]).squareRoot() : .nan,
                 retainedEnergy: energyTotal[i] > 0 ? energyKept[i] / energyTotal[i] : 1)
         }
         let baselineSummaries = baselineErrors.map { b in
-            ReversibleMergeReport.Baseline(name: b.name, meanError: b.errors.reduce(0, +) / Double(max(b.errors.count, 1)), maxError: b.errors.max() ?? 0)
+            let (mean, max) = ReversibleMergeReport.meanAndMax(b.errors)
+            return ReversibleMergeReport.Baseline(name: b.name, meanError: mean, maxError: max)
         }
         let ranks = Set(modules.map(\.rank))
         var formula: Double?

@@ -291,3 +291,13 @@ extension ReversibleMergeReport.Module: Codable {
         }
     }
 }
+
+extension ReversibleMergeReport {
+    /// The mean and the largest of relative errors, leaving out the undefined ones (NaN: an expert
+    /// with nothing to rebuild in a module); NaN when none is defined.
+    public static func meanAndMax(_ errors: [Double]) -> (mean: Double, max: Double) {
+        let defined = errors.filter { !$0.isNaN }
+        guard !defined.isEmpty else { return (.nan, .nan) }
+        return (defined.reduce(0, +) / Double(defined.count), defined.max()!)
+    }
+}

@@ -20,8 +20,8 @@ enum ReversiblePrinter {
         print(storage)
         if !r.baselines.isEmpty {
             print("One merged model instead, relative reconstruction error of each expert's ΔW (mean / max over tensors and experts):")
-            let rmmMean = r.experts.map(\.meanError).reduce(0, +) / Double(max(r.experts.count, 1))
-            var rows = [["rmm (this merge)", Format.number(rmmMean, digits: 4), Format.number(r.experts.map(\.maxError).max(), digits: 4)]]
+            let rmm = ReversibleMergeReport.meanAndMax(r.experts.map(\.meanError)), rmmMax = ReversibleMergeReport.meanAndMax(r.experts.map(\.maxError)).max
+            var rows = [["rmm (this merge)", Format.number(rmm.mean, digits: 4), Format.number(rmmMax, digits: 4)]]
             rows += r.baselines.map { [$0.name, Format.number($0.meanError, digits: 4), Format.number($0.maxError, digits: 4)] }
             print(Format.table(["method", "mean", "max"], rows, right: [1, 2]))
         }
