@@ -57,4 +57,35 @@ import Testing
         #expect(s.sameFiles("repo", "family/base"))
         #expect(try s.ok(["status", "--short"], in: "repo").stdout.isEmpty)
     }
+
+    /// A checkpoint rewritten in place while it is committed, its mtime put back (same size, same
+    /// inode): refused, nothing recorded. Only size, mtime and inode were compared, so the commit
+    /// stored bytes other than those it hashed under their ids, exit 0, and fsck failed after.
+    @Test func aFileRewrittenInPlaceWithItsTimePutBackIsRefused() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.repository(branches: [])
+        let target = s.path("repo/model.safetensors")
+        try FileManager.default.removeItem(atPath: target)
+        try FileManager.default.copyItem(atPath: s.path("family/math/model.safetensors"), toPath: target)
+        let chat = try #require(s.read("family/chat/model.safetensors"))
+        #expect(chat.count == s.read("repo/model.safetensors")?.count, "the rewrite keeps the size")
+        let head = try s.ok(["rev-parse", "HEAD"], in: "repo").stdout
+        let commit = try RunningCommand(s, ["commit", "-q", "-m", "math"], in: "repo", environment: ["MREPO_PAUSE_AT": "commit.segment-hashed"])
+        #expect(commit.waitUntilPaused(at: "commit.segment-hashed"))
+        // In place, then the times put back, as `touch -r` or os.utime would.
+        var before = stat()
+        #expect(stat(target, &before) == 0)
+        let handle = try #require(FileHandle(forWritingAtPath: target))
+        try handle.write(contentsOf: chat)
+        try handle.close()
+        var times = [before.st_atim, before.st_mtim]
+        #expect(utimensat(AT_FDCWD, target, &times, 0) == 0)
+        commit.resume()
+        let r = commit.finish()
+        // The pause's own line first, then the error.
+        #expect(r.status == 2 && r.stderrLines.last?.contains("changed while it was being committed") == true, "\(r.stderr)")
+        #expect(try s.ok(["rev-parse", "HEAD"], in: "repo").stdout == head)
+        try s.ok(["fsck"], in: "repo")
+    }
 }

@@ -333,6 +333,15 @@ public final class ObjectStore: Sendable {
             try AtomicFileWriter.syncFileSystem(containing: store.root)
         }
 
+        /// Decodes the new objects among `ids` from their temporary files and checks that each
+        /// hashes to its id (``ObjectStore/verify(_:only:)``), as `MREPO_VERIFY_WRITES=1` does for all.
+        func verify(_ ids: some Sequence<ObjectID>) throws {
+            let pending = state.withLock { $0.pending }
+            let wanted = Set(ids).filter { pending[$0] != nil }
+            guard !wanted.isEmpty else { return }
+            try store.verify(pending, only: wanted)
+        }
+
         /// Deletes the objects this batch wrote.
         public func rollback() {
             let (pending, created) = state.withLock { s -> ([String], [ObjectID]) in
@@ -349,8 +358,9 @@ public final class ObjectStore: Sendable {
     /// Decodes each new object from its temporary file (delta references from the store or from
     /// the same batch) and checks that its bytes hash to its id.
     /// - Throws: ``RepoError/corruptObject(object:problem:)`` for the first that does not.
-    func verify(_ pending: [ObjectID: String]) throws {
-        for (id, temporary) in pending.sorted(by: { $0.key < $1.key }) {
+    /// - Parameter only: verify these (the others serve as delta references); nil: all.
+    func verify(_ pending: [ObjectID: String], only: Set<ObjectID>? = nil) throws {
+        for (id, temporary) in pending.sorted(by: { $0.key < $1.key }) where only?.contains(id) ?? true {
             let (kind, tensor) = try open(id, temporary: temporary)
             let reference = try tensor.header.reference.map { try chunkSource(for: $0, pending: pending) }
             do {

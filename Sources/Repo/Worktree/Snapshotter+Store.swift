@@ -71,6 +71,7 @@ extension Snapshotter {
         do {
             for (segment, large) in Snapshotter.segments(pieces) {
                 try hashSegment(segment, of: pieces, in: map, fileHash: fileHash, copy: cloned ? nil : copy, ids: &ids, dropPages: large)
+                CrashPoint.reach("commit.segment-hashed")
                 infos += try storeMissing(segment, of: pieces, ids: ids, map: map, references: references, recorded: recorded,
                                           batch: batch, progress: progress)
                 map.release(pieces[segment.lowerBound].range.lowerBound..<pieces[segment.upperBound - 1].range.upperBound)
@@ -86,6 +87,16 @@ extension Snapshotter {
         }
         let digest = fileHash.finalize()
         try Snapshotter.checkUnchanged(file.scanned, map: map)
+        if isRacy(file.scanned.stat) {
+            // Changed in the tick of the scan: a rewrite in that tick would leave size, times and
+            // inode as they were, and the bytes encoded could differ from the bytes hashed. The
+            // new objects are decoded and checked against their ids before anything refers to them.
+            do {
+                try batch.verify(infos.map(\.id))
+            } catch RepoError.corruptObject {
+                throw RepoError.io(path: file.scanned.path, reason: "changed while it was being committed; nothing was recorded (commit again once the file is complete)")
+            }
+        }
         if let copy { try copies?.finish(copy, path: file.scanned.path, sha256: digest) }
 
         let executable = file.scanned.stat.isExecutable
@@ -97,6 +108,14 @@ extension Snapshotter {
         }
         return (TreeFile(path: file.scanned.path, kind: .safetensors, objectID: ids[0], byteCount: map.count, executable: executable,
                          tensors: tensors, sha256: digest), infos)
+    }
+
+    /// Whether a file with this `stat`, taken by the scan, was last changed so recently that a write
+    /// during the commit could leave its `stat` as it was: in the tick of the file system's clock
+    /// read before the scan, or, without that clock, within two seconds of the scan.
+    func isRacy(_ stat: FileStat) -> Bool {
+        if let clock { return !clock.precedes(stat) }
+        return max(stat.mtimeNs, stat.ctimeNs) >= scanStartNs - 2_000_000_000
     }
 
     /// Consecutive pieces of at most ``segmentBytes`` together, or one larger piece (`large`).
@@ -201,7 +220,9 @@ extension Snapshotter {
     /// inode are back as they were (`cp -p` of the same file): zeros were read for its bytes.
     static func checkUnchanged(_ file: ScannedFile, map: MappedFile? = nil) throws {
         let now = FileStat.of(file.absolutePath, followLinks: true)
-        guard map?.shrank != true, let now, now.size == file.stat.size, now.mtimeNs == file.stat.mtimeNs, now.inode == file.stat.inode else {
+        // The ctime too: a writer can put the mtime back (`touch -r`, `os.utime`), never the ctime.
+        guard map?.shrank != true, let now, now.size == file.stat.size, now.mtimeNs == file.stat.mtimeNs, now.ctimeNs == file.stat.ctimeNs,
+              now.inode == file.stat.inode else {
             throw RepoError.io(path: file.path, reason: "changed while it was being committed; nothing was recorded (commit again once the file is complete)")
         }
     }
