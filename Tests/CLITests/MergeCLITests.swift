@@ -455,6 +455,12 @@ import Testing
                              environment: ["MREPO_EVAL_CMD": "read x < \(s.path("never")); echo 1.5", "MREPO_EVAL_TIMEOUT": "0.5"])
         #expect(slow.status == 2 && slow.stderrLines.first?.contains("ran longer than MREPO_EVAL_TIMEOUT") == true, "\(slow.stderr)")
         #expect(try s.ok(["log", "--oneline", "-n", "1"], in: "repo").stdout == head)
+        // What the evaluation leaves running neither holds the gate up (it waited for the pipes to
+        // close, so a passing evaluation was timed out) nor outlives it.
+        try Data("#!/bin/sh\nsleep 300 &\necho 1.5\n".utf8).write(to: URL(fileURLWithPath: eval))
+        try s.ok(["merge", "math", "code", "--method", "ties", "--no-commit"], in: "repo",
+                 environment: ["MREPO_EVAL_CMD": eval, "MREPO_EVAL_POLICY": "best", "MREPO_EVAL_TIMEOUT": "60"])
+        try s.ok(["merge", "--abort"], in: "repo")
         // The command runs as --search runs it (sh -c 'CMD "$@"' sh FOLDER): shell syntax works.
         try Data("#!/bin/sh\necho 1.5\n".utf8).write(to: URL(fileURLWithPath: eval))
         try s.ok(["merge", "math", "code", "--method", "ties"], in: "repo", environment: ["MREPO_EVAL_CMD": "cd / && \(eval)", "MREPO_EVAL_POLICY": "best"])

@@ -86,9 +86,12 @@ import Testing
     @Test func filesThatAreNotSafetensorsAreNamed() {
         let json = Array(#"{"architectures": ["BertModel"], "hidden_size": 384}"#.utf8)
         #expect(headerError(json)?.description == "bad.safetensors: not a safetensors file: it begins like text (JSON)")
-        #expect(headerError([0x50, 0x4B, 0x03, 0x04] + Array(repeating: 0, count: 40))?.description.contains("zip archive (a PyTorch .bin or .pt checkpoint?)") == true)
+        #expect(headerError([0x50, 0x4B, 0x03, 0x04, 0x00, 0x00, 0x08, 0x00] + Array(repeating: 0, count: 40))?.description.contains("zip archive (a PyTorch .bin or .pt checkpoint?)") == true)
         #expect(headerError([0x80, 0x02] + Array(repeating: 0x41, count: 40))?.description.contains("Python pickle") == true)
         #expect(headerError(Array("GGUF".utf8) + Array(repeating: 3, count: 40))?.description.contains("GGUF") == true)
+        // A truncated safetensors file whose header length (640) begins like a pickle is still one.
+        #expect(headerError(littleEndianBytes(UInt64(640)) + Array(repeating: 0x20, count: 300))?.description
+            == "bad.safetensors: header length 640 runs past the end of the file (308 bytes)")
     }
 
     @Test func headerLengthPastTheEndOfTheFile() {

@@ -76,7 +76,9 @@ public struct SafetensorsHeader: Sendable, Equatable {
             throw .invalidHeader(file: file, problem: notSafetensors(first8) ?? "header length \(length) exceeds the \(maxHeaderByteCount)-byte limit")
         }
         guard Int(length) <= fileSize - 8 else {
-            throw .invalidHeader(file: file, problem: notSafetensors(first8) ?? "header length \(length) runs past the end of the file (\(fileSize) bytes)")
+            // Not looked at as another format: a truncated safetensors file's length bytes can look
+            // like one (640 is stored as 80 02 00 ..., a pickle's first bytes).
+            throw .invalidHeader(file: file, problem: "header length \(length) runs past the end of the file (\(fileSize) bytes)")
         }
         guard length >= 2 else {
             throw .invalidHeader(file: file, problem: "header length \(length) is too short for a JSON object")

@@ -105,7 +105,7 @@ public enum HookSamples {
                               best: as well as the best expert; mean: as well as the experts' mean
           MREPO_EVAL_TOLERANCE relative slack (default 0)
         """
-        import json, math, os, signal, subprocess, sys
+        import json, math, os, signal, subprocess, sys, tempfile, time
 
         candidate = os.environ["MREPO_CANDIDATE"]
         metric = os.environ.get("MREPO_EVAL_METRIC", "eval_loss")
@@ -123,22 +123,32 @@ public enum HookSamples {
             print(f"pre-merge-commit: MREPO_EVAL_CMD is not set; not gating ({len(values)} of {len(experts)} experts record {metric})")
             sys.exit(0)
         timeout = float(os.environ.get("MREPO_EVAL_TIMEOUT") or 0) or None
-        # As 'merge --search' runs it: sh -c 'CMD "$@"' sh FOLDER, in a process group of its own,
-        # which ends with it (what it left running is killed too).
-        proc = subprocess.Popen(["/bin/sh", "-c", command + ' "$@"', "sh", candidate], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-        try:
-            stdout, stderr = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            print(f"pre-merge-commit: the evaluation ran longer than MREPO_EVAL_TIMEOUT={timeout:g} s and was killed")
-            sys.exit(1)
-        finally:
+        def end_group(pid):
             try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
                 pass
+
+        # As 'merge --search' runs it: sh -c 'CMD "$@"' sh FOLDER, in a process group of its own,
+        # which ends with it (what it left running is killed too). Its output goes to files: a
+        # process it leaves running would hold a pipe open, and the gate would wait for it.
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            proc = subprocess.Popen(["/bin/sh", "-c", command + ' "$@"', "sh", candidate], stdin=subprocess.DEVNULL,
+                                    stdout=out, stderr=err, start_new_session=True)
+            # Its group is ended before the command is reaped, while its id cannot name another group.
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+                if deadline is not None and time.monotonic() > deadline:
+                    end_group(proc.pid)
+                    proc.wait()
+                    print(f"pre-merge-commit: the evaluation ran longer than MREPO_EVAL_TIMEOUT={timeout:g} s and was killed")
+                    sys.exit(1)
+                time.sleep(0.02)
+            end_group(proc.pid)
+            proc.wait()
+            out.seek(0)
+            err.seek(0)
+            stdout, stderr = out.read(), err.read()
         if proc.returncode != 0:
             print(f"pre-merge-commit: evaluation failed ({proc.returncode}): {stderr.strip()[:200]}")
             sys.exit(1)

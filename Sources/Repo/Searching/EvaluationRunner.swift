@@ -75,13 +75,16 @@ final class EvaluationRun {
 
     /// The exit status once the command has ended (nil: still running).
     func poll() -> Int32? {
-        var status: Int32 = 0
-        let r = waitpid(pid, &status, WNOHANG)
-        if r == 0 { return nil }
-        if r < 0 { return errno == EINTR ? nil : -1 }
+        // Whether it ended, without reaping it: until it is reaped its id names its group and
+        // nothing else.
+        var info = siginfo_t()
+        if waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) != 0 { return errno == EINTR ? nil : -1 }
+        guard info.si_signo != 0 else { return nil }
         // What the command left running in its group (a data loader it started in the background,
-        // holding memory, or a GPU) ends with it. The group's id stays reserved while it has members.
+        // holding memory, or a GPU) ends with it.
         _ = Glibc.kill(-pid, SIGKILL)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0, errno == EINTR {}
         LiveEvaluations.remove(pid)
         if status & 0x7f == 0 { return (status >> 8) & 0xff }
         return 128 + (status & 0x7f)
