@@ -124,7 +124,7 @@ extension Repository {
         try RefNames.validateNew(name)
         try withWriteLock(wait: wait) {
             try refuseDuringMerge("switching")
-            if try history.ref(named: name) != nil { throw RepoError.refExists(name) }
+            try history.refuseTakenName(name)
             try refuseBranchCheckedOutElsewhere(name)
             let head = try history.head()
             try history.setHead(.branch(name, commit: nil), expected: head, message: "switch: orphan branch \(name)")

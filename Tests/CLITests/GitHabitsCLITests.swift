@@ -939,7 +939,9 @@ import Testing
         try s.repository(branches: [])
         let composed = "caf\u{E9}", decomposed = "cafe\u{301}"
         try s.ok(["branch", composed], in: "repo")
-        for args in [["branch", decomposed], ["tag", decomposed], ["switch", "-c", decomposed]] {
+        try s.ok(["tag", "v\u{E9}"], in: "repo")
+        for args in [["branch", decomposed], ["tag", decomposed], ["switch", "-c", decomposed], ["branch", "-f", decomposed, "HEAD"],
+                     ["switch", "--orphan", decomposed], ["tag", "-f", "ve\u{301}"]] {
             expectOneLineError(try s.run(args, in: "repo"), contains: "Unicode normalisation")
         }
         #expect(try s.run(["branch", "-c", composed, decomposed], in: "repo").status != 0)

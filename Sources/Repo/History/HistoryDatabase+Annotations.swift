@@ -218,6 +218,7 @@ extension HistoryDatabase {
     func forceRef(name: String, kind: Ref.Kind, target: ObjectID, message: String, tagMessage: String?, upstream: Upstream? = nil) throws {
         try write { db in
             let current = try HistoryDatabase.ref(db, name)
+            if current == nil { try HistoryDatabase.refuseTakenName(db, name) }
             if let current, current.kind != kind {
                 throw RepoError.invalidArgument("'\(name)' is a \(current.kind.rawValue), not a \(kind.rawValue)")
             }

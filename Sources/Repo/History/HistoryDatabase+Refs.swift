@@ -50,6 +50,11 @@ extension HistoryDatabase {
         }
     }
 
+    /// ``refuseTakenName(_:_:)`` in a read of its own.
+    func refuseTakenName(_ name: String) throws {
+        try read { db in try HistoryDatabase.refuseTakenName(db, name) }
+    }
+
     public func refs(kind: Ref.Kind? = nil) throws -> [Ref] {
         try read { db in
             if let kind {
