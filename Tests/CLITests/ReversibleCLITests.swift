@@ -240,6 +240,16 @@ import Testing
         (label, record) = try storage()
         #expect(label == "lossy" && (record?["tensor_count"] as? Int) == originalTensors.count)
 
+        // Taken by a merge, as task arithmetic where HEAD changed part of it, and carried on by the
+        // commits after the merge: still lossy.
+        try s.ok(["switch", "-q", "-c", "merged", "main"], in: "repo")
+        try s.ok(["merge", "-q", "--no-ff", "lossy~2"], in: "repo")
+        (label, record) = try storage()
+        #expect(label == "lossy" && (record?["tensor_count"] as? Int) == originalTensors.count, "\(String(describing: record))")
+        try writeFile("notes\n", to: s.path("repo/NOTES.md"))
+        try s.ok(["commit", "-q", "-m", "notes"], in: "repo")
+        #expect(try storage().0 == "lossy")
+
         // An adapter of the lossy model, folded: the dense weights are the approximation.
         try s.ok(["switch", "-q", "-c", "adapter", "lossy~2"], in: "repo")
         try s.ok(["commit", "-q", "--from", "../fam/lora-math", "-m", "adapter"], in: "repo")

@@ -249,10 +249,11 @@ extension LossyRecord {
 
 extension Repository {
     /// `extra.storage` (and `extra.lossy`) for a commit of `tree` whose tensors come from other
-    /// commits (`sources`: the commit amended, or those a revert or cherry-pick reads): lossy
-    /// exactly when the tree holds low-rank tensors, each with the rank and error the source
-    /// commit that stored it recorded. Without a lossy source, nil (the caller's label stands):
-    /// only a lossy commit's tensors can be low-rank.
+    /// commits (`sources`: the commit amended, the parents, or what a revert, a cherry-pick or a
+    /// merge reads): lossy exactly when the tree keeps low-rank tensors a lossy source recorded,
+    /// each with the rank and error that source gave. Without a lossy source, nil (the caller's
+    /// label stands). Low-rank objects no lossy commit recorded (a reversible merge's view) are
+    /// exact bytes and do not count.
     func carriedStorage(of tree: Tree, from sources: [ObjectID]) throws -> [JSONMember]? {
         var known: [ObjectID: (LossyRecord.Tensor, LossyRecord.Setting?)] = [:]
         for id in Set(sources) {
@@ -264,24 +265,23 @@ extension Repository {
             }
         }
         guard !known.isEmpty else { return nil }
-        var carried: [LossyRecord.Tensor] = [], settings: [LossyRecord.Setting?] = []
-        var stored = 0, dense = 0, lowRank = 0
+        var carried: [LossyRecord.Tensor] = [], settings: [String] = [], setting: LossyRecord.Setting?
+        var names = Set<String>(), counted = Set<ObjectID>()
+        var stored = 0, dense = 0
         for file in tree.files {
             for t in file.tensors {
-                guard let info = try history.objectInfo(t.objectID), info.encoding == .lowRank else { continue }
-                lowRank += 1
-                stored += info.storedByteCount
-                dense += info.logicalByteCount
-                if let (r, s) = known[t.objectID] {
-                    carried.append(LossyRecord.Tensor(name: t.name, rank: r.rank, relativeError: r.relativeError))
-                    settings.append(s)
+                guard let (r, s) = known[t.objectID], names.insert(t.name).inserted else { continue }
+                carried.append(LossyRecord.Tensor(name: t.name, rank: r.rank, relativeError: r.relativeError))
+                settings.append(String(describing: s))
+                setting = s
+                if counted.insert(t.objectID).inserted, let info = try history.objectInfo(t.objectID) {
+                    stored += info.storedByteCount
+                    dense += info.logicalByteCount
                 }
             }
         }
-        guard lowRank > 0 else { return [try CommitStorage.lossless.jsonMember()] }
-        let setting = Set(settings.map { "\(String(describing: $0))" }).count == 1 ? settings[0] : nil
-        var record = LossyRecord(carried: carried, setting: setting, storedByteCount: stored, denseByteCount: dense)
-        record.tensorCount = lowRank
+        guard !carried.isEmpty else { return [try CommitStorage.lossless.jsonMember()] }
+        let record = LossyRecord(carried: carried, setting: Set(settings).count == 1 ? setting : nil, storedByteCount: stored, denseByteCount: dense)
         return [try CommitStorage.lossy.jsonMember(), try record.jsonMember()]
     }
 }

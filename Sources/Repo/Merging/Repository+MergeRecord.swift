@@ -180,8 +180,10 @@ extension Repository {
                                  inputs: [MergeInput(name: "HEAD", commit: state.head)] + state.branches,
                                  experts: state.experts, summary: summary, reportObject: state.reportObject,
                                  options: state.options, resolutions: state.resolutions)
-        let extra = JSONValue.object([
-            try CommitStorage.lossless.jsonMember(),
+        // Lossy when it keeps low-rank tensors of a lossy input unchanged (a cherry-pick of it as task
+        // arithmetic, a merge that takes its tensors as they are).
+        let storage = try carriedStorage(of: tree, from: [state.head] + state.branches.map(\.commit)) ?? [try CommitStorage.lossless.jsonMember()]
+        let extra = JSONValue.object(storage + [
             JSONMember("merge", try JSONValueCoding.encode(record)),
         ] + extraMembers)
         let timestamp = (Date().timeIntervalSince1970 * 1000).rounded() / 1000
