@@ -174,11 +174,19 @@ public final class Repository: Sendable {
         try RefNames.validateNew(initialBranch)
         let meta = root + "/" + directoryName
         if FileManager.default.fileExists(atPath: meta) { throw RepoError.alreadyARepository(path: root) }
+        // The folders this creates, deepest last: removed again if it fails (it writes nothing then).
+        var missing: [String] = []
+        var folder = meta
+        while !folder.isEmpty, folder != "/", FileStat.of(folder, followLinks: true) == nil {
+            missing.append(folder)
+            folder = (folder as NSString).deletingLastPathComponent
+        }
         do {
             try FileManager.default.createDirectory(atPath: meta + "/objects", withIntermediateDirectories: true)
             try FileManager.default.createDirectory(atPath: meta + "/hooks", withIntermediateDirectories: true)
         } catch {
-            throw RepoError.io(path: meta, reason: "cannot create the repository directory: \(Repository.whyNoDirectory(meta))")
+            for dir in [meta + "/objects", meta + "/hooks"] + missing { rmdir(dir) }
+            throw RepoError.io(path: meta, reason: "cannot create the repository directory: \(Repository.whyNoDirectory(meta + "/objects"))")
         }
         _ = try HistoryDatabase(path: meta + "/mrepo.db", create: true)
         let repo = try Repository(root: root)

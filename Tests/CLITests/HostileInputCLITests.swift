@@ -395,5 +395,10 @@ enum TinyDisk {
         expectOneLineError(try s.run(["init", "plain/repo"]), contains: "\(s.path("plain")) is not a folder")
         let r = try s.run(["init", "/proc/mrepo-test/repo"])
         expectOneLineError(r, contains: "/proc/mrepo-test: No such file or directory")
+        // A name too long for the file system, under a folder that does not exist yet: that folder
+        // goes again.
+        let long = String(repeating: "a", count: 300)
+        expectOneLineError(try s.run(["init", "fresh/\(long)"]), contains: "File name too long")
+        #expect(!FileManager.default.fileExists(atPath: s.path("fresh")))
     }
 }
