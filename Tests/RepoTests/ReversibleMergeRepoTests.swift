@@ -299,6 +299,10 @@ import Testing
             let got = Numbers.minus(try full.doubles(name), try base.doubles(name))
             #expect(Numbers.relativeError(got, sum) < 1e-5, "\(name)")
             #expect(Numbers.relativeError(try rebuilt.doubles(name), try own.doubles(name)) < 1e-6, "\(name)")
+            // The stored view, folded: a rank-limited approximation of the same sum, in the same
+            // layout (transposed, it would be as far from the sum as the sum is large, or more).
+            let viewed = Numbers.minus(try Checkpoint(dir + "/ta-folded/model.safetensors").doubles(name), try base.doubles(name))
+            #expect(Numbers.relativeError(viewed, sum) < 0.9, "\(name)")
         }
     }
 
