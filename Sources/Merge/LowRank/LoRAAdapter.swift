@@ -254,7 +254,7 @@ public struct LoRAAdapter: Sendable {
         func bad(_ problem: String) -> MergeError { .invalidRecipe(file: file, problem: problem) }
         var aTensors: [String: (String, Shape, Bool)] = [:]
         var bTensors: [String: (String, Shape, Bool)] = [:]
-        var order: [String] = []
+        var order: [String] = [], seen = Set<String>()
         var others: [String] = []
         for t in tensors {
             var name = t.name
@@ -272,7 +272,7 @@ public struct LoRAAdapter: Sendable {
                     throw bad("'\(t.name)' is \(t.dtype.rawValue) \(t.shape.shapeDescription), expected a 2-D float matrix")
                 }
                 if hit.isA { aTensors[module] = (t.name, t.shape, hit.embedding) } else { bTensors[module] = (t.name, t.shape, hit.embedding) }
-                if !order.contains(module) { order.append(module) }
+                if seen.insert(module).inserted { order.append(module) }
             } else {
                 others.append(t.name)
             }

@@ -174,7 +174,7 @@ extension Repository {
             // lowest-numbered trial that scored, so that the order in which --jobs evaluations end
             // changes nothing.
             let batchStart = next - points.count
-            for t in try settleTaskSets(&trials, search: searchID) where (batchStart..<next).contains(t) {
+            for t in try settleTaskSets(&trials, search: searchID, batch: batchStart..<next) where (batchStart..<next).contains(t) {
                 scores[t - batchStart] = nil
             }
             for r in repeats where !outOfTime {
@@ -244,11 +244,16 @@ extension Repository {
     /// Marks as garbled each scored trial whose tasks differ from those of the lowest-numbered
     /// trial that scored, in `trials` and in the trial store.
     /// - Returns: the numbers of the trials marked.
-    private func settleTaskSets(_ trials: inout [Trial], search: String) throws -> [Int] {
+    ///
+    /// Trials of earlier batches were settled against the same trial already (the lowest-numbered
+    /// one that scored can only be in the latest batch when none scored before it), so only the
+    /// latest batch's are looked at then.
+    private func settleTaskSets(_ trials: inout [Trial], search: String, batch: Range<Int>) throws -> [Int] {
         guard let first = trials.filter({ $0.status == .ok }).min(by: { $0.number < $1.number }),
               let expected = first.scores.map({ Set($0.keys) }) else { return [] }
+        let all = batch.contains(first.number)
         var marked: [Int] = []
-        for k in trials.indices where trials[k].status == .ok {
+        for k in trials.indices where trials[k].status == .ok && (all || batch.contains(trials[k].number)) {
             guard let tasks = trials[k].scores.map({ Set($0.keys) }), tasks != expected else { continue }
             trials[k].status = .garbled
             trials[k].message = "it reports the tasks \(tasks.sorted().joined(separator: ", ")), trial \(first.number) reported \(expected.sorted().joined(separator: ", ")); every evaluation must report the same tasks"
