@@ -401,4 +401,27 @@ enum TinyDisk {
         expectOneLineError(try s.run(["init", "fresh/\(long)"]), contains: "File name too long")
         #expect(!FileManager.default.fileExists(atPath: s.path("fresh")))
     }
+
+    /// A file whose path is past PATH_MAX is refused naming it (it was left out of the commit, exit 0,
+    /// and status said the tree was clean).
+    @Test func aPathPastTheSystemLimitIsRefusedNotDropped() throws {
+        let s = try CLISandbox()
+        try s.ok(["init", "-q", "deep"])
+        let make = Process()
+        make.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        make.arguments = ["-c", "import os\nos.chdir('\(s.path("deep"))')\nfor i in range(410):\n os.mkdir('level%04d' % i)\n os.chdir('level%04d' % i)\nopen('leaf.txt', 'w').write('leaf')\n"]
+        try make.run()
+        make.waitUntilExit()
+        #expect(make.terminationStatus == 0)
+        expectOneLineError(try s.run(["commit", "-m", "deep"], in: "deep"), contains: "its path is longer than the system allows")
+        #expect(try s.ok(["status", "--porcelain"], in: "deep").stdout.contains("level0000/"))
+        #expect(try s.run(["rev-parse", "HEAD"], in: "deep").status != 0, "nothing was committed")
+        // The sandbox's own clean-up cannot delete what it cannot name: it goes here, from inside.
+        let remove = Process()
+        remove.executableURL = URL(fileURLWithPath: "/bin/rm")
+        remove.arguments = ["-rf", "level0000"]
+        remove.currentDirectoryURL = URL(fileURLWithPath: s.path("deep"))
+        try remove.run()
+        remove.waitUntilExit()
+    }
 }

@@ -438,7 +438,16 @@ public enum FolderScanner {
             }
             let rel = relative.isEmpty ? name : relative + "/" + name
             let abs = root + "/" + rel
-            guard var st = FileStat.of(abs) else { continue }
+            guard var st = FileStat.of(abs) else {
+                let code = errno
+                // Gone since the folder was listed: nothing to store. Anything else is said, never
+                // dropped (a path past PATH_MAX was left out of commits with exit 0).
+                if code == ENOENT || ignore.ignores(rel, isDirectory: false) { continue }
+                try unstorable(DisplayText.escaping(rel), code == ENAMETOOLONG
+                    ? "its path is longer than the system allows (\(abs.utf8.count) bytes; the limit is 4096); move it higher up, or list it in .mrepoignore"
+                    : "cannot be read (\(String(cString: strerror(code)))); fix its permissions, or list it in .mrepoignore")
+                continue
+            }
             if ignore.ignores(rel, isDirectory: st.isDirectory) { continue }
             if let c = DisplayText.firstControlCharacter(in: name) {
                 try unstorable(DisplayText.escaping(rel), "the name holds a control character (\(DisplayText.codePoint(c))); rename it, or list it in .mrepoignore")
