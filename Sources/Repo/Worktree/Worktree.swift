@@ -425,7 +425,15 @@ public enum FolderScanner {
             guard symlinks == .readThrough else { throw RepoError.unsafePath(shown, reason: reason) }
             out.unstorable[shown] = reason
         }
-        for bytes in try entries(of: dir) {
+        let names: [[UInt8]]
+        do {
+            names = try entries(of: dir)
+        } catch let RepoError.io(_, reason) where symlinks == .readThrough && !relative.isEmpty {
+            // status lists a folder it cannot read, with the reason, and goes on (a commit refuses it).
+            out.unstorable[DisplayText.escaping(relative) + "/"] = "\(reason); fix its permissions, or list it in .mrepoignore"
+            return
+        }
+        for bytes in names {
             let relativeBytes = relative.isEmpty ? bytes : Array(relative.utf8) + [UInt8(ascii: "/")] + bytes
             let decoded = String(validating: bytes, as: UTF8.self)
             // A name outside the limit is not looked at (every limited path is valid UTF-8).
