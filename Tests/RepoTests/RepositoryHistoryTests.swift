@@ -73,8 +73,8 @@ import Testing
             }
             try repo.deleteTag("v1")
             #expect(try repo.tags().map(\.name) == ["v2"])
-            expectThrows(RepoError.unknownRef("v1")) { try repo.deleteTag("v1") }
-            expectThrows(RepoError.unknownRef("main")) { try repo.deleteTag("main") }
+            expectThrows(RepoError.invalidArgument("no tag named 'v1'")) { try repo.deleteTag("v1") }
+            expectThrows(RepoError.invalidArgument("'main' is a branch, not a tag; delete it with 'mrepo branch -d main'")) { try repo.deleteTag("main") }
         }
     }
 
