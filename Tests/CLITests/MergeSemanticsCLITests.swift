@@ -63,6 +63,16 @@ import Testing
         #expect(try s.floats("out/model.safetensors", "a") == interpolated(base, x, 0.5))
     }
 
+    /// A branch HEAD already contains adds nothing to a merge of several: it is left out, and said
+    /// (it was dropped from the experts and the message silently).
+    @Test func aBranchAlreadyInHeadIsLeftOutAndSaid() throws {
+        let s = try sandbox()
+        try s.ok(["switch", "-q", "-c", "t9", "x"], in: "repo")
+        try s.ok(["commit", "-q", "--allow-empty", "-m", "on x"], in: "repo")
+        let r = try s.ok(["merge", "x", "y", "--method", "linear"], in: "repo")
+        #expect(r.stderr.contains("x is already in HEAD: it adds nothing and was left out of the merge"), "\(r.stderr)")
+    }
+
     @Test func fastForwardOptionsAsInGit() throws {
         let s = try sandbox()
         try s.ok(["switch", "-q", "-c", "t1", "main"], in: "repo")

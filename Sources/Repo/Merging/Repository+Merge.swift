@@ -46,6 +46,7 @@ extension MergeOutcome {
         let peak = context.estimatedPeak
         self.init(status: status, report: report, base: inputs.base, baseCandidates: inputs.candidates,
                   estimatedPeakBytes: peak.bytes, recipeYAML: recipeYAML, estimatedPeakFormula: peak.formula)
+        warnings = inputs.leftOut.map { "\($0) is already in HEAD: it adds nothing and was left out of the merge" }
     }
 }
 
@@ -77,6 +78,8 @@ struct ResolvedMerge {
     var experts: [MergeInput]
     var base: ObjectID
     var candidates: [ObjectID]
+    /// Branches named that HEAD already contains: they add nothing, and are left out (said as a warning).
+    var leftOut: [String] = []
 }
 
 extension Repository {
@@ -314,7 +317,7 @@ extension Repository {
         let warnings = try finishMerge(recorded)
         timer.add("checkout", since: tf)
         var outcome = MergeOutcome(status: .committed(recorded.commit), report: report, inputs: inputs, context: context, recipeYAML: yaml)
-        outcome.warnings = warnings
+        outcome.warnings += warnings
         outcome.phaseTimes = timer.phases
         return outcome
     }
@@ -402,7 +405,8 @@ extension Repository {
         var experts: [MergeInput] = []
         if headID != base { experts.append(MergeInput(name: headName, commit: headID)) }
         experts += branches
-        return .merge(ResolvedMerge(head: head, headID: headID, branches: branches, experts: experts, base: base, candidates: candidates))
+        return .merge(ResolvedMerge(head: head, headID: headID, branches: branches, experts: experts, base: base, candidates: candidates,
+                                    leftOut: named.filter { headAncestors.contains($0.commit) }.map(\.name)))
     }
 
     /// Resolves a merge input; a name that is no revision gets a hint when it looks like a folder
