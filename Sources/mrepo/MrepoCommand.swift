@@ -58,6 +58,10 @@ struct MrepoCommand: ParsableCommand {
         var arguments: [String] = []
         var words: [String] = []
         var rest = Array(CommandLine.arguments.dropFirst())[...]
+        // With --json, an error of the -C handling below is a JSON object too (set again, exactly,
+        // once the arguments are known).
+        let given = Array(rest)
+        ErrorReporter.jsonFlag.store(CommandLineHabits.optionsEnd(given) > (given.firstIndex(of: "--json") ?? given.endIndex), ordering: .relaxed)
         while let argument = rest.popFirst() {
             if argument == "--" || words == ["bisect", "run"] {
                 arguments.append(argument)

@@ -152,4 +152,20 @@ import Testing
         let rows = try #require((try JSONSerialization.jsonObject(with: Data(shownText.utf8)) as? [String: Any])?["trials"] as? [[String: Any]])
         #expect(rows.first.map { Set($0.keys) } == ["number", "status", "objective", "recipe", "scores", "seconds"])
     }
+
+    /// With --json, `-C` to a missing folder fails with the JSON error object, and `config KEY` of an
+    /// unset key prints a document with a null value (it printed nothing; both exit as before).
+    @Test func jsonAlsoWhereNothingWasPrinted() throws {
+        let s = try CLISandbox()
+        s.environment["MREPO_AUTHOR"] = nil
+        let missing = try s.run(["-C", s.path("nowhere"), "status", "--json"])
+        #expect(missing.status == 2 && missing.stdout.isEmpty)
+        let error = try #require(try JSONSerialization.jsonObject(with: Data(missing.stderr.utf8)) as? [String: Any], "\(missing.stderr)")
+        #expect((error["error"] as? String)?.contains("cannot change to") == true && error["code"] as? Int == 2)
+        try s.ok(["init", "-q", "repo"])
+        let unset = try s.run(["config", "core.threads", "--json"], in: "repo", environment: ["MREPO_THREADS": ""])
+        #expect(unset.status == 1)
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(unset.stdout.utf8)) as? [String: Any], "\(unset.stdout)")
+        #expect(document["key"] as? String == "core.threads" && document["value"] is NSNull)
+    }
 }

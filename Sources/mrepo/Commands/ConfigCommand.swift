@@ -69,7 +69,12 @@ struct ConfigCommand: ParsableCommand {
         let key = key!
         guard value != nil || unset else {
             let config = global ? try MrepoConfig.load(MrepoConfig.userFile) : try MrepoConfig.effective(environment: true)
-            guard let v = config[key] else { throw ExitCode(1) }
+            guard let v = config[key] else {
+                // As git: an unset key exits 1 and prints nothing, except a document for a script
+                // that reads --json (its value null).
+                if json { try printJSON(ConfigValueDocument(key: key, value: OrNull(nil))) }
+                throw ExitCode(1)
+            }
             if json { try printJSON(ConfigValueDocument(key: key, value: OrNull(v))) } else { print(v) }
             return
         }
