@@ -138,6 +138,10 @@ public final class Repository: Sendable {
     /// The main working tree: the folder holding the store.
     public var mainRoot: String { splitPath(metaDirectory).dir }
 
+    /// Deletes this process's write journal (a long-running server at shutdown; a command's goes
+    /// with the repository object). Call it only when no write of this process is under way.
+    public func closeJournal() { journal.close() }
+
     /// Whether this is a linked working tree (`mrepo worktree add`).
     public var isLinkedWorktree: Bool { !worktreeID.isEmpty }
 

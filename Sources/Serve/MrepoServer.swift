@@ -47,6 +47,7 @@ public enum MrepoServer {
             sweep.cancel()
             service.pushSessions.closeAll()
             service.uploads.removeAll()
+            service.registry.closeJournals()
         }
         try await app.runService()
     }

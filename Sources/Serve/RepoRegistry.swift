@@ -34,6 +34,13 @@ final class RepoRegistry: Sendable {
     }
 
     /// The repository with this id, or RepoNotFound.
+    /// Ends the write journals of the repositories served (at shutdown: the temporary files they
+    /// list are gone by then, and a journal outlives only its process otherwise, until the next
+    /// command there removes it).
+    func closeJournals() {
+        for repo in open.withLock({ Array($0.values) }) { repo.closeJournal() }
+    }
+
     func repository(_ namespace: String, _ name: String) throws -> Repository {
         let id = try RepoRegistry.id(namespace, name)
         if let repo = open.withLock({ $0[id] }) { return repo }

@@ -82,6 +82,11 @@ struct ServeRemoteTests {
         expectOneLineError(checkedOut, contains: "'main' is the checked-out branch of that repository")
         #expect(checkedOut.stderr.contains("nothing was sent"))
         #expect(try s.ok(["fsck"], in: "served/team/work").stdout.contains("0 commits, 0 objects"))
+
+        // A server stopped gracefully leaves no write journal in the repositories it wrote to.
+        #expect(server.stop() == 0)
+        let leftovers = (try FileManager.default.contentsOfDirectory(atPath: s.path("served/team/minilm/.mrepo"))).filter { $0.hasSuffix("-journal") }
+        #expect(leftovers.isEmpty, "\(leftovers)")
     }
 
     @Test("clone failures say what is wrong in one plain line and leave nothing behind")
