@@ -151,8 +151,7 @@ extension Repository {
         let rules = IgnoreRules(file: sourceRoot + "/.mrepoignore")
         // Read before the scan's lstat calls: which files a write during the commit could change
         // without changing their stat (Snapshotter.isRacy).
-        let clock = FileSystemClock.read(in: sourceRoot)
-        let scanStartNs = Int64((Date().timeIntervalSince1970 * 1e9).rounded())
+        let scanStart = (clock: FileSystemClock.read(in: sourceRoot), timeNs: Int64((Date().timeIntervalSince1970 * 1e9).rounded()))
         let scanned = try FolderScanner.scanFolder(root: sourceRoot, ignore: options.stash ? rules.keeping(worktreeTree.files.map(\.path)) : rules,
                                                    symlinks: options.followSymlinks ? .follow : .refuse, only: only).files
         try FolderScanner.checkNormalization(scanned)
@@ -165,7 +164,7 @@ extension Repository {
         }
         var snap = Snapshotter(objects: objects, options: codecOptions)
         snap.lowRank = options.lowRank
-        (snap.clock, snap.scanStartNs) = (clock, scanStartNs)
+        snap.scanStart = scanStart
         // A low-rank commit reads every tensor (the stat cache cannot say what a low-rank object holds).
         let cache = fromWorktree && options.lowRank == nil ? try storedStatCache() : [:]
         let prepared = try snap.prepare(scanned, cache: cache)

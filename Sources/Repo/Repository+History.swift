@@ -201,8 +201,9 @@ extension Repository {
         try withWriteLock(wait: wait) {
             var deleted: [(name: String, target: ObjectID)] = []
             for name in names where !deleted.contains(where: { $0.name == name }) {
-                guard let ref = try history.ref(named: name), ref.kind == .tag else {
-                    throw RepoError.invalidArgument(try history.ref(named: name)?.kind == .branch
+                let found = try history.ref(named: name)
+                guard let ref = found, ref.kind == .tag else {
+                    throw RepoError.invalidArgument(found?.kind == .branch
                         ? "'\(name)' is a branch, not a tag; delete it with 'mrepo branch -d \(name)'" : "no tag named '\(name)'")
                 }
                 deleted.append((name, ref.target))

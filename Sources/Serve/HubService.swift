@@ -113,7 +113,7 @@ struct HubService: HTTPResponder, Sendable {
 
     func requireWrite(_ request: Request) throws {
         guard options.tokens != nil else {
-            throw HubError(status: .forbidden, message: "this server is read-only (started without --tokens)")
+            throw HubError(status: .forbidden, code: "ReadOnlyServer", message: "this server is read-only (started without --tokens)")
         }
         guard let access = try access(request) else { throw HubError.authenticationRequired }
         guard access >= .write else { throw HubError.forbidden }

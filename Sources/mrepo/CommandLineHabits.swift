@@ -178,10 +178,12 @@ enum CommandLineHabits {
         command(named: name)?.configuration.defaultSubcommand != nil
     }
 
+    private static let noIndex = "mrepo has no staging area: 'mrepo commit' records every file of the working tree (list files to leave out in .mrepoignore)"
+
     /// git's commands that an index-less tool has no use for, with what to do instead.
     static let gitOnly: [String: String] = [
-        "add": "mrepo has no staging area: 'mrepo commit' records every file of the working tree (list files to leave out in .mrepoignore)",
-        "stage": "mrepo has no staging area: 'mrepo commit' records every file of the working tree (list files to leave out in .mrepoignore)",
+        "add": noIndex,
+        "stage": noIndex,
         "rm": "mrepo has no staging area: delete the file, and 'mrepo commit' records its removal",
         "mv": "mrepo has no staging area: rename the file, and 'mrepo commit' records the move (the objects are not stored again)",
     ]

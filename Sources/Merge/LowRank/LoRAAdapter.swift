@@ -291,15 +291,12 @@ public struct LoRAAdapter: Sendable {
 
     /// What makes the file no LoRA adapter whatever its base (``pairs(_:file:)``), as one line, or nil.
     public static func pairingProblem(_ tensors: [(name: String, dtype: DType, shape: Shape)], file: String) -> String? {
-        let result: Result<Void, MergeError>
         do {
             _ = try pairs(tensors, file: file)
-            result = .success(())
+            return nil
         } catch {
-            result = .failure(error)
+            return error.description
         }
-        if case let .failure(error) = result { return error.description }
-        return nil
     }
 
     /// Pairs the tensors of `adapter_model.safetensors` and resolves them against the base model.

@@ -150,18 +150,27 @@ public struct LossyRecord: CommitExtraRecord {
     }
 
     init(policy: LowRankPolicy, tensors: [LowRankTensorRecord]) {
-        let errors = tensors.map(\.relativeError)
-        method = "lowrank"
+        let setting: Setting
         switch policy.choice {
         case let .rank(r): setting = .rank(r)
         case let .energy(e): setting = .energy(e)
         }
+        self.init(tensors: tensors.map { Tensor(name: $0.name, rank: $0.rank, relativeError: $0.relativeError) }, setting: setting,
+                  storedByteCount: tensors.reduce(0) { $0 + $1.storedByteCount }, denseByteCount: tensors.reduce(0) { $0 + $1.logicalByteCount })
+    }
+
+    /// A record of these low-rank tensors (stored by this commit, or taken from others with the
+    /// rank and error their own records give), with their error statistics.
+    init(tensors: [Tensor], setting: Setting?, storedByteCount: Int, denseByteCount: Int) {
+        let errors = tensors.map(\.relativeError)
+        method = "lowrank"
+        self.setting = setting
         tensorCount = tensors.count
         maxRelativeError = errors.max() ?? 0
         meanRelativeError = errors.isEmpty ? 0 : errors.reduce(0, +) / Double(errors.count)
-        storedByteCount = tensors.reduce(0) { $0 + $1.storedByteCount }
-        denseByteCount = tensors.reduce(0) { $0 + $1.logicalByteCount }
-        self.tensors = tensors.map { Tensor(name: $0.name, rank: $0.rank, relativeError: $0.relativeError) }
+        self.storedByteCount = storedByteCount
+        self.denseByteCount = denseByteCount
+        self.tensors = tensors
     }
 
     /// The members in the format's order; `tensors` is an object keyed by tensor name.
@@ -231,22 +240,6 @@ struct NameKey: CodingKey {
     init?(intValue: Int) { nil }
 }
 
-extension LossyRecord {
-    /// A record of low-rank tensors a commit took from other commits (an amend, a revert, a
-    /// cherry-pick), with the rank and error their own records give; `setting` when they agree.
-    init(carried tensors: [Tensor], setting: Setting?, storedByteCount: Int, denseByteCount: Int) {
-        let errors = tensors.map(\.relativeError)
-        method = "lowrank"
-        self.setting = setting
-        tensorCount = tensors.count
-        maxRelativeError = errors.max() ?? 0
-        meanRelativeError = errors.isEmpty ? 0 : errors.reduce(0, +) / Double(errors.count)
-        self.storedByteCount = storedByteCount
-        self.denseByteCount = denseByteCount
-        self.tensors = tensors
-    }
-}
-
 extension Repository {
     /// `extra.storage` (and `extra.lossy`) for a commit of `tree` whose tensors come from other
     /// commits (`sources`: the commit amended, the parents, or what a revert, a cherry-pick or a
@@ -265,15 +258,14 @@ extension Repository {
             }
         }
         guard !known.isEmpty else { return nil }
-        var carried: [LossyRecord.Tensor] = [], settings: [String] = [], setting: LossyRecord.Setting?
+        var carried: [LossyRecord.Tensor] = [], settings: [LossyRecord.Setting?] = []
         var names = Set<String>(), counted = Set<ObjectID>()
         var stored = 0, dense = 0
         for file in tree.files {
             for t in file.tensors {
                 guard let (r, s) = known[t.objectID], names.insert(t.name).inserted else { continue }
                 carried.append(LossyRecord.Tensor(name: t.name, rank: r.rank, relativeError: r.relativeError))
-                settings.append(String(describing: s))
-                setting = s
+                settings.append(s)
                 if counted.insert(t.objectID).inserted, let info = try history.objectInfo(t.objectID) {
                     stored += info.storedByteCount
                     dense += info.logicalByteCount
@@ -281,7 +273,8 @@ extension Repository {
             }
         }
         guard !carried.isEmpty else { return [try CommitStorage.lossless.jsonMember()] }
-        let record = LossyRecord(carried: carried, setting: Set(settings).count == 1 ? setting : nil, storedByteCount: stored, denseByteCount: dense)
+        let agreed = settings.allSatisfy { $0 == settings[0] } ? settings[0] : nil
+        let record = LossyRecord(tensors: carried, setting: agreed, storedByteCount: stored, denseByteCount: dense)
         return [try CommitStorage.lossy.jsonMember(), try record.jsonMember()]
     }
 }

@@ -207,8 +207,8 @@ public final class HTTPTransport: RemoteTransport, Sendable {
             return RepoError.remote("\(url): the server needs a token; set MREPO_TOKEN to a token of its --tokens file")
         case (401, _):
             return RepoError.remote("\(url): the server refused the credentials (the token in MREPO_TOKEN); set MREPO_TOKEN to a token of its --tokens file")
-        case (403, _) where message.contains("without --tokens"):
-            // A read-only server: no token would help.
+        case (403, "ReadOnlyServer"?):
+            // A server started without --tokens: no token would help.
             return RepoError.remote("\(url): \(message): it takes no pushes; start it with --tokens FILE to accept them")
         case (403, _) where token == nil:
             return RepoError.remote("\(url): the server refuses this without a token (\(message)); set MREPO_TOKEN to a write token of its --tokens file")

@@ -263,7 +263,7 @@ extension Repository {
         var ids = Array(try history.tree(c.treeID).objectIDs.union(extraObjects(of: c)))
         ids.sort()
         var result = TransferResult(remote: try lazyRemote()?.name ?? "")
-        (result.objects, result.bytes) = try await fetchMissingObjects(ids.filter { !objects.exists($0) })
+        (result.objects, result.bytes) = try await fetchMissingObjects(ids)
         return result
     }
 }

@@ -20,7 +20,7 @@ extension Repository {
         guard try lazyRemote() != nil else {
             throw RepoError.corruptObject(object: missing[0].short, problem: "missing object file")
         }
-        _ = try runBlocking { [self] in try await fetchMissingObjects(missing).bytes }
+        try runBlocking { [self] in _ = try await fetchMissingObjects(missing) }
     }
 
     /// Fetches the files of `ids` and of the references below them from the lazy remote.

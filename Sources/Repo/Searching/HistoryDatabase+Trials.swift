@@ -93,8 +93,13 @@ extension HistoryDatabase {
         }
     }
 
+    /// A trial's scores as the store keeps them: a JSON object by task name, or nil.
+    private static func scoresText(_ t: Trial) -> String? {
+        t.scores.map { s in JSONValue.object(s.sorted { $0.key < $1.key }.map { JSONMember($0.key, .double($0.value)) }).serialized() }
+    }
+
     func insertTrial(_ t: Trial, search: String) throws {
-        let scores = t.scores.map { s in JSONValue.object(s.sorted { $0.key < $1.key }.map { JSONMember($0.key, .double($0.value)) }).serialized() }
+        let scores = HistoryDatabase.scoresText(t)
         try write { db in
             try db.execute(sql: """
                 INSERT INTO trial(searchID, number, recipe, point, scores, status, message, seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -106,7 +111,7 @@ extension HistoryDatabase {
     /// Records a trial's outcome again (a trial found, once its batch ended, to report other tasks
     /// than the first trial that scored).
     func updateTrialOutcome(_ t: Trial, search: String) throws {
-        let scores = t.scores.map { s in JSONValue.object(s.sorted { $0.key < $1.key }.map { JSONMember($0.key, .double($0.value)) }).serialized() }
+        let scores = HistoryDatabase.scoresText(t)
         try write { db in
             try db.execute(sql: "UPDATE trial SET scores = ?, status = ?, message = ? WHERE searchID = ? AND number = ?",
                            arguments: [scores, t.status.rawValue, t.message, search, t.number])

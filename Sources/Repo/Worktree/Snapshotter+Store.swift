@@ -114,8 +114,9 @@ extension Snapshotter {
     /// during the commit could leave its `stat` as it was: in the tick of the file system's clock
     /// read before the scan, or, without that clock, within two seconds of the scan.
     func isRacy(_ stat: FileStat) -> Bool {
-        if let clock { return !clock.precedes(stat) }
-        return max(stat.mtimeNs, stat.ctimeNs) >= scanStartNs - 2_000_000_000
+        guard let scanStart else { return false }
+        if let clock = scanStart.clock { return !clock.precedes(stat) }
+        return max(stat.mtimeNs, stat.ctimeNs) >= scanStart.timeNs - 2_000_000_000
     }
 
     /// Consecutive pieces of at most ``segmentBytes`` together, or one larger piece (`large`).

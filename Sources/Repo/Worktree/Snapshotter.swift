@@ -8,11 +8,11 @@ struct Snapshotter {
     let options: CodecOptions
     /// Store 2-D task vectors as truncated SVDs (`commit --lowrank`).
     var lowRank: LowRankPolicy?
-    /// The source folder's file-system clock, read before the scan (nil: it could not be read),
-    /// and the system's time then: which files a write during the commit could change without
-    /// changing their `stat` (``Snapshotter/isRacy(_:)``).
-    var clock: FileSystemClock?
-    var scanStartNs: Int64 = 0
+    /// For files another process may be writing (a commit's folder): the source folder's
+    /// file-system clock read before the scan (nil: it could not be read) and the system's time
+    /// then, which say what a write during the commit could change without changing a file's
+    /// `stat` (``Snapshotter/isRacy(_:)``). Nil for files only mrepo writes (a server's uploads).
+    var scanStart: (clock: FileSystemClock?, timeNs: Int64)?
 
     /// A delta reference for a tensor: the object and its header.
     typealias Reference = (info: ObjectInfo, header: EncodedTensorHeader)
