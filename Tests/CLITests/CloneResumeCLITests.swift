@@ -30,6 +30,33 @@ import Testing
         }
     }
 
+    /// A batch of received objects is made durable once it has been open for the batch interval
+    /// (`MREPO_TRANSFER_BATCH_SECONDS`), not only at a level's end: a clone killed while the base's
+    /// objects arrive keeps what was installed. With an interval of 0 every object is its own batch.
+    @Test func aCloneKilledBeforeALevelEndsKeepsWhatWasInstalled() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.repository(branches: ["math"])
+        let whole = try #require(try s.json(try s.ok(["clone", "--json", "repo", "reference"])) as? [String: Any])
+        let all = try #require(whole["bytes_received"] as? Int)
+
+        let clone = try RunningCommand(s, ["clone", "-q", "repo", "copy"], in: ".",
+                                       environment: ["MREPO_TRANSFER_BATCH_SECONDS": "0", "MREPO_PAUSE_AT": "transfer.object-received"])
+        #expect(clone.waitUntilPaused(at: "transfer.object-received"))
+        let staging = try #require(try FileManager.default.contentsOfDirectory(atPath: s.root).first { $0.hasPrefix(".copy.mrepo-clone-") })
+        let installed = try FileManager.default.subpathsOfDirectory(atPath: s.path(staging + "/.mrepo/objects"))
+            .filter { $0.split(separator: "/").count == 2 && $0.split(separator: "/")[0].count == 2 && !$0.contains(".mrepo-tmp") }
+        #expect(installed.count == 1, "the first batch holds \(installed.count) objects")
+        kill(clone.process.processIdentifier, SIGKILL)
+        #expect(clone.finish().status == -9)
+
+        let resumed = try #require(try s.json(try s.ok(["clone", "--json", "repo", "copy"])) as? [String: Any])
+        let received = try #require(resumed["bytes_received"] as? Int)
+        #expect(received < all, "the resumed clone received \(received) bytes of \(all)")
+        try s.ok(["fsck"], in: "copy")
+        #expect(s.sameFiles("copy", "family/base"))
+    }
+
     /// A damaged file among what the killed clone received is not taken over: it is downloaded.
     @Test func aDamagedObjectOfAKilledCloneIsDownloadedAgain() throws {
         let s = try CLISandbox()

@@ -14,7 +14,9 @@ import Synchronization
 /// both cores decode), and joins the open batch. A batch is made durable and renamed into place
 /// (``ObjectStore/installVerified(_:)``: one `syncfs`, the renames, one more) by a background
 /// install, one batch after another, while the streams go on; it closes at ``batchObjects``
-/// objects, ``batchBytes`` bytes, or when the last object of a depth level is in.
+/// objects, ``batchBytes`` bytes, when the last object of a depth level is in, or when an object
+/// arrives ``batchSeconds`` or more after the batch's first one (so that on a slow link an
+/// interruption loses about a second of transfer, not up to a level's worth).
 ///
 /// A delta is verified against its reference, which must be verified first: a delta whose
 /// reference comes in this download downloads its bytes at once but waits until the reference's
@@ -36,6 +38,21 @@ extension ObjectMover {
     /// enough that an interruption loses little.
     static let batchObjects = 512
     static let batchBytes = 256 << 20
+    /// How long a batch stays open, at most, while objects keep arriving: `MREPO_TRANSFER_BATCH_SECONDS`
+    /// (0 or more; default 1). Each batch costs two `syncfs`, so on a fast link the limits above close
+    /// batches first.
+    static let batchSeconds: Duration = {
+        guard let text = ProcessInfo.processInfo.environment["MREPO_TRANSFER_BATCH_SECONDS"], let s = Double(text), s >= 0, s < 1e6 else {
+            return .seconds(1)
+        }
+        return .milliseconds(Int64(s * 1000))
+    }()
+
+    /// Whether the open batch closes once an object of a level with `levelLeft` objects still to
+    /// come has joined it.
+    static func closesBatch(objects: Int, bytes: Int, levelLeft: Int, openFor age: Duration) -> Bool {
+        objects >= batchObjects || bytes >= batchBytes || levelLeft == 0 || age >= batchSeconds
+    }
 
     /// Downloads and verifies `infos` into the store. Returns the bytes received.
     func download(_ infos: [ObjectInfo]) async throws -> Int {
@@ -49,6 +66,8 @@ extension ObjectMover {
         let store = repository.objects
         var open: [ReceivedObject] = []
         var openBytes = 0
+        let clock = ContinuousClock()
+        var openedAt = clock.now
         var lastInstall: Task<Void, any Error>?
         var total = 0
 
@@ -91,10 +110,12 @@ extension ObjectMover {
                     while next < order.count && next < RemoteTransportLimits.parallelStreams { start() }
                     while let r = try await group.next() {
                         total += r.byteCount
+                        if open.isEmpty { openedAt = clock.now }
                         open.append(r)
                         openBytes += r.byteCount
                         levelLeft[r.depth, default: 1] -= 1
-                        if open.count >= ObjectMover.batchObjects || openBytes >= ObjectMover.batchBytes || levelLeft[r.depth] == 0 {
+                        if ObjectMover.closesBatch(objects: open.count, bytes: openBytes, levelLeft: levelLeft[r.depth] ?? 0,
+                                                   openFor: clock.now - openedAt) {
                             close()
                         }
                         if next < order.count { start() }
