@@ -30,6 +30,32 @@ enum CommandLineHabits {
         min(arguments.firstIndex(of: "--") ?? arguments.endIndex, passthroughStart(arguments) ?? arguments.endIndex)
     }
 
+    /// For the parser's "Missing value for '--name <value>'" where `--name` is followed by a
+    /// negative number (`-1`, `-0.5`, `-.5`, `-1e-3`): the arguments with the two joined as
+    /// `--name=-1` (`-n=-1` for a short option); nil otherwise. Each call joins one pair, so a loop
+    /// over it ends.
+    static func joiningNegativeValue(_ arguments: [String], missingValueError message: String) -> [String]? {
+        let prefix = "Missing value for '"
+        guard let start = message.range(of: prefix)?.upperBound else { return nil }
+        let option = String(message[start...].prefix { $0 != " " && $0 != "'" })
+        guard option.hasPrefix("-"), option.count > 1 else { return nil }
+        let end = optionsEnd(arguments)
+        for i in arguments.indices where i + 1 < end && arguments[i] == option && isNegativeNumber(arguments[i + 1]) {
+            var joined = arguments
+            joined[i] = option + "=" + arguments[i + 1]
+            joined.remove(at: i + 1)
+            return joined
+        }
+        return nil
+    }
+
+    static func isNegativeNumber(_ text: String) -> Bool {
+        guard text.hasPrefix("-"), text.count > 1 else { return false }
+        let rest = text.dropFirst()
+        guard let first = rest.first, first.isNumber || (first == "." && rest.count > 1) else { return false }
+        return Double(text) != nil
+    }
+
     static func rewrite(_ arguments: [String]) -> [String] {
         // --no-color and --no-pager, as git takes them, before or after the command name.
         let terminator = optionsEnd(arguments)

@@ -94,7 +94,7 @@ struct MrepoCommand: ParsableCommand {
         arguments = CommandLineHabits.rewrite(arguments)
         var command: ParsableCommand
         do {
-            command = try parseAsRoot(arguments)
+            command = try parseJoiningNegativeValues(arguments)
         } catch {
             // Help and --version print in full; a usage error is one line naming the command's help.
             let code = exitCode(for: error)
@@ -143,6 +143,21 @@ struct MrepoCommand: ParsableCommand {
 }
 
 extension MrepoCommand {
+    /// Parses the arguments; where the parser took a negative number given as an option's value
+    /// (`--lowrank -1`, `-n -1`) for an option and found the value missing, parses again with the
+    /// two joined (`--lowrank=-1`), so that the option's own check says what is allowed.
+    static func parseJoiningNegativeValues(_ arguments: [String]) throws -> ParsableCommand {
+        var arguments = arguments
+        while true {
+            do {
+                return try parseAsRoot(arguments)
+            } catch {
+                guard let joined = CommandLineHabits.joiningNegativeValue(arguments, missingValueError: message(for: error)) else { throw error }
+                arguments = joined
+            }
+        }
+    }
+
     /// A usage error in one line: its first line, with a list of allowed values that follows it
     /// (`- push`, `- save`, ...) folded in (it was cut off, leaving "one of the following:" and nothing).
     static func oneLine(_ message: String) -> String {

@@ -15,9 +15,25 @@ import Testing
         (["merge", "a", "--balance", "max"], "'--balance <norm|none>'"),
         (["merge", "a", "--search", "--eval", "true", "--objective", "best"], "'--objective <objective>'"),
         (["resolve", "*", "--method", "ties", "--set", "x"], "'--set <name=value>'"),
+        (["merge", "--help-method", "nosuch"], "unknown merge method 'nosuch'"),
     ])
     func malformedValuesAreUsageErrors(_ arguments: [String], option: String) throws {
         let s = try CLISandbox()
         expectOneLineError(try s.run(arguments), status: 64, contains: option)
+    }
+
+    /// A negative number given as an option's value reaches the option's own check, which says what
+    /// is allowed; the parser alone read it as an option and said the value was missing.
+    @Test(arguments: [
+        (["commit", "--lowrank", "-1", "-m", "x"], "--lowrank must be at least 1, got -1"),
+        (["merge", "a", "--method", "dare_ties", "--seed", "-3"], "--seed"),
+        (["merge", "a", "--search", "--eval", "true", "--trials", "-2"], "--trials"),
+    ])
+    func negativeNumbersReachTheOptionsCheck(_ arguments: [String], message: String) throws {
+        let s = try CLISandbox()
+        try s.ok(["init", "-q", "r"])
+        let r = try s.run(arguments, in: "r")
+        expectOneLineError(r, status: 64, contains: message)
+        #expect(!r.stderr.contains("Missing value"), "\(r.stderr)")
     }
 }

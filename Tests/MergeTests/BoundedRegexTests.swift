@@ -104,8 +104,8 @@ import Testing
             let message = problem(json)
             #expect(message?.hasPrefix(fragment) == true, "\(json): \(String(describing: message))")
         }
-        // Absent or null values keep PEFT's defaults; a large finite alpha is fine.
-        #expect(problem(#"{"r": 8, "lora_alpha": null, "rank_pattern": null}"#) == nil)
+        // Absent or null patterns are none; a large finite alpha is fine.
+        #expect(problem(#"{"r": 8, "rank_pattern": null, "alpha_pattern": null}"#) == nil)
         #expect(problem(#"{"r": 8, "lora_alpha": 1e30, "alpha_pattern": {"q": -2.5}}"#) == nil)
     }
 

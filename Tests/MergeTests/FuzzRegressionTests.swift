@@ -36,9 +36,10 @@ import Testing
         #expect(adapterProblem(#"{"r": 8, "lora_alpha": \#(alpha), "target_modules": ["q"]}"#) == "adapter_config.json: " + problem)
     }
 
-    /// `lora_alpha: null` is PEFT's default, as when it is absent.
-    @Test func nullAlphaIsPEFTsDefault() throws {
-        #expect(try LoRAConfig(json: Array(#"{"r": 8, "lora_alpha": null, "target_modules": ["q"]}"#.utf8), file: "c").alpha == 8)
+    /// `lora_alpha: null` is refused: PEFT takes it as given (no default) and fails dividing it by r.
+    @Test func nullAlphaIsRefused() {
+        #expect(adapterProblem(#"{"r": 8, "lora_alpha": null, "target_modules": ["q"]}"#)
+            == "adapter_config.json: 'lora_alpha' must be a number, not null (leave it out for PEFT's default, 8)")
     }
 
     @Test func missingAlphaIsPEFTsDefault() throws {

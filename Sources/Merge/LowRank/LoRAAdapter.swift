@@ -62,7 +62,9 @@ public struct LoRAConfig: Sendable, Equatable {
         if root["use_dora"] == .bool(true) { throw bad("DoRA adapters (use_dora: true) are not supported: their magnitude vectors are not a low-rank delta") }
         guard let r = root["r"]?.intValue, r > 0 else { throw bad("'r' must be a positive integer") }
         rank = r
-        alpha = try LoRAConfig.alpha(root["lora_alpha"], field: "'lora_alpha'", file: file) ?? 8  // PEFT's default
+        // Absent: PEFT's default. An explicit null is no default in PEFT, whose layers divide it by r.
+        if root["lora_alpha"] == .null { throw bad("'lora_alpha' must be a number, not null (leave it out for PEFT's default, 8)") }
+        alpha = try LoRAConfig.alpha(root["lora_alpha"], field: "'lora_alpha'", file: file) ?? 8
         switch root["target_modules"] {
         case let .array(items)?:
             targetModules = items.compactMap(\.stringValue)

@@ -184,7 +184,9 @@ struct MergeCommand: ParsableCommand {
             return
         }
         if let helpMethod {
-            let m = try MethodRegistry.method(named: helpMethod)
+            // An unknown name is a usage error, as for --method (exit 64).
+            let m: any MergeMethod.Type
+            do { m = try MethodRegistry.method(named: helpMethod) } catch { throw ValidationError(error.description) }
             print("\(m.id): \(m.displayName)\n\(m.summary)\nPaper: \(m.paper)\nNeeds the merge base: \(m.requiresBase ? "yes" : "no"); experts: \(m.expertCount.lowerBound)...\(m.expertCount.upperBound); seeded: \(m.usesSeed ? "yes" : "no"); runs \(m.mergesTensorByTensor ? "tensor by tensor" : "on whole models")")
             let metrics = m.expertMetrics(m.defaultParameters)
             if !metrics.isEmpty { print("Reads each expert's commit metric: \(metrics.joined(separator: ", ")) (the 'metric' parameter; commit --metric records it)") }
