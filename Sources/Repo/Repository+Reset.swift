@@ -29,6 +29,8 @@ public struct RestoreResult: Sendable {
     public var tensors: [String]
     /// Files the source lacks, deleted from the working tree.
     public var removed: [String]
+    /// Files named that already held the source's content (by the stat cache), left untouched.
+    public var unchanged: [String] = []
 }
 
 extension Repository {
@@ -136,6 +138,16 @@ extension Repository {
                     // as in a checkout: an empty folder goes; one that holds anything stops the
                     // restore, naming what it holds; a file where a folder must go goes when the
                     // restore removes it anyway, and stops it otherwise.
+                    // A file the stat cache shows unchanged since it was found to hold the
+                    // source's content is left alone, as git leaves it (its links and times kept);
+                    // anything else is written, whether or not it differs.
+                    let cache = try history.statCache()
+                    writes.removeAll { f in
+                        guard let entry = cache[f.path], let st = FileStat.of(root + "/" + f.path), st.isRegular, entry.matches(st),
+                              FileIdentityCoding.decode(entry.identity, path: f.path)?.identity == f.identity else { return false }
+                        result.unchanged.append(f.path)
+                        return true
+                    }
                     try makeRoom(for: writes.map(\.path), removals: result.removed, force: false, staging: staging, operation: "restore")
                     for f in writes {
                         try stage(f, at: root + "/" + f.path, in: staging, progress: nil)

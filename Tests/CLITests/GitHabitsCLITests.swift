@@ -322,6 +322,23 @@ import Testing
 
     // MARK: - History editing
 
+    /// `restore .` writes only what differs: a file the stat cache shows as the source has it is
+    /// left alone (its inode, and so its hard links, kept), as git's restore leaves it.
+    @Test func restoreLeavesUnchangedFilesAlone() throws {
+        let s = try family()
+        try s.ok(["status", "-s"], in: "repo")
+        func inode(_ path: String) throws -> UInt64 {
+            try #require(FileManager.default.attributesOfItem(atPath: s.path(path))[.systemFileNumber] as? UInt64)
+        }
+        let before = try inode("repo/model.safetensors")
+        try Data("{}".utf8).write(to: URL(fileURLWithPath: s.path("repo/config.json")))
+        let r = try #require(try s.json(try s.ok(["restore", "--json", "."], in: "repo")) as? [String: Any])
+        #expect(r["files"] as? [String] == ["config.json"])
+        #expect((r["unchanged"] as? [String])?.contains("model.safetensors") == true, "\(r)")
+        #expect(try inode("repo/model.safetensors") == before)
+        #expect(s.read("repo/config.json") == s.read("family/base/config.json"))
+    }
+
     /// restore puts a file back where an empty folder stands (it failed with "rename failed: Is a
     /// directory"), refuses in one line where the folder holds files, and a file the source lacks
     /// goes with the folders it leaves empty (git's no-overlay restore).

@@ -48,14 +48,15 @@ struct RestoreCommand: ParsableCommand {
         }
         let r = try repo.restore(paths: paths, source: source, tensors: tensors, wait: lock.wait, from: FileManager.default.currentDirectoryPath)
         if json {
-            try printJSON(RestoreDocument(source: r.source.hex, files: r.files, tensors: r.tensors, removed: r.removed))
+            try printJSON(RestoreDocument(source: r.source.hex, files: r.files, tensors: r.tensors, removed: r.removed, unchanged: r.unchanged))
             return
         }
         guard !repository.quiet else { return }
         if !r.tensors.isEmpty {
             print("Restored \(r.tensors.count) tensor\(r.tensors.count == 1 ? "" : "s") from \(r.source.short) in \(r.files.joined(separator: ", "))")
         } else {
-            print("Restored \(r.files.count) file\(r.files.count == 1 ? "" : "s") from \(r.source.short)" + (r.removed.isEmpty ? "" : "; removed \(r.removed.joined(separator: ", "))"))
+            print("Restored \(r.files.count) file\(r.files.count == 1 ? "" : "s") from \(r.source.short)" + (r.removed.isEmpty ? "" : "; removed \(r.removed.joined(separator: ", "))")
+                  + (r.unchanged.isEmpty ? "" : " (\(r.unchanged.count) unchanged)"))
         }
     }
 }

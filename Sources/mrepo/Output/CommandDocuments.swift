@@ -138,6 +138,8 @@ struct RestoreDocument: Encodable {
     var files: [String]
     var tensors: [String]
     var removed: [String]
+    /// Files named that already held the source's content, left untouched.
+    var unchanged: [String] = []
     /// Why nothing was restored (`--staged` alone: mrepo has no index).
     var note: String?
 }
