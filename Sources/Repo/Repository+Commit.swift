@@ -459,7 +459,9 @@ extension Repository {
         if let name = gitConfig("user.name") {
             return "\(name) <\(gitConfig("user.email") ?? "")>"
         }
-        let user = env["USER"] ?? env["LOGNAME"] ?? "unknown"
+        // The account's name when the environment has none (cron, containers, `env -i`).
+        let account = getpwuid(getuid()).flatMap { $0.pointee.pw_name.map { String(cString: $0) } }
+        let user = [env["USER"], env["LOGNAME"], account].compactMap { $0 }.first { !$0.isEmpty } ?? "unknown"
         return "\(user) <\(user)@\(ProcessInfo.processInfo.hostName)>"
     }
 

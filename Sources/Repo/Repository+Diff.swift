@@ -122,16 +122,26 @@ extension Repository {
             }
         }
         var old = revs.first ?? "HEAD", new: String? = revs.count > 1 ? revs[1] : nil
+        var names: (old: String, new: String)?
         if revs.count == 1, let range = try resolveRange(revs[0]) {
+            // Resolved by id; shown as typed (`math`, `HEAD`), the merge base of A...B by its short id.
+            let spec = revs[0], dots = spec.range(of: "...") ?? spec.range(of: "..")!
+            let typed = (a: spec[..<dots.lowerBound].isEmpty ? "HEAD" : String(spec[..<dots.lowerBound]),
+                         b: spec[dots.upperBound...].isEmpty ? "HEAD" : String(spec[dots.upperBound...]))
             if let (a, b) = range.symmetric {
-                old = (try mergeBases([a, b]).first ?? a).hex
+                let base = try mergeBases([a, b]).first ?? a
+                old = base.hex
                 new = b.hex
+                names = (old: base.short, new: typed.b)
             } else {
                 old = range.exclude[0].hex
                 new = range.include[0].hex
+                names = (old: typed.a, new: typed.b)
             }
         }
-        return .tensors(try diff(old: old, new: new, filter: DiffFilter(paths: paths, tensors: tensors)))
+        var report = try diff(old: old, new: new, filter: DiffFilter(paths: paths, tensors: tensors))
+        if let names { (report.oldName, report.newName) = names }
+        return .tensors(report)
     }
 
     /// Compares two revisions, or a revision with the working tree (`new == nil`), tensor by tensor.

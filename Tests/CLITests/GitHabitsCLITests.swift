@@ -232,6 +232,9 @@ import Testing
         #expect(patch.contains("‖Δ‖") && patch.contains("changed,"))
         let metric = lines(try s.ok(["log", "--oneline", "--metric", "eval_loss", "math"], in: "repo"))
         #expect(metric[0].contains(" eval_loss=1.9 ") && metric[1].contains("eval_loss=-"), "\(metric)")
+        // Without --oneline the Metrics line lists the named metrics (it ignored --metric).
+        let full = lines(try s.ok(["log", "--metric", "eval_loss", "math"], in: "repo")).filter { $0.hasPrefix("Metrics: ") }
+        #expect(full == ["Metrics: eval_loss=1.9", "Metrics: eval_loss=-"], "\(full)")
     }
 
     // MARK: - diff
@@ -321,6 +324,19 @@ import Testing
     }
 
     // MARK: - History editing
+
+    /// With no author set anywhere and no USER or LOGNAME (cron, `env -i`), the author is the
+    /// account's login name, as the guide says, not "unknown".
+    @Test func theAuthorFallsBackToTheAccountsName() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.ok(["init", "-q", "repo"])
+        let account = try #require(getpwuid(getuid()).flatMap { $0.pointee.pw_name.map { String(cString: $0) } })
+        try s.ok(["commit", "-q", "--from", "../family/base", "-m", "base"], in: "repo",
+                 environment: ["MREPO_AUTHOR": "", "USER": "", "LOGNAME": "", "HOME": s.root, "XDG_CONFIG_HOME": s.root, "GIT_CONFIG_NOSYSTEM": "1"])
+        let log = try #require(try s.json(try s.ok(["log", "--json", "-n", "1"], in: "repo")) as? [[String: Any]])
+        #expect((log[0]["author"] as? String)?.hasPrefix("\(account) <\(account)@") == true, "\(log[0]["author"] ?? "")")
+    }
 
     /// `restore .` writes only what differs: a file the stat cache shows as the source has it is
     /// left alone (its inode, and so its hard links, kept), as git's restore leaves it.

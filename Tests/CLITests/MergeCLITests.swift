@@ -32,6 +32,8 @@ import Testing
                           "--report", "../report.html"], in: "repo")
         let doc = try report(r)
         #expect(doc["status"] as? String == "committed")
+        // Full ids in JSON: the report's base is the merge base (it was 12 digits).
+        #expect((doc["base"] as? String)?.count == 64 && doc["base"] as? String == doc["merge_base"] as? String)
         let classes = try #require(doc["classes"] as? [String: Int])
         #expect(classes["merged"] ?? 0 > 0)
         #expect(classes["unchanged"] == 4, "pooler weight and bias, position ids and token types are untouched")

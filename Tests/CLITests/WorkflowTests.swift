@@ -46,6 +46,9 @@ import Testing
 
         let table = try s.ok(["diff", "math", "chat"], in: "repo").stdout
         #expect(table.contains("merge base") && table.contains("cos"))
+        // A range is headed by the names typed (it showed two 64-digit ids), A...B by its merge base.
+        #expect(try s.ok(["diff", "math..chat"], in: "repo").stdout.hasPrefix("diff math → chat (merge base \(baseID.prefix(12)))"))
+        #expect(try s.ok(["diff", "math...chat"], in: "repo").stdout.hasPrefix("diff \(baseID.prefix(12)) → chat"))
 
         // export returns every committed file byte for byte.
         try s.ok(["export", "math", "../out-math"], in: "repo")

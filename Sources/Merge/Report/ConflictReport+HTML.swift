@@ -5,7 +5,7 @@ extension ConflictReport {
     /// module, the worst tensors and the per-layer aggregates. No script, no network.
     public func html(title: String, recipe: String) -> String {
         var out = HTMLPage.head(title: title)
-        out += "<p>Method <b>\(escape(method))</b>, experts \(experts.map { "<b>\(escape($0))</b>" }.joined(separator: ", ")), merge base <b>\(escape(baseName))</b>.</p>\n"
+        out += "<p>Method <b>\(escape(method))</b>, experts \(experts.map { "<b>\(escape($0))</b>" }.joined(separator: ", ")), merge base <b>\(escape(baseName.count == 64 ? String(baseName.prefix(12)) : baseName))</b>.</p>\n"
         let counts = classCounts
         out += "<table><tr>" + MergeClass.allCases.map { "<th>\($0.rawValue)</th>" }.joined() + "<th>unresolved</th></tr><tr>"
         out += MergeClass.allCases.map { "<td>\(counts[$0] ?? 0)</td>" }.joined()

@@ -100,6 +100,7 @@ public struct ConflictThresholds: Sendable, Equatable {
 public struct ConflictReport: Sendable {
     public var method: String
     public var experts: [String]
+    /// The merge base: its full commit id (reports recorded before 2026-12-07 hold 12 digits).
     public var baseName: String
     public var tensors: [TensorReport]
     /// Non-tensor files and how they were merged.

@@ -187,7 +187,7 @@ struct MergeContext {
             }
             tensors.append(r)
         }
-        return ConflictReport(method: plan.recipe.method, experts: experts.map(\.name), baseName: baseID.short, tensors: tensors,
+        return ConflictReport(method: plan.recipe.method, experts: experts.map(\.name), baseName: baseID.hex, tensors: tensors,
                               files: fileOutcomes().map { ($0.path, $0.outcome) })
     }
 

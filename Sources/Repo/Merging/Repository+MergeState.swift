@@ -239,7 +239,7 @@ extension Repository {
     private func savedReport(_ state: MergeState) throws -> ConflictReport {
         guard let id = state.reportObject else {
             return ConflictReport(method: state.recipe.method, experts: state.expertList.map(\.name),
-                                  baseName: state.base.short, tensors: [], files: [])
+                                  baseName: state.base.hex, tensors: [], files: [])
         }
         return try StoredRecord.decode(ConflictReport.self, fromJSON: try objects.read(id), what: "the merge report (object \(id.short))")
     }

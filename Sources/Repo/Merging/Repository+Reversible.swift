@@ -150,7 +150,7 @@ extension Repository {
         let inputs = experts.map { MergeInput(name: $0.name, commit: $0.commit) }
         let yaml = recordedRecipe(recipe, options: options, base: plan.base, experts: inputs, resolutions: []).yaml()
         if options.dryRun {
-            let report = ConflictReport(method: RMM.id, experts: experts.map(\.name), baseName: plan.base.short,
+            let report = ConflictReport(method: RMM.id, experts: experts.map(\.name), baseName: plan.base.hex,
                                         tensors: plan.modules.map { TensorReport(name: $0.baseTensor, mergeClass: .merged, elementCount: $0.rows * $0.columns) },
                                         files: [])
             // Dense task vectors of the largest module: N + 2 with the baselines or for full fine-tunes, 2 otherwise.
@@ -184,7 +184,7 @@ extension Repository {
                                    base: plan.base, recipe: recipe, message: message, decided: [:], unresolved: [:],
                                    reportObject: stored.reportObject, readyTree: nil, options: RecordedMergeOptions(options), resolutions: nil,
                                    metrics: options.metrics)
-            let summary = ConflictReport(method: RMM.id, experts: experts.map(\.name), baseName: plan.base.short,
+            let summary = ConflictReport(method: RMM.id, experts: experts.map(\.name), baseName: plan.base.hex,
                                          tensors: stored.report.modules.map { TensorReport(name: $0.baseTensor, mergeClass: .merged, elementCount: $0.rows * $0.columns) },
                                          files: [])
             recorded = try recordMerge(state: state, tree: stored.tree, objects: stored.newObjects, report: summary, extraMembers: extra,
@@ -195,7 +195,7 @@ extension Repository {
         }
         let warnings = try finishMerge(recorded)
         var outcome = MergeOutcome(status: .committed(recorded.commit),
-                                   report: ConflictReport(method: RMM.id, experts: experts.map(\.name), baseName: plan.base.short, tensors: [], files: []),
+                                   report: ConflictReport(method: RMM.id, experts: experts.map(\.name), baseName: plan.base.hex, tensors: [], files: []),
                                    base: plan.base, baseCandidates: [plan.base], estimatedPeakBytes: 0, recipeYAML: yaml)
         outcome.reversible = stored.report
         outcome.warnings = warnings

@@ -169,7 +169,7 @@ extension Repository {
             }
             tree = Tree(files: files)
         } else {
-            let conflict = ConflictReport(method: RMM.id, experts: plan.experts.map(\.name), baseName: plan.base.short, tensors: [], files: [])
+            let conflict = ConflictReport(method: RMM.id, experts: plan.experts.map(\.name), baseName: plan.base.hex, tensors: [], files: [])
             var built = try plan.context.buildTree(decided: stored.decided, recipe: recipe, report: conflict, recipeYAML: recipeYAML,
                                                    batch: writer.batch, newObjects: &writer.newObjects, card: card).files
             built.removeAll { $0.path == RMMBasisFile.fileName }

@@ -69,7 +69,7 @@ struct LogCommand: ParsableCommand {
     @Flag(help: "Oldest first.")
     var reverse = false
 
-    @Option(help: ArgumentHelp("Show this metric of every commit as a column (repeatable).", valueName: "name"))
+    @Option(help: ArgumentHelp("Show this metric of every commit (repeatable): a column with --oneline; otherwise the Metrics line lists the metrics named, in order, '-' where a commit has none.", valueName: "name"))
     var metric: [String] = []
 
     func validate() throws {
@@ -197,10 +197,12 @@ struct LogCommand: ParsableCommand {
             out.append("Author:  \(c.author)")
             if style != .short { out.append("Date:    \(Format.date(c.timestamp))") }
             if style == .full, let base = c.base { out.append("Base:    \(base.short)") }
-            if style != .short, !metrics.isEmpty {
+            // --metric: the named metrics, in that order, on every commit ("-" where missing).
+            if !columns.isEmpty {
+                out.append("Metrics: " + columns.joined(separator: " "))
+            } else if style != .short, !metrics.isEmpty {
                 out.append("Metrics: " + metrics.map { "\($0.name)=\(Format.metric($0.value))" }.joined(separator: " "))
             }
-            if !columns.isEmpty, style == .short { out.append("Metrics: " + columns.joined(separator: " ")) }
             out.append("")
             let body = style == .short ? [Substring(c.subject)] : c.message.split(separator: "\n", omittingEmptySubsequences: false)
             out += body.map { "    \($0)" }

@@ -33,7 +33,11 @@ extension ShowCommand {
         case let (resolution?, conflict?): return "resolved: \(resolution); was: \(conflict)"
         case let (resolution?, nil): return "resolved: \(resolution)"
         case let (nil, conflict?): return conflict
-        case (nil, nil): return t.source ?? ""
+        case (nil, nil):
+            // A one-sided tensor names the expert it was taken from: a commit id for a revert or a
+            // cherry-pick, shown as 12 digits, as in the rest of the table's output.
+            guard let source = t.source else { return "" }
+            return ObjectID(hex: source)?.short ?? source
         }
     }
 
