@@ -95,6 +95,12 @@ public struct MergePlan: Sendable {
         if let c = recipe.consensus, c.k < 0 || c.lambda < 0 {
             throw .invalidParameter(method: id, parameter: "consensus", problem: "needs k ≥ 0 and λ ≥ 0")
         }
+        // k above the number of experts keeps no element (the merge would be the base); k = 0 keeps
+        // every one (no mask), which mergekit-style recipes may say.
+        if let c = recipe.consensus, c.k > recipe.experts.count {
+            throw .invalidParameter(method: id, parameter: "consensus",
+                                    problem: "k = \(c.k) exceeds the \(recipe.experts.count) experts: no element could be kept, and the merge would be the base")
+        }
         guard method.expertCount.contains(recipe.experts.count) else {
             let range = method.expertCount
             let wanted = range.lowerBound == range.upperBound ? "exactly \(range.lowerBound)" : "\(range.lowerBound) to \(range.upperBound)"

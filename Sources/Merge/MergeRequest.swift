@@ -104,6 +104,11 @@ public struct MergeRequest: Sendable {
                 }
             }
             if base == nil { base = mergekit.extensions.mergeBase }
+            // The recipe's models are the experts; branches given beside them would replace them
+            // silently (and its per-model parameters would name models that are not merged).
+            if !inputs.isEmpty && !models.isEmpty {
+                throw .invalidRecipe(file: file, problem: "the recipe lists its models (\(models.map(\.name).joined(separator: ", "))), and the command line names branches too (\(inputs.joined(separator: ", "))); give the experts in one place")
+            }
             if inputs.isEmpty { inputs = models.map(\.name) }
             for m in models { for (k, v) in m.parameters { addExpertParameter(m.name, k, v) } }
             dtype = mergekit.dtype

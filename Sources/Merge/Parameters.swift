@@ -280,6 +280,17 @@ public struct ParameterSet: Sendable {
     public func number(_ name: String, expert: Int, _ tensor: TensorContext) -> Double? {
         value(name, expert: expert, tensor)?.numberValue
     }
+
+    /// A value the same at every tensor, for checks before any tensor is read (`nil` expert: the
+    /// global one): the expert's own, else the global one, else the default; nil when a filter or
+    /// a gradient makes it depend on the tensor (checked as each tensor is merged instead).
+    public func uniform(_ name: String, expert: Int? = nil) -> ParameterValue? {
+        let given = (expert.flatMap { $0 < perExpert.count ? perExpert[$0][name] : nil }) ?? global[name] ?? defaults[name]
+        switch given {
+        case .number?, .flag?: return given
+        default: return nil
+        }
+    }
 }
 
 extension ParameterCondition: Codable {

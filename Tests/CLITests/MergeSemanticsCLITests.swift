@@ -181,6 +181,10 @@ import Testing
         let own = try s.run(["merge", "--config", "../d.yml", "--set", "density=5"], in: "repo")
         expectOneLineError(own, contains: "ties: parameter 'density' must be in (0, 1], got 5")
         #expect(!own.stderr.contains("d.yml"), "\(own.stderr)")
+        // Branches beside a recipe's models are refused: they replaced the models silently.
+        try write(s, "t.yml", "merge_method: ties\nbase_model: main\nmodels:\n  - model: x\n  - model: y\n")
+        expectOneLineError(try s.run(["merge", "--config", "../t.yml", "y"], in: "repo"),
+                           contains: "../t.yml: the recipe lists its models (x, y), and the command line names branches too (y); give the experts in one place")
         try write(s, "f.yml", "merge_method: ties\nbase_model: main\nmodels:\n  - model: ../d.yml\n  - model: y\n")
         expectOneLineError(try s.run(["merge", "--config", "../f.yml"], in: "repo"), contains: "../f.yml: '../d.yml' is a file, not a revision")
         try s.ok(["switch", "-q", "-c", "other", "y"], in: "repo")

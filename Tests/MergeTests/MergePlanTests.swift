@@ -185,11 +185,27 @@ import Testing
         #expect(k1.values == [1, 1, -1])
     }
 
+    /// What would fail at the first tensor fails before any is read (a dry run said nothing):
+    /// linear weights that sum to 0, and DELLA's window density ± epsilon outside (0, 1).
+    @Test func parameterCombinationsAreCheckedUpFront() {
+        #expect(planError(MergeRecipe(method: "linear", expertParameters: [["weight": .number(1)], ["weight": .number(-1)]], experts: ["a", "b"]))
+            == "linear: the weights sum to 0; an average is undefined (use normalize=false)")
+        #expect(planError(MergeRecipe(method: "linear", parameters: ["normalize": .flag(false)],
+                                      expertParameters: [["weight": .number(1)], ["weight": .number(-1)]], experts: ["a", "b"])) == nil)
+        #expect(planError(MergeRecipe(method: "della_linear", parameters: ["density": .number(0.1), "epsilon": .number(0.15)], experts: ["a"]))
+            == "della_linear: parameter 'density' 0.1 with epsilon 0.15 (expert 1): DELLA needs 0 < density − epsilon and density + epsilon < 1")
+        #expect(planError(MergeRecipe(method: "della", expertParameters: [[:], ["density": .number(0.9)]], experts: ["a", "b"]))?
+            .hasSuffix("(expert 2): DELLA needs 0 < density − epsilon and density + epsilon < 1") == true)
+        #expect(planError(MergeRecipe(method: "della", parameters: ["density": .number(0.5)], experts: ["a", "b"])) == nil)
+    }
+
     @Test func linesAndConsensusNeedATaskVectorMethod() {
         #expect(planError(MergeRecipe(method: "linear", experts: ["a", "b"], lines: (alpha: 1, beta: 0)))
             == "linear: LiNeS and consensus masks apply to task-vector methods only")
         #expect(planError(MergeRecipe(method: "ties", experts: ["a", "b"], consensus: (k: -1, lambda: 1)))
             == "ties: parameter 'consensus' needs k ≥ 0 and λ ≥ 0")
+        #expect(planError(MergeRecipe(method: "ties", experts: ["a", "b"], consensus: (k: 3, lambda: 1)))
+            == "ties: parameter 'consensus' k = 3 exceeds the 2 experts: no element could be kept, and the merge would be the base")
     }
 
     // MARK: - Base handling and seeds

@@ -63,17 +63,26 @@ import Testing
 
     @Test func commandLineWins() throws {
         var request = MergeRequest()
-        request.branches = ["math"]
         request.base = "HEAD~1"
         request.seed = 9
         request.outputDType = .f16
         request.settings = [("density", nil, .number(0.3))]
         request.expertSettings = [("math", "weight", nil, .number(0.9))]
         let assembled = try request.assemble(over: try MergekitRecipe.parse(yaml, file: "r.yml"))
-        #expect(assembled.inputs == ["math"] && assembled.base == "HEAD~1" && assembled.outputDType == .f16)
-        #expect(!assembled.inputsAreExperts, "branches on the command line merge into HEAD")
+        #expect(assembled.inputs == ["math", "code"] && assembled.base == "HEAD~1" && assembled.outputDType == .f16)
         #expect(assembled.recipe.seed == 9 && assembled.recipe.parameters["density"] == .number(0.3))
         #expect(assembled.expertParameters.first { $0.name == "math" }?.parameters == ["weight": .number(0.9)])
+    }
+
+    /// Branches beside a recipe that lists its models are refused: they replaced the models
+    /// silently, and the recipe's per-model parameters then named models that were not merged.
+    @Test func branchesBesideTheRecipesModelsAreRefused() throws {
+        var request = MergeRequest()
+        request.branches = ["math"]
+        let recipe = try MergekitRecipe.parse(yaml, file: "r.yml")
+        expectThrows(MergeError.invalidRecipe(file: "r.yml", problem: "the recipe lists its models (math, code), and the command line names branches too (math); give the experts in one place")) {
+            try request.assemble(over: recipe, file: "r.yml")
+        }
     }
 
     /// A glob of the form `*X*` is recorded as mergekit's substring filter X (the same tensors,

@@ -150,10 +150,13 @@ import Testing
         #expect(out.values == [0, 0, 0, 5, 0])
     }
 
+    /// A window that depends on the tensor (a filtered density) is checked as the tensor is merged;
+    /// one the same everywhere before any tensor (MergePlanTests).
     @Test func dellaWindowOutsideTheUnitIntervalIsAnError() {
         let ctx = TensorContext(name: "w", shape: [4], layerCount: 1)
+        let filtered = ParameterValue.conditional([ParameterCondition(filter: "w", value: .number(0.1)), ParameterCondition(filter: nil, value: .number(0.5))])
         let error = mergeError {
-            _ = try merge("della", ["density": .number(0.1)], base: [0, 0, 0, 0], [[1, 2, 3, 4]], context: ctx)
+            _ = try merge("della", ["density": filtered], base: [0, 0, 0, 0], [[1, 2, 3, 4]], context: ctx)
         }
         #expect(error?.description == "tensor 'w': DELLA needs 0 < density − epsilon and density + epsilon < 1 (density 0.1, epsilon 0.15)")
     }

@@ -18,6 +18,20 @@ public struct Linear: BlockMergeMethod {
 
     public init() {}
 
+    /// Weights that sum to 0 with normalize on are refused before any tensor is read (a dry run
+    /// included) when they are the same for every tensor; per-tensor ones as each tensor is merged.
+    public static func validate(_ parameters: ParameterSet, expertCount n: Int) throws(MergeError) {
+        guard parameters.uniform("normalize")?.boolValue ?? false else { return }
+        var total = 0.0
+        for i in 0..<n {
+            guard let w = parameters.uniform("weight", expert: i)?.numberValue else { return }
+            total += w
+        }
+        if Float(total) == 0 {
+            throw MergeError.invalidInputs(method: id, problem: "the weights sum to 0; an average is undefined (use normalize=false)")
+        }
+    }
+
     public func merge(_ input: TensorMergeInput) throws -> TensorMergeOutput { try mergeArrays(input) }
 
     func readsInputs(_ context: TensorContext, parameters: ParameterSet, expertCount: Int) -> Bool { false }
