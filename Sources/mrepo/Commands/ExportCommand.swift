@@ -57,7 +57,7 @@ struct ExportCommand: ParsableCommand {
                                          bytes: result.byteCount, seconds: seconds, lossy: lossy != nil,
                                          maxRelativeError: OrNull(lossy?.maxRelativeError)))
         } else if !repository.quiet {
-            let what = reversible.expert.map { "expert \($0) of " } ?? reversible.view.map { "view \($0) of " } ?? ""
+            let what = reversible.expert.map { "expert \($0) of " } ?? reversible.view.map { "view \($0.rawValue) of " } ?? ""
             print("Exported \(what)\(result.commit.short)\(fold ? " (folded)" : "") to \(result.directory): \(result.fileCount) files, \(Format.bytes(result.byteCount))")
         }
     }

@@ -9,12 +9,12 @@ enum ReversiblePrinter {
         print("RMM \(r.variant) basis K = \(r.basis) over \(r.experts.count) \(r.kind == .adapter ? "adapters" : "full fine-tunes"), \(r.modules.count) modules\(r.center ? "" : " (uncentred)")")
         for remark in r.remarks { print("  note: \(remark)") }
         let rows = r.experts.map { e in
-            [e.name, String(e.commit.prefix(12)), "\(e.rank)", Format.number(e.meanError, digits: 4), Format.number(e.maxError, digits: 4),
+            [e.name, String(e.commit.prefix(12)), r.kind == .full && r.variant == .dense ? "dense" : "\(e.rank)", Format.number(e.meanError, digits: 4), Format.number(e.maxError, digits: 4),
              Format.number(e.globalError, digits: 4), Format.number(e.retainedEnergy, digits: 4)]
         }
         print(Format.table(["expert", "commit", "rank", "mean err", "max err", "whole err", "retained"], rows, right: [2, 3, 4, 5, 6]))
         var storage = "Storage: basis \(Format.bytes(r.storedBytes)) against \(Format.bytes(r.expertBytes)) for the \(r.experts.count) experts"
-            + (r.kind == .full ? " (their rank-\(r.experts.first?.rank ?? 0) reductions, in Float32)" : "")
+            + (r.kind == .full ? (r.variant == .dense ? " (their dense task vectors, in Float32)" : " (their rank-\(r.experts.first?.rank ?? 0) reductions, in Float32)") : "")
         storage += String(format: "; %.1f%% of their Float32 values", 100 * r.parameterRatio)
         if let f = r.formulaRatio { storage += String(format: " (formula (k(r+N)+r)/(rN) = %.1f%%)", 100 * f) }
         print(storage)
