@@ -230,7 +230,7 @@ extension RepoError {
 extension RepoError {
     /// Whether the command a refusal names (its `operation`) takes `--force`: only switch and checkout.
     static func takesForce(_ operation: String) -> Bool {
-        operation.hasPrefix("switching") || operation.hasPrefix("checking out")
+        operation.hasPrefix("switching") || operation.hasPrefix("checking out") || operation.hasPrefix("commit --from")
     }
 }
 

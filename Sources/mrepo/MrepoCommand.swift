@@ -19,7 +19,8 @@ struct MrepoCommand: ParsableCommand {
             or after the command name; after it, not for branch and switch, whose -C is git's forced copy \
             and forced create) runs as if mrepo was started in DIR. Any command also takes --no-color \
             (or the NO_COLOR variable) and --no-pager; long output goes through MREPO_PAGER, else PAGER, \
-            else less, on a terminal only.
+            else less, on a terminal only. 'mrepo help COMMAND' is 'mrepo COMMAND --help'; 'mrepo help \
+            --man' prints every command's help as one manual page.
             """,
         version: Repository.toolVersion,
         groupedSubcommands: [

@@ -309,6 +309,8 @@ import Testing
             let options = CommitOptions(message: "import", sourceDirectory: dir + "/src", author: testAuthor)
             let error = thrownError { _ = try repo.commit(options) }
             #expect(error as? RepoError == .dirtyWorktree(operation: "commit --from (which updates the working tree)", paths: ["notes.txt"]))
+            // It names the way through, as switch does: --force.
+            #expect((error as? RepoError)?.description.hasSuffix("commit them, or pass --force to discard them") == true)
             #expect(try readFile(repo.root + "/notes.txt") == Array("local edit".utf8))
             var forced = options
             forced.force = true

@@ -35,7 +35,7 @@ struct CheckoutCommand: ParsableCommand {
 
     @OptionGroup var reversible: ReversibleViewOptions
 
-    @Flag(help: "With --expert or --view on an adapter merge: write the dense model θ_base + ΔW instead of an adapter.")
+    @Flag(help: "On an adapter commit, or with --expert or --view on an adapter merge: write the dense model θ_base + ΔW instead of the adapter.")
     var fold = false
 
     @Flag(name: .shortAndLong, help: "Discard uncommitted changes in files the checkout rewrites.")

@@ -64,7 +64,7 @@ struct CommitCommand: ParsableCommand {
         valueName: "name=value"))
     var metrics: [String] = []
 
-    @Option(help: ArgumentHelp("Author as 'Name <email>'. The default is $MREPO_AUTHOR, else git's user.name and user.email.", valueName: "author"))
+    @Option(help: ArgumentHelp("Author as 'Name <email>'. The default is $MREPO_AUTHOR (or 'mrepo config user.author'), else git's user.name and user.email, else the login name.", valueName: "author"))
     var author: String?
 
     @Flag(name: [.customShort("a"), .customLong("all")], help: "Accepted as in git ('git commit -am MESSAGE'): mrepo has no staging area, so every change of the working tree is recorded anyway.")
@@ -76,7 +76,7 @@ struct CommitCommand: ParsableCommand {
     @Flag(name: [.customShort("n"), .customLong("no-verify")], help: "Skip the pre-commit hook (as git's --no-verify); post-commit still runs.")
     var noVerify = false
 
-    @Flag(help: "Follow symbolic links to files (as in a Hugging Face cache snapshot) and store what they point to.")
+    @Flag(help: "Follow symbolic links to files in the working tree and store what they point to (a Hugging Face cache snapshot given to --from is read through its links without it).")
     var dereference = false
 
     @Flag(help: "With --from: overwrite uncommitted changes in the working tree.")

@@ -12,7 +12,7 @@ struct ConfigCommand: ParsableCommand {
             'mrepo config KEY' prints a setting, 'mrepo config KEY VALUE' sets it in the repository's \
             .mrepo/config (--global: in ~/.config/mrepo/config), --unset removes it, --list lists every \
             setting in effect. The repository's file wins over the user's; the environment variable of a \
-            key wins over both. Keys: \(MrepoConfig.keys.map { "\($0.key) (\($0.environment)): \($0.help)" }.joined(separator: "; ")).
+            key wins over both. Reading a key that is not set exits 1; --unset of one exits 5, as git's config. Keys: \(MrepoConfig.keys.map { "\($0.key) (\($0.environment)): \($0.help)" }.joined(separator: "; ")).
             """)
 
     @Argument(help: ArgumentHelp("The setting, e.g. user.author.", valueName: "key"), completion: .list(MrepoConfig.keys.map(\.key)))

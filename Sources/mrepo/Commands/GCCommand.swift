@@ -5,7 +5,8 @@ import Repo
 struct GCCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gc",
-        abstract: "Delete commits and objects no branch, tag, HEAD or reflog entry reaches, and leftovers of interrupted commands.")
+        abstract: "Delete commits and objects no branch, tag, HEAD or reflog entry reaches, and leftovers of interrupted commands.",
+        discussion: "Stash entries, ORIG_HEAD, remote-tracking branches, every working tree's HEAD and an unfinished merge's commits and objects are always kept.")
 
     @OptionGroup var repository: RepositoryOptions
     @OptionGroup var lock: LockOptions
@@ -14,7 +15,7 @@ struct GCCommand: ParsableCommand {
     var pruneReflog = false
 
     @Option(name: .customLong("prune-reflog-older-than"), help: ArgumentHelp(
-        "Forget only reflog entries older than this age ('90 days', '2 weeks', '1 hour'; --prune-reflog=AGE is the same), as git's 'reflog expire'.",
+        "Forget only reflog entries older than this age ('90 days', '2 weeks', '1 hour', 'now'; --prune-reflog=AGE is the same), as git's 'reflog expire'.",
         valueName: "age"))
     var reflogAge: String?
 

@@ -40,7 +40,7 @@ struct MergeCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("Branches (or any revisions) to merge into HEAD.", valueName: "branch"), completion: CompletionNames.revisions)
     var branches: [String] = []
 
-    @Option(help: ArgumentHelp("Merge method (mergekit's ids): \(MethodRegistry.ids.joined(separator: ", ")). The default is ties.", valueName: "method"),
+    @Option(help: ArgumentHelp("Merge method (mergekit's ids): \(MethodRegistry.ids.joined(separator: ", ")). The default is ties, or 'mrepo config merge.method' / $MREPO_MERGE_METHOD.", valueName: "method"),
             completion: .list(MethodRegistry.ids))
     var method: String?
 
@@ -70,7 +70,7 @@ struct MergeCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Use this revision as the merge base (required when the branches share no ancestor).", valueName: "rev"), completion: CompletionNames.revisions)
     var base: String?
 
-    @Option(help: ArgumentHelp("Seed of the random methods (DARE, DELLA); the same recipe and seed give the same bytes.", valueName: "n"))
+    @Option(help: ArgumentHelp("Seed of the random methods (DARE, DELLA; default 0); the same recipe and seed give the same bytes.", valueName: "n"))
     var seed: UInt64?
 
     @Option(help: ArgumentHelp("Write every floating-point tensor in this dtype (F32, BF16, F16, or mergekit's float32, bfloat16, ...), as mergekit's out_dtype; the default is each tensor's own dtype (or the recipe's out_dtype, else its dtype).", valueName: "dtype"))

@@ -25,7 +25,7 @@ struct ServeCommand: ParsableCommand {
     @Option(help: ArgumentHelp("The port to listen on; 0 picks a free one (printed on start).", valueName: "port"))
     var port = 8080
 
-    @Option(help: ArgumentHelp("A file of 'TOKEN read|write' lines; clients send 'Authorization: Bearer TOKEN'. Without it, read-only to anyone.", valueName: "file"))
+    @Option(help: ArgumentHelp("A file of 'TOKEN read|write' lines (a token: 8 or more printable ASCII characters); clients send 'Authorization: Bearer TOKEN'. Without it, read-only to anyone.", valueName: "file"))
     var tokens: String?
 
     @Option(help: ArgumentHelp("The largest single upload accepted, in MiB.", valueName: "mib"))
