@@ -50,6 +50,11 @@ public final class TensorStream: Sendable {
     let usesBase: Bool
     /// A block came out with ±inf or NaN where every input was finite: float32 overflowed.
     private let overflowed = Atomic<Bool>(false)
+    /// The inputs found holding NaN or ±inf: bit 0 the base, bit i + 1 expert i (bit 63 for
+    /// expert 62 and later).
+    private let nonFiniteInputs = Atomic<UInt64>(0)
+    /// The experts' names, in the recipe's order, and the tensor's, for the error.
+    private let expertNames: [String]
 
     /// Prepares a tensor's merge.
     ///
@@ -69,6 +74,7 @@ public final class TensorStream: Sendable {
     init(plan: MergePlan, context: TensorContext, count n: Int, expertCount: Int, hasBase: Bool,
          wholeBase: UnsafePointer<Float>?, wholeExperts: [UnsafePointer<Float>]?, prepared: (any BlockMerger)?) throws {
         let seed = plan.recipe.seed ^ SeededRandom.fnv1a(context.name)
+        expertNames = plan.recipe.experts
         usesBase = plan.method.requiresBase && hasBase
         accumulator = ConflictMetrics.Accumulator(count: n, experts: expertCount, measures: hasBase,
                                                   tallLambda: plan.recipe.consensus?.lambda ?? 1)
@@ -86,6 +92,13 @@ public final class TensorStream: Sendable {
                 hasBase: usesBase, parameters: plan.parameterSet, seed: seed, expertMetrics: plan.expertMetrics))
         } else {
             guard let wholeExperts else { preconditionFailure("methods without a block form get whole inputs") }
+            // Their arithmetic (an SVD, a Gram matrix) would fail without saying why, or spread a NaN.
+            if usesBase, let wholeBase, FloatConversion.holdsNonFinite(wholeBase, count: n) { nonFiniteInputs.bitwiseOr(1, ordering: .relaxed) }
+            for (i, e) in wholeExperts.enumerated() where FloatConversion.holdsNonFinite(e, count: n) {
+                nonFiniteInputs.bitwiseOr(UInt64(1) << UInt64(min(i + 1, 63)), ordering: .relaxed)
+            }
+            let found = nonFiniteInputs.load(ordering: .relaxed)
+            if found != 0 { throw TensorStream.nonFiniteError(context.name, found: found, experts: plan.recipe.experts) }
             let baseValues = usesBase ? wholeBase.map { Array(UnsafeBufferPointer(start: $0, count: n)) } : nil
             var expertValues = wholeExperts.map { Array(UnsafeBufferPointer(start: $0, count: n)) }
             if balance, let baseValues { expertValues = TaskVectorBalance.balanced(expertValues, base: baseValues).experts }
@@ -113,9 +126,15 @@ public final class TensorStream: Sendable {
             MergePlan.postprocess(count: r.count, base: base, experts: experts, merged: out, consensus: consensus, lines: lines)
         }
         if let base { accumulator.measure(r, base: base, experts: experts, merged: out) }
-        // A scan of the block just written (in cache); the inputs are looked at only when it finds one.
-        if FloatConversion.holdsNonFinite(out, count: r.count), !(base.map { FloatConversion.holdsNonFinite($0, count: r.count) } ?? false),
-           !experts.contains(where: { FloatConversion.holdsNonFinite($0, count: r.count) }) {
+        // Scans of blocks in cache: a NaN or infinity among the inputs makes the merge meaningless
+        // (and some methods would drop it silently, others spread it); one only in the output is an
+        // overflow of float32.
+        var found: UInt64 = 0
+        if let base, FloatConversion.holdsNonFinite(base, count: r.count) { found |= 1 }
+        for (i, e) in experts.enumerated() where FloatConversion.holdsNonFinite(e, count: r.count) { found |= 1 << UInt64(min(i + 1, 63)) }
+        if found != 0 {
+            nonFiniteInputs.bitwiseOr(found, ordering: .relaxed)
+        } else if FloatConversion.holdsNonFinite(out, count: r.count) {
             overflowed.store(true, ordering: .relaxed)
         }
     }
@@ -133,13 +152,27 @@ public final class TensorStream: Sendable {
         }
     }
 
-    /// ``finish()``, refusing a tensor whose merge overflowed float32 (±inf or NaN from finite
-    /// inputs: a weight or λ too large, or a zero denominator), which would otherwise be committed as such.
+    /// ``finish()``, refusing a tensor one of whose inputs holds NaN or ±inf, or whose merge
+    /// overflowed float32 (±inf or NaN from finite inputs: a weight or λ too large, or a zero
+    /// denominator), which would otherwise be committed as such.
     public func finishChecked(_ name: String) throws -> ConflictMetrics {
+        let found = nonFiniteInputs.load(ordering: .relaxed)
+        if found != 0 { throw TensorStream.nonFiniteError(name, found: found, experts: expertNames) }
         if overflowed.load(ordering: .relaxed) {
             throw MergeError.tensor(name: name, problem: "the merge gives values beyond float32's range (±inf or NaN) where every input is finite: check the weights, λ and density; nothing was written")
         }
         return finish()
+    }
+
+    /// The error for inputs found holding NaN or ±inf, naming the first.
+    private static func nonFiniteError(_ name: String, found: UInt64, experts expertNames: [String]) -> MergeError {
+        var which = "an expert"
+        if found & 1 != 0 {
+            which = "the merge base"
+        } else if let bit = (1..<64).first(where: { found & (UInt64(1) << UInt64($0)) != 0 }), bit - 1 < expertNames.count {
+            which = "expert '\(expertNames[bit - 1])'"
+        }
+        return MergeError.tensor(name: name, problem: "\(which) holds NaN or ±inf values, which no merge method can weigh ('mrepo check --finite' on its files lists them); nothing was written")
     }
 
     /// The tensor's metrics, with the method's kept fractions and notes, once every block is merged.
