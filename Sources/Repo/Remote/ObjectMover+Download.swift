@@ -14,9 +14,10 @@ import Synchronization
 /// both cores decode), and joins the open batch. A batch is made durable and renamed into place
 /// (``ObjectStore/installVerified(_:)``: one `syncfs`, the renames, one more) by a background
 /// install, one batch after another, while the streams go on; it closes at ``batchObjects``
-/// objects, ``batchBytes`` bytes, when the last object of a depth level is in, or when an object
-/// arrives ``batchSeconds`` or more after the batch's first one (so that on a slow link an
-/// interruption loses about a second of transfer, not up to a level's worth).
+/// objects, ``batchBytes`` bytes, when the last object of a depth level is in, or once it has been
+/// open ``batchSeconds`` (checked at each arrival and by a timer between them: so that on a slow
+/// link an interruption loses about a second of transfer, not up to a level's worth, and deltas
+/// waiting for their references' batch do not wait for a large object of that level).
 ///
 /// A delta is verified against its reference, which must be verified first: a delta whose
 /// reference comes in this download downloads its bytes at once but waits until the reference's
@@ -47,6 +48,9 @@ extension ObjectMover {
         }
         return .milliseconds(Int64(s * 1000))
     }()
+
+    /// How often the open batch's age is checked between arrivals.
+    static var timerTick: Duration { max(.milliseconds(50), batchSeconds / 4) }
 
     /// Whether the open batch closes once an object of a level with `levelLeft` objects still to
     /// come has joined it.
@@ -95,8 +99,11 @@ extension ObjectMover {
         }
 
         do {
-            try await withThrowingTaskGroup(of: ReceivedObject.self) { group in
-                var next = 0
+            // A nil result is a tick of the batch timer: without it, a batch whose last object came
+            // in just before a large one started would stay open (and the deltas coded on its
+            // objects would wait) until that large object arrived.
+            try await withThrowingTaskGroup(of: ReceivedObject?.self) { group in
+                var next = 0, inFlight = 0
                 func start() {
                     let info = order[next]
                     // Wait only for a reference that comes earlier in this download and from a lower level.
@@ -104,11 +111,25 @@ extension ObjectMover {
                         position[r].flatMap { order[$0].depth < info.depth && $0 < next ? r : nil }
                     }
                     next += 1
+                    inFlight += 1
                     group.addTask { try await receive(info, after: waitFor, gate: gate, incoming: incoming) }
+                }
+                func tick() {
+                    group.addTask {
+                        try? await Task.sleep(for: ObjectMover.timerTick)
+                        return nil
+                    }
                 }
                 do {
                     while next < order.count && next < RemoteTransportLimits.parallelStreams { start() }
-                    while let r = try await group.next() {
+                    tick()
+                    while let event = try await group.next() {
+                        guard let r = event else {
+                            if !open.isEmpty && clock.now - openedAt >= ObjectMover.batchSeconds { close() }
+                            if inFlight > 0 { tick() }
+                            continue
+                        }
+                        inFlight -= 1
                         total += r.byteCount
                         if open.isEmpty { openedAt = clock.now }
                         open.append(r)
@@ -119,13 +140,15 @@ extension ObjectMover {
                             close()
                         }
                         if next < order.count { start() }
+                        // The last object is in: end the timer's sleep, so the group empties.
+                        if inFlight == 0 { group.cancelAll() }
                     }
                 } catch {
                     // Wake the deltas waiting for a reference that will not come, then let the rest end.
                     gate.fail(error)
                     group.cancelAll()
                     while let result = await group.nextResult() {
-                        if case let .success(r) = result, let p = r.path { unlink(p) }
+                        if case let .success(r?) = result, let p = r.path { unlink(p) }
                     }
                     throw error
                 }
