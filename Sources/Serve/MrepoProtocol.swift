@@ -57,7 +57,7 @@ extension HubService {
         case (.get, ["refs"]):
             try requireRead(request)
             var refs: [RemoteRef] = []
-            for r in try repo.history.refs() { refs.append(RemoteRef(name: r.name, kind: r.kind, target: r.target)) }
+            for r in try repo.history.refs() { refs.append(RemoteRef(name: r.name, kind: r.kind, target: r.target, message: r.message)) }
             return try encodable(RefList(refs: refs, shallow: try repo.shallowGrafts(),
                                          checkedOut: try repo.branchesPushesMayNotMove().sorted()))
         case (.post, ["objects", "missing"]):

@@ -12,7 +12,7 @@ struct ServeRemoteTests {
         try s.ok(["init", "--bare", "served/team/minilm"])
         try s.ok(["init", "seed"])
         try s.ok(["commit", "--from", s.path("family/base"), "-m", "base"], in: "seed")
-        try s.ok(["tag", "v1"], in: "seed")
+        try s.ok(["tag", "-m", "release one", "v1"], in: "seed")
         try s.ok(["remote", "add", "origin", s.path("served/team/minilm")], in: "seed")
         try s.ok(["push", "origin", "main", "--tags"], in: "seed")
         try "reader-0123456789 read\nwriter-0123456789 write\n".write(toFile: s.path("tokens"), atomically: true, encoding: .utf8)
@@ -27,6 +27,17 @@ struct ServeRemoteTests {
         try s.ok(["export", "main", s.path("exp/seed")], in: "seed")
         #expect(s.sameFiles("exp/clone", "exp/seed"))
         #expect(try s.ok(["tag"], in: "clone").stdout.contains("v1"))
+        // Annotated tags keep their messages through a folder push and an HTTP clone, and an HTTP
+        // push (they arrived without them).
+        func tagMessage(_ name: String, in repo: String) throws -> String? {
+            let tags = try #require(try s.json(try s.ok(["tag", "-l", "--json"], in: repo)) as? [[String: Any]])
+            return tags.first { $0["name"] as? String == name }?["message"] as? String
+        }
+        #expect(try tagMessage("v1", in: "served/team/minilm") == "release one")
+        #expect(try tagMessage("v1", in: "clone") == "release one")
+        try s.ok(["tag", "-m", "second", "v2"], in: "clone")
+        try s.ok(["push", "-q", "origin", "v2"], in: "clone", environment: write)
+        #expect(try tagMessage("v2", in: "served/team/minilm") == "second")
 
         // A new branch: refused with the read token and with a bad one, accepted with the write token.
         try s.ok(["switch", "-c", "math"], in: "clone")

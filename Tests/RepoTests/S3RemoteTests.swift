@@ -85,6 +85,11 @@ struct S3RemoteTests {
         #expect(copy.objectFiles == origin.objectFiles)
         #expect(try copy.resolve("main") == origin.resolve("main"))
         #expect(try copy.resolve("v1") == origin.resolve("v1"))
+        // An annotated tag keeps its message (it arrived without one).
+        try origin.createTag("v2", message: "release two")
+        _ = try await push(origin, to: target)
+        _ = try await copy.fetch(remote: "origin")
+        #expect(try copy.history.ref(named: "v2")?.message == "release two")
         #expect(sameFiles(try snapshot(copy.root), try snapshot(origin.root)))
         #expect(try copy.fsck().isClean)
         // An incremental push sends the new objects only.

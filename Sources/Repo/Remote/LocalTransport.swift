@@ -29,7 +29,7 @@ public final class LocalTransport: RemoteTransport, Sendable {
 
     public func listRefs() async throws -> [String: RemoteRef] {
         var out: [String: RemoteRef] = [:]
-        for r in try repository.history.refs() { out[r.name] = RemoteRef(name: r.name, kind: r.kind, target: r.target) }
+        for r in try repository.history.refs() { out[r.name] = RemoteRef(name: r.name, kind: r.kind, target: r.target, message: r.message) }
         return out
     }
 

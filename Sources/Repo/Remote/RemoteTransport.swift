@@ -110,11 +110,18 @@ public struct RemoteRef: Sendable, Equatable, Codable {
     public var kind: Ref.Kind
     /// The commit id, 64 hex digits.
     public var target: String
+    /// An annotated tag's message (absent for branches and lightweight tags, and from remotes
+    /// older than 2026-12-07, which did not send it).
+    public var message: String?
+    /// The longest tag message a transfer carries, in UTF-8 bytes: a push refuses a longer one, a
+    /// fetch leaves it out.
+    public static let messageLimit = 64 << 10
 
-    public init(name: String, kind: Ref.Kind, target: ObjectID) {
+    public init(name: String, kind: Ref.Kind, target: ObjectID, message: String? = nil) {
         self.name = name
         self.kind = kind
         self.target = target.hex
+        self.message = kind == .tag ? message : nil
     }
 
     /// The target as an id (nil only for a damaged listing).
@@ -147,13 +154,17 @@ public struct RefUpdate: Sendable, Equatable, Codable {
     public var new: String?
     /// Accept a move that is not a fast-forward (`push --force`); the compare-and-swap still holds.
     public var force: Bool
+    /// The message of an annotated tag the update creates or moves (receivers older than
+    /// 2026-12-07 ignore it).
+    public var message: String?
 
-    public init(name: String, kind: Ref.Kind, expected: ObjectID?, new: ObjectID?, force: Bool) {
+    public init(name: String, kind: Ref.Kind, expected: ObjectID?, new: ObjectID?, force: Bool, message: String? = nil) {
         self.name = name
         self.kind = kind
         self.expected = expected?.hex
         self.new = new?.hex
         self.force = force
+        self.message = kind == .tag && new != nil ? message : nil
     }
 
     public var expectedID: ObjectID? { expected.flatMap(ObjectID.init(hex:)) }

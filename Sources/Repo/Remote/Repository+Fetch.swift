@@ -241,7 +241,8 @@ extension Repository {
             try HistoryDatabase.updateRemoteRefs(db, remote: remote, updates, message: "fetch \(remote)")
             for r in refs.values where r.kind == .tag {
                 guard let target = r.targetID, try HistoryDatabase.ref(db, r.name) == nil, (try? RefNames.validateNew(r.name)) != nil else { continue }
-                try HistoryDatabase.setRef(db, name: r.name, kind: .tag, target: target, old: nil, message: "fetch \(remote): tag \(r.name)")
+                try HistoryDatabase.setRef(db, name: r.name, kind: .tag, target: target, old: nil, message: "fetch \(remote): tag \(r.name)",
+                                           tagMessage: r.message.flatMap { $0.utf8.count <= RemoteRef.messageLimit ? $0 : nil })
                 created.insert(r.name)
             }
         }

@@ -118,7 +118,9 @@ extension Repository {
                     forced.insert(item.remoteName)
                 }
             }
-            updates.append(RefUpdate(name: item.remoteName, kind: item.remoteKind(remoteRefs), expected: expected, new: item.local, force: options.force))
+            let kind = item.remoteKind(remoteRefs)
+            let message = kind == .tag ? try history.ref(named: item.localName)?.message : nil
+            updates.append(RefUpdate(name: item.remoteName, kind: kind, expected: expected, new: item.local, force: options.force, message: message))
             // What the output names as the source (`mine -> theirs`); a deletion names the remote ref.
             if item.local != nil { sources[item.remoteName] = item.localName }
         }

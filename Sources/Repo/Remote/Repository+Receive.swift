@@ -221,6 +221,9 @@ extension Repository {
                 // A ref this push creates is held to the rules of names created here (no commit-id
                 // look-alikes); one that exists (an older mrepo's) may still move.
                 if current == nil { try RefNames.validateNew(update.name) }
+                if let m = update.message, m.utf8.count > RemoteRef.messageLimit {
+                    throw RepoError.remote("\(remote): the message of tag '\(update.name)' is longer than \(RemoteRef.messageLimit >> 10) KiB; nothing was changed")
+                }
                 guard let new = ObjectID(hex: newHex), try HistoryDatabase.generation(db, new) != nil else {
                     throw RepoError.remote("\(remote): commit \(newHex.prefix(12)) of '\(update.name)' was not received; nothing was changed")
                 }
@@ -232,7 +235,7 @@ extension Repository {
                 }
                 if current == nil, update.kind == .branch { try HistoryDatabase.startUpstream(db, of: update.name, nil) }
                 try HistoryDatabase.setRef(db, name: update.name, kind: update.kind, target: new, old: current?.target,
-                                           message: update.force ? "push (forced)" : "push")
+                                           message: update.force ? "push (forced)" : "push", tagMessage: update.message)
             }
         }
     }

@@ -54,6 +54,8 @@ public final class S3Transport: RemoteTransport, Sendable {
         var seq: Int
         var target: String?
         var time: Double
+        /// An annotated tag's message (absent otherwise; docs/format.md §10.4).
+        var message: String?
     }
 
     public func listRefs() async throws -> [String: RemoteRef] {
@@ -61,7 +63,7 @@ public final class S3Transport: RemoteTransport, Sendable {
         var refs: [String: RemoteRef] = [:]
         for e in try await newestEntries().values {
             guard let hex = e.target, let id = ObjectID(hex: hex) else { continue }
-            refs[e.name] = RemoteRef(name: e.name, kind: e.kind, target: id)
+            refs[e.name] = RemoteRef(name: e.name, kind: e.kind, target: id, message: e.message)
         }
         return refs
     }
@@ -100,7 +102,8 @@ public final class S3Transport: RemoteTransport, Sendable {
             }
         }
         let seq = (latest?.seq ?? 0) + 1
-        let entry = RefEntry(kind: update.kind, name: update.name, previous: current, seq: seq, target: update.new, time: Date().timeIntervalSince1970)
+        let entry = RefEntry(kind: update.kind, name: update.name, previous: current, seq: seq, target: update.new, time: Date().timeIntervalSince1970,
+                             message: update.message)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let body = Array(try encoder.encode(entry))
