@@ -247,6 +247,26 @@ import Testing
         try h.ok(["merge", "-q", "a", "b", "--method", "task_arithmetic", "--set", "lambda=1"], in: "repo")
     }
 
+    /// A tensor whose dtype differs between the experts is a conflict; settling it with a method is
+    /// refused naming the way that works (keeping one side's), and keeping a side settles it.
+    @Test func aDtypeConflictIsSettledByKeepingASide() throws {
+        let s = try CLISandbox()
+        try s.writeModel("base", [("w", [4], [1, 2, 3, 4])])
+        try s.writeModel("a", [("w", [4], [1.5, 2, 3, 4])])
+        try s.writeModel("b", [("w", [4], [1, 2.5, 3, 4])], dtype: .bf16)
+        try s.ok(["init", "-q", "repo"])
+        try s.ok(["commit", "-q", "--from", "../base", "-m", "base"], in: "repo")
+        try s.ok(["commit", "-q", "--from", "../a", "--branch", "a", "-m", "a"], in: "repo")
+        try s.ok(["commit", "-q", "--from", "../b", "--branch", "b", "-m", "b"], in: "repo")
+        let merge = try s.run(["merge", "a", "b", "--method", "linear"], in: "repo")
+        #expect(merge.status == 1, "a conflict: \(merge.stderr)")
+        expectOneLineError(try s.run(["resolve", "w", "--method", "linear"], in: "repo"),
+                           contains: "keep one side's instead ('mrepo resolve' with --ours, --theirs or --base)")
+        try s.ok(["resolve", "-q", "w", "--base"], in: "repo")
+        try s.ok(["merge", "-q", "--continue"], in: "repo")
+        try s.ok(["fsck"], in: "repo")
+    }
+
     /// Abort returns refs and the working tree to exactly what they were.
     @Test(arguments: [["--max-sign-conflict", "0.3"], ["--no-commit"]])
     func abortRestoresEverything(extra: [String]) throws {

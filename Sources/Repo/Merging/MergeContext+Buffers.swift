@@ -60,7 +60,7 @@ extension MergeContext {
             }
             let tensor = try store.open(id).tensor
             guard tensor.header.dtype == header.dtype, tensor.header.byteCount == header.byteCount else {
-                throw RepoError.failed("tensor '\(name)' of \(self.experts[i].name) is \(tensor.header.dtype.rawValue) \(tensor.header.shape.shapeDescription), the merge base's \(header.dtype.rawValue) \(header.shape.shapeDescription)")
+                throw RepoError.failed("tensor '\(name)' of \(self.experts[i].name) is \(tensor.header.dtype.rawValue) \(tensor.header.shape.shapeDescription), the merge base's \(header.dtype.rawValue) \(header.shape.shapeDescription); a method merges tensors of one dtype and shape: keep one side's instead ('mrepo resolve' with --ours, --theirs or --base)")
             }
             let floats = buffers.floats("expert\(i)", count: n)
             let raw = f32 ? UnsafeMutableRawBufferPointer(floats) : buffers.bytes("expert\(i).raw", count: header.byteCount)
