@@ -30,6 +30,11 @@ struct ShowCommand: ParsableCommand {
     @Flag(help: "For a merge made by 'merge --search': list every trial (recipe, scores, status, seconds).")
     var trials = false
 
+    /// Listed for the help only: `show --stat REV` is rewritten to `log --stat -1 REV` before
+    /// parsing (CommandLineHabits), so this is never set.
+    @Flag(help: "The commit, and per file how many tensors changed and the bytes stored (git's show --stat; what 'log --stat -1 REV' prints).")
+    var stat = false
+
     func validate() throws {
         if trials && (report != nil || conflicts || tensors) { throw ValidationError("--trials excludes --report, --conflicts and --tensors") }
         if json && report != nil { throw ValidationError("--report writes an HTML page; it takes no --json") }
