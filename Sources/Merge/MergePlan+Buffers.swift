@@ -130,7 +130,7 @@ public final class TensorStream: Sendable {
         // (and some methods would drop it silently, others spread it); one only in the output is an
         // overflow of float32.
         var found: UInt64 = 0
-        if let base, FloatConversion.holdsNonFinite(base, count: r.count) { found |= 1 }
+        if usesBase, let base, FloatConversion.holdsNonFinite(base, count: r.count) { found |= 1 }
         for (i, e) in experts.enumerated() where FloatConversion.holdsNonFinite(e, count: r.count) { found |= 1 << UInt64(min(i + 1, 63)) }
         if found != 0 {
             nonFiniteInputs.bitwiseOr(found, ordering: .relaxed)
@@ -169,8 +169,10 @@ public final class TensorStream: Sendable {
         var which = "an expert"
         if found & 1 != 0 {
             which = "the merge base"
-        } else if let bit = (1..<64).first(where: { found & (UInt64(1) << UInt64($0)) != 0 }), bit - 1 < expertNames.count {
+        } else if let bit = (1..<63).first(where: { found & (UInt64(1) << UInt64($0)) != 0 }), bit - 1 < expertNames.count {
             which = "expert '\(expertNames[bit - 1])'"
+        } else if found & (UInt64(1) << 63) != 0 {
+            which = "an expert from the 63rd on"
         }
         return MergeError.tensor(name: name, problem: "\(which) holds NaN or ±inf values, which no merge method can weigh ('mrepo check --finite' on its files lists them); nothing was written")
     }

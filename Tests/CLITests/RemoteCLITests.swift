@@ -15,6 +15,31 @@ import Testing
         return s
     }
 
+    /// A tag's message travels with it: a lightweight tag forced over an annotated one clears it
+    /// on the remote (it was kept there, on another commit); a message past 64 KiB is left out of
+    /// the push with a warning (the tag was refused).
+    @Test func tagMessagesFollowTheTag() throws {
+        let s = try published()
+        func message(_ tag: String, in repo: String) throws -> String? {
+            let tags = try #require(try s.json(try s.ok(["tag", "-l", "--json"], in: repo)) as? [[String: Any]])
+            return tags.first { $0["name"] as? String == tag }?["message"] as? String
+        }
+        try s.ok(["tag", "-m", "first", "v1"], in: "repo")
+        try s.ok(["push", "-q", "origin", "v1"], in: "repo")
+        #expect(try message("v1", in: "hub") == "first")
+        try s.ok(["commit", "-q", "--from", "../family/math", "-m", "math"], in: "repo")
+        try s.ok(["tag", "-f", "v1"], in: "repo")
+        #expect(try message("v1", in: "repo") == nil)
+        try s.ok(["push", "-q", "--force", "origin", "v1"], in: "repo")
+        #expect(try message("v1", in: "hub") == nil)
+        let long = String(repeating: "x", count: 70_000)
+        try s.ok(["tag", "-m", long, "v2"], in: "repo")
+        let pushed = try s.ok(["push", "origin", "v2"], in: "repo")
+        #expect(pushed.stderr.contains("the message of tag 'v2' is longer than 64 KiB: the tag is pushed without it"), "\(pushed.stderr)")
+        #expect(try s.ok(["tag", "-l"], in: "hub").stdout.contains("v2"))
+        #expect(try message("v2", in: "hub") == nil)
+    }
+
     /// A clone's branch that only the remote has: created by `switch`, logged so `switch -` goes
     /// back; and refused before any file is written while another working tree holds it unborn.
     @Test func remoteBranchesCreatedBySwitch() throws {

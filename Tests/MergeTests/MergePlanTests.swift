@@ -190,6 +190,9 @@ import Testing
     @Test func parameterCombinationsAreCheckedUpFront() {
         #expect(planError(MergeRecipe(method: "linear", expertParameters: [["weight": .number(1)], ["weight": .number(-1)]], experts: ["a", "b"]))
             == "linear: the weights sum to 0; an average is undefined (use normalize=false)")
+        // Summed as the merge sums them, in Float32: 0.1 + 0.2 − 0.3 is 0 there.
+        #expect(planError(MergeRecipe(method: "linear", expertParameters: [["weight": .number(0.1)], ["weight": .number(0.2)], ["weight": .number(-0.3)]],
+                                      experts: ["a", "b", "c"])) == "linear: the weights sum to 0; an average is undefined (use normalize=false)")
         #expect(planError(MergeRecipe(method: "linear", parameters: ["normalize": .flag(false)],
                                       expertParameters: [["weight": .number(1)], ["weight": .number(-1)]], experts: ["a", "b"])) == nil)
         #expect(planError(MergeRecipe(method: "della_linear", parameters: ["density": .number(0.1), "epsilon": .number(0.15)], experts: ["a"]))

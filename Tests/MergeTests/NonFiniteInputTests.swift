@@ -31,6 +31,14 @@ import Testing
         #expect(problem("ties", base: bad, [expert, expert])?.contains("the merge base holds NaN or ±inf values") == true)
     }
 
+    /// A merge base the method does not read (linear) may hold what it likes.
+    @Test func aBaseTheMethodIgnoresIsNotChecked() throws {
+        var bad = base
+        bad[0] = .nan
+        let out = try merge("linear", base: bad, [expert, expert])
+        #expect(out.values == expert)
+    }
+
     /// Finite inputs whose merge overflows float32 still get the overflow's own message.
     @Test func anOverflowIsStillAnOverflow() {
         let big = base.map { _ in Float.greatestFiniteMagnitude }

@@ -52,7 +52,9 @@ public struct LoRAConfig: Sendable, Equatable {
     /// PEFT's file is read as a ``JSONValue``, not through `Codable`: its members change type
     /// (`target_modules` is a list or one pattern), its pattern maps are ordered (the first match
     /// wins, and `Codable` dictionaries lose the order), and each bad member gets its own message.
-    public init(json bytes: [UInt8], file: String) throws(MergeError) {
+    /// - Parameter committing: a config being committed, where an explicit `lora_alpha: null` is
+    ///   refused (PEFT fails on it); one already recorded (by an mrepo that read it as 8) is read so.
+    public init(json bytes: [UInt8], file: String, committing: Bool = false) throws(MergeError) {
         func bad(_ problem: String) -> MergeError { .invalidRecipe(file: file, problem: problem) }
         let root: JSONValue
         do { root = try JSONValue.parse(bytes) } catch { throw bad("not valid JSON (\(error))") }
@@ -63,7 +65,7 @@ public struct LoRAConfig: Sendable, Equatable {
         guard let r = root["r"]?.intValue, r > 0 else { throw bad("'r' must be a positive integer") }
         rank = r
         // Absent: PEFT's default. An explicit null is no default in PEFT, whose layers divide it by r.
-        if root["lora_alpha"] == .null { throw bad("'lora_alpha' must be a number, not null (leave it out for PEFT's default, 8)") }
+        if committing, root["lora_alpha"] == .null { throw bad("'lora_alpha' must be a number, not null (leave it out for PEFT's default, 8)") }
         alpha = try LoRAConfig.alpha(root["lora_alpha"], field: "'lora_alpha'", file: file) ?? 8
         switch root["target_modules"] {
         case let .array(items)?:

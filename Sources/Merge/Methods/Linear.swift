@@ -22,12 +22,12 @@ public struct Linear: BlockMergeMethod {
     /// included) when they are the same for every tensor; per-tensor ones as each tensor is merged.
     public static func validate(_ parameters: ParameterSet, expertCount n: Int) throws(MergeError) {
         guard parameters.uniform("normalize")?.boolValue ?? false else { return }
-        var total = 0.0
+        var total: Float = 0
         for i in 0..<n {
             guard let w = parameters.uniform("weight", expert: i)?.numberValue else { return }
-            total += w
+            total += Float(w)  // as Merger sums them
         }
-        if Float(total) == 0 {
+        if total == 0 {
             throw MergeError.invalidInputs(method: id, problem: "the weights sum to 0; an average is undefined (use normalize=false)")
         }
     }

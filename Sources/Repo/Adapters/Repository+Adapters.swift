@@ -160,7 +160,7 @@ extension Repository {
         }
         let parsed: Result<LoRAConfig, MergeError>
         do {
-            parsed = .success(try LoRAConfig(json: bytes, file: LoRAConfig.fileName))
+            parsed = .success(try LoRAConfig(json: bytes, file: LoRAConfig.fileName, committing: true))
         } catch {
             parsed = .failure(error)
         }

@@ -85,10 +85,6 @@ extension HistoryDatabase {
         guard current?.target == old else { throw RepoError.concurrentUpdate(ref: name) }
         if current == nil {
             try RefRow(Ref(name: name, kind: kind, target: target, message: tagMessage, timestamp: Date().timeIntervalSince1970)).insert(db)
-        } else if kind == .tag, let tagMessage {
-            // A tag moved with a message of its own (`push --force` of an annotated tag) takes it.
-            try db.execute(sql: "UPDATE ref SET commitID = ?, timestamp = ?, message = ? WHERE name = ?",
-                           arguments: [target.hex, Date().timeIntervalSince1970, tagMessage, name])
         } else {
             try db.execute(sql: "UPDATE ref SET commitID = ?, timestamp = ? WHERE name = ?",
                            arguments: [target.hex, Date().timeIntervalSince1970, name])

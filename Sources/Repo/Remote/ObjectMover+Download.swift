@@ -115,7 +115,8 @@ extension ObjectMover {
                     group.addTask { try await receive(info, after: waitFor, gate: gate, incoming: incoming) }
                 }
                 func tick() {
-                    group.addTask {
+                    // Not once cancelled: a cancelled sleep returns at once, and the ticks would spin.
+                    _ = group.addTaskUnlessCancelled {
                         try? await Task.sleep(for: ObjectMover.timerTick)
                         return nil
                     }

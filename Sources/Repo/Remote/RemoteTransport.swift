@@ -121,7 +121,7 @@ public struct RemoteRef: Sendable, Equatable, Codable {
         self.name = name
         self.kind = kind
         self.target = target.hex
-        self.message = kind == .tag ? message : nil
+        self.message = kind == .tag ? message.flatMap { $0.utf8.count <= RemoteRef.messageLimit ? $0 : nil } : nil
     }
 
     /// The target as an id (nil only for a damaged listing).

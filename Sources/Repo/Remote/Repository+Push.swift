@@ -119,7 +119,11 @@ extension Repository {
                 }
             }
             let kind = item.remoteKind(remoteRefs)
-            let message = kind == .tag ? try history.ref(named: item.localName)?.message : nil
+            var message = kind == .tag ? try history.ref(named: item.localName)?.message : nil
+            if let m = message, m.utf8.count > RemoteRef.messageLimit {
+                result.warnings.append("the message of tag '\(item.localName)' is longer than \(RemoteRef.messageLimit >> 10) KiB: the tag is pushed without it")
+                message = nil
+            }
             updates.append(RefUpdate(name: item.remoteName, kind: kind, expected: expected, new: item.local, force: options.force, message: message))
             // What the output names as the source (`mine -> theirs`); a deletion names the remote ref.
             if item.local != nil { sources[item.remoteName] = item.localName }

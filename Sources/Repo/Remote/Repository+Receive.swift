@@ -235,7 +235,12 @@ extension Repository {
                 }
                 if current == nil, update.kind == .branch { try HistoryDatabase.startUpstream(db, of: update.name, nil) }
                 try HistoryDatabase.setRef(db, name: update.name, kind: update.kind, target: new, old: current?.target,
-                                           message: update.force ? "push (forced)" : "push", tagMessage: update.message)
+                                           message: update.force ? "push (forced)" : "push")
+                // A tag takes the pushed message, none for a lightweight tag pushed over an annotated
+                // one; a branch carries none, whatever the request says.
+                if update.kind == .tag {
+                    try db.execute(sql: "UPDATE ref SET message = ? WHERE name = ?", arguments: [update.message, update.name])
+                }
             }
         }
     }

@@ -72,6 +72,7 @@ struct PushCommand: ParsableCommand {
             result = partly.result
             refusal = partly.error
         }
+        for w in result.warnings { ErrorReporter.warn(w) }
         if json {
             try printJSON(TransferDocument(result, sent: true, dryRun: dryRun))
         } else if !repository.quiet || refusal != nil {
