@@ -26,6 +26,7 @@ import Testing
     /// is allowed; the parser alone read it as an option and said the value was missing.
     @Test(arguments: [
         (["commit", "--lowrank", "-1", "-m", "x"], "--lowrank must be at least 1, got -1"),
+        (["commit", "--author", "Bob", "-m", "x"], "--author 'Bob' is not 'Name <email>'"),
         (["merge", "a", "--method", "dare_ties", "--seed", "-3"], "--seed"),
         (["merge", "a", "--search", "--eval", "true", "--trials", "-2"], "--trials"),
     ])
