@@ -13,6 +13,12 @@ extension Repository {
         // with the folder's file of that name.
         let bothFiles = FileStat.of(old, followLinks: true)?.isRegular == true && FileStat.of(new, followLinks: true)?.isRegular == true
         let name = bothFiles ? URL(fileURLWithPath: new).lastPathComponent : nil
+        // A checkpoint against another kind of file has no tensors to pair: said, not reported as
+        // "no tensor differs".
+        if bothFiles, isSafetensorsPath(old) != isSafetensorsPath(new) {
+            let (tensorFile, other) = isSafetensorsPath(old) ? (old, new) : (new, old)
+            throw RepoError.invalidArgument("diff --no-index compares two safetensors files, two other files or two folders: \(tensorFile) is a safetensors file, \(other) is not")
+        }
         let a = try FolderSide(old, name: name), b = try FolderSide(new, name: name)
         // Parsing every safetensors header first: a damaged file is an error naming it.
         let (oldFiles, oldList) = try a.parse(), (newFiles, newList) = try b.parse()

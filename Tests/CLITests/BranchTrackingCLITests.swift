@@ -322,6 +322,9 @@ import Testing
         #expect(try s.run(["diff", "--no-index", "family/base/model.safetensors", "family/math/model.safetensors", "--stat"]).status == 1)
         try FileManager.default.copyItem(atPath: s.path("family/base/model.safetensors"), toPath: s.path("copy.safetensors"))
         #expect(try s.ok(["diff", "--no-index", "copy.safetensors", "family/base/model.safetensors"]).stdout.hasSuffix("no tensor differs\n"))
+        // A checkpoint against another kind of file is refused (it said "no tensor differs").
+        expectOneLineError(try s.run(["diff", "--no-index", "copy.safetensors", "family/base/config.json"]), status: 2,
+                           contains: "copy.safetensors is a safetensors file, family/base/config.json is not")
         // A link that is not a file is compared as a link, never passed over.
         try FileManager.default.copyItem(atPath: s.path("family/base"), toPath: s.path("linked"))
         try FileManager.default.createSymbolicLink(atPath: s.path("linked/broken"), withDestinationPath: "nowhere")
