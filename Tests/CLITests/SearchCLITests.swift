@@ -242,7 +242,7 @@ import Testing
         try s.ok(["switch", "-q", "-c", "other", "main~1"], in: "repo")
         let before = try s.ok(["rev-parse", "HEAD"], in: "repo").stdout
         let failed = try s.run(["merge", "math", "code", "--search", "--eval", "sh \(s.path("fail.sh"))", "--space", "../space.yml", "--trials", "3"], in: "repo")
-        expectOneLineError(failed, contains: "none of the 3 evaluations gave scores")
+        expectOneLineError(failed, contains: "none of the 3 evaluations gave scores (3 failed; trial 0: failed, exit status 1")
         #expect(try s.ok(["rev-parse", "HEAD"], in: "repo").stdout == before)
     }
 

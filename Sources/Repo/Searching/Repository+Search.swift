@@ -193,7 +193,11 @@ extension Repository {
         guard let w = SearchPlanner.winner(outcomes, objective: search.objective) else {
             try history.finishSearch(id: searchID, commit: nil)
             let first = trials.first { $0.message != nil }
-            throw RepoError.failed("--search: none of the \(trials.count) evaluations gave scores" + (first.map { " (trial \($0.number): \($0.status.rawValue), \($0.message!))" } ?? "") + "; nothing was merged")
+            // How they ended, counted, then the first one's reason: the search leaves no commit whose
+            // trials `show --trials` could list.
+            let counts = Dictionary(grouping: trials, by: { $0.status.rawValue }).sorted { $0.key < $1.key }.map { "\($0.value.count) \($0.key)" }
+            throw RepoError.failed("--search: none of the \(trials.count) evaluations gave scores (\(counts.joined(separator: ", "))"
+                + (first.map { "; trial \($0.number): \($0.status.rawValue), \($0.message!)" } ?? "") + "); nothing was merged")
         }
         let front = SearchPlanner.observedFront(outcomes).map { trials[$0].number }
         let winner = trials[w]
