@@ -114,7 +114,7 @@ public struct MergekitRecipe: Sendable, Equatable {
             } catch let error as MergeError {
                 throw error
             } catch {
-                throw bad("not valid YAML: \(String(describing: error).split(separator: "\n").first ?? "")")
+                throw bad("not valid YAML: " + MergekitRecipe.yamlProblem(error))
             }
         }
 
@@ -212,9 +212,10 @@ public struct MergekitRecipe: Sendable, Equatable {
                     }
                     recipe.lines = (a, b)
                 case "consensus":
-                    guard let c = try mapping(value, at: at, depth: 2), let k = c["k"]?.int, let lambda = c["lambda"]?.float,
-                          k >= 0, lambda >= 0, lambda.isFinite, c.count == 2 else {
-                        throw bad("\(at) must be {k: K, lambda: L} with K ≥ 0 and L ≥ 0")
+                    // λ defaults to 1, as `--consensus K` takes it.
+                    guard let c = try mapping(value, at: at, depth: 2), let k = c["k"]?.int, let lambda = c["lambda"] == nil ? 1 : c["lambda"]?.float,
+                          k >= 0, lambda >= 0, lambda.isFinite, c.count == (c["lambda"] == nil ? 1 : 2) else {
+                        throw bad("\(at) must be {k: K, lambda: L} with K ≥ 0 and L ≥ 0 (lambda defaults to 1)")
                     }
                     recipe.consensus = (k, lambda)
                 case "balance":
@@ -423,5 +424,24 @@ extension MergekitRecipe {
         for (_, v) in parameters.sorted(by: { $0.key < $1.key }) { collect(v) }
         for m in models { for (_, v) in m.parameters.sorted(by: { $0.key < $1.key }) { collect(v) } }
         return globs.map { "filter \"\($0)\" is a glob for mrepo; mergekit reads filters as substrings and would not apply it" }
+    }
+}
+
+extension MergekitRecipe {
+    /// A YAML syntax error in one line: where, what is wrong, and what it was reading (Yams's
+    /// description spreads these over several lines and the first held only the context).
+    static func yamlProblem(_ error: any Error) -> String {
+        guard let yaml = error as? YamlError else {
+            return String(describing: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+        }
+        switch yaml {
+        case let .scanner(context, problem, mark, _), let .parser(context, problem, mark, _), let .composer(context, problem, mark, _):
+            return "line \(mark.line), column \(mark.column): \(problem)"
+                + (context.map { " (\($0.text) at line \($0.mark.line), column \($0.mark.column))" } ?? "")
+        case let .reader(problem, offset, _, _):
+            return problem + (offset.map { " at byte \($0)" } ?? "")
+        default:
+            return String(describing: yaml).split(separator: "\n").joined(separator: "; ")
+        }
     }
 }

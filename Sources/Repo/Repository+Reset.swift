@@ -141,13 +141,27 @@ extension Repository {
                     // A file the stat cache shows unchanged since it was found to hold the
                     // source's content is left alone, as git leaves it (its links and times kept);
                     // anything else is written, whether or not it differs.
+                    // An entry recorded too soon after its file was written to be trusted (what a
+                    // switch or restore just wrote) is confirmed by hashing the file, which costs
+                    // less than writing it again and keeps it as it is.
+                    let clock = FileSystemClock.read(in: root)
                     let cache = try history.statCache()
+                    let snap = Snapshotter(objects: objects, options: codecOptions)
+                    var confirmed: [StatCacheEntry] = []
                     writes.removeAll { f in
-                        guard let entry = cache[f.path], let st = FileStat.of(root + "/" + f.path), st.isRegular, entry.matches(st),
+                        guard let entry = cache[f.path], let st = FileStat.of(root + "/" + f.path), st.isRegular,
                               FileIdentityCoding.decode(entry.identity, path: f.path)?.identity == f.identity else { return false }
+                        if !entry.matches(st) {
+                            guard st.size == entry.size, st.mtimeNs == entry.mtimeNs, st.ctimeNs == entry.ctimeNs, st.inode == entry.inode,
+                                  st.device == entry.device,
+                                  let file = try? snap.prepare([ScannedFile(path: f.path, absolutePath: root + "/" + f.path, stat: st)], cache: [:], tolerant: true).first,
+                                  file.unreadable == nil, (try? snap.identify(file, progress: nil))?.identity == f.identity else { return false }
+                            confirmed.append(StatCacheEntry(path: f.path, stat: st, identity: entry.identity, clock: clock))
+                        }
                         result.unchanged.append(f.path)
                         return true
                     }
+                    history.saveStatCacheOpportunistically(confirmed, removing: [])
                     try makeRoom(for: writes.map(\.path), removals: result.removed, force: false, staging: staging, operation: "restore")
                     for f in writes {
                         try stage(f, at: root + "/" + f.path, in: staging, progress: nil)
@@ -160,6 +174,16 @@ extension Repository {
             } catch {
                 staging.rollback()
                 throw error
+            }
+            // What it wrote is recorded in the stat cache, trusted as a checkout's files are, so a
+            // second `restore .` leaves them alone.
+            if tensors.isEmpty {
+                let clock = FileSystemClock.read(in: root)
+                let written = Set(result.files)
+                let entries = tree.files.filter { written.contains($0.path) }.compactMap { f in
+                    FileStat.of(root + "/" + f.path).map { StatCacheEntry(path: f.path, stat: $0, identity: FileIdentityCoding.encode(f), clock: clock) }
+                }
+                history.saveStatCacheOpportunistically(entries, removing: result.removed)
             }
             // The folder the command runs in stays, emptied or not (git's does since 2.35).
             let here = URL(fileURLWithPath: FileManager.default.currentDirectoryPath).standardizedFileURL.path

@@ -479,9 +479,12 @@ extension Repository {
             throw error
         }
         var entries = checkout.unchangedEntries
+        // The file system's clock, read after the renames: a file whose last change came before it
+        // is trusted at once, so the next restore or switch need not rewrite or hash it.
+        let clock = FileSystemClock.read(in: root)
         for file in checkout.staged {
             if let st = FileStat.of(root + "/" + file.path) {
-                entries.append(StatCacheEntry(path: file.path, stat: st, identity: FileIdentityCoding.encode(file)))
+                entries.append(StatCacheEntry(path: file.path, stat: st, identity: FileIdentityCoding.encode(file), clock: clock))
             }
         }
         for path in checkout.removals {

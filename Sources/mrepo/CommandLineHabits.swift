@@ -131,7 +131,8 @@ enum CommandLineHabits {
             if first == "gc", a.hasPrefix("--prune-reflog=") {
                 // git's `reflog expire --expire=AGE`, as one option.
                 out.append("--prune-reflog-older-than=" + a.dropFirst("--prune-reflog=".count))
-            } else if first == "log" || first == "reflog", let n = maxCount(a) {
+            } else if first == "log" || first == "reflog", let n = maxCount(a), i == 0 || !["-n", "--max-count"].contains(arguments[i - 1]) {
+                // (`-n -1`: the value of -n, a negative count, not git's -1.)
                 out.append("--max-count=\(n)")
             } else if a == "-", ["switch", "checkout", "merge"].contains(first) {
                 out.append("@{-1}")

@@ -230,6 +230,12 @@ import Testing
         #expect(stat.contains("model.safetensors |") && stat.contains("tensors") && stat.contains("stored"))
         let patch = try s.ok(["log", "-1", "-p", "math"], in: "repo").stdout
         #expect(patch.contains("‖Δ‖") && patch.contains("changed,"))
+        // A negative count is no limit, as in git, however it is spelled (--max-count=-1 crashed).
+        let all = lines(try s.ok(["log", "--oneline", "math"], in: "repo"))
+        for spelling in [["--max-count=-1"], ["-n", "-1"], ["--max-count", "-3"], ["-n=-1"]] {
+            #expect(lines(try s.ok(["log", "--oneline"] + spelling + ["math"], in: "repo")) == all, "\(spelling)")
+        }
+        #expect(lines(try s.ok(["log", "--oneline", "-1", "math"], in: "repo")).count == 1)
         let metric = lines(try s.ok(["log", "--oneline", "--metric", "eval_loss", "math"], in: "repo"))
         #expect(metric[0].contains(" eval_loss=1.9 ") && metric[1].contains("eval_loss=-"), "\(metric)")
         // Without --oneline the Metrics line lists the named metrics (it ignored --metric).
@@ -353,6 +359,17 @@ import Testing
         #expect((r["unchanged"] as? [String])?.contains("model.safetensors") == true, "\(r)")
         #expect(try inode("repo/model.safetensors") == before)
         #expect(s.read("repo/config.json") == s.read("family/base/config.json"))
+        // What restore and switch wrote is known to be as written: not rewritten by the next
+        // restore (it was, until a status ran).
+        let config = try inode("repo/config.json")
+        let again = try #require(try s.json(try s.ok(["restore", "--json", "."], in: "repo")) as? [String: Any])
+        #expect(again["files"] as? [String] == [], "\(again)")
+        #expect(try inode("repo/config.json") == config)
+        try s.ok(["switch", "-q", "math"], in: "repo")
+        let switched = try inode("repo/model.safetensors")
+        let afterSwitch = try #require(try s.json(try s.ok(["restore", "--json", "."], in: "repo")) as? [String: Any])
+        #expect(afterSwitch["files"] as? [String] == [], "\(afterSwitch)")
+        #expect(try inode("repo/model.safetensors") == switched)
     }
 
     /// restore puts a file back where an empty folder stands (it failed with "rename failed: Is a

@@ -32,6 +32,12 @@ import Testing
         #expect(try message("v1", in: "repo") == nil)
         try s.ok(["push", "-q", "--force", "origin", "v1"], in: "repo")
         #expect(try message("v1", in: "hub") == nil)
+        // On the same commit, a new message goes with --force only (it said "Everything up-to-date").
+        try s.ok(["tag", "-f", "-m", "again", "v1"], in: "repo")
+        try s.ok(["push", "-q", "origin", "v1"], in: "repo")
+        #expect(try message("v1", in: "hub") == nil)
+        try s.ok(["push", "-q", "--force", "origin", "v1"], in: "repo")
+        #expect(try message("v1", in: "hub") == "again")
         let long = String(repeating: "x", count: 70_000)
         try s.ok(["tag", "-m", long, "v2"], in: "repo")
         let pushed = try s.ok(["push", "origin", "v2"], in: "repo")

@@ -64,5 +64,9 @@ import Testing
         let error = mergeError { _ = try merge("linear", experts: weighted([1, -1]), base: nil, [[1], [2]]) }
         #expect(error?.description == "linear: the weights sum to 0; an average is undefined (use normalize=false)")
         #expect((try? merge("linear", ["normalize": .flag(false)], experts: weighted([1, -1]), base: nil, [[1], [2]]))?.values == [-1])
+        // Weights that sum to 0 at some tensors only (a filter) fail there, naming the tensor.
+        let filtered = ParameterValue.conditional([ParameterCondition(filter: "mlp", value: .number(-1)), ParameterCondition(filter: nil, value: .number(1))])
+        let atTensor = mergeError { _ = try merge("linear", experts: [["weight": .number(1)], ["weight": filtered]], base: nil, [[1], [2]]) }
+        #expect(atTensor?.description == "tensor 'model.layers.0.mlp.weight': linear: the weights sum to 0; an average is undefined (use normalize=false)")
     }
 }

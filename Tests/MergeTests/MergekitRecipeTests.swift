@@ -87,6 +87,17 @@ import Testing
         #expect(r.parameters.isEmpty && r.baseModel == nil && r.seed == nil && r.dtype == nil)
     }
 
+    /// `mrepo: consensus: {k: K}` takes λ = 1, as `--consensus K` does (it was refused); YAML
+    /// syntax errors say where and what in one line (only the context was left).
+    @Test func consensusLambdaDefaultsAndYAMLErrorsSayWhat() throws {
+        let base = "merge_method: ties\nbase_model: main\nmodels:\n  - model: math\n  - model: code\nmrepo:\n"
+        #expect(try MergekitRecipe.parse(base + "  consensus: {k: 1}\n", file: "r.yml").consensus! == (1, 1))
+        #expect(try MergekitRecipe.parse(base + "  consensus: {k: 2, lambda: 0.5}\n", file: "r.yml").consensus! == (2, 0.5))
+        #expect(parseError(base + "  consensus: {lambda: 0.5}\n")?.contains("must be {k: K, lambda: L}") == true)
+        #expect(parseError("merge_method: ties\nmodels:\n  - model: math\n   - model: code\n")
+            == "recipe.yaml: not valid YAML: line 4, column 4: did not find expected '-' indicator (while parsing a block collection at line 3, column 3)")
+    }
+
     @Test func rejectsSlices() {
         let yaml = """
             slices:

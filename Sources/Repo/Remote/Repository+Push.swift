@@ -100,7 +100,18 @@ extension Repository {
             if item.local == nil && expected == nil {
                 throw RepoError.remote("\(remote.url): no branch or tag '\(item.remoteName)' to delete")
             }
-            if expected == item.local { continue }
+            let kind = item.remoteKind(remoteRefs)
+            var message = kind == .tag && item.local != nil ? try history.ref(named: item.localName)?.message : nil
+            if let m = message, m.utf8.count > RemoteRef.messageLimit {
+                result.warnings.append("the message of tag '\(item.localName)' is longer than \(RemoteRef.messageLimit >> 10) KiB: the tag is pushed without it")
+                message = nil
+            }
+            if expected == item.local {
+                // The same commit: nothing to do, unless a forced push changes the tag's message
+                // (a tag made again with -f -m, or made lightweight).
+                guard kind == .tag, options.force, item.local != nil, remoteRefs[item.remoteName]?.message != message else { continue }
+                forced.insert(item.remoteName)
+            }
             if item.kind == .branch, checkedOut.contains(item.remoteName) {
                 throw RepoError.remote("\(remote.url): '\(item.remoteName)' is the checked-out branch of that repository; push to another branch, or make the remote bare ('mrepo init --bare'); nothing was sent")
             }
@@ -117,12 +128,6 @@ extension Repository {
                     }
                     forced.insert(item.remoteName)
                 }
-            }
-            let kind = item.remoteKind(remoteRefs)
-            var message = kind == .tag ? try history.ref(named: item.localName)?.message : nil
-            if let m = message, m.utf8.count > RemoteRef.messageLimit {
-                result.warnings.append("the message of tag '\(item.localName)' is longer than \(RemoteRef.messageLimit >> 10) KiB: the tag is pushed without it")
-                message = nil
             }
             updates.append(RefUpdate(name: item.remoteName, kind: kind, expected: expected, new: item.local, force: options.force, message: message))
             // What the output names as the source (`mine -> theirs`); a deletion names the remote ref.

@@ -126,7 +126,8 @@ struct LogCommand: ParsableCommand {
                 return true
             }
         }
-        if let maxCount { commits = Array(commits.prefix(maxCount)) }
+        // A negative count is no limit, as in git.
+        if let maxCount, maxCount >= 0 { commits = Array(commits.prefix(maxCount)) }
         if reverse { commits.reverse() }
         let names = try repo.decorations()
         let head = try repo.head()
