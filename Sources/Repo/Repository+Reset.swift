@@ -175,13 +175,13 @@ extension Repository {
                 staging.rollback()
                 throw error
             }
-            // What it wrote is recorded in the stat cache, trusted as a checkout's files are, so a
-            // second `restore .` leaves them alone.
+            // What it wrote is recorded in the stat cache as a checkout's files are (not trusted as
+            // they are: see finishCheckout), so a second `restore .` confirms them by hashing
+            // instead of writing them again.
             if tensors.isEmpty {
-                let clock = FileSystemClock.read(in: root)
                 let written = Set(result.files)
                 let entries = tree.files.filter { written.contains($0.path) }.compactMap { f in
-                    FileStat.of(root + "/" + f.path).map { StatCacheEntry(path: f.path, stat: $0, identity: FileIdentityCoding.encode(f), clock: clock) }
+                    FileStat.of(root + "/" + f.path).map { StatCacheEntry(path: f.path, stat: $0, identity: FileIdentityCoding.encode(f)) }
                 }
                 history.saveStatCacheOpportunistically(entries, removing: result.removed)
             }

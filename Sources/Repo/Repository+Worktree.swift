@@ -479,12 +479,12 @@ extension Repository {
             throw error
         }
         var entries = checkout.unchangedEntries
-        // The file system's clock, read after the renames: a file whose last change came before it
-        // is trusted at once, so the next restore or switch need not rewrite or hash it.
-        let clock = FileSystemClock.read(in: root)
+        // Recorded without the file system's clock, so never trusted as they are: another process
+        // may change a file between its rename and this stat, keeping a time before any clock read
+        // now. `status` (which hashes) or `restore` (which confirms by hashing) trusts them later.
         for file in checkout.staged {
             if let st = FileStat.of(root + "/" + file.path) {
-                entries.append(StatCacheEntry(path: file.path, stat: st, identity: FileIdentityCoding.encode(file), clock: clock))
+                entries.append(StatCacheEntry(path: file.path, stat: st, identity: FileIdentityCoding.encode(file)))
             }
         }
         for path in checkout.removals {
