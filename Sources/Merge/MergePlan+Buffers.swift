@@ -87,15 +87,9 @@ public final class TensorStream: Sendable {
         if let prepared {
             merger = prepared
         } else if let blockMethod = instance as? any BlockMergeMethod, !balance {
-            do {
-                merger = try blockMethod.prepare(BlockMergeInput(
-                    context: context, count: n, expertCount: expertCount, base: usesBase ? wholeBase : nil, experts: wholeExperts,
-                    hasBase: usesBase, parameters: plan.parameterSet, seed: seed, expertMetrics: plan.expertMetrics))
-            } catch let error as MergeError {
-                // Parameters that differ by tensor (filters, gradients) fail at a tensor: named.
-                if case .tensor = error { throw error }
-                throw MergeError.tensor(name: context.name, problem: error.description)
-            }
+            merger = try blockMethod.prepare(BlockMergeInput(
+                context: context, count: n, expertCount: expertCount, base: usesBase ? wholeBase : nil, experts: wholeExperts,
+                hasBase: usesBase, parameters: plan.parameterSet, seed: seed, expertMetrics: plan.expertMetrics))
         } else {
             guard let wholeExperts else { preconditionFailure("methods without a block form get whole inputs") }
             // Their arithmetic (an SVD, a Gram matrix) would fail without saying why, or spread a NaN.

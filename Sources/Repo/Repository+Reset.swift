@@ -175,13 +175,13 @@ extension Repository {
                 staging.rollback()
                 throw error
             }
-            // What it wrote is recorded in the stat cache as a checkout's files are (not trusted as
-            // they are: see finishCheckout), so a second `restore .` confirms them by hashing
-            // instead of writing them again.
+            // What it wrote is recorded in the stat cache, untrusted (another process may have
+            // changed a file since its rename), so a second `restore .` confirms it by hashing
+            // instead of writing it again.
             if tensors.isEmpty {
                 let written = Set(result.files)
                 let entries = tree.files.filter { written.contains($0.path) }.compactMap { f in
-                    FileStat.of(root + "/" + f.path).map { StatCacheEntry(path: f.path, stat: $0, identity: FileIdentityCoding.encode(f)) }
+                    FileStat.of(root + "/" + f.path).map { StatCacheEntry.untrusted(path: f.path, stat: $0, identity: FileIdentityCoding.encode(f)) }
                 }
                 history.saveStatCacheOpportunistically(entries, removing: result.removed)
             }

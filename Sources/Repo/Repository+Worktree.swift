@@ -479,9 +479,9 @@ extension Repository {
             throw error
         }
         var entries = checkout.unchangedEntries
-        // Recorded without the file system's clock, so never trusted as they are: another process
-        // may change a file between its rename and this stat, keeping a time before any clock read
-        // now. `status` (which hashes) or `restore` (which confirms by hashing) trusts them later.
+        // Recorded without the file system's clock (another process may change a file between its
+        // rename and this stat, at a time before any clock read now): trusted by the one-second
+        // rule only (see the closing note of 2026-12-07 on this window).
         for file in checkout.staged {
             if let st = FileStat.of(root + "/" + file.path) {
                 entries.append(StatCacheEntry(path: file.path, stat: st, identity: FileIdentityCoding.encode(file)))

@@ -17,6 +17,7 @@ import Testing
         (["resolve", "*", "--method", "ties", "--set", "x"], "'--set <name=value>'"),
         (["merge", "--help-method", "nosuch"], "unknown merge method 'nosuch'"),
         (["commit", "--author", "Bob", "-m", "x"], "--author 'Bob' is not 'Name <email>'"),
+        (["commit", "--author", "Bob <b@x>\nDate: 1970", "-m", "x"], "is not 'Name <email>'"),
     ])
     func malformedValuesAreUsageErrors(_ arguments: [String], option: String) throws {
         let s = try CLISandbox()

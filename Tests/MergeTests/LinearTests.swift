@@ -67,6 +67,6 @@ import Testing
         // Weights that sum to 0 at some tensors only (a filter) fail there, naming the tensor.
         let filtered = ParameterValue.conditional([ParameterCondition(filter: "mlp", value: .number(-1)), ParameterCondition(filter: nil, value: .number(1))])
         let atTensor = mergeError { _ = try merge("linear", experts: [["weight": .number(1)], ["weight": filtered]], base: nil, [[1], [2]]) }
-        #expect(atTensor?.description == "tensor 'model.layers.0.mlp.weight': linear: the weights sum to 0; an average is undefined (use normalize=false)")
+        #expect(atTensor?.description == "tensor 'model.layers.0.mlp.weight': linear: the weights sum to 0 here; an average is undefined (use normalize=false)")
     }
 }

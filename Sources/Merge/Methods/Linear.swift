@@ -40,6 +40,11 @@ public struct Linear: BlockMergeMethod {
         let ctx = input.context
         let weights = (0..<input.expertCount).map { Float(input.parameters.number("weight", expert: $0, ctx) ?? 1) }
         let normalize = input.parameters.flag("normalize", ctx) ?? true
+        // Weights the same everywhere were checked before any tensor (validate); these differ by
+        // tensor (a filter, a gradient), so the tensor is named.
+        if normalize, weights.reduce(0, +) == 0 {
+            throw MergeError.tensor(name: ctx.name, problem: "linear: the weights sum to 0 here; an average is undefined (use normalize=false)")
+        }
         return try Merger(weights: weights, normalize: normalize, notes: [:])
     }
 

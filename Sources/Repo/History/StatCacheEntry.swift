@@ -45,6 +45,14 @@ public struct StatCacheEntry: Sendable, Equatable {
         self.identity = identity
     }
 
+    /// An entry that no stat can vouch for (`recordedNs` is the file's own mtime, so the one-second
+    /// rule never trusts it): only a hash of the file can, which `status` and `restore` do.
+    static func untrusted(path: String, stat: FileStat, identity: String) -> StatCacheEntry {
+        var entry = StatCacheEntry(path: path, stat: stat, identity: identity)
+        entry.recordedNs = stat.mtimeNs
+        return entry
+    }
+
     /// Saves the entry as the given working tree's.
     func save(_ db: Database, worktree: String) throws {
         try StatCacheRow(worktree: worktree, entry: self).insert(db, onConflict: .replace)

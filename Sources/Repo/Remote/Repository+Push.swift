@@ -102,15 +102,20 @@ extension Repository {
             }
             let kind = item.remoteKind(remoteRefs)
             var message = kind == .tag && item.local != nil ? try history.ref(named: item.localName)?.message : nil
-            if let m = message, m.utf8.count > RemoteRef.messageLimit {
-                result.warnings.append("the message of tag '\(item.localName)' is longer than \(RemoteRef.messageLimit >> 10) KiB: the tag is pushed without it")
-                message = nil
-            }
+            let tooLong = message.map { $0.utf8.count > RemoteRef.messageLimit } ?? false
+            if tooLong { message = nil }
             if expected == item.local {
                 // The same commit: nothing to do, unless a forced push changes the tag's message
-                // (a tag made again with -f -m, or made lightweight).
-                guard kind == .tag, options.force, item.local != nil, remoteRefs[item.remoteName]?.message != message else { continue }
+                // (a tag made again with -f -m, or made lightweight); without --force, said.
+                guard kind == .tag, item.local != nil, !tooLong, remoteRefs[item.remoteName]?.message != message else { continue }
+                guard options.force else {
+                    result.warnings.append("tag '\(item.remoteName)' has another message there; it is left as it is (pass --force to replace it)")
+                    continue
+                }
                 forced.insert(item.remoteName)
+            }
+            if tooLong {
+                result.warnings.append("the message of tag '\(item.localName)' is longer than \(RemoteRef.messageLimit >> 10) KiB: the tag is pushed without it")
             }
             if item.kind == .branch, checkedOut.contains(item.remoteName) {
                 throw RepoError.remote("\(remote.url): '\(item.remoteName)' is the checked-out branch of that repository; push to another branch, or make the remote bare ('mrepo init --bare'); nothing was sent")

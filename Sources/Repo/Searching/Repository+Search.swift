@@ -196,8 +196,9 @@ extension Repository {
             // How they ended, counted, then the first one's reason: the search leaves no commit whose
             // trials `show --trials` could list.
             let counts = Dictionary(grouping: trials, by: { $0.status.rawValue }).sorted { $0.key < $1.key }.map { "\($0.value.count) \($0.key)" }
-            throw RepoError.failed("--search: none of the \(trials.count) evaluations gave scores (\(counts.joined(separator: ", "))"
-                + (first.map { "; trial \($0.number): \($0.status.rawValue), \($0.message!)" } ?? "") + "); nothing was merged")
+            let detail = counts + (first.map { ["trial \($0.number): \($0.status.rawValue), \($0.message!)"] } ?? [])
+            throw RepoError.failed("--search: none of the \(trials.count) evaluations gave scores" + (detail.isEmpty ? "" : " (\(detail.joined(separator: "; ")))")
+                + "; nothing was merged")
         }
         let front = SearchPlanner.observedFront(outcomes).map { trials[$0].number }
         let winner = trials[w]

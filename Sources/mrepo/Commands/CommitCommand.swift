@@ -106,8 +106,9 @@ struct CommitCommand: ParsableCommand {
         // As git aborts a commit whose message is empty.
         if let message, message.allSatisfy(\.isWhitespace) { throw ValidationError("-m: the commit message is empty; commit aborted") }
         // git's form, which `log --author` and the Hub's commit listing read (git refuses one without it).
-        if let author, author.range(of: #"^[^<>]*[^<>\s][^<>]* <[^<>\s]*>$"#, options: .regularExpression) == nil {
-            throw ValidationError("--author '\(author)' is not 'Name <email>'")
+        if let author, author.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
+            || author.range(of: #"^[^<>]*[^<>\s][^<>]* <[^<>\s]*>$"#, options: .regularExpression) == nil {
+            throw ValidationError("--author '\(DisplayText.escaping(author))' is not 'Name <email>'")
         }
         if noCheckout && source == nil { throw ValidationError("--no-checkout goes with --from DIR") }
         if branch != nil, source == nil { throw ValidationError("--branch needs --from DIR (the working tree belongs to HEAD's branch)") }
