@@ -1,4 +1,11 @@
 /// An error from configuring or running a merge. ``description`` is one line.
+extension MergeError {
+    /// An input of a tensor's merge holds NaN or ±inf (`which`: "the merge base", "expert 'math'").
+    static func nonFiniteInput(tensor: String, _ which: String) -> MergeError {
+        .tensor(name: tensor, problem: "\(which) holds NaN or ±inf values, which no merge method can weigh ('mrepo check --finite' on its files lists them); nothing was written")
+    }
+}
+
 public enum MergeError: Error, CustomStringConvertible, Equatable, Sendable {
     /// No method with this id; `known` lists the valid ones.
     case unknownMethod(String, known: [String])

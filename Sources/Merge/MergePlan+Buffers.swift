@@ -93,11 +93,7 @@ public final class TensorStream: Sendable {
         } else {
             guard let wholeExperts else { preconditionFailure("methods without a block form get whole inputs") }
             // Their arithmetic (an SVD, a Gram matrix) would fail without saying why, or spread a NaN.
-            if usesBase, let wholeBase, FloatConversion.holdsNonFinite(wholeBase, count: n) { nonFiniteInputs.bitwiseOr(1, ordering: .relaxed) }
-            for (i, e) in wholeExperts.enumerated() where FloatConversion.holdsNonFinite(e, count: n) {
-                nonFiniteInputs.bitwiseOr(UInt64(1) << UInt64(min(i + 1, 63)), ordering: .relaxed)
-            }
-            let found = nonFiniteInputs.load(ordering: .relaxed)
+            let found = TensorStream.nonFiniteInputs(base: usesBase ? wholeBase : nil, experts: wholeExperts, count: n)
             if found != 0 { throw TensorStream.nonFiniteError(context.name, found: found, experts: plan.recipe.experts) }
             let baseValues = usesBase ? wholeBase.map { Array(UnsafeBufferPointer(start: $0, count: n)) } : nil
             var expertValues = wholeExperts.map { Array(UnsafeBufferPointer(start: $0, count: n)) }
@@ -129,9 +125,7 @@ public final class TensorStream: Sendable {
         // Scans of blocks in cache: a NaN or infinity among the inputs makes the merge meaningless
         // (and some methods would drop it silently, others spread it); one only in the output is an
         // overflow of float32.
-        var found: UInt64 = 0
-        if usesBase, let base, FloatConversion.holdsNonFinite(base, count: r.count) { found |= 1 }
-        for (i, e) in experts.enumerated() where FloatConversion.holdsNonFinite(e, count: r.count) { found |= 1 << UInt64(min(i + 1, 63)) }
+        let found = TensorStream.nonFiniteInputs(base: usesBase ? base : nil, experts: experts, count: r.count)
         if found != 0 {
             nonFiniteInputs.bitwiseOr(found, ordering: .relaxed)
         } else if FloatConversion.holdsNonFinite(out, count: r.count) {
@@ -164,6 +158,15 @@ public final class TensorStream: Sendable {
         return finish()
     }
 
+    /// Which of `count` values of the inputs hold NaN or ±inf: bit 0 the base (nil: not read by the
+    /// method), bit i + 1 expert i (bit 63 for expert 62 and later).
+    static func nonFiniteInputs(base: UnsafePointer<Float>?, experts: [UnsafePointer<Float>], count: Int) -> UInt64 {
+        var found: UInt64 = 0
+        if let base, FloatConversion.holdsNonFinite(base, count: count) { found |= 1 }
+        for (i, e) in experts.enumerated() where FloatConversion.holdsNonFinite(e, count: count) { found |= 1 << UInt64(min(i + 1, 63)) }
+        return found
+    }
+
     /// The error for inputs found holding NaN or ±inf, naming the first.
     private static func nonFiniteError(_ name: String, found: UInt64, experts expertNames: [String]) -> MergeError {
         var which = "an expert"
@@ -174,7 +177,7 @@ public final class TensorStream: Sendable {
         } else if found & (UInt64(1) << 63) != 0 {
             which = "an expert from the 63rd on"
         }
-        return MergeError.tensor(name: name, problem: "\(which) holds NaN or ±inf values, which no merge method can weigh ('mrepo check --finite' on its files lists them); nothing was written")
+        return MergeError.nonFiniteInput(tensor: name, which)
     }
 
     /// The tensor's metrics, with the method's kept fractions and notes, once every block is merged.

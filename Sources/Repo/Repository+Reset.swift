@@ -134,34 +134,11 @@ extension Repository {
                             result.removed.append(f.path)
                         }
                     }
+                    result.unchanged = try leaveUnchanged(&writes)
                     // What stands where a file comes back is dealt with before anything is staged,
                     // as in a checkout: an empty folder goes; one that holds anything stops the
                     // restore, naming what it holds; a file where a folder must go goes when the
                     // restore removes it anyway, and stops it otherwise.
-                    // A file the stat cache shows unchanged since it was found to hold the
-                    // source's content is left alone, as git leaves it (its links and times kept);
-                    // anything else is written, whether or not it differs.
-                    // An entry recorded too soon after its file was written to be trusted (what a
-                    // switch or restore just wrote) is confirmed by hashing the file, which costs
-                    // less than writing it again and keeps it as it is.
-                    let clock = FileSystemClock.read(in: root)
-                    let cache = try history.statCache()
-                    let snap = Snapshotter(objects: objects, options: codecOptions)
-                    var confirmed: [StatCacheEntry] = []
-                    writes.removeAll { f in
-                        guard let entry = cache[f.path], let st = FileStat.of(root + "/" + f.path), st.isRegular,
-                              FileIdentityCoding.decode(entry.identity, path: f.path)?.identity == f.identity else { return false }
-                        if !entry.matches(st) {
-                            guard st.size == entry.size, st.mtimeNs == entry.mtimeNs, st.ctimeNs == entry.ctimeNs, st.inode == entry.inode,
-                                  st.device == entry.device,
-                                  let file = try? snap.prepare([ScannedFile(path: f.path, absolutePath: root + "/" + f.path, stat: st)], cache: [:], tolerant: true).first,
-                                  file.unreadable == nil, (try? snap.identify(file, progress: nil))?.identity == f.identity else { return false }
-                            confirmed.append(StatCacheEntry(path: f.path, stat: st, identity: entry.identity, clock: clock))
-                        }
-                        result.unchanged.append(f.path)
-                        return true
-                    }
-                    history.saveStatCacheOpportunistically(confirmed, removing: [])
                     try makeRoom(for: writes.map(\.path), removals: result.removed, force: false, staging: staging, operation: "restore")
                     for f in writes {
                         try stage(f, at: root + "/" + f.path, in: staging, progress: nil)
@@ -197,6 +174,31 @@ extension Repository {
             }
             return result
         }
+    }
+
+    /// Takes out of `writes` the files that hold their content already, and returns their paths:
+    /// left alone, as git leaves them (their links and times kept); anything else is written,
+    /// whether or not it differs. The stat cache says which: an entry it trusts, or one recorded
+    /// too soon after its file was written to be trusted (what a switch or restore just wrote),
+    /// confirmed by hashing the file, which costs less than writing it again.
+    private func leaveUnchanged(_ writes: inout [TreeFile]) throws -> [String] {
+        let clock = FileSystemClock.read(in: root)
+        let cache = try history.statCache()
+        let snap = Snapshotter(objects: objects, options: codecOptions)
+        var unchanged: [String] = [], confirmed: [StatCacheEntry] = []
+        writes.removeAll { f in
+            guard let entry = cache[f.path], let st = FileStat.of(root + "/" + f.path), st.isRegular, entry.describes(st),
+                  FileIdentityCoding.decode(entry.identity, path: f.path)?.identity == f.identity else { return false }
+            if !entry.matches(st) {
+                guard let file = try? snap.prepare([ScannedFile(path: f.path, absolutePath: root + "/" + f.path, stat: st)], cache: [:], tolerant: true).first,
+                      file.unreadable == nil, (try? snap.identify(file, progress: nil))?.identity == f.identity else { return false }
+                confirmed.append(StatCacheEntry(path: f.path, stat: st, identity: entry.identity, clock: clock))
+            }
+            unchanged.append(f.path)
+            return true
+        }
+        history.saveStatCacheOpportunistically(confirmed, removing: [])
+        return unchanged
     }
 
     /// Stages the working tree's safetensors files with the tensors matching `globs` replaced by

@@ -96,6 +96,10 @@ public enum FloatConversion {
         values.baseAddress.map { narrowingOverflows(dtype, $0, count: values.count) } ?? false
     }
 
+    public static func holdsNonFinite(_ values: UnsafeBufferPointer<Float>) -> Bool {
+        values.baseAddress.map { holdsNonFinite($0, count: values.count) } ?? false
+    }
+
     /// Whether any of `count` values is ±inf or NaN (exponent bits all set): one max over the
     /// masked bit patterns, which vectorises.
     public static func holdsNonFinite(_ values: UnsafePointer<Float>, count: Int) -> Bool {

@@ -105,19 +105,15 @@ public struct ReversibleMergeJob: Sendable {
 
     // MARK: - Inputs
 
+    /// Whether an input holds NaN or ±inf (an SVD of it would fail without saying why).
+    static func holdsNonFinite(_ values: [Float]) -> Bool {
+        values.withUnsafeBufferPointer(FloatConversion.holdsNonFinite)
+    }
+
     /// One module of full fine-tunes: each expert's task vector θᵢ − θ_base and, unless the
     /// variant is dense, its reduction to rank R by a truncated SVD (PT-SVD), balanced as
     /// L = U·S^½, R = S^½·Vᵀ, with zero components appended when the change has lower rank.
     /// - Parameter expert: θᵢ (rows × columns), read one expert at a time.
-    static func holdsNonFinite(_ values: [Float]) -> Bool {
-        values.withUnsafeBufferPointer { $0.baseAddress.map { FloatConversion.holdsNonFinite($0, count: values.count) } ?? false }
-    }
-
-    /// The error for an input holding NaN or ±inf (an SVD of it would fail without saying why).
-    static func nonFinite(_ tensor: String, _ which: String) -> MergeError {
-        .tensor(name: tensor, problem: "\(which) holds NaN or ±inf values, which no merge method can weigh ('mrepo check --finite' on its files lists them); nothing was written")
-    }
-
     public func fullFineTuneInput(tensor name: String, rows: Int, columns: Int, base: [Float],
                                   expert: (Int) throws -> [Float]) throws -> RMMModuleInput {
         let reduce = settings.variant != .dense
@@ -125,12 +121,12 @@ public struct ReversibleMergeJob: Sendable {
         var factors: [LowRankFactors] = []
         var errors: [Double] = []
         if ReversibleMergeJob.holdsNonFinite(base) {
-            throw ReversibleMergeJob.nonFinite(name, "the merge base")
+            throw MergeError.nonFiniteInput(tensor: name, "the merge base")
         }
         for i in 0..<expertCount {
             var d = try expert(i)
             if ReversibleMergeJob.holdsNonFinite(d) {
-                throw ReversibleMergeJob.nonFinite(name, "expert \(i + 1) (in the merge's order)")
+                throw MergeError.nonFiniteInput(tensor: name, "expert \(i + 1) (in the merge's order)")
             }
             for j in d.indices { d[j] -= base[j] }
             if reduce {
@@ -162,7 +158,7 @@ public struct ReversibleMergeJob: Sendable {
         case let .adapters(f, _, _):
             guard kind == .adapter else { throw MergeError.invalidInputs(method: RMM.id, problem: "module '\(input.module)': adapters in a merge of full fine-tunes") }
             for (i, x) in f.enumerated() where ReversibleMergeJob.holdsNonFinite(x.left) || ReversibleMergeJob.holdsNonFinite(x.right) {
-                throw ReversibleMergeJob.nonFinite(input.module, "expert \(i + 1)'s adapter (in the merge's order)")
+                throw MergeError.nonFiniteInput(tensor: input.module, "expert \(i + 1)'s adapter (in the merge's order)")
             }
             let oneRank = Set(f.map(\.rank)).count <= 1
             fitInputs = settings.variant != .dense && oneRank ? .factors(f) : .dense(f.map { $0.dense() }, rows: rows, columns: columns)

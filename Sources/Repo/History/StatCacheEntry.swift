@@ -58,9 +58,14 @@ public struct StatCacheEntry: Sendable, Equatable {
         try StatCacheRow(worktree: worktree, entry: self).insert(db, onConflict: .replace)
     }
 
-    /// Whether the file on disk is still the one this entry describes.
+    /// Whether the file on disk is still the one this entry describes, and the entry is trusted.
     func matches(_ stat: FileStat) -> Bool {
-        stat.size == size && stat.mtimeNs == mtimeNs && stat.ctimeNs == ctimeNs && stat.inode == inode
-            && stat.device == device && stat.mtimeNs < recordedNs - 1_000_000_000
+        describes(stat) && stat.mtimeNs < recordedNs - 1_000_000_000
+    }
+
+    /// Whether `stat` is the one recorded (trusted or not: an entry recorded too soon after the
+    /// file changed is confirmed by a hash, ``matches(_:)`` by the one-second rule).
+    func describes(_ stat: FileStat) -> Bool {
+        stat.size == size && stat.mtimeNs == mtimeNs && stat.ctimeNs == ctimeNs && stat.inode == inode && stat.device == device
     }
 }

@@ -121,7 +121,12 @@ public struct RemoteRef: Sendable, Equatable, Codable {
         self.name = name
         self.kind = kind
         self.target = target.hex
-        self.message = kind == .tag ? message.flatMap { $0.utf8.count <= RemoteRef.messageLimit ? $0 : nil } : nil
+        self.message = kind == .tag ? RemoteRef.carried(message) : nil
+    }
+
+    /// `message` when a transfer carries it (within ``messageLimit``), else nil.
+    public static func carried(_ message: String?) -> String? {
+        message.flatMap { $0.utf8.count <= messageLimit ? $0 : nil }
     }
 
     /// The target as an id (nil only for a damaged listing).

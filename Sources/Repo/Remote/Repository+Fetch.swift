@@ -242,7 +242,7 @@ extension Repository {
             for r in refs.values where r.kind == .tag {
                 guard let target = r.targetID, try HistoryDatabase.ref(db, r.name) == nil, (try? RefNames.validateNew(r.name)) != nil else { continue }
                 try HistoryDatabase.setRef(db, name: r.name, kind: .tag, target: target, old: nil, message: "fetch \(remote): tag \(r.name)",
-                                           tagMessage: r.message.flatMap { $0.utf8.count <= RemoteRef.messageLimit ? $0 : nil })
+                                           tagMessage: RemoteRef.carried(r.message))
                 created.insert(r.name)
             }
         }

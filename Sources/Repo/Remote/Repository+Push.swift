@@ -101,9 +101,9 @@ extension Repository {
                 throw RepoError.remote("\(remote.url): no branch or tag '\(item.remoteName)' to delete")
             }
             let kind = item.remoteKind(remoteRefs)
-            var message = kind == .tag && item.local != nil ? try history.ref(named: item.localName)?.message : nil
-            let tooLong = message.map { $0.utf8.count > RemoteRef.messageLimit } ?? false
-            if tooLong { message = nil }
+            let local = kind == .tag && item.local != nil ? try history.ref(named: item.localName)?.message : nil
+            let message = RemoteRef.carried(local)
+            let tooLong = local != nil && message == nil
             if expected == item.local {
                 // The same commit: nothing to do, unless a forced push changes the tag's message
                 // (a tag made again with -f -m, or made lightweight); without --force, said.

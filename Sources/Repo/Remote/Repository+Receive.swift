@@ -221,7 +221,7 @@ extension Repository {
                 // A ref this push creates is held to the rules of names created here (no commit-id
                 // look-alikes); one that exists (an older mrepo's) may still move.
                 if current == nil { try RefNames.validateNew(update.name) }
-                if let m = update.message, m.utf8.count > RemoteRef.messageLimit {
+                if update.message != nil, RemoteRef.carried(update.message) == nil {
                     throw RepoError.remote("\(remote): the message of tag '\(update.name)' is longer than \(RemoteRef.messageLimit >> 10) KiB; nothing was changed")
                 }
                 guard let new = ObjectID(hex: newHex), try HistoryDatabase.generation(db, new) != nil else {
