@@ -180,6 +180,10 @@ extension Repository {
         if !temporary.isEmpty {
             report.warnings.append("\(temporary.count) temporary file\(temporary.count == 1 ? "" : "s") in the object store (left by an interrupted command; 'mrepo gc' removes them)")
         }
+        let partial = PartialDownload.census(objects)
+        if partial.count > 0 {
+            report.warnings.append("\(partial.count) partly downloaded object\(partial.count == 1 ? "" : "s") (\(partial.bytes) bytes, kept by a fetch or clone that broke off; the next one continues \(partial.count == 1 ? "it" : "them"), 'mrepo gc' removes them)")
+        }
         return report
     }
 
@@ -247,6 +251,10 @@ extension Repository {
             let byID = Dictionary(infos.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
             let doomed = infos.filter { !live.objects.contains($0.id) }.sorted { $0.depth > $1.depth }
             removeUnrecordedFiles(recorded: byID, report: &report)
+            // Partly downloaded objects that no download holds now (a fetch would start them over).
+            let partial = PartialDownload.sweep(objects)
+            report.removedTemporaryFiles += partial.count
+            report.freedBytes += partial.bytes
             var removed = false
             func removeDoomed() {
                 guard !removed else { return }

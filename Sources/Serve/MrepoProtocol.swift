@@ -74,7 +74,7 @@ extension HubService {
         case (.get, let r) where r.count == 2 && r[0] == "objects":
             try requireRead(request)
             guard let objectID = ObjectID(hex: r[1]) else { throw HubError.badRequest("not an object id") }
-            return try objectFile(repo, lease: try await readLease(repo), objectID)
+            return try objectFile(repo, lease: try await readLease(repo), objectID, range: request.headers[.range])
         case (.put, let r) where r.count == 2 && r[0] == "objects":
             try requireWrite(request)
             return try await receiveObject(repo, hex: r[1], request: request, session: session)
@@ -144,22 +144,34 @@ extension HubService {
     /// `pread` straight into the buffer the socket writes from (no intermediate copy), and the next
     /// is read only when the client has taken the last (the writer applies back-pressure).
     /// `lease` is released once the file is sent (or at once, when there is none).
-    func objectFile(_ repo: Repository, lease: ReaderLease, _ objectID: ObjectID) throws -> Response {
+    ///
+    /// A `Range` of one span (`bytes=N-`: a client continuing a download that broke off) is answered
+    /// with those bytes (206); one past the end with 416.
+    func objectFile(_ repo: Repository, lease: ReaderLease, _ objectID: ObjectID, range header: String? = nil) throws -> Response {
         let path = repo.objects.path(for: objectID)
         guard let file = OpenObjectFile(path: path), let size = FileStat.of(path)?.size else {
             lease.release()
             throw HubError.notFound("object \(objectID.short) is not here")
         }
+        let range: Range<Int>?
+        do {
+            range = try FileBody.parseRange(header, size: size)
+        } catch let error as FileBody.RangeNotSatisfiable {
+            file.close()
+            lease.release()
+            return Response(status: .rangeNotSatisfiable, headers: [.contentRange: "bytes */\(error.size)", .contentLength: "0"], body: ResponseBody())
+        }
+        let served = range ?? 0..<size
         // The file and the lease go with the body: closed when it is sent, or when a body that
         // never ran (the client went away first) is dropped.
-        let body = ResponseBody(contentLength: size) { writer in
+        let body = ResponseBody(contentLength: served.count) { writer in
             defer {
                 file.close()
                 lease.release()
             }
-            var sent = 0
-            while sent < size {
-                let count = min(HubService.objectPieceByteCount, size - sent)
+            var sent = served.lowerBound
+            while sent < served.upperBound {
+                let count = min(HubService.objectPieceByteCount, served.upperBound - sent)
                 var buffer = ByteBufferAllocator().buffer(capacity: count)
                 let n = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { raw in
                     max(0, file.read(into: raw.baseAddress, count: count, at: sent))
@@ -172,7 +184,10 @@ extension HubService {
             }
             try await writer.finish(nil)
         }
-        return Response(status: .ok, headers: [.contentType: "application/octet-stream"], body: body)
+        guard let range else { return Response(status: .ok, headers: [.contentType: "application/octet-stream"], body: body) }
+        return Response(status: .partialContent,
+                        headers: [.contentType: "application/octet-stream", .contentRange: "bytes \(range.lowerBound)-\(range.upperBound - 1)/\(size)"],
+                        body: body)
     }
 
     /// Bytes of an object file read and written at once.

@@ -57,6 +57,41 @@ import Testing
         #expect(s.sameFiles("copy", "family/base"))
     }
 
+    /// A clone killed inside an object continues that object where it broke off, over a folder and
+    /// over `mrepo serve` (a ranged GET): the objects' first bytes are not sent again, and nothing
+    /// of the killed clone is left once the clone is whole.
+    @Test func aCloneKilledInsideAnObjectContinuesIt() throws {
+        let s = try CLISandbox()
+        // One tensor of 3 Mi floats that do not compress: an object of about 12 MiB, which a folder
+        // copies a MiB at a time and a server sends in smaller pieces.
+        var state: UInt32 = 12345
+        let values = (0..<(3 << 20)).map { _ -> Float in
+            state = state &* 1_664_525 &+ 1_013_904_223
+            return Float(bitPattern: (state >> 9) | 0x3f80_0000) - 1
+        }
+        try s.writeModel("big", [("w", [3 << 20], values)])
+        try FileManager.default.createDirectory(atPath: s.path("served/team"), withIntermediateDirectories: true)
+        try s.ok(["init", "-q", "served/team/big"])
+        try s.ok(["commit", "-q", "--from", s.path("big"), "-m", "big"], in: "served/team/big")
+        let server = try ServerProcess(s, ["served"])
+        defer { _ = server.stop() }
+        // A folder is copied a MiB at a time, a server's answer arrives in pieces of a few KiB.
+        for (label, url, piece) in [("folder", s.path("served/team/big"), 4), ("serve", server.url + "/team/big", 40)] {
+            let whole = try #require(try s.json(try s.ok(["clone", "--json", url, "whole-" + label])) as? [String: Any])
+            let all = try #require(whole["bytes_received"] as? Int)
+            let killed = try s.run(["clone", url, "copy-" + label], environment: ["MREPO_KILL_AT": "transfer.object-partial:\(piece)"])
+            #expect(killed.status == -9, "\(label): the kill point was not reached: \(killed.stderr)")
+            let resumed = try #require(try s.json(try s.ok(["clone", "--json", url, "copy-" + label])) as? [String: Any])
+            let received = try #require(resumed["bytes_received"] as? Int)
+            #expect(received < all - 50_000, "\(label): the resumed clone received \(received) bytes of \(all)")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: s.root).filter { $0.contains(".mrepo-clone-") || $0.hasPrefix(".mrepo-tmp-") }.isEmpty)
+            #expect(((try? FileManager.default.contentsOfDirectory(atPath: s.path("copy-\(label)/.mrepo/objects/partial"))) ?? []).isEmpty)
+            let fsck = try s.ok(["fsck"], in: "copy-" + label)
+            #expect(!fsck.stdout.contains("partly") && !fsck.stderr.contains("partly"), "\(fsck.stdout)\(fsck.stderr)")
+            #expect(s.sameFiles("copy-" + label, "big"))
+        }
+    }
+
     /// A damaged file among what the killed clone received is not taken over: it is downloaded.
     @Test func aDamagedObjectOfAKilledCloneIsDownloadedAgain() throws {
         let s = try CLISandbox()

@@ -104,6 +104,17 @@ struct S3RemoteTests {
         #expect(try copy.resolve("origin/main") == origin.resolve("main"))
     }
 
+    /// A download that broke off is continued with a ranged GET; more bytes than the object holds
+    /// (a 416 from the store) start it over.
+    @Test func aDownloadContinuesWithARangedGet() async throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let target = url()
+        _ = try await push(origin, to: target)
+        let id = try #require(origin.objectFiles.max { (FileStat.of(origin.objects.path(for: $0))?.size ?? 0) < (FileStat.of(origin.objects.path(for: $1))?.size ?? 0) })
+        let stored = Array(try Data(contentsOf: URL(fileURLWithPath: origin.objects.path(for: id))))
+        try await PartialDownloadTests.expectResumes(try Transports.open(target, environment: store.environment), id, stored: stored, in: dir)
+    }
+
     @Test func repositoriesUnderOnePrefixShareObjects() async throws {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let prefix = "shared-" + UUID().uuidString

@@ -89,9 +89,10 @@ public final class HTTPTransport: RemoteTransport, Sendable {
         case file(path: String, byteCount: Int)
     }
 
-    private func request(_ method: HTTPMethod, _ path: String, body: Body) -> HTTPClientRequest {
+    private func request(_ method: HTTPMethod, _ path: String, body: Body, headers: [(String, String)] = []) -> HTTPClientRequest {
         var r = HTTPClientRequest(url: base + "/" + path)
         r.method = method
+        for (name, value) in headers { r.headers.add(name: name, value: value) }
         if let token { r.headers.add(name: "Authorization", value: "Bearer \(token)") }
         if let session { r.headers.add(name: HTTPTransport.sessionHeader, value: session) }
         switch body {
@@ -113,8 +114,12 @@ public final class HTTPTransport: RemoteTransport, Sendable {
     /// succeeded and is sent again would report that the ref moved).
     /// A 503 `GCRunning` (gc runs on the server, which did nothing with the request) is sent again
     /// after its `Retry-After`, for as long as gc runs, as a folder remote's transfer waits for gc.
+    ///
+    /// A download (`download`: its file) asks, on each try, for the bytes the file does not hold
+    /// yet (``DownloadFile``), and starts over when the server finds them past the object's end (416).
     private func send<T>(_ method: HTTPMethod, _ path: String, body: Body = .none, ref: String? = nil, retry: Bool = true,
-                         timeout: TimeAmount = HTTPTransport.headTimeout, read: (HTTPClientResponse) async throws -> T) async throws -> T {
+                         timeout: TimeAmount = HTTPTransport.headTimeout, download: String? = nil,
+                         read: (HTTPClientResponse) async throws -> T) async throws -> T {
         var delay = 0.2
         var attempt = 0
         /// Waits before the next try after a failed one, or throws when no try is left.
@@ -132,7 +137,8 @@ public final class HTTPTransport: RemoteTransport, Sendable {
             attempt += 1
             let response: HTTPClientResponse
             do {
-                response = try await RemoteHTTP.client.execute(request(method, path, body: body), timeout: timeout)
+                let headers = download.map { DownloadFile.rangeHeader(from: DownloadFile.offset($0)) } ?? []
+                response = try await RemoteHTTP.client.execute(request(method, path, body: body, headers: headers), timeout: timeout)
             } catch is CancellationError {
                 throw CancellationError()
             } catch {
@@ -146,6 +152,11 @@ public final class HTTPTransport: RemoteTransport, Sendable {
                 let seconds = min(max(Int(response.headers["Retry-After"].first ?? "") ?? 2, 1), 10)
                 try await Task.sleep(for: .seconds(seconds))
                 attempt -= 1  // not a failed try: the server is busy, and says for how long
+                continue
+            }
+            if status == 416, let download, DownloadFile.offset(download) > 0 {
+                _ = try? await response.body.collect(upTo: 1 << 20)
+                DownloadFile.restart(download)
                 continue
             }
             if retry, [429, 502, 503, 504].contains(status), attempt < HTTPTransport.attempts {
@@ -262,37 +273,18 @@ public final class HTTPTransport: RemoteTransport, Sendable {
     }
 
     public func getObject(_ id: ObjectID, to destination: String) async throws -> Int {
-        try await send(.GET, "objects/\(id.hex)") { response in
-            let written = try await HTTPTransport.write(response.body, to: destination)
+        // Bytes written over every try: a try that broke off keeps what it wrote, and the next asks
+        // for the rest.
+        let received = Mutex(0)
+        return try await send(.GET, "objects/\(id.hex)", download: destination) { response in
+            let written = try await DownloadFile.write(response.body, to: destination, status: Int(response.status.code),
+                                                       contentRange: response.headers["Content-Range"].first,
+                                                       offset: DownloadFile.offset(destination)) { n in received.withLock { $0 += n } }
             if let expected = response.headers["Content-Length"].first.flatMap(Int.init), expected != written {
                 throw HTTPClientError.remoteConnectionClosed
             }
-            return written
+            return received.withLock { $0 }
         }
-    }
-
-    /// Writes a response body into `path` (created or truncated) as it arrives; returns its length.
-    static func write(_ body: HTTPClientResponse.Body, to path: String) async throws -> Int {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw RepoError.io(path: path, reason: "cannot create: \(errnoDescription())") }
-        defer { close(fd) }
-        var total = 0
-        for try await buffer in body {
-            try buffer.withUnsafeReadableBytes { raw in
-                var done = 0
-                while done < raw.count {
-                    let n = Glibc.write(fd, raw.baseAddress! + done, raw.count - done)
-                    if n < 0 {
-                        if errno == EINTR { continue }
-                        throw errno == ENOSPC ? RepoError.diskFull(path: path) : RepoError.io(path: path, reason: "write failed: \(errnoDescription())")
-                    }
-                    done += n
-                }
-            }
-            total += buffer.readableBytes
-        }
-        startWriteback(fd)
-        return total
     }
 
     public func putObject(_ id: ObjectID, from source: String, byteCount: Int) async throws {

@@ -50,7 +50,7 @@ public final class LocalTransport: RemoteTransport, Sendable {
         guard FileStat.of(source) != nil else {
             throw RepoError.remote("\(url): object \(id.short) is not there (is that repository a lazy clone?)")
         }
-        return try FileCopy.copy(from: source, to: destination)
+        return try FileCopy.copy(from: source, to: destination, resuming: true)
     }
 
     public func putObject(_ id: ObjectID, from source: String, byteCount: Int) async throws {
@@ -110,13 +110,24 @@ public final class LocalTransport: RemoteTransport, Sendable {
 
 /// Copies a file in bounded memory (1 MiB at a time), creating or truncating the destination.
 enum FileCopy {
-    static func copy(from source: String, to destination: String) throws -> Int {
+    /// `resuming`: a destination that holds fewer bytes than the source is taken for the source's
+    /// first bytes (a download that broke off, ``DownloadFile``), and only the rest is copied.
+    /// Returns the bytes copied.
+    static func copy(from source: String, to destination: String, resuming: Bool = false) throws -> Int {
         let input = open(source, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { throw RepoError.io(path: source, reason: "cannot open: \(errnoDescription())") }
         defer { close(input) }
-        let output = open(destination, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        let output = open(destination, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
         guard output >= 0 else { throw RepoError.io(path: destination, reason: "cannot create: \(errnoDescription())") }
         defer { close(output) }
+        var st = stat()
+        let size = fstat(input, &st) == 0 ? Int(st.st_size) : 0
+        let held = resuming ? DownloadFile.offset(destination) : 0
+        let start = held < size ? held : 0
+        guard ftruncate(output, off_t(start)) == 0, lseek(output, off_t(start), SEEK_SET) == off_t(start),
+              lseek(input, off_t(start), SEEK_SET) == off_t(start) else {
+            throw RepoError.io(path: destination, reason: "cannot position the copy: \(errnoDescription())")
+        }
         var total = 0
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
         defer { buffer.deallocate() }
@@ -137,6 +148,7 @@ enum FileCopy {
                 written += w
             }
             total += n
+            if resuming { CrashPoint.reach("transfer.object-partial") }
         }
         return total
     }

@@ -168,33 +168,75 @@ extension ObjectMover {
 
     /// Downloads one object into an incoming file and verifies it (once its reference's batch is
     /// closed, when that comes in this download), writing the decoded bytes to the clone's prepared files.
+    ///
+    /// The bytes go to the object's ``PartialDownload`` file first, which an interruption leaves
+    /// for the next try to continue; a download that starts from the bytes of an earlier one and
+    /// fails its verification is made again from the start.
     private func receive(_ info: ObjectInfo, after reference: ObjectID?, gate: BatchGate, incoming files: IncomingFiles) async throws -> ReceivedObject {
         let store = repository.objects
-        let incoming = store.incomingPath()
+        var incoming = store.incomingPath()
         do {
-            let n = try await transport.getObject(info.id, to: incoming)
+            var (n, resumed) = try await fetch(info, to: incoming)
             if let reference { try await gate.wait(reference) }
             if store.exists(info.id) {
                 unlink(incoming)
                 return ReceivedObject(id: info.id, path: nil, byteCount: n, depth: info.depth)
             }
-            let (prefill, references, rows) = (prefill, references, verifiedRows)
-            try await ObjectMover.offPool {
-                var decoded = 0
-                let pending = reference.map { files.chain(from: $0) } ?? [:]
-                let row = try store.verifyIncoming(info.id, path: incoming, references: references, pending: pending) { bytes in
-                    guard let prefill, prefill.wants(info.id) else { return }
-                    prefill.write(info.id, bytes, at: decoded)
-                    decoded += bytes.count
-                }
-                rows.add(row)
-                prefill?.verified(info.id, byteCount: decoded)
+            do {
+                try await verify(info, at: incoming, reference: reference, incoming: files)
+            } catch let error as RepoError where resumed {
+                guard case .corruptObject = error else { throw error }
+                unlink(incoming)
+                incoming = store.incomingPath()
+                n += try await transport.getObject(info.id, to: incoming)
+                try await verify(info, at: incoming, reference: reference, incoming: files)
             }
             progress.add(n)
             return ReceivedObject(id: info.id, path: incoming, byteCount: n, depth: info.depth)
         } catch {
             unlink(incoming)
             throw error
+        }
+    }
+
+    /// Brings the object's bytes to `incoming` (a path not yet created): through its partial file
+    /// when this download can hold it. Returns the bytes received, and whether bytes of an earlier
+    /// download were used.
+    private func fetch(_ info: ObjectInfo, to incoming: String) async throws -> (Int, Bool) {
+        guard let partial = PartialDownload.claim(info.id, in: repository.objects) else {
+            return (try await transport.getObject(info.id, to: incoming), false)
+        }
+        // More than the object holds cannot be its beginning.
+        if info.storedByteCount > 0 && partial.byteCount > info.storedByteCount { partial.reset() }
+        let resumed = partial.byteCount > 0
+        var n = 0
+        if !(resumed && partial.byteCount == info.storedByteCount) {
+            do {
+                n = try await transport.getObject(info.id, to: partial.path)
+            } catch {
+                partial.keep()
+                throw error
+            }
+        }
+        try partial.complete(renamingTo: incoming)
+        return (n, resumed)
+    }
+
+    /// Verifies the object at `incoming` (after its reference, read from its incoming file when
+    /// its batch is not installed yet), handing the decoded bytes to the clone's prepared files.
+    private func verify(_ info: ObjectInfo, at incoming: String, reference: ObjectID?, incoming files: IncomingFiles) async throws {
+        let store = repository.objects
+        let (prefill, references, rows) = (prefill, references, verifiedRows)
+        try await ObjectMover.offPool {
+            var decoded = 0
+            let pending = reference.map { files.chain(from: $0) } ?? [:]
+            let row = try store.verifyIncoming(info.id, path: incoming, references: references, pending: pending) { bytes in
+                guard let prefill, prefill.wants(info.id) else { return }
+                prefill.write(info.id, bytes, at: decoded)
+                decoded += bytes.count
+            }
+            rows.add(row)
+            prefill?.verified(info.id, byteCount: decoded)
         }
     }
 

@@ -77,6 +77,61 @@ enum RemoteHTTP {
     }
 }
 
+/// A download into a file that may already hold the object's first bytes (a ``PartialDownload``,
+/// or an earlier try of the same request): the request asks for the rest (`Range: bytes=N-`), and
+/// the answer is written after them when the remote sends just that (206), or over them when it
+/// sends the whole object (200: a server that does not answer ranges).
+enum DownloadFile {
+    /// The bytes `path` holds now (0 when it does not exist): where the rest starts.
+    static func offset(_ path: String) -> Int { FileStat.of(path)?.size ?? 0 }
+
+    /// The header that asks for what follows `offset`, or none from the start.
+    static func rangeHeader(from offset: Int) -> [(String, String)] { offset > 0 ? [("Range", "bytes=\(offset)-")] : [] }
+
+    /// Cuts `path` to nothing (a 416: what it holds is longer than the remote's object).
+    static func restart(_ path: String) { _ = truncate(path, 0) }
+
+    /// Writes `body` into `path` (created if need be): after its first `offset` bytes for a 206
+    /// whose `Content-Range` starts there, else from the start, the file cut to what is written.
+    /// Returns the bytes written; `written` hears of each piece as it is written (also of those
+    /// before the body broke off).
+    static func write(_ body: HTTPClientResponse.Body, to path: String, status: Int, contentRange: String?, offset: Int,
+                      written: (Int) -> Void = { _ in }) async throws -> Int {
+        var start = 0
+        if status == 206 {
+            guard offset > 0, let range = contentRange, range.hasPrefix("bytes \(offset)-") else {
+                throw RepoError.remote("asked for the bytes of \(path) from \(offset) on, the remote answered \(contentRange ?? "no Content-Range")")
+            }
+            start = offset
+        }
+        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw RepoError.io(path: path, reason: "cannot create: \(errnoDescription())") }
+        defer { close(fd) }
+        guard ftruncate(fd, off_t(start)) == 0, lseek(fd, off_t(start), SEEK_SET) == off_t(start) else {
+            throw RepoError.io(path: path, reason: "cannot resume the download: \(errnoDescription())")
+        }
+        var total = 0
+        for try await buffer in body {
+            try buffer.withUnsafeReadableBytes { raw in
+                var done = 0
+                while done < raw.count {
+                    let n = Glibc.write(fd, raw.baseAddress! + done, raw.count - done)
+                    if n < 0 {
+                        if errno == EINTR { continue }
+                        throw errno == ENOSPC ? RepoError.diskFull(path: path) : RepoError.io(path: path, reason: "write failed: \(errnoDescription())")
+                    }
+                    done += n
+                }
+            }
+            total += buffer.readableBytes
+            written(buffer.readableBytes)
+            CrashPoint.reach("transfer.object-partial")
+        }
+        startWriteback(fd)
+        return total
+    }
+}
+
 /// Starts writing a received file's pages back to disk without waiting: the `syncfs` of its batch
 /// then finds them written, and the disk works while the next objects arrive and are verified.
 func startWriteback(_ fd: Int32) {

@@ -116,6 +116,8 @@ extension Repository {
             built.progress = progress
             built.waitNotice = notice
             built.transportEnvironment = environment
+            // Objects a killed clone had begun to receive continue where they broke off.
+            PartialDownload.adopt(fromKilledClones: killed, into: built.objects)
             try built.history.addRemote(RemoteConfig(name: "origin", url: try storedURL(url), lazy: lazy))
             guard let remote = try built.history.remote(named: "origin") else { throw RepoError.failed("the new clone has no remote 'origin'") }
             if lazy { built.readMissingObjectsLazily() }

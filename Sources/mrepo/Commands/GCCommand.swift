@@ -6,7 +6,7 @@ struct GCCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gc",
         abstract: "Delete commits and objects no branch, tag, HEAD or reflog entry reaches, and leftovers of interrupted commands.",
-        discussion: "Stash entries, ORIG_HEAD, remote-tracking branches, every working tree's HEAD and an unfinished merge's commits and objects are always kept.")
+        discussion: "Stash entries, ORIG_HEAD, remote-tracking branches, every working tree's HEAD and an unfinished merge's commits and objects are always kept. The first bytes of objects a fetch or clone was receiving when it broke off (.mrepo/objects/partial, kept for the next one to continue) are deleted too, and counted with the temporary files.")
 
     @OptionGroup var repository: RepositoryOptions
     @OptionGroup var lock: LockOptions

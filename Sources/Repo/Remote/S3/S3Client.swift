@@ -3,6 +3,7 @@ import Delta
 import Foundation
 import NIOCore
 import NIOHTTP1
+import Synchronization
 
 /// A small S3 client: path-style requests signed with SigV4, bodies from memory or streamed from
 /// a file range, responses into memory or streamed into a file, retries with backoff on 5xx,
@@ -47,7 +48,9 @@ final class S3Client: Sendable {
     /// is returned; others too, for the caller to judge (404, 412), except errors of
     /// authorisation, which throw the one-line credential error.
     ///
-    /// - Parameter download: write a 2xx body into this file (created or truncated) instead of memory.
+    /// - Parameter download: write a 2xx body into this file instead of memory. Each try asks for
+    ///   what the file does not hold yet (``DownloadFile``); ``Response/downloaded`` counts the bytes
+    ///   written over every try.
     func send(_ method: HTTPMethod, key: String?, query: [(String, String)] = [], headers: [(String, String)] = [],
               body: Body = .empty, download: String? = nil) async throws -> Response {
         let path = "/" + S3Signer.encode(bucket) + (key.map { "/" + S3Signer.encodePath($0) } ?? "")
@@ -57,11 +60,18 @@ final class S3Client: Sendable {
         let target = "\(configuration.endpoint.scheme!)://\(host)\(path)\(queryText)"
         var delay: Double = 0.2
         var attempt = 0
+        let received = Mutex(0)
         while true {
             attempt += 1
             do {
-                let response = try await once(method, target: target, path: path, query: query, headers: headers, body: body,
-                                              payloadHash: payloadHash, download: download)
+                var response = try await once(method, target: target, path: path, query: query, headers: headers, body: body,
+                                              payloadHash: payloadHash, download: download) { n in received.withLock { $0 += n } }
+                response.downloaded = received.withLock { $0 }
+                if response.status == 416, let download, DownloadFile.offset(download) > 0 {
+                    // What the file holds is longer than the object: start over.
+                    DownloadFile.restart(download)
+                    continue
+                }
                 if S3Client.isRetryable(response), attempt < S3Client.attempts {
                     try await Task.sleep(nanoseconds: UInt64(delay * 1e9 * Double.random(in: 0.8...1.2)))
                     delay *= 2
@@ -83,10 +93,11 @@ final class S3Client: Sendable {
     }
 
     private func once(_ method: HTTPMethod, target: String, path: String, query: [(String, String)], headers: [(String, String)],
-                      body: Body, payloadHash: String, download: String?) async throws -> Response {
+                      body: Body, payloadHash: String, download: String?, written: (Int) -> Void) async throws -> Response {
         var request = HTTPClientRequest(url: target)
         request.method = method
-        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        let offset = download.map(DownloadFile.offset) ?? 0
+        for (name, value) in headers + DownloadFile.rangeHeader(from: offset) { request.headers.add(name: name, value: value) }
         // Only host and x-amz-* headers are signed: proxies and stores may respell the others
         // (SigV4 allows unsigned headers).
         let signedHeaders = headers.filter { $0.0.lowercased().hasPrefix("x-amz-") }
@@ -104,24 +115,8 @@ final class S3Client: Sendable {
         let response = try await RemoteHTTP.client.execute(request, timeout: .seconds(600))
         var out = Response(status: Int(response.status.code), headers: response.headers, body: [])
         if let download, (200..<300).contains(out.status) {
-            let fd = open(download, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-            guard fd >= 0 else { throw RepoError.io(path: download, reason: "cannot create: \(errnoDescription())") }
-            defer { close(fd) }
-            for try await buffer in response.body {
-                try buffer.withUnsafeReadableBytes { raw in
-                    var written = 0
-                    while written < raw.count {
-                        let n = write(fd, raw.baseAddress! + written, raw.count - written)
-                        if n < 0 {
-                            if errno == EINTR { continue }
-                            throw errno == ENOSPC ? RepoError.diskFull(path: download) : RepoError.io(path: download, reason: "write failed: \(errnoDescription())")
-                        }
-                        written += n
-                    }
-                }
-                out.downloaded += buffer.readableBytes
-            }
-            startWriteback(fd)
+            out.downloaded = try await DownloadFile.write(response.body, to: download, status: out.status,
+                                                          contentRange: out.header("content-range"), offset: offset, written: written)
             if let expected = out.header("content-length").flatMap(Int.init), expected != out.downloaded {
                 throw HTTPClientError.remoteConnectionClosed
             }

@@ -1,0 +1,142 @@
+import Foundation
+import Delta
+
+/// The first bytes of an object whose download broke off, kept so that the next fetch or clone
+/// asks only for the rest: `objects/partial/<id>` (docs/format.md §7.5), as huggingface_hub keeps
+/// `.incomplete` blobs.
+///
+/// A download holds an exclusive `flock` on its partial file while it writes there (released by
+/// the kernel when the process dies, however it dies), so two fetches never write one file; the
+/// second one downloads into a temporary file of its own. The bytes are trusted for nothing: the
+/// whole object is verified (decoded and hashed to its id) once it is complete, and a partial file
+/// that makes an object fail (a power loss that left zeros, another remote that codes the object
+/// otherwise) is dropped and the object downloaded from its start. When complete, the file is
+/// renamed to an ordinary incoming name, so what follows is what it always was.
+///
+/// Not a leftover: no command but `gc` removes partial files (gc removes those no download holds,
+/// `fsck` counts them), and each is at most one object's size.
+final class PartialDownload {
+    let path: String
+    private var fd: Int32
+    /// Bytes already there when it was claimed.
+    private(set) var byteCount: Int
+
+    private init(path: String, fd: Int32, byteCount: Int) {
+        self.path = path
+        self.fd = fd
+        self.byteCount = byteCount
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
+
+    static func folder(of store: ObjectStore) -> String { store.root + "/partial" }
+
+    /// Claims the partial file of `id` (creating it empty), or nil when another download holds it
+    /// or it cannot be made (the caller then downloads into a temporary file, as before).
+    static func claim(_ id: ObjectID, in store: ObjectStore) -> PartialDownload? {
+        let dir = folder(of: store)
+        if mkdir(dir, 0o755) != 0 && errno != EEXIST { return nil }
+        var st = stat()
+        guard lstat(dir, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else { return nil }
+        let path = dir + "/" + id.hex
+        // The file may be renamed away (completed by another download) between the open and the
+        // lock: then the lock holds a file that is no longer this name's, and the open is retried.
+        for _ in 0..<4 {
+            let fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { return nil }
+            guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+                close(fd)
+                return nil
+            }
+            var held = stat(), named = stat()
+            guard fstat(fd, &held) == 0, held.st_mode & S_IFMT == S_IFREG else {
+                close(fd)
+                return nil
+            }
+            if lstat(path, &named) == 0, named.st_ino == held.st_ino, named.st_dev == held.st_dev {
+                return PartialDownload(path: path, fd: fd, byteCount: Int(held.st_size))
+            }
+            close(fd)
+        }
+        return nil
+    }
+
+    /// Drops the bytes kept (they cannot be a prefix of the object).
+    func reset() {
+        _ = ftruncate(fd, 0)
+        byteCount = 0
+    }
+
+    /// Gives the complete file the temporary name `incoming` (noted in the journal already) and
+    /// lets it go.
+    func complete(renamingTo incoming: String) throws {
+        guard rename(path, incoming) == 0 else {
+            throw RepoError.io(path: path, reason: "rename failed: \(errnoDescription())")
+        }
+        release()
+    }
+
+    /// Lets the file go after the download broke off: kept for the next try when it holds bytes,
+    /// removed when it is empty.
+    func keep() {
+        var st = stat()
+        if fstat(fd, &st) == 0, st.st_size == 0 { unlink(path) }
+        release()
+    }
+
+    private func release() {
+        if fd >= 0 { close(fd) }
+        fd = -1
+    }
+
+    /// The partial files in `store`: their count and bytes (for `fsck`).
+    static func census(_ store: ObjectStore) -> (count: Int, bytes: Int) {
+        let dir = folder(of: store)
+        var count = 0, bytes = 0
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where ObjectID(hex: name) != nil {
+            count += 1
+            bytes += FileStat.of(dir + "/" + name)?.size ?? 0
+        }
+        return (count, bytes)
+    }
+
+    /// Removes the partial files no download holds; returns their count and bytes (for `gc`).
+    static func sweep(_ store: ObjectStore) -> (count: Int, bytes: Int) {
+        let dir = folder(of: store)
+        var count = 0, bytes = 0
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where ObjectID(hex: name) != nil {
+            let path = dir + "/" + name
+            let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+            guard fd >= 0 else { continue }
+            defer { close(fd) }
+            guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { continue }
+            var st = stat()
+            guard fstat(fd, &st) == 0, unlink(path) == 0 else { continue }
+            count += 1
+            bytes += Int(st.st_size)
+        }
+        return (count, bytes)
+    }
+
+    /// Moves the partial files of killed clones (`folders`: their staging folders) into `store`, for
+    /// this clone to resume. As ``CloneStaging/objectFiles(inKilledClones:)`` takes objects: only
+    /// real folders and regular files with one link, owned by this user, never through a link; a
+    /// name already there is left.
+    static func adopt(fromKilledClones folders: [String], into store: ObjectStore) {
+        func isOurs(_ path: String, _ type: mode_t) -> Bool {
+            var st = stat()
+            return lstat(path, &st) == 0 && st.st_uid == geteuid() && st.st_mode & S_IFMT == type && (type == S_IFDIR || st.st_nlink == 1)
+        }
+        let dir = folder(of: store)
+        for clone in folders {
+            let from = clone + "/" + Repository.directoryName + "/objects/partial"
+            guard [clone, clone + "/" + Repository.directoryName, clone + "/" + Repository.directoryName + "/objects", from].allSatisfy({ isOurs($0, S_IFDIR) })
+            else { continue }
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: from)) ?? [] where ObjectID(hex: name) != nil && isOurs(from + "/" + name, S_IFREG) {
+                if mkdir(dir, 0o755) != 0 && errno != EEXIST { return }
+                if FileStat.of(dir + "/" + name) != nil { continue }
+                _ = rename(from + "/" + name, dir + "/" + name)
+            }
+        }
+    }
+}
