@@ -170,6 +170,9 @@ struct HubService: HTTPResponder, Sendable {
                 try requireRead(request)
                 let sub = rest.count > 2 ? try RequestPath.repoPath(rest[2...]) : nil
                 return try tree(repo, lease: try await readLease(repo), revision: rest[1], path: sub, query: path.query, request: request)
+            case (.get, "commits") where rest.count == 2:
+                try requireRead(request)
+                return try commits(repo, lease: try await readLease(repo), revision: rest[1], query: path.query, request: request)
             case (.get, "refs") where rest.count == 1:
                 try requireRead(request)
                 return try refs(repo)

@@ -227,4 +227,43 @@ struct ServeHubTests {
         #expect(out.trimmingCharacters(in: .whitespacesAndNewlines)
             == "1100 1100 ['part0', 'part1', 'part2'] ['part0', 'part1', 'part2'] 367")
     }
+    @Test("list_repo_commits lists a revision's history newest first, in pages of 50 the client follows, with titles, bodies and authors")
+    func commitListing() throws {
+        let python = hubPython()
+        try #require(FileManager.default.isExecutableFile(atPath: python), "no Python with huggingface_hub at \(python): run scripts/setup.sh")
+        let s = try CLISandbox()
+        try FileManager.default.createDirectory(atPath: s.path("served/ns"), withIntermediateDirectories: true)
+        try s.ok(["init", "-q", "served/ns/long"])
+        for i in 0..<61 {
+            try "\(i)\n".write(toFile: s.path("served/ns/long/step.txt"), atomically: false, encoding: .utf8)
+            let message = i == 60 ? "last <step>\n\nwhat changed\nand why" : "step \(i)"
+            try s.ok(["commit", "-q", "-m", message, "--author", "Ann Lee <ann@example.org>"], in: "served/ns/long")
+        }
+        try s.ok(["branch", "early", "HEAD~50"], in: "served/ns/long")
+        let log = try #require(try s.json(try s.ok(["log", "--json"], in: "served/ns/long")) as? [[String: Any]])
+        let ids = log.compactMap { ($0["id"] as? String).map { String($0.prefix(40)) } }
+        let server = try ServerProcess(s, ["served"])
+        let (status, out) = try runProgram(python, ["-c", """
+            import json, os, sys
+            os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+            from huggingface_hub import HfApi
+            api = HfApi(endpoint=sys.argv[1])
+            main = api.list_repo_commits("ns/long")
+            early = api.list_repo_commits("ns/long", revision="early", formatted=True)
+            print(json.dumps({"ids": [c.commit_id for c in main], "titles": [c.title for c in main[:2]],
+                              "message": main[0].message, "authors": sorted({a for c in main for a in c.authors}),
+                              "formatted": early[0].formatted_title, "early": [c.commit_id for c in early],
+                              "dated": all(c.created_at.tzinfo is not None for c in main)}))
+            """, server.url])
+        #expect(server.stop() == 0)
+        try #require(status == 0)
+        let listed = try #require(try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])
+        #expect(listed["ids"] as? [String] == ids)
+        #expect(listed["titles"] as? [String] == ["last <step>", "step 59"])
+        #expect(listed["message"] as? String == "what changed\nand why")
+        #expect(listed["authors"] as? [String] == ["Ann Lee"])
+        #expect(listed["formatted"] as? String == "step 10")
+        #expect(listed["early"] as? [String] == Array(ids.suffix(11)))
+        #expect(listed["dated"] as? Bool == true)
+    }
 }
