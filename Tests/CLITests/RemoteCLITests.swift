@@ -327,6 +327,10 @@ import Testing
         #expect(try s.ok(["remote", "-v"], in: "repo").stdout.contains("origin\t\(s.path("hub")) (fetch)"))
         #expect(try s.ok(["remote"], in: "repo").stdout == "origin\n")
         expectOneLineError(try s.run(["fetch", "nowhere"], in: "repo"), contains: "no remote named 'nowhere'")
+        // A URL or folder in place of a remote name is told how to add it, as git users type it.
+        for args in [["fetch", s.path("hub")], ["push", s.path("hub"), "main"], ["pull", "http://127.0.0.1:9/ns/name", "main"]] {
+            expectOneLineError(try s.run(args, in: "repo"), contains: "is not a remote name: add it first ('mrepo remote add NAME \(args[1])')")
+        }
         expectOneLineError(try s.run(["clone", "no-such-folder", "x"]), contains: "not an mrepo repository")
         #expect(!FileManager.default.fileExists(atPath: s.path("x")))
     }

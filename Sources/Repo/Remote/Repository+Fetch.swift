@@ -35,11 +35,20 @@ extension Repository {
     ///   - depth: how much history to take (a shallow clone's `--depth`, `--deepen`, `--unshallow`).
     public func fetch(remote name: String, prune: Bool = false, lazy: Bool? = nil, depth: FetchDepth = .full, wait: Bool = false) async throws -> TransferResult {
         guard let remote = try history.remote(named: name) else {
-            throw RepoError.invalidArgument("no remote named '\(name)' (see 'mrepo remote -v')")
+            throw Repository.noRemote(name)
         }
         return try await withWriteLock(wait: wait) {
             try await fetchLocked(remote, prune: prune, lazy: lazy ?? remote.lazy, depth: depth).result
         }
+    }
+
+    /// The error for a remote name that names no remote; a URL or path given in its place is told
+    /// how to add it (fetch, push and pull keep remote-tracking refs, so they take remote names).
+    static func noRemote(_ name: String) -> RepoError {
+        if name.contains("/") || name.contains("://") {
+            return .invalidArgument("'\(name)' is not a remote name: add it first ('mrepo remote add NAME \(name)'), then use NAME")
+        }
+        return .invalidArgument("no remote named '\(name)' (see 'mrepo remote -v')")
     }
 
     /// With `checkout` (a clone's branch), the files of that commit's tree are written while the

@@ -39,7 +39,7 @@ extension Repository {
     ///   what was refused, and the first refusal) when some did.
     public func push(_ options: PushOptions) async throws -> TransferResult {
         guard let remote = try history.remote(named: options.remote) else {
-            throw RepoError.invalidArgument("no remote named '\(options.remote)' (see 'mrepo remote -v')")
+            throw Repository.noRemote(options.remote)
         }
         let opened = try Transports.open(remote.url, environment: transportEnvironment)
         let items = try pushItems(options, remote: remote.name)
