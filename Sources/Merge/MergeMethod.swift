@@ -73,6 +73,9 @@ public protocol MergeMethod: Sendable {
     static func expertStatistics(_ parameters: ParameterSet) -> [String]
     /// Checks what parameter specs cannot say alone (ranges that depend on the expert count).
     static func validate(_ parameters: ParameterSet, expertCount: Int) throws(MergeError)
+    /// Checks what depends on the model's shape, once its tensor names are known and before any
+    /// tensor is read (a dry run included): `layerCount` blocks (0 when the names show none).
+    static func validate(_ parameters: ParameterSet, layerCount: Int) throws(MergeError)
     /// The working memory of merging a tensor of `n` elements from `k` experts (for `--dry-run`'s
     /// estimate), and how it is counted, in words.
     static func workingMemory(elements n: Int, experts k: Int) -> (bytes: Int, formula: String)
@@ -92,6 +95,7 @@ extension MergeMethod {
     public static func expertMetrics(_ parameters: ParameterSet) -> [String] { [] }
     public static func expertStatistics(_ parameters: ParameterSet) -> [String] { [] }
     public static func validate(_ parameters: ParameterSet, expertCount: Int) throws(MergeError) {}
+    public static func validate(_ parameters: ParameterSet, layerCount: Int) throws(MergeError) {}
     public static func workingMemory(elements n: Int, experts k: Int) -> (bytes: Int, formula: String) {
         MethodRegistry.elementwiseWorkingMemory(elements: n, experts: k)
     }

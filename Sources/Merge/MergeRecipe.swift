@@ -155,3 +155,11 @@ public struct MergePlan: Sendable {
         return (values, metrics)
     }
 }
+
+extension MergePlan {
+    /// Checks the parameters against the model's shape (``MergeMethod/validate(_:layerCount:)``):
+    /// called once the tensor names are known, before any tensor is read.
+    public func validate(layerCount: Int) throws(MergeError) {
+        try method.validate(parameterSet, layerCount: layerCount)
+    }
+}

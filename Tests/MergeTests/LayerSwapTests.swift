@@ -66,4 +66,15 @@ import Testing
             == "layer_swap: parameter 'transition' must be an integer in [0, 10000], got -1")
         #expect(planError(MergeRecipe(method: "layer_swap", experts: ["a", "b", "c"])) == "layer_swap: takes exactly 2 experts, got 3")
     }
+
+    /// Bottom and top groups that cover every block leave nothing of the first expert: refused.
+    @Test func groupsCoveringEveryBlockAreRefused() throws {
+        let error = mergeError { _ = try swap("model.layers.3.mlp.up_proj.weight", layers: 4, ["bottom": .number(2), "top": .number(2)]) }?.description
+        #expect(error?.contains("bottom + top = 2 + 2 covers all 4 blocks of the model") == true, "\(error ?? "no error")")
+        #expect(try swap("model.layers.3.mlp.up_proj.weight", layers: 5, ["bottom": .number(2), "top": .number(2)]).values == Self.second)
+        // Before any tensor is read, once the model's block count is known (a dry run included).
+        let plan = try MergePlan(MergeRecipe(method: "layer_swap", parameters: ["top": .number(3)], experts: ["a", "b"]))
+        #expect(mergeError { try plan.validate(layerCount: 4) }?.description.contains("1 + 3 covers all 4 blocks") == true)
+        #expect(mergeError { try plan.validate(layerCount: 5) } == nil)
+    }
 }

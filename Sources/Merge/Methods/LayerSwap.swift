@@ -15,11 +15,24 @@ public struct LayerSwap: BlockMergeMethod {
     public static let expertCount: ClosedRange<Int> = 2...2
     public static let parameters = [
         ParameterSpec("bottom", .integer(range: 0...10_000), default: .number(1), help: "Number of lowest blocks taken from the second expert."),
-        ParameterSpec("top", .integer(range: 0...10_000), default: .number(1), help: "Number of highest blocks taken from the second expert."),
+        ParameterSpec("top", .integer(range: 0...10_000), default: .number(1), help: "Number of highest blocks taken from the second expert; bottom + top must be fewer than the model's blocks."),
         ParameterSpec("transition", .integer(range: 0...10_000), default: .number(0), help: "Width in blocks of the linear blend between swapped and kept blocks."),
     ]
 
     public init() {}
+
+    /// Groups that cover every block take every block from the second expert: that expert, not a
+    /// swap. Refused before any tensor is read (``validate(_:layerCount:)``), and again per tensor.
+    public static func validate(_ parameters: ParameterSet, layerCount: Int) throws(MergeError) {
+        guard let bottom = parameters.uniform("bottom")?.numberValue, let top = parameters.uniform("top")?.numberValue else { return }
+        try checkGroups(bottom: Int(bottom), top: Int(top), layerCount: layerCount)
+    }
+
+    static func checkGroups(bottom: Int, top: Int, layerCount: Int) throws(MergeError) {
+        if layerCount > 0, bottom + top >= layerCount {
+            throw .invalidInputs(method: id, problem: "bottom + top = \(bottom) + \(top) covers all \(layerCount) blocks of the model, so every block would come from the second expert; take fewer blocks (or use that expert as it is)")
+        }
+    }
 
     /// The second expert's share for block ℓ of L.
     static func omega(layer: Int, layers: Int, bottom: Int, top: Int, transition: Int) -> Double {
@@ -42,6 +55,7 @@ public struct LayerSwap: BlockMergeMethod {
         let p = input.parameters
         let bottom = Int(p.number("bottom", ctx) ?? 1), top = Int(p.number("top", ctx) ?? 1)
         let transition = Int(p.number("transition", ctx) ?? 0)
+        try Self.checkGroups(bottom: bottom, top: top, layerCount: ctx.layerCount)
         let omega: Double
         if let layer = ctx.layer {
             omega = Self.omega(layer: layer, layers: max(ctx.layerCount, layer + 1), bottom: bottom, top: top, transition: transition)

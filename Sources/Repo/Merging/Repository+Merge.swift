@@ -229,6 +229,7 @@ extension Repository {
         context.timer = timer
         timer.add("context", since: tc)
         let layerCount = TensorContext.layerCount(of: context.allNames)
+        try plan.validate(layerCount: layerCount)
         if options.dryRun {
             let report = try context.classify(layerCount: layerCount)
             return MergeOutcome(status: .planned, report: report, inputs: inputs, context: context, recipeYAML: yaml)
