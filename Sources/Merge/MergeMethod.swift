@@ -71,8 +71,9 @@ public protocol MergeMethod: Sendable {
     /// Statistics files (``StatisticsLayout``, e.g. `fisher`) every expert must have committed
     /// beside its weights, given the merge's parameters.
     static func expertStatistics(_ parameters: ParameterSet) -> [String]
-    /// Checks what parameter specs cannot say alone (ranges that depend on the expert count).
-    static func validate(_ parameters: ParameterSet, expertCount: Int) throws(MergeError)
+    /// Checks what parameter specs cannot say alone (ranges that depend on the experts, named in
+    /// the recipe's order).
+    static func validate(_ parameters: ParameterSet, experts: [String]) throws(MergeError)
     /// Checks what depends on the model's shape, once its tensor names are known and before any
     /// tensor is read (a dry run included): `layerCount` blocks (0 when the names show none).
     static func validate(_ parameters: ParameterSet, layerCount: Int) throws(MergeError)
@@ -94,7 +95,7 @@ extension MergeMethod {
     public static var expertParameters: [ParameterSpec] { [] }
     public static func expertMetrics(_ parameters: ParameterSet) -> [String] { [] }
     public static func expertStatistics(_ parameters: ParameterSet) -> [String] { [] }
-    public static func validate(_ parameters: ParameterSet, expertCount: Int) throws(MergeError) {}
+    public static func validate(_ parameters: ParameterSet, experts: [String]) throws(MergeError) {}
     public static func validate(_ parameters: ParameterSet, layerCount: Int) throws(MergeError) {}
     public static func workingMemory(elements n: Int, experts k: Int) -> (bytes: Int, formula: String) {
         MethodRegistry.elementwiseWorkingMemory(elements: n, experts: k)

@@ -109,7 +109,7 @@ public struct MergePlan: Sendable {
         var defaults: [String: ParameterValue] = [:]
         for spec in method.parameters + method.expertParameters { if let d = spec.defaultValue { defaults[spec.name] = d } }
         let parameterSet = ParameterSet(global: recipe.parameters, perExpert: recipe.expertParameters, defaults: defaults)
-        try method.validate(parameterSet, expertCount: recipe.experts.count)
+        try method.validate(parameterSet, experts: recipe.experts)
         for metric in method.expertMetrics(parameterSet) {
             for (i, name) in recipe.experts.enumerated() {
                 let value = i < expertMetrics.count ? expertMetrics[i][metric] : nil

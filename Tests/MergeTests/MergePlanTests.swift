@@ -196,9 +196,9 @@ import Testing
         #expect(planError(MergeRecipe(method: "linear", parameters: ["normalize": .flag(false)],
                                       expertParameters: [["weight": .number(1)], ["weight": .number(-1)]], experts: ["a", "b"])) == nil)
         #expect(planError(MergeRecipe(method: "della_linear", parameters: ["density": .number(0.1), "epsilon": .number(0.15)], experts: ["a"]))
-            == "della_linear: parameter 'density' 0.1 with epsilon 0.15 (expert 1): DELLA needs 0 < density − epsilon and density + epsilon < 1")
+            == "della_linear: parameter 'density' 0.1 with epsilon 0.15 (expert 'a'): DELLA needs 0 < density − epsilon and density + epsilon < 1")
         #expect(planError(MergeRecipe(method: "della", expertParameters: [[:], ["density": .number(0.9)]], experts: ["a", "b"]))?
-            .hasSuffix("(expert 2): DELLA needs 0 < density − epsilon and density + epsilon < 1") == true)
+            .hasSuffix("(expert 'b'): DELLA needs 0 < density − epsilon and density + epsilon < 1") == true)
         #expect(planError(MergeRecipe(method: "della", parameters: ["density": .number(0.5)], experts: ["a", "b"])) == nil)
     }
 

@@ -20,7 +20,8 @@ public struct Linear: BlockMergeMethod {
 
     /// Weights that sum to 0 with normalize on are refused before any tensor is read (a dry run
     /// included) when they are the same for every tensor; per-tensor ones as each tensor is merged.
-    public static func validate(_ parameters: ParameterSet, expertCount n: Int) throws(MergeError) {
+    public static func validate(_ parameters: ParameterSet, experts: [String]) throws(MergeError) {
+        let n = experts.count
         guard parameters.uniform("normalize")?.boolValue ?? false else { return }
         var total: Float = 0
         for i in 0..<n {

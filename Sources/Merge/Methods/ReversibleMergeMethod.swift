@@ -28,7 +28,8 @@ public struct RMM: MergeMethod {
     ]
 
     /// The basis size is bounded by the number of experts: K = N − 1 already rebuilds every expert exactly.
-    public static func validate(_ parameters: ParameterSet, expertCount n: Int) throws(MergeError) {
+    public static func validate(_ parameters: ParameterSet, experts: [String]) throws(MergeError) {
+        let n = experts.count
         guard let k = parameters.global["basis"]?.numberValue else { return }
         guard k >= 1, Double(n - 1) >= k else {
             throw MergeError.invalidParameter(method: id, parameter: "basis",

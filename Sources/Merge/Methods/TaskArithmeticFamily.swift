@@ -74,14 +74,14 @@ public struct GeneralizedTaskArithmetic<Configuration: TaskArithmeticConfigurati
     /// DELLA's keep-probability window, density ± epsilon, must lie inside (0, 1) for every expert
     /// that sparsifies (density < 1), as mergekit requires: checked before any tensor is read when
     /// the values are the same for every tensor, else as each tensor is merged.
-    public static func validate(_ parameters: ParameterSet, expertCount n: Int) throws(MergeError) {
+    public static func validate(_ parameters: ParameterSet, experts: [String]) throws(MergeError) {
         guard Configuration.sparsifier == .dellaMagprune else { return }
-        for i in 0..<n {
+        for i in experts.indices {
             guard let d = parameters.uniform("density", expert: i)?.numberValue, d < 1,
                   let e = parameters.uniform("epsilon", expert: i)?.numberValue else { continue }
             if !(d - e > 0 && d + e < 1) {
                 throw MergeError.invalidParameter(method: id, parameter: "density",
-                    problem: "\(ParameterValue.format(d)) with epsilon \(ParameterValue.format(e)) (expert \(i + 1)): DELLA needs 0 < density − epsilon and density + epsilon < 1")
+                    problem: "\(ParameterValue.format(d)) with epsilon \(ParameterValue.format(e)) (expert '\(experts[i])'): DELLA needs 0 < density − epsilon and density + epsilon < 1")
             }
         }
     }

@@ -213,7 +213,7 @@ extension Repository {
             throw RepoError.invalidArgument("rmm: a reversible merge needs at least 2 experts, got \(n) (\(experts.map(\.name).joined(separator: ", ")))")
         }
         // The recipe here names no experts (they are the branches), so the plan could not bound the basis yet.
-        try RMM.validate(ParameterSet(global: ["basis": .number(Double(settings.basis))], perExpert: []), expertCount: n)
+        try RMM.validate(ParameterSet(global: ["basis": .number(Double(settings.basis))], perExpert: []), experts: experts.map(\.name))
         if options.noCommit { throw RepoError.reversibleMergeNoCommit }
         let records = try experts.map { try commit($0.commit).record(AdapterRecord.self) }
         let kind: RMMExpertKind

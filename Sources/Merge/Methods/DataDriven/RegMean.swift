@@ -39,7 +39,8 @@ public struct RegMean: TensorMergeMethod {
 
     public init() {}
 
-    public static func validate(_ parameters: ParameterSet, expertCount: Int) throws(MergeError) {
+    public static func validate(_ parameters: ParameterSet, experts: [String]) throws(MergeError) {
+        let expertCount = experts.count
         let ctx = TensorContext(name: "", shape: [], layerCount: 0)
         let total = (0..<expertCount).reduce(0.0) { $0 + (parameters.number("weight", expert: $1, ctx) ?? 1) }
         if expertCount > 0, total <= 0 { throw .invalidParameter(method: id, parameter: "weight", problem: "must be positive for at least one expert") }
