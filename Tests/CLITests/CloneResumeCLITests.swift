@@ -92,6 +92,24 @@ import Testing
         }
     }
 
+    /// A destination that another process fills while the clone runs (a second clone into the
+    /// same folder) is not overwritten: the clone fails in one line and leaves nothing of its own.
+    @Test func aDestinationFilledMeanwhileIsLeftAlone() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.repository(branches: [])
+        let clone = try RunningCommand(s, ["clone", "-q", "repo", "copy"], in: ".", environment: ["MREPO_PAUSE_AT": "clone.before-rename"])
+        #expect(clone.waitUntilPaused(at: "clone.before-rename"))
+        try FileManager.default.createDirectory(atPath: s.path("copy"), withIntermediateDirectories: true)
+        try "theirs\n".write(toFile: s.path("copy/note.txt"), atomically: false, encoding: .utf8)
+        clone.resume()
+        let r = clone.finish()
+        #expect(r.status == 2)
+        #expect(r.stderr.hasSuffix("was filled by another process while this clone ran; nothing of this clone was kept\n"), "\(r.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: s.path("copy")) == ["note.txt"])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: s.root).filter { $0.contains(".mrepo-clone-") }.isEmpty)
+    }
+
     /// A damaged file among what the killed clone received is not taken over: it is downloaded.
     @Test func aDamagedObjectOfAKilledCloneIsDownloadedAgain() throws {
         let s = try CLISandbox()

@@ -59,6 +59,10 @@ struct CloneStaging {
     /// Moves the finished clone onto the destination (which must not exist or be an empty folder).
     func install() throws {
         if rename(path, destination) != 0 {
+            if errno == ENOTEMPTY || errno == EEXIST || errno == ENOTDIR {
+                // Checked empty before the clone began: another process (a second clone?) filled it since.
+                throw RepoError.invalidArgument("destination '\(destination)' was filled by another process while this clone ran; nothing of this clone was kept")
+            }
             throw RepoError.io(path: destination, reason: "cannot move the clone into place: \(errnoDescription())")
         }
         try AtomicFileWriter.syncDirectory(parent)
