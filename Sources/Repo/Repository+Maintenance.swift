@@ -182,7 +182,7 @@ extension Repository {
         }
         let partial = PartialDownload.census(objects)
         if partial.count > 0 {
-            report.warnings.append("\(partial.count) partly downloaded object\(partial.count == 1 ? "" : "s") (\(partial.bytes) bytes, kept by a fetch or clone that broke off; the next one continues \(partial.count == 1 ? "it" : "them"), 'mrepo gc' removes them)")
+            report.warnings.append("\(partial.count) object\(partial.count == 1 ? "" : "s") of a fetch or clone that broke off or still runs, in .mrepo/objects/partial (\(partial.bytes) bytes; the next fetch continues \(partial.count == 1 ? "it" : "them"), 'mrepo gc' removes what no fetch holds)")
         }
         return report
     }

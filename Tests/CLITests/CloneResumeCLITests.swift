@@ -92,6 +92,33 @@ import Testing
         }
     }
 
+    /// An object killed after its last byte arrived but before it was verified (verification is
+    /// slower than a fast link) is kept whole: the next clone verifies it without downloading it.
+    @Test func anObjectKilledBeforeItsVerificationIsNotDownloadedAgain() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.repository(branches: ["math"])
+        let reference = try #require(try s.json(try s.ok(["clone", "--json", "repo", "reference"])) as? [String: Any])
+        let all = try #require(reference["bytes_received"] as? Int)
+        let killed = try s.run(["clone", "repo", "copy"], environment: ["MREPO_KILL_AT": "transfer.object-downloaded"])
+        #expect(killed.status == -9, "the kill point was not reached: \(killed.stderr)")
+        let staging = try #require(try FileManager.default.contentsOfDirectory(atPath: s.root).first { $0.hasPrefix(".copy.mrepo-clone-") })
+        let partial = s.path(staging + "/.mrepo/objects/partial")
+        // Every byte kept is not sent again: whole objects and the beginnings of those in flight.
+        var kept = 0, whole = 0
+        for name in try FileManager.default.contentsOfDirectory(atPath: partial) {
+            let size = try #require(FileManager.default.attributesOfItem(atPath: partial + "/" + name)[.size] as? Int)
+            let stored = try FileManager.default.attributesOfItem(atPath: s.path("repo/.mrepo/objects/\(name.prefix(2))/\(name.dropFirst(2))"))[.size] as? Int
+            kept += size
+            if size == stored { whole += 1 }
+        }
+        #expect(whole > 0, "no whole object was kept")
+        let resumed = try #require(try s.json(try s.ok(["clone", "--json", "repo", "copy"])) as? [String: Any])
+        #expect(resumed["bytes_received"] as? Int == all - kept)
+        try s.ok(["fsck"], in: "copy")
+        #expect(s.sameFiles("copy", "family/base"))
+    }
+
     /// A destination that another process fills while the clone runs (a second clone into the
     /// same folder) is not overwritten: the clone fails in one line and leaves nothing of its own.
     @Test func aDestinationFilledMeanwhileIsLeftAlone() throws {

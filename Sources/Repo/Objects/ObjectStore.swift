@@ -498,11 +498,16 @@ public final class ObjectStore: Sendable {
 
     /// Removes the files of `ids` that no row of `history` records (objects a failed transfer
     /// installed; an object file the history records is never touched).
-    func removeUnrecorded(_ ids: [ObjectID], history: HistoryDatabase) {
+    /// `keepingAsPartial`: move each file to its partial-download name instead (``PartialDownload/park(_:as:in:)``).
+    func removeUnrecorded(_ ids: [ObjectID], history: HistoryDatabase, keepingAsPartial: Bool = false) {
         for id in ids where exists(id) {
             // A history that cannot be read keeps the file.
             guard let recorded = try? history.objectInfo(id) != nil, !recorded else { continue }
-            remove(id)
+            if keepingAsPartial {
+                PartialDownload.park(path(for: id), as: id, in: self)
+            } else {
+                remove(id)
+            }
         }
     }
 

@@ -145,11 +145,12 @@ extension ObjectMover {
                         if inFlight == 0 { group.cancelAll() }
                     }
                 } catch {
-                    // Wake the deltas waiting for a reference that will not come, then let the rest end.
+                    // Wake the deltas waiting for a reference that will not come, then let the rest end:
+                    // what verifies meanwhile joins the open batch, kept below.
                     gate.fail(error)
                     group.cancelAll()
                     while let result = await group.nextResult() {
-                        if case let .success(r?) = result, let p = r.path { unlink(p) }
+                        if case let .success(r?) = result { open.append(r) }
                     }
                     throw error
                 }
@@ -157,69 +158,67 @@ extension ObjectMover {
             close()
             try await lastInstall?.value
         } catch {
-            for o in open { if let p = o.path { unlink(p) } }
             // A failed install removes its incoming files, and a delta reading its reference from
             // one then fails too: the install's error is the one to report.
-            if let lastInstall, case let .failure(installError) = await lastInstall.result { throw installError }
+            if let lastInstall, case let .failure(installError) = await lastInstall.result {
+                for o in open { if let p = o.path { unlink(p) } }
+                throw installError
+            }
+            // Else what was verified waits under its partial name: a failed fetch stores nothing,
+            // and the next one verifies it there without downloading it again.
+            for o in open { if let p = o.path { PartialDownload.park(p, as: o.id, in: store) } }
             throw error
         }
         return total
     }
 
-    /// Downloads one object into an incoming file and verifies it (once its reference's batch is
-    /// closed, when that comes in this download), writing the decoded bytes to the clone's prepared files.
+    /// Downloads one object and verifies it (once its reference's batch is closed, when that comes
+    /// in this download), writing the decoded bytes to the clone's prepared files.
     ///
-    /// The bytes go to the object's ``PartialDownload`` file first, which an interruption leaves
-    /// for the next try to continue; a download that starts from the bytes of an earlier one and
-    /// fails its verification is made again from the start.
+    /// The bytes go to the object's ``PartialDownload`` file, held until the object is verified and
+    /// renamed to an incoming name for its batch: an interruption before then leaves the file, whole
+    /// or not, for the next try, which asks only for what it lacks. A download that starts from the
+    /// bytes of an earlier one and fails its verification is made again from the start; one that
+    /// fails from the start drops the file.
     private func receive(_ info: ObjectInfo, after reference: ObjectID?, gate: BatchGate, incoming files: IncomingFiles) async throws -> ReceivedObject {
         let store = repository.objects
-        var incoming = store.incomingPath()
+        let partial = PartialDownload.claim(info.id, in: store)
+        // More than the object holds cannot be its beginning.
+        if let partial, info.storedByteCount > 0, partial.byteCount > info.storedByteCount { partial.reset() }
+        var path = partial?.path ?? store.incomingPath()
         do {
-            var (n, resumed) = try await fetch(info, to: incoming)
+            let resumed = (partial?.byteCount ?? 0) > 0
+            var n = resumed && partial?.byteCount == info.storedByteCount ? 0 : try await transport.getObject(info.id, to: path)
+            CrashPoint.reach("transfer.object-downloaded")
             if let reference { try await gate.wait(reference) }
             if store.exists(info.id) {
-                unlink(incoming)
+                if let partial { partial.drop() } else { unlink(path) }
                 return ReceivedObject(id: info.id, path: nil, byteCount: n, depth: info.depth)
             }
             do {
-                try await verify(info, at: incoming, reference: reference, incoming: files)
+                try await verify(info, at: path, reference: reference, incoming: files)
             } catch let error as RepoError where resumed {
-                guard case .corruptObject = error else { throw error }
-                unlink(incoming)
-                incoming = store.incomingPath()
-                n += try await transport.getObject(info.id, to: incoming)
-                try await verify(info, at: incoming, reference: reference, incoming: files)
+                guard case .corruptObject = error, let partial else { throw error }
+                partial.reset()
+                n += try await transport.getObject(info.id, to: path)
+                try await verify(info, at: path, reference: reference, incoming: files)
+            }
+            if let partial {
+                let incoming = store.incomingPath()
+                try partial.complete(renamingTo: incoming)
+                path = incoming
             }
             progress.add(n)
-            return ReceivedObject(id: info.id, path: incoming, byteCount: n, depth: info.depth)
+            return ReceivedObject(id: info.id, path: path, byteCount: n, depth: info.depth)
         } catch {
-            unlink(incoming)
+            if let partial {
+                // Bytes that do not make the object are of no use to a later try.
+                if case RepoError.corruptObject? = error as? RepoError { partial.drop() } else { partial.keep() }
+            } else {
+                unlink(path)
+            }
             throw error
         }
-    }
-
-    /// Brings the object's bytes to `incoming` (a path not yet created): through its partial file
-    /// when this download can hold it. Returns the bytes received, and whether bytes of an earlier
-    /// download were used.
-    private func fetch(_ info: ObjectInfo, to incoming: String) async throws -> (Int, Bool) {
-        guard let partial = PartialDownload.claim(info.id, in: repository.objects) else {
-            return (try await transport.getObject(info.id, to: incoming), false)
-        }
-        // More than the object holds cannot be its beginning.
-        if info.storedByteCount > 0 && partial.byteCount > info.storedByteCount { partial.reset() }
-        let resumed = partial.byteCount > 0
-        var n = 0
-        if !(resumed && partial.byteCount == info.storedByteCount) {
-            do {
-                n = try await transport.getObject(info.id, to: partial.path)
-            } catch {
-                partial.keep()
-                throw error
-            }
-        }
-        try partial.complete(renamingTo: incoming)
-        return (n, resumed)
     }
 
     /// Verifies the object at `incoming` (after its reference, read from its incoming file when

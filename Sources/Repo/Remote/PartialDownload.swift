@@ -5,16 +5,19 @@ import Delta
 /// asks only for the rest: `objects/partial/<id>` (docs/format.md §7.5), as huggingface_hub keeps
 /// `.incomplete` blobs.
 ///
-/// A download holds an exclusive `flock` on its partial file while it writes there (released by
-/// the kernel when the process dies, however it dies), so two fetches never write one file; the
-/// second one downloads into a temporary file of its own. The bytes are trusted for nothing: the
-/// whole object is verified (decoded and hashed to its id) once it is complete, and a partial file
-/// that makes an object fail (a power loss that left zeros, another remote that codes the object
-/// otherwise) is dropped and the object downloaded from its start. When complete, the file is
-/// renamed to an ordinary incoming name, so what follows is what it always was.
+/// A download holds an exclusive `flock` on its partial file from before its first byte until the
+/// object is verified (released by the kernel when the process dies, however it dies), so two
+/// fetches never write one file; the second one downloads into a temporary file of its own. The
+/// bytes are trusted for nothing: the whole object is verified (decoded and hashed to its id) once
+/// it is complete, and a partial file that makes an object fail (a power loss that left zeros,
+/// another remote that codes the object otherwise) is dropped and the object downloaded from its
+/// start. Verified, the file is renamed to an ordinary incoming name for its batch, so what follows
+/// is what it always was; an object killed while it waited for its verification is found whole by
+/// the next try, which verifies it without downloading anything.
 ///
 /// Not a leftover: no command but `gc` removes partial files (gc removes those no download holds,
-/// `fsck` counts them), and each is at most one object's size.
+/// `fsck` counts them), and each is at most one object's size. Only regular files named by an id
+/// count; anything else in the folder is left alone.
 final class PartialDownload {
     let path: String
     private var fd: Int32
@@ -42,7 +45,7 @@ final class PartialDownload {
         // The file may be renamed away (completed by another download) between the open and the
         // lock: then the lock holds a file that is no longer this name's, and the open is retried.
         for _ in 0..<4 {
-            let fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o644)
+            let fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0o644)
             guard fd >= 0 else { return nil }
             guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
                 close(fd)
@@ -76,6 +79,12 @@ final class PartialDownload {
         release()
     }
 
+    /// Removes the file (its bytes make no object) and lets it go.
+    func drop() {
+        unlink(path)
+        release()
+    }
+
     /// Lets the file go after the download broke off: kept for the next try when it holds bytes,
     /// removed when it is empty.
     func keep() {
@@ -89,29 +98,61 @@ final class PartialDownload {
         fd = -1
     }
 
+    /// Moves the complete file of object `id` at `path` (verified, or stored by a fetch that then
+    /// failed) to its partial name, for the next fetch to verify without downloading it; deletes it
+    /// when that name is taken (another download holds it).
+    static func park(_ path: String, as id: ObjectID, in store: ObjectStore) {
+        let dir = folder(of: store)
+        var st = stat()
+        if mkdir(dir, 0o755) != 0 && errno != EEXIST || lstat(dir, &st) != 0 || st.st_mode & S_IFMT != S_IFDIR
+            || lstat(dir + "/" + id.hex, &st) == 0 || rename(path, dir + "/" + id.hex) != 0 {
+            unlink(path)
+        }
+    }
+
+    /// Deletes the partial files of `ids` that no download holds (a fetch refused for a damaged
+    /// object keeps nothing it received).
+    static func discard(_ ids: [ObjectID], in store: ObjectStore) {
+        let dir = folder(of: store)
+        var st = stat()
+        guard lstat(dir, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else { return }
+        for id in ids {
+            let path = dir + "/" + id.hex
+            let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+            guard fd >= 0 else { continue }
+            if fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, flock(fd, LOCK_EX | LOCK_NB) == 0 { unlink(path) }
+            close(fd)
+        }
+    }
+
+    /// The partial files of `store`: regular files named by an id, in a real folder (not through a link).
+    private static func files(_ store: ObjectStore) -> [(path: String, size: Int)] {
+        let dir = folder(of: store)
+        var st = stat()
+        guard lstat(dir, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else { return [] }
+        return ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted().compactMap { name in
+            var file = stat()
+            guard ObjectID(hex: name) != nil, lstat(dir + "/" + name, &file) == 0, file.st_mode & S_IFMT == S_IFREG else { return nil }
+            return (dir + "/" + name, Int(file.st_size))
+        }
+    }
+
     /// The partial files in `store`: their count and bytes (for `fsck`).
     static func census(_ store: ObjectStore) -> (count: Int, bytes: Int) {
-        let dir = folder(of: store)
-        var count = 0, bytes = 0
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where ObjectID(hex: name) != nil {
-            count += 1
-            bytes += FileStat.of(dir + "/" + name)?.size ?? 0
-        }
-        return (count, bytes)
+        let all = files(store)
+        return (all.count, all.reduce(0) { $0 + $1.size })
     }
 
     /// Removes the partial files no download holds; returns their count and bytes (for `gc`).
     static func sweep(_ store: ObjectStore) -> (count: Int, bytes: Int) {
-        let dir = folder(of: store)
         var count = 0, bytes = 0
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where ObjectID(hex: name) != nil {
-            let path = dir + "/" + name
-            let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        for (path, _) in files(store) {
+            // Non-blocking: a name swapped for a FIFO since the listing must not hang gc.
+            let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
             guard fd >= 0 else { continue }
             defer { close(fd) }
-            guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { continue }
             var st = stat()
-            guard fstat(fd, &st) == 0, unlink(path) == 0 else { continue }
+            guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, flock(fd, LOCK_EX | LOCK_NB) == 0, unlink(path) == 0 else { continue }
             count += 1
             bytes += Int(st.st_size)
         }

@@ -95,12 +95,13 @@ enum DownloadFile {
     /// whose `Content-Range` starts there, else from the start, the file cut to what is written.
     /// Returns the bytes written; `written` hears of each piece as it is written (also of those
     /// before the body broke off).
-    static func write(_ body: HTTPClientResponse.Body, to path: String, status: Int, contentRange: String?, offset: Int,
+    /// `shownAs` names what is downloaded in messages (the URL and the object).
+    static func write(_ body: HTTPClientResponse.Body, to path: String, shownAs: String, status: Int, contentRange: String?, offset: Int,
                       written: (Int) -> Void = { _ in }) async throws -> Int {
         var start = 0
         if status == 206 {
             guard offset > 0, let range = contentRange, range.hasPrefix("bytes \(offset)-") else {
-                throw RepoError.remote("asked for the bytes of \(path) from \(offset) on, the remote answered \(contentRange ?? "no Content-Range")")
+                throw RepoError.remote("\(shownAs): asked for the bytes from \(offset) on, the server answered with \(contentRange.map { "'\($0)'" } ?? "no Content-Range")")
             }
             start = offset
         }

@@ -117,9 +117,15 @@ extension Repository {
                                markingLazy: markLazy ? remote.name : nil)
         } catch {
             mover.prefill?.discard()
-            // A failed fetch writes nothing: the objects it installed before the failure (a later
-            // one did not verify, say) go again, as no row records them.
-            objects.removeUnrecorded(needed.map(\.id) + taken.keys, history: history)
+            // A failed fetch stores nothing: the objects it installed before the failure leave the
+            // store, as no row records them. After a failure of the transfer (a connection that kept
+            // dropping, a full disk) they wait under their partial names with what else arrived, for
+            // the next fetch not to download again; a fetch refused because the remote sent a damaged
+            // object keeps nothing it received.
+            let refused = if case RepoError.corruptObject? = error as? RepoError { true } else { false }
+            let ids = needed.map(\.id) + taken.keys
+            objects.removeUnrecorded(ids, history: history, keepingAsPartial: !refused)
+            if refused { PartialDownload.discard(ids, in: objects) }
             throw error
         }
         if depth == .unshallow, try isShallow() {
