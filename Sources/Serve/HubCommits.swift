@@ -17,7 +17,12 @@ extension HubService {
     /// two texts HTML-escaped under `formatted`.
     func commits(_ repo: Repository, lease: ReaderLease, revision: String, query: [String: String], request: Request) throws -> Response {
         defer { lease.release() }
-        let start = max(0, Int(query["cursor"] ?? "") ?? 0)
+        // A repository with no commit yet (made by create_repo) has an empty history, as the Hub says.
+        if try repo.history.head().branchName == revision, try repo.history.ref(named: revision) == nil, try repo.headCommit() == nil {
+            return Responses.json(.array([]))
+        }
+        // Bounded, so that the sum below cannot overflow whatever the client sends.
+        let start = min(max(0, Int(query["cursor"] ?? "") ?? 0), 1 << 40)
         let pageSize = max(1, min(HubService.commitPageSize, Int(query["limit"] ?? "") ?? HubService.commitPageSize))
         let listed = try repo.log(from: [try resolve(repo, revision)], limit: start + pageSize + 1)
         let page = listed.dropFirst(start).prefix(pageSize)

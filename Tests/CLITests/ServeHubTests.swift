@@ -240,6 +240,7 @@ struct ServeHubTests {
             try s.ok(["commit", "-q", "-m", message, "--author", "Ann Lee <ann@example.org>"], in: "served/ns/long")
         }
         try s.ok(["branch", "early", "HEAD~50"], in: "served/ns/long")
+        try s.ok(["init", "-q", "--bare", "served/ns/empty"])
         let log = try #require(try s.json(try s.ok(["log", "--json"], in: "served/ns/long")) as? [[String: Any]])
         let ids = log.compactMap { ($0["id"] as? String).map { String($0.prefix(40)) } }
         let server = try ServerProcess(s, ["served"])
@@ -250,6 +251,10 @@ struct ServeHubTests {
             api = HfApi(endpoint=sys.argv[1])
             main = api.list_repo_commits("ns/long")
             early = api.list_repo_commits("ns/long", revision="early", formatted=True)
+            import urllib.request
+            with urllib.request.urlopen(sys.argv[1] + "/api/models/ns/long/commits/main?cursor=9223372036854775807") as far:
+                assert far.status == 200 and json.load(far) == [], "a cursor past the end"
+            assert api.list_repo_commits("ns/empty") == [], "a repository with no commit yet"
             print(json.dumps({"ids": [c.commit_id for c in main], "titles": [c.title for c in main[:2]],
                               "message": main[0].message, "authors": sorted({a for c in main for a in c.authors}),
                               "formatted": early[0].formatted_title, "early": [c.commit_id for c in early],

@@ -71,6 +71,20 @@ struct CloneStaging {
     func remove() {
         try? FileManager.default.removeItem(atPath: path)
     }
+
+    /// After a clone that failed on the transfer: keeps only the objects it received, under their
+    /// partial names (`.mrepo/objects/partial`), for the next clone into the same destination to take
+    /// over once this process is gone (as a killed clone's); removes the folder when there are none.
+    func keepOnlyPartials() {
+        let fm = FileManager.default
+        let meta = path + "/" + Repository.directoryName, objects = meta + "/objects"
+        guard PartialDownload.census(ObjectStore(root: objects)).count > 0 else { return remove() }
+        for (folder, kept) in [(path, Repository.directoryName), (meta, "objects"), (objects, "partial")] {
+            for entry in (try? fm.contentsOfDirectory(atPath: folder)) ?? [] where entry != kept {
+                try? fm.removeItem(atPath: folder + "/" + entry)
+            }
+        }
+    }
 }
 
 extension CloneStaging {

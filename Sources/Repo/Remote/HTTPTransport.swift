@@ -156,7 +156,7 @@ public final class HTTPTransport: RemoteTransport, Sendable {
             }
             if status == 416, let download, DownloadFile.offset(download) > 0 {
                 _ = try? await response.body.collect(upTo: 1 << 20)
-                DownloadFile.restart(download)
+                try DownloadFile.restart(download)
                 continue
             }
             if retry, [429, 502, 503, 504].contains(status), attempt < HTTPTransport.attempts {

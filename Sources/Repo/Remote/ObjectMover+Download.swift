@@ -208,7 +208,8 @@ extension ObjectMover {
                 try partial.complete(renamingTo: incoming)
                 path = incoming
             }
-            progress.add(n)
+            // Kept bytes count as done (the bar reaches its total on a resumed fetch).
+            progress.add(max(n, info.storedByteCount))
             return ReceivedObject(id: info.id, path: path, byteCount: n, depth: info.depth)
         } catch {
             if let partial {

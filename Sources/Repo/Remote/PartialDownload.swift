@@ -73,6 +73,10 @@ final class PartialDownload {
     /// Gives the complete file the temporary name `incoming` (noted in the journal already) and
     /// lets it go.
     func complete(renamingTo incoming: String) throws {
+        var held = stat(), named = stat()
+        guard fstat(fd, &held) == 0, lstat(path, &named) == 0, named.st_ino == held.st_ino, named.st_dev == held.st_dev else {
+            throw RepoError.io(path: path, reason: "the partial download was replaced while it was held")
+        }
         guard rename(path, incoming) == 0 else {
             throw RepoError.io(path: path, reason: "rename failed: \(errnoDescription())")
         }
@@ -98,14 +102,48 @@ final class PartialDownload {
         fd = -1
     }
 
+    /// Opens and locks the regular file `path` names, when no download holds it: the descriptor,
+    /// locked, still naming that file (not a file renamed away while it was locked), or nil.
+    private static func lockUnheld(_ path: String) -> Int32? {
+        // Non-blocking: a name swapped for a FIFO must not hang the caller.
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        var held = stat(), named = stat()
+        guard fstat(fd, &held) == 0, held.st_mode & S_IFMT == S_IFREG, flock(fd, LOCK_EX | LOCK_NB) == 0,
+              lstat(path, &named) == 0, named.st_ino == held.st_ino, named.st_dev == held.st_dev else {
+            close(fd)
+            return nil
+        }
+        return fd
+    }
+
+    /// Gives the file at `from` the name `to` unless `to` exists (`link`, then `unlink`: never over
+    /// another file). Returns whether it moved.
+    private static func moveNoReplace(_ from: String, to: String) -> Bool {
+        guard link(from, to) == 0 else { return false }
+        unlink(from)
+        return true
+    }
+
     /// Moves the complete file of object `id` at `path` (verified, or stored by a fetch that then
-    /// failed) to its partial name, for the next fetch to verify without downloading it; deletes it
-    /// when that name is taken (another download holds it).
+    /// failed) to its partial name, for the next fetch to verify without downloading it. A file
+    /// already there that no download holds is replaced; one a download holds keeps the name, and
+    /// `path` is deleted.
     static func park(_ path: String, as id: ObjectID, in store: ObjectStore) {
         let dir = folder(of: store)
+        let name = dir + "/" + id.hex
         var st = stat()
-        if mkdir(dir, 0o755) != 0 && errno != EEXIST || lstat(dir, &st) != 0 || st.st_mode & S_IFMT != S_IFDIR
-            || lstat(dir + "/" + id.hex, &st) == 0 || rename(path, dir + "/" + id.hex) != 0 {
+        guard mkdir(dir, 0o755) == 0 || errno == EEXIST, lstat(dir, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
+            unlink(path)
+            return
+        }
+        if moveNoReplace(path, to: name) { return }
+        // Replaced only while locked: a claim that opens the old file meanwhile finds it renamed
+        // away once it has the lock, and opens the name again.
+        if let fd = lockUnheld(name) {
+            if rename(path, name) != 0 { unlink(path) }
+            close(fd)
+        } else {
             unlink(path)
         }
     }
@@ -118,9 +156,8 @@ final class PartialDownload {
         guard lstat(dir, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else { return }
         for id in ids {
             let path = dir + "/" + id.hex
-            let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
-            guard fd >= 0 else { continue }
-            if fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, flock(fd, LOCK_EX | LOCK_NB) == 0 { unlink(path) }
+            guard let fd = lockUnheld(path) else { continue }
+            unlink(path)
             close(fd)
         }
     }
@@ -147,12 +184,10 @@ final class PartialDownload {
     static func sweep(_ store: ObjectStore) -> (count: Int, bytes: Int) {
         var count = 0, bytes = 0
         for (path, _) in files(store) {
-            // Non-blocking: a name swapped for a FIFO since the listing must not hang gc.
-            let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
-            guard fd >= 0 else { continue }
+            guard let fd = lockUnheld(path) else { continue }
             defer { close(fd) }
             var st = stat()
-            guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, flock(fd, LOCK_EX | LOCK_NB) == 0, unlink(path) == 0 else { continue }
+            guard fstat(fd, &st) == 0, unlink(path) == 0 else { continue }
             count += 1
             bytes += Int(st.st_size)
         }
@@ -175,8 +210,7 @@ final class PartialDownload {
             else { continue }
             for name in (try? FileManager.default.contentsOfDirectory(atPath: from)) ?? [] where ObjectID(hex: name) != nil && isOurs(from + "/" + name, S_IFREG) {
                 if mkdir(dir, 0o755) != 0 && errno != EEXIST { return }
-                if FileStat.of(dir + "/" + name) != nil { continue }
-                _ = rename(from + "/" + name, dir + "/" + name)
+                _ = moveNoReplace(from + "/" + name, to: dir + "/" + name)
             }
         }
     }

@@ -89,7 +89,21 @@ enum DownloadFile {
     static func rangeHeader(from offset: Int) -> [(String, String)] { offset > 0 ? [("Range", "bytes=\(offset)-")] : [] }
 
     /// Cuts `path` to nothing (a 416: what it holds is longer than the remote's object).
-    static func restart(_ path: String) { _ = truncate(path, 0) }
+    static func restart(_ path: String) throws {
+        guard truncate(path, 0) == 0 else {
+            throw RepoError.io(path: path, reason: "cannot restart the download: \(errnoDescription())")
+        }
+    }
+
+    /// Whether `contentRange` (`bytes a-b/t`) is the rest of an object from `offset`: a == offset, b == t − 1.
+    static func isRest(_ contentRange: String?, from offset: Int) -> Bool {
+        guard let text = contentRange?.trimmingCharacters(in: .whitespaces), text.hasPrefix("bytes ") else { return false }
+        let parts = text.dropFirst(6).split(separator: "/")
+        guard parts.count == 2, let total = Int(parts[1]) else { return false }
+        let span = parts[0].split(separator: "-")
+        guard span.count == 2, let a = Int(span[0]), let b = Int(span[1]) else { return false }
+        return a == offset && b == total - 1
+    }
 
     /// Writes `body` into `path` (created if need be): after its first `offset` bytes for a 206
     /// whose `Content-Range` starts there, else from the start, the file cut to what is written.
@@ -100,8 +114,10 @@ enum DownloadFile {
                       written: (Int) -> Void = { _ in }) async throws -> Int {
         var start = 0
         if status == 206 {
-            guard offset > 0, let range = contentRange, range.hasPrefix("bytes \(offset)-") else {
-                throw RepoError.remote("\(shownAs): asked for the bytes from \(offset) on, the server answered with \(contentRange.map { "'\($0)'" } ?? "no Content-Range")")
+            guard offset > 0, isRest(contentRange, from: offset) else {
+                // Start over next time (the kept bytes are dropped), rather than ask for the same again.
+                try restart(path)
+                throw RepoError.remote("\(shownAs): asked for the bytes from \(offset) on, the server answered with \(contentRange.map { "'\($0)'" } ?? "no Content-Range"); run the command again to download it whole")
             }
             start = offset
         }

@@ -169,7 +169,8 @@ extension Repository {
             repo.transportEnvironment = environment
             return (repo, result)
         } catch {
-            staging.remove()
+            // What arrived waits for the next try, unless the remote sent a damaged object.
+            if case RepoError.corruptObject? = error as? RepoError { staging.remove() } else { staging.keepOnlyPartials() }
             throw error
         }
     }

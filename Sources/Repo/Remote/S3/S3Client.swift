@@ -69,7 +69,7 @@ final class S3Client: Sendable {
                 response.downloaded = received.withLock { $0 }
                 if response.status == 416, let download, DownloadFile.offset(download) > 0 {
                     // What the file holds is longer than the object: start over.
-                    DownloadFile.restart(download)
+                    try DownloadFile.restart(download)
                     continue
                 }
                 if S3Client.isRetryable(response), attempt < S3Client.attempts {
