@@ -110,7 +110,9 @@ final class RangeProxy {
         let whole = try #require(try s.json(try s.ok(["clone", "--json", url, "whole"])) as? [String: Any])
         try killedClone(s, via: url, into: "copy")
         let resumed = try #require(try s.json(try s.ok(["clone", "--json", url, "copy"])) as? [String: Any])
-        #expect(resumed["bytes_received"] as? Int == whole["bytes_received"] as? Int)
+        // The large object came whole again (small objects the killed clone had whole are kept).
+        let all = try #require(whole["bytes_received"] as? Int), received = try #require(resumed["bytes_received"] as? Int)
+        #expect(received <= all && received > all - 50_000, "received \(received) of \(all)")
         try s.ok(["fsck"], in: "copy")
         #expect(s.sameFiles("copy", "big"))
     }
@@ -125,7 +127,7 @@ final class RangeProxy {
         defer { proxy.stop() }
         let url = proxy.url + "/team/big"
         try killedClone(s, via: url, into: "copy")
-        expectOneLineError(try s.run(["clone", url, "copy"]), contains: "asked for the bytes from")
+        expectOneLineError(try s.run(["clone", url, "copy"]), contains: "for its bytes from")
         #expect(!FileManager.default.fileExists(atPath: s.path("copy")))
         try s.ok(["clone", "-q", url, "copy"])
         try s.ok(["fsck"], in: "copy")

@@ -277,7 +277,7 @@ public final class HTTPTransport: RemoteTransport, Sendable {
         // for the rest.
         let received = Mutex(0)
         return try await send(.GET, "objects/\(id.hex)", download: destination) { response in
-            let written = try await DownloadFile.write(response.body, to: destination, shownAs: "\(url): object \(id.short)", status: Int(response.status.code),
+            let written = try await DownloadFile.write(response.body, to: destination, object: id.short, source: url, status: Int(response.status.code),
                                                        contentRange: response.headers["Content-Range"].first,
                                                        offset: DownloadFile.offset(destination)) { n in received.withLock { $0 += n } }
             if let expected = response.headers["Content-Length"].first.flatMap(Int.init), expected != written {

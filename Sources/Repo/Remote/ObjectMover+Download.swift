@@ -90,10 +90,14 @@ extension ObjectMover {
                     try await previous?.value
                     try await ObjectMover.offPool { try store.installVerified(batch) }
                 } catch {
-                    for o in batch { if let p = o.path { unlink(p) } }
+                    for o in batch {
+                        if let p = o.path { unlink(p) }
+                        o.holder?.release()
+                    }
                     gate.fail(error)
                     throw error
                 }
+                for o in batch { o.holder?.release() }
                 for _ in batch { CrashPoint.reach("transfer.object-received") }
             }
         }
@@ -161,12 +165,21 @@ extension ObjectMover {
             // A failed install removes its incoming files, and a delta reading its reference from
             // one then fails too: the install's error is the one to report.
             if let lastInstall, case let .failure(installError) = await lastInstall.result {
-                for o in open { if let p = o.path { unlink(p) } }
+                for o in open {
+                    if let p = o.path { unlink(p) }
+                    o.holder?.release()
+                }
                 throw installError
             }
             // Else what was verified waits under its partial name: a failed fetch stores nothing,
             // and the next one verifies it there without downloading it again.
-            for o in open { if let p = o.path { PartialDownload.park(p, as: o.id, in: store) } }
+            for o in open {
+                if let holder = o.holder {
+                    holder.keep()
+                } else if let p = o.path {
+                    PartialDownload.park(p, as: o.id, in: store)
+                }
+            }
             throw error
         }
         return total
@@ -185,7 +198,7 @@ extension ObjectMover {
         let partial = PartialDownload.claim(info.id, in: store)
         // More than the object holds cannot be its beginning.
         if let partial, info.storedByteCount > 0, partial.byteCount > info.storedByteCount { partial.reset() }
-        var path = partial?.path ?? store.incomingPath()
+        let path = partial?.path ?? store.incomingPath()
         do {
             let resumed = (partial?.byteCount ?? 0) > 0
             var n = resumed && partial?.byteCount == info.storedByteCount ? 0 : try await transport.getObject(info.id, to: path)
@@ -203,14 +216,12 @@ extension ObjectMover {
                 n += try await transport.getObject(info.id, to: path)
                 try await verify(info, at: path, reference: reference, incoming: files)
             }
-            if let partial {
-                let incoming = store.incomingPath()
-                try partial.complete(renamingTo: incoming)
-                path = incoming
-            }
+            CrashPoint.reach("transfer.object-verified")
             // Kept bytes count as done (the bar reaches its total on a resumed fetch).
             progress.add(max(n, info.storedByteCount))
-            return ReceivedObject(id: info.id, path: path, byteCount: n, depth: info.depth)
+            // A partial file joins its batch under its own name, still held: until the batch renames
+            // it, a kill leaves it there, whole and verified, for the next try.
+            return ReceivedObject(id: info.id, path: path, byteCount: n, depth: info.depth, holder: partial)
         } catch {
             if let partial {
                 // Bytes that do not make the object are of no use to a later try.
@@ -256,6 +267,8 @@ struct ReceivedObject: Sendable {
     var byteCount: Int
     /// Its depth as the download was told (which level it closes).
     var depth = 0
+    /// The partial download `path` is, held until the batch renames it (nil for a temporary file).
+    var holder: PartialDownload? = nil
 }
 
 /// The object rows of the objects a download verified, from their files (as ``ObjectStore/inspect(_:)``

@@ -11,14 +11,17 @@ import Delta
 /// bytes are trusted for nothing: the whole object is verified (decoded and hashed to its id) once
 /// it is complete, and a partial file that makes an object fail (a power loss that left zeros,
 /// another remote that codes the object otherwise) is dropped and the object downloaded from its
-/// start. Verified, the file is renamed to an ordinary incoming name for its batch, so what follows
-/// is what it always was; an object killed while it waited for its verification is found whole by
-/// the next try, which verifies it without downloading anything.
+/// start. Verified, the file joins its batch under this name, held until the batch renames it to
+/// the object's name: an object killed while it waited for its verification or its batch is found
+/// whole by the next try, which verifies it without downloading anything.
 ///
 /// Not a leftover: no command but `gc` removes partial files (gc removes those no download holds,
 /// `fsck` counts them), and each is at most one object's size. Only regular files named by an id
 /// count; anything else in the folder is left alone.
-final class PartialDownload {
+///
+/// One download owns an instance at a time (it passes from the task that receives the object to
+/// the install of its batch), hence `@unchecked Sendable`.
+final class PartialDownload: @unchecked Sendable {
     let path: String
     private var fd: Int32
     /// Bytes already there when it was claimed.
@@ -70,19 +73,6 @@ final class PartialDownload {
         byteCount = 0
     }
 
-    /// Gives the complete file the temporary name `incoming` (noted in the journal already) and
-    /// lets it go.
-    func complete(renamingTo incoming: String) throws {
-        var held = stat(), named = stat()
-        guard fstat(fd, &held) == 0, lstat(path, &named) == 0, named.st_ino == held.st_ino, named.st_dev == held.st_dev else {
-            throw RepoError.io(path: path, reason: "the partial download was replaced while it was held")
-        }
-        guard rename(path, incoming) == 0 else {
-            throw RepoError.io(path: path, reason: "rename failed: \(errnoDescription())")
-        }
-        release()
-    }
-
     /// Removes the file (its bytes make no object) and lets it go.
     func drop() {
         unlink(path)
@@ -97,7 +87,8 @@ final class PartialDownload {
         release()
     }
 
-    private func release() {
+    /// Lets the file go (its batch renamed it to the object's name, or it is gone).
+    func release() {
         if fd >= 0 { close(fd) }
         fd = -1
     }

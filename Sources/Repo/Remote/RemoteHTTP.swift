@@ -109,15 +109,17 @@ enum DownloadFile {
     /// whose `Content-Range` starts there, else from the start, the file cut to what is written.
     /// Returns the bytes written; `written` hears of each piece as it is written (also of those
     /// before the body broke off).
-    /// `shownAs` names what is downloaded in messages (the URL and the object).
-    static func write(_ body: HTTPClientResponse.Body, to path: String, shownAs: String, status: Int, contentRange: String?, offset: Int,
+    /// `object` names what is downloaded in messages, `source` where from. A 206 that is not the
+    /// rest from `offset` is taken as a damaged object (``RepoError/corruptObject(object:problem:)``):
+    /// the fetch keeps nothing it received, so the next one asks for no range.
+    static func write(_ body: HTTPClientResponse.Body, to path: String, object: String, source: String, status: Int, contentRange: String?, offset: Int,
                       written: (Int) -> Void = { _ in }) async throws -> Int {
         var start = 0
         if status == 206 {
             guard offset > 0, isRest(contentRange, from: offset) else {
                 // Start over next time (the kept bytes are dropped), rather than ask for the same again.
                 try restart(path)
-                throw RepoError.remote("\(shownAs): asked for the bytes from \(offset) on, the server answered with \(contentRange.map { "'\($0)'" } ?? "no Content-Range"); run the command again to download it whole")
+                throw RepoError.corruptObject(object: object, problem: "received object rejected: asked \(source) for its bytes from \(offset) on, the answer was \(contentRange.map { "'\($0)'" } ?? "without Content-Range"); run the command again to download it whole")
             }
             start = offset
         }

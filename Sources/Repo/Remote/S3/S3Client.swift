@@ -115,7 +115,7 @@ final class S3Client: Sendable {
         let response = try await RemoteHTTP.client.execute(request, timeout: .seconds(600))
         var out = Response(status: Int(response.status.code), headers: response.headers, body: [])
         if let download, (200..<300).contains(out.status) {
-            out.downloaded = try await DownloadFile.write(response.body, to: download, shownAs: target, status: out.status,
+            out.downloaded = try await DownloadFile.write(response.body, to: download, object: String(path.split(separator: "/").suffix(2).joined().prefix(12)), source: target, status: out.status,
                                                           contentRange: out.header("content-range"), offset: offset, written: written)
             if let expected = out.header("content-length").flatMap(Int.init), expected != out.downloaded {
                 throw HTTPClientError.remoteConnectionClosed
