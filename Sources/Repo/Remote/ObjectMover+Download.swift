@@ -9,9 +9,10 @@ import Synchronization
 /// Objects are started shallowest first (``ObjectMover/levels(_:)``), at most
 /// ``RemoteTransportLimits/parallelStreams`` at a time, and each stream starts the next object as
 /// soon as its own is verified: there is no pause at the end of a batch or of a depth level. Each
-/// object is written to an incoming file (its write-back to disk started as soon as it is whole),
-/// verified away from the tasks that drive the transfers (so the sockets keep being read while
-/// both cores decode), and joins the open batch. A batch is made durable and renamed into place
+/// object is written to its partial-download file (``PartialDownload``; an incoming file when
+/// another process holds that; its write-back to disk started as soon as it is whole), verified
+/// away from the tasks that drive the transfers (so the sockets keep being read while both cores
+/// decode), and joins the open batch under that name. A batch is made durable and renamed into place
 /// (``ObjectStore/installVerified(_:)``: one `syncfs`, the renames, one more) by a background
 /// install, one batch after another, while the streams go on; it closes at ``batchObjects``
 /// objects, ``batchBytes`` bytes, when the last object of a depth level is in, or once it has been
