@@ -62,17 +62,7 @@ import Testing
     /// of the killed clone is left once the clone is whole.
     @Test func aCloneKilledInsideAnObjectContinuesIt() throws {
         let s = try CLISandbox()
-        // One tensor of 3 Mi floats that do not compress: an object of about 12 MiB, which a folder
-        // copies a MiB at a time and a server sends in smaller pieces.
-        var state: UInt32 = 12345
-        let values = (0..<(3 << 20)).map { _ -> Float in
-            state = state &* 1_664_525 &+ 1_013_904_223
-            return Float(bitPattern: (state >> 9) | 0x3f80_0000) - 1
-        }
-        try s.writeModel("big", [("w", [3 << 20], values)])
-        try FileManager.default.createDirectory(atPath: s.path("served/team"), withIntermediateDirectories: true)
-        try s.ok(["init", "-q", "served/team/big"])
-        try s.ok(["commit", "-q", "--from", s.path("big"), "-m", "big"], in: "served/team/big")
+        try s.servedIncompressibleModel()
         let server = try ServerProcess(s, ["served"])
         defer { _ = server.stop() }
         // A folder is copied a MiB at a time, a server's answer arrives in pieces of a few KiB.

@@ -49,19 +49,7 @@ final class RangeProxy {
         process.standardError = FileHandle.standardError
         process.standardInput = FileHandle.nullDevice
         try process.run()
-        var line = Data()
-        while !line.contains(0x0A) {
-            let chunk = output.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            line.append(chunk)
-        }
-        let text = String(decoding: line, as: UTF8.self)
-        guard let range = text.range(of: "http://127.0.0.1:[0-9]+", options: .regularExpression) else {
-            process.terminate()
-            process.waitUntilExit()
-            throw CLIError("the proxy did not start: \(text)")
-        }
-        url = String(text[range])
+        url = try ServerProcess.announcedURL(process, output, what: "the proxy")
     }
 
     /// Stops the proxy (before the server it talks to, whose shutdown waits for open connections).
@@ -87,15 +75,7 @@ final class RangeProxy {
     }
 
     func served(_ s: CLISandbox) throws -> ServerProcess {
-        var state: UInt32 = 99
-        let values = (0..<(3 << 20)).map { _ -> Float in
-            state = state &* 1_664_525 &+ 1_013_904_223
-            return Float(bitPattern: (state >> 9) | 0x3f80_0000) - 1
-        }
-        try s.writeModel("big", [("w", [3 << 20], values)])
-        try FileManager.default.createDirectory(atPath: s.path("served/team"), withIntermediateDirectories: true)
-        try s.ok(["init", "-q", "served/team/big"])
-        try s.ok(["commit", "-q", "--from", s.path("big"), "-m", "big"], in: "served/team/big")
+        try s.servedIncompressibleModel()
         return try ServerProcess(s, ["served"])
     }
 
@@ -133,5 +113,22 @@ final class RangeProxy {
         try s.ok(["fsck"], in: "copy")
         #expect(s.sameFiles("copy", "big"))
         #expect(try FileManager.default.contentsOfDirectory(atPath: s.root).filter { $0.contains(".mrepo-clone-") }.isEmpty)
+    }
+}
+
+extension CLISandbox {
+    /// `served/team/big`: one commit of one tensor of 3 Mi floats that do not compress (an object of
+    /// about 12 MiB, which a folder remote copies a MiB at a time and a server sends in pieces of
+    /// tens of KiB), its files in `big`.
+    func servedIncompressibleModel() throws {
+        var state: UInt32 = 12345
+        let values = (0..<(3 << 20)).map { _ -> Float in
+            state = state &* 1_664_525 &+ 1_013_904_223
+            return Float(bitPattern: (state >> 9) | 0x3f80_0000) - 1
+        }
+        try writeModel("big", [("w", [3 << 20], values)])
+        try FileManager.default.createDirectory(atPath: path("served/team"), withIntermediateDirectories: true)
+        try ok(["init", "-q", "served/team/big"])
+        try ok(["commit", "-q", "--from", path("big"), "-m", "big"], in: "served/team/big")
     }
 }

@@ -19,7 +19,12 @@ final class ServerProcess {
         process.standardError = FileHandle.standardError
         process.standardInput = FileHandle.nullDevice
         try process.run()
-        // The first line names the bound address; end of file means the server did not start.
+        url = try ServerProcess.announcedURL(process, output, what: "mrepo serve")
+    }
+
+    /// The `http://127.0.0.1:PORT` a server prints on its first line; end of file means it did not
+    /// start (it is then stopped, and the error says what it printed).
+    static func announcedURL(_ process: Process, _ output: Pipe, what: String) throws -> String {
         var line = Data()
         while !line.contains(0x0A) {
             let chunk = output.fileHandleForReading.availableData
@@ -28,11 +33,11 @@ final class ServerProcess {
         }
         let text = String(decoding: line, as: UTF8.self)
         guard let range = text.range(of: "http://127.0.0.1:[0-9]+", options: .regularExpression) else {
-            process.terminate()
+            kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
-            throw CLIError("mrepo serve did not start: \(text)")
+            throw CLIError("\(what) did not start: \(text)")
         }
-        url = String(text[range])
+        return String(text[range])
     }
 
     /// SIGTERM (or another signal), then the exit status.
