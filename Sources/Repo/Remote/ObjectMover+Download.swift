@@ -189,9 +189,9 @@ extension ObjectMover {
     /// Downloads one object and verifies it (once its reference's batch is closed, when that comes
     /// in this download), writing the decoded bytes to the clone's prepared files.
     ///
-    /// The bytes go to the object's ``PartialDownload`` file, held until the object is verified and
-    /// renamed to an incoming name for its batch: an interruption before then leaves the file, whole
-    /// or not, for the next try, which asks only for what it lacks. A download that starts from the
+    /// The bytes go to the object's ``PartialDownload`` file, held until its batch renames it to the
+    /// object's name: an interruption before then leaves the file, whole or not, for the next try,
+    /// which asks only for what it lacks. A download that starts from the
     /// bytes of an earlier one and fails its verification is made again from the start; one that
     /// fails from the start drops the file.
     private func receive(_ info: ObjectInfo, after reference: ObjectID?, gate: BatchGate, incoming files: IncomingFiles) async throws -> ReceivedObject {
