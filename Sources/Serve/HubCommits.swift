@@ -18,7 +18,7 @@ extension HubService {
     func commits(_ repo: Repository, lease: ReaderLease, revision: String, query: [String: String], request: Request) throws -> Response {
         defer { lease.release() }
         // A repository with no commit yet (made by create_repo) has an empty history, as the Hub says.
-        if try repo.history.head().branchName == revision, try repo.history.ref(named: revision) == nil, try repo.headCommit() == nil {
+        if try isUnbornDefault(repo, revision) {
             return Responses.json(.array([]))
         }
         // Bounded, so that the sum below cannot overflow whatever the client sends.
@@ -42,14 +42,7 @@ extension HubService {
             }
             return .object(members)
         }
-        var headers = HTTPFields()
-        if listed.count > start + pageSize {
-            var q = query
-            q["cursor"] = String(start + pageSize)
-            let queryText = q.keys.sorted().map { "\(RequestPath.encode($0, keepSlash: false))=\(RequestPath.encode(q[$0]!, keepSlash: false))" }.joined(separator: "&")
-            headers[.link] = "<\(baseURL(request) + request.uri.path)?\(queryText)>; rel=\"next\""
-        }
-        return Responses.json(.array(out), headers: headers)
+        return Responses.json(.array(out), headers: listed.count > start + pageSize ? nextPage(request, query, cursor: start + pageSize) : [:])
     }
 
     /// A message's first line, and what follows the blank line after it (git's subject and body).

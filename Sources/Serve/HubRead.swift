@@ -73,7 +73,7 @@ extension HubService {
         let path = path.flatMap { $0.isEmpty ? nil : $0 }
         // A repository with no commit yet (its default branch unborn) lists as empty, as the Hub
         // lists a repository with nothing in it: `[]`, and EntryNotFound for any path inside.
-        if try repo.history.head().branchName == revision, try repo.history.ref(named: revision) == nil, try repo.headCommit() == nil {
+        if try isUnbornDefault(repo, revision) {
             guard let path else { return Responses.json(.array([])) }
             throw HubError.entryNotFound(path, revision: revision, commit: nil)
         }
@@ -116,15 +116,23 @@ extension HubService {
             if meta.isLFS { members.append(JSONMember("lfs", lfsJSON(meta, shaKey: "oid"))) }
             out.append(.object(members))
         }
+        return Responses.json(.array(out), headers: start + pageSize < entries.count ? nextPage(request, query, cursor: start + pageSize) : [:])
+    }
+
+    /// Whether `revision` is the default branch of a repository with no commit yet (made by `create_repo`).
+    func isUnbornDefault(_ repo: Repository, _ revision: String) throws -> Bool {
+        try repo.history.head().branchName == revision && repo.history.ref(named: revision) == nil && repo.headCommit() == nil
+    }
+
+    /// The `Link: <…?cursor=N>; rel="next"` header of a paged listing: the request's own query, with
+    /// the cursor of the next page (huggingface_hub sends its parameters on the first page only).
+    func nextPage(_ request: Request, _ query: [String: String], cursor: Int) -> HTTPFields {
+        var q = query
+        q["cursor"] = String(cursor)
+        let queryText = q.keys.sorted().map { "\(RequestPath.encode($0, keepSlash: false))=\(RequestPath.encode(q[$0]!, keepSlash: false))" }.joined(separator: "&")
         var headers = HTTPFields()
-        if start + pageSize < entries.count {
-            var q = query
-            q["cursor"] = String(start + pageSize)
-            let queryText = q.keys.sorted().map { "\(RequestPath.encode($0, keepSlash: false))=\(RequestPath.encode(q[$0]!, keepSlash: false))" }.joined(separator: "&")
-            let base = baseURL(request) + request.uri.path
-            headers[.link] = "<\(base)?\(queryText)>; rel=\"next\""
-        }
-        return Responses.json(.array(out), headers: headers)
+        headers[.link] = "<\(baseURL(request) + request.uri.path)?\(queryText)>; rel=\"next\""
+        return headers
     }
 
     /// `GET /api/models/{ns}/{name}/refs`.

@@ -88,17 +88,20 @@ struct CloneStaging {
 }
 
 extension CloneStaging {
+    /// Whether `path` is this user's real folder (`directory`) or regular file with one link, not
+    /// reached through a symbolic link at its last component: what may be moved out of a killed clone.
+    static func isOurs(_ path: String, directory: Bool) -> Bool {
+        var st = stat()
+        guard lstat(path, &st) == 0, st.st_uid == geteuid() else { return false }
+        let type = st.st_mode & S_IFMT
+        return directory ? type == S_IFDIR : type == S_IFREG && st.st_nlink == 1
+    }
+
     /// The object files in killed clones' staging folders (`folders`), by id: what the next clone
     /// into the destination may take over (``Repository/takeOver(_:from:)``). Only real folders and
     /// files (never through a symbolic link: files are moved out of them), owned by this user,
     /// with one link (a file shared with another store is not moved out of it).
     static func objectFiles(inKilledClones folders: [String]) -> [ObjectID: String] {
-        func isOurs(_ path: String, directory: Bool) -> Bool {
-            var st = stat()
-            guard lstat(path, &st) == 0, st.st_uid == geteuid() else { return false }
-            let type = st.st_mode & S_IFMT
-            return directory ? type == S_IFDIR : type == S_IFREG && st.st_nlink == 1
-        }
         var candidates: [ObjectID: String] = [:]
         for folder in folders where isOurs(folder, directory: true) && isOurs(folder + "/" + Repository.directoryName, directory: true) {
             let root = folder + "/" + Repository.directoryName + "/objects"

@@ -211,8 +211,8 @@ extension ObjectMover {
             }
             do {
                 try await verify(info, at: path, reference: reference, incoming: files)
-            } catch let error as RepoError where resumed {
-                guard case .corruptObject = error, let partial else { throw error }
+            } catch where resumed && RepoError.refusesReceivedObject(error) {
+                guard let partial else { throw error }
                 partial.reset()
                 n += try await transport.getObject(info.id, to: path)
                 try await verify(info, at: path, reference: reference, incoming: files)
@@ -226,7 +226,7 @@ extension ObjectMover {
         } catch {
             if let partial {
                 // Bytes that do not make the object are of no use to a later try.
-                if case RepoError.corruptObject? = error as? RepoError { partial.drop() } else { partial.keep() }
+                if RepoError.refusesReceivedObject(error) { partial.drop() } else { partial.keep() }
             } else {
                 unlink(path)
             }

@@ -2,11 +2,11 @@ import Foundation
 import Delta
 
 /// The first bytes of an object whose download broke off, kept so that the next fetch or clone
-/// asks only for the rest: `objects/partial/<id>` (docs/format.md §7.5), as huggingface_hub keeps
-/// `.incomplete` blobs.
+/// asks only for the rest: `objects/partial/<id>` (docs/format.md §10, "Partial downloads"), as
+/// huggingface_hub keeps `.incomplete` blobs.
 ///
-/// A download holds an exclusive `flock` on its partial file from before its first byte until the
-/// object is verified (released by the kernel when the process dies, however it dies), so two
+/// A download holds an exclusive `flock` on its partial file from before its first byte until its
+/// batch stores the object (released by the kernel when the process dies, however it dies), so two
 /// fetches never write one file; the second one downloads into a temporary file of its own. The
 /// bytes are trusted for nothing: the whole object is verified (decoded and hashed to its id) once
 /// it is complete, and a partial file that makes an object fail (a power loss that left zeros,
@@ -37,13 +37,25 @@ final class PartialDownload: @unchecked Sendable {
 
     static func folder(of store: ObjectStore) -> String { store.root + "/partial" }
 
+    /// The partial folder of `store` when it is a real folder (not a link, not a file), made first
+    /// with `create`; nil otherwise.
+    private static func realFolder(of store: ObjectStore, create: Bool) -> String? {
+        let dir = folder(of: store)
+        if create, mkdir(dir, 0o755) != 0, errno != EEXIST { return nil }
+        var st = stat()
+        return lstat(dir, &st) == 0 && st.st_mode & S_IFMT == S_IFDIR ? dir : nil
+    }
+
+    /// Whether `path` still names the file open as `fd` (not one put in its place since).
+    private static func names(_ path: String, _ fd: Int32) -> Bool {
+        var held = stat(), named = stat()
+        return fstat(fd, &held) == 0 && lstat(path, &named) == 0 && named.st_ino == held.st_ino && named.st_dev == held.st_dev
+    }
+
     /// Claims the partial file of `id` (creating it empty), or nil when another download holds it
     /// or it cannot be made (the caller then downloads into a temporary file, as before).
     static func claim(_ id: ObjectID, in store: ObjectStore) -> PartialDownload? {
-        let dir = folder(of: store)
-        if mkdir(dir, 0o755) != 0 && errno != EEXIST { return nil }
-        var st = stat()
-        guard lstat(dir, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else { return nil }
+        guard let dir = realFolder(of: store, create: true) else { return nil }
         let path = dir + "/" + id.hex
         // The file may be renamed away (completed by another download) between the open and the
         // lock: then the lock holds a file that is no longer this name's, and the open is retried.
@@ -54,14 +66,12 @@ final class PartialDownload: @unchecked Sendable {
                 close(fd)
                 return nil
             }
-            var held = stat(), named = stat()
+            var held = stat()
             guard fstat(fd, &held) == 0, held.st_mode & S_IFMT == S_IFREG else {
                 close(fd)
                 return nil
             }
-            if lstat(path, &named) == 0, named.st_ino == held.st_ino, named.st_dev == held.st_dev {
-                return PartialDownload(path: path, fd: fd, byteCount: Int(held.st_size))
-            }
+            if names(path, fd) { return PartialDownload(path: path, fd: fd, byteCount: Int(held.st_size)) }
             close(fd)
         }
         return nil
@@ -99,9 +109,8 @@ final class PartialDownload: @unchecked Sendable {
         // Non-blocking: a name swapped for a FIFO must not hang the caller.
         let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else { return nil }
-        var held = stat(), named = stat()
-        guard fstat(fd, &held) == 0, held.st_mode & S_IFMT == S_IFREG, flock(fd, LOCK_EX | LOCK_NB) == 0,
-              lstat(path, &named) == 0, named.st_ino == held.st_ino, named.st_dev == held.st_dev else {
+        var held = stat()
+        guard fstat(fd, &held) == 0, held.st_mode & S_IFMT == S_IFREG, flock(fd, LOCK_EX | LOCK_NB) == 0, names(path, fd) else {
             close(fd)
             return nil
         }
@@ -121,13 +130,11 @@ final class PartialDownload: @unchecked Sendable {
     /// already there that no download holds is replaced; one a download holds keeps the name, and
     /// `path` is deleted.
     static func park(_ path: String, as id: ObjectID, in store: ObjectStore) {
-        let dir = folder(of: store)
-        let name = dir + "/" + id.hex
-        var st = stat()
-        guard mkdir(dir, 0o755) == 0 || errno == EEXIST, lstat(dir, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
+        guard let dir = realFolder(of: store, create: true) else {
             unlink(path)
             return
         }
+        let name = dir + "/" + id.hex
         if moveNoReplace(path, to: name) { return }
         // Replaced only while locked: a claim that opens the old file meanwhile finds it renamed
         // away once it has the lock, and opens the name again.
@@ -142,9 +149,7 @@ final class PartialDownload: @unchecked Sendable {
     /// Deletes the partial files of `ids` that no download holds (a fetch refused for a damaged
     /// object keeps nothing it received).
     static func discard(_ ids: [ObjectID], in store: ObjectStore) {
-        let dir = folder(of: store)
-        var st = stat()
-        guard lstat(dir, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else { return }
+        guard let dir = realFolder(of: store, create: false) else { return }
         for id in ids {
             let path = dir + "/" + id.hex
             guard let fd = lockUnheld(path) else { continue }
@@ -155,9 +160,7 @@ final class PartialDownload: @unchecked Sendable {
 
     /// The partial files of `store`: regular files named by an id, in a real folder (not through a link).
     private static func files(_ store: ObjectStore) -> [(path: String, size: Int)] {
-        let dir = folder(of: store)
-        var st = stat()
-        guard lstat(dir, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else { return [] }
+        guard let dir = realFolder(of: store, create: false) else { return [] }
         return ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted().compactMap { name in
             var file = stat()
             guard ObjectID(hex: name) != nil, lstat(dir + "/" + name, &file) == 0, file.st_mode & S_IFMT == S_IFREG else { return nil }
@@ -190,19 +193,22 @@ final class PartialDownload: @unchecked Sendable {
     /// real folders and regular files with one link, owned by this user, never through a link; a
     /// name already there is left.
     static func adopt(fromKilledClones folders: [String], into store: ObjectStore) {
-        func isOurs(_ path: String, _ type: mode_t) -> Bool {
-            var st = stat()
-            return lstat(path, &st) == 0 && st.st_uid == geteuid() && st.st_mode & S_IFMT == type && (type == S_IFDIR || st.st_nlink == 1)
-        }
-        let dir = folder(of: store)
+        let meta = Repository.directoryName
         for clone in folders {
-            let from = clone + "/" + Repository.directoryName + "/objects/partial"
-            guard [clone, clone + "/" + Repository.directoryName, clone + "/" + Repository.directoryName + "/objects", from].allSatisfy({ isOurs($0, S_IFDIR) })
-            else { continue }
-            for name in (try? FileManager.default.contentsOfDirectory(atPath: from)) ?? [] where ObjectID(hex: name) != nil && isOurs(from + "/" + name, S_IFREG) {
-                if mkdir(dir, 0o755) != 0 && errno != EEXIST { return }
-                _ = moveNoReplace(from + "/" + name, to: dir + "/" + name)
-            }
+            let from = clone + "/" + meta + "/objects/partial"
+            guard [clone, clone + "/" + meta, clone + "/" + meta + "/objects", from].allSatisfy({ CloneStaging.isOurs($0, directory: true) }) else { continue }
+            let names = ((try? FileManager.default.contentsOfDirectory(atPath: from)) ?? [])
+                .filter { ObjectID(hex: $0) != nil && CloneStaging.isOurs(from + "/" + $0, directory: false) }
+            guard !names.isEmpty, let dir = realFolder(of: store, create: true) else { continue }
+            for name in names { _ = moveNoReplace(from + "/" + name, to: dir + "/" + name) }
         }
+    }
+}
+
+extension RepoError {
+    /// Whether `error` refuses an object the remote sent (it does not verify, or a ranged answer
+    /// was not its rest): a transfer then keeps nothing it received, partial files included.
+    static func refusesReceivedObject(_ error: any Error) -> Bool {
+        if case .corruptObject? = error as? RepoError { true } else { false }
     }
 }

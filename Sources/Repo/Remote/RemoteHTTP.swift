@@ -126,20 +126,14 @@ enum DownloadFile {
         let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw RepoError.io(path: path, reason: "cannot create: \(errnoDescription())") }
         defer { close(fd) }
-        guard ftruncate(fd, off_t(start)) == 0, lseek(fd, off_t(start), SEEK_SET) == off_t(start) else {
+        guard ftruncate(fd, off_t(start)) == 0 else {
             throw RepoError.io(path: path, reason: "cannot resume the download: \(errnoDescription())")
         }
         var total = 0
         for try await buffer in body {
             try buffer.withUnsafeReadableBytes { raw in
-                var done = 0
-                while done < raw.count {
-                    let n = Glibc.write(fd, raw.baseAddress! + done, raw.count - done)
-                    if n < 0 {
-                        if errno == EINTR { continue }
-                        throw errno == ENOSPC ? RepoError.diskFull(path: path) : RepoError.io(path: path, reason: "write failed: \(errnoDescription())")
-                    }
-                    done += n
+                guard PositionalIO.writeAll(fd, raw, at: start + total) else {
+                    throw errno == ENOSPC ? RepoError.diskFull(path: path) : RepoError.io(path: path, reason: "write failed: \(errnoDescription())")
                 }
             }
             total += buffer.readableBytes

@@ -122,7 +122,7 @@ extension Repository {
             // dropping, a full disk) they wait under their partial names with what else arrived, for
             // the next fetch not to download again; a fetch refused because the remote sent a damaged
             // object keeps nothing it received.
-            let refused = if case RepoError.corruptObject? = error as? RepoError { true } else { false }
+            let refused = RepoError.refusesReceivedObject(error)
             let ids = needed.map(\.id) + taken.keys
             objects.removeUnrecorded(ids, history: history, keepingAsPartial: !refused)
             if refused { PartialDownload.discard(ids, in: objects) }

@@ -170,7 +170,7 @@ extension Repository {
             return (repo, result)
         } catch {
             // What arrived waits for the next try, unless the remote sent a damaged object.
-            if case RepoError.corruptObject? = error as? RepoError { staging.remove() } else { staging.keepOnlyPartials() }
+            if RepoError.refusesReceivedObject(error) { staging.remove() } else { staging.keepOnlyPartials() }
             throw error
         }
     }

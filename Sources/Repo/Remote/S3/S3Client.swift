@@ -50,9 +50,9 @@ final class S3Client: Sendable {
     ///
     /// - Parameter download: write a 2xx body into this file instead of memory. Each try asks for
     ///   what the file does not hold yet (``DownloadFile``); ``Response/downloaded`` counts the bytes
-    ///   written over every try.
+    ///   written over every try. `object` names it in messages.
     func send(_ method: HTTPMethod, key: String?, query: [(String, String)] = [], headers: [(String, String)] = [],
-              body: Body = .empty, download: String? = nil) async throws -> Response {
+              body: Body = .empty, download: String? = nil, object: String = "") async throws -> Response {
         let path = "/" + S3Signer.encode(bucket) + (key.map { "/" + S3Signer.encodePath($0) } ?? "")
         let payloadHash = try S3Client.payloadHash(body)
         var queryText = query.map { "\(S3Signer.encode($0.0))=\(S3Signer.encode($0.1))" }.joined(separator: "&")
@@ -65,7 +65,7 @@ final class S3Client: Sendable {
             attempt += 1
             do {
                 var response = try await once(method, target: target, path: path, query: query, headers: headers, body: body,
-                                              payloadHash: payloadHash, download: download) { n in received.withLock { $0 += n } }
+                                              payloadHash: payloadHash, download: download, object: object) { n in received.withLock { $0 += n } }
                 response.downloaded = received.withLock { $0 }
                 if response.status == 416, let download, DownloadFile.offset(download) > 0 {
                     // What the file holds is longer than the object: start over.
@@ -93,7 +93,7 @@ final class S3Client: Sendable {
     }
 
     private func once(_ method: HTTPMethod, target: String, path: String, query: [(String, String)], headers: [(String, String)],
-                      body: Body, payloadHash: String, download: String?, written: (Int) -> Void) async throws -> Response {
+                      body: Body, payloadHash: String, download: String?, object: String, written: (Int) -> Void) async throws -> Response {
         var request = HTTPClientRequest(url: target)
         request.method = method
         let offset = download.map(DownloadFile.offset) ?? 0
@@ -115,7 +115,7 @@ final class S3Client: Sendable {
         let response = try await RemoteHTTP.client.execute(request, timeout: .seconds(600))
         var out = Response(status: Int(response.status.code), headers: response.headers, body: [])
         if let download, (200..<300).contains(out.status) {
-            out.downloaded = try await DownloadFile.write(response.body, to: download, object: String(path.split(separator: "/").suffix(2).joined().prefix(12)), source: target, status: out.status,
+            out.downloaded = try await DownloadFile.write(response.body, to: download, object: object, source: target, status: out.status,
                                                           contentRange: out.header("content-range"), offset: offset, written: written)
             if let expected = out.header("content-length").flatMap(Int.init), expected != out.downloaded {
                 throw HTTPClientError.remoteConnectionClosed

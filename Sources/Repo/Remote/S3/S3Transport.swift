@@ -168,7 +168,7 @@ public final class S3Transport: RemoteTransport, Sendable {
     }
 
     public func getObject(_ id: ObjectID, to destination: String) async throws -> Int {
-        let response = try await client.send(.GET, key: objectKey(id), download: destination)
+        let response = try await client.send(.GET, key: objectKey(id), download: destination, object: id.short)
         if response.status == 404 { throw RepoError.remote("\(url): object \(id.short) is not in the store") }
         guard response.status == 200 || response.status == 206 else { throw client.failure("downloading object \(id.short)", response) }
         return response.downloaded
