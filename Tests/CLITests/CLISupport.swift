@@ -43,12 +43,19 @@ final class CLISandbox {
         return fallback
     }()
 
-    /// Runs `mrepo args...` in `directory` (relative to the sandbox; default the sandbox itself).
+    /// Runs `mrepo args...` in `directory` (relative to the sandbox; default the sandbox itself),
+    /// after the shell command `shell` if given (`ulimit -n 64`, say).
     @discardableResult
-    func run(_ args: [String], in directory: String? = nil, environment extra: [String: String] = [:]) throws -> CLIResult {
+    func run(_ args: [String], in directory: String? = nil, environment extra: [String: String] = [:],
+             after shell: String? = nil) throws -> CLIResult {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: CLISandbox.binary)
-        process.arguments = args
+        if let shell {
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", shell + " && exec \"$0\" \"$@\"", CLISandbox.binary] + args
+        } else {
+            process.executableURL = URL(fileURLWithPath: CLISandbox.binary)
+            process.arguments = args
+        }
         process.currentDirectoryURL = URL(fileURLWithPath: directory.map { $0.hasPrefix("/") ? $0 : root + "/" + $0 } ?? root)
         var env = ProcessInfo.processInfo.environment
         for (k, v) in environment { env[k] = v }

@@ -30,6 +30,33 @@ import Testing
         }
     }
 
+    /// A clone killed again while it resumes leaves one staging folder, not one per try: each try
+    /// moves what the killed ones received into its own store and deletes their folders. The last
+    /// try verifies the objects found whole without asking for them (`objects_skipped`).
+    @Test func aCloneKilledAgainAndAgainLeavesOneFolder() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.repository(branches: ["math", "code"])
+        let whole = try #require(try s.json(try s.ok(["clone", "--json", "repo", "reference"])) as? [String: Any])
+        let all = try #require(whole["bytes_received"] as? Int)
+        func staging() throws -> [String] {
+            try FileManager.default.contentsOfDirectory(atPath: s.root).filter { $0.hasPrefix(".copy.mrepo-clone-") }
+        }
+        for at in [20, 10, 10] {
+            let killed = try s.run(["clone", "repo", "copy"], environment: ["MREPO_KILL_AT": "transfer.object-received:\(at)"])
+            #expect(killed.status == -9, "the kill point was not reached: \(killed.stderr)")
+            let folders = try staging()
+            #expect(folders.count == 1, "staging folders after a kill: \(folders)")
+        }
+        let resumed = try #require(try s.json(try s.ok(["clone", "--json", "repo", "copy"])) as? [String: Any])
+        let received = try #require(resumed["bytes_received"] as? Int)
+        #expect(received < all, "the resumed clone received \(received) bytes of \(all)")
+        #expect(resumed["objects_skipped"] as? Int ?? 0 >= 40, "objects found whole: \(resumed)")
+        #expect(try staging().isEmpty)
+        try s.ok(["fsck"], in: "copy")
+        #expect(s.sameFiles("copy", "family/base"))
+    }
+
     /// A batch of received objects is made durable once it has been open for the batch interval
     /// (`MREPO_TRANSFER_BATCH_SECONDS`), not only at a level's end: a clone killed while the base's
     /// objects arrive keeps what was installed. With an interval of 0 every object is its own batch.
@@ -227,5 +254,25 @@ import Testing
         #expect(!fsck.stdout.contains("unreferenced") && !fsck.stderr.contains("unreferenced"), "\(fsck.stdout)\(fsck.stderr)")
         #expect(s.sameFiles("copy", "family/math"))
         #expect(try FileManager.default.contentsOfDirectory(atPath: s.root).filter { $0.contains(".mrepo-clone-") }.isEmpty)
+    }
+}
+
+/// A download holds each received object's file open until its batch is installed. A clone of
+/// hundreds of small objects works under a low limit on open files: mrepo raises the soft limit to
+/// the hard one, and below a low hard limit it waits for installs before it takes more objects.
+@Suite struct OpenFileLimitCLITests {
+    @Test(arguments: ["ulimit -S -n 96", "ulimit -n 96"])
+    func aCloneOfManySmallObjectsStaysWithinTheOpenFileLimit(limit: String) throws {
+        let s = try CLISandbox()
+        var generator = SystemRandomNumberGenerator()
+        // 400 tensors of distinct content: 400 objects, one level, far more than 96 files.
+        let tensors = (0..<400).map { i in ("layer.\(i).weight", [64], (0..<64).map { _ in Float.random(in: -1...1, using: &generator) }) }
+        try s.writeModel("model", tensors)
+        try s.ok(["init", "-q", "repo"])
+        try s.ok(["commit", "-q", "--from", "../model", "-m", "many"], in: "repo")
+        let clone = try s.run(["clone", "-q", "repo", "copy"], after: limit)
+        #expect(clone.status == 0, "clone under '\(limit)': \(clone.stderr)")
+        try s.ok(["fsck"], in: "copy")
+        #expect(s.sameFiles("copy", "model"))
     }
 }

@@ -28,8 +28,8 @@ struct CloneStaging {
     /// (`.NAME.mrepo-clone-PID[.OWNER]`, whatever NAME), by the rule for every leftover (docs/format.md
     /// §7.4): only when process PID no longer exists (a pid that exists, whoever owns it, counts
     /// as running), and never this process's own. Those of a clone into the same destination are
-    /// kept and returned instead: this clone takes over the objects they received
-    /// (``objectFiles(inKilledClones:)``) and removes them once it is in place.
+    /// kept and returned instead: this clone moves what they received into its own store
+    /// and deletes them (``PartialDownload/adopt(fromKilledClones:into:)``).
     func sweep() -> [String] {
         var resumable: [String] = []
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] {
@@ -95,53 +95,5 @@ extension CloneStaging {
         guard lstat(path, &st) == 0, st.st_uid == geteuid() else { return false }
         let type = st.st_mode & S_IFMT
         return directory ? type == S_IFDIR : type == S_IFREG && st.st_nlink == 1
-    }
-
-    /// The object files in killed clones' staging folders (`folders`), by id: what the next clone
-    /// into the destination may take over (``Repository/takeOver(_:from:)``). Only real folders and
-    /// files (never through a symbolic link: files are moved out of them), owned by this user,
-    /// with one link (a file shared with another store is not moved out of it).
-    static func objectFiles(inKilledClones folders: [String]) -> [ObjectID: String] {
-        var candidates: [ObjectID: String] = [:]
-        for folder in folders where isOurs(folder, directory: true) && isOurs(folder + "/" + Repository.directoryName, directory: true) {
-            let root = folder + "/" + Repository.directoryName + "/objects"
-            guard isOurs(root, directory: true) else { continue }
-            for sub in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] where sub.count == 2 && isOurs(root + "/" + sub, directory: true) {
-                for rest in (try? FileManager.default.contentsOfDirectory(atPath: root + "/" + sub)) ?? [] {
-                    // Temporary files start with a dot; an object file's name is the rest of its id.
-                    guard let id = ObjectID(hex: sub + rest), isOurs(root + "/" + sub + "/" + rest, directory: false) else { continue }
-                    candidates[id] = root + "/" + sub + "/" + rest
-                }
-            }
-        }
-        return candidates
-    }
-}
-
-extension Repository {
-    /// Takes over the objects of `needed` that a killed clone received (`files`, by id): each is
-    /// verified as a received object is (decoded against its reference, read from the store or
-    /// from the candidates, and hashed to its id), must be stored as the remote stores it (the same
-    /// reference and encoding, so its row is the remote's), and is moved into this store durably.
-    /// Returns their rows; the others are downloaded.
-    func takeOver(_ needed: [ObjectInfo], from files: [ObjectID: String]) -> [ObjectID: ObjectInfo] {
-        var taken: [ObjectID: ObjectInfo] = [:]
-        var pending = files
-        let offered = needed.filter { files[$0.id] != nil }
-        guard !offered.isEmpty else { return [:] }
-        waitNotice?("resuming a killed clone: verifying the \(offered.count) objects it had received")
-        let counter = ProgressCounter(progress, title: "verify received", total: offered.reduce(0) { $0 + $1.storedByteCount })
-        defer { counter.finish() }
-        for wanted in offered {
-            counter.add(wanted.storedByteCount)
-            guard let path = files[wanted.id],
-                  let row = try? objects.verifyIncoming(wanted.id, path: path, references: nil, pending: pending, sink: { _ in }),
-                  row.kind == wanted.kind, row.reference == wanted.reference, row.encoding == wanted.encoding,
-                  (try? objects.install(wanted.id, from: path, syncFolder: true)) != nil else { continue }
-            pending[wanted.id] = nil
-            taken[wanted.id] = row
-        }
-        CrashPoint.reach("clone.taken-over")
-        return taken
     }
 }

@@ -38,8 +38,15 @@ import Synchronization
 extension ObjectMover {
     /// Objects per durable batch, and bytes: large enough to amortise the disk barriers, small
     /// enough that an interruption loses little.
-    static let batchObjects = 512
+    /// Fewer where the open-file limit is low: every object of a batch keeps its file open until
+    /// the batch is installed (see ``heldFiles``).
+    static var batchObjects: Int { min(512, heldFiles / 2) }
     static let batchBytes = 256 << 20
+    /// How many received objects may hold their files open at once, counting closed batches not
+    /// installed yet: half of the open-file limit left after a reserve for the streams, the
+    /// database and mapped references. Past it, the download waits for the installs before it
+    /// takes more (a fast link on many small objects closes batches faster than they are synced).
+    static var heldFiles: Int { max(16, min(4096, (OpenFileLimit.current - 96) / 2)) }
     /// How long a batch stays open, at most, while objects keep arriving: `MREPO_TRANSFER_BATCH_SECONDS`
     /// (0 or more; default 1). Each batch costs two `syncfs`, so on a fast link the limits above close
     /// batches first.
@@ -59,10 +66,11 @@ extension ObjectMover {
         objects >= batchObjects || bytes >= batchBytes || levelLeft == 0 || age >= batchSeconds
     }
 
-    /// Downloads and verifies `infos` into the store. Returns the bytes received.
-    func download(_ infos: [ObjectInfo]) async throws -> Int {
+    /// Downloads and verifies `infos` into the store. Returns the bytes received, and how many
+    /// objects were found whole in their partial files (nothing asked for them).
+    func download(_ infos: [ObjectInfo]) async throws -> (bytes: Int, keptWhole: Int) {
         let order = ObjectMover.levels(infos).flatMap { $0 }
-        guard !order.isEmpty else { return 0 }
+        guard !order.isEmpty else { return (0, 0) }
         let position = Dictionary(order.enumerated().map { ($1.id, $0) }, uniquingKeysWith: { a, _ in a })
         var levelLeft: [Int: Int] = [:]
         for info in order { levelLeft[info.depth, default: 0] += 1 }
@@ -74,7 +82,10 @@ extension ObjectMover {
         let clock = ContinuousClock()
         var openedAt = clock.now
         var lastInstall: Task<Void, any Error>?
-        var total = 0
+        /// Objects of closed batches that may still hold their files (none once `lastInstall` is done).
+        var queued = 0
+        let heldFiles = ObjectMover.heldFiles
+        var total = 0, keptWhole = 0
 
         /// Hands the open batch to the install queue (after the batch before it). Its objects'
         /// deltas may be verified from now on, from the incoming files: they join later batches.
@@ -83,6 +94,7 @@ extension ObjectMover {
             let batch = open
             open = []
             openBytes = 0
+            queued += batch.count
             for o in batch { if let p = o.path { incoming.add(o.id, path: p) } }
             gate.open(batch.map(\.id))
             let previous = lastInstall
@@ -137,6 +149,7 @@ extension ObjectMover {
                         }
                         inFlight -= 1
                         total += r.byteCount
+                        if r.keptWhole { keptWhole += 1 }
                         if open.isEmpty { openedAt = clock.now }
                         open.append(r)
                         openBytes += r.byteCount
@@ -144,6 +157,11 @@ extension ObjectMover {
                         if ObjectMover.closesBatch(objects: open.count, bytes: openBytes, levelLeft: levelLeft[r.depth] ?? 0,
                                                    openFor: clock.now - openedAt) {
                             close()
+                        }
+                        // Keep the held files within the open-file limit: wait for the queued installs.
+                        if queued + open.count >= heldFiles, let lastInstall {
+                            try await lastInstall.value
+                            queued = 0
                         }
                         if next < order.count { start() }
                         // The last object is in: end the timer's sleep, so the group empties.
@@ -183,7 +201,7 @@ extension ObjectMover {
             }
             throw error
         }
-        return total
+        return (total, keptWhole)
     }
 
     /// Downloads one object and verifies it (once its reference's batch is closed, when that comes
@@ -222,7 +240,7 @@ extension ObjectMover {
             progress.add(max(n, info.storedByteCount))
             // A partial file joins its batch under its own name, still held: until the batch renames
             // it, a kill leaves it there, whole and verified, for the next try.
-            return ReceivedObject(id: info.id, path: path, byteCount: n, depth: info.depth, holder: partial)
+            return ReceivedObject(id: info.id, path: path, byteCount: n, depth: info.depth, holder: partial, keptWhole: n == 0 && resumed)
         } catch {
             if let partial {
                 // Bytes that do not make the object are of no use to a later try.
@@ -270,6 +288,8 @@ struct ReceivedObject: Sendable {
     var depth = 0
     /// The partial download `path` is, held until the batch renames it (nil for a temporary file).
     var holder: PartialDownload? = nil
+    /// Verified from the bytes an earlier try kept, none received.
+    var keptWhole = false
 }
 
 /// The object rows of the objects a download verified, from their files (as ``ObjectStore/inspect(_:)``

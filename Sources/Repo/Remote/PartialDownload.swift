@@ -188,19 +188,36 @@ final class PartialDownload: @unchecked Sendable {
         return (count, bytes)
     }
 
-    /// Moves the partial files of killed clones (`folders`: their staging folders) into `store`, for
-    /// this clone to resume. As ``CloneStaging/objectFiles(inKilledClones:)`` takes objects: only
-    /// real folders and regular files with one link, owned by this user, never through a link; a
-    /// name already there is left.
+    /// Moves what killed clones into this destination received (`folders`: their staging folders)
+    /// into `store`'s partial folder, then deletes those folders: the partial files as they are, and
+    /// the objects their batches had stored (complete files, which the download verifies without
+    /// asking for a byte). So the objects of any number of killed tries wait in one place, and a
+    /// clone killed again leaves one folder, not one more. Only real folders and regular files with
+    /// one link, owned by this user, never through a link; a partial name already there is kept,
+    /// unless a complete object replaces it.
     static func adopt(fromKilledClones folders: [String], into store: ObjectStore) {
         let meta = Repository.directoryName
         for clone in folders {
-            let from = clone + "/" + meta + "/objects/partial"
-            guard [clone, clone + "/" + meta, clone + "/" + meta + "/objects", from].allSatisfy({ CloneStaging.isOurs($0, directory: true) }) else { continue }
-            let names = ((try? FileManager.default.contentsOfDirectory(atPath: from)) ?? [])
-                .filter { ObjectID(hex: $0) != nil && CloneStaging.isOurs(from + "/" + $0, directory: false) }
-            guard !names.isEmpty, let dir = realFolder(of: store, create: true) else { continue }
-            for name in names { _ = moveNoReplace(from + "/" + name, to: dir + "/" + name) }
+            defer { if CloneStaging.isOurs(clone, directory: true) { try? FileManager.default.removeItem(atPath: clone) } }
+            let objects = clone + "/" + meta + "/objects"
+            guard [clone, clone + "/" + meta, objects].allSatisfy({ CloneStaging.isOurs($0, directory: true) }),
+                  let dir = realFolder(of: store, create: true) else { continue }
+            let partials = objects + "/partial"
+            if CloneStaging.isOurs(partials, directory: true) {
+                for name in (try? FileManager.default.contentsOfDirectory(atPath: partials)) ?? []
+                where ObjectID(hex: name) != nil && CloneStaging.isOurs(partials + "/" + name, directory: false) {
+                    _ = moveNoReplace(partials + "/" + name, to: dir + "/" + name)
+                }
+            }
+            for sub in (try? FileManager.default.contentsOfDirectory(atPath: objects)) ?? []
+            where sub.count == 2 && CloneStaging.isOurs(objects + "/" + sub, directory: true) {
+                for rest in (try? FileManager.default.contentsOfDirectory(atPath: objects + "/" + sub)) ?? [] {
+                    // Temporary files start with a dot; an object file's name is the rest of its id.
+                    let path = objects + "/" + sub + "/" + rest
+                    guard let id = ObjectID(hex: sub + rest), CloneStaging.isOurs(path, directory: false) else { continue }
+                    park(path, as: id, in: store)
+                }
+            }
         }
     }
 }

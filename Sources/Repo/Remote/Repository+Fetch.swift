@@ -56,21 +56,18 @@ extension Repository {
     ///
     /// `alsoWant`: a commit to fetch besides the branches (and tags), with its history: the tag a
     /// shallow clone checks out (`clone --depth N --branch TAG`), which tags do not bring there.
-    ///
-    /// `takingOver`: object files a killed clone received, by id (``Repository/takeOver(_:from:)``).
     func fetchLocked(_ remote: RemoteConfig, prune: Bool, lazy: Bool, depth: FetchDepth, checkout: ObjectID? = nil,
-                     alsoWant: ObjectID? = nil, takingOver files: [ObjectID: String] = [:]) async throws
+                     alsoWant: ObjectID? = nil) async throws
         -> (result: TransferResult, prefill: ClonePrefill?) {
         // A folder remote's gc waits until the objects are here (it would remove what a ref that
         // moves meanwhile no longer reaches).
         try await Transports.open(remote.url, environment: transportEnvironment).transfer(.fetch, notice: waitNotice) { transport in
-            try await fetchLocked(remote, through: transport, prune: prune, lazy: lazy, depth: depth, checkout: checkout, alsoWant: alsoWant,
-                                  takingOver: files)
+            try await fetchLocked(remote, through: transport, prune: prune, lazy: lazy, depth: depth, checkout: checkout, alsoWant: alsoWant)
         }
     }
 
     private func fetchLocked(_ remote: RemoteConfig, through transport: any RemoteTransport, prune: Bool, lazy: Bool, depth: FetchDepth,
-                             checkout: ObjectID?, alsoWant: ObjectID?, takingOver files: [ObjectID: String]) async throws
+                             checkout: ObjectID?, alsoWant: ObjectID?) async throws
         -> (result: TransferResult, prefill: ClonePrefill?) {
         let refs = try await transport.listRefs()
         var result = TransferResult(remote: remote.name)
@@ -94,12 +91,6 @@ extension Repository {
             markLazy = missingBefore || needed.contains { $0.kind != .blob }
         }
         if lazy { needed = needed.filter { $0.kind == .blob } }
-        // A killed clone resumes: what it received and this fetch needs is taken over, not sent again.
-        let taken = files.isEmpty ? [:] : takeOver(needed, from: files)
-        if !taken.isEmpty {
-            needed = needed.filter { taken[$0.id] == nil }
-            result.skippedObjects += taken.count
-        }
         let counter = ProgressCounter(progress, title: "fetch \(remote.name)", total: needed.reduce(0) { $0 + $1.storedByteCount })
         defer { counter.finish() }
         var mover = ObjectMover(repository: self, transport: transport, progress: counter)
@@ -109,11 +100,14 @@ extension Repository {
             mover.prefill = try ClonePrefill(repository: self, tree: tree, logical: logical)
         }
         do {
-            result.bytes += try await mover.download(needed)
-            result.objects = needed.count
+            let downloaded = try await mover.download(needed)
+            result.bytes += downloaded.bytes
+            // Objects found whole in their partial files (kept by an earlier try) were not sent again.
+            result.objects = needed.count - downloaded.keptWhole
+            result.skippedObjects += downloaded.keptWhole
             // A lazy fetch from a remote that was not lazy makes it so: the files it leaves out are
             // read from it on first use (`fetch --objects` fetches them now).
-            try receiveCommits(records, allowMissingObjects: lazy, shallow: true, known: mover.verifiedRows.all.merging(taken) { a, _ in a },
+            try receiveCommits(records, allowMissingObjects: lazy, shallow: true, known: mover.verifiedRows.all,
                                markingLazy: markLazy ? remote.name : nil)
         } catch {
             mover.prefill?.discard()
@@ -123,7 +117,7 @@ extension Repository {
             // the next fetch not to download again; a fetch refused because the remote sent a damaged
             // object keeps nothing it received.
             let refused = RepoError.refusesReceivedObject(error)
-            let ids = needed.map(\.id) + taken.keys
+            let ids = needed.map(\.id)
             objects.removeUnrecorded(ids, history: history, keepingAsPartial: !refused)
             if refused { PartialDownload.discard(ids, in: objects) }
             throw error

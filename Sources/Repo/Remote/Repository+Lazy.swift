@@ -53,7 +53,7 @@ extension Repository {
                 let counter = ProgressCounter(progress, title: "fetch objects from \(remote.name)", total: list.reduce(0) { $0 + $1.storedByteCount })
                 defer { counter.finish() }
                 bytes += try await Transports.open(remote.url, environment: transportEnvironment).transfer(.fetch, notice: waitNotice) { transport in
-                    try await ObjectMover(repository: self, transport: transport, progress: counter).download(list)
+                    try await ObjectMover(repository: self, transport: transport, progress: counter).download(list).bytes
                 }
             } catch {
                 if failure == nil { failure = error }

@@ -100,9 +100,8 @@ extension Repository {
             throw RepoError.invalidArgument("destination '\(name)' already exists and is not an empty folder")
         }
         // What killed clones into other destinations left here goes first (also when this clone
-        // fails: it is no state of anyone's); killed clones into this one are taken over, and
-        // deleted once this clone is in place (one that fails keeps them for the next try). Then
-        // reach the remote before creating anything.
+        // fails: it is no state of anyone's); what killed clones into this one received moves into
+        // this clone's store below. Then reach the remote before creating anything.
         let staging = CloneStaging(destination: dest)
         let killed = staging.sweep()
         let listed = try await Transports.open(url, environment: environment).listRefs()
@@ -116,14 +115,15 @@ extension Repository {
             built.progress = progress
             built.waitNotice = notice
             built.transportEnvironment = environment
-            // Objects a killed clone had begun to receive continue where they broke off.
+            // What killed clones into this destination received waits as partial files: objects
+            // they had begun continue where they broke off, whole ones are verified, not sent again.
             PartialDownload.adopt(fromKilledClones: killed, into: built.objects)
             try built.history.addRemote(RemoteConfig(name: "origin", url: try storedURL(url), lazy: lazy))
             guard let remote = try built.history.remote(named: "origin") else { throw RepoError.failed("the new clone has no remote 'origin'") }
             if lazy { built.readMissingObjectsLazily() }
             let fetched = try await built.withWriteLock(wait: false) {
                 try await built.fetchLocked(remote, prune: false, lazy: lazy, depth: depth.map { .depth($0) } ?? .full, checkout: planned,
-                                            alsoWant: tagWanted, takingOver: CloneStaging.objectFiles(inKilledClones: killed))
+                                            alsoWant: tagWanted)
             }
             var result = fetched.result
             let prefill = fetched.prefill
@@ -163,7 +163,6 @@ extension Repository {
             // it would be at the end of the command (it outlived the clone in the clone's .mrepo).
             built.journal.close()
             try staging.install()
-            for folder in killed { try? FileManager.default.removeItem(atPath: folder) }
             let repo = try Repository(root: dest)
             repo.progress = progress
             repo.transportEnvironment = environment

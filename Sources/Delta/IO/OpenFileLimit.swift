@@ -1,0 +1,24 @@
+import Glibc
+
+/// The process's limit on open file descriptors. A fetch holds each received object's file open
+/// (locked) until its batch is installed, so a download of many small objects needs hundreds of
+/// descriptors at once, and the soft limit of a login shell is often 1024.
+public enum OpenFileLimit {
+    /// Raises the soft limit to the hard one (as Go's runtime and many servers do at start), capped
+    /// at `cap` so that code looping over every descriptor stays cheap. Leaves it alone on error.
+    public static func raise(cap: Int = 1 << 16) {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
+        let wanted = min(limit.rlim_max, rlim_t(cap))
+        guard limit.rlim_cur < wanted else { return }
+        limit.rlim_cur = wanted
+        _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+    }
+
+    /// The current soft limit (an infinite or unreadable one as `Int.max`).
+    public static var current: Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < rlim_t(Int.max) else { return Int.max }
+        return Int(limit.rlim_cur)
+    }
+}
