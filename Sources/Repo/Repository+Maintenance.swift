@@ -168,8 +168,12 @@ extension Repository {
         // Files the index does not know.
         let (files, temporary) = objects.listFiles()
         let dangling = files.filter { recorded[$0] == nil }
+        // A command that writes (a fetch, a commit) may be running: its files are not leftovers.
+        let writer = WriteLock.liveHolder(path: metaDirectory + "/lock")
+        let origin = writer.map { "written by pid \($0), an mrepo command still running, or left by an interrupted command" }
+            ?? "left by an interrupted command"
         if !dangling.isEmpty {
-            report.warnings.append("\(dangling.count) unreferenced object file\(dangling.count == 1 ? "" : "s") (left by an interrupted command; 'mrepo gc' removes them)")
+            report.warnings.append("\(dangling.count) unreferenced object file\(dangling.count == 1 ? "" : "s") (\(origin); 'mrepo gc' removes \(writer == nil ? "them" : "those left once it ends"))")
         }
         if forgotten > 0 {
             report.warnings.append("\(forgotten) object\(forgotten == 1 ? "" : "s") that no branch, tag or HEAD needs \(forgotten == 1 ? "has" : "have") no file (left by an interrupted 'mrepo gc'; 'mrepo gc --prune-reflog' forgets them)")
@@ -178,7 +182,7 @@ extension Repository {
             report.warnings.append("\(notFetched) object\(notFetched == 1 ? "" : "s") not fetched yet (a lazy clone reads them from its remote on first use; 'mrepo fetch --objects REV' fetches them now)")
         }
         if !temporary.isEmpty {
-            report.warnings.append("\(temporary.count) temporary file\(temporary.count == 1 ? "" : "s") in the object store (left by an interrupted command; 'mrepo gc' removes them)")
+            report.warnings.append("\(temporary.count) temporary file\(temporary.count == 1 ? "" : "s") in the object store (\(origin); 'mrepo gc' removes \(writer == nil ? "them" : "those left once it ends"))")
         }
         let partial = PartialDownload.census(objects)
         if partial.count > 0 {

@@ -57,6 +57,27 @@ import Testing
         #expect(s.sameFiles("copy", "family/base"))
     }
 
+    /// `fsck` while a fetch runs does not call the fetch's object files leftovers of an interrupted
+    /// command: it names the running writer's pid.
+    @Test func fsckDuringAFetchNamesTheRunningWriter() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.repository(branches: ["math"])
+        try s.ok(["init", "-q", "copy"])
+        try s.ok(["remote", "add", "origin", "../repo"], in: "copy")
+        let fetch = try RunningCommand(s, ["fetch", "-q", "origin"], in: "copy",
+                                       environment: ["MREPO_TRANSFER_BATCH_SECONDS": "0", "MREPO_PAUSE_AT": "transfer.object-received:3"])
+        #expect(fetch.waitUntilPaused(at: "transfer.object-received"))
+        let during = try s.ok(["fsck"], in: "copy")
+        let pid = fetch.process.processIdentifier
+        let said = during.stdout + during.stderr
+        #expect(said.contains("unreferenced object files (written by pid \(pid), an mrepo command still running"), "fsck: \(said)")
+        fetch.resume()
+        #expect(fetch.finish().status == 0)
+        let after = try s.ok(["fsck"], in: "copy")
+        #expect(!(after.stdout + after.stderr).contains("unreferenced"), "fsck: \(after.stdout)")
+    }
+
     /// A batch of received objects is made durable once it has been open for the batch interval
     /// (`MREPO_TRANSFER_BATCH_SECONDS`), not only at a level's end: a clone killed while the base's
     /// objects arrive keeps what was installed. With an interval of 0 every object is its own batch.
