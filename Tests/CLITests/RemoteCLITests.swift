@@ -248,6 +248,12 @@ import Testing
         let fetch = try s.run(["fetch", "origin"], in: "copy")
         #expect(fetch.status != 0)
         #expect(objectFiles("copy").isEmpty, "the failed fetch left objects behind")
+        // So does a lazy clone's 'fetch --objects' of the damaged object: no partial file is kept.
+        try s.ok(["clone", "-q", "--lazy", "repo", "lazy"])
+        let read = try s.run(["fetch", "--objects", "origin/math"], in: "lazy")
+        #expect(read.status != 0)
+        let partials = objectFiles("lazy").filter { $0.hasPrefix("partial/") }
+        #expect(partials.isEmpty, "the failed read kept \(partials.count) partial files")
         #expect(!(try s.ok(["fsck"], in: "copy").stderr.contains("warning")))
     }
 

@@ -56,6 +56,8 @@ extension Repository {
                     try await ObjectMover(repository: self, transport: transport, progress: counter).download(list).bytes
                 }
             } catch {
+                // As a fetch: a remote that sent a damaged object leaves nothing of this read behind.
+                if RepoError.refusesReceivedObject(error) { PartialDownload.discard(list.map(\.id), in: objects) }
                 if failure == nil { failure = error }
             }
         }

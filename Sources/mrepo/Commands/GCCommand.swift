@@ -35,7 +35,10 @@ struct GCCommand: ParsableCommand {
         if json {
             try printJSON(GCDocument(r))
         } else if !repository.quiet {
-            print("removed \(r.removedCommits) commits, \(r.removedObjects) objects (\(Format.bytes(r.freedBytes))), \(r.removedTemporaryFiles) temporary files")
+            // Freed bytes are the objects' and the temporary and partial files' together.
+            func count(_ n: Int, _ what: String) -> String { "\(n) \(what)\(n == 1 ? "" : "s")" }
+            print("removed \(count(r.removedCommits, "commit")), \(count(r.removedObjects, "object")), "
+                  + "\(count(r.removedTemporaryFiles, "temporary file")); \(Format.bytes(r.freedBytes)) freed")
         }
     }
 }
