@@ -48,7 +48,6 @@ struct MrepoCommand: ParsableCommand {
     /// Runs the command; errors become one line on standard error and a non-zero exit status.
     static func main() {
         MemoryPolicy.configure()
-        OpenFileLimit.raise()
         MappedFile.installGuard()
         // `-C DIR`, as git takes it (also after the command name): change directory before
         // parsing, in order, so every path on the command line is relative to DIR. The one place

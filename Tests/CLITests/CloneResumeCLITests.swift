@@ -57,6 +57,25 @@ import Testing
         #expect(s.sameFiles("copy", "family/base"))
     }
 
+    /// A clone into a folder where a killed clone of another repository left its objects keeps none
+    /// of those it does not need: no partial file is left in the new repository.
+    @Test func aCloneKeepsNothingOfAKilledCloneItDoesNotNeed() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.repository(branches: ["math", "code"])
+        try s.ok(["init", "-q", "other"])
+        try s.ok(["commit", "-q", "--from", "../family/chat", "-m", "chat only"], in: "other")
+        let killed = try s.run(["clone", "repo", "copy"], environment: ["MREPO_KILL_AT": "transfer.object-received:30"])
+        #expect(killed.status == -9, "the kill point was not reached: \(killed.stderr)")
+        try s.ok(["clone", "-q", "other", "copy"])
+        let partial = s.path("copy/.mrepo/objects/partial")
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: partial)) ?? []
+        #expect(left.isEmpty, "\(left.count) partial files left in the clone")
+        let fsck = try s.ok(["fsck"], in: "copy")
+        #expect(!(fsck.stdout + fsck.stderr).contains("warning"), "fsck: \(fsck.stdout)")
+        #expect(s.sameFiles("copy", "family/chat"))
+    }
+
     /// `fsck` while a fetch runs does not call the fetch's object files leftovers of an interrupted
     /// command: it names the running writer's pid.
     @Test func fsckDuringAFetchNamesTheRunningWriter() throws {

@@ -4,7 +4,7 @@ import Glibc
 /// (locked) until its batch is installed, so a download of many small objects needs hundreds of
 /// descriptors at once, and the soft limit of a login shell is often 1024.
 public enum OpenFileLimit {
-    /// Raises the soft limit to the hard one (as Go's runtime and many servers do at start), capped
+    /// Raises the soft limit to the hard one (as Go's runtime and many servers do), capped
     /// at `cap` so that code looping over every descriptor stays cheap. Leaves it alone on error.
     public static func raise(cap: Int = 1 << 16) {
         var limit = rlimit()

@@ -46,8 +46,12 @@ extension ObjectMover {
     /// installed yet: half of the open-file limit left after a reserve for the streams, the
     /// database and mapped references. Past it, the download waits for the installs before it
     /// takes more (a fast link on many small objects closes batches faster than they are synced).
-    /// Read once (the command raised its limit at start).
-    static let heldFiles = max(16, min(4096, (OpenFileLimit.current - 96) / 2))
+    /// The first download raises the process's soft limit to its hard one (only then: programs a
+    /// command starts, hooks and evaluations, keep the usual limit unless they follow a download).
+    static let heldFiles: Int = {
+        OpenFileLimit.raise()
+        return max(16, min(4096, (OpenFileLimit.current - 96) / 2))
+    }()
     /// How long a batch stays open, at most, while objects keep arriving: `MREPO_TRANSFER_BATCH_SECONDS`
     /// (0 or more; default 1). Each batch costs two `syncfs`, so on a fast link the limits above close
     /// batches first.

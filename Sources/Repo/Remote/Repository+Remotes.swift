@@ -156,6 +156,9 @@ extension Repository {
                                           prepared: prepared)
                 }
             }
+            // What killed tries left that this clone did not need (another remote's objects, a
+            // branch deleted since) is not kept: the new repository has no download to continue.
+            _ = PartialDownload.sweep(built.objects)
             // The temporary folder goes before the clone is moved into place (it is inside it).
             prefill?.discard()
             CrashPoint.reach("clone.before-rename")
