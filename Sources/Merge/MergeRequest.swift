@@ -109,6 +109,9 @@ public struct MergeRequest: Sendable {
             if !inputs.isEmpty && !models.isEmpty {
                 throw .invalidRecipe(file: file, problem: "the recipe lists its models (\(models.map(\.name).joined(separator: ", "))), and the command line names branches too (\(inputs.joined(separator: ", "))); give the experts in one place")
             }
+            if inputs.isEmpty && models.isEmpty {
+                throw .invalidRecipe(file: file, problem: "missing 'models' list; list the models to merge, or name the branches on the command line (mrepo merge A B --config \(file))")
+            }
             if inputs.isEmpty { inputs = models.map(\.name) }
             for m in models { for (k, v) in m.parameters { addExpertParameter(m.name, k, v) } }
             dtype = mergekit.dtype

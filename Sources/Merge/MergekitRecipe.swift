@@ -131,8 +131,12 @@ public struct MergekitRecipe: Sendable, Equatable {
                                       "tokenizer_source", "tokenizer", "mrepo"]
             for key in root.keys.sorted() where !known.contains(key) { throw bad("unknown key '\(key)'") }
             guard let method = try string(root["merge_method"], at: "merge_method") else { throw bad("missing 'merge_method'") }
-            guard let listNode = root["models"], let list = try sequence(listNode, at: "models", depth: 1), !list.isEmpty else {
-                throw bad(root["models"] == nil ? "missing 'models' list" : "the 'models' list is empty")
+            // Without `models`, a recipe is a method and its parameters for the branches named on
+            // the command line (`mrepo merge math code --config ties.yml`); MergeRequest checks that.
+            var list: [Node] = []
+            if let listNode = root["models"] {
+                guard let items = try sequence(listNode, at: "models", depth: 1), !items.isEmpty else { throw bad("the 'models' list is empty") }
+                list = items
             }
             var models: [Model] = []
             for (i, item) in list.enumerated() {
@@ -374,9 +378,11 @@ public struct MergekitRecipe: Sendable, Equatable {
         }
         var pairs: [(Node, Node)] = [(Node("merge_method"), text(method))]
         if let baseModel { pairs.append((Node("base_model"), text(baseModel))) }
-        pairs.append((Node("models"), Node(models.map { m in
-            Node([(Node("model"), text(m.name))] + (m.parameters.isEmpty ? [] : [(Node("parameters"), map(m.parameters))]), Tag(.map), .block)
-        }, Tag(.seq), .block)))
+        if !models.isEmpty {
+            pairs.append((Node("models"), Node(models.map { m in
+                Node([(Node("model"), text(m.name))] + (m.parameters.isEmpty ? [] : [(Node("parameters"), map(m.parameters))]), Tag(.map), .block)
+            }, Tag(.seq), .block)))
+        }
         if !parameters.isEmpty { pairs.append((Node("parameters"), map(parameters))) }
         if let dtype { pairs.append((Node("dtype"), text(dtype))) }
         if let outDType { pairs.append((Node("out_dtype"), text(outDType))) }

@@ -164,6 +164,23 @@ import Testing
         for t in ["a", "b", "c"] { #expect(try s.floats("out/model.safetensors", t) == s.floats("y/model.safetensors", t)) }
     }
 
+    /// A recipe without `models` merges the branches named beside it, as the same method and
+    /// parameters given as options do, and the merge records them as its models.
+    @Test func aRecipeWithoutModelsMergesTheBranchesNamed() throws {
+        let s = try sandbox()
+        try write(s, "m.yml", "merge_method: ties\nparameters:\n  density: 0.5\n  weight: 0.7\n")
+        try s.ok(["switch", "-q", "-c", "by-recipe", "main"], in: "repo")
+        try s.ok(["merge", "-q", "x", "y", "--config", "../m.yml"], in: "repo")
+        try s.ok(["switch", "-q", "-c", "by-options", "main"], in: "repo")
+        try s.ok(["merge", "-q", "x", "y", "--method", "ties", "--set", "density=0.5", "--set", "weight=0.7"], in: "repo")
+        try s.ok(["export", "by-recipe", "../r"], in: "repo")
+        try s.ok(["export", "by-options", "../o"], in: "repo")
+        #expect(s.read("r/model.safetensors") == s.read("o/model.safetensors"))
+        let recorded = String(decoding: s.read("r/merge_recipe.yml") ?? Data(), as: UTF8.self)
+        #expect(recorded.components(separatedBy: "- model: ").count == 3, "two models recorded (by commit): \(recorded)")
+        expectOneLineError(try s.run(["merge", "--config", "../m.yml"], in: "repo"), contains: "../m.yml: missing 'models' list; list the models to merge, or name the branches on the command line")
+    }
+
     /// Models named by a path or a Hub id get an error saying how to import them; a recipe run on
     /// a branch whose changes it would drop is refused.
     @Test func recipesNameRevisionsOfThisRepository() throws {

@@ -85,6 +85,20 @@ import Testing
         }
     }
 
+    /// A recipe without models is a method and its parameters for the branches named on the
+    /// command line; with neither, the recipe is refused, saying both ways.
+    @Test func aRecipeWithoutModelsTakesTheBranches() throws {
+        let recipe = try MergekitRecipe.parse("merge_method: ties\nparameters:\n  density: 0.5\n", file: "r.yml")
+        var request = MergeRequest()
+        request.branches = ["math", "code"]
+        let assembled = try request.assemble(over: recipe, file: "r.yml")
+        #expect(assembled.inputs == ["math", "code"] && assembled.recipe.method == "ties")
+        #expect(assembled.recipe.parameters["density"] == .number(0.5))
+        expectThrows(MergeError.invalidRecipe(file: "r.yml", problem: "missing 'models' list; list the models to merge, or name the branches on the command line (mrepo merge A B --config r.yml)")) {
+            try MergeRequest().assemble(over: recipe, file: "r.yml")
+        }
+    }
+
     /// A glob of the form `*X*` is recorded as mergekit's substring filter X (the same tensors,
     /// and mergekit reads it the same way: it had read `*attention*` as a literal substring that no
     /// name holds, and gave 40 of 84 tensors other values). Other globs stay globs, and the

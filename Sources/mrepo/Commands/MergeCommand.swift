@@ -17,7 +17,8 @@ struct MergeCommand: ParsableCommand {
             another are conflicts. The result is a per-tensor conflict report (cosine between task \
             vectors, sign conflict, conflicting mass, what was trimmed). When HEAD is the merge base, the \
             branches are the experts (an octopus merge: mrepo merge math code chat); otherwise HEAD is \
-            one of them. With --config, the recipe's models are the experts, in its order. A single \
+            one of them. With --config, the recipe's models are the experts, in its order (a recipe without \
+            models: merges the branches named beside it with its method and parameters). A single \
             branch that contains HEAD is fast-forwarded, as in git, unless a method, a parameter or a \
             recipe is given (then it is a real merge: mrepo merge code --method task_arithmetic --set \
             lambda=0.5 interpolates toward code), --metric (it needs a merge commit) or --no-ff; -m alone is ignored then, as in git. Thresholds turn bad tensors into \
