@@ -89,7 +89,7 @@ public final class TensorStream: Sendable {
         } else if let blockMethod = instance as? any BlockMergeMethod, !balance {
             merger = try blockMethod.prepare(BlockMergeInput(
                 context: context, count: n, expertCount: expertCount, base: usesBase ? wholeBase : nil, experts: wholeExperts,
-                hasBase: usesBase, parameters: plan.parameterSet, seed: seed, expertMetrics: plan.expertMetrics))
+                hasBase: usesBase, parameters: plan.parameterSet, seed: seed, expertMetrics: plan.expertMetrics, expertNames: plan.recipe.experts))
         } else {
             guard let wholeExperts else { preconditionFailure("methods without a block form get whole inputs") }
             // Their arithmetic (an SVD, a Gram matrix) would fail without saying why, or spread a NaN.

@@ -202,6 +202,18 @@ import Testing
         #expect(planError(MergeRecipe(method: "della", parameters: ["density": .number(0.5)], experts: ["a", "b"])) == nil)
     }
 
+    /// A window that only some tensors get (a filtered density) is checked as each is merged, and
+    /// the error names the tensor and the expert.
+    @Test func aPerTensorDellaWindowNamesTheExpert() throws {
+        let density = ParameterValue.conditional([ParameterCondition(filter: "mlp", value: .number(0.1)), ParameterCondition(filter: nil, value: .number(0.5))])
+        let plan = try MergePlan(MergeRecipe(method: "della", expertParameters: [[:], ["density": density]], experts: ["a", "code"]))
+        let ctx = TensorContext(name: "layers.0.mlp.w", shape: [4], layerCount: 1)
+        let base: [Float] = [0, 0, 0, 0]
+        let experts: [[Float]] = [[1, 2, 3, 4], [4, 3, 2, 1]]
+        let message = mergeError { _ = try plan.merge(ctx, base: base, experts: experts) }?.description
+        #expect(message == "tensor 'layers.0.mlp.w': DELLA needs 0 < density − epsilon and density + epsilon < 1 (expert 'code', density 0.1, epsilon 0.15)")
+    }
+
     @Test func linesAndConsensusNeedATaskVectorMethod() {
         #expect(planError(MergeRecipe(method: "linear", experts: ["a", "b"], lines: (alpha: 1, beta: 0)))
             == "linear: LiNeS and consensus masks apply to task-vector methods only")

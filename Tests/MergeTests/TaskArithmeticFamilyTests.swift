@@ -158,7 +158,7 @@ import Testing
         let error = mergeError {
             _ = try merge("della", ["density": filtered], base: [0, 0, 0, 0], [[1, 2, 3, 4]], context: ctx)
         }
-        #expect(error?.description == "tensor 'w': DELLA needs 0 < density − epsilon and density + epsilon < 1 (density 0.1, epsilon 0.15)")
+        #expect(error?.description == "tensor 'w': DELLA needs 0 < density − epsilon and density + epsilon < 1 (expert 'expert0', density 0.1, epsilon 0.15)")
     }
 
     @Test func seededMethodsAreTheOnesThatDrawRandomNumbers() {

@@ -16,6 +16,8 @@ struct BlockMergeInput {
     var seed: UInt64
     /// Per expert, the commit metrics the method declared (``MergeMethod/expertMetrics(_:)``).
     var expertMetrics: [[String: Double]] = []
+    /// The experts' names, for errors (empty when the caller has none).
+    var expertNames: [String] = []
 }
 
 /// Pass 2 of a method on one tensor: any block of the result, from that block of the inputs and

@@ -97,7 +97,7 @@ struct DeltaMask: Sendable {
     /// First pass: decides the rule and measures the L1 norms for the rescale.
     static func build(_ sparsifier: Sparsifier?, expert: UnsafeBufferPointer<Float>, base: UnsafeBufferPointer<Float>,
                       density: Double, gamma: Double, epsilon: Double, rows: Int, rescale: Bool, seed: UInt64,
-                      name: String) throws -> DeltaMask {
+                      name: String, expertName: String? = nil) throws -> DeltaMask {
         let n = expert.count
         if let mask = independentOfValues(sparsifier, count: n, density: density, rescale: rescale, seed: seed) { return mask }
         guard let sparsifier else { return DeltaMask(rule: .all, scale: 1, keptFraction: 1) }
@@ -125,7 +125,8 @@ struct DeltaMask: Sendable {
             positionalTies = band.positional
         case .dellaMagprune:
             guard density - epsilon > 0, density + epsilon < 1 else {
-                throw MergeError.tensor(name: name, problem: "DELLA needs 0 < density − epsilon and density + epsilon < 1 (density \(density), epsilon \(epsilon))")
+                let who = expertName.map { "expert '\($0)', " } ?? ""
+                throw MergeError.tensor(name: name, problem: "DELLA needs 0 < density − epsilon and density + epsilon < 1 (\(who)density \(density), epsilon \(epsilon))")
             }
             rule = .explicit(dellaMask(expert, base, density: density, epsilon: epsilon, rows: rows, seed: seed))
         }

@@ -121,7 +121,8 @@ public struct GeneralizedTaskArithmetic<Configuration: TaskArithmeticConfigurati
             masks.append(try DeltaMask.build(
                 Configuration.sparsifier, expert: UnsafeBufferPointer(start: experts[i], count: n), base: UnsafeBufferPointer(start: base, count: n),
                 density: density, gamma: p.number("gamma", expert: i, ctx) ?? 0.01, epsilon: p.number("epsilon", expert: i, ctx) ?? 0.15,
-                rows: ctx.shape.count >= 2 ? ctx.shape[0] : 1, rescale: rescale, seed: seed, name: ctx.name))
+                rows: ctx.shape.count >= 2 ? ctx.shape[0] : 1, rescale: rescale, seed: seed, name: ctx.name,
+                expertName: i < input.expertNames.count ? input.expertNames[i] : nil))
         }
         let weights = (0..<k).map { Float(p.number("weight", expert: $0, ctx) ?? 1) }
         return Merger(count: n, masks: masks, weights: weights, normalize: p.flag("normalize", ctx) ?? Configuration.normalizeByDefault,
