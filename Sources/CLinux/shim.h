@@ -37,3 +37,12 @@ int posix_spawn_file_actions_addchdir_np(posix_spawn_file_actions_t *actions, co
    `from` up, so a command mrepo runs (and what it leaves running) holds none of mrepo's files or
    locks. Declared only under _GNU_SOURCE. */
 int posix_spawn_file_actions_addclosefrom_np(posix_spawn_file_actions_t *actions, int from);
+
+/* renameat2(RENAME_NOREPLACE) (Linux 3.15, glibc 2.28): rename unless the new name exists, in one
+   step. Declared only under _GNU_SOURCE. Fails with EINVAL on a file system without it (callers
+   then link and unlink). */
+#include <stdio.h>
+int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags);
+static inline int mrepo_rename_noreplace(const char *from, const char *to) {
+    return renameat2(AT_FDCWD, from, AT_FDCWD, to, 1 /* RENAME_NOREPLACE */);
+}

@@ -97,6 +97,7 @@ import Darwin
 @inline(never)
 public func errnoDescription(_ code: Int32 = errno) -> String {
     let text = String(cString: strerror(code))
+    if code == EMFILE { return "\(text) (this process may open \(OpenFileLimit.current); raise it with 'ulimit -n')" }
     return code == ENOSPC || code == EDQUOT ? "\(diskFullWords)\(text))" : text
 }
 

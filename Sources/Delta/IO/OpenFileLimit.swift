@@ -15,6 +15,17 @@ public enum OpenFileLimit {
         _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
     }
 
+    /// How many descriptors the process has open now (from `/proc/self/fd`; 0 where it cannot tell).
+    public static var inUse: Int {
+        guard let dir = opendir("/proc/self/fd") else { return 0 }
+        defer { closedir(dir) }
+        var count = 0
+        while let entry = readdir(dir) {
+            if entry.pointee.d_name.0 != UInt8(ascii: ".") { count += 1 }
+        }
+        return max(0, count - 1)  // the folder's own descriptor
+    }
+
     /// The current soft limit (an infinite or unreadable one as `Int.max`).
     public static var current: Int {
         var limit = rlimit()

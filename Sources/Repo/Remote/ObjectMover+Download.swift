@@ -39,19 +39,22 @@ extension ObjectMover {
     /// Objects per durable batch, and bytes: large enough to amortise the disk barriers, small
     /// enough that an interruption loses little.
     /// Fewer where the open-file limit is low: every object of a batch keeps its file open until
-    /// the batch is installed (see ``heldFiles``).
-    static var batchObjects: Int { min(512, heldFiles / 2) }
+    /// the batch is installed (see ``heldFiles()``).
+    static let batchObjects = 512
     static let batchBytes = 256 << 20
     /// How many received objects may hold their files open at once, counting closed batches not
-    /// installed yet: half of the open-file limit left after a reserve for the streams, the
-    /// database and mapped references. Past it, the download waits for the installs before it
-    /// takes more (a fast link on many small objects closes batches faster than they are synced).
-    /// The first download raises the process's soft limit to its hard one (only then: programs a
-    /// command starts, hooks and evaluations, keep the usual limit unless they follow a download).
-    static let heldFiles: Int = {
-        OpenFileLimit.raise()
-        return max(16, min(4096, (OpenFileLimit.current - 96) / 2))
-    }()
+    /// installed yet: half of what the open-file limit leaves beside the descriptors open now and a
+    /// reserve for the streams (a socket or source file, the partial file, mapped references). Past
+    /// it, the download waits for the installs before it takes more (a fast link on many small
+    /// objects closes batches faster than they are synced). The first download raises the process's
+    /// soft limit to its hard one (only then: programs a command starts, hooks and evaluations, keep
+    /// the usual limit unless they follow a download).
+    static func heldFiles() -> Int {
+        _ = raisedLimit
+        let free = OpenFileLimit.current - OpenFileLimit.inUse - 8 * RemoteTransportLimits.parallelStreams - 8
+        return max(1, min(4096, free / 2))
+    }
+    private static let raisedLimit: Void = OpenFileLimit.raise()
     /// How long a batch stays open, at most, while objects keep arriving: `MREPO_TRANSFER_BATCH_SECONDS`
     /// (0 or more; default 1). Each batch costs two `syncfs`, so on a fast link the limits above close
     /// batches first.
@@ -67,8 +70,8 @@ extension ObjectMover {
 
     /// Whether the open batch closes once an object of a level with `levelLeft` objects still to
     /// come has joined it.
-    static func closesBatch(objects: Int, bytes: Int, levelLeft: Int, openFor age: Duration) -> Bool {
-        objects >= batchObjects || bytes >= batchBytes || levelLeft == 0 || age >= batchSeconds
+    static func closesBatch(objects: Int, bytes: Int, levelLeft: Int, openFor age: Duration, heldFiles: Int = .max) -> Bool {
+        objects >= min(batchObjects, max(1, heldFiles / 2)) || bytes >= batchBytes || levelLeft == 0 || age >= batchSeconds
     }
 
     /// Downloads and verifies `infos` into the store. Returns the bytes received, and how many
@@ -89,7 +92,7 @@ extension ObjectMover {
         var lastInstall: Task<Void, any Error>?
         /// Objects of closed batches that may still hold their files (none once `lastInstall` is done).
         var queued = 0
-        let heldFiles = ObjectMover.heldFiles
+        let heldFiles = ObjectMover.heldFiles()
         var total = 0, keptWhole = 0
 
         /// Hands the open batch to the install queue (after the batch before it). Its objects'
@@ -160,7 +163,7 @@ extension ObjectMover {
                         openBytes += r.byteCount
                         levelLeft[r.depth, default: 1] -= 1
                         if ObjectMover.closesBatch(objects: open.count, bytes: openBytes, levelLeft: levelLeft[r.depth] ?? 0,
-                                                   openFor: clock.now - openedAt) {
+                                                   openFor: clock.now - openedAt, heldFiles: heldFiles) {
                             close()
                         }
                         // Keep the held files within the open-file limit: wait for the queued installs.

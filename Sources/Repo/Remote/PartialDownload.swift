@@ -1,3 +1,4 @@
+import CLinux
 import Foundation
 import Delta
 
@@ -120,6 +121,11 @@ final class PartialDownload: @unchecked Sendable {
     /// Gives the file at `from` the name `to` unless `to` exists (`link`, then `unlink`: never over
     /// another file). Returns whether it moved.
     private static func moveNoReplace(_ from: String, to: String) -> Bool {
+        // One atomic rename: of two processes moving one file, one gets it and the other finds it
+        // gone (link, then unlink, let both link it first, and the file had two names).
+        if mrepo_rename_noreplace(from, to) == 0 { return true }
+        guard errno == EINVAL || errno == ENOSYS else { return false }
+        // A file system without RENAME_NOREPLACE.
         guard link(from, to) == 0 else { return false }
         unlink(from)
         return true
@@ -174,10 +180,12 @@ final class PartialDownload: @unchecked Sendable {
         return (all.count, all.reduce(0) { $0 + $1.size })
     }
 
-    /// Removes the partial files no download holds; returns their count and bytes (for `gc`).
-    static func sweep(_ store: ObjectStore) -> (count: Int, bytes: Int) {
+    /// Removes the partial files no download holds, but those of `keeping`; returns their count and
+    /// bytes (for `gc`; a clone keeps the objects its lazy history names without a file).
+    static func sweep(_ store: ObjectStore, keeping: Set<ObjectID> = []) -> (count: Int, bytes: Int) {
         var count = 0, bytes = 0
         for (path, _) in files(store) {
+            if !keeping.isEmpty, let id = ObjectID(hex: (path as NSString).lastPathComponent), keeping.contains(id) { continue }
             guard let fd = lockUnheld(path) else { continue }
             defer { close(fd) }
             var st = stat()

@@ -273,7 +273,8 @@ extension Repository {
         var ids = Array(try history.tree(c.treeID).objectIDs.union(extraObjects(of: c)))
         ids.sort()
         var result = TransferResult(remote: try lazyRemote()?.name ?? "")
-        (result.objects, result.bytes) = try await fetchMissingObjects(ids)
+        let fetched = try await fetchMissingObjects(ids)
+        (result.objects, result.bytes, result.skippedObjects) = (fetched.objects, fetched.bytes, fetched.keptWhole)
         return result
     }
 }

@@ -24,9 +24,10 @@ extension Repository {
     }
 
     /// Fetches the files of `ids` and of the references below them from the lazy remote.
-    /// Returns the objects and bytes received (references below `ids` included).
+    /// Returns the objects received and the bytes (references below `ids` included), and how many
+    /// objects were found whole in partial files an earlier try kept (not received again).
     @discardableResult
-    func fetchMissingObjects(_ ids: [ObjectID]) async throws -> (objects: Int, bytes: Int) {
+    func fetchMissingObjects(_ ids: [ObjectID]) async throws -> (objects: Int, bytes: Int, keptWhole: Int) {
         var infos: [ObjectID: ObjectInfo] = [:]
         var stack = ids
         while let id = stack.popLast() {
@@ -37,14 +38,14 @@ extension Repository {
             infos[id] = info
             if let r = info.reference { stack.append(r) }
         }
-        guard !infos.isEmpty else { return (0, 0) }
+        guard !infos.isEmpty else { return (0, 0, 0) }
         let remotes = try history.remotes().filter(\.lazy)
         guard !remotes.isEmpty else {
             throw RepoError.corruptObject(object: infos.keys.sorted()[0].short, problem: "missing object file")
         }
         // Each lazy remote in turn (a repository fetched lazily from two remotes), for what the
         // ones before it did not send; the first failure is the one reported.
-        var bytes = 0
+        var bytes = 0, keptWhole = 0
         var failure: (any Error)?
         for remote in remotes {
             let list = infos.values.filter { !objects.exists($0.id) }.sorted { $0.id < $1.id }
@@ -52,9 +53,11 @@ extension Repository {
             do {
                 let counter = ProgressCounter(progress, title: "fetch objects from \(remote.name)", total: list.reduce(0) { $0 + $1.storedByteCount })
                 defer { counter.finish() }
-                bytes += try await Transports.open(remote.url, environment: transportEnvironment).transfer(.fetch, notice: waitNotice) { transport in
-                    try await ObjectMover(repository: self, transport: transport, progress: counter).download(list).bytes
+                let got = try await Transports.open(remote.url, environment: transportEnvironment).transfer(.fetch, notice: waitNotice) { transport in
+                    try await ObjectMover(repository: self, transport: transport, progress: counter).download(list)
                 }
+                bytes += got.bytes
+                keptWhole += got.keptWhole
             } catch {
                 // As a fetch: a remote that sent a damaged object leaves nothing of this read behind.
                 if RepoError.refusesReceivedObject(error) { PartialDownload.discard(list.map(\.id), in: objects) }
@@ -62,6 +65,6 @@ extension Repository {
             }
         }
         if let failure, infos.values.contains(where: { !objects.exists($0.id) }) { throw failure }
-        return (infos.count, bytes)
+        return (infos.count - keptWhole, bytes, keptWhole)
     }
 }

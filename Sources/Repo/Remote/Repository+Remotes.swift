@@ -83,9 +83,10 @@ extension Repository {
     /// A lazy clone's checkout reads its tree's objects now (asynchronously: a read from inside the
     /// checkout would block a thread of the async pool on the fetch); they count as received.
     private func fetchCheckedOut(_ commit: ObjectID, into result: inout TransferResult) async throws {
-        let (count, bytes) = try await fetchMissingObjects(Array(try tree(of: commit).objectIDs))
-        result.objects += count
-        result.bytes += bytes
+        let fetched = try await fetchMissingObjects(Array(try tree(of: commit).objectIDs))
+        result.objects += fetched.objects
+        result.bytes += fetched.bytes
+        result.skippedObjects += fetched.keptWhole
     }
 
     public static func clone(url: String, into directory: String?, branch: String? = nil, lazy: Bool = false, depth: Int? = nil,
@@ -156,9 +157,9 @@ extension Repository {
                                           prepared: prepared)
                 }
             }
-            // What killed tries left that this clone did not need (another remote's objects, a
-            // branch deleted since) is not kept: the new repository has no download to continue.
-            _ = PartialDownload.sweep(built.objects)
+            // What killed tries left that this clone does not need (another remote's objects, a
+            // branch deleted since) is not kept; a lazy clone keeps what it may read later.
+            _ = PartialDownload.sweep(built.objects, keeping: Set(try built.history.allObjects().map(\.id).filter { !built.objects.exists($0) }))
             // The temporary folder goes before the clone is moved into place (it is inside it).
             prefill?.discard()
             CrashPoint.reach("clone.before-rename")
