@@ -90,6 +90,9 @@ public struct MergeRequest: Sendable {
             recipe.balance = mergekit.balance
             extensions = mergekit.extensions
             var models = mergekit.models
+            // A recipe without models takes the branches named beside it as its models.
+            let modelsFromBranches = models.isEmpty && !inputs.isEmpty
+            if modelsFromBranches { models = inputs.map { MergekitRecipe.Model(name: $0, parameters: [:]) } }
             if let b = mergekit.baseModel {
                 base = base ?? b
                 if methodType.requiresBase {
@@ -106,7 +109,9 @@ public struct MergeRequest: Sendable {
             if base == nil { base = mergekit.extensions.mergeBase }
             // The recipe's models are the experts; branches given beside them would replace them
             // silently (and its per-model parameters would name models that are not merged).
-            if !inputs.isEmpty && !models.isEmpty {
+            if modelsFromBranches {
+                inputs = models.map(\.name)
+            } else if !inputs.isEmpty && !models.isEmpty {
                 throw .invalidRecipe(file: file, problem: "the recipe lists its models (\(models.map(\.name).joined(separator: ", "))), and the command line names branches too (\(inputs.joined(separator: ", "))); give the experts in one place")
             }
             if inputs.isEmpty && models.isEmpty {

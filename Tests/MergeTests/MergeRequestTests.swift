@@ -97,6 +97,13 @@ import Testing
         expectThrows(MergeError.invalidRecipe(file: "r.yml", problem: "missing 'models' list; list the models to merge, or name the branches on the command line (mrepo merge A B --config r.yml)")) {
             try MergeRequest().assemble(over: recipe, file: "r.yml")
         }
+        // base_model is read against the branches as against a models list: slerp's t = 0 end.
+        let slerp = try MergekitRecipe.parse("merge_method: slerp\nbase_model: code\nparameters:\n  t: 0.3\n", file: "s.yml")
+        #expect(try request.assemble(over: slerp, file: "s.yml").inputs == ["code", "math"])
+        let linear = try MergekitRecipe.parse("merge_method: linear\nbase_model: chat\n", file: "l.yml")
+        expectThrows(MergeError.invalidRecipe(file: "l.yml", problem: "linear does not use a merge base, and base_model 'chat' is not among the models (mergekit would add it as one more input); list it under models, or drop base_model")) {
+            try request.assemble(over: linear, file: "l.yml")
+        }
     }
 
     /// A glob of the form `*X*` is recorded as mergekit's substring filter X (the same tensors,
