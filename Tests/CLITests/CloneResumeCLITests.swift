@@ -4,11 +4,17 @@ import Testing
 /// A killed clone resumes: the next clone into the same destination takes over the objects the
 /// killed one had received and verified (checked again) instead of downloading them again.
 @Suite struct CloneResumeCLITests {
-    @Test func aKilledCloneResumesWithoutResendingWhatArrived() throws {
+    /// A sandbox with the family's repository (main, math, code) in `repo`, and what a whole clone
+    /// of it (into `reference`) reports.
+    func repositoryAndWholeClone() throws -> (CLISandbox, [String: Any]) {
         let s = try CLISandbox()
         try s.makeFamily()
         try s.repository(branches: ["math", "code"])
-        let whole = try #require(try s.json(try s.ok(["clone", "--json", "repo", "reference"])) as? [String: Any])
+        return (s, try #require(try s.json(try s.ok(["clone", "--json", "repo", "reference"])) as? [String: Any]))
+    }
+
+    @Test func aKilledCloneResumesWithoutResendingWhatArrived() throws {
+        let (s, whole) = try repositoryAndWholeClone()
         let all = try #require(whole["bytes_received"] as? Int)
 
         let killed = try s.run(["clone", "repo", "copy"], environment: ["MREPO_KILL_AT": "transfer.object-received:20"])
@@ -34,10 +40,7 @@ import Testing
     /// moves what the killed ones received into its own store and deletes their folders. The last
     /// try verifies the objects found whole without asking for them (`objects_skipped`).
     @Test func aCloneKilledAgainAndAgainLeavesOneFolder() throws {
-        let s = try CLISandbox()
-        try s.makeFamily()
-        try s.repository(branches: ["math", "code"])
-        let whole = try #require(try s.json(try s.ok(["clone", "--json", "repo", "reference"])) as? [String: Any])
+        let (s, whole) = try repositoryAndWholeClone()
         let all = try #require(whole["bytes_received"] as? Int)
         func staging() throws -> [String] {
             try FileManager.default.contentsOfDirectory(atPath: s.root).filter { $0.hasPrefix(".copy.mrepo-clone-") }
