@@ -118,8 +118,9 @@ final class PartialDownload: @unchecked Sendable {
         return fd
     }
 
-    /// Gives the file at `from` the name `to` unless `to` exists (`link`, then `unlink`: never over
-    /// another file). Returns whether it moved.
+    /// Gives the file at `from` the name `to` unless `to` exists, never over another file: one
+    /// `renameat2(RENAME_NOREPLACE)`, or `link` then `unlink` on a file system without it. Returns
+    /// whether it moved.
     private static func moveNoReplace(_ from: String, to: String) -> Bool {
         // One atomic rename: of two processes moving one file, one gets it and the other finds it
         // gone (link, then unlink, let both link it first, and the file had two names).
