@@ -69,6 +69,9 @@ public struct MergeRequest: Sendable {
     public func assemble(over mergekit: MergekitRecipe?, file: String = "recipe") throws(MergeError) -> Assembled {
         var recipe = MergeRecipe(method: method ?? mergekit?.method ?? "ties", experts: [])
         var inputs = branches
+        // A recipe without models: the branches named beside it are its models, exactly (HEAD is
+        // not added), so that it merges as the same recipe listing them would.
+        var modelsFromBranches = false
         var base = self.base
         var outputDType = self.outputDType
         var perExpert: [(name: String, parameters: [String: ParameterValue])] = []
@@ -91,7 +94,7 @@ public struct MergeRequest: Sendable {
             extensions = mergekit.extensions
             var models = mergekit.models
             // A recipe without models takes the branches named beside it as its models.
-            let modelsFromBranches = models.isEmpty && !inputs.isEmpty
+            modelsFromBranches = models.isEmpty && !inputs.isEmpty
             if modelsFromBranches { models = inputs.map { MergekitRecipe.Model(name: $0, parameters: [:]) } }
             if let b = mergekit.baseModel {
                 base = base ?? b
@@ -173,7 +176,7 @@ public struct MergeRequest: Sendable {
             throw .invalidRecipe(file: file, problem: "tokenizer_source '\(source)' is not supported; use 'base' or 'union' (the --vocab policies)")
         }
         recipe.experts = inputs
-        return Assembled(recipe: recipe, inputs: inputs, inputsAreExperts: mergekit != nil && branches.isEmpty,
+        return Assembled(recipe: recipe, inputs: inputs, inputsAreExperts: mergekit != nil && (branches.isEmpty || modelsFromBranches),
                          expertParameters: perExpert, base: base, outputDType: outputDType, dtype: dtype,
                          tokenizerSource: tokenizerSource, extensions: extensions,
                          isExplicit: mergekit != nil || asksForMethod)

@@ -135,7 +135,10 @@ public struct MergekitRecipe: Sendable, Equatable {
             // the command line (`mrepo merge math code --config ties.yml`); MergeRequest checks that.
             var list: [Node] = []
             if let listNode = root["models"] {
-                guard let items = try sequence(listNode, at: "models", depth: 1), !items.isEmpty else { throw bad("the 'models' list is empty") }
+                guard let items = try sequence(listNode, at: "models", depth: 1) else {
+                    throw bad(kind(listNode) == .null ? "the 'models' list is empty" : "'models' must be a list (- model: NAME)")
+                }
+                guard !items.isEmpty else { throw bad("the 'models' list is empty") }
                 list = items
             }
             var models: [Model] = []

@@ -170,7 +170,11 @@ extension Repository {
         let dangling = files.filter { recorded[$0] == nil }
         // A command that writes (a fetch, a commit) may be running: its files are not leftovers.
         let writer = WriteLock.liveHolder(path: metaDirectory + "/lock")
-        let origin = writer.map { "written by pid \($0), an mrepo command still running, or left by an interrupted command" }
+        // The lock file names the last writer: a live process of that pid is it, unless it was
+        // killed and its pid taken by another program since.
+        let isMrepo = writer.map { (try? String(contentsOfFile: "/proc/\($0)/comm", encoding: .utf8))?.hasPrefix("mrepo") == true } ?? false
+        let origin = writer.map { isMrepo ? "written by pid \($0), an mrepo command still running"
+                                          : "written by pid \($0), an mrepo command still running, or left by an interrupted command" }
             ?? "left by an interrupted command"
         if !dangling.isEmpty {
             report.warnings.append("\(dangling.count) unreferenced object file\(dangling.count == 1 ? "" : "s") (\(origin); 'mrepo gc' removes \(writer == nil ? "them" : "those left once it ends"))")

@@ -63,6 +63,9 @@ struct MrepoCommand: ParsableCommand {
         // once the arguments are known).
         let given = Array(rest)
         ErrorReporter.jsonFlag.store(CommandLineHabits.optionsEnd(given) > (given.firstIndex(of: "--json") ?? given.endIndex), ordering: .relaxed)
+        if !OpenFileLimit.prepare() {
+            ErrorReporter.fail("this process may open only \(OpenFileLimit.current) files, and mrepo needs at least 32: raise the limit with 'ulimit -n'", status: 2)
+        }
         while let argument = rest.popFirst() {
             if argument == "--" || words == ["bisect", "run"] {
                 arguments.append(argument)

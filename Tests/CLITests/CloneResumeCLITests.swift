@@ -93,7 +93,7 @@ import Testing
         let during = try s.ok(["fsck"], in: "copy")
         let pid = fetch.process.processIdentifier
         let said = during.stdout + during.stderr
-        #expect(said.contains("unreferenced object files (written by pid \(pid), an mrepo command still running"), "fsck: \(said)")
+        #expect(said.contains("unreferenced object files (written by pid \(pid), an mrepo command still running;"), "fsck: \(said)")
         fetch.resume()
         #expect(fetch.finish().status == 0)
         let after = try s.ok(["fsck"], in: "copy")
@@ -320,5 +320,16 @@ import Testing
         #expect(clone.status == 0, "clone under '\(limit)': \(clone.stderr)")
         try s.ok(["fsck"], in: "copy")
         #expect(s.sameFiles("copy", "model"))
+    }
+
+    /// Below 32 open files (the hard limit), any command stops at once with one line saying so;
+    /// a low soft limit alone is raised (to at most 1024) and the command runs.
+    @Test func aTinyOpenFileLimitIsRefusedInOneLine() throws {
+        let s = try CLISandbox()
+        try s.ok(["init", "-q", "repo"])
+        expectOneLineError(try s.run(["status"], in: "repo", after: "ulimit -n 20"),
+                           contains: "this process may open only 20 files, and mrepo needs at least 32: raise the limit with 'ulimit -n'")
+        try s.ok(["status"], in: "repo")
+        #expect(try s.run(["status"], in: "repo", after: "ulimit -S -n 16").status == 0)
     }
 }

@@ -179,6 +179,13 @@ import Testing
         let recorded = String(decoding: s.read("r/merge_recipe.yml") ?? Data(), as: UTF8.self)
         #expect(recorded.components(separatedBy: "- model: ").count == 3, "two models recorded (by commit): \(recorded)")
         expectOneLineError(try s.run(["merge", "--config", "../m.yml"], in: "repo"), contains: "../m.yml: missing 'models' list; list the models to merge, or name the branches on the command line")
+        // The branches are its models exactly, base_model among them: slerp's t = 0 end is y, and
+        // HEAD (the merge base here) does not join as a third input.
+        try write(s, "s.yml", "merge_method: slerp\nbase_model: y\nparameters:\n  t: 0\n")
+        try s.ok(["switch", "-q", "-c", "slerped", "main"], in: "repo")
+        try s.ok(["merge", "-q", "x", "y", "--config", "../s.yml"], in: "repo")
+        try s.ok(["export", "HEAD", "../sl"], in: "repo")
+        for t in ["a", "b", "c"] { #expect(try s.floats("sl/model.safetensors", t) == s.floats("y/model.safetensors", t)) }
     }
 
     /// Models named by a path or a Hub id get an error saying how to import them; a recipe run on

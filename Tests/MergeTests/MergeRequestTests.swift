@@ -92,7 +92,7 @@ import Testing
         var request = MergeRequest()
         request.branches = ["math", "code"]
         let assembled = try request.assemble(over: recipe, file: "r.yml")
-        #expect(assembled.inputs == ["math", "code"] && assembled.recipe.method == "ties")
+        #expect(assembled.inputs == ["math", "code"] && assembled.recipe.method == "ties" && assembled.inputsAreExperts)
         #expect(assembled.recipe.parameters["density"] == .number(0.5))
         expectThrows(MergeError.invalidRecipe(file: "r.yml", problem: "missing 'models' list; list the models to merge, or name the branches on the command line (mrepo merge A B --config r.yml)")) {
             try MergeRequest().assemble(over: recipe, file: "r.yml")

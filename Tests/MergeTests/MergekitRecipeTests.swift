@@ -126,6 +126,8 @@ import Testing
         #expect(!method.yaml().contains("models"))
         #expect((try? MergekitRecipe.parse(method.yaml(), file: "recipe.yaml")) == method)
         #expect(parseError("merge_method: linear\nmodels: []\n") == "recipe.yaml: the 'models' list is empty")
+        #expect(parseError("merge_method: linear\nmodels: ~\n") == "recipe.yaml: the 'models' list is empty")
+        #expect(parseError("merge_method: linear\nmodels: math\n") == "recipe.yaml: 'models' must be a list (- model: NAME)")
         #expect(parseError("merge_method: linear\nmodels:\n  - name: a\n") == "recipe.yaml: models[0] needs 'model: NAME'")
         #expect(parseError("- 1\n- 2\n") == "recipe.yaml: expected a mapping at the top level")
         #expect(parseError("merge_method: linear\nmodels:\n  - model: a\nparameters: 3\n") == "recipe.yaml: parameters must be a mapping")

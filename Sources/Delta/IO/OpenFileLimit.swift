@@ -15,6 +15,15 @@ public enum OpenFileLimit {
         _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
     }
 
+    /// At start: raises a soft limit below `usual` to the hard one or `usual`, whichever is lower
+    /// (1024 is the usual soft limit, so the programs a command starts lose nothing by it), and
+    /// says whether the process may then open at least `minimum` files. Below that, opening the
+    /// history, its locks and a connection's event loop would fail at unforeseeable places.
+    public static func prepare(usual: Int = 1024, minimum: Int = 32) -> Bool {
+        if current < usual { raise(cap: usual) }
+        return current >= minimum
+    }
+
     /// How many descriptors the process has open now (from `/proc/self/fd`; 0 where it cannot tell).
     public static var inUse: Int {
         guard let dir = opendir("/proc/self/fd") else { return 0 }

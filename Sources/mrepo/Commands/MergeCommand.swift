@@ -18,7 +18,7 @@ struct MergeCommand: ParsableCommand {
             vectors, sign conflict, conflicting mass, what was trimmed). When HEAD is the merge base, the \
             branches are the experts (an octopus merge: mrepo merge math code chat); otherwise HEAD is \
             one of them. With --config, the recipe's models are the experts, in its order (a recipe without \
-            models: merges the branches named beside it with its method and parameters). A single \
+            models: takes the branches named beside it as its models, exactly). A single \
             branch that contains HEAD is fast-forwarded, as in git, unless a method, a parameter or a \
             recipe is given (then it is a real merge: mrepo merge code --method task_arithmetic --set \
             lambda=0.5 interpolates toward code), --metric (it needs a merge commit) or --no-ff; -m alone is ignored then, as in git. Thresholds turn bad tensors into \
