@@ -84,7 +84,7 @@ final class WriteLock {
     static func liveHolder(path: String) -> Int32? {
         guard let data = FileManager.default.contents(atPath: path),
               let pid = Int32(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0,
-              pid != getpid(), kill(pid, 0) == 0 || errno == EPERM else { return nil }
+              pid != getpid(), !ProcessLiveness.isGone(pid) else { return nil }
         return pid
     }
 }

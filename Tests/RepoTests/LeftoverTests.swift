@@ -13,6 +13,37 @@ import Testing
 
     func exists(_ path: String) -> Bool { FileStat.of(path) != nil }
 
+    /// A process that has ended but was not reaped (a zombie: a container's first process often
+    /// reaps nothing) holds no file and no lock: its temporary files are leftovers. Its pid still
+    /// answers `kill(pid, 0)`.
+    @Test func aZombieIsGone() throws {
+        // sh starts `true` in the background, prints its pid, and becomes `sleep`, which never reaps it.
+        let parent = Process()
+        parent.executableURL = URL(fileURLWithPath: "/bin/sh")
+        parent.arguments = ["-c", "true & echo $!; exec sleep 600"]
+        let out = Pipe()
+        parent.standardOutput = out
+        try parent.run()
+        defer {
+            kill(parent.processIdentifier, SIGKILL)
+            parent.waitUntilExit()
+        }
+        var line = [UInt8]()
+        while let byte = try out.fileHandleForReading.read(upToCount: 1)?.first, byte != UInt8(ascii: "\n") { line.append(byte) }
+        let zombie = try #require(pid_t(String(decoding: line, as: UTF8.self)))
+        // `true` ends on its own; wait for it without a clock (its state turns to Z).
+        var tries = 0
+        while !ProcessLiveness.isZombie(zombie) && tries < 10_000_000 {
+            sched_yield()
+            tries += 1
+        }
+        try #require(ProcessLiveness.isZombie(zombie), "pid \(zombie) never showed as a zombie")
+        #expect(kill(zombie, 0) == 0, "the zombie's pid exists")
+        #expect(ProcessLiveness.isGone(zombie))
+        #expect(!ProcessLiveness.isGone(parent.processIdentifier))
+        #expect(!ProcessLiveness.isGone(getpid()))
+    }
+
     @Test func openingDeletesWhatADeadProcessLeftAndNothingElse() throws {
         try withRepository { repo, _ in
             try repo.writeModel()

@@ -77,9 +77,20 @@ struct ProcessLiveness {
     }
 
     /// Whether no process has this pid (the leftover rule of docs/format.md §7.4: a pid that
-    /// exists, whoever owns it, counts as running).
+    /// exists, whoever owns it, counts as running), or only a zombie does: a process that has
+    /// ended, closed its files and let go of its locks, which its parent has not reaped (a
+    /// container's first process often reaps nothing).
     static func isGone(_ pid: pid_t) -> Bool {
-        kill(pid, 0) != 0 && errno == ESRCH
+        if kill(pid, 0) != 0 { return errno == ESRCH }
+        return isZombie(pid)
+    }
+
+    /// Whether `pid` is a zombie, from the state in `/proc/PID/stat` (after the parenthesised name).
+    static func isZombie(_ pid: pid_t) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.range(of: ") ", options: .backwards) else { return false }
+        let state = stat[close.upperBound...].first
+        return state == "Z" || state == "X"
     }
 }
 
