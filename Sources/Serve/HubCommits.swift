@@ -21,8 +21,7 @@ extension HubService {
         if try isUnbornDefault(repo, revision) {
             return Responses.json(.array([]))
         }
-        // Bounded, so that the sum below cannot overflow whatever the client sends.
-        let start = min(max(0, Int(query["cursor"] ?? "") ?? 0), 1 << 40)
+        let start = try pageStart(query)
         let pageSize = max(1, min(HubService.commitPageSize, Int(query["limit"] ?? "") ?? HubService.commitPageSize))
         let listed = try repo.log(from: [try resolve(repo, revision)], limit: start + pageSize + 1)
         let page = listed.dropFirst(start).prefix(pageSize)

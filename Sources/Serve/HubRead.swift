@@ -100,7 +100,7 @@ extension HubService {
         }
         entries.sort { $0.path < $1.path }
         let pageSize = max(1, min(1000, Int(query["limit"] ?? "") ?? 1000))
-        let start = min(entries.count, max(0, Int(query["cursor"] ?? "") ?? 0))
+        let start = min(entries.count, try pageStart(query))
         let page = entries[start..<min(entries.count, start + pageSize)]
         var out: [JSONValue] = []
         for entry in page {
@@ -122,6 +122,17 @@ extension HubService {
     /// Whether `revision` is the default branch of a repository with no commit yet (made by `create_repo`).
     func isUnbornDefault(_ repo: Repository, _ revision: String) throws -> Bool {
         try repo.history.head().branchName == revision && repo.history.ref(named: revision) == nil && repo.headCommit() == nil
+    }
+
+    /// Where a page of a listing starts: its `cursor`, what the `Link` of the page before gave (a
+    /// number of entries to skip), bounded so that sums with it cannot overflow; 0 without one. A
+    /// cursor that is not a number is a bad request.
+    func pageStart(_ query: [String: String]) throws -> Int {
+        guard let cursor = query["cursor"], !cursor.isEmpty else { return 0 }
+        guard let skip = UInt64(cursor) else {
+            throw HubError.badRequest("invalid cursor '\(HubError.headerSafe(String(cursor.prefix(40))))': follow the Link of the page before")
+        }
+        return Int(min(skip, 1 << 40))
     }
 
     /// The `Link: <…?cursor=N>; rel="next"` header of a paged listing: the request's own query, with

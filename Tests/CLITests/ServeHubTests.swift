@@ -256,9 +256,14 @@ struct ServeHubTests {
             api = HfApi(endpoint=sys.argv[1])
             main = api.list_repo_commits("ns/long")
             early = api.list_repo_commits("ns/long", revision="early", formatted=True)
-            import urllib.request
+            import urllib.error, urllib.request
             with urllib.request.urlopen(sys.argv[1] + "/api/models/ns/long/commits/main?cursor=9223372036854775807") as far:
                 assert far.status == 200 and json.load(far) == [], "a cursor past the end"
+            try:
+                urllib.request.urlopen(sys.argv[1] + "/api/models/ns/long/commits/main?cursor=abc")
+                raise AssertionError("a cursor that is not a number was accepted")
+            except urllib.error.HTTPError as e:
+                assert e.code == 400, e.code
             assert api.list_repo_commits("ns/empty") == [], "a repository with no commit yet"
             print(json.dumps({"ids": [c.commit_id for c in main], "titles": [c.title for c in main[:2]],
                               "message": main[0].message, "authors": sorted({a for c in main for a in c.authors}),
