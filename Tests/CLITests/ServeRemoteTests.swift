@@ -44,6 +44,10 @@ struct ServeRemoteTests {
         try s.ok(["commit", "--from", s.path("family/math"), "-m", "math"], in: "clone")
         let refused = try s.run(["push", "origin", "math"], in: "clone", environment: read)
         expectOneLineError(refused, contains: "write token")
+        // A dry run says so too (it asks for a push session, which a read token is refused), and
+        // passes with the write token; neither moves anything.
+        expectOneLineError(try s.run(["push", "-n", "origin", "math"], in: "clone", environment: read), contains: "write token")
+        try s.ok(["push", "-n", "origin", "math"], in: "clone", environment: write)
         let bad = try s.run(["push", "origin", "math"], in: "clone", environment: ["MREPO_TOKEN": "wrong-0123456789"])
         expectOneLineError(bad, contains: "refused the credentials")
         // A server started without --tokens takes no pushes: said as such, not blamed on a token
@@ -53,10 +57,13 @@ struct ServeRemoteTests {
         try s.ok(["remote", "add", "open", open.url + "/team/minilm"], in: "clone")
         let readOnly = try s.run(["push", "open", "math"], in: "clone")
         expectOneLineError(readOnly, contains: "it takes no pushes; start it with --tokens FILE")
+        expectOneLineError(try s.run(["push", "--dry-run", "open", "math"], in: "clone"), contains: "it takes no pushes")
         #expect(!readOnly.stderr.contains("MREPO_TOKEN"))
         try s.ok(["remote", "remove", "open"], in: "clone")
         #expect(!(try s.ok(["branch"], in: "served/team/minilm").stdout.contains("math")))
         try s.ok(["push", "origin", "math"], in: "clone", environment: write)
+        // Nothing left to send or move: the dry run, as the push, needs no write token.
+        #expect(try s.ok(["push", "-n", "origin", "math"], in: "clone", environment: read).stdout.contains("Everything up-to-date"))
         try s.ok(["export", "math", s.path("exp/served-math")], in: "served/team/minilm")
         #expect(s.sameFiles("exp/served-math", "family/math"))
         try s.ok(["fsck"], in: "served/team/minilm")

@@ -209,22 +209,20 @@ public final class HTTPTransport: RemoteTransport, Sendable {
         let status = Int(response.status.code)
         let message = response.headers["X-Error-Message"].first ?? response.status.reasonPhrase
         switch (status, response.headers["X-Error-Code"].first) {
-        case (403, _) where path.hasPrefix("push-sessions/"), (404, nil) where path.hasPrefix("push-sessions/"),
-             (405, _) where path.hasPrefix("push-sessions/"), (501, _) where path.hasPrefix("push-sessions/"):
-            // No session for this push (an older mrepo serve, a read token; not mrepo at all: the
-            // ref listing that comes next says so).
-            return NoPushSession()
+        case (403, let code) where path.hasPrefix("push-sessions/"):
+            // No session for this push (a read token, a read-only server): what its first write will meet.
+            return NoPushSession(refusal: refusal(code: code, message: message))
+        case (404, nil) where path.hasPrefix("push-sessions/"), (405, _) where path.hasPrefix("push-sessions/"),
+             (501, _) where path.hasPrefix("push-sessions/"):
+            // No session for this push (an older mrepo serve; not mrepo at all: the ref listing
+            // that comes next says so).
+            return NoPushSession(refusal: nil)
         case (401, _) where token == nil:
             return RepoError.remote("\(url): the server needs a token; set MREPO_TOKEN to a token of its --tokens file")
         case (401, _):
             return RepoError.remote("\(url): the server refused the credentials (the token in MREPO_TOKEN); set MREPO_TOKEN to a token of its --tokens file")
-        case (403, "ReadOnlyServer"?):
-            // A server started without --tokens: no token would help.
-            return RepoError.remote("\(url): \(message): it takes no pushes; start it with --tokens FILE to accept them")
-        case (403, _) where token == nil:
-            return RepoError.remote("\(url): the server refuses this without a token (\(message)); set MREPO_TOKEN to a write token of its --tokens file")
-        case (403, _):
-            return RepoError.remote("\(url): the token in MREPO_TOKEN may not do this (\(message)); pushing needs a write token")
+        case (403, let code):
+            return refusal(code: code, message: message)
         case (404, "RepoNotFound"?):
             return RepoError.remote("\(url): no repository there")
         case (404, _) where path == "refs":
@@ -237,6 +235,18 @@ public final class HTTPTransport: RemoteTransport, Sendable {
         default:
             return RepoError.remote("\(url): HTTP \(status): \(message)")
         }
+    }
+
+    /// The error of a 403: this token (or none) may not write here.
+    private func refusal(code: String?, message: String) -> RepoError {
+        if code == "ReadOnlyServer" {
+            // A server started without --tokens: no token would help.
+            return RepoError.remote("\(url): \(message): it takes no pushes; start it with --tokens FILE to accept them")
+        }
+        if token == nil {
+            return RepoError.remote("\(url): the server refuses this without a token (\(message)); set MREPO_TOKEN to a write token of its --tokens file")
+        }
+        return RepoError.remote("\(url): the token in MREPO_TOKEN may not do this (\(message)); pushing needs a write token")
     }
 
     private func decode<T: Decodable>(_ type: T.Type, _ data: Data) throws -> T {
@@ -351,6 +361,19 @@ public final class HTTPTransport: RemoteTransport, Sendable {
         }
     }
 
+    /// Opens a push session and closes it at once: the server refuses one (403) to a token that
+    /// may not push and on a read-only server. A server without sessions cannot be asked.
+    public func checkWriteAccess() async throws {
+        let probe = HTTPTransport(self, session: UUID().uuidString.lowercased(), notice: nil)
+        do {
+            _ = try await probe.data(.POST, "push-sessions/\(probe.session!)", body: .json(Data("{}".utf8)))
+        } catch let none as NoPushSession {
+            if let refusal = none.refusal { throw refusal }
+            return
+        }
+        await probe.closeSession()
+    }
+
     /// Closes the push session, once; a failure only leaves it to the server's idle timeout. It
     /// runs in a task of its own: a push cancelled (interrupted) must still close its session,
     /// which otherwise holds off the server's gc until the idle timeout.
@@ -362,5 +385,8 @@ public final class HTTPTransport: RemoteTransport, Sendable {
 
     /// A session request answered 404 without an error code (an mrepo serve older than sessions),
     /// 403 (a token that may not push, a read-only server), or 405/501 (no mrepo serve).
-    private struct NoPushSession: Error {}
+    private struct NoPushSession: Error {
+        /// For a 403: the error a write of this push will meet.
+        var refusal: RepoError?
+    }
 }

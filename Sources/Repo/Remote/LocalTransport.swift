@@ -93,6 +93,14 @@ public final class LocalTransport: RemoteTransport, Sendable {
     /// Holds the other repository's read lock (`.mrepo/gc.lock`, shared) for the whole transfer,
     /// as a reader there would: its `gc` waits until the transfer ends, and a transfer that finds
     /// its `gc` running waits for it (taken on a Dispatch worker, not on a task's thread).
+    /// A push writes the object store and the history database (and its journal beside it).
+    public func checkWriteAccess() async throws {
+        let meta = repository.metaDirectory
+        for path in [repository.objects.root, meta, meta + "/" + "mrepo.db"] where access(path, W_OK) != 0 {
+            throw RepoError.remote("\(url): cannot write \(path) (\(errnoDescription())): this user may not push there")
+        }
+    }
+
     public func transfer<T>(_ kind: TransferKind, notice: (@Sendable (String) -> Void)?,
                             _ body: (any RemoteTransport) async throws -> T) async throws -> T {
         let repository = repository, url = url

@@ -41,6 +41,11 @@ public protocol RemoteTransport: Sendable {
     /// Empty for a store without working trees.
     func checkedOutBranches() async throws -> Set<String>
 
+    /// Throws the error a push would meet at its first write when this remote will not take one
+    /// (a read token, a read-only server, a folder this user may not write), without writing: what
+    /// `push --dry-run` checks. A store that cannot be asked without writing (S3) passes.
+    func checkWriteAccess() async throws
+
     /// Which of `ids` the remote does not hold (as whole, verified object files). Callers pass
     /// at most ``RemoteTransportLimits/negotiationBatch`` ids per call.
     func missingObjects(_ ids: [ObjectID]) async throws -> Set<ObjectID>
@@ -97,6 +102,9 @@ public enum TransferKind: Sendable, Equatable {
 }
 
 extension RemoteTransport {
+    /// S3 has no way to ask whether a key may be written short of writing one.
+    public func checkWriteAccess() async throws {}
+
     /// A remote without `gc` (an S3 store): nothing to hold.
     public func transfer<T>(_ kind: TransferKind, notice: (@Sendable (String) -> Void)?,
                             _ body: (any RemoteTransport) async throws -> T) async throws -> T {

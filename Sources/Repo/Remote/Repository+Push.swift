@@ -50,6 +50,9 @@ extension Repository {
         let (result, firstError): (TransferResult, (any Error)?)
         if options.dryRun {
             (result, firstError) = try await send(options, items: items, remote: remote, through: opened)
+            // What the push would meet at its first write, asked without writing (a push with
+            // nothing to send or move writes nothing, and succeeds whoever runs it).
+            if result.objects > 0 || result.commits > 0 || !result.refs.isEmpty { try await opened.checkWriteAccess() }
         } else {
             // This repository's read lock first, the remote's after: a local gc running makes the push
             // wait before it holds the remote's (a push session there could expire meanwhile, and
