@@ -117,6 +117,9 @@ public struct MergeRequest: Sendable {
             } else if !inputs.isEmpty && !models.isEmpty {
                 throw .invalidRecipe(file: file, problem: "the recipe lists its models (\(models.map(\.name).joined(separator: ", "))), and the command line names branches too (\(inputs.joined(separator: ", "))); give the experts in one place")
             }
+            if modelsFromBranches && models.isEmpty {
+                throw .invalidRecipe(file: file, problem: "every branch named (\(branches.joined(separator: ", "))) is the recipe's base_model; name the models to merge")
+            }
             if inputs.isEmpty && models.isEmpty {
                 throw .invalidRecipe(file: file, problem: "missing 'models' list; list the models to merge, or name the branches on the command line (mrepo merge A B --config \(file))")
             }

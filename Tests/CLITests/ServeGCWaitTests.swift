@@ -95,4 +95,25 @@ import Testing
         #expect(s.sameFiles("copy", "family/base"))
         try s.ok(["fsck"], in: "copy")
     }
+
+    /// `push --dry-run` asks for a push session to learn whether the token may write; a server in
+    /// gc answers 503, after checking the token, so the dry run does not wait for gc.
+    @Test func aDryRunPushDoesNotWaitForTheServersGC() throws {
+        let s = try served()
+        try "reader-0123456789 read\nwriter-0123456789 write\n".write(toFile: s.path("tokens"), atomically: true, encoding: .utf8)
+        let server = try ServerProcess(s, ["served", "--tokens", "tokens", "--gc-wait", "0"])
+        defer { _ = server.stop() }
+        let read = ["MREPO_TOKEN": "reader-0123456789"], write = ["MREPO_TOKEN": "writer-0123456789"]
+        try s.ok(["clone", "-q", server.url + "/team/a", "work"], environment: read)
+        try s.ok(["switch", "-q", "-c", "feature"], in: "work")
+        try s.ok(["commit", "-q", "--allow-empty", "-m", "more"], in: "work")
+        let gc = try RunningCommand(s, ["gc"], in: "served/team/a", environment: ["MREPO_PAUSE_AT": "gc.recorded"])
+        #expect(gc.waitUntilPaused(at: "gc.recorded"))
+        let dry = try s.ok(["push", "-n", "origin", "feature"], in: "work", environment: write)
+        #expect(dry.stdout.contains("Would send 1 commit"), "\(dry.stdout)")
+        expectOneLineError(try s.run(["push", "-n", "origin", "feature"], in: "work", environment: read), contains: "write token")
+        gc.resume()
+        #expect(gc.finish().status == 0)
+        #expect(!(try s.ok(["branch"], in: "served/team/a").stdout.contains("feature")), "the dry run moved nothing")
+    }
 }

@@ -100,6 +100,12 @@ import Testing
         // base_model is read against the branches as against a models list: slerp's t = 0 end.
         let slerp = try MergekitRecipe.parse("merge_method: slerp\nbase_model: code\nparameters:\n  t: 0.3\n", file: "s.yml")
         #expect(try request.assemble(over: slerp, file: "s.yml").inputs == ["code", "math"])
+        let onlyBase = try MergekitRecipe.parse("merge_method: ties\nbase_model: main\n", file: "b.yml")
+        var baseOnly = MergeRequest()
+        baseOnly.branches = ["main"]
+        expectThrows(MergeError.invalidRecipe(file: "b.yml", problem: "every branch named (main) is the recipe's base_model; name the models to merge")) {
+            try baseOnly.assemble(over: onlyBase, file: "b.yml")
+        }
         let linear = try MergekitRecipe.parse("merge_method: linear\nbase_model: chat\n", file: "l.yml")
         expectThrows(MergeError.invalidRecipe(file: "l.yml", problem: "linear does not use a merge base, and base_model 'chat' is not among the models (mergekit would add it as one more input); list it under models, or drop base_model")) {
             try request.assemble(over: linear, file: "l.yml")

@@ -362,7 +362,7 @@ extension Repository {
             var contained = try ancestors(of: base).contains(headID)
             for e in named where !contained { contained = try ancestors(of: e.commit).contains(headID) }
             guard contained else {
-                throw RepoError.invalidArgument("HEAD (\(headName), \(headID.short)) is neither the merge base nor one of the recipe's models, nor an ancestor of one: its changes would be dropped; switch to the merge base or to one of the models (mrepo switch -c NAME REV) and run the merge there")
+                throw RepoError.invalidArgument("HEAD (\(headName), \(headID.short)) is neither the merge base nor one of the models merged (the recipe's, or the branches named beside a recipe without models), nor an ancestor of one: its changes would be dropped; name it among them, or switch to the merge base or to one of the models (mrepo switch -c NAME REV) and run the merge there")
             }
             let branches = options.singleParent ? [] : named.filter { $0.commit != headID && !headAncestors.contains($0.commit) }
             if branches.isEmpty, named.allSatisfy({ headAncestors.contains($0.commit) }), !named.contains(where: { $0.commit == headID }) {

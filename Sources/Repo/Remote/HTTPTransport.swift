@@ -118,7 +118,7 @@ public final class HTTPTransport: RemoteTransport, Sendable {
     /// A download (`download`: its file) asks, on each try, for the bytes the file does not hold
     /// yet (``DownloadFile``), and starts over when the server finds them past the object's end (416).
     private func send<T>(_ method: HTTPMethod, _ path: String, body: Body = .none, ref: String? = nil, retry: Bool = true,
-                         timeout: TimeAmount = HTTPTransport.headTimeout, download: String? = nil,
+                         waitForGC: Bool = true, timeout: TimeAmount = HTTPTransport.headTimeout, download: String? = nil,
                          read: (HTTPClientResponse) async throws -> T) async throws -> T {
         var delay = 0.2
         var attempt = 0
@@ -148,6 +148,7 @@ public final class HTTPTransport: RemoteTransport, Sendable {
             let status = Int(response.status.code)
             if status == 503, response.headers["X-Error-Code"].first == "GCRunning" {
                 _ = try? await response.body.collect(upTo: 1 << 20)
+                guard waitForGC else { throw failure(response, path: path, ref: ref) }
                 waitingForGC(response.headers["X-Error-Message"].first)
                 let seconds = min(max(Int(response.headers["Retry-After"].first ?? "") ?? 2, 1), 10)
                 try await Task.sleep(for: .seconds(seconds))
@@ -197,8 +198,8 @@ public final class HTTPTransport: RemoteTransport, Sendable {
 
     /// Sends a request whose answer is small and read into memory.
     private func data(_ method: HTTPMethod, _ path: String, body: Body = .none, ref: String? = nil, retry: Bool = true,
-                      timeout: TimeAmount = HTTPTransport.headTimeout) async throws -> Data {
-        try await send(method, path, body: body, ref: ref, retry: retry, timeout: timeout) { response in
+                      waitForGC: Bool = true, timeout: TimeAmount = HTTPTransport.headTimeout) async throws -> Data {
+        try await send(method, path, body: body, ref: ref, retry: retry, waitForGC: waitForGC, timeout: timeout) { response in
             Data(try await response.body.collect(upTo: HTTPTransport.maxAnswerBytes).readableBytesView)
         }
     }
@@ -212,6 +213,9 @@ public final class HTTPTransport: RemoteTransport, Sendable {
         case (403, let code) where path.hasPrefix("push-sessions/"):
             // No session for this push (a read token, a read-only server): what its first write will meet.
             return NoPushSession(refusal: refusal(code: code, message: message))
+        case (503, "GCRunning"?) where path.hasPrefix("push-sessions/"), (503, "TooManyPushSessions"?) where path.hasPrefix("push-sessions/"):
+            // The server took the token (it checks that first) but opens no session now.
+            return PushSessionBusy(error: RepoError.remote("\(url): HTTP \(status): \(message)"))
         case (404, nil) where path.hasPrefix("push-sessions/"), (405, _) where path.hasPrefix("push-sessions/"),
              (501, _) where path.hasPrefix("push-sessions/"):
             // No session for this push (an older mrepo serve; not mrepo at all: the ref listing
@@ -358,18 +362,28 @@ public final class HTTPTransport: RemoteTransport, Sendable {
             return true
         } catch is NoPushSession {
             return false
+        } catch let busy as PushSessionBusy {
+            throw busy.error
         }
     }
 
     /// Opens a push session and closes it at once: the server refuses one (403) to a token that
-    /// may not push and on a read-only server. A server without sessions cannot be asked.
+    /// may not push and on a read-only server. It checks the token before anything else, so a
+    /// server busy with gc or with too many sessions (503) has taken it: the probe does not wait.
+    /// A server older than sessions cannot be asked.
     public func checkWriteAccess() async throws {
         let probe = HTTPTransport(self, session: UUID().uuidString.lowercased(), notice: nil)
         do {
-            _ = try await probe.data(.POST, "push-sessions/\(probe.session!)", body: .json(Data("{}".utf8)))
+            _ = try await probe.data(.POST, "push-sessions/\(probe.session!)", body: .json(Data("{}".utf8)), waitForGC: false)
         } catch let none as NoPushSession {
             if let refusal = none.refusal { throw refusal }
             return
+        } catch is PushSessionBusy {
+            return
+        } catch {
+            // The server may have opened it before the answer was lost: close it, or its gc waits.
+            await probe.closeSession()
+            throw error
         }
         await probe.closeSession()
     }
@@ -388,5 +402,11 @@ public final class HTTPTransport: RemoteTransport, Sendable {
     private struct NoPushSession: Error {
         /// For a 403: the error a write of this push will meet.
         var refusal: RepoError?
+    }
+
+    /// A session request answered 503 `GCRunning` or `TooManyPushSessions` (after the retries):
+    /// `error` is what a push reports.
+    private struct PushSessionBusy: Error {
+        var error: RepoError
     }
 }

@@ -90,9 +90,6 @@ public final class LocalTransport: RemoteTransport, Sendable {
         try repository.applyRefUpdate(update, shownAs: url)
     }
 
-    /// Holds the other repository's read lock (`.mrepo/gc.lock`, shared) for the whole transfer,
-    /// as a reader there would: its `gc` waits until the transfer ends, and a transfer that finds
-    /// its `gc` running waits for it (taken on a Dispatch worker, not on a task's thread).
     /// A push writes the object store and the history database (and its journal beside it).
     public func checkWriteAccess() async throws {
         let meta = repository.metaDirectory
@@ -101,6 +98,9 @@ public final class LocalTransport: RemoteTransport, Sendable {
         }
     }
 
+    /// Holds the other repository's read lock (`.mrepo/gc.lock`, shared) for the whole transfer,
+    /// as a reader there would: its `gc` waits until the transfer ends, and a transfer that finds
+    /// its `gc` running waits for it (taken on a Dispatch worker, not on a task's thread).
     public func transfer<T>(_ kind: TransferKind, notice: (@Sendable (String) -> Void)?,
                             _ body: (any RemoteTransport) async throws -> T) async throws -> T {
         let repository = repository, url = url
