@@ -4,12 +4,12 @@ import Testing
 /// A killed clone resumes: the next clone into the same destination takes over the objects the
 /// killed one had received and verified (checked again) instead of downloading them again.
 @Suite struct CloneResumeCLITests {
-    /// A sandbox with the family's repository (main, math, code) in `repo`, and what a whole clone
-    /// of it (into `reference`) reports.
-    func repositoryAndWholeClone() throws -> (CLISandbox, [String: Any]) {
+    /// A sandbox with the family's repository (main and `branches`) in `repo`, and what a whole
+    /// clone of it (into `reference`) reports.
+    func repositoryAndWholeClone(branches: [String] = ["math", "code"]) throws -> (CLISandbox, [String: Any]) {
         let s = try CLISandbox()
         try s.makeFamily()
-        try s.repository(branches: ["math", "code"])
+        try s.repository(branches: branches)
         return (s, try #require(try s.json(try s.ok(["clone", "--json", "repo", "reference"])) as? [String: Any]))
     }
 
@@ -104,10 +104,7 @@ import Testing
     /// (`MREPO_TRANSFER_BATCH_SECONDS`), not only at a level's end: a clone killed while the base's
     /// objects arrive keeps what was installed. With an interval of 0 every object is its own batch.
     @Test func aCloneKilledBeforeALevelEndsKeepsWhatWasInstalled() throws {
-        let s = try CLISandbox()
-        try s.makeFamily()
-        try s.repository(branches: ["math"])
-        let whole = try #require(try s.json(try s.ok(["clone", "--json", "repo", "reference"])) as? [String: Any])
+        let (s, whole) = try repositoryAndWholeClone(branches: ["math"])
         let all = try #require(whole["bytes_received"] as? Int)
 
         let clone = try RunningCommand(s, ["clone", "-q", "repo", "copy"], in: ".",
@@ -157,10 +154,7 @@ import Testing
     /// the next clone verifies them without downloading them.
     @Test(arguments: ["transfer.object-downloaded", "transfer.object-verified:6"])
     func anObjectKilledBeforeItIsStoredIsNotDownloadedAgain(_ point: String) throws {
-        let s = try CLISandbox()
-        try s.makeFamily()
-        try s.repository(branches: ["math"])
-        let reference = try #require(try s.json(try s.ok(["clone", "--json", "repo", "reference"])) as? [String: Any])
+        let (s, reference) = try repositoryAndWholeClone(branches: ["math"])
         let all = try #require(reference["bytes_received"] as? Int)
         let killed = try s.run(["clone", "repo", "copy"], environment: ["MREPO_KILL_AT": point])
         #expect(killed.status == -9, "the kill point was not reached: \(killed.stderr)")
@@ -185,10 +179,7 @@ import Testing
     /// under partial names in its hidden folder, and the next clone takes it over; one refused for a
     /// damaged object keeps nothing.
     @Test func aFailedCloneKeepsWhatItReceivedForTheNext() throws {
-        let s = try CLISandbox()
-        try s.makeFamily()
-        try s.repository(branches: ["math"])
-        let reference = try #require(try s.json(try s.ok(["clone", "--json", "repo", "reference"])) as? [String: Any])
+        let (s, reference) = try repositoryAndWholeClone(branches: ["math"])
         let all = try #require(reference["bytes_received"] as? Int)
         let objects = s.path("repo/.mrepo/objects")
         let sub = try #require(try FileManager.default.contentsOfDirectory(atPath: objects).sorted().first { $0.count == 2 })

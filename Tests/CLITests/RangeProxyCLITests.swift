@@ -74,19 +74,37 @@ final class RangeProxy {
         #expect(killed.status == -9, "the kill point was not reached: \(killed.stderr)")
     }
 
-    func served(_ s: CLISandbox) throws -> ServerProcess {
-        try s.servedIncompressibleModel()
-        return try ServerProcess(s, ["served"])
+    /// A sandbox with ``CLISandbox/servedIncompressibleModel()`` served, reached through a proxy
+    /// in `mode`; both are stopped when it goes.
+    final class Proxied {
+        let sandbox: CLISandbox
+        let server: ServerProcess
+        let proxy: RangeProxy
+        /// The repository's URL through the proxy.
+        var url: String { proxy.url + "/team/big" }
+
+        init(mode: String) throws {
+            sandbox = try CLISandbox()
+            try sandbox.servedIncompressibleModel()
+            server = try ServerProcess(sandbox, ["served"])
+            do {
+                proxy = try RangeProxy(upstream: server.url, mode: mode)
+            } catch {
+                _ = server.stop()
+                throw error
+            }
+        }
+
+        deinit {
+            proxy.stop()
+            _ = server.stop()
+        }
     }
 
     /// A server that ignores `Range` sends the whole object (200): it replaces the kept bytes.
     @Test func aServerThatIgnoresRangesSendsTheWholeObject() throws {
-        let s = try CLISandbox()
-        let server = try served(s)
-        defer { _ = server.stop() }
-        let proxy = try RangeProxy(upstream: server.url, mode: "ignore")
-        defer { proxy.stop() }
-        let url = proxy.url + "/team/big"
+        let proxied = try Proxied(mode: "ignore")
+        let s = proxied.sandbox, url = proxied.url
         let whole = try #require(try s.json(try s.ok(["clone", "--json", url, "whole"])) as? [String: Any])
         try killedClone(s, via: url, into: "copy")
         let resumed = try #require(try s.json(try s.ok(["clone", "--json", url, "copy"])) as? [String: Any])
@@ -100,12 +118,8 @@ final class RangeProxy {
     /// A server that answers a ranged GET with a 206 of other bytes: refused in one line, the kept
     /// bytes dropped, and the next clone downloads the object whole.
     @Test func aWrongPartialAnswerIsRefusedThenTheObjectComesWhole() throws {
-        let s = try CLISandbox()
-        let server = try served(s)
-        defer { _ = server.stop() }
-        let proxy = try RangeProxy(upstream: server.url, mode: "wrong")
-        defer { proxy.stop() }
-        let url = proxy.url + "/team/big"
+        let proxied = try Proxied(mode: "wrong")
+        let s = proxied.sandbox, url = proxied.url
         try killedClone(s, via: url, into: "copy")
         expectOneLineError(try s.run(["clone", url, "copy"]), contains: "for its bytes from")
         #expect(!FileManager.default.fileExists(atPath: s.path("copy")))

@@ -356,9 +356,9 @@ public final class HTTPTransport: RemoteTransport, Sendable {
 
     /// Opens this transport's push session; false when the server has none for this push.
     private func openSession() async throws -> Bool {
-        guard let session else { return false }
+        guard session != nil else { return false }
         do {
-            _ = try await data(.POST, "push-sessions/\(session)", body: .json(Data("{}".utf8)))
+            try await requestSession()
             return true
         } catch is NoPushSession {
             return false
@@ -374,7 +374,7 @@ public final class HTTPTransport: RemoteTransport, Sendable {
     public func checkWriteAccess() async throws {
         let probe = HTTPTransport(self, session: UUID().uuidString.lowercased(), notice: nil)
         do {
-            _ = try await probe.data(.POST, "push-sessions/\(probe.session!)", body: .json(Data("{}".utf8)), waitForGC: false)
+            try await probe.requestSession(waitForGC: false)
         } catch let none as NoPushSession {
             if let refusal = none.refusal { throw refusal }
             return
@@ -386,6 +386,12 @@ public final class HTTPTransport: RemoteTransport, Sendable {
             throw error
         }
         await probe.closeSession()
+    }
+
+    /// Asks the server to open this transport's push session (`POST push-sessions/ID`).
+    private func requestSession(waitForGC: Bool = true) async throws {
+        guard let session else { return }
+        _ = try await data(.POST, "push-sessions/\(session)", body: .json(Data("{}".utf8)), waitForGC: waitForGC)
     }
 
     /// Closes the push session, once; a failure only leaves it to the server's idle timeout. It

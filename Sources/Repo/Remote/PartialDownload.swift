@@ -17,7 +17,8 @@ import Delta
 /// whole by the next try, which verifies it without downloading anything.
 ///
 /// Not a leftover: no command but `gc` removes partial files (gc removes those no download holds,
-/// `fsck` counts them), and each is at most one object's size. Only regular files named by an id
+/// `fsck` counts them; a clone, at its end, those it took over and did not need), and each is at
+/// most one object's size. Only regular files named by an id
 /// count; anything else in the folder is left alone.
 ///
 /// One download owns an instance at a time (it passes from the task that receives the object to
@@ -61,21 +62,39 @@ final class PartialDownload: @unchecked Sendable {
         // The file may be renamed away (completed by another download) between the open and the
         // lock: then the lock holds a file that is no longer this name's, and the open is retried.
         for _ in 0..<4 {
-            let fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0o644)
-            guard fd >= 0 else { return nil }
-            guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-                close(fd)
-                return nil
+            switch lock(path, creating: true) {
+            case let .locked(fd, size): return PartialDownload(path: path, fd: fd, byteCount: size)
+            case .renamedAway: continue
+            case .unavailable: return nil
             }
-            var held = stat()
-            guard fstat(fd, &held) == 0, held.st_mode & S_IFMT == S_IFREG else {
-                close(fd)
-                return nil
-            }
-            if names(path, fd) { return PartialDownload(path: path, fd: fd, byteCount: Int(held.st_size)) }
-            close(fd)
         }
         return nil
+    }
+
+    private enum Locked {
+        case locked(fd: Int32, size: Int)
+        /// Locked, but the name names another file by then.
+        case renamedAway
+        /// Missing, not a regular file, or held by another download.
+        case unavailable
+    }
+
+    /// Opens (`creating`: or creates) the regular file `path` names and locks it, when no download
+    /// holds it. Its size is read under the lock. Non-blocking: a name swapped for a FIFO must not
+    /// hang the caller.
+    private static func lock(_ path: String, creating: Bool) -> Locked {
+        let fd = open(path, (creating ? O_RDWR | O_CREAT : O_RDONLY) | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { return .unavailable }
+        var held = stat()
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0, fstat(fd, &held) == 0, held.st_mode & S_IFMT == S_IFREG else {
+            close(fd)
+            return .unavailable
+        }
+        guard names(path, fd) else {
+            close(fd)
+            return .renamedAway
+        }
+        return .locked(fd: fd, size: Int(held.st_size))
     }
 
     /// Drops the bytes kept (they cannot be a prefix of the object).
@@ -106,16 +125,8 @@ final class PartialDownload: @unchecked Sendable {
 
     /// Opens and locks the regular file `path` names, when no download holds it: the descriptor,
     /// locked, still naming that file (not a file renamed away while it was locked), or nil.
-    private static func lockUnheld(_ path: String) -> Int32? {
-        // Non-blocking: a name swapped for a FIFO must not hang the caller.
-        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        var held = stat()
-        guard fstat(fd, &held) == 0, held.st_mode & S_IFMT == S_IFREG, flock(fd, LOCK_EX | LOCK_NB) == 0, names(path, fd) else {
-            close(fd)
-            return nil
-        }
-        return fd
+    private static func lockUnheld(_ path: String) -> (fd: Int32, size: Int)? {
+        if case let .locked(fd, size) = lock(path, creating: false) { (fd, size) } else { nil }
     }
 
     /// Gives the file at `from` the name `to` unless `to` exists, never over another file: one
@@ -145,9 +156,9 @@ final class PartialDownload: @unchecked Sendable {
         if moveNoReplace(path, to: name) { return }
         // Replaced only while locked: a claim that opens the old file meanwhile finds it renamed
         // away once it has the lock, and opens the name again.
-        if let fd = lockUnheld(name) {
+        if let held = lockUnheld(name) {
             if rename(path, name) != 0 { unlink(path) }
-            close(fd)
+            close(held.fd)
         } else {
             unlink(path)
         }
@@ -159,19 +170,19 @@ final class PartialDownload: @unchecked Sendable {
         guard let dir = realFolder(of: store, create: false) else { return }
         for id in ids {
             let path = dir + "/" + id.hex
-            guard let fd = lockUnheld(path) else { continue }
+            guard let held = lockUnheld(path) else { continue }
             unlink(path)
-            close(fd)
+            close(held.fd)
         }
     }
 
     /// The partial files of `store`: regular files named by an id, in a real folder (not through a link).
-    private static func files(_ store: ObjectStore) -> [(path: String, size: Int)] {
+    private static func files(_ store: ObjectStore) -> [(id: ObjectID, path: String, size: Int)] {
         guard let dir = realFolder(of: store, create: false) else { return [] }
         return ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted().compactMap { name in
             var file = stat()
-            guard ObjectID(hex: name) != nil, lstat(dir + "/" + name, &file) == 0, file.st_mode & S_IFMT == S_IFREG else { return nil }
-            return (dir + "/" + name, Int(file.st_size))
+            guard let id = ObjectID(hex: name), lstat(dir + "/" + name, &file) == 0, file.st_mode & S_IFMT == S_IFREG else { return nil }
+            return (id, dir + "/" + name, Int(file.st_size))
         }
     }
 
@@ -185,14 +196,12 @@ final class PartialDownload: @unchecked Sendable {
     /// bytes (for `gc`; a clone keeps the objects its lazy history names without a file).
     static func sweep(_ store: ObjectStore, keeping: Set<ObjectID> = []) -> (count: Int, bytes: Int) {
         var count = 0, bytes = 0
-        for (path, _) in files(store) {
-            if !keeping.isEmpty, let id = ObjectID(hex: (path as NSString).lastPathComponent), keeping.contains(id) { continue }
-            guard let fd = lockUnheld(path) else { continue }
-            defer { close(fd) }
-            var st = stat()
-            guard fstat(fd, &st) == 0, unlink(path) == 0 else { continue }
+        for (id, path, _) in files(store) where !keeping.contains(id) {
+            guard let held = lockUnheld(path) else { continue }
+            defer { close(held.fd) }
+            guard unlink(path) == 0 else { continue }
             count += 1
-            bytes += Int(st.st_size)
+            bytes += held.size
         }
         return (count, bytes)
     }
