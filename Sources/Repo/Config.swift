@@ -129,6 +129,13 @@ public struct MrepoConfig: Sendable, Equatable {
         return merged
     }
 
+    /// The file whose setting of `key` is in effect (the repository's, else the user's), or nil
+    /// when neither sets it.
+    public static func file(setting key: String, from path: String = FileManager.default.currentDirectoryPath) -> String? {
+        if let repo = repositoryFile(from: path), (try? load(repo))?[key] != nil { return repo }
+        return (try? load(userFile))?[key] != nil ? userFile : nil
+    }
+
     /// The environment as the process started, before ``applyToEnvironment(_:)`` added the files'
     /// settings to it.
     public static let launchEnvironment = ProcessInfo.processInfo.environment

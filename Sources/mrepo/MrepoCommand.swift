@@ -92,6 +92,10 @@ struct MrepoCommand: ParsableCommand {
         } catch {
             ErrorReporter.warn((error as? RepoError)?.description ?? "\(error)")
         }
+        // A tuning variable (or its config key) set to something it does not take is refused, not
+        // silently replaced by its default.
+        // `mrepo config` itself is let through, to mend such a key.
+        if words.first != "config", let problem = TuningVariables.checkProcessEnvironment() { ErrorReporter.fail(problem, status: 64) }
         // With --json, errors are a JSON object on standard error too.
         ErrorReporter.jsonFlag.store(CommandLineHabits.optionsEnd(arguments) > (arguments.firstIndex(of: "--json") ?? arguments.endIndex),
                                      ordering: .relaxed)

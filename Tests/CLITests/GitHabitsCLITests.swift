@@ -932,6 +932,37 @@ import Testing
         #expect(r.stderr.contains(".mrepo/config:1: expected '[section]' or 'name = value'"))
     }
 
+    /// A tuning variable set to something it does not take used to fall back to its default
+    /// without a word (`MREPO_THREADS=two` ran on every core, `MREPO_FSYNC=false` kept syncing).
+    /// It is refused in one line naming the variable, or the config file that set it, and
+    /// `mrepo config` still runs to mend that file.
+    @Test func tuningVariablesOutsideTheirValuesAreRefused() throws {
+        let s = try CLISandbox()
+        try s.ok(["init", "-q", "repo"])
+        for (variable, value, expected) in [("MREPO_THREADS", "two", "a whole number from 1 to 1024"),
+                                            ("MREPO_THREADS", "0", "a whole number from 1 to 1024"),
+                                            ("MREPO_FSYNC", "maybe", "0 or 1"),
+                                            ("MREPO_TRANSFER_BATCH_SECONDS", "-1", "a number of seconds"),
+                                            ("MREPO_S3_PART_SIZE", "1024", "a whole number of bytes from 5242880 (5 MiB)"),
+                                            ("MREPO_MERGE_WHOLE_MB", "1e3", "a whole number of MiB")] {
+            expectOneLineError(try s.run(["status"], in: "repo", environment: [variable: value]), status: 64,
+                               contains: "\(variable) is '\(value)': expected \(expected)")
+        }
+        // Values they take, and an empty one (unset), run.
+        for (variable, value) in [("MREPO_THREADS", "2"), ("MREPO_FSYNC", "false"), ("MREPO_FSYNC", "ON"), ("MREPO_RANS", ""),
+                                  ("MREPO_TRANSFER_BATCH_SECONDS", "0.5"), ("MREPO_S3_PART_SIZE", "\(8 << 20)")] {
+            try s.ok(["commit", "-q", "--allow-empty", "-m", "\(variable)=\(value)"], in: "repo", environment: [variable: value])
+        }
+        // A config key set by hand to a bad value names the file and the way to change it.
+        try Data("[core]\n\tthreads = lots\n".utf8).write(to: URL(fileURLWithPath: s.path("repo/.mrepo/config")))
+        expectOneLineError(try s.run(["log"], in: "repo"), status: 64,
+                           contains: "core.threads in \(s.path("repo/.mrepo/config")) is 'lots': expected a whole number")
+        // The environment wins over the file, as for every key.
+        try s.ok(["log", "-1"], in: "repo", environment: ["MREPO_THREADS": "1"])
+        try s.ok(["config", "core.threads", "2"], in: "repo")
+        #expect(try s.ok(["log", "--format=%s"], in: "repo").stdout.contains("MREPO_FSYNC=false"))
+    }
+
     @Test func commitFromWithoutCheckout() throws {
         let s = try family()
         let before = s.read("repo/model.safetensors")
