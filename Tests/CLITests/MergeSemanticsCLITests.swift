@@ -186,6 +186,31 @@ import Testing
         try s.ok(["merge", "-q", "x", "y", "--config", "../s.yml"], in: "repo")
         try s.ok(["export", "HEAD", "../sl"], in: "repo")
         for t in ["a", "b", "c"] { #expect(try s.floats("sl/model.safetensors", t) == s.floats("y/model.safetensors", t)) }
+        // Three commits for the recipe's slerp: the count its method takes is the recipe's to say.
+        try s.ok(["switch", "-q", "-c", "z", "x"], in: "repo")
+        try s.ok(["commit", "-q", "--allow-empty", "-m", "z"], in: "repo")
+        try s.ok(["switch", "-q", "main"], in: "repo")
+        expectOneLineError(try s.run(["merge", "x", "y", "z", "--config", "../s.yml"], in: "repo"),
+                           contains: "../s.yml: slerp: takes exactly 2 experts, got 3")
+    }
+
+    /// Two names of one commit are merged once, with a warning (it was silent, and the second
+    /// name's weight replaced the first's); names of one commit that give it different
+    /// parameters are refused.
+    @Test func twoNamesOfOneCommitAreMergedOnceAndSaidSo() throws {
+        let s = try sandbox()
+        try s.ok(["branch", "x2", "x"], in: "repo")
+        let merged = try s.ok(["merge", "-q", "x", "x2", "y", "--method", "linear"], in: "repo")
+        #expect(merged.stderr.contains("warning: x2 names the same commit as x"), "\(merged.stderr)")
+        let report = try #require(try s.json(try s.ok(["show", "--json"], in: "repo")) as? [String: Any])
+        let recipe = ((report["extra"] as? [String: Any])?["merge"] as? [String: Any])?["recipe"] as? [String: Any]
+        #expect((recipe?["experts"] as? [[String: Any]])?.compactMap { $0["name"] as? String } == ["x", "y"], "\(String(describing: recipe))")
+        try s.ok(["reset", "-q", "--hard", "HEAD~1"], in: "repo")
+        try write(s, "w.yml", "merge_method: linear\nmodels:\n  - model: x\n    parameters: {weight: 1}\n  - model: x2\n    parameters: {weight: 2}\n  - model: y\n    parameters: {weight: 1}\n")
+        let head = try s.ok(["rev-parse", "HEAD"], in: "repo").stdout
+        expectOneLineError(try s.run(["merge", "--config", "../w.yml"], in: "repo"),
+                           contains: "../w.yml: 'x' and 'x2' name the same commit")
+        #expect(try s.ok(["rev-parse", "HEAD"], in: "repo").stdout == head)
     }
 
     /// Models named by a path or a Hub id get an error saying how to import them; a recipe run on

@@ -46,7 +46,8 @@ extension MergeOutcome {
         let peak = context.estimatedPeak
         self.init(status: status, report: report, base: inputs.base, baseCandidates: inputs.candidates,
                   estimatedPeakBytes: peak.bytes, recipeYAML: recipeYAML, estimatedPeakFormula: peak.formula)
-        warnings = inputs.leftOut.map { "\($0) is already in HEAD: it adds nothing and was left out of the merge" }
+        warnings = inputs.repeated.map { "\($0.name) names the same commit as \($0.sameAs) (\($0.commit.short)): it is merged once (to count it more, give it a larger weight)" }
+            + inputs.leftOut.map { "\($0) is already in HEAD: it adds nothing and was left out of the merge" }
     }
 }
 
@@ -80,6 +81,8 @@ struct ResolvedMerge {
     var candidates: [ObjectID]
     /// Branches named that HEAD already contains: they add nothing, and are left out (said as a warning).
     var leftOut: [String] = []
+    /// Names given after another that names the same commit: merged once (said as a warning).
+    var repeated: [(name: String, sameAs: String, commit: ObjectID)] = []
 }
 
 extension Repository {
@@ -335,9 +338,13 @@ extension Repository {
     /// there is nothing to merge, or that HEAD can move forward.
     func resolveMerge(_ options: MergeOptions, head: Head, headID: ObjectID) throws -> InputPlan {
         var named: [MergeInput] = []
+        var repeated: [(name: String, sameAs: String, commit: ObjectID)] = []
         for name in options.branches {
             let id = try resolveInput(name)
-            if named.contains(where: { $0.commit == id }) { continue }
+            if let first = named.first(where: { $0.commit == id }) {
+                repeated.append((name, first.name, id))
+                continue
+            }
             // `merge -` names the branch it means in the message and the record, not `@{-1}`
             // (which names another branch after the next switch).
             named.append(MergeInput(name: try previousBranchName(spelled: name) ?? name, commit: id))
@@ -368,7 +375,8 @@ extension Repository {
             if branches.isEmpty, named.allSatisfy({ headAncestors.contains($0.commit) }), !named.contains(where: { $0.commit == headID }) {
                 return .upToDate
             }
-            return .merge(ResolvedMerge(head: head, headID: headID, branches: branches, experts: named, base: base, candidates: candidates))
+            return .merge(ResolvedMerge(head: head, headID: headID, branches: branches, experts: named, base: base, candidates: candidates,
+                                        repeated: repeated))
         }
         // Branches HEAD already contains add nothing.
         let branches = named.filter { !headAncestors.contains($0.commit) }
@@ -407,7 +415,7 @@ extension Repository {
         if headID != base { experts.append(MergeInput(name: headName, commit: headID)) }
         experts += branches
         return .merge(ResolvedMerge(head: head, headID: headID, branches: branches, experts: experts, base: base, candidates: candidates,
-                                    leftOut: named.filter { headAncestors.contains($0.commit) }.map(\.name)))
+                                    leftOut: named.filter { headAncestors.contains($0.commit) }.map(\.name), repeated: repeated))
     }
 
     /// Resolves a merge input; a name that is no revision gets a hint when it looks like a folder
@@ -449,13 +457,22 @@ extension Repository {
             }
         }
         var out = [[String: ParameterValue]](repeating: [:], count: experts.count)
+        // Who set each parameter of each expert: two names of one commit (merged once) must agree.
+        var setBy = [[String: String]](repeating: [:], count: experts.count)
         for (name, parameters) in given {
             var index = experts.firstIndex { $0.name == name }
             if index == nil, let id = try? resolve(name) { index = experts.firstIndex { $0.commit == id } }
             guard let index else {
                 throw RepoError.invalidArgument("per-expert parameters name '\(name)', which is not an expert of this merge (experts: \(experts.map(\.name).joined(separator: ", ")))")
             }
-            out[index].merge(parameters) { _, new in new }
+            for (key, value) in parameters.sorted(by: { $0.key < $1.key }) {
+                if let earlier = setBy[index][key], earlier != name, let old = out[index][key], old != value {
+                    throw RepoError.invalidArgument("'\(earlier)' and '\(name)' name the same commit (\(experts[index].commit.short)), merged once, "
+                        + "and give it different values of '\(key)'; name it once")
+                }
+                setBy[index][key] = name
+                out[index][key] = value
+            }
         }
         return out
     }

@@ -243,7 +243,9 @@ struct MergeCommand: ParsableCommand {
             case let .unknownParameter(_, parameter, _), let .invalidParameter(_, parameter, _): recipes = !given.contains(parameter)
             case .missingParameter: recipes = method == nil && !reversible
             case .unknownMethod: recipes = method == nil && !reversible
-            case .invalidInputs: recipes = branches.isEmpty
+            // The inputs are the recipe's models, or branches named beside a recipe that gives
+            // the method: either way the count the recipe's method takes is the recipe's.
+            case .invalidInputs: recipes = branches.isEmpty || (method == nil && !reversible)
             default: recipes = false
             }
             return recipes ? MergeError.invalidRecipe(file: config, problem: e.description) : error
