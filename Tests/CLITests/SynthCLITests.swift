@@ -44,7 +44,10 @@ import Testing
     /// `--layers` keeps every tensor's shape with fewer layers (a small proxy of the 3B family).
     @Test func writesFewerLayersOfTheSameShapes() throws {
         let s = try CLISandbox()
-        try s.ok(["synth", "one", "--size", "llama-tiny", "--layers", "1", "--fine-tunes", "none"])
+        let said = try s.ok(["synth", "one", "--size", "llama-tiny", "--layers", "1", "--fine-tunes", "none"])
+        #expect(said.stdout.hasPrefix("Wrote "))
+        // -q, as every other command takes it.
+        #expect(try s.ok(["synth", "-q", "two", "--size", "llama-tiny", "--layers", "1", "--fine-tunes", "none"]).stdout.isEmpty)
         let names = try SafetensorsFile(path: s.path("one/base/model.safetensors")).tensors.map(\.name)
         #expect(names.contains("model.layers.0.mlp.up_proj.weight") && !names.contains { $0.hasPrefix("model.layers.1.") })
         #expect(names.contains("model.embed_tokens.weight"))

@@ -72,6 +72,9 @@ struct SynthCommand: ParsableCommand {
     @Flag(help: "Write only the adapters (the base folder must exist).")
     var adaptersOnly = false
 
+    @Flag(name: .shortAndLong, help: "Print nothing on success (the 'Wrote ...' lines).")
+    var quiet = false
+
     func validate() throws {
         guard let d = DType(parsing: dtype), [.f32, .bf16, .f16].contains(d) else {
             throw ValidationError("--dtype must be F32, BF16 or F16")
@@ -111,12 +114,12 @@ struct SynthCommand: ParsableCommand {
         if !adaptersOnly {
             let fineTunes = try fineTuneSpecs()
             try factory.writeFamily(to: directory, fineTunes: fineTunes, shards: shards, order: order, fineTuneOrder: fineTuneOrder)
-            print("Wrote \(arch.name) family (\(arch.parameterCount) parameters each, \(factory.dtype.rawValue)) to \(directory): "
-                + (["base"] + fineTunes.map(\.name)).joined(separator: ", "))
+            if !quiet { print("Wrote \(arch.name) family (\(arch.parameterCount) parameters each, \(factory.dtype.rawValue)) to \(directory): "
+                + (["base"] + fineTunes.map(\.name)).joined(separator: ", ")) }
         }
         let specs = adapterSpecs()
         for spec in specs { try factory.writeAdapter(spec, to: directory + "/" + spec.name) }
-        if !specs.isEmpty {
+        if !specs.isEmpty, !quiet {
             print("Wrote \(specs.count) LoRA adapters (r = \(loraRank), targets \(specs[0].targets.joined(separator: ", "))): \(specs.map(\.name).joined(separator: ", "))")
         }
     }
