@@ -34,6 +34,8 @@ public enum TuningVariables {
              accepts: whole(0...(1 << 30))),
         Rule(variable: "MREPO_TRANSFER_BATCH_SECONDS", expected: "a number of seconds from 0 to 999999",
              accepts: { text in Double(text).map { $0 >= 0 && $0 < 1e6 } ?? false }),
+        Rule(variable: "MREPO_GC_GRACE_SECONDS", expected: "a number of seconds from 0 to 999999",
+             accepts: { text in Double(text).map { $0 >= 0 && $0 < 1e6 } ?? false }),
         // S3 allows parts of 5 MiB to 5 GiB (the last one smaller).
         Rule(variable: "MREPO_S3_PART_SIZE", expected: "a whole number of bytes from 5242880 (5 MiB) to 5368709120 (5 GiB)",
              accepts: whole((5 << 20)...(5 << 30))),

@@ -94,6 +94,43 @@ final class RunningCommand {
         try s.ok(["fsck"], in: "repo")
     }
 
+    /// flock grants a shared lock while an exclusive one waits, so readers that keep overlapping
+    /// held gc off for ever. Past its grace (0 here), gc claims `.mrepo/gc.intent`: a reader
+    /// started then waits for gc, which runs as soon as the readers it waited for end.
+    @Test func gcGoesBeforeReadersThatStartAfterItsGrace() throws {
+        let s = try CLISandbox()
+        try s.makeFamily()
+        try s.ok(["init", "-q", "repo"])
+        try s.ok(["commit", "-q", "--from", "../family/base", "-m", "base"], in: "repo")
+        try s.ok(["switch", "-q", "-c", "math"], in: "repo")
+        try s.ok(["commit", "-q", "--from", "../family/math", "-m", "math"], in: "repo")
+        let export = try RunningCommand(s, ["export", "-q", "HEAD", "../out"], in: "repo", environment: ["MREPO_PAUSE_AT": "export.resolved"])
+        #expect(export.waitUntilPaused(at: "export.resolved"))
+        try s.ok(["switch", "-q", "main"], in: "repo")
+        try s.ok(["branch", "-q", "-D", "math"], in: "repo")
+        let gc = try RunningCommand(s, ["gc", "--prune-reflog"], in: "repo",
+                                    environment: ["MREPO_PAUSE_AT": "gc.priority", "MREPO_GC_GRACE_SECONDS": "0"])
+        #expect(gc.waitUntilPaused(at: "gc.priority"), "gc did not claim its turn")
+        // Before, this reader was let in beside the export and gc kept waiting.
+        let diff = try RunningCommand(s, ["diff", "HEAD"], in: "repo", environment: ["MREPO_PAUSE_AT": "read.wait-gc"])
+        #expect(diff.waitUntilPaused(at: "read.wait-gc"), "the new reader did not wait for gc")
+        diff.resume()
+        gc.resume()
+        export.resume()
+        #expect(export.finish().status == 0)
+        #expect(s.sameFiles("out", "family/math"))
+        let collected = gc.finish()
+        #expect(collected.status == 0, "\(collected.stderr)")
+        #expect(collected.stdout.contains("removed 1 commit,"), "\(collected.stdout)")
+        #expect(collected.stderr.contains("readers still running after 0 s: commands that start reading now wait for this gc"), "\(collected.stderr)")
+        let read = diff.finish()
+        #expect(read.status == 0, "\(read.stderr)")
+        #expect(read.stderr.components(separatedBy: "waiting for gc (pid \(gc.process.processIdentifier)) to finish").count == 2, "said once: \(read.stderr)")
+        try s.ok(["fsck"], in: "repo")
+        expectOneLineError(try s.run(["gc"], in: "repo", environment: ["MREPO_GC_GRACE_SECONDS": "soon"]), status: 64,
+                           contains: "MREPO_GC_GRACE_SECONDS is 'soon'")
+    }
+
     /// A reader started while gc deletes objects waits for it, then reads the collected repository.
     @Test func aReaderWaitsForGC() throws {
         let s = try CLISandbox()

@@ -54,6 +54,24 @@ final class ManualClock: Sendable {
         expectThrows(HubError.self) { try self.sessions.enter(self.key) } matching: { $0.code == "PushSessionExpired" }
     }
 
+    /// A gc that has waited its grace for readers holds `.mrepo/gc.intent`: the server's next
+    /// reader is turned away as while gc runs, even when this process holds the read lock already
+    /// (a busy server always does, and letting it in would keep gc waiting for ever).
+    @Test func aGCPastItsGraceTurnsAwayTheServersNewReaders() throws {
+        let held = try repo.readerLeaseWithoutWaiting()
+        let intent = open(repo.metaDirectory + "/gc.intent", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        defer { close(intent) }
+        #expect(flock(intent, LOCK_EX | LOCK_NB) == 0)
+        _ = "4242\n".withCString { pwrite(intent, $0, 5, 0) }
+        expectThrows(GCRunning.self) { _ = try self.repo.readerLeaseWithoutWaiting() } matching: { $0.pid == 4242 }
+        expectThrows(HubError.self) { try self.sessions.open(self.key, repo: self.repo) } matching: { $0.code == "GCRunning" }
+        flock(intent, LOCK_UN)
+        let next = try repo.readerLeaseWithoutWaiting()
+        next.release()
+        held.release()
+        #expect(gcCouldRun())
+    }
+
     @Test func aSessionWithARequestInProgressNeverExpires() throws {
         try sessions.open(key, repo: repo)
         try sessions.enter(key)

@@ -6,7 +6,7 @@ struct GCCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gc",
         abstract: "Delete commits and objects no branch, tag, HEAD or reflog entry reaches, and leftovers of interrupted commands.",
-        discussion: "Stash entries, ORIG_HEAD, remote-tracking branches, every working tree's HEAD and an unfinished merge's commits and objects are always kept. The first bytes of objects a fetch or clone was receiving when it broke off (.mrepo/objects/partial, kept for the next one to continue) are deleted too, and counted with the temporary files.")
+        discussion: "Stash entries, ORIG_HEAD, remote-tracking branches, every working tree's HEAD and an unfinished merge's commits and objects are always kept. The first bytes of objects a fetch or clone was receiving when it broke off (.mrepo/objects/partial, kept for the next one to continue) are deleted too, and counted with the temporary files. gc first waits for the commands reading the repository (export, diff, status, fsck, a transfer; on mrepo serve, downloads and push sessions), so it never deletes what one is using; new readers may start during the first 10 seconds of that wait (MREPO_GC_GRACE_SECONDS), and after them wait for gc (mrepo serve answers them 503 with Retry-After), so a stream of readers cannot hold gc off for ever.")
 
     @OptionGroup var repository: RepositoryOptions
     @OptionGroup var lock: LockOptions
