@@ -292,10 +292,45 @@ public final class Repository: Sendable {
         return try body()
     }
 
+    /// Refuses a destination for a file the user asked for (an HTML report) that would replace
+    /// something of the repository's: anything inside `.mrepo` (its history database, however
+    /// links lead there), a folder, or a file of the working tree that HEAD tracks (a report
+    /// written over `model.safetensors`), or one of `alsoWritten` (what the command itself is
+    /// about to write there, such as a merge's `merge_recipe.yml`). Checked before the command
+    /// writes anything, so that a refusal leaves everything as it was.
+    public func checkOutputFile(_ path: String, option: String, alsoWritten: [String] = []) throws {
+        let full = Repository.absolutePath(path)
+        let parent = Repository.resolvingLinks(splitPath(full).dir)
+        let real = parent + "/" + splitPath(full).name
+        let store = Repository.resolvingLinks(metaDirectory)
+        for candidate in [full, real, Repository.resolvingLinks(full)] where candidate == store || candidate.hasPrefix(store + "/")
+            || candidate == metaDirectory || candidate.hasPrefix(metaDirectory + "/") {
+            throw RepoError.invalidArgument("\(option) \(path): the file would be inside the repository's own store (\(Repository.directoryName)); write it elsewhere")
+        }
+        if let st = FileStat.of(full, followLinks: true), st.isDirectory {
+            throw RepoError.invalidArgument("\(option) \(path): is a folder; name a file (report.html)")
+        }
+        let worktree = Repository.resolvingLinks(root)
+        guard real.hasPrefix(worktree + "/") else { return }
+        let relative = String(real.dropFirst(worktree.count + 1))
+        if let head = try headCommit(), try tree(of: head).files.contains(where: { $0.path == relative }) {
+            throw RepoError.invalidArgument("\(option) \(path): would replace \(relative), a file of the working tree the repository tracks; write it elsewhere")
+        }
+        if alsoWritten.contains(relative) {
+            throw RepoError.invalidArgument("\(option) \(path): would replace \(relative), which this command writes; write it elsewhere")
+        }
+    }
+
     /// Writes a file atomically (a report the user asked for), noting its folder in the journal
-    /// so a crash leaves no temporary file behind.
+    /// so a crash leaves no temporary file behind. Never into `.mrepo` (``checkOutputFile(_:option:alsoWritten:)``
+    /// is the whole check, made before the command writes anything).
     public func writeFile(_ bytes: [UInt8], to path: String, permissions: mode_t = 0o644) throws {
         let full = Repository.absolutePath(path)
+        let store = Repository.resolvingLinks(metaDirectory)
+        let real = Repository.resolvingLinks(splitPath(full).dir) + "/" + splitPath(full).name
+        if real.hasPrefix(store + "/") || full.hasPrefix(metaDirectory + "/") {
+            throw RepoError.invalidArgument("\(path): the file would be inside the repository's own store (\(Repository.directoryName)); write it elsewhere")
+        }
         journal.note(directory: splitPath(full).dir)
         try AtomicFileWriter.write(bytes, to: full, permissions: permissions)
     }

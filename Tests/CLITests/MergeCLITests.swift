@@ -67,6 +67,34 @@ import Testing
         try s.ok(["fsck"], in: "repo")
     }
 
+    /// `--report FILE` wrote wherever it was told: over `.mrepo/mrepo.db` (the whole history lost,
+    /// even under --dry-run), over the merged model, or into a folder after the merge was recorded
+    /// (exit 2 and a merge made). Each is refused before anything is written.
+    @Test func aReportNeverReplacesTheStoreOrATrackedFile() throws {
+        let s = try family()
+        try FileManager.default.createDirectory(atPath: s.path("folder"), withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: s.path("repo/store"), withDestinationPath: ".mrepo")
+        let head = try s.ok(["rev-parse", "HEAD"], in: "repo").stdout
+        let reflog = try s.ok(["reflog"], in: "repo").stdout
+        for (destination, problem) in [(".mrepo/mrepo.db", "inside the repository's own store"), ("store/mrepo.db", "inside the repository's own store"),
+                                       ("model.safetensors", "would replace model.safetensors, a file of the working tree the repository tracks"),
+                                       ("merge_recipe.yml", "would replace merge_recipe.yml, which this command writes"),
+                                       ("../folder", "is a folder")] {
+            for extra in [[], ["--dry-run"]] {
+                expectOneLineError(try s.run(["merge", "math", "code", "--method", "ties", "--report", destination] + extra, in: "repo"),
+                                   contains: "--report \(destination): ")
+            }
+            expectOneLineError(try s.run(["merge", "math", "code", "--method", "ties", "--report", destination], in: "repo"), contains: problem)
+        }
+        #expect(try s.ok(["rev-parse", "HEAD"], in: "repo").stdout == head)
+        #expect(try s.ok(["reflog"], in: "repo").stdout == reflog)
+        try FileManager.default.removeItem(atPath: s.path("repo/store"))
+        #expect(try s.ok(["status", "--porcelain"], in: "repo").stdout.isEmpty)
+        try s.ok(["merge", "-q", "math", "code", "--method", "ties", "--report", "../r.html"], in: "repo")
+        expectOneLineError(try s.run(["show", "HEAD", "--report", ".mrepo/mrepo.db"], in: "repo"), contains: "inside the repository's own store")
+        try s.ok(["fsck"], in: "repo")
+    }
+
     @Test func sameRecipeAndSeedGiveIdenticalBytes() throws {
         let a = try family(), b = try family()
         for s in [a, b] {
@@ -229,6 +257,7 @@ import Testing
         expectOneLineError(try s.run(["merge", "a", "b", "--method", "task_arithmetic", "--set", "lambda=1e38"], in: "repo"),
                            contains: "tensor 'w': the merge gives values beyond float32's range")
         #expect(try s.ok(["rev-parse", "HEAD"], in: "repo").stdout == head)
+        try FileManager.default.removeItem(atPath: s.path("repo/store"))
         #expect(try s.ok(["status", "--porcelain"], in: "repo").stdout.isEmpty)
         try s.ok(["merge", "-q", "a", "b", "--method", "task_arithmetic", "--set", "lambda=1e30"], in: "repo")
         try s.ok(["fsck"], in: "repo")

@@ -119,7 +119,7 @@ struct MergeCommand: ParsableCommand {
     @Flag(help: "Merge, write the result to the working tree, but do not commit; 'merge --continue' commits it.")
     var noCommit = false
 
-    @Flag(help: "Print the plan (each tensor's class) and the estimated peak memory; write nothing.")
+    @Flag(help: "Print the plan (each tensor's class) and the estimated peak memory; write nothing to the repository or the working tree (--report still writes the page it names).")
     var dryRun = false
 
     @Option(help: ArgumentHelp("Also write the report as a self-contained HTML page (the conflict report with a heatmap; for rmm, the reversible merge's errors and storage). 'mrepo show MERGE --report FILE' writes it later.", valueName: "file.html"))
@@ -203,6 +203,8 @@ struct MergeCommand: ParsableCommand {
             return
         }
         let repo = try repository.open()
+        // Before anything is merged: the page is written after the merge is recorded.
+        if let report { try repo.checkOutputFile(report, option: "--report", alsoWritten: ["merge_recipe.yml", "README.md"]) }
         if search.search {
             try runSearch(repo)
             return

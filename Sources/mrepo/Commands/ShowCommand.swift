@@ -52,6 +52,7 @@ struct ShowCommand: ParsableCommand {
             return
         }
         if let report {
+            try repo.checkOutputFile(report, option: "--report")
             try repo.writeFile(Array(try repo.mergeReportHTML(of: id).utf8), to: report)
             if !repository.quiet { print("Report: \(report)") }
             return

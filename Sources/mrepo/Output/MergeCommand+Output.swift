@@ -11,7 +11,7 @@ extension MergeCommand {
             if let path = self.report {
                 let html = reversible.html(title: "mrepo merge \(c.id.short): \(reversible.experts.map(\.name).joined(separator: ", ")) (rmm)",
                                            recipe: outcome.recipeYAML)
-                try repo.writeFile(Array(html.utf8), to: path)
+                try writeReport(html, to: path, commit: c.id, repo: repo)
             }
             if json {
                 try printJSON(PrefixedDocument(head: ReversibleMergeHead(commit: c.id.hex), body: reversible))
@@ -24,7 +24,9 @@ extension MergeCommand {
         let report = outcome.report
         if let path = report.isEmptyMerge ? nil : self.report {
             let html = report.html(title: "mrepo merge: \(report.experts.joined(separator: ", ")) (\(report.method))", recipe: outcome.recipeYAML)
-            try repo.writeFile(Array(html.utf8), to: path)
+            var commit: ObjectID?
+            if case let .committed(c) = outcome.status { commit = c.id }
+            try writeReport(html, to: path, commit: commit, repo: repo)
         }
         if json {
             try printJSON(PrefixedDocument(head: MergeOutcomeHead(outcome), body: report))
@@ -32,6 +34,17 @@ extension MergeCommand {
             printTable(outcome)
         }
         if case .conflicted = outcome.status { throw ExitCode(1) }
+    }
+
+    /// Writes the HTML page; when that fails after the merge was recorded, the error says so
+    /// (a script that retries on the exit status would merge twice) and how to write it again.
+    func writeReport(_ html: String, to path: String, commit: ObjectID?, repo: Repository) throws {
+        do {
+            try repo.writeFile(Array(html.utf8), to: path)
+        } catch {
+            guard let commit else { throw error }
+            throw RepoError.invalidArgument("\((error as? RepoError)?.description ?? "\(error)"); the merge itself was recorded as \(commit.short): 'mrepo show \(commit.short) --report FILE' writes the page")
+        }
     }
 
     func printTable(_ outcome: MergeOutcome) {
