@@ -92,8 +92,11 @@ public struct MergePlan: Sendable {
         if recipe.balance == .norm, !method.mergesTensorByTensor {
             throw .invalidInputs(method: id, problem: "--balance norm rescales task vectors tensor by tensor, and \(id) merges whole models; use it with a tensor-by-tensor method")
         }
-        if let c = recipe.consensus, c.k < 0 || c.lambda < 0 {
-            throw .invalidParameter(method: id, parameter: "consensus", problem: "needs k ≥ 0 and λ ≥ 0")
+        if let c = recipe.consensus, c.k < 0 || !(c.lambda >= 0) || !c.lambda.isFinite {
+            throw .invalidParameter(method: id, parameter: "consensus", problem: "needs k ≥ 0 and a finite λ ≥ 0")
+        }
+        if let l = recipe.lines, !l.alpha.isFinite || !l.beta.isFinite {
+            throw .invalidParameter(method: id, parameter: "lines", problem: "needs finite α and β")
         }
         // k above the number of experts keeps no element (the merge would be the base); k = 0 keeps
         // every one (no mask), which mergekit-style recipes may say.

@@ -159,12 +159,28 @@ public struct MergeRequest: Sendable {
             }
             recipe.parameters["basis"] = .number(Double(basis))
         }
-        if let lines { recipe.lines = lines }
-        if let consensus { recipe.consensus = consensus }
+        if let lines {
+            guard lines.alpha.isFinite, lines.beta.isFinite else {
+                throw .invalidParameter(method: recipe.method, parameter: "lines", problem: "needs finite α and β, got \(lines.alpha),\(lines.beta)")
+            }
+            recipe.lines = lines
+        }
+        if let consensus {
+            guard consensus.lambda.isFinite else {
+                throw .invalidParameter(method: recipe.method, parameter: "consensus", problem: "needs a finite λ, got \(consensus.lambda)")
+            }
+            recipe.consensus = consensus
+        }
         if let balance { recipe.balance = balance == .none ? nil : balance }
         if let oneSided { extensions.oneSided = oneSided }
         if let vocabulary { extensions.vocabulary = vocabulary }
         if let fileConflict { extensions.fileConflict = fileConflict }
+        for (option, value) in [("max-sign-conflict", thresholds.maxSignConflict), ("min-cosine", thresholds.minCosine),
+                                ("max-conflicting-mass", thresholds.maxConflictingMass)] {
+            if let value, !value.isFinite {
+                throw .invalidParameter(method: recipe.method, parameter: option, problem: "must be a finite number, got \(value)")
+            }
+        }
         if let t = thresholds.maxSignConflict { extensions.thresholds.maxSignConflict = t }
         if let t = thresholds.minCosine { extensions.thresholds.minCosine = t }
         if let t = thresholds.maxConflictingMass { extensions.thresholds.maxConflictingMass = t }

@@ -38,4 +38,22 @@ import Testing
         expectOneLineError(r, status: 64, contains: message)
         #expect(!r.stderr.contains("Missing value"), "\(r.stderr)")
     }
+
+    /// NaN and infinity parse as numbers: a λ of NaN made the merge the base without a word (and
+    /// recorded a recipe that could not be run again), a NaN threshold failed with a Swift
+    /// encoding error and exit 1, a NaN LiNeS factor with a message about float32's range.
+    @Test(arguments: [
+        (["--consensus", "1,nan"], "'consensus' needs a finite λ, got nan"),
+        (["--consensus", "1,inf"], "'consensus' needs a finite λ, got inf"),
+        (["--min-cosine", "nan"], "'min-cosine' must be a finite number, got nan"),
+        (["--max-sign-conflict", "inf"], "'max-sign-conflict' must be a finite number, got inf"),
+        (["--max-conflicting-mass", "inf"], "'max-conflicting-mass' must be a finite number, got inf"),
+        (["--lines", "nan,1"], "'lines' needs finite α and β"),
+    ])
+    func nonFiniteNumbersAreRefused(_ options: [String], message: String) throws {
+        let s = try CLISandbox()
+        try s.ok(["init", "-q", "r"])
+        let r = try s.run(["merge", "a", "b", "--method", "ties"] + options, in: "r")
+        expectOneLineError(r, status: 64, contains: message)
+    }
 }

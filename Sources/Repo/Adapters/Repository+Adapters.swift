@@ -250,7 +250,7 @@ extension Repository {
     /// dtype would write as ±inf (a fold or a rebuilt expert past F16's range, say).
     static func bytes(_ values: [Float], as dtype: DType, name: String) throws -> [UInt8] {
         if values.withUnsafeBufferPointer({ FloatConversion.narrowingOverflows(dtype, $0) }) {
-            throw RepoError.invalidArgument("tensor '\(name)': its values lie beyond \(dtype.rawValue)'s range and would be written as ±inf; nothing was written")
+            throw RepoError.invalidArgument("tensor '\(name)': its values lie beyond \(dtype.rawValue)'s range and would be written as \(FloatConversion.overflowResult(dtype)); nothing was written")
         }
         var out = [UInt8](repeating: 0, count: values.count * dtype.byteSize)
         values.withUnsafeBufferPointer { v in

@@ -133,7 +133,7 @@ extension MergeContext {
 
     /// A merged tensor whose values lie beyond its dtype's range: written, they would be ±inf.
     static func narrowingOverflow(_ name: String, _ dtype: DType) -> MergeError {
-        .tensor(name: name, problem: "the merge gives values beyond \(dtype.rawValue)'s range, which would be written as ±inf: check the weights and λ (or merge into a wider dtype with --dtype); nothing was written")
+        .tensor(name: name, problem: "the merge gives values beyond \(dtype.rawValue)'s range, which would be written as \(FloatConversion.overflowResult(dtype)): check the weights and λ (or merge into a wider dtype with --dtype); nothing was written")
     }
 
     /// Stores a merged tensor, coded against the merge base's tensor whose bytes the caller holds.
