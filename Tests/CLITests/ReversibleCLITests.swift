@@ -64,6 +64,16 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: s.path("folded/model.safetensors")))
     }
 
+    /// A default view scaled past what its SVD can take in float32 is refused naming view_lambda
+    /// (it said only "dsyevd failed to converge").
+    @Test func aViewLambdaTooLargeForTheSVDIsNamed() throws {
+        let s = try adapterSandbox()
+        let before = try repositoryState(s)
+        expectOneLineError(try s.run(["merge", "math", "code", "--method", "rmm", "--basis", "1", "--set", "view_lambda=1e30"], in: "repo"),
+                           contains: "rmm: parameter 'view_lambda' 1e+30 scales the default view beyond what its SVD can take")
+        #expect(try repositoryState(s) == before)
+    }
+
     @Test func adapterCommitsExportsAndDiff() throws {
         let s = try adapterSandbox()
         let baseID = try #require(try lastCommit(s, "main")["id"] as? String)

@@ -248,9 +248,15 @@ public struct ReversibleMergeJob: Sendable {
     /// λ·Σ rebuilt experts, truncated to the view rank; adds its kept and total energy to the view's.
     private mutating func defaultView(_ rebuilt: [RMMRebuilt], rows: Int, columns: Int) throws -> LowRankFactors {
         let truncation: LowRank.Truncation
-        switch RMMRebuilt.weightedSum(rebuilt, lambda: Float(settings.viewLambda), rows: rows, columns: columns) {
-        case let .factors(sum): truncation = try LowRank.truncateProduct(sum, rank: viewRank)
-        case let .dense(total): truncation = try LowRank.truncate(total, rows: rows, columns: columns, choice: .rank(viewRank))
+        do {
+            switch RMMRebuilt.weightedSum(rebuilt, lambda: Float(settings.viewLambda), rows: rows, columns: columns) {
+            case let .factors(sum): truncation = try LowRank.truncateProduct(sum, rank: viewRank)
+            case let .dense(total): truncation = try LowRank.truncate(total, rows: rows, columns: columns, choice: .rank(viewRank))
+            }
+        } catch let MergeError.invalidInputs(method, problem) where method == "linear algebra" && settings.viewLambda.magnitude > 1 {
+            // A large λ makes the products the SVD forms overflow float32; say which parameter.
+            throw MergeError.invalidParameter(method: RMM.id, parameter: "view_lambda",
+                                              problem: "\(ParameterValue.format(settings.viewLambda)) scales the default view beyond what its SVD can take in float32 (\(problem)); use a smaller λ")
         }
         viewKept += truncation.retainedEnergy * truncation.norm * truncation.norm
         viewTotal += truncation.norm * truncation.norm
