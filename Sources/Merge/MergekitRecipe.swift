@@ -277,12 +277,26 @@ public struct MergekitRecipe: Sendable, Equatable {
             try count(depth)
             guard let m = node.mapping else { return nil }
             var out: [String: Node] = [:]
+            // YAML 1.1 merge keys (`<<: *defaults`, or a list of such), which PyYAML's safe_load
+            // (mergekit's reader) expands: the mapping's own keys win, then earlier sources.
+            var merged: [String: Node] = [:]
             for (k, v) in m {
                 try count(depth + 1)
                 guard let key = k.string else { throw bad("\(at) has a key that is not text") }
+                if key == "<<", k.scalar?.style == .plain {
+                    let sources = v.mapping != nil ? [v] : Array(v.sequence ?? [])
+                    guard !sources.isEmpty, sources.allSatisfy({ $0.mapping != nil }) else {
+                        throw bad("\(at).<< (a merge key) must be a mapping or a list of mappings")
+                    }
+                    for source in sources {
+                        for (mk, mv) in try mapping(source, at: at, depth: depth + 1) ?? [:] where merged[mk] == nil { merged[mk] = mv }
+                    }
+                    continue
+                }
                 guard out[key] == nil else { throw bad("\(at) has the key '\(key)' twice") }
                 out[key] = v
             }
+            for (key, value) in merged where out[key] == nil { out[key] = value }
             return out
         }
 

@@ -87,6 +87,27 @@ import Testing
         #expect(r.parameters.isEmpty && r.baseModel == nil && r.seed == nil && r.dtype == nil)
     }
 
+    /// YAML merge keys, which PyYAML (mergekit's reader) expands, were refused as "an unsupported
+    /// value": a mapping's own keys win over merged ones, and earlier sources over later ones.
+    @Test func mergeKeysAreExpandedAsPyYAMLDoes() throws {
+        let text = """
+        merge_method: ties
+        parameters: {<<: [{density: 0.2, weight: 0.9}, {density: 0.7, normalize: true}]}
+        models:
+          - model: math
+            parameters: &p {weight: 1.0, density: 0.5}
+          - model: code
+            parameters:
+              <<: *p
+              weight: 0.5
+        """
+        let r = try MergekitRecipe.parse(text, file: "r.yml")
+        #expect(r.models[0].parameters == ["weight": .number(1), "density": .number(0.5)])
+        #expect(r.models[1].parameters == ["weight": .number(0.5), "density": .number(0.5)])
+        #expect(r.parameters == ["density": .number(0.2), "weight": .number(0.9), "normalize": .flag(true)])
+        #expect(parseError("merge_method: ties\nparameters: {<<: 3}\nmodels:\n  - model: m\n")?.contains("parameters.<< (a merge key) must be a mapping or a list of mappings") == true)
+    }
+
     /// `mrepo: consensus: {k: K}` takes λ = 1, as `--consensus K` does (it was refused); YAML
     /// syntax errors say where and what in one line (only the context was left).
     @Test func consensusLambdaDefaultsAndYAMLErrorsSayWhat() throws {
