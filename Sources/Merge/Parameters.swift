@@ -100,9 +100,34 @@ public struct ParameterCondition: Sendable, Equatable {
     }
 
     public func matches(_ name: String) -> Bool {
-        guard let filter, filter != "*" else { return true }
+        // mergekit's `filter in name`: the empty filter is in every name (Swift's `contains` says
+        // no, which made `filter: ""` match nothing).
+        guard let filter, filter != "*", !filter.isEmpty else { return true }
         if Self.isGlob(filter) { return fnmatch(filter, name, 0) == 0 }
         return name.contains(filter)
+    }
+
+    /// Whether every `[` of a glob opens a bracket expression that a `]` closes (`[]a]` and
+    /// `[!]a]` hold a `]`), so that fnmatch reads it as the user meant.
+    public static func isWellFormedGlob(_ glob: String) -> Bool {
+        let c = Array(glob)
+        var i = 0
+        while i < c.count {
+            if c[i] == "\\" {
+                i += 2
+                continue
+            }
+            if c[i] == "[" {
+                var j = i + 1
+                if j < c.count, c[j] == "!" || c[j] == "^" { j += 1 }
+                if j < c.count, c[j] == "]" { j += 1 }
+                while j < c.count, c[j] != "]" { j += 1 }
+                guard j < c.count else { return false }
+                i = j
+            }
+            i += 1
+        }
+        return true
     }
 
     /// Whether mrepo reads `filter` as a glob (mergekit reads every filter as a substring).

@@ -38,7 +38,10 @@ struct ParameterSetting: ExpressibleByArgument {
         text = argument
         name = String(argument[..<eq])
         if let open = name.firstIndex(of: "["), name.hasSuffix("]") {
-            glob = String(name[name.index(after: open)..<name.index(before: name.endIndex)])
+            let inner = String(name[name.index(after: open)..<name.index(before: name.endIndex)])
+            // `density[]=0.3` matched nothing, and `density[[]=0.3` was taken for the glob "[".
+            guard !inner.isEmpty, ParameterCondition.isWellFormedGlob(inner) else { return nil }
+            glob = inner
             name = String(name[..<open])
         }
         value = ParameterValue.parse(String(argument[argument.index(after: eq)...]))

@@ -8,6 +8,8 @@ import Testing
         (["merge", "a", "--weight", "a"], "'--weight <branch=w>'"),
         (["merge", "a", "--weight", "a=heavy"], "'--weight <branch=w>'"),
         (["merge", "a", "--set", "density"], "'--set <name=value>'"),
+        (["merge", "a", "--set", "density[]=0.3"], "'--set <name=value>'"),
+        (["merge", "a", "--set", "density[[]=0.3"], "'--set <name=value>'"),
         (["merge", "a", "--expert", "a-density=0.3"], "'--expert <branch:name=value>'"),
         (["merge", "a", "--lines", "0.3"], "'--lines <alpha,beta>'"),
         (["merge", "a", "--consensus", "2,x"], "'--consensus <k[,lambda]>'"),

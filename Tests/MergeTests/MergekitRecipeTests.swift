@@ -108,6 +108,16 @@ import Testing
         #expect(parseError("merge_method: ties\nparameters: {<<: 3}\nmodels:\n  - model: m\n")?.contains("parameters.<< (a merge key) must be a mapping or a list of mappings") == true)
     }
 
+    /// mergekit's filter is `filter in name`, so the empty filter matches every tensor (it matched
+    /// none); a command-line glob must be well formed.
+    @Test func anEmptyFilterMatchesEveryTensorAsInMergekit() {
+        #expect(ParameterCondition(filter: "", value: .number(1)).matches("model.layers.0.mlp.up_proj.weight"))
+        #expect(ParameterCondition(filter: "mlp", value: .number(1)).matches("model.layers.0.mlp.up_proj.weight"))
+        #expect(!ParameterCondition(filter: "attn", value: .number(1)).matches("model.layers.0.mlp.up_proj.weight"))
+        for glob in ["*mlp*", "layers.[0-3].*", "[]x]", "[!]x]*", "a\\[b"] { #expect(ParameterCondition.isWellFormedGlob(glob), "\(glob)") }
+        for glob in ["[", "x[", "layers.[0-3.*", "[]", "[!]"] { #expect(!ParameterCondition.isWellFormedGlob(glob), "\(glob)") }
+    }
+
     /// `mrepo: consensus: {k: K}` takes λ = 1, as `--consensus K` does (it was refused); YAML
     /// syntax errors say where and what in one line (only the context was left).
     @Test func consensusLambdaDefaultsAndYAMLErrorsSayWhat() throws {
