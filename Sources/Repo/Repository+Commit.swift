@@ -234,6 +234,11 @@ extension Repository {
                 }
             }
             let tree = Tree(files: files)
+            // An empty --from folder (a run that wrote nothing, a mistyped path) would be recorded as
+            // deleting every file of the model.
+            if let source = options.sourceDirectory, files.isEmpty, !options.allowEmpty {
+                throw RepoError.invalidArgument("--from \(source): the folder holds no file to commit; recording it would delete every file of the model (pass --allow-empty to record an empty tree)")
+            }
             if !options.allowEmpty, parentCommit?.treeID == tree.id, options.extraParents.isEmpty {
                 if options.lowRank != nil {
                     throw RepoError.invalidArgument("nothing to commit: the low-rank approximation equals HEAD's (commit without --lowrank to store the exact weights)")

@@ -908,6 +908,11 @@ import Testing
         expectOneLineError(try s.run(["config", "merge.method", "bogus"], in: "repo"), status: 64, contains: "unknown method 'bogus'")
         expectOneLineError(try s.run(["config", "core.fsync", "maybe"], in: "repo"), status: 64, contains: "core.fsync must be true or false")
         expectOneLineError(try s.run(["config", "user.author", " "], in: "repo"), status: 64, contains: "must not be empty")
+        // As --author: git's form, and one line (a newline wrote other settings into the file).
+        expectOneLineError(try s.run(["config", "user.author", "noemail"], in: "repo"), status: 64, contains: "user.author 'noemail' is not 'Name <email>'")
+        expectOneLineError(try s.run(["config", "user.author", "Ann <a@x>\n[core]\n\tfsync = false"], in: "repo"), status: 64,
+                           contains: "user.author: the value holds a control character")
+        #expect(!String(decoding: s.read("repo/.mrepo/config") ?? Data(), as: UTF8.self).contains("fsync"))
         try s.ok(["config", "--unset", "user.author"], in: "repo")
         #expect(try s.ok(["config", "user.author"], in: "repo").stdout == "Global User <g@example.com>\n")
         // Unsetting a key that is not set there: git's exit status 5, and the file untouched.
@@ -976,6 +981,14 @@ import Testing
         try s.ok(["checkout", "-q", "--force", "chat"], in: "repo")
         #expect(s.read("repo/model.safetensors") == s.read("family/chat/model.safetensors"))
         expectOneLineError(try s.run(["commit", "--no-checkout", "-m", "x"], in: "repo"), status: 64, contains: "--no-checkout goes with --from")
+        // An empty folder (a run that wrote nothing) was recorded as deleting the whole model.
+        try FileManager.default.createDirectory(atPath: s.path("empty"), withIntermediateDirectories: true)
+        let head = try s.ok(["rev-parse", "HEAD"], in: "repo").stdout
+        expectOneLineError(try s.run(["commit", "--from", "../empty", "-m", "step 100"], in: "repo"), contains: "--from ../empty: the folder holds no file to commit")
+        expectOneLineError(try s.run(["commit", "--from", "../empty", "--branch", "run", "-m", "step 100"], in: "repo"), contains: "pass --allow-empty")
+        #expect(try s.ok(["rev-parse", "HEAD"], in: "repo").stdout == head)
+        #expect(s.read("repo/model.safetensors") == s.read("family/chat/model.safetensors"))
+        try s.ok(["commit", "-q", "--from", "../empty", "--branch", "run", "--allow-empty", "-m", "empty"], in: "repo")
     }
 
     /// `switch -C NAME` and `checkout -B NAME` (git's create-or-reset) are refused naming the way

@@ -102,12 +102,17 @@ struct CommitCommand: ParsableCommand {
     @Flag(help: "Print the result as JSON.")
     var json = false
 
+    /// git's form, 'Name <email>', without control characters (`--author`, `user.author`).
+    static func isAuthor(_ author: String) -> Bool {
+        !author.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
+            && author.range(of: #"^[^<>]*[^<>\s][^<>]* <[^<>\s]*>$"#, options: .regularExpression) != nil
+    }
+
     func validate() throws {
         // As git aborts a commit whose message is empty.
         if let message, message.allSatisfy(\.isWhitespace) { throw ValidationError("-m: the commit message is empty; commit aborted") }
         // git's form, which `log --author` and the Hub's commit listing read (git refuses one without it).
-        if let author, author.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
-            || author.range(of: #"^[^<>]*[^<>\s][^<>]* <[^<>\s]*>$"#, options: .regularExpression) == nil {
+        if let author, !CommitCommand.isAuthor(author) {
             throw ValidationError("--author '\(DisplayText.escaping(author))' is not 'Name <email>'")
         }
         if noCheckout && source == nil { throw ValidationError("--no-checkout goes with --from DIR") }

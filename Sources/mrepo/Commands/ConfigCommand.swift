@@ -41,6 +41,10 @@ struct ConfigCommand: ParsableCommand {
             throw ValidationError("unknown key '\(key)' (keys: \(MrepoConfig.keys.map(\.key).joined(separator: ", ")))")
         }
         guard let key, let value else { return }
+        // One line of the file per value: a newline would write (or inject) other settings.
+        if value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+            throw ValidationError("\(key): the value holds a control character (a newline, say): '\(DisplayText.escaping(value))'")
+        }
         switch key {
         case "core.threads":
             if (Int(value) ?? 0) < 1 { throw ValidationError("core.threads must be a positive number") }
@@ -54,6 +58,7 @@ struct ConfigCommand: ParsableCommand {
             }
         case "user.author":
             if value.trimmingCharacters(in: .whitespaces).isEmpty { throw ValidationError("user.author must not be empty; use --unset to remove it") }
+            if !CommitCommand.isAuthor(value) { throw ValidationError("user.author '\(DisplayText.escaping(value))' is not 'Name <email>'") }
         default:
             break
         }
