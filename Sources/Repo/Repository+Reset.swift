@@ -59,7 +59,7 @@ extension Repository {
             // A merge's working tree holds its candidate (when it wrote one): files the merge added
             // are tracked ones, which the reset removes.
             let baseline = try merge?.readyTree.map { try history.tree($0) } ?? worktreeBaseline(head: head).tree
-            let checkout = try stageCheckout(targetTree, over: baseline, force: true)
+            let checkout = try stageCheckout(targetTree, over: baseline, force: true, operation: "reset --hard", sparingUntracked: true)
             // A note kept because it could not be finished stays as it is: this reset neither
             // replaces it nor, failing, deletes it (its own checkout deletes it on success).
             let noted = (head.commit != target || merge != nil) && !FileManager.default.fileExists(atPath: pendingCheckoutPath)

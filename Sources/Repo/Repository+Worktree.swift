@@ -354,11 +354,24 @@ extension Repository {
     ///     (git's `reset --merge`); only the paths that differ are overwritten.
     ///   - keepDivergent: without `force`, keep a file that holds neither tree's version instead of
     ///     stopping (undoing an interrupted switch: only what the switch wrote is put back).
+    ///   - sparingUntracked: with `force`, still stop at an untracked file where the target writes
+    ///     one (`reset --hard`, whose help promises that untracked files stay), naming it.
     func stageCheckout(_ newTree: Tree, over oldTree: Tree, force: Bool, operation: String = "switching", carryUnchanged: Bool = false,
-                       keepDivergent: Bool = false, prepared: [String: PreparedFile] = [:]) throws -> StagedCheckout {
+                       keepDivergent: Bool = false, sparingUntracked: Bool = false, prepared: [String: PreparedFile] = [:]) throws -> StagedCheckout {
         let comparison = try status(against: oldTree)
         try comparison.checkWritable()
         let (changes, current) = (comparison.changes, comparison.current)
+        if force, sparingUntracked {
+            let inTheWay = changes.filter { change in
+                change.kind == .added && !isInsideNestedRepository(change.path)
+                    && newTree.file(at: change.path).map { current[change.path]?.identity != $0.identity } == true
+            }.map(\.path).sorted()
+            if !inTheWay.isEmpty {
+                let list = inTheWay.prefix(3).joined(separator: ", ") + (inTheWay.count > 3 ? " and \(inTheWay.count - 3) more" : "")
+                throw RepoError.invalidArgument("\(operation) would overwrite untracked files in \(list), which the target commit tracks; "
+                    + "move them away (or delete them) first, or commit them")
+            }
+        }
         // Links read through to a file of the working tree that this checkout rewrites or removes:
         // whatever they read now, they would read something else (or nothing) after it. Each is
         // written over like a changed file (never counted unchanged); one at a path the checkout

@@ -438,6 +438,17 @@ import Testing
         #expect(try s.ok(["status"], in: "repo").stdout.contains("modified"))
         try s.ok(["reset", "-q", "--hard", "ORIG_HEAD"], in: "repo")
         #expect(try s.ok(["status"], in: "repo").stdout.contains("nothing to commit"))
+        // Unlike git's, and as its help says: an untracked file where the target has one stops it.
+        try s.ok(["reset", "-q", "--hard", "main"], in: "repo")
+        try Data("MY WORK".utf8).write(to: URL(fileURLWithPath: s.path("repo/model.safetensors.tmp")))
+        try FileManager.default.removeItem(atPath: s.path("repo/model.safetensors"))
+        try s.ok(["commit", "-q", "-m", "no model"], in: "repo")
+        try FileManager.default.moveItem(atPath: s.path("repo/model.safetensors.tmp"), toPath: s.path("repo/model.safetensors"))
+        expectOneLineError(try s.run(["reset", "--hard", "ORIG_HEAD"], in: "repo"),
+                           contains: "reset --hard would overwrite untracked files in model.safetensors, which the target commit tracks")
+        #expect(s.read("repo/model.safetensors") == Data("MY WORK".utf8))
+        try FileManager.default.removeItem(atPath: s.path("repo/model.safetensors"))
+        try s.ok(["reset", "-q", "--hard", "ORIG_HEAD"], in: "repo")
 
         // restore: a whole file, then single tensors, from another revision.
         try Data("{}".utf8).write(to: URL(fileURLWithPath: s.path("repo/config.json")))
@@ -640,6 +651,17 @@ import Testing
         #expect(r.stderr.contains("config.json was changed both by the reverted commit and since; HEAD's version is kept"))
         #expect(s.read("repo/config.json") == Data("{\"x\": 2}\n".utf8))
         #expect(!FileManager.default.fileExists(atPath: s.path("repo/merge_recipe.yml")), "a revert adds no merge recipe")
+        // A change none of which can be applied (HEAD changed the only file it touches) was
+        // recorded as an empty commit under the change's message, with exit 0.
+        try s.ok(["switch", "-q", "-c", "side", "HEAD~2"], in: "repo")
+        try "{\"x\": 9}\n".write(toFile: s.path("repo/config.json"), atomically: true, encoding: .utf8)
+        try s.ok(["commit", "-q", "-m", "side config"], in: "repo")
+        try s.ok(["switch", "-q", "main"], in: "repo")
+        let head = try s.ok(["rev-parse", "HEAD"], in: "repo").stdout
+        expectOneLineError(try s.run(["cherry-pick", "side"], in: "repo"),
+                           contains: "cherry-pick: nothing of the change could be applied: HEAD has changed the files it touches since")
+        #expect(try s.ok(["rev-parse", "HEAD"], in: "repo").stdout == head)
+        #expect(try s.ok(["status", "--porcelain"], in: "repo").stdout.isEmpty)
     }
 
     /// A revert that stops (HEAD deleted a tensor it changes) says in status that it is a revert,
