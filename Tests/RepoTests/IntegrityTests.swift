@@ -31,6 +31,23 @@ import Testing
         throw RepoError.failed("no two tensors of the same shape")
     }
 
+    /// A missing history database is said to be missing, and nothing is created in its place (a
+    /// read-only `status` made an empty one and then said it had no format version).
+    @Test func aMissingHistoryDatabaseIsNamedAndNotRecreated() throws {
+        try withRepository { repo, _ in
+            try writeFile("hello\n", to: repo.root + "/notes.txt")
+            _ = try repo.commitAll("base")
+            let db = repo.metaDirectory + "/mrepo.db"
+            try FileManager.default.moveItem(atPath: db, toPath: db + ".saved")
+            for suffix in ["-wal", "-shm"] { try? FileManager.default.removeItem(atPath: db + suffix) }
+            for access in [HistoryAccess.readOnly, .readWrite] {
+                expectThrows(RepoError.unsupportedFormat(path: db, problem: "the history database is missing; nothing was created in its place "
+                    + "(restore it from a backup, or clone the repository again)")) { _ = try Repository.open(at: repo.root, access: access) }
+            }
+            #expect(!FileManager.default.fileExists(atPath: db))
+        }
+    }
+
     @Test func commitRecordsEveryFilesSHA256() throws {
         try withRepository { repo, _ in
             try repo.writeModel()

@@ -41,6 +41,12 @@ public struct HistoryDatabase: Sendable {
     public init(path: String, create: Bool, worktree: String = "", access: HistoryAccess = .readWrite) throws {
         self.path = path
         self.worktree = worktree
+        // SQLite would create an empty database in its place (even for `status`), and the error
+        // would then be that it has no format version.
+        if !create, FileStat.of(path, followLinks: true) == nil {
+            throw RepoError.unsupportedFormat(path: path, problem: "the history database is missing; nothing was created in its place "
+                + "(restore it from a backup, or clone the repository again)")
+        }
         var config = Configuration()
         config.busyMode = .timeout(30)
         config.foreignKeysEnabled = true
