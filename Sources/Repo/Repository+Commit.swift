@@ -136,7 +136,7 @@ extension Repository {
         }
         // What the working tree holds: HEAD's tree, or a view written over it (an expert rebuilt from a merge).
         let worktreeTree = options.branch == nil ? try worktreeBaseline(head: head).tree : Tree.empty
-        let sourceRoot = try options.sourceDirectory.map(validatedSource) ?? root
+        let sourceRoot = try options.sourceDirectory.map { try validatedSource($0, leavesWorktree: options.branch != nil || options.noCheckout) } ?? root
         let fromWorktree = sourceRoot == root
         if options.branch != nil, fromWorktree {
             throw RepoError.invalidArgument("--branch needs --from DIR, a folder other than the working tree (the working tree belongs to HEAD's branch)")
@@ -441,7 +441,11 @@ extension Repository {
         return (branch, ref.target, false)
     }
 
-    private func validatedSource(_ path: String) throws -> String {
+    /// The absolute folder of `--from`. One inside the working tree is taken when the commit
+    /// leaves the working tree alone (`--branch`, `--no-checkout`) or when `.mrepoignore` leaves
+    /// the folder out (a trainer's `output_dir` inside the project): the working tree's files are
+    /// then not its files, and writing them does not touch it.
+    private func validatedSource(_ path: String, leavesWorktree: Bool) throws -> String {
         let dir = Repository.absolutePath(path)
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) else {
@@ -452,7 +456,13 @@ extension Repository {
         }
         if dir == root { return root }
         if dir.hasPrefix(root + "/") {
-            throw RepoError.invalidArgument("--from \(path): the folder is inside the working tree; commit the working tree instead")
+            let relative = String(dir.dropFirst(root.count + 1))
+            let ignore = IgnoreRules(file: root + "/.mrepoignore")
+            let ignored = (PathPolicy.parents(of: relative) + [relative]).contains { ignore.ignores($0, isDirectory: true) }
+            if !leavesWorktree, !ignored {
+                throw RepoError.invalidArgument("--from \(path): the folder is inside the working tree, whose files it would replace; "
+                    + "list it in .mrepoignore, or commit it with --branch B (or --no-checkout), which leave the working tree alone")
+            }
         }
         return dir
     }

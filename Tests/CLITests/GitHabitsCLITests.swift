@@ -1011,6 +1011,19 @@ import Testing
         #expect(try s.ok(["rev-parse", "HEAD"], in: "repo").stdout == head)
         #expect(s.read("repo/model.safetensors") == s.read("family/chat/model.safetensors"))
         try s.ok(["commit", "-q", "--from", "../empty", "--branch", "run", "--allow-empty", "-m", "empty"], in: "repo")
+        // A trainer's output_dir inside the project: taken with --branch, or when .mrepoignore leaves
+        // it out (it was refused either way, with advice to commit the working tree instead).
+        try FileManager.default.createDirectory(atPath: s.path("repo/outputs"), withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: s.path("family/math"), toPath: s.path("repo/outputs/step-100"))
+        expectOneLineError(try s.run(["commit", "--from", "outputs/step-100", "-m", "step 100"], in: "repo"),
+                           contains: "list it in .mrepoignore, or commit it with --branch B")
+        try s.ok(["commit", "-q", "--from", "outputs/step-100", "--branch", "run1", "-m", "step 100"], in: "repo")
+        try s.ok(["export", "-q", "run1", "../run1"], in: "repo")
+        #expect(s.sameFiles("run1", "family/math"))
+        try Data("outputs/\n".utf8).write(to: URL(fileURLWithPath: s.path("repo/.mrepoignore")))
+        try s.ok(["commit", "-q", "--force", "--from", "outputs/step-100", "-m", "step 100"], in: "repo")
+        #expect(s.read("repo/model.safetensors") == s.read("family/math/model.safetensors"))
+        #expect(FileManager.default.fileExists(atPath: s.path("repo/outputs/step-100/model.safetensors")))
     }
 
     /// `switch -C NAME` and `checkout -B NAME` (git's create-or-reset) are refused naming the way
