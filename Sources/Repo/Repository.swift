@@ -455,7 +455,10 @@ public final class Repository: Sendable {
 
     /// Whether the hook would run (an executable file in the hooks folder).
     func hookExists(_ name: String) -> Bool {
-        FileManager.default.isExecutableFile(atPath: metaDirectory + "/hooks/" + name)
+        let path = metaDirectory + "/hooks/" + name
+        if FileManager.default.isExecutableFile(atPath: path) { return true }
+        HookRunner.hintIfNotExecutable(path, name: name)
+        return false
     }
 
     /// Runs a hook after the fact: a failure cannot undo anything, so it becomes a warning.

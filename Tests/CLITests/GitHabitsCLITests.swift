@@ -529,6 +529,11 @@ import Testing
         expectOneLineError(try s.run(["commit", "-m", "hooked"], in: "repo"), contains: "pre-commit hook rejected")
         try s.ok(["commit", "-q", "--no-verify", "-m", "unhooked"], in: "repo")
         #expect(try s.ok(["log", "--oneline", "-n", "1"], in: "repo").stdout.contains("unhooked"))
+        // A hook without its execute bit is skipped, with git's hint (it was skipped silently).
+        chmod(hook, 0o644)
+        try Data("more notes".utf8).write(to: URL(fileURLWithPath: s.path("repo/notes.txt")))
+        let skipped = try s.ok(["commit", "-q", "-m", "not hooked"], in: "repo")
+        #expect(skipped.stderr.contains("hint: the pre-commit hook was ignored because it is not executable (chmod +x "), "\(skipped.stderr)")
 
         expectOneLineError(try s.run(["commit", "--from", "../family/math/model.safetensors", "-m", "x"], in: "repo"),
                            contains: "not a directory (--from takes the checkpoint's folder)")

@@ -33,6 +33,24 @@ import Testing
         }
     }
 
+    /// A hook whose #! interpreter is missing was said to be missing itself ("The file doesn't
+    /// exist"), and one without a #! line gave the same words.
+    @Test func aHookThatCannotStartSaysWhy() throws {
+        try withRepository { repo, _ in
+            let path = repo.metaDirectory + "/hooks/pre-commit"
+            try writeFile("#!/usr/bin/no-such-shell -e\nexit 0\n", to: path, executable: true)
+            try writeFile("one", to: repo.root + "/a.txt")
+            expectThrows(RepoError.io(path: path, reason: "cannot run the pre-commit hook: its interpreter '/usr/bin/no-such-shell' (its #! line) does not exist or cannot be run")) {
+                _ = try repo.commitAll("first")
+            }
+            try writeFile("exit 0\n", to: path, executable: true)
+            expectThrows(RepoError.io(path: path, reason: "cannot run the pre-commit hook: it is not a program this system runs (start a script with a #! line, such as #!/bin/sh)")) {
+                _ = try repo.commitAll("first")
+            }
+            #expect(try repo.headCommit() == nil)
+        }
+    }
+
     @Test func acceptingPreCommitHookLetsTheCommitThrough() throws {
         try withRepository { repo, _ in
             try installHook(repo, "pre-commit", #"test -f "$MREPO_SOURCE/a.txt""#)

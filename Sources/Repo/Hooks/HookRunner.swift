@@ -10,7 +10,10 @@ public enum HookRunner {
     /// - Throws: ``RepoError/hookRejected(hook:status:)`` when it exits non-zero,
     ///   ``RepoError/hookKilled(hook:signal:)`` when a signal ends it.
     public static func run(path: String, name: String, workingDirectory: String, environment: [String: String]) throws {
-        guard FileManager.default.isExecutableFile(atPath: path) else { return }
+        guard FileManager.default.isExecutableFile(atPath: path) else {
+            hintIfNotExecutable(path, name: name)
+            return
+        }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: path)
         process.currentDirectoryURL = URL(fileURLWithPath: workingDirectory)
@@ -26,7 +29,7 @@ public enum HookRunner {
         do {
             try process.run()
         } catch {
-            throw RepoError.io(path: path, reason: "cannot run \(name) hook: \(error.localizedDescription)")
+            throw RepoError.io(path: path, reason: "cannot run the \(name) hook: " + whyNotRun(path, error))
         }
         process.waitUntilExit()
         if process.terminationReason == .uncaughtSignal {
@@ -35,6 +38,31 @@ public enum HookRunner {
         if process.terminationStatus != 0 {
             throw RepoError.hookRejected(hook: name, status: process.terminationStatus)
         }
+    }
+
+    /// As git's hint: a hook written without its execute bit is easy to miss.
+    static func hintIfNotExecutable(_ path: String, name: String) {
+        if let st = FileStat.of(path, followLinks: true), st.isRegular {
+            FileHandle.standardError.write(Data("mrepo: hint: the \(name) hook was ignored because it is not executable (chmod +x \(path))\n".utf8))
+        }
+    }
+
+    /// Why an executable hook did not start: its `#!` interpreter, when that is missing (the
+    /// system's error names only "the file", which exists).
+    static func whyNotRun(_ path: String, _ error: any Error) -> String {
+        if let handle = FileHandle(forReadingAtPath: path), let head = try? handle.read(upToCount: 256) {
+            try? handle.close()
+            let line = String(decoding: head.prefix { $0 != UInt8(ascii: "\n") }, as: UTF8.self)
+            if line.hasPrefix("#!") {
+                let interpreter = line.dropFirst(2).trimmingCharacters(in: .whitespaces).split(separator: " ").first.map(String.init) ?? ""
+                if !interpreter.isEmpty, !FileManager.default.isExecutableFile(atPath: interpreter) {
+                    return "its interpreter '\(interpreter)' (its #! line) does not exist or cannot be run"
+                }
+            } else if !head.isEmpty {
+                return "it is not a program this system runs (start a script with a #! line, such as #!/bin/sh)"
+            }
+        }
+        return (error as NSError).localizedFailureReason ?? error.localizedDescription
     }
 
     /// The path of the running mrepo executable, for hooks that call mrepo back.
