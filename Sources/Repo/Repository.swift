@@ -539,6 +539,10 @@ public enum RefNames {
     /// by an older mrepo can still be pushed, fetched and deleted.
     public static func validateNew(_ name: String) throws {
         try validate(name)
+        // What a name whose bytes were not UTF-8 became on the way in: two such names would be one.
+        if name.unicodeScalars.contains("\u{FFFD}") {
+            throw RepoError.invalidRefName(name, reason: "must be valid UTF-8 (it holds U+FFFD, the replacement for bytes that are not)")
+        }
         if name.count >= 40, name.allSatisfy(\.isHexDigit) {
             throw RepoError.invalidRefName(name, reason: "must not look like a commit id (40 or more hex digits)")
         }

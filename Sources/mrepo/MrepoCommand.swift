@@ -83,7 +83,9 @@ struct MrepoCommand: ParsableCommand {
             guard let dir = rest.popFirst() else { ErrorReporter.fail("-C needs a directory (see 'mrepo --help')", status: 64) }
             // git's `-C ''` changes nothing.
             guard dir.isEmpty || FileManager.default.changeCurrentDirectoryPath(dir) else {
-                ErrorReporter.fail("cannot change to '\(dir)': no such directory")
+                var isDirectory: ObjCBool = false
+                let exists = FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory)
+                ErrorReporter.fail("cannot change to '\(dir)': " + (!exists ? "no such directory" : isDirectory.boolValue ? "permission denied" : "not a directory"))
             }
         }
         // Settings from .mrepo/config and ~/.config/mrepo/config, under the environment's.

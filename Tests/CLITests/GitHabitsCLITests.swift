@@ -1082,5 +1082,11 @@ import Testing
         // Compared as bytes: Swift's String comparisons treat the two spellings as one.
         let listed = Data(try s.ok(["branch", "--json"], in: "repo").stdout.utf8)
         #expect(listed.range(of: Data(decomposed.utf8)) == nil && listed.range(of: Data(composed.utf8)) != nil)
+        // A name whose bytes were not UTF-8 reaches mrepo with U+FFFD in their place: b\xff and
+        // b\xfe were both created as one name.
+        for args in [["branch", "b\u{FFFD}"], ["tag", "t\u{FFFD}"]] {
+            expectOneLineError(try s.run(args, in: "repo"), contains: "must be valid UTF-8")
+        }
+        expectOneLineError(try s.run(["-C", "repo/model.safetensors", "status"]), contains: "cannot change to 'repo/model.safetensors': not a directory")
     }
 }
