@@ -262,7 +262,7 @@ extension Repository {
         let entries = try materialize(newTree, over: oldTree, force: force, operation: operation, carryUnchanged: true,
                                       keepDivergent: keepDivergent, stats: &stats)
         history.saveStatCacheOpportunistically(entries, removing: [])
-        return "\(stats.written) files written, \(stats.removed) removed"
+        return "\(stats.written) \(stats.written == 1 ? "file" : "files") written, \(stats.removed) removed"
     }
 
     private func wasRecorded(_ proof: PendingCheckout.Proof) throws -> Bool {

@@ -57,7 +57,7 @@ extension WorktreeCommand {
                 what = "HEAD detached at \(id.short)"
             }
             if let upstream = added.upstream, let created = added.createdBranch { print("branch '\(created)' set up to track '\(upstream)'.") }
-            print("Prepared working tree \(added.record.path) (\(what); \(added.checkout.writtenFiles) files written)")
+            print("Prepared working tree \(added.record.path) (\(what); \(added.checkout.writtenFiles) \(added.checkout.writtenFiles == 1 ? "file" : "files") written)")
         }
     }
 }

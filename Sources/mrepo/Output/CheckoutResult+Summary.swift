@@ -4,7 +4,7 @@ import Repo
 
 extension CheckoutResult {
     /// "N files written, N removed, N unchanged".
-    var filesSummary: String { "\(writtenFiles) files written, \(removedFiles) removed, \(unchangedFiles) unchanged" }
+    var filesSummary: String { "\(writtenFiles) \(writtenFiles == 1 ? "file" : "files") written, \(removedFiles) removed, \(unchangedFiles) unchanged" }
 
     /// What `switch --detach` and `checkout --detach` print.
     func printDetached(json: Bool, quiet: Bool) throws {
