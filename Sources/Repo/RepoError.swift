@@ -175,7 +175,7 @@ public enum RepoError: Error, CustomStringConvertible, Equatable, Sendable {
         case let .exportIntoStore(directory):
             return "export into \(directory): the folder is inside the repository's own store (\(Repository.directoryName)); choose a folder outside it"
         case let .notAnAdapter(commit):
-            return "commit \(commit) is not a LoRA adapter (commit a folder with adapter_config.json and adapter_model.safetensors)"
+            return "commit \(commit) was not committed as a LoRA adapter (a folder with adapter_config.json and adapter_model.safetensors is one; a DoRA adapter, which mrepo cannot fold or merge as an adapter, is stored as plain files)"
         case .notAnAdapterFolder:
             return "--adapter-of: the folder has no adapter_config.json and adapter_model.safetensors"
         case let .adapterWithoutBase(file):

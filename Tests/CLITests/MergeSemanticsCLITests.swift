@@ -240,6 +240,13 @@ import Testing
         try s.ok(["commit", "-q", "--from", "../x", "-m", "unrelated work"], in: "repo")
         try write(s, "r.yml", "merge_method: ties\nbase_model: main\nmodels:\n  - model: x\n")
         expectOneLineError(try s.run(["merge", "--config", "../r.yml"], in: "repo"), contains: "its changes would be dropped")
+        // A recorded resolution of a tensor no input holds was ignored; one naming no expert did not say which recipe.
+        try s.ok(["switch", "-q", "main"], in: "repo")
+        let resolving = "merge_method: ties\nbase_model: main\nmodels:\n  - model: x\n  - model: y\nmrepo:\n  resolutions:\n"
+        try write(s, "u.yml", resolving + "    - {tensor: nosuch, how: base, option: --base}\n")
+        expectOneLineError(try s.run(["merge", "--config", "../u.yml"], in: "repo"), contains: "../u.yml: the recipe resolves 'nosuch', which no input of this merge holds")
+        try write(s, "e.yml", resolving + "    - {tensor: a, how: expert, option: --theirs, expert: deadbeef}\n")
+        expectOneLineError(try s.run(["merge", "--config", "../e.yml"], in: "repo"), contains: "../e.yml: the recipe resolves 'a' with the tensor of expert deadbeef")
     }
 
     /// A merge stopped by a threshold, settled by `resolve` (ours, a method, base) and continued,

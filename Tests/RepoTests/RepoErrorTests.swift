@@ -19,7 +19,7 @@ import Testing
         (.exportIntoWorktree, "export into the working tree itself; use 'mrepo checkout' instead"),
         (.exportIntoStore(directory: "out"), "export into out: the folder is inside the repository's own store (.mrepo); choose a folder outside it"),
         (.notAnAdapter(commit: "2483a4116122"),
-         "commit 2483a4116122 is not a LoRA adapter (commit a folder with adapter_config.json and adapter_model.safetensors)"),
+         "commit 2483a4116122 was not committed as a LoRA adapter (a folder with adapter_config.json and adapter_model.safetensors is one; a DoRA adapter, which mrepo cannot fold or merge as an adapter, is stored as plain files)"),
         (.notAnAdapterFolder, "--adapter-of: the folder has no adapter_config.json and adapter_model.safetensors"),
         (.adapterWithoutBase(file: "adapter_model.safetensors"),
          "adapter_model.safetensors: an adapter needs its base model in the repository; commit the base first and name it with --adapter-of REV"),

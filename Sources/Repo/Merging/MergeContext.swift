@@ -56,7 +56,13 @@ struct MergeContext {
         baseTensors = index(baseTree)
         expertTensors = expertTrees.map(index)
         resolutions = Dictionary(options.resolutions.map { ($0.tensor, $0) }, uniquingKeysWith: { _, last in last })
-        for name in allNames { decisions[name] = decide(name) }
+        let names = allNames
+        // A resolution of a tensor no input holds was ignored: a recipe replayed on other models.
+        let held = Set(names)
+        if let stray = resolutions.keys.sorted().first(where: { !held.contains($0) }) {
+            throw RepoError.invalidArgument("the recipe resolves '\(stray)', which no input of this merge holds")
+        }
+        for name in names { decisions[name] = decide(name) }
     }
 
     /// Every tensor name of every input, in the first expert's file order, then the others'.

@@ -258,7 +258,9 @@ struct MergeCommand: ParsableCommand {
             let named: Bool
             switch e {
             case let .unknownRevision(rev), let .ambiguousRevision(rev, _): named = names.contains(rev)
-            case let .invalidArgument(message): named = names.contains { message.hasPrefix("'\($0)'") || message.hasPrefix("unknown revision '\($0)'") }
+            case let .invalidArgument(message):
+                named = message.hasPrefix("the recipe resolves ")
+                    || names.contains { message.hasPrefix("'\($0)'") || message.hasPrefix("unknown revision '\($0)'") }
             default: named = false
             }
             return named ? RepoError.invalidArgument("\(config): \(e.description)") : error
