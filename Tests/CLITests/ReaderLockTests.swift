@@ -9,9 +9,18 @@ final class RunningCommand {
     private var errorText = ""
     private var resumed = false
 
-    init(_ s: CLISandbox, _ args: [String], in directory: String, environment extra: [String: String]) throws {
-        process.executableURL = URL(fileURLWithPath: CLISandbox.binary)
-        process.arguments = args
+    /// - Parameter unblockingSignals: start mrepo with no signal blocked, as a shell starts it (the
+    ///   test runner's threads block SIGTERM and SIGINT, and a child inherits its mask), through
+    ///   python3, which clears the mask and executes mrepo in its place (same pid).
+    init(_ s: CLISandbox, _ args: [String], in directory: String, environment extra: [String: String], unblockingSignals: Bool = false) throws {
+        if unblockingSignals {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+            process.arguments = ["-c", "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execv(sys.argv[1], sys.argv[1:])",
+                                 CLISandbox.binary] + args
+        } else {
+            process.executableURL = URL(fileURLWithPath: CLISandbox.binary)
+            process.arguments = args
+        }
         process.currentDirectoryURL = URL(fileURLWithPath: s.path(directory))
         var env = ProcessInfo.processInfo.environment
         for (k, v) in s.environment { env[k] = v }
@@ -129,6 +138,24 @@ final class RunningCommand {
         try s.ok(["fsck"], in: "repo")
         expectOneLineError(try s.run(["gc"], in: "repo", environment: ["MREPO_GC_GRACE_SECONDS": "soon"]), status: 64,
                            contains: "MREPO_GC_GRACE_SECONDS is 'soon'")
+    }
+
+    /// A hook ends with the command that ran it: one that never returns was left running after a
+    /// `timeout`'s SIGTERM ended mrepo. (The hook holds mrepo's standard error: `finish` reads it
+    /// to its end, which comes only when the hook is gone too.)
+    @Test func aHookEndsWithTheCommandThatRanIt() throws {
+        let s = try CLISandbox()
+        try s.ok(["init", "-q", "repo"])
+        let hook = s.path("repo/.mrepo/hooks/pre-commit")
+        try "#!/bin/sh\necho 'mrepo: paused at hook' >&2\nexec tail -f /dev/null\n".write(toFile: hook, atomically: true, encoding: .utf8)
+        chmod(hook, 0o755)
+        try Data("a".utf8).write(to: URL(fileURLWithPath: s.path("repo/a.txt")))
+        let commit = try RunningCommand(s, ["commit", "-m", "a"], in: "repo", environment: [:], unblockingSignals: true)
+        #expect(commit.waitUntilPaused(at: "hook"))
+        commit.process.terminate()
+        let ended = commit.finish()
+        #expect(ended.status == -SIGTERM, "\(ended.stderr)")
+        #expect(try s.ok(["log"], in: "repo").stdout.contains("No commits yet"))
     }
 
     /// A reader started while gc deletes objects waits for it, then reads the collected repository.

@@ -1,3 +1,5 @@
+import CKernels
+import CLinux
 import Foundation
 
 /// Runs repository hooks: executable files in `.mrepo/hooks`, named after the event.
@@ -14,29 +16,62 @@ public enum HookRunner {
             hintIfNotExecutable(path, name: name)
             return
         }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.currentDirectoryURL = URL(fileURLWithPath: workingDirectory)
         var env = ProcessInfo.processInfo.environment
         env["MREPO_HOOK"] = name
         env["MREPO_ROOT"] = workingDirectory
         env["MREPO_EXE"] = executablePath
         for (k, v) in environment { env[k] = v }
-        process.environment = env
-        process.standardOutput = FileHandle.standardError
-        process.standardError = FileHandle.standardError
-        process.standardInput = FileHandle.nullDevice
-        do {
-            try process.run()
-        } catch {
-            throw RepoError.io(path: path, reason: "cannot run the \(name) hook: " + whyNotRun(path, error))
+        // Spawned in its own process group, as an evaluation is (``LiveEvaluations``): a signal
+        // that ends mrepo (a `timeout`'s SIGTERM, Ctrl-C) ends the hook too; it was left running.
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        // Its output goes to mrepo's standard error, so `--json` output stays clean.
+        posix_spawn_file_actions_adddup2(&actions, 2, 1)
+        posix_spawn_file_actions_addclosefrom_np(&actions, 3)
+        posix_spawn_file_actions_addchdir_np(&actions, workingDirectory)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        // As Foundation's Process started hooks: every signal at its default and none blocked,
+        // whatever mrepo inherited (a server ignores SIGTERM to handle it itself).
+        var all = sigset_t(), none = sigset_t()
+        sigfillset(&all)
+        sigemptyset(&none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        posix_spawnattr_setpgroup(&attributes, 0)
+        let argv = [strdup(path), nil]
+        let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            for p in argv { free(p) }
+            for p in envp { free(p) }
         }
-        process.waitUntilExit()
-        if process.terminationReason == .uncaughtSignal {
-            throw RepoError.hookKilled(hook: name, signal: process.terminationStatus)
+        var pid: pid_t = 0
+        LiveEvaluations.installHandlers()
+        mrepo_spawn_begin()
+        let rc = posix_spawn(&pid, path, &actions, &attributes, argv, envp)
+        if rc == 0 { LiveEvaluations.add(pid) }
+        let pending = mrepo_spawn_end()
+        if pending != 0 { LiveEvaluations.endAll(andDieOf: pending) }
+        guard rc == 0 else {
+            throw RepoError.io(path: path, reason: "cannot run the \(name) hook: " + whyNotRun(path, code: rc))
         }
-        if process.terminationStatus != 0 {
-            throw RepoError.hookRejected(hook: name, status: process.terminationStatus)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            guard errno == EINTR else { break }
+        }
+        LiveEvaluations.remove(pid)
+        // WIFSIGNALED / WEXITSTATUS, which Swift does not import.
+        let signal = status & 0x7F
+        if signal != 0 && signal != 0x7F {
+            throw RepoError.hookKilled(hook: name, signal: signal)
+        }
+        let exit = (status >> 8) & 0xFF
+        if exit != 0 {
+            throw RepoError.hookRejected(hook: name, status: exit)
         }
     }
 
@@ -49,7 +84,7 @@ public enum HookRunner {
 
     /// Why an executable hook did not start: its `#!` interpreter, when that is missing (the
     /// system's error names only "the file", which exists).
-    static func whyNotRun(_ path: String, _ error: any Error) -> String {
+    static func whyNotRun(_ path: String, code: Int32) -> String {
         if let handle = FileHandle(forReadingAtPath: path), let head = try? handle.read(upToCount: 256) {
             try? handle.close()
             let line = String(decoding: head.prefix { $0 != UInt8(ascii: "\n") }, as: UTF8.self)
@@ -62,7 +97,7 @@ public enum HookRunner {
                 return "it is not a program this system runs (start a script with a #! line, such as #!/bin/sh)"
             }
         }
-        return (error as NSError).localizedFailureReason ?? error.localizedDescription
+        return String(cString: strerror(code))
     }
 
     /// The path of the running mrepo executable, for hooks that call mrepo back.
