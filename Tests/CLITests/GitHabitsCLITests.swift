@@ -185,6 +185,8 @@ import Testing
         let s = try family()
         try s.ok(["merge", "-q", "math", "code", "-m", "soup"], in: "repo")
         #expect(lines(try s.ok(["log", "-1", "--oneline"], in: "repo")).count == 1)
+        // show decorates as log does (it said "(main)").
+        #expect(lines(try s.ok(["show"], in: "repo")).first?.hasSuffix(" (HEAD -> main)") == true)
         #expect(lines(try s.ok(["log", "-n2", "--oneline"], in: "repo")).count == 2)
         #expect(lines(try s.ok(["log", "-n", "3", "--oneline"], in: "repo")).count == 3)
         #expect(lines(try s.ok(["log", "--oneline", "--first-parent"], in: "repo")).count == 2)

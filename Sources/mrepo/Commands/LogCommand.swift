@@ -167,10 +167,10 @@ struct LogCommand: ParsableCommand {
         }
     }
 
-    /// A commit's lines in the chosen style.
-    func render(_ c: Commit, style: LogFormat, repo: Repository, names: [ObjectID: [String]], head: Head) throws -> [String] {
-        var decoration = names[c.id] ?? []
-        if head.commit == c.id {
+    /// A commit's ref names as git decorates them: `HEAD -> main` first where HEAD is (`log`, `show`).
+    static func decoration(_ names: [String], of id: ObjectID, head: Head) -> [String] {
+        var decoration = names
+        if head.commit == id {
             if let b = head.branchName, let k = decoration.firstIndex(of: b) {
                 decoration.remove(at: k)
                 decoration.insert("HEAD -> \(b)", at: 0)
@@ -178,6 +178,12 @@ struct LogCommand: ParsableCommand {
                 decoration.insert("HEAD", at: 0)
             }
         }
+        return decoration
+    }
+
+    /// A commit's lines in the chosen style.
+    func render(_ c: Commit, style: LogFormat, repo: Repository, names: [ObjectID: [String]], head: Head) throws -> [String] {
+        var decoration = LogCommand.decoration(names[c.id] ?? [], of: c.id, head: head)
         // A shallow clone's boundary (its parents were not fetched), marked as git marks it.
         if c.isShallowBoundary { decoration.insert("grafted", at: 0) }
         let metrics = try repo.metrics(of: c)

@@ -57,7 +57,8 @@ extension ShowCommand {
                                        notes: try repo.notes(of: id)))
             return
         }
-        print("commit \(c.id.hex)" + (names.isEmpty ? "" : " (\(names.joined(separator: ", ")))"))
+        let decorated = LogCommand.decoration(names, of: id, head: try repo.head())
+        print("commit \(c.id.hex)" + (decorated.isEmpty ? "" : " (\(decorated.joined(separator: ", ")))"))
         if !c.parents.isEmpty { print("Parents: \(c.parents.map(\.short).joined(separator: " "))") }
         print("Author:  \(c.author)")
         print("Date:    \(Format.date(c.timestamp))")
