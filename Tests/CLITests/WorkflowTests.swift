@@ -48,7 +48,7 @@ import Testing
         #expect(table.contains("merge base") && table.contains("cos"))
         // A range is headed by the names typed (it showed two 64-digit ids), A...B by its merge base.
         #expect(try s.ok(["diff", "math..chat"], in: "repo").stdout.hasPrefix("diff math → chat (merge base \(baseID.prefix(12)))"))
-        #expect(try s.ok(["diff", "math...chat"], in: "repo").stdout.hasPrefix("diff \(baseID.prefix(12)) → chat"))
+        #expect(try s.ok(["diff", "math...chat"], in: "repo").stdout.hasPrefix("diff \(baseID.prefix(12)) → chat\n"), "no merge base on a line of history")
 
         // export returns every committed file byte for byte.
         try s.ok(["export", "math", "../out-math"], in: "repo")

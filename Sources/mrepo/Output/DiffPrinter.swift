@@ -14,7 +14,9 @@ enum DiffPrinter {
         var out: [String] = []
         let shown = all ? report.tensors : report.changedTensors
         if header {
-            out.append("diff \(report.oldName) → \(report.newName)" + (report.mergeBase.map { " (merge base \($0.short))" } ?? ""))
+            // The merge base says something only where the two diverged (not on a line of history).
+            let base = report.mergeBase.flatMap { $0 == report.oldCommit || $0 == report.newCommit ? nil : $0 }
+            out.append("diff \(report.oldName) → \(report.newName)" + (base.map { " (merge base \($0.short))" } ?? ""))
         }
         for f in report.files where f.status != .unchanged {
             out.append("  file \(f.status.rawValue): \(f.path)")
