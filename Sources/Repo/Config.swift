@@ -145,9 +145,12 @@ public struct MrepoConfig: Sendable, Equatable {
     public static func applyToEnvironment(_ config: MrepoConfig) {
         _ = launchEnvironment
         for (key, variable, _) in keys {
-            guard var value = config[key], getenv(variable) == nil else { continue }
-            if key == "core.fsync" { value = ["false", "0", "no", "off"].contains(value.lowercased()) ? "0" : "1" }
-            setenv(variable, value, 0)
+            // An empty variable counts as unset, as everywhere.
+            guard var value = config[key], getenv(variable).map({ $0.pointee == 0 }) ?? true else { continue }
+            // A word it does not know is passed on as it is, for the check of every command
+            // (``TuningVariables``) to name (`flase` was taken for "sync on").
+            if key == "core.fsync", let bit = TuningVariables.fsyncWords[value.lowercased()] { value = bit }
+            setenv(variable, value, 1)
         }
     }
 }

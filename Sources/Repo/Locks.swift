@@ -36,6 +36,9 @@ final class WriteLock {
         }
     }
 
+    /// Whether this process holds any repository's write lock.
+    static var isAnyHeldHere: Bool { held.withLock { $0.values.contains { $0 > 0 } } }
+
     /// Whether this process holds the write lock whose file is at `path`.
     static func isHeldHere(path: String) -> Bool {
         guard let key = FileIdentityKey(path: path) else { return false }
@@ -98,8 +101,9 @@ final class WriteLock {
 /// lets new readers in for a grace period only (``gcGraceSeconds``); past it, it takes
 /// `.mrepo/gc.intent` exclusively, and a reader takes that file shared (for a moment) before
 /// `gc.lock`: new readers wait for (or a server refuses, as while gc runs) the gc, which gets its
-/// lock once the running readers end. A process that holds `gc.lock` shared already takes no
-/// turn there: gc waits for that process, and waiting for gc would deadlock both.
+/// lock once the running readers end. A process that holds any lock already (a write lock, a
+/// read lock of any repository) takes no turn: gc, or a reader gc waits for, may be waiting for
+/// that lock, and waiting for gc would close a circle.
 final class ReaderBarrier: Sendable {
     /// The lock file's descriptor, -1 once released (a lease may be released from any thread).
     private let fd: Mutex<Int32>
@@ -144,17 +148,21 @@ final class ReaderBarrier: Sendable {
         return n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : ""
     }
 
-    /// Whether this process holds the `gc.lock` open at `fd` shared already.
-    private static func isSharedHere(_ fd: Int32) -> Bool {
-        guard let key = WriteLock.FileIdentityKey(fd: fd) else { return false }
-        return sharedHere.withLock { ($0[key] ?? 0) > 0 }
+    /// Whether this process holds a lock another process may wait for: any repository's write
+    /// lock, or any `gc.lock` shared. Such a process takes no turn behind a gc: that gc waits for
+    /// this process's read lock, or another reader that the gc waits for may wait for this
+    /// process's lock (a fetch holding its write lock and reading from a folder remote that pushes
+    /// back), and waiting would close the circle.
+    private static var holdsAnyLock: Bool {
+        WriteLock.isAnyHeldHere || sharedHere.withLock { $0.values.contains { $0 > 0 } }
     }
 
     /// A reader's turn behind a gc that claimed priority: `gc.intent` shared, waiting (and saying
     /// so); the descriptor to close once `gc.lock` is held (-1 when there is no such file, no gc
-    /// having claimed one, or when this process holds `gc.lock` already), and whether it waited.
-    private static func takeTurn(lockFD: Int32, lockPath: String, notice: ((String) -> Void)?) -> (fd: Int32, waited: Bool) {
-        if isSharedHere(lockFD) { return (-1, false) }
+    /// having claimed one, or when this process holds a lock already: ``holdsAnyLock``), and
+    /// whether it waited.
+    private static func takeTurn(lockPath: String, notice: ((String) -> Void)?) -> (fd: Int32, waited: Bool) {
+        if holdsAnyLock { return (-1, false) }
         let fd = openIntent(lockPath)
         guard fd >= 0 else { return (-1, false) }
         while flock(fd, LOCK_SH | LOCK_NB) != 0 {
@@ -176,7 +184,7 @@ final class ReaderBarrier: Sendable {
     static func shared(path: String, notice: ((String) -> Void)?) -> ReaderBarrier? {
         let fd = openLockFile(path)
         guard fd >= 0 else { return nil }
-        let turn = takeTurn(lockFD: fd, lockPath: path, notice: notice)
+        let turn = takeTurn(lockPath: path, notice: notice)
         defer { if turn.fd >= 0 { Glibc.close(turn.fd) } }
         if flock(fd, LOCK_SH | LOCK_NB) != 0 {
             let pid = pidText(fd)

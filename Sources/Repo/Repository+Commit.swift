@@ -455,6 +455,12 @@ extension Repository {
             throw RepoError.io(path: path, reason: "not a directory (--from takes the checkpoint's folder)")
         }
         if dir == root { return root }
+        // Never the store (its database, locks and objects are no model), however links lead there.
+        let store = Repository.resolvingLinks(metaDirectory), real = Repository.resolvingLinks(dir)
+        if real == store || real.hasPrefix(store + "/") || dir == metaDirectory || dir.hasPrefix(metaDirectory + "/")
+            || (dir.hasPrefix(root + "/") && dir.dropFirst(root.count + 1).split(separator: "/").contains { PathPolicy.isReserved($0) }) {
+            throw RepoError.invalidArgument("--from \(path): the folder is inside a repository's own store (.mrepo or .git), which holds no model")
+        }
         if dir.hasPrefix(root + "/") {
             let relative = String(dir.dropFirst(root.count + 1))
             let ignore = IgnoreRules(file: root + "/.mrepoignore")

@@ -362,9 +362,12 @@ extension Repository {
         try comparison.checkWritable()
         let (changes, current) = (comparison.changes, comparison.current)
         if force, sparingUntracked {
+            // Where the target writes a file, or a folder (which would replace the file).
+            let folders = Set(newTree.files.flatMap { PathPolicy.parents(of: $0.path) })
             let inTheWay = changes.filter { change in
                 change.kind == .added && !isInsideNestedRepository(change.path)
-                    && newTree.file(at: change.path).map { current[change.path]?.identity != $0.identity } == true
+                    && (newTree.file(at: change.path).map { current[change.path]?.identity != $0.identity } == true
+                        || folders.contains(change.path))
             }.map(\.path).sorted()
             if !inTheWay.isEmpty {
                 let list = inTheWay.prefix(3).joined(separator: ", ") + (inTheWay.count > 3 ? " and \(inTheWay.count - 3) more" : "")

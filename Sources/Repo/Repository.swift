@@ -307,12 +307,18 @@ public final class Repository: Sendable {
             || candidate == metaDirectory || candidate.hasPrefix(metaDirectory + "/") {
             throw RepoError.invalidArgument("\(option) \(path): the file would be inside the repository's own store (\(Repository.directoryName)); write it elsewhere")
         }
+        // A repository's own entry anywhere (a linked working tree's `.mrepo` is a file naming
+        // its store; a nested repository's, a `.git`).
+        let worktreeRoot = Repository.resolvingLinks(root)
+        let inside = real.hasPrefix(worktreeRoot + "/") ? real.dropFirst(worktreeRoot.count + 1).split(separator: "/") : []
+        if PathPolicy.isReserved(splitPath(full).name) || inside.contains(where: { PathPolicy.isReserved($0) }) {
+            throw RepoError.invalidArgument("\(option) \(path): would write into a repository's own .mrepo or .git; write it elsewhere")
+        }
         if let st = FileStat.of(full, followLinks: true), st.isDirectory {
             throw RepoError.invalidArgument("\(option) \(path): is a folder; name a file (report.html)")
         }
-        let worktree = Repository.resolvingLinks(root)
-        guard real.hasPrefix(worktree + "/") else { return }
-        let relative = String(real.dropFirst(worktree.count + 1))
+        guard real.hasPrefix(worktreeRoot + "/") else { return }
+        let relative = String(real.dropFirst(worktreeRoot.count + 1))
         if let head = try headCommit(), try tree(of: head).files.contains(where: { $0.path == relative }) {
             throw RepoError.invalidArgument("\(option) \(path): would replace \(relative), a file of the working tree the repository tracks; write it elsewhere")
         }

@@ -19,7 +19,7 @@ public enum TuningVariables {
 
     static func flag(_ text: String) -> Bool { text == "0" || text == "1" }
 
-    static let fsyncWords = ["0": "0", "1": "1", "false": "0", "true": "1", "no": "0", "yes": "1", "off": "0", "on": "1"]
+    public static let fsyncWords = ["0": "0", "1": "1", "false": "0", "true": "1", "no": "0", "yes": "1", "off": "0", "on": "1"]
 
     static let rules: [Rule] = [
         Rule(variable: "MREPO_THREADS", expected: "a whole number from 1 to 1024", accepts: whole(1...1024)),
@@ -42,6 +42,13 @@ public enum TuningVariables {
         Rule(variable: "MREPO_S3_MULTIPART_THRESHOLD", expected: "a whole number of bytes from 0 to 5368709120 (5 GiB)",
              accepts: whole(0...(5 << 30))),
     ]
+
+    /// What `variable` takes, when `value` is not one of its values (nil: it is, or the variable
+    /// is not one of these).
+    public static func refusal(of value: String, for variable: String) -> String? {
+        guard let rule = rules.first(where: { $0.variable == variable }), !value.isEmpty, !rule.accepts(value) else { return nil }
+        return rule.expected
+    }
 
     /// Where a variable's value came from when the process was not started with it.
     public struct ConfigSource: Sendable {
@@ -74,7 +81,7 @@ public enum TuningVariables {
     public static func checkProcessEnvironment() -> String? {
         let environment = ProcessInfo.processInfo.environment
         let problem = problem(in: environment) { variable in
-            guard MrepoConfig.launchEnvironment[variable] == nil,
+            guard MrepoConfig.launchEnvironment[variable]?.isEmpty ?? true,
                   let key = MrepoConfig.keys.first(where: { $0.environment == variable })?.key else { return nil }
             guard let file = MrepoConfig.file(setting: key) else { return nil }
             return ConfigSource(setting: key, file: file, global: file == MrepoConfig.userFile)

@@ -450,6 +450,16 @@ import Testing
                            contains: "reset --hard would overwrite untracked files in model.safetensors, which the target commit tracks")
         #expect(s.read("repo/model.safetensors") == Data("MY WORK".utf8))
         try FileManager.default.removeItem(atPath: s.path("repo/model.safetensors"))
+        // Where the target has a folder, too (the file was deleted to make room for it).
+        try FileManager.default.createDirectory(atPath: s.path("repo/sub"), withIntermediateDirectories: true)
+        try Data("x".utf8).write(to: URL(fileURLWithPath: s.path("repo/sub/kept.txt")))
+        try s.ok(["commit", "-q", "-m", "sub"], in: "repo")
+        try FileManager.default.removeItem(atPath: s.path("repo/sub"))
+        try s.ok(["commit", "-q", "-m", "no sub"], in: "repo")
+        try Data("MINE".utf8).write(to: URL(fileURLWithPath: s.path("repo/sub")))
+        expectOneLineError(try s.run(["reset", "--hard", "HEAD~1"], in: "repo"), contains: "would overwrite untracked files in sub")
+        #expect(s.read("repo/sub") == Data("MINE".utf8))
+        try FileManager.default.removeItem(atPath: s.path("repo/sub"))
         try s.ok(["reset", "-q", "--hard", "ORIG_HEAD"], in: "repo")
 
         // restore: a whole file, then single tensors, from another revision.
@@ -995,6 +1005,11 @@ import Testing
         try s.ok(["log", "-1"], in: "repo", environment: ["MREPO_THREADS": "1"])
         try s.ok(["config", "core.threads", "2"], in: "repo")
         #expect(try s.ok(["log", "--format=%s"], in: "repo").stdout.contains("MREPO_FSYNC=false"))
+        // config sets only what every command then takes (2000 was set, then refused everywhere);
+        // a word core.fsync does not know is named, not taken for "on".
+        expectOneLineError(try s.run(["config", "core.threads", "2000"], in: "repo"), status: 64, contains: "core.threads must be a whole number from 1 to 1024")
+        try Data("[core]\n\tfsync = flase\n".utf8).write(to: URL(fileURLWithPath: s.path("repo/.mrepo/config")))
+        expectOneLineError(try s.run(["log"], in: "repo", environment: ["MREPO_FSYNC": ""]), status: 64, contains: "core.fsync in ")
     }
 
     @Test func commitFromWithoutCheckout() throws {
@@ -1031,6 +1046,10 @@ import Testing
         try s.ok(["commit", "-q", "--force", "--from", "outputs/step-100", "-m", "step 100"], in: "repo")
         #expect(s.read("repo/model.safetensors") == s.read("family/math/model.safetensors"))
         #expect(FileManager.default.fileExists(atPath: s.path("repo/outputs/step-100/model.safetensors")))
+        // Never the store, whatever the options (its hooks replaced the model; its database was committed).
+        for args in [["--from", ".mrepo", "--branch", "junk"], ["--from", ".mrepo/hooks"], ["--from", "./.mrepo/objects", "--no-checkout"]] {
+            expectOneLineError(try s.run(["commit", "-m", "junk"] + args, in: "repo"), contains: "the folder is inside a repository's own store")
+        }
     }
 
     /// `switch -C NAME` and `checkout -B NAME` (git's create-or-reset) are refused naming the way

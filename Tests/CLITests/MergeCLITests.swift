@@ -90,6 +90,19 @@ import Testing
         #expect(try s.ok(["reflog"], in: "repo").stdout == reflog)
         try FileManager.default.removeItem(atPath: s.path("repo/store"))
         #expect(try s.ok(["status", "--porcelain"], in: "repo").stdout.isEmpty)
+        // Nor over a file another branch brings (known once the merge has its tree), nor over a
+        // linked working tree's .mrepo file.
+        try s.ok(["switch", "-q", "-c", "extra", "main"], in: "repo")
+        try Data("notes".utf8).write(to: URL(fileURLWithPath: s.path("repo/notes.txt")))
+        try s.ok(["commit", "-q", "-m", "notes"], in: "repo")
+        try s.ok(["switch", "-q", "-c", "joined", "math"], in: "repo")
+        expectOneLineError(try s.run(["merge", "extra", "--method", "ties", "--report", "notes.txt"], in: "repo"),
+                           contains: "--report notes.txt: would replace notes.txt, which this command writes")
+        #expect(try s.ok(["rev-parse", "HEAD"], in: "repo").stdout == (try s.ok(["rev-parse", "math"], in: "repo").stdout))
+        try s.ok(["switch", "-q", "main"], in: "repo")
+        try s.ok(["worktree", "add", "-q", "../wt", "code"], in: "repo")
+        expectOneLineError(try s.run(["merge", "math", "--method", "ties", "--report", ".mrepo"], in: "wt"),
+                           contains: "would write into a repository's own .mrepo or .git")
         try s.ok(["merge", "-q", "math", "code", "--method", "ties", "--report", "../r.html"], in: "repo")
         expectOneLineError(try s.run(["show", "HEAD", "--report", ".mrepo/mrepo.db"], in: "repo"), contains: "inside the repository's own store")
         try s.ok(["fsck"], in: "repo")

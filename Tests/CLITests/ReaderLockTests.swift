@@ -70,13 +70,19 @@ final class RunningCommand {
 /// Readers that need objects to stay (export, diff, status) hold `.mrepo/gc.lock` shared; gc
 /// holds it exclusively, so it never deletes what a reader is reading.
 @Suite struct ReaderLockTests {
-    @Test func gcWaitsForAnExportItWouldPull() throws {
+    /// base on main, math on the branch math, which HEAD is on.
+    func baseAndMath() throws -> CLISandbox {
         let s = try CLISandbox()
         try s.makeFamily()
         try s.ok(["init", "-q", "repo"])
         try s.ok(["commit", "-q", "--from", "../family/base", "-m", "base"], in: "repo")
         try s.ok(["switch", "-q", "-c", "math"], in: "repo")
         try s.ok(["commit", "-q", "--from", "../family/math", "-m", "math"], in: "repo")
+        return s
+    }
+
+    @Test func gcWaitsForAnExportItWouldPull() throws {
+        let s = try baseAndMath()
         let math = String(try s.ok(["log", "--oneline", "-n", "1"], in: "repo").stdout.prefix(12))
         try s.ok(["switch", "-q", "main"], in: "repo")
 
@@ -107,12 +113,7 @@ final class RunningCommand {
     /// held gc off for ever. Past its grace (0 here), gc claims `.mrepo/gc.intent`: a reader
     /// started then waits for gc, which runs as soon as the readers it waited for end.
     @Test func gcGoesBeforeReadersThatStartAfterItsGrace() throws {
-        let s = try CLISandbox()
-        try s.makeFamily()
-        try s.ok(["init", "-q", "repo"])
-        try s.ok(["commit", "-q", "--from", "../family/base", "-m", "base"], in: "repo")
-        try s.ok(["switch", "-q", "-c", "math"], in: "repo")
-        try s.ok(["commit", "-q", "--from", "../family/math", "-m", "math"], in: "repo")
+        let s = try baseAndMath()
         let export = try RunningCommand(s, ["export", "-q", "HEAD", "../out"], in: "repo", environment: ["MREPO_PAUSE_AT": "export.resolved"])
         #expect(export.waitUntilPaused(at: "export.resolved"))
         try s.ok(["switch", "-q", "main"], in: "repo")

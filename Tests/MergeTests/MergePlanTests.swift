@@ -218,7 +218,7 @@ import Testing
         #expect(planError(MergeRecipe(method: "linear", experts: ["a", "b"], lines: (alpha: 1, beta: 0)))
             == "linear: LiNeS and consensus masks apply to task-vector methods only")
         #expect(planError(MergeRecipe(method: "ties", experts: ["a", "b"], consensus: (k: -1, lambda: 1)))
-            == "ties: parameter 'consensus' needs k ≥ 0 and λ ≥ 0")
+            == "ties: parameter 'consensus' needs k ≥ 0 and a finite λ ≥ 0")
         #expect(planError(MergeRecipe(method: "ties", experts: ["a", "b"], consensus: (k: 3, lambda: 1)))
             == "ties: parameter 'consensus' k = 3 exceeds the 2 experts: no element could be kept, and the merge would be the base")
     }

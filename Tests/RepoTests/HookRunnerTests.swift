@@ -47,6 +47,11 @@ import Testing
             expectThrows(RepoError.io(path: path, reason: "cannot run the pre-commit hook: it is not a program this system runs (start a script with a #! line, such as #!/bin/sh)")) {
                 _ = try repo.commitAll("first")
             }
+            // Saved with Windows line endings: the #! line ends in a carriage return.
+            try writeFile("#!/bin/sh\r\nexit 0\r\n", to: path, executable: true)
+            expectThrows(RepoError.io(path: path, reason: "cannot run the pre-commit hook: its #! line ends in a carriage return: the file has Windows line endings (convert it, e.g. with dos2unix)")) {
+                _ = try repo.commitAll("first")
+            }
             #expect(try repo.headCommit() == nil)
         }
     }

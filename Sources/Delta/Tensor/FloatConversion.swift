@@ -74,8 +74,8 @@ public enum FloatConversion {
     /// Whether converting these finite Float32 values to `dtype` turns one into ±inf: a magnitude
     /// at or past the halfway point between the dtype's largest finite value and the next power,
     /// which round-to-nearest-even takes up (the largest mantissa is odd in F16, BF16 and E5M2, so
-    /// the tie goes up). F8_E4M3 has no infinity: 480 and above (NaN in PyTorch's conversion,
-    /// ±448 in this converter's) counts as overflowing too.
+    /// the tie goes up). F8_E4M3 has no infinity: past 464 (NaN in PyTorch's conversion, ±448
+    /// in this converter's) counts as overflowing too.
     /// Values already ±inf or NaN are not counted (they pass through as they are). One max over
     /// the masked bit patterns, which vectorises.
     public static func narrowingOverflows(_ dtype: DType, _ values: UnsafePointer<Float>, count: Int) -> Bool {
@@ -84,9 +84,9 @@ public enum FloatConversion {
         case .f16: limit = Float(65520).bitPattern
         case .bf16: limit = 0x7F7F_8000
         case .f8e5m2: limit = Float(61440).bitPattern
-        // No infinity: 480 and above is NaN in PyTorch's conversion (and saturated to 448 here);
-        // below it, values round to 448 at most, as 65504 is F16's largest.
-        case .f8e4m3: limit = Float(480).bitPattern
+        // No infinity: past 464 (halfway from 448, the largest, to 480, whose code is NaN) values
+        // round to NaN in PyTorch's conversion (and saturate to 448 here); 464 itself ties to 448.
+        case .f8e4m3: limit = Float(464).nextUp.bitPattern
         default: return false
         }
         return UnsafeRawPointer(values).withMemoryRebound(to: UInt32.self, capacity: count) { bits in

@@ -21,8 +21,10 @@ public enum HookRunner {
         env["MREPO_ROOT"] = workingDirectory
         env["MREPO_EXE"] = executablePath
         for (k, v) in environment { env[k] = v }
-        // Spawned in its own process group, as an evaluation is (``LiveEvaluations``): a signal
-        // that ends mrepo (a `timeout`'s SIGTERM, Ctrl-C) ends the hook too; it was left running.
+        // Registered with the evaluations (``LiveEvaluations``): a signal that ends mrepo (a
+        // `timeout`'s SIGTERM) sends the hook SIGTERM too; it was left running. It stays in
+        // mrepo's process group, the terminal's, so that it may prompt there (a passphrase) and
+        // gets Ctrl-C as git's hooks do.
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -41,27 +43,26 @@ public enum HookRunner {
         sigemptyset(&none)
         posix_spawnattr_setsigdefault(&attributes, &all)
         posix_spawnattr_setsigmask(&attributes, &none)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
-        posix_spawnattr_setpgroup(&attributes, 0)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
         let argv = [strdup(path), nil]
         let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {
             for p in argv { free(p) }
             for p in envp { free(p) }
         }
-        var pid: pid_t = 0
-        LiveEvaluations.installHandlers()
-        mrepo_spawn_begin()
-        let rc = posix_spawn(&pid, path, &actions, &attributes, argv, envp)
-        if rc == 0 { LiveEvaluations.add(pid) }
-        let pending = mrepo_spawn_end()
-        if pending != 0 { LiveEvaluations.endAll(andDieOf: pending) }
+        let (rc, pid) = LiveEvaluations.spawn(path, &actions, &attributes, argv, envp, group: false)
         guard rc == 0 else {
             throw RepoError.io(path: path, reason: "cannot run the \(name) hook: " + whyNotRun(path, code: rc))
         }
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 {
-            guard errno == EINTR else { break }
+            guard errno == EINTR else {
+                // Never taken for a pass: a gate whose verdict is unknown did not say yes (with
+                // SIGCHLD ignored, the kernel reaps the hook and its status is lost).
+                let reason = String(cString: strerror(errno))
+                LiveEvaluations.remove(pid)
+                throw RepoError.io(path: path, reason: "cannot learn how the \(name) hook ended (\(reason)); nothing was written")
+            }
         }
         LiveEvaluations.remove(pid)
         // WIFSIGNALED / WEXITSTATUS, which Swift does not import.
@@ -90,6 +91,9 @@ public enum HookRunner {
             let line = String(decoding: head.prefix { $0 != UInt8(ascii: "\n") }, as: UTF8.self)
             if line.hasPrefix("#!") {
                 let interpreter = line.dropFirst(2).trimmingCharacters(in: .whitespaces).split(separator: " ").first.map(String.init) ?? ""
+                if interpreter.hasSuffix("\r") {
+                    return "its #! line ends in a carriage return: the file has Windows line endings (convert it, e.g. with dos2unix)"
+                }
                 if !interpreter.isEmpty, !FileManager.default.isExecutableFile(atPath: interpreter) {
                     return "its interpreter '\(interpreter)' (its #! line) does not exist or cannot be run"
                 }

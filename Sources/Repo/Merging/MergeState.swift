@@ -75,6 +75,9 @@ public struct MergeOptions: Sendable {
     /// What a refusal to overwrite a local change names: "merging", or the command that applies
     /// a change through the merge machinery ("revert", "cherry-pick").
     public var operation = "merging"
+    /// Where the command writes the merge's HTML page once it is recorded (`--report`): checked
+    /// against the merged tree's files before anything is recorded.
+    public var reportPath: String?
     /// Whether the merged tree gets a model card (README.md) and the recipe (merge_recipe.yml), as
     /// merge tools on the Hub write them. False for `revert` and `cherry-pick`: their result is a
     /// change applied to HEAD, whose own files (a README.md included) are merged three-way like any

@@ -280,6 +280,11 @@ extension Repository {
                                               recipeYAML: yaml, batch: batch, newObjects: &result.newObjects)
             try batch.finish()
             timer.add("tree+finish2", since: tt)
+            // The HTML page is written after the record: never over a file the merge writes there
+            // (one another branch brings, say), which is known only now.
+            if let page = options.reportPath {
+                try checkOutputFile(page, option: "--report", alsoWritten: tree.files.map(\.path))
+            }
             if options.noCommit {
                 // The candidate's files are staged (written and verified) before the merge state
                 // names them: a corrupt object stops the merge with nothing recorded or written.
@@ -297,6 +302,12 @@ extension Repository {
                 }
                 readyCheckout = (checkout, result.report)
             } else {
+                // A revert or cherry-pick none of whose change applied (HEAD's version of each file
+                // it touches kept) would be an empty commit under the change's message, which git
+                // refuses. (Settled so by `resolve` before `--continue`, it is the user's choice.)
+                if let kind = state.operation, state.branches.isEmpty, tree.id == (try commit(state.head)).treeID {
+                    throw RepoError.invalidArgument("\(kind): nothing of the change could be applied: HEAD has changed the files it touches since (their HEAD versions are kept); no commit was made")
+                }
                 let trec = timer.now()
                 let recorded = try recordMerge(state: state, tree: tree, objects: result.newObjects, report: result.report,
                                                extraMembers: options.extraMembers, prepared: context.prepared, author: author,

@@ -133,11 +133,6 @@ extension Repository {
         let head = try history.head()
         guard head.commit == state.head else { throw RepoError.concurrentUpdate(ref: head.branchName ?? "HEAD") }
         let headCommit = try commit(state.head)
-        // A revert or cherry-pick whose change was not applied (HEAD's version of each file it
-        // touches kept) would be an empty commit under the change's message, as git refuses.
-        if let kind = state.operation, state.branches.isEmpty, tree.id == headCommit.treeID {
-            throw RepoError.invalidArgument("\(kind): nothing of the change could be applied: HEAD has changed the files it touches since (their HEAD versions are kept); no commit was made")
-        }
         let experts = state.expertList
         var hookEnv = ["MREPO_MERGE_BASE": state.base.hex, "MREPO_MERGE_HEAD": state.head.hex,
                        "MREPO_MERGE_BRANCHES": state.branches.map(\.name).joined(separator: " "),

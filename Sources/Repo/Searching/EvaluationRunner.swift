@@ -50,16 +50,7 @@ final class EvaluationRun {
             for p in argv { free(p) }
             for p in envp { free(p) }
         }
-        var pid: pid_t = 0
-        LiveEvaluations.installHandlers()
-        // A signal between the spawn and the table's update is acted on here, once the group is in
-        // the table (spawnguard.c): it found no group to end.
-        mrepo_spawn_begin()
-        let rc = posix_spawn(&pid, "/bin/sh", &actions, &attributes, argv, envp)
-        CrashPoint.reach("search.spawned")
-        if rc == 0 { LiveEvaluations.add(pid) }
-        let pending = mrepo_spawn_end()
-        if pending != 0 { LiveEvaluations.endAll(andDieOf: pending) }
+        let (rc, pid) = LiveEvaluations.spawn("/bin/sh", &actions, &attributes, argv, envp) { CrashPoint.reach("search.spawned") }
         guard rc == 0 else { throw RepoError.failed("cannot run the evaluation command: \(String(cString: strerror(rc)))") }
         self.pid = pid
         started = EvaluationRun.now()
@@ -176,7 +167,8 @@ extension Optional where Wrapped == String {
 enum LiveEvaluations {
     static let signals: [Int32] = [SIGINT, SIGTERM, SIGHUP]
     static let capacity = 256
-    /// Process group ids, 0 for a free slot: written under ``lock``, read by the handler.
+    /// Process group ids (a single process's pid, negated), 0 for a free slot: written under
+    /// ``lock``, read by the handler.
     nonisolated(unsafe) static let table: UnsafeMutablePointer<pid_t> = {
         let p = UnsafeMutablePointer<pid_t>.allocate(capacity: capacity)
         p.initialize(repeating: 0, count: capacity)
@@ -187,11 +179,36 @@ enum LiveEvaluations {
     /// Kills every evaluation's process group, then dies of `sig` as its default action would
     /// (async-signal-safe: reads the table, calls kill, signal and raise).
     static func endAll(andDieOf sig: Int32) {
-        for i in 0..<capacity where table[i] > 0 {
-            _ = Glibc.kill(-table[i], SIGKILL)
+        for i in 0..<capacity where table[i] != 0 {
+            if table[i] > 0 {
+                _ = Glibc.kill(-table[i], SIGKILL)
+            } else {
+                _ = Glibc.kill(-table[i], SIGTERM)
+            }
         }
         signal(sig, SIG_DFL)
         raise(sig)
+    }
+
+    /// `posix_spawn` of a process whose attributes put it in a group of its own, added to the
+    /// table. A signal between the spawn and the table's update is acted on here, once the group
+    /// is in the table (spawnguard.c): the handler found no group to end.
+    /// - Returns: posix_spawn's result and the pid.
+    /// - Parameter group: the attributes give the process a group of its own, which is ended
+    ///   whole; else (a hook, which stays in mrepo's group, the terminal's) the process alone is
+    ///   sent SIGTERM.
+    static func spawn(_ path: String, _ actions: inout posix_spawn_file_actions_t, _ attributes: inout posix_spawnattr_t,
+                      _ argv: [UnsafeMutablePointer<CChar>?], _ envp: [UnsafeMutablePointer<CChar>?], group: Bool = true,
+                      spawned: () -> Void = {}) -> (Int32, pid_t) {
+        var pid: pid_t = 0
+        installHandlers()
+        mrepo_spawn_begin()
+        let rc = posix_spawn(&pid, path, &actions, &attributes, argv, envp)
+        spawned()
+        if rc == 0 { add(group ? pid : -pid) }
+        let pending = mrepo_spawn_end()
+        if pending != 0 { endAll(andDieOf: pending) }
+        return (rc, pid)
     }
 
     static func add(_ pid: pid_t) {
@@ -205,7 +222,7 @@ enum LiveEvaluations {
 
     static func remove(_ pid: pid_t) {
         lock.withLock { _ in
-            for i in 0..<capacity where table[i] == pid { table[i] = 0 }
+            for i in 0..<capacity where table[i] == pid || table[i] == -pid { table[i] = 0 }
         }
     }
 

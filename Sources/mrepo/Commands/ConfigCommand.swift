@@ -47,7 +47,10 @@ struct ConfigCommand: ParsableCommand {
         }
         switch key {
         case "core.threads":
-            if (Int(value) ?? 0) < 1 { throw ValidationError("core.threads must be a positive number") }
+            // The rule every command checks MREPO_THREADS and this key by (TuningVariables).
+            if let expected = TuningVariables.refusal(of: value, for: "MREPO_THREADS") {
+                throw ValidationError("core.threads must be \(expected)")
+            }
         case "core.fsync":
             if !["true", "false", "1", "0", "yes", "no", "on", "off"].contains(value.lowercased()) {
                 throw ValidationError("core.fsync must be true or false (also 1/0, yes/no, on/off)")

@@ -310,6 +310,7 @@ struct MergeCommand: ParsableCommand {
         var options = MergeOptions(assembled, message: message, fastForward: noFastForward ? .never : fastForwardOnly ? .only : .allowed,
                                    metrics: metrics.compactMap(Metric.parse), noCommit: noCommit, dryRun: dryRun)
         options.squash = squash
+        options.reportPath = report
         return options
     }
 }
