@@ -185,8 +185,21 @@ extension Repository {
         if notFetched > 0 {
             report.warnings.append("\(notFetched) object\(notFetched == 1 ? "" : "s") not fetched yet (a lazy clone reads them from its remote on first use; 'mrepo fetch --objects REV' fetches them now)")
         }
-        if !temporary.isEmpty {
-            report.warnings.append("\(temporary.count) temporary file\(temporary.count == 1 ? "" : "s") in the object store (\(origin); 'mrepo gc' removes \(writer == nil ? "them" : "those left once it ends"))")
+        // A temporary file names its writer: one whose process runs (a lazy reader fetching, which
+        // holds no write lock) is said to be in use, not left by an interrupted command.
+        var liveness = ProcessLiveness()
+        let inUse = temporary.filter { path in
+            let (folder, name) = splitPath(path)
+            guard let writer = TemporaryName.writer(of: name), writer.pid != getpid(), TemporaryName.isLocal(owner: writer.owner) else { return false }
+            return !liveness.isLeftover(name, in: folder)
+        }
+        let leftOver = temporary.count - inUse.count
+        if leftOver > 0 {
+            report.warnings.append("\(leftOver) temporary file\(leftOver == 1 ? "" : "s") in the object store (\(inUse.isEmpty ? origin : "left by an interrupted command"); 'mrepo gc' removes \(writer == nil || !inUse.isEmpty ? "them" : "those left once it ends"))")
+        }
+        if !inUse.isEmpty {
+            let pids = Set(inUse.compactMap { TemporaryName.pid(of: splitPath($0).name) }).sorted().map(String.init)
+            report.warnings.append("\(inUse.count) temporary file\(inUse.count == 1 ? "" : "s") in the object store of \(pids.count == 1 ? "pid" : "pids") \(pids.prefix(3).joined(separator: ", "))\(pids.count > 3 ? " and \(pids.count - 3) more" : ""), still running (a command writing, or reading a lazy clone's objects)")
         }
         let partial = PartialDownload.census(objects)
         if partial.count > 0 {
