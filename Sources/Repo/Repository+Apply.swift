@@ -121,7 +121,7 @@ extension Repository {
         if !adapters.isEmpty {
             throw RepoError.invalidArgument("\(kind): HEAD changed what this change touches, so it cannot be applied byte for byte, and task arithmetic does not apply to LoRA adapters (\(Array(Set(adapters)).sorted().joined(separator: ", ")) \(adapters.count == 1 ? "is one" : "are")); nothing was written. Apply it on a branch where nothing else changed those files, or fold the adapters into their base (mrepo export --fold) and commit the models")
         }
-        var options = MergeOptions(branches: [headID.hex, to.hex], recipe: MergeRecipe(method: "task_arithmetic", experts: [], seed: 0),
+        var options = MergeOptions(branches: ["HEAD", to.hex], recipe: MergeRecipe(method: "task_arithmetic", experts: [], seed: 0),
                                    base: from.hex, message: message)
         options.inputsAreExperts = true
         options.singleParent = true

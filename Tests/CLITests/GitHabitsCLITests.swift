@@ -694,6 +694,9 @@ import Testing
         try s.ok(["commit", "-q", "-m", "drop a"], in: "repo")
         let stopped = try s.run(["revert", "HEAD~1"], in: "repo")
         #expect(stopped.status == 1, "\(stopped.stdout)\(stopped.stderr)")
+        // Its inputs are HEAD and a short id (they were two 64-digit ids).
+        let parent = String(try revParse(s, "HEAD~2").prefix(12))
+        #expect((stopped.stdout + stopped.stderr).contains("a: deleted by HEAD, changed by \(parent)"), "\(stopped.stdout)\(stopped.stderr)")
         let status = try s.ok(["status"], in: "repo").stdout
         #expect(status.contains("Applying 'Revert \"change a\"' onto HEAD (task_arithmetic: a revert or cherry-pick)"), "\(status)")
         let doc = try #require(try s.json(try s.ok(["status", "--json"], in: "repo")) as? [String: Any])

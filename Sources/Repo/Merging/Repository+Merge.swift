@@ -357,8 +357,10 @@ extension Repository {
                 continue
             }
             // `merge -` names the branch it means in the message and the record, not `@{-1}`
-            // (which names another branch after the next switch).
-            named.append(MergeInput(name: try previousBranchName(spelled: name) ?? name, commit: id))
+            // (which names another branch after the next switch); a whole commit id (a revert's or
+            // cherry-pick's input) is shown as its short form.
+            let shown = name.count == 64 && ObjectID(hex: name) == id ? id.short : name
+            named.append(MergeInput(name: try previousBranchName(spelled: name) ?? shown, commit: id))
         }
         let headName = head.branchName ?? "HEAD"
         let headAncestors = try ancestors(of: headID)
