@@ -278,14 +278,14 @@ public struct MergekitRecipe: Sendable, Equatable {
             guard let m = node.mapping else { return nil }
             var out: [String: Node] = [:]
             // YAML 1.1 merge keys (`<<: *defaults`, or a list of such), which PyYAML's safe_load
-            // (mergekit's reader) expands: the mapping's own keys win, then earlier sources.
+            // (mergekit's reader) expands: the mapping's own keys win, then the earlier sources of
+            // a `<<` list (the YAML parser refuses a second `<<` key, as any duplicate key).
             var merged: [String: Node] = [:]
             for (k, v) in m {
                 try count(depth + 1)
                 guard let key = k.string else { throw bad("\(at) has a key that is not text") }
                 if key == "<<", k.scalar?.style == .plain {
-                    let sources = v.mapping != nil ? [v] : Array(v.sequence ?? [])
-                    guard !sources.isEmpty, sources.allSatisfy({ $0.mapping != nil }) else {
+                    guard let sources = v.mapping != nil ? [v] : v.sequence.map(Array.init), sources.allSatisfy({ $0.mapping != nil }) else {
                         throw bad("\(at).<< (a merge key) must be a mapping or a list of mappings")
                     }
                     for source in sources {

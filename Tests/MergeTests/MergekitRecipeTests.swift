@@ -106,6 +106,9 @@ import Testing
         #expect(r.models[1].parameters == ["weight": .number(0.5), "density": .number(0.5)])
         #expect(r.parameters == ["density": .number(0.2), "weight": .number(0.9), "normalize": .flag(true)])
         #expect(parseError("merge_method: ties\nparameters: {<<: 3}\nmodels:\n  - model: m\n")?.contains("parameters.<< (a merge key) must be a mapping or a list of mappings") == true)
+        // An empty list merges nothing, as in PyYAML (two merge keys are duplicate keys, refused
+        // as YAML by the parser).
+        #expect(try MergekitRecipe.parse("merge_method: ties\nparameters: {<<: [], density: 0.4}\nmodels:\n  - model: m\n", file: "r.yml").parameters == ["density": .number(0.4)])
     }
 
     /// mergekit's filter is `filter in name`, so the empty filter matches every tensor (it matched
