@@ -545,6 +545,11 @@ public enum RefNames {
     /// by an older mrepo can still be pushed, fetched and deleted.
     public static func validateNew(_ name: String) throws {
         try validate(name)
+        // The Hub's revision paths, S3 keys and file systems all stop somewhere: one limit for all.
+        if name.utf8.count > 255 {
+            throw RepoError.invalidRefName(name.count > 40 ? String(name.prefix(40)) + "..." : name,
+                                           reason: "is \(name.utf8.count) bytes long; a branch or tag name holds at most 255")
+        }
         // What a name whose bytes were not UTF-8 became on the way in: two such names would be one.
         if name.unicodeScalars.contains("\u{FFFD}") {
             throw RepoError.invalidRefName(name, reason: "must be valid UTF-8 (it holds U+FFFD, the replacement for bytes that are not)")

@@ -49,6 +49,13 @@ public enum MrepoServer {
             service.uploads.removeAll()
             service.registry.closeJournals()
         }
-        try await app.runService()
+        do {
+            try await app.runService()
+        } catch let error as IOError {
+            // NIO's socket errors print as "bind(descriptor:ptr:bytes:): Address already in use) (errno: 98)".
+            let why = String(cString: strerror(error.errnoCode))
+            throw ServeError.invalidConfiguration("cannot listen on \(options.host):\(options.port): \(why)"
+                + (error.errnoCode == EADDRINUSE ? " (another server holds the port; choose another with --port)" : ""))
+        }
     }
 }

@@ -325,6 +325,17 @@ import Testing
             expectOneLineError(try s.run(["remote", "add", "bad", url], in: "repo"), status: 64, contains: "HOST:PORT/NAMESPACE/NAME")
         }
         expectOneLineError(try s.run(["remote", "set-url", "origin", "s3://bucket"], in: "repo"), status: 64, contains: "s3://BUCKET/NAME")
+        // A port past 65535 crashed the HTTP client (SIGILL and a stack trace), for clone, fetch,
+        // ls-remote and an S3 endpoint alike; credentials in the URL were ignored without a word.
+        expectOneLineError(try s.run(["remote", "add", "bad", "http://127.0.0.1:99999/a/b"], in: "repo"), status: 64, contains: "the port must be from 1 to 65535")
+        expectOneLineError(try s.run(["ls-remote", "http://127.0.0.1:65536/a/b"], in: "repo"), contains: "the port must be from 1 to 65535")
+        expectOneLineError(try s.run(["ls-remote", "s3://bkt/x"], in: "repo",
+                                     environment: ["AWS_ENDPOINT_URL": "http://127.0.0.1:99999", "AWS_ACCESS_KEY_ID": "K", "AWS_SECRET_ACCESS_KEY": "S"]),
+                           contains: "the port must be from 1 to 65535 (AWS_ENDPOINT_URL)")
+        expectOneLineError(try s.run(["remote", "add", "bad", "http://u:p@127.0.0.1:9/a/b"], in: "repo"), status: 64, contains: "credentials in the URL are not used")
+        // Schemes are case-insensitive.
+        try s.ok(["remote", "add", "upper", "HTTP://127.0.0.1:9/a/b"], in: "repo")
+        try s.ok(["remote", "remove", "upper"], in: "repo")
         // The usage error points at the subcommand's own help.
         expectOneLineError(try s.run(["remote", "set-url", "origin", "s3://bucket"], in: "repo"), status: 64,
                            contains: "(see 'mrepo remote set-url --help')")

@@ -174,4 +174,17 @@ struct ServeHubGapsTests {
         #expect(!FileManager.default.fileExists(atPath: s.path("served/ns/secret")))
         try s.ok(["fsck"], in: repo)
     }
+
+    /// A port another server holds is named in one line (it printed NIO's "bind(descriptor:ptr:bytes:):
+    /// Address already in use) (errno: 98)").
+    @Test("a busy port is said to be busy, in one line")
+    func aBusyPortIsNamed() throws {
+        let s = try CLISandbox()
+        try FileManager.default.createDirectory(atPath: s.path("served"), withIntermediateDirectories: true)
+        let server = try ServerProcess(s, ["served"])
+        let port = try #require(URL(string: server.url)?.port)
+        expectOneLineError(try s.run(["serve", "served", "--port", "\(port)"]),
+                           contains: "cannot listen on 127.0.0.1:\(port): Address already in use (another server holds the port; choose another with --port)")
+        #expect(server.stop() == 0)
+    }
 }

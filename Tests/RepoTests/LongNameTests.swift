@@ -50,6 +50,17 @@ import Testing
         #expect(try repo.fsck().isClean)
     }
 
+    /// A path component past 255 bytes (a Hub commit recorded one) is refused in a tree, and a
+    /// branch or tag name past 255 bytes when it is made: the Hub's revision paths could not
+    /// serve it, and no checkout could write the file.
+    @Test func namesPastAFileNamesLengthAreRefused() throws {
+        let long = String(repeating: "p", count: 256)
+        #expect(throws: RepoError.self) { _ = try PathPolicy.normalize("a/" + long) }
+        #expect(try PathPolicy.normalize("a/" + String(long.dropFirst())) == "a/" + String(long.dropFirst()))
+        #expect(throws: RepoError.self) { try RefNames.validateNew(long) }
+        try RefNames.validateNew(String(long.dropFirst()))
+    }
+
     @Test func temporaryNamesFitAFileNameAndKeepWholeCharacters() {
         for bytes in [20, 100, 230, 250, 255] {
             let name = longName(bytes, ending: ".safetensors")

@@ -59,7 +59,14 @@ enum RemoteHTTP {
             default: return oneLine("\(e)")
             }
         default:
-            return oneLine("\(error)")
+            // NIOSSL's errors (not imported here) print as a dump of BoringSSL's error stack.
+            let text = "\(error)"
+            if String(reflecting: type(of: error)).hasPrefix("NIOSSL.") {
+                return text.hasPrefix("handshakeFailed")
+                    ? "the TLS handshake failed (is the server plain http? then use an http:// URL)"
+                    : "a TLS error (\(oneLine(String(text.prefix(80)))))"
+            }
+            return oneLine(text)
         }
     }
 

@@ -11,7 +11,12 @@ public enum RemoteLocation: Sendable, Equatable {
 
     /// Parses a remote URL.
     /// - Throws: ``RepoError/invalidArgument(_:)`` for an unknown scheme or a malformed URL.
-    public init(parsing url: String) throws {
+    public init(parsing given: String) throws {
+        // Schemes are case-insensitive (`HTTP://host`, as browsers and git take it).
+        var url = given
+        if let colon = url.range(of: "://"), url[..<colon.lowerBound].allSatisfy({ $0.isLetter || $0.isNumber || "+-.".contains($0) }) {
+            url = url[..<colon.lowerBound].lowercased() + url[colon.lowerBound...]
+        }
         if url.hasPrefix("s3://") {
             let rest = url.dropFirst(5)
             let parts = rest.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
@@ -23,6 +28,13 @@ public enum RemoteLocation: Sendable, Equatable {
             self = .s3(bucket: bucket, key: key)
         } else if url.hasPrefix("http://") || url.hasPrefix("https://") {
             guard let parsed = URL(string: url), parsed.host != nil else { throw RepoError.invalidArgument("'\(url)': not a valid URL") }
+            // The HTTP client traps on a port past 65535; refused here, before `remote add` keeps it.
+            if let port = parsed.port, !(1...65535).contains(port) {
+                throw RepoError.invalidArgument("'\(url)': the port must be from 1 to 65535")
+            }
+            if parsed.user != nil || parsed.password != nil {
+                throw RepoError.invalidArgument("'\(url)': credentials in the URL are not used; give the token in MREPO_TOKEN")
+            }
             // Checked here, not only when a transfer starts, so `remote add` refuses a URL no transfer could use.
             guard parsed.path.split(separator: "/").count == 2, parsed.query == nil, parsed.fragment == nil else {
                 throw RepoError.invalidArgument("'\(url)': an mrepo serve remote is http(s)://HOST:PORT/NAMESPACE/NAME")

@@ -78,6 +78,11 @@ public enum PathPolicy {
             if PathPolicy.isReserved(part) {
                 throw RepoError.unsafePath(path, reason: "'\(part)' is reserved")
             }
+            // No file system takes a longer name: a tree holding one (a Hub commit could record
+            // it) could never be checked out.
+            if part.utf8.count > AtomicFileWriter.maximumNameBytes {
+                throw RepoError.unsafePath(path, reason: "a path component is \(part.utf8.count) bytes long; a file name holds at most \(AtomicFileWriter.maximumNameBytes)")
+            }
         }
         return path
     }

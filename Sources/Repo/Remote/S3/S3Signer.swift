@@ -142,6 +142,10 @@ public struct S3Configuration: Sendable {
               url.scheme == "http" || url.scheme == "https" else {
             throw RepoError.invalidArgument("'\(endpointText)': not an http(s) endpoint URL (AWS_ENDPOINT_URL)")
         }
+        // The HTTP client traps on a port past 65535.
+        if let port = url.port, !(1...65535).contains(port) {
+            throw RepoError.invalidArgument("'\(endpointText)': the port must be from 1 to 65535 (AWS_ENDPOINT_URL)")
+        }
         endpoint = url
     }
 
