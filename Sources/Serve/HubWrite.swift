@@ -61,7 +61,13 @@ extension HubService {
         do {
             if kind == .branch { _ = try repo.deleteBranch(name, force: true, wait: true) } else { _ = try repo.deleteTag(name, wait: true) }
         } catch let error as RepoError {
-            throw HubError(status: .conflict, message: error.description)
+            // Not the server's folders ("checked out in the working tree at /srv/..."): a client
+            // needs the reason, not where the server keeps its files.
+            var message = error.description
+            if let at = message.range(of: " in the working tree at /") {
+                message = String(message[..<at.lowerBound]) + " in a working tree of the repository on the server"
+            }
+            throw HubError(status: .conflict, message: message)
         }
         return Responses.json(.object([]))
     }

@@ -116,6 +116,7 @@ struct ServeHubGapsTests {
         try s.writeModel(repo, [("w", [2, 3], [1, 2, 3, 4, 5, 6]), ("b", [2], [1, 2])], dtype: .bf16)
         try s.ok(["commit", "-q", "-m", "first"], in: repo)
         try s.ok(["branch", "-q", "exp"], in: repo)
+        try s.ok(["worktree", "add", "-q", s.path("wt"), "exp"], in: repo)
         try FileManager.default.createDirectory(atPath: s.path("up/x"), withIntermediateDirectories: true)
         try "planted\n".write(toFile: s.path("up/x/config"), atomically: true, encoding: .utf8)
         let head = try s.ok(["rev-parse", "main"], in: repo).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -140,6 +141,8 @@ struct ServeHubGapsTests {
             attempt("delete_branch", lambda: api.delete_branch("ns/refs", branch="gone"))
             attempt("delete_tag", lambda: api.delete_tag("ns/refs", tag="t1"))
             attempt("delete_missing", lambda: api.delete_branch("ns/refs", branch="never"))
+            attempt("delete_checked_out", lambda: api.delete_branch("ns/refs", branch="main"))
+            attempt("delete_linked", lambda: api.delete_branch("ns/refs", branch="exp"))
             info = api.model_info("ns/refs")
             out["safetensors"] = {"parameters": info.safetensors.parameters, "total": info.safetensors.total}
             refs = api.list_repo_refs("ns/refs")
@@ -161,6 +164,13 @@ struct ServeHubGapsTests {
         #expect(result["delete_branch"] as? String == "ok")
         #expect(result["delete_tag"] as? String == "ok")
         #expect((result["delete_missing"] as? String)?.hasPrefix("404") == true, "\(result["delete_missing"] ?? "")")
+        // Refused, with the reason and without the server's folders (the linked working tree's
+        // path was in the message).
+        let checkedOut = result["delete_checked_out"] as? String ?? ""
+        #expect(checkedOut.hasPrefix("409") && checkedOut.contains("it is the current branch"), "\(checkedOut)")
+        let linked = result["delete_linked"] as? String ?? ""
+        #expect(linked.hasPrefix("409") && linked.contains("checked out in a working tree of the repository on the server")
+                && !linked.contains(s.path("wt")), "\(linked)")
         #expect(result["branches"] as? [String] == ["exp", "main"])
         #expect(result["tags"] as? [String] == [])
         for (key, expected) in [("id_branch", "must not look like a commit id"), ("create_pr", "pull requests are not supported"),
