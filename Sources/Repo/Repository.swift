@@ -550,6 +550,11 @@ public enum RefNames {
             throw RepoError.invalidRefName(name.count > 40 ? String(name.prefix(40)) + "..." : name,
                                            reason: "is \(name.utf8.count) bytes long; a branch or tag name holds at most 255")
         }
+        // git's full names: `push R main:refs/remotes/x` made a branch of that name, which no
+        // revision reads as one (`refs/remotes/R/B` is a remote-tracking ref).
+        if name.hasPrefix("refs/") {
+            throw RepoError.invalidRefName(name, reason: "must not start with 'refs/': a branch is named B (refs/heads/B in git), a tag T")
+        }
         // What a name whose bytes were not UTF-8 became on the way in: two such names would be one.
         if name.unicodeScalars.contains("\u{FFFD}") {
             throw RepoError.invalidRefName(name, reason: "must be valid UTF-8 (it holds U+FFFD, the replacement for bytes that are not)")

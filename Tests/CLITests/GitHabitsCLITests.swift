@@ -1113,5 +1113,6 @@ import Testing
         }
         expectOneLineError(try s.run(["-C", "repo/model.safetensors", "status"]), contains: "cannot change to 'repo/model.safetensors': not a directory")
         expectOneLineError(try s.run(["branch", String(repeating: "L", count: 256)], in: "repo"), contains: "is 256 bytes long; a branch or tag name holds at most 255")
+        expectOneLineError(try s.run(["branch", "refs/remotes/x"], in: "repo"), contains: "must not start with 'refs/'")
     }
 }

@@ -19,7 +19,7 @@ struct PushCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("The remote (default: the current branch's upstream remote, else origin).", valueName: "remote"))
     var remote: String?
 
-    @Argument(help: ArgumentHelp("Branches or tags to push: NAME (HEAD: the current branch), or SOURCE:REMOTE with any revision as SOURCE (a commit id, origin/main, main~1) and the remote branch or tag as REMOTE (refs/heads/X or refs/tags/X to say which).", valueName: "ref"))
+    @Argument(help: ArgumentHelp("Branches or tags to push: NAME (HEAD: the current branch), or SOURCE:REMOTE with any revision as SOURCE (a commit id, origin/main, main~1) and the remote branch or tag as REMOTE (refs/heads/X or refs/tags/X to say which); :REMOTE, with no source, deletes REMOTE there, as --delete does.", valueName: "ref"))
     var refs: [String] = []
 
     @Flag(help: "Push every branch.")
