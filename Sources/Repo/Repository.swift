@@ -406,6 +406,10 @@ public final class Repository: Sendable {
             if matches.count == 1 { return matches[0] }
         }
         if let ref = try history.ref(named: base) { return ref.target }
+        // git's full names of branches and tags (new names may not start with `refs/`).
+        for (prefix, kind) in [("refs/heads/", Ref.Kind.branch), ("refs/tags/", .tag)] where base.hasPrefix(prefix) {
+            if let ref = try history.ref(named: String(base.dropFirst(prefix.count))), ref.kind == kind { return ref.target }
+        }
         // `origin/main`: a remote-tracking ref (a local branch of that name wins, as in git).
         if let tracking = try remoteRef(spelled: base) { return tracking.target }
         if lower.count >= 4, lower.allSatisfy({ $0.isHexDigit }) {

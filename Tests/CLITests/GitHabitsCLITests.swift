@@ -116,6 +116,10 @@ import Testing
         expectOneLineError(try s.run(["rev-parse", "again@{1}"], in: "repo"), contains: "again did not exist then (entry 1 of its reflog")
         #expect(try revParse(s, "again@{2}") == math)
         #expect(try revParse(s, "v^{}".replacingOccurrences(of: "v", with: "math")) == math)
+        // git's full names (they were unknown revisions).
+        try s.ok(["tag", "v1", "code"], in: "repo")
+        #expect(try revParse(s, "refs/heads/math") == math && (try revParse(s, "refs/tags/v1~0")) == code)
+        expectOneLineError(try s.run(["rev-parse", "refs/tags/math"], in: "repo"), contains: "unknown revision 'refs/tags/math'")
         #expect(try revParse(s, "-") == code)
         #expect(try s.ok(["rev-parse", "--abbrev-ref", "-"], in: "repo").stdout == "code\n")
         try s.ok(["switch", "-q", "-"], in: "repo")
