@@ -456,9 +456,7 @@ extension Repository {
         }
         if dir == root { return root }
         // Never the store (its database, locks and objects are no model), however links lead there.
-        let store = Repository.resolvingLinks(metaDirectory), real = Repository.resolvingLinks(dir)
-        if real == store || real.hasPrefix(store + "/") || dir == metaDirectory || dir.hasPrefix(metaDirectory + "/")
-            || (dir.hasPrefix(root + "/") && dir.dropFirst(root.count + 1).split(separator: "/").contains { PathPolicy.isReserved($0) }) {
+        if isInsideStore(dir) || (dir.hasPrefix(root + "/") && dir.dropFirst(root.count + 1).split(separator: "/").contains { PathPolicy.isReserved($0) }) {
             throw RepoError.invalidArgument("--from \(path): the folder is inside a repository's own store (.mrepo or .git), which holds no model")
         }
         if dir.hasPrefix(root + "/") {

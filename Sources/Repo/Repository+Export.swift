@@ -31,8 +31,7 @@ extension Repository {
         if dir == root || real == Repository.resolvingLinks(root) {
             throw RepoError.exportIntoWorktree
         }
-        let store = Repository.resolvingLinks(metaDirectory)
-        if real == store || real.hasPrefix(store + "/") || dir == metaDirectory || dir.hasPrefix(metaDirectory + "/") {
+        if isInsideStore(dir) {
             throw RepoError.exportIntoStore(directory: directory)
         }
         let written = Set(try writing.map { try PathPolicy.normalize($0) })

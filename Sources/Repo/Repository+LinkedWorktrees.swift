@@ -167,8 +167,7 @@ extension Repository {
             }
         }
         let real = Repository.resolvingLinks(dir)
-        let store = Repository.resolvingLinks(metaDirectory)
-        if real == store || real.hasPrefix(store + "/") {
+        if isInsideStore(dir) {
             throw RepoError.worktree(.folderInStore(shown))
         }
         // (A folder holding another working tree is not empty; one whose folder is gone still has its row.)

@@ -292,6 +292,13 @@ public final class Repository: Sendable {
         return try body()
     }
 
+    /// Whether an absolute path is this repository's store or lies inside it, as spelled or
+    /// however symbolic links lead there (export folders, `commit --from`, report files).
+    func isInsideStore(_ absolute: String) -> Bool {
+        let store = Repository.resolvingLinks(metaDirectory), real = Repository.resolvingLinks(absolute)
+        return [(absolute, metaDirectory), (real, store)].contains { path, meta in path == meta || path.hasPrefix(meta + "/") }
+    }
+
     /// Refuses a destination for a file the user asked for (an HTML report) that would replace
     /// something of the repository's: anything inside `.mrepo` (its history database, however
     /// links lead there), a folder, or a file of the working tree that HEAD tracks (a report
@@ -302,9 +309,7 @@ public final class Repository: Sendable {
         let full = Repository.absolutePath(path)
         let parent = Repository.resolvingLinks(splitPath(full).dir)
         let real = parent + "/" + splitPath(full).name
-        let store = Repository.resolvingLinks(metaDirectory)
-        for candidate in [full, real, Repository.resolvingLinks(full)] where candidate == store || candidate.hasPrefix(store + "/")
-            || candidate == metaDirectory || candidate.hasPrefix(metaDirectory + "/") {
+        if isInsideStore(full) || isInsideStore(real) {
             throw RepoError.invalidArgument("\(option) \(path): the file would be inside the repository's own store (\(Repository.directoryName)); write it elsewhere")
         }
         // A repository's own entry anywhere (a linked working tree's `.mrepo` is a file naming
@@ -332,9 +337,7 @@ public final class Repository: Sendable {
     /// is the whole check, made before the command writes anything).
     public func writeFile(_ bytes: [UInt8], to path: String, permissions: mode_t = 0o644) throws {
         let full = Repository.absolutePath(path)
-        let store = Repository.resolvingLinks(metaDirectory)
-        let real = Repository.resolvingLinks(splitPath(full).dir) + "/" + splitPath(full).name
-        if real.hasPrefix(store + "/") || full.hasPrefix(metaDirectory + "/") {
+        if isInsideStore(Repository.resolvingLinks(splitPath(full).dir) + "/" + splitPath(full).name) || isInsideStore(full) {
             throw RepoError.invalidArgument("\(path): the file would be inside the repository's own store (\(Repository.directoryName)); write it elsewhere")
         }
         journal.note(directory: splitPath(full).dir)

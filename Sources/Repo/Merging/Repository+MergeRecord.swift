@@ -139,8 +139,7 @@ extension Repository {
                        "MREPO_MERGE_COMMITS": state.branches.map(\.commit.hex).joined(separator: " "),
                        "MREPO_MERGE_EXPERTS": experts.map(\.commit.hex).joined(separator: " "),
                        "MREPO_MESSAGE": state.message, "MREPO_BRANCH": head.branchName ?? ""]
-        let hookPath = metaDirectory + "/hooks/pre-merge-commit"
-        if FileManager.default.isExecutableFile(atPath: hookPath) {
+        if hookExists("pre-merge-commit") {
             // The gate sees the candidate as files, and the conflict report.
             // Temporary names: a crash leaves them to the next command's sweep.
             let candidate = TemporaryName.path(in: metaDirectory, name: "merge-candidate")

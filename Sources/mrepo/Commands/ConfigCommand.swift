@@ -52,7 +52,7 @@ struct ConfigCommand: ParsableCommand {
                 throw ValidationError("core.threads must be \(expected)")
             }
         case "core.fsync":
-            if !["true", "false", "1", "0", "yes", "no", "on", "off"].contains(value.lowercased()) {
+            if TuningVariables.fsyncWords[value.lowercased()] == nil {
                 throw ValidationError("core.fsync must be true or false (also 1/0, yes/no, on/off)")
             }
         case "merge.method":
